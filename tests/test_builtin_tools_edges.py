@@ -105,3 +105,33 @@ async def test_read_file_paths_that_name_no_file(tmp_path):
     for path in ("a\0b", "x" * 5000, "d/" * 3000 + "f"):
         result = await tool.call({"path": path})
         assert result.is_error and len(result.as_text()) < 600, result.as_text()[:300]
+
+
+def test_files_folder_must_be_a_folder_when_it_is_set(tmp_path):
+    """Before: a files_folder that does not exist (a typo) was taken silently, and every read_file failed as "No
+    file". A folder is checked when it is set (the settings API, the Python API) and refused naming the extension;
+    one stored earlier that is gone for now (an unmounted disk) is kept, not dropped from the file, and read_file
+    says the folder is not there."""
+    import json
+
+    from jan.core.exceptions import SettingsValidationError
+    from jan.core.settings import ExtensionSettings
+    from jan.extensions.tools.extension import BuiltinToolsSettings
+
+    settings = ExtensionSettings("tools", BuiltinToolsSettings, data_folder=tmp_path)
+    (tmp_path / "a-file").write_text("x")
+    for value, why in ((str(tmp_path / "typo"), "no such folder"), (str(tmp_path / "a-file"), "not a folder")):
+        with pytest.raises(SettingsValidationError, match=f"extension 'tools': invalid setting 'files_folder'.*{why}"):
+            settings.update({"files_folder": value})
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    settings.update({"files_folder": str(notes)})
+    notes.rmdir()  # the disk went away
+    again = ExtensionSettings("tools", BuiltinToolsSettings, data_folder=tmp_path)
+    assert again.get("files_folder") == str(notes) and again.problems == []
+    again.update({"fetch_enabled": True})  # another change keeps it
+    stored = json.loads((tmp_path / "settings" / "tools" / "settings.json").read_text())
+    assert stored == {"files_folder": str(notes), "fetch_enabled": True}
+    result = ReadFile(notes)._read("x.txt")
+    assert result.is_error and "allowed folder is not there" in result.parts[0].text and "no such folder" in \
+        result.parts[0].text

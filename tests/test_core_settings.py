@@ -59,14 +59,57 @@ def test_pydantic_schema_rejects_bad_values_naming_the_field(tmp_path, values, f
     assert settings.get("n_threads") == 4
 
 
-def test_pydantic_schema_accepts_good_values_and_coerces(tmp_path):
+def test_pydantic_schema_accepts_good_values(tmp_path):
     settings = ExtensionSettings("engine", EngineSettings, data_folder=tmp_path)
     assert settings.all() == {"n_threads": 4, "flash_attn": False, "cache_type": "f16", "devices": []}
-    changes = settings.update({"n_threads": "16", "cache_type": "q8_0"})
+    changes = settings.update({"n_threads": 16, "cache_type": "q8_0"})
     assert changes == {"cache_type": "q8_0", "n_threads": 16}
     assert settings["n_threads"] == 16 and settings.model.n_threads == 16
     assert json.loads(settings_path(tmp_path, "engine").read_text()) == {"n_threads": 16, "cache_type": "q8_0"}
     assert settings.user_values == {"n_threads": 16, "cache_type": "q8_0"}
+
+
+class TypedSettings(BaseModel):
+    flag: bool = False
+    count: int = 1
+    ratio: float = 0.5
+    name: str | None = None
+    tags: list[str] = []
+
+
+# Before: pydantic's lax mode took each of these as the declared type ("yes" -> True, "16" -> 16, 5 -> "5", 1 -> True)
+LOOSE = [("flag", "yes"), ("flag", "true"), ("flag", 1), ("flag", "on"), ("count", "16"), ("count", 2.0),
+         ("count", True), ("ratio", "0.5"), ("ratio", True), ("name", 5), ("name", False), ("tags", ["a", 3])]
+
+
+@pytest.mark.parametrize("key, value", LOOSE)
+def test_pydantic_settings_are_checked_strictly_by_their_declared_type(tmp_path, key, value):
+    settings = ExtensionSettings("typed", TypedSettings, data_folder=tmp_path)
+    with pytest.raises(SettingsValidationError) as info:
+        settings.update({key: value})
+    assert info.value.field.split(".")[0] == key
+    assert str(info.value).startswith(f"extension 'typed': invalid setting '{info.value.field}'")
+    assert not settings_path(tmp_path, "typed").exists()
+
+
+@pytest.mark.parametrize("key, value", LOOSE)
+def test_a_loosely_typed_value_in_the_settings_file_is_ignored_and_told(tmp_path, key, value):
+    path = settings_path(tmp_path, "typed")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({key: value, "count": 3} if key != "count" else {key: value}))
+    settings = ExtensionSettings("typed", TypedSettings, data_folder=tmp_path)
+    assert settings.get(key) == TypedSettings().model_dump()[key]
+    assert [p["field"] for p in settings.problems] == [key]
+
+
+def test_strict_settings_still_take_what_json_says_well(tmp_path):
+    """An int for a float field is a number (JSON has one kind); a Literal from its string; nested lists."""
+    settings = ExtensionSettings("typed", TypedSettings, data_folder=tmp_path)
+    settings.update({"flag": True, "count": 7, "ratio": 2, "name": "x", "tags": ["a"]})
+    assert settings.all() == {"flag": True, "count": 7, "ratio": 2.0, "name": "x", "tags": ["a"]}
+    engine = ExtensionSettings("engine", EngineSettings, data_folder=tmp_path)
+    engine.update({"cache_type": "q4_0"})
+    assert engine.model.cache_type == "q4_0"
 
 
 @pytest.mark.parametrize(
@@ -202,3 +245,31 @@ def test_settings_namespace_cannot_escape_the_data_folder(tmp_path):
 
     with pytest.raises(PathOutsideDataFolderError):
         ExtensionSettings("../../etc", None, data_folder=tmp_path)
+
+
+def test_strict_settings_take_python_values_of_the_declared_type(tmp_path):
+    """A Python caller may give a Path, an Enum member or a datetime for a field of that type (its JSON form is
+    checked); a value that has no JSON form is refused naming the setting."""
+    import datetime
+    import enum
+    from pathlib import Path
+
+    class Mode(str, enum.Enum):
+        fast = "fast"
+        slow = "slow"
+
+    class Typed(BaseModel):
+        where: Path = Path(".")
+        mode: Mode = Mode.fast
+        when: datetime.datetime | None = None
+        pair: tuple[int, int] = (1, 2)
+
+    settings = ExtensionSettings("py", Typed, data_folder=tmp_path)
+    settings.update({"where": Path("/x"), "mode": Mode.slow, "when": datetime.datetime(2024, 1, 2), "pair": (3, 4)})
+    assert settings.model.where == Path("/x") and settings.model.mode is Mode.slow and settings.model.pair == (3, 4)
+    assert json.loads(settings_path(tmp_path, "py").read_text()) == {
+        "where": "/x", "mode": "slow", "when": "2024-01-02T00:00:00", "pair": [3, 4]}
+    with pytest.raises(SettingsValidationError, match="extension 'py': invalid setting 'where'"):
+        settings.update({"where": object()})
+    with pytest.raises(SettingsValidationError, match="invalid setting 'pair.0'"):
+        settings.update({"pair": ["3", 4]})

@@ -47,8 +47,17 @@ async def test_a_tools_folder_under_an_unknown_user_keeps_the_tools(tmp_path):
     data = tmp_path / "data"
     with running(data) as srv:
         async with Client(srv.base_url) as api:
-            await api.ok("PATCH", "/v1/extensions/tools/settings", {"files_folder": f"{NO_USER}/notes"})
+            # no such folder (a folder read_file reads must be there when it is set): a 400 naming it, not a crash
+            status, body = await api.call("PATCH", "/v1/extensions/tools/settings",
+                                          {"files_folder": f"{NO_USER}/notes"})
+            assert status == 400 and body["error"]["param"] == "files_folder", body
+            assert f"no such folder: {NO_USER}/notes" in body["error"]["message"]
+            assert body["error"]["message"].startswith("extension 'tools': invalid setting 'files_folder'")
             names = {t["function"]["name"] for t in (await api.ok("GET", "/v1/tools"))["data"]}
-            assert {"current_time", "read_file"} <= names
+            assert "current_time" in names
+            # (the same kind: a boolean setting takes true/false only, not "yes")
+            status, body = await api.call("PATCH", "/v1/extensions/tools/settings", {"fetch_enabled": "yes"})
+            assert status == 400 and body["error"]["param"] == "fetch_enabled", body
+            assert "extension 'tools'" in body["error"]["message"]
             status, body = await api.call("PATCH", "/v1/extensions/tools/settings", {"files_folder": "a\0b"})
             assert status == 400 and body["error"]["param"] == "files_folder", body

@@ -31,6 +31,17 @@ def test_guarded_command_tells_a_folder_and_a_file_that_does_not_run(tmp_path):
     assert guarded_command(str(script), ["--x"], None, None)[1][-2:] == [str(script), "--x"]
 
 
+def test_a_cwd_that_is_no_folder_is_told_as_the_cwd(tmp_path):
+    """Before: a missing 'cwd' was taken silently and each start failed as "No such file or directory" of the
+    program (a folder the user can see, or a program that is there)."""
+    with pytest.raises(NotADirectoryError, match=r"'cwd' is no folder to start in \(no such folder: .*gone"):
+        guarded_command(sys.executable, [], None, str(tmp_path / "gone"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a regular file, not a folder"):
+        guarded_command(sys.executable, [], None, str(tmp_path / "file"))
+    assert guarded_command(sys.executable, [], None, str(tmp_path))  # made later: it starts
+
+
 async def test_the_api_says_why_such_a_server_did_not_start(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
@@ -73,3 +84,17 @@ def test_an_entry_that_can_never_start_is_invalid_in_the_file(tmp_path, entry, w
                                        encoding="utf-8")
     servers, problems = read_config(tmp_path)
     assert list(servers) == ["good"] and why in problems["bad"], problems
+
+
+@pytest.mark.parametrize("entry, field", [
+    ({"command": "echo", "disabled": "yes"}, "disabled"), ({"command": "echo", "disabled": 1}, "disabled"),
+    ({"command": "echo", "timeout": "30"}, "timeout"), ({"command": "echo", "args": [1]}, "args.0"),
+    ({"command": "echo", "env": {"A": 1}}, "env.A"), ({"url": "http://h/mcp", "headers": {"X": True}}, "headers.X")])
+def test_an_entry_value_of_another_type_is_invalid_not_converted(tmp_path, entry, field):
+    """Before: pydantic's lax mode took "yes" and 1 as true, "30" as 30 seconds, 1 as the argument "1"."""
+    from jan.extensions.mcp.config import read_config
+
+    (tmp_path / "mcp.json").write_text(json.dumps({"mcpServers": {"bad": entry, "good": {"command": "echo"}}}),
+                                       encoding="utf-8")
+    servers, problems = read_config(tmp_path)
+    assert list(servers) == ["good"] and f"server 'bad': {field!r}: " in problems["bad"], problems

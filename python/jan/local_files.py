@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["expand_home", "not_a_regular_file", "open_regular_file"]
+__all__ = ["expand_home", "folder_problem", "not_a_regular_file", "open_regular_file", "read_regular_file"]
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
           (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
@@ -20,6 +20,22 @@ def expand_home(path: str | os.PathLike[str]) -> Path:
     ``~`` without a known home) stays as written, where ``Path.expanduser`` raises ``RuntimeError`` (a traceback
     for a path the user typed, a tool provider lost for a setting)."""
     return Path(os.path.expanduser(os.fspath(path)))
+
+
+def folder_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` (``~`` expanded) is no folder to read from, in words ("no such folder: /x", "/x is a regular
+    file, not a folder"), or None for a folder (or a link to one). What a configured folder is checked with when it
+    is configured, so that a typo is told then, not taken silently and found out at each use."""
+    full = expand_home(path)
+    try:
+        mode = os.stat(full).st_mode
+    except FileNotFoundError:
+        return f"no such folder: {full}"
+    except (OSError, ValueError) as exc:
+        return f"{full}: {getattr(exc, 'strerror', None) or exc}"
+    if stat.S_ISDIR(mode):
+        return None
+    return f"{full} is {'a regular file' if stat.S_ISREG(mode) else _kind(mode)}, not a folder"
 
 
 def _kind(mode: int) -> str:
@@ -53,3 +69,11 @@ def open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def read_regular_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of ``path`` (:func:`open_regular_file`): what every read of a data-folder file uses, so that a named
+    pipe in a file's place is an error naming it, never a read that waits forever (holding a listing, a request, a
+    start-up)."""
+    with open_regular_file(path) as f:
+        return f.read()

@@ -530,7 +530,9 @@ def write_output_file(target: Path, write: Callable[[Callable[[bytes], Any]], No
             with open(target, "wb") as out:
                 write(out.write)
             return
-        # a symbolic link is written through, as `>` does, not replaced by a file of its own name
+        # a symbolic link is written through, as `>` does, not replaced by a file of its own name (atomic_writer
+        # does so itself; the link's target is named here so that a dangling link makes its target, as `>` does,
+        # where a data-folder file's dangling link is an error)
         with atomic_writer(Path(os.path.realpath(target)) if os.path.islink(target) else target,
                            new_mode=_new_file_mode()) as out:
             write(out.write)

@@ -78,7 +78,10 @@ def _row(f: dict[str, Any]) -> list[Any]:
 @connection_options
 def list_files(purpose: str | None, as_json: bool, conn) -> None:
     """List the uploaded files, newest first."""
+    from jan.cli.common import warn_problems
+
     client = conn.server()
+    problems: list[dict[str, Any]] = []
     if client is not None:
         from urllib.parse import urlencode
 
@@ -88,6 +91,7 @@ def list_files(purpose: str | None, as_json: bool, conn) -> None:
             query = {k: v for k, v in (("purpose", purpose), ("after", after)) if v}
             page = client.get("/v1/files" + (f"?{urlencode(query)}" if query else "")) or {}
             data += page.get("data") or []
+            problems = page.get("problems") or problems
             if not page.get("has_more") or not page.get("data"):
                 break
             after = page["data"][-1]["id"]
@@ -99,9 +103,8 @@ def list_files(purpose: str | None, as_json: bool, conn) -> None:
             data = store.list(purpose=purpose).data
         except StoreError as exc:
             raise CLIError(str(exc)) from None
-        from jan.cli.common import warn_problems
-
-        warn_problems([p.to_dict() for p in store.problems.snapshot()])  # a damaged file.json: why a file is missing
+        problems = [p.to_dict() for p in store.problems.snapshot()]
+    warn_problems(problems)  # a damaged file.json: why a file is missing (told the same from a server)
     if as_json:
         print_json(data)
         return

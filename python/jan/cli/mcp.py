@@ -14,7 +14,7 @@ import os
 import click
 
 from jan.cli.common import (CLIError, RemoveAliasGroup, connection_options, did_you_mean, json_option, print_json,
-                            print_table)
+                            print_table, warn)
 from jan.extensions.mcp.config import MAX_TOOL_TIMEOUT_S
 
 
@@ -45,27 +45,44 @@ def list_servers(as_json: bool, conn) -> None:
     """Configured MCP servers: transport, command or URL, state and tool count."""
     client = conn.server()
     if client is not None:
-        servers = client.get("/v1/mcp/servers").get("data", [])
+        body = client.get("/v1/mcp/servers")
+        servers = list(body.get("data") or [])
+        invalid = {i.get("name"): i.get("error") for i in body.get("invalid") or [] if isinstance(i, dict)}
+        file_error = body.get("file_error")
+        if "invalid" not in body and "file_error" not in body:  # a jan from before these fields: what it tells
+            file_error = body.get("config_error")
     else:
         from jan.extensions.mcp import McpConfigError
         from jan.extensions.mcp.config import read_config
 
+        servers, invalid, file_error = [], {}, None
         try:
-            configs, problems = read_config(conn.local_folder)
+            configs, invalid = read_config(conn.local_folder)
         except McpConfigError as exc:
-            raise CLIError(str(exc)) from None
-        servers = [{"name": n, "transport": c.transport, "target": c.target, "enabled": not c.disabled,
-                    "state": "disabled" if c.disabled else "stopped", "tools": []} for n, c in configs.items()]
-        # an invalid entry is shown as such, never hiding the others (a host runs them)
-        servers += [{"name": n, "transport": "", "target": "", "enabled": False, "state": "invalid", "error": why,
-                     "tools": []} for n, why in problems.items()]
+            file_error = str(exc)
+        else:
+            servers = [{"name": n, "transport": c.transport, "target": c.target, "enabled": not c.disabled,
+                        "state": "disabled" if c.disabled else "stopped", "tools": []} for n, c in configs.items()]
+    _show_servers(servers, invalid, file_error, as_json)
+
+
+def _show_servers(servers: list[dict], invalid: dict[str, str], file_error: str | None, as_json: bool) -> None:
+    """What `jan mcp list` prints, from a server's listing or from mcp.json alike: each server, then each invalid
+    entry as such (``state`` "invalid" and its ``error``: it never hides the others); a file that cannot be read is
+    an error when nothing is known, else a warning under what is (a server keeps the servers it read before)."""
+    servers = [*servers, *({"name": n, "transport": "", "target": "", "enabled": False, "state": "invalid",
+                            "error": why, "tools": []} for n, why in invalid.items())]
+    if file_error and not servers:
+        raise CLIError(file_error)
     if as_json:
         print_json(servers)
-        return
-    rows = [[s["name"], s["transport"], s["target"], "yes" if s.get("enabled") else "no",
-             s.get("state", "") + (f": {s['error']}" if s.get("error") else ""), len(s.get("tools") or [])]
-            for s in servers]
-    print_table(["NAME", "TRANSPORT", "COMMAND / URL", "ENABLED", "STATE", "TOOLS"], rows)
+    else:
+        rows = [[s.get("name", ""), s.get("transport", ""), s.get("target", ""), "yes" if s.get("enabled") else "no",
+                 s.get("state", "") + (f": {s['error']}" if s.get("error") else ""), len(s.get("tools") or [])]
+                for s in servers]
+        print_table(["NAME", "TRANSPORT", "COMMAND / URL", "ENABLED", "STATE", "TOOLS"], rows)
+    if file_error:
+        warn(f"{file_error} (the servers listed are those read from it before)")
 
 
 @mcp.command("add", context_settings={"ignore_unknown_options": True})

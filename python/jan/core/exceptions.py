@@ -11,6 +11,7 @@ __all__ = [
     "ExtensionError",
     "ExtensionLoadingError",
     "ExtensionNotFoundError",
+    "LockTimeoutError",
     "NotFoundError",
     "PathOutsideDataFolderError",
     "SettingsSchemaError",
@@ -91,6 +92,10 @@ class NotFoundError(JanError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else "not found"
+
+
+class LockTimeoutError(JanError, TimeoutError):
+    """Waiting for a data-folder file's lock (another thread or process is writing it) took too long."""
 
 
 class PathOutsideDataFolderError(JanError, ValueError):

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from jan.json_text import loads_json
+from jan.local_files import read_regular_file
 
 from .exceptions import PathOutsideDataFolderError
 from .interfaces.modules import _MISSING, FileSystem
@@ -24,6 +27,9 @@ __all__ = [
     "atomic_write_text",
     "atomic_writer",
     "fsync_dir",
+    "LinkTargetError",
+    "lock_key",
+    "write_target",
     "loads_json",
     "set_aside",
     "temp_prefix",
@@ -78,6 +84,49 @@ def _discard(tmp: str) -> None:
         pass
 
 
+class LinkTargetError(OSError):
+    """A file to be written is a symbolic link whose target cannot take the write: it does not exist (a dangling
+    link) or is no regular file (a folder, a device, a pipe). Its ``strerror`` says which, ``filename`` is the link.
+    An ``OSError`` (``ENOENT``, ``EISDIR`` or ``EINVAL``), so every caller that tells a disk's refusal tells this."""
+
+
+def write_target(path: str | os.PathLike[str]) -> Path:
+    """The file a write of ``path`` must replace: ``path`` itself, or, for a symbolic link, the regular file it
+    finally points at. A user who linked a file into the data folder (a model.json, mcp.json or settings.json kept
+    in a dotfiles folder) keeps the link: replacing it with a file of its own name lost it, and the user's edits
+    of the real file went nowhere from then on. :class:`LinkTargetError` for a dangling link or a link to what is no
+    regular file (creating or clobbering it would be a guess); a link loop is the system's ``ELOOP``."""
+    target = Path(path)
+    if not os.path.islink(target):
+        return target
+    real = Path(os.path.realpath(target))
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        raise LinkTargetError(errno.ENOENT, f"it is a symbolic link to {real}, which does not exist (restore "
+                                            "that file, or remove the link)", os.fspath(path)) from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "no regular file"
+        raise LinkTargetError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL,
+                              f"it is a symbolic link to {real}, which is {kind}", os.fspath(path))
+    return real
+
+
+def lock_key(root: Path, path: Path) -> str:
+    """The lock key of a file of the data folder at ``root`` (resolved): its path relative to the folder. A file
+    that is a symbolic link is keyed by the file it points at, which is what a write replaces
+    (:func:`jan.core.fs.write_target`): two names of one file (two links, or a link and the file) take one lock.
+    Every writer of a data-folder file keys its lock so (the stores, extension settings)."""
+    if os.path.islink(path):
+        path = Path(os.path.realpath(path))
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        # A collection reached through a symlink lives elsewhere; its absolute
+        # path is just as stable a key.
+        return path.as_posix()
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike[str], *, new_mode: int | None = None) -> Iterator[BinaryIO]:
     """A binary file whose bytes replace ``path`` when the block ends without an exception, durably.
@@ -88,8 +137,11 @@ def atomic_writer(path: str | os.PathLike[str], *, new_mode: int | None = None) 
     target keeps its previous content and the temporary file is removed. The
     result keeps the permissions of the file it replaces; a new file gets
     ``new_mode``, or mkstemp's 0600 (which suits private conversations).
+
+    A symbolic link is written through (:func:`write_target`): the temporary file goes beside its final target,
+    which it replaces, and the link stays.
     """
-    target = Path(path)
+    target = write_target(path)
     # Hidden and suffixed so listings skip it if a crash leaves it behind.
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=TEMP_SUFFIX, dir=target.parent)
     try:
@@ -184,7 +236,8 @@ class LocalFileSystem(FileSystem):
         return self.resolve(path).exists()
 
     def read_text(self, path: str | os.PathLike[str]) -> str:
-        return self.resolve(path).read_text(encoding="utf-8")
+        # (a named pipe in a file's place is an error, not a read that waits forever)
+        return read_regular_file(self.resolve(path)).decode("utf-8")
 
     def write_text(self, path: str | os.PathLike[str], text: str) -> None:
         atomic_write_text(self.resolve(path), text)

@@ -31,11 +31,12 @@ import contextvars
 import inspect
 import itertools
 import logging
+import os
 import re
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, Iterator, TypeVar
 
 from .bounded import HookTimeoutError, call_bounded, wait_bounded
 from .dependencies import dependency_order
@@ -319,6 +320,39 @@ class ExtensionManager:
         if self._config_loaded:
             return
         self._config_loaded = True
+        self._config = self._read_config()
+
+    @contextmanager
+    def _config_lock(self) -> Iterator[None]:
+        """Hold extensions.json's lock (another process's, a `jan extensions --local` beside a server, is excluded);
+        none where it cannot be made (a read-only folder, where the write fails on its own)."""
+        import filelock
+
+        try:
+            lock = filelock.FileLock(os.path.realpath(self.fs.resolve(STATE_FILE)) + ".lock", timeout=30)
+            lock.acquire()
+        except filelock.Timeout:  # (an OSError too: held elsewhere is no read-only folder)
+            raise
+        except (OSError, AttributeError, TypeError):  # (a FileSystem with no local path has no file to lock)
+            yield
+            return
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _update_config(self, change: Callable[[dict[str, Any]], bool | None]) -> None:
+        """Apply ``change`` to extensions.json as it is on disk now, under its lock, and save it (unless ``change``
+        returns False). Written from this process's copy, a change another process made since it was read (the
+        CLI disabling an extension beside a running server) was lost at this one's next change."""
+        with self._config_lock():
+            fresh = self._read_config()
+            if change(fresh) is False:
+                return
+            self._config = fresh
+            self._save_config()
+
+    def _read_config(self) -> dict[str, Any]:
         try:
             data = self.fs.read_json(STATE_FILE, default=None)
         except ValueError as exc:
@@ -334,32 +368,36 @@ class ExtensionManager:
         data["extensions"] = {k: dict(v) for k, v in (data.get("extensions") or {}).items() if isinstance(v, dict)}
         prefs = data.get("preferred")
         data["preferred"] = dict(prefs) if isinstance(prefs, dict) else {}
-        self._config = data
+        return data
 
     def _save_config(self) -> None:
         self.fs.write_json(STATE_FILE, self._config)
 
     def _sync_config(self) -> None:
         """Add newly discovered extensions to extensions.json (enabled by default)."""
-        changed = not self.fs.exists(STATE_FILE)
-        exts = self._config["extensions"]
-        for name, entry in self._entries.items():
-            if entry.broken:
-                continue
-            assert entry.instance is not None
-            item = exts.get(name)
-            if item is None:
-                exts[name] = {"enabled": bool(entry.instance.enabled_by_default)}
-                changed = True
-                item = exts[name]
-            if entry.instance.version and item.get("version") != entry.instance.version:
-                item["version"] = entry.instance.version
-                changed = True
-        if changed:
-            try:
-                self._save_config()
-            except OSError as exc:  # a read-only data folder must not stop jan
-                logger.warning("could not write %s: %s", STATE_FILE, exc)
+        def add(config: dict[str, Any]) -> bool:
+            changed = not self.fs.exists(STATE_FILE)
+            exts = config["extensions"]
+            for name, entry in self._entries.items():
+                if entry.broken:
+                    continue
+                assert entry.instance is not None
+                item = exts.get(name)
+                if item is None:
+                    exts[name] = {"enabled": bool(entry.instance.enabled_by_default)}
+                    changed = True
+                    item = exts[name]
+                if entry.instance.version and item.get("version") != entry.instance.version:
+                    item["version"] = entry.instance.version
+                    changed = True
+            return changed
+
+        if not add(self._config):
+            return
+        try:
+            self._update_config(add)
+        except OSError as exc:  # a read-only data folder must not stop jan
+            logger.warning("could not write %s: %s", STATE_FILE, exc)
 
     def _is_enabled(self, entry: _Entry) -> bool:
         item = self._config.get("extensions", {}).get(entry.name)
@@ -368,8 +406,7 @@ class ExtensionManager:
         return bool(entry.instance.enabled_by_default) if entry.instance is not None else True
 
     def _set_enabled(self, name: str, enabled: bool) -> None:
-        self._config["extensions"].setdefault(name, {})["enabled"] = enabled
-        self._save_config()
+        self._update_config(lambda config: config["extensions"].setdefault(name, {}).update(enabled=enabled))
 
     # lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -952,10 +989,14 @@ class ExtensionManager:
         self.discover()
         if name is not None:
             self._entry(name)
-            self._config["preferred"][type_name] = name
-        else:
-            self._config["preferred"].pop(type_name, None)
-        self._save_config()
+
+        def choose(config: dict[str, Any]) -> None:
+            if name is not None:
+                config["preferred"][type_name] = name
+            else:
+                config["preferred"].pop(type_name, None)
+
+        self._update_config(choose)
 
     def _contexts(self) -> list[ExtensionContext]:
         return [self._entries[n].ctx for n in self._load_order if self._entries[n].ctx is not None]  # type: ignore[misc]

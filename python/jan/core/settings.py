@@ -9,18 +9,31 @@ extension's ``settings_schema``, which is either
   ``default``); see :mod:`jan.core._jsonschema` for the keywords checked, or
 * ``None``: any JSON object is accepted.
 
+A pydantic validator that checks the world rather than the value (a folder
+that must exist) checks only the values being set: ``info.context["given"]``
+holds their keys (:data:`GIVEN`). A stored value whose folder is gone for now
+(an unmounted disk) is kept, and its use says what is wrong; dropped, it would
+be lost from the file at the next change of another setting.
+
 Unknown keys are rejected unless a JSON schema sets ``additionalProperties``.
-Bad values raise :class:`~jan.core.SettingsValidationError` naming the field,
+Values are checked strictly by their declared type, as JSON: ``"yes"`` is no
+boolean, ``"16"`` no integer, ``5`` no string (pydantic's strict mode on the
+values' JSON; the JSON schema check never converted). Settings are JSON
+everywhere they come from (the settings file, the HTTP API), and a value
+converted by a guess is a setting the user did not mean. Bad values raise
+:class:`~jan.core.SettingsValidationError` naming the extension and the field,
 and nothing is written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import inspect
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -30,9 +43,21 @@ from .exceptions import PathOutsideDataFolderError, SettingsSchemaError, Setting
 from .fs import LocalFileSystem, set_aside
 from .interfaces.modules import EventBus, FileSystem, SettingsStore, Unsubscribe
 
-__all__ = ["ExtensionSettings", "JsonSettingsStore", "SettingsCallback", "is_pydantic_model"]
+__all__ = ["GIVEN", "ExtensionSettings", "JsonSettingsStore", "SettingsCallback", "given_now", "is_pydantic_model"]
 
 logger = logging.getLogger("jan.core.settings")
+
+#: The key of pydantic's validation context holding the keys of the values being set now (a frozenset; empty when
+#: stored values are read back).
+GIVEN = "given"
+
+
+def given_now(info: Any) -> bool:
+    """Whether the field a pydantic validator is checking (``info``: its ``ValidationInfo``) is being set now, not read
+    back from the settings file: where a check of the world (a folder exists) belongs."""
+    context = getattr(info, "context", None)
+    return isinstance(context, dict) and getattr(info, "field_name", None) in context.get(GIVEN, ())
+
 
 #: ``callback(changes)`` with ``{key: new value}`` of the keys whose value changed.
 SettingsCallback = Callable[[dict[str, Any]], Any]
@@ -54,6 +79,7 @@ class JsonSettingsStore(SettingsStore):
 
     def __init__(self, data_folder: str | Path | FileSystem):
         self.fs = data_folder if isinstance(data_folder, FileSystem) else LocalFileSystem(data_folder)
+        self._locks: Any = None  # the data folder's LockManager, made at the first write
 
     def _rel(self, namespace: str) -> str:
         return f"settings/{namespace}/settings.json"
@@ -77,6 +103,19 @@ class JsonSettingsStore(SettingsStore):
     def write(self, namespace: str, values: dict[str, Any]) -> None:
         self.fs.write_json(self._rel(namespace), values)
 
+    def lock(self, namespace: str) -> contextlib.AbstractContextManager[None]:
+        """The data folder's lock of this settings file, the one :class:`jan.store.DataFolder`'s settings store
+        takes for it too: a server and another process (a script on the same folder) exclude each other."""
+        if not isinstance(self.fs, LocalFileSystem):
+            return contextlib.nullcontext()
+        from .fs import lock_key
+        from .locks import LOCK_DIR_NAME, LockManager
+
+        if self._locks is None:
+            self._locks = LockManager(self.fs.root / LOCK_DIR_NAME)
+        path = self.fs.resolve(self._rel(namespace))  # its folder resolved, as the store's path() has it
+        return self._locks.hold(lock_key(self.fs.root, Path(os.path.realpath(path.parent)) / path.name))
+
     def set_aside(self, namespace: str) -> Path | None:
         """Rename an unreadable settings file out of the way (kept for the user to inspect)."""
         return set_aside(self.fs.resolve(self._rel(namespace)))
@@ -84,6 +123,9 @@ class JsonSettingsStore(SettingsStore):
 
 # -- schema adapters ----------------------------------------------------------
 class _AnySchema:
+    #: the extension whose settings these are (named by every error), set by :func:`_adapt`
+    namespace = ""
+
     def __init__(self) -> None:
         self.source = None
 
@@ -93,7 +135,7 @@ class _AnySchema:
     def json_schema(self) -> dict[str, Any] | None:
         return None
 
-    def validate(self, overrides: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    def validate(self, overrides: dict[str, Any], given: frozenset[str] = frozenset()) -> tuple[dict[str, Any], Any]:
         errors = []
         for key, value in overrides.items():
             try:
@@ -101,7 +143,7 @@ class _AnySchema:
             except (TypeError, ValueError):
                 errors.append({"field": key, "message": f"is not JSON-serializable ({type(value).__name__})"})
         if errors:
-            raise _error(errors)
+            raise _error(errors, self.namespace)
         return copy.deepcopy(overrides), None
 
 
@@ -127,14 +169,14 @@ class _JsonSchema(_AnySchema):
     def json_schema(self) -> dict[str, Any]:
         return copy.deepcopy(self.source)
 
-    def validate(self, overrides: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    def validate(self, overrides: dict[str, Any], given: frozenset[str] = frozenset()) -> tuple[dict[str, Any], Any]:
         merged = {**self.defaults(), **copy.deepcopy(overrides)}
         schema = self.source
         if self.props and "additionalProperties" not in schema:
             schema = {**schema, "additionalProperties": False}
         problems = _validate_json(merged, schema)
         if problems:
-            raise _error([{"field": f or "(settings)", "message": m} for f, m in problems])
+            raise _error([{"field": f or "(settings)", "message": m} for f, m in problems], self.namespace)
         return merged, None
 
 
@@ -162,20 +204,34 @@ class _PydanticSchema(_AnySchema):
     def json_schema(self) -> dict[str, Any]:
         return self.model.model_json_schema()
 
-    def validate(self, overrides: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    def validate(self, overrides: dict[str, Any], given: frozenset[str] = frozenset()) -> tuple[dict[str, Any], Any]:
         from pydantic import ValidationError
 
         unknown = [k for k in overrides if k not in self.keys]
         if unknown and self.model.model_config.get("extra") != "allow":
-            raise _error([{"field": k, "message": "is not a known setting"} for k in unknown])
+            raise _error([{"field": k, "message": "is not a known setting"} for k in unknown], self.namespace)
+        from pydantic_core import PydanticSerializationError, to_jsonable_python
+
         try:
-            instance = self.model.model_validate(overrides)
+            # a value a Python caller gives as its declared type (a Path, an Enum member, a datetime) in its JSON form
+            text = json.dumps(to_jsonable_python(overrides), allow_nan=False)
+        except (TypeError, ValueError, PydanticSerializationError):
+            raise _error([{"field": k, "message": f"is not a JSON value ({type(v).__name__})"}
+                          for k, v in overrides.items() if not _is_json(v)] or
+                         [{"field": "(settings)", "message": "is not JSON"}], self.namespace) from None
+        try:
+            # Strict, and from JSON: a boolean is true/false (not "yes", 1 or "on"), a number is a number (not
+            # "16"), a string is a string (not 5); what JSON has no type for (an enum, a path, a date) is read
+            # from its string as usual. Lax mode guessed, and stored the guess.
+            instance = self.model.model_validate_json(text, strict=True, 
+                                                       context={GIVEN: frozenset(self.keys.get(k, k) for k in given)})
         except ValidationError as exc:
             raise _error(
                 [
                     {"field": ".".join(str(p) for p in e.get("loc", ())) or "(settings)", "message": e.get("msg", "")}
                     for e in exc.errors()
-                ]
+                ],
+                self.namespace,
             ) from None
         return instance.model_dump(mode="json", by_alias=self.by_alias), instance
 
@@ -183,19 +239,31 @@ class _PydanticSchema(_AnySchema):
 def _adapt(schema: Any, namespace: str) -> _AnySchema:
     """The schema's adapter; raises :class:`SettingsSchemaError` naming the extension (``namespace``) for a schema
     that is none, or one no value could be checked against."""
+    adapter: _AnySchema
     try:
         if schema is None:
-            return _AnySchema()
-        if isinstance(schema, dict):
-            return _JsonSchema(schema)
-        if is_pydantic_model(schema):
-            return _PydanticSchema(schema)
-        raise SettingsSchemaError(f"it must be a pydantic model class, a JSON schema dict or None, not {schema!r}")
+            adapter = _AnySchema()
+        elif isinstance(schema, dict):
+            adapter = _JsonSchema(schema)
+        elif is_pydantic_model(schema):
+            adapter = _PydanticSchema(schema)
+        else:
+            raise SettingsSchemaError(f"it must be a pydantic model class, a JSON schema dict or None, not {schema!r}")
     except SettingsSchemaError as exc:
         raise SettingsSchemaError(f"extension {namespace!r} has an invalid settings schema: {exc}") from None
+    adapter.namespace = namespace
+    return adapter
 
 
-def _require_strict_json(values: Mapping[str, Any]) -> None:
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _require_strict_json(values: Mapping[str, Any], namespace: str) -> None:
     """Settings are stored as JSON: ``NaN``/``Infinity`` (which JSON has no words for) are refused by name."""
     errors = []
     for key, value in values.items():
@@ -204,14 +272,17 @@ def _require_strict_json(values: Mapping[str, Any]) -> None:
         except ValueError:
             errors.append({"field": key, "message": "must be a finite number (NaN and Infinity are not JSON)"})
     if errors:
-        raise _error(errors)
+        raise _error(errors, namespace)
 
 
-def _error(errors: list[dict[str, Any]]) -> SettingsValidationError:
+def _error(errors: list[dict[str, Any]], namespace: str = "") -> SettingsValidationError:
+    """The error of ``errors``, its message naming the extension (``namespace``) and the first setting at fault:
+    the same words from the settings API, a settings file's problems and the log."""
     first = errors[0]
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    whose = f"extension {namespace!r}: " if namespace else ""
     return SettingsValidationError(
-        f"invalid setting {first['field']!r}: {first['message']}{more}", field=first["field"], errors=errors
+        f"{whose}invalid setting {first['field']!r}: {first['message']}{more}", field=first["field"], errors=errors
     )
 
 
@@ -254,6 +325,8 @@ class ExtensionSettings:
         #: logged only, a user who hand-edited the file saw their values silently gone.
         self._file_problems: list[dict[str, Any]] = []
         self._ignored: list[dict[str, Any]] = []
+        #: why the stored file could not be read (it is there: a write would replace values never seen), or None
+        self._unreadable: OSError | None = None
         self.reload()
 
     def __repr__(self) -> str:
@@ -320,8 +393,8 @@ class ExtensionSettings:
     # writing -------------------------------------------------------------------
     def validate(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The effective values if ``values`` were set on top of the current ones; raises if invalid. Writes nothing."""
-        _require_strict_json(values)
-        effective, _ = self._schema.validate({**self._overrides, **dict(values)})
+        _require_strict_json(values, self.namespace)
+        effective, _ = self._schema.validate({**self._overrides, **dict(values)}, frozenset(values))
         return effective
 
     def set(self, key: str, value: Any) -> dict[str, Any]:
@@ -332,18 +405,22 @@ class ExtensionSettings:
         """Validate and store several values at once (all or none); return ``{key: new}`` of what changed."""
         if not isinstance(values, Mapping):
             raise TypeError("settings values must be a mapping")
-        _require_strict_json(values)
-        candidate = {**self._overrides, **copy.deepcopy(dict(values))}
-        effective, model = self._schema.validate(candidate)
-        # Store what validation made of the values (coerced by pydantic).
-        stored = {k: copy.deepcopy(effective.get(k, candidate[k])) for k in candidate}
-        return self._commit(stored, effective, model)
+        _require_strict_json(values, self.namespace)
+        with self._lock():
+            previous = self._fresh()
+            candidate = {**self._overrides, **copy.deepcopy(dict(values))}
+            effective, model = self._schema.validate(candidate, frozenset(values))
+            # Store what validation made of the values (pydantic's form of them: an int given a float field is 2.0).
+            stored = {k: copy.deepcopy(effective.get(k, candidate[k])) for k in candidate}
+            return self._commit(stored, effective, model, previous)
 
     def reset(self, *keys: str) -> dict[str, Any]:
         """Forget the user's values of ``keys`` (every key if none), back to defaults; returns what changed."""
-        remaining = {} if not keys else {k: v for k, v in self._overrides.items() if k not in keys}
-        effective, model = self._schema.validate(remaining)
-        return self._commit(remaining, effective, model)
+        with self._lock():
+            previous = self._fresh()
+            remaining = {} if not keys else {k: v for k, v in self._overrides.items() if k not in keys}
+            effective, model = self._schema.validate(remaining)
+            return self._commit(remaining, effective, model, previous)
 
     def reload(self) -> None:
         """Re-read the stored values; unreadable files and invalid values are set aside/dropped with a warning."""
@@ -351,6 +428,16 @@ class ExtensionSettings:
             stored = self._store.read(self.namespace)
         except PathOutsideDataFolderError:
             raise
+        except OSError as exc:
+            # There but unreadable (a folder in its place, no permission, an I/O error): defaults, told as a problem
+            # of the file, and left where it is (it may be whole: not set aside as damaged). The extension loads; a
+            # change is refused by the write, naming the file. (It failed the extension's load with a traceback.)
+            self._unreadable = exc
+            why = f"{exc.filename or self._store_location()}: {exc.strerror or exc}"
+            logger.warning("settings of %s cannot be read, using defaults: %s", self.namespace, why)
+            self._file_problems = [{"field": None,
+                                    "message": f"the stored settings cannot be read ({why}); defaults are used"}]
+            stored = {}
         except ValueError as exc:
             logger.warning("settings of %s are unreadable, using defaults: %s", self.namespace, exc)
             message = f"the stored settings are unreadable ({exc}); defaults are used"
@@ -364,7 +451,30 @@ class ExtensionSettings:
             stored = {}
         else:
             self._file_problems = []
+            self._unreadable = None
         self._load(stored)
+
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
+        lock = getattr(self._store, "lock", None)  # (a store written before SettingsStore.lock has none)
+        return lock(self.namespace) if callable(lock) else contextlib.nullcontext()
+
+    def _fresh(self) -> dict[str, Any]:
+        """Read the stored values again before a change (the caller holds the store's lock) and return the effective
+        values from before: a change is made to the file as it is now, so a value another process (or a hand edit)
+        stored since this one read it is kept, not written over from this copy, and its change is told with this
+        one. Refuses a change while the file cannot be read: written, it would replace values nobody has seen (a
+        file without read permission in a writable folder)."""
+        previous = self._values
+        self.reload()
+        if self._unreadable is not None:
+            exc = self._unreadable
+            raise type(exc)(exc.errno, f"{exc.strerror or exc}: the settings of {self.namespace!r} cannot be read, "
+                                       "so they are not changed", exc.filename)
+        return previous
+
+    def _store_location(self) -> str:
+        location = getattr(self._store, "location", None)
+        return location(self.namespace) if callable(location) else self.namespace
 
     def set_schema(self, schema: Any) -> None:
         """Replace the schema (e.g. with choices known only at load time) and revalidate the stored values."""
@@ -422,9 +532,9 @@ class ExtensionSettings:
         self._values = effective
         self._model = model
 
-    def _commit(self, stored: dict[str, Any], effective: dict[str, Any], model: Any) -> dict[str, Any]:
+    def _commit(self, stored: dict[str, Any], effective: dict[str, Any], model: Any,
+                previous: dict[str, Any]) -> dict[str, Any]:
         self._store.write(self.namespace, stored)
-        previous = self._values
         self._overrides, self._values, self._model, self._error = stored, effective, model, None
         self._file_problems, self._ignored = [], []  # the file now holds exactly the valid values
         keys = set(previous) | set(effective)

@@ -190,7 +190,8 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any
 def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
     """Map any exception to the error a client should see (an unexpected one is logged unless ``log_internal``
     is false: the caller logs it, e.g. naming the extension at fault)."""
-    from jan.store.errors import AlreadyExistsError, InvalidIdError, LockTimeoutError, NotFoundError as StoreNotFound
+    from jan.store.errors import AlreadyExistsError, InvalidIdError, NotFoundError as StoreNotFound
+    from jan.core.exceptions import LockTimeoutError  # (the store's is a subclass; extension settings raise this)
     from jan.core.exceptions import (ExtensionCallError, ExtensionNotFoundError, NotFoundError as CoreNotFound,
                                      SettingsValidationError)
     from jan.services.errors import ServiceUnavailableError
@@ -289,9 +290,19 @@ def storage_error(exc: BaseException) -> APIError | None:
     Insufficient Storage for a full disk or quota, 500 ``data_folder_unwritable`` for a read-only or forbidden one,
     500 ``data_folder_unreadable`` for a path that cannot be read (a folder where a file should be, an I/O error).
     Every store write is atomic, so the message can say that what was there is kept."""
+    from jan.core.fs import LinkTargetError
+
     while exc is not None and not isinstance(exc, OSError):  # (wrapped: raise ... from an OSError)
         exc = exc.__cause__
-    if not isinstance(exc, OSError) or exc.errno not in _FULL | _READ_ONLY | _DENIED | _UNREADABLE:
+    if isinstance(exc, LinkTargetError):  # a file of the data folder linked to nothing, or to a folder
+        return APIError(500, f"A file of the data folder cannot be written ({exc.filename}: {exc.strerror}): nothing "
+                             "was saved and what was stored is intact", type="server_error",
+                        code="data_folder_unwritable")
+    if not isinstance(exc, OSError):
+        return None
+    # a named pipe or a device where a file of the data folder should be (jan.local_files.open_regular_file names it)
+    odd = exc.errno == errno.EINVAL and isinstance(exc.filename, str) and "not a regular file" in str(exc.strerror)
+    if exc.errno not in _FULL | _READ_ONLY | _DENIED | _UNREADABLE and not odd:
         return None
     filename = exc.filename if isinstance(exc.filename, str) and exc.filename else None
     where = f" in {os.path.dirname(filename)}" if filename else ""

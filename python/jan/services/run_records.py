@@ -46,6 +46,7 @@ from jan.core.fs import atomic_write_bytes, loads_json, set_aside
 from jan.services.run_steps import interrupted_steps
 from jan.store.context import LOCK_DIR_NAME
 from jan.store.leases import LEASE_DIR_NAME, Leases
+from jan.local_files import read_regular_file
 
 __all__ = ["RUN_ID_RE", "ask_cancel", "cancel_marker_path", "cancels_asked", "claim_lock_path", "clear_cancel",
            "held_elsewhere", "interrupt_if_orphaned", "list_records", "load_record", "mark_interrupted", "needs_attention", "read_record_file",
@@ -284,7 +285,7 @@ def read_record_file(path: Path) -> dict[str, Any] | None:
     one is set aside as ``<run_id>.json.corrupt-<n>`` (kept for the user, no longer read: the house rule for every
     file of the data folder), and logged once, rather than logged on every read of its thread."""
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -296,7 +297,7 @@ def read_record_file(path: Path) -> dict[str, Any] | None:
     # Records are replaced atomically, so damage read once is damage; read again just before moving the file, so a
     # record a running process rewrote meanwhile is read, not set aside.
     try:
-        record, error = _parse(path.read_bytes(), path)
+        record, error = _parse(read_regular_file(path), path)
     except OSError:
         return None
     if error is None:

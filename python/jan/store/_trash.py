@@ -103,10 +103,33 @@ def sweep_temp_files(root: Path, *, depth: int = WRITE_DEPTH) -> list[Path]:
                 if level + 1 < depth and not entry.name.startswith("."):
                     folders.append((Path(entry.path), level + 1))
             elif entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX) and _stale(entry, now):
-                try:
-                    os.unlink(entry.path)
-                except OSError:
-                    continue
-                logger.info("data folder: removed %s, left by an interrupted write", entry.path)
-                removed.append(Path(entry.path))
+                _remove_temp(entry, removed)
+            elif entry.is_symlink():
+                _sweep_beside_target(entry.path, now, removed)
     return removed
+
+
+def _remove_temp(entry: os.DirEntry, removed: list[Path]) -> None:
+    try:
+        os.unlink(entry.path)
+    except OSError:
+        return
+    logger.info("data folder: removed %s, left by an interrupted write", entry.path)
+    removed.append(Path(entry.path))
+
+
+def _sweep_beside_target(link: str, now: float, removed: list[Path]) -> None:
+    """A file of the data folder that is a symbolic link is written beside its target
+    (:func:`jan.core.fs.write_target`): the temporary files a kill left there, which are that target's own
+    (``.<target name>.p<pid>.*.tmp`` of a dead writer), are swept too, wherever the target is."""
+    try:
+        target = Path(os.path.realpath(link))
+        if not target.is_file():
+            return
+        prefix = f".{target.name}.p"
+        entries = [e for e in os.scandir(target.parent) if e.name.startswith(prefix) and e.name.endswith(TEMP_SUFFIX)]
+    except OSError:
+        return
+    for entry in entries:
+        if temp_writer_pid(entry.name) is not None and _stale(entry, now):
+            _remove_temp(entry, removed)

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from jan.core.fs import TEMP_SUFFIX, atomic_write_bytes, fsync_dir, temp_prefix
+from jan.core.fs import TEMP_SUFFIX, atomic_write_bytes, fsync_dir, temp_prefix, write_target
 
 __all__ = [
     "TEMP_SUFFIX",
@@ -83,8 +83,9 @@ def symlink_to_temp(src: str | os.PathLike[str], directory: str | os.PathLike[st
 
 
 def atomic_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-    """Copy ``src`` to ``dst`` so that ``dst`` never exists half-written."""
-    target = Path(dst)
+    """Copy ``src`` to ``dst`` so that ``dst`` never exists half-written (a link at ``dst`` is written through, as
+    :func:`jan.core.fs.atomic_writer` does)."""
+    target = write_target(dst)
     tmp = copy_to_temp(src, target.parent, target.name)
     try:
         os.replace(tmp, target)

@@ -12,7 +12,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from jan.core.fs import loads_json
+from jan.core.fs import lock_key, loads_json
+from jan.local_files import open_regular_file, read_regular_file
+from jan.core.locks import LOCK_DIR_NAME  # (re-exported: the stores and extension settings lock in one folder)
 
 from ._util import dumps_json
 from .atomic import atomic_write_bytes
@@ -24,7 +26,10 @@ from .problems import ProblemLog
 
 logger = logging.getLogger("jan.store")
 
-LOCK_DIR_NAME = ".locks"
+
+#: The largest versioned JSON document (a model.json, thread.json, assistant.json, ...) that is read: what jan writes
+#: is kilobytes (a chat template, an assistant's instructions); 64 MiB leaves room for any hand-made one.
+MAX_DOC_BYTES = 64 * 1024 * 1024
 
 
 class StoreContext:
@@ -74,13 +79,8 @@ class StoreContext:
         return base
 
     def key(self, path: Path) -> str:
-        """The lock key of a file: its path relative to the data folder."""
-        try:
-            return path.relative_to(self.root).as_posix()
-        except ValueError:
-            # A collection reached through a symlink lives elsewhere; its absolute
-            # path is just as stable a key.
-            return path.as_posix()
+        """The lock key of a file (:func:`lock_key`)."""
+        return lock_key(self.root, path)
 
     def lock(self, *paths: Path) -> AbstractContextManager[None]:
         """Hold the locks of these files (all at once: see :meth:`LockManager.hold`)."""
@@ -158,6 +158,22 @@ class StoreContext:
 
     # --- versioned JSON documents ---
 
+    def _read_bounded(self, path: Path, kind: str) -> bytes:
+        """The file's bytes, if it is no larger than any document jan writes (:data:`MAX_DOC_BYTES`). A larger one
+        (a GGUF named model.json, a file pasted over a thread.json) is :class:`CorruptFileError`, reported and left
+        where it is, unread: read whole, as before, it took memory in its size at every listing (GBs, twice over
+        for the decode), and a valid one was served whatever its size. Something there that is no regular file is
+        the OSError of :func:`jan.local_files.open_regular_file`."""
+        # (a named pipe in its place is refused, not waited on forever: a listing held every request up)
+        with open_regular_file(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_DOC_BYTES:
+                error = (f"it is {size} bytes, more than any {kind} file jan writes ({MAX_DOC_BYTES} at most): "
+                         "left out, unread; move it away or repair it")
+                self.report(path, error, once=True)
+                raise CorruptFileError(self.relpath(path), error, None)
+            return f.read()
+
     @staticmethod
     def _parse(data: bytes) -> dict[str, Any]:
         doc = loads_json(data.decode("utf-8"))
@@ -172,7 +188,7 @@ class StoreContext:
         is raised; callers listing many files catch it and go on.
         """
         try:
-            data = path.read_bytes()
+            data = self._read_bounded(path, kind)
         except (FileNotFoundError, NotADirectoryError):
             return None
         try:
@@ -207,22 +223,30 @@ class StoreContext:
             err.damaged = self.relpath(path)
             raise err from exc
         if doc is None:
-            moved = self.report_set_aside(path)
-            if moved is not None:
-                err = not_found(kind, doc_id, f"{kind} {doc_id!r} is damaged: its {path.name} did not parse and "
-                                              f"was set aside as {self.relpath(moved)}")
-                err.damaged = self.relpath(moved)
-                raise err
-            raise not_found(kind, doc_id)
+            raise self.missing(path, kind, doc_id, not_found)
         doc["id"] = doc_id
         return doc
+
+    def missing(self, path: Path, kind: str, doc_id: str,
+                not_found: type[NotFoundError] = NotFoundError) -> NotFoundError:
+        """The error for a document whose file is not there: "damaged, set aside as ..." when an earlier read moved
+        it aside (:meth:`report_set_aside`), else plain not found. For every caller that needs the document to
+        exist (a thread's messages too): "not found" of a thread whose messages are all there sent the user
+        looking for a typo."""
+        moved = self.report_set_aside(path)
+        if moved is not None:
+            err = not_found(kind, doc_id, f"{kind} {doc_id!r} is damaged: its {path.name} did not parse and "
+                                          f"was set aside as {self.relpath(moved)}")
+            err.damaged = self.relpath(moved)
+            return err
+        return not_found(kind, doc_id)
 
     def _read_locked(self, path: Path, kind: str) -> dict[str, Any] | None:
         # Slow path under the lock: confirm damage before moving a file aside
         # (it may have just been replaced), and migrate at most once.
         with self.lock(path):
             try:
-                data = path.read_bytes()
+                data = self._read_bounded(path, kind)
             except (FileNotFoundError, NotADirectoryError):
                 return None
             try:
@@ -276,7 +300,7 @@ class StoreContext:
         """
         data = self.encode_doc(kind, doc)
         try:
-            existing = self._parse(path.read_bytes())
+            existing = self._parse(read_regular_file(path))
         except (OSError, ValueError, UnicodeDecodeError):
             existing = None
         if existing is not None and self.migrations.version_of(existing) > self.migrations.current_version(kind):

@@ -7,6 +7,7 @@ builtin the server maps to an HTTP status: ``ValueError`` -> 400,
 
 from __future__ import annotations
 
+from jan.core.exceptions import LockTimeoutError as CoreLockTimeoutError
 from jan.core.exceptions import NotFoundError as CoreNotFoundError
 from jan.errors import JanError, ModelNotFoundError, not_found_message
 
@@ -89,7 +90,7 @@ class CaseClashError(AlreadyExistsError):
         return (type(self), (self.kind, self.id, self.existing))
 
 
-class LockTimeoutError(StoreError, TimeoutError):
+class LockTimeoutError(StoreError, CoreLockTimeoutError):
     """Another thread or process held a file's lock for longer than the timeout."""
 
 

@@ -35,6 +35,7 @@ from jan.errors import MediaError
 from jan.image_types import MAX_PIXELS, b64decode, load_image, parse_data_url, sniff_image
 
 from .errors import InvalidArgumentError, NotFoundError
+from jan.local_files import read_regular_file
 
 FILES_DIR = "files"
 MAX_FILE_BYTES = 20 * 1024 * 1024  # one image, as the engine's media limit
@@ -205,7 +206,7 @@ def read_file(thread_dir: Path, file_id: str) -> tuple[bytes, str]:
     """``(bytes, mime_type)`` of a thread's image; :class:`NotFoundError` if it is not there."""
     path = thread_dir / FILES_DIR / check_file_id(file_id)
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path)
     except FileNotFoundError:
         raise NotFoundError("file", file_id) from None
     return data, _MIME_OF[file_id.rsplit(".", 1)[1]]

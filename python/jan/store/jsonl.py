@@ -20,6 +20,7 @@ from jan.core.fs import loads_json
 
 from ._util import dumps_json
 from .atomic import atomic_write_bytes, fsync_dir
+from jan.local_files import open_regular_file, read_regular_file
 
 _CHUNK = 64 * 1024
 
@@ -73,7 +74,7 @@ def parse_jsonl(data: bytes) -> JsonlContent:
 def read_jsonl(path: str | os.PathLike[str]) -> JsonlContent:
     """Read a JSONL file; a missing file reads as empty."""
     try:
-        data = Path(path).read_bytes()
+        data = read_regular_file(path)
     except FileNotFoundError:
         return JsonlContent()
     return parse_jsonl(data)
@@ -105,7 +106,7 @@ def repair_tail(path: str | os.PathLike[str]) -> tuple[str, int] | None:
     bytes of a torn line were cut off.
     """
     try:
-        f = open(path, "rb")
+        f = open_regular_file(path)
     except FileNotFoundError:
         return None
     with f:

@@ -29,6 +29,7 @@ from .jsonl import append_jsonl, parse_jsonl, rewrite_jsonl
 from .leases import LEASE_DIR_NAME, Leases
 from .migrations import text_part
 from .pagination import Order, Page, paginate
+from jan.local_files import read_regular_file
 
 logger = logging.getLogger("jan.store")
 
@@ -124,7 +125,7 @@ class MessageStore:
     def _require_thread(self, thread_id: str) -> Path:
         directory = self._thread_dir(thread_id)
         if not (directory / "thread.json").is_file():
-            raise NotFoundError("thread", thread_id)
+            raise self._ctx.missing(directory / "thread.json", "thread", thread_id)
         return directory / "messages.jsonl"
 
     # --- reading ---
@@ -134,7 +135,7 @@ class MessageStore:
         the raw bytes, whether some lines were unreadable, and whether any line was an old version.
         """
         try:
-            data = path.read_bytes()
+            data = read_regular_file(path)
         except FileNotFoundError:
             return [], b"", False, False
         content = parse_jsonl(data)

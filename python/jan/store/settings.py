@@ -19,6 +19,7 @@ from .atomic import atomic_write_bytes
 from .context import StoreContext
 from .errors import CorruptFileError, InvalidArgumentError, InvalidIdError
 from .ids import is_valid_id, validate_extension_name
+from jan.local_files import read_regular_file
 
 KIND = "settings"
 FILENAME = "settings.json"
@@ -46,7 +47,7 @@ class SettingsStore:
         """
         path = self.path(name)
         try:
-            data = path.read_bytes()
+            data = read_regular_file(path)
         except (FileNotFoundError, NotADirectoryError):
             return default
         try:

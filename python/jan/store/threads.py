@@ -12,7 +12,7 @@ from typing import Any
 from ._util import UNSET, as_millis, check_dict, check_list, check_str, now_ms
 from .atomic import atomic_write_bytes
 from .context import StoreContext, read_collection
-from .errors import AlreadyExistsError, CorruptFileError, InvalidArgumentError, NotFoundError, StoreError
+from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError, StoreError
 from .files import check_references, extract_documents, extract_images, write_files
 from .ids import new_thread_id, validate_id
 from .jsonl import encode_lines
@@ -123,16 +123,10 @@ class ThreadStore:
         return doc
 
     def _read(self, thread_id: str) -> dict[str, Any]:
-        path = self._dir(thread_id) / "thread.json"
-        try:
-            doc = self._ctx.read_doc(path, KIND)
-        except CorruptFileError as exc:
-            raise NotFoundError(KIND, thread_id, f"thread {thread_id!r} is damaged: {exc.error}"
-                                f" (moved aside to {exc.moved_to})") from exc
-        if doc is None:
-            raise NotFoundError(KIND, thread_id)
-        doc["id"] = thread_id  # the folder name is what every path is built from
-        return doc
+        # As every other kind's get: a thread.json set aside earlier (by a listing, another process) is "damaged,
+        # set aside as ...", not a bare "not found" that sends the user looking for a typo; one no migration can
+        # read is refused by name, not a 500. (The folder name is the id every path is built from.)
+        return self._ctx.get_doc(self._dir(thread_id) / "thread.json", KIND, thread_id)
 
     def get(self, thread_id: str) -> dict[str, Any]:
         """One thread; :class:`NotFoundError` if unknown."""

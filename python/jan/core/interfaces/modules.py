@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar, Union
@@ -96,6 +98,11 @@ class SettingsStore(ABC):
     @abstractmethod
     def location(self, namespace: str) -> str:
         """Where a namespace is stored, for messages (a file path for file stores)."""
+
+    def lock(self, namespace: str) -> contextlib.AbstractContextManager[None]:
+        """Held around a read-change-write of a namespace, excluding other writers (other processes too, where
+        the store can). None by default: a store only this process writes needs none."""
+        return contextlib.nullcontext()
 
 
 class EventBus(ABC):

@@ -30,6 +30,7 @@ from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from jan.core.fs import atomic_write_text, loads_json
+from jan.local_files import read_regular_file
 from jan.errors import JanError
 
 __all__ = ["CONFIG_FILE", "NAME_RULE", "McpConfigError", "McpServerConfig", "load_config", "read_config",
@@ -125,7 +126,12 @@ class _Object(dict):
 def _read_text(path: Path) -> str:
     """The file's text; bytes that are not UTF-8 are :class:`McpConfigError` naming the file (a bare
     ``UnicodeDecodeError`` said neither which file nor what to do, and crashed ``jan mcp``)."""
-    data = path.read_bytes()
+    try:
+        data = read_regular_file(path)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # a folder in its place, no permission: the file's fault, told so (the host failed to load)
+        raise McpConfigError(f"{path} cannot be read ({exc.strerror or exc}); repair or remove it") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -155,9 +161,13 @@ def _parse_each(text: str, where: Path) -> tuple[dict[str, McpServerConfig], dic
             problems[name] = f"{where}: server name {name!r} must be {NAME_RULE}"
             continue
         try:
-            out[name] = McpServerConfig.model_validate(entry)
+            # strict: "disabled": "yes" is no boolean, "timeout": "30" no number, "args": [1] no strings (lax mode
+            # took each as the declared type, a guess at what the user meant)
+            out[name] = McpServerConfig.model_validate(entry, strict=True)
         except ValidationError as exc:
-            problems[name] = f"{where}: server {name!r}: {exc.errors()[0]['msg']}"
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first.get("loc", ()))
+            problems[name] = f"{where}: server {name!r}: " + (f"{field!r}: " if field else "") + first["msg"]
     return out, problems
 
 
@@ -200,7 +210,9 @@ def edit_config(data_folder: str | os.PathLike[str], edit: Any) -> dict[str, Mcp
     """
     path = config_path(data_folder)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock", timeout=30):
+    # the lock of the file written: an mcp.json linked from elsewhere is locked where it is, so two data folders
+    # linking one file (or a jan editing it by its own name there) exclude each other
+    with FileLock(os.path.realpath(path) + ".lock", timeout=30):
         try:
             text = _read_text(path)
         except FileNotFoundError:
@@ -215,5 +227,6 @@ def edit_config(data_folder: str | os.PathLike[str], edit: Any) -> dict[str, Mcp
         if made:
             raise McpConfigError(made[0])
         # an mcp.json kept elsewhere and linked here (a dotfiles folder) is written through its link, not replaced
-        atomic_write_text(os.path.realpath(path), new_text)
+        # (atomic_write_text does; a dangling link is an error naming it)
+        atomic_write_text(path, new_text)
     return parsed

@@ -88,6 +88,18 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         """Why ``mcp.json`` could not be read (``None`` when it is fine)."""
         return self._config_error
 
+    @property
+    def file_error(self) -> str | None:
+        """Why ``mcp.json`` as a whole could not be read at the last look (the servers listed are those read
+        before), or ``None``."""
+        return self._file_error
+
+    @property
+    def invalid_entries(self) -> dict[str, str]:
+        """Why each invalid entry of ``mcp.json`` is no server, by name (none while the file cannot be read: what it
+        holds is unknown then)."""
+        return {} if self._file_error is not None else dict(self._problems)
+
     def _sync(self) -> None:
         """Re-read ``mcp.json`` if it changed since the last look; adds, drops and updates servers."""
         assert self._data_folder is not None

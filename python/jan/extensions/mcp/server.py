@@ -83,6 +83,14 @@ def guarded_command(command: str, args: list[str], env: dict[str, str] | None,
 
     A command that is not there is the start's ``FileNotFoundError`` here, as a direct spawn would raise it: once
     the guard runs, the failure would only be a connection closed."""
+    if cwd is not None:
+        # the folder the entry starts in: told as that (the spawn said "No such file or directory" of the program,
+        # or nothing, a path the user can see there); checked at each start, as the folder may be made later
+        from jan.local_files import folder_problem
+
+        problem = folder_problem(cwd)
+        if problem:
+            raise NotADirectoryError(errno.ENOTDIR, f"its 'cwd' is no folder to start in ({problem})", cwd)
     if not sys.platform.startswith("linux"):
         return command, args
     import shutil

@@ -19,11 +19,12 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from jan.core import Tool, ToolProvider, ToolResult
+from jan.core.settings import given_now
 from jan.extensions._builtin import BuiltinExtension
-from jan.local_files import expand_home, open_regular_file
+from jan.local_files import expand_home, folder_problem, open_regular_file
 
 #: Bytes read from a file or a URL at most.
 MAX_READ_BYTES = 256 * 1024
@@ -36,10 +37,16 @@ class BuiltinToolsSettings(BaseModel):
 
     @field_validator("files_folder")
     @classmethod
-    def _a_path(cls, value: str | None) -> str | None:
+    def _a_path(cls, value: str | None, info: ValidationInfo) -> str | None:
         # No folder's name holds a NUL: read_file would be offered and fail on every call (refused here instead)
         if value is not None and "\0" in value:
             raise ValueError("a folder path cannot contain a NUL character")
+        # A folder read_file reads must be there when it is set (a typo was taken silently, and each call failed
+        # as "no file"); one stored earlier that is gone for now (an unmounted disk) is kept, and read_file says so
+        if value is not None and given_now(info):
+            problem = folder_problem(value)
+            if problem:
+                raise ValueError(problem)
         return value
 
 
@@ -73,6 +80,10 @@ class ReadFile(Tool):
                             "Give a path relative to that folder.")
 
     def _read(self, relative: str) -> ToolResult:
+        problem = folder_problem(self.folder)
+        if problem:  # the folder set in the tools settings (files_folder) is gone: not "no file" of every name
+            return ToolResult.error(f"The allowed folder is not there ({problem}); "
+                                    "set files_folder in the tools extension's settings")
         try:
             root = self.folder.resolve()
             target = (root / relative).resolve()

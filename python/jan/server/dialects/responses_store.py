@@ -44,6 +44,7 @@ from jan.store.context import LOCK_DIR_NAME
 from jan.store.locks import LockManager
 from jan.services.types import ChatMessage, ImagePart, Part, TextPart, ToolCall
 from jan.services.untrusted import UntrustedTextPart
+from jan.local_files import read_regular_file
 
 log = logging.getLogger("jan.server")
 
@@ -337,14 +338,14 @@ class ResponsesStore:
         path = self._path(response_id)
         missing = NotFoundError(not_found_message("response", response_id))
         try:
-            return self._parse(path.read_bytes(), response_id)
+            return self._parse(read_regular_file(path), response_id)
         except FileNotFoundError:
             raise missing from None
         except (ValueError, KeyError, TypeError):
             pass
         with self._file_lock(response_id):  # the damage confirmed under the lock before the file is set aside
             try:
-                return self._parse(path.read_bytes(), response_id)
+                return self._parse(read_regular_file(path), response_id)
             except FileNotFoundError:
                 raise missing from None
             except (ValueError, KeyError, TypeError) as exc:
@@ -382,7 +383,7 @@ class ResponsesStore:
     def _forget(self, response_id: str, thread_id: str | None) -> bool:
         with self._file_lock(response_id):
             try:
-                data = loads_json(self._path(response_id).read_bytes())
+                data = loads_json(read_regular_file(self._path(response_id)))
             except FileNotFoundError:
                 return False
             except ValueError:

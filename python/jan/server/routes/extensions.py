@@ -148,7 +148,8 @@ async def patch_settings(request: web.Request) -> web.Response:
     known = (schema or {}).get("properties")
     for key in resets:
         if isinstance(known, dict) and key not in known:
-            raise APIError(400, f"invalid setting {key!r}: is not a known setting", param=key, code="invalid_settings")
+            raise APIError(400, f"extension {name!r}: invalid setting {key!r}: is not a known setting", param=key,
+                           code="invalid_settings")
     values = {k: v for k, v in body.items() if v is not None}
     try:
         settings.validate(values)  # all or nothing: check before resetting anything

@@ -259,11 +259,14 @@ def _anthropic_ids(request: web.Request) -> set[str]:
 @routes.get("/v1/files")
 async def list_files(request: web.Request) -> web.Response:
     """List the uploaded files, newest first (``order``), only one ``purpose``'s when given; ``limit`` (1-10000,
-    default 10000) and ``after`` (a file id) page them as OpenAI's cursors. Anthropic's SDK: its pages
+    default 10000) and ``after`` (a file id) page them as OpenAI's cursors; ``problems``: damaged files set aside. Anthropic's SDK: its pages
     (:func:`_anthropic_list_query`)."""
     if not _anthropic(request):
-        page = await asyncio.to_thread(uploads(request).list, **_list_query(request))
-        return json_response(page.to_dict())
+        store = uploads(request)
+        page = await asyncio.to_thread(store.list, **_list_query(request))
+        # the damaged file.json files set aside (why a file is missing from the list), as GET /v1/threads tells its
+        # own: `jan files list` warns of them from a server as from the data folder
+        return json_response({**page.to_dict(), "problems": [p.to_dict() for p in store.problems.snapshot()]})
     if request.query.get("scope_id"):  # no upload here belongs to a scope (an Anthropic session's): none is listed
         return json_response(anthropic_wire.file_page([], False))
     if ids := _anthropic_ids(request):  # the files of these ids (none that is not there), on one page

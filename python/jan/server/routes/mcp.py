@@ -29,11 +29,17 @@ def _host(request: web.Request) -> McpHost:
 
 @routes.get("/v1/mcp/servers")
 async def list_servers(request: web.Request) -> web.Response:
-    """The configured MCP servers with their state (``config_error`` says why ``mcp.json`` could not be read)."""
+    """The configured MCP servers with their state (``config_error`` says why ``mcp.json`` could not be read, or
+    what is wrong with its entries; ``invalid``: each invalid entry, ``{"name", "error"}``; ``file_error``: why the
+    file as a whole could not be read, the servers listed being those read before). ``jan mcp list`` shows the
+    same from this as from the file."""
     host = _host(request)
     servers = await host.list_servers()
+    invalid = getattr(host, "invalid_entries", None) or {}
     body = {"object": "list", "data": [s.to_dict() for s in servers],
-            "config_error": getattr(host, "config_error", None)}
+            "config_error": getattr(host, "config_error", None),
+            "invalid": [{"name": name, "error": why} for name, why in invalid.items()],
+            "file_error": getattr(host, "file_error", None)}
     return web.json_response(body)
 
 

@@ -1,0 +1,182 @@
+"""Per-file locks that exclude other threads and other processes.
+
+In :mod:`jan.core` so that every writer of a data-folder file takes the same lock for it: the stores
+(:mod:`jan.store`, which re-exports this module as ``jan.store.locks``) and extension settings
+(:class:`jan.core.settings.JsonSettingsStore`), keyed by :func:`jan.core.fs.lock_key`.
+
+Each resource file (``threads/<id>/messages.jsonl``, ``models/<id>/model.json``,
+...) is guarded by a lock keyed by its path relative to the data folder. The
+key is hashed onto one of a fixed number of lock files under
+``<data>/.locks/``; two unrelated files may share a lock file (harmless
+contention), but one file always maps to the same lock.
+
+Why not ``<file>.lock`` next to each file: lock files must never be deleted
+while anyone may wait on them (a waiter would hold a lock on an unlinked
+inode while a newcomer locks a fresh one), so per-file lock files would pile
+up forever, and deleting a thread folder would delete its lock. A fixed set
+of stripes in one hidden folder avoids both.
+
+Inside a process each stripe is an ``RLock`` (so nested use on one thread is
+fine) wrapping a ``filelock.FileLock`` (flock/LockFileEx) that excludes other
+processes. Several keys are acquired in sorted stripe order, so code that
+takes all the locks it needs in one :meth:`LockManager.hold` call cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import filelock
+
+from .exceptions import LockTimeoutError
+
+#: The data folder's folder of lock files.
+LOCK_DIR_NAME = ".locks"
+DEFAULT_STRIPES = 256
+# A lock file cannot be made: the folder is read-only (a mount, or not ours) or the lock folder is not there.
+_UNWRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.ENOENT})
+
+
+def _writable(lock_path: str) -> bool:
+    """Whether this process could make files beside ``lock_path`` (or the folder that would hold it)."""
+    folder = os.path.dirname(lock_path)
+    while folder and not os.path.isdir(folder):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return os.access(folder, os.W_OK)
+
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class _Stripe:
+    __slots__ = ("path", "rlock", "file_lock", "depth", "unlocked")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.rlock = threading.RLock()
+        # thread_local=False: the RLock already admits one thread at a time, and
+        # nested acquisitions on that thread must count against the same lock.
+        self.file_lock = filelock.FileLock(path, thread_local=False)
+        self.depth = 0
+        self.unlocked = False  # held without its file (a read-only folder)
+
+    def acquire(self, deadline: float | None, timeout_error: type[Exception] = LockTimeoutError) -> None:
+        remaining = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self.rlock.acquire(timeout=remaining):
+            raise timeout_error(f"timed out waiting for lock {self.path} (held by another thread)")
+        try:
+            if self.depth == 0:
+                remaining = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    self.file_lock.acquire(timeout=remaining)
+                except filelock.Timeout as exc:
+                    raise timeout_error(f"timed out waiting for lock {self.path} (held by another process)") from exc
+                except OSError as exc:
+                    if exc.errno != errno.EROFS and not (exc.errno in _UNWRITABLE and not _writable(self.path)):
+                        raise
+                    # A read-only data folder has no room for a lock file. Nobody can write there either (not
+                    # this process: its write fails on its own, with its own error), so what a lock guards
+                    # against cannot happen: reading goes on under the in-process lock alone.
+                    self.unlocked = True
+            self.depth += 1
+        except BaseException:
+            self.rlock.release()
+            raise
+
+    def release(self) -> None:
+        try:
+            self.depth -= 1
+            if self.depth == 0:
+                if self.unlocked:
+                    self.unlocked = False
+                else:
+                    self.file_lock.release()
+        finally:
+            self.rlock.release()
+
+
+# One stripe object per lock file per process, shared by every DataFolder on
+# the same folder: two in-process instances must exclude each other too, and
+# flock would not (nor would it be reentrant) if each opened its own.
+_registry: dict[str, _Stripe] = {}
+_registry_lock = threading.Lock()
+
+
+def _reset_after_fork() -> None:
+    # Another thread of the parent may have held a stripe at fork time; its
+    # RLock would stay locked forever in the child. Start clean.
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    _registry.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _stripe(path: str) -> _Stripe:
+    with _registry_lock:
+        stripe = _registry.get(path)
+        if stripe is None:
+            stripe = _registry[path] = _Stripe(path)
+        return stripe
+
+
+class LockManager:
+    """Hands out cross-thread, cross-process locks for keys (relative file paths).
+
+    ``timeout`` is in seconds (``None`` waits forever); running out raises
+    :attr:`timeout_error` (:class:`jan.core.exceptions.LockTimeoutError`; the data folder's stores raise their
+    :class:`~jan.store.errors.LockTimeoutError`, a subclass).
+    """
+
+    timeout_error: type[Exception] = LockTimeoutError
+
+    def __init__(self, lock_dir: str | os.PathLike[str], *, stripes: int = DEFAULT_STRIPES,
+                 timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        if stripes < 1:
+            raise ValueError("stripes must be >= 1")
+        self.lock_dir = Path(lock_dir)
+        try:
+            self.lock_dir.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # a read-only data folder: see _Stripe.acquire
+        self.stripes = stripes
+        self.timeout = timeout
+        self._width = max(2, len(f"{stripes - 1:x}"))
+
+    def stripe_index(self, key: str) -> int:
+        """The stripe a key maps to (stable across processes and runs)."""
+        digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+        return int.from_bytes(digest, "big") % self.stripes
+
+    def lock_path(self, key: str) -> Path:
+        """The lock file guarding ``key``."""
+        return self.lock_dir / f"{self.stripe_index(key):0{self._width}x}.lock"
+
+    @contextmanager
+    def hold(self, *keys: str) -> Iterator[None]:
+        """Hold the locks of all ``keys`` for the ``with`` block.
+
+        Take every lock an operation needs in one call: nested ``hold`` calls
+        for different keys could deadlock against another thread taking them
+        in the opposite order.
+        """
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        paths = sorted({str(self.lock_path(k)) for k in keys})
+        with ExitStack() as stack:
+            for path in paths:
+                stripe = _stripe(path)
+                stripe.acquire(deadline, self.timeout_error)
+                stack.callback(stripe.release)
+            yield
