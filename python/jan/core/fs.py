@@ -206,6 +206,19 @@ class LocalFileSystem(FileSystem):
 
     def __init__(self, root: str | os.PathLike[str]):
         self._root = Path(os.path.expanduser(os.fspath(root))).resolve()  # (Path.expanduser raises for ~nouser)
+        self._locks: Any = None  # the folder's jan.core.locks.LockManager, made at the first lock
+
+    def lock(self, path: str | os.PathLike[str]) -> contextlib.AbstractContextManager[None]:
+        """The data folder's lock of the file at ``path`` (relative), the one every writer of that file takes
+        (:mod:`jan.core.locks`, keyed by :func:`lock_key` with its folder resolved, as the stores key theirs):
+        another thread's or process's change of the file is excluded while it is held. ``LockTimeoutError`` after
+        30 s; a read-only folder holds it in this process only."""
+        from .locks import LOCK_DIR_NAME, LockManager
+
+        if self._locks is None:
+            self._locks = LockManager(self._root / LOCK_DIR_NAME)
+        target = self.resolve(path)
+        return self._locks.hold(lock_key(self._root, Path(os.path.realpath(target.parent)) / target.name))
 
     def __repr__(self) -> str:
         return f"LocalFileSystem({str(self._root)!r})"

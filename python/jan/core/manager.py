@@ -31,12 +31,11 @@ import contextvars
 import inspect
 import itertools
 import logging
-import os
 import re
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 from .bounded import HookTimeoutError, call_bounded, wait_bounded
 from .dependencies import dependency_order
@@ -322,30 +321,13 @@ class ExtensionManager:
         self._config_loaded = True
         self._config = self._read_config()
 
-    @contextmanager
-    def _config_lock(self) -> Iterator[None]:
-        """Hold extensions.json's lock (another process's, a `jan extensions --local` beside a server, is excluded);
-        none where it cannot be made (a read-only folder, where the write fails on its own)."""
-        import filelock
-
-        try:
-            lock = filelock.FileLock(os.path.realpath(self.fs.resolve(STATE_FILE)) + ".lock", timeout=30)
-            lock.acquire()
-        except filelock.Timeout:  # (an OSError too: held elsewhere is no read-only folder)
-            raise
-        except (OSError, AttributeError, TypeError):  # (a FileSystem with no local path has no file to lock)
-            yield
-            return
-        try:
-            yield
-        finally:
-            lock.release()
-
     def _update_config(self, change: Callable[[dict[str, Any]], bool | None]) -> None:
         """Apply ``change`` to extensions.json as it is on disk now, under its lock, and save it (unless ``change``
         returns False). Written from this process's copy, a change another process made since it was read (the
         CLI disabling an extension beside a running server) was lost at this one's next change."""
-        with self._config_lock():
+        # (the data folder's lock of the file: another process, a `jan extensions --local` beside a server, is
+        # excluded; a read-only folder, where the write fails on its own, holds it in this process only)
+        with self.fs.lock(STATE_FILE):
             fresh = self._read_config()
             if change(fresh) is False:
                 return

@@ -33,7 +33,6 @@ import copy
 import inspect
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -79,7 +78,6 @@ class JsonSettingsStore(SettingsStore):
 
     def __init__(self, data_folder: str | Path | FileSystem):
         self.fs = data_folder if isinstance(data_folder, FileSystem) else LocalFileSystem(data_folder)
-        self._locks: Any = None  # the data folder's LockManager, made at the first write
 
     def _rel(self, namespace: str) -> str:
         return f"settings/{namespace}/settings.json"
@@ -108,13 +106,7 @@ class JsonSettingsStore(SettingsStore):
         takes for it too: a server and another process (a script on the same folder) exclude each other."""
         if not isinstance(self.fs, LocalFileSystem):
             return contextlib.nullcontext()
-        from .fs import lock_key
-        from .locks import LOCK_DIR_NAME, LockManager
-
-        if self._locks is None:
-            self._locks = LockManager(self.fs.root / LOCK_DIR_NAME)
-        path = self.fs.resolve(self._rel(namespace))  # its folder resolved, as the store's path() has it
-        return self._locks.hold(lock_key(self.fs.root, Path(os.path.realpath(path.parent)) / path.name))
+        return self.fs.lock(self._rel(namespace))
 
     def set_aside(self, namespace: str) -> Path | None:
         """Rename an unreadable settings file out of the way (kept for the user to inspect)."""
