@@ -171,6 +171,27 @@ def test_a_refusal_after_a_binary_body_on_the_same_connection_is_told_of_its_own
     assert headers.get("connection") == "close" and conn.closed_by_server()
 
 
+@pytest.mark.parametrize("path", ["/v1/messages", "/api/chat"])
+def test_a_refusal_written_in_the_same_packet_as_a_binary_body_is_told_of_its_own_request(conn, path):
+    """A client that pipelines (or a kernel that coalesces two writes) sends the refused request's line right after
+    the last byte of a gzip body, in one packet: its line starts mid-line, not after a newline, and the answer was
+    guessed from the request before it (OpenAI's shape for an Anthropic or Ollama request)."""
+    from jan.server.validation import decoded_content_codings
+
+    if "br" in decoded_content_codings():
+        pytest.skip("aiohttp decodes br here")
+    body = gzip.compress(json.dumps({"model": "none", "messages": "not a list"}).encode())
+    assert not body.endswith(b"\n")
+    conn.send(f"POST /v1/chat/completions HTTP/1.1\r\n{JSON_HEAD}Content-Encoding: gzip\r\n"
+              f"Content-Length: {len(body)}\r\n\r\n".encode() + body +
+              f"POST {path} HTTP/1.1\r\n{JSON_HEAD}Content-Encoding: br\r\nContent-Length: 2\r\n\r\n{{}}".encode())
+    status, _, payload = conn.json_response()
+    if status == 400:  # (the first one, when aiohttp answered it before it refused the second)
+        status, _, payload = conn.json_response()
+    assert status == 415 and SHAPES[path](payload), payload
+    assert conn.closed_by_server()
+
+
 # ---- Content-Encoding and Transfer-Encoding ----
 
 @pytest.mark.parametrize("path", list(SHAPES))
