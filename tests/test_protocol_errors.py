@@ -192,6 +192,22 @@ def test_a_refusal_written_in_the_same_packet_as_a_binary_body_is_told_of_its_ow
     assert conn.closed_by_server()
 
 
+@pytest.mark.parametrize("path, shape", [("/v1/audio/translations", is_openai),
+                                         ("/v1/messages/batches/x/cancel", is_anthropic), ("/api/nope", is_ollama)])
+def test_a_body_that_is_not_in_its_coding_left_unread_by_its_route_is_no_traceback(conn, path, shape, caplog):
+    """A route that answers before reading its body (a form route's 415 for JSON, an unknown batch's 404, an
+    unknown route's) leaves aiohttp to read and drop the body; a body that is not gzip though it says so fails
+    that read, which aiohttp logged as an ERROR "Unhandled exception" with three tracebacks: the client's
+    fault, told in one INFO line."""
+    with caplog.at_level(logging.INFO):
+        # the body after the answer: aiohttp is then reading it to drop it (as when it comes in a later packet)
+        status, _, payload = conn.send(f"POST {path} HTTP/1.1\r\n{JSON_HEAD}Content-Encoding: gzip\r\n"
+                                       "Content-Length: 7\r\n\r\n").json_response()
+        assert 400 <= status < 500 and shape(payload), payload
+        assert conn.send("notgzip").closed_by_server()
+    assert not quiet(caplog), quiet(caplog)
+
+
 # ---- Content-Encoding and Transfer-Encoding ----
 
 @pytest.mark.parametrize("path", list(SHAPES))
