@@ -15,6 +15,7 @@ std::mutex g_mutex;
 std::deque<LogRecord> g_records;
 std::string g_partial;        // llama.cpp emits lines in fragments
 int g_partial_level = GGML_LOG_LEVEL_INFO;
+thread_local int t_callers_data = 0;  // CallersDataLogScope objects alive on this thread
 
 void push_line(int level, std::string line) {
     if (line.empty()) return;
@@ -25,6 +26,7 @@ void push_line(int level, std::string line) {
 void on_log(enum ggml_log_level level, const char * text, void * /*user_data*/) {
     if (text == nullptr) return;
     std::lock_guard<std::mutex> lock(g_mutex);
+    if (level == GGML_LOG_LEVEL_ERROR && t_callers_data > 0) level = GGML_LOG_LEVEL_INFO;
     if (level != GGML_LOG_LEVEL_CONT) g_partial_level = level;
     g_partial += text;
     size_t start = 0;
@@ -42,6 +44,9 @@ void install_log_sink() {
 }
 
 ggml_log_callback log_sink_callback() { return on_log; }
+
+CallersDataLogScope::CallersDataLogScope() { ++t_callers_data; }
+CallersDataLogScope::~CallersDataLogScope() { --t_callers_data; }
 
 std::vector<LogRecord> drain_logs() {
     std::lock_guard<std::mutex> lock(g_mutex);

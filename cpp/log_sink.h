@@ -21,4 +21,15 @@ void install_log_sink();
 ggml_log_callback log_sink_callback();
 std::vector<LogRecord> drain_logs();
 
+// While one lives, the lines this thread logs at ERROR are kept at INFO: for decoding a caller's data (libmtmd's
+// audio decoder says "Unable to read WAV audio file from buffer"), whose failure is the caller's error, raised
+// with its reason, not the server's (an ERROR line in its log each time a client sends a damaged clip).
+class CallersDataLogScope {
+  public:
+    CallersDataLogScope();
+    ~CallersDataLogScope();
+    CallersDataLogScope(const CallersDataLogScope &) = delete;
+    CallersDataLogScope & operator=(const CallersDataLogScope &) = delete;
+};
+
 }  // namespace jan

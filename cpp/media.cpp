@@ -218,7 +218,9 @@ MediaPrompt Projector::tokenize(const std::string & text, const std::vector<Medi
             if (!supports_audio())
                 throw MediaInputError(which + ": this model's projector does not accept audio", i, "no_projector");
             if (!m.audio_file.empty()) {
-                // WAV/MP3/FLAC decoding and resampling to the encoder's rate: libmtmd's own helper.
+                // WAV/MP3/FLAC decoding and resampling to the encoder's rate: libmtmd's own helper. A clip it
+                // cannot read is the caller's MediaInputError below; its reason line is no ERROR of the server's.
+                const CallersDataLogScope callers_data;
                 const auto wrapped = mtmd_helper_bitmap_init_from_buf(
                     ctx_.get(), reinterpret_cast<const unsigned char *>(m.audio_file.data()), m.audio_file.size(),
                     false, mtmd_helper_init_opt_default());

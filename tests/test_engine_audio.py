@@ -202,8 +202,11 @@ def test_bad_audio_is_a_media_error_naming_the_clip(alm, data, reason, capfd, ca
     assert info.value.reason == reason
     assert str(info.value).startswith("audio 1: "), str(info.value)
     assert info.value.item_index == 0
-    # libmtmd's decoder says why in jan's log, not on the process's stderr
+    # libmtmd's decoder says why in jan's log, not on the process's stderr; and as a detail (DEBUG), not an ERROR
+    # of the server's: the caller's damaged clip is its MediaError
+    jan.engine.logs.forward_native_logs()
     assert "Unable to read" not in capfd.readouterr().err
+    assert not [r.getMessage() for r in caplog.records if r.name == "jan.llama" and r.levelno >= logging.WARNING]
 
 
 def test_a_clip_the_decoder_refuses_is_named_among_the_media(alm, test_audio_path):

@@ -171,6 +171,43 @@ def test_a_refusal_after_a_binary_body_on_the_same_connection_is_told_of_its_own
     assert headers.get("connection") == "close" and conn.closed_by_server()
 
 
+@pytest.mark.parametrize("path", ["/v1/messages", "/api/chat"])
+def test_a_refusal_written_in_the_same_packet_as_a_binary_body_is_told_of_its_own_request(conn, path):
+    """A client that pipelines (or a kernel that coalesces two writes) sends the refused request's line right after
+    the last byte of a gzip body, in one packet: its line starts mid-line, not after a newline, and the answer was
+    guessed from the request before it (OpenAI's shape for an Anthropic or Ollama request)."""
+    from jan.server.validation import decoded_content_codings
+
+    if "br" in decoded_content_codings():
+        pytest.skip("aiohttp decodes br here")
+    body = gzip.compress(json.dumps({"model": "none", "messages": "not a list"}).encode())
+    assert not body.endswith(b"\n")
+    conn.send(f"POST /v1/chat/completions HTTP/1.1\r\n{JSON_HEAD}Content-Encoding: gzip\r\n"
+              f"Content-Length: {len(body)}\r\n\r\n".encode() + body +
+              f"POST {path} HTTP/1.1\r\n{JSON_HEAD}Content-Encoding: br\r\nContent-Length: 2\r\n\r\n{{}}".encode())
+    status, _, payload = conn.json_response()
+    if status == 400:  # (the first one, when aiohttp answered it before it refused the second)
+        status, _, payload = conn.json_response()
+    assert status == 415 and SHAPES[path](payload), payload
+    assert conn.closed_by_server()
+
+
+@pytest.mark.parametrize("path, shape", [("/v1/audio/translations", is_openai),
+                                         ("/v1/messages/batches/x/cancel", is_anthropic), ("/api/nope", is_ollama)])
+def test_a_body_that_is_not_in_its_coding_left_unread_by_its_route_is_no_traceback(conn, path, shape, caplog):
+    """A route that answers before reading its body (a form route's 415 for JSON, an unknown batch's 404, an
+    unknown route's) leaves aiohttp to read and drop the body; a body that is not gzip though it says so fails
+    that read, which aiohttp logged as an ERROR "Unhandled exception" with three tracebacks: the client's
+    fault, told in one INFO line."""
+    with caplog.at_level(logging.INFO):
+        # the body after the answer: aiohttp is then reading it to drop it (as when it comes in a later packet)
+        status, _, payload = conn.send(f"POST {path} HTTP/1.1\r\n{JSON_HEAD}Content-Encoding: gzip\r\n"
+                                       "Content-Length: 7\r\n\r\n").json_response()
+        assert 400 <= status < 500 and shape(payload), payload
+        assert conn.send("notgzip").closed_by_server()
+    assert not quiet(caplog), quiet(caplog)
+
+
 # ---- Content-Encoding and Transfer-Encoding ----
 
 @pytest.mark.parametrize("path", list(SHAPES))

@@ -195,6 +195,18 @@ def test_x_api_key_header(keyed):
     assert status == 204 and "x-api-key" in headers["Access-Control-Allow-Headers"].lower()
 
 
+@pytest.mark.parametrize("path, message", [("/v1/models", lambda e: e["error"]["message"]),
+                                           ("/api/tags", lambda e: e["error"]),
+                                           ("/slots", lambda e: e["error"]["message"])])
+@pytest.mark.parametrize("header", ["x-api-key", "Authorization"])
+def test_a_key_that_is_not_utf8_is_a_wrong_key(keyed, path, message, header):
+    """A key header holding bytes that are not UTF-8 (aiohttp keeps them as surrogates) was a 400 whose message
+    was Python's "'utf-8' codec can't encode character '\\udcff'": it is a key that does not match, the 401."""
+    value = ("Bearer " if header == "Authorization" else "") + KEY + "\xff"  # (http.client sends it as Latin-1)
+    status, _, err = call(keyed, "GET", path, key=False, headers={header: value})
+    assert status == 401 and message(err) == "Incorrect API key provided", (status, err)
+
+
 # -- 8: numbers outside native ranges --------------------------------------------------
 NUMBER_CASES = [
     ("/v1/chat/completions", CHAT | {"max_tokens": INT32_OVER}, "max_tokens"),

@@ -535,13 +535,17 @@ async def error_middleware(request: web.Request, handler):
 class ClientProtocolErrorFilter(logging.Filter):
     """aiohttp logs a request it cannot parse (a URL or header over its limits, a bad method, broken framing) as
     an ERROR with a traceback: the client's fault, answered 400 already, and what port scanners send all day.
+    So it logs a body it cannot read (not gzip though it says so, broken chunks) that it reads to drop after the
+    route answered without reading it (a 404, a 415): as "Unhandled exception", three tracebacks long.
     Such records are told in one line at INFO instead; every other record of aiohttp's passes unchanged."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError) and record.levelno >= logging.ERROR:
+        if isinstance(exc, (HttpProcessingError, RequestPayloadError)) and record.levelno >= logging.ERROR:
             record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg, record.args = "%s: %s", (record.getMessage(), " ".join(str(exc).split()))
+            told = record.getMessage() if isinstance(exc, HttpProcessingError) else \
+                "The body of a request answered without it could not be read to its end"
+            record.msg, record.args = "%s: %s", (told, " ".join(str(exc).split()))
             record.exc_info = record.exc_text = None
             return logging.getLogger(record.name).isEnabledFor(logging.INFO)
         return True

@@ -27,8 +27,12 @@ from jan.server.validation import unsupported_content_encoding
 #: aiohttp refuses a request line at 8190 bytes, so its start is at most that far before the packet that did.
 SEEN_BYTES = 8 * 1024
 
-# A request line (origin form, the path up to its query) and a Content-Encoding header, in raw input.
-_REQUEST_LINE = re.compile(rb"(?:^|\n)[!#$%&'*+\-.^_`|~0-9A-Za-z]+ (/[^ \t\r\n?#]*)")
+# A request line (origin form, the path up to its query) and a Content-Encoding header, in raw input. A line
+# starts the input or a line of it, or follows a body's last byte in the same packet (a pipelining client, or two
+# writes the kernel sent as one, after a gzip body that ends in no newline): there it is known by its HTTP
+# version, a line cut short by aiohttp's limit only at a line's start.
+_REQUEST_LINE = re.compile(rb"(?:^|\n)[!#$%&'*+\-.^_`|~0-9A-Za-z]+ (/[^ \t\r\n?#]*)"
+                           rb"|[!#$%&'*+\-.^_`|~0-9A-Za-z]+ (/[^ \t\r\n?#]*)[^ \t\r\n]* HTTP/\d\.\d\r?\n")
 _CONTENT_ENCODING = re.compile(rb"\ncontent-encoding[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 _ENCODING_IN_MESSAGE = re.compile(r"\((\w+)\)")  # aiohttp's "Can not decode content-encoding: brotli (br)"
 
@@ -146,9 +150,10 @@ def _refused_request(seen: bytes) -> tuple[str | None, str | None]:
     if line is None:
         return None, None
     end = seen.find(b"\r\n\r\n", line.end())
-    head = seen[line.end():end if end >= 0 else len(seen)]
+    # (a line the second form matched ends past its newline: the header search starts at one again)
+    head = seen[line.end() - 1:end if end >= 0 else len(seen)]
     encodings = [m.group(1).strip().decode("latin-1") for m in _CONTENT_ENCODING.finditer(head)]
-    return line.group(1).decode("latin-1"), ", ".join(encodings) or None
+    return (line.group(1) or line.group(2)).decode("latin-1"), ", ".join(encodings) or None
 
 
 def _one_line(message: str) -> str:

@@ -197,9 +197,11 @@ def key_matches(request: web.Request, expected: bytes) -> bool:
 
     Both candidates are always compared (constant time, no early exit that tells which one was tried).
     """
+    # aiohttp keeps a header's bytes that are not UTF-8 as surrogates: back to those bytes, a key that does not
+    # match (a plain encode() raised, and the request was a 400 telling Python's codec error)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    bearer = token.strip().encode() if scheme.lower() == "bearer" else b""
-    x_api_key = request.headers.get("x-api-key", "").strip().encode()
+    bearer = token.strip().encode("utf-8", "surrogateescape") if scheme.lower() == "bearer" else b""
+    x_api_key = request.headers.get("x-api-key", "").strip().encode("utf-8", "surrogateescape")
     by_bearer = hmac.compare_digest(bearer, expected)
     by_header = hmac.compare_digest(x_api_key, expected)
     return by_bearer or by_header
