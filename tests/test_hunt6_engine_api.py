@@ -1,0 +1,63 @@
+"""jan.Model as a ``pip install`` user meets it, fed hostile arguments (a fault hunt): every case ends in a specific
+exception naming the argument, or in correct behaviour — never a crash of the process, a bare RuntimeError from
+llama.cpp, a Python-internal TypeError naming nothing, or an option silently ignored.
+
+Cases that crashed the process before their fix run in a child process, so that a regression fails here with the
+child's signal rather than taking the test run down.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+
+def _run_child(code: str, timeout: float = 300) -> str:
+    """``code`` run by a fresh interpreter; its stdout. Fails naming the signal when the child died of one."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ})
+    assert proc.returncode == 0, (f"the child exited with {proc.returncode} (a negative code is the signal that "
+                                  f"killed it)\nstdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+# -- long runs of one character class: the pre-tokenizer's std::regex recursed per character --------------------
+
+def test_a_long_run_of_letters_digits_spaces_or_marks_tokenizes_on_a_regex_vocabulary(vocab_dir):
+    """DeepSeek LLM's pre-tokenizer (like o200k's for gpt-oss, Tekken's, DeepSeek V3's) has no hand-written splitter
+    in llama.cpp, so libstdc++'s std::regex runs it, recursing once per character of a run: a 30,000-letter word (a
+    pasted base64 blob) overflowed the caller's 8 MiB stack and the process died of SIGSEGV. Long texts now
+    tokenize on a thread whose stack is sized for them, with the tokens llama.cpp gives a short one."""
+    out = _run_child(f"""
+        import jan
+        m = jan.Model({str(vocab_dir / "ggml-vocab-deepseek-llm.gguf")!r}, vocab_only=True)
+        for ch in ["x", "7", " ", ".", "\\u4e2d"]:
+            tokens = m.tokenize(ch * 200000, add_special=False)
+            assert tokens and m.detokenize(tokens) == ch * 200000, ch
+        # ordinary text past the size tokenized on the caller's stack: the same tokens, line by line (each line
+        # ends in a newline, where the pre-tokenizer splits anyway)
+        line = "Hello world, 12345 ... \\u4e2d\\u6587\\n"
+        assert m.tokenize(line * 1000, add_special=False) == m.tokenize(line, add_special=False) * 1000
+        print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+def test_a_long_run_in_a_media_prompt_tokenizes_too(vocab_dir, tmp_path, test_image_path):
+    """libmtmd tokenizes a media prompt's text with the same vocabulary: on the same deep stack."""
+    pytest.importorskip("gguf", reason="the gguf package is not installed (test extra)")
+    from jan.testing.gguf_models import write_vision_pair
+
+    model, mmproj = write_vision_pair(tmp_path, vocab_gguf=vocab_dir / "ggml-vocab-deepseek-llm.gguf")
+    out = _run_child(f"""
+        import jan
+        m = jan.Model({str(model)!r}, mmproj={str(mmproj)!r}, n_ctx=256, n_threads=1)
+        items = m.media_inputs([{str(test_image_path)!r}])
+        prompt = m.media_prompt(m.media_marker + "x" * 200000, items, encode=False)
+        print(prompt.n_tokens > prompt.n_media_tokens)
+    """)
+    assert out.strip() == "True"
