@@ -61,3 +61,34 @@ def test_a_long_run_in_a_media_prompt_tokenizes_too(vocab_dir, tmp_path, test_im
         print(prompt.n_tokens > prompt.n_media_tokens)
     """)
     assert out.strip() == "True"
+
+
+# -- list options given something that is no list, or a generator ---------------------------------------------
+
+def test_a_stop_generator_stops_the_generation(stories):
+    """The check that every stop was a string consumed a generator's items, and the stops were then none: the
+    generation ran on past them without a word."""
+    plain = stories.generate("Once upon a time", max_tokens=20, temperature=0, stop=["girl"])
+    for stop in (iter(["girl"]), (s for s in ["girl"])):
+        got = stories.generate("Once upon a time", max_tokens=20, temperature=0, stop=stop)
+        assert (got.text, got.finish_reason, got.stop) == (plain.text, "stop", "girl")
+
+
+@pytest.mark.parametrize("option", ["stop", "grammar_triggers"])
+@pytest.mark.parametrize("value, says", [
+    (5, "got int"), (1.5, "got float"), (object(), "got object"), ({"a": 1}, "got dict"), (b"ab", "got bytes"),
+    ([b"a"], r"\[0\]: expected a string, got bytes"), (["a", 3], r"\[1\]: expected a string, got int"),
+])
+def test_a_list_option_that_is_no_list_of_strings_is_named(stories, option, value, says):
+    """grammar_triggers=5 was "'int' object is not iterable", naming no option."""
+    with pytest.raises(ValueError, match=rf"^{option}(: expected .*)?{says}"):
+        stories.generate("Once", max_tokens=2, grammar='root ::= "a"', **{option: value})
+
+
+@pytest.mark.parametrize("pattern, says", [("(", "Mismatched"), ("[", "Unexpected character"), ("(?<=a)b", "zero-width"),
+                                           ("a{99999999}", "NFA states")])
+def test_a_grammar_trigger_that_is_no_regex_is_a_value_error_naming_it(stories, pattern, says):
+    """llama.cpp compiles the triggers with std::regex, whose refusal came out as a bare RuntimeError."""
+    with pytest.raises(ValueError, match=r"^grammar_triggers\[1\]: not a regular expression .*" + says):
+        stories.generate("Once", max_tokens=2, grammar='root ::= "a"', grammar_triggers=["ok", pattern])
+    assert stories.generate("Once", max_tokens=2, grammar='root ::= "a"', grammar_triggers=["ok"]).finish_reason
