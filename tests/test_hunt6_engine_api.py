@@ -92,3 +92,17 @@ def test_a_grammar_trigger_that_is_no_regex_is_a_value_error_naming_it(stories, 
     with pytest.raises(ValueError, match=r"^grammar_triggers\[1\]: not a regular expression .*" + says):
         stories.generate("Once", max_tokens=2, grammar='root ::= "a"', grammar_triggers=["ok", pattern])
     assert stories.generate("Once", max_tokens=2, grammar='root ::= "a"', grammar_triggers=["ok"]).finish_reason
+
+
+@pytest.mark.parametrize("value", [5, 1.5, object(), "photo.jpg", b"\x89PNG", {"a": 1}])
+def test_media_arguments_that_are_no_list_are_named(stories, value):
+    """images=5 was "Value after * must be an iterable", audio=5 "'int' object is not iterable", and a single path
+    or file's bytes was read one character (byte) at a time as that many images."""
+    for name, call in (("images", lambda: stories.generate("a", max_tokens=1, images=value)),
+                       ("audio", lambda: stories.generate("a", max_tokens=1, audio=value)),
+                       ("images", lambda: stories.media_inputs(value)),
+                       ("audio", lambda: stories.media_inputs(audio=value)),
+                       ("items", lambda: stories.prepare_media(value))):
+        with pytest.raises(TypeError, match=rf"^{name}: expected a list of media items .* got {type(value).__name__}"):
+            call()
+    assert stories.prepare_media(None) == [] and stories.media_inputs() == []

@@ -147,6 +147,18 @@ def _cut_text(native, text: str, keep: int, left: bool) -> str:
     return ""
 
 
+def _media_list(name: str, value) -> list:
+    """A media argument (``images``, ``audio``, ``items``: a list of them) as a list; None is none. TypeError naming
+    it for one that is no list: a number or object was "'int' object is not iterable", and a single path or file's
+    bytes was read item by item, as one image per character or per byte."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, bytearray, memoryview, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name}: expected a list of media items (paths, file bytes, arrays), got "
+                        f"{type(value).__name__}; a single one goes in a list")
+    return list(value)
+
+
 def _pooling(value):
     if value is None:
         return None
@@ -919,14 +931,15 @@ class Model:
     def media_inputs(self, images: Sequence = (), audio: Sequence = ()) -> list:
         """Decode and check media for this model: ``images`` (paths, file bytes, numpy arrays, PIL
         images) then ``audio`` clips (paths or bytes of WAV/MP3/FLAC files); see :meth:`prepare_media`."""
-        return self.prepare_media([*(images or ()), *(AudioClip(a) for a in (audio or ()))])
+        return self.prepare_media([*_media_list("images", images),
+                                   *(AudioClip(a) for a in _media_list("audio", audio))])
 
     def prepare_media(self, items: Sequence) -> list:
         """Decode and check media in prompt order: an :class:`~jan.engine.media.AudioClip` is audio,
         anything else an image. Slow (image decoding): call it off the event loop.
         Raises :class:`~jan.MediaError` (bad format, over :attr:`media_limits`, no projector for it)."""
         self._live()
-        items = list(items or ())
+        items = _media_list("items", items)
         if not items:
             return []
         caps = self.capabilities
@@ -1032,6 +1045,7 @@ class Model:
         native = self._live()
         scheduler = self._require_scheduler()
         add_special = check_flag("add_special", add_special)
+        images, audio = _media_list("images", images), _media_list("audio", audio)
         if images or audio:
             if not isinstance(prompt, str):
                 raise TypeError("with images or audio the prompt must be text (holding media markers)")
