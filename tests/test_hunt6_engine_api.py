@@ -15,6 +15,10 @@ import textwrap
 
 import pytest
 
+import jan
+
+GGML_MAX_N_THREADS = 512  # ggml.h's bound on the threads of one compute graph (jan.engine.model says the same)
+
 
 def _run_child(code: str, timeout: float = 300) -> str:
     """``code`` run by a fresh interpreter; its stdout. Fails naming the signal when the child died of one."""
@@ -61,6 +65,26 @@ def test_a_long_run_in_a_media_prompt_tokenizes_too(vocab_dir, tmp_path, test_im
         print(prompt.n_tokens > prompt.n_media_tokens)
     """)
     assert out.strip() == "True"
+
+
+# -- thread counts past ggml's bound ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("option", ["n_threads", "n_threads_batch"])
+@pytest.mark.parametrize("value", [GGML_MAX_N_THREADS + 1, 100_000, 2**31 - 1])
+def test_thread_counts_past_ggmls_bound_are_refused_naming_the_option(minilm_path, stories_path, option, value):
+    """An embedding model asked for 2**31 - 1 threads died of std::bad_alloc in its first decode, and for 100,000
+    of SIGSEGV; ggml runs a graph on at most GGML_MAX_N_THREADS (512) threads. Refused at load, naming it."""
+    for path in (minilm_path, stories_path):
+        with pytest.raises(ValueError, match=rf"^{option}: must be >= -1 and <= 512, got {value}"):
+            jan.Model(path, n_ctx=64, **{option: value})
+
+
+def test_the_most_threads_ggml_runs_still_load_and_embed(minilm_path):
+    from jan.engine.model import GGML_MAX_N_THREADS as bound
+
+    assert bound == GGML_MAX_N_THREADS
+    with jan.Model(minilm_path, n_threads=GGML_MAX_N_THREADS) as m:
+        assert m.embed("hello").shape == (1, 384)
 
 
 # -- list options given something that is no list, or a generator ---------------------------------------------

@@ -197,6 +197,9 @@ EMBED_MAX_CTX = 8192
 #: The most tokens ``image_min_tokens``/``image_max_tokens`` may ask of one image (more than any context holds).
 IMAGE_TOKENS_MAX = 65536
 
+#: The most threads ggml runs one compute graph on (ggml.h's GGML_MAX_N_THREADS).
+GGML_MAX_N_THREADS = 512
+
 #: What each numeric load option of :class:`Model` accepts (the native engine's bounds, cpp/scheduler.cpp,
 #: and llama.cpp's: at most 256 sequences; int32 where it stores an int32). ``n_ctx`` 0/None is the
 #: model's own context; ``n_threads`` <= 0 the default count; ``n_gpu_layers`` -1 all layers (or "auto"/"all",
@@ -206,8 +209,10 @@ LOAD_RANGES: dict[str, Range] = {
     "n_parallel": Range(int, ge=1, le=256),
     "n_batch": Range(int, ge=1, le=INT32_MAX),
     "n_ubatch": Range(int, ge=1, le=INT32_MAX),
-    "n_threads": Range(int, ge=-1, le=INT32_MAX),
-    "n_threads_batch": Range(int, ge=-1, le=INT32_MAX),
+    # ggml's GGML_MAX_N_THREADS: a compute graph runs on at most 512 threads; asked for more, an embedding decode
+    # died of std::bad_alloc (2**31 - 1) or SIGSEGV (100000) in ggml's thread setup
+    "n_threads": Range(int, ge=-1, le=GGML_MAX_N_THREADS),
+    "n_threads_batch": Range(int, ge=-1, le=GGML_MAX_N_THREADS),
     "n_gpu_layers": Range(int, ge=-1, le=INT32_MAX),
     "main_gpu": Range(int, ge=-1, le=INT32_MAX),
     "max_queue": Range(int, ge=0, le=INT32_MAX),
