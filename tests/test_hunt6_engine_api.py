@@ -79,6 +79,24 @@ def test_thread_counts_past_ggmls_bound_are_refused_naming_the_option(minilm_pat
             jan.Model(path, n_ctx=64, **{option: value})
 
 
+def test_the_cli_flags_and_the_extension_settings_take_the_same_bound():
+    """Every way a thread count is given says so before any load: jan run/serve's --threads, the llamacpp
+    extension's settings (model.json and the settings page)."""
+    from click.testing import CliRunner
+    from pydantic import ValidationError
+
+    from jan.cli.run import run
+    from jan.cli.serve import serve
+    from jan.extensions.llamacpp.extension import LlamaCppSettings
+
+    for command, args in ((serve, []), (run, ["model", "prompt"])):
+        result = CliRunner().invoke(command, [*args, "--threads", str(GGML_MAX_N_THREADS + 1)])
+        assert result.exit_code == 2 and "513 is not in the range 1<=x<=512" in result.output, result.output
+    with pytest.raises(ValidationError, match="less than or equal to 512"):
+        LlamaCppSettings(n_threads=GGML_MAX_N_THREADS + 1)
+    assert LlamaCppSettings(n_threads=GGML_MAX_N_THREADS).n_threads == GGML_MAX_N_THREADS
+
+
 def test_the_most_threads_ggml_runs_still_load_and_embed(minilm_path):
     from jan.engine.model import GGML_MAX_N_THREADS as bound
 
