@@ -16,6 +16,7 @@ import textwrap
 import pytest
 
 import jan
+from jan.engine.model import LOAD_OPTION_DEFAULTS
 
 GGML_MAX_N_THREADS = 512  # ggml.h's bound on the threads of one compute graph (jan.engine.model says the same)
 
@@ -103,6 +104,45 @@ def test_the_most_threads_ggml_runs_still_load_and_embed(minilm_path):
     assert bound == GGML_MAX_N_THREADS
     with jan.Model(minilm_path, n_threads=GGML_MAX_N_THREADS) as m:
         assert m.embed("hello").shape == (1, 384)
+
+
+# -- None for a load option with a default ---------------------------------------------------------------------
+
+NONE_DEFAULTED = sorted(name for name, default in LOAD_OPTION_DEFAULTS.items() if default is not None)
+
+
+def test_every_load_option_with_a_default_is_listed():
+    assert NONE_DEFAULTED == ["adaptive_threads", "kv_unified", "main_gpu", "max_queue", "n_batch", "n_gpu_layers",
+                              "n_parallel", "use_mlock", "use_mmap", "vocab_only"]
+
+
+@pytest.mark.parametrize("option", NONE_DEFAULTED)
+def test_none_for_a_load_option_is_its_default(stories_path, option):
+    """check_load_option (and so a model.json's settings) takes None as "not given"; jan.Model then failed with
+    int(None)'s TypeError naming nothing (n_parallel, n_batch, main_gpu, max_queue, n_gpu_layers), refused it
+    (adaptive_threads), or read it as False (use_mmap=None turned memory mapping off)."""
+    with jan.Model(stories_path, n_ctx=64, n_threads=1, **{option: None}) as m:
+        assert m.n_parallel == 1
+        assert m.max_queue == LOAD_OPTION_DEFAULTS["max_queue"]
+        assert m.adaptive_threads == LOAD_OPTION_DEFAULTS["adaptive_threads"]
+        assert not m.vocab_only
+        assert m.generate("Once upon a time", max_tokens=3, temperature=0).text.startswith(", there")
+
+
+def test_use_mmap_none_keeps_memory_mapping_on(stories_path, monkeypatch):
+    seen = []
+    from jan.engine import model as model_module
+
+    real = model_module.load_weights
+
+    def spy(path, mp, *args, **kwargs):
+        seen.append(mp.use_mmap)
+        return real(path, mp, *args, **kwargs)
+
+    monkeypatch.setattr(model_module, "load_weights", spy)
+    with jan.Model(stories_path, n_ctx=64, n_threads=1, use_mmap=None):
+        pass
+    assert seen == [True]
 
 
 # -- list options given something that is no list, or a generator ---------------------------------------------

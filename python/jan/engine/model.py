@@ -545,6 +545,15 @@ class Model:
     ):
         self._pid = os.getpid()  # the process that loads it (see _forked)
         self.path = file_path(path, "path")
+        # None is "not given" for every load option (check_load_option's rule, a model.json's null, a caller passing
+        # its own optional setting through): the option's default, not int(None)'s TypeError naming nothing or a
+        # bool(None) that turned use_mmap off
+        n_parallel, n_batch, adaptive_threads, n_gpu_layers, main_gpu, use_mmap, use_mlock, max_queue, kv_unified, \
+            vocab_only = (LOAD_OPTION_DEFAULTS[name] if value is None else value for name, value in (
+                ("n_parallel", n_parallel), ("n_batch", n_batch), ("adaptive_threads", adaptive_threads),
+                ("n_gpu_layers", n_gpu_layers), ("main_gpu", main_gpu), ("use_mmap", use_mmap),
+                ("use_mlock", use_mlock), ("max_queue", max_queue), ("kv_unified", kv_unified),
+                ("vocab_only", vocab_only)))
         if model_id is not None and not isinstance(model_id, str):
             raise TypeError(f"model_id: expected a string, got {type(model_id).__name__}")
         self.id = model_id or Path(self.path).stem
