@@ -8,7 +8,9 @@ child's signal rather than taking the test run down.
 
 from __future__ import annotations
 
+import copy
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -188,3 +190,30 @@ def test_media_arguments_that_are_no_list_are_named(stories, value):
         with pytest.raises(TypeError, match=rf"^{name}: expected a list of media items .* got {type(value).__name__}"):
             call()
     assert stories.prepare_media(None) == [] and stories.media_inputs() == []
+
+
+# -- copies of objects that own an engine ----------------------------------------------------------------------
+
+def test_a_model_cannot_be_copied_so_no_copy_closes_the_original(stories_path):
+    """copy.copy(model) made a second Model over the same engine: closing the copy shut the original's engine down
+    under it ("the model is being unloaded")."""
+    with jan.Model(stories_path, n_ctx=64, n_threads=1) as m:
+        for how in (copy.copy, copy.deepcopy, pickle.dumps):
+            with pytest.raises(TypeError, match="a jan.Model cannot be copied or pickled"):
+                how(m)
+        assert m.generate("Once", max_tokens=3, temperature=0).text == " upon a time"
+
+
+def test_a_request_cannot_be_copied_so_dropping_a_copy_cancels_nothing(stories):
+    request = stories.stream("Once upon a time", max_tokens=20, temperature=0)
+    for how in (copy.copy, copy.deepcopy, pickle.dumps):
+        with pytest.raises(TypeError, match="a jan.Request cannot be copied or pickled"):
+            how(request)
+    assert request.result().finish_reason == "length"
+
+
+def test_a_pool_cannot_be_copied():
+    with jan.ModelPool() as pool:
+        for how in (copy.copy, copy.deepcopy, pickle.dumps):
+            with pytest.raises(TypeError, match="a jan.ModelPool cannot be copied or pickled"):
+                how(pool)

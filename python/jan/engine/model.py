@@ -1554,6 +1554,12 @@ class Model:
         self._live()  # as a closed file's ``with``
         return self
 
+    def __reduce__(self):
+        # copy.copy() made a second Model over the same engine: closing either one shut down the other's engine
+        # thread under it (and pickling failed on the native model with no word of why)
+        raise TypeError(f"a jan.Model cannot be copied or pickled: it holds a loaded model and its engine thread "
+                        f"(share the one object, or load '{self.path}' again)")
+
     def __exit__(self, *exc) -> None:
         self.close()
 

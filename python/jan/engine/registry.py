@@ -617,6 +617,10 @@ class ModelPool:
         for m in models:
             m.close()
 
+    def __reduce__(self):
+        # a copy shared the loaded models (and the reaper), so closing it unloaded the original's
+        raise TypeError("a jan.ModelPool cannot be copied or pickled: it holds loaded models")
+
     def __enter__(self) -> "ModelPool":
         return self
 
