@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -167,6 +168,29 @@ def test_a_list_option_that_is_no_list_of_strings_is_named(stories, option, valu
     """grammar_triggers=5 was "'int' object is not iterable", naming no option."""
     with pytest.raises(ValueError, match=rf"^{option}(: expected .*)?{says}"):
         stories.generate("Once", max_tokens=2, grammar='root ::= "a"', **{option: value})
+
+
+@pytest.mark.parametrize("value", ["no", 0, 1.0, [], "x"])
+def test_reproducible_is_a_yes_or_no_as_every_flag(stories, value):
+    """reproducible was read with bool(): "no" (or any text, any non-zero number) asked for reproducible output, 0
+    and [] for none, without a word; every other flag refuses what is no bool."""
+    with pytest.raises(ValueError, match="^reproducible: expected true or false, got " + re.escape(repr(value))):
+        stories.generate("Once", max_tokens=2, reproducible=value)
+    for value in (True, False, None):
+        assert stories.generate("Once", max_tokens=2, reproducible=value).finish_reason == "length"
+
+
+@pytest.mark.parametrize("value", [0, False, [], {}, 5, b"root ::= \"a\""])
+def test_a_grammar_that_is_no_text_is_refused_even_when_falsy(stories, value):
+    """grammar=0, False, [] or {} was silently no grammar (the check ran only on a truthy value), and a numpy array
+    raised numpy's "truth value is ambiguous"; "" and None stay "no grammar"."""
+    with pytest.raises(ValueError, match=rf"^grammar: expected GBNF text, got {type(value).__name__}"):
+        stories.generate("Once", max_tokens=2, grammar=value)
+    np = pytest.importorskip("numpy")
+    with pytest.raises(ValueError, match="^grammar: expected GBNF text, got ndarray"):
+        stories.generate("Once", max_tokens=2, grammar=np.array([1, 2]))
+    for value in ("", None):
+        assert stories.generate("Once", max_tokens=2, grammar=value).finish_reason == "length"
 
 
 @pytest.mark.parametrize("pattern, says", [("(", "Mismatched"), ("[", "Unexpected character"), ("(?<=a)b", "zero-width"),

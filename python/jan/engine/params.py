@@ -288,11 +288,13 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
     p.seed = random.randrange(0, _UINT32) if seed is None else seed
     # What the caller can expect to get again: the engine then keeps it independent of machine load
     # (jan.Model's adaptive_threads "exact"); a draw from a seed nobody chose may follow the load.
-    wanted = o["reproducible"]
-    p.reproducible = p.temperature <= 0 or bool(seed is not None if wanted is None else wanted)
+    wanted = o["reproducible"]  # (a yes/no as every flag: "no" or 0.0 read as truthy/falsy said the opposite)
+    p.reproducible = p.temperature <= 0 or (seed is not None if wanted is None else check_flag("reproducible", wanted))
     p.logit_bias = _logit_bias(o["logit_bias"])
-    if o["grammar"]:
-        # llama.cpp's grammar parser recurses without bounds: check first (GrammarError, a ValueError).
+    if o["grammar"] is not None and (not isinstance(o["grammar"], str) or o["grammar"]):
+        # llama.cpp's grammar parser recurses without bounds: check first (GrammarError, a ValueError). Anything but
+        # text is its refusal too: a falsy one (0, [], False) was silently no grammar, an array numpy's "truth value
+        # is ambiguous"
         check_gbnf(o["grammar"])
     p.grammar = o["grammar"] or ""
     p.grammar_triggers = _strings("grammar_triggers", o["grammar_triggers"])
