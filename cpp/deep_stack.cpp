@@ -1,8 +1,7 @@
 #include "deep_stack.h"
 
+#include <algorithm>
 #include <exception>
-#include <stdexcept>
-#include <string>
 
 #if !defined(_WIN32)
 #include <pthread.h>
@@ -37,15 +36,21 @@ void run_with_stack(size_t stack_bytes, const std::function<void()> & fn) {
     fn();
 #else
     pthread_attr_t attr;
-    if (pthread_attr_init(&attr) != 0) throw std::length_error("could not set up a thread for a long text");
+    if (pthread_attr_init(&attr) != 0) {
+        fn();
+        return;
+    }
     Call call{&fn, nullptr};
     pthread_t thread;
     int rc = pthread_attr_setstacksize(&attr, stack_bytes);
     if (rc == 0) rc = pthread_create(&thread, &attr, run_call, &call);
     pthread_attr_destroy(&attr);
-    if (rc != 0)
-        throw std::length_error("the text is too long to tokenize: no thread with the " +
-                                std::to_string(stack_bytes >> 20) + " MiB of stack it needs could be made");
+    if (rc != 0) {
+        // no such thread now (address space, thread limits): on the caller's stack, as before this existed; only a
+        // run of one character class far longer than that stack holds still overflows it
+        fn();
+        return;
+    }
     pthread_join(thread, nullptr);
     if (call.error) std::rethrow_exception(call.error);
 #endif
@@ -56,7 +61,7 @@ void run_for_text(size_t text_bytes, const std::function<void()> & fn) {
         fn();
         return;
     }
-    run_with_stack((size_t)(16u << 20) + text_bytes * kStackBytesPerTextByte, fn);
+    run_with_stack(std::min(kMaxStackBytes, (size_t)(16u << 20) + text_bytes * kStackBytesPerTextByte), fn);
 }
 
 }  // namespace jan

@@ -19,8 +19,12 @@ constexpr size_t kShallowTextBytes = 4096;
 // are ever touched (the reservation is address space).
 constexpr size_t kStackBytesPerTextByte = 640;
 
-// fn() run on a thread with at least `stack_bytes` of stack, its exception rethrown here; the caller blocks until
-// it ends. std::length_error when no such thread can be made (address space refused).
+// The most stack reserved (a run of ~1.6 million characters of one class): a text of tens of megabytes on a
+// vocabulary tokenized without std::regex must not fail for want of address space it will never use.
+constexpr size_t kMaxStackBytes = size_t(1) << 30;
+
+// fn() run on a thread with `stack_bytes` of stack, its exception rethrown here; the caller blocks until it ends.
+// Where no such thread can be made (address space, thread limits), fn() runs on the caller's thread.
 void run_with_stack(size_t stack_bytes, const std::function<void()> & fn);
 
 // fn() on the calling thread for text of at most kShallowTextBytes, else on a thread with a stack sized for it.
