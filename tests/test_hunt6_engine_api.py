@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 import jan
@@ -241,3 +242,49 @@ def test_a_pool_cannot_be_copied():
         for how in (copy.copy, copy.deepcopy, pickle.dumps):
             with pytest.raises(TypeError, match="a jan.ModelPool cannot be copied or pickled"):
                 how(pool)
+
+
+# -- media items and prompts of the wrong kind -------------------------------------------------------------------
+
+@pytest.mark.parametrize("source, says", [
+    (5, "expected a file path or the file's bytes, got int"),
+    (None, "expected a file path or the file's bytes, got NoneType"),
+    ([1], "expected a file path or the file's bytes, got list"),
+    ("\ud800.png", "the path holds a lone UTF-16 surrogate"),
+    ("a\x00b.png", "embedded null byte"),
+])
+def test_a_media_item_that_is_no_path_or_file_is_a_media_error_naming_it(source, says):
+    """An image or clip given as 5 was Path()'s "expected str, bytes or os.PathLike object", a path with a lone
+    surrogate os.stat's bare UnicodeEncodeError and one with a NUL its "embedded null byte" ValueError: none named
+    the item. Each is now the MediaError every other unreadable item is (a server names the part it came from)."""
+    from jan.engine.media import audio_input, image_input
+
+    for read, what in ((image_input, "image 3"), (audio_input, "audio 2")):
+        with pytest.raises(jan.MediaError, match=f"^{what}: .*{re.escape(says)}"):
+            read(source, what=what)
+
+
+@pytest.fixture(scope="module")
+def vlm(vision_pair):
+    model, mmproj = vision_pair
+    with jan.Model(str(model), mmproj=str(mmproj), n_ctx=512, n_threads=1) as m:
+        yield m
+
+
+def test_media_prompt_and_encode_media_refuse_what_they_cannot_read_naming_it(vlm):
+    """media_prompt() given items that are not media_inputs()'s, or encode_media() a prompt that is not
+    media_prompt()'s, failed with pybind11's "incompatible function arguments", dumping the native signature."""
+    items = vlm.media_inputs([np.zeros((8, 8, 3), np.uint8)])
+    for media, says in (([1], "media[0]: expected an item from media_inputs() or prepare_media(), got int"),
+                        ([*items, [1, 2]], "media[1]: expected an item from media_inputs() or prepare_media(), got list"),
+                        (5, "media: expected a list of media items")):
+        with pytest.raises(TypeError, match="^" + re.escape(says)):
+            vlm.media_prompt(vlm.media_marker, media)
+    for prompt in (5, None, b"x"):
+        with pytest.raises(TypeError, match=f"^prompt: expected text holding media markers, got {type(prompt).__name__}"):
+            vlm.media_prompt(prompt, items)
+    for prompt in ("text", [1, 2], None):
+        with pytest.raises(TypeError, match=f"^prompt: expected a prompt from media_prompt\\(\\), got {type(prompt).__name__}"):
+            vlm.encode_media(prompt)
+    prompt = vlm.media_prompt(vlm.media_marker + " what is it?", items)
+    assert vlm.generate(prompt, max_tokens=2).finish_reason == "length"

@@ -1001,7 +1001,15 @@ class Model:
         """
         projector = self._live_projector()
         marker = projector.marker
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt: expected text holding media markers, got {type(prompt).__name__}")
         engine_text("prompt", prompt)  # before the try below: a bad prompt is no MediaError
+        media = _media_list("media", media)
+        for i, item in enumerate(media):
+            if not isinstance(item, _engine.MediaInput):
+                # (pybind11's "incompatible function arguments" otherwise, naming no item)
+                raise TypeError(f"media[{i}]: expected an item from media_inputs() or prepare_media(), got "
+                                f"{type(item).__name__}")
         if media and marker not in prompt:
             prompt = "".join(marker + "\n" for _ in media) + prompt
         with _projector_errors():
@@ -1015,6 +1023,8 @@ class Model:
         chunks not yet encoded (or cached by content) get their embeddings. Slow, without the GIL: call it off
         the event loop. Raises :class:`~jan.MediaError`."""
         projector = self._live_projector()
+        if not isinstance(prompt, _engine.MediaPrompt):
+            raise TypeError(f"prompt: expected a prompt from media_prompt(), got {type(prompt).__name__}")
         with _projector_errors():
             projector.encode(prompt)
 
