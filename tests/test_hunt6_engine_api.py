@@ -288,3 +288,25 @@ def test_media_prompt_and_encode_media_refuse_what_they_cannot_read_naming_it(vl
             vlm.encode_media(prompt)
     prompt = vlm.media_prompt(vlm.media_marker + " what is it?", items)
     assert vlm.generate(prompt, max_tokens=2).finish_reason == "length"
+
+
+# -- the pool's own arguments ------------------------------------------------------------------------------------
+
+def test_the_pools_turn_and_claim_arguments_are_checked(stories_path):
+    """pool.load(..., turn=5) failed with "'int' object has no attribute 'model_id'" from deep in its wait, a claim
+    of "no" held the model as claimed, and pool.turn(5) took a place in line for no model id."""
+    with jan.ModelPool() as pool:
+        for call in (lambda: pool.load("a", stories_path, n_ctx=64, turn=5),
+                     lambda: pool.get("a", turn="first")):
+            with pytest.raises(TypeError, match="^turn: expected a place in line from ModelPool.turn()"):
+                call()
+        for call in (lambda: pool.load("a", stories_path, n_ctx=64, claim="no"),
+                     lambda: pool.get("a", claim=1)):
+            with pytest.raises(ValueError, match="^claim: expected true or false"):
+                call()
+        with pytest.raises(TypeError, match="^model_id: expected a string, got int"):
+            with pool.turn(5):
+                pass
+        with pool.turn("a") as turn:
+            model = pool.load("a", stories_path, n_ctx=64, n_threads=1, turn=turn, claim=True)
+        assert model.generate("Once", max_tokens=2).finish_reason == "length"
