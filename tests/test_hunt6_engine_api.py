@@ -310,3 +310,17 @@ def test_the_pools_turn_and_claim_arguments_are_checked(stories_path):
         with pool.turn("a") as turn:
             model = pool.load("a", stories_path, n_ctx=64, n_threads=1, turn=turn, claim=True)
         assert model.generate("Once", max_tokens=2).finish_reason == "length"
+
+
+# -- embed's pooling -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path_fixture", ["minilm_path", "stories_path"])
+def test_embed_refuses_rank_pooling_which_is_rerank_s_own(request, path_fixture):
+    """embed(pooling="rank") slipped past the pooling check (kept open for rerank()'s internal use) and ran rank
+    pooling on a model with no classifier head: one number per input, scoring nothing, with no error."""
+    with jan.Model(request.getfixturevalue(path_fixture), n_ctx=64, n_threads=1) as m:
+        with pytest.raises(ValueError, match="^pooling: expected one of mean, cls, last, none, got 'rank'"):
+            m.embed(["a b", "c"], pooling="rank")
+        with pytest.raises(ValueError, match="^pooling: expected one of mean, cls, last, none, got array"):
+            m.embed(["a b", "c"], pooling=np.array([1, 2]))  # (was numpy's "truth value is ambiguous")
+        assert m.embed(["a b", "c"], pooling="mean").shape == (2, m.info.n_embd)

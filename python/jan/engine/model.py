@@ -162,7 +162,7 @@ def _media_list(name: str, value) -> list:
 def _pooling(value):
     if value is None:
         return None
-    if value not in EMBED_POOLING:
+    if not isinstance(value, str) or value not in EMBED_POOLING:  # (an array's "in" was numpy's ambiguous truth)
         raise ValueError(f"pooling: expected one of {', '.join(EMBED_POOLING)}, got {value!r}")
     return value
 _DEFAULT_MAX_CTX = DEFAULT_MAX_CTX
@@ -1195,6 +1195,9 @@ class Model:
         """
         # busy from its first step (tokenizing, making the embedding context: slow), not from its first decode:
         # a model that looks idle meanwhile is unloaded for a load of another one (keep-alive, max_loaded)
+        # checked here, not in _embed: "rank" is rerank()'s own pooling, which a caller's embed(pooling="rank") ran on
+        # any model — on one without a classifier head, one number per input that scores nothing
+        _pooling(pooling)
         with self.hold():
             return self._embed(inputs, normalize, pooling, cancel)
 
