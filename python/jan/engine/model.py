@@ -1330,7 +1330,7 @@ class Model:
             max_tokens_per_doc = _count_option("max_tokens_per_doc", max_tokens_per_doc)
             max_chunks_per_doc = _count_option("max_chunks_per_doc", max_chunks_per_doc)
             truncate = check_flag("truncate", truncate)
-            if truncation_direction not in ("right", "left"):
+            if not isinstance(truncation_direction, str) or truncation_direction not in ("right", "left"):
                 raise ValueError(f"truncation_direction: expected 'right' or 'left', got {truncation_direction!r}")
             left = truncation_direction == "left"
             n_ctx = self._get_embedder("rank").n_ctx if truncate or max_chunks_per_doc is not None else 0
