@@ -324,3 +324,12 @@ def test_embed_refuses_rank_pooling_which_is_rerank_s_own(request, path_fixture)
         with pytest.raises(ValueError, match="^pooling: expected one of mean, cls, last, none, got array"):
             m.embed(["a b", "c"], pooling=np.array([1, 2]))  # (was numpy's "truth value is ambiguous")
         assert m.embed(["a b", "c"], pooling="mean").shape == (2, m.info.n_embd)
+
+
+def test_holds_begins_is_a_yes_or_no(stories):
+    """hold(begins="no") (any truthy value) counted a claimed request as begun, as begins=True does."""
+    with pytest.raises(ValueError, match="^begins: expected true or false, got 'no'"):
+        with stories.hold(begins="no"):
+            pass
+    with stories.hold(begins=False):
+        assert stories.busy

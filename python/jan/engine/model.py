@@ -1452,6 +1452,7 @@ class Model:
         request before its submit. Nested holds in one thread are one use, as the outermost says.
         ModelClosedError once closed."""
         self._live()
+        begins = check_flag("begins", begins)  # (begins="no" counted as a claimed request begun)
         depth = getattr(self._use_depth, "n", 0)
         if depth == 0:
             with self._uses_lock:
