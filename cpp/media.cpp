@@ -155,7 +155,7 @@ mtmd_context_params context_params(const ProjectorParams & p) {
     mtmd_context_params cp = mtmd_context_params_default();
     cp.use_gpu = p.use_gpu;
     cp.print_timings = false;
-    cp.n_threads = p.n_threads > 0 ? p.n_threads : (int)std::max(1u, std::thread::hardware_concurrency());
+    cp.n_threads = p.n_threads > 0 ? p.n_threads : (int)std::clamp(std::thread::hardware_concurrency(), 1u, (unsigned)GGML_MAX_N_THREADS);
     cp.flash_attn_type = p.flash_attn < 0    ? LLAMA_FLASH_ATTN_TYPE_AUTO
                          : p.flash_attn > 0 ? LLAMA_FLASH_ATTN_TYPE_ENABLED
                                             : LLAMA_FLASH_ATTN_TYPE_DISABLED;
