@@ -30,7 +30,7 @@ Embedder::Embedder(std::shared_ptr<Model> model, const EmbedderParams & params) 
     cp.n_ubatch = n_ctx_;  // non-causal models need a whole input in one ubatch
     cp.n_seq_max = n_seq_max_;
     cp.kv_unified = true;  // inputs come and go each call; no per-sequence split of the context
-    const int32_t threads = params.n_threads > 0 ? params.n_threads : (int32_t)std::max(1u, std::thread::hardware_concurrency());
+    const int32_t threads = params.n_threads > 0 ? params.n_threads : (int32_t)std::clamp(std::thread::hardware_concurrency(), 1u, (unsigned)GGML_MAX_N_THREADS);
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
     cp.no_perf = true;

@@ -7,6 +7,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "deep_stack.h"
 #include "errors.h"
 #include "log_sink.h"
 #include "model.h"
@@ -154,7 +155,7 @@ mtmd_context_params context_params(const ProjectorParams & p) {
     mtmd_context_params cp = mtmd_context_params_default();
     cp.use_gpu = p.use_gpu;
     cp.print_timings = false;
-    cp.n_threads = p.n_threads > 0 ? p.n_threads : (int)std::max(1u, std::thread::hardware_concurrency());
+    cp.n_threads = p.n_threads > 0 ? p.n_threads : (int)std::clamp(std::thread::hardware_concurrency(), 1u, (unsigned)GGML_MAX_N_THREADS);
     cp.flash_attn_type = p.flash_attn < 0    ? LLAMA_FLASH_ATTN_TYPE_AUTO
                          : p.flash_attn > 0 ? LLAMA_FLASH_ATTN_TYPE_ENABLED
                                             : LLAMA_FLASH_ATTN_TYPE_DISABLED;
@@ -253,7 +254,9 @@ MediaPrompt Projector::tokenize(const std::string & text, const std::vector<Medi
 
     mtmd_input_text input{text.c_str(), text.size(), add_special, parse_special};
     mtmd::input_chunks chunks(mtmd_input_chunks_init());
-    const int32_t rc = mtmd_tokenize(ctx_.get(), chunks.ptr.get(), &input, ptrs.data(), ptrs.size());
+    int32_t rc = 0;
+    // (the prompt's text is tokenized in there: on a stack sized for it, as Model::tokenize, deep_stack.h)
+    run_for_text(text.size(), [&] { rc = mtmd_tokenize(ctx_.get(), chunks.ptr.get(), &input, ptrs.data(), ptrs.size()); });
     if (rc == 1) throw std::invalid_argument("the number of media markers does not match the media given");
     if (rc != 0) throw std::invalid_argument("libmtmd could not preprocess the media (code " + std::to_string(rc) + ")");
 

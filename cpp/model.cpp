@@ -7,6 +7,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "deep_stack.h"
 #include "errors.h"
 #include "ggml-backend.h"
 #include "log_sink.h"
@@ -82,13 +83,17 @@ Model::Model(const std::string & path, const ModelParams & params) : path_(path)
 std::vector<llama_token> Model::tokenize(const std::string & text, bool add_special, bool parse_special) const {
     // First guess is generous; llama_tokenize returns -needed when it is not.
     std::vector<llama_token> tokens(text.size() + 2 * (add_special ? 1 : 0) + 8);
-    int32_t n = llama_tokenize(vocab_, text.data(), (int32_t)text.size(), tokens.data(), (int32_t)tokens.size(),
-                               add_special, parse_special);
-    if (n < 0) {
-        tokens.resize(-n);
+    int32_t n = 0;
+    // (a long text on a stack sized for it: some vocabularies' pre-tokenizer recurses per character, deep_stack.h)
+    run_for_text(text.size(), [&] {
         n = llama_tokenize(vocab_, text.data(), (int32_t)text.size(), tokens.data(), (int32_t)tokens.size(),
                            add_special, parse_special);
-    }
+        if (n < 0) {
+            tokens.resize(-n);
+            n = llama_tokenize(vocab_, text.data(), (int32_t)text.size(), tokens.data(), (int32_t)tokens.size(),
+                               add_special, parse_special);
+        }
+    });
     if (n < 0) throw std::runtime_error("tokenization failed");
     tokens.resize(n);
     return tokens;

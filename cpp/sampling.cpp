@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <regex>
 #include <stdexcept>
 
 #include "grammar_prefix.h"
@@ -17,8 +18,22 @@ llama_sampler * make_grammar_sampler(const Model & model, const SamplingParams &
         return llama_sampler_init_grammar(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str());
     std::vector<const char *> patterns;
     for (const auto & t : p.grammar_triggers) patterns.push_back(t.c_str());
-    return llama_sampler_init_grammar_lazy_patterns(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str(),
-                                                    patterns.data(), patterns.size(), nullptr, 0);
+    try {
+        return llama_sampler_init_grammar_lazy_patterns(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str(),
+                                                        patterns.data(), patterns.size(), nullptr, 0);
+    } catch (const std::regex_error &) {
+        // llama.cpp compiles the triggers with std::regex, whose refusal reached Python as a bare RuntimeError that
+        // named no option: said of the pattern at fault (compiled alone, as llama.cpp compiles each), a bad argument
+        for (size_t i = 0; i < p.grammar_triggers.size(); ++i) {
+            try {
+                std::regex re(p.grammar_triggers[i]);
+            } catch (const std::regex_error & e) {
+                throw std::invalid_argument("grammar_triggers[" + std::to_string(i) + "]: not a regular expression "
+                                            "llama.cpp can use (ECMAScript syntax): " + e.what());
+            }
+        }
+        throw std::invalid_argument("grammar_triggers: llama.cpp could not compile the trigger patterns");
+    }
 }
 
 llama_sampler_ptr prepare_grammar(const Model & model, const SamplingParams & p) {

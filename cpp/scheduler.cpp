@@ -37,7 +37,8 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
 // processing is compute-bound and gets every hardware thread.
 int32_t default_threads(int32_t requested, bool batch) {
     if (requested > 0) return requested;
-    const int32_t hw = (int32_t)std::max(1u, std::thread::hardware_concurrency());
+    // (at most ggml's GGML_MAX_N_THREADS: a machine with more hardware threads than one graph runs on got them all)
+    const int32_t hw = (int32_t)std::clamp(std::thread::hardware_concurrency(), 1u, (unsigned)GGML_MAX_N_THREADS);
     return batch ? hw : std::max(1, hw / 2);
 }
 

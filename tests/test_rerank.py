@@ -242,6 +242,9 @@ def test_max_chunks_per_doc_scores_a_long_document_as_its_best_chunk(reranker):
     ({"max_tokens_per_doc": True}, TypeError, "^max_tokens_per_doc: expected an integer"),
     ({"truncate": "yes"}, ValueError, "^truncate: expected true or false"),
     ({"truncation_direction": "up"}, ValueError, "^truncation_direction: expected 'right' or 'left'"),
+    # (numpy's "truth value of an array is ambiguous" before: the membership test compared it element-wise)
+    ({"truncation_direction": __import__("numpy").array(["left", "right"])}, ValueError,
+     "^truncation_direction: expected 'right' or 'left'"),
 ])
 def test_bad_cut_options_are_named(reranker, options, error, says):
     with pytest.raises(error, match=says):

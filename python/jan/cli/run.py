@@ -23,7 +23,7 @@ from jan.cli.common import (
 )
 from jan.cli.images import audio_part, image_part, user_content
 from jan.cli.inference import open_backend
-from jan.engine.model import IMAGE_TOKENS_MAX
+from jan.engine.model import GGML_MAX_N_THREADS, IMAGE_TOKENS_MAX
 
 
 def sampling_options(func):
@@ -52,7 +52,7 @@ def load_options(func):
     for decorator in reversed([
         click.option("--ctx-size", "-c", "n_ctx", type=click.IntRange(64, INT32_MAX), default=None,
                      help="Context tokens (in-process models only)."),
-        click.option("--threads", "-t", "n_threads", type=click.IntRange(1, INT32_MAX), default=None,
+        click.option("--threads", "-t", "n_threads", type=click.IntRange(1, GGML_MAX_N_THREADS), default=None,
                      help="CPU threads (in-process models only)."),
         click.option("--gpu-layers", "-ngl", "n_gpu_layers", type=GpuLayers(), default=None,
                      help="Layers to offload to the GPU: a count, -1 or 'all' for all, 'auto' for as many as fit "

@@ -65,7 +65,8 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
 @click.option("--parallel", "-np", "n_parallel", default=None, type=click.IntRange(1, int(LOAD_RANGES["n_parallel"].le)),
               help="Requests each model serves at once [default: the llamacpp extension's setting, 4].")
 @click.option("--ctx-size", "-c", "n_ctx", default=None, type=click.IntRange(64, INT32_MAX), help="Context tokens per request.")
-@click.option("--threads", "-t", "n_threads", default=None, type=click.IntRange(1, INT32_MAX), help="Generation threads.")
+@click.option("--threads", "-t", "n_threads", default=None, type=click.IntRange(1, int(LOAD_RANGES["n_threads"].le)),
+              help="Generation threads (at most ggml's 512).")
 @click.option("--adaptive-threads", "adaptive_threads", default=None, type=click.Choice(ADAPTIVE_THREADS, case_sensitive=False),
               help="Fewer threads while other processes keep cores busy: where the output stays the same "
                    "(exact), on every step (always: fastest under load, a long lone generation may differ), "

@@ -62,6 +62,11 @@ def _content_id(kind: bytes, *parts: bytes) -> str:
 def _read(source: Union[str, os.PathLike, bytes, bytearray, memoryview], limits: MediaLimits, what: str) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
+    elif not isinstance(source, (str, os.PathLike)):
+        # (said of the item, as every other refusal of one: Path(5)'s TypeError named neither the item nor what it
+        # takes)
+        raise MediaError(f"{what}: expected a file path or the file's bytes, got {type(source).__name__}",
+                         reason="unsupported_format")
     else:
         path = Path(source)
         try:
@@ -75,6 +80,15 @@ def _read(source: Union[str, os.PathLike, bytes, bytearray, memoryview], limits:
                 data = f.read(limits.max_bytes + 1)  # bounded: a size the stat did not tell (/proc)
         except OSError as e:
             raise MediaError(f"{what}: cannot read '{path}': {e.strerror or e}", reason="unreadable") from None
+        except UnicodeEncodeError:
+            # a lone surrogate (a JSON "\\ud800", a name read with surrogateescape past its range): no file system
+            # name can hold it, and it escaped as the bare UnicodeEncodeError of os.stat
+            raise MediaError(f"{what}: cannot read {str(path)!r}: the path holds a lone UTF-16 surrogate, which is no "
+                             "character of a file name", reason="unreadable") from None
+        except ValueError as e:  # ("embedded null byte": a NUL no file name can hold)
+            if isinstance(e, MediaError):
+                raise
+            raise MediaError(f"{what}: cannot read {str(path)!r}: {e}", reason="unreadable") from None
     if len(data) > limits.max_bytes:
         raise MediaError(f"{what}: {len(data)} bytes; at most {limits.max_bytes} are accepted", reason="too_large")
     if not data:

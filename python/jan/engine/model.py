@@ -147,10 +147,22 @@ def _cut_text(native, text: str, keep: int, left: bool) -> str:
     return ""
 
 
+def _media_list(name: str, value) -> list:
+    """A media argument (``images``, ``audio``, ``items``: a list of them) as a list; None is none. TypeError naming
+    it for one that is no list: a number or object was "'int' object is not iterable", and a single path or file's
+    bytes was read item by item, as one image per character or per byte."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, bytearray, memoryview, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name}: expected a list of media items (paths, file bytes, arrays), got "
+                        f"{type(value).__name__}; a single one goes in a list")
+    return list(value)
+
+
 def _pooling(value):
     if value is None:
         return None
-    if value not in EMBED_POOLING:
+    if not isinstance(value, str) or value not in EMBED_POOLING:  # (an array's "in" was numpy's ambiguous truth)
         raise ValueError(f"pooling: expected one of {', '.join(EMBED_POOLING)}, got {value!r}")
     return value
 _DEFAULT_MAX_CTX = DEFAULT_MAX_CTX
@@ -185,6 +197,9 @@ EMBED_MAX_CTX = 8192
 #: The most tokens ``image_min_tokens``/``image_max_tokens`` may ask of one image (more than any context holds).
 IMAGE_TOKENS_MAX = 65536
 
+#: The most threads ggml runs one compute graph on (ggml.h's GGML_MAX_N_THREADS).
+GGML_MAX_N_THREADS = 512
+
 #: What each numeric load option of :class:`Model` accepts (the native engine's bounds, cpp/scheduler.cpp,
 #: and llama.cpp's: at most 256 sequences; int32 where it stores an int32). ``n_ctx`` 0/None is the
 #: model's own context; ``n_threads`` <= 0 the default count; ``n_gpu_layers`` -1 all layers (or "auto"/"all",
@@ -194,8 +209,10 @@ LOAD_RANGES: dict[str, Range] = {
     "n_parallel": Range(int, ge=1, le=256),
     "n_batch": Range(int, ge=1, le=INT32_MAX),
     "n_ubatch": Range(int, ge=1, le=INT32_MAX),
-    "n_threads": Range(int, ge=-1, le=INT32_MAX),
-    "n_threads_batch": Range(int, ge=-1, le=INT32_MAX),
+    # ggml's GGML_MAX_N_THREADS: a compute graph runs on at most 512 threads; asked for more, an embedding decode
+    # died of std::bad_alloc (2**31 - 1) or SIGSEGV (100000) in ggml's thread setup
+    "n_threads": Range(int, ge=-1, le=GGML_MAX_N_THREADS),
+    "n_threads_batch": Range(int, ge=-1, le=GGML_MAX_N_THREADS),
     "n_gpu_layers": Range(int, ge=-1, le=INT32_MAX),
     "main_gpu": Range(int, ge=-1, le=INT32_MAX),
     "max_queue": Range(int, ge=0, le=INT32_MAX),
@@ -528,6 +545,15 @@ class Model:
     ):
         self._pid = os.getpid()  # the process that loads it (see _forked)
         self.path = file_path(path, "path")
+        # None is "not given" for every load option (check_load_option's rule, a model.json's null, a caller passing
+        # its own optional setting through): the option's default, not int(None)'s TypeError naming nothing or a
+        # bool(None) that turned use_mmap off
+        n_parallel, n_batch, adaptive_threads, n_gpu_layers, main_gpu, use_mmap, use_mlock, max_queue, kv_unified, \
+            vocab_only = (LOAD_OPTION_DEFAULTS[name] if value is None else value for name, value in (
+                ("n_parallel", n_parallel), ("n_batch", n_batch), ("adaptive_threads", adaptive_threads),
+                ("n_gpu_layers", n_gpu_layers), ("main_gpu", main_gpu), ("use_mmap", use_mmap),
+                ("use_mlock", use_mlock), ("max_queue", max_queue), ("kv_unified", kv_unified),
+                ("vocab_only", vocab_only)))
         if model_id is not None and not isinstance(model_id, str):
             raise TypeError(f"model_id: expected a string, got {type(model_id).__name__}")
         self.id = model_id or Path(self.path).stem
@@ -919,14 +945,15 @@ class Model:
     def media_inputs(self, images: Sequence = (), audio: Sequence = ()) -> list:
         """Decode and check media for this model: ``images`` (paths, file bytes, numpy arrays, PIL
         images) then ``audio`` clips (paths or bytes of WAV/MP3/FLAC files); see :meth:`prepare_media`."""
-        return self.prepare_media([*(images or ()), *(AudioClip(a) for a in (audio or ()))])
+        return self.prepare_media([*_media_list("images", images),
+                                   *(AudioClip(a) for a in _media_list("audio", audio))])
 
     def prepare_media(self, items: Sequence) -> list:
         """Decode and check media in prompt order: an :class:`~jan.engine.media.AudioClip` is audio,
         anything else an image. Slow (image decoding): call it off the event loop.
         Raises :class:`~jan.MediaError` (bad format, over :attr:`media_limits`, no projector for it)."""
         self._live()
-        items = list(items or ())
+        items = _media_list("items", items)
         if not items:
             return []
         caps = self.capabilities
@@ -974,7 +1001,15 @@ class Model:
         """
         projector = self._live_projector()
         marker = projector.marker
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt: expected text holding media markers, got {type(prompt).__name__}")
         engine_text("prompt", prompt)  # before the try below: a bad prompt is no MediaError
+        media = _media_list("media", media)
+        for i, item in enumerate(media):
+            if not isinstance(item, _engine.MediaInput):
+                # (pybind11's "incompatible function arguments" otherwise, naming no item)
+                raise TypeError(f"media[{i}]: expected an item from media_inputs() or prepare_media(), got "
+                                f"{type(item).__name__}")
         if media and marker not in prompt:
             prompt = "".join(marker + "\n" for _ in media) + prompt
         with _projector_errors():
@@ -988,6 +1023,8 @@ class Model:
         chunks not yet encoded (or cached by content) get their embeddings. Slow, without the GIL: call it off
         the event loop. Raises :class:`~jan.MediaError`."""
         projector = self._live_projector()
+        if not isinstance(prompt, _engine.MediaPrompt):
+            raise TypeError(f"prompt: expected a prompt from media_prompt(), got {type(prompt).__name__}")
         with _projector_errors():
             projector.encode(prompt)
 
@@ -1032,6 +1069,7 @@ class Model:
         native = self._live()
         scheduler = self._require_scheduler()
         add_special = check_flag("add_special", add_special)
+        images, audio = _media_list("images", images), _media_list("audio", audio)
         if images or audio:
             if not isinstance(prompt, str):
                 raise TypeError("with images or audio the prompt must be text (holding media markers)")
@@ -1157,6 +1195,9 @@ class Model:
         """
         # busy from its first step (tokenizing, making the embedding context: slow), not from its first decode:
         # a model that looks idle meanwhile is unloaded for a load of another one (keep-alive, max_loaded)
+        # checked here, not in _embed: "rank" is rerank()'s own pooling, which a caller's embed(pooling="rank") ran on
+        # any model — on one without a classifier head, one number per input that scores nothing
+        _pooling(pooling)
         with self.hold():
             return self._embed(inputs, normalize, pooling, cancel)
 
@@ -1289,7 +1330,7 @@ class Model:
             max_tokens_per_doc = _count_option("max_tokens_per_doc", max_tokens_per_doc)
             max_chunks_per_doc = _count_option("max_chunks_per_doc", max_chunks_per_doc)
             truncate = check_flag("truncate", truncate)
-            if truncation_direction not in ("right", "left"):
+            if not isinstance(truncation_direction, str) or truncation_direction not in ("right", "left"):
                 raise ValueError(f"truncation_direction: expected 'right' or 'left', got {truncation_direction!r}")
             left = truncation_direction == "left"
             n_ctx = self._get_embedder("rank").n_ctx if truncate or max_chunks_per_doc is not None else 0
@@ -1411,6 +1452,7 @@ class Model:
         request before its submit. Nested holds in one thread are one use, as the outermost says.
         ModelClosedError once closed."""
         self._live()
+        begins = check_flag("begins", begins)  # (begins="no" counted as a claimed request begun)
         depth = getattr(self._use_depth, "n", 0)
         if depth == 0:
             with self._uses_lock:
@@ -1525,6 +1567,12 @@ class Model:
     def __enter__(self) -> "Model":
         self._live()  # as a closed file's ``with``
         return self
+
+    def __reduce__(self):
+        # copy.copy() made a second Model over the same engine: closing either one shut down the other's engine
+        # thread under it (and pickling failed on the native model with no word of why)
+        raise TypeError(f"a jan.Model cannot be copied or pickled: it holds a loaded model and its engine thread "
+                        f"(share the one object, or load '{self.path}' again)")
 
     def __exit__(self, *exc) -> None:
         self.close()

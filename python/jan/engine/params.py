@@ -288,11 +288,13 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
     p.seed = random.randrange(0, _UINT32) if seed is None else seed
     # What the caller can expect to get again: the engine then keeps it independent of machine load
     # (jan.Model's adaptive_threads "exact"); a draw from a seed nobody chose may follow the load.
-    wanted = o["reproducible"]
-    p.reproducible = p.temperature <= 0 or bool(seed is not None if wanted is None else wanted)
+    wanted = o["reproducible"]  # (a yes/no as every flag: "no" or 0.0 read as truthy/falsy said the opposite)
+    p.reproducible = p.temperature <= 0 or (seed is not None if wanted is None else check_flag("reproducible", wanted))
     p.logit_bias = _logit_bias(o["logit_bias"])
-    if o["grammar"]:
-        # llama.cpp's grammar parser recurses without bounds: check first (GrammarError, a ValueError).
+    if o["grammar"] is not None and (not isinstance(o["grammar"], str) or o["grammar"]):
+        # llama.cpp's grammar parser recurses without bounds: check first (GrammarError, a ValueError). Anything but
+        # text is its refusal too: a falsy one (0, [], False) was silently no grammar, an array numpy's "truth value
+        # is ambiguous"
         check_gbnf(o["grammar"])
     p.grammar = o["grammar"] or ""
     p.grammar_triggers = _strings("grammar_triggers", o["grammar_triggers"])
@@ -426,12 +428,24 @@ def _string(name: str, value) -> str:
     return engine_text(name, value)
 
 
+def _string_list(name: str, value, what: str) -> list[str]:
+    """``value`` (any iterable of strings but text itself or a mapping) as a list, read once: a generator's items
+    were consumed by the check that they are strings, and the option was then silently empty (``stop=iter(...)``
+    stopped nothing). ValueError naming ``name`` (``what``: what it expects) for anything else, never the
+    "'int' object is not iterable" of iterating it."""
+    if isinstance(value, (str, bytes, bytearray, memoryview, Mapping)) or not isinstance(value, Iterable):
+        raise ValueError(f"{name}: expected {what}, got {type(value).__name__}")
+    items = list(value)
+    for i, s in enumerate(items):
+        if not isinstance(s, str):
+            raise ValueError(f"{name}[{i}]: expected a string, got {type(s).__name__}")
+    return [engine_text(f"{name}[{i}]", s) for i, s in enumerate(items)]
+
+
 def _strings(name: str, value) -> list[str]:
     if value is None:
         return []
-    if isinstance(value, str) or not all(isinstance(s, str) for s in value):
-        raise ValueError(f"{name}: expected a list of strings")
-    return [engine_text(f"{name}[{i}]", s) for i, s in enumerate(value)]
+    return _string_list(name, value, "a list of strings")
 
 
 def _stops(stop) -> list[str]:
@@ -439,9 +453,7 @@ def _stops(stop) -> list[str]:
         return []
     if isinstance(stop, str):
         stop = [stop]
-    if not isinstance(stop, Iterable) or not all(isinstance(s, str) for s in stop):
-        raise ValueError("stop: expected a string or a list of strings")
-    stops = [engine_text(f"stop[{i}]", s) for i, s in enumerate(stop)]
+    stops = _string_list("stop", stop, "a string or a list of strings")
     if any(s == "" for s in stops):
         raise ValueError("stop: stop strings must not be empty")
     return stops

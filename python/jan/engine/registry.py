@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from jan.engine.gguf_file import file_path
 from jan.engine.model import LOAD_OPTION_DEFAULTS, Model, check_load_options
-from jan.engine.params import check_seconds
+from jan.engine.params import check_flag, check_seconds
 from jan.engine.preflight import check_load
 from jan.errors import ModelClosedError, ModelNotFoundError, QueueFullError
 
@@ -138,6 +138,8 @@ class ModelPool:
         Take it before anything the request waits on (a server's own per-model lock): while it is held, a load
         that came later never unloads the model before it is handed out, and one that came earlier gets the
         room first. Without a turn, a request's place is the moment it calls :meth:`get` or :meth:`load`."""
+        if not isinstance(model_id, str):  # (as load()'s: the pool's keys are model ids)
+            raise TypeError(f"model_id: expected a string, got {type(model_id).__name__}")
         with self._lock:
             self._check_open(model_id)
             turn = self._arrive(model_id)
@@ -182,6 +184,7 @@ class ModelPool:
             raise TypeError(f"model_id: expected a string, got {type(model_id).__name__}")
         if not model_id:
             raise ValueError("model_id: must not be empty")
+        claim = check_flag("claim", claim)  # (claim="no" held the model as claimed)
         path = file_path(path, "path")  # str(None) was a file named 'None'
         self._check_open(model_id)  # before the file checks: a closed pool is the answer whatever the file
         if not self._holds(model_id, path, options):
@@ -316,6 +319,8 @@ class ModelPool:
 
     @staticmethod
     def _check_turn(turn: Turn, model_id: str) -> None:
+        if not isinstance(turn, Turn):  # (turn=5 was an AttributeError from deep in the wait)
+            raise TypeError(f"turn: expected a place in line from ModelPool.turn(), got {type(turn).__name__}")
         if turn.model_id != model_id:
             raise ValueError(f"turn: taken for model '{turn.model_id}', not '{model_id}'")
 
@@ -423,6 +428,7 @@ class ModelPool:
         :meth:`load`'s; ``turn``: that request's place in line, by default now). Raises ModelNotFoundError,
         also for a claim on a model on its way out for a load that came before the request: that request
         waits in line with :meth:`load` (which loads the model again in its turn)."""
+        claim = check_flag("claim", claim)
         with self._changed:
             self._check_open(model_id)
             if turn is not None:
@@ -616,6 +622,10 @@ class ModelPool:
             self._changed.notify_all()
         for m in models:
             m.close()
+
+    def __reduce__(self):
+        # a copy shared the loaded models (and the reaper), so closing it unloaded the original's
+        raise TypeError("a jan.ModelPool cannot be copied or pickled: it holds loaded models")
 
     def __enter__(self) -> "ModelPool":
         return self

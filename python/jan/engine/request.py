@@ -300,6 +300,11 @@ class Request:
             )
         return out
 
+    def __reduce__(self):
+        # a copy shared the native request, and dropping the copy cancelled the original's generation (__del__)
+        raise TypeError("a jan.Request cannot be copied or pickled: it is a handle on a running generation "
+                        "(read it, or pickle its Completion/Chunks)")
+
     def __del__(self) -> None:
         native = getattr(self, "_native", None)
         # (not in a forked child: cancelling takes the request's lock, which the parent's engine thread may have held)

@@ -49,7 +49,8 @@ class LlamaCppSettings(BaseModel):
     # the bounds jan.Model and model.json take (llama.cpp's 256 sequences), not a tighter cap of the CLI's own
     n_parallel: int = Field(LOAD_DEFAULTS.n_parallel, **LOAD_RANGES["n_parallel"].field(), description="Requests each model serves at once (slots)")
     n_ctx: int | None = Field(None, ge=64, description="Context tokens per request; default: the model's, up to 4096")
-    n_threads: int | None = Field(None, ge=1, description="Generation threads; default: about the physical cores")
+    n_threads: int | None = Field(None, ge=1, le=LOAD_RANGES["n_threads"].le,
+                                  description="Generation threads; default: about the physical cores (at most 512)")
     adaptive_threads: Literal["exact", "always", "off"] = Field(
         LOAD_DEFAULTS.adaptive_threads,
         description="Fewer threads while other processes keep cores busy: where output stays the same "
