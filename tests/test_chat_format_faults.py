@@ -176,6 +176,21 @@ def test_broken_call_keeps_what_was_written_before_the_break(name, text):
     assert _calls(result) == [("get_weather", {"city": "Rome"})]
 
 
+# a break inside a member's key (a control character or a bad escape in it, junk or no colon after it): the
+# streamed key is never shown half-quoted (`{"}`) or doubled (`"days"": null`), whichever parser reads the family
+KEY_BREAKS = ['"da\x00ys": 1', '"da\\qys": 1', '"da\\u12zys": 1', '"days"": 1', '"days" 1', '"days"😀: 1']
+
+
+@pytest.mark.parametrize("brk", KEY_BREAKS, ids=range(len(KEY_BREAKS)))
+@pytest.mark.parametrize("name, text", BROKEN, ids=[f"{n}-{i}" for i, (n, _) in enumerate(BROKEN)])
+def test_call_broken_in_a_key_still_has_json_arguments(name, text, brk):
+    result = _parse(text.replace('"city": "Rome",, ', '"city": "Rome", ' + brk), _fmt(name))
+    assert result.content == "Sure."
+    [(called, arguments)] = _calls(result)  # (json.loads: valid JSON)
+    assert called == "get_weather" and arguments["city"] == "Rome"
+    assert set(arguments) <= {"city", "days", "da"}, arguments
+
+
 @pytest.mark.parametrize("name, text", [
     ("Kimi-K2-Thinking", '<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0'
      '<|tool_call_argument_begin|>{"city": "Ro'),
@@ -277,6 +292,20 @@ def test_two_analysis_messages_are_two_paragraphs():
             '<|end|><|start|>assistant<|channel|>final<|message|>A')
     result = _parse(text, _fmt("openai-gpt-oss-120b"))
     assert result.reasoning == "First.\n\nSecond." and result.content == "A"
+
+
+@pytest.mark.parametrize("reasoning_format", ["auto", "none", "deepseek-legacy"])
+def test_analysis_ended_by_the_next_header_alone_streams_like_the_whole(reasoning_format):
+    """A model that leaves out an analysis message's <|end|>: the next message's <|start|> ends it. Shown raw
+    (``none``), a stream handed out its ``<|`` as thinking before ``start|>`` was written, and the header after
+    it turned content: the stream showed ``<|start|>assistant`` where the whole output does not."""
+    text = ('<|channel|>analysis<|message|>Need weather.<|start|>assistant<|channel|>commentary '
+            'to=functions.get_weather <|constrain|>json<|message|>{"city": "Oslo", "days": 1}<|call|>')
+    result = _parse(text, _fmt("openai-gpt-oss-120b"), reasoning_format=reasoning_format)
+    assert _calls(result) == [("get_weather", {"city": "Oslo", "days": 1})]
+    raw = "<|channel|>analysis<|message|>Need weather."
+    assert result.content == (None if reasoning_format == "auto" else raw)
+    assert result.reasoning == (None if reasoning_format == "none" else "Need weather.")
 
 
 # -- templates may change what they built, never what they were given ----------------------------------------------

@@ -125,11 +125,11 @@ def scan_json(s: str, start: int = 0, *, ended: bool = False) -> tuple[int, int,
         if in_str:
             if esc == 1:
                 if c not in _ESCAPES:
-                    return safe, -1, True, _closing(stack, True, is_key)
+                    return safe, -1, True, _closing(stack, not is_key)
                 esc = 2 if c == "u" else 0
             elif esc >= 2:
                 if c not in _HEX:
-                    return safe, -1, True, _closing(stack, True, is_key)
+                    return safe, -1, True, _closing(stack, not is_key)
                 esc = 0 if esc == 5 else esc + 1
             elif c == "\\":
                 esc = 1
@@ -145,7 +145,7 @@ def scan_json(s: str, start: int = 0, *, ended: bool = False) -> tuple[int, int,
                 i += 1
                 continue
             elif ord(c) < 0x20:
-                return safe, -1, True, _closing(stack, True, is_key)
+                return safe, -1, True, _closing(stack, not is_key)
             if not is_key and esc == 0:
                 safe = i + 1
             i += 1
@@ -160,12 +160,12 @@ def scan_json(s: str, start: int = 0, *, ended: bool = False) -> tuple[int, int,
                         if not stack:
                             return safe, i, False, ""
                     continue
-                return safe, -1, True, _closing(stack, False, False)
+                return safe, -1, True, _closing(stack, False)
             if c in _NUMBER_CHARS:
                 i += 1
                 continue
             if not _valid_number(s[token_start:i]):
-                return safe, -1, True, _closing(stack, False, False)
+                return safe, -1, True, _closing(stack, False)
             token_start = -1
             expect, safe = "comma", i
             if not stack:
@@ -193,7 +193,7 @@ def scan_json(s: str, start: int = 0, *, ended: bool = False) -> tuple[int, int,
                 if not stack:
                     return safe, i + 1, False, ""
             else:
-                return safe, -1, True, _closing(stack, False, False)
+                return safe, -1, True, _closing(stack, False)
             i += 1
             continue
         if expect == "key":
@@ -205,12 +205,12 @@ def scan_json(s: str, start: int = 0, *, ended: bool = False) -> tuple[int, int,
                 if not stack:
                     return safe, i + 1, False, ""
             else:
-                return safe, -1, True, _closing(stack, False, False)
+                return safe, -1, True, _closing(stack, False)
             i += 1
             continue
         if expect == "colon":
             if c != ":":
-                return safe, -1, True, _closing(stack, False, False)
+                return safe, -1, True, _closing(stack, False)
             expect = "value"
             i += 1
             continue
@@ -223,17 +223,19 @@ def scan_json(s: str, start: int = 0, *, ended: bool = False) -> tuple[int, int,
             if not stack:
                 return safe, i + 1, False, ""
         else:
-            return safe, -1, True, _closing(stack, False, False)
+            return safe, -1, True, _closing(stack, False)
         i += 1
     if token_start >= 0 and not literal and ended and _valid_number(s[token_start:]):
         safe = n
         if not stack:
             return safe, n, False, ""
-    return safe, -1, False, _closing(stack, in_str and not is_key, False)
+    return safe, -1, False, _closing(stack, in_str and not is_key)
 
 
-def _closing(stack: list[str], in_value_string: bool, _in_key: bool) -> str:
-    """What finishes the shown part: the quote of a value string, then the open containers' closers."""
+def _closing(stack: list[str], in_value_string: bool) -> str:
+    """What finishes the shown part: the quote of a value string, then the open containers' closers. A key string
+    broken off is never part of the shown part (it waits for its value), so it gets no quote: ``{"\x00k`` closes
+    as ``{}``, never ``{"}``."""
     return ('"' if in_value_string else "") + "".join("}" if c == "{" else "]" for c in reversed(stack))
 
 
