@@ -229,6 +229,30 @@ def test_xml_value_without_its_closing_tag_ends_at_the_next_tag(name, text):
     assert _calls(result)[0][1]["city"] == "Paris"
 
 
+# -- a declared name with whitespace after it, before the mark that ends it --------------------------------------
+
+SPACED_NAME = [
+    ("Qwen3-Coder", 'Checking.\n<tool_call>\n<function=get_weather >\n<parameter=city>\nRome\n</parameter>\n'
+     '</function>\n</tool_call>'),
+    ("ByteDance-Seed-OSS", 'Checking.\n<seed:tool_call>\n<function=get_weather >\n<parameter=city>\nRome\n'
+     '</parameter>\n</function>\n</seed:tool_call>'),
+    ("GLM-4.6", 'Checking.\n<tool_call>get_weather \n<arg_key>city</arg_key>\n<arg_value>Rome</arg_value>\n</tool_call>'),
+    ("deepseek-ai-DeepSeek-V3.1", 'Checking.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather <｜tool▁sep｜>'
+     '{"city": "Rome"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>'),
+    ("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", 'Checking.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function'
+     '<｜tool▁sep｜>get_weather \n```json\n{"city": "Rome"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>'),
+]
+
+
+@pytest.mark.parametrize("name, text", SPACED_NAME, ids=[n for n, _ in SPACED_NAME])
+def test_name_with_whitespace_before_its_end_streams_like_the_whole(name, text):
+    """The scans strip the name they read once its end mark comes; a stream saw ``get_weather `` first, no
+    declared name, and showed the call's markup as content before the call itself."""
+    result = _parse(text, _fmt(name))
+    assert result.content == "Checking."
+    assert _calls(result) == [("get_weather", {"city": "Rome"})]
+
+
 # -- functionary v3.2 framing --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("tools", [None, TOOLS], ids=["no-tools", "tools"])
