@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -227,6 +228,49 @@ def test_deepseek_r1_arguments_may_hold_a_fence():
 def test_xml_value_without_its_closing_tag_ends_at_the_next_tag(name, text):
     result = _parse(text, _fmt(name))
     assert _calls(result)[0][1]["city"] == "Paris"
+
+
+# -- arguments that are no JSON object are no call's, in every family -----------------------------------------------
+
+def _json_argument_outputs():
+    from chat_format_cases import CASES
+
+    for case in CASES:
+        for out in filter(None, (case.thinking, case.plain)):
+            if out.calls and re.search(_FIRST_ARGS, out.text):
+                yield case.template, out, out is case.thinking
+
+
+_FIRST_ARGS = r'\{"city": "[^"]*", "days": \d\}'
+NOT_OBJECTS = ['"s"', "[1]", "7", "null", '"{"']
+
+
+@pytest.mark.parametrize("args", NOT_OBJECTS)
+@pytest.mark.parametrize("name, out, thinking", list(_json_argument_outputs()),
+                         ids=[f"{t}-{k}" for k, (t, _, _) in enumerate(_json_argument_outputs())])
+def test_arguments_that_are_no_object_make_no_call(name, out, thinking, args):
+    """OpenAI's arguments, an Anthropic ``input`` and Ollama's arguments are objects; the generic parser, DeepSeek
+    V3.1 and Kimi read a call whose arguments are not one as text, but DeepSeek R1's fenced arguments, gpt-oss,
+    Command-R7B, Apriel and firefunction made it a call with ``[1]`` or ``"s"`` as its arguments."""
+    fmt = _fmt(name)
+    result = _parse(re.sub(_FIRST_ARGS, args, out.text, count=1), fmt,
+                    open_at_start=thinking and not out.text.lstrip().startswith(fmt.reasoning.start)
+                    if fmt.reasoning else False)
+    # (a list or a run of calls whose first is no call is text as a whole: it broke off there)
+    assert len(result.tool_calls) < len(out.calls)
+    assert all(isinstance(arguments, dict) for _, arguments in _calls(result))
+
+
+@pytest.mark.parametrize("name, text", [
+    ("CohereForAI-c4ai-command-r7b-12-2024-tool_use",
+     '<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "get_weather", "parameters": "{\\"city\\": \\"Rome\\"}"}]<|END_ACTION|>'),
+    ("unsloth-Apriel-1.5", '<tool_calls>[{"name": "get_weather", "arguments": "{\\"city\\": \\"Rome\\"}"}]</tool_calls>'),
+    ("fireworks-ai-llama-3-firefunction-v2", ' functools[{"name": "get_weather", "arguments": "{\\"city\\": \\"Rome\\"}"}]'),
+    ("Qwen-Qwen2.5-7B-Instruct", '<tool_call>\n{"name": "get_weather", "arguments": "{\\"city\\": \\"Rome\\"}"}\n</tool_call>'),
+], ids=["command-r7b", "apriel", "firefunction", "hermes"])
+def test_arguments_given_as_a_json_string_are_the_object_it_holds(name, text):
+    result = _parse(text, _fmt(name))
+    assert _calls(result) == [("get_weather", {"city": "Rome"})] and result.content is None
 
 
 # -- a declared name with whitespace after it, before the mark that ends it --------------------------------------

@@ -99,6 +99,9 @@ def _scan_deepseek(text: str, at: int, marker: str, final: bool, schemas: Mappin
     body = text[line + 1 : stop]
     if end < 0:
         body = hold(body, (DS_CALL_END,), final)
+    lead = body.lstrip(WS)
+    if lead and lead[0] != "{":  # no JSON object: not a call (as V3.1's unfenced arguments, _json_call)
+        return None
     args, _ = json_arguments(body, end >= 0, final)
     if end < 0 and not final and not args:
         return named(name, schemas)

@@ -25,7 +25,7 @@ __all__ = ["parse_apertus", "parse_apriel", "parse_command_r", "parse_firefuncti
 _SCALAR_MEMBER = r'"[^"\\]*"\s*:\s*(?:"(?:[^"\\]|\\.)*"|-?\d[\d.eE+-]*|true|false|null)\s*,\s*'
 _HEAD = re.compile(
     r'\{\s*(?:' + _SCALAR_MEMBER + r')*?"(?:tool_name|name)"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*(?:'
-    + _SCALAR_MEMBER + r')*?"(?:parameters|arguments)"\s*:\s*'
+    + _SCALAR_MEMBER + r')*?"(?:parameters|arguments)"\s*:\s*(?=\{)'
 )
 # Apertus's short form: the object's one member is named after the function, its value the arguments
 _SHORT_HEAD = re.compile(r'\{\s*"((?:[^"\\]|\\.)*)"\s*:\s*(?=\{)')
@@ -47,7 +47,14 @@ def _object_call(obj: Any, name_keys: tuple[str, ...], arg_keys: tuple[str, ...]
     if not name:
         return None
     args = next((obj[k] for k in arg_keys if k in obj), {})
-    return name, args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+    if isinstance(args, str):  # arguments given as a JSON string: the object it holds
+        try:
+            args = loads_json(args)
+        except ValueError:
+            return None
+    # arguments that are no object (a list, a number, a string of either) are no call's: OpenAI's arguments, an
+    # Anthropic input, Ollama's arguments are all objects (the generic parser's rule, and DeepSeek's, Kimi's)
+    return (name, json.dumps(args, ensure_ascii=False)) if isinstance(args, dict) else None
 
 
 def _scan_list(
