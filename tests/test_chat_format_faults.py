@@ -444,3 +444,40 @@ def test_apriel_answer_ends_before_its_calls(template, opened):
         result = _parse(text, fmt, open_at_start=open_at_start)
         assert (result.reasoning, result.content) == ("S.", content), text
         assert _calls(result) == [("get_weather", {"city": "A", "days": 1})]
+
+
+# -- a huge argument (a file a call writes) ------------------------------------------------------------------------
+
+def test_json_scan_reads_a_long_string_in_runs_not_character_by_character():
+    """The marker families re-read a call's JSON arguments each time a piece streams in (``scan_json``), and read
+    every string character by character in Python: a 20 KB argument (a file a coding agent writes) through
+    gpt-oss, Kimi, DeepSeek or Command-R7B took tens of seconds of the event loop. Counted in lines run, never
+    timed: a string's plain characters are one step."""
+    import sys
+
+    from jan.templates.formats import text as text_module
+
+    body = '{"path": "a.py", "content": "' + "print('hi')  # x " * 2000 + '", "mode": 1}'
+    code = text_module.scan_json.__code__
+    lines = 0
+
+    def tracer(frame, event, arg):
+        nonlocal lines
+        if frame.f_code is code:
+            if event == "line":
+                lines += 1
+            return tracer
+        return None
+
+    sys.settrace(tracer)
+    try:
+        safe, end, broken, _ = text_module.scan_json(body)
+    finally:
+        sys.settrace(None)
+    assert (end, broken) == (len(body), False)
+    assert lines < 1000, lines  # (character by character: over 200,000)
+    # the same document streamed: every piece's arguments only grow and end as the whole
+    short = '{"city": "a.py", "content": "' + "print('hi')  # x " * 50 + '", "days": 1}'
+    result = _parse('<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>' + short + '<|call|>',
+                    _fmt("openai-gpt-oss-120b"))
+    assert result.tool_calls[0].arguments == short

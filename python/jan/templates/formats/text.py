@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Iterable, Mapping
 
 # One definition for the streaming tool-call parser and the format parsers.
@@ -82,6 +83,8 @@ _HEX = set("0123456789abcdefABCDEF")
 _ESCAPES = set('"\\/bfnrtu')
 _NUMBER_CHARS = set("+-0123456789.eE")
 _LITERALS = ("true", "false", "null")
+# characters that go on a JSON string as they are: no quote, no backslash, no control character
+_STRING_RUN = re.compile(r'[^"\\\x00-\x1f]+')
 
 
 def _valid_number(s: str) -> bool:
@@ -121,6 +124,15 @@ def scan_json(s: str, start: int = 0, *, ended: bool = False) -> tuple[int, int,
     if i >= n:
         return safe, -1, False, ""
     while i < n:
+        if in_str and esc == 0:
+            # a run of plain string characters at once (C speed): a model's output is re-scanned on every piece
+            # it streams, and a call writing a file as its argument made that a Python loop over the whole of it
+            run = _STRING_RUN.match(s, i)
+            if run is not None:
+                i = run.end()
+                if not is_key:
+                    safe = i
+                continue
         c = s[i]
         if in_str:
             if esc == 1:
