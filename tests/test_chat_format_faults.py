@@ -273,6 +273,23 @@ def test_arguments_given_as_a_json_string_are_the_object_it_holds(name, text):
     assert _calls(result) == [("get_weather", {"city": "Rome"})] and result.content is None
 
 
+@pytest.mark.parametrize("name, text", [
+    ("CohereForAI-c4ai-command-r7b-12-2024-tool_use", '<|START_ACTION|>[{"\x00tool_call_id": "0", "tool_name": '
+     '"get_weather", "parameters": {"city": "Accra", "days": 1}}]<|END_ACTION|>'),
+    ("CohereForAI-c4ai-command-r7b-12-2024-tool_use", '<|START_ACTION|>[{"tool_call_id": 1.2.3, "tool_name": '
+     '"get_weather", "parameters": {"city": "Accra", "days": 1}}]<|END_ACTION|>'),
+    ("unsloth-Apriel-1.5", '<tool_calls>[{"id": "\\q", "name": "get_weather", "arguments": {"city": "Lima"}}]</tool_calls>'),
+    ("Apertus-8B-Instruct", '<|tools_prefix|>[{"get_\x00weather": {"city": "Bern", "days": 2}}]<|tools_suffix|>'),
+    ("fireworks-ai-llama-3-firefunction-v2", ' functools[{"\x01name": "x", "name": "get_weather", "arguments": {"city": "Quito"}}]'),
+], ids=["command-r7b-key", "command-r7b-number", "apriel-escape", "apertus", "firefunction"])
+def test_call_object_broken_before_its_arguments_is_text_streamed_and_whole(name, text):
+    """A call object of a JSON list whose JSON breaks before its arguments begin (a control character in a key, a
+    number ``1.2.3``, a bad escape): the whole output read the arguments after the break, a stream closed them at
+    once as ``{}`` and kept that. The object is no call: the list breaks off there, and with no call it is text."""
+    result = _parse(text, _fmt(name))
+    assert result.tool_calls == [] and result.content.strip() == text.strip()
+
+
 # -- a declared name with whitespace after it, before the mark that ends it --------------------------------------
 
 SPACED_NAME = [

@@ -93,8 +93,13 @@ def _scan_list(
             break
         if region[i] != "{":
             break  # not a call object: the list breaks off here
-        _, oend, broken, _ = scan_json(region, i, ended=ended)
+        safe, oend, broken, _ = scan_json(region, i, ended=ended)
         head = head_re.match(region, i)
+        if head is not None and broken and safe <= head.end():
+            # the object broke before its arguments began (a control character in a key, a bad number: the head's
+            # pattern is looser than JSON): no call, the list breaks off here. Read as a call, its arguments were
+            # closed at once ({}) in a stream, then written out in the whole output.
+            head = None
         if head is not None:
             try:
                 name = loads_json('"' + head.group(1) + '"')
