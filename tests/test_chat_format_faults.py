@@ -290,6 +290,41 @@ def test_call_object_broken_before_its_arguments_is_text_streamed_and_whole(name
     assert result.tool_calls == [] and result.content.strip() == text.strip()
 
 
+LIST_WITH_UNDECLARED = [
+    ("Apertus-8B-Instruct", '<|tools_prefix|>[{"get_weather": {"city": "Zurich"}}, {"rm_rf": {"path": "/"}}]'
+     '<|tools_suffix|>', None),
+    ("CohereForAI-c4ai-command-r7b-12-2024-tool_use", 'Ok.<|START_ACTION|>[{"tool_call_id": "0", "tool_name": '
+     '"get_weather", "parameters": {"city": "Zurich"}}, {"tool_call_id": "1", "tool_name": "rm_rf", "parameters": {}}]'
+     '<|END_ACTION|>', "Ok."),
+    ("unsloth-Apriel-1.5", '<tool_calls>[{"name": "get_weather", "arguments": {"city": "Zurich"}}, {"name": "rm_rf", '
+     '"arguments": {}}]</tool_calls>', None),
+    ("fireworks-ai-llama-3-firefunction-v2", ' functools[{"name": "get_weather", "arguments": {"city": "Zurich"}}, '
+     '{"name": "rm_rf", "arguments": {}}]', None),
+]
+
+
+@pytest.mark.parametrize("name, text, content", LIST_WITH_UNDECLARED, ids=[n for n, _, _ in LIST_WITH_UNDECLARED])
+def test_undeclared_call_in_a_list_ends_it_after_the_calls_before(name, text, content):
+    """A list of calls whose second names a tool the request did not declare: the whole output made the list text
+    (no call), while a stream had already shown the first call. The undeclared one now ends the list as a break
+    does: the calls before it stay, streamed and whole."""
+    result = _parse(text, _fmt(name))
+    assert _calls(result) == [("get_weather", {"city": "Zurich"})] and result.content == content
+
+
+@pytest.mark.parametrize("text, first", [
+    ('get_weather\n{"city": "Cairo", "days":" 1}>>>get_weather\n{"city": "Giza", "days": 2}',
+     {"city": "Cairo", "days": " 1}"}),
+    ('get_weather\n{"city": "Cairo", "days":" 1}>>>get_weather"}>>>get_weather\n{"city": "Giza", "days": 2}',
+     {"city": "Cairo", "days": " 1}>>>get_weather"}),
+], ids=["string-broken", "string-closed"])
+def test_functionary_v32_string_running_over_a_segment_streams_like_the_whole(text, first):
+    """A string the model never closes runs over the next ``>>>`` segment: where its JSON later breaks (a newline in
+    it) the whole output ends the arguments at the ``>>>``; a stream had already shown the text after it."""
+    result = _parse(text, _fmt("meetkai-functionary-medium-v3.2"))
+    assert _calls(result) == [("get_weather", first), ("get_weather", {"city": "Giza", "days": 2})]
+
+
 # -- a declared name with whitespace after it, before the mark that ends it --------------------------------------
 
 SPACED_NAME = [

@@ -198,7 +198,10 @@ def parse_functionary_v32(text: str, final: bool, schemas: Mapping[str, Mapping[
             break
         _, vend, broken, _ = scan_json(text, bs, ended=final)
         if vend < 0 and not broken and not final:
-            args, _ = json_arguments(text[bs:], False, False)
+            # a ">>>" that starts a next segment ends this body if its JSON breaks later (a string never closed):
+            # the arguments shown wait there until the JSON decides, as the whole output reads them
+            k, _ = _fv32_next(text, bs, final, schemas)
+            args, _ = json_arguments(text[bs:k] if k >= 0 else hold(text[bs:], (">>>",), False), False, False)
             if not after_call:
                 ws_before = content[len(content.rstrip(WS)):]
             snap.calls.append((recipient, args))

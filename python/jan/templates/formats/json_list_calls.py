@@ -105,13 +105,17 @@ def _scan_list(
                 name = loads_json('"' + head.group(1) + '"')
             except ValueError:
                 break
+            if schemas is not None and name not in schemas:
+                # a call to a tool not declared ends the list as a break does: the calls before it stay (a stream
+                # has shown them), and with none before it the list is text
+                break
             # closed by the end marker or a break; an output that simply ended shows them as written, as in every
             # family (json_arguments)
             args, _ = json_arguments(region[head.end():], end >= 0 or broken, final)
             calls.append((name, args))
         elif oend >= 0:
             call = _object_call(loads_json(region[i:oend]), name_keys, arg_keys)
-            if call is None:
+            if call is None or (schemas is not None and call[0] not in schemas):
                 break
             calls.append(call)
         elif not broken and not ended and (head := name_re.match(region, i)) is not None:
