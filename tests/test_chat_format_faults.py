@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -176,6 +177,21 @@ def test_broken_call_keeps_what_was_written_before_the_break(name, text):
     assert _calls(result) == [("get_weather", {"city": "Rome"})]
 
 
+# a break inside a member's key (a control character or a bad escape in it, junk or no colon after it): the
+# streamed key is never shown half-quoted (`{"}`) or doubled (`"days"": null`), whichever parser reads the family
+KEY_BREAKS = ['"da\x00ys": 1', '"da\\qys": 1', '"da\\u12zys": 1', '"days"": 1', '"days" 1', '"days"😀: 1']
+
+
+@pytest.mark.parametrize("brk", KEY_BREAKS, ids=range(len(KEY_BREAKS)))
+@pytest.mark.parametrize("name, text", BROKEN, ids=[f"{n}-{i}" for i, (n, _) in enumerate(BROKEN)])
+def test_call_broken_in_a_key_still_has_json_arguments(name, text, brk):
+    result = _parse(text.replace('"city": "Rome",, ', '"city": "Rome", ' + brk), _fmt(name))
+    assert result.content == "Sure."
+    [(called, arguments)] = _calls(result)  # (json.loads: valid JSON)
+    assert called == "get_weather" and arguments["city"] == "Rome"
+    assert set(arguments) <= {"city", "days", "da"}, arguments
+
+
 @pytest.mark.parametrize("name, text", [
     ("Kimi-K2-Thinking", '<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0'
      '<|tool_call_argument_begin|>{"city": "Ro'),
@@ -212,6 +228,125 @@ def test_deepseek_r1_arguments_may_hold_a_fence():
 def test_xml_value_without_its_closing_tag_ends_at_the_next_tag(name, text):
     result = _parse(text, _fmt(name))
     assert _calls(result)[0][1]["city"] == "Paris"
+
+
+# -- arguments that are no JSON object are no call's, in every family -----------------------------------------------
+
+def _json_argument_outputs():
+    from chat_format_cases import CASES
+
+    for case in CASES:
+        for out in filter(None, (case.thinking, case.plain)):
+            if out.calls and re.search(_FIRST_ARGS, out.text):
+                yield case.template, out, out is case.thinking
+
+
+_FIRST_ARGS = r'\{"city": "[^"]*", "days": \d\}'
+NOT_OBJECTS = ['"s"', "[1]", "7", "null", '"{"']
+
+
+@pytest.mark.parametrize("args", NOT_OBJECTS)
+@pytest.mark.parametrize("name, out, thinking", list(_json_argument_outputs()),
+                         ids=[f"{t}-{k}" for k, (t, _, _) in enumerate(_json_argument_outputs())])
+def test_arguments_that_are_no_object_make_no_call(name, out, thinking, args):
+    """OpenAI's arguments, an Anthropic ``input`` and Ollama's arguments are objects; the generic parser, DeepSeek
+    V3.1 and Kimi read a call whose arguments are not one as text, but DeepSeek R1's fenced arguments, gpt-oss,
+    Command-R7B, Apriel and firefunction made it a call with ``[1]`` or ``"s"`` as its arguments."""
+    fmt = _fmt(name)
+    result = _parse(re.sub(_FIRST_ARGS, args, out.text, count=1), fmt,
+                    open_at_start=thinking and not out.text.lstrip().startswith(fmt.reasoning.start)
+                    if fmt.reasoning else False)
+    # (a list or a run of calls whose first is no call is text as a whole: it broke off there)
+    assert len(result.tool_calls) < len(out.calls)
+    assert all(isinstance(arguments, dict) for _, arguments in _calls(result))
+
+
+@pytest.mark.parametrize("name, text", [
+    ("CohereForAI-c4ai-command-r7b-12-2024-tool_use",
+     '<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "get_weather", "parameters": "{\\"city\\": \\"Rome\\"}"}]<|END_ACTION|>'),
+    ("unsloth-Apriel-1.5", '<tool_calls>[{"name": "get_weather", "arguments": "{\\"city\\": \\"Rome\\"}"}]</tool_calls>'),
+    ("fireworks-ai-llama-3-firefunction-v2", ' functools[{"name": "get_weather", "arguments": "{\\"city\\": \\"Rome\\"}"}]'),
+    ("Qwen-Qwen2.5-7B-Instruct", '<tool_call>\n{"name": "get_weather", "arguments": "{\\"city\\": \\"Rome\\"}"}\n</tool_call>'),
+], ids=["command-r7b", "apriel", "firefunction", "hermes"])
+def test_arguments_given_as_a_json_string_are_the_object_it_holds(name, text):
+    result = _parse(text, _fmt(name))
+    assert _calls(result) == [("get_weather", {"city": "Rome"})] and result.content is None
+
+
+@pytest.mark.parametrize("name, text", [
+    ("CohereForAI-c4ai-command-r7b-12-2024-tool_use", '<|START_ACTION|>[{"\x00tool_call_id": "0", "tool_name": '
+     '"get_weather", "parameters": {"city": "Accra", "days": 1}}]<|END_ACTION|>'),
+    ("CohereForAI-c4ai-command-r7b-12-2024-tool_use", '<|START_ACTION|>[{"tool_call_id": 1.2.3, "tool_name": '
+     '"get_weather", "parameters": {"city": "Accra", "days": 1}}]<|END_ACTION|>'),
+    ("unsloth-Apriel-1.5", '<tool_calls>[{"id": "\\q", "name": "get_weather", "arguments": {"city": "Lima"}}]</tool_calls>'),
+    ("Apertus-8B-Instruct", '<|tools_prefix|>[{"get_\x00weather": {"city": "Bern", "days": 2}}]<|tools_suffix|>'),
+    ("fireworks-ai-llama-3-firefunction-v2", ' functools[{"\x01name": "x", "name": "get_weather", "arguments": {"city": "Quito"}}]'),
+], ids=["command-r7b-key", "command-r7b-number", "apriel-escape", "apertus", "firefunction"])
+def test_call_object_broken_before_its_arguments_is_text_streamed_and_whole(name, text):
+    """A call object of a JSON list whose JSON breaks before its arguments begin (a control character in a key, a
+    number ``1.2.3``, a bad escape): the whole output read the arguments after the break, a stream closed them at
+    once as ``{}`` and kept that. The object is no call: the list breaks off there, and with no call it is text."""
+    result = _parse(text, _fmt(name))
+    assert result.tool_calls == [] and result.content.strip() == text.strip()
+
+
+LIST_WITH_UNDECLARED = [
+    ("Apertus-8B-Instruct", '<|tools_prefix|>[{"get_weather": {"city": "Zurich"}}, {"rm_rf": {"path": "/"}}]'
+     '<|tools_suffix|>', None),
+    ("CohereForAI-c4ai-command-r7b-12-2024-tool_use", 'Ok.<|START_ACTION|>[{"tool_call_id": "0", "tool_name": '
+     '"get_weather", "parameters": {"city": "Zurich"}}, {"tool_call_id": "1", "tool_name": "rm_rf", "parameters": {}}]'
+     '<|END_ACTION|>', "Ok."),
+    ("unsloth-Apriel-1.5", '<tool_calls>[{"name": "get_weather", "arguments": {"city": "Zurich"}}, {"name": "rm_rf", '
+     '"arguments": {}}]</tool_calls>', None),
+    ("fireworks-ai-llama-3-firefunction-v2", ' functools[{"name": "get_weather", "arguments": {"city": "Zurich"}}, '
+     '{"name": "rm_rf", "arguments": {}}]', None),
+]
+
+
+@pytest.mark.parametrize("name, text, content", LIST_WITH_UNDECLARED, ids=[n for n, _, _ in LIST_WITH_UNDECLARED])
+def test_undeclared_call_in_a_list_ends_it_after_the_calls_before(name, text, content):
+    """A list of calls whose second names a tool the request did not declare: the whole output made the list text
+    (no call), while a stream had already shown the first call. The undeclared one now ends the list as a break
+    does: the calls before it stay, streamed and whole."""
+    result = _parse(text, _fmt(name))
+    assert _calls(result) == [("get_weather", {"city": "Zurich"})] and result.content == content
+
+
+@pytest.mark.parametrize("text, first", [
+    ('get_weather\n{"city": "Cairo", "days":" 1}>>>get_weather\n{"city": "Giza", "days": 2}',
+     {"city": "Cairo", "days": " 1}"}),
+    ('get_weather\n{"city": "Cairo", "days":" 1}>>>get_weather"}>>>get_weather\n{"city": "Giza", "days": 2}',
+     {"city": "Cairo", "days": " 1}>>>get_weather"}),
+], ids=["string-broken", "string-closed"])
+def test_functionary_v32_string_running_over_a_segment_streams_like_the_whole(text, first):
+    """A string the model never closes runs over the next ``>>>`` segment: where its JSON later breaks (a newline in
+    it) the whole output ends the arguments at the ``>>>``; a stream had already shown the text after it."""
+    result = _parse(text, _fmt("meetkai-functionary-medium-v3.2"))
+    assert _calls(result) == [("get_weather", first), ("get_weather", {"city": "Giza", "days": 2})]
+
+
+# -- a declared name with whitespace after it, before the mark that ends it --------------------------------------
+
+SPACED_NAME = [
+    ("Qwen3-Coder", 'Checking.\n<tool_call>\n<function=get_weather >\n<parameter=city>\nRome\n</parameter>\n'
+     '</function>\n</tool_call>'),
+    ("ByteDance-Seed-OSS", 'Checking.\n<seed:tool_call>\n<function=get_weather >\n<parameter=city>\nRome\n'
+     '</parameter>\n</function>\n</seed:tool_call>'),
+    ("GLM-4.6", 'Checking.\n<tool_call>get_weather \n<arg_key>city</arg_key>\n<arg_value>Rome</arg_value>\n</tool_call>'),
+    ("deepseek-ai-DeepSeek-V3.1", 'Checking.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather <｜tool▁sep｜>'
+     '{"city": "Rome"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>'),
+    ("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", 'Checking.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function'
+     '<｜tool▁sep｜>get_weather \n```json\n{"city": "Rome"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>'),
+]
+
+
+@pytest.mark.parametrize("name, text", SPACED_NAME, ids=[n for n, _ in SPACED_NAME])
+def test_name_with_whitespace_before_its_end_streams_like_the_whole(name, text):
+    """The scans strip the name they read once its end mark comes; a stream saw ``get_weather `` first, no
+    declared name, and showed the call's markup as content before the call itself."""
+    result = _parse(text, _fmt(name))
+    assert result.content == "Checking."
+    assert _calls(result) == [("get_weather", {"city": "Rome"})]
 
 
 # -- functionary v3.2 framing --------------------------------------------------------------------------------------
@@ -277,6 +412,20 @@ def test_two_analysis_messages_are_two_paragraphs():
             '<|end|><|start|>assistant<|channel|>final<|message|>A')
     result = _parse(text, _fmt("openai-gpt-oss-120b"))
     assert result.reasoning == "First.\n\nSecond." and result.content == "A"
+
+
+@pytest.mark.parametrize("reasoning_format", ["auto", "none", "deepseek-legacy"])
+def test_analysis_ended_by_the_next_header_alone_streams_like_the_whole(reasoning_format):
+    """A model that leaves out an analysis message's <|end|>: the next message's <|start|> ends it. Shown raw
+    (``none``), a stream handed out its ``<|`` as thinking before ``start|>`` was written, and the header after
+    it turned content: the stream showed ``<|start|>assistant`` where the whole output does not."""
+    text = ('<|channel|>analysis<|message|>Need weather.<|start|>assistant<|channel|>commentary '
+            'to=functions.get_weather <|constrain|>json<|message|>{"city": "Oslo", "days": 1}<|call|>')
+    result = _parse(text, _fmt("openai-gpt-oss-120b"), reasoning_format=reasoning_format)
+    assert _calls(result) == [("get_weather", {"city": "Oslo", "days": 1})]
+    raw = "<|channel|>analysis<|message|>Need weather."
+    assert result.content == (None if reasoning_format == "auto" else raw)
+    assert result.reasoning == (None if reasoning_format == "none" else "Need weather.")
 
 
 # -- templates may change what they built, never what they were given ----------------------------------------------
@@ -347,3 +496,40 @@ def test_apriel_answer_ends_before_its_calls(template, opened):
         result = _parse(text, fmt, open_at_start=open_at_start)
         assert (result.reasoning, result.content) == ("S.", content), text
         assert _calls(result) == [("get_weather", {"city": "A", "days": 1})]
+
+
+# -- a huge argument (a file a call writes) ------------------------------------------------------------------------
+
+def test_json_scan_reads_a_long_string_in_runs_not_character_by_character():
+    """The marker families re-read a call's JSON arguments each time a piece streams in (``scan_json``), and read
+    every string character by character in Python: a 20 KB argument (a file a coding agent writes) through
+    gpt-oss, Kimi, DeepSeek or Command-R7B took tens of seconds of the event loop. Counted in lines run, never
+    timed: a string's plain characters are one step."""
+    import sys
+
+    from jan.templates.formats import text as text_module
+
+    body = '{"path": "a.py", "content": "' + "print('hi')  # x " * 2000 + '", "mode": 1}'
+    code = text_module.scan_json.__code__
+    lines = 0
+
+    def tracer(frame, event, arg):
+        nonlocal lines
+        if frame.f_code is code:
+            if event == "line":
+                lines += 1
+            return tracer
+        return None
+
+    sys.settrace(tracer)
+    try:
+        safe, end, broken, _ = text_module.scan_json(body)
+    finally:
+        sys.settrace(None)
+    assert (end, broken) == (len(body), False)
+    assert lines < 1000, lines  # (character by character: over 200,000)
+    # the same document streamed: every piece's arguments only grow and end as the whole
+    short = '{"city": "a.py", "content": "' + "print('hi')  # x " * 50 + '", "days": 1}'
+    result = _parse('<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>' + short + '<|call|>',
+                    _fmt("openai-gpt-oss-120b"))
+    assert result.tool_calls[0].arguments == short

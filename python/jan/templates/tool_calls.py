@@ -992,6 +992,8 @@ def _finish_json(args: str) -> str:
     except ValueError:
         pass
     tail = args[safe:].strip(_WS)  # a member whose value has not started (the scanner holds those back)
+    if tail.startswith(","):  # (the comma before it, which the scanner held until the member's key began)
+        tail = tail[1:].lstrip(_WS)
     if not tail:
         return closure
     if tail.endswith(":"):

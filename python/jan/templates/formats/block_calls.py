@@ -99,6 +99,9 @@ def _scan_deepseek(text: str, at: int, marker: str, final: bool, schemas: Mappin
     body = text[line + 1 : stop]
     if end < 0:
         body = hold(body, (DS_CALL_END,), final)
+    lead = body.lstrip(WS)
+    if lead and lead[0] != "{":  # no JSON object: not a call (as V3.1's unfenced arguments, _json_call)
+        return None
     args, _ = json_arguments(body, end >= 0, final)
     if end < 0 and not final and not args:
         return named(name, schemas)
@@ -195,7 +198,10 @@ def parse_functionary_v32(text: str, final: bool, schemas: Mapping[str, Mapping[
             break
         _, vend, broken, _ = scan_json(text, bs, ended=final)
         if vend < 0 and not broken and not final:
-            args, _ = json_arguments(text[bs:], False, False)
+            # a ">>>" that starts a next segment ends this body if its JSON breaks later (a string never closed):
+            # the arguments shown wait there until the JSON decides, as the whole output reads them
+            k, _ = _fv32_next(text, bs, final, schemas)
+            args, _ = json_arguments(text[bs:k] if k >= 0 else hold(text[bs:], (">>>",), False), False, False)
             if not after_call:
                 ws_before = content[len(content.rstrip(WS)):]
             snap.calls.append((recipient, args))

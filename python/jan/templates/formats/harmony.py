@@ -81,12 +81,16 @@ def parse_harmony(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any
         after = e
         if closed:
             after += next((len(t) for t in (END, CALL, RETURN) if text.startswith(t, e)), 0)
-        if addressed and not (recipient and recipient.group(1) in schemas):
+        lead = body.lstrip(WS)
+        # a body that is no JSON object is no call's arguments (OpenAI's arguments, an Anthropic input, Ollama's
+        # arguments are objects): the message stays text, as one to an undeclared tool does
+        not_args = bool(lead) and lead[0] != "{"
+        if addressed and not (recipient and recipient.group(1) in schemas and not not_args):
             if not (closed or final):
                 break  # shown once the message ends
             content.append(text[head_at:after if closed else n])
         elif recipient:
-            if not body.strip(WS) and not (closed or final):
+            if not lead and not (closed or final):
                 snap.named = recipient.group(1)  # (the call an output cut off here made)
                 break  # the arguments decide nothing yet
             args, _ = json_arguments(body, closed, final)

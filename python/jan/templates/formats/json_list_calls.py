@@ -25,7 +25,7 @@ __all__ = ["parse_apertus", "parse_apriel", "parse_command_r", "parse_firefuncti
 _SCALAR_MEMBER = r'"[^"\\]*"\s*:\s*(?:"(?:[^"\\]|\\.)*"|-?\d[\d.eE+-]*|true|false|null)\s*,\s*'
 _HEAD = re.compile(
     r'\{\s*(?:' + _SCALAR_MEMBER + r')*?"(?:tool_name|name)"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*(?:'
-    + _SCALAR_MEMBER + r')*?"(?:parameters|arguments)"\s*:\s*'
+    + _SCALAR_MEMBER + r')*?"(?:parameters|arguments)"\s*:\s*(?=\{)'
 )
 # Apertus's short form: the object's one member is named after the function, its value the arguments
 _SHORT_HEAD = re.compile(r'\{\s*"((?:[^"\\]|\\.)*)"\s*:\s*(?=\{)')
@@ -47,7 +47,14 @@ def _object_call(obj: Any, name_keys: tuple[str, ...], arg_keys: tuple[str, ...]
     if not name:
         return None
     args = next((obj[k] for k in arg_keys if k in obj), {})
-    return name, args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+    if isinstance(args, str):  # arguments given as a JSON string: the object it holds
+        try:
+            args = loads_json(args)
+        except ValueError:
+            return None
+    # arguments that are no object (a list, a number, a string of either) are no call's: OpenAI's arguments, an
+    # Anthropic input, Ollama's arguments are all objects (the generic parser's rule, and DeepSeek's, Kimi's)
+    return (name, json.dumps(args, ensure_ascii=False)) if isinstance(args, dict) else None
 
 
 def _scan_list(
@@ -86,12 +93,21 @@ def _scan_list(
             break
         if region[i] != "{":
             break  # not a call object: the list breaks off here
-        _, oend, broken, _ = scan_json(region, i, ended=ended)
+        safe, oend, broken, _ = scan_json(region, i, ended=ended)
         head = head_re.match(region, i)
+        if head is not None and broken and safe <= head.end():
+            # the object broke before its arguments began (a control character in a key, a bad number: the head's
+            # pattern is looser than JSON): no call, the list breaks off here. Read as a call, its arguments were
+            # closed at once ({}) in a stream, then written out in the whole output.
+            head = None
         if head is not None:
             try:
                 name = loads_json('"' + head.group(1) + '"')
             except ValueError:
+                break
+            if schemas is not None and name not in schemas:
+                # a call to a tool not declared ends the list as a break does: the calls before it stay (a stream
+                # has shown them), and with none before it the list is text
                 break
             # closed by the end marker or a break; an output that simply ended shows them as written, as in every
             # family (json_arguments)
@@ -99,7 +115,7 @@ def _scan_list(
             calls.append((name, args))
         elif oend >= 0:
             call = _object_call(loads_json(region[i:oend]), name_keys, arg_keys)
-            if call is None:
+            if call is None or (schemas is not None and call[0] not in schemas):
                 break
             calls.append(call)
         elif not broken and not ended and (head := name_re.match(region, i)) is not None:

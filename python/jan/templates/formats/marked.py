@@ -113,9 +113,11 @@ def parse_marked(
 
 def name_so_far(partial: str, schemas: Mapping[str, Mapping[str, Any]], final: bool) -> Any:
     """For a scan reading a tool name that is not finished yet: :data:`PENDING` while it can still become a
-    declared name, else ``None`` (text: no declared tool starts so)."""
+    declared name, else ``None`` (text: no declared tool starts so). A declared name followed by whitespace is
+    still undecided: the scans strip the name they read once its end comes (``<function=get_weather >``), so
+    the stream must not show it as text first."""
     partial = partial.lstrip(WS)
-    if not final and any(name.startswith(partial) for name in schemas):
+    if not final and (any(name.startswith(partial) for name in schemas) or partial.rstrip(WS) in schemas):
         return PENDING
     return None
 

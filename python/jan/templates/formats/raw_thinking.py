@@ -78,8 +78,9 @@ class RawThinking:
         if final:
             limit = n
         elif spans and spans[-1][1] == n:
-            # a block still open, unless it ends in a partial marker that interrupts it (Apertus's call opener)
-            interrupt = self._fmt.reasoning.interrupt if self._fmt.reasoning is not None else ()
+            # a block still open, unless it ends in a partial marker that interrupts it (Apertus's call opener; a
+            # Harmony message ended by the next one's <|start|> without its <|end|>: that header is not thinking)
+            interrupt = self._fmt.reasoning.interrupt if self._fmt.reasoning is not None else (START,)
             limit = n - partial_suffix(text[spans[-1][0]:], interrupt) if interrupt else n
         else:
             limit = _undecided(self._fmt, text, outside_from)

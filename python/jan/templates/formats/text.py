@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Iterable, Mapping
 
 # One definition for the streaming tool-call parser and the format parsers.
@@ -82,6 +83,8 @@ _HEX = set("0123456789abcdefABCDEF")
 _ESCAPES = set('"\\/bfnrtu')
 _NUMBER_CHARS = set("+-0123456789.eE")
 _LITERALS = ("true", "false", "null")
+# characters that go on a JSON string as they are: no quote, no backslash, no control character
+_STRING_RUN = re.compile(r'[^"\\\x00-\x1f]+')
 
 
 def _valid_number(s: str) -> bool:
@@ -121,15 +124,24 @@ def scan_json(s: str, start: int = 0, *, ended: bool = False) -> tuple[int, int,
     if i >= n:
         return safe, -1, False, ""
     while i < n:
+        if in_str and esc == 0:
+            # a run of plain string characters at once (C speed): a model's output is re-scanned on every piece
+            # it streams, and a call writing a file as its argument made that a Python loop over the whole of it
+            run = _STRING_RUN.match(s, i)
+            if run is not None:
+                i = run.end()
+                if not is_key:
+                    safe = i
+                continue
         c = s[i]
         if in_str:
             if esc == 1:
                 if c not in _ESCAPES:
-                    return safe, -1, True, _closing(stack, True, is_key)
+                    return safe, -1, True, _closing(stack, not is_key)
                 esc = 2 if c == "u" else 0
             elif esc >= 2:
                 if c not in _HEX:
-                    return safe, -1, True, _closing(stack, True, is_key)
+                    return safe, -1, True, _closing(stack, not is_key)
                 esc = 0 if esc == 5 else esc + 1
             elif c == "\\":
                 esc = 1
@@ -145,7 +157,7 @@ def scan_json(s: str, start: int = 0, *, ended: bool = False) -> tuple[int, int,
                 i += 1
                 continue
             elif ord(c) < 0x20:
-                return safe, -1, True, _closing(stack, True, is_key)
+                return safe, -1, True, _closing(stack, not is_key)
             if not is_key and esc == 0:
                 safe = i + 1
             i += 1
@@ -160,12 +172,12 @@ def scan_json(s: str, start: int = 0, *, ended: bool = False) -> tuple[int, int,
                         if not stack:
                             return safe, i, False, ""
                     continue
-                return safe, -1, True, _closing(stack, False, False)
+                return safe, -1, True, _closing(stack, False)
             if c in _NUMBER_CHARS:
                 i += 1
                 continue
             if not _valid_number(s[token_start:i]):
-                return safe, -1, True, _closing(stack, False, False)
+                return safe, -1, True, _closing(stack, False)
             token_start = -1
             expect, safe = "comma", i
             if not stack:
@@ -193,7 +205,7 @@ def scan_json(s: str, start: int = 0, *, ended: bool = False) -> tuple[int, int,
                 if not stack:
                     return safe, i + 1, False, ""
             else:
-                return safe, -1, True, _closing(stack, False, False)
+                return safe, -1, True, _closing(stack, False)
             i += 1
             continue
         if expect == "key":
@@ -205,12 +217,12 @@ def scan_json(s: str, start: int = 0, *, ended: bool = False) -> tuple[int, int,
                 if not stack:
                     return safe, i + 1, False, ""
             else:
-                return safe, -1, True, _closing(stack, False, False)
+                return safe, -1, True, _closing(stack, False)
             i += 1
             continue
         if expect == "colon":
             if c != ":":
-                return safe, -1, True, _closing(stack, False, False)
+                return safe, -1, True, _closing(stack, False)
             expect = "value"
             i += 1
             continue
@@ -223,17 +235,19 @@ def scan_json(s: str, start: int = 0, *, ended: bool = False) -> tuple[int, int,
             if not stack:
                 return safe, i + 1, False, ""
         else:
-            return safe, -1, True, _closing(stack, False, False)
+            return safe, -1, True, _closing(stack, False)
         i += 1
     if token_start >= 0 and not literal and ended and _valid_number(s[token_start:]):
         safe = n
         if not stack:
             return safe, n, False, ""
-    return safe, -1, False, _closing(stack, in_str and not is_key, False)
+    return safe, -1, False, _closing(stack, in_str and not is_key)
 
 
-def _closing(stack: list[str], in_value_string: bool, _in_key: bool) -> str:
-    """What finishes the shown part: the quote of a value string, then the open containers' closers."""
+def _closing(stack: list[str], in_value_string: bool) -> str:
+    """What finishes the shown part: the quote of a value string, then the open containers' closers. A key string
+    broken off is never part of the shown part (it waits for its value), so it gets no quote: ``{"\x00k`` closes
+    as ``{}``, never ``{"}``."""
     return ('"' if in_value_string else "") + "".join("}" if c == "{" else "]" for c in reversed(stack))
 
 
