@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.multipart import BodyPartReader, MultipartReader
 
 from jan.server.errors import APIError
+from jan.server.expect import file_too_large
 
 #: The form's small fields are words, numbers and short texts (a transcription's ``prompt``).
 MAX_FIELD_BYTES = 1024
@@ -116,8 +117,7 @@ async def read_small_form(request: web.Request, *, file: str, known: tuple[str, 
             while chunk := await read_chunk(part, 256 * 1024):
                 data += chunk
                 if len(data) > max_file_bytes:
-                    raise APIError(413, f"{file}: larger than {max_file_bytes} bytes, the most this route reads",
-                                   param=file, code="file_too_large")
+                    raise file_too_large(file, max_file_bytes)
             form.data = bytes(data)
         elif name in known:
             if name in form.fields and not name.endswith("[]"):

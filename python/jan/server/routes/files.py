@@ -38,6 +38,7 @@ from jan.errors import MediaError
 from jan.server.dialects import anthropic as anthropic_wire
 from jan.image_types import MAX_PIXELS, load_image, sniff_image
 from jan.server.errors import APIError, json_error
+from jan.server.expect import FORM_OVERHEAD_BYTES, upload_too_large  # (shared with the Expect check)
 from jan.server.forms import check_plain as _plain, next_part as _next, open_form, read_chunk as _read
 from jan.server.forms import read_field as _field
 from jan.server.jsonio import json_response
@@ -58,9 +59,6 @@ routes = web.RouteTableDef()
 # (UPLOADS, the data folder's uploaded files: jan.server.route_state, which sets the store up and sweeps it at start;
 # this module loads on first use)
 
-#: What a form holds besides the file's own bytes (part headers, the boundaries, the small fields): a body whose
-#: Content-Length passes the limit by more than this cannot hold an allowed file, and is refused unread.
-FORM_OVERHEAD_BYTES = 64 * 1024
 #: Bytes asked of the form per read, and gathered before a worker thread hashes and writes them (one write in
 #: flight while the next bytes are read).
 READ_BYTES = 256 * 1024
@@ -145,8 +143,7 @@ def _check_purpose(purpose: str) -> str:
 async def _too_large(request: web.Request, limit: int, *, drain: bool) -> web.Response:
     """The 413. What is left of the body is read and dropped when it is short (``drain``), so the client reads the
     answer on a connection that stays open; a longer rest is not waited for: the connection ends with the answer."""
-    response = json_error(APIError(413, f"file: larger than {limit} bytes, the most this server stores (its "
-                                        "max_upload_bytes)", param="file", code="file_too_large"))
+    response = json_error(upload_too_large(limit))
     left = DRAIN_BYTES if drain else 0
     while left > 0 and not request.content.at_eof():
         chunk = await request.content.read(min(left, READ_BYTES))

@@ -36,6 +36,7 @@ from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
 from jan.server.disconnect import first_item, unless_disconnected
 import jan.server.dialect_errors  # noqa: F401 - registers Ollama's error shape
 from jan.server.errors import APIError, from_validation_error, to_api_error
+from jan.server.expect import blob_space_error
 from jan.server.jsonio import json_response_built, json_text
 from jan.server.keys import CONFIG, SERVICES, SHUTTING_DOWN
 from jan.server.route_state import prune_blobs
@@ -795,10 +796,9 @@ async def push_blob(request: web.Request) -> web.Response:
         return web.Response(status=200)
     size = request.content_length
     if size is not None:
-        free = await asyncio.to_thread(blobs.free_bytes)
-        if size > free:
-            refused = _json({"error": f"the blob is {size} bytes and only {free} bytes are free in {blobs.folder}"},
-                            status=413)
+        why = blob_space_error(await asyncio.to_thread(blobs.free_bytes), size, blobs.folder)
+        if why is not None:
+            refused = _json({"error": why}, status=413)
             refused.force_close()  # the body is not wanted: the connection ends with the answer
             return refused
     writer = await asyncio.to_thread(blobs.writer, digest)

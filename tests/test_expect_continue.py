@@ -1,0 +1,185 @@
+"""``Expect: 100-continue``: a request refused anyway (its API key, its declared size against its route's limit) gets
+its final answer, in its dialect's shape, before it is invited to send its body; every other one gets ``100
+Continue`` as before (raw sockets: what comes back before a byte of the body is sent)."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from aiohttp import web
+
+from jan.core import Extension
+from jan.server.config import ServerConfig
+from jan.testing.server import ServerThread
+
+KEY = "sk-expect-1"
+MAX_BODY = 4096
+MAX_UPLOAD = 100_000
+AUTH = {"Authorization": f"Bearer {KEY}"}
+ANTHROPIC = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+
+
+class Uploads(Extension):
+    """An extension's route, which reads its body as it chooses (its size is its own business)."""
+
+    name = "expect-uploads"
+    requires_api = ">=1,<2"
+
+    async def on_load(self, ctx):
+        async def take(request):
+            size = 0
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+            return web.json_response({"size": size})
+
+        ctx.add_route("POST", "/v1/expect-uploads", take)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    cfg = ServerConfig(data_folder=tmp_path_factory.mktemp("expect") / "data", api_key=KEY,
+                       max_body_bytes=MAX_BODY, max_upload_bytes=MAX_UPLOAD)
+    with ServerThread(cfg, extensions=[Uploads()]) as srv:
+        yield srv
+
+
+def _read_head(sock: socket.socket, buf: bytes) -> tuple[bytes, bytes]:
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        if not data:
+            break
+        buf += data
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def _final(sock: socket.socket, head: bytes, rest: bytes) -> tuple[int, dict, bytes]:
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(rest) < length:
+        data = sock.recv(65536)
+        if not data:
+            break
+        rest += data
+    return status, headers, rest[:length]
+
+
+def ask(server, path: str, length: int, headers: dict | None = None, *, expect: str = "100-continue",
+        content_type: str = "application/json", body: bytes | None = None):
+    """Send the headers only; what comes back before the body: ``("continue", final)`` after sending ``body``
+    (when given) upon ``100 Continue``, or ``("final", (status, headers, body))``."""
+    host, port = server.base_url.split("//")[1].split(":")
+    head = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Type: {content_type}",
+            f"Content-Length: {length}", f"Expect: {expect}"]
+    head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        first, rest = _read_head(sock, b"")
+        if first.startswith(b"HTTP/1.1 100"):
+            if body is None:
+                return "continue", None
+            sock.sendall(body)
+            return "continue", _final(sock, *_read_head(sock, rest))
+        return "final", _final(sock, first, rest)
+
+
+#: One route of each dialect, and how its error body names the 401's and 413's cause.
+DIALECTS = {
+    "openai": ("/v1/chat/completions", {}, lambda b: b["error"]["code"]),
+    "anthropic": ("/v1/messages", {"anthropic-version": "2023-06-01"},
+                  lambda b: (b["type"], b["error"]["type"])),
+    "ollama": ("/api/chat", {}, lambda b: b["error"]),
+    "llama-server": ("/completion", {}, lambda b: (b["error"]["code"], b["error"]["type"])),
+}
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_request_without_the_key_is_refused_before_its_body_in_its_dialects_shape(server, dialect):
+    path, extra, cause = DIALECTS[dialect]
+    for headers in (extra, {**extra, "Authorization": "Bearer wrong"}):
+        kind, (status, response_headers, body) = ask(server, path, 10_000_000, headers)
+        assert kind == "final" and status == 401, (dialect, kind, status)
+        assert response_headers.get("connection", "").lower() == "close"
+        got = cause(json.loads(body))
+        expected = {"openai": "invalid_api_key", "anthropic": ("error", "authentication_error"),
+                    "llama-server": (401, "authentication_error")}.get(dialect)
+        if expected is None:  # Ollama's {"error": message}
+            assert "API key" in got
+        else:
+            assert got == expected
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_declared_size_over_max_body_bytes_is_a_413_before_the_body(server, dialect):
+    path, extra, cause = DIALECTS[dialect]
+    headers = {**extra, **(ANTHROPIC if dialect == "anthropic" else AUTH)}
+    kind, (status, response_headers, body) = ask(server, path, MAX_BODY + 1, headers)
+    assert kind == "final" and status == 413, (dialect, kind, status)
+    assert response_headers.get("connection", "").lower() == "close"
+    got = cause(json.loads(body))
+    expected = {"openai": "request_too_large", "anthropic": ("error", "request_too_large"),
+                "llama-server": (413, "invalid_request_error")}.get(dialect)
+    if expected is None:
+        assert "too large" in got
+    else:
+        assert got == expected
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_request_that_passes_gets_100_continue_and_is_answered_after_its_body(server, dialect):
+    path, extra, _ = DIALECTS[dialect]
+    headers = {**extra, **(ANTHROPIC if dialect == "anthropic" else AUTH)}
+    body = b"{}"
+    kind, (status, _, answer) = ask(server, path, len(body), headers, body=body)
+    assert kind == "continue"
+    assert status not in (401, 413) and status < 500, (status, answer)
+
+
+def test_the_streamed_uploads_are_judged_by_their_own_limits(server):
+    form = "multipart/form-data; boundary=xyz"
+    # /v1/files: past max_upload_bytes (and the form's overhead) is its 413, OpenAI's or Anthropic's shape
+    kind, (status, _, body) = ask(server, "/v1/files", MAX_UPLOAD + 10_000_000, AUTH, content_type=form)
+    assert kind == "final" and status == 413 and json.loads(body)["error"]["code"] == "file_too_large"
+    kind, (status, _, body) = ask(server, "/v1/files", MAX_UPLOAD + 10_000_000, ANTHROPIC, content_type=form)
+    assert kind == "final" and status == 413 and json.loads(body)["error"]["type"] == "request_too_large"
+    # over max_body_bytes is no reason to refuse an upload: its limit is max_upload_bytes
+    assert ask(server, "/v1/files", MAX_BODY * 4, AUTH, content_type=form)[0] == "continue"
+    # an audio clip: past the most the route reads, a 413; over max_body_bytes only, invited
+    from jan.engine.media import DEFAULT_LIMITS
+
+    for path in ("/v1/audio/transcriptions", "/audio/translations"):
+        kind, (status, _, body) = ask(server, path, DEFAULT_LIMITS.max_bytes * 2, AUTH, content_type=form)
+        assert kind == "final" and status == 413 and json.loads(body)["error"]["code"] == "file_too_large"
+        assert ask(server, path, MAX_BODY * 4, AUTH, content_type=form)[0] == "continue"
+    # an Ollama blob is bound by the disk's free space, not max_body_bytes
+    blob = "/api/blobs/sha256:" + "0" * 64
+    assert ask(server, blob, MAX_BODY * 4, AUTH, content_type="application/octet-stream")[0] == "continue"
+    kind, (status, _, body) = ask(server, blob, 1 << 62, AUTH, content_type="application/octet-stream")
+    assert kind == "final" and status == 413 and "free" in json.loads(body)["error"]
+    # and without the key, each is a 401 before its body
+    kind, (status, _, _) = ask(server, blob, 10, content_type="application/octet-stream")
+    assert kind == "final" and status == 401
+
+
+def test_an_unknown_route_without_the_key_is_a_401_before_the_body(server):
+    kind, (status, _, body) = ask(server, "/v1/nowhere", 10_000_000)
+    assert kind == "final" and status == 401 and json.loads(body)["error"]["code"] == "invalid_api_key"
+
+
+def test_an_expectation_other_than_100_continue_is_still_a_417(server):
+    kind, (status, _, body) = ask(server, "/v1/chat/completions", 10, AUTH, expect="200-ok")
+    assert kind == "final" and status == 417 and json.loads(body)["error"]["code"] == "expectation_failed"
+
+
+def test_an_extensions_route_gets_the_key_check_before_its_body_and_judges_its_own_size(server):
+    path = "/v1/expect-uploads"
+    kind, (status, _, body) = ask(server, path, 10_000_000)
+    assert kind == "final" and status == 401 and json.loads(body)["error"]["code"] == "invalid_api_key"
+    body = b"x" * (MAX_BODY * 2)
+    kind, (status, _, answer) = ask(server, path, len(body), AUTH, body=body)
+    assert kind == "continue" and status == 200 and json.loads(answer) == {"size": len(body)}
