@@ -5,6 +5,7 @@ Continue`` as before (raw sockets: what comes back before a byte of the body is 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 
 import pytest
@@ -36,6 +37,9 @@ class Uploads(Extension):
             return web.json_response({"size": size})
 
         ctx.add_route("POST", "/v1/expect-uploads", take)
+        sub = web.Application()
+        sub.router.add_post("/put", take)
+        ctx.add_subapp("/expect-sub", lambda: sub)
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +187,36 @@ def test_an_extensions_route_gets_the_key_check_before_its_body_and_judges_its_o
     body = b"x" * (MAX_BODY * 2)
     kind, (status, _, answer) = ask(server, path, len(body), AUTH, body=body)
     assert kind == "continue" and status == 200 and json.loads(answer) == {"size": len(body)}
+
+
+def test_an_extensions_sub_application_gets_the_key_check_before_its_body(server):
+    kind, (status, _, body) = ask(server, "/expect-sub/put", 10_000_000)
+    assert kind == "final" and status == 401 and json.loads(body)["error"]["code"] == "invalid_api_key"
+    kind, (status, _, answer) = ask(server, "/expect-sub/put", 3, AUTH, body=b"abc")
+    assert kind == "continue" and status == 200 and json.loads(answer) == {"size": 3}
+
+
+def test_a_client_that_sends_its_body_after_the_refusal_leaves_no_error_in_the_log(server, caplog):
+    """curl sends the body after a second without an answer: the refused connection is closed, quietly."""
+    host, port = server.base_url.split("//")[1].split(":")
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {MAX_BODY * 64}\r\nExpect: 100-continue\r\n\r\n").encode()
+    with caplog.at_level(logging.INFO):
+        with socket.create_connection((host, int(port)), timeout=60) as sock:
+            sock.sendall(head)
+            first, rest = _read_head(sock, b"")
+            status, headers, _ = _final(sock, first, rest)
+            assert status == 401 and headers["connection"].lower() == "close"
+            try:
+                sock.sendall(b"x" * (MAX_BODY * 64))
+            except OSError:
+                pass  # (the server closed the connection: what a client may see)
+            sock.settimeout(60)
+            try:
+                assert sock.recv(65536) == b""  # closed: nothing more is answered
+            except ConnectionResetError:
+                pass
+        # a request after it is served as usual (nothing of the refused one is left over)
+        assert ask(server, "/v1/chat/completions", 2, AUTH, body=b"{}")[0] == "continue"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], \
+        [r.getMessage() for r in caplog.records]
