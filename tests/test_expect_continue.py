@@ -4,6 +4,7 @@ Continue`` as before (raw sockets: what comes back before a byte of the body is 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -220,3 +221,73 @@ def test_a_client_that_sends_its_body_after_the_refusal_leaves_no_error_in_the_l
         assert ask(server, "/v1/chat/completions", 2, AUTH, body=b"{}")[0] == "continue"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], \
         [r.getMessage() for r in caplog.records]
+
+
+#: What the late extension's on_load waits for (set by the test once the server runs).
+LATE_RELEASE: dict[str, asyncio.Event] = {}
+
+
+class LateUploads(Extension):
+    """An extension whose load ends after the server started: its route is mounted late (jan.server.late_routes)."""
+
+    name = "expect-late"
+    requires_api = ">=1,<2"
+
+    async def on_load(self, ctx):
+        async def take(request):
+            return web.json_response({"size": len(await request.content.read())})
+
+        ctx.add_route("POST", "/api/expect-late", take)  # (under /api: Ollama's error shape)
+        await LATE_RELEASE["release"].wait()
+
+
+async def test_a_route_mounted_after_the_start_gets_the_checks_before_its_body(tmp_path):
+    from aiohttp.test_utils import TestServer
+
+    from jan.core import ExtensionLoaded, ExtensionManager, LocalEventBus
+    from jan.server.app import create_app
+    from test_extension_lifecycle_bounds import BOUND, watch
+
+    LATE_RELEASE["release"] = asyncio.Event()
+    manager = ExtensionManager(tmp_path / "data", LocalEventBus(), discover_entry_points=False, load_timeout=None,
+                               load_wait=0)
+    manager.register(LateUploads)
+    await manager.start()
+    app = await asyncio.wait_for(create_app(ServerConfig(data_folder=tmp_path / "data", api_key=KEY),
+                                            manager=manager), BOUND)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        loaded = watch(manager, ExtensionLoaded, "expect-late")
+        LATE_RELEASE["release"].set()
+        await asyncio.wait_for(loaded, BOUND)
+
+        async def first_answer(headers: str) -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(f"POST /api/expect-late HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Length: 3\r\n"
+                         f"Expect: 100-continue\r\n{headers}\r\n".encode())
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), BOUND)
+            if head.startswith(b"HTTP/1.1 401"):
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length:")))
+                head += await asyncio.wait_for(reader.readexactly(length), BOUND)
+            writer.close()
+            return head
+
+        refused = await first_answer("")
+        assert refused.startswith(b"HTTP/1.1 401")
+        body = json.loads(refused.partition(b"\r\n\r\n")[2])
+        assert list(body) == ["error"] and "API key" in body["error"]  # Ollama's shape, as for a route at start
+        assert (await first_answer(f"Authorization: Bearer {KEY}\r\n")).startswith(b"HTTP/1.1 100 Continue")
+    finally:
+        await server.close()
+
+
+def test_every_other_refusal_that_needs_no_body_comes_before_it_too(server):
+    """The Origin, Content-Type and Content-Encoding checks answer as their middlewares do, without 100 Continue."""
+    kind, (status, _, body) = ask(server, "/v1/chat/completions", 10, {**AUTH, "Origin": "http://evil.example"})
+    assert kind == "final" and status == 403 and json.loads(body)["error"]["code"] == "origin_not_allowed"
+    kind, (status, _, body) = ask(server, "/v1/messages", 10, ANTHROPIC, content_type="text/plain")
+    assert kind == "final" and status == 415 and json.loads(body)["type"] == "error"
+    kind, (status, _, body) = ask(server, "/api/chat", 10, {**AUTH, "Content-Encoding": "foo"})
+    assert kind == "final" and status == 415 and "Content-Encoding" in json.loads(body)["error"]
