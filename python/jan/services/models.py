@@ -904,5 +904,7 @@ class ModelService:
         if len(loaded) == 1:
             return loaded[0]
         detail = "none is loaded" if not loaded else f"{len(loaded)} are loaded: {', '.join(sorted(loaded))}"
+        # (the flag named: "a default model is configured" left a user to find how one configures it)
         raise RequestError("Name a model: 'model' may be left out only when exactly one model is loaded or a "
-                           f"default model is configured ({detail})", param="model", code="model_required")
+                           f"default model is set (`jan serve --default-model ID`) ({detail})", param="model",
+                           code="model_required")
