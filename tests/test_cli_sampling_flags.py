@@ -102,7 +102,7 @@ def test_load_flags_a_server_does_not_use_are_said_not_silently_dropped(both):
     assert here.stdout == there.stdout
 
 
-@pytest.mark.parametrize("name", ["Stories260K", "stories260K.gguf", "STORIES260K.gguf", "storis260K"])
+@pytest.mark.parametrize("name", ["Stories260K", "stories260K.gguf", "STORIES260K.gguf", "storis260K", "stories260K "])
 @pytest.mark.parametrize("command", ["run", "chat"])
 def test_a_model_name_off_by_case_gguf_or_a_typo_gets_did_you_mean_with_or_without_a_server(both, name, command):
     """The services guess the model meant (the server's 404 says it); the CLI put its own "not found" in its place
@@ -121,7 +121,9 @@ def test_a_model_that_is_nowhere_is_still_plain_not_found(both):
 
 
 @pytest.mark.parametrize("args", [("models", "show", "Stories260K"), ("models", "rm", "STORIES260K"),
-                                  ("models", "show", "stories260K.gguf"), ("models", "rm", "storis260K")],
+                                  ("models", "show", "stories260K.gguf"), ("models", "rm", "storis260K"),
+                                  # no id can hold a space: told "not found" alone, locally and by a server
+                                  ("models", "show", "stories260K "), ("models", "show", " stories260K")],
                          ids=" ".join)
 def test_model_commands_guess_the_model_meant_with_or_without_a_server(both, args):
     for env in both:

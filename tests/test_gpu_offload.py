@@ -175,3 +175,25 @@ def test_gpu_layers_flag_takes_llama_servers_words(text, value):
 def test_gpu_layers_flag_refuses_the_rest(text):
     with pytest.raises(click.BadParameter):
         GpuLayers().convert(text, None, None)
+
+
+def test_the_readme_names_the_route_that_shows_the_layers_taken(tmp_path, stories_path):
+    """The README said `GET /v1/models/{id}` gives `n_gpu_layers` and `offload`: it has neither (it is the model.json
+    with its state); the model's engine status in `GET /v1/system` has both."""
+    import re
+    from pathlib import Path
+
+    import httpx
+
+    from server_helpers import start_server
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    said = re.search(r"The model's status\s+\(`GET ([^`]+)`[^)]*\) gives `n_gpu_layers`", readme)
+    assert said and said.group(1) == "/v1/system", said
+    srv = start_server(tmp_path, [stories_path])
+    try:
+        models = httpx.get(srv.base_url + "/v1/system", timeout=60).json()["models"]
+    finally:
+        srv.stop()
+    status = next(m for m in models if m["id"] == "stories260K")
+    assert isinstance(status["n_gpu_layers"], int) and isinstance(status["offload"], str), status  # (a GPU's too)

@@ -99,7 +99,9 @@ async def test_a_model_id_off_by_case_its_file_suffix_or_a_typo_names_the_model_
 
 async def _ask_with_wrong_ids(server):
     async with Client(server.base_url) as api:
-        for wrong in ("stories260k", "STORIES260K", "stories260K.gguf", "storis260K", "Stories260KK"):
+        # (an id with a stray space, which no id can be, was told "not found" alone)
+        for wrong in ("stories260k", "STORIES260K", "stories260K.gguf", "storis260K", "Stories260KK", "stories260K ",
+                      " stories260K"):
             status, err = await api.call("POST", "/v1/chat/completions", {
                 "model": wrong, "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]})
             message = err["error"]["message"]

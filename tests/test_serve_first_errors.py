@@ -103,3 +103,22 @@ def test_a_model_file_whose_id_is_another_files_model_says_what_to_do(tmp_path, 
     assert last == (f"jan serve: {stories_path}: the data folder's model 'stories260K' is another file; start that "
                     f"one by its id (-m stories260K), or import this file under another id first (jan models import "
                     f"{stories_path} --id NAME)"), last
+
+
+def test_a_model_file_imported_as_a_link_starts_by_its_path(tmp_path, stories_path):
+    """The README's first steps, `jan models import FILE` (a symlink, the default) and then `jan serve -m FILE`,
+    stopped the start with "the data folder's model 'stories260K' is another file": only a model imported by
+    reference was known by its path. The model whose weights are that very file is the one started."""
+    import httpx
+
+    from server_helpers import start_server
+
+    data = tmp_path / "data"
+    assert jan("models", "import", str(stories_path), env=cli_env(data)).returncode == 0
+    srv = start_server(tmp_path, [stories_path])
+    try:
+        models = httpx.get(srv.base_url + "/v1/models", timeout=60).json()["data"]
+    finally:
+        srv.stop()
+    assert [m["id"] for m in models] == ["stories260K"], models
+    assert sorted(p.name for p in (data / "models").iterdir()) == ["stories260K"]  # no second import

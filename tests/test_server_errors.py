@@ -144,12 +144,20 @@ def test_unknown_route_and_wrong_method(server):
 def test_a_base_url_with_one_v1_too_many_is_named(server):
     # the Anthropic and Ollama SDKs add /v1/messages and /api/chat to their base URL: given the OpenAI one
     # (http://HOST:PORT/v1, as the README's OpenAI examples have it) they ask for /v1/v1/... and /v1/api/...
+    # ... each told in its own client's error shape (they were OpenAI's: the ollama package showed the body as a
+    # dict, {'message': ..., 'type': ...}, where it reads Ollama's {"error": "..."})
     status, body = call(server, "POST", "/v1/v1/messages", {})
-    err = error_of(body)
-    assert status == 404 and err["code"] == "not_found"
-    assert "did you mean /v1/messages?" in err["message"] and "one /v1 too many" in err["message"]
-    status, body = call(server, "POST", "/v1/api/chat", {})
-    assert status == 404 and "did you mean /api/chat?" in error_of(body)["message"]
+    payload = json.loads(body)
+    assert status == 404 and payload["type"] == "error" and payload["error"]["type"] == "not_found_error", payload
+    assert "did you mean /v1/messages?" in payload["error"]["message"]
+    assert "one /v1 too many" in payload["error"]["message"]
+    for method, path in (("POST", "/v1/api/chat"), ("GET", "/v1/api/tags")):
+        status, body = call(server, method, path, {} if method == "POST" else None)
+        payload = json.loads(body)
+        assert status == 404 and list(payload) == ["error"] and isinstance(payload["error"], str), payload
+        assert f"did you mean {path[3:]}?" in payload["error"], payload
+    status, body = call(server, "POST", "/v1/v1/chat/completions", {})  # an OpenAI route meant: OpenAI's shape
+    assert status == 404 and "did you mean /v1/chat/completions?" in error_of(body)["message"]
     # no guess where the shorter path is no route either
     status, body = call(server, "GET", "/v1/v1/nothing-here")
     assert status == 404 and error_of(body)["message"] == "Unknown route"

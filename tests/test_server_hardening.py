@@ -495,6 +495,8 @@ def test_model_may_be_omitted_with_one_loaded_model(open_server):
 def test_model_is_required_when_two_are_loaded(keyed):
     status, _, err = call(keyed, "POST", "/v1/chat/completions", {"messages": CHAT["messages"], "max_tokens": 2})
     assert status == 400 and err["error"]["param"] == "model" and "3 are loaded" in err["error"]["message"]
+    # how to set the default it speaks of (it said "a default model is configured", naming no flag)
+    assert "`jan serve --default-model ID`" in err["error"]["message"], err
     status, _, out = call(keyed, "POST", "/embeddings", {"model": "all-MiniLM-L6-v2-f32", "input": "hi"})
     assert status == 200 and out["data"][0]["embedding"]
 

@@ -64,8 +64,8 @@ def _local_model(conn, model_id: str) -> dict[str, Any]:
         if exc.damaged:  # its model.json was set aside: say so, and where (not just "not found")
             raise CLIError(f"{exc} (in {conn.data_folder})") from None
         raise _not_found(model_id, f"in {conn.data_folder}", meant_in_store(conn, model_id)) from None
-    except InvalidIdError:
-        raise _not_found(model_id, f"in {conn.data_folder}") from None
+    except InvalidIdError:  # no id can be it (`stories260K ` with a stray space): still the guess of the one meant
+        raise _not_found(model_id, f"in {conn.data_folder}", meant_in_store(conn, model_id)) from None
 
 
 def _size(model: dict[str, Any]) -> Any:

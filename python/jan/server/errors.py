@@ -477,6 +477,18 @@ def as_http_exception(err: APIError) -> web.HTTPException:
 _DOUBLED_BASE = (("/v1/v1/", "/v1/"), ("/v1/api/", "/api/"))
 
 
+def _doubled_base_dialect(request: web.Request) -> str | None:
+    """Such a request's errors (the hint's 404, the key check's 401) in the shape of the client that sent it, the
+    dialect of the route it meant: an Ollama client reads ``{"error": "..."}``, and showed OpenAI's body as a dict."""
+    for doubled, single in _DOUBLED_BASE:
+        if request.path.startswith(doubled):
+            return single + request.path[len(doubled):]
+    return None
+
+
+ERROR_DIALECTS.append(_doubled_base_dialect)
+
+
 async def _with_base_url_hint(request: web.Request, err: APIError) -> APIError:
     """``err`` (a 404 of the router) with the route that was likely meant, when the path is a served one behind an
     extra ``/v1`` — or one without the ``/v1`` it needs: an OpenAI client given ``http://HOST:PORT`` asks for

@@ -28,9 +28,16 @@ async def resolve_model(models: ModelExtension, spec: str) -> dict:
     expanded = os.path.expanduser(spec)
     if os.path.isfile(expanded):
         path = os.path.abspath(expanded)
-        for model in await models.list_models():
+        listed = await models.list_models()
+        for model in listed:
             settings = model.get("settings") or {}
             if settings.get("llama_model_path") == path:
+                return model
+        # `jan models import FILE` (a symlink by default) then `jan serve -m FILE`, as the README shows: the model
+        # whose weights are this very file (linked, or the path spelled another way) is that model, not a conflict
+        find = getattr(models, "model_file", None)
+        for model in listed if find is not None else ():
+            if _same_file(await find(model["id"]), path):
                 return model
         try:
             return await models.import_model(path, mode="reference")
@@ -58,6 +65,13 @@ async def resolve_model(models: ModelExtension, spec: str) -> dict:
     except ModelNotFoundError:
         raise ModelNotFoundError(f"'{spec}' is neither a model id in the data folder nor a GGUF file"
                                  f"{await _guess(models, spec)}") from None
+
+
+def _same_file(candidate: str | None, path: str) -> bool:
+    try:
+        return candidate is not None and os.path.samefile(candidate, path)
+    except OSError:  # a model whose file went missing meanwhile: not this one
+        return False
 
 
 async def _guess(models: ModelExtension, spec: str) -> str:

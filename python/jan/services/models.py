@@ -683,7 +683,8 @@ class ModelService:
         if model_id in self._transient:
             return dict(self._transient[model_id])
         if self._never_stored(model_id):
-            raise ModelNotFoundError(not_found_message("model", model_id))
+            # (guessed too: a stray space, `stories260K `, is no id, and was told without the one it meant)
+            raise await self._missing_with_guess(model_id, ModelNotFoundError(model_id))
         try:
             return await self.model_extension().get_model(model_id)
         except (ModelNotFoundError, KeyError) as exc:
@@ -722,7 +723,7 @@ class ModelService:
         if not model_id:
             model_id = await self.default_model_id()
         if self._never_stored(model_id):
-            raise ModelNotFoundError(not_found_message("model", model_id))
+            raise await self._missing_with_guess(model_id, ModelNotFoundError(model_id))
         whole = getattr(self.model_extension(), "model_with_weights", None)
         if whole is not None and model_id not in self._transient:
             try:  # the model.json and its files from one read, the path of every request
@@ -904,5 +905,7 @@ class ModelService:
         if len(loaded) == 1:
             return loaded[0]
         detail = "none is loaded" if not loaded else f"{len(loaded)} are loaded: {', '.join(sorted(loaded))}"
+        # (the flag named: "a default model is configured" left a user to find how one configures it)
         raise RequestError("Name a model: 'model' may be left out only when exactly one model is loaded or a "
-                           f"default model is configured ({detail})", param="model", code="model_required")
+                           f"default model is set (`jan serve --default-model ID`) ({detail})", param="model",
+                           code="model_required")
