@@ -396,10 +396,11 @@ def test_the_setting_reaches_the_model_through_every_layer(stories_path):
                           LoadOptions.from_mapping({"adaptive_threads": "off"}))
     assert merged.adaptive_threads == "always"  # model.json wins over flags
     assert resolve_load(LoadOptions()).given()["adaptive_threads"] == "exact"
-    for given, kept in (("always", "always"), ("OFF", "off"), (True, "exact"), (False, "off")):
+    # (None: the default, as for every load option with one)
+    for given, kept in (("always", "always"), ("OFF", "off"), (True, "exact"), (False, "off"), (None, "exact")):
         with jan.Model(stories_path, n_ctx=64, adaptive_threads=given) as model:
             assert model.adaptive_threads == kept
-    for bad in ("sometimes", 1, None):
+    for bad in ("sometimes", 1):
         with pytest.raises(ValueError, match="adaptive_threads"):
             jan.Model(stories_path, n_ctx=64, adaptive_threads=bad)
 
