@@ -341,6 +341,17 @@ class ExtensionManager:
             moved = set_aside(self.fs.resolve(STATE_FILE))
             logger.warning("%s is unreadable (%s); set aside as %s, starting from defaults", STATE_FILE, exc, moved)
             data = None
+        except OSError as exc:
+            # there but not readable as the file (one larger than any extensions.json, a named pipe or a folder in
+            # its place): as damaged as one that does not parse, set aside, not read whole or waited on; a failed
+            # move (no permission) still starts jan, from the defaults (the discover it ended, with a traceback)
+            try:
+                moved = set_aside(self.fs.resolve(STATE_FILE))
+            except OSError:
+                moved = None
+            logger.warning("%s cannot be read (%s); set aside as %s, starting from defaults", STATE_FILE,
+                           exc.strerror or exc, moved)
+            data = None
         if data is not None and not (isinstance(data, dict) and isinstance(data.get("extensions", {}), dict)):
             moved = set_aside(self.fs.resolve(STATE_FILE))
             logger.warning("%s has an unexpected shape; set aside as %s", STATE_FILE, moved)

@@ -25,7 +25,7 @@ from .context import StoreContext, public
 from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from .files import check_references, extract_documents, extract_images, read_file, write_files
 from .ids import new_message_id, ulid_millis, validate_id
-from .jsonl import append_jsonl, parse_jsonl, rewrite_jsonl
+from .jsonl import MAX_JSONL_BYTES, append_jsonl, parse_jsonl, rewrite_jsonl
 from .leases import LEASE_DIR_NAME, Leases
 from .migrations import text_part
 from .pagination import Order, Page, paginate
@@ -135,7 +135,7 @@ class MessageStore:
         the raw bytes, whether some lines were unreadable, and whether any line was an old version.
         """
         try:
-            data = read_regular_file(path)
+            data = read_regular_file(path, MAX_JSONL_BYTES)
         except FileNotFoundError:
             return [], b"", False, False
         content = parse_jsonl(data)

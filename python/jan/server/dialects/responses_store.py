@@ -371,8 +371,12 @@ class ResponsesStore:
         out = []
         for name in names:
             if is_id(name):
-                with contextlib.suppress(NotFoundError):  # gone meanwhile, or damaged (set aside)
+                try:
                     out.append(self._read(name))
+                except NotFoundError:  # gone meanwhile, or damaged (set aside)
+                    continue
+                except OSError as exc:  # one that cannot be read (larger than any jan writes, a pipe) is left out
+                    log.warning("stored response %s cannot be read (%s); left out", name, exc.strerror or exc)
         return out
 
     async def entries(self, is_id: Callable[[str], bool]) -> list[StoredResponse]:
