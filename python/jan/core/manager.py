@@ -211,6 +211,7 @@ class ExtensionManager:
         self._load_order: list[str] = []
         self._config: dict[str, Any] = {}
         self._config_loaded = False
+        self._told_config: set[str] = set()  # the problems of extensions.json already logged
         self._discovered = False
         self._started = False
         self._lock: asyncio.Lock | None = None
@@ -358,9 +359,14 @@ class ExtensionManager:
             data = None
         data = dict(data or {})
         data.setdefault("version", STATE_VERSION)
+        for problem in _config_problems(data):
+            if problem not in self._told_config:  # (read at start and again at each change: told once)
+                self._told_config.add(problem)
+                logger.warning("%s: %s", STATE_FILE, problem)
         data["extensions"] = {k: dict(v) for k, v in (data.get("extensions") or {}).items() if isinstance(v, dict)}
         prefs = data.get("preferred")
-        data["preferred"] = dict(prefs) if isinstance(prefs, dict) else {}
+        data["preferred"] = ({k: v for k, v in prefs.items() if isinstance(v, str)} if isinstance(prefs, dict)
+                             else {})
         return data
 
     def _save_config(self) -> None:
@@ -1062,3 +1068,40 @@ def _type_key(extension_type: Any) -> tuple[str, type | None]:
     raise TypeError(f"expected an extension type string or interface class, not {extension_type!r}")
 
 
+
+
+def _config_problems(data: dict[str, Any]) -> list[str]:
+    """What in an extensions.json (an object, its ``extensions`` one) is not of the type jan writes there, each
+    naming its field: such a value is refused (the extension's default is used, a preference is dropped) and told,
+    where before ``"enabled": "yes"`` was taken silently as the default (and ``"enabled": "false"`` as on)."""
+    problems = []
+    for name, item in (data.get("extensions") or {}).items():
+        if not isinstance(item, dict):
+            problems.append(f"extensions.{name} is {_json_type(item)}, not an object: left out (its defaults apply)")
+            continue
+        if "enabled" in item and not isinstance(item["enabled"], bool):
+            problems.append(f"extensions.{name}.enabled is {item['enabled']!r} ({_json_type(item['enabled'])}), "
+                            "not true or false: refused, the extension's default applies")
+        if "version" in item and not isinstance(item["version"], (str, type(None))):
+            problems.append(f"extensions.{name}.version is {item['version']!r} ({_json_type(item['version'])}), "
+                            "not a string: refused")
+    prefs = data.get("preferred")
+    if prefs is not None and not isinstance(prefs, dict):
+        problems.append(f"preferred is {_json_type(prefs)}, not an object: refused, no extension is preferred")
+    for key, name in (prefs.items() if isinstance(prefs, dict) else ()):
+        if not isinstance(name, str):
+            problems.append(f"preferred.{key} is {name!r} ({_json_type(name)}), not an extension's name: refused")
+    return problems
+
+
+def _json_type(value: Any) -> str:
+    """The JSON type of a parsed value, in words ("a string", "a number")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
