@@ -395,6 +395,10 @@ class Vocabulary:
     __slots__ = ("_native", "n_vocab")
 
     def __init__(self, native) -> None:
+        if not hasattr(native, "n_vocab") or not hasattr(native, "token_to_piece"):
+            # (jan.Vocabulary("model.gguf") failed with "'str' object has no attribute 'n_vocab'")
+            raise TypeError(f"native: expected the engine's native model (a jan.Vocabulary is made by "
+                            f"Model.vocabulary()), got {type(native).__name__}")
         self._native = native
         self.n_vocab = native.n_vocab
 
