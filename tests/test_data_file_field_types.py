@@ -94,3 +94,38 @@ def test_a_message_line_with_a_field_of_another_type_is_skipped_and_told(store, 
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert [m["id"] for m in store.messages.list(thread).data] == [first]
     assert any(f"message {second!r} was skipped: its {field} is" in p.error for p in store.problems)
+
+
+async def test_extensions_json_gets_what_is_new_once_and_a_start_with_nothing_new_writes_nothing(tmp_path):
+    """(ExtensionManager._sync_config: what is new is judged on the copy read, then added to the file as it is on
+    disk under its lock, keeping what another process wrote there meanwhile.)"""
+    from jan.core.events import LocalEventBus
+    from jan.core.extension import Extension
+    from jan.core.manager import ExtensionManager
+
+    def ext(name, version="1.0.0", default=True):
+        return type(f"E_{name}", (Extension,), {"name": name, "version": version, "requires_api": ">=1,<2",
+                                                 "enabled_by_default": default})
+
+    def discover(*exts):
+        manager = ExtensionManager(tmp_path / "data", LocalEventBus(), discover_entry_points=False)
+        for e in exts:
+            manager.register(e)
+        manager.discover()
+        return manager
+
+    state = tmp_path / "data" / "extensions" / "extensions.json"
+    discover(ext("a"))
+    assert json.loads(state.read_text())["extensions"] == {"a": {"enabled": True, "version": "1.0.0"}}
+    before = state.stat().st_ino, state.stat().st_mtime_ns
+    discover(ext("a"))
+    assert (state.stat().st_ino, state.stat().st_mtime_ns) == before  # nothing new: not rewritten
+    doc = json.loads(state.read_text())
+    doc["extensions"]["a"]["enabled"] = False  # another process's change
+    doc["extensions"]["gone"] = {"enabled": False}
+    state.write_text(json.dumps(doc))
+    manager = discover(ext("a", "2.0.0"), ext("b", default=False))
+    assert json.loads(state.read_text())["extensions"] == {"a": {"enabled": False, "version": "2.0.0"},
+                                                           "b": {"enabled": False, "version": "1.0.0"},
+                                                           "gone": {"enabled": False}}
+    assert {r.name: r.enabled for r in manager.list()} == {"a": False, "b": False}

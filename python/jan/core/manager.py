@@ -373,30 +373,38 @@ class ExtensionManager:
         self.fs.write_json(STATE_FILE, self._config)
 
     def _sync_config(self) -> None:
-        """Add newly discovered extensions to extensions.json (enabled by default)."""
-        def add(config: dict[str, Any]) -> bool:
-            changed = not self.fs.exists(STATE_FILE)
-            exts = config["extensions"]
-            for name, entry in self._entries.items():
-                if entry.broken:
-                    continue
-                assert entry.instance is not None
-                item = exts.get(name)
-                if item is None:
-                    exts[name] = {"enabled": bool(entry.instance.enabled_by_default)}
-                    changed = True
-                    item = exts[name]
-                if entry.instance.version and item.get("version") != entry.instance.version:
-                    item["version"] = entry.instance.version
-                    changed = True
-            return changed
-
-        if not add(self._config):
+        """Record newly discovered extensions in extensions.json (enabled by default), and each one's version.
+        What is new is judged on this process's copy, so that a start with nothing new takes no lock and writes
+        nothing; it is then added to the file as it is on disk now, under its lock (:meth:`_update_config`)."""
+        if self.fs.exists(STATE_FILE) and not self._config_additions(self._config):
             return
+
+        def add(config: dict[str, Any]) -> None:
+            for name, fields in self._config_additions(config).items():
+                config["extensions"].setdefault(name, {}).update(fields)
+
         try:
             self._update_config(add)
-        except OSError as exc:  # a read-only data folder must not stop jan
+        except OSError as exc:  # a read-only data folder must not stop jan (a missing entry is its default)
             logger.warning("could not write %s: %s", STATE_FILE, exc)
+
+    def _config_additions(self, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Per extension, what ``config`` lacks for it: ``enabled`` (its default) for one it does not list, and its
+        ``version`` where that changed."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, entry in self._entries.items():
+            if entry.broken or entry.instance is None:
+                continue
+            item = config["extensions"].get(name)
+            fields: dict[str, Any] = {}
+            if item is None:
+                fields["enabled"] = bool(entry.instance.enabled_by_default)
+            version = entry.instance.version
+            if version and (item or {}).get("version") != version:
+                fields["version"] = version
+            if fields:
+                out[name] = fields
+        return out
 
     def _is_enabled(self, entry: _Entry) -> bool:
         item = self._config.get("extensions", {}).get(entry.name)
