@@ -125,3 +125,39 @@ def test_a_huge_stored_response_is_left_out_of_the_listing(tmp_path):
     store = ResponsesStore(tmp_path / "responses", lambda: None)
     sparse(tmp_path / "responses" / "resp_1.json")
     assert asyncio.run(store.entries(lambda name: True)) == []
+
+
+@pytest.mark.parametrize("where", ["settings/ext/settings.json", "mcp.json", "extensions/extensions.json"])
+def test_an_endless_file_linked_in_a_files_place_is_refused_not_read(tmp_path, where):
+    """/dev/zero linked as a data-folder file: no regular file, refused before any read (it never ends)."""
+    import os
+
+    from jan.core.events import LocalEventBus
+    from jan.core.manager import ExtensionManager
+    from jan.core.settings import ExtensionSettings
+    from jan.extensions.mcp.config import McpConfigError, load_config
+
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero here")
+    path = tmp_path / where
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to("/dev/zero")
+    if where == "mcp.json":
+        with pytest.raises(McpConfigError, match="character device"):
+            load_config(tmp_path)
+    elif where.startswith("settings/"):
+        settings = ExtensionSettings("ext", {"type": "object", "properties": {}}, data_folder=tmp_path)
+        assert "character device" in settings.problems[0]["message"]
+    else:
+        ExtensionManager(tmp_path, LocalEventBus(), discover_entry_points=False).discover()
+        assert list(path.parent.glob("extensions.json.corrupt-*"))  # the link set aside, jan started
+
+
+def test_a_batchs_files_have_their_own_larger_bound(tmp_path):
+    from jan.store.batches import MAX_BATCH_FILE_BYTES
+    from jan.store.jsonl import MAX_JSONL_BYTES, read_jsonl
+
+    assert MAX_BATCH_FILE_BYTES > MAX_JSONL_BYTES  # (a results file of 50,000 embeddings is legitimately large)
+    path = sparse(tmp_path / "results.jsonl", MAX_JSONL_BYTES + 1)
+    with pytest.raises(FileTooLargeError):
+        read_jsonl(path)

@@ -77,10 +77,11 @@ def parse_jsonl(data: bytes) -> JsonlContent:
     return out
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> JsonlContent:
-    """Read a JSONL file; a missing file reads as empty."""
+def read_jsonl(path: str | os.PathLike[str], max_bytes: int = MAX_JSONL_BYTES) -> JsonlContent:
+    """Read a JSONL file of at most ``max_bytes`` (else :class:`jan.local_files.FileTooLargeError`); a missing file
+    reads as empty."""
     try:
-        data = read_regular_file(path, MAX_JSONL_BYTES)
+        data = read_regular_file(path, max_bytes)
     except FileNotFoundError:
         return JsonlContent()
     return parse_jsonl(data)
