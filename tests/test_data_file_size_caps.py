@@ -66,7 +66,8 @@ def test_huge_extension_settings_are_told_and_the_defaults_used(tmp_path):
     settings = ExtensionSettings("ext", {"type": "object", "properties": {"a": {"type": "integer", "default": 3}}},
                                  data_folder=tmp_path)
     assert settings.get("a") == 3
-    assert "cannot be read" in settings.problems[0]["message"] and f"it is {BIG} bytes" in settings.problems[0]["message"]
+    said = settings.problems[0]["message"]
+    assert "cannot be read" in said and f"it is {BIG} bytes" in said
     with pytest.raises(FileTooLargeError, match="cannot be read, so they are not changed"):
         settings.set("a", 4)  # a write would replace what nobody has seen
     assert path.stat().st_size == BIG
