@@ -333,3 +333,48 @@ def test_holds_begins_is_a_yes_or_no(stories):
             pass
     with stories.hold(begins=False):
         assert stories.busy
+
+
+# -- handles made by hand of the wrong things: a TypeError naming the argument, not an AttributeError at first use ---
+
+@pytest.mark.parametrize("args, kwargs, says", [
+    ((None, None, None), {"logprobs": False}, "^native: expected the engine's native request"),
+    (("x", None, None), {"logprobs": False}, "^native: expected"),
+])
+def test_a_request_made_by_hand_of_the_wrong_things_names_the_argument(args, kwargs, says):
+    """Before: jan.Request(None, ...) was made, and its first result() or cancel() was an AttributeError of
+    'NoneType' naming no argument (its __del__ another, in the log)."""
+    with pytest.raises(TypeError, match=says):
+        jan.Request(*args, **kwargs)
+
+
+def test_a_requests_other_arguments_are_checked_by_name(stories):
+    real = stories.stream("Once", max_tokens=1)
+    native, model = real._native, stories
+    pieces = lambda t: ("", b"")  # noqa: E731
+    real.result()
+    with pytest.raises(TypeError, match="^model: expected the engine's jan.Model"):
+        jan.Request(native, None, pieces, logprobs=False)
+    with pytest.raises(TypeError, match="^pieces: expected a callable"):
+        jan.Request(native, model, None, logprobs=False)
+    with pytest.raises(ValueError, match="^logprobs: expected true or false"):
+        jan.Request(native, model, pieces, logprobs="no")
+    with pytest.raises(ValueError, match="^thinking_budget: expected true or false"):
+        jan.Request(native, model, pieces, logprobs=False, thinking_budget=None)
+    with pytest.raises(TypeError, match="^seed: expected an integer"):
+        jan.Request(native, model, pieces, logprobs=False, seed="7")
+
+
+def test_raise_for_error_takes_a_chunk_only(stories):
+    request = stories.stream("Once", max_tokens=2)
+    final = request.result()
+    for value in (None, "x", final):  # (a Completion is no Chunk either)
+        with pytest.raises(TypeError, match="^chunk: expected a jan.Chunk"):
+            request.raise_for_error(value)
+    request.raise_for_error(request.final)  # a chunk that ended well: nothing
+
+
+def test_a_vocabulary_made_by_hand_of_a_path_names_the_argument(stories_path):
+    """Before: jan.Vocabulary("model.gguf") was an AttributeError ("'str' object has no attribute 'n_vocab')."""
+    with pytest.raises(TypeError, match=r"^native: expected the engine's native model \(a jan.Vocabulary is made by"):
+        jan.Vocabulary(str(stories_path))

@@ -9,7 +9,31 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["expand_home", "folder_problem", "not_a_regular_file", "open_regular_file", "read_regular_file"]
+__all__ = ["MAX_DATA_FILE_BYTES", "FileTooLargeError", "expand_home", "folder_problem", "not_a_regular_file",
+           "open_regular_file", "read_regular_file"]
+
+#: The largest file of the data folder that is read whole (a settings.json, mcp.json, extensions.json, model.json,
+#: thread.json, run record, messages.jsonl): what jan writes is kilobytes to a few megabytes; 64 MiB leaves room for
+#: any hand-made one. A larger one (a GGUF copied over a model.json, a runaway log pasted into a settings file) is
+#: refused unread, not read whole into memory (GBs, at every listing or start).
+MAX_DATA_FILE_BYTES = 64 * 1024 * 1024
+
+
+class FileTooLargeError(OSError):
+    """A file larger than what is read whole (:func:`read_regular_file`): an ``OSError`` (``EFBIG``) whose
+    ``strerror`` says its size and the bound, so every caller that reports an unreadable file tells this one too.
+    (OSError's own signature, so that code re-raising ``type(exc)(errno, message, filename)`` keeps working.)"""
+
+    size: int = 0
+    limit: int = 0
+
+
+def _too_large(path: str | os.PathLike[str], size: int, limit: int) -> FileTooLargeError:
+    exc = FileTooLargeError(errno.EFBIG, f"it is {size} bytes, more than any such file jan writes ({limit} at most):"
+                                         " left unread; move it away or repair it", os.fspath(path))
+    exc.size, exc.limit = size, limit
+    return exc
+
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
           (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
@@ -71,9 +95,19 @@ def open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:
         raise
 
 
-def read_regular_file(path: str | os.PathLike[str]) -> bytes:
+def read_regular_file(path: str | os.PathLike[str], max_bytes: int = MAX_DATA_FILE_BYTES) -> bytes:
     """The bytes of ``path`` (:func:`open_regular_file`): what every read of a data-folder file uses, so that a named
     pipe in a file's place is an error naming it, never a read that waits forever (holding a listing, a request, a
-    start-up)."""
+    start-up), and a file of more than ``max_bytes`` is :class:`FileTooLargeError`, never read whole."""
     with open_regular_file(path) as f:
-        return f.read()
+        size = os.fstat(f.fileno()).st_size
+        if size > max_bytes:
+            raise _too_large(path, size, max_bytes)
+        # read what fstat said, one byte more telling growth (a read of the bound itself would take a buffer of
+        # 64 MiB for every small file); a file that grows while it is read, at most one byte past the bound
+        data = f.read(size + 1)
+        if len(data) > size:
+            data += f.read(max_bytes + 1 - len(data))
+        if len(data) > max_bytes:
+            raise _too_large(path, len(data), max_bytes)
+        return data

@@ -211,6 +211,7 @@ class ExtensionManager:
         self._load_order: list[str] = []
         self._config: dict[str, Any] = {}
         self._config_loaded = False
+        self._told_config: set[str] = set()  # the problems of extensions.json already logged
         self._discovered = False
         self._started = False
         self._lock: asyncio.Lock | None = None
@@ -341,45 +342,69 @@ class ExtensionManager:
             moved = set_aside(self.fs.resolve(STATE_FILE))
             logger.warning("%s is unreadable (%s); set aside as %s, starting from defaults", STATE_FILE, exc, moved)
             data = None
+        except OSError as exc:
+            # there but not readable as the file (one larger than any extensions.json, a named pipe or a folder in
+            # its place): as damaged as one that does not parse, set aside, not read whole or waited on; a failed
+            # move (no permission) still starts jan, from the defaults (the discover it ended, with a traceback)
+            try:
+                moved = set_aside(self.fs.resolve(STATE_FILE))
+            except OSError:
+                moved = None
+            logger.warning("%s cannot be read (%s); set aside as %s, starting from defaults", STATE_FILE,
+                           exc.strerror or exc, moved)
+            data = None
         if data is not None and not (isinstance(data, dict) and isinstance(data.get("extensions", {}), dict)):
             moved = set_aside(self.fs.resolve(STATE_FILE))
             logger.warning("%s has an unexpected shape; set aside as %s", STATE_FILE, moved)
             data = None
         data = dict(data or {})
         data.setdefault("version", STATE_VERSION)
+        for problem in _config_problems(data):
+            if problem not in self._told_config:  # (read at start and again at each change: told once)
+                self._told_config.add(problem)
+                logger.warning("%s: %s", STATE_FILE, problem)
         data["extensions"] = {k: dict(v) for k, v in (data.get("extensions") or {}).items() if isinstance(v, dict)}
         prefs = data.get("preferred")
-        data["preferred"] = dict(prefs) if isinstance(prefs, dict) else {}
+        data["preferred"] = ({k: v for k, v in prefs.items() if isinstance(v, str)} if isinstance(prefs, dict)
+                             else {})
         return data
 
     def _save_config(self) -> None:
         self.fs.write_json(STATE_FILE, self._config)
 
     def _sync_config(self) -> None:
-        """Add newly discovered extensions to extensions.json (enabled by default)."""
-        def add(config: dict[str, Any]) -> bool:
-            changed = not self.fs.exists(STATE_FILE)
-            exts = config["extensions"]
-            for name, entry in self._entries.items():
-                if entry.broken:
-                    continue
-                assert entry.instance is not None
-                item = exts.get(name)
-                if item is None:
-                    exts[name] = {"enabled": bool(entry.instance.enabled_by_default)}
-                    changed = True
-                    item = exts[name]
-                if entry.instance.version and item.get("version") != entry.instance.version:
-                    item["version"] = entry.instance.version
-                    changed = True
-            return changed
-
-        if not add(self._config):
+        """Record newly discovered extensions in extensions.json (enabled by default), and each one's version.
+        What is new is judged on this process's copy, so that a start with nothing new takes no lock and writes
+        nothing; it is then added to the file as it is on disk now, under its lock (:meth:`_update_config`)."""
+        if self.fs.exists(STATE_FILE) and not self._config_additions(self._config):
             return
+
+        def add(config: dict[str, Any]) -> None:
+            for name, fields in self._config_additions(config).items():
+                config["extensions"].setdefault(name, {}).update(fields)
+
         try:
             self._update_config(add)
-        except OSError as exc:  # a read-only data folder must not stop jan
+        except OSError as exc:  # a read-only data folder must not stop jan (a missing entry is its default)
             logger.warning("could not write %s: %s", STATE_FILE, exc)
+
+    def _config_additions(self, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Per extension, what ``config`` lacks for it: ``enabled`` (its default) for one it does not list, and its
+        ``version`` where that changed."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, entry in self._entries.items():
+            if entry.broken or entry.instance is None:
+                continue
+            item = config["extensions"].get(name)
+            fields: dict[str, Any] = {}
+            if item is None:
+                fields["enabled"] = bool(entry.instance.enabled_by_default)
+            version = entry.instance.version
+            if version and (item or {}).get("version") != version:
+                fields["version"] = version
+            if fields:
+                out[name] = fields
+        return out
 
     def _is_enabled(self, entry: _Entry) -> bool:
         item = self._config.get("extensions", {}).get(entry.name)
@@ -1051,3 +1076,40 @@ def _type_key(extension_type: Any) -> tuple[str, type | None]:
     raise TypeError(f"expected an extension type string or interface class, not {extension_type!r}")
 
 
+
+
+def _config_problems(data: dict[str, Any]) -> list[str]:
+    """What in an extensions.json (an object, its ``extensions`` one) is not of the type jan writes there, each
+    naming its field: such a value is refused (the extension's default is used, a preference is dropped) and told,
+    where before ``"enabled": "yes"`` was taken silently as the default (and ``"enabled": "false"`` as on)."""
+    problems = []
+    for name, item in (data.get("extensions") or {}).items():
+        if not isinstance(item, dict):
+            problems.append(f"extensions.{name} is {_json_type(item)}, not an object: left out (its defaults apply)")
+            continue
+        if "enabled" in item and not isinstance(item["enabled"], bool):
+            problems.append(f"extensions.{name}.enabled is {item['enabled']!r} ({_json_type(item['enabled'])}), "
+                            "not true or false: refused, the extension's default applies")
+        if "version" in item and not isinstance(item["version"], (str, type(None))):
+            problems.append(f"extensions.{name}.version is {item['version']!r} ({_json_type(item['version'])}), "
+                            "not a string: refused")
+    prefs = data.get("preferred")
+    if prefs is not None and not isinstance(prefs, dict):
+        problems.append(f"preferred is {_json_type(prefs)}, not an object: refused, no extension is preferred")
+    for key, name in (prefs.items() if isinstance(prefs, dict) else ()):
+        if not isinstance(name, str):
+            problems.append(f"preferred.{key} is {name!r} ({_json_type(name)}), not an extension's name: refused")
+    return problems
+
+
+def _json_type(value: Any) -> str:
+    """The JSON type of a parsed value, in words ("a string", "a number")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"

@@ -30,7 +30,7 @@ from jan.engine.offload import (AUTO, OffloadPlan, compute_buffer_bytes, gpu_fre
 from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, audio_input, sized_image_input
 from jan.engine.params import (DEFAULTS as SAMPLING_DEFAULTS, INT32_MAX, SPECULATIVE_OPTIONS, Range,
                                 check_order, check_sampling_options, sampling_params)
-from jan.engine.params import as_int, check_flag, check_seconds, engine_text
+from jan.engine.params import as_int, check_flag, check_seconds, engine_text, model_id_text
 from jan.engine.request import Request
 from jan.engine.results import Completion
 from jan.engine.room import RoomSignal
@@ -301,8 +301,8 @@ def check_load_options(options: Mapping[str, object]) -> None:
         raise TypeError(f"unknown load option(s): {', '.join(unknown)}")
     for name, value in options.items():
         if name == "model_id":
-            if value is not None and not isinstance(value, str):
-                raise ValueError(f"model_id: expected a string, got {value!r}")
+            if value is not None:
+                model_id_text(value, empty=True)
         elif name == "media_limits":
             if value is not None and not isinstance(value, MediaLimits):
                 raise ValueError(f"media_limits: expected a jan.engine.media.MediaLimits, got {value!r}")
@@ -395,6 +395,10 @@ class Vocabulary:
     __slots__ = ("_native", "n_vocab")
 
     def __init__(self, native) -> None:
+        if not hasattr(native, "n_vocab") or not hasattr(native, "token_to_piece"):
+            # (jan.Vocabulary("model.gguf") failed with "'str' object has no attribute 'n_vocab'")
+            raise TypeError(f"native: expected the engine's native model (a jan.Vocabulary is made by "
+                            f"Model.vocabulary()), got {type(native).__name__}")
         self._native = native
         self.n_vocab = native.n_vocab
 
@@ -554,8 +558,8 @@ class Model:
                 ("n_gpu_layers", n_gpu_layers), ("main_gpu", main_gpu), ("use_mmap", use_mmap),
                 ("use_mlock", use_mlock), ("max_queue", max_queue), ("kv_unified", kv_unified),
                 ("vocab_only", vocab_only)))
-        if model_id is not None and not isinstance(model_id, str):
-            raise TypeError(f"model_id: expected a string, got {type(model_id).__name__}")
+        if model_id is not None:
+            model_id_text(model_id, empty=True)  # ("" is the file's name, as None)
         self.id = model_id or Path(self.path).stem
         # every option and every file checked before the weights are read: a bad one costs no load
         check_load_options({name: value for name, value in locals().items() if name in _LOAD_OPTION_NAMES})

@@ -422,6 +422,18 @@ def engine_text(name: str, text: str) -> str:
     return text
 
 
+def model_id_text(value, name: str = "model_id", *, empty: bool = False) -> str:
+    """A model id as the pool keeps it and every answer names it: TypeError naming ``name`` for no string,
+    :class:`~jan.BadRequestError` (a ValueError) for an empty one (unless ``empty``) or one holding a lone UTF-16
+    surrogate. The id was taken as is and failed later, where it became text to encode (a log line, a file name, an
+    answer written as UTF-8)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected a string, got {type(value).__name__}")
+    if not value and not empty:
+        raise BadRequestError(f"{name}: must not be empty", param=name)
+    return engine_text(name, value)
+
+
 def _string(name: str, value) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name}: expected a string, got {value!r}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from jan.engine.gguf_file import file_path
 from jan.engine.model import LOAD_OPTION_DEFAULTS, Model, check_load_options
-from jan.engine.params import check_flag, check_seconds
+from jan.engine.params import check_flag, check_seconds, model_id_text
 from jan.engine.preflight import check_load
 from jan.errors import ModelClosedError, ModelNotFoundError, QueueFullError
 
@@ -138,8 +138,7 @@ class ModelPool:
         Take it before anything the request waits on (a server's own per-model lock): while it is held, a load
         that came later never unloads the model before it is handed out, and one that came earlier gets the
         room first. Without a turn, a request's place is the moment it calls :meth:`get` or :meth:`load`."""
-        if not isinstance(model_id, str):  # (as load()'s: the pool's keys are model ids)
-            raise TypeError(f"model_id: expected a string, got {type(model_id).__name__}")
+        model_id_text(model_id, empty=True)  # (as load()'s: the pool's keys are model ids)
         with self._lock:
             self._check_open(model_id)
             turn = self._arrive(model_id)
@@ -180,10 +179,7 @@ class ModelPool:
         llama.cpp refuses) loads the models it unloaded for it again — same file, options and keep-alive — and
         then raises its own error unchanged (a model that cannot be loaded again is logged, not raised)."""
         # the pool's key: a model loaded under None or "" was kept under it while the Model took its file's name
-        if not isinstance(model_id, str):
-            raise TypeError(f"model_id: expected a string, got {type(model_id).__name__}")
-        if not model_id:
-            raise ValueError("model_id: must not be empty")
+        model_id_text(model_id)  # (a lone surrogate: refused here, not at the first log line or answer naming it)
         claim = check_flag("claim", claim)  # (claim="no" held the model as claimed)
         path = file_path(path, "path")  # str(None) was a file named 'None'
         self._check_open(model_id)  # before the file checks: a closed pool is the answer whatever the file
@@ -297,7 +293,9 @@ class ModelPool:
         """:class:`ModelClosedError` once the pool is closed: every call that hands out, loads, unloads or changes a
         model says so (a 503 the client may retry, as for a model unloaded under its request); the reads
         (:meth:`is_loaded`, :meth:`loaded`, :meth:`status`, :meth:`reap_idle`) answer for an empty pool, and
-        :meth:`close` again does nothing."""
+        :meth:`close` again does nothing. And the id itself first, as every such call takes it (a TypeError for no
+        string, a BadRequestError for one holding a lone surrogate, which no answer naming it could encode)."""
+        model_id_text(model_id, empty=True)
         if self._closed.is_set():
             raise ModelClosedError(f"model '{model_id}' is not available: the model pool is closed")
 
@@ -537,6 +535,7 @@ class ModelPool:
         return idle
 
     def is_loaded(self, model_id: str) -> bool:
+        model_id_text(model_id, empty=True)
         with self._lock:
             return model_id in self._models
 

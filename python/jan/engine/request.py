@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from jan.errors import BadRequestError, EngineError, JanError, ModelClosedError
+from jan.engine.params import check_flag
 from jan.engine.logs import forward_native_logs
 from jan.engine.results import Chunk, Completion, TokenLogprob, TopLogprob, Usage
 
@@ -32,6 +33,20 @@ class Request:
 
     def __init__(self, native, model: "Model", pieces: Callable[[int], tuple[str, bytes]], *, logprobs: bool,
                  seed: int | None = None, thinking_budget: bool = False):
+        # A request is made by Model.stream/generate; one made by hand of the wrong things failed at its first use
+        # with an AttributeError of an attribute nobody named (jan.Request(None, ...).result()). Checked by what is
+        # used, not by class: the engine's native request and model, or stand-ins of their shape.
+        for name, value, needs in (("native", native, ("wait", "wait_final", "cancel", "fileno")),
+                                   ("model", model, ("_room",))):
+            if any(not hasattr(value, attr) for attr in needs):
+                raise TypeError(f"{name}: expected the engine's {'native request' if name == 'native' else 'jan.Model'}"
+                                f" (a jan.Request is made by Model.stream/generate), got {type(value).__name__}")
+        if not callable(pieces):
+            raise TypeError(f"pieces: expected a callable, got {type(pieces).__name__}")
+        logprobs = check_flag("logprobs", logprobs)
+        thinking_budget = check_flag("thinking_budget", thinking_budget)
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TypeError(f"seed: expected an integer or None, got {type(seed).__name__}")
         self._native = native
         self._thinking_budget = thinking_budget
         self._model = model
@@ -234,6 +249,9 @@ class Request:
             return self._result
 
     def raise_for_error(self, chunk: Chunk) -> None:
+        """Raise the error a chunk ended with (its ``finish_reason`` is ``"error"``); nothing for any other."""
+        if not isinstance(chunk, Chunk):  # (an AttributeError of finish_reason, before)
+            raise TypeError(f"chunk: expected a jan.Chunk, got {type(chunk).__name__}")
         if chunk.finish_reason == "error":
             raise generation_error(chunk.error)
 

@@ -281,8 +281,9 @@ _FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 _READ_ONLY = frozenset({errno.EROFS})
 _DENIED = frozenset({errno.EACCES, errno.EPERM})
 #: A path of the data folder that is not what jan keeps there (a folder in a file's place, a file in a folder's), or
-#: a disk that fails reads: the file is named, for the operator to repair.
-_UNREADABLE = frozenset({errno.EISDIR, errno.ENOTDIR, errno.EIO, errno.ELOOP, errno.ENAMETOOLONG})
+#: a disk that fails reads, or a file larger than any jan writes (jan.local_files.FileTooLargeError, left unread):
+#: the file is named, for the operator to repair.
+_UNREADABLE = frozenset({errno.EISDIR, errno.ENOTDIR, errno.EIO, errno.ELOOP, errno.ENAMETOOLONG, errno.EFBIG})
 
 
 def storage_error(exc: BaseException) -> APIError | None:

@@ -50,6 +50,20 @@ async def next_part(reader: MultipartReader) -> BodyPartReader | None:
     return part
 
 
+def part_filename(part: BodyPartReader, name: str) -> str:
+    """The file name a part sends (``""`` for none). Its header bytes that are not UTF-8 reach aiohttp's parser as lone
+    surrogates (``surrogateescape``), which no file object can be written or answered with: a 400 naming the field,
+    in the words of a body's lone surrogate, not the codec's error from the write (it was a 400 without a code)."""
+    filename = part.filename or ""
+    if not filename.isascii():
+        try:
+            filename.encode("utf-8")
+        except UnicodeEncodeError:
+            raise APIError(400, f"{name}: the file name is not UTF-8 text",
+                           param=name, code="invalid_unicode") from None
+    return filename
+
+
 async def read_chunk(part: BodyPartReader, size: int) -> bytes:
     try:
         return await part.read_chunk(size)
@@ -112,7 +126,7 @@ async def read_small_form(request: web.Request, *, file: str, known: tuple[str, 
                 raise APIError(400, f"{file}: given more than once (one file per request)", param=file,
                                code="invalid_value")
             check_plain(part, file)
-            form.filename = part.filename or ""
+            form.filename = part_filename(part, file)
             data = bytearray()
             while chunk := await read_chunk(part, 256 * 1024):
                 data += chunk

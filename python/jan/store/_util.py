@@ -100,3 +100,25 @@ def check_list(name: str, value: Any) -> list[Any]:
     if not isinstance(value, (list, tuple)):
         raise InvalidArgumentError(f"{name} must be a list, not {type(value).__name__}")
     return list(value)
+
+
+#: JSON types by name, for :func:`field_type_error` (a bool is no whole number, a whole number is a number).
+_KINDS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "number": (int, float), "dict": (dict,),
+                                       "list": (list,), "bool": (bool,)}
+_WORDS = {"str": "a string", "int": "a whole number", "number": "a number", "dict": "an object", "list": "an array",
+          "bool": "true or false"}
+
+
+def field_type_error(doc: Mapping[str, Any], types: Mapping[str, str]) -> str | None:
+    """Which field of a document read from disk is not of the type jan writes there (``types``: field -> "str",
+    "int", "number", "dict", "list", "bool"; a field absent or null is no error), in words naming the field and its
+    value, or ``None``. Strict, as JSON types are: ``"yes"`` is no boolean, ``"1"`` no whole number, ``true`` no
+    number. What a shape check of a stored document (:func:`jan.store.context.register_shape`) says."""
+    for key, kind in types.items():
+        value = doc.get(key)
+        if value is None:
+            continue
+        wanted = _KINDS[kind]
+        if not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted):
+            return f"{key} is {str(value)[:40]!r} ({type(value).__name__}), not {_WORDS[kind]}"
+    return None

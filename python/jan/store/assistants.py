@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._util import as_seconds, check_dict, check_list, check_str, now_ms
+from ._util import as_seconds, check_dict, check_list, check_str, field_type_error, now_ms
 from .atomic import atomic_write_bytes
-from .context import StoreContext, read_collection
+from .context import StoreContext, read_collection, register_shape
 from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from .ids import new_assistant_id, ulid_millis, validate_id
 from .pagination import Order, Page, paginate
@@ -41,6 +41,24 @@ def _check_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
         out[key] = value
     return out
 
+
+
+#: The fields of an assistant.json and their types, as :func:`_check_fields` takes them (:func:`_assistant_shape`).
+_ASSISTANT_TYPES = {"name": "str", "description": "str", "model": "str", "instructions": "str", "avatar": "str",
+                    "reasoning_effort": "str", "tools": "list", "file_ids": "list", "metadata": "dict",
+                    "parameters": "dict", "created_at": "number", "created": "number", "updated": "number"}
+
+
+@register_shape(KIND)
+def _assistant_shape(doc: dict[str, Any]) -> str | None:
+    """What makes an assistant.json unusable: a field of another type than jan writes (``"instructions": 5``,
+    ``"tools": "all"``), served as is to a run that took it for granted."""
+    error = field_type_error(doc, _ASSISTANT_TYPES)
+    if error is None and not all(isinstance(tool, dict) for tool in doc.get("tools") or ()):
+        error = "tools is not a list of objects"
+    if error is None and not all(isinstance(file_id, str) for file_id in doc.get("file_ids") or ()):
+        error = "file_ids is not a list of ids"
+    return error
 
 
 def assistant_sort_key(assistant: dict[str, Any]) -> tuple[int, str]:

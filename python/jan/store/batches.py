@@ -33,6 +33,10 @@ KIND = "batch"
 META = "batch.json"
 REQUESTS = "requests.jsonl"
 RESULTS = "results.jsonl"
+#: The largest requests.jsonl or results.jsonl read: a batch's input is at most 200 MB (OpenAI's bound, and the
+#: Files API's here) but its results may be far more (50,000 embeddings, as JSON numbers): bounded, as every file
+#: of the data folder read whole, but well past a thread's messages (:data:`jan.store.jsonl.MAX_JSONL_BYTES`).
+MAX_BATCH_FILE_BYTES = 4 * 1024 * 1024 * 1024
 
 
 class BatchStore:
@@ -91,11 +95,11 @@ class BatchStore:
 
     def items(self, batch_id: str) -> list[dict[str, Any]]:
         """The batch's items, in order."""
-        return read_jsonl(self._dir(batch_id) / REQUESTS).records
+        return read_jsonl(self._dir(batch_id) / REQUESTS, MAX_BATCH_FILE_BYTES).records
 
     def results(self, batch_id: str) -> list[dict[str, Any]]:
         """The results written so far, in the order they ended (a torn last line is not one)."""
-        return read_jsonl(self._dir(batch_id) / RESULTS).records
+        return read_jsonl(self._dir(batch_id) / RESULTS, MAX_BATCH_FILE_BYTES).records
 
     def append_results(self, batch_id: str, results: list[dict[str, Any]]) -> None:
         """Append ended items' results (one write, then fsync)."""

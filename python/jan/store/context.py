@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jan.core.fs import lock_key, loads_json
-from jan.local_files import open_regular_file, read_regular_file
+from jan.local_files import MAX_DATA_FILE_BYTES, FileTooLargeError, read_regular_file
 from jan.core.locks import LOCK_DIR_NAME  # (re-exported: the stores and extension settings lock in one folder)
 
 from ._util import dumps_json
@@ -29,7 +29,7 @@ logger = logging.getLogger("jan.store")
 
 #: The largest versioned JSON document (a model.json, thread.json, assistant.json, ...) that is read: what jan writes
 #: is kilobytes (a chat template, an assistant's instructions); 64 MiB leaves room for any hand-made one.
-MAX_DOC_BYTES = 64 * 1024 * 1024
+MAX_DOC_BYTES = MAX_DATA_FILE_BYTES
 
 
 class StoreContext:
@@ -165,14 +165,13 @@ class StoreContext:
         for the decode), and a valid one was served whatever its size. Something there that is no regular file is
         the OSError of :func:`jan.local_files.open_regular_file`."""
         # (a named pipe in its place is refused, not waited on forever: a listing held every request up)
-        with open_regular_file(path) as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > MAX_DOC_BYTES:
-                error = (f"it is {size} bytes, more than any {kind} file jan writes ({MAX_DOC_BYTES} at most): "
-                         "left out, unread; move it away or repair it")
-                self.report(path, error, once=True)
-                raise CorruptFileError(self.relpath(path), error, None)
-            return f.read()
+        try:
+            return read_regular_file(path, MAX_DOC_BYTES)
+        except FileTooLargeError as exc:
+            error = (f"it is {exc.size} bytes, more than any {kind} file jan writes ({exc.limit} at most): "
+                     "left out, unread; move it away or repair it")
+            self.report(path, error, once=True)
+            raise CorruptFileError(self.relpath(path), error, None) from None
 
     @staticmethod
     def _parse(data: bytes) -> dict[str, Any]:

@@ -20,7 +20,13 @@ from jan.core.fs import loads_json
 
 from ._util import dumps_json
 from .atomic import atomic_write_bytes, fsync_dir
-from jan.local_files import open_regular_file, read_regular_file
+from jan.local_files import MAX_DATA_FILE_BYTES, open_regular_file, read_regular_file
+
+#: The largest JSONL log (a thread's messages.jsonl) that is read: it is read whole at each use, and it grows with
+#: its thread (appended, never rewritten smaller), so its bound is a few documents' (:data:`MAX_DATA_FILE_BYTES`):
+#: 256 MiB of text is a thread far longer than any model reads. A larger one is refused unread
+#: (:class:`jan.local_files.FileTooLargeError`, naming it), not read into memory in its size at every request.
+MAX_JSONL_BYTES = 4 * MAX_DATA_FILE_BYTES
 
 _CHUNK = 64 * 1024
 
@@ -71,10 +77,11 @@ def parse_jsonl(data: bytes) -> JsonlContent:
     return out
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> JsonlContent:
-    """Read a JSONL file; a missing file reads as empty."""
+def read_jsonl(path: str | os.PathLike[str], max_bytes: int = MAX_JSONL_BYTES) -> JsonlContent:
+    """Read a JSONL file of at most ``max_bytes`` (else :class:`jan.local_files.FileTooLargeError`); a missing file
+    reads as empty."""
     try:
-        data = read_regular_file(path)
+        data = read_regular_file(path, max_bytes)
     except FileNotFoundError:
         return JsonlContent()
     return parse_jsonl(data)

@@ -20,12 +20,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._util import UNSET, as_millis, as_seconds, check_dict, now_ms, now_s
+from ._util import UNSET, as_millis, as_seconds, check_dict, field_type_error, now_ms, now_s
 from .context import StoreContext, public
 from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from .files import check_references, extract_documents, extract_images, read_file, write_files
 from .ids import new_message_id, ulid_millis, validate_id
-from .jsonl import append_jsonl, parse_jsonl, rewrite_jsonl
+from .jsonl import MAX_JSONL_BYTES, append_jsonl, parse_jsonl, rewrite_jsonl
 from .leases import LEASE_DIR_NAME, Leases
 from .migrations import text_part
 from .pagination import Order, Page, paginate
@@ -90,6 +90,13 @@ def _check_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 
+#: The fields of a message line and their types: a line with another type there is skipped and reported, as one
+#: that does not parse (and kept in a copy when the file is rewritten).
+_MESSAGE_TYPES = {"role": "str", "content": "list", "status": "str", "metadata": "dict", "assistant_id": "str",
+                  "run_id": "str", "attachments": "list", "created": "number", "created_at": "number",
+                  "updated": "number", "completed_at": "number"}
+
+
 def message_sort_key(message: dict[str, Any]) -> tuple[int, str]:
     """Where a message sorts in its thread (kept in the order written, which is creation order): by ``created``
     (ms), ties by id. Used only to place a cursor whose message is gone."""
@@ -135,7 +142,7 @@ class MessageStore:
         the raw bytes, whether some lines were unreadable, and whether any line was an old version.
         """
         try:
-            data = read_regular_file(path)
+            data = read_regular_file(path, MAX_JSONL_BYTES)
         except FileNotFoundError:
             return [], b"", False, False
         content = parse_jsonl(data)
@@ -157,6 +164,11 @@ class MessageStore:
             if migrations.needs_upgrade(KIND, record):
                 record = migrations.upgrade(KIND, record)[0]
                 stale = True
+            wrong = field_type_error(record, _MESSAGE_TYPES)
+            if wrong is not None:  # (a hand edit's "content": 5 was served, or failed the wire object with a 500)
+                self._ctx.report(path, f"message {message_id!r} was skipped: its {wrong}")
+                bad = True
+                continue
             record["thread_id"] = thread_id  # the folder is the authority
             if message_id in index:
                 # Latest state wins, position of first appearance kept.

@@ -16,10 +16,10 @@ from jan.core.fs import loads_json
 
 from ._util import check_dict, dumps_json
 from .atomic import atomic_write_bytes
-from .context import StoreContext
+from .context import MAX_DOC_BYTES, StoreContext
 from .errors import CorruptFileError, InvalidArgumentError, InvalidIdError
 from .ids import is_valid_id, validate_extension_name
-from jan.local_files import read_regular_file
+from jan.local_files import FileTooLargeError, read_regular_file
 
 KIND = "settings"
 FILENAME = "settings.json"
@@ -47,11 +47,13 @@ class SettingsStore:
         """
         path = self.path(name)
         try:
-            data = read_regular_file(path)
+            data: bytes | None = read_regular_file(path, MAX_DOC_BYTES)
         except (FileNotFoundError, NotADirectoryError):
             return default
+        except FileTooLargeError:
+            data = None  # read_doc below reports it and leaves it unread, as a too large document of any kind
         try:
-            value = loads_json(data.decode("utf-8"))
+            value = loads_json(data.decode("utf-8")) if data is not None else None
         except (ValueError, UnicodeDecodeError):
             value = None  # read_doc below confirms under the lock and sets it aside
         if isinstance(value, list):

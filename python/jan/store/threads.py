@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._util import UNSET, as_millis, check_dict, check_list, check_str, now_ms
+from ._util import UNSET, as_millis, check_dict, check_list, check_str, field_type_error, now_ms
 from .atomic import atomic_write_bytes
-from .context import StoreContext, read_collection
+from .context import StoreContext, read_collection, register_shape
 from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError, StoreError
 from .files import check_references, extract_documents, extract_images, write_files
 from .ids import new_thread_id, validate_id
@@ -45,6 +45,21 @@ def normalize_assistants(assistants: Any) -> list[dict[str, Any]]:
             raise InvalidArgumentError("assistants[].model must be an object")
         out.append(entry)
     return out
+
+
+#: The fields of a thread.json and their types (:func:`_thread_shape`).
+_THREAD_TYPES = {"title": "str", "assistants": "list", "created": "number", "created_at": "number", "updated": "number",
+                 "metadata": "dict"}
+
+
+@register_shape(KIND)
+def _thread_shape(doc: dict[str, Any]) -> str | None:
+    """What makes a thread.json unusable: a field of another type than jan writes (a hand edit's ``"title": 5``,
+    ``"metadata": "x"``) was served as is, or failed later readers (the listing's sort, the wire object)."""
+    error = field_type_error(doc, _THREAD_TYPES)
+    if error is None and not all(isinstance(entry, dict) for entry in doc.get("assistants") or ()):
+        error = "assistants is not a list of objects"
+    return error
 
 
 class ThreadStore:

@@ -8,6 +8,7 @@ import functools
 import logging
 import math
 import os
+import weakref
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -73,7 +74,9 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
     def __init__(self) -> None:
         self.engine: jan.ModelPool | None = None
         self._overrides: dict[str, Any] = {}
-        self._load_locks: dict[str, asyncio.Lock] = {}
+        # per model id while a load, unload or stop holds or waits for it (a dict kept one for every id ever asked
+        # for, a typo's too, for the life of the server)
+        self._load_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._loading: set[str] = set()  # ids being loaded now (a held lock may be an unload's)
         self._lent: dict[str, LocalModel] = {}
         self._loaded_json: dict[str, dict[str, Any]] = {}
@@ -148,7 +151,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             # unloaded meanwhile, or on its way out for a load that came first: loaded again below, in line
             with contextlib.suppress(ModelNotFoundError):
                 return engine.get(model_id, claim=claim, turn=turn)
-        lock = self._load_locks.setdefault(model_id, asyncio.Lock())
+        lock = self._load_lock(model_id)
         async with lock:
             if self._loaded_json.get(model_id) == model:
                 with contextlib.suppress(ModelNotFoundError):
@@ -219,12 +222,18 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             raise ModelClosedError("the llama.cpp engine is not running (its extension is stopped)")  # a 503
         return self.engine
 
+    def _load_lock(self, model_id: str) -> asyncio.Lock:
+        lock = self._load_locks.get(model_id)
+        if lock is None:  # (referenced here before the dict holds it weakly)
+            lock = self._load_locks[model_id] = asyncio.Lock()
+        return lock
+
     async def unload_model(self, model_id: str) -> None:
         """Unload now: requests running on the model end as ``cancelled`` (an admin's stop). A load in
         progress is waited for first and then undone, so a stop during a load does not leave the model
         loaded; ModelNotFoundError when it is not loaded (or its load failed)."""
         engine = self._engine()
-        async with self._load_locks.setdefault(model_id, asyncio.Lock()):  # after a load in progress
+        async with self._load_lock(model_id):  # after a load in progress
             if not engine.is_loaded(model_id):
                 raise ModelNotFoundError(f"model '{model_id}' is not loaded")
             await asyncio.to_thread(engine.unload, model_id)
@@ -236,7 +245,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         Ollama's ``keep_alive: 0``; :meth:`unload_model` is the stop that cancels. A load in progress is
         waited for first. ModelNotFoundError when it is not loaded."""
         engine = self._engine()
-        async with self._load_locks.setdefault(model_id, asyncio.Lock()):
+        async with self._load_lock(model_id):
             now = await asyncio.to_thread(engine.unload_when_idle, model_id)
             if now:
                 self._loaded_json.pop(model_id, None)

@@ -259,12 +259,15 @@ def alone_items(message_id: str, item: dict[str, Any]) -> list[tuple[dict[str, A
 
 
 def message_items(message_id: str, turn: typed.ChatMessage, stopped: bool = False,
-                  ids: Any = None, stored: list[dict[str, Any]] | None = None) -> list[tuple[dict[str, Any], ItemRef]]:
+                  ids: Any = None, stored: list[dict[str, Any]] | None = None,
+                  empty_text: bool = False) -> list[tuple[dict[str, Any], ItemRef]]:
     """The items a thread message stands for (``turn``: the message read as a chat turn), each with where it is
     kept; ``stopped``: the message is an answer cut off (its items ``incomplete``); ``ids``: the message's
     ``metadata.item_ids``, the ids (and kinds) of the items it keeps (:func:`kept_turns`, a response's output
     items); ``stored``: the stored part each of the turn's content parts came from (a document's ``input_file``).
-    Items with no kept id have one made from the message's id, the same on every read."""
+    Items with no kept id have one made from the message's id, the same on every read. ``empty_text``: the message
+    was sent as empty text (``"content": ""``), which the turn reads as no part at all: its item says it as
+    OpenAI's does, one empty ``input_text`` (as a response's input items do), not ``content: []``."""
     tail, status = _tail(message_id), "incomplete" if stopped else "completed"
     ids = ids if isinstance(ids, dict) else {}
     if turn.role == "tool":
@@ -281,8 +284,11 @@ def message_items(message_id: str, turn: typed.ChatMessage, stopped: bool = Fals
         return [(item, ItemRef(message_id, "function_call_output"))]
     if turn.role != "assistant":
         role = "developer" if turn.role == "system" and ids.get("role") == "developer" else turn.role
+        content = _input_content(turn, stored)
+        if not content and empty_text:
+            content = [{"type": "input_text", "text": ""}]
         item = {"id": _kept_id(ids, "message") or f"msg_{tail}", "type": "message", "role": role,
-                "status": "completed", "content": _input_content(turn, stored)}
+                "status": "completed", "content": content}
         return [(item, ItemRef(message_id, "message"))]
     out: list[tuple[dict[str, Any], ItemRef]] = []
     if turn.reasoning:

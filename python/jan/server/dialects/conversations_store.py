@@ -174,7 +174,16 @@ def _items_of(message: dict[str, Any], files: dict[str, Any] | None,
     metadata = message.get("metadata")
     stored = [raw for _, raw in thread_parts(message, files)]
     return turn, message_items(message["id"], turn, stopped=message.get("status") == "stopped", stored=stored,
-                               ids=metadata.get("item_ids") if isinstance(metadata, dict) else None)
+                               ids=metadata.get("item_ids") if isinstance(metadata, dict) else None,
+                               empty_text=_sent_empty(message))
+
+
+def _sent_empty(message: dict[str, Any]) -> bool:
+    """Whether a thread message holds text parts only, every one empty (what ``"content": ""`` is stored as)."""
+    content = message.get("content")
+    parts = [p for p in content if isinstance(p, dict)] if isinstance(content, list) else []
+    return bool(parts) and all(p.get("type") == "text" and not (
+        p["text"].get("value") if isinstance(p.get("text"), dict) else p.get("text")) for p in parts)
 
 
 def _without(message: dict[str, Any], ref: ItemRef) -> dict[str, Any] | None:

@@ -644,7 +644,9 @@ def _document_field(part: Any) -> str:
 
 def _parts(content: str | list, where: str) -> tuple[typed.Part, ...]:
     if isinstance(content, str):
-        return (typed.TextPart(content),) if content else ()
+        # "" is one empty text part, as [{"type": "input_text", "text": ""}] is: kept so, a conversation lists it back
+        # as OpenAI's does (it listed "content": [] for the one and an empty input_text for the other)
+        return (typed.TextPart(content),)
     parts: list[typed.Part] = []
     for j, part in enumerate(content):
         if isinstance(part, (InputText, OutputText)):

@@ -31,6 +31,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -294,7 +295,9 @@ class ResponsesStore:
         # the data folder's per-file locks (the store's own), keyed by the path in the data folder
         self._locks: LockManager | None = None
         # Deciding "append or fork" and appending must not interleave for one thread.
-        self._thread_locks: dict[str, asyncio.Lock] = {}
+        # one lock per thread while someone holds or waits for it (their frames keep it alive): a plain dict kept
+        # one for every conversation ever touched, for the life of the server
+        self._thread_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     @property
     def conversations(self) -> ConversationalExtension:
@@ -371,8 +374,12 @@ class ResponsesStore:
         out = []
         for name in names:
             if is_id(name):
-                with contextlib.suppress(NotFoundError):  # gone meanwhile, or damaged (set aside)
+                try:
                     out.append(self._read(name))
+                except NotFoundError:  # gone meanwhile, or damaged (set aside)
+                    continue
+                except OSError as exc:  # one that cannot be read (larger than any jan writes, a pipe) is left out
+                    log.warning("stored response %s cannot be read (%s); left out", name, exc.strerror or exc)
         return out
 
     async def entries(self, is_id: Callable[[str], bool]) -> list[StoredResponse]:
@@ -480,7 +487,10 @@ class ResponsesStore:
         return [t for t in await self.turns(stored.thread_id, messages) if t is not None]
 
     def _lock(self, thread_id: str) -> asyncio.Lock:
-        return self._thread_locks.setdefault(thread_id, asyncio.Lock())
+        lock = self._thread_locks.get(thread_id)
+        if lock is None:  # (not setdefault: the new lock must be referenced here before the dict holds it weakly)
+            lock = self._thread_locks[thread_id] = asyncio.Lock()
+        return lock
 
     def locked(self, thread_id: str) -> asyncio.Lock:
         """The lock a thread's appends hold (a response's turns, a conversation's items): none interleave."""

@@ -40,7 +40,7 @@ from jan.image_types import MAX_PIXELS, load_image, sniff_image
 from jan.server.errors import APIError, json_error
 from jan.server.expect import FORM_OVERHEAD_BYTES, upload_too_large  # (shared with the Expect check)
 from jan.server.forms import check_plain as _plain, next_part as _next, open_form, read_chunk as _read
-from jan.server.forms import read_field as _field
+from jan.server.forms import part_filename, read_field as _field
 from jan.server.jsonio import json_response
 from jan.server.keys import CONFIG
 from jan.server.route_state import UPLOADS
@@ -178,7 +178,7 @@ async def upload_file(request: web.Request) -> web.Response:
                     raise APIError(400, "file: given more than once (one file per upload)", param="file",
                                    code="invalid_value")
                 _plain(part, "file")
-                filename = part.filename or ""
+                filename = part_filename(part, "file")
                 writer = await asyncio.to_thread(store.writer, limit)
                 await _stream(part, writer)
             elif name in known:
