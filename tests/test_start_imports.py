@@ -41,7 +41,7 @@ def report():
 
 threading.Thread(target=report, daemon=True).start()
 sys.argv = ["jan", "serve", "--port", str(port), "--data-folder", DATA, "-m", MODEL, "--parallel", "2",
-            "--ctx-size", "256", "--threads", "1", "--log-level", "warning"]
+            "--ctx-size", "256", *THREADS, "--log-level", "warning"]
 from jan.cli import main
 main()
 """
@@ -49,7 +49,7 @@ main()
 LIBRARY = r"""
 import json, sys
 import jan
-model = jan.Model(MODEL, n_ctx=256, n_parallel=1, n_threads=1)
+model = jan.Model(MODEL, n_ctx=256, n_parallel=1, **THREADS)
 model.generate([1], max_tokens=2)
 sys.stdout.write(json.dumps({m: m in sys.modules for m in ON_FIRST_USE}) + "\n")
 """
@@ -62,14 +62,25 @@ def _run(script: str, **names: object) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+#: Threads given, and left to jan (one per physical core: read from Linux's sysfs, not through psutil, which a server
+#: would then carry for its whole life for that one count; other systems ask psutil).
+THREAD_CHOICES = [pytest.param(True, id="threads-given"),
+                  pytest.param(False, id="threads-default", marks=pytest.mark.skipif(
+                      not sys.platform.startswith("linux"), reason="physical cores are read from sysfs on Linux only"))]
+
+
 @pytest.mark.timeout(360)
-def test_a_server_with_its_model_loaded_has_imported_nothing_it_has_not_used(tmp_path, stories_path):
-    seen = _run(SERVE, DATA=str(tmp_path / "data"), MODEL=str(stories_path))
+@pytest.mark.parametrize("threads_given", THREAD_CHOICES)
+def test_a_server_with_its_model_loaded_has_imported_nothing_it_has_not_used(tmp_path, stories_path, threads_given):
+    seen = _run(SERVE, DATA=str(tmp_path / "data"), MODEL=str(stories_path),
+                THREADS=["--threads", "1"] if threads_given else [])
     assert [m for m, loaded in seen["loaded"].items() if loaded] == []
     # the first chat renders the chat template: Jinja comes with it, and only it
     assert [m for m, loaded in seen["after_chat"].items() if loaded] == ["jinja2"]
 
 
 @pytest.mark.timeout(360)
-def test_a_library_model_with_its_context_given_has_imported_nothing_it_has_not_used(stories_path):
-    assert [m for m, loaded in _run(LIBRARY, MODEL=str(stories_path)).items() if loaded] == []
+@pytest.mark.parametrize("threads_given", THREAD_CHOICES)
+def test_a_library_model_with_its_context_given_has_imported_nothing_it_has_not_used(stories_path, threads_given):
+    seen = _run(LIBRARY, MODEL=str(stories_path), THREADS={"n_threads": 1} if threads_given else {})
+    assert [m for m, loaded in seen.items() if loaded] == []

@@ -432,9 +432,31 @@ class ModelInfo:
 def _physical_cores() -> int:
     """Generation threads by default, as llama.cpp picks them: one per physical core
     (hyper-threads share a core's bandwidth and only add barrier stalls)."""
-    import psutil
+    cores = _linux_physical_cores()
+    if cores is None:
+        import psutil
 
-    return psutil.cpu_count(logical=False) or max(1, (os.cpu_count() or 2) // 2)
+        cores = psutil.cpu_count(logical=False)
+    return cores or max(1, (os.cpu_count() or 2) // 2)
+
+
+def _linux_physical_cores() -> int | None:
+    """Physical cores as Linux's sysfs tells them (one per distinct set of hyper-thread siblings), or ``None``
+    elsewhere. Read here rather than through psutil (which reads the same files) because a ``jan serve`` that
+    imports psutil only for this count carries its 0.6 MiB resident for its whole life (issue 16's memory goal);
+    psutil stays the answer on other systems and for the ``/v1/system`` readings."""
+    import glob
+
+    siblings = set()
+    for cpu in glob.glob("/sys/devices/system/cpu/cpu[0-9]*/topology"):
+        for name in ("core_cpus_list", "thread_siblings_list"):  # (the second: kernels before 5.7)
+            try:
+                with open(f"{cpu}/{name}", encoding="ascii") as f:
+                    siblings.add(f.read().strip())
+                break
+            except (OSError, ValueError):
+                continue
+    return len(siblings) or None
 
 
 def _is_embedding_model(native) -> bool:
