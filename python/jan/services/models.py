@@ -38,7 +38,7 @@ __all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_
            "unload_now", "unload_replaced"]
 
 #: What :meth:`ModelService.with_weights` adds to a model.json: its weights, projector and draft model files.
-_WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path")
+_WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path", "lora_paths")
 
 DEFAULT_ENGINE = "llama.cpp"
 #: The built-in extension that provides each built-in engine (only a loaded extension says which engines it has).
