@@ -154,7 +154,16 @@ def test_a_model_json_names_its_own_adapters_relative_to_its_folder(tmp_path, st
     (bad / "model.json").write_text(json.dumps({
         "id": "bad", "object": "model", "name": "bad", "engine": "llamacpp", "sources": [],
         "settings": {"llama_model_path": "model.gguf", "lora": [{"path": "missing.gguf"}]}}))
+    climb = data / "models" / "climb"
+    climb.mkdir()
+    shutil.copyfile(stories_path, climb / "model.gguf")
+    (climb / "model.json").write_text(json.dumps({
+        "id": "climb", "object": "model", "name": "climb", "engine": "llamacpp", "sources": [],
+        "settings": {"llama_model_path": "model.gguf", "lora": ["../teller/style.gguf"]}}))
     with running(data, lora=[(adapters[0], 1.0)]) as srv:
+        response = httpx.post(srv.base_url + "/v1/completions", json={"model": "climb", "prompt": STORY,
+                                                                       "max_tokens": 2}, timeout=120)
+        assert response.status_code == 400 and "climbs out" in response.text, response.text
         listed = httpx.get(srv.base_url + "/lora-adapters?model=teller", timeout=120).json()
         # its own adapters win over the server's
         assert [(a["path"], a["scale"]) for a in listed] == [(str(folder / "style.gguf"), 0.5)]

@@ -68,6 +68,12 @@ def check_settings(settings: Mapping[str, Any], keys: Iterable[str] | None = Non
         if key in REASONING_SETTINGS:  # every chat's thinking defaults, read as a chat reads them
             model_reasoning({key: value})
             continue
+        if key == "lora":  # the adapters' files are resolved by the store (lora_paths), judged when the model loads
+            try:
+                check_load_option("lora", value)
+            except (TypeError, ValueError) as exc:
+                raise RequestError(f"settings.{exc}", param=param, code="invalid_value") from None
+            continue
         if key in _TEXT_SETTINGS:
             if not isinstance(value, str):
                 raise RequestError(f"{param}: expected a string, got {value!r}", param=param, code="invalid_value")
