@@ -526,6 +526,12 @@ class Model:
     matmul crashes off the process's main thread (ggml-org/llama.cpp#20824; see cpp/model.cpp);
     True forces them on (for a llama.cpp with the fix), False off.
 
+    ``lora``: LoRA adapter GGUFs for this model, each a path (scale 1) or a ``(path, scale)`` pair (ids in that
+    order); their scales are the defaults of requests that name none (``lora_init_without_apply``: all 0), changed
+    at runtime by setting :attr:`lora_adapters`; a request's own ``lora=[{"id": i, "scale": s}]`` runs the others at
+    0. A file that cannot be an adapter of this model is a :class:`~jan.LoraAdapterError` (activated LoRAs are
+    refused). Requests of different scales are never batched together nor share KV (see README "LoRA adapters").
+
     ``mmproj`` is a multimodal projector GGUF for this model (llama.cpp's
     libmtmd loads it): prompts may then carry images (and audio, when the
     projector has an audio encoder) — see :meth:`stream`. ``media_limits``
