@@ -212,3 +212,47 @@ def test_bad_adapter_files(stories_path, adapters, bad_files, case, caplog):
 def test_bad_lora_option(stories_path, lora, match):
     with pytest.raises(BadRequestError, match=match):
         jan.Model(stories_path, n_ctx=128, lora=lora)
+
+
+def test_no_scale_group_starves_another(stories_path, adapters):
+    # a long generation under one scale vector and a short one under another: the groups take the steps in turn, so
+    # the short one ends long before the long one (one group served until it ran dry would keep it waiting)
+    with _load(stories_path, adapters, n_ctx=4096) as m:
+        long = m.stream(PROMPT, max_tokens=4000, temperature=0, ignore_eos=True, lora=[])
+        next(iter(long))  # running
+        short = m.generate(PROMPT, max_tokens=4, temperature=0, ignore_eos=True, lora=[{"id": 0, "scale": 1}])
+        assert short.usage.completion_tokens == 4
+        long.cancel()  # (served until it ran dry, the long one would have ended whole before the short one began)
+        result = long.result()
+        assert result.finish_reason == "cancelled" and result.usage.completion_tokens < 4000
+
+
+def test_image_prompts_run_under_their_own_scales(vision_pair, tmp_path):
+    # the media decode of a prompt is one more decode: it too runs under the request's scales, never beside another
+    # group's (a text request of other scales generating while the image is decoded)
+    from PIL import Image
+
+    from jan.testing.gguf_models import write_lora_adapter
+
+    model_path, mmproj = vision_pair
+    adapter = str(write_lora_adapter(tmp_path / "vision-lora.gguf", model_path, seed=3))
+    image = Image.new("RGB", (32, 32), (255, 0, 0))
+
+    def run(m, **options):
+        prompt = f"<|im_start|>user\nWhat is it?\n{m.media_marker}<|im_end|>\n<|im_start|>assistant\n"
+        return m.stream(prompt, images=[image], max_tokens=8, temperature=0, ignore_eos=True, **options)
+
+    def fresh():
+        return jan.Model(model_path, mmproj=mmproj, lora=[adapter], n_ctx=4096, n_parallel=2, n_threads=1,
+                         n_threads_batch=1, cache_ram_mib=0)
+
+    with fresh() as m:
+        alone = {key: run(m, lora=lora).result().token_ids
+                 for key, lora in (("base", []), ("lora", [{"id": 0, "scale": 1}]))}
+    assert alone["base"] != alone["lora"]
+    with fresh() as m:
+        text = m.stream("Hello there", max_tokens=4000, temperature=0, ignore_eos=True, lora=[])
+        next(iter(text))  # generating under the base scales while the image request's media is decoded
+        assert run(m, lora=[{"id": 0, "scale": 1}]).result().token_ids == alone["lora"]
+        assert run(m, lora=[]).result().token_ids == alone["base"]
+        text.cancel()
