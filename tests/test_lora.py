@@ -256,3 +256,20 @@ def test_image_prompts_run_under_their_own_scales(vision_pair, tmp_path):
         assert run(m, lora=[{"id": 0, "scale": 1}]).result().token_ids == alone["lora"]
         assert run(m, lora=[]).result().token_ids == alone["base"]
         text.cancel()
+
+
+def test_an_embedding_model_refuses_adapters(minilm_path, adapters):
+    with pytest.raises(LoraAdapterError, match="is an embedding model; LoRA adapters apply to generation only"):
+        jan.Model(minilm_path, lora=[adapters[0]])
+    from jan.engine.preflight import check_load
+
+    with pytest.raises(LoraAdapterError, match="is an embedding model"):
+        check_load(minilm_path, {"lora": [adapters[0]]})
+
+
+def test_the_pool_judges_adapter_files_before_it_unloads_anything(stories_path, tmp_path):
+    from jan.engine.preflight import check_load
+
+    with pytest.raises(LoraAdapterError, match=r"lora\[0\]: LoRA adapter file not found"):
+        check_load(stories_path, {"lora": [str(tmp_path / "gone.gguf")]})
+    check_load(stories_path, {"lora": []})

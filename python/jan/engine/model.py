@@ -258,6 +258,22 @@ def lora_files(value, name: str = "lora") -> tuple[tuple[str, float], ...]:
     return tuple(out)
 
 
+def check_lora_files(lora: Sequence[tuple[str, float]]) -> None:
+    """:class:`~jan.LoraAdapterError` naming ``lora[i]`` unless each adapter file is there and starts as a GGUF
+    does (what can be told before the model is read: :class:`Model` and :mod:`jan.engine.preflight` both ask)."""
+    for i, (file, _) in enumerate(lora):
+        try:
+            check_gguf_file(file, "LoRA adapter file", f"lora[{i}]: ")
+        except ModelFileError as exc:
+            raise LoraAdapterError(str(exc)) from None
+
+
+def lora_on_embedding_model(model_id: str) -> LoraAdapterError:
+    """The refusal of LoRA adapters for a model that only embeds (jan applies them to generation only)."""
+    return LoraAdapterError(f"lora: model '{model_id}' is an embedding model; LoRA adapters apply to generation "
+                            "only")
+
+
 def check_load_option(name: str, value):
     """``value`` checked as :class:`Model`'s load option ``name`` (None: not given, always fine);
     ValueError naming it otherwise. The one rule for load options: :class:`Model` checks its
@@ -609,11 +625,7 @@ class Model:
                     check_gguf_file(str(Path(value)), COMPANION_FILES[option], f"{option}: ")
         lora = lora_files(lora) if lora is not None else ()
         if not vocab_only:
-            for i, (file, _) in enumerate(lora):
-                try:
-                    check_gguf_file(file, "LoRA adapter file", f"lora[{i}]: ")
-                except ModelFileError as exc:
-                    raise LoraAdapterError(str(exc)) from None
+            check_lora_files(lora)
         n_gpu_layers = check_load_option("n_gpu_layers", n_gpu_layers)
         #: What ``n_gpu_layers="auto"`` chose and why (:mod:`jan.engine.offload`); None when a count was given.
         self.offload: OffloadPlan | None = None
@@ -658,7 +670,9 @@ class Model:
             # the draft's own cache has the same types (cpp/draft_model.cpp)
             _check_cache_types(self._native_draft, *kv_types, flash_attn, what="draft_model: ")
         self._loras: list = []  # the native LoraAdapters, in id order (held by the scheduler too)
-        if lora and not vocab_only and not self.embedding_only:
+        if lora and self.embedding_only:
+            raise lora_on_embedding_model(self.id)
+        if lora and not vocab_only:
             for i, (file, _) in enumerate(lora):
                 try:
                     self._loras.append(_engine.LoraAdapter(self._native, native_path(file, f"lora[{i}]: ")))
