@@ -28,10 +28,11 @@ def adapters(tmp_path_factory, stories_path):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, stories_path, tiny_random_path, adapters):
-    # the server's adapters fit stories260K, not llama-2-tiny-random (other shapes): that one loads without them
-    srv = start_server(tmp_path_factory.mktemp("lora-server"), [stories_path, tiny_random_path], n_parallel=2,
-                       lora=[(adapters[0], 1.0), (adapters[1], 0.0)])
+def server(tmp_path_factory, stories_path, tiny_random_path, minilm_path, adapters):
+    # the server's adapters fit stories260K, not llama-2-tiny-random (other shapes) nor the embedding model: those
+    # load without them
+    srv = start_server(tmp_path_factory.mktemp("lora-server"), [stories_path, tiny_random_path, minilm_path],
+                       n_parallel=2, lora=[(adapters[0], 1.0), (adapters[1], 0.0)])
     yield srv
     srv.stop()
 
@@ -91,6 +92,9 @@ def test_a_model_the_servers_adapters_do_not_fit_loads_without_them(server):
     model = get(server, "/v1/models/llama-2-tiny-random").json()
     assert "incorrect shape" in model["lora_skipped"], model
     assert ok(server, "/completion", {"model": "llama-2-tiny-random", "prompt": STORY, "n_predict": 2})
+    embedder = "all-MiniLM-L6-v2-f32"
+    assert ok(server, "/v1/embeddings", {"model": embedder, "input": STORY})["data"][0]["embedding"]
+    assert "embedding model" in get(server, f"/v1/models/{embedder}").json()["lora_skipped"]
 
 
 def _llama_error(response: httpx.Response, says: str) -> None:
