@@ -24,7 +24,8 @@ void register_scheduler(py::module_ & m) {
                                                    });
              }),
              py::arg("model"), py::arg("params"), py::arg("draft") = nullptr,
-             py::arg("loras") = std::vector<std::shared_ptr<LoraAdapter>>{}, py::arg("lora_scales") = std::vector<float>{},
+             py::arg("loras") = std::vector<std::shared_ptr<LoraAdapter>>{},
+             py::arg("lora_scales") = std::vector<float>{},
              release())
         .def_property_readonly("loras", &Scheduler::loras, "The LoRA adapters (LoraAdapter), in id order.")
         .def_property("lora_defaults", &Scheduler::lora_defaults, &Scheduler::set_lora_defaults,

@@ -106,11 +106,12 @@ float LoraAdapter::alpha() const {
 
 void check_lora_scales(const std::vector<float> & scales, size_t n_adapters, const std::string & what) {
     if (scales.size() != n_adapters)
-        throw std::invalid_argument(what + ": expected " + std::to_string(n_adapters) + " scales (one per adapter), got " +
-                                    std::to_string(scales.size()));
+        throw std::invalid_argument(what + ": expected " + std::to_string(n_adapters) +
+                                    " scales (one per adapter), got " + std::to_string(scales.size()));
     for (size_t i = 0; i < scales.size(); ++i)
         if (!std::isfinite(scales[i]))
-            throw std::invalid_argument(what + ": the scale of adapter " + std::to_string(i) + " is not a finite number");
+            throw std::invalid_argument(what + ": the scale of adapter " + std::to_string(i) +
+                                        " is not a finite number");
 }
 
 }  // namespace jan

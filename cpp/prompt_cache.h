@@ -47,7 +47,8 @@ public:
     // it is longer than `than` and the prompt continues that entry (the prefix is at least half the entry or half
     // the prompt, as Scheduler::pick_slot judges a slot); 0 otherwise.
     // Only entries saved under the LoRA scales `lora` count.
-    size_t best_prefix(const std::vector<llama_token> & prompt, size_t than, const std::vector<float> & lora = {}) const;
+    size_t best_prefix(const std::vector<llama_token> & prompt, size_t than,
+                       const std::vector<float> & lora = {}) const;
 
     // Copy the entry best_prefix found into `seq` (its cells removed first) and take it out of the cache; its
     // tokens are moved into `tokens`. False (and `seq` left empty) when there is none or llama.cpp refuses it.

@@ -62,7 +62,8 @@ def test_per_request_lora_on_every_completion_route(server):
     assert base != with_a
     assert completion(server, lora=[{"id": 0, "scale": 0}]) == base
     # the OpenAI text completion takes the same field, through the same typed request
-    openai = ok(server, "/v1/completions", GREEDY | {"prompt": STORY, "max_tokens": 16, "lora": [{"id": 0, "scale": 1}]})
+    openai = ok(server, "/v1/completions", GREEDY | {"prompt": STORY, "max_tokens": 16,
+                                                     "lora": [{"id": 0, "scale": 1}]})
     assert openai["choices"][0]["text"] == with_a
     chat = {"messages": [{"role": "user", "content": "Tell me a story"}], "max_tokens": 12}
     base_chat = ok(server, "/v1/chat/completions", GREEDY | chat | {"lora": []})["choices"][0]["message"]["content"]
