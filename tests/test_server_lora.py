@@ -172,6 +172,14 @@ def test_a_model_json_names_its_own_adapters_relative_to_its_folder(tmp_path, st
         listed = httpx.get(srv.base_url + "/lora-adapters?model=teller", timeout=120).json()
         # its own adapters win over the server's
         assert [(a["path"], a["scale"]) for a in listed] == [(str(folder / "style.gguf"), 0.5)]
+        # Ollama's copy keeps them: the copy's folder has no style.gguf, so it names the file the source resolved
+        copied = httpx.post(srv.base_url + "/api/copy", json={"source": "teller", "destination": "teller2"},
+                            timeout=120)
+        assert copied.status_code == 200, copied.text
+        stored = json.loads((data / "models" / "teller2" / "model.json").read_text())
+        assert "lora_paths" not in stored
+        listed = httpx.get(srv.base_url + "/lora-adapters?model=teller2", timeout=120).json()
+        assert [(a["path"], a["scale"]) for a in listed] == [(str(folder / "style.gguf"), 0.5)]
         response = httpx.post(srv.base_url + "/v1/completions", json={"model": "bad", "prompt": STORY,
                                                                        "max_tokens": 2}, timeout=120)
         assert response.status_code == 400, response.text

@@ -632,7 +632,8 @@ async def _copy_model(services: Services, source: Target, destination: str,
         return
     path = source.model.get("file_path")
     # (the files the model service resolved are no model.json fields)
-    doc = {k: v for k, v in source.model.items() if k not in ("id", "file_path", "mmproj_path", "draft_model_path")}
+    doc = {k: v for k, v in source.model.items()
+           if k not in ("id", "file_path", "mmproj_path", "draft_model_path", "lora_paths")}
     if parameters:
         doc["parameters"] = {**(doc.get("parameters") or {}), **parameters}
     if settings:
@@ -644,6 +645,8 @@ async def _copy_model(services: Services, source: Target, destination: str,
                 if doc.get(k)}
         # the projector as the source resolved it: a name relative to the source's folder would not be the copy's
         settings = {k: v for k, v in (doc.get("settings") or {}).items() if k not in ("llama_model_path", "mmproj")}
+        if source.model.get("lora_paths"):  # likewise the LoRA adapters, each as the source resolved it
+            settings["lora"] = source.model["lora_paths"]
         await models.import_model(path, model_id=destination, mode="link", mmproj=source.model.get("mmproj_path"),
                                   settings=settings, overwrite=overwrite, **keep)
     else:
