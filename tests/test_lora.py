@@ -273,3 +273,16 @@ def test_the_pool_judges_adapter_files_before_it_unloads_anything(stories_path, 
     with pytest.raises(LoraAdapterError, match=r"lora\[0\]: LoRA adapter file not found"):
         check_load(stories_path, {"lora": [str(tmp_path / "gone.gguf")]})
     check_load(stories_path, {"lora": []})
+
+
+@pytest.mark.parametrize("speculative", ["ngram", "draft"])
+def test_speculative_decoding_keeps_the_adapters_output(stories_path, adapters, alone, speculative):
+    # drafts (n-gram, or the draft model's, which runs without adapters) are verified under the request's scales
+    with _load(stories_path, adapters, draft_model=stories_path if speculative == "draft" else None) as m:
+        for key, lora in (("a", [{"id": 0, "scale": 1}]), ("base", [])):
+            requests = [m.stream(PROMPT, max_tokens=N, temperature=0, lora=lora, speculative=speculative)
+                        for _ in range(2)]
+            assert [r.result().text for r in requests] == [alone[key]] * 2
+        mixed = [m.stream(PROMPT, max_tokens=N, temperature=0, lora=lora, speculative=speculative)
+                 for lora in ([], [{"id": 0, "scale": 1}])]
+        assert [r.result().text for r in mixed] == [alone["base"], alone["a"]]
