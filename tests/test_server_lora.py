@@ -215,3 +215,35 @@ def test_jan_serve_flags(tmp_path, monkeypatch, adapters):
                         (["--lora", str(tmp_path / "none.gguf")], "--lora")):
         result = CliRunner().invoke(serve_cli.serve, ["--data-folder", str(tmp_path), *flags])
         assert result.exit_code != 0 and says in result.output, (flags, result.output)
+
+
+def test_ollama_create_takes_adapters(server, stories_path, adapters):
+    import hashlib
+
+    def push(path) -> str:
+        data = open(path, "rb").read()
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        assert httpx.post(server.base_url + f"/api/blobs/{digest}", content=data, timeout=120).status_code in (200, 201)
+        return digest
+
+    weights, adapter = push(stories_path), push(adapters[0])
+    created = httpx.post(server.base_url + "/api/create", json={
+        "model": "teller-a", "files": {"model.gguf": weights}, "adapters": {"a.gguf": adapter}, "stream": False},
+        timeout=120)
+    assert created.status_code == 200, created.text
+    listed = get(server, "/lora-adapters?model=teller-a").json()
+    assert [(a["id"], a["scale"]) for a in listed] == [(0, 1.0)]
+    # its own adapter (the same file as the server's adapter 0) at scale 1
+    assert completion(server, model="teller-a", lora=None) == completion(server, lora=[{"id": 0, "scale": 1}])
+    # from an existing model: the create's adapters replace the source's
+    created = httpx.post(server.base_url + "/api/create", json={
+        "model": "teller-b", "from": "teller-a", "adapters": {"b.gguf": push(adapters[1])}, "stream": False},
+        timeout=120)
+    assert created.status_code == 200, created.text
+    assert completion(server, model="teller-b", lora=None) == completion(server, lora=[{"id": 1, "scale": 1}])
+    for bad, says in (({"a.gguf": "sha256:" + "0" * 64}, "adapters: a.gguf: blob"),
+                      ({"a.gguf": "nope"}, "invalid digest format"),
+                      ({"a.gguf": 3}, "invalid digest format")):
+        response = httpx.post(server.base_url + "/api/create", json={
+            "model": "teller-c", "files": {"model.gguf": weights}, "adapters": bad, "stream": False}, timeout=120)
+        assert response.status_code == 400 and says in response.json()["error"], response.text
