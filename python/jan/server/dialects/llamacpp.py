@@ -502,7 +502,8 @@ def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | 
                         grammar: str = "", speculative: str = "none") -> dict[str, Any]:
     """The effective sampling in llama-server's names (``generation_settings``, ``/props``'
     ``default_generation_settings.params``): every field llama-server tells, those of what jan does not have
-    (DRY, XTC, LoRA, lazy grammars, context shifting, reasoning) at the value that is off. ``speculative``: jan's
+    (DRY, XTC, lazy grammars, context shifting, reasoning) at the value that is off, ``lora`` the scales the request
+    names (``[]`` for the defaults). ``speculative``: jan's
     mode (:func:`speculation`), told as llama-server's ``speculative.types``."""
     s = sampling
     return {
