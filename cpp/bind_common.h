@@ -25,6 +25,7 @@ void register_event(py::module_ & m);
 void register_metrics(py::module_ & m);
 void register_request(py::module_ & m);
 void register_scheduler(py::module_ & m);
+void register_lora(py::module_ & m);
 void register_embedder(py::module_ & m);
 void register_system(py::module_ & m);
 void register_media(py::module_ & m);  // after register_scheduler: it adds Scheduler.submit_media

@@ -1,5 +1,6 @@
 #include "bind_common.h"
 #include "errors.h"
+#include "lora.h"
 
 namespace jan {
 namespace {
@@ -28,6 +29,8 @@ void register_errors(py::module_ & m) {
             py::object err = cls(e.what(), e.reason);
             err.attr("item_index") = e.index;
             PyErr_SetObject(cls.ptr(), err.ptr());
+        } catch (const LoraAdapterError & e) {
+            raise_from("LoraAdapterError", e.what());  // (before ModelLoadError, its base)
         } catch (const ModelLoadError & e) {
             raise_from("ModelLoadError", e.what());
         } catch (const QueueFullError & e) {

@@ -15,13 +15,21 @@ void register_scheduler(py::module_ & m) {
         // would join a thread that is not here (std::system_error, std::terminate: the child aborted at exit) and
         // destroy a condition variable that thread may be waiting on (glibc waits for its waiters: a hang). The
         // memory is the child's copy of the parent's; it goes with the child.
-        .def(py::init([](std::shared_ptr<Model> model, const ContextParams & params, std::shared_ptr<Model> draft) {
-                 return std::shared_ptr<Scheduler>(new Scheduler(std::move(model), params, std::move(draft)),
+        .def(py::init([](std::shared_ptr<Model> model, const ContextParams & params, std::shared_ptr<Model> draft,
+                         std::vector<std::shared_ptr<LoraAdapter>> loras, std::vector<float> lora_scales) {
+                 return std::shared_ptr<Scheduler>(new Scheduler(std::move(model), params, std::move(draft),
+                                                                 std::move(loras), std::move(lora_scales)),
                                                    [](Scheduler * s) {
                                                        if (!s->forked()) delete s;
                                                    });
              }),
-             py::arg("model"), py::arg("params"), py::arg("draft") = nullptr, release())
+             py::arg("model"), py::arg("params"), py::arg("draft") = nullptr,
+             py::arg("loras") = std::vector<std::shared_ptr<LoraAdapter>>{},
+             py::arg("lora_scales") = std::vector<float>{},
+             release())
+        .def_property_readonly("loras", &Scheduler::loras, "The LoRA adapters (LoraAdapter), in id order.")
+        .def_property("lora_defaults", &Scheduler::lora_defaults, &Scheduler::set_lora_defaults,
+                      "The scales of requests that name none (one per adapter); set: those submitted afterwards.")
         .def("submit",
              [](Scheduler & self, std::vector<llama_token> prompt, const SamplingParams & params) {
                  std::shared_ptr<RequestState> state;

@@ -7,6 +7,11 @@
 #include "llama.h"
 
 namespace jan {
+
+struct ThreadErrorCaptureAccess {
+    static void add(ThreadErrorCapture & c, std::string line) { c.lines_.push_back(std::move(line)); }
+};
+
 namespace {
 
 constexpr size_t kMaxBufferedRecords = 4096;  // a forgotten drain must not grow without bound
@@ -16,6 +21,7 @@ std::deque<LogRecord> g_records;
 std::string g_partial;        // llama.cpp emits lines in fragments
 int g_partial_level = GGML_LOG_LEVEL_INFO;
 thread_local int t_callers_data = 0;  // CallersDataLogScope objects alive on this thread
+thread_local ThreadErrorCapture * t_capture = nullptr;  // the innermost one alive on this thread
 
 void push_line(int level, std::string line) {
     if (line.empty()) return;
@@ -26,7 +32,15 @@ void push_line(int level, std::string line) {
 void on_log(enum ggml_log_level level, const char * text, void * /*user_data*/) {
     if (text == nullptr) return;
     std::lock_guard<std::mutex> lock(g_mutex);
-    if (level == GGML_LOG_LEVEL_ERROR && t_callers_data > 0) level = GGML_LOG_LEVEL_INFO;
+    bool captured = false;
+    if (level == GGML_LOG_LEVEL_ERROR && t_capture != nullptr) {
+        // (a line of its own: llama.cpp's error lines come whole, newline included)
+        std::string line(text);
+        while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+        if (!line.empty()) ThreadErrorCaptureAccess::add(*t_capture, line);
+        captured = true;
+    }
+    if (level == GGML_LOG_LEVEL_ERROR && (t_callers_data > 0 || captured)) level = GGML_LOG_LEVEL_INFO;
     if (level != GGML_LOG_LEVEL_CONT) g_partial_level = level;
     g_partial += text;
     size_t start = 0;
@@ -47,6 +61,9 @@ ggml_log_callback log_sink_callback() { return on_log; }
 
 CallersDataLogScope::CallersDataLogScope() { ++t_callers_data; }
 CallersDataLogScope::~CallersDataLogScope() { --t_callers_data; }
+
+ThreadErrorCapture::ThreadErrorCapture() : outer_(t_capture) { t_capture = this; }
+ThreadErrorCapture::~ThreadErrorCapture() { t_capture = outer_; }
 
 std::vector<LogRecord> drain_logs() {
     std::lock_guard<std::mutex> lock(g_mutex);

@@ -32,4 +32,21 @@ class CallersDataLogScope {
     CallersDataLogScope & operator=(const CallersDataLogScope &) = delete;
 };
 
+// While one lives, the ERROR lines this thread logs are also kept in it (and go to the log at INFO): for a load of
+// the caller's file whose failure llama.cpp only logs (a LoRA adapter's init returns nullptr, its reason is a log
+// line), so that the exception carries the reason itself, whatever other threads log meanwhile.
+class ThreadErrorCapture {
+  public:
+    ThreadErrorCapture();
+    ~ThreadErrorCapture();
+    ThreadErrorCapture(const ThreadErrorCapture &) = delete;
+    ThreadErrorCapture & operator=(const ThreadErrorCapture &) = delete;
+    const std::vector<std::string> & lines() const { return lines_; }
+
+  private:
+    friend struct ThreadErrorCaptureAccess;
+    std::vector<std::string> lines_;
+    ThreadErrorCapture * outer_ = nullptr;
+};
+
 }  // namespace jan

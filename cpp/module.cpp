@@ -10,6 +10,7 @@ PYBIND11_MODULE(_engine, m) {
     jan::register_event(m);
     jan::register_metrics(m);
     jan::register_request(m);
+    jan::register_lora(m);
     jan::register_scheduler(m);
     jan::register_embedder(m);
     jan::register_system(m);

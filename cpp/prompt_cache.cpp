@@ -21,15 +21,16 @@ void PromptCache::drop(std::list<Entry>::iterator it) {
     entries_.erase(it);
 }
 
-void PromptCache::save(llama_context * ctx, llama_seq_id seq, const std::vector<llama_token> & tokens) {
+void PromptCache::save(llama_context * ctx, llama_seq_id seq, const std::vector<llama_token> & tokens,
+                       const std::vector<float> & lora) {
     if (!enabled() || tokens.empty()) return;
     for (const auto & e : entries_)
-        if (shared_prefix(e.tokens, tokens) == tokens.size()) return;  // held already
+        if (e.lora == lora && shared_prefix(e.tokens, tokens) == tokens.size()) return;  // held already
     const size_t size = llama_state_seq_get_size_ext(ctx, seq, LLAMA_STATE_SEQ_FLAGS_NONE);
     if (size == 0 || (limit_ > 0 && size > (uint64_t)limit_)) return;
     for (auto it = entries_.begin(); it != entries_.end();) {
         auto next = std::next(it);
-        if (shared_prefix(it->tokens, tokens) == it->tokens.size()) drop(it);  // these tokens continue it
+        if (it->lora == lora && shared_prefix(it->tokens, tokens) == it->tokens.size()) drop(it);  // these continue it
         it = next;
     }
     while (!entries_.empty() && (entries_.size() >= kMaxPrompts || (limit_ > 0 && bytes_ + size > (uint64_t)limit_)))
@@ -38,6 +39,7 @@ void PromptCache::save(llama_context * ctx, llama_seq_id seq, const std::vector<
     try {
         entry.state.resize(size);
         entry.tokens = tokens;
+        entry.lora = lora;
     } catch (const std::bad_alloc &) {
         return;  // the host is short of memory: the conversation is not kept, nothing else fails
     }
@@ -47,10 +49,12 @@ void PromptCache::save(llama_context * ctx, llama_seq_id seq, const std::vector<
 }
 
 std::list<PromptCache::Entry>::const_iterator PromptCache::best(const std::vector<llama_token> & prompt,
-                                                               size_t than, size_t * prefix) const {
+                                                               size_t than, const std::vector<float> & lora,
+                                                               size_t * prefix) const {
     auto found = entries_.end();
     size_t longest = than;
     for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+        if (it->lora != lora) continue;  // KV of other LoRA scales is no prefix of this prompt's
         const size_t p = shared_prefix(it->tokens, prompt);
         if (continues_prefix(p, it->tokens.size(), prompt.size()) && p > longest) {
             longest = p;
@@ -61,16 +65,17 @@ std::list<PromptCache::Entry>::const_iterator PromptCache::best(const std::vecto
     return found;
 }
 
-size_t PromptCache::best_prefix(const std::vector<llama_token> & prompt, size_t than) const {
+size_t PromptCache::best_prefix(const std::vector<llama_token> & prompt, size_t than,
+                                const std::vector<float> & lora) const {
     size_t prefix = 0;
-    best(prompt, than, &prefix);
+    best(prompt, than, lora, &prefix);
     return prefix;
 }
 
 bool PromptCache::restore(llama_context * ctx, llama_seq_id seq, const std::vector<llama_token> & prompt,
-                          size_t than, std::vector<llama_token> & tokens) {
+                          size_t than, const std::vector<float> & lora, std::vector<llama_token> & tokens) {
     size_t prefix = 0;
-    auto found = best(prompt, than, &prefix);
+    auto found = best(prompt, than, lora, &prefix);
     if (found == entries_.end()) return false;
     auto it = entries_.erase(found, found);  // (a mutable iterator to the same entry)
     llama_memory_t memory = llama_get_memory(ctx);

@@ -36,28 +36,33 @@ public:
     uint64_t bytes() const { return bytes_; }
     size_t size() const { return entries_.size(); }
 
-    // Save sequence `seq` of `ctx`, whose cells hold `tokens` (text only: no media). Nothing is saved when the
-    // cache is off, when an entry already holds these tokens (or more after them), or when the state alone is
-    // over the limit; entries these tokens hold in full are dropped (the new one covers them).
-    void save(llama_context * ctx, llama_seq_id seq, const std::vector<llama_token> & tokens);
+    // Save sequence `seq` of `ctx`, whose cells hold `tokens` (text only: no media) computed under the LoRA scales
+    // `lora` (its tag: an entry serves only prompts of the same scales). Nothing is saved when the cache is off,
+    // when an entry of the same scales already holds these tokens (or more after them), or when the state alone is
+    // over the limit; entries of the same scales these tokens hold in full are dropped (the new one covers them).
+    void save(llama_context * ctx, llama_seq_id seq, const std::vector<llama_token> & tokens,
+              const std::vector<float> & lora = {});
 
     // The longest prefix of `prompt` (LLAMA_TOKEN_NULL, a media position, ends it) that a saved entry holds, if
     // it is longer than `than` and the prompt continues that entry (the prefix is at least half the entry or half
     // the prompt, as Scheduler::pick_slot judges a slot); 0 otherwise.
-    size_t best_prefix(const std::vector<llama_token> & prompt, size_t than) const;
+    // Only entries saved under the LoRA scales `lora` count.
+    size_t best_prefix(const std::vector<llama_token> & prompt, size_t than,
+                       const std::vector<float> & lora = {}) const;
 
     // Copy the entry best_prefix found into `seq` (its cells removed first) and take it out of the cache; its
     // tokens are moved into `tokens`. False (and `seq` left empty) when there is none or llama.cpp refuses it.
     bool restore(llama_context * ctx, llama_seq_id seq, const std::vector<llama_token> & prompt, size_t than,
-                 std::vector<llama_token> & tokens);
+                 const std::vector<float> & lora, std::vector<llama_token> & tokens);
 
 private:
     struct Entry {
         std::vector<llama_token> tokens;
         std::vector<uint8_t> state;
+        std::vector<float> lora;  // the LoRA scales its KV was computed under
     };
     std::list<Entry>::const_iterator best(const std::vector<llama_token> & prompt, size_t than,
-                                          size_t * prefix) const;
+                                          const std::vector<float> & lora, size_t * prefix) const;
     void drop(std::list<Entry>::iterator it);
 
     std::list<Entry> entries_;  // oldest first

@@ -80,6 +80,11 @@ struct SamplingParams {
     // Draft with the scheduler's draft model (draft_model.h) instead of n-grams.
     bool use_draft_model = false;
     float draft_p_min = 0.75f;        // draft model: stop drafting below this top-token probability
+    // LoRA adapters (lora.h) this request runs under, by index into the model's adapters, each with its scale;
+    // adapters not listed run at 0 (llama-server's per-request "lora"). lora_set false: the scheduler's current
+    // defaults (Scheduler::set_lora_defaults). Resolved once, at submit.
+    bool lora_set = false;
+    std::vector<std::pair<int32_t, float>> lora;
 
     void validate(const Model & model) const;  // throws std::invalid_argument naming the parameter
 };

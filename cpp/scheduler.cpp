@@ -1,6 +1,7 @@
 #include "scheduler.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <stdexcept>
 
@@ -44,8 +45,16 @@ int32_t default_threads(int32_t requested, bool batch) {
 
 }  // namespace
 
-Scheduler::Scheduler(std::shared_ptr<Model> model, const ContextParams & params, std::shared_ptr<Model> draft)
-    : model_(std::move(model)), params_(params) {
+Scheduler::Scheduler(std::shared_ptr<Model> model, const ContextParams & params, std::shared_ptr<Model> draft,
+                     std::vector<std::shared_ptr<LoraAdapter>> loras, std::vector<float> lora_scales)
+    : model_(std::move(model)), params_(params), loras_(std::move(loras)) {
+    for (const auto & lora : loras_)
+        if (!lora || &lora->model() != model_.get())
+            throw std::invalid_argument("lora: an adapter was loaded against another model");
+    if (lora_scales.empty()) lora_scales.assign(loras_.size(), 1.0f);
+    check_lora_scales(lora_scales, loras_.size(), "lora");
+    lora_defaults_ = std::move(lora_scales);
+    lora_applied_.assign(loras_.size(), 0.0f);  // a new context has no adapters: every scale 0
     if (params_.n_parallel < 1) throw std::invalid_argument("n_parallel: must be >= 1");
     if (params_.n_ctx < 8) throw std::invalid_argument("n_ctx: must be >= 8");
     if (params_.n_batch < 1) throw std::invalid_argument("n_batch: must be >= 1");
@@ -116,7 +125,10 @@ Scheduler::Scheduler(std::shared_ptr<Model> model, const ContextParams & params,
     metrics_.n_threads_batch = governor_->n_threads_batch();
     batch_ = llama_batch_init(params_.n_batch, 0, 1);
     slots_.resize(params_.n_parallel);
-    for (int32_t i = 0; i < params_.n_parallel; ++i) slots_[i].id = i;
+    for (int32_t i = 0; i < params_.n_parallel; ++i) {
+        slots_[i].id = i;
+        slots_[i].lora = lora_applied_;
+    }
     const bool cuttable = !llama_model_is_recurrent(model_->get()) && !llama_model_is_hybrid(model_->get());
     if (cuttable && params_.cache_ram_mib != 0)
         prompt_cache_ = PromptCache(params_.cache_ram_mib < 0 ? -1 : (int64_t)params_.cache_ram_mib << 20);
@@ -157,6 +169,7 @@ std::shared_ptr<RequestState> Scheduler::submit(std::vector<llama_token> prompt,
                                        " tokens but the context holds " + std::to_string(params_.n_ctx) +
                                        " (one more is needed to generate)",
                                    (long)prompt.size(), params_.n_ctx);
+    std::vector<float> lora = resolve_lora(params);
     llama_sampler_ptr grammar = prepare_grammar(*model_, params);  // (outside the lock: it can take a while)
     auto request = std::make_shared<RequestState>();
     {
@@ -166,11 +179,76 @@ std::shared_ptr<RequestState> Scheduler::submit(std::vector<llama_token> prompt,
         if ((int32_t)waiting_.size() - free_slots >= params_.max_queue)
             throw QueueFullError("all " + std::to_string(params_.n_parallel) + " slots are busy and " +
                                  std::to_string(waiting_.size()) + " requests are already waiting");
-        waiting_.push_back({request, std::move(prompt), params, Clock::now(), std::move(media), std::move(grammar)});
+        waiting_.push_back({request, std::move(prompt), params, Clock::now(), std::move(media), std::move(grammar),
+                            std::move(lora)});
         metrics_.requests_total++;
     }
     cv_.notify_all();
     return request;
+}
+
+std::vector<float> Scheduler::lora_defaults() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return lora_defaults_;
+}
+
+void Scheduler::set_lora_defaults(std::vector<float> scales) {
+    check_lora_scales(scales, loras_.size(), "lora");
+    std::lock_guard<std::mutex> lock(mutex_);
+    lora_defaults_ = std::move(scales);
+}
+
+std::vector<float> Scheduler::resolve_lora(const SamplingParams & params) const {
+    if (!params.lora_set) return lora_defaults();
+    std::vector<float> scales(loras_.size(), 0.0f);
+    std::vector<bool> seen(loras_.size(), false);
+    for (const auto & [id, scale] : params.lora) {
+        if (loras_.empty())
+            throw std::invalid_argument("lora: this model was loaded without LoRA adapters");
+        if (id < 0 || (size_t)id >= loras_.size())
+            throw std::invalid_argument("lora: adapter id " + std::to_string(id) + " is out of range (0.." +
+                                        std::to_string(loras_.size() - 1) + ")");
+        if (seen[id]) throw std::invalid_argument("lora: adapter id " + std::to_string(id) + " is given twice");
+        if (!std::isfinite(scale))
+            throw std::invalid_argument("lora: the scale of adapter " + std::to_string(id) + " is not a finite number");
+        seen[id] = true;
+        scales[id] = scale;
+    }
+    return scales;
+}
+
+void Scheduler::apply_lora(const std::vector<float> & scales) {
+    if (loras_.empty() || scales == lora_applied_) return;
+    std::vector<llama_adapter_lora *> adapters;
+    for (const auto & lora : loras_) adapters.push_back(lora->get());
+    std::vector<float> copy = scales;  // (llama.cpp takes a non-const pointer)
+    llama_set_adapters_lora(ctx_.get(), adapters.data(), adapters.size(), copy.data());
+    lora_applied_ = scales;
+}
+
+void Scheduler::pick_lora_group() {
+    // The groups in slot order; the one after last step's is next (the first when that one is gone), so every
+    // group gets a step in turn however long another's requests run.
+    std::vector<const std::vector<float> *> groups;
+    for (const auto & slot : slots_) {
+        if (slot.state == SlotState::Idle) continue;
+        if (std::none_of(groups.begin(), groups.end(), [&](const auto * g) { return *g == slot.lora; }))
+            groups.push_back(&slot.lora);
+    }
+    if (groups.empty()) {
+        for (auto & slot : slots_) slot.in_step = false;
+        return;
+    }
+    size_t pick = 0;
+    for (size_t i = 0; i < groups.size(); ++i)
+        if (*groups[i] == lora_last_group_) {
+            pick = (i + 1) % groups.size();
+            break;
+        }
+    std::vector<float> chosen = *groups[pick];
+    for (auto & slot : slots_) slot.in_step = slot.state != SlotState::Idle && slot.lora == chosen;
+    apply_lora(chosen);
+    lora_last_group_ = std::move(chosen);
 }
 
 SchedulerMetrics Scheduler::metrics() const {
@@ -243,7 +321,10 @@ Scheduler::Slot * Scheduler::pick_slot(const Pending & pending) {
             if (!empty || slot.last_used < empty->last_used) empty = &slot;
             continue;
         }
-        const size_t prefix = common_prefix(slot.cache, slot.cache_media, pending.prompt, pending.media);
+        // (KV computed under other LoRA scales is no prefix of this request's)
+        const size_t prefix = slot.lora == pending.lora
+                                  ? common_prefix(slot.cache, slot.cache_media, pending.prompt, pending.media)
+                                  : 0;
         const bool continues = continues_prefix(prefix, cached, pending.prompt.size());
         if (continues && (!reuse || prefix > reuse_prefix || (prefix == reuse_prefix && slot.last_used < reuse->last_used))) {
             reuse = &slot;
@@ -256,10 +337,13 @@ Scheduler::Slot * Scheduler::pick_slot(const Pending & pending) {
 
 void Scheduler::swap_saved_prompt(Slot & slot, const Pending & pending) {
     if (!prompt_cache_.enabled()) return;
-    const size_t here = common_prefix(slot.cache, slot.cache_media, pending.prompt, pending.media);
+    const size_t here = slot.lora == pending.lora
+                            ? common_prefix(slot.cache, slot.cache_media, pending.prompt, pending.media)
+                            : 0;
     const bool continues = continues_prefix(here, slot.cache.size(), pending.prompt.size());
     // (every prompt token's logits are wanted: all of it is evaluated whatever is cached)
-    const size_t better = pending.params.prompt_logprobs ? 0 : prompt_cache_.best_prefix(pending.prompt, here);
+    const size_t better =
+        pending.params.prompt_logprobs ? 0 : prompt_cache_.best_prefix(pending.prompt, here, pending.lora);
     // Another conversation takes the slot, or this prompt branches off 32 tokens or more before the end of what
     // the slot holds (another thread after the same long system prompt, which pick_slot counts as continuing the
     // slot): what the slot holds goes to host memory first (a media prompt's is not kept). Not for a prompt the
@@ -269,11 +353,12 @@ void Scheduler::swap_saved_prompt(Slot & slot, const Pending & pending) {
     constexpr size_t kSavedTail = 32;
     const bool branches = here + 1 < pending.prompt.size() && slot.cache.size() >= here + kSavedTail;
     if ((better > 0 || !continues || branches) && slot.cache_media.empty())
-        prompt_cache_.save(ctx_.get(), slot.id, slot.cache);
+        prompt_cache_.save(ctx_.get(), slot.id, slot.cache, slot.lora);
     if (better == 0) return;
     std::vector<llama_token> tokens;
-    if (prompt_cache_.restore(ctx_.get(), slot.id, pending.prompt, here, tokens)) {
+    if (prompt_cache_.restore(ctx_.get(), slot.id, pending.prompt, here, pending.lora, tokens)) {
         slot.cache = std::move(tokens);
+        slot.lora = pending.lora;  // (what the restored KV was computed under)
     } else {  // (llama.cpp refused the saved state, or the save above made room by dropping it)
         llama_memory_seq_rm(memory_, slot.id, -1, -1);
         slot.cache.clear();
@@ -290,7 +375,10 @@ void Scheduler::swap_saved_prompt_counted(Slot & slot, const Pending & pending) 
 
 void Scheduler::assign(Slot & slot, Pending && pending) {
     swap_saved_prompt_counted(slot, pending);
-    size_t keep = common_prefix(slot.cache, slot.cache_media, pending.prompt, pending.media);
+    size_t keep = slot.lora == pending.lora
+                      ? common_prefix(slot.cache, slot.cache_media, pending.prompt, pending.media)
+                      : 0;  // KV computed under other LoRA scales: evaluated again
+    slot.lora = pending.lora;
     // The last prompt token is always evaluated: its logits pick the first token.
     if (keep >= pending.prompt.size()) keep = pending.prompt.size() - 1;
     if (pending.params.prompt_logprobs) keep = 0;  // every prompt token's logits are wanted
@@ -497,6 +585,7 @@ void Scheduler::run() {
             if (slot.state != SlotState::Idle && slot.request->cancelled()) finish(slot, "cancelled");
         if (busy_.load() == 0) continue;
         adapt_threads();  // before this step's first decode (media, draft model, batch)
+        pick_lora_group();  // the slots of one LoRA scale vector: this step's (Slot::in_step)
         decode_media_step();  // [media] image/audio embeddings take their own llama_decode
         if (drafter_) draft_with_model();  // speculative.cpp: proposals for this step's batch
 
@@ -517,9 +606,9 @@ void Scheduler::run() {
         };
         std::vector<Slot *> in_batch;
         int32_t n_generating = 0;
-        for (auto & slot : slots_) n_generating += slot.state == SlotState::Generate;
+        for (auto & slot : slots_) n_generating += slot.state == SlotState::Generate && slot.in_step;
         for (auto & slot : slots_) {
-            if (slot.state != SlotState::Generate || batch_.n_tokens >= params_.n_batch) continue;
+            if (slot.state != SlotState::Generate || !slot.in_step || batch_.n_tokens >= params_.n_batch) continue;
             slot.i_batch = add(slot, slot.next_token, true);
             in_batch.push_back(&slot);
             // Speculative decoding (speculative.cpp): drafts ride along, each with
@@ -529,7 +618,7 @@ void Scheduler::run() {
         }
         std::vector<Slot *> prefilling;
         for (auto & slot : slots_)
-            if (slot.state == SlotState::Prefill) prefilling.push_back(&slot);
+            if (slot.state == SlotState::Prefill && slot.in_step) prefilling.push_back(&slot);
         std::sort(prefilling.begin(), prefilling.end(),
                   [](Slot * a, Slot * b) { return a->t_submitted < b->t_submitted; });
         for (Slot * slot : prefilling) {

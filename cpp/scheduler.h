@@ -19,6 +19,7 @@
 
 #include "draft_model.h"
 #include "llama-cpp.h"
+#include "lora.h"
 #include "media.h"
 #include "model.h"
 #include "request.h"
@@ -81,11 +82,19 @@ struct SchedulerMetrics {
     int32_t prompt_cache_prompts = 0;     // and how many
 };
 
+// LoRA: the scheduler holds the model's adapters (lora.h) and every request's scale for each, resolved at submit
+// (its own SamplingParams::lora, else the defaults of that moment). One decode runs under one set of scales, so a
+// step's batch holds only slots of one scale vector: when requests of several are busy, each step takes the next
+// group in turn (round-robin, no group starves) and the others wait that step. A slot's cached tokens, and each
+// prompt saved in the host-memory prompt cache, are tagged with the scales their KV was computed under and reused
+// only by a request with the same scales.
 class Scheduler {
 public:
     // `draft`: a draft model for speculative decoding (its own context, one
     // sequence per slot); std::invalid_argument when its vocabulary differs.
-    Scheduler(std::shared_ptr<Model> model, const ContextParams & params, std::shared_ptr<Model> draft = nullptr);
+    // `loras`: adapters loaded against `model`; `lora_scales` their default scales (one each; empty: all 1.0).
+    Scheduler(std::shared_ptr<Model> model, const ContextParams & params, std::shared_ptr<Model> draft = nullptr,
+              std::vector<std::shared_ptr<LoraAdapter>> loras = {}, std::vector<float> lora_scales = {});
     ~Scheduler();
     Scheduler(const Scheduler &) = delete;
     Scheduler & operator=(const Scheduler &) = delete;
@@ -97,6 +106,14 @@ public:
                                          MediaTrack media = {});
 
     SchedulerMetrics metrics() const;
+    // The adapters, and the scales requests submitted from now on run under unless they name their own
+    // (std::invalid_argument for another count or a scale that is not finite). Thread-safe.
+    const std::vector<std::shared_ptr<LoraAdapter>> & loras() const { return loras_; }
+    std::vector<float> lora_defaults() const;
+    void set_lora_defaults(std::vector<float> scales);
+    // A request's scales: `params.lora` over zeros when lora_set, else the defaults (std::invalid_argument naming
+    // "lora" for an id out of range, one given twice, a scale that is not finite).
+    std::vector<float> resolve_lora(const SamplingParams & params) const;
     int32_t n_ctx_slot() const { return params_.n_ctx; }
     int32_t n_parallel() const { return params_.n_parallel; }
     // Bytes the KV cache holds for all slots (K and V, every layer, every cell).
@@ -120,6 +137,7 @@ private:
         std::chrono::steady_clock::time_point submitted;
         MediaTrack media;
         llama_sampler_ptr grammar;  // prepare_grammar's, made at submit (nullptr without a grammar)
+        std::vector<float> lora;    // the adapters' scales it runs under (resolve_lora)
     };
     enum class SlotState { Idle, Prefill, Generate };
     struct Slot {
@@ -150,9 +168,14 @@ private:
         std::chrono::steady_clock::time_point t_submitted, t_started, t_first_token;
         MediaTrack prompt_media;  // media chunks of `prompt`
         MediaTrack cache_media;   // media chunks of `cache` (kept between requests)
+        std::vector<float> lora;  // the LoRA scales `cache` was computed under (and the request runs under)
+        bool in_step = false;     // busy and of this step's LoRA group (pick_lora_group)
     };
 
     void run();
+    // Marks the busy slots of this step's LoRA group (Slot::in_step) and sets the context's adapters to its scales.
+    void pick_lora_group();
+    void apply_lora(const std::vector<float> & scales);  // llama_set_adapters_lora when they change
     void assign(Slot & slot, Pending && pending);
     void swap_saved_prompt(Slot & slot, const Pending & pending);  // the host-memory prompt cache, before assign
     void swap_saved_prompt_counted(Slot & slot, const Pending & pending);  // and its size into metrics_
@@ -174,6 +197,11 @@ private:
 
     std::shared_ptr<Model> model_;
     ContextParams params_;
+    // (before ctx_: the context, which refers to the adapters it was given, is freed first)
+    std::vector<std::shared_ptr<LoraAdapter>> loras_;
+    std::vector<float> lora_defaults_;      // guarded by mutex_
+    std::vector<float> lora_applied_;       // the scales the context decodes under now (engine thread)
+    std::vector<float> lora_last_group_;    // the group the last step took (round-robin)
     llama_context_ptr ctx_;
     llama_memory_t memory_ = nullptr;
     int32_t n_swa_ = 0;  // the model's sliding window (tokens); 0: none

@@ -19,7 +19,8 @@ void Scheduler::decode_media_step() {
     Slot * slot = nullptr;
     const MediaSpan * span = nullptr;
     for (auto & s : slots_) {
-        if (s.state != SlotState::Prefill || s.prompt_media.empty()) continue;
+        // (only slots of this step's LoRA group: the decode runs under its scales)
+        if (s.state != SlotState::Prefill || !s.in_step || s.prompt_media.empty()) continue;
         const MediaSpan * at = s.prompt_media.containing(s.prompt_done);
         if (at && (!slot || s.t_submitted < slot->t_submitted)) {
             slot = &s;

@@ -61,7 +61,8 @@ void Scheduler::draft_with_model() {
     std::vector<Slot *> owners;
     for (auto & slot : slots_) {
         slot.model_draft.clear();
-        if (slot.state != SlotState::Generate || !slot.params.use_draft_model) continue;
+        // (a slot of another LoRA group has no place in this step's batch)
+        if (slot.state != SlotState::Generate || !slot.in_step || !slot.params.use_draft_model) continue;
         // [media] the draft model cannot see image/audio chunks: such slots go without drafts
         if (!slot.cache_media.empty() || !slot.prompt_media.empty()) continue;
         const int32_t n_max = draft_limit(slot, params_.n_batch - n_generating, slot.cache.size() + 1);

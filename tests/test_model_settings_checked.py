@@ -66,6 +66,9 @@ def bad_values(tmp_path, stories_path) -> list[tuple[dict, str, str]]:
         ({"settings": {"reasoning_format": "xml"}}, "settings.reasoning_format", "deepseek"),
         ({"settings": {"speculative": "turbo"}}, "settings.speculative", "none, ngram, draft"),
         ({"settings": {"speculative": "draft", "draft_model": ""}}, "settings.speculative", "needs a draft model"),
+        ({"settings": {"lora": "style.gguf"}}, "settings.lora", "expected a list"),
+        ({"settings": {"lora": [{"path": "style.gguf", "scale": "big"}]}}, "settings.lora", "scale: expected a number"),
+        ({"settings": {"lora": [{"file": "style.gguf"}]}}, "settings.lora", "expected"),
         ({"parameters": {"reasoning_budget": "lots"}}, "parameters.reasoning_budget", "integer"),
         ({"parameters": {"speculative": "turbo"}}, "parameters.speculative", "none, ngram, draft"),
     ]

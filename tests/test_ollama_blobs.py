@@ -188,7 +188,7 @@ def test_create_refusals(server, blobs):
         response = _create(server, {"model": "nope", "files": files})
         assert response.status_code == 400 and message in response.json()["error"], (files, response.text)
     for extra, message in [({"from": "stories260K"}, "from and files"),
-                           ({"adapters": {"lora.gguf": unknown}}, "adapters: not supported"),
+                           ({"adapters": {"lora.gguf": unknown}}, "adapters: lora.gguf: blob"),
                            ({"quantize": "q4_K_M"}, "quantize: not supported"),
                            ({"template": "{{ .Prompt }}"}, "template: not supported"),
                            ({"modelfile": "FROM x"}, "modelfile: not supported"),

@@ -417,7 +417,8 @@ def test_create_from_a_model_with_its_own_parameters(client):
     ({"model": "x", "from": "stories260K", "system": 5}, "system"),
     ({"model": "x", "from": "stories260K", "messages": [{"role": "tool", "content": "x"}]}, "messages"),
     ({"model": "x", "files": {"m.gguf": "sha256:" + "0" * 64}}, "not found"),  # no such blob (tests/test_ollama_blobs.py)
-    ({"model": "x", "adapters": {"a.gguf": "sha256:" + "0" * 64}}, "adapters: not supported"),
+    # (LoRA adapters are kept: tests/test_server_lora.py; one whose blob is not there is refused)
+    ({"model": "x", "from": "stories260K", "adapters": {"a.gguf": "sha256:" + "0" * 64}}, "adapters: a.gguf: blob"),
     ({"model": "x"}, "from: required"),
     ({"from": "stories260K"}, "model is required"),
     ({"model": "x", "from": "stories260K", "parameters": {"temperature": -1}}, "parameters.temperature"),

@@ -52,6 +52,12 @@ class ModelFileError(ModelLoadError, ValueError):
     """
 
 
+class LoraAdapterError(ModelFileError):
+    """A LoRA adapter file that this model cannot use: missing, not GGUF, not an adapter (``general.type``),
+    another architecture, tensors of other shapes, or an activated LoRA (aLoRA, which jan does not run). The
+    message says which file and llama.cpp's reason; like any model file's fault, HTTP 400 on the server."""
+
+
 class ContextOverflowError(JanError, ValueError):
     """The input does not fit in the context window.
 

@@ -36,6 +36,27 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
     return value
 
 
+def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
+    """``--lora`` files (scale 1) then ``--lora-scaled FILE:SCALE`` ones (llama-server's, commas separating several
+    in one flag too) as (absolute path, scale) pairs; None when neither was given. A :class:`CLIError` naming the
+    flag for a SCALE that is no finite number or a FILE that is not there."""
+    adapters = [(str(f), 1.0) for f in files]
+    for flag in scaled:
+        for item in flag.split(","):
+            file, sep, scale = item.rpartition(":")
+            try:
+                value = float(scale)
+            except ValueError:
+                value = math.nan
+            if not sep or not file or not math.isfinite(value):
+                raise CLIError(f"--lora-scaled: expected FILE:SCALE (SCALE a finite number), got {item!r}")
+            path = os.path.abspath(os.path.expanduser(file))
+            if not os.path.isfile(path):
+                raise CLIError(f"--lora-scaled: no such file: {path}")
+            adapters.append((path, value))
+    return adapters or None
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, callback=nonempty_param, help="Address to bind (loopback by default).")
 @click.option("--port", "-p", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
@@ -91,6 +112,15 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
               type=PathParam(exists=True, dir_okay=False, resolve_path=True),
               help="A GGUF sharing the models' vocabulary that drafts tokens for them (speculative decoding); "
                    "a model.json's settings.draft_model wins.")
+@click.option("--lora", "lora", multiple=True, metavar="FILE",
+              type=PathParam(exists=True, dir_okay=False, resolve_path=True),
+              help="A LoRA adapter GGUF the models load with, at scale 1 (repeatable); requests pick their own "
+                   "scales with 'lora', POST /lora-adapters sets the defaults; a model.json's settings.lora wins.")
+@click.option("--lora-scaled", "lora_scaled", multiple=True, metavar="FILE:SCALE",
+              help="A LoRA adapter GGUF with its default scale (repeatable), as llama-server's --lora-scaled.")
+@click.option("--lora-init-without-apply", "lora_init_without_apply", is_flag=True, default=None,
+              help="Load the LoRA adapters with every default scale 0 (apply them with POST /lora-adapters or a "
+                   "request's 'lora').")
 @click.option("--draft-p-min", "draft_p_min", default=None, type=SamplingValue("draft_p_min"),
               help="Draft model: stop drafting below this top-token probability [default: 0.75].")
 @click.option("--draft-max", "--draft", "draft_max", default=None, type=click.IntRange(0, 256),
@@ -118,7 +148,7 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
 def serve(host, port, ollama_port, data_folder, models, default_model, api_key, cors_origins, allowed_hosts,
           allow_media_from, max_upload_bytes,
           n_parallel, n_ctx, n_threads, adaptive_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v,
-          cache_ram_mib, speculative, draft_model,
+          cache_ram_mib, speculative, draft_model, lora, lora_scaled, lora_init_without_apply,
           draft_p_min, draft_max, draft_min, ngram, image_min_tokens, image_max_tokens, keep_alive, max_loaded_models,
           no_extensions, log_level) -> None:
     """Run the OpenAI-compatible API server and the web chat page."""
@@ -135,6 +165,7 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
         raise CLIError(str(exc)) from None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--allow-media-from") from None
+    adapters = lora_flags(lora, lora_scaled)
     # before anything starts: exit 1 naming the flag
     check_flag_order(draft_min=draft_min, draft_max=draft_max, n_ctx=n_ctx, n_parallel=n_parallel,
                      image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens)
@@ -162,7 +193,8 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
         n_gpu_layers=n_gpu_layers, max_queue=max_queue,
         cache_type_k=cache_type_k, cache_type_v=cache_type_v, cache_ram_mib=cache_ram_mib,
         speculative=speculative, draft_max=draft_max, draft_min=draft_min, ngram=ngram, draft_p_min=draft_p_min,
-        draft_model=draft_model, image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens,
+        draft_model=draft_model, lora=adapters, lora_init_without_apply=lora_init_without_apply,
+        image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens,
         keep_alive=keep_alive,
         max_loaded_models=max_loaded_models, enable_extensions=not no_extensions)
     try:

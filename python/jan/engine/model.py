@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from jan import _engine
 from jan.errors import (BadRequestError, ContextOverflowError, EmbeddingCancelledError, EmbeddingStoppedError,
-                        MediaError, ModelClosedError, ModelFileError, ModelLoadError, ModelSettingError)
+                        LoraAdapterError, MediaError, ModelClosedError, ModelFileError, ModelLoadError,
+                        ModelSettingError)
 from jan.engine.fit import (DEFAULT_MAX_CTX, ContextFit, default_prompt_cache_mib, fit_n_ctx, free_memory_bytes,
                             memory_total_bytes)
 from jan.engine.gguf_file import check_gguf_file, file_path, load_weights, native_path
@@ -30,7 +31,8 @@ from jan.engine.offload import (AUTO, OffloadPlan, compute_buffer_bytes, gpu_fre
 from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, audio_input, sized_image_input
 from jan.engine.params import (DEFAULTS as SAMPLING_DEFAULTS, INT32_MAX, SPECULATIVE_OPTIONS, Range,
                                 check_order, check_sampling_options, sampling_params)
-from jan.engine.params import as_int, check_flag, check_seconds, engine_text, model_id_text
+from jan.engine.params import (as_int, check_flag, check_seconds, engine_text, lora_request, lora_scale,
+                               model_id_text)
 from jan.engine.request import Request
 from jan.engine.results import Completion
 from jan.engine.room import RoomSignal
@@ -222,7 +224,55 @@ LOAD_RANGES: dict[str, Range] = {
     "image_min_tokens": Range(int, ge=1, le=IMAGE_TOKENS_MAX),
     "image_max_tokens": Range(int, ge=1, le=IMAGE_TOKENS_MAX),
 }
-_LOAD_FLAGS = ("flash_attn", "use_mmap", "use_mlock", "kv_unified", "embedding", "extra_buffers", "vocab_only")
+_LOAD_FLAGS = ("flash_attn", "use_mmap", "use_mlock", "kv_unified", "embedding", "extra_buffers", "vocab_only",
+               "lora_init_without_apply")
+
+
+def lora_files(value, name: str = "lora") -> tuple[tuple[str, float], ...]:
+    """The ``lora`` load option as ``(path, scale)`` pairs: each item a file path (scale 1.0, llama-server's
+    ``--lora``), a ``(path, scale)`` pair (``--lora-scaled``) or a model.json's ``{"path": ..., "scale": ...}``
+    (scale optional, 1.0). :class:`BadRequestError` naming the item otherwise (a scale that is no finite number
+    included); the files themselves are judged when the model loads (:class:`~jan.LoraAdapterError`)."""
+    if isinstance(value, (str, os.PathLike, Mapping)) or not isinstance(value, (list, tuple)):
+        raise BadRequestError(f"{name}: expected a list of LoRA adapter files (a path, or a (path, scale) pair), "
+                              f"got {value!r}", param=name, code="invalid_type")
+    out = []
+    for i, item in enumerate(value):
+        where = f"{name}[{i}]"
+        scale: object = 1.0
+        if isinstance(item, Mapping):
+            unknown = sorted(str(k) for k in item if k not in ("path", "scale"))
+            if unknown or "path" not in item:
+                raise BadRequestError(f"{where}: expected {{\"path\": file, \"scale\": number}}, got {item!r}",
+                                      param=name, code="invalid_value")
+            path, scale = item["path"], item.get("scale", 1.0)
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            path, scale = item
+        else:
+            path = item
+        if isinstance(path, (bytes, bytearray)):
+            path = os.fsdecode(bytes(path))
+        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path).strip():
+            raise BadRequestError(f"{where}: expected a LoRA adapter file path, got {path!r}", param=name,
+                                  code="invalid_value")
+        out.append((str(Path(os.fspath(path))), lora_scale(f"{where}.scale", scale)))
+    return tuple(out)
+
+
+def check_lora_files(lora: Sequence[tuple[str, float]]) -> None:
+    """:class:`~jan.LoraAdapterError` naming ``lora[i]`` unless each adapter file is there and starts as a GGUF
+    does (what can be told before the model is read: :class:`Model` and :mod:`jan.engine.preflight` both ask)."""
+    for i, (file, _) in enumerate(lora):
+        try:
+            check_gguf_file(file, "LoRA adapter file", f"lora[{i}]: ")
+        except ModelFileError as exc:
+            raise LoraAdapterError(str(exc)) from None
+
+
+def lora_on_embedding_model(model_id: str) -> LoraAdapterError:
+    """The refusal of LoRA adapters for a model that only embeds (jan applies them to generation only)."""
+    return LoraAdapterError(f"lora: model '{model_id}' is an embedding model; LoRA adapters apply to generation "
+                            "only")
 
 
 def check_load_option(name: str, value):
@@ -255,6 +305,8 @@ def check_load_option(name: str, value):
         if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
             raise ValueError(f"{name}: expected a file path, got {value!r}")
         return value
+    if name == "lora":
+        return lora_files(value)
     raise TypeError(f"unknown load option: {name}")
 
 
@@ -517,6 +569,12 @@ class Model:
     matmul crashes off the process's main thread (ggml-org/llama.cpp#20824; see cpp/model.cpp);
     True forces them on (for a llama.cpp with the fix), False off.
 
+    ``lora``: LoRA adapter GGUFs for this model, each a path (scale 1) or a ``(path, scale)`` pair (ids in that
+    order); their scales are the defaults of requests that name none (``lora_init_without_apply``: all 0), changed
+    at runtime by setting :attr:`lora_adapters`; a request's own ``lora=[{"id": i, "scale": s}]`` runs the others at
+    0. A file that cannot be an adapter of this model is a :class:`~jan.LoraAdapterError` (activated LoRAs are
+    refused). Requests of different scales are never batched together nor share KV (see README "LoRA adapters").
+
     ``mmproj`` is a multimodal projector GGUF for this model (llama.cpp's
     libmtmd loads it): prompts may then carry images (and audio, when the
     projector has an audio encoder) — see :meth:`stream`. ``media_limits``
@@ -560,6 +618,8 @@ class Model:
         ngram: int | None = None,
         draft_p_min: float | None = None,
         draft_model: str | os.PathLike | None = None,
+        lora: Sequence | None = None,
+        lora_init_without_apply: bool | None = None,
         embedding: bool | None = None,
         pooling: str | None = None,
         vocab_only: bool = False,
@@ -590,6 +650,9 @@ class Model:
             for option, value in (("draft_model", draft_model), ("mmproj", mmproj)):
                 if value is not None:
                     check_gguf_file(str(Path(value)), COMPANION_FILES[option], f"{option}: ")
+        lora = lora_files(lora) if lora is not None else ()
+        if not vocab_only:
+            check_lora_files(lora)
         n_gpu_layers = check_load_option("n_gpu_layers", n_gpu_layers)
         #: What ``n_gpu_layers="auto"`` chose and why (:mod:`jan.engine.offload`); None when a count was given.
         self.offload: OffloadPlan | None = None
@@ -633,6 +696,19 @@ class Model:
             self._native_draft = load_weights(self.draft_model, mp, what="draft_model: ")
             # the draft's own cache has the same types (cpp/draft_model.cpp)
             _check_cache_types(self._native_draft, *kv_types, flash_attn, what="draft_model: ")
+        self._loras: list = []  # the native LoraAdapters, in id order (held by the scheduler too)
+        if lora and self.embedding_only:
+            raise lora_on_embedding_model(self.id)
+        if lora and not vocab_only:
+            for i, (file, _) in enumerate(lora):
+                try:
+                    self._loras.append(_engine.LoraAdapter(self._native, native_path(file, f"lora[{i}]: ")))
+                except LoraAdapterError as exc:
+                    raise LoraAdapterError(f"lora[{i}]: {exc}") from None
+                finally:
+                    forward_native_logs()
+        # the scales requests that name none run under (llama-server's --lora-init-without-apply: all 0)
+        lora_scales = [0.0 if lora_init_without_apply else scale for _, scale in lora][:len(self._loras)]
         #: How the context size was chosen when ``n_ctx`` was not given (None when it was).
         self.context_fit: ContextFit | None = None
         self._n_threads = n_threads
@@ -698,7 +774,7 @@ class Model:
             if too_big is not None:
                 raise too_big
             try:
-                self._scheduler = _engine.Scheduler(self._native, cp, self._native_draft)
+                self._scheduler = _engine.Scheduler(self._native, cp, self._native_draft, self._loras, lora_scales)
             except ModelLoadError as exc:
                 too_big = self._context_too_big(cp, free_memory_bytes(), "of memory free") if n_ctx else None
                 if too_big is None:
@@ -1113,6 +1189,8 @@ class Model:
             if options.get(key) is None:
                 options[key] = value
         params = sampling_params(**options)
+        if params.lora_set:
+            self._check_lora_ids([index for index, _ in params.lora])
         if isinstance(prompt, _engine.MediaPrompt):
             request = scheduler.submit_media(prompt, params)
         else:
@@ -1127,6 +1205,38 @@ class Model:
                        thinking_budget=params.reasoning_budget >= 0 and bool(params.reasoning_end))
 
     submit = stream
+
+    # -- LoRA adapters ---------------------------------------------------
+    def _check_lora_ids(self, ids: Iterable[int], name: str = "lora") -> None:
+        n = len(self._loras)
+        for i, index in enumerate(ids):
+            if index >= n:
+                have = f"its adapter ids are 0..{n - 1}" if n else "it was loaded without LoRA adapters"
+                raise BadRequestError(f"{name}[{i}].id: model '{self.id}' has no LoRA adapter {index} ({have})",
+                                      param=name, code="invalid_value")
+
+    @property
+    def lora_adapters(self) -> list[dict]:
+        """The LoRA adapters loaded with the model (the ``lora`` option), in id order, as llama-server's
+        ``GET /lora-adapters`` lists them: ``id``, ``path``, ``scale`` (what a request that names no ``lora`` runs
+        under now), ``task_name`` and ``prompt_prefix`` (the adapter's metadata, "" when it has none). Set it to a
+        list of ``{"id": i, "scale": s}`` (llama-server's ``POST /lora-adapters``) to change those scales for
+        requests submitted afterwards (adapters not listed: 0); :class:`~jan.BadRequestError` naming ``lora``
+        for an id the model does not have, one given twice or a scale that is no finite number."""
+        scheduler = self._scheduler
+        scales = list(scheduler.lora_defaults) if scheduler is not None else [0.0] * len(self._loras)
+        return [{"id": i, "path": a.path, "scale": scales[i], "task_name": a.meta("adapter.lora.task_name"),
+                 "prompt_prefix": a.meta("adapter.lora.prompt_prefix")} for i, a in enumerate(self._loras)]
+
+    @lora_adapters.setter
+    def lora_adapters(self, adapters) -> None:
+        pairs = lora_request(adapters) or ()
+        self._check_lora_ids([index for index, _ in pairs])
+        scheduler = self._require_scheduler()
+        scales = [0.0] * len(self._loras)
+        for index, scale in pairs:
+            scales[index] = scale
+        scheduler.lora_defaults = scales
 
     async def wait_for_room(self, timeout: float) -> None:
         """Wait (at most ``timeout`` seconds) until one of this model's requests ends, which may make
@@ -1575,6 +1685,7 @@ class Model:
             scheduler.shutdown()
         self._scheduler = None
         self._native_draft = None
+        self._loras = []  # (after the scheduler's context, which refers to them)
         self._projector = None
         with self._embedder_lock:  # (not while one is being made: that one is cancelled too)
             embedder, self._embedder = self._embedder, None

@@ -79,6 +79,9 @@ DEFAULTS = {
     # Whether the caller expects this output again (None: when it gave a seed; greedy always is). With
     # jan.Model's adaptive_threads "exact" such a request's output stays independent of machine load.
     "reproducible": None,
+    # LoRA adapters this request runs under (llama-server's per-request "lora"): [{"id": i, "scale": s}, ...] by the
+    # model's adapter ids, those not listed at 0; None: the model's current defaults (jan.Model's lora_adapters).
+    "lora": None,
 }
 
 #: ``speculative`` values: None/False/"none" = off, True/"ngram" = n-gram drafting, "draft" = the draft model.
@@ -323,8 +326,63 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
     p.draft_min = r["draft_min"].check("draft_min", o["draft_min"])
     p.ngram = r["ngram"].check("ngram", o["ngram"])
     p.draft_p_min = r["draft_p_min"].check("draft_p_min", o["draft_p_min"])
+    lora = lora_request(o["lora"])
+    p.lora_set = lora is not None
+    p.lora = list(lora or ())
     check_order(options, order_defaults)
     return p
+
+
+def lora_scale(name: str, value) -> float:
+    """A LoRA adapter's scale: a finite number (0: off); :class:`BadRequestError` naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise BadRequestError(f"{name}: expected a number, got {value!r}", param=name, code="invalid_type")
+    scale = float(value)
+    if not math.isfinite(scale):
+        raise BadRequestError(f"{name}: expected a finite number, got {value!r}", param=name, code="invalid_value")
+    return scale
+
+
+def lora_request(value, name: str = "lora") -> tuple[tuple[int, float], ...] | None:
+    """A request's ``lora`` (llama-server's: a list of ``{"id": adapter id, "scale": number}``; ``(id, scale)``
+    pairs too) as ``(id, scale)`` pairs; None for None (the model's defaults). :class:`BadRequestError` naming the
+    item's field for anything else: no list, an item without an ``id`` or ``scale``, an id that is no whole number
+    >= 0, a scale that is no finite number, an id given twice. Ids past the model's adapters are the model's to
+    refuse (:meth:`jan.Model.stream`), which knows how many it has."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+        raise BadRequestError(f"{name}: expected a list of {{\"id\": adapter id, \"scale\": number}}, got {value!r}",
+                              param=name, code="invalid_type")
+    out: list[tuple[int, float]] = []
+    seen: set[int] = set()
+    for i, item in enumerate(value):
+        where = f"{name}[{i}]"
+        if isinstance(item, Mapping):
+            unknown = sorted(str(k) for k in item if k not in ("id", "scale"))
+            if unknown:
+                raise BadRequestError(f"{where}: unknown field(s) {', '.join(unknown)} (expected id and scale)",
+                                      param=name, code="invalid_value")
+            if "id" not in item or "scale" not in item:
+                missing = "id" if "id" not in item else "scale"
+                raise BadRequestError(f"{where}.{missing}: required", param=name, code="missing_required_parameter")
+            adapter, scale = item["id"], item["scale"]
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            adapter, scale = item
+        else:
+            raise BadRequestError(f"{where}: expected {{\"id\": adapter id, \"scale\": number}}, got {item!r}",
+                                  param=name, code="invalid_type")
+        index = as_int(adapter)
+        if index is None and isinstance(adapter, float) and adapter.is_integer():
+            index = int(adapter)  # (JSON's 1.0)
+        if index is None or index < 0:
+            raise BadRequestError(f"{where}.id: expected an adapter id (a whole number >= 0), got {adapter!r}",
+                                  param=name, code="invalid_value")
+        if index in seen:
+            raise BadRequestError(f"{where}.id: adapter {index} is given twice", param=name, code="invalid_value")
+        seen.add(index)
+        out.append((index, lora_scale(f"{where}.scale", scale)))
+    return tuple(out)
 
 
 def speculative_mode(value) -> str:

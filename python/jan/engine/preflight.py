@@ -17,7 +17,8 @@ from pathlib import Path
 from jan.engine.gguf_file import check_gguf_file, file_path
 from jan.engine.header import read_header
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
-from jan.engine.model import COMPANION_FILES, LOAD_OPTION_DEFAULTS, check_load_options
+from jan.engine.model import (COMPANION_FILES, LOAD_OPTION_DEFAULTS, check_load_options, check_lora_files, lora_files,
+                              lora_on_embedding_model)
 from jan.errors import ModelLoadError, ModelSettingError
 
 
@@ -35,12 +36,16 @@ def check_load(path: str | os.PathLike, options: Mapping[str, object]) -> None:
     companions = {name: str(Path(opts[name])) for name in COMPANION_FILES if opts.get(name) is not None}
     for name, file in companions.items():
         check_gguf_file(file, COMPANION_FILES[name], f"{name}: ")
+    lora = lora_files(opts["lora"]) if opts.get("lora") is not None else ()
+    check_lora_files(lora)
     meta = read_header(path)
     embedding = opts["embedding"] if opts["embedding"] is not None else is_embedding_metadata(meta)
     if embedding:
+        model_id = opts["model_id"] or Path(path).stem
         if "mmproj" in companions:
-            model_id = opts["model_id"] or Path(path).stem
             raise ModelLoadError(f"model '{model_id}' cannot generate, so it takes no projector (mmproj)")
+        if lora:
+            raise lora_on_embedding_model(model_id)
         return  # no KV cache, and no draft model is loaded for it
     _check_cache_types(meta, opts)
     if "draft_model" in companions:

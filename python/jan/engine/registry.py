@@ -575,6 +575,7 @@ class ModelPool:
                 "draft_model": e.model.draft_model,
                 "draft_kv_cache_bytes": e.model.draft_kv_cache_bytes,
                 "draft_memory_bytes": e.model.draft_memory_bytes,  # the draft model's weights
+                "lora": e.model.lora_adapters,  # its LoRA adapters and their default scales now
                 "n_ctx": e.model.n_ctx,
                 "adaptive_threads": e.model.adaptive_threads,
                 "idle_seconds": idle,

@@ -52,6 +52,9 @@ class ServerConfig:
     ngram: int | None = None
     draft_p_min: float | None = None
     draft_model: str | None = None  # a GGUF drafting for the loaded models (a model.json's own wins)
+    # LoRA adapters the loaded models load with, (file, default scale) each (a model.json's own settings.lora win)
+    lora: list[tuple[str, float]] | None = None
+    lora_init_without_apply: bool | None = None  # every adapter's default scale 0
     # tokens one image may take on dynamic-resolution projectors (jan.Model's; None: each projector's own)
     image_min_tokens: int | None = None
     image_max_tokens: int | None = None
@@ -90,5 +93,7 @@ class ServerConfig:
                 "cache_ram_mib": self.cache_ram_mib,
                 "speculative": self.speculative, "draft_max": self.draft_max, "draft_min": self.draft_min,
                 "ngram": self.ngram, "draft_p_min": self.draft_p_min, "draft_model": self.draft_model,
+                "lora": tuple(tuple(a) for a in self.lora) if self.lora else None,
+                "lora_init_without_apply": self.lora_init_without_apply,
                 "image_min_tokens": self.image_min_tokens, "image_max_tokens": self.image_max_tokens}
         return {k: v for k, v in opts.items() if v is not None}

@@ -70,7 +70,8 @@ def _anthropic_dialect(request: Any) -> str | None:
 
 # -- llama-server (/completion, /infill, ...) ----------------------------------------------------------------
 #: llama-server's own routes, served as it does (``jan.server.routes.llamacpp``).
-LLAMACPP_PATHS = ("/completion", "/infill", "/props", "/embedding", "/slots", "/models/load", "/models/unload")
+LLAMACPP_PATHS = ("/completion", "/infill", "/props", "/embedding", "/slots", "/lora-adapters", "/models/load",
+                  "/models/unload")
 
 _LLAMACPP_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                          404: "not_found_error", 501: "not_supported_error", 503: "unavailable_error"}

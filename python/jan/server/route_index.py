@@ -153,6 +153,8 @@ LAZY_ROUTES: tuple[tuple[str, str, str], ...] = (
     ("llamacpp", "GET", "/props"),
     ("llamacpp", "POST", "/embedding"),
     ("llamacpp", "GET", "/slots"),
+    ("llamacpp", "GET", "/lora-adapters"),
+    ("llamacpp", "POST", "/lora-adapters"),
     ("llamacpp", "POST", "/models/load"),
     ("llamacpp", "POST", "/models/unload"),
     # batches

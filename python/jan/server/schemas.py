@@ -546,6 +546,9 @@ class SamplingFields(_Strict):
     samplers: Union[list[str], str, None] = None
     # llama-server's: the output constrained to this JSON schema ({} any JSON object), as /completion takes it
     json_schema: dict[str, Any] | None = None
+    # llama-server's per-request LoRA scales, [{"id": adapter id, "scale": number}] (the model's other adapters at
+    # 0; GET /lora-adapters lists the ids), checked by jan.engine.params.lora_request
+    lora: list[Any] | None = None
 
     @model_validator(mode="before")
     @classmethod

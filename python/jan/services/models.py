@@ -38,7 +38,7 @@ __all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_
            "unload_now", "unload_replaced"]
 
 #: What :meth:`ModelService.with_weights` adds to a model.json: its weights, projector and draft model files.
-_WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path")
+_WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path", "lora_paths")
 
 DEFAULT_ENGINE = "llama.cpp"
 #: The built-in extension that provides each built-in engine (only a loaded extension says which engines it has).
@@ -67,6 +67,12 @@ def check_settings(settings: Mapping[str, Any], keys: Iterable[str] | None = Non
         param = f"settings.{key}"
         if key in REASONING_SETTINGS:  # every chat's thinking defaults, read as a chat reads them
             model_reasoning({key: value})
+            continue
+        if key == "lora":  # the adapters' files are resolved by the store (lora_paths), judged when the model loads
+            try:
+                check_load_option("lora", value)
+            except (TypeError, ValueError) as exc:
+                raise RequestError(f"settings.{exc}", param=param, code="invalid_value") from None
             continue
         if key in _TEXT_SETTINGS:
             if not isinstance(value, str):

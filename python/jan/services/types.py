@@ -528,6 +528,9 @@ class SamplingOptions:
     draft_min: int | None = None
     ngram: int | None = None
     draft_p_min: float | None = None
+    # LoRA adapters this request runs under (llama-server's per-request "lora"): (adapter id, scale) pairs, the
+    # model's other adapters at 0; None: the model's current defaults (GET/POST /lora-adapters)
+    lora: tuple[tuple[int, float], ...] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):  # one stop string, not its characters
@@ -566,6 +569,10 @@ class SamplingOptions:
                 kw["stop"] = stops
             else:
                 del kw["stop"]
+        if kw.get("lora") is not None:
+            from jan.engine.params import lora_request  # (the one rule, with the engine's messages)
+
+            kw["lora"] = lora_request(kw["lora"])
         bias = kw.get("logit_bias")
         if bias is not None:
             if not isinstance(bias, Mapping):
@@ -587,6 +594,8 @@ class SamplingOptions:
             out["stop"] = list(out["stop"])
         if "logit_bias" in out:
             out["logit_bias"] = dict(out["logit_bias"])
+        if "lora" in out:
+            out["lora"] = [{"id": index, "scale": scale} for index, scale in out["lora"]]
         return out
 
 
@@ -650,6 +659,11 @@ class LoadOptions:
     draft_p_min: float | None = None
     # A GGUF sharing the model's vocabulary that drafts for it (speculative "draft" by default).
     draft_model: str | None = None
+    # LoRA adapters loaded with the model: (file, default scale) pairs (jan.Model's ``lora``); a model.json's own
+    # (settings.lora, its paths resolved by the model service: ``lora_paths``) win over the server's (--lora)
+    lora: tuple[tuple[str, float], ...] | None = None
+    # the adapters loaded with every default scale 0 (llama-server's --lora-init-without-apply)
+    lora_init_without_apply: bool | None = None
     embedding: bool | None = None
     pooling: str | None = None
     # Tokens one image may take on a dynamic-resolution projector (Qwen2/2.5/3-VL...); None: the projector's own
@@ -680,7 +694,9 @@ class LoadOptions:
         "draft_p_min": "draft_p_min",
         "image_min_tokens": "image_min_tokens",
         "image_max_tokens": "image_max_tokens",
-        # the draft model's file is resolved by the model service (``draft_model_path``)
+        "lora_init_without_apply": "lora_init_without_apply",
+        # the draft model's file is resolved by the model service (``draft_model_path``), and so are the LoRA
+        # adapters' (``lora_paths``)
     }
 
     @classmethod

@@ -323,9 +323,12 @@ class ModelStore:
         ``file_path`` (:meth:`model_file`), ``mmproj_path`` (:meth:`mmproj_file`) and
         ``draft_model_path`` (:meth:`draft_model_file`), each only when there is one."""
         doc = self.get(model_id)
+        folder = self.folder(model_id)
+        lora = self.lora_files(model_id, doc, folder)
+        if lora:
+            doc["lora_paths"] = lora
         if doc.get("file_path"):  # named in the model.json itself: taken as it is
             return doc
-        folder = self.folder(model_id)
         for key, path in (("file_path", self.model_file(model_id, doc, folder)),
                           ("mmproj_path", self.mmproj_file(model_id, doc, folder)),
                           ("draft_model_path", self.draft_model_file(model_id, doc, folder))):
@@ -399,6 +402,32 @@ class ModelStore:
         if not os.path.isabs(name) and os.path.commonpath([folder, candidate]) != str(folder):
             return None  # a relative name must not climb out of the model folder
         return candidate if _is_file(candidate) else None
+
+    def lora_files(self, model_id: str, doc: dict[str, Any] | None = None,
+                   folder: Path | None = None) -> list[dict[str, Any]] | None:
+        """The LoRA adapters this model loads with (``settings.lora``: a list of ``{"path": ..., "scale": ...}``
+        or of paths, each relative to the model folder or absolute) as ``{"path": absolute, "scale": ...}``, or
+        ``None`` when it names none. Items of another shape are passed on as they are, for the load to refuse
+        naming them (``jan.engine.model.lora_files``); a relative path that climbs out of the folder is a
+        ValueError, as ``settings.draft_model``'s is."""
+        doc = self.get(model_id) if doc is None else doc
+        items = (doc.get("settings") or {}).get("lora")
+        if not isinstance(items, list) or not items:
+            return None
+        folder = self.folder(model_id) if folder is None else folder
+        out: list[dict[str, Any]] = []
+        for i, item in enumerate(items):
+            name = item.get("path") if isinstance(item, dict) else item
+            if not isinstance(name, str) or not name.strip():
+                out.append(item)
+                continue
+            path = Path(os.path.expanduser(name))
+            if not path.is_absolute():
+                path = Path(os.path.normpath(os.path.join(folder, name)))
+                if os.path.commonpath([folder, path]) != str(folder):
+                    raise ValueError(f"model '{model_id}': settings.lora[{i}] '{name}' climbs out of the model folder")
+            out.append({**item, "path": str(path)} if isinstance(item, dict) else {"path": str(path)})
+        return out
 
     def draft_model_file(self, model_id: str, doc: dict[str, Any] | None = None,
                          folder: Path | None = None) -> Path | None:

@@ -42,6 +42,7 @@ __all__ = [
     "write_audio_pair",
     "write_bench_llama",
     "write_llama_from_vocab",
+    "write_lora_adapter",
     "write_mlp_mmproj",
     "write_not_gguf",
     "write_phi3_chat_model",
@@ -848,6 +849,70 @@ def write_not_gguf(dst: "str | os.PathLike[str]", size: int = 4096) -> Path:
         tmp.write_bytes(data)
     return Path(dst)
 
+
+
+# --------------------------------------------------------------------------
+# LoRA adapters
+# --------------------------------------------------------------------------
+
+#: The weight matrices of each block a test adapter changes.
+LORA_TARGETS = ("attn_q", "attn_v", "ffn_up", "ffn_down")
+
+
+def write_lora_adapter(
+    dst: "str | os.PathLike[str]",
+    base: "str | os.PathLike[str]",
+    *,
+    rank: int = 4,
+    std: float = 0.5,
+    alpha: float | None = None,
+    seed: int = 0,
+    targets: Sequence[str] = LORA_TARGETS,
+    architecture: str | None = None,
+    general_type: str = "adapter",
+    wrong_shapes: bool = False,
+    alora_invocation_tokens: Sequence[int] | None = None,
+) -> Path:
+    """A LoRA adapter GGUF for the model ``base`` at ``dst`` (atomically), as llama.cpp's convert_lora_to_gguf.py
+    writes one: ``general.type`` "adapter", ``adapter.type`` "lora", ``adapter.lora.alpha`` (default: ``rank``, a
+    scale of 1), and for each block's ``targets`` matrix ``W`` (out x in) the pair ``<W>.lora_a`` (rank x in) and
+    ``<W>.lora_b`` (out x rank), Normal(0, ``std``): big enough that scale 1 changes a tiny model's greedy output.
+    For the refusals: ``architecture`` (default: the base's), ``general_type``, ``wrong_shapes`` (lora_a one column
+    short) and ``alora_invocation_tokens`` (an activated LoRA)."""
+    import numpy as np
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+
+    reader = GGUFReader(str(base))
+    arch_field = reader.fields["general.architecture"]
+    base_arch = bytes(arch_field.parts[arch_field.data[0]]).decode()
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for tensor in reader.tensors:
+        parts = tensor.name.split(".")
+        if len(parts) != 4 or parts[0] != "blk" or parts[2] not in targets or parts[3] != "weight":
+            continue
+        n_in, n_out = int(tensor.shape[0]), int(tensor.shape[1])  # (GGUF's ne order: columns first)
+        a = (rng.standard_normal((rank, n_in - (1 if wrong_shapes else 0))) * std).astype(np.float32)
+        b = (rng.standard_normal((n_out, rank)) * std).astype(np.float32)
+        pairs.append((tensor.name, a, b))
+    with _atomic_target(dst) as tmp:
+        writer = GGUFWriter(str(tmp), architecture or base_arch)
+        try:
+            writer.add_string("general.type", general_type)
+            writer.add_string("adapter.type", "lora")
+            writer.add_float32("adapter.lora.alpha", float(rank if alpha is None else alpha))
+            if alora_invocation_tokens is not None:
+                writer.add_key_value("adapter.alora.invocation_tokens", [int(t) for t in alora_invocation_tokens],
+                                     GGUFValueType.ARRAY, GGUFValueType.UINT32)
+            for name, a, b in pairs:
+                writer.add_tensor(f"{name}.lora_a", a)
+                writer.add_tensor(f"{name}.lora_b", b)
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+        finally:
+            writer.close()
+    return Path(dst)
 
 
 # --------------------------------------------------------------------------

@@ -30,6 +30,22 @@ def without_draft(opts: dict[str, Any], settings: Mapping[str, Any]) -> dict[str
     return out
 
 
+def lora_options(model: Mapping[str, Any], opts: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """``opts`` with the LoRA adapters ``model`` loads with, as :func:`draft_options` picks a draft model: the
+    model.json's own ``settings.lora`` (paths resolved by the model service into ``lora_paths``; an empty list or
+    null: none, not even the server's), else the server's (``jan serve --lora``); and whether they are the
+    server's (a default, dropped for a model its adapters do not fit)."""
+    settings = model.get("settings") or {}
+    settings = settings if isinstance(settings, Mapping) else {}
+    if "lora" in settings:
+        own = model.get("lora_paths") or settings["lora"]
+        out = {k: v for k, v in opts.items() if k != "lora"}
+        if own:
+            out["lora"] = own
+        return out, False
+    return opts, bool(opts.get("lora"))
+
+
 def draft_options(model: Mapping[str, Any], opts: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """The load options ``opts`` (the engine's layers: model.json over the server's flags) with the draft model
     ``model`` loads with, and whether that is the server's (a default to drop where it cannot draft)."""

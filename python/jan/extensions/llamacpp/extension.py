@@ -28,8 +28,8 @@ from jan.core import (
 from jan.engine.model import LOAD_RANGES
 from jan.engine.registry import Turn
 from jan.extensions._builtin import BuiltinExtension
-from jan.errors import BadRequestError, ModelFileError, ModelNotFoundError, ModelSettingError
-from jan.extensions.llamacpp.drafts import draft_options, without_draft
+from jan.errors import BadRequestError, LoraAdapterError, ModelFileError, ModelNotFoundError, ModelSettingError
+from jan.extensions.llamacpp.drafts import draft_options, lora_options, without_draft
 from jan.services.companions import check_companions
 from jan.services.errors import RequestError
 from jan.services.models import check_settings
@@ -85,6 +85,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         self._cannot_draft: dict[tuple, str] = {}
         #: model id -> why it runs without the server's default draft model
         self._draft_skipped: dict[str, str] = {}
+        #: model id -> why it runs without the server's LoRA adapters (jan serve --lora)
+        self._lora_skipped: dict[str, str] = {}
 
     # -- lifecycle -----------------------------------------------------
     async def on_load(self, ctx) -> None:
@@ -168,7 +170,9 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                 # the files model.json names beside the weights, before the weights are read
                 await asyncio.to_thread(check_companions, model)
                 opts, shared = draft_options(model, opts)
-                loaded = await self._load(engine, model, path, opts, shared, claim=claim, turn=turn)
+                opts, shared_lora = lora_options(model, opts)
+                loaded = await self._load_with_lora(engine, model, path, opts, shared, shared_lora, claim=claim,
+                                                    turn=turn)
             except Exception as exc:
                 error = _setting_named(exc, model, self._overrides)
                 self._failures[model_id] = str(error)
@@ -183,6 +187,26 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             self._lent.pop(model_id, None)
             await bus.emit(ModelReady(model_id=model_id, engine=self.engine_name))
             return loaded
+
+    async def _load_with_lora(self, engine: jan.ModelPool, model: dict[str, Any], path: str, opts: dict[str, Any],
+                              shared: bool, shared_lora: bool, *, claim: bool, turn: Turn) -> jan.Model:
+        """:meth:`_load`; the server's LoRA adapters (``jan serve --lora``, ``shared_lora``) that this model cannot
+        use (another architecture, other shapes: :class:`~jan.LoraAdapterError`) are left out — the model loads
+        without them, said once in the log and in its status (``lora_skipped``). A model.json's own adapters that
+        do not fit are the load's error (a 400 naming ``settings.lora``)."""
+        model_id = model["id"]
+        try:
+            loaded = await self._load(engine, model, path, opts, shared, claim=claim, turn=turn)
+        except LoraAdapterError as exc:
+            if not shared_lora:
+                raise ModelSettingError(f"settings.{exc}", param="settings.lora", code="invalid_value") from None
+            if self._lora_skipped.get(model_id) != str(exc):
+                log.warning("model '%s' loads without the server's LoRA adapters: %s", model_id, exc)
+                self._lora_skipped[model_id] = str(exc)
+            return await self._load(engine, model, path, {k: v for k, v in opts.items() if k != "lora"}, shared,
+                                    claim=claim, turn=turn)
+        self._lora_skipped.pop(model_id, None)
+        return loaded
 
     async def _load(self, engine: jan.ModelPool, model: dict[str, Any], path: str, opts: dict[str, Any],
                     shared: bool, *, claim: bool, turn: Turn) -> jan.Model:
@@ -227,6 +251,17 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         if lock is None:  # (referenced here before the dict holds it weakly)
             lock = self._load_locks[model_id] = asyncio.Lock()
         return lock
+
+    async def lora_adapters(self, model: dict[str, Any], adapters: Any = None) -> list[dict[str, Any]]:
+        """The model's LoRA adapters as llama-server's ``GET /lora-adapters`` lists them (id, path, scale,
+        task_name, prompt_prefix), the model loaded first if need be (llama-server's one model always is). With
+        ``adapters`` (``POST /lora-adapters``: ``[{"id": ..., "scale": ...}]``, those not listed at 0) their default
+        scales are set first, for requests submitted afterwards; a :class:`~jan.BadRequestError` naming ``lora``
+        for an id the model lacks, one given twice or a scale that is no finite number."""
+        loaded = await self._ensure_loaded(model)
+        if adapters is not None:
+            loaded.lora_adapters = adapters
+        return loaded.lora_adapters
 
     async def unload_model(self, model_id: str) -> None:
         """Unload now: requests running on the model end as ``cancelled`` (an admin's stop). A load in
@@ -285,6 +320,10 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             "draft_model_skipped": self._draft_skipped.get(model_id),
             "draft_kv_cache_bytes": status.get("draft_kv_cache_bytes", 0),
             "draft_memory_bytes": status.get("draft_memory_bytes", 0),  # the draft model's weights
+            # its LoRA adapters: id, path, scale (the default now), task_name, prompt_prefix
+            "lora": status.get("lora", []),
+            # why the server's LoRA adapters (--lora) are not loaded with this one, or None
+            "lora_skipped": self._lora_skipped.get(model_id),
             "n_gpu_layers": status.get("n_gpu_layers", 0),  # layers offloaded (-1: all; "auto" as it was resolved)
             "offload": status.get("offload"),  # why "auto" chose them, or None
             "expires_in": status.get("expires_in"),  # seconds until unloaded when idle; None: never

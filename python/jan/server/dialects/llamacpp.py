@@ -27,6 +27,7 @@ from jan.server.schemas import (INT32_MAX, ContentPrompt, MediaPrompt, ModelId, 
 from jan.errors import MediaError
 from jan.image_types import b64decode, sniff_image
 from jan.engine.media import audio_format
+from jan.engine.params import lora_request
 from jan.services.types import (MEDIA_MARKER, AudioPart, CompletionDelta, CompletionRequest, EmbeddingRequest,
                                 EmbeddingResult, ImagePart, InfillChunk, MediaText, SamplingOptions, TokenLogprob,
                                 Usage)
@@ -165,6 +166,8 @@ class CompletionBody(WholeNumbers):
     n_indent: int | None = Field(None, ge=0, le=INT32_MAX)
     t_max_predict_ms: int | None = Field(None, ge=-1, le=2**63 - 1)
     response_fields: list[str] | None = None
+    # the LoRA adapters' scales for this request: [{"id": adapter id, "scale": number}], others at 0
+    lora: list[Any] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -428,6 +431,8 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
     grammar = body.grammar or None
     if body.json_schema is not None:
         grammar = json_schema_to_grammar(body.json_schema or {"type": "object"}, param="json_schema")
+    if body.lora is not None:
+        given["lora"] = lora_request(body.lora)
     sampling = SamplingOptions(stop=tuple(body.stop) if body.stop else None, logit_bias=_logit_bias(body.logit_bias),
                                **given)
     return CompletionRequest(model=body.model, prompts=prompts, sampling=sampling, n=body.n_cmpl or 1,
@@ -497,7 +502,8 @@ def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | 
                         grammar: str = "", speculative: str = "none") -> dict[str, Any]:
     """The effective sampling in llama-server's names (``generation_settings``, ``/props``'
     ``default_generation_settings.params``): every field llama-server tells, those of what jan does not have
-    (DRY, XTC, LoRA, lazy grammars, context shifting, reasoning) at the value that is off. ``speculative``: jan's
+    (DRY, XTC, lazy grammars, context shifting, reasoning) at the value that is off, ``lora`` the scales the request
+    names (``[]`` for the defaults). ``speculative``: jan's
     mode (:func:`speculation`), told as llama-server's ``speculative.types``."""
     s = sampling
     return {
@@ -516,7 +522,8 @@ def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | 
         "post_sampling_probs": False, "n_keep": 0, "n_discard": 0, "stream": stream, "grammar": grammar,
         "grammar_lazy": False, "grammar_triggers": [], "preserved_tokens": [], "chat_format": "Content-only",
         "reasoning_format": "none", "reasoning_in_content": False, "generation_prompt": "",
-        "speculative.types": SPECULATIVE_TYPES[speculative], "timings_per_token": False, "backend_sampling": False, "lora": [],
+        "speculative.types": SPECULATIVE_TYPES[speculative], "timings_per_token": False, "backend_sampling": False,
+        "lora": [{"id": i, "scale": scale} for i, scale in s.lora or ()],
         **({"n_ctx": n_ctx} if n_ctx else {}), **({"model": model} if model else {}),
     }
 

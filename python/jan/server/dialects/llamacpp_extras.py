@@ -32,8 +32,6 @@ REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "adaptive_target": (lambda v: v < 0, "its sampler has no adaptive-p"),
     "min_keep": (lambda v: v == 0, "its samplers keep no minimum of candidates"),
     "post_sampling_probs": (lambda v: v is False, "n_probs are the model's own probabilities, before sampling"),
-    "lora": (lambda v: v == [] or all(isinstance(a, dict) and a.get("scale") == 0 for a in v),
-             "it loads no LoRA adapters"),
     "grammar_lazy": (lambda v: v is False, "a grammar constrains the whole output"),
     "grammar_triggers": (lambda v: v == [], "a grammar constrains the whole output"),
     "preserved_tokens": (lambda v: v == [], "it has no preserved tokens"),

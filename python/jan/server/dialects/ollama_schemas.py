@@ -386,9 +386,9 @@ class OllamaCreateRequest(_Body):
     """``POST /api/create``: a new model ``from`` an existing one, or from ``files`` — one GGUF pushed
     with ``POST /api/blobs/sha256:<hex>`` (``{"model.gguf": "sha256:<hex>"}``), and optionally its
     projector (a file whose name contains ``mmproj``) — with its own default ``parameters`` (Ollama's
-    option names), ``system`` prompt, ``messages`` and ``license``, kept in the new model.json. What jan cannot
-    make or keep (``adapters``, ``quantize``, a Go ``template``, a ``modelfile``) is refused with a 400 by the
-    route, never dropped."""
+    option names), ``system`` prompt, ``messages``, ``license`` and LoRA ``adapters`` (file name -> digest of a
+    pushed GGUF blob, applied at scale 1: ``settings.lora``), kept in the new model.json. What jan cannot make or
+    keep (``quantize``, a Go ``template``, a ``modelfile``) is refused with a 400 by the route, never dropped."""
 
     model: str = ""
     name: str = ""  # Ollama's deprecated name for ``model`` (its create reads cmp.Or(r.Model, r.Name))
@@ -399,14 +399,14 @@ class OllamaCreateRequest(_Body):
     system: str | None = None
     messages: list[OllamaStoredMessage] | None = None
     license: Union[str, list[str], None] = None  # several: one text, as Ollama's /api/show joins them
-    # refused when given (see above)
     adapters: dict[str, Any] | None = None
+    # refused when given (see above)
     quantize: str | None = None
     template: str | None = None
     modelfile: str | None = None
     path: str | None = None
 
-    UNSUPPORTED: ClassVar[tuple[str, ...]] = ("adapters", "quantize", "template", "modelfile", "path")
+    UNSUPPORTED: ClassVar[tuple[str, ...]] = ("quantize", "template", "modelfile", "path")
 
     def stored(self) -> dict[str, Any]:
         """The model.json fields the request sets besides ``parameters``: ``system``, ``messages``, ``license``

@@ -1,5 +1,5 @@
 """llama-server's native endpoints: ``POST /completion``, ``POST /infill``, ``GET /props``, ``POST /embedding``,
-``GET /slots``, and its router mode's ``POST /models/load`` and ``/models/unload``.
+``GET /slots``, ``GET``/``POST /lora-adapters``, and its router mode's ``POST /models/load`` and ``/models/unload``.
 
 HTTP only: each handler parses its body (:mod:`jan.server.dialects.llamacpp`), calls the completion service and
 writes the typed deltas back as llama-server's result objects, whole or as server-sent events (``data: {...}``
@@ -31,7 +31,7 @@ from jan.server.resolve import model_and_engine
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
 from jan.server.schemas import ContentPrompt
 from jan.server.streaming import relay
-from jan.server.validation import body_step, parse_body
+from jan.server.validation import body_step, parse_body, read_json
 from jan.services.engine_output import engine_failures
 from jan.services.errors import RequestError
 from jan.services.models import unload_now
@@ -65,6 +65,15 @@ RESPONSES[("GET", "/slots")] = {"200": ("The model's slots", {"application/json"
                                "properties": {"id": {"type": "integer"}, "n_ctx": {"type": "integer"},
                                               "speculative": {"type": "boolean"},
                                               "is_processing": {"type": "boolean"}}}}})}
+_LORA_ADAPTER = {"type": "object", "required": ["id", "path", "scale"], "properties": {
+    "id": {"type": "integer"}, "path": {"type": "string"}, "scale": {"type": "number"},
+    "task_name": {"type": "string"}, "prompt_prefix": {"type": "string"}}}
+RESPONSES[("GET", "/lora-adapters")] = {"200": ("The model's LoRA adapters, with the scales requests that name no "
+                                                "'lora' run under", {"application/json": {
+    "type": "array", "items": _LORA_ADAPTER}})}
+RESPONSES[("POST", "/lora-adapters")] = {"200": ("Done: requests submitted from now on run under these scales",
+                                                 {"application/json": {"type": "object", "required": ["success"],
+                                                                       "properties": {"success": {"const": True}}}})}
 for _path in ("/models/load", "/models/unload"):
     RESPONSES[("POST", _path)] = {"200": ("Done", {"application/json": {
         "type": "object", "required": ["success"], "properties": {"success": {"const": True}}}})}
@@ -391,6 +400,40 @@ async def slots(request: web.Request) -> web.Response:
     # whether the slots draft (llama-server's "speculative"): the model's own mode as /props tells it, n-gram included
     drafts = _speculative_mode(_model_sampling(target.model), status, target.model, load)
     return json_response(native.slots(n_slots, busy, n_ctx, drafts != "none"))
+
+
+async def _lora_adapters(request: web.Request, adapters: Any = None) -> list[dict[str, Any]]:
+    """The LoRA adapters of the default (or only loaded) model, or ``?model=``'s (loaded if need be), their default
+    scales set to ``adapters`` first when given."""
+    target = await request.app[SERVICES].models.resolve(request.query.get("model") or None)
+    lora_adapters = getattr(target.engine, "lora_adapters", None)
+    if lora_adapters is None:
+        if adapters is None:
+            return []  # (an engine without adapters: none to list)
+        raise APIError(400, f"model '{target.id}' runs on an engine without LoRA adapters", param="model",
+                       code="invalid_value")
+    try:
+        return await lora_adapters(target.model, adapters)
+    except jan.BadRequestError as exc:
+        raise APIError(400, str(exc), param=exc.param or "lora", code=exc.code or "invalid_value") from None
+
+
+@routes.get("/lora-adapters")
+async def get_lora_adapters(request: web.Request) -> web.Response:
+    """llama-server's LoRA adapters of the default (or only loaded) model, or ``?model=``'s: each one's ``id``,
+    ``path``, ``scale`` (what requests that name no ``lora`` run under), ``task_name`` and ``prompt_prefix``."""
+    return json_response(await _lora_adapters(request))
+
+
+@routes.post("/lora-adapters")
+async def post_lora_adapters(request: web.Request) -> web.Response:
+    """llama-server's: set the default scales of the model's LoRA adapters (``?model=``, as ``GET``) for requests
+    submitted from now on: ``[{"id": 0, "scale": 0.5}, ...]``, the adapters not listed at 0."""
+    body = await read_json(request)
+    if not isinstance(body, list):
+        raise APIError(400, "Request body must be an array", param="lora", code="invalid_type")
+    await _lora_adapters(request, body)
+    return json_response({"success": True})
 
 
 async def _router_model(request: web.Request, missing_status: int) -> tuple[dict[str, Any], Any, bool]:

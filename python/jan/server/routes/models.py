@@ -46,6 +46,10 @@ async def with_state(request: web.Request, model: dict[str, Any]) -> dict[str, A
         out["draft_model_in_use"] = status["draft_model"]
     if status.get("draft_model_skipped"):  # why the server's draft model (--model-draft) does not draft for it
         out["draft_model_skipped"] = status["draft_model_skipped"]
+    if status.get("lora"):  # its LoRA adapters (id, path, scale: the default now), as GET /lora-adapters lists them
+        out["lora_adapters"] = status["lora"]
+    if status.get("lora_skipped"):  # why the server's LoRA adapters (--lora) are not loaded with it
+        out["lora_skipped"] = status["lora_skipped"]
     out["capabilities"] = facts.capabilities
     return out
 

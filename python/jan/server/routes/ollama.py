@@ -631,8 +631,10 @@ async def _copy_model(services: Services, source: Target, destination: str,
             await models.update_model(destination, changes)
         return
     path = source.model.get("file_path")
+    own_lora = bool(settings and "lora" in settings)  # (a create's adapters replace the source's)
     # (the files the model service resolved are no model.json fields)
-    doc = {k: v for k, v in source.model.items() if k not in ("id", "file_path", "mmproj_path", "draft_model_path")}
+    doc = {k: v for k, v in source.model.items()
+           if k not in ("id", "file_path", "mmproj_path", "draft_model_path", "lora_paths")}
     if parameters:
         doc["parameters"] = {**(doc.get("parameters") or {}), **parameters}
     if settings:
@@ -644,6 +646,8 @@ async def _copy_model(services: Services, source: Target, destination: str,
                 if doc.get(k)}
         # the projector as the source resolved it: a name relative to the source's folder would not be the copy's
         settings = {k: v for k, v in (doc.get("settings") or {}).items() if k not in ("llama_model_path", "mmproj")}
+        if source.model.get("lora_paths") and not own_lora:  # likewise its LoRA adapters, as the source resolved them
+            settings["lora"] = source.model["lora_paths"]
         await models.import_model(path, model_id=destination, mode="link", mmproj=source.model.get("mmproj_path"),
                                   settings=settings, overwrite=overwrite, **keep)
     else:
@@ -658,8 +662,10 @@ async def create(request: web.Request) -> web.StreamResponse:
     folder), plus optionally its projector (a file whose name contains ``mmproj``). ``parameters`` (Ollama's
     option names) become the new model.json's ``parameters``; ``system``, ``messages`` and ``license`` its own
     fields of those names (the chat service puts the system prompt and messages into every chat:
-    :mod:`jan.services.model_prompt`); left out, a ``from`` model's stay. Adapters, quantizing and Go templates
-    have no place in jan's models: asked for, they are a 400.
+    :mod:`jan.services.model_prompt`); left out, a ``from`` model's stay. ``adapters`` (file name -> digest of a
+    pushed GGUF blob) become the model's LoRA adapters at scale 1 (``settings.lora``, each blob referenced where it
+    is, as a projector is; they replace a ``from`` model's). Quantizing and Go templates have no place in jan's
+    models: asked for, they are a 400.
 
     A model of that name is replaced, as Ollama's manifest is: its model.json is written over at once, when every
     check has passed (a refused request leaves it as it was), and a loaded copy of the old model is unloaded once
@@ -680,6 +686,9 @@ async def create(request: web.Request) -> web.StreamResponse:
                                "(a GGUF file pushed with POST /api/blobs/sha256:<hex>)")
     parameters = ollama_requests.model_parameters(body.parameters)
     settings = ollama_requests.model_settings(body.parameters)
+    if body.adapters:
+        settings = {**(settings or {}), "lora": [{"path": str(await _blob_gguf(request, name, digest, "adapters"))}
+                                                 for name, digest in body.adapters.items()]}
     services = _services(request)
     model_id = await _as_named(services, _new_model_id(body.model_name, "model"))
     # a model of that name is replaced, as Ollama writes its manifest over the old one
@@ -727,17 +736,7 @@ async def _create_from_files(request: web.Request, files: dict[str, str], model_
     if len(weights) != 1 or len(projectors) > 1:
         raise OllamaError(400, f"files: jan makes a model from one GGUF file and at most one projector (a file "
                                f"whose name contains 'mmproj'), not from {', '.join(sorted(files))}")
-    paths: dict[str, Path] = {}
-    for name, digest in files.items():
-        path = _blob_path(request, digest)
-        if not await asyncio.to_thread(path.is_file):
-            raise OllamaError(400, f"files: {name}: blob \"{digest}\" not found (push it first with "
-                                   f"POST /api/blobs/{digest})")
-        try:
-            await asyncio.to_thread(check_gguf, path)
-        except InvalidArgumentError:
-            raise OllamaError(400, f"files: {name}: supplied file was not in GGUF format") from None
-        paths[name] = path
+    paths = {name: await _blob_gguf(request, name, digest, "files") for name, digest in files.items()}
     models = _services(request).models.model_extension()
     mmproj = str(paths[projectors[0]]) if projectors else None
     # Hard-linked (copied across filesystems) under the name the client gave it: deleting the model later
@@ -748,6 +747,22 @@ async def _create_from_files(request: web.Request, files: dict[str, str], model_
                               **({"settings": settings} if settings else {}), **stored)
     return ["parsing GGUF", *(f"using existing layer sha256:{path.name.removeprefix('sha256-')}"
                               for path in paths.values()), "writing manifest", "success"]
+
+
+async def _blob_gguf(request: web.Request, name: str, digest: Any, field: str) -> Path:
+    """The pushed blob ``digest`` that the create's ``field`` names ``name``, checked to be there and a GGUF; a 400
+    naming them otherwise."""
+    if not isinstance(digest, str):
+        raise OllamaError(400, f"{field}: {name}: invalid digest format")
+    path = _blob_path(request, digest)
+    if not await asyncio.to_thread(path.is_file):
+        raise OllamaError(400, f"{field}: {name}: blob \"{digest}\" not found (push it first with "
+                               f"POST /api/blobs/{digest})")
+    try:
+        await asyncio.to_thread(check_gguf, path)
+    except InvalidArgumentError:
+        raise OllamaError(400, f"{field}: {name}: supplied file was not in GGUF format") from None
+    return path
 
 
 # -- blobs -------------------------------------------------------------------------------------------
