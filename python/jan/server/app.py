@@ -22,6 +22,7 @@ import jan.server.dialect_errors  # noqa: F401 - the dialects' error shapes, bef
 from jan.server.errors import describe_error, dialect_error_middleware, error_middleware, quiet_client_protocol_errors
 from jan.server import expect
 from jan.server.body_read import body_read_middleware
+from jan.server.disconnect import handling_middleware
 from jan.server.keys import BUS, CONFIG, LIVE_CONTROLS, MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN, STARTED_AT
 from jan.server.media_fetch import MediaAllowlist, MediaFetcher
 from jan.services.container import Services
@@ -124,8 +125,9 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
         # refused (key or not), then the key is checked, then a body in codings not undone here is refused.
         # (What aiohttp refuses before these run is shaped by the runner: jan.server.protocol.AppRunner.)
         # Innermost: the route's body is read within the read timeout and its route's size limit
-        # (jan.server.body_read).
-        middlewares=[request_id_middleware, *before_body, body_read_middleware(config, jan_handlers)],
+        # (jan.server.body_read), and the request is noted for the waits that end when its client leaves.
+        middlewares=[request_id_middleware, *before_body, body_read_middleware(config, jan_handlers),
+                     handling_middleware],
     )
     expect.install(app, expect.before_body(before_body, expect.declared_size_check(config, jan_handlers)))
     app.on_response_prepare.append(cors_on_prepare(config))
