@@ -21,7 +21,7 @@ from jan.server.config import ServerConfig
 import jan.server.dialect_errors  # noqa: F401 - the dialects' error shapes, before any of their modules loads
 from jan.server.errors import describe_error, dialect_error_middleware, error_middleware, quiet_client_protocol_errors
 from jan.server import expect
-from jan.server.body_read import body_read_middleware
+from jan.server.body_read import body_read_middleware, declared_size_check
 from jan.server.disconnect import handling_middleware
 from jan.server.keys import BUS, CONFIG, LIVE_CONTROLS, MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN, STARTED_AT
 from jan.server.media_fetch import MediaAllowlist, MediaFetcher
@@ -129,7 +129,7 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
         middlewares=[request_id_middleware, *before_body, body_read_middleware(config, jan_handlers),
                      handling_middleware],
     )
-    expect.install(app, expect.before_body(before_body, expect.declared_size_check(config, jan_handlers)))
+    expect.install(app, expect.before_body(before_body, declared_size_check(config, jan_handlers)))
     app.on_response_prepare.append(cors_on_prepare(config))
     app.on_response_prepare.append(stamp_request_id)
     app.on_response_prepare.append(end_unreadable_body)

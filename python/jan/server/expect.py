@@ -5,7 +5,8 @@ runs before any middleware: a request without the API key, or one whose Content-
 was invited to send its whole body (curl asks before every large upload) and only then refused. Every route gets
 jan's expect handler instead (:func:`install`): it runs the app's checks that need no body (Host, CORS, Origin,
 Content-Type and -Encoding, the API key: the middlewares themselves, in their order, so the answer is the one they
-give) and the declared size against the route's limit; a refusal is the final answer, sent without ``100
+give) and the declared size against the route's limit (:func:`jan.server.body_read.declared_size_check`, the
+limit the route declares); a refusal is the final answer, sent without ``100
 Continue`` and ending the connection (the body is never read); every other request gets ``100 Continue`` as
 before, and an ``Expect`` other than ``100-continue`` stays aiohttp's 417.
 
@@ -18,28 +19,17 @@ resolves to carries jan's handler, wrapped around the one it had.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 from aiohttp.web_protocol import RequestPayloadError
 
-from jan.server import body_read
-from jan.server.config import ServerConfig
-
-__all__ = ["before_body", "declared_size_check", "install"]
+__all__ = ["before_body", "install"]
 
 Check = Callable[[web.Request], Awaitable["web.StreamResponse | None"]]
 Middleware = Callable[..., Awaitable[Any]]
-
-
-def declared_size_check(config: ServerConfig, own_handlers: Collection[object]) -> Check:
-    """The refusal of a request whose Content-Length its route does not take, by the limit the route declares
-    (:func:`jan.server.body_read.body_limit`; ``max_body_bytes`` for jan's other routes): the same check the route's
-    reading of its body starts with (:func:`jan.server.body_read.body_read_middleware`). An extension's route reads
-    its body as it chooses: its size is not judged here."""
-    return body_read.declared_size_check(config, own_handlers)
 
 
 def before_body(middlewares: Iterable[Middleware], last: Check) -> Check:
