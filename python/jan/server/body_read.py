@@ -113,23 +113,24 @@ async def route_body_limit(request: web.Request, own_handlers: Collection[object
     return getattr(handler, "jan_body_limit", JSON_BODY)
 
 
+async def _judge_declared(request: web.Request, config: ServerConfig, limit: BodyLimit | None) -> None:
+    size = request.content_length
+    if limit is None or size is None or request.method not in _BODY_METHODS:
+        return
+    if limit.declared is not None:
+        await limit.declared(request, config, size)
+    bound = limit.limit(config)
+    if bound is not None and size > bound:
+        raise limit.too_large(config, size)
+
+
 def declared_size_check(config: ServerConfig, own_handlers: Collection[object]):
     """The refusal (raised) of a request whose declared Content-Length its route does not take: run before the
     body is read, before ``100 Continue`` (:mod:`jan.server.expect`) and as the route starts
     (:func:`body_read_middleware`)."""
     async def check(request: web.Request) -> None:
-        size = request.content_length
-        if size is None or request.method not in _BODY_METHODS:
-            return None
-        limit = await route_body_limit(request, own_handlers)
-        if limit is None:
-            return None
-        if limit.declared is not None:
-            await limit.declared(request, config, size)
-        bound = limit.limit(config)
-        if bound is not None and size > bound:
-            raise limit.too_large(config, size)
-        return None
+        if request.content_length is not None:
+            await _judge_declared(request, config, await route_body_limit(request, own_handlers))
 
     return check
 
@@ -192,19 +193,17 @@ class _BodyGuard(BaseTimerContext):
 def body_read_middleware(config: ServerConfig, own_handlers: Collection[object]) -> Any:
     """The guard of every request's body while its handler runs: its declared size judged against its route's limit
     first (a refusal ends the connection: the body is never read), then :class:`_BodyGuard` over the reading."""
-    check = declared_size_check(config, own_handlers)
-
     @web.middleware
     async def guard_body(request: web.Request, handler):
         stream = request.content
         if not request.body_exists or not hasattr(stream, "total_bytes"):
             return await handler(request)
+        limit = await route_body_limit(request, own_handlers)
         try:
-            await check(request)
+            await _judge_declared(request, config, limit)
         except Exception as exc:
             stream.set_exception(exc)  # (the connection ends with the answer: jan.server.validation)
             raise
-        limit = await route_body_limit(request, own_handlers)
         bound = limit.limit(config) if limit is not None else None
         guard = _BodyGuard(stream, config.read_timeout, bound,
                            lambda size: limit.too_large(config, size))  # type: ignore[union-attr]
