@@ -1,6 +1,6 @@
-"""Changing an extension's settings takes the settings file's lock (another process may hold it, up to its 30 s
-timeout) and writes the file in a worker thread, never on the event loop: every other request is answered
-meanwhile."""
+"""Changing an extension's settings, or enabling and disabling one, takes its file's lock (another process may hold
+it, up to its 30 s timeout) and writes the file in a worker thread, never on the event loop: every other request is
+answered meanwhile."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import urllib.request
 
 import pytest
 
-from jan.core.settings import JsonSettingsStore
+from jan.core.fs import LocalFileSystem
+from jan.core.manager import STATE_FILE
 from jan.server.config import ServerConfig
 from jan.testing.server import ServerThread
 
@@ -36,37 +37,47 @@ def _call(server, method: str, path: str, body: dict | None = None) -> tuple[int
         return err.code, json.loads(err.read() or b"null")
 
 
-@pytest.mark.parametrize("method,body", [("PATCH", {"n_parallel": 2}), ("DELETE", None)])
-def test_other_requests_are_answered_while_a_settings_change_waits_for_its_lock(server, monkeypatch, method, body):
+SETTINGS = "settings/llamacpp/settings.json"
+
+
+@pytest.mark.parametrize("method,path,body,locked", [
+    ("PATCH", "/v1/extensions/llamacpp/settings", {"n_parallel": 2}, SETTINGS),
+    ("DELETE", "/v1/extensions/llamacpp/settings", None, SETTINGS),
+    ("POST", "/v1/extensions/monitoring/disable", None, STATE_FILE),
+    ("PATCH", "/v1/extensions/monitoring", {"enabled": False}, STATE_FILE),
+])
+def test_other_requests_are_answered_while_a_change_waits_for_its_files_lock(server, monkeypatch, method, path,
+                                                                             body, locked):
     folder = server.config.data_folder
     waiting = threading.Event()
-    original = JsonSettingsStore.lock
+    original = LocalFileSystem.lock
 
-    def noted_lock(self, namespace):  # (tells the test when the server's change has reached the lock)
+    def noted_lock(self, file):  # (tells the test when the server's change has reached the lock)
         @contextlib.contextmanager
         def held():
-            waiting.set()
-            with original(self, namespace):
+            if str(file) == locked:
+                waiting.set()
+            with original(self, file):
                 yield
         return held()
 
     holder_has_it, release = threading.Event(), threading.Event()
 
-    def hold() -> None:  # another holder of the same file's lock (a separate lock manager: another process's way)
-        with original(JsonSettingsStore(folder), "llamacpp"):
+    def hold() -> None:  # another holder of the same file's lock (a lock manager of its own: another process's way)
+        with original(LocalFileSystem(folder), locked):
             holder_has_it.set()
             release.wait(WAIT)
 
     holder = threading.Thread(target=hold, daemon=True)
     holder.start()
     assert holder_has_it.wait(WAIT)
-    monkeypatch.setattr(JsonSettingsStore, "lock", noted_lock)
+    monkeypatch.setattr(LocalFileSystem, "lock", noted_lock)
     change: dict[str, tuple[int, dict]] = {}
-    changer = threading.Thread(target=lambda: change.setdefault("answer", _call(
-        server, method, "/v1/extensions/llamacpp/settings", body)), daemon=True)
+    changer = threading.Thread(target=lambda: change.setdefault("answer", _call(server, method, path, body)),
+                               daemon=True)
     try:
         changer.start()
-        assert waiting.wait(WAIT), "the settings change never reached the lock"
+        assert waiting.wait(WAIT), "the change never reached the lock"
         status, health = _call(server, "GET", "/health")
         assert status == 200, health
         assert "answer" not in change  # (answered while the change still waits for the lock)
@@ -78,10 +89,12 @@ def test_other_requests_are_answered_while_a_settings_change_waits_for_its_lock(
         changer.join(WAIT)
     status, answer = change["answer"]
     assert status == 200, answer
-    if method == "PATCH":
+    if locked == SETTINGS and method == "PATCH":
         assert answer["user_values"]["n_parallel"] == 2
-        stored = json.loads((folder / "settings" / "llamacpp" / "settings.json").read_text())
-        assert stored["n_parallel"] == 2
+        assert json.loads((folder / SETTINGS).read_text())["n_parallel"] == 2
+    if locked == STATE_FILE:
+        assert answer["enabled"] is False
+        assert json.loads((folder / STATE_FILE).read_text())["extensions"]["monitoring"]["enabled"] is False
 
 
 async def test_a_change_off_the_loop_still_tells_its_callbacks_on_the_loop(tmp_path):
