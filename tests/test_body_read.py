@@ -5,6 +5,7 @@ a client that stops halfway is answered (408, 413) in its dialect's shape, and i
 from __future__ import annotations
 
 import json
+import logging
 import select
 import socket
 import time
@@ -96,7 +97,9 @@ DIALECTS = {
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_a_body_that_stops_coming_is_a_408_in_its_dialects_shape_and_the_connection_ends(server, dialect, framing):
+def test_a_body_that_stops_coming_is_a_408_in_its_dialects_shape_and_the_connection_ends(server, dialect, framing,
+                                                                                       caplog):
+    caplog.set_level(logging.INFO)
     path, extra, cause, expected = DIALECTS[dialect]
     headers = {"Content-Type": "application/json", **extra}
     if framing == "chunked":
@@ -109,6 +112,9 @@ def test_a_body_that_stops_coming_is_a_408_in_its_dialects_shape_and_the_connect
     assert status == 408, (status, body)
     assert cause(json.loads(body)) == expected
     assert response_headers.get("connection", "").lower() == "close" and closed
+    # a client's stall: no error, no traceback in the log
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], \
+        [r.getMessage() for r in caplog.records]
 
 
 FORM = "multipart/form-data; boundary=xyz"
@@ -156,13 +162,16 @@ def test_a_slow_body_that_keeps_coming_is_read_whole(server):
 @pytest.mark.parametrize("path,shape", [("/v1/messages", lambda b: b["type"] == "error"),
                                         ("/api/chat", lambda b: list(b) == ["error"]),
                                         ("/v1/chat/completions", lambda b: b["error"]["code"] == "request_timeout")])
-def test_a_head_that_stops_coming_is_a_408_in_its_paths_shape(server, path, shape):
+def test_a_head_that_stops_coming_is_a_408_in_its_paths_shape(server, path, shape, caplog):
+    caplog.set_level(logging.INFO)
     host, port = _address(server)
     with socket.create_connection((host, port), timeout=WAIT) as sock:
         sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: applic".encode())
         status, headers, body = _answer(sock)
         assert status == 408 and shape(json.loads(body)), body
         assert headers["connection"].lower() == "close" and _closed(sock)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], \
+        [r.getMessage() for r in caplog.records]
 
 
 def test_a_connection_that_sends_nothing_is_closed(server):
