@@ -103,42 +103,41 @@ DIALECTS = {
 }
 
 
-@pytest.mark.parametrize("dialect", DIALECTS)
-def test_a_request_without_the_key_is_refused_before_its_body_in_its_dialects_shape(server, dialect):
-    path, extra, cause = DIALECTS[dialect]
-    for headers in (extra, {**extra, "Authorization": "Bearer wrong"}):
-        kind, (status, response_headers, body) = ask(server, path, 10_000_000, headers)
-        assert kind == "final" and status == 401, (dialect, kind, status)
-        assert response_headers.get("connection", "").lower() == "close"
-        got = cause(json.loads(body))
-        expected = {"openai": "invalid_api_key", "anthropic": ("error", "authentication_error"),
-                    "llama-server": (401, "authentication_error")}.get(dialect)
-        if expected is None:  # Ollama's {"error": message}
-            assert "API key" in got
-        else:
-            assert got == expected
+def _with_key(dialect: str, extra: dict) -> dict:
+    return {**extra, **(ANTHROPIC if dialect == "anthropic" else AUTH)}
 
 
+#: Each refusal that comes before the body: the request's headers (from the dialect and its own ones), its declared
+#: length, the status, and how each dialect's body names the cause (Ollama's {"error": message}: words in it).
+REFUSALS = {
+    "no key": (lambda dialect, extra: extra, 10_000_000, 401),
+    "a wrong key": (lambda dialect, extra: {**extra, "Authorization": "Bearer wrong"}, 10_000_000, 401),
+    "over max_body_bytes": (_with_key, MAX_BODY + 1, 413),
+}
+CAUSES = {
+    401: {"openai": "invalid_api_key", "anthropic": ("error", "authentication_error"),
+          "llama-server": (401, "authentication_error"), "ollama": "API key"},
+    413: {"openai": "request_too_large", "anthropic": ("error", "request_too_large"),
+          "llama-server": (413, "invalid_request_error"), "ollama": "too large"},
+}
+
+
+@pytest.mark.parametrize("refusal", REFUSALS)
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_a_declared_size_over_max_body_bytes_is_a_413_before_the_body(server, dialect):
+def test_a_refused_request_is_answered_before_its_body_in_its_dialects_shape(server, dialect, refusal):
     path, extra, cause = DIALECTS[dialect]
-    headers = {**extra, **(ANTHROPIC if dialect == "anthropic" else AUTH)}
-    kind, (status, response_headers, body) = ask(server, path, MAX_BODY + 1, headers)
-    assert kind == "final" and status == 413, (dialect, kind, status)
+    headers, length, expected_status = REFUSALS[refusal]
+    kind, (status, response_headers, body) = ask(server, path, length, headers(dialect, extra))
+    assert kind == "final" and status == expected_status, (dialect, refusal, kind, status)
     assert response_headers.get("connection", "").lower() == "close"
-    got = cause(json.loads(body))
-    expected = {"openai": "request_too_large", "anthropic": ("error", "request_too_large"),
-                "llama-server": (413, "invalid_request_error")}.get(dialect)
-    if expected is None:
-        assert "too large" in got
-    else:
-        assert got == expected
+    got, expected = cause(json.loads(body)), CAUSES[expected_status][dialect]
+    assert (expected in got) if dialect == "ollama" else (got == expected), (dialect, refusal, got)
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_a_request_that_passes_gets_100_continue_and_is_answered_after_its_body(server, dialect):
     path, extra, _ = DIALECTS[dialect]
-    headers = {**extra, **(ANTHROPIC if dialect == "anthropic" else AUTH)}
+    headers = _with_key(dialect, extra)
     body = b"{}"
     kind, (status, _, answer) = ask(server, path, len(body), headers, body=body)
     assert kind == "continue"

@@ -24,7 +24,7 @@ from aiohttp import web
 from jan.cli.common import INT32_MAX, CLIError, GpuLayers, PathParam, SamplingValue, check_flag_order, nonempty_param
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES, LOAD_RANGES
 from jan.engine.params import SPECULATIVE
-from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_data_folder
+from jan.server.config import DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S, OLLAMA_PORT, ServerConfig, default_data_folder
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
 
 
@@ -83,6 +83,10 @@ def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
               type=click.IntRange(1), metavar="N",
               help="The largest file POST /v1/files stores, in bytes; a larger upload is refused (413). "
                    "Uploads stream to disk: this bounds the disk a client may fill.")
+@click.option("--read-timeout", "read_timeout", default=DEFAULT_READ_TIMEOUT_S, show_default=True,
+              type=click.FloatRange(0, min_open=True), callback=_seconds, metavar="SECONDS",
+              help="How long a client may stall a request it began (its headers, or between two pieces of its "
+                   "body) before it is answered 408 and its connection closed.")
 @click.option("--parallel", "-np", "n_parallel", default=None, type=click.IntRange(1, int(LOAD_RANGES["n_parallel"].le)),
               help="Requests each model serves at once [default: the llamacpp extension's setting, 4].")
 @click.option("--ctx-size", "-c", "n_ctx", default=None, type=click.IntRange(64, INT32_MAX), help="Context tokens per request.")
@@ -146,7 +150,7 @@ def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(host, port, ollama_port, data_folder, models, default_model, api_key, cors_origins, allowed_hosts,
-          allow_media_from, max_upload_bytes,
+          allow_media_from, max_upload_bytes, read_timeout,
           n_parallel, n_ctx, n_threads, adaptive_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v,
           cache_ram_mib, speculative, draft_model, lora, lora_scaled, lora_init_without_apply,
           draft_p_min, draft_max, draft_min, ngram, image_min_tokens, image_max_tokens, keep_alive, max_loaded_models,
@@ -187,7 +191,7 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
     config = ServerConfig(
         host=host, port=port, ollama_port=ollama_port, data_folder=data_folder or default_data_folder(), api_key=api_key,
         cors_origins=list(cors_origins), allowed_hosts=list(allowed_hosts), models=list(models),
-        allow_media_from=list(allow_media_from), max_upload_bytes=max_upload_bytes,
+        allow_media_from=list(allow_media_from), max_upload_bytes=max_upload_bytes, read_timeout=read_timeout,
         default_model=default_model,
         n_parallel=n_parallel, n_ctx=n_ctx, n_threads=n_threads, adaptive_threads=adaptive_threads,
         n_gpu_layers=n_gpu_layers, max_queue=max_queue,

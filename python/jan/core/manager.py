@@ -520,7 +520,9 @@ class ExtensionManager:
         self.discover()
         entry = self._entry(name)
         async with self._locked():
-            self._set_enabled(name, True)
+            # (extensions.json's lock and write in a worker: another process holding the lock, up to its 30 s,
+            # stalls this call only, not every other request of a server on the same loop)
+            await asyncio.to_thread(self._set_enabled, name, True)
             if entry.loading is None:
                 entry.error = entry.error_kind = None
             loads = await self._reconcile(retry={name}) if self._started else []
@@ -537,7 +539,7 @@ class ExtensionManager:
         self.discover()
         entry = self._entry(name)
         async with self._locked():
-            self._set_enabled(name, False)
+            await asyncio.to_thread(self._set_enabled, name, False)  # (off the loop, as in enable)
             why = f"depends on {name!r}, which was disabled"
             await self._withdraw(entry, lambda dep: self._mark(dep, why, "dependency"))
             entry.error = entry.error_kind = None

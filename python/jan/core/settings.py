@@ -398,6 +398,26 @@ class ExtensionSettings:
         if not isinstance(values, Mapping):
             raise TypeError("settings values must be a mapping")
         _require_strict_json(values, self.namespace)
+        return self._notified(*self._update_stored(values))
+
+    def reset(self, *keys: str) -> dict[str, Any]:
+        """Forget the user's values of ``keys`` (every key if none), back to defaults; returns what changed."""
+        return self._notified(*self._reset_stored(keys))
+
+    async def update_off_loop(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """:meth:`update` for code on the event loop (a route): the file's lock, its read and its write in a worker
+        thread, so that a lock another process holds (up to its 30 s timeout) or a slow disk holds up no other
+        request; the callbacks and the event after it on the loop, where :meth:`update` runs them."""
+        if not isinstance(values, Mapping):
+            raise TypeError("settings values must be a mapping")
+        _require_strict_json(values, self.namespace)
+        return self._notified(*await asyncio.to_thread(self._update_stored, values))
+
+    async def reset_off_loop(self, *keys: str) -> dict[str, Any]:
+        """:meth:`reset` for code on the event loop, as :meth:`update_off_loop`."""
+        return self._notified(*await asyncio.to_thread(self._reset_stored, keys))
+
+    def _update_stored(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         with self._lock():
             previous = self._fresh()
             candidate = {**self._overrides, **copy.deepcopy(dict(values))}
@@ -406,13 +426,17 @@ class ExtensionSettings:
             stored = {k: copy.deepcopy(effective.get(k, candidate[k])) for k in candidate}
             return self._commit(stored, effective, model, previous)
 
-    def reset(self, *keys: str) -> dict[str, Any]:
-        """Forget the user's values of ``keys`` (every key if none), back to defaults; returns what changed."""
+    def _reset_stored(self, keys: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
         with self._lock():
             previous = self._fresh()
             remaining = {} if not keys else {k: v for k, v in self._overrides.items() if k not in keys}
             effective, model = self._schema.validate(remaining)
             return self._commit(remaining, effective, model, previous)
+
+    def _notified(self, changes: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+        if changes:
+            self._notify(changes, before)
+        return changes
 
     def reload(self) -> None:
         """Re-read the stored values; unreadable files and invalid values are set aside/dropped with a warning."""
@@ -525,16 +549,15 @@ class ExtensionSettings:
         self._model = model
 
     def _commit(self, stored: dict[str, Any], effective: dict[str, Any], model: Any,
-                previous: dict[str, Any]) -> dict[str, Any]:
+                previous: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Store the values; (what changed: ``{key: new}``, ``{key: old}``), to be told by :meth:`_notified` (on the
+        caller's thread: the loop's, for :meth:`update_off_loop`)."""
         self._store.write(self.namespace, stored)
         self._overrides, self._values, self._model, self._error = stored, effective, model, None
         self._file_problems, self._ignored = [], []  # the file now holds exactly the valid values
         keys = set(previous) | set(effective)
         changes = {k: copy.deepcopy(effective.get(k)) for k in sorted(keys) if previous.get(k) != effective.get(k)}
-        if changes:
-            before = {k: copy.deepcopy(previous.get(k)) for k in changes}
-            self._notify(changes, before)
-        return changes
+        return changes, {k: copy.deepcopy(previous.get(k)) for k in changes}
 
     def _notify(self, changes: dict[str, Any], previous: dict[str, Any]) -> None:
         try:

@@ -21,6 +21,8 @@ from jan.server.config import ServerConfig
 import jan.server.dialect_errors  # noqa: F401 - the dialects' error shapes, before any of their modules loads
 from jan.server.errors import describe_error, dialect_error_middleware, error_middleware, quiet_client_protocol_errors
 from jan.server import expect
+from jan.server.body_read import body_read_middleware, declared_size_check
+from jan.server.disconnect import handling_middleware
 from jan.server.keys import BUS, CONFIG, LIVE_CONTROLS, MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN, STARTED_AT
 from jan.server.media_fetch import MediaAllowlist, MediaFetcher
 from jan.services.container import Services
@@ -114,6 +116,7 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
     before_body = [dialect_error_middleware, error_middleware, host_allowlist_middleware(config),
                    cors_middleware(config), cross_site_middleware(config, own_handlers), api_key_middleware(config),
                    body_codings_middleware]
+    jan_handlers = {route.handler for table in tables for route in table if isinstance(route, web.RouteDef)}
     app = web.Application(
         client_max_size=config.max_body_bytes,
         # Order matters: the request's id is chosen first (every log line and answer below carries it); errors on a
@@ -121,10 +124,12 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
         # a bad Host is refused first, then CORS preflights are answered, then cross-site writes are
         # refused (key or not), then the key is checked, then a body in codings not undone here is refused.
         # (What aiohttp refuses before these run is shaped by the runner: jan.server.protocol.AppRunner.)
-        middlewares=[request_id_middleware, *before_body],
+        # Innermost: the route's body is read within the read timeout and its route's size limit
+        # (jan.server.body_read), and the request is noted for the waits that end when its client leaves.
+        middlewares=[request_id_middleware, *before_body, body_read_middleware(config, jan_handlers),
+                     handling_middleware],
     )
-    jan_handlers = {route.handler for table in tables for route in table if isinstance(route, web.RouteDef)}
-    expect.install(app, expect.before_body(before_body, expect.declared_size_check(config, jan_handlers)))
+    expect.install(app, expect.before_body(before_body, declared_size_check(config, jan_handlers)))
     app.on_response_prepare.append(cors_on_prepare(config))
     app.on_response_prepare.append(stamp_request_id)
     app.on_response_prepare.append(end_unreadable_body)

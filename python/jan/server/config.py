@@ -12,6 +12,12 @@ from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
 DEFAULT_PORT = 1337
 OLLAMA_PORT = 11434  # Ollama's default, which some Ollama clients hard-code
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: Seconds a client may keep the server waiting for the rest of a request it began: its headers (all of them, from
+#: the connection's start or its first byte), or its body's next piece (between two pieces: a slow large upload
+#: that keeps coming is never cut). nginx's client_header_timeout and client_body_timeout (60 s each); without a
+#: bound, a client that declares a body and never sends it holds its connection, and what the route holds with it,
+#: forever. `jan serve --read-timeout`.
+DEFAULT_READ_TIMEOUT_S = 60.0
 
 
 def default_data_folder() -> Path:
@@ -67,6 +73,7 @@ class ServerConfig:
     # Where images given by URL or path may come from (http(s) URL prefixes, local folders); empty:
     # inline (data:) images only. See jan.server.media_fetch.
     allow_media_from: list[str] = field(default_factory=list)
+    read_timeout: float = DEFAULT_READ_TIMEOUT_S  # see DEFAULT_READ_TIMEOUT_S; a stalled request is a 408
     enable_extensions: bool = True  # False: only the built-in extensions (jan's own entry points)
 
     def __post_init__(self) -> None:
@@ -74,6 +81,8 @@ class ServerConfig:
         # makes and reads it as a Path, and a str failed there with "'str' object has no attribute 'mkdir'".
         if isinstance(self.data_folder, (str, os.PathLike)):
             self.data_folder = expand_home(self.data_folder)
+        if not (isinstance(self.read_timeout, (int, float)) and 0 < self.read_timeout < float("inf")):
+            raise ValueError(f"read_timeout: must be a number of seconds > 0, not {self.read_timeout!r}")
 
     @property
     def bound_to_loopback(self) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
@@ -35,24 +36,61 @@ def client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-async def unless_disconnected(request: web.Request, work: Awaitable[T], model_id: str | None) -> T:
-    """Await ``work`` (a non-streaming generation); when the client goes away first, cancel it and raise
-    :class:`ConnectionResetError` (the connection is dropped; nobody is left to answer)."""
+async def _until_gone(request: web.Request, work: Awaitable[T]) -> tuple[bool, T | None]:
+    """(False, ``work``'s result); or, when the client goes away first, ``work`` cancelled and (True, None)."""
     task = asyncio.ensure_future(work)
     try:
         while True:
             done, _ = await asyncio.wait([task], timeout=DISCONNECT_POLL_S)
             if done:
-                return task.result()
+                return False, task.result()
             if client_gone(request):
-                break
+                return True, None
     finally:
         if not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def unless_disconnected(request: web.Request, work: Awaitable[T], model_id: str | None) -> T:
+    """Await ``work`` (a non-streaming generation); when the client goes away first, cancel it and raise
+    :class:`ConnectionResetError` (the connection is dropped; nobody is left to answer)."""
+    gone, result = await _until_gone(request, work)
+    if not gone:
+        return result  # type: ignore[return-value]
     request.app[BUS].emit_nowait(InferenceStopped(model_id=model_id or "", reason="client disconnected"))
     raise ConnectionResetError("the client disconnected before the response was ready")
+
+
+# The request the running handler answers, and the handler's task: what :func:`while_client_waits` watches. A task
+# the handler starts (a batch's, a run's) inherits the context, not the client: it is told apart by its task.
+_HANDLING: contextvars.ContextVar[tuple[web.Request, asyncio.Task] | None] = contextvars.ContextVar(
+    "jan_handling", default=None)
+
+
+@web.middleware
+async def handling_middleware(request: web.Request, handler):
+    """Note the request being handled (:func:`while_client_waits`)."""
+    token = _HANDLING.set((request, asyncio.current_task()))  # type: ignore[arg-type]
+    try:
+        return await handler(request)
+    finally:
+        _HANDLING.reset(token)
+
+
+async def while_client_waits(work: Awaitable[T]) -> T:
+    """Await ``work`` (fetching a request's media by URL, up to its 30 s limit), cancelled when the client of the
+    request being handled goes away first (:class:`ConnectionResetError`): nobody is left for its answer, and a
+    fetch left running held its connection to the media's server (and a place among the fetches) for nothing.
+    Work outside a request's handler (a batch's item, a run) is only awaited."""
+    handling = _HANDLING.get()
+    if handling is None or handling[1] is not asyncio.current_task():
+        return await work
+    gone, result = await _until_gone(handling[0], work)
+    if gone:
+        raise ConnectionResetError("the client disconnected before its media was fetched")
+    return result  # type: ignore[return-value]
 
 
 _EMPTY = object()

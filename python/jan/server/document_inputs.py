@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 from jan.errors import DocumentError, MediaError
 from jan.image_types import b64decode, parse_data_url
 from jan.server.body_size import body_step
+from jan.server.disconnect import while_client_waits
 from jan.server.media_fetch import MediaFetcher, is_data_url, wire_type
 from jan.services.documents import MAX_DOCUMENT_BYTES
 from jan.store.errors import InvalidArgumentError, NotFoundError
@@ -138,6 +139,7 @@ async def read_body_documents(body: BaseModel, uploads: UploadStore | None, fetc
     await body_step(_document_inputs, body, "", found, uploads, fetcher)  # a walk over the whole body
     if not found:
         return
-    read = await asyncio.gather(*(reader() for _, reader in found))
+    # (cancelled, each fetch with it, when the request's client leaves: jan.server.disconnect)
+    read = await while_client_waits(asyncio.gather(*(reader() for _, reader in found)))
     for (node, _), file in zip(found, read):
         node._file = file

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.multipart import BodyPartReader, MultipartReader
 
 from jan.server.errors import APIError
-from jan.server.expect import file_too_large
+from jan.server.body_read import file_too_large
 
 #: The form's small fields are words, numbers and short texts (a transcription's ``prompt``).
 MAX_FIELD_BYTES = 1024

@@ -256,6 +256,9 @@ async def fetch_body_images(body: BaseModel, fetcher: MediaFetcher | None) -> No
     if not found:
         return
     fetcher = fetcher or MediaFetcher(MediaAllowlist())
-    urls = await asyncio.gather(*(fetcher.data_url(url, param) for _, url, param in found))
+    from jan.server.disconnect import while_client_waits  # (it imports jan.server.keys, which imports this module)
+
+    # (cancelled, each fetch with it, when the request's client leaves: jan.server.disconnect)
+    urls = await while_client_waits(asyncio.gather(*(fetcher.data_url(url, param) for _, url, param in found)))
     for (set_url, _, _), url in zip(found, urls):
         set_url(url)

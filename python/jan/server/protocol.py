@@ -12,6 +12,7 @@ parser's error behind it and never ends its body. The body is failed instead, an
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 
@@ -19,7 +20,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
+from jan.server.config import DEFAULT_READ_TIMEOUT_S
 from jan.server.errors import APIError, dialect_error_middleware, error_middleware, error_response
+from jan.server.keys import CONFIG
 from jan.server.request_id import ACCESS_LOG_FORMAT, AccessLogger, current_request_id, request_id, request_id_middleware, stamp
 from jan.server.validation import unsupported_content_encoding
 
@@ -51,9 +54,12 @@ class AppRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()  # starts and freezes the app, then aiohttp's Server for it
+        config = self.app.get(CONFIG)
         try:
             return _Server(server.request_handler, request_factory=server.request_factory,
-                           handler_cancellation=server.handler_cancellation, loop=server._loop, **server._kwargs)
+                           handler_cancellation=server.handler_cancellation, loop=server._loop,
+                           head_timeout=config.read_timeout if config is not None else DEFAULT_READ_TIMEOUT_S,
+                           **server._kwargs)
         except (AttributeError, TypeError):  # an aiohttp whose Server is made otherwise: its own answers, still served
             return server
 
@@ -63,13 +69,14 @@ class _Server(web.Server):
     class, with no option). Its handler runs the app inside the app's two outermost middlewares once more: they
     also catch what aiohttp raises before the app's middlewares run (its ``Expect`` check's 417)."""
 
-    def __init__(self, handler, **kwargs):
+    def __init__(self, handler, *, head_timeout: float = DEFAULT_READ_TIMEOUT_S, **kwargs):
         inner = functools.partial(error_middleware, handler=handler)
         shaped = functools.partial(dialect_error_middleware, handler=inner)
         super().__init__(functools.partial(request_id_middleware, handler=shaped), **kwargs)
+        self._head_timeout = head_timeout
 
     def __call__(self) -> web.RequestHandler:
-        return _Connection(self, loop=self._loop, **self._kwargs)
+        return _Connection(self, loop=self._loop, head_timeout=self._head_timeout, **self._kwargs)
 
 
 class _Connection(web.RequestHandler):
@@ -78,15 +85,65 @@ class _Connection(web.RequestHandler):
     input a refused request came in (aiohttp keeps none of it). Both read aiohttp's private ``_messages`` queue
     and ``_current_request``, with defaults: without them the answers are only aiohttp's again."""
 
-    __slots__ = ("_refused", "_seen")
+    __slots__ = ("_refused", "_seen", "_head_timeout", "_head_timer", "_head_begun")
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, head_timeout: float = DEFAULT_READ_TIMEOUT_S, **kwargs):
         super().__init__(*args, **kwargs)
         self._seen = b""  # the end of this connection's input before the packet at hand (each packet after a "\n")
         self._refused: dict[BaseException, bytes] = {}  # the parser's error -> the input it was found in
+        self._head_timeout = head_timeout
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_begun = False  # bytes of a request's head came, and not its end
+
+    # -- the head's time bound ----------------------------------------------------------------------------------
+    # A request's head (its line and headers) must come whole within head_timeout (the server's read_timeout) of
+    # the connection's start, or of its first byte on a kept-alive connection: aiohttp waits for it until its
+    # keep-alive timeout (an hour), so a client that sends part of a head, a byte at a time or nothing more, held
+    # the connection that long (nginx's client_header_timeout bounds the whole head the same way). It is answered
+    # 408, in the shape of the dialect its path names, and the connection closed; a connection that sent nothing
+    # is closed quietly. A kept-alive connection idle between requests is aiohttp's keep-alive timeout's business.
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = asyncio.get_running_loop().call_later(self._head_timeout, self._head_expired)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _waiting_for_head(self) -> bool:
+        # start() waits for the next request (aiohttp's future, private: without it, no head bound)
+        waiter = getattr(self, "_waiter", None)
+        return waiter is not None and not waiter.done() and not getattr(self, "_messages", True)
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if not self._waiting_for_head() or self.transport is None:
+            return  # a request came whole meanwhile, or the connection is ending anyway
+        if self._head_begun:
+            path, _ = _refused_request(self._seen)
+            err = APIError(408, f"The request's headers did not come whole within {self._head_timeout:g} seconds "
+                                "(this server's read_timeout)", code="request_timeout")
+            self.transport.write(_raw_response(error_response(err, path or "/", {"Connection": "close"})))
+        self.force_close()
 
     def data_received(self, data: bytes) -> None:
+        waiting, count = self._waiting_for_head(), getattr(self, "_request_count", 0)
         super().data_received(data)
+        if getattr(self, "_request_count", 0) != count:  # a head came whole
+            self._cancel_head_timer()
+            self._head_begun = False
+        elif data and (waiting or self._head_timer is not None):  # a head begun (its first bytes, or more)
+            self._head_begun = True
+            self._arm_head_timer()
         # aiohttp catches its parser's error and queues it as a message of its own (status, exc, message)
         queued = getattr(self, "_messages", None)
         exc = getattr(queued[-1][0], "exc", None) if queued else None
@@ -127,6 +184,16 @@ class _Connection(web.RequestHandler):
         response.force_close()
         stamp(request, response)
         return response
+
+
+def _raw_response(response: web.Response) -> bytes:
+    """``response`` (a body of bytes) as HTTP/1.1 bytes, for an answer sent outside any request (a head that never
+    came whole)."""
+    body = response.body if isinstance(response.body, bytes) else b""
+    lines = [f"HTTP/1.1 {response.status} {response.reason}"]
+    lines += [f"{k}: {v}" for k, v in response.headers.items() if k.lower() not in ("content-length", "connection")]
+    lines += [f"Content-Length: {len(body)}", "Connection: close"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def _refusal(status: int, exc: BaseException | None, content_encoding: str | None) -> APIError:

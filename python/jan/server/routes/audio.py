@@ -19,6 +19,7 @@ from aiohttp import web
 
 from jan.engine.media import AUDIO_FORMATS, DEFAULT_LIMITS, audio_format
 from jan.errors import MediaError
+from jan.server.body_read import FORM_OVERHEAD_BYTES, BodyLimit, body_limit, file_too_large
 from jan.server.disconnect import unless_disconnected
 from jan.server.errors import APIError, prompt_param
 from jan.server.forms import SmallForm, read_small_form
@@ -42,6 +43,11 @@ _FIELDS = {
 _PROMPT_BYTES = 16 * 1024
 _TIMED = ("srt", "vtt", "verbose_json", "diarized_json")
 
+#: A clip's form: the clip (the most the engine reads of one) and its small fields; a larger body, declared or sent
+#: (chunked, or without Expect), is the file's 413 before more of it is read.
+CLIP_BODY = BodyLimit(lambda config: DEFAULT_LIMITS.max_bytes + FORM_OVERHEAD_BYTES,
+                      lambda config, size: file_too_large("file", DEFAULT_LIMITS.max_bytes))
+
 UNPREFIXED.update({"/audio/transcriptions", "/audio/translations"})
 for _path in ("/v1/audio/transcriptions", "/v1/audio/translations"):
     # (the request is a multipart form, described in the handlers' docstrings)
@@ -52,6 +58,7 @@ for _path in ("/v1/audio/transcriptions", "/v1/audio/translations"):
 
 @routes.post("/v1/audio/transcriptions")
 @routes.post("/audio/transcriptions")
+@body_limit(CLIP_BODY)
 @prompt_param("file")  # (a clip too long for the context is the file's fault: there are no messages here)
 async def transcriptions(request: web.Request) -> web.StreamResponse:
     """Transcribe an audio clip (OpenAI's form: ``file`` (WAV, MP3 or FLAC), ``model`` (a model with an audio
@@ -62,6 +69,7 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/v1/audio/translations")
 @routes.post("/audio/translations")
+@body_limit(CLIP_BODY)
 @prompt_param("file")
 async def translations(request: web.Request) -> web.StreamResponse:
     """Translate an audio clip into English text (OpenAI's form: ``file``, ``model``, ``prompt``,

@@ -153,10 +153,11 @@ async def patch_settings(request: web.Request) -> web.Response:
     values = {k: v for k, v in body.items() if v is not None}
     try:
         settings.validate(values)  # all or nothing: check before resetting anything
+        # (the file's lock and its write in a worker: another process holding the lock stalls this request only)
         if resets:
-            settings.reset(*resets)
+            await settings.reset_off_loop(*resets)
         if values:
-            settings.update(values)
+            await settings.update_off_loop(values)
     except SettingsValidationError as exc:
         raise _invalid(exc) from None
     return json_response(_settings_body(name, settings))
@@ -167,7 +168,7 @@ async def reset_settings(request: web.Request) -> web.Response:
     name = _name(request)
     settings = _settings(request, name)
     try:
-        settings.reset()
+        await settings.reset_off_loop()
     except SettingsValidationError as exc:  # a required setting has no default
         raise _invalid(exc) from None
     return json_response(_settings_body(name, settings))

@@ -38,7 +38,7 @@ from jan.errors import MediaError
 from jan.server.dialects import anthropic as anthropic_wire
 from jan.image_types import MAX_PIXELS, load_image, sniff_image
 from jan.server.errors import APIError, json_error
-from jan.server.expect import FORM_OVERHEAD_BYTES, upload_too_large  # (shared with the Expect check)
+from jan.server.body_read import FORM_OVERHEAD_BYTES, BodyLimit, body_limit, upload_too_large
 from jan.server.forms import check_plain as _plain, next_part as _next, open_form, read_chunk as _read
 from jan.server.forms import part_filename, read_field as _field
 from jan.server.jsonio import json_response
@@ -140,22 +140,34 @@ def _check_purpose(purpose: str) -> str:
     return purpose
 
 
-async def _too_large(request: web.Request, limit: int, *, drain: bool) -> web.Response:
-    """The 413. What is left of the body is read and dropped when it is short (``drain``), so the client reads the
-    answer on a connection that stays open; a longer rest is not waited for: the connection ends with the answer."""
+async def _too_large(request: web.Request, limit: int) -> web.Response:
+    """The 413. What is left of the body is read and dropped when it is short, so the client reads the answer on a
+    connection that stays open; a longer rest (or one that stops coming, or passes the form's own bound) is not
+    waited for: the connection ends with the answer."""
     response = json_error(upload_too_large(limit))
-    left = DRAIN_BYTES if drain else 0
-    while left > 0 and not request.content.at_eof():
-        chunk = await request.content.read(min(left, READ_BYTES))
-        if not chunk:
-            break
-        left -= len(chunk)
+    left = DRAIN_BYTES
+    try:
+        while left > 0 and not request.content.at_eof():
+            chunk = await request.content.read(min(left, READ_BYTES))
+            if not chunk:
+                break
+            left -= len(chunk)
+    except APIError:  # (the body's own bounds: jan.server.body_read)
+        pass
     if not request.content.at_eof():
         response.force_close()
     return response
 
 
+#: An upload's form: its file (up to the server's max_upload_bytes) and its small fields. A larger body, declared or
+#: sent (chunked, or without Expect), is the 413 before more of it is read; the file's own limit is judged as it is
+#: stored (UploadTooLargeError, below).
+UPLOAD_BODY = BodyLimit(lambda config: config.max_upload_bytes + FORM_OVERHEAD_BYTES,
+                        lambda config, size: upload_too_large(config.max_upload_bytes))
+
+
 @routes.post("/v1/files")
+@body_limit(UPLOAD_BODY)
 async def upload_file(request: web.Request) -> web.Response:
     """Upload a file: multipart/form-data with ``file`` (its bytes and file name), ``purpose`` (assistants, vision,
     user_data, batch, fine-tune or evals) and optionally ``expires_after[anchor]=created_at`` with
@@ -163,9 +175,7 @@ async def upload_file(request: web.Request) -> web.Response:
     limit = request.app[CONFIG].max_upload_bytes
     anthropic = _anthropic(request)
     known = _ANTHROPIC_FIELDS if anthropic else _FIELDS
-    reader = await _form(request)
-    if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD_BYTES:
-        return await _too_large(request, limit, drain=False)  # refused by its length, before a byte is stored
+    reader = await _form(request)  # (a declared length past UPLOAD_BODY was refused before: jan.server.body_read)
     store = uploads(request)
     fields: dict[str, str] = {}
     writer: UploadWriter | None = None
@@ -203,7 +213,7 @@ async def upload_file(request: web.Request) -> web.Response:
         file = await asyncio.to_thread(store.commit, committing, filename=filename, purpose=purpose,
                                        expires_after=expiry, fields=TYPED_FIELDS if anthropic else PUBLIC_FIELDS)
     except UploadTooLargeError:
-        return await _too_large(request, limit, drain=True)
+        return await _too_large(request, limit)
     finally:
         if writer is not None:
             await asyncio.to_thread(writer.discard)  # waits for a write still in flight

@@ -36,7 +36,7 @@ from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
 from jan.server.disconnect import first_item, unless_disconnected
 import jan.server.dialect_errors  # noqa: F401 - registers Ollama's error shape
 from jan.server.errors import APIError, from_validation_error, to_api_error
-from jan.server.expect import blob_space_error
+from jan.server.body_read import BodyLimit, blob_space_error, body_limit
 from jan.server.jsonio import json_response_built, json_text
 from jan.server.keys import CONFIG, SERVICES, SHUTTING_DOWN
 from jan.server.route_state import prune_blobs
@@ -793,7 +793,28 @@ async def head_blob(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+async def _blob_refusal(request: web.Request, config: Any, size: int) -> None:
+    """A blob's declared size against the disk's free space (a blob held already is answered 200 whatever its
+    size: the route drains the body; a malformed digest is the route's own 400)."""
+    blobs = BlobStore(config.data_folder)
+    try:
+        path = blobs.path(request.match_info.get("digest", ""))
+    except InvalidDigestError:
+        return
+    if await asyncio.to_thread(path.is_file):
+        return
+    why = blob_space_error(await asyncio.to_thread(blobs.free_bytes), size, blobs.folder)
+    if why is not None:
+        raise APIError(413, why)  # (in Ollama's shape, {"error": why}, as the route answers it)
+
+
+#: A blob: bound by the disk's free space (by its declared size), not by max_body_bytes; its bytes stream to disk.
+BLOB_BODY = BodyLimit(lambda config: None, lambda config, size: APIError(413, "the blob is too large"),
+                      declared=_blob_refusal)
+
+
 @routes.post("/api/blobs/{digest}")
+@body_limit(BLOB_BODY)
 @ollama_errors
 async def push_blob(request: web.Request) -> web.Response:
     """Store the request body as the blob ``sha256:<hex>`` (for ``/api/create``'s ``files``): streamed to a
@@ -809,13 +830,7 @@ async def push_blob(request: web.Request) -> web.Response:
         async for _ in request.content.iter_any():
             pass
         return web.Response(status=200)
-    size = request.content_length
-    if size is not None:
-        why = blob_space_error(await asyncio.to_thread(blobs.free_bytes), size, blobs.folder)
-        if why is not None:
-            refused = _json({"error": why}, status=413)
-            refused.force_close()  # the body is not wanted: the connection ends with the answer
-            return refused
+    # (a declared size the disk cannot hold was refused before: BLOB_BODY, jan.server.body_read)
     writer = await asyncio.to_thread(blobs.writer, digest)
     committed = False
     try:

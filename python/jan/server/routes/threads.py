@@ -57,6 +57,7 @@ from jan.errors import DocumentError, not_found_message
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.server.keys import MEDIA_FETCHER, SERVICES
+from jan.server.disconnect import while_client_waits
 from jan.server.media_fetch import is_data_url
 from jan.store.messages import message_sort_key, message_sort_key_of_id
 from jan.store.pagination import paginate
@@ -388,7 +389,8 @@ async def fetch_linked_images(request: web.Request, content: Any, where: str = "
             else None
         if isinstance(url, str) and not is_data_url(url):
             part = {**part, "image_url": {**part["image_url"],
-                                          "url": await fetcher.data_url(url, f"{where}content[{i}].image_url.url")}}
+                                          "url": await while_client_waits(
+                                              fetcher.data_url(url, f"{where}content[{i}].image_url.url"))}}
         file_id = part.get("image_file", {}).get("file_id") if isinstance(part, dict) \
             and part.get("type") == "image_file" and isinstance(part.get("image_file"), dict) else None
         if isinstance(file_id, str) and file_id.startswith("file-"):  # (a thread's own images are img-...)

@@ -9,6 +9,7 @@ the page's own rule of never putting model text into HTML.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
 import mimetypes
 import re
@@ -83,6 +84,12 @@ def _file_response(request: web.Request, path: Path, *, cache: str) -> web.Respo
     return web.Response(body=path.read_bytes(), headers={"Content-Type": content_type, **headers})
 
 
+async def _served(request: web.Request, name: str, *, cache: str) -> web.Response:
+    """The page file ``name`` (:func:`_asset`, :func:`_file_response`), found, stat'ed and read in a worker thread:
+    a slow disk (a network home folder, a cold cache) holds up this request only, not every other one."""
+    return await asyncio.to_thread(lambda: _file_response(request, _asset(name), cache=cache))
+
+
 def _on_ollama_port(request: web.Request) -> bool:
     """Whether the request came in on ``jan serve --ollama-port`` (Ollama's port, not jan's own). On a port that is
     both (``--ollama-port`` = ``--port``), jan's own: the chat page must stay reachable, and Ollama clients find a
@@ -100,17 +107,17 @@ async def index(request: web.Request) -> web.Response:
     """The chat page; on Ollama's port, Ollama's "Ollama is running" (clients check it to find a server)."""
     if _on_ollama_port(request):
         return web.Response(text="Ollama is running")
-    return _file_response(request, _asset("index.html"), cache="no-cache")
+    return await _served(request, "index.html", cache="no-cache")
 
 
 @routes.get("/favicon.ico")
 async def favicon(request: web.Request) -> web.Response:
     """The page's icon."""
-    return _file_response(request, _asset("favicon.svg"), cache="max-age=86400")
+    return await _served(request, "favicon.svg", cache="max-age=86400")
 
 
 @routes.get("/static/{name:.+}")
 async def static(request: web.Request) -> web.Response:
     """The page's scripts, styles and icons."""
     # no-cache: the browser revalidates, so an upgraded jan never runs a stale script
-    return _file_response(request, _asset(request.match_info["name"]), cache="no-cache")
+    return await _served(request, request.match_info["name"], cache="no-cache")
