@@ -105,12 +105,12 @@ void register_params(py::module_ & m) {
             return py::none();
         },
         py::arg("patterns"), py::arg("pieces"), py::arg("everywhere") = false);
-    // How a trigger pattern is searched: (tail_at, tail_end, tail_max), the part of the pattern every new match
-    // ends with and its longest match; None for a pattern searched whole every token.
+    // How a trigger pattern is searched: (tail, tail_max), the pattern every new match ends with a match of and its
+    // longest match in bytes; None for a pattern searched whole every token.
     m.def("trigger_shape", [](const std::string & pattern) -> py::object {
         const auto shape = TriggerPatterns::shape_of(pattern);
-        if (shape.tail_at == std::string::npos) return py::none();
-        return py::make_tuple(shape.tail_at, shape.tail_end, shape.tail_max);
+        if (shape.tail.empty()) return py::none();
+        return py::make_tuple(py::bytes(shape.tail), shape.tail_max);
     });
 }
 

@@ -18,13 +18,13 @@ namespace jan {
 // lookahead or back-references depends only on the bytes s-1 .. e (the byte before for ^ and \b, the byte after
 // for $, \b and \B): a match with e < checked would have been a match of the shorter text too. So every new match
 // ends at e >= checked. Where the pattern ends in a part T of bounded length (a literal, a class, a group of
-// them: at most `tail_max` bytes), T's piece of the match starts at or after checked - tail_max, and a search of
+// them: at most `tail_max` bytes; for top-level alternatives, each one's part, as alternatives), T's piece of the match starts at or after checked - tail_max, and a search of
 // T from there (with the byte before it in view) finds a match of T. Only then can the whole pattern have a new
 // match, and only then is the whole text searched, with llama.cpp's semantics: each token costs a search of its
 // own piece and a tail of tail_max bytes, and a search of the whole text only where T appears (once for a
 // pattern that is T alone, or `[\s\S]*?(T)`, since that search fires). A pattern ending in `[\s\S]*` (or
 // `[\s\S]*$`) matches where the rest of it matches, so its T is the part before. A pattern that has no such
-// part (top-level alternatives of unbounded length, an unbounded end, lookahead, back-references, syntax this
+// part (an alternative without one, an unbounded end, lookahead, back-references, syntax this
 // reader does not know) is searched whole at every token, as llama.cpp does.
 
 namespace {
@@ -223,32 +223,40 @@ size_t constrained_start(const std::smatch & m) {
 
 }  // namespace
 
-TriggerPatterns::Shape TriggerPatterns::shape_of(const std::string & pattern) {
-    Reader reader(pattern);
-    const auto alts = reader.top();
-    if (alts.empty()) return {};
-    if (alts.size() > 1) {  // a|b: the whole pattern, where every alternative is bounded
-        size_t longest = 0;
-        for (const auto & seq : alts) {
-            size_t len = 0;
-            for (const auto & x : seq) len = add_len(len, x.max);
-            longest = std::max(longest, len);
-        }
-        if (longest == kUnbounded || longest == 0) return {};
-        return {0, pattern.size(), longest};
-    }
-    const Sequence & items = alts[0];
+namespace {
+
+// The part a sequence's every match ends with, and its longest match: its longest suffix of bounded length, after
+// any ending [\s\S]* or [\s\S]*$ (which match wherever what comes before them does). Empty where it ends in
+// something unbounded, or the suffix is zero bytes long ($ or \b alone, which hold somewhere near any end).
+TriggerPatterns::Shape tail_of(const std::string & pattern, const Sequence & items) {
     size_t k = items.size();
-    for (;;) {  // X[\s\S]* and X[\s\S]*$ match where X does
-        if (k >= 1 && items[k - 1].any_run) --k;
+    for (;;) {
+        if (k >= 1 && items[k - 1].any_run) k -= 1;
         else if (k >= 2 && items[k - 1].end_anchor && items[k - 2].any_run) k -= 2;
         else break;
     }
     size_t j = k, len = 0;
     while (j > 0 && add_len(len, items[j - 1].max) != kUnbounded) len = add_len(len, items[--j].max);
-    // (none: an unbounded end; zero bytes long: $ or \b alone, which hold somewhere near any end)
     if (j == k || len == 0) return {};
-    return {items[j].begin, items[k - 1].end, len};
+    return {pattern.substr(items[j].begin, items[k - 1].end - items[j].begin), len};
+}
+
+}  // namespace
+
+TriggerPatterns::Shape TriggerPatterns::shape_of(const std::string & pattern) {
+    Reader reader(pattern);
+    const auto alts = reader.top();
+    if (alts.empty()) return {};
+    if (alts.size() == 1) return tail_of(pattern, alts[0]);
+    // a|b: a new match is one of an alternative, so it ends with that alternative's tail
+    Shape shape;
+    for (const auto & seq : alts) {
+        const Shape one = tail_of(pattern, seq);
+        if (one.tail.empty()) return {};
+        shape.tail += (shape.tail.empty() ? "(?:" : "|(?:") + one.tail + ")";
+        shape.tail_max = std::max(shape.tail_max, one.tail_max);
+    }
+    return shape;
 }
 
 TriggerPatterns::TriggerPatterns(const std::vector<std::string> & patterns) {
@@ -263,10 +271,9 @@ TriggerPatterns::TriggerPatterns(const std::vector<std::string> & patterns) {
         }
         p.whole = !p.source.empty() && p.source.front() == '^' && p.source.back() == '$';
         const Shape shape = shape_of(p.source);
-        if (shape.tail_at != std::string::npos) {
+        if (!shape.tail.empty()) {
             try {
-                p.tail = std::regex(p.source.substr(shape.tail_at, shape.tail_end - shape.tail_at),
-                                    std::regex::ECMAScript | std::regex::nosubs);
+                p.tail = std::regex(shape.tail, std::regex::ECMAScript | std::regex::nosubs);
                 p.tail_max = shape.tail_max;
                 p.bounded = true;
             } catch (const std::regex_error &) {

@@ -38,11 +38,11 @@ public:
     // `text` with every pattern, as llama.cpp does (the reference the bounded search is tested against).
     size_t find(const std::string & text, size_t checked, bool everywhere = false) const;
 
-    // How one pattern is searched (for tests): the bytes [tail_at, tail_end) of the pattern are the part every
-    // new match ends with, tail_max that part's longest match in bytes; tail_at npos: searched whole every token.
+    // How one pattern is searched (for tests): `tail`, the pattern every new match ends with a match of (a part of
+    // the pattern, or its alternatives' parts as alternatives), and `tail_max`, its longest match in bytes. An empty
+    // tail: the pattern is searched whole every token.
     struct Shape {
-        size_t tail_at = std::string::npos;
-        size_t tail_end = 0;
+        std::string tail;
         size_t tail_max = 0;
     };
     static Shape shape_of(const std::string & pattern);

@@ -37,6 +37,8 @@ PATTERNS = [
     r"(c)all\1",
     r"ll.*",
     r"\d+|x",
+    r"</think>[\s\S]*?(<tool_call>)|^(<tool_call>)",
+    r"ab|c(d)?$",
 ]
 
 TEXTS = [
@@ -104,16 +106,19 @@ def test_a_trigger_fires_at_its_token_and_start(patterns, pieces, fired):
 @pytest.mark.parametrize("pattern, tail, longest", [
     (r"(<tool_call>)", r"(<tool_call>)", 11),
     (r"</think>[\s\S]*?(<tool_call>)", r"(<tool_call>)", 11),
+    (r"</think>[\s\S]*?(<tool_call>|<function=)", r"(<tool_call>|<function=)", 11),
     (r"[\s\S]*?(<tool_call>)", r"(<tool_call>)", 11),
     (r"^[\s\S]*?(<tool_call>)[\s\S]*$", r"(<tool_call>)", 11),
-    (r"<seed:tool_call>|<function=", r"<seed:tool_call>|<function=", 16),
+    (r"^\s*(\{)[\s\S]*$", r"(\{)", 1),
+    (r"<seed:tool_call>|<function=", r"(?:<seed:tool_call>)|(?:<function=)", 16),
+    (r"</think>[\s\S]*?(<tool_call>)|^(<tool_call>)", r"(?:(<tool_call>))|(?:^(<tool_call>))", 11),
     (r"<\|channel\|>commentary to=", r"<\|channel\|>commentary to=", 25),
     ("<｜tool▁calls▁begin｜>", "<｜tool▁calls▁begin｜>", len("<｜tool▁calls▁begin｜>".encode())),
     (r" ?functools\[", r" ?functools\[", 11),
     (r"a{2,3}b", r"a{2,3}b", 4),
     (r"call$", r"call$", 4),
     # searched whole every token, as llama.cpp does: lookahead and back-references reach past the bound, an
-    # unbounded end or alternative has none
+    # unbounded end (in any alternative) has none
     (r"(?=call)c", None, None),
     (r"(c)all\1", None, None),
     (r"ll.*", None, None),
@@ -123,10 +128,7 @@ def test_the_part_of_a_pattern_that_bounds_the_search(pattern, tail, longest):
     """jan's own trigger shapes are searched in a bounded window (their per-token cost does not grow with the
     output); the rest fall back to llama.cpp's search of the whole output."""
     shape = _engine.trigger_shape(pattern)
-    if tail is None:
-        assert shape is None
-    else:
-        assert shape is not None and pattern.encode()[shape[0]:shape[1]].decode() == tail and shape[2] == longest
+    assert shape == (None if tail is None else (tail.encode(), longest))
 
 
 @pytest.fixture
