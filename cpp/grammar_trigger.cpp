@@ -18,14 +18,14 @@ namespace jan {
 // lookahead or back-references depends only on the bytes s-1 .. e (the byte before for ^ and \b, the byte after
 // for $, \b and \B): a match with e < checked would have been a match of the shorter text too. So every new match
 // ends at e >= checked. Where the pattern ends in a part T of bounded length (a literal, a class, a group of
-// them: at most `tail_max` bytes; for top-level alternatives, each one's part, as alternatives), T's piece of the match starts at or after checked - tail_max, and a search of
-// T from there (with the byte before it in view) finds a match of T. Only then can the whole pattern have a new
-// match, and only then is the whole text searched, with llama.cpp's semantics: each token costs a search of its
-// own piece and a tail of tail_max bytes, and a search of the whole text only where T appears (once for a
-// pattern that is T alone, or `[\s\S]*?(T)`, since that search fires). A pattern ending in `[\s\S]*` (or
-// `[\s\S]*$`) matches where the rest of it matches, so its T is the part before. A pattern that has no such
-// part (an alternative without one, an unbounded end, lookahead, back-references, syntax this
-// reader does not know) is searched whole at every token, as llama.cpp does.
+// them: at most `tail_max` bytes; for top-level alternatives, each one's part, as alternatives), T's piece of the
+// match starts at or after checked - tail_max, and a search of T from there (with the byte before it in view)
+// finds a match of T. Only then can the whole pattern have a new match, and only then is the whole text searched,
+// with llama.cpp's semantics: each token costs a search of its own piece and a tail of tail_max bytes, and a
+// search of the whole text only where T appears (once for a pattern that is T alone, or `[\s\S]*?(T)`, since that
+// search fires). A pattern ending in `[\s\S]*` (or `[\s\S]*$`) matches where the rest of it matches, so its T is
+// the part before. A pattern that has no such part (an alternative without one, an unbounded end, lookahead,
+// back-references, syntax this reader does not know) is searched whole at every token, as llama.cpp does.
 
 namespace {
 
