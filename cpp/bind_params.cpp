@@ -2,6 +2,7 @@
 
 #include "bind_common.h"
 #include "embedder.h"
+#include "grammar_trigger.h"
 #include "model.h"
 #include "sampling.h"
 #include "scheduler.h"
@@ -54,6 +55,7 @@ void register_params(py::module_ & m) {
         .def_readwrite("grammar", &SamplingParams::grammar)
         .def_readwrite("grammar_root", &SamplingParams::grammar_root)
         .def_readwrite("grammar_triggers", &SamplingParams::grammar_triggers)
+        .def_readwrite("lazy_grammar_reference", &SamplingParams::lazy_grammar_reference)
         .def_readwrite("grammar_prefix", &SamplingParams::grammar_prefix)
         .def_readwrite("reasoning_budget", &SamplingParams::reasoning_budget)
         .def_readwrite("reasoning_start", &SamplingParams::reasoning_start)
@@ -86,6 +88,32 @@ void register_params(py::module_ & m) {
         .def_readwrite("adaptive_threads", &EmbedderParams::adaptive_threads)
         .def_readwrite("pooling", &EmbedderParams::pooling)
         .def_readwrite("n_seq_max", &EmbedderParams::n_seq_max);
+
+    // The lazy grammar's trigger search without a model (grammar_trigger.h), for tests: `pieces` written one after
+    // another, searched after each as a lazy grammar does. (the piece's index, where the constrained text begins)
+    // of the first match, or None. `everywhere`: the whole text every time, as llama.cpp searches it.
+    m.def(
+        "trigger_scan",
+        [](const std::vector<std::string> & patterns, const std::vector<py::bytes> & pieces,
+           bool everywhere) -> py::object {
+            const TriggerPatterns compiled(patterns);
+            std::string text;
+            for (size_t i = 0; i < pieces.size(); ++i) {
+                const size_t checked = text.size();
+                text += std::string(pieces[i]);
+                const size_t start = compiled.find(text, checked, everywhere);
+                if (start != std::string::npos) return py::make_tuple(i, start);
+            }
+            return py::none();
+        },
+        py::arg("patterns"), py::arg("pieces"), py::arg("everywhere") = false);
+    // How a trigger pattern is searched: (tail, tail_max), the pattern every new match ends with a match of and its
+    // longest match in bytes; None for a pattern searched whole every token.
+    m.def("trigger_shape", [](const std::string & pattern) -> py::object {
+        const auto shape = TriggerPatterns::shape_of(pattern);
+        if (shape.tail.empty()) return py::none();
+        return py::make_tuple(py::bytes(shape.tail), shape.tail_max);
+    });
 }
 
 }  // namespace jan

@@ -16,8 +16,8 @@ struct Fed {
 };
 
 // Feeds text[from, to) to `grammar`, each token the longest piece of at most `max_len` bytes that spells the text
-// where it stands: long pieces mean few accepts, and a lazy grammar searches its trigger patterns over all it has
-// buffered at every accept.
+// where it stands: long pieces mean few accepts, and a lazy grammar searches its trigger patterns at every accept
+// (grammar_trigger.h; llama.cpp's own, the reference, searches all it has buffered).
 Fed feed(const PieceIndex & index, llama_sampler * grammar, const std::string & text, size_t from, size_t to,
          size_t max_len) {
     size_t at = from;

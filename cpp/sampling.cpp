@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "grammar_prefix.h"
+#include "grammar_trigger.h"
 #include "model.h"
 #include "reasoning_budget.h"
 #include "utf8_sampler.h"
@@ -16,24 +17,23 @@ namespace jan {
 llama_sampler * make_grammar_sampler(const Model & model, const SamplingParams & p) {
     if (p.grammar_triggers.empty())
         return llama_sampler_init_grammar(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str());
-    std::vector<const char *> patterns;
-    for (const auto & t : p.grammar_triggers) patterns.push_back(t.c_str());
-    try {
-        return llama_sampler_init_grammar_lazy_patterns(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str(),
-                                                        patterns.data(), patterns.size(), nullptr, 0);
-    } catch (const std::regex_error &) {
-        // llama.cpp compiles the triggers with std::regex, whose refusal reached Python as a bare RuntimeError that
-        // named no option: said of the pattern at fault (compiled alone, as llama.cpp compiles each), a bad argument
-        for (size_t i = 0; i < p.grammar_triggers.size(); ++i) {
-            try {
-                std::regex re(p.grammar_triggers[i]);
-            } catch (const std::regex_error & e) {
-                throw std::invalid_argument("grammar_triggers[" + std::to_string(i) + "]: not a regular expression "
-                                            "llama.cpp can use (ECMAScript syntax): " + e.what());
-            }
+    if (p.lazy_grammar_reference) {
+        std::vector<const char *> patterns;
+        for (const auto & t : p.grammar_triggers) patterns.push_back(t.c_str());
+        try {
+            return llama_sampler_init_grammar_lazy_patterns(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str(),
+                                                            patterns.data(), patterns.size(), nullptr, 0);
+        } catch (const std::regex_error &) {
+            TriggerPatterns named(p.grammar_triggers);  // (throws, naming the pattern at fault)
+            throw std::invalid_argument("grammar_triggers: llama.cpp could not compile the trigger patterns");
         }
-        throw std::invalid_argument("grammar_triggers: llama.cpp could not compile the trigger patterns");
     }
+    // jan's own lazy grammar (grammar_trigger.h): a plain grammar, idle until a trigger matches. The grammar is
+    // parsed first, as llama.cpp does: a grammar that does not parse is the error named, whatever the triggers.
+    llama_sampler_ptr grammar(llama_sampler_init_grammar(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str()));
+    if (!grammar) return nullptr;
+    auto patterns = std::make_shared<const TriggerPatterns>(p.grammar_triggers);
+    return make_lazy_grammar_sampler(model, grammar.release(), std::move(patterns));
 }
 
 llama_sampler_ptr prepare_grammar(const Model & model, const SamplingParams & p) {
@@ -44,6 +44,7 @@ llama_sampler_ptr prepare_grammar(const Model & model, const SamplingParams & p)
     if (!p.grammar_prefix.empty())
         advance_grammar(model, g.get(), p.grammar_prefix, [&] { return make_grammar_sampler(model, p); });
     model.utf8_classes();  // built here, on the caller's thread, not on the engine's when the slot starts
+    if (!p.grammar_triggers.empty()) model.pieces();  // (likewise: a trigger that fires inside a token reads by it)
     return g;
 }
 

@@ -31,8 +31,11 @@ struct SamplingParams {
     std::string grammar_root = "root";
     // Lazy grammar: free text until one of these regexes matches the output
     // (searched anywhere; anchored with ^...$ to match the whole output), then
-    // the grammar constrains the rest, fed from the first capture group.
+    // the grammar constrains the rest, fed from the first capture group (grammar_trigger.h).
     std::vector<std::string> grammar_triggers;
+    // The triggers searched by llama.cpp's own lazy grammar (the whole output at every token: quadratic in its
+    // length) instead of jan's: the reference tests and benchmarks compare jan's with. Not a request option.
+    bool lazy_grammar_reference = false;
     // Text the reply already holds before the output (a prefill the prompt ends in, a resumed reply): the grammar
     // reads it first, as though the model had written it, so the grammar holds the reply as a whole and the output
     // continues that text (grammar_prefix.h). A prefix the grammar cannot start with: GrammarPrefixError at submit.
