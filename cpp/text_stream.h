@@ -35,4 +35,8 @@ private:
 // (an incomplete trailing sequence is excluded; invalid bytes count as whole).
 size_t utf8_complete_prefix(const std::string & s);
 
+// `s` with each ill-formed UTF-8 run replaced by U+FFFD, one for each maximal subpart (Unicode's recommended
+// practice, which Python's "replace" decoder, the binding's, follows): the text as a client sees it.
+std::string utf8_replace_invalid(const std::string & s);
+
 }  // namespace jan

@@ -188,3 +188,45 @@ def test_a_choices_text_goes_out_with_the_tokens_that_make_it(stories):
     gate = ShownLogprobs(stories)
     assert gate.add(" a lit", [a, little]) == (" a", [a])
     assert gate.finish(None) == (" lit", [little])
+
+
+# -- bytes that are no UTF-8 (a byte token alone: a lone continuation byte) ----------------------------------------
+LONE_BYTE = 184  # stories260K's <0xB5>: a UTF-8 continuation byte, which the engine's text shows as U+FFFD
+
+
+def test_a_byte_that_is_no_utf8_goes_out_with_its_own_text(server, stories):
+    """Tokens whose bytes are no UTF-8 (a random-weight or tiny model writes them): the engine shows each as U+FFFD,
+    three bytes for the token's one. Counted as three, the gate let the token out with the first byte of U+FFFD's
+    encoding (a delta's text "", its token spelled "" at offset 0) and the tokens after it a piece late, whole
+    and streamed differently."""
+    assert stories.token_to_bytes(LONE_BYTE) == b"\xb5"
+    body = {"model": "stories260K", "prompt": STORY, "max_tokens": 4, "temperature": 0, "logprobs": 1,
+            "logit_bias": {str(LONE_BYTE): 100}}
+    for how, choice in both_ways(server, body):
+        assert choice["text"] == "\ufffd" * 4, how
+        assert choice["logprobs"]["tokens"] == ["\ufffd"] * 4 and choice["logprobs"]["text_offset"] == [0, 1, 2, 3], how
+
+
+def test_the_gate_counts_a_byte_that_is_no_utf8_as_its_token_made_it(stories):
+    """:class:`ShownLogprobs` and :class:`ShownTokens` on U+FFFD shown for a lone byte, then text after it."""
+    from jan.services.local import ShownLogprobs, ShownTokens, shown_bytes
+
+    lone = TokenLogprob(token_id=LONE_BYTE, token="\ufffd", bytes=[0xB5], logprob=-1.0)
+    a = stories.tokenize("a", add_special=False)[-1]
+    after = TokenLogprob(token_id=a, token=stories.token_to_piece(a), bytes=list(stories.token_to_bytes(a)),
+                         logprob=-1.0)
+    gate = ShownLogprobs(stories)
+    assert gate.add("\ufffd", [lone]) == ("\ufffd", [lone])
+    assert gate.add(after.token, [after]) == (after.token, [after])
+    assert gate.finish(None) == ("", [])
+    gate = ShownLogprobs(stories)  # both in one chunk
+    assert gate.add("\ufffd" + after.token, [lone, after]) == ("\ufffd" + after.token, [lone, after])
+    ids = ShownTokens(stories)
+    assert ids.add("\ufffd", [LONE_BYTE]) == [LONE_BYTE]
+    assert ids.add("", [a]) == []  # its text not shown yet (it may begin a stop string)
+    assert ids.finish(after.token) == []
+    # the bytes a text shows: one U+FFFD for each bad run of one to three bytes; one the model wrote is its own
+    assert shown_bytes(b"\xb5abc", "\ufffda") == 2
+    assert shown_bytes(b"\xe2\x82" + "€".encode(), "\ufffd") == 2
+    assert shown_bytes("\ufffdb".encode(), "\ufffd") == 3
+    assert shown_bytes(b"abc", "ab") == 2

@@ -68,6 +68,15 @@ def test_tokens_go_where_their_chunk_text_lies():
     assert tally.count(_Parser()) == 0
 
 
+def test_a_byte_that_is_no_utf8_is_placed_as_the_one_character_shown_for_it():
+    """A lone byte token shows as U+FFFD (three bytes for the token's one): placed by the text's UTF-8, each token
+    after it in a speculative step went two characters late, and the answer's "Hi" counted as thinking."""
+    pieces = {1: b"x", 2: b"\xb5", 3: b"</think>", 4: b"\n\n", 5: b"Hi", 6: b" there"}
+    tally = ReasoningTokens(pieces.__getitem__)
+    tally.add("x\ufffd</think>\n\nHi there", [1, 2, 3, 4, 5, 6])
+    assert tally.count(_Parser(open_at_start=True)) == 4
+
+
 # -- through the server ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):

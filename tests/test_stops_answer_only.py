@@ -424,3 +424,16 @@ def test_an_empty_stop_string_is_a_400_in_every_dialect_parsed_or_not(server):
     # and the typed path's own sampling options (the Python services API, stored parameters)
     with pytest.raises(ValueError, match="stop strings must not be empty"):
         SamplingOptions(stop=("x", ""))
+
+
+def test_a_stop_after_bytes_that_are_no_utf8_counts_their_tokens_as_made(stories):
+    """A lone byte token (stories260K's <0xB5>) shows as U+FFFD, three bytes for the token's one: the tokens through
+    a stop string the service matched were counted from the text's UTF-8, three for each such token (a reasoning
+    model's reply, whose stop strings the service matches, can hold them; a call's grammar never lets them through)."""
+    from jan.services.chat import _tokens_through
+
+    after = stories.tokenize(" a", add_special=False)[-1:]
+    ids = [184, 184, *after, *after]
+    output = "\ufffd\ufffd a a"
+    assert _tokens_through(stories, False, ids, output, 2) == 2  # through "\ufffd\ufffd" (6 bytes of text)
+    assert _tokens_through(stories, False, ids, output, 4) == 3

@@ -28,7 +28,7 @@ from jan.services.errors import RequestError
 from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_history, fits, prompt_size,
                               media_note, reply_room)
 from jan.services.local import (ShownTokens, chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar,
-                                prefill_refused,
+                                prefill_refused, shown_bytes,
                                 merged, off_loop, prompted_as, seeds)
 from jan.services.media_workers import off_loop_for
 from jan.services.model_prompt import model_prompt_place, requests_media_error, with_model_prompt
@@ -328,12 +328,13 @@ def _stopped(index: int, stop: AnswerStops, shown: ShownTokens | None, output: l
 
 def _tokens_through(model: Any, special: bool, ids: list[int], output: str, end: int) -> int:
     """How many of a choice's generated ``ids`` (whose text is ``output``) it took to write ``output[:end]``."""
-    target = len(output[:end].encode("utf-8", "surrogatepass"))
+    pieces = [model.token_to_bytes(token, special) for token in ids]
+    target = shown_bytes(b"".join(pieces), output[:end])  # (bytes that are no UTF-8 show as U+FFFD)
     written = 0
-    for n, token in enumerate(ids):
+    for n, piece in enumerate(pieces):
         if written >= target:
             return n
-        written += len(model.token_to_bytes(token, special))
+        written += len(piece)
     return len(ids)
 
 

@@ -42,7 +42,7 @@ from jan.templates.formats.call_start import call_start_tokens
 T = TypeVar("T")
 
 __all__ = ["ShownLogprobs", "ShownTokens", "chat_plan", "chat_prompt", "check_context", "continued_prompt", "render_chat",
-           "render_prompt", "check_fan_out",
+           "render_prompt", "check_fan_out", "shown_bytes",
            "constraint_grammar", "merged", "off_loop", "prompted_as", "seeds", "client_seed", "submits_on_loop",
            "template_messages", "template_tools", "asks_text_grammar", "check_text_grammars", "prefill_refused"]
 
@@ -255,6 +255,25 @@ def check_context(model: jan.Model, context: Sequence[int]) -> None:
                                param="context", code="invalid_value")
 
 
+def shown_bytes(raw: bytes, text: str) -> int:
+    """How many bytes of ``raw`` (generated tokens' bytes, in order) the engine's ``text`` shows: its UTF-8 length,
+    but where the tokens made bytes that are no UTF-8 (a byte token of a small or random-weight model, a lone
+    continuation byte): the engine decodes its text with "replace", one U+FFFD (three bytes) for each bad run of one
+    to three bytes. Counted as the text's own UTF-8, a token after such bytes was placed bytes too late (a
+    completion's logprobs spelled "" at offset 0, differently streamed and whole; a stop string's tokens miscounted).
+    Each chunk's bytes are decoded on their own, and a torn character is held until it is whole, so the text's bytes
+    are the longest run of ``raw`` that decodes to it; bytes that do not are counted as the text's own."""
+    encoded = text.encode("utf-8", "surrogatepass")
+    bad = text.count("\ufffd")
+    if not bad or raw.startswith(encoded):  # (a U+FFFD the model wrote itself is its three bytes)
+        return len(encoded)
+    # each U+FFFD stands for one to three bytes
+    for end in range(min(len(encoded), len(raw)), max(0, len(encoded) - 2 * bad) - 1, -1):
+        if raw[:end].decode("utf-8", "replace") == text:
+            return end
+    return len(encoded)
+
+
 class _ShownGate(Generic[T]):
     """What one choice's generated tokens carry (ids, logprobs), each let out once all the text its token makes
     has been shown (:class:`ShownTokens`, :class:`ShownLogprobs`).
@@ -269,19 +288,26 @@ class _ShownGate(Generic[T]):
         self._held: list[tuple[T, bytes]] = []  # sampled, their text not all shown yet; oldest first
         self._shown = 0  # bytes of the held tokens' text already shown (of the first one's, in part)
 
-    def _let_out(self, text: str, items: Sequence[tuple[T, int]]) -> list[tuple[T, bytes]]:
+    def _let_out(self, text: str, items: Sequence[tuple[T, int]]) -> tuple[list[tuple[T, bytes]], bytes]:
         """A chunk's shown ``text`` and its sampled tokens' items (with their ids): the items whose token's text
-        has now all been shown, in order (with that text)."""
+        has now all been shown, in order (with that text), and the tokens' bytes ``text`` shows."""
         self._held += [(item, self._model.token_to_bytes(t, self._special)) for item, t in items]
-        # the engine shows exactly the bytes of the pieces, in order (a byte that is no UTF-8 reaches us as
-        # U+FFFD, three bytes: its token then goes out a little early, which only a stop string would notice)
-        self._shown += len(text.encode("utf-8"))
+        # the engine shows exactly the bytes of the pieces, in order
+        raw = self._raw_text(text)
+        self._shown += len(raw)
         out = []
         while self._held and len(self._held[0][1]) <= self._shown:
             item, piece = self._held.pop(0)
             self._shown -= len(piece)
             out.append((item, piece))
-        return out
+        return out, raw
+
+    def _raw_text(self, text: str) -> bytes:
+        """The held tokens' bytes that a chunk's ``text`` shows (:func:`shown_bytes`)."""
+        if "\ufffd" not in text:
+            return text.encode("utf-8")
+        pending = b"".join(piece for _, piece in self._held)[self._shown:]
+        return pending[:shown_bytes(pending, text)]
 
     def _rest(self) -> tuple[list[tuple[T, bytes]], int]:
         """The end of the choice: the items still held (with their tokens' text) and how many bytes of the first
@@ -302,7 +328,7 @@ class ShownTokens(_ShownGate[int]):
 
     def add(self, text: str, token_ids: Sequence[int]) -> list[int]:
         """A chunk's shown ``text`` and sampled ids: the ids whose text has now all been shown, in order."""
-        return [t for t, _ in self._let_out(text, [(t, t) for t in token_ids])]
+        return [t for t, _ in self._let_out(text, [(t, t) for t in token_ids])[0]]
 
     def finish(self, stop: str | None) -> list[int]:
         """The end of the choice (after its last chunk's :meth:`add`); ``stop``: the stop string that ended it
@@ -355,8 +381,8 @@ class ShownLogprobs(_ShownGate[TokenLogprob]):
 
     def add(self, text: str, logprobs: Sequence[TokenLogprob]) -> tuple[str, list[TokenLogprob]]:
         """A chunk's shown ``text`` and its sampled tokens' logprobs: the text to tell now and its tokens."""
-        self._text += text.encode("utf-8")
-        out = self._let_out(text, [(lp, lp.token_id) for lp in logprobs])
+        out, raw = self._let_out(text, [(lp, lp.token_id) for lp in logprobs])
+        self._text += raw
         told = sum(len(piece) for _, piece in out)
         told, self._text = self._text[:told], self._text[told:]
         return self._decode(told), [lp for lp, _ in out]

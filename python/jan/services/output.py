@@ -9,6 +9,7 @@ reads the rest. :class:`AnswerStops` matches a client's stop strings on a parsed
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol
@@ -222,16 +223,27 @@ class ReasoningTokens:
 
     def _straddling(self, spans: list[tuple[int, int]], text: str, start: int, ids: list[int]) -> int:
         """Of several tokens whose text ``text`` (at ``start`` in the output) lies partly in thinking: the ones
-        whose own text does, each token's place found from its bytes."""
-        raw = text.encode("utf-8")
+        whose own text does, each token's place found from its bytes. A byte that is no UTF-8 (a lone byte token) is
+        the one U+FFFD the text shows for it, not that character's three bytes: counted as three, every token after
+        it was placed two characters late (an answer's first token counted as thinking)."""
+        pieces = [self._piece(token) for token in ids]
+        if "\ufffd" in text:  # read as the engine shows them: one U+FFFD for each run of bytes that are no UTF-8
+            raw = b"".join(pieces)
+
+            def chars(n: int) -> int:  # (an unfinished character at the end is no character yet)
+                return len(codecs.getincrementaldecoder("utf-8")("replace").decode(raw[:n]))
+        else:
+            raw = text.encode("utf-8")
+
+            def chars(n: int) -> int:
+                return len(raw[:n].decode("utf-8", "ignore"))
         count, at = 0, 0
-        for token in ids:
-            size = len(self._piece(token))
-            first = len(raw[:at].decode("utf-8", "ignore"))
-            last = max(first + 1, len(raw[:at + size].decode("utf-8", "ignore")))
+        for piece in pieces:
+            first = chars(at)
+            last = max(first + 1, chars(at + len(piece)))
             if _overlap(spans, start + min(first, len(text) - 1), start + min(last, len(text))):
                 count += 1
-            at += size
+            at += len(piece)
         return count
 
 
