@@ -31,6 +31,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -293,8 +294,10 @@ class ResponsesStore:
         self._conversations = conversations
         # the data folder's per-file locks (the store's own), keyed by the path in the data folder
         self._locks: LockManager | None = None
-        # Deciding "append or fork" and appending must not interleave for one thread.
-        self._thread_locks: dict[str, asyncio.Lock] = {}
+        # Deciding "append or fork" and appending must not interleave for one thread. Weak: a lock lives while a
+        # request holds or awaits it, so the map does not grow by one lock per thread ever stored to (a stored
+        # response is a thread of its own: one more each, for the server's life).
+        self._thread_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     @property
     def conversations(self) -> ConversationalExtension:
