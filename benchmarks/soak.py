@@ -442,7 +442,7 @@ def metrics(port: int) -> dict[str, float]:
         text = resp.read().decode()
     out: dict[str, float] = collections.defaultdict(float)
     for line in text.splitlines():
-        m = re.match(r"^(jan_slots_busy|jan_queue_depth)\{[^}]*\} ([0-9.e+-]+)$", line)
+        m = re.match(r"^(jan_slots_busy|jan_queue_depth|jan_prompt_cache_bytes)\{[^}]*\} ([0-9.e+-]+)$", line)
         if m:
             out[m.group(1)] += float(m.group(2))
     return out
@@ -534,6 +534,9 @@ def image_uri() -> str:
 
 
 class Subprocess:
+    #: More ``jan serve`` arguments (``--serve-arg``): ``--cache-ram 0`` takes the prompt cache's growth out.
+    extra: list[str] = []
+
     def __init__(self, data: Path, models: list[Path], log: Path, parallel: int):
         self.port = free_port()
         self.log = log
@@ -541,6 +544,7 @@ class Subprocess:
                "--parallel", str(parallel), "--ctx-size", "1024", "--threads", "1", "--log-level", "info"]
         for m in models:
             cmd += ["-m", str(m)]
+        cmd += self.extra
         self.proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
         deadline = time.monotonic() + 240
@@ -610,6 +614,7 @@ def log_problems(log: Path) -> list[str]:
 
 # -- the soak --------------------------------------------------------------------------------------------------
 def soak(args) -> int:
+    Subprocess.extra = list(args.serve_arg)
     work = Path(tempfile.mkdtemp(prefix="jan-soak-"))
     data, log = work / "data", work / "server.log"
     models = model_paths(work)
@@ -631,7 +636,9 @@ def soak(args) -> int:
             counts = proc_counts(server.pid)
             tasks = server.tasks()
             left = data_leftovers(data)
-            row = {"round": r, "idle": idle, **counts, "tasks": None if tasks is None else len(tasks),
+            row = {"round": r, "idle": idle, **counts,
+                   "prompt_cache_kib": int(metrics(server.port)["jan_prompt_cache_bytes"]) // 1024,
+                   "tasks": None if tasks is None else len(tasks),
                    "temps": len(left["temps"]), "pending": len(left["pending"]), "5xx": len(load.fives)}
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -724,6 +731,8 @@ def main() -> int:
     p.add_argument("--group-by", default="traceback", choices=("traceback", "lineno", "filename"),
                    help="how tracemalloc's growth is summed")
     p.add_argument("--shutdown", action="store_true", help="then SIGTERM/SIGINT with requests in flight")
+    p.add_argument("--serve-arg", action="append", default=[], help="an argument more for jan serve (repeatable): "
+                   "--serve-arg=--cache-ram --serve-arg=0 keeps the prompt cache's (bounded) growth out of RSS")
     p.add_argument("-v", "--verbose", action="store_true")
     return soak(p.parse_args())
 
