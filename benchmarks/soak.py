@@ -352,7 +352,8 @@ class Load:
         content = os.urandom(self.rng.randrange(10, 200_000))
         raw = (f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nassistants\r\n'
                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.bin"\r\n'
-               f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+               f"Content-Type: application/octet-stream\r\n\r\n").encode() + content
+        raw += f"\r\n--{boundary}--\r\n".encode()
         ans = await self.req("file_upload", "POST", "/v1/files", raw=raw,
                              ctype=f"multipart/form-data; boundary={boundary}", leave=self.leave())
         body = ans.json()
