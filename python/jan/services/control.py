@@ -9,6 +9,7 @@ attaches the engine's requests once they are submitted; the front end looks it u
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any, Literal
 
 #: What :meth:`GenerationControl.end_reasoning` did: ``ended`` (the engine closes the thinking at its next token),
@@ -29,7 +30,10 @@ class GenerationControl:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._requests: list[Any] = []
+        # Weak: the control acts on the requests while their readers hold them, and never keeps one past its end. A
+        # run keeps its last turn's control for as long as the run is remembered (256 of them), and each engine
+        # request held its native state, its event file descriptor with it: a descriptor per run, for hours.
+        self._requests: list[weakref.ref] = []
         self._attached = False
         self._armed = False
         self._end_asked = False
@@ -50,11 +54,11 @@ class GenerationControl:
         were made with the thinking budget that can end the thinking (``reason``: why not, when the request itself
         rules it out). An end asked for before is done now."""
         with self._lock:
-            self._requests = list(requests)
+            self._requests = [weakref.ref(request) for request in requests]
             self._attached, self._armed = True, armed
             self.unarmed_reason = None if armed else reason
             if self._end_asked and armed:
-                for request in self._requests:
+                for request in requests:
                     request.end_reasoning()
 
     def end_reasoning(self) -> EndReasoning:
@@ -65,5 +69,7 @@ class GenerationControl:
                 return "pending"
             if not self._armed:
                 return "not_armed"
-            ended = [request.end_reasoning() for request in self._requests]
+            # (a request gone has ended: its reader let go of it)
+            live = [request for request in (ref() for ref in self._requests) if request is not None]
+            ended = [request.end_reasoning() for request in live]
             return "ended" if any(ended) else "finished"

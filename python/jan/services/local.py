@@ -841,7 +841,12 @@ async def merged(requests: list[jan.Request]) -> AsyncIterator[tuple[int, jan.Ch
         try:
             async for chunk in request:
                 queue.put_nowait((index, chunk))
-        except BaseException as exc:  # forwarded to the consumer, which re-raises
+        except asyncio.CancelledError:
+            # Cancelled by the consumer as it ends (its client gone): nobody is left to tell. Queued, the error and
+            # this frame held each other (its traceback the frame, the frame the queue), and with them the
+            # request's handle, its native state and event descriptor, until a full garbage collection.
+            raise
+        except Exception as exc:  # forwarded to the consumer, which re-raises
             queue.put_nowait((index, exc))
         finally:
             queue.put_nowait((index, done))
@@ -854,7 +859,10 @@ async def merged(requests: list[jan.Request]) -> AsyncIterator[tuple[int, jan.Ch
             if item is done:
                 remaining -= 1
             elif isinstance(item, BaseException):
-                raise item
+                try:
+                    raise item
+                finally:
+                    item = None  # (its traceback holds this frame: the local would hold them both, a cycle)
             else:
                 _check(item)
                 yield index, item

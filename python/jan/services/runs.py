@@ -857,9 +857,11 @@ class RunService:
         self._runs: OrderedDict[str, Run] = OrderedDict()
         #: One lock per claim lock file in use (gone with its last holder): see :meth:`_thread_lock`.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        #: Ids of finished runs not kept in ``_runs`` (records read finished, runs forgotten): never to hold a
-        #: thread again, so :meth:`holder` does not read their records again.
-        self._settled: set[str] = set()
+        #: Ids of finished runs not kept in ``_runs`` (records read finished, runs forgotten), by thread: never to
+        #: hold their thread again, so :meth:`holder` does not read their records again. By thread, so that a check
+        #: looks at its thread's alone (not a union of every run the server ever ended) and a deleted thread's go
+        #: with it (:meth:`_thread_deleted`): one set of all grew by every run for the server's life.
+        self._settled: dict[str, set[str]] = {}
         #: Set by :meth:`interrupt_all`: jan is stopping, no run starts or goes on any more.
         self._stopping = False
         #: Starts under way (:meth:`start`): a stop of jan waits for them, so that a run claimed as it began is
@@ -958,7 +960,7 @@ class RunService:
                 break
             forgotten = self._runs.pop(oldest)
             if forgotten.status in FINAL_STATUSES:  # its record need not be read to know it holds no thread
-                self._settled.add(oldest)
+                self._settled.setdefault(forgotten.thread_id, set()).add(oldest)
 
     async def persist(self, run: Run, *, required: bool = False) -> None:
         """Save the run's record (atomically; a failure is logged, the run goes on). ``required``: a save the run
@@ -1165,7 +1167,7 @@ class RunService:
         runs = [run for run in self._runs.values() if run.thread_id == event.thread_id]
         for run in runs:
             self._runs.pop(run.id, None)
-            self._settled.discard(run.id)
+        self._settled.pop(event.thread_id, None)
         live = [run for run in runs if run.active]
         for run in live:
             run.stop_reason = "thread deleted"
@@ -1273,13 +1275,14 @@ class RunService:
                 await self._expire_locked(run)
                 if run.status in HOLDING_STATUSES:
                     return run
-        skip = {run_id for run_id, run in self._runs.items() if run.thread_id == thread_id} | self._settled
+        skip = {run_id for run_id, run in self._runs.items() if run.thread_id == thread_id}
+        skip |= self._settled.get(thread_id, set())
         if other_than is not None:
             skip.add(other_than.id)
         records = await asyncio.to_thread(thread_records, self.manager.data_folder, thread_id, skip)
         for record in records:
             if record.get("status") in FINAL_STATUSES:
-                self._settled.add(record["id"])
+                self._settled.setdefault(thread_id, set()).add(record["id"])
         for record in records:
             if record.get("status") in HOLDING_STATUSES:
                 run = run_from_record(record)

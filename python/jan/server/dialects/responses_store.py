@@ -294,9 +294,9 @@ class ResponsesStore:
         self._conversations = conversations
         # the data folder's per-file locks (the store's own), keyed by the path in the data folder
         self._locks: LockManager | None = None
-        # Deciding "append or fork" and appending must not interleave for one thread.
-        # one lock per thread while someone holds or waits for it (their frames keep it alive): a plain dict kept
-        # one for every conversation ever touched, for the life of the server
+        # Deciding "append or fork" and appending must not interleave for one thread. Weak: a lock lives while a
+        # request holds or awaits it, so the map does not grow by one lock per thread ever stored to (a stored
+        # response is a thread of its own: one more each, for the server's life).
         self._thread_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     @property

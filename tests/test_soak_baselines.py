@@ -1,0 +1,152 @@
+"""What a long-running server holds per request returns to its baseline when the requests end (found by
+``benchmarks/soak.py``): no lock, descriptor or record kept for every thread, response or connection it ever saw."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import sys
+import types
+import urllib.request
+
+import pytest
+from api_helpers import Client, running, until
+from run_helpers import run_to_end
+
+from jan.extensions.conversational.extension import ConversationalStoreExtension
+from jan.server.dialects.responses_store import ResponsesStore
+from jan.services.types import ChatMessage, TextPart
+
+
+def _live_locks() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if type(o) is asyncio.Lock)
+
+
+async def _stored_responses(tmp_path, count: int) -> tuple[int, int]:
+    conversations = ConversationalStoreExtension()
+    await conversations.on_load(types.SimpleNamespace(data_folder=tmp_path, bus=None))
+    store = ResponsesStore(tmp_path / "responses", lambda: conversations)
+    before = _live_locks()
+    for n in range(count):  # each a new conversation (a thread of its own), as a stored response without a previous
+        response = {"id": f"resp_{n:032x}", "model": "any", "status": "in_progress"}
+        first = await store.begin(response, [], [ChatMessage("user", (TextPart(f"hello {n}"),))], None)
+        async with store.locked(first.thread_id):  # (a conversation's items appended, as the conversations route)
+            pass
+    return before, _live_locks()
+
+
+def test_stored_responses_hold_no_lock_per_thread(tmp_path):
+    """Every stored response starts a thread, and its appends take that thread's lock: a lock kept per thread ever
+    stored to grew the server by one per response, for its life. The locks live while a request holds them."""
+    before, after = asyncio.run(_stored_responses(tmp_path, 12))
+    assert after - before < 12, f"{after - before} asyncio locks left behind by 12 stored responses"
+
+
+# -- engine requests (each holds an event file descriptor) end with their generation ------------------------------
+def _event_fds() -> int:
+    """This process's eventfds: each engine request holds one (cpp/request.cpp) until it is freed."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]"
+    return count
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="eventfds and /proc/self/fd are Linux's")
+def test_finished_runs_hold_no_engine_request(tmp_path, stories_path):
+    """A remembered run kept its last turn's control, and the control the engine requests it acted on: each ended
+    run held its request's native state and file descriptor for as long as the run was remembered (256 runs), so a
+    server's descriptors grew with every run. They return to their count once the runs end."""
+    async def runs(base_url: str) -> int:
+        async with Client(base_url) as api:
+            thread = await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Once upon"}]})
+            path = f"/v1/threads/{thread['id']}/runs"
+            await run_to_end(api, path, {"max_completion_tokens": 4})  # (the first run's one-time setup)
+            before = _event_fds()  # (at most the warm-up run's request, not freed yet)
+            for _ in range(6):
+                run = await run_to_end(api, path, {"max_completion_tokens": 4})
+                assert run["status"] in ("completed", "incomplete"), run  # (its 4 tokens spent: incomplete)
+            return before
+
+    with running(tmp_path / "data", stories_path) as srv:
+        before = asyncio.run(runs(srv.base_url))
+        until(lambda: _event_fds() <= before, f"the eventfds back to {before} after 6 runs", wait_s=60)
+
+
+def test_a_deleted_threads_ended_runs_are_forgotten(tmp_path, stories_path, monkeypatch):
+    """The runs service remembers the ids of ended runs it no longer keeps (so as not to read their records again
+    when it checks who holds a thread). They were one set for the whole server, every run it ever ended and never
+    let go (a thread's deletion left them), each check of a thread taking all of them: they are its thread's now,
+    and go with it."""
+    import jan.services.runs as runs_module
+    from jan.server.keys import SERVICES
+
+    monkeypatch.setattr(runs_module, "KEEP_RUNS", 1)  # (so that ended runs are forgotten at once)
+
+    async def scenario(srv) -> None:
+        async with Client(srv.base_url) as api:
+            thread = await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Once upon"}]})
+            path = f"/v1/threads/{thread['id']}/runs"
+            for _ in range(3):
+                await run_to_end(api, path, {"max_completion_tokens": 2})
+            service = srv.app[SERVICES].runs
+            def remembered() -> int:
+                settled = service._settled
+                return sum(map(len, settled.values())) if isinstance(settled, dict) else len(settled)
+
+            assert remembered() >= 1  # (the test's premise: ended runs forgotten, their ids remembered)
+            assert (await api.ok("DELETE", f"/v1/threads/{thread['id']}"))["deleted"] is True
+            await asyncio.to_thread(until, lambda: remembered() == 0, "the deleted thread's run ids let go",
+                                    wait_s=30)
+
+    with running(tmp_path / "data", stories_path) as srv:
+        asyncio.run(scenario(srv))
+
+
+def _slots_busy(base_url: str) -> int:
+    with urllib.request.urlopen(base_url + "/slots?model=stories260K", timeout=30) as resp:
+        return sum(1 for slot in json.loads(resp.read()) if slot.get("is_processing"))
+
+
+async def _leave(port: int, path: str, body: dict, *, stream: bool, base_url: str) -> None:
+    """POST ``body``, then go away (a reset) while it generates: after the stream's first event, or once a slot is
+    busy with the answer not streamed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    raw = json.dumps(body).encode()
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(raw)}\r\n\r\n".encode() + raw)
+    await writer.drain()
+    if stream:
+        seen = b""
+        while b"data:" not in seen:
+            chunk = await asyncio.wait_for(reader.read(4096), 120)
+            assert chunk, "the stream ended before its first event"
+            seen += chunk
+    else:
+        await asyncio.to_thread(until, lambda: _slots_busy(base_url), "the answer generating")
+    writer.transport.abort()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="eventfds and /proc/self/fd are Linux's")
+def test_choices_of_a_client_gone_free_their_engine_requests_without_a_garbage_collection(tmp_path, stories_path):
+    """n choices are read by one task each; when their client went away, each task's cancellation was queued for a
+    reader that had already left, the error and the task's frame then holding each other, and the engine request
+    with them (its native state and event descriptor) until a full garbage collection, which a quiet server may not
+    run for long. They go with the request now, garbage collection or not."""
+    body = {"model": "stories260K", "prompt": "Once upon a time", "max_tokens": 400, "ignore_eos": True, "n": 2}
+    with running(tmp_path / "data", stories_path, n_ctx=1024) as srv:
+        gc.collect()
+        gc.disable()  # (what is left in reference cycles stays so: the test sees it whenever a collection would come)
+        try:
+            before = _event_fds()
+            for stream in (True, False):
+                asyncio.run(_leave(srv.config.port, "/v1/completions", {**body, "stream": stream}, stream=stream,
+                                   base_url=srv.base_url))
+            until(lambda: _slots_busy(srv.base_url) == 0, "the slots free again")
+            until(lambda: _event_fds() <= before, f"the eventfds back to {before}", wait_s=60)
+        finally:
+            gc.enable()
