@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["loads_json"]
+__all__ = ["json_type_name", "loads_json"]
 
 
 def loads_json(text: str | bytes | bytearray, **kwargs: Any) -> Any:
@@ -21,3 +21,17 @@ def loads_json(text: str | bytes | bytearray, **kwargs: Any) -> Any:
     except RecursionError:
         raise json.JSONDecodeError("JSON nested too deeply to read", text if isinstance(text, str) else "", 0) \
             from None
+
+
+def json_type_name(value: Any) -> str:
+    """The JSON type of a parsed value, in the words an error message tells it a client or a file wrote it:
+    ``"null"``, ``"a boolean"``, ``"a number"``, ``"a string"``, ``"an array"``, ``"an object"``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
+from jan.json_text import json_type_name
 from .bounded import HookTimeoutError, call_bounded, wait_bounded
 from .dependencies import dependency_order
 from .discovery import Candidate, entry_point_candidates, instantiate
@@ -1078,8 +1079,6 @@ def _type_key(extension_type: Any) -> tuple[str, type | None]:
     raise TypeError(f"expected an extension type string or interface class, not {extension_type!r}")
 
 
-
-
 def _config_problems(data: dict[str, Any]) -> list[str]:
     """What in an extensions.json (an object, its ``extensions`` one) is not of the type jan writes there, each
     naming its field: such a value is refused (the extension's default is used, a preference is dropped) and told,
@@ -1087,31 +1086,19 @@ def _config_problems(data: dict[str, Any]) -> list[str]:
     problems = []
     for name, item in (data.get("extensions") or {}).items():
         if not isinstance(item, dict):
-            problems.append(f"extensions.{name} is {_json_type(item)}, not an object: left out (its defaults apply)")
+            problems.append(f"extensions.{name} is {json_type_name(item)}, not an object: left out (its defaults apply)")
             continue
         if "enabled" in item and not isinstance(item["enabled"], bool):
-            problems.append(f"extensions.{name}.enabled is {item['enabled']!r} ({_json_type(item['enabled'])}), "
+            problems.append(f"extensions.{name}.enabled is {item['enabled']!r} ({json_type_name(item['enabled'])}), "
                             "not true or false: refused, the extension's default applies")
         if "version" in item and not isinstance(item["version"], (str, type(None))):
-            problems.append(f"extensions.{name}.version is {item['version']!r} ({_json_type(item['version'])}), "
+            problems.append(f"extensions.{name}.version is {item['version']!r} ({json_type_name(item['version'])}), "
                             "not a string: refused")
     prefs = data.get("preferred")
     if prefs is not None and not isinstance(prefs, dict):
-        problems.append(f"preferred is {_json_type(prefs)}, not an object: refused, no extension is preferred")
+        problems.append(f"preferred is {json_type_name(prefs)}, not an object: refused, no extension is preferred")
     for key, name in (prefs.items() if isinstance(prefs, dict) else ()):
         if not isinstance(name, str):
-            problems.append(f"preferred.{key} is {name!r} ({_json_type(name)}), not an extension's name: refused")
+            problems.append(f"preferred.{key} is {name!r} ({json_type_name(name)}), not an extension's name: "
+                            "refused")
     return problems
-
-
-def _json_type(value: Any) -> str:
-    """The JSON type of a parsed value, in words ("a string", "a number")."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"

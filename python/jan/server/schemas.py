@@ -24,6 +24,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       WrapValidator, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
+from jan.json_text import json_type_name
 from jan.server.dialects.llamacpp_extras import without_extras
 from jan.engine.params import RANGES, SEED_MAX, SEED_MIN, speculative_mode
 from jan.templates.formats.plan import THINK_LEVELS
@@ -89,7 +90,7 @@ def check_metadata(value: dict[str, Any], own_keys: frozenset[str] = frozenset()
         if not isinstance(item, str):
             if key in own_keys:
                 continue
-            raise ValueError(f"the value of key {key!r} must be a string (got {_json_type(item)}); "
+            raise ValueError(f"the value of key {key!r} must be a string (got {json_type_name(item)}); "
                              "metadata values are strings")
         if len(item) > METADATA_MAX_VALUE_CHARS:
             raise ValueError(f"the value of key {key!r} is {len(item)} characters long; "
@@ -97,17 +98,6 @@ def check_metadata(value: dict[str, Any], own_keys: frozenset[str] = frozenset()
     return value
 
 
-def _json_type(value: Any) -> str:
-    """``value``'s JSON type name, as a client wrote it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
 
 
 #: ``metadata`` as every body takes it (assistants, threads, runs, responses, chat completions): OpenAI's rules.
@@ -123,7 +113,7 @@ def check_record_keys(value: dict[str, Any]) -> dict[str, Any]:
     calls = value.get("tool_calls")
     if calls is not None:
         if not isinstance(calls, list):
-            raise ValueError(f"tool_calls: expected a list of calls, got {_json_type(calls)}")
+            raise ValueError(f"tool_calls: expected a list of calls, got {json_type_name(calls)}")
         for i, call in enumerate(calls):
             where = f"tool_calls[{i}]"
             fn = call.get("function") if isinstance(call, dict) else None
@@ -138,10 +128,10 @@ def check_record_keys(value: dict[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"{where}.function.name: expected a string")
             if fn.get("arguments") is not None and not isinstance(fn["arguments"], str):
                 raise ValueError(f"{where}.function.arguments: expected a string (the arguments' JSON text), got "
-                                 f"{_json_type(fn['arguments'])}")
+                                 f"{json_type_name(fn['arguments'])}")
     for key in ("tool_call_id", "name"):
         if value.get(key) is not None and not isinstance(value[key], str):
-            raise ValueError(f"{key}: expected a string, got {_json_type(value[key])}")
+            raise ValueError(f"{key}: expected a string, got {json_type_name(value[key])}")
     return value
 
 
