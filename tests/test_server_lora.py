@@ -205,6 +205,11 @@ def test_jan_serve_flags(tmp_path, monkeypatch, adapters):
     defaults = seen["config"].engine_defaults()
     assert defaults["lora"] == ((adapters[0], 1.0), (adapters[1], 0.25), (adapters[0], -1.0))
     assert defaults["lora_init_without_apply"] is True
+    # llama-server's --lora takes several files separated by commas too, as --lora-scaled does
+    result = CliRunner().invoke(serve_cli.serve, ["--data-folder", str(tmp_path), "--lora", ",".join(adapters),
+                                                  "--lora", adapters[0]])
+    assert result.exit_code == 0, result.output
+    assert seen["config"].engine_defaults()["lora"] == ((adapters[0], 1.0), (adapters[1], 1.0), (adapters[0], 1.0))
     result = CliRunner().invoke(serve_cli.serve, ["--data-folder", str(tmp_path)])
     assert "lora" not in seen["config"].engine_defaults() and "lora_init_without_apply" not in \
         seen["config"].engine_defaults()
@@ -212,7 +217,8 @@ def test_jan_serve_flags(tmp_path, monkeypatch, adapters):
                         (["--lora-scaled", f"{adapters[0]}:nan"], "--lora-scaled: expected FILE:SCALE"),
                         (["--lora-scaled", adapters[0]], "--lora-scaled: expected FILE:SCALE"),
                         (["--lora-scaled", str(tmp_path / "none.gguf") + ":1"], "--lora-scaled: no such file"),
-                        (["--lora", str(tmp_path / "none.gguf")], "--lora")):
+                        (["--lora", str(tmp_path / "none.gguf")], "--lora"),
+                        (["--lora", f"{adapters[0]},{tmp_path / 'none.gguf'}"], f"--lora: no such file: {tmp_path}")):
         result = CliRunner().invoke(serve_cli.serve, ["--data-folder", str(tmp_path), *flags])
         assert result.exit_code != 0 and says in result.output, (flags, result.output)
 
