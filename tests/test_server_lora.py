@@ -185,6 +185,21 @@ def test_a_model_json_names_its_own_adapters_relative_to_its_folder(tmp_path, st
         assert response.status_code == 400, response.text
         err = response.json()["error"]
         assert err["param"] == "settings.lora" and "missing.gguf" in err["message"], err
+        # a name that climbs out of the folder is refused where it is stored (it was stored, and every request to
+        # the model, its GET /v1/models/{id} included, was a 400 from then on)
+        before = (folder / "model.json").read_text()
+        for lora in (["../climb/model.gguf"], [{"path": "../x.gguf", "scale": 1}], [["style.gguf", 1], "../x"]):
+            response = httpx.patch(srv.base_url + "/v1/models/teller", json={"settings": {"lora": lora}}, timeout=120)
+            assert response.status_code == 400, response.text
+            assert response.json()["error"]["param"] == "settings.lora" and "climbs out" in response.text, lora
+        assert (folder / "model.json").read_text() == before
+        assert httpx.get(srv.base_url + "/v1/models/teller", timeout=120).status_code == 200
+        # a [path, scale] pair (as jan.Model's lora takes one) is relative to the model folder too, as a path is
+        response = httpx.patch(srv.base_url + "/v1/models/teller", json={"settings": {"lora": [["style.gguf", 0.25]]}},
+                               timeout=120)
+        assert response.status_code == 200, response.text
+        listed = httpx.get(srv.base_url + "/lora-adapters?model=teller", timeout=120).json()
+        assert [(a["path"], a["scale"]) for a in listed] == [(str(folder / "style.gguf"), 0.25)]
 
 
 def test_jan_serve_flags(tmp_path, monkeypatch, adapters):

@@ -70,9 +70,15 @@ def check_settings(settings: Mapping[str, Any], keys: Iterable[str] | None = Non
             continue
         if key == "lora":  # the adapters' files are resolved by the store (lora_paths), judged when the model loads
             try:
-                check_load_option("lora", value)
+                adapters = check_load_option("lora", value)
             except (TypeError, ValueError) as exc:
                 raise RequestError(f"settings.{exc}", param=param, code="invalid_value") from None
+            for i, (name, _) in enumerate(adapters):
+                # the store refuses to follow such a name out of the folder: stored, every request to the model and
+                # its GET /v1/models/{id} were a 400 until the model.json was mended
+                if not os.path.isabs(os.path.expanduser(name)) and climbs_out(name):
+                    raise RequestError(f"{param}[{i}]: '{name}' climbs out of the model folder (name a file in it, "
+                                       "or give an absolute path)", param=param, code="invalid_value")
             continue
         if key in _TEXT_SETTINGS:
             if not isinstance(value, str):
