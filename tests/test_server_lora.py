@@ -256,6 +256,9 @@ def test_ollama_create_takes_adapters(server, stories_path, adapters):
     assert [(a["id"], a["scale"]) for a in listed] == [(0, 1.0)]
     # its own adapter (the same file as the server's adapter 0) at scale 1
     assert completion(server, model="teller-a", lora=None) == completion(server, lora=[{"id": 0, "scale": 1}])
+    # /api/show's modelfile names it, as Ollama's ADAPTER line (so that the modelfile can be given back)
+    shown = httpx.post(server.base_url + "/api/show", json={"model": "teller-a"}, timeout=120).json()
+    assert f"\nADAPTER {listed[0]['path']}\n" in shown["modelfile"], shown["modelfile"]
     # from an existing model: the create's adapters replace the source's
     created = httpx.post(server.base_url + "/api/create", json={
         "model": "teller-b", "from": "teller-a", "adapters": {"b.gguf": push(adapters[1])}, "stream": False},
