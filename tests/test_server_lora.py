@@ -267,7 +267,9 @@ def test_ollama_create_takes_adapters(server, stories_path, adapters):
     assert completion(server, model="teller-b", lora=None) == completion(server, lora=[{"id": 1, "scale": 1}])
     for bad, says in (({"a.gguf": "sha256:" + "0" * 64}, "adapters: a.gguf: blob"),
                       ({"a.gguf": "nope"}, "invalid digest format"),
-                      ({"a.gguf": 3}, "invalid digest format")):
+                      ({"a.gguf": 3}, "invalid digest format"),
+                      # a model's weights pushed as its adapter (stored, every request to the model was a 400)
+                      ({"a.gguf": weights}, "adapters: a.gguf: not a LoRA adapter GGUF")):
         response = httpx.post(server.base_url + "/api/create", json={
             "model": "teller-c", "files": {"model.gguf": weights}, "adapters": bad, "stream": False}, timeout=120)
         assert response.status_code == 400 and says in response.json()["error"], response.text

@@ -30,6 +30,7 @@ from jan.core import LocalInferenceExtension
 from jan.core.engine_answers import model_state
 from jan.downloads import DownloadCancelledError, DownloadError, filename_from_url
 from jan.errors import MediaError, ModelLoadError, ModelNotFoundError, not_found_message
+from jan.extensions.models.gguf_info import gguf_scalars
 from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
@@ -760,8 +761,15 @@ async def _blob_gguf(request: web.Request, name: str, digest: Any, field: str) -
                                f"POST /api/blobs/{digest})")
     try:
         await asyncio.to_thread(check_gguf, path)
-    except InvalidArgumentError:
+        kind = (await asyncio.to_thread(gguf_scalars, str(path), {"general.type"})).get("general.type") \
+            if field == "adapters" else "adapter"
+    except (InvalidArgumentError, ValueError):
         raise OllamaError(400, f"{field}: {name}: supplied file was not in GGUF format") from None
+    if kind != "adapter":
+        # (a model's weights pushed as its ADAPTER: stored, every request to the new model was a 400 from then on)
+        raise OllamaError(400, f"{field}: {name}: not a LoRA adapter GGUF (its general.type is "
+                               f"{json.dumps(kind) if isinstance(kind, str) else 'not given'}, not \"adapter\"; "
+                               "llama.cpp's convert_lora_to_gguf.py makes one)")
     return path
 
 
