@@ -269,7 +269,7 @@ def test_ollama_create_takes_adapters(server, stories_path, adapters):
                       ({"a.gguf": "nope"}, "invalid digest format"),
                       ({"a.gguf": 3}, "invalid digest format"),
                       # a model's weights pushed as its adapter (stored, every request to the model was a 400)
-                      ({"a.gguf": weights}, "adapters: a.gguf: not a LoRA adapter GGUF")):
+                      ({"a.gguf": weights}, "is not a LoRA adapter GGUF")):
         response = httpx.post(server.base_url + "/api/create", json={
             "model": "teller-c", "files": {"model.gguf": weights}, "adapters": bad, "stream": False}, timeout=120)
         assert response.status_code == 400 and says in response.json()["error"], response.text

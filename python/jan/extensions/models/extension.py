@@ -110,11 +110,12 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         path = await self.store.models.draft_model_file(model_id)
         return str(path) if path else None
 
-    async def lora_files(self, model_id: str) -> list[str]:
-        """The files of the model's own LoRA adapters (``settings.lora``, resolved as a load resolves them), [] when
-        it names none, or none a load could read (a path that climbs out of its folder: the load refuses it)."""
+    async def lora_files(self, model_id: str, settings: dict[str, Any] | None = None) -> list[str]:
+        """The files of the model's own LoRA adapters (``settings.lora``, resolved as a load resolves them; of
+        ``settings`` when given, stored or not yet), [] when it names none, or none a load could read (a path that
+        climbs out of its folder: the load refuses it)."""
         try:
-            items = await self.store.models.lora_files(model_id)
+            items = await self.store.models.lora_files(model_id, None if settings is None else {"settings": settings})
         except ValueError:
             return []
         return [str(item["path"]) for item in items or ()

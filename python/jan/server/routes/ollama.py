@@ -30,7 +30,6 @@ from jan.core import LocalInferenceExtension
 from jan.core.engine_answers import model_state
 from jan.downloads import DownloadCancelledError, DownloadError, filename_from_url
 from jan.errors import MediaError, ModelLoadError, ModelNotFoundError, not_found_message
-from jan.extensions.models.gguf_info import gguf_scalars
 from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
@@ -45,6 +44,7 @@ from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
 from jan.server.validation import body_is_large, body_step, loads_bounded
 from jan.store.aio import write_through
 from jan.services import Services, Target
+from jan.services.companions import lora_problem
 from jan.services.errors import PrefillGrammarError, RequestError
 from jan.services.models import require_generating, unload_now, unload_replaced
 from jan.services.types import CompletionDelta, TokenLogprob, Usage
@@ -761,15 +761,12 @@ async def _blob_gguf(request: web.Request, name: str, digest: Any, field: str) -
                                f"POST /api/blobs/{digest})")
     try:
         await asyncio.to_thread(check_gguf, path)
-        kind = (await asyncio.to_thread(gguf_scalars, str(path), {"general.type"})).get("general.type") \
-            if field == "adapters" else "adapter"
-    except (InvalidArgumentError, ValueError):
+    except InvalidArgumentError:
         raise OllamaError(400, f"{field}: {name}: supplied file was not in GGUF format") from None
-    if kind != "adapter":
-        # (a model's weights pushed as its ADAPTER: stored, every request to the new model was a 400 from then on)
-        raise OllamaError(400, f"{field}: {name}: not a LoRA adapter GGUF (its general.type is "
-                               f"{json.dumps(kind) if isinstance(kind, str) else 'not given'}, not \"adapter\"; "
-                               "llama.cpp's convert_lora_to_gguf.py makes one)")
+    # (a model's weights pushed as its ADAPTER: stored, every request to the new model was a 400 from then on)
+    why = await asyncio.to_thread(lora_problem, str(path)) if field == "adapters" else None
+    if why is not None:
+        raise OllamaError(400, f"{field}: {name}: {why}")
     return path
 
 
