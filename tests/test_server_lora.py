@@ -202,7 +202,7 @@ def test_a_model_json_names_its_own_adapters_relative_to_its_folder(tmp_path, st
         assert [(a["path"], a["scale"]) for a in listed] == [(str(folder / "style.gguf"), 0.25)]
 
 
-def test_jan_serve_flags(tmp_path, monkeypatch, adapters):
+def test_jan_serve_flags(tmp_path, monkeypatch, adapters, stories_path):
     from click.testing import CliRunner
 
     import jan.cli.serve as serve_cli
@@ -233,7 +233,10 @@ def test_jan_serve_flags(tmp_path, monkeypatch, adapters):
                         (["--lora-scaled", adapters[0]], "--lora-scaled: expected FILE:SCALE"),
                         (["--lora-scaled", str(tmp_path / "none.gguf") + ":1"], "--lora-scaled: no such file"),
                         (["--lora", str(tmp_path / "none.gguf")], "--lora"),
-                        (["--lora", f"{adapters[0]},{tmp_path / 'none.gguf'}"], f"--lora: no such file: {tmp_path}")):
+                        (["--lora", f"{adapters[0]},{tmp_path / 'none.gguf'}"], f"--lora: no such file: {tmp_path}"),
+                        # a model's weights given as an adapter: every model loaded without it, said only in the log
+                        (["--lora", str(stories_path)], f"--lora: '{stories_path}' is not a LoRA adapter GGUF"),
+                        (["--lora-scaled", f"{stories_path}:0.5"], "--lora-scaled: '")):
         result = CliRunner().invoke(serve_cli.serve, ["--data-folder", str(tmp_path), *flags])
         assert result.exit_code != 0 and says in result.output, (flags, result.output)
 

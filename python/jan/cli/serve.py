@@ -65,8 +65,15 @@ class LoraFiles(PathParam):
 def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
     """``--lora`` files (scale 1) then ``--lora-scaled FILE:SCALE`` ones (llama-server's, commas separating several
     in one flag, as in ``--lora``) as (absolute path, scale) pairs; None when neither was given. A :class:`CLIError`
-    naming the flag for a SCALE that is no finite number or a FILE that is not there."""
+    naming the flag for a SCALE that is no finite number or a FILE that is not there or no LoRA adapter GGUF (a
+    model's weights given by mistake: every model would load without it, said only in the log)."""
+    from jan.services.companions import lora_problem
+
     adapters = [(str(f), 1.0) for group in files for f in group]
+    for path, _ in adapters:
+        why = lora_problem(path)
+        if why is not None:
+            raise CLIError(f"--lora: {why}")
     for flag in scaled:
         for item in _listed(flag, lambda v: v.rpartition(":")[0]):
             file, sep, scale = item.rpartition(":")
@@ -79,6 +86,9 @@ def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
             path = os.path.abspath(os.path.expanduser(file))
             if not os.path.isfile(path):
                 raise CLIError(f"--lora-scaled: no such file: {path}")
+            why = lora_problem(path)
+            if why is not None:
+                raise CLIError(f"--lora-scaled: {why}")
             adapters.append((path, value))
     return adapters or None
 
