@@ -218,8 +218,10 @@ def test_jan_serve_takes_read_timeout(tmp_path):
 
     from jan.cli.serve import serve
 
-    result = CliRunner().invoke(serve, ["--read-timeout", "0", "--data-folder", str(tmp_path)])
-    assert result.exit_code == 2 and "--read-timeout" in result.output
+    # a usage error naming the flag, for every value the server's config refuses (inf and nan were a traceback)
+    for bad in ("0", "-1", "nan", "inf", "1e400"):
+        result = CliRunner().invoke(serve, ["--read-timeout", bad, "--data-folder", str(tmp_path)])
+        assert result.exit_code == 2 and "--read-timeout" in result.output, (bad, result.output)
     assert "--read-timeout" in CliRunner().invoke(serve, ["--help"]).output
 
 

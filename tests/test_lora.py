@@ -133,7 +133,11 @@ def test_the_defaults_change_for_requests_submitted_afterwards(stories_path, ada
         assert _text(m) == alone["base"]
         with pytest.raises(BadRequestError, match=r"lora\[0\]\.id: .*no LoRA adapter 2"):
             m.lora_adapters = [{"id": 2, "scale": 1}]
-        assert [a["scale"] for a in m.lora_adapters] == [0.0, 0.0]  # unchanged by the refusal
+        m.lora_adapters = [{"id": 0, "scale": 0.5}]
+        # None is no list of scales (POST /lora-adapters' null is a 400): it turned every adapter off, unsaid
+        with pytest.raises(BadRequestError, match=r"lora: expected a list"):
+            m.lora_adapters = None
+        assert [a["scale"] for a in m.lora_adapters] == [0.5, 0.0]  # unchanged by the refusals
 
 
 def test_init_without_apply(stories_path, adapters, alone):

@@ -1,6 +1,6 @@
 """Every model.json setting and parameter a request reads is checked as requests read it — on PATCH, on
 POST /v1/models (create and import) and when a hand-edited one is read at load — with a 400 naming the field;
-companion files (draft_model, mmproj) must be GGUFs of their kind, judged before the main weights are read.
+companion files (draft_model, mmproj, lora) must be GGUFs of their kind, judged before the main weights are read.
 A server-wide draft model (``--model-draft``) is a default: a model it cannot draft for loads without it, and a
 model opts out with ``speculative: "none"`` or an empty/null ``draft_model``."""
 
@@ -69,6 +69,11 @@ def bad_values(tmp_path, stories_path) -> list[tuple[dict, str, str]]:
         ({"settings": {"lora": "style.gguf"}}, "settings.lora", "expected a list"),
         ({"settings": {"lora": [{"path": "style.gguf", "scale": "big"}]}}, "settings.lora", "scale: expected a number"),
         ({"settings": {"lora": [{"file": "style.gguf"}]}}, "settings.lora", "expected"),
+        # the files it names, as draft_model's and mmproj's (stored, every request to the model was a 400)
+        ({"settings": {"lora": ["/nope.gguf"]}}, "settings.lora", "no file"),
+        ({"settings": {"lora": [{"path": str(text), "scale": 0.5}]}}, "settings.lora", "not a GGUF"),
+        ({"settings": {"lora": [[str(stories_path), 1]]}}, "settings.lora", "not a LoRA adapter"),
+        ({"settings": {"lora": ["../../elsewhere.gguf"]}}, "settings.lora", "climbs out"),
         ({"parameters": {"reasoning_budget": "lots"}}, "parameters.reasoning_budget", "integer"),
         ({"parameters": {"speculative": "turbo"}}, "parameters.speculative", "none, ngram, draft"),
     ]

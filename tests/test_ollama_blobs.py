@@ -279,6 +279,29 @@ def test_blobs_no_model_uses_are_pruned(client, server, blobs, stories_path, vis
         client.delete("vision-kept")
 
 
+def test_a_blob_a_model_uses_as_its_lora_adapter_is_kept(client, server, blobs, stories_path, tmp_path):
+    """/api/create's adapters reference their blobs in place (settings.lora): the prune after another model's
+    delete removed such a blob once its grace had passed, and the model's next load failed on a missing file."""
+    pytest.importorskip("gguf", reason="the gguf package is not installed (test extra)")
+    from jan.testing.gguf_models import write_lora_adapter
+
+    digest = client.create_blob(write_lora_adapter(tmp_path / "a.gguf", stories_path, seed=1))
+    assert client.create(model="adapted", from_="stories260K", adapters={"a.gguf": digest}).status == "success"
+    try:
+        adapter = blobs / f"sha256-{digest[7:]}"
+        _age(adapter)
+        assert client.create(model="gone-soon", from_="stories260K").status == "success"
+        assert _http(server, "DELETE", "/api/delete", content=b'{"model": "gone-soon"}').status_code == 200
+        assert adapter.exists()
+        # loaded again after an unload, it still has its adapter
+        client.generate(model="adapted", prompt=STORY, keep_alive=0, options={"num_predict": 1})
+        assert client.generate(model="adapted", prompt=STORY, keep_alive=0, options={"num_predict": 2}).done
+        listed = _http(server, "GET", "/lora-adapters?model=adapted").json()
+        assert [a["path"] for a in listed] == [str(adapter)]
+    finally:
+        client.delete("adapted")
+
+
 def test_unused_blobs_are_pruned_at_start(tmp_path, stories_path):
     blobs = tmp_path / "data" / "blobs"
     blobs.mkdir(parents=True)
@@ -328,6 +351,9 @@ def test_a_model_deleted_while_blobs_are_pruned_stops_no_prune(tmp_path):
             return None
 
         draft_model_file = mmproj_file
+
+        async def lora_files(self, model_id):
+            return []
 
     app = web.Application()
     app[CONFIG] = SimpleNamespace(data_folder=tmp_path)

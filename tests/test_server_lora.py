@@ -185,9 +185,24 @@ def test_a_model_json_names_its_own_adapters_relative_to_its_folder(tmp_path, st
         assert response.status_code == 400, response.text
         err = response.json()["error"]
         assert err["param"] == "settings.lora" and "missing.gguf" in err["message"], err
+        # a name that climbs out of the folder is refused where it is stored (it was stored, and every request to
+        # the model, its GET /v1/models/{id} included, was a 400 from then on)
+        before = (folder / "model.json").read_text()
+        for lora in (["../climb/model.gguf"], [{"path": "../x.gguf", "scale": 1}], [["style.gguf", 1], "../x"]):
+            response = httpx.patch(srv.base_url + "/v1/models/teller", json={"settings": {"lora": lora}}, timeout=120)
+            assert response.status_code == 400, response.text
+            assert response.json()["error"]["param"] == "settings.lora" and "climbs out" in response.text, lora
+        assert (folder / "model.json").read_text() == before
+        assert httpx.get(srv.base_url + "/v1/models/teller", timeout=120).status_code == 200
+        # a [path, scale] pair (as jan.Model's lora takes one) is relative to the model folder too, as a path is
+        response = httpx.patch(srv.base_url + "/v1/models/teller", json={"settings": {"lora": [["style.gguf", 0.25]]}},
+                               timeout=120)
+        assert response.status_code == 200, response.text
+        listed = httpx.get(srv.base_url + "/lora-adapters?model=teller", timeout=120).json()
+        assert [(a["path"], a["scale"]) for a in listed] == [(str(folder / "style.gguf"), 0.25)]
 
 
-def test_jan_serve_flags(tmp_path, monkeypatch, adapters):
+def test_jan_serve_flags(tmp_path, monkeypatch, adapters, stories_path):
     from click.testing import CliRunner
 
     import jan.cli.serve as serve_cli
@@ -205,6 +220,11 @@ def test_jan_serve_flags(tmp_path, monkeypatch, adapters):
     defaults = seen["config"].engine_defaults()
     assert defaults["lora"] == ((adapters[0], 1.0), (adapters[1], 0.25), (adapters[0], -1.0))
     assert defaults["lora_init_without_apply"] is True
+    # llama-server's --lora takes several files separated by commas too, as --lora-scaled does
+    result = CliRunner().invoke(serve_cli.serve, ["--data-folder", str(tmp_path), "--lora", ",".join(adapters),
+                                                  "--lora", adapters[0]])
+    assert result.exit_code == 0, result.output
+    assert seen["config"].engine_defaults()["lora"] == ((adapters[0], 1.0), (adapters[1], 1.0), (adapters[0], 1.0))
     result = CliRunner().invoke(serve_cli.serve, ["--data-folder", str(tmp_path)])
     assert "lora" not in seen["config"].engine_defaults() and "lora_init_without_apply" not in \
         seen["config"].engine_defaults()
@@ -212,7 +232,11 @@ def test_jan_serve_flags(tmp_path, monkeypatch, adapters):
                         (["--lora-scaled", f"{adapters[0]}:nan"], "--lora-scaled: expected FILE:SCALE"),
                         (["--lora-scaled", adapters[0]], "--lora-scaled: expected FILE:SCALE"),
                         (["--lora-scaled", str(tmp_path / "none.gguf") + ":1"], "--lora-scaled: no such file"),
-                        (["--lora", str(tmp_path / "none.gguf")], "--lora")):
+                        (["--lora", str(tmp_path / "none.gguf")], "--lora"),
+                        (["--lora", f"{adapters[0]},{tmp_path / 'none.gguf'}"], f"--lora: no such file: {tmp_path}"),
+                        # a model's weights given as an adapter: every model loaded without it, said only in the log
+                        (["--lora", str(stories_path)], f"--lora: '{stories_path}' is not a LoRA adapter GGUF"),
+                        (["--lora-scaled", f"{stories_path}:0.5"], "--lora-scaled: '")):
         result = CliRunner().invoke(serve_cli.serve, ["--data-folder", str(tmp_path), *flags])
         assert result.exit_code != 0 and says in result.output, (flags, result.output)
 
@@ -235,6 +259,9 @@ def test_ollama_create_takes_adapters(server, stories_path, adapters):
     assert [(a["id"], a["scale"]) for a in listed] == [(0, 1.0)]
     # its own adapter (the same file as the server's adapter 0) at scale 1
     assert completion(server, model="teller-a", lora=None) == completion(server, lora=[{"id": 0, "scale": 1}])
+    # /api/show's modelfile names it, as Ollama's ADAPTER line (so that the modelfile can be given back)
+    shown = httpx.post(server.base_url + "/api/show", json={"model": "teller-a"}, timeout=120).json()
+    assert f"\nADAPTER {listed[0]['path']}\n" in shown["modelfile"], shown["modelfile"]
     # from an existing model: the create's adapters replace the source's
     created = httpx.post(server.base_url + "/api/create", json={
         "model": "teller-b", "from": "teller-a", "adapters": {"b.gguf": push(adapters[1])}, "stream": False},
@@ -243,7 +270,9 @@ def test_ollama_create_takes_adapters(server, stories_path, adapters):
     assert completion(server, model="teller-b", lora=None) == completion(server, lora=[{"id": 1, "scale": 1}])
     for bad, says in (({"a.gguf": "sha256:" + "0" * 64}, "adapters: a.gguf: blob"),
                       ({"a.gguf": "nope"}, "invalid digest format"),
-                      ({"a.gguf": 3}, "invalid digest format")):
+                      ({"a.gguf": 3}, "invalid digest format"),
+                      # a model's weights pushed as its adapter (stored, every request to the model was a 400)
+                      ({"a.gguf": weights}, "is not a LoRA adapter GGUF")):
         response = httpx.post(server.base_url + "/api/create", json={
             "model": "teller-c", "files": {"model.gguf": weights}, "adapters": bad, "stream": False}, timeout=120)
         assert response.status_code == 400 and says in response.json()["error"], response.text

@@ -36,13 +36,46 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
     return value
 
 
+def _bound_seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A bound in seconds (``--read-timeout``): a finite number > 0, checked here as a usage error naming the flag.
+    click's FloatRange lets NaN and ``inf`` through, and the server's config refuses them only as a traceback."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value} is not a finite number of seconds > 0")
+    return value
+
+
+def _listed(value: str, file_of) -> list[str]:
+    """One ``--lora``/``--lora-scaled`` value as its items: llama-server's comma-separated list, or the value whole
+    when it names a file that is there as it is (a file name holding a comma)."""
+    return [value] if os.path.isfile(os.path.expanduser(file_of(value))) else value.split(",")
+
+
+class LoraFiles(PathParam):
+    """``--lora FILE``: an adapter file, or several separated by commas (llama-server's ``--lora a.gguf,b.gguf``);
+    each item is judged as every path option judges its file (:class:`PathParam`), naming the flag."""
+
+    name = "lora files"
+
+    def convert(self, value, param, ctx) -> list[str]:
+        if not isinstance(value, str):
+            return value  # (a default, already converted)
+        return [str(super(LoraFiles, self).convert(item, param, ctx)) for item in _listed(value, lambda v: v)]
+
+
 def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
     """``--lora`` files (scale 1) then ``--lora-scaled FILE:SCALE`` ones (llama-server's, commas separating several
-    in one flag too) as (absolute path, scale) pairs; None when neither was given. A :class:`CLIError` naming the
-    flag for a SCALE that is no finite number or a FILE that is not there."""
-    adapters = [(str(f), 1.0) for f in files]
+    in one flag, as in ``--lora``) as (absolute path, scale) pairs; None when neither was given. A :class:`CLIError`
+    naming the flag for a SCALE that is no finite number or a FILE that is not there or no LoRA adapter GGUF (a
+    model's weights given by mistake: every model would load without it, said only in the log)."""
+    from jan.services.companions import lora_problem
+
+    adapters = [(str(f), 1.0) for group in files for f in group]
+    for path, _ in adapters:
+        why = lora_problem(path)
+        if why is not None:
+            raise CLIError(f"--lora: {why}")
     for flag in scaled:
-        for item in flag.split(","):
+        for item in _listed(flag, lambda v: v.rpartition(":")[0]):
             file, sep, scale = item.rpartition(":")
             try:
                 value = float(scale)
@@ -53,6 +86,9 @@ def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
             path = os.path.abspath(os.path.expanduser(file))
             if not os.path.isfile(path):
                 raise CLIError(f"--lora-scaled: no such file: {path}")
+            why = lora_problem(path)
+            if why is not None:
+                raise CLIError(f"--lora-scaled: {why}")
             adapters.append((path, value))
     return adapters or None
 
@@ -84,7 +120,7 @@ def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
               help="The largest file POST /v1/files stores, in bytes; a larger upload is refused (413). "
                    "Uploads stream to disk: this bounds the disk a client may fill.")
 @click.option("--read-timeout", "read_timeout", default=DEFAULT_READ_TIMEOUT_S, show_default=True,
-              type=click.FloatRange(0, min_open=True), callback=_seconds, metavar="SECONDS",
+              type=click.FloatRange(0, min_open=True), callback=_bound_seconds, metavar="SECONDS",
               help="How long a client may stall a request it began (its headers, or between two pieces of its "
                    "body) before it is answered 408 and its connection closed.")
 @click.option("--parallel", "-np", "n_parallel", default=None, type=click.IntRange(1, int(LOAD_RANGES["n_parallel"].le)),
@@ -117,11 +153,13 @@ def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
               help="A GGUF sharing the models' vocabulary that drafts tokens for them (speculative decoding); "
                    "a model.json's settings.draft_model wins.")
 @click.option("--lora", "lora", multiple=True, metavar="FILE",
-              type=PathParam(exists=True, dir_okay=False, resolve_path=True),
-              help="A LoRA adapter GGUF the models load with, at scale 1 (repeatable); requests pick their own "
+              type=LoraFiles(exists=True, dir_okay=False, resolve_path=True),
+              help="A LoRA adapter GGUF the models load with, at scale 1 (repeatable, or several separated by "
+                   "commas, as llama-server's); requests pick their own "
                    "scales with 'lora', POST /lora-adapters sets the defaults; a model.json's settings.lora wins.")
 @click.option("--lora-scaled", "lora_scaled", multiple=True, metavar="FILE:SCALE",
-              help="A LoRA adapter GGUF with its default scale (repeatable), as llama-server's --lora-scaled.")
+              help="A LoRA adapter GGUF with its default scale (repeatable, or several separated by commas), as "
+                   "llama-server's --lora-scaled.")
 @click.option("--lora-init-without-apply", "lora_init_without_apply", is_flag=True, default=None,
               help="Load the LoRA adapters with every default scale 0 (apply them with POST /lora-adapters or a "
                    "request's 'lora').")

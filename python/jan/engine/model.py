@@ -1230,6 +1230,9 @@ class Model:
 
     @lora_adapters.setter
     def lora_adapters(self, adapters) -> None:
+        if adapters is None:  # (a request's None is "the defaults"; as the defaults themselves it meant every one 0)
+            raise BadRequestError('lora: expected a list of {"id": adapter id, "scale": number} ([] turns every '
+                                  "adapter off), got None", param="lora", code="invalid_type")
         pairs = lora_request(adapters) or ()
         self._check_lora_ids([index for index, _ in pairs])
         scheduler = self._require_scheduler()

@@ -190,14 +190,15 @@ async def prune_blobs(app: web.Application) -> list[Path]:
         models = app[SERVICES].models.model_extension()
         referenced: set[Path] = set()
         for model in await models.list_models():
-            for find in (models.model_file, models.mmproj_file, models.draft_model_file):
+            for find in (models.model_file, models.mmproj_file, models.draft_model_file, models.lora_files):
                 try:
-                    path = await find(model["id"])
+                    found = await find(model["id"])
                 except ModelNotFoundError:
                     # deleted since the listing (a delete or a replacing create at the same time): its files are
                     # no longer its; the rest are pruned all the same (a failure here kept every blob, logged)
                     break
-                if path:
+                # (LoRA adapters: /api/create's adapters reference their blobs in place, as a projector does)
+                for path in found if isinstance(found, list) else [found] if found else []:
                     referenced.add(await asyncio.to_thread(Path(path).resolve))
         removed = await asyncio.to_thread(blobs.prune, referenced)
     except Exception:  # noqa: BLE001 - housekeeping: the blobs stay until the next try

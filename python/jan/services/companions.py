@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from jan.errors import ModelSettingError
-from jan.extensions.models.gguf_info import PROJECTOR_ARCHITECTURE, check_projector, gguf_architecture
+from jan.extensions.models.gguf_info import PROJECTOR_ARCHITECTURE, check_projector, gguf_architecture, gguf_scalars
 from jan.store.models import check_gguf
 
 #: model.json ``settings`` that name a companion file.
@@ -26,6 +26,24 @@ def companion_problem(key: str, path: str) -> str | None:
             return str(exc)
         return None
     return _model_problem(path, "not a model that can draft")
+
+
+def lora_problem(path: str) -> str | None:
+    """Why the file at ``path`` cannot be a LoRA adapter (missing, no GGUF, or a GGUF whose ``general.type`` is not
+    "adapter": a model's weights named by mistake), or None when it may be. Whether it fits the model is the load's
+    to judge (llama.cpp compares its tensors). Blocking: reads the file's header."""
+    if not os.path.isfile(path):
+        return f"no file at '{path}'"
+    try:
+        check_gguf(path)
+        kind = gguf_scalars(path, {"general.type"}).get("general.type")
+    except (OSError, ValueError) as exc:
+        return str(exc)
+    if kind != "adapter":
+        said = f'"{kind}"' if isinstance(kind, str) else "not given"
+        return f"'{path}' is not a LoRA adapter GGUF (its general.type is {said}, not \"adapter\"; llama.cpp's " \
+               "convert_lora_to_gguf.py makes one)"
+    return None
 
 
 def weights_problem(path: str) -> str | None:

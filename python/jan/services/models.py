@@ -24,7 +24,8 @@ from jan.errors import BadRequestError, JanError, ModelNotFoundError, ModelSetti
 from jan.services.abilities import (Abilities, asks_abilities, context_refusal, fan_out_refusal, fill_in_refusal,
                                    generations, listed_ability, model_abilities, pooling_none_refusal, refusal,
                                    refusal_walks_long, request_template, thinking_refusal)
-from jan.services.companions import COMPANIONS, climbs_out, companion_problem, weights_problem
+from jan.services.companions import (COMPANIONS, climbs_out, companion_problem, lora_problem,
+                                     weights_problem)
 from jan.services.errors import RequestError, ServiceUnavailableError, require
 from jan.services.local import asks_grammar, asks_text_grammar, asks_tool_grammar, check_grammar, check_render
 from jan.services.model_prompt import check_model_prompt
@@ -68,11 +69,19 @@ def check_settings(settings: Mapping[str, Any], keys: Iterable[str] | None = Non
         if key in REASONING_SETTINGS:  # every chat's thinking defaults, read as a chat reads them
             model_reasoning({key: value})
             continue
-        if key == "lora":  # the adapters' files are resolved by the store (lora_paths), judged when the model loads
+        # the adapters' files are resolved by the store (lora_paths): ModelService._check_lora judges them where they
+        # are stored, the load whether they fit the model
+        if key == "lora":
             try:
-                check_load_option("lora", value)
+                adapters = check_load_option("lora", value)
             except (TypeError, ValueError) as exc:
                 raise RequestError(f"settings.{exc}", param=param, code="invalid_value") from None
+            for i, (name, _) in enumerate(adapters):
+                # the store refuses to follow such a name out of the folder: stored, every request to the model and
+                # its GET /v1/models/{id} were a 400 until the model.json was mended
+                if not os.path.isabs(os.path.expanduser(name)) and climbs_out(name):
+                    raise RequestError(f"{param}[{i}]: '{name}' climbs out of the model folder (name a file in it, "
+                                       "or give an absolute path)", param=param, code="invalid_value")
             continue
         if key in _TEXT_SETTINGS:
             if not isinstance(value, str):
@@ -598,6 +607,8 @@ class ModelService:
         if touched("llama_model_path"):
             await _check_weights_name(settings.get("llama_model_path"))
         companions = await self._check_companions(model, [key for key in COMPANIONS if touched(key)])
+        if touched("lora"):
+            await self._check_lora(model)
         if touched("speculative") or touched("draft_model"):
             self._check_some_draft(model)
         # a new draft model is judged against the cache types too: its own cache has the model's types
@@ -641,6 +652,19 @@ class ModelService:
                     param = f"settings.{key}"
                     raise RequestError(f"{param}: {why}", param=param, code="invalid_value")
         return {key: str(paths[key]) for key in keys if key in paths}
+
+    async def _check_lora(self, model: Mapping[str, Any]) -> None:
+        """:class:`RequestError` naming ``settings.lora`` when a file it names, resolved as a load resolves it, is
+        missing or no LoRA adapter GGUF (:func:`jan.services.companions.lora_problem`): stored, every request to the
+        model was a 400. Whether an adapter fits the model's tensors is the load's to judge."""
+        settings = model.get("settings") or {}
+        resolve = getattr(self.model_extension(), "lora_files", None)
+        if not isinstance(settings.get("lora"), list) or not settings["lora"] or resolve is None or not model.get("id"):
+            return
+        for i, path in enumerate(await resolve(str(model["id"]), dict(settings))):
+            why = await asyncio.to_thread(lora_problem, path)
+            if why is not None:
+                raise RequestError(f"settings.lora[{i}]: {why}", param="settings.lora", code="invalid_value")
 
     async def _files_of(self, model: Mapping[str, Any], changed: set[str] | None) -> tuple[str | None, str | None]:
         """The weights and draft model files :meth:`check_model_and_file` reads (None: none on disk)."""

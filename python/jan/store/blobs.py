@@ -68,7 +68,7 @@ class BlobStore:
     def prune(self, referenced: set[Path], *, grace_s: float = PRUNE_GRACE_S) -> list[Path]:
         """Remove the blobs no model uses, as Ollama prunes unused layers: not hard-linked into a model's
         folder (one link left: a model copied across filesystems has its own copy), not a file a model
-        names where it is (``referenced``, resolved paths: a projector), and not pushed in the last
+        names where it is (``referenced``, resolved paths: a projector, a LoRA adapter), and not pushed in the last
         ``grace_s`` seconds. Returns the removed paths."""
         removed: list[Path] = []
         now = time.time()

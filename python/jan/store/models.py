@@ -417,7 +417,8 @@ class ModelStore:
         folder = self.folder(model_id) if folder is None else folder
         out: list[dict[str, Any]] = []
         for i, item in enumerate(items):
-            name = item.get("path") if isinstance(item, dict) else item
+            pair = isinstance(item, list) and len(item) == 2  # ([path, scale], as jan.Model's lora takes it)
+            name = item.get("path") if isinstance(item, dict) else item[0] if pair else item
             if not isinstance(name, str) or not name.strip():
                 out.append(item)
                 continue
@@ -426,7 +427,8 @@ class ModelStore:
                 path = Path(os.path.normpath(os.path.join(folder, name)))
                 if os.path.commonpath([folder, path]) != str(folder):
                     raise ValueError(f"model '{model_id}': settings.lora[{i}] '{name}' climbs out of the model folder")
-            out.append({**item, "path": str(path)} if isinstance(item, dict) else {"path": str(path)})
+            out.append({**item, "path": str(path)} if isinstance(item, dict)
+                       else {"path": str(path), "scale": item[1]} if pair else {"path": str(path)})
         return out
 
     def draft_model_file(self, model_id: str, doc: dict[str, Any] | None = None,

@@ -110,6 +110,17 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         path = await self.store.models.draft_model_file(model_id)
         return str(path) if path else None
 
+    async def lora_files(self, model_id: str, settings: dict[str, Any] | None = None) -> list[str]:
+        """The files of the model's own LoRA adapters (``settings.lora``, resolved as a load resolves them; of
+        ``settings`` when given, stored or not yet), [] when it names none, or none a load could read (a path that
+        climbs out of its folder: the load refuses it)."""
+        try:
+            items = await self.store.models.lora_files(model_id, None if settings is None else {"settings": settings})
+        except ValueError:
+            return []
+        return [str(item["path"]) for item in items or ()
+                if isinstance(item, dict) and isinstance(item.get("path"), str)]
+
     async def companion_files(self, model_id: str, settings: dict[str, Any]) -> dict[str, str]:
         """The files ``settings.draft_model`` and ``settings.mmproj`` would name for the model ``model_id``
         (stored or not yet), resolved as loading it resolves them (:meth:`jan.store.models.ModelStore.draft_model_file`:

@@ -44,6 +44,7 @@ from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
 from jan.server.validation import body_is_large, body_step, loads_bounded
 from jan.store.aio import write_through
 from jan.services import Services, Target
+from jan.services.companions import lora_problem
 from jan.services.errors import PrefillGrammarError, RequestError
 from jan.services.models import require_generating, unload_now, unload_replaced
 from jan.services.types import CompletionDelta, TokenLogprob, Usage
@@ -762,6 +763,10 @@ async def _blob_gguf(request: web.Request, name: str, digest: Any, field: str) -
         await asyncio.to_thread(check_gguf, path)
     except InvalidArgumentError:
         raise OllamaError(400, f"{field}: {name}: supplied file was not in GGUF format") from None
+    # (a model's weights pushed as its ADAPTER: stored, every request to the new model was a 400 from then on)
+    why = await asyncio.to_thread(lora_problem, str(path)) if field == "adapters" else None
+    if why is not None:
+        raise OllamaError(400, f"{field}: {name}: {why}")
     return path
 
 
