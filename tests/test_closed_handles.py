@@ -72,6 +72,7 @@ MODEL_HARMLESS = {
     "kv_cache_bytes": lambda value, before: value == 0,
     "draft_kv_cache_bytes": lambda value, before: value == 0,
     "draft_memory_bytes": lambda value, before: value == 0,
+    "lora_adapters": lambda value, before: value == [],  # (the adapters go with the model)
     "n_parallel": lambda value, before: value == 0,
     "mmproj": lambda value, before: value is None,
     "pooling": lambda value, before: value is None,  # the load option (not given here)

@@ -255,7 +255,7 @@ def test_copy_keeps_them_and_create_from_files_stores_them(client, server, mario
     ({"system": 5}, "system"), ({"messages": "hi"}, "messages"), ({"messages": [{"role": "tool", "content": "x"}]},
                                                                    "messages"),
     ({"messages": [{"role": "user", "content": "x", "images": ["aGk="]}]}, "images"), ({"license": {"a": 1}}, "license"),
-    ({"adapters": {"a.gguf": "sha256:" + "0" * 64}}, "adapters: not supported"),
+    ({"adapters": {"a.gguf": "sha256:" + "0" * 64}}, "adapters: a.gguf: blob"),  # (a blob never pushed)
     ({"quantize": "q4_K_M"}, "quantize: not supported"), ({"template": "{{ .Prompt }}"}, "template: not supported"),
 ])
 def test_create_refuses_bad_values_naming_the_field(server, body, field):
