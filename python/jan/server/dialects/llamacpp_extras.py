@@ -32,9 +32,15 @@ REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "adaptive_target": (lambda v: v < 0, "its sampler has no adaptive-p"),
     "min_keep": (lambda v: v == 0, "its samplers keep no minimum of candidates"),
     "post_sampling_probs": (lambda v: v is False, "n_probs are the model's own probabilities, before sampling"),
-    "grammar_lazy": (lambda v: v is False, "a grammar constrains the whole output"),
-    "grammar_triggers": (lambda v: v == [], "a grammar constrains the whole output"),
-    "preserved_tokens": (lambda v: v == [], "it has no preserved tokens"),
+    # (on the OpenAI routes: llama-server's own /completion takes a lazy grammar, its own fields declared there)
+    "grammar_lazy": (lambda v: v is False, "a grammar constrains the whole output here; /completion takes a lazy "
+                                           "grammar"),
+    "grammar_triggers": (lambda v: v == [], "a grammar constrains the whole output here; /completion takes a lazy "
+                                            "grammar"),
+    # llama-server shows these special tokens' text in its output; jan shows either all special tokens' text (the
+    # model's render_special) or none, never a chosen few
+    "preserved_tokens": (lambda v: v == [], "it shows no chosen special tokens' text; a model's render_special "
+                                            "setting shows all of them"),
     # (llama-server reads no such field of the body: media go in a prompt object, where it reads them; refused
     # rather than dropped unsaid)
     "image_data": (lambda v: v == [], 'media go in a prompt object: "prompt": {"prompt_string": "... <__media__> ...", '

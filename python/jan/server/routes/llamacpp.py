@@ -176,7 +176,8 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
     results = native.NativeResults(
         model_id, lambda: native.generation_settings(sampling, n_predict, model=model_id, samplers=samplers,
                                                      n_probs=body.n_probs or 0, stream=body.stream,
-                                                     grammar=typed.grammar or "", speculative=speculative),
+                                                     grammar=typed.grammar or "", speculative=speculative,
+                                                     lazy=body),
         n_results=n_results,
         n_indent=body.n_indent or 0, t_max_predict_ms=body.t_max_predict_ms or -1, return_tokens=body.return_tokens,
         prompt_texts=[t for t in prompt_texts for _ in range(typed.n)], clock=time.monotonic)
