@@ -566,12 +566,13 @@ def speculation(requested: Any, model_default: Any, draft_model: str | None) -> 
 def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | None = None, model: str = "",
                         samplers: list[str] | None = None, n_probs: int = 0, stream: bool = False,
                         grammar: str = "", speculative: str = "none",
-                        lazy: CompletionBody | None = None) -> dict[str, Any]:
+                        lazy: CompletionBody | None = None, adapters: list[float] | None = None) -> dict[str, Any]:
     """The effective sampling in llama-server's names (``generation_settings``, ``/props``'
     ``default_generation_settings.params``): every field llama-server tells, those of what jan does not have
     (DRY, XTC, preserved tokens, context shifting, reasoning) at the value that is off, a ``lazy`` grammar's
-    fields from the body, ``lora`` the scales the request names (``[]`` for the defaults). ``speculative``: jan's
-    mode (:func:`speculation`), told as llama-server's ``speculative.types``."""
+    fields from the body, ``lora`` every adapter of the model (``adapters``: their default scales) with the scale
+    the request runs under, as llama-server lists them (:func:`told_lora`). ``speculative``: jan's mode
+    (:func:`speculation`), told as llama-server's ``speculative.types``."""
     s = sampling
     return {
         "n_predict": n_predict, "max_tokens": n_predict,
@@ -591,9 +592,23 @@ def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | 
         "preserved_tokens": [], "chat_format": "Content-only",
         "reasoning_format": "none", "reasoning_in_content": False, "generation_prompt": "",
         "speculative.types": SPECULATIVE_TYPES[speculative], "timings_per_token": False, "backend_sampling": False,
-        "lora": [{"id": i, "scale": scale} for i, scale in s.lora or ()],
+        "lora": told_lora(s.lora, adapters),
         **({"n_ctx": n_ctx} if n_ctx else {}), **({"model": model} if model else {}),
     }
+
+
+def told_lora(requested: tuple[tuple[int, float], ...] | None, adapters: list[float] | None
+              ) -> list[dict[str, Any]]:
+    """``lora`` as llama-server tells it: every adapter of the model with the scale the request runs under (its
+    default, or the request's own, the adapters it does not name at 0). Where the model's adapters are unknown (not
+    loaded), those the request names."""
+    if adapters is None:
+        return [{"id": i, "scale": scale} for i, scale in requested or ()]
+    scales = list(adapters) if requested is None else [0.0] * len(adapters)
+    for i, scale in requested or ():
+        if 0 <= i < len(scales):
+            scales[i] = scale
+    return [{"id": i, "scale": scale} for i, scale in enumerate(scales)]
 
 
 def told_triggers(body: CompletionBody | None) -> list[dict[str, Any]]:
