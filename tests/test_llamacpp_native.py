@@ -542,12 +542,29 @@ def test_typed_lazy_triggers_need_a_grammar():
                              ).grammar_triggers == ("a",)
 
 
-def test_openai_routes_refuse_a_lazy_grammar_naming_completion(server):
-    for path, body in (("/v1/completions", {"prompt": STORY}),
-                       ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})):
-        response = post(server, path, GREEDY | body | {"grammar_lazy": True, "max_tokens": 2})
+def test_v1_completions_takes_a_lazy_grammar_as_completion_does(server):
+    body = GREEDY | {"prompt": STORY, "max_tokens": 24, "grammar": LAZY["grammar"], "grammar_lazy": True,
+                     "grammar_triggers": [{"type": "word", "value": "was"}]}
+    text = ok(server, "/v1/completions", body)["choices"][0]["text"]
+    assert text == ok(server, "/completion", LAZY | {"grammar_triggers": body["grammar_triggers"]})["content"]
+    assert text.startswith(", there was 42 42"), text
+    for bad, says in (({"grammar_triggers": [{"type": 5, "value": "was"}]}, "grammar_triggers[0].type"),
+                      ({"grammar_triggers": [{"type": 2, "value": "(("}]}, "grammar_triggers[0].value"),
+                      ({"grammar_triggers": [{"type": 0, "value": "x", "token": 10**6}]},
+                       "outside the model's vocabulary"),
+                      ({"grammar_triggers": []}, "no triggers set"),
+                      ({"grammar": None}, "needs a grammar")):
+        response = post(server, "/v1/completions", body | bad)
         assert response.status_code == 400, response.text
-        assert "/completion takes a lazy grammar" in response.json()["error"]["message"]
+        err = response.json()["error"]
+        assert says in err["message"] and err["type"] == "invalid_request_error", err
+
+
+def test_chat_refuses_a_lazy_grammar_naming_the_routes_that_take_it(server):
+    response = post(server, "/v1/chat/completions", GREEDY | {"messages": [{"role": "user", "content": "hi"}],
+                                                              "grammar_lazy": True, "max_tokens": 2})
+    assert response.status_code == 400, response.text
+    assert "/completion and /v1/completions take a lazy grammar" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("body,says", [

@@ -50,7 +50,7 @@ error_body = llamacpp_error_body
 # llama-server's fields accepted and ignored or refused unless off: in jan.server.dialects.llamacpp_extras (every chat
 # body reads them: imported at start, this module on first use)
 from jan.server.dialects.llamacpp_extras import (IGNORED, IGNORED_WHILE_OFF, REFUSED_UNLESS, UNREAD,  # noqa: E402,F401
-                                                 refusal, without_extras)
+                                                 lazy_refusal, refusal, without_extras)
 
 
 #: llama.cpp's sampler names -> jan's; their aliases (``top-k``, ``topk``, ``nucleus``, ``temp``, ``typ``) as
@@ -231,10 +231,10 @@ class CompletionBody(WholeNumbers):
                 raise ValueError(why)
         if self.grammar and self.json_schema is not None:
             raise ValueError("grammar: cannot be used with json_schema (both constrain the output); give one of them")
-        if self.grammar_lazy and not self.grammar and self.json_schema is None:
-            raise ValueError("grammar_lazy: a lazy grammar needs a grammar (or json_schema) to apply once triggered")
-        if self.grammar_lazy and not self.grammar_triggers:
-            raise ValueError("grammar_lazy: no triggers set for the lazy grammar; give grammar_triggers")
+        why = lazy_refusal(self.grammar_lazy, bool(self.grammar) or self.json_schema is not None,
+                           self.grammar_triggers)
+        if why is not None:
+            raise ValueError(why)
         return self
 
 
