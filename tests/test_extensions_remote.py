@@ -568,3 +568,15 @@ def test_an_upstream_is_sent_no_tool_options_without_tools():
                         parallel_tool_calls=False, tools=(ToolSpec("f", None, {"type": "object"}),))
     body = chat_body(tools)
     assert body["tool_choice"] == "auto" and body["parallel_tool_calls"] is False and body["tools"]
+
+
+def test_a_lazy_grammar_goes_upstream_lazy_in_llama_servers_fields():
+    # (the triggers were dropped: the upstream then held the grammar over the whole output)
+    from jan.extensions.remote.wire import completion_body
+    from jan.services.types import CompletionRequest as Typed
+
+    body = completion_body(Typed(model="m", prompts=("Once",), grammar='root ::= "a"', grammar_triggers=("w(a)s",),
+                                 grammar_trigger_tokens=(7,)))
+    assert body["grammar"] == 'root ::= "a"' and body["grammar_lazy"] is True
+    assert body["grammar_triggers"] == [{"type": 2, "value": "w(a)s"}, {"type": 0, "value": "", "token": 7}]
+    assert "grammar_lazy" not in completion_body(Typed(model="m", prompts=("Once",), grammar='root ::= "a"'))

@@ -442,6 +442,131 @@ def test_bad_completion_bodies_are_400_in_llama_servers_shape(server, body, says
         assert says in err["message"], (says, err)
 
 
+# -- lazy grammars: free text until a trigger, the grammar's from there on -------------------------------------
+LAZY = GREEDY | {"prompt": STORY, "n_predict": 24, "grammar": 'root ::= "was" " 42"+', "grammar_lazy": True}
+#: stories260K's greedy text after STORY, which says " was" (token 286) early: ", there was a little girl named..."
+WAS_TOKEN = 286
+
+
+@pytest.mark.parametrize("trigger", [
+    {"type": 1, "value": "was"},
+    {"type": "word", "value": "was"},
+    {"type": 2, "value": "(?:the)re (was)"},  # (the first group that matched starts the grammar's text)
+    {"type": "pattern", "value": "w[a]s"},
+    {"type": 3, "value": "[\\s\\S]*there (was)"},  # (anchored ^...$: the whole text so far)
+    {"type": 0, "value": " was", "token": WAS_TOKEN},
+])
+def test_a_lazy_grammar_holds_from_its_trigger_on(server, trigger):
+    free = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 24})["content"]
+    assert free.startswith(", there was a little"), free
+    body = LAZY | {"grammar_triggers": [trigger]}
+    if trigger["type"] == 0:
+        body["grammar"] = 'root ::= " was" " 42"+'
+    result = ok(server, "/completion", body)
+    text = result["content"]
+    # free text before the trigger (the model's own, as without a grammar), the grammar's after it
+    assert text.startswith(", there was 42 42"), text
+    assert set(text[len(", there was"):]) <= set(" 42"), text
+    settings = result["generation_settings"]
+    assert settings["grammar_lazy"] is True
+    told = {"type": trigger["type"] if type(trigger["type"]) is int else
+            ["token", "word", "pattern", "pattern_full"].index(trigger["type"]), "value": trigger["value"]}
+    assert settings["grammar_triggers"] == [told | ({"token": WAS_TOKEN} if told["type"] == 0 else {})]
+
+
+def test_a_lazy_grammar_never_triggered_leaves_the_text_free(server):
+    free = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 24})["content"]
+    for stream in (False, True):
+        body = LAZY | {"grammar_triggers": [{"type": 1, "value": "zebra"}], "stream": stream}
+        if stream:
+            text = "".join(e["content"] for e in sse(post(server, "/completion", body)))
+        else:
+            text = ok(server, "/completion", body)["content"]
+        assert text == free
+
+
+def test_triggers_of_a_grammar_that_is_not_lazy_are_read_and_the_grammar_holds_whole(server):
+    # (llama-server's: the triggers of a grammar_lazy false are checked, and the grammar constrains everything)
+    text = ok(server, "/completion", LAZY | {"grammar_lazy": False,
+                                             "grammar_triggers": [{"type": 1, "value": "zebra"}]})["content"]
+    assert text.startswith("was 42"), text
+    refused(server, "/completion", LAZY | {"grammar_lazy": False, "grammar_triggers": [{"type": 9, "value": "x"}]},
+            "grammar_triggers[0].type")
+
+
+@pytest.mark.parametrize("body,says", [
+    ({"grammar_triggers": [{"type": 7, "value": "was"}]}, "grammar_triggers[0].type: unknown trigger type 7"),
+    ({"grammar_triggers": [{"type": "words", "value": "was"}]}, "unknown trigger type 'words'"),
+    ({"grammar_triggers": [{"type": True, "value": "was"}]}, "grammar_triggers[0].type"),
+    ({"grammar_triggers": [{"value": "was"}]}, "grammar_triggers[0].type"),
+    ({"grammar_triggers": [{"type": 1, "value": 5}]}, "grammar_triggers[0].value: must be a string"),
+    ({"grammar_triggers": [{"type": 1}]}, "grammar_triggers[0].value"),
+    ({"grammar_triggers": [{"type": 1, "value": ""}]}, "grammar_triggers[0].value"),
+    ({"grammar_triggers": ["was"]}, "grammar_triggers[0]: a trigger is an object"),
+    ({"grammar_triggers": {"type": 1, "value": "was"}}, "grammar_triggers"),
+    ({"grammar_triggers": [{"type": 1, "value": "x"}, {"type": 2, "value": "a(b"}]},
+     "grammar_triggers[1].value: not a regular expression"),
+    ({"grammar_triggers": [{"type": 3, "value": "[z"}]}, "grammar_triggers[0].value"),
+    ({"grammar_triggers": [{"type": 0, "value": "x"}]}, "grammar_triggers[0].token"),
+    ({"grammar_triggers": [{"type": 0, "value": "x", "token": -1}]}, "grammar_triggers[0].token"),
+    ({"grammar_triggers": [{"type": 0, "value": "x", "token": "5"}]}, "grammar_triggers[0].token"),
+    ({"grammar_triggers": [{"type": 0, "value": "x", "token": 10**6}]},
+     "grammar_triggers: token id 1000000 is outside the model's vocabulary"),
+    ({"grammar_triggers": []}, "no triggers set for the lazy grammar"),
+    ({"grammar_triggers": None}, "no triggers set for the lazy grammar"),
+    ({"grammar": None, "grammar_triggers": [{"type": 1, "value": "was"}]}, "a lazy grammar needs a grammar"),
+    ({"grammar_lazy": "yes", "grammar_triggers": [{"type": 1, "value": "was"}]}, "grammar_lazy"),
+    ({"preserved_tokens": ["<s>"], "grammar_triggers": [{"type": 1, "value": "was"}]}, "preserved_tokens"),
+])
+def test_bad_lazy_grammars_are_400_in_llama_servers_shape(server, body, says):
+    for stream in (False, True):
+        refused(server, "/completion", LAZY | body | {"stream": stream}, says)
+
+
+def test_a_lazy_json_schema_waits_for_its_trigger_too(server):
+    free = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 24})["content"]
+    body = GREEDY | {"prompt": STORY, "n_predict": 24, "grammar_lazy": True, "json_schema": {"type": "integer"},
+                     "grammar_triggers": [{"type": 1, "value": "zebra"}]}
+    assert ok(server, "/completion", body)["content"] == free
+    # (the same schema not lazy constrains the whole answer at once)
+    whole = ok(server, "/completion", body | {"grammar_lazy": False})["content"]
+    assert whole.strip().lstrip("-").isdigit(), whole
+
+
+def test_typed_lazy_triggers_need_a_grammar():
+    from jan.services.types import CompletionRequest
+    for given in ({"grammar_triggers": ("was",)}, {"grammar_trigger_tokens": (286,)}):
+        with pytest.raises(ValueError, match="^grammar_triggers: start a lazy grammar: they need a grammar"):
+            CompletionRequest(model=None, prompts=(STORY,), **given)
+    assert CompletionRequest(model=None, prompts=(STORY,), grammar='root ::= "a"', grammar_triggers=["a"]
+                             ).grammar_triggers == ("a",)
+
+
+def test_v1_completions_takes_a_lazy_grammar_as_completion_does(server):
+    body = GREEDY | {"prompt": STORY, "max_tokens": 24, "grammar": LAZY["grammar"], "grammar_lazy": True,
+                     "grammar_triggers": [{"type": "word", "value": "was"}]}
+    text = ok(server, "/v1/completions", body)["choices"][0]["text"]
+    assert text == ok(server, "/completion", LAZY | {"grammar_triggers": body["grammar_triggers"]})["content"]
+    assert text.startswith(", there was 42 42"), text
+    for bad, says in (({"grammar_triggers": [{"type": 5, "value": "was"}]}, "grammar_triggers[0].type"),
+                      ({"grammar_triggers": [{"type": 2, "value": "(("}]}, "grammar_triggers[0].value"),
+                      ({"grammar_triggers": [{"type": 0, "value": "x", "token": 10**6}]},
+                       "outside the model's vocabulary"),
+                      ({"grammar_triggers": []}, "no triggers set"),
+                      ({"grammar": None}, "needs a grammar")):
+        response = post(server, "/v1/completions", body | bad)
+        assert response.status_code == 400, response.text
+        err = response.json()["error"]
+        assert says in err["message"] and err["type"] == "invalid_request_error", err
+
+
+def test_chat_refuses_a_lazy_grammar_naming_the_routes_that_take_it(server):
+    response = post(server, "/v1/chat/completions", GREEDY | {"messages": [{"role": "user", "content": "hi"}],
+                                                              "grammar_lazy": True, "max_tokens": 2})
+    assert response.status_code == 400, response.text
+    assert "/completion and /v1/completions take a lazy grammar" in response.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("body,says", [
     ({"model": "stories260K", "input_prefix": "x", "input_suffix": "y"}, "Infill is not supported"),
     ({"model": FIM, "input_suffix": "y"}, "input_prefix"),

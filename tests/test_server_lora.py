@@ -69,10 +69,18 @@ def test_per_request_lora_on_every_completion_route(server):
     base_chat = ok(server, "/v1/chat/completions", GREEDY | chat | {"lora": []})["choices"][0]["message"]["content"]
     a_chat = ok(server, "/v1/chat/completions", GREEDY | chat | {"lora": [{"id": 0, "scale": 1}]})
     assert a_chat["choices"][0]["message"]["content"] != base_chat
-    # generation_settings tells the scales the request ran under
+    # generation_settings tells every adapter with the scale the request ran under, as llama-server lists them
     settings = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 2,
                                                    "lora": [{"id": 1, "scale": 0.5}]})["generation_settings"]
-    assert settings["lora"] == [{"id": 1, "scale": 0.5}]
+    assert settings["lora"] == [{"id": 0, "scale": 0.0}, {"id": 1, "scale": 0.5}]
+
+
+def test_generation_settings_and_props_tell_the_default_scales_a_request_ran_under(server):
+    # (was [] for a request naming no lora, which ran under adapter 0 at 1.0)
+    settings = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 2})["generation_settings"]
+    assert settings["lora"] == [{"id": 0, "scale": 1.0}, {"id": 1, "scale": 0.0}]
+    props = get(server, "/props?model=stories260K").json()
+    assert props["default_generation_settings"]["params"]["lora"] == [{"id": 0, "scale": 1.0}, {"id": 1, "scale": 0.0}]
 
 
 def test_post_sets_the_defaults_for_later_requests(server):

@@ -321,8 +321,16 @@ def completion_request(body: schemas.CompletionRequest) -> CompletionRequest:
         from jan.templates import json_schema_to_grammar
 
         grammar = json_schema_to_grammar(body.json_schema or {"type": "object"}, param="json_schema")
+    patterns, tokens = (), ()
+    if body.grammar_triggers:  # (llama-server's lazy grammar, read as its /completion reads it)
+        from jan.server.dialects.llamacpp import lazy_triggers
+
+        patterns, tokens = lazy_triggers(body.grammar_triggers)
+        if not body.grammar_lazy:
+            patterns, tokens = (), ()  # (checked, and the grammar holds whole: as llama-server reads them)
     return CompletionRequest(model=body.model, prompts=tuple(prompts), sampling=sampling_of(body), n=body.n,
                              logprobs=body.logprobs, echo=body.echo, grammar=grammar,
+                             grammar_triggers=patterns, grammar_trigger_tokens=tokens,
                              prompt_only=body.max_tokens == 0, dialect_defaults=COMPLETION_DEFAULTS,
                              suffix=body.suffix or None)  # ("": no gap to fill, as OpenAI reads it)
 

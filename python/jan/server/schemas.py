@@ -25,7 +25,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from pydantic_core import PydanticCustomError
 
 from jan.json_text import json_type_name
-from jan.server.dialects.llamacpp_extras import without_extras
+from jan.server.dialects.llamacpp_extras import lazy_refusal, without_extras
 from jan.engine.params import RANGES, SEED_MAX, SEED_MIN, speculative_mode
 from jan.templates.formats.plan import THINK_LEVELS
 
@@ -707,6 +707,10 @@ class CompletionRequest(SamplingFields):
     best_of: int | None = Field(default=None, ge=1, le=16)
     # fill in the middle (a model with FIM tokens): the code after the gap, the prompt the code before it
     suffix: str | None = None
+    # llama-server's lazy grammar, as its /completion takes it (its /v1/completions reads the same fields):
+    # jan.server.dialects.llamacpp.lazy_triggers
+    grammar_lazy: bool = False
+    grammar_triggers: list[Any] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "CompletionRequest":
@@ -714,6 +718,10 @@ class CompletionRequest(SamplingFields):
             raise ValueError("best_of: must equal n (each choice is generated once)")
         if isinstance(self.prompt, list) and len(self.prompt) == 0:
             raise ValueError("prompt: must not be empty")
+        why = lazy_refusal(self.grammar_lazy, bool(self.grammar) or self.json_schema is not None,
+                           self.grammar_triggers)
+        if why is not None:
+            raise ValueError(why)
         return self
 
 

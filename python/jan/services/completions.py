@@ -3,6 +3,8 @@ pieces out."""
 
 from __future__ import annotations
 
+import re
+
 import contextlib
 
 from collections.abc import AsyncIterator
@@ -91,6 +93,9 @@ class CompletionService:
 
         def submit() -> tuple[list, list[str], list[tuple[int, ...] | None]]:
             requests, echo, prompt_ids = [], [], []
+            # a trigger token is its text, searched as written (the engine's triggers are patterns over the text)
+            triggers = list(request.grammar_triggers) + [
+                re.escape(model.token_to_piece(t, special=True)) for t in request.grammar_trigger_tokens]
             # decoded, sized and encoded once: each of a prompt's choices reads the same one
             made = completion_media_prompts(local, request.prompts) if has_media else {}
             try:
@@ -103,6 +108,7 @@ class CompletionService:
                     for s in seeds(seed, request.n):
                         requests.append(model.stream(given, **options,
                                                      seed=s, grammar=request.grammar, logprobs=want_logprobs,
+                                                     grammar_triggers=triggers or None,
                                                      top_logprobs=request.logprobs or 0,
                                                      prompt_logprobs=want_prompt, infill=request.infill_sampler))
                         echo.append(text if request.echo else "")

@@ -961,6 +961,11 @@ class CompletionRequest:
     #: The prefix's start and the suffix's end give way where they do not fit in the context (llama-server's
     #: ``/infill`` cuts them so; elsewhere a prompt too long is a 400): :func:`jan.services.infill.infill_prompt`.
     infill_fit: bool = False
+    #: A lazy ``grammar``: free text until one of these regular expressions (ECMAScript, as ``jan.Model.generate``'s
+    #: ``grammar_triggers``) matches the text so far, or one of ``grammar_trigger_tokens`` (token ids) is
+    #: generated; the grammar holds from there on (llama-server's ``grammar_lazy``).
+    grammar_triggers: tuple[str, ...] = ()
+    grammar_trigger_tokens: tuple[int, ...] = ()
     #: llama.cpp's infill sampler in the chain (llama-server's ``samplers`` naming ``infill``, as its code-completion
     #: clients send it): an end of generation wins when likely enough, so a completion stops where the code does.
     infill_sampler: bool = False
@@ -969,6 +974,8 @@ class CompletionRequest:
         _check_fields(self)
         _not_empty(self, "prompts", "prompt (a string, or a tuple of token ids)")
         _check_choices(self)
+        if (self.grammar_triggers or self.grammar_trigger_tokens) and not self.grammar:
+            raise _misuse("grammar_triggers", "start a lazy grammar: they need a grammar")
         if self.suffix is not None:
             if not all(isinstance(p, str) for p in self.prompts):
                 raise _misuse("suffix", "fills in after a text prompt (the code before the gap), not token ids")

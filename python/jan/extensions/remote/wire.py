@@ -106,6 +106,13 @@ def completion_body(request: CompletionRequest) -> dict[str, Any]:
         body["max_tokens"] = 0
     if request.grammar:
         body["grammar"] = request.grammar
+    if request.grammar_triggers or request.grammar_trigger_tokens:
+        # a lazy grammar, in llama-server's fields (its /v1/completions reads them; so does another jan's): else the
+        # upstream would hold the grammar over the whole output. The patterns are already jan's (type 2: searched,
+        # a word escaped and a full pattern anchored by now); a token trigger goes as its id
+        body["grammar_lazy"] = True
+        body["grammar_triggers"] = ([{"type": 2, "value": p} for p in request.grammar_triggers]
+                                    + [{"type": 0, "value": "", "token": t} for t in request.grammar_trigger_tokens])
     return body
 
 

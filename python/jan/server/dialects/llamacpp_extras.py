@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
-__all__ = ["IGNORED", "IGNORED_WHILE_OFF", "REFUSED_UNLESS", "UNREAD", "refusal", "without_extras"]
+__all__ = ["IGNORED", "IGNORED_WHILE_OFF", "REFUSED_UNLESS", "UNREAD", "lazy_refusal", "refusal", "without_extras"]
 
 #: Fields llama-server takes that change nothing jan's output could show, accepted and ignored: how llama-server
 #: keeps its KV cache (jan reuses any prefix a slot holds, in any slot), its prompt-time limit (which llama-server
@@ -32,9 +32,15 @@ REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "adaptive_target": (lambda v: v < 0, "its sampler has no adaptive-p"),
     "min_keep": (lambda v: v == 0, "its samplers keep no minimum of candidates"),
     "post_sampling_probs": (lambda v: v is False, "n_probs are the model's own probabilities, before sampling"),
-    "grammar_lazy": (lambda v: v is False, "a grammar constrains the whole output"),
-    "grammar_triggers": (lambda v: v == [], "a grammar constrains the whole output"),
-    "preserved_tokens": (lambda v: v == [], "it has no preserved tokens"),
+    # (on the chat routes: /completion and /v1/completions take a lazy grammar, their bodies declaring these)
+    "grammar_lazy": (lambda v: v is False, "a grammar constrains the whole output here; /completion and "
+                                           "/v1/completions take a lazy grammar"),
+    "grammar_triggers": (lambda v: v == [], "a grammar constrains the whole output here; /completion and "
+                                            "/v1/completions take a lazy grammar"),
+    # llama-server shows these special tokens' text in its output; jan shows either all special tokens' text (the
+    # model's render_special) or none, never a chosen few
+    "preserved_tokens": (lambda v: v == [], "it shows no chosen special tokens' text; a model's render_special "
+                                            "setting shows all of them"),
     # (llama-server reads no such field of the body: media go in a prompt object, where it reads them; refused
     # rather than dropped unsaid)
     "image_data": (lambda v: v == [], 'media go in a prompt object: "prompt": {"prompt_string": "... <__media__> ...", '
@@ -49,6 +55,16 @@ IGNORED_WHILE_OFF = ("dynatemp_exponent", "xtc_threshold", "dry_base", "dry_allo
 
 #: Fields llama.cpp's web UI sends that llama-server itself does not read (``typ_p``: it reads ``typical_p``).
 UNREAD = ("typ_p",)
+
+
+def lazy_refusal(lazy: bool, grammar: bool, triggers: Any) -> str | None:
+    """Why a body's lazy grammar (``grammar_lazy``, ``grammar_triggers``; ``grammar``: it gives a grammar or a JSON
+    schema) is refused, or None: a lazy grammar needs both (llama-server's "no triggers set for lazy grammar")."""
+    if lazy and not grammar:
+        return "grammar_lazy: a lazy grammar needs a grammar (or json_schema) to apply once triggered"
+    if lazy and not triggers:
+        return "grammar_lazy: no triggers set for the lazy grammar; give grammar_triggers"
+    return None
 
 
 def refusal(name: str, value: Any) -> str | None:

@@ -166,7 +166,7 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
     try:
         model, engine = await model_and_engine(request, model_id or None)
         sampling = native.resolved(typed.sampling, model.get("parameters"))
-        speculative = await _speculation(engine, model, model_id, sampling)
+        speculative, adapters = await _speculation(engine, model, model_id, sampling)
     except BaseException:
         await stream.aclose()  # (the generation started: stopped, not left to the garbage collector)
         raise
@@ -176,7 +176,8 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
     results = native.NativeResults(
         model_id, lambda: native.generation_settings(sampling, n_predict, model=model_id, samplers=samplers,
                                                      n_probs=body.n_probs or 0, stream=body.stream,
-                                                     grammar=typed.grammar or "", speculative=speculative),
+                                                     grammar=typed.grammar or "", speculative=speculative,
+                                                     lazy=body, adapters=adapters),
         n_results=n_results,
         n_indent=body.n_indent or 0, t_max_predict_ms=body.t_max_predict_ms or -1, return_tokens=body.return_tokens,
         prompt_texts=[t for t in prompt_texts for _ in range(typed.n)], clock=time.monotonic)
@@ -324,10 +325,19 @@ def _speculative_mode(sampling: SamplingOptions, status: dict[str, Any], model: 
     return native.speculation(sampling.speculative, load.speculative, _draft_in_use(status, model, load))
 
 
-async def _speculation(engine: Any, model: dict[str, Any], model_id: str, sampling: SamplingOptions) -> str:
-    """:func:`_speculative_mode` of a request's resolved ``sampling`` (``generation_settings``)."""
+async def _speculation(engine: Any, model: dict[str, Any], model_id: str, sampling: SamplingOptions
+                      ) -> tuple[str, list[float] | None]:
+    """:func:`_speculative_mode` of a request's resolved ``sampling``, and the default scales of the model's LoRA
+    adapters (:func:`_adapter_scales`), for ``generation_settings``."""
     status = await _status(engine, model_id or model.get("id") or "")
-    return _speculative_mode(sampling, status, model, _load_options(engine, model))
+    return _speculative_mode(sampling, status, model, _load_options(engine, model)), _adapter_scales(status)
+
+
+def _adapter_scales(status: dict[str, Any]) -> list[float] | None:
+    """The scales a request that names no ``lora`` runs under, one per adapter of the loaded model (its status'),
+    in id order; None where the status tells no adapters (not loaded, or an engine without them)."""
+    adapters = status.get("lora")
+    return [a["scale"] for a in adapters] if isinstance(adapters, list) else None
 
 
 def _model_sampling(model: dict[str, Any]) -> SamplingOptions:
@@ -348,7 +358,8 @@ async def props(request: web.Request) -> web.Response:
     speculative = _speculative_mode(sampling, status, target.model, load)
     template = abilities.template if abilities is not None else None
     return json_response({
-        "default_generation_settings": {"params": native.generation_settings(sampling, -1, speculative=speculative),
+        "default_generation_settings": {"params": native.generation_settings(sampling, -1, speculative=speculative,
+                                                                             adapters=_adapter_scales(status)),
                                         "n_ctx": n_ctx or 0},
         "total_slots": status.get("n_parallel") or load.n_parallel,
         "model_alias": target.id,
