@@ -132,6 +132,7 @@ from jan.services.models import ModelService, check_format_grammar, check_parame
 from jan.services.run_records import (ask_cancel, cancels_asked, claim_lock_path, clear_cancel, held_elsewhere,
                                       interrupt_if_orphaned, list_records, load_record, mark_interrupted, running_elsewhere,
                                       save_record, take_lease, thread_records, try_lock)
+from jan.core.locks import KeyedLocks
 from jan.services.run_steps import RunStep, end_status, last_error, openai_last_error, zero_usage
 from jan.services.tool_loop import (
     PendingCall,
@@ -856,7 +857,7 @@ class RunService:
         self.tools = ToolRegistry(manager)
         self._runs: OrderedDict[str, Run] = OrderedDict()
         #: One lock per claim lock file in use (gone with its last holder): see :meth:`_thread_lock`.
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks: KeyedLocks[asyncio.Lock] = KeyedLocks()
         #: Ids of finished runs not kept in ``_runs`` (records read finished, runs forgotten), by thread: never to
         #: hold their thread again, so :meth:`holder` does not read their records again. By thread, so that a check
         #: looks at its thread's alone (not a union of every run the server ever ended) and a deleted thread's go
@@ -1215,10 +1216,7 @@ class RunService:
         the moment of a claim. Threads sharing a lock file share the asyncio lock too: this process never waits on
         a file it holds itself."""
         path = claim_lock_path(self.manager.data_folder, thread_id)
-        local = self._locks.get(str(path))
-        if local is None:
-            local = self._locks[str(path)] = asyncio.Lock()
-        async with local:
+        async with self._locks(str(path)):
             held = await self._lock_file(path)
             try:
                 yield
