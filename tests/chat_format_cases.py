@@ -191,6 +191,34 @@ def call_ids():
     return lambda: f"call_{next(n)}"
 
 
+def parsed_in_pieces(fmt, pieces, opened: bool, *, truncated: bool, reasoning_format: str = "auto",
+                     forced: str | None = None):
+    """The output parser's result for an output fed in ``pieces`` (then finished, cut off or not), checked: the
+    streamed deltas add up to it (its content, its reasoning, each call's name and arguments, each call started
+    once)."""
+    from jan.templates.formats import OutputParser
+
+    parser = OutputParser(fmt, TOOLS, open_at_start=opened, id_factory=call_ids(), reasoning_format=reasoning_format,
+                          forced=forced)
+    deltas = []
+    for piece in pieces:
+        deltas += parser.feed(piece)
+    deltas += parser.finish(truncated=truncated)
+    calls: dict[int, list[str]] = {}
+    for d in deltas:
+        for c in d.tool_calls:
+            slot = calls.setdefault(c.index, ["", ""])
+            if c.id is not None:
+                assert not slot[0], ("a call started twice", c)
+            slot[0] += c.name or ""
+            slot[1] += c.arguments
+    result = parser.result
+    assert [(c.name, c.arguments) for c in result.tool_calls] == [tuple(c) for _, c in sorted(calls.items())]
+    assert (result.content or "") == "".join(d.content for d in deltas)
+    assert (result.reasoning or "") == "".join(d.reasoning for d in deltas)
+    return result
+
+
 def answer_begun(fmt, text: str, opened: bool) -> bool:
     """Whether ``text`` (an output so far, in format ``fmt``; ``opened``: its thinking opened by the prompt) has any
     of its answer: text outside its thinking (markup included)."""

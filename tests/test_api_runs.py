@@ -107,7 +107,15 @@ async def test_run_streaming_events(server, tmp_path):
         async with api.session.post(f"{server.base_url}/v1/threads/{tid}/runs",
                                     json={"stream": True, "max_tokens": 20}) as resp:
             assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
-            events = parse_sse(await resp.text())
+            live = await resp.text()
+            events = parse_sse(live)
+        # the kept events (the deltas kept compactly: jan.services.event_log) replay the very stream, byte for byte,
+        # from the start or after any event
+        run_id = events[0][1]["id"]
+        async with api.session.get(f"{server.base_url}/v1/threads/{tid}/runs/{run_id}/events") as resp:
+            assert await resp.text() == live
+        async with api.session.get(f"{server.base_url}/v1/threads/{tid}/runs/{run_id}/events?after=8") as resp:
+            assert await resp.text() == live[live.index("id: 9\n"):]
         names = [name for name, _ in events]
         # OpenAI's order: the reply's message_creation step opens before its message and ends after it
         assert names[:7] == ["thread.run.created", "thread.run.queued", "thread.run.in_progress",

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from jan.server.config import ServerConfig
+from jan.testing.raw_http import read_response
 from jan.testing.server import ServerThread
 
 #: The server's read_timeout here: short, so that a stalled body is answered soon. Each test waits for the answer
@@ -41,24 +42,9 @@ def _head(path: str, port: int, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def _answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+def _answer(sock: socket.socket, received: bytes = b"") -> tuple[int, dict[str, str], bytes]:
     """The response on ``sock`` (its status, headers, body), read to its Content-Length."""
-    sock.settimeout(WAIT)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        data = sock.recv(65536)
-        assert data, f"the connection closed without an answer: {buf!r}"
-        buf += data
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    length = int(headers.get("content-length", "0"))
-    while len(rest) < length:
-        data = sock.recv(65536)
-        if not data:
-            break
-        rest += data
-    return int(lines[0].split()[1]), headers, rest[:length]
+    return read_response(sock, received, timeout=WAIT)
 
 
 def _closed(sock: socket.socket) -> bool:
@@ -245,7 +231,7 @@ def _over_the_limit(server, path: str, headers: dict[str, str], limit: int, *, e
             sock.settimeout(WAIT)
             first = sock.recv(65536)
             if not first.startswith(b"HTTP/1.1 100"):  # refused before the body (a declared size): that answer
-                status, response_headers, body = _answer(_Replay(first, sock))
+                status, response_headers, body = _answer(sock, first)
                 return status, response_headers, body, _closed(sock)
         sent = 0
         try:
@@ -257,22 +243,6 @@ def _over_the_limit(server, path: str, headers: dict[str, str], limit: int, *, e
             pass  # (the server ended the connection after its answer)
         status, response_headers, body = _answer(sock)
         return status, response_headers, body, _closed(sock)
-
-
-class _Replay:
-    """A socket whose first ``recv`` gives bytes already read."""
-
-    def __init__(self, first: bytes, sock: socket.socket):
-        self._first, self._sock = first, sock
-
-    def settimeout(self, t):
-        self._sock.settimeout(t)
-
-    def recv(self, n):
-        if self._first:
-            first, self._first = self._first, b""
-            return first
-        return self._sock.recv(n)
 
 
 FRAMINGS = [pytest.param(False, True, id="chunked"), pytest.param(True, True, id="chunked+expect"),

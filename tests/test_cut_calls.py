@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from chat_format_cases import CASES, TOOLS, Case, answer_begun, call_ids, case_id, template_format
+from chat_format_cases import CASES, TOOLS, Case, answer_begun, call_ids, case_id, parsed_in_pieces, template_format
 from jan.templates.formats import ChatPlan, OutputParser
 from jan.templates.formats.plan import ReasoningRequest
 
@@ -27,23 +27,9 @@ def _outputs(case: Case):
 
 
 def _parse(fmt, text: str, opened: bool, *, forced: str | None = None, stream: bool = False):
-    """The parse of ``text`` cut off there (finish_reason "length"), fed whole or one character at a time; with the
-    deltas folded, which must add up to the result."""
-    parser = OutputParser(fmt, TOOLS, open_at_start=opened, id_factory=call_ids(), forced=forced)
-    deltas = []
-    for piece in (text if stream else [text]):
-        deltas += parser.feed(piece)
-    deltas += parser.finish(truncated=True)
-    calls: dict[int, list[str]] = {}
-    for d in deltas:
-        for c in d.tool_calls:
-            slot = calls.setdefault(c.index, ["", ""])
-            slot[0] += c.name or ""
-            slot[1] += c.arguments
-    result = parser.result
-    assert [(c.name, c.arguments) for c in result.tool_calls] == [tuple(c) for _, c in sorted(calls.items())]
-    assert (result.content or "") == "".join(d.content for d in deltas)
-    return result
+    """The parse of ``text`` cut off there (finish_reason "length"), fed whole or one character at a time (checked:
+    the streamed deltas add up to it)."""
+    return parsed_in_pieces(fmt, text if stream else [text], opened, truncated=True, forced=forced)
 
 
 def _name_whole_at(text: str) -> int:

@@ -19,8 +19,7 @@ import json
 from functools import cache
 
 import pytest
-from chat_format_cases import CASES, TOOLS, Output, answer_begun, call_ids, template_format
-from jan.templates.formats import OutputParser
+from chat_format_cases import CASES, Output, answer_begun, parsed_in_pieces, template_format
 from jan.templates.formats.text import closed_json
 from jan.templates.tool_calls import _MARKERS
 
@@ -137,24 +136,8 @@ def _chunkings(text: str, tokens: list[str] | None):
 
 def _parse(fmt, pieces, opened: bool, truncated: bool, reasoning_format: str = "auto", forced: str | None = None):
     """The result of an output fed in ``pieces`` (checked: the streamed deltas add up to it)."""
-    parser = OutputParser(fmt, TOOLS, open_at_start=opened, id_factory=call_ids(), reasoning_format=reasoning_format,
-                          forced=forced)
-    deltas = []
-    for piece in pieces:
-        deltas += parser.feed(piece)
-    deltas += parser.finish(truncated=truncated)
-    calls: dict[int, list[str]] = {}
-    for d in deltas:
-        for c in d.tool_calls:
-            slot = calls.setdefault(c.index, ["", ""])
-            if c.id is not None:
-                assert not slot[0], ("a call started twice", c)
-            slot[0] += c.name or ""
-            slot[1] += c.arguments
-    result = parser.result
-    assert [(c.name, c.arguments) for c in result.tool_calls] == [tuple(c) for _, c in sorted(calls.items())]
-    assert (result.content or "") == "".join(d.content for d in deltas)
-    assert (result.reasoning or "") == "".join(d.reasoning for d in deltas)
+    result = parsed_in_pieces(fmt, pieces, opened, truncated=truncated, reasoning_format=reasoning_format,
+                              forced=forced)
     return (result.content or "", result.reasoning or "", [(c.name, c.arguments) for c in result.tool_calls])
 
 

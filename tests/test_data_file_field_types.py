@@ -51,35 +51,27 @@ def store(tmp_path):
     return DataFolder(tmp_path / "data")
 
 
-@pytest.mark.parametrize("field,value", [("title", 5), ("metadata", "x"), ("assistants", "jan"),
-                                         ("assistants", ["jan"]), ("updated", "1700000000000"), ("created", True)])
-def test_a_thread_json_field_of_another_type_sets_it_aside_naming_the_field(store, field, value):
-    good = store.threads.create("ok")["id"]
-    bad = store.threads.create("doomed")["id"]
-    path = store.threads_dir / bad / "thread.json"
+@pytest.mark.parametrize("kind,field,value", [
+    *(("thread", field, value) for field, value in [("title", 5), ("metadata", "x"), ("assistants", "jan"),
+                                                    ("assistants", ["jan"]), ("updated", "1700000000000"),
+                                                    ("created", True)]),
+    *(("assistant", field, value) for field, value in [("instructions", 5), ("tools", "all"), ("tools", ["x"]),
+                                                       ("file_ids", [1]), ("metadata", []), ("created_at", "1")]),
+])
+def test_a_record_field_of_another_type_sets_it_aside_naming_the_field(store, kind, field, value):
+    records, folder = getattr(store, f"{kind}s"), getattr(store, f"{kind}s_dir")
+    good = records.create("ok")["id"]
+    bad = records.create("doomed")["id"]
+    path = folder / bad / f"{kind}.json"
     doc = json.loads(path.read_text())
     doc[field] = value
     path.write_text(json.dumps(doc))
-    assert [t["id"] for t in store.threads.list().data] == [good]
-    assert store.problems[0].path == f"threads/{bad}/thread.json"
-    assert f"not a thread: {field}" in store.problems[0].error
+    listed = [r["id"] for r in records.list().data]
+    assert bad not in listed and good in listed
+    assert any(p.path == f"{kind}s/{bad}/{kind}.json" and f"not a {kind}: {field}" in p.error
+               for p in store.problems), store.problems
     with pytest.raises(NotFoundError, match="is damaged"):
-        store.threads.get(bad)
-
-
-@pytest.mark.parametrize("field,value", [("instructions", 5), ("tools", "all"), ("tools", ["x"]),
-                                         ("file_ids", [1]), ("metadata", []), ("created_at", "1")])
-def test_an_assistant_json_field_of_another_type_sets_it_aside_naming_the_field(store, field, value):
-    good = store.assistants.create("ok")["id"]
-    bad = store.assistants.create("doomed")["id"]
-    path = store.assistants_dir / bad / "assistant.json"
-    doc = json.loads(path.read_text())
-    doc[field] = value
-    path.write_text(json.dumps(doc))
-    assert bad not in [a["id"] for a in store.assistants.list().data] and good in [
-        a["id"] for a in store.assistants.list().data]
-    assert any(p.path == f"assistants/{bad}/assistant.json" and f"not a assistant: {field}" in p.error
-               for p in store.problems)
+        records.get(bad)
 
 
 @pytest.mark.parametrize("field,value", [("content", 5), ("role", ["user"]), ("metadata", "x"),

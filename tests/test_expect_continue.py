@@ -15,6 +15,7 @@ from aiohttp import web
 
 from jan.core import Extension
 from jan.server.config import ServerConfig
+from jan.testing.raw_http import read_head, read_response
 from jan.testing.server import ServerThread
 
 KEY = "sk-expect-1"
@@ -51,29 +52,6 @@ def server(tmp_path_factory):
         yield srv
 
 
-def _read_head(sock: socket.socket, buf: bytes) -> tuple[bytes, bytes]:
-    while b"\r\n\r\n" not in buf:
-        data = sock.recv(65536)
-        if not data:
-            break
-        buf += data
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    return head, rest
-
-
-def _final(sock: socket.socket, head: bytes, rest: bytes) -> tuple[int, dict, bytes]:
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    length = int(headers.get("content-length", "0"))
-    while len(rest) < length:
-        data = sock.recv(65536)
-        if not data:
-            break
-        rest += data
-    return status, headers, rest[:length]
-
-
 def ask(server, path: str, length: int, headers: dict | None = None, *, expect: str = "100-continue",
         content_type: str = "application/json", body: bytes | None = None):
     """Send the headers only; what comes back before the body: ``("continue", final)`` after sending ``body``
@@ -84,13 +62,13 @@ def ask(server, path: str, length: int, headers: dict | None = None, *, expect: 
     head += [f"{k}: {v}" for k, v in (headers or {}).items()]
     with socket.create_connection((host, int(port)), timeout=60) as sock:
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
-        first, rest = _read_head(sock, b"")
+        first, rest = read_head(sock)
         if first.startswith(b"HTTP/1.1 100"):
             if body is None:
                 return "continue", None
             sock.sendall(body)
-            return "continue", _final(sock, *_read_head(sock, rest))
-        return "final", _final(sock, first, rest)
+            return "continue", read_response(sock, rest)
+        return "final", read_response(sock, first + b"\r\n\r\n" + rest)
 
 
 #: One route of each dialect, and how its error body names the 401's and 413's cause.
@@ -204,8 +182,7 @@ def test_a_client_that_sends_its_body_after_the_refusal_leaves_no_error_in_the_l
     with caplog.at_level(logging.INFO):
         with socket.create_connection((host, int(port)), timeout=60) as sock:
             sock.sendall(head)
-            first, rest = _read_head(sock, b"")
-            status, headers, _ = _final(sock, first, rest)
+            status, headers, _ = read_response(sock)
             assert status == 401 and headers["connection"].lower() == "close"
             try:
                 sock.sendall(b"x" * (MAX_BODY * 64))

@@ -131,3 +131,47 @@ async def test_a_change_off_the_loop_still_tells_its_callbacks_on_the_loop(tmp_p
     assert settings["n"] == 5 and json.loads((tmp_path / "settings" / "demo" / "settings.json").read_text()) == {"n": 5}
     assert await settings.reset_off_loop() == {"n": 1} and settings["n"] == 1
     assert [e.changes for e in events] == [{"n": 5}, {"n": 1}]
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/v1/extensions/monitoring/settings"),
+                                         ("PATCH", "/v1/extensions/monitoring/settings"),
+                                         ("POST", "/v1/extensions/monitoring/enable")])
+def test_the_first_read_of_a_not_loaded_extensions_settings_is_off_the_loop(tmp_path, monkeypatch, method, path):
+    """An extension not loaded (disabled here) has not read its settings file: the first request for its settings
+    (or its enabling, whose load reads them) reads it in a worker thread, as every later change does. It was read on
+    the event loop: a slow disk, a network folder or a pipe in the file's place stalled every other request."""
+    from jan.core.settings import JsonSettingsStore
+
+    state = tmp_path / "data" / STATE_FILE
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"version": 1, "extensions": {"monitoring": {"enabled": False}}}))
+    reading, release = threading.Event(), threading.Event()
+    original = JsonSettingsStore.read
+
+    def slow_read(self, namespace):  # (a read that takes as long as the test wants: a slow disk's)
+        if namespace == "monitoring":
+            reading.set()
+            release.wait(WAIT)
+        return original(self, namespace)
+
+    monkeypatch.setattr(JsonSettingsStore, "read", slow_read)
+    with ServerThread(ServerConfig(data_folder=tmp_path / "data")) as server:
+        body = {} if method == "PATCH" else None
+        answers: dict[str, tuple[int, dict]] = {}
+        caller = threading.Thread(target=lambda: answers.setdefault("answer", _call(server, method, path, body)),
+                                  daemon=True)
+        try:
+            caller.start()
+            assert reading.wait(WAIT), "the settings file was never read"
+            status, health = _call(server, "GET", "/health")
+            assert status == 200, health
+            assert "answer" not in answers  # (answered while the read is still under way)
+        finally:
+            release.set()
+            caller.join(WAIT)
+        status, answer = answers["answer"]
+        assert status == 200, answer
+        if path.endswith("/settings"):
+            assert answer["object"] == "extension.settings" and answer["extension"] == "monitoring"
+        else:
+            assert answer["enabled"] is True

@@ -14,6 +14,7 @@ import ollama
 import pytest
 
 from jan.core.fs import TEMP_SUFFIX
+from jan.testing.raw_http import read_response
 from server_helpers import start_server
 
 STORY = "Once upon a time"
@@ -120,21 +121,10 @@ def test_a_blob_larger_than_the_free_disk_space_is_a_413(server, blobs):
             f"Content-Length: {10 ** 18}\r\n\r\n").encode()
     with socket.create_connection((host, int(port)), timeout=30) as s:
         s.sendall(head)
-        received = b""
-        while b"\r\n\r\n" not in received:
-            chunk = s.recv(65536)
-            assert chunk, received
-            received += chunk
-        headers, _, body = received.partition(b"\r\n\r\n")
-        length = int(next(line.split(b":", 1)[1] for line in headers.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:")))
-        while len(body) < length:
-            chunk = s.recv(65536)
-            assert chunk, body
-            body += chunk
+        status, headers, body = read_response(s, timeout=30)
         s.shutdown(socket.SHUT_WR)  # no body follows: the server stops waiting for one
         assert s.recv(65536) == b""  # and closes the connection
-    assert headers.startswith(b"HTTP/1.1 413") and b"connection: close" in headers.lower()
+    assert status == 413 and headers["connection"].lower() == "close"
     assert "bytes are free" in json.loads(body)["error"]
     assert _temp_files(blobs) == []
 

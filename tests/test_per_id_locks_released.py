@@ -7,45 +7,41 @@ from __future__ import annotations
 import asyncio
 import gc
 
+import pytest
+
 N = 500
 
 
-def test_the_conversation_locks_do_not_grow_with_the_ids_touched(tmp_path):
+def _conversation_locks(tmp_path):
     from jan.server.dialects.responses_store import ResponsesStore
 
     store = ResponsesStore(tmp_path / "responses", lambda: None)
-
-    async def main():
-        for i in range(N):
-            async with store.locked(f"thread_{i}"):
-                pass
-        gc.collect()
-        assert len(store._thread_locks) == 0
-        # while one holds it, every other caller gets that same lock (the exclusion is kept)
-        async with store.locked("thread_x"):
-            assert store.locked("thread_x").locked()
-            gc.collect()
-            assert len(store._thread_locks) == 1
-        gc.collect()
-        assert len(store._thread_locks) == 0
-
-    asyncio.run(main())
+    return store.locked, store._thread_locks
 
 
-def test_the_model_load_locks_do_not_grow_with_the_ids_asked_for():
+def _model_load_locks(tmp_path):
     from jan.extensions.llamacpp.extension import LlamaCppExtension
 
     ext = LlamaCppExtension()
+    return ext._load_lock, ext._load_locks
+
+
+@pytest.mark.parametrize("owner", [_conversation_locks, _model_load_locks], ids=["conversations", "model-loads"])
+def test_the_locks_per_id_do_not_grow_with_the_ids_asked_for(tmp_path, owner):
+    lock_for, table = owner(tmp_path)
 
     async def main():
         for i in range(N):
-            async with ext._load_lock(f"model-{i}"):
+            async with lock_for(f"id-{i}"):
                 pass
         gc.collect()
-        assert len(ext._load_locks) == 0
-        async with ext._load_lock("m"):
-            assert ext._load_lock("m").locked()
+        assert len(table) == 0
+        # while one holds it, every other caller gets that same lock (the exclusion is kept)
+        async with lock_for("x"):
+            assert lock_for("x").locked()
+            gc.collect()
+            assert len(table) == 1
         gc.collect()
-        assert len(ext._load_locks) == 0
+        assert len(table) == 0
 
     asyncio.run(main())

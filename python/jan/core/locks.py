@@ -1,4 +1,4 @@
-"""Per-file locks that exclude other threads and other processes.
+"""Per-file locks that exclude other threads and other processes; and :class:`KeyedLocks`, a lock per key in memory.
 
 In :mod:`jan.core` so that every writer of a data-folder file takes the same lock for it: the stores
 (:mod:`jan.store`, which re-exports this module as ``jan.store.locks``) and extension settings
@@ -24,18 +24,24 @@ takes all the locks it needs in one :meth:`LockManager.hold` call cannot deadloc
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import filelock
 
+from typing import Generic, TypeVar
+
 from .exceptions import LockTimeoutError
+
+_L = TypeVar("_L")
 
 #: The data folder's folder of lock files.
 LOCK_DIR_NAME = ".locks"
@@ -180,3 +186,41 @@ class LockManager:
                 stripe.acquire(deadline, self.timeout_error)
                 stack.callback(stripe.release)
             yield
+
+
+class KeyedLocks(Generic[_L]):
+    """One in-process lock per key (a thread's appends, a model's loads, a claim lock file), kept only while somebody
+    holds it or waits for it: ``locks(key)`` returns the lock every caller asking for ``key`` meanwhile gets too.
+
+    Weak: a table keeping a lock for every key ever asked for grows by one per conversation, model id (a typo's
+    too) or thread for the life of the server. A lock lives as long as a caller references it (holding it, waiting
+    on it, or about to), and the table forgets it after that; a later caller gets a fresh one, which excludes
+    nothing it should not, since nobody holds the old one any more.
+
+    ``factory`` makes a lock (``asyncio.Lock`` by default; the lock must accept weak references, which
+    ``threading.Lock`` does not). Lookup and creation happen under a thread lock, so two threads asking for a key
+    at once never get two different locks (a check-then-set race would give each its own and exclude nothing).
+    """
+
+    def __init__(self, factory: Callable[[], _L] = asyncio.Lock) -> None:  # type: ignore[assignment]
+        self._factory = factory
+        self._locks: weakref.WeakValueDictionary[object, _L] = weakref.WeakValueDictionary()
+        self._guard = threading.Lock()
+
+    def __call__(self, key: object) -> _L:
+        """The lock for ``key``: the one a caller holds or waits on now, else a new one."""
+        with self._guard:
+            lock = self._locks.get(key)
+            if lock is None:
+                # referenced by ``lock`` before the table holds it weakly: set into the table directly, it could go
+                # again before it is returned
+                lock = self._factory()
+                self._locks[key] = lock
+            return lock
+
+    def __len__(self) -> int:
+        """How many keys have a lock in use (for tests and soak checks)."""
+        return len(self._locks)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._locks

@@ -713,8 +713,23 @@ class ExtensionManager:
 
     def _settings_for(self, entry: _Entry) -> ExtensionSettings:
         if entry.settings is None:
-            assert entry.instance is not None
-            entry.settings = ExtensionSettings(entry.name, entry.instance.settings_schema, self.settings_store, bus=self.bus)
+            entry.settings = self._new_settings(entry)
+        return entry.settings
+
+    def _new_settings(self, entry: _Entry) -> ExtensionSettings:
+        assert entry.instance is not None
+        # (reads the extension's settings file: see _settings_off_loop)
+        return ExtensionSettings(entry.name, entry.instance.settings_schema, self.settings_store, bus=self.bus)
+
+    async def _settings_off_loop(self, entry: _Entry) -> ExtensionSettings:
+        """:meth:`_settings_for` for code on the event loop: the first use of an extension's settings reads its
+        file (and adapts its schema), done in a worker thread so that a slow disk, a network folder or a pipe in the
+        file's place holds up no other request. Made at once by two callers, the first one's are kept (callbacks
+        are registered on that one)."""
+        if entry.settings is None:
+            made = await asyncio.to_thread(self._new_settings, entry)
+            if entry.settings is None:
+                entry.settings = made
         return entry.settings
 
     async def _load(self, entry: _Entry) -> bool:
@@ -722,7 +737,7 @@ class ExtensionManager:
         assert ext is not None
         ctx: ExtensionContext | None = None
         try:
-            settings = self._settings_for(entry)
+            settings = await self._settings_off_loop(entry)
             settings.check()
             ctx = ExtensionContext(self, ext, settings)
             ext._ctx = ctx
@@ -1013,12 +1028,21 @@ class ExtensionManager:
 
     # settings ---------------------------------------------------------------------------------
     def settings(self, name: str) -> ExtensionSettings:
-        """The settings of an extension (loaded or not), e.g. for a settings API."""
+        """The settings of an extension (loaded or not), e.g. for a settings API; on the event loop,
+        :meth:`settings_off_loop`."""
+        return self._settings_for(self._settings_entry(name))
+
+    async def settings_off_loop(self, name: str) -> ExtensionSettings:
+        """:meth:`settings` for code on the event loop (a route): an extension not loaded has not read its settings
+        file yet, and reads it in a worker thread, as a load does."""
+        return await self._settings_off_loop(self._settings_entry(name))
+
+    def _settings_entry(self, name: str) -> _Entry:
         self.discover()
         entry = self._entry(name)
         if entry.instance is None:
             raise ExtensionNotFoundError(f"extension {name!r} failed to import; its settings schema is unknown")
-        return self._settings_for(entry)
+        return entry
 
     # HTTP routes ----------------------------------------------------------------------------------
     def routes(self) -> list[RouteSpec]:

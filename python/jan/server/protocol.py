@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import re
 
 from aiohttp import web
@@ -23,8 +24,12 @@ from aiohttp.web_protocol import RequestPayloadError
 from jan.server.config import DEFAULT_READ_TIMEOUT_S
 from jan.server.errors import APIError, dialect_error_middleware, error_middleware, error_response
 from jan.server.keys import CONFIG
-from jan.server.request_id import ACCESS_LOG_FORMAT, AccessLogger, current_request_id, request_id, request_id_middleware, stamp
+from jan.server.request_id import (ACCESS_LOG_FORMAT, CLIENT_HEADER, AccessLogger, client_request_id,
+                                   current_request_id, id_headers, new_request_id, request_id, request_id_middleware,
+                                   stamp)
 from jan.server.validation import unsupported_content_encoding
+
+log = logging.getLogger(__name__)
 
 #: Bytes of a connection's input kept to find a refused request's line (its path) and its Content-Encoding:
 #: aiohttp refuses a request line at 8190 bytes, so its start is at most that far before the packet that did.
@@ -37,6 +42,8 @@ SEEN_BYTES = 8 * 1024
 _REQUEST_LINE = re.compile(rb"(?:^|\n)[!#$%&'*+\-.^_`|~0-9A-Za-z]+ (/[^ \t\r\n?#]*)"
                            rb"|[!#$%&'*+\-.^_`|~0-9A-Za-z]+ (/[^ \t\r\n?#]*)[^ \t\r\n]* HTTP/\d\.\d\r?\n")
 _CONTENT_ENCODING = re.compile(rb"\ncontent-encoding[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+# A whole header line (ended by its newline) of the client's X-Request-Id in a head that never came whole.
+_CLIENT_ID_LINE = re.compile(rb"\n" + CLIENT_HEADER.encode() + rb"[ \t]*:[ \t]*([^\r\n]*)\r?\n", re.IGNORECASE)
 _ENCODING_IN_MESSAGE = re.compile(r"\((\w+)\)")  # aiohttp's "Can not decode content-encoding: brotli (br)"
 
 
@@ -130,9 +137,15 @@ class _Connection(web.RequestHandler):
             return  # a request came whole meanwhile, or the connection is ending anyway
         if self._head_begun:
             path, _ = _refused_request(self._seen)
+            # No request was made, so no middleware gave it an id: it gets one here as every answer does (the
+            # client's own when that header line came whole and is plain), and the log line that tells of it too.
+            rid = client_request_id(_client_id(self._seen)) or new_request_id()
+            log.info("answered 408: the request's headers (for %s) did not come whole within %gs",
+                     path or "an unknown path", self._head_timeout, extra={"request_id": rid})
             err = APIError(408, f"The request's headers did not come whole within {self._head_timeout:g} seconds "
                                 "(this server's read_timeout)", code="request_timeout")
-            self.transport.write(_raw_response(error_response(err, path or "/", {"Connection": "close"})))
+            headers = {"Connection": "close", **id_headers(rid)}
+            self.transport.write(_raw_response(error_response(err, path or "/", headers)))
         self.force_close()
 
     def data_received(self, data: bytes) -> None:
@@ -221,6 +234,18 @@ def _refused_request(seen: bytes) -> tuple[str | None, str | None]:
     head = seen[line.end() - 1:end if end >= 0 else len(seen)]
     encodings = [m.group(1).strip().decode("latin-1") for m in _CONTENT_ENCODING.finditer(head)]
     return (line.group(1) or line.group(2)).decode("latin-1"), ", ".join(encodings) or None
+
+
+def _client_id(seen: bytes) -> str | None:
+    """The value of the whole ``X-Request-Id`` header line in the last request head of ``seen`` (one that never
+    came whole), or None: the heads of the connection's earlier requests are not searched."""
+    start = 0
+    for line in _REQUEST_LINE.finditer(seen):
+        start = line.end() - 1
+    found = None
+    for found in _CLIENT_ID_LINE.finditer(seen, start):
+        pass
+    return found.group(1).decode("latin-1") if found is not None else None
 
 
 def _one_line(message: str) -> str:

@@ -3,8 +3,9 @@
 OpenAI's API answers each request with ``x-request-id``, Anthropic's with ``request-id``; their SDKs expose it
 (``response._request_id``, ``message._request_id``) and print it in their errors, so that a user can quote it and an
 operator find the request in the server's log. jan sends both headers on every response of every route and dialect
-(successes, streams, errors, unknown routes, refusals of aiohttp's parser) and writes the id into the access log
-and into each log record made while the request is handled (:class:`RequestIdLogFilter`).
+(successes, streams, errors, unknown routes, refusals of aiohttp's parser, the 408 of a head that never came whole)
+and writes the id into the access log and into each log record made while the request is handled
+(:class:`RequestIdLogFilter`).
 
 A client (or a proxy in front of jan) may send its own ``X-Request-Id``, as llama-server's and nginx's users do to
 follow a request across hops: it is kept when it is a plain token — at most :data:`MAX_CLIENT_ID` characters of
@@ -58,11 +59,14 @@ def request_id(request: web.BaseRequest) -> str:
     return rid
 
 
+def id_headers(rid: str) -> dict[str, str]:
+    """The headers that carry the id ``rid`` on a response (OpenAI's and Anthropic's names)."""
+    return {name: rid for name in RESPONSE_HEADERS}
+
+
 def stamp(request: web.BaseRequest, response: web.StreamResponse) -> None:
     """Put the request's id on ``response`` (before its headers are sent)."""
-    rid = request_id(request)
-    for name in RESPONSE_HEADERS:
-        response.headers[name] = rid
+    response.headers.update(id_headers(request_id(request)))
     if "Origin" in request.headers:  # a page's script may read it (a CORS response hides other headers)
         response.headers["Access-Control-Expose-Headers"] = ", ".join(RESPONSE_HEADERS)
 

@@ -132,6 +132,8 @@ from jan.services.models import ModelService, check_format_grammar, check_parame
 from jan.services.run_records import (ask_cancel, cancels_asked, claim_lock_path, clear_cancel, held_elsewhere,
                                       interrupt_if_orphaned, list_records, load_record, mark_interrupted, running_elsewhere,
                                       save_record, take_lease, thread_records, try_lock)
+from jan.core.locks import KeyedLocks
+from jan.services.event_log import EventLog
 from jan.services.run_steps import RunStep, end_status, last_error, openai_last_error, zero_usage
 from jan.services.tool_loop import (
     PendingCall,
@@ -182,6 +184,9 @@ __all__ = ["Run", "RunFailure", "RunRequest", "RunService", "ToolDecision", "fai
 SAVE_INTERVAL = 0.5
 #: Finished runs remembered per service.
 KEEP_RUNS = 256
+#: About how many bytes the events of the finished runs remembered may take in all (:meth:`RunService._remember`):
+#: past it the oldest are forgotten (their records stay on disk; their streams can no longer be replayed).
+KEEP_EVENT_BYTES = 64 * 1024 * 1024
 #: Seconds a stop of jan lets its runs stop on their own (at their next piece; a tool call at once) before it
 #: cancels the legs still going (:meth:`RunService.interrupt_all`), and the most it waits for them in all.
 INTERRUPT_GRACE = 3.0
@@ -265,6 +270,38 @@ class RunRequest:
     background: bool = False  # goes on when its listener goes away
 
 
+# A run's stream keeps its text deltas compactly (jan.services.event_log): a message's text pieces and a tool call's
+# argument pieces, each made again as published (_Execution._relay, _publish_call_delta) when read.
+def _split_event(event: tuple[str, Any]) -> tuple[Any, str, None] | None:
+    name, data = event
+    try:
+        if name == "thread.message.delta":
+            [part] = data["delta"]["content"]
+            return ("m", data["id"], part["index"], part["type"]), part["text"]["value"], None
+        if name == "thread.run.step.delta":
+            [call] = data["delta"]["step_details"]["tool_calls"]
+            return ("s", data["id"], call["index"]), call["function"]["arguments"], None
+    except (KeyError, TypeError, ValueError):
+        pass
+    return None
+
+
+def _join_event(key: Any, text: str, _number: None) -> tuple[str, Any]:
+    if key[0] == "m":
+        _, message_id, index, kind = key
+        return "thread.message.delta", {"id": message_id, "object": "thread.message.delta", "delta": {"content": [
+            {"index": index, "type": kind, "text": {"value": text, "annotations": []}}]}}
+    _, step_id, place = key
+    return "thread.run.step.delta", {"id": step_id, "object": "thread.run.step.delta", "delta": {
+        "step_details": {"type": "tool_calls", "tool_calls": [{"index": place, "type": "function",
+                                                               "function": {"arguments": text}}]}}}
+
+
+def run_events() -> EventLog[tuple[str, Any]]:
+    """An empty stream of a run's events (``Run.events``)."""
+    return EventLog(_split_event, _join_event)
+
+
 @dataclass(eq=False)
 class Run:
     """One run's state (its wire shape is the front end's business). ``status``: queued,
@@ -323,8 +360,8 @@ class Run:
     max_prompt_tokens: int | None = None
     #: Why an ``incomplete`` run is: ``"max_completion_tokens"`` or ``"max_prompt_tokens"`` (OpenAI's reasons).
     incomplete_reason: str | None = None
-    # the stream, for listeners that re-attach
-    events: list[tuple[str, Any]] = field(default_factory=list)
+    # the stream, for listeners that re-attach (its text deltas kept compactly: :func:`run_events`)
+    events: EventLog[tuple[str, Any]] = field(default_factory=lambda: run_events())
     task: asyncio.Task | None = None
     #: The model turn being made here: its handle, to end its thinking (:meth:`RunService.end_reasoning`).
     control: GenerationControl | None = None
@@ -856,7 +893,7 @@ class RunService:
         self.tools = ToolRegistry(manager)
         self._runs: OrderedDict[str, Run] = OrderedDict()
         #: One lock per claim lock file in use (gone with its last holder): see :meth:`_thread_lock`.
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks: KeyedLocks[asyncio.Lock] = KeyedLocks()
         #: Ids of finished runs not kept in ``_runs`` (records read finished, runs forgotten), by thread: never to
         #: hold their thread again, so :meth:`holder` does not read their records again. By thread, so that a check
         #: looks at its thread's alone (not a union of every run the server ever ended) and a deleted thread's go
@@ -954,10 +991,12 @@ class RunService:
 
     def _remember(self, run: Run) -> None:
         self._runs[run.id] = run
-        while len(self._runs) > KEEP_RUNS:
+        kept = sum(r.events.nbytes() for r in self._runs.values())
+        while len(self._runs) > KEEP_RUNS or kept > KEEP_EVENT_BYTES:
             oldest = next((k for k, r in self._runs.items() if not r.active and r.status not in WAITING_STATUSES), None)
             if oldest is None:
                 break
+            kept -= self._runs[oldest].events.nbytes()
             forgotten = self._runs.pop(oldest)
             if forgotten.status in FINAL_STATUSES:  # its record need not be read to know it holds no thread
                 self._settled.setdefault(forgotten.thread_id, set()).add(oldest)
@@ -1215,10 +1254,7 @@ class RunService:
         the moment of a claim. Threads sharing a lock file share the asyncio lock too: this process never waits on
         a file it holds itself."""
         path = claim_lock_path(self.manager.data_folder, thread_id)
-        local = self._locks.get(str(path))
-        if local is None:
-            local = self._locks[str(path)] = asyncio.Lock()
-        async with local:
+        async with self._locks(str(path)):
             held = await self._lock_file(path)
             try:
                 yield

@@ -8,7 +8,6 @@ import functools
 import logging
 import math
 import os
-import weakref
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -27,6 +26,7 @@ from jan.core import (
 )
 from jan.engine.model import LOAD_RANGES
 from jan.engine.registry import Turn
+from jan.core.locks import KeyedLocks
 from jan.extensions._builtin import BuiltinExtension
 from jan.errors import BadRequestError, LoraAdapterError, ModelFileError, ModelNotFoundError, ModelSettingError
 from jan.extensions.llamacpp.drafts import draft_options, lora_options, without_draft
@@ -76,7 +76,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         self._overrides: dict[str, Any] = {}
         # per model id while a load, unload or stop holds or waits for it (a dict kept one for every id ever asked
         # for, a typo's too, for the life of the server)
-        self._load_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._load_locks: KeyedLocks[asyncio.Lock] = KeyedLocks()
         self._loading: set[str] = set()  # ids being loaded now (a held lock may be an unload's)
         self._lent: dict[str, LocalModel] = {}
         self._loaded_json: dict[str, dict[str, Any]] = {}
@@ -247,10 +247,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         return self.engine
 
     def _load_lock(self, model_id: str) -> asyncio.Lock:
-        lock = self._load_locks.get(model_id)
-        if lock is None:  # (referenced here before the dict holds it weakly)
-            lock = self._load_locks[model_id] = asyncio.Lock()
-        return lock
+        return self._load_locks(model_id)
 
     async def lora_adapters(self, model: dict[str, Any], adapters: Any = None) -> list[dict[str, Any]]:
         """The model's LoRA adapters as llama-server's ``GET /lora-adapters`` lists them (id, path, scale,

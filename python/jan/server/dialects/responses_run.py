@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jan.server.dialects.responses_store import KeptTurn, ResponsesStore, StoredResponse
+from jan.services.event_log import EventLog
 from jan.services.types import ChatDelta, ChatMessage
 
 if TYPE_CHECKING:
@@ -48,6 +49,38 @@ class InConversation:
     inputs: list[KeptTurn]
     taken: Callable[[str], Awaitable[set[str]]]
     history: list[str] = field(default_factory=list)
+
+# The Responses stream's text deltas, kept compactly (jan.services.event_log): a delta of an item's text, reasoning,
+# call arguments or custom tool input whose other fields are plain values (logprobs none: a list of them is kept
+# with its event as it is), made again in the order ResponseStream.event gives its fields.
+_DELTAS = frozenset({"response.output_text.delta", "response.reasoning_text.delta",
+                     "response.function_call_arguments.delta", "response.custom_tool_call_input.delta"})
+_NO_LOGPROBS = ("logprobs", ())  # (in a key: the field, an empty list)
+
+
+def _split_delta(event: dict[str, Any]) -> tuple[tuple, str, int] | None:
+    if event.get("type") not in _DELTAS:
+        return None
+    text, number = event.get("delta"), event.get("sequence_number")
+    if not isinstance(text, str) or type(number) is not int:
+        return None
+    key = []
+    for name, value in event.items():
+        if name in ("delta", "sequence_number"):
+            key.append((name, None))  # (where it stands)
+        elif name == "logprobs" and value == []:
+            key.append(_NO_LOGPROBS)
+        elif value is None or type(value) in (str, int):
+            key.append((name, value))
+        else:
+            return None
+    return tuple(key), text, number
+
+
+def _join_delta(key: tuple, text: str, number: int | None) -> dict[str, Any]:
+    return {name: (text if name == "delta" else number if name == "sequence_number" else
+                   [] if (name, value) == _NO_LOGPROBS else value) for name, value in key}
+
 
 # The event that ends a stream, per final status. The Responses stream has no "cancelled" event (the SDK's
 # ResponseStreamEvent has completed, failed and incomplete): a cancelled response (a cancel request's, or one the
@@ -87,7 +120,8 @@ class ResponseRun:
         self._conversation = conversation
         # Nobody reads the events of a response that is not streamed: they are not kept.
         self._streamed = streamed
-        self._events: list[dict[str, Any]] = []
+        # (their text deltas kept compactly: a replayable stream is kept a while after it ends)
+        self._events: EventLog[dict[str, Any]] = EventLog(_split_delta, _join_delta)
         self._more = asyncio.Event()  # set (and replaced) when an event is added or the run ends
         from jan.server.dialects.responses import ResponseStream
 
@@ -132,6 +166,10 @@ class ResponseRun:
         if self._streamed:
             self._events.append(event)
             self._wake()
+
+    def kept_bytes(self) -> int:
+        """About how many bytes its kept events take."""
+        return self._events.nbytes()
 
     def _wake(self) -> None:
         more, self._more = self._more, asyncio.Event()
@@ -286,14 +324,18 @@ class ResponseRun:
 #: How long an ended background stream stays replayable: OpenAI's window (a stream "more than 5 minutes old can no
 #: longer be streamed"), long enough for a client whose connection dropped to come back. Kept in memory only.
 STREAM_KEPT_S = 300.0
+#: About how many bytes the events of the ended streams kept may take in all: past it the oldest ended ones are
+#: forgotten before their time (a replay of one is then a 404, as after STREAM_KEPT_S).
+STREAM_KEPT_BYTES = 64 * 1024 * 1024
 
 
 class ReplayableStreams:
     """The background streamed responses (:attr:`ResponseRun.replayable`) by id, from their start until
     ``kept_s`` seconds after their end, so that ``GET /v1/responses/{id}?stream=true`` can replay them."""
 
-    def __init__(self, kept_s: float = STREAM_KEPT_S):
+    def __init__(self, kept_s: float = STREAM_KEPT_S, kept_bytes: int = STREAM_KEPT_BYTES):
         self.kept_s = kept_s
+        self.kept_bytes = kept_bytes
         self._runs: dict[str, ResponseRun] = {}
 
     def _prune(self) -> None:
@@ -301,6 +343,13 @@ class ReplayableStreams:
         for response_id, run in list(self._runs.items()):
             if run.ended_at is not None and now - run.ended_at > self.kept_s:
                 del self._runs[response_id]
+        ended = sorted((run for run in self._runs.values() if run.ended_at is not None), key=lambda r: r.ended_at)
+        kept = sum(run.kept_bytes() for run in self._runs.values())
+        for run in ended:  # the oldest first; a stream still running is never dropped
+            if kept <= self.kept_bytes:
+                break
+            kept -= run.kept_bytes()
+            del self._runs[run.id]
 
     def add(self, run: ResponseRun) -> None:
         """Hold ``run``, if its stream can be replayed."""

@@ -31,7 +31,6 @@ import base64
 import binascii
 import contextlib
 import logging
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,6 +41,7 @@ from jan.core.fs import atomic_write_json, loads_json, set_aside
 from jan.errors import not_found_message
 from jan.store._trash import sweep_temp_files
 from jan.store.context import LOCK_DIR_NAME
+from jan.core.locks import KeyedLocks
 from jan.store.locks import LockManager
 from jan.services.types import ChatMessage, ImagePart, Part, TextPart, ToolCall
 from jan.services.untrusted import UntrustedTextPart
@@ -297,7 +297,7 @@ class ResponsesStore:
         # Deciding "append or fork" and appending must not interleave for one thread. Weak: a lock lives while a
         # request holds or awaits it, so the map does not grow by one lock per thread ever stored to (a stored
         # response is a thread of its own: one more each, for the server's life).
-        self._thread_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._thread_locks: KeyedLocks[asyncio.Lock] = KeyedLocks()
 
     @property
     def conversations(self) -> ConversationalExtension:
@@ -487,10 +487,7 @@ class ResponsesStore:
         return [t for t in await self.turns(stored.thread_id, messages) if t is not None]
 
     def _lock(self, thread_id: str) -> asyncio.Lock:
-        lock = self._thread_locks.get(thread_id)
-        if lock is None:  # (not setdefault: the new lock must be referenced here before the dict holds it weakly)
-            lock = self._thread_locks[thread_id] = asyncio.Lock()
-        return lock
+        return self._thread_locks(thread_id)
 
     def locked(self, thread_id: str) -> asyncio.Lock:
         """The lock a thread's appends hold (a response's turns, a conversation's items): none interleave."""

@@ -97,9 +97,9 @@ def _redact(values: dict[str, Any], secrets: set[str]) -> dict[str, Any]:
     return {k: (REDACTED if k in secrets and v not in (None, "") else v) for k, v in values.items()}
 
 
-def _settings(request: web.Request, name: str):
+async def _settings(request: web.Request, name: str):
     try:
-        return _manager(request).settings(name)
+        return await _manager(request).settings_off_loop(name)
     except ExtensionNotFoundError as exc:  # failed to import: no schema known
         raise APIError(409, str(exc), param="name", code="extension_unavailable") from None
     except SettingsSchemaError as exc:  # the extension's own schema is unusable: no value of the user's mends that
@@ -131,13 +131,13 @@ def _invalid(exc: SettingsValidationError) -> APIError:
 @routes.get("/v1/extensions/{name}/settings")
 async def get_settings(request: web.Request) -> web.Response:
     name = _name(request)
-    return json_response(_settings_body(name, _settings(request, name)))
+    return json_response(_settings_body(name, await _settings(request, name)))
 
 
 @routes.patch("/v1/extensions/{name}/settings")
 async def patch_settings(request: web.Request) -> web.Response:
     name = _name(request)
-    settings = _settings(request, name)
+    settings = await _settings(request, name)
     body = await read_json(request)
     if not isinstance(body, dict):
         raise APIError(400, "The request body must be a JSON object of settings", code="invalid_json")
@@ -166,7 +166,7 @@ async def patch_settings(request: web.Request) -> web.Response:
 @routes.delete("/v1/extensions/{name}/settings")
 async def reset_settings(request: web.Request) -> web.Response:
     name = _name(request)
-    settings = _settings(request, name)
+    settings = await _settings(request, name)
     try:
         await settings.reset_off_loop()
     except SettingsValidationError as exc:  # a required setting has no default
