@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar
 
@@ -124,15 +125,9 @@ class EventLog(Generic[E]):
             index += self._len
         if not 0 <= index < self._len:
             raise IndexError("event index out of range")
-        # the last segment whose start is at or before index (binary search: the starts ascend)
-        lo, hi = 0, len(self._starts) - 1
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self._starts[mid] <= index:
-                lo = mid
-            else:
-                hi = mid - 1
-        return self._event(self._segments[lo], index - self._starts[lo])
+        # the last segment whose start is at or before index (the starts ascend)
+        at = bisect_right(self._starts, index) - 1
+        return self._event(self._segments[at], index - self._starts[at])
 
     def _event(self, segment: object, i: int) -> E:
         if isinstance(segment, _Plain):
