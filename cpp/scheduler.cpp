@@ -498,7 +498,7 @@ void Scheduler::sample_slot(Slot & slot) {
 
     GeneratedToken out;
     out.id = token;
-    out.piece = model_->token_to_piece(token, slot.params.render_special);
+    out.piece = model_->token_to_piece(token, slot.params.shows_special(token));
     if (slot.params.n_probs > 0 || slot.params.logprobs) {
         const float * logits = llama_get_logits_ith(ctx_.get(), idx);
         float log_z = 0.0f;

@@ -516,7 +516,8 @@ def test_triggers_of_a_grammar_that_is_not_lazy_are_read_and_the_grammar_holds_w
     ({"grammar_triggers": None}, "no triggers set for the lazy grammar"),
     ({"grammar": None, "grammar_triggers": [{"type": 1, "value": "was"}]}, "a lazy grammar needs a grammar"),
     ({"grammar_lazy": "yes", "grammar_triggers": [{"type": 1, "value": "was"}]}, "grammar_lazy"),
-    ({"preserved_tokens": ["<s>"], "grammar_triggers": [{"type": 1, "value": "was"}]}, "preserved_tokens"),
+    ({"preserved_tokens": "<s>", "grammar_triggers": [{"type": 1, "value": "was"}]}, "preserved_tokens"),
+    ({"preserved_tokens": [1], "grammar_triggers": [{"type": 1, "value": "was"}]}, "preserved_tokens"),
 ])
 def test_bad_lazy_grammars_are_400_in_llama_servers_shape(server, body, says):
     for stream in (False, True):
@@ -675,3 +676,53 @@ def test_speculative_types_tell_what_the_models_requests_draft_with(tmp_path, st
                 ok(srv, "/completion", GREEDY | {"model": model_id, "prompt": STORY, "n_predict": 1})
     finally:
         srv.stop()
+
+
+# the BOS token, a control token whose text the output drops, made the only likely one
+BOS_ONLY = GREEDY | {"prompt": STORY, "n_predict": 4, "logit_bias": [[1, 100.0]]}
+
+
+def test_preserved_tokens_show_their_text_as_llama_server_does(server):
+    # (llama-server: "" without it, "<s><s><s><s>" with it, its generation_settings telling the id)
+    assert ok(server, "/completion", BOS_ONLY)["content"] == ""
+    result = ok(server, "/completion", BOS_ONLY | {"preserved_tokens": ["<s>"], "return_tokens": True,
+                                                   "n_probs": 1})
+    assert result["content"] == "<s>" * 4, result
+    assert result["tokens"] == [1] * 4
+    assert result["generation_settings"]["preserved_tokens"] == [1]
+    assert [p["token"] for p in result["completion_probabilities"]] == ["<s>"] * 4
+    # streamed: the same text, piece by piece
+    events = sse(post(server, "/completion", BOS_ONLY | {"preserved_tokens": ["<s>"], "stream": True}))
+    assert "".join(e["content"] for e in events) == "<s>" * 4
+    # a text of several tokens names none (llama-server's rule): nothing shown, none told
+    result = ok(server, "/completion", BOS_ONLY | {"preserved_tokens": ["<s> upon", "Once upon"]})
+    assert result["content"] == "" and result["generation_settings"]["preserved_tokens"] == []
+
+
+def test_v1_completions_takes_preserved_tokens_too(server):
+    body = GREEDY | {"prompt": STORY, "max_tokens": 4, "logit_bias": {"1": 100}}
+    assert ok(server, "/v1/completions", body)["choices"][0]["text"] == ""
+    choice = ok(server, "/v1/completions", body | {"preserved_tokens": ["<s>"], "logprobs": 1})["choices"][0]
+    assert choice["text"] == "<s>" * 4, choice
+    assert choice["logprobs"]["tokens"] == ["<s>"] * 4
+    response = post(server, "/v1/completions", body | {"preserved_tokens": [1]})
+    assert response.status_code == 400 and "preserved_tokens" in response.json()["error"]["message"], response.text
+
+
+
+def test_a_remote_model_is_sent_the_preserved_tokens():
+    from jan.extensions.remote.wire import completion_body
+    from jan.services.types import CompletionRequest
+    body = completion_body(CompletionRequest(model=None, prompts=(STORY,), preserved_tokens=("<s>",)))
+    assert body["preserved_tokens"] == ["<s>"]
+    assert "preserved_tokens" not in completion_body(CompletionRequest(model=None, prompts=(STORY,)))
+
+
+def test_the_engine_shows_the_text_of_preserved_token_ids_only(stories):
+    opts = {"max_tokens": 3, "temperature": 0, "logit_bias": {1: 100.0}}
+    assert stories.generate(STORY, **opts).text == ""
+    assert stories.generate(STORY, **opts, preserved_tokens=[1]).text == "<s>" * 3
+    assert stories.generate(STORY, **opts, preserved_tokens=[2]).text == ""  # (another token's: BOS stays dropped)
+    for bad in ([10**6], [-1], "<s>", [1.5]):
+        with pytest.raises(ValueError, match="preserved_tokens"):
+            stories.generate(STORY, **opts, preserved_tokens=bad)

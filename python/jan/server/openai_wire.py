@@ -20,6 +20,7 @@ from jan.engine.media import AUDIO_FORMATS
 from jan.errors import ContextOverflowError, DocumentError, MediaError
 from jan.image_types import b64decode, parse_data_url
 from jan.server import schemas
+from jan.server.dialects.llamacpp_extras import client_grammar
 from jan.server.document_inputs import data_url_bytes
 from jan.services.errors import RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
@@ -316,21 +317,12 @@ def completion_request(body: schemas.CompletionRequest) -> CompletionRequest:
         prompts = [tuple(prompt)]
     else:
         prompts = [p if isinstance(p, str) else tuple(p) for p in prompt]
-    grammar = body.grammar
-    if body.json_schema is not None:  # (llama-server's, as its /completion reads it)
-        from jan.templates import json_schema_to_grammar
-
-        grammar = json_schema_to_grammar(body.json_schema or {"type": "object"}, param="json_schema")
-    patterns, tokens = (), ()
-    if body.grammar_triggers:  # (llama-server's lazy grammar, read as its /completion reads it)
-        from jan.server.dialects.llamacpp import lazy_triggers
-
-        patterns, tokens = lazy_triggers(body.grammar_triggers)
-        if not body.grammar_lazy:
-            patterns, tokens = (), ()  # (checked, and the grammar holds whole: as llama-server reads them)
+    # (llama-server's grammar fields, json_schema and a lazy grammar, read as its /completion reads them)
+    grammar, patterns, tokens = client_grammar(body)
     return CompletionRequest(model=body.model, prompts=tuple(prompts), sampling=sampling_of(body), n=body.n,
                              logprobs=body.logprobs, echo=body.echo, grammar=grammar,
                              grammar_triggers=patterns, grammar_trigger_tokens=tokens,
+                             preserved_tokens=tuple(body.preserved_tokens or ()),
                              prompt_only=body.max_tokens == 0, dialect_defaults=COMPLETION_DEFAULTS,
                              suffix=body.suffix or None)  # ("": no gap to fill, as OpenAI reads it)
 

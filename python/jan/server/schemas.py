@@ -708,9 +708,11 @@ class CompletionRequest(SamplingFields):
     # fill in the middle (a model with FIM tokens): the code after the gap, the prompt the code before it
     suffix: str | None = None
     # llama-server's lazy grammar, as its /completion takes it (its /v1/completions reads the same fields):
-    # jan.server.dialects.llamacpp.lazy_triggers
+    # jan.server.dialects.llamacpp_extras.client_grammar
     grammar_lazy: bool = False
     grammar_triggers: list[Any] | None = None
+    # llama-server's preserved_tokens, as its /completion takes them: control tokens whose text the output shows
+    preserved_tokens: list[str] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "CompletionRequest":

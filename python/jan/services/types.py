@@ -966,6 +966,10 @@ class CompletionRequest:
     #: generated; the grammar holds from there on (llama-server's ``grammar_lazy``).
     grammar_triggers: tuple[str, ...] = ()
     grammar_trigger_tokens: tuple[int, ...] = ()
+    #: Control tokens whose text the output shows (llama-server's ``preserved_tokens``): each text that the model's
+    #: vocabulary spells as one token (special tokens parsed) is shown where that token is generated, while other
+    #: control tokens stay dropped; a text of several tokens changes nothing, as in llama-server.
+    preserved_tokens: tuple[str, ...] = ()
     #: llama.cpp's infill sampler in the chain (llama-server's ``samplers`` naming ``infill``, as its code-completion
     #: clients send it): an end of generation wins when likely enough, so a completion stops where the code does.
     infill_sampler: bool = False

@@ -34,6 +34,7 @@ from jan.server.streaming import relay
 from jan.server.validation import body_step, parse_body, read_json
 from jan.services.engine_output import engine_failures
 from jan.services.errors import RequestError
+from jan.services.local import single_tokens
 from jan.services.models import unload_now
 from jan.services.types import (CompletionRequest, LoadOptions, MediaText, SamplingOptions, resolve_load,
                                 resolve_sampling)
@@ -144,6 +145,15 @@ async def _spelled(engine: Any, model: dict[str, Any], ids: list[int]) -> str:
     return b"".join(await pieces(model, ids)).decode("utf-8", errors="replace")
 
 
+async def _preserved_ids(engine: Any, model: dict[str, Any], texts: list[str] | None) -> tuple[int, ...]:
+    """The ids of a body's ``preserved_tokens`` as the completion service finds them (:func:`single_tokens`), for
+    ``generation_settings`` to tell as llama-server does; none on an engine that cannot tokenize."""
+    if not texts or getattr(engine, "tokenize", None) is None:
+        return ()
+    with engine_failures(engine, "tokenize()"):
+        return single_tokens([await engine.tokenize(model, t, add_special=False, parse_special=True) for t in texts])
+
+
 async def _fim_refusal(request: web.Request, model: str | None) -> APIError:
     """A model without fill-in-the-middle tokens, in llama-server's words (naming the model: jan serves several)."""
     with contextlib.suppress(Exception):  # (resolved a moment ago: the name, never another failure)
@@ -167,6 +177,7 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
         model, engine = await model_and_engine(request, model_id or None)
         sampling = native.resolved(typed.sampling, model.get("parameters"))
         speculative, adapters = await _speculation(engine, model, model_id, sampling)
+        preserved = await _preserved_ids(engine, model, body.preserved_tokens)
     except BaseException:
         await stream.aclose()  # (the generation started: stopped, not left to the garbage collector)
         raise
@@ -177,7 +188,7 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
         model_id, lambda: native.generation_settings(sampling, n_predict, model=model_id, samplers=samplers,
                                                      n_probs=body.n_probs or 0, stream=body.stream,
                                                      grammar=typed.grammar or "", speculative=speculative,
-                                                     lazy=body, adapters=adapters),
+                                                     lazy=body, adapters=adapters, preserved=preserved),
         n_results=n_results,
         n_indent=body.n_indent or 0, t_max_predict_ms=body.t_max_predict_ms or -1, return_tokens=body.return_tokens,
         prompt_texts=[t for t in prompt_texts for _ in range(typed.n)], clock=time.monotonic)
