@@ -561,11 +561,11 @@ def test_v1_completions_takes_a_lazy_grammar_as_completion_does(server):
         assert says in err["message"] and err["type"] == "invalid_request_error", err
 
 
-def test_chat_refuses_a_lazy_grammar_naming_the_routes_that_take_it(server):
+def test_chat_refuses_a_lazy_grammar_without_a_grammar_as_completion_does(server):
     response = post(server, "/v1/chat/completions", GREEDY | {"messages": [{"role": "user", "content": "hi"}],
                                                               "grammar_lazy": True, "max_tokens": 2})
     assert response.status_code == 400, response.text
-    assert "/completion and /v1/completions take a lazy grammar" in response.json()["error"]["message"]
+    assert "a lazy grammar needs a grammar" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("body,says", [
@@ -726,3 +726,58 @@ def test_the_engine_shows_the_text_of_preserved_token_ids_only(stories):
     for bad in ([10**6], [-1], "<s>", [1.5]):
         with pytest.raises(ValueError, match="preserved_tokens"):
             stories.generate(STORY, **opts, preserved_tokens=bad)
+
+
+CHAT = GREEDY | {"messages": [{"role": "user", "content": STORY}], "max_tokens": 24}
+
+
+def chat_text(server, body) -> str:
+    return ok(server, "/v1/chat/completions", body)["choices"][0]["message"]["content"]
+
+
+def test_the_chat_route_takes_a_lazy_grammar_as_completion_does(server):
+    free = chat_text(server, CHAT)
+    word = free.split()[2]  # (a word the free answer writes: the trigger fires there)
+    grammar = f'root ::= "{word}" " 42"+'
+    lazy = CHAT | {"grammar": grammar, "grammar_lazy": True, "grammar_triggers": [{"type": "word", "value": word}]}
+    text = chat_text(server, lazy)
+    cut = free.index(word)
+    assert text.startswith(free[:cut] + word + " 42 42"), (free, text)
+    # not lazy: the triggers are read and the grammar holds the whole answer, as llama-server's does
+    assert chat_text(server, lazy | {"grammar_lazy": False}).startswith(word + " 42"), text
+    # a trigger that never matches leaves the answer free
+    never = lazy | {"grammar_triggers": [{"type": 1, "value": "zebra"}]}
+    assert chat_text(server, never) == free
+    # a lazy json_schema: free until the trigger, then the schema's
+    schema = CHAT | {"json_schema": {"type": "integer"}, "grammar_lazy": True,
+                     "grammar_triggers": [{"type": 2, "value": "zebra"}]}
+    assert chat_text(server, schema) == free
+
+
+@pytest.mark.parametrize("bad,says", [
+    ({"grammar_triggers": [{"type": 1, "value": "was"}]}, "no triggers set"),  # (the bad one replaces it below)
+    ({"grammar_triggers": [{"type": 7, "value": "was"}]}, "grammar_triggers[0].type"),
+    ({"grammar_triggers": [{"type": 2, "value": "(("}]}, "grammar_triggers[0].value"),
+    ({"grammar_triggers": [{"type": 0, "value": "x", "token": 10**6}]}, "outside the model's vocabulary"),
+    ({"grammar": None}, "needs a grammar"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+      "tool_choice": "required"}, "tool_choice"),
+    ({"preserved_tokens": [1]}, "preserved_tokens"),
+])
+def test_bad_lazy_grammars_on_the_chat_route_are_400(server, bad, says):
+    body = CHAT | {"grammar": 'root ::= "a"', "grammar_lazy": True,
+                   "grammar_triggers": [{"type": 1, "value": "a"}]} | bad
+    if says == "no triggers set":
+        body["grammar_triggers"] = []
+    for stream in (False, True):
+        response = post(server, "/v1/chat/completions", body | {"stream": stream})
+        assert response.status_code == 400, response.text
+        err = response.json()["error"]
+        assert says in err["message"] and err["type"] == "invalid_request_error", err
+
+
+def test_the_chat_route_takes_preserved_tokens(server):
+    body = CHAT | {"max_tokens": 3, "logit_bias": {"1": 100}}
+    assert chat_text(server, body) == ""
+    assert chat_text(server, body | {"preserved_tokens": ["<s>"]}) == "<s>" * 3

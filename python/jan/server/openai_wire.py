@@ -221,12 +221,13 @@ def response_format_of(fmt: schemas.ResponseFormat | None) -> ResponseFormat | N
 
 
 def _format_of(body: schemas.ChatCompletionRequest) -> ResponseFormat | None:
-    """The chat's ``response_format``, or llama-server's ``json_schema`` as the JSON object it asks for."""
-    if body.json_schema is None:
-        return response_format_of(body.response_format)
-    if body.response_format is not None:
+    """The chat's ``response_format``, or llama-server's ``json_schema`` as the JSON object it asks for (a lazy
+    one's grammar is the request's ``grammar``: :func:`chat_request`)."""
+    if body.json_schema is not None and body.response_format is not None:
         raise RequestError("json_schema: cannot be used with response_format (both constrain the output); give one "
                            "of them", param="json_schema", code="invalid_value")
+    if body.json_schema is None or body.grammar_lazy:
+        return response_format_of(body.response_format)
     from jan.templates import json_schema_to_grammar
 
     # checked here, so that a schema it cannot follow is said of json_schema, the field the body sent
@@ -264,6 +265,10 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
     except ToolPairError as exc:
         raise tool_pair_error(exc) from None
     _check_continuation(body, ends_in_prefill(messages))
+    # llama-server's grammar fields, read as /completion reads them: a lazy grammar (or json_schema) holds from its
+    # trigger on; one that is not lazy holds the whole output (json_schema then the JSON response format it asks for)
+    grammar, patterns, tokens = client_grammar(body.grammar, body.json_schema if body.grammar_lazy else None,
+                                               body.grammar_lazy, body.grammar_triggers)
     return ChatRequest(
         model=body.model,
         messages=messages,
@@ -272,7 +277,10 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         # the deprecated functions make one call at most: their reply's function_call holds one
         parallel_tool_calls=False if body.legacy_functions else body.parallel_tool_calls,
         response_format=_format_of(body),
-        grammar=body.grammar,
+        grammar=grammar,
+        grammar_triggers=patterns,
+        grammar_trigger_tokens=tokens,
+        preserved_tokens=tuple(body.preserved_tokens or ()),
         sampling=sampling_of(body),
         n=body.n,
         logprobs=bool(body.logprobs),
@@ -318,7 +326,7 @@ def completion_request(body: schemas.CompletionRequest) -> CompletionRequest:
     else:
         prompts = [p if isinstance(p, str) else tuple(p) for p in prompt]
     # (llama-server's grammar fields, json_schema and a lazy grammar, read as its /completion reads them)
-    grammar, patterns, tokens = client_grammar(body)
+    grammar, patterns, tokens = client_grammar(body.grammar, body.json_schema, body.grammar_lazy, body.grammar_triggers)
     return CompletionRequest(model=body.model, prompts=tuple(prompts), sampling=sampling_of(body), n=body.n,
                              logprobs=body.logprobs, echo=body.echo, grammar=grammar,
                              grammar_triggers=patterns, grammar_trigger_tokens=tokens,

@@ -294,6 +294,11 @@ def shown_special(options: Mapping[str, Any], preserved: Collection[int]) -> "bo
     return True if options.get("render_special") else frozenset(preserved)
 
 
+def shows_text(special: "bool | Collection[int]", token: int) -> bool:
+    """Whether a control token's text is shown, under :func:`shown_special`'s answer ``special``."""
+    return special if isinstance(special, bool) else token in special
+
+
 def trigger_patterns(model: "jan.Model", patterns: Sequence[str], tokens: Sequence[int]) -> list[str]:
     """Blocking: a lazy grammar's triggers as the engine takes them, regular expressions over the text: a trigger
     token is its text (special tokens' spelled out, as the grammar reads them), searched as written."""
@@ -317,8 +322,7 @@ class _ShownGate(Generic[T]):
         self._shown = 0  # bytes of the held tokens' text already shown (of the first one's, in part)
 
     def _shows(self, token: int) -> bool:
-        special = self._special
-        return special if isinstance(special, bool) else token in special
+        return shows_text(self._special, token)
 
     def _let_out(self, text: str, items: Sequence[tuple[T, int]]) -> tuple[list[tuple[T, bytes]], bytes]:
         """A chunk's shown ``text`` and its sampled tokens' items (with their ids): the items whose token's text

@@ -438,7 +438,8 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
             given[name] = value  # a sampler left out is off, whatever its option says (llama.cpp's chain)
     if body.n_predict is not None and body.n_predict > 0:
         given["max_tokens"] = body.n_predict
-    grammar, patterns, trigger_tokens = client_grammar(body)
+    grammar, patterns, trigger_tokens = client_grammar(body.grammar, body.json_schema, body.grammar_lazy,
+                                                       body.grammar_triggers)
     if body.lora is not None:
         given["lora"] = lora_request(body.lora)
     sampling = SamplingOptions(stop=tuple(body.stop) if body.stop else None, logit_bias=_logit_bias(body.logit_bias),

@@ -34,15 +34,6 @@ REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "adaptive_target": (lambda v: v < 0, "its sampler has no adaptive-p"),
     "min_keep": (lambda v: v == 0, "its samplers keep no minimum of candidates"),
     "post_sampling_probs": (lambda v: v is False, "n_probs are the model's own probabilities, before sampling"),
-    # (on the chat routes: /completion and /v1/completions take a lazy grammar, their bodies declaring these)
-    "grammar_lazy": (lambda v: v is False, "a grammar constrains the whole output here; /completion and "
-                                           "/v1/completions take a lazy grammar"),
-    "grammar_triggers": (lambda v: v == [], "a grammar constrains the whole output here; /completion and "
-                                            "/v1/completions take a lazy grammar"),
-    # (on the chat routes: /completion and /v1/completions show these special tokens' text, their bodies declaring
-    # it)
-    "preserved_tokens": (lambda v: v == [], "the chat routes show no chosen special tokens' text; /completion and "
-                                            "/v1/completions take preserved_tokens"),
     # (llama-server reads no such field of the body: media go in a prompt object, where it reads them; refused
     # rather than dropped unsaid)
     "image_data": (lambda v: v == [], 'media go in a prompt object: "prompt": {"prompt_string": "... <__media__> ...", '
@@ -150,21 +141,21 @@ def lazy_triggers(triggers: list[Any] | None) -> tuple[tuple[str, ...], tuple[in
     return tuple(patterns), tuple(tokens)
 
 
-def client_grammar(body: Any) -> tuple[str | None, tuple[str, ...], tuple[int, ...]]:
+def client_grammar(grammar: str | None, json_schema: dict[str, Any] | None, lazy: bool, triggers: Any
+                   ) -> tuple[str | None, tuple[str, ...], tuple[int, ...]]:
     """The constraint a body's llama-server grammar fields ask for, the one precedence every route that takes them
-    reads them by (``/completion``, ``/infill``, ``/v1/completions``, the chat routes): ``grammar`` (GBNF), else
-    ``json_schema``'s grammar (a body declaring no such field gives none); and, with ``grammar_lazy``, the
-    ``grammar_triggers`` that start it (:func:`lazy_triggers`: patterns, token ids). Triggers are read, and their
+    reads them by (``/completion``, ``/infill``, ``/v1/completions``, ``/v1/chat/completions``): ``grammar``
+    (GBNF), else ``json_schema``'s grammar; and, with ``lazy`` (``grammar_lazy``), the ``triggers``
+    (``grammar_triggers``) that start it (:func:`lazy_triggers`: patterns, token ids). Triggers are read, and their
     faults said, also when the grammar is not lazy: it then holds the whole output, as llama-server reads them.
     ValueErrors name the field at fault (a body's own check refuses a grammar with a json_schema, and a lazy
     grammar without a grammar or triggers: :func:`lazy_refusal`)."""
-    grammar = getattr(body, "grammar", None) or None
-    schema = getattr(body, "json_schema", None)
-    if schema is not None:
+    grammar = grammar or None
+    if json_schema is not None:
         from jan.templates import json_schema_to_grammar
 
-        grammar = json_schema_to_grammar(schema or {"type": "object"}, param="json_schema")
-    patterns, tokens = lazy_triggers(getattr(body, "grammar_triggers", None))
-    if not getattr(body, "grammar_lazy", False):
+        grammar = json_schema_to_grammar(json_schema or {"type": "object"}, param="json_schema")
+    patterns, tokens = lazy_triggers(triggers)
+    if not lazy:
         patterns, tokens = (), ()
     return grammar, patterns, tokens
