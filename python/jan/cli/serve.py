@@ -21,7 +21,8 @@ defer_client()
 
 from aiohttp import web
 
-from jan.cli.common import INT32_MAX, CLIError, GpuLayers, PathParam, SamplingValue, check_flag_order, nonempty_param
+from jan.cli.common import (INT32_MAX, CLIError, GpuLayers, PathParam, SamplingValue, check_flag_order, lora_flags,
+                            lora_options, nonempty_param)
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES, LOAD_RANGES
 from jan.engine.params import SPECULATIVE
 from jan.server.config import DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S, OLLAMA_PORT, ServerConfig, default_data_folder
@@ -42,55 +43,6 @@ def _bound_seconds(ctx: click.Context, param: click.Parameter, value: float | No
     if value is not None and not (math.isfinite(value) and value > 0):
         raise click.BadParameter(f"{value} is not a finite number of seconds > 0")
     return value
-
-
-def _listed(value: str, file_of) -> list[str]:
-    """One ``--lora``/``--lora-scaled`` value as its items: llama-server's comma-separated list, or the value whole
-    when it names a file that is there as it is (a file name holding a comma)."""
-    return [value] if os.path.isfile(os.path.expanduser(file_of(value))) else value.split(",")
-
-
-class LoraFiles(PathParam):
-    """``--lora FILE``: an adapter file, or several separated by commas (llama-server's ``--lora a.gguf,b.gguf``);
-    each item is judged as every path option judges its file (:class:`PathParam`), naming the flag."""
-
-    name = "lora files"
-
-    def convert(self, value, param, ctx) -> list[str]:
-        if not isinstance(value, str):
-            return value  # (a default, already converted)
-        return [str(super(LoraFiles, self).convert(item, param, ctx)) for item in _listed(value, lambda v: v)]
-
-
-def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
-    """``--lora`` files (scale 1) then ``--lora-scaled FILE:SCALE`` ones (llama-server's, commas separating several
-    in one flag, as in ``--lora``) as (absolute path, scale) pairs; None when neither was given. A :class:`CLIError`
-    naming the flag for a SCALE that is no finite number or a FILE that is not there or no LoRA adapter GGUF (a
-    model's weights given by mistake: every model would load without it, said only in the log)."""
-    from jan.services.companions import lora_problem
-
-    adapters = [(str(f), 1.0) for group in files for f in group]
-    for path, _ in adapters:
-        why = lora_problem(path)
-        if why is not None:
-            raise CLIError(f"--lora: {why}")
-    for flag in scaled:
-        for item in _listed(flag, lambda v: v.rpartition(":")[0]):
-            file, sep, scale = item.rpartition(":")
-            try:
-                value = float(scale)
-            except ValueError:
-                value = math.nan
-            if not sep or not file or not math.isfinite(value):
-                raise CLIError(f"--lora-scaled: expected FILE:SCALE (SCALE a finite number), got {item!r}")
-            path = os.path.abspath(os.path.expanduser(file))
-            if not os.path.isfile(path):
-                raise CLIError(f"--lora-scaled: no such file: {path}")
-            why = lora_problem(path)
-            if why is not None:
-                raise CLIError(f"--lora-scaled: {why}")
-            adapters.append((path, value))
-    return adapters or None
 
 
 @click.command()
@@ -152,14 +104,8 @@ def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
               type=PathParam(exists=True, dir_okay=False, resolve_path=True),
               help="A GGUF sharing the models' vocabulary that drafts tokens for them (speculative decoding); "
                    "a model.json's settings.draft_model wins.")
-@click.option("--lora", "lora", multiple=True, metavar="FILE",
-              type=LoraFiles(exists=True, dir_okay=False, resolve_path=True),
-              help="A LoRA adapter GGUF the models load with, at scale 1 (repeatable, or several separated by "
-                   "commas, as llama-server's); requests pick their own "
-                   "scales with 'lora', POST /lora-adapters sets the defaults; a model.json's settings.lora wins.")
-@click.option("--lora-scaled", "lora_scaled", multiple=True, metavar="FILE:SCALE",
-              help="A LoRA adapter GGUF with its default scale (repeatable, or several separated by commas), as "
-                   "llama-server's --lora-scaled.")
+@lora_options("the models load with; requests pick their own scales with 'lora', POST /lora-adapters sets the "
+              "defaults; a model.json's settings.lora wins")
 @click.option("--lora-init-without-apply", "lora_init_without_apply", is_flag=True, default=None,
               help="Load the LoRA adapters with every default scale 0 (apply them with POST /lora-adapters or a "
                    "request's 'lora').")
