@@ -14,6 +14,7 @@ llama-server ignores it (clients spread their own options into the body).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import UnionType
@@ -474,6 +475,44 @@ def slots(n_slots: int, n_busy: int, n_ctx: int, speculative: bool) -> list[dict
     idle slot. jan's engine tells how many slots are busy, not which, nor their tasks: the first ``n_busy`` are told
     processing, and no slot tells a task's fields (``id_task``, ``params``, ``prompt``...)."""
     return [{"id": i, "n_ctx": n_ctx, "speculative": speculative, "is_processing": i < n_busy} for i in range(n_slots)]
+
+
+#: The slot actions ``POST /slots/{id}?action=`` takes (llama-server's).
+SLOT_ACTIONS = ("save", "restore", "erase")
+#: Characters a slot file's name may not hold: path separators, and those Windows file systems refuse.
+_NOT_IN_FILENAMES = set('/\\:*?"<>|')
+
+
+def slot_file(folder: str, filename: Any) -> str | None:
+    """The path of the slot file ``filename`` names in ``folder`` (``--slot-save-path``), or None for a name that
+    is not one plain file name there, as llama-server's ``fs_validate_filename`` judges it: text of 1 to 255 bytes
+    (UTF-8), no path separator, control character or character Windows refuses, not ``.`` or ``..``, not ending in
+    a dot or a space; and one that, followed through any link, stays in ``folder``."""
+    if not isinstance(filename, str) or filename in (".", "..") or filename.endswith((".", " ")):
+        return None
+    try:
+        size = len(filename.encode("utf-8"))
+    except UnicodeEncodeError:  # (a lone surrogate)
+        return None
+    if not 0 < size <= 255 or any(c in _NOT_IN_FILENAMES or ord(c) < 0x20 or ord(c) == 0x7F for c in filename):
+        return None
+    root = os.path.realpath(folder)
+    path = os.path.join(root, filename)
+    if os.path.dirname(os.path.realpath(path)) != root:
+        return None  # (a link that leads out of the folder)
+    return path
+
+
+def slot_result(action: str, filename: str | None, result: Mapping[str, Any]) -> dict[str, Any]:
+    """A slot action's answer in llama-server's shape: a save's ``n_saved``/``n_written`` and ``timings.save_ms``, a
+    restore's ``n_restored``/``n_read`` and ``timings.restore_ms``, an erase's ``n_erased``."""
+    if action == "erase":
+        return {"id_slot": result["id_slot"], "n_erased": result["n_tokens"]}
+    if action == "save":
+        return {"id_slot": result["id_slot"], "filename": filename, "n_saved": result["n_tokens"],
+                "n_written": result["n_bytes"], "timings": {"save_ms": result["ms"]}}
+    return {"id_slot": result["id_slot"], "filename": filename, "n_restored": result["n_tokens"],
+            "n_read": result["n_bytes"], "timings": {"restore_ms": result["ms"]}}
 
 
 def infill_extra(body: InfillBody) -> tuple[InfillChunk, ...]:
