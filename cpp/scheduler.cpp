@@ -334,6 +334,34 @@ private:
     bool committed_ = false;
 };
 
+// A slot file's tokens as llama-server packs them (its server_tokens state, read by newer llama-servers): the
+// LLAMA_TOKEN_NULL marker, a format version, the token count, the tokens, then its media items (a count, 0 for text
+// alone). Three numbers before the tokens and one after them.
+constexpr size_t kPackedHeader = 4;
+constexpr uint32_t kPackedVersion = 1;
+
+// The tokens a slot file holds: a plain list (jan's saves, older llama-servers') as it is, a packed one unpacked.
+// SlotFileError for ids outside the vocabulary, more than `n_ctx` tokens, a packed state of another version or
+// with media (a text slot cannot hold them), or one cut short.
+std::vector<llama_token> slot_file_tokens(std::vector<llama_token> tokens, int32_t n_vocab, int32_t n_ctx) {
+    const std::string bad = "Unable to restore slot: not a slot file of this model";
+    if (!tokens.empty() && tokens[0] == LLAMA_TOKEN_NULL) {
+        if (tokens.size() < 3 || (uint32_t)tokens[1] != kPackedVersion) throw SlotFileError(bad);
+        const size_t n = (uint32_t)tokens[2];
+        if (n > tokens.size() - 3 || tokens.size() - 3 - n < 1) throw SlotFileError(bad);
+        if (tokens[3 + n] != 0)
+            throw SlotFileError("Unable to restore slot: the file holds images or audio, which a slot of text "
+                                "tokens cannot");
+        tokens = std::vector<llama_token>(tokens.begin() + 3, tokens.begin() + 3 + (std::ptrdiff_t)n);
+    }
+    if (tokens.size() > (size_t)n_ctx)
+        throw SlotFileError("Unable to restore slot: the file holds " + std::to_string(tokens.size()) +
+                            " tokens, more than a slot's context (" + std::to_string(n_ctx) + ")");
+    for (llama_token t : tokens)
+        if (t < 0 || t >= n_vocab) throw SlotFileError(bad);
+    return tokens;
+}
+
 }  // namespace
 
 Scheduler::SlotActionResult Scheduler::slot_action(SlotAction action, int32_t id_slot, const std::string & path) {
@@ -403,17 +431,18 @@ Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction ac
         size_t n_tokens = 0;
         size_t read = llama_state_seq_load_file(ctx_.get(), path.c_str(), slot.id, nullptr, 0, &n_tokens);
         if (read == 0) throw SlotFileError("Unable to restore slot: not a slot file of this model");
-        if (n_tokens > (size_t)params_.n_ctx)
+        if (n_tokens > (size_t)params_.n_ctx + kPackedHeader)
             throw SlotFileError("Unable to restore slot: the file holds " + std::to_string(n_tokens) +
                                 " tokens, more than a slot's context (" + std::to_string(params_.n_ctx) + ")");
         std::vector<llama_token> tokens(std::max<size_t>(1, n_tokens));
         read = llama_state_seq_load_file(ctx_.get(), path.c_str(), slot.id, tokens.data(), tokens.size(), &n_tokens);
         tokens.resize(n_tokens);
-        const int32_t n_vocab = model_->n_vocab();
-        const bool valid = std::all_of(tokens.begin(), tokens.end(), [&](llama_token t) { return t >= 0 && t < n_vocab; });
-        if (read == 0 || !valid) {
-            clear();
-            throw SlotFileError("Unable to restore slot: not a slot file of this model");
+        try {
+            if (read == 0) throw SlotFileError("Unable to restore slot: not a slot file of this model");
+            tokens = slot_file_tokens(std::move(tokens), model_->n_vocab(), params_.n_ctx);
+        } catch (...) {
+            clear();  // (the state may be in the sequence already: gone with the tokens that did not check out)
+            throw;
         }
         slot.cache = std::move(tokens);
         {

@@ -212,3 +212,34 @@ def test_jan_serve_takes_slot_save_path(tmp_path, monkeypatch):
         result = CliRunner().invoke(serve_cli.serve, ["--data-folder", str(tmp_path / "data"), "--slot-save-path",
                                                       str(bad)])
         assert result.exit_code != 0 and "--slot-save-path" in result.output, result.output
+
+
+def _repacked(plain: bytes, version: int = 1, media: int = 0) -> bytes:
+    """A slot file jan wrote (llama.cpp's sequence file: magic, version, token count, the tokens, the state) with its
+    tokens packed as llama-server 0.3.36 packs them: -1, a format version, the count, the tokens, a media count."""
+    import struct
+
+    magic, file_version, n = struct.unpack_from("<III", plain)
+    tokens = list(struct.unpack_from(f"<{n}i", plain, 12))
+    packed = [-1, version, n, *tokens, media]
+    return (struct.pack("<III", magic, file_version, len(packed)) + struct.pack(f"<{len(packed)}i", *packed)
+            + plain[12 + 4 * n:])
+
+
+def test_a_slot_file_of_llama_server_restores_too(model, tmp_path):
+    from jan.errors import SlotFileError
+
+    model.generate(PROMPT, max_tokens=4, temperature=0)
+    saved = model.slot_action("save", 0, tmp_path / "jan.bin")
+    plain = (tmp_path / "jan.bin").read_bytes()
+    (tmp_path / "server.bin").write_bytes(_repacked(plain))
+    model.slot_action("erase", 0)
+    assert model.slot_action("restore", 0, tmp_path / "server.bin")["n_tokens"] == saved["n_tokens"]
+    follow = model.generate(PROMPT + " named", max_tokens=4, temperature=0)
+    assert follow.usage.cached_tokens >= saved["n_tokens"] - 4
+    for name, data, says in (("v2.bin", _repacked(plain, version=2), "not a slot file"),
+                             ("media.bin", _repacked(plain, media=1), "images or audio")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(SlotFileError, match=says):
+            model.slot_action("restore", 0, tmp_path / name)
+        assert model.slot_action("erase", 0)["n_tokens"] == 0  # (left empty)
