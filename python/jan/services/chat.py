@@ -326,9 +326,10 @@ def _stopped(index: int, stop: AnswerStops, shown: ShownTokens | None, output: l
                      stop=stop.matched, token_ids=token_ids)
 
 
-def _tokens_through(model: Any, special: bool, ids: list[int], output: str, end: int) -> int:
-    """How many of a choice's generated ``ids`` (whose text is ``output``) it took to write ``output[:end]``."""
-    pieces = [model.token_to_bytes(token, special) for token in ids]
+def _tokens_through(model: Any, special: "bool | frozenset[int]", ids: list[int], output: str, end: int) -> int:
+    """How many of a choice's generated ``ids`` (whose text is ``output``) it took to write ``output[:end]``
+    (``special``: whose control tokens' text the output shows, :func:`shown_special`)."""
+    pieces = [model.token_to_bytes(token, shows_text(special, token)) for token in ids]
     target = shown_bytes(b"".join(pieces), output[:end])  # (bytes that are no UTF-8 show as U+FFFD)
     written = 0
     for n, piece in enumerate(pieces):
