@@ -541,6 +541,13 @@ def test_typed_lazy_triggers_need_a_grammar():
             CompletionRequest(model=None, prompts=(STORY,), **given)
     assert CompletionRequest(model=None, prompts=(STORY,), grammar='root ::= "a"', grammar_triggers=["a"]
                              ).grammar_triggers == ("a",)
+    from jan.services.types import ChatMessage, ChatRequest
+    messages = (ChatMessage.of_text("user", STORY),)
+    for given in ({"grammar_triggers": ("was",)}, {"grammar_trigger_tokens": (286,)}):
+        with pytest.raises(ValueError, match="^grammar_triggers: start a lazy grammar: they need a grammar"):
+            ChatRequest(model=None, messages=messages, **given)
+    assert ChatRequest(model=None, messages=messages, grammar='root ::= "a"', grammar_triggers=["a"],
+                       preserved_tokens=["<s>"]).preserved_tokens == ("<s>",)
 
 
 def test_v1_completions_takes_a_lazy_grammar_as_completion_does(server):
