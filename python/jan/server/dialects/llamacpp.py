@@ -448,7 +448,8 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
     return CompletionRequest(model=body.model, prompts=prompts, sampling=sampling, n=body.n_cmpl or 1,
                              logprobs=body.n_probs or None, grammar=grammar, prompt_only=body.n_predict == 0,
                              grammar_triggers=patterns, grammar_trigger_tokens=trigger_tokens,
-                             preserved_tokens=tuple(body.preserved_tokens or ()), token_ids=True, suffix=suffix, infill_extra=extra, infill_fit=suffix is not None,
+                             preserved_tokens=tuple(body.preserved_tokens or ()), token_ids=True, suffix=suffix,
+                             infill_extra=extra, infill_fit=suffix is not None,
                              infill_sampler=infill_sampler(body.samplers))
 
 
@@ -554,8 +555,8 @@ def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | 
     """The effective sampling in llama-server's names (``generation_settings``, ``/props``'
     ``default_generation_settings.params``): every field llama-server tells, those of what jan does not have
     (DRY, XTC, context shifting, reasoning) at the value that is off, a ``lazy`` grammar's fields from the body,
-    ``preserved`` the ids of the body's preserved tokens, ``lora`` every adapter of the model (``adapters``: their default scales) with the scale
-    the request runs under, as llama-server lists them (:func:`told_lora`). ``speculative``: jan's mode
+    ``preserved`` the ids of the body's preserved tokens, ``lora`` every adapter of the model (``adapters``: their
+    default scales) with the scale the request runs under, as llama-server lists them (:func:`told_lora`). ``speculative``: jan's mode
     (:func:`speculation`), told as llama-server's ``speculative.types``."""
     s = sampling
     return {

@@ -1,5 +1,7 @@
 """llama-server's own fields that its clients send to jan's OpenAI routes too (its web UI sends ``cache_prompt``,
-``timings_per_token``, ``dry_multiplier: 0``...): which are accepted and ignored, which refused unless off.
+``timings_per_token``, ``dry_multiplier: 0``...): which are accepted and ignored, which refused unless off; and how
+its grammar fields (``grammar``, ``json_schema``, a lazy grammar's) are read, alike on every route that takes them
+(:func:`client_grammar`).
 
 Apart from :mod:`jan.server.dialects.llamacpp` (llama-server's routes' wire format, re-exporting these) because
 every chat completion body is read through :func:`without_extras` (``jan.server.schemas``), while that module is
@@ -12,8 +14,8 @@ import re
 from collections.abc import Callable, Collection
 from typing import Any
 
-__all__ = ["IGNORED", "IGNORED_WHILE_OFF", "REFUSED_UNLESS", "TRIGGER_TYPES", "UNREAD", "client_grammar", "lazy_refusal",
-           "lazy_triggers", "refusal", "without_extras"]
+__all__ = ["IGNORED", "IGNORED_WHILE_OFF", "REFUSED_UNLESS", "TRIGGER_TYPES", "UNREAD", "client_grammar",
+           "lazy_refusal", "lazy_triggers", "refusal", "without_extras"]
 
 #: Fields llama-server takes that change nothing jan's output could show, accepted and ignored: how llama-server
 #: keeps its KV cache (jan reuses any prefix a slot holds, in any slot), its prompt-time limit (which llama-server
