@@ -33,6 +33,8 @@ void register_errors(py::module_ & m) {
             raise_from("LoraAdapterError", e.what());  // (before ModelLoadError, its base)
         } catch (const ModelLoadError & e) {
             raise_from("ModelLoadError", e.what());
+        } catch (const SlotFileError & e) {
+            raise_from("SlotFileError", e.what());
         } catch (const QueueFullError & e) {
             raise_from("QueueFullError", e.what());
         } catch (const EmbedCancelledError & e) {

@@ -47,6 +47,28 @@ void register_scheduler(py::module_ & m) {
         .def_property_readonly("draft_kv_cache_bytes", &Scheduler::draft_kv_cache_bytes,
                                "Bytes of the draft model's KV cache (0 without one).")
         .def_property_readonly("has_draft_model", &Scheduler::has_draft_model)
+        .def("slot_action",
+             [](Scheduler & self, const std::string & action, int32_t id_slot, const std::string & path) {
+                 Scheduler::SlotAction kind;
+                 if (action == "save") kind = Scheduler::SlotAction::Save;
+                 else if (action == "restore") kind = Scheduler::SlotAction::Restore;
+                 else if (action == "erase") kind = Scheduler::SlotAction::Erase;
+                 else throw std::invalid_argument("Invalid action: " + action + " (save, restore or erase)");
+                 Scheduler::SlotActionResult r;
+                 {
+                     py::gil_scoped_release nogil;
+                     r = self.slot_action(kind, id_slot, path);
+                 }
+                 py::dict out;
+                 out["id_slot"] = r.id_slot;
+                 out["n_tokens"] = r.n_tokens;
+                 out["n_bytes"] = r.n_bytes;
+                 out["ms"] = r.ms;
+                 return out;
+             },
+             py::arg("action"), py::arg("id_slot"), py::arg("path") = std::string(),
+             "llama-server's slot action (save, restore, erase) on slot id_slot, with the file path of a save or "
+             "restore; blocks until the engine thread ran it. A dict: id_slot, n_tokens, n_bytes, ms.")
         .def("shutdown", &Scheduler::shutdown, release());
 }
 

@@ -44,6 +44,12 @@ struct EngineError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// A slot file (Scheduler::slot_action, llama-server's POST /slots/{id}?action=restore) that is missing, unreadable,
+// not a slot save, or one this slot cannot hold: jan.errors.SlotFileError in Python (a BadRequestError, HTTP 400).
+struct SlotFileError : std::invalid_argument {
+    using std::invalid_argument::invalid_argument;
+};
+
 // A request for a model that is being unloaded (an admin's stop, shutdown): jan.ModelClosedError in Python, the
 // server's 503 model_unloaded, like a request its unload cancelled (never a generic engine failure, a 500).
 struct ModelClosedError : EngineError {

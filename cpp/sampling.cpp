@@ -76,6 +76,9 @@ void SamplingParams::validate(const Model & model) const {
     if (!(draft_p_min >= 0.0f && draft_p_min <= 1.0f)) bad("draft_p_min", "must be between 0 and 1");
     for (const auto & s : stop)
         if (s.empty()) bad("stop", "stop strings must not be empty");
+    for (int32_t tok : preserved_tokens)
+        if (tok < 0 || tok >= model.n_vocab())
+            bad("preserved_tokens", "token id " + std::to_string(tok) + " is outside the vocabulary");
     for (const auto & [tok, bias] : logit_bias) {
         if (tok < 0 || tok >= model.n_vocab())
             bad("logit_bias", "token id " + std::to_string(tok) + " is outside the vocabulary");

@@ -51,6 +51,16 @@ struct SamplingParams {
     // Output the text of control tokens (<|channel|>, <|START_ACTION|>...)
     // instead of dropping it, for formats whose markers are such tokens.
     bool render_special = false;
+    // ...and of these tokens alone (llama-server's preserved_tokens: a request's chosen control tokens, say a
+    // tool-call marker, shown in its output while the others stay dropped). Ids in the vocabulary.
+    std::vector<int32_t> preserved_tokens;
+    // Whether `token`'s text is shown though it is a control token (render_special, or one of preserved_tokens).
+    bool shows_special(int32_t token) const {
+        if (render_special) return true;
+        for (int32_t t : preserved_tokens)
+            if (t == token) return true;
+        return false;
+    }
     // Greedy, or a seed the caller chose: with ContextParams::exact_threads the engine keeps this
     // request's output independent of other processes' load (Scheduler::thread_count_matters).
     bool reproducible = true;

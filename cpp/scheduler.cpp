@@ -1,9 +1,14 @@
 #include "scheduler.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
+
+#include <sys/stat.h>
 
 #ifdef __linux__
 #include <pthread.h>
@@ -298,7 +303,158 @@ bool Scheduler::thread_count_matters(const Slot & slot) const {
 }
 
 bool Scheduler::has_work_locked() const {
-    return stopping_ || !waiting_.empty() || busy_.load() > 0;
+    return stopping_ || !waiting_.empty() || busy_.load() > 0 || !slot_ops_.empty();
+}
+
+namespace {
+
+// A file being written under a temporary name: renamed over its real name by commit(), removed otherwise (a save
+// that failed halfway leaves neither a torn file under the real name nor a stray temporary one).
+class PendingFile {
+public:
+    explicit PendingFile(std::string path)
+        : path_(std::move(path)), tmp_(path_ + ".tmp-" + std::to_string(::getpid()) + "-" +
+                                       std::to_string(counter_.fetch_add(1))) {}
+    ~PendingFile() {
+        if (!committed_) std::remove(tmp_.c_str());
+    }
+    PendingFile(const PendingFile &) = delete;
+    PendingFile & operator=(const PendingFile &) = delete;
+    const std::string & tmp() const { return tmp_; }
+    void commit() {
+        if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
+            throw EngineError("Unable to save slot: cannot rename the file into place: " +
+                              std::string(std::strerror(errno)));
+        committed_ = true;
+    }
+
+private:
+    static inline std::atomic<uint64_t> counter_{0};
+    std::string path_, tmp_;
+    bool committed_ = false;
+};
+
+// A slot file's tokens as llama-server packs them (its server_tokens state, read by newer llama-servers): the
+// LLAMA_TOKEN_NULL marker, a format version, the token count, the tokens, then its media items (a count, 0 for text
+// alone). Three numbers before the tokens and one after them.
+constexpr size_t kPackedHeader = 4;
+constexpr uint32_t kPackedVersion = 1;
+
+// The tokens a slot file holds: a plain list (jan's saves, older llama-servers') as it is, a packed one unpacked.
+// SlotFileError for ids outside the vocabulary, more than `n_ctx` tokens, a packed state of another version or
+// with media (a text slot cannot hold them), or one cut short.
+std::vector<llama_token> slot_file_tokens(std::vector<llama_token> tokens, int32_t n_vocab, int32_t n_ctx) {
+    const std::string bad = "Unable to restore slot: not a slot file of this model";
+    if (!tokens.empty() && tokens[0] == LLAMA_TOKEN_NULL) {
+        if (tokens.size() < 3 || (uint32_t)tokens[1] != kPackedVersion) throw SlotFileError(bad);
+        const size_t n = (uint32_t)tokens[2];
+        if (n > tokens.size() - 3 || tokens.size() - 3 - n < 1) throw SlotFileError(bad);
+        if (tokens[3 + n] != 0)
+            throw SlotFileError("Unable to restore slot: the file holds images or audio, which a slot of text "
+                                "tokens cannot");
+        tokens = std::vector<llama_token>(tokens.begin() + 3, tokens.begin() + 3 + (std::ptrdiff_t)n);
+    }
+    if (tokens.size() > (size_t)n_ctx)
+        throw SlotFileError("Unable to restore slot: the file holds " + std::to_string(tokens.size()) +
+                            " tokens, more than a slot's context (" + std::to_string(n_ctx) + ")");
+    for (llama_token t : tokens)
+        if (t < 0 || t >= n_vocab) throw SlotFileError(bad);
+    return tokens;
+}
+
+}  // namespace
+
+Scheduler::SlotActionResult Scheduler::slot_action(SlotAction action, int32_t id_slot, const std::string & path) {
+    if (id_slot < 0 || id_slot >= (int32_t)slots_.size())
+        throw std::invalid_argument("Invalid slot ID: " + std::to_string(id_slot) + " (this model's slots are 0.." +
+                                    std::to_string(slots_.size() - 1) + ")");
+    if (action != SlotAction::Erase && path.empty()) throw std::invalid_argument("a slot file needs a path");
+    std::future<SlotActionResult> result;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_) throw ModelClosedError("the model was unloaded");
+        slot_ops_.push_back({action, id_slot, path, {}});
+        result = slot_ops_.back().done.get_future();
+    }
+    cv_.notify_all();
+    return result.get();  // (rethrows the action's error)
+}
+
+void Scheduler::run_slot_ops(std::unique_lock<std::mutex> & lock) {
+    for (auto it = slot_ops_.begin(); it != slot_ops_.end();) {
+        Slot & slot = slots_[it->id_slot];
+        if (slot.state != SlotState::Idle) {  // deferred until its request ends (llama-server's defer)
+            ++it;
+            continue;
+        }
+        SlotOp op = std::move(*it);
+        it = slot_ops_.erase(it);
+        lock.unlock();
+        try {
+            op.done.set_value(do_slot_action(slot, op.action, op.path));
+        } catch (...) {
+            op.done.set_exception(std::current_exception());
+        }
+        lock.lock();
+        it = slot_ops_.begin();  // (the deque may have grown meanwhile: start over; those run are gone)
+    }
+}
+
+Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction action, const std::string & path) {
+    const auto t0 = Clock::now();
+    SlotActionResult out;
+    out.id_slot = slot.id;
+    auto clear = [&] {
+        llama_memory_seq_rm(memory_, slot.id, -1, -1);
+        slot.cache.clear();
+        slot.cache_media.clear();
+    };
+    if (action == SlotAction::Erase) {
+        out.n_tokens = slot.cache.size();
+        clear();
+    } else if (action == SlotAction::Save) {
+        if (!slot.cache_media.empty())
+            throw std::invalid_argument("slot " + std::to_string(slot.id) + " holds images or audio: only a cache "
+                                        "of text tokens can be saved");
+        PendingFile file(path);
+        const size_t written = llama_state_seq_save_file(ctx_.get(), file.tmp().c_str(), slot.id, slot.cache.data(),
+                                                         slot.cache.size());
+        if (written == 0) throw EngineError("Unable to save slot: llama.cpp could not write " + path);
+        file.commit();
+        out.n_tokens = slot.cache.size();
+        out.n_bytes = written;
+    } else {
+        clear();  // (what the slot held goes whatever the file holds: an empty slot on failure, as llama-server's)
+        struct stat st {};
+        if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+            throw SlotFileError("Unable to restore slot: no such slot file");
+        size_t n_tokens = 0;
+        size_t read = llama_state_seq_load_file(ctx_.get(), path.c_str(), slot.id, nullptr, 0, &n_tokens);
+        if (read == 0) throw SlotFileError("Unable to restore slot: not a slot file of this model");
+        if (n_tokens > (size_t)params_.n_ctx + kPackedHeader)
+            throw SlotFileError("Unable to restore slot: the file holds " + std::to_string(n_tokens) +
+                                " tokens, more than a slot's context (" + std::to_string(params_.n_ctx) + ")");
+        std::vector<llama_token> tokens(std::max<size_t>(1, n_tokens));
+        read = llama_state_seq_load_file(ctx_.get(), path.c_str(), slot.id, tokens.data(), tokens.size(), &n_tokens);
+        tokens.resize(n_tokens);
+        try {
+            if (read == 0) throw SlotFileError("Unable to restore slot: not a slot file of this model");
+            tokens = slot_file_tokens(std::move(tokens), model_->n_vocab(), params_.n_ctx);
+        } catch (...) {
+            clear();  // (the state may be in the sequence already: gone with the tokens that did not check out)
+            throw;
+        }
+        slot.cache = std::move(tokens);
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            slot.lora = lora_defaults_;  // (the file tells no scales: taken as computed under today's defaults)
+        }
+        slot.last_used = ++use_counter_;
+        out.n_tokens = slot.cache.size();
+        out.n_bytes = read;
+    }
+    out.ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    return out;
 }
 
 Scheduler::Slot * Scheduler::pick_slot(const Pending & pending) {
@@ -498,7 +654,7 @@ void Scheduler::sample_slot(Slot & slot) {
 
     GeneratedToken out;
     out.id = token;
-    out.piece = model_->token_to_piece(token, slot.params.render_special);
+    out.piece = model_->token_to_piece(token, slot.params.shows_special(token));
     if (slot.params.n_probs > 0 || slot.params.logprobs) {
         const float * logits = llama_get_logits_ith(ctx_.get(), idx);
         float log_z = 0.0f;
@@ -546,6 +702,7 @@ void Scheduler::run() {
                 governor_->resume();
             }
             if (stopping_) break;
+            run_slot_ops(lock);  // (before new requests take slots: a restore's tokens are there for them)
             while (!waiting_.empty()) {
                 if (waiting_.front().request->cancelled()) {
                     Event ev;
@@ -716,6 +873,8 @@ void Scheduler::run() {
         pending.request->push(std::move(ev));
     }
     waiting_.clear();
+    for (auto & op : slot_ops_) op.done.set_exception(std::make_exception_ptr(ModelClosedError("the model was unloaded")));
+    slot_ops_.clear();
 }
 
 }  // namespace jan

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -105,6 +106,22 @@ public:
     std::shared_ptr<RequestState> submit(std::vector<llama_token> prompt, const SamplingParams & params,
                                          MediaTrack media = {});
 
+    // llama-server's slot actions (POST /slots/{id}?action=save|restore|erase with --slot-save-path): a slot's
+    // cached tokens and KV sequence written to the file `path` (llama_state_seq_save_file, to a temporary name
+    // renamed over `path` once whole), read back from one into the slot (what it held dropped first), or dropped.
+    // Run on the engine thread between steps once the slot is idle (a busy slot's action waits for its request to
+    // end, as llama-server defers it); the caller blocks until it is done. std::invalid_argument for a slot id out
+    // of range or a slot holding media (its cache is not only tokens); SlotFileError for a file restore cannot use
+    // (the slot is left empty); EngineError for a save that could not be written; ModelClosedError once shut down.
+    enum class SlotAction { Save, Restore, Erase };
+    struct SlotActionResult {
+        int32_t id_slot = 0;
+        uint64_t n_tokens = 0;  // saved, restored or erased
+        uint64_t n_bytes = 0;   // written or read (0 for an erase)
+        double ms = 0.0;        // the action's own time, on the engine thread
+    };
+    SlotActionResult slot_action(SlotAction action, int32_t id_slot, const std::string & path = {});
+
     SchedulerMetrics metrics() const;
     // The adapters, and the scales requests submitted from now on run under unless they name their own
     // (std::invalid_argument for another count or a scale that is not finite). Thread-safe.
@@ -172,7 +189,17 @@ private:
         bool in_step = false;     // busy and of this step's LoRA group (pick_lora_group)
     };
 
+    struct SlotOp {
+        SlotAction action;
+        int32_t id_slot;
+        std::string path;
+        std::promise<SlotActionResult> done;
+    };
+
     void run();
+    // Engine thread, mutex_ held (released while each runs): the slot actions whose slot is idle, in order.
+    void run_slot_ops(std::unique_lock<std::mutex> & lock);
+    SlotActionResult do_slot_action(Slot & slot, SlotAction action, const std::string & path);
     // Marks the busy slots of this step's LoRA group (Slot::in_step) and sets the context's adapters to its scales.
     void pick_lora_group();
     void apply_lora(const std::vector<float> & scales);  // llama_set_adapters_lora when they change
@@ -223,6 +250,7 @@ private:
     mutable std::mutex mutex_;
     std::condition_variable cv_;
     std::deque<Pending> waiting_;
+    std::deque<SlotOp> slot_ops_;  // slot actions not run yet (guarded by mutex_)
     // Requests taken out of waiting_ whose slot is being set up (outside the lock): still counted as queued, so
     // that no moment shows a request neither queued nor in a slot (a pool would unload the model under it).
     int32_t starting_ = 0;  // guarded by mutex_

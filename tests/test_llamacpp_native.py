@@ -516,7 +516,8 @@ def test_triggers_of_a_grammar_that_is_not_lazy_are_read_and_the_grammar_holds_w
     ({"grammar_triggers": None}, "no triggers set for the lazy grammar"),
     ({"grammar": None, "grammar_triggers": [{"type": 1, "value": "was"}]}, "a lazy grammar needs a grammar"),
     ({"grammar_lazy": "yes", "grammar_triggers": [{"type": 1, "value": "was"}]}, "grammar_lazy"),
-    ({"preserved_tokens": ["<s>"], "grammar_triggers": [{"type": 1, "value": "was"}]}, "preserved_tokens"),
+    ({"preserved_tokens": "<s>", "grammar_triggers": [{"type": 1, "value": "was"}]}, "preserved_tokens"),
+    ({"preserved_tokens": [1], "grammar_triggers": [{"type": 1, "value": "was"}]}, "preserved_tokens"),
 ])
 def test_bad_lazy_grammars_are_400_in_llama_servers_shape(server, body, says):
     for stream in (False, True):
@@ -540,6 +541,13 @@ def test_typed_lazy_triggers_need_a_grammar():
             CompletionRequest(model=None, prompts=(STORY,), **given)
     assert CompletionRequest(model=None, prompts=(STORY,), grammar='root ::= "a"', grammar_triggers=["a"]
                              ).grammar_triggers == ("a",)
+    from jan.services.types import ChatMessage, ChatRequest
+    messages = (ChatMessage.of_text("user", STORY),)
+    for given in ({"grammar_triggers": ("was",)}, {"grammar_trigger_tokens": (286,)}):
+        with pytest.raises(ValueError, match="^grammar_triggers: start a lazy grammar: they need a grammar"):
+            ChatRequest(model=None, messages=messages, **given)
+    assert ChatRequest(model=None, messages=messages, grammar='root ::= "a"', grammar_triggers=["a"],
+                       preserved_tokens=["<s>"]).preserved_tokens == ("<s>",)
 
 
 def test_v1_completions_takes_a_lazy_grammar_as_completion_does(server):
@@ -560,11 +568,11 @@ def test_v1_completions_takes_a_lazy_grammar_as_completion_does(server):
         assert says in err["message"] and err["type"] == "invalid_request_error", err
 
 
-def test_chat_refuses_a_lazy_grammar_naming_the_routes_that_take_it(server):
+def test_chat_refuses_a_lazy_grammar_without_a_grammar_as_completion_does(server):
     response = post(server, "/v1/chat/completions", GREEDY | {"messages": [{"role": "user", "content": "hi"}],
                                                               "grammar_lazy": True, "max_tokens": 2})
     assert response.status_code == 400, response.text
-    assert "/completion and /v1/completions take a lazy grammar" in response.json()["error"]["message"]
+    assert "a lazy grammar needs a grammar" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("body,says", [
@@ -675,3 +683,108 @@ def test_speculative_types_tell_what_the_models_requests_draft_with(tmp_path, st
                 ok(srv, "/completion", GREEDY | {"model": model_id, "prompt": STORY, "n_predict": 1})
     finally:
         srv.stop()
+
+
+# the BOS token, a control token whose text the output drops, made the only likely one
+BOS_ONLY = GREEDY | {"prompt": STORY, "n_predict": 4, "logit_bias": [[1, 100.0]]}
+
+
+def test_preserved_tokens_show_their_text_as_llama_server_does(server):
+    # (llama-server: "" without it, "<s><s><s><s>" with it, its generation_settings telling the id)
+    assert ok(server, "/completion", BOS_ONLY)["content"] == ""
+    result = ok(server, "/completion", BOS_ONLY | {"preserved_tokens": ["<s>"], "return_tokens": True,
+                                                   "n_probs": 1})
+    assert result["content"] == "<s>" * 4, result
+    assert result["tokens"] == [1] * 4
+    assert result["generation_settings"]["preserved_tokens"] == [1]
+    assert [p["token"] for p in result["completion_probabilities"]] == ["<s>"] * 4
+    # streamed: the same text, piece by piece
+    events = sse(post(server, "/completion", BOS_ONLY | {"preserved_tokens": ["<s>"], "stream": True}))
+    assert "".join(e["content"] for e in events) == "<s>" * 4
+    # a text of several tokens names none (llama-server's rule): nothing shown, none told
+    result = ok(server, "/completion", BOS_ONLY | {"preserved_tokens": ["<s> upon", "Once upon"]})
+    assert result["content"] == "" and result["generation_settings"]["preserved_tokens"] == []
+
+
+def test_v1_completions_takes_preserved_tokens_too(server):
+    body = GREEDY | {"prompt": STORY, "max_tokens": 4, "logit_bias": {"1": 100}}
+    assert ok(server, "/v1/completions", body)["choices"][0]["text"] == ""
+    choice = ok(server, "/v1/completions", body | {"preserved_tokens": ["<s>"], "logprobs": 1})["choices"][0]
+    assert choice["text"] == "<s>" * 4, choice
+    assert choice["logprobs"]["tokens"] == ["<s>"] * 4
+    response = post(server, "/v1/completions", body | {"preserved_tokens": [1]})
+    assert response.status_code == 400 and "preserved_tokens" in response.json()["error"]["message"], response.text
+
+
+
+def test_a_remote_model_is_sent_the_preserved_tokens():
+    from jan.extensions.remote.wire import completion_body
+    from jan.services.types import CompletionRequest
+    body = completion_body(CompletionRequest(model=None, prompts=(STORY,), preserved_tokens=("<s>",)))
+    assert body["preserved_tokens"] == ["<s>"]
+    assert "preserved_tokens" not in completion_body(CompletionRequest(model=None, prompts=(STORY,)))
+
+
+def test_the_engine_shows_the_text_of_preserved_token_ids_only(stories):
+    opts = {"max_tokens": 3, "temperature": 0, "logit_bias": {1: 100.0}}
+    assert stories.generate(STORY, **opts).text == ""
+    assert stories.generate(STORY, **opts, preserved_tokens=[1]).text == "<s>" * 3
+    assert stories.generate(STORY, **opts, preserved_tokens=[2]).text == ""  # (another token's: BOS stays dropped)
+    for bad in ([10**6], [-1], "<s>", [1.5]):
+        with pytest.raises(ValueError, match="preserved_tokens"):
+            stories.generate(STORY, **opts, preserved_tokens=bad)
+
+
+CHAT = GREEDY | {"messages": [{"role": "user", "content": STORY}], "max_tokens": 24}
+
+
+def chat_text(server, body) -> str:
+    return ok(server, "/v1/chat/completions", body)["choices"][0]["message"]["content"]
+
+
+def test_the_chat_route_takes_a_lazy_grammar_as_completion_does(server):
+    free = chat_text(server, CHAT)
+    word = free.split()[2]  # (a word the free answer writes: the trigger fires there)
+    grammar = f'root ::= "{word}" " 42"+'
+    lazy = CHAT | {"grammar": grammar, "grammar_lazy": True, "grammar_triggers": [{"type": "word", "value": word}]}
+    text = chat_text(server, lazy)
+    cut = free.index(word)
+    assert text.startswith(free[:cut] + word + " 42 42"), (free, text)
+    # not lazy: the triggers are read and the grammar holds the whole answer, as llama-server's does
+    assert chat_text(server, lazy | {"grammar_lazy": False}).startswith(word + " 42"), text
+    # a trigger that never matches leaves the answer free
+    never = lazy | {"grammar_triggers": [{"type": 1, "value": "zebra"}]}
+    assert chat_text(server, never) == free
+    # a lazy json_schema: free until the trigger, then the schema's
+    schema = CHAT | {"json_schema": {"type": "integer"}, "grammar_lazy": True,
+                     "grammar_triggers": [{"type": 2, "value": "zebra"}]}
+    assert chat_text(server, schema) == free
+
+
+@pytest.mark.parametrize("bad,says", [
+    ({"grammar_triggers": [{"type": 1, "value": "was"}]}, "no triggers set"),  # (the bad one replaces it below)
+    ({"grammar_triggers": [{"type": 7, "value": "was"}]}, "grammar_triggers[0].type"),
+    ({"grammar_triggers": [{"type": 2, "value": "(("}]}, "grammar_triggers[0].value"),
+    ({"grammar_triggers": [{"type": 0, "value": "x", "token": 10**6}]}, "outside the model's vocabulary"),
+    ({"grammar": None}, "needs a grammar"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+      "tool_choice": "required"}, "tool_choice"),
+    ({"preserved_tokens": [1]}, "preserved_tokens"),
+])
+def test_bad_lazy_grammars_on_the_chat_route_are_400(server, bad, says):
+    body = CHAT | {"grammar": 'root ::= "a"', "grammar_lazy": True,
+                   "grammar_triggers": [{"type": 1, "value": "a"}]} | bad
+    if says == "no triggers set":
+        body["grammar_triggers"] = []
+    for stream in (False, True):
+        response = post(server, "/v1/chat/completions", body | {"stream": stream})
+        assert response.status_code == 400, response.text
+        err = response.json()["error"]
+        assert says in err["message"] and err["type"] == "invalid_request_error", err
+
+
+def test_the_chat_route_takes_preserved_tokens(server):
+    body = CHAT | {"max_tokens": 3, "logit_bias": {"1": 100}}
+    assert chat_text(server, body) == ""
+    assert chat_text(server, body | {"preserved_tokens": ["<s>"]}) == "<s>" * 3

@@ -284,3 +284,30 @@ def test_ollama_create_takes_adapters(server, stories_path, adapters):
         response = httpx.post(server.base_url + "/api/create", json={
             "model": "teller-c", "files": {"model.gguf": weights}, "adapters": bad, "stream": False}, timeout=120)
         assert response.status_code == 400 and says in response.json()["error"], response.text
+
+
+def test_jan_run_and_jan_chat_take_the_lora_flags(tmp_path, adapters, stories_path):
+    """`jan run`/`jan chat` load the model in this process with the adapters --lora/--lora-scaled give, as `jan serve`
+    loads its models (one definition of the flags: jan.cli.common.lora_options)."""
+    from test_cli_helpers import cli_env, fails, jan, ok
+
+    env = cli_env(tmp_path / "data")
+    base = ["run", stories_path, "--raw", "Once upon a time", "--temperature", "0", "--max-tokens", "24"]
+    plain = ok(jan(*base, env=env)).stdout
+    styled = ok(jan(*base, "--lora", adapters[0], env=env)).stdout
+    assert styled != plain  # (the adapter at scale 1 changes stories260K's greedy output)
+    assert ok(jan(*base, "--lora-scaled", f"{adapters[0]}:1", env=env)).stdout == styled
+    assert ok(jan(*base, "--lora-scaled", f"{adapters[0]}:0", env=env)).stdout == plain
+    both = ok(jan(*base, "--lora", ",".join(adapters), env=env)).stdout
+    assert both not in (plain, styled)
+    for flags, says in ((["--lora-scaled", f"{adapters[0]}:x"], "--lora-scaled: expected FILE:SCALE"),
+                        (["--lora", str(tmp_path / "none.gguf")], "--lora"),
+                        (["--lora", str(stories_path)], "is not a LoRA adapter GGUF")):
+        fails(jan(*base, *flags, env=env), says)
+    # jan chat: the same flags, the same adapters (one turn, then end of input)
+    chat = ok(jan("chat", stories_path, "--temperature", "0", "--max-tokens", "8", "--no-save", "--lora", adapters[0],
+                  env=env, input="Once upon a time\n"))
+    plain_chat = ok(jan("chat", stories_path, "--temperature", "0", "--max-tokens", "8", "--no-save",
+                        env=env, input="Once upon a time\n"))
+    assert chat.stdout != plain_chat.stdout
+    fails(jan("chat", stories_path, "--lora-scaled", f"{adapters[0]}:nan", env=env, input=""), "--lora-scaled")

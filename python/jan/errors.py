@@ -77,6 +77,15 @@ class QueueFullError(JanError):
     """Every slot is busy and the wait queue is at its bound."""
 
 
+class SlotFileError(BadRequestError):
+    """A slot file a model cannot restore (``jan.Model.slot_restore``, llama-server's
+    ``POST /slots/{id}?action=restore``): missing, unreadable, not a slot save of this model, or more tokens than a
+    slot's context holds. The slot is left empty."""
+
+    def __init__(self, message: str, *, param: str | None = "filename", code: str | None = "invalid_value"):
+        super().__init__(message, param=param, code=code)
+
+
 class EngineError(JanError):
     """llama.cpp failed while evaluating (decode error, out of memory)."""
 

@@ -17,6 +17,8 @@ from jan.cli.common import (
     connection_options,
     echo_styled,
     lenient_stdin,
+    lora_flags,
+    lora_options,
     nonempty_param,
     os_error_message,
     replace_undecodable,
@@ -25,7 +27,7 @@ from jan.cli.common import (
 from jan.cli.conversation import history_of, open_threads, thread_assistants
 from jan.cli.images import content_text, image_part, user_content
 from jan.cli.inference import STOP_DEADLINE_S, StopSignals, default_model, open_backend, refuse_images
-from jan.cli.run import collect_options, load_options, sampling_options, show_thought, think_option
+from jan.cli.run import LORA_APPLIES, collect_options, load_options, sampling_options, show_thought, think_option
 from jan.cli.tools import MAX_STEPS
 
 PROMPT = ">>> "
@@ -459,9 +461,10 @@ def read_message(ask: PromptReader) -> str:
 @sampling_options
 @think_option
 @load_options
+@lora_options(LORA_APPLIES)
 @connection_options
 def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice, max_tokens, temperature, top_p, seed, stop, ignore_eos, think, n_ctx,
-         n_threads, n_gpu_layers, image_min_tokens, image_max_tokens, conn) -> None:
+         n_threads, n_gpu_layers, image_min_tokens, image_max_tokens, lora, lora_scaled, conn) -> None:
     """Chat with MODEL in the terminal, answers streaming as they are written.
 
     MODEL is a model id or a .gguf path; without it, the model the server
@@ -476,7 +479,8 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
         # a choice of tools among none was quietly dropped and the model answered as if it had not been given
         raise CLIError(f"--tool-choice {tool_choice} needs tools to choose from: give --tool NAME or --mcp SERVER")
     load_kwargs = {"n_ctx": n_ctx, "n_threads": n_threads, "n_gpu_layers": n_gpu_layers,
-                   "image_min_tokens": image_min_tokens, "image_max_tokens": image_max_tokens}
+                   "image_min_tokens": image_min_tokens, "image_max_tokens": image_max_tokens,
+                   "lora": lora_flags(lora, lora_scaled)}
     backend = open_backend(conn, model or default_model(conn), **load_kwargs)
     options = collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos)
     if think is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
 import stat
@@ -669,3 +670,69 @@ def message_text(message: dict) -> str:
         if isinstance(text, str):
             parts.append(text)
     return "".join(parts)
+
+
+# -- LoRA adapters: the one definition of --lora/--lora-scaled (jan serve, jan run, jan chat) ------------------
+def _listed(value: str, file_of) -> list[str]:
+    """One ``--lora``/``--lora-scaled`` value as its items: llama-server's comma-separated list, or the value whole
+    when it names a file that is there as it is (a file name holding a comma)."""
+    return [value] if os.path.isfile(os.path.expanduser(file_of(value))) else value.split(",")
+
+
+class LoraFiles(PathParam):
+    """``--lora FILE``: an adapter file, or several separated by commas (llama-server's ``--lora a.gguf,b.gguf``);
+    each item is judged as every path option judges its file (:class:`PathParam`), naming the flag."""
+
+    name = "lora files"
+
+    def convert(self, value, param, ctx) -> list[str]:
+        if not isinstance(value, str):
+            return value  # (a default, already converted)
+        return [str(super(LoraFiles, self).convert(item, param, ctx)) for item in _listed(value, lambda v: v)]
+
+
+def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
+    """``--lora`` files (scale 1) then ``--lora-scaled FILE:SCALE`` ones (llama-server's, commas separating several
+    in one flag, as in ``--lora``) as (absolute path, scale) pairs; None when neither was given. A :class:`CLIError`
+    naming the flag for a SCALE that is no finite number or a FILE that is not there or no LoRA adapter GGUF (a
+    model's weights given by mistake: every model would load without it, said only in the log)."""
+    from jan.services.companions import lora_problem
+
+    adapters = [(str(f), 1.0) for group in files for f in group]
+    for path, _ in adapters:
+        why = lora_problem(path)
+        if why is not None:
+            raise CLIError(f"--lora: {why}")
+    for flag in scaled:
+        for item in _listed(flag, lambda v: v.rpartition(":")[0]):
+            file, sep, scale = item.rpartition(":")
+            try:
+                value = float(scale)
+            except ValueError:
+                value = math.nan
+            if not sep or not file or not math.isfinite(value):
+                raise CLIError(f"--lora-scaled: expected FILE:SCALE (SCALE a finite number), got {item!r}")
+            path = os.path.abspath(os.path.expanduser(file))
+            if not os.path.isfile(path):
+                raise CLIError(f"--lora-scaled: no such file: {path}")
+            why = lora_problem(path)
+            if why is not None:
+                raise CLIError(f"--lora-scaled: {why}")
+            adapters.append((path, value))
+    return adapters or None
+
+
+def lora_options(applies: str) -> Callable[[Callable], Callable]:
+    """``--lora FILE`` and ``--lora-scaled FILE:SCALE`` (llama-server's), the one definition every command that loads
+    models with LoRA adapters takes them by; ``applies`` says what loads them there (in the help). Read them with
+    :func:`lora_flags`."""
+    def decorate(func: Callable) -> Callable:
+        func = click.option("--lora-scaled", "lora_scaled", multiple=True, metavar="FILE:SCALE",
+                            help="A LoRA adapter GGUF with its default scale (repeatable, or several separated by "
+                                 "commas), as llama-server's --lora-scaled.")(func)
+        return click.option("--lora", "lora", multiple=True, metavar="FILE",
+                            type=LoraFiles(exists=True, dir_okay=False, resolve_path=True),
+                            help=f"A LoRA adapter GGUF at scale 1 (repeatable, or several separated by commas, as "
+                                 f"llama-server's): {applies}.")(func)
+    return decorate
+

@@ -485,6 +485,8 @@ LOAD_FLAGS: dict[str, tuple[str, str]] = {
     "n_gpu_layers": ("ngl", "--gpu-layers"),
     "image_min_tokens": ("image_min_tokens", "--image-min-tokens"),
     "image_max_tokens": ("image_max_tokens", "--image-max-tokens"),
+    # (path, scale) pairs (jan.cli.common.lora_flags), the model.json's {"path", "scale"} items
+    "lora": ("lora", "--lora"),
 }
 
 
@@ -501,6 +503,8 @@ class LocalBackend:
         self.runtime = conn.runtime()
         services = self.runtime.services
         model = self._model_json(conn, spec)
+        if load.get("lora"):
+            load = {**load, "lora": [{"path": path, "scale": scale} for path, scale in load["lora"]]}
         overrides = {"n_parallel": 1, **{LOAD_FLAGS[name][0]: value for name, value in load.items()}}
         model["settings"] = {**(model.get("settings") or {}), **{k: v for k, v in overrides.items() if v is not None}}
         services.models.add_transient(model)

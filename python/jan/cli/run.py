@@ -17,6 +17,8 @@ from jan.cli.common import (
     connection_options,
     echo_styled,
     lenient_stdin,
+    lora_flags,
+    lora_options,
     nonempty_text_param,
     replace_undecodable,
     text_param,
@@ -70,6 +72,10 @@ def load_options(func):
     return func
 
 
+#: What ``--lora`` applies to in ``jan run`` and ``jan chat`` (:func:`jan.cli.common.lora_options`' help).
+LORA_APPLIES = "the model loads with, over its model.json's settings.lora (in-process models only)"
+
+
 def think_option(func):
     """``--think/--no-think``: a reasoning model's thinking on or off (its chat template's own switch)."""
     return click.option("--think/--no-think", default=None,
@@ -117,13 +123,15 @@ def read_prompt(words: tuple[str, ...]) -> str:
               help="An audio clip (WAV, MP3, FLAC) to ask about, for models whose projector hears audio (repeatable).")
 @sampling_options
 @load_options
+@lora_options(LORA_APPLIES)
 @click.option("--show-reasoning", is_flag=True,
               help="Also print the model's thinking (dimmed on a terminal) before the answer; hidden by default.")
 @think_option
 @click.option("--verbose", "-v", is_flag=True, help="Print timings and token counts to stderr.")
 @connection_options
 def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_p, seed, stop, ignore_eos, n_ctx, n_threads,
-        n_gpu_layers, image_min_tokens, image_max_tokens, show_reasoning, think, verbose, conn) -> None:
+        n_gpu_layers, image_min_tokens, image_max_tokens, lora, lora_scaled, show_reasoning, think, verbose,
+        conn) -> None:
     """Answer one PROMPT with MODEL and exit.
 
     MODEL is a model id (see `jan models list`) or a path to a .gguf file.
@@ -147,6 +155,7 @@ def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_
     if raw and (images or clips):
         raise click.UsageError(f"{'--image' if images else '--audio'} applies to chat; a --raw prompt has no place "
                                "for media")
+    adapters = lora_flags(lora, lora_scaled)  # (before the prompt is read: a bad flag is said at once)
     text = read_prompt(prompt)
     try:
         parts = [image_part(path) for path in images]
@@ -161,8 +170,8 @@ def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_
         options["think"] = think
     # a model that takes no images is refused before it loads
     backend = open_backend(conn, model, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
-                           image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens, images=bool(parts),
-                           audio=bool(sounds))
+                           image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens, lora=adapters,
+                           images=bool(parts), audio=bool(sounds))
     if verbose:
         where = (f"server {conn.url}" if backend.path is None
                  else f"{backend.path} (loaded in {backend.load_seconds:.2f} s)")

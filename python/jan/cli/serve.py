@@ -21,7 +21,8 @@ defer_client()
 
 from aiohttp import web
 
-from jan.cli.common import INT32_MAX, CLIError, GpuLayers, PathParam, SamplingValue, check_flag_order, nonempty_param
+from jan.cli.common import (INT32_MAX, CLIError, GpuLayers, PathParam, SamplingValue, check_flag_order, lora_flags,
+                            lora_options, nonempty_param)
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES, LOAD_RANGES
 from jan.engine.params import SPECULATIVE
 from jan.server.config import DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S, OLLAMA_PORT, ServerConfig, default_data_folder
@@ -42,55 +43,6 @@ def _bound_seconds(ctx: click.Context, param: click.Parameter, value: float | No
     if value is not None and not (math.isfinite(value) and value > 0):
         raise click.BadParameter(f"{value} is not a finite number of seconds > 0")
     return value
-
-
-def _listed(value: str, file_of) -> list[str]:
-    """One ``--lora``/``--lora-scaled`` value as its items: llama-server's comma-separated list, or the value whole
-    when it names a file that is there as it is (a file name holding a comma)."""
-    return [value] if os.path.isfile(os.path.expanduser(file_of(value))) else value.split(",")
-
-
-class LoraFiles(PathParam):
-    """``--lora FILE``: an adapter file, or several separated by commas (llama-server's ``--lora a.gguf,b.gguf``);
-    each item is judged as every path option judges its file (:class:`PathParam`), naming the flag."""
-
-    name = "lora files"
-
-    def convert(self, value, param, ctx) -> list[str]:
-        if not isinstance(value, str):
-            return value  # (a default, already converted)
-        return [str(super(LoraFiles, self).convert(item, param, ctx)) for item in _listed(value, lambda v: v)]
-
-
-def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
-    """``--lora`` files (scale 1) then ``--lora-scaled FILE:SCALE`` ones (llama-server's, commas separating several
-    in one flag, as in ``--lora``) as (absolute path, scale) pairs; None when neither was given. A :class:`CLIError`
-    naming the flag for a SCALE that is no finite number or a FILE that is not there or no LoRA adapter GGUF (a
-    model's weights given by mistake: every model would load without it, said only in the log)."""
-    from jan.services.companions import lora_problem
-
-    adapters = [(str(f), 1.0) for group in files for f in group]
-    for path, _ in adapters:
-        why = lora_problem(path)
-        if why is not None:
-            raise CLIError(f"--lora: {why}")
-    for flag in scaled:
-        for item in _listed(flag, lambda v: v.rpartition(":")[0]):
-            file, sep, scale = item.rpartition(":")
-            try:
-                value = float(scale)
-            except ValueError:
-                value = math.nan
-            if not sep or not file or not math.isfinite(value):
-                raise CLIError(f"--lora-scaled: expected FILE:SCALE (SCALE a finite number), got {item!r}")
-            path = os.path.abspath(os.path.expanduser(file))
-            if not os.path.isfile(path):
-                raise CLIError(f"--lora-scaled: no such file: {path}")
-            why = lora_problem(path)
-            if why is not None:
-                raise CLIError(f"--lora-scaled: {why}")
-            adapters.append((path, value))
-    return adapters or None
 
 
 @click.command()
@@ -152,17 +104,15 @@ def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
               type=PathParam(exists=True, dir_okay=False, resolve_path=True),
               help="A GGUF sharing the models' vocabulary that drafts tokens for them (speculative decoding); "
                    "a model.json's settings.draft_model wins.")
-@click.option("--lora", "lora", multiple=True, metavar="FILE",
-              type=LoraFiles(exists=True, dir_okay=False, resolve_path=True),
-              help="A LoRA adapter GGUF the models load with, at scale 1 (repeatable, or several separated by "
-                   "commas, as llama-server's); requests pick their own "
-                   "scales with 'lora', POST /lora-adapters sets the defaults; a model.json's settings.lora wins.")
-@click.option("--lora-scaled", "lora_scaled", multiple=True, metavar="FILE:SCALE",
-              help="A LoRA adapter GGUF with its default scale (repeatable, or several separated by commas), as "
-                   "llama-server's --lora-scaled.")
+@lora_options("the models load with; requests pick their own scales with 'lora', POST /lora-adapters sets the "
+              "defaults; a model.json's settings.lora wins")
 @click.option("--lora-init-without-apply", "lora_init_without_apply", is_flag=True, default=None,
               help="Load the LoRA adapters with every default scale 0 (apply them with POST /lora-adapters or a "
                    "request's 'lora').")
+@click.option("--slot-save-path", "slot_save_path", default=None,
+              type=PathParam(exists=True, file_okay=False, resolve_path=True), metavar="FOLDER",
+              help="Serve llama-server's POST /slots/{id}?action=save|restore|erase, slot files kept in FOLDER "
+                   "(an existing folder) [default: those actions refused].")
 @click.option("--draft-p-min", "draft_p_min", default=None, type=SamplingValue("draft_p_min"),
               help="Draft model: stop drafting below this top-token probability [default: 0.75].")
 @click.option("--draft-max", "--draft", "draft_max", default=None, type=click.IntRange(0, 256),
@@ -190,7 +140,7 @@ def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
 def serve(host, port, ollama_port, data_folder, models, default_model, api_key, cors_origins, allowed_hosts,
           allow_media_from, max_upload_bytes, read_timeout,
           n_parallel, n_ctx, n_threads, adaptive_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v,
-          cache_ram_mib, speculative, draft_model, lora, lora_scaled, lora_init_without_apply,
+          cache_ram_mib, speculative, draft_model, lora, lora_scaled, lora_init_without_apply, slot_save_path,
           draft_p_min, draft_max, draft_min, ngram, image_min_tokens, image_max_tokens, keep_alive, max_loaded_models,
           no_extensions, log_level) -> None:
     """Run the OpenAI-compatible API server and the web chat page."""
@@ -236,6 +186,7 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
         cache_type_k=cache_type_k, cache_type_v=cache_type_v, cache_ram_mib=cache_ram_mib,
         speculative=speculative, draft_max=draft_max, draft_min=draft_min, ngram=ngram, draft_p_min=draft_p_min,
         draft_model=draft_model, lora=adapters, lora_init_without_apply=lora_init_without_apply,
+        slot_save_path=str(slot_save_path) if slot_save_path else None,
         image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens,
         keep_alive=keep_alive,
         max_loaded_models=max_loaded_models, enable_extensions=not no_extensions)

@@ -1241,6 +1241,37 @@ class Model:
             scales[index] = scale
         scheduler.lora_defaults = scales
 
+    # -- slots (llama-server's POST /slots/{id}?action=...) -------------
+    #: The actions :meth:`slot_action` takes.
+    SLOT_ACTIONS = ("save", "restore", "erase")
+
+    def slot_action(self, action: str, id_slot: int, path: "str | os.PathLike[str] | None" = None) -> dict:
+        """llama-server's slot actions on slot ``id_slot`` (0 .. ``n_parallel`` - 1): ``"save"`` writes its cached
+        tokens and their KV to the file ``path`` (whole or not at all: written under a temporary name, then renamed),
+        ``"restore"`` reads such a file back into the slot (a next prompt that continues those tokens evaluates only
+        the rest), ``"erase"`` empties the slot. A busy slot's action waits for its request to end; this blocks
+        until the action ran. A dict: ``id_slot``, ``n_tokens`` (saved, restored or erased), ``n_bytes`` (written or
+        read) and ``ms``. :class:`BadRequestError` naming ``id_slot`` for a slot the model does not have (or one
+        holding images or audio, for a save) and ``action`` for another action; :class:`~jan.errors.SlotFileError`
+        for a file restore cannot use (the slot is left empty); EngineError for a save that could not be written.
+        A restored slot's tokens are taken as computed under the LoRA scales requests run under by default."""
+        scheduler = self._require_scheduler()
+        if action not in self.SLOT_ACTIONS:
+            raise BadRequestError(f"Invalid action: {action!r} (one of {', '.join(self.SLOT_ACTIONS)})",
+                                  param="action", code="invalid_value")
+        index = as_int(id_slot)
+        if index is None or not 0 <= index < scheduler.n_parallel:
+            raise BadRequestError(f"Invalid slot ID: {id_slot!r} (model '{self.id}' has slots 0.."
+                                  f"{scheduler.n_parallel - 1})", param="id_slot", code="invalid_value")
+        if action != "erase" and not path:
+            raise BadRequestError(f"a slot {action} needs a file path", param="filename", code="invalid_value")
+        try:
+            return scheduler.slot_action(action, index, os.fspath(path) if path else "")
+        except BadRequestError:
+            raise
+        except ValueError as exc:  # (the engine's: a slot holding media)
+            raise BadRequestError(str(exc), param="id_slot", code="not_supported") from None
+
     async def wait_for_room(self, timeout: float) -> None:
         """Wait (at most ``timeout`` seconds) until one of this model's requests ends, which may make
         room in a full wait queue: for a caller that got ``QueueFullError`` and would rather queue

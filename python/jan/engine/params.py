@@ -63,6 +63,8 @@ DEFAULTS = {
     "reasoning_open": False,
     # Keep the text of control tokens in the output (formats whose markers are control tokens).
     "render_special": False,
+    # ...and of these token ids alone (llama-server's preserved_tokens): shown while other control tokens stay dropped.
+    "preserved_tokens": None,
     # llama.cpp's infill sampler after the temperature (fill-in-the-middle code completion: an end of generation
     # wins when likely enough, candidates spelling the start of another are merged into it); sampled requests only.
     "infill": False,
@@ -309,6 +311,7 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
     p.reasoning_close = _string("reasoning_close", o["reasoning_close"])
     p.reasoning_open = check_flag("reasoning_open", o["reasoning_open"])
     p.render_special = check_flag("render_special", o["render_special"])
+    p.preserved_tokens = _token_ids("preserved_tokens", o["preserved_tokens"])
     p.infill = check_flag("infill", o["infill"])
     p.ignore_eos = check_flag("ignore_eos", o["ignore_eos"])
     p.grammar_first = check_flag("grammar_first", o["grammar_first"])
@@ -516,6 +519,15 @@ def _strings(name: str, value) -> list[str]:
     if value is None:
         return []
     return _string_list(name, value, "a list of strings")
+
+
+def _token_ids(name: str, value) -> list[int]:
+    """A list of token ids (None: none); the engine checks they are in the vocabulary."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise ValueError(f"{name}: expected a list of token ids, got {type(value).__name__}")
+    return [_int(f"{name}[{i}]", t, 0) for i, t in enumerate(value)]
 
 
 def _stops(stop) -> list[str]:

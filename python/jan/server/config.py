@@ -61,6 +61,9 @@ class ServerConfig:
     # LoRA adapters the loaded models load with, (file, default scale) each (a model.json's own settings.lora win)
     lora: list[tuple[str, float]] | None = None
     lora_init_without_apply: bool | None = None  # every adapter's default scale 0
+    # llama-server's --slot-save-path: the folder POST /slots/{id}?action=save|restore writes slot files to and reads
+    # them from (None: those actions, and erase, are refused as llama-server refuses them)
+    slot_save_path: str | None = None
     # tokens one image may take on dynamic-resolution projectors (jan.Model's; None: each projector's own)
     image_min_tokens: int | None = None
     image_max_tokens: int | None = None

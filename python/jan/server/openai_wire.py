@@ -20,6 +20,7 @@ from jan.engine.media import AUDIO_FORMATS
 from jan.errors import ContextOverflowError, DocumentError, MediaError
 from jan.image_types import b64decode, parse_data_url
 from jan.server import schemas
+from jan.server.dialects.llamacpp_extras import client_grammar
 from jan.server.document_inputs import data_url_bytes
 from jan.services.errors import RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
@@ -220,12 +221,13 @@ def response_format_of(fmt: schemas.ResponseFormat | None) -> ResponseFormat | N
 
 
 def _format_of(body: schemas.ChatCompletionRequest) -> ResponseFormat | None:
-    """The chat's ``response_format``, or llama-server's ``json_schema`` as the JSON object it asks for."""
-    if body.json_schema is None:
-        return response_format_of(body.response_format)
-    if body.response_format is not None:
+    """The chat's ``response_format``, or llama-server's ``json_schema`` as the JSON object it asks for (a lazy
+    one's grammar is the request's ``grammar``: :func:`chat_request`)."""
+    if body.json_schema is not None and body.response_format is not None:
         raise RequestError("json_schema: cannot be used with response_format (both constrain the output); give one "
                            "of them", param="json_schema", code="invalid_value")
+    if body.json_schema is None or body.grammar_lazy:
+        return response_format_of(body.response_format)
     from jan.templates import json_schema_to_grammar
 
     # checked here, so that a schema it cannot follow is said of json_schema, the field the body sent
@@ -263,6 +265,10 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
     except ToolPairError as exc:
         raise tool_pair_error(exc) from None
     _check_continuation(body, ends_in_prefill(messages))
+    # llama-server's grammar fields, read as /completion reads them: a lazy grammar (or json_schema) holds from its
+    # trigger on; one that is not lazy holds the whole output (json_schema then the JSON response format it asks for)
+    grammar, patterns, tokens = client_grammar(body.grammar, body.json_schema if body.grammar_lazy else None,
+                                               body.grammar_lazy, body.grammar_triggers)
     return ChatRequest(
         model=body.model,
         messages=messages,
@@ -271,7 +277,10 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         # the deprecated functions make one call at most: their reply's function_call holds one
         parallel_tool_calls=False if body.legacy_functions else body.parallel_tool_calls,
         response_format=_format_of(body),
-        grammar=body.grammar,
+        grammar=grammar,
+        grammar_triggers=patterns,
+        grammar_trigger_tokens=tokens,
+        preserved_tokens=tuple(body.preserved_tokens or ()),
         sampling=sampling_of(body),
         n=body.n,
         logprobs=bool(body.logprobs),
@@ -316,21 +325,12 @@ def completion_request(body: schemas.CompletionRequest) -> CompletionRequest:
         prompts = [tuple(prompt)]
     else:
         prompts = [p if isinstance(p, str) else tuple(p) for p in prompt]
-    grammar = body.grammar
-    if body.json_schema is not None:  # (llama-server's, as its /completion reads it)
-        from jan.templates import json_schema_to_grammar
-
-        grammar = json_schema_to_grammar(body.json_schema or {"type": "object"}, param="json_schema")
-    patterns, tokens = (), ()
-    if body.grammar_triggers:  # (llama-server's lazy grammar, read as its /completion reads it)
-        from jan.server.dialects.llamacpp import lazy_triggers
-
-        patterns, tokens = lazy_triggers(body.grammar_triggers)
-        if not body.grammar_lazy:
-            patterns, tokens = (), ()  # (checked, and the grammar holds whole: as llama-server reads them)
+    # (llama-server's grammar fields, json_schema and a lazy grammar, read as its /completion reads them)
+    grammar, patterns, tokens = client_grammar(body.grammar, body.json_schema, body.grammar_lazy, body.grammar_triggers)
     return CompletionRequest(model=body.model, prompts=tuple(prompts), sampling=sampling_of(body), n=body.n,
                              logprobs=body.logprobs, echo=body.echo, grammar=grammar,
                              grammar_triggers=patterns, grammar_trigger_tokens=tokens,
+                             preserved_tokens=tuple(body.preserved_tokens or ()),
                              prompt_only=body.max_tokens == 0, dialect_defaults=COMPLETION_DEFAULTS,
                              suffix=body.suffix or None)  # ("": no gap to fill, as OpenAI reads it)
 

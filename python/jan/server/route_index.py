@@ -153,6 +153,7 @@ LAZY_ROUTES: tuple[tuple[str, str, str], ...] = (
     ("llamacpp", "GET", "/props"),
     ("llamacpp", "POST", "/embedding"),
     ("llamacpp", "GET", "/slots"),
+    ("llamacpp", "POST", "/slots/{id_slot}"),
     ("llamacpp", "GET", "/lora-adapters"),
     ("llamacpp", "POST", "/lora-adapters"),
     ("llamacpp", "POST", "/models/load"),

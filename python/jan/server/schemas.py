@@ -539,6 +539,12 @@ class SamplingFields(_Strict):
     # llama-server's per-request LoRA scales, [{"id": adapter id, "scale": number}] (the model's other adapters at
     # 0; GET /lora-adapters lists the ids), checked by jan.engine.params.lora_request
     lora: list[Any] | None = None
+    # llama-server's lazy grammar and preserved tokens, as its /completion takes them (read by
+    # jan.server.dialects.llamacpp_extras.client_grammar): the grammar (or json_schema) holds from a trigger on
+    grammar_lazy: bool = False
+    grammar_triggers: list[Any] | None = None
+    # control tokens whose text the output shows where they are generated
+    preserved_tokens: list[str] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -575,6 +581,10 @@ class SamplingFields(_Strict):
             raise ValueError("stream_options: only allowed when stream is true")
         if self.json_schema is not None and self.grammar:
             raise ValueError("json_schema: cannot be used with grammar (both constrain the output); give one of them")
+        why = lazy_refusal(self.grammar_lazy, bool(self.grammar) or self.json_schema is not None,
+                           self.grammar_triggers)
+        if why is not None:
+            raise ValueError(why)
         return self
 
 
@@ -707,10 +717,6 @@ class CompletionRequest(SamplingFields):
     best_of: int | None = Field(default=None, ge=1, le=16)
     # fill in the middle (a model with FIM tokens): the code after the gap, the prompt the code before it
     suffix: str | None = None
-    # llama-server's lazy grammar, as its /completion takes it (its /v1/completions reads the same fields):
-    # jan.server.dialects.llamacpp.lazy_triggers
-    grammar_lazy: bool = False
-    grammar_triggers: list[Any] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "CompletionRequest":
@@ -718,10 +724,6 @@ class CompletionRequest(SamplingFields):
             raise ValueError("best_of: must equal n (each choice is generated once)")
         if isinstance(self.prompt, list) and len(self.prompt) == 0:
             raise ValueError("prompt: must not be empty")
-        why = lazy_refusal(self.grammar_lazy, bool(self.grammar) or self.json_schema is not None,
-                           self.grammar_triggers)
-        if why is not None:
-            raise ValueError(why)
         return self
 
 

@@ -315,13 +315,13 @@ def refusal(abilities: Abilities, request: ChatRequest | CompletionRequest | Emb
         problem = _bias_refusal(abilities, request.sampling.logit_bias)
         if problem is not None:
             return problem
-    if isinstance(request, ChatRequest):
-        return chat_refusal(abilities, request, model_id)
-    if isinstance(request, CompletionRequest) and abilities.n_vocab is not None:
+    if not isinstance(request, EmbeddingRequest) and abilities.n_vocab is not None:
         for token in request.grammar_trigger_tokens:  # (a lazy grammar's token triggers: their text is searched)
             if not 0 <= token < abilities.n_vocab:
                 return RequestError(f"grammar_triggers: token id {token} is outside the model's vocabulary "
                                     f"(0..{abilities.n_vocab - 1})", param="grammar_triggers", code="invalid_value")
+    if isinstance(request, ChatRequest):
+        return chat_refusal(abilities, request, model_id)
     if isinstance(request, EmbeddingRequest):
         if abilities.reranker:
             return reranker_refusal(model_id, True)

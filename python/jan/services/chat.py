@@ -28,8 +28,8 @@ from jan.services.errors import RequestError
 from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_history, fits, prompt_size,
                               media_note, reply_room)
 from jan.services.local import (ShownTokens, chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar,
-                                prefill_refused, shown_bytes,
-                                merged, off_loop, prompted_as, seeds)
+                                prefill_refused, preserved_ids, shown_bytes, shown_special, shows_text,
+                                trigger_patterns, merged, off_loop, prompted_as, seeds)
 from jan.services.media_workers import off_loop_for
 from jan.services.model_prompt import model_prompt_place, requests_media_error, with_model_prompt
 from jan.services.models import ModelService, Target
@@ -213,8 +213,8 @@ class ChatService:
         # generated token ids not on a delta yet (the parser holds some text back): on the choice's next one
         held: list[list[int]] = [[] for _ in range(request.n)]
         # each choice's ids let out as their text is shown: a matched stop string's are left out
-        shown = [ShownTokens(start.vocab, bool(start.options.get("render_special"))) for _ in range(request.n)] \
-            if want_ids else []
+        special = shown_special(start.options, start.options.get("preserved_tokens") or ())
+        shown = [ShownTokens(start.vocab, special) for _ in range(request.n)] if want_ids else []
         # with answer stop strings, a choice's ids wait for its end (where a stop string cuts its output is known
         # only once it matched): its output as generated, its ids, and where the matched stop string starts in it
         outputs: list[list[str]] = [[] for _ in range(request.n)]
@@ -224,8 +224,8 @@ class ChatService:
         usages: list[Usage | None] = [None] * request.n
         # which generated tokens went to thinking (the usage's reasoning tokens), counted as each choice ends; none
         # kept for an output that cannot think (no cost per token)
-        special = bool(start.options.get("render_special"))
-        tallies = [ReasoningTokens(lambda t: start.vocab.token_to_bytes(t, special)) if parser.thinks else None
+        tallies = [ReasoningTokens(lambda t: start.vocab.token_to_bytes(t, shows_text(special, t))) if parser.thinks
+                   else None
                    for parser in parsers]
         reasoning_tokens = 0
         # the token limit the engine was given: a "length" end short of it (or with none) is the context's
@@ -326,9 +326,10 @@ def _stopped(index: int, stop: AnswerStops, shown: ShownTokens | None, output: l
                      stop=stop.matched, token_ids=token_ids)
 
 
-def _tokens_through(model: Any, special: bool, ids: list[int], output: str, end: int) -> int:
-    """How many of a choice's generated ``ids`` (whose text is ``output``) it took to write ``output[:end]``."""
-    pieces = [model.token_to_bytes(token, special) for token in ids]
+def _tokens_through(model: Any, special: "bool | frozenset[int]", ids: list[int], output: str, end: int) -> int:
+    """How many of a choice's generated ``ids`` (whose text is ``output``) it took to write ``output[:end]``
+    (``special``: whose control tokens' text the output shows, :func:`shown_special`)."""
+    pieces = [model.token_to_bytes(token, shows_text(special, token)) for token in ids]
     target = shown_bytes(b"".join(pieces), output[:end])  # (bytes that are no UTF-8 show as U+FFFD)
     written = 0
     for n, piece in enumerate(pieces):
@@ -481,6 +482,11 @@ def _start_held(local: LocalModel, request: ChatRequest, settings: Any) -> _Star
     if request.control is not None and "reasoning_budget" not in options and request.grammar is None:
         options.update(plan.watched_thinking_options(text))  # (a control's end of the thinking needs the sampler)
     options.update(constraint)
+    if request.grammar_triggers or request.grammar_trigger_tokens:  # (a client's lazy grammar: its own triggers)
+        options["grammar_triggers"] = trigger_patterns(local.model, request.grammar_triggers,
+                                                       request.grammar_trigger_tokens)
+    if request.preserved_tokens:
+        options["preserved_tokens"] = list(preserved_ids(local.model, request.preserved_tokens)) or None
     seed = client_seed(options)
     if local.end_of_turn and not options.get("ignore_eos"):
         # the end of turn a stand-in template spells as text is this model's end of generation: ignore_eos, which

@@ -3,8 +3,6 @@ pieces out."""
 
 from __future__ import annotations
 
-import re
-
 import contextlib
 
 from collections.abc import AsyncIterator
@@ -14,7 +12,8 @@ from jan.core import LocalInferenceExtension
 from jan.engine.results import Usage
 from jan.services.errors import RequestError
 from jan.services.local import (ShownLogprobs, ShownTokens, check_fan_out, client_seed, completion_media_prompts,
-                                merged, off_loop, seeds, submits_on_loop)
+                                merged, off_loop, preserved_ids, seeds, shown_special, submits_on_loop,
+                                trigger_patterns)
 from jan.services.media_workers import on_media_worker
 from jan.services.models import ModelService, Target
 from jan.services.engine_output import checked_deltas, engine_failures
@@ -91,11 +90,12 @@ class CompletionService:
 
         has_media = any(isinstance(p, MediaText) for p in request.prompts)
 
+        preserved: list[int] = []  # (the ids of request.preserved_tokens, found by submit)
+
         def submit() -> tuple[list, list[str], list[tuple[int, ...] | None]]:
             requests, echo, prompt_ids = [], [], []
-            # a trigger token is its text, searched as written (the engine's triggers are patterns over the text)
-            triggers = list(request.grammar_triggers) + [
-                re.escape(model.token_to_piece(t, special=True)) for t in request.grammar_trigger_tokens]
+            triggers = trigger_patterns(model, request.grammar_triggers, request.grammar_trigger_tokens)
+            preserved[:] = preserved_ids(model, request.preserved_tokens)
             # decoded, sized and encoded once: each of a prompt's choices reads the same one
             made = completion_media_prompts(local, request.prompts) if has_media else {}
             try:
@@ -109,6 +109,7 @@ class CompletionService:
                         requests.append(model.stream(given, **options,
                                                      seed=s, grammar=request.grammar, logprobs=want_logprobs,
                                                      grammar_triggers=triggers or None,
+                                                     preserved_tokens=list(preserved) or None,
                                                      top_logprobs=request.logprobs or 0,
                                                      prompt_logprobs=want_prompt, infill=request.infill_sampler))
                         echo.append(text if request.echo else "")
@@ -135,9 +136,10 @@ class CompletionService:
         else:
             requests, echo, prompt_ids = await off_loop(held)
         # each choice's ids let out as their text is shown: a matched stop string's are left out
-        shown = [ShownTokens(vocab, bool(options.get("render_special"))) for _ in requests] if request.token_ids else []
+        special = shown_special(options, preserved)
+        shown = [ShownTokens(vocab, special) for _ in requests] if request.token_ids else []
         # with logprobs, the text told with the tokens that make it: a delta's logprobs are the tokens of its text
-        scores = [ShownLogprobs(vocab, bool(options.get("render_special"))) for _ in requests] if want_logprobs else []
+        scores = [ShownLogprobs(vocab, special) for _ in requests] if want_logprobs else []
         unstarted = set(range(len(requests)))  # choices whose first delta is still to come
 
         def first_ids(index: int) -> tuple[int, ...] | None:

@@ -13,9 +13,10 @@ import contextlib
 import json
 import logging
 import random
+import re
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
@@ -274,6 +275,36 @@ def shown_bytes(raw: bytes, text: str) -> int:
     return len(encoded)
 
 
+def single_tokens(tokenized: Iterable[Sequence[int]]) -> tuple[int, ...]:
+    """llama-server's rule for ``preserved_tokens``: of each text's token ids (special tokens parsed, no BOS), the
+    one id of a text the vocabulary spells as a single token; a text of several tokens (or none) names no token.
+    The one rule for the service (:func:`preserved_ids`) and a route that tells them (``generation_settings``)."""
+    return tuple(dict.fromkeys(ids[0] for ids in tokenized if len(ids) == 1))
+
+
+def preserved_ids(model: "jan.Model", texts: Sequence[str]) -> tuple[int, ...]:
+    """Blocking (the tokenizer): a request's ``preserved_tokens`` texts as the token ids whose text its output
+    shows (:func:`single_tokens`)."""
+    return single_tokens(model.tokenize(t, add_special=False, parse_special=True) for t in texts)
+
+
+def shown_special(options: Mapping[str, Any], preserved: Collection[int]) -> "bool | frozenset[int]":
+    """Which control tokens' text an engine request with ``options`` shows, for :class:`ShownTokens` and
+    :class:`ShownLogprobs` to count as the engine does: all (``render_special``), else the preserved ones."""
+    return True if options.get("render_special") else frozenset(preserved)
+
+
+def shows_text(special: "bool | Collection[int]", token: int) -> bool:
+    """Whether a control token's text is shown, under :func:`shown_special`'s answer ``special``."""
+    return special if isinstance(special, bool) else token in special
+
+
+def trigger_patterns(model: "jan.Model", patterns: Sequence[str], tokens: Sequence[int]) -> list[str]:
+    """Blocking: a lazy grammar's triggers as the engine takes them, regular expressions over the text: a trigger
+    token is its text (special tokens' spelled out, as the grammar reads them), searched as written."""
+    return list(patterns) + [re.escape(model.token_to_piece(t, special=True)) for t in tokens]
+
+
 class _ShownGate(Generic[T]):
     """What one choice's generated tokens carry (ids, logprobs), each let out once all the text its token makes
     has been shown (:class:`ShownTokens`, :class:`ShownLogprobs`).
@@ -282,16 +313,21 @@ class _ShownGate(Generic[T]):
     (and a torn UTF-8 character); a stop string that matches is cut, with whatever follows it, and never shown.
     """
 
-    def __init__(self, model: "jan.Model | jan.Vocabulary", render_special: bool = False):
+    def __init__(self, model: "jan.Model | jan.Vocabulary", render_special: "bool | Collection[int]" = False):
         self._model = model  # (a Vocabulary: usable to the end of a request that outlives its model's close)
-        self._special = render_special  # as the engine renders control tokens' text (the chat format asks)
+        # as the engine renders control tokens' text: all of them (the chat format asks), or those of the
+        # request's preserved tokens (:func:`shown_special`)
+        self._special = render_special
         self._held: list[tuple[T, bytes]] = []  # sampled, their text not all shown yet; oldest first
         self._shown = 0  # bytes of the held tokens' text already shown (of the first one's, in part)
+
+    def _shows(self, token: int) -> bool:
+        return shows_text(self._special, token)
 
     def _let_out(self, text: str, items: Sequence[tuple[T, int]]) -> tuple[list[tuple[T, bytes]], bytes]:
         """A chunk's shown ``text`` and its sampled tokens' items (with their ids): the items whose token's text
         has now all been shown, in order (with that text), and the tokens' bytes ``text`` shows."""
-        self._held += [(item, self._model.token_to_bytes(t, self._special)) for item, t in items]
+        self._held += [(item, self._model.token_to_bytes(t, self._shows(t))) for item, t in items]
         # the engine shows exactly the bytes of the pieces, in order
         raw = self._raw_text(text)
         self._shown += len(raw)
@@ -355,12 +391,12 @@ class ShownTokens(_ShownGate[int]):
         candidates = [ids]
         # SentencePiece tokenizers write a space before the text they start with ("," -> " ,"): without the
         # token of that space alone, or with the text's own leading space left to it
-        if ids and model.token_to_bytes(ids[0], self._special) == b" ":
+        if ids and model.token_to_bytes(ids[0], self._shows(ids[0])) == b" ":
             candidates.append(ids[1:])
         if text.startswith(" "):
             candidates.append(model.tokenize(text[1:], add_special=False, parse_special=False))
         for ids in candidates:
-            if b"".join(model.token_to_bytes(t, self._special) for t in ids) == raw:
+            if b"".join(model.token_to_bytes(t, self._shows(t)) for t in ids) == raw:
                 return list(ids)
         return []
 

@@ -803,6 +803,12 @@ class ChatRequest:
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     grammar: str | None = None
+    #: A lazy ``grammar`` (llama-server's ``grammar_lazy``), as :attr:`CompletionRequest.grammar_triggers`: free
+    #: output until a trigger matches, the grammar's from there on.
+    grammar_triggers: tuple[str, ...] = ()
+    grammar_trigger_tokens: tuple[int, ...] = ()
+    #: Control tokens whose text the output shows, as :attr:`CompletionRequest.preserved_tokens`.
+    preserved_tokens: tuple[str, ...] = ()
     sampling: SamplingOptions = SamplingOptions()
     n: int = 1
     logprobs: bool = False
@@ -866,6 +872,8 @@ class ChatRequest:
         check_unique_tool_names(enumerate(t.name for t in self.tools))
         if self.context_keep is not None:
             check_context_keep(self.context_keep, "context_keep")
+        if (self.grammar_triggers or self.grammar_trigger_tokens) and not self.grammar:
+            raise _misuse("grammar_triggers", "start a lazy grammar: they need a grammar")
         if self.grammar and self.response_format is not None and self.response_format.type != "text":
             # Two constraints on one answer: the schema's grammar was used and the client's GBNF dropped without
             # a word. Refused, as llama-server refuses them ("Cannot use both json_schema and grammar").
@@ -966,6 +974,10 @@ class CompletionRequest:
     #: generated; the grammar holds from there on (llama-server's ``grammar_lazy``).
     grammar_triggers: tuple[str, ...] = ()
     grammar_trigger_tokens: tuple[int, ...] = ()
+    #: Control tokens whose text the output shows (llama-server's ``preserved_tokens``): each text that the model's
+    #: vocabulary spells as one token (special tokens parsed) is shown where that token is generated, while other
+    #: control tokens stay dropped; a text of several tokens changes nothing, as in llama-server.
+    preserved_tokens: tuple[str, ...] = ()
     #: llama.cpp's infill sampler in the chain (llama-server's ``samplers`` naming ``infill``, as its code-completion
     #: clients send it): an end of generation wins when likely enough, so a completion stops where the code does.
     infill_sampler: bool = False

@@ -260,6 +260,14 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             loaded.lora_adapters = adapters
         return loaded.lora_adapters
 
+    async def slot_action(self, model: dict[str, Any], action: str, id_slot: int, path: str | None = None
+                          ) -> dict[str, Any]:
+        """llama-server's ``POST /slots/{id}?action=save|restore|erase`` on the model (loaded first if need be, as
+        llama-server's one model always is): :meth:`jan.Model.slot_action`, off the event loop (a busy slot's action
+        waits for its request to end)."""
+        loaded = await self._ensure_loaded(model)
+        return await asyncio.to_thread(loaded.slot_action, action, id_slot, path)
+
     async def unload_model(self, model_id: str) -> None:
         """Unload now: requests running on the model end as ``cancelled`` (an admin's stop). A load in
         progress is waited for first and then undone, so a stop during a load does not leave the model

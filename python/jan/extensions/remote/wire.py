@@ -113,6 +113,8 @@ def completion_body(request: CompletionRequest) -> dict[str, Any]:
         body["grammar_lazy"] = True
         body["grammar_triggers"] = ([{"type": 2, "value": p} for p in request.grammar_triggers]
                                     + [{"type": 0, "value": "", "token": t} for t in request.grammar_trigger_tokens])
+    if request.preserved_tokens:  # (llama-server's field, read by its /v1/completions and another jan's)
+        body["preserved_tokens"] = list(request.preserved_tokens)
     return body
 
 

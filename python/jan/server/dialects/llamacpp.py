@@ -14,7 +14,7 @@ llama-server ignores it (clients spread their own options into the body).
 from __future__ import annotations
 
 import math
-import re
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import UnionType
@@ -49,8 +49,9 @@ error_body = llamacpp_error_body
 # -- request bodies -----------------------------------------------------------------------------
 # llama-server's fields accepted and ignored or refused unless off: in jan.server.dialects.llamacpp_extras (every chat
 # body reads them: imported at start, this module on first use)
-from jan.server.dialects.llamacpp_extras import (IGNORED, IGNORED_WHILE_OFF, REFUSED_UNLESS, UNREAD,  # noqa: E402,F401
-                                                 lazy_refusal, refusal, without_extras)
+from jan.server.dialects.llamacpp_extras import (IGNORED, IGNORED_WHILE_OFF, REFUSED_UNLESS, TRIGGER_TYPES,  # noqa: E402,F401
+                                                 UNREAD, client_grammar, lazy_refusal, lazy_triggers, refusal,
+                                                 without_extras)
 
 
 #: llama.cpp's sampler names -> jan's; their aliases (``top-k``, ``topk``, ``nucleus``, ``temp``, ``typ``) as
@@ -173,6 +174,9 @@ class CompletionBody(WholeNumbers):
     # from there on (:func:`lazy_triggers`)
     grammar_lazy: bool = False
     grammar_triggers: list[Any] | None = None
+    # control tokens whose text the output shows where they are generated (each a text the vocabulary spells as one
+    # token; the others dropped as ever)
+    preserved_tokens: list[str] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -421,63 +425,10 @@ def media_error(exc: MediaError, prompt: Any, name: str = "prompt") -> MediaErro
     return MediaError(f"{where}: {why}", reason=exc.reason, param=where)
 
 
-#: llama.cpp's trigger types (common_grammar_trigger_type), by number and by name.
-TRIGGER_TYPES = ("token", "word", "pattern", "pattern_full")
-
-
-def lazy_triggers(triggers: list[Any] | None) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """llama-server's ``grammar_triggers`` as jan's: the regular expressions (ECMAScript, as the engine's std::regex
-    reads them) whose match starts the grammar's text, and the token ids whose text does (``token``). A ``word`` is
-    searched as it is written, a ``pattern`` searched, a ``pattern_full`` matched against the whole text so far
-    (anchored ``^...$``, as llama.cpp anchors it); in a pattern the first capture group that matched starts the
-    grammar's text, else the whole match does. ValueErrors name the trigger at fault."""
-    from jan._engine import trigger_scan
-
-    patterns: list[str] = []
-    tokens: list[int] = []
-    for i, t in enumerate(triggers or ()):
-        where = f"grammar_triggers[{i}]"
-        if not isinstance(t, dict):
-            raise ValueError(f'{where}: a trigger is an object {{"type": 0-3 (token, word, pattern, pattern_full), '
-                             f'"value": "..."}}, got {type(t).__name__}')
-        kind, value = t.get("type"), t.get("value")
-        if type(kind) is int and 0 <= kind < len(TRIGGER_TYPES):
-            kind = TRIGGER_TYPES[kind]
-        elif not (isinstance(kind, str) and kind in TRIGGER_TYPES):
-            raise ValueError(f"{where}.type: unknown trigger type {kind!r}: 0 (token), 1 (word), 2 (pattern) or "
-                             "3 (pattern_full), by number or by name")
-        if not isinstance(value, str):
-            raise ValueError(f"{where}.value: must be a string, got {type(value).__name__}")
-        if kind == "token":
-            token = t.get("token")
-            if type(token) is not int or token < 0:
-                raise ValueError(f"{where}.token: a token trigger names its token id (a whole number from 0), got "
-                                 f"{token!r}")
-            tokens.append(token)
-            continue
-        if kind == "word":
-            pattern = re.escape(value)  # (what Python escapes, std::regex's ECMAScript reads as the character)
-        elif kind == "pattern_full":
-            pattern = ("" if value.startswith("^") else "^") + value + ("" if value.endswith("$") else "$")
-        else:
-            pattern = value
-        if not pattern:
-            raise ValueError(f"{where}.value: an empty word or pattern would trigger at once; leave the grammar "
-                             "unlazy instead")
-        try:
-            trigger_scan([pattern], [])  # (compiled as the engine compiles it: its own syntax errors)
-        except ValueError as exc:
-            raise ValueError(f"{where}.value: {str(exc).split(': ', 1)[-1]}") from None
-        patterns.append(pattern)
-    return tuple(patterns), tuple(tokens)
-
-
 def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int, ...]], ...],
                        suffix: str | None = None, extra: tuple[InfillChunk, ...] = ()) -> CompletionRequest:
     """The body as jan's typed request, its ``prompts`` already text or token ids (the route tokenizes the text
     pieces of a mixed prompt). ValueErrors name the field at fault."""
-    from jan.templates import json_schema_to_grammar
-
     given = {name: getattr(body, name) for name in ("temperature", "top_k", "top_p", "min_p", "typical_p",
                                                     "repeat_penalty", "repeat_last_n", "presence_penalty",
                                                     "frequency_penalty", "mirostat", "mirostat_tau", "mirostat_eta",
@@ -488,22 +439,17 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
             given[name] = value  # a sampler left out is off, whatever its option says (llama.cpp's chain)
     if body.n_predict is not None and body.n_predict > 0:
         given["max_tokens"] = body.n_predict
-    grammar = body.grammar or None
-    if body.json_schema is not None:
-        grammar = json_schema_to_grammar(body.json_schema or {"type": "object"}, param="json_schema")
+    grammar, patterns, trigger_tokens = client_grammar(body.grammar, body.json_schema, body.grammar_lazy,
+                                                       body.grammar_triggers)
     if body.lora is not None:
         given["lora"] = lora_request(body.lora)
-    # (triggers are read, and their faults said, also for a grammar that is not lazy, which applies whole: as
-    # llama-server reads them)
-    patterns, trigger_tokens = lazy_triggers(body.grammar_triggers)
-    if not body.grammar_lazy:
-        patterns, trigger_tokens = (), ()
     sampling = SamplingOptions(stop=tuple(body.stop) if body.stop else None, logit_bias=_logit_bias(body.logit_bias),
                                **given)
     return CompletionRequest(model=body.model, prompts=prompts, sampling=sampling, n=body.n_cmpl or 1,
                              logprobs=body.n_probs or None, grammar=grammar, prompt_only=body.n_predict == 0,
                              grammar_triggers=patterns, grammar_trigger_tokens=trigger_tokens,
-                             token_ids=True, suffix=suffix, infill_extra=extra, infill_fit=suffix is not None,
+                             preserved_tokens=tuple(body.preserved_tokens or ()), token_ids=True, suffix=suffix,
+                             infill_extra=extra, infill_fit=suffix is not None,
                              infill_sampler=infill_sampler(body.samplers))
 
 
@@ -530,6 +476,44 @@ def slots(n_slots: int, n_busy: int, n_ctx: int, speculative: bool) -> list[dict
     idle slot. jan's engine tells how many slots are busy, not which, nor their tasks: the first ``n_busy`` are told
     processing, and no slot tells a task's fields (``id_task``, ``params``, ``prompt``...)."""
     return [{"id": i, "n_ctx": n_ctx, "speculative": speculative, "is_processing": i < n_busy} for i in range(n_slots)]
+
+
+#: The slot actions ``POST /slots/{id}?action=`` takes (llama-server's).
+SLOT_ACTIONS = ("save", "restore", "erase")
+#: Characters a slot file's name may not hold: path separators, and those Windows file systems refuse.
+_NOT_IN_FILENAMES = set('/\\:*?"<>|')
+
+
+def slot_file(folder: str, filename: Any) -> str | None:
+    """The path of the slot file ``filename`` names in ``folder`` (``--slot-save-path``), or None for a name that
+    is not one plain file name there, as llama-server's ``fs_validate_filename`` judges it: text of 1 to 255 bytes
+    (UTF-8), no path separator, control character or character Windows refuses, not ``.`` or ``..``, not ending in
+    a dot or a space; and one that, followed through any link, stays in ``folder``."""
+    if not isinstance(filename, str) or filename in (".", "..") or filename.endswith((".", " ")):
+        return None
+    try:
+        size = len(filename.encode("utf-8"))
+    except UnicodeEncodeError:  # (a lone surrogate)
+        return None
+    if not 0 < size <= 255 or any(c in _NOT_IN_FILENAMES or ord(c) < 0x20 or ord(c) == 0x7F for c in filename):
+        return None
+    root = os.path.realpath(folder)
+    path = os.path.join(root, filename)
+    if os.path.dirname(os.path.realpath(path)) != root:
+        return None  # (a link that leads out of the folder)
+    return path
+
+
+def slot_result(action: str, filename: str | None, result: Mapping[str, Any]) -> dict[str, Any]:
+    """A slot action's answer in llama-server's shape: a save's ``n_saved``/``n_written`` and ``timings.save_ms``, a
+    restore's ``n_restored``/``n_read`` and ``timings.restore_ms``, an erase's ``n_erased``."""
+    if action == "erase":
+        return {"id_slot": result["id_slot"], "n_erased": result["n_tokens"]}
+    if action == "save":
+        return {"id_slot": result["id_slot"], "filename": filename, "n_saved": result["n_tokens"],
+                "n_written": result["n_bytes"], "timings": {"save_ms": result["ms"]}}
+    return {"id_slot": result["id_slot"], "filename": filename, "n_restored": result["n_tokens"],
+            "n_read": result["n_bytes"], "timings": {"restore_ms": result["ms"]}}
 
 
 def infill_extra(body: InfillBody) -> tuple[InfillChunk, ...]:
@@ -566,12 +550,13 @@ def speculation(requested: Any, model_default: Any, draft_model: str | None) -> 
 def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | None = None, model: str = "",
                         samplers: list[str] | None = None, n_probs: int = 0, stream: bool = False,
                         grammar: str = "", speculative: str = "none",
-                        lazy: CompletionBody | None = None, adapters: list[float] | None = None) -> dict[str, Any]:
+                        lazy: CompletionBody | None = None, adapters: list[float] | None = None,
+                        preserved: tuple[int, ...] = ()) -> dict[str, Any]:
     """The effective sampling in llama-server's names (``generation_settings``, ``/props``'
     ``default_generation_settings.params``): every field llama-server tells, those of what jan does not have
-    (DRY, XTC, preserved tokens, context shifting, reasoning) at the value that is off, a ``lazy`` grammar's
-    fields from the body, ``lora`` every adapter of the model (``adapters``: their default scales) with the scale
-    the request runs under, as llama-server lists them (:func:`told_lora`). ``speculative``: jan's mode
+    (DRY, XTC, context shifting, reasoning) at the value that is off, a ``lazy`` grammar's fields from the body,
+    ``preserved`` the ids of the body's preserved tokens, ``lora`` every adapter of the model (``adapters``: their
+    default scales) with the scale the request runs under, as llama-server lists them (:func:`told_lora`). ``speculative``: jan's mode
     (:func:`speculation`), told as llama-server's ``speculative.types``."""
     s = sampling
     return {
@@ -589,7 +574,7 @@ def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | 
         "adaptive_target": -1.0, "adaptive_decay": 0.9, "min_keep": 0, "n_probs": n_probs,
         "post_sampling_probs": False, "n_keep": 0, "n_discard": 0, "stream": stream, "grammar": grammar,
         "grammar_lazy": bool(lazy and lazy.grammar_lazy), "grammar_triggers": told_triggers(lazy),
-        "preserved_tokens": [], "chat_format": "Content-only",
+        "preserved_tokens": list(preserved), "chat_format": "Content-only",
         "reasoning_format": "none", "reasoning_in_content": False, "generation_prompt": "",
         "speculative.types": SPECULATIVE_TYPES[speculative], "timings_per_token": False, "backend_sampling": False,
         "lora": told_lora(s.lora, adapters),

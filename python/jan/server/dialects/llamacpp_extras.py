@@ -1,5 +1,7 @@
 """llama-server's own fields that its clients send to jan's OpenAI routes too (its web UI sends ``cache_prompt``,
-``timings_per_token``, ``dry_multiplier: 0``...): which are accepted and ignored, which refused unless off.
+``timings_per_token``, ``dry_multiplier: 0``...): which are accepted and ignored, which refused unless off; and how
+its grammar fields (``grammar``, ``json_schema``, a lazy grammar's) are read, alike on every route that takes them
+(:func:`client_grammar`).
 
 Apart from :mod:`jan.server.dialects.llamacpp` (llama-server's routes' wire format, re-exporting these) because
 every chat completion body is read through :func:`without_extras` (``jan.server.schemas``), while that module is
@@ -8,10 +10,12 @@ imported on the first request to one of llama-server's own routes (resident memo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection
 from typing import Any
 
-__all__ = ["IGNORED", "IGNORED_WHILE_OFF", "REFUSED_UNLESS", "UNREAD", "lazy_refusal", "refusal", "without_extras"]
+__all__ = ["IGNORED", "IGNORED_WHILE_OFF", "REFUSED_UNLESS", "TRIGGER_TYPES", "UNREAD", "client_grammar",
+           "lazy_refusal", "lazy_triggers", "refusal", "without_extras"]
 
 #: Fields llama-server takes that change nothing jan's output could show, accepted and ignored: how llama-server
 #: keeps its KV cache (jan reuses any prefix a slot holds, in any slot), its prompt-time limit (which llama-server
@@ -32,15 +36,6 @@ REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "adaptive_target": (lambda v: v < 0, "its sampler has no adaptive-p"),
     "min_keep": (lambda v: v == 0, "its samplers keep no minimum of candidates"),
     "post_sampling_probs": (lambda v: v is False, "n_probs are the model's own probabilities, before sampling"),
-    # (on the chat routes: /completion and /v1/completions take a lazy grammar, their bodies declaring these)
-    "grammar_lazy": (lambda v: v is False, "a grammar constrains the whole output here; /completion and "
-                                           "/v1/completions take a lazy grammar"),
-    "grammar_triggers": (lambda v: v == [], "a grammar constrains the whole output here; /completion and "
-                                            "/v1/completions take a lazy grammar"),
-    # llama-server shows these special tokens' text in its output; jan shows either all special tokens' text (the
-    # model's render_special) or none, never a chosen few
-    "preserved_tokens": (lambda v: v == [], "it shows no chosen special tokens' text; a model's render_special "
-                                            "setting shows all of them"),
     # (llama-server reads no such field of the body: media go in a prompt object, where it reads them; refused
     # rather than dropped unsaid)
     "image_data": (lambda v: v == [], 'media go in a prompt object: "prompt": {"prompt_string": "... <__media__> ...", '
@@ -95,3 +90,74 @@ def without_extras(data: dict[str, Any], declared: Collection[str]) -> dict[str,
         elif name not in IGNORED and name not in IGNORED_WHILE_OFF and name not in UNREAD:
             out[name] = value  # (the body's own check refuses what it does not know)
     return out
+
+
+#: llama.cpp's trigger types (common_grammar_trigger_type), by number and by name.
+TRIGGER_TYPES = ("token", "word", "pattern", "pattern_full")
+
+
+def lazy_triggers(triggers: list[Any] | None) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """llama-server's ``grammar_triggers`` as jan's: the regular expressions (ECMAScript, as the engine's std::regex
+    reads them) whose match starts the grammar's text, and the token ids whose text does (``token``). A ``word`` is
+    searched as it is written, a ``pattern`` searched, a ``pattern_full`` matched against the whole text so far
+    (anchored ``^...$``, as llama.cpp anchors it); in a pattern the first capture group that matched starts the
+    grammar's text, else the whole match does. ValueErrors name the trigger at fault."""
+    from jan._engine import trigger_scan
+
+    patterns: list[str] = []
+    tokens: list[int] = []
+    for i, t in enumerate(triggers or ()):
+        where = f"grammar_triggers[{i}]"
+        if not isinstance(t, dict):
+            raise ValueError(f'{where}: a trigger is an object {{"type": 0-3 (token, word, pattern, pattern_full), '
+                             f'"value": "..."}}, got {type(t).__name__}')
+        kind, value = t.get("type"), t.get("value")
+        if type(kind) is int and 0 <= kind < len(TRIGGER_TYPES):
+            kind = TRIGGER_TYPES[kind]
+        elif not (isinstance(kind, str) and kind in TRIGGER_TYPES):
+            raise ValueError(f"{where}.type: unknown trigger type {kind!r}: 0 (token), 1 (word), 2 (pattern) or "
+                             "3 (pattern_full), by number or by name")
+        if not isinstance(value, str):
+            raise ValueError(f"{where}.value: must be a string, got {type(value).__name__}")
+        if kind == "token":
+            token = t.get("token")
+            if type(token) is not int or token < 0:
+                raise ValueError(f"{where}.token: a token trigger names its token id (a whole number from 0), got "
+                                 f"{token!r}")
+            tokens.append(token)
+            continue
+        if kind == "word":
+            pattern = re.escape(value)  # (what Python escapes, std::regex's ECMAScript reads as the character)
+        elif kind == "pattern_full":
+            pattern = ("" if value.startswith("^") else "^") + value + ("" if value.endswith("$") else "$")
+        else:
+            pattern = value
+        if not pattern:
+            raise ValueError(f"{where}.value: an empty word or pattern would trigger at once; leave the grammar "
+                             "unlazy instead")
+        try:
+            trigger_scan([pattern], [])  # (compiled as the engine compiles it: its own syntax errors)
+        except ValueError as exc:
+            raise ValueError(f"{where}.value: {str(exc).split(': ', 1)[-1]}") from None
+        patterns.append(pattern)
+    return tuple(patterns), tuple(tokens)
+
+
+def client_grammar(grammar: str | None, json_schema: dict[str, Any] | None, lazy: bool, triggers: Any
+                   ) -> tuple[str | None, tuple[str, ...], tuple[int, ...]]:
+    """The constraint a body's llama-server grammar fields ask for, the one precedence every route that takes them
+    reads them by (``/completion``, ``/infill``, ``/v1/completions``, ``/v1/chat/completions``): ``grammar``
+    (GBNF), else ``json_schema``'s grammar; and, with ``lazy`` (``grammar_lazy``), the ``triggers``
+    (``grammar_triggers``) that start it (:func:`lazy_triggers`: patterns, token ids). Triggers are read, and their
+    faults said, also when the grammar is not lazy: it then holds the whole output, as llama-server reads them.
+    ValueErrors name the field at fault (a body's own check refuses a grammar with a json_schema, and a lazy
+    grammar without a grammar or triggers: :func:`lazy_refusal`)."""
+    grammar = grammar or None
+    if json_schema is not None:
+        from jan.templates import json_schema_to_grammar
+
+        grammar = json_schema_to_grammar(json_schema or {"type": "object"}, param="json_schema")
+    patterns, tokens = lazy_triggers(triggers)
+    if not lazy:
+        patterns, tokens = (), ()
+    return grammar, patterns, tokens

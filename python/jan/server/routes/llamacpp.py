@@ -1,5 +1,5 @@
 """llama-server's native endpoints: ``POST /completion``, ``POST /infill``, ``GET /props``, ``POST /embedding``,
-``GET /slots``, ``GET``/``POST /lora-adapters``, and its router mode's ``POST /models/load`` and ``/models/unload``.
+``GET /slots`` and ``POST /slots/{id}`` (save, restore, erase), ``GET``/``POST /lora-adapters``, and its router mode's ``POST /models/load`` and ``/models/unload``.
 
 HTTP only: each handler parses its body (:mod:`jan.server.dialects.llamacpp`), calls the completion service and
 writes the typed deltas back as llama-server's result objects, whole or as server-sent events (``data: {...}``
@@ -25,7 +25,7 @@ from jan.server.dialect_errors import LLAMACPP_PATHS
 from jan.server.errors import APIError, prompt_param
 from jan.server.jsonio import json_response, json_response_built
 from jan.server import openai_wire as wire
-from jan.server.keys import MEDIA_FETCHER, SERVICES
+from jan.server.keys import CONFIG, MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import model_and_engine
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
@@ -34,6 +34,7 @@ from jan.server.streaming import relay
 from jan.server.validation import body_step, parse_body, read_json
 from jan.services.engine_output import engine_failures
 from jan.services.errors import RequestError
+from jan.services.local import single_tokens
 from jan.services.models import unload_now
 from jan.services.types import (CompletionRequest, LoadOptions, MediaText, SamplingOptions, resolve_load,
                                 resolve_sampling)
@@ -65,6 +66,12 @@ RESPONSES[("GET", "/slots")] = {"200": ("The model's slots", {"application/json"
                                "properties": {"id": {"type": "integer"}, "n_ctx": {"type": "integer"},
                                               "speculative": {"type": "boolean"},
                                               "is_processing": {"type": "boolean"}}}}})}
+RESPONSES[("POST", "/slots/{id_slot}")] = {"200": (
+    "Done: a save's n_saved/n_written, a restore's n_restored/n_read (each with its timings), an erase's n_erased",
+    {"application/json": {"type": "object", "required": ["id_slot"], "properties": {
+        "id_slot": {"type": "integer"}, "filename": {"type": "string"}, "n_saved": {"type": "integer"},
+        "n_written": {"type": "integer"}, "n_restored": {"type": "integer"}, "n_read": {"type": "integer"},
+        "n_erased": {"type": "integer"}, "timings": {"type": "object"}}}})}
 _LORA_ADAPTER = {"type": "object", "required": ["id", "path", "scale"], "properties": {
     "id": {"type": "integer"}, "path": {"type": "string"}, "scale": {"type": "number"},
     "task_name": {"type": "string"}, "prompt_prefix": {"type": "string"}}}
@@ -144,6 +151,15 @@ async def _spelled(engine: Any, model: dict[str, Any], ids: list[int]) -> str:
     return b"".join(await pieces(model, ids)).decode("utf-8", errors="replace")
 
 
+async def _preserved_ids(engine: Any, model: dict[str, Any], texts: list[str] | None) -> tuple[int, ...]:
+    """The ids of a body's ``preserved_tokens`` as the completion service finds them (:func:`single_tokens`), for
+    ``generation_settings`` to tell as llama-server does; none on an engine that cannot tokenize."""
+    if not texts or getattr(engine, "tokenize", None) is None:
+        return ()
+    with engine_failures(engine, "tokenize()"):
+        return single_tokens([await engine.tokenize(model, t, add_special=False, parse_special=True) for t in texts])
+
+
 async def _fim_refusal(request: web.Request, model: str | None) -> APIError:
     """A model without fill-in-the-middle tokens, in llama-server's words (naming the model: jan serves several)."""
     with contextlib.suppress(Exception):  # (resolved a moment ago: the name, never another failure)
@@ -167,6 +183,7 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
         model, engine = await model_and_engine(request, model_id or None)
         sampling = native.resolved(typed.sampling, model.get("parameters"))
         speculative, adapters = await _speculation(engine, model, model_id, sampling)
+        preserved = await _preserved_ids(engine, model, body.preserved_tokens)
     except BaseException:
         await stream.aclose()  # (the generation started: stopped, not left to the garbage collector)
         raise
@@ -177,7 +194,7 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
         model_id, lambda: native.generation_settings(sampling, n_predict, model=model_id, samplers=samplers,
                                                      n_probs=body.n_probs or 0, stream=body.stream,
                                                      grammar=typed.grammar or "", speculative=speculative,
-                                                     lazy=body, adapters=adapters),
+                                                     lazy=body, adapters=adapters, preserved=preserved),
         n_results=n_results,
         n_indent=body.n_indent or 0, t_max_predict_ms=body.t_max_predict_ms or -1, return_tokens=body.return_tokens,
         prompt_texts=[t for t in prompt_texts for _ in range(typed.n)], clock=time.monotonic)
@@ -411,6 +428,40 @@ async def slots(request: web.Request) -> web.Response:
     # whether the slots draft (llama-server's "speculative"): the model's own mode as /props tells it, n-gram included
     drafts = _speculative_mode(_model_sampling(target.model), status, target.model, load)
     return json_response(native.slots(n_slots, busy, n_ctx, drafts != "none"))
+
+
+@routes.post("/slots/{id_slot}")
+async def slot_action(request: web.Request) -> web.Response:
+    """llama-server's slot actions on the default (or only loaded) model, or ``?model=``'s: ``?action=save`` or
+    ``restore`` with ``{"filename": ...}`` (a file in the server's ``--slot-save-path``), or ``erase``. Refused
+    (501, llama-server's words) when the server was started without ``--slot-save-path``."""
+    # (a slot id or action that is no such thing is the request's 400 whatever the server serves; llama-server looks
+    # at its folder first, so that there such a request is its 501 too)
+    raw_id = request.match_info["id_slot"]
+    id_slot = int(raw_id) if raw_id.isascii() and raw_id.isdigit() else None
+    if id_slot is None:
+        raise APIError(400, "Invalid slot ID", param="id_slot", code="invalid_value")
+    action = request.query.get("action", "")
+    if action not in native.SLOT_ACTIONS:
+        raise APIError(400, "Invalid action", param="action", code="invalid_value")
+    folder = request.app[CONFIG].slot_save_path
+    if not folder:
+        raise APIError(501, "This server does not support slots action. Start it with `--slot-save-path`",
+                       type="not_supported_error", code="not_supported")
+    filename = path = None
+    if action != "erase":
+        body = await read_json(request)
+        filename = body.get("filename") if isinstance(body, dict) else None
+        path = native.slot_file(folder, filename)
+        if path is None:
+            raise APIError(400, "Invalid filename", param="filename", code="invalid_value")
+    target = await request.app[SERVICES].models.resolve(request.query.get("model") or None)
+    run = getattr(target.engine, "slot_action", None)
+    if run is None:
+        raise APIError(400, f"model '{target.id}' runs on an engine without slots", param="model",
+                       code="invalid_value")
+    result = await run(target.model, action, id_slot, path)
+    return json_response(native.slot_result(action, filename, result))
 
 
 async def _lora_adapters(request: web.Request, adapters: Any = None) -> list[dict[str, Any]]:

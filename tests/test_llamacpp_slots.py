@@ -1,0 +1,245 @@
+"""llama-server's slot actions (POST /slots/{id}?action=save|restore|erase with --slot-save-path): a slot's tokens and
+KV to a file and back, on the engine's own slots (Scheduler::slot_action)."""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+import pytest
+
+from server_helpers import ok, post, start_server
+
+PROMPT = "Once upon a time there was a little girl"
+GREEDY = {"model": "stories260K", "temperature": 0}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("slots")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path, folder):
+    # one slot, no host-memory prompt cache: a prompt's reused tokens can only be the slot's own
+    srv = start_server(tmp_path_factory.mktemp("srv"), [stories_path], n_parallel=1, cache_ram_mib=0,
+                       slot_save_path=str(folder))
+    yield srv
+    srv.stop()
+
+
+def action(server, id_slot, name, body=None) -> httpx.Response:
+    return httpx.post(f"{server.base_url}/slots/{id_slot}?action={name}", json=body, timeout=120)
+
+
+def refused(response: httpx.Response, status: int, says: str) -> None:
+    assert response.status_code == status, response.text
+    err = response.json()["error"]
+    assert err["code"] == status and says in err["message"], err
+
+
+def test_save_erase_restore_and_the_next_prompt_reuses_the_restored_tokens(server, folder):
+    first = ok(server, "/completion", GREEDY | {"prompt": PROMPT, "n_predict": 4})
+    held = first["tokens_evaluated"] + first["tokens_predicted"] - 1  # (the last token sampled is not evaluated)
+    saved = action(server, 0, "save", {"filename": "story.bin"}).json()
+    assert saved["id_slot"] == 0 and saved["filename"] == "story.bin" and saved["n_saved"] == held, saved
+    assert saved["n_written"] == os.path.getsize(folder / "story.bin") > 0
+    assert saved["timings"]["save_ms"] >= 0
+    assert [f for f in os.listdir(folder) if f != "story.bin"] == []  # (no temporary file left)
+
+    assert action(server, 0, "erase").json() == {"id_slot": 0, "n_erased": held}
+    follow = GREEDY | {"prompt": PROMPT + " named", "n_predict": 4}
+    cold = ok(server, "/completion", follow)
+    assert cold["timings"]["cache_n"] == 0, cold["timings"]  # erased: the whole prompt evaluated
+
+    assert action(server, 0, "erase").json()["n_erased"] > 0
+    restored = action(server, 0, "restore", {"filename": "story.bin"}).json()
+    assert restored == {"id_slot": 0, "filename": "story.bin", "n_restored": held, "n_read": saved["n_written"],
+                        "timings": {"restore_ms": restored["timings"]["restore_ms"]}}
+    warm = ok(server, "/completion", follow)
+    assert warm["content"] == cold["content"]
+    assert warm["timings"]["cache_n"] >= first["tokens_evaluated"] - 1, warm["timings"]
+    assert warm["timings"]["prompt_n"] < cold["timings"]["prompt_n"], (warm["timings"], cold["timings"])
+
+
+@pytest.mark.parametrize("id_slot,name,body,says", [
+    ("x", "erase", None, "Invalid slot ID"),
+    ("-1", "erase", None, "Invalid slot ID"),
+    ("1", "erase", None, "Invalid slot ID"),  # (the server has one slot)
+    ("0", "zap", None, "Invalid action"),
+    ("0", "", None, "Invalid action"),
+    ("0", "save", {}, "Invalid filename"),
+    ("0", "save", {"filename": 5}, "Invalid filename"),
+    ("0", "save", {"filename": ""}, "Invalid filename"),
+    ("0", "save", {"filename": "../out.bin"}, "Invalid filename"),
+    ("0", "save", {"filename": "sub/out.bin"}, "Invalid filename"),
+    ("0", "restore", {"filename": ".."}, "Invalid filename"),
+    ("0", "restore", {"filename": "/etc/passwd"}, "Invalid filename"),
+    ("0", "restore", {"filename": "a\x00b"}, "Invalid filename"),
+    ("0", "restore", {"filename": "x" * 256}, "Invalid filename"),
+    ("0", "restore", ["story.bin"], "Invalid filename"),
+    ("0", "restore", {"filename": "missing.bin"}, "Unable to restore slot: no such slot file"),
+    ("0", "restore", {"filename": "junk.bin"}, "Unable to restore slot: not a slot file"),
+])
+def test_bad_slot_actions_are_400_in_llama_servers_shape(server, folder, id_slot, name, body, says):
+    (folder / "junk.bin").write_bytes(b"not a slot file" * 8)
+    refused(action(server, id_slot, name, body), 400, says)
+    assert not (folder.parent / "out.bin").exists()
+
+
+def test_a_link_out_of_the_folder_is_no_slot_file(server, folder, tmp_path):
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"x")
+    (folder / "link.bin").symlink_to(outside)
+    refused(action(server, 0, "restore", {"filename": "link.bin"}), 400, "Invalid filename")
+
+
+def test_without_slot_save_path_the_actions_are_refused_as_llama_server_does(tmp_path, stories_path):
+    srv = start_server(tmp_path, [stories_path], n_parallel=1)
+    try:
+        for name in ("save", "restore", "erase"):
+            refused(action(srv, 0, name, {"filename": "a.bin"}), 501, "Start it with `--slot-save-path`")
+            assert action(srv, 0, name).json()["error"]["type"] == "not_supported_error"
+        assert httpx.get(srv.base_url + "/slots", timeout=120).status_code == 200
+        # (no slot id, no action: the request's own 400 first)
+        refused(action(srv, "x", "erase"), 400, "Invalid slot ID")
+        refused(action(srv, 0, "zap"), 400, "Invalid action")
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def model(stories_path):
+    import jan
+
+    m = jan.Model(stories_path, n_parallel=1, n_ctx=256, n_threads=1, cache_ram_mib=0)
+    yield m
+    m.close()
+
+
+def test_a_busy_slots_action_waits_for_its_request_to_end(model):
+    import threading
+
+    request = model.stream(PROMPT, max_tokens=40, temperature=0, ignore_eos=True)
+    first = next(iter(request))  # (generating now: the slot is busy)
+    assert first is not None
+    done = {}
+    thread = threading.Thread(target=lambda: done.update(model.slot_action("erase", 0)))
+    thread.start()
+    completion = request.result()
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    # the whole cache was erased, after the last token: the action ran once the request had ended
+    assert done["n_tokens"] == completion.usage.prompt_tokens + completion.usage.completion_tokens - 1
+
+
+def test_slot_actions_of_the_engine(model, tmp_path):
+    from jan.errors import BadRequestError, SlotFileError
+
+    model.generate(PROMPT, max_tokens=4, temperature=0)
+    saved = model.slot_action("save", 0, tmp_path / "a.bin")
+    assert saved["n_tokens"] > 0 and saved["n_bytes"] == (tmp_path / "a.bin").stat().st_size
+    # a save over an existing file replaces it whole
+    assert model.slot_action("save", 0, tmp_path / "a.bin")["n_bytes"] == saved["n_bytes"]
+    with pytest.raises(SlotFileError, match="no such slot file") as caught:
+        model.slot_action("restore", 0, tmp_path / "none.bin")
+    assert caught.value.param == "filename"
+    # a failed restore leaves the slot empty, as llama-server's
+    assert model.slot_action("erase", 0)["n_tokens"] == 0
+    for args, param in ((("save", 1, tmp_path / "b.bin"), "id_slot"), (("erase", -1), "id_slot"),
+                        (("erase", "0"), "id_slot"), (("fold", 0), "action"), (("restore", 0), "filename")):
+        with pytest.raises(BadRequestError) as caught:
+            model.slot_action(*args)
+        assert caught.value.param == param, args
+    # a save that cannot be written: an engine error, no file left behind
+    with pytest.raises(jan_errors().EngineError, match="Unable to save slot"):
+        model.slot_action("save", 0, tmp_path / "no-such-folder" / "c.bin")
+    assert sorted(os.listdir(tmp_path)) == ["a.bin"]
+    assert model.slot_action("restore", 0, tmp_path / "a.bin")["n_tokens"] == saved["n_tokens"]
+
+
+def jan_errors():
+    import jan.errors
+
+    return jan.errors
+
+
+def test_a_slot_action_waiting_on_a_busy_slot_ends_when_the_model_closes(stories_path):
+    import threading
+
+    import jan
+    from jan.errors import ModelClosedError
+
+    m = jan.Model(stories_path, n_parallel=1, n_ctx=256, n_threads=1)
+    request = m.stream(PROMPT, max_tokens=250, temperature=0, ignore_eos=True)
+    next(iter(request))
+    outcome = []
+
+    def erase():
+        try:
+            outcome.append(m.slot_action("erase", 0))
+        except ModelClosedError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=erase)
+    thread.start()
+    m.close()
+    thread.join(timeout=120)
+    assert not thread.is_alive()  # never left waiting for a slot that will not come free
+    assert len(outcome) == 1  # (erased before the close, or told the model was unloaded)
+
+
+def test_jan_serve_takes_slot_save_path(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import jan.cli.serve as serve_cli
+
+    seen = {}
+
+    async def fake_run_server(config):
+        seen["config"] = config
+
+    monkeypatch.setattr(serve_cli, "run_server", fake_run_server)
+    (tmp_path / "slots").mkdir()
+    result = CliRunner().invoke(serve_cli.serve, ["--data-folder", str(tmp_path / "data"), "--slot-save-path",
+                                                  str(tmp_path / "slots")])
+    assert result.exit_code == 0, result.output
+    assert seen["config"].slot_save_path == str(tmp_path / "slots")
+    result = CliRunner().invoke(serve_cli.serve, ["--data-folder", str(tmp_path / "data")])
+    assert seen["config"].slot_save_path is None
+    for bad in (tmp_path / "none", tmp_path / "file"):  # (llama-server's: an existing folder)
+        (tmp_path / "file").write_text("x")
+        result = CliRunner().invoke(serve_cli.serve, ["--data-folder", str(tmp_path / "data"), "--slot-save-path",
+                                                      str(bad)])
+        assert result.exit_code != 0 and "--slot-save-path" in result.output, result.output
+
+
+def _repacked(plain: bytes, version: int = 1, media: int = 0) -> bytes:
+    """A slot file jan wrote (llama.cpp's sequence file: magic, version, token count, the tokens, the state) with its
+    tokens packed as llama-server 0.3.36 packs them: -1, a format version, the count, the tokens, a media count."""
+    import struct
+
+    magic, file_version, n = struct.unpack_from("<III", plain)
+    tokens = list(struct.unpack_from(f"<{n}i", plain, 12))
+    packed = [-1, version, n, *tokens, media]
+    return (struct.pack("<III", magic, file_version, len(packed)) + struct.pack(f"<{len(packed)}i", *packed)
+            + plain[12 + 4 * n:])
+
+
+def test_a_slot_file_of_llama_server_restores_too(model, tmp_path):
+    from jan.errors import SlotFileError
+
+    model.generate(PROMPT, max_tokens=4, temperature=0)
+    saved = model.slot_action("save", 0, tmp_path / "jan.bin")
+    plain = (tmp_path / "jan.bin").read_bytes()
+    (tmp_path / "server.bin").write_bytes(_repacked(plain))
+    model.slot_action("erase", 0)
+    assert model.slot_action("restore", 0, tmp_path / "server.bin")["n_tokens"] == saved["n_tokens"]
+    follow = model.generate(PROMPT + " named", max_tokens=4, temperature=0)
+    assert follow.usage.cached_tokens >= saved["n_tokens"] - 4
+    for name, data, says in (("v2.bin", _repacked(plain, version=2), "not a slot file"),
+                             ("media.bin", _repacked(plain, media=1), "images or audio")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(SlotFileError, match=says):
+            model.slot_action("restore", 0, tmp_path / name)
+        assert model.slot_action("erase", 0)["n_tokens"] == 0  # (left empty)
