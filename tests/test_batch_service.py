@@ -326,3 +326,29 @@ async def test_a_damaged_batch_file_is_set_aside(tmp_path):
                    (p.name for p in (tmp_path / "batches" / batch.id).iterdir()))
     finally:
         await service.stop()
+
+
+async def test_a_batch_removed_by_hand_while_it_runs_stops_with_one_line_and_the_next_runs(tmp_path, caplog):
+    """Its folder gone mid-item: the item's result has nowhere to go. The worker says so in one warning (before, an
+    error with the store's traceback, then a failure it could not save), makes nothing again, and runs the next."""
+    import logging
+    import shutil
+
+    caplog.set_level(logging.INFO, logger="jan.services")
+    runner = Runner()
+    service = await _service(tmp_path, runner)
+    try:
+        gone = await service.create("test", "/x", [("a", {"hold": True}), ("b", {"n": 2})])
+        after = await service.create("test", "/x", [("c", {"n": 3})])
+        assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "a"
+        shutil.rmtree(tmp_path / "batches" / gone.id)
+        runner.release.set()
+        batch = await _ended(service, after.id)
+        assert batch.status == "completed" and batch.counts.succeeded == 1
+        assert not (tmp_path / "batches" / gone.id).exists()
+        with pytest.raises(NotFoundError):
+            await service.get(gone.id)
+        told = [r for r in caplog.records if gone.id in r.getMessage() and r.levelno >= logging.WARNING]
+        assert len(told) == 1 and told[0].exc_info is None and "removed" in told[0].getMessage(), told
+    finally:
+        await service.stop()

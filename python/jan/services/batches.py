@@ -301,6 +301,12 @@ class BatchService:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the batch's failure, not the worker's: it goes on with the next
+            if isinstance(exc, NotFoundError) and not await asyncio.to_thread(self.store.exists, doc["id"]):
+                # its folder was removed behind jan's back (by hand): nothing is left to run, to end or to fail,
+                # and no traceback says more than this line
+                log.warning("batches: %s was removed from the data folder while it ran; it stops", doc["id"])
+                self._let_go(doc["id"])
+                return
             log.exception("batches: %s failed", doc["id"])
             await self._fail(doc, exc)
 
