@@ -15,9 +15,11 @@ Several jan processes may serve one data folder: each batch is run by one of the
 (:class:`jan.store.leases.Leases`, ``<data>/.live/<batch_id>.lock``, an OS lock the process's end drops however it
 ends), taken when it creates the batch or takes it up. A process starting leaves the batches another live process
 runs to it (before, both ran every item, and the batch's results held each twice); it takes one up when that
-process ends (it looks every :data:`ELSEWHERE_POLL_S` while it has nothing of its own to run). Nothing stays ``in_progress`` for good: a batch that
-cannot go on (its dialect's runner cannot be loaded, its end cannot be written) ends ``failed``, each item it had not
-run ``errored`` with why, and the worker goes on with the next.
+process ends (it looks every :data:`ELSEWHERE_POLL_S` while it has nothing of its own to run).
+
+Nothing stays ``in_progress`` for good: a batch that cannot go on (its dialect's runner cannot be loaded, its end
+cannot be written) ends ``failed``, each item it had not run ``errored`` with why, and the worker goes on with the
+next.
 
 Cancelling stops the running item (its generation is cancelled) and ends every item not run as ``canceled``;
 a batch whose ``expires_at`` passes ends its items not run as ``expired``.
