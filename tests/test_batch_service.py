@@ -326,3 +326,49 @@ async def test_a_damaged_batch_file_is_set_aside(tmp_path):
                    (p.name for p in (tmp_path / "batches" / batch.id).iterdir()))
     finally:
         await service.stop()
+
+
+async def test_a_batch_removed_by_hand_while_it_runs_stops_with_one_line_and_the_next_runs(tmp_path, caplog):
+    """Its folder gone mid-item: the item's result has nowhere to go. The worker says so in one warning (before, an
+    error with the store's traceback, then a failure it could not save), makes nothing again, and runs the next."""
+    import logging
+    import shutil
+
+    caplog.set_level(logging.INFO, logger="jan.services")
+    runner = Runner()
+    service = await _service(tmp_path, runner)
+    try:
+        gone = await service.create("test", "/x", [("a", {"hold": True}), ("b", {"n": 2})])
+        after = await service.create("test", "/x", [("c", {"n": 3})])
+        assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "a"
+        shutil.rmtree(tmp_path / "batches" / gone.id)
+        runner.release.set()
+        batch = await _ended(service, after.id)
+        assert batch.status == "completed" and batch.counts.succeeded == 1
+        assert not (tmp_path / "batches" / gone.id).exists()
+        with pytest.raises(NotFoundError):
+            await service.get(gone.id)
+        told = [r for r in caplog.records if gone.id in r.getMessage() and r.levelno >= logging.WARNING]
+        assert len(told) == 1 and told[0].exc_info is None and "removed" in told[0].getMessage(), told
+    finally:
+        await service.stop()
+
+
+async def test_an_openai_batch_finalized_again_after_a_stop_keeps_one_output_file_and_one_error_file(tmp_path):
+    """A stop (or a crash) after the output file was written and before the batch's end was saved finalizes it again
+    at the next start: the files written the first time are the batch's (before, a second pair was written and the
+    first stayed in the Files API, named by no batch)."""
+    from jan.server.dialects.openai_batches import OUTPUT_PURPOSE, OpenAIBatchRunner
+    from jan.services.batches import _batch
+    from jan.store.uploads import UploadStore
+
+    uploads = UploadStore(tmp_path)
+    runner = OpenAIBatchRunner(None, uploads)  # (finalize reads no app)
+    batch = _batch({"id": "batch_01ABC", "dialect": "openai", "endpoint": "/v1/chat/completions",
+                    "status": "finalizing", "created_at": 1, "expires_at": 2, "total": 2, "extra": {}})
+    results = [ItemResult(0, "a", "succeeded", 200, {"id": "x"}, "batch_req_a"),
+               ItemResult(1, "b", "errored", 400, {"error": {"message": "bad"}}, "batch_req_b")]
+    first = await runner.finalize(batch, results)
+    again = await runner.finalize(batch, results)
+    assert again == first and first["output_file_id"] and first["error_file_id"]
+    assert sorted(f["id"] for f in uploads.list(purpose=OUTPUT_PURPOSE).data) == sorted(first.values())

@@ -921,3 +921,34 @@ def test_an_item_the_continued_responses_hold_is_not_sent_again(client):
     assert fresh.status in ("completed", "incomplete")
     client.responses.create(model="stories260K", max_output_tokens=2, input=[answer.model_dump(exclude_none=True),
                                                                               _user("next")])
+
+
+@pytest.mark.parametrize("gone", ["conversation", "message"])
+def test_an_item_whose_conversation_or_message_goes_as_it_is_deleted_is_a_404_said_of_it(client, server,
+                                                                                          monkeypatch, gone):
+    """The conversation deleted (its DELETE takes no lock of its items), or the item's message deleted through the
+    threads API, after the item was found and before it was removed: a 404 that names the conversation or the item,
+    as every other route of conversations does (before: the store's "thread 'conv_...' not found" or "message
+    'msg_...' not found", words of an API the client never called)."""
+    from jan.server.dialects.conversations_store import ConversationStore
+
+    conv = client.conversations.create(items=[_user("one")])
+    item = _all(client, conv.id)[0]
+    read = ConversationStore._items
+
+    async def read_then_lose(self, conversation_id):
+        items = await read(self, conversation_id)
+        if gone == "conversation":
+            await self._threads.delete_thread(conversation_id)
+        else:
+            for message in await self._threads.list_messages(conversation_id):
+                await self._threads.delete_message(conversation_id, message["id"])
+        return items
+
+    monkeypatch.setattr(ConversationStore, "_items", read_then_lose)
+    with _http(server) as http:
+        response = http.delete(f"/v1/conversations/{conv.id}/items/{item.id}")
+    assert response.status_code == 404, response.text
+    message = response.json()["error"]["message"]
+    named = f"conversation '{conv.id}' not found" if gone == "conversation" else f"item '{item.id}' not found"
+    assert message.startswith(named), message

@@ -9,9 +9,17 @@ nothing a batch holds) are not stalled behind it. Each item goes through the dia
 Each ended item is appended to the batch's ``results.jsonl`` before the next starts, so a stop or a crash loses
 at most the item that was running: at the next :meth:`BatchService.start` every batch not ended is taken up
 again where it stopped (its counts read back from its results), a cancel or an end that was under way is
-finished, and a batch whose window passed meanwhile expires. Nothing stays ``in_progress`` for good: a batch that
-cannot go on (its dialect's runner cannot be loaded, its end cannot be written) ends ``failed``, each item it had not
-run ``errored`` with why, and the worker goes on with the next.
+finished, and a batch whose window passed meanwhile expires.
+
+Several jan processes may serve one data folder: each batch is run by one of them, the one holding its lease
+(:class:`jan.store.leases.Leases`, ``<data>/.live/<batch_id>.lock``, an OS lock the process's end drops however it
+ends), taken when it creates the batch or takes it up. A process starting leaves the batches another live process
+runs to it (before, both ran every item, and the batch's results held each twice); it takes one up when that
+process ends (it looks every :data:`ELSEWHERE_POLL_S` while it has nothing of its own to run).
+
+Nothing stays ``in_progress`` for good: a batch that cannot go on (its dialect's runner cannot be loaded, its end
+cannot be written) ends ``failed``, each item it had not run ``errored`` with why, and the worker goes on with the
+next.
 
 Cancelling stops the running item (its generation is cancelled) and ends every item not run as ``canceled``;
 a batch whose ``expires_at`` passes ends its items not run as ``expired``.
@@ -30,6 +38,7 @@ from jan.store._util import now_s
 from jan.store.batches import BatchStore
 from jan.store.errors import NotFoundError
 from jan.store.ids import new_ulid
+from jan.store.leases import LEASE_DIR_NAME, Leases
 
 from .batch_types import (
     ENDED,
@@ -50,6 +59,10 @@ log = logging.getLogger("jan.services")
 #: The one completion window both APIs take: 24 hours.
 DEFAULT_WINDOW_S = 24 * 3600
 
+#: Seconds between looks at the batches another process sharing the data folder runs, while the worker has nothing
+#: of its own to run: one whose process has ended is taken up.
+ELSEWHERE_POLL_S = 5.0
+
 
 class BatchService:
     """Create, read, cancel and delete batches; run them in the background between :meth:`start` and
@@ -68,6 +81,9 @@ class BatchService:
         self._running: str | None = None  # the batch the worker is in
         self._item: asyncio.Future | None = None  # the item it runs
         self._stopping = False
+        self._leases = Leases(store.root / LEASE_DIR_NAME)
+        # batches not ended that another live process runs (it holds their lease): taken up when it ends
+        self._elsewhere: set[str] = set()
 
     def register(self, dialect: str, id_prefix: str, runner: BatchRunner) -> None:
         """Let ``dialect``'s batches (ids ``<id_prefix><ULID>``) run through ``runner``."""
@@ -83,13 +99,68 @@ class BatchService:
         for doc in await asyncio.to_thread(self.store.list):
             if doc.get("status") in ENDED or doc.get("dialect") not in self._runners:
                 continue
-            results = await asyncio.to_thread(self.store.results, doc["id"])
-            doc["counts"] = _counts_of(results)  # the results are the truth: a crash may have beaten the save
-            self._active[doc["id"]] = doc
-            self._queue.append(doc["id"])
-            log.info("batches: taking up %s (%s, %d of %d items ended)", doc["id"], doc["status"], len(results),
-                     doc["total"])
+            if await self._hold(doc["id"]):
+                await self._take_up(doc)
+            else:
+                self._elsewhere.add(doc["id"])
+                log.info("batches: %s is run by another jan process on this data folder (taken up if it ends)",
+                         doc["id"])
         self._worker = asyncio.create_task(self._work(), name="batches")
+
+    async def _hold(self, batch_id: str) -> bool:
+        """Take the batch's lease for this process (True; held already, too), or False: another live process
+        holds it, and runs the batch."""
+        try:
+            return await asyncio.to_thread(self._leases.try_take, batch_id)
+        except OSError as exc:  # a data folder that cannot hold a lock file (read-only): nothing to exclude
+            log.warning("batches: no lease on %s (%s): run here all the same", batch_id, exc)
+            return True
+
+    def _let_go(self, batch_id: str) -> None:
+        """The batch is no longer run here (ended, deleted, or this process stops): its lease goes."""
+        self._active.pop(batch_id, None)
+        self._elsewhere.discard(batch_id)
+        with contextlib.suppress(OSError):
+            self._leases.release(batch_id)
+
+    async def _take_up(self, doc: dict[str, Any]) -> None:
+        """Run a batch not ended (its lease held) from where it stopped."""
+        results = await asyncio.to_thread(self.store.results, doc["id"])
+        doc["counts"] = _counts_of(results)  # the results are the truth: a crash may have beaten the save
+        self._active[doc["id"]] = doc
+        self._enqueue(doc["id"])
+        log.info("batches: taking up %s (%s, %d of %d items ended)", doc["id"], doc["status"], len(results),
+                 doc["total"])
+
+    async def _adopt(self, batch_id: str) -> dict[str, Any] | None:
+        """Take up a batch another process ran, its lease now held here: its document as taken up, or None (it
+        ended or went meanwhile: nothing to run)."""
+        self._elsewhere.discard(batch_id)
+        try:
+            doc = await asyncio.to_thread(self.store.get, batch_id)
+        except NotFoundError:
+            doc = None
+        if doc is None or doc.get("status") in ENDED or doc.get("dialect") not in self._runners:
+            self._let_go(batch_id)
+            return None
+        await self._take_up(doc)
+        return doc
+
+    async def _adopt_orphans(self) -> None:
+        """Take up the batches whose process, another one on this data folder, has ended (their lease is free)."""
+        for batch_id in sorted(self._elsewhere):
+            if batch_id not in self._active and await self._hold(batch_id):
+                await self._adopt(batch_id)
+
+    def _note(self, doc: Mapping[str, Any]) -> None:
+        """A batch read from disk: one not ended, not run here, is another process's (made by it since this one
+        started): watched, to be taken up if that process ends."""
+        batch_id = doc.get("id")
+        if (isinstance(batch_id, str) and batch_id not in self._active and doc.get("status") not in ENDED
+                and doc.get("dialect") in self._runners and batch_id not in self._elsewhere):
+            self._elsewhere.add(batch_id)
+            if self._wake is not None:
+                self._wake.set()  # (the worker, idle, starts looking)
 
     async def stop(self) -> None:
         """Stop the worker and the item it runs (that item runs again at the next start); nothing ends."""
@@ -99,6 +170,9 @@ class BatchService:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
+        for batch_id in list(self._active):  # another process on the data folder may take them up now
+            self._let_go(batch_id)
+        self._queue.clear()
 
     # -- the API -----------------------------------------------------------------------------------------
     async def create(self, dialect: str, endpoint: str, items: Sequence[tuple[str, Mapping[str, Any]]], *,
@@ -118,7 +192,13 @@ class BatchService:
             "extra": {**(extra or {}), **({"errors": dict(errors)} if errors is not None else {})},
             "usage": {"input_tokens": 0, "output_tokens": 0}}
         records = [] if errors is not None else [{"custom_id": c, "body": dict(b)} for c, b in items]
-        await asyncio.to_thread(self.store.create, doc, records)
+        if errors is None:
+            await self._hold(doc["id"])  # (a new id: no other process holds it) before another can read it unheld
+        try:
+            await asyncio.to_thread(self.store.create, doc, records)
+        except BaseException:
+            self._let_go(doc["id"])
+            raise
         if errors is None:
             self._active[doc["id"]] = doc
             self._enqueue(doc["id"])
@@ -127,11 +207,16 @@ class BatchService:
     async def get(self, batch_id: str) -> Batch:
         """The batch; :class:`NotFoundError` when there is none."""
         doc = self._active.get(batch_id)
-        return _batch(doc) if doc is not None else _batch(await asyncio.to_thread(self.store.get, batch_id))
+        if doc is None:
+            doc = await asyncio.to_thread(self.store.get, batch_id)
+            self._note(doc)
+        return _batch(doc)
 
     async def list(self, dialect: str) -> list[Batch]:
         """``dialect``'s batches, oldest first (their ids sort by creation)."""
         docs = await asyncio.to_thread(self.store.list)
+        for doc in docs:
+            self._note(doc)
         return [_batch(self._active.get(doc["id"], doc)) for doc in docs if doc.get("dialect") == dialect]
 
     async def results(self, batch_id: str) -> list[ItemResult]:
@@ -145,6 +230,12 @@ class BatchService:
         ``canceled``. One cancelled or being cancelled is answered as it is; :class:`BatchStateError` for one
         ended otherwise."""
         doc = self._active.get(batch_id)
+        if doc is None and not (await self.get(batch_id)).ended and batch_id in self._elsewhere:
+            # run by another process on this data folder, or by one that has ended: then it is taken up here
+            if not await self._hold(batch_id):
+                raise BatchStateError(f"Cannot cancel batch {batch_id!r} here: another jan process serving this "
+                                      "data folder is running it; cancel it through that server.")
+            doc = await self._adopt(batch_id)
         if doc is None or doc["status"] in ENDED:  # (one whose end is being saved is ended already)
             batch = await self.get(batch_id)
             if batch.status == "cancelled":
@@ -167,9 +258,14 @@ class BatchService:
     async def delete(self, batch_id: str) -> None:
         """Delete an ended batch and its results; :class:`BatchStateError` for one still running (cancel it
         first), :class:`NotFoundError` for none."""
-        if batch_id in self._active and self._active[batch_id]["status"] not in ENDED:
+        running = batch_id in self._active and self._active[batch_id]["status"] not in ENDED
+        if not running and batch_id not in self._active and not (await self.get(batch_id)).ended:
+            # not run here: another process on this data folder runs it while it holds its lease
+            running = await asyncio.to_thread(self._leases.is_live, batch_id)
+        if running:
             raise BatchStateError(f"Batch {batch_id!r} is still processing; cancel it before deleting it.")
         await asyncio.to_thread(self.store.delete, batch_id)
+        self._elsewhere.discard(batch_id)
 
     # -- the worker --------------------------------------------------------------------------------------
     def _enqueue(self, batch_id: str) -> None:
@@ -182,7 +278,13 @@ class BatchService:
         while True:
             while not self._queue:
                 self._wake.clear()
-                await self._wake.wait()
+                if not self._elsewhere:
+                    await self._wake.wait()
+                    continue
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), ELSEWHERE_POLL_S)
+                if not self._queue:
+                    await self._adopt_orphans()
             batch_id = self._queue.popleft()
             doc = self._active.get(batch_id)
             if doc is None:
@@ -201,6 +303,12 @@ class BatchService:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the batch's failure, not the worker's: it goes on with the next
+            if isinstance(exc, NotFoundError) and not await asyncio.to_thread(self.store.exists, doc["id"]):
+                # its folder was removed behind jan's back (by hand): nothing is left to run, to end or to fail,
+                # and no traceback says more than this line
+                log.warning("batches: %s was removed from the data folder while it ran; it stops", doc["id"])
+                self._let_go(doc["id"])
+                return
             log.exception("batches: %s failed", doc["id"])
             await self._fail(doc, exc)
 
@@ -278,7 +386,7 @@ class BatchService:
         # the worker in this save), found it "finalizing" at the next start, finalized again
         await self._save(final)
         doc.update(final)
-        self._active.pop(batch_id, None)
+        self._let_go(batch_id)
         log.info("batches: %s %s (%s)", batch_id, end, doc["counts"])
 
     async def _fail(self, doc: dict[str, Any], exc: BaseException) -> None:
@@ -303,13 +411,13 @@ class BatchService:
             {"code": "server_error", "message": f"The batch could not be run: {exc}", "param": None, "line": None}]}
         with contextlib.suppress(Exception):
             await self._save(doc)
-        self._active.pop(doc["id"], None)
+        self._let_go(doc["id"])
 
     async def _save(self, doc: dict[str, Any]) -> None:
         try:
             await asyncio.to_thread(self.store.save, doc)
         except NotFoundError:
-            self._active.pop(doc["id"], None)  # deleted from disk behind jan's back: nothing to keep running
+            self._let_go(doc["id"])  # deleted from disk behind jan's back: nothing to keep running
 
 
 def _counts_of(results: Sequence[Mapping[str, Any]]) -> dict[str, int]:

@@ -114,6 +114,7 @@ from jan.core import (
     AssistantExtension,
     ConversationalExtension,
     ExtensionManager,
+    ExtensionNotFoundError,
     InferenceStopped,
     MessageResponse,
     MessageSent,
@@ -1693,6 +1694,8 @@ class RunService:
             # drive() ends the legs it knows how to; this one must end too, or the run holds its thread for good
             if isinstance(exc, NotFoundError):  # a client deleted its thread or a message: no fault of jan's
                 log.info("run %s ended: %s", run.id, exc)
+            elif isinstance(exc, ExtensionNotFoundError):  # its store (or engine) was disabled meanwhile: said so
+                log.warning("run %s ended: %s", run.id, exc)
             else:
                 log.exception("run %s: its leg failed", run.id)
             # (while a submit's answers are taken in, run.message is the calling turn's, saved: not this leg's)

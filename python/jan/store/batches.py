@@ -93,6 +93,10 @@ class BatchStore:
                 docs.append(doc)
         return docs
 
+    def exists(self, batch_id: str) -> bool:
+        """Whether the batch is on disk (its ``batch.json``, the commit point, is there)."""
+        return (self._dir(batch_id) / META).exists()
+
     def items(self, batch_id: str) -> list[dict[str, Any]]:
         """The batch's items, in order."""
         return read_jsonl(self._dir(batch_id) / REQUESTS, MAX_BATCH_FILE_BYTES).records

@@ -50,6 +50,22 @@ class Leases:
             lock.acquire(timeout=5)
             _HELD[path] = lock
 
+    def try_take(self, key: str) -> bool:
+        """Hold the lease on ``key`` if no other live process does (True, held now or already), without waiting;
+        False when another process holds it."""
+        path = str(self._path(key))
+        with _MUTEX:
+            if path in _HELD:
+                return True
+            self.directory.mkdir(exist_ok=True)
+            lock = filelock.FileLock(path, thread_local=False)
+            try:
+                lock.acquire(timeout=0)
+            except filelock.Timeout:
+                return False
+            _HELD[path] = lock
+            return True
+
     def release(self, key: str) -> None:
         """Give the lease on ``key`` up (a no-op unless this process holds it)."""
         path = str(self._path(key))

@@ -63,9 +63,11 @@ class ConversationalStoreExtension(BuiltinExtension, ConversationalExtension):
 
     def _store(self) -> AsyncStore:
         if self.store is None:
-            from jan.core import ExtensionError
+            # unloaded (disabled, or jan stopping) while a request or a run held it: the service is gone, as for a
+            # request that came after (a 503 extension_unavailable), never a fault of jan's (a 500 with a traceback)
+            from jan.core import ExtensionNotFoundError
 
-            raise ExtensionError("the conversational extension is not loaded")
+            raise ExtensionNotFoundError("the conversational extension is not loaded (it was disabled or is stopping)")
         return self.store
 
     # -- problems ----------------------------------------------------------

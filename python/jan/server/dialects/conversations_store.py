@@ -144,20 +144,28 @@ class ConversationStore:
         """Remove one item: its message, or, of an assistant turn of several items, that part of it (its
         reasoning, its text, one of its calls). The conversation's object."""
         thread = await self.thread(conversation_id)
+        missing_item = NotFoundError(not_found_message("item", item_id, f"conversation {conversation_id!r}"),
+                                     resource="item", id=item_id)
         async with self.store.locked(conversation_id):
             ref = next((r for item, r in await self._items(conversation_id) if item["id"] == item_id), None)
             if ref is None:
-                raise NotFoundError(not_found_message("item", item_id, f"conversation {conversation_id!r}"),
-                                    resource="item", id=item_id)
-            message = await self._threads.get_message(conversation_id, ref.message_id)
-            rest = _without(message, ref)
-            turn = from_thread_message(rest) if rest is not None else None
-            if rest is None or turn is None or not (turn.content or turn.tool_calls or turn.reasoning):
-                with contextlib.suppress(NotFoundError):  # (gone meanwhile: what was asked is done)
-                    await self._threads.delete_message(conversation_id, ref.message_id)
-            else:
-                await self._threads.update_message(conversation_id, ref.message_id,
-                                                   {"content": rest["content"], "metadata": rest["metadata"]})
+                raise missing_item
+            try:
+                message = await self._threads.get_message(conversation_id, ref.message_id)
+                rest = _without(message, ref)
+                turn = from_thread_message(rest) if rest is not None else None
+                if rest is None or turn is None or not (turn.content or turn.tool_calls or turn.reasoning):
+                    with contextlib.suppress(NotFoundError):  # (gone meanwhile: what was asked is done)
+                        await self._threads.delete_message(conversation_id, ref.message_id)
+                else:
+                    await self._threads.update_message(conversation_id, ref.message_id,
+                                                       {"content": rest["content"], "metadata": rest["metadata"]})
+            except NotFoundError:
+                # the conversation (deleted by a request that holds no lock of its items) or the item's message
+                # (deleted through the threads API) went since it was read: said of the conversation or of the
+                # item, never as the store's "thread"/"message" a client of conversations never named
+                await self.thread(conversation_id)
+                raise missing_item from None
         return conversation_object(thread)
 
 

@@ -301,7 +301,15 @@ class OpenAIBatchRunner:
         if not lines:
             return None
 
+        filename = f"{batch.id}_{kind}.jsonl"
+
         def write() -> str:
+            # A finalize done again (jan stopped or crashed after it wrote the file and before the batch's end was
+            # saved) takes the file it wrote then, whole (a commit is atomic) and made of the same ended results:
+            # never a second copy, the first left in the Files API named by no batch.
+            for made in self._uploads.list(purpose=OUTPUT_PURPOSE).data:
+                if made.get("filename") == filename:
+                    return made["id"]
             writer = self._uploads.writer(1 << 62)  # (jan's own file: no upload limit)
             try:
                 for line in lines:
@@ -309,7 +317,7 @@ class OpenAIBatchRunner:
             except BaseException:
                 writer.discard()
                 raise
-            return self._uploads.commit(writer, filename=f"{batch.id}_{kind}.jsonl", purpose=OUTPUT_PURPOSE,
+            return self._uploads.commit(writer, filename=filename, purpose=OUTPUT_PURPOSE,
                                         expires_after=expiry)["id"]
 
         return await asyncio.to_thread(write)

@@ -91,6 +91,17 @@ FINAL_EVENTS = {"completed": "response.completed", "incomplete": "response.incom
                 "failed": "response.failed", "cancelled": "response.incomplete"}
 
 
+def _not_saved(response_id: str, exc: Exception) -> None:
+    """Log a response the store could not save: one line when its store was disabled meanwhile (no fault of jan's,
+    nothing a traceback explains), the traceback for anything else."""
+    from jan.core import ExtensionNotFoundError
+
+    if isinstance(exc, ExtensionNotFoundError):
+        log.warning("could not save response %s: %s", response_id, exc)
+    else:
+        log.exception("could not save response %s", response_id, exc_info=exc)
+
+
 class ResponseRun:
     """Generates response ``response_id`` from ``deltas`` (the chat service's stream);
     ``model()`` names the model (the request's, or the one the service resolved).
@@ -252,16 +263,16 @@ class ResponseRun:
                 within = self._conversation
                 await within.store.complete_in_conversation(within.thread_id, stored, final, within.inputs, answer,
                                                             taken=within.taken)
-            except Exception:  # noqa: BLE001 - the answer was given; saving it failed
-                log.exception("could not save response %s", self.id)
+            except Exception as exc:  # noqa: BLE001 - the answer was given; saving it failed
+                _not_saved(self.id, exc)
         elif self._store is not None and stored is not None:
             try:
                 from jan.server.dialects.responses import output_message
 
                 answer = output_message(encoder.output) if status != "failed" else None
                 await self._store.complete(stored, final, answer)
-            except Exception:  # noqa: BLE001 - the answer was given; saving it failed
-                log.exception("could not save response %s", self.id)
+            except Exception as exc:  # noqa: BLE001 - the answer was given; saving it failed
+                _not_saved(self.id, exc)
         self.status, self.final = status, final
         self._emit(encoder.event(FINAL_EVENTS[status], response=final))
         self._end()

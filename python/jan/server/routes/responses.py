@@ -10,6 +10,7 @@ as Jan threads. Errors keep OpenAI's shape.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -45,6 +46,7 @@ from jan.services.media_check import check_images
 from jan.services.media_workers import off_loop_for
 from jan.services.streams import DeltaStream
 from jan.services.types import ChatDelta, ChatMessage, ChatRequest
+from jan.store.leases import LEASE_DIR_NAME, Leases
 
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
@@ -75,13 +77,34 @@ def _failed(exc: BaseException) -> dict[str, Any]:
 UNFINISHED = ("queued", "in_progress")
 
 
+def _leases(app: web.Application) -> Leases:
+    """The leases of the data folder (:mod:`jan.store.leases`): a stored response being generated is leased by the
+    process generating it, so that another process serving the same data folder tells it from one a server left
+    unfinished when it stopped (its lease dropped with it, however it ended)."""
+    return Leases(app[STORE].folder.parent / LEASE_DIR_NAME)
+
+
+def _running_elsewhere(app: web.Application, response_id: str) -> bool:
+    """Whether another live process (a second server on this data folder) is generating the response."""
+    leases = _leases(app)
+    return leases.is_live(response_id) and not leases.holds(response_id)
+
+
 async def _stored(request: web.Request, response_id: str) -> dict[str, Any]:
-    """A stored response object; one left unfinished by a server that stopped reads as failed."""
+    """A stored response object; one left unfinished by a server that stopped reads as failed (one another server
+    on this data folder is generating reads as it stands on disk)."""
     response = (await request.app[STORE].get(response_id)).response
-    if response.get("status") in UNFINISHED and response_id not in request.app[RUNS]:
+    if (response.get("status") in UNFINISHED and response_id not in request.app[RUNS]
+            and not await asyncio.to_thread(_running_elsewhere, request.app, response_id)):
         return {**response, "status": "failed",
                 "error": {"code": "server_error", "message": "The server stopped while generating this response."}}
     return response
+
+
+def _elsewhere_error(response_id: str, what: str) -> APIError:
+    return APIError(400, f"Cannot {what} response '{response_id}' here: another jan process serving this data folder "
+                         "is generating it; do it through that server, or once it has finished.",
+                    code="invalid_state")
 
 
 async def _previous(app: web.Application, response_id: str | None) -> StoredResponse | None:
@@ -96,7 +119,8 @@ async def _previous(app: web.Application, response_id: str | None) -> StoredResp
     except NotFoundError:
         raise APIError(400, f"Previous response with id '{response_id}' not found.", param="previous_response_id",
                        code="previous_response_not_found") from None
-    if response_id in app[RUNS]:
+    if response_id in app[RUNS] or (previous.response.get("status") in UNFINISHED
+                                    and await asyncio.to_thread(_running_elsewhere, app, response_id)):
         raise APIError(400, f"Previous response with id '{response_id}' is still in progress; continue it once it "
                             "has finished", param="previous_response_id", code="previous_response_in_progress")
     return previous
@@ -296,16 +320,29 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     except (MediaError, GrammarError) as exc:
         raise prepared.named(exc) from None
     run = await response_run(request.app, prepared, stream, deltas)
+    leases = _leases(request.app)
+    if body.store:
+        # leased before its record is written, until it has ended and been saved: another process on this data
+        # folder reads its unfinished record as running, not as left behind by a server that stopped
+        with contextlib.suppress(OSError):  # (a data folder that holds no lock file keeps no response either)
+            await asyncio.to_thread(leases.take, run.id)
     if request.app[SHUTTING_DOWN].is_set():
         # (checked with no await before the run is registered: a response made once the stop has cancelled the
         # running ones would generate while the extensions stop, and its task outlive the app)
+        leases.release(run.id)
         await stream.aclose()
         raise APIError(503, "The server is shutting down; no response starts now. Try again once it is back.",
                        type="server_error", code="server_shutdown")
     runs = request.app[RUNS]
     runs[run.id] = run
     request.app[STREAMS].add(run)
-    run.start(on_done=lambda: runs.pop(run.id, None))
+
+    def done() -> None:
+        runs.pop(run.id, None)
+        with contextlib.suppress(OSError):
+            leases.release(run.id)
+
+    run.start(on_done=done)
     if body.stream:
         return await relay(request, _events(run, body.background), _error_event(run))
     if body.background:
@@ -414,6 +451,8 @@ async def delete_response(request: web.Request) -> web.Response:
     run = request.app[RUNS].get(response_id)
     if run is not None:
         await run.cancel()
+    elif await asyncio.to_thread(_running_elsewhere, request.app, response_id):
+        raise _elsewhere_error(response_id, "delete")  # (its end, saved there, would write it again)
     request.app[STREAMS].forget(response_id)
     await request.app[STORE].delete(response_id)
     return web.json_response({"id": response_id, "object": "response.deleted", "deleted": True})
@@ -428,6 +467,8 @@ async def cancel_response(request: web.Request) -> web.Response:
         stored = await _stored(request, response_id)
         if stored.get("status") == "cancelled":
             return web.json_response(stored)
+        if stored.get("status") in UNFINISHED:  # (read as it stands: another process generates it)
+            raise _elsewhere_error(response_id, "cancel")
         raise APIError(400, f"Cannot cancel a response that is {stored.get('status')}; only a response "
                             "in progress can be cancelled", code="invalid_state")
     return web.json_response(await run.cancel())
