@@ -515,6 +515,39 @@ async def _with_base_url_hint(request: web.Request, err: APIError) -> APIError:
                     type=err.type, code=err.code)
 
 
+# OpenAI's APIs that jan does not serve, by path prefix (with or without /v1): an OpenAI SDK user calling one (after
+# `store: true` on a chat completion, `client.chat.completions.retrieve`) got a bare "Unknown route" (a GET of
+# /v1/chat/completions "Method not allowed"), which reads as a wrong base URL or a bug rather than a missing API.
+_UNSERVED = (
+    ("/chat/completions", "OpenAI's stored chat completions (list, retrieve, update, delete, messages)",
+     "jan keeps no chat completions: their 'store' and 'metadata' are accepted and change nothing; the Responses API "
+     "stores its responses (POST /v1/responses, GET /v1/responses/{id}), and threads keep conversations"),
+    ("/audio/speech", "Text to speech", "jan's models write text; /v1/audio/transcriptions and /v1/audio/translations "
+     "are served"),
+    ("/images", "Image generation and editing", "jan's models write text; a vision model reads images sent in a chat"),
+    ("/moderations", "Moderation", "jan has no moderation model"),
+    ("/fine_tuning", "Fine-tuning", "jan runs models and does not train them; a LoRA adapter GGUF made elsewhere loads "
+     "with `jan serve --lora`"),
+    ("/vector_stores", "Vector stores", "jan has no vector store: a file attached to a thread message is read whole"),
+    ("/uploads", "The Uploads API", "upload a file whole with POST /v1/files"),
+    ("/realtime", "The Realtime API", "jan serves no realtime sessions"),
+    ("/evals", "Evals", "jan runs no evaluations"),
+    ("/containers", "Containers", "jan runs no code interpreter"),
+    ("/videos", "Video generation", "jan's models write text"),
+)
+
+
+def _unserved_api(request: web.Request, err: APIError) -> APIError:
+    """``err`` (the router's 404 or 405) saying which of OpenAI's APIs the path belongs to, and why jan does not serve
+    it, where it is one of :data:`_UNSERVED`."""
+    path = request.path[3:] if request.path.startswith("/v1/") else request.path
+    for prefix, what, why in _UNSERVED:
+        if path == prefix or path.startswith(prefix + "/"):
+            return APIError(err.status, f"{err.message} ({request.method} {request.path}): {what} is not served by "
+                                        f"jan; {why}", type=err.type, code=err.code)
+    return err
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler):
     try:
@@ -529,6 +562,8 @@ async def error_middleware(request: web.Request, handler):
         err = _http_error(exc)
         if exc.status == 404:
             err = await _with_base_url_hint(request, err)
+        if exc.status in (404, 405):
+            err = _unserved_api(request, err)
         return json_error(err, headers={k: v for k, v in exc.headers.items()
                                         if k.lower() in ("allow", "www-authenticate")})
     except asyncio.CancelledError:
