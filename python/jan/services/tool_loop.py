@@ -75,9 +75,12 @@ def whole_arguments(arguments: str) -> bool:
     """Whether a call's arguments are a whole JSON object, not cut off mid-way. A turn the token limit ended
     (``finish_reason: "length"``) may hold a call whose arguments it cut: such a call is neither run nor put to the
     user (a run, ``jan chat``), as its arguments are not what the model meant to pass; one whose arguments are whole
-    (only its closing markup cut) counts."""
+    (only its closing markup cut) counts. Empty arguments are no whole object: the output parser gives a call cut
+    off after its name, before any of its arguments, as ``""`` (a call the model finished without arguments is
+    ``"{}"``), and taking it for ``{}`` put a forced call that the limit cut short to the user, or to the client as
+    ``requires_action``, with arguments the model never wrote."""
     try:
-        return isinstance(loads_json(arguments or "{}"), dict)
+        return isinstance(loads_json(arguments), dict) if arguments.strip() else False
     except ValueError:
         return False
 
