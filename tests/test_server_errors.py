@@ -179,6 +179,7 @@ def test_openais_apis_jan_does_not_serve_are_named(server):
             ("GET", "/v1/chat/completions", 405, "stored chat completions"),
             ("DELETE", "/chat/completions/chatcmpl-1", 404, "stored chat completions"),
             ("POST", "/v1/audio/speech", 404, "Text to speech"),
+            ("POST", "/v1/responses/compact", 405, "Compaction"),
             ("POST", "/v1/images/generations", 404, "Image generation"),
             ("POST", "/v1/moderations", 404, "Moderation"),
             ("GET", "/v1/vector_stores", 404, "Vector stores")):

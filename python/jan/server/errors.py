@@ -522,6 +522,8 @@ _UNSERVED = (
     ("/chat/completions", "OpenAI's stored chat completions (list, retrieve, update, delete, messages)",
      "jan keeps no chat completions: their 'store' and 'metadata' are accepted and change nothing; the Responses API "
      "stores its responses (POST /v1/responses, GET /v1/responses/{id}), and threads keep conversations"),
+    ("/responses/compact", "Compaction (responses.compact)", "jan does not compact conversations; a response with "
+     "'truncation': 'auto' drops the oldest turns that do not fit the context"),
     ("/audio/speech", "Text to speech", "jan's models write text; /v1/audio/transcriptions and /v1/audio/translations "
      "are served"),
     ("/images", "Image generation and editing", "jan's models write text; a vision model reads images sent in a chat"),
