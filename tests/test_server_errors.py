@@ -182,7 +182,8 @@ def test_openais_apis_jan_does_not_serve_are_named(server):
             ("POST", "/v1/responses/compact", 405, "Compaction"),
             ("POST", "/v1/images/generations", 404, "Image generation"),
             ("POST", "/v1/moderations", 404, "Moderation"),
-            ("GET", "/v1/vector_stores", 404, "Vector stores")):
+            ("GET", "/v1/vector_stores", 404, "Vector stores"),
+            ("GET", "/v1/skills", 404, "Agent Skills")):
         got, body = call(server, method, path, {} if method == "POST" else None)
         err = error_of(body)
         assert got == status and said in err["message"] and "not served by jan" in err["message"], (path, err)
@@ -190,6 +191,13 @@ def test_openais_apis_jan_does_not_serve_are_named(server):
                                                                        "method_not_allowed"), err
     status, body = call(server, "GET", "/v1/nothing-here")  # any other path: as it was
     assert status == 404 and error_of(body)["message"] == "Unknown route"
+    # Anthropic's SDK (its anthropic-version header) reads its own shape for a route jan does not serve: it got
+    # OpenAI's, and showed "type: invalid_request_error" for a missing route
+    for path, said in (("/v1/complete", "Messages API"), ("/v1/skills", "Agent Skills"), ("/v1/nothing-here", "")):
+        status, body = call(server, "POST", path, {}, headers={"anthropic-version": "2023-06-01"})
+        payload = json.loads(body)
+        assert status == 404 and payload["type"] == "error", payload
+        assert payload["error"]["type"] == "not_found_error" and said in payload["error"]["message"], payload
 
 
 def test_body_too_large(server):

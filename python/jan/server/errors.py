@@ -515,7 +515,7 @@ async def _with_base_url_hint(request: web.Request, err: APIError) -> APIError:
                     type=err.type, code=err.code)
 
 
-# OpenAI's APIs that jan does not serve, by path prefix (with or without /v1): an OpenAI SDK user calling one (after
+# OpenAI's (and Anthropic's) APIs that jan does not serve, by path prefix (with or without /v1): an OpenAI SDK user calling one (after
 # `store: true` on a chat completion, `client.chat.completions.retrieve`) got a bare "Unknown route" (a GET of
 # /v1/chat/completions "Method not allowed"), which reads as a wrong base URL or a bug rather than a missing API.
 _UNSERVED = (
@@ -534,6 +534,8 @@ _UNSERVED = (
     ("/uploads", "The Uploads API", "upload a file whole with POST /v1/files"),
     ("/realtime", "The Realtime API", "jan serves no realtime sessions"),
     ("/evals", "Evals", "jan runs no evaluations"),
+    ("/skills", "Anthropic's Agent Skills", "jan runs no skills; give a model tools through MCP servers (`jan mcp add`)"),
+    ("/complete", "Anthropic's legacy Text Completions", "use the Messages API, POST /v1/messages"),
     ("/containers", "Containers", "jan runs no code interpreter"),
     ("/videos", "Video generation", "jan's models write text"),
 )
