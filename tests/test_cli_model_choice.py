@@ -309,3 +309,11 @@ def test_a_piped_chat_saved_in_the_end_succeeds(monkeypatch, tmp_path):
                                 input="hi\nagain\n")
     assert result.output.count("could not save the conversation") == 1, result.output
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("key", [False, True])
+def test_serve_warns_when_it_listens_on_every_network_without_a_key(tmp_path, key):
+    # the README says to give --api-key with --host 0.0.0.0; jan serve said nothing when it was left out
+    served = Served(tmp_path / "data", "--host", "0.0.0.0", *(["--api-key", "k"] if key else []))
+    err = served.stop()
+    assert ("without --api-key" in err) is not key, err
