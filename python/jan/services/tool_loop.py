@@ -631,11 +631,14 @@ def content_parts(message: dict[str, Any], image_part: Callable[[str], dict[str,
 
 
 def reasoning_of(message: dict[str, Any]) -> str:
-    """The thinking saved with a message (its ``reasoning`` content parts), or ""."""
-    return "".join(
-        (p.get("text") or {}).get("value", "") for p in message.get("content") or []
-        if isinstance(p, dict) and p.get("type") == "reasoning" and isinstance(p.get("text"), dict)
-    )
+    """The thinking saved with a message (its ``reasoning`` content parts: a run's hold ``{"value": ...}``, a stored
+    response's the text itself), or ""."""
+    thoughts = []
+    for p in message.get("content") or []:
+        if isinstance(p, dict) and p.get("type") == "reasoning":
+            text = p.get("text")
+            thoughts.append(text.get("value", "") if isinstance(text, dict) else text if isinstance(text, str) else "")
+    return "".join(thoughts)
 
 
 def parse_calls(tool_calls: list[dict[str, Any]] | None) -> list[PendingCall]:
