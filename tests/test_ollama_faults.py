@@ -71,6 +71,8 @@ def source(tmp_path, stories_path):
     root = tmp_path / "files"
     root.mkdir()
     shutil.copyfile(stories_path, root / "tiny.gguf")
+    (root / "again").mkdir()
+    shutil.copyfile(stories_path, root / "again" / "tiny.gguf")
     (root / "notgguf.gguf").write_text("not a model\n" * 50)
     with http_serving(functools.partial(_Source, directory=str(root))) as url:
         yield url
@@ -96,6 +98,16 @@ async def test_a_failed_pull_is_never_a_500(server, source, tail, status):
         # the deprecated name works as model, as on Ollama's pull
         got, body = await api.post("/api/pull", {"name": url, "stream": False})
         assert got == status, body
+
+
+async def test_a_pull_into_a_taken_id_says_how_to_name_another(server, source, tmp_path):
+    # the 409 said "pull it under another id", which Ollama's pull (a name, no id) has no way to do
+    async with Client(server.base_url) as api:
+        got, body = await api.post("/api/pull", {"model": f"{source}/tiny.gguf", "stream": False})
+        assert got == 200, body
+        got, body = await api.post("/api/pull", {"model": f"{source}/again/tiny.gguf", "stream": False})
+    assert got == 409 and "already exists" in _only_error(body), body
+    assert "--id NAME" in _only_error(body) and "/v1/models/pull" in _only_error(body), body
 
 
 def test_every_pull_route_maps_a_download_failure_alike():
