@@ -4,6 +4,7 @@ and the stand-in chat template's warning (an outside tester's report)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
 import signal
@@ -107,6 +108,21 @@ def test_local_chat_chooses_as_the_server_does(tmp_path, stories_path, minilm_pa
     ok(jan("models", "import", "--mode", "reference", tiny_random_path, env=env))
     err = fails(jan("chat", "-n", "3", env=env, input="hi\n"), "which model? several are available")
     assert MINILM not in err
+
+
+def test_a_thread_goes_on_with_its_own_model(tmp_path, stories_path, tiny_random_path):
+    # `jan chat --thread T` with no MODEL took the loaded (or only) model: with two it asked "which model?", and
+    # with another one it changed the thread's model without a word
+    env = cli_env(tmp_path / "data")
+    for path in (stories_path, tiny_random_path):
+        ok(jan("models", "import", "--mode", "reference", path, env=env))
+    ok(jan("chat", "stories260K", "-n", "3", env=env, input="hi\n/model llama-2-tiny-random\nagain\n"))
+    [thread] = json.loads(ok(jan("threads", "list", "--json", env=env)).stdout)
+    result = ok(jan("chat", "--thread", thread["id"], "-n", "3", env=env, input="/model\n"))
+    assert "model: llama-2-tiny-random" in result.stdout + result.stderr  # the model of its last reply
+    ok(jan("models", "rm", "llama-2-tiny-random", env=env))
+    fails(jan("chat", "--thread", thread["id"], env=env, input="hi\n"), "llama-2-tiny-random",
+          f"jan chat MODEL --thread {thread['id']}")
 
 
 def test_only_embedding_models_is_no_model_to_chat_with(tmp_path, minilm_path):
