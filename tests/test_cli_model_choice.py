@@ -118,6 +118,7 @@ def test_a_thread_goes_on_with_its_own_model(tmp_path, stories_path, tiny_random
         ok(jan("models", "import", "--mode", "reference", path, env=env))
     ok(jan("chat", "stories260K", "-n", "3", env=env, input="hi\n/model llama-2-tiny-random\nagain\n"))
     [thread] = json.loads(ok(jan("threads", "list", "--json", env=env)).stdout)
+    assert thread["assistants"][0]["model"]["id"] == "llama-2-tiny-random"  # /model changed the thread's model too
     result = ok(jan("chat", "--thread", thread["id"], "-n", "3", env=env, input="/model\n"))
     assert "model: llama-2-tiny-random" in result.stdout + result.stderr  # the model of its last reply
     ok(jan("models", "rm", "llama-2-tiny-random", env=env))

@@ -120,6 +120,15 @@ class ChatSession:
             self._threads = open_threads(self.conn)
         return self._threads
 
+    def _update_assistant(self) -> None:
+        """The saved thread's assistant made the session's: its model and system prompt."""
+        if self.thread_id is None:
+            return
+        try:
+            self.threads.update(self.thread_id, assistants=thread_assistants(self.backend.model_id, self.system))
+        except Exception as exc:  # noqa: BLE001 - told, and the chat goes on
+            click.echo(f"jan: could not update the thread: {exc}", err=True)
+
     def resume(self, thread_id: str) -> None:
         thread, stored = self.threads.load(thread_id)
         self.thread_id = thread["id"]
@@ -304,12 +313,7 @@ class ChatSession:
             else:
                 self.system = None if arg == "-" else arg
                 note("system prompt cleared" if self.system is None else "system prompt set")
-                if self.thread_id is not None:
-                    try:
-                        self.threads.update(self.thread_id,
-                                            assistants=thread_assistants(self.backend.model_id, self.system))
-                    except Exception as exc:  # noqa: BLE001
-                        click.echo(f"jan: could not update the thread: {exc}", err=True)
+                self._update_assistant()
         elif name == "model":
             if not arg:
                 note(f"model: {self.backend.model_id}")
@@ -322,6 +326,9 @@ class ChatSession:
                     self.backend.close()
                     self.backend = backend
                     note(f"model: {backend.model_id}")
+                    # the thread's model is the one it chats with now (the thread list and the web page show it,
+                    # and a run of the thread uses it), as /system updates its instructions
+                    self._update_assistant()
         elif name == "image":
             if not arg:
                 note(f"{len(self.images)} image(s) attached to the next message" if self.images
