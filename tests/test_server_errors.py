@@ -178,15 +178,15 @@ def test_openais_apis_jan_does_not_serve_are_named(server):
             ("GET", "/v1/chat/completions/chatcmpl-1", 404, "stored chat completions"),
             ("GET", "/v1/chat/completions", 405, "stored chat completions"),
             ("DELETE", "/chat/completions/chatcmpl-1", 404, "stored chat completions"),
-            ("POST", "/v1/audio/speech", 404, "Text to speech"),
-            ("POST", "/v1/responses/compact", 405, "Compaction"),
-            ("POST", "/v1/images/generations", 404, "Image generation"),
-            ("POST", "/v1/moderations", 404, "Moderation"),
-            ("GET", "/v1/vector_stores", 404, "Vector stores"),
+            ("POST", "/v1/audio/speech", 404, "text to speech"),
+            ("POST", "/v1/responses/compact", 405, "compaction"),
+            ("POST", "/v1/images/generations", 404, "image generation"),
+            ("POST", "/v1/moderations", 404, "moderation"),
+            ("GET", "/v1/vector_stores", 404, "vector stores"),
             ("GET", "/v1/skills", 404, "Agent Skills")):
         got, body = call(server, method, path, {} if method == "POST" else None)
         err = error_of(body)
-        assert got == status and said in err["message"] and "not served by jan" in err["message"], (path, err)
+        assert got == status and said in err["message"] and "jan does not serve" in err["message"], (path, err)
         assert f"{method} {path}" in err["message"] and err["code"] == ("not_found" if status == 404 else
                                                                        "method_not_allowed"), err
     status, body = call(server, "GET", "/v1/nothing-here")  # any other path: as it was

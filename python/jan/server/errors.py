@@ -522,22 +522,22 @@ _UNSERVED = (
     ("/chat/completions", "OpenAI's stored chat completions (list, retrieve, update, delete, messages)",
      "jan keeps no chat completions: their 'store' and 'metadata' are accepted and change nothing; the Responses API "
      "stores its responses (POST /v1/responses, GET /v1/responses/{id}), and threads keep conversations"),
-    ("/responses/compact", "Compaction (responses.compact)", "jan does not compact conversations; a response with "
+    ("/responses/compact", "compaction (responses.compact)", "jan does not compact conversations; a response with "
      "'truncation': 'auto' drops the oldest turns that do not fit the context"),
-    ("/audio/speech", "Text to speech", "jan's models write text; /v1/audio/transcriptions and /v1/audio/translations "
+    ("/audio/speech", "text to speech", "jan's models write text; /v1/audio/transcriptions and /v1/audio/translations "
      "are served"),
-    ("/images", "Image generation and editing", "jan's models write text; a vision model reads images sent in a chat"),
-    ("/moderations", "Moderation", "jan has no moderation model"),
-    ("/fine_tuning", "Fine-tuning", "jan runs models and does not train them; a LoRA adapter GGUF made elsewhere loads "
+    ("/images", "image generation and editing", "jan's models write text; a vision model reads images sent in a chat"),
+    ("/moderations", "moderation", "jan has no moderation model"),
+    ("/fine_tuning", "fine-tuning", "jan runs models and does not train them; a LoRA adapter GGUF made elsewhere loads "
      "with `jan serve --lora`"),
-    ("/vector_stores", "Vector stores", "jan has no vector store: a file attached to a thread message is read whole"),
-    ("/uploads", "The Uploads API", "upload a file whole with POST /v1/files"),
-    ("/realtime", "The Realtime API", "jan serves no realtime sessions"),
-    ("/evals", "Evals", "jan runs no evaluations"),
+    ("/vector_stores", "vector stores", "jan has no vector store: a file attached to a thread message is read whole"),
+    ("/uploads", "the Uploads API", "upload a file whole with POST /v1/files"),
+    ("/realtime", "the Realtime API", "jan serves no realtime sessions"),
+    ("/evals", "evals", "jan runs no evaluations"),
     ("/skills", "Anthropic's Agent Skills", "jan runs no skills; give a model tools through MCP servers (`jan mcp add`)"),
     ("/complete", "Anthropic's legacy Text Completions", "use the Messages API, POST /v1/messages"),
-    ("/containers", "Containers", "jan runs no code interpreter"),
-    ("/videos", "Video generation", "jan's models write text"),
+    ("/containers", "containers", "jan runs no code interpreter"),
+    ("/videos", "video generation", "jan's models write text"),
 )
 
 
@@ -547,8 +547,8 @@ def _unserved_api(request: web.Request, err: APIError) -> APIError:
     path = request.path[3:] if request.path.startswith("/v1/") else request.path
     for prefix, what, why in _UNSERVED:
         if path == prefix or path.startswith(prefix + "/"):
-            return APIError(err.status, f"{err.message} ({request.method} {request.path}): {what} is not served by "
-                                        f"jan; {why}", type=err.type, code=err.code)
+            return APIError(err.status, f"{err.message} ({request.method} {request.path}): jan does not serve "
+                                        f"{what}; {why}", type=err.type, code=err.code)
     return err
 
 
