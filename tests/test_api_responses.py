@@ -170,6 +170,22 @@ def test_previous_response_id_continues_the_conversation(client, server):
     assert messages[-1]["metadata"]["response_id"] == second.id
 
 
+def test_an_answer_its_token_limit_cut_is_told_so_in_the_thread(client, server):
+    # a stored response cut by max_output_tokens was kept as a stopped message with no reason: its thread (the web
+    # page, `jan threads show`) told it as incomplete "run_cancelled", as if someone had cancelled it
+    cut = client.responses.create(model="stories260K", input="Cut me short", max_output_tokens=3, temperature=0)
+    assert cut.status == "incomplete" and cut.incomplete_details.reason == "max_output_tokens"
+    thread = next(t for t in _jan(server, "/v1/threads?limit=100")["data"] if t["title"] == "Cut me short")
+    answer = _jan(server, f"/v1/threads/{thread['id']}/messages?order=asc")["data"][-1]
+    assert answer["status"] == "incomplete" and answer["incomplete_details"] == {"reason": "max_tokens"}, answer
+    # and in a conversation (its items are added when the response ends)
+    conversation = client.conversations.create()
+    client.responses.create(model="stories260K", input="Short too", max_output_tokens=3, conversation=conversation.id)
+    answer = _jan(server, f"/v1/threads/{conversation.id}/messages?order=asc")["data"][-1]
+    assert answer["incomplete_details"] == {"reason": "max_tokens"}, answer
+    assert [i.status for i in client.conversations.items.list(conversation.id)][0] == "incomplete"
+
+
 def test_branching_from_an_earlier_response_forks_the_thread(client, server):
     first = client.responses.create(model="stories260K", input="Branch root", max_output_tokens=4, temperature=0)
     a = client.responses.create(model="stories260K", input="one", previous_response_id=first.id,

@@ -4,6 +4,7 @@ and the stand-in chat template's warning (an outside tester's report)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
 import signal
@@ -107,6 +108,22 @@ def test_local_chat_chooses_as_the_server_does(tmp_path, stories_path, minilm_pa
     ok(jan("models", "import", "--mode", "reference", tiny_random_path, env=env))
     err = fails(jan("chat", "-n", "3", env=env, input="hi\n"), "which model? several are available")
     assert MINILM not in err
+
+
+def test_a_thread_goes_on_with_its_own_model(tmp_path, stories_path, tiny_random_path):
+    # `jan chat --thread T` with no MODEL took the loaded (or only) model: with two it asked "which model?", and
+    # with another one it changed the thread's model without a word
+    env = cli_env(tmp_path / "data")
+    for path in (stories_path, tiny_random_path):
+        ok(jan("models", "import", "--mode", "reference", path, env=env))
+    ok(jan("chat", "stories260K", "-n", "3", env=env, input="hi\n/model llama-2-tiny-random\nagain\n"))
+    [thread] = json.loads(ok(jan("threads", "list", "--json", env=env)).stdout)
+    assert thread["assistants"][0]["model"]["id"] == "llama-2-tiny-random"  # /model changed the thread's model too
+    result = ok(jan("chat", "--thread", thread["id"], "-n", "3", env=env, input="/model\n"))
+    assert "model: llama-2-tiny-random" in result.stdout + result.stderr  # the model of its last reply
+    ok(jan("models", "rm", "llama-2-tiny-random", env=env))
+    fails(jan("chat", "--thread", thread["id"], env=env, input="hi\n"), "llama-2-tiny-random",
+          f"jan chat MODEL --thread {thread['id']}")
 
 
 def test_only_embedding_models_is_no_model_to_chat_with(tmp_path, minilm_path):
@@ -309,3 +326,11 @@ def test_a_piped_chat_saved_in_the_end_succeeds(monkeypatch, tmp_path):
                                 input="hi\nagain\n")
     assert result.output.count("could not save the conversation") == 1, result.output
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("key", [False, True])
+def test_serve_warns_when_it_listens_on_every_network_without_a_key(tmp_path, key):
+    # the README says to give --api-key with --host 0.0.0.0; jan serve said nothing when it was left out
+    served = Served(tmp_path / "data", "--host", "0.0.0.0", *(["--api-key", "k"] if key else []))
+    err = served.stop()
+    assert ("without --api-key" in err) is not key, err

@@ -76,6 +76,39 @@ def test_threads_export_markdown_and_json(env, saved, tmp_path):
     assert "Pirates" in shown and "Tell me about pirates" in shown and "Assistant (stopped)" in shown
 
 
+def test_show_and_export_tell_thinking_tool_calls_and_images_apart(env, data):
+    # a run's thread: the thinking was glued to the start of the answer ("I should check.It is sunny."), a turn that
+    # only called a tool showed as an empty answer with the call nowhere, and an image as nothing
+    import base64, io
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(png, format="PNG")
+    store = DataFolder(data)
+    thread = store.threads.create("Weather")
+    store.messages.create(thread["id"], "user", [
+        {"type": "text", "text": {"value": "Weather here?", "annotations": []}},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()}}])
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+    store.messages.create(thread["id"], "assistant", [
+        {"type": "reasoning", "text": {"value": "I should check.", "annotations": []}}], metadata={"tool_calls": [call]})
+    store.messages.create(thread["id"], "tool", "sunny", metadata={"tool_call_id": "call_1", "name": "get_weather"})
+    store.messages.create(thread["id"], "assistant", [
+        {"type": "reasoning", "text": {"value": "Now I know.\nSay it.", "annotations": []}},
+        {"type": "text", "text": {"value": "It is sunny.", "annotations": []}}])
+    markdown = ok(jan("threads", "export", thread["id"], env=env)).stdout
+    assert "## User\n\nWeather here?\n[image]\n" in markdown, markdown
+    assert "## Assistant\n\n> I should check.\n\nCalls `get_weather({\"city\": \"Oslo\"})`\n" in markdown, markdown
+    assert "## Tool (get_weather)\n\nsunny\n" in markdown, markdown
+    assert "## Assistant\n\n> Now I know.\n> Say it.\n\nIt is sunny.\n" in markdown, markdown
+    shown = ok(jan("threads", "show", thread["id"], env=env)).stdout
+    assert "I should check.\n-> get_weather({\"city\": \"Oslo\"})" in shown and "Tool (get_weather)" in shown, shown
+    assert "Say it.\nIt is sunny." in shown and "Say it.It is sunny." not in shown, shown
+    # a stored response keeps its thinking as the part's text itself: read as a run's is
+    from jan.services.tool_loop import reasoning_of
+    assert reasoning_of({"content": [{"type": "reasoning", "text": "Hm."}, {"type": "text", "text": "A"}]}) == "Hm."
+
+
 def test_threads_list_reports_a_damaged_thread(env, data, saved):
     older, thread = saved
     (data / "threads" / older["id"] / "thread.json").write_text("{not json")

@@ -153,6 +153,30 @@ def test_disabling_the_local_engine_and_enabling_the_remote_one(front, upstream)
     assert again.choices[0].message.content == expected
 
 
+def test_a_remote_models_prompt_tokens_are_counted_by_its_server(front, upstream):
+    # count_tokens (what Claude Code asks before its turns), the Responses API's input_tokens and chat's were a 400
+    # "renders its prompts itself" for a remote model: its server (jan, llama-server) counts a chat body
+    import anthropic
+
+    status, direct = call(upstream, "POST", "/v1/chat/completions/input_tokens",
+                          {"model": "stories260K", "messages": CHAT})
+    assert status == 200 and direct["input_tokens"] > 0, direct
+    status, counted = call(front, "POST", "/v1/chat/completions/input_tokens", {"model": "remote-stories", "messages": CHAT})
+    assert status == 200 and counted == direct, counted
+    claude = anthropic.Anthropic(base_url=front.base_url, api_key="-")
+    assert claude.messages.count_tokens(model="remote-stories", messages=CHAT).input_tokens == direct["input_tokens"]
+    responses = client(front).responses.input_tokens.count(model="remote-stories", input=CHAT[0]["content"])
+    assert responses.input_tokens == direct["input_tokens"]
+    # the model's own system prompt and turns are counted as its chat sends them
+    status, mario = call(front, "POST", "/v1/chat/completions/input_tokens", {"model": "remote-mario", "messages": CHAT})
+    status_up, mario_up = call(upstream, "POST", "/v1/chat/completions/input_tokens",
+                               {"model": "stories260K", "messages": MARIO + CHAT})
+    assert status == status_up == 200 and mario["input_tokens"] == mario_up["input_tokens"], (mario, mario_up)
+    # an upstream that counts none (OpenAI's API has no such route) is a clear 400, and a missing model its 404
+    status, body = call(front, "POST", "/v1/chat/completions/input_tokens", {"model": "remote-missing", "messages": CHAT})
+    assert status == 404, body
+
+
 def test_upstream_problems_are_clear_errors(front):
     status, body = call(front, "POST", "/v1/chat/completions", {"model": "remote-missing", "messages": CHAT})
     assert status == 404 and body["error"]["code"] == "model_not_found"

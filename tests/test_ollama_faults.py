@@ -32,7 +32,7 @@ from api_helpers import Client, http_serving, running
 from jan.core import ModelExtension
 from jan.downloads import DownloadError
 from jan.errors import EmbeddingCancelledError, ModelClosedError
-from jan.server.dialects import ollama_requests
+from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.errors import to_api_error
 from jan.server.jsonio import json_text
@@ -71,6 +71,8 @@ def source(tmp_path, stories_path):
     root = tmp_path / "files"
     root.mkdir()
     shutil.copyfile(stories_path, root / "tiny.gguf")
+    (root / "again").mkdir()
+    shutil.copyfile(stories_path, root / "again" / "tiny.gguf")
     (root / "notgguf.gguf").write_text("not a model\n" * 50)
     with http_serving(functools.partial(_Source, directory=str(root))) as url:
         yield url
@@ -96,6 +98,16 @@ async def test_a_failed_pull_is_never_a_500(server, source, tail, status):
         # the deprecated name works as model, as on Ollama's pull
         got, body = await api.post("/api/pull", {"name": url, "stream": False})
         assert got == status, body
+
+
+async def test_a_pull_into_a_taken_id_says_how_to_name_another(server, source, tmp_path):
+    # the 409 said "pull it under another id", which Ollama's pull (a name, no id) has no way to do
+    async with Client(server.base_url) as api:
+        got, body = await api.post("/api/pull", {"model": f"{source}/tiny.gguf", "stream": False})
+        assert got == 200, body
+        got, body = await api.post("/api/pull", {"model": f"{source}/again/tiny.gguf", "stream": False})
+    assert got == 409 and "already exists" in _only_error(body), body
+    assert "--id NAME" in _only_error(body) and "/v1/models/pull" in _only_error(body), body
 
 
 def test_every_pull_route_maps_a_download_failure_alike():
@@ -169,6 +181,25 @@ async def test_create_checks_its_parameters_and_keeps_the_load_ones(models):
         assert done["done"] is True
         running_models = (await api.ok("GET", "/api/ps"))["models"]
         assert next(m for m in running_models if m["name"] == "sized:latest")["context_length"] == 256
+
+
+async def test_show_tells_the_load_parameters_a_create_stored(models):
+    # /api/create kept num_ctx/num_batch/use_mmap as settings, but /api/show's parameters and modelfile left them
+    # out: `ollama show` hid the context a model was made with, and its modelfile given back to `ollama create`
+    # made a model with another one
+    async with Client(models.base_url) as api:
+        got, body = await api.post("/api/create", {"model": "shown", "from": "stories260K", "stream": False,
+                                                   "parameters": {"num_ctx": 256, "num_batch": 64, "use_mmap": False,
+                                                                  "num_gpu": -1, "temperature": 0.3}})
+        assert got == 200, body
+        shown = await api.ok("POST", "/api/show", {"model": "shown"})
+    lines = {line.split()[0]: line.split()[1] for line in shown["parameters"].splitlines()}
+    assert lines == {"temperature": "0.3", "num_ctx": "256", "num_batch": "64", "use_mmap": "false"}, shown["parameters"]
+    modelfile = shown["modelfile"].splitlines()
+    assert "PARAMETER num_ctx                        256" in modelfile and not any("num_gpu" in x for x in modelfile)
+    # what only jan spells (all layers, "auto") is no Ollama value, and stays out
+    assert ollama_models.load_parameters({"settings": {"ngl": "auto", "ctx_len": 0, "cpu_threads": 4}}) == {
+        "num_thread": 4}
 
 
 @pytest.mark.parametrize("stream", [None, False, True])

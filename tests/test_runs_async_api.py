@@ -223,6 +223,31 @@ async def test_the_sdk_hears_an_allowlisted_jan_tool_call(tool_server):
     await client.close()
 
 
+async def test_a_call_cut_before_its_arguments_is_not_required_of_the_client(tool_server):
+    """A forced call the token limit cut after its name, before any argument, has the arguments ``""``: it was taken
+    for ``{}`` (a whole object) and the run went ``requires_action`` with a call the model never finished. Whatever
+    the budget, a run puts to the client only calls whose arguments are whole, and one cut off ends ``incomplete``."""
+    note = {"type": "function", "function": {"name": "save_note", "description": "Save a note", "parameters": {
+        "type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}}
+    cut_before_arguments = 0
+    async with Client(tool_server.base_url) as api:
+        for budget in range(1, 13):
+            tid = (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Note it"}]}))["id"]
+            run = await api.ok("POST", f"/v1/threads/{tid}/runs", {
+                "model": TOOL_MODEL, "tools": [note], **forced("save_note"), "max_completion_tokens": budget})
+            run = await wait_for_run(api, tid, run["id"])
+            steps = (await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}/steps"))["data"]
+            calls = [c for s in steps if s["type"] == "tool_calls" for c in s["step_details"]["tool_calls"]]
+            cut_before_arguments += any(c["function"]["arguments"] == "" for c in calls)
+            if run["status"] == "requires_action":
+                for call in run["required_action"]["submit_tool_outputs"]["tool_calls"]:
+                    assert isinstance(json.loads(call["function"]["arguments"]), dict), (budget, call)
+            else:
+                assert run["status"] == "incomplete", (budget, run)
+                assert run["incomplete_details"] == {"reason": "max_completion_tokens"}, run
+    assert cut_before_arguments  # (some budget did cut the call between its name and its arguments)
+
+
 async def test_calls_the_token_limit_cut_end_their_step_cancelled(tool_server):
     """A call cut by ``max_completion_tokens`` streamed its pieces but is never run nor asked about: the run ends
     ``incomplete`` and the ``tool_calls`` step that told it ends ``cancelled`` (it did nothing), its output null."""

@@ -171,6 +171,35 @@ def test_a_base_url_with_one_v1_too_many_is_named(server):
     assert status == 404 and error_of(body)["message"] == "Unknown route"
 
 
+def test_openais_apis_jan_does_not_serve_are_named(server):
+    # an OpenAI SDK user who stored a chat completion (store: true is accepted) and retrieved it, or asked for speech
+    # or images, got a bare "Unknown route" / "Method not allowed", which reads as a wrong base URL or a bug
+    for method, path, status, said in (
+            ("GET", "/v1/chat/completions/chatcmpl-1", 404, "stored chat completions"),
+            ("GET", "/v1/chat/completions", 405, "stored chat completions"),
+            ("DELETE", "/chat/completions/chatcmpl-1", 404, "stored chat completions"),
+            ("POST", "/v1/audio/speech", 404, "text to speech"),
+            ("POST", "/v1/responses/compact", 405, "compaction"),
+            ("POST", "/v1/images/generations", 404, "image generation"),
+            ("POST", "/v1/moderations", 404, "moderation"),
+            ("GET", "/v1/vector_stores", 404, "vector stores"),
+            ("GET", "/v1/skills", 404, "Agent Skills")):
+        got, body = call(server, method, path, {} if method == "POST" else None)
+        err = error_of(body)
+        assert got == status and said in err["message"] and "jan does not serve" in err["message"], (path, err)
+        assert f"{method} {path}" in err["message"] and err["code"] == ("not_found" if status == 404 else
+                                                                       "method_not_allowed"), err
+    status, body = call(server, "GET", "/v1/nothing-here")  # any other path: as it was
+    assert status == 404 and error_of(body)["message"] == "Unknown route"
+    # Anthropic's SDK (its anthropic-version header) reads its own shape for a route jan does not serve: it got
+    # OpenAI's, and showed "type: invalid_request_error" for a missing route
+    for path, said in (("/v1/complete", "Messages API"), ("/v1/skills", "Agent Skills"), ("/v1/nothing-here", "")):
+        status, body = call(server, "POST", path, {}, headers={"anthropic-version": "2023-06-01"})
+        payload = json.loads(body)
+        assert status == 404 and payload["type"] == "error", payload
+        assert payload["error"]["type"] == "not_found_error" and said in payload["error"]["message"], payload
+
+
 def test_body_too_large(server):
     big = {**CHAT, "messages": [{"role": "user", "content": "x" * 100_000}]}
     status, body = call(server, "POST", "/v1/chat/completions", big)

@@ -120,6 +120,15 @@ class ChatSession:
             self._threads = open_threads(self.conn)
         return self._threads
 
+    def _update_assistant(self) -> None:
+        """The saved thread's assistant made the session's: its model and system prompt."""
+        if self.thread_id is None:
+            return
+        try:
+            self.threads.update(self.thread_id, assistants=thread_assistants(self.backend.model_id, self.system))
+        except Exception as exc:  # noqa: BLE001 - told, and the chat goes on
+            click.echo(f"jan: could not update the thread: {exc}", err=True)
+
     def resume(self, thread_id: str) -> None:
         thread, stored = self.threads.load(thread_id)
         self.thread_id = thread["id"]
@@ -304,12 +313,7 @@ class ChatSession:
             else:
                 self.system = None if arg == "-" else arg
                 note("system prompt cleared" if self.system is None else "system prompt set")
-                if self.thread_id is not None:
-                    try:
-                        self.threads.update(self.thread_id,
-                                            assistants=thread_assistants(self.backend.model_id, self.system))
-                    except Exception as exc:  # noqa: BLE001
-                        click.echo(f"jan: could not update the thread: {exc}", err=True)
+                self._update_assistant()
         elif name == "model":
             if not arg:
                 note(f"model: {self.backend.model_id}")
@@ -322,6 +326,9 @@ class ChatSession:
                     self.backend.close()
                     self.backend = backend
                     note(f"model: {backend.model_id}")
+                    # the thread's model is the one it chats with now (the thread list and the web page show it,
+                    # and a run of the thread uses it), as /system updates its instructions
+                    self._update_assistant()
         elif name == "image":
             if not arg:
                 note(f"{len(self.images)} image(s) attached to the next message" if self.images
@@ -446,6 +453,22 @@ def read_message(ask: PromptReader) -> str:
     return "\n".join(lines)
 
 
+def thread_model(conn, thread_id: str) -> str | None:
+    """The model a saved thread was chatting with: the one that wrote its last reply (a run's, `jan chat`'s: its
+    ``metadata.model``), else its assistant's; None when it names none."""
+    from jan.cli.threads import fetch_thread
+
+    thread, messages = fetch_thread(conn, thread_id)
+    for message in reversed(messages):
+        metadata = message.get("metadata")
+        if message.get("role") == "assistant" and isinstance(metadata, dict) and isinstance(metadata.get("model"), str):
+            return metadata["model"]
+    assistants = thread.get("assistants") or []
+    model = assistants[0].get("model") if assistants and isinstance(assistants[0], dict) else None
+    model_id = model.get("id") if isinstance(model, dict) else None
+    return model_id if isinstance(model_id, str) and model_id else None
+
+
 @click.command()
 @click.argument("model", required=False)
 @click.option("--system", "-s", default=None, callback=text_param, help="System prompt.")
@@ -467,7 +490,8 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
          n_threads, n_gpu_layers, image_min_tokens, image_max_tokens, lora, lora_scaled, conn) -> None:
     """Chat with MODEL in the terminal, answers streaming as they are written.
 
-    MODEL is a model id or a .gguf path; without it, the model the server
+    MODEL is a model id or a .gguf path; without it, a --thread goes on
+    with the model that wrote its last reply, else the model the server
     has loaded (or the only model there is) is used, embedding models left
     out; with several to choose from, name one. Each exchange
     is saved as a thread (through the server's /v1/threads when a server
@@ -481,7 +505,19 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
     load_kwargs = {"n_ctx": n_ctx, "n_threads": n_threads, "n_gpu_layers": n_gpu_layers,
                    "image_min_tokens": image_min_tokens, "image_max_tokens": image_max_tokens,
                    "lora": lora_flags(lora, lora_scaled)}
-    backend = open_backend(conn, model or default_model(conn), **load_kwargs)
+    if model is None and thread_id:
+        # a thread goes on with the model it was chatting with (the one that wrote its last reply), not whichever
+        # is loaded: with several it was "which model?", and with another one loaded the thread changed model
+        model = thread_model(conn, thread_id)
+        try:
+            backend = open_backend(conn, model or default_model(conn), **load_kwargs)
+        except CLIError as exc:
+            if model is None:
+                raise
+            raise CLIError(f"{exc.format_message()} (the model of thread {thread_id}; name another: "
+                           f"`jan chat MODEL --thread {thread_id}`)") from None
+    else:
+        backend = open_backend(conn, model or default_model(conn), **load_kwargs)
     options = collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos)
     if think is not None:
         options["think"] = think

@@ -655,23 +655,6 @@ def check_flag_order(**flags: Any) -> None:
         raise CLIError(f"{flag(exc.param or '')}: {reason}") from None
 
 
-def message_text(message: dict) -> str:
-    """The plain text of a stored/API message (string content or OpenAI/Jan content parts)."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    parts = []
-    for part in content or []:
-        if not isinstance(part, dict):
-            continue
-        text = part.get("text")
-        if isinstance(text, dict):
-            text = text.get("value")
-        if isinstance(text, str):
-            parts.append(text)
-    return "".join(parts)
-
-
 # -- LoRA adapters: the one definition of --lora/--lora-scaled (jan serve, jan run, jan chat) ------------------
 def _listed(value: str, file_of) -> list[str]:
     """One ``--lora``/``--lora-scaled`` value as its items: llama-server's comma-separated list, or the value whole

@@ -330,6 +330,12 @@ async def run_server(config: ServerConfig) -> None:
     for sock in socks:
         await web.SockSite(runner, sock).start()
     release_startup_memory()
+    if not config.bound_to_loopback and not config.api_key:
+        # the README asks for a key with --host 0.0.0.0, and nothing said so when it was left out (told before the
+        # line that says where it listens, which scripts and tests wait for)
+        click.echo(f"jan: warning: listening on {config.host} without --api-key: anyone who can reach this port can "
+                   "use its models and read and change the data folder's threads, files and models; give --api-key "
+                   "KEY (or $JAN_API_KEY)", err=True)
     click.echo(f"jan is listening on {config.base_url}  (API: {config.base_url}/v1, data: {config.data_folder})",
                err=False)
     if len(ports) > 1:

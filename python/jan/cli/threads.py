@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,6 @@ from jan.cli.common import (
     echo_styled,
     human_time,
     json_option,
-    message_text,
     print_json,
     print_table,
     warn_problems,
@@ -112,10 +112,48 @@ def show_thread(thread_id: str, as_json: bool, conn) -> None:
         echo_styled("System", bold=True)
         click.echo(instructions)
     for m in messages:
+        shown = _shown(m)
         click.echo()
-        role = ROLE_NAMES.get(m.get("role"), str(m.get("role")))
-        echo_styled(role + _status_note(m), bold=True)
-        click.echo(message_text(m))
+        echo_styled(shown.heading, bold=True)
+        if shown.thinking:
+            echo_styled(shown.thinking, dim=True)  # as `jan chat` shows it: dimmed, apart from the answer
+        if shown.text:
+            click.echo(shown.text)
+        for call in shown.calls:
+            click.echo(f"-> {call}")
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """What `show` and `export` tell of a message: its heading (role, the tool a result came from, a status that
+    is not a whole one), the model's thinking, its text (an image as ``[image]``) and the tool calls it made as
+    ``name(arguments)``. Only the text was told, with any thinking glued to its start, and a turn that called tools
+    showed as an empty answer, its calls nowhere."""
+
+    heading: str
+    thinking: str
+    text: str
+    calls: list[str]
+
+
+def _shown(message: dict[str, Any]) -> _Shown:
+    # (the services' readers of a stored message, as a run reads a thread; imported here: the other commands of
+    # `jan threads` need none of them)
+    from jan.services.tool_loop import reasoning_of, text_of
+
+    metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
+    heading = ROLE_NAMES.get(message.get("role"), str(message.get("role")))
+    if message.get("role") == "tool" and isinstance(metadata.get("name"), str):
+        heading += f" ({metadata['name']})"
+    parts = message.get("content") if isinstance(message.get("content"), list) else []
+    images = sum(1 for p in parts if isinstance(p, dict) and p.get("type") in ("image_file", "image_url"))
+    text = "\n".join(filter(None, [text_of(message), *["[image]"] * images]))
+    calls = []
+    for call in metadata.get("tool_calls") or []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            calls.append(f"{function['name']}({function.get('arguments') or ''})")
+    return _Shown(heading + _status_note(message), reasoning_of(message), text, calls)
 
 
 def _status_note(message: dict[str, Any]) -> str:
@@ -146,8 +184,14 @@ def to_markdown(thread: dict[str, Any], messages: list[dict[str, Any]]) -> str:
     if instructions:
         lines += ["## System", "", instructions, ""]
     for m in messages:
-        role = ROLE_NAMES.get(m.get("role"), str(m.get("role")))
-        lines += [f"## {role}" + _status_note(m), "", message_text(m), ""]
+        shown = _shown(m)
+        lines += [f"## {shown.heading}", ""]
+        if shown.thinking:  # a quote, apart from the answer
+            lines += ["> " + line if line else ">" for line in shown.thinking.splitlines()] + [""]
+        if shown.text:
+            lines += [shown.text, ""]
+        for call in shown.calls:
+            lines += [f"Calls `{call}`", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -62,10 +62,19 @@ def anthropic_error_shape(err: APIError) -> dict[str, Any]:
 
 def _anthropic_dialect(request: Any) -> str | None:
     # Anthropic's requests on the shared paths get Anthropic's errors, the key check's 401 and an unknown model's
-    # or file's 404 included.
-    if from_anthropic_sdk(request.headers) and any(under_prefix(request.path, p) for p in ANTHROPIC_SHARED_PATHS):
+    # or file's 404 included; and so do its requests for a route jan does not serve at all (its SDK's skills, the
+    # legacy /v1/complete): they got OpenAI's shape, which the SDK showed as an invalid_request_error.
+    if not from_anthropic_sdk(request.headers):
+        return None
+    if any(under_prefix(request.path, p) for p in ANTHROPIC_SHARED_PATHS) or _unrouted(request):
         return ANTHROPIC_PREFIX
     return None
+
+
+def _unrouted(request: Any) -> bool:
+    """Whether the router found no route for ``request`` (its 404 or 405)."""
+    match_info = getattr(request, "match_info", None)
+    return getattr(match_info, "http_exception", None) is not None
 
 
 # -- llama-server (/completion, /infill, ...) ----------------------------------------------------------------

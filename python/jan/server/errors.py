@@ -515,6 +515,43 @@ async def _with_base_url_hint(request: web.Request, err: APIError) -> APIError:
                     type=err.type, code=err.code)
 
 
+# OpenAI's (and Anthropic's) APIs that jan does not serve, by path prefix (with or without /v1): an OpenAI SDK user calling one (after
+# `store: true` on a chat completion, `client.chat.completions.retrieve`) got a bare "Unknown route" (a GET of
+# /v1/chat/completions "Method not allowed"), which reads as a wrong base URL or a bug rather than a missing API.
+_UNSERVED = (
+    ("/chat/completions", "OpenAI's stored chat completions (list, retrieve, update, delete, messages)",
+     "jan keeps no chat completions: their 'store' and 'metadata' are accepted and change nothing; the Responses API "
+     "stores its responses (POST /v1/responses, GET /v1/responses/{id}), and threads keep conversations"),
+    ("/responses/compact", "compaction (responses.compact)", "jan does not compact conversations; a response with "
+     "'truncation': 'auto' drops the oldest turns that do not fit the context"),
+    ("/audio/speech", "text to speech", "jan's models write text; /v1/audio/transcriptions and /v1/audio/translations "
+     "are served"),
+    ("/images", "image generation and editing", "jan's models write text; a vision model reads images sent in a chat"),
+    ("/moderations", "moderation", "jan has no moderation model"),
+    ("/fine_tuning", "fine-tuning", "jan runs models and does not train them; a LoRA adapter GGUF made elsewhere loads "
+     "with `jan serve --lora`"),
+    ("/vector_stores", "vector stores", "jan has no vector store: a file attached to a thread message is read whole"),
+    ("/uploads", "the Uploads API", "upload a file whole with POST /v1/files"),
+    ("/realtime", "the Realtime API", "jan serves no realtime sessions"),
+    ("/evals", "evals", "jan runs no evaluations"),
+    ("/skills", "Anthropic's Agent Skills", "jan runs no skills; give a model tools through MCP servers (`jan mcp add`)"),
+    ("/complete", "Anthropic's legacy Text Completions", "use the Messages API, POST /v1/messages"),
+    ("/containers", "containers", "jan runs no code interpreter"),
+    ("/videos", "video generation", "jan's models write text"),
+)
+
+
+def _unserved_api(request: web.Request, err: APIError) -> APIError:
+    """``err`` (the router's 404 or 405) saying which of OpenAI's APIs the path belongs to, and why jan does not serve
+    it, where it is one of :data:`_UNSERVED`."""
+    path = request.path[3:] if request.path.startswith("/v1/") else request.path
+    for prefix, what, why in _UNSERVED:
+        if path == prefix or path.startswith(prefix + "/"):
+            return APIError(err.status, f"{err.message} ({request.method} {request.path}): jan does not serve "
+                                        f"{what}; {why}", type=err.type, code=err.code)
+    return err
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler):
     try:
@@ -529,6 +566,8 @@ async def error_middleware(request: web.Request, handler):
         err = _http_error(exc)
         if exc.status == 404:
             err = await _with_base_url_hint(request, err)
+        if exc.status in (404, 405):
+            err = _unserved_api(request, err)
         return json_error(err, headers={k: v for k, v in exc.headers.items()
                                         if k.lower() in ("allow", "www-authenticate")})
     except asyncio.CancelledError:

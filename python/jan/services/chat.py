@@ -132,6 +132,21 @@ class ChatService:
                 aggregator.add(delta)
         return aggregator.result(stream.model or request.model or "")
 
+    async def count(self, request: ChatRequest) -> int:
+        """The prompt tokens ``request`` makes (what ``count_tokens`` and ``input_tokens`` answer): a local model's
+        prompt rendered and tokenized here (:meth:`render`); a remote one's counted by its server, which renders it
+        (the engine's optional ``count_chat_tokens``: jan and llama.cpp's server count a chat body), where a
+        ``RequestError`` said the engine renders its prompts itself. Same errors as :meth:`render` otherwise."""
+        _require_request(request)
+        target = await self.models.resolve_generating(request.model)
+        count = getattr(target.engine, "count_chat_tokens", None)
+        if isinstance(target.engine, LocalInferenceExtension) or count is None:
+            return len((await self.render(request)).tokens)
+        documents = await read_documents(request)  # (the text the model reads, as a chat sends it)
+        await self.models.require_able(target, documents)
+        with engine_failures(target.engine, "count_chat_tokens()"):
+            return await count(target.model, self._layered(documents, target))
+
     async def render(self, request: ChatRequest) -> RenderedPrompt:
         """The prompt the model would see: the rendered template text and its token ids.
 

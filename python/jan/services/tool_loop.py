@@ -75,9 +75,12 @@ def whole_arguments(arguments: str) -> bool:
     """Whether a call's arguments are a whole JSON object, not cut off mid-way. A turn the token limit ended
     (``finish_reason: "length"``) may hold a call whose arguments it cut: such a call is neither run nor put to the
     user (a run, ``jan chat``), as its arguments are not what the model meant to pass; one whose arguments are whole
-    (only its closing markup cut) counts."""
+    (only its closing markup cut) counts. Empty arguments are no whole object: the output parser gives a call cut
+    off after its name, before any of its arguments, as ``""`` (a call the model finished without arguments is
+    ``"{}"``), and taking it for ``{}`` put a forced call that the limit cut short to the user, or to the client as
+    ``requires_action``, with arguments the model never wrote."""
     try:
-        return isinstance(loads_json(arguments or "{}"), dict)
+        return isinstance(loads_json(arguments), dict) if arguments.strip() else False
     except ValueError:
         return False
 
@@ -628,11 +631,14 @@ def content_parts(message: dict[str, Any], image_part: Callable[[str], dict[str,
 
 
 def reasoning_of(message: dict[str, Any]) -> str:
-    """The thinking saved with a message (its ``reasoning`` content parts), or ""."""
-    return "".join(
-        (p.get("text") or {}).get("value", "") for p in message.get("content") or []
-        if isinstance(p, dict) and p.get("type") == "reasoning" and isinstance(p.get("text"), dict)
-    )
+    """The thinking saved with a message (its ``reasoning`` content parts: a run's hold ``{"value": ...}``, a stored
+    response's the text itself), or ""."""
+    thoughts = []
+    for p in message.get("content") or []:
+        if isinstance(p, dict) and p.get("type") == "reasoning":
+            text = p.get("text")
+            thoughts.append(text.get("value", "") if isinstance(text, dict) else text if isinstance(text, str) else "")
+    return "".join(thoughts)
 
 
 def parse_calls(tool_calls: list[dict[str, Any]] | None) -> list[PendingCall]:

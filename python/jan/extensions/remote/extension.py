@@ -482,6 +482,30 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
             f"model '{model['id']}': the upstream at {up.base_url} has no /{kind} endpoint (OpenAI's API has "
             f"none; jan and llama.cpp's server have one)", code="not_supported")
 
+    async def count_chat_tokens(self, model: dict[str, Any], request: t.ChatRequest) -> int:
+        """The prompt tokens of ``request`` as the upstream renders it: the chat body :meth:`chat` would send, posted
+        to its ``/chat/completions/input_tokens`` (jan's and llama.cpp's server's); a 400-class error where it has
+        none (OpenAI's API)."""
+        up = self._upstream(model)
+        request = replace(request, sampling=self._sampling(model, request.sampling))
+        body = {**wire.chat_body(request), "model": up.model}
+        resp = await self._send(up, "POST", up.url("/chat/completions/input_tokens"), model["id"], body,
+                                allow=(404, 405))
+        if resp.status in (404, 405):
+            payload = await self._json_or_none(resp)
+            error = payload.get("error") if isinstance(payload, dict) else None
+            if isinstance(error, dict) and error.get("code") == "model_not_found":
+                raise error_from_response(404, payload, "", up, model["id"])
+            raise UpstreamRequestError(
+                f"model '{model['id']}': the upstream at {up.base_url} counts no prompt tokens (it has no "
+                "/chat/completions/input_tokens, which jan and llama.cpp's server have; OpenAI's API has none)",
+                code="not_supported")
+        result = await self._json(resp, up)
+        count = result.get("input_tokens") if isinstance(result, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise UpstreamError(f"the upstream at {up.base_url} sent an input_tokens answer without a count")
+        return count
+
     async def _json_or_none(self, resp: Any) -> Any:
         try:
             return await resp.json(content_type=None)

@@ -25,7 +25,7 @@ from jan.services.model_prompt import model_prompt_problem
 from jan.services.models import capabilities as model_capabilities, text_setting
 
 __all__ = ["GGUFDetails", "capabilities", "context_window", "format_time", "gguf_details", "listed_name", "model_digest",
-           "model_entry", "parameter_size", "running_entry", "show"]
+           "load_parameters", "model_entry", "parameter_size", "running_entry", "show"]
 
 # llama.cpp's ``general.file_type`` values (enum llama_ftype) and their names
 FILE_TYPES = {
@@ -263,18 +263,41 @@ def projector_info(path: str | None, *, verbose: bool = False) -> dict[str, Any]
     return dict(sorted(values.items()))
 
 
+def load_parameters(model: dict[str, Any]) -> dict[str, Any]:
+    """The model.json's load settings that Ollama keeps as a Modelfile's parameters (``ctx_len`` as ``num_ctx``, ...:
+    the reverse of ``/api/create``'s :data:`~jan.server.dialects.ollama_schemas.LOAD_PARAMETERS`), so that
+    ``/api/show`` tells what a create stored, as Ollama's does; values that only jan can spell (``ngl: "auto"``,
+    -1 for all layers) or that leave jan's choice are left out."""
+    # (imported here: /v1/models imports this module at start, and the Ollama schemas only with Ollama's routes)
+    from jan.server.dialects.ollama_schemas import LOAD_PARAMETERS
+
+    settings = model.get("settings")
+    if not isinstance(settings, dict):
+        return {}
+    shown: dict[str, Any] = {}
+    for name, key in LOAD_PARAMETERS.items():
+        value = settings.get(key)
+        if name == "use_mmap":
+            if isinstance(value, bool):
+                shown[name] = value
+        elif isinstance(value, int) and not isinstance(value, bool) and (value > 0 or (value == 0 and name in (
+                "num_gpu", "draft_num_predict"))):
+            shown[name] = value
+    return shown
+
+
 def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> dict[str, Any]:
     """``/api/show`` for one model (blocking: reads the file's header, and its projector's: ``model["mmproj_path"]``
     as the model service resolved it)."""
     gguf = gguf_details(path)
     params = {k: v for k, v in (model.get("parameters") or {}).items() if v is not None}
     parameter_lines = []
-    for key, value in params.items():
-        # Ollama's Modelfile names (jan's max_tokens is its num_predict) and Go-quoted strings, so that the
-        # modelfile shown can be given back to `ollama create`
+    for key, value in [*params.items(), *load_parameters(model).items()]:
+        # Ollama's Modelfile names (jan's max_tokens is its num_predict) and Go's spelling of values (quoted
+        # strings, true/false), so that the modelfile shown can be given back to `ollama create`
         name = OLLAMA_PARAMETER_NAMES.get(key, key)
         for v in value if isinstance(value, list) else [value]:
-            parameter_lines.append(f"{name:<30} {json.dumps(v) if isinstance(v, str) else v}")
+            parameter_lines.append(f"{name:<30} {json.dumps(v) if isinstance(v, (str, bool)) else v}")
     template = text_setting(model, "chat_template") or gguf.chat_template or text_setting(model, "prompt_template") or ""
     if not template and gguf.architecture:  # a GGUF without a template: Ollama's API prompts it as Ollama does
         template = OLLAMA_DEFAULT_TEMPLATE

@@ -275,6 +275,14 @@ def _cut_off(response: dict[str, Any]) -> bool:
     return response.get("status") in ("cancelled", "incomplete")
 
 
+def _cut_by(response: dict[str, Any]) -> str | None:
+    """The finish reason of a response's answer that its token limit (``length``) or a remote model's filter
+    (``content_filter``) cut off, kept in the thread message's ``metadata.finish_reason`` as a run's reply keeps it,
+    so the thread tells why it ends there (it told every cut answer ``run_cancelled``); None for a cancelled one."""
+    reason = (response.get("incomplete_details") or {}).get("reason")
+    return {"max_output_tokens": "length", "content_filter": "content_filter"}.get(reason)
+
+
 # -- the store ---------------------------------------------------------------------------------------
 class NotLatestError(Exception):
     """The response to continue is no longer its thread's latest (see ``ResponsesStore.begin(allow_fork=False)``)."""
@@ -494,12 +502,12 @@ class ResponsesStore:
         return self._lock(thread_id)
 
     async def append(self, thread_id: str, messages: list[ChatMessage | KeptTurn], response_id: str | None = None, *,
-                     last_stopped: bool = False,
+                     last_stopped: bool = False, last_cut_by: str | None = None,
                      taken: Callable[[str], Awaitable[set[str]]] | None = None,
                      ) -> tuple[list[dict[str, Any]], dict[str, str]]:
         """Append ``messages`` to the thread under its lock, all or none (:meth:`_append`); the messages as
         stored, and the item ids given anew. ``last_stopped``: the last one is an answer cut off (Jan's
-        ``stopped``). ``taken(thread_id)``: the item ids the thread's items have (a conversation's): a kept id
+        ``stopped``), by ``last_cut_by`` (its finish reason, :func:`_cut_by`) if not by a cancel. ``taken(thread_id)``: the item ids the thread's items have (a conversation's): a kept id
         among them, or twice among ``messages``, is given anew (an item has one id, wherever it is listed), read
         under the lock, so that two appends at once cannot both keep one."""
         async with self._lock(thread_id):
@@ -507,7 +515,8 @@ class ResponsesStore:
             if taken is not None:
                 used = await taken(thread_id)
                 messages = [_reid(m, used, remap) if isinstance(m, KeptTurn) else m for m in messages]
-            written = await self._append_messages(thread_id, messages, response_id, last_stopped=last_stopped)
+            written = await self._append_messages(thread_id, messages, response_id, last_stopped=last_stopped,
+                                                  last_cut_by=last_cut_by)
             if is_conversation_thread(thread_id) and (title := _title(messages)):
                 # a conversation made without a user turn takes its title from its first (the web page lists it so)
                 with contextlib.suppress(NotFoundError):
@@ -520,7 +529,8 @@ class ResponsesStore:
         return written[-1]["id"] if written else None
 
     async def _append_messages(self, thread_id: str, messages: list[ChatMessage | KeptTurn], response_id: str | None,
-                               *, last_stopped: bool = False) -> list[dict[str, Any]]:
+                               *, last_stopped: bool = False, last_cut_by: str | None = None
+                               ) -> list[dict[str, Any]]:
         """Append the turns; all or none: one the store refuses (an image it cannot keep) takes those written
         before it out again, so the conversation does not keep half of a response that never was."""
         written: list[dict[str, Any]] = []
@@ -529,6 +539,8 @@ class ResponsesStore:
                 data = to_thread_message(message, response_id)
                 if k == len(messages) - 1 and last_stopped:
                     data["status"] = "stopped"  # Jan's word for an answer cut off
+                    if last_cut_by:
+                        data["metadata"]["finish_reason"] = last_cut_by
                 written.append(await self.conversations.create_message(thread_id, data))
         except Exception:
             for message in reversed(written):
@@ -621,7 +633,8 @@ class ResponsesStore:
             answer = [KeptTurn(output, item_ids=output_item_ids(response.get("output")))] if said else []
             try:
                 written, remap = await self.append(thread_id, [*inputs, *answer], response["id"],
-                                                   last_stopped=bool(answer) and _cut_off(response), taken=taken)
+                                                   last_stopped=bool(answer) and _cut_off(response),
+                                                   last_cut_by=_cut_by(response), taken=taken)
                 last = written[-1]["id"] if written else None
             except NotFoundError:  # (deleted while the response ran: the answer was given, there is nowhere to add it)
                 log.warning("response %s ended after its conversation %s was deleted; its items were not added",
@@ -647,6 +660,8 @@ class ResponsesStore:
             message = to_thread_message(output, stored.id)
             if _cut_off(response):
                 message["status"] = "stopped"  # Jan's word for an answer cut off
+                if _cut_by(response):
+                    message["metadata"]["finish_reason"] = _cut_by(response)
             async with self._lock(stored.thread_id):
                 last = (await self.conversations.create_message(stored.thread_id, message))["id"]
         done = replace(stored, response=response, last_message_id=last)

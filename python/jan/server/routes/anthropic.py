@@ -155,10 +155,10 @@ async def count_tokens(request: web.Request) -> web.Response:
     # a thread's `continue` counts the held conversation with the new turn (jan's; the SDK sends no `thread` here)
     chat_request = await request.app[THREADS].prompt(body)
     try:
-        rendered = await _chat(request).render(chat_request)
+        counted = await _chat(request).count(chat_request)
     except MediaError as exc:
         raise wire.media_error(exc, body, chat_request) from None
-    return web.json_response({"input_tokens": len(rendered.tokens)})
+    return web.json_response({"input_tokens": counted})
 
 
 # -- models: called by routes/models.py for a request from Anthropic's SDK ---------------------------------

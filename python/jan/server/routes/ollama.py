@@ -48,7 +48,7 @@ from jan.services.companions import lora_problem
 from jan.services.errors import PrefillGrammarError, RequestError
 from jan.services.models import require_generating, unload_now, unload_replaced
 from jan.services.types import CompletionDelta, TokenLogprob, Usage
-from jan.store import InvalidArgumentError
+from jan.store import AlreadyExistsError, InvalidArgumentError
 from jan.store.blobs import BlobStore, InvalidDigestError
 from jan.store.ids import is_valid_id
 from jan.store.models import check_gguf
@@ -872,6 +872,11 @@ async def pull(request: web.Request) -> web.StreamResponse:
         task = await models.pull(source, model_id)
     except DownloadError as exc:
         raise OllamaError(exc.http_status, f"pull model manifest: {exc}") from None
+    except AlreadyExistsError as exc:
+        # the id the URL's file name gives holds another model: its message says to pull under another id, which
+        # Ollama's pull (a name only) cannot say, so say where one can
+        raise OllamaError(409, f"pull model manifest: {exc} (Ollama's pull names no id: use `jan models pull URL "
+                               "--id NAME`, or POST /v1/models/pull with \"url\" and \"id\")") from None
     return await _pull_reply(request, body, task, model_id)
 
 

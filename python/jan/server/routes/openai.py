@@ -39,7 +39,7 @@ from jan.server.validation import body_step, parse_body
 from jan.services.engine_output import engine_failures
 from jan.services.streams import DeltaStream
 from jan.services.control import GenerationControl
-from jan.services.types import ChatRequest, RenderedPrompt
+from jan.services.types import ChatRequest
 from jan.services.types import EmbeddingRequest as TypedEmbeddingRequest
 
 log = logging.getLogger("jan.server")
@@ -318,14 +318,15 @@ async def detokenize(request: web.Request) -> web.Response:
     return json_response({"content": content})
 
 
-async def _rendered(request: web.Request) -> RenderedPrompt:
-    """The prompt a chat completion body renders to, by the chat's own rendering: its images fetched, its documents
-    read, nothing generated."""
+async def _prompt_of(request: web.Request, use: Callable[[ChatRequest], Awaitable[T]]) -> T:
+    """What ``use`` (the chat's :meth:`~jan.services.chat.ChatService.render` or ``count``) makes of a chat
+    completion body's prompt, by the chat's own rendering: its images fetched, its documents read, nothing
+    generated."""
     body = await parse_body(request, ChatCompletionRequest)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
     try:
-        return await request.app[SERVICES].chat.render(await body_step(wire.chat_request, body))
+        return await use(await body_step(wire.chat_request, body))
     except MediaError as exc:  # said of the message's field, as the chat completion it renders would say it
         raise wire.media_error(exc, body) from None
 
@@ -334,7 +335,7 @@ async def _rendered(request: web.Request) -> RenderedPrompt:
 @routes.post("/apply-template")
 async def apply_template(request: web.Request) -> web.Response:
     """The exact prompt a chat request renders to (llama-server's ``/apply-template``): ``{"prompt": ...}``."""
-    return json_response({"prompt": (await _rendered(request)).text})
+    return json_response({"prompt": (await _prompt_of(request, request.app[SERVICES].chat.render)).text})
 
 
 @routes.post("/v1/chat/completions/input_tokens")
@@ -343,4 +344,6 @@ async def apply_template(request: web.Request) -> web.Response:
 async def chat_input_tokens(request: web.Request) -> web.Response:
     """The prompt tokens of a chat completion body, as the model's chat template and vocabulary make them
     (llama-server's): ``{"object": "response.input_tokens", "input_tokens": n}``."""
-    return json_response({"object": "response.input_tokens", "input_tokens": len((await _rendered(request)).tokens)})
+    # (a remote model's server counts it: ChatService.count)
+    count = await _prompt_of(request, request.app[SERVICES].chat.count)
+    return json_response({"object": "response.input_tokens", "input_tokens": count})

@@ -396,10 +396,10 @@ async def count_input_tokens(request: web.Request) -> web.Response:
     chat_request = await body_step(wire.to_chat_request, body, history,
                                    await body_step(wire.input_messages, body.input))
     try:
-        rendered = await _chat(request).render(chat_request)
+        counted = await _chat(request).count(chat_request)
     except MediaError as exc:  # said of the body's field, as a response request's
         raise wire.media_error(exc, body, len(history)) from None
-    return web.json_response({"object": "response.input_tokens", "input_tokens": len(rendered.tokens)})
+    return web.json_response({"object": "response.input_tokens", "input_tokens": counted})
 
 
 def _query_bool(request: web.Request, name: str) -> bool:

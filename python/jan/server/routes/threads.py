@@ -156,13 +156,16 @@ def _incomplete_reason(message: dict[str, Any]) -> str | None:
     """OpenAI's ``incomplete_details.reason`` of a stored message, None when it is whole: a failed reply is
     ``run_failed``; a token limit's cut (a reply the model's ``length`` ended, a turn a spent budget never started)
     ``max_tokens``; an upstream's filter ``content_filter``; any other stop (a cancel, a client gone, a stop of jan)
-    ``run_cancelled``."""
+    ``run_cancelled``. A stored response's answer cut off is ``stopped`` with its finish reason."""
     status = message.get("status")
     metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
     if status == "error":
         return "run_failed"
     if status == "stopped":
-        return "max_tokens" if metadata.get("stop_reason") in BUDGET_STOPS else "run_cancelled"
+        if metadata.get("stop_reason") in BUDGET_STOPS:
+            return "max_tokens"
+        return {"length": "max_tokens", "content_filter": "content_filter"}.get(metadata.get("finish_reason"),
+                                                                                "run_cancelled")
     if status == "ready":
         return {"length": "max_tokens", "content_filter": "content_filter"}.get(metadata.get("finish_reason"))
     return None
