@@ -16,9 +16,10 @@ import pytest
 #: Libraries loaded on first use only: chat templates (jinja2), /metrics (prometheus_client), /v1/system and
 #: fitting a context to free memory (psutil), embeddings as arrays (numpy), images (PIL), PDFs (pypdf), MCP hosts
 #: (mcp), the CLI's terminal output (rich), and aiohttp's HTTP client (image URLs, downloads, remote models: its
-#: package is registered by ``jan serve`` with its ``__init__`` deferred, ``jan.server.aiohttp_import``).
+#: package is registered by ``jan serve`` with its ``__init__`` deferred, ``jan.server.aiohttp_import``), and Lark's
+#: translator of tools' text grammars (``jan.templates.lark_gbnf``: a chat without such a tool never needs it).
 ON_FIRST_USE = ("jinja2", "prometheus_client", "psutil", "numpy", "PIL", "pypdf", "mcp", "rich", "aiohttp.client",
-                "aiohttp.connector")
+                "aiohttp.connector", "jan.templates.lark_gbnf", "lark", "difflib")
 
 SERVE = r"""
 import json, os, sys, threading, urllib.request

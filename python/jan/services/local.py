@@ -786,13 +786,13 @@ def check_text_grammars(request: ChatRequest) -> None:
     :class:`GrammarError` naming ``tools[i].function.parameters``, the field a dialect renames as its own (the
     Responses API's ``tools[i].format.definition``). Checked whatever ``tool_choice`` is: a grammar that cannot be
     held is the client's error before anything is generated, not only once a call is forced."""
-    # (imported here, by the requests that need it: Lark's translator is ~0.4 MiB a server at start would hold for
-    # nothing — issue 16)
-    from jan.templates.lark_gbnf import lark_to_gbnf
-
     for i, tool in enumerate(request.tools or ()):
         if tool.text_grammar is None:
             continue
+        # (imported here, by the requests that have such a tool: Lark's translator is ~0.4 MiB that a server would
+        # hold for nothing from its first chat on, which every chat request reaches through here — issue 16)
+        from jan.templates.lark_gbnf import lark_to_gbnf
+
         try:
             lark_to_gbnf(tool.text_grammar.definition, "json")
         except GrammarError as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import difflib
 import functools
 import os
 import re
@@ -462,6 +461,8 @@ def closest_model_id(model_id: str, ids) -> str | None:
         return close[0]
     if not wanted:
         return None
+    import difflib  # (a mistyped id's guess alone needs it: 0.15 MiB a server would hold from its start)
+
     scored = sorted(((difflib.SequenceMatcher(None, wanted, i.casefold()).ratio(), i) for i in known), reverse=True)
     if not scored or scored[0][0] < TYPO_SIMILARITY or (len(scored) > 1 and scored[1][0] == scored[0][0]):
         return None
