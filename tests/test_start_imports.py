@@ -19,7 +19,7 @@ import pytest
 #: package is registered by ``jan serve`` with its ``__init__`` deferred, ``jan.server.aiohttp_import``), and Lark's
 #: translator of tools' text grammars (``jan.templates.lark_gbnf``: a chat without such a tool never needs it).
 ON_FIRST_USE = ("jinja2", "prometheus_client", "psutil", "numpy", "PIL", "pypdf", "mcp", "rich", "aiohttp.client",
-                "aiohttp.connector", "jan.templates.lark_gbnf", "lark", "difflib")
+                "aiohttp.connector", "jan.templates.lark_gbnf", "lark")
 
 SERVE = r"""
 import json, os, sys, threading, urllib.request
