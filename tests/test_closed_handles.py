@@ -60,6 +60,7 @@ MODEL_RAISES = {
     "rerank": lambda m: m.rerank("a question", ["an answer"]),
     "n_ctx_embed": lambda m: m.n_ctx_embed,
     "hold": lambda m: _enter(m.hold()),
+    "slot_action": lambda m: m.slot_action("erase", 0),
 }
 
 #: What describes the model, and the status reads: answered on a closed model (``before``: the open model's).
@@ -73,6 +74,7 @@ MODEL_HARMLESS = {
     "draft_kv_cache_bytes": lambda value, before: value == 0,
     "draft_memory_bytes": lambda value, before: value == 0,
     "lora_adapters": lambda value, before: value == [],  # (the adapters go with the model)
+    "SLOT_ACTIONS": lambda value, before: value == ("save", "restore", "erase"),  # (a constant of the class)
     "n_parallel": lambda value, before: value == 0,
     "mmproj": lambda value, before: value is None,
     "pooling": lambda value, before: value is None,  # the load option (not given here)
