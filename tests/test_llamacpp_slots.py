@@ -4,6 +4,7 @@ KV to a file and back, on the engine's own slots (Scheduler::slot_action)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import httpx
 import pytest
@@ -152,7 +153,8 @@ def test_slot_actions_of_the_engine(model, tmp_path):
             model.slot_action(*args)
         assert caught.value.param == param, args
     # a save that cannot be written: an engine error, no file left behind
-    with pytest.raises(jan_errors().EngineError, match="Unable to save slot"):
+    # (it says why: llama.cpp's save tells none, and a folder without write permission read 'could not write')
+    with pytest.raises(jan_errors().EngineError, match="Unable to save slot: cannot write .*No such file"):
         model.slot_action("save", 0, tmp_path / "no-such-folder" / "c.bin")
     assert sorted(os.listdir(tmp_path)) == ["a.bin"]
     assert model.slot_action("restore", 0, tmp_path / "a.bin")["n_tokens"] == saved["n_tokens"]
@@ -212,6 +214,14 @@ def test_jan_serve_takes_slot_save_path(tmp_path, monkeypatch):
         result = CliRunner().invoke(serve_cli.serve, ["--data-folder", str(tmp_path / "data"), "--slot-save-path",
                                                       str(bad)])
         assert result.exit_code != 0 and "--slot-save-path" in result.output, result.output
+    # a folder jan may not write: refused at start, not a 500 at the first save
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if mode & os.W_OK and str(p).endswith("slots")
+                        else real_access(p, mode, **kw))
+    result = CliRunner().invoke(serve_cli.serve, ["--data-folder", str(tmp_path / "data"), "--slot-save-path",
+                                                  str(tmp_path / "slots")])
+    assert result.exit_code == 1 and "--slot-save-path" in result.output and "not writable" in result.output, \
+        result.output
 
 
 def _repacked(plain: bytes, version: int = 1, media: int = 0) -> bytes:
@@ -243,3 +253,30 @@ def test_a_slot_file_of_llama_server_restores_too(model, tmp_path):
         with pytest.raises(SlotFileError, match=says):
             model.slot_action("restore", 0, tmp_path / name)
         assert model.slot_action("erase", 0)["n_tokens"] == 0  # (left empty)
+
+
+def test_a_slot_file_saved_with_other_slots_says_so(model, stories_path, tmp_path):
+    # A file saved while the model ran with another --parallel (a cache per slot) cannot be restored by llama.cpp,
+    # and read "not a slot file of this model" of a file of this very model: now the restore says why.
+    import jan
+    from jan.errors import SlotFileError
+
+    two = jan.Model(stories_path, n_parallel=2, n_ctx=256, n_threads=1, cache_ram_mib=0)
+    try:
+        two.generate(PROMPT, max_tokens=4, temperature=0)
+        two.slot_action("save", 0, tmp_path / "two.bin")
+    finally:
+        two.close()
+    with pytest.raises(SlotFileError, match=r"saved with a cache for each of 2 slots \(--parallel 2\), and this "
+                                            r"model has one cache for all slots") as caught:
+        model.slot_action("restore", 0, tmp_path / "two.bin")
+    assert caught.value.param == "filename"
+    assert model.slot_action("erase", 0)["n_tokens"] == 0  # (left empty, as any failed restore)
+    # a file of another model loaded with as many slots is still told as such
+    other = jan.Model(Path(stories_path).parent / "llama-2-tiny-random.gguf", n_parallel=2, n_ctx=256,
+                      n_threads=1)
+    try:
+        with pytest.raises(SlotFileError, match="not a slot file of this model"):
+            other.slot_action("restore", 0, tmp_path / "two.bin")
+    finally:
+        other.close()
