@@ -91,9 +91,13 @@ def test_save_erase_restore_and_the_next_prompt_reuses_the_restored_tokens(serve
     ("0", "restore", ["story.bin"], "Invalid filename"),
     ("0", "restore", {"filename": "missing.bin"}, "Unable to restore slot: no such slot file"),
     ("0", "restore", {"filename": "junk.bin"}, "Unable to restore slot: not a slot file"),
+    # (a folder of that name in the slot folder: the save was a 500, its rename failing)
+    ("0", "save", {"filename": "sub.bin"}, "is a folder, not a slot file"),
+    ("0", "restore", {"filename": "sub.bin"}, "Unable to restore slot: no such slot file"),
 ])
 def test_bad_slot_actions_are_400_in_llama_servers_shape(server, folder, id_slot, name, body, says):
     (folder / "junk.bin").write_bytes(b"not a slot file" * 8)
+    (folder / "sub.bin").mkdir(exist_ok=True)
     refused(action(server, id_slot, name, body), 400, says)
     assert not (folder.parent / "out.bin").exists()
 
