@@ -294,3 +294,27 @@ def test_a_slot_file_saved_with_other_slots_says_so(model, stories_path, tmp_pat
             other.slot_action("restore", 0, tmp_path / "two.bin")
     finally:
         other.close()
+
+
+def test_the_bodys_model_picks_the_model_as_llama_servers_router_reads_it(tmp_path, stories_path):
+    # llama-server's router sends a POST to the model its body names, /slots/{id} too: jan read ?model= alone, so
+    # such a body's save went to the default model's slot, or was refused as naming no model
+    tiny = Path(stories_path).parent / "llama-2-tiny-random.gguf"
+    folder = tmp_path / "slots"
+    folder.mkdir()
+    srv = start_server(tmp_path, [stories_path, tiny], n_parallel=1, slot_save_path=str(folder),
+                       default_model="stories260K")
+    try:
+        ok(srv, "/completion", {"model": "llama-2-tiny-random", "prompt": "Hello", "n_predict": 2})
+        saved = action(srv, 0, "save", {"filename": "tiny.bin", "model": "llama-2-tiny-random"})
+        assert saved.status_code == 200 and saved.json()["n_saved"] > 0, saved.text
+        assert action(srv, 0, "restore", {"filename": "tiny.bin", "model": "llama-2-tiny-random"}).status_code == 200
+        refused(action(srv, 0, "restore", {"filename": "tiny.bin"}), 400, "not a slot file of this model")
+        erased = httpx.post(f"{srv.base_url}/slots/0?action=erase", json={"model": "llama-2-tiny-random"}, timeout=120)
+        assert erased.json()["n_erased"] == saved.json()["n_saved"], erased.text
+        both = httpx.post(f"{srv.base_url}/slots/0?action=erase&model=stories260K",
+                          json={"model": "llama-2-tiny-random"}, timeout=120)
+        refused(both, 400, "give one")
+        refused(action(srv, 0, "erase", {"model": 5}), 400, "model")
+    finally:
+        srv.stop()
