@@ -477,9 +477,12 @@ Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction ac
         read = llama_state_seq_load_file(ctx_.get(), path.c_str(), slot.id, tokens.data(), tokens.size(), &n_tokens);
         tokens.resize(n_tokens);
         try {
-            if (read == 0) {
+            if (read == 0) {  // (its tokens read, its state refused: llama.cpp tells no reason but in its log)
                 const std::string other = slot_file_mismatch(path, n_file_tokens);
-                throw SlotFileError(other.empty() ? "Unable to restore slot: not a slot file of this model" : other);
+                throw SlotFileError(other.empty() ? "Unable to restore slot: not a slot file of this model as it is "
+                                                    "loaded (the file is another model's, or was saved with other "
+                                                    "cache settings: cache types, flash attention)"
+                                                  : other);
             }
             tokens = slot_file_tokens(std::move(tokens), model_->n_vocab(), params_.n_ctx);
         } catch (...) {

@@ -318,3 +318,19 @@ def test_the_bodys_model_picks_the_model_as_llama_servers_router_reads_it(tmp_pa
         refused(action(srv, 0, "erase", {"model": 5}), 400, "model")
     finally:
         srv.stop()
+
+
+def test_a_slot_file_saved_with_other_cache_settings_says_they_may_be_why(tmp_path):
+    # (flash attention stores V another way: llama.cpp refuses the state, which read as no file of this model)
+    import jan
+    from jan.errors import SlotFileError
+
+    from conftest import require_model
+
+    path = require_model("llama-2-tiny-random.gguf")
+    with jan.Model(path, n_parallel=1, n_ctx=256, n_threads=1, flash_attn=True) as m:
+        m.generate("Hello", max_tokens=3)
+        m.slot_action("save", 0, tmp_path / "fa.bin")
+    with jan.Model(path, n_parallel=1, n_ctx=256, n_threads=1, flash_attn=False) as m:
+        with pytest.raises(SlotFileError, match="saved with other cache settings: cache types, flash attention"):
+            m.slot_action("restore", 0, tmp_path / "fa.bin")
