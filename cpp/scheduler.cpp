@@ -321,6 +321,15 @@ public:
     PendingFile(const PendingFile &) = delete;
     PendingFile & operator=(const PendingFile &) = delete;
     const std::string & tmp() const { return tmp_; }
+    // Throws EngineError saying why the file cannot be written (llama.cpp's save returns 0 and tells no cause: a
+    // folder without write permission or on a read-only disk read as "could not write" and nothing more).
+    void check_writable() const {
+        std::FILE * f = std::fopen(tmp_.c_str(), "wb");
+        if (!f)
+            throw EngineError("Unable to save slot: cannot write a file in the slot folder (" + path_ + "): " +
+                              std::strerror(errno));
+        std::fclose(f);
+    }
     void commit() {
         if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
             throw EngineError("Unable to save slot: cannot rename the file into place: " +
@@ -362,7 +371,35 @@ std::vector<llama_token> slot_file_tokens(std::vector<llama_token> tokens, int32
     return tokens;
 }
 
+// How many KV streams the cache whose state follows a sequence file's `n_tokens` tokens was saved with (llama.cpp's
+// KV cache writes that count first: one per slot, or one for a unified cache), or 0 where the file is too short.
+uint32_t slot_file_streams(const std::string & path, size_t n_tokens) {
+    std::FILE * f = std::fopen(path.c_str(), "rb");
+    if (!f) return 0;
+    uint32_t streams = 0;
+    const long at = (long)(3 * sizeof(uint32_t) + n_tokens * sizeof(llama_token));
+    if (std::fseek(f, at, SEEK_SET) != 0 || std::fread(&streams, sizeof(streams), 1, f) != 1) streams = 0;
+    std::fclose(f);
+    return streams;
+}
+
+std::string cache_layout(uint32_t streams) {
+    return streams == 1 ? "one cache for all slots (--parallel 1, or a unified KV cache)"
+                        : "a cache for each of " + std::to_string(streams) + " slots (--parallel " +
+                              std::to_string(streams) + ")";
+}
+
 }  // namespace
+
+std::string Scheduler::slot_file_mismatch(const std::string & path, size_t n_tokens) const {
+    // (a recurrent model's state opens with its cells, not a stream count: nothing to compare)
+    if (llama_model_is_recurrent(model_->get()) && !llama_model_is_hybrid(model_->get())) return {};
+    const uint32_t saved = slot_file_streams(path, n_tokens);
+    const uint32_t here = params_.kv_unified ? 1u : (uint32_t)params_.n_parallel;
+    if (saved == 0 || saved == here || saved > 4096) return {};
+    return "Unable to restore slot: the file was saved with " + cache_layout(saved) + ", and this model has " +
+           cache_layout(here) + ": restore it into the model it was saved from, loaded with the same slots";
+}
 
 Scheduler::SlotActionResult Scheduler::slot_action(SlotAction action, int32_t id_slot, const std::string & path) {
     if (id_slot < 0 || id_slot >= (int32_t)slots_.size())
@@ -417,6 +454,7 @@ Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction ac
             throw std::invalid_argument("slot " + std::to_string(slot.id) + " holds images or audio: only a cache "
                                         "of text tokens can be saved");
         PendingFile file(path);
+        file.check_writable();
         const size_t written = llama_state_seq_save_file(ctx_.get(), file.tmp().c_str(), slot.id, slot.cache.data(),
                                                          slot.cache.size());
         if (written == 0) throw EngineError("Unable to save slot: llama.cpp could not write " + path);
@@ -431,6 +469,7 @@ Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction ac
         size_t n_tokens = 0;
         size_t read = llama_state_seq_load_file(ctx_.get(), path.c_str(), slot.id, nullptr, 0, &n_tokens);
         if (read == 0) throw SlotFileError("Unable to restore slot: not a slot file of this model");
+        const size_t n_file_tokens = n_tokens;
         if (n_tokens > (size_t)params_.n_ctx + kPackedHeader)
             throw SlotFileError("Unable to restore slot: the file holds " + std::to_string(n_tokens) +
                                 " tokens, more than a slot's context (" + std::to_string(params_.n_ctx) + ")");
@@ -438,7 +477,13 @@ Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction ac
         read = llama_state_seq_load_file(ctx_.get(), path.c_str(), slot.id, tokens.data(), tokens.size(), &n_tokens);
         tokens.resize(n_tokens);
         try {
-            if (read == 0) throw SlotFileError("Unable to restore slot: not a slot file of this model");
+            if (read == 0) {  // (its tokens read, its state refused: llama.cpp tells no reason but in its log)
+                const std::string other = slot_file_mismatch(path, n_file_tokens);
+                throw SlotFileError(other.empty() ? "Unable to restore slot: not a slot file of this model as it is "
+                                                    "loaded (the file is another model's, or was saved with other "
+                                                    "cache settings: cache types, flash attention)"
+                                                  : other);
+            }
             tokens = slot_file_tokens(std::move(tokens), model_->n_vocab(), params_.n_ctx);
         } catch (...) {
             clear();  // (the state may be in the sequence already: gone with the tokens that did not check out)

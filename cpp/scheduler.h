@@ -200,6 +200,9 @@ private:
     // Engine thread, mutex_ held (released while each runs): the slot actions whose slot is idle, in order.
     void run_slot_ops(std::unique_lock<std::mutex> & lock);
     SlotActionResult do_slot_action(Slot & slot, SlotAction action, const std::string & path);
+    // Why a slot file of `n_tokens` tokens this model's context refused was saved for another slot layout (another
+    // --parallel, a unified cache or not), or "" where that is not why.
+    std::string slot_file_mismatch(const std::string & path, size_t n_tokens) const;
     // Marks the busy slots of this step's LoRA group (Slot::in_step) and sets the context's adapters to its scales.
     void pick_lora_group();
     void apply_lora(const std::vector<float> & scales);  // llama_set_adapters_lora when they change

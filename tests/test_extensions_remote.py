@@ -580,3 +580,19 @@ def test_a_lazy_grammar_goes_upstream_lazy_in_llama_servers_fields():
     assert body["grammar"] == 'root ::= "a"' and body["grammar_lazy"] is True
     assert body["grammar_triggers"] == [{"type": 2, "value": "w(a)s"}, {"type": 0, "value": "", "token": 7}]
     assert "grammar_lazy" not in completion_body(Typed(model="m", prompts=("Once",), grammar='root ::= "a"'))
+
+
+def test_a_chats_lazy_grammar_and_preserved_tokens_go_upstream_as_a_completions_do():
+    # (the chat body kept the grammar and dropped its triggers and preserved tokens: another jan upstream then held
+    # the grammar over the whole answer, and showed no control token the client asked to see)
+    from jan.extensions.remote.wire import chat_body
+    from jan.services.types import ChatMessage, ChatRequest as Typed, TextPart
+
+    messages = (ChatMessage(role="user", content=(TextPart("hi"),)),)
+    body = chat_body(Typed(model="m", messages=messages, grammar='root ::= "a"', grammar_triggers=("w(a)s",),
+                           grammar_trigger_tokens=(7,), preserved_tokens=("<tool>",)))
+    assert body["grammar"] == 'root ::= "a"' and body["grammar_lazy"] is True
+    assert body["grammar_triggers"] == [{"type": 2, "value": "w(a)s"}, {"type": 0, "value": "", "token": 7}]
+    assert body["preserved_tokens"] == ["<tool>"]
+    whole = chat_body(Typed(model="m", messages=messages, grammar='root ::= "a"'))
+    assert whole["grammar"] == 'root ::= "a"' and "grammar_lazy" not in whole and "preserved_tokens" not in whole

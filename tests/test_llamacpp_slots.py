@@ -4,6 +4,7 @@ KV to a file and back, on the engine's own slots (Scheduler::slot_action)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import httpx
 import pytest
@@ -77,12 +78,26 @@ def test_save_erase_restore_and_the_next_prompt_reuses_the_restored_tokens(serve
     ("0", "restore", {"filename": "/etc/passwd"}, "Invalid filename"),
     ("0", "restore", {"filename": "a\x00b"}, "Invalid filename"),
     ("0", "restore", {"filename": "x" * 256}, "Invalid filename"),
+    # (names llama-server refuses, so that a name one server takes the other takes too: jan took these)
+    ("0", "save", {"filename": " lead.bin"}, "Invalid filename"),
+    ("0", "save", {"filename": "..a.bin"}, "Invalid filename"),
+    ("0", "save", {"filename": "a..b.bin"}, "Invalid filename"),
+    ("0", "save", {"filename": "\ufeffbom.bin"}, "Invalid filename"),
+    ("0", "save", {"filename": "a\u0085b.bin"}, "Invalid filename"),
+    ("0", "save", {"filename": "a\uff0eb"}, "Invalid filename"),
+    ("0", "save", {"filename": "a\u2215b.bin"}, "Invalid filename"),
+    ("0", "save", {"filename": "a\u2216b.bin"}, "Invalid filename"),
+    ("0", "save", {"filename": "a\ufffdb.bin"}, "Invalid filename"),
     ("0", "restore", ["story.bin"], "Invalid filename"),
     ("0", "restore", {"filename": "missing.bin"}, "Unable to restore slot: no such slot file"),
     ("0", "restore", {"filename": "junk.bin"}, "Unable to restore slot: not a slot file"),
+    # (a folder of that name in the slot folder: the save was a 500, its rename failing)
+    ("0", "save", {"filename": "sub.bin"}, "is a folder, not a slot file"),
+    ("0", "restore", {"filename": "sub.bin"}, "Unable to restore slot: no such slot file"),
 ])
 def test_bad_slot_actions_are_400_in_llama_servers_shape(server, folder, id_slot, name, body, says):
     (folder / "junk.bin").write_bytes(b"not a slot file" * 8)
+    (folder / "sub.bin").mkdir(exist_ok=True)
     refused(action(server, id_slot, name, body), 400, says)
     assert not (folder.parent / "out.bin").exists()
 
@@ -152,7 +167,8 @@ def test_slot_actions_of_the_engine(model, tmp_path):
             model.slot_action(*args)
         assert caught.value.param == param, args
     # a save that cannot be written: an engine error, no file left behind
-    with pytest.raises(jan_errors().EngineError, match="Unable to save slot"):
+    # (it says why: llama.cpp's save tells none, and a folder without write permission read 'could not write')
+    with pytest.raises(jan_errors().EngineError, match="Unable to save slot: cannot write .*No such file"):
         model.slot_action("save", 0, tmp_path / "no-such-folder" / "c.bin")
     assert sorted(os.listdir(tmp_path)) == ["a.bin"]
     assert model.slot_action("restore", 0, tmp_path / "a.bin")["n_tokens"] == saved["n_tokens"]
@@ -212,6 +228,14 @@ def test_jan_serve_takes_slot_save_path(tmp_path, monkeypatch):
         result = CliRunner().invoke(serve_cli.serve, ["--data-folder", str(tmp_path / "data"), "--slot-save-path",
                                                       str(bad)])
         assert result.exit_code != 0 and "--slot-save-path" in result.output, result.output
+    # a folder jan may not write: refused at start, not a 500 at the first save
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if mode & os.W_OK and str(p).endswith("slots")
+                        else real_access(p, mode, **kw))
+    result = CliRunner().invoke(serve_cli.serve, ["--data-folder", str(tmp_path / "data"), "--slot-save-path",
+                                                  str(tmp_path / "slots")])
+    assert result.exit_code == 1 and "--slot-save-path" in result.output and "not writable" in result.output, \
+        result.output
 
 
 def _repacked(plain: bytes, version: int = 1, media: int = 0) -> bytes:
@@ -243,3 +267,70 @@ def test_a_slot_file_of_llama_server_restores_too(model, tmp_path):
         with pytest.raises(SlotFileError, match=says):
             model.slot_action("restore", 0, tmp_path / name)
         assert model.slot_action("erase", 0)["n_tokens"] == 0  # (left empty)
+
+
+def test_a_slot_file_saved_with_other_slots_says_so(model, stories_path, tmp_path):
+    # A file saved while the model ran with another --parallel (a cache per slot) cannot be restored by llama.cpp,
+    # and read "not a slot file of this model" of a file of this very model: now the restore says why.
+    import jan
+    from jan.errors import SlotFileError
+
+    two = jan.Model(stories_path, n_parallel=2, n_ctx=256, n_threads=1, cache_ram_mib=0)
+    try:
+        two.generate(PROMPT, max_tokens=4, temperature=0)
+        two.slot_action("save", 0, tmp_path / "two.bin")
+    finally:
+        two.close()
+    with pytest.raises(SlotFileError, match=r"saved with a cache for each of 2 slots \(--parallel 2\), and this "
+                                            r"model has one cache for all slots") as caught:
+        model.slot_action("restore", 0, tmp_path / "two.bin")
+    assert caught.value.param == "filename"
+    assert model.slot_action("erase", 0)["n_tokens"] == 0  # (left empty, as any failed restore)
+    # a file of another model loaded with as many slots is still told as such
+    other = jan.Model(Path(stories_path).parent / "llama-2-tiny-random.gguf", n_parallel=2, n_ctx=256,
+                      n_threads=1)
+    try:
+        with pytest.raises(SlotFileError, match="not a slot file of this model"):
+            other.slot_action("restore", 0, tmp_path / "two.bin")
+    finally:
+        other.close()
+
+
+def test_the_bodys_model_picks_the_model_as_llama_servers_router_reads_it(tmp_path, stories_path):
+    # llama-server's router sends a POST to the model its body names, /slots/{id} too: jan read ?model= alone, so
+    # such a body's save went to the default model's slot, or was refused as naming no model
+    tiny = Path(stories_path).parent / "llama-2-tiny-random.gguf"
+    folder = tmp_path / "slots"
+    folder.mkdir()
+    srv = start_server(tmp_path, [stories_path, tiny], n_parallel=1, slot_save_path=str(folder),
+                       default_model="stories260K")
+    try:
+        ok(srv, "/completion", {"model": "llama-2-tiny-random", "prompt": "Hello", "n_predict": 2})
+        saved = action(srv, 0, "save", {"filename": "tiny.bin", "model": "llama-2-tiny-random"})
+        assert saved.status_code == 200 and saved.json()["n_saved"] > 0, saved.text
+        assert action(srv, 0, "restore", {"filename": "tiny.bin", "model": "llama-2-tiny-random"}).status_code == 200
+        refused(action(srv, 0, "restore", {"filename": "tiny.bin"}), 400, "not a slot file of this model")
+        erased = httpx.post(f"{srv.base_url}/slots/0?action=erase", json={"model": "llama-2-tiny-random"}, timeout=120)
+        assert erased.json()["n_erased"] == saved.json()["n_saved"], erased.text
+        both = httpx.post(f"{srv.base_url}/slots/0?action=erase&model=stories260K",
+                          json={"model": "llama-2-tiny-random"}, timeout=120)
+        refused(both, 400, "give one")
+        refused(action(srv, 0, "erase", {"model": 5}), 400, "model")
+    finally:
+        srv.stop()
+
+
+def test_a_slot_file_saved_with_other_cache_settings_says_they_may_be_why(tmp_path):
+    # (flash attention stores V another way: llama.cpp refuses the state, which read as no file of this model)
+    import jan
+    from jan.errors import SlotFileError
+
+    from conftest import require_model
+
+    path = require_model("llama-2-tiny-random.gguf")
+    with jan.Model(path, n_parallel=1, n_ctx=256, n_threads=1, flash_attn=True) as m:
+        m.generate("Hello", max_tokens=3)
+        m.slot_action("save", 0, tmp_path / "fa.bin")
+    with jan.Model(path, n_parallel=1, n_ctx=256, n_threads=1, flash_attn=False) as m:
+        with pytest.raises(SlotFileError, match="saved with other cache settings: cache types, flash attention"):
+            m.slot_action("restore", 0, tmp_path / "fa.bin")

@@ -37,7 +37,9 @@ async def test_a_response_another_server_generates_reads_as_running_until_that_s
                 seen = await api_two.ok("GET", f"/v1/responses/{rid}")
                 # as the first server left it on disk (before: "failed", the server stopped)
                 assert seen["status"] in ("queued", "in_progress") and seen["error"] is None, seen
+                # (a stream of it: before, "its events are not kept", as if lost; that server has them)
                 for method, path, body in (("POST", f"/v1/responses/{rid}/cancel", {}),
+                                           ("GET", f"/v1/responses/{rid}?stream=true", None),
                                            ("DELETE", f"/v1/responses/{rid}", None)):
                     status, answer = await api_two.call(method, path, body)
                     assert status == 400 and "another jan process" in answer["error"]["message"], (path, answer)

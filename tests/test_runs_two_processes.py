@@ -83,6 +83,11 @@ async def test_a_cancel_sent_to_the_other_server_stops_the_run(tmp_path, stories
             seen = await api_two.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}")
             assert seen["status"] in ("queued", "in_progress"), seen  # server two reads it as live, not orphaned
             await until_writing(api_one, tid, run["id"])  # (cancelled before it wrote anything, it keeps no reply)
+            # its events are server one's: server two waited for them for ever (the bound only guards the test)
+            status, body = await asyncio.wait_for(api_two.call("GET", f"/v1/threads/{tid}/runs/{run['id']}/events"),
+                                                  120)
+            assert status == 400 and body["error"]["code"] == "run_held_elsewhere", body
+            assert "another jan process" in body["error"]["message"], body
 
             answer = await api_two.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/cancel")
             # (answered once the run ended; on a machine too busy for the bounded wait, it ends soon after)

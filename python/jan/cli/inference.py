@@ -703,8 +703,9 @@ def open_backend(conn: Connection, spec: str, *, images: bool = False, audio: bo
         if ignored:  # said, not silently dropped: the same flags in-process would change the answer (or its error)
             from jan.cli.common import warn
 
-            warn(f"{', '.join(ignored)} only apply to a model loaded in this process; the server at "
-                 f"{client.base_url} runs {spec} with its own settings (use --local to load it here)")
+            warn(f"{', '.join(ignored)} only appl{'y' if len(ignored) > 1 else 'ies'} to a model loaded in this "
+                 f"process; the server at {client.base_url} runs {spec} with its own settings (use --local to load "
+                 "it here)")
     else:
         backend = LocalBackend(conn, spec, media=media, **load)
     refuse_embedding(backend)  # `jan run` and `jan chat` (and its /model) only generate

@@ -110,9 +110,9 @@ def _bound_seconds(ctx: click.Context, param: click.Parameter, value: float | No
               help="Load the LoRA adapters with every default scale 0 (apply them with POST /lora-adapters or a "
                    "request's 'lora').")
 @click.option("--slot-save-path", "slot_save_path", default=None,
-              type=PathParam(exists=True, file_okay=False, resolve_path=True), metavar="FOLDER",
+              type=PathParam(exists=True, file_okay=False, writable=True, resolve_path=True), metavar="FOLDER",
               help="Serve llama-server's POST /slots/{id}?action=save|restore|erase, slot files kept in FOLDER "
-                   "(an existing folder) [default: those actions refused].")
+                   "(an existing folder jan may write) [default: those actions refused].")
 @click.option("--draft-p-min", "draft_p_min", default=None, type=SamplingValue("draft_p_min"),
               help="Draft model: stop drafting below this top-token probability [default: 0.75].")
 @click.option("--draft-max", "--draft", "draft_max", default=None, type=click.IntRange(0, 256),

@@ -1252,7 +1252,8 @@ class Model:
         the rest), ``"erase"`` empties the slot. A busy slot's action waits for its request to end; this blocks
         until the action ran. A dict: ``id_slot``, ``n_tokens`` (saved, restored or erased), ``n_bytes`` (written or
         read) and ``ms``. :class:`BadRequestError` naming ``id_slot`` for a slot the model does not have (or one
-        holding images or audio, for a save) and ``action`` for another action; :class:`~jan.errors.SlotFileError`
+        holding images or audio, for a save), ``filename`` for a save's path that is a folder and ``action`` for another
+        action; :class:`~jan.errors.SlotFileError`
         for a file restore cannot use (the slot is left empty); EngineError for a save that could not be written.
         A restored slot's tokens are taken as computed under the LoRA scales requests run under by default."""
         scheduler = self._require_scheduler()
@@ -1265,6 +1266,10 @@ class Model:
                                   f"{scheduler.n_parallel - 1})", param="id_slot", code="invalid_value")
         if action != "erase" and not path:
             raise BadRequestError(f"a slot {action} needs a file path", param="filename", code="invalid_value")
+        if action == "save" and os.path.isdir(path):
+            # (the save's rename over it would fail: the caller's name is at fault, not the engine)
+            raise BadRequestError(f"Unable to save slot: {os.fspath(path)} is a folder, not a slot file",
+                                  param="filename", code="invalid_value")
         try:
             return scheduler.slot_action(action, index, os.fspath(path) if path else "")
         except BadRequestError:

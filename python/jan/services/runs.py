@@ -1097,6 +1097,18 @@ class RunService:
             return "finished"
         return run.control.end_reasoning()
 
+    async def followable(self, run: Run) -> bool:
+        """Whether ``run``'s events can be followed here: True for this process's own run. A copy read from disk
+        has none, and none will come here: :class:`RequestError` (``run_held_elsewhere``) where another process
+        sharing the data folder is running a leg of it (its events are in that process: waiting for them here never
+        ended), False otherwise (its stream ends at once)."""
+        if self._runs.get(run.id) is run:
+            return True
+        if await asyncio.to_thread(running_elsewhere, self.manager.data_folder, run.id):
+            raise RequestError(f"Run '{run.id}' is running in another jan process sharing the data folder, which "
+                               "alone has its events; follow them there", param="run_id", code="run_held_elsewhere")
+        return False
+
     async def modify(self, run: Run, metadata: Mapping[str, Any]) -> Run:
         """OpenAI's "modify run": replace ``run``'s ``metadata`` (the one field a client may change) and save it.
 

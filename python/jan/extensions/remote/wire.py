@@ -78,8 +78,7 @@ def chat_body(request: ChatRequest) -> dict[str, Any]:
             body["response_format"] = {"type": "json_object", "schema": dict(fmt.schema)}
         else:
             body["response_format"] = {"type": fmt.type}
-    if request.grammar:
-        body["grammar"] = request.grammar
+    _grammar_fields(body, request)
     if request.n != 1:
         body["n"] = request.n
     if request.logprobs:
@@ -104,18 +103,23 @@ def completion_body(request: CompletionRequest) -> dict[str, Any]:
         body["echo"] = True
     if request.prompt_only:
         body["max_tokens"] = 0
+    _grammar_fields(body, request)
+    return body
+
+
+def _grammar_fields(body: dict[str, Any], request: ChatRequest | CompletionRequest) -> None:
+    """A request's ``grammar``, lazy or not, and ``preserved_tokens`` in llama-server's fields, as its
+    ``/v1/completions`` reads them (and another jan's chat and completion routes): without ``grammar_lazy`` and the
+    triggers the upstream would hold the grammar over the whole output. The patterns are already jan's (type 2:
+    searched, a word escaped and a full pattern anchored by now); a token trigger goes as its id."""
     if request.grammar:
         body["grammar"] = request.grammar
     if request.grammar_triggers or request.grammar_trigger_tokens:
-        # a lazy grammar, in llama-server's fields (its /v1/completions reads them; so does another jan's): else the
-        # upstream would hold the grammar over the whole output. The patterns are already jan's (type 2: searched,
-        # a word escaped and a full pattern anchored by now); a token trigger goes as its id
         body["grammar_lazy"] = True
         body["grammar_triggers"] = ([{"type": 2, "value": p} for p in request.grammar_triggers]
                                     + [{"type": 0, "value": "", "token": t} for t in request.grammar_trigger_tokens])
-    if request.preserved_tokens:  # (llama-server's field, read by its /v1/completions and another jan's)
+    if request.preserved_tokens:
         body["preserved_tokens"] = list(request.preserved_tokens)
-    return body
 
 
 def usage_of(raw: Any) -> Usage | None:

@@ -480,22 +480,28 @@ def slots(n_slots: int, n_busy: int, n_ctx: int, speculative: bool) -> list[dict
 
 #: The slot actions ``POST /slots/{id}?action=`` takes (llama-server's).
 SLOT_ACTIONS = ("save", "restore", "erase")
-#: Characters a slot file's name may not hold: path separators, and those Windows file systems refuse.
-_NOT_IN_FILENAMES = set('/\\:*?"<>|')
+#: Characters a slot file's name may not hold, as llama-server's ``fs_validate_filename`` refuses them: path
+#: separators and their look-alikes (fullwidth full stop, division slash, set minus), those Windows file systems
+#: refuse, the replacement character and the byte order mark (C0 and C1 controls are checked apart).
+_NOT_IN_FILENAMES = set('/\\:*?"<>|\uff0e\u2215\u2216\ufffd\ufeff')
 
 
 def slot_file(folder: str, filename: Any) -> str | None:
     """The path of the slot file ``filename`` names in ``folder`` (``--slot-save-path``), or None for a name that
-    is not one plain file name there, as llama-server's ``fs_validate_filename`` judges it: text of 1 to 255 bytes
-    (UTF-8), no path separator, control character or character Windows refuses, not ``.`` or ``..``, not ending in
-    a dot or a space; and one that, followed through any link, stays in ``folder``."""
-    if not isinstance(filename, str) or filename in (".", "..") or filename.endswith((".", " ")):
+    is not one plain file name there, as llama-server's ``fs_validate_filename`` judges it (so that a name one
+    server takes, the other takes too, on a folder both use): text of 1 to 255 bytes (UTF-8), no path separator or
+    look-alike, control character (C0 or C1) or character Windows refuses, no ``..`` anywhere, not ``.``, neither
+    starting with a space nor ending in a dot or a space; and one that, followed through any link, stays in
+    ``folder``."""
+    if not isinstance(filename, str) or filename == "." or ".." in filename or filename.endswith((".", " ")) \
+            or filename.startswith(" "):
         return None
     try:
         size = len(filename.encode("utf-8"))
     except UnicodeEncodeError:  # (a lone surrogate)
         return None
-    if not 0 < size <= 255 or any(c in _NOT_IN_FILENAMES or ord(c) < 0x20 or ord(c) == 0x7F for c in filename):
+    if not 0 < size <= 255 or any(c in _NOT_IN_FILENAMES or ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F
+                                  for c in filename):
         return None
     root = os.path.realpath(folder)
     path = os.path.join(root, filename)

@@ -432,7 +432,8 @@ async def slots(request: web.Request) -> web.Response:
 
 @routes.post("/slots/{id_slot}")
 async def slot_action(request: web.Request) -> web.Response:
-    """llama-server's slot actions on the default (or only loaded) model, or ``?model=``'s: ``?action=save`` or
+    """llama-server's slot actions on the default (or only loaded) model, or the one the body's ``model`` (as
+    llama-server's router reads it) or ``?model=`` names: ``?action=save`` or
     ``restore`` with ``{"filename": ...}`` (a file in the server's ``--slot-save-path``), or ``erase``. Refused
     (501, llama-server's words) when the server was started without ``--slot-save-path``."""
     # (a slot id or action that is no such thing is the request's 400 whatever the server serves; llama-server looks
@@ -449,19 +450,32 @@ async def slot_action(request: web.Request) -> web.Response:
         raise APIError(501, "This server does not support slots action. Start it with `--slot-save-path`",
                        type="not_supported_error", code="not_supported")
     filename = path = None
+    body = await read_json(request) if action != "erase" or request.body_exists else {}
     if action != "erase":
-        body = await read_json(request)
         filename = body.get("filename") if isinstance(body, dict) else None
         path = native.slot_file(folder, filename)
         if path is None:
             raise APIError(400, "Invalid filename", param="filename", code="invalid_value")
-    target = await request.app[SERVICES].models.resolve(request.query.get("model") or None)
+    target = await request.app[SERVICES].models.resolve(_slot_model(request, body))
     run = getattr(target.engine, "slot_action", None)
     if run is None:
         raise APIError(400, f"model '{target.id}' runs on an engine without slots", param="model",
                        code="invalid_value")
     result = await run(target.model, action, id_slot, path)
     return json_response(native.slot_result(action, filename, result))
+
+
+def _slot_model(request: web.Request, body: Any) -> str | None:
+    """The model a slot action is for: the body's ``model``, as llama-server's router reads a POST's (a slot action
+    that named one there went to the default model), or ``?model=``; both, naming two models, a 400."""
+    named = body.get("model") if isinstance(body, dict) else None
+    if named is not None and (not isinstance(named, str) or not named):
+        raise APIError(400, "model: must be a model id", param="model", code="invalid_value")
+    query = request.query.get("model") or None
+    if named and query and named != query:
+        raise APIError(400, f"model: the body names '{named}' and ?model= '{query}'; give one", param="model",
+                       code="invalid_value")
+    return named or query
 
 
 async def _lora_adapters(request: web.Request, adapters: Any = None) -> list[dict[str, Any]]:

@@ -433,6 +433,13 @@ async def get_response(request: web.Request) -> web.StreamResponse:
             raise _not_streamable("it was not created with background=true")
         if run is not None:
             raise _not_streamable("it was not created with stream=true")
+        if response.get("status") in UNFINISHED and await asyncio.to_thread(_running_elsewhere, request.app,
+                                                                             response_id):
+            # (its events are in that process's memory: "not kept" read as lost, and "once it has finished" is no
+            # better here, where they never were)
+            raise APIError(400, f"Cannot stream response '{response_id}' here: another jan process serving this "
+                                "data folder is generating it, and only that server has its events; stream it "
+                                "from there.", param="stream", code="invalid_state")
         # ended over STREAM_KEPT_S ago, or before a restart, or never streamed: no events to replay
         raise _not_streamable(f"its events are not kept (a background response created with stream=true is "
                               f"streamed while it runs and for {int(STREAM_KEPT_S // 60)} minutes after it ends, "

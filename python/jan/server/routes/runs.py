@@ -550,9 +550,14 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     """
     after = query_int(request, "after", -1)  # (any integer below -1 is -1, as it always was)
     run = await _find_run(request)
+    own = await request.app[SERVICES].runs.followable(run)
     sse = SSEStream(request)
     with contextlib.suppress(ConnectionError):
-        await _write_events(sse, run, max(-1, after))
+        if own:
+            await _write_events(sse, run, max(-1, after))
+        else:  # (a record from disk: no events, and none will come here; its status may still read as running)
+            await sse.start()
+            await sse.response.write_eof()
     return sse.response
 
 
