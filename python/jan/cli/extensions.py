@@ -45,6 +45,16 @@ def _records(conn) -> tuple[list[dict[str, Any]], bool]:
         data = client.get("/v1/extensions")
         items = data.get("data", []) if isinstance(data, dict) else data
         return list(items or []), True
+    if conn.existing_folder() is None:
+        # No data folder yet: what one would list (the built-in extensions, as they start), read from an empty
+        # folder made for it, not by making the user's (the manager records what it finds in extensions.json
+        # as it starts; `jan extensions list` made ~/jan).
+        import tempfile
+
+        from jan.core import ExtensionManager
+
+        with tempfile.TemporaryDirectory(prefix="jan-extensions-") as empty:
+            return [r.to_dict() for r in ExtensionManager(empty).list()], False
     return [r.to_dict() for r in _manager(conn).list()], False
 
 
