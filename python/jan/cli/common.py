@@ -8,6 +8,11 @@ otherwise works on the data folder directly (and loads models in-process).
 * ``--data-folder`` given on the command line (without ``--url``) means "work on that folder": local;
 * otherwise ``$JAN_API_URL`` (default ``http://127.0.0.1:1337``) is probed with a short
   ``/health`` request, and the command goes local when nothing answers.
+
+Which data folder a command works on itself is decided once, by :attr:`Connection.data_folder` and
+:attr:`Connection.local_folder`: ``--data-folder``, else ``$JAN_DATA_FOLDER``, else the running server's (on this
+machine), else ``~/jan``; ``$JAN_DATA_FOLDER`` naming another folder than the running server's is refused there.
+A command that only reads uses ``store(create=False)``/``existing_folder()``, which never make the folder.
 """
 
 from __future__ import annotations
