@@ -107,7 +107,8 @@ def test_data_folder_flag_still_works_on_that_folder_with_a_server_running(serve
 READ_ONLY = [("models", "list"), ("models", "show", "x"), ("models", "rm", "x"), ("threads", "list"),
              ("threads", "show", "x"), ("threads", "export", "x"), ("files", "list"), ("files", "show", "x"),
              ("files", "delete", "x"), ("files", "download", "x", "-o", "OUT"), ("mcp", "list"), ("mcp", "remove", "x"),
-             ("extensions", "list"), ("info",), ("bench", "x", *BENCH)]
+             ("extensions", "list"), ("extensions", "disable", "x"), ("extensions", "enable", "x"), ("info",),
+             ("bench", "x", *BENCH)]
 
 
 @pytest.mark.parametrize("args", READ_ONLY, ids=lambda a: " ".join(a[:2]))
@@ -123,3 +124,20 @@ def test_a_command_that_only_reads_makes_no_data_folder(tmp_path, args):
     else:
         fails(result, "x")
     assert not (home / "jan").exists()
+
+
+def test_a_url_given_that_does_not_answer_stays_an_error_after_the_folder_was_asked_for(tmp_path, monkeypatch):
+    # the folder's choice asks the server first (and takes "none" for an answer); the command's own ask must still
+    # be told "no jan server answers", not "work locally" from the first ask's cached result
+    from jan.cli.common import CLIError, Connection
+    from jan.testing.server import free_port
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("JAN_DATA_FOLDER", raising=False)
+    conn = Connection(url=f"http://127.0.0.1:{free_port()}", url_explicit=True, api_key=None, data_folder=None,
+                      data_explicit=False, local=False)
+    assert conn.data_folder == (tmp_path / "jan").resolve()
+    with pytest.raises(CLIError, match="no jan server answers"):
+        conn.server()
+    with pytest.raises(CLIError, match="no jan server answers"):
+        conn.server()

@@ -76,3 +76,13 @@ def test_jan_models_show_says_api(folder):
     assert "format:" in out and " api" in out.split("format:")[1].splitlines()[0], out
     shown = json.loads(ok(jan("models", "show", "far", "--json", env=cli_env(folder))).stdout)
     assert shown["format"] == API_FORMAT
+
+
+def test_ollama_ps_entry_of_a_remote_model_is_remote():
+    # /api/ps builds its entries with the same details as /api/tags (a remote model loads only with an upstream)
+    from jan.server.dialects.ollama_models import running_entry
+
+    entry = running_entry({**REMOTE, "format": "gguf"}, None, {"expires_in": None})
+    assert entry["details"]["format"] == "" and entry["remote_model"] == "gpt-x"
+    local = running_entry({"id": "m", "engine": "llama.cpp", "format": "gguf"}, None, {"expires_in": None})
+    assert local["details"]["format"] == "gguf" and "remote_model" not in local

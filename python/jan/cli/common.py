@@ -258,10 +258,17 @@ class Connection:
             return None
         from jan.cli.client import ApiClient
 
-        client = ApiClient(self.checked_url(), self.api_key)
+        try:
+            url = self.checked_url()
+        except CLIError:
+            self._probed = False  # (as above: a malformed URL is said by every call)
+            raise
+        client = ApiClient(url, self.api_key)
         self._health = client.health(probe_timeout())
         if self._health is None:
             if self.url_explicit:
+                # asked again, it says so again (not None, "work locally"): server_folder() may ask first
+                self._probed = False
                 raise CLIError(f"no jan server answers at {self.url} (start one with `jan serve`, or drop --url)")
             return None
         self._client = client
@@ -302,7 +309,11 @@ class Connection:
         ``--data-folder`` given without ``--url`` (nothing is asked then)."""
         if self.force_local or (self.data_explicit and not self.url_explicit):
             return None
-        folder = (self.health or {}).get("data_folder")
+        try:
+            health = self.health
+        except CLIError:  # a --url that does not answer, a malformed $JAN_API_URL: said by the commands that ask it
+            return None
+        folder = (health or {}).get("data_folder")
         if not isinstance(folder, str) or not folder or not on_this_machine(self.url):
             return None
         return Path(os.path.realpath(folder))
