@@ -187,7 +187,9 @@ def remove_server(name: str, conn) -> None:
 def _tell_if_the_server_reads_another_file(conn, name: str, *, present: bool) -> None:
     """Warn (on stderr) when the jan server answering at the default URL does not see the edit just made: it
     reads another data folder's mcp.json (it was started with another --data-folder or $JAN_DATA_FOLDER), so
-    the server the user meant to give (or take) the tools never will. Its listing rereads the file and starts
+    the server the user meant to give (or take) the tools never will. (A server that tells its folder is edited
+    itself, or the edit refused before it is made: Connection.local_folder; this is for one that does not tell
+    it, an older jan or one that wants its key.) Its listing rereads the file and starts
     nothing. A server that cannot be asked is no reason to fail an edit that was made."""
     from jan.cli.client import ServerError
 
