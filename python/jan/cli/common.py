@@ -316,7 +316,9 @@ class Connection:
         folder = (health or {}).get("data_folder")
         if not isinstance(folder, str) or not folder or not on_this_machine(self.url):
             return None
-        return Path(os.path.realpath(folder))
+        # (a server in a container, its port published here, names a folder of its own file system: one that is
+        # not a folder here is not taken, nor made)
+        return Path(os.path.realpath(folder)) if os.path.isdir(folder) else None
 
     @property
     def data_folder(self) -> Path:
