@@ -141,3 +141,18 @@ def test_a_url_given_that_does_not_answer_stays_an_error_after_the_folder_was_as
         conn.server()
     with pytest.raises(CLIError, match="no jan server answers"):
         conn.server()
+
+
+def test_run_of_a_gguf_file_makes_no_data_folder(tmp_path, stories_path):
+    # `jan run` keeps nothing (no thread): where there is no data folder it answers without making one (it made ~/jan
+    # with its whole layout and default assistant); where there is one, it runs on it as before
+    home = tmp_path / "home"
+    home.mkdir()
+    env = no_folder_env(home, JAN_LOCAL="1")
+    answer = ok(jan("run", str(stories_path), "Once upon a time", "--raw", "--temp", "0", "-n", "8", env=env))
+    assert answer.stdout.strip()
+    fails(jan("run", "nosuch", "hi", env=env), "nosuch", str(home / "jan"))
+    assert not (home / "jan").exists()
+    ok(jan("models", "import", str(stories_path), env=env))
+    again = ok(jan("run", "stories260K", "Once upon a time", "--raw", "--temp", "0", "-n", "8", env=env))
+    assert again.stdout == answer.stdout

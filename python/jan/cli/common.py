@@ -247,6 +247,9 @@ class Connection:
         self._health: dict | None = None
         self._store = None
         self._runtime = None
+        #: Set by a command that saves nothing in the data folder (`jan run`): :meth:`runtime` then makes none.
+        self.keeps_nothing = False
+        self._scratch: Any = None
 
     # -- server --------------------------------------------------------
     def server(self):
@@ -385,16 +388,30 @@ class Connection:
         if self._runtime is None:
             from jan.cli.local import LocalRuntime
 
+            folder = self.local_folder
+            if self.keeps_nothing and not folder.is_dir():
+                # a command that keeps nothing (`jan run FILE.gguf`) where there is no data folder yet: its
+                # extensions run on an empty folder made for this process, not on the user's, which they lay out
+                # as they start (`jan run` made ~/jan, its layout and default assistant, to answer one prompt)
+                import tempfile
+
+                self._scratch = tempfile.TemporaryDirectory(prefix="jan-scratch-")
+                folder = Path(self._scratch.name)
             try:
-                self._runtime = LocalRuntime(self.local_folder)
+                self._runtime = LocalRuntime(folder)
             except OSError as exc:
                 raise CLIError(f"cannot open the data folder {self.data_folder}: {os_error_message(exc)}") from None
         return self._runtime
 
     def close(self) -> None:
         runtime, self._runtime = self._runtime, None
-        if runtime is not None:
-            runtime.close()
+        try:
+            if runtime is not None:
+                runtime.close()
+        finally:
+            scratch, self._scratch = self._scratch, None
+            if scratch is not None:
+                scratch.cleanup()
 
 
 REMOVE_VERBS = ("rm", "remove", "delete")
