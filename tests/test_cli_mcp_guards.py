@@ -31,22 +31,22 @@ def test_a_server_name_with_double_underscore_is_refused(tmp_path):
     assert list(json.loads((data / "mcp.json").read_text())["mcpServers"]) == ["a_b"]
 
 
-def test_an_edit_the_running_server_does_not_see_is_told(tmp_path):
-    # `jan mcp add/remove` edit this machine's data folder; a jan server answering at the URL that was started on
-    # another folder never sees the edit: a warning says so (the edit itself stands), and none when it does see it.
+def test_an_edit_the_running_server_would_not_see_is_refused(tmp_path):
+    # `jan mcp add/remove` edit a data folder; with $JAN_DATA_FOLDER naming another folder than the one the jan
+    # server answering at the URL works on, the server would never see the edit: refused before it is made (it was
+    # made, then warned of), naming both folders; none when they are the same folder.
     from api_helpers import running
 
     served = tmp_path / "served"
     with running(served) as srv:
         other = cli_env(tmp_path / "here", local=False, JAN_API_URL=srv.base_url)
         same = cli_env(served, local=False, JAN_API_URL=srv.base_url)
-        added = ok(jan("mcp", "add", "notes", sys.executable, "server.py", env=other))
-        assert "does not list 'notes'" in added.stderr and "--data-folder" in added.stderr, added.stderr
-        assert "Traceback" not in added.stderr
-        assert list(json.loads((tmp_path / "here" / "mcp.json").read_text())["mcpServers"]) == ["notes"]
+        fails(jan("mcp", "add", "notes", sys.executable, "server.py", env=other), str(served), str(tmp_path / "here"),
+              "--data-folder")
+        assert not (tmp_path / "here").exists()
         ok(jan("mcp", "add", "notes", sys.executable, "server.py", env=same))
-        removed = ok(jan("mcp", "remove", "notes", env=other))
-        assert "still lists 'notes'" in removed.stderr, removed.stderr
+        fails(jan("mcp", "remove", "notes", env=other), str(served), str(tmp_path / "here"))
+        assert list(json.loads((served / "mcp.json").read_text())["mcpServers"]) == ["notes"]
         for args in (("remove", "notes"), ("add", "notes", sys.executable, "server.py")):
             fine = ok(jan("mcp", *args, env=same))
             assert "warning" not in fine.stderr, fine.stderr

@@ -201,13 +201,19 @@ def test_bench_warns_before_measuring_past_the_training_context(env, stories_pat
 
 def test_bench_of_a_model_only_a_running_server_has_says_where_it_is(tmp_path, stories_path):
     # `jan models list` shows the server's models; `jan bench` loads in this process from its own data folder, so an
-    # id only the server has is named as the server's, with what to give instead (not a bare "not found")
+    # id only the server has is named as the server's, with what to give instead (not a bare "not found"). A
+    # folder given by $JAN_DATA_FOLDER that is not the server's is refused before it is read, naming both
+    # (test_cli_data_folder_meant.py); one given by --data-folder is read as asked.
     from api_helpers import running
     from test_cli_helpers import cli_env
 
     with running(tmp_path / "served", stories_path) as srv:
         env = cli_env(tmp_path / "here", local=False, JAN_API_URL=srv.base_url)
-        fails(jan("bench", "stories260K", *BENCH, env=env), "is a model of the jan server at", "--data-folder")
+        fails(jan("bench", "stories260K", *BENCH, env=env), str(tmp_path / "served"), str(tmp_path / "here"),
+              "--data-folder")
+        fails(jan("bench", "stories260K", *BENCH, "--url", srv.base_url, "--data-folder", str(tmp_path / "here"),
+                  env=env), "is a model of the jan server at", "--data-folder")
+        assert not (tmp_path / "here").exists()
 
 
 def test_bench_prompt_tests_evaluate_every_token(stories_path):

@@ -527,7 +527,9 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
         from jan.cli.tools import ChatTools
 
         try:
-            session.tools = ChatTools(conn.data_folder, tuple(tool_names), tuple(mcp_servers))
+            # (the folder whose mcp.json this process starts servers from: local_folder refuses a $JAN_DATA_FOLDER
+            # that is not the running server's, as every command acting on the folder itself does)
+            session.tools = ChatTools(conn.local_folder, tuple(tool_names), tuple(mcp_servers))
         except CLIError:
             backend.close()
             raise

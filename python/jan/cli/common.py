@@ -8,6 +8,11 @@ otherwise works on the data folder directly (and loads models in-process).
 * ``--data-folder`` given on the command line (without ``--url``) means "work on that folder": local;
 * otherwise ``$JAN_API_URL`` (default ``http://127.0.0.1:1337``) is probed with a short
   ``/health`` request, and the command goes local when nothing answers.
+
+Which data folder a command works on itself is decided once, by :attr:`Connection.data_folder` and
+:attr:`Connection.local_folder`: ``--data-folder``, else ``$JAN_DATA_FOLDER``, else the running server's (on this
+machine), else ``~/jan``; ``$JAN_DATA_FOLDER`` naming another folder than the running server's is refused there.
+A command that only reads uses ``store(create=False)``/``existing_folder()``, which never make the folder.
 """
 
 from __future__ import annotations
@@ -208,6 +213,24 @@ def server_root(url: str) -> str:
     return url[:-len("/v1")].rstrip("/") if url.lower().endswith("/v1") else url
 
 
+def on_this_machine(url: str) -> bool:
+    """Whether ``url`` names a server on this machine (a loopback address or ``localhost``): only such a server's
+    data folder is a folder here."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Connection:
     """Where a command's data lives: a jan server (when one answers) or the data folder."""
 
@@ -224,6 +247,9 @@ class Connection:
         self._health: dict | None = None
         self._store = None
         self._runtime = None
+        #: Set by a command that saves nothing in the data folder (`jan run`): :meth:`runtime` then makes none.
+        self.keeps_nothing = False
+        self._scratch: Any = None
 
     # -- server --------------------------------------------------------
     def server(self):
@@ -235,10 +261,17 @@ class Connection:
             return None
         from jan.cli.client import ApiClient
 
-        client = ApiClient(self.checked_url(), self.api_key)
+        try:
+            url = self.checked_url()
+        except CLIError:
+            self._probed = False  # (as above: a malformed URL is said by every call)
+            raise
+        client = ApiClient(url, self.api_key)
         self._health = client.health(probe_timeout())
         if self._health is None:
             if self.url_explicit:
+                # asked again, it says so again (not None, "work locally"): server_folder() may ask first
+                self._probed = False
                 raise CLIError(f"no jan server answers at {self.url} (start one with `jan serve`, or drop --url)")
             return None
         self._client = client
@@ -272,37 +305,82 @@ class Connection:
         self.server()
         return self._health
 
-    # -- local ---------------------------------------------------------
+    # -- which data folder ---------------------------------------------
+    def server_folder(self) -> Path | None:
+        """The data folder of the jan server this command uses, when one answers on this machine and says which
+        (its ``/health``, to a request with the key); ``None`` otherwise, and under ``--local`` or a
+        ``--data-folder`` given without ``--url`` (nothing is asked then)."""
+        if self.force_local or (self.data_explicit and not self.url_explicit):
+            return None
+        try:
+            health = self.health
+        except CLIError:  # a --url that does not answer, a malformed $JAN_API_URL: said by the commands that ask it
+            return None
+        folder = (health or {}).get("data_folder")
+        if not isinstance(folder, str) or not folder or not on_this_machine(self.url):
+            return None
+        # (a server in a container, its port published here, names a folder of its own file system: one that is
+        # not a folder here is not taken, nor made)
+        return Path(os.path.realpath(folder)) if os.path.isdir(folder) else None
+
     @property
     def data_folder(self) -> Path:
+        """The data folder the user means, decided here for every command: ``--data-folder``, else
+        ``$JAN_DATA_FOLDER``, else (unless ``--local``) that of the jan server running on this machine, else
+        ``~/jan``. Before, a command that works on the folder itself while a server runs (``jan mcp add``,
+        ``jan bench MODEL_ID``) took ``~/jan`` when the server had been started on another folder: it edited
+        (or made) a folder nobody used."""
         from jan.store import resolve_data_folder
+        from jan.store.folder import ENV_VAR
 
-        return resolve_data_folder(self.data_folder_arg)
+        if self.data_folder_arg is not None or self.force_local or os.environ.get(ENV_VAR):
+            return resolve_data_folder(self.data_folder_arg)
+        return self.server_folder() or resolve_data_folder(None)
 
     @property
     def local_folder(self) -> Path:
-        """:attr:`data_folder` for a command about to read or write it: one that cannot be a data folder (a file
-        in its place) is a :class:`CLIError` saying so, the same words from every command."""
+        """:attr:`data_folder` for a command about to read or write it in this process. One that cannot be a data
+        folder (a file in its place) is a :class:`CLIError` saying so, the same words from every command; so is
+        ``$JAN_DATA_FOLDER`` naming another folder than the one the jan server answering here works on: what
+        the command did there the server would never see, while every command that asks the server acts on
+        its folder. ``--data-folder`` (or ``--local``) says which is meant."""
         folder = self.data_folder
+        if self.data_folder_arg is None and not self.force_local:
+            served = self.server_folder()
+            if served is not None and served != folder:
+                from jan.store.folder import ENV_VAR
+
+                raise CLIError(f"the jan server at {self.url} works on the data folder {served}, but ${ENV_VAR} "
+                               f"names {folder}: give --data-folder {folder} to work on that one anyway (the server "
+                               f"will not see it), or unset ${ENV_VAR} to work on the server's")
         problem = data_folder_problem(folder)
         if problem:
             raise CLIError(problem)
         return folder
 
-    def store(self):
-        """The :class:`jan.store.DataFolder` (created on first use)."""
+    def store(self, *, create: bool = True):
+        """The :class:`jan.store.DataFolder` (created on first use). ``create=False``: for a command that only
+        reads it (or removes something from it): ``None`` when the folder is not there, so reading never
+        makes one (``jan models list`` made ``~/jan``; there is nothing in a folder that is not there)."""
         if self._store is None:
             from jan.store import DataFolder, StoreError
 
             folder = self.local_folder
+            if not create and not folder.is_dir():
+                return None
             try:
                 self._store = DataFolder(folder)
             except StoreError as exc:
-                raise CLIError(f"cannot open the data folder {self.data_folder}: {exc}") from None
+                raise CLIError(f"cannot open the data folder {folder}: {exc}") from None
             except OSError as exc:  # the path and the reason, not "[Errno 13]"
-                raise CLIError(f"cannot open the data folder {self.data_folder}: {os_error_message(exc)}") from None
+                raise CLIError(f"cannot open the data folder {folder}: {os_error_message(exc)}") from None
         return self._store
 
+    def existing_folder(self) -> Path | None:
+        """:attr:`local_folder` for a command that only reads it (or removes from it), ``None`` when it is not
+        there: such a command has nothing to do in it and must not make it."""
+        folder = self.local_folder
+        return folder if folder.is_dir() else None
 
     def runtime(self):
         """The in-process extension manager and services (:class:`jan.cli.local.LocalRuntime`),
@@ -310,16 +388,30 @@ class Connection:
         if self._runtime is None:
             from jan.cli.local import LocalRuntime
 
+            folder = self.local_folder
+            if self.keeps_nothing and not folder.is_dir():
+                # a command that keeps nothing (`jan run FILE.gguf`) where there is no data folder yet: its
+                # extensions run on an empty folder made for this process, not on the user's, which they lay out
+                # as they start (`jan run` made ~/jan, its layout and default assistant, to answer one prompt)
+                import tempfile
+
+                self._scratch = tempfile.TemporaryDirectory(prefix="jan-scratch-")
+                folder = Path(self._scratch.name)
             try:
-                self._runtime = LocalRuntime(self.local_folder)
+                self._runtime = LocalRuntime(folder)
             except OSError as exc:
                 raise CLIError(f"cannot open the data folder {self.data_folder}: {os_error_message(exc)}") from None
         return self._runtime
 
     def close(self) -> None:
         runtime, self._runtime = self._runtime, None
-        if runtime is not None:
-            runtime.close()
+        try:
+            if runtime is not None:
+                runtime.close()
+        finally:
+            scratch, self._scratch = self._scratch, None
+            if scratch is not None:
+                scratch.cleanup()
 
 
 REMOVE_VERBS = ("rm", "remove", "delete")

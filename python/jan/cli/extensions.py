@@ -45,7 +45,21 @@ def _records(conn) -> tuple[list[dict[str, Any]], bool]:
         data = client.get("/v1/extensions")
         items = data.get("data", []) if isinstance(data, dict) else data
         return list(items or []), True
+    if conn.existing_folder() is None:
+        return _fresh_records(), False
     return [r.to_dict() for r in _manager(conn).list()], False
+
+
+def _fresh_records() -> list[dict[str, Any]]:
+    """What a data folder that is not there yet would list (the built-in extensions, as they start), read from an
+    empty folder made for it, not by making the user's: the manager records what it finds in extensions.json as it
+    starts, and `jan extensions list` (or `disable` of a name no extension has) made ~/jan."""
+    import tempfile
+
+    from jan.core import ExtensionManager
+
+    with tempfile.TemporaryDirectory(prefix="jan-extensions-") as empty:
+        return [r.to_dict() for r in ExtensionManager(empty).list()]
 
 
 @extensions.command("list")
@@ -74,6 +88,10 @@ def _switch(conn, name: str, enable: bool) -> None:
     if client is None:
         from jan.core import ExtensionNotFoundError
 
+        if conn.existing_folder() is None:  # (a name no extension has makes no folder to be refused in)
+            known = [r.get("name") for r in _fresh_records()]
+            if name not in known:
+                raise _not_found(name, known)
         manager = _manager(conn)
         try:
             asyncio.run(manager.enable(name) if enable else manager.disable(name))

@@ -49,10 +49,13 @@ def _uploads(conn):
         raise CLIError(f"cannot open the data folder {conn.data_folder}: {exc.strerror or exc}") from None
 
 
-def _local(conn, file_id: str, action: Callable[[Any], Any]) -> Any:
-    """``action(store)`` on the data folder, its store errors as one line (an unknown id: not found)."""
+def _local(conn, file_id: str, action: Callable[[Any], Any], *, create: bool = False) -> Any:
+    """``action(store)`` on the data folder, its store errors as one line (an unknown id: not found). Only an
+    upload (``create``) makes the folder: there is no file to show, fetch or delete in one that is not there."""
     from jan.store import NotFoundError, StoreError
 
+    if not create and conn.existing_folder() is None:
+        raise _not_found(conn, file_id)
     store = _uploads(conn)
     try:
         return action(store)
@@ -98,12 +101,12 @@ def list_files(purpose: str | None, as_json: bool, conn) -> None:
     else:
         from jan.store import StoreError
 
-        store = _uploads(conn)
+        store = _uploads(conn) if conn.existing_folder() is not None else None  # (listing makes no folder)
         try:
-            data = store.list(purpose=purpose).data
+            data = store.list(purpose=purpose).data if store is not None else []
         except StoreError as exc:
             raise CLIError(str(exc)) from None
-        problems = [p.to_dict() for p in store.problems.snapshot()]
+        problems = [p.to_dict() for p in store.problems.snapshot()] if store is not None else []
     warn_problems(problems)  # a damaged file.json: why a file is missing (told the same from a server)
     if as_json:
         print_json(data)
@@ -161,7 +164,7 @@ def upload_file(path: Path, purpose: str, filename: str | None, as_json: bool, c
         if client is not None:
             f = client.upload("/v1/files", {"purpose": purpose}, filename=name, source=source, size=size)
         else:
-            f = _local(conn, "", lambda store: _store_upload(store, source, name, purpose))
+            f = _local(conn, "", lambda store: _store_upload(store, source, name, purpose), create=True)
     if as_json:
         print_json(f)
         return

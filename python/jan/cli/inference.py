@@ -197,7 +197,8 @@ def meant_in_store(conn: Connection, spec: str) -> str:
     from jan.services.models import closest_model_id
 
     with contextlib.suppress(Exception):  # a hint only
-        meant = closest_model_id(spec, [m.get("id") for m in conn.store().models.list()])
+        store = conn.store(create=False)  # (no folder: no model to guess, and none made to look)
+        meant = closest_model_id(spec, [m.get("id") for m in store.models.list()]) if store else None
         if meant:
             return f": did you mean {meant!r}? (model ids are exact)"
     return ""
@@ -232,8 +233,8 @@ def resolve_local_model(conn: Connection, spec: str) -> tuple[dict[str, Any], Pa
     from jan.store import StoreError, is_valid_id
 
     if not _looks_like_path(spec) and is_valid_id(spec):
-        store = conn.store()
-        if store.models.exists(spec):
+        store = conn.store(create=False)  # (only read: `jan bench MODEL_ID` made ~/jan to say it is not there)
+        if store is not None and store.models.exists(spec):
             try:
                 model = store.models.get(spec)
                 path = store.models.model_file(spec)
@@ -251,7 +252,9 @@ def resolve_local_model(conn: Connection, spec: str) -> tuple[dict[str, Any], Pa
         from jan.store import NotFoundError
 
         try:
-            conn.store().models.get(spec)
+            store = conn.store(create=False)
+            if store is not None:
+                store.models.get(spec)
         except NotFoundError as exc:
             if exc.damaged:  # its model.json was set aside as damaged: that, not "not found", is the news
                 raise CLIError(str(exc)) from None
@@ -304,7 +307,8 @@ def default_model(conn: Connection) -> str:
             raise CLIError(f"which model? several are loaded: {', '.join(sorted(loaded))}")
         models = listed
     else:
-        models = list(conn.store().models.list())
+        store = conn.store(create=False)
+        models = list(store.models.list()) if store is not None else []
     ids = sorted(m["id"] for m in models if generates_text(m))
     if len(ids) == 1:
         return ids[0]

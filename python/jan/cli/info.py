@@ -68,6 +68,8 @@ def gather(conn) -> dict[str, Any]:
                    # /health lists the loaded models only to a request with the key: None when it kept them back
                    **({"models_loaded": health.get("models"), "uptime_seconds": health.get("uptime_seconds"),
                        "status": health.get("status"),
+                       # where it keeps its data (told to a request with the key), which may not be data_folder
+                       **({"data_folder": health["data_folder"]} if health.get("data_folder") else {}),
                        **({"failed_extensions": health["failed_extensions"]} if health.get("failed_extensions") else {})}
                       if health else {})},
     }
@@ -128,6 +130,10 @@ def info(as_json: bool, conn) -> None:
             loaded = ", ".join(server["models_loaded"]) or "none"
         rows.append(("server", f"running at {server['url']} (models loaded: {loaded}; its models: "
                                "`jan models list`, this folder's: `jan models list --local`)"))
+        if server.get("data_folder"):
+            rows.append(("server data", f"{server['data_folder']} (commands that work on a data folder themselves "
+                                        "use this one unless --data-folder, $JAN_DATA_FOLDER or --local says "
+                                        "otherwise)"))
         if server.get("status") == "degraded":
             failed = "; ".join(f"{e.get('name')}: {e.get('error')}" for e in server.get("failed_extensions") or [])
             rows.append(("server problem", "extensions failed to load" + (f" ({failed})" if failed else "")))

@@ -23,7 +23,9 @@ def mcp() -> None:
     """List, add and remove MCP servers (tools for assistants), kept in <data>/mcp.json."""
 
 
-def _edit(conn, edit) -> None:
+def _edit(conn, edit, *, create: bool = True) -> None:
+    """``edit(servers)`` on the data folder's mcp.json; ``create=False`` (a removal): a folder that is not there is
+    edited as an empty one, and not made."""
     from jan.extensions.mcp import McpConfigError, edit_config
 
     if conn.url_explicit:
@@ -32,6 +34,9 @@ def _edit(conn, edit) -> None:
         raise CLIError(f"jan mcp add/remove edit the mcp.json of a data folder; a server's MCP servers cannot be "
                        f"changed over its API (--url {conn.url}). Run it where that jan runs, with --data-folder "
                        "<its data folder> (a running jan notices the change)")
+    if not create and conn.existing_folder() is None:
+        edit({})  # (says what is wrong: no such server)
+        return
     try:
         edit_config(conn.local_folder, edit)
     except McpConfigError as exc:
@@ -174,7 +179,7 @@ def remove_server(name: str, conn) -> None:
         if servers.pop(name, None) is None:
             raise CLIError(f"no MCP server named '{name}'{did_you_mean(name, servers)} (see `jan mcp list`)")
 
-    _edit(conn, edit)
+    _edit(conn, edit, create=False)
     click.echo(f"{name}: removed")
     _tell_if_the_server_reads_another_file(conn, name, present=False)
 
@@ -182,7 +187,9 @@ def remove_server(name: str, conn) -> None:
 def _tell_if_the_server_reads_another_file(conn, name: str, *, present: bool) -> None:
     """Warn (on stderr) when the jan server answering at the default URL does not see the edit just made: it
     reads another data folder's mcp.json (it was started with another --data-folder or $JAN_DATA_FOLDER), so
-    the server the user meant to give (or take) the tools never will. Its listing rereads the file and starts
+    the server the user meant to give (or take) the tools never will. (A server that tells its folder is edited
+    itself, or the edit refused before it is made: Connection.local_folder; this is for one that does not tell
+    it, an older jan or one that wants its key.) Its listing rereads the file and starts
     nothing. A server that cannot be asked is no reason to fail an edit that was made."""
     from jan.cli.client import ServerError
 

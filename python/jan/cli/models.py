@@ -59,7 +59,10 @@ def _local_model(conn, model_id: str) -> dict[str, Any]:
     from jan.store import InvalidIdError, StoredModelNotFoundError
 
     try:
-        return conn.store().models.get(model_id)
+        store = conn.store(create=False)  # (only read: a folder that is not there has no model, and is not made)
+        if store is None:
+            raise StoredModelNotFoundError("model", model_id)
+        return store.models.get(model_id)
     except StoredModelNotFoundError as exc:
         if exc.damaged:  # its model.json was set aside: say so, and where (not just "not found")
             raise CLIError(f"{exc} (in {conn.data_folder})") from None
@@ -87,10 +90,10 @@ def list_models(as_json: bool, conn) -> None:
         leftovers = page.get("leftovers") or []
         where = f"on the server at {client.base_url} (--local: the data folder {conn.data_folder})"
     else:
-        store = conn.store()
-        data = sorted(store.models.list(), key=lambda m: m["id"])
-        problems = [p.to_dict() for p in store.problems if p.path.startswith("models/")]
-        leftovers = store.models.leftovers()
+        store = conn.store(create=False)  # (listing makes no folder: none there is no model)
+        data = sorted(store.models.list(), key=lambda m: m["id"]) if store is not None else []
+        problems = [p.to_dict() for p in store.problems if p.path.startswith("models/")] if store is not None else []
+        leftovers = store.models.leftovers() if store is not None else []
         why = "--local" if conn.force_local or conn.data_explicit else f"no server running at {conn.url}"
         where = f"in the data folder {conn.data_folder} ({why})"
     warn_problems(problems)  # a model.json set aside as damaged: say why that model is missing
@@ -430,7 +433,10 @@ def remove_model(model_ids: tuple[str, ...], conn) -> None:
             from jan.store import InvalidIdError, StoredModelNotFoundError
 
             try:
-                models_store = conn.store().models
+                store = conn.store(create=False)  # (nothing to remove from a folder that is not there)
+                if store is None:
+                    raise StoredModelNotFoundError("model", model_id)
+                models_store = store.models
                 if not models_store.exists(model_id) and models_store.downloading(model_id):
                     raise CLIError(f"models/{model_id} is being downloaded now (by another `jan` process); stop that "
                                    "pull first")

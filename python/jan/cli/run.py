@@ -168,6 +168,7 @@ def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_
     options = collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos)
     if think is not None and not raw:
         options["think"] = think
+    conn.keeps_nothing = True  # (an answer on stdout: no thread saved, so no data folder made for one)
     # a model that takes no images is refused before it loads
     backend = open_backend(conn, model, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
                            image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens, lora=adapters,

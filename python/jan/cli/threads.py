@@ -38,8 +38,10 @@ def fetch_thread(conn, thread_id: str) -> tuple[dict[str, Any], list[dict[str, A
         return ServerThreads(client).load(thread_id)
     from jan.store import InvalidIdError, NotFoundError, StoreError
 
-    store = conn.store()
+    store = conn.store(create=False)  # (only read: a folder that is not there holds no thread, and is not made)
     try:
+        if store is None:
+            raise NotFoundError("thread", thread_id)
         return store.threads.get(thread_id), store.messages.list(thread_id).data
     except (NotFoundError, InvalidIdError):
         raise CLIError(f"thread '{thread_id}' not found in {conn.data_folder} (see `jan threads list`)") from None
@@ -77,9 +79,9 @@ def list_threads(limit: int | None, as_json: bool, conn) -> None:
                 break
             after = page["data"][-1]["id"]
     else:
-        store = conn.store()
-        data = store.threads.list(limit=limit).data
-        problems = [p.to_dict() for p in store.problems if p.path.startswith("threads/")]
+        store = conn.store(create=False)  # (listing makes no folder: none there is no thread)
+        data = store.threads.list(limit=limit).data if store is not None else []
+        problems = [p.to_dict() for p in store.problems if p.path.startswith("threads/")] if store is not None else []
     warn_problems(problems)  # damaged files the store set aside: say why a conversation is missing
     data = data[:limit] if limit else data
     if as_json:

@@ -95,6 +95,38 @@ def _text_field(key: str, value: Any, default: str) -> str:
     return check_str(key, value)
 
 
+#: The ``format`` of a model no file of its own serves: another server's API answers it (a remote engine's model,
+#: ``"engine": "openai"``), as Jan's own model.json files for such models have always said it.
+API_FORMAT = "api"
+
+
+def _names_weights(doc: Mapping[str, Any]) -> bool:
+    settings = doc.get("settings")
+    if isinstance(settings, dict) and settings.get("llama_model_path"):
+        return True
+    sources = doc.get("sources")
+    return isinstance(sources, list) and any(isinstance(s, dict) and s.get("filename") for s in sources)
+
+
+def model_format(doc: Mapping[str, Any]) -> str:
+    """What a model is, as every listing reports it (``format``): the model.json's own word, except for a model of
+    another engine than llama.cpp that names no weights file, which is :data:`API_FORMAT` where it says ``"gguf"``
+    or nothing. ``"gguf"`` was the default every model.json got until now, a remote model's too, so that Ollama's
+    ``/api/show`` and ``/v1/models`` called a model another server answers a GGUF file."""
+    fmt = doc.get("format")
+    engine = doc.get("engine") or DEFAULT_ENGINE
+    if engine != DEFAULT_ENGINE and fmt in (None, "", "gguf") and not _names_weights(doc):
+        return API_FORMAT
+    return fmt if isinstance(fmt, str) and fmt else "gguf"
+
+
+def _as_reported(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with its :func:`model_format` (a file written before it was known: served corrected, as a migrated
+    one is, and written so with its next change)."""
+    fmt = model_format(doc)
+    return doc if doc.get("format") == fmt else {**doc, "format": fmt}
+
+
 def normalize_model(model: Mapping[str, Any]) -> dict[str, Any]:
     """A complete model.json document from a partial one (``id`` is required).
 
@@ -117,6 +149,7 @@ def normalize_model(model: Mapping[str, Any]) -> dict[str, Any]:
     doc["sources"] = sources
     for key in _MERGED_FIELDS:
         doc[key] = check_dict(key, doc.get(key))
+    doc["format"] = model_format(doc)  # (after the engine and settings it depends on are known)
     created = doc.get("created")
     if isinstance(created, bool) or not isinstance(created, int):
         doc["created"] = now_ms()
@@ -168,11 +201,11 @@ class ModelStore:
 
     def list(self) -> list[dict[str, Any]]:
         """Every readable model.json, by id; damaged ones are set aside and reported."""
-        return read_collection(self._ctx, "models", "model.json", KIND)
+        return [_as_reported(doc) for doc in read_collection(self._ctx, "models", "model.json", KIND)]
 
     def get(self, model_id: str) -> dict[str, Any]:
         """One model; :class:`StoredModelNotFoundError` (a ``jan.errors.ModelNotFoundError``) if unknown."""
-        return self._ctx.get_doc(self._path(model_id), KIND, model_id, StoredModelNotFoundError)
+        return _as_reported(self._ctx.get_doc(self._path(model_id), KIND, model_id, StoredModelNotFoundError))
 
     def exists(self, model_id: str) -> bool:
         return self._path(model_id).is_file()

@@ -23,6 +23,7 @@ from jan.extensions.models.gguf_info import gguf_arrays, gguf_values
 from jan.services.abilities import Abilities, model_abilities
 from jan.services.model_prompt import model_prompt_problem
 from jan.services.models import capabilities as model_capabilities, text_setting
+from jan.store.models import API_FORMAT, model_format
 
 __all__ = ["GGUFDetails", "capabilities", "context_window", "format_time", "gguf_details", "listed_name", "model_digest",
            "load_parameters", "model_entry", "parameter_size", "running_entry", "show"]
@@ -116,9 +117,12 @@ def model_digest(model: dict[str, Any], path: str | None) -> str:
 
 def _details(model: dict[str, Any], gguf: GGUFDetails) -> dict[str, Any]:
     family = gguf.architecture or (model.get("metadata") or {}).get("architecture") or ""
+    fmt = model_format(model)
     return {
         "parent_model": "",
-        "format": model.get("format") or ("gguf" if gguf.architecture else ""),
+        # a model another server's API answers has no file format: "" as Ollama tells its cloud models (which
+        # ``remote_model`` names, :func:`remote_fields`), not the "gguf" every model.json was given
+        "format": "" if fmt == API_FORMAT else fmt or ("gguf" if gguf.architecture else ""),
         "family": family,
         "families": [family] if family else None,
         "parameter_size": parameter_size(gguf.n_params),
@@ -144,6 +148,16 @@ def listed_name(model_id: str) -> str:
     return f"{model_id}:latest"
 
 
+def remote_fields(model: dict[str, Any]) -> dict[str, Any]:
+    """Ollama's ``remote_model`` for a model another server's API answers (a remote engine's): the name that
+    server knows it by (``settings.model``, else its id), as Ollama marks its cloud models in ``/api/tags``,
+    ``/api/show`` and ``/api/ps``; nothing for a model of a local file."""
+    if model_format(model) != API_FORMAT:
+        return {}
+    upstream = (model.get("settings") or {}).get("model")
+    return {"remote_model": upstream if isinstance(upstream, str) and upstream else model["id"]}
+
+
 def model_entry(model: dict[str, Any], path: str | None) -> dict[str, Any]:
     """One ``/api/tags`` entry (blocking: reads the file's header). ``name`` and ``model`` are the jan model id
     with Ollama's default tag (:func:`listed_name`), which is what clients send back."""
@@ -151,6 +165,7 @@ def model_entry(model: dict[str, Any], path: str | None) -> dict[str, Any]:
     return {
         "name": listed_name(model["id"]),
         "model": listed_name(model["id"]),
+        **remote_fields(model),
         "modified_at": _modified_at(model, path),
         "size": _size(model, path),
         "digest": model_digest(model, path),
@@ -175,6 +190,7 @@ def running_entry(model: dict[str, Any], path: str | None, status: dict[str, Any
     return {
         "name": listed_name(model["id"]),
         "model": listed_name(model["id"]),
+        **remote_fields(model),
         "size": size,
         "digest": model_digest(model, path),
         "details": _details(model, gguf),
@@ -332,6 +348,7 @@ def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> d
         "template": template,
         "system": system,
         "messages": messages,
+        **remote_fields(model),
         "details": _details(model, gguf),
         "model_info": model_info,
         # Ollama's show has the projector's header beside the model's (its CLI lists it under "Projector")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from aiohttp import web
@@ -36,6 +37,9 @@ async def health(request: web.Request) -> web.Response:
         for engine in manager.engines().values():
             loaded += await loaded_ids(engine)  # (an engine that cannot tell fails no health check)
         body["models"] = loaded
+        # where this server keeps its data: `jan` commands that work on the folder themselves (`jan mcp add`,
+        # `jan bench MODEL_ID`) act on this one, not on ~/jan, when no other is named (jan.cli.common.Connection)
+        body["data_folder"] = os.path.abspath(request.app[CONFIG].data_folder)
     return json_response(body)
 
 
