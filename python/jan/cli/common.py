@@ -216,19 +216,15 @@ def server_root(url: str) -> str:
 def on_this_machine(url: str) -> bool:
     """Whether ``url`` names a server on this machine (a loopback address or ``localhost``): only such a server's
     data folder is a folder here."""
-    import ipaddress
     from urllib.parse import urlsplit
+
+    from jan.loopback import is_loopback_host
 
     try:
         host = (urlsplit(url).hostname or "").lower()
     except ValueError:
         return False
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(host)
 
 
 class Connection:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Collection
 from aiohttp import web
 from yarl import URL
 
+from jan.loopback import is_loopback_host
 from jan.server.config import ServerConfig
 from jan.server.errors import APIError, json_error
 from jan.server.validation import require_json_content_type
@@ -69,15 +70,6 @@ def parse_host(value: str) -> tuple[str, int | None] | None:
     return m["name"].lower().rstrip("."), port
 
 
-def _is_loopback_name(name: str) -> bool:
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 def host_allowlist_middleware(config: ServerConfig):
     extra = {h.lower() for h in config.allowed_hosts}
 
@@ -91,7 +83,7 @@ def host_allowlist_middleware(config: ServerConfig):
             return json_error(APIError(400, "The Host header must be host[:port]", code="invalid_host"))
         if config.bound_to_loopback:
             name = parsed[0] if parsed else ""
-            if not (_is_loopback_name(name) or name in extra):
+            if not (is_loopback_host(name) or name in extra):
                 return json_error(APIError(403, f"Host '{name}' is not allowed (DNS rebinding protection); "
                                                 "use --allowed-host to permit it", code="host_not_allowed"))
         return await handler(request)
