@@ -36,19 +36,28 @@ def sse_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def hang_url(tmp_path_factory):
+    """A notes server of its own: its hang tool blocks it."""
+    tmp = tmp_path_factory.mktemp("hang")
+    with http_notes_server(notes_folder(tmp), tmp / "hang.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def dead_url():
     return f"http://127.0.0.1:{free_port()}/mcp"  # (nothing listens there)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tool_model, notes_url, dead_url, sse_url):
+def server(tmp_path_factory, tool_model, notes_url, dead_url, sse_url, hang_url):
     data = tmp_path_factory.mktemp("rmcp") / "data"
     root = notes_folder(data.parent)
     write_mcp_config(data, {"local": stdio_entry(root)})
     # only the notes server's address may be connected to (as a media URL prefix)
     with running(data, tool_model, n_ctx=2048, allow_media_from=[notes_url.rsplit("/", 1)[0] + "/",
                                                                      dead_url.rsplit("/", 1)[0] + "/",
-                                                                     sse_url.rsplit("/", 1)[0] + "/"]) as srv:
+                                                                     sse_url.rsplit("/", 1)[0] + "/",
+                                                                     hang_url.rsplit("/", 1)[0] + "/"]) as srv:
         yield srv
 
 
@@ -232,3 +241,17 @@ def test_openai_sdk_parses_it(server, notes_url):
                                    max_output_tokens=10, input=[{"type": "mcp_approval_response",
                                                                  "approval_request_id": request.id, "approve": True}])
     assert resp.output[0].type == "mcp_call" and resp.output[0].output == LISTED
+
+
+
+async def test_a_call_that_hangs_is_bounded_and_told(server, hang_url, monkeypatch):
+    from jan.services import mcp_use
+
+    monkeypatch.setattr(mcp_use, "CALL_TIMEOUT_S", 2.0)  # (the server runs in this process)
+    async with Client(server.base_url) as api:
+        resp = await api.ok("POST", "/v1/responses", body(
+            [mcp_tool(hang_url, require_approval="never")],
+            tool_choice={"type": "mcp", "server_label": "notes", "name": "hang"}))
+        call = resp["output"][1]
+        assert call["type"] == "mcp_call" and call["status"] == "failed" and "within 2 seconds" in call["error"], call
+        assert resp["status"] in ("completed", "incomplete")

@@ -154,6 +154,7 @@ class _Server:
 
 def _remote_server_class() -> type:
     """The MCP extension's server, for a URL a request gives: streamable HTTP, or HTTP+SSE once ``sse`` is set."""
+    from jan.core import McpServerState
     from jan.extensions.mcp.server import McpServer
 
     class RemoteServer(McpServer):
@@ -162,6 +163,16 @@ def _remote_server_class() -> type:
         @property
         def refused_post(self) -> str | None:
             return self._http_error
+
+        def _failed(self, message: str) -> None:
+            # a request's server, for this answer only: its failure is the answer's item, not a configured server's
+            # warning pointing at GET /v1/mcp/servers (which does not list it), and a retry (the SSE fallback) does
+            # not back off
+            self.state, self.error = McpServerState.FAILED, message
+            log.info("MCP server %s (%s) of a request: %s", self.name, self.config.url, message)
+
+        def _check_alive(self, mcp_name: str) -> None:
+            """(no probe of a server after a timed-out call: the session ends with the answer)"""
 
         def _transport(self, errlog: Any) -> Any:
             if not self.sse:
