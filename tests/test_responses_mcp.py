@@ -74,6 +74,21 @@ def body(tools: list, **extra) -> dict:
             "tool_choice": {"type": "mcp", "server_label": "notes", "name": "list_notes"}, **extra}
 
 
+async def mcp_tasks_left(server, label: str = "notes") -> list[str]:
+    """The server's tasks still holding an MCP connection named ``label``, once they have had 30 s to end."""
+    import asyncio
+
+    async def names() -> list[str]:
+        return [t.get_name() for t in asyncio.all_tasks() if t.get_name() == f"mcp:{label}" and not t.done()]
+
+    for _ in range(300):
+        left = asyncio.run_coroutine_threadsafe(names(), server._loop).result(10)
+        if not left:
+            return []
+        await asyncio.sleep(0.1)
+    return left
+
+
 def kinds(response: dict) -> list[str]:
     return [item["type"] for item in response["output"]]
 
@@ -102,6 +117,7 @@ async def test_listing_and_a_call_run_and_fed_back(server, notes_url):
         again = await api.ok("POST", "/v1/responses", body([mcp_tool(notes_url, require_approval="never")],
                                                            previous_response_id=resp["id"], input="And now?"))
         assert "mcp_list_tools" not in kinds(again) and kinds(again)[0] == "mcp_call", kinds(again)
+        assert await mcp_tasks_left(server) == []  # each response's connection closed with it
 
 
 async def test_approval_asked_then_approved(server, notes_url):
