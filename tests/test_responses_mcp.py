@@ -216,9 +216,12 @@ async def test_configured_server_by_label(server):
         assert resp["output"][0]["type"] == "mcp_list_tools" and resp["output"][0]["server_label"] == "local"
         call = resp["output"][1]
         assert call["type"] == "mcp_call" and call["output"] == LISTED, call
-        status, err = await api.post("/v1/responses", body([{"type": "mcp", "server_label": "nowhere"}],
+        # a label naming no configured server (and no URL) is the request's mistake, as a run's
+        status, err = await api.post("/v1/responses", body([{"type": "function", "name": "f"},
+                                                            {"type": "mcp", "server_label": "nowhere"}],
                                                            tool_choice="auto"))
-        assert status == 200 and err["output"][0]["error"], err
+        assert status == 400 and err["error"]["param"] == "tools[1].server_label", err
+        assert err["error"]["code"] == "unknown_mcp_server" and "nowhere" in err["error"]["message"]
 
 
 async def test_stream_events_in_order(server, notes_url):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from jan.core import Tool
+from jan.services.errors import RequestError
 from jan.services.tool_loop import (DEFAULT_MAX_STEPS, PendingCall, ToolEntry, ToolPolicy, run_calls, triage,
                                     whole_arguments)
 from jan.services.types import ChatDelta, ChatMessage, ChatRequest, NamedToolChoice, ToolCall, ToolSpec
@@ -49,6 +50,8 @@ class McpServerUse:
     default_approval: bool = True  # OpenAI's default: every call asks
     #: Tools an earlier answer listed (``mcp_list_tools``): not listed (nor emitted) again.
     listed: tuple[dict[str, Any], ...] | None = None
+    #: The request's field that names the server (what a 400 about it names).
+    param: str = ""
 
     def needs_approval(self, tool: str) -> bool:
         if tool in self.never:
@@ -123,8 +126,10 @@ class _Server:
             found = [t for t in await _list_tools(registry, {use.server_label})
                      if t.name.startswith(prefix) and hasattr(t, "mcp_name")]
             if not found and not await _configured(registry, use.server_label):
-                raise LookupError(f"no MCP server '{use.server_label}' is configured (mcp.json) and the tool gives "
-                                  "no server_url")
+                # (the request's mistake, as a run's entry naming no configured server: a 400, not a failed item)
+                raise RequestError(f"{use.param or 'server_label'}: no MCP server '{use.server_label}' is "
+                                   "configured (mcp.json), and the tool gives no server_url",
+                                   param=use.param or None, code="unknown_mcp_server")
             self.tools = {t.mcp_name: t for t in found}
             return
         from jan.extensions.mcp.config import McpServerConfig
@@ -231,7 +236,11 @@ async def prepare(uses: list[McpServerUse], registry: Any, approvals: list[Appro
     servers = [_Server(use) for use in uses]
     session = McpSession(servers, [])
     try:
-        results = await asyncio.gather(*(_connect(s, registry) for s in servers))
+        # (all of them ended before a refusal is raised: none connects after the session closed)
+        results = await asyncio.gather(*(_connect(s, registry) for s in servers), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         for server, error in zip(servers, results):
             use = server.use
             if use.listed is None or error is not None:  # (the tools allowed_tools lets the model use, as OpenAI's)
@@ -265,6 +274,8 @@ async def _connect(server: _Server, registry: Any) -> str | None:
         return None
     except asyncio.TimeoutError:
         return f"the MCP server did not answer within {CONNECT_TIMEOUT_S:g} seconds"
+    except RequestError:
+        raise
     except Exception as exc:  # noqa: BLE001 - said in the listing item, as OpenAI's failed mcp_list_tools
         return str(exc) or type(exc).__name__
 

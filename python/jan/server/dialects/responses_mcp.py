@@ -67,7 +67,8 @@ def server_uses(body: wire.ResponsesRequest, allows_url: Any, previous: Any) -> 
             never = _names(approval.never) or frozenset()
         previous_list = listed.get(tool.server_label)
         uses.append(McpServerUse(tool.server_label, url, headers, _names(tool.allowed_tools), always, never, default,
-                                 tuple(previous_list.get("tools") or ()) if previous_list else None))
+                                 tuple(previous_list.get("tools") or ()) if previous_list else None,
+                                 f"{where}.server_label"))
     return uses
 
 
