@@ -274,3 +274,26 @@ async def test_a_call_that_hangs_is_bounded_and_told(server, hang_url, monkeypat
         call = resp["output"][1]
         assert call["type"] == "mcp_call" and call["status"] == "failed" and "within 2 seconds" in call["error"], call
         assert resp["status"] in ("completed", "incomplete")
+
+
+async def test_items_sent_back_are_read_store_false(server, notes_url):
+    """A client that keeps the items (store: false) sends the listing and the call back: the listing is not made
+    again, and the model reads the call and its result as turns of the conversation."""
+    async with Client(server.base_url) as api:
+        tools = [mcp_tool(notes_url, require_approval="never")]
+        first = await api.ok("POST", "/v1/responses", body(tools, store=False))
+        assert kinds(first)[:2] == ["mcp_list_tools", "mcp_call"]
+        items = [{"role": "user", "content": "What notes do I have?"}, *first["output"],
+                 {"role": "user", "content": "And the first one?"}]
+        again = await api.ok("POST", "/v1/responses", body(tools, store=False, input=items, tool_choice="none",
+                                                           max_output_tokens=5))
+        assert "mcp_list_tools" not in kinds(again) and again["status"] in ("completed", "incomplete"), again
+        # the call and its result are in the prompt: without them it is shorter
+        bare = [i for i in items if i.get("type") != "mcp_call"]
+        without = await api.ok("POST", "/v1/responses", body(tools, store=False, input=bare, tool_choice="none",
+                                                             max_output_tokens=5))
+        assert again["usage"]["input_tokens"] > without["usage"]["input_tokens"], (again["usage"], without["usage"])
+        # an mcp_call item without its server is a 400 naming it
+        status, err = await api.post("/v1/responses", body(tools, store=False, input=[
+            {"type": "mcp_call", "id": "mcp_1", "name": "list_notes", "arguments": "{}"}]))
+        assert status == 400 and err["error"]["param"].startswith("input[0]"), err

@@ -746,8 +746,27 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
     for i, item in enumerate(items):
         if isinstance(item, ItemReference):  # (a caller that did not resolve them first)
             raise ValueError(f"{name}[{i}]: the item_reference '{item.id}' was not read; send the item itself")
+        if isinstance(item, McpItem) and item.type == "mcp_call":
+            # an earlier answer's MCP call sent back (a client that keeps its items: store false): the model reads
+            # it as the call it made and its result, as it did then
+            from jan.services.mcp_use import jan_name
+
+            extra = item.model_extra or {}
+            label, tool = extra.get("server_label"), extra.get("name")
+            if not isinstance(label, str) or not isinstance(tool, str):
+                raise ValueError(f"{name}[{i}]: an mcp_call item needs its server_label and name")
+            call_id = item.id or f"mcp_{i}"
+            arguments = extra.get("arguments") if isinstance(extra.get("arguments"), str) else "{}"
+            output, error = extra.get("output"), extra.get("error")
+            result = output if isinstance(output, str) else f"Error: {error}" if error else ""
+            out.append((typed.ChatMessage("assistant", (), tool_calls=(typed.ToolCall(call_id, jan_name(label, tool),
+                                                                                      arguments),),
+                                          reasoning=reasoning), f"{name}[{i}]", reasoning_at + [i]))
+            out.append((typed.ChatMessage("tool", result, tool_call_id=call_id), f"{name}[{i}]", [i]))
+            reasoning, reasoning_at = None, []
+            continue
         if isinstance(item, (WebSearchCallItem, McpItem)):
-            continue  # (nothing in it for the model: WebSearchCallItem, McpItem)
+            continue  # (nothing in it for the model: WebSearchCallItem, an MCP listing or approval)
         if isinstance(item, ReasoningItem):
             try:
                 encrypted = reasoning_of_encrypted(item.encrypted_content)

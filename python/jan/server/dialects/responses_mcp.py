@@ -35,6 +35,12 @@ def server_uses(body: wire.ResponsesRequest, allows_url: Any, previous: Any) -> 
     """The MCP servers of ``body.tools``; ``allows_url(url)``: whether the server may connect to ``url``."""
     uses: list[McpServerUse] = []
     listed = {i.get("server_label"): i for i in _previous_items(previous, "mcp_list_tools") if not i.get("error")}
+    for item in body.input if isinstance(body.input, list) else ():  # (sent back by a client that keeps its items)
+        if not isinstance(item, wire.McpItem) or item.type != "mcp_list_tools":
+            continue
+        extra = item.model_extra or {}
+        if isinstance(extra.get("server_label"), str) and isinstance(extra.get("tools"), list) and not extra.get("error"):
+            listed[extra["server_label"]] = extra
     for index, tool in enumerate(body.tools or ()):
         if not isinstance(tool, wire.McpTool):
             continue
