@@ -297,3 +297,37 @@ async def test_items_sent_back_are_read_store_false(server, notes_url):
         status, err = await api.post("/v1/responses", body(tools, store=False, input=[
             {"type": "mcp_call", "id": "mcp_1", "name": "list_notes", "arguments": "{}"}]))
         assert status == 400 and err["error"]["param"].startswith("input[0]"), err
+
+
+async def test_cancel_during_a_call_ends_it_and_closes_the_session(server, hang_url):
+    import asyncio
+
+    async with Client(server.base_url) as api:
+        started = await api.ok("POST", "/v1/responses", body(
+            [mcp_tool(hang_url, require_approval="never")], background=True,
+            tool_choice={"type": "mcp", "server_label": "notes", "name": "hang"}))
+        for _ in range(600):  # (until the call is under way: its item shows in_progress)
+            now = await api.ok("GET", f"/v1/responses/{started['id']}")
+            if any(i["type"] == "mcp_call" and i["status"] == "in_progress" for i in now["output"]):
+                break
+            assert now["status"] in ("queued", "in_progress"), now
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"the call never started: {now}")
+        cancelled = await api.ok("POST", f"/v1/responses/{started['id']}/cancel")
+        assert cancelled["status"] == "cancelled", cancelled
+        call = next(i for i in cancelled["output"] if i["type"] == "mcp_call")
+        assert call["status"] == "incomplete" and call["output"] is None, call
+        assert await mcp_tasks_left(server) == []  # the MCP session closed with the response
+
+
+async def test_stream_of_an_approval_request(server, notes_url):
+    async with Client(server.base_url) as api:
+        async with api.session.post(server.base_url + "/v1/responses", json=body([mcp_tool(notes_url)],
+                                                                                  stream=True)) as r:
+            events = [data for _, data in parse_sse(await r.text()) if isinstance(data, dict)]
+        types = [e["type"] for e in events]
+        done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+        assert [i["type"] for i in done] == ["mcp_list_tools", "mcp_approval_request"], done
+        assert "response.mcp_call.in_progress" not in types and types[-1] == "response.completed"
+        assert events[-1]["response"]["output"][-1]["id"] == done[-1]["id"]

@@ -1523,6 +1523,8 @@ class ResponseStream:
         still open close ``incomplete``."""
         if self.finish_reason is None:
             self.finish_reason = "cancelled"
+        for item in self._calls.values():  # MCP calls cut off under way
+            item["status"] = "incomplete"
 
     @property
     def status(self) -> str:
