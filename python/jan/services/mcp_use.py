@@ -230,8 +230,7 @@ class McpSession:
             await server.close()
 
 
-async def prepare(uses: list[McpServerUse], registry: Any, approvals: list[ApprovedCall] = (),
-                  new_id: Callable[[str], str] = lambda p: p) -> McpSession:
+async def prepare(uses: list[McpServerUse], registry: Any, approvals: list[ApprovedCall] = ()) -> McpSession:
     """Connect to and list the servers of ``uses`` (each bounded, concurrently), run the ``approvals`` approved."""
     servers = [_Server(use) for use in uses]
     session = McpSession(servers, [])
@@ -259,7 +258,7 @@ async def prepare(uses: list[McpServerUse], registry: Any, approvals: list[Appro
         for approval in approvals:
             name = jan_name(approval.server_label, approval.name)
             call = PendingCall(approval.id, name, approval.arguments)
-            done = await _run(session, call, approved=approval.approve, reason=approval.reason)
+            done = await _run(session, call, approved=approval.approve, reason=approval.reason, by="user")
             session.events.append(done)
             session.messages += _turn([call], [done])
     except BaseException:
@@ -281,15 +280,14 @@ async def _connect(server: _Server, registry: Any) -> str | None:
 
 
 async def _run(session: McpSession, call: PendingCall, *, approved: bool = True,
-               reason: str | None = None) -> McpCallDone:
+               reason: str | None = None, by: str = "policy") -> McpCallDone:
     from jan.core import ToolRegistry
     from jan.services.tool_loop import ToolDecision
 
     label, mcp_name = session.owners.get(call.name, (call.name.split("__", 1)[0], call.name.split("__", 1)[-1]))
     decisions = {call.id: ToolDecision(call, approve=approved, reason=reason)}
     # (no provider is looked up: each entry carries its tool)
-    [record] = await run_calls(ToolRegistry(None), session.policy, [call], approved_by="user" if reason or not
-                               approved else "policy", decisions=decisions)
+    [record] = await run_calls(ToolRegistry(None), session.policy, [call], approved_by=by, decisions=decisions)
     text = record.result.as_text()
     if record.result.is_error:
         return McpCallDone(call.id, label, mcp_name, call.arguments, None, text)

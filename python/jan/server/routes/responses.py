@@ -326,7 +326,7 @@ async def _mcp_session(request: web.Request, prepared: PreparedResponse) -> Any:
     uses = responses_mcp.server_uses(body, request.app[MEDIA_FETCHER].allowlist.allows_url, prepared.previous)
     approved = responses_mcp.approvals(body, prepared.previous, uses)
     # (a client gone while the servers are reached: the handler is cancelled, and prepare closes what it opened)
-    session = await mcp_use.prepare(uses, ToolRegistry(request.app[MANAGER]), approved, new_id=wire.new_id)
+    session = await mcp_use.prepare(uses, ToolRegistry(request.app[MANAGER]), approved)
     try:
         prepared.chat_request = responses_mcp.with_tools(body, prepared.chat_request, session)
     except BaseException:
