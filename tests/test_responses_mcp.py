@@ -331,3 +331,16 @@ async def test_stream_of_an_approval_request(server, notes_url):
         assert [i["type"] for i in done] == ["mcp_list_tools", "mcp_approval_request"], done
         assert "response.mcp_call.in_progress" not in types and types[-1] == "response.completed"
         assert events[-1]["response"]["output"][-1]["id"] == done[-1]["id"]
+
+
+async def test_filters_jan_cannot_apply_are_a_400(server, notes_url):
+    async with Client(server.base_url) as api:
+        status, err = await api.post("/v1/responses", body([mcp_tool(notes_url, allowed_tools={"read_only": True})]))
+        assert status == 400 and err["error"]["param"].startswith("tools[0].allowed_tools"), err
+        status, err = await api.post("/v1/responses", body([mcp_tool(notes_url, connector_id="connector_gmail")]))
+        assert status == 400 and err["error"]["param"] == "tools[0].connector_id", err
+        status, err = await api.post("/v1/responses", body([mcp_tool(notes_url), mcp_tool(notes_url)]))
+        assert status == 400 and err["error"]["param"] == "tools[1].server_label", err
+        status, err = await api.post("/v1/responses", {"model": "qwen3-tools", "input": [
+            {"type": "mcp_approval_response", "approval_request_id": "mcpr_1", "approve": True}]})
+        assert status == 400 and err["error"]["param"] == "input", err

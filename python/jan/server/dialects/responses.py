@@ -342,6 +342,14 @@ class McpToolFilter(_Wire):
     tool_names: list[str] | None = None
     read_only: bool | None = None
 
+    @field_validator("read_only")
+    @classmethod
+    def _no_read_only(cls, v):
+        # (jan does not keep a tool's annotations: the filter would be ignored, and every tool let through)
+        if v is not None:
+            raise ValueError("read_only filters are not supported: name the tools in tool_names")
+        return v
+
 
 class McpApprovalFilter(_Wire):
     always: McpToolFilter | None = None
