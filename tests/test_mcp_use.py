@@ -89,3 +89,41 @@ async def test_cancelled_during_a_call_closes_the_session():
         await task
     await rounds.aclose()
     assert tool.cancelled and fake.closed >= 1
+
+
+class Quick(Tool):
+    name = "notes__hang"
+    source = "mcp:notes"
+
+    async def call(self, arguments, *, timeout=None):
+        return ToolResult.text("done")
+
+
+async def read_all(rounds) -> list:
+    return [event async for event in rounds]
+
+
+async def test_calls_past_the_last_turn_are_told_not_dropped():
+    session, _ = session_with(Quick())
+    events = await read_all(mcp_use.rounds(lambda r: first_turn([]), request(), first_turn([]), session,
+                                           new_id=lambda p: p + "_1", max_steps=1))
+    done = [e for e in events if isinstance(e, mcp_use.McpCallDone)]
+    assert len(done) == 1 and done[0].output is None and "1 model turns" in done[0].error
+    assert [e.finish_reason for e in events if isinstance(e, ChatDelta) and e.finish_reason] == ["stop"]
+
+
+async def test_a_turn_calling_the_clients_tools_too_ends_there():
+    async def mixed():
+        yield ChatDelta(tool_calls=(CallDelta(0, "call_1", "notes__hang", "{}"),))
+        yield ChatDelta(tool_calls=(CallDelta(1, "call_2", "client_fn", "{}"),))
+        yield ChatDelta(finish_reason="tool_calls")
+
+    turns = []
+    session, _ = session_with(Quick())
+    events = await read_all(mcp_use.rounds(lambda r: turns.append(r) or first_turn([]), request(), mixed(), session,
+                                           new_id=lambda p: p + "_1"))
+    done = [e for e in events if isinstance(e, mcp_use.McpCallDone)]
+    assert [d.output for d in done] == ["done"] and turns == []  # (run, and no turn after it: the client answers)
+    deltas = [e for e in events if isinstance(e, ChatDelta)]
+    assert [c.name for d in deltas for c in d.tool_calls] == ["client_fn"]
+    assert [d.finish_reason for d in deltas if d.finish_reason] == ["tool_calls"]

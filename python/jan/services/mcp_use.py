@@ -359,6 +359,7 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
             assert deltas is not None
             calls: dict[int, list[str]] = {}  # index -> [id, name, arguments] of the session's tools' calls
             finish = None
+            client_calls = False  # the turn called the client's own tools too: it answers them, the turn ends here
             try:
                 async for delta in deltas:
                     if delta.usage is not None:
@@ -374,9 +375,10 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
                             held[2] += piece.arguments
                         else:
                             theirs.append(piece)
+                            client_calls = True
                     if delta.finish_reason is not None:
                         finish = delta.finish_reason
-                    if calls and delta.finish_reason == "tool_calls" and not theirs:
+                    if calls and delta.finish_reason == "tool_calls" and not client_calls:
                         delta = dataclasses.replace(delta, finish_reason=None)
                     if delta.tool_calls and len(theirs) != len(delta.tool_calls):
                         delta = dataclasses.replace(delta, tool_calls=tuple(theirs))
@@ -395,9 +397,15 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
                 yield McpCallDone(call_id, label, mcp_name, arguments, None,
                                   "not run: the call's arguments were cut off (the token limit ended the turn)")
             pending = [PendingCall(i, n, a) for i, n, a in calls.values() if whole_arguments(a)]
-            if not pending or finish not in ("tool_calls", "stop", "length") or step == max_steps - 1:
-                if pending and finish in ("tool_calls", "stop"):
-                    yield ChatDelta(finish_reason="stop")
+            if not pending or finish not in ("tool_calls", "stop", "length"):
+                break
+            if step == max_steps - 1:  # (told, not dropped: the model called past the rounds an answer may take)
+                for call in pending:
+                    label, mcp_name = session.owners[call.name]
+                    yield McpCallStarted(call.id, label, mcp_name, call.arguments)
+                    yield McpCallDone(call.id, label, mcp_name, call.arguments, None,
+                                      f"not run: the response took its {max_steps} model turns")
+                yield ChatDelta(finish_reason="stop")
                 break
             auto, ask = triage(session.policy, pending)
             done = []
@@ -410,8 +418,9 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
             for call in ask:
                 label, mcp_name = session.owners[call.name]
                 yield McpApprovalAsked(new_id("mcpr"), label, mcp_name, call.arguments)
-            if ask or not auto:
-                yield ChatDelta(finish_reason="stop")
+            if ask or not auto or client_calls:
+                if not client_calls:  # (else the turn's own tool_calls finish went out already)
+                    yield ChatDelta(finish_reason="stop")
                 break
             messages += _turn(auto, done)
             # later turns choose for themselves (a forced first call is not forced again), as a run's
