@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -135,8 +136,7 @@ class _Server:
         from jan.extensions.mcp.config import McpServerConfig
 
         config = McpServerConfig(url=use.server_url, headers=dict(use.headers) or None, timeout=CALL_TIMEOUT_S)
-        # (an HTTP server writes no stderr: the log folder is only where McpServer would put it)
-        server = _remote_server_class()(use.server_label, config, Path(tempfile.gettempdir()) / "jan-mcp-remote")
+        server = _remote_server_class()(use.server_label, config, _log_folder())
         self._own = server
         try:
             await server.ensure_started()
@@ -155,6 +155,13 @@ class _Server:
             server, self._own = self._own, None
             with contextlib.suppress(Exception):
                 await server.stop()
+
+
+@functools.cache
+def _log_folder() -> Path:
+    """Where McpServer opens its stderr log, which an HTTP server never writes: a folder of this process's own (a
+    shared, guessable /tmp path could be another user's, and every connection would fail to open it)."""
+    return Path(tempfile.mkdtemp(prefix="jan-mcp-remote-"))
 
 
 def _remote_server_class() -> type:
