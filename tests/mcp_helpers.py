@@ -52,11 +52,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def http_notes_server(root: Path, log: Path) -> Iterator[str]:
-    """The notes server over streamable HTTP on 127.0.0.1; yields its URL."""
+def http_notes_server(root: Path, log: Path, *, sse: bool = False) -> Iterator[str]:
+    """The notes server over streamable HTTP (``sse``: the older HTTP+SSE transport) on 127.0.0.1; yields its URL."""
     port = free_port()
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, str(NOTES_SERVER), "--root", str(root), "--http", str(port)],
+        proc = subprocess.Popen([sys.executable, str(NOTES_SERVER), "--root", str(root), "--http", str(port),
+                                 *(["--sse"] if sse else [])],
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
@@ -66,7 +67,7 @@ def http_notes_server(root: Path, log: Path) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the HTTP MCP server did not start: {log.read_text(errors='replace')[-2000:]}")
             time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield f"http://127.0.0.1:{port}/" + ("sse" if sse else "mcp")
     finally:
         proc.terminate()
         try:

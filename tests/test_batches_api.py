@@ -219,6 +219,17 @@ def test_openai_responses_batch_bad_lines_are_their_own_errors(oai, server):
     assert live.status_code == 404 and (line["status_code"], line["body"]) == (404, live.json())
 
 
+def test_openai_responses_batch_refuses_mcp_tools(oai):
+    """A batch's line reaches no MCP server: an ``mcp`` tool is that line's 400, never dropped (the model answering
+    without the tools the request gave it)."""
+    lines = [_response_line("mcp", "Hi", tools=[{"type": "mcp", "server_label": "notes",
+                                                 "server_url": "https://mcp.example.com/mcp"}])]
+    batch = _ended_openai(oai, oai.batches.create(input_file_id=_upload(oai, lines), endpoint="/v1/responses",
+                                                  completion_window="24h").id)
+    response = _jsonl(oai.files.content(batch.error_file_id).text)["mcp"]["response"]
+    assert response["status_code"] == 400 and response["body"]["error"]["param"] == "tools[0]", response
+
+
 def test_openai_responses_batch_cancel(oai):
     """Cancelling a ``/v1/responses`` batch stops the response it runs; every line is told (answered or
     ``batch_cancelled``) and none is left generating."""

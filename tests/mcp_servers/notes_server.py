@@ -1,7 +1,7 @@
 """A real MCP server for jan's tests, written with the official SDK: a filesystem-style "notes" server.
 
 Run ``python notes_server.py [--root DIR]`` for stdio, or add ``--http PORT`` for
-streamable HTTP on 127.0.0.1. ``--stamp FILE`` appends the process id to FILE
+streamable HTTP on 127.0.0.1 (with ``--sse`` too: the older HTTP+SSE transport). ``--stamp FILE`` appends the process id to FILE
 at each start (tests count restarts with it).
 
 Tools: ``list_notes``, ``read_note(name)``, ``add(a, b)``, ``slow(seconds)``
@@ -22,6 +22,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--root", default=".")
 parser.add_argument("--http", type=int, default=None)
 parser.add_argument("--stamp", default=None)
+parser.add_argument("--sse", action="store_true", help="with --http: the older HTTP+SSE transport (GET /sse)")
 options = parser.parse_args()
 ROOT = Path(options.root).resolve()
 
@@ -95,7 +96,9 @@ if __name__ == "__main__":
     if options.stamp:
         with open(options.stamp, "a", encoding="utf-8") as f:
             f.write(f"{os.getpid()}\n")
-    if options.http:
+    if options.http and options.sse:
+        server.run("sse", host="127.0.0.1", port=options.http)
+    elif options.http:
         server.run("streamable-http", host="127.0.0.1", port=options.http)
     else:
         server.run()

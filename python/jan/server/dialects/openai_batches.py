@@ -271,6 +271,10 @@ class OpenAIBatchRunner:
         if body.background:
             raise APIError(400, "background: a batch's requests are answered whole; leave background out",
                            param="background", code="invalid_value")
+        for index, tool in enumerate(body.tools or ()):
+            if isinstance(tool, responses_wire.McpTool):  # (a batch's line reaches no MCP server: not dropped)
+                raise APIError(400, f"tools[{index}]: a batch's requests run no MCP tools; send it to "
+                                    "/v1/responses", param=f"tools[{index}]", code="invalid_value")
         prepared = await prepare_response(self._app, body, functools.partial(stored_image, self._uploads))
         # a batch's turn waits for a free slot rather than failing on a full queue: live requests go first
         prepared.chat_request = replace(prepared.chat_request, wait_for_room=True)

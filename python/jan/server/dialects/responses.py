@@ -16,7 +16,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (ConfigDict, Discriminator, Field, PrivateAttr, Tag, TypeAdapter, ValidationError, ValidationInfo,
                       WrapValidator, field_validator, model_validator)
@@ -35,6 +35,9 @@ from jan.server.dialects.unknown_fields import responses_unknown
 from jan.services import types as typed
 from jan.services.errors import PrefillGrammarError, RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
+
+if TYPE_CHECKING:
+    from jan.services.mcp_use import McpEvent
 
 __all__ = [
     "InputTokensRequest",
@@ -205,6 +208,23 @@ class WebSearchCallItem(_Wire):
     action: dict[str, Any] | None = None
 
 
+class McpItem(_Wire):
+    """An MCP item: an earlier answer's ``mcp_list_tools``, ``mcp_call`` or ``mcp_approval_request`` sent back
+    (kept out of the prompt: the answer that followed a call holds what the model made of it), or the client's
+    ``mcp_approval_response`` to a request of the previous response (read by the route: :func:`approvals`)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    type: Literal["mcp_list_tools", "mcp_call", "mcp_approval_request", "mcp_approval_response"]
+    id: str | None = None
+    approval_request_id: str | None = None
+    approve: bool | None = None
+    reason: str | None = None
+
+
+MCP_ITEMS = ("mcp_list_tools", "mcp_call", "mcp_approval_request", "mcp_approval_response")
+
+
 class ItemReference(_Wire):
     """An earlier item by its id (an input or output item of a stored response), in place of the item itself:
     :func:`item_references` finds them, the route reads each from the store (:func:`resolve_item_references`)."""
@@ -225,12 +245,14 @@ InputItem = Annotated[
           Annotated[FunctionCallOutputItem, Tag("function_call_output")], Annotated[ReasoningItem, Tag("reasoning")],
           Annotated[CustomToolCallItem, Tag("custom_tool_call")],
           Annotated[CustomToolCallOutputItem, Tag("custom_tool_call_output")],
-          Annotated[WebSearchCallItem, Tag("web_search_call")], Annotated[ItemReference, Tag("item_reference")]],
+          Annotated[WebSearchCallItem, Tag("web_search_call")], Annotated[ItemReference, Tag("item_reference")],
+          *(Annotated[McpItem, Tag(kind)] for kind in MCP_ITEMS)],
     # (pydantic's own message would name the function above; a client needs the types it may send)
     Discriminator(_item_kind, custom_error_type="invalid_item_type",
                   custom_error_message="unknown input item type: expected 'message', 'function_call', "
                                        "'function_call_output', 'custom_tool_call', 'custom_tool_call_output', "
-                                       "'reasoning', 'web_search_call' or 'item_reference'"),
+                                       "'reasoning', 'web_search_call', 'mcp_approval_response' (or another MCP "
+                                       "item) or 'item_reference'"),
 ]
 
 
@@ -256,6 +278,8 @@ WEB_SEARCH_KINDS = ("web_search", "web_search_preview", "web_search_2025_08_26",
 
 def _tool_tag(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    if kind == "mcp":
+        return "mcp"
     return "custom" if kind == "custom" else "web_search" if kind in WEB_SEARCH_KINDS else "function"
 
 
@@ -314,9 +338,59 @@ class WebSearchTool(_Wire):
     type: Literal["web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11"]
 
 
+class McpToolFilter(_Wire):
+    tool_names: list[str] | None = None
+    read_only: bool | None = None
+
+    @field_validator("read_only")
+    @classmethod
+    def _no_read_only(cls, v):
+        # (jan does not keep a tool's annotations: the filter would be ignored, and every tool let through)
+        if v is not None:
+            raise ValueError("read_only filters are not supported: name the tools in tool_names")
+        return v
+
+
+class McpApprovalFilter(_Wire):
+    always: McpToolFilter | None = None
+    never: McpToolFilter | None = None
+
+
+class McpTool(_Wire):
+    """OpenAI's remote MCP tool: the server connects to ``server_url`` (allowed by ``--allow-media-from``, as a
+    media URL is) or, with no URL, to the ``mcp.json`` server named ``server_label``, and runs the model's calls
+    itself (:mod:`jan.services.mcp_use`)."""
+
+    type: Literal["mcp"]
+    server_label: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    server_url: str | None = None
+    connector_id: str | None = None
+    headers: dict[str, str] | None = None
+    authorization: str | None = None
+    allowed_tools: Union[list[str], McpToolFilter, None] = None
+    require_approval: Union[Literal["always", "never"], McpApprovalFilter, None] = None
+    server_description: str | None = None
+
+    @field_validator("connector_id")
+    @classmethod
+    def _no_connector(cls, v):
+        if v is not None:
+            raise ValueError("OpenAI's connectors are not run by jan: give a server_url, or a server_label that "
+                             "names a server of mcp.json")
+        return v
+
+
 Tool = Annotated[Union[Annotated[FunctionTool, Tag("function")], Annotated[CustomTool, Tag("custom")],
-                       Annotated[WebSearchTool, Tag("web_search")]],
+                       Annotated[WebSearchTool, Tag("web_search")], Annotated[McpTool, Tag("mcp")]],
                  Discriminator(_tool_tag)]
+
+
+class McpChoice(_Wire):
+    """``{"type": "mcp", "server_label": ..., "name": ...}``: the first turn calls that tool of that server."""
+
+    type: Literal["mcp"]
+    server_label: str
+    name: str | None = None
 
 
 class FunctionChoice(_Wire):
@@ -329,7 +403,8 @@ class CustomChoice(_Wire):
     name: str
 
 
-NamedChoice = Annotated[Union[Annotated[FunctionChoice, Tag("function")], Annotated[CustomChoice, Tag("custom")]],
+NamedChoice = Annotated[Union[Annotated[FunctionChoice, Tag("function")], Annotated[CustomChoice, Tag("custom")],
+                              Annotated[McpChoice, Tag("mcp")]],
                         Discriminator(_tool_tag)]
 
 
@@ -679,8 +754,27 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
     for i, item in enumerate(items):
         if isinstance(item, ItemReference):  # (a caller that did not resolve them first)
             raise ValueError(f"{name}[{i}]: the item_reference '{item.id}' was not read; send the item itself")
-        if isinstance(item, WebSearchCallItem):
-            continue  # (nothing in it for the model: WebSearchCallItem)
+        if isinstance(item, McpItem) and item.type == "mcp_call":
+            # an earlier answer's MCP call sent back (a client that keeps its items: store false): the model reads
+            # it as the call it made and its result, as it did then
+            from jan.services.mcp_use import jan_name
+
+            extra = item.model_extra or {}
+            label, tool = extra.get("server_label"), extra.get("name")
+            if not isinstance(label, str) or not isinstance(tool, str):
+                raise ValueError(f"{name}[{i}]: an mcp_call item needs its server_label and name")
+            call_id = item.id or f"mcp_{i}"
+            arguments = extra.get("arguments") if isinstance(extra.get("arguments"), str) else "{}"
+            output, error = extra.get("output"), extra.get("error")
+            result = output if isinstance(output, str) else f"Error: {error}" if error else ""
+            out.append((typed.ChatMessage("assistant", (), tool_calls=(typed.ToolCall(call_id, jan_name(label, tool),
+                                                                                      arguments),),
+                                          reasoning=reasoning), f"{name}[{i}]", reasoning_at + [i]))
+            out.append((typed.ChatMessage("tool", result, tool_call_id=call_id), f"{name}[{i}]", [i]))
+            reasoning, reasoning_at = None, []
+            continue
+        if isinstance(item, (WebSearchCallItem, McpItem)):
+            continue  # (nothing in it for the model: WebSearchCallItem, an MCP listing or approval)
         if isinstance(item, ReasoningItem):
             try:
                 encrypted = reasoning_of_encrypted(item.encrypted_content)
@@ -838,7 +932,9 @@ def _item_id(item: Any, seen: set[str]) -> str:
     """The id the item is listed with: its own, or a new one for none or one an earlier item of the input has (one
     item, one id: a list's cursor, a conversation's retrieve, name one)."""
     prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs",
-              "custom_tool_call": "ctc", "custom_tool_call_output": "ctco", "web_search_call": "ws"}[item.type]
+              "custom_tool_call": "ctc", "custom_tool_call_output": "ctco", "web_search_call": "ws",
+              "mcp_list_tools": "mcpl", "mcp_call": "mcp", "mcp_approval_request": "mcpr",
+              "mcp_approval_response": "mcpa"}[item.type]
     item_id = item.id if item.id and item.id not in seen else new_id(prefix)
     seen.add(item_id)
     return item_id
@@ -919,12 +1015,16 @@ def custom_names(body: _Prompt) -> frozenset[str]:
 def _tools(body: _Prompt) -> tuple[tuple[typed.ToolSpec, ...], typed.ToolChoice | None]:
     """The tools the model is shown and the tool choice. ``allowed_tools`` narrows ``tools`` to the ones it
     names (a name not among them is a 400) and its ``mode`` is the choice."""
-    callable_tools = [t for t in body.tools or () if not isinstance(t, WebSearchTool)]  # (not offered: above)
+    # (web searches are not offered: above; MCP tools are listed from their servers: jan.services.mcp_use)
+    callable_tools = [t for t in body.tools or () if not isinstance(t, (WebSearchTool, McpTool))]
     tools = tuple(_custom_spec(t) if isinstance(t, CustomTool) else typed.ToolSpec(t.name, t.description,
                                                                                     t.parameters, t.strict)
                   for t in callable_tools)
     choice = body.tool_choice
     # as OpenAI's: a choice that makes the model call a tool needs one to call
+    if isinstance(choice, McpChoice) or (choice == "required" and any(isinstance(t, McpTool) for t in body.tools
+                                                                         or ())):
+        return tools, None  # (set once the servers' tools are known: mcp_use.forced)
     if choice == "required" and not tools:
         why = "the request has none" if not body.tools else "its only ones are web searches, which jan does not run"
         raise RequestError(f"tool_choice: 'required' needs tools ({why})", param="tool_choice", code="invalid_value")
@@ -1180,7 +1280,7 @@ def response_object(response_id: str, body: ResponsesRequest, model: str, *, sta
     text = {"format": fmt.model_dump(mode="json", by_alias=True, exclude_none=True) if fmt else {"type": "text"},
             "verbosity": (body.text.verbosity if body.text else None) or "medium"}
     tool_choice = body.tool_choice or "auto"
-    if isinstance(tool_choice, (FunctionChoice, CustomChoice, AllowedToolsChoice)):
+    if isinstance(tool_choice, (FunctionChoice, CustomChoice, McpChoice, AllowedToolsChoice)):
         tool_choice = tool_choice.model_dump(mode="json")
     reasoning = body.reasoning or ReasoningParam()
     final = status in ("completed", "incomplete", "failed", "cancelled")
@@ -1194,7 +1294,10 @@ def response_object(response_id: str, body: ResponsesRequest, model: str, *, sta
         "reasoning": {"effort": reasoning.effort, "summary": reasoning.summary,
                       "generate_summary": reasoning.generate_summary},
         "store": body.store, "temperature": body.temperature, "text": text, "tool_choice": tool_choice,
-        "tools": [t.model_dump(mode="json", exclude_none=True) for t in body.tools or ()],
+        # (an MCP tool's headers and authorization hold credentials: never echoed, nor stored with the response)
+        "tools": [t.model_dump(mode="json", exclude_none=True,
+                               exclude={"headers", "authorization"} if isinstance(t, McpTool) else None)
+                  for t in body.tools or ()],
         "top_p": body.top_p, "truncation": body.truncation or "disabled",
         "top_logprobs": body.top_logprobs or 0, "max_tool_calls": body.max_tool_calls,
         "user": body.user, "safety_identifier": body.safety_identifier, "prompt_cache_key": body.prompt_cache_key,
@@ -1238,6 +1341,7 @@ class ResponseStream:
         self._text = ""
         self._logprobs: list[Any] = []  # the open message's tokens (TokenLogprob)
         self._pending: list[Any] = []  # tokens whose text the chat path still holds back (a possible stop string)
+        self._calls: dict[str, dict[str, Any]] = {}  # the MCP calls running, by their call's id
 
     @classmethod
     def for_request(cls, body: ResponsesRequest) -> ResponseStream:
@@ -1305,7 +1409,9 @@ class ResponseStream:
                                      part={"type": "output_text", "text": "", "annotations": [], "logprobs": []}))
         return events
 
-    def feed(self, delta: typed.ChatDelta) -> list[dict[str, Any]]:
+    def feed(self, delta: typed.ChatDelta | McpEvent) -> list[dict[str, Any]]:
+        if not isinstance(delta, typed.ChatDelta):
+            return self._mcp(delta)
         events: list[dict[str, Any]] = []
         if delta.usage is not None:
             self.usage, self.reasoning_tokens = delta.usage, delta.reasoning_tokens
@@ -1355,6 +1461,61 @@ class ResponseStream:
             self.finish_reason = delta.finish_reason
         return events
 
+    def _done_item(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        events = self._close()
+        self.output.append(item)
+        index = len(self.output) - 1
+        events.append(self.event("response.output_item.added", output_index=index, item=dict(item)))
+        return events
+
+    def _mcp(self, event: McpEvent) -> list[dict[str, Any]]:
+        """The items and events of the server's own MCP work (:mod:`jan.services.mcp_use`), OpenAI's."""
+        from jan.services import mcp_use
+
+        if isinstance(event, mcp_use.McpListed):
+            item = {"id": new_id("mcpl"), "type": "mcp_list_tools", "server_label": event.server_label,
+                    "tools": [dict(t) for t in event.tools]}
+            if event.error is not None:
+                item["error"] = event.error
+            events = self._done_item(item)
+            where = {"item_id": item["id"], "output_index": len(self.output) - 1}
+            events.append(self.event("response.mcp_list_tools.in_progress", **where))
+            events.append(self.event("response.mcp_list_tools." + ("failed" if event.error else "completed"),
+                                     **where))
+            events.append(self.event("response.output_item.done", output_index=where["output_index"], item=dict(item)))
+            return events
+        if isinstance(event, mcp_use.McpApprovalAsked):
+            item = {"id": event.id, "type": "mcp_approval_request", "server_label": event.server_label,
+                    "name": event.name, "arguments": event.arguments}
+            events = self._done_item(item)
+            events.append(self.event("response.output_item.done", output_index=len(self.output) - 1,
+                                     item=dict(item)))
+            return events
+        if isinstance(event, mcp_use.McpCallStarted):
+            item = {"id": new_id("mcp"), "type": "mcp_call", "server_label": event.server_label, "name": event.name,
+                    "arguments": event.arguments, "output": None, "error": None, "status": "in_progress"}
+            self._calls[event.id] = item
+            events = self._done_item(item)
+            where = {"item_id": item["id"], "output_index": len(self.output) - 1}
+            events.append(self.event("response.mcp_call.in_progress", **where))
+            if event.arguments:
+                events.append(self.event("response.mcp_call_arguments.delta", **where, delta=event.arguments))
+            events.append(self.event("response.mcp_call_arguments.done", **where, arguments=event.arguments))
+            return events
+        # McpCallDone: of a call started above, or of one an approval let run (its item begins and ends here)
+        events = []
+        item = self._calls.pop(event.id, None)
+        if item is None:
+            events += self.feed(mcp_use.McpCallStarted(event.id, event.server_label, event.name, event.arguments))
+            item = self._calls.pop(event.id)
+            item["approval_request_id"] = event.id
+        index = next(i for i, it in enumerate(self.output) if it is item)
+        item.update(output=event.output, error=event.error, status="failed" if event.error else "completed")
+        where = {"item_id": item["id"], "output_index": index}
+        events.append(self.event("response.mcp_call." + ("failed" if event.error else "completed"), **where))
+        events.append(self.event("response.output_item.done", output_index=index, item=dict(item)))
+        return events
+
     def finish(self) -> list[dict[str, Any]]:
         """Close the open item; an answer with no output at all still gets its (empty) message — unless it was
         cancelled (a cancel request, the model stopped under it) before producing anything: then its ``output`` is
@@ -1370,6 +1531,8 @@ class ResponseStream:
         still open close ``incomplete``."""
         if self.finish_reason is None:
             self.finish_reason = "cancelled"
+        for item in self._calls.values():  # MCP calls cut off under way
+            item["status"] = "incomplete"
 
     @property
     def status(self) -> str:

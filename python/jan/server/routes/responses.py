@@ -301,6 +301,42 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     ``{"id": ...}``) reads that conversation's items first and adds the input and output to it once it ends."""
     body = await parse_body(request, wire.ResponsesRequest)
     prepared = await prepare_response(request.app, body, functools.partial(upload_image, request))
+    mcp = await _mcp_session(request, prepared)
+    try:
+        return await _create(request, prepared, mcp)
+    finally:
+        if mcp is not None and not mcp.handed_over:  # (refused or failed before its run began: the run closes it)
+            await mcp.close()
+
+
+async def _mcp_session(request: web.Request, prepared: PreparedResponse) -> Any:
+    """The MCP servers the request's ``mcp`` tools name, connected and listed, the approved calls run (the chat
+    request then offers their tools); None without such tools."""
+    body = prepared.body
+    if not any(isinstance(t, wire.McpTool) for t in body.tools or ()):
+        if any(isinstance(i, wire.McpItem) and i.type == "mcp_approval_response"
+               for i in (body.input if isinstance(body.input, list) else ())):
+            raise APIError(400, "input: an mcp_approval_response needs the mcp tool of its server in tools",
+                           param="input", code="invalid_value")
+        return None
+    from jan.core import ToolRegistry
+    from jan.server.dialects import responses_mcp
+    from jan.services import mcp_use
+
+    uses = responses_mcp.server_uses(body, request.app[MEDIA_FETCHER].allowlist.allows_url, prepared.previous)
+    approved = responses_mcp.approvals(body, prepared.previous, uses)
+    # (a client gone while the servers are reached: the handler is cancelled, and prepare closes what it opened)
+    session = await mcp_use.prepare(uses, ToolRegistry(request.app[MANAGER]), approved)
+    try:
+        prepared.chat_request = responses_mcp.with_tools(body, prepared.chat_request, session)
+    except BaseException:
+        await session.close()
+        raise
+    return session
+
+
+async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) -> web.StreamResponse:
+    body = prepared.body
     chat_request, inputs = prepared.chat_request, prepared.inputs
     if body.background:
         # A background response is answered before its prompt is made (the model may still be loading): a model
@@ -319,6 +355,12 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         deltas = stream if body.background else await started(request, stream, body.model)
     except (MediaError, GrammarError) as exc:
         raise prepared.named(exc) from None
+    if mcp is not None:
+        from jan.services import mcp_use
+
+        # the MCP calls the model makes run here, and it goes on with their results (jan.services.mcp_use)
+        deltas = mcp_use.rounds(_chat(request).stream, chat_request, deltas, mcp, new_id=wire.new_id)
+        mcp.handed_over = True
     run = await response_run(request.app, prepared, stream, deltas)
     leases = _leases(request.app)
     if body.store:

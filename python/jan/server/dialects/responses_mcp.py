@@ -1,0 +1,128 @@
+"""The Responses API's remote MCP tools (``{"type": "mcp", ...}``), mapped to :mod:`jan.services.mcp_use`.
+
+Wire shapes only: which servers a request names (:func:`server_uses`: a ``server_url`` only where
+``--allow-media-from`` allows it, as a media URL, else a 400 naming the field), the approvals its input answers
+(:func:`approvals`: ``mcp_approval_response`` items, each of an ``mcp_approval_request`` of the previous
+response) and the chat request the servers' tools join (:func:`with_tools`). The service connects, lists, runs
+the loop and closes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from jan.server.dialects import responses as wire
+from jan.services.errors import RequestError
+from jan.services.mcp_use import ApprovedCall, McpServerUse, McpSession, forced
+from jan.services.types import ChatRequest
+
+
+def _names(value: Any) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return frozenset(value)
+    return frozenset(value.tool_names) if value.tool_names is not None else None
+
+
+def _previous_items(previous: Any, kind: str) -> list[dict[str, Any]]:
+    output = previous.response.get("output") if previous is not None else None
+    return [i for i in output or () if isinstance(i, dict) and i.get("type") == kind]
+
+
+def server_uses(body: wire.ResponsesRequest, allows_url: Any, previous: Any) -> list[McpServerUse]:
+    """The MCP servers of ``body.tools``; ``allows_url(url)``: whether the server may connect to ``url``."""
+    uses: list[McpServerUse] = []
+    listed = {i.get("server_label"): i for i in _previous_items(previous, "mcp_list_tools") if not i.get("error")}
+    for item in body.input if isinstance(body.input, list) else ():  # (sent back by a client that keeps its items)
+        if not isinstance(item, wire.McpItem) or item.type != "mcp_list_tools":
+            continue
+        extra = item.model_extra or {}
+        if isinstance(extra.get("server_label"), str) and isinstance(extra.get("tools"), list) and not extra.get("error"):
+            listed[extra["server_label"]] = extra
+    for index, tool in enumerate(body.tools or ()):
+        if not isinstance(tool, wire.McpTool):
+            continue
+        where = f"tools[{index}]"
+        if any(u.server_label == tool.server_label for u in uses):
+            raise RequestError(f"{where}.server_label: '{tool.server_label}' names a server given already; each MCP "
+                               "tool needs its own server_label", param=f"{where}.server_label",
+                               code="invalid_value")
+        url = tool.server_url
+        if url is not None:
+            if not url.lower().startswith(("http://", "https://")):
+                raise RequestError(f"{where}.server_url: expected an http(s):// URL", param=f"{where}.server_url",
+                                   code="invalid_value")
+            if not allows_url(url):
+                # connecting is a fetch on the client's behalf: refused unless the server was started to allow it
+                raise RequestError(f"{where}.server_url: this server connects to no MCP server URL it was not "
+                                   "allowed (start it with --allow-media-from naming the URL's prefix), or give "
+                                   "no server_url and a server_label naming a server of its mcp.json",
+                                   param=f"{where}.server_url", code="not_allowed")
+        headers = dict(tool.headers or {})
+        if tool.authorization:
+            headers["Authorization"] = f"Bearer {tool.authorization}"
+        approval = tool.require_approval
+        always = never = frozenset()
+        default = True
+        if approval == "never":
+            default = False
+        elif isinstance(approval, wire.McpApprovalFilter):
+            always = _names(approval.always) or frozenset()
+            never = _names(approval.never) or frozenset()
+        previous_list = listed.get(tool.server_label)
+        uses.append(McpServerUse(tool.server_label, url, headers, _names(tool.allowed_tools), always, never, default,
+                                 tuple(previous_list.get("tools") or ()) if previous_list else None,
+                                 f"{where}.server_label"))
+    return uses
+
+
+def approvals(body: wire.ResponsesRequest, previous: Any, uses: list[McpServerUse]) -> list[ApprovedCall]:
+    """The calls the input approves or denies (``mcp_approval_response``), each of the previous response's
+    ``mcp_approval_request`` items and of a server the request names again."""
+    asked = {i.get("id"): i for i in _previous_items(previous, "mcp_approval_request")}
+    labels = {u.server_label for u in uses}
+    out = []
+    for index, item in enumerate(body.input if isinstance(body.input, list) else ()):
+        if not isinstance(item, wire.McpItem) or item.type != "mcp_approval_response":
+            continue
+        where = f"input[{index}]"
+        if item.approve is None:
+            raise RequestError(f"{where}.approve: required", param=f"{where}.approve", code="missing_required_parameter")
+        request = asked.get(item.approval_request_id)
+        if request is None:
+            raise RequestError(f"{where}.approval_request_id: '{item.approval_request_id}' is no mcp_approval_request "
+                               "of the previous response (previous_response_id)",
+                               param=f"{where}.approval_request_id", code="invalid_value")
+        if request.get("server_label") not in labels:
+            raise RequestError(f"{where}: its MCP server '{request.get('server_label')}' is not in tools: give the "
+                               "mcp tool again to run the call", param=where, code="invalid_value")
+        out.append(ApprovedCall(request["id"], request["server_label"], request.get("name", ""),
+                                request.get("arguments") or "{}", item.approve, item.reason))
+    return out
+
+
+def with_tools(body: wire.ResponsesRequest, request: ChatRequest, session: McpSession) -> ChatRequest:
+    """``request`` offering the servers' tools too (after the request's own), the approved calls' turns after the
+    conversation, and the ``tool_choice`` that names an MCP tool (or ``required``) applied."""
+    request = replace(request, tools=(*request.tools, *session.specs),
+                      messages=(*request.messages, *session.messages))
+    choice = body.tool_choice
+    if isinstance(choice, wire.McpChoice):
+        if choice.name is None:
+            names = [n for n, (label, _) in session.owners.items() if label == choice.server_label]
+            if not names:
+                raise RequestError(f"tool_choice: the MCP server '{choice.server_label}' offers no tool to call",
+                                   param="tool_choice", code="invalid_value")
+            return replace(request, tool_choice="required")
+        if (choice.server_label, choice.name) not in session.owners.values():
+            raise RequestError(f"tool_choice: the MCP server '{choice.server_label}' offers no tool '{choice.name}'",
+                               param="tool_choice", code="invalid_value")
+        return forced(request, choice.server_label, choice.name)
+    if choice == "required":
+        if not request.tools:
+            raise RequestError("tool_choice: 'required' needs tools (the MCP servers offer none)",
+                               param="tool_choice", code="invalid_value")
+        return replace(request, tool_choice="required")
+    return request

@@ -1,0 +1,447 @@
+"""MCP tools a request names (OpenAI Responses' ``{"type": "mcp", ...}``), run by the server within one answer.
+
+No HTTP here: a dialect maps its wire shapes to :class:`McpServerUse` and the events below. For each server the
+request names, :func:`prepare` connects (a client-given ``server_url``: a fresh :class:`McpServer` of the MCP
+extension's, over streamable HTTP; a ``server_label`` alone: the server of that name in ``mcp.json``) and lists its
+tools (:class:`McpListed`), unless an earlier answer of the conversation listed them. :func:`rounds` then drives the
+generation: the model's calls of those tools are put through the run tool loop's own pieces
+(:class:`~jan.services.tool_loop.ToolPolicy`, :func:`~jan.services.tool_loop.triage`,
+:func:`~jan.services.tool_loop.run_calls`), their results fed back and the model goes on, or the answer stops with
+:class:`McpApprovalAsked` for a call that needs the user. Every connect, listing and call is bounded; a failing
+server is an error in its event, never a failed request. Closing the generator closes the sessions it opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import logging
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jan.core import Tool
+from jan.services.errors import RequestError
+from jan.services.tool_loop import (DEFAULT_MAX_STEPS, PendingCall, ToolEntry, ToolPolicy, run_calls, triage,
+                                    whole_arguments)
+from jan.services.types import ChatDelta, ChatMessage, ChatRequest, NamedToolChoice, ToolCall, ToolSpec
+
+log = logging.getLogger("jan.services.mcp_use")
+
+#: Seconds a server gets to connect and list its tools; a call's bound is the tool loop's timeout.
+CONNECT_TIMEOUT_S = 20.0
+CALL_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class McpServerUse:
+    """One MCP server a request lets the model use."""
+
+    server_label: str
+    server_url: str | None = None  # None: the mcp.json server named ``server_label``
+    headers: dict[str, str] = field(default_factory=dict)
+    allowed_tools: frozenset[str] | None = None  # None: all its tools
+    #: Tool names that need (``always``) or need no (``never``) approval; ``default`` for the others.
+    always: frozenset[str] = frozenset()
+    never: frozenset[str] = frozenset()
+    default_approval: bool = True  # OpenAI's default: every call asks
+    #: Tools an earlier answer listed (``mcp_list_tools``): not listed (nor emitted) again.
+    listed: tuple[dict[str, Any], ...] | None = None
+    #: The request's field that names the server (what a 400 about it names).
+    param: str = ""
+
+    def needs_approval(self, tool: str) -> bool:
+        if tool in self.never:
+            return False
+        return True if tool in self.always else self.default_approval
+
+
+@dataclass(frozen=True)
+class McpListed:
+    """A server's tools listed (``error`` set: it could not be reached or listed)."""
+
+    server_label: str
+    tools: tuple[dict[str, Any], ...]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class McpCallStarted:
+    id: str
+    server_label: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class McpCallDone:
+    id: str
+    server_label: str
+    name: str
+    arguments: str
+    output: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class McpApprovalAsked:
+    id: str
+    server_label: str
+    name: str
+    arguments: str
+
+
+McpEvent = McpListed | McpCallStarted | McpCallDone | McpApprovalAsked
+
+
+@dataclass(frozen=True)
+class ApprovedCall:
+    """A call an earlier answer put to the user, and their answer (``mcp_approval_response``)."""
+
+    id: str
+    server_label: str
+    name: str
+    arguments: str
+    approve: bool
+    reason: str | None = None
+
+
+class _Server:
+    """One used server's connection and tools, for this answer."""
+
+    def __init__(self, use: McpServerUse):
+        self.use = use
+        self.tools: dict[str, Tool] = {}  # by MCP name
+        self._own: Any = None  # an McpServer this answer started (closed with it)
+
+    async def connect(self, registry: Any) -> None:
+        use = self.use
+        if use.server_url is None:
+            from jan.services.tool_loop import _list_tools  # (the runs' listing: only the servers named start)
+
+            prefix = f"{use.server_label}__"
+            found = [t for t in await _list_tools(registry, {use.server_label})
+                     if t.name.startswith(prefix) and hasattr(t, "mcp_name")]
+            if not found and not await _configured(registry, use.server_label):
+                # (the request's mistake, as a run's entry naming no configured server: a 400, not a failed item)
+                raise RequestError(f"{use.param or 'server_label'}: no MCP server '{use.server_label}' is "
+                                   "configured (mcp.json), and the tool gives no server_url",
+                                   param=use.param or None, code="unknown_mcp_server")
+            self.tools = {t.mcp_name: t for t in found}
+            return
+        from jan.extensions.mcp.config import McpServerConfig
+
+        config = McpServerConfig(url=use.server_url, headers=dict(use.headers) or None, timeout=CALL_TIMEOUT_S)
+        server = _remote_server_class()(use.server_label, config, _log_folder())
+        self._own = server
+        try:
+            await server.ensure_started()
+        except RuntimeError:
+            # OpenAI's connector falls back to the older HTTP+SSE transport, whose servers refuse a streamable-HTTP
+            # POST to their .../sse URL (404, 405): tried once more so
+            if not (server.refused_post or "").startswith(("404", "405")):
+                raise
+            await server.stop()
+            server.sse = True
+            await server.ensure_started()
+        self.tools = {t.mcp_name: t for t in server.tools}
+
+    async def close(self) -> None:
+        if self._own is not None:
+            server, self._own = self._own, None
+            with contextlib.suppress(Exception):
+                await server.stop()
+
+
+@functools.cache
+def _log_folder() -> Path:
+    """Where McpServer opens its stderr log, which an HTTP server never writes: a folder of this process's own (a
+    shared, guessable /tmp path could be another user's, and every connection would fail to open it)."""
+    return Path(tempfile.mkdtemp(prefix="jan-mcp-remote-"))
+
+
+def _remote_server_class() -> type:
+    """The MCP extension's server, for a URL a request gives: streamable HTTP, or HTTP+SSE once ``sse`` is set."""
+    from jan.core import McpServerState
+    from jan.extensions.mcp.server import McpServer
+
+    class RemoteServer(McpServer):
+        sse = False
+
+        @property
+        def refused_post(self) -> str | None:
+            return self._http_error
+
+        def _failed(self, message: str) -> None:
+            # a request's server, for this answer only: its failure is the answer's item, not a configured server's
+            # warning pointing at GET /v1/mcp/servers (which does not list it), and a retry (the SSE fallback) does
+            # not back off
+            self.state, self.error = McpServerState.FAILED, message
+            log.info("MCP server %s (%s) of a request: %s", self.name, self.config.url, message)
+
+        def _check_alive(self, mcp_name: str) -> None:
+            """(no probe of a server after a timed-out call: the session ends with the answer)"""
+
+        def _transport(self, errlog: Any) -> Any:
+            if not self.sse:
+                return super()._transport(errlog)
+            from mcp.client.sse import sse_client
+
+            return sse_client(self.config.url, headers=dict(self.config.headers or {}), timeout=CONNECT_TIMEOUT_S)
+
+    return RemoteServer
+
+
+async def _configured(registry: Any, name: str) -> bool:
+    from jan.services.tool_loop import _mcp_servers
+
+    servers = await _mcp_servers(registry)
+    return bool(servers) and name in servers
+
+
+def _listing(tool: Tool) -> dict[str, Any]:
+    return {"name": tool.mcp_name, "description": tool.description or None,
+            "input_schema": tool.parameters, "annotations": getattr(tool, "annotations", None)}
+
+
+def jan_name(label: str, tool: str) -> str:
+    from jan.extensions.mcp.server import tool_name
+
+    return tool_name(label, tool)
+
+
+@dataclass
+class McpSession:
+    """The servers of one answer, connected and listed (:func:`prepare`); :meth:`close` ends what it opened."""
+
+    servers: list[_Server]
+    events: list[McpEvent]
+    #: Messages to add after the conversation (approved calls run: the call and its result).
+    messages: list[ChatMessage] = field(default_factory=list)
+    policy: ToolPolicy = field(default_factory=ToolPolicy)
+    owners: dict[str, tuple[str, str]] = field(default_factory=dict)  # jan name -> (label, MCP name)
+    #: Set once :func:`rounds` owns it (closes it when the answer ends); before, whoever made it closes it.
+    handed_over: bool = False
+
+    @property
+    def specs(self) -> tuple[ToolSpec, ...]:
+        return tuple(ToolSpec(e.name, e.spec["function"].get("description"), e.spec["function"].get("parameters"))
+                     for e in self.policy.entries.values())
+
+    async def close(self) -> None:
+        for server in self.servers:
+            await server.close()
+
+
+async def prepare(uses: list[McpServerUse], registry: Any, approvals: list[ApprovedCall] = ()) -> McpSession:
+    """Connect to and list the servers of ``uses`` (each bounded, concurrently), run the ``approvals`` approved."""
+    servers = [_Server(use) for use in uses]
+    session = McpSession(servers, [])
+    try:
+        # (all of them ended before a refusal is raised: none connects after the session closed)
+        results = await asyncio.gather(*(_connect(s, registry) for s in servers), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        for server, error in zip(servers, results):
+            use = server.use
+            if use.listed is None or error is not None:  # (the tools allowed_tools lets the model use, as OpenAI's)
+                session.events.append(McpListed(use.server_label, tuple(
+                    _listing(t) for name, t in server.tools.items()
+                    if use.allowed_tools is None or name in use.allowed_tools), error))
+            for mcp_name, tool in server.tools.items():
+                if use.allowed_tools is not None and mcp_name not in use.allowed_tools:
+                    continue
+                name = jan_name(use.server_label, mcp_name)
+                spec = {"type": "function", "function": {"name": name, "description": tool.description or "",
+                                                         "parameters": tool.parameters}}
+                session.policy.entries[name] = ToolEntry(name, spec, tool, not use.needs_approval(mcp_name))
+                session.owners[name] = (use.server_label, mcp_name)
+        session.policy.timeout = CALL_TIMEOUT_S
+        for approval in approvals:
+            name = jan_name(approval.server_label, approval.name)
+            call = PendingCall(approval.id, name, approval.arguments)
+            done = await _run(session, call, approved=approval.approve, reason=approval.reason, by="user")
+            session.events.append(done)
+            session.messages += _turn([call], [done])
+    except BaseException:
+        await session.close()
+        raise
+    return session
+
+
+async def _connect(server: _Server, registry: Any) -> str | None:
+    try:
+        await asyncio.wait_for(server.connect(registry), CONNECT_TIMEOUT_S)
+        return None
+    except asyncio.TimeoutError:
+        return f"the MCP server did not answer within {CONNECT_TIMEOUT_S:g} seconds"
+    except RequestError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - said in the listing item, as OpenAI's failed mcp_list_tools
+        return str(exc) or type(exc).__name__
+
+
+async def _run(session: McpSession, call: PendingCall, *, approved: bool = True,
+               reason: str | None = None, by: str = "policy") -> McpCallDone:
+    from jan.core import ToolRegistry
+    from jan.services.tool_loop import ToolDecision
+
+    label, mcp_name = session.owners.get(call.name, (call.name.split("__", 1)[0], call.name.split("__", 1)[-1]))
+    decisions = {call.id: ToolDecision(call, approve=approved, reason=reason)}
+    # (no provider is looked up: each entry carries its tool)
+    [record] = await run_calls(ToolRegistry(None), session.policy, [call], approved_by=by, decisions=decisions)
+    text = record.result.as_text()
+    if record.result.is_error:
+        return McpCallDone(call.id, label, mcp_name, call.arguments, None, text)
+    return McpCallDone(call.id, label, mcp_name, call.arguments, text, None)
+
+
+def _turn(calls: list[PendingCall], done: list[McpCallDone]) -> list[ChatMessage]:
+    """The calling turn and its results, as the next model turn reads them."""
+    turn = [ChatMessage("assistant", (), tool_calls=tuple(ToolCall(c.id, c.name, c.arguments) for c in calls))]
+    for call, result in zip(calls, done):
+        turn.append(ChatMessage("tool", result.output if result.error is None else f"Error: {result.error}",
+                                tool_call_id=call.id, name=call.name))
+    return turn
+
+
+def _sum_usage(total: Any, more: Any) -> Any:
+    if total is None or more is None:
+        return more if total is None else total
+    from jan._engine import Usage
+
+    return Usage(prompt_tokens=total.prompt_tokens + more.prompt_tokens,
+                 completion_tokens=total.completion_tokens + more.completion_tokens,
+                 cached_tokens=total.cached_tokens + more.cached_tokens)
+
+
+class _Rounds:
+    """:func:`_rounds`, whose ``aclose`` also closes the first turn's stream and the session when it was never
+    iterated (a response cancelled before it began: an unstarted generator runs no ``finally``)."""
+
+    def __init__(self, rounds: Any, first: Any, session: McpSession):
+        self._rounds, self._first, self._session = rounds, first, session
+
+    def __aiter__(self) -> "_Rounds":
+        return self
+
+    async def __anext__(self) -> ChatDelta | McpEvent:
+        return await self._rounds.__anext__()
+
+    async def aclose(self) -> None:
+        try:
+            await self._rounds.aclose()
+        finally:
+            with contextlib.suppress(Exception):
+                await self._first.aclose()
+            await self._session.close()
+
+
+def rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], request: ChatRequest,
+           first: AsyncIterator[ChatDelta], session: McpSession, *,
+           new_id: Callable[[str], str], max_steps: int = DEFAULT_MAX_STEPS) -> AsyncIterator[ChatDelta | McpEvent]:
+    """:func:`_rounds`, closed whole (its streams, the session) by ``aclose``."""
+    return _Rounds(_rounds(stream, request, first, session, new_id=new_id, max_steps=max_steps), first, session)
+
+
+async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], request: ChatRequest,
+                  first: AsyncIterator[ChatDelta], session: McpSession, *,
+                  new_id: Callable[[str], str], max_steps: int = DEFAULT_MAX_STEPS
+                  ) -> AsyncIterator[ChatDelta | McpEvent]:
+    """The answer's deltas (``first``: the first model turn's, already started on ``request``) and MCP events: the
+    session's events first, then each turn's deltas; a turn that calls the session's tools runs them (or asks),
+    and the next turn (``stream``) reads the results. The usage comes last, summed over the turns."""
+    usage = None
+    deltas: AsyncIterator[ChatDelta] | None = first
+    try:
+        for event in session.events:
+            yield event
+        messages = list(request.messages)
+        for step in range(max_steps):
+            assert deltas is not None
+            calls: dict[int, list[str]] = {}  # index -> [id, name, arguments] of the session's tools' calls
+            finish = None
+            client_calls = False  # the turn called the client's own tools too: it answers them, the turn ends here
+            try:
+                async for delta in deltas:
+                    if delta.usage is not None:
+                        usage = _sum_usage(usage, delta.usage)
+                        continue
+                    if delta.choice != 0:
+                        yield delta
+                        continue
+                    theirs = []
+                    for piece in delta.tool_calls:
+                        if piece.index in calls or (piece.name and piece.name in session.policy.entries):
+                            held = calls.setdefault(piece.index, [piece.id or new_id("mcp"), piece.name or "", ""])
+                            held[2] += piece.arguments
+                        else:
+                            theirs.append(piece)
+                            client_calls = True
+                    if delta.finish_reason is not None:
+                        finish = delta.finish_reason
+                    if calls and delta.finish_reason == "tool_calls" and not client_calls:
+                        delta = dataclasses.replace(delta, finish_reason=None)
+                    if delta.tool_calls and len(theirs) != len(delta.tool_calls):
+                        delta = dataclasses.replace(delta, tool_calls=tuple(theirs))
+                    if delta.content or delta.reasoning or delta.tool_calls or delta.finish_reason \
+                            or delta.logprobs:
+                        yield delta
+            finally:
+                with contextlib.suppress(Exception):
+                    await deltas.aclose()
+                deltas = None
+            # a call whose arguments the token limit cut is not what the model meant to pass: never run (as a
+            # run's: tool_loop.whole_arguments); one whose arguments are whole counts, its closing markup cut or not
+            for call_id, name, arguments in [c for c in calls.values() if not whole_arguments(c[2])]:
+                label, mcp_name = session.owners[name]
+                yield McpCallStarted(call_id, label, mcp_name, arguments)
+                yield McpCallDone(call_id, label, mcp_name, arguments, None,
+                                  "not run: the call's arguments were cut off (the token limit ended the turn)")
+            pending = [PendingCall(i, n, a) for i, n, a in calls.values() if whole_arguments(a)]
+            if not pending or finish not in ("tool_calls", "stop", "length"):
+                break
+            if step == max_steps - 1:  # (told, not dropped: the model called past the rounds an answer may take)
+                for call in pending:
+                    label, mcp_name = session.owners[call.name]
+                    yield McpCallStarted(call.id, label, mcp_name, call.arguments)
+                    yield McpCallDone(call.id, label, mcp_name, call.arguments, None,
+                                      f"not run: the response took its {max_steps} model turns")
+                yield ChatDelta(finish_reason="stop")
+                break
+            auto, ask = triage(session.policy, pending)
+            done = []
+            for call in auto:
+                label, mcp_name = session.owners[call.name]
+                yield McpCallStarted(call.id, label, mcp_name, call.arguments)
+                result = await _run(session, call)
+                done.append(result)
+                yield result
+            for call in ask:
+                label, mcp_name = session.owners[call.name]
+                yield McpApprovalAsked(new_id("mcpr"), label, mcp_name, call.arguments)
+            if ask or not auto or client_calls:
+                if not client_calls:  # (else the turn's own tool_calls finish went out already)
+                    yield ChatDelta(finish_reason="stop")
+                break
+            messages += _turn(auto, done)
+            # later turns choose for themselves (a forced first call is not forced again), as a run's
+            request = dataclasses.replace(request, messages=tuple(messages), tool_choice="auto")
+            deltas = stream(request).__aiter__()
+    finally:
+        if deltas is not None:
+            with contextlib.suppress(Exception):
+                await deltas.aclose()
+        await session.close()
+    if usage is not None:
+        yield ChatDelta(choice=-1, usage=usage)
+
+
+def forced(request: ChatRequest, label: str, tool: str) -> ChatRequest:
+    """``request`` whose first turn must call ``tool`` of the server ``label`` (a ``tool_choice`` naming it)."""
+    return dataclasses.replace(request, tool_choice=NamedToolChoice(jan_name(label, tool)))

@@ -1,0 +1,129 @@
+"""jan.services.mcp_use without a model or a server: the answer's MCP sessions close however it ends (never
+iterated, cancelled in the middle of a call)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from jan.core import Tool, ToolResult
+from jan.services import mcp_use
+from jan.services.tool_loop import ToolEntry
+from jan.services.types import CallDelta, ChatDelta, ChatMessage, ChatRequest
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class FakeServer:
+    def __init__(self):
+        self.closed = 0
+
+    async def close(self):
+        self.closed += 1
+
+
+class Hanging(Tool):
+    name = "notes__hang"
+    source = "mcp:notes"
+
+    def __init__(self):
+        self.started = asyncio.Event()
+        self.cancelled = False
+
+    async def call(self, arguments, *, timeout=None):
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        return ToolResult.text("never")
+
+
+def session_with(tool: Tool) -> tuple[mcp_use.McpSession, FakeServer]:
+    fake = FakeServer()
+    session = mcp_use.McpSession([fake], [])
+    session.policy.entries[tool.name] = ToolEntry(tool.name, tool.spec(), tool, True)
+    session.owners[tool.name] = ("notes", "hang")
+    return session, fake
+
+
+async def first_turn(closed: list):
+    try:
+        yield ChatDelta(tool_calls=(CallDelta(0, "call_1", "notes__hang", "{}"),))
+        yield ChatDelta(finish_reason="tool_calls")
+    finally:
+        closed.append(True)
+
+
+def request() -> ChatRequest:
+    return ChatRequest(model=None, messages=(ChatMessage.of_text("user", "hi"),))
+
+
+async def test_never_iterated_closes_the_session_and_the_first_turn():
+    session, fake = session_with(Hanging())
+    closed: list = []
+    first = first_turn(closed)
+    await first.__anext__()  # (started, as the route's first turn is)
+    rounds = mcp_use.rounds(lambda r: first_turn([]), request(), first, session, new_id=lambda p: p + "_1")
+    await rounds.aclose()
+    assert fake.closed == 1 and closed == [True]
+
+
+async def test_cancelled_during_a_call_closes_the_session():
+    tool = Hanging()
+    session, fake = session_with(tool)
+    rounds = mcp_use.rounds(lambda r: first_turn([]), request(), first_turn([]), session, new_id=lambda p: p + "_1")
+    seen = []
+
+    async def read():
+        async for event in rounds:
+            seen.append(event)
+
+    task = asyncio.ensure_future(read())
+    await asyncio.wait_for(tool.started.wait(), 30)
+    assert isinstance(seen[-1], mcp_use.McpCallStarted) and seen[-1].name == "hang"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await rounds.aclose()
+    assert tool.cancelled and fake.closed >= 1
+
+
+class Quick(Tool):
+    name = "notes__hang"
+    source = "mcp:notes"
+
+    async def call(self, arguments, *, timeout=None):
+        return ToolResult.text("done")
+
+
+async def read_all(rounds) -> list:
+    return [event async for event in rounds]
+
+
+async def test_calls_past_the_last_turn_are_told_not_dropped():
+    session, _ = session_with(Quick())
+    events = await read_all(mcp_use.rounds(lambda r: first_turn([]), request(), first_turn([]), session,
+                                           new_id=lambda p: p + "_1", max_steps=1))
+    done = [e for e in events if isinstance(e, mcp_use.McpCallDone)]
+    assert len(done) == 1 and done[0].output is None and "1 model turns" in done[0].error
+    assert [e.finish_reason for e in events if isinstance(e, ChatDelta) and e.finish_reason] == ["stop"]
+
+
+async def test_a_turn_calling_the_clients_tools_too_ends_there():
+    async def mixed():
+        yield ChatDelta(tool_calls=(CallDelta(0, "call_1", "notes__hang", "{}"),))
+        yield ChatDelta(tool_calls=(CallDelta(1, "call_2", "client_fn", "{}"),))
+        yield ChatDelta(finish_reason="tool_calls")
+
+    turns = []
+    session, _ = session_with(Quick())
+    events = await read_all(mcp_use.rounds(lambda r: turns.append(r) or first_turn([]), request(), mixed(), session,
+                                           new_id=lambda p: p + "_1"))
+    done = [e for e in events if isinstance(e, mcp_use.McpCallDone)]
+    assert [d.output for d in done] == ["done"] and turns == []  # (run, and no turn after it: the client answers)
+    deltas = [e for e in events if isinstance(e, ChatDelta)]
+    assert [c.name for d in deltas for c in d.tool_calls] == ["client_fn"]
+    assert [d.finish_reason for d in deltas if d.finish_reason] == ["tool_calls"]
