@@ -292,8 +292,8 @@ def test_request_fields_anthropic_clients_send_are_honoured_or_refused(client):
     """Fields a real client sends: the structured-outputs beta's ``output_format`` works as
     ``output_config.format``; every documented ``effort`` level is taken (``xhigh``/``max`` as the most a
     local template offers); plain-text ``document`` blocks are read (in a turn and in a tool result; PDFs too:
-    tests/test_documents.py); what jan cannot do is a 400 in Anthropic's shape, never dropped: per-request
-    ``mcp_servers``, a damaged PDF document; and
+    tests/test_documents.py); what jan cannot do is a 400 in Anthropic's shape, never dropped: an ``mcp_servers``
+    URL that ``--allow-media-from`` does not allow (tests/test_anthropic_mcp.py), a damaged PDF document; and
     what Anthropic refuses is refused: ``tool_choice`` any/tool without tools. (An empty turn stays empty text,
     as on every dialect: tests/test_prefill.py.)"""
     ask = [{"role": "user", "content": "A pet?"}]

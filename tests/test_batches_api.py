@@ -375,6 +375,17 @@ def test_anthropic_batch_answers_as_the_live_endpoint(claude):
         claude.messages.batches.retrieve(batch.id)
 
 
+def test_anthropic_batch_refuses_mcp_servers(claude):
+    """A batch's request reaches no MCP server: ``mcp_servers`` is that request's 400, never dropped (the model
+    answering without the servers' tools)."""
+    request = _request("mcp", "Hi")
+    request["params"]["mcp_servers"] = [{"type": "url", "url": "https://mcp.example.com/mcp", "name": "notes"}]
+    batch = _ended_anthropic(claude, claude.messages.batches.create(requests=[request]).id)
+    [result] = list(claude.messages.batches.results(batch.id))
+    assert result.result.type == "errored" and result.result.error.error.type == "invalid_request_error"
+    assert "mcp_servers" in result.result.error.error.message
+
+
 def test_anthropic_cancel(claude):
     batch = claude.messages.batches.create(requests=[_request(f"r{i}", "Once upon a time", max_tokens=200)
                                                      for i in range(100)])

@@ -1,4 +1,5 @@
-"""MCP tools a request names (OpenAI Responses' ``{"type": "mcp", ...}``), run by the server within one answer.
+"""MCP tools a request names (OpenAI Responses' ``{"type": "mcp", ...}``, Anthropic's ``mcp_servers``), run by the
+server within one answer.
 
 No HTTP here: a dialect maps its wire shapes to :class:`McpServerUse` and the events below. For each server the
 request names, :func:`prepare` connects (a client-given ``server_url``: a fresh :class:`McpServer` of the MCP
@@ -53,6 +54,11 @@ class McpServerUse:
     listed: tuple[dict[str, Any], ...] | None = None
     #: The request's field that names the server (what a 400 about it names).
     param: str = ""
+    #: Tools the model may not call even so (Anthropic's ``mcp_toolset`` turning some of all off).
+    denied_tools: frozenset[str] = frozenset()
+
+    def allows(self, tool: str) -> bool:
+        return (self.allowed_tools is None or tool in self.allowed_tools) and tool not in self.denied_tools
 
     def needs_approval(self, tool: str) -> bool:
         if tool in self.never:
@@ -251,10 +257,9 @@ async def prepare(uses: list[McpServerUse], registry: Any, approvals: list[Appro
             use = server.use
             if use.listed is None or error is not None:  # (the tools allowed_tools lets the model use, as OpenAI's)
                 session.events.append(McpListed(use.server_label, tuple(
-                    _listing(t) for name, t in server.tools.items()
-                    if use.allowed_tools is None or name in use.allowed_tools), error))
+                    _listing(t) for name, t in server.tools.items() if use.allows(name)), error))
             for mcp_name, tool in server.tools.items():
-                if use.allowed_tools is not None and mcp_name not in use.allowed_tools:
+                if not use.allows(mcp_name):
                     continue
                 name = jan_name(use.server_label, mcp_name)
                 spec = {"type": "function", "function": {"name": name, "description": tool.description or "",

@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
 
 from jan.json_text import loads_json
 from jan.image_types import b64decode, sniff_image
@@ -127,6 +127,25 @@ class ToolUseBlock(_Wire):
     input: dict[str, Any] = Field(default_factory=dict)
 
 
+class McpToolUseBlock(_Wire):
+    """A call the server made to a tool of an MCP server of ``mcp_servers`` (an earlier answer's, sent back)."""
+
+    type: Literal["mcp_tool_use"]
+    id: str
+    name: str
+    server_name: str
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class McpToolResultBlock(_Wire):
+    """That call's result, in the same assistant turn (Anthropic's connector puts both in the answer)."""
+
+    type: Literal["mcp_tool_result"]
+    tool_use_id: str
+    is_error: bool = False
+    content: Union[str, list[TextBlock]] = ""
+
+
 class SearchResultBlock(_Wire):
     """A ``search_result`` block (a search's result, with its source, in a turn or a tool result): read as a text
     document, its title and source on lines of their own before its text, as a document's title and context are."""
@@ -194,7 +213,7 @@ class RedactedThinkingBlock(_Wire):
 
 ContentBlock = Annotated[
     Union[TextBlock, ImageBlock, DocumentBlock, SearchResultBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock,
-          RedactedThinkingBlock],
+          RedactedThinkingBlock, McpToolUseBlock, McpToolResultBlock],
     Field(discriminator="type"),
 ]
 
@@ -239,6 +258,46 @@ class ToolParam(_Wire):
     # Anthropic's own tools (web search, bash, text editor, ...) carry a versioned type; jan runs none
     # of them, and says so (see _tools).
     type: str | None = None
+
+
+class McpToolConfig(_Wire):
+    enabled: bool | None = None
+    defer_loading: bool | None = None  # (accepted: every tool is offered at once; a local template shows them all)
+
+
+class McpToolset(_Wire):
+    """``{"type": "mcp_toolset", "mcp_server_name": ...}`` (the ``mcp-client-2025-11-20`` beta): which tools of a
+    server of ``mcp_servers`` the model may call (``default_config``, then ``configs`` per tool name)."""
+
+    type: Literal["mcp_toolset"]
+    mcp_server_name: str
+    default_config: McpToolConfig | None = None
+    configs: dict[str, McpToolConfig] | None = None
+
+
+def _tool_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "mcp_toolset" if kind == "mcp_toolset" else "tool"
+
+
+AnyTool = Annotated[Union[Annotated[ToolParam, Tag("tool")], Annotated[McpToolset, Tag("mcp_toolset")]],
+                    Discriminator(_tool_kind)]
+
+
+class McpToolConfiguration(_Wire):
+    enabled: bool | None = None
+    allowed_tools: list[str] | None = None
+
+
+class McpServerDefinition(_Wire):
+    """One of ``mcp_servers`` (the MCP connector beta): a server reached over streamable HTTP (or HTTP+SSE) whose
+    tools the model calls, run by this server within the answer (:mod:`jan.server.dialects.anthropic_mcp`)."""
+
+    type: Literal["url"]
+    url: str
+    name: str = Field(min_length=1)
+    authorization_token: str | None = None
+    tool_configuration: McpToolConfiguration | None = None
 
 
 # -- system-role messages: text, and the tool set changed mid-conversation ----------------------------
@@ -401,14 +460,14 @@ class _Prompt(_Wire):
     model: str | None = None
     messages: list[AnyMessageParam]
     system: Union[str, list[TextBlock], None] = None
-    tools: list[ToolParam] | None = None
+    tools: list[AnyTool] | None = None
     tool_choice: ToolChoiceParam | None = None
     thinking: ThinkingParam | None = None
     output_config: OutputConfig | None = None
     # the structured-outputs beta's name for output_config.format (older SDKs and agents send it)
     output_format: JSONOutputFormat | None = None
-    # remote MCP servers per request (the MCP connector beta): jan runs only the servers of <data>/mcp.json
-    mcp_servers: list[dict[str, Any]] | None = None
+    # remote MCP servers per request (the MCP connector beta): run by the server (jan.server.dialects.anthropic_mcp)
+    mcp_servers: list[McpServerDefinition] | None = None
     # server-held conversation state (see jan.server.dialects.anthropic_threads)
     thread: ThreadParam | None = None
     # Accepted and ignored: hints on Anthropic's own caching, routing, billing and context editing, none of which
@@ -443,13 +502,32 @@ class _Prompt(_Wire):
         # be empty there, and is here
         return _text_said(value)
 
-    @field_validator("mcp_servers")
-    @classmethod
-    def _no_mcp_servers(cls, value: Any) -> Any:
-        if value:
-            raise not_supported("mcp_servers", "per-request MCP servers; jan's runs use the servers of "
-                                "<data>/mcp.json (`jan mcp add`), and /v1/messages takes custom tools")
-        return value
+    @model_validator(mode="after")
+    def _mcp_names(self) -> _Prompt:
+        # (a server's tools are offered as "<name>__<tool>": two servers of one name would be one)
+        names: set[str] = set()
+        for i, server in enumerate(self.mcp_servers or ()):
+            if server.name in names:
+                raise ValueError(f"mcp_servers[{i}].name: '{server.name}' names a server given already; each MCP "
+                                 "server needs its own name")
+            names.add(server.name)
+        toolsets: set[str] = set()
+        for i, tool in enumerate(self.tools or ()):
+            if not isinstance(tool, McpToolset):
+                continue
+            if tool.mcp_server_name not in names:
+                raise ValueError(f"tools[{i}].mcp_server_name: no MCP server named '{tool.mcp_server_name}' in "
+                                 "mcp_servers")
+            if tool.mcp_server_name in toolsets:
+                raise ValueError(f"tools[{i}].mcp_server_name: MCP server '{tool.mcp_server_name}' has a "
+                                 "mcp_toolset already")
+            toolsets.add(tool.mcp_server_name)
+        return self
+
+    @property
+    def custom_tools(self) -> list[ToolParam] | None:
+        """``tools`` less the ``mcp_toolset`` entries (which configure ``mcp_servers``); None: no ``tools``."""
+        return None if self.tools is None else [t for t in self.tools if isinstance(t, ToolParam)]
 
 
 class MessagesRequest(_Prompt):
@@ -484,6 +562,15 @@ class MessagesRequest(_Prompt):
 
 class CountTokensRequest(_Prompt):
     """The body of ``POST /v1/messages/count_tokens``."""
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _no_mcp_servers(cls, value: Any) -> Any:
+        # (counting them would connect to each server for its tools' listing: a count never reaches out)
+        if value:
+            raise not_supported("mcp_servers", "a count of a prompt with MCP servers' tools; /v1/messages runs "
+                                "them, and its usage tells the prompt's size")
+        return value
 
 
 # -- request -> ChatRequest -------------------------------------------------------------------
@@ -604,6 +691,27 @@ def _user_messages(content: list) -> list[typed.ChatMessage]:
     return out
 
 
+def _assistant_messages(content: list) -> list[typed.ChatMessage]:
+    """One assistant turn; the MCP connector's calls and results in it (``mcp_tool_use``, ``mcp_tool_result``:
+    run by the server within the answer) become the calling turn, the results' tool messages and the turn going
+    on, as the model read them when it wrote the answer."""
+    out: list[typed.ChatMessage] = []
+    blocks: list = []
+    for block in content:
+        if isinstance(block, McpToolResultBlock):
+            if blocks:
+                out.append(_assistant_message(blocks))
+                blocks = []
+            text = block.content if isinstance(block.content, str) else "".join(b.text for b in block.content)
+            out.append(typed.ChatMessage("tool", (typed.TextPart(f"Error: {text}" if block.is_error else text),),
+                                         tool_call_id=block.tool_use_id))
+        else:
+            blocks.append(block)
+    if blocks or not out:
+        out.append(_assistant_message(blocks))
+    return out
+
+
 def _assistant_message(content: list) -> typed.ChatMessage:
     text: list[typed.Part] = []
     reasoning: list[str] = []
@@ -616,6 +724,11 @@ def _assistant_message(content: list) -> typed.ChatMessage:
             reasoning.append(block.thinking or _thinking_of_signature(block.signature))
         elif isinstance(block, ToolUseBlock):
             calls.append(typed.ToolCall(block.id, block.name, json.dumps(block.input, ensure_ascii=False)))
+        elif isinstance(block, McpToolUseBlock):
+            from jan.services.mcp_use import jan_name  # (the name the server's tool is offered by: mcp_use)
+
+            calls.append(typed.ToolCall(block.id, jan_name(block.server_name, block.name),
+                                        json.dumps(block.input, ensure_ascii=False)))
         elif isinstance(block, RedactedThinkingBlock):
             continue  # encrypted by another provider: nothing a local model can read
         else:
@@ -644,7 +757,7 @@ def _turn(message: MessageParam | SystemMessageParam) -> list[typed.ChatMessage]
         return [typed.ChatMessage.of_text(message.role, message.content)]
     if message.role == "user":
         return _user_messages(message.content)
-    return [_assistant_message(message.content)]
+    return _assistant_messages(message.content)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -941,13 +1054,14 @@ def tool_set(body: _Prompt, removed: Sequence[ToolParam] = ()) -> ToolSet:
     for a block that names no known tool or one of an MCP server (jan runs none per request), or a tool jan does not
     run."""
     for i, tool in enumerate(body.tools or ()):
-        _check_tool(tool, f"tools[{i}]")
+        if isinstance(tool, ToolParam):
+            _check_tool(tool, f"tools[{i}]")
     changes = [(f"messages[{i}].content[{j}].tool", block) for i, message in enumerate(body.messages)
                if isinstance(message, SystemMessageParam) and not isinstance(message.content, str)
                for j, block in enumerate(message.content) if isinstance(block, (ToolAdditionBlock, ToolRemovalBlock))]
     if not changes:
-        return ToolSet(body.tools, list(removed))
-    offered = {tool.name: tool for tool in body.tools or ()}
+        return ToolSet(body.custom_tools, list(removed))
+    offered = {tool.name: tool for tool in body.custom_tools or ()}
     known = {**{tool.name: tool for tool in removed}, **offered}
     for field, block in changes:
         tool = block.tool
@@ -983,7 +1097,7 @@ def to_chat_request(body: _Prompt, removed_tools: Sequence[ToolParam] = (),
                                    stop=tuple(body.stop_sequences) if body.stop_sequences else None)
     tools = _tools(tool_set(body, removed_tools).tools or ())
     forced = body.tool_choice is not None and body.tool_choice.type in ("any", "tool")
-    if forced and not tools:
+    if forced and not tools and not body.mcp_servers:  # (the servers' tools join at the route: anthropic_mcp)
         raise ValueError(f"tool_choice: '{body.tool_choice.type}' needs tools")
     if forced and body.thinking is not None and body.thinking.type in ("enabled", "adaptive"):
         raise RequestError("Thinking may not be enabled when tool_choice forces tool use.", param="thinking")
@@ -996,7 +1110,7 @@ def to_chat_request(body: _Prompt, removed_tools: Sequence[ToolParam] = (),
     fmt = output.format or body.output_format
     response_format = typed.ResponseFormat("json_schema", fmt.schema_) if fmt else None
     messages = (*history, *_messages(body))
-    if not tools and any(m.role == "tool" or m.tool_calls for m in messages):
+    if not tools and not body.mcp_servers and any(m.role == "tool" or m.tool_calls for m in messages):
         # (a template shows tool calls and results with the tools they belong to; Anthropic's rule besides)
         raise RequestError("Requests which include `tool_use` or `tool_result` blocks must define tools.",
                            param="tools")
@@ -1178,7 +1292,10 @@ class MessageStream:
     def _delta(self, delta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return ("content_block_delta", {"type": "content_block_delta", "index": self._index, "delta": delta})
 
-    def feed(self, delta: typed.ChatDelta) -> list[tuple[str, dict[str, Any]]]:
+    def feed(self, delta: Any) -> list[tuple[str, dict[str, Any]]]:
+        """The events of one delta, or of one of the MCP connector's calls (:mod:`jan.services.mcp_use`)."""
+        if not isinstance(delta, typed.ChatDelta):
+            return self._mcp(delta)
         events: list[tuple[str, dict[str, Any]]] = []
         if delta.usage is not None:
             self._usage = delta.usage
@@ -1211,6 +1328,25 @@ class MessageStream:
             self._finish_reason, self._context_full = delta.finish_reason, delta.context_full
             self._stop_sequence = delta.stop if delta.stop in self.stop_sequences else None
         return events
+
+    def _mcp(self, event: Any) -> list[tuple[str, dict[str, Any]]]:
+        """A call the server runs as the ``mcp_tool_use`` block (its input streamed as a tool_use's is) and its
+        result as the ``mcp_tool_result`` block, whole in its ``content_block_start`` (Anthropic's)."""
+        from jan.services import mcp_use
+
+        if isinstance(event, mcp_use.McpCallStarted):
+            events = self._open_block(f"mcp:{event.id}", {"type": "mcp_tool_use", "id": event.id, "name": event.name,
+                                                          "server_name": event.server_label, "input": {}})
+            arguments = json.dumps(_tool_input(event.arguments), ensure_ascii=False)
+            events.append(self._delta({"type": "input_json_delta", "partial_json": arguments}))
+            return events + self._close()
+        if isinstance(event, mcp_use.McpCallDone):
+            text = event.output if event.error is None else event.error
+            events = self._open_block(f"mcp:{event.id}:result", {
+                "type": "mcp_tool_result", "tool_use_id": event.id, "is_error": event.error is not None,
+                "content": [{"type": "text", "text": text or ""}]})
+            return events + self._close()
+        return []  # (a listing: Anthropic's connector shows none; no approvals: every call runs)
 
     def finish(self) -> list[tuple[str, dict[str, Any]]]:
         events = self._close(whole=self._finish_reason != "cancelled")

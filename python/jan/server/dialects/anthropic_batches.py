@@ -140,6 +140,10 @@ class AnthropicBatchRunner:
         if body.thread is not None:
             raise APIError(400, "thread: a batch's requests are answered on their own, not in a held thread",
                            param="thread")
+        if body.mcp_servers:
+            # (a batch's turn runs no tools: the servers' calls would go unanswered)
+            raise APIError(400, "mcp_servers: a batch's requests are answered without MCP servers; send them to "
+                           "/v1/messages", param="mcp_servers")
         wire.check_thinking_budget(body, "")
         app = self._app
         await fetch_body_images(body, app[MEDIA_FETCHER])

@@ -10,9 +10,12 @@ request, the chat service answers, the dialect module formats. Errors on these r
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -71,6 +74,10 @@ def _chat(request: web.Request) -> ChatService:
 async def messages(request: web.Request) -> web.StreamResponse:
     """Create a message (Anthropic); ``stream: true`` sends Anthropic's named events."""
     body = await parse_body(request, wire.MessagesRequest)
+    if body.mcp_servers and body.thread is not None:
+        # (a thread holds the answer's blocks for its next turn; the connector's calls are not held there yet)
+        raise APIError(400, "mcp_servers: a thread's turns take custom tools only; send the messages without "
+                       "thread to use MCP servers", param="mcp_servers")
     wire.check_thinking_budget(body, request.headers.get("anthropic-beta", ""))
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, functools.partial(upload_image, request))  # image blocks' file sources
@@ -109,39 +116,93 @@ async def collect_message(stream: DeltaStream, body: wire.MessagesRequest, messa
                                     omit_thinking=wire.thinking_omitted(body))
 
 
+async def _mcp_session(request: web.Request, body: wire.MessagesRequest) -> Any:
+    """The servers of ``mcp_servers`` connected and their tools listed (:mod:`jan.services.mcp_use`, the path the
+    Responses API's ``mcp`` tools take); None without servers. A server that cannot be reached is a 400."""
+    if not body.mcp_servers:
+        return None
+    from jan.core import ToolRegistry
+    from jan.server.dialects import anthropic_mcp
+    from jan.server.keys import MANAGER
+    from jan.services import mcp_use
+
+    uses = anthropic_mcp.server_uses(body, request.app[MEDIA_FETCHER].allowlist.allows_url)
+    # (a client gone while the servers are reached: the handler is cancelled, and prepare closes what it opened)
+    session = await mcp_use.prepare(uses, ToolRegistry(request.app[MANAGER]))
+    try:
+        anthropic_mcp.check_listed(session, uses)
+    except BaseException:
+        await session.close()
+        raise
+    return session
+
+
+def _mcp_id(prefix: str) -> str:
+    return f"mcptoolu_{secrets.token_hex(12)}"
+
+
 async def _answer(request: web.Request, body: wire.MessagesRequest, turn: Turn) -> web.StreamResponse:
     await turn.read_documents()  # before the turn is answered and held: a thread keeps their text
+    mcp = await _mcp_session(request, body)
+    try:
+        return await _answer_with(request, body, turn, mcp)
+    finally:
+        if mcp is not None and not mcp.handed_over:  # (refused or failed before its rounds began: they close it)
+            await mcp.close()
+
+
+async def _answer_with(request: web.Request, body: wire.MessagesRequest, turn: Turn, mcp: Any) -> web.StreamResponse:
     chat_request = turn.chat_request
+    if mcp is not None:  # (the servers' tools offered after the request's own)
+        chat_request = dataclasses.replace(chat_request, tools=(*chat_request.tools, *mcp.specs))
     chat = _chat(request)
     message_id = wire.new_message_id()
     stop_sequences = body.stop_sequences or ()
     stream = chat.stream(chat_request)
-    if not body.stream:
+    if not body.stream and mcp is None:
         # The stream aggregated (what ChatService.complete does), keeping the stop string that ended it;
         # cancelled (the engine's slot freed) when the client goes away first.
         async def collect() -> dict:
             return await turn.commit(await collect_message(stream, body, message_id))
 
         return web.json_response(await unless_disconnected(request, collect(), body.model))
-    deltas = await started(request, stream, body.model)
+    deltas: Any = await started(request, stream, body.model)
+    if mcp is not None:
+        from jan.server.dialects import anthropic_mcp
+        from jan.services import mcp_use
+
+        # the model's calls of the servers' tools run here, and it goes on with their results (mcp_use)
+        deltas = anthropic_mcp.events_only(mcp_use.rounds(chat.stream, chat_request, deltas, mcp, new_id=_mcp_id))
+        mcp.handed_over = True
 
     async def events() -> AsyncIterator[Event]:
         encoder = wire.MessageStream(message_id, body.model or stream.model or "", stop_sequences,
                                      omit_thinking=wire.thinking_omitted(body))
         begun = False
-        async for delta in deltas:
-            if not begun:  # message_start tells the prompt's size, which the first delta knows
-                begun = True
-                for event in encoder.start(delta.prompt_tokens, delta.cached_tokens):
+        try:
+            async for delta in deltas:
+                if not begun:  # message_start tells the prompt's size, which the first delta knows
+                    begun = True
+                    for event in encoder.start(getattr(delta, "prompt_tokens", None),
+                                               getattr(delta, "cached_tokens", None)):
+                        yield event
+                for event in encoder.feed(delta):
                     yield event
-            for event in encoder.feed(delta):
-                yield event
+        finally:
+            await deltas.aclose()
         if not begun:
             for event in encoder.start():
                 yield event
         for event in encoder.finish():
             yield event
 
+    if not body.stream:  # (with MCP servers: the events folded into the message, blocks in their order)
+        from jan.server.dialects import anthropic_mcp
+
+        async def whole() -> dict:
+            return await turn.commit(await anthropic_mcp.message_of_events(events()))
+
+        return web.json_response(await unless_disconnected(request, whole(), body.model))
     return await relay(request, turn.stream(events()), lambda err: ("error", wire.error_body(err.status, err.message)))
 
 
