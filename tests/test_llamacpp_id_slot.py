@@ -88,6 +88,18 @@ def test_save_the_reported_slot_erase_restore_and_the_follow_up_reuses_it(server
     assert warm["timings"]["prompt_n"] < cold["timings"]["prompt_n"], (warm["timings"], cold["timings"])
 
 
+@pytest.mark.parametrize("path,body", [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Once"}]}),
+    ("/v1/completions", {"prompt": PROMPT}),
+])
+def test_the_openai_routes_take_id_slot_as_llama_server_does(server, path, body):
+    assert ok(server, path, GREEDY | body | {"max_tokens": 2, "id_slot": 1})["choices"]  # (no field tells it back)
+    for bad in (2, -2):  # (2: the server has two slots)
+        r = httpx.post(server.base_url + path, timeout=120, json=GREEDY | body | {"max_tokens": 2, "id_slot": bad})
+        assert r.status_code == 400, r.text
+        assert "id_slot" in r.json()["error"]["message"], r.text
+
+
 # -- the engine (jan.Model) --------------------------------------------------------------------------------------
 
 def test_the_engine_reports_the_slot_on_every_chunk_and_the_completion(model):
