@@ -726,7 +726,8 @@ class NativeResults:
             return None
         # (a partial's tokens are told whatever return_tokens says, as llama-server tells them)
         out: dict[str, Any] = {"index": delta.choice, "content": shown, "tokens": list(delta.token_ids), "stop": False,
-                               "id_slot": c.id_slot, "tokens_predicted": len(c.tokens)}
+                               # (llama-server tells the slot on the final object only: its partials say -1)
+                               "id_slot": -1, "tokens_predicted": len(c.tokens)}
         if c.prompt_ids is not None:  # (a text prompt's length is told by the engine's usage, at the end)
             out["tokens_evaluated"] = len(c.prompt_ids)
         if probs:
