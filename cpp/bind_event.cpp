@@ -65,6 +65,8 @@ void register_event(py::module_ & m) {
             if (e.event.cached_tokens < 0) return py::none();
             return py::int_(e.event.cached_tokens);
         }, "On the event with the first generated token: prompt tokens reused from the KV cache; else None.")
+        .def_property_readonly("id_slot", [](const PyEvent & e) { return e.event.id_slot; },
+                               "The slot the request runs in; -1 before it has one.")
         .def_property_readonly("final", [](const PyEvent & e) { return e.event.final; })
         .def_property_readonly("finish_reason", [](const PyEvent & e) { return finish_reason_of(e.event); },
                                "A FinishReason on the final event, else None.")

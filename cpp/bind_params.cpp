@@ -80,6 +80,7 @@ void register_params(py::module_ & m) {
         .def_readwrite("use_draft_model", &SamplingParams::use_draft_model)
         .def_readwrite("draft_p_min", &SamplingParams::draft_p_min)
         .def_readwrite("lora_set", &SamplingParams::lora_set)
+        .def_readwrite("id_slot", &SamplingParams::id_slot)
         .def_readwrite("lora", &SamplingParams::lora);
 
     py::class_<EmbedderParams>(m, "EmbedderParams")

@@ -63,6 +63,7 @@ int RequestState::fileno() {
 
 void RequestState::push(Event && event) {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (event.id_slot < 0) event.id_slot = id_slot_.load();
     if (event.final) finished_.store(true);
     if (!events_.empty() && !events_.back().final) {
         // The consumer has not drained yet: fold into the pending event, no wake-up needed.
@@ -71,6 +72,7 @@ void RequestState::push(Event && event) {
         for (auto & t : event.tokens) last.tokens.push_back(std::move(t));
         for (auto & t : event.prompt_tokens) last.prompt_tokens.push_back(std::move(t));
         if (last.cached_tokens < 0) last.cached_tokens = event.cached_tokens;
+        last.id_slot = event.id_slot;
         if (event.final) {
             last.final = true;
             last.finish_reason = std::move(event.finish_reason);

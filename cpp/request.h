@@ -49,6 +49,9 @@ struct Event {
     std::string error;                   // message when finish_reason == error
     std::string stop_string;             // the stop string that matched, if any
     Usage usage;                         // final only
+    // The slot the request runs in (RequestState::set_slot stamps every event from then on); -1 before it
+    // has one (a request cancelled while queued never gets one).
+    int32_t id_slot = -1;
 };
 
 class RequestState {
@@ -75,6 +78,9 @@ public:
     // (shared with the sampler, which may outlive this state in a slot's chain)
     std::shared_ptr<std::atomic<bool>> end_reasoning_flag() const { return end_reasoning_; }
     bool finished() const { return finished_.load(); }
+    // Engine side: the slot the request was given (every event pushed afterwards carries it as Event::id_slot).
+    void set_slot(int32_t id) { id_slot_.store(id); }
+    int32_t id_slot() const { return id_slot_.load(); }
 
 private:
     void signal_locked();
@@ -86,6 +92,7 @@ private:
     std::deque<Event> events_;
     std::atomic<bool> cancelled_{false};
     std::atomic<bool> finished_{false};
+    std::atomic<int32_t> id_slot_{-1};
     std::shared_ptr<std::atomic<bool>> end_reasoning_ = std::make_shared<std::atomic<bool>>(false);
     // The descriptor costs a syscall or two per wake: only poke it once an
     // event loop asked for it, and only read it when it was poked.

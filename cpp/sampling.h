@@ -97,6 +97,9 @@ struct SamplingParams {
     // adapters not listed run at 0 (llama-server's per-request "lora"). lora_set false: the scheduler's current
     // defaults (Scheduler::set_lora_defaults). Resolved once, at submit.
     bool lora_set = false;
+    // llama-server's id_slot: run in this slot (0 .. n_parallel - 1), waiting while it is busy; -1: any slot.
+    // A client that saves "its" conversation's slot (POST /slots/{id}) needs it to land in a known one.
+    int32_t id_slot = -1;
     std::vector<std::pair<int32_t, float>> lora;
 
     void validate(const Model & model) const;  // throws std::invalid_argument naming the parameter

@@ -164,6 +164,10 @@ std::shared_ptr<RequestState> Scheduler::submit(std::vector<llama_token> prompt,
     if (params.use_draft_model && params.draft_max > 0 && !drafter_)
         throw std::invalid_argument("speculative: 'draft' needs a draft model, and this model was loaded without one");
     if (prompt.empty()) throw std::invalid_argument("prompt: must contain at least one token");
+    if (params.id_slot < -1 || params.id_slot >= params_.n_parallel)
+        throw std::invalid_argument("id_slot: " + std::to_string(params.id_slot) +
+                                    " is not a slot of this model (slots 0.." + std::to_string(params_.n_parallel - 1) +
+                                    ", or -1 for any)");
     if (params.prompt_logprobs && !media.empty())
         throw std::invalid_argument("prompt_logprobs: not available for a prompt with images or audio");
     for (auto t : prompt)
@@ -510,6 +514,11 @@ Scheduler::Slot * Scheduler::pick_slot(const Pending & pending) {
     // another conversation's cache: then an empty slot is taken, else the least recently used one, so that
     // with N slots the N most recent conversations all keep their caches. (Taking the longest prefix always
     // made every new conversation overwrite the last one's slot, since a used slot shares at least the BOS.)
+    // A request pinned to a slot (SamplingParams::id_slot) takes that one once it is idle, and nothing else.
+    if (pending.params.id_slot >= 0) {
+        Slot & pinned = slots_[pending.params.id_slot];
+        return pinned.state == SlotState::Idle ? &pinned : nullptr;
+    }
     Slot * reuse = nullptr;
     size_t reuse_prefix = 0;
     Slot * empty = nullptr;
@@ -593,6 +602,7 @@ void Scheduler::assign(Slot & slot, Pending && pending) {
     slot.cache_media.truncate(keep);
     slot.prompt_media = std::move(pending.media);
     slot.request = std::move(pending.request);
+    slot.request->set_slot(slot.id);
     slot.prompt = std::move(pending.prompt);
     slot.params = std::move(pending.params);
     slot.prompt_done = keep;
@@ -748,21 +758,27 @@ void Scheduler::run() {
             }
             if (stopping_) break;
             run_slot_ops(lock);  // (before new requests take slots: a restore's tokens are there for them)
-            while (!waiting_.empty()) {
-                if (waiting_.front().request->cancelled()) {
+            // In order; one pinned to a busy slot (SamplingParams::id_slot) waits for it without holding up
+            // those behind it, and still comes before them when its slot frees (it is met first).
+            for (size_t i = 0; i < waiting_.size();) {
+                if (waiting_[i].request->cancelled()) {
                     Event ev;
                     ev.final = true;
                     ev.finish_reason = "cancelled";
-                    waiting_.front().request->push(std::move(ev));
+                    waiting_[i].request->push(std::move(ev));
                     metrics_.requests_finished++;
                     metrics_.requests_cancelled++;
-                    waiting_.pop_front();
+                    waiting_.erase(waiting_.begin() + (std::ptrdiff_t)i);
                     continue;
                 }
-                Slot * slot = pick_slot(waiting_.front());
-                if (!slot) break;
-                Pending pending = std::move(waiting_.front());
-                waiting_.pop_front();
+                Slot * slot = pick_slot(waiting_[i]);
+                if (!slot) {
+                    if (busy_.load() + starting_ >= params_.n_parallel) break;  // no slot idle: none can start
+                    ++i;
+                    continue;
+                }
+                Pending pending = std::move(waiting_[i]);
+                waiting_.erase(waiting_.begin() + (std::ptrdiff_t)i);
                 ++starting_;
                 lock.unlock();
                 auto request = pending.request;

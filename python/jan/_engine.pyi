@@ -69,6 +69,7 @@ class SamplingParams:
     use_draft_model: bool
     draft_p_min: float
     lora_set: bool
+    id_slot: int
     lora: list[tuple[int, float]]
     def __init__(self) -> None: ...
 
@@ -158,6 +159,8 @@ class Event:
     def logprobs(self) -> list[tuple[float, list[tuple[int, float]]]] | None: ...
     @property
     def cached_tokens(self) -> int | None: ...
+    @property
+    def id_slot(self) -> int: ...
     @property
     def prompt_logprobs(self) -> list[tuple[int, float | None, list[tuple[int, float]]]] | None: ...
     @property

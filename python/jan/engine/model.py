@@ -1191,6 +1191,9 @@ class Model:
         params = sampling_params(**options)
         if params.lora_set:
             self._check_lora_ids([index for index, _ in params.lora])
+        if params.id_slot >= scheduler.n_parallel:  # (the engine refuses it too; this names the model)
+            raise BadRequestError(f"id_slot: model '{self.id}' has no slot {params.id_slot} (its slots are 0.."
+                                  f"{scheduler.n_parallel - 1}, or -1 for any)", param="id_slot", code="invalid_value")
         if isinstance(prompt, _engine.MediaPrompt):
             request = scheduler.submit_media(prompt, params)
         else:

@@ -84,6 +84,9 @@ DEFAULTS = {
     # LoRA adapters this request runs under (llama-server's per-request "lora"): [{"id": i, "scale": s}, ...] by the
     # model's adapter ids, those not listed at 0; None: the model's current defaults (jan.Model's lora_adapters).
     "lora": None,
+    # llama-server's id_slot: the slot (0 .. n_parallel - 1) the request runs in, waiting while it is busy (so that
+    # a client can save "its" conversation's slot); None or -1: any slot.
+    "id_slot": None,
 }
 
 #: ``speculative`` values: None/False/"none" = off, True/"ngram" = n-gram drafting, "draft" = the draft model.
@@ -208,6 +211,8 @@ RANGES: dict[str, Range] = {
 #: Thinking tokens a request may spend (the engine holds an int32; None or -1: no cap, as DEFAULTS says and as the
 #: server's schema and llama-server's --reasoning-budget take it: -1 was refused here alone).
 _REASONING_BUDGET = Range(int, ge=-1, le=INT32_MAX)
+#: A request's slot (-1: any). Not in RANGES: its top is the model's slot count, which the model checks (Model.stream).
+_ID_SLOT = Range(int, ge=-1, le=INT32_MAX)
 
 
 @dataclass(frozen=True)
@@ -332,6 +337,7 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
     lora = lora_request(o["lora"])
     p.lora_set = lora is not None
     p.lora = list(lora or ())
+    p.id_slot = -1 if o["id_slot"] is None else _ID_SLOT.check("id_slot", o["id_slot"])
     check_order(options, order_defaults)
     return p
 

@@ -271,6 +271,7 @@ class Request:
             logprobs=logprobs,
             stop=final.stop,
             seed=self.seed,
+            id_slot=final.id_slot,
             prompt_logprobs=[lp for c in chunks for lp in (c.prompt_logprobs or [])]
             if any(c.prompt_logprobs for c in chunks) else None,
         )
@@ -294,6 +295,7 @@ class Request:
                 usage=ev.usage,
                 error=ev.error,
                 stop=ev.stop,
+                id_slot=ev.id_slot,
             )
             self._buffer.append(chunk)
             if final:

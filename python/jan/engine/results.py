@@ -71,6 +71,9 @@ class Chunk:
     usage: Usage | None = None
     error: str | None = None
     stop: str | None = None
+    #: The engine slot the request runs in (``id_slot`` to pin a request there, ``Model.slot_action``); -1 while it
+    #: has none (a request cancelled while queued).
+    id_slot: int = -1
 
 
 @dataclass(frozen=True)
@@ -84,3 +87,5 @@ class Completion:
     seed: int | None = None
     #: With ``prompt_logprobs``: every prompt token, scored given the ones before it (the first's logprob is None).
     prompt_logprobs: list[TokenLogprob] | None = None
+    #: The engine slot that served the request (as :attr:`Chunk.id_slot`).
+    id_slot: int = -1

@@ -539,6 +539,9 @@ class SamplingFields(_Strict):
     # llama-server's per-request LoRA scales, [{"id": adapter id, "scale": number}] (the model's other adapters at
     # 0; GET /lora-adapters lists the ids), checked by jan.engine.params.lora_request
     lora: list[Any] | None = None
+    # llama-server's id_slot, as its OpenAI routes take it: the engine slot the request runs in, waiting while it is
+    # busy (-1 any; one the model does not have is a 400). The OpenAI answer has no field to tell the slot back.
+    id_slot: int | None = Field(None, ge=-1, le=INT32_MAX)
     # llama-server's lazy grammar and preserved tokens, as its /completion takes them (read by
     # jan.server.dialects.llamacpp_extras.client_grammar): the grammar (or json_schema) holds from a trigger on
     grammar_lazy: bool = False

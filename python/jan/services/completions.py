@@ -185,7 +185,8 @@ class CompletionService:
                                       token_ids=tuple(ids),
                                       prompt_token_ids=first_ids(index),
                                       stop=chunk.stop if chunk.finish_reason == "stop" else None,
-                                      choice_usage=chunk.usage if chunk.finish_reason is not None else None)
+                                      choice_usage=chunk.usage if chunk.finish_reason is not None else None,
+                                      id_slot=chunk.id_slot)
                 if chunk.finish_reason is not None:
                     usages[index] = chunk.usage
         yield CompletionDelta(choice=-1, usage=_usage(usages, request.n, len(request.prompts)))

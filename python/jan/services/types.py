@@ -531,6 +531,8 @@ class SamplingOptions:
     # LoRA adapters this request runs under (llama-server's per-request "lora"): (adapter id, scale) pairs, the
     # model's other adapters at 0; None: the model's current defaults (GET/POST /lora-adapters)
     lora: tuple[tuple[int, float], ...] | None = None
+    # llama-server's id_slot: the engine slot the request runs in, waiting while it is busy (None or -1: any)
+    id_slot: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):  # one stop string, not its characters
@@ -1202,6 +1204,8 @@ class CompletionDelta:
     prompt_token_ids: tuple[int, ...] | None = None
     stop: str | None = None
     choice_usage: Usage | None = None
+    #: The local engine slot the choice runs in (llama-server's ``id_slot``); None where no slot is known.
+    id_slot: int | None = None
 
 
 @dataclass(frozen=True)

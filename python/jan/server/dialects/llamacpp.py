@@ -170,6 +170,9 @@ class CompletionBody(WholeNumbers):
     response_fields: list[str] | None = None
     # the LoRA adapters' scales for this request: [{"id": adapter id, "scale": number}], others at 0
     lora: list[Any] | None = None
+    # the slot (0 .. --parallel - 1) the request runs in, waiting while it is busy; -1: any (one the model does not
+    # have is a 400, where llama-server wraps it around: a client saving "its" slot would act on another one)
+    id_slot: int | None = Field(None, ge=-1, le=INT32_MAX)
     # a lazy grammar: free text until a trigger ({"type": 0-3 or its name, "value": ...}) matches, the grammar's
     # from there on (:func:`lazy_triggers`)
     grammar_lazy: bool = False
@@ -443,6 +446,8 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
                                                        body.grammar_triggers)
     if body.lora is not None:
         given["lora"] = lora_request(body.lora)
+    if body.id_slot is not None:
+        given["id_slot"] = body.id_slot
     sampling = SamplingOptions(stop=tuple(body.stop) if body.stop else None, logit_bias=_logit_bias(body.logit_bias),
                                **given)
     return CompletionRequest(model=body.model, prompts=prompts, sampling=sampling, n=body.n_cmpl or 1,
@@ -661,6 +666,7 @@ class _Choice:
     stopping_word: str = ""
     usage: Usage | None = None
     prompt_ids: tuple[int, ...] | None = None  # told for a prompt of token ids (an infill prompt is made of them)
+    id_slot: int = -1  # the engine slot it runs in, as the engine told it (-1: not known)
 
 
 class NativeResults:
@@ -703,6 +709,8 @@ class NativeResults:
             c.started_at = self.clock()
         if delta.prompt_token_ids is not None:
             c.prompt_ids = delta.prompt_token_ids
+        if delta.id_slot is not None and delta.id_slot >= 0:
+            c.id_slot = delta.id_slot
         shown = self._rules(c, delta.text, delta.finish_reason is not None)
         c.content += shown
         c.tokens += delta.token_ids
@@ -718,6 +726,7 @@ class NativeResults:
             return None
         # (a partial's tokens are told whatever return_tokens says, as llama-server tells them)
         out: dict[str, Any] = {"index": delta.choice, "content": shown, "tokens": list(delta.token_ids), "stop": False,
+                               # (llama-server tells the slot on the final object only: its partials say -1)
                                "id_slot": -1, "tokens_predicted": len(c.tokens)}
         if c.prompt_ids is not None:  # (a text prompt's length is told by the engine's usage, at the end)
             out["tokens_evaluated"] = len(c.prompt_ids)
@@ -772,7 +781,7 @@ class NativeResults:
                 usage = Usage(prompt_tokens=prompt, completion_tokens=len(c.tokens), cached_tokens=0, queue_ms=0.0,
                               prompt_ms=0.0, generation_ms=elapsed)
             out.append({
-                "index": i, "content": c.content, "tokens": c.tokens if self.return_tokens else [], "id_slot": -1,
+                "index": i, "content": c.content, "tokens": c.tokens if self.return_tokens else [], "id_slot": c.id_slot,
                 "stop": True, "model": self.model, "tokens_predicted": usage.completion_tokens,
                 "tokens_evaluated": usage.prompt_tokens, "generation_settings": self.settings(),
                 "prompt": self.prompt_texts[i], "has_new_line": "\n" in c.content, "truncated": False,

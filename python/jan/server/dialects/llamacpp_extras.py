@@ -21,7 +21,7 @@ __all__ = ["IGNORED", "IGNORED_WHILE_OFF", "REFUSED_UNLESS", "TRIGGER_TYPES", "U
 #: keeps its KV cache (jan reuses any prefix a slot holds, in any slot), its prompt-time limit (which llama-server
 #: itself does not implement), context shifting (jan never shifts: a prompt that does not fit is a 400), progress,
 #: pings and debug fields of its stream.
-IGNORED = ("cache_prompt", "id_slot", "n_cache_reuse", "n_keep", "n_discard", "t_max_prompt_ms", "timings_per_token",
+IGNORED = ("cache_prompt", "n_cache_reuse", "n_keep", "n_discard", "t_max_prompt_ms", "timings_per_token",
            "return_progress", "sse_ping_interval", "verbose", "stream_options", "backend_sampling",
            "message_delimiters",
            # arms the reasoning budget for llama-server's control endpoint (its web UI always sends it): jan has no
