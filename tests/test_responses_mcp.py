@@ -157,6 +157,24 @@ async def test_approval_denied_runs_nothing(server, notes_url):
         assert status == 400 and err["error"]["param"] == "input[0].approval_request_id", err
 
 
+async def test_approval_of_a_request_sent_back_store_false(server, notes_url):
+    """A client that keeps its items (store: false: no previous response to read) approves by sending the
+    listing, the mcp_approval_request and its mcp_approval_response back in input, as OpenAI's docs show."""
+    async with Client(server.base_url) as api:
+        tools = [mcp_tool(notes_url)]
+        asked = await api.ok("POST", "/v1/responses", body(tools, store=False))
+        assert kinds(asked) == ["mcp_list_tools", "mcp_approval_request"], asked["output"]
+        request = asked["output"][1]
+        resp = await api.ok("POST", "/v1/responses", body(tools, store=False, tool_choice="none", max_output_tokens=5,
+                                                          input=[{"role": "user", "content": "What notes do I have?"},
+                                                                 *asked["output"],
+                                                                 {"type": "mcp_approval_response", "approve": True,
+                                                                  "approval_request_id": request["id"]}]))
+        call = resp["output"][0]
+        assert call["type"] == "mcp_call" and call["output"] == LISTED and call["approval_request_id"] == request["id"]
+        assert "mcp_list_tools" not in kinds(resp)
+
+
 async def test_allowed_tools_narrow_the_listing_offered(server, notes_url):
     async with Client(server.base_url) as api:
         resp = await api.ok("POST", "/v1/responses", body(

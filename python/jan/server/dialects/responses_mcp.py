@@ -3,7 +3,7 @@
 Wire shapes only: which servers a request names (:func:`server_uses`: a ``server_url`` only where
 ``--allow-media-from`` allows it, as a media URL, else a 400 naming the field), the approvals its input answers
 (:func:`approvals`: ``mcp_approval_response`` items, each of an ``mcp_approval_request`` of the previous
-response) and the chat request the servers' tools join (:func:`with_tools`). The service connects, lists, runs
+response or sent back in the input) and the chat request the servers' tools join (:func:`with_tools`). The service connects, lists, runs
 the loop and closes.
 """
 
@@ -82,6 +82,10 @@ def approvals(body: wire.ResponsesRequest, previous: Any, uses: list[McpServerUs
     """The calls the input approves or denies (``mcp_approval_response``), each of the previous response's
     ``mcp_approval_request`` items and of a server the request names again."""
     asked = {i.get("id"): i for i in _previous_items(previous, "mcp_approval_request")}
+    # a client that keeps its items (store: false, so no previous_response_id to read) sends the request back
+    for item in body.input if isinstance(body.input, list) else ():
+        if isinstance(item, wire.McpItem) and item.type == "mcp_approval_request" and item.id is not None:
+            asked[item.id] = {"id": item.id, **(item.model_extra or {})}
     labels = {u.server_label for u in uses}
     out = []
     for index, item in enumerate(body.input if isinstance(body.input, list) else ()):
@@ -93,7 +97,7 @@ def approvals(body: wire.ResponsesRequest, previous: Any, uses: list[McpServerUs
         request = asked.get(item.approval_request_id)
         if request is None:
             raise RequestError(f"{where}.approval_request_id: '{item.approval_request_id}' is no mcp_approval_request "
-                               "of the previous response (previous_response_id)",
+                               "of the previous response (previous_response_id) nor of the input",
                                param=f"{where}.approval_request_id", code="invalid_value")
         if request.get("server_label") not in labels:
             raise RequestError(f"{where}: its MCP server '{request.get('server_label')}' is not in tools: give the "
