@@ -189,6 +189,22 @@ async def test_allowed_tools_narrow_the_listing_offered(server, notes_url):
         assert status == 400 and err["error"]["param"] == "tool_choice", err
 
 
+async def test_allowed_tools_choice_names_mcp_tools(server, notes_url):
+    """``tool_choice: {"type": "allowed_tools", "tools": [{"type": "mcp", "server_label", "name"?}]}`` (OpenAI's
+    form): only those MCP tools are offered, ``mode: "required"`` makes the model call one; a label not in tools
+    is a 400 naming it."""
+    async with Client(server.base_url) as api:
+        tools = [mcp_tool(notes_url, require_approval="never")]
+        choice = {"type": "allowed_tools", "mode": "required",
+                  "tools": [{"type": "mcp", "server_label": "notes", "name": "list_notes"}]}
+        resp = await api.ok("POST", "/v1/responses", body(tools, tool_choice=choice))
+        calls = [i for i in resp["output"] if i["type"] == "mcp_call"]
+        assert calls and calls[0]["name"] == "list_notes" and calls[0]["output"] == LISTED, resp["output"]
+        status, err = await api.post("/v1/responses", body(tools, tool_choice={
+            "type": "allowed_tools", "mode": "auto", "tools": [{"type": "mcp", "server_label": "other"}]}))
+        assert status == 400 and err["error"]["param"] == "tool_choice.tools[0].server_label", err
+
+
 async def test_a_call_the_token_limit_cut_is_not_run(server, notes_url):
     async with Client(server.base_url) as api:
         resp = await api.ok("POST", "/v1/responses", body(

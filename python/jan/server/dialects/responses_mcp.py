@@ -110,9 +110,21 @@ def approvals(body: wire.ResponsesRequest, previous: Any, uses: list[McpServerUs
 def with_tools(body: wire.ResponsesRequest, request: ChatRequest, session: McpSession) -> ChatRequest:
     """``request`` offering the servers' tools too (after the request's own), the approved calls' turns after the
     conversation, and the ``tool_choice`` that names an MCP tool (or ``required``) applied."""
-    request = replace(request, tools=(*request.tools, *session.specs),
-                      messages=(*request.messages, *session.messages))
     choice = body.tool_choice
+    specs = session.specs
+    if isinstance(choice, wire.AllowedToolsChoice) and choice.mcp:
+        # only the MCP tools it names join (all of a server's where it names none)
+        def allowed(name: str) -> bool:
+            label, tool = session.owners.get(name, (None, None))
+            return any(a.server_label == label and a.name in (None, tool) for a in choice.mcp)
+        specs = tuple(s for s in specs if allowed(s.name))
+    request = replace(request, tools=(*request.tools, *specs),
+                      messages=(*request.messages, *session.messages))
+    if isinstance(choice, wire.AllowedToolsChoice) and choice.mcp and choice.mode == "required":
+        if not request.tools:
+            raise RequestError("tool_choice: mode 'required' needs tools (the allowed MCP servers offer none)",
+                               param="tool_choice", code="invalid_value")
+        return replace(request, tool_choice="required")
     if isinstance(choice, wire.McpChoice):
         if choice.name is None:
             names = [n for n, (label, _) in session.owners.items() if label == choice.server_label]
