@@ -240,6 +240,14 @@ async def test_unreachable_server_is_a_failed_listing(server, dead_url):
                                                           tool_choice="auto", max_output_tokens=5))
         assert resp["output"][0]["type"] == "mcp_list_tools" and resp["output"][0]["error"], resp["output"]
         assert resp["status"] in ("completed", "incomplete")
+        # a tool_choice forcing one of its tools (or any tool) is no 400 saying the tool does not exist: the
+        # answer carries the failed listing, as the README says ("never a failed request")
+        for choice in ({"type": "mcp", "server_label": "notes", "name": "list_notes"},
+                       {"type": "mcp", "server_label": "notes"}, "required",
+                       {"type": "allowed_tools", "mode": "required", "tools": [{"type": "mcp", "server_label": "notes"}]}):
+            resp = await api.ok("POST", "/v1/responses", body([mcp_tool(dead, require_approval="never")],
+                                                              tool_choice=choice, max_output_tokens=5))
+            assert resp["output"][0]["type"] == "mcp_list_tools" and resp["output"][0]["error"], (choice, resp)
 
 
 async def test_configured_server_by_label(server):

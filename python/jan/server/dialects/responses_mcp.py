@@ -14,7 +14,7 @@ from typing import Any
 
 from jan.server.dialects import responses as wire
 from jan.services.errors import RequestError
-from jan.services.mcp_use import ApprovedCall, McpServerUse, McpSession, forced
+from jan.services.mcp_use import ApprovedCall, McpListed, McpServerUse, McpSession, forced
 from jan.services.types import ChatRequest
 
 
@@ -107,6 +107,13 @@ def approvals(body: wire.ResponsesRequest, previous: Any, uses: list[McpServerUs
     return out
 
 
+def _listing_failed(session: McpSession, label: str | None = None) -> bool:
+    """Whether the listing of ``label`` (any server: None) failed. A server that cannot be reached is an
+    ``mcp_list_tools`` item with an error, never a failed request: a ``tool_choice`` that forces one of its tools
+    is then not applied (the answer goes on without them) rather than a 400 saying the tool does not exist."""
+    return any(isinstance(e, McpListed) and e.error and label in (None, e.server_label) for e in session.events)
+
+
 def with_tools(body: wire.ResponsesRequest, request: ChatRequest, session: McpSession) -> ChatRequest:
     """``request`` offering the servers' tools too (after the request's own), the approved calls' turns after the
     conversation, and the ``tool_choice`` that names an MCP tool (or ``required``) applied."""
@@ -121,6 +128,8 @@ def with_tools(body: wire.ResponsesRequest, request: ChatRequest, session: McpSe
     request = replace(request, tools=(*request.tools, *specs),
                       messages=(*request.messages, *session.messages))
     if isinstance(choice, wire.AllowedToolsChoice) and choice.mcp and choice.mode == "required":
+        if not request.tools and _listing_failed(session):
+            return request  # (as above)
         if not request.tools:
             raise RequestError("tool_choice: mode 'required' needs tools (the allowed MCP servers offer none)",
                                param="tool_choice", code="invalid_value")
@@ -129,14 +138,20 @@ def with_tools(body: wire.ResponsesRequest, request: ChatRequest, session: McpSe
         if choice.name is None:
             names = [n for n, (label, _) in session.owners.items() if label == choice.server_label]
             if not names:
+                if _listing_failed(session, choice.server_label):
+                    return request  # (the answer carries the failed listing, as for any server down)
                 raise RequestError(f"tool_choice: the MCP server '{choice.server_label}' offers no tool to call",
                                    param="tool_choice", code="invalid_value")
             return replace(request, tool_choice="required")
         if (choice.server_label, choice.name) not in session.owners.values():
+            if _listing_failed(session, choice.server_label):
+                return request  # (the answer carries the failed listing, as for any server down)
             raise RequestError(f"tool_choice: the MCP server '{choice.server_label}' offers no tool '{choice.name}'",
                                param="tool_choice", code="invalid_value")
         return forced(request, choice.server_label, choice.name)
     if choice == "required":
+        if not request.tools and _listing_failed(session):
+            return request  # (as above: the answer carries the failed listings)
         if not request.tools:
             raise RequestError("tool_choice: 'required' needs tools (the MCP servers offer none)",
                                param="tool_choice", code="invalid_value")
