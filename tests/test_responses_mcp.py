@@ -175,6 +175,22 @@ async def test_approval_of_a_request_sent_back_store_false(server, notes_url):
         assert "mcp_list_tools" not in kinds(resp)
 
 
+async def test_a_huge_result_is_cut_and_its_overflow_closes_the_session(server, hang_url):
+    """An approved call of a huge answer (50 M characters): cut to the tools' bound, and where the conversation
+    with it overflows the context (2048 here), a 400 naming the context, with the server's session closed."""
+    async with Client(server.base_url) as api:
+        tools = [mcp_tool(hang_url, server_label="flood", require_approval="always")]
+        request = {"type": "mcp_approval_request", "id": "mcpr_flood", "server_label": "flood", "name": "flood",
+                   "arguments": '{"chars": 50000000}'}
+        for stream in (False, True):
+            status, err = await api.post("/v1/responses", body(tools, store=False, tool_choice="none", stream=stream,
+                                                               input=[{"role": "user", "content": "x"}, request, {
+                                                                   "type": "mcp_approval_response", "approve": True,
+                                                                   "approval_request_id": "mcpr_flood"}]))
+            assert status == 400 and "context" in err["error"]["message"], err
+        assert await mcp_tasks_left(server, "flood") == []
+
+
 async def test_allowed_tools_narrow_the_listing_offered(server, notes_url):
     async with Client(server.base_url) as api:
         resp = await api.ok("POST", "/v1/responses", body(
