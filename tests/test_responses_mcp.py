@@ -5,6 +5,9 @@ and denied, ``allowed_tools``, a URL not allowed, an unreachable server, the str
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from api_helpers import Client, parse_sse, running
 
@@ -52,7 +55,8 @@ def dead_url():
 def server(tmp_path_factory, tool_model, notes_url, dead_url, sse_url, hang_url):
     data = tmp_path_factory.mktemp("rmcp") / "data"
     root = notes_folder(data.parent)
-    write_mcp_config(data, {"local": stdio_entry(root)})
+    wild = str(Path(__file__).parent / "mcp_servers" / "wild_server.py")
+    write_mcp_config(data, {"local": stdio_entry(root), "wild": {"command": sys.executable, "args": [wild]}})
     # only the notes server's address may be connected to (as a media URL prefix)
     with running(data, tool_model, n_ctx=2048, allow_media_from=[notes_url.rsplit("/", 1)[0] + "/",
                                                                      dead_url.rsplit("/", 1)[0] + "/",
@@ -189,6 +193,20 @@ async def test_a_huge_result_is_cut_and_its_overflow_closes_the_session(server, 
                                                                    "approval_request_id": "mcpr_flood"}]))
             assert status == 400 and "context" in err["error"]["message"], err
         assert await mcp_tasks_left(server, "flood") == []
+
+
+async def test_tools_whose_names_meet_once_changed_are_each_callable(server):
+    """A server's ``a.b`` beside ``a_b``, and two non-ASCII names, meet once made function names: each is listed
+    and each can be forced (``tool_choice``) and called by its own MCP name; the last of each pair was the only
+    one (the others a 400 saying the server offers no such tool)."""
+    async with Client(server.base_url) as api:
+        tools = [{"type": "mcp", "server_label": "wild", "require_approval": "never"}]
+        for name in ("a.b", "a_b", "検索", "取得"):
+            resp = await api.ok("POST", "/v1/responses", body(tools, tool_choice={
+                "type": "mcp", "server_label": "wild", "name": name}, max_output_tokens=5))
+            assert name in [t["name"] for t in resp["output"][0]["tools"]]
+            calls = [i for i in resp["output"] if i["type"] == "mcp_call"]
+            assert calls and calls[0]["name"] == name and calls[0]["server_label"] == "wild", (name, resp["output"])
 
 
 async def test_allowed_tools_narrow_the_listing_offered(server, notes_url):

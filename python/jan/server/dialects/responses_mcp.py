@@ -148,7 +148,7 @@ def with_tools(body: wire.ResponsesRequest, request: ChatRequest, session: McpSe
                 return request  # (the answer carries the failed listing, as for any server down)
             raise RequestError(f"tool_choice: the MCP server '{choice.server_label}' offers no tool '{choice.name}'",
                                param="tool_choice", code="invalid_value")
-        return forced(request, choice.server_label, choice.name)
+        return forced(request, session, choice.server_label, choice.name)
     if choice == "required":
         if not request.tools and _listing_failed(session):
             return request  # (as above: the answer carries the failed listings)
