@@ -375,6 +375,23 @@ async def test_items_sent_back_are_read_store_false(server, notes_url):
         assert status == 400 and err["error"]["param"].startswith("input[0]"), err
 
 
+async def test_a_call_error_sent_back_as_the_sdks_object_is_read_as_its_message(server, notes_url):
+    """The openai SDK types an ``mcp_call``'s ``error`` as an object (``{"type": "http_error", "code",
+    "message"}``, ...): sent back, the model reads its message, as the string form's, not a Python dict's text."""
+    async with Client(server.base_url) as api:
+        tools = [mcp_tool(notes_url, require_approval="never")]
+        listed = {"type": "mcp_list_tools", "id": "mcpl_1", "server_label": "notes", "tools": []}
+
+        async def tokens(error) -> int:
+            resp = await api.ok("POST", "/v1/responses", body(tools, store=False, tool_choice="none", max_output_tokens=1,
+                                                              input=[listed, {"type": "mcp_call", "id": "mcp_1",
+                                                                              "server_label": "notes", "name": "add",
+                                                                              "arguments": "{}", "error": error}]))
+            return resp["usage"]["input_tokens"]
+
+        assert await tokens({"type": "http_error", "code": 500, "message": "server down"}) == await tokens("server down")
+
+
 async def test_cancel_during_a_call_ends_it_and_closes_the_session(server, hang_url):
     import asyncio
 

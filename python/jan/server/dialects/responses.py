@@ -785,6 +785,8 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
             call_id = item.id or f"mcp_{i}"
             arguments = extra.get("arguments") if isinstance(extra.get("arguments"), str) else "{}"
             output, error = extra.get("output"), extra.get("error")
+            if isinstance(error, dict):  # (the openai SDK's typed error: mcp_protocol_error, http_error, ...)
+                error = error.get("message") or json.dumps(error.get("content", error), ensure_ascii=False)
             result = output if isinstance(output, str) else f"Error: {error}" if error else ""
             out.append((typed.ChatMessage("assistant", (), tool_calls=(typed.ToolCall(call_id, jan_name(label, tool),
                                                                                       arguments),),
