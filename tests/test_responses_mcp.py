@@ -5,6 +5,9 @@ and denied, ``allowed_tools``, a URL not allowed, an unreachable server, the str
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from api_helpers import Client, parse_sse, running
 
@@ -52,7 +55,8 @@ def dead_url():
 def server(tmp_path_factory, tool_model, notes_url, dead_url, sse_url, hang_url):
     data = tmp_path_factory.mktemp("rmcp") / "data"
     root = notes_folder(data.parent)
-    write_mcp_config(data, {"local": stdio_entry(root)})
+    wild = str(Path(__file__).parent / "mcp_servers" / "wild_server.py")
+    write_mcp_config(data, {"local": stdio_entry(root), "wild": {"command": sys.executable, "args": [wild]}})
     # only the notes server's address may be connected to (as a media URL prefix)
     with running(data, tool_model, n_ctx=2048, allow_media_from=[notes_url.rsplit("/", 1)[0] + "/",
                                                                      dead_url.rsplit("/", 1)[0] + "/",
@@ -157,6 +161,54 @@ async def test_approval_denied_runs_nothing(server, notes_url):
         assert status == 400 and err["error"]["param"] == "input[0].approval_request_id", err
 
 
+async def test_approval_of_a_request_sent_back_store_false(server, notes_url):
+    """A client that keeps its items (store: false: no previous response to read) approves by sending the
+    listing, the mcp_approval_request and its mcp_approval_response back in input, as OpenAI's docs show."""
+    async with Client(server.base_url) as api:
+        tools = [mcp_tool(notes_url)]
+        asked = await api.ok("POST", "/v1/responses", body(tools, store=False))
+        assert kinds(asked) == ["mcp_list_tools", "mcp_approval_request"], asked["output"]
+        request = asked["output"][1]
+        resp = await api.ok("POST", "/v1/responses", body(tools, store=False, tool_choice="none", max_output_tokens=5,
+                                                          input=[{"role": "user", "content": "What notes do I have?"},
+                                                                 *asked["output"],
+                                                                 {"type": "mcp_approval_response", "approve": True,
+                                                                  "approval_request_id": request["id"]}]))
+        call = resp["output"][0]
+        assert call["type"] == "mcp_call" and call["output"] == LISTED and call["approval_request_id"] == request["id"]
+        assert "mcp_list_tools" not in kinds(resp)
+
+
+async def test_a_huge_result_is_cut_and_its_overflow_closes_the_session(server, hang_url):
+    """An approved call of a huge answer (50 M characters): cut to the tools' bound, and where the conversation
+    with it overflows the context (2048 here), a 400 naming the context, with the server's session closed."""
+    async with Client(server.base_url) as api:
+        tools = [mcp_tool(hang_url, server_label="flood", require_approval="always")]
+        request = {"type": "mcp_approval_request", "id": "mcpr_flood", "server_label": "flood", "name": "flood",
+                   "arguments": '{"chars": 50000000}'}
+        for stream in (False, True):
+            status, err = await api.post("/v1/responses", body(tools, store=False, tool_choice="none", stream=stream,
+                                                               input=[{"role": "user", "content": "x"}, request, {
+                                                                   "type": "mcp_approval_response", "approve": True,
+                                                                   "approval_request_id": "mcpr_flood"}]))
+            assert status == 400 and "context" in err["error"]["message"], err
+        assert await mcp_tasks_left(server, "flood") == []
+
+
+async def test_tools_whose_names_meet_once_changed_are_each_callable(server):
+    """A server's ``a.b`` beside ``a_b``, and two non-ASCII names, meet once made function names: each is listed
+    and each can be forced (``tool_choice``) and called by its own MCP name; the last of each pair was the only
+    one (the others a 400 saying the server offers no such tool)."""
+    async with Client(server.base_url) as api:
+        tools = [{"type": "mcp", "server_label": "wild", "require_approval": "never"}]
+        for name in ("a.b", "a_b", "検索", "取得"):
+            resp = await api.ok("POST", "/v1/responses", body(tools, tool_choice={
+                "type": "mcp", "server_label": "wild", "name": name}, max_output_tokens=5))
+            assert name in [t["name"] for t in resp["output"][0]["tools"]]
+            calls = [i for i in resp["output"] if i["type"] == "mcp_call"]
+            assert calls and calls[0]["name"] == name and calls[0]["server_label"] == "wild", (name, resp["output"])
+
+
 async def test_allowed_tools_narrow_the_listing_offered(server, notes_url):
     async with Client(server.base_url) as api:
         resp = await api.ok("POST", "/v1/responses", body(
@@ -169,6 +221,22 @@ async def test_allowed_tools_narrow_the_listing_offered(server, notes_url):
         status, err = await api.post("/v1/responses", body(
             [mcp_tool(notes_url, allowed_tools={"tool_names": ["read_note"]}, require_approval="never")]))
         assert status == 400 and err["error"]["param"] == "tool_choice", err
+
+
+async def test_allowed_tools_choice_names_mcp_tools(server, notes_url):
+    """``tool_choice: {"type": "allowed_tools", "tools": [{"type": "mcp", "server_label", "name"?}]}`` (OpenAI's
+    form): only those MCP tools are offered, ``mode: "required"`` makes the model call one; a label not in tools
+    is a 400 naming it."""
+    async with Client(server.base_url) as api:
+        tools = [mcp_tool(notes_url, require_approval="never")]
+        choice = {"type": "allowed_tools", "mode": "required",
+                  "tools": [{"type": "mcp", "server_label": "notes", "name": "list_notes"}]}
+        resp = await api.ok("POST", "/v1/responses", body(tools, tool_choice=choice))
+        calls = [i for i in resp["output"] if i["type"] == "mcp_call"]
+        assert calls and calls[0]["name"] == "list_notes" and calls[0]["output"] == LISTED, resp["output"]
+        status, err = await api.post("/v1/responses", body(tools, tool_choice={
+            "type": "allowed_tools", "mode": "auto", "tools": [{"type": "mcp", "server_label": "other"}]}))
+        assert status == 400 and err["error"]["param"] == "tool_choice.tools[0].server_label", err
 
 
 async def test_a_call_the_token_limit_cut_is_not_run(server, notes_url):
@@ -206,6 +274,14 @@ async def test_unreachable_server_is_a_failed_listing(server, dead_url):
                                                           tool_choice="auto", max_output_tokens=5))
         assert resp["output"][0]["type"] == "mcp_list_tools" and resp["output"][0]["error"], resp["output"]
         assert resp["status"] in ("completed", "incomplete")
+        # a tool_choice forcing one of its tools (or any tool) is no 400 saying the tool does not exist: the
+        # answer carries the failed listing, as the README says ("never a failed request")
+        for choice in ({"type": "mcp", "server_label": "notes", "name": "list_notes"},
+                       {"type": "mcp", "server_label": "notes"}, "required",
+                       {"type": "allowed_tools", "mode": "required", "tools": [{"type": "mcp", "server_label": "notes"}]}):
+            resp = await api.ok("POST", "/v1/responses", body([mcp_tool(dead, require_approval="never")],
+                                                              tool_choice=choice, max_output_tokens=5))
+            assert resp["output"][0]["type"] == "mcp_list_tools" and resp["output"][0]["error"], (choice, resp)
 
 
 async def test_configured_server_by_label(server):
@@ -297,6 +373,23 @@ async def test_items_sent_back_are_read_store_false(server, notes_url):
         status, err = await api.post("/v1/responses", body(tools, store=False, input=[
             {"type": "mcp_call", "id": "mcp_1", "name": "list_notes", "arguments": "{}"}]))
         assert status == 400 and err["error"]["param"].startswith("input[0]"), err
+
+
+async def test_a_call_error_sent_back_as_the_sdks_object_is_read_as_its_message(server, notes_url):
+    """The openai SDK types an ``mcp_call``'s ``error`` as an object (``{"type": "http_error", "code",
+    "message"}``, ...): sent back, the model reads its message, as the string form's, not a Python dict's text."""
+    async with Client(server.base_url) as api:
+        tools = [mcp_tool(notes_url, require_approval="never")]
+        listed = {"type": "mcp_list_tools", "id": "mcpl_1", "server_label": "notes", "tools": []}
+
+        async def tokens(error) -> int:
+            resp = await api.ok("POST", "/v1/responses", body(tools, store=False, tool_choice="none", max_output_tokens=1,
+                                                              input=[listed, {"type": "mcp_call", "id": "mcp_1",
+                                                                              "server_label": "notes", "name": "add",
+                                                                              "arguments": "{}", "error": error}]))
+            return resp["usage"]["input_tokens"]
+
+        assert await tokens({"type": "http_error", "code": 500, "message": "server down"}) == await tokens("server down")
 
 
 async def test_cancel_during_a_call_ends_it_and_closes_the_session(server, hang_url):

@@ -233,6 +233,13 @@ class McpSession:
     #: Set once :func:`rounds` owns it (closes it when the answer ends); before, whoever made it closes it.
     handed_over: bool = False
 
+    def name_of(self, label: str, tool: str) -> str:
+        """The name the model knows the server ``label``'s tool ``tool`` by (as listed: :func:`prepare`)."""
+        for name, owner in self.owners.items():
+            if owner == (label, tool):
+                return name
+        return jan_name(label, tool)
+
     @property
     def specs(self) -> tuple[ToolSpec, ...]:
         return tuple(ToolSpec(e.name, e.spec["function"].get("description"), e.spec["function"].get("parameters"))
@@ -261,14 +268,16 @@ async def prepare(uses: list[McpServerUse], registry: Any, approvals: list[Appro
             for mcp_name, tool in server.tools.items():
                 if not use.allows(mcp_name):
                     continue
-                name = jan_name(use.server_label, mcp_name)
+                # (the tool's own name: distinct among the server's, where jan_name maps a.b and a_b, or two
+                # non-ASCII names, to one, and the model could call only the last of them)
+                name = getattr(tool, "name", None) or jan_name(use.server_label, mcp_name)
                 spec = {"type": "function", "function": {"name": name, "description": tool.description or "",
                                                          "parameters": tool.parameters}}
                 session.policy.entries[name] = ToolEntry(name, spec, tool, not use.needs_approval(mcp_name))
                 session.owners[name] = (use.server_label, mcp_name)
         session.policy.timeout = CALL_TIMEOUT_S
         for approval in approvals:
-            name = jan_name(approval.server_label, approval.name)
+            name = session.name_of(approval.server_label, approval.name)
             call = PendingCall(approval.id, name, approval.arguments)
             done = await _run(session, call, approved=approval.approve, reason=approval.reason, by="user")
             session.events.append(done)
@@ -447,6 +456,6 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
         yield ChatDelta(choice=-1, usage=usage)
 
 
-def forced(request: ChatRequest, label: str, tool: str) -> ChatRequest:
+def forced(request: ChatRequest, session: McpSession, label: str, tool: str) -> ChatRequest:
     """``request`` whose first turn must call ``tool`` of the server ``label`` (a ``tool_choice`` naming it)."""
-    return dataclasses.replace(request, tool_choice=NamedToolChoice(jan_name(label, tool)))
+    return dataclasses.replace(request, tool_choice=NamedToolChoice(session.name_of(label, tool)))

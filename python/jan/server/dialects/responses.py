@@ -413,13 +413,32 @@ class AllowedTool(_Wire):
     name: str
 
 
+class AllowedMcpTool(_Wire):
+    """An MCP server's tools in an ``allowed_tools`` choice: all of ``server_label``'s, or its tool ``name``
+    (applied once the servers are listed: :func:`jan.server.dialects.responses_mcp.with_tools`)."""
+
+    type: Literal["mcp"]
+    server_label: str
+    name: str | None = None
+
+
+def _allowed_tool_tag(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "mcp" if kind == "mcp" else "tool"
+
+
 class AllowedToolsChoice(_Wire):
     """``{"type": "allowed_tools", "mode": "auto" | "required", "tools": [...]}``: only these of ``tools``
     may be called (OpenAI keeps the full list in the prompt for its cache; jan shows the model only these)."""
 
     type: Literal["allowed_tools"]
     mode: Literal["auto", "required"]
-    tools: list[AllowedTool]
+    tools: list[Annotated[Union[Annotated[AllowedTool, Tag("tool")], Annotated[AllowedMcpTool, Tag("mcp")]],
+                          Discriminator(_allowed_tool_tag)]]
+
+    @property
+    def mcp(self) -> list[AllowedMcpTool]:
+        return [t for t in self.tools if isinstance(t, AllowedMcpTool)]
 
 
 ReasoningSummary = Literal["auto", "concise", "detailed"]
@@ -766,6 +785,8 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
             call_id = item.id or f"mcp_{i}"
             arguments = extra.get("arguments") if isinstance(extra.get("arguments"), str) else "{}"
             output, error = extra.get("output"), extra.get("error")
+            if isinstance(error, dict):  # (the openai SDK's typed error: mcp_protocol_error, http_error, ...)
+                error = error.get("message") or json.dumps(error.get("content", error), ensure_ascii=False)
             result = output if isinstance(output, str) else f"Error: {error}" if error else ""
             out.append((typed.ChatMessage("assistant", (), tool_calls=(typed.ToolCall(call_id, jan_name(label, tool),
                                                                                       arguments),),
@@ -1036,11 +1057,20 @@ def _tools(body: _Prompt) -> tuple[tuple[typed.ToolSpec, ...], typed.ToolChoice 
         return tools, typed.NamedToolChoice(choice.name)
     if isinstance(choice, AllowedToolsChoice):
         for i, allowed in enumerate(choice.tools):
+            if isinstance(allowed, AllowedMcpTool):
+                if not any(isinstance(t, McpTool) and t.server_label == allowed.server_label for t in body.tools or ()):
+                    raise RequestError(f"tool_choice.tools[{i}].server_label: no mcp tool '{allowed.server_label}' "
+                                       "in tools", param=f"tool_choice.tools[{i}].server_label",
+                                       code="invalid_value")
+                continue
             if allowed.name in kinds and kinds[allowed.name] != allowed.type:
                 raise RequestError(f"tool_choice.tools[{i}].type: '{allowed.name}' is a {kinds[allowed.name]} tool, "
                                    f"not a {allowed.type} one", param=f"tool_choice.tools[{i}].type",
                                    code="invalid_value")
-        return typed.allowed_tools(tools, [t.name for t in choice.tools], param="tool_choice.tools[{i}].name"), choice.mode
+        names = [t.name if isinstance(t, AllowedTool) else None for t in choice.tools]
+        narrowed = typed.allowed_tools(tools, [n for n in names if n is not None], param="tool_choice.tools[{i}].name")
+        # (an MCP server's tools join the request once listed, narrowed there; mode "required" is applied then)
+        return narrowed, ("auto" if choice.mcp else choice.mode)
     return tools, choice
 
 

@@ -3,7 +3,7 @@
 Wire shapes only: which servers a request names (:func:`server_uses`: a ``server_url`` only where
 ``--allow-media-from`` allows it, as a media URL, else a 400 naming the field), the approvals its input answers
 (:func:`approvals`: ``mcp_approval_response`` items, each of an ``mcp_approval_request`` of the previous
-response) and the chat request the servers' tools join (:func:`with_tools`). The service connects, lists, runs
+response or sent back in the input) and the chat request the servers' tools join (:func:`with_tools`). The service connects, lists, runs
 the loop and closes.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from jan.server.dialects import responses as wire
 from jan.services.errors import RequestError
-from jan.services.mcp_use import ApprovedCall, McpServerUse, McpSession, forced
+from jan.services.mcp_use import ApprovedCall, McpListed, McpServerUse, McpSession, forced
 from jan.services.types import ChatRequest
 
 
@@ -82,6 +82,10 @@ def approvals(body: wire.ResponsesRequest, previous: Any, uses: list[McpServerUs
     """The calls the input approves or denies (``mcp_approval_response``), each of the previous response's
     ``mcp_approval_request`` items and of a server the request names again."""
     asked = {i.get("id"): i for i in _previous_items(previous, "mcp_approval_request")}
+    # a client that keeps its items (store: false, so no previous_response_id to read) sends the request back
+    for item in body.input if isinstance(body.input, list) else ():
+        if isinstance(item, wire.McpItem) and item.type == "mcp_approval_request" and item.id is not None:
+            asked[item.id] = {"id": item.id, **(item.model_extra or {})}
     labels = {u.server_label for u in uses}
     out = []
     for index, item in enumerate(body.input if isinstance(body.input, list) else ()):
@@ -93,7 +97,7 @@ def approvals(body: wire.ResponsesRequest, previous: Any, uses: list[McpServerUs
         request = asked.get(item.approval_request_id)
         if request is None:
             raise RequestError(f"{where}.approval_request_id: '{item.approval_request_id}' is no mcp_approval_request "
-                               "of the previous response (previous_response_id)",
+                               "of the previous response (previous_response_id) nor of the input",
                                param=f"{where}.approval_request_id", code="invalid_value")
         if request.get("server_label") not in labels:
             raise RequestError(f"{where}: its MCP server '{request.get('server_label')}' is not in tools: give the "
@@ -103,24 +107,51 @@ def approvals(body: wire.ResponsesRequest, previous: Any, uses: list[McpServerUs
     return out
 
 
+def _listing_failed(session: McpSession, label: str | None = None) -> bool:
+    """Whether the listing of ``label`` (any server: None) failed. A server that cannot be reached is an
+    ``mcp_list_tools`` item with an error, never a failed request: a ``tool_choice`` that forces one of its tools
+    is then not applied (the answer goes on without them) rather than a 400 saying the tool does not exist."""
+    return any(isinstance(e, McpListed) and e.error and label in (None, e.server_label) for e in session.events)
+
+
 def with_tools(body: wire.ResponsesRequest, request: ChatRequest, session: McpSession) -> ChatRequest:
     """``request`` offering the servers' tools too (after the request's own), the approved calls' turns after the
     conversation, and the ``tool_choice`` that names an MCP tool (or ``required``) applied."""
-    request = replace(request, tools=(*request.tools, *session.specs),
-                      messages=(*request.messages, *session.messages))
     choice = body.tool_choice
+    specs = session.specs
+    if isinstance(choice, wire.AllowedToolsChoice) and choice.mcp:
+        # only the MCP tools it names join (all of a server's where it names none)
+        def allowed(name: str) -> bool:
+            label, tool = session.owners.get(name, (None, None))
+            return any(a.server_label == label and a.name in (None, tool) for a in choice.mcp)
+        specs = tuple(s for s in specs if allowed(s.name))
+    request = replace(request, tools=(*request.tools, *specs),
+                      messages=(*request.messages, *session.messages))
+    if isinstance(choice, wire.AllowedToolsChoice) and choice.mcp and choice.mode == "required":
+        if not request.tools and _listing_failed(session):
+            return request  # (as above)
+        if not request.tools:
+            raise RequestError("tool_choice: mode 'required' needs tools (the allowed MCP servers offer none)",
+                               param="tool_choice", code="invalid_value")
+        return replace(request, tool_choice="required")
     if isinstance(choice, wire.McpChoice):
         if choice.name is None:
             names = [n for n, (label, _) in session.owners.items() if label == choice.server_label]
             if not names:
+                if _listing_failed(session, choice.server_label):
+                    return request  # (the answer carries the failed listing, as for any server down)
                 raise RequestError(f"tool_choice: the MCP server '{choice.server_label}' offers no tool to call",
                                    param="tool_choice", code="invalid_value")
             return replace(request, tool_choice="required")
         if (choice.server_label, choice.name) not in session.owners.values():
+            if _listing_failed(session, choice.server_label):
+                return request  # (the answer carries the failed listing, as for any server down)
             raise RequestError(f"tool_choice: the MCP server '{choice.server_label}' offers no tool '{choice.name}'",
                                param="tool_choice", code="invalid_value")
-        return forced(request, choice.server_label, choice.name)
+        return forced(request, session, choice.server_label, choice.name)
     if choice == "required":
+        if not request.tools and _listing_failed(session):
+            return request  # (as above: the answer carries the failed listings)
         if not request.tools:
             raise RequestError("tool_choice: 'required' needs tools (the MCP servers offer none)",
                                param="tool_choice", code="invalid_value")
