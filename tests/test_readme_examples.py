@@ -141,7 +141,8 @@ def test_the_clis_first_steps_run_as_shown(tmp_path, stories_path):
     commands = [shlex.split(line.split("#", 1)[0]) for line in re.findall(r"```bash\n(.*?)```", block, re.S)[0]
                 .splitlines() if line.strip()]
     assert [c[:3] for c in commands] == [["jan", "models", "import"], ["jan", "run", "stories260K"],
-                                         ["jan", "chat", "stories260K"], ["jan", "models", "pull"]]
+                                         ["jan", "chat", "stories260K"], ["jan", "chat", "--thread"],
+                                         ["jan", "models", "pull"]]
     env = cli_env(tmp_path / "jan")
     for command in commands[:3]:
         args = [str(stories_path) if a == "../shared/models/stories260K.gguf" else a for a in command[1:]]
