@@ -53,10 +53,12 @@ def test_an_empty_jan_data_folder_variable_is_the_variable_unset(tmp_path):
     here = tmp_path / "cwd"
     here.mkdir()
     env = cli_env(tmp_path / "unused", JAN_DATA_FOLDER="", HOME=str(tmp_path / "home"))
-    result = jan("threads", "list", env=env, cwd=here)
+    # (a command that writes: one that only reads makes no folder at all)
+    result = jan("extensions", "disable", "monitoring", env=env, cwd=here)
     assert result.returncode == 0, result
     assert list(here.iterdir()) == []
-    assert (tmp_path / "home" / "jan" / "threads").is_dir()
+    assert (tmp_path / "home" / "jan").is_dir()
+    assert jan("threads", "list", env=env, cwd=here).returncode == 0 and list(here.iterdir()) == []
 
 
 # --------------------------------------------------------------------------- the library
