@@ -93,6 +93,13 @@ async def mcp_tasks_left(server, label: str = "notes") -> list[str]:
     return left
 
 
+def _error_text(call: dict) -> str:
+    """An ``mcp_call``'s error text, from the typed error OpenAI's API gives (an ``mcp_tool_execution_error``)."""
+    error = call["error"]
+    assert error["type"] == "mcp_tool_execution_error", error
+    return "\n".join(part["text"] for part in error["content"])
+
+
 def kinds(response: dict) -> list[str]:
     return [item["type"] for item in response["output"]]
 
@@ -153,7 +160,7 @@ async def test_approval_denied_runs_nothing(server, notes_url):
             "max_output_tokens": 20, "temperature": 0,
             "input": [{"type": "mcp_approval_response", "approval_request_id": request["id"], "approve": False}]})
         call = resp["output"][0]
-        assert call["type"] == "mcp_call" and call["output"] is None and "denied" in call["error"]
+        assert call["type"] == "mcp_call" and call["output"] is None and "denied" in _error_text(call)
         # an answer to no request of the previous response is a 400 naming it
         status, err = await api.post("/v1/responses", {
             "model": "qwen3-tools", "previous_response_id": asked["id"], "tools": [mcp_tool(notes_url)],
@@ -245,7 +252,7 @@ async def test_a_call_the_token_limit_cut_is_not_run(server, notes_url):
             [mcp_tool(notes_url, require_approval="never")], max_output_tokens=20,
             tool_choice={"type": "mcp", "server_label": "notes", "name": "read_note"}))
         call = resp["output"][1]
-        assert call["type"] == "mcp_call" and call["status"] == "failed" and "cut off" in call["error"], resp["output"]
+        assert call["type"] == "mcp_call" and call["status"] == "failed" and "cut off" in _error_text(call), resp["output"]
         assert resp["status"] == "incomplete"
 
 
@@ -336,6 +343,15 @@ def test_openai_sdk_parses_it(server, notes_url):
                                    max_output_tokens=10, input=[{"type": "mcp_approval_response",
                                                                  "approval_request_id": request.id, "approve": True}])
     assert resp.output[0].type == "mcp_call" and resp.output[0].output == LISTED
+    # a call's error as the SDK types it (an object, not a string: `call.error.type` is read by its users)
+    asked = client.responses.create(**body([mcp_tool(notes_url)]))
+    denied = client.responses.create(model="qwen3-tools", previous_response_id=asked.id, tools=[mcp_tool(notes_url)],
+                                     max_output_tokens=10, input=[{"type": "mcp_approval_response",
+                                                                   "approval_request_id": asked.output[-1].id,
+                                                                   "approve": False}])
+    call = denied.output[0]
+    assert call.type == "mcp_call" and call.error.type == "mcp_tool_execution_error"
+    assert "denied" in call.error.content[0]["text"]
 
 
 
@@ -348,7 +364,7 @@ async def test_a_call_that_hangs_is_bounded_and_told(server, hang_url, monkeypat
             [mcp_tool(hang_url, require_approval="never")],
             tool_choice={"type": "mcp", "server_label": "notes", "name": "hang"}))
         call = resp["output"][1]
-        assert call["type"] == "mcp_call" and call["status"] == "failed" and "within 2 seconds" in call["error"], call
+        assert call["type"] == "mcp_call" and call["status"] == "failed" and "within 2 seconds" in _error_text(call), call
         assert resp["status"] in ("completed", "incomplete")
 
 

@@ -225,6 +225,28 @@ class McpItem(_Wire):
 MCP_ITEMS = ("mcp_list_tools", "mcp_call", "mcp_approval_request", "mcp_approval_response")
 
 
+def mcp_call_error(text: str | None) -> dict[str, Any] | None:
+    """An ``mcp_call`` item's ``error`` as OpenAI's API types it (``McpToolExecutionError`` of its OpenAPI document:
+    ``{"type": "mcp_tool_execution_error", "content": [...]}``, the MCP tool result's content): every failure jan
+    reports for a call is the call's own (the tool's error result, a timeout, a call not run), never an HTTP status
+    or protocol code it could give (OpenAI's ``http_error`` / ``mcp_protocol_error`` need one)."""
+    if text is None:
+        return None
+    return {"type": "mcp_tool_execution_error", "content": [{"type": "text", "text": text}]}
+
+
+def mcp_call_error_text(error: dict[str, Any]) -> str:
+    """The text of an ``mcp_call`` item's typed error sent back (any of OpenAI's three kinds), for the prompt."""
+    if isinstance(error.get("message"), str):
+        return error["message"]
+    content = error.get("content")
+    if isinstance(content, list):
+        texts = [part.get("text") for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)]
+        if texts:
+            return "\n".join(texts)
+    return json.dumps(content if content is not None else error, ensure_ascii=False)
+
+
 class ItemReference(_Wire):
     """An earlier item by its id (an input or output item of a stored response), in place of the item itself:
     :func:`item_references` finds them, the route reads each from the store (:func:`resolve_item_references`)."""
@@ -785,8 +807,8 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
             call_id = item.id or f"mcp_{i}"
             arguments = extra.get("arguments") if isinstance(extra.get("arguments"), str) else "{}"
             output, error = extra.get("output"), extra.get("error")
-            if isinstance(error, dict):  # (the openai SDK's typed error: mcp_protocol_error, http_error, ...)
-                error = error.get("message") or json.dumps(error.get("content", error), ensure_ascii=False)
+            if isinstance(error, dict):  # (OpenAI's typed error: mcp_tool_execution_error, mcp_protocol_error, ...)
+                error = mcp_call_error_text(error)
             result = output if isinstance(output, str) else f"Error: {error}" if error else ""
             out.append((typed.ChatMessage("assistant", (), tool_calls=(typed.ToolCall(call_id, jan_name(label, tool),
                                                                                       arguments),),
@@ -1540,7 +1562,8 @@ class ResponseStream:
             item = self._calls.pop(event.id)
             item["approval_request_id"] = event.id
         index = next(i for i, it in enumerate(self.output) if it is item)
-        item.update(output=event.output, error=event.error, status="failed" if event.error else "completed")
+        item.update(output=event.output, error=mcp_call_error(event.error),
+                    status="failed" if event.error else "completed")
         where = {"item_id": item["id"], "output_index": index}
         events.append(self.event("response.mcp_call." + ("failed" if event.error else "completed"), **where))
         events.append(self.event("response.output_item.done", output_index=index, item=dict(item)))
