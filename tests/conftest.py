@@ -58,6 +58,15 @@ def vocab_dir():
 
 
 @pytest.fixture(scope="module")
+def tool_model(tmp_path_factory, vocab_dir):
+    """A tiny random model with the qwen2 vocabulary and Qwen3's real tool-calling template, served as
+    ``qwen3-tools`` (its calls forced with ``tool_choice``); written once per module that uses it."""
+    from jan.testing.gguf_models import write_qwen3_tool_model
+
+    return write_qwen3_tool_model(tmp_path_factory.mktemp("qwen3") / "qwen3-tools.gguf")
+
+
+@pytest.fixture(scope="module")
 def llama():
     """llama.cpp's own grammar engine over the phi-3 vocabulary (tests/grammar_helpers.py), the oracle of the
     grammar tests: whether a GBNF grammar parses and accepts a text."""

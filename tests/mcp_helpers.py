@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import pytest
+
 NOTES_SERVER = Path(__file__).parent / "mcp_servers" / "notes_server.py"
 #: A raw JSON-RPC server answering what the SDK's servers never would (malformed tools, unknown content, a long text).
 RAW_SERVER = Path(__file__).parent / "mcp_servers" / "raw_server.py"
@@ -75,6 +77,30 @@ def http_notes_server(root: Path, log: Path, *, sse: bool = False) -> Iterator[s
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def notes_server_fixture(name: str, *, sse: bool = False):
+    """A module-scoped fixture ``name``: the URL of a notes server of its own (:func:`http_notes_server`), started
+    once per test module that uses it. A module takes it by importing it (``from mcp_helpers import notes_url``)."""
+
+    @pytest.fixture(scope="module", name=name)
+    def fixture(tmp_path_factory):
+        tmp = tmp_path_factory.mktemp(name)
+        with http_notes_server(notes_folder(tmp), tmp / f"{name}.log", sse=sse) as url:
+            yield url
+
+    return fixture
+
+
+notes_url = notes_server_fixture("notes_url")
+sse_url = notes_server_fixture("sse_url", sse=True)  # (the older HTTP+SSE transport)
+hang_url = notes_server_fixture("hang_url")  # a notes server of its own: its hang tool blocks it
+
+
+@pytest.fixture(scope="module")
+def dead_url():
+    """An MCP URL on 127.0.0.1 where nothing listens."""
+    return f"http://127.0.0.1:{free_port()}/mcp"
 
 
 def forced_call(name: str, **extra) -> dict:

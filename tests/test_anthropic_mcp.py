@@ -11,35 +11,9 @@ import pytest
 from api_helpers import Client, parse_sse, running
 from test_responses_mcp import LISTED, mcp_tasks_left
 
-from jan.testing.gguf_models import write_qwen3_tool_model
-from mcp_helpers import free_port, http_notes_server, notes_folder
+from mcp_helpers import dead_url, hang_url, notes_url  # noqa: F401 - the module's MCP servers (fixtures)
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture(scope="module")
-def tool_model(tmp_path_factory, vocab_dir):
-    return write_qwen3_tool_model(tmp_path_factory.mktemp("qwen3") / "qwen3-tools.gguf")
-
-
-@pytest.fixture(scope="module")
-def notes_url(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("notes")
-    with http_notes_server(notes_folder(tmp), tmp / "http.log") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def hang_url(tmp_path_factory):
-    """A notes server of its own: its hang tool blocks it."""
-    tmp = tmp_path_factory.mktemp("hang")
-    with http_notes_server(notes_folder(tmp), tmp / "hang.log") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def dead_url():
-    return f"http://127.0.0.1:{free_port()}/mcp"  # (nothing listens there)
 
 
 @pytest.fixture(scope="module")

@@ -7,18 +7,12 @@ import sys
 
 import pytest
 
-from jan.testing.gguf_models import write_qwen3_tool_model
 from mcp_helpers import NOTES_SERVER, notes_folder, stdio_entry, write_mcp_config
 from test_cli_chat import threads_on_disk
 from test_cli_helpers import JAN, PtyProcess, cli_env, fails, jan, ok
 
 pytestmark = pytest.mark.timeout(600)
 PROMPT = r">>> "
-
-
-@pytest.fixture(scope="module")
-def tool_model(tmp_path_factory, vocab_dir):
-    return write_qwen3_tool_model(tmp_path_factory.mktemp("qwen3-cli") / "qwen3-tools.gguf")
 
 
 def test_jan_mcp_add_list_remove(tmp_path):

@@ -11,44 +11,12 @@ from pathlib import Path
 import pytest
 from api_helpers import Client, parse_sse, running
 
-from jan.testing.gguf_models import write_qwen3_tool_model
-from mcp_helpers import free_port, http_notes_server, notes_folder, stdio_entry, write_mcp_config
+from mcp_helpers import dead_url, hang_url, notes_url, sse_url  # noqa: F401 - the module's MCP servers (fixtures)
+from mcp_helpers import notes_folder, stdio_entry, write_mcp_config
 
 pytestmark = pytest.mark.timeout(600)
 
 LISTED = "shopping.txt\ntodo.txt"
-
-
-@pytest.fixture(scope="module")
-def tool_model(tmp_path_factory, vocab_dir):
-    return write_qwen3_tool_model(tmp_path_factory.mktemp("qwen3") / "qwen3-tools.gguf")
-
-
-@pytest.fixture(scope="module")
-def notes_url(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("notes")
-    with http_notes_server(notes_folder(tmp), tmp / "http.log") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def sse_url(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sse")
-    with http_notes_server(notes_folder(tmp), tmp / "sse.log", sse=True) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def hang_url(tmp_path_factory):
-    """A notes server of its own: its hang tool blocks it."""
-    tmp = tmp_path_factory.mktemp("hang")
-    with http_notes_server(notes_folder(tmp), tmp / "hang.log") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def dead_url():
-    return f"http://127.0.0.1:{free_port()}/mcp"  # (nothing listens there)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from api_helpers import Client, running
 from jan.server.keys import SERVICES
 from jan.services.run_records import load_record, save_record
 from jan.services.runs import REQUIRES_ACTION_EXPIRY_S
-from jan.testing.gguf_models import write_qwen3_tool_model
 from mcp_helpers import notes_folder, stdio_entry, write_mcp_config
 from run_helpers import run_to_end
 
@@ -19,11 +18,6 @@ pytestmark = pytest.mark.timeout(600)
 
 FORCED = {"tool_choice": {"type": "function", "function": {"name": "notes__list_notes"}}, "max_tokens": 60,
           "temperature": 0, "parallel_tool_calls": False}
-
-
-@pytest.fixture(scope="module")
-def tool_model(tmp_path_factory, vocab_dir):
-    return write_qwen3_tool_model(tmp_path_factory.mktemp("qwen3") / "qwen3-tools.gguf")
 
 
 def serve(data, tool_model, notes):

@@ -11,16 +11,10 @@ import aiohttp
 import pytest
 from api_helpers import Client, message_text, running
 from jan.server.keys import SERVICES
-from jan.testing.gguf_models import write_qwen3_tool_model
 from mcp_helpers import notes_folder, stdio_entry, write_mcp_config
 from run_helpers import run_to_end
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture(scope="module")
-def tool_model(tmp_path_factory, vocab_dir):
-    return write_qwen3_tool_model(tmp_path_factory.mktemp("qwen3") / "qwen3-tools.gguf")
 
 
 @pytest.fixture

@@ -10,17 +10,11 @@ from api_helpers import Client, message_text, parse_sse, running, summed_usage
 from run_helpers import run_to_end, wait_for_run
 
 from jan.services.tool_loop import chat_messages
-from jan.testing.gguf_models import write_qwen3_tool_model
 from mcp_helpers import http_notes_server, notes_folder, stdio_entry, write_mcp_config
 
 pytestmark = pytest.mark.timeout(600)
 
 LIST = {"type": "function", "function": {"name": "notes__list_notes"}}
-
-
-@pytest.fixture(scope="module")
-def tool_model(tmp_path_factory, vocab_dir):
-    return write_qwen3_tool_model(tmp_path_factory.mktemp("qwen3") / "qwen3-tools.gguf")
 
 
 @pytest.fixture
