@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import httpx
+import pytest
 
 from jan.server.config import ServerConfig
 from jan.testing.server import ServerThread
@@ -16,6 +17,30 @@ def start_server(tmp: Path, models: list[Path], **config) -> ServerThread:
     cfg = ServerConfig(data_folder=tmp / "data", models=[str(m) for m in models],
                        **{"n_ctx": 512, "n_parallel": 4, "n_threads": 1, **config})
     return ServerThread(cfg).__enter__()
+
+
+def slot_server_fixtures(n_parallel: int):
+    """The module-scoped fixtures ``folder`` (the --slot-save-path) and ``server`` (stories260K with ``n_parallel``
+    slots saved there by POST /slots/{id}) of the slot tests; a module takes them as ``folder, server = ...``.
+    No host-memory prompt cache: a prompt's reused tokens can only be its slot's own."""
+
+    @pytest.fixture(scope="module", name="folder")
+    def folder(tmp_path_factory):
+        return tmp_path_factory.mktemp("slots")
+
+    @pytest.fixture(scope="module", name="server")
+    def server(tmp_path_factory, stories_path, folder):
+        srv = start_server(tmp_path_factory.mktemp("srv"), [stories_path], n_parallel=n_parallel, cache_ram_mib=0,
+                           slot_save_path=str(folder))
+        yield srv
+        srv.stop()
+
+    return folder, server
+
+
+def slot_action(server: ServerThread, id_slot, name: str, body=None) -> httpx.Response:
+    """POST /slots/{id_slot}?action={name} (save, restore, erase) with ``body`` as JSON."""
+    return httpx.post(f"{server.base_url}/slots/{id_slot}?action={name}", json=body, timeout=120)
 
 
 def post(server: ServerThread, path: str, body) -> httpx.Response:

@@ -11,34 +11,19 @@ import pytest
 
 import jan
 from jan.errors import BadRequestError
-from server_helpers import ok, start_server
+from server_helpers import ok, slot_action, slot_server_fixtures
 
 PROMPT = "Once upon a time there was a little girl"
 GREEDY = {"model": "stories260K", "temperature": 0}
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return tmp_path_factory.mktemp("slots")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, stories_path, folder):
-    # two slots, no host-memory prompt cache: a prompt's reused tokens can only be its slot's own
-    srv = start_server(tmp_path_factory.mktemp("srv"), [stories_path], n_parallel=2, cache_ram_mib=0,
-                       slot_save_path=str(folder))
-    yield srv
-    srv.stop()
+folder, server = slot_server_fixtures(n_parallel=2)  # (two slots to pin a request to)
 
 
 @pytest.fixture(scope="module")
 def model(stories_path):
     with jan.Model(stories_path, n_parallel=2, n_ctx=512, n_threads=1, cache_ram_mib=0) as m:
         yield m
-
-
-def action(server, id_slot, name, body=None) -> httpx.Response:
-    return httpx.post(f"{server.base_url}/slots/{id_slot}?action={name}", json=body, timeout=120)
 
 
 @pytest.mark.parametrize("id_slot", [0, 1, 0])
@@ -76,14 +61,14 @@ def test_save_the_reported_slot_erase_restore_and_the_follow_up_reuses_it(server
     slot = first["id_slot"]
     assert slot == 1
     held = first["tokens_evaluated"] + first["tokens_predicted"] - 1
-    saved = action(server, slot, "save", {"filename": "mine.bin"}).json()
+    saved = slot_action(server, slot, "save", {"filename": "mine.bin"}).json()
     assert saved["id_slot"] == slot and saved["n_saved"] == held, saved
-    assert action(server, slot, "erase").json() == {"id_slot": slot, "n_erased": held}
+    assert slot_action(server, slot, "erase").json() == {"id_slot": slot, "n_erased": held}
     follow = GREEDY | {"prompt": PROMPT + " named", "n_predict": 4, "id_slot": slot}
     cold = ok(server, "/completion", follow)
     assert cold["id_slot"] == slot and cold["timings"]["cache_n"] == 0, cold
-    assert action(server, slot, "erase").json()["n_erased"] > 0
-    assert action(server, slot, "restore", {"filename": "mine.bin"}).json()["n_restored"] == held
+    assert slot_action(server, slot, "erase").json()["n_erased"] > 0
+    assert slot_action(server, slot, "restore", {"filename": "mine.bin"}).json()["n_restored"] == held
     warm = ok(server, "/completion", follow)
     assert warm["id_slot"] == slot and warm["content"] == cold["content"]
     assert warm["timings"]["prompt_n"] < cold["timings"]["prompt_n"], (warm["timings"], cold["timings"])

@@ -9,28 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server_helpers import ok, post, start_server
+from server_helpers import ok, post, slot_action, slot_server_fixtures, start_server
 
 PROMPT = "Once upon a time there was a little girl"
 GREEDY = {"model": "stories260K", "temperature": 0}
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return tmp_path_factory.mktemp("slots")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, stories_path, folder):
-    # one slot, no host-memory prompt cache: a prompt's reused tokens can only be the slot's own
-    srv = start_server(tmp_path_factory.mktemp("srv"), [stories_path], n_parallel=1, cache_ram_mib=0,
-                       slot_save_path=str(folder))
-    yield srv
-    srv.stop()
-
-
-def action(server, id_slot, name, body=None) -> httpx.Response:
-    return httpx.post(f"{server.base_url}/slots/{id_slot}?action={name}", json=body, timeout=120)
+folder, server = slot_server_fixtures(n_parallel=1)  # (one slot: slot 1 is none of its)
 
 
 def refused(response: httpx.Response, status: int, says: str) -> None:
@@ -42,19 +27,19 @@ def refused(response: httpx.Response, status: int, says: str) -> None:
 def test_save_erase_restore_and_the_next_prompt_reuses_the_restored_tokens(server, folder):
     first = ok(server, "/completion", GREEDY | {"prompt": PROMPT, "n_predict": 4})
     held = first["tokens_evaluated"] + first["tokens_predicted"] - 1  # (the last token sampled is not evaluated)
-    saved = action(server, 0, "save", {"filename": "story.bin"}).json()
+    saved = slot_action(server, 0, "save", {"filename": "story.bin"}).json()
     assert saved["id_slot"] == 0 and saved["filename"] == "story.bin" and saved["n_saved"] == held, saved
     assert saved["n_written"] == os.path.getsize(folder / "story.bin") > 0
     assert saved["timings"]["save_ms"] >= 0
     assert [f for f in os.listdir(folder) if f != "story.bin"] == []  # (no temporary file left)
 
-    assert action(server, 0, "erase").json() == {"id_slot": 0, "n_erased": held}
+    assert slot_action(server, 0, "erase").json() == {"id_slot": 0, "n_erased": held}
     follow = GREEDY | {"prompt": PROMPT + " named", "n_predict": 4}
     cold = ok(server, "/completion", follow)
     assert cold["timings"]["cache_n"] == 0, cold["timings"]  # erased: the whole prompt evaluated
 
-    assert action(server, 0, "erase").json()["n_erased"] > 0
-    restored = action(server, 0, "restore", {"filename": "story.bin"}).json()
+    assert slot_action(server, 0, "erase").json()["n_erased"] > 0
+    restored = slot_action(server, 0, "restore", {"filename": "story.bin"}).json()
     assert restored == {"id_slot": 0, "filename": "story.bin", "n_restored": held, "n_read": saved["n_written"],
                         "timings": {"restore_ms": restored["timings"]["restore_ms"]}}
     warm = ok(server, "/completion", follow)
@@ -98,7 +83,7 @@ def test_save_erase_restore_and_the_next_prompt_reuses_the_restored_tokens(serve
 def test_bad_slot_actions_are_400_in_llama_servers_shape(server, folder, id_slot, name, body, says):
     (folder / "junk.bin").write_bytes(b"not a slot file" * 8)
     (folder / "sub.bin").mkdir(exist_ok=True)
-    refused(action(server, id_slot, name, body), 400, says)
+    refused(slot_action(server, id_slot, name, body), 400, says)
     assert not (folder.parent / "out.bin").exists()
 
 
@@ -106,19 +91,19 @@ def test_a_link_out_of_the_folder_is_no_slot_file(server, folder, tmp_path):
     outside = tmp_path / "outside.bin"
     outside.write_bytes(b"x")
     (folder / "link.bin").symlink_to(outside)
-    refused(action(server, 0, "restore", {"filename": "link.bin"}), 400, "Invalid filename")
+    refused(slot_action(server, 0, "restore", {"filename": "link.bin"}), 400, "Invalid filename")
 
 
 def test_without_slot_save_path_the_actions_are_refused_as_llama_server_does(tmp_path, stories_path):
     srv = start_server(tmp_path, [stories_path], n_parallel=1)
     try:
         for name in ("save", "restore", "erase"):
-            refused(action(srv, 0, name, {"filename": "a.bin"}), 501, "Start it with `--slot-save-path`")
-            assert action(srv, 0, name).json()["error"]["type"] == "not_supported_error"
+            refused(slot_action(srv, 0, name, {"filename": "a.bin"}), 501, "Start it with `--slot-save-path`")
+            assert slot_action(srv, 0, name).json()["error"]["type"] == "not_supported_error"
         assert httpx.get(srv.base_url + "/slots", timeout=120).status_code == 200
         # (no slot id, no action: the request's own 400 first)
-        refused(action(srv, "x", "erase"), 400, "Invalid slot ID")
-        refused(action(srv, 0, "zap"), 400, "Invalid action")
+        refused(slot_action(srv, "x", "erase"), 400, "Invalid slot ID")
+        refused(slot_action(srv, 0, "zap"), 400, "Invalid action")
     finally:
         srv.stop()
 
@@ -306,16 +291,16 @@ def test_the_bodys_model_picks_the_model_as_llama_servers_router_reads_it(tmp_pa
                        default_model="stories260K")
     try:
         ok(srv, "/completion", {"model": "llama-2-tiny-random", "prompt": "Hello", "n_predict": 2})
-        saved = action(srv, 0, "save", {"filename": "tiny.bin", "model": "llama-2-tiny-random"})
+        saved = slot_action(srv, 0, "save", {"filename": "tiny.bin", "model": "llama-2-tiny-random"})
         assert saved.status_code == 200 and saved.json()["n_saved"] > 0, saved.text
-        assert action(srv, 0, "restore", {"filename": "tiny.bin", "model": "llama-2-tiny-random"}).status_code == 200
-        refused(action(srv, 0, "restore", {"filename": "tiny.bin"}), 400, "not a slot file of this model")
+        assert slot_action(srv, 0, "restore", {"filename": "tiny.bin", "model": "llama-2-tiny-random"}).status_code == 200
+        refused(slot_action(srv, 0, "restore", {"filename": "tiny.bin"}), 400, "not a slot file of this model")
         erased = httpx.post(f"{srv.base_url}/slots/0?action=erase", json={"model": "llama-2-tiny-random"}, timeout=120)
         assert erased.json()["n_erased"] == saved.json()["n_saved"], erased.text
         both = httpx.post(f"{srv.base_url}/slots/0?action=erase&model=stories260K",
                           json={"model": "llama-2-tiny-random"}, timeout=120)
         refused(both, 400, "give one")
-        refused(action(srv, 0, "erase", {"model": 5}), 400, "model")
+        refused(slot_action(srv, 0, "erase", {"model": 5}), 400, "model")
     finally:
         srv.stop()
 
