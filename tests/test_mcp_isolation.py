@@ -13,7 +13,6 @@ import pytest
 from api_helpers import Client, running
 from jan.core import ExtensionManager, McpHost, ToolRegistry
 from jan.extensions.mcp import McpHostExtension, edit_config
-from jan.testing.gguf_models import write_qwen3_tool_model
 from mcp_helpers import notes_folder, stdio_entry, write_mcp_config
 from run_helpers import wait_for_run
 
@@ -43,15 +42,14 @@ def held(tmp_path, monkeypatch):
     gate.touch()  # lets the held server go, whatever happened
 
 
-async def test_a_server_hung_in_its_handshake_holds_up_no_other(tmp_path, held, vocab_dir, monkeypatch):
+async def test_a_server_hung_in_its_handshake_holds_up_no_other(tmp_path, held, tool_model, monkeypatch):
     import jan.extensions.mcp.extension as mcp_extension
 
     monkeypatch.setattr(mcp_extension, "LIST_WAIT", 2.0)  # GET /v1/tools gives up on the held server sooner
     entry, gate = held
-    model = write_qwen3_tool_model(tmp_path / "qwen3-tools.gguf")
     data = tmp_path / "data"
     write_mcp_config(data, {"notes": stdio_entry(notes_folder(tmp_path)), "held": entry})
-    with running(data, model, n_ctx=2048) as srv:
+    with running(data, tool_model, n_ctx=2048) as srv:
         async with Client(srv.base_url) as api:
             assert (await api.ok("GET", "/v1/mcp/servers/notes"))["state"] == "running"
             # GET /v1/tools starts the held server too; it lists the notes server's tools while that one hangs

@@ -26,14 +26,12 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
-async def test_a_stdio_server_busy_in_a_call_dies_with_a_killed_jan(tmp_path, vocab_dir):
-    from jan.testing.gguf_models import write_qwen3_tool_model
+async def test_a_stdio_server_busy_in_a_call_dies_with_a_killed_jan(tmp_path, tool_model):
 
-    model = write_qwen3_tool_model(tmp_path / "qwen3-tools.gguf")
     data = tmp_path / "data"
     root = notes_folder(tmp_path)
     write_mcp_config(data, {"notes": stdio_entry(root)})
-    with ServerProcess(data, model, n_ctx=2048) as proc:
+    with ServerProcess(data, tool_model, n_ctx=2048) as proc:
         async with Client(proc.base_url) as api:
             assistant = await api.ok("POST", "/v1/assistants", {"model": "qwen3-tools", "tools": [
                 {"type": "mcp", "server_label": "notes", "allowed_tools": ["wait_for_go"], "require_approval": "never"}]})

@@ -263,18 +263,16 @@ async def test_a_start_that_times_out_leaves_no_unretrieved_failure(tmp_path, mo
         await manager.stop()
 
 
-async def test_a_tool_whose_schema_cannot_be_used_is_left_out_of_runs_not_failing_them(tmp_path, vocab_dir):
+async def test_a_tool_whose_schema_cannot_be_used_is_left_out_of_runs_not_failing_them(tmp_path, tool_model):
     """``badref``'s and ``nothing``'s schemas make no grammar: a run offering the whole server failed
     (``invalid_prompt``) for them, every run. They are left out and told in its warnings; the others are offered."""
     from api_helpers import Client, running
-    from jan.testing.gguf_models import write_qwen3_tool_model
     from mcp_helpers import forced_call, tool_thread
     from run_helpers import run_to_end
 
-    model = write_qwen3_tool_model(tmp_path / "qwen3-tools.gguf")
     data = tmp_path / "data"
     write_mcp_config(data, {"wild": wild_entry()})
-    with running(data, model, n_ctx=4096) as srv:
+    with running(data, tool_model, n_ctx=4096) as srv:
         async with Client(srv.base_url) as api:
             tid = await tool_thread(api, [{"type": "mcp", "server_label": "wild", "require_approval": "never"}])
             run = await run_to_end(api, f"/v1/threads/{tid}/runs", forced_call("wild__a_b"))

@@ -47,15 +47,13 @@ def _counts(usage: dict) -> dict:
     return {k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
 
 
-async def test_sigterm_inside_tool_calls_leaves_the_runs_as_a_crash_would(tmp_path, vocab_dir):
-    from jan.testing.gguf_models import write_qwen3_tool_model
+async def test_sigterm_inside_tool_calls_leaves_the_runs_as_a_crash_would(tmp_path, tool_model):
     from mcp_helpers import notes_folder, stdio_entry, write_mcp_config
 
-    model = write_qwen3_tool_model(tmp_path / "qwen3-tools.gguf")
     data = tmp_path / "data"
     auto_root, asked_root = notes_folder(tmp_path / "auto"), notes_folder(tmp_path / "asked")
     write_mcp_config(data, {"notes": stdio_entry(auto_root), "other": stdio_entry(asked_root)})
-    with ServerProcess(data, model, n_ctx=2048) as proc:
+    with ServerProcess(data, tool_model, n_ctx=2048) as proc:
         async with Client(proc.base_url) as api:
             # waiting for approval when jan stops
             wait_tid = await tool_thread(api, [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"]}])
@@ -92,7 +90,7 @@ async def test_sigterm_inside_tool_calls_leaves_the_runs_as_a_crash_would(tmp_pa
     assert told[-2:] == ["error", "done"], told  # the submit's stream was told why it ended
     assert "thread.run.step.completed" not in told
 
-    with ServerProcess(data, model, n_ctx=2048) as proc:
+    with ServerProcess(data, tool_model, n_ctx=2048) as proc:
         async with Client(proc.base_url) as api:
             # waiting for approval: still waits, as it did
             still = await api.ok("GET", f"/v1/threads/{wait_tid}/runs/{waiting['id']}")

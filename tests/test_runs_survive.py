@@ -187,18 +187,16 @@ async def _steps(api: Client, tid: str, run_id: str) -> list[dict]:
 
 
 
-async def test_tool_runs_survive_sigkill(tmp_path, vocab_dir):
+async def test_tool_runs_survive_sigkill(tmp_path, tool_model):
     """SIGKILL with one run waiting for approval and another inside a tool call: after the restart the first still
     waits (and approving it completes it); the second is ``interrupted``, and resume runs the call it was in,
     then the model answers — the calling turn is not written twice."""
-    from jan.testing.gguf_models import write_qwen3_tool_model
     from mcp_helpers import notes_folder, stdio_entry, write_mcp_config
 
-    model = write_qwen3_tool_model(tmp_path / "qwen3-tools.gguf")
     data = tmp_path / "data"
     root = notes_folder(tmp_path)
     write_mcp_config(data, {"notes": stdio_entry(root)})
-    with ServerProcess(data, model, n_ctx=2048) as proc:
+    with ServerProcess(data, tool_model, n_ctx=2048) as proc:
         async with Client(proc.base_url) as api:
             ask_tid = await tool_thread(api, [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"]}])
             asked = await run_to_end(api, f"/v1/threads/{ask_tid}/runs", forced_call("notes__list_notes"))
@@ -217,7 +215,7 @@ async def test_tool_runs_survive_sigkill(tmp_path, vocab_dir):
             assert [(s["type"], s["status"]) for s in inside] == [("tool_calls", "in_progress")]
         proc.kill()
 
-    with ServerProcess(data, model, n_ctx=2048) as proc:
+    with ServerProcess(data, tool_model, n_ctx=2048) as proc:
         async with Client(proc.base_url) as api:
             # still waiting, the earlier process's run holds its thread (found from its record, asked first thing)
             got, err = await api.post(f"/v1/threads/{ask_tid}/runs", forced_call("notes__list_notes"))
