@@ -260,26 +260,66 @@ def test_golden_streams_on_the_server(server):
     ]
 
 
-def test_think_puts_the_thinking_in_message_thinking(server, client):
-    """``think`` switches the template's thinking; what the model thinks comes back as ``message.thinking``
-    (streamed and whole alike), the answer as ``content``. A 4-token thinking budget in the model's settings
-    makes the engine close the thinking block of this random model."""
+THINK = {"model": "qwq-tiny", "messages": [{"role": "user", "content": "Hi"}],
+         "options": {"temperature": 0, "num_predict": 12}}
+
+
+def _budget_of_4(server) -> None:
+    """A 4-token thinking budget in the model's settings: the engine closes the thinking block of this random model."""
     status = httpx.patch(server.base_url + "/v1/models/qwq-tiny", json={"settings": {"reasoning_budget": 4}})
     assert status.status_code == 200, status.text
-    kwargs = dict(model="qwq-tiny", messages=[{"role": "user", "content": "Hi"}],
-                  options={"temperature": 0, "num_predict": 12})
-    whole = client.chat(**kwargs, think=True)
-    assert whole.message.thinking and whole.message.content
-    assert "<think>" not in whole.message.content and "</think>" not in whole.message.content
-    pieces = list(client.chat(**kwargs, think=True, stream=True))
+
+
+def _check_thinking_stream(pieces: list, whole) -> None:
+    """The streamed lines tell what the whole answer does: its thinking, then its answer. The line where the answer
+    begins may end the thinking too (as Ollama's own lines may: it sets a chunk's ``thinking`` and ``content``
+    from the same piece of output): tokens the engine had ready together, which a busy machine reads at once."""
     assert "".join(p.message.thinking or "" for p in pieces) == whole.message.thinking
     assert "".join(p.message.content for p in pieces) == whole.message.content
     first_content = next(i for i, p in enumerate(pieces) if p.message.content)
-    assert not any(p.message.thinking for p in pieces[first_content:])  # the thinking first, then the answer
-    off = client.chat(**kwargs, think=False)
+    assert not any(p.message.thinking for p in pieces[first_content + 1:])  # no thinking after the answer began
+
+
+def test_think_puts_the_thinking_in_message_thinking(server, client):
+    """``think`` switches the template's thinking; what the model thinks comes back as ``message.thinking``
+    (streamed and whole alike), the answer as ``content``."""
+    _budget_of_4(server)
+    whole = client.chat(**THINK, think=True)
+    assert whole.message.thinking and whole.message.content
+    assert "<think>" not in whole.message.content and "</think>" not in whole.message.content
+    _check_thinking_stream(list(client.chat(**THINK, think=True, stream=True)), whole)
+    off = client.chat(**THINK, think=False)
     assert not off.message.thinking and off.message.content
     generated = client.generate(model="qwq-tiny", prompt="Hi", think=True, options={"temperature": 0, "num_predict": 12})
     assert generated.thinking == whole.message.thinking and generated.response == whole.message.content
+
+
+@pytest.fixture
+def loop_behind_the_engine(monkeypatch):
+    """The server's first read of each engine request waits for its whole output (which then comes as one piece):
+    what a loop that falls behind the engine reads, as on a busy machine, where the pieces a stream's lines
+    carry are the tokens the engine had ready together."""
+    from jan.engine.request import Request
+
+    read = Request.__anext__
+
+    async def behind(self):
+        if not self._done:
+            self._accept(self._native.wait_final(120.0, self._logprobs))  # (blocks the loop, as a busy one is)
+        return await read(self)
+
+    monkeypatch.setattr(Request, "__anext__", behind)
+
+
+def test_think_streamed_in_one_piece_puts_the_end_of_the_thinking_and_the_answer_in_one_line(server, client,
+                                                                                              loop_behind_the_engine):
+    """A piece of output that ends the thinking and begins the answer is one line with both ``thinking`` and
+    ``content``, as Ollama sends it; the test above failed on a busy machine for expecting a line to hold one."""
+    _budget_of_4(server)
+    whole = client.chat(**THINK, think=True)
+    pieces = list(client.chat(**THINK, think=True, stream=True))
+    _check_thinking_stream(pieces, whole)
+    assert pieces[0].message.thinking == whole.message.thinking and pieces[0].message.content == whole.message.content
 
 
 # -- embeddings ----------------------------------------------------------------------------------------
