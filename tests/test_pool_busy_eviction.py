@@ -157,7 +157,7 @@ def test_a_model_handed_out_for_a_request_is_held_until_that_request_is_in_and_d
         assert pool.reap_idle() == [] and pool.loaded() == ["b"]
 
 
-def _completion(base_url: str, model: str, max_tokens: int) -> dict:
+def _completion(base_url: str, model: str, max_tokens: int = 8) -> dict:
     resp = httpx.post(f"{base_url}/v1/completions", timeout=GENEROUS_S,
                       json={"model": model, "prompt": PROMPT, "max_tokens": max_tokens, "temperature": 0,
                             "ignore_eos": True})

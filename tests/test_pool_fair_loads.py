@@ -22,7 +22,7 @@ from jan.errors import ModelNotFoundError
 from jan.server.keys import MANAGER
 
 from server_helpers import start_server
-from test_pool_busy_eviction import _in_thread, _joined
+from test_pool_busy_eviction import _completion, _in_thread, _joined
 
 PROMPT = "Once upon a time"
 GENEROUS_S = 300  # bounds for joins and waits: a busy 2-core machine, never a pacing
@@ -165,14 +165,6 @@ def test_a_load_that_gives_up_lets_the_model_it_marked_serve_again(stories_path,
         assert pool.get("a", claim=True) is a  # no load waits now: A takes requests again
         _short(a)
         _short(a)
-
-
-def _completion(base_url: str, model: str, max_tokens: int = 8) -> dict:
-    resp = httpx.post(f"{base_url}/v1/completions", timeout=GENEROUS_S,
-                      json={"model": model, "prompt": PROMPT, "max_tokens": max_tokens, "temperature": 0,
-                            "ignore_eos": True})
-    assert resp.status_code == 200, resp.text
-    return resp.json()
 
 
 def test_server_queues_a_request_for_the_model_on_its_way_out_behind_the_waiting_load(tmp_path, stories_path,
