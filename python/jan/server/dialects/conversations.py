@@ -23,7 +23,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from jan.server.dialects.responses import (InputItem, MessageItem, _call_item, _custom_call_item,
                                            _message_item, _reasoning_item, _Wire, custom_input)
-from jan.server.dialects.responses_store import KeptTurn, _data_url, to_thread_message
+from jan.server.dialects.responses_store import ITEM_PREFIXES, KeptTurn, _data_url, to_thread_message
 from jan.server.schemas import Metadata
 from jan.services import types as typed
 from jan.services.errors import RequestError
@@ -162,6 +162,11 @@ def kept_turns(items: list[dict[str, Any]], turns: list[typed.ChatMessage],
     # (a reasoning item with no text the turn can keep, another server's encrypted_content alone, is kept as sent)
     sources = [[i for i in indices if turn.reasoning or items[i].get("type") != "reasoning"]
                for turn, indices in zip(turns, sources)]
+    # an MCP call is kept as the item it is (listed in its own shape, read again as its call and result:
+    # kept_item_turns), not as the two turns the model reads of it, which would list as a function call and output
+    calls = [any(items[i].get("type") == "mcp_call" for i in indices) for indices in sources]
+    turns = [turn for turn, call in zip(turns, calls) if not call]
+    sources = [indices for indices, call in zip(sources, calls) if not call]
     in_turns = {i for indices in sources for i in indices}
     alone = [i for i in range(len(items)) if i not in in_turns]
     out: list[KeptTurn] = []
@@ -254,7 +259,7 @@ def alone_items(message_id: str, item: dict[str, Any]) -> list[tuple[dict[str, A
     is kept; its id, or one made from the message's where it has none that can be an item's."""
     item_id = item.get("id")
     if not (isinstance(item_id, str) and valid_item_id(item_id)):
-        item_id = f"{'rs' if item.get('type') == 'reasoning' else 'ws'}_{_tail(message_id)}"
+        item_id = f"{ITEM_PREFIXES.get(item.get('type'), 'ws')}_{_tail(message_id)}"
     return [({**item, "id": item_id}, ItemRef(message_id, "item"))]
 
 

@@ -31,10 +31,15 @@ def _previous_items(previous: Any, kind: str) -> list[dict[str, Any]]:
     return [i for i in output or () if isinstance(i, dict) and i.get("type") == kind]
 
 
-def server_uses(body: wire.ResponsesRequest, allows_url: Any, previous: Any) -> list[McpServerUse]:
-    """The MCP servers of ``body.tools``; ``allows_url(url)``: whether the server may connect to ``url``."""
+def server_uses(body: wire._Prompt, allows_url: Any, context: list[dict[str, Any]]) -> list[McpServerUse]:
+    """The MCP servers of ``body.tools``; ``allows_url(url)``: whether the server may connect to ``url``;
+    ``context``: the stored items the response reads before its input (the responses ``previous_response_id``
+    continues, a conversation's), whose ``mcp_list_tools`` are not made again (OpenAI's: "as long as the
+    mcp_list_tools item is present in the context", the server is not listed again), nor are those of the input."""
     uses: list[McpServerUse] = []
-    listed = {i.get("server_label"): i for i in _previous_items(previous, "mcp_list_tools") if not i.get("error")}
+    listed = {i.get("server_label"): i for i in context
+              if isinstance(i, dict) and i.get("type") == "mcp_list_tools" and isinstance(i.get("tools"), list)
+              and not i.get("error")}
     for item in body.input if isinstance(body.input, list) else ():  # (sent back by a client that keeps its items)
         if not isinstance(item, wire.McpItem) or item.type != "mcp_list_tools":
             continue

@@ -323,7 +323,8 @@ async def _mcp_session(request: web.Request, prepared: PreparedResponse) -> Any:
     from jan.server.dialects import responses_mcp
     from jan.services import mcp_use
 
-    uses = responses_mcp.server_uses(body, request.app[MEDIA_FETCHER].allowlist.allows_url, prepared.previous)
+    context = await _context_items(request.app, prepared.previous, prepared.conversation)
+    uses = responses_mcp.server_uses(body, request.app[MEDIA_FETCHER].allowlist.allows_url, context)
     approved = responses_mcp.approvals(body, prepared.previous, uses)
     # (a client gone while the servers are reached: the handler is cancelled, and prepare closes what it opened)
     session = await mcp_use.prepare(uses, ToolRegistry(request.app[MANAGER]), approved)
@@ -333,6 +334,23 @@ async def _mcp_session(request: web.Request, prepared: PreparedResponse) -> Any:
         await session.close()
         raise
     return session
+
+
+async def _context_items(app: web.Application, previous: StoredResponse | None,
+                         conversation: str | None) -> list[dict[str, Any]]:
+    """The stored items a response reads before its input: those of the responses ``previous_response_id``
+    continues (their input items and outputs) or of its conversation (where a server's ``mcp_list_tools`` says it
+    was listed for this conversation)."""
+    items: list[dict[str, Any]] = []
+    if previous is not None:
+        output = previous.response.get("output")
+        items += [*await listed_input_items(app, previous), *(output if isinstance(output, list) else ())]
+    if conversation is not None:
+        from jan.server.dialects.conversations_store import ConversationStore
+
+        with contextlib.suppress(NotFoundError):  # (deleted meanwhile: the response fails on adding its items)
+            items += await ConversationStore(app[STORE]).items(conversation, images=False)
+    return items
 
 
 async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) -> web.StreamResponse:
