@@ -7,6 +7,7 @@ definitions. The same tiny tool-calling model and FastMCP notes server as ``test
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,32 @@ async def test_mcp_items_added_to_a_conversation(server, notes_url):  # noqa: F8
         # (the calls added and the one the last response made: the same prompt as the items sent back)
         assert counted["usage"]["input_tokens"] == await _tokens(api, tools, [QUESTION, listing, call, AGAIN,
                                                                               *resp["output"], AGAIN])
+
+
+# -- an approved call whose result overflows the context -----------------------------------------------------------
+async def test_an_approved_call_that_ran_is_said_when_its_result_overflows(server, hang_url):  # noqa: F811
+    async with Client(server.base_url) as api:
+        tools = [mcp_tool(hang_url, server_label="flood", require_approval="always")]
+        request = {"type": "mcp_approval_request", "id": "mcpr_flood", "server_label": "flood", "name": "flood",
+                   "arguments": '{"chars": 50000000}'}
+        for stream in (False, True):
+            status, err = await api.post("/v1/responses", body(tools, store=False, tool_choice="none", stream=stream,
+                                                               input=[{"role": "user", "content": "x"}, request, {
+                                                                   "type": "mcp_approval_response", "approve": True,
+                                                                   "approval_request_id": "mcpr_flood"}]))
+            assert status == 400 and err["error"]["code"] == "context_length_exceeded", err
+            message = err["error"]["message"]
+            assert "context" in message and "mcpr_flood" in message and "'flood'" in message and "ran" in message, \
+                message
+        # a background response (answered before its prompt is made) fails with the call in its output
+        started = await api.ok("POST", "/v1/responses", body(tools, background=True, tool_choice="none", input=[
+            {"role": "user", "content": "x"}, request,
+            {"type": "mcp_approval_response", "approve": True, "approval_request_id": "mcpr_flood"}]))
+        for _ in range(1200):
+            done = await api.ok("GET", f"/v1/responses/{started['id']}")
+            if done["status"] not in ("queued", "in_progress"):
+                break
+            await asyncio.sleep(0.1)
+        assert done["status"] == "failed" and "context" in done["error"]["message"], done
+        call = next(i for i in done["output"] if i["type"] == "mcp_call")
+        assert call["approval_request_id"] == "mcpr_flood" and call["output"], {**call, "output": "..."}

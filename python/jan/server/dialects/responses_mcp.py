@@ -14,7 +14,7 @@ from typing import Any
 
 from jan.server.dialects import responses as wire
 from jan.services.errors import RequestError
-from jan.services.mcp_use import ApprovedCall, McpListed, McpServerUse, McpSession, forced
+from jan.services.mcp_use import ApprovedCall, McpCallDone, McpListed, McpServerUse, McpSession, forced
 from jan.services.types import ChatRequest
 
 
@@ -110,6 +110,20 @@ def approvals(body: wire.ResponsesRequest, previous: Any, uses: list[McpServerUs
         out.append(ApprovedCall(request["id"], request["server_label"], request.get("name", ""),
                                 request.get("arguments") or "{}", item.approve, item.reason))
     return out
+
+
+def calls_run(session: McpSession) -> str:
+    """What a refusal of the request says once the calls its input approved have run (a result that overflows the
+    context is only found when the prompt is made, after the call): which ran, by the ``approval_request_id`` that
+    approved it, so that the client does not approve (and run) one again unknowingly; "" for none run."""
+    done = [e for e in session.events if isinstance(e, McpCallDone)]
+    if not done:
+        return ""
+    said = "; ".join(f"'{e.name}' of server '{e.server_label}' (approval_request_id '{e.id}', "
+                     + (f"failed: {e.error[:200]}" if e.error is not None else f"its result {len(e.output or '')} "
+                        "characters") + ")" for e in done)
+    return (f"The MCP calls the input approved ran before this was found, and their results are kept nowhere: "
+            f"{said}. Approving them again runs them again.")
 
 
 def _listing_failed(session: McpSession, label: str | None = None) -> bool:

@@ -21,14 +21,14 @@ from typing import Any
 from aiohttp import web
 
 from jan.core import ConversationalExtension, NotFoundError
-from jan.errors import MediaError, not_found_message
+from jan.errors import ContextOverflowError, MediaError, not_found_message
 from jan.templates.grammar import GrammarError
 from jan.server.disconnect import unless_disconnected
 from jan.server.document_inputs import read_body_documents
 from jan.server.dialects import responses as wire
 from jan.server.dialects.responses_run import STREAM_KEPT_S, InConversation, ResponseRun
 from jan.server.dialects.responses_store import StoredResponse
-from jan.server.errors import APIError, prompt_param, to_api_error
+from jan.server.errors import APIError, context_error, prompt_param, to_api_error
 from jan.server.item_lists import check_include, item_page, read_page_query
 from jan.server.jsonio import json_response_built
 from jan.server.keys import MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
@@ -230,6 +230,7 @@ class PreparedResponse:
     history_ids: list[str]  # the ids of the conversation's items read (none without one)
     inputs: list[ChatMessage]  # the turns ``input`` made (documents read as text: what a stored one keeps)
     chat_request: ChatRequest
+    started: bool = False  # its run has started (a failure is then the response's)
 
     def named(self, exc: BaseException) -> BaseException:
         """Media or a schema refused: said of the Responses field that carried it."""
@@ -304,9 +305,26 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     mcp = await _mcp_session(request, prepared)
     try:
         return await _create(request, prepared, mcp)
+    except Exception as exc:
+        if mcp is None or prepared.started:
+            raise
+        raise _with_calls_run(exc, prepared, mcp) from None
     finally:
         if mcp is not None and not mcp.handed_over:  # (refused or failed before its run began: the run closes it)
             await mcp.close()
+
+
+def _with_calls_run(exc: Exception, prepared: PreparedResponse, mcp: Any) -> Exception:
+    """A refusal of a response that was not made, after the MCP calls its input approved ran (their result
+    overflowed the context): the error says which ran (``responses_mcp.calls_run``)."""
+    from jan.server.dialects import responses_mcp
+
+    ran = responses_mcp.calls_run(mcp)
+    if not ran:
+        return exc
+    err = context_error(exc, "input") if isinstance(exc, ContextOverflowError) else to_api_error(prepared.named(exc))
+    return APIError(err.status, f"{err.message.rstrip('.')}. {ran}", type=err.type, param=err.param, code=err.code,
+                    headers=err.headers, details=err.details)
 
 
 async def _mcp_session(request: web.Request, prepared: PreparedResponse) -> Any:
@@ -403,6 +421,7 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
             leases.release(run.id)
 
     run.start(on_done=done)
+    prepared.started = True  # (what goes wrong from here is the response's: said in it)
     if body.stream:
         return await relay(request, _events(run, body.background), _error_event(run))
     if body.background:
