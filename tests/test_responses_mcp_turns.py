@@ -14,7 +14,8 @@ import pytest
 from api_helpers import Client, running
 
 from mcp_helpers import free_port, notes_folder, stdio_entry, write_mcp_config
-from test_responses_mcp import LISTED, body, hang_url, kinds, mcp_tool, notes_url, tool_model  # noqa: F401
+from test_responses_mcp import (LISTED, body, hang_url, kinds, mcp_tasks_left, mcp_tool, notes_url,  # noqa: F401
+                                tool_model)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -177,3 +178,29 @@ async def test_an_approved_call_that_ran_is_said_when_its_result_overflows(serve
         assert done["status"] == "failed" and "context" in done["error"]["message"], done
         call = next(i for i in done["output"] if i["type"] == "mcp_call")
         assert call["approval_request_id"] == "mcpr_flood" and call["output"], {**call, "output": "..."}
+
+
+# -- input_tokens ---------------------------------------------------------------------------------------------------
+async def test_input_tokens_counts_the_mcp_tools(server, notes_url, dead_url):  # noqa: F811
+    """The count holds the MCP tools' definitions as the response's prompt does (the server listed, or the listing
+    the context holds); a server that cannot be listed adds none, as the response goes on without its tools."""
+    async with Client(server.base_url) as api:
+        tools = [mcp_tool(notes_url, require_approval="never")]
+        request = body(tools, tool_choice="none", store=False)
+        counted = await api.ok("POST", "/v1/responses/input_tokens",
+                               {k: v for k, v in request.items() if k not in ("max_output_tokens", "temperature",
+                                                                              "store")})
+        bare = await api.ok("POST", "/v1/responses/input_tokens", {"model": "qwen3-tools", "input": request["input"]})
+        made = await api.ok("POST", "/v1/responses", {**request, "max_output_tokens": 1})
+        assert counted["input_tokens"] == made["usage"]["input_tokens"] > bare["input_tokens"], (counted, made, bare)
+        assert await mcp_tasks_left(server) == []  # (the count's connection closed with it)
+
+        # a listing in the context: its tools are counted, no server reached (this one is down)
+        first = await api.ok("POST", "/v1/responses", body(tools, store=False))
+        listing = {**first["output"][0], "server_label": "gone"}
+        gone = [mcp_tool(dead_url, server_label="gone")]
+        with_listing = await api.ok("POST", "/v1/responses/input_tokens", {
+            "model": "qwen3-tools", "tools": gone, "input": [listing, QUESTION]})
+        no_listing = await api.ok("POST", "/v1/responses/input_tokens", {
+            "model": "qwen3-tools", "tools": gone, "input": [QUESTION]})
+        assert with_listing["input_tokens"] > no_listing["input_tokens"] == bare["input_tokens"]

@@ -474,11 +474,33 @@ async def count_input_tokens(request: web.Request) -> web.Response:
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
     chat_request = await body_step(wire.to_chat_request, body, history,
                                    await body_step(wire.input_messages, body.input))
+    chat_request = await _with_mcp_tools(request, body, chat_request, previous, conversation)
     try:
         counted = await _chat(request).count(chat_request)
     except MediaError as exc:  # said of the body's field, as a response request's
         raise wire.media_error(exc, body, len(history)) from None
     return web.json_response({"object": "response.input_tokens", "input_tokens": counted})
+
+
+async def _with_mcp_tools(request: web.Request, body: wire.InputTokensRequest, chat_request: ChatRequest,
+                          previous: StoredResponse | None, conversation: str | None) -> ChatRequest:
+    """``chat_request`` offering the tools of the body's ``mcp`` tools as the response's prompt would: the tools of
+    the listing its context (or input) holds of a server, else of the server listed now (bounded, as a response's;
+    one that cannot be listed offers none, as a response goes on without it). No call runs: the results of the
+    calls the input approves are not counted (they are known only once the response runs them)."""
+    if not any(isinstance(t, wire.McpTool) for t in body.tools or ()):
+        return chat_request
+    from jan.core import ToolRegistry
+    from jan.server.dialects import responses_mcp
+    from jan.services import mcp_use
+
+    context = await _context_items(request.app, previous, conversation)
+    uses = responses_mcp.server_uses(body, request.app[MEDIA_FETCHER].allowlist.allows_url, context)
+    session = await mcp_use.prepare(uses, ToolRegistry(request.app[MANAGER]), offered_only=True)
+    try:
+        return responses_mcp.with_tools(body, chat_request, session)
+    finally:
+        await session.close()
 
 
 def _query_bool(request: web.Request, name: str) -> bool:
