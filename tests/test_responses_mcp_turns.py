@@ -151,6 +151,43 @@ async def test_mcp_items_added_to_a_conversation(server, notes_url):  # noqa: F8
                                                                               *resp["output"], AGAIN])
 
 
+async def test_an_approval_in_a_conversation_and_none_answered_twice(server, notes_url):  # noqa: F811
+    """A conversation's mcp_approval_request is answered by the next response made in it (it has no
+    previous_response_id: the request was "no mcp_approval_request of the previous response"); a request answered
+    already, there, down a chain or twice in one input, is a 400: its call is not run again."""
+    async with Client(server.base_url) as api:
+        tools = [mcp_tool(notes_url)]
+        conv = await api.ok("POST", "/v1/conversations", {})
+        asked = await api.ok("POST", "/v1/responses", body(tools, conversation=conv["id"]))
+        request = asked["output"][-1]
+        assert request["type"] == "mcp_approval_request", asked["output"]
+        approval = {"type": "mcp_approval_response", "approve": True, "approval_request_id": request["id"]}
+        ran = await api.ok("POST", "/v1/responses", body(tools, conversation=conv["id"], input=[approval],
+                                                         tool_choice="none", max_output_tokens=3))
+        assert ran["output"][0]["type"] == "mcp_call" and ran["output"][0]["output"] == LISTED, ran["output"]
+        assert ran["output"][0]["approval_request_id"] == request["id"]
+        items = (await api.ok("GET", f"/v1/conversations/{conv['id']}/items?order=asc"))["data"]
+        assert [i["type"] for i in items][:4] == ["message", "mcp_list_tools", "mcp_approval_request",
+                                                  "mcp_approval_response"], items
+        status, err = await api.post("/v1/responses", body(tools, conversation=conv["id"], input=[approval]))
+        assert status == 400 and err["error"]["param"] == "input[0].approval_request_id", err
+        assert "answered already" in err["error"]["message"]
+
+        # down a chain: the request of the first response, answered by the second, answered again by the third
+        asked = await api.ok("POST", "/v1/responses", body(tools))
+        approval = {"type": "mcp_approval_response", "approve": False,
+                    "approval_request_id": asked["output"][-1]["id"]}
+        denied = await api.ok("POST", "/v1/responses", body(tools, previous_response_id=asked["id"], input=[approval],
+                                                            tool_choice="none", max_output_tokens=3))
+        status, err = await api.post("/v1/responses", body(tools, previous_response_id=denied["id"],
+                                                           input=[{**approval, "approve": True}]))
+        assert status == 400 and "answered already" in err["error"]["message"], err
+        # twice in one input
+        status, err = await api.post("/v1/responses", body(tools, previous_response_id=asked["id"],
+                                                           input=[approval, approval]))
+        assert status == 400 and err["error"]["param"] == "input[1].approval_request_id", err
+
+
 # -- an approved call whose result overflows the context -----------------------------------------------------------
 async def test_an_approved_call_that_ran_is_said_when_its_result_overflows(server, hang_url):  # noqa: F811
     async with Client(server.base_url) as api:

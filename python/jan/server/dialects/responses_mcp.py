@@ -2,8 +2,8 @@
 
 Wire shapes only: which servers a request names (:func:`server_uses`: a ``server_url`` only where
 ``--allow-media-from`` allows it, as a media URL, else a 400 naming the field), the approvals its input answers
-(:func:`approvals`: ``mcp_approval_response`` items, each of an ``mcp_approval_request`` of the previous
-response or sent back in the input) and the chat request the servers' tools join (:func:`with_tools`). The service connects, lists, runs
+(:func:`approvals`: ``mcp_approval_response`` items, each of an ``mcp_approval_request`` of the response's context
+— the chain ``previous_response_id`` continues, its conversation — or sent back in the input, none answered twice) and the chat request the servers' tools join (:func:`with_tools`). The service connects, lists, runs
 the loop and closes.
 """
 
@@ -24,11 +24,6 @@ def _names(value: Any) -> frozenset[str] | None:
     if isinstance(value, list):
         return frozenset(value)
     return frozenset(value.tool_names) if value.tool_names is not None else None
-
-
-def _previous_items(previous: Any, kind: str) -> list[dict[str, Any]]:
-    output = previous.response.get("output") if previous is not None else None
-    return [i for i in output or () if isinstance(i, dict) and i.get("type") == kind]
 
 
 def server_uses(body: wire._Prompt, allows_url: Any, context: list[dict[str, Any]]) -> list[McpServerUse]:
@@ -83,14 +78,23 @@ def server_uses(body: wire._Prompt, allows_url: Any, context: list[dict[str, Any
     return uses
 
 
-def approvals(body: wire.ResponsesRequest, previous: Any, uses: list[McpServerUse]) -> list[ApprovedCall]:
-    """The calls the input approves or denies (``mcp_approval_response``), each of the previous response's
-    ``mcp_approval_request`` items and of a server the request names again."""
-    asked = {i.get("id"): i for i in _previous_items(previous, "mcp_approval_request")}
+def approvals(body: wire.ResponsesRequest, context: list[dict[str, Any]],
+              uses: list[McpServerUse]) -> list[ApprovedCall]:
+    """The calls the input approves or denies (``mcp_approval_response``), each of an ``mcp_approval_request`` of
+    the response's ``context`` (the chain ``previous_response_id`` continues, its conversation: :func:`server_uses`)
+    or sent back in the input, and of a server the request names again. A request answered already (in the context
+    or earlier in the input: its ``mcp_approval_response``, or the ``mcp_call`` it approved) is a 400: answered
+    again, its call would run twice."""
+    asked = {i.get("id"): i for i in context if isinstance(i, dict) and i.get("type") == "mcp_approval_request"}
+    answered = {i.get("approval_request_id") for i in context
+                if isinstance(i, dict) and i.get("type") in ("mcp_approval_response", "mcp_call")}
     # a client that keeps its items (store: false, so no previous_response_id to read) sends the request back
     for item in body.input if isinstance(body.input, list) else ():
         if isinstance(item, wire.McpItem) and item.type == "mcp_approval_request" and item.id is not None:
             asked[item.id] = {"id": item.id, **(item.model_extra or {})}
+        elif isinstance(item, wire.McpItem) and item.type == "mcp_call":
+            answered.add((item.model_extra or {}).get("approval_request_id"))
+    answered.discard(None)
     labels = {u.server_label for u in uses}
     out = []
     for index, item in enumerate(body.input if isinstance(body.input, list) else ()):
@@ -102,8 +106,13 @@ def approvals(body: wire.ResponsesRequest, previous: Any, uses: list[McpServerUs
         request = asked.get(item.approval_request_id)
         if request is None:
             raise RequestError(f"{where}.approval_request_id: '{item.approval_request_id}' is no mcp_approval_request "
-                               "of the previous response (previous_response_id) nor of the input",
+                               "of the responses this one continues (previous_response_id), of its conversation, "
+                               "nor of the input", param=f"{where}.approval_request_id", code="invalid_value")
+        if item.approval_request_id in answered:
+            raise RequestError(f"{where}.approval_request_id: the mcp_approval_request '{item.approval_request_id}' "
+                               "was answered already (its call ran, or was denied): it is not run again",
                                param=f"{where}.approval_request_id", code="invalid_value")
+        answered.add(item.approval_request_id)
         if request.get("server_label") not in labels:
             raise RequestError(f"{where}: its MCP server '{request.get('server_label')}' is not in tools: give the "
                                "mcp tool again to run the call", param=where, code="invalid_value")

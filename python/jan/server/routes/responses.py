@@ -343,7 +343,7 @@ async def _mcp_session(request: web.Request, prepared: PreparedResponse) -> Any:
 
     context = await _context_items(request.app, prepared.previous, prepared.conversation)
     uses = responses_mcp.server_uses(body, request.app[MEDIA_FETCHER].allowlist.allows_url, context)
-    approved = responses_mcp.approvals(body, prepared.previous, uses)
+    approved = responses_mcp.approvals(body, context, uses)
     # (a client gone while the servers are reached: the handler is cancelled, and prepare closes what it opened)
     session = await mcp_use.prepare(uses, ToolRegistry(request.app[MANAGER]), approved)
     try:
