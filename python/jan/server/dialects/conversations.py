@@ -8,8 +8,9 @@ calls, in that order. Items sent (``items``, or a response's input and output) a
 turns by its own :func:`~jan.server.dialects.responses.input_messages`; each turn's message keeps, in
 ``metadata.item_ids``, the ids and kinds of the items it was made of (:func:`kept_turns`: a custom tool's call, a
 developer message, a document's ``input_file``), so every item is listed as it was sent, under the one id it has
-wherever it is listed; an item that is no turn (a web search call) is kept as sent in a message the model never
-reads. A message with no kept id (one of Jan's own) has ids made from its message's id, the same on every read.
+wherever it is listed; an item that is no turn (a web search call, an MCP listing or approval) is kept as sent in a
+message the model never reads, and an ``mcp_call`` is kept so too, read as its call and result
+(:func:`~jan.server.dialects.responses_store.kept_item_turns`). A message with no kept id (one of Jan's own) has ids made from its message's id, the same on every read.
 Nothing here knows HTTP.
 """
 

@@ -1306,7 +1306,8 @@ def output_turns(items: list[dict[str, Any]]) -> list[KeptTurn]:
 
 
 def output_message(items: list[dict[str, Any]]) -> typed.ChatMessage:
-    """The assistant turn the ``output`` items make (what a later ``previous_response_id`` continues)."""
+    """The assistant turn the ``output`` items make (one of the turns a later ``previous_response_id`` continues:
+    :func:`output_turns`)."""
     text, reasoning, calls = [], [], []
     for item in items:
         if item["type"] == "message":

@@ -1,10 +1,11 @@
 """The Responses API's remote MCP tools (``{"type": "mcp", ...}``), mapped to :mod:`jan.services.mcp_use`.
 
 Wire shapes only: which servers a request names (:func:`server_uses`: a ``server_url`` only where
-``--allow-media-from`` allows it, as a media URL, else a 400 naming the field), the approvals its input answers
-(:func:`approvals`: ``mcp_approval_response`` items, each of an ``mcp_approval_request`` of the response's context
-— the chain ``previous_response_id`` continues, its conversation — or sent back in the input, none answered twice) and the chat request the servers' tools join (:func:`with_tools`). The service connects, lists, runs
-the loop and closes.
+``--allow-media-from`` allows it, as a media URL, else a 400 naming the field; not listed again where the response's
+context holds the listing), the approvals its input answers (:func:`approvals`: ``mcp_approval_response`` items,
+each of an ``mcp_approval_request`` of the response's context — the chain ``previous_response_id`` continues, its
+conversation — or sent back in the input, none answered twice) and the chat request the servers' tools join
+(:func:`with_tools`). The service connects, lists, runs the loop and closes.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ with one job:
 * its conversation goes into a Jan thread through the conversation store extension, so a
   conversation an agent started shows up in the web page like any other: each input turn
   and the answer are thread messages (thinking as a ``reasoning`` content part before the text,
-  as runs save it; tool calls and the tool call a tool message answers in ``metadata``);
+  as runs save it; tool calls and the tool call a tool message answers in ``metadata``; an MCP item the
+  server made, kept as it is in a message of its own, ``metadata.item``: an ``mcp_call`` read again as
+  the call and its result, :func:`thread_turns`);
 * a small index file ``<data>/responses/<response_id>.json`` holds the ``response`` object,
   its input items (for ``input_items``), the thread and the thread's last message of that
   response: ``previous_response_id`` continues the thread from that message.
@@ -714,7 +716,8 @@ class ResponsesStore:
         await self.put(stored)
         return stored
 
-    async def complete(self, stored: StoredResponse, response: dict[str, Any], answer: list[KeptTurn]) -> StoredResponse:
+    async def complete(self, stored: StoredResponse, response: dict[str, Any],
+                       answer: list[KeptTurn]) -> StoredResponse:
         """The response finished (``response`` is its final object): its ``answer`` joins the thread (the model's
         turns and its MCP items: :func:`~jan.server.dialects.responses.output_turns`, read again by a
         ``previous_response_id`` that continues it)."""
