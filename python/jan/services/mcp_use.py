@@ -209,6 +209,33 @@ async def _configured(registry: Any, name: str) -> bool:
     return bool(servers) and name in servers
 
 
+def _listed_tools(use: McpServerUse) -> dict[str, Tool]:
+    """The tools an earlier answer's listing of ``use``'s server holds (``use.listed``), by MCP name, named as the
+    server's own are (:func:`jan.extensions.mcp.server.tool_names`), not callable: what a prompt offers of them."""
+    from jan.extensions.mcp.server import tool_names
+
+    listed = [t for t in use.listed or () if isinstance(t, dict) and isinstance(t.get("name"), str)]
+    names = tool_names(use.server_label, [t["name"] for t in listed])
+    tools: dict[str, Tool] = {}
+    for entry in listed:
+        schema = entry.get("input_schema")
+        tools[entry["name"]] = _ListedTool(names[entry["name"]], entry.get("description") or "",
+                                           schema if isinstance(schema, dict) else {"type": "object", "properties": {}})
+    return tools
+
+
+class _ListedTool(Tool):
+    """A tool of an earlier listing: offered (its definition), never called (no server is connected)."""
+
+    def __init__(self, name: str, description: str, parameters: dict[str, Any]):
+        self.name, self.description, self.parameters = name, description, parameters
+
+    async def call(self, arguments: dict[str, Any], *, timeout: float | None = None) -> Any:
+        from jan.core import ToolResult
+
+        return ToolResult.error("not connected: this tool was only offered, from an earlier listing")
+
+
 def _listing(tool: Tool) -> dict[str, Any]:
     return {"name": tool.mcp_name, "description": tool.description or None,
             "input_schema": tool.parameters, "annotations": getattr(tool, "annotations", None)}
@@ -250,13 +277,17 @@ class McpSession:
             await server.close()
 
 
-async def prepare(uses: list[McpServerUse], registry: Any, approvals: list[ApprovedCall] = ()) -> McpSession:
-    """Connect to and list the servers of ``uses`` (each bounded, concurrently), run the ``approvals`` approved."""
+async def prepare(uses: list[McpServerUse], registry: Any, approvals: list[ApprovedCall] = (), *,
+                  offered_only: bool = False) -> McpSession:
+    """Connect to and list the servers of ``uses`` (each bounded, concurrently), run the ``approvals`` approved.
+    ``offered_only``: only the tools the model is offered are wanted (a prompt counted, nothing called): a server an
+    earlier answer listed (``listed``) is not reached, its listing's tools are offered as it listed them."""
     servers = [_Server(use) for use in uses]
     session = McpSession(servers, [])
     try:
         # (all of them ended before a refusal is raised: none connects after the session closed)
-        results = await asyncio.gather(*(_connect(s, registry) for s in servers), return_exceptions=True)
+        results = await asyncio.gather(*(_connect(s, registry, offered_only) for s in servers),
+                                       return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -288,7 +319,10 @@ async def prepare(uses: list[McpServerUse], registry: Any, approvals: list[Appro
     return session
 
 
-async def _connect(server: _Server, registry: Any) -> str | None:
+async def _connect(server: _Server, registry: Any, offered_only: bool = False) -> str | None:
+    if offered_only and server.use.listed is not None:
+        server.tools = _listed_tools(server.use)
+        return None
     try:
         await asyncio.wait_for(server.connect(registry), CONNECT_TIMEOUT_S)
         return None

@@ -642,6 +642,13 @@ function renderMessages() {
   }
   for (const message of state.messages) {
     if (message.role !== "user" && message.role !== "assistant") continue;
+    const item = message.metadata?.item;
+    if (item && typeof item === "object") {
+      // an item a response kept as it is (a message the model reads no text of): an MCP call the server ran shows
+      // as the tool call it was, with its result; a tool listing, an approval or a web search is not shown
+      if (item.type === "mcp_call") ui.messages.append(mcpCallView(message, item));
+      continue;
+    }
     const view = messageView(message);
     const calls = message.metadata?.tool_calls;
     if (Array.isArray(calls) && calls.length) view.root.append(toolCallsView(calls, results));
@@ -662,6 +669,18 @@ function toolArguments(raw) {
   } catch {
     return raw;
   }
+}
+
+/** An MCP call a response ran (its kept ``mcp_call`` item) as a reply holding that one tool call and its result. */
+function mcpCallView(message, item) {
+  const view = messageView({ ...message, content: [] });
+  const error = item.error?.content?.map((part) => part?.text || "").join("\n") || item.error?.message
+    || (typeof item.error === "string" ? item.error : "");
+  const output = typeof item.output === "string" ? item.output : (error ? `Error: ${error}` : undefined);
+  const call = { id: item.id, function: { name: `${item.server_label}: ${item.name}`, arguments: item.arguments,
+    output } };
+  view.root.append(toolCallsView([call], new Map()));
+  return view.root;
 }
 
 /** Tool calls shown inline and collapsible: name, arguments, result. Tool output is text, never HTML. */

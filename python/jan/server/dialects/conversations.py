@@ -8,8 +8,9 @@ calls, in that order. Items sent (``items``, or a response's input and output) a
 turns by its own :func:`~jan.server.dialects.responses.input_messages`; each turn's message keeps, in
 ``metadata.item_ids``, the ids and kinds of the items it was made of (:func:`kept_turns`: a custom tool's call, a
 developer message, a document's ``input_file``), so every item is listed as it was sent, under the one id it has
-wherever it is listed; an item that is no turn (a web search call) is kept as sent in a message the model never
-reads. A message with no kept id (one of Jan's own) has ids made from its message's id, the same on every read.
+wherever it is listed; an item that is no turn (a web search call, an MCP listing or approval) is kept as sent in a
+message the model never reads, and an ``mcp_call`` is kept so too, read as its call and result
+(:func:`~jan.server.dialects.responses_store.kept_item_turns`). A message with no kept id (one of Jan's own) has ids made from its message's id, the same on every read.
 Nothing here knows HTTP.
 """
 
@@ -23,7 +24,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from jan.server.dialects.responses import (InputItem, MessageItem, _call_item, _custom_call_item,
                                            _message_item, _reasoning_item, _Wire, custom_input)
-from jan.server.dialects.responses_store import KeptTurn, _data_url, to_thread_message
+from jan.server.dialects.responses_store import ITEM_PREFIXES, KeptTurn, _data_url, to_thread_message
 from jan.server.schemas import Metadata
 from jan.services import types as typed
 from jan.services.errors import RequestError
@@ -162,6 +163,11 @@ def kept_turns(items: list[dict[str, Any]], turns: list[typed.ChatMessage],
     # (a reasoning item with no text the turn can keep, another server's encrypted_content alone, is kept as sent)
     sources = [[i for i in indices if turn.reasoning or items[i].get("type") != "reasoning"]
                for turn, indices in zip(turns, sources)]
+    # an MCP call is kept as the item it is (listed in its own shape, read again as its call and result:
+    # kept_item_turns), not as the two turns the model reads of it, which would list as a function call and output
+    calls = [any(items[i].get("type") == "mcp_call" for i in indices) for indices in sources]
+    turns = [turn for turn, call in zip(turns, calls) if not call]
+    sources = [indices for indices, call in zip(sources, calls) if not call]
     in_turns = {i for indices in sources for i in indices}
     alone = [i for i in range(len(items)) if i not in in_turns]
     out: list[KeptTurn] = []
@@ -254,7 +260,7 @@ def alone_items(message_id: str, item: dict[str, Any]) -> list[tuple[dict[str, A
     is kept; its id, or one made from the message's where it has none that can be an item's."""
     item_id = item.get("id")
     if not (isinstance(item_id, str) and valid_item_id(item_id)):
-        item_id = f"{'rs' if item.get('type') == 'reasoning' else 'ws'}_{_tail(message_id)}"
+        item_id = f"{ITEM_PREFIXES.get(item.get('type'), 'ws')}_{_tail(message_id)}"
     return [({**item, "id": item_id}, ItemRef(message_id, "item"))]
 
 

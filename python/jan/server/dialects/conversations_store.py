@@ -18,7 +18,7 @@ from jan.errors import not_found_message
 from jan.server.dialects.conversations import ItemRef, alone_items, conversation_object, message_items
 from jan.server.dialects.responses_store import (CONVERSATION_PREFIX, CONVERSATION_TITLE, KeptTurn, ResponsesStore,
                                                  _reid, _title, from_thread_message, is_conversation_thread, kept_item,
-                                                 thread_parts, to_thread_message)
+                                                 kept_item_turns, thread_parts, to_thread_message)
 from jan.services.types import ChatMessage
 from jan.store.ids import new_id
 
@@ -85,8 +85,8 @@ class ConversationStore:
             raise _missing(conversation_id) from None
 
     async def _read(self, conversation_id: str, *, images: bool = True,
-                    ) -> list[tuple[dict[str, Any], ChatMessage | None, list[tuple[dict[str, Any], ItemRef]]]]:
-        """Each of the thread's messages with its chat turn and its items; ``images``: read its image files (an
+                    ) -> list[tuple[dict[str, Any], list[ChatMessage], list[tuple[dict[str, Any], ItemRef]]]]:
+        """Each of the thread's messages with its chat turns and its items; ``images``: read its image files (an
         item's image part is its data), or not (ids and kinds alone)."""
         try:
             messages = await self._threads.list_messages(conversation_id, order="asc")
@@ -94,27 +94,28 @@ class ConversationStore:
             raise _missing(conversation_id) from None
         files = await self.store.images(conversation_id, messages) if images else None
 
-        def read() -> list[tuple[dict[str, Any], ChatMessage | None, list[tuple[dict[str, Any], ItemRef]]]]:
+        def read() -> list[tuple[dict[str, Any], list[ChatMessage], list[tuple[dict[str, Any], ItemRef]]]]:
             return [(message, *_items_of(message, files)) for message in messages
                     if isinstance(message.get("id"), str)]
 
         # (a long conversation's items, its images as data URLs, take a while to make: not on the event loop)
         return await asyncio.to_thread(read) if len(messages) > MANY_MESSAGES or files else read()
 
-    async def _items(self, conversation_id: str) -> list[tuple[dict[str, Any], ItemRef]]:
-        return [pair for _, _, items in await self._read(conversation_id) for pair in items]
+    async def _items(self, conversation_id: str, images: bool = True) -> list[tuple[dict[str, Any], ItemRef]]:
+        return [pair for _, _, items in await self._read(conversation_id, images=images) for pair in items]
 
-    async def items(self, conversation_id: str) -> list[dict[str, Any]]:
-        """The conversation's items, oldest first."""
+    async def items(self, conversation_id: str, *, images: bool = True) -> list[dict[str, Any]]:
+        """The conversation's items, oldest first; ``images``: with their images' data (else no image file is
+        read, and an image part of a message is left out)."""
         await self.thread(conversation_id)
-        return [item for item, _ in await self._items(conversation_id)]
+        return [item for item, _ in await self._items(conversation_id, images)]
 
     async def history(self, conversation_id: str) -> tuple[list[ChatMessage], list[str]]:
         """What a response made in the conversation reads before its input: its chat turns, and the ids of its
         items (the response's ``input_items`` list them first). :class:`NotFoundError` for no conversation."""
         await self.thread(conversation_id)
         read = await self._read(conversation_id)
-        return ([turn for _, turn, _ in read if turn is not None],
+        return ([turn for _, turns, _ in read for turn in turns],
                 [item["id"] for _, _, items in read for item, _ in items])
 
     async def item_ids(self, conversation_id: str) -> set[str]:
@@ -170,18 +171,19 @@ class ConversationStore:
 
 
 def _items_of(message: dict[str, Any], files: dict[str, Any] | None,
-              ) -> tuple[ChatMessage | None, list[tuple[dict[str, Any], ItemRef]]]:
-    """A thread message's chat turn (``None``: none) and the items it stands for (none for a message that is no
-    turn; the item it keeps as sent, for one that keeps one); ``files``: the thread's images by id."""
+              ) -> tuple[list[ChatMessage], list[tuple[dict[str, Any], ItemRef]]]:
+    """A thread message's chat turns (:func:`~jan.server.dialects.responses_store.thread_turns`) and the items it
+    stands for (none for a message that is no turn; the item it keeps as sent, for one that keeps one: an MCP
+    call's turns are its call and result); ``files``: the thread's images by id."""
     item = kept_item(message)
     if item is not None:
-        return None, alone_items(message["id"], item)
+        return kept_item_turns(item), alone_items(message["id"], item)
     turn = from_thread_message(message, files)
     if turn is None:
-        return None, []
+        return [], []
     metadata = message.get("metadata")
     stored = [raw for _, raw in thread_parts(message, files)]
-    return turn, message_items(message["id"], turn, stopped=message.get("status") == "stopped", stored=stored,
+    return [turn], message_items(message["id"], turn, stopped=message.get("status") == "stopped", stored=stored,
                                ids=metadata.get("item_ids") if isinstance(metadata, dict) else None,
                                empty_text=_sent_empty(message))
 

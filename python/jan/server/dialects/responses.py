@@ -32,6 +32,7 @@ from jan.server.schemas import (TOOL_NAME_PATTERN, StringMetadata, tool_kind_che
                                 some_content)
 
 from jan.server.dialects.unknown_fields import responses_unknown
+from jan.server.dialects.responses_store import ITEM_PREFIXES, KeptTurn, mcp_call_turns, output_item_ids
 from jan.services import types as typed
 from jan.services.errors import PrefillGrammarError, RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
@@ -233,18 +234,6 @@ def mcp_call_error(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
     return {"type": "mcp_tool_execution_error", "content": [{"type": "text", "text": text}]}
-
-
-def mcp_call_error_text(error: dict[str, Any]) -> str:
-    """The text of an ``mcp_call`` item's typed error sent back (any of OpenAI's three kinds), for the prompt."""
-    if isinstance(error.get("message"), str):
-        return error["message"]
-    content = error.get("content")
-    if isinstance(content, list):
-        texts = [part.get("text") for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)]
-        if texts:
-            return "\n".join(texts)
-    return json.dumps(content if content is not None else error, ensure_ascii=False)
 
 
 class ItemReference(_Wire):
@@ -797,23 +786,13 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
             raise ValueError(f"{name}[{i}]: the item_reference '{item.id}' was not read; send the item itself")
         if isinstance(item, McpItem) and item.type == "mcp_call":
             # an earlier answer's MCP call sent back (a client that keeps its items: store false): the model reads
-            # it as the call it made and its result, as it did then
-            from jan.services.mcp_use import jan_name
-
-            extra = item.model_extra or {}
-            label, tool = extra.get("server_label"), extra.get("name")
-            if not isinstance(label, str) or not isinstance(tool, str):
-                raise ValueError(f"{name}[{i}]: an mcp_call item needs its server_label and name")
-            call_id = item.id or f"mcp_{i}"
-            arguments = extra.get("arguments") if isinstance(extra.get("arguments"), str) else "{}"
-            output, error = extra.get("output"), extra.get("error")
-            if isinstance(error, dict):  # (OpenAI's typed error: mcp_tool_execution_error, mcp_protocol_error, ...)
-                error = mcp_call_error_text(error)
-            result = output if isinstance(output, str) else f"Error: {error}" if error else ""
-            out.append((typed.ChatMessage("assistant", (), tool_calls=(typed.ToolCall(call_id, jan_name(label, tool),
-                                                                                      arguments),),
-                                          reasoning=reasoning), f"{name}[{i}]", reasoning_at + [i]))
-            out.append((typed.ChatMessage("tool", result, tool_call_id=call_id), f"{name}[{i}]", [i]))
+            # it as the call it made and its result, as it did then (and as a stored one's: mcp_call_turns)
+            try:
+                call, result = mcp_call_turns(item.model_extra or {}, item.id or f"mcp_{i}", reasoning)
+            except ValueError as exc:
+                raise ValueError(f"{name}[{i}]: {exc}") from None
+            out.append((call, f"{name}[{i}]", reasoning_at + [i]))
+            out.append((result, f"{name}[{i}]", [i]))
             reasoning, reasoning_at = None, []
             continue
         if isinstance(item, (WebSearchCallItem, McpItem)):
@@ -974,10 +953,7 @@ def reasoning_of_encrypted(value: str | None) -> str | None:
 def _item_id(item: Any, seen: set[str]) -> str:
     """The id the item is listed with: its own, or a new one for none or one an earlier item of the input has (one
     item, one id: a list's cursor, a conversation's retrieve, name one)."""
-    prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs",
-              "custom_tool_call": "ctc", "custom_tool_call_output": "ctco", "web_search_call": "ws",
-              "mcp_list_tools": "mcpl", "mcp_call": "mcp", "mcp_approval_request": "mcpr",
-              "mcp_approval_response": "mcpa"}[item.type]
+    prefix = ITEM_PREFIXES[item.type]
     item_id = item.id if item.id and item.id not in seen else new_id(prefix)
     seen.add(item_id)
     return item_id
@@ -1305,8 +1281,33 @@ def output_items(result: typed.ChatResult, *, top_logprobs: int | None = None, e
     return items, status
 
 
+def output_turns(items: list[dict[str, Any]]) -> list[KeptTurn]:
+    """What a stored response or a conversation keeps of a response's ``output`` items, in order: the model's turns
+    (:func:`output_message` of the items between its MCP items, with their ids: ``output_item_ids``) and each MCP
+    item as it is, an ``mcp_call`` read again as the call and its result (``mcp_call_turns``), a listing as the
+    server listed for that conversation (the route does not list it again)."""
+    out: list[KeptTurn] = []
+    group: list[dict[str, Any]] = []
+
+    def said() -> None:
+        message = output_message(group)
+        if message.content or message.tool_calls or message.reasoning:
+            out.append(KeptTurn(message, item_ids=output_item_ids(group)))
+        group.clear()
+
+    for item in items:
+        if isinstance(item, dict) and item.get("type") in MCP_ITEMS:
+            said()
+            out.append(KeptTurn(None, item=item))
+        elif isinstance(item, dict):
+            group.append(item)
+    said()
+    return out
+
+
 def output_message(items: list[dict[str, Any]]) -> typed.ChatMessage:
-    """The assistant turn the ``output`` items make (what a later ``previous_response_id`` continues)."""
+    """The assistant turn the ``output`` items make (one of the turns a later ``previous_response_id`` continues:
+    :func:`output_turns`)."""
     text, reasoning, calls = [], [], []
     for item in items:
         if item["type"] == "message":

@@ -1,10 +1,11 @@
 """The Responses API's remote MCP tools (``{"type": "mcp", ...}``), mapped to :mod:`jan.services.mcp_use`.
 
 Wire shapes only: which servers a request names (:func:`server_uses`: a ``server_url`` only where
-``--allow-media-from`` allows it, as a media URL, else a 400 naming the field), the approvals its input answers
-(:func:`approvals`: ``mcp_approval_response`` items, each of an ``mcp_approval_request`` of the previous
-response or sent back in the input) and the chat request the servers' tools join (:func:`with_tools`). The service connects, lists, runs
-the loop and closes.
+``--allow-media-from`` allows it, as a media URL, else a 400 naming the field; not listed again where the response's
+context holds the listing), the approvals its input answers (:func:`approvals`: ``mcp_approval_response`` items,
+each of an ``mcp_approval_request`` of the response's context — the chain ``previous_response_id`` continues, its
+conversation — or sent back in the input, none answered twice) and the chat request the servers' tools join
+(:func:`with_tools`). The service connects, lists, runs the loop and closes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from jan.server.dialects import responses as wire
 from jan.services.errors import RequestError
-from jan.services.mcp_use import ApprovedCall, McpListed, McpServerUse, McpSession, forced
+from jan.services.mcp_use import ApprovedCall, McpCallDone, McpListed, McpServerUse, McpSession, forced
 from jan.services.types import ChatRequest
 
 
@@ -26,15 +27,15 @@ def _names(value: Any) -> frozenset[str] | None:
     return frozenset(value.tool_names) if value.tool_names is not None else None
 
 
-def _previous_items(previous: Any, kind: str) -> list[dict[str, Any]]:
-    output = previous.response.get("output") if previous is not None else None
-    return [i for i in output or () if isinstance(i, dict) and i.get("type") == kind]
-
-
-def server_uses(body: wire.ResponsesRequest, allows_url: Any, previous: Any) -> list[McpServerUse]:
-    """The MCP servers of ``body.tools``; ``allows_url(url)``: whether the server may connect to ``url``."""
+def server_uses(body: wire._Prompt, allows_url: Any, context: list[dict[str, Any]]) -> list[McpServerUse]:
+    """The MCP servers of ``body.tools``; ``allows_url(url)``: whether the server may connect to ``url``;
+    ``context``: the stored items the response reads before its input (the responses ``previous_response_id``
+    continues, a conversation's), whose ``mcp_list_tools`` are not made again (OpenAI's: "as long as the
+    mcp_list_tools item is present in the context", the server is not listed again), nor are those of the input."""
     uses: list[McpServerUse] = []
-    listed = {i.get("server_label"): i for i in _previous_items(previous, "mcp_list_tools") if not i.get("error")}
+    listed = {i.get("server_label"): i for i in context
+              if isinstance(i, dict) and i.get("type") == "mcp_list_tools" and isinstance(i.get("tools"), list)
+              and not i.get("error")}
     for item in body.input if isinstance(body.input, list) else ():  # (sent back by a client that keeps its items)
         if not isinstance(item, wire.McpItem) or item.type != "mcp_list_tools":
             continue
@@ -78,14 +79,23 @@ def server_uses(body: wire.ResponsesRequest, allows_url: Any, previous: Any) -> 
     return uses
 
 
-def approvals(body: wire.ResponsesRequest, previous: Any, uses: list[McpServerUse]) -> list[ApprovedCall]:
-    """The calls the input approves or denies (``mcp_approval_response``), each of the previous response's
-    ``mcp_approval_request`` items and of a server the request names again."""
-    asked = {i.get("id"): i for i in _previous_items(previous, "mcp_approval_request")}
+def approvals(body: wire.ResponsesRequest, context: list[dict[str, Any]],
+              uses: list[McpServerUse]) -> list[ApprovedCall]:
+    """The calls the input approves or denies (``mcp_approval_response``), each of an ``mcp_approval_request`` of
+    the response's ``context`` (the chain ``previous_response_id`` continues, its conversation: :func:`server_uses`)
+    or sent back in the input, and of a server the request names again. A request answered already (in the context
+    or earlier in the input: its ``mcp_approval_response``, or the ``mcp_call`` it approved) is a 400: answered
+    again, its call would run twice."""
+    asked = {i.get("id"): i for i in context if isinstance(i, dict) and i.get("type") == "mcp_approval_request"}
+    answered = {i.get("approval_request_id") for i in context
+                if isinstance(i, dict) and i.get("type") in ("mcp_approval_response", "mcp_call")}
     # a client that keeps its items (store: false, so no previous_response_id to read) sends the request back
     for item in body.input if isinstance(body.input, list) else ():
         if isinstance(item, wire.McpItem) and item.type == "mcp_approval_request" and item.id is not None:
             asked[item.id] = {"id": item.id, **(item.model_extra or {})}
+        elif isinstance(item, wire.McpItem) and item.type == "mcp_call":
+            answered.add((item.model_extra or {}).get("approval_request_id"))
+    answered.discard(None)
     labels = {u.server_label for u in uses}
     out = []
     for index, item in enumerate(body.input if isinstance(body.input, list) else ()):
@@ -97,14 +107,33 @@ def approvals(body: wire.ResponsesRequest, previous: Any, uses: list[McpServerUs
         request = asked.get(item.approval_request_id)
         if request is None:
             raise RequestError(f"{where}.approval_request_id: '{item.approval_request_id}' is no mcp_approval_request "
-                               "of the previous response (previous_response_id) nor of the input",
+                               "of the responses this one continues (previous_response_id), of its conversation, "
+                               "nor of the input", param=f"{where}.approval_request_id", code="invalid_value")
+        if item.approval_request_id in answered:
+            raise RequestError(f"{where}.approval_request_id: the mcp_approval_request '{item.approval_request_id}' "
+                               "was answered already (its call ran, or was denied): it is not run again",
                                param=f"{where}.approval_request_id", code="invalid_value")
+        answered.add(item.approval_request_id)
         if request.get("server_label") not in labels:
             raise RequestError(f"{where}: its MCP server '{request.get('server_label')}' is not in tools: give the "
                                "mcp tool again to run the call", param=where, code="invalid_value")
         out.append(ApprovedCall(request["id"], request["server_label"], request.get("name", ""),
                                 request.get("arguments") or "{}", item.approve, item.reason))
     return out
+
+
+def calls_run(session: McpSession) -> str:
+    """What a refusal of the request says once the calls its input approved have run (a result that overflows the
+    context is only found when the prompt is made, after the call): which ran, by the ``approval_request_id`` that
+    approved it, so that the client does not approve (and run) one again unknowingly; "" for none run."""
+    done = [e for e in session.events if isinstance(e, McpCallDone)]
+    if not done:
+        return ""
+    said = "; ".join(f"'{e.name}' of server '{e.server_label}' (approval_request_id '{e.id}', "
+                     + (f"failed: {e.error[:200]}" if e.error is not None else f"its result {len(e.output or '')} "
+                        "characters") + ")" for e in done)
+    return (f"The MCP calls the input approved ran before this was found, and their results are kept nowhere: "
+            f"{said}. Approving them again runs them again.")
 
 
 def _listing_failed(session: McpSession, label: str | None = None) -> bool:

@@ -6,7 +6,9 @@ with one job:
 * its conversation goes into a Jan thread through the conversation store extension, so a
   conversation an agent started shows up in the web page like any other: each input turn
   and the answer are thread messages (thinking as a ``reasoning`` content part before the text,
-  as runs save it; tool calls and the tool call a tool message answers in ``metadata``);
+  as runs save it; tool calls and the tool call a tool message answers in ``metadata``; an MCP item the
+  server made, kept as it is in a message of its own, ``metadata.item``: an ``mcp_call`` read again as
+  the call and its result, :func:`thread_turns`);
 * a small index file ``<data>/responses/<response_id>.json`` holds the ``response`` object,
   its input items (for ``input_items``), the thread and the thread's last message of that
   response: ``previous_response_id`` continues the thread from that message.
@@ -30,6 +32,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -140,6 +143,66 @@ def kept_item(message: dict[str, Any]) -> dict[str, Any] | None:
     metadata = message.get("metadata")
     item = metadata.get("item") if isinstance(metadata, dict) else None
     return item if isinstance(item, dict) and isinstance(item.get("type"), str) else None
+
+
+#: The id prefix of each kind of item (OpenAI's), for an item given an id anew.
+ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs",
+                 "custom_tool_call": "ctc", "custom_tool_call_output": "ctco", "web_search_call": "ws",
+                 "mcp_list_tools": "mcpl", "mcp_call": "mcp", "mcp_approval_request": "mcpr",
+                 "mcp_approval_response": "mcpa"}
+
+
+def mcp_call_error_text(error: dict[str, Any]) -> str:
+    """The text of an ``mcp_call`` item's typed error (any of OpenAI's three kinds), for the prompt."""
+    if isinstance(error.get("message"), str):
+        return error["message"]
+    content = error.get("content")
+    if isinstance(content, list):
+        texts = [part.get("text") for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)]
+        if texts:
+            return "\n".join(texts)
+    return json.dumps(content if content is not None else error, ensure_ascii=False)
+
+
+def mcp_call_turns(item: dict[str, Any], call_id: str, reasoning: str | None = None) -> list[ChatMessage]:
+    """An earlier answer's ``mcp_call`` item (kept by a stored response or a conversation, or sent back in an input)
+    as the turns the model read after making it: its call (``call_id``; ``reasoning``: the thinking before it) and
+    the call's result, so a later turn knows what ran and what it gave. ``ValueError`` for an item that does not
+    say which tool of which server it called."""
+    from jan.services.mcp_use import jan_name
+
+    label, tool = item.get("server_label"), item.get("name")
+    if not isinstance(label, str) or not isinstance(tool, str):
+        raise ValueError("an mcp_call item needs its server_label and name")
+    arguments = item.get("arguments") if isinstance(item.get("arguments"), str) else "{}"
+    output, error = item.get("output"), item.get("error")
+    if isinstance(error, dict):  # (OpenAI's typed error: mcp_tool_execution_error, mcp_protocol_error, ...)
+        error = mcp_call_error_text(error)
+    result = output if isinstance(output, str) else f"Error: {error}" if error else ""
+    return [ChatMessage("assistant", (), tool_calls=(ToolCall(call_id, jan_name(label, tool), arguments),),
+                        reasoning=reasoning),
+            ChatMessage("tool", result, tool_call_id=call_id)]
+
+
+def kept_item_turns(item: dict[str, Any]) -> list[ChatMessage]:
+    """The turns the model reads of an item a message keeps as it was (:func:`kept_item`): an ``mcp_call``'s call and
+    result (:func:`mcp_call_turns`); none of any other (a web search call, an MCP listing or approval)."""
+    if item.get("type") != "mcp_call":
+        return []
+    try:
+        return mcp_call_turns(item, item["id"] if isinstance(item.get("id"), str) else "mcp_call")
+    except ValueError:  # (a conversation keeps what it was sent: an item that names no tool is read as nothing)
+        return []
+
+
+def thread_turns(message: dict[str, Any], images: Mapping[str, ImagePart] | None = None) -> list[ChatMessage]:
+    """The chat turns a Jan message stands for: its turn (:func:`from_thread_message`), or those of the item it
+    keeps (:func:`kept_item_turns`), or none."""
+    item = kept_item(message)
+    if item is not None:
+        return kept_item_turns(item)
+    turn = from_thread_message(message, images)
+    return [] if turn is None else [turn]
 
 
 def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart] | None = None) -> ChatMessage | None:
@@ -264,7 +327,8 @@ def _reid(turn: KeptTurn, used: set[str], remap: dict[str, str]) -> KeptTurn:
             ids[key] = fresh(ids[key], prefix)
     if isinstance(ids.get("calls"), dict):
         ids["calls"] = {call_id: fresh(item_id, "fc") for call_id, item_id in ids["calls"].items()}
-    item = {**turn.item, "id": fresh(turn.item.get("id"), "ws")} if turn.item else turn.item
+    item = ({**turn.item, "id": fresh(turn.item.get("id"), ITEM_PREFIXES.get(turn.item.get("type"), "ws"))}
+            if turn.item else turn.item)
     return replace(turn, item_ids=ids or turn.item_ids, item=item)
 
 
@@ -482,17 +546,17 @@ class ResponsesStore:
                         images[file_id] = ImagePart(*await self.conversations.read_file(thread_id, file_id))
         return images
 
-    async def turns(self, thread_id: str, messages: list[dict[str, Any]]) -> list[ChatMessage | None]:
-        """Each of the thread's ``messages`` as a chat turn (``None`` for one that is none: pending, failed, of an
-        unknown role), its ``image_file`` parts read from the thread's files: the one reading of a stored
-        conversation, for a ``previous_response_id``, a ``conversation`` and a conversation's items alike."""
+    async def turns(self, thread_id: str, messages: list[dict[str, Any]]) -> list[ChatMessage]:
+        """The chat turns the thread's ``messages`` stand for (:func:`thread_turns`: none for one that is pending,
+        failed, of an unknown role; an MCP call's call and result), its ``image_file`` parts read from the thread's
+        files."""
         images = await self.images(thread_id, messages)
-        return [from_thread_message(m, images) for m in messages]
+        return [turn for m in messages for turn in thread_turns(m, images)]
 
     async def history(self, stored: StoredResponse) -> list[ChatMessage]:
         """The conversation a ``previous_response_id`` continues, as chat turns."""
         messages = await self._thread_messages(stored)
-        return [t for t in await self.turns(stored.thread_id, messages) if t is not None]
+        return await self.turns(stored.thread_id, messages)
 
     def _lock(self, thread_id: str) -> asyncio.Lock:
         return self._thread_locks(thread_id)
@@ -618,19 +682,18 @@ class ResponsesStore:
         return await self._index(response, input_items, thread_id, last)
 
     async def complete_in_conversation(self, thread_id: str, stored: StoredResponse | None, response: dict[str, Any],
-                                       inputs: list[ChatMessage | KeptTurn], output: ChatMessage | None, *,
+                                       inputs: list[ChatMessage | KeptTurn], answer: list[KeptTurn], *,
                                        taken: Callable[[str], Awaitable[set[str]]] | None = None,
                                        ) -> StoredResponse | None:
         """A response made in the conversation whose thread is ``thread_id`` ended (``response``: its final
-        object): its input turns and its answer join the thread together, under the thread's lock (OpenAI adds a
-        response's items to its conversation once it ends; a failed one adds none), the answer's items with the
-        ids of the response's output items. ``stored``: its index entry (``store: true``), which then names the
+        object): its input turns and its ``answer`` (:func:`~jan.server.dialects.responses.output_turns`: the
+        model's turns with the ids of the response's output items, and its MCP items as they are) join the thread
+        together, under the thread's lock (OpenAI adds a response's items to its conversation once it ends; a
+        failed one adds none). ``stored``: its index entry (``store: true``), which then names the
         thread's last message, for a later ``previous_response_id``, and lists its input items with the ids the
         conversation gave them (``taken``: :meth:`append`)."""
         last, remap = None, {}
         if response.get("status") != "failed":
-            said = output is not None and (output.content or output.tool_calls or output.reasoning)
-            answer = [KeptTurn(output, item_ids=output_item_ids(response.get("output")))] if said else []
             try:
                 written, remap = await self.append(thread_id, [*inputs, *answer], response["id"],
                                                    last_stopped=bool(answer) and _cut_off(response),
@@ -653,17 +716,18 @@ class ResponsesStore:
         await self.put(stored)
         return stored
 
-    async def complete(self, stored: StoredResponse, response: dict[str, Any], output: ChatMessage | None) -> StoredResponse:
-        """The response finished (``response`` is its final object): its answer joins the thread."""
+    async def complete(self, stored: StoredResponse, response: dict[str, Any],
+                       answer: list[KeptTurn]) -> StoredResponse:
+        """The response finished (``response`` is its final object): its ``answer`` joins the thread (the model's
+        turns and its MCP items: :func:`~jan.server.dialects.responses.output_turns`, read again by a
+        ``previous_response_id`` that continues it)."""
         last = stored.last_message_id
-        if output is not None and stored.thread_id is not None and (output.content or output.tool_calls or output.reasoning):
-            message = to_thread_message(output, stored.id)
-            if _cut_off(response):
-                message["status"] = "stopped"  # Jan's word for an answer cut off
-                if _cut_by(response):
-                    message["metadata"]["finish_reason"] = _cut_by(response)
+        if answer and stored.thread_id is not None:
             async with self._lock(stored.thread_id):
-                last = (await self.conversations.create_message(stored.thread_id, message))["id"]
+                # (the last is the answer cut off, Jan's ``stopped``, where it was)
+                written = await self._append_messages(stored.thread_id, answer, stored.id,
+                                                      last_stopped=_cut_off(response), last_cut_by=_cut_by(response))
+            last = written[-1]["id"] if written else last
         done = replace(stored, response=response, last_message_id=last)
         await self.put(done)
         return done

@@ -21,14 +21,14 @@ from typing import Any
 from aiohttp import web
 
 from jan.core import ConversationalExtension, NotFoundError
-from jan.errors import MediaError, not_found_message
+from jan.errors import ContextOverflowError, MediaError, not_found_message
 from jan.templates.grammar import GrammarError
 from jan.server.disconnect import unless_disconnected
 from jan.server.document_inputs import read_body_documents
 from jan.server.dialects import responses as wire
 from jan.server.dialects.responses_run import STREAM_KEPT_S, InConversation, ResponseRun
 from jan.server.dialects.responses_store import StoredResponse
-from jan.server.errors import APIError, prompt_param, to_api_error
+from jan.server.errors import APIError, context_error, prompt_param, to_api_error
 from jan.server.item_lists import check_include, item_page, read_page_query
 from jan.server.jsonio import json_response_built
 from jan.server.keys import MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
@@ -230,6 +230,7 @@ class PreparedResponse:
     history_ids: list[str]  # the ids of the conversation's items read (none without one)
     inputs: list[ChatMessage]  # the turns ``input`` made (documents read as text: what a stored one keeps)
     chat_request: ChatRequest
+    started: bool = False  # its run has started (a failure is then the response's)
 
     def named(self, exc: BaseException) -> BaseException:
         """Media or a schema refused: said of the Responses field that carried it."""
@@ -304,9 +305,26 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     mcp = await _mcp_session(request, prepared)
     try:
         return await _create(request, prepared, mcp)
+    except Exception as exc:
+        if mcp is None or prepared.started:
+            raise
+        raise _with_calls_run(exc, prepared, mcp) from None
     finally:
         if mcp is not None and not mcp.handed_over:  # (refused or failed before its run began: the run closes it)
             await mcp.close()
+
+
+def _with_calls_run(exc: Exception, prepared: PreparedResponse, mcp: Any) -> Exception:
+    """A refusal of a response that was not made, after the MCP calls its input approved ran (their result
+    overflowed the context): the error says which ran (``responses_mcp.calls_run``)."""
+    from jan.server.dialects import responses_mcp
+
+    ran = responses_mcp.calls_run(mcp)
+    if not ran:
+        return exc
+    err = context_error(exc, "input") if isinstance(exc, ContextOverflowError) else to_api_error(prepared.named(exc))
+    return APIError(err.status, f"{err.message.rstrip('.')}. {ran}", type=err.type, param=err.param, code=err.code,
+                    headers=err.headers, details=err.details)
 
 
 async def _mcp_session(request: web.Request, prepared: PreparedResponse) -> Any:
@@ -323,8 +341,9 @@ async def _mcp_session(request: web.Request, prepared: PreparedResponse) -> Any:
     from jan.server.dialects import responses_mcp
     from jan.services import mcp_use
 
-    uses = responses_mcp.server_uses(body, request.app[MEDIA_FETCHER].allowlist.allows_url, prepared.previous)
-    approved = responses_mcp.approvals(body, prepared.previous, uses)
+    context = await _context_items(request.app, prepared.previous, prepared.conversation)
+    uses = responses_mcp.server_uses(body, request.app[MEDIA_FETCHER].allowlist.allows_url, context)
+    approved = responses_mcp.approvals(body, context, uses)
     # (a client gone while the servers are reached: the handler is cancelled, and prepare closes what it opened)
     session = await mcp_use.prepare(uses, ToolRegistry(request.app[MANAGER]), approved)
     try:
@@ -333,6 +352,23 @@ async def _mcp_session(request: web.Request, prepared: PreparedResponse) -> Any:
         await session.close()
         raise
     return session
+
+
+async def _context_items(app: web.Application, previous: StoredResponse | None,
+                         conversation: str | None) -> list[dict[str, Any]]:
+    """The stored items a response reads before its input: those of the responses ``previous_response_id``
+    continues (their input items and outputs) or of its conversation (where a server's ``mcp_list_tools`` says it
+    was listed for this conversation)."""
+    items: list[dict[str, Any]] = []
+    if previous is not None:
+        output = previous.response.get("output")
+        items += [*await listed_input_items(app, previous), *(output if isinstance(output, list) else ())]
+    if conversation is not None:
+        from jan.server.dialects.conversations_store import ConversationStore
+
+        with contextlib.suppress(NotFoundError):  # (deleted meanwhile: the response fails on adding its items)
+            items += await ConversationStore(app[STORE]).items(conversation, images=False)
+    return items
 
 
 async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) -> web.StreamResponse:
@@ -385,6 +421,7 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
             leases.release(run.id)
 
     run.start(on_done=done)
+    prepared.started = True  # (what goes wrong from here is the response's: said in it)
     if body.stream:
         return await relay(request, _events(run, body.background), _error_event(run))
     if body.background:
@@ -437,11 +474,33 @@ async def count_input_tokens(request: web.Request) -> web.Response:
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
     chat_request = await body_step(wire.to_chat_request, body, history,
                                    await body_step(wire.input_messages, body.input))
+    chat_request = await _with_mcp_tools(request, body, chat_request, previous, conversation)
     try:
         counted = await _chat(request).count(chat_request)
     except MediaError as exc:  # said of the body's field, as a response request's
         raise wire.media_error(exc, body, len(history)) from None
     return web.json_response({"object": "response.input_tokens", "input_tokens": counted})
+
+
+async def _with_mcp_tools(request: web.Request, body: wire.InputTokensRequest, chat_request: ChatRequest,
+                          previous: StoredResponse | None, conversation: str | None) -> ChatRequest:
+    """``chat_request`` offering the tools of the body's ``mcp`` tools as the response's prompt would: the tools of
+    the listing its context (or input) holds of a server, else of the server listed now (bounded, as a response's;
+    one that cannot be listed offers none, as a response goes on without it). No call runs: the results of the
+    calls the input approves are not counted (they are known only once the response runs them)."""
+    if not any(isinstance(t, wire.McpTool) for t in body.tools or ()):
+        return chat_request
+    from jan.core import ToolRegistry
+    from jan.server.dialects import responses_mcp
+    from jan.services import mcp_use
+
+    context = await _context_items(request.app, previous, conversation)
+    uses = responses_mcp.server_uses(body, request.app[MEDIA_FETCHER].allowlist.allows_url, context)
+    session = await mcp_use.prepare(uses, ToolRegistry(request.app[MANAGER]), offered_only=True)
+    try:
+        return responses_mcp.with_tools(body, chat_request, session)
+    finally:
+        await session.close()
 
 
 def _query_bool(request: web.Request, name: str) -> bool:
