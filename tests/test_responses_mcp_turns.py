@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 from api_helpers import Client, running
 
-from mcp_helpers import free_port, notes_folder, stdio_entry, write_mcp_config
-from test_responses_mcp import (LISTED, body, hang_url, kinds, mcp_tasks_left, mcp_tool, notes_url,  # noqa: F401
-                                tool_model)
+from mcp_helpers import free_port, hang_url, notes_folder, notes_url, stdio_entry, write_mcp_config  # noqa: F401
+from test_responses_mcp import LISTED, body, kinds, mcp_tasks_left, mcp_tool
 
 pytestmark = pytest.mark.timeout(600)
 
