@@ -8,7 +8,6 @@ definitions. The same tiny tool-calling model and FastMCP notes server as ``test
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 from api_helpers import Client, running
