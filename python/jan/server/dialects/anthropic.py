@@ -146,6 +146,15 @@ class McpToolResultBlock(_Wire):
     content: Union[str, list[TextBlock]] = ""
 
 
+class McpToolListingBlock(_Wire):
+    """A server's tool listing an earlier answer carried (``mcp_tool_listing``), sent back with its assistant turn:
+    no text the model reads (the tools are offered by the request's ``mcp_servers``)."""
+
+    type: Literal["mcp_tool_listing"]
+    mcp_server_name: str
+    tools: list[McpListedTool] = Field(default_factory=list)
+
+
 class SearchResultBlock(_Wire):
     """A ``search_result`` block (a search's result, with its source, in a turn or a tool result): read as a text
     document, its title and source on lines of their own before its text, as a document's title and context are."""
@@ -213,7 +222,7 @@ class RedactedThinkingBlock(_Wire):
 
 ContentBlock = Annotated[
     Union[TextBlock, ImageBlock, DocumentBlock, SearchResultBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock,
-          RedactedThinkingBlock, McpToolUseBlock, McpToolResultBlock],
+          RedactedThinkingBlock, McpToolUseBlock, McpToolResultBlock, McpToolListingBlock],
     Field(discriminator="type"),
 ]
 
@@ -262,17 +271,29 @@ class ToolParam(_Wire):
 
 class McpToolConfig(_Wire):
     enabled: bool | None = None
-    defer_loading: bool | None = None  # (accepted: every tool is offered at once; a local template shows them all)
+    #: Held back from the prompt until a tool search loads it (Anthropic's): jan has no tool search, so a deferred
+    #: tool is never offered (:func:`jan.server.dialects.anthropic_mcp.server_uses`).
+    defer_loading: bool | None = None
+
+
+class McpListedTool(_Wire):
+    """A tool as an MCP server lists it (an ``mcp_toolset``'s pinned ``tools``, an ``mcp_tool_listing`` block's)."""
+
+    name: str
+    description: str | None = None
+    input_schema: dict[str, Any]
 
 
 class McpToolset(_Wire):
     """``{"type": "mcp_toolset", "mcp_server_name": ...}`` (the ``mcp-client-2025-11-20`` beta): which tools of a
-    server of ``mcp_servers`` the model may call (``default_config``, then ``configs`` per tool name)."""
+    server of ``mcp_servers`` the model may call (``default_config``, then ``configs`` per tool name; ``tools``, a
+    listing pinned from an earlier answer: only the tools it names)."""
 
     type: Literal["mcp_toolset"]
     mcp_server_name: str
     default_config: McpToolConfig | None = None
     configs: dict[str, McpToolConfig] | None = None
+    tools: list[McpListedTool] | None = None
 
 
 def _tool_kind(value: Any) -> str:
@@ -561,16 +582,10 @@ class MessagesRequest(_Prompt):
 
 
 class CountTokensRequest(_Prompt):
-    """The body of ``POST /v1/messages/count_tokens``."""
+    """The body of ``POST /v1/messages/count_tokens``.
 
-    @field_validator("mcp_servers")
-    @classmethod
-    def _no_mcp_servers(cls, value: Any) -> Any:
-        # (counting them would connect to each server for its tools' listing: a count never reaches out)
-        if value:
-            raise not_supported("mcp_servers", "a count of a prompt with MCP servers' tools; /v1/messages runs "
-                                "them, and its usage tells the prompt's size")
-        return value
+    (With ``mcp_servers``, the servers are reached and their tools counted as ``/v1/messages`` offers them.)
+    """
 
 
 # -- request -> ChatRequest -------------------------------------------------------------------
@@ -729,8 +744,10 @@ def _assistant_message(content: list) -> typed.ChatMessage:
 
             calls.append(typed.ToolCall(block.id, jan_name(block.server_name, block.name),
                                         json.dumps(block.input, ensure_ascii=False)))
-        elif isinstance(block, RedactedThinkingBlock):
-            continue  # encrypted by another provider: nothing a local model can read
+        elif isinstance(block, (RedactedThinkingBlock, McpToolListingBlock)):
+            # encrypted by another provider: nothing a local model can read; a listing: the request's mcp_servers
+            # offer the tools, which the prompt shows as every request's
+            continue
         else:
             raise ValueError(f"an assistant message cannot hold a '{block.type}' block")
     return typed.ChatMessage("assistant", tuple(text), tool_calls=tuple(calls),
@@ -1009,13 +1026,15 @@ def _reasoning(thinking: ThinkingParam | None, effort: str | None) -> typed.Reas
                             budget_tokens=thinking.budget_tokens if thinking.type == "enabled" else None)
 
 
-def _tool_choice(choice: ToolChoiceParam | None, names: Sequence[str] = ()):
+def _tool_choice(choice: ToolChoiceParam | None, names: Sequence[str] = (), mcp: bool = False):
+    """The typed tool choice; ``mcp``: the request has MCP servers, whose tools a name may name (resolved once they
+    are listed: :func:`jan.server.dialects.anthropic_mcp.offer`)."""
     if choice is None:
         return None
     if choice.type == "tool":
         if not choice.name:
             raise ValueError("tool_choice.name: required when tool_choice.type is 'tool'")
-        if choice.name not in names:
+        if choice.name not in names and not mcp:
             raise ValueError(f"tool_choice.name: no tool named '{choice.name}' in tools")
         return typed.NamedToolChoice(choice.name)
     return {"auto": "auto", "any": "required", "none": "none"}[choice.type]
@@ -1120,7 +1139,7 @@ def to_chat_request(body: _Prompt, removed_tools: Sequence[ToolParam] = (),
         raise tool_pair_error(exc, body, len(history)) from None
     # A final assistant message is a prefill: the answer continues it (Anthropic's documented behaviour)
     return typed.ChatRequest(model=body.model, messages=messages, tools=tools,
-                       tool_choice=_tool_choice(body.tool_choice, [t.name for t in tools]),
+                       tool_choice=_tool_choice(body.tool_choice, [t.name for t in tools], bool(body.mcp_servers)),
                        parallel_tool_calls=parallel,
                        response_format=response_format, sampling=sampling,
                        reasoning=_reasoning(body.thinking, output.effort),

@@ -11,15 +11,17 @@ connector has no approval flow: every call runs.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from jan.server.dialects import anthropic as wire
 from jan.services.errors import RequestError
 from jan.services.mcp_use import McpServerUse, McpSession
+from jan.services.types import ChatRequest, NamedToolChoice
 
 
-def server_uses(body: wire.MessagesRequest, allows_url: Callable[[str], bool]) -> list[McpServerUse]:
+def server_uses(body: wire._Prompt, allows_url: Callable[[str], bool]) -> list[McpServerUse]:
     """The servers of ``body.mcp_servers``; ``allows_url(url)``: whether this server may connect to ``url``."""
     toolsets = {t.mcp_server_name: t for t in body.tools or () if isinstance(t, wire.McpToolset)}
     uses = []
@@ -42,18 +44,76 @@ def server_uses(body: wire.MessagesRequest, allows_url: Callable[[str], bool]) -
                 allowed = frozenset(config.allowed_tools)
         toolset = toolsets.get(server.name)
         if toolset is not None:
-            default = toolset.default_config.enabled if toolset.default_config else None
+            # a tool's own config, else the default one; deferred (held back for a tool search to load, which jan
+            # has not) is never offered: Anthropic's model does not see it either until a search finds it
+            default = toolset.default_config or wire.McpToolConfig()
             configs = toolset.configs or {}
-            on = frozenset(name for name, c in configs.items() if c.enabled is True)
-            off = frozenset(name for name, c in configs.items() if c.enabled is False)
-            if default is False:  # (only the tools a config turns on)
+            if toolset.tools is not None:  # (a pinned listing: exactly its tools)
+                pinned = frozenset(t.name for t in toolset.tools)
+                allowed = pinned if allowed is None else allowed & pinned
+            if default.enabled is False or default.defer_loading is True:  # (only the tools a config turns on)
+                on = frozenset(name for name, c in configs.items() if _offered(c, default))
                 allowed = on if allowed is None else allowed & on
             else:
-                denied = off
+                denied = frozenset(name for name, c in configs.items() if not _offered(c, default))
         # (no approval in Anthropic's connector: every call runs)
         uses.append(McpServerUse(server.name, server.url, headers, allowed, denied_tools=denied,
                                  default_approval=False, param=f"{where}.name"))
     return uses
+
+
+def _offered(config: wire.McpToolConfig, default: wire.McpToolConfig) -> bool:
+    enabled = config.enabled if config.enabled is not None else default.enabled
+    deferred = config.defer_loading if config.defer_loading is not None else default.defer_loading
+    return enabled is not False and deferred is not True
+
+
+def _deferred(body: wire._Prompt, server: str, tool: str) -> bool:
+    """Whether ``body``'s toolset for ``server`` defers ``tool`` (for a refusal that says why it is not offered)."""
+    for toolset in body.tools or ():
+        if isinstance(toolset, wire.McpToolset) and toolset.mcp_server_name == server:
+            config = (toolset.configs or {}).get(tool) or wire.McpToolConfig()
+            default = toolset.default_config or wire.McpToolConfig()
+            return (config.defer_loading if config.defer_loading is not None else default.defer_loading) is True
+    return False
+
+
+def offer(chat_request: ChatRequest, body: wire._Prompt, session: McpSession) -> ChatRequest:
+    """``chat_request`` with the servers' tools offered after the request's own, and a ``tool_choice`` that names
+    one of theirs (by its name on its server, or the name the model knows it by) made to force it. A 400 for a
+    name no offered tool has, one that two servers' tools have, a forced choice with no tool at all, and (as
+    Anthropic's) a request whose every tool is deferred."""
+    tools = (*chat_request.tools, *session.specs)
+    choice = chat_request.tool_choice
+    if isinstance(choice, NamedToolChoice) and choice.name not in {t.name for t in chat_request.tools}:
+        named = sorted(name for name, (label, tool) in session.owners.items() if choice.name in (name, tool))
+        if len(named) > 1:
+            servers = ", ".join(f"'{session.owners[n][0]}'" for n in named)
+            raise RequestError(f"tool_choice.name: '{choice.name}' names a tool of more than one MCP server "
+                               f"({servers}); give the tool's name as the model knows it ('{named[0]}')",
+                               param="tool_choice.name")
+        if not named:
+            deferred = [u.name for u in body.mcp_servers or () if _deferred(body, u.name, choice.name)]
+            why = (f" (deferred by the mcp_toolset of '{deferred[0]}': jan has no tool search to load it, so it is "
+                   "never offered)" if deferred else "")
+            raise RequestError(f"tool_choice.name: no tool named '{choice.name}' in tools nor among the tools the "
+                               f"MCP servers offer{why}", param="tool_choice.name")
+        choice = NamedToolChoice(named[0])
+    if not tools:
+        if any(_deferred_any(t) for t in body.tools or ()):
+            raise RequestError("All tools have defer_loading set. At least one tool must be non-deferred.",
+                               param="tools")
+        if choice == "required" or isinstance(choice, NamedToolChoice):
+            raise RequestError(f"tool_choice: '{body.tool_choice.type}' needs tools, and the MCP servers offer none",
+                               param="tool_choice")
+    return dataclasses.replace(chat_request, tools=tools, tool_choice=choice)
+
+
+def _deferred_any(toolset: Any) -> bool:
+    if not isinstance(toolset, wire.McpToolset):
+        return False
+    configs = [toolset.default_config, *(toolset.configs or {}).values()]
+    return any(c is not None and c.defer_loading is True for c in configs)
 
 
 def check_listed(session: McpSession, uses: list[McpServerUse]) -> None:
@@ -117,4 +177,4 @@ async def message_of_events(events: AsyncIterator[tuple[str, dict[str, Any]]]) -
     return message
 
 
-__all__ = ["server_uses", "check_listed", "events_only", "message_of_events"]
+__all__ = ["server_uses", "offer", "check_listed", "events_only", "message_of_events"]
