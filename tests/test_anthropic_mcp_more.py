@@ -200,3 +200,25 @@ def test_which_tools_a_toolset_offers():
     offered = use(tools=[{"name": "x", "input_schema": {"type": "object"}}], configs={"y": {"enabled": True}})
     assert offered.allows("x") and not offered.allows("y")
 
+
+async def test_a_thread_holds_the_calls(server, notes_url):
+    """``thread`` with ``mcp_servers``: the reply's calls and results are held as the turns the model read (a later
+    turn, which sends mcp_servers and its toolset again, reads the same prompt as the whole conversation replayed),
+    and a continue's ``tools`` may hold the turn's toolsets only (its custom tools are the thread's)."""
+    async with Client(server.base_url) as api:
+        first = await api.ok("POST", "/v1/messages", ask(notes_url, tool_choice={"type": "tool", "name": "list_notes"},
+                                                         thread={"type": "create"}))
+        assert [b["type"] for b in first["content"][:2]] == ["mcp_tool_use", "mcp_tool_result"], first
+        thanks = [{"role": "user", "content": "Thanks."}]
+        go_on = {"type": "continue", "previous_message_id": first["id"]}
+        whole = [*QUESTION, {"role": "assistant", "content": first["content"]}, *thanks]
+        tools = [toolset(configs={"add": {"enabled": False}})]
+        assert await count(api, count_body(notes_url, tools, messages=thanks, thread=go_on)) == \
+            await count(api, count_body(notes_url, tools, messages=whole))
+        status, err = await api.post("/v1/messages", ask(notes_url, [*tools, {
+            "name": "mine", "input_schema": {"type": "object"}}], messages=thanks, thread=go_on))
+        assert status == 400 and "tools" in err["error"]["message"], err
+        second = await api.ok("POST", "/v1/messages", ask(notes_url, tools, messages=thanks, thread=go_on,
+                                                          max_tokens=5))
+        assert second["type"] == "message"
+        assert await mcp_tasks_left(server) == []

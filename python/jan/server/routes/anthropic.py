@@ -73,10 +73,6 @@ def _chat(request: web.Request) -> ChatService:
 async def messages(request: web.Request) -> web.StreamResponse:
     """Create a message (Anthropic); ``stream: true`` sends Anthropic's named events."""
     body = await parse_body(request, wire.MessagesRequest)
-    if body.mcp_servers and body.thread is not None:
-        # (a thread holds the answer's blocks for its next turn; the connector's calls are not held there yet)
-        raise APIError(400, "mcp_servers: a thread's turns take custom tools only; send the messages without "
-                       "thread to use MCP servers", param="mcp_servers")
     wire.check_thinking_budget(body, request.headers.get("anthropic-beta", ""))
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, functools.partial(upload_image, request))  # image blocks' file sources
