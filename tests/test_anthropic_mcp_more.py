@@ -222,3 +222,89 @@ async def test_a_thread_holds_the_calls(server, notes_url):
                                                           max_tokens=5))
         assert second["type"] == "message"
         assert await mcp_tasks_left(server) == []
+
+
+SEARCH = {"name": "find_tools", "description": "Find tools by keyword.",
+          "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}}}
+WEATHER = {"name": "get_weather", "description": "The weather in a city.",
+           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+
+
+def searched(*found: str) -> list:
+    """A conversation where the client's own search tool found ``found`` (``tool_reference`` blocks in its result)."""
+    return [{"role": "user", "content": "What is the weather in Paris?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "find_tools",
+                                               "input": {"query": "weather"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+                {"type": "tool_reference", "tool_name": name} for name in found]}]}]
+
+
+async def test_deferred_custom_tools_are_loaded_by_a_tool_reference(server):
+    """A custom tool with ``defer_loading`` is in no prompt until a ``tool_reference`` in a tool result (a client's
+    own tool search) names it; then it is offered as if never deferred (the model reads 'Tool loaded: <name>'). A
+    reference to no tool, every tool deferred and a forced choice of a deferred tool not loaded: 400s."""
+    deferred = {**WEATHER, "defer_loading": True}
+    loaded_text = [{**m, "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+        {"type": "text", "text": "Tool loaded: get_weather"}]}]} if i == 2 else m for i, m in enumerate(searched())]
+    async with Client(server.base_url) as api:
+        def body(tools, messages, **extra):
+            return {"model": "qwen3-tools", "messages": messages, "tools": tools, **extra}
+
+        assert await count(api, body([SEARCH, deferred], QUESTION)) == await count(api, body([SEARCH], QUESTION))
+        assert await count(api, body([SEARCH, deferred], searched("get_weather"))) == \
+            await count(api, body([SEARCH, WEATHER], loaded_text))
+        assert await count(api, body([SEARCH, deferred], searched("get_weather"))) > \
+            await count(api, body([SEARCH], loaded_text))
+        cases = [(body([SEARCH, deferred], searched("nothing_such")), "Tool reference 'nothing_such'"),
+                 (body([deferred], QUESTION), "All tools have defer_loading set"),
+                 (body([SEARCH, deferred], QUESTION, tool_choice={"type": "tool", "name": "get_weather"}),
+                  "tool_choice.name: 'get_weather' is deferred")]
+        for sent, said in cases:
+            for path, extra in (("/v1/messages/count_tokens", {}), ("/v1/messages", {"max_tokens": 5})):
+                status, err = await api.post(path, sent | extra)
+                assert status == 400 and err["error"]["type"] == "invalid_request_error", (path, err)
+                assert said in err["error"]["message"], err
+        # loaded, it may be forced
+        message = await api.ok("POST", "/v1/messages", body([SEARCH, deferred], searched("get_weather"),
+                                                            max_tokens=40, temperature=0,
+                                                            tool_choice={"type": "tool", "name": "get_weather"}))
+        assert message["content"][-1]["type"] == "tool_use" and message["content"][-1]["name"] == "get_weather"
+
+
+async def test_a_deferred_server_tool_is_loaded_by_a_tool_reference(server, notes_url):
+    """An MCP server's deferred tool named by a tool_reference (its name on the server, or <server>__<name>) is
+    offered, as an MCP tool the search found on Anthropic."""
+    async with Client(server.base_url) as api:
+        deferred = [toolset(configs={"add": {"defer_loading": True}}), SEARCH]
+        for name in ("add", "notes__add"):
+            assert await count(api, count_body(notes_url, deferred, messages=searched(name))) == await count(
+                api, count_body(notes_url, [toolset(), SEARCH], messages=searched(name)))
+        assert await count(api, count_body(notes_url, deferred, messages=searched("list_notes"))) < await count(
+            api, count_body(notes_url, [toolset(), SEARCH], messages=searched("list_notes")))
+        status, err = await api.post("/v1/messages/count_tokens", count_body(notes_url, deferred,
+                                                                             messages=searched("nothing_such")))
+        assert status == 400 and "Tool reference 'nothing_such'" in err["error"]["message"], err
+        assert await mcp_tasks_left(server) == []
+
+
+async def test_a_thread_keeps_deferred_tools_for_a_later_reference(server):
+    """A thread created with a deferred tool holds it (not offered); a later turn's tool_reference loads it, and the
+    continue reads the prompt the whole conversation replayed reads."""
+    deferred = {**WEATHER, "defer_loading": True}
+    async with Client(server.base_url) as api:
+        first = await api.ok("POST", "/v1/messages", {
+            "model": "qwen3-tools", "max_tokens": 40, "temperature": 0, "messages": searched()[:1],
+            "tools": [SEARCH, deferred], "tool_choice": {"type": "tool", "name": "find_tools"},
+            "thread": {"type": "create"}})
+        use = first["content"][-1]
+        assert use["type"] == "tool_use" and use["name"] == "find_tools", first
+        result = [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": use["id"], "content": [
+            {"type": "tool_reference", "tool_name": "get_weather"}]}]}]
+        go_on = {"model": "qwen3-tools", "messages": result,
+                 "thread": {"type": "continue", "previous_message_id": first["id"]}}
+        whole = {"model": "qwen3-tools", "tools": [SEARCH, deferred],
+                 "messages": [*searched()[:1], {"role": "assistant", "content": first["content"]}, *result]}
+        assert await count(api, go_on) == await count(api, whole)
+        assert await count(api, whole) > await count(api, whole | {"tools": [SEARCH], "messages": [
+            *whole["messages"][:2], {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use["id"],
+                                                                  "content": "Tool loaded: get_weather"}]}]})

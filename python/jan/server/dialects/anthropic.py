@@ -165,10 +165,19 @@ class SearchResultBlock(_Wire):
     content: list[TextBlock]
 
 
+class ToolReferenceBlock(_Wire):
+    """A tool search's find (``tool_reference`` in a tool result: a client's own search tool answers so): the
+    deferred tool it names is offered from this turn on (:func:`tool_set`); the model reads its name."""
+
+    type: Literal["tool_reference"]
+    tool_name: str = Field(min_length=1)
+
+
 class ToolResultBlock(_Wire):
     type: Literal["tool_result"]
     tool_use_id: str
-    content: Union[str, list[Annotated[Union[TextBlock, ImageBlock, DocumentBlock, SearchResultBlock],
+    content: Union[str, list[Annotated[Union[TextBlock, ImageBlock, DocumentBlock, SearchResultBlock,
+                                             ToolReferenceBlock],
                                        Field(discriminator="type")]]] = ""
     is_error: bool | None = None
 
@@ -264,6 +273,9 @@ class ToolParam(_Wire):
     name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str | None = None
     input_schema: dict[str, Any] | None = None
+    #: Held back from the prompt until a tool search finds it (a ``tool_reference`` in a tool result): jan has no
+    #: tool search of its own, so only a client's search tool loads one (:func:`tool_set`).
+    defer_loading: bool | None = None
     # Anthropic's own tools (web search, bash, text editor, ...) carry a versioned type; jan runs none
     # of them, and says so (see _tools).
     type: str | None = None
@@ -271,8 +283,8 @@ class ToolParam(_Wire):
 
 class McpToolConfig(_Wire):
     enabled: bool | None = None
-    #: Held back from the prompt until a tool search loads it (Anthropic's): jan has no tool search, so a deferred
-    #: tool is never offered (:func:`jan.server.dialects.anthropic_mcp.server_uses`).
+    #: Held back from the prompt until a tool search finds it (a ``tool_reference`` naming it): jan has no tool search
+    #: of its own (:func:`jan.server.dialects.anthropic_mcp.server_uses`).
     defer_loading: bool | None = None
 
 
@@ -636,6 +648,7 @@ def _tool_result(block: ToolResultBlock) -> typed.ChatMessage:
     else:
         parts = tuple(part for b in block.content for part in (
             (typed.TextPart(b.text),) if isinstance(b, TextBlock) else _document(b) if isinstance(b, DocumentBlock)
+            else (typed.TextPart(f"Tool loaded: {b.tool_name}"),) if isinstance(b, ToolReferenceBlock)
             else (_search_result(b),) if isinstance(b, SearchResultBlock) else (_image(b),)))
     if block.is_error:
         # The chat path has no error flag on a tool message: say it in the text the model reads.
@@ -1065,24 +1078,41 @@ class ToolSet:
 
 
 def tool_set(body: _Prompt, removed: Sequence[ToolParam] = ()) -> ToolSet:
-    """The tools the turn offers: ``tools`` (a thread's ``continue``: the thread's), then the ``tool_addition`` /
-    ``tool_removal`` blocks of the ``system`` messages in message order. A local chat template shows the tools once
-    (in the system prompt, mostly), so the prompt is rendered with this set, the last one. An addition by definition
-    replaces a tool of its name in place, or comes last; one by reference offers a tool of ``tools``, of ``removed``
-    or defined earlier again; a removal takes a known tool away (twice is nothing). ``ValueError`` naming the field
-    for a block that names no known tool or one of an MCP server (jan runs none per request), or a tool jan does not
-    run."""
+    """The tools the turn offers: ``tools`` (a thread's ``continue``: the thread's) but the deferred ones
+    (``defer_loading``), then in message order the ``tool_addition`` / ``tool_removal`` blocks of the ``system``
+    messages and the ``tool_reference`` blocks of tool results (a tool search's finds: the deferred tool named is
+    loaded, offered from then on, as Anthropic's). A local chat template shows the tools once (in the system prompt,
+    mostly), so the prompt is rendered with this set, the last one. An addition by definition replaces a tool of
+    its name in place, or comes last; one by reference offers a tool of ``tools``, of ``removed`` or defined earlier
+    again; a removal takes a known tool away (twice is nothing). The deferred tools not loaded are ``removed`` (a
+    thread's later turn may load them). ``ValueError`` naming the field for a block that names no known tool or
+    one of an MCP server (jan runs none per request), or a tool jan does not run."""
     for i, tool in enumerate(body.tools or ()):
         if isinstance(tool, ToolParam):
             _check_tool(tool, f"tools[{i}]")
-    changes = [(f"messages[{i}].content[{j}].tool", block) for i, message in enumerate(body.messages)
-               if isinstance(message, SystemMessageParam) and not isinstance(message.content, str)
-               for j, block in enumerate(message.content) if isinstance(block, (ToolAdditionBlock, ToolRemovalBlock))]
-    if not changes:
-        return ToolSet(body.custom_tools, list(removed))
-    offered = {tool.name: tool for tool in body.custom_tools or ()}
-    known = {**{tool.name: tool for tool in removed}, **offered}
+    changes: list[tuple[str, Any]] = []
+    for i, message in enumerate(body.messages):
+        if isinstance(message.content, str):
+            continue
+        for j, block in enumerate(message.content):
+            if isinstance(block, (ToolAdditionBlock, ToolRemovalBlock)):
+                changes.append((f"messages[{i}].content[{j}].tool", block))
+            elif isinstance(block, ToolResultBlock) and not isinstance(block.content, str):
+                changes += [(f"messages[{i}].content[{j}].content[{k}]", ref) for k, ref in enumerate(block.content)
+                            if isinstance(ref, ToolReferenceBlock)]
+    custom = body.custom_tools
+    if not changes and not any(tool.defer_loading for tool in custom or ()):
+        return ToolSet(custom, list(removed))
+    offered = {tool.name: tool for tool in custom or () if not tool.defer_loading}
+    known = {**{tool.name: tool for tool in removed}, **{tool.name: tool for tool in custom or ()}}
     for field, block in changes:
+        if isinstance(block, ToolReferenceBlock):
+            if block.tool_name in known:  # (loaded for good: a thread's later turns keep it, undeferred)
+                offered.setdefault(block.tool_name, known[block.tool_name].model_copy(update={"defer_loading": None}))
+            elif not body.mcp_servers:  # (else it may name a server's deferred tool: anthropic_mcp.server_uses)
+                raise ValueError(f"{field}.tool_name: Tool reference '{block.tool_name}' has no corresponding tool "
+                                 "definition")
+            continue
         tool = block.tool
         if isinstance(tool, (MCPToolReference, MCPToolsetReference)):
             raise ValueError(f"{field}: '{tool.type}' names tools of an MCP server; jan runs no MCP servers per "
@@ -1097,6 +1127,13 @@ def tool_set(body: _Prompt, removed: Sequence[ToolParam] = ()) -> ToolSet:
         else:
             offered.pop(tool.name, None)
     return ToolSet(list(offered.values()), [tool for name, tool in known.items() if name not in offered])
+
+
+def referenced_tools(body: _Prompt) -> set[str]:
+    """The names the ``tool_reference`` blocks of ``body``'s tool results give (a tool search's finds)."""
+    return {ref.tool_name for message in body.messages if not isinstance(message.content, str)
+            for block in message.content if isinstance(block, ToolResultBlock) and not isinstance(block.content, str)
+            for ref in block.content if isinstance(ref, ToolReferenceBlock)}
 
 
 def to_chat_request(body: _Prompt, removed_tools: Sequence[ToolParam] = (),
@@ -1114,7 +1151,17 @@ def to_chat_request(body: _Prompt, removed_tools: Sequence[ToolParam] = (),
         sampling = typed.SamplingOptions(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
                                    top_k=body.top_k,
                                    stop=tuple(body.stop_sequences) if body.stop_sequences else None)
-    tools = _tools(tool_set(body, removed_tools).tools or ())
+    offered = tool_set(body, removed_tools).tools or ()
+    tools = _tools(offered)
+    custom = body.custom_tools or ()
+    if custom and all(tool.defer_loading for tool in custom) and not body.mcp_servers:  # (anthropic_mcp: with them)
+        raise RequestError("All tools have defer_loading set. At least one tool must be non-deferred.",
+                           param="tools")
+    choice = body.tool_choice
+    if choice is not None and choice.type == "tool" and choice.name not in {t.name for t in offered} \
+            and any(t.name == choice.name and t.defer_loading for t in custom):
+        raise ValueError(f"tool_choice.name: '{choice.name}' is deferred (defer_loading) and no tool_reference "
+                         "loaded it (jan has no tool search of its own: a client's search tool loads one)")
     forced = body.tool_choice is not None and body.tool_choice.type in ("any", "tool")
     if forced and not tools and not body.mcp_servers:  # (the servers' tools join at the route: anthropic_mcp)
         raise ValueError(f"tool_choice: '{body.tool_choice.type}' needs tools")

@@ -2,8 +2,10 @@
 to :mod:`jan.services.mcp_use`, the one path that also serves the Responses API's ``mcp`` tools.
 
 Wire shapes only: which servers a request names and which of their tools the model may call
-(:func:`server_uses`: ``tool_configuration`` or the newer ``mcp_toolset`` entries of ``tools``; a URL only where
-``--allow-media-from`` allows it, as a media URL, else a 400 naming the field), a server that could not be reached
+(:func:`server_uses`: ``tool_configuration`` or the newer ``mcp_toolset`` entries of ``tools``, a deferred tool once
+a ``tool_reference`` names it; a URL only where ``--allow-media-from`` allows it, as a media URL, else a 400 naming
+the field), the servers' tools offered with the request's and a ``tool_choice`` naming one (:func:`offer`, for
+``/v1/messages`` and ``count_tokens`` alike), a server that could not be reached
 (:func:`check_listed`: a 400, as Anthropic's), and the answer's content blocks (:func:`message_of_events`: the
 streamed events, ``mcp_tool_use`` / ``mcp_tool_result`` blocks among them, folded into the whole message). The
 connector has no approval flow: every call runs.
@@ -24,6 +26,7 @@ from jan.services.types import ChatRequest, NamedToolChoice
 def server_uses(body: wire._Prompt, allows_url: Callable[[str], bool]) -> list[McpServerUse]:
     """The servers of ``body.mcp_servers``; ``allows_url(url)``: whether this server may connect to ``url``."""
     toolsets = {t.mcp_server_name: t for t in body.tools or () if isinstance(t, wire.McpToolset)}
+    referenced = wire.referenced_tools(body)
     uses = []
     for index, server in enumerate(body.mcp_servers or ()):
         where = f"mcp_servers[{index}]"
@@ -44,28 +47,35 @@ def server_uses(body: wire._Prompt, allows_url: Callable[[str], bool]) -> list[M
                 allowed = frozenset(config.allowed_tools)
         toolset = toolsets.get(server.name)
         if toolset is not None:
-            # a tool's own config, else the default one; deferred (held back for a tool search to load, which jan
-            # has not) is never offered: Anthropic's model does not see it either until a search finds it
+            # a tool's own config, else the default one; a deferred tool is offered once a tool search found it (a
+            # tool_reference naming it, by its name or <server>__<name>), else never (jan has no tool search of its
+            # own: Anthropic's model does not see one either until a search finds it)
             default = toolset.default_config or wire.McpToolConfig()
             configs = toolset.configs or {}
+            found = {name.removeprefix(f"{server.name}__") for name in referenced}
             if toolset.tools is not None:  # (a pinned listing: exactly its tools)
                 pinned = frozenset(t.name for t in toolset.tools)
                 allowed = pinned if allowed is None else allowed & pinned
-            if default.enabled is False or default.defer_loading is True:  # (only the tools a config turns on)
-                on = frozenset(name for name, c in configs.items() if _offered(c, default))
+            if default.enabled is False:  # (only the tools a config turns on)
+                on = frozenset(name for name in configs if _offered(name, configs, default, found))
+                allowed = on if allowed is None else allowed & on
+            elif default.defer_loading is True:  # (the tools a config does not defer, and the ones found)
+                on = frozenset(name for name in {*configs, *found} if _offered(name, configs, default, found))
                 allowed = on if allowed is None else allowed & on
             else:
-                denied = frozenset(name for name, c in configs.items() if not _offered(c, default))
+                denied = frozenset(name for name in configs if not _offered(name, configs, default, found))
         # (no approval in Anthropic's connector: every call runs)
         uses.append(McpServerUse(server.name, server.url, headers, allowed, denied_tools=denied,
                                  default_approval=False, param=f"{where}.name"))
     return uses
 
 
-def _offered(config: wire.McpToolConfig, default: wire.McpToolConfig) -> bool:
+def _offered(name: str, configs: dict[str, wire.McpToolConfig], default: wire.McpToolConfig,
+             found: set[str]) -> bool:
+    config = configs.get(name) or wire.McpToolConfig()
     enabled = config.enabled if config.enabled is not None else default.enabled
     deferred = config.defer_loading if config.defer_loading is not None else default.defer_loading
-    return enabled is not False and deferred is not True
+    return enabled is not False and (deferred is not True or name in found)
 
 
 def _deferred(body: wire._Prompt, server: str, tool: str) -> bool:
@@ -84,6 +94,12 @@ def offer(chat_request: ChatRequest, body: wire._Prompt, session: McpSession) ->
     name no offered tool has, one that two servers' tools have, a forced choice with no tool at all, and (as
     Anthropic's) a request whose every tool is deferred."""
     tools = (*chat_request.tools, *session.specs)
+    known = {name for t in body.custom_tools or () for name in (t.name,)} | {
+        name for jan_name, (_, tool) in session.owners.items() for name in (jan_name, tool)}
+    for name in sorted(wire.referenced_tools(body) - known):
+        if not any(_deferred(body, u.name, name.removeprefix(f"{u.name}__")) for u in body.mcp_servers or ()):
+            raise RequestError(f"Tool reference '{name}' has no corresponding tool definition (in tools or the MCP "
+                               "servers' tools)", param="messages")
     choice = chat_request.tool_choice
     if isinstance(choice, NamedToolChoice) and choice.name not in {t.name for t in chat_request.tools}:
         named = sorted(name for name, (label, tool) in session.owners.items() if choice.name in (name, tool))
@@ -94,13 +110,13 @@ def offer(chat_request: ChatRequest, body: wire._Prompt, session: McpSession) ->
                                param="tool_choice.name")
         if not named:
             deferred = [u.name for u in body.mcp_servers or () if _deferred(body, u.name, choice.name)]
-            why = (f" (deferred by the mcp_toolset of '{deferred[0]}': jan has no tool search to load it, so it is "
-                   "never offered)" if deferred else "")
+            why = (f" (deferred by the mcp_toolset of '{deferred[0]}', and no tool_reference loaded it: jan has no "
+                   "tool search of its own)" if deferred else "")
             raise RequestError(f"tool_choice.name: no tool named '{choice.name}' in tools nor among the tools the "
                                f"MCP servers offer{why}", param="tool_choice.name")
         choice = NamedToolChoice(named[0])
     if not tools:
-        if any(_deferred_any(t) for t in body.tools or ()):
+        if any(_deferred_any(t) or getattr(t, "defer_loading", None) for t in body.tools or ()):
             raise RequestError("All tools have defer_loading set. At least one tool must be non-deferred.",
                                param="tools")
         if choice == "required" or isinstance(choice, NamedToolChoice):
