@@ -308,3 +308,39 @@ async def test_a_thread_keeps_deferred_tools_for_a_later_reference(server):
         assert await count(api, whole) > await count(api, whole | {"tools": [SEARCH], "messages": [
             *whole["messages"][:2], {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use["id"],
                                                                   "content": "Tool loaded: get_weather"}]}]})
+
+
+def changes(*blocks: dict) -> list:
+    """The question, then a system-role message of tool changes (the SDK tool runner's add_tools / remove_tools)."""
+    return [*QUESTION, {"role": "system", "content": list(blocks)}]
+
+
+def mcp_ref(change: str, name: str | None = None, server: str = "notes") -> dict:
+    tool = ({"type": "mcp_tool_reference", "server_name": server, "name": name} if name
+            else {"type": "mcp_toolset_reference", "server_name": server})
+    return {"type": change, "tool": tool}
+
+
+async def test_tool_changes_name_a_servers_tools(server, notes_url):
+    """``mcp_tool_reference`` / ``mcp_toolset_reference`` in a system message's tool_addition / tool_removal change
+    the server's tools the turn offers, in message order (they were a 400: 'jan runs no MCP servers per request');
+    one naming a server the request does not give is a 400 naming the field."""
+    async with Client(server.base_url) as api:
+        def counted(messages, tools=None):
+            return count(api, count_body(notes_url, tools, messages=messages))
+
+        no_add = await counted(QUESTION, [toolset(configs={"add": {"enabled": False}})])
+        assert await counted(changes(mcp_ref("tool_removal", "add"))) == no_add
+        only_list = await counted(QUESTION, [toolset(default_config={"enabled": False},
+                                                     configs={"list_notes": {"enabled": True}})])
+        assert await counted(changes(mcp_ref("tool_removal"), mcp_ref("tool_addition", "list_notes"))) == only_list
+        every = await counted(QUESTION)
+        assert await counted(changes(mcp_ref("tool_removal"), mcp_ref("tool_addition"))) == every
+        assert await counted(changes(mcp_ref("tool_addition", "add")),
+                             [toolset(configs={"add": {"defer_loading": True}})]) == every
+        for blocks in ([mcp_ref("tool_addition", "add", server="elsewhere")],
+                       [mcp_ref("tool_removal", server="elsewhere")]):
+            status, err = await api.post("/v1/messages", ask(notes_url, messages=changes(*blocks)))
+            assert status == 400 and err["error"]["message"].startswith("messages[1].content[0].tool:"), err
+            assert "'elsewhere'" in err["error"]["message"] and "mcp_servers" in err["error"]["message"], err
+        assert await mcp_tasks_left(server) == []

@@ -1115,8 +1115,8 @@ def tool_set(body: _Prompt, removed: Sequence[ToolParam] = ()) -> ToolSet:
             continue
         tool = block.tool
         if isinstance(tool, (MCPToolReference, MCPToolsetReference)):
-            raise ValueError(f"{field}: '{tool.type}' names tools of an MCP server; jan runs no MCP servers per "
-                             "request (the ones of <data>/mcp.json are its runs' tools): add custom tools")
+            _check_mcp_reference(body, tool, field)
+            continue  # (the server's tools the turn offers: anthropic_mcp.server_uses applies it)
         if isinstance(tool, ToolDefinition):
             _check_tool(tool.definition, f"{field}.definition")
             known[tool.definition.name] = offered[tool.definition.name] = tool.definition
@@ -1127,6 +1127,26 @@ def tool_set(body: _Prompt, removed: Sequence[ToolParam] = ()) -> ToolSet:
         else:
             offered.pop(tool.name, None)
     return ToolSet(list(offered.values()), [tool for name, tool in known.items() if name not in offered])
+
+
+def _check_mcp_reference(body: _Prompt, tool: MCPToolReference | MCPToolsetReference, field: str) -> None:
+    if not tool.server_name:
+        raise ValueError(f"{field}.server_name: required")
+    if isinstance(tool, MCPToolReference) and not tool.name:
+        raise ValueError(f"{field}.name: required")
+    if tool.server_name not in {server.name for server in body.mcp_servers or ()}:
+        raise ValueError(f"{field}: '{tool.type}' names the MCP server '{tool.server_name}', which is not one of the "
+                         "request's mcp_servers (send the server with each turn that uses it)")
+
+
+def mcp_tool_changes(body: _Prompt) -> list[tuple[bool, str, str | None]]:
+    """The ``tool_addition`` (True) / ``tool_removal`` (False) blocks naming an MCP server's tool (its name) or
+    toolset (None), in message order, as ``(added, server, tool)``; each checked by :func:`tool_set`."""
+    return [(isinstance(block, ToolAdditionBlock), block.tool.server_name, getattr(block.tool, "name", None))
+            for message in body.messages if isinstance(message, SystemMessageParam)
+            and not isinstance(message.content, str) for block in message.content
+            if isinstance(block, (ToolAdditionBlock, ToolRemovalBlock))
+            and isinstance(block.tool, (MCPToolReference, MCPToolsetReference))]
 
 
 def referenced_tools(body: _Prompt) -> set[str]:

@@ -27,6 +27,7 @@ def server_uses(body: wire._Prompt, allows_url: Callable[[str], bool]) -> list[M
     """The servers of ``body.mcp_servers``; ``allows_url(url)``: whether this server may connect to ``url``."""
     toolsets = {t.mcp_server_name: t for t in body.tools or () if isinstance(t, wire.McpToolset)}
     referenced = wire.referenced_tools(body)
+    changes = wire.mcp_tool_changes(body)
     uses = []
     for index, server in enumerate(body.mcp_servers or ()):
         where = f"mcp_servers[{index}]"
@@ -64,10 +65,35 @@ def server_uses(body: wire._Prompt, allows_url: Callable[[str], bool]) -> list[M
                 allowed = on if allowed is None else allowed & on
             else:
                 denied = frozenset(name for name in configs if not _offered(name, configs, default, found))
+        allowed, denied = _changed(allowed, denied, [(added, tool) for added, name, tool in changes
+                                                     if name == server.name])
         # (no approval in Anthropic's connector: every call runs)
         uses.append(McpServerUse(server.name, server.url, headers, allowed, denied_tools=denied,
                                  default_approval=False, param=f"{where}.name"))
     return uses
+
+
+def _changed(allowed: frozenset[str] | None, denied: frozenset[str], changes: list[tuple[bool, str | None]]
+             ) -> tuple[frozenset[str] | None, frozenset[str]]:
+    """``allowed`` / ``denied`` after the system messages' ``tool_addition`` / ``tool_removal`` of the server's tools
+    (a tool by name; None: the whole toolset), in message order: an added tool is offered whatever its config said
+    (as a ``tool_definition`` addition is), a removed one not; a toolset removed offers none but the ones added
+    after, and one added again offers its configured tools again."""
+    off, added, removed = False, set(), set()
+    for add, tool in changes:
+        if tool is None:
+            off, added, removed = (False, added, set()) if add else (True, set(), removed)
+        elif add:
+            added.add(tool)
+            removed.discard(tool)
+        else:
+            removed.add(tool)
+            added.discard(tool)
+    if off:
+        return frozenset(added), frozenset()
+    if allowed is not None:
+        allowed = (allowed | added) - removed
+    return allowed, (denied | removed) - added
 
 
 def _offered(name: str, configs: dict[str, wire.McpToolConfig], default: wire.McpToolConfig,
