@@ -119,7 +119,8 @@ async def test_count_tokens_counts_the_offered_tools(server, notes_url):
 
 async def test_listing_blocks_and_cache_control_are_taken(server, notes_url):
     """What the SDK's beta types let a client send: an ``mcp_tool_listing`` block in an assistant turn sent back (no
-    text the model reads), ``cache_control`` on a toolset (a hint, as everywhere on jan's Anthropic routes)."""
+    text the model reads; the server's tools are the ones it lists, as a toolset's pinned ``tools``, which win over
+    it), ``cache_control`` on a toolset (a hint, as everywhere on jan's Anthropic routes)."""
     async with Client(server.base_url) as api:
         first = await api.ok("POST", "/v1/messages", ask(notes_url, tool_choice={"type": "tool", "name": "list_notes"}))
         listing = {"type": "mcp_tool_listing", "mcp_server_name": "notes", "tools": [
@@ -130,8 +131,13 @@ async def test_listing_blocks_and_cache_control_are_taken(server, notes_url):
         again = await api.ok("POST", "/v1/messages", body)
         assert again["type"] == "message" and again["role"] == "assistant"
         without = [*QUESTION, {"role": "assistant", "content": first["content"]}, {"role": "user", "content": "Thanks."}]
+        only_list = [toolset(default_config={"enabled": False}, configs={"list_notes": {"enabled": True}})]
         assert await count(api, count_body(notes_url, messages=history)) == \
-            await count(api, count_body(notes_url, messages=without))
+            await count(api, count_body(notes_url, only_list, messages=without))
+        pinned = [toolset(tools=[{"name": "add", "input_schema": {"type": "object"}}])]
+        assert await count(api, count_body(notes_url, pinned, messages=history)) == await count(
+            api, count_body(notes_url, [toolset(default_config={"enabled": False}, configs={"add": {"enabled": True}})],
+                            messages=without))
         # a listing in the user's turn is no block a user sends
         status, err = await api.post("/v1/messages", ask(notes_url, messages=[{"role": "user", "content": [listing]}]))
         assert status == 400 and "mcp_tool_listing" in err["error"]["message"], err

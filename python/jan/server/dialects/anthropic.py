@@ -148,7 +148,8 @@ class McpToolResultBlock(_Wire):
 
 class McpToolListingBlock(_Wire):
     """A server's tool listing an earlier answer carried (``mcp_tool_listing``), sent back with its assistant turn:
-    no text the model reads (the tools are offered by the request's ``mcp_servers``)."""
+    no text the model reads; the last one of a server pins its tools, as a toolset's ``tools`` does
+    (:func:`jan.server.dialects.anthropic_mcp.server_uses`)."""
 
     type: Literal["mcp_tool_listing"]
     mcp_server_name: str
@@ -758,8 +759,8 @@ def _assistant_message(content: list) -> typed.ChatMessage:
             calls.append(typed.ToolCall(block.id, jan_name(block.server_name, block.name),
                                         json.dumps(block.input, ensure_ascii=False)))
         elif isinstance(block, (RedactedThinkingBlock, McpToolListingBlock)):
-            # encrypted by another provider: nothing a local model can read; a listing: the request's mcp_servers
-            # offer the tools, which the prompt shows as every request's
+            # encrypted by another provider: nothing a local model can read; a listing: it chooses the tools the
+            # servers offer (anthropic_mcp), which the prompt shows as every request's
             continue
         else:
             raise ValueError(f"an assistant message cannot hold a '{block.type}' block")

@@ -28,6 +28,9 @@ def server_uses(body: wire._Prompt, allows_url: Callable[[str], bool]) -> list[M
     toolsets = {t.mcp_server_name: t for t in body.tools or () if isinstance(t, wire.McpToolset)}
     referenced = wire.referenced_tools(body)
     changes = wire.mcp_tool_changes(body)
+    listings = {block.mcp_server_name: block.tools for message in body.messages
+                if isinstance(message, wire.MessageParam) and not isinstance(message.content, str)
+                for block in message.content if isinstance(block, wire.McpToolListingBlock)}
     uses = []
     for index, server in enumerate(body.mcp_servers or ()):
         where = f"mcp_servers[{index}]"
@@ -47,6 +50,12 @@ def server_uses(body: wire._Prompt, allows_url: Callable[[str], bool]) -> list[M
             elif config.allowed_tools is not None:
                 allowed = frozenset(config.allowed_tools)
         toolset = toolsets.get(server.name)
+        # a listing pinned by the toolset, else the last one an earlier answer carried (an mcp_tool_listing block
+        # sent back): exactly its tools, as Anthropic's uses it instead of asking the server again
+        pinned = toolset.tools if toolset is not None and toolset.tools is not None else listings.get(server.name)
+        if pinned is not None:
+            names = frozenset(t.name for t in pinned)
+            allowed = names if allowed is None else allowed & names
         if toolset is not None:
             # a tool's own config, else the default one; a deferred tool is offered once a tool search found it (a
             # tool_reference naming it, by its name or <server>__<name>), else never (jan has no tool search of its
@@ -54,9 +63,6 @@ def server_uses(body: wire._Prompt, allows_url: Callable[[str], bool]) -> list[M
             default = toolset.default_config or wire.McpToolConfig()
             configs = toolset.configs or {}
             found = {name.removeprefix(f"{server.name}__") for name in referenced}
-            if toolset.tools is not None:  # (a pinned listing: exactly its tools)
-                pinned = frozenset(t.name for t in toolset.tools)
-                allowed = pinned if allowed is None else allowed & pinned
             if default.enabled is False:  # (only the tools a config turns on)
                 on = frozenset(name for name in configs if _offered(name, configs, default, found))
                 allowed = on if allowed is None else allowed & on
