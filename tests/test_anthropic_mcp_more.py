@@ -350,3 +350,20 @@ async def test_tool_changes_name_a_servers_tools(server, notes_url):
             assert status == 400 and err["error"]["message"].startswith("messages[1].content[0].tool:"), err
             assert "'elsewhere'" in err["error"]["message"] and "mcp_servers" in err["error"]["message"], err
         assert await mcp_tasks_left(server) == []
+
+
+async def test_a_deferred_responses_tool_is_a_400(server, notes_url):
+    """The same fault in the Responses API: ``defer_loading`` was ignored (the tool offered at once). OpenAI's rule is
+    that deferred tools need its ``tool_search`` tool, which jan does not run: a 400 in OpenAI's shape, naming it."""
+    tools = [{"type": "function", "name": "f", "parameters": {"type": "object"}, "defer_loading": True},
+             {"type": "custom", "name": "g", "defer_loading": True},
+             {"type": "mcp", "server_label": "notes", "server_url": notes_url, "defer_loading": True}]
+    async with Client(server.base_url) as api:
+        for tool in tools:
+            for path in ("/v1/responses", "/v1/responses/input_tokens"):
+                status, err = await api.post(path, {"model": "qwen3-tools", "input": "hi", "tools": [tool]})
+                assert status == 400 and "tool_search" in err["error"]["message"], (path, err)
+                assert err["error"]["param"] == "tools[0].defer_loading", err
+        # not deferred: taken as before
+        await api.ok("POST", "/v1/responses/input_tokens", {"model": "qwen3-tools", "input": "hi", "tools": [
+            {**tools[0], "defer_loading": False}]})
