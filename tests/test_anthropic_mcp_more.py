@@ -290,6 +290,10 @@ async def test_a_deferred_server_tool_is_loaded_by_a_tool_reference(server, note
         status, err = await api.post("/v1/messages/count_tokens", count_body(notes_url, deferred,
                                                                              messages=searched("nothing_such")))
         assert status == 400 and "Tool reference 'nothing_such'" in err["error"]["message"], err
+        # a tool a tool change defined is a tool a reference may name, with the servers there too
+        defined = [{"role": "system", "content": [{"type": "tool_addition", "tool": {
+            "type": "tool_definition", "definition": WEATHER}}]}, *searched("get_weather")]
+        assert await count(api, count_body(notes_url, deferred, messages=defined)) > 0
         assert await mcp_tasks_left(server) == []
 
 

@@ -126,7 +126,8 @@ def offer(chat_request: ChatRequest, body: wire._Prompt, session: McpSession) ->
     name no offered tool has, one that two servers' tools have, a forced choice with no tool at all, and (as
     Anthropic's) a request whose every tool is deferred."""
     tools = (*chat_request.tools, *session.specs)
-    known = {name for t in body.custom_tools or () for name in (t.name,)} | {
+    # (the request's tools, offered or deferred, and the ones a tool change defined: what tool_set let through)
+    known = {t.name for t in chat_request.tools} | {t.name for t in body.custom_tools or ()} | {
         name for jan_name, (_, tool) in session.owners.items() for name in (jan_name, tool)}
     for name in sorted(wire.referenced_tools(body) - known):
         if not any(_deferred(body, u.name, name.removeprefix(f"{u.name}__")) for u in body.mcp_servers or ()):
