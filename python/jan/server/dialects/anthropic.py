@@ -1086,8 +1086,10 @@ def tool_set(body: _Prompt, removed: Sequence[ToolParam] = ()) -> ToolSet:
     mostly), so the prompt is rendered with this set, the last one. An addition by definition replaces a tool of
     its name in place, or comes last; one by reference offers a tool of ``tools``, of ``removed`` or defined earlier
     again; a removal takes a known tool away (twice is nothing). The deferred tools not loaded are ``removed`` (a
-    thread's later turn may load them). ``ValueError`` naming the field for a block that names no known tool or
-    one of an MCP server (jan runs none per request), or a tool jan does not run."""
+    thread's later turn may load them). An MCP server's tool or toolset named by a change is the server's business
+    (:func:`jan.server.dialects.anthropic_mcp.server_uses`), as is a reference naming no tool here when the request
+    has ``mcp_servers``. ``ValueError`` naming the field for a block that names no known tool, a server not in
+    ``mcp_servers``, or a tool jan does not run."""
     for i, tool in enumerate(body.tools or ()):
         if isinstance(tool, ToolParam):
             _check_tool(tool, f"tools[{i}]")
