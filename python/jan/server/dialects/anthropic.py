@@ -146,6 +146,16 @@ class McpToolResultBlock(_Wire):
     content: Union[str, list[TextBlock]] = ""
 
 
+class McpToolListingBlock(_Wire):
+    """A server's tool listing an earlier answer carried (``mcp_tool_listing``), sent back with its assistant turn:
+    no text the model reads; the last one of a server pins its tools, as a toolset's ``tools`` does
+    (:func:`jan.server.dialects.anthropic_mcp.server_uses`)."""
+
+    type: Literal["mcp_tool_listing"]
+    mcp_server_name: str
+    tools: list[McpListedTool] = Field(default_factory=list)
+
+
 class SearchResultBlock(_Wire):
     """A ``search_result`` block (a search's result, with its source, in a turn or a tool result): read as a text
     document, its title and source on lines of their own before its text, as a document's title and context are."""
@@ -156,10 +166,19 @@ class SearchResultBlock(_Wire):
     content: list[TextBlock]
 
 
+class ToolReferenceBlock(_Wire):
+    """A tool search's find (``tool_reference`` in a tool result: a client's own search tool answers so): the
+    deferred tool it names is offered from this turn on (:func:`tool_set`); the model reads its name."""
+
+    type: Literal["tool_reference"]
+    tool_name: str = Field(min_length=1)
+
+
 class ToolResultBlock(_Wire):
     type: Literal["tool_result"]
     tool_use_id: str
-    content: Union[str, list[Annotated[Union[TextBlock, ImageBlock, DocumentBlock, SearchResultBlock],
+    content: Union[str, list[Annotated[Union[TextBlock, ImageBlock, DocumentBlock, SearchResultBlock,
+                                             ToolReferenceBlock],
                                        Field(discriminator="type")]]] = ""
     is_error: bool | None = None
 
@@ -213,7 +232,7 @@ class RedactedThinkingBlock(_Wire):
 
 ContentBlock = Annotated[
     Union[TextBlock, ImageBlock, DocumentBlock, SearchResultBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock,
-          RedactedThinkingBlock, McpToolUseBlock, McpToolResultBlock],
+          RedactedThinkingBlock, McpToolUseBlock, McpToolResultBlock, McpToolListingBlock],
     Field(discriminator="type"),
 ]
 
@@ -255,6 +274,9 @@ class ToolParam(_Wire):
     name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str | None = None
     input_schema: dict[str, Any] | None = None
+    #: Held back from the prompt until a tool search finds it (a ``tool_reference`` in a tool result): jan has no
+    #: tool search of its own, so only a client's search tool loads one (:func:`tool_set`).
+    defer_loading: bool | None = None
     # Anthropic's own tools (web search, bash, text editor, ...) carry a versioned type; jan runs none
     # of them, and says so (see _tools).
     type: str | None = None
@@ -262,17 +284,29 @@ class ToolParam(_Wire):
 
 class McpToolConfig(_Wire):
     enabled: bool | None = None
-    defer_loading: bool | None = None  # (accepted: every tool is offered at once; a local template shows them all)
+    #: Held back from the prompt until a tool search finds it (a ``tool_reference`` naming it): jan has no tool search
+    #: of its own (:func:`jan.server.dialects.anthropic_mcp.server_uses`).
+    defer_loading: bool | None = None
+
+
+class McpListedTool(_Wire):
+    """A tool as an MCP server lists it (an ``mcp_toolset``'s pinned ``tools``, an ``mcp_tool_listing`` block's)."""
+
+    name: str
+    description: str | None = None
+    input_schema: dict[str, Any]
 
 
 class McpToolset(_Wire):
     """``{"type": "mcp_toolset", "mcp_server_name": ...}`` (the ``mcp-client-2025-11-20`` beta): which tools of a
-    server of ``mcp_servers`` the model may call (``default_config``, then ``configs`` per tool name)."""
+    server of ``mcp_servers`` the model may call (``default_config``, then ``configs`` per tool name; ``tools``, a
+    listing pinned from an earlier answer: only the tools it names)."""
 
     type: Literal["mcp_toolset"]
     mcp_server_name: str
     default_config: McpToolConfig | None = None
     configs: dict[str, McpToolConfig] | None = None
+    tools: list[McpListedTool] | None = None
 
 
 def _tool_kind(value: Any) -> str:
@@ -561,16 +595,10 @@ class MessagesRequest(_Prompt):
 
 
 class CountTokensRequest(_Prompt):
-    """The body of ``POST /v1/messages/count_tokens``."""
+    """The body of ``POST /v1/messages/count_tokens``.
 
-    @field_validator("mcp_servers")
-    @classmethod
-    def _no_mcp_servers(cls, value: Any) -> Any:
-        # (counting them would connect to each server for its tools' listing: a count never reaches out)
-        if value:
-            raise not_supported("mcp_servers", "a count of a prompt with MCP servers' tools; /v1/messages runs "
-                                "them, and its usage tells the prompt's size")
-        return value
+    (With ``mcp_servers``, the servers are reached and their tools counted as ``/v1/messages`` offers them.)
+    """
 
 
 # -- request -> ChatRequest -------------------------------------------------------------------
@@ -621,6 +649,7 @@ def _tool_result(block: ToolResultBlock) -> typed.ChatMessage:
     else:
         parts = tuple(part for b in block.content for part in (
             (typed.TextPart(b.text),) if isinstance(b, TextBlock) else _document(b) if isinstance(b, DocumentBlock)
+            else (typed.TextPart(f"Tool loaded: {b.tool_name}"),) if isinstance(b, ToolReferenceBlock)
             else (_search_result(b),) if isinstance(b, SearchResultBlock) else (_image(b),)))
     if block.is_error:
         # The chat path has no error flag on a tool message: say it in the text the model reads.
@@ -729,8 +758,10 @@ def _assistant_message(content: list) -> typed.ChatMessage:
 
             calls.append(typed.ToolCall(block.id, jan_name(block.server_name, block.name),
                                         json.dumps(block.input, ensure_ascii=False)))
-        elif isinstance(block, RedactedThinkingBlock):
-            continue  # encrypted by another provider: nothing a local model can read
+        elif isinstance(block, (RedactedThinkingBlock, McpToolListingBlock)):
+            # encrypted by another provider: nothing a local model can read; a listing: it chooses the tools the
+            # servers offer (anthropic_mcp), which the prompt shows as every request's
+            continue
         else:
             raise ValueError(f"an assistant message cannot hold a '{block.type}' block")
     return typed.ChatMessage("assistant", tuple(text), tool_calls=tuple(calls),
@@ -1009,13 +1040,15 @@ def _reasoning(thinking: ThinkingParam | None, effort: str | None) -> typed.Reas
                             budget_tokens=thinking.budget_tokens if thinking.type == "enabled" else None)
 
 
-def _tool_choice(choice: ToolChoiceParam | None, names: Sequence[str] = ()):
+def _tool_choice(choice: ToolChoiceParam | None, names: Sequence[str] = (), mcp: bool = False):
+    """The typed tool choice; ``mcp``: the request has MCP servers, whose tools a name may name (resolved once they
+    are listed: :func:`jan.server.dialects.anthropic_mcp.offer`)."""
     if choice is None:
         return None
     if choice.type == "tool":
         if not choice.name:
             raise ValueError("tool_choice.name: required when tool_choice.type is 'tool'")
-        if choice.name not in names:
+        if choice.name not in names and not mcp:
             raise ValueError(f"tool_choice.name: no tool named '{choice.name}' in tools")
         return typed.NamedToolChoice(choice.name)
     return {"auto": "auto", "any": "required", "none": "none"}[choice.type]
@@ -1046,28 +1079,47 @@ class ToolSet:
 
 
 def tool_set(body: _Prompt, removed: Sequence[ToolParam] = ()) -> ToolSet:
-    """The tools the turn offers: ``tools`` (a thread's ``continue``: the thread's), then the ``tool_addition`` /
-    ``tool_removal`` blocks of the ``system`` messages in message order. A local chat template shows the tools once
-    (in the system prompt, mostly), so the prompt is rendered with this set, the last one. An addition by definition
-    replaces a tool of its name in place, or comes last; one by reference offers a tool of ``tools``, of ``removed``
-    or defined earlier again; a removal takes a known tool away (twice is nothing). ``ValueError`` naming the field
-    for a block that names no known tool or one of an MCP server (jan runs none per request), or a tool jan does not
-    run."""
+    """The tools the turn offers: ``tools`` (a thread's ``continue``: the thread's) but the deferred ones
+    (``defer_loading``), then in message order the ``tool_addition`` / ``tool_removal`` blocks of the ``system``
+    messages and the ``tool_reference`` blocks of tool results (a tool search's finds: the deferred tool named is
+    loaded, offered from then on, as Anthropic's). A local chat template shows the tools once (in the system prompt,
+    mostly), so the prompt is rendered with this set, the last one. An addition by definition replaces a tool of
+    its name in place, or comes last; one by reference offers a tool of ``tools``, of ``removed`` or defined earlier
+    again; a removal takes a known tool away (twice is nothing). The deferred tools not loaded are ``removed`` (a
+    thread's later turn may load them). An MCP server's tool or toolset named by a change is the server's business
+    (:func:`jan.server.dialects.anthropic_mcp.server_uses`), as is a reference naming no tool here when the request
+    has ``mcp_servers``. ``ValueError`` naming the field for a block that names no known tool, a server not in
+    ``mcp_servers``, or a tool jan does not run."""
     for i, tool in enumerate(body.tools or ()):
         if isinstance(tool, ToolParam):
             _check_tool(tool, f"tools[{i}]")
-    changes = [(f"messages[{i}].content[{j}].tool", block) for i, message in enumerate(body.messages)
-               if isinstance(message, SystemMessageParam) and not isinstance(message.content, str)
-               for j, block in enumerate(message.content) if isinstance(block, (ToolAdditionBlock, ToolRemovalBlock))]
-    if not changes:
-        return ToolSet(body.custom_tools, list(removed))
-    offered = {tool.name: tool for tool in body.custom_tools or ()}
-    known = {**{tool.name: tool for tool in removed}, **offered}
+    changes: list[tuple[str, Any]] = []
+    for i, message in enumerate(body.messages):
+        if isinstance(message.content, str):
+            continue
+        for j, block in enumerate(message.content):
+            if isinstance(block, (ToolAdditionBlock, ToolRemovalBlock)):
+                changes.append((f"messages[{i}].content[{j}].tool", block))
+            elif isinstance(block, ToolResultBlock) and not isinstance(block.content, str):
+                changes += [(f"messages[{i}].content[{j}].content[{k}]", ref) for k, ref in enumerate(block.content)
+                            if isinstance(ref, ToolReferenceBlock)]
+    custom = body.custom_tools
+    if not changes and not any(tool.defer_loading for tool in custom or ()):
+        return ToolSet(custom, list(removed))
+    offered = {tool.name: tool for tool in custom or () if not tool.defer_loading}
+    known = {**{tool.name: tool for tool in removed}, **{tool.name: tool for tool in custom or ()}}
     for field, block in changes:
+        if isinstance(block, ToolReferenceBlock):
+            if block.tool_name in known:  # (loaded for good: a thread's later turns keep it, undeferred)
+                offered.setdefault(block.tool_name, known[block.tool_name].model_copy(update={"defer_loading": None}))
+            elif not body.mcp_servers:  # (else it may name a server's deferred tool: anthropic_mcp.server_uses)
+                raise ValueError(f"{field}.tool_name: Tool reference '{block.tool_name}' has no corresponding tool "
+                                 "definition")
+            continue
         tool = block.tool
         if isinstance(tool, (MCPToolReference, MCPToolsetReference)):
-            raise ValueError(f"{field}: '{tool.type}' names tools of an MCP server; jan runs no MCP servers per "
-                             "request (the ones of <data>/mcp.json are its runs' tools): add custom tools")
+            _check_mcp_reference(body, tool, field)
+            continue  # (the server's tools the turn offers: anthropic_mcp.server_uses applies it)
         if isinstance(tool, ToolDefinition):
             _check_tool(tool.definition, f"{field}.definition")
             known[tool.definition.name] = offered[tool.definition.name] = tool.definition
@@ -1078,6 +1130,33 @@ def tool_set(body: _Prompt, removed: Sequence[ToolParam] = ()) -> ToolSet:
         else:
             offered.pop(tool.name, None)
     return ToolSet(list(offered.values()), [tool for name, tool in known.items() if name not in offered])
+
+
+def _check_mcp_reference(body: _Prompt, tool: MCPToolReference | MCPToolsetReference, field: str) -> None:
+    if not tool.server_name:
+        raise ValueError(f"{field}.server_name: required")
+    if isinstance(tool, MCPToolReference) and not tool.name:
+        raise ValueError(f"{field}.name: required")
+    if tool.server_name not in {server.name for server in body.mcp_servers or ()}:
+        raise ValueError(f"{field}: '{tool.type}' names the MCP server '{tool.server_name}', which is not one of the "
+                         "request's mcp_servers (send the server with each turn that uses it)")
+
+
+def mcp_tool_changes(body: _Prompt) -> list[tuple[bool, str, str | None]]:
+    """The ``tool_addition`` (True) / ``tool_removal`` (False) blocks naming an MCP server's tool (its name) or
+    toolset (None), in message order, as ``(added, server, tool)``; each checked by :func:`tool_set`."""
+    return [(isinstance(block, ToolAdditionBlock), block.tool.server_name, getattr(block.tool, "name", None))
+            for message in body.messages if isinstance(message, SystemMessageParam)
+            and not isinstance(message.content, str) for block in message.content
+            if isinstance(block, (ToolAdditionBlock, ToolRemovalBlock))
+            and isinstance(block.tool, (MCPToolReference, MCPToolsetReference))]
+
+
+def referenced_tools(body: _Prompt) -> set[str]:
+    """The names the ``tool_reference`` blocks of ``body``'s tool results give (a tool search's finds)."""
+    return {ref.tool_name for message in body.messages if not isinstance(message.content, str)
+            for block in message.content if isinstance(block, ToolResultBlock) and not isinstance(block.content, str)
+            for ref in block.content if isinstance(ref, ToolReferenceBlock)}
 
 
 def to_chat_request(body: _Prompt, removed_tools: Sequence[ToolParam] = (),
@@ -1095,7 +1174,17 @@ def to_chat_request(body: _Prompt, removed_tools: Sequence[ToolParam] = (),
         sampling = typed.SamplingOptions(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
                                    top_k=body.top_k,
                                    stop=tuple(body.stop_sequences) if body.stop_sequences else None)
-    tools = _tools(tool_set(body, removed_tools).tools or ())
+    offered = tool_set(body, removed_tools).tools or ()
+    tools = _tools(offered)
+    custom = body.custom_tools or ()
+    if custom and all(tool.defer_loading for tool in custom) and not body.mcp_servers:  # (anthropic_mcp: with them)
+        raise RequestError("All tools have defer_loading set. At least one tool must be non-deferred.",
+                           param="tools")
+    choice = body.tool_choice
+    if choice is not None and choice.type == "tool" and choice.name not in {t.name for t in offered} \
+            and any(t.name == choice.name and t.defer_loading for t in custom):
+        raise ValueError(f"tool_choice.name: '{choice.name}' is deferred (defer_loading) and no tool_reference "
+                         "loaded it (jan has no tool search of its own: a client's search tool loads one)")
     forced = body.tool_choice is not None and body.tool_choice.type in ("any", "tool")
     if forced and not tools and not body.mcp_servers:  # (the servers' tools join at the route: anthropic_mcp)
         raise ValueError(f"tool_choice: '{body.tool_choice.type}' needs tools")
@@ -1120,7 +1209,7 @@ def to_chat_request(body: _Prompt, removed_tools: Sequence[ToolParam] = (),
         raise tool_pair_error(exc, body, len(history)) from None
     # A final assistant message is a prefill: the answer continues it (Anthropic's documented behaviour)
     return typed.ChatRequest(model=body.model, messages=messages, tools=tools,
-                       tool_choice=_tool_choice(body.tool_choice, [t.name for t in tools]),
+                       tool_choice=_tool_choice(body.tool_choice, [t.name for t in tools], bool(body.mcp_servers)),
                        parallel_tool_calls=parallel,
                        response_format=response_format, sampling=sampling,
                        reasoning=_reasoning(body.thinking, output.effort),

@@ -2,8 +2,10 @@
 to :mod:`jan.services.mcp_use`, the one path that also serves the Responses API's ``mcp`` tools.
 
 Wire shapes only: which servers a request names and which of their tools the model may call
-(:func:`server_uses`: ``tool_configuration`` or the newer ``mcp_toolset`` entries of ``tools``; a URL only where
-``--allow-media-from`` allows it, as a media URL, else a 400 naming the field), a server that could not be reached
+(:func:`server_uses`: ``tool_configuration`` or the newer ``mcp_toolset`` entries of ``tools``, a deferred tool once
+a ``tool_reference`` names it; a URL only where ``--allow-media-from`` allows it, as a media URL, else a 400 naming
+the field), the servers' tools offered with the request's and a ``tool_choice`` naming one (:func:`offer`, for
+``/v1/messages`` and ``count_tokens`` alike), a server that could not be reached
 (:func:`check_listed`: a 400, as Anthropic's), and the answer's content blocks (:func:`message_of_events`: the
 streamed events, ``mcp_tool_use`` / ``mcp_tool_result`` blocks among them, folded into the whole message). The
 connector has no approval flow: every call runs.
@@ -11,17 +13,24 @@ connector has no approval flow: every call runs.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from jan.server.dialects import anthropic as wire
 from jan.services.errors import RequestError
 from jan.services.mcp_use import McpServerUse, McpSession
+from jan.services.types import ChatRequest, NamedToolChoice
 
 
-def server_uses(body: wire.MessagesRequest, allows_url: Callable[[str], bool]) -> list[McpServerUse]:
+def server_uses(body: wire._Prompt, allows_url: Callable[[str], bool]) -> list[McpServerUse]:
     """The servers of ``body.mcp_servers``; ``allows_url(url)``: whether this server may connect to ``url``."""
     toolsets = {t.mcp_server_name: t for t in body.tools or () if isinstance(t, wire.McpToolset)}
+    referenced = wire.referenced_tools(body)
+    changes = wire.mcp_tool_changes(body)
+    listings = {block.mcp_server_name: block.tools for message in body.messages
+                if isinstance(message, wire.MessageParam) and not isinstance(message.content, str)
+                for block in message.content if isinstance(block, wire.McpToolListingBlock)}
     uses = []
     for index, server in enumerate(body.mcp_servers or ()):
         where = f"mcp_servers[{index}]"
@@ -41,19 +50,119 @@ def server_uses(body: wire.MessagesRequest, allows_url: Callable[[str], bool]) -
             elif config.allowed_tools is not None:
                 allowed = frozenset(config.allowed_tools)
         toolset = toolsets.get(server.name)
+        # a listing pinned by the toolset, else the last one an earlier answer carried (an mcp_tool_listing block
+        # sent back): exactly its tools, as Anthropic's uses it instead of asking the server again
+        pinned = toolset.tools if toolset is not None and toolset.tools is not None else listings.get(server.name)
+        if pinned is not None:
+            names = frozenset(t.name for t in pinned)
+            allowed = names if allowed is None else allowed & names
         if toolset is not None:
-            default = toolset.default_config.enabled if toolset.default_config else None
+            # a tool's own config, else the default one; a deferred tool is offered once a tool search found it (a
+            # tool_reference naming it, by its name or <server>__<name>), else never (jan has no tool search of its
+            # own: Anthropic's model does not see one either until a search finds it)
+            default = toolset.default_config or wire.McpToolConfig()
             configs = toolset.configs or {}
-            on = frozenset(name for name, c in configs.items() if c.enabled is True)
-            off = frozenset(name for name, c in configs.items() if c.enabled is False)
-            if default is False:  # (only the tools a config turns on)
+            found = {name.removeprefix(f"{server.name}__") for name in referenced}
+            if default.enabled is False:  # (only the tools a config turns on)
+                on = frozenset(name for name in configs if _offered(name, configs, default, found))
+                allowed = on if allowed is None else allowed & on
+            elif default.defer_loading is True:  # (the tools a config does not defer, and the ones found)
+                on = frozenset(name for name in {*configs, *found} if _offered(name, configs, default, found))
                 allowed = on if allowed is None else allowed & on
             else:
-                denied = off
+                denied = frozenset(name for name in configs if not _offered(name, configs, default, found))
+        allowed, denied = _changed(allowed, denied, [(added, tool) for added, name, tool in changes
+                                                     if name == server.name])
         # (no approval in Anthropic's connector: every call runs)
         uses.append(McpServerUse(server.name, server.url, headers, allowed, denied_tools=denied,
                                  default_approval=False, param=f"{where}.name"))
     return uses
+
+
+def _changed(allowed: frozenset[str] | None, denied: frozenset[str], changes: list[tuple[bool, str | None]]
+             ) -> tuple[frozenset[str] | None, frozenset[str]]:
+    """``allowed`` / ``denied`` after the system messages' ``tool_addition`` / ``tool_removal`` of the server's tools
+    (a tool by name; None: the whole toolset), in message order: an added tool is offered whatever its config said
+    (as a ``tool_definition`` addition is), a removed one not; a toolset removed offers none but the ones added
+    after, and one added again offers its configured tools again."""
+    off, added, removed = False, set(), set()
+    for add, tool in changes:
+        if tool is None:
+            off, added, removed = (False, added, set()) if add else (True, set(), removed)
+        elif add:
+            added.add(tool)
+            removed.discard(tool)
+        else:
+            removed.add(tool)
+            added.discard(tool)
+    if off:
+        return frozenset(added), frozenset()
+    if allowed is not None:
+        allowed = (allowed | added) - removed
+    return allowed, (denied | removed) - added
+
+
+def _offered(name: str, configs: dict[str, wire.McpToolConfig], default: wire.McpToolConfig,
+             found: set[str]) -> bool:
+    config = configs.get(name) or wire.McpToolConfig()
+    enabled = config.enabled if config.enabled is not None else default.enabled
+    deferred = config.defer_loading if config.defer_loading is not None else default.defer_loading
+    return enabled is not False and (deferred is not True or name in found)
+
+
+def _deferred(body: wire._Prompt, server: str, tool: str) -> bool:
+    """Whether ``body``'s toolset for ``server`` defers ``tool`` (for a refusal that says why it is not offered)."""
+    for toolset in body.tools or ():
+        if isinstance(toolset, wire.McpToolset) and toolset.mcp_server_name == server:
+            config = (toolset.configs or {}).get(tool) or wire.McpToolConfig()
+            default = toolset.default_config or wire.McpToolConfig()
+            return (config.defer_loading if config.defer_loading is not None else default.defer_loading) is True
+    return False
+
+
+def offer(chat_request: ChatRequest, body: wire._Prompt, session: McpSession) -> ChatRequest:
+    """``chat_request`` with the servers' tools offered after the request's own, and a ``tool_choice`` that names
+    one of theirs (by its name on its server, or the name the model knows it by) made to force it. A 400 for a
+    name no offered tool has, one that two servers' tools have, a forced choice with no tool at all, and (as
+    Anthropic's) a request whose every tool is deferred."""
+    tools = (*chat_request.tools, *session.specs)
+    # (the request's tools, offered or deferred, and the ones a tool change defined: what tool_set let through)
+    known = {t.name for t in chat_request.tools} | {t.name for t in body.custom_tools or ()} | {
+        name for jan_name, (_, tool) in session.owners.items() for name in (jan_name, tool)}
+    for name in sorted(wire.referenced_tools(body) - known):
+        if not any(_deferred(body, u.name, name.removeprefix(f"{u.name}__")) for u in body.mcp_servers or ()):
+            raise RequestError(f"Tool reference '{name}' has no corresponding tool definition (in tools or the MCP "
+                               "servers' tools)", param="messages")
+    choice = chat_request.tool_choice
+    if isinstance(choice, NamedToolChoice) and choice.name not in {t.name for t in chat_request.tools}:
+        named = sorted(name for name, (label, tool) in session.owners.items() if choice.name in (name, tool))
+        if len(named) > 1:
+            servers = ", ".join(f"'{session.owners[n][0]}'" for n in named)
+            raise RequestError(f"tool_choice.name: '{choice.name}' names a tool of more than one MCP server "
+                               f"({servers}); give the tool's name as the model knows it ('{named[0]}')",
+                               param="tool_choice.name")
+        if not named:
+            deferred = [u.name for u in body.mcp_servers or () if _deferred(body, u.name, choice.name)]
+            why = (f" (deferred by the mcp_toolset of '{deferred[0]}', and no tool_reference loaded it: jan has no "
+                   "tool search of its own)" if deferred else "")
+            raise RequestError(f"tool_choice.name: no tool named '{choice.name}' in tools nor among the tools the "
+                               f"MCP servers offer{why}", param="tool_choice.name")
+        choice = NamedToolChoice(named[0])
+    if not tools:
+        if any(_deferred_any(t) or getattr(t, "defer_loading", None) for t in body.tools or ()):
+            raise RequestError("All tools have defer_loading set. At least one tool must be non-deferred.",
+                               param="tools")
+        if choice == "required" or isinstance(choice, NamedToolChoice):
+            raise RequestError(f"tool_choice: '{body.tool_choice.type}' needs tools, and the MCP servers offer none",
+                               param="tool_choice")
+    return dataclasses.replace(chat_request, tools=tools, tool_choice=choice)
+
+
+def _deferred_any(toolset: Any) -> bool:
+    if not isinstance(toolset, wire.McpToolset):
+        return False
+    configs = [toolset.default_config, *(toolset.configs or {}).values()]
+    return any(c is not None and c.defer_loading is True for c in configs)
 
 
 def check_listed(session: McpSession, uses: list[McpServerUse]) -> None:
@@ -117,4 +226,4 @@ async def message_of_events(events: AsyncIterator[tuple[str, dict[str, Any]]]) -
     return message
 
 
-__all__ = ["server_uses", "check_listed", "events_only", "message_of_events"]
+__all__ = ["server_uses", "offer", "check_listed", "events_only", "message_of_events"]

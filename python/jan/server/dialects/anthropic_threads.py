@@ -209,12 +209,14 @@ def _tool_input(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _reply(message: dict[str, Any]) -> typed.ChatMessage:
-    """The reply as a chat turn, converted as a replay converts it (the client sends its content back)."""
+def _reply(message: dict[str, Any]) -> list[typed.ChatMessage]:
+    """The reply as chat turns, converted as a replay converts it (the client sends its content back): one, or with
+    the MCP connector's calls in it (``mcp_tool_use`` / ``mcp_tool_result``) the calling turns, their results and
+    the turns going on, as the model read them."""
     from jan.server.dialects import anthropic as wire
 
     param = wire.MessageParam.model_validate({"role": "assistant", "content": message["content"]})
-    return wire._assistant_message(param.content)
+    return wire._assistant_messages(param.content)
 
 
 def _tool_fields(tools: wire.ToolSet) -> dict[str, Any]:
@@ -227,8 +229,13 @@ def _tool_fields(tools: wire.ToolSet) -> dict[str, Any]:
 
 
 def _create_only_fields(body: Prompt) -> None:
+    from jan.server.dialects import anthropic as wire
+
     for name in ("system", "tools"):
-        if getattr(body, name) is not None:
+        value = getattr(body, name)
+        if name == "tools" and value is not None and all(isinstance(t, wire.McpToolset) for t in value):
+            continue  # (an mcp_toolset configures the turn's mcp_servers, sent with each turn: the thread keeps none)
+        if value is not None:
             how = ("; or send tool_addition / tool_removal blocks in a system message" if name == "tools"
                    else "; or send a system-role message in messages")
             raise APIError(400, f"{name}: not allowed on a thread's `continue`: the thread keeps the {name} it was "
@@ -328,8 +335,9 @@ class MessageThreads:
 
         _create_only_fields(body)
         tools, removed = held.tools.response.get("tools"), held.tools.response.get("removed_tools") or []
-        body = body.model_copy(update={
-            "tools": None if tools is None else [wire.ToolParam.model_validate(t) for t in tools]})
+        toolsets = [t for t in body.tools or () if isinstance(t, wire.McpToolset)]  # (the turn's own)
+        held_tools = None if tools is None else [wire.ToolParam.model_validate(t) for t in tools]
+        body = body.model_copy(update={"tools": [*(held_tools or ()), *toolsets] if toolsets else held_tools})
         removed_tools = [wire.ToolParam.model_validate(t) for t in removed]
         chat_request = wire.to_chat_request(body, removed_tools, held.history)
         return (dataclasses.replace(chat_request, model=body.model or held.reply.response.get("model")),
@@ -391,7 +399,7 @@ class MessageThreads:
                 "message": message}
         held["model"] = held.get("model") or message.get("model")
         try:
-            stored = await self.store.begin(held, [], [*turn.inputs, _reply(message)], turn.previous,
+            stored = await self.store.begin(held, [], [*turn.inputs, *_reply(message)], turn.previous,
                                             allow_fork=False, source="anthropic")
             self._by_thread.setdefault(stored.thread_id, set()).add(stored.id)
         except NotLatestError:  # the conversation went on meanwhile (the web page): this reply starts nothing

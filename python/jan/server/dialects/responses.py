@@ -294,12 +294,24 @@ def _tool_tag(value: Any) -> str:
     return "custom" if kind == "custom" else "web_search" if kind in WEB_SEARCH_KINDS else "function"
 
 
+def _not_deferred(value: bool | None) -> bool | None:
+    # (OpenAI's rule: a deferred tool is loaded only by a tool_search tool, which jan does not run; offering it at
+    # once would be another prompt than the one asked for, and no search could ever load it)
+    if value:
+        raise ValueError("Deferred tools require tools.tool_search, which jan does not run: send the tool without "
+                         "defer_loading")
+    return value
+
+
 class FunctionTool(_Wire):
     type: FunctionKind
     name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+    defer_loading: bool | None = None
+
+    _deferred = field_validator("defer_loading")(_not_deferred)
 
 
 class CustomFormat(_Wire):
@@ -337,6 +349,9 @@ class CustomTool(_Wire):
     name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str | None = None
     format: CustomFormat | None = None
+    defer_loading: bool | None = None
+
+    _deferred = field_validator("defer_loading")(_not_deferred)
 
 
 class WebSearchTool(_Wire):
@@ -381,6 +396,9 @@ class McpTool(_Wire):
     allowed_tools: Union[list[str], McpToolFilter, None] = None
     require_approval: Union[Literal["always", "never"], McpApprovalFilter, None] = None
     server_description: str | None = None
+    defer_loading: bool | None = None
+
+    _deferred = field_validator("defer_loading")(_not_deferred)
 
     @field_validator("connector_id")
     @classmethod

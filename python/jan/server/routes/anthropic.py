@@ -10,7 +10,6 @@ request, the chat service answers, the dialect module formats. Errors on these r
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import secrets
@@ -74,10 +73,6 @@ def _chat(request: web.Request) -> ChatService:
 async def messages(request: web.Request) -> web.StreamResponse:
     """Create a message (Anthropic); ``stream: true`` sends Anthropic's named events."""
     body = await parse_body(request, wire.MessagesRequest)
-    if body.mcp_servers and body.thread is not None:
-        # (a thread holds the answer's blocks for its next turn; the connector's calls are not held there yet)
-        raise APIError(400, "mcp_servers: a thread's turns take custom tools only; send the messages without "
-                       "thread to use MCP servers", param="mcp_servers")
     wire.check_thinking_budget(body, request.headers.get("anthropic-beta", ""))
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, functools.partial(upload_image, request))  # image blocks' file sources
@@ -116,7 +111,7 @@ async def collect_message(stream: DeltaStream, body: wire.MessagesRequest, messa
                                     omit_thinking=wire.thinking_omitted(body))
 
 
-async def _mcp_session(request: web.Request, body: wire.MessagesRequest) -> Any:
+async def _mcp_session(request: web.Request, body: wire._Prompt) -> Any:
     """The servers of ``mcp_servers`` connected and their tools listed (:mod:`jan.services.mcp_use`, the path the
     Responses API's ``mcp`` tools take); None without servers. A server that cannot be reached is a 400."""
     if not body.mcp_servers:
@@ -153,8 +148,10 @@ async def _answer(request: web.Request, body: wire.MessagesRequest, turn: Turn) 
 
 async def _answer_with(request: web.Request, body: wire.MessagesRequest, turn: Turn, mcp: Any) -> web.StreamResponse:
     chat_request = turn.chat_request
-    if mcp is not None:  # (the servers' tools offered after the request's own)
-        chat_request = dataclasses.replace(chat_request, tools=(*chat_request.tools, *mcp.specs))
+    if mcp is not None:  # (the servers' tools offered after the request's own; a tool_choice may name one)
+        from jan.server.dialects import anthropic_mcp
+
+        chat_request = anthropic_mcp.offer(chat_request, body, mcp)
     chat = _chat(request)
     message_id = wire.new_message_id()
     stop_sequences = body.stop_sequences or ()
@@ -215,10 +212,19 @@ async def count_tokens(request: web.Request) -> web.Response:
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
     # a thread's `continue` counts the held conversation with the new turn (jan's; the SDK sends no `thread` here)
     chat_request = await request.app[THREADS].prompt(body)
+    # with mcp_servers: the servers reached and their tools counted as /v1/messages offers them (its one path)
+    mcp = await _mcp_session(request, body)
     try:
+        if mcp is not None:
+            from jan.server.dialects import anthropic_mcp
+
+            chat_request = anthropic_mcp.offer(chat_request, body, mcp)
         counted = await _chat(request).count(chat_request)
     except MediaError as exc:
         raise wire.media_error(exc, body, chat_request) from None
+    finally:
+        if mcp is not None:
+            await mcp.close()
     return web.json_response({"input_tokens": counted})
 
 
