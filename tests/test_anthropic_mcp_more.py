@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 from api_helpers import Client, parse_sse
-from test_anthropic_mcp import dead_url, hang_url, mcp_server, notes_url, server, tool_model  # noqa: F401 (fixtures)
+from mcp_helpers import dead_url, hang_url, notes_url  # noqa: F401 (fixtures)
+from test_anthropic_mcp import mcp_server, server  # noqa: F401 (fixtures)
 from test_responses_mcp import LISTED, mcp_tasks_left
 
 pytestmark = pytest.mark.timeout(600)
