@@ -166,7 +166,10 @@ async def test_a_huge_result_is_cut_and_its_overflow_closes_the_session(server, 
                                                                input=[{"role": "user", "content": "x"}, request, {
                                                                    "type": "mcp_approval_response", "approve": True,
                                                                    "approval_request_id": "mcpr_flood"}]))
-            assert status == 400 and "context" in err["error"]["message"], err
+            assert status == 400 and err["error"]["code"] == "context_length_exceeded", err
+            message = err["error"]["message"]  # names the call that ran, so that it is not approved (run) again
+            assert "context" in message and "mcpr_flood" in message and "'flood'" in message and "ran" in message, \
+                message
         assert await mcp_tasks_left(server, "flood") == []
 
 
