@@ -307,7 +307,7 @@ bool Scheduler::thread_count_matters(const Slot & slot) const {
 }
 
 bool Scheduler::has_work_locked() const {
-    return stopping_ || !waiting_.empty() || busy_.load() > 0 || !slot_ops_.empty();
+    return stopping_ || !waiting_.empty() || busy_.load() > 0 || !slot_ops_.empty() || !info_ops_.empty();
 }
 
 namespace {
@@ -387,6 +387,40 @@ uint32_t slot_file_streams(const std::string & path, size_t n_tokens) {
     return streams;
 }
 
+// The LoRA scales a save's KV was computed under, one per line after a header, written beside the slot file.
+void write_lora_scales(const std::string & path, const std::vector<float> & scales) {
+    std::FILE * f = std::fopen(path.c_str(), "w");
+    if (!f) throw EngineError("Unable to save slot: cannot write its LoRA scales: " + std::string(std::strerror(errno)));
+    bool ok = std::fprintf(f, "jan-slot-lora 1\n%zu\n", scales.size()) > 0;
+    for (float scale : scales) ok = ok && std::fprintf(f, "%.9g\n", (double)scale) > 0;
+    ok = (std::fclose(f) == 0) && ok;
+    if (!ok) throw EngineError("Unable to save slot: cannot write its LoRA scales");
+}
+
+// The scales write_lora_scales wrote at `path`: empty when there is no such file, or it tells scales of 0 only for
+// a model with no adapters; SlotFileError for a file that is not one, or tells scales for another count of adapters.
+std::vector<float> read_lora_scales(const std::string & path, size_t n_adapters) {
+    std::FILE * f = std::fopen(path.c_str(), "r");
+    if (!f) return {};
+    std::vector<float> scales;
+    int version = 0;
+    size_t n = 0;
+    bool ok = std::fscanf(f, "jan-slot-lora %d %zu", &version, &n) == 2 && version == 1 && n <= 4096;
+    for (size_t i = 0; ok && i < n; ++i) {
+        float scale = 0.0f;
+        ok = std::fscanf(f, "%f", &scale) == 1 && std::isfinite(scale);
+        scales.push_back(scale);
+    }
+    std::fclose(f);
+    if (!ok) throw SlotFileError("Unable to restore slot: its LoRA scales file (" + path + ") is not one jan wrote");
+    if (n_adapters == 0 && std::all_of(scales.begin(), scales.end(), [](float x) { return x == 0.0f; })) return {};
+    if (scales.size() != n_adapters)
+        throw SlotFileError("Unable to restore slot: it was saved under " + std::to_string(scales.size()) +
+                            " LoRA adapters, and this model has " + std::to_string(n_adapters) +
+                            ": its cache was computed with other weights");
+    return scales;
+}
+
 std::string cache_layout(uint32_t streams) {
     return streams == 1 ? "one cache for all slots (--parallel 1, or a unified KV cache)"
                         : "a cache for each of " + std::to_string(streams) + " slots (--parallel " +
@@ -441,6 +475,39 @@ void Scheduler::run_slot_ops(std::unique_lock<std::mutex> & lock) {
     }
 }
 
+std::vector<Scheduler::SlotInfo> Scheduler::slots_info() {
+    std::future<std::vector<SlotInfo>> result;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_) throw ModelClosedError("the model was unloaded");
+        info_ops_.emplace_back();
+        result = info_ops_.back().get_future();
+    }
+    cv_.notify_all();
+    return result.get();
+}
+
+Scheduler::SlotInfo Scheduler::slot_info(const Slot & slot) const {
+    SlotInfo info;
+    info.id = slot.id;
+    info.is_processing = slot.state != SlotState::Idle;
+    info.n_cache_tokens = (int32_t)slot.cache.size();
+    if (slot.id_task < 0) return info;  // (no request since load)
+    info.has_task = true;
+    info.id_task = slot.id_task;
+    // (finish() clears the prompt, not the counts: an idle slot tells its last request's, as llama-server's does)
+    info.n_prompt_tokens = slot.n_prompt_last;
+    info.n_prompt_cached = slot.n_cached;
+    info.n_prompt_processed = std::max<int32_t>(0, (int32_t)slot.prompt_done - slot.n_cached);
+    info.n_decoded = slot.n_generated;
+    info.n_remain = slot.params.max_tokens < 0 ? -1 : std::max(0, slot.params.max_tokens - slot.n_generated);
+    info.has_next_token = info.is_processing;
+    info.has_new_line = slot.has_new_line;
+    info.params = slot.params;
+    info.lora = slot.lora;
+    return info;
+}
+
 Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction action, const std::string & path) {
     const auto t0 = Clock::now();
     SlotActionResult out;
@@ -462,7 +529,17 @@ Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction ac
         const size_t written = llama_state_seq_save_file(ctx_.get(), file.tmp().c_str(), slot.id, slot.cache.data(),
                                                          slot.cache.size());
         if (written == 0) throw EngineError("Unable to save slot: llama.cpp could not write " + path);
-        file.commit();
+        const std::string lora_path = path + kLoraSuffix;
+        if (!loras_.empty()) {
+            // (written whole before either is renamed into place: a failed save leaves the old pair as it was)
+            PendingFile scales(lora_path);
+            write_lora_scales(scales.tmp(), slot.lora);
+            file.commit();
+            scales.commit();
+        } else {
+            file.commit();
+            std::remove(lora_path.c_str());  // (an earlier save's scales under this name no longer hold)
+        }
         out.n_tokens = slot.cache.size();
         out.n_bytes = written;
     } else {
@@ -493,11 +570,21 @@ Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction ac
             clear();  // (the state may be in the sequence already: gone with the tokens that did not check out)
             throw;
         }
-        slot.cache = std::move(tokens);
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            slot.lora = lora_defaults_;  // (the file tells no scales: taken as computed under today's defaults)
+        std::vector<float> scales;
+        try {
+            scales = read_lora_scales(path + kLoraSuffix, loras_.size());
+        } catch (...) {
+            clear();
+            throw;
         }
+        slot.cache = std::move(tokens);
+        if (scales.empty()) {
+            // (a file without scales, llama-server's or one saved without adapters: taken as computed under the
+            // defaults, as llama-server takes a restored slot as computed under its adapters' scales of the moment)
+            std::lock_guard<std::mutex> lock(mutex_);
+            scales = lora_defaults_;
+        }
+        slot.lora = std::move(scales);
         slot.last_used = ++use_counter_;
         out.n_tokens = slot.cache.size();
         out.n_bytes = read;
@@ -612,6 +699,9 @@ void Scheduler::assign(Slot & slot, Pending && pending) {
         metrics_.cached_tokens_total += keep;
     }
     slot.n_generated = 0;
+    slot.id_task = n_tasks_++;
+    slot.n_prompt_last = (int32_t)slot.prompt.size();
+    slot.has_new_line = false;
     slot.i_batch = -1;
     slot.lp_count = 0;
     slot.sampler = build_sampler(*model_, slot.params, params_.n_ctx, slot.prompt, std::move(pending.grammar),
@@ -716,6 +806,7 @@ void Scheduler::sample_slot(Slot & slot) {
         out.logprob = logprob_of(logits, model_->n_vocab(), token, &log_z);
         if (slot.params.n_probs > 0) out.top = top_logprobs(logits, model_->n_vocab(), slot.params.n_probs, log_z);
     }
+    if (out.piece.find('\n') != std::string::npos) slot.has_new_line = true;
     Event ev;
     ev.text = slot.stream->push(out.piece);
     ev.tokens.push_back(std::move(out));
@@ -758,6 +849,13 @@ void Scheduler::run() {
             }
             if (stopping_) break;
             run_slot_ops(lock);  // (before new requests take slots: a restore's tokens are there for them)
+            // (only the engine thread touches slots_: a snapshot taken here, between steps, is consistent)
+            for (auto & op : info_ops_) {
+                std::vector<SlotInfo> out;
+                for (const auto & slot : slots_) out.push_back(slot_info(slot));
+                op.set_value(std::move(out));
+            }
+            info_ops_.clear();
             // In order; one pinned to a busy slot (SamplingParams::id_slot) waits for it without holding up
             // those behind it, and still comes before them when its slot frees (it is met first).
             for (size_t i = 0; i < waiting_.size();) {
@@ -936,6 +1034,8 @@ void Scheduler::run() {
     waiting_.clear();
     for (auto & op : slot_ops_) op.done.set_exception(std::make_exception_ptr(ModelClosedError("the model was unloaded")));
     slot_ops_.clear();
+    for (auto & op : info_ops_) op.set_exception(std::make_exception_ptr(ModelClosedError("the model was unloaded")));
+    info_ops_.clear();
 }
 
 }  // namespace jan

@@ -61,11 +61,23 @@ RESPONSES[("POST", "/embedding")] = {"200": ("One result per input: its index an
     "type": "array", "items": {"type": "object", "required": ["index", "embedding"], "properties": {
         "index": {"type": "integer", "minimum": 0},
         "embedding": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}}}}})}
-RESPONSES[("GET", "/slots")] = {"200": ("The model's slots", {"application/json": {
+RESPONSES[("GET", "/slots")] = {"200": ("The model's slots, each with the request it runs (else the last one it ran)",
+                                        {"application/json": {
     "type": "array", "items": {"type": "object", "required": ["id", "n_ctx", "speculative", "is_processing"],
                                "properties": {"id": {"type": "integer"}, "n_ctx": {"type": "integer"},
                                               "speculative": {"type": "boolean"},
-                                              "is_processing": {"type": "boolean"}}}}})}
+                                              "is_processing": {"type": "boolean"},
+                                              "id_task": {"type": "integer"},
+                                              "n_prompt_tokens": {"type": "integer"},
+                                              "n_prompt_tokens_processed": {"type": "integer"},
+                                              "n_prompt_tokens_cache": {"type": "integer"},
+                                              "params": {"type": "object"},
+                                              "next_token": {"type": "array", "items": {
+                                                  "type": "object", "properties": {
+                                                      "has_next_token": {"type": "boolean"},
+                                                      "has_new_line": {"type": "boolean"},
+                                                      "n_remain": {"type": "integer"},
+                                                      "n_decoded": {"type": "integer"}}}}}}}})}
 RESPONSES[("POST", "/slots/{id_slot}")] = {"200": (
     "Done: a save's n_saved/n_written, a restore's n_restored/n_read (each with its timings), an erase's n_erased",
     {"application/json": {"type": "object", "required": ["id_slot"], "properties": {
@@ -417,17 +429,24 @@ async def embedding(request: web.Request) -> web.Response:
 @routes.get("/slots")
 async def slots(request: web.Request) -> web.Response:
     """llama-server's slots of the default (or only loaded) model, or ``?model=``'s: each one's ``id``, ``n_ctx``,
-    ``speculative`` and ``is_processing``; ``?fail_on_no_slot=1`` answers 503 when none is idle."""
+    ``speculative`` and ``is_processing``, and of the request it runs (else the last one it ran) its ``id_task``,
+    token counts, ``params`` and ``next_token``; ``?fail_on_no_slot=1`` answers 503 when none is idle."""
     target, status, load = await _served(request)
     loaded = status.get("status") == ModelState.READY
-    n_slots = (status.get("n_parallel") if loaded else None) or load.n_parallel or 1
-    busy = min(int(status.get("active_requests") or 0), n_slots) if loaded else 0
+    infos = None
+    if loaded and getattr(target.engine, "slots_info", None) is not None:
+        infos = await target.engine.slots_info(target.id)
+    n_slots = (len(infos) if infos else None) or (status.get("n_parallel") if loaded else None) or load.n_parallel or 1
     n_ctx = (status.get("n_ctx") if loaded else None) or load.n_ctx or 0
+    if infos is not None:
+        busy = sum(bool(info.is_processing) for info in infos)
+    else:  # (an engine that tells only how many slots are busy)
+        busy = min(int(status.get("active_requests") or 0), n_slots) if loaded else 0
     if request.query.get("fail_on_no_slot") and busy >= n_slots:
-        raise APIError(503, "no slot available", type="server_error", code="no_slot_available")
+        raise APIError(503, "no slot available", type="unavailable_error", code="no_slot_available")
     # whether the slots draft (llama-server's "speculative"): the model's own mode as /props tells it, n-gram included
     drafts = _speculative_mode(_model_sampling(target.model), status, target.model, load)
-    return json_response(native.slots(n_slots, busy, n_ctx, drafts != "none"))
+    return json_response(native.slots(n_slots, busy, n_ctx, drafts != "none", infos))
 
 
 @routes.post("/slots/{id_slot}")

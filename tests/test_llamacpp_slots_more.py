@@ -1,0 +1,187 @@
+"""llama-server's slot routes beyond the actions themselves: what ``GET /slots`` tells of each slot's request, the LoRA
+scales a saved slot was computed under, and the refusals of slot actions jan cannot run (a remote model's)."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+import jan
+from jan.errors import SlotFileError
+
+from server_helpers import ok, start_server
+
+PROMPT = "Once upon a time there was a little girl"
+GREEDY = {"model": "stories260K", "temperature": 0}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("slots-more")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path, folder):
+    srv = start_server(tmp_path_factory.mktemp("srv"), [stories_path], n_parallel=2, cache_ram_mib=0,
+                       slot_save_path=str(folder))
+    yield srv
+    srv.stop()
+
+
+def slots(server, **params) -> httpx.Response:
+    return httpx.get(f"{server.base_url}/slots", params={"model": "stories260K", **params}, timeout=120)
+
+
+# -- GET /slots: each slot's request ---------------------------------------------------------------------------------
+#: The fields llama-server's GET /slots tells of a slot that ran a request (server-context.cpp, server_slot::to_json
+#: without LLAMA_SERVER_SLOTS_DEBUG), and of its params (task_params::to_json "only metrics").
+TASK_FIELDS = {"id", "n_ctx", "speculative", "is_processing", "id_task", "n_prompt_tokens",
+               "n_prompt_tokens_processed", "n_prompt_tokens_cache", "params", "next_token"}
+PARAM_FIELDS = {"seed", "temperature", "dynatemp_range", "dynatemp_exponent", "top_k", "top_p", "min_p", "top_n_sigma",
+                "xtc_probability", "xtc_threshold", "typical_p", "repeat_last_n", "repeat_penalty", "presence_penalty",
+                "frequency_penalty", "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
+                "mirostat", "mirostat_tau", "mirostat_eta", "adaptive_target", "adaptive_decay", "max_tokens",
+                "n_predict", "n_keep", "n_discard", "ignore_eos", "stream", "n_probs", "min_keep", "chat_format",
+                "reasoning_format", "reasoning_in_content", "generation_prompt", "samplers", "speculative.types",
+                "timings_per_token", "post_sampling_probs", "backend_sampling", "lora"}
+
+
+def test_an_idle_slot_tells_the_last_request_it_ran_as_llama_server_does(server):
+    done = ok(server, "/completion", GREEDY | {"prompt": PROMPT, "n_predict": 6, "top_k": 7, "id_slot": 1})
+    listed = slots(server).json()
+    slot = listed[1]
+    assert set(slot) == TASK_FIELDS, slot
+    assert slot["is_processing"] is False and slot["id_task"] >= 0
+    held = done["tokens_evaluated"] + done["tokens_predicted"] - 1  # (the last token sampled is not evaluated)
+    assert slot["n_prompt_tokens"] == held
+    assert slot["n_prompt_tokens_processed"] + slot["n_prompt_tokens_cache"] == done["tokens_evaluated"]
+    assert slot["n_prompt_tokens_cache"] == done["timings"]["cache_n"]
+    assert slot["next_token"] == [{"has_next_token": False, "has_new_line": "\n" in done["content"],
+                                   "n_remain": 6 - done["tokens_predicted"], "n_decoded": done["tokens_predicted"]}]
+    params = slot["params"]
+    assert set(params) == PARAM_FIELDS, set(params) ^ PARAM_FIELDS
+    assert params["temperature"] == 0 and params["top_k"] == 7 and params["n_predict"] == params["max_tokens"] == 6
+    assert params["lora"] == [] and params["speculative.types"] == "none"
+    assert "prompt" not in slot and "generated" not in slot  # (llama-server shows text only with its debug switch)
+
+
+def test_a_running_request_is_told_in_the_slot_that_runs_it(stories_path):
+    """The slot running a request is processing and tells its task, what it decoded and what remains; the other slot
+    is idle (before, the first slots were told busy, whichever ran the request). The snapshot is taken between two
+    engine steps, so a slot told processing is one whose request had not ended."""
+    with jan.Model(stories_path, n_ctx=2048, n_threads=1, n_parallel=2, cache_ram_mib=0) as m:
+        seen = None
+        for _ in range(5):  # (a request that ended before the snapshot, on a fast machine: another one)
+            request = m.stream("Tom had a big red ball", max_tokens=2000, temperature=0, ignore_eos=True, id_slot=1,
+                               top_k=9)
+            next(iter(request))
+            infos = m.slots_info()
+            request.cancel()
+            request.result()
+            if infos[1].is_processing:
+                seen = infos
+                break
+        assert seen is not None, "no snapshot caught the request running"
+        idle, busy = seen
+        assert idle.is_processing is False and idle.has_task is False
+        assert busy.has_task and busy.has_next_token and busy.n_decoded >= 1
+        assert busy.n_remain == 2000 - busy.n_decoded
+        assert busy.params.top_k == 9 and busy.params.ignore_eos is True
+        # once it ended, the slot tells it as its last request, with what it decoded
+        after = m.slots_info()[1]
+        assert after.is_processing is False and after.has_next_token is False and after.id_task == busy.id_task
+        assert after.n_decoded >= busy.n_decoded
+
+
+def test_without_the_engines_slots_the_route_tells_the_first_ones_busy(server, monkeypatch):
+    """An engine that cannot tell its slots (no ``slots_info``): the status' count of busy slots, as before."""
+    from jan.server.keys import MANAGER
+
+    engine = server.app[MANAGER].get_inference("llama.cpp")
+
+    async def nothing(model_id):
+        return None
+
+    monkeypatch.setattr(engine, "slots_info", nothing)
+    listed = slots(server).json()
+    assert [set(s) for s in listed] == [{"id", "n_ctx", "speculative", "is_processing"}] * 2
+
+
+# -- the LoRA scales of a saved slot ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory, stories_path):
+    pytest.importorskip("gguf", reason="the gguf package is not installed (test extra)")
+    from jan.testing.gguf_models import write_lora_adapter
+
+    folder = tmp_path_factory.mktemp("lora")
+    return (str(write_lora_adapter(folder / "a.gguf", stories_path, seed=1)),
+            str(write_lora_adapter(folder / "b.gguf", stories_path, seed=2)))
+
+
+STORY = "Once upon a time, there was a little girl named Lily. She loved to play"
+N = 16
+
+
+def _with_adapters(stories_path, adapters):
+    # one slot, no host-memory prompt cache: a prompt's reused tokens can only be the slot's own
+    return jan.Model(stories_path, lora=[adapters[0], (adapters[1], 0.0)], n_ctx=256, n_threads=1, n_parallel=1,
+                     cache_ram_mib=0)
+
+
+def test_a_restored_slot_keeps_the_lora_scales_it_was_computed_under(stories_path, adapters, tmp_path):
+    """A save records the scales the slot's KV was computed under beside the file; a restore tags the slot with them.
+    Before, a restored slot was taken as computed under the default scales: a request with the defaults reused KV
+    computed under other weights (and answered what neither scale vector answers), and one with the saved scales
+    evaluated the whole prompt again."""
+    other = [{"id": 0, "scale": 0.0}, {"id": 1, "scale": 1.0}]
+    path = tmp_path / "b.bin"
+    with _with_adapters(stories_path, adapters) as m:
+        fresh_default = m.generate(STORY, max_tokens=N, temperature=0).text
+        m.slot_action("erase", 0)
+        fresh_other = m.generate(STORY, max_tokens=N, temperature=0, lora=other).text
+        assert fresh_other != fresh_default  # (the adapters change the output: the test can tell)
+        m.slot_action("save", 0, path)
+        assert (tmp_path / "b.bin.lora").read_text().split() == ["jan-slot-lora", "1", "2", "0", "1"]
+        m.slot_action("erase", 0)
+        m.slot_action("restore", 0, path)
+        assert list(m.slots_info()[0].lora) == [0.0, 1.0]
+        default = m.generate(STORY, max_tokens=N, temperature=0)
+        assert default.usage.cached_tokens == 0 and default.text == fresh_default
+        m.slot_action("restore", 0, path)
+        again = m.generate(STORY, max_tokens=N, temperature=0, lora=other)
+        assert again.usage.cached_tokens > 0 and again.text == fresh_other
+
+
+def test_a_slot_saved_under_adapters_is_no_cache_of_a_model_without_them(stories_path, adapters, tmp_path):
+    path = tmp_path / "a.bin"
+    with _with_adapters(stories_path, adapters) as m:
+        m.generate(STORY, max_tokens=4, temperature=0)
+        m.slot_action("save", 0, path)
+    with jan.Model(stories_path, n_ctx=256, n_threads=1, cache_ram_mib=0) as base:
+        with pytest.raises(SlotFileError, match="saved under 2 LoRA adapters, and this model has 0"):
+            base.slot_action("restore", 0, path)
+        assert base.slots_info()[0].n_cache_tokens == 0  # (a failed restore leaves the slot empty)
+        # a save without adapters drops the scales an earlier save left under that name
+        base.generate(STORY, max_tokens=4, temperature=0)
+        base.slot_action("save", 0, path)
+        assert not (tmp_path / "a.bin.lora").exists()
+        assert base.slot_action("restore", 0, path)["n_tokens"] > 0
+
+
+def test_a_slot_file_without_scales_is_taken_as_computed_under_the_defaults(stories_path, adapters, tmp_path):
+    """A file with no scales beside it (llama-server's, which records none) restores as computed under the model's
+    default scales, as llama-server takes it; a scales file that is not jan's is refused."""
+    path = tmp_path / "plain.bin"
+    with _with_adapters(stories_path, adapters) as m:
+        first = m.generate(STORY, max_tokens=N, temperature=0)
+        m.slot_action("save", 0, path)
+        (tmp_path / "plain.bin.lora").unlink()
+        m.slot_action("erase", 0)
+        m.slot_action("restore", 0, path)
+        again = m.generate(STORY, max_tokens=N, temperature=0)
+        assert again.usage.cached_tokens > 0 and again.text == first.text
+        (tmp_path / "plain.bin.lora").write_text("garbage\n")
+        with pytest.raises(SlotFileError, match="LoRA scales file"):
+            m.slot_action("restore", 0, path)
