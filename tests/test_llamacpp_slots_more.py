@@ -185,3 +185,67 @@ def test_a_slot_file_without_scales_is_taken_as_computed_under_the_defaults(stor
         (tmp_path / "plain.bin.lora").write_text("garbage\n")
         with pytest.raises(SlotFileError, match="LoRA scales file"):
             m.slot_action("restore", 0, path)
+
+
+# -- a remote model's slots: forwarded to its upstream ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory, stories_path):
+    folder = tmp_path_factory.mktemp("upstream-slots")
+    srv = start_server(tmp_path_factory.mktemp("upstream"), [stories_path], n_parallel=1, cache_ram_mib=0,
+                       slot_save_path=str(folder))
+    srv.slot_folder = folder
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def front(tmp_path_factory, stories_path, upstream):
+    from jan.store import DataFolder
+
+    tmp = tmp_path_factory.mktemp("front")
+    srv = start_server(tmp, [stories_path], n_parallel=1)  # (no --slot-save-path of its own)
+    models = DataFolder(tmp / "data").models
+    models.create({"id": "remote-stories", "engine": "openai",
+                   "settings": {"base_url": upstream.base_url + "/v1", "model": "stories260K", "api_key": "unused"}})
+    # an upstream without --slot-save-path: the front itself, serving its own stories260K
+    models.create({"id": "remote-unsaved", "engine": "openai",
+                   "settings": {"base_url": srv.base_url + "/v1", "model": "stories260K", "api_key": "unused"}})
+    # an upstream without the route at all (OpenAI's API has none): a root where nothing is served
+    models.create({"id": "remote-openai", "engine": "openai",
+                   "settings": {"base_url": upstream.base_url + "/elsewhere/v1", "model": "stories260K",
+                                "api_key": "unused"}})
+    yield srv
+    srv.stop()
+
+
+def front_action(front, id_slot, name, body) -> httpx.Response:
+    return httpx.post(f"{front.base_url}/slots/{id_slot}?action={name}", json=body, timeout=120)
+
+
+def test_a_remote_models_slot_actions_go_to_its_upstream(front, upstream):
+    """Before, a remote model's slot action was a 400 ("an engine without slots"); now it is its upstream's, whose
+    folder and slots they are (the front needs no --slot-save-path)."""
+    ok(upstream, "/completion", GREEDY | {"prompt": PROMPT, "n_predict": 4})
+    saved = front_action(front, 0, "save", {"model": "remote-stories", "filename": "far.bin"})
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["n_saved"] > 0 and (upstream.slot_folder / "far.bin").stat().st_size == saved.json()["n_written"]
+    erased = front_action(front, 0, "erase", {"model": "remote-stories"}).json()
+    assert erased == {"id_slot": 0, "n_erased": saved.json()["n_saved"]}
+    restored = front_action(front, 0, "restore", {"model": "remote-stories", "filename": "far.bin"}).json()
+    assert restored["n_restored"] == saved.json()["n_saved"]
+    listed = httpx.get(f"{front.base_url}/slots", params={"model": "remote-stories"}, timeout=120)
+    assert listed.status_code == 200 and [s["id"] for s in listed.json()] == [0], listed.text
+
+
+@pytest.mark.parametrize("model,id_slot,body,status,says", [
+    ("remote-stories", 0, {"filename": "../x.bin"}, 400, "Invalid filename"),
+    ("remote-stories", 3, {"filename": "x.bin"}, 400, "Invalid slot ID"),
+    ("remote-unsaved", 0, {"filename": "x.bin"}, 501, "Start it with `--slot-save-path`"),
+    ("remote-openai", 0, {"filename": "x.bin"}, 400, "has no /slots endpoint"),
+])
+def test_a_remote_models_refused_slot_action_says_whose_refusal_it_is(front, upstream, model, id_slot, body, status,
+                                                                       says):
+    response = front_action(front, id_slot, "save", {"model": model, **body})
+    assert response.status_code == status, response.text
+    err = response.json()["error"]
+    assert says in err["message"] and ("the upstream at" in err["message"]), err

@@ -432,6 +432,9 @@ async def slots(request: web.Request) -> web.Response:
     ``speculative`` and ``is_processing``, and of the request it runs (else the last one it ran) its ``id_task``,
     token counts, ``params`` and ``next_token``; ``?fail_on_no_slot=1`` answers 503 when none is idle."""
     target, status, load = await _served(request)
+    if getattr(target.engine, "slots_call", None) is not None:  # a remote model: its upstream's slots
+        return await _forwarded(target.engine.slots_call(target.model,
+                                                         fail_on_no_slot=bool(request.query.get("fail_on_no_slot"))))
     loaded = status.get("status") == ModelState.READY
     infos = None
     if loaded and getattr(target.engine, "slots_info", None) is not None:
@@ -464,12 +467,25 @@ async def slot_action(request: web.Request) -> web.Response:
     action = request.query.get("action", "")
     if action not in native.SLOT_ACTIONS:
         raise APIError(400, "Invalid action", param="action", code="invalid_value")
+    body: Any = {}
+    unread: APIError | None = None
+    try:
+        body = await read_json(request) if action != "erase" or request.body_exists else {}
+    except APIError as exc:  # (told after the 501, as llama-server looks at its folder first)
+        unread = exc
+    remote = await _remote_target(request, body)
+    if remote is not None:  # (the file is the upstream's, in its own --slot-save-path: its checks, its answer)
+        if unread is not None:
+            raise unread
+        sent = {"filename": body.get("filename")} if isinstance(body, dict) and "filename" in body else {}
+        return await _forwarded(remote.engine.slots_call(remote.model, id_slot, action, sent))
     folder = request.app[CONFIG].slot_save_path
     if not folder:
         raise APIError(501, "This server does not support slots action. Start it with `--slot-save-path`",
                        type="not_supported_error", code="not_supported")
+    if unread is not None:
+        raise unread
     filename = path = None
-    body = await read_json(request) if action != "erase" or request.body_exists else {}
     if action != "erase":
         filename = body.get("filename") if isinstance(body, dict) else None
         path = native.slot_file(folder, filename)
@@ -482,6 +498,31 @@ async def slot_action(request: web.Request) -> web.Response:
                        code="invalid_value")
     result = await run(target.model, action, id_slot, path)
     return json_response(native.slot_result(action, filename, result))
+
+
+async def _remote_target(request: web.Request, body: Any) -> Any:
+    """The target of a slot action when its model is a remote one (its engine forwards slot routes: ``slots_call``),
+    else None. A model that cannot be resolved is None too: the local checks (the 501 without ``--slot-save-path``,
+    the filename) come first for it, as before, and its own error after them."""
+    try:
+        target = await request.app[SERVICES].models.resolve(_slot_model(request, body))
+    except (APIError, jan.JanError, RequestError):
+        return None
+    return target if getattr(target.engine, "slots_call", None) is not None else None
+
+
+async def _forwarded(call: Any) -> web.Response:
+    """A remote model's slot route answered as its upstream answered it: the JSON as it is, or its refusal (llama-
+    server's 400 for a bad slot, action or file, its 501 without ``--slot-save-path``, its 503 for no idle slot) in
+    llama-server's shape with the upstream's message."""
+    status, payload = await call
+    if status < 400:
+        return json_response(payload)
+    error = payload.get("error") if isinstance(payload, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    kind = error.get("type") if isinstance(error, dict) else None
+    raise APIError(status, message if isinstance(message, str) and message else f"the upstream answered {status}",
+                   type=kind if isinstance(kind, str) and kind else "invalid_request_error", code="upstream_error")
 
 
 def _slot_model(request: web.Request, body: Any) -> str | None:
