@@ -249,3 +249,50 @@ def test_a_remote_models_refused_slot_action_says_whose_refusal_it_is(front, ups
     assert response.status_code == status, response.text
     err = response.json()["error"]
     assert says in err["message"] and ("the upstream at" in err["message"]), err
+
+
+# -- --no-slots, /props ----------------------------------------------------------------------------------------------
+def test_no_slots_turns_get_slots_off_as_llama_servers_flag_does(tmp_path, stories_path, server):
+    """llama-server's --no-slots: GET /slots is its 501 and /props says endpoint_slots false (before, jan had no such
+    flag and /props always said true); slot actions are --slot-save-path's, not this flag's."""
+    assert httpx.get(f"{server.base_url}/props", timeout=120).json()["endpoint_slots"] is True
+    srv = start_server(tmp_path, [stories_path], n_parallel=1, endpoint_slots=False)
+    try:
+        response = httpx.get(f"{srv.base_url}/slots", timeout=120)
+        assert response.status_code == 501, response.text
+        err = response.json()["error"]
+        assert err["type"] == "not_supported_error" and "Start it with `--slots`" in err["message"], err
+        props = httpx.get(f"{srv.base_url}/props", timeout=120).json()
+        assert props["endpoint_slots"] is False and props["total_slots"] == 1
+    finally:
+        srv.stop()
+
+
+def test_jan_serve_takes_no_slots(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import jan.cli.serve as serve_cli
+
+    seen = {}
+
+    async def fake_run_server(config):
+        seen["config"] = config
+
+    monkeypatch.setattr(serve_cli, "run_server", fake_run_server)
+    for flags, expected in (([], True), (["--no-slots"], False), (["--slots"], True)):
+        result = CliRunner().invoke(serve_cli.serve, ["--data-folder", str(tmp_path / "data"), *flags])
+        assert result.exit_code == 0, result.output
+        assert seen["config"].endpoint_slots is expected, flags
+
+
+def test_the_slot_the_engine_says_is_busy_is_told_busy_not_the_first_one():
+    """With the engine's slots, each tells its own state (before, the first N were told busy for N busy requests,
+    whichever slots ran them); fail_on_no_slot's 503 counts those busy slots."""
+    from jan.server.dialects.llamacpp import slots as told
+
+    class Info:
+        def __init__(self, busy):
+            self.is_processing, self.has_task = busy, False
+
+    listed = told(2, 0, 64, False, [Info(False), Info(True)])
+    assert [s["is_processing"] for s in listed] == [False, True]  # (the busy one is slot 1, not the first)

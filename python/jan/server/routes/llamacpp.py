@@ -400,8 +400,9 @@ async def props(request: web.Request) -> web.Response:
         "eos_token": getattr(template, "eos_token", "") or "",
         "infill": bool(abilities and abilities.fim),
         "build_info": f"jan {jan.__version__}",
-        # the endpoints llama-server's flags turn on or off: /slots and /metrics are served, POST /props is not
-        "endpoint_slots": True, "endpoint_metrics": True, "endpoint_props": False,
+        # the endpoints llama-server's flags turn on or off: /slots unless --no-slots, /metrics always, POST /props
+        # never
+        "endpoint_slots": request.app[CONFIG].endpoint_slots, "endpoint_metrics": True, "endpoint_props": False,
         "is_sleeping": not loaded,
     })
 
@@ -430,7 +431,11 @@ async def embedding(request: web.Request) -> web.Response:
 async def slots(request: web.Request) -> web.Response:
     """llama-server's slots of the default (or only loaded) model, or ``?model=``'s: each one's ``id``, ``n_ctx``,
     ``speculative`` and ``is_processing``, and of the request it runs (else the last one it ran) its ``id_task``,
-    token counts, ``params`` and ``next_token``; ``?fail_on_no_slot=1`` answers 503 when none is idle."""
+    token counts, ``params`` and ``next_token``; ``?fail_on_no_slot=1`` answers 503 when none is idle. A server
+    started with ``--no-slots`` answers llama-server's 501."""
+    if not request.app[CONFIG].endpoint_slots:
+        raise APIError(501, "This server does not support slots endpoint. Start it with `--slots`",
+                       type="not_supported_error", code="not_supported")
     target, status, load = await _served(request)
     if getattr(target.engine, "slots_call", None) is not None:  # a remote model: its upstream's slots
         return await _forwarded(target.engine.slots_call(target.model,
