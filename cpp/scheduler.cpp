@@ -348,31 +348,127 @@ private:
 };
 
 // A slot file's tokens as llama-server packs them (its server_tokens state, read by newer llama-servers): the
-// LLAMA_TOKEN_NULL marker, a format version, the token count, the tokens, then its media items (a count, 0 for text
-// alone). Three numbers before the tokens and one after them.
+// LLAMA_TOKEN_NULL marker, a format version, the token count, the tokens (an image's or audio's entries
+// LLAMA_TOKEN_NULL), the media count and each one's first entry, then each media chunk as libmtmd serializes it (its
+// byte count, its bytes), the whole padded to whole tokens. Text alone: three numbers before the tokens, one after.
 constexpr size_t kPackedHeader = 4;
 constexpr uint32_t kPackedVersion = 1;
 
-// The tokens a slot file holds: a plain list (jan's saves, older llama-servers') as it is, a packed one unpacked.
-// SlotFileError for ids outside the vocabulary, more than `n_ctx` tokens, a packed state of another version or
-// with media (a text slot cannot hold them), or one cut short.
-std::vector<llama_token> slot_file_tokens(std::vector<llama_token> tokens, int32_t n_vocab, int32_t n_ctx) {
-    const std::string bad = "Unable to restore slot: not a slot file of this model";
-    if (!tokens.empty() && tokens[0] == LLAMA_TOKEN_NULL) {
-        if (tokens.size() < 3 || (uint32_t)tokens[1] != kPackedVersion) throw SlotFileError(bad);
-        const size_t n = (uint32_t)tokens[2];
-        if (n > tokens.size() - 3 || tokens.size() - 3 - n < 1) throw SlotFileError(bad);
-        if (tokens[3 + n] != 0)
-            throw SlotFileError("Unable to restore slot: the file holds images or audio, which a slot of text "
-                                "tokens cannot");
-        tokens = std::vector<llama_token>(tokens.begin() + 3, tokens.begin() + 3 + (std::ptrdiff_t)n);
+// What a slot file holds: its tokens and, for a packed one with images or audio, where those lie.
+struct SlotFileContent {
+    std::vector<llama_token> tokens;
+    MediaTrack media;
+};
+
+// A slot's tokens and media packed as llama-server packs them, for llama_state_seq_save_file (a slot of text alone is
+// saved as its plain token list, as before: what older llama-servers read too).
+std::vector<llama_token> pack_slot(const std::vector<llama_token> & tokens, const MediaTrack & media) {
+    std::vector<char> data;
+    auto put = [&](const void * p, size_t n) {
+        const char * c = static_cast<const char *>(p);
+        data.insert(data.end(), c, c + n);
+    };
+    auto put_u32 = [&](size_t v) {
+        if (v > UINT32_MAX) throw EngineError("Unable to save slot: an image or audio chunk is too big to save");
+        const uint32_t u = (uint32_t)v;
+        put(&u, sizeof(u));
+    };
+    const llama_token marker = LLAMA_TOKEN_NULL;
+    put(&marker, sizeof(marker));
+    put_u32(kPackedVersion);
+    put_u32(tokens.size());
+    put(tokens.data(), tokens.size() * sizeof(llama_token));
+    put_u32(media.spans().size());
+    for (const auto & span : media.spans()) put_u32(span.start);
+    for (const auto & span : media.spans()) {
+        size_t n = 0;
+        const mtmd_input_chunk * chunk = span.chunk->chunk.get();
+        std::vector<char> bytes;
+        if (chunk && mtmd_input_chunk_save(chunk, nullptr, 0, &n) == 0 && n > 0) {
+            bytes.resize(n);
+            if (mtmd_input_chunk_save(chunk, bytes.data(), bytes.size(), nullptr) != 0) bytes.clear();
+        }
+        if (bytes.empty()) throw EngineError("Unable to save slot: libmtmd could not serialize an image or audio chunk");
+        put_u32(bytes.size());
+        put(bytes.data(), bytes.size());
     }
-    if (tokens.size() > (size_t)n_ctx)
-        throw SlotFileError("Unable to restore slot: the file holds " + std::to_string(tokens.size()) +
+    data.resize((data.size() + sizeof(llama_token) - 1) / sizeof(llama_token) * sizeof(llama_token), 0);
+    std::vector<llama_token> packed(data.size() / sizeof(llama_token));
+    std::memcpy(packed.data(), data.data(), data.size());
+    return packed;
+}
+
+// The tokens (and media) a slot file holds: a plain list (jan's text saves, older llama-servers') as it is, a packed
+// one unpacked, its media chunks read back with libmtmd and named as Projector names a prompt's (their id and
+// ordinal), so that a prompt with the same images continues them. SlotFileError for ids outside the vocabulary, more
+// than `n_ctx` tokens, a packed state of another version, media that do not cover exactly the media entries, or one
+// cut short.
+SlotFileContent slot_file_content(std::vector<llama_token> tokens, int32_t n_vocab, int32_t n_ctx) {
+    const std::string bad = "Unable to restore slot: not a slot file of this model";
+    SlotFileContent out;
+    std::vector<bool> covered;
+    if (!tokens.empty() && tokens[0] == LLAMA_TOKEN_NULL) {
+        const char * data = reinterpret_cast<const char *>(tokens.data());
+        const size_t size = tokens.size() * sizeof(llama_token);
+        size_t at = sizeof(llama_token);
+        auto get_u32 = [&]() {
+            if (size - at < sizeof(uint32_t)) throw SlotFileError(bad);
+            uint32_t v = 0;
+            std::memcpy(&v, data + at, sizeof(v));
+            at += sizeof(v);
+            return v;
+        };
+        if (get_u32() != kPackedVersion) throw SlotFileError(bad);
+        const size_t n = get_u32();
+        if (n > (size - at) / sizeof(llama_token)) throw SlotFileError(bad);
+        out.tokens.resize(n);
+        std::memcpy(out.tokens.data(), data + at, n * sizeof(llama_token));
+        at += n * sizeof(llama_token);
+        const size_t n_media = get_u32();
+        if (n_media > (size - at) / sizeof(uint32_t)) throw SlotFileError(bad);
+        std::vector<size_t> starts;
+        for (size_t i = 0; i < n_media; ++i) starts.push_back(get_u32());
+        covered.assign(n, false);
+        std::unordered_map<std::string, int> seen;  // (slices of one image share its id: Projector::tokenize's names)
+        size_t previous_end = 0;
+        for (size_t i = 0; i < n_media; ++i) {
+            const size_t len = get_u32();
+            if (len == 0 || len > size - at) throw SlotFileError(bad);
+            mtmd::input_chunk_ptr chunk(mtmd_input_chunk_load(data + at, len));
+            at += len;
+            if (!chunk) throw SlotFileError("Unable to restore slot: an image or audio chunk of the file is unreadable");
+            const auto type = mtmd_input_chunk_get_type(chunk.get());
+            const size_t start = starts[i];
+            const size_t n_chunk = mtmd_input_chunk_get_n_tokens(chunk.get());
+            if (type == MTMD_INPUT_CHUNK_TYPE_TEXT || n_chunk == 0 || start < previous_end || start > n ||
+                n_chunk > n - start)
+                throw SlotFileError(bad);
+            for (size_t k = start; k < start + n_chunk; ++k) {
+                if (out.tokens[k] != LLAMA_TOKEN_NULL) throw SlotFileError(bad);
+                covered[k] = true;
+            }
+            previous_end = start + n_chunk;
+            auto mc = std::make_shared<MediaChunk>();
+            const char * id = mtmd_input_chunk_get_id(chunk.get());
+            const std::string base = id ? id : "";
+            mc->id = base.empty() ? std::string() : base + "#" + std::to_string(seen[base]++);
+            mc->n_tokens = (int32_t)n_chunk;
+            mc->n_pos = mtmd_input_chunk_get_n_pos(chunk.get());
+            mc->audio = type == MTMD_INPUT_CHUNK_TYPE_AUDIO;
+            mc->chunk = std::move(chunk);
+            out.media.add(start, std::move(mc));
+        }
+        if (size - at >= sizeof(llama_token)) throw SlotFileError(bad);  // (more than the padding after the state)
+    } else {
+        out.tokens = std::move(tokens);
+        covered.assign(out.tokens.size(), false);
+    }
+    if (out.tokens.size() > (size_t)n_ctx)
+        throw SlotFileError("Unable to restore slot: the file holds " + std::to_string(out.tokens.size()) +
                             " tokens, more than a slot's context (" + std::to_string(n_ctx) + ")");
-    for (llama_token t : tokens)
-        if (t < 0 || t >= n_vocab) throw SlotFileError(bad);
-    return tokens;
+    for (size_t i = 0; i < out.tokens.size(); ++i)
+        if (!covered[i] && (out.tokens[i] < 0 || out.tokens[i] >= n_vocab)) throw SlotFileError(bad);
+    return out;
 }
 
 // How many KV streams the cache whose state follows a sequence file's `n_tokens` tokens was saved with (llama.cpp's
@@ -521,13 +617,14 @@ Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction ac
         out.n_tokens = slot.cache.size();
         clear();
     } else if (action == SlotAction::Save) {
-        if (!slot.cache_media.empty())
-            throw std::invalid_argument("slot " + std::to_string(slot.id) + " holds images or audio: only a cache "
-                                        "of text tokens can be saved");
+        // (images or audio: packed with their chunks as llama-server packs them, its restore reads them back)
+        const std::vector<llama_token> packed =
+            slot.cache_media.empty() ? std::vector<llama_token>{} : pack_slot(slot.cache, slot.cache_media);
+        const std::vector<llama_token> & saved = slot.cache_media.empty() ? slot.cache : packed;
         PendingFile file(path);
         file.check_writable();
-        const size_t written = llama_state_seq_save_file(ctx_.get(), file.tmp().c_str(), slot.id, slot.cache.data(),
-                                                         slot.cache.size());
+        const size_t written = llama_state_seq_save_file(ctx_.get(), file.tmp().c_str(), slot.id, saved.data(),
+                                                         saved.size());
         if (written == 0) throw EngineError("Unable to save slot: llama.cpp could not write " + path);
         const std::string lora_path = path + kLoraSuffix;
         if (!loras_.empty()) {
@@ -551,12 +648,14 @@ Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction ac
         size_t read = llama_state_seq_load_file(ctx_.get(), path.c_str(), slot.id, nullptr, 0, &n_tokens);
         if (read == 0) throw SlotFileError("Unable to restore slot: not a slot file of this model");
         const size_t n_file_tokens = n_tokens;
-        if (n_tokens > (size_t)params_.n_ctx + kPackedHeader)
+        // (a packed state holds its media chunks among its "tokens": bounded by the file, not the context, here)
+        if (n_tokens > (size_t)params_.n_ctx + kPackedHeader && n_tokens > (size_t)st.st_size / sizeof(llama_token))
             throw SlotFileError("Unable to restore slot: the file holds " + std::to_string(n_tokens) +
                                 " tokens, more than a slot's context (" + std::to_string(params_.n_ctx) + ")");
         std::vector<llama_token> tokens(std::max<size_t>(1, n_tokens));
         read = llama_state_seq_load_file(ctx_.get(), path.c_str(), slot.id, tokens.data(), tokens.size(), &n_tokens);
         tokens.resize(n_tokens);
+        SlotFileContent content;
         try {
             if (read == 0) {  // (its tokens read, its state refused: llama.cpp tells no reason but in its log)
                 const std::string other = slot_file_mismatch(path, n_file_tokens);
@@ -565,7 +664,7 @@ Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction ac
                                                     "cache settings: cache types, flash attention)"
                                                   : other);
             }
-            tokens = slot_file_tokens(std::move(tokens), model_->n_vocab(), params_.n_ctx);
+            content = slot_file_content(std::move(tokens), model_->n_vocab(), params_.n_ctx);
         } catch (...) {
             clear();  // (the state may be in the sequence already: gone with the tokens that did not check out)
             throw;
@@ -577,7 +676,8 @@ Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction ac
             clear();
             throw;
         }
-        slot.cache = std::move(tokens);
+        slot.cache = std::move(content.tokens);
+        slot.cache_media = std::move(content.media);
         if (scales.empty()) {
             // (a file without scales, llama-server's or one saved without adapters: taken as computed under the
             // defaults, as llama-server takes a restored slot as computed under its adapters' scales of the moment)

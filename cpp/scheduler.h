@@ -107,11 +107,12 @@ public:
                                          MediaTrack media = {});
 
     // llama-server's slot actions (POST /slots/{id}?action=save|restore|erase with --slot-save-path): a slot's
-    // cached tokens and KV sequence written to the file `path` (llama_state_seq_save_file, to a temporary name
+    // cached tokens (with its images' and audio's chunks, packed as llama-server packs them, where it holds any)
+    // and KV sequence written to the file `path` (llama_state_seq_save_file, to a temporary name
     // renamed over `path` once whole), read back from one into the slot (what it held dropped first), or dropped.
     // Run on the engine thread between steps once the slot is idle (a busy slot's action waits for its request to
     // end, as llama-server defers it); the caller blocks until it is done. std::invalid_argument for a slot id out
-    // of range or a slot holding media (its cache is not only tokens); SlotFileError for a file restore cannot use
+    // of range; SlotFileError for a file restore cannot use
     // (the slot is left empty); EngineError for a save that could not be written; ModelClosedError once shut down.
     enum class SlotAction { Save, Restore, Erase };
     struct SlotActionResult {

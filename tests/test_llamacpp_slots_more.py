@@ -296,3 +296,41 @@ def test_the_slot_the_engine_says_is_busy_is_told_busy_not_the_first_one():
 
     listed = told(2, 0, 64, False, [Info(False), Info(True)])
     assert [s["is_processing"] for s in listed] == [False, True]  # (the busy one is slot 1, not the first)
+
+
+# -- a slot holding images --------------------------------------------------------------------------------------------
+def test_a_slot_holding_an_image_saves_and_restores_as_llama_server_packs_it(vision_pair, test_image_path, tmp_path):
+    """llama-server 0.3.36 saves a slot with images or audio (its tokens packed with each media chunk as libmtmd
+    serializes it) and restores it; jan refused such a save (400). Now jan writes that packed state, and a restore
+    brings the image back into the slot: the same prompt with the same image reuses it."""
+    import struct
+
+    model_path, mmproj = vision_pair
+    with jan.Model(model_path, mmproj=mmproj, n_ctx=512, n_parallel=1, n_threads=1, n_threads_batch=1,
+                   cache_ram_mib=0) as m:
+        prompt = f"<|im_start|>user\nWhat is this?\n{m.media_marker}<|im_end|>\n<|im_start|>assistant\n"
+        first = m.generate(prompt, images=[test_image_path], max_tokens=4, temperature=0, ignore_eos=True)
+        saved = m.slot_action("save", 0, tmp_path / "image.bin")
+        held = first.usage.prompt_tokens + first.usage.completion_tokens - 1
+        assert saved["n_tokens"] == held
+        data = (tmp_path / "image.bin").read_bytes()
+        _, _, n_packed = struct.unpack_from("<III", data)
+        marker, version, n = struct.unpack_from("<iII", data, 12)
+        assert (marker, version, n) == (-1, 1, held) and n_packed > n + 4  # (its media chunk follows its tokens)
+        m.slot_action("erase", 0)
+        cold = m.generate(prompt, images=[test_image_path], max_tokens=4, temperature=0, ignore_eos=True)
+        assert cold.usage.cached_tokens == 0
+        m.slot_action("erase", 0)
+        assert m.slot_action("restore", 0, tmp_path / "image.bin")["n_tokens"] == held
+        warm = m.generate(prompt, images=[test_image_path], max_tokens=4, temperature=0, ignore_eos=True)
+        assert warm.usage.cached_tokens == first.usage.prompt_tokens - 1  # (all but the last prompt token)
+        assert warm.token_ids == cold.token_ids
+        # another image is no continuation of the restored one
+        m.slot_action("restore", 0, tmp_path / "image.bin")
+        from PIL import Image
+        import io
+
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 64), (255, 0, 0)).save(buffer, format="PNG")
+        other = m.generate(prompt, images=[buffer.getvalue()], max_tokens=4, temperature=0, ignore_eos=True)
+        assert other.usage.cached_tokens < first.usage.prompt_tokens - 1

@@ -1254,8 +1254,9 @@ class Model:
         ``"restore"`` reads such a file back into the slot (a next prompt that continues those tokens evaluates only
         the rest), ``"erase"`` empties the slot. A busy slot's action waits for its request to end; this blocks
         until the action ran. A dict: ``id_slot``, ``n_tokens`` (saved, restored or erased), ``n_bytes`` (written or
-        read) and ``ms``. :class:`BadRequestError` naming ``id_slot`` for a slot the model does not have (or one
-        holding images or audio, for a save), ``filename`` for a save's path that is a folder and ``action`` for another
+        read) and ``ms``. A slot holding images or audio is saved with its media chunks, as llama-server packs them
+        (its restore reads them back, and jan's reads llama-server's). :class:`BadRequestError` naming ``id_slot``
+        for a slot the model does not have, ``filename`` for a save's path that is a folder and ``action`` for another
         action; :class:`~jan.errors.SlotFileError`
         for a file restore cannot use (the slot is left empty); EngineError for a save that could not be written.
         With LoRA adapters a save also writes the scales the slot's KV was computed under beside the file (``path`` +
@@ -1280,7 +1281,7 @@ class Model:
             return scheduler.slot_action(action, index, os.fspath(path) if path else "")
         except BadRequestError:
             raise
-        except ValueError as exc:  # (the engine's: a slot holding media)
+        except ValueError as exc:  # (the engine's invalid_argument: a slot it does not have)
             raise BadRequestError(str(exc), param="id_slot", code="not_supported") from None
 
     def slots_info(self) -> list:
