@@ -444,3 +444,12 @@ def test_tokenizing_routes_load_the_model_again_when_it_closed_after_its_hand_ou
     armed.append(True)
     assert ok(server, "/completion", {"model": STORIES, "prompt": "Once upon", "n_predict": 2})["content"]
     assert unloads == [True, True, True]  # each closed the model under the work that was handed it
+
+
+def test_slots_of_a_loaded_embedding_model_list_its_slots_without_tasks(server):
+    """An embedding model has no generation slots to read (its engine's slots_info refuses): the listing is its
+    count's, as before, not an error."""
+    ok(server, "/embedding", {"model": POOLED, "input": "hello"})  # (loaded)
+    response = httpx.get(server.base_url + "/slots", params={"model": POOLED}, timeout=60)
+    assert response.status_code == 200, response.text
+    assert response.json() and all(set(s) == {"id", "n_ctx", "speculative", "is_processing"} for s in response.json())

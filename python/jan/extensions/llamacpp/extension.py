@@ -276,7 +276,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             return None
         try:
             return await asyncio.to_thread(loaded.slots_info)
-        except ModelClosedError:  # (unloaded meanwhile)
+        except (ModelClosedError, BadRequestError):  # (unloaded meanwhile; an embedding model: no generation slots)
             return None
 
     async def unload_model(self, model_id: str) -> None:
