@@ -388,7 +388,8 @@ std::vector<llama_token> pack_slot(const std::vector<llama_token> & tokens, cons
             bytes.resize(n);
             if (mtmd_input_chunk_save(chunk, bytes.data(), bytes.size(), nullptr) != 0) bytes.clear();
         }
-        if (bytes.empty()) throw EngineError("Unable to save slot: libmtmd could not serialize an image or audio chunk");
+        if (bytes.empty())
+            throw EngineError("Unable to save slot: libmtmd could not serialize an image or audio chunk");
         put_u32(bytes.size());
         put(bytes.data(), bytes.size());
     }
@@ -436,7 +437,8 @@ SlotFileContent slot_file_content(std::vector<llama_token> tokens, int32_t n_voc
             if (len == 0 || len > size - at) throw SlotFileError(bad);
             mtmd::input_chunk_ptr chunk(mtmd_input_chunk_load(data + at, len));
             at += len;
-            if (!chunk) throw SlotFileError("Unable to restore slot: an image or audio chunk of the file is unreadable");
+            if (!chunk)
+                throw SlotFileError("Unable to restore slot: an image or audio chunk of the file is unreadable");
             const auto type = mtmd_input_chunk_get_type(chunk.get());
             const size_t start = starts[i];
             const size_t n_chunk = mtmd_input_chunk_get_n_tokens(chunk.get());
@@ -486,7 +488,8 @@ uint32_t slot_file_streams(const std::string & path, size_t n_tokens) {
 // The LoRA scales a save's KV was computed under, one per line after a header, written beside the slot file.
 void write_lora_scales(const std::string & path, const std::vector<float> & scales) {
     std::FILE * f = std::fopen(path.c_str(), "w");
-    if (!f) throw EngineError("Unable to save slot: cannot write its LoRA scales: " + std::string(std::strerror(errno)));
+    if (!f)
+        throw EngineError("Unable to save slot: cannot write its LoRA scales: " + std::string(std::strerror(errno)));
     bool ok = std::fprintf(f, "jan-slot-lora 1\n%zu\n", scales.size()) > 0;
     for (float scale : scales) ok = ok && std::fprintf(f, "%.9g\n", (double)scale) > 0;
     ok = (std::fclose(f) == 0) && ok;

@@ -1,9 +1,8 @@
 """llama-server's slot routes beyond the actions themselves: what ``GET /slots`` tells of each slot's request, the LoRA
-scales a saved slot was computed under, and the refusals of slot actions jan cannot run (a remote model's)."""
+scales a saved slot was computed under, a remote model's slot routes (its upstream's), ``--no-slots``, and a slot
+holding an image saved and restored as llama-server packs it."""
 
 from __future__ import annotations
-
-import threading
 
 import httpx
 import pytest
@@ -228,7 +227,8 @@ def test_a_remote_models_slot_actions_go_to_its_upstream(front, upstream):
     ok(upstream, "/completion", GREEDY | {"prompt": PROMPT, "n_predict": 4})
     saved = front_action(front, 0, "save", {"model": "remote-stories", "filename": "far.bin"})
     assert saved.status_code == 200, saved.text
-    assert saved.json()["n_saved"] > 0 and (upstream.slot_folder / "far.bin").stat().st_size == saved.json()["n_written"]
+    answer = saved.json()
+    assert answer["n_saved"] > 0 and (upstream.slot_folder / "far.bin").stat().st_size == answer["n_written"]
     erased = front_action(front, 0, "erase", {"model": "remote-stories"}).json()
     assert erased == {"id_slot": 0, "n_erased": saved.json()["n_saved"]}
     restored = front_action(front, 0, "restore", {"model": "remote-stories", "filename": "far.bin"}).json()
