@@ -594,16 +594,18 @@ Scheduler::SlotInfo Scheduler::slot_info(const Slot & slot) const {
     if (slot.id_task < 0) return info;  // (no request since load)
     info.has_task = true;
     info.id_task = slot.id_task;
-    // (finish() clears the prompt, not the counts: an idle slot tells its last request's, as llama-server's does)
     info.n_prompt_tokens = slot.n_prompt_last;
+    info.params = slot.params;
+    info.lora = slot.lora;
+    // An idle slot tells its last request's number, prompt and params, and counts of 0 (n_remain -1): llama-server
+    // resets a slot's counts when its request ends and keeps the request as its previous task.
+    if (!info.is_processing) return info;
     info.n_prompt_cached = slot.n_cached;
     info.n_prompt_processed = std::max<int32_t>(0, (int32_t)slot.prompt_done - slot.n_cached);
     info.n_decoded = slot.n_generated;
     info.n_remain = slot.params.max_tokens < 0 ? -1 : std::max(0, slot.params.max_tokens - slot.n_generated);
-    info.has_next_token = info.is_processing;
+    info.has_next_token = true;
     info.has_new_line = slot.has_new_line;
-    info.params = slot.params;
-    info.lora = slot.lora;
     return info;
 }
 

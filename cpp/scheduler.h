@@ -129,8 +129,9 @@ public:
     static constexpr const char * kLoraSuffix = ".lora";
 
     // What llama-server's GET /slots tells of each slot: its current request, else the last one it ran (has_task
-    // false: none since load). Taken on the engine thread between steps (blocks until the current step ends);
-    // ModelClosedError once shut down.
+    // false: none since load; an idle slot's counts are 0 and n_remain -1, as llama-server resets them when a request
+    // ends). Taken on the engine thread between steps (blocks until the current step ends); ModelClosedError once
+    // shut down.
     struct SlotInfo {
         int32_t id = 0;
         bool is_processing = false;
