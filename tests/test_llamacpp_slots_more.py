@@ -336,3 +336,24 @@ def test_a_slot_holding_an_image_saves_and_restores_as_llama_server_packs_it(vis
         Image.new("RGB", (64, 64), (255, 0, 0)).save(buffer, format="PNG")
         other = m.generate(prompt, images=[buffer.getvalue()], max_tokens=4, temperature=0, ignore_eos=True)
         assert other.usage.cached_tokens < first.usage.prompt_tokens - 1
+
+
+def test_fail_on_no_slot_counts_the_engines_busy_slots(server, monkeypatch):
+    """The 503 comes when every slot the engine reads is processing (as llama-server counts its idle slots), whatever
+    the status' count of active requests says."""
+    from types import SimpleNamespace
+
+    from jan.server.keys import MANAGER
+
+    engine = server.app[MANAGER].get_inference("llama.cpp")
+    busy = [True, True]
+
+    async def infos(model_id):
+        return [SimpleNamespace(is_processing=b, has_task=False) for b in busy]
+
+    monkeypatch.setattr(engine, "slots_info", infos)
+    response = slots(server, fail_on_no_slot="1")
+    assert response.status_code == 503 and response.json()["error"]["message"] == "no slot available", response.text
+    busy[1] = False
+    listed = slots(server, fail_on_no_slot="1")
+    assert listed.status_code == 200 and [s["is_processing"] for s in listed.json()] == [True, False]
