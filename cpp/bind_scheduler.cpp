@@ -9,6 +9,22 @@ py::object make_request_handle(std::shared_ptr<RequestState> state);
 
 void register_scheduler(py::module_ & m) {
     using release = py::call_guard<py::gil_scoped_release>;
+    using Info = Scheduler::SlotInfo;
+    py::class_<Info>(m, "SlotInfo", "A slot as llama-server's GET /slots tells it (Scheduler.slots_info).")
+        .def_readonly("id", &Info::id)
+        .def_readonly("is_processing", &Info::is_processing)
+        .def_readonly("has_task", &Info::has_task)
+        .def_readonly("id_task", &Info::id_task)
+        .def_readonly("n_cache_tokens", &Info::n_cache_tokens)
+        .def_readonly("n_prompt_tokens", &Info::n_prompt_tokens)
+        .def_readonly("n_prompt_processed", &Info::n_prompt_processed)
+        .def_readonly("n_prompt_cached", &Info::n_prompt_cached)
+        .def_readonly("n_decoded", &Info::n_decoded)
+        .def_readonly("n_remain", &Info::n_remain)
+        .def_readonly("has_next_token", &Info::has_next_token)
+        .def_readonly("has_new_line", &Info::has_new_line)
+        .def_readonly("params", &Info::params)
+        .def_readonly("lora", &Info::lora);
     py::class_<Scheduler, std::shared_ptr<Scheduler>>(m, "Scheduler")
         // The holder's deleter leaks a scheduler dropped in a child process forked after it was made (a child that
         // exits, closes the model or lets it be collected): its engine thread is the parent's, so the destructor
@@ -69,6 +85,8 @@ void register_scheduler(py::module_ & m) {
              py::arg("action"), py::arg("id_slot"), py::arg("path") = std::string(),
              "llama-server's slot action (save, restore, erase) on slot id_slot, with the file path of a save or "
              "restore; blocks until the engine thread ran it. A dict: id_slot, n_tokens, n_bytes, ms.")
+        .def("slots_info", &Scheduler::slots_info, release(),
+             "Each slot's state and its current (else last) request (SlotInfo), taken between two engine steps.")
         .def("shutdown", &Scheduler::shutdown, release());
 }
 

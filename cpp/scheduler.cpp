@@ -307,7 +307,7 @@ bool Scheduler::thread_count_matters(const Slot & slot) const {
 }
 
 bool Scheduler::has_work_locked() const {
-    return stopping_ || !waiting_.empty() || busy_.load() > 0 || !slot_ops_.empty();
+    return stopping_ || !waiting_.empty() || busy_.load() > 0 || !slot_ops_.empty() || !info_ops_.empty();
 }
 
 namespace {
@@ -348,31 +348,129 @@ private:
 };
 
 // A slot file's tokens as llama-server packs them (its server_tokens state, read by newer llama-servers): the
-// LLAMA_TOKEN_NULL marker, a format version, the token count, the tokens, then its media items (a count, 0 for text
-// alone). Three numbers before the tokens and one after them.
+// LLAMA_TOKEN_NULL marker, a format version, the token count, the tokens (an image's or audio's entries
+// LLAMA_TOKEN_NULL), the media count and each one's first entry, then each media chunk as libmtmd serializes it (its
+// byte count, its bytes), the whole padded to whole tokens. Text alone: three numbers before the tokens, one after.
 constexpr size_t kPackedHeader = 4;
 constexpr uint32_t kPackedVersion = 1;
 
-// The tokens a slot file holds: a plain list (jan's saves, older llama-servers') as it is, a packed one unpacked.
-// SlotFileError for ids outside the vocabulary, more than `n_ctx` tokens, a packed state of another version or
-// with media (a text slot cannot hold them), or one cut short.
-std::vector<llama_token> slot_file_tokens(std::vector<llama_token> tokens, int32_t n_vocab, int32_t n_ctx) {
-    const std::string bad = "Unable to restore slot: not a slot file of this model";
-    if (!tokens.empty() && tokens[0] == LLAMA_TOKEN_NULL) {
-        if (tokens.size() < 3 || (uint32_t)tokens[1] != kPackedVersion) throw SlotFileError(bad);
-        const size_t n = (uint32_t)tokens[2];
-        if (n > tokens.size() - 3 || tokens.size() - 3 - n < 1) throw SlotFileError(bad);
-        if (tokens[3 + n] != 0)
-            throw SlotFileError("Unable to restore slot: the file holds images or audio, which a slot of text "
-                                "tokens cannot");
-        tokens = std::vector<llama_token>(tokens.begin() + 3, tokens.begin() + 3 + (std::ptrdiff_t)n);
+// What a slot file holds: its tokens and, for a packed one with images or audio, where those lie.
+struct SlotFileContent {
+    std::vector<llama_token> tokens;
+    MediaTrack media;
+};
+
+// A slot's tokens and media packed as llama-server packs them, for llama_state_seq_save_file (a slot of text alone is
+// saved as its plain token list, as before: what older llama-servers read too).
+std::vector<llama_token> pack_slot(const std::vector<llama_token> & tokens, const MediaTrack & media) {
+    std::vector<char> data;
+    auto put = [&](const void * p, size_t n) {
+        const char * c = static_cast<const char *>(p);
+        data.insert(data.end(), c, c + n);
+    };
+    auto put_u32 = [&](size_t v) {
+        if (v > UINT32_MAX) throw EngineError("Unable to save slot: an image or audio chunk is too big to save");
+        const uint32_t u = (uint32_t)v;
+        put(&u, sizeof(u));
+    };
+    const llama_token marker = LLAMA_TOKEN_NULL;
+    put(&marker, sizeof(marker));
+    put_u32(kPackedVersion);
+    put_u32(tokens.size());
+    put(tokens.data(), tokens.size() * sizeof(llama_token));
+    put_u32(media.spans().size());
+    for (const auto & span : media.spans()) put_u32(span.start);
+    for (const auto & span : media.spans()) {
+        size_t n = 0;
+        const mtmd_input_chunk * chunk = span.chunk->chunk.get();
+        std::vector<char> bytes;
+        if (chunk && mtmd_input_chunk_save(chunk, nullptr, 0, &n) == 0 && n > 0) {
+            bytes.resize(n);
+            if (mtmd_input_chunk_save(chunk, bytes.data(), bytes.size(), nullptr) != 0) bytes.clear();
+        }
+        if (bytes.empty())
+            throw EngineError("Unable to save slot: libmtmd could not serialize an image or audio chunk");
+        put_u32(bytes.size());
+        put(bytes.data(), bytes.size());
     }
-    if (tokens.size() > (size_t)n_ctx)
-        throw SlotFileError("Unable to restore slot: the file holds " + std::to_string(tokens.size()) +
+    data.resize((data.size() + sizeof(llama_token) - 1) / sizeof(llama_token) * sizeof(llama_token), 0);
+    std::vector<llama_token> packed(data.size() / sizeof(llama_token));
+    std::memcpy(packed.data(), data.data(), data.size());
+    return packed;
+}
+
+// The tokens (and media) a slot file holds: a plain list (jan's text saves, older llama-servers') as it is, a packed
+// one unpacked, its media chunks read back with libmtmd and named as Projector names a prompt's (their id and
+// ordinal), so that a prompt with the same images continues them. SlotFileError for ids outside the vocabulary, more
+// than `n_ctx` tokens, a packed state of another version, media that do not cover exactly the media entries, or one
+// cut short.
+SlotFileContent slot_file_content(std::vector<llama_token> tokens, int32_t n_vocab, int32_t n_ctx) {
+    const std::string bad = "Unable to restore slot: not a slot file of this model";
+    SlotFileContent out;
+    std::vector<bool> covered;
+    if (!tokens.empty() && tokens[0] == LLAMA_TOKEN_NULL) {
+        const char * data = reinterpret_cast<const char *>(tokens.data());
+        const size_t size = tokens.size() * sizeof(llama_token);
+        size_t at = sizeof(llama_token);
+        auto get_u32 = [&]() {
+            if (size - at < sizeof(uint32_t)) throw SlotFileError(bad);
+            uint32_t v = 0;
+            std::memcpy(&v, data + at, sizeof(v));
+            at += sizeof(v);
+            return v;
+        };
+        if (get_u32() != kPackedVersion) throw SlotFileError(bad);
+        const size_t n = get_u32();
+        if (n > (size - at) / sizeof(llama_token)) throw SlotFileError(bad);
+        out.tokens.resize(n);
+        std::memcpy(out.tokens.data(), data + at, n * sizeof(llama_token));
+        at += n * sizeof(llama_token);
+        const size_t n_media = get_u32();
+        if (n_media > (size - at) / sizeof(uint32_t)) throw SlotFileError(bad);
+        std::vector<size_t> starts;
+        for (size_t i = 0; i < n_media; ++i) starts.push_back(get_u32());
+        covered.assign(n, false);
+        std::unordered_map<std::string, int> seen;  // (slices of one image share its id: Projector::tokenize's names)
+        size_t previous_end = 0;
+        for (size_t i = 0; i < n_media; ++i) {
+            const size_t len = get_u32();
+            if (len == 0 || len > size - at) throw SlotFileError(bad);
+            mtmd::input_chunk_ptr chunk(mtmd_input_chunk_load(data + at, len));
+            at += len;
+            if (!chunk)
+                throw SlotFileError("Unable to restore slot: an image or audio chunk of the file is unreadable");
+            const auto type = mtmd_input_chunk_get_type(chunk.get());
+            const size_t start = starts[i];
+            const size_t n_chunk = mtmd_input_chunk_get_n_tokens(chunk.get());
+            if (type == MTMD_INPUT_CHUNK_TYPE_TEXT || n_chunk == 0 || start < previous_end || start > n ||
+                n_chunk > n - start)
+                throw SlotFileError(bad);
+            for (size_t k = start; k < start + n_chunk; ++k) {
+                if (out.tokens[k] != LLAMA_TOKEN_NULL) throw SlotFileError(bad);
+                covered[k] = true;
+            }
+            previous_end = start + n_chunk;
+            auto mc = std::make_shared<MediaChunk>();
+            const char * id = mtmd_input_chunk_get_id(chunk.get());
+            const std::string base = id ? id : "";
+            mc->id = base.empty() ? std::string() : base + "#" + std::to_string(seen[base]++);
+            mc->n_tokens = (int32_t)n_chunk;
+            mc->n_pos = mtmd_input_chunk_get_n_pos(chunk.get());
+            mc->audio = type == MTMD_INPUT_CHUNK_TYPE_AUDIO;
+            mc->chunk = std::move(chunk);
+            out.media.add(start, std::move(mc));
+        }
+        if (size - at >= sizeof(llama_token)) throw SlotFileError(bad);  // (more than the padding after the state)
+    } else {
+        out.tokens = std::move(tokens);
+        covered.assign(out.tokens.size(), false);
+    }
+    if (out.tokens.size() > (size_t)n_ctx)
+        throw SlotFileError("Unable to restore slot: the file holds " + std::to_string(out.tokens.size()) +
                             " tokens, more than a slot's context (" + std::to_string(n_ctx) + ")");
-    for (llama_token t : tokens)
-        if (t < 0 || t >= n_vocab) throw SlotFileError(bad);
-    return tokens;
+    for (size_t i = 0; i < out.tokens.size(); ++i)
+        if (!covered[i] && (out.tokens[i] < 0 || out.tokens[i] >= n_vocab)) throw SlotFileError(bad);
+    return out;
 }
 
 // How many KV streams the cache whose state follows a sequence file's `n_tokens` tokens was saved with (llama.cpp's
@@ -385,6 +483,41 @@ uint32_t slot_file_streams(const std::string & path, size_t n_tokens) {
     if (std::fseek(f, at, SEEK_SET) != 0 || std::fread(&streams, sizeof(streams), 1, f) != 1) streams = 0;
     std::fclose(f);
     return streams;
+}
+
+// The LoRA scales a save's KV was computed under, one per line after a header, written beside the slot file.
+void write_lora_scales(const std::string & path, const std::vector<float> & scales) {
+    std::FILE * f = std::fopen(path.c_str(), "w");
+    if (!f)
+        throw EngineError("Unable to save slot: cannot write its LoRA scales: " + std::string(std::strerror(errno)));
+    bool ok = std::fprintf(f, "jan-slot-lora 1\n%zu\n", scales.size()) > 0;
+    for (float scale : scales) ok = ok && std::fprintf(f, "%.9g\n", (double)scale) > 0;
+    ok = (std::fclose(f) == 0) && ok;
+    if (!ok) throw EngineError("Unable to save slot: cannot write its LoRA scales");
+}
+
+// The scales write_lora_scales wrote at `path`: empty when there is no such file, or it tells scales of 0 only for
+// a model with no adapters; SlotFileError for a file that is not one, or tells scales for another count of adapters.
+std::vector<float> read_lora_scales(const std::string & path, size_t n_adapters) {
+    std::FILE * f = std::fopen(path.c_str(), "r");
+    if (!f) return {};
+    std::vector<float> scales;
+    int version = 0;
+    size_t n = 0;
+    bool ok = std::fscanf(f, "jan-slot-lora %d %zu", &version, &n) == 2 && version == 1 && n <= 4096;
+    for (size_t i = 0; ok && i < n; ++i) {
+        float scale = 0.0f;
+        ok = std::fscanf(f, "%f", &scale) == 1 && std::isfinite(scale);
+        scales.push_back(scale);
+    }
+    std::fclose(f);
+    if (!ok) throw SlotFileError("Unable to restore slot: its LoRA scales file (" + path + ") is not one jan wrote");
+    if (n_adapters == 0 && std::all_of(scales.begin(), scales.end(), [](float x) { return x == 0.0f; })) return {};
+    if (scales.size() != n_adapters)
+        throw SlotFileError("Unable to restore slot: it was saved under " + std::to_string(scales.size()) +
+                            " LoRA adapters, and this model has " + std::to_string(n_adapters) +
+                            ": its cache was computed with other weights");
+    return scales;
 }
 
 std::string cache_layout(uint32_t streams) {
@@ -441,6 +574,41 @@ void Scheduler::run_slot_ops(std::unique_lock<std::mutex> & lock) {
     }
 }
 
+std::vector<Scheduler::SlotInfo> Scheduler::slots_info() {
+    std::future<std::vector<SlotInfo>> result;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_) throw ModelClosedError("the model was unloaded");
+        info_ops_.emplace_back();
+        result = info_ops_.back().get_future();
+    }
+    cv_.notify_all();
+    return result.get();
+}
+
+Scheduler::SlotInfo Scheduler::slot_info(const Slot & slot) const {
+    SlotInfo info;
+    info.id = slot.id;
+    info.is_processing = slot.state != SlotState::Idle;
+    info.n_cache_tokens = (int32_t)slot.cache.size();
+    if (slot.id_task < 0) return info;  // (no request since load)
+    info.has_task = true;
+    info.id_task = slot.id_task;
+    info.n_prompt_tokens = slot.n_prompt_last;
+    info.params = slot.params;
+    info.lora = slot.lora;
+    // An idle slot tells its last request's number, prompt and params, and counts of 0 (n_remain -1): llama-server
+    // resets a slot's counts when its request ends and keeps the request as its previous task.
+    if (!info.is_processing) return info;
+    info.n_prompt_cached = slot.n_cached;
+    info.n_prompt_processed = std::max<int32_t>(0, (int32_t)slot.prompt_done - slot.n_cached);
+    info.n_decoded = slot.n_generated;
+    info.n_remain = slot.params.max_tokens < 0 ? -1 : std::max(0, slot.params.max_tokens - slot.n_generated);
+    info.has_next_token = true;
+    info.has_new_line = slot.has_new_line;
+    return info;
+}
+
 Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction action, const std::string & path) {
     const auto t0 = Clock::now();
     SlotActionResult out;
@@ -454,15 +622,26 @@ Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction ac
         out.n_tokens = slot.cache.size();
         clear();
     } else if (action == SlotAction::Save) {
-        if (!slot.cache_media.empty())
-            throw std::invalid_argument("slot " + std::to_string(slot.id) + " holds images or audio: only a cache "
-                                        "of text tokens can be saved");
+        // (images or audio: packed with their chunks as llama-server packs them, its restore reads them back)
+        const std::vector<llama_token> packed =
+            slot.cache_media.empty() ? std::vector<llama_token>{} : pack_slot(slot.cache, slot.cache_media);
+        const std::vector<llama_token> & saved = slot.cache_media.empty() ? slot.cache : packed;
         PendingFile file(path);
         file.check_writable();
-        const size_t written = llama_state_seq_save_file(ctx_.get(), file.tmp().c_str(), slot.id, slot.cache.data(),
-                                                         slot.cache.size());
+        const size_t written = llama_state_seq_save_file(ctx_.get(), file.tmp().c_str(), slot.id, saved.data(),
+                                                         saved.size());
         if (written == 0) throw EngineError("Unable to save slot: llama.cpp could not write " + path);
-        file.commit();
+        const std::string lora_path = path + kLoraSuffix;
+        if (!loras_.empty()) {
+            // (written whole before either is renamed into place: a failed save leaves the old pair as it was)
+            PendingFile scales(lora_path);
+            write_lora_scales(scales.tmp(), slot.lora);
+            file.commit();
+            scales.commit();
+        } else {
+            file.commit();
+            std::remove(lora_path.c_str());  // (an earlier save's scales under this name no longer hold)
+        }
         out.n_tokens = slot.cache.size();
         out.n_bytes = written;
     } else {
@@ -474,12 +653,14 @@ Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction ac
         size_t read = llama_state_seq_load_file(ctx_.get(), path.c_str(), slot.id, nullptr, 0, &n_tokens);
         if (read == 0) throw SlotFileError("Unable to restore slot: not a slot file of this model");
         const size_t n_file_tokens = n_tokens;
-        if (n_tokens > (size_t)params_.n_ctx + kPackedHeader)
+        // (a packed state holds its media chunks among its "tokens": bounded by the file, not the context, here)
+        if (n_tokens > (size_t)params_.n_ctx + kPackedHeader && n_tokens > (size_t)st.st_size / sizeof(llama_token))
             throw SlotFileError("Unable to restore slot: the file holds " + std::to_string(n_tokens) +
                                 " tokens, more than a slot's context (" + std::to_string(params_.n_ctx) + ")");
         std::vector<llama_token> tokens(std::max<size_t>(1, n_tokens));
         read = llama_state_seq_load_file(ctx_.get(), path.c_str(), slot.id, tokens.data(), tokens.size(), &n_tokens);
         tokens.resize(n_tokens);
+        SlotFileContent content;
         try {
             if (read == 0) {  // (its tokens read, its state refused: llama.cpp tells no reason but in its log)
                 const std::string other = slot_file_mismatch(path, n_file_tokens);
@@ -488,16 +669,27 @@ Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction ac
                                                     "cache settings: cache types, flash attention)"
                                                   : other);
             }
-            tokens = slot_file_tokens(std::move(tokens), model_->n_vocab(), params_.n_ctx);
+            content = slot_file_content(std::move(tokens), model_->n_vocab(), params_.n_ctx);
         } catch (...) {
             clear();  // (the state may be in the sequence already: gone with the tokens that did not check out)
             throw;
         }
-        slot.cache = std::move(tokens);
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            slot.lora = lora_defaults_;  // (the file tells no scales: taken as computed under today's defaults)
+        std::vector<float> scales;
+        try {
+            scales = read_lora_scales(path + kLoraSuffix, loras_.size());
+        } catch (...) {
+            clear();
+            throw;
         }
+        slot.cache = std::move(content.tokens);
+        slot.cache_media = std::move(content.media);
+        if (scales.empty()) {
+            // (a file without scales, llama-server's or one saved without adapters: taken as computed under the
+            // defaults, as llama-server takes a restored slot as computed under its adapters' scales of the moment)
+            std::lock_guard<std::mutex> lock(mutex_);
+            scales = lora_defaults_;
+        }
+        slot.lora = std::move(scales);
         slot.last_used = ++use_counter_;
         out.n_tokens = slot.cache.size();
         out.n_bytes = read;
@@ -612,6 +804,9 @@ void Scheduler::assign(Slot & slot, Pending && pending) {
         metrics_.cached_tokens_total += keep;
     }
     slot.n_generated = 0;
+    slot.id_task = n_tasks_++;
+    slot.n_prompt_last = (int32_t)slot.prompt.size();
+    slot.has_new_line = false;
     slot.i_batch = -1;
     slot.lp_count = 0;
     slot.sampler = build_sampler(*model_, slot.params, params_.n_ctx, slot.prompt, std::move(pending.grammar),
@@ -716,6 +911,7 @@ void Scheduler::sample_slot(Slot & slot) {
         out.logprob = logprob_of(logits, model_->n_vocab(), token, &log_z);
         if (slot.params.n_probs > 0) out.top = top_logprobs(logits, model_->n_vocab(), slot.params.n_probs, log_z);
     }
+    if (out.piece.find('\n') != std::string::npos) slot.has_new_line = true;
     Event ev;
     ev.text = slot.stream->push(out.piece);
     ev.tokens.push_back(std::move(out));
@@ -758,6 +954,13 @@ void Scheduler::run() {
             }
             if (stopping_) break;
             run_slot_ops(lock);  // (before new requests take slots: a restore's tokens are there for them)
+            // (only the engine thread touches slots_: a snapshot taken here, between steps, is consistent)
+            for (auto & op : info_ops_) {
+                std::vector<SlotInfo> out;
+                for (const auto & slot : slots_) out.push_back(slot_info(slot));
+                op.set_value(std::move(out));
+            }
+            info_ops_.clear();
             // In order; one pinned to a busy slot (SamplingParams::id_slot) waits for it without holding up
             // those behind it, and still comes before them when its slot frees (it is met first).
             for (size_t i = 0; i < waiting_.size();) {
@@ -936,6 +1139,8 @@ void Scheduler::run() {
     waiting_.clear();
     for (auto & op : slot_ops_) op.done.set_exception(std::make_exception_ptr(ModelClosedError("the model was unloaded")));
     slot_ops_.clear();
+    for (auto & op : info_ops_) op.set_exception(std::make_exception_ptr(ModelClosedError("the model was unloaded")));
+    info_ops_.clear();
 }
 
 }  // namespace jan

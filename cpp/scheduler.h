@@ -107,11 +107,12 @@ public:
                                          MediaTrack media = {});
 
     // llama-server's slot actions (POST /slots/{id}?action=save|restore|erase with --slot-save-path): a slot's
-    // cached tokens and KV sequence written to the file `path` (llama_state_seq_save_file, to a temporary name
+    // cached tokens (with its images' and audio's chunks, packed as llama-server packs them, where it holds any)
+    // and KV sequence written to the file `path` (llama_state_seq_save_file, to a temporary name
     // renamed over `path` once whole), read back from one into the slot (what it held dropped first), or dropped.
     // Run on the engine thread between steps once the slot is idle (a busy slot's action waits for its request to
     // end, as llama-server defers it); the caller blocks until it is done. std::invalid_argument for a slot id out
-    // of range or a slot holding media (its cache is not only tokens); SlotFileError for a file restore cannot use
+    // of range; SlotFileError for a file restore cannot use
     // (the slot is left empty); EngineError for a save that could not be written; ModelClosedError once shut down.
     enum class SlotAction { Save, Restore, Erase };
     struct SlotActionResult {
@@ -121,6 +122,33 @@ public:
         double ms = 0.0;        // the action's own time, on the engine thread
     };
     SlotActionResult slot_action(SlotAction action, int32_t id_slot, const std::string & path = {});
+    // With adapters, a save also writes the scales the slot's KV was computed under beside the file (`path` +
+    // kLoraSuffix, llama-server's slot files tell none), and a restore tags the slot with them: a file without them
+    // (llama-server's, a save made without adapters) is taken as computed under the default scales; one whose
+    // scales are for another adapter count, or that names adapters a model without them lacks, is a SlotFileError.
+    static constexpr const char * kLoraSuffix = ".lora";
+
+    // What llama-server's GET /slots tells of each slot: its current request, else the last one it ran (has_task
+    // false: none since load; an idle slot's counts are 0 and n_remain -1, as llama-server resets them when a request
+    // ends). Taken on the engine thread between steps (blocks until the current step ends); ModelClosedError once
+    // shut down.
+    struct SlotInfo {
+        int32_t id = 0;
+        bool is_processing = false;
+        bool has_task = false;
+        int64_t id_task = -1;            // the request's number (in order of start, from 0)
+        int32_t n_cache_tokens = 0;      // tokens the slot holds (prompt and what was generated)
+        int32_t n_prompt_tokens = 0;     // the request's prompt
+        int32_t n_prompt_processed = 0;  // of them evaluated so far (not taken from the cache)
+        int32_t n_prompt_cached = 0;     // of them taken from the cache
+        int32_t n_decoded = 0;           // tokens generated so far
+        int32_t n_remain = -1;           // left before max_tokens (-1: no limit)
+        bool has_next_token = false;     // still generating
+        bool has_new_line = false;       // its output holds a line break
+        SamplingParams params;
+        std::vector<float> lora;         // the scales it runs (ran) under
+    };
+    std::vector<SlotInfo> slots_info();
 
     SchedulerMetrics metrics() const;
     // The adapters, and the scales requests submitted from now on run under unless they name their own
@@ -187,6 +215,9 @@ private:
         MediaTrack cache_media;   // media chunks of `cache` (kept between requests)
         std::vector<float> lora;  // the LoRA scales `cache` was computed under (and the request runs under)
         bool in_step = false;     // busy and of this step's LoRA group (pick_lora_group)
+        int64_t id_task = -1;     // the request it runs (ran last), for slots_info
+        int32_t n_prompt_last = 0;  // and its prompt's length
+        bool has_new_line = false;
     };
 
     struct SlotOp {
@@ -200,6 +231,7 @@ private:
     // Engine thread, mutex_ held (released while each runs): the slot actions whose slot is idle, in order.
     void run_slot_ops(std::unique_lock<std::mutex> & lock);
     SlotActionResult do_slot_action(Slot & slot, SlotAction action, const std::string & path);
+    SlotInfo slot_info(const Slot & slot) const;  // engine thread
     // Why a slot file of `n_tokens` tokens this model's context refused was saved for another slot layout (another
     // --parallel, a unified cache or not), or "" where that is not why.
     std::string slot_file_mismatch(const std::string & path, size_t n_tokens) const;
@@ -254,6 +286,8 @@ private:
     std::condition_variable cv_;
     std::deque<Pending> waiting_;
     std::deque<SlotOp> slot_ops_;  // slot actions not run yet (guarded by mutex_)
+    std::deque<std::promise<std::vector<SlotInfo>>> info_ops_;  // slots_info calls not answered yet (mutex_)
+    int64_t n_tasks_ = 0;  // requests assigned so far (engine thread)
     // Requests taken out of waiting_ whose slot is being set up (outside the lock): still counted as queued, so
     // that no moment shows a request neither queued nor in a slot (a pool would unload the model under it).
     int32_t starting_ = 0;  // guarded by mutex_

@@ -163,7 +163,9 @@ def test_slots_list_each_slot_in_llama_servers_fields(server):
     listed = httpx.get(server.base_url + "/slots", params={"model": STORIES}, timeout=60).json()
     assert [s["id"] for s in listed] == [0, 1, 2, 3]  # n_parallel 4
     for s in listed:
-        assert set(s) == {"id", "n_ctx", "speculative", "is_processing"}  # no task's fields: no prompt text
+        # (a slot that ran a request tells it too: test_llamacpp_slots_more.py) never its text, as llama-server's
+        # without its debug switch
+        assert {"id", "n_ctx", "speculative", "is_processing"} <= set(s) and not {"prompt", "generated"} & set(s)
         assert s["n_ctx"] == 512 and s["speculative"] is False
 
 
@@ -180,7 +182,11 @@ def test_slots_tell_what_the_engines_status_says(server, monkeypatch):
     async def model_status(model_id):
         return status if model_id == STORIES else {"id": model_id, "status": ModelState.UNLOADED}
 
+    async def no_slots_info(model_id):  # (an engine that tells how many slots are busy, not which)
+        return None
+
     monkeypatch.setattr(engine, "model_status", model_status)
+    monkeypatch.setattr(engine, "slots_info", no_slots_info)
     url = server.base_url + "/slots"
     listed = httpx.get(url, params={"model": STORIES, "fail_on_no_slot": "1"}, timeout=60).json()
     assert listed == [{"id": i, "n_ctx": 100, "speculative": True, "is_processing": i < 2} for i in range(3)]
@@ -438,3 +444,12 @@ def test_tokenizing_routes_load_the_model_again_when_it_closed_after_its_hand_ou
     armed.append(True)
     assert ok(server, "/completion", {"model": STORIES, "prompt": "Once upon", "n_predict": 2})["content"]
     assert unloads == [True, True, True]  # each closed the model under the work that was handed it
+
+
+def test_slots_of_a_loaded_embedding_model_list_its_slots_without_tasks(server):
+    """An embedding model has no generation slots to read (its engine's slots_info refuses): the listing is its
+    count's, as before, not an error."""
+    ok(server, "/embedding", {"model": POOLED, "input": "hello"})  # (loaded)
+    response = httpx.get(server.base_url + "/slots", params={"model": POOLED}, timeout=60)
+    assert response.status_code == 200, response.text
+    assert response.json() and all(set(s) == {"id", "n_ctx", "speculative", "is_processing"} for s in response.json())

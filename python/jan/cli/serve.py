@@ -113,6 +113,9 @@ def _bound_seconds(ctx: click.Context, param: click.Parameter, value: float | No
               type=PathParam(exists=True, file_okay=False, writable=True, resolve_path=True), metavar="FOLDER",
               help="Serve llama-server's POST /slots/{id}?action=save|restore|erase, slot files kept in FOLDER "
                    "(an existing folder jan may write) [default: those actions refused].")
+@click.option("--slots/--no-slots", "endpoint_slots", default=True, show_default=True,
+              help="Serve llama-server's GET /slots (each slot's state and request); --no-slots answers it 501, as "
+                   "llama-server's flag does.")
 @click.option("--draft-p-min", "draft_p_min", default=None, type=SamplingValue("draft_p_min"),
               help="Draft model: stop drafting below this top-token probability [default: 0.75].")
 @click.option("--draft-max", "--draft", "draft_max", default=None, type=click.IntRange(0, 256),
@@ -141,7 +144,8 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
           allow_media_from, max_upload_bytes, read_timeout,
           n_parallel, n_ctx, n_threads, adaptive_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v,
           cache_ram_mib, speculative, draft_model, lora, lora_scaled, lora_init_without_apply, slot_save_path,
-          draft_p_min, draft_max, draft_min, ngram, image_min_tokens, image_max_tokens, keep_alive, max_loaded_models,
+          endpoint_slots, draft_p_min, draft_max, draft_min, ngram, image_min_tokens, image_max_tokens, keep_alive,
+          max_loaded_models,
           no_extensions, log_level) -> None:
     """Run the OpenAI-compatible API server and the web chat page."""
     logging.basicConfig(level=log_level.upper())
@@ -186,7 +190,7 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
         cache_type_k=cache_type_k, cache_type_v=cache_type_v, cache_ram_mib=cache_ram_mib,
         speculative=speculative, draft_max=draft_max, draft_min=draft_min, ngram=ngram, draft_p_min=draft_p_min,
         draft_model=draft_model, lora=adapters, lora_init_without_apply=lora_init_without_apply,
-        slot_save_path=str(slot_save_path) if slot_save_path else None,
+        slot_save_path=str(slot_save_path) if slot_save_path else None, endpoint_slots=endpoint_slots,
         image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens,
         keep_alive=keep_alive,
         max_loaded_models=max_loaded_models, enable_extensions=not no_extensions)

@@ -1254,11 +1254,15 @@ class Model:
         ``"restore"`` reads such a file back into the slot (a next prompt that continues those tokens evaluates only
         the rest), ``"erase"`` empties the slot. A busy slot's action waits for its request to end; this blocks
         until the action ran. A dict: ``id_slot``, ``n_tokens`` (saved, restored or erased), ``n_bytes`` (written or
-        read) and ``ms``. :class:`BadRequestError` naming ``id_slot`` for a slot the model does not have (or one
-        holding images or audio, for a save), ``filename`` for a save's path that is a folder and ``action`` for another
+        read) and ``ms``. A slot holding images or audio is saved with its media chunks, as llama-server packs them
+        (its restore reads them back, and jan's reads llama-server's). :class:`BadRequestError` naming ``id_slot``
+        for a slot the model does not have, ``filename`` for a save's path that is a folder and ``action`` for another
         action; :class:`~jan.errors.SlotFileError`
         for a file restore cannot use (the slot is left empty); EngineError for a save that could not be written.
-        A restored slot's tokens are taken as computed under the LoRA scales requests run under by default."""
+        With LoRA adapters a save also writes the scales the slot's KV was computed under beside the file (``path`` +
+        ``.lora``), and a restore tags the slot with them, so that only requests under those scales reuse it; a file
+        without them (llama-server's) is taken as computed under the default scales, one saved under another count of
+        adapters is a :class:`~jan.errors.SlotFileError`."""
         scheduler = self._require_scheduler()
         if action not in self.SLOT_ACTIONS:
             raise BadRequestError(f"Invalid action: {action!r} (one of {', '.join(self.SLOT_ACTIONS)})",
@@ -1277,8 +1281,16 @@ class Model:
             return scheduler.slot_action(action, index, os.fspath(path) if path else "")
         except BadRequestError:
             raise
-        except ValueError as exc:  # (the engine's: a slot holding media)
+        except ValueError as exc:  # (the engine's invalid_argument: a slot it does not have)
             raise BadRequestError(str(exc), param="id_slot", code="not_supported") from None
+
+    def slots_info(self) -> list:
+        """Each slot as llama-server's ``GET /slots`` tells it (``jan._engine.SlotInfo``): ``id``, ``is_processing``,
+        ``n_cache_tokens``, and of the request it runs (else the last one it ran; ``has_task`` False: none since
+        load) ``id_task``, ``n_prompt_tokens`` with ``n_prompt_processed`` and ``n_prompt_cached``, ``n_decoded``,
+        ``n_remain``, ``has_next_token``, ``has_new_line``, its sampling ``params`` and the ``lora`` scales it runs
+        under. Taken on the engine thread between two steps: this blocks until the current step ends."""
+        return list(self._require_scheduler().slots_info())
 
     async def wait_for_room(self, timeout: float) -> None:
         """Wait (at most ``timeout`` seconds) until one of this model's requests ends, which may make

@@ -534,6 +534,13 @@ class ModelPool:
             self._start_reaper()
         return idle
 
+    def peek(self, model_id: str) -> Model | None:
+        """The loaded model, or None; unlike :meth:`get`, not counted as a use (a monitor polling ``GET /slots``
+        does not keep an idle model loaded)."""
+        with self._changed:
+            entry = self._models.get(model_id)
+            return entry.model if entry is not None else None
+
     def is_loaded(self, model_id: str) -> bool:
         model_id_text(model_id, empty=True)
         with self._lock:

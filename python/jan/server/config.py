@@ -64,6 +64,9 @@ class ServerConfig:
     # llama-server's --slot-save-path: the folder POST /slots/{id}?action=save|restore writes slot files to and reads
     # them from (None: those actions, and erase, are refused as llama-server refuses them)
     slot_save_path: str | None = None
+    # llama-server's --slots / --no-slots: whether GET /slots is served (False: its 501, and /props'
+    # endpoint_slots false)
+    endpoint_slots: bool = True
     # tokens one image may take on dynamic-resolution projectors (jan.Model's; None: each projector's own)
     image_min_tokens: int | None = None
     image_max_tokens: int | None = None

@@ -268,6 +268,17 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         loaded = await self._ensure_loaded(model)
         return await asyncio.to_thread(loaded.slot_action, action, id_slot, path)
 
+    async def slots_info(self, model_id: str) -> list | None:
+        """llama-server's ``GET /slots`` of the model: :meth:`jan.Model.slots_info`, off the event loop (it waits for
+        the engine's current step); None while it is not loaded (nothing is loaded to answer)."""
+        loaded = self.engine.peek(model_id) if self.engine is not None else None
+        if loaded is None:
+            return None
+        try:
+            return await asyncio.to_thread(loaded.slots_info)
+        except (ModelClosedError, BadRequestError):  # (unloaded meanwhile; an embedding model: no generation slots)
+            return None
+
     async def unload_model(self, model_id: str) -> None:
         """Unload now: requests running on the model end as ``cancelled`` (an admin's stop). A load in
         progress is waited for first and then undone, so a stop during a load does not leave the model

@@ -31,6 +31,7 @@ from jan.extensions.remote.upstream import (
     Upstream,
     UpstreamError,
     UpstreamRequestError,
+    error_fields,
     error_from_event,
     error_from_response,
     upstream_for,
@@ -481,6 +482,41 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         raise UpstreamRequestError(
             f"model '{model['id']}': the upstream at {up.base_url} has no /{kind} endpoint (OpenAI's API has "
             f"none; jan and llama.cpp's server have one)", code="not_supported")
+
+    async def slots_call(self, model: dict[str, Any], id_slot: int | None = None, action: str | None = None,
+                         body: dict[str, Any] | None = None, fail_on_no_slot: bool = False
+                         ) -> tuple[int, Any]:
+        """llama-server's ``GET /slots`` (``id_slot`` None) or ``POST /slots/{id_slot}?action=`` (with ``body``, its
+        ``filename``) forwarded to the upstream's root, where llama.cpp's server (and jan) serves them, the upstream's
+        model named as its router reads it (the body's ``model``, or ``?model=``): its status and JSON answer,
+        llama-server's refusals (400, 501, 503) included, for the caller to answer as they are. An upstream without
+        the route (OpenAI's API, vLLM) is a 400-class error saying so."""
+        from urllib.parse import urlencode
+
+        up = self._upstream(model)
+        if id_slot is None:
+            query = {"model": up.model, **({"fail_on_no_slot": "1"} if fail_on_no_slot else {})}
+            url, method, sent = f"{up.root}/slots?{urlencode(query)}", "GET", None
+        else:
+            url = f"{up.root}/slots/{id_slot}?{urlencode({'action': action or ''})}"
+            method, sent = "POST", {**(body or {}), "model": up.model}
+        resp = await self._send(up, method, url, model["id"], sent, allow=(400, 404, 405, 501, 503))
+        if resp.status in (404, 405):
+            payload = await self._json_or_none(resp)
+            error = payload.get("error") if isinstance(payload, dict) else None
+            if isinstance(error, dict) and error.get("code") == "model_not_found":
+                raise error_from_response(404, payload, "", up, model["id"])
+            raise UpstreamRequestError(
+                f"model '{model['id']}': the upstream at {up.base_url} has no /slots endpoint (llama.cpp's server "
+                f"and jan have one; OpenAI's API and vLLM have none)", code="not_supported")
+        if resp.status >= 400:  # (its message told as the upstream's: a 501 asks for its --slot-save-path, not jan's)
+            payload = await self._json_or_none(resp)
+            message, code, param = error_fields(payload, "")
+            error = payload.get("error") if isinstance(payload, dict) else None
+            kind = error.get("type") if isinstance(error, dict) and isinstance(error.get("type"), str) else None
+            return resp.status, {"error": {"message": f"the upstream at {up.base_url}: {message}", "type": kind,
+                                           "code": code}}
+        return resp.status, await self._json(resp, up)
 
     async def count_chat_tokens(self, model: dict[str, Any], request: t.ChatRequest) -> int:
         """The prompt tokens of ``request`` as the upstream renders it: the chat body :meth:`chat` would send, posted

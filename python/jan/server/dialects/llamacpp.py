@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -476,11 +476,56 @@ def embedding_results(result: EmbeddingResult) -> list[dict[str, Any]]:
     return out
 
 
-def slots(n_slots: int, n_busy: int, n_ctx: int, speculative: bool) -> list[dict[str, Any]]:
-    """``GET /slots``: each slot's ``id``, ``n_ctx``, ``speculative`` and ``is_processing``, as llama-server lists an
-    idle slot. jan's engine tells how many slots are busy, not which, nor their tasks: the first ``n_busy`` are told
-    processing, and no slot tells a task's fields (``id_task``, ``params``, ``prompt``...)."""
-    return [{"id": i, "n_ctx": n_ctx, "speculative": speculative, "is_processing": i < n_busy} for i in range(n_slots)]
+#: The ``params`` keys llama-server's ``GET /slots`` tells of a slot's request (its task params "only metrics",
+#: without ``LLAMA_SERVER_SLOTS_DEBUG``): of :func:`generation_settings`, those.
+SLOT_PARAMS = ("seed", "temperature", "dynatemp_range", "dynatemp_exponent", "top_k", "top_p", "min_p", "top_n_sigma",
+               "xtc_probability", "xtc_threshold", "typical_p", "repeat_last_n", "repeat_penalty", "presence_penalty",
+               "frequency_penalty", "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
+               "mirostat", "mirostat_tau", "mirostat_eta", "adaptive_target", "adaptive_decay", "max_tokens",
+               "n_predict", "n_keep", "n_discard", "ignore_eos", "stream", "n_probs", "min_keep", "chat_format",
+               "reasoning_format", "reasoning_in_content", "generation_prompt", "samplers", "speculative.types",
+               "timings_per_token", "post_sampling_probs", "backend_sampling", "lora")
+
+
+def slots(n_slots: int, n_busy: int, n_ctx: int, speculative: bool, infos: Sequence[Any] | None = None
+          ) -> list[dict[str, Any]]:
+    """``GET /slots``: each slot's ``id``, ``n_ctx``, ``speculative`` and ``is_processing``, and, as llama-server
+    tells them, of the request it runs (else the last one it ran) ``id_task``, ``n_prompt_tokens`` (what the slot
+    holds), ``n_prompt_tokens_processed``, ``n_prompt_tokens_cache``, its ``params`` and ``next_token``.
+    ``infos``: the engine's slots (``jan.Model.slots_info``); without them (an engine that tells only how many
+    slots are busy, not which) the first ``n_busy`` are told processing, and no slot tells a task."""
+    out = []
+    for i in range(n_slots):
+        info = infos[i] if infos is not None and i < len(infos) else None
+        busy = info.is_processing if infos is not None and info is not None else i < n_busy
+        slot: dict[str, Any] = {"id": i, "n_ctx": n_ctx, "speculative": speculative, "is_processing": bool(busy)}
+        if info is not None and info.has_task:
+            slot.update({
+                "id_task": info.id_task,
+                # (llama-server's n_prompt_tokens counts the slot's tokens, its prompt and what it generated)
+                "n_prompt_tokens": info.n_cache_tokens,
+                "n_prompt_tokens_processed": info.n_prompt_processed,
+                "n_prompt_tokens_cache": info.n_prompt_cached,
+                "params": slot_params(info.params, list(info.lora)),
+                "next_token": [{"has_next_token": info.has_next_token, "has_new_line": info.has_new_line,
+                                "n_remain": info.n_remain, "n_decoded": info.n_decoded}],
+            })
+        out.append(slot)
+    return out
+
+
+def slot_params(params: Any, lora: list[float]) -> dict[str, Any]:
+    """A slot's request's sampling (the engine's ``SamplingParams``) as llama-server's ``GET /slots`` tells it
+    (:data:`SLOT_PARAMS`), ``lora`` every adapter with the scale it runs under."""
+    sampling = SamplingOptions(
+        temperature=params.temperature, top_k=params.top_k, top_p=params.top_p, min_p=params.min_p,
+        typical_p=params.typical_p, repeat_penalty=params.repeat_penalty, repeat_last_n=params.repeat_last_n,
+        presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty,
+        mirostat=params.mirostat, mirostat_tau=params.mirostat_tau, mirostat_eta=params.mirostat_eta,
+        ignore_eos=params.ignore_eos, seed=params.seed)
+    mode = "draft" if params.use_draft_model and params.draft_max > 0 else "ngram" if params.draft_max > 0 else "none"
+    told = generation_settings(sampling, params.max_tokens, n_probs=params.n_probs, speculative=mode, adapters=lora)
+    return {key: told[key] for key in SLOT_PARAMS}
 
 
 #: The slot actions ``POST /slots/{id}?action=`` takes (llama-server's).

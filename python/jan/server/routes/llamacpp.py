@@ -61,11 +61,23 @@ RESPONSES[("POST", "/embedding")] = {"200": ("One result per input: its index an
     "type": "array", "items": {"type": "object", "required": ["index", "embedding"], "properties": {
         "index": {"type": "integer", "minimum": 0},
         "embedding": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}}}}})}
-RESPONSES[("GET", "/slots")] = {"200": ("The model's slots", {"application/json": {
+RESPONSES[("GET", "/slots")] = {"200": ("The model's slots, each with the request it runs (else the last one it ran)",
+                                        {"application/json": {
     "type": "array", "items": {"type": "object", "required": ["id", "n_ctx", "speculative", "is_processing"],
                                "properties": {"id": {"type": "integer"}, "n_ctx": {"type": "integer"},
                                               "speculative": {"type": "boolean"},
-                                              "is_processing": {"type": "boolean"}}}}})}
+                                              "is_processing": {"type": "boolean"},
+                                              "id_task": {"type": "integer"},
+                                              "n_prompt_tokens": {"type": "integer"},
+                                              "n_prompt_tokens_processed": {"type": "integer"},
+                                              "n_prompt_tokens_cache": {"type": "integer"},
+                                              "params": {"type": "object"},
+                                              "next_token": {"type": "array", "items": {
+                                                  "type": "object", "properties": {
+                                                      "has_next_token": {"type": "boolean"},
+                                                      "has_new_line": {"type": "boolean"},
+                                                      "n_remain": {"type": "integer"},
+                                                      "n_decoded": {"type": "integer"}}}}}}}})}
 RESPONSES[("POST", "/slots/{id_slot}")] = {"200": (
     "Done: a save's n_saved/n_written, a restore's n_restored/n_read (each with its timings), an erase's n_erased",
     {"application/json": {"type": "object", "required": ["id_slot"], "properties": {
@@ -388,8 +400,9 @@ async def props(request: web.Request) -> web.Response:
         "eos_token": getattr(template, "eos_token", "") or "",
         "infill": bool(abilities and abilities.fim),
         "build_info": f"jan {jan.__version__}",
-        # the endpoints llama-server's flags turn on or off: /slots and /metrics are served, POST /props is not
-        "endpoint_slots": True, "endpoint_metrics": True, "endpoint_props": False,
+        # the endpoints llama-server's flags turn on or off: /slots unless --no-slots, /metrics always, POST /props
+        # never
+        "endpoint_slots": request.app[CONFIG].endpoint_slots, "endpoint_metrics": True, "endpoint_props": False,
         "is_sleeping": not loaded,
     })
 
@@ -417,17 +430,31 @@ async def embedding(request: web.Request) -> web.Response:
 @routes.get("/slots")
 async def slots(request: web.Request) -> web.Response:
     """llama-server's slots of the default (or only loaded) model, or ``?model=``'s: each one's ``id``, ``n_ctx``,
-    ``speculative`` and ``is_processing``; ``?fail_on_no_slot=1`` answers 503 when none is idle."""
+    ``speculative`` and ``is_processing``, and of the request it runs (else the last one it ran) its ``id_task``,
+    token counts, ``params`` and ``next_token``; ``?fail_on_no_slot=1`` answers 503 when none is idle. A server
+    started with ``--no-slots`` answers llama-server's 501."""
+    if not request.app[CONFIG].endpoint_slots:
+        raise APIError(501, "This server does not support slots endpoint. Start it with `--slots`",
+                       type="not_supported_error", code="not_supported")
     target, status, load = await _served(request)
+    if getattr(target.engine, "slots_call", None) is not None:  # a remote model: its upstream's slots
+        return await _forwarded(target.engine.slots_call(target.model,
+                                                         fail_on_no_slot=bool(request.query.get("fail_on_no_slot"))))
     loaded = status.get("status") == ModelState.READY
-    n_slots = (status.get("n_parallel") if loaded else None) or load.n_parallel or 1
-    busy = min(int(status.get("active_requests") or 0), n_slots) if loaded else 0
+    infos = None
+    if loaded and getattr(target.engine, "slots_info", None) is not None:
+        infos = await target.engine.slots_info(target.id)
+    n_slots = (len(infos) if infos else None) or (status.get("n_parallel") if loaded else None) or load.n_parallel or 1
     n_ctx = (status.get("n_ctx") if loaded else None) or load.n_ctx or 0
+    if infos is not None:
+        busy = sum(bool(info.is_processing) for info in infos)
+    else:  # (an engine that tells only how many slots are busy)
+        busy = min(int(status.get("active_requests") or 0), n_slots) if loaded else 0
     if request.query.get("fail_on_no_slot") and busy >= n_slots:
-        raise APIError(503, "no slot available", type="server_error", code="no_slot_available")
+        raise APIError(503, "no slot available", type="unavailable_error", code="no_slot_available")
     # whether the slots draft (llama-server's "speculative"): the model's own mode as /props tells it, n-gram included
     drafts = _speculative_mode(_model_sampling(target.model), status, target.model, load)
-    return json_response(native.slots(n_slots, busy, n_ctx, drafts != "none"))
+    return json_response(native.slots(n_slots, busy, n_ctx, drafts != "none", infos))
 
 
 @routes.post("/slots/{id_slot}")
@@ -445,12 +472,25 @@ async def slot_action(request: web.Request) -> web.Response:
     action = request.query.get("action", "")
     if action not in native.SLOT_ACTIONS:
         raise APIError(400, "Invalid action", param="action", code="invalid_value")
+    body: Any = {}
+    unread: APIError | None = None
+    try:
+        body = await read_json(request) if action != "erase" or request.body_exists else {}
+    except APIError as exc:  # (told after the 501, as llama-server looks at its folder first)
+        unread = exc
+    remote = await _remote_target(request, body)
+    if remote is not None:  # (the file is the upstream's, in its own --slot-save-path: its checks, its answer)
+        if unread is not None:
+            raise unread
+        sent = {"filename": body.get("filename")} if isinstance(body, dict) and "filename" in body else {}
+        return await _forwarded(remote.engine.slots_call(remote.model, id_slot, action, sent))
     folder = request.app[CONFIG].slot_save_path
     if not folder:
         raise APIError(501, "This server does not support slots action. Start it with `--slot-save-path`",
                        type="not_supported_error", code="not_supported")
+    if unread is not None:
+        raise unread
     filename = path = None
-    body = await read_json(request) if action != "erase" or request.body_exists else {}
     if action != "erase":
         filename = body.get("filename") if isinstance(body, dict) else None
         path = native.slot_file(folder, filename)
@@ -463,6 +503,31 @@ async def slot_action(request: web.Request) -> web.Response:
                        code="invalid_value")
     result = await run(target.model, action, id_slot, path)
     return json_response(native.slot_result(action, filename, result))
+
+
+async def _remote_target(request: web.Request, body: Any) -> Any:
+    """The target of a slot action when its model is a remote one (its engine forwards slot routes: ``slots_call``),
+    else None. A model that cannot be resolved is None too: the local checks (the 501 without ``--slot-save-path``,
+    the filename) come first for it, as before, and its own error after them."""
+    try:
+        target = await request.app[SERVICES].models.resolve(_slot_model(request, body))
+    except (APIError, jan.JanError, RequestError):
+        return None
+    return target if getattr(target.engine, "slots_call", None) is not None else None
+
+
+async def _forwarded(call: Any) -> web.Response:
+    """A remote model's slot route answered as its upstream answered it: the JSON as it is, or its refusal (llama-
+    server's 400 for a bad slot, action or file, its 501 without ``--slot-save-path``, its 503 for no idle slot) in
+    llama-server's shape with the upstream's message."""
+    status, payload = await call
+    if status < 400:
+        return json_response(payload)
+    error = payload.get("error") if isinstance(payload, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    kind = error.get("type") if isinstance(error, dict) else None
+    raise APIError(status, message if isinstance(message, str) and message else f"the upstream answered {status}",
+                   type=kind if isinstance(kind, str) and kind else "invalid_request_error", code="upstream_error")
 
 
 def _slot_model(request: web.Request, body: Any) -> str | None:
