@@ -472,10 +472,7 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         for url in candidates:
             resp = await self._send(up, "POST", url, model["id"], {"model": up.model, **body}, allow=(404, 405))
             if resp.status in (404, 405):
-                payload = await self._json_or_none(resp)
-                error = (payload or {}).get("error") if isinstance(payload, dict) else None
-                if isinstance(error, dict) and error.get("code") == "model_not_found":
-                    raise error_from_response(404, payload, "", up, model["id"])
+                await self._raise_unknown_model(resp, up, model)
                 continue
             self._token_urls[key] = url
             return await self._json(resp, up)
@@ -502,10 +499,7 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
             method, sent = "POST", {**(body or {}), "model": up.model}
         resp = await self._send(up, method, url, model["id"], sent, allow=(400, 404, 405, 501, 503))
         if resp.status in (404, 405):
-            payload = await self._json_or_none(resp)
-            error = payload.get("error") if isinstance(payload, dict) else None
-            if isinstance(error, dict) and error.get("code") == "model_not_found":
-                raise error_from_response(404, payload, "", up, model["id"])
+            await self._raise_unknown_model(resp, up, model)
             raise UpstreamRequestError(
                 f"model '{model['id']}': the upstream at {up.base_url} has no /slots endpoint (llama.cpp's server "
                 f"and jan have one; OpenAI's API and vLLM have none)", code="not_supported")
@@ -528,10 +522,7 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         resp = await self._send(up, "POST", up.url("/chat/completions/input_tokens"), model["id"], body,
                                 allow=(404, 405))
         if resp.status in (404, 405):
-            payload = await self._json_or_none(resp)
-            error = payload.get("error") if isinstance(payload, dict) else None
-            if isinstance(error, dict) and error.get("code") == "model_not_found":
-                raise error_from_response(404, payload, "", up, model["id"])
+            await self._raise_unknown_model(resp, up, model)
             raise UpstreamRequestError(
                 f"model '{model['id']}': the upstream at {up.base_url} counts no prompt tokens (it has no "
                 "/chat/completions/input_tokens, which jan and llama.cpp's server have; OpenAI's API has none)",
@@ -541,6 +532,14 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         if not isinstance(count, int) or isinstance(count, bool):
             raise UpstreamError(f"the upstream at {up.base_url} sent an input_tokens answer without a count")
         return count
+
+    async def _raise_unknown_model(self, resp: Any, up: Upstream, model: dict[str, Any]) -> None:
+        """A 404/405 from the upstream is either its "no such model" (raised as jan's 404 for ``model``) or a route it
+        does not have (returns, for the caller to say which route)."""
+        payload = await self._json_or_none(resp)
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if isinstance(error, dict) and error.get("code") == "model_not_found":
+            raise error_from_response(404, payload, "", up, model["id"])
 
     async def _json_or_none(self, resp: Any) -> Any:
         try:
