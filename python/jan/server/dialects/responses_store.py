@@ -41,7 +41,8 @@ from jan.core.fs import atomic_write_json, loads_json, set_aside
 from jan.errors import not_found_message
 from jan.store._trash import sweep_temp_files
 from jan.store.context import LOCK_DIR_NAME
-from jan.core.locks import KeyedLocks
+from jan.core.locks import AsyncFileLocks
+from jan.store.errors import LockTimeoutError
 from jan.store.locks import LockManager
 from jan.services.types import ChatMessage, ImagePart, Part, TextPart, ToolCall
 from jan.services.untrusted import UntrustedTextPart
@@ -284,6 +285,18 @@ def _cut_by(response: dict[str, Any]) -> str | None:
 
 
 # -- the store ---------------------------------------------------------------------------------------
+#: The lock files of threads' appends (:meth:`ResponsesStore.locked`), under the data folder: their own, so that the
+#: store's per-file locks, which the appends take, never share a file with them.
+APPEND_LOCK_DIR = Path(LOCK_DIR_NAME) / "appends"
+#: Seconds an append waits for another's on the same thread (sharing its lock file) before ``busy``.
+APPEND_WAIT = 60.0
+
+
+def _busy(path: Path) -> LockTimeoutError:
+    return LockTimeoutError(f"timed out waiting for {path} (another request, of this jan or another sharing the "
+                            "data folder, is adding to this conversation)")
+
+
 class NotLatestError(Exception):
     """The response to continue is no longer its thread's latest (see ``ResponsesStore.begin(allow_fork=False)``)."""
 
@@ -302,10 +315,12 @@ class ResponsesStore:
         self._conversations = conversations
         # the data folder's per-file locks (the store's own), keyed by the path in the data folder
         self._locks: LockManager | None = None
-        # Deciding "append or fork" and appending must not interleave for one thread. Weak: a lock lives while a
-        # request holds or awaits it, so the map does not grow by one lock per thread ever stored to (a stored
-        # response is a thread of its own: one more each, for the server's life).
-        self._thread_locks: KeyedLocks[asyncio.Lock] = KeyedLocks()
+        # Deciding "append or fork" and appending (reading a conversation's item ids and keeping an id, adding a
+        # response's turns together) must not interleave for one thread: neither in this process nor in another
+        # sharing the data folder (each server's lock was its own, and two appending to one conversation at once
+        # interleaved their turns and kept one item id twice). A fixed set of lock files, so nothing is kept per
+        # thread ever stored to (a stored response is a thread of its own: one more each, for the server's life).
+        self._appends = AsyncFileLocks(self.folder.parent / APPEND_LOCK_DIR, wait=APPEND_WAIT, busy=_busy)
 
     @property
     def conversations(self) -> ConversationalExtension:
@@ -494,11 +509,12 @@ class ResponsesStore:
         messages = await self._thread_messages(stored)
         return [t for t in await self.turns(stored.thread_id, messages) if t is not None]
 
-    def _lock(self, thread_id: str) -> asyncio.Lock:
-        return self._thread_locks(thread_id)
+    def _lock(self, thread_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._appends.hold(f"threads/{thread_id}")
 
-    def locked(self, thread_id: str) -> asyncio.Lock:
-        """The lock a thread's appends hold (a response's turns, a conversation's items): none interleave."""
+    def locked(self, thread_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """The lock a thread's appends hold (a response's turns, a conversation's items): none interleave, in this
+        process or another sharing the data folder. One at a time: never held while another thread's is taken."""
         return self._lock(thread_id)
 
     async def append(self, thread_id: str, messages: list[ChatMessage | KeptTurn], response_id: str | None = None, *,
