@@ -35,8 +35,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jan.store._util import now_s
-from jan.store.batches import BatchStore
-from jan.store.errors import NotFoundError
+from jan.store.batches import BATCHES_DIR, REQUESTS, BatchStore
+from jan.store.errors import CorruptFileError, NotFoundError
 from jan.store.ids import new_ulid
 from jan.store.leases import LEASE_DIR_NAME, Leases
 
@@ -317,13 +317,16 @@ class BatchService:
         batch_id = doc["id"]
         runner = self._runners[doc["dialect"]]
         if doc["status"] == "in_progress" and not doc.get("end"):
-            items = await asyncio.to_thread(self.store.items, batch_id)
+            items = await self._items(doc)
             done = {r.get("index") for r in await asyncio.to_thread(self.store.results, batch_id)}
             for index, record in enumerate(items):
                 if index in done:
                     continue
                 if doc["status"] != "in_progress" or self._clock() >= doc["expires_at"]:
                     break
+                if record is None:  # its line is damaged or lost on disk: it fails, in the dialect's error shape
+                    await self._record(doc, BatchItem(index, "", {}), runner.failed(_damaged(doc, index)))
+                    continue
                 item = BatchItem(index, str(record.get("custom_id", "")), record.get("body") or {})
                 self._item = asyncio.ensure_future(runner.execute(_batch(doc), item))
                 try:
@@ -363,8 +366,8 @@ class BatchService:
         batch_id = doc["id"]
         results = await asyncio.to_thread(self.store.results, batch_id)
         done = {r.get("index") for r in results}
-        items = await asyncio.to_thread(self.store.items, batch_id)
-        left = [ItemResult(i, str(r.get("custom_id", "")), "canceled" if end == "cancelled" else "expired")
+        items = await self._items(doc)
+        left = [ItemResult(i, _custom_id(r), "canceled" if end == "cancelled" else "expired")
                 for i, r in enumerate(items) if i not in done]
         if left and end == "completed":
             return  # (not reached: the worker ends a batch once every item ran)
@@ -397,8 +400,8 @@ class BatchService:
         try:
             outcome = self._runners[doc["dialect"]].failed(exc)
             done = {r.get("index") for r in await asyncio.to_thread(self.store.results, batch_id)}
-            items = await asyncio.to_thread(self.store.items, batch_id)
-            left = [ItemResult(i, str(r.get("custom_id", "")), "errored", outcome.status_code, dict(outcome.body),
+            items = await self._items(doc)
+            left = [ItemResult(i, _custom_id(r), "errored", outcome.status_code, dict(outcome.body),
                                f"batch_req_{new_ulid()}") for i, r in enumerate(items) if i not in done]
             if left:
                 await asyncio.to_thread(self.store.append_results, batch_id, [r.to_record() for r in left])
@@ -413,11 +416,34 @@ class BatchService:
             await self._save(doc)
         self._let_go(doc["id"])
 
+    async def _items(self, doc: dict[str, Any]) -> list[dict[str, Any] | None]:
+        """The batch's items, ``total`` of them (the count it was made with, which OpenAI's ``request_counts.total``
+        is): ``None`` for each whose line of ``requests.jsonl`` is damaged, or lost (the file cut short by hand,
+        or by a disk), so that it fails with why, and the batch never ends "completed" with fewer items ended
+        than it had. Lines past ``total`` (added by hand) are no items of it."""
+        items = await asyncio.to_thread(self.store.items, doc["id"])
+        total = doc["total"]
+        if len(items) != total:
+            log.warning("batches: %s's %s holds %d items of its %d; %s", doc["id"], REQUESTS, len(items), total,
+                        "the lines lost fail" if len(items) < total else "the lines past them are left out")
+        return [*items[:total], *[None] * (total - len(items))]
+
     async def _save(self, doc: dict[str, Any]) -> None:
         try:
             await asyncio.to_thread(self.store.save, doc)
         except NotFoundError:
             self._let_go(doc["id"])  # deleted from disk behind jan's back: nothing to keep running
+
+
+def _custom_id(record: Mapping[str, Any] | None) -> str:
+    return "" if record is None else str(record.get("custom_id", ""))
+
+
+def _damaged(doc: Mapping[str, Any], index: int) -> CorruptFileError:
+    """Why item ``index`` of the batch cannot run: its line of ``requests.jsonl`` is no request any more."""
+    return CorruptFileError(f"{BATCHES_DIR}/{doc['id']}/{REQUESTS}",
+                            f"line {index + 1} of the batch's {doc['total']} requests is damaged or gone (the file "
+                            "was edited or cut short since the batch was made); this request was not run", None)
 
 
 def _counts_of(results: Sequence[Mapping[str, Any]]) -> dict[str, int]:
