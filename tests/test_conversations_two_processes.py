@@ -164,3 +164,66 @@ async def test_a_conversation_held_by_another_process_is_waited_for(tmp_path, mo
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+# -- Anthropic's message threads: a continue in flight in another process ------------------------------------------
+_CONTINUER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from jan.store.leases import Leases
+
+    live, key, marks = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+    leases = Leases(live)
+    leases.take(key)
+    (marks / "held").touch()
+    deadline = time.monotonic() + {bound}
+    while not (marks / "go").exists():
+        if time.monotonic() > deadline:
+            sys.exit("no go")
+        time.sleep(0.01)
+    leases.release(key)
+""").format(bound=BOUND)
+
+
+async def test_a_continue_another_server_has_in_flight_is_refused(tmp_path):
+    """Two servers sharing a data folder, each continuing one held reply (``thread: continue``) at once: each checked
+    only its own requests in flight, both generated a turn, and the one saved second was not held (its thread had
+    gone on), its reply's id continuing nothing. The continue in flight is now a lease every process sees: the
+    second is refused ``thread_continue_in_flight`` as it is in one server."""
+    from jan.server.dialects import anthropic as wire
+    from jan.server.dialects.anthropic_threads import MessageThreads, ThreadError
+    from jan.store.leases import LEASE_DIR_NAME
+
+    conversations = ConversationalStoreExtension()
+    await conversations.on_load(types.SimpleNamespace(data_folder=tmp_path, bus=None))
+    threads = MessageThreads(tmp_path / "message_threads", lambda: conversations)
+    previous = "msg_01HELDELSEWHERE"
+    body = wire.MessagesRequest.model_validate({
+        "model": "m", "max_tokens": 2, "messages": [{"role": "user", "content": "next"}],
+        "thread": {"type": "continue", "previous_message_id": previous}})
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", _CONTINUER, str(tmp_path / LEASE_DIR_NAME),
+                              f"continuing_{previous}", str(marks)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + BOUND
+        while not (marks / "held").exists():
+            assert other.poll() is None, other.communicate()
+            assert time.monotonic() < deadline, "the other process never took the continue"
+            await asyncio.sleep(0.01)
+        with pytest.raises(ThreadError) as refused:
+            async with threads.turn(body):
+                pass
+        assert refused.value.details == {"error_code": "thread_continue_in_flight"}
+        (marks / "go").touch()
+        assert other.wait(BOUND) == 0, other.communicate()
+        # once the other ends it, the continue goes on here (to the reply, unknown in this folder: not found)
+        with pytest.raises(ThreadError) as unknown:
+            async with threads.turn(body):
+                pass
+        assert unknown.value.details["error_code"] == "thread_not_found"
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait()
