@@ -6,6 +6,7 @@ caught mid-cancel or mid-end) takes every unended batch to its end. No model: th
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -428,3 +429,31 @@ def test_a_damaged_request_line_is_an_error_line_in_each_dialect_with_no_traceba
     anthropic = AnthropicBatchRunner.__new__(AnthropicBatchRunner).failed(exc)
     assert anthropic.body["type"] == "error" and "requests.jsonl" in anthropic.body["error"]["message"]
     assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
+
+
+@pytest.mark.parametrize("damage", ["not_json", "index_a_string", "index_none", "cut_short", "index_of_none"])
+async def test_results_edited_or_cut_by_hand_still_say_every_request(tmp_path, damage):
+    """An ended batch's ``results.jsonl`` edited by hand or cut short: its results left the request out (fewer
+    results than the batch's total) or failed whole (an ``index`` that is no number was a 500). Each request still
+    has its result: one whose line is damaged or gone is errored, saying so."""
+    service = await _service(tmp_path, Runner())
+    try:
+        batch = await service.create("test", "/x", [("a", {"n": 1}), ("b", {"n": 2}), ("c", {"n": 3})])
+        await _ended(service, batch.id)
+        path = tmp_path / "batches" / batch.id / "results.jsonl"
+        lines = path.read_bytes().split(b"\n")
+        assert len(lines) == 4
+        record = json.loads(lines[1])
+        lines[1] = {"not_json": b"{not json", "index_a_string": json.dumps({**record, "index": "x"}).encode(),
+                    "index_none": json.dumps({**record, "index": None}).encode(),
+                    "index_of_none": json.dumps({**record, "index": 7}).encode(), "cut_short": b""}[damage]
+        path.write_bytes(b"\n".join(lines[:2]) if damage == "cut_short" else b"\n".join(lines))
+        results = await service.results(batch.id)
+        wanted = [(0, "a", "succeeded"), (1, "b", "errored"), (2, "c", "succeeded")]
+        if damage == "cut_short":
+            wanted = [(0, "a", "succeeded"), (1, "b", "errored"), (2, "c", "errored")]
+        assert [(r.index, r.custom_id, r.outcome) for r in results] == wanted
+        assert results[1].status_code == 500 and "results.jsonl" in results[1].body["error"]
+        assert "damaged or gone" in results[1].body["error"]
+    finally:
+        await service.stop()

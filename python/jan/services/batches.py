@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jan.store._util import now_s
-from jan.store.batches import BATCHES_DIR, REQUESTS, BatchStore
+from jan.store.batches import BATCHES_DIR, REQUESTS, RESULTS, BatchStore
 from jan.store.errors import CorruptFileError, NotFoundError
 from jan.store.ids import new_ulid
 from jan.store.leases import LEASE_DIR_NAME, Leases
@@ -220,10 +220,28 @@ class BatchService:
         return [_batch(self._active.get(doc["id"], doc)) for doc in docs if doc.get("dialect") == dialect]
 
     async def results(self, batch_id: str) -> list[ItemResult]:
-        """The ended items' results, in item order."""
-        await self.get(batch_id)  # (NotFoundError for none)
+        """The ended items' results, in item order: one per item (the last written, if one was written twice). Of
+        an ended batch, every item's: one whose line of ``results.jsonl`` is damaged or gone (edited by hand, cut
+        short) is errored, saying so, never left out (the results then said fewer requests than the batch had)."""
+        batch = await self.get(batch_id)  # (NotFoundError for none)
         records = await asyncio.to_thread(self.store.results, batch_id)
-        return sorted((ItemResult.from_record(r) for r in records), key=lambda r: r.index)
+        total = batch.counts.total
+        ended = {r.index: r for r in map(ItemResult.from_record, records) if 0 <= r.index < total}
+        if batch.ended and len(ended) < total:
+            runner = self._runners.get(batch.dialect)
+            try:
+                items = await asyncio.to_thread(self.store.items, batch_id)
+            except OSError:
+                items = []
+            for index in set(range(total)) - set(ended):
+                why = CorruptFileError(f"{BATCHES_DIR}/{batch_id}/{RESULTS}",
+                                       f"the result of request {index + 1} of the batch's {total} is damaged or gone "
+                                       "(the file was edited or cut short since it was written)", None)
+                outcome = runner.failed(why) if runner is not None else None
+                ended[index] = ItemResult(index, _custom_id(items[index] if index < len(items) else None), "errored",
+                                          outcome.status_code if outcome else None,
+                                          dict(outcome.body) if outcome else None)
+        return [ended[i] for i in sorted(ended)]
 
     async def cancel(self, batch_id: str) -> Batch:
         """Cancel a batch: ``cancelling`` now, its running item stopped, then ``cancelled`` with every item not run
