@@ -167,10 +167,14 @@ def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart]
         # (a call kept as sent, its name or id empty, is still the call: a conversation lists what it was given)
         if isinstance(function, dict) and isinstance(call.get("id"), str) and isinstance(function.get("name"), str):
             calls.append(ToolCall(str(call["id"]), str(function["name"]), str(function.get("arguments") or "{}")))
+    # (a field of another type, a hand edit's, is read as absent: a ChatMessage refuses it, and the conversation,
+    # every listing of its items and every response continuing it failed)
+    call_id, kept_reasoning = metadata.get("tool_call_id"), metadata.get("reasoning_content")
     return ChatMessage(role, tuple(parts), tool_calls=tuple(calls),
-                       tool_call_id=metadata.get("tool_call_id") if role == "tool" else None,
+                       tool_call_id=call_id if role == "tool" and isinstance(call_id, str) else None,
                        # metadata.reasoning_content: where responses stored before kept it
-                       reasoning="".join(thinking) or metadata.get("reasoning_content") or None)
+                       reasoning="".join(thinking) or (kept_reasoning if isinstance(kept_reasoning, str) else None)
+                       or None)
 
 
 def thread_parts(message: dict[str, Any],
@@ -192,14 +196,21 @@ def thread_parts(message: dict[str, Any],
                 parts.append((UntrustedTextPart(value, source=source) if source in ("document", "tool")
                               else TextPart(value), part))
         elif part.get("type") == "image_url":
-            image = _image(str((part.get("image_url") or {}).get("url", "")))
+            image = _image(str(_inner(part, "image_url", "url") or ""))
             if image is not None:
                 parts.append((image, part))
         elif part.get("type") == "image_file" and images:
-            image = images.get(str((part.get("image_file") or {}).get("file_id", "")))
+            image = images.get(str(_inner(part, "image_file", "file_id") or ""))
             if image is not None:
                 parts.append((image, part))
     return parts
+
+
+def _inner(part: Mapping[str, Any], key: str, field: str) -> Any:
+    """``part[key][field]``, or ``None`` where ``part[key]`` is no object (a hand edit's ``"image_file": "x"`` was
+    a 500 on every read of its conversation)."""
+    inner = part.get(key)
+    return inner.get(field) if isinstance(inner, dict) else None
 
 
 def _title(messages: list[ChatMessage | KeptTurn]) -> str | None:
@@ -491,7 +502,7 @@ class ResponsesStore:
         images: dict[str, ImagePart] = {}
         for message in messages:
             for part in message.get("content") or () if isinstance(message.get("content"), list) else ():
-                file_id = (part.get("image_file") or {}).get("file_id") if isinstance(part, dict) else None
+                file_id = _inner(part, "image_file", "file_id") if isinstance(part, dict) else None
                 if isinstance(file_id, str) and file_id not in images:
                     with contextlib.suppress(NotFoundError):  # a file gone: the turn goes without it
                         images[file_id] = ImagePart(*await self.conversations.read_file(thread_id, file_id))
