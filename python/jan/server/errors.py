@@ -256,7 +256,7 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
         if isinstance(exc, JanError):  # e.g. a remote upstream's 400, with the field it named
             return APIError(400, str(exc), param=param, code=getattr(exc, "code", None))
         return APIError(400, str(exc), param=param)
-    if isinstance(exc, CorruptFileError):  # a file of the data folder damaged (a hand edit, a disk): named, no traceback
+    if isinstance(exc, CorruptFileError):  # a data folder's file damaged (a hand edit, a disk): named, no traceback
         return APIError(500, f"A file of the data folder is damaged: {exc}", type="server_error",
                         code="data_folder_damaged")
     storage = storage_error(exc)
