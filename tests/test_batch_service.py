@@ -457,3 +457,25 @@ async def test_results_edited_or_cut_by_hand_still_say_every_request(tmp_path, d
         assert "damaged or gone" in results[1].body["error"]
     finally:
         await service.stop()
+
+
+async def test_a_results_line_of_no_item_is_not_counted_when_a_batch_is_taken_up(tmp_path):
+    """A batch taken up at start counts its ended items from its results: a line edited by hand whose ``index`` is
+    no item's (a string) was counted too, and the batch ended with more items counted than it had."""
+    runner = Runner()
+    service = await _service(tmp_path, runner)
+    batch = await service.create("test", "/x", [("a", {"n": 1}), ("b", {"hold": True})])
+    assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "a"
+    assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "b"
+    await service.stop()
+    with open(tmp_path / "batches" / batch.id / "results.jsonl", "ab") as f:
+        f.write(json.dumps({"index": "x", "custom_id": "z", "outcome": "succeeded"}).encode() + b"\n")
+    second = Runner()
+    second.release.set()
+    service = await _service(tmp_path, second)
+    try:
+        batch = await _ended(service, batch.id)
+        assert batch.status == "completed"
+        assert (batch.counts.total, batch.counts.succeeded, batch.counts.errored) == (2, 2, 0)
+    finally:
+        await service.stop()

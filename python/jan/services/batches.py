@@ -466,7 +466,9 @@ def _damaged(doc: Mapping[str, Any], index: int) -> CorruptFileError:
 
 def _counts_of(results: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     counts = {"succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
-    for outcome in {r.get("index"): r.get("outcome") for r in results}.values():  # (an item once, if written twice)
+    ended = {r.get("index"): r.get("outcome") for r in results  # (an item once, if written twice)
+             if isinstance(r.get("index"), int) and not isinstance(r.get("index"), bool)}  # (a hand edit's: no item's)
+    for outcome in ended.values():
         counts[outcome if outcome in counts else "errored"] += 1
     return counts
 
