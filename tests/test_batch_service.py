@@ -6,6 +6,7 @@ caught mid-cancel or mid-end) takes every unended batch to its end. No model: th
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -372,3 +373,109 @@ async def test_an_openai_batch_finalized_again_after_a_stop_keeps_one_output_fil
     again = await runner.finalize(batch, results)
     assert again == first and first["output_file_id"] and first["error_file_id"]
     assert sorted(f["id"] for f in uploads.list(purpose=OUTPUT_PURPOSE).data) == sorted(first.values())
+
+
+async def test_requests_cut_or_edited_by_hand_fail_their_items_never_a_short_completed(tmp_path):
+    """A batch's ``requests.jsonl`` edited by hand (a line made into something else) or cut short (mid-line, its
+    last lines gone) while the batch was not ended: its run read the requests that parsed, ran them, and ended
+    "completed" with fewer items ended than its total (a line gone said nowhere, and an item after a damaged line
+    took its place). Each item keeps its place; each damaged or lost one ends errored, saying why, so the counts add
+    up to the total the batch was made with (OpenAI's ``request_counts.total``)."""
+    runner = Runner()
+    service = await _service(tmp_path, runner)
+    batch = await service.create("test", "/x", [("a", {"hold": True}), ("b", {"n": 2}), ("c", {"n": 3}),
+                                                ("d", {"n": 4}), ("e", {"n": 5})])
+    assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "a"
+    await service.stop()  # (a did not end: it runs again)
+    requests = tmp_path / "batches" / batch.id / "requests.jsonl"
+    lines = requests.read_bytes().split(b"\n")
+    assert len(lines) == 6 and lines[-1] == b""
+    # b edited into what is no request, d cut mid-line, e gone
+    requests.write_bytes(b"\n".join([lines[0], b"{not json", lines[2], lines[3][: len(lines[3]) // 2]]))
+    second = Runner()
+    second.release.set()
+    service = await _service(tmp_path, second)
+    try:
+        batch = await _ended(service, batch.id)
+        assert batch.status == "completed"
+        assert batch.counts.total == 5
+        assert (batch.counts.succeeded, batch.counts.errored) == (2, 3)
+        results = await service.results(batch.id)
+        assert [(r.index, r.custom_id, r.outcome) for r in results] == [
+            (0, "a", "succeeded"), (1, "", "errored"), (2, "c", "succeeded"), (3, "", "errored"), (4, "", "errored")]
+        assert results[2].body == {"twice": 6}  # c answered as c, in its own place
+        for damaged in (results[1], results[3], results[4]):
+            assert damaged.status_code == 500
+            assert "requests.jsonl" in damaged.body["error"] and "damaged or gone" in damaged.body["error"]
+        assert batch.extra["finalized"] == 5
+    finally:
+        await service.stop()
+
+
+def test_a_damaged_request_line_is_an_error_line_in_each_dialect_with_no_traceback(caplog):
+    """A damaged item's outcome in each dialect: a server error naming the file, in the dialect's error shape (the
+    error file of OpenAI's batch, an errored result of Anthropic's), and no traceback in the log."""
+    from jan.server.dialects.anthropic_batches import AnthropicBatchRunner
+    from jan.server.dialects.openai_batches import OpenAIBatchRunner, output_line
+    from jan.services.batches import _damaged
+
+    exc = _damaged({"id": "batch_x", "total": 3}, 2)
+    openai = OpenAIBatchRunner.__new__(OpenAIBatchRunner).failed(exc)
+    assert openai.status_code == 500
+    assert openai.body["error"]["code"] == "data_folder_damaged"
+    assert "batches/batch_x/requests.jsonl" in openai.body["error"]["message"]
+    line = output_line(ItemResult(2, "", "errored", openai.status_code, dict(openai.body), "batch_req_x"))
+    assert line["response"]["status_code"] == 500 and line["response"]["body"]["error"]["code"] == "data_folder_damaged"
+    anthropic = AnthropicBatchRunner.__new__(AnthropicBatchRunner).failed(exc)
+    assert anthropic.body["type"] == "error" and "requests.jsonl" in anthropic.body["error"]["message"]
+    assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
+
+
+@pytest.mark.parametrize("damage", ["not_json", "index_a_string", "index_none", "cut_short", "index_of_none"])
+async def test_results_edited_or_cut_by_hand_still_say_every_request(tmp_path, damage):
+    """An ended batch's ``results.jsonl`` edited by hand or cut short: its results left the request out (fewer
+    results than the batch's total) or failed whole (an ``index`` that is no number was a 500). Each request still
+    has its result: one whose line is damaged or gone is errored, saying so."""
+    service = await _service(tmp_path, Runner())
+    try:
+        batch = await service.create("test", "/x", [("a", {"n": 1}), ("b", {"n": 2}), ("c", {"n": 3})])
+        await _ended(service, batch.id)
+        path = tmp_path / "batches" / batch.id / "results.jsonl"
+        lines = path.read_bytes().split(b"\n")
+        assert len(lines) == 4
+        record = json.loads(lines[1])
+        lines[1] = {"not_json": b"{not json", "index_a_string": json.dumps({**record, "index": "x"}).encode(),
+                    "index_none": json.dumps({**record, "index": None}).encode(),
+                    "index_of_none": json.dumps({**record, "index": 7}).encode(), "cut_short": b""}[damage]
+        path.write_bytes(b"\n".join(lines[:2]) if damage == "cut_short" else b"\n".join(lines))
+        results = await service.results(batch.id)
+        wanted = [(0, "a", "succeeded"), (1, "b", "errored"), (2, "c", "succeeded")]
+        if damage == "cut_short":
+            wanted = [(0, "a", "succeeded"), (1, "b", "errored"), (2, "c", "errored")]
+        assert [(r.index, r.custom_id, r.outcome) for r in results] == wanted
+        assert results[1].status_code == 500 and "results.jsonl" in results[1].body["error"]
+        assert "damaged or gone" in results[1].body["error"]
+    finally:
+        await service.stop()
+
+
+async def test_a_results_line_of_no_item_is_not_counted_when_a_batch_is_taken_up(tmp_path):
+    """A batch taken up at start counts its ended items from its results: a line edited by hand whose ``index`` is
+    no item's (a string) was counted too, and the batch ended with more items counted than it had."""
+    runner = Runner()
+    service = await _service(tmp_path, runner)
+    batch = await service.create("test", "/x", [("a", {"n": 1}), ("b", {"hold": True})])
+    assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "a"
+    assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "b"
+    await service.stop()
+    with open(tmp_path / "batches" / batch.id / "results.jsonl", "ab") as f:
+        f.write(json.dumps({"index": "x", "custom_id": "z", "outcome": "succeeded"}).encode() + b"\n")
+    second = Runner()
+    second.release.set()
+    service = await _service(tmp_path, second)
+    try:
+        batch = await _ended(service, batch.id)
+        assert batch.status == "completed"
+        assert (batch.counts.total, batch.counts.succeeded, batch.counts.errored) == (2, 2, 0)
+    finally:
+        await service.stop()

@@ -31,7 +31,8 @@ def server(tmp_path, stories_path):
 
 def _leases(data: Path) -> list[str]:
     live = data / LEASE_DIR_NAME
-    return sorted(p.name for p in live.iterdir()) if live.is_dir() else []
+    # (the folder's guard, ``.guard``, is no lease: it stays)
+    return sorted(p.name for p in live.glob("*.lock")) if live.is_dir() else []
 
 
 async def _new_thread(api: Client) -> str:

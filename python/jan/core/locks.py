@@ -31,8 +31,8 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 
 import filelock
@@ -224,3 +224,96 @@ class KeyedLocks(Generic[_L]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._locks
+
+
+# -- locks held across awaits ------------------------------------------------------------------------------------
+#: A lock file cannot be made: a read-only data folder (where nothing can be written either: nothing to exclude).
+_UNLOCKABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def try_lock_file(path: Path) -> filelock.BaseFileLock | None | bool:
+    """Take the OS lock on ``path`` without waiting: the held lock (release it), ``None`` when another holder has
+    it (another process, or another open of it in this one), or ``True`` when the folder cannot hold a lock file
+    (read-only: nothing to exclude, go on unlocked)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # thread_local=False: taken in a worker thread, released from the event loop's
+        lock = filelock.FileLock(str(path), thread_local=False)
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return None
+    except OSError as exc:
+        if exc.errno in _UNLOCKABLE:
+            return True
+        raise
+    return lock
+
+
+def _release_attempt(attempt: asyncio.Future) -> None:
+    """A lock file taken by an attempt whose waiter was cancelled: nobody holds it for real, let it go."""
+    if attempt.cancelled() or attempt.exception() is not None:
+        return
+    held = attempt.result()
+    if held is not None and held is not True:
+        held.release()
+
+
+async def hold_lock_file(path: Path, wait: float, busy: Callable[[Path], BaseException]
+                         ) -> filelock.BaseFileLock | bool:
+    """Hold the OS lock on ``path``, taken without blocking in a worker thread (a wait ties no thread up) and
+    tried again until ``wait`` s have passed (then ``busy(path)`` is raised); returns it (release it at once when
+    done, never after an await), or ``True`` for a folder that cannot hold a lock file."""
+    deadline = time.monotonic() + wait
+    pause = 0.005
+    while True:
+        attempt = asyncio.ensure_future(asyncio.to_thread(try_lock_file, path))
+        try:
+            held = await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            attempt.add_done_callback(_release_attempt)  # the worker may still take it: let it go again then
+            raise
+        if held is not None:
+            return held
+        if time.monotonic() >= deadline:
+            raise busy(path)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
+class AsyncFileLocks:
+    """Locks held across awaits that exclude this process's tasks and other processes sharing a folder, by key:
+    for each key an asyncio lock (this process's tasks wait without a thread) and an OS file lock, on one of
+    ``stripes`` lock files in ``lock_dir`` (:func:`hold_lock_file`: another process holds it, ``busy(path)`` after
+    ``wait`` s).
+
+    Their own folder, never the store's (:class:`LockManager`'s): the writes done while one is held take the store's
+    per-file locks, and in one process a file lock held by a task would make those wait on it. Keys sharing a lock
+    file share its asyncio lock too, so this process never waits on a file it holds itself. The lock files are
+    never removed (see :class:`LockManager`)."""
+
+    def __init__(self, lock_dir: str | os.PathLike[str], *, wait: float, busy: Callable[[Path], BaseException],
+                 stripes: int = DEFAULT_STRIPES) -> None:
+        self.lock_dir = Path(lock_dir)
+        self.stripes = stripes
+        self.wait = wait
+        self._busy = busy
+        self._locks: KeyedLocks[asyncio.Lock] = KeyedLocks()
+
+    def path(self, key: str) -> Path:
+        """The lock file of ``key`` (stable across processes and runs; two keys may share one)."""
+        digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+        return self.lock_dir / f"{int.from_bytes(digest, 'big') % self.stripes:02x}.lock"
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        """Hold ``key``'s lock for the block (one key at a time: two held at once could deadlock)."""
+        path = self.path(key)
+        async with self._locks(str(path)):
+            held = await hold_lock_file(path, self.wait, self._busy)
+            try:
+                yield
+            finally:
+                # released at once, never after an await a cancel could cut short: a lock file left held would
+                # refuse the key in every process until this one ends (unlocking does not block)
+                if held is not True:
+                    held.release()

@@ -190,7 +190,7 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any
 def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
     """Map any exception to the error a client should see (an unexpected one is logged unless ``log_internal``
     is false: the caller logs it, e.g. naming the extension at fault)."""
-    from jan.store.errors import AlreadyExistsError, InvalidIdError, NotFoundError as StoreNotFound
+    from jan.store.errors import AlreadyExistsError, CorruptFileError, InvalidIdError, NotFoundError as StoreNotFound
     from jan.core.exceptions import LockTimeoutError  # (the store's is a subclass; extension settings raise this)
     from jan.core.exceptions import (ExtensionCallError, ExtensionNotFoundError, NotFoundError as CoreNotFound,
                                      SettingsValidationError)
@@ -256,6 +256,9 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
         if isinstance(exc, JanError):  # e.g. a remote upstream's 400, with the field it named
             return APIError(400, str(exc), param=param, code=getattr(exc, "code", None))
         return APIError(400, str(exc), param=param)
+    if isinstance(exc, CorruptFileError):  # a data folder's file damaged (a hand edit, a disk): named, no traceback
+        return APIError(500, f"A file of the data folder is damaged: {exc}", type="server_error",
+                        code="data_folder_damaged")
     storage = storage_error(exc)
     if storage is not None:
         log.warning("data folder write failed: %s", exc)

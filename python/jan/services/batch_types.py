@@ -80,7 +80,9 @@ class ItemResult:
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "ItemResult":
         outcome = record.get("outcome")
-        return cls(index=int(record.get("index", -1)), custom_id=str(record.get("custom_id", "")),
+        index = record.get("index")  # (a line edited by hand may say anything: -1, no item's, for one that is no index)
+        return cls(index=index if isinstance(index, int) and not isinstance(index, bool) else -1,
+                   custom_id=str(record.get("custom_id", "")),
                    outcome=outcome if outcome in OUTCOMES else "errored",  # type: ignore[arg-type]
                    status_code=record.get("status_code"), body=record.get("body"),
                    request_id=str(record.get("request_id") or ""))

@@ -35,8 +35,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jan.store._util import now_s
-from jan.store.batches import BatchStore
-from jan.store.errors import NotFoundError
+from jan.store.batches import BATCHES_DIR, REQUESTS, RESULTS, BatchStore
+from jan.store.errors import CorruptFileError, NotFoundError
 from jan.store.ids import new_ulid
 from jan.store.leases import LEASE_DIR_NAME, Leases
 
@@ -220,10 +220,28 @@ class BatchService:
         return [_batch(self._active.get(doc["id"], doc)) for doc in docs if doc.get("dialect") == dialect]
 
     async def results(self, batch_id: str) -> list[ItemResult]:
-        """The ended items' results, in item order."""
-        await self.get(batch_id)  # (NotFoundError for none)
+        """The ended items' results, in item order: one per item (the last written, if one was written twice). Of
+        an ended batch, every item's: one whose line of ``results.jsonl`` is damaged or gone (edited by hand, cut
+        short) is errored, saying so, never left out (the results then said fewer requests than the batch had)."""
+        batch = await self.get(batch_id)  # (NotFoundError for none)
         records = await asyncio.to_thread(self.store.results, batch_id)
-        return sorted((ItemResult.from_record(r) for r in records), key=lambda r: r.index)
+        total = batch.counts.total
+        ended = {r.index: r for r in map(ItemResult.from_record, records) if 0 <= r.index < total}
+        if batch.ended and len(ended) < total:
+            runner = self._runners.get(batch.dialect)
+            try:
+                items = await asyncio.to_thread(self.store.items, batch_id)
+            except OSError:
+                items = []
+            for index in set(range(total)) - set(ended):
+                why = CorruptFileError(f"{BATCHES_DIR}/{batch_id}/{RESULTS}",
+                                       f"the result of request {index + 1} of the batch's {total} is damaged or gone "
+                                       "(the file was edited or cut short since it was written)", None)
+                outcome = runner.failed(why) if runner is not None else None
+                ended[index] = ItemResult(index, _custom_id(items[index] if index < len(items) else None), "errored",
+                                          outcome.status_code if outcome else None,
+                                          dict(outcome.body) if outcome else None)
+        return [ended[i] for i in sorted(ended)]
 
     async def cancel(self, batch_id: str) -> Batch:
         """Cancel a batch: ``cancelling`` now, its running item stopped, then ``cancelled`` with every item not run
@@ -317,13 +335,16 @@ class BatchService:
         batch_id = doc["id"]
         runner = self._runners[doc["dialect"]]
         if doc["status"] == "in_progress" and not doc.get("end"):
-            items = await asyncio.to_thread(self.store.items, batch_id)
+            items = await self._items(doc)
             done = {r.get("index") for r in await asyncio.to_thread(self.store.results, batch_id)}
             for index, record in enumerate(items):
                 if index in done:
                     continue
                 if doc["status"] != "in_progress" or self._clock() >= doc["expires_at"]:
                     break
+                if record is None:  # its line is damaged or lost on disk: it fails, in the dialect's error shape
+                    await self._record(doc, BatchItem(index, "", {}), runner.failed(_damaged(doc, index)))
+                    continue
                 item = BatchItem(index, str(record.get("custom_id", "")), record.get("body") or {})
                 self._item = asyncio.ensure_future(runner.execute(_batch(doc), item))
                 try:
@@ -363,8 +384,8 @@ class BatchService:
         batch_id = doc["id"]
         results = await asyncio.to_thread(self.store.results, batch_id)
         done = {r.get("index") for r in results}
-        items = await asyncio.to_thread(self.store.items, batch_id)
-        left = [ItemResult(i, str(r.get("custom_id", "")), "canceled" if end == "cancelled" else "expired")
+        items = await self._items(doc)
+        left = [ItemResult(i, _custom_id(r), "canceled" if end == "cancelled" else "expired")
                 for i, r in enumerate(items) if i not in done]
         if left and end == "completed":
             return  # (not reached: the worker ends a batch once every item ran)
@@ -397,8 +418,8 @@ class BatchService:
         try:
             outcome = self._runners[doc["dialect"]].failed(exc)
             done = {r.get("index") for r in await asyncio.to_thread(self.store.results, batch_id)}
-            items = await asyncio.to_thread(self.store.items, batch_id)
-            left = [ItemResult(i, str(r.get("custom_id", "")), "errored", outcome.status_code, dict(outcome.body),
+            items = await self._items(doc)
+            left = [ItemResult(i, _custom_id(r), "errored", outcome.status_code, dict(outcome.body),
                                f"batch_req_{new_ulid()}") for i, r in enumerate(items) if i not in done]
             if left:
                 await asyncio.to_thread(self.store.append_results, batch_id, [r.to_record() for r in left])
@@ -413,6 +434,18 @@ class BatchService:
             await self._save(doc)
         self._let_go(doc["id"])
 
+    async def _items(self, doc: dict[str, Any]) -> list[dict[str, Any] | None]:
+        """The batch's items, ``total`` of them (the count it was made with, which OpenAI's ``request_counts.total``
+        is): ``None`` for each whose line of ``requests.jsonl`` is damaged, or lost (the file cut short by hand,
+        or by a disk), so that it fails with why, and the batch never ends "completed" with fewer items ended
+        than it had. Lines past ``total`` (added by hand) are no items of it."""
+        items = await asyncio.to_thread(self.store.items, doc["id"])
+        total = doc["total"]
+        if len(items) != total:
+            log.warning("batches: %s's %s holds %d items of its %d; %s", doc["id"], REQUESTS, len(items), total,
+                        "the lines lost fail" if len(items) < total else "the lines past them are left out")
+        return [*items[:total], *[None] * (total - len(items))]
+
     async def _save(self, doc: dict[str, Any]) -> None:
         try:
             await asyncio.to_thread(self.store.save, doc)
@@ -420,9 +453,22 @@ class BatchService:
             self._let_go(doc["id"])  # deleted from disk behind jan's back: nothing to keep running
 
 
+def _custom_id(record: Mapping[str, Any] | None) -> str:
+    return "" if record is None else str(record.get("custom_id", ""))
+
+
+def _damaged(doc: Mapping[str, Any], index: int) -> CorruptFileError:
+    """Why item ``index`` of the batch cannot run: its line of ``requests.jsonl`` is no request any more."""
+    return CorruptFileError(f"{BATCHES_DIR}/{doc['id']}/{REQUESTS}",
+                            f"line {index + 1} of the batch's {doc['total']} requests is damaged or gone (the file "
+                            "was edited or cut short since the batch was made); this request was not run", None)
+
+
 def _counts_of(results: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     counts = {"succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
-    for outcome in {r.get("index"): r.get("outcome") for r in results}.values():  # (an item once, if written twice)
+    ended = {r.get("index"): r.get("outcome") for r in results  # (an item once, if written twice)
+             if isinstance(r.get("index"), int) and not isinstance(r.get("index"), bool)}  # (a hand edit's: no item's)
+    for outcome in ended.values():
         counts[outcome if outcome in counts else "errored"] += 1
     return counts
 

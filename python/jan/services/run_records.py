@@ -30,7 +30,6 @@ process waits for the run's lease to go (:func:`running_elsewhere`), then reads 
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
@@ -40,9 +39,8 @@ from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
-import filelock
-
 from jan.core.fs import atomic_write_bytes, loads_json, set_aside
+from jan.core.locks import try_lock_file
 from jan.services.run_steps import interrupted_steps
 from jan.store.context import LOCK_DIR_NAME
 from jan.store.leases import LEASE_DIR_NAME, Leases
@@ -78,8 +76,6 @@ def _leases(data_folder: str | Path) -> Leases:
 #: the claim's own writes take (in the same process they would wait on each other).
 CLAIM_LOCK_DIR = Path(LOCK_DIR_NAME) / "runs"
 CLAIM_STRIPES = 256
-# The lock file cannot be made: a read-only data folder (where no run can be saved either, so nothing to exclude).
-_UNLOCKABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 def claim_lock_path(data_folder: str | Path, thread_id: str) -> Path:
@@ -88,21 +84,8 @@ def claim_lock_path(data_folder: str | Path, thread_id: str) -> Path:
     return Path(data_folder) / CLAIM_LOCK_DIR / f"{int.from_bytes(digest, 'big') % CLAIM_STRIPES:02x}.lock"
 
 
-def try_lock(path: Path) -> filelock.BaseFileLock | None | bool:
-    """Take the OS lock on ``path`` without waiting: the held lock (release it), ``None`` when another process holds
-    it, or ``True`` when the folder cannot hold a lock file (read-only: nothing to exclude, go on unlocked)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # thread_local=False: taken in a worker thread, released from the event loop's
-        lock = filelock.FileLock(str(path), thread_local=False)
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        return None
-    except OSError as exc:
-        if exc.errno in _UNLOCKABLE:
-            return True
-        raise
-    return lock
+#: (one lock file taken without waiting: :func:`jan.core.locks.try_lock_file`, kept importable here)
+try_lock = try_lock_file
 
 
 def take_lease(data_folder: str | Path, run_id: str) -> None:

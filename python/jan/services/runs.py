@@ -132,8 +132,8 @@ from jan.services.fit import PromptBudgetError
 from jan.services.models import ModelService, check_format_grammar, check_parameters
 from jan.services.run_records import (ask_cancel, cancels_asked, claim_lock_path, clear_cancel, held_elsewhere,
                                       interrupt_if_orphaned, list_records, load_record, mark_interrupted, running_elsewhere,
-                                      save_record, take_lease, thread_records, try_lock)
-from jan.core.locks import KeyedLocks
+                                      save_record, take_lease, thread_records)
+from jan.core.locks import KeyedLocks, hold_lock_file
 from jan.services.event_log import EventLog
 from jan.services.run_steps import RunStep, end_status, last_error, openai_last_error, zero_usage
 from jan.services.tool_loop import (
@@ -856,15 +856,6 @@ def _format_of(record: dict[str, Any] | None) -> ResponseFormat | None:
 CLAIM_WAIT = 60.0
 
 
-def _release_lock(attempt: asyncio.Future) -> None:
-    """A lock file taken by an attempt whose waiter was cancelled: nobody holds it for real, let it go."""
-    if attempt.cancelled() or attempt.exception() is not None:
-        return
-    held = attempt.result()
-    if held is not None and held is not True:
-        held.release()
-
-
 async def _whole(end: Awaitable[None]) -> None:
     """Run ``end`` — a leg's end: the run's final status saved, its events told, ``finished`` set — to its end even
     when the leg is cancelled meanwhile (a cancel that arrives as the run ends by itself). Cut midway, it left the
@@ -1279,22 +1270,8 @@ class RunService:
 
     async def _lock_file(self, path: Any) -> Any:
         """Hold the OS lock on ``path`` (see :meth:`_thread_lock`); returns it (``True``: a read-only folder)."""
-        deadline = time.monotonic() + CLAIM_WAIT
-        pause = 0.005
-        while True:
-            attempt = asyncio.ensure_future(asyncio.to_thread(try_lock, path))
-            try:
-                held = await asyncio.shield(attempt)
-            except asyncio.CancelledError:
-                attempt.add_done_callback(_release_lock)  # the worker may still take it: let it go again then
-                raise
-            if held is not None:
-                return held
-            if time.monotonic() >= deadline:
-                raise LockTimeoutError(f"timed out waiting for {path} (another jan process sharing the data folder "
-                                       "is claiming this thread)")
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.1)
+        return await hold_lock_file(path, CLAIM_WAIT, lambda held: LockTimeoutError(
+            f"timed out waiting for {held} (another jan process sharing the data folder is claiming this thread)"))
 
     def failure(self, exc: BaseException) -> RunFailure:
         """How a run failed with ``exc``: jan's message and code (``describe_error``) and OpenAI's (:func:`failure_kind`)."""

@@ -511,16 +511,23 @@ def tool_bookkeeping(message: dict[str, Any]) -> bool:
         bool(metadata.get("tool_calls")) or isinstance(metadata.get("item"), dict))
 
 
+def _part_text(part: dict[str, Any]) -> str:
+    """A stored text or reasoning part's text (``{"value": ...}`` as the store keeps it, or the text itself), ""
+    for one that holds no string (a hand edit's ``{"value": 5}`` failed every run on its thread with a 500)."""
+    text = part.get("text")
+    value = text.get("value") if isinstance(text, dict) else text
+    return value if isinstance(value, str) else ""
+
+
 def text_of(message: dict[str, Any]) -> str:
     """The text of a stored message (its text parts, joined)."""
     content = message.get("content")
     if isinstance(content, str):
         return content
     parts = []
-    for part in content or []:
+    for part in content if isinstance(content, list) else []:
         if isinstance(part, dict) and part.get("type") == "text":
-            text = part.get("text")
-            parts.append(text.get("value", "") if isinstance(text, dict) else str(text or ""))
+            parts.append(_part_text(part))
     return "".join(parts)
 
 
@@ -622,8 +629,8 @@ def content_parts(message: dict[str, Any], image_part: Callable[[str], dict[str,
     for p in message.get("content") or []:
         if not isinstance(p, dict):
             continue
-        if p.get("type") == "text" and isinstance(p.get("text"), dict) and p["text"].get("value"):
-            parts.append({"type": "text", "text": p["text"]["value"]})
+        if p.get("type") == "text" and isinstance(p.get("text"), dict) and _part_text(p):
+            parts.append({"type": "text", "text": _part_text(p)})
         elif p.get("type") == "image_file" and isinstance(p.get("image_file"), dict) \
                 and isinstance(p["image_file"].get("file_id"), str):
             parts.append(image_part(p["image_file"]["file_id"]))
@@ -636,8 +643,7 @@ def reasoning_of(message: dict[str, Any]) -> str:
     thoughts = []
     for p in message.get("content") or []:
         if isinstance(p, dict) and p.get("type") == "reasoning":
-            text = p.get("text")
-            thoughts.append(text.get("value", "") if isinstance(text, dict) else text if isinstance(text, str) else "")
+            thoughts.append(_part_text(p))
     return "".join(thoughts)
 
 

@@ -21,10 +21,11 @@ from ._trash import sweep_trash
 from .atomic import atomic_write_bytes
 from .context import StoreContext, iter_resource_dirs, read_doc_or_none, register_shape
 from .errors import NotFoundError
-from .jsonl import append_jsonl, read_jsonl, rewrite_jsonl
+from .jsonl import append_jsonl, parse_jsonl, read_jsonl, rewrite_jsonl
 from .locks import DEFAULT_TIMEOUT
 from .migrations import DEFAULT_MIGRATIONS
 from .problems import ProblemLog
+from jan.local_files import read_regular_file
 
 __all__ = ["BATCHES_DIR", "BatchStore"]
 
@@ -97,9 +98,33 @@ class BatchStore:
         """Whether the batch is on disk (its ``batch.json``, the commit point, is there)."""
         return (self._dir(batch_id) / META).exists()
 
-    def items(self, batch_id: str) -> list[dict[str, Any]]:
-        """The batch's items, in order."""
-        return read_jsonl(self._dir(batch_id) / REQUESTS, MAX_BATCH_FILE_BYTES).records
+    def items(self, batch_id: str) -> list[dict[str, Any] | None]:
+        """The batch's items, in order, one per line of its ``requests.jsonl``: ``None`` for a line that is no item
+        (edited by hand into something else, or cut mid-line), reported, so that each item keeps its place (its
+        index) and a damaged one still ends, errored, never left out of the batch unsaid. The lines it lost whole
+        (a file cut short) are not here: the batch's ``total`` says how many it had."""
+        path = self._dir(batch_id) / REQUESTS
+        try:
+            data = read_regular_file(path, MAX_BATCH_FILE_BYTES)
+        except FileNotFoundError:
+            data = b""
+            self._ctx.report(path, "is missing: the batch's requests were lost", once=True)
+        lines = data.split(b"\n")
+        if lines and not lines[-1].strip():
+            lines.pop()  # (the newline that ends the last line)
+        items: list[dict[str, Any] | None] = []
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue  # (a blank line is no item; jan writes none)
+            try:
+                item = parse_jsonl(raw + b"\n").records
+            except ValueError:
+                item = []
+            if not item:
+                self._ctx.report(path, f"line {number} is not a request (edited or cut short); its item fails",
+                                 once=True)
+            items.append(item[0] if item else None)
+        return items
 
     def results(self, batch_id: str) -> list[dict[str, Any]]:
         """The results written so far, in the order they ended (a torn last line is not one)."""

@@ -10,6 +10,13 @@ a final status. The OS drops the lock when the process dies, however it dies
 (lease held) from an orphaned one (no lease, or a lease nobody holds) — and
 never mistakes another live process's reply for an orphan, which a PID or a
 heartbeat could.
+
+A lease file nobody holds is removed by whoever finds it so (:meth:`Leases.is_live`, :meth:`Leases.sweep`): a
+lease file is therefore opened and locked, and found free and removed, only under one more OS lock, the folder's
+*guard* (``<data>/.live/.guard``, never removed). Without it a process sweeping at its start could find a lease
+free (its taker had made the file but not locked it yet), let it go, and remove the file just after the taker locked
+it: the taker then held a lock on a file no longer there, and every other process read its live reply (or batch, or
+run) as an orphan, finished it as interrupted, or took it up and ran it a second time.
 """
 
 from __future__ import annotations
@@ -17,12 +24,20 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import filelock
 
 LEASE_DIR_NAME = ".live"
 _SUFFIX = ".lock"
+#: The guard's file (see the module's doc): not ``*.lock``, so no sweep takes it for a lease.
+GUARD_NAME = ".guard"
+#: Seconds a take waits for a lease another process holds (it ends a reply, or gives a batch up).
+TAKE_WAIT = 5.0
+#: Seconds anyone waits for the guard: each holder holds it for one open-and-lock (or probe-and-remove) of a file.
+GUARD_WAIT = 30.0
 
 # The leases this process holds, by lock file path: shared by every Leases object, so any
 # DataFolder opened on the same folder in this process can finish (release) a reply.
@@ -39,15 +54,55 @@ class Leases:
     def _path(self, key: str) -> Path:
         return self.directory / f"{key}{_SUFFIX}"
 
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Hold the folder's guard (see the module's doc) for the block: other threads and processes wait
+        (``filelock.Timeout`` after :data:`GUARD_WAIT` s). A folder that cannot hold its file (read-only: nobody
+        takes a lease there) is not guarded."""
+        # a lock object of its own each time: flock excludes two open files of one process too, so threads of this
+        # process wait on each other as other processes do
+        guard = filelock.FileLock(str(self.directory / GUARD_NAME), thread_local=False)
+        try:
+            self.directory.mkdir(exist_ok=True)
+            guard.acquire(timeout=GUARD_WAIT)
+        except filelock.Timeout:
+            raise
+        except OSError:
+            yield
+            return
+        try:
+            yield
+        finally:
+            guard.release()
+
+    def _lock_now(self, path: str) -> filelock.BaseFileLock | None:
+        """The lease file ``path`` locked, made if need be, under the guard (so no sweep removes it between the
+        two); ``None`` when another process holds it."""
+        lock = filelock.FileLock(path, thread_local=False)
+        with self._guard():
+            try:
+                lock.acquire(timeout=0)
+            except filelock.Timeout:
+                return None
+        return lock
+
     def take(self, key: str) -> None:
-        """Hold the lease on ``key`` (a validated id) until :meth:`release`; a no-op if held already."""
+        """Hold the lease on ``key`` (a validated id) until :meth:`release`; a no-op if held already. Waits up to
+        :data:`TAKE_WAIT` s for another process holding it (``filelock.Timeout``)."""
         path = str(self._path(key))
         with _MUTEX:
             if path in _HELD:
                 return
             self.directory.mkdir(exist_ok=True)
-            lock = filelock.FileLock(path, thread_local=False)
-            lock.acquire(timeout=5)
+            # tried again and again rather than waited on: a wait on the file's lock, outside the guard, could end
+            # holding a file a sweep removed meanwhile; inside it, it would stop every sweep and every take
+            deadline = time.monotonic() + TAKE_WAIT
+            pause = 0.005
+            while (lock := self._lock_now(path)) is None:
+                if time.monotonic() >= deadline:
+                    raise filelock.Timeout(path)
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
             _HELD[path] = lock
 
     def try_take(self, key: str) -> bool:
@@ -58,10 +113,8 @@ class Leases:
             if path in _HELD:
                 return True
             self.directory.mkdir(exist_ok=True)
-            lock = filelock.FileLock(path, thread_local=False)
-            try:
-                lock.acquire(timeout=0)
-            except filelock.Timeout:
+            lock = self._lock_now(path)
+            if lock is None:
                 return False
             _HELD[path] = lock
             return True
@@ -101,12 +154,18 @@ class Leases:
             return False
         probe = filelock.FileLock(str(path), thread_local=False)
         try:
-            probe.acquire(timeout=0)
+            # found free and removed under the guard: no taker opens and locks the file in between (it would hold a
+            # lock on a file removed, and be read as gone by every process)
+            with self._guard():
+                try:
+                    probe.acquire(timeout=0)
+                except filelock.Timeout:
+                    return True
+                except OSError:
+                    return False
+                probe.release()
+                with contextlib.suppress(OSError):
+                    os.unlink(path)  # a dead process's lease: nobody will ever hold it again
         except filelock.Timeout:
-            return True
-        except OSError:
-            return False
-        probe.release()
-        with contextlib.suppress(OSError):
-            os.unlink(path)  # a dead process's lease: nobody will ever hold it again
+            return True  # the guard, held past its bound: said live, never finished or taken up on a guess
         return False

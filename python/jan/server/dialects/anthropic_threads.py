@@ -59,6 +59,7 @@ from jan.core import ConversationalExtension, ExtensionLoadingError, ExtensionNo
 from jan.server.body_size import body_step
 from jan.server.dialect_errors import anthropic_error_shape, anthropic_error_type
 from jan.server.dialects.responses_store import NotLatestError, ResponsesStore, StoredResponse
+from jan.store.leases import LEASE_DIR_NAME, Leases
 from jan.server.errors import APIError
 from jan.services import types as typed
 from jan.services.documents import read_documents
@@ -249,8 +250,10 @@ class MessageThreads:
 
     def __init__(self, folder: Path, conversations: Callable[[], ConversationalExtension]):
         self.store = ResponsesStore(folder, conversations)
-        # replies a request is continuing from right now (threads are linear: one at a time)
+        # replies a request is continuing from right now (threads are linear: one at a time): this process's, and
+        # a lease on each (``continuing_<id>``) that other processes sharing the data folder see as well
         self._continuing: set[str] = set()
+        self._leases = Leases(Path(folder).parent / LEASE_DIR_NAME)
         # the index files of each Jan thread (what the sweep found, and what this process wrote since)
         self._by_thread: dict[str | None, set[str]] = {}
 
@@ -378,7 +381,14 @@ class MessageThreads:
         if previous_id in self._continuing:
             raise _in_flight(previous_id)
         self._continuing.add(previous_id)  # no await since the check: one request wins
+        leased = None
         try:
+            if _MESSAGE_ID.fullmatch(previous_id):
+                # another server sharing the data folder continuing it: both generated a turn, and the one saved
+                # second was not held (the thread had gone on), its reply's id no thread's
+                if not await asyncio.to_thread(self._try_lease, previous_id):
+                    raise _in_flight(previous_id)
+                leased = previous_id
             held = await self._held(previous_id, latest=True)
             chat_request, tools = await body_step(self._continued, body, held)
             fields = {"root": held.root.id, "model": body.model or held.reply.response.get("model")}
@@ -391,6 +401,18 @@ class MessageThreads:
             yield Turn(chat_request, self, chat_request.messages[len(held.history):], held.reply, fields)
         finally:
             self._continuing.discard(previous_id)
+            if leased is not None:
+                with contextlib.suppress(OSError):  # (at once, never after an await a cancel could cut short)
+                    self._leases.release(f"continuing_{leased}")
+
+    def _try_lease(self, message_id: str) -> bool:
+        """Lease the continue of ``message_id`` for this process (False: another process holds it); a folder that
+        cannot hold a lease (read-only: nothing can be held there either) goes on unleased."""
+        try:
+            return self._leases.try_take(f"continuing_{message_id}")
+        except OSError as exc:
+            log.warning("no lease on the continue of %s (%s): continued all the same", message_id, exc)
+            return True
 
     async def save(self, turn: Turn, message: dict[str, Any]) -> None:
         """Write the turn (its new messages and the reply) to the conversation, then the reply's index file."""

@@ -44,7 +44,8 @@ from jan.core.fs import atomic_write_json, loads_json, set_aside
 from jan.errors import not_found_message
 from jan.store._trash import sweep_temp_files
 from jan.store.context import LOCK_DIR_NAME
-from jan.core.locks import KeyedLocks
+from jan.core.locks import AsyncFileLocks
+from jan.store.errors import LockTimeoutError
 from jan.store.locks import LockManager
 from jan.services.types import ChatMessage, ImagePart, Part, TextPart, ToolCall
 from jan.services.untrusted import UntrustedTextPart
@@ -229,10 +230,14 @@ def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart]
         # (a call kept as sent, its name or id empty, is still the call: a conversation lists what it was given)
         if isinstance(function, dict) and isinstance(call.get("id"), str) and isinstance(function.get("name"), str):
             calls.append(ToolCall(str(call["id"]), str(function["name"]), str(function.get("arguments") or "{}")))
+    # (a field of another type, a hand edit's, is read as absent: a ChatMessage refuses it, and the conversation,
+    # every listing of its items and every response continuing it failed)
+    call_id, kept_reasoning = metadata.get("tool_call_id"), metadata.get("reasoning_content")
     return ChatMessage(role, tuple(parts), tool_calls=tuple(calls),
-                       tool_call_id=metadata.get("tool_call_id") if role == "tool" else None,
+                       tool_call_id=call_id if role == "tool" and isinstance(call_id, str) else None,
                        # metadata.reasoning_content: where responses stored before kept it
-                       reasoning="".join(thinking) or metadata.get("reasoning_content") or None)
+                       reasoning="".join(thinking) or (kept_reasoning if isinstance(kept_reasoning, str) else None)
+                       or None)
 
 
 def thread_parts(message: dict[str, Any],
@@ -254,14 +259,21 @@ def thread_parts(message: dict[str, Any],
                 parts.append((UntrustedTextPart(value, source=source) if source in ("document", "tool")
                               else TextPart(value), part))
         elif part.get("type") == "image_url":
-            image = _image(str((part.get("image_url") or {}).get("url", "")))
+            image = _image(str(_inner(part, "image_url", "url") or ""))
             if image is not None:
                 parts.append((image, part))
         elif part.get("type") == "image_file" and images:
-            image = images.get(str((part.get("image_file") or {}).get("file_id", "")))
+            image = images.get(str(_inner(part, "image_file", "file_id") or ""))
             if image is not None:
                 parts.append((image, part))
     return parts
+
+
+def _inner(part: Mapping[str, Any], key: str, field: str) -> Any:
+    """``part[key][field]``, or ``None`` where ``part[key]`` is no object (a hand edit's ``"image_file": "x"`` was
+    a 500 on every read of its conversation)."""
+    inner = part.get(key)
+    return inner.get(field) if isinstance(inner, dict) else None
 
 
 def _title(messages: list[ChatMessage | KeptTurn]) -> str | None:
@@ -348,6 +360,18 @@ def _cut_by(response: dict[str, Any]) -> str | None:
 
 
 # -- the store ---------------------------------------------------------------------------------------
+#: The lock files of threads' appends (:meth:`ResponsesStore.locked`), under the data folder: their own, so that the
+#: store's per-file locks, which the appends take, never share a file with them.
+APPEND_LOCK_DIR = Path(LOCK_DIR_NAME) / "appends"
+#: Seconds an append waits for another's on the same thread (sharing its lock file) before ``busy``.
+APPEND_WAIT = 60.0
+
+
+def _busy(path: Path) -> LockTimeoutError:
+    return LockTimeoutError(f"timed out waiting for {path} (another request, of this jan or another sharing the "
+                            "data folder, is adding to this conversation)")
+
+
 class NotLatestError(Exception):
     """The response to continue is no longer its thread's latest (see ``ResponsesStore.begin(allow_fork=False)``)."""
 
@@ -366,10 +390,12 @@ class ResponsesStore:
         self._conversations = conversations
         # the data folder's per-file locks (the store's own), keyed by the path in the data folder
         self._locks: LockManager | None = None
-        # Deciding "append or fork" and appending must not interleave for one thread. Weak: a lock lives while a
-        # request holds or awaits it, so the map does not grow by one lock per thread ever stored to (a stored
-        # response is a thread of its own: one more each, for the server's life).
-        self._thread_locks: KeyedLocks[asyncio.Lock] = KeyedLocks()
+        # Deciding "append or fork" and appending (reading a conversation's item ids and keeping an id, adding a
+        # response's turns together) must not interleave for one thread: neither in this process nor in another
+        # sharing the data folder (each server's lock was its own, and two appending to one conversation at once
+        # interleaved their turns and kept one item id twice). A fixed set of lock files, so nothing is kept per
+        # thread ever stored to (a stored response is a thread of its own: one more each, for the server's life).
+        self._appends = AsyncFileLocks(self.folder.parent / APPEND_LOCK_DIR, wait=APPEND_WAIT, busy=_busy)
 
     @property
     def conversations(self) -> ConversationalExtension:
@@ -540,7 +566,7 @@ class ResponsesStore:
         images: dict[str, ImagePart] = {}
         for message in messages:
             for part in message.get("content") or () if isinstance(message.get("content"), list) else ():
-                file_id = (part.get("image_file") or {}).get("file_id") if isinstance(part, dict) else None
+                file_id = _inner(part, "image_file", "file_id") if isinstance(part, dict) else None
                 if isinstance(file_id, str) and file_id not in images:
                     with contextlib.suppress(NotFoundError):  # a file gone: the turn goes without it
                         images[file_id] = ImagePart(*await self.conversations.read_file(thread_id, file_id))
@@ -558,11 +584,12 @@ class ResponsesStore:
         messages = await self._thread_messages(stored)
         return await self.turns(stored.thread_id, messages)
 
-    def _lock(self, thread_id: str) -> asyncio.Lock:
-        return self._thread_locks(thread_id)
+    def _lock(self, thread_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._appends.hold(f"threads/{thread_id}")
 
-    def locked(self, thread_id: str) -> asyncio.Lock:
-        """The lock a thread's appends hold (a response's turns, a conversation's items): none interleave."""
+    def locked(self, thread_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """The lock a thread's appends hold (a response's turns, a conversation's items): none interleave, in this
+        process or another sharing the data folder. One at a time: never held while another thread's is taken."""
         return self._lock(thread_id)
 
     async def append(self, thread_id: str, messages: list[ChatMessage | KeptTurn], response_id: str | None = None, *,

@@ -159,15 +159,17 @@ def _incomplete_reason(message: dict[str, Any]) -> str | None:
     ``run_cancelled``. A stored response's answer cut off is ``stopped`` with its finish reason."""
     status = message.get("status")
     metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
+    # (a reason that is no string, a hand edit's list, is none: looked up, it failed the thread's listing with a 500)
+    stop_reason, finish_reason = (value if isinstance(value, str) else None
+                                  for value in (metadata.get("stop_reason"), metadata.get("finish_reason")))
     if status == "error":
         return "run_failed"
     if status == "stopped":
-        if metadata.get("stop_reason") in BUDGET_STOPS:
+        if stop_reason in BUDGET_STOPS:
             return "max_tokens"
-        return {"length": "max_tokens", "content_filter": "content_filter"}.get(metadata.get("finish_reason"),
-                                                                                "run_cancelled")
+        return {"length": "max_tokens", "content_filter": "content_filter"}.get(finish_reason, "run_cancelled")
     if status == "ready":
-        return {"length": "max_tokens", "content_filter": "content_filter"}.get(metadata.get("finish_reason"))
+        return {"length": "max_tokens", "content_filter": "content_filter"}.get(finish_reason)
     return None
 
 
