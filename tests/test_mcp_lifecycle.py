@@ -72,6 +72,27 @@ async def test_a_server_that_cannot_start_is_told_once_and_tried_on_use(tmp_path
         [r.getMessage() for r in told]
 
 
+async def test_asking_for_a_failed_servers_state_tries_it_at_once_not_after_its_backoff(tmp_path, monkeypatch):
+    """The backoff spaces out the retries tool calls make on their own; GET /v1/mcp/servers/{name} is a person
+    retrying by hand (maybe after mending the server), answered at once: it waited out the backoff first (up to
+    30 s a GET, ~50 s for a few)."""
+    from jan.extensions.mcp import server as mcp_server
+
+    monkeypatch.setattr(mcp_server, "BACKOFF_BASE", 3600.0)  # a backoff no GET may wait out within the bound below
+    monkeypatch.setattr(mcp_server, "BACKOFF_MAX", 3600.0)
+    starts = tmp_path / "starts"
+    script = tmp_path / "quits.py"
+    script.write_text(f"open({str(starts)!r}, 'a').write('started\\n')\n")
+    data = tmp_path / "data"
+    write_mcp_config(data, {"quits": {"command": sys.executable, "args": [str(script)]}})
+    with running(data) as srv:
+        async with Client(srv.base_url) as api:
+            for _ in range(3):
+                status = await asyncio.wait_for(api.ok("GET", "/v1/mcp/servers/quits"), 120)
+                assert status["state"] == "failed", status
+    assert starts.read_text().splitlines() == ["started"] * 3
+
+
 def test_a_server_name_holds_no_double_underscore(tmp_path):
     from jan.extensions.mcp import McpConfigError, edit_config, load_config
 

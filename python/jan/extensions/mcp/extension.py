@@ -215,7 +215,7 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         server = self._server(name)
         if connect and not server.config.disabled:
             try:
-                await server.ensure_started()
+                await server.ensure_started(backoff=False)  # (asked by hand: at once, not after its backoff)
             except RuntimeError:
                 pass  # the status says why
         return server.status()

@@ -370,8 +370,12 @@ class McpServer:
                     "whose servers take messages elsewhere (.../messages) than the .../sse URL they are known by")
         return f" (HTTP {self._http_error}{hint})"
 
-    async def ensure_started(self) -> Any:
-        """The connected client, starting the server if needed; raises ``RuntimeError`` saying why it cannot run."""
+    async def ensure_started(self, *, backoff: bool = True) -> Any:
+        """The connected client, starting the server if needed; raises ``RuntimeError`` saying why it cannot run.
+
+        ``backoff`` False starts a server that failed lately at once, without waiting out its backoff: a person
+        asking for its state (``GET /v1/mcp/servers/{name}``) retries by hand, maybe after mending it; the backoff
+        is for the automatic retries of tool calls, which would otherwise start a broken server at each call."""
         if self.config.disabled:
             raise RuntimeError(f"MCP server '{self.name}' is disabled")
         if self.running:
@@ -381,7 +385,7 @@ class McpServer:
                 return self._client
             await self._shutdown()  # a lost connection: let its owner finish
             wait = self._next_start - time.monotonic()
-            if wait > 0:  # crashed recently: back off (bounded, so callers are never stuck long)
+            if wait > 0 and backoff:  # crashed recently: back off (bounded, so callers are never stuck long)
                 await asyncio.sleep(min(wait, BACKOFF_MAX))
             if self._ever_ran:
                 self.restarts += 1
