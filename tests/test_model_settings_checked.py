@@ -156,6 +156,42 @@ async def test_a_hand_edited_model_json_names_its_bad_field_in_every_dialect(ser
         assert (await chat(api, "m"))[0] == 200
 
 
+async def test_a_hand_edited_parameter_is_named_as_the_model_json_s_in_every_dialect(server, tmp_path, gguf_copy):
+    """A request default edited by hand into a value no request can use (model.json ``parameters``) is every
+    request's 400 naming it where it lives, ``parameters.temperature`` of model 'm': it was said as the request's own
+    ``temperature``, which the request never sent."""
+    data = tmp_path / "data"
+    async with Client(server.base_url) as api:
+        await api.ok("POST", "/v1/models", {"path": str(gguf_copy), "id": "m"}, 201)
+        for key, value, word in [("temperature", 5, "<= 2"), ("top_k", "40", "integer"), ("top_p", -1, ">= 0"),
+                                 ("stop", 7, "string")]:
+            stored = model_json(data, "m")
+            stored["parameters"] = {key: value}
+            (data / "models" / "m" / "model.json").write_text(json.dumps(stored))
+            param = f"parameters.{key}"
+            for path, body in [
+                ("/v1/chat/completions", {"model": "m", "max_tokens": 2, "messages": HELLO}),
+                ("/v1/completions", {"model": "m", "max_tokens": 2, "prompt": STORY}),
+                ("/v1/responses", {"model": "m", "max_output_tokens": 2, "input": STORY}),
+                ("/v1/messages", {"model": "m", "max_tokens": 2, "messages": HELLO}),
+                ("/api/chat", {"model": "m", "stream": False, "messages": HELLO}),  # Ollama's error: a string
+                ("/api/generate", {"model": "m", "stream": False, "prompt": STORY}),
+                ("/completion", {"model": "m", "n_predict": 2, "prompt": STORY}),
+                ("/v1/threads/runs", {"assistant_id": "jan", "model": "m", "max_completion_tokens": 2,
+                                      "thread": {"messages": HELLO}}),
+            ]:
+                status, err = await api.post(path, body)
+                assert status == 400, (key, path, status, err)
+                error = err["error"]
+                message = error["message"] if isinstance(error, dict) else error
+                assert param in message and word in message and "model 'm'" in message, (key, path, err)
+                if isinstance(error, dict) and "param" in error:
+                    assert error["param"] == param, (key, path, err)
+        stored["parameters"] = {}
+        (data / "models" / "m" / "model.json").write_text(json.dumps(stored))
+        assert (await chat(api, "m"))[0] == 200
+
+
 async def test_the_speculative_value_has_one_message_everywhere(server, tmp_path, gguf_copy):
     async with Client(server.base_url) as api:
         await api.ok("POST", "/v1/models", {"path": str(gguf_copy), "id": "m"}, 201)

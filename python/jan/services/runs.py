@@ -129,7 +129,7 @@ from jan.templates.chat import joined_turn
 from jan.services.errors import (GenerationCancelledError, RequestError, ServiceUnavailableError, failure_kind,
                                  require)
 from jan.services.fit import PromptBudgetError
-from jan.services.models import ModelService, check_format_grammar, check_parameters
+from jan.services.models import ModelService, check_format_grammar, check_parameters, model_sampling
 from jan.services.run_records import (ask_cancel, cancels_asked, claim_lock_path, clear_cancel, held_elsewhere,
                                       interrupt_if_orphaned, list_records, load_record, mark_interrupted, running_elsewhere,
                                       save_record, take_lease, thread_records, try_lock)
@@ -1525,7 +1525,7 @@ class RunService:
                 raise RequestError(f"{owner} has unusable {exc}", param=exc.param, code=exc.code) from None
         sampling = merge_options(req.sampling, SamplingOptions.from_mapping(thread_model.get("parameters")),
                                  SamplingOptions.from_mapping(assistant.get("parameters")),
-                                 SamplingOptions.from_mapping(model.get("parameters")))
+                                 model_sampling(model))
         # response_format: the run's, else the thread's, else the assistant's (OpenAI's "auto": the assistant's)
         response_format, source = req.response_format, ("", "response_format")
         for owner, prefix, params in layers:
