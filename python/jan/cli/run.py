@@ -172,7 +172,7 @@ def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_
     # a model that takes no images is refused before it loads
     backend = open_backend(conn, model, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
                            image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens, lora=adapters,
-                           images=bool(parts), audio=bool(sounds))
+                           images=bool(parts), audio=bool(sounds), think=None if raw else think)
     if verbose:
         where = (f"server {conn.url}" if backend.path is None
                  else f"{backend.path} (loaded in {backend.load_seconds:.2f} s)")
