@@ -79,7 +79,8 @@ LORA_APPLIES = "the model loads with, over its model.json's settings.lora (in-pr
 def think_option(func):
     """``--think/--no-think``: a reasoning model's thinking on or off (its chat template's own switch)."""
     return click.option("--think/--no-think", default=None,
-                        help="Turn a reasoning model's thinking on or off (its chat template's own switch).")(func)
+                        help="Turn a reasoning model's thinking on or off (its chat template's own switch; --think "
+                             "on a model that cannot think is refused).")(func)
 
 
 def show_thought(piece: str) -> None:
