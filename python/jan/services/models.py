@@ -583,6 +583,14 @@ class ModelService:
         check_parameters(parameters, keys("parameters"))
         if self._is_local(model, engine):
             check_settings(settings, keys("settings"))
+        elif engine is not None and callable(getattr(engine, "check_model_settings", None)) and (
+                changed is None or engine_changed or any(k == "settings" or k.startswith("settings.") for k in changed)):
+            # an engine that reads its own settings (the remote one's base_url, ...) judges them as its load will
+            try:
+                engine.check_model_settings(dict(model))
+            except ValueError as exc:
+                param = getattr(exc, "param", None) or "settings"
+                raise RequestError(str(exc), param=param, code="invalid_value") from None
 
     def _is_local(self, model: Mapping[str, Any], engine: InferenceExtension | None = None) -> bool:
         """Whether the model runs on a local engine (its ``settings`` are load options); an engine whose
