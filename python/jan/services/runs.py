@@ -1975,6 +1975,8 @@ class _Execution:
         #: Tokens of the reply written before this leg (a resumed reply's partial text): they count against
         #: the run's ``max_tokens`` and in its usage.
         self.continued_tokens = 0
+        #: Whether the run's max_completion_tokens is spent by its earlier turns (set with each turn's request)
+        self.completion_spent = False
         #: The model turn's own usage (its reply's ``metadata.usage``; None until told), the run's usage before
         #: the turn (what the turn's is added to), and the prompt's length told with its first token.
         self.turn_usage: dict[str, Any] | None = None
@@ -2046,7 +2048,10 @@ class _Execution:
                 tool_choice = _tool_choice(choice)
         sampling = SamplingOptions.from_mapping(run.parameters)
         left = self._tokens_left(sampling)
-        if left is not None:
+        # nothing left (0 or less) is no max_tokens a request can hold (SamplingOptions refuses it): said apart, and
+        # the turn is not started (the leg's loop reads it)
+        self.completion_spent = left is not None and left <= 0
+        if left is not None and left > 0:
             sampling = replace(sampling, max_tokens=left)  # the run's earlier turns (or the reply's leg) spent the rest
         run.control = GenerationControl()  # (each turn its own: an end asked of the last turn's thinking is not this one's)
         return ChatRequest(model=run.model_id, messages=messages, tools=tools, tool_choice=tool_choice, control=run.control,
@@ -2326,7 +2331,7 @@ class _Execution:
                     self.continued_tokens = await self._token_count(continue_text)
                 request = await self._chat_request(continue_text=continue_text)
                 continue_text = None
-                spent = request.sampling.max_tokens is not None and request.sampling.max_tokens <= 0
+                spent = self.completion_spent
                 if spent and self.continued_tokens:
                     # the partial reply already holds max_tokens tokens: it ends as the limit would have ended it
                     run.finish_reason = "length"
