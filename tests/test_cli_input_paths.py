@@ -69,3 +69,15 @@ def test_an_empty_path_stays_a_usage_error(data):
     """An empty value is the command line's own mistake (an unset shell variable): click's usage error, exit 2."""
     result = jan("files", "upload", "", env=cli_env(data))
     assert result.returncode == 2 and "must not be empty" in result.stderr
+
+
+def test_a_draft_model_that_is_no_gguf_model_stops_serve_before_it_starts(data, tmp_path):
+    """``serve --model-draft`` given a file that exists but is no GGUF model (a text file, a projector) started the
+    server, and then every request to every model was a 400 about the draft: refused at start (exit 1, naming the
+    flag), as ``--lora`` refuses a file that is no adapter."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x\n")
+    result = jan("serve", "-p", "0", f"--model-draft={notes}", env=cli_env(data), timeout=60)
+    assert result.returncode == 1, result.stderr
+    fails(result, f"--model-draft: {notes} is not a GGUF file")
+    assert "listening" not in result.stdout + result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from test_cli_helpers import JAN, FileServer, fails, jan, ok, sigint_as_at_a_terminal
+from test_cli_helpers import JAN, FileServer, cli_env, fails, jan, ok, sigint_as_at_a_terminal
 
 STORY = ", there was a little girl named Lily"
 
@@ -142,11 +143,22 @@ def test_pull_says_it_restarts_when_the_server_ignores_range(env, data, stories_
     assert (data / "models" / "stories" / "stories260K.gguf").read_bytes() == stories_bytes
 
 
-def test_a_non_gguf_pull_never_claims_completion(env, data):
-    with FileServer(b"<html>not a model</html>\n" * 100, name="page.gguf") as server:
+@pytest.mark.parametrize("through_server", [False, True])
+def test_a_non_gguf_pull_never_claims_completion(env, data, through_server, tmp_path):
+    with contextlib.ExitStack() as stack:
+        if through_server:  # the server's pull (and its own data folder) says it as the local one does
+            from jan.server.config import ServerConfig
+            from jan.testing.server import ServerThread
+
+            served = stack.enter_context(ServerThread(ServerConfig(data_folder=tmp_path / "served", n_threads=1)))
+            env = cli_env(data, local=False, JAN_API_URL=served.base_url)
+        server = stack.enter_context(FileServer(b"<html>not a model</html>\n" * 100, name="page.gguf"))
         err = fails(jan("models", "pull", server.url, env=env), "not a GGUF")
     assert "completed" not in err
-    assert not (data / "models" / "page").exists()
+    assert not (data / "models" / "page").exists() and not (tmp_path / "served" / "models" / "page").exists()
+    # named by the URL it came from, not by the staging file in models/page/ that the failed pull removed
+    assert f"downloaded from {server.url} is not a GGUF file" in err, err
+    assert str(tmp_path) not in err, err
 
 
 def test_models_list_and_info_say_which_place_they_describe(env, data, stories_path):

@@ -9,7 +9,7 @@ import pytest
 from jan.testing.gguf_models import vocab_path, write_llama_from_vocab
 
 from conftest import require_model
-from test_cli_helpers import cli_env, jan, ok
+from test_cli_helpers import cli_env, fails, jan, ok
 
 TEMPLATE = Path(__file__).resolve().parents[1].parent / "shared" / "templates" / "Qwen-QwQ-32B.jinja"
 
@@ -62,3 +62,29 @@ def test_chat_shows_thinking_dimmed_and_saves_it(thinker, tmp_path):
     reply = messages[-1]
     assert reply["role"] == "assistant" and reply["content"][0]["type"] == "reasoning"
     assert reply["content"][0]["text"]["value"].strip()
+
+
+@pytest.mark.parametrize("through_server", [False, True])
+def test_think_on_a_model_that_cannot_think_is_refused(stories_path, thinker, tmp_path, through_server):
+    """--think asked of a model whose template has no thinking (stories260K: 'thinking' is not among its capabilities)
+    did nothing without a word, where Ollama's ``think`` is refused; now it is said, before the model loads, for
+    ``jan run`` and ``jan chat``, in this process and through a server. --no-think, which asks nothing of it, and a
+    model that thinks are as before."""
+    import contextlib
+
+    from jan.server.config import ServerConfig
+    from jan.testing.server import ServerThread
+
+    data = tmp_path / "jan"
+    with contextlib.ExitStack() as stack:
+        env = cli_env(data)
+        ok(jan("models", "import", str(stories_path), env=env))
+        ok(jan("models", "import", str(thinker), env=env))
+        if through_server:
+            served = stack.enter_context(ServerThread(ServerConfig(data_folder=data, n_threads=1)))
+            env = cli_env(data, local=False, JAN_API_URL=served.base_url)
+        for command in (["run", "stories260K", "Hi"], ["chat", "stories260K"]):
+            err = fails(jan(*command, "--think", "-n", "2", env=env, input="Hi\n"), "--think")
+            assert "model 'stories260K' does not think" in err, err
+        ok(jan("run", "stories260K", "Hi", "--no-think", "-n", "2", env=env))
+        ok(jan("run", "thinker", "Hi", "--think", "-n", "2", env=env))

@@ -187,10 +187,11 @@ def test_upstream_problems_are_clear_errors(front):
     assert status == 502 and body["error"]["code"] == "upstream_unreachable"
     assert "cannot connect" in body["error"]["message"] and "remote-down" in body["error"]["message"]
 
-    # a request the upstream refuses (here: model.json parameters out of range) is a 400 with its message
+    # model.json parameters out of range: a 400 naming them where they live, as a local model's (judged here, before
+    # the upstream is asked; an upstream's own refusals: tests/test_extensions_remote.py)
     status, body = call(front, "POST", "/v1/chat/completions", {"model": "remote-hot", "messages": CHAT})
     assert status == 400, body
-    assert body["error"]["param"] == "temperature" and "temperature" in body["error"]["message"]
+    assert body["error"]["param"] == "parameters.temperature" and "model 'remote-hot'" in body["error"]["message"]
 
 
 def test_models_api_and_monitoring_see_the_remote_model(front):

@@ -156,6 +156,42 @@ async def test_a_hand_edited_model_json_names_its_bad_field_in_every_dialect(ser
         assert (await chat(api, "m"))[0] == 200
 
 
+async def test_a_hand_edited_parameter_is_named_as_the_model_json_s_in_every_dialect(server, tmp_path, gguf_copy):
+    """A request default edited by hand into a value no request can use (model.json ``parameters``) is every
+    request's 400 naming it where it lives, ``parameters.temperature`` of model 'm': it was said as the request's own
+    ``temperature``, which the request never sent."""
+    data = tmp_path / "data"
+    async with Client(server.base_url) as api:
+        await api.ok("POST", "/v1/models", {"path": str(gguf_copy), "id": "m"}, 201)
+        for key, value, word in [("temperature", 5, "<= 2"), ("top_k", "40", "integer"), ("top_p", -1, ">= 0"),
+                                 ("stop", 7, "string")]:
+            stored = model_json(data, "m")
+            stored["parameters"] = {key: value}
+            (data / "models" / "m" / "model.json").write_text(json.dumps(stored))
+            param = f"parameters.{key}"
+            for path, body in [
+                ("/v1/chat/completions", {"model": "m", "max_tokens": 2, "messages": HELLO}),
+                ("/v1/completions", {"model": "m", "max_tokens": 2, "prompt": STORY}),
+                ("/v1/responses", {"model": "m", "max_output_tokens": 2, "input": STORY}),
+                ("/v1/messages", {"model": "m", "max_tokens": 2, "messages": HELLO}),
+                ("/api/chat", {"model": "m", "stream": False, "messages": HELLO}),  # Ollama's error: a string
+                ("/api/generate", {"model": "m", "stream": False, "prompt": STORY}),
+                ("/completion", {"model": "m", "n_predict": 2, "prompt": STORY}),
+                ("/v1/threads/runs", {"assistant_id": "jan", "model": "m", "max_completion_tokens": 2,
+                                      "thread": {"messages": HELLO}}),
+            ]:
+                status, err = await api.post(path, body)
+                assert status == 400, (key, path, status, err)
+                error = err["error"]
+                message = error["message"] if isinstance(error, dict) else error
+                assert param in message and word in message and "model 'm'" in message, (key, path, err)
+                if isinstance(error, dict) and "param" in error:
+                    assert error["param"] == param, (key, path, err)
+        stored["parameters"] = {}
+        (data / "models" / "m" / "model.json").write_text(json.dumps(stored))
+        assert (await chat(api, "m"))[0] == 200
+
+
 async def test_the_speculative_value_has_one_message_everywhere(server, tmp_path, gguf_copy):
     async with Client(server.base_url) as api:
         await api.ok("POST", "/v1/models", {"path": str(gguf_copy), "id": "m"}, 201)
@@ -320,3 +356,43 @@ async def test_speculative_draft_without_any_draft_model_is_named_where_it_was_s
             await api.ok("PATCH", "/v1/models/m", {"settings": {"speculative": "draft"}})
             status, reply = await chat(api, "m")
             assert status == 200, reply
+
+
+async def test_a_remote_models_settings_are_checked_when_stored_and_a_400_when_hand_edited(server, tmp_path):
+    """A remote model (engine openai) whose settings no load can use (a base_url that is no http(s) URL, none at
+    all, headers that are no object) was stored as given, and every request to it was then a 500
+    ``model_load_failed``; so was a hand-edited one, and one whose api_key_env is not set. Now POST and PATCH refuse
+    them naming the field, and a model.json that holds one anyway is each dialect's 400 naming it."""
+    data = tmp_path / "data"
+    async with Client(server.base_url) as api:
+        for settings, param, word in [({"base_url": "ftp://example"}, "settings.base_url", "http(s) URL"),
+                                      ({}, "settings.base_url", "no upstream"),
+                                      ({"base_url": "http://127.0.0.1:9/v1", "headers": [1]}, "settings.headers",
+                                       "object")]:
+            status, err = await api.post("/v1/models", {"id": "far", "engine": "openai", "settings": settings})
+            assert status == 400 and err["error"]["param"] == param and word in err["error"]["message"], err
+            assert not (data / "models" / "far").exists()
+        # the key's variable is the serving process's to have: stored, and said when a request needs it
+        good = {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "JAN_TEST_NO_SUCH_VARIABLE"}
+        await api.ok("POST", "/v1/models", {"id": "far", "engine": "openai", "settings": good}, 201)
+        status, err = await api.patch("/v1/models/far", {"settings": {"base_url": "not a url"}})
+        assert status == 400 and err["error"]["param"] == "settings.base_url", err
+        for settings, param, word in [(good, "settings.api_key_env", "JAN_TEST_NO_SUCH_VARIABLE"),
+                                      ({"base_url": "ftp://example"}, "settings.base_url", "http(s) URL")]:
+            stored = model_json(data, "far")
+            stored["settings"] = settings
+            (data / "models" / "far" / "model.json").write_text(json.dumps(stored))
+            for path, body in [
+                ("/v1/chat/completions", {"model": "far", "max_tokens": 2, "messages": HELLO}),
+                ("/v1/responses", {"model": "far", "max_output_tokens": 2, "input": STORY}),
+                ("/v1/messages", {"model": "far", "max_tokens": 2, "messages": HELLO}),
+                ("/api/chat", {"model": "far", "stream": False, "messages": HELLO}),
+                ("/v1/models/far/start", None),
+            ]:
+                status, err = await (api.post(path, body) if body is not None else api.call("POST", path))
+                assert status == 400, (settings, path, status, err)
+                error = err["error"]
+                message = error["message"] if isinstance(error, dict) else error
+                assert word in message and "model 'far'" in message, (path, err)
+                if isinstance(error, dict) and "param" in error:
+                    assert error["param"] == param, (path, err)

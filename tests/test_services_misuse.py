@@ -69,6 +69,16 @@ MISUSES = {
     "a grammar with a JSON schema": (
         lambda: _request(grammar='root ::= "a"', response_format=ResponseFormat("json_schema", {"type": "object"})),
         "grammar", "'json_schema'"),
+    # out of the engine's range (jan.engine.params.RANGES): once a bare ValueError without its param, and only after
+    # the model had loaded for the request
+    "a temperature past 2": (lambda: SamplingOptions(temperature=5), "temperature", "<= 2"),
+    "a negative top_k": (lambda: SamplingOptions(top_k=-5), "top_k", ">= 0"),
+    "a top_p past 1": (lambda: SamplingOptions(top_p=3), "top_p", "<= 1"),
+    "a max_tokens of 0": (lambda: SamplingOptions(max_tokens=0), "max_tokens", ">= 1"),
+    "a negative repeat_penalty": (lambda: SamplingOptions(repeat_penalty=-1), "repeat_penalty", "> 0"),
+    "a bias past 100": (lambda: SamplingOptions(logit_bias={5: 500}), "logit_bias", "<= 100"),
+    "a stored layer's temperature past 2": (lambda: SamplingOptions.from_mapping({"temperature": 5}),
+                                            "temperature", "<= 2"),
     "a stored layer's string temperature": (lambda: SamplingOptions.from_mapping({"temperature": "0.7"}),
                                             "temperature", "number"),
 }

@@ -510,14 +510,14 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
         # is loaded: with several it was "which model?", and with another one loaded the thread changed model
         model = thread_model(conn, thread_id)
         try:
-            backend = open_backend(conn, model or default_model(conn), **load_kwargs)
+            backend = open_backend(conn, model or default_model(conn), think=think, **load_kwargs)
         except CLIError as exc:
             if model is None:
                 raise
             raise CLIError(f"{exc.format_message()} (the model of thread {thread_id}; name another: "
                            f"`jan chat MODEL --thread {thread_id}`)") from None
     else:
-        backend = open_backend(conn, model or default_model(conn), **load_kwargs)
+        backend = open_backend(conn, model or default_model(conn), think=think, **load_kwargs)
     options = collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos)
     if think is not None:
         options["think"] = think

@@ -501,8 +501,10 @@ class LocalBackend:
     this process only; one conversation gets the whole context (one slot).
     """
 
-    def __init__(self, conn: Connection, spec: str, *, media: str | None = None, **load: Any):
+    def __init__(self, conn: Connection, spec: str, *, media: str | None = None, think: bool | None = None,
+                 **load: Any):
         import jan
+        from jan.services.abilities import listed_ability
 
         self.runtime = conn.runtime()
         services = self.runtime.services
@@ -528,9 +530,12 @@ class LocalBackend:
             if local and abilities is not None and self.takes_images:  # which encoders its projector has, as its
                 self.takes_images, self.takes_audio = abilities.vision, abilities.audio  # header says (None: not known)
             self.embedding_only = not generates_text(target.model) or bool(abilities and abilities.embedding)
+            self.thinks = listed_ability(abilities, "thinking") if local and abilities is not None else None
             refuse_embedding(self)
             if media:
                 refuse_images(self, media)
+            if think:
+                refuse_thinking(self)
             self.runtime.call(target.engine.load_model(target.model))
         except (jan.JanError, ValueError) as exc:
             message = str(exc)
@@ -640,6 +645,8 @@ class ServerBackend:
             False if isinstance(caps, list) and local else None)
         self.takes_audio = True if isinstance(caps, list) and "audio" in caps else (
             False if isinstance(caps, list) and local else None)
+        self.thinks = True if isinstance(caps, list) and "thinking" in caps else (
+            False if isinstance(caps, list) and local else None)
         self.embedding_only = not generates_text(model or {})
 
     def _body(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -681,11 +688,13 @@ def refuse_images(backend, what: str = "images") -> None:
                    f"(import its mmproj GGUF with `jan models import MODEL.gguf --mmproj MMPROJ.gguf`)")
 
 
-def open_backend(conn: Connection, spec: str, *, images: bool = False, audio: bool = False, **load: Any):
+def open_backend(conn: Connection, spec: str, *, images: bool = False, audio: bool = False, think: bool | None = None,
+                 **load: Any):
     """A model id goes to the server when one runs; a .gguf path, or no server, loads in-process with ``load``
     (:data:`LOAD_FLAGS`' options; None: not given). An embedding model is refused (CLIError): every caller generates
-    text with it; so is a model that takes no images when ``images`` are to be sent. In-process, both are refused
-    before the model loads; two flags that contradict each other before anything (CLIError naming the flag)."""
+    text with it; so is a model that takes no images when ``images`` are to be sent, and one that cannot think when
+    ``think`` (``--think``) asks it to. In-process, all are refused before the model loads; two flags that
+    contradict each other before anything (CLIError naming the flag)."""
     media = ("images or audio" if audio else "images") if images else "audio" if audio else None
     unknown = set(load) - set(LOAD_FLAGS)
     if unknown:
@@ -711,12 +720,23 @@ def open_backend(conn: Connection, spec: str, *, images: bool = False, audio: bo
                  f"process; the server at {client.base_url} runs {spec} with its own settings (use --local to load "
                  "it here)")
     else:
-        backend = LocalBackend(conn, spec, media=media, **load)
+        backend = LocalBackend(conn, spec, media=media, think=think, **load)
     refuse_embedding(backend)  # `jan run` and `jan chat` (and its /model) only generate
-    if media:
-        try:
+    try:
+        if media:
             refuse_images(backend, media)
-        except CLIError:
-            backend.close()
-            raise
+        if think:
+            refuse_thinking(backend)
+    except CLIError:
+        backend.close()
+        raise
     return backend
+
+
+def refuse_thinking(backend) -> None:
+    """CLIError when ``--think`` asks thinking of a model whose chat template has none (the capability ``thinking``
+    that /v1/models and Ollama's /api/show list): the flag did nothing, without a word, where Ollama's ``think``
+    is refused ("does not support thinking")."""
+    if getattr(backend, "thinks", None) is False:
+        raise CLIError(f"model '{backend.model_id}' does not think (its chat template has no thinking): --think has "
+                       "nothing to turn on")

@@ -247,7 +247,7 @@ def _pull_local(conn, url: str, model_id: str | None, sha256: str | None, bar: D
     import asyncio
 
     from jan.downloads import DownloadError, download, filename_from_url, part_path, resolve_url
-    from jan.extensions.models.gguf_info import describe_gguf
+    from jan.extensions.models.gguf_info import by_url, describe_gguf
     from jan.hf_repo import plan_pull
     from jan.store import CaseClashError, StoreError, slugify_id, validate_id
 
@@ -314,6 +314,8 @@ def _pull_local(conn, url: str, model_id: str | None, sha256: str | None, bar: D
         info = describe_gguf(str(dest))
     except Exception as exc:  # noqa: BLE001
         shutil.rmtree(folder, ignore_errors=True)
+        if str(dest) in str(exc):  # the file it names is gone: said by its URL, as a server's pull says it
+            raise CLIError(f"{by_url(str(exc), str(dest), url)}; nothing was kept") from None
         raise CLIError(f"{url} is not a GGUF model ({exc}); nothing was kept") from None
     sources = [{"filename": filename, "url": url}]
     settings = {**info["settings"], "llama_model_path": filename}

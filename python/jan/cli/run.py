@@ -79,7 +79,8 @@ LORA_APPLIES = "the model loads with, over its model.json's settings.lora (in-pr
 def think_option(func):
     """``--think/--no-think``: a reasoning model's thinking on or off (its chat template's own switch)."""
     return click.option("--think/--no-think", default=None,
-                        help="Turn a reasoning model's thinking on or off (its chat template's own switch).")(func)
+                        help="Turn a reasoning model's thinking on or off (its chat template's own switch; --think "
+                             "on a model that cannot think is refused).")(func)
 
 
 def show_thought(piece: str) -> None:
@@ -172,7 +173,7 @@ def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_
     # a model that takes no images is refused before it loads
     backend = open_backend(conn, model, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
                            image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens, lora=adapters,
-                           images=bool(parts), audio=bool(sounds))
+                           images=bool(parts), audio=bool(sounds), think=None if raw else think)
     if verbose:
         where = (f"server {conn.url}" if backend.path is None
                  else f"{backend.path} (loaded in {backend.load_seconds:.2f} s)")

@@ -162,6 +162,14 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--allow-media-from") from None
     adapters = lora_flags(lora, lora_scaled)
+    if draft_model is not None:
+        # a file that is no GGUF model (a projector, a text file) started the server, and every request to every
+        # model was then a 400 about it: refused before anything starts, as --lora's files are
+        from jan.services.companions import companion_problem
+
+        why = companion_problem("draft_model", str(draft_model))
+        if why is not None:
+            raise CLIError(f"--model-draft: {why}")
     # before anything starts: exit 1 naming the flag
     check_flag_order(draft_min=draft_min, draft_max=draft_max, n_ctx=n_ctx, n_parallel=n_parallel,
                      image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens)

@@ -244,7 +244,9 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
                         code="extension_error")
     if isinstance(exc, ModelFileError):  # the weights the model points at are missing or damaged
         return APIError(400, str(exc), param="model", code="invalid_model_file")
-    if isinstance(exc, ModelLoadError):
+    if isinstance(exc, ModelLoadError) and not isinstance(exc, ValueError):
+        # (one that is also a ValueError is a fact about the model's configuration, a remote model's base_url say:
+        # the 400 naming the setting below, as a ModelFileError is about its weights)
         return APIError(500, str(exc), type="server_error", code="model_load_failed")
     if isinstance(exc, EngineError):  # its message is meant for users (e.g. a remote upstream is unreachable)
         return APIError(getattr(exc, "http_status", 500), str(exc), type="server_error",

@@ -32,7 +32,7 @@ from jan.services.local import (ShownTokens, chat_plan, chat_prompt, check_fan_o
                                 trigger_patterns, merged, off_loop, prompted_as, seeds)
 from jan.services.media_workers import off_loop_for
 from jan.services.model_prompt import model_prompt_place, requests_media_error, with_model_prompt
-from jan.services.models import ModelService, Target
+from jan.services.models import ModelService, Target, model_sampling
 from jan.services.output import AnswerStops, ReasoningTokens, output_parser
 from jan.services.streams import DeltaStream
 from jan.services.types import (
@@ -173,7 +173,7 @@ class ChatService:
     def _layered(request: ChatRequest, target: Target) -> ChatRequest:
         parameters = target.model.get("parameters")
         # the model's own system prompt and stored messages (model.json system/messages), for every engine
-        layered = with_model_prompt(request, target.model).with_sampling(SamplingOptions.from_mapping(parameters))
+        layered = with_model_prompt(request, target.model).with_sampling(model_sampling(target.model))
         # the model's own num_keep (Ollama's /api/create parameters) under the request's; read only where a context
         # may be cut (a bad stored value fails those requests alone)
         stored = parameters.get("num_keep") if isinstance(parameters, Mapping) else None

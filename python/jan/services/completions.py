@@ -15,7 +15,7 @@ from jan.services.local import (ShownLogprobs, ShownTokens, check_fan_out, clien
                                 merged, off_loop, preserved_ids, seeds, shown_special, submits_on_loop,
                                 trigger_patterns)
 from jan.services.media_workers import on_media_worker
-from jan.services.models import ModelService, Target
+from jan.services.models import ModelService, Target, model_sampling
 from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.infill import infill_prompt
 from jan.services.streams import DeltaStream
@@ -200,7 +200,7 @@ def _prompt_only(usage: Usage) -> Usage:
 
 def _layer(request: CompletionRequest, target: Target) -> SamplingOptions:
     """The request's options > the model.json's ``parameters`` > the dialect's defaults (the one precedence rule)."""
-    return merge_options(request.sampling, SamplingOptions.from_mapping(target.model.get("parameters")),
+    return merge_options(request.sampling, model_sampling(target.model),
                          request.dialect_defaults)
 
 

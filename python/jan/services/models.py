@@ -165,6 +165,20 @@ def check_parameters(parameters: Mapping[str, Any], keys: Iterable[str] | None =
     _check_order(parameters, {}, keys, f"{prefix}." if prefix else "")
 
 
+def model_sampling(model: Mapping[str, Any]) -> SamplingOptions:
+    """A model's model.json ``parameters`` as a sampling layer (under a request's own options). A stored value no
+    request could use (a hand edit: ``"temperature": 5``, ``"top_k": "40"``) is a :class:`RequestError` that says it
+    is the model.json's and names it there (``parameters.temperature``): said as the request's own field, it sent
+    users looking for a ``temperature`` their request never had."""
+    try:
+        return SamplingOptions.from_mapping(model.get("parameters"))
+    except ValueError as exc:
+        param = getattr(exc, "param", None) or str(exc).partition(":")[0]
+        detail = str(exc).removeprefix(f"{param}: ") if str(exc).startswith(f"{param}: ") else str(exc)
+        raise RequestError(f"model '{model.get('id')}' has unusable parameters.{param} in its model.json: {detail}",
+                           param=f"parameters.{param}", code="invalid_value") from None
+
+
 async def check_format_grammar(fmt: ResponseFormat | None, param: str = "response_format") -> None:
     """A ``response_format`` whose schema no grammar can be made of (a ``$ref`` that does not resolve, a type that
     is none, a schema over the grammar's bounds) as the request's :class:`RequestError` naming the schema
@@ -569,6 +583,14 @@ class ModelService:
         check_parameters(parameters, keys("parameters"))
         if self._is_local(model, engine):
             check_settings(settings, keys("settings"))
+        elif engine is not None and callable(getattr(engine, "check_model_settings", None)) and (
+                changed is None or engine_changed or any(k == "settings" or k.startswith("settings.") for k in changed)):
+            # an engine that reads its own settings (the remote one's base_url, ...) judges them as its load will
+            try:
+                engine.check_model_settings(dict(model))
+            except ValueError as exc:
+                param = getattr(exc, "param", None) or "settings"
+                raise RequestError(str(exc), param=param, code="invalid_value") from None
 
     def _is_local(self, model: Mapping[str, Any], engine: InferenceExtension | None = None) -> bool:
         """Whether the model runs on a local engine (its ``settings`` are load options); an engine whose

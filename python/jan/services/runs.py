@@ -129,7 +129,7 @@ from jan.templates.chat import joined_turn
 from jan.services.errors import (GenerationCancelledError, RequestError, ServiceUnavailableError, failure_kind,
                                  require)
 from jan.services.fit import PromptBudgetError
-from jan.services.models import ModelService, check_format_grammar, check_parameters
+from jan.services.models import ModelService, check_format_grammar, check_parameters, model_sampling
 from jan.services.run_records import (ask_cancel, cancels_asked, claim_lock_path, clear_cancel, held_elsewhere,
                                       interrupt_if_orphaned, list_records, load_record, mark_interrupted, running_elsewhere,
                                       save_record, take_lease, thread_records)
@@ -1502,7 +1502,7 @@ class RunService:
                 raise RequestError(f"{owner} has unusable {exc}", param=exc.param, code=exc.code) from None
         sampling = merge_options(req.sampling, SamplingOptions.from_mapping(thread_model.get("parameters")),
                                  SamplingOptions.from_mapping(assistant.get("parameters")),
-                                 SamplingOptions.from_mapping(model.get("parameters")))
+                                 model_sampling(model))
         # response_format: the run's, else the thread's, else the assistant's (OpenAI's "auto": the assistant's)
         response_format, source = req.response_format, ("", "response_format")
         for owner, prefix, params in layers:
@@ -1952,6 +1952,8 @@ class _Execution:
         #: Tokens of the reply written before this leg (a resumed reply's partial text): they count against
         #: the run's ``max_tokens`` and in its usage.
         self.continued_tokens = 0
+        #: Whether the run's max_completion_tokens is spent by its earlier turns (set with each turn's request)
+        self.completion_spent = False
         #: The model turn's own usage (its reply's ``metadata.usage``; None until told), the run's usage before
         #: the turn (what the turn's is added to), and the prompt's length told with its first token.
         self.turn_usage: dict[str, Any] | None = None
@@ -2023,7 +2025,10 @@ class _Execution:
                 tool_choice = _tool_choice(choice)
         sampling = SamplingOptions.from_mapping(run.parameters)
         left = self._tokens_left(sampling)
-        if left is not None:
+        # nothing left (0 or less) is no max_tokens a request can hold (SamplingOptions refuses it): said apart, and
+        # the turn is not started (the leg's loop reads it)
+        self.completion_spent = left is not None and left <= 0
+        if left is not None and left > 0:
             sampling = replace(sampling, max_tokens=left)  # the run's earlier turns (or the reply's leg) spent the rest
         run.control = GenerationControl()  # (each turn its own: an end asked of the last turn's thinking is not this one's)
         return ChatRequest(model=run.model_id, messages=messages, tools=tools, tool_choice=tool_choice, control=run.control,
@@ -2303,7 +2308,7 @@ class _Execution:
                     self.continued_tokens = await self._token_count(continue_text)
                 request = await self._chat_request(continue_text=continue_text)
                 continue_text = None
-                spent = request.sampling.max_tokens is not None and request.sampling.max_tokens <= 0
+                spent = self.completion_spent
                 if spent and self.continued_tokens:
                     # the partial reply already holds max_tokens tokens: it ends as the limit would have ended it
                     run.finish_reason = "length"

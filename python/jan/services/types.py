@@ -246,6 +246,34 @@ def _check_choices(obj: Any) -> None:
         raise _misuse("n", str(exc).removeprefix("n: ")) from None
 
 
+def _check_ranges(options: "SamplingOptions") -> None:
+    """Each given option within :data:`jan.engine.params.RANGES` (the one table the engine checks too), or a
+    ``RequestError`` naming it, when the options are made: checked only by the engine, a Python caller of the
+    services got a bare ``ValueError`` without its ``param``, and only after the model had loaded for it."""
+    from jan.engine.params import RANGES
+
+    for name in _RANGED_OPTIONS:
+        value = getattr(options, name)
+        if value is None:
+            continue
+        try:
+            RANGES[name].check(name, value)
+        except ValueError as exc:
+            raise _misuse(name, str(exc).removeprefix(f"{name}: ")) from None
+    for token, bias in (options.logit_bias or {}).items():
+        try:
+            RANGES["logit_bias"].check(f"logit_bias[{token}]", bias)
+        except ValueError as exc:
+            raise _misuse(f"logit_bias[{token}]", str(exc).removeprefix(f"logit_bias[{token}]: "),
+                          param="logit_bias") from None
+
+
+#: SamplingOptions' fields the engine bounds (jan.engine.params.RANGES); logit_bias, a mapping, is checked apart
+_RANGED_OPTIONS = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "typical_p", "mirostat", "mirostat_tau",
+                   "mirostat_eta", "repeat_penalty", "repeat_last_n", "presence_penalty", "frequency_penalty",
+                   "draft_max", "draft_min", "ngram", "draft_p_min")
+
+
 def _not_empty(obj: Any, name: str, what: str) -> None:
     if not getattr(obj, name):
         raise _misuse(name, f"must hold at least one {what}")
@@ -495,9 +523,9 @@ class SamplingOptions:
     ``temperature`` <= 0 is greedy; ``stop`` strings end generation and are not returned (one
     string is taken as the one stop); ``logit_bias`` maps token ids to additive biases.
 
-    A value of the wrong type (``max_tokens="3"``) is a ``RequestError`` (a ``ValueError``) naming the
-    field when the options are made; a value out of range is the engine's ``ValueError`` naming it
-    (:data:`jan.engine.params.RANGES`, the one table of ranges).
+    A value of the wrong type (``max_tokens="3"``) or out of range (:data:`jan.engine.params.RANGES`, the one
+    table of ranges, which the engine checks again) is a ``RequestError`` (a ``ValueError``) naming the field
+    when the options are made, before any model loads for them.
     """
 
     # when to stop
@@ -538,6 +566,7 @@ class SamplingOptions:
         if isinstance(self.stop, str):  # one stop string, not its characters
             object.__setattr__(self, "stop", (self.stop,))
         _check_fields(self)
+        _check_ranges(self)
         if self.stop and "" in self.stop:
             # here, not only in the engine's parameters: a parsed reply's stop strings never reach the engine
             # (services/output.AnswerStops), and an empty one would end every answer before it began

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from jan.core import ModelExtension
 from jan.extensions._builtin import BuiltinExtension
 from jan.errors import ModelLoadError, ModelNotFoundError, not_found_message
-from jan.extensions.models.gguf_info import check_projector, describe_gguf
+from jan.extensions.models.gguf_info import check_projector, describe_gguf, said_by_url
 from jan.local_files import not_a_regular_file
 from jan.store import AlreadyExistsError, AsyncStore, CaseClashError, DataFolder, NotFoundError, slugify_id, validate_id
 from jan.store.models import check_gguf
@@ -279,10 +279,12 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
             return self.downloader.start(file.url, file.staged, sha256=file.sha256)
 
         async def register(found: dict[str, str]) -> dict[str, Any]:
-            info = await asyncio.to_thread(describe_gguf, found[dest])
+            with said_by_url(found[dest], plan.model_url):
+                info = await asyncio.to_thread(describe_gguf, found[dest])
             if mmproj is not None:  # a projector does not load as a model: its header is what can be checked
-                await asyncio.to_thread(check_gguf, found[mmproj])
-                await asyncio.to_thread(check_projector, found[mmproj])
+                with said_by_url(found[mmproj], plan.mmproj_url):
+                    await asyncio.to_thread(check_gguf, found[mmproj])
+                    await asyncio.to_thread(check_projector, found[mmproj])
             for final, path in found.items():
                 if path != final:
                     await asyncio.to_thread(os.replace, path, final)

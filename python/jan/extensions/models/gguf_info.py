@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 from jan.engine.header import read_header
+from jan.errors import ModelLoadError
 from jan.gguf_magic import GGUF_MAGIC
 
 
@@ -202,3 +205,27 @@ def check_projector(path: str) -> None:
         what = f"its architecture is '{arch}'" if arch else "its header names no architecture"
         raise ValueError(f"{path} is not a multimodal projector (mmproj) GGUF: {what}, a projector's is "
                          f"'{PROJECTOR_ARCHITECTURE}'")
+
+
+def by_url(text: str, path: str, url: str) -> str:
+    """An error about the downloaded file at ``path`` said of the ``url`` it came from: the path is a staging file in
+    the model's folder, removed with the failed pull, which tells the user nothing."""
+    return text.replace(f"'{path}'", f"downloaded from {url}").replace(path, f"the file downloaded from {url}")
+
+
+@contextlib.contextmanager
+def said_by_url(path: str, url: str) -> Iterator[None]:
+    """Checks of a downloaded file whose error (one naming ``path``) is said by the URL instead (:func:`by_url`), as
+    the same type (with its ``param`` and ``code``)."""
+    try:
+        yield
+    except (ModelLoadError, ValueError) as exc:
+        text = str(exc)
+        if path not in text:
+            raise
+        try:
+            said = type(exc)(by_url(text, path, url))
+        except TypeError:  # an error type made otherwise: left as it was
+            raise exc from None
+        said.__dict__.update(exc.__dict__)
+        raise said from None

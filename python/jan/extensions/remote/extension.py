@@ -177,6 +177,13 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
     def _upstream(self, model: dict[str, Any]) -> Upstream:
         return upstream_for(model, self.ctx.settings.all())
 
+    def check_model_settings(self, model: dict[str, Any]) -> None:
+        """A model.json about to be stored, read as a load will read it (:func:`upstream_for`): a base_url that is no
+        http(s) URL, no upstream at all, headers that are no object... is a :class:`RemoteSettingError` naming the
+        field, so that it is refused before it is stored instead of failing every request to the model. An
+        api_key_env not set in this process is not judged: the server that serves the model may have it."""
+        upstream_for(model, self.ctx.settings.all(), check_env=False)
+
     def _http(self) -> Any:
         """The client session (opened here on the loop the first time); 503 once the extension is unloaded."""
         if not self._loaded:

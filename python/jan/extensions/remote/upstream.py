@@ -28,9 +28,23 @@ __all__ = [
     "Upstream",
     "UpstreamError",
     "UpstreamRequestError",
+    "RemoteSettingError",
     "error_from_response",
     "upstream_for",
 ]
+
+
+class RemoteSettingError(ModelLoadError, ValueError):
+    """A remote model's model.json (or the remote extension's settings) that no request can use: no upstream, a
+    base_url that is no http(s) URL, an unset api_key_env... A fact about the model's configuration, as a
+    :class:`jan.ModelFileError` is about its weights: still a failed load (:class:`ModelLoadError`), answered as
+    every front end answers a bad setting, a 400 naming it (``param``: ``settings.base_url``), never a 500."""
+
+    def __init__(self, message: str, *, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+        self.code = "invalid_model_settings"
+
 
 #: The keys of model.json ``settings`` the remote engine reads.
 MODEL_SETTINGS = ("base_url", "model", "api_key", "api_key_env", "headers")
@@ -88,10 +102,16 @@ class Upstream:
         return headers
 
 
+def _param(where: str) -> str | None:
+    """The model.json field a problem is in (``settings.base_url``); None where it is the remote extension's own
+    setting (``where`` then says so), which no model.json names."""
+    return where if where.startswith("settings.") else None
+
+
 def _check_base_url(url: Any, where: str, model_id: str) -> str:
     if not isinstance(url, str) or not url.strip():
-        raise ModelLoadError(f"model '{model_id}' (engine openai): {where} must be a URL such as "
-                             f"'http://127.0.0.1:8080/v1'")
+        raise RemoteSettingError(f"model '{model_id}' (engine openai): {where} must be a URL such as "
+                                 f"'http://127.0.0.1:8080/v1'", param=_param(where))
     url = url.strip().rstrip("/")
     for suffix in ("/chat/completions", "/completions"):  # a common mistake: the endpoint instead of the root
         if url.endswith(suffix):
@@ -100,13 +120,16 @@ def _check_base_url(url: Any, where: str, model_id: str) -> str:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - a port out of range or no number fails here, not as every request's 502
     except ValueError as exc:  # (a malformed IPv6 literal too)
-        raise ModelLoadError(f"model '{model_id}' (engine openai): {where} {url!r} is not a URL ({exc})") from None
+        raise RemoteSettingError(f"model '{model_id}' (engine openai): {where} {url!r} is not a URL ({exc})",
+                                 param=_param(where)) from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ModelLoadError(f"model '{model_id}' (engine openai): {where} {url!r} is not an http(s) URL")
+        raise RemoteSettingError(f"model '{model_id}' (engine openai): {where} {url!r} is not an http(s) URL",
+                                 param=_param(where))
     return url
 
 
-def upstream_for(model: Mapping[str, Any], defaults: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Upstream:
+def upstream_for(model: Mapping[str, Any], defaults: Mapping[str, Any], environ: Mapping[str, str] | None = None, *,
+                 check_env: bool = True) -> Upstream:
     """Resolve a remote model's upstream from its model.json and the extension's settings.
 
     Raises ``ModelLoadError`` naming the missing or invalid field.
@@ -114,7 +137,7 @@ def upstream_for(model: Mapping[str, Any], defaults: Mapping[str, Any], environ:
     model_id = str(model.get("id") or "?")
     settings = model.get("settings") or {}
     if not isinstance(settings, Mapping):
-        raise ModelLoadError(f"model '{model_id}': settings must be an object")
+        raise RemoteSettingError(f"model '{model_id}': settings must be an object", param="settings")
     environ = os.environ if environ is None else environ
 
     if settings.get("base_url"):
@@ -122,13 +145,14 @@ def upstream_for(model: Mapping[str, Any], defaults: Mapping[str, Any], environ:
     elif defaults.get("base_url"):
         base_url = _check_base_url(defaults["base_url"], "the remote extension's base_url setting", model_id)
     else:
-        raise ModelLoadError(
+        raise RemoteSettingError(
             f"model '{model_id}' (engine openai) has no upstream: set settings.base_url in its model.json "
-            f"(e.g. 'http://127.0.0.1:8080/v1') or the remote extension's base_url setting")
+            f"(e.g. 'http://127.0.0.1:8080/v1') or the remote extension's base_url setting", param="settings.base_url")
 
     remote_name = settings.get("model") or model_id
     if not isinstance(remote_name, str):
-        raise ModelLoadError(f"model '{model_id}': settings.model must be a string (the upstream's model name)")
+        raise RemoteSettingError(f"model '{model_id}': settings.model must be a string (the upstream's model name)",
+                                 param="settings.model")
 
     api_key = None
     for source in (settings, defaults):
@@ -137,9 +161,11 @@ def upstream_for(model: Mapping[str, Any], defaults: Mapping[str, Any], environ:
             break
         env_name = source.get("api_key_env")
         if env_name:
+            if env_name not in environ and not check_env:  # (a model.json being stored: the variable may be set
+                break                                        # for the server that serves it, not for this process)
             if env_name not in environ:
-                raise ModelLoadError(f"model '{model_id}': the environment variable {env_name} "
-                                     f"(api_key_env) is not set")
+                raise RemoteSettingError(f"model '{model_id}': the environment variable {env_name} "
+                                         f"(api_key_env) is not set", param="settings.api_key_env" if source is settings else None)
             api_key = environ[env_name]
             break
 
@@ -147,7 +173,8 @@ def upstream_for(model: Mapping[str, Any], defaults: Mapping[str, Any], environ:
     for source in (defaults, settings):  # the model's headers win
         extra = source.get("headers") or {}
         if not isinstance(extra, Mapping):
-            raise ModelLoadError(f"model '{model_id}': headers must be an object of strings")
+            raise RemoteSettingError(f"model '{model_id}': headers must be an object of strings",
+                                     param="settings.headers" if source is settings else None)
         headers.update({str(k): str(v) for k, v in extra.items()})
     return Upstream(base_url=base_url, model=remote_name, api_key=api_key, headers=headers)
 

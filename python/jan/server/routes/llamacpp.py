@@ -35,7 +35,7 @@ from jan.server.validation import body_step, parse_body, read_json
 from jan.services.engine_output import engine_failures
 from jan.services.errors import RequestError
 from jan.services.local import single_tokens
-from jan.services.models import unload_now
+from jan.services.models import model_sampling, unload_now
 from jan.services.types import (CompletionRequest, LoadOptions, MediaText, SamplingOptions, resolve_load,
                                 resolve_sampling)
 
@@ -371,7 +371,7 @@ def _adapter_scales(status: dict[str, Any]) -> list[float] | None:
 
 def _model_sampling(model: dict[str, Any]) -> SamplingOptions:
     """The model's own sampling (its model.json ``parameters`` over the defaults): ``/props``' and ``/slots``'."""
-    return resolve_sampling(SamplingOptions.from_mapping(model.get("parameters")))
+    return resolve_sampling(model_sampling(model))
 
 
 @routes.get("/props")
