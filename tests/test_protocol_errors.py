@@ -136,7 +136,8 @@ CRAFTED = {
     "a long path then a long word": (b"\nGET /v1/" + b"a" * (MB // 2) + b" " + b"b" * (MB // 2),
                                      "/v1/" + "a" * (MB // 2), None),
     "a binary body ending in a token run": (b"x" * MB + b" /api/chat HTTP/1.1\r\n", "/api/chat", None),
-    "blanks after an X-Request-Id": (b"\nPOST /v1/messages HTTP/1.1\r\nX-Request-Id:" + b" " * MB, "/v1/messages", None),
+    "blanks after an X-Request-Id": (b"\nPOST /v1/messages HTTP/1.1\r\nX-Request-Id:" + b" " * MB, "/v1/messages",
+                                     None),
     "a whole X-Request-Id line": (b"\nPOST /v1/messages HTTP/1.1\r\nX-Request-Id: " + b" " * MB + b"abc \r\n",
                                   "/v1/messages", "abc "),
 }
