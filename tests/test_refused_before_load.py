@@ -202,7 +202,8 @@ NATIVE_COUNTS = {
     "completion n": ("/completion", {"prompt": "hi", "n": 5, "n_predict": 2}, "n: this request needs 5 generations"),
     "completion many prompts": ("/completion", {"prompt": [[1, 2]] * 20000, "n_predict": 2},
                                 "prompt: this request needs 20000 generations at once"),
-    "embedding inputs": ("/embedding", {"content": ["x"] * 2049}, "input: at most 2048 inputs in one embedding request"),
+    "embedding inputs": ("/embedding", {"content": ["x"] * 2049},
+                         "input: at most 2048 inputs in one embedding request"),
 }
 
 

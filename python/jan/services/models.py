@@ -34,8 +34,8 @@ from jan.services.types import (ChatRequest, CompletionRequest, EmbeddingRequest
 from jan.store.ids import is_valid_id
 from jan.templates import ChatTemplate, GrammarError, TemplateError, json_schema_to_grammar, resolve_template
 
-__all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header", "refuse_fan_out",
-           "text_setting", "unload_now", "unload_replaced"]
+__all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header",
+           "refuse_fan_out", "text_setting", "unload_now", "unload_replaced"]
 
 #: What :meth:`ModelService.with_weights` adds to a model.json: its weights, projector and draft model files.
 _WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path", "lora_paths")
