@@ -328,6 +328,31 @@ async def test_a_lone_surrogate_is_a_400_naming_the_field_in_every_dialect(serve
         assert answer["error"]["param"] == field and answer["error"]["code"] == "invalid_unicode"
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32-le"])
+@pytest.mark.parametrize("path, body", [
+    ("/v1/threads", {"metadata": {"note": LONE}}),
+    ("/v1/chat/completions", {"model": "stories260K", "max_tokens": 2, "messages": _LONE_CHAT}),
+    ("/v1/messages", {"model": "stories260K", "max_tokens": 2, "messages": _LONE_CHAT}),
+    ("/api/copy", {"source": "stories260K", "destination": LONE}),
+], ids=["threads", "chat", "anthropic", "ollama-copy"])
+async def test_a_body_that_is_not_utf8_is_a_400_saying_so_in_every_dialect(server, path, body, encoding):
+    """JSON comes as UTF-8. A body in UTF-16 or UTF-32 was parsed (Python's parser guesses them), past the check for
+    lone surrogate escapes, which reads the bytes as UTF-8: the stores then failed on the text with the codec's
+    words ("'utf-8' codec can't encode character"), no code, no field."""
+    raw = json.dumps(body).encode(encoding)
+    async with aiohttp.ClientSession() as s, \
+            s.post(server.base_url + path, data=raw, headers={"Content-Type": "application/json"}) as resp:
+        status, answer = resp.status, await resp.json()
+    assert status == 400, answer
+    assert "not UTF-8" in _message(answer) and "codec" not in _message(answer), answer
+    if path.startswith("/api/"):
+        assert isinstance(answer["error"], str)  # Ollama's shape
+    elif path.startswith("/v1/messages"):
+        assert answer["type"] == "error"  # Anthropic's shape
+    else:
+        assert answer["error"]["code"] == "invalid_json"
+
+
 async def test_a_lone_surrogate_in_a_key_is_a_400_naming_its_object(server):
     raw = json.dumps({"model": "stories260K", "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}],
                       "metadata": {"\udc80": "x"}})

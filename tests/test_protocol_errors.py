@@ -126,6 +126,46 @@ def test_a_request_aiohttp_cannot_parse_is_a_json_400_in_the_paths_shape(conn, n
     assert not quiet(caplog), quiet(caplog)
 
 
+# What a refused request's path, Content-Encoding and X-Request-Id are read from is the connection's raw input,
+# which the client chooses; it is searched on the event loop. Inputs on which a search that backtracks takes time
+# quadratic in their length (a megabyte: most of an hour, the whole server stalled), each still read right.
+MB = 1_000_000
+CRAFTED = {
+    "a long header value": (b"\nGET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * MB, "/v1/models", None),
+    "many lines of one token": ((b"\n" + b"a" * 1000) * 1000, None, None),
+    "a long path then a long word": (b"\nGET /v1/" + b"a" * (MB // 2) + b" " + b"b" * (MB // 2),
+                                     "/v1/" + "a" * (MB // 2), None),
+    "a binary body ending in a token run": (b"x" * MB + b" /api/chat HTTP/1.1\r\n", "/api/chat", None),
+    "blanks after an X-Request-Id": (b"\nPOST /v1/messages HTTP/1.1\r\nX-Request-Id:" + b" " * MB, "/v1/messages",
+                                     None),
+    "a whole X-Request-Id line": (b"\nPOST /v1/messages HTTP/1.1\r\nX-Request-Id: " + b" " * MB + b"abc \r\n",
+                                  "/v1/messages", "abc "),
+}
+
+
+@pytest.mark.timeout(120)  # linear: a fraction of a second for each; the quadratic search took most of an hour
+@pytest.mark.parametrize("name", list(CRAFTED))
+def test_reading_a_refused_requests_input_takes_time_linear_in_it(name):
+    from jan.server.protocol import _client_id, _refused_request
+
+    seen, path, client_id = CRAFTED[name]
+    assert _refused_request(seen)[0] == path
+    assert _client_id(seen) == client_id
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("path, shape", list(SHAPES.items()))
+def test_a_huge_header_line_is_a_400_in_the_paths_shape_and_others_are_served(server, conn, path, shape):
+    conn.send(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {'a' * 300_000}\r\n\r\n")
+    status, headers, body = conn.json_response()
+    assert status == 400 and shape(body), body
+    other = Conn(server.base_url)
+    try:
+        assert other.send("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").response()[0] == 200
+    finally:
+        other.close()
+
+
 def test_a_refused_request_is_logged_as_one_info_line(conn, caplog):
     with caplog.at_level(logging.INFO, logger="aiohttp.server"):
         conn.send("GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-B\x01d: 1\r\n\r\n").json_response()

@@ -193,6 +193,28 @@ def test_what_a_model_cannot_do_is_refused_before_it_loads(server, unloaded, nam
                     "too_many_generations", "invalid_schema", "invalid_grammar"), answer
 
 
+# llama-server's /completion and /embedding tokenize each prompt of a list before the request goes on: a count the
+# model (or any request) can never take is refused before that, not after a hop or two per prompt to a worker
+# thread (100,000 one-letter prompts took 40 s to be refused, loading the model first).
+NATIVE_COUNTS = {
+    "completion prompts": ("/completion", {"prompt": ["a", "b", "c"], "n": 2, "n_predict": 2},
+                           "prompt: this request needs 6 generations at once"),
+    "completion n": ("/completion", {"prompt": "hi", "n": 5, "n_predict": 2}, "n: this request needs 5 generations"),
+    "completion many prompts": ("/completion", {"prompt": [[1, 2]] * 20000, "n_predict": 2},
+                                "prompt: this request needs 20000 generations at once"),
+    "embedding inputs": ("/embedding", {"content": ["x"] * 2049},
+                         "input: at most 2048 inputs in one embedding request"),
+}
+
+
+@pytest.mark.parametrize("name", list(NATIVE_COUNTS))
+def test_more_prompts_than_can_be_taken_are_refused_before_they_are_tokenized(server, unloaded, name):
+    path, body, words = NATIVE_COUNTS[name]
+    status, answer = call(server, "POST", path, {"model": STORIES, **body})
+    assert status == 400, answer
+    assert answer["error"]["code"] == 400 and words in answer["error"]["message"], answer  # (llama-server's shape)
+
+
 def test_audio_to_a_projector_without_an_audio_encoder_is_refused_before_it_loads(server, unloaded):
     status, answer = call(server, "POST", "/v1/chat/completions", {"model": VISION, "messages": _openai_audio(),
                                                                    "max_tokens": 2})

@@ -315,6 +315,33 @@ def test_deeply_nested_json_is_400_on_every_json_route(keyed):
     assert status == 400
 
 
+# Bodies that are no JSON object (bytes no parser takes, JSON of another kind, JSON not in UTF-8), sent to every
+# operation that takes a body: each answered 4xx in its dialect's error shape, never a 5xx nor taken (a UTF-16 "{}"
+# made an assistant). The byte-level part of a fuzz of every route's fields, made while hunting malformed input.
+MALFORMED = {
+    "not UTF-8": b'{"model": "\xff\xfe"}', "NaN": b'{"temperature": NaN}', "Infinity": b'{"max_tokens": Infinity}',
+    "-Infinity": b'{"top_p": -Infinity}', "cut short": b'{"model": ', "an array": b"[1, 2]", "a string": b'"x"',
+    "a number": b"1", "null": b"null", "1e400": b'{"max_tokens": 1e400}', "5000 digits": b'{"n": ' + b"9" * 5000 + b"}",
+    "UTF-16": "{}".encode("utf-16"), "UTF-16-LE": "{}".encode("utf-16-le"), "UTF-32": "{}".encode("utf-32-le"),
+}
+
+
+def test_malformed_bodies_are_4xx_in_the_dialects_shape_on_every_route(keyed):
+    operations = [(m, p) for m, p, has_body in spec_operations(keyed) if has_body]
+    assert len(operations) > 60
+    for method, path in operations:
+        concrete = "/".join("x" if seg.startswith("{") else seg for seg in path.split("/"))
+        for name, raw in MALFORMED.items():
+            status, _, err = call(keyed, method, concrete, raw=raw)
+            assert 400 <= status < 500, (method, path, name, status, err)
+            if path.startswith("/api/"):
+                assert isinstance(err, dict) and isinstance(err.get("error"), str), (method, path, name, err)
+            elif path.startswith("/v1/messages"):
+                assert err["type"] == "error" and isinstance(err["error"]["message"], str), (method, path, name, err)
+            else:
+                assert isinstance(err["error"]["message"], str), (method, path, name, err)
+
+
 # -- 12: odd path parameters and file names ----------------------------------------------
 ODD = ["a" * 256, "a" * 5000, "%00", "..%2F..%2Fetc%2Fpasswd", "%E2%80%AE", "%FF", "x%2F", "%20"]
 

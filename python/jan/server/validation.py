@@ -75,6 +75,14 @@ def loads_bounded(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse JSON bytes; :class:`APIError` 400 when they are not JSON or nest deeper than ``max_depth``."""
     too_deep = APIError(400, f"The request body nests arrays/objects deeper than {max_depth} levels",
                         code="invalid_json")
+    # JSON is exchanged as UTF-8 (RFC 8259 8.1; a UTF-8 BOM is let pass). Python's parser would also read bytes
+    # it guesses are UTF-16 or UTF-32, and the checks below, which search the bytes as UTF-8 (the lone surrogate
+    # escapes), would miss what those hold: such a text reached the stores, which failed on it with Python's
+    # codec message.
+    encoding = json.detect_encoding(raw)
+    if encoding not in ("utf-8", "utf-8-sig"):
+        raise APIError(400, f"The request body is not valid JSON: it is not UTF-8 (it reads as {encoding.upper()});"
+                            " send JSON as UTF-8", code="invalid_json")
     try:
         data = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:

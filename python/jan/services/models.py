@@ -34,8 +34,8 @@ from jan.services.types import (ChatRequest, CompletionRequest, EmbeddingRequest
 from jan.store.ids import is_valid_id
 from jan.templates import ChatTemplate, GrammarError, TemplateError, json_schema_to_grammar, resolve_template
 
-__all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header", "text_setting",
-           "unload_now", "unload_replaced"]
+__all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header",
+           "refuse_fan_out", "text_setting", "unload_now", "unload_replaced"]
 
 #: What :meth:`ModelService.with_weights` adds to a model.json: its weights, projector and draft model files.
 _WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path", "lora_paths")
@@ -499,6 +499,25 @@ def _check_unloaded(request: ChatRequest | CompletionRequest | EmbeddingRequest,
         # a model.json setting no load can use (a hand-edited reasoning_budget): the load refuses it naming the
         # model.json it is in (the engine's stored-settings check), before anything is read; not said here half-way
 
+def refuse_fan_out(engine: Any, model: dict[str, Any], count: int, param: str) -> None:
+    """Raise the refusal of ``count`` generations at once (asked by the field ``param``) that the load options
+    ``engine`` would load ``model`` with can never hold (:func:`jan.services.abilities.fan_out_refusal`); nothing
+    where it cannot tell. Also asked by a front end before it reads a request's prompts further (llama-server's
+    ``/completion`` tokenizes each one first: a list of 100,000 was refused only after 40 s of that)."""
+    options = getattr(engine, "load_options", None)
+    if options is None or count <= 1:
+        return
+    try:
+        given = options(model)
+    except (TypeError, ValueError):
+        return  # a setting no load can use: the load names it
+    if given.n_parallel is None or given.max_queue is None:
+        return
+    problem = fan_out_refusal(count, given.n_parallel, given.max_queue, param)
+    if problem is not None:
+        raise problem
+
+
 class ModelService:
     """Finds models and their engines through the extension manager — the one model→engine rule."""
 
@@ -849,23 +868,18 @@ class ModelService:
         """What the load options the local engine would load the model with (its defaults under the model.json's)
         refuse, as the loaded model's own checks say it: more generations at once than its slots and queue
         (:func:`jan.services.abilities.fan_out_refusal`), embeddings from a model loaded with pooling none."""
-        count, param = generations(request)
+        if not isinstance(request, EmbeddingRequest):
+            refuse_fan_out(target.engine, target.model, *generations(request))
+            return
         options = getattr(target.engine, "load_options", None)
-        if options is None or (count <= 1 and not isinstance(request, EmbeddingRequest)):
+        if options is None:
             return
         try:
             given = options(target.model)
         except (TypeError, ValueError):
             return  # a setting no load can use: the load names it
-        if isinstance(request, EmbeddingRequest):
-            if given.pooling == "none" and not request.per_token:
-                raise pooling_none_refusal(target.id)
-            return
-        if given.n_parallel is None or given.max_queue is None:
-            return
-        problem = fan_out_refusal(count, given.n_parallel, given.max_queue, param)
-        if problem is not None:
-            raise problem
+        if given.pooling == "none" and not request.per_token:
+            raise pooling_none_refusal(target.id)
 
     async def require_fill_in(self, target: Target, context: Sequence[int] = ()) -> Target:
         """``target``, or the refusal of a ``suffix`` (fill-in-the-middle) for a model whose vocabulary has no FIM

@@ -44,6 +44,7 @@ __all__ = [
     "InfillChunk",
     "LOAD_DEFAULTS",
     "MAX_EMBEDDING_INPUTS",
+    "embedding_inputs_refusal",
     "MEDIA_MARKER",
     "MediaText",
     "MAX_EMBEDDING_TOKENS",
@@ -1078,12 +1079,20 @@ class EmbeddingRequest:
             raise _misuse("dimensions", f"must be at least 1, got {self.dimensions}")
         if self.p_norm is not None and self.p_norm < -1:
             raise _misuse("p_norm", f"must be -1 or more (llama.cpp's embd_normalize), got {self.p_norm}")
-        if len(self.inputs) > MAX_EMBEDDING_INPUTS:
-            from jan.services.errors import RequestError  # (jan.services imports this module)
+        if (problem := embedding_inputs_refusal(len(self.inputs))) is not None:
+            raise problem
 
-            raise RequestError(f"input: at most {MAX_EMBEDDING_INPUTS} inputs in one embedding request, got "
-                               f"{len(self.inputs)}; send them in several requests", param="input",
-                               code="invalid_value")
+
+def embedding_inputs_refusal(count: int) -> Exception | None:
+    """The refusal of an embedding request with ``count`` inputs, more than :data:`MAX_EMBEDDING_INPUTS` (a
+    :class:`~jan.services.errors.RequestError`), or None; also asked before the inputs are read further (a front end
+    that tokenizes each one first)."""
+    if count <= MAX_EMBEDDING_INPUTS:
+        return None
+    from jan.services.errors import RequestError  # (jan.services imports this module)
+
+    return RequestError(f"input: at most {MAX_EMBEDDING_INPUTS} inputs in one embedding request, got {count}; "
+                        "send them in several requests", param="input", code="invalid_value")
 
 
 @dataclass(frozen=True)

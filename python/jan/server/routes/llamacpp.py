@@ -35,9 +35,9 @@ from jan.server.validation import body_step, parse_body, read_json
 from jan.services.engine_output import engine_failures
 from jan.services.errors import RequestError
 from jan.services.local import single_tokens
-from jan.services.models import model_sampling, unload_now
-from jan.services.types import (CompletionRequest, LoadOptions, MediaText, SamplingOptions, resolve_load,
-                                resolve_sampling)
+from jan.services.models import model_sampling, refuse_fan_out, unload_now
+from jan.services.types import (CompletionRequest, LoadOptions, MediaText, SamplingOptions, embedding_inputs_refusal,
+                                resolve_load, resolve_sampling)
 
 routes = web.RouteTableDef()
 
@@ -296,6 +296,12 @@ async def completion(request: web.Request) -> web.StreamResponse:
     """llama-server's native completion: ``prompt`` (text, token ids, both mixed, or a list of prompts), its
     sampling fields and ``n_predict``; answered as its results, or streamed with ``stream: true``."""
     body = await parse_body(request, native.CompletionBody)
+    # More prompts than the model can ever run at once are refused before each is tokenized (a hop to a worker
+    # thread or two each), as the completion service would refuse them after
+    count = len(native.prompts_of(body.prompt))
+    if count * (body.n_cmpl or 1) > 1:
+        model, engine = await model_and_engine(request, body.model)
+        refuse_fan_out(engine, model, count * (body.n_cmpl or 1), "prompt" if count > 1 else "n")
     prompts, texts = await _prompts(request, body.model, body.prompt)
     typed = await body_step(native.completion_request, body, prompts)
     try:
@@ -414,6 +420,9 @@ async def embedding(request: web.Request) -> web.Response:
     them, ``embd_normalize``; answered as a list of ``{"index", "embedding"}``, ``embedding`` the pooled vector in a
     list, or with pooling none a vector per token."""
     body = await parse_body(request, native.EmbeddingBody)
+    # more inputs than one request may have are refused before each is tokenized, as the service would after
+    if (problem := embedding_inputs_refusal(len(native.prompts_of(body.inputs)))) is not None:
+        raise problem
     await fetch_body_images(body, request.app[MEDIA_FETCHER])  # (a content input's image URLs, as a chat's)
     inputs, _ = await _prompts(request, body.model, body.inputs, param="input", field=body.inputs_field)
     if any(x == "" for x in inputs):  # (no token at all: a vocabulary that adds none to an empty text)
