@@ -42,7 +42,6 @@ from jan.services.types import (
     ChatResult,
     ChoiceResult,
     RenderedPrompt,
-    SamplingOptions,
     TextPart,
     ToolCall,
     check_context_keep,
