@@ -194,6 +194,16 @@ def test_n_predict_minus_one_runs_to_the_end_and_zero_generates_nothing(server):
     assert ok(server, "/completion", GREEDY | {"prompt": STORY, "max_tokens": 3})["tokens_predicted"] == 3
 
 
+def test_llama_servers_off_values_are_taken_as_it_reads_them(server):
+    """A temperature below 0 is greedy and a top_k <= 0 no top-k to llama-server (llama.cpp's sampler chain): taken,
+    not a 400 (jan's other dialects keep their own ranges: test_ollama_faults, test_dialect_conformance)."""
+    greedy = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 8})["content"]
+    body = {"model": "stories260K", "prompt": STORY, "n_predict": 8}
+    assert ok(server, "/completion", body | {"temperature": -1})["content"] == greedy
+    assert ok(server, "/completion", GREEDY | body | {"top_k": -1})["content"] == greedy
+    refused(server, "/completion", body | {"temperature": 2.5}, "temperature")
+
+
 def test_token_id_and_mixed_prompts_read_as_the_text(server):
     text = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 8})
     ids = ok(server, "/tokenize", {"model": "stories260K", "content": STORY, "add_special": True})["tokens"]

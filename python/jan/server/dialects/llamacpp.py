@@ -28,7 +28,7 @@ from jan.server.schemas import (INT32_MAX, ContentPrompt, MediaPrompt, ModelId, 
 from jan.errors import MediaError
 from jan.image_types import b64decode, sniff_image
 from jan.engine.media import audio_format
-from jan.engine.params import lora_request
+from jan.engine.params import RANGES, lora_request
 from jan.services.types import (MEDIA_MARKER, AudioPart, CompletionDelta, CompletionRequest, EmbeddingRequest,
                                 EmbeddingResult, ImagePart, InfillChunk, MediaText, SamplingOptions, TokenLogprob,
                                 Usage)
@@ -144,8 +144,11 @@ class CompletionBody(WholeNumbers):
     # -1: until the end of generation or of the context; 0: the prompt is evaluated and nothing generated
     n_predict: int | None = Field(None, ge=-1, le=INT32_MAX)
     n_cmpl: int | None = bounded("n")
-    temperature: float | None = bounded("temperature")
-    top_k: int | None = bounded("top_k")
+    # llama-server's "off" values beyond jan's one range table (as Ollama's, ollama_schemas.OLLAMA_BOUNDS): a
+    # temperature below 0 is greedy, a top_k <= 0 no top-k (llama.cpp's sampler chain reads them so); taken as jan's
+    # 0 by completion_request
+    temperature: float | None = Field(None, ge=-float(INT32_MAX), le=RANGES["temperature"].le)
+    top_k: int | None = Field(None, ge=-INT32_MAX - 1, le=INT32_MAX)
     top_p: float | None = bounded("top_p")
     min_p: float | None = bounded("min_p")
     typical_p: float | None = bounded("typical_p")
@@ -437,6 +440,9 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
                                                     "frequency_penalty", "mirostat", "mirostat_tau", "mirostat_eta",
                                                     "seed", "ignore_eos")
              if getattr(body, name) is not None}
+    for name in ("temperature", "top_k"):  # llama-server's "off" (greedy, no top-k) as jan's, over a model.json's too
+        if given.get(name) is not None and given[name] < 0:
+            given[name] = type(given[name])(0)
     if body.samplers is not None:
         for name, value in off_samplers(body.samplers).items():
             given[name] = value  # a sampler left out is off, whatever its option says (llama.cpp's chain)
