@@ -46,6 +46,7 @@ from jan.json_text import loads_json
 from jan.core import Tool, ToolRegistry, ToolResult
 from jan.core.tools import DEFAULT_TOOL_TIMEOUT, ToolCallOutcome
 from jan.services.errors import RequestError
+from jan.templates.formats.reasoning import joined_thoughts
 # (the checks of entries and policies, here since the loop's start: imported from here too)
 from jan.services.tool_checks import (SERVER_NAME_RULE, check_function_entries, check_tool_entries,  # noqa: F401
                                      check_tool_policy, valid_server_name)
@@ -638,7 +639,7 @@ def reasoning_of(message: dict[str, Any]) -> str:
         if isinstance(p, dict) and p.get("type") == "reasoning":
             text = p.get("text")
             thoughts.append(text.get("value", "") if isinstance(text, dict) else text if isinstance(text, str) else "")
-    return "".join(thoughts)
+    return joined_thoughts(thoughts)
 
 
 def parse_calls(tool_calls: list[dict[str, Any]] | None) -> list[PendingCall]:

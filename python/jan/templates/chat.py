@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from jan.json_text import loads_json
 from ..errors import JanError
+from .formats.reasoning import joined_thoughts
 
 __all__ = [
     "BUILTIN_TEMPLATES",
@@ -701,9 +702,9 @@ def joined_turn(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     consecutive messages of one role), their parts (images) in order, their reasoning joined. For templates that
     refuse two turns of one role in a row (:attr:`ChatTemplate.joins_turns`) and a run's history."""
     out = {**a, "content": _joined_content(a.get("content"), b.get("content"))}
-    thoughts = [t for t in (a.get("reasoning_content"), b.get("reasoning_content")) if t]
+    thoughts = joined_thoughts([a.get("reasoning_content"), b.get("reasoning_content")])
     if thoughts:
-        out["reasoning_content"] = "\n\n".join(thoughts)
+        out["reasoning_content"] = thoughts
     return out
 
 

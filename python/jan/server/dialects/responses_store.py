@@ -47,6 +47,7 @@ from jan.store.context import LOCK_DIR_NAME
 from jan.core.locks import KeyedLocks
 from jan.store.locks import LockManager
 from jan.services.types import ChatMessage, ImagePart, Part, TextPart, ToolCall
+from jan.templates.formats.reasoning import joined_thoughts
 from jan.services.untrusted import UntrustedTextPart
 from jan.local_files import read_regular_file
 
@@ -232,7 +233,7 @@ def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart]
     return ChatMessage(role, tuple(parts), tool_calls=tuple(calls),
                        tool_call_id=metadata.get("tool_call_id") if role == "tool" else None,
                        # metadata.reasoning_content: where responses stored before kept it
-                       reasoning="".join(thinking) or metadata.get("reasoning_content") or None)
+                       reasoning=joined_thoughts(thinking) or metadata.get("reasoning_content") or None)
 
 
 def thread_parts(message: dict[str, Any],

@@ -14,10 +14,11 @@ streamed output splits exactly like the whole one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 from .text import WS, hold, partial_suffix
 
-__all__ = ["ReasoningMarkers", "ReasoningSplitter", "reasoning_spans", "split_reasoning"]
+__all__ = ["ReasoningMarkers", "ReasoningSplitter", "joined_thoughts", "reasoning_spans", "split_reasoning"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,19 @@ def _unwrap(answer: str, opening: str, closing: str, final: bool, calls: tuple[s
         # held back: a partial closing marker, and the whitespace before it (the closing marker's, if it comes)
         return answer[: len(answer) - partial_suffix(end, (closing,))].rstrip(WS) if end == answer else end
     return answer
+
+
+def joined_thoughts(pieces: Iterable[str | None]) -> str:
+    """Several pieces of one turn's thinking (an Anthropic turn's thinking blocks, a Responses turn's reasoning
+    items or summary parts, a stored message's reasoning parts) as the one thinking a template is given: joined
+    with a blank line, as :func:`split_reasoning` joins the blocks of one output. A piece's own whitespace at a
+    seam gives way to that blank line, so the pieces jan streamed itself (a second block's text begins with the
+    blank line that parts it from the first) join back to the whole output's thinking, never with two; a single
+    piece stays as it is."""
+    kept = [p for p in pieces if p and p.strip(WS)]
+    if len(kept) <= 1:
+        return kept[0] if kept else ""
+    return "\n\n".join([kept[0].rstrip(WS), *(p.strip(WS) for p in kept[1:-1]), kept[-1].lstrip(WS)])
 
 
 def reasoning_spans(text: str, markers: ReasoningMarkers, *, open_at_start: bool) -> list[tuple[int, int]]:
