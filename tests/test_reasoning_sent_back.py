@@ -106,3 +106,51 @@ def test_joined_turns_never_double_the_blank_line():
     turn = joined_turn({"role": "assistant", "content": "a", "reasoning_content": "A\n\n"},
                        {"role": "assistant", "content": "b", "reasoning_content": "\n\nB"})
     assert turn["reasoning_content"] == "A\n\nB"
+
+
+# -- the thinking sent back reaches the template under the name it reads --------------------------------------------
+
+_TOOLS = [{"type": "function", "function": {"name": "f", "description": "d",
+                                            "parameters": {"type": "object", "properties": {}}}}]
+
+
+def _tool_loop(content: str = "") -> list[dict]:
+    return [{"role": "user", "content": "hi"},
+            {"role": "assistant", "content": content, "reasoning_content": "THOUGHT-ONE",
+             "tool_calls": [{"id": "abcdefghi", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "abcdefghi", "content": "ok"}]
+
+
+def _prompt(name: str, messages: list[dict]) -> str:
+    from jan.templates import ChatTemplate
+    from jan.templates.formats import ChatPlan
+
+    source = (templates_dir() / f"{name}.jinja").read_text()
+    plan = ChatPlan(detect_format(source), tools=_TOOLS)
+    return ChatTemplate(source, bos_token="<s>", eos_token="</s>").render(
+        plan.messages(messages), tools=_TOOLS, add_generation_prompt=True, **plan.template_kwargs())
+
+
+def test_every_real_template_takes_a_tool_loops_thinking_sent_back():
+    for path in sorted(templates_dir().glob("*.jinja")):
+        for content in ("", "Let me look."):
+            _prompt(path.stem, _tool_loop(content))  # (gpt-oss's raised on a call turn with text and thinking)
+
+
+def test_templates_that_read_the_thinking_by_another_name_get_it():
+    # LFM2.5 reads ``thinking``, Solar Open ``reasoning``, Ministral 3 Reasoning a content chunk of type "thinking":
+    # each dropped the tool loop's thinking, which the template keeps
+    assert "<think>THOUGHT-ONE</think>" in _prompt("LFM2.5-8B-A1B", _tool_loop())
+    assert "<|think|>THOUGHT-ONE<|end|>" in _prompt("upstage-Solar-Open-100B", _tool_loop())
+    assert "[THINK]THOUGHT-ONE[/THINK]Let me look.[TOOL_CALLS]f" in _prompt(
+        "mistralai-Ministral-3-14B-Reasoning-2512", _tool_loop("Let me look."))
+    # still the one thinking where a template reads several names (Cohere's, Hy3's, Laguna's)
+    for name in ("Cohere2MoE", "tencent-Hy3", "poolside-Laguna-XS-2.1", "Qwen-Qwen3-0.6B"):
+        assert _prompt(name, _tool_loop()).count("THOUGHT-ONE") == 1, name
+
+
+def test_gpt_oss_call_turn_with_a_preamble_and_thinking_is_rendered():
+    # jan's own gpt-oss reply (an analysis, a commentary preamble, a call) sent back: its analysis is the turn's
+    prompt = _prompt("openai-gpt-oss-120b", _tool_loop("Let me look."))
+    assert "<|channel|>analysis<|message|>THOUGHT-ONE<|end|>" in prompt
+    assert "to=functions.f" in prompt
