@@ -106,6 +106,10 @@ def test_joined_turns_never_double_the_blank_line():
     turn = joined_turn({"role": "assistant", "content": "a", "reasoning_content": "A\n\n"},
                        {"role": "assistant", "content": "b", "reasoning_content": "\n\nB"})
     assert turn["reasoning_content"] == "A\n\nB"
+    # and under every name a template reads it by (ChatPlan.messages gives them before turns are joined)
+    turn = joined_turn({"role": "assistant", "content": "a", "reasoning_content": "A", "thinking": "A", "reasoning": "A"},
+                       {"role": "assistant", "content": "b", "reasoning_content": "B", "thinking": "B", "reasoning": "B"})
+    assert (turn["reasoning_content"], turn["thinking"], turn["reasoning"]) == ("A\n\nB",) * 3
 
 
 # -- the thinking sent back reaches the template under the name it reads --------------------------------------------
@@ -154,3 +158,19 @@ def test_gpt_oss_call_turn_with_a_preamble_and_thinking_is_rendered():
     prompt = _prompt("openai-gpt-oss-120b", _tool_loop("Let me look."))
     assert "<|channel|>analysis<|message|>THOUGHT-ONE<|end|>" in prompt
     assert "to=functions.f" in prompt
+
+
+def test_a_conversation_keeps_a_turns_reasoning_items_as_its_one_thinking():
+    from jan.server.dialects import conversations
+
+    items = [_msg("user", "hi") | {"id": "msg_u"}, _rs("A") | {"id": "rs_1"}, _msg("assistant", "Let me check.") | {"id": "msg_a"},
+             _rs("\n\nB") | {"id": "rs_2"}, {"id": "fc_1", "type": "function_call", "call_id": "c1", "name": "f",
+                                           "arguments": "{}"}]
+    body = responses.ResponsesRequest.model_validate({"model": "m", "input": items})
+    turns = [turn for turn, _, _ in responses.sourced_turns(body.input)]
+    kept = conversations.kept_turns(items, turns, responses.input_sources(body.input))
+    assert [k.item for k in kept] == [None, None]  # (B was the next turn's, or an item of no turn)
+    listed = [item for item, _ in conversations.message_items("m", kept[1].message, ids=kept[1].item_ids)]
+    assert [(item["id"], item["type"]) for item in listed] == [("rs_1", "reasoning"), ("msg_a", "message"),
+                                                               ("fc_1", "function_call")]
+    assert listed[0]["content"] == [{"type": "reasoning_text", "text": "A\n\nB"}]

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from jan.json_text import loads_json
 from ..errors import JanError
-from .formats.reasoning import joined_thoughts
+from .formats.reasoning import THOUGHT_NAMES, joined_thoughts
 
 __all__ = [
     "BUILTIN_TEMPLATES",
@@ -702,9 +702,10 @@ def joined_turn(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     consecutive messages of one role), their parts (images) in order, their reasoning joined. For templates that
     refuse two turns of one role in a row (:attr:`ChatTemplate.joins_turns`) and a run's history."""
     out = {**a, "content": _joined_content(a.get("content"), b.get("content"))}
-    thoughts = joined_thoughts([a.get("reasoning_content"), b.get("reasoning_content")])
-    if thoughts:
-        out["reasoning_content"] = thoughts
+    for name in ("reasoning_content", *THOUGHT_NAMES):  # (each name a template may read the thinking by)
+        thoughts = joined_thoughts([a.get(name), b.get(name)])
+        if thoughts:
+            out[name] = thoughts
     return out
 
 

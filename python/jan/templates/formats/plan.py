@@ -18,6 +18,7 @@ from .call_start import BAN
 from .detect import ChatFormat
 from .grammars import select_functions
 from .parser import OutputParser
+from .reasoning import THOUGHT_NAMES
 
 __all__ = ["ChatPlan", "ReasoningRequest", "EFFORTS", "EFFORT_LEVELS", "REASONING_FORMATS", "THINK_LEVELS",
            "format_for_template"]
@@ -35,10 +36,6 @@ EFFORT_LEVELS = {"none": "none", "minimal": "minimal", "low": "low", "medium": "
 #: chat completions' ``think`` take them.
 THINK_LEVELS = ("low", "medium", "high", "max")
 REASONING_FORMATS = ("none", "auto", "deepseek", "deepseek-legacy")
-#: The names besides ``reasoning_content`` that chat templates read an earlier reply's thinking by (gpt-oss's and
-#: LFM2.5's ``thinking``, vLLM's ``reasoning``, which Solar Open reads): a message sent back gets its thinking under
-#: each, where it has none of that name.
-THOUGHT_NAMES = ("thinking", "reasoning")
 
 
 @dataclass(frozen=True)
