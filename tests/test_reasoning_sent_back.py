@@ -72,6 +72,8 @@ def test_jans_own_streamed_items_sent_back_are_the_whole_outputs_thinking():
     stream.feed(typed.ChatDelta(choice=0, finish_reason="tool_calls"))
     stream.finish()
     assert [item["type"] for item in stream.output] == ["reasoning", "message", "reasoning", "function_call"]
+    # each item is its own thinking: the blank line that parts it from the first is no text of the second
+    assert [item["content"][0]["text"] for item in stream.output if item["type"] == "reasoning"] == ["A", "B"]
     whole = parser.result.reasoning
     assert whole == "A\n\nB"
     assert output_message(stream.output).reasoning == whole  # (a stored response, previous_response_id)
@@ -174,3 +176,30 @@ def test_a_conversation_keeps_a_turns_reasoning_items_as_its_one_thinking():
     assert [(item["id"], item["type"]) for item in listed] == [("rs_1", "reasoning"), ("msg_a", "message"),
                                                                ("fc_1", "function_call")]
     assert listed[0]["content"] == [{"type": "reasoning_text", "text": "A\n\nB"}]
+
+
+def test_anthropic_streamed_thinking_blocks_are_their_own_text_and_join_back():
+    fmt = detect_format((templates_dir() / "Qwen-Qwen3-0.6B.jinja").read_text())
+    parser = OutputParser(fmt)
+    text = "<think>A</think>Let me check.<think>B</think>Done."
+    deltas = [d for ch in text for d in parser.feed(ch)] + parser.finish()
+    stream = anthropic.MessageStream("msg_1", "m")
+    events = [e for d in deltas for e in stream.feed(typed.ChatDelta(choice=0, content=d.content, reasoning=d.reasoning))]
+    events += stream.feed(typed.ChatDelta(choice=0, finish_reason="stop"))
+    events += stream.finish()
+    blocks: dict[int, dict] = {}
+    for name, data in events:
+        if name == "content_block_start":
+            blocks[data["index"]] = dict(data["content_block"])
+        elif name == "content_block_delta" and data["delta"]["type"] == "thinking_delta":
+            blocks[data["index"]]["thinking"] += data["delta"]["thinking"]
+        elif name == "content_block_delta" and data["delta"]["type"] == "text_delta":
+            blocks[data["index"]]["text"] += data["delta"]["text"]
+        elif name == "content_block_delta" and data["delta"]["type"] == "signature_delta":
+            blocks[data["index"]]["signature"] = data["delta"]["signature"]
+    content = [blocks[i] for i in sorted(blocks)]
+    assert [(b["type"], b.get("thinking", b.get("text"))) for b in content] == [
+        ("thinking", "A"), ("text", "Let me check."), ("thinking", "B"), ("text", "Done.")]
+    # sent back as they came (signatures and all): the turn's thinking is the whole output's
+    turns = _anthropic_turns([{"role": "user", "content": "hi"}, {"role": "assistant", "content": content}])
+    assert turns[1][2] == parser.result.reasoning == "A\n\nB"

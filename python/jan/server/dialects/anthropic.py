@@ -37,7 +37,7 @@ from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
 from jan.store._util import as_seconds
 from jan.templates.formats.reasoning import joined_thoughts
-from jan.templates.formats.text import closed_json, shown_json
+from jan.templates.formats.text import WS, closed_json, shown_json
 
 __all__ = [
     "CountTokensRequest",
@@ -1392,12 +1392,15 @@ class MessageStream:
             self._usage = delta.usage
         if delta.choice != 0:
             return events
-        if delta.reasoning:
+        # a block of its own: the blank line that parts this thinking from the output's earlier thinking (as one
+        # text: typed.ChatMessage.reasoning) is no text of this block (joined_thoughts puts it back)
+        thought = delta.reasoning if self._open == "thinking" else delta.reasoning.lstrip(WS)
+        if thought:
             if self._open != "thinking":
                 events += self._open_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
-            self._thinking += delta.reasoning
+            self._thinking += thought
             if not self.omit_thinking:
-                events.append(self._delta({"type": "thinking_delta", "thinking": delta.reasoning}))
+                events.append(self._delta({"type": "thinking_delta", "thinking": thought}))
         if delta.content:
             if self._open != "text":
                 events += self._open_block("text", {"type": "text", "text": ""})

@@ -28,6 +28,7 @@ from jan.server.body_size import body_step
 from jan.server.document_inputs import data_url_bytes
 from jan.server.media_fetch import is_data_url
 from jan.templates.formats.reasoning import joined_thoughts
+from jan.templates.formats.text import WS
 from jan.templates.grammar import GrammarError, whole_match_pattern, whole_match_problem
 from jan.server.schemas import (TOOL_NAME_PATTERN, StringMetadata, tool_kind_check, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
                                 some_content)
@@ -1505,12 +1506,15 @@ class ResponseStream:
                 self._pending += delta.logprobs
             else:
                 self._pending = []  # the held-back text was this reasoning's or call's
-        if delta.reasoning:
+        # an item of its own: the blank line that parts this thinking from the output's earlier thinking (as one
+        # text: typed.ChatMessage.reasoning) is no text of this item (joined_thoughts puts it back)
+        thought = delta.reasoning if self._open == "reasoning" else delta.reasoning.lstrip(WS)
+        if thought:
             if self._open != "reasoning":
                 events += self._start("reasoning", _reasoning_item(new_id("rs"), "", "in_progress", self._encrypted))
-            self._text += delta.reasoning
+            self._text += thought
             events.append(self.event("response.reasoning_text.delta", **self._where(), content_index=0,
-                                     delta=delta.reasoning))
+                                     delta=thought))
         if delta.content:
             if self._open != "message":
                 events += self._start("message", _message_item(new_id("msg"), None, "in_progress"))
