@@ -109,8 +109,9 @@ def test_joined_turns_never_double_the_blank_line():
                        {"role": "assistant", "content": "b", "reasoning_content": "\n\nB"})
     assert turn["reasoning_content"] == "A\n\nB"
     # and under every name a template reads it by (ChatPlan.messages gives them before turns are joined)
-    turn = joined_turn({"role": "assistant", "content": "a", "reasoning_content": "A", "thinking": "A", "reasoning": "A"},
-                       {"role": "assistant", "content": "b", "reasoning_content": "B", "thinking": "B", "reasoning": "B"})
+    a = {"role": "assistant", "content": "a", "reasoning_content": "A", "thinking": "A", "reasoning": "A"}
+    b = {"role": "assistant", "content": "b", "reasoning_content": "B", "thinking": "B", "reasoning": "B"}
+    turn = joined_turn(a, b)
     assert (turn["reasoning_content"], turn["thinking"], turn["reasoning"]) == ("A\n\nB",) * 3
 
 
@@ -165,9 +166,9 @@ def test_gpt_oss_call_turn_with_a_preamble_and_thinking_is_rendered():
 def test_a_conversation_keeps_a_turns_reasoning_items_as_its_one_thinking():
     from jan.server.dialects import conversations
 
-    items = [_msg("user", "hi") | {"id": "msg_u"}, _rs("A") | {"id": "rs_1"}, _msg("assistant", "Let me check.") | {"id": "msg_a"},
-             _rs("\n\nB") | {"id": "rs_2"}, {"id": "fc_1", "type": "function_call", "call_id": "c1", "name": "f",
-                                           "arguments": "{}"}]
+    items = [_msg("user", "hi") | {"id": "msg_u"}, _rs("A") | {"id": "rs_1"},
+             _msg("assistant", "Let me check.") | {"id": "msg_a"}, _rs("\n\nB") | {"id": "rs_2"},
+             {"id": "fc_1", "type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}]
     body = responses.ResponsesRequest.model_validate({"model": "m", "input": items})
     turns = [turn for turn, _, _ in responses.sourced_turns(body.input)]
     kept = conversations.kept_turns(items, turns, responses.input_sources(body.input))
@@ -184,7 +185,8 @@ def test_anthropic_streamed_thinking_blocks_are_their_own_text_and_join_back():
     text = "<think>A</think>Let me check.<think>B</think>Done."
     deltas = [d for ch in text for d in parser.feed(ch)] + parser.finish()
     stream = anthropic.MessageStream("msg_1", "m")
-    events = [e for d in deltas for e in stream.feed(typed.ChatDelta(choice=0, content=d.content, reasoning=d.reasoning))]
+    events = [e for d in deltas
+              for e in stream.feed(typed.ChatDelta(choice=0, content=d.content, reasoning=d.reasoning))]
     events += stream.feed(typed.ChatDelta(choice=0, finish_reason="stop"))
     events += stream.finish()
     blocks: dict[int, dict] = {}

@@ -139,9 +139,9 @@ class ChatPlan:
 
     def messages(self, messages: Iterable[Any]) -> list[Any]:
         """Messages for the template: ``/think`` switches where that is the convention; earlier
-        reasoning passed as ``reasoning_content``, and under the other names templates read it by (:data:`THOUGHT_NAMES`),
-        or as the structured content a template keeps it in (:attr:`ChatFormat.content_blocks`,
-        :attr:`ChatFormat.thinking_blocks`)."""
+        reasoning passed as ``reasoning_content``, and under the other names templates read it by
+        (:data:`~jan.templates.formats.reasoning.THOUGHT_NAMES`), or as the structured content a template keeps it
+        in (:attr:`ChatFormat.content_blocks`, :attr:`ChatFormat.thinking_blocks`)."""
         out = []
         for m in messages:
             d = m.model_dump(exclude_none=True) if hasattr(m, "model_dump") else dict(m)

@@ -18,7 +18,8 @@ from typing import Iterable
 
 from .text import WS, hold, partial_suffix
 
-__all__ = ["THOUGHT_NAMES", "ReasoningMarkers", "ReasoningSplitter", "joined_thoughts", "reasoning_spans", "split_reasoning"]
+__all__ = ["THOUGHT_NAMES", "ReasoningMarkers", "ReasoningSplitter", "joined_thoughts", "reasoning_spans",
+           "split_reasoning"]
 
 #: The names besides ``reasoning_content`` that chat templates read an earlier reply's thinking by (gpt-oss's and
 #: LFM2.5's ``thinking``, vLLM's ``reasoning``, which Solar Open reads): a message sent back gets its thinking under
