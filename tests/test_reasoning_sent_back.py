@@ -205,3 +205,28 @@ def test_anthropic_streamed_thinking_blocks_are_their_own_text_and_join_back():
     # sent back as they came (signatures and all): the turn's thinking is the whole output's
     turns = _anthropic_turns([{"role": "user", "content": "hi"}, {"role": "assistant", "content": content}])
     assert turns[1][2] == parser.result.reasoning == "A\n\nB"
+
+
+def test_a_thinking_block_between_two_parts_of_the_answer_never_glues_them():
+    # the whitespace after a closing marker is the block's markup where the block leads (or follows whitespace),
+    # but after answer text that ends in a word it parts that text from what follows: "Let me check.Found it." was
+    # the answer, whole or streamed, and the reasoning tokens counted that whitespace as thinking
+    from jan.templates.formats import parse_output
+
+    fmt = detect_format((templates_dir() / "Qwen-Qwen3-0.6B.jinja").read_text())
+    cases = {
+        "<think>A</think>\n\nLet me check.<think>B</think>\n\nFound it.": "Let me check.\n\nFound it.",
+        "<think>A</think>\n\nI will search.\n<think>B</think>\n\nFound it.": "I will search.\nFound it.",
+        "Hi<think>b</think> Bye": "Hi Bye",
+        "<think>A</think>\n\nAnswer.": "Answer.",
+    }
+    for text, content in cases.items():
+        whole = parse_output(text, fmt)
+        assert whole.content == content, text
+        parser = OutputParser(fmt)
+        deltas = [d for ch in text for d in parser.feed(ch)] + parser.finish()
+        assert "".join(d.content for d in deltas) == content, text
+        # the spans (what counts as reasoning tokens) leave the answer's whitespace to the answer
+        spans = fmt.reasoning_spans(text, False)
+        outside = "".join(text[b:a] for (_, b), (a, _) in zip([(0, 0), *spans], [*spans, (len(text), 0)]))
+        assert outside == content, text
