@@ -132,3 +132,37 @@ def test_thinking_sent_back_is_one_prompt_in_every_dialect(server, model):
     assert len(set(with_thought.values())) == 1, with_thought
     # each of these templates keeps the thinking of a tool loop's turns (gpt-oss's analysis before a call)
     assert with_thought["_openai"] > without["_openai"]
+
+
+def test_gpt_oss_call_turn_with_a_preamble_and_thinking_is_answered_in_every_dialect(server):
+    # gpt-oss's own reply (analysis, commentary preamble, call) sent back: its template raises on a call turn with
+    # both text and thinking, so every dialect refused the conversation jan's own answer had made
+    call = {"id": "call_1", "type": "function", "function": {"name": "calc", "arguments": '{"x": 1}'}}
+    tools = [{"type": "function", "function": {"name": "calc", "description": "c", "parameters": PARAMS}}]
+    ask = {"role": "user", "content": "What is 2+2?"}
+    chat = _post(server, "/v1/chat/completions", {"model": MODEL, "max_tokens": 1, "tools": tools, "messages": [
+        ask, {"role": "assistant", "content": "Let me look.", "reasoning_content": THOUGHT, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "4"}]})
+    assert chat.status_code == 200, chat.text
+    anthropic_body = {"model": MODEL, "max_tokens": 1, "tools": [{"name": "calc", "input_schema": PARAMS}],
+                      "messages": [ask, {"role": "assistant", "content": [
+                          {"type": "thinking", "thinking": THOUGHT, "signature": "x"},
+                          {"type": "text", "text": "Let me look."},
+                          {"type": "tool_use", "id": "call_1", "name": "calc", "input": {"x": 1}}]},
+                          {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1",
+                                                        "content": "4"}]}]}
+    assert _post(server, "/v1/messages", anthropic_body).status_code == 200
+    responses_body = {"model": MODEL, "max_output_tokens": 16, "store": False,
+                      "tools": [{"type": "function", "name": "calc", "parameters": PARAMS}],
+                      "input": [ask, {"type": "reasoning", "summary": [],
+                                      "content": [{"type": "reasoning_text", "text": THOUGHT}]},
+                                {"type": "message", "role": "assistant",
+                                 "content": [{"type": "output_text", "text": "Let me look."}]},
+                                {"type": "function_call", "call_id": "call_1", "name": "calc", "arguments": '{"x": 1}'},
+                                {"type": "function_call_output", "call_id": "call_1", "output": "4"}]}
+    assert _post(server, "/v1/responses", responses_body).status_code == 200
+    ollama_body = {"model": MODEL, "stream": False, "options": {"num_predict": 1}, "tools": tools, "messages": [
+        ask, {"role": "assistant", "content": "Let me look.", "thinking": THOUGHT,
+              "tool_calls": [{"function": {"name": "calc", "arguments": {"x": 1}}}]}, {"role": "tool", "content": "4"}]}
+    ollama = _post(server, "/api/chat", ollama_body)
+    assert ollama.status_code == 200, ollama.text

@@ -29,8 +29,9 @@ THINK = ReasoningMarkers("<think>", "</think>")
 # -- the rule, without a model -------------------------------------------------------------
 def test_spans_cover_each_block_with_its_markup():
     text = "<think>a</think>\n\nHi<think>b</think> Bye<think>c"
+    # (the space after a block between two parts of the answer is the answer's: "Hi Bye", never "HiBye")
     assert [text[a:b] for a, b in reasoning_spans(text, THINK, open_at_start=False)] == [
-        "<think>a</think>\n\n", "<think>b</think> ", "<think>c"]
+        "<think>a</think>\n\n", "<think>b</think>", "<think>c"]
     opened = "x</think>\nHi"
     assert [opened[a:b] for a, b in reasoning_spans(opened, THINK, open_at_start=True)] == ["x</think>\n"]
     assert reasoning_spans("no thinking", THINK, open_at_start=False) == []
@@ -139,8 +140,9 @@ def _blocks(text: str, answers: list[str]) -> list[tuple[int, int]]:
     ("qwq-tiny", "Two and two.\n</think>\n\nFour.", ["Four."], {"reasoning_effort": "high"}),
     # Qwen3's model writes <think> itself
     ("qwen3-tiny", "<think>\nTwo and two.\n</think>\n\nFour.", ["Four."], {}),
-    # interleaved: two blocks, each counted with its markup
-    ("qwen3-tiny", "<think>\nA.\n</think>\n\nHi.<think>\nB.\n</think>\n\nBye.", ["Hi.", "Bye."], {}),
+    # interleaved: two blocks, each counted with its markup (the blank line after the second parts "Hi." from
+    # "Bye." in the answer: the answer's)
+    ("qwen3-tiny", "<think>\nA.\n</think>\n\nHi.<think>\nB.\n</think>\n\nBye.", ["Hi.", "\n\nBye."], {}),
 ])
 def test_reasoning_then_answer_counts_the_thinking_tokens(client, model, text, answers, extra):
     spans = _blocks(text, answers)

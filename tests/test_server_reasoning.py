@@ -337,3 +337,18 @@ def test_the_control_of_a_reply_its_grammar_holds_says_so(client, server):
     assert status == 200 and answer["success"] is False
     assert "grammar" in answer["message"] or "no active completion" in answer["message"]
     assert chunks[-1].choices and chunks[-1].choices[0].finish_reason == "length"
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/apply-template"])
+def test_a_thinking_switch_that_is_no_boolean_is_refused(server, path):
+    # the string "false" turned Qwen3's thinking on (its template tests "is false"), GLM's off ("not ..."), and
+    # jan's own reading of the request ignored it: a 400 naming the switch, as llama-server answers
+    for switches, key in (({"enable_thinking": "false"}, "enable_thinking"), ({"thinking": 0}, "thinking")):
+        r = httpx.post(server.base_url + path, json={"model": "qwen3-tiny", "messages": ASK, "max_tokens": 1,
+                                                     "chat_template_kwargs": switches})
+        assert r.status_code == 400, r.json()
+        assert r.json()["error"]["param"] == f"chat_template_kwargs.{key}"
+    # null is the template's default, as though it were not given
+    r = httpx.post(server.base_url + "/apply-template", json={"model": "qwen3-tiny", "messages": ASK,
+                                                              "chat_template_kwargs": {"enable_thinking": None}})
+    assert r.status_code == 200 and r.json()["prompt"].endswith("<|im_start|>assistant\n"), r.json()

@@ -174,7 +174,8 @@ class ReasoningTokens:
 
     The rule: the thinking is where the output parser finds it in the whole output as generated
     (:meth:`OutputParser.reasoning_spans`): each thinking block with its markup (``<think>``, ``</think>`` and the
-    whitespace after it; a block the prompt opened starts at the output's start, one never closed runs to its end;
+    whitespace after it, unless that parts answer text before the block from the answer after it; a block the
+    prompt opened starts at the output's start, one never closed runs to its end;
     Harmony's ``analysis`` messages, headers included). A token is a reasoning token when any of its text lies in
     one; every other generated token is the answer's (content, tool calls). So reasoning first, then the answer,
     counts exactly: the tokens up to and including the closing marker (and the whitespace after it) are reasoning,

@@ -46,6 +46,7 @@ from jan.json_text import loads_json
 from jan.core import Tool, ToolRegistry, ToolResult
 from jan.core.tools import DEFAULT_TOOL_TIMEOUT, ToolCallOutcome
 from jan.services.errors import RequestError
+from jan.templates.formats.reasoning import joined_thoughts
 # (the checks of entries and policies, here since the loop's start: imported from here too)
 from jan.services.tool_checks import (SERVER_NAME_RULE, check_function_entries, check_tool_entries,  # noqa: F401
                                      check_tool_policy, valid_server_name)
@@ -644,7 +645,7 @@ def reasoning_of(message: dict[str, Any]) -> str:
     for p in message.get("content") or []:
         if isinstance(p, dict) and p.get("type") == "reasoning":
             thoughts.append(_part_text(p))
-    return "".join(thoughts)
+    return joined_thoughts(thoughts)
 
 
 def parse_calls(tool_calls: list[dict[str, Any]] | None) -> list[PendingCall]:

@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from jan.json_text import loads_json
 from ..errors import JanError
+from .formats.reasoning import THOUGHT_NAMES, joined_thoughts
 
 __all__ = [
     "BUILTIN_TEMPLATES",
@@ -349,6 +350,11 @@ def template_supports_tools(source: str) -> bool:
 RESERVED_TEMPLATE_VARIABLES = frozenset({"messages", "tools", "add_generation_prompt", "polyfill", "budget"})
 
 
+#: The thinking switches templates read from ``chat_template_kwargs`` as booleans (``enable_thinking``: Qwen3,
+#: GLM, SmolLM3, Nemotron...; ``thinking``: DeepSeek V3.1/V3.2, Kimi-K3), which jan reads too (ReasoningRequest).
+THINKING_SWITCHES = ("enable_thinking", "thinking")
+
+
 def template_variables(kwargs: Mapping[str, Any] | None, *, param: str = "chat_template_kwargs") -> dict[str, Any]:
     """Extra template variables from a request (OpenAI-compatible servers' ``chat_template_kwargs``).
 
@@ -375,7 +381,17 @@ def template_variables(kwargs: Mapping[str, Any] | None, *, param: str = "chat_t
         err = TemplateError(f"{param}: {bad[0]!r} is not a valid template variable name")
         err.param = param
         raise err
-    return dict(kwargs)
+    for key in THINKING_SWITCHES:
+        value = kwargs.get(key)
+        if value is not None and not isinstance(value, bool):
+            # templates read the switch every way (Qwen3: "is false", GLM: "not enable_thinking", Reka: "is true"),
+            # so the string "false" turned thinking on in one and off in another, and jan's own reading of the
+            # request ignored it: refused, as llama-server refuses it
+            err = TemplateError(f"{param}.{key}: expected a boolean (true or false), got {value!r}")
+            err.param, err.code = f"{param}.{key}", "invalid_type"
+            raise err
+    # (null: the template's default, as though it were not given, not a variable that is "defined")
+    return {k: v for k, v in kwargs.items() if not (k in THINKING_SWITCHES and v is None)}
 
 
 class ChatTemplate:
@@ -701,9 +717,10 @@ def joined_turn(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     consecutive messages of one role), their parts (images) in order, their reasoning joined. For templates that
     refuse two turns of one role in a row (:attr:`ChatTemplate.joins_turns`) and a run's history."""
     out = {**a, "content": _joined_content(a.get("content"), b.get("content"))}
-    thoughts = [t for t in (a.get("reasoning_content"), b.get("reasoning_content")) if t]
-    if thoughts:
-        out["reasoning_content"] = "\n\n".join(thoughts)
+    for name in ("reasoning_content", *THOUGHT_NAMES):  # (each name a template may read the thinking by)
+        thoughts = joined_thoughts([a.get(name), b.get(name)])
+        if thoughts:
+            out[name] = thoughts
     return out
 
 

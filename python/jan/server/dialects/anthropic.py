@@ -36,7 +36,8 @@ from jan.services import types as typed
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
 from jan.store._util import as_seconds
-from jan.templates.formats.text import closed_json, shown_json
+from jan.templates.formats.reasoning import joined_thoughts
+from jan.templates.formats.text import WS, closed_json, shown_json
 
 __all__ = [
     "CountTokensRequest",
@@ -764,8 +765,9 @@ def _assistant_message(content: list) -> typed.ChatMessage:
             continue
         else:
             raise ValueError(f"an assistant message cannot hold a '{block.type}' block")
+    # several thinking blocks (interleaved with text and tool uses) are one turn's thinking, a paragraph each
     return typed.ChatMessage("assistant", tuple(text), tool_calls=tuple(calls),
-                       reasoning="".join(reasoning) or None)
+                       reasoning=joined_thoughts(reasoning) or None)
 
 
 def _thinking_of_signature(signature: str | None) -> str:
@@ -818,7 +820,7 @@ def _joinable(a: typed.ChatMessage, b: typed.ChatMessage) -> bool:
 def _joined(a: typed.ChatMessage, b: typed.ChatMessage) -> typed.ChatMessage:
     """One typed message of two of one turn: the parts, tool calls and thinking in order, as
     :func:`_user_messages` and :func:`_assistant_message` make them of one message's blocks."""
-    reasoning = "".join(r for r in (a.reasoning, b.reasoning) if r) or None
+    reasoning = joined_thoughts([a.reasoning, b.reasoning]) or None
     return dataclasses.replace(a, content=(*a.content, *b.content), tool_calls=(*a.tool_calls, *b.tool_calls),
                                reasoning=reasoning)
 
@@ -1390,12 +1392,15 @@ class MessageStream:
             self._usage = delta.usage
         if delta.choice != 0:
             return events
-        if delta.reasoning:
+        # a block of its own: the blank line that parts this thinking from the output's earlier thinking (as one
+        # text: typed.ChatMessage.reasoning) is no text of this block (joined_thoughts puts it back)
+        thought = delta.reasoning if self._open == "thinking" else delta.reasoning.lstrip(WS)
+        if thought:
             if self._open != "thinking":
                 events += self._open_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
-            self._thinking += delta.reasoning
+            self._thinking += thought
             if not self.omit_thinking:
-                events.append(self._delta({"type": "thinking_delta", "thinking": delta.reasoning}))
+                events.append(self._delta({"type": "thinking_delta", "thinking": thought}))
         if delta.content:
             if self._open != "text":
                 events += self._open_block("text", {"type": "text", "text": ""})

@@ -127,7 +127,9 @@ def _turn_ids(turn: typed.ChatMessage, items: list[dict[str, Any]]) -> dict[str,
             if content and isinstance(content, list) and all(p.get("type") == "refusal" for p in content):
                 ids["refusal"] = True  # (the turn keeps its text: said again as the refusal it was)
         elif kind == "reasoning":
-            ids["reasoning"] = item_id
+            # several of one turn (its thinking in pieces) are listed as the one item of its joined thinking, where
+            # the first was
+            ids.setdefault("reasoning", item_id)
         elif kind in ("function_call", "custom_tool_call"):
             ids.setdefault("calls", {}).setdefault(item.get("call_id"), item_id)
             if kind == "custom_tool_call":

@@ -27,6 +27,8 @@ from jan.image_types import b64decode, parse_data_url
 from jan.server.body_size import body_step
 from jan.server.document_inputs import data_url_bytes
 from jan.server.media_fetch import is_data_url
+from jan.templates.formats.reasoning import joined_thoughts
+from jan.templates.formats.text import WS
 from jan.templates.grammar import GrammarError, whole_match_pattern, whole_match_problem
 from jan.server.schemas import (TOOL_NAME_PATTERN, StringMetadata, tool_kind_check, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
                                 some_content)
@@ -820,8 +822,11 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
                 encrypted = reasoning_of_encrypted(item.encrypted_content)
             except ValueError:
                 raise ValueError(f"{name}[{i}].encrypted_content: damaged (it is not the one jan gave)") from None
-            reasoning = "".join(p.text for p in (item.content or item.summary)) or encrypted
-            reasoning_at = [i]
+            # several reasoning items before one turn (and a summary's parts, paragraphs of their own) are all of
+            # its thinking: each joined to the last, none lost
+            reasoning = joined_thoughts([reasoning, joined_thoughts(p.text for p in (item.content or item.summary))
+                                         or encrypted]) or None
+            reasoning_at = [*reasoning_at, i]
         elif isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
             mine = reasoning_at + [i] if role == "assistant" else [i]
@@ -835,8 +840,13 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
             call = typed.ToolCall(item.call_id, item.name, arguments)
             last, field, sources = out[-1] if out else (None, "", [])
             if last is not None and last.role == "assistant":
+                # a reasoning item between the turn's message and this call (jan streams thinking the model
+                # wrote between its text and its call as an item of its own) is this turn's thinking too, never
+                # the next turn's
                 out[-1] = (typed.ChatMessage("assistant", last.content, tool_calls=(*last.tool_calls, call),
-                                             reasoning=last.reasoning), field, [*sources, i])
+                                             reasoning=joined_thoughts([last.reasoning, reasoning]) or None),
+                           field, [*sources, *reasoning_at, i])
+                reasoning, reasoning_at = None, []
             else:
                 out.append((typed.ChatMessage("assistant", (), tool_calls=(call,), reasoning=reasoning),
                             f"{name}[{i}]", reasoning_at + [i]))
@@ -1338,7 +1348,7 @@ def output_message(items: list[dict[str, Any]]) -> typed.ChatMessage:
             calls.append(typed.ToolCall(item["call_id"], item["name"], custom_arguments(item["input"])))
     joined = "".join(text)
     return typed.ChatMessage("assistant", (typed.TextPart(joined),) if joined else (), tool_calls=tuple(calls),
-                       reasoning="".join(reasoning) or None)
+                       reasoning=joined_thoughts(reasoning) or None)
 
 
 def response_object(response_id: str, body: ResponsesRequest, model: str, *, status: str,
@@ -1496,12 +1506,15 @@ class ResponseStream:
                 self._pending += delta.logprobs
             else:
                 self._pending = []  # the held-back text was this reasoning's or call's
-        if delta.reasoning:
+        # an item of its own: the blank line that parts this thinking from the output's earlier thinking (as one
+        # text: typed.ChatMessage.reasoning) is no text of this item (joined_thoughts puts it back)
+        thought = delta.reasoning if self._open == "reasoning" else delta.reasoning.lstrip(WS)
+        if thought:
             if self._open != "reasoning":
                 events += self._start("reasoning", _reasoning_item(new_id("rs"), "", "in_progress", self._encrypted))
-            self._text += delta.reasoning
+            self._text += thought
             events.append(self.event("response.reasoning_text.delta", **self._where(), content_index=0,
-                                     delta=delta.reasoning))
+                                     delta=thought))
         if delta.content:
             if self._open != "message":
                 events += self._start("message", _message_item(new_id("msg"), None, "in_progress"))

@@ -48,6 +48,7 @@ from jan.core.locks import AsyncFileLocks
 from jan.store.errors import LockTimeoutError
 from jan.store.locks import LockManager
 from jan.services.types import ChatMessage, ImagePart, Part, TextPart, ToolCall
+from jan.templates.formats.reasoning import joined_thoughts
 from jan.services.untrusted import UntrustedTextPart
 from jan.local_files import read_regular_file
 
@@ -236,8 +237,8 @@ def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart]
     return ChatMessage(role, tuple(parts), tool_calls=tuple(calls),
                        tool_call_id=call_id if role == "tool" and isinstance(call_id, str) else None,
                        # metadata.reasoning_content: where responses stored before kept it
-                       reasoning="".join(thinking) or (kept_reasoning if isinstance(kept_reasoning, str) else None)
-                       or None)
+                       reasoning=joined_thoughts(thinking)
+                       or (kept_reasoning if isinstance(kept_reasoning, str) else None) or None)
 
 
 def thread_parts(message: dict[str, Any],

@@ -26,7 +26,7 @@ from .detect import THINK_TAGS, ChatFormat, detect_format
 from .grammars import call_grammar
 from .parser import OutputParser, parse_output
 from .plan import ChatPlan, ReasoningRequest, format_for_template
-from .reasoning import ReasoningMarkers, ReasoningSplitter, split_reasoning
+from .reasoning import ReasoningMarkers, ReasoningSplitter, joined_thoughts, split_reasoning
 from .types import CallDelta, OutputDelta, ParsedCall, ParsedOutput, Snapshot
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "call_grammar",
     "detect_format",
     "format_for_template",
+    "joined_thoughts",
     "parse_output",
     "split_reasoning",
 ]

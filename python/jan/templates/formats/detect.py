@@ -42,6 +42,9 @@ _EFFORTS = ("low", "medium", "high")
 # Mistral's templates check `tool_call.id|length != 9` (and `tool_call_id`) and raise otherwise.
 _SHORT_ID_CHECK = re.compile(r"""(?:\.id|tool_call_id['"]?\]?)\s*\|\s*length\s*!=\s*9\b""")
 
+# A Mistral template that writes a content chunk of type "thinking" as [THINK]...[/THINK] (Ministral 3 Reasoning)
+_THINKING_CHUNK = re.compile(r"""\[['"]type['"]\]\s*==\s*['"]thinking['"]""")
+
 SnapshotFn = Callable[[str, bool, Mapping[str, Mapping[str, Any]]], Snapshot]
 
 
@@ -90,6 +93,9 @@ class ChatFormat:
     # The template keeps an earlier reply's thinking only as structured content (Apertus: ``content.blocks`` of
     # type ``thoughts`` and ``response``), never from ``reasoning_content``: ChatPlan.messages hands it so
     content_blocks: bool = False
+    # The template keeps an earlier reply's thinking only as a ``{"type": "thinking", "thinking": ...}`` chunk of its
+    # content (Ministral 3 Reasoning), never from ``reasoning_content``: ChatPlan.messages hands it so
+    thinking_blocks: bool = False
 
     # -- request side -------------------------------------------------------
 
@@ -419,7 +425,8 @@ def _family(src: str) -> ChatFormat:
         return ChatFormat("mistral-reasoning" if reasoning else "mistral", reasoning, None,
                           tool_grammar="mistral-args" if args else "mistral-json", trigger=r"\[TOOL_CALLS\]",
                           switches=sw, render_special=True,
-                          short_call_ids=_SHORT_ID_CHECK.search(src) is not None)
+                          short_call_ids=_SHORT_ID_CHECK.search(src) is not None,
+                          thinking_blocks=reasoning is not None and _THINKING_CHUNK.search(src) is not None)
     if "<function=" in src:
         return ChatFormat("functionary-v3.1", None, None, tool_grammar="functionary-v3.1", trigger=r"<function=", switches=sw)
     if "<|python_tag|>" in src or ("<|start_header_id|>" in src and "tools" in src and "<tool_call>" not in src):

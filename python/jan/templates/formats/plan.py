@@ -18,6 +18,7 @@ from .call_start import BAN
 from .detect import ChatFormat
 from .grammars import select_functions
 from .parser import OutputParser
+from .reasoning import THOUGHT_NAMES
 
 __all__ = ["ChatPlan", "ReasoningRequest", "EFFORTS", "EFFORT_LEVELS", "REASONING_FORMATS", "THINK_LEVELS",
            "format_for_template"]
@@ -138,15 +139,29 @@ class ChatPlan:
 
     def messages(self, messages: Iterable[Any]) -> list[Any]:
         """Messages for the template: ``/think`` switches where that is the convention; earlier
-        reasoning passed as ``reasoning_content`` (and ``thinking``, gpt-oss's name for it)."""
+        reasoning passed as ``reasoning_content``, and under the other names templates read it by
+        (:data:`~jan.templates.formats.reasoning.THOUGHT_NAMES`), or as the structured content a template keeps it
+        in (:attr:`ChatFormat.content_blocks`, :attr:`ChatFormat.thinking_blocks`)."""
         out = []
         for m in messages:
             d = m.model_dump(exclude_none=True) if hasattr(m, "model_dump") else dict(m)
-            if self.fmt.name == "gpt-oss" and d.get("reasoning_content") and "thinking" not in d:
-                d["thinking"] = d["reasoning_content"]
+            if d.get("reasoning_content"):
+                # a template that reads the thinking by another name (gpt-oss's and LFM2.5's ``thinking``, Solar
+                # Open's ``reasoning``) otherwise drops it, a tool loop's own thinking too; those reading several
+                # names take the first they find, the same text
+                for name in THOUGHT_NAMES:
+                    d.setdefault(name, d["reasoning_content"])
+                if self.fmt.name == "gpt-oss" and d.get("tool_calls") and d.get("content"):
+                    # gpt-oss's template raises on a call turn with both text and thinking (it writes one of them
+                    # as the turn's analysis): jan's own reply (an analysis, a commentary preamble, a call) sent back
+                    # was refused. The thinking is the analysis the model wrote; the preamble it already said is
+                    # left out of the prompt, as llama-server leaves it
+                    d.pop("content")
             out.append(d)
         if self.fmt.content_blocks:
             out = _content_blocks(out)
+        if self.fmt.thinking_blocks:
+            out = [_thinking_block(m) for m in out]
         r = self.reasoning
         return self.fmt.apply_switch(out, r.effort, r.enabled)
 
@@ -239,6 +254,24 @@ class ChatPlan:
         except GrammarError:
             return None
         return funcs[0]["name"] if len(funcs) == 1 else None
+
+
+def _thinking_block(message: dict[str, Any]) -> dict[str, Any]:
+    """For a template that reads an earlier reply's thinking only from its content's ``thinking`` chunk (Ministral 3
+    Reasoning, :attr:`ChatFormat.thinking_blocks`): an assistant reply with ``reasoning_content`` whose content is
+    that chunk, then its text (its parts, where it has several). Its text stays last, so a reply the prompt
+    continues (a prefill) still ends the prompt."""
+    thought = message.get("reasoning_content")
+    if message.get("role") != "assistant" or not thought:
+        return message
+    content = message.get("content")
+    if isinstance(content, list):
+        rest = list(content)
+    else:
+        rest = [{"type": "text", "text": content}] if content else []
+    out = {**message, "content": [{"type": "thinking", "thinking": thought}, *rest]}
+    del out["reasoning_content"]
+    return out
 
 
 def _content_blocks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

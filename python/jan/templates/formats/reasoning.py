@@ -14,10 +14,17 @@ streamed output splits exactly like the whole one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 from .text import WS, hold, partial_suffix
 
-__all__ = ["ReasoningMarkers", "ReasoningSplitter", "reasoning_spans", "split_reasoning"]
+__all__ = ["THOUGHT_NAMES", "ReasoningMarkers", "ReasoningSplitter", "joined_thoughts", "reasoning_spans",
+           "split_reasoning"]
+
+#: The names besides ``reasoning_content`` that chat templates read an earlier reply's thinking by (gpt-oss's and
+#: LFM2.5's ``thinking``, vLLM's ``reasoning``, which Solar Open reads): a message sent back gets its thinking under
+#: each (:meth:`~jan.templates.formats.plan.ChatPlan.messages`), where it has none of that name.
+THOUGHT_NAMES = ("thinking", "reasoning")
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,9 @@ def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool
     """``(reasoning, rest)`` of ``text``; ``rest`` is the answer (and any tool calls) outside thinking blocks.
 
     Reasoning blocks are stripped of surrounding whitespace and joined with a
-    blank line; whitespace right after a closing marker is dropped. Unless
+    blank line; whitespace right after a closing marker is dropped (the block's markup), except after a block
+    that follows answer text ending in a word: there it parts that text from the answer after the block, which
+    was glued to it ("Let me check.<think>...</think>\n\nFound it" was "Let me check.Found it"). Unless
     ``final``, a trailing partial marker is held back (appears in neither part).
     """
     blocks: list[str] = []
@@ -72,8 +81,9 @@ def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool
             blocks.append("".join(cur).strip(WS))
             cur = []
             pos = j + closer
-            while pos < n and text[pos] in WS:
-                pos += 1
+            if not _ends_in_words(rest):
+                while pos < n and text[pos] in WS:
+                    pos += 1
             inside = False
         else:
             i = text.find(markers.start, pos)
@@ -91,6 +101,15 @@ def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool
     if markers.strip:
         answer = _unwrap(answer, markers.strip[0], markers.strip[-1], final, markers.calls)
     return reasoning, answer
+
+
+def _ends_in_words(rest: list[str]) -> bool:
+    """Whether the answer so far (``rest``'s pieces) ends in other than whitespace: a thinking block there stands
+    between two parts of the answer, and the whitespace after it is the answer's."""
+    for piece in reversed(rest):
+        if piece:
+            return piece[-1] not in WS
+    return False
 
 
 def _unwrap(answer: str, opening: str, closing: str, final: bool, calls: tuple[str, ...] = ()) -> str:
@@ -123,20 +142,35 @@ def _unwrap(answer: str, opening: str, closing: str, final: bool, calls: tuple[s
     return answer
 
 
+def joined_thoughts(pieces: Iterable[str | None]) -> str:
+    """Several pieces of one turn's thinking (an Anthropic turn's thinking blocks, a Responses turn's reasoning
+    items or summary parts, a stored message's reasoning parts) as the one thinking a template is given: joined
+    with a blank line, as :func:`split_reasoning` joins the blocks of one output. A piece's own whitespace at a
+    seam gives way to that blank line, so the pieces jan streamed itself (a second block's text begins with the
+    blank line that parts it from the first) join back to the whole output's thinking, never with two; a single
+    piece stays as it is."""
+    kept = [p for p in pieces if p and p.strip(WS)]
+    if len(kept) <= 1:
+        return kept[0] if kept else ""
+    return "\n\n".join([kept[0].rstrip(WS), *(p.strip(WS) for p in kept[1:-1]), kept[-1].lstrip(WS)])
+
+
 def reasoning_spans(text: str, markers: ReasoningMarkers, *, open_at_start: bool) -> list[tuple[int, int]]:
     """Where thinking lies in an output ``text``: ``(start, end)`` character ranges, one per thinking block,
-    each from its opening marker through its closing marker (both included) and the whitespace after it (which
-    :func:`split_reasoning` drops: the block's markup, not the answer's). A block the prompt opened
+    each from its opening marker through its closing marker (both included) and the whitespace after it where
+    :func:`split_reasoning` drops it (the block's markup, not the answer's: all but after answer text that ends in
+    a word). A block the prompt opened
     (``open_at_start``) starts at 0; one never closed runs to the end of ``text``. Blocks are found as
     :func:`split_reasoning` finds them (the spans' text, markers and whitespace aside, is its ``reasoning``)."""
     spans: list[tuple[int, int]] = []
     pos, n = 0, len(text)
     opened: int | None = 0 if open_at_start else None
+    said = ""  # the last character of the answer before the block (split_reasoning's rule for what follows it)
     while True:
         if opened is not None:
             j, closer = _block_end(text, pos, markers)
             end = n if j < 0 else j + closer
-            while end < n and text[end] in WS:
+            while end < n and text[end] in WS and not (said and said not in WS):
                 end += 1
             if end > opened:
                 spans.append((opened, end))
@@ -147,6 +181,8 @@ def reasoning_spans(text: str, markers: ReasoningMarkers, *, open_at_start: bool
             i = text.find(markers.start, pos)
             if i < 0:
                 return spans
+            if i > pos:
+                said = text[i - 1]
             opened, pos = i, i + len(markers.start)
 
 
