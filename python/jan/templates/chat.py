@@ -638,6 +638,29 @@ class ChatTemplate:
             self._native_tool_format = fmt
         return fmt
 
+    @property
+    def renders_tools(self) -> bool:
+        """Whether a request's tools reach the prompt through the template itself, as :meth:`render` is given
+        them: its ``tools`` variable (``supports_tools``), a variable its family's format fills from them
+        (firefunction-v2's ``functions`` JSON: :meth:`jan.templates.formats.ChatFormat.template_kwargs`), or the
+        GGUF's ``tool_use`` variant, which a request with tools renders in. Not only ``supports_tools``: those
+        templates take tools natively, and a model in one is a tool model (its listed ability, Ollama's check)."""
+        known = getattr(self, "_renders_tools", None)
+        if known is None:
+            known = self.supports_tools or (self.tool_use is not None and self.tool_use.renders_tools)
+            if not known:
+                from .formats.detect import detect_format
+
+                tool = {"type": "function", "function": {
+                    "name": _PROBE_TOOL, "description": "probe",
+                    "parameters": {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}}}
+                extra = detect_format(self.source).template_kwargs(tools=[tool])
+                if extra:  # (nothing beyond `tools`: the probe of supports_tools said it already)
+                    out = self._try([{"role": "user", "content": _PROBE_USER}], tools=[tool], **extra)
+                    known = out is not None and _PROBE_TOOL in out
+            self._renders_tools = known  # (immutable template: two threads computing it agree)
+        return known
+
     def _polyfill(
         self, msgs: list[dict[str, Any]], tools: list[Any] | None, extra: Mapping[str, Any] | None = None
     ) -> tuple[list[dict[str, Any]], list[Any] | None]:
