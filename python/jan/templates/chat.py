@@ -329,6 +329,7 @@ def normalize_messages(
 # --------------------------------------------------------------------------
 
 _PROBE_SYSTEM = "\u2063jan-probe-system\u2063"
+_PROBE_SYSTEM2 = "\u2063jan-probe-second-system\u2063"
 _PROBE_USER = "\u2063jan-probe-user\u2063"
 _PROBE_PART = "\u2063jan-probe-part\u2063"
 _PROBE_TOOL = "jan_probe_tool_fn"
@@ -537,6 +538,20 @@ class ChatTemplate:
         # and Ollama's APIs answer (Ollama joins them with a blank line, as Anthropic's API combines them): where
         # the template refuses them, render() joins them so.
         self.joins_turns = self._try([user, user]) is None and self._try([user]) is not None
+        # Mistral's templates (and Qwen 3.5's, Apertus') raise on a system message anywhere but first, and others
+        # leave all but one out (gpt-oss's, MiniMax's, SmolLM3's keep the first, DeepSeek R1's the last): system
+        # messages OpenAI's API takes (a developer message after the system prompt, the Responses API's
+        # instructions with a developer item, context an agent adds mid-conversation) and Ollama's gathers into its
+        # one .System. Where the template refuses or drops them, render() gives it every system text as its one
+        # leading system message.
+        first, second = {"role": "system", "content": _PROBE_SYSTEM}, {"role": "system", "content": _PROBE_SYSTEM2}
+
+        def keeps(messages: list[dict[str, Any]]) -> bool:
+            out = self._try(messages)
+            return out is not None and _PROBE_SYSTEM in out and _PROBE_SYSTEM2 in out
+
+        self.gathers_system = self.supports_system_role and not (
+            keeps([first, second, user]) and keeps([first, user, {"role": "assistant", "content": "a"}, second, user]))
         if not self.supports_tool_calls:
             # history gets written as text, but a null content may still reach it
             out = self._try([user, {"role": "assistant", "content": None}, user])
@@ -611,6 +626,8 @@ class ChatTemplate:
             msgs = _replies_after_tools(msgs)
         if polyfill:
             msgs, tools_list = self._polyfill(msgs, tools_list, extra)
+        if self.gathers_system:  # (after the polyfill, which may put a system message of its own first)
+            msgs = _gathered_system(msgs)
         if self.joins_turns:  # (after the polyfill: tool results written as user text are turns too)
             msgs = _joined_turns(msgs)
         try:
@@ -764,6 +781,23 @@ def _joined_turns(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             out.append(message)
     return out
+
+
+def _gathered_system(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every system message's text as one leading system message (joined with blank lines, in order), for a
+    template that refuses a system message anywhere but first (:attr:`ChatTemplate.gathers_system`)."""
+    systems = [m for m in msgs if m["role"] == "system"]
+    if len(systems) < 2 and (not systems or msgs[0] is systems[0]):
+        return msgs
+    texts = []
+    for m in systems:
+        content = m.get("content")
+        if isinstance(content, list):  # (parts a template that keeps them holds: their texts)
+            content = "\n".join(p.get("text", "") for p in content if isinstance(p, Mapping) and p.get("type") == "text")
+        if content:
+            texts.append(content)
+    rest = [m for m in msgs if m["role"] != "system"]
+    return [{"role": "system", "content": "\n\n".join(texts)}, *rest] if texts else rest
 
 
 def _replies_after_tools(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
