@@ -393,6 +393,9 @@ class ChatTemplate:
         system messages appear in the prompt;
     ``supports_tools``
         the ``tools`` list appears in the prompt;
+    ``renders_tools``
+        a request's tools reach the prompt through the template: ``tools``, a variable its family fills from
+        them (firefunction-v2's ``functions``) or its ``tool_use`` variant;
     ``supports_tool_calls``
         earlier assistant tool calls and tool results appear in the prompt;
     ``object_arguments``
@@ -400,7 +403,9 @@ class ChatTemplate:
     ``null_content``
         an assistant turn with ``content: None`` renders (else ``""`` is passed);
     ``supports_content_parts``
-        content given as a list of parts is understood (multimodal templates).
+        content given as a list of parts is understood (multimodal templates);
+    ``gathers_system``
+        the template refuses or drops system messages beyond a leading one: render() gathers their texts into it.
 
     ``continues_replies`` (a class attribute): a final assistant message is continued (a prefill, a resumed
     reply), its text the end of the prompt; False for a template that writes no replies (Ollama's default).
@@ -560,6 +565,23 @@ class ChatTemplate:
         out = self._try([{"role": "user", "content": [{"type": "text", "text": _PROBE_PART}]}])
         self.supports_content_parts = out is not None and _PROBE_PART in out and "'type'" not in out
 
+        # Whether a request's tools reach the prompt through the template itself, as render() is given them: its
+        # `tools` (supports_tools), a variable its family's format fills from them (firefunction-v2's `functions`
+        # JSON: ChatFormat.template_kwargs) or the GGUF's tool_use variant, which a request with tools renders in.
+        # A model in such a template is a tool model (its listed ability, Ollama's check), not only one whose
+        # template reads `tools`. (Probed here, where a template compiles, off the event loop.)
+        self.renders_tools = self.supports_tools or (self.tool_use is not None and self.tool_use.renders_tools)
+        if not self.renders_tools:
+            from .formats.detect import detect_format
+
+            tool = {"type": "function", "function": {
+                "name": _PROBE_TOOL, "description": "probe",
+                "parameters": {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}}}
+            extra = detect_format(self.source).template_kwargs(tools=[tool])
+            if extra:  # (nothing beyond `tools`: the probe of supports_tools said it already)
+                out = self._try([user], tools=[tool], **extra)
+                self.renders_tools = out is not None and _PROBE_TOOL in out
+
     # -- rendering --------------------------------------------------------------
 
     def _render_raw(
@@ -654,29 +676,6 @@ class ChatTemplate:
             fmt = d.tool_grammar if (d.tool_calls is not None or d.whole_output is not None) else "hermes"
             self._native_tool_format = fmt
         return fmt
-
-    @property
-    def renders_tools(self) -> bool:
-        """Whether a request's tools reach the prompt through the template itself, as :meth:`render` is given
-        them: its ``tools`` variable (``supports_tools``), a variable its family's format fills from them
-        (firefunction-v2's ``functions`` JSON: :meth:`jan.templates.formats.ChatFormat.template_kwargs`), or the
-        GGUF's ``tool_use`` variant, which a request with tools renders in. Not only ``supports_tools``: those
-        templates take tools natively, and a model in one is a tool model (its listed ability, Ollama's check)."""
-        known = getattr(self, "_renders_tools", None)
-        if known is None:
-            known = self.supports_tools or (self.tool_use is not None and self.tool_use.renders_tools)
-            if not known:
-                from .formats.detect import detect_format
-
-                tool = {"type": "function", "function": {
-                    "name": _PROBE_TOOL, "description": "probe",
-                    "parameters": {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}}}
-                extra = detect_format(self.source).template_kwargs(tools=[tool])
-                if extra:  # (nothing beyond `tools`: the probe of supports_tools said it already)
-                    out = self._try([{"role": "user", "content": _PROBE_USER}], tools=[tool], **extra)
-                    known = out is not None and _PROBE_TOOL in out
-            self._renders_tools = known  # (immutable template: two threads computing it agree)
-        return known
 
     def _polyfill(
         self, msgs: list[dict[str, Any]], tools: list[Any] | None, extra: Mapping[str, Any] | None = None
