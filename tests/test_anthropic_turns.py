@@ -212,3 +212,62 @@ def test_turns_are_joined_only_where_the_template_refuses_them():
         template = ChatTemplate((templates_dir() / name).read_text(encoding="utf-8"), "<s>", "</s>")
         assert template.joins_turns is joins, name
         assert (template.render(two) == template.render(one)) is joins, name
+
+
+#: System messages beyond a leading one, in each dialect that sends them: a developer message after the system
+#: prompt (OpenAI's agents), the Responses API's ``instructions`` with a developer item in ``input`` (Codex CLI's
+#: every request), a system message in mid-conversation (context an agent adds), Ollama's several system messages.
+MORE_SYSTEM = {
+    "chat: system then developer": ("/v1/chat/completions", {"max_tokens": 2, "messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "developer", "content": "Use metric units."},
+        {"role": "user", "content": "Weather?"}]}),
+    "chat: system mid-conversation": ("/v1/chat/completions", {"max_tokens": 2, "messages": [
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
+        {"role": "system", "content": "The user is in Paris."}, {"role": "user", "content": "Weather?"}]}),
+    "responses: instructions and a developer item": ("/v1/responses", {
+        "max_output_tokens": 16, "store": False, "instructions": "Be brief.",
+        "input": [{"role": "developer", "content": "Use metric units."}, {"role": "user", "content": "Weather?"}]}),
+    "ollama: two system messages": ("/api/chat", {"stream": False, "options": {"num_predict": 2}, "messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "system", "content": "Use metric units."},
+        {"role": "user", "content": "Weather?"}]}),
+}
+
+
+@pytest.mark.parametrize("case", list(MORE_SYSTEM))
+def test_system_messages_beyond_the_first_are_answered_by_a_template_that_takes_one(server, case):
+    """Mistral's templates (and Qwen 3.5's, Apertus') raise on any system message but a leading one: found by
+    outside testing, a Responses request with ``instructions`` and a developer message was a 400 ("conversation
+    roles must alternate"). Such a template gets the system texts as its one leading system message."""
+    path, body = MORE_SYSTEM[case]
+    status, answer = post_json(server.base_url, path, {"model": "strict", **body})
+    assert status == 200, answer
+
+
+def test_system_texts_are_gathered_only_where_the_template_refuses_more_than_one():
+    from jan.templates.chat import ChatTemplate
+    from jan.testing.gguf_models import templates_dir
+
+    system = lambda text: {"role": "system", "content": text}  # noqa: E731
+    spread = [system("Be brief."), system("Use metric units."), {"role": "user", "content": "Hi"},
+              {"role": "assistant", "content": "Hello."}, system("The user is in Paris."),
+              {"role": "user", "content": "Weather?"}]
+    gathered = [system("Be brief.\n\nUse metric units.\n\nThe user is in Paris."), *spread[2:4], spread[5]]
+    seen = set()
+    for path in sorted(templates_dir().glob("*.jinja")):
+        template = ChatTemplate(path.read_text(encoding="utf-8"), "<s>", "</s>")
+        try:
+            template.render(spread[:3])
+        except Exception:  # noqa: BLE001 - (a template that cannot take even one system message: not this test's)
+            continue
+        try:
+            prompt = template.render(spread)
+        except Exception as exc:  # noqa: BLE001
+            pytest.fail(f"{path.name}: {exc}")
+        assert all(text in prompt for text in ("Be brief.", "Use metric units.", "The user is in Paris.")), path.name
+        if template.gathers_system:
+            assert prompt == template.render(gathered), path.name
+            seen.add(path.name)
+    assert {"Mistral-Small-3.2-24B-Instruct-2506.jinja", "mistralai-Mistral-Nemo-Instruct-2407.jinja",
+            "Qwen3.5-4B.jinja"} <= seen
+    for name in ("Qwen-Qwen3-0.6B.jinja", "meta-llama-Llama-3.1-8B-Instruct.jinja"):  # (they take them as sent)
+        assert not ChatTemplate((templates_dir() / name).read_text(encoding="utf-8")).gathers_system, name

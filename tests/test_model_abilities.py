@@ -260,3 +260,43 @@ def test_listed_media_and_insert_follow_the_files(stories_path, vision_pair, fim
     assert capabilities({}, model_abilities({"file_path": str(model_path), "mmproj_path": str(mmproj)})) == [
         "completion", "vision"]  # its projector has no audio encoder: no "audio"
     assert "insert" in capabilities({}, model_abilities({"file_path": str(fim_path)}))
+
+
+def test_a_template_lists_tools_when_a_request_s_tools_reach_its_prompt():
+    """For every real template: a model lists ``tools`` (and an Ollama request with tools is let through) exactly
+    when the template itself writes a request's tools into the prompt, as a request renders it: through ``tools``,
+    through a variable its family fills from them (firefunction-v2's ``functions``), or through the GGUF's
+    ``tool_use`` variant. Found by outside testing: firefunction-v2 called tools on ``/v1/chat/completions`` but
+    ``/api/show`` listed no ``tools`` and Ollama's ``/api/chat`` refused them ("does not support tools")."""
+    from jan.services.models import capabilities
+    from jan.templates import ChatTemplate
+    from jan.templates.formats.detect import detect_format
+
+    tool = {"type": "function", "function": {"name": "jan_listed_tool_fn", "description": "d",
+                                             "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                            "required": ["city"]}}}
+    hi = [{"role": "user", "content": "hi"}]
+
+    def reaches_prompt(template: ChatTemplate) -> bool:
+        extra = detect_format(template.source).template_kwargs(tools=[tool])
+        try:
+            return "jan_listed_tool_fn" in template.render(hi, tools=[tool], polyfill=False, **extra)
+        except Exception:  # noqa: BLE001 - a template that cannot render a request with tools takes none
+            return False
+
+    checked = natively = 0
+    for name, template in _templates():
+        can = Abilities(template=template, fim=False, projector=False, vision=False, audio=False, embedding=False)
+        listed = "tools" in capabilities({}, can)
+        assert listed == reaches_prompt(template), name
+        checked, natively = checked + 1, natively + listed
+    assert checked > 40 and natively > 30
+    # a model whose GGUF carries a tool_use variant (Hermes 2 Pro's, Command R's): its tools render in that one
+    plain = ChatTemplate("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    with_variant = ChatTemplate(plain.source, tool_use=ChatTemplate(
+        "{{ tools | tojson }}{% for m in messages %}{{ m['content'] }}{% endfor %}"))
+    for template, expected in ((plain, False), (with_variant, True)):
+        can = Abilities(template=template, fim=False, projector=False, vision=False, audio=False, embedding=False)
+        assert ("tools" in capabilities({}, can)) is expected is reaches_prompt(template)
+        refused = chat_refusal(can, _chat(tools=[TOOL], tools_need_template=True, fallback_template="ollama"), "m")
+        assert (refused is None) is expected

@@ -215,8 +215,10 @@ def _thinks(template: ChatTemplate, with_tools: bool) -> bool:
 
 
 def _takes_tools(template: ChatTemplate) -> bool:
-    # (a stand-in template, ChatML for a model without its own, is no tool support the model was trained on)
-    return template.supports_tools and not template.fallback
+    # (a stand-in template, ChatML for a model without its own, is no tool support the model was trained on;
+    # renders_tools, not supports_tools: firefunction-v2 reads them from `functions`, Hermes 2 Pro from its
+    # tool_use variant, and a request's tools reach their prompts as they do through `tools`)
+    return template.renders_tools and not template.fallback
 
 
 def listed_ability(abilities: Abilities, kind: str) -> bool | None:

@@ -330,6 +330,7 @@ def normalize_messages(
 # --------------------------------------------------------------------------
 
 _PROBE_SYSTEM = "\u2063jan-probe-system\u2063"
+_PROBE_SYSTEM2 = "\u2063jan-probe-second-system\u2063"
 _PROBE_USER = "\u2063jan-probe-user\u2063"
 _PROBE_PART = "\u2063jan-probe-part\u2063"
 _PROBE_TOOL = "jan_probe_tool_fn"
@@ -408,6 +409,9 @@ class ChatTemplate:
         system messages appear in the prompt;
     ``supports_tools``
         the ``tools`` list appears in the prompt;
+    ``renders_tools``
+        a request's tools reach the prompt through the template: ``tools``, a variable its family fills from
+        them (firefunction-v2's ``functions``) or its ``tool_use`` variant;
     ``supports_tool_calls``
         earlier assistant tool calls and tool results appear in the prompt;
     ``object_arguments``
@@ -415,7 +419,9 @@ class ChatTemplate:
     ``null_content``
         an assistant turn with ``content: None`` renders (else ``""`` is passed);
     ``supports_content_parts``
-        content given as a list of parts is understood (multimodal templates).
+        content given as a list of parts is understood (multimodal templates);
+    ``gathers_system``
+        the template refuses or drops system messages beyond a leading one: render() gathers their texts into it.
 
     ``continues_replies`` (a class attribute): a final assistant message is continued (a prefill, a resumed
     reply), its text the end of the prompt; False for a template that writes no replies (Ollama's default).
@@ -553,6 +559,20 @@ class ChatTemplate:
         # and Ollama's APIs answer (Ollama joins them with a blank line, as Anthropic's API combines them): where
         # the template refuses them, render() joins them so.
         self.joins_turns = self._try([user, user]) is None and self._try([user]) is not None
+        # Mistral's templates (and Qwen 3.5's, Apertus') raise on a system message anywhere but first, and others
+        # leave all but one out (gpt-oss's, MiniMax's, SmolLM3's keep the first, DeepSeek R1's the last): system
+        # messages OpenAI's API takes (a developer message after the system prompt, the Responses API's
+        # instructions with a developer item, context an agent adds mid-conversation) and Ollama's gathers into its
+        # one .System. Where the template refuses or drops them, render() gives it every system text as its one
+        # leading system message.
+        first, second = {"role": "system", "content": _PROBE_SYSTEM}, {"role": "system", "content": _PROBE_SYSTEM2}
+
+        def keeps(messages: list[dict[str, Any]]) -> bool:
+            out = self._try(messages)
+            return out is not None and _PROBE_SYSTEM in out and _PROBE_SYSTEM2 in out
+
+        self.gathers_system = self.supports_system_role and not (
+            keeps([first, second, user]) and keeps([first, user, {"role": "assistant", "content": "a"}, second, user]))
         if not self.supports_tool_calls:
             # history gets written as text, but a null content may still reach it
             out = self._try([user, {"role": "assistant", "content": None}, user])
@@ -560,6 +580,23 @@ class ChatTemplate:
 
         out = self._try([{"role": "user", "content": [{"type": "text", "text": _PROBE_PART}]}])
         self.supports_content_parts = out is not None and _PROBE_PART in out and "'type'" not in out
+
+        # Whether a request's tools reach the prompt through the template itself, as render() is given them: its
+        # `tools` (supports_tools), a variable its family's format fills from them (firefunction-v2's `functions`
+        # JSON: ChatFormat.template_kwargs) or the GGUF's tool_use variant, which a request with tools renders in.
+        # A model in such a template is a tool model (its listed ability, Ollama's check), not only one whose
+        # template reads `tools`. (Probed here, where a template compiles, off the event loop.)
+        self.renders_tools = self.supports_tools or (self.tool_use is not None and self.tool_use.renders_tools)
+        if not self.renders_tools:
+            from .formats.detect import detect_format
+
+            tool = {"type": "function", "function": {
+                "name": _PROBE_TOOL, "description": "probe",
+                "parameters": {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}}}
+            extra = detect_format(self.source).template_kwargs(tools=[tool])
+            if extra:  # (nothing beyond `tools`: the probe of supports_tools said it already)
+                out = self._try([user], tools=[tool], **extra)
+                self.renders_tools = out is not None and _PROBE_TOOL in out
 
     # -- rendering --------------------------------------------------------------
 
@@ -627,6 +664,8 @@ class ChatTemplate:
             msgs = _replies_after_tools(msgs)
         if polyfill:
             msgs, tools_list = self._polyfill(msgs, tools_list, extra)
+        if self.gathers_system:  # (after the polyfill, which may put a system message of its own first)
+            msgs = _gathered_system(msgs)
         if self.joins_turns:  # (after the polyfill: tool results written as user text are turns too)
             msgs = _joined_turns(msgs)
         try:
@@ -758,6 +797,23 @@ def _joined_turns(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             out.append(message)
     return out
+
+
+def _gathered_system(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every system message's text as one leading system message (joined with blank lines, in order), for a
+    template that refuses a system message anywhere but first (:attr:`ChatTemplate.gathers_system`)."""
+    systems = [m for m in msgs if m["role"] == "system"]
+    if len(systems) < 2 and (not systems or msgs[0] is systems[0]):
+        return msgs
+    texts = []
+    for m in systems:
+        content = m.get("content")
+        if isinstance(content, list):  # (parts a template that keeps them holds: their texts)
+            content = "\n".join(p.get("text", "") for p in content if isinstance(p, Mapping) and p.get("type") == "text")
+        if content:
+            texts.append(content)
+    rest = [m for m in msgs if m["role"] != "system"]
+    return [{"role": "system", "content": "\n\n".join(texts)}, *rest] if texts else rest
 
 
 def _replies_after_tools(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
