@@ -200,6 +200,9 @@ int32_t Projector::audio_sample_rate() const { return mtmd_get_audio_sample_rate
 std::string Projector::marker() const { return mtmd_get_marker(ctx_.get()); }
 bool Projector::uses_mrope() const { return mtmd_decode_use_mrope(ctx_.get()); }
 
+//: The fewest samples of one audio clip libmtmd takes (its preprocessing asserts more than one).
+static constexpr uint32_t kMinAudioSamples = 2;
+
 MediaPrompt Projector::tokenize(const std::string & text, const std::vector<MediaInput> & media, bool add_special,
                                 bool parse_special) const {
     const std::string mark = marker();
@@ -235,6 +238,17 @@ MediaPrompt Projector::tokenize(const std::string & text, const std::vector<Medi
             } else {
                 if (m.samples.empty()) throw MediaInputError(which + ": the audio has no samples", i, "unsupported_format");
                 bm = mtmd_bitmap_init_from_audio(m.samples.size(), m.samples.data());
+            }
+            // libmtmd asserts (GGML_ASSERT: an abort of the whole process) that a clip has more than one sample
+            // when it preprocesses it: a one-sample WAV, which the decoder reads fine, took the server down. Such a
+            // clip is the caller's bad data, said of its item here, before libmtmd sees it.
+            if (bm && mtmd_bitmap_get_nx(bm) < kMinAudioSamples) {
+                const uint32_t n = mtmd_bitmap_get_nx(bm);
+                mtmd_bitmap_free(bm);
+                throw MediaInputError(which + ": the audio is too short (" + std::to_string(n) + " sample" +
+                                          (n == 1 ? "" : "s") + " at the encoder's rate; at least " +
+                                          std::to_string(kMinAudioSamples) + " are needed)",
+                                      i, "unsupported_format");
             }
         } else {
             if (!supports_vision())

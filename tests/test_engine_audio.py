@@ -209,6 +209,21 @@ def test_bad_audio_is_a_media_error_naming_the_clip(alm, data, reason, capfd, ca
     assert not [r.getMessage() for r in caplog.records if r.name == "jan.llama" and r.levelno >= logging.WARNING]
 
 
+@pytest.mark.parametrize("n_samples", [1, 2, 3])
+def test_a_clip_of_a_sample_or_two_is_refused_or_heard_never_a_crash(alm, n_samples):
+    """libmtmd asserts that a clip has more than one sample (GGML_ASSERT: it aborted the whole process, the server
+    with it, for a one-sample WAV that decodes fine). One sample is the caller's MediaError naming the clip; two or
+    more are padded by the encoder's preprocessing and heard."""
+    clip = _encoded(np.full(n_samples, 0.25, dtype=np.float32), 16000, "WAV")
+    if n_samples == 1:
+        with pytest.raises(jan.MediaError) as info:
+            alm.generate(_prompt(alm), audio=[clip], max_tokens=1)
+        assert (info.value.reason, info.value.item_index) == ("unsupported_format", 0)
+        assert str(info.value).startswith("audio 1: the audio is too short"), str(info.value)
+    else:
+        assert alm.generate(_prompt(alm), audio=[clip], max_tokens=1, temperature=0).usage.prompt_tokens > WINDOW_TOKENS
+
+
 def test_a_clip_the_decoder_refuses_is_named_among_the_media(alm, test_audio_path):
     """The second of two clips does not decode (libmtmd's decoder refuses it while tokenizing): the error names it,
     ``item_index`` 1, as the checks made before decoding do, so a caller can name the part that sent it."""

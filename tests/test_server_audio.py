@@ -139,6 +139,8 @@ def test_an_image_for_an_audio_only_model_is_a_400_naming_the_part(client, test_
 @pytest.mark.parametrize("data, fmt", [
     (b"RIFF\x24\0\0\0WAVEfmt " + b"\0" * 40, "wav"),  # a WAV header, then nothing libmtmd's decoder can read
     (b"hello, not audio", "mp3"),
+    # one sample: it decodes, but libmtmd's preprocessing asserted (an abort of the server) on so short a clip
+    (b"RIFF\x26\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x80\x3e\0\0\0\x7d\0\0\x02\0\x10\0data\x02\0\0\0\x00\x10", "wav"),
 ])
 def test_a_clip_that_does_not_decode_is_a_400_naming_its_part(client, mp3, data, fmt):
     messages = [{"role": "user", "content": [{"type": "text", "text": "Compare"}, _audio_part(mp3, "mp3"),
