@@ -155,6 +155,25 @@ def test_a_clip_that_does_not_decode_is_a_400_naming_its_part(client, mp3, data,
     assert ok.choices[0].finish_reason
 
 
+def test_a_clip_longer_than_the_limit_by_its_header_is_a_400_naming_its_part(client):
+    """A 1 KB FLAC claiming ten hours: refused from its header (libmtmd's decoder sized its buffer by that claim:
+    gigabytes, or the server killed for memory), said of its part."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    out = io.BytesIO()
+    sf.write(out, np.zeros(1600, dtype=np.float32), 16000, format="FLAC")
+    data = bytearray(out.getvalue())
+    packed = int.from_bytes(data[18:26], "big")  # STREAMINFO's rate, channels, bits and total samples (36 bits)
+    data[18:26] = ((packed & ~((1 << 36) - 1)) | 600_000_000).to_bytes(8, "big")
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="audio-chat", messages=_ask(bytes(data), "flac"), max_tokens=2)
+    error = _error(info.value)
+    assert (error["code"], error["param"]) == ("too_large", "messages[0].content[1]"), error
+
+
 def test_the_responses_api_takes_no_audio_as_openais(server, mp3):
     """OpenAI's Responses API has no input_audio content part (input_text, input_image and input_file only):
     a 400 in its shape naming the part, the same for every model."""
