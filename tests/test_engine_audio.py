@@ -270,6 +270,20 @@ def test_the_audio_length_limit_counts_an_mp3s_frames(audio_pair, test_audio_pat
         assert info.value.reason == "too_large" and "at most 30 are accepted" in str(info.value), str(info.value)
 
 
+def test_the_audio_length_limit_holds_for_a_requests_clips_together(audio_pair):
+    """Each clip is decoded and held at once: clips each under the limit, together over it, are refused (a hundred
+    1 KB FLACs claiming 59 minutes each held 23 GB), said of the clip that passed it."""
+    model_path, mmproj = audio_pair
+    limits = jan.engine.media.MediaLimits(max_total_audio_seconds=30)
+    clip = _wav_at(16000, 16000 * 12)  # 12 s
+    with jan.Model(model_path, mmproj=mmproj, n_ctx=4096, n_threads=1, media_limits=limits) as model:
+        assert len(model.media_inputs(audio=[clip, clip])) == 2
+        with pytest.raises(jan.MediaError) as info:
+            model.media_inputs(audio=[clip, clip, clip])
+    assert (info.value.reason, info.value.item_index) == ("too_large", 2), str(info.value)
+    assert "longer than the 30 seconds accepted together" in str(info.value)
+
+
 @pytest.mark.parametrize("fmt, subtype", [("WAV", "PCM_16"), ("WAV", "FLOAT"), ("WAV", "PCM_U8"), ("WAV", "ULAW"),
                                           ("WAV", "IMA_ADPCM"), ("FLAC", "PCM_16"), ("FLAC", "PCM_24")])
 def test_the_length_read_from_headers_is_the_clips(fmt, subtype):

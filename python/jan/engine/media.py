@@ -46,6 +46,9 @@ class MediaLimits:
     # resamples to 16,000 times as many samples), took gigabytes and minutes, or the process, before the clip
     # could be found too long for any context.
     max_audio_seconds: float = 3600.0
+    # All of a request's clips together: each is decoded and held at once while the prompt is tokenized, so 100
+    # clips just under the limit (100 KB of FLAC headers) would have held 23 GB.
+    max_total_audio_seconds: float = 3600.0
 
 
 DEFAULT_LIMITS = MediaLimits()
@@ -179,31 +182,40 @@ def sized_image_input(source: ImageSource, limits: MediaLimits = DEFAULT_LIMITS,
 def audio_input(source: Union[AudioClip, str, os.PathLike, bytes], limits: MediaLimits = DEFAULT_LIMITS,
                 what: str = "audio") -> "_engine.MediaInput":
     """One audio clip (WAV, MP3 or FLAC file) as the engine takes it."""
+    return sized_audio_input(source, limits, what)[0]
+
+
+def sized_audio_input(source: Union[AudioClip, str, os.PathLike, bytes], limits: MediaLimits = DEFAULT_LIMITS,
+                      what: str = "audio", budget: float | None = None) -> "tuple[_engine.MediaInput, float]":
+    """:func:`audio_input` and the clip's length in seconds as its headers say (0 where they do not: libmtmd's
+    decoder then refuses the clip or finds it empty), refused over :attr:`MediaLimits.max_audio_seconds` or over
+    ``budget`` (what the request's other clips left of :attr:`MediaLimits.max_total_audio_seconds`)."""
     if isinstance(source, AudioClip):
         source = source.source
     data = _read(source, limits, what)
     fmt = audio_format(data)
     if fmt is None:
         raise MediaError(f"{what}: unsupported format (expected WAV, MP3 or FLAC)", reason="unsupported_format")
-    seconds = audio_seconds(data, fmt, limits.max_audio_seconds)
-    if seconds is not None and seconds > limits.max_audio_seconds:
+    seconds = audio_seconds(data, fmt, limits.max_audio_seconds) or 0.0
+    if seconds > limits.max_audio_seconds:
         raise MediaError(f"{what}: the clip is {seconds:,.0f} seconds long (as its header says); at most "
                          f"{limits.max_audio_seconds:g} are accepted", reason="too_large")
-    return _engine.MediaInput.audio_file(data, _content_id(b"audio", data))
+    if budget is not None and seconds > budget:
+        raise MediaError(f"{what}: the request's audio clips are longer than the {limits.max_total_audio_seconds:g} "
+                         "seconds accepted together", reason="too_large")
+    return _engine.MediaInput.audio_file(data, _content_id(b"audio", data)), seconds
 
 
 def audio_seconds(data: bytes, fmt: str, bound: float = float("inf")) -> float | None:
     """How long the ``fmt`` clip ``data`` decodes to, as libmtmd's decoder (miniaudio) will size its buffer: a WAV's
     sample frames in the bytes it holds (its data chunk, no more than the file has) at its rate; a FLAC's STREAMINFO
-    total (which the decoder trusts); an MP3's frames, walked. None when the header does not say (the decoder then
-    refuses the clip or finds it empty). ``bound``: an MP3 too short to reach it is not walked (at its lowest
-    bitrate, 8 kbit/s, a byte is a millisecond), and a longer one only until its frames pass it."""
+    total (which the decoder trusts); an MP3's frames, walked (only until they pass ``bound``: the length is then
+    some value over it). None when the header does not say (the decoder then refuses the clip or finds it
+    empty)."""
     if fmt == "wav":
         return _wav_seconds(data)
     if fmt == "flac":
         return _flac_seconds(data)
-    if len(data) * 8 / 8000 <= bound:
-        return None
     return _mp3_seconds(data, bound)
 
 
