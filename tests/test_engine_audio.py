@@ -313,3 +313,12 @@ def test_audio_limits_and_unreadable_paths(audio_pair, tmp_path, test_audio_path
         with pytest.raises(jan.MediaError) as info:
             small.generate(_prompt(small), audio=[tmp_path / "missing.mp3"], max_tokens=1)
         assert info.value.reason == "unreadable"
+
+
+def test_free_format_mp3_frames_count_toward_the_length():
+    """A free-format frame (bitrate index 0) says no length: it runs to the next header. Such frames went uncounted,
+    a way around the length limit (a 24-byte frame is 26 ms at 44.1 kHz, so 20 MB of them are 6 hours)."""
+    from jan.engine.media import audio_seconds
+
+    frame = bytes([0xFF, 0xFB, 0x04, 0x00]) + bytes(20)  # MPEG-1 layer III, free format, 44.1 kHz
+    assert audio_seconds(frame * 1200, "mp3") == pytest.approx(1200 * 1152 / 44100)
