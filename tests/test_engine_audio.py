@@ -320,5 +320,5 @@ def test_free_format_mp3_frames_count_toward_the_length():
     a way around the length limit (a 24-byte frame is 26 ms at 44.1 kHz, so 20 MB of them are 6 hours)."""
     from jan.engine.media import audio_seconds
 
-    frame = bytes([0xFF, 0xFB, 0x04, 0x00]) + bytes(20)  # MPEG-1 layer III, free format, 44.1 kHz
+    frame = bytes([0xFF, 0xFB, 0x00, 0x00]) + bytes(20)  # MPEG-1 layer III, free format, 44.1 kHz
     assert audio_seconds(frame * 1200, "mp3") == pytest.approx(1200 * 1152 / 44100)
