@@ -200,6 +200,9 @@ int32_t Projector::audio_sample_rate() const { return mtmd_get_audio_sample_rate
 std::string Projector::marker() const { return mtmd_get_marker(ctx_.get()); }
 bool Projector::uses_mrope() const { return mtmd_decode_use_mrope(ctx_.get()); }
 
+//: The fewest samples of one audio clip libmtmd takes (its preprocessing asserts more than one).
+static constexpr uint32_t kMinAudioSamples = 2;
+
 MediaPrompt Projector::tokenize(const std::string & text, const std::vector<MediaInput> & media, bool add_special,
                                 bool parse_special) const {
     const std::string mark = marker();
@@ -236,6 +239,17 @@ MediaPrompt Projector::tokenize(const std::string & text, const std::vector<Medi
                 if (m.samples.empty()) throw MediaInputError(which + ": the audio has no samples", i, "unsupported_format");
                 bm = mtmd_bitmap_init_from_audio(m.samples.size(), m.samples.data());
             }
+            // libmtmd asserts (GGML_ASSERT: an abort of the whole process) that a clip has more than one sample
+            // when it preprocesses it: a one-sample WAV, which the decoder reads fine, took the server down. Such a
+            // clip is the caller's bad data, said of its item here, before libmtmd sees it.
+            if (bm && mtmd_bitmap_get_nx(bm) < kMinAudioSamples) {
+                const uint32_t n = mtmd_bitmap_get_nx(bm);
+                mtmd_bitmap_free(bm);
+                throw MediaInputError(which + ": the audio is too short (" + std::to_string(n) + " sample" +
+                                          (n == 1 ? "" : "s") + " at the encoder's rate; at least " +
+                                          std::to_string(kMinAudioSamples) + " are needed)",
+                                      i, "unsupported_format");
+            }
         } else {
             if (!supports_vision())
                 throw MediaInputError(which + ": this model's projector does not accept images", i, "no_projector");
@@ -258,7 +272,24 @@ MediaPrompt Projector::tokenize(const std::string & text, const std::vector<Medi
     // (the prompt's text is tokenized in there: on a stack sized for it, as Model::tokenize, deep_stack.h)
     run_for_text(text.size(), [&] { rc = mtmd_tokenize(ctx_.get(), chunks.ptr.get(), &input, ptrs.data(), ptrs.size()); });
     if (rc == 1) throw std::invalid_argument("the number of media markers does not match the media given");
-    if (rc != 0) throw std::invalid_argument("libmtmd could not preprocess the media (code " + std::to_string(rc) + ")");
+    if (rc != 0) {
+        // libmtmd says only that one of the items failed (an image its projector cannot resize to within
+        // image_min_tokens/image_max_tokens, a clip its preprocessing refuses). Which one is found on this error path
+        // alone by preprocessing each by itself, so the caller can name the part that sent it.
+        for (size_t k = 0; k < ptrs.size() && ptrs.size() > 1; ++k) {
+            mtmd_input_text alone{mark.c_str(), mark.size(), false, false};
+            mtmd::input_chunks one(mtmd_input_chunks_init());
+            if (mtmd_tokenize(ctx_.get(), one.ptr.get(), &alone, &ptrs[k], 1) == 0) continue;
+            throw MediaInputError((media[k].audio ? "audio " : "image ") + std::to_string(k + 1) +
+                                      ": the projector could not preprocess it (code " + std::to_string(rc) + ")",
+                                  k, "unsupported_format");
+        }
+        if (ptrs.size() == 1)
+            throw MediaInputError(std::string(media[0].audio ? "audio" : "image") +
+                                      " 1: the projector could not preprocess it (code " + std::to_string(rc) + ")",
+                                  0, "unsupported_format");
+        throw std::invalid_argument("libmtmd could not preprocess the media (code " + std::to_string(rc) + ")");
+    }
 
     MediaPrompt out;
     const int32_t n_embd = llama_model_n_embd_inp(model_->get());

@@ -209,6 +209,90 @@ def test_bad_audio_is_a_media_error_naming_the_clip(alm, data, reason, capfd, ca
     assert not [r.getMessage() for r in caplog.records if r.name == "jan.llama" and r.levelno >= logging.WARNING]
 
 
+@pytest.mark.parametrize("n_samples", [1, 2, 3])
+def test_a_clip_of_a_sample_or_two_is_refused_or_heard_never_a_crash(alm, n_samples):
+    """libmtmd asserts that a clip has more than one sample (GGML_ASSERT: it aborted the whole process, the server
+    with it, for a one-sample WAV that decodes fine). One sample is the caller's MediaError naming the clip; two or
+    more are padded by the encoder's preprocessing and heard."""
+    clip = _encoded(np.full(n_samples, 0.25, dtype=np.float32), 16000, "WAV")
+    if n_samples == 1:
+        with pytest.raises(jan.MediaError) as info:
+            alm.generate(_prompt(alm), audio=[clip], max_tokens=1)
+        assert (info.value.reason, info.value.item_index) == ("unsupported_format", 0)
+        assert str(info.value).startswith("audio 1: the audio is too short"), str(info.value)
+    else:
+        assert alm.generate(_prompt(alm), audio=[clip], max_tokens=1, temperature=0).usage.prompt_tokens > WINDOW_TOKENS
+
+
+def _flac_claiming(total_samples: int) -> bytes:
+    """A short FLAC whose STREAMINFO claims ``total_samples`` samples (the buffer libmtmd's decoder allocates)."""
+    data = bytearray(_encoded(np.zeros(1600, dtype=np.float32), 16000, "FLAC"))
+    packed = int.from_bytes(data[18:26], "big")
+    data[18:26] = ((packed & ~((1 << 36) - 1)) | total_samples).to_bytes(8, "big")
+    return bytes(data)
+
+
+def _wav_at(rate: int, n_samples: int) -> bytes:
+    import wave
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\0\x10" * n_samples)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("clip", [
+    # 600 million samples claimed by a 1 KB file: a 2.4 GB buffer (std::bad_alloc, or the process killed for memory)
+    pytest.param(lambda: _flac_claiming(600_000_000), id="flac-claiming-10-hours"),
+    # 40 KB at 1 Hz is 20,000 seconds: 320 million samples at 16 kHz (3 GB and minutes of work before the context
+    # check could refuse it)
+    pytest.param(lambda: _wav_at(1, 20_000), id="wav-at-1-hz"),
+])
+def test_a_clip_whose_header_says_it_is_too_long_is_refused_before_it_is_decoded(alm, clip):
+    with pytest.raises(jan.MediaError) as info:
+        alm.generate(_prompt(alm), audio=[clip()], max_tokens=1)
+    assert (info.value.reason, info.value.item_index) == ("too_large", 0), str(info.value)
+    assert str(info.value).startswith("audio 1: the clip is "), str(info.value)
+
+
+def test_the_audio_length_limit_counts_an_mp3s_frames(audio_pair, test_audio_path):
+    """An MP3 says its length nowhere: its frames are counted (the 17.4 s clip twice is 35 s)."""
+    model_path, mmproj = audio_pair
+    limits = jan.engine.media.MediaLimits(max_audio_seconds=30)
+    clip = test_audio_path.read_bytes()
+    with jan.Model(model_path, mmproj=mmproj, n_ctx=4096, n_threads=1, media_limits=limits) as model:
+        assert model.generate(_prompt(model), audio=[clip], max_tokens=1).usage.prompt_tokens > WINDOW_TOKENS
+        with pytest.raises(jan.MediaError) as info:
+            model.generate(_prompt(model), audio=[clip + clip], max_tokens=1)
+        assert info.value.reason == "too_large" and "at most 30 are accepted" in str(info.value), str(info.value)
+
+
+def test_the_audio_length_limit_holds_for_a_requests_clips_together(audio_pair):
+    """Each clip is decoded and held at once: clips each under the limit, together over it, are refused (a hundred
+    1 KB FLACs claiming 59 minutes each held 23 GB), said of the clip that passed it."""
+    model_path, mmproj = audio_pair
+    limits = jan.engine.media.MediaLimits(max_total_audio_seconds=30)
+    clip = _wav_at(16000, 16000 * 12)  # 12 s
+    with jan.Model(model_path, mmproj=mmproj, n_ctx=4096, n_threads=1, media_limits=limits) as model:
+        assert len(model.media_inputs(audio=[clip, clip])) == 2
+        with pytest.raises(jan.MediaError) as info:
+            model.media_inputs(audio=[clip, clip, clip])
+    assert (info.value.reason, info.value.item_index) == ("too_large", 2), str(info.value)
+    assert "longer than the 30 seconds accepted together" in str(info.value)
+
+
+@pytest.mark.parametrize("fmt, subtype", [("WAV", "PCM_16"), ("WAV", "FLOAT"), ("WAV", "PCM_U8"), ("WAV", "ULAW"),
+                                          ("WAV", "IMA_ADPCM"), ("FLAC", "PCM_16"), ("FLAC", "PCM_24")])
+def test_the_length_read_from_headers_is_the_clips(fmt, subtype):
+    from jan.engine.media import audio_seconds
+
+    data = _encoded(np.zeros(2 * 22050, dtype=np.float32), 22050, fmt, subtype)
+    assert audio_seconds(data, fmt.lower()) == pytest.approx(2.0, rel=0.03)
+
+
 def test_a_clip_the_decoder_refuses_is_named_among_the_media(alm, test_audio_path):
     """The second of two clips does not decode (libmtmd's decoder refuses it while tokenizing): the error names it,
     ``item_index`` 1, as the checks made before decoding do, so a caller can name the part that sent it."""
@@ -229,3 +313,12 @@ def test_audio_limits_and_unreadable_paths(audio_pair, tmp_path, test_audio_path
         with pytest.raises(jan.MediaError) as info:
             small.generate(_prompt(small), audio=[tmp_path / "missing.mp3"], max_tokens=1)
         assert info.value.reason == "unreadable"
+
+
+def test_free_format_mp3_frames_count_toward_the_length():
+    """A free-format frame (bitrate index 0) says no length: it runs to the next header. Such frames went uncounted,
+    a way around the length limit (a 24-byte frame is 26 ms at 44.1 kHz, so 20 MB of them are 6 hours)."""
+    from jan.engine.media import audio_seconds
+
+    frame = bytes([0xFF, 0xFB, 0x00, 0x00]) + bytes(20)  # MPEG-1 layer III, free format, 44.1 kHz
+    assert audio_seconds(frame * 1200, "mp3") == pytest.approx(1200 * 1152 / 44100)

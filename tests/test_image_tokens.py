@@ -55,6 +55,24 @@ def test_the_bounds_reach_the_projector(qwen2vl_pair, test_image_path):
         assert _image_tokens(model, test_image_path) <= 16
 
 
+def test_an_image_the_projector_cannot_preprocess_is_named(qwen2vl_pair, test_image_path):
+    """A 3x20000 strip under a 4096-token minimum is an image libmtmd's preprocessing refuses; libmtmd tells only that
+    one of the prompt's items failed, so the error named none and a server could not say which part sent it. It is
+    now the item's MediaError (its index, "image 2: ..."), the photo beside it accepted."""
+    import io
+
+    from PIL import Image
+
+    strip = io.BytesIO()
+    Image.new("RGB", (3, 20000), (120, 60, 30)).save(strip, "PNG")
+    with _load(qwen2vl_pair, image_min_tokens=4096, image_max_tokens=4096) as model:
+        for media, index in (([strip.getvalue()], 0), ([test_image_path, strip.getvalue()], 1)):
+            with pytest.raises(jan_api.MediaError) as info:
+                model.media_prompt(PROMPT + model.media_marker * len(media), model.prepare_media(media), encode=False)
+            assert (info.value.item_index, info.value.reason) == (index, "unsupported_format"), str(info.value)
+            assert str(info.value).startswith(f"image {index + 1}: the projector could not preprocess it")
+
+
 def test_a_fixed_resolution_projector_ignores_them(vision_pair, test_image_path):
     model, mmproj = vision_pair  # LLaVA-style: every image is resized to 64x64 pixels, 64 tokens
     with jan_api.Model(model, mmproj=mmproj, n_ctx=256, n_threads=1, image_max_tokens=16) as loaded:

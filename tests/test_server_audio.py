@@ -139,6 +139,8 @@ def test_an_image_for_an_audio_only_model_is_a_400_naming_the_part(client, test_
 @pytest.mark.parametrize("data, fmt", [
     (b"RIFF\x24\0\0\0WAVEfmt " + b"\0" * 40, "wav"),  # a WAV header, then nothing libmtmd's decoder can read
     (b"hello, not audio", "mp3"),
+    # one sample: it decodes, but libmtmd's preprocessing asserted (an abort of the server) on so short a clip
+    (b"RIFF\x26\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x80\x3e\0\0\0\x7d\0\0\x02\0\x10\0data\x02\0\0\0\x00\x10", "wav"),
 ])
 def test_a_clip_that_does_not_decode_is_a_400_naming_its_part(client, mp3, data, fmt):
     messages = [{"role": "user", "content": [{"type": "text", "text": "Compare"}, _audio_part(mp3, "mp3"),
@@ -151,6 +153,25 @@ def test_a_clip_that_does_not_decode_is_a_400_naming_its_part(client, mp3, data,
     # and the server goes on serving
     ok = client.chat.completions.create(model="audio-chat", messages=_ask(mp3, "mp3"), max_tokens=1, temperature=0)
     assert ok.choices[0].finish_reason
+
+
+def test_a_clip_longer_than_the_limit_by_its_header_is_a_400_naming_its_part(client):
+    """A 1 KB FLAC claiming ten hours: refused from its header (libmtmd's decoder sized its buffer by that claim:
+    gigabytes, or the server killed for memory), said of its part."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    out = io.BytesIO()
+    sf.write(out, np.zeros(1600, dtype=np.float32), 16000, format="FLAC")
+    data = bytearray(out.getvalue())
+    packed = int.from_bytes(data[18:26], "big")  # STREAMINFO's rate, channels, bits and total samples (36 bits)
+    data[18:26] = ((packed & ~((1 << 36) - 1)) | 600_000_000).to_bytes(8, "big")
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="audio-chat", messages=_ask(bytes(data), "flac"), max_tokens=2)
+    error = _error(info.value)
+    assert (error["code"], error["param"]) == ("too_large", "messages[0].content[1]"), error
 
 
 def test_the_responses_api_takes_no_audio_as_openais(server, mp3):

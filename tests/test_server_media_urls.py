@@ -119,15 +119,23 @@ def inline_answer(server):
     return _ask(_client(server), "data:image/png;base64," + base64.b64encode(PNG).decode()).choices[0].message.content
 
 
-@pytest.mark.parametrize("where", ["/img/photo.png", "/img/moved.png", "file", "path"])
+@pytest.mark.parametrize("where", ["/img/photo.png", "/img/moved.png", "file", "path", "upper_case_scheme",
+                                   "dot_segments_inside"])
 def test_allowed_urls_and_paths_give_the_inline_answer(server, host, folder, inline_answer, where):
-    url = {"file": f"file://{folder}/photo.png", "path": str(folder / "photo.png")}.get(where, host.base + where)
+    url = {"file": f"file://{folder}/photo.png", "path": str(folder / "photo.png"),
+           # the same URLs as the allowed prefix's, written otherwise (RFC 3986: the scheme is case-insensitive)
+           "upper_case_scheme": "HTTP" + host.base[4:] + "/img/photo.png",
+           "dot_segments_inside": host.base + "/img/sub/../photo.png"}.get(where, host.base + where)
     result = _ask(_client(server), url)
     assert result.choices[0].message.content == inline_answer and result.usage.prompt_tokens > 64
 
 
 @pytest.mark.parametrize("where, code", [
     ("/private/photo.png", "not_allowed"),  # not under the allowed prefix
+    # under it as written, not as fetched: the HTTP client removes the dot segments, so it asked for /private/...
+    ("/img/../private/photo.png", "not_allowed"),
+    ("/img/%2e%2e/private/photo.png", "not_allowed"),
+    ("/img/./../private/photo.png", "not_allowed"),
     ("/img/away.png", "not_allowed"),  # redirected out of it
     ("/img/missing.png", "fetch_failed"),
     ("/img/huge.png", "too_large"),
@@ -205,3 +213,17 @@ def test_a_fetch_that_times_out_says_so(host):
         asyncio.run(fetch())
     assert info.value.reason == "fetch_failed"
     assert str(info.value).endswith("no answer within 0.5 seconds"), str(info.value)
+
+
+def test_the_allowlist_judges_a_url_as_the_client_will_send_it():
+    """One check for every URL the server may connect to (media, documents, MCP servers): dot segments are removed
+    before the prefix is compared, as aiohttp and httpx remove them before they connect."""
+    from jan.server.media_fetch import MediaAllowlist
+
+    allowed = MediaAllowlist.parse(["https://host.example/pub/", "http://Other.Example"])
+    for url in ("https://host.example/pub/../admin/x.png", "https://host.example/pub/%2E%2E/admin/x.png",
+                "https://host.example/pub/a/../../admin/x.png", "http://other.example.evil/x.png", "not a url"):
+        assert not allowed.allows_url(url), url
+    for url in ("https://host.example/pub/x.png", "HTTPS://HOST.example:443/pub/x.png",
+                "https://host.example/pub/a/../x.png", "http://other.example/x.png"):
+        assert allowed.allows_url(url), url

@@ -28,7 +28,7 @@ from jan.engine.kv_cache import cache_type_problem, header_int, is_embedding_met
 from jan.engine.logs import forward_native_logs, native_error_detail
 from jan.engine.offload import (AUTO, OffloadPlan, compute_buffer_bytes, gpu_free_bytes, kv_gpu_share,
                                 plan_offload)
-from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, audio_input, sized_image_input
+from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, sized_audio_input, sized_image_input
 from jan.engine.params import (DEFAULTS as SAMPLING_DEFAULTS, INT32_MAX, SPECULATIVE_OPTIONS, Range,
                                 check_order, check_sampling_options, sampling_params)
 from jan.engine.params import (as_int, check_flag, check_seconds, engine_text, lora_request, lora_scale,
@@ -1072,11 +1072,14 @@ class Model:
         if len(items) > limit:
             raise MediaError(f"{len(items)} images/audio clips; at most {limit} per request", reason="too_many")
         prepared = []
-        pixels = 0
+        pixels, seconds = 0, 0.0
         for i, x in enumerate(items):
             try:
                 if isinstance(x, AudioClip):
-                    prepared.append(audio_input(x, self.media_limits, f"audio {i + 1}"))
+                    clip, length = sized_audio_input(x, self.media_limits, f"audio {i + 1}",
+                                                     budget=self.media_limits.max_total_audio_seconds - seconds)
+                    seconds += length
+                    prepared.append(clip)
                     continue
                 item, size = sized_image_input(x, self.media_limits, f"image {i + 1}")
                 pixels += size

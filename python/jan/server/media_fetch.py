@@ -30,6 +30,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import aiohttp
 from pydantic import BaseModel
+from yarl import URL
 
 from jan.errors import MediaError
 from jan.image_types import sniff_image
@@ -67,7 +68,7 @@ class MediaAllowlist:
             if scheme in ("http", "https"):
                 rest = entry.split("://", 1)[1]
                 # a bare host ends at its "/": https://example.com must not allow https://example.com.evil.org
-                urls.append(entry + "/" if rest and "/" not in rest else entry)
+                urls.append(_canonical_url(entry + "/" if rest and "/" not in rest else entry) or entry.lower())
             elif scheme in ("", "file"):
                 path = expand_home(unquote(urlsplit(entry).path) if scheme == "file" else entry)
                 if not path.is_dir():
@@ -82,10 +83,26 @@ class MediaAllowlist:
         return bool(self.url_prefixes or self.folders)
 
     def allows_url(self, url: str) -> bool:
-        return any(url.startswith(prefix) for prefix in self.url_prefixes)
+        """Whether the URL the HTTP client will ask for is under an allowed prefix. Compared as the client sends
+        it, not as written: aiohttp (and httpx) remove dot segments, so ``https://host/pub/../admin/x`` written
+        under the prefix ``https://host/pub/`` asked the host for ``/admin/x``; and ``HTTPS://Host/pub/`` is that
+        prefix's URL (a scheme and a host are case-insensitive)."""
+        canonical = _canonical_url(url)
+        return canonical is not None and any(canonical.startswith(prefix) for prefix in self.url_prefixes)
 
     def allows_path(self, path: Path) -> bool:
         return any(path == folder or folder in path.parents for folder in self.folders)
+
+
+def _canonical_url(url: str) -> str | None:
+    """``url`` as aiohttp requests it (yarl's form: scheme and host in lower case, a default port dropped, dot
+    segments removed, the path percent-encoded one way), or None when it has no host or does not parse. The
+    allowlist's prefixes are kept in this form too, so both sides of a comparison are spelled alike."""
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        return None
+    return str(parsed) if parsed.absolute and parsed.host else None
 
 
 def is_data_url(url: str) -> bool:
