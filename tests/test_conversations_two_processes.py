@@ -68,13 +68,9 @@ async def _two_servers(tmp_path):
     return one, two, paused
 
 
-async def test_two_servers_adding_to_one_conversation_never_interleave_or_share_an_id(tmp_path, monkeypatch):
-    one, two, paused = await _two_servers(tmp_path)
-    conversation = (await two.create([], None))["id"]
-
-    # The second server's request either goes through at once or waits for the lock the first one holds: told
-    # apart by an event set when it finds the lock file taken, so the first is let go on once the second is under
-    # way, whichever it does (never after a pause).
+def _noting_refusals(monkeypatch) -> asyncio.Event:
+    """An event set when an OS lock is found taken by another holder (core.locks.try_lock_file refused): how a test
+    tells that a request waits for the lock, without a pause."""
     loop = asyncio.get_running_loop()
     refused = asyncio.Event()
     try_lock = core_locks.try_lock_file
@@ -86,6 +82,18 @@ async def test_two_servers_adding_to_one_conversation_never_interleave_or_share_
         return held
 
     monkeypatch.setattr(core_locks, "try_lock_file", noting)
+    return refused
+
+
+async def test_two_servers_adding_to_one_conversation_never_interleave_or_share_an_id(tmp_path, monkeypatch):
+    one, two, paused = await _two_servers(tmp_path)
+    conversation = (await two.create([], None))["id"]
+
+    # The second server's request either goes through at once or waits for the lock the first one holds: told
+    # apart by an event set when it finds the lock file taken, so the first is let go on once the second is under
+    # way, whichever it does (never after a pause).
+    loop = asyncio.get_running_loop()
+    refused = _noting_refusals(monkeypatch)
     paused.resume = loop.create_future()
 
     first = asyncio.ensure_future(one.add(conversation, [_turn("one-a", "msg_same"), _turn("one-b", "msg_oneb")]))
@@ -134,17 +142,7 @@ async def test_a_conversation_held_by_another_process_is_waited_for(tmp_path, mo
     marks = tmp_path / "marks"
     marks.mkdir()
 
-    loop = asyncio.get_running_loop()
-    refused = asyncio.Event()
-    try_lock = core_locks.try_lock_file
-
-    def noting(path):
-        held = try_lock(path)
-        if held is None:
-            loop.call_soon_threadsafe(refused.set)
-        return held
-
-    monkeypatch.setattr(core_locks, "try_lock_file", noting)
+    refused = _noting_refusals(monkeypatch)
     holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path), conversation, str(marks)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
