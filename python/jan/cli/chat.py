@@ -319,7 +319,8 @@ class ChatSession:
                 note(f"model: {self.backend.model_id}")
             else:
                 try:
-                    backend = open_backend(self.conn, arg, **self.load_kwargs)
+                    # (--think holds for the model switched to: one that cannot think is refused, as at start)
+                    backend = open_backend(self.conn, arg, think=self.options.get("think"), **self.load_kwargs)
                 except CLIError as exc:
                     click.echo(f"jan: error: {exc.format_message()}", err=True)
                 else:
