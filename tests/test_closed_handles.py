@@ -61,6 +61,7 @@ MODEL_RAISES = {
     "n_ctx_embed": lambda m: m.n_ctx_embed,
     "hold": lambda m: _enter(m.hold()),
     "slot_action": lambda m: m.slot_action("erase", 0),
+    "slots_info": lambda m: m.slots_info(),
 }
 
 #: What describes the model, and the status reads: answered on a closed model (``before``: the open model's).
@@ -299,6 +300,7 @@ POOL_RAISES = {
 POOL_HARMLESS = {
     "close": lambda value: value is None,
     "is_loaded": None,  # takes a model id: see below
+    "peek": None,  # takes a model id: see below
     "loaded": lambda value: value == [],
     "status": lambda value: value == {},
     "reap_idle": lambda value: value == [],
@@ -323,6 +325,8 @@ def test_a_closed_pool(closed_pool, stories_path, name):
             POOL_RAISES[name](pool, stories_path)
     elif name == "is_loaded":
         assert pool.is_loaded("m") is False
+    elif name == "peek":
+        assert pool.peek("m") is None  # (a closed pool holds no model: nothing to hand out)
     else:
         assert POOL_HARMLESS[name](_read(pool, name))
 
