@@ -67,6 +67,13 @@ async def _service(folder, runner: Runner, clock: Clock | None = None) -> BatchS
     return service
 
 
+async def _restarted(folder) -> tuple[BatchService, Runner]:
+    """A new service on ``folder`` (as after a restart), with its runner, which answers every item at once."""
+    runner = Runner()
+    runner.release.set()
+    return await _service(folder, runner), runner
+
+
 async def _ended(service: BatchService, batch_id: str) -> Batch:
     """The batch once ended: asked every 20 ms for up to WAIT_S."""
     async def poll() -> Batch:
@@ -277,9 +284,7 @@ async def test_a_stop_mid_item_resumes_at_the_next_start(tmp_path):
     # a crash tore a half-written results line: it is not a result, and b runs again
     with open(tmp_path / "batches" / batch.id / "results.jsonl", "ab") as f:
         f.write(b'{"index": 1, "custom_id": "b", "outc')
-    second = Runner()
-    second.release.set()
-    service = await _service(tmp_path, second)
+    service, second = await _restarted(tmp_path)
     try:
         batch = await _ended(service, batch.id)
         assert batch.status == "completed" and batch.counts.succeeded == 3
@@ -392,9 +397,7 @@ async def test_requests_cut_or_edited_by_hand_fail_their_items_never_a_short_com
     assert len(lines) == 6 and lines[-1] == b""
     # b edited into what is no request, d cut mid-line, e gone
     requests.write_bytes(b"\n".join([lines[0], b"{not json", lines[2], lines[3][: len(lines[3]) // 2]]))
-    second = Runner()
-    second.release.set()
-    service = await _service(tmp_path, second)
+    service, _ = await _restarted(tmp_path)
     try:
         batch = await _ended(service, batch.id)
         assert batch.status == "completed"
@@ -470,9 +473,7 @@ async def test_a_results_line_of_no_item_is_not_counted_when_a_batch_is_taken_up
     await service.stop()
     with open(tmp_path / "batches" / batch.id / "results.jsonl", "ab") as f:
         f.write(json.dumps({"index": "x", "custom_id": "z", "outcome": "succeeded"}).encode() + b"\n")
-    second = Runner()
-    second.release.set()
-    service = await _service(tmp_path, second)
+    service, _ = await _restarted(tmp_path)
     try:
         batch = await _ended(service, batch.id)
         assert batch.status == "completed"

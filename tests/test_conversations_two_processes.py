@@ -134,6 +134,15 @@ _HOLDER = textwrap.dedent("""
 """).format(bound=BOUND)
 
 
+async def _wait_until_held(process, marks, what):
+    """Wait (bounded) for the child ``process`` to touch ``marks/held``; fail with its output if it exits first."""
+    deadline = time.monotonic() + BOUND
+    while not (marks / "held").exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"the other process never {what}"
+        await asyncio.sleep(0.01)
+
+
 async def test_a_conversation_held_by_another_process_is_waited_for(tmp_path, monkeypatch):
     threads = ConversationalStoreExtension()
     await threads.on_load(types.SimpleNamespace(data_folder=tmp_path, bus=None))
@@ -146,11 +155,7 @@ async def test_a_conversation_held_by_another_process_is_waited_for(tmp_path, mo
     holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path), conversation, str(marks)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + BOUND
-        while not (marks / "held").exists():
-            assert holder.poll() is None, holder.communicate()
-            assert time.monotonic() < deadline, "the other process never held the conversation"
-            await asyncio.sleep(0.01)
+        await _wait_until_held(holder, marks, "held the conversation")
         adding = asyncio.ensure_future(store.add(conversation, [_turn("hello", "msg_hello")]))
         await asyncio.wait_for(refused.wait(), BOUND)  # it waits for the other process's lock
         assert not adding.done()
@@ -205,11 +210,7 @@ async def test_a_continue_another_server_has_in_flight_is_refused(tmp_path):
                               f"continuing_{previous}", str(marks)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + BOUND
-        while not (marks / "held").exists():
-            assert other.poll() is None, other.communicate()
-            assert time.monotonic() < deadline, "the other process never took the continue"
-            await asyncio.sleep(0.01)
+        await _wait_until_held(other, marks, "took the continue")
         with pytest.raises(ThreadError) as refused:
             async with threads.turn(body):
                 pass
