@@ -64,7 +64,7 @@ void register_scheduler(py::module_ & m) {
                                "Bytes of the draft model's KV cache (0 without one).")
         .def_property_readonly("has_draft_model", &Scheduler::has_draft_model)
         .def("slot_action",
-             [](Scheduler & self, const std::string & action, int32_t id_slot, const std::string & path) {
+             [](Scheduler & self, const std::string & action, int32_t id_slot, const std::string & path, bool media) {
                  Scheduler::SlotAction kind;
                  if (action == "save") kind = Scheduler::SlotAction::Save;
                  else if (action == "restore") kind = Scheduler::SlotAction::Restore;
@@ -73,7 +73,7 @@ void register_scheduler(py::module_ & m) {
                  Scheduler::SlotActionResult r;
                  {
                      py::gil_scoped_release nogil;
-                     r = self.slot_action(kind, id_slot, path);
+                     r = self.slot_action(kind, id_slot, path, media);
                  }
                  py::dict out;
                  out["id_slot"] = r.id_slot;
@@ -82,12 +82,15 @@ void register_scheduler(py::module_ & m) {
                  out["ms"] = r.ms;
                  return out;
              },
-             py::arg("action"), py::arg("id_slot"), py::arg("path") = std::string(),
+             py::arg("action"), py::arg("id_slot"), py::arg("path") = std::string(), py::arg("media") = false,
              "llama-server's slot action (save, restore, erase) on slot id_slot, with the file path of a save or "
-             "restore; blocks until the engine thread ran it. A dict: id_slot, n_tokens, n_bytes, ms.")
+             "restore; blocks until the engine thread ran it. media: the model takes images or audio (a restored file "
+             "holding them is refused without). A dict: id_slot, n_tokens, n_bytes, ms.")
         .def("slots_info", &Scheduler::slots_info, release(),
              "Each slot's state and its current (else last) request (SlotInfo), taken between two engine steps.")
         .def("shutdown", &Scheduler::shutdown, release());
+    // what a save appends to a slot file's path for the LoRA scales it writes beside it (no slot file may end so)
+    m.attr("Scheduler").attr("SLOT_LORA_SUFFIX") = Scheduler::kLoraSuffix;
 }
 
 }  // namespace jan

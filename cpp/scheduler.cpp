@@ -538,7 +538,8 @@ std::string Scheduler::slot_file_mismatch(const std::string & path, size_t n_tok
            cache_layout(here) + ": restore it into the model it was saved from, loaded with the same slots";
 }
 
-Scheduler::SlotActionResult Scheduler::slot_action(SlotAction action, int32_t id_slot, const std::string & path) {
+Scheduler::SlotActionResult Scheduler::slot_action(SlotAction action, int32_t id_slot, const std::string & path,
+                                                   bool media) {
     if (id_slot < 0 || id_slot >= (int32_t)slots_.size())
         throw std::invalid_argument("Invalid slot ID: " + std::to_string(id_slot) + " (this model's slots are 0.." +
                                     std::to_string(slots_.size() - 1) + ")");
@@ -547,7 +548,7 @@ Scheduler::SlotActionResult Scheduler::slot_action(SlotAction action, int32_t id
     {
         std::lock_guard<std::mutex> lock(mutex_);
         if (stopping_) throw ModelClosedError("the model was unloaded");
-        slot_ops_.push_back({action, id_slot, path, {}});
+        slot_ops_.push_back({action, id_slot, path, media, {}});
         result = slot_ops_.back().done.get_future();
     }
     cv_.notify_all();
@@ -565,7 +566,7 @@ void Scheduler::run_slot_ops(std::unique_lock<std::mutex> & lock) {
         it = slot_ops_.erase(it);
         lock.unlock();
         try {
-            op.done.set_value(do_slot_action(slot, op.action, op.path));
+            op.done.set_value(do_slot_action(slot, op.action, op.path, op.media));
         } catch (...) {
             op.done.set_exception(std::current_exception());
         }
@@ -609,7 +610,8 @@ Scheduler::SlotInfo Scheduler::slot_info(const Slot & slot) const {
     return info;
 }
 
-Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction action, const std::string & path) {
+Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction action, const std::string & path,
+                                                      bool media) {
     const auto t0 = Clock::now();
     SlotActionResult out;
     out.id_slot = slot.id;
@@ -670,6 +672,12 @@ Scheduler::SlotActionResult Scheduler::do_slot_action(Slot & slot, SlotAction ac
                                                   : other);
             }
             content = slot_file_content(std::move(tokens), model_->n_vocab(), params_.n_ctx);
+            // (its KV holds them, but no prompt of a model without a projector can continue them)
+            if (!media && !content.media.empty())
+                throw SlotFileError("Unable to restore slot: the file holds " +
+                                    std::to_string(content.media.spans().size()) + " image or audio chunk(s), and "
+                                    "this model was loaded without a projector (mmproj): load it with the projector "
+                                    "the slot was saved with");
         } catch (...) {
             clear();  // (the state may be in the sequence already: gone with the tokens that did not check out)
             throw;

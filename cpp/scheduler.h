@@ -121,12 +121,17 @@ public:
         uint64_t n_bytes = 0;   // written or read (0 for an erase)
         double ms = 0.0;        // the action's own time, on the engine thread
     };
-    SlotActionResult slot_action(SlotAction action, int32_t id_slot, const std::string & path = {});
+    // `media`: whether the model takes images or audio (it has a projector); without, a restore of a file that
+    // holds media is a SlotFileError (the slot is left empty), as no prompt of that model could continue it.
+    SlotActionResult slot_action(SlotAction action, int32_t id_slot, const std::string & path = {},
+                                 bool media = false);
     // With adapters, a save also writes the scales the slot's KV was computed under beside the file (`path` +
     // kLoraSuffix, llama-server's slot files tell none), and a restore tags the slot with them: a file without them
     // (llama-server's, a save made without adapters) is taken as computed under the default scales; one whose
     // scales are for another adapter count, or that names adapters a model without them lacks, is a SlotFileError.
-    static constexpr const char * kLoraSuffix = ".lora";
+    // The suffix holds "..", which no slot file name llama-server (and jan's server) takes may hold, so that the
+    // scales of `a.bin` can never be written over a slot file saved as `a.bin.lora` (the suffix ".lora" was).
+    static constexpr const char * kLoraSuffix = "..lora";
 
     // What llama-server's GET /slots tells of each slot: its current request, else the last one it ran (has_task
     // false: none since load; an idle slot's counts are 0 and n_remain -1, as llama-server resets them when a request
@@ -224,13 +229,14 @@ private:
         SlotAction action;
         int32_t id_slot;
         std::string path;
+        bool media;  // the model takes images or audio (slot_action's `media`)
         std::promise<SlotActionResult> done;
     };
 
     void run();
     // Engine thread, mutex_ held (released while each runs): the slot actions whose slot is idle, in order.
     void run_slot_ops(std::unique_lock<std::mutex> & lock);
-    SlotActionResult do_slot_action(Slot & slot, SlotAction action, const std::string & path);
+    SlotActionResult do_slot_action(Slot & slot, SlotAction action, const std::string & path, bool media);
     SlotInfo slot_info(const Slot & slot) const;  // engine thread
     // Why a slot file of `n_tokens` tokens this model's context refused was saved for another slot layout (another
     // --parallel, a unified cache or not), or "" where that is not why.

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 import jan
-from jan.errors import SlotFileError
+from jan.errors import BadRequestError, SlotFileError
 
 from server_helpers import ok, start_server
 
@@ -144,7 +144,7 @@ def test_a_restored_slot_keeps_the_lora_scales_it_was_computed_under(stories_pat
         fresh_other = m.generate(STORY, max_tokens=N, temperature=0, lora=other).text
         assert fresh_other != fresh_default  # (the adapters change the output: the test can tell)
         m.slot_action("save", 0, path)
-        assert (tmp_path / "b.bin.lora").read_text().split() == ["jan-slot-lora", "1", "2", "0", "1"]
+        assert (tmp_path / "b.bin..lora").read_text().split() == ["jan-slot-lora", "1", "2", "0", "1"]
         m.slot_action("erase", 0)
         m.slot_action("restore", 0, path)
         assert list(m.slots_info()[0].lora) == [0.0, 1.0]
@@ -167,7 +167,7 @@ def test_a_slot_saved_under_adapters_is_no_cache_of_a_model_without_them(stories
         # a save without adapters drops the scales an earlier save left under that name
         base.generate(STORY, max_tokens=4, temperature=0)
         base.slot_action("save", 0, path)
-        assert not (tmp_path / "a.bin.lora").exists()
+        assert not (tmp_path / "a.bin..lora").exists()
         assert base.slot_action("restore", 0, path)["n_tokens"] > 0
 
 
@@ -178,14 +178,46 @@ def test_a_slot_file_without_scales_is_taken_as_computed_under_the_defaults(stor
     with _with_adapters(stories_path, adapters) as m:
         first = m.generate(STORY, max_tokens=N, temperature=0)
         m.slot_action("save", 0, path)
-        (tmp_path / "plain.bin.lora").unlink()
+        (tmp_path / "plain.bin..lora").unlink()
         m.slot_action("erase", 0)
         m.slot_action("restore", 0, path)
         again = m.generate(STORY, max_tokens=N, temperature=0)
         assert again.usage.cached_tokens > 0 and again.text == first.text
-        (tmp_path / "plain.bin.lora").write_text("garbage\n")
+        (tmp_path / "plain.bin..lora").write_text("garbage\n")
         with pytest.raises(SlotFileError, match="LoRA scales file"):
             m.slot_action("restore", 0, path)
+
+
+def test_the_lora_scales_beside_a_slot_file_never_overwrite_another_slot_file(stories_path, adapters, tmp_path):
+    """The scales of a save to ``a.bin`` went to ``a.bin.lora``: a slot file saved under that name was overwritten
+    (and a save without adapters deleted it). They now go to ``a.bin..lora``, a name no slot file may have: the
+    server's filename check refuses ``..`` as llama-server's does, and the engine refuses a slot file named so."""
+    with _with_adapters(stories_path, adapters) as m:
+        m.generate(STORY, max_tokens=4, temperature=0)
+        m.slot_action("save", 0, tmp_path / "a.bin.lora")
+        kept = (tmp_path / "a.bin.lora").read_bytes()
+        m.slot_action("save", 0, tmp_path / "a.bin")
+        assert (tmp_path / "a.bin.lora").read_bytes() == kept  # (still the slot file it was)
+        assert (tmp_path / "a.bin..lora").read_text().startswith("jan-slot-lora")
+        assert m.slot_action("restore", 0, tmp_path / "a.bin.lora")["n_tokens"] > 0
+        for action in ("save", "restore"):
+            with pytest.raises(BadRequestError, match="cannot end in '..lora'") as caught:
+                m.slot_action(action, 0, tmp_path / "a.bin..lora")
+            assert caught.value.param == "filename"
+        assert (tmp_path / "a.bin..lora").read_text().startswith("jan-slot-lora")
+    with jan.Model(stories_path, n_ctx=256, n_threads=1, cache_ram_mib=0) as base:
+        base.generate(STORY, max_tokens=4, temperature=0)
+        base.slot_action("save", 0, tmp_path / "a.bin")  # (drops a.bin's scales, and only them)
+        assert not (tmp_path / "a.bin..lora").exists() and (tmp_path / "a.bin.lora").read_bytes() == kept
+
+
+def test_the_server_refuses_a_slot_file_named_as_lora_scales(server, folder):
+    """``NAME..lora`` (where a save keeps its LoRA scales) is no slot file name the server takes, as llama-server
+    takes no name holding ``..``."""
+    r = httpx.post(f"{server.base_url}/slots/0", params={"action": "save"},
+                   json={"model": "stories260K", "filename": "x.bin..lora"}, timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["message"] == "Invalid filename"
+    assert not (folder / "x.bin..lora").exists()
 
 
 # -- a remote model's slots: forwarded to its upstream ---------------------------------------------------------------
@@ -336,6 +368,28 @@ def test_a_slot_holding_an_image_saves_and_restores_as_llama_server_packs_it(vis
         Image.new("RGB", (64, 64), (255, 0, 0)).save(buffer, format="PNG")
         other = m.generate(prompt, images=[buffer.getvalue()], max_tokens=4, temperature=0, ignore_eos=True)
         assert other.usage.cached_tokens < first.usage.prompt_tokens - 1
+
+
+def test_a_slot_holding_an_image_is_no_restore_for_the_model_without_its_projector(vision_pair, test_image_path,
+                                                                                  tmp_path):
+    """A slot file holding an image restored into the same model loaded without a projector was restored silently
+    (a cache no prompt of that model can continue); now it is a SlotFileError (400) that says so, the slot left
+    empty. A text slot of the same model still restores there."""
+    model_path, mmproj = vision_pair
+    with jan.Model(model_path, mmproj=mmproj, n_ctx=512, n_parallel=1, n_threads=1, n_threads_batch=1,
+                   cache_ram_mib=0) as m:
+        prompt = f"<|im_start|>user\nWhat is this?\n{m.media_marker}<|im_end|>\n<|im_start|>assistant\n"
+        m.generate(prompt, images=[test_image_path], max_tokens=2, temperature=0, ignore_eos=True)
+        m.slot_action("save", 0, tmp_path / "image.bin")
+        m.slot_action("erase", 0)
+        m.generate("<|im_start|>user\nhello<|im_end|>\n", max_tokens=2, temperature=0, ignore_eos=True)
+        m.slot_action("save", 0, tmp_path / "text.bin")
+    with jan.Model(model_path, n_ctx=512, n_parallel=1, n_threads=1, n_threads_batch=1, cache_ram_mib=0) as plain:
+        with pytest.raises(SlotFileError, match="without a projector") as caught:
+            plain.slot_action("restore", 0, tmp_path / "image.bin")
+        assert caught.value.param == "filename"
+        assert plain.slots_info()[0].n_cache_tokens == 0
+        assert plain.slot_action("restore", 0, tmp_path / "text.bin")["n_tokens"] > 0
 
 
 def test_fail_on_no_slot_counts_the_engines_busy_slots(server, monkeypatch):

@@ -212,6 +212,7 @@ class LoraAdapter:
     def metadata(self) -> dict[str, str]: ...
 
 class Scheduler:
+    SLOT_LORA_SUFFIX: str
     def __init__(self, model: Model, params: ContextParams, draft: Model | None = None,
                  loras: list[LoraAdapter] = ..., lora_scales: list[float] = ...) -> None: ...
     @property

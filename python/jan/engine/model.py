@@ -1263,9 +1263,11 @@ class Model:
         action; :class:`~jan.errors.SlotFileError`
         for a file restore cannot use (the slot is left empty); EngineError for a save that could not be written.
         With LoRA adapters a save also writes the scales the slot's KV was computed under beside the file (``path`` +
-        ``.lora``), and a restore tags the slot with them, so that only requests under those scales reuse it; a file
-        without them (llama-server's) is taken as computed under the default scales, one saved under another count of
-        adapters is a :class:`~jan.errors.SlotFileError`."""
+        ``..lora``: a name no slot file llama-server's or jan's server takes may have, and one this refuses as a slot
+        file, so that it never overwrites a slot file), and a restore tags the slot with them, so that only requests
+        under those scales reuse it; a file without them (llama-server's) is taken as computed under the default
+        scales, one saved under another count of adapters is a :class:`~jan.errors.SlotFileError`. A file holding
+        images or audio restored into a model loaded without a projector is a :class:`~jan.errors.SlotFileError`."""
         scheduler = self._require_scheduler()
         if action not in self.SLOT_ACTIONS:
             raise BadRequestError(f"Invalid action: {action!r} (one of {', '.join(self.SLOT_ACTIONS)})",
@@ -1276,12 +1278,16 @@ class Model:
                                   f"{scheduler.n_parallel - 1})", param="id_slot", code="invalid_value")
         if action != "erase" and not path:
             raise BadRequestError(f"a slot {action} needs a file path", param="filename", code="invalid_value")
+        suffix = _engine.Scheduler.SLOT_LORA_SUFFIX
+        if action != "erase" and os.fspath(path).endswith(suffix):
+            raise BadRequestError(f"a slot file's name cannot end in {suffix!r}: such names are kept for the LoRA "
+                                  "scales a save writes beside its slot file", param="filename", code="invalid_value")
         if action == "save" and os.path.isdir(path):
             # (the save's rename over it would fail: the caller's name is at fault, not the engine)
             raise BadRequestError(f"Unable to save slot: {os.fspath(path)} is a folder, not a slot file",
                                   param="filename", code="invalid_value")
         try:
-            return scheduler.slot_action(action, index, os.fspath(path) if path else "")
+            return scheduler.slot_action(action, index, os.fspath(path) if path else "", self._projector is not None)
         except BadRequestError:
             raise
         except ValueError as exc:  # (the engine's invalid_argument: a slot it does not have)
