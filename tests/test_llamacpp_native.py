@@ -621,12 +621,25 @@ def test_props_tell_the_models_settings_in_llama_servers_names(server):
     assert props["build_info"].startswith("jan ") and isinstance(props["chat_template"], str)
     # which of llama-server's optional endpoints are served (/slots, /metrics; not POST /props)
     assert (props["endpoint_slots"], props["endpoint_metrics"], props["endpoint_props"]) == (True, True, False)
+    # the marker a prompt object's prompt_string takes per image or audio clip: llama-server 0.3.36 tells its own
+    # (random at start) only here, so its clients read it from /props; jan told none (a KeyError for them)
+    assert props["media_marker"] == "<__media__>"
     fim = httpx.get(server.base_url + "/props", params={"model": FIM}, timeout=60).json()
     assert fim["infill"] is True and props["infill"] is False
     # which model: three are served here, none named
     for query in ({}, {"model": "no-such-model"}):
         response = httpx.get(server.base_url + "/props", params=query, timeout=60)
         assert response.status_code == 400 and response.json()["error"]["code"] == 400, response.text
+
+
+def test_post_props_is_refused_as_llama_server_refuses_it_without_props(server):
+    """POST /props was a 405 (no such method); llama-server answers it 501 unless started with --props (and changes
+    nothing with it): jan, which tells endpoint_props false, answers that 501 in llama-server's shape."""
+    response = httpx.post(server.base_url + "/props", json={}, timeout=60)
+    assert response.status_code == 501, response.text
+    error = response.json()["error"]
+    assert error["code"] == 501 and error["type"] == "not_supported_error"
+    assert error["message"] == "This server does not support changing global properties. Start it with `--props`"
 
 
 def test_openapi_lists_the_native_endpoints(server):

@@ -36,8 +36,8 @@ from jan.services.engine_output import engine_failures
 from jan.services.errors import RequestError
 from jan.services.local import single_tokens
 from jan.services.models import model_sampling, refuse_fan_out, unload_now
-from jan.services.types import (CompletionRequest, LoadOptions, MediaText, SamplingOptions, embedding_inputs_refusal,
-                                resolve_load, resolve_sampling)
+from jan.services.types import (MEDIA_MARKER, CompletionRequest, LoadOptions, MediaText, SamplingOptions,
+                                embedding_inputs_refusal, resolve_load, resolve_sampling)
 
 routes = web.RouteTableDef()
 
@@ -405,12 +405,23 @@ async def props(request: web.Request) -> web.Response:
         "bos_token": getattr(template, "bos_token", "") or "",
         "eos_token": getattr(template, "eos_token", "") or "",
         "infill": bool(abilities and abilities.fim),
+        # what stands for an image or audio clip in a prompt object's prompt_string: llama-server 0.3.36 makes one
+        # at start and tells it only here, so its clients read it from /props (jan takes libmtmd's default)
+        "media_marker": MEDIA_MARKER,
         "build_info": f"jan {jan.__version__}",
         # the endpoints llama-server's flags turn on or off: /slots unless --no-slots, /metrics always, POST /props
         # never
         "endpoint_slots": request.app[CONFIG].endpoint_slots, "endpoint_metrics": True, "endpoint_props": False,
         "is_sleeping": not loaded,
     })
+
+
+@routes.post("/props")
+async def props_change(request: web.Request) -> web.Response:
+    """llama-server's POST /props (changing server properties) as llama-server answers it without ``--props``: 501.
+    (Its handler changes nothing even with the flag; jan has no such flag, and ``endpoint_props`` tells false.)"""
+    raise APIError(501, "This server does not support changing global properties. Start it with `--props`",
+                   type="not_supported_error", code="not_supported")
 
 
 @routes.post("/embedding")
