@@ -252,6 +252,21 @@ def test_probabilities_response_fields_logit_bias_and_json_schema(server):
         banned = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 3, "return_tokens": True,
                                                      "logit_bias": bias})
         assert banned["tokens"][0] != first
+    # ... and so does its text, as llama-server takes it: the text's tokens (no special ones added), each biased (was a
+    # 400: text tokens "not supported"); checked against llama-server 0.3.36's answers to the same bodies
+    plain = ok(server, "/completion", GREEDY | {"prompt": "Once upon a time", "n_predict": 4, "return_tokens": True})
+    assert plain["tokens"][0] == 432  # ","
+    for bias in ([[",", False]], {",": False}, [[",", -100]]):
+        banned = ok(server, "/completion", GREEDY | {"prompt": "Once upon a time", "n_predict": 4,
+                                                     "return_tokens": True, "logit_bias": bias})
+        assert banned["tokens"] == [383, 286, 261, 376], bias  # " there was a little", as llama-server says
+        told = banned["generation_settings"]["logit_bias"]
+        assert [b["token"] for b in told] == [410, 432]  # (SentencePiece's leading space, then ",")
+    several = ok(server, "/completion", GREEDY | {"prompt": "Once upon a time", "n_predict": 4, "return_tokens": True,
+                                                  "logit_bias": [[" there was", -100], [5, 0.5]]})
+    assert [(b["token"], b["bias"]) for b in several["generation_settings"]["logit_bias"]] == \
+        [(410, -100.0), (383, -100.0), (286, -100.0), (5, 0.5)]
+    assert several["tokens"] == [432, 322, 261, 262]
     shaped = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 4, "json_schema": {}})
     assert shaped["content"].startswith("{")
 
@@ -435,7 +450,7 @@ def test_t_max_predict_ms_on_a_real_generation(server):
     ({"prompt": STORY, "samplers": ["top_k", "nonsense"]}, "samplers"),
     ({"prompt": STORY, "samplers": ["temperature", "top_k"]}, "samplers"),
     ({"prompt": STORY, "samplers": ["infill", "top_k"]}, "samplers"),  # (infill after the others, as clients list it)
-    ({"prompt": STORY, "logit_bias": {"Hello": 1.0}}, "logit_bias"),
+    ({"prompt": STORY, "logit_bias": {"-1": 1.0}}, "logit_bias"),  # (a number: an id, not text to tokenize)
     ({"prompt": STORY, "logit_bias": [[1, "x"]]}, "logit_bias"),
     ({"prompt": STORY, "grammar": "root ::= \"a\"", "json_schema": {}}, "grammar"),
     ({"prompt": STORY, "grammar": "root ::= nope"}, ""),

@@ -343,9 +343,16 @@ def infill_sampler(samplers: list[str] | str | None) -> bool:
     return samplers is not None and "infill" in _listed_samplers(samplers)
 
 
+def bias_text(token: Any) -> bool:
+    """Whether a ``logit_bias`` entry's token is text to tokenize (llama-server's ``[["Hello", -0.5]]``), not an id
+    (a number, or a string of one: an object's keys, ``"-1"`` included, are ids to llama-server's ``strtol``)."""
+    return isinstance(token, str) and not token.strip().lstrip("+-").isdigit()
+
+
 def _logit_bias(value: Any) -> dict[int, float] | None:
     """llama-server's two forms (``{"15043": 1.0}``, ``[[15043, 1.0]]``; ``false`` bans the token) as token ids to
-    biases; a token given as text is refused (give its id: ``/tokenize``)."""
+    biases; a token given as text is refused here (the route tokenizes such text first where the model's engine can
+    tokenize: ``routes.llamacpp._text_biases``)."""
     if value is None:
         return None
     pairs = list(value.items()) if isinstance(value, Mapping) else value
@@ -357,8 +364,8 @@ def _logit_bias(value: Any) -> dict[int, float] | None:
         if isinstance(token, str) and token.isascii() and token.isdigit():
             token = int(token)
         if not isinstance(token, int) or isinstance(token, bool):
-            raise ValueError(f"logit_bias: token {token!r} given as text is not supported by jan; give its id "
-                             "(POST /tokenize)")
+            raise ValueError(f"logit_bias: token {token!r} is no token id, and this model's engine cannot tokenize "
+                             "text; give its id (POST /tokenize)")
         if bias is False:
             bias = -100.0  # (the lowest bias jan takes: the token is never sampled)
         elif isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):

@@ -303,6 +303,7 @@ async def completion(request: web.Request) -> web.StreamResponse:
         model, engine = await model_and_engine(request, body.model)
         refuse_fan_out(engine, model, count * (body.n_cmpl or 1), "prompt" if count > 1 else "n")
     prompts, texts = await _prompts(request, body.model, body.prompt)
+    body = await _text_biases(request, body)
     typed = await body_step(native.completion_request, body, prompts)
     try:
         return await _answer(request, body, typed, texts)
@@ -316,11 +317,36 @@ async def infill(request: web.Request) -> web.StreamResponse:
     """llama-server's code infill (llama.vscode, llama.vim): the code between ``input_prefix`` (with ``prompt``, the
     text typed after it) and ``input_suffix``, after ``input_extra``'s files, for a model with FIM tokens."""
     body = await parse_body(request, native.InfillBody)
+    body = await _text_biases(request, body)
     # the text typed after the prefix joins it as text: llama-server tokenizes it apart, which for a SentencePiece
     # vocabulary puts a space before it that the user never typed
     typed = await body_step(native.completion_request, body, (body.input_prefix + body.prompt,), body.input_suffix,
                             native.infill_extra(body))
     return await _answer(request, body, typed, [body.input_prefix + body.prompt], infill=True)
+
+
+async def _text_biases(request: web.Request, body: Any) -> Any:
+    """``body`` with the tokens its ``logit_bias`` gives as text (``[["Hello", -0.5]]``, ``{"Hello": -0.5}``) as
+    the ids of that text's tokens, each with its bias, as llama-server applies such an entry (its text tokenized
+    without special tokens, as it is); ``body`` itself where none is text, or where the model's engine cannot
+    tokenize (a remote one: :func:`~jan.server.dialects.llamacpp.completion_request` then refuses the text). Ids,
+    entries that are no pair and biases that are no number are left to that check."""
+    value = body.logit_bias
+    pairs = list(value.items()) if isinstance(value, dict) else value or []
+    if not any(isinstance(p, (list, tuple)) and len(p) == 2 and native.bias_text(p[0]) for p in pairs):
+        return body
+    model, engine = await model_and_engine(request, body.model)
+    if getattr(engine, "tokenize", None) is None:
+        return body
+    out: list[list[Any]] = []
+    for pair in pairs:
+        if isinstance(pair, (list, tuple)) and len(pair) == 2 and native.bias_text(pair[0]):
+            with engine_failures(engine, "tokenize()"):
+                ids = await engine.tokenize(model, pair[0], add_special=False, parse_special=False)
+            out += [[token, pair[1]] for token in ids]
+        else:
+            out.append(list(pair) if isinstance(pair, tuple) else pair)
+    return body.model_copy(update={"logit_bias": out})
 
 
 async def _status(engine: Any, model_id: str) -> dict[str, Any]:
