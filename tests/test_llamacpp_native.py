@@ -280,6 +280,19 @@ def test_harmless_and_unknown_fields_are_accepted(server):
     assert result["tokens_predicted"] == 4
 
 
+def test_min_keep_of_one_is_what_jans_samplers_do(server):
+    """min_keep 1 (llama-server clients send it) was refused as "not supported": jan's truncating samplers keep one
+    candidate at least, as llama.cpp's do with min_keep 0 or 1, so both are accepted and change nothing; more is
+    still refused."""
+    body = GREEDY | {"prompt": STORY, "n_predict": 4, "return_tokens": True, "top_k": 5, "top_p": 0.5, "min_p": 0.2}
+    plain = ok(server, "/completion", body)
+    for keep in (0, 1):
+        assert ok(server, "/completion", body | {"min_keep": keep})["tokens"] == plain["tokens"]
+    for keep in (2, True):
+        response = post(server, "/completion", body | {"min_keep": keep})
+        assert response.status_code == 400 and "min_keep" in response.json()["error"]["message"], response.text
+
+
 # -- /infill --------------------------------------------------------------------------------------
 PREFIX, SUFFIX = "def add(a, b):\n", "\n\nprint(add(1, 2))\n"
 

@@ -34,7 +34,10 @@ REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dry_multiplier": (lambda v: v == 0, "its sampler has no DRY penalty"),
     "top_n_sigma": (lambda v: v < 0, "its sampler has no top-n-sigma"),
     "adaptive_target": (lambda v: v < 0, "its sampler has no adaptive-p"),
-    "min_keep": (lambda v: v == 0, "its samplers keep no minimum of candidates"),
+    # (jan's truncating samplers keep one candidate at least, as llama.cpp's do with min_keep 0 or 1: both are what
+    # jan does, and llama-server clients send 1)
+    "min_keep": (lambda v: not isinstance(v, bool) and v in (0, 1),
+                 "its samplers keep one candidate at least, never more"),
     "post_sampling_probs": (lambda v: v is False, "n_probs are the model's own probabilities, before sampling"),
     # (llama-server reads no such field of the body: media go in a prompt object, where it reads them; refused
     # rather than dropped unsaid)
