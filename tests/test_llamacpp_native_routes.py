@@ -400,6 +400,27 @@ def test_llama_servers_continuation_fields_are_taken_where_they_agree_with_jans_
         assert response.status_code == 400 and response.json()["error"]["param"] == param, (fields, response.text)
 
 
+def test_apply_template_renders_a_conversation_closed_when_add_generation_prompt_is_false(server):
+    """llama-server's /apply-template with ``add_generation_prompt: false`` renders the conversation closed after its
+    last turn (checked against llama-server 0.3.36: ``<|im_start|>user\\nhi<|im_end|>\\n`` for ChatML); jan
+    refused it (400: it "continues only a final assistant message"). A chat completion still refuses it."""
+    asked = {"model": STORIES, "messages": [{"role": "user", "content": "hi"}]}
+    opened = ok(server, "/apply-template", asked)["prompt"]
+    closed = ok(server, "/apply-template", asked | {"add_generation_prompt": False})["prompt"]
+    assert opened.startswith(closed) and opened != closed
+    assert closed.endswith("<|im_start|>user\nhi<|im_end|>\n") and "assistant" not in closed
+    assert ok(server, "/apply-template", asked | {"add_generation_prompt": True})["prompt"] == opened
+    # a prefill is still continued, as before; both switches on is still llama-server's 400
+    prefill = {"model": STORIES, "messages": [{"role": "user", "content": "hi"},
+                                              {"role": "assistant", "content": "Once upon"}]}
+    assert ok(server, "/apply-template", prefill | {"add_generation_prompt": False})["prompt"].endswith("Once upon")
+    for path, fields in (("/apply-template", {"continue_final_message": True, "add_generation_prompt": True}),
+                         ("/v1/chat/completions", {"add_generation_prompt": False, "max_tokens": 2})):
+        response = post(server, path, (prefill if "continue_final_message" in fields else asked) | fields)
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["error"]["param"] == "add_generation_prompt"
+
+
 def test_json_schema_on_the_openai_routes_constrains_the_output_as_on_completion(server):
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
     text = ok(server, "/v1/completions", {"model": STORIES, "prompt": "Once", "max_tokens": 40, "temperature": 0,

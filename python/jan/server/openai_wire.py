@@ -248,8 +248,10 @@ def sampling_of(body: Any) -> SamplingOptions:
     return SamplingOptions.from_mapping(fields)
 
 
-def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
-    """``POST /v1/chat/completions`` as a typed :class:`ChatRequest`."""
+def chat_request(body: schemas.ChatCompletionRequest, render_only: bool = False) -> ChatRequest:
+    """``POST /v1/chat/completions`` as a typed :class:`ChatRequest`; ``render_only``: for a prompt rendered and
+    not run (``/apply-template``), which may end without the generation prompt (``add_generation_prompt: false``,
+    :attr:`ChatRequest.generation_prompt`)."""
     choice: Any = body.tool_choice
     tools = tuple(ToolSpec(t.function.name, t.function.description, t.function.parameters, t.function.strict)
                   for t in body.tools or ())
@@ -264,7 +266,12 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         check_tool_pairs(messages)
     except ToolPairError as exc:
         raise tool_pair_error(exc) from None
-    _check_continuation(body, ends_in_prefill(messages))
+    prefill = ends_in_prefill(messages)
+    # (llama-server renders a conversation closed after its last turn when asked: a prompt to read, not one jan runs)
+    closed = render_only and body.add_generation_prompt is False and not prefill \
+        and body.continue_final_message in (None, False)
+    if not closed:
+        _check_continuation(body, prefill)
     # llama-server's grammar fields, read as /completion reads them: a lazy grammar (or json_schema) holds from its
     # trigger on; one that is not lazy holds the whole output (json_schema then the JSON response format it asks for)
     grammar, patterns, tokens = client_grammar(body.grammar, body.json_schema if body.grammar_lazy else None,
@@ -288,7 +295,8 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         reasoning=reasoning_of(body),
         chat_template_kwargs=body.chat_template_kwargs,
         # a final assistant message is continued, as llama-server's "prefill assistant" does
-        continue_final_message=ends_in_prefill(messages),
+        continue_final_message=prefill,
+        generation_prompt=not closed,
         truncation=body.truncation or "disabled",
     )
 

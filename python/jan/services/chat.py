@@ -90,6 +90,10 @@ class ChatService:
         messages, is a ``RequestError`` naming the field); anything but a ``ChatRequest`` is a ``TypeError`` here.
         """
         _require_request(request)
+        if not request.generation_prompt:  # (a prompt closed after its last turn is one to render, not to run)
+            raise RequestError("add_generation_prompt: false only renders a prompt (/apply-template); a generation "
+                               "answers after the generation prompt", param="add_generation_prompt",
+                               code="invalid_value")
 
         async def open_() -> tuple[str, AsyncIterator[ChatDelta]]:
             target = await self.models.resolve_generating(request.model)

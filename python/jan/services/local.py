@@ -553,7 +553,7 @@ def render_template(template: ChatTemplate, request: ChatRequest, plan: ChatPlan
             text = template.render(messages[:-1], tools=plan.tools, add_generation_prompt=True,
                                          **kwargs) + partial
     if text is None:
-        text = template.render(messages, tools=plan.tools, add_generation_prompt=True, **kwargs)
+        text = template.render(messages, tools=plan.tools, add_generation_prompt=request.generation_prompt, **kwargs)
     return text
 
 

@@ -849,6 +849,10 @@ class ChatRequest:
     chat_template_kwargs: Mapping[str, Any] | None = None
     #: The last message is an assistant reply to continue (a resumed run, a prefill), not a turn to answer.
     continue_final_message: bool = False
+    #: False: the prompt ends after the last message, no assistant turn opened (llama-server's
+    #: ``add_generation_prompt: false`` on ``/apply-template``). Only a rendering takes it: a generation answers
+    #: after the generation prompt (RequestError).
+    generation_prompt: bool = True
     #: Queued work (a background response, an assistant run): when the model's wait queue is full it
     #: waits for room, as the API's ``queued`` status promises, instead of failing with QueueFullError.
     wait_for_room: bool = False

@@ -318,15 +318,16 @@ async def detokenize(request: web.Request) -> web.Response:
     return json_response({"content": content})
 
 
-async def _prompt_of(request: web.Request, use: Callable[[ChatRequest], Awaitable[T]]) -> T:
+async def _prompt_of(request: web.Request, use: Callable[[ChatRequest], Awaitable[T]],
+                     render_only: bool = False) -> T:
     """What ``use`` (the chat's :meth:`~jan.services.chat.ChatService.render` or ``count``) makes of a chat
     completion body's prompt, by the chat's own rendering: its images fetched, its documents read, nothing
-    generated."""
+    generated (``render_only``: as :func:`~jan.server.openai_wire.chat_request` takes it)."""
     body = await parse_body(request, ChatCompletionRequest)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
     try:
-        return await use(await body_step(wire.chat_request, body))
+        return await use(await body_step(wire.chat_request, body, render_only))
     except MediaError as exc:  # said of the message's field, as the chat completion it renders would say it
         raise wire.media_error(exc, body) from None
 
@@ -335,7 +336,7 @@ async def _prompt_of(request: web.Request, use: Callable[[ChatRequest], Awaitabl
 @routes.post("/apply-template")
 async def apply_template(request: web.Request) -> web.Response:
     """The exact prompt a chat request renders to (llama-server's ``/apply-template``): ``{"prompt": ...}``."""
-    return json_response({"prompt": (await _prompt_of(request, request.app[SERVICES].chat.render)).text})
+    return json_response({"prompt": (await _prompt_of(request, request.app[SERVICES].chat.render, True)).text})
 
 
 @routes.post("/v1/chat/completions/input_tokens")
