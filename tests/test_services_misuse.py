@@ -140,6 +140,15 @@ def test_the_chat_service_takes_a_chat_request():
         asyncio.run(service.render("hi"))
 
 
+def test_a_prompt_closed_after_its_last_turn_is_rendered_and_never_run():
+    """``generation_prompt=False`` (/apply-template's ``add_generation_prompt: false``) is for a rendering: a
+    generation of such a request is a RequestError naming the field, before the models are asked."""
+    closed = ChatRequest(model=None, messages=(ChatMessage("user", (TextPart("hi"),)),), generation_prompt=False)
+    with pytest.raises(RequestError, match="add_generation_prompt") as caught:
+        ChatService(models=None).stream(closed)
+    assert caught.value.param == "add_generation_prompt"
+
+
 def test_a_whole_float_is_an_integer_option_as_the_engine_takes_it():
     # model.json / stored parameters written by hand or by a JSON tool: "top_k": 40.0 worked before the checks
     options = SamplingOptions.from_mapping({"top_k": 40.0, "max_tokens": 12.0, "seed": 7.0})
