@@ -39,6 +39,7 @@ def _enter(cm):
 MODEL_RAISES = {
     "tokenize": lambda m: m.tokenize("Once upon a time"),
     "detokenize": lambda m: m.detokenize([1, 2]),
+    "spell": lambda m: m.spell([1, 2]),
     "token_to_piece": lambda m: m.token_to_piece(1),
     "token_to_bytes": lambda m: m.token_to_bytes(1),
     "control_texts": lambda m: m.control_texts(),

@@ -1008,6 +1008,15 @@ class Model:
                                  check_flag("remove_special", remove_special),
                                  check_flag("unparse_special", unparse_special))
 
+    def spell(self, tokens: Sequence[int]) -> str:
+        """Token ids as llama-server spells them (its ``/detokenize``, a result's ``prompt``): each token's piece,
+        special tokens as their text, joined as they are (a first piece's leading space too, which
+        :meth:`detokenize` drops), then read as UTF-8 (invalid bytes as U+FFFD). Ids outside the vocabulary are a
+        :class:`~jan.errors.BadRequestError` naming ``tokens[i]``."""
+        native = self._live()
+        ids = _token_ids("tokens", tokens, native.n_vocab)
+        return b"".join(native.token_to_piece(t, True) for t in ids).decode("utf-8", errors="replace")
+
     def token_to_piece(self, token: int, special: bool = False) -> str:
         """One token's text. A token holding part of a UTF-8 character shows as U+FFFD; use
         :meth:`token_to_bytes` for the raw bytes."""

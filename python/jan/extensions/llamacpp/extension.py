@@ -421,7 +421,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                                                                       parse_special=parse_special))
 
     async def detokenize(self, model: dict[str, Any], tokens: list[int]) -> str:
-        return await self._held(model, lambda loaded: loaded.detokenize(tokens))
+        # as llama-server's /detokenize answers: special tokens spelled (the inverse of a tokenize that parsed them)
+        return await self._held(model, lambda loaded: loaded.spell(tokens))
 
     async def token_pieces(self, model: dict[str, Any], tokens: list[int]) -> list[bytes]:
         """Each token's bytes, as they are: a byte token holds part of a UTF-8 character, which text would lose."""

@@ -156,11 +156,9 @@ async def _prompts(request: web.Request, model_name: str | None, prompt: native.
 
 
 async def _spelled(engine: Any, model: dict[str, Any], ids: list[int]) -> str:
-    """Token ids as llama-server spells a prompt: each token's piece, special ones as their text."""
-    pieces = getattr(engine, "token_pieces", None)
-    if pieces is None:
-        return await engine.detokenize(model, ids)
-    return b"".join(await pieces(model, ids)).decode("utf-8", errors="replace")
+    """Token ids as llama-server spells a prompt: each token's piece, special ones as their text (the engine's
+    detokenize, as llama-server's /detokenize spells them: jan.Model.spell on a local model)."""
+    return await engine.detokenize(model, ids)
 
 
 async def _preserved_ids(engine: Any, model: dict[str, Any], texts: list[str] | None) -> tuple[int, ...]:
