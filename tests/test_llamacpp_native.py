@@ -652,6 +652,9 @@ def test_props_tell_the_models_settings_in_llama_servers_names(server):
     # the marker a prompt object's prompt_string takes per image or audio clip: llama-server 0.3.36 tells its own
     # (random at start) only here, so its clients read it from /props; jan told none (a KeyError for them)
     assert props["media_marker"] == "<__media__>"
+    # the vocabulary's BOS and EOS as their text, as llama-server 0.3.36 tells them ("<s>", "</s>"): jan told its
+    # header-read template's, "" and, for a model without a template (ChatML stands in), "<|im_end|>"
+    assert (props["bos_token"], props["eos_token"]) == ("<s>", "</s>")
     fim = httpx.get(server.base_url + "/props", params={"model": FIM}, timeout=60).json()
     assert fim["infill"] is True and props["infill"] is False
     # which model: three are served here, none named

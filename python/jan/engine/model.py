@@ -479,6 +479,8 @@ class ModelInfo:
     special_tokens: dict[str, int]
     chat_template: str | None
     metadata: dict[str, str] = field(repr=False)
+    #: Each of :attr:`special_tokens` as its text (the piece a template writes for it, e.g. ``"bos": "<s>"``).
+    special_texts: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 def _physical_cores() -> int:
@@ -894,14 +896,16 @@ class Model:
     @functools.cached_property
     def info(self) -> ModelInfo:
         n = self._native
+        special = {k: v for k, v in n.special_tokens().items() if 0 <= v < n.n_vocab}
         return ModelInfo(
             path=self.path,
             architecture=n.architecture(),
             description=n.description(),
             **{name: getattr(n, name) for name in _NATIVE_SIZES},
-            special_tokens={k: v for k, v in n.special_tokens().items() if v >= 0},
+            special_tokens=special,
             chat_template=n.chat_template() or None,
             metadata=n.metadata(),
+            special_texts={k: _token_bytes(n, v, True).decode("utf-8", errors="replace") for k, v in special.items()},
         )
 
     @property

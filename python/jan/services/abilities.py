@@ -112,8 +112,10 @@ def _abilities(weights: tuple[str, int, int] | None, mmproj: tuple[str, int, int
             n_vocab, n_embd = info.n_vocab or None, _embedding_size(info.metadata)
             arch = info.metadata.get("general.architecture") or ""
             reranker = str(info.metadata.get(f"{arch}.pooling_type") or "").strip() == str(RANK_POOLING)
-            try:  # as the engine resolves it at a load (its BOS/EOS text only matters to what a render writes)
-                template = resolve_template(info.metadata, override, fallback=fallback)
+            try:  # as the engine resolves it at a load, with the vocabulary's BOS/EOS text (/props tells them)
+                template = resolve_template(info.metadata, override, fallback=fallback,
+                                            bos_token=info.special_texts.get("bos", ""),
+                                            eos_token=info.special_texts.get("eos", ""))
             except TemplateError:
                 template = None  # a model.json template that cannot be used: the load names the setting
     if mmproj is not None:

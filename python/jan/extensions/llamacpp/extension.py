@@ -392,9 +392,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
     def _lend(model: dict[str, Any], loaded: jan.Model) -> LocalModel:
         """Blocking (compiles the template): the model with its chat template."""
         settings = model.get("settings") or {}
-        special = loaded.info.special_tokens
-        bos = loaded.token_to_piece(special["bos"], special=True) if "bos" in special else ""
-        eos = loaded.token_to_piece(special["eos"], special=True) if "eos" in special else ""
+        texts = loaded.info.special_texts
+        bos, eos = texts.get("bos", ""), texts.get("eos", "")
         # Jan's model.json always carries a prompt_template: it only stands in when the
         # GGUF has no template of its own; an explicit chat_template overrides.
         override = settings.get("chat_template")
