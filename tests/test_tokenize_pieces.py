@@ -55,8 +55,8 @@ def test_content_and_text_are_one_field(server):
                                              ([233, 154, 168], "日")])
 def test_detokenize_spells_special_tokens_and_each_piece_as_llama_server_does(server, tokens, spelled):
     """llama-server's /detokenize joins each token's piece, special tokens as their text (answers taken from
-    llama-server 0.3.36 on stories260K); jan dropped the special tokens ([1, 270] came back " h") and the leading space of a
-    first piece ([270] came back "h")."""
+    llama-server 0.3.36 on stories260K); jan dropped the special tokens ([1, 270] came back " h") and the leading
+    space of a first piece ([270] came back "h")."""
     for path in ("/detokenize", "/v1/detokenize"):
         answer = httpx.post(server.base_url + path, json={"model": STORIES, "tokens": tokens}, timeout=120)
         assert answer.status_code == 200 and answer.json() == {"content": spelled}, answer.text
