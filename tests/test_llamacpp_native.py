@@ -267,6 +267,10 @@ def test_probabilities_response_fields_logit_bias_and_json_schema(server):
     assert [(b["token"], b["bias"]) for b in several["generation_settings"]["logit_bias"]] == \
         [(410, -100.0), (383, -100.0), (286, -100.0), (5, 0.5)]
     assert several["tokens"] == [432, 322, 261, 262]
+    # an object's key that is a number (spaces and a sign allowed, as strtol takes it) is an id, not text
+    keyed = ok(server, "/completion", GREEDY | {"prompt": "Once upon a time", "n_predict": 1,
+                                                "logit_bias": {" 383 ": -1, "+286": -2}})
+    assert [(b["token"], b["bias"]) for b in keyed["generation_settings"]["logit_bias"]] == [(383, -1.0), (286, -2.0)]
     shaped = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 4, "json_schema": {}})
     assert shaped["content"].startswith("{")
 

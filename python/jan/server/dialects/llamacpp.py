@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import UnionType
@@ -346,7 +347,11 @@ def infill_sampler(samplers: list[str] | str | None) -> bool:
 def bias_text(token: Any) -> bool:
     """Whether a ``logit_bias`` entry's token is text to tokenize (llama-server's ``[["Hello", -0.5]]``), not an id
     (a number, or a string of one: an object's keys, ``"-1"`` included, are ids to llama-server's ``strtol``)."""
-    return isinstance(token, str) and not token.strip().lstrip("+-").isdigit()
+    return isinstance(token, str) and _ID_TEXT.fullmatch(token) is None
+
+
+#: A token id written as text (ASCII digits, a sign, spaces around: what llama-server's strtol takes whole).
+_ID_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*")
 
 
 def _logit_bias(value: Any) -> dict[int, float] | None:
@@ -361,8 +366,8 @@ def _logit_bias(value: Any) -> dict[int, float] | None:
         if not isinstance(value, Mapping) and (not isinstance(pair, list) or len(pair) != 2):
             raise ValueError(f"logit_bias[{i}]: expected a [token id, bias] pair, got {pair!r}")
         token, bias = pair
-        if isinstance(token, str) and token.isascii() and token.isdigit():
-            token = int(token)
+        if isinstance(token, str) and not bias_text(token):
+            token = int(token)  # (an id written as text, an object's key: "15043", "-1" as llama-server's strtol)
         if not isinstance(token, int) or isinstance(token, bool):
             raise ValueError(f"logit_bias: token {token!r} is no token id, and this model's engine cannot tokenize "
                              "text; give its id (POST /tokenize)")
