@@ -6,12 +6,11 @@ and sampling precedence belong to the services.
 
 from __future__ import annotations
 
-import binascii
 import json
 from typing import Any
 
 from jan.errors import MediaError
-from jan.image_types import b64decode, sniff_image
+from jan.image_types import base64_media, sniff_image
 from jan.server.dialects import ollama_schemas as wire
 from jan.templates import JSON_OBJECT_GRAMMAR, json_schema_to_grammar
 from jan.services.types import (
@@ -150,13 +149,15 @@ def insists_on_thinking(think: wire.Think) -> bool:
 
 
 def image_part(data: str, where: str) -> ImagePart:
-    """A base64 image (Ollama sends bare base64, no data: URL) as typed bytes with its MIME type."""
-    if data[:5].lower() == "data:" and "," in data:  # some clients send data URLs anyway
-        data = data.split(",", 1)[1]
+    """A base64 image (Ollama sends bare base64; some clients send a base64 data: URL anyway) as typed bytes with
+    its MIME type."""
     try:
-        raw = b64decode(data)  # line breaks skipped, as Ollama's Go decoder does (jan.image_types)
-    except (binascii.Error, ValueError):
-        raise OllamaRequestError(f"{where}: invalid base64 image data") from None
+        # line breaks skipped, as Ollama's Go decoder does; a data: URL read as llama-server's multimodal_data
+        # reads one (jan.image_types, the one decoding of both)
+        raw, _ = base64_media(data)
+    except ValueError as exc:
+        why = "invalid base64 image data" if str(exc) == "not valid base64" else str(exc)
+        raise OllamaRequestError(f"{where}: {why}") from None
     mime = sniff_image(raw)  # the formats every front end takes (jan.image_types)
     if mime is None:
         raise OllamaRequestError(f"{where}: unsupported image format (expected PNG, JPEG, WebP or GIF)")
