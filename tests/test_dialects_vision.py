@@ -77,6 +77,34 @@ def test_ollama_generate_images(server, png, image_first_reference):
     assert (reply.response, reply.prompt_eval_count) == image_first_reference
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_ollama_generate_context_holds_the_images_place_and_a_continuation_of_it_is_refused(server, png, stream):
+    """A generate's ``context`` is the exchange's token ids; an image has no token id, so it was left out and a
+    follow-up continuing that context went on without the picture it asked about (the model answered from the text
+    alone). The image's place is now one -1 in the context, and a continuation of it is a 400 saying how to go on
+    (the chat API, the image in its messages); a context without images continues as ever."""
+    client = ollama.Client(host=server.base_url, timeout=120)
+    options = {"temperature": 0, "num_predict": 2}
+    first = list(client.generate(model="vision-chat", prompt=QUESTION, images=[png], options=options, stream=True))[-1] \
+        if stream else client.generate(model="vision-chat", prompt=QUESTION, images=[png], options=options)
+    context = list(first.context)
+    assert context.count(-1) == 1, context
+    # the image's 64 positions are one -1: the rest are the prompt's text tokens and the reply's
+    assert len(context) == first.prompt_eval_count - 64 + 1 + first.eval_count, (len(context), first)
+    with pytest.raises(ollama.ResponseError) as info:
+        client.generate(model="vision-chat", prompt="And the colour?", context=context, options=options)
+    assert info.value.status_code == 400
+    assert info.value.error.startswith(f"context[{context.index(-1)}]: stands for an image"), info.value.error
+    assert "/api/chat" in info.value.error
+    # (refused also where the client sends the image again: it cannot be told which of them stood there)
+    with pytest.raises(ollama.ResponseError):
+        client.generate(model="vision-chat", prompt="And the colour?", context=context, images=[png], options=options)
+    text = client.generate(model="vision-chat", prompt=QUESTION, options=options)
+    assert -1 not in text.context
+    follow = client.generate(model="vision-chat", prompt="And then?", context=text.context, options=options)
+    assert follow.prompt_eval_count > len(text.context)
+
+
 def test_anthropic_image_blocks(server, png, reference):
     client = anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
     reply = client.messages.create(model="vision-chat", max_tokens=N, extra_body={"temperature": 0}, messages=[{

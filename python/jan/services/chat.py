@@ -36,6 +36,7 @@ from jan.services.models import ModelService, Target, model_sampling
 from jan.services.output import AnswerStops, ReasoningTokens, output_parser
 from jan.services.streams import DeltaStream
 from jan.services.types import (
+    MEDIA_ID,
     ChatDelta,
     ChatMessage,
     ChatRequest,
@@ -379,9 +380,14 @@ def _short_of(usage: Usage | None, limit: Any) -> bool:
 
 
 def _token_ids(tokens: Any) -> tuple[int, ...]:
-    """A prompt's token ids: a token list, or a ``MediaPrompt``'s text tokens (its media positions hold no id)."""
-    media = getattr(tokens, "tokens", None)
-    return tuple(tokens) if media is None else tuple(t for t in media if t >= 0)
+    """A prompt's token ids: a token list, or a ``MediaPrompt``'s text tokens with each image or clip one
+    :data:`~jan.services.types.MEDIA_ID` at its place (its positions hold no id): a context continuing them is then
+    refused, where one that left them out went on without the image."""
+    ids = getattr(tokens, "tokens", None)
+    if ids is None:
+        return tuple(tokens)
+    starts = {span[0] for span in tokens.media}
+    return tuple(MEDIA_ID if i in starts else t for i, t in enumerate(ids) if t >= 0 or i in starts)
 
 
 def _prompt(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[Any, str, Any]:
