@@ -218,9 +218,12 @@ def test_context_continues_a_generate_and_raw_refuses_it():
     # as Ollama counts it, an empty list is no context
     empty = wire.OllamaGenerateRequest.model_validate({"model": "m", "prompt": "p", "raw": True, "context": []})
     assert convert.completion_request(empty, "m").prompts == ("p",)
-    for bad in (["1"], [True], [-1], [1.5], "1 2"):
+    for bad in (["1"], [True], [-2], [1.5], "1 2"):
         with pytest.raises(ValidationError, match="context"):
             wire.OllamaGenerateRequest.model_validate({"model": "m", "context": bad})
+    # -1 is an image's place (jan.services.types.MEDIA_ID): taken by the schema, refused by the service saying so
+    assert convert.generate_chat_request(wire.OllamaGenerateRequest.model_validate(
+        {"model": "m", "prompt": "Hi", "context": [1, -1]}), "m").context == (1, -1)
 
 
 def test_the_done_object_of_a_generate_carries_the_exchange():
