@@ -85,8 +85,8 @@ def test_ollama_generate_context_holds_the_images_place_and_a_continuation_of_it
     (the chat API, the image in its messages); a context without images continues as ever."""
     client = ollama.Client(host=server.base_url, timeout=120)
     options = {"temperature": 0, "num_predict": 2}
-    first = list(client.generate(model="vision-chat", prompt=QUESTION, images=[png], options=options, stream=True))[-1] \
-        if stream else client.generate(model="vision-chat", prompt=QUESTION, images=[png], options=options)
+    asked = {"model": "vision-chat", "prompt": QUESTION, "images": [png], "options": options}
+    first = list(client.generate(**asked, stream=True))[-1] if stream else client.generate(**asked)
     context = list(first.context)
     assert context.count(-1) == 1, context
     # the image's 64 positions are one -1: the rest are the prompt's text tokens and the reply's

@@ -314,7 +314,8 @@ def test_each_audio_preprocessors_floor_is_guarded(projector_type, floor):
 
 def test_the_projector_reads_its_audio_type_and_floor(alm):
     """The test pair's projector is a Qwen2-Audio one (whisper's preprocessing): its type from the mmproj's header,
-    and the floor of every clip (one sample refused: test_a_clip_of_a_sample_or_two_is_refused_or_heard_never_a_crash)."""
+    and the floor of every clip (one sample refused:
+    test_a_clip_of_a_sample_or_two_is_refused_or_heard_never_a_crash)."""
     projector = alm._projector
     assert (projector.audio_projector_type, projector.min_audio_samples) == ("qwen2a", 2)
 

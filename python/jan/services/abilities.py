@@ -37,9 +37,10 @@ from jan.services.types import (MEDIA_ID, AudioPart, ChatRequest, CompletionRequ
 from jan.templates import ChatTemplate, TemplateError, resolve_template
 from jan.templates.formats import format_for_template
 
-__all__ = ["Abilities", "asks_abilities", "chat_refusal", "context_media_refusal", "context_refusal", "dimensions_refusal", "fan_out_refusal",
-           "fill_in_refusal", "generations", "listed_ability", "model_abilities", "pooling_none_refusal", "refusal",
-           "request_template", "reranker_refusal", "template_refusal", "thinking_refusal"]
+__all__ = ["Abilities", "asks_abilities", "chat_refusal", "context_media_refusal", "context_refusal",
+           "dimensions_refusal", "fan_out_refusal", "fill_in_refusal", "generations", "listed_ability",
+           "model_abilities", "pooling_none_refusal", "refusal", "request_template", "reranker_refusal",
+           "template_refusal", "thinking_refusal"]
 
 log = logging.getLogger(__name__)
 
