@@ -82,7 +82,9 @@ def test_ollama_generate_context_holds_the_images_place_and_a_continuation_of_it
     """A generate's ``context`` is the exchange's token ids; an image has no token id, so it was left out and a
     follow-up continuing that context went on without the picture it asked about (the model answered from the text
     alone). The image's place is now one -1 in the context, and a continuation of it is a 400 saying how to go on
-    (the chat API, the image in its messages); a context without images continues as ever."""
+    (send the image again, or the chat API with the image in its messages); a continuation that sends the image
+    again goes on with it, as Ollama binds a context's images to the request's; a context without images continues
+    as ever."""
     client = ollama.Client(host=server.base_url, timeout=120)
     options = {"temperature": 0, "num_predict": 2}
     asked = {"model": "vision-chat", "prompt": QUESTION, "images": [png], "options": options}
@@ -95,10 +97,14 @@ def test_ollama_generate_context_holds_the_images_place_and_a_continuation_of_it
         client.generate(model="vision-chat", prompt="And the colour?", context=context, options=options)
     assert info.value.status_code == 400
     assert info.value.error.startswith(f"context[{context.index(-1)}]: stands for an image"), info.value.error
-    assert "/api/chat" in info.value.error
-    # (refused also where the client sends the image again: it cannot be told which of them stood there)
-    with pytest.raises(ollama.ResponseError):
-        client.generate(model="vision-chat", prompt="And the colour?", context=context, images=[png], options=options)
+    assert "send the exchange's images again" in info.value.error and "/api/chat" in info.value.error
+    # the official clients' usage: the image sent again with the context (Ollama binds a context's images to the
+    # request's by index) -- continued, the image in the new turn, the place left out of the ids
+    again = client.generate(model="vision-chat", prompt="And the colour?", context=context, images=[png],
+                            options=options)
+    alone = client.generate(model="vision-chat", prompt="And the colour?", images=[png], options=options)
+    assert again.prompt_eval_count == len(context) - 1 + alone.prompt_eval_count - 1, (again, alone)  # (one BOS)
+    assert again.context.count(-1) == 1  # (the new turn's image: the continued exchange's own)
     text = client.generate(model="vision-chat", prompt=QUESTION, options=options)
     assert -1 not in text.context
     follow = client.generate(model="vision-chat", prompt="And then?", context=text.context, options=options)

@@ -221,9 +221,14 @@ def test_context_continues_a_generate_and_raw_refuses_it():
     for bad in (["1"], [True], [-2], [1.5], "1 2"):
         with pytest.raises(ValidationError, match="context"):
             wire.OllamaGenerateRequest.model_validate({"model": "m", "context": bad})
-    # -1 is an image's place (jan.services.types.MEDIA_ID): taken by the schema, refused by the service saying so
-    assert convert.generate_chat_request(wire.OllamaGenerateRequest.model_validate(
-        {"model": "m", "prompt": "Hi", "context": [1, -1]}), "m").context == (1, -1)
+    # -1 is an image's place (jan.services.types.MEDIA_ID): taken by the schema, refused by the service saying so,
+    # unless the request sends as many images again (Ollama binds them by index): they stand in the new turn
+    def context(ids: list[int], images: int) -> tuple[int, ...]:
+        return convert.generate_chat_request(wire.OllamaGenerateRequest.model_validate(
+            {"model": "m", "prompt": "Hi", "context": ids, "images": [PNG] * images}), "m").context
+
+    assert context([1, -1], 0) == (1, -1) and context([1, -1, 5, -1], 1) == (1, -1, 5, -1)
+    assert context([1, -1, 5], 1) == context([1, -1, 5], 2) == (1, 5) and context([1, -1, 5, -1], 2) == (1, 5)
 
 
 def test_the_done_object_of_a_generate_carries_the_exchange():

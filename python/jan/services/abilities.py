@@ -379,9 +379,9 @@ def context_media_refusal(context: Sequence[int]) -> RequestError | None:
     for i, token in enumerate(context):
         if token == MEDIA_ID:
             return RequestError(f"context[{i}]: stands for an image or audio clip of the exchange this context "
-                                "continues, which token ids cannot carry; continue that conversation through the chat "
-                                "API (/api/chat) with the image in its messages, or start over without context",
-                                param="context", code="invalid_value")
+                                "continues, which token ids cannot carry; send the exchange's images again with it "
+                                "(images), or continue that conversation through the chat API (/api/chat) with the "
+                                "image in its messages", param="context", code="invalid_value")
     return None
 
 

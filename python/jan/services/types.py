@@ -953,7 +953,8 @@ MEDIA_MARKER = "<__media__>"
 #: What stands for an image or audio clip among the token ids a reply tells (:attr:`ChatDelta.prompt_token_ids`:
 #: Ollama's ``context``): one per item, where its positions were (no token id holds it). A
 #: :attr:`ChatRequest.context` holding one is refused (the ids cannot carry the item), where leaving it out had
-#: the continuation go on without the image it was about.
+#: the continuation go on without the image it was about; a front end whose request sends the items again takes
+#: the places out (Ollama's generate: jan.server.dialects.ollama_requests).
 MEDIA_ID = -1
 
 
