@@ -254,3 +254,18 @@ def test_the_done_object_of_a_generate_carries_the_exchange():
                                                                         token_ids=(3,))
     assert whole["context"] == [1, 2, 3]
     assert "context" not in OllamaEncoder("generate", "m", Timing(), context=True).whole(text="")  # a load
+
+
+def test_a_replys_ids_hold_one_place_per_image_however_many_chunks_it_is():
+    """The reply's prompt ids (Ollama's context) hold one -1 per image or clip: an image sliced into tiles, or a clip
+    over one 30 s window, is several chunks sharing its item's id (``<id>#k``), and one place per chunk made an
+    exchange of one sliced image need as many images sent again as it had tiles to be continued."""
+    from types import SimpleNamespace
+
+    from jan.services.chat import _token_ids
+
+    prompt = SimpleNamespace(tokens=[1, 2, -1, -1, 5, -1, -1, -1, 6, -1, 7, -1],
+                             media=[(2, 2, 2, "a#0", "image", True), (5, 3, 3, "a#1", "image", True),
+                                    (9, 1, 1, "b#0", "image", True), (11, 1, 1, "", "audio", True)])
+    assert _token_ids(prompt) == (1, 2, -1, 5, 6, -1, 7, -1)
+    assert _token_ids([1, 2, 3]) == (1, 2, 3)

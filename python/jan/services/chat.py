@@ -386,7 +386,15 @@ def _token_ids(tokens: Any) -> tuple[int, ...]:
     ids = getattr(tokens, "tokens", None)
     if ids is None:
         return tuple(tokens)
-    starts = {span[0] for span in tokens.media}
+    # One place per item, not per chunk: an image sliced into tiles, or a clip longer than one window, is several
+    # chunks, each with its item's id and its own "#k" (Projector::tokenize), so a place starts where the item
+    # changes (the same picture twice in a row is one place: a continuation sending it again binds it all the same)
+    starts, previous = set(), None
+    for start, _, _, chunk_id, *_ in tokens.media:
+        item = chunk_id.rpartition("#")[0] or None
+        if item is None or item != previous:
+            starts.add(start)
+        previous = item
     return tuple(MEDIA_ID if i in starts else t for i, t in enumerate(ids) if t >= 0 or i in starts)
 
 
