@@ -192,6 +192,26 @@ def test_wrapped_base64_and_an_upper_case_data_url_in_every_dialect(server, png,
     assert info.value.status_code == 400
 
 
+def test_bare_base64_in_an_image_url_is_the_image_as_llama_server_reads_it(server, png, reference):
+    """llama-server reads an image_url.url that is no URL as bare base64 (its clients send it so); jan refused it
+    as a URL it does not fetch, while its multimodal_data and Ollama's images take bare base64. The same image,
+    the same answer, on chat completions and Responses; text that is no base64 image is still a URL refused."""
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    bare = base64.b64encode(png).decode()
+    chat = client.chat.completions.create(model="vision-chat", max_tokens=N, temperature=0, messages=[
+        {"role": "user", "content": [{"type": "text", "text": QUESTION},
+                                     {"type": "image_url", "image_url": {"url": bare}}]}])
+    assert (chat.choices[0].message.content, chat.usage.prompt_tokens) == reference
+    response = client.responses.create(model="vision-chat", max_output_tokens=N, temperature=0, store=False, input=[{
+        "role": "user", "content": [{"type": "input_text", "text": QUESTION}, {"type": "input_image", "image_url": bare}]}])
+    assert (response.output_text, response.usage.input_tokens) == reference
+    for url in ("picture.png", base64.b64encode(b"not an image at all").decode()):
+        with pytest.raises(openai.BadRequestError) as info:
+            client.chat.completions.create(model="vision-chat", max_tokens=1, messages=[
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}])
+        assert info.value.body["param"] == "messages[0].content[0].image_url.url", info.value.body
+
+
 def test_a_background_response_with_a_damaged_image_is_a_400(server, png):
     """A background response is answered before its prompt is made: its images are checked first, so a damaged or
     over-size one is the 400 a foreground request gets (naming its input), not an answered id that failed, could not
