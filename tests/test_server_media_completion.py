@@ -154,6 +154,20 @@ def test_a_base64_data_url_is_read_as_its_base64_and_any_other_data_url_is_a_400
         assert error["message"].startswith("prompt[1].multimodal_data[0]: ") and why in error["message"], error
 
 
+def test_v1_completions_says_a_prompt_object_goes_to_completion(server, jpeg):
+    """llama-server's /v1/completions reads a string prompt on a model with a projector; its prompt objects are its
+    /completion's. jan's /v1/completions said "prompt[1]: Input should be a valid string" of one; it now says where
+    it goes, naming the item."""
+    media = {"prompt_string": f"See {MARKER}", "multimodal_data": [_b64(jpeg)]}
+    for prompt, field in ((["Hi", media], "prompt[1]"), (media, "prompt")):
+        response = httpx.post(server.base_url + "/v1/completions", timeout=300,
+                              json={"model": "vision-chat", "max_tokens": 1, "prompt": prompt})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["param"] == field and error["message"].startswith(f"{field}: a prompt object"), error
+        assert "/completion" in error["message"], error
+
+
 def test_a_model_without_a_projector_refuses_media(server, jpeg):
     error = _error(_complete(server, {"model": "stories260K", "n_predict": 1, "prompt": [
         "Once", {"prompt_string": f"Once {MARKER}", "multimodal_data": [_b64(jpeg)]}]}))
