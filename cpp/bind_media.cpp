@@ -85,6 +85,10 @@ void register_media(py::module_ & m) {
         }, "(start, n_tokens, n_pos, id, kind, encoded) per media chunk.")
         .def("prepend", &MediaPrompt::prepend, py::arg("token"));
 
+    m.def("min_audio_samples", py::overload_cast<const std::string &>(&min_audio_samples), py::arg("projector_type"),
+          "The fewest samples (at the encoder's rate) of one audio clip an audio projector of this type (its GGUF's "
+          "clip.audio.projector_type) takes; 2 for a type without a floor of its own.");
+
     py::class_<Projector, std::shared_ptr<Projector>>(m, "Projector")
         .def(py::init<std::shared_ptr<Model>, const std::string &, const ProjectorParams &>(), py::arg("model"),
              py::arg("path"), py::arg("params"), release())
@@ -93,6 +97,10 @@ void register_media(py::module_ & m) {
         .def_property_readonly("audio", &Projector::supports_audio)
         .def_property_readonly("audio_sample_rate", &Projector::audio_sample_rate)
         .def_property_readonly("marker", &Projector::marker)
+        .def_property_readonly("audio_projector_type", &Projector::audio_projector_type,
+                               "The audio projector's type its GGUF names ('' without audio).")
+        .def_property_readonly("min_audio_samples", [](const Projector & p) { return p.min_audio_samples(); },
+                               "The fewest samples (at the encoder's rate) of one clip it takes.")
         .def_property_readonly("uses_mrope", &Projector::uses_mrope)
         .def_property_readonly("memory_bytes", &Projector::memory_bytes)
         .def_property_readonly("encode_count", &Projector::encode_count)

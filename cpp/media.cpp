@@ -13,6 +13,8 @@
 #include "model.h"
 #include "mtmd-helper.h"
 
+#include <gguf.h>
+
 namespace jan {
 
 // ---------------------------------------------------------------------------
@@ -151,6 +153,20 @@ size_t count_occurrences(const std::string & text, const std::string & needle) {
     return n;
 }
 
+// The audio projector's type the mmproj's header names, as libmtmd reads it (clip.cpp): "clip.audio.projector_type"
+// in a file with both modalities, else "clip.projector_type". "" when neither is a string (libmtmd loaded it all the
+// same: the floor of every clip then holds).
+std::string read_audio_projector_type(const std::string & path) {
+    gguf_init_params params{/*no_alloc=*/true, /*ctx=*/nullptr};
+    std::unique_ptr<gguf_context, void (*)(gguf_context *)> ctx(gguf_init_from_file(path.c_str(), params), gguf_free);
+    if (!ctx) return "";
+    for (const char * key : {"clip.audio.projector_type", "clip.projector_type"}) {
+        const int64_t id = gguf_find_key(ctx.get(), key);
+        if (id >= 0 && gguf_get_kv_type(ctx.get(), id) == GGUF_TYPE_STRING) return gguf_get_val_str(ctx.get(), id);
+    }
+    return "";
+}
+
 mtmd_context_params context_params(const ProjectorParams & p) {
     mtmd_context_params cp = mtmd_context_params_default();
     cp.use_gpu = p.use_gpu;
@@ -184,6 +200,10 @@ Projector::Projector(std::shared_ptr<Model> model, const std::string & path, con
                              "' (not an mmproj GGUF, or made for another model; see the jan.llama log)");
     if (!mtmd_support_vision(ctx_.get()) && !mtmd_support_audio(ctx_.get()))
         throw ModelLoadError("projector '" + path + "' takes neither images nor audio");
+    if (mtmd_support_audio(ctx_.get())) {
+        audio_type_ = read_audio_projector_type(path);
+        min_audio_samples_ = jan::min_audio_samples(audio_type_);
+    }
     // Weights plus compute buffers, as llama.cpp measures them; the file size if it cannot.
     try {
         for (const auto & [dev, bytes] : mtmd_get_memory_usage(path.c_str(), cp)) memory_bytes_ += bytes;
@@ -200,8 +220,30 @@ int32_t Projector::audio_sample_rate() const { return mtmd_get_audio_sample_rate
 std::string Projector::marker() const { return mtmd_get_marker(ctx_.get()); }
 bool Projector::uses_mrope() const { return mtmd_decode_use_mrope(ctx_.get()); }
 
-//: The fewest samples of one audio clip libmtmd takes (its preprocessing asserts more than one).
-static constexpr uint32_t kMinAudioSamples = 2;
+uint32_t min_audio_samples(const std::string & type) {
+    // Read from libmtmd's preprocessors (mtmd-audio.cpp) with the frame sizes clip.cpp gives each type. Below
+    // these, a clip aborted the whole process (a GGML_ASSERT), made features of NaN or no frames at all, or was
+    // refused with no reason ("could not preprocess"): the caller's too-short clip, said of its item instead.
+    // Every type: mtmd.cpp asserts a clip holds more than one sample (whisper's preprocessing pads anything longer).
+    constexpr uint32_t floor = 2;
+    const uint32_t hop = 160;  // the 16 kHz encoders' hop between frames (10 ms)
+    // lfm2a (the conformer's per-feature normalization) asserts more than one whole hop's frame: an abort.
+    if (type == "lfm2a") return 2 * hop;
+    // parakeet normalizes each feature over n / hop frames with an unbiased variance: fewer than two divide by
+    // zero, and the model reads NaN features.
+    if (type == "parakeet") return 2 * hop;
+    // granite_speech stacks frames in pairs: under one hop there is one frame, no pair, and an empty input.
+    if (type == "granite_speech") return hop;
+    // dots3note_a keeps n / hop frames per chunk: under one hop none, which libmtmd refused without a reason.
+    if (type == "dots3note_a") return hop;
+    // mimo_audio (24 kHz, a 240-sample hop): its downsampling convolution (kernel 2, stride 2) needs two frames
+    // after the first stride-2 one, which three frames give.
+    if (type == "mimo_audio") return 2 * 240;
+    // qwen3tts_spkenc reflects (n_fft - hop) / 2 = 384 samples at each end and refuses a clip without as many
+    // after its first one.
+    if (type == "qwen3tts_spkenc") return (1024 - 256) / 2 + 1;
+    return floor;
+}
 
 MediaPrompt Projector::tokenize(const std::string & text, const std::vector<MediaInput> & media, bool add_special,
                                 bool parse_special) const {
@@ -240,14 +282,18 @@ MediaPrompt Projector::tokenize(const std::string & text, const std::vector<Medi
                 bm = mtmd_bitmap_init_from_audio(m.samples.size(), m.samples.data());
             }
             // libmtmd asserts (GGML_ASSERT: an abort of the whole process) that a clip has more than one sample
-            // when it preprocesses it: a one-sample WAV, which the decoder reads fine, took the server down. Such a
-            // clip is the caller's bad data, said of its item here, before libmtmd sees it.
-            if (bm && mtmd_bitmap_get_nx(bm) < kMinAudioSamples) {
+            // when it preprocesses it, and some projectors' preprocessing more (min_audio_samples): a one-sample WAV,
+            // which the decoder reads fine, took the server down. Such a clip is the caller's bad data, said of its
+            // item here, before libmtmd sees it.
+            if (bm && mtmd_bitmap_get_nx(bm) < min_audio_samples_) {
                 const uint32_t n = mtmd_bitmap_get_nx(bm);
                 mtmd_bitmap_free(bm);
+                const int32_t rate = audio_sample_rate();
+                const std::string ms = rate > 0 ? " (" + std::to_string((min_audio_samples_ * 1000 + rate - 1) / rate) +
+                                                      " ms)" : "";
                 throw MediaInputError(which + ": the audio is too short (" + std::to_string(n) + " sample" +
                                           (n == 1 ? "" : "s") + " at the encoder's rate; at least " +
-                                          std::to_string(kMinAudioSamples) + " are needed)",
+                                          std::to_string(min_audio_samples_) + ms + " are needed)",
                                       i, "unsupported_format");
             }
         } else {

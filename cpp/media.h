@@ -116,6 +116,11 @@ struct ProjectorParams {
     size_t encode_cache_bytes = 64u << 20;  // embeddings kept for re-sent media (0: none)
 };
 
+// The fewest samples (at the encoder's rate) of one audio clip that libmtmd's preprocessor for an audio projector
+// of `projector_type` (the mmproj's clip.audio.projector_type, e.g. "qwen2a", "lfm2a") takes without an abort of the
+// process or a meaningless result; 2 for a type it does not know (libmtmd's own floor for every clip).
+uint32_t min_audio_samples(const std::string & projector_type);
+
 class Projector {
 public:
     // Throws ModelLoadError when the file is missing or libmtmd refuses it
@@ -128,6 +133,10 @@ public:
     bool supports_vision() const;
     bool supports_audio() const;
     int32_t audio_sample_rate() const;  // -1 without audio
+    // The audio projector's type as its GGUF names it ("" without audio), and the fewest samples of a clip it takes
+    // (min_audio_samples): a shorter clip is the caller's MediaInputError, said before libmtmd preprocesses it.
+    const std::string & audio_projector_type() const { return audio_type_; }
+    uint32_t min_audio_samples() const { return min_audio_samples_; }
     std::string marker() const;         // the text that stands for one media item in a prompt
     bool uses_mrope() const;
     uint64_t memory_bytes() const { return memory_bytes_; }
@@ -153,6 +162,8 @@ private:
     ProjectorParams params_;
     mtmd::context_ptr ctx_;
     uint64_t memory_bytes_ = 0;
+    std::string audio_type_;
+    uint32_t min_audio_samples_ = 2;
 
     std::mutex encode_mutex_;           // mtmd_encode_chunk shares one output buffer
     mutable std::mutex stats_mutex_;    // the counters and the encode cache

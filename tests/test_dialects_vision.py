@@ -77,6 +77,40 @@ def test_ollama_generate_images(server, png, image_first_reference):
     assert (reply.response, reply.prompt_eval_count) == image_first_reference
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_ollama_generate_context_holds_the_images_place_and_a_continuation_of_it_is_refused(server, png, stream):
+    """A generate's ``context`` is the exchange's token ids; an image has no token id, so it was left out and a
+    follow-up continuing that context went on without the picture it asked about (the model answered from the text
+    alone). The image's place is now one -1 in the context, and a continuation of it is a 400 saying how to go on
+    (send the image again, or the chat API with the image in its messages); a continuation that sends the image
+    again goes on with it, as Ollama binds a context's images to the request's; a context without images continues
+    as ever."""
+    client = ollama.Client(host=server.base_url, timeout=120)
+    options = {"temperature": 0, "num_predict": 2}
+    asked = {"model": "vision-chat", "prompt": QUESTION, "images": [png], "options": options}
+    first = list(client.generate(**asked, stream=True))[-1] if stream else client.generate(**asked)
+    context = list(first.context)
+    assert context.count(-1) == 1, context
+    # the image's 64 positions are one -1: the rest are the prompt's text tokens and the reply's
+    assert len(context) == first.prompt_eval_count - 64 + 1 + first.eval_count, (len(context), first)
+    with pytest.raises(ollama.ResponseError) as info:
+        client.generate(model="vision-chat", prompt="And the colour?", context=context, options=options)
+    assert info.value.status_code == 400
+    assert info.value.error.startswith(f"context[{context.index(-1)}]: stands for an image"), info.value.error
+    assert "send the exchange's images again" in info.value.error and "/api/chat" in info.value.error
+    # the official clients' usage: the image sent again with the context (Ollama binds a context's images to the
+    # request's by index) -- continued, the image in the new turn, the place left out of the ids
+    again = client.generate(model="vision-chat", prompt="And the colour?", context=context, images=[png],
+                            options=options)
+    alone = client.generate(model="vision-chat", prompt="And the colour?", images=[png], options=options)
+    assert again.prompt_eval_count == len(context) - 1 + alone.prompt_eval_count - 1, (again, alone)  # (one BOS)
+    assert again.context.count(-1) == 1  # (the new turn's image: the continued exchange's own)
+    text = client.generate(model="vision-chat", prompt=QUESTION, options=options)
+    assert -1 not in text.context
+    follow = client.generate(model="vision-chat", prompt="And then?", context=text.context, options=options)
+    assert follow.prompt_eval_count > len(text.context)
+
+
 def test_anthropic_image_blocks(server, png, reference):
     client = anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
     reply = client.messages.create(model="vision-chat", max_tokens=N, extra_body={"temperature": 0}, messages=[{
@@ -156,6 +190,26 @@ def test_wrapped_base64_and_an_upper_case_data_url_in_every_dialect(server, png,
     with pytest.raises(ollama.ResponseError) as info:  # anything else that is not base64 is still refused
         ollama_client.chat(model="vision-chat", messages=[{"role": "user", "content": QUESTION, "images": ["@@@@"]}])
     assert info.value.status_code == 400
+
+
+def test_bare_base64_in_an_image_url_is_the_image_as_llama_server_reads_it(server, png, reference):
+    """llama-server reads an image_url.url that is no URL as bare base64 (its clients send it so); jan refused it
+    as a URL it does not fetch, while its multimodal_data and Ollama's images take bare base64. The same image,
+    the same answer, on chat completions and Responses; text that is no base64 image is still a URL refused."""
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    bare = base64.b64encode(png).decode()
+    chat = client.chat.completions.create(model="vision-chat", max_tokens=N, temperature=0, messages=[
+        {"role": "user", "content": [{"type": "text", "text": QUESTION},
+                                     {"type": "image_url", "image_url": {"url": bare}}]}])
+    assert (chat.choices[0].message.content, chat.usage.prompt_tokens) == reference
+    response = client.responses.create(model="vision-chat", max_output_tokens=N, temperature=0, store=False, input=[{
+        "role": "user", "content": [{"type": "input_text", "text": QUESTION}, {"type": "input_image", "image_url": bare}]}])
+    assert (response.output_text, response.usage.input_tokens) == reference
+    for url in ("picture.png", base64.b64encode(b"not an image at all").decode()):
+        with pytest.raises(openai.BadRequestError) as info:
+            client.chat.completions.create(model="vision-chat", max_tokens=1, messages=[
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}])
+        assert info.value.body["param"] == "messages[0].content[0].image_url.url", info.value.body
 
 
 def test_a_background_response_with_a_damaged_image_is_a_400(server, png):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import jan
+from jan import _engine
 from mtmd_reference import llama_cpp_mtmd_greedy
 
 sf = pytest.importorskip("soundfile", reason="the soundfile package is not installed (test extra)")
@@ -291,6 +292,32 @@ def test_the_length_read_from_headers_is_the_clips(fmt, subtype):
 
     data = _encoded(np.zeros(2 * 22050, dtype=np.float32), 22050, fmt, subtype)
     assert audio_seconds(data, fmt.lower()) == pytest.approx(2.0, rel=0.03)
+
+
+# Each audio projector type's floor, read from libmtmd's preprocessors (mtmd-audio.cpp) with the frame sizes clip.cpp
+# gives the type (a 160-sample hop at 16 kHz, 240 for mimo_audio's 24 kHz): below it a clip aborted the process
+# (lfm2a's per-feature normalization asserts two frames; every type's one sample), made NaN features (parakeet's
+# variance over fewer than two frames), no frame at all (granite_speech's pairs, dots3note_a's n / hop) or too few
+# for a downsampling convolution (mimo_audio), or was refused with no reason (qwen3tts_spkenc's reflection padding).
+AUDIO_FLOORS = [("qwen2a", 2), ("qwen2.5o", 2), ("ultravox", 2), ("voxtral", 2), ("glma", 2), ("meralion", 2),
+                ("musicflamingo", 2), ("qwen3a", 2), ("gemma4a", 2), ("gemma4ua", 2), ("pockettts_spkenc", 2),
+                ("lfm2a", 320), ("parakeet", 320), ("granite_speech", 160), ("dots3note_a", 160),
+                ("mimo_audio", 480), ("qwen3tts_spkenc", 385), ("", 2), ("a type libmtmd may add", 2)]
+
+
+@pytest.mark.parametrize("projector_type, floor", AUDIO_FLOORS)
+def test_each_audio_preprocessors_floor_is_guarded(projector_type, floor):
+    """The guard Projector::tokenize applies before libmtmd preprocesses a clip (a MediaError naming the clip, not an
+    abort): the fewest samples at the encoder's rate that the projector type's preprocessing takes."""
+    assert _engine.min_audio_samples(projector_type) == floor
+
+
+def test_the_projector_reads_its_audio_type_and_floor(alm):
+    """The test pair's projector is a Qwen2-Audio one (whisper's preprocessing): its type from the mmproj's header,
+    and the floor of every clip (one sample refused:
+    test_a_clip_of_a_sample_or_two_is_refused_or_heard_never_a_crash)."""
+    projector = alm._projector
+    assert (projector.audio_projector_type, projector.min_audio_samples) == ("qwen2a", 2)
 
 
 def test_a_clip_the_decoder_refuses_is_named_among_the_media(alm, test_audio_path):

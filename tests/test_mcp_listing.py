@@ -164,3 +164,17 @@ async def test_an_sdk_without_the_raw_send_is_read_through_its_public_methods(tm
         assert not outcome.result.is_error and outcome.result.as_text() == "5"
     finally:
         await manager.stop()
+
+
+def test_an_image_blocks_data_is_read_as_strict_base64():
+    """An MCP image block's data is base64 read as every dialect reads it (jan.image_types.b64decode): line breaks
+    skipped, anything else that is not base64 the note of an undecodable image. Python's lenient decoder dropped the
+    characters that were not base64 and made an "image" of the rest ("@@@@abcd" was three bytes of it)."""
+    from types import SimpleNamespace
+
+    from jan.core import ToolImage, ToolText
+    from jan.extensions.mcp.server import _result
+
+    blocks = [SimpleNamespace(type="image", data=data, mime_type="image/png") for data in ("@@@@abcd", "iVBO\nRw0K")]
+    parts = _result(SimpleNamespace(content=blocks, structured_content=None, is_error=False)).parts
+    assert parts == (ToolText("[undecodable image image/png]"), ToolImage(b"\x89PNG\r\n", "image/png"))

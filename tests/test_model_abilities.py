@@ -88,9 +88,13 @@ def test_token_ids_outside_the_vocabulary(stories_path):
     assert refusal(can, CompletionRequest(model="m", prompts=((1, 511),)), "m") is None
     prompt = refusal(can, CompletionRequest(model="m", prompts=((1, 512),)), "m")
     assert isinstance(prompt, RequestError) and prompt.param == "prompt" and str(prompt).startswith("prompt[1]: ")
-    context = chat_refusal(can, _chat(context=(3, -1)), "m")
+    context = chat_refusal(can, _chat(context=(3, -2)), "m")
     assert isinstance(context, RequestError) and context.param == "context"
-    assert "context[1]: token id -1" in str(context)
+    assert "context[1]: token id -2" in str(context)
+    # -1 is an image's place (jan.services.types.MEDIA_ID), refused saying so, before a load as after it
+    media = chat_refusal(can, _chat(context=(3, 600, -1)), "m")
+    assert isinstance(media, RequestError) and media.param == "context"
+    assert str(media).startswith("context[2]: stands for an image or audio clip")
     assert asks_abilities(_chat(context=(3,))) and not asks_abilities(CompletionRequest(model="m", prompts=("hi",)))
     biased = CompletionRequest(model="m", prompts=("hi",), sampling=SamplingOptions(logit_bias={512: 1.0}))
     assert asks_abilities(biased) and str(refusal(can, biased, "m")) == (

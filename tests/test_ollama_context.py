@@ -130,7 +130,8 @@ def test_chat_replies_have_no_context(server):
 @pytest.mark.parametrize("context, message", [
     ([1, 512], "context[1]: token id 512 is outside the model's vocabulary (0..511)"),
     ([1, 10**6], "context[1]: token id 1000000 is outside the model's vocabulary (0..511)"),
-    ([1, -1], "context[1]"),
+    ([1, -1], "context[1]: stands for an image or audio clip"),  # (an image's place: tests/test_dialects_vision.py)
+    ([1, -2], "context[1]"),
     ([1, "2"], "context[1]"),
     ([1, 2.5], "context[1]"),
     ([True], "context[0]"),
@@ -349,6 +350,11 @@ def test_fill_in_the_middle_leaves_a_stop_string_out_of_the_context_too(server, 
 @pytest.mark.parametrize("path, body, message", [
     ("/api/generate", {"prompt": "x", "images": [JPEG]}, "images: this model cannot take images"),
     ("/api/generate", {"prompt": "x", "images": [JPEG, "not base64!"]}, "images[1]: invalid base64 image data"),
+    # a data: URL is read as its base64 (llama-server's multimodal_data alike): one that is not base64 says so
+    ("/api/generate", {"prompt": "x", "images": ["data:image/jpeg,%FF%D8"]},
+     "images[0]: a data: URL here must be base64"),
+    ("/api/generate", {"prompt": "x", "images": ["data:image/jpeg;base64,@@"]},
+     "images[0]: the data: URL's data is not valid base64"),
     ("/api/chat", {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
                                 {"role": "user", "content": "x", "images": [JPEG]}]},
      "messages[2].images: this model cannot take images"),

@@ -218,9 +218,17 @@ def test_context_continues_a_generate_and_raw_refuses_it():
     # as Ollama counts it, an empty list is no context
     empty = wire.OllamaGenerateRequest.model_validate({"model": "m", "prompt": "p", "raw": True, "context": []})
     assert convert.completion_request(empty, "m").prompts == ("p",)
-    for bad in (["1"], [True], [-1], [1.5], "1 2"):
+    for bad in (["1"], [True], [-2], [1.5], "1 2"):
         with pytest.raises(ValidationError, match="context"):
             wire.OllamaGenerateRequest.model_validate({"model": "m", "context": bad})
+    # -1 is an image's place (jan.services.types.MEDIA_ID): taken by the schema, refused by the service saying so,
+    # unless the request sends as many images again (Ollama binds them by index): they stand in the new turn
+    def context(ids: list[int], images: int) -> tuple[int, ...]:
+        return convert.generate_chat_request(wire.OllamaGenerateRequest.model_validate(
+            {"model": "m", "prompt": "Hi", "context": ids, "images": [PNG] * images}), "m").context
+
+    assert context([1, -1], 0) == (1, -1) and context([1, -1, 5, -1], 1) == (1, -1, 5, -1)
+    assert context([1, -1, 5], 1) == context([1, -1, 5], 2) == (1, 5) and context([1, -1, 5, -1], 2) == (1, 5)
 
 
 def test_the_done_object_of_a_generate_carries_the_exchange():
@@ -246,3 +254,18 @@ def test_the_done_object_of_a_generate_carries_the_exchange():
                                                                         token_ids=(3,))
     assert whole["context"] == [1, 2, 3]
     assert "context" not in OllamaEncoder("generate", "m", Timing(), context=True).whole(text="")  # a load
+
+
+def test_a_replys_ids_hold_one_place_per_image_however_many_chunks_it_is():
+    """The reply's prompt ids (Ollama's context) hold one -1 per image or clip: an image sliced into tiles, or a clip
+    over one 30 s window, is several chunks sharing its item's id (``<id>#k``), and one place per chunk made an
+    exchange of one sliced image need as many images sent again as it had tiles to be continued."""
+    from types import SimpleNamespace
+
+    from jan.services.chat import _token_ids
+
+    prompt = SimpleNamespace(tokens=[1, 2, -1, -1, 5, -1, -1, -1, 6, -1, 7, -1],
+                             media=[(2, 2, 2, "a#0", "image", True), (5, 3, 3, "a#1", "image", True),
+                                    (9, 1, 1, "b#0", "image", True), (11, 1, 1, "", "audio", True)])
+    assert _token_ids(prompt) == (1, 2, -1, 5, 6, -1, 7, -1)
+    assert _token_ids([1, 2, 3]) == (1, 2, 3)

@@ -89,6 +89,24 @@ def test_mp3_and_wav_clips_in_a_chat(client, mp3, wav):
     assert again.choices[0].message.content == answers["mp3"].choices[0].message.content
 
 
+def test_input_audio_data_may_be_a_base64_data_url_as_multimodal_data_and_ollamas_images(client, mp3):
+    """input_audio.data is bare base64; a base64 data: URL there is read as its base64, as every dialect's media
+    text is (jan.image_types.base64_media): it was "not valid base64". One that is not base64 says so."""
+    bare = client.chat.completions.create(model="audio-chat", messages=_ask(mp3, "mp3"), max_tokens=2, temperature=0)
+    url = {"type": "input_audio", "input_audio": {"data": "data:audio/mpeg;base64," + base64.b64encode(mp3).decode(),
+                                                  "format": "mp3"}}
+    as_url = client.chat.completions.create(model="audio-chat", max_tokens=2, temperature=0, messages=[
+        {"role": "user", "content": [{"type": "text", "text": "What is said?"}, url]}])
+    assert (as_url.choices[0].message.content, as_url.usage.prompt_tokens) == \
+        (bare.choices[0].message.content, bare.usage.prompt_tokens)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="audio-chat", max_tokens=1, messages=[{"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {"data": "data:audio/mpeg,%FF%FB", "format": "mp3"}}]}])
+    error = _error(info.value)
+    assert error["message"].startswith("messages[0].content[0].input_audio.data: a data: URL here must be base64"), \
+        error
+
+
 def test_streamed_audio_chat_with_usage(client, mp3):
     whole = client.chat.completions.create(model="audio-chat", messages=_ask(mp3, "mp3"), max_tokens=6, temperature=0)
     chunks = list(client.chat.completions.create(model="audio-chat", messages=_ask(mp3, "mp3"), max_tokens=6,

@@ -133,6 +133,41 @@ def test_bad_media_are_named_by_their_field(server, jpeg):
     assert error["message"].startswith("prompt.multimodal_data[0]: ") and "audio" in error["message"], error
 
 
+def test_a_base64_data_url_is_read_as_its_base64_and_any_other_data_url_is_a_400(server, jpeg, mp3):
+    """multimodal_data takes bare base64 (llama-server's own form) and a base64 data: URL, as Ollama's images and
+    OpenAI's image URLs are read (one decoder, jan.image_types.base64_media): the URL was refused as "not valid
+    base64" here while /api/generate took it. The same media, the same tokens; a data: URL that is not base64 is a
+    400 saying so, naming the item."""
+    prompt = _chat_prompt("What is this?")
+    common = {"n_predict": 2, "temperature": 0, "ignore_eos": True, "return_tokens": True}
+    for model, data, mime in (("vision-chat", jpeg, "image/jpeg"), ("audio-chat", mp3, "audio/mpeg")):
+        answers = []
+        for item in (_b64(data), f"data:{mime};base64,{_b64(data)}", f"DATA:{mime};name=a;BASE64,{_b64(data)}"):
+            response = _complete(server, {**common, "model": model,
+                                          "prompt": {"prompt_string": prompt, "multimodal_data": [item]}})
+            assert response.status_code == 200, response.text
+            answers.append((response.json()["tokens"], response.json()["tokens_evaluated"]))
+        assert answers[0] == answers[1] == answers[2], (model, answers)
+    for item, why in (("data:image/jpeg,%FF%D8", "must be base64"), ("data:image/jpeg;base64,@@@", "not valid base64")):
+        error = _error(_complete(server, {"model": "vision-chat", "n_predict": 1, "prompt": [
+            "Hi", {"prompt_string": MARKER, "multimodal_data": [item]}]}))
+        assert error["message"].startswith("prompt[1].multimodal_data[0]: ") and why in error["message"], error
+
+
+def test_v1_completions_says_a_prompt_object_goes_to_completion(server, jpeg):
+    """llama-server's /v1/completions reads a string prompt on a model with a projector; its prompt objects are its
+    /completion's. jan's /v1/completions said "prompt[1]: Input should be a valid string" of one; it now says where
+    it goes, naming the item."""
+    media = {"prompt_string": f"See {MARKER}", "multimodal_data": [_b64(jpeg)]}
+    for prompt, field in ((["Hi", media], "prompt[1]"), (media, "prompt")):
+        response = httpx.post(server.base_url + "/v1/completions", timeout=300,
+                              json={"model": "vision-chat", "max_tokens": 1, "prompt": prompt})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["param"] == field and error["message"].startswith(f"{field}: a prompt object"), error
+        assert "/completion" in error["message"], error
+
+
 def test_a_model_without_a_projector_refuses_media(server, jpeg):
     error = _error(_complete(server, {"model": "stories260K", "n_predict": 1, "prompt": [
         "Once", {"prompt_string": f"Once {MARKER}", "multimodal_data": [_b64(jpeg)]}]}))

@@ -15,7 +15,7 @@ from jan.errors import MediaError
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["IMAGE_FORMATS", "MAX_PIXELS", "b64decode", "load_image", "parse_data_url", "sniff_image"]
+__all__ = ["IMAGE_FORMATS", "MAX_PIXELS", "b64decode", "base64_media", "load_image", "parse_data_url", "sniff_image"]
 
 #: The most pixels (width * height) of one image the engine takes (``jan.engine.media.MediaLimits``); the
 #: thread store checks images it keeps against it too.
@@ -62,6 +62,26 @@ def parse_data_url(url: str) -> tuple[str, str] | None:
     if len(params) < 2 or params[-1].strip().lower() != "base64":
         return None
     return params[0].strip().lower(), payload
+
+
+def base64_media(text: str) -> tuple[bytes, str | None]:
+    """The bytes of a media item sent as text where a dialect takes bare base64 (llama-server's ``multimodal_data``,
+    Ollama's ``images``), and the media type it declares: clients paste a base64 ``data:`` URL there as often as
+    they paste the base64 alone (OpenAI-style code makes the URLs), so one is read as the other, in every dialect
+    alike (``(bytes, None)`` for bare base64). A ``ValueError`` saying which it is not: a ``data:`` URL that is
+    not base64 (``data:image/png,%89PNG...``), or text that is not base64 (:func:`b64decode`'s rules)."""
+    if text[:5].lower() == "data:":
+        parsed = parse_data_url(text)
+        if parsed is None:
+            raise ValueError("a data: URL here must be base64 (data:<media type>;base64,<data>)")
+        try:
+            return b64decode(parsed[1]), parsed[0] or None
+        except ValueError:
+            raise ValueError("the data: URL's data is not valid base64") from None
+    try:
+        return b64decode(text), None
+    except ValueError:
+        raise ValueError("not valid base64") from None
 
 
 def load_image(data: bytes, max_pixels: int, what: str = "image") -> "Image.Image":

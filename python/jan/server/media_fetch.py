@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from yarl import URL
 
 from jan.errors import MediaError
-from jan.image_types import sniff_image
+from jan.image_types import b64decode, sniff_image
 from jan.local_files import expand_home, open_regular_file
 from jan.server.aiohttp_import import load_client
 from jan.server.body_size import body_step
@@ -234,12 +234,20 @@ def _image_urls(node: Any, where: str, found: list[tuple[Callable[[str], None], 
     if kind == "image_url" and isinstance(getattr(node, "image_url", None), dict):  # OpenAI chat
         url = node.image_url.get("url")
         if isinstance(url, str) and not is_data_url(url):
-            found.append((lambda new, n=node: setattr(n, "image_url", {**n.image_url, "url": new}), url,
-                          f"{where}.image_url.url"))
+            set_url = lambda new, n=node: setattr(n, "image_url", {**n.image_url, "url": new})  # noqa: E731
+            bare = bare_base64_image(url)
+            if bare is not None:
+                set_url(bare)
+            else:
+                found.append((set_url, url, f"{where}.image_url.url"))
         return
     if kind == "input_image" and isinstance(getattr(node, "image_url", None), str):  # Responses
         if not is_data_url(node.image_url):
-            found.append((lambda new, n=node: setattr(n, "image_url", new), node.image_url, f"{where}.image_url"))
+            bare = bare_base64_image(node.image_url)
+            if bare is not None:
+                node.image_url = bare
+            else:
+                found.append((lambda new, n=node: setattr(n, "image_url", new), node.image_url, f"{where}.image_url"))
         return
     source = getattr(node, "source", None) if kind == "image" else None
     if getattr(source, "type", None) == "url":  # Anthropic
@@ -255,6 +263,21 @@ def _image_urls(node: Any, where: str, found: list[tuple[Callable[[str], None], 
         value = getattr(node, name, None)
         if isinstance(value, (list, BaseModel)):
             _image_urls(value, f"{where}.{name}" if where else name, found)
+
+
+def bare_base64_image(url: str) -> str | None:
+    """A data: URL of ``url`` where it is no URL but bare base64 of a PNG, JPEG, WebP or GIF file: llama-server reads
+    an ``image_url.url`` that way (its clients send it), as jan reads llama-server's ``multimodal_data`` and Ollama's
+    ``images`` (jan.image_types). Judged by the first bytes alone (the whole is decoded, strictly, with the image):
+    a path or URL is never base64 of those magic bytes. None otherwise."""
+    head = "".join(url[:64].split())[:16]
+    if len(head) < 16:
+        return None
+    try:
+        mime = sniff_image(b64decode(head))
+    except ValueError:
+        return None
+    return f"data:{mime};base64,{url}" if mime else None
 
 
 def wire_type(node: BaseModel) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 import jan
 from jan.engine.media import AUDIO_FORMATS
 from jan.errors import ContextOverflowError, DocumentError, MediaError
-from jan.image_types import b64decode, parse_data_url
+from jan.image_types import b64decode, base64_media, parse_data_url
 from jan.server import schemas
 from jan.server.dialects.llamacpp_extras import client_grammar
 from jan.server.document_inputs import data_url_bytes
@@ -117,10 +117,11 @@ def _audio(audio: dict[str, Any], where: str) -> AudioPart:
         raise MediaError(f"{where}.format: {fmt!r} is not one of " + ", ".join(map(repr, AUDIO_FORMATS)),
                          reason="unsupported_format", param=f"{where}.format")
     try:
-        return AudioPart(b64decode(data), fmt)
-    except (binascii.Error, ValueError):
-        raise MediaError(f"{where}.data: not valid base64", reason="unsupported_format", param=f"{where}.data") \
-            from None
+        # bare base64, or a base64 data: URL as llama-server's multimodal_data and Ollama's images take one (the
+        # decoding every dialect shares: jan.image_types)
+        return AudioPart(base64_media(data)[0], fmt)
+    except ValueError as exc:
+        raise MediaError(f"{where}.data: {exc}", reason="unsupported_format", param=f"{where}.data") from None
 
 
 def _document(part: schemas.FilePart, where: str) -> DocumentPart:

@@ -721,6 +721,22 @@ class CompletionRequest(SamplingFields):
     # fill in the middle (a model with FIM tokens): the code after the gap, the prompt the code before it
     suffix: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_prompt_object(cls, body: Any) -> Any:
+        # llama-server's prompt objects (media in multimodal_data) are its /completion's: its /v1/completions reads
+        # a string prompt on a model with a projector, as this route does. Said so, where the union's own error
+        # named a string the object is not ("prompt[1]: Input should be a valid string"). (Of the body: the message
+        # names the item, prompt[i].)
+        value = body.get("prompt") if isinstance(body, dict) else None
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            if isinstance(item, dict) and ("prompt_string" in item or "multimodal_data" in item):
+                where = f"prompt[{i}]" if isinstance(value, list) else "prompt"
+                raise ValueError(f"{where}: a prompt object (prompt_string, multimodal_data) goes to /completion, "
+                                 "llama-server's native route; this one takes text or token ids (send images in "
+                                 "a chat message to /v1/chat/completions)")
+        return body
+
     @model_validator(mode="after")
     def _check(self) -> "CompletionRequest":
         if self.best_of is not None and self.best_of != self.n:

@@ -32,13 +32,15 @@ from jan.engine.params import logit_bias_ids
 from jan.errors import JanError, MediaError
 from jan.extensions.models.gguf_info import gguf_scalars
 from jan.services.errors import RequestError
-from jan.services.types import AudioPart, ChatRequest, CompletionRequest, EmbeddingRequest, ImagePart, MediaText
+from jan.services.types import (MEDIA_ID, AudioPart, ChatRequest, CompletionRequest, EmbeddingRequest, ImagePart,
+                                MediaText)
 from jan.templates import ChatTemplate, TemplateError, resolve_template
 from jan.templates.formats import format_for_template
 
-__all__ = ["Abilities", "asks_abilities", "chat_refusal", "context_refusal", "dimensions_refusal", "fan_out_refusal",
-           "fill_in_refusal", "generations", "listed_ability", "model_abilities", "pooling_none_refusal", "refusal",
-           "request_template", "reranker_refusal", "template_refusal", "thinking_refusal"]
+__all__ = ["Abilities", "asks_abilities", "chat_refusal", "context_media_refusal", "context_refusal",
+           "dimensions_refusal", "fan_out_refusal", "fill_in_refusal", "generations", "listed_ability",
+           "model_abilities", "pooling_none_refusal", "refusal", "request_template", "reranker_refusal",
+           "template_refusal", "thinking_refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -365,9 +367,24 @@ def _bias_refusal(abilities: Abilities, bias: Any) -> RequestError | None:
 
 
 def context_refusal(abilities: Abilities, context: Sequence[int]) -> RequestError | None:
-    """A ``context`` (Ollama's: an earlier exchange's token ids) holding an id outside the vocabulary, in the words
-    of :func:`jan.services.local.check_context` (which says it after a load where the header could not)."""
-    return _ids_refusal(abilities, context, "context", "context")
+    """A ``context`` (Ollama's: an earlier exchange's token ids) holding an image's or clip's place
+    (:func:`context_media_refusal`) or an id outside the vocabulary, in the words of
+    :func:`jan.services.local.check_context` (which says it after a load where the header could not)."""
+    return context_media_refusal(context) or _ids_refusal(abilities, context, "context", "context")
+
+
+def context_media_refusal(context: Sequence[int]) -> RequestError | None:
+    """A ``context`` holding :data:`~jan.services.types.MEDIA_ID`: the place of an image or audio clip of the exchange
+    it continues (a reply's ids tell one there, :attr:`~jan.services.types.ChatDelta.prompt_token_ids`). No token
+    id holds the item, so the context cannot carry it; continued without it (as these ids were before they told
+    the place), the model answered about a picture it no longer had. Refused, saying how to go on with it."""
+    for i, token in enumerate(context):
+        if token == MEDIA_ID:
+            return RequestError(f"context[{i}]: stands for an image or audio clip of the exchange this context "
+                                "continues, which token ids cannot carry; send the exchange's images again with it "
+                                "(images), or continue that conversation through the chat API (/api/chat) with the "
+                                "image in its messages", param="context", code="invalid_value")
+    return None
 
 
 def _ids_refusal(abilities: Abilities, ids: Sequence[int], name: str, param: str) -> RequestError | None:

@@ -36,6 +36,7 @@ from jan.services.models import ModelService, Target, model_sampling
 from jan.services.output import AnswerStops, ReasoningTokens, output_parser
 from jan.services.streams import DeltaStream
 from jan.services.types import (
+    MEDIA_ID,
     ChatDelta,
     ChatMessage,
     ChatRequest,
@@ -383,9 +384,22 @@ def _short_of(usage: Usage | None, limit: Any) -> bool:
 
 
 def _token_ids(tokens: Any) -> tuple[int, ...]:
-    """A prompt's token ids: a token list, or a ``MediaPrompt``'s text tokens (its media positions hold no id)."""
-    media = getattr(tokens, "tokens", None)
-    return tuple(tokens) if media is None else tuple(t for t in media if t >= 0)
+    """A prompt's token ids: a token list, or a ``MediaPrompt``'s text tokens with each image or clip one
+    :data:`~jan.services.types.MEDIA_ID` at its place (its positions hold no id): a context continuing them is then
+    refused, where one that left them out went on without the image."""
+    ids = getattr(tokens, "tokens", None)
+    if ids is None:
+        return tuple(tokens)
+    # One place per item, not per chunk: an image sliced into tiles, or a clip longer than one window, is several
+    # chunks, each with its item's id and its own "#k" (Projector::tokenize), so a place starts where the item
+    # changes (the same picture twice in a row is one place: a continuation sending it again binds it all the same)
+    starts, previous = set(), None
+    for start, _, _, chunk_id, *_ in tokens.media:
+        item = chunk_id.rpartition("#")[0] or None
+        if item is None or item != previous:
+            starts.add(start)
+        previous = item
+    return tuple(MEDIA_ID if i in starts else t for i, t in enumerate(ids) if t >= 0 or i in starts)
 
 
 def _prompt(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[Any, str, Any]:

@@ -26,7 +26,7 @@ from jan.engine.params import engine_seed
 from jan.engine.request import generation_error
 from jan.engine.media import AudioClip
 from jan.engine.results import TokenLogprob
-from jan.services.abilities import fan_out_refusal, request_template, template_refusal
+from jan.services.abilities import context_media_refusal, fan_out_refusal, request_template, template_refusal
 from jan.services.types import (MEDIA_MARKER, ChatMessage, ChatRequest, ImagePart, AudioPart, MediaText,
                                 NamedToolChoice, TextPart)
 from jan.services.errors import PrefillGrammarError, RequestError
@@ -248,7 +248,11 @@ def continued_prompt(model: jan.Model, context: Sequence[int], tokens: list[int]
 
 
 def check_context(model: jan.Model, context: Sequence[int]) -> None:
-    """:class:`RequestError` (``param="context"``) for a token id that is not in ``model``'s vocabulary."""
+    """:class:`RequestError` (``param="context"``) for an image's place (:func:`context_media_refusal`) or a token id
+    that is not in ``model``'s vocabulary."""
+    problem = context_media_refusal(context)
+    if problem is not None:
+        raise problem
     n_vocab = model.info.n_vocab
     for i, token in enumerate(context):
         if not 0 <= token < n_vocab:

@@ -45,6 +45,7 @@ __all__ = [
     "LOAD_DEFAULTS",
     "MAX_EMBEDDING_INPUTS",
     "embedding_inputs_refusal",
+    "MEDIA_ID",
     "MEDIA_MARKER",
     "MediaText",
     "MAX_EMBEDDING_TOKENS",
@@ -953,6 +954,13 @@ class InfillChunk:
 #: model's own marker in its place).
 MEDIA_MARKER = "<__media__>"
 
+#: What stands for an image or audio clip among the token ids a reply tells (:attr:`ChatDelta.prompt_token_ids`:
+#: Ollama's ``context``): one per item, where its positions were (no token id holds it). A
+#: :attr:`ChatRequest.context` holding one is refused (the ids cannot carry the item), where leaving it out had
+#: the continuation go on without the image it was about; a front end whose request sends the items again takes
+#: the places out (Ollama's generate: jan.server.dialects.ollama_requests).
+MEDIA_ID = -1
+
 
 @dataclass(frozen=True)
 class MediaText:
@@ -1169,7 +1177,8 @@ class ChatDelta:
     ``None`` elsewhere, and where it is not known then (a prompt with images, a remote engine).
     ``cached_tokens``: with ``prompt_tokens``, how many of them the KV cache held (the final usage's).
     Token ids only where the request asks (:attr:`ChatRequest.token_ids`): ``prompt_token_ids``: on each
-    choice's first delta from a local engine, the prompt's token ids as the model evaluated them (an image's or audio clip's positions left out: no token id holds them); ``None``
+    choice's first delta from a local engine, the prompt's token ids as the model evaluated them (each image or
+    audio clip one :data:`MEDIA_ID` where its positions were: no token id holds it); ``None``
     elsewhere. ``token_ids``: the choice's tokens generated since its previous delta, each once its text
     has been shown (a matched stop string's left out, as its text is; an end-of-generation token is not
     generated), where the engine tells them; the choice's last delta has any still held back. Together:

@@ -9,7 +9,6 @@ breaks); calls from any other task go through the connected client.
 from __future__ import annotations
 
 import asyncio
-import base64
 import builtins
 import contextlib
 import errno
@@ -24,6 +23,7 @@ from typing import IO, Any
 from typing_extensions import Self
 
 from jan.core import McpServerState, McpServerStatus, Tool, ToolImage, ToolJson, ToolResult, ToolText
+from jan.image_types import b64decode
 
 from . import lenient
 from .config import McpServerConfig
@@ -238,7 +238,9 @@ def _result(call_result: Any) -> ToolResult:
             parts.append(ToolText(block.text))
         elif kind == "image":
             try:
-                parts.append(ToolImage(base64.b64decode(block.data), block.mime_type))
+                # (strict, as every dialect reads base64: the lenient default dropped the characters that are not
+                # base64 and made an "image" of what was left)
+                parts.append(ToolImage(b64decode(block.data), block.mime_type))
             except (ValueError, TypeError):
                 parts.append(ToolText(f"[undecodable image {getattr(block, 'mime_type', '')}]"))
         elif kind == "resource":

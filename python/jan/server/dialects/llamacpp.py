@@ -27,7 +27,7 @@ from jan.server.dialect_errors import llamacpp_error_body, llamacpp_error_status
 from jan.server.schemas import (INT32_MAX, ContentPrompt, MediaPrompt, ModelId, NullMeansDefault, Seed, Stop, TokenId,
                                 bounded)
 from jan.errors import MediaError
-from jan.image_types import b64decode, sniff_image
+from jan.image_types import base64_media, sniff_image
 from jan.engine.media import audio_format
 from jan.engine.params import RANGES, lora_request
 from jan.services.types import (MEDIA_MARKER, AudioPart, CompletionDelta, CompletionRequest, EmbeddingRequest,
@@ -405,9 +405,12 @@ def media_text(prompt: MediaPrompt, where: str) -> MediaText:
     for i, data in enumerate(prompt.multimodal_data):
         field_ = f"{where}.multimodal_data[{i}]"
         try:
-            raw = b64decode(data)  # (the decoding every dialect shares: jan.image_types)
-        except ValueError:
-            raise MediaError(f"{field_}: not valid base64", reason="unsupported_format", param=field_) from None
+            # bare base64, as llama-server reads it, or a base64 data: URL, which llama-server read as garbage bytes
+            # (its decoder stops at the ':') but jan takes where Ollama's images and OpenAI's image URLs are read:
+            # the decoding every dialect shares (jan.image_types)
+            raw, _ = base64_media(data)
+        except ValueError as exc:
+            raise MediaError(f"{field_}: {exc}", reason="unsupported_format", param=field_) from None
         fmt = audio_format(raw)
         media.append(AudioPart(raw, fmt) if fmt is not None else
                      ImagePart(raw, sniff_image(raw) or "application/octet-stream"))

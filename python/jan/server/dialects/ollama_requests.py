@@ -6,15 +6,15 @@ and sampling precedence belong to the services.
 
 from __future__ import annotations
 
-import binascii
 import json
 from typing import Any
 
 from jan.errors import MediaError
-from jan.image_types import b64decode, sniff_image
+from jan.image_types import base64_media, sniff_image
 from jan.server.dialects import ollama_schemas as wire
 from jan.templates import JSON_OBJECT_GRAMMAR, json_schema_to_grammar
 from jan.services.types import (
+    MEDIA_ID,
     ChatMessage,
     ChatRequest,
     CompletionRequest,
@@ -150,13 +150,15 @@ def insists_on_thinking(think: wire.Think) -> bool:
 
 
 def image_part(data: str, where: str) -> ImagePart:
-    """A base64 image (Ollama sends bare base64, no data: URL) as typed bytes with its MIME type."""
-    if data[:5].lower() == "data:" and "," in data:  # some clients send data URLs anyway
-        data = data.split(",", 1)[1]
+    """A base64 image (Ollama sends bare base64; some clients send a base64 data: URL anyway) as typed bytes with
+    its MIME type."""
     try:
-        raw = b64decode(data)  # line breaks skipped, as Ollama's Go decoder does (jan.image_types)
-    except (binascii.Error, ValueError):
-        raise OllamaRequestError(f"{where}: invalid base64 image data") from None
+        # line breaks skipped, as Ollama's Go decoder does; a data: URL read as llama-server's multimodal_data
+        # reads one (jan.image_types, the one decoding of both)
+        raw, _ = base64_media(data)
+    except ValueError as exc:
+        why = "invalid base64 image data" if str(exc) == "not valid base64" else str(exc)
+        raise OllamaRequestError(f"{where}: {why}") from None
     mime = sniff_image(raw)  # the formats every front end takes (jan.image_types)
     if mime is None:
         raise OllamaRequestError(f"{where}: unsupported image format (expected PNG, JPEG, WebP or GIF)")
@@ -247,11 +249,25 @@ def generate_chat_request(body: wire.OllamaGenerateRequest, model: str) -> ChatR
         top_logprobs=body.top_logprobs if body.logprobs else 0,
         reasoning=reasoning(body.think),
         truncation=truncation(body.truncate),
-        context=tuple(body.context or ()),
+        context=_context(body),
         context_keep=body.options.num_keep if body.options else None,
         fallback_template="ollama",  # a model without a template: its prompt as it is, as Ollama's {{ .Prompt }}
         token_ids=True,  # the reply's context
     )
+
+
+def _context(body: wire.OllamaGenerateRequest) -> tuple[int, ...]:
+    """``context`` as the prompt continues it. An image's place in it (:data:`~jan.services.types.MEDIA_ID`, one
+    per image or clip of the exchange) is bound by Ollama to the request's image of its index (its ``[img-N]``
+    tags): a client continuing an exchange about a picture sends the picture again (the official clients' usage).
+    Where the request sends at least as many images as the context has places, the images stand in the new turn
+    and the places are left out; with fewer, the places stay and the service refuses them (the image is not there
+    to be continued with)."""
+    context = tuple(body.context or ())
+    places = context.count(MEDIA_ID)
+    if places and len(body.images or ()) >= places:
+        return tuple(token for token in context if token != MEDIA_ID)
+    return context
 
 
 def media_error(exc: MediaError, body: wire.OllamaChatRequest | wire.OllamaGenerateRequest) -> OllamaRequestError | None:

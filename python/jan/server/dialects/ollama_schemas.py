@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 import math
 import re
-from typing import Any, ClassVar, Literal, Union, get_args, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model, field_validator, model_validator
 
 from jan.server.jsonio import json_text
-from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, NullMeansDefault, Seed, StopStrings, TokenList,
+from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, NullMeansDefault, Seed, StopStrings,
                                 bounded)
 from jan.services.types import SamplingOptions
 from jan.templates.formats.plan import THINK_LEVELS
@@ -304,8 +304,9 @@ class OllamaGenerateRequest(_Inference):
     suffix: str = ""
     system: str = ""
     template: str = ""
-    #: The token ids an earlier reply's last object gave (its ``context``): the new prompt continues them.
-    context: TokenList | None = None
+    #: The token ids an earlier reply's last object gave (its ``context``): the new prompt continues them. -1 is
+    #: an image's place in them (jan.services.types.MEDIA_ID), taken here so that the service refuses it saying so.
+    context: list[Annotated[int, Field(ge=-1, le=INT32_MAX)]] | None = None
     raw: bool = False
     images: list[str] | None = None
 
