@@ -454,6 +454,9 @@ def _in_prompt(message: dict[str, Any]) -> bool:
     (whether its call is in the prompt is :func:`chat_messages`' to tell)."""
     if message.get("role") == "tool":
         return message.get("status") not in ("pending", "error")
+    if message.get("role") == "assistant" and message.get("status") not in ("pending", "error") \
+            and reasoning_of(message):
+        return True  # thinking alone: a Responses turn's before its MCP call, which reads it (chat_messages)
     return bool(chat_messages([message], ""))
 
 

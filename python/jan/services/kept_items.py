@@ -1,0 +1,98 @@
+"""The items a conversation keeps as they were (no turn of the chat: a Responses ``mcp_call``, a web search call, an
+MCP listing or approval), and the turns the model reads of them: the one conversion every path takes (a stored
+response continued with ``previous_response_id``, a conversation, the items sent back in an ``input``, a web-page
+run continuing such a thread), so a follow-up's prompt is the same whichever way the client went on.
+
+An ``mcp_call`` is read as the call the model made and the call's result (:func:`mcp_call_turns`). The thinking the
+model wrote before the call is that call turn's thinking, as the model wrote them in one turn: an input reads the
+``reasoning`` items before the call so, and a stored response, which keeps the thinking as a turn of its own (a thread
+message of its own, listed as its ``reasoning`` item), is read so too (:func:`history_turns`). Nothing here knows
+HTTP or a store: a thread message is a dict, as the conversation store keeps it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from jan.services.types import ChatMessage, ToolCall
+
+__all__ = ["history_turns", "kept_item", "kept_item_turns", "mcp_call_error_text", "mcp_call_turns",
+           "thinking_alone"]
+
+
+def kept_item(message: dict[str, Any]) -> dict[str, Any] | None:
+    """The item a thread message keeps that is no turn of the chat (``metadata.item``); ``None`` for none."""
+    metadata = message.get("metadata")
+    item = metadata.get("item") if isinstance(metadata, dict) else None
+    return item if isinstance(item, dict) and isinstance(item.get("type"), str) else None
+
+
+def mcp_call_error_text(error: dict[str, Any]) -> str:
+    """The text of an ``mcp_call`` item's typed error (any of OpenAI's three kinds), for the prompt."""
+    if isinstance(error.get("message"), str):
+        return error["message"]
+    content = error.get("content")
+    if isinstance(content, list):
+        texts = [part.get("text") for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)]
+        if texts:
+            return "\n".join(texts)
+    return json.dumps(content if content is not None else error, ensure_ascii=False)
+
+
+def mcp_call_turns(item: dict[str, Any], call_id: str, reasoning: str | None = None) -> list[ChatMessage]:
+    """An earlier answer's ``mcp_call`` item (kept by a stored response or a conversation, or sent back in an input)
+    as the turns the model read after making it: its call (``call_id``; ``reasoning``: the thinking before it) and
+    the call's result, so a later turn knows what ran and what it gave. ``ValueError`` for an item that does not
+    say which tool of which server it called."""
+    from jan.services.mcp_use import jan_name  # (mcp_use imports the tool loop, which reads kept items: here)
+
+    label, tool = item.get("server_label"), item.get("name")
+    if not isinstance(label, str) or not isinstance(tool, str):
+        raise ValueError("an mcp_call item needs its server_label and name")
+    arguments = item.get("arguments") if isinstance(item.get("arguments"), str) else "{}"
+    output, error = item.get("output"), item.get("error")
+    if isinstance(error, dict):  # (OpenAI's typed error: mcp_tool_execution_error, mcp_protocol_error, ...)
+        error = mcp_call_error_text(error)
+    result = output if isinstance(output, str) else f"Error: {error}" if error else ""
+    return [ChatMessage("assistant", (), tool_calls=(ToolCall(call_id, jan_name(label, tool), arguments),),
+                        reasoning=reasoning or None),
+            ChatMessage("tool", result, tool_call_id=call_id)]
+
+
+def kept_item_turns(item: dict[str, Any], reasoning: str | None = None) -> list[ChatMessage]:
+    """The turns the model reads of a kept item: an ``mcp_call``'s call (with ``reasoning``, the thinking before it)
+    and result (:func:`mcp_call_turns`); none of any other (a web search call, an MCP listing or approval)."""
+    if item.get("type") != "mcp_call":
+        return []
+    try:
+        return mcp_call_turns(item, item["id"] if isinstance(item.get("id"), str) else "mcp_call", reasoning)
+    except ValueError:  # (a conversation keeps what it was sent: an item that names no tool is read as nothing)
+        return []
+
+
+def thinking_alone(turn: ChatMessage | None) -> str | None:
+    """The thinking of an assistant turn that holds nothing else (no text, no call): how a stored response keeps
+    the thinking before an MCP call (its call is an item of its own); ``None`` for any other turn."""
+    if turn is None or turn.role != "assistant" or turn.content or turn.tool_calls or not turn.reasoning:
+        return None
+    return turn.reasoning
+
+
+def history_turns(entries: Iterable[ChatMessage | dict[str, Any]]) -> list[ChatMessage]:
+    """A conversation's turns, in order, of ``entries``: a chat turn as it is, a kept item (a dict:
+    :func:`kept_item`) as the turns the model reads of it (:func:`kept_item_turns`). A turn of thinking alone right
+    before an ``mcp_call`` is that call's thinking (its call turn's, as an input sending those items back reads it:
+    :func:`mcp_call_turns`), not a turn of its own."""
+    out: list[ChatMessage] = []
+    for entry in entries:
+        if isinstance(entry, ChatMessage):
+            out.append(entry)
+            continue
+        thinking = thinking_alone(out[-1]) if out and entry.get("type") == "mcp_call" else None
+        turns = kept_item_turns(entry, thinking)
+        if turns and thinking is not None:
+            out.pop()
+        out += turns
+    return out

@@ -1,0 +1,118 @@
+"""A Responses answer's MCP items read again, every way a conversation goes on, as the same turns: one conversion
+(:mod:`jan.services.kept_items`). The thinking before an ``mcp_call`` is kept by a stored response (and a
+conversation) as a thread message of its own, and was read as an assistant turn of thinking alone before the call's
+turn, while the same items sent back in an ``input`` gave the call's turn that thinking: a follow-up's prompt
+differed with ``previous_response_id`` and without. A conversation given those items (Conversations API, or a
+response's input) kept the thinking as an item of no turn (in no later prompt), and a web-page run continuing the
+thread left the MCP calls out altogether. Rendered on real thinking templates (one that keeps earlier turns' thinking,
+and Qwen3's, which drops it), the prompts are the same."""
+
+from __future__ import annotations
+
+import pytest
+
+from jan.server.dialects import conversations, responses
+from jan.server.dialects.responses_store import thread_entries, to_thread_message
+from jan.services.kept_items import history_turns
+from jan.services.local import template_messages
+from jan.services.runs import history_messages, prompt_window
+from jan.services.types import ChatMessage, TextPart
+from jan.templates import ChatTemplate
+from jan.templates.formats import ChatPlan
+from jan.templates.formats.detect import detect_format
+from jan.testing.gguf_models import templates_dir
+
+USER = {"type": "message", "id": "msg_u", "role": "user", "content": [{"type": "input_text", "text": "My notes?"}]}
+OUTPUT = [
+    {"type": "reasoning", "id": "rs_1", "summary": [], "content": [{"type": "reasoning_text", "text": "THINK-BEFORE"}]},
+    {"type": "mcp_list_tools", "id": "mcpl_1", "server_label": "notes",
+     "tools": [{"name": "list_notes", "input_schema": {"type": "object"}}]},
+    {"type": "mcp_call", "id": "mcp_1", "server_label": "notes", "name": "list_notes", "arguments": "{}",
+     "output": "groceries, ideas", "error": None},
+    {"type": "reasoning", "id": "rs_2", "summary": [], "content": [{"type": "reasoning_text", "text": "THINK-AFTER"}]},
+    {"type": "message", "id": "msg_a", "role": "assistant", "status": "completed",
+     "content": [{"type": "output_text", "text": "Two notes.", "annotations": []}]},
+]
+AGAIN = ChatMessage.of_text("user", "And the first one?")
+
+
+def _sent_back() -> list[ChatMessage]:
+    """The items sent back in an input (a client that keeps its items)."""
+    body = responses.ResponsesRequest.model_validate({"model": "m", "input": [USER, *OUTPUT]})
+    return responses.input_messages(body.input)
+
+
+def _stored() -> list[dict]:
+    """The thread messages a stored response keeps of its input and output."""
+    return [to_thread_message(ChatMessage.of_text("user", "My notes?")),
+            *(to_thread_message(turn) for turn in responses.output_turns(OUTPUT))]
+
+
+def _read(messages: list[dict]) -> list[ChatMessage]:
+    return history_turns(entry for message in messages for entry in thread_entries(message))
+
+
+def _plain(turns: list[ChatMessage]) -> list[tuple]:
+    """The turns as the template reads them (a tool result's text is third-party text either way)."""
+    return [(t.role, t.text, t.tool_calls, t.tool_call_id, t.reasoning) for t in turns]
+
+
+def _prompt(name: str, turns: list[ChatMessage]) -> str:
+    source = (templates_dir() / f"{name}.jinja").read_text()
+    plan = ChatPlan(detect_format(source))
+    return ChatTemplate(source, bos_token="<s>", eos_token="</s>").render(
+        plan.messages(template_messages([*turns, AGAIN])), add_generation_prompt=True, **plan.template_kwargs())
+
+
+def test_a_stored_response_reads_its_thinking_before_an_mcp_call_as_the_input_does():
+    sent, stored = _sent_back(), _read(_stored())
+    assert _plain(stored) == _plain(sent)
+    assert sent[1].tool_calls[0].name == "notes__list_notes" and sent[1].reasoning == "THINK-BEFORE"
+    assert [t.role for t in stored] == ["user", "assistant", "tool", "assistant"]  # (no turn of thinking alone)
+
+
+@pytest.mark.parametrize("template", ["ByteDance-Seed-OSS", "Qwen-Qwen3-0.6B"])
+def test_the_follow_ups_prompt_is_the_same_either_way(template):
+    sent = _prompt(template, _sent_back())
+    assert _prompt(template, _read(_stored())) == sent
+    # a web-page run continuing the thread (services/runs): the MCP call is in its prompt, read the same way
+    run = history_messages(prompt_window(_stored()), "")
+    assert _prompt(template, list(run)) == sent
+    assert "groceries, ideas" in sent
+    if template == "ByteDance-Seed-OSS":  # (keeps earlier turns' thinking: the call's is there, once)
+        assert sent.count("THINK-BEFORE") == 1
+
+
+def test_a_web_page_run_reads_a_threads_mcp_calls():
+    run = history_messages(prompt_window(_stored()), "")
+    assert _plain(list(run)) == _plain(_sent_back())
+    # the result is a tool's output: third-party text, tokenized as text (jan.services.untrusted)
+    assert [type(p).__name__ for p in run[2].content] == ["UntrustedTextPart"]
+    # a web search call, a listing: no turn; a call that names no tool: none either (a conversation keeps any)
+    odd = [to_thread_message(ChatMessage.of_text("user", "q")),
+           {"role": "assistant", "content": [], "metadata": {"item": {"type": "mcp_call", "id": "mcp_x"}}},
+           {"role": "assistant", "content": [], "metadata": {"item": {"type": "web_search_call", "id": "ws_1"}}},
+           to_thread_message(ChatMessage.of_text("assistant", "a"))]
+    assert [m.role for m in history_messages(prompt_window(odd), "")] == ["user", "assistant"]
+
+
+def test_a_conversation_keeps_the_thinking_before_an_mcp_call_as_its_reasoning_item():
+    items = [USER, *OUTPUT]
+    body = responses.ResponsesRequest.model_validate({"model": "m", "input": items})
+    turns = [turn for turn, _, _ in responses.sourced_turns(body.input)]
+    kept = conversations.kept_turns(items, turns, responses.input_sources(body.input))
+    # the thinking is a turn of its own (listed as its reasoning item, its id kept), then the listing and the call
+    assert [(k.item or {}).get("type") for k in kept] == [None, None, "mcp_list_tools", "mcp_call", None]
+    listed = [item for item, _ in conversations.message_items("m", kept[1].message, ids=kept[1].item_ids)]
+    assert [(i["id"], i["type"]) for i in listed] == [("rs_1", "reasoning")]
+    messages = [to_thread_message(k) for k in kept]
+    assert _plain(_read(messages)) == _plain(_sent_back())
+
+
+def test_thinking_alone_before_anything_else_stays_a_turn():
+    # (an answer cut off in its thinking, then the user: not a call's, nothing joined)
+    cut = ChatMessage("assistant", (), reasoning="cut")
+    turns = history_turns([ChatMessage.of_text("user", "q"), cut, ChatMessage.of_text("user", "again"),
+                           {"type": "web_search_call", "id": "ws_1"}])
+    assert turns[1] == cut and len(turns) == 3
+    assert isinstance(turns[0].content[0], TextPart)
