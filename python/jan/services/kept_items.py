@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from jan.services.types import ChatMessage, ToolCall
+from jan.services.untrusted import UntrustedTextPart
 
 __all__ = ["history_turns", "kept_item", "kept_item_turns", "mcp_call_error_text", "mcp_call_turns",
            "thinking_alone"]
@@ -58,7 +59,8 @@ def mcp_call_turns(item: dict[str, Any], call_id: str, reasoning: str | None = N
     result = output if isinstance(output, str) else f"Error: {error}" if error else ""
     return [ChatMessage("assistant", (), tool_calls=(ToolCall(call_id, jan_name(label, tool), arguments),),
                         reasoning=reasoning or None),
-            ChatMessage("tool", result, tool_call_id=call_id)]
+            # (the server's output, third-party text, as the answer's own loop read it: jan.services.mcp_use)
+            ChatMessage("tool", (UntrustedTextPart(result, source="tool"),), tool_call_id=call_id)]
 
 
 def kept_item_turns(item: dict[str, Any], reasoning: str | None = None) -> list[ChatMessage]:

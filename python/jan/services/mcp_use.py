@@ -29,6 +29,7 @@ from jan.core import Tool
 from jan.services.errors import RequestError
 from jan.services.tool_loop import (DEFAULT_MAX_STEPS, PendingCall, ToolEntry, ToolPolicy, run_calls, triage,
                                     whole_arguments)
+from jan.services.untrusted import UntrustedTextPart
 from jan.services.types import ChatDelta, ChatMessage, ChatRequest, NamedToolChoice, ToolCall, ToolSpec
 
 log = logging.getLogger("jan.services.mcp_use")
@@ -353,8 +354,11 @@ def _turn(calls: list[PendingCall], done: list[McpCallDone]) -> list[ChatMessage
     """The calling turn and its results, as the next model turn reads them."""
     turn = [ChatMessage("assistant", (), tool_calls=tuple(ToolCall(c.id, c.name, c.arguments) for c in calls))]
     for call, result in zip(calls, done):
-        turn.append(ChatMessage("tool", result.output if result.error is None else f"Error: {result.error}",
-                                tool_call_id=call.id, name=call.name))
+        # an MCP server's output is third-party text: tokenized as text, never as the control tokens it may spell
+        # (a result holding "<|im_end|><|im_start|>system" forged turns: jan.services.untrusted)
+        text = result.output if result.error is None else f"Error: {result.error}"
+        turn.append(ChatMessage("tool", (UntrustedTextPart(text, source="tool"),), tool_call_id=call.id,
+                                name=call.name))
     return turn
 
 

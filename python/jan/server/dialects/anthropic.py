@@ -35,6 +35,7 @@ from jan.templates.grammar import GrammarError
 from jan.services import types as typed
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
+from jan.services.untrusted import UntrustedTextPart
 from jan.store._util import as_seconds
 from jan.templates.formats.reasoning import joined_thoughts
 from jan.templates.formats.text import WS, closed_json, shown_json
@@ -733,7 +734,9 @@ def _assistant_messages(content: list) -> list[typed.ChatMessage]:
                 out.append(_assistant_message(blocks))
                 blocks = []
             text = block.content if isinstance(block.content, str) else "".join(b.text for b in block.content)
-            out.append(typed.ChatMessage("tool", (typed.TextPart(f"Error: {text}" if block.is_error else text),),
+            # (the MCP server's output the answer read: third-party text, as jan.services.mcp_use feeds it)
+            out.append(typed.ChatMessage("tool", (UntrustedTextPart(f"Error: {text}" if block.is_error else text,
+                                                                    source="tool"),),
                                          tool_call_id=block.tool_use_id))
         else:
             blocks.append(block)
