@@ -21,6 +21,11 @@ runner's ``add_tools()`` / ``remove_tools()``): the turn offers the thread's too
 whose turn changed it keeps the set (``tools``, and ``removed_tools`` that a ``tool_reference`` may offer again);
 the later ones name that reply (``tools_at``); a reply naming neither has the root's.
 
+The MCP connector's servers (``mcp_servers``) and their toolsets' configs are per request, sent with each turn, as
+in Anthropic's API; what the thread's messages chose of their tools (a ``tool_reference`` loading a deferred tool, an
+``mcp_tool_listing``, a tool change naming a server's tools: :class:`~jan.server.dialects.anthropic.McpChoices`) is
+what a replay would send again, so each reply keeps the thread's choices so far (``mcp``) for the turns after it.
+
 An index file lives as long as its Jan thread (Anthropic's threads expire; jan's never do, and nothing here
 invents an expiry): deleting the Jan thread (``DELETE /v1/threads/{id}``, the web page, anything that deletes
 through the conversation store, which announces it with :class:`~jan.core.ThreadDeleted`) removes its index files,
@@ -130,6 +135,9 @@ class Turn:
     inputs: tuple[typed.ChatMessage, ...] = ()
     previous: StoredResponse | None = None
     fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: A ``continue``'s MCP choices of the thread's earlier turns (:class:`~jan.server.dialects.anthropic.McpChoices`:
+    #: what a replay's messages would carry), for the turn's ``mcp_servers``; None for no thread's.
+    mcp_held: Any = None
 
     async def read_documents(self) -> None:
         """The turn's documents (PDFs, text files) as the text the model reads, in the request and in the new
@@ -227,6 +235,12 @@ def _tool_fields(tools: wire.ToolSet) -> dict[str, Any]:
     if tools.removed:
         fields["removed_tools"] = [t.model_dump(exclude_none=True) for t in tools.removed]
     return fields
+
+
+def _mcp_fields(choices: Any) -> dict[str, Any]:
+    """A reply's MCP choices (the thread's, its turn's included: :class:`~jan.server.dialects.anthropic.McpChoices`)
+    as its index file keeps them; none kept where there are none."""
+    return {"mcp": choices.dump()} if choices else {}
 
 
 def _create_only_fields(body: Prompt) -> None:
@@ -346,6 +360,16 @@ class MessageThreads:
         return (dataclasses.replace(chat_request, model=body.model or held.reply.response.get("model")),
                 wire.tool_set(body, removed_tools))
 
+    async def mcp_held(self, body: Prompt) -> Any:
+        """A ``continue``'s MCP choices of the thread's earlier turns (:attr:`Turn.mcp_held`; ``count_tokens`` counts
+        the turn as ``/v1/messages`` makes it); None for a body that continues no thread."""
+        from jan.server.dialects import anthropic as wire
+
+        if not isinstance(body.thread, wire.ThreadContinue):
+            return None
+        held = await self._held(body.thread.previous_message_id, latest=False)
+        return wire.McpChoices.load(held.reply.response.get("mcp"))
+
     async def prompt(self, body: Prompt) -> typed.ChatRequest:
         """The chat request a body stands for, a ``continue`` with its thread (``count_tokens``: nothing is held)."""
         from jan.server.dialects import anthropic as wire
@@ -372,7 +396,8 @@ class MessageThreads:
             # the create-only fields, kept by the thread's first reply (its root) only; its tools as the turn left them
             fields = {"model": body.model,
                       "system": body.system if isinstance(body.system, str) or body.system is None
-                      else [block.model_dump() for block in body.system], **_tool_fields(wire.tool_set(body))}
+                      else [block.model_dump() for block in body.system], **_tool_fields(wire.tool_set(body)),
+                      **_mcp_fields(await body_step(wire.mcp_choices, body))}
             yield Turn(chat_request, self, chat_request.messages, None, fields)
             return
         _create_only_fields(body)
@@ -398,7 +423,9 @@ class MessageThreads:
                 fields.update(changed)  # this turn changed the thread's tools: its reply keeps them
             else:
                 fields["tools_at"] = held.tools.id
-            yield Turn(chat_request, self, chat_request.messages[len(held.history):], held.reply, fields)
+            mcp_held = wire.McpChoices.load(held.reply.response.get("mcp"))
+            fields.update(_mcp_fields(await body_step(wire.mcp_choices, body, mcp_held)))
+            yield Turn(chat_request, self, chat_request.messages[len(held.history):], held.reply, fields, mcp_held)
         finally:
             self._continuing.discard(previous_id)
             if leased is not None:
