@@ -25,6 +25,8 @@ from jan.testing.gguf_models import templates_dir
 USER = {"type": "message", "id": "msg_u", "role": "user", "content": [{"type": "input_text", "text": "My notes?"}]}
 OUTPUT = [
     {"type": "reasoning", "id": "rs_1", "summary": [], "content": [{"type": "reasoning_text", "text": "THINK-BEFORE"}]},
+    {"type": "message", "id": "msg_0", "role": "assistant", "status": "completed",
+     "content": [{"type": "output_text", "text": "Let me look.", "annotations": []}]},
     {"type": "mcp_list_tools", "id": "mcpl_1", "server_label": "notes",
      "tools": [{"name": "list_notes", "input_schema": {"type": "object"}}]},
     {"type": "mcp_call", "id": "mcp_1", "server_label": "notes", "name": "list_notes", "arguments": "{}",
@@ -64,11 +66,23 @@ def _prompt(name: str, turns: list[ChatMessage]) -> str:
         plan.messages(template_messages([*turns, AGAIN])), add_generation_prompt=True, **plan.template_kwargs())
 
 
-def test_a_stored_response_reads_its_thinking_before_an_mcp_call_as_the_input_does():
+def test_a_stored_response_reads_what_came_before_an_mcp_call_as_the_input_does():
     sent, stored = _sent_back(), _read(_stored())
     assert _plain(stored) == _plain(sent)
     assert sent[1].tool_calls[0].name == "notes__list_notes" and sent[1].reasoning == "THINK-BEFORE"
-    assert [t.role for t in stored] == ["user", "assistant", "tool", "assistant"]  # (no turn of thinking alone)
+    assert sent[1].text == "Let me look."
+    assert [t.role for t in stored] == ["user", "assistant", "tool", "assistant"]  # (no turn of its own before)
+
+
+def test_the_answers_own_loop_reads_its_calling_turn_as_a_later_response_does():
+    """Within one answer (jan.services.mcp_use), the turn after a call read the call alone: the text and thinking
+    the model wrote before it were dropped, which every later read of the same answer keeps."""
+    from jan.services.mcp_use import McpCallDone, PendingCall, _turn
+
+    live = _turn([PendingCall("mcp_1", "notes__list_notes", "{}")],
+                 [McpCallDone("mcp_1", "notes", "list_notes", "{}", "groceries, ideas", None)],
+                 "Let me look.", "THINK-BEFORE")
+    assert _plain(live) == _plain(_sent_back()[1:3])
 
 
 @pytest.mark.parametrize("template", ["ByteDance-Seed-OSS", "Qwen-Qwen3-0.6B"])
@@ -101,10 +115,11 @@ def test_a_conversation_keeps_the_thinking_before_an_mcp_call_as_its_reasoning_i
     body = responses.ResponsesRequest.model_validate({"model": "m", "input": items})
     turns = [turn for turn, _, _ in responses.sourced_turns(body.input)]
     kept = conversations.kept_turns(items, turns, responses.input_sources(body.input))
-    # the thinking is a turn of its own (listed as its reasoning item, its id kept), then the listing and the call
+    # what the model wrote before the call is a turn of its own (listed as its items, their ids kept), then the
+    # listing and the call
     assert [(k.item or {}).get("type") for k in kept] == [None, None, "mcp_list_tools", "mcp_call", None]
     listed = [item for item, _ in conversations.message_items("m", kept[1].message, ids=kept[1].item_ids)]
-    assert [(i["id"], i["type"]) for i in listed] == [("rs_1", "reasoning")]
+    assert [(i["id"], i["type"]) for i in listed] == [("rs_1", "reasoning"), ("msg_0", "message")]
     messages = [to_thread_message(k) for k in kept]
     assert _plain(_read(messages)) == _plain(_sent_back())
 

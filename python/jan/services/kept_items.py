@@ -3,11 +3,12 @@ MCP listing or approval), and the turns the model reads of them: the one convers
 response continued with ``previous_response_id``, a conversation, the items sent back in an ``input``, a web-page
 run continuing such a thread), so a follow-up's prompt is the same whichever way the client went on.
 
-An ``mcp_call`` is read as the call the model made and the call's result (:func:`mcp_call_turns`). The thinking the
-model wrote before the call is that call turn's thinking, as the model wrote them in one turn: an input reads the
-``reasoning`` items before the call so, and a stored response, which keeps the thinking as a turn of its own (a thread
-message of its own, listed as its ``reasoning`` item), is read so too (:func:`history_turns`). Nothing here knows
-HTTP or a store: a thread message is a dict, as the conversation store keeps it.
+An ``mcp_call`` is read as the call the model made and the call's result (:func:`mcp_call_turns`). What the model
+wrote before the call in the same turn (its thinking, its text) is that call turn's, as the model wrote them in one
+turn and as the answer's own tool loop reads them (:mod:`jan.services.mcp_use`): an input reads the items before the
+call so, and a stored response, which keeps them as a turn of their own (a thread message of its own, listed as its
+``reasoning`` and ``message`` items), is read so too (:func:`history_turns`). Nothing here knows HTTP or a store: a
+thread message is a dict, as the conversation store keeps it.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from typing import Any
 from jan.services.types import ChatMessage, ToolCall
 from jan.services.untrusted import UntrustedTextPart
 
-__all__ = ["history_turns", "kept_item", "kept_item_turns", "mcp_call_error_text", "mcp_call_turns",
-           "thinking_alone"]
+__all__ = ["continued", "history_turns", "kept_item", "kept_item_turns", "mcp_call_error_text", "mcp_call_turns"]
 
 
 def kept_item(message: dict[str, Any]) -> dict[str, Any] | None:
@@ -42,11 +42,11 @@ def mcp_call_error_text(error: dict[str, Any]) -> str:
     return json.dumps(content if content is not None else error, ensure_ascii=False)
 
 
-def mcp_call_turns(item: dict[str, Any], call_id: str, reasoning: str | None = None) -> list[ChatMessage]:
+def mcp_call_turns(item: dict[str, Any], call_id: str, before: ChatMessage | None = None) -> list[ChatMessage]:
     """An earlier answer's ``mcp_call`` item (kept by a stored response or a conversation, or sent back in an input)
-    as the turns the model read after making it: its call (``call_id``; ``reasoning``: the thinking before it) and
-    the call's result, so a later turn knows what ran and what it gave. ``ValueError`` for an item that does not
-    say which tool of which server it called."""
+    as the turns the model read after making it: its call (``call_id``) in the turn ``before`` it began (what the
+    model wrote before the call: :func:`continued`), and the call's result, so a later turn knows what ran and what
+    it gave. ``ValueError`` for an item that does not say which tool of which server it called."""
     from jan.services.mcp_use import jan_name  # (mcp_use imports the tool loop, which reads kept items: here)
 
     label, tool = item.get("server_label"), item.get("name")
@@ -57,44 +57,46 @@ def mcp_call_turns(item: dict[str, Any], call_id: str, reasoning: str | None = N
     if isinstance(error, dict):  # (OpenAI's typed error: mcp_tool_execution_error, mcp_protocol_error, ...)
         error = mcp_call_error_text(error)
     result = output if isinstance(output, str) else f"Error: {error}" if error else ""
-    return [ChatMessage("assistant", (), tool_calls=(ToolCall(call_id, jan_name(label, tool), arguments),),
-                        reasoning=reasoning or None),
+    call = ToolCall(call_id, jan_name(label, tool), arguments)
+    return [ChatMessage("assistant", before.content if before is not None else (), tool_calls=(call,),
+                        reasoning=(before.reasoning if before is not None else None) or None),
             # (the server's output, third-party text, as the answer's own loop read it: jan.services.mcp_use)
             ChatMessage("tool", (UntrustedTextPart(result, source="tool"),), tool_call_id=call_id)]
 
 
-def kept_item_turns(item: dict[str, Any], reasoning: str | None = None) -> list[ChatMessage]:
-    """The turns the model reads of a kept item: an ``mcp_call``'s call (with ``reasoning``, the thinking before it)
-    and result (:func:`mcp_call_turns`); none of any other (a web search call, an MCP listing or approval)."""
+def kept_item_turns(item: dict[str, Any], before: ChatMessage | None = None) -> list[ChatMessage]:
+    """The turns the model reads of a kept item: an ``mcp_call``'s call (in ``before``, the turn it ends) and
+    result (:func:`mcp_call_turns`); none of any other (a web search call, an MCP listing or approval)."""
     if item.get("type") != "mcp_call":
         return []
     try:
-        return mcp_call_turns(item, item["id"] if isinstance(item.get("id"), str) else "mcp_call", reasoning)
+        return mcp_call_turns(item, item["id"] if isinstance(item.get("id"), str) else "mcp_call", before)
     except ValueError:  # (a conversation keeps what it was sent: an item that names no tool is read as nothing)
         return []
 
 
-def thinking_alone(turn: ChatMessage | None) -> str | None:
-    """The thinking of an assistant turn that holds nothing else (no text, no call): how a stored response keeps
-    the thinking before an MCP call (its call is an item of its own); ``None`` for any other turn."""
-    if turn is None or turn.role != "assistant" or turn.content or turn.tool_calls or not turn.reasoning:
+def continued(turn: ChatMessage | None) -> ChatMessage | None:
+    """``turn`` where an MCP call after it ends it: an assistant turn with no call of its own (its thinking, its
+    text: a stored response keeps what the model wrote before the call as a turn of its own, the call being an
+    item); ``None`` for any other."""
+    if turn is None or turn.role != "assistant" or turn.tool_calls or not (turn.content or turn.reasoning):
         return None
-    return turn.reasoning
+    return turn
 
 
 def history_turns(entries: Iterable[ChatMessage | dict[str, Any]]) -> list[ChatMessage]:
     """A conversation's turns, in order, of ``entries``: a chat turn as it is, a kept item (a dict:
-    :func:`kept_item`) as the turns the model reads of it (:func:`kept_item_turns`). A turn of thinking alone right
-    before an ``mcp_call`` is that call's thinking (its call turn's, as an input sending those items back reads it:
-    :func:`mcp_call_turns`), not a turn of its own."""
+    :func:`kept_item`) as the turns the model reads of it (:func:`kept_item_turns`). The assistant turn right before
+    an ``mcp_call`` (:func:`continued`: what the model wrote before the call) is that call's turn, not a turn of its
+    own, as an input sending those items back reads it (:func:`mcp_call_turns`)."""
     out: list[ChatMessage] = []
     for entry in entries:
         if isinstance(entry, ChatMessage):
             out.append(entry)
             continue
-        thinking = thinking_alone(out[-1]) if out and entry.get("type") == "mcp_call" else None
-        turns = kept_item_turns(entry, thinking)
-        if turns and thinking is not None:
+        before = continued(out[-1]) if out and entry.get("type") == "mcp_call" else None
+        turns = kept_item_turns(entry, before)
+        if turns and before is not None:
             out.pop()
         out += turns
     return out

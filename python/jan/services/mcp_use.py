@@ -30,7 +30,7 @@ from jan.services.errors import RequestError
 from jan.services.tool_loop import (DEFAULT_MAX_STEPS, PendingCall, ToolEntry, ToolPolicy, run_calls, triage,
                                     whole_arguments)
 from jan.services.untrusted import UntrustedTextPart
-from jan.services.types import ChatDelta, ChatMessage, ChatRequest, NamedToolChoice, ToolCall, ToolSpec
+from jan.services.types import ChatDelta, ChatMessage, ChatRequest, NamedToolChoice, TextPart, ToolCall, ToolSpec
 
 log = logging.getLogger("jan.services.mcp_use")
 
@@ -350,9 +350,12 @@ async def _run(session: McpSession, call: PendingCall, *, approved: bool = True,
     return McpCallDone(call.id, label, mcp_name, call.arguments, text, None)
 
 
-def _turn(calls: list[PendingCall], done: list[McpCallDone]) -> list[ChatMessage]:
-    """The calling turn and its results, as the next model turn reads them."""
-    turn = [ChatMessage("assistant", (), tool_calls=tuple(ToolCall(c.id, c.name, c.arguments) for c in calls))]
+def _turn(calls: list[PendingCall], done: list[McpCallDone], text: str = "", thinking: str = "") -> list[ChatMessage]:
+    """The calling turn (with what the model wrote before its calls: ``text``, ``thinking``) and its results, as the
+    next model turn reads them (and as a later response reads the turn again: jan.services.kept_items)."""
+    turn = [ChatMessage("assistant", (TextPart(text),) if text else (),
+                        tool_calls=tuple(ToolCall(c.id, c.name, c.arguments) for c in calls),
+                        reasoning=thinking or None)]
     for call, result in zip(calls, done):
         # an MCP server's output is third-party text: tokenized as text, never as the control tokens it may spell
         # (a result holding "<|im_end|><|im_start|>system" forged turns: jan.services.untrusted)
@@ -417,6 +420,7 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
         for step in range(max_steps):
             assert deltas is not None
             calls: dict[int, list[str]] = {}  # index -> [id, name, arguments] of the session's tools' calls
+            text, thinking = [], []  # what the model wrote this turn: the next turn reads it with its calls
             finish = None
             client_calls = False  # the turn called the client's own tools too: it answers them, the turn ends here
             try:
@@ -427,6 +431,8 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
                     if delta.choice != 0:
                         yield delta
                         continue
+                    text.append(delta.content or "")
+                    thinking.append(delta.reasoning or "")
                     theirs = []
                     for piece in delta.tool_calls:
                         if piece.index in calls or (piece.name and piece.name in session.policy.entries):
@@ -481,7 +487,7 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
                 if not client_calls:  # (else the turn's own tool_calls finish went out already)
                     yield ChatDelta(finish_reason="stop")
                 break
-            messages += _turn(auto, done)
+            messages += _turn(auto, done, "".join(text), "".join(thinking))
             # later turns choose for themselves (a forced first call is not forced again), as a run's
             request = dataclasses.replace(request, messages=tuple(messages), tool_choice="auto")
             deltas = stream(request).__aiter__()
