@@ -27,8 +27,8 @@ from typing import Any
 
 from jan.core import Tool
 from jan.services.errors import RequestError
-from jan.services.tool_loop import (DEFAULT_MAX_STEPS, PendingCall, ToolEntry, ToolPolicy, run_calls, triage,
-                                    whole_arguments)
+from jan.services.tool_loop import (DEFAULT_MAX_STEPS, PendingCall, ToolEntry, ToolPolicy, _schema_problem,
+                                    run_calls, triage, whole_arguments)
 from jan.services.untrusted import UntrustedTextPart
 from jan.services.types import ChatDelta, ChatMessage, ChatRequest, NamedToolChoice, TextPart, ToolCall, ToolSpec
 
@@ -292,8 +292,20 @@ async def prepare(uses: list[McpServerUse], registry: Any, approvals: list[Appro
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        # A server's tool whose schema no call grammar can be made of (a $ref that does not resolve, a `false`
+        # property...) failed the whole request with a 400 naming a tools[i] the client never sent: it is left out
+        # (not listed, not offered) and logged, as a run leaves it out (tool_loop.resolve_policy). Each check makes
+        # a grammar: on a worker thread.
+        unusable = await asyncio.to_thread(lambda: {
+            (id(server), mcp_name): why for server in servers for mcp_name, tool in server.tools.items()
+            if server.use.allows(mcp_name)
+            and (why := _schema_problem({"function": {"parameters": tool.parameters}})) is not None})
         for server, error in zip(servers, results):
             use = server.use
+            for mcp_name in [n for n in server.tools if (id(server), n) in unusable]:
+                log.warning("MCP server '%s': its tool '%s' is left out: its parameters schema cannot be used (%s)",
+                            use.server_label, mcp_name, unusable[id(server), mcp_name])
+                del server.tools[mcp_name]
             if use.listed is None or error is not None:  # (the tools allowed_tools lets the model use, as OpenAI's)
                 session.events.append(McpListed(use.server_label, tuple(
                     _listing(t) for name, t in server.tools.items() if use.allows(name)), error))
