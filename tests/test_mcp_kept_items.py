@@ -131,3 +131,26 @@ def test_thinking_alone_before_anything_else_stays_a_turn():
                            {"type": "web_search_call", "id": "ws_1"}])
     assert turns[1] == cut and len(turns) == 3
     assert isinstance(turns[0].content[0], TextPart)
+
+
+def test_an_approved_call_ends_the_turn_that_asked_for_it():
+    """A call approved in a later request (mcp_approval_response) ran before the answer and was read as a turn of
+    its own after the text and thinking the model wrote before asking; every later read of its mcp_call item joins
+    them (history_turns): the approving answer's prompt is now that one."""
+    from jan.server.dialects import responses_mcp
+    from jan.services.mcp_use import McpCallDone, McpSession, PendingCall, _turn
+    from jan.services.types import ChatRequest
+
+    asked = [USER, OUTPUT[0], OUTPUT[1],
+             {"type": "mcp_approval_request", "id": "mcpr_1", "server_label": "notes", "name": "list_notes",
+              "arguments": "{}"}]
+    approval = {"type": "mcp_approval_response", "approve": True, "approval_request_id": "mcpr_1"}
+    body = responses.ResponsesRequest.model_validate({"model": "m", "input": [*asked, approval]})
+    session = McpSession([], [], messages=_turn([PendingCall("mcpr_1", "notes__list_notes", "{}")], [
+        McpCallDone("mcpr_1", "notes", "list_notes", "{}", "groceries, ideas", None)]))
+    request = ChatRequest(None, tuple(responses.input_messages(body.input)))
+    live = responses_mcp.with_tools(body, request, session).messages
+    ran = {**OUTPUT[3], "id": "mcpr_1", "approval_request_id": "mcpr_1"}
+    later = responses.ResponsesRequest.model_validate({"model": "m", "input": [*asked, approval, ran]})
+    assert _plain(list(live)) == _plain(responses.input_messages(later.input))
+    assert live[1].text == "Let me look." and live[1].reasoning == "THINK-BEFORE" and live[1].tool_calls

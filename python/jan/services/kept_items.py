@@ -14,13 +14,13 @@ thread message is a dict, as the conversation store keeps it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from jan.services.types import ChatMessage, ToolCall
 from jan.services.untrusted import UntrustedTextPart
 
-__all__ = ["continued", "history_turns", "kept_item", "kept_item_turns", "mcp_call_error_text", "mcp_call_turns"]
+__all__ = ["continued", "history_turns", "calls_after", "kept_item", "kept_item_turns", "mcp_call_error_text", "mcp_call_turns"]
 
 
 def kept_item(message: dict[str, Any]) -> dict[str, Any] | None:
@@ -100,3 +100,16 @@ def history_turns(entries: Iterable[ChatMessage | dict[str, Any]]) -> list[ChatM
             out.pop()
         out += turns
     return out
+
+
+def calls_after(turns: Sequence[ChatMessage], calls: Sequence[ChatMessage]) -> tuple[ChatMessage, ...]:
+    """``turns``, then ``calls`` (a calling turn and its results: approved MCP calls run before the answer), the
+    calling turn ending the assistant turn before it (:func:`continued`: the text and thinking the model wrote
+    before the call, which it then asked approval for), as every later read of the call makes it
+    (:func:`history_turns`)."""
+    before = continued(turns[-1]) if turns and calls else None
+    first = calls[0] if calls else None
+    if before is None or first is None or first.role != "assistant" or first.content or first.reasoning:
+        return (*turns, *calls)
+    return (*turns[:-1], ChatMessage("assistant", before.content, tool_calls=first.tool_calls,
+                                     reasoning=before.reasoning), *calls[1:])
