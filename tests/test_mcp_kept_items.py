@@ -102,6 +102,16 @@ def test_a_web_page_run_reads_a_threads_mcp_calls():
     assert _plain(list(run)) == _plain(_sent_back())
     # the result is a tool's output: third-party text, tokenized as text (jan.services.untrusted)
     assert [type(p).__name__ for p in run[2].content] == ["UntrustedTextPart"]
+    # thinking alone before the call (no text): in the window, as the call's; thinking alone before a user turn (a
+    # reply cut off in its thinking) is in no prompt, nor counted in one's window
+    thought_only = [to_thread_message(ChatMessage.of_text("user", "My notes?")),
+                    *(to_thread_message(turn) for turn in responses.output_turns(OUTPUT[:1] + OUTPUT[2:]))]
+    body = responses.ResponsesRequest.model_validate({"model": "m", "input": [USER, *OUTPUT[:1], *OUTPUT[2:]]})
+    assert _plain(list(history_messages(prompt_window(thought_only), ""))) == _plain(
+        responses.input_messages(body.input))
+    cut = [thought_only[0], to_thread_message(ChatMessage("assistant", (), reasoning="cut")),
+           to_thread_message(ChatMessage.of_text("user", "again"))]
+    assert prompt_window(cut) == [cut[0], cut[2]]
     # a web search call, a listing: no turn; a call that names no tool: none either (a conversation keeps any)
     odd = [to_thread_message(ChatMessage.of_text("user", "q")),
            {"role": "assistant", "content": [], "metadata": {"item": {"type": "mcp_call", "id": "mcp_x"}}},

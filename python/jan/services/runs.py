@@ -454,10 +454,22 @@ def _in_prompt(message: dict[str, Any]) -> bool:
     (whether its call is in the prompt is :func:`chat_messages`' to tell)."""
     if message.get("role") == "tool":
         return message.get("status") not in ("pending", "error")
-    if message.get("role") == "assistant" and message.get("status") not in ("pending", "error") \
-            and reasoning_of(message):
-        return True  # thinking alone: a Responses turn's before its MCP call, which reads it (chat_messages)
     return bool(chat_messages([message], ""))
+
+
+def _ended_by_a_call(history: list[dict[str, Any]], i: int) -> bool:
+    """Whether ``history[i]`` is thinking alone that the MCP call kept after it ends (a Responses turn's, stored as
+    a message of its own: :func:`chat_messages` makes it the call's turn); alone, it is in no prompt."""
+    from jan.services.kept_items import kept_item
+
+    message = history[i]
+    if message.get("role") != "assistant" or message.get("status") in ("pending", "error") or not reasoning_of(message):
+        return False
+    for later in history[i + 1:]:  # (past the items of no turn between: a listing, an approval)
+        item = kept_item(later)
+        if item is None or item.get("type") == "mcp_call":
+            return item is not None
+    return False
 
 
 def prompt_window(history: list[dict[str, Any]], last_messages: int | None = None) -> list[dict[str, Any]]:
@@ -471,7 +483,7 @@ def prompt_window(history: list[dict[str, Any]], last_messages: int | None = Non
     be rendered by many chat templates (Mistral's, Llama 2's, Gemma's refuse it) and the model would have nothing
     to answer; this keeps the N most recent messages, with the least added that makes them a prompt. A window
     that starts with assistant turns before its first user turn loses those (:func:`renderable`)."""
-    visible = [m for m in history if _in_prompt(m)]
+    visible = [m for i, m in enumerate(history) if _in_prompt(m) or _ended_by_a_call(history, i)]
     if not last_messages or len(visible) <= last_messages:
         return visible
     start = len(visible) - last_messages

@@ -564,7 +564,9 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
             # wrote before it, a message of its own there, its call's turn): read as the Responses API reads it,
             # one conversion (jan.services.kept_items); another item (a web search call, a listing) is no turn
             turns = kept_item_turns(item, before[0] if before else None)
-            if turns and before and before[1]:
+            if not turns:
+                alone = before  # (an item of no turn, a listing: the turn before still goes on)
+            elif before and before[1]:
                 out.pop()
             for turn in turns:
                 entry = turn.openai_dict(turn.text if turn.role == "tool" or turn.content else None)
