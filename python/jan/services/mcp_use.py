@@ -248,6 +248,19 @@ def jan_name(label: str, tool: str) -> str:
     return tool_name(label, tool)
 
 
+def _distinct(name: str, label: str, tool: str, taken: Any) -> str:
+    """``name`` made distinct from those ``taken`` by a suffix of its server's and tool's hash (stable across
+    requests and listing orders, as :func:`jan.extensions.mcp.server.tool_names` makes a server's own distinct)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{label}\0{tool}".encode()).hexdigest()
+    for size in (8, 16, 64):
+        candidate = f"{name[:64 - size - 1]}_{digest[:size]}"
+        if candidate not in taken:
+            return candidate
+    return candidate
+
+
 @dataclass
 class McpSession:
     """The servers of one answer, connected and listed (:func:`prepare`); :meth:`close` ends what it opened."""
@@ -315,6 +328,10 @@ async def prepare(uses: list[McpServerUse], registry: Any, approvals: list[Appro
                 # (the tool's own name: distinct among the server's, where jan_name maps a.b and a_b, or two
                 # non-ASCII names, to one, and the model could call only the last of them)
                 name = getattr(tool, "name", None) or jan_name(use.server_label, mcp_name)
+                if name in session.owners:
+                    # another server's tool has the name (labels "a__b" and "a" with tools "c" and "b__c", two long
+                    # labels alike in their first characters): the model could call only one of them, silently
+                    name = _distinct(name, use.server_label, mcp_name, session.owners)
                 spec = {"type": "function", "function": {"name": name, "description": tool.description or "",
                                                          "parameters": tool.parameters}}
                 session.policy.entries[name] = ToolEntry(name, spec, tool, not use.needs_approval(mcp_name))
