@@ -4,8 +4,10 @@ conversation) as a thread message of its own, and was read as an assistant turn 
 turn, while the same items sent back in an ``input`` gave the call's turn that thinking: a follow-up's prompt
 differed with ``previous_response_id`` and without. A conversation given those items (Conversations API, or a
 response's input) kept the thinking as an item of no turn (in no later prompt), and a web-page run continuing the
-thread left the MCP calls out altogether. Rendered on real thinking templates (one that keeps earlier turns' thinking,
-and Qwen3's, which drops it), the prompts are the same."""
+thread left the MCP calls out altogether. What the model wrote before the call (thinking and text) is the call's turn
+everywhere now: in the answer's own loop (mcp_use), an approving answer's prompt, and every later read. Rendered on
+real thinking templates (one that keeps earlier turns' thinking, and Qwen3's, which drops it), the prompts are the
+same."""
 
 from __future__ import annotations
 
