@@ -219,8 +219,10 @@ def _listed_tools(use: McpServerUse) -> dict[str, Tool]:
     names = tool_names(use.server_label, [t["name"] for t in listed])
     tools: dict[str, Tool] = {}
     for entry in listed:
-        schema = entry.get("input_schema")
-        tools[entry["name"]] = _ListedTool(names[entry["name"]], entry.get("description") or "",
+        # (a listing is kept as it was sent: a conversation's item may hold any JSON; a description that is no
+        # string was a 400 naming 'description', a field of no request, on every count of the conversation)
+        schema, description = entry.get("input_schema"), entry.get("description")
+        tools[entry["name"]] = _ListedTool(names[entry["name"]], description if isinstance(description, str) else "",
                                            schema if isinstance(schema, dict) else {"type": "object", "properties": {}})
     return tools
 
