@@ -166,3 +166,24 @@ def test_an_approved_call_ends_the_turn_that_asked_for_it():
     later = responses.ResponsesRequest.model_validate({"model": "m", "input": [*asked, approval, ran]})
     assert _plain(list(live)) == _plain(responses.input_messages(later.input))
     assert live[1].text == "Let me look." and live[1].reasoning == "THINK-BEFORE" and live[1].tool_calls
+
+
+def test_a_call_is_read_by_the_name_its_tool_was_offered_by():
+    """Two tools whose names meet once made function names (``検索`` and ``取得``: both ``wild____``) are offered by
+    distinct names (jan.extensions.mcp.server.tool_names); a call read again was named ``<label>__<tool>`` plainly,
+    a tool the model was not offered, and the same for both. Read again after its listing (stored, sent back, a
+    run), a call has the name its tool was offered by."""
+    from jan.extensions.mcp.server import tool_names
+
+    offered = tool_names("wild", ["検索", "取得"])
+    assert len(set(offered.values())) == 2
+    listing = {"type": "mcp_list_tools", "id": "mcpl_1", "server_label": "wild",
+               "tools": [{"name": n, "input_schema": {"type": "object"}} for n in ("検索", "取得")]}
+    call = {"type": "mcp_call", "id": "mcp_1", "server_label": "wild", "name": "取得", "arguments": "{}",
+            "output": "ok"}
+    body = responses.ResponsesRequest.model_validate({"model": "m", "input": [USER, listing, call]})
+    sent = responses.input_messages(body.input)
+    messages = [to_thread_message(ChatMessage.of_text("user", "My notes?")),
+                *(to_thread_message(turn) for turn in responses.output_turns([listing, call]))]
+    for turns in (sent, _read(messages), list(history_messages(prompt_window(messages), ""))):
+        assert [c.name for t in turns for c in t.tool_calls] == [offered["取得"]], turns

@@ -20,7 +20,7 @@ from typing import Any
 from jan.services.types import ChatMessage, ToolCall
 from jan.services.untrusted import UntrustedTextPart
 
-__all__ = ["continued", "history_turns", "calls_after", "kept_item", "kept_item_turns", "mcp_call_error_text", "mcp_call_turns"]
+__all__ = ["calls_after", "continued", "history_turns", "listed_names", "kept_item", "kept_item_turns", "mcp_call_error_text", "mcp_call_turns"]
 
 
 def kept_item(message: dict[str, Any]) -> dict[str, Any] | None:
@@ -42,11 +42,26 @@ def mcp_call_error_text(error: dict[str, Any]) -> str:
     return json.dumps(content if content is not None else error, ensure_ascii=False)
 
 
-def mcp_call_turns(item: dict[str, Any], call_id: str, before: ChatMessage | None = None) -> list[ChatMessage]:
+def listed_names(item: dict[str, Any]) -> tuple[str, dict[str, str]] | None:
+    """An ``mcp_list_tools`` item's server label and the names its tools are offered by (by MCP name: distinct, as
+    :func:`jan.extensions.mcp.server.tool_names` makes them, where ``a.b`` and ``a_b`` or two non-ASCII names meet);
+    ``None`` for another item or a listing that says none."""
+    from jan.extensions.mcp.server import tool_names
+
+    label, tools = item.get("server_label"), item.get("tools")
+    if item.get("type") != "mcp_list_tools" or not isinstance(label, str) or not isinstance(tools, list):
+        return None
+    return label, tool_names(label, [t["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)])
+
+
+def mcp_call_turns(item: dict[str, Any], call_id: str, before: ChatMessage | None = None,
+                   names: dict[str, dict[str, str]] | None = None) -> list[ChatMessage]:
     """An earlier answer's ``mcp_call`` item (kept by a stored response or a conversation, or sent back in an input)
     as the turns the model read after making it: its call (``call_id``) in the turn ``before`` it began (what the
     model wrote before the call: :func:`continued`), and the call's result, so a later turn knows what ran and what
-    it gave. ``ValueError`` for an item that does not say which tool of which server it called."""
+    it gave. ``names``: the names the server's tools were offered by, of the last listing before the call
+    (:func:`listed_names`; else the plain ``<label>__<tool>``). ``ValueError`` for an item that does not say which
+    tool of which server it called."""
     from jan.services.mcp_use import jan_name  # (mcp_use imports the tool loop, which reads kept items: here)
 
     label, tool = item.get("server_label"), item.get("name")
@@ -57,20 +72,21 @@ def mcp_call_turns(item: dict[str, Any], call_id: str, before: ChatMessage | Non
     if isinstance(error, dict):  # (OpenAI's typed error: mcp_tool_execution_error, mcp_protocol_error, ...)
         error = mcp_call_error_text(error)
     result = output if isinstance(output, str) else f"Error: {error}" if error else ""
-    call = ToolCall(call_id, jan_name(label, tool), arguments)
+    call = ToolCall(call_id, (names or {}).get(label, {}).get(tool) or jan_name(label, tool), arguments)
     return [ChatMessage("assistant", before.content if before is not None else (), tool_calls=(call,),
                         reasoning=(before.reasoning if before is not None else None) or None),
             # (the server's output, third-party text, as the answer's own loop read it: jan.services.mcp_use)
             ChatMessage("tool", (UntrustedTextPart(result, source="tool"),), tool_call_id=call_id)]
 
 
-def kept_item_turns(item: dict[str, Any], before: ChatMessage | None = None) -> list[ChatMessage]:
-    """The turns the model reads of a kept item: an ``mcp_call``'s call (in ``before``, the turn it ends) and
-    result (:func:`mcp_call_turns`); none of any other (a web search call, an MCP listing or approval)."""
+def kept_item_turns(item: dict[str, Any], before: ChatMessage | None = None,
+                    names: dict[str, dict[str, str]] | None = None) -> list[ChatMessage]:
+    """The turns the model reads of a kept item: an ``mcp_call``'s call (in ``before``, the turn it ends; ``names``:
+    :func:`mcp_call_turns`) and result; none of any other (a web search call, an MCP listing or approval)."""
     if item.get("type") != "mcp_call":
         return []
     try:
-        return mcp_call_turns(item, item["id"] if isinstance(item.get("id"), str) else "mcp_call", before)
+        return mcp_call_turns(item, item["id"] if isinstance(item.get("id"), str) else "mcp_call", before, names)
     except ValueError:  # (a conversation keeps what it was sent: an item that names no tool is read as nothing)
         return []
 
@@ -90,12 +106,16 @@ def history_turns(entries: Iterable[ChatMessage | dict[str, Any]]) -> list[ChatM
     an ``mcp_call`` (:func:`continued`: what the model wrote before the call) is that call's turn, not a turn of its
     own, as an input sending those items back reads it (:func:`mcp_call_turns`)."""
     out: list[ChatMessage] = []
+    names: dict[str, dict[str, str]] = {}  # (the calls' names as their servers' last listings offered them)
     for entry in entries:
         if isinstance(entry, ChatMessage):
             out.append(entry)
             continue
+        listed = listed_names(entry)
+        if listed is not None:
+            names[listed[0]] = listed[1]
         before = continued(out[-1]) if out and entry.get("type") == "mcp_call" else None
-        turns = kept_item_turns(entry, before)
+        turns = kept_item_turns(entry, before, names)
         if turns and before is not None:
             out.pop()
         out += turns

@@ -540,7 +540,7 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
     they stand for the pending reply they were) and tool results whose call
     is not in the history (a template would reject them).
     """
-    from jan.services.kept_items import kept_item, kept_item_turns
+    from jan.services.kept_items import kept_item, kept_item_turns, listed_names
     from jan.services.types import ChatMessage
 
     out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
@@ -548,6 +548,7 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
     # the message just before, an assistant's with no call (its text, its thinking), and whether it is in ``out``:
     # an MCP call kept after it ends that turn
     alone: tuple[ChatMessage, bool] | None = None
+    names: dict[str, dict[str, str]] = {}  # (MCP calls' names, as their servers' last listings offered them)
     for message in history:
         role = message.get("role")
         if message.get("status") in ("pending", "error") or role not in ("user", "assistant", "system", "tool"):
@@ -563,7 +564,10 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
             # an item a Responses conversation keeps as it was (an MCP call: its call and result, what the model
             # wrote before it, a message of its own there, its call's turn): read as the Responses API reads it,
             # one conversion (jan.services.kept_items); another item (a web search call, a listing) is no turn
-            turns = kept_item_turns(item, before[0] if before else None)
+            listed = listed_names(item)
+            if listed is not None:
+                names[listed[0]] = listed[1]
+            turns = kept_item_turns(item, before[0] if before else None, names)
             if not turns:
                 alone = before  # (an item of no turn, a listing: the turn before still goes on)
             elif before and before[1]:
