@@ -20,7 +20,8 @@ from typing import Any
 from jan.services.types import ChatMessage, ToolCall
 from jan.services.untrusted import UntrustedTextPart
 
-__all__ = ["calls_after", "continued", "history_turns", "listed_names", "kept_item", "kept_item_turns", "mcp_call_error_text", "mcp_call_turns"]
+__all__ = ["calls_after", "continued", "history_turns", "kept_item", "kept_item_turns", "listed_names",
+           "mcp_call_error_text", "mcp_call_turns"]
 
 
 def kept_item(message: dict[str, Any]) -> dict[str, Any] | None:
@@ -51,7 +52,8 @@ def listed_names(item: dict[str, Any]) -> tuple[str, dict[str, str]] | None:
     label, tools = item.get("server_label"), item.get("tools")
     if item.get("type") != "mcp_list_tools" or not isinstance(label, str) or not isinstance(tools, list):
         return None
-    return label, tool_names(label, [t["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)])
+    return label, tool_names(label, [t["name"] for t in tools
+                                     if isinstance(t, dict) and isinstance(t.get("name"), str)])
 
 
 def mcp_call_turns(item: dict[str, Any], call_id: str, before: ChatMessage | None = None,
