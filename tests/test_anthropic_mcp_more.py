@@ -444,3 +444,22 @@ async def test_a_thread_carries_the_mcp_choices_its_messages_made(server, notes_
             await count(api, count_body(notes_url, off, messages=whole)) < \
             await count(api, count_body(notes_url, messages=[thanks], thread=go_on))
         assert await mcp_tasks_left(server) == []
+
+
+def test_mcp_tool_use_blocks_sent_back_are_named_as_their_tools_are_offered():
+    """Two tools of a server that meet once named (``検索``, ``取得``) are offered by distinct names; the calls of the
+    mcp_tool_use blocks sent back were both named ``wild____`` (no tool offered). Named as offered now."""
+    from jan.extensions.mcp.server import tool_names
+    from jan.server.dialects import anthropic, anthropic_mcp
+    from jan.services.mcp_use import McpSession
+
+    offered = tool_names("wild", ["検索", "取得"])
+    body = anthropic.MessagesRequest.model_validate({
+        "model": "m", "max_tokens": 9, "mcp_servers": [mcp_server("http://127.0.0.1:1/mcp", "wild")], "messages": [
+            *QUESTION, {"role": "assistant", "content": [
+                {"type": "mcp_tool_use", "id": "mcptoolu_1", "name": "取得", "server_name": "wild", "input": {}},
+                {"type": "mcp_tool_result", "tool_use_id": "mcptoolu_1", "content": [{"type": "text", "text": "ok"}]},
+                {"type": "text", "text": "Done."}]}]})
+    session = McpSession([], [], owners={name: ("wild", tool) for tool, name in offered.items()})
+    request = anthropic_mcp.offer(anthropic.to_chat_request(body), body, session)
+    assert [c.name for m in request.messages for c in m.tool_calls] == [offered["取得"]]

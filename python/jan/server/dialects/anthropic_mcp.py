@@ -20,7 +20,7 @@ from typing import Any
 from jan.server.dialects import anthropic as wire
 from jan.services.errors import RequestError
 from jan.services.mcp_use import McpServerUse, McpSession
-from jan.services.types import ChatRequest, NamedToolChoice
+from jan.services.types import ChatMessage, ChatRequest, NamedToolChoice
 
 
 def server_uses(body: wire._Prompt, allows_url: Callable[[str], bool],
@@ -156,7 +156,27 @@ def offer(chat_request: ChatRequest, body: wire._Prompt, session: McpSession) ->
         if choice == "required" or isinstance(choice, NamedToolChoice):
             raise RequestError(f"tool_choice: '{body.tool_choice.type}' needs tools, and the MCP servers offer none",
                                param="tool_choice")
-    return dataclasses.replace(chat_request, tools=tools, tool_choice=choice)
+    return dataclasses.replace(chat_request, tools=tools, tool_choice=choice,
+                               messages=_calls_named(chat_request.messages, body, session))
+
+
+def _calls_named(messages: tuple[ChatMessage, ...], body: wire._Prompt, session: McpSession
+                 ) -> tuple[ChatMessage, ...]:
+    """``messages`` with the calls of ``mcp_tool_use`` blocks sent back named as the session offers their tools:
+    a conversion names them ``<server>__<tool>`` plainly (it runs before the servers are listed), which is no tool
+    offered where two of a server's tools meet once named (``a.b`` and ``a_b``, two non-ASCII names: they get distinct
+    names, jan.extensions.mcp.server.tool_names), and one name for both."""
+    used = {block.id: (block.server_name, block.name) for message in body.messages
+            if isinstance(message, wire.MessageParam) and not isinstance(message.content, str)
+            for block in message.content if isinstance(block, wire.McpToolUseBlock)}
+    if not used:
+        return messages
+    out = []
+    for message in messages:
+        calls = tuple(dataclasses.replace(call, name=session.name_of(*used[call.id])) if call.id in used else call
+                      for call in message.tool_calls)
+        out.append(message if calls == message.tool_calls else dataclasses.replace(message, tool_calls=calls))
+    return tuple(out)
 
 
 def _deferred_any(toolset: Any) -> bool:
