@@ -463,3 +463,19 @@ def test_mcp_tool_use_blocks_sent_back_are_named_as_their_tools_are_offered():
     session = McpSession([], [], owners={name: ("wild", tool) for tool, name in offered.items()})
     request = anthropic_mcp.offer(anthropic.to_chat_request(body), body, session)
     assert [c.name for m in request.messages for c in m.tool_calls] == [offered["取得"]]
+
+
+def test_a_thread_holds_its_replys_calls_by_the_names_offered():
+    """A thread holds its reply as a replay converts it, the calls named as the turn's servers offered their tools
+    (``取得`` by its distinct name, not ``wild____``)."""
+    from jan.extensions.mcp.server import tool_names
+    from jan.server.dialects.anthropic_threads import _reply
+
+    offered = tool_names("wild", ["検索", "取得"])
+    reply = {"content": [
+        {"type": "mcp_tool_use", "id": "mcptoolu_1", "name": "取得", "server_name": "wild", "input": {}},
+        {"type": "mcp_tool_result", "tool_use_id": "mcptoolu_1", "content": [{"type": "text", "text": "ok"}]},
+        {"type": "text", "text": "Done."}]}
+    turns = _reply(reply, {("wild", tool): name for tool, name in offered.items()})
+    assert [c.name for t in turns for c in t.tool_calls] == [offered["取得"]]
+    assert [t.role for t in turns] == ["assistant", "tool", "assistant"]

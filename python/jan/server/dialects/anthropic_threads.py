@@ -138,6 +138,8 @@ class Turn:
     #: A ``continue``'s MCP choices of the thread's earlier turns (:class:`~jan.server.dialects.anthropic.McpChoices`:
     #: what a replay's messages would carry), for the turn's ``mcp_servers``; None for no thread's.
     mcp_held: Any = None
+    #: The names the turn's MCP servers' tools are offered by, by (server, tool): its reply's calls are held so.
+    mcp_names: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
 
     async def read_documents(self) -> None:
         """The turn's documents (PDFs, text files) as the text the model reads, in the request and in the new
@@ -218,14 +220,20 @@ def _tool_input(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _reply(message: dict[str, Any]) -> list[typed.ChatMessage]:
+def _reply(message: dict[str, Any], names: dict[tuple[str, str], str] | None = None) -> list[typed.ChatMessage]:
     """The reply as chat turns, converted as a replay converts it (the client sends its content back): one, or with
     the MCP connector's calls in it (``mcp_tool_use`` / ``mcp_tool_result``) the calling turns, their results and
-    the turns going on, as the model read them."""
+    the turns going on, as the model read them (``names``: the name each server's tool was offered by, by
+    ``(server, tool)``, as a replay's calls are named: jan.server.dialects.anthropic_mcp.offer)."""
     from jan.server.dialects import anthropic as wire
 
     param = wire.MessageParam.model_validate({"role": "assistant", "content": message["content"]})
-    return wire._assistant_messages(param.content)
+    turns = wire._assistant_messages(param.content)
+    used = {block.id: names[block.server_name, block.name] for block in param.content
+            if isinstance(block, wire.McpToolUseBlock) and (block.server_name, block.name) in (names or {})}
+    return [dataclasses.replace(turn, tool_calls=tuple(dataclasses.replace(c, name=used.get(c.id, c.name))
+                                                       for c in turn.tool_calls)) if turn.tool_calls else turn
+            for turn in turns]
 
 
 def _tool_fields(tools: wire.ToolSet) -> dict[str, Any]:
@@ -448,7 +456,7 @@ class MessageThreads:
                 "message": message}
         held["model"] = held.get("model") or message.get("model")
         try:
-            stored = await self.store.begin(held, [], [*turn.inputs, *_reply(message)], turn.previous,
+            stored = await self.store.begin(held, [], [*turn.inputs, *_reply(message, turn.mcp_names)], turn.previous,
                                             allow_fork=False, source="anthropic")
             self._by_thread.setdefault(stored.thread_id, set()).add(stored.id)
         except NotLatestError:  # the conversation went on meanwhile (the web page): this reply starts nothing

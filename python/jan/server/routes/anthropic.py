@@ -160,6 +160,9 @@ async def _answer_with(request: web.Request, body: wire.MessagesRequest, turn: T
         from jan.server.dialects import anthropic_mcp
 
         chat_request = anthropic_mcp.offer(chat_request, body, mcp)
+        # (a thread holds the turn's messages and reply with its calls named as the servers' tools are offered)
+        turn.inputs = chat_request.messages[len(chat_request.messages) - len(turn.inputs):] if turn.inputs else ()
+        turn.mcp_names = {owner: name for name, owner in mcp.owners.items()}
     chat = _chat(request)
     message_id = wire.new_message_id()
     stop_sequences = body.stop_sequences or ()
