@@ -372,3 +372,110 @@ async def test_a_deferred_responses_tool_is_a_400(server, notes_url):
         # not deferred: taken as before
         await api.ok("POST", "/v1/responses/input_tokens", {"model": "qwen3-tools", "input": "hi", "tools": [
             {**tools[0], "defer_loading": False}]})
+
+
+async def test_a_thread_carries_the_mcp_choices_its_messages_made(server, notes_url):
+    """What a conversation's messages choose of a server's tools (a tool_reference loading a deferred tool, a system
+    message's tool_removal / tool_addition, a pinned mcp_tool_listing) is sent again by every replay (it is in its
+    messages): a thread's later turn, which sends only its new messages, chooses the same (each was lost after its
+    own turn). The servers and their toolsets' enabled / defer_loading are fields of the request: per turn, as in
+    Anthropic's API (a turn that sends no config offers every tool)."""
+    thanks = {"role": "user", "content": "Thanks."}
+    quiet = {"tool_choice": {"type": "none"}, "max_tokens": 3}
+    async with Client(server.base_url) as api:
+        async def same_as_replay(first_turn: dict, later: list, tools: list) -> tuple[int, int]:
+            """The count of a turn continuing ``first_turn``'s thread by ``later`` (each a message sent alone, a
+            reply generated after each but the last), and the replay of the whole conversation's."""
+            reply = await api.ok("POST", "/v1/messages", first_turn | {"thread": {"type": "create"}})
+            whole = [*first_turn["messages"], {"role": "assistant", "content": reply["content"]}]
+            for message in later[:-1]:
+                reply = await api.ok("POST", "/v1/messages", ask(notes_url, tools, messages=[message], **quiet,
+                                                                 thread={"type": "continue",
+                                                                         "previous_message_id": reply["id"]}))
+                whole += [message, {"role": "assistant", "content": reply["content"]}]
+            go_on = {"type": "continue", "previous_message_id": reply["id"]}
+            threaded = await count(api, count_body(notes_url, tools, messages=later[-1:], thread=go_on))
+            replayed = await count(api, count_body(notes_url, [*tools, *(t for t in first_turn["tools"]
+                                                                         if t.get("type") != "mcp_toolset")],
+                                                   messages=[*whole, later[-1]]))
+            return threaded, replayed
+
+        # a server's deferred tool loaded by a tool_reference, two turns before
+        deferred = [toolset(configs={"add": {"defer_loading": True}})]
+        first = ask(notes_url, [*deferred, SEARCH], messages=searched()[:1],
+                    tool_choice={"type": "tool", "name": "find_tools"})
+        reply = await api.ok("POST", "/v1/messages", first | {"thread": {"type": "create"}})
+        use = reply["content"][-1]
+        assert use["type"] == "tool_use" and use["name"] == "find_tools", reply
+        found = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use["id"], "content": [
+            {"type": "tool_reference", "tool_name": "add"}]}]}
+        second = await api.ok("POST", "/v1/messages", ask(notes_url, deferred, messages=[found], **quiet, thread={
+            "type": "continue", "previous_message_id": reply["id"]}))
+        go_on = {"type": "continue", "previous_message_id": second["id"]}
+        whole = [*searched()[:1], {"role": "assistant", "content": reply["content"]}, found,
+                 {"role": "assistant", "content": second["content"]}, thanks]
+        threaded = await count(api, count_body(notes_url, deferred, messages=[thanks], thread=go_on))
+        assert threaded == await count(api, count_body(notes_url, [*deferred, SEARCH], messages=whole))
+        unloaded = [*whole[:2], {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use["id"],
+                                                              "content": "nothing found"}]}, *whole[3:]]
+        assert threaded > await count(api, count_body(notes_url, [*deferred, SEARCH], messages=unloaded))
+
+        # a tool removed by a system message of the first turn, and a listing pinned by it
+        for blocks, extra in (([mcp_ref("tool_removal", "add")], []),
+                              ([mcp_ref("tool_removal"), mcp_ref("tool_addition", "list_notes")], [])):
+            threaded, replayed = await same_as_replay(ask(notes_url, messages=changes(*blocks), **quiet),
+                                                      [thanks], [toolset()])
+            assert threaded == replayed
+            assert threaded < await count(api, count_body(notes_url, messages=[*QUESTION, thanks]))
+        listing = {"type": "mcp_tool_listing", "mcp_server_name": "notes",
+                   "tools": [{"name": "list_notes", "input_schema": {"type": "object"}}]}
+        pinned = [*QUESTION, {"role": "assistant", "content": [listing, {"type": "text", "text": "I can list."}]},
+                  {"role": "user", "content": "Go on."}]
+        threaded, replayed = await same_as_replay(ask(notes_url, messages=pinned, **quiet), [thanks], [toolset()])
+        assert threaded == replayed
+
+        # per turn: a continue's toolset config is that turn's own
+        reply = await api.ok("POST", "/v1/messages", ask(notes_url, messages=QUESTION, **quiet,
+                                                         thread={"type": "create"}))
+        go_on = {"type": "continue", "previous_message_id": reply["id"]}
+        whole = [*QUESTION, {"role": "assistant", "content": reply["content"]}, thanks]
+        off = [toolset(configs={"add": {"enabled": False}})]
+        assert await count(api, count_body(notes_url, off, messages=[thanks], thread=go_on)) == \
+            await count(api, count_body(notes_url, off, messages=whole)) < \
+            await count(api, count_body(notes_url, messages=[thanks], thread=go_on))
+        assert await mcp_tasks_left(server) == []
+
+
+def test_mcp_tool_use_blocks_sent_back_are_named_as_their_tools_are_offered():
+    """Two tools of a server that meet once named (``検索``, ``取得``) are offered by distinct names; the calls of the
+    mcp_tool_use blocks sent back were both named ``wild____`` (no tool offered). Named as offered now."""
+    from jan.extensions.mcp.server import tool_names
+    from jan.server.dialects import anthropic, anthropic_mcp
+    from jan.services.mcp_use import McpSession
+
+    offered = tool_names("wild", ["検索", "取得"])
+    body = anthropic.MessagesRequest.model_validate({
+        "model": "m", "max_tokens": 9, "mcp_servers": [mcp_server("http://127.0.0.1:1/mcp", "wild")], "messages": [
+            *QUESTION, {"role": "assistant", "content": [
+                {"type": "mcp_tool_use", "id": "mcptoolu_1", "name": "取得", "server_name": "wild", "input": {}},
+                {"type": "mcp_tool_result", "tool_use_id": "mcptoolu_1", "content": [{"type": "text", "text": "ok"}]},
+                {"type": "text", "text": "Done."}]}]})
+    session = McpSession([], [], owners={name: ("wild", tool) for tool, name in offered.items()})
+    request = anthropic_mcp.offer(anthropic.to_chat_request(body), body, session)
+    assert [c.name for m in request.messages for c in m.tool_calls] == [offered["取得"]]
+
+
+def test_a_thread_holds_its_replys_calls_by_the_names_offered():
+    """A thread holds its reply as a replay converts it, the calls named as the turn's servers offered their tools
+    (``取得`` by its distinct name, not ``wild____``)."""
+    from jan.extensions.mcp.server import tool_names
+    from jan.server.dialects.anthropic_threads import _reply
+
+    offered = tool_names("wild", ["検索", "取得"])
+    reply = {"content": [
+        {"type": "mcp_tool_use", "id": "mcptoolu_1", "name": "取得", "server_name": "wild", "input": {}},
+        {"type": "mcp_tool_result", "tool_use_id": "mcptoolu_1", "content": [{"type": "text", "text": "ok"}]},
+        {"type": "text", "text": "Done."}]}
+    turns = _reply(reply, {("wild", tool): name for tool, name in offered.items()})
+    assert [c.name for t in turns for c in t.tool_calls] == [offered["取得"]]
+    assert [t.role for t in turns] == ["assistant", "tool", "assistant"]

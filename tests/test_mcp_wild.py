@@ -282,3 +282,26 @@ async def test_a_tool_whose_schema_cannot_be_used_is_left_out_of_runs_not_failin
             assert "'wild__nothing' is left out" in warnings
             status, body = await api.call("POST", f"/v1/threads/{tid}/runs", forced_call("wild__badref"))
             assert status == 400 and "parameters schema cannot be used" in body["error"]["message"], body
+
+
+async def test_a_tool_whose_schema_cannot_be_used_is_left_out_of_a_responses_mcp_tool(tmp_path, tool_model):
+    """The same server named by a Responses ``mcp`` tool (jan.services.mcp_use, the Anthropic connector's path too):
+    the whole response was a 400 naming ``tools[12].parameters``, a field the request does not have. The two tools
+    are left out of the listing and the offer; the others are listed and offered, the response answered."""
+    from api_helpers import Client, running
+
+    data = tmp_path / "data"
+    write_mcp_config(data, {"wild": wild_entry()})
+    body = {"model": "qwen3-tools", "input": "hi", "tools": [{"type": "mcp", "server_label": "wild",
+                                                              "require_approval": "never"}]}
+    with running(data, tool_model, n_ctx=4096) as srv:
+        async with Client(srv.base_url) as api:
+            # (the 400 was here: the tools offered, the call grammar made; one token makes no call to run)
+            await api.ok("POST", "/v1/responses", body | {"max_output_tokens": 1})
+            counted = await api.ok("POST", "/v1/responses/input_tokens", body)
+            assert counted["input_tokens"] > 0
+            resp = await api.ok("POST", "/v1/responses", body | {"max_output_tokens": 5, "tool_choice": "none"})
+            listing = resp["output"][0]
+            assert listing["type"] == "mcp_list_tools" and not listing.get("error"), listing
+            names = {t["name"] for t in listing["tools"]}
+            assert "badref" not in names and "nothing" not in names and "a.b" in names, names

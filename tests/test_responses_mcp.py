@@ -187,6 +187,22 @@ async def test_tools_whose_names_meet_once_changed_are_each_callable(server):
             assert calls and calls[0]["name"] == name and calls[0]["server_label"] == "wild", (name, resp["output"])
 
 
+async def test_two_servers_whose_tools_meet_once_named_are_each_callable(server, notes_url):
+    """Two servers' tools that meet once made function names (two long labels alike in their first characters, as
+    "a__b" with "c" and "a" with "b__c" would): the later server's hid the earlier's (a forced call of the first ran
+    the second's, or no tool). Each is callable, by its own server."""
+    labels = ["x" * 60 + "AAAA", "x" * 60 + "BBBB"]
+    tools = [mcp_tool(notes_url, server_label=label, require_approval="never") for label in labels]
+    async with Client(server.base_url) as api:
+        for label in labels:
+            resp = await api.ok("POST", "/v1/responses", body(tools, tool_choice={
+                "type": "mcp", "server_label": label, "name": "list_notes"}, max_output_tokens=80))
+            calls = [i for i in resp["output"] if i["type"] == "mcp_call"]
+            assert calls and calls[0]["server_label"] == label, resp["output"]
+            assert calls[0]["output"] == LISTED, calls[0]["error"]
+        assert await mcp_tasks_left(server, labels[0]) == [] and await mcp_tasks_left(server, labels[1]) == []
+
+
 async def test_allowed_tools_narrow_the_listing_offered(server, notes_url):
     async with Client(server.base_url) as api:
         resp = await api.ok("POST", "/v1/responses", body(

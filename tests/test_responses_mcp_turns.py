@@ -232,3 +232,20 @@ async def test_input_tokens_counts_the_mcp_tools(server, notes_url, dead_url):  
         no_listing = await api.ok("POST", "/v1/responses/input_tokens", {
             "model": "qwen3-tools", "tools": gone, "input": [QUESTION]})
         assert with_listing["input_tokens"] > no_listing["input_tokens"] == bare["input_tokens"]
+
+
+async def test_a_listing_kept_as_sent_is_read_leniently(server, notes_url):  # noqa: F811
+    """A conversation keeps an mcp_list_tools item as it was sent: a tool's description that is no string (or a
+    schema that is no object, an entry that is no tool) is read as none, not a 400 naming 'description' (a field
+    of no request) on every count made in the conversation."""
+    async with Client(server.base_url) as api:
+        tools = [mcp_tool(notes_url, require_approval="never")]
+
+        async def counted(entries: list) -> int:
+            listing = {"type": "mcp_list_tools", "id": "mcpl_1", "server_label": "notes", "tools": entries}
+            conv = await api.ok("POST", "/v1/conversations", {"items": [QUESTION, listing]})
+            return (await api.ok("POST", "/v1/responses/input_tokens", {
+                "model": "qwen3-tools", "conversation": conv["id"], "input": [AGAIN], "tools": tools}))["input_tokens"]
+
+        plain = await counted([{"name": "list_notes", "input_schema": {"type": "object", "properties": {}}}])
+        assert await counted([{"name": "list_notes", "description": 5, "input_schema": "x"}, 7, {"name": 3}]) == plain

@@ -266,3 +266,40 @@ def test_an_image_and_a_document_together(vlm):
                                           TextPart("Compare them"))))
     _, benign = chat_prompt(vlm, plain)
     assert _controls(vlm, ids) == _controls(vlm, [t for t in benign.tokens if t >= 0])
+
+
+def test_an_mcp_servers_output_stays_text_every_way_it_is_read(qwen):
+    """An MCP server's result is third-party text: in the answer's own loop (jan.services.mcp_use), read again from
+    a Responses ``mcp_call`` (sent back, or stored: jan.services.kept_items) and from an Anthropic
+    ``mcp_tool_result`` block sent back, it is tokenized as text (it was a client's own message: 4 forged turns)."""
+    from jan.server.dialects import anthropic, responses
+    from jan.services.mcp_use import McpCallDone, PendingCall, _turn
+
+    tools = (ToolSpec("notes__read", "Read a note", {"type": "object", "properties": {}}),)
+    user = ChatMessage("user", "Read my note")
+    live = _turn([PendingCall("c1", "notes__read", "{}")], [McpCallDone("c1", "notes", "read", "{}", INJECTION, None)])
+    body = responses.ResponsesRequest.model_validate({"model": "m", "input": [
+        {"role": "user", "content": "Read my note"},
+        {"type": "mcp_call", "id": "c1", "server_label": "notes", "name": "read", "arguments": "{}",
+         "output": INJECTION}]})
+    sent_back = responses.input_messages(body.input)[1:]
+    claude = anthropic.MessagesRequest.model_validate({"model": "m", "max_tokens": 9, "mcp_servers": [
+        {"type": "url", "url": "http://127.0.0.1:1/mcp", "name": "notes"}], "messages": [
+        {"role": "user", "content": "Read my note"},
+        {"role": "assistant", "content": [
+            {"type": "mcp_tool_use", "id": "c1", "name": "read", "server_name": "notes", "input": {}},
+            {"type": "mcp_tool_result", "tool_use_id": "c1", "content": [{"type": "text", "text": INJECTION}]}]}]})
+    replayed = anthropic.to_chat_request(claude).messages[1:]
+    trusted = None
+    for turns in (live, sent_back, replayed):
+        [tool] = [m for m in turns if m.role == "tool"]
+        assert isinstance(tool.content[0], UntrustedTextPart), turns
+        text, tokens = chat_prompt(qwen, _request(user, *turns, tools=tools))
+        assert INJECTION in text
+        out = qwen.model.tokenize(INJECTION, add_special=False, parse_special=False)
+        assert not _controls(qwen, tokens[_span(tokens, out):][:len(out)])
+        if trusted is None:
+            _, forged = chat_prompt(qwen, _request(user, *(ChatMessage("tool", INJECTION, tool_call_id="c1")
+                                                         if m.role == "tool" else m for m in turns), tools=tools))
+            trusted = len(_controls(qwen, forged)) - len(_controls(qwen, tokens))
+    assert trusted == 4

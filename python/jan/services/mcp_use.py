@@ -27,9 +27,10 @@ from typing import Any
 
 from jan.core import Tool
 from jan.services.errors import RequestError
-from jan.services.tool_loop import (DEFAULT_MAX_STEPS, PendingCall, ToolEntry, ToolPolicy, run_calls, triage,
-                                    whole_arguments)
-from jan.services.types import ChatDelta, ChatMessage, ChatRequest, NamedToolChoice, ToolCall, ToolSpec
+from jan.services.tool_loop import (DEFAULT_MAX_STEPS, PendingCall, ToolEntry, ToolPolicy, _schema_problem,
+                                    run_calls, triage, whole_arguments)
+from jan.services.untrusted import UntrustedTextPart
+from jan.services.types import ChatDelta, ChatMessage, ChatRequest, NamedToolChoice, TextPart, ToolCall, ToolSpec
 
 log = logging.getLogger("jan.services.mcp_use")
 
@@ -218,8 +219,10 @@ def _listed_tools(use: McpServerUse) -> dict[str, Tool]:
     names = tool_names(use.server_label, [t["name"] for t in listed])
     tools: dict[str, Tool] = {}
     for entry in listed:
-        schema = entry.get("input_schema")
-        tools[entry["name"]] = _ListedTool(names[entry["name"]], entry.get("description") or "",
+        # (a listing is kept as it was sent: a conversation's item may hold any JSON; a description that is no
+        # string was a 400 naming 'description', a field of no request, on every count of the conversation)
+        schema, description = entry.get("input_schema"), entry.get("description")
+        tools[entry["name"]] = _ListedTool(names[entry["name"]], description if isinstance(description, str) else "",
                                            schema if isinstance(schema, dict) else {"type": "object", "properties": {}})
     return tools
 
@@ -245,6 +248,19 @@ def jan_name(label: str, tool: str) -> str:
     from jan.extensions.mcp.server import tool_name
 
     return tool_name(label, tool)
+
+
+def _distinct(name: str, label: str, tool: str, taken: Any) -> str:
+    """``name`` made distinct from those ``taken`` by a suffix of its server's and tool's hash (stable across
+    requests and listing orders, as :func:`jan.extensions.mcp.server.tool_names` makes a server's own distinct)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{label}\0{tool}".encode()).hexdigest()
+    for size in (8, 16, 64):
+        candidate = f"{name[:64 - size - 1]}_{digest[:size]}"
+        if candidate not in taken:
+            return candidate
+    return candidate
 
 
 @dataclass
@@ -291,8 +307,20 @@ async def prepare(uses: list[McpServerUse], registry: Any, approvals: list[Appro
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        # A server's tool whose schema no call grammar can be made of (a $ref that does not resolve, a `false`
+        # property...) failed the whole request with a 400 naming a tools[i] the client never sent: it is left out
+        # (not listed, not offered) and logged, as a run leaves it out (tool_loop.resolve_policy). Each check makes
+        # a grammar: on a worker thread.
+        unusable = await asyncio.to_thread(lambda: {
+            (id(server), mcp_name): why for server in servers for mcp_name, tool in server.tools.items()
+            if server.use.allows(mcp_name)
+            and (why := _schema_problem({"function": {"parameters": tool.parameters}})) is not None})
         for server, error in zip(servers, results):
             use = server.use
+            for mcp_name in [n for n in server.tools if (id(server), n) in unusable]:
+                log.warning("MCP server '%s': its tool '%s' is left out: its parameters schema cannot be used (%s)",
+                            use.server_label, mcp_name, unusable[id(server), mcp_name])
+                del server.tools[mcp_name]
             if use.listed is None or error is not None:  # (the tools allowed_tools lets the model use, as OpenAI's)
                 session.events.append(McpListed(use.server_label, tuple(
                     _listing(t) for name, t in server.tools.items() if use.allows(name)), error))
@@ -302,6 +330,10 @@ async def prepare(uses: list[McpServerUse], registry: Any, approvals: list[Appro
                 # (the tool's own name: distinct among the server's, where jan_name maps a.b and a_b, or two
                 # non-ASCII names, to one, and the model could call only the last of them)
                 name = getattr(tool, "name", None) or jan_name(use.server_label, mcp_name)
+                if name in session.owners:
+                    # another server's tool has the name (labels "a__b" and "a" with tools "c" and "b__c", two long
+                    # labels alike in their first characters): the model could call only one of them, silently
+                    name = _distinct(name, use.server_label, mcp_name, session.owners)
                 spec = {"type": "function", "function": {"name": name, "description": tool.description or "",
                                                          "parameters": tool.parameters}}
                 session.policy.entries[name] = ToolEntry(name, spec, tool, not use.needs_approval(mcp_name))
@@ -349,12 +381,18 @@ async def _run(session: McpSession, call: PendingCall, *, approved: bool = True,
     return McpCallDone(call.id, label, mcp_name, call.arguments, text, None)
 
 
-def _turn(calls: list[PendingCall], done: list[McpCallDone]) -> list[ChatMessage]:
-    """The calling turn and its results, as the next model turn reads them."""
-    turn = [ChatMessage("assistant", (), tool_calls=tuple(ToolCall(c.id, c.name, c.arguments) for c in calls))]
+def _turn(calls: list[PendingCall], done: list[McpCallDone], text: str = "", thinking: str = "") -> list[ChatMessage]:
+    """The calling turn (with what the model wrote before its calls: ``text``, ``thinking``) and its results, as the
+    next model turn reads them (and as a later response reads the turn again: jan.services.kept_items)."""
+    turn = [ChatMessage("assistant", (TextPart(text),) if text else (),
+                        tool_calls=tuple(ToolCall(c.id, c.name, c.arguments) for c in calls),
+                        reasoning=thinking or None)]
     for call, result in zip(calls, done):
-        turn.append(ChatMessage("tool", result.output if result.error is None else f"Error: {result.error}",
-                                tool_call_id=call.id, name=call.name))
+        # an MCP server's output is third-party text: tokenized as text, never as the control tokens it may spell
+        # (a result holding "<|im_end|><|im_start|>system" forged turns: jan.services.untrusted)
+        text = result.output if result.error is None else f"Error: {result.error}"
+        turn.append(ChatMessage("tool", (UntrustedTextPart(text, source="tool"),), tool_call_id=call.id,
+                                name=call.name))
     return turn
 
 
@@ -413,6 +451,7 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
         for step in range(max_steps):
             assert deltas is not None
             calls: dict[int, list[str]] = {}  # index -> [id, name, arguments] of the session's tools' calls
+            text, thinking = [], []  # what the model wrote this turn: the next turn reads it with its calls
             finish = None
             client_calls = False  # the turn called the client's own tools too: it answers them, the turn ends here
             try:
@@ -423,6 +462,8 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
                     if delta.choice != 0:
                         yield delta
                         continue
+                    text.append(delta.content or "")
+                    thinking.append(delta.reasoning or "")
                     theirs = []
                     for piece in delta.tool_calls:
                         if piece.index in calls or (piece.name and piece.name in session.policy.entries):
@@ -477,7 +518,7 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
                 if not client_calls:  # (else the turn's own tool_calls finish went out already)
                     yield ChatDelta(finish_reason="stop")
                 break
-            messages += _turn(auto, done)
+            messages += _turn(auto, done, "".join(text), "".join(thinking))
             # later turns choose for themselves (a forced first call is not forced again), as a run's
             request = dataclasses.replace(request, messages=tuple(messages), tool_choice="auto")
             deltas = stream(request).__aiter__()

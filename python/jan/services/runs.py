@@ -457,6 +457,21 @@ def _in_prompt(message: dict[str, Any]) -> bool:
     return bool(chat_messages([message], ""))
 
 
+def _ended_by_a_call(history: list[dict[str, Any]], i: int) -> bool:
+    """Whether ``history[i]`` is thinking alone that the MCP call kept after it ends (a Responses turn's, stored as
+    a message of its own: :func:`chat_messages` makes it the call's turn); alone, it is in no prompt."""
+    from jan.services.kept_items import kept_item
+
+    message = history[i]
+    if message.get("role") != "assistant" or message.get("status") in ("pending", "error") or not reasoning_of(message):
+        return False
+    for later in history[i + 1:]:  # (past the items of no turn between: a listing, an approval)
+        item = kept_item(later)
+        if item is None or item.get("type") == "mcp_call":
+            return item is not None
+    return False
+
+
 def prompt_window(history: list[dict[str, Any]], last_messages: int | None = None) -> list[dict[str, Any]]:
     """The stored messages a run's prompt is made of: those with a place in it (:func:`_in_prompt`), and with
     ``last_messages`` (OpenAI's ``truncation_strategy``: "the number of most recent messages from the thread when
@@ -468,13 +483,33 @@ def prompt_window(history: list[dict[str, Any]], last_messages: int | None = Non
     be rendered by many chat templates (Mistral's, Llama 2's, Gemma's refuse it) and the model would have nothing
     to answer; this keeps the N most recent messages, with the least added that makes them a prompt. A window
     that starts with assistant turns before its first user turn loses those (:func:`renderable`)."""
-    visible = [m for m in history if _in_prompt(m)]
+    visible = [m for i, m in enumerate(history) if _in_prompt(m) or _ended_by_a_call(history, i)]
+    # an MCP server's listing (a Responses turn's, kept as its item): no turn, never counted, always kept: a call
+    # read after it is named as the listing offered its tool (jan.services.kept_items.listed_names)
+    listings = [i for i, m in enumerate(history) if _is_listing(m)]
     if not last_messages or len(visible) <= last_messages:
-        return visible
+        return _with_listings(history, visible, listings)
     start = len(visible) - last_messages
     if not any(m.get("role") == "user" for m in visible[start:]):
         start = next((i for i in range(start - 1, -1, -1) if visible[i].get("role") == "user"), start)
-    return visible[start:]
+    return _with_listings(history, visible[start:], listings)
+
+
+def _is_listing(message: dict[str, Any]) -> bool:
+    from jan.services.kept_items import kept_item
+
+    item = kept_item(message)
+    return item is not None and item.get("type") == "mcp_list_tools"
+
+
+def _with_listings(history: list[dict[str, Any]], window: list[dict[str, Any]],
+                   listings: list[int]) -> list[dict[str, Any]]:
+    """``window`` (messages of ``history``, in order) with the listing messages ``listings`` (their indices) in
+    their places."""
+    if not listings:
+        return window
+    kept = {id(m) for m in window} | {id(history[i]) for i in listings}
+    return [m for m in history if id(m) in kept]
 
 
 def renderable(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

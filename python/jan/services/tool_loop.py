@@ -540,8 +540,15 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
     they stand for the pending reply they were) and tool results whose call
     is not in the history (a template would reject them).
     """
+    from jan.services.kept_items import kept_item, kept_item_turns, listed_names
+    from jan.services.types import ChatMessage
+
     out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     open_calls: set[str] = set()
+    # the message just before, an assistant's with no call (its text, its thinking), and whether it is in ``out``:
+    # an MCP call kept after it ends that turn
+    alone: tuple[ChatMessage, bool] | None = None
+    names: dict[str, dict[str, str]] = {}  # (MCP calls' names, as their servers' last listings offered them)
     for message in history:
         role = message.get("role")
         if message.get("status") in ("pending", "error") or role not in ("user", "assistant", "system", "tool"):
@@ -551,6 +558,29 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
             continue  # cut off by a restart: like the pending reply it was (resume continues it explicitly)
         text = text_of(message)
         thought = reasoning_of(message) if role == "assistant" else ""
+        before, alone = alone, None
+        item = kept_item(message) if isinstance(metadata, dict) else None
+        if item is not None:
+            # an item a Responses conversation keeps as it was (an MCP call: its call and result, what the model
+            # wrote before it, a message of its own there, its call's turn): read as the Responses API reads it,
+            # one conversion (jan.services.kept_items); another item (a web search call, a listing) is no turn
+            listed = listed_names(item)
+            if listed is not None:
+                names[listed[0]] = listed[1]
+            turns = kept_item_turns(item, before[0] if before else None, names)
+            if not turns:
+                alone = before  # (an item of no turn, a listing: the turn before still goes on)
+            elif before and before[1]:
+                out.pop()
+            for turn in turns:
+                entry = turn.openai_dict(turn.text if turn.role == "tool" or turn.content else None)
+                open_calls.update(c.id for c in turn.tool_calls)
+                out.append(entry)
+            continue
+        if role == "assistant" and (thought or text) and not metadata.get("tool_calls") \
+                and not documents_of(message):
+            alone = (ChatMessage.of_text("assistant", text, reasoning=thought or None) if text
+                     else ChatMessage("assistant", (), reasoning=thought), bool(text))
         if role == "assistant" and metadata.get("tool_calls"):
             calls = [c for c in metadata["tool_calls"] if _usable_call(c)]
             open_calls.update(c["id"] for c in calls)

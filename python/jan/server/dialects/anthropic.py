@@ -35,6 +35,7 @@ from jan.templates.grammar import GrammarError
 from jan.services import types as typed
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
+from jan.services.untrusted import UntrustedTextPart
 from jan.store._util import as_seconds
 from jan.templates.formats.reasoning import joined_thoughts
 from jan.templates.formats.text import WS, closed_json, shown_json
@@ -733,7 +734,9 @@ def _assistant_messages(content: list) -> list[typed.ChatMessage]:
                 out.append(_assistant_message(blocks))
                 blocks = []
             text = block.content if isinstance(block.content, str) else "".join(b.text for b in block.content)
-            out.append(typed.ChatMessage("tool", (typed.TextPart(f"Error: {text}" if block.is_error else text),),
+            # (the MCP server's output the answer read: third-party text, as jan.services.mcp_use feeds it)
+            out.append(typed.ChatMessage("tool", (UntrustedTextPart(f"Error: {text}" if block.is_error else text,
+                                                                    source="tool"),),
                                          tool_call_id=block.tool_use_id))
         else:
             blocks.append(block)
@@ -1152,6 +1155,59 @@ def mcp_tool_changes(body: _Prompt) -> list[tuple[bool, str, str | None]]:
             and not isinstance(message.content, str) for block in message.content
             if isinstance(block, (ToolAdditionBlock, ToolRemovalBlock))
             and isinstance(block.tool, (MCPToolReference, MCPToolsetReference))]
+
+
+@dataclasses.dataclass(frozen=True)
+class McpChoices:
+    """What a conversation's messages chose of its MCP servers' tools: the names ``tool_reference`` blocks gave (a
+    deferred tool a search found is loaded for good), the tools the last ``mcp_tool_listing`` block of each server
+    pinned (by server), and the system messages' ``tool_addition`` / ``tool_removal`` of a server's tools, in order.
+    A replay sends them with every turn (they are in its messages), so a thread keeps them for its later turns
+    (:class:`jan.server.dialects.anthropic_threads.MessageThreads`), which send only the new messages. The servers
+    (``mcp_servers``) and their toolsets' ``enabled`` / ``defer_loading`` are fields of the request, not of its
+    messages: per request in Anthropic's API, sent with each turn, kept by no thread."""
+
+    referenced: frozenset[str] = frozenset()
+    listings: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    changes: tuple[tuple[bool, str, str | None], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.referenced or self.listings or self.changes)
+
+    def then(self, later: McpChoices) -> McpChoices:
+        """These choices, then ``later``'s (a later turn's): references added, a server's listing the later one,
+        the changes in order."""
+        return McpChoices(self.referenced | later.referenced, tuple({**dict(self.listings), **dict(later.listings)}
+                                                                   .items()), (*self.changes, *later.changes))
+
+    def dump(self) -> dict[str, Any]:
+        """As a thread's index file keeps them (JSON)."""
+        return {"referenced": sorted(self.referenced), "listings": {k: list(v) for k, v in self.listings},
+                "changes": [list(c) for c in self.changes]}
+
+    @classmethod
+    def load(cls, value: Any) -> McpChoices:
+        """:meth:`dump`'s; anything else (none kept, a hand edit's) is no choice."""
+        if not isinstance(value, dict):
+            return cls()
+        referenced = value.get("referenced") if isinstance(value.get("referenced"), list) else []
+        listings = value.get("listings") if isinstance(value.get("listings"), dict) else {}
+        changes = value.get("changes") if isinstance(value.get("changes"), list) else []
+        return cls(frozenset(n for n in referenced if isinstance(n, str)),
+                   tuple((k, tuple(n for n in v if isinstance(n, str))) for k, v in listings.items()
+                         if isinstance(v, list)),
+                   tuple((c[0], c[1], c[2]) for c in changes if isinstance(c, list) and len(c) == 3
+                         and isinstance(c[0], bool) and isinstance(c[1], str) and isinstance(c[2], (str, type(None)))))
+
+
+def mcp_choices(body: _Prompt, held: McpChoices | None = None) -> McpChoices:
+    """The MCP choices of ``body``'s messages (:class:`McpChoices`), after ``held`` (a thread's, of its earlier
+    turns)."""
+    listings = {block.mcp_server_name: tuple(t.name for t in block.tools) for message in body.messages
+                if isinstance(message, MessageParam) and not isinstance(message.content, str)
+                for block in message.content if isinstance(block, McpToolListingBlock)}
+    mine = McpChoices(frozenset(referenced_tools(body)), tuple(listings.items()), tuple(mcp_tool_changes(body)))
+    return mine if held is None else held.then(mine)
 
 
 def referenced_tools(body: _Prompt) -> set[str]:

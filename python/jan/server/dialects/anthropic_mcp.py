@@ -20,17 +20,17 @@ from typing import Any
 from jan.server.dialects import anthropic as wire
 from jan.services.errors import RequestError
 from jan.services.mcp_use import McpServerUse, McpSession
-from jan.services.types import ChatRequest, NamedToolChoice
+from jan.services.types import ChatMessage, ChatRequest, NamedToolChoice
 
 
-def server_uses(body: wire._Prompt, allows_url: Callable[[str], bool]) -> list[McpServerUse]:
-    """The servers of ``body.mcp_servers``; ``allows_url(url)``: whether this server may connect to ``url``."""
+def server_uses(body: wire._Prompt, allows_url: Callable[[str], bool],
+                held: wire.McpChoices | None = None) -> list[McpServerUse]:
+    """The servers of ``body.mcp_servers``; ``allows_url(url)``: whether this server may connect to ``url``;
+    ``held``: a thread's choices of its earlier turns (:class:`~jan.server.dialects.anthropic.McpChoices`: the tools
+    references loaded, listings pinned, tool changes), which a replay's messages would carry."""
     toolsets = {t.mcp_server_name: t for t in body.tools or () if isinstance(t, wire.McpToolset)}
-    referenced = wire.referenced_tools(body)
-    changes = wire.mcp_tool_changes(body)
-    listings = {block.mcp_server_name: block.tools for message in body.messages
-                if isinstance(message, wire.MessageParam) and not isinstance(message.content, str)
-                for block in message.content if isinstance(block, wire.McpToolListingBlock)}
+    choices = wire.mcp_choices(body, held)
+    referenced, changes, listings = choices.referenced, choices.changes, dict(choices.listings)
     uses = []
     for index, server in enumerate(body.mcp_servers or ()):
         where = f"mcp_servers[{index}]"
@@ -52,9 +52,10 @@ def server_uses(body: wire._Prompt, allows_url: Callable[[str], bool]) -> list[M
         toolset = toolsets.get(server.name)
         # a listing pinned by the toolset, else the last one an earlier answer carried (an mcp_tool_listing block
         # sent back): exactly its tools, as Anthropic's uses it instead of asking the server again
-        pinned = toolset.tools if toolset is not None and toolset.tools is not None else listings.get(server.name)
+        pinned = (tuple(t.name for t in toolset.tools) if toolset is not None and toolset.tools is not None
+                  else listings.get(server.name))
         if pinned is not None:
-            names = frozenset(t.name for t in pinned)
+            names = frozenset(pinned)
             allowed = names if allowed is None else allowed & names
         if toolset is not None:
             # a tool's own config, else the default one; a deferred tool is offered once a tool search found it (a
@@ -155,7 +156,27 @@ def offer(chat_request: ChatRequest, body: wire._Prompt, session: McpSession) ->
         if choice == "required" or isinstance(choice, NamedToolChoice):
             raise RequestError(f"tool_choice: '{body.tool_choice.type}' needs tools, and the MCP servers offer none",
                                param="tool_choice")
-    return dataclasses.replace(chat_request, tools=tools, tool_choice=choice)
+    return dataclasses.replace(chat_request, tools=tools, tool_choice=choice,
+                               messages=_calls_named(chat_request.messages, body, session))
+
+
+def _calls_named(messages: tuple[ChatMessage, ...], body: wire._Prompt, session: McpSession
+                 ) -> tuple[ChatMessage, ...]:
+    """``messages`` with the calls of ``mcp_tool_use`` blocks sent back named as the session offers their tools:
+    a conversion names them ``<server>__<tool>`` plainly (it runs before the servers are listed), which is no tool
+    offered where two of a server's tools meet once named (``a.b`` and ``a_b``, two non-ASCII names: they get distinct
+    names, jan.extensions.mcp.server.tool_names), and one name for both."""
+    used = {block.id: (block.server_name, block.name) for message in body.messages
+            if isinstance(message, wire.MessageParam) and not isinstance(message.content, str)
+            for block in message.content if isinstance(block, wire.McpToolUseBlock)}
+    if not used:
+        return messages
+    out = []
+    for message in messages:
+        calls = tuple(dataclasses.replace(call, name=session.name_of(*used[call.id])) if call.id in used else call
+                      for call in message.tool_calls)
+        out.append(message if calls == message.tool_calls else dataclasses.replace(message, tool_calls=calls))
+    return tuple(out)
 
 
 def _deferred_any(toolset: Any) -> bool:

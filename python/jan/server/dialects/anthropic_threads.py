@@ -21,6 +21,11 @@ runner's ``add_tools()`` / ``remove_tools()``): the turn offers the thread's too
 whose turn changed it keeps the set (``tools``, and ``removed_tools`` that a ``tool_reference`` may offer again);
 the later ones name that reply (``tools_at``); a reply naming neither has the root's.
 
+The MCP connector's servers (``mcp_servers``) and their toolsets' configs are per request, sent with each turn, as
+in Anthropic's API; what the thread's messages chose of their tools (a ``tool_reference`` loading a deferred tool, an
+``mcp_tool_listing``, a tool change naming a server's tools: :class:`~jan.server.dialects.anthropic.McpChoices`) is
+what a replay would send again, so each reply keeps the thread's choices so far (``mcp``) for the turns after it.
+
 An index file lives as long as its Jan thread (Anthropic's threads expire; jan's never do, and nothing here
 invents an expiry): deleting the Jan thread (``DELETE /v1/threads/{id}``, the web page, anything that deletes
 through the conversation store, which announces it with :class:`~jan.core.ThreadDeleted`) removes its index files,
@@ -130,6 +135,11 @@ class Turn:
     inputs: tuple[typed.ChatMessage, ...] = ()
     previous: StoredResponse | None = None
     fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: A ``continue``'s MCP choices of the thread's earlier turns (:class:`~jan.server.dialects.anthropic.McpChoices`:
+    #: what a replay's messages would carry), for the turn's ``mcp_servers``; None for no thread's.
+    mcp_held: Any = None
+    #: The names the turn's MCP servers' tools are offered by, by (server, tool): its reply's calls are held so.
+    mcp_names: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
 
     async def read_documents(self) -> None:
         """The turn's documents (PDFs, text files) as the text the model reads, in the request and in the new
@@ -210,14 +220,20 @@ def _tool_input(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _reply(message: dict[str, Any]) -> list[typed.ChatMessage]:
+def _reply(message: dict[str, Any], names: dict[tuple[str, str], str] | None = None) -> list[typed.ChatMessage]:
     """The reply as chat turns, converted as a replay converts it (the client sends its content back): one, or with
     the MCP connector's calls in it (``mcp_tool_use`` / ``mcp_tool_result``) the calling turns, their results and
-    the turns going on, as the model read them."""
+    the turns going on, as the model read them (``names``: the name each server's tool was offered by, by
+    ``(server, tool)``, as a replay's calls are named: jan.server.dialects.anthropic_mcp.offer)."""
     from jan.server.dialects import anthropic as wire
 
     param = wire.MessageParam.model_validate({"role": "assistant", "content": message["content"]})
-    return wire._assistant_messages(param.content)
+    turns = wire._assistant_messages(param.content)
+    used = {block.id: names[block.server_name, block.name] for block in param.content
+            if isinstance(block, wire.McpToolUseBlock) and (block.server_name, block.name) in (names or {})}
+    return [dataclasses.replace(turn, tool_calls=tuple(dataclasses.replace(c, name=used.get(c.id, c.name))
+                                                       for c in turn.tool_calls)) if turn.tool_calls else turn
+            for turn in turns]
 
 
 def _tool_fields(tools: wire.ToolSet) -> dict[str, Any]:
@@ -227,6 +243,12 @@ def _tool_fields(tools: wire.ToolSet) -> dict[str, Any]:
     if tools.removed:
         fields["removed_tools"] = [t.model_dump(exclude_none=True) for t in tools.removed]
     return fields
+
+
+def _mcp_fields(choices: Any) -> dict[str, Any]:
+    """A reply's MCP choices (the thread's, its turn's included: :class:`~jan.server.dialects.anthropic.McpChoices`)
+    as its index file keeps them; none kept where there are none."""
+    return {"mcp": choices.dump()} if choices else {}
 
 
 def _create_only_fields(body: Prompt) -> None:
@@ -346,6 +368,16 @@ class MessageThreads:
         return (dataclasses.replace(chat_request, model=body.model or held.reply.response.get("model")),
                 wire.tool_set(body, removed_tools))
 
+    async def mcp_held(self, body: Prompt) -> Any:
+        """A ``continue``'s MCP choices of the thread's earlier turns (:attr:`Turn.mcp_held`; ``count_tokens`` counts
+        the turn as ``/v1/messages`` makes it); None for a body that continues no thread."""
+        from jan.server.dialects import anthropic as wire
+
+        if not isinstance(body.thread, wire.ThreadContinue):
+            return None
+        held = await self._held(body.thread.previous_message_id, latest=False)
+        return wire.McpChoices.load(held.reply.response.get("mcp"))
+
     async def prompt(self, body: Prompt) -> typed.ChatRequest:
         """The chat request a body stands for, a ``continue`` with its thread (``count_tokens``: nothing is held)."""
         from jan.server.dialects import anthropic as wire
@@ -372,7 +404,8 @@ class MessageThreads:
             # the create-only fields, kept by the thread's first reply (its root) only; its tools as the turn left them
             fields = {"model": body.model,
                       "system": body.system if isinstance(body.system, str) or body.system is None
-                      else [block.model_dump() for block in body.system], **_tool_fields(wire.tool_set(body))}
+                      else [block.model_dump() for block in body.system], **_tool_fields(wire.tool_set(body)),
+                      **_mcp_fields(await body_step(wire.mcp_choices, body))}
             yield Turn(chat_request, self, chat_request.messages, None, fields)
             return
         _create_only_fields(body)
@@ -398,7 +431,9 @@ class MessageThreads:
                 fields.update(changed)  # this turn changed the thread's tools: its reply keeps them
             else:
                 fields["tools_at"] = held.tools.id
-            yield Turn(chat_request, self, chat_request.messages[len(held.history):], held.reply, fields)
+            mcp_held = wire.McpChoices.load(held.reply.response.get("mcp"))
+            fields.update(_mcp_fields(await body_step(wire.mcp_choices, body, mcp_held)))
+            yield Turn(chat_request, self, chat_request.messages[len(held.history):], held.reply, fields, mcp_held)
         finally:
             self._continuing.discard(previous_id)
             if leased is not None:
@@ -421,7 +456,7 @@ class MessageThreads:
                 "message": message}
         held["model"] = held.get("model") or message.get("model")
         try:
-            stored = await self.store.begin(held, [], [*turn.inputs, *_reply(message)], turn.previous,
+            stored = await self.store.begin(held, [], [*turn.inputs, *_reply(message, turn.mcp_names)], turn.previous,
                                             allow_fork=False, source="anthropic")
             self._by_thread.setdefault(stored.thread_id, set()).add(stored.id)
         except NotLatestError:  # the conversation went on meanwhile (the web page): this reply starts nothing

@@ -168,8 +168,15 @@ def kept_turns(items: list[dict[str, Any]], turns: list[typed.ChatMessage],
     # an MCP call is kept as the item it is (listed in its own shape, read again as its call and result:
     # kept_item_turns), not as the two turns the model reads of it, which would list as a function call and output
     calls = [any(items[i].get("type") == "mcp_call" for i in indices) for indices in sources]
-    turns = [turn for turn, call in zip(turns, calls) if not call]
-    sources = [indices for indices, call in zip(sources, calls) if not call]
+    # what the model wrote before the call (its message, its reasoning items) is kept as a turn of its own, as a
+    # stored response keeps it, read again as the call's (jan.services.kept_items.history_turns): kept as items of
+    # no turn, it was in no later prompt
+    kept = [(turn, indices) if not call
+            else (typed.ChatMessage("assistant", turn.content, reasoning=turn.reasoning),
+                  [i for i in indices if items[i].get("type") != "mcp_call"])
+            for turn, indices, call in zip(turns, sources, calls)]
+    kept = [(turn, indices) for turn, indices in kept if indices]
+    turns, sources = [turn for turn, _ in kept], [indices for _, indices in kept]
     in_turns = {i for indices in sources for i in indices}
     alone = [i for i in range(len(items)) if i not in in_turns]
     out: list[KeptTurn] = []

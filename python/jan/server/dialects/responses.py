@@ -35,6 +35,7 @@ from jan.server.schemas import (TOOL_NAME_PATTERN, StringMetadata, tool_kind_che
 
 from jan.server.dialects.unknown_fields import responses_unknown
 from jan.server.dialects.responses_store import ITEM_PREFIXES, KeptTurn, mcp_call_turns, output_item_ids
+from jan.services.kept_items import continued, listed_names
 from jan.services import types as typed
 from jan.services.errors import PrefillGrammarError, RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
@@ -801,17 +802,32 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
     out: list[tuple[typed.ChatMessage, str, list[int]]] = []
     reasoning: str | None = None
     reasoning_at: list[int] = []  # (the reasoning item's index, which goes with the turn after it)
+    names: dict[str, dict[str, str]] = {}  # (MCP calls' names, as their servers' last listings offered them)
     for i, item in enumerate(items):
         if isinstance(item, ItemReference):  # (a caller that did not resolve them first)
             raise ValueError(f"{name}[{i}]: the item_reference '{item.id}' was not read; send the item itself")
+        if isinstance(item, McpItem) and item.type == "mcp_list_tools":
+            listed = listed_names({"type": item.type, **(item.model_extra or {})})
+            if listed is not None:
+                names[listed[0]] = listed[1]
         if isinstance(item, McpItem) and item.type == "mcp_call":
             # an earlier answer's MCP call sent back (a client that keeps its items: store false): the model reads
             # it as the call it made and its result, as it did then (and as a stored one's: mcp_call_turns)
+            # what the model wrote before the call (the assistant turn before it, with no call of its own, and the
+            # reasoning items since) is the call's turn, as a stored response's is read (kept_items.history_turns)
+            last, field, sources = out[-1] if out else (None, f"{name}[{i}]", [])
+            before = continued(last)
+            if before is None:
+                field, sources = f"{name}[{i}]", []
+            before = typed.ChatMessage("assistant", before.content if before else (), reasoning=joined_thoughts(
+                [before.reasoning if before else None, reasoning]) or None)
             try:
-                call, result = mcp_call_turns(item.model_extra or {}, item.id or f"mcp_{i}", reasoning)
+                call, result = mcp_call_turns(item.model_extra or {}, item.id or f"mcp_{i}", before, names)
             except ValueError as exc:
                 raise ValueError(f"{name}[{i}]: {exc}") from None
-            out.append((call, f"{name}[{i}]", reasoning_at + [i]))
+            if sources:
+                out.pop()
+            out.append((call, field, [*sources, *reasoning_at, i]))
             out.append((result, f"{name}[{i}]", [i]))
             reasoning, reasoning_at = None, []
             continue

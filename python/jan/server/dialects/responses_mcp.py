@@ -15,6 +15,7 @@ from typing import Any
 
 from jan.server.dialects import responses as wire
 from jan.services.errors import RequestError
+from jan.services.kept_items import calls_after
 from jan.services.mcp_use import ApprovedCall, McpCallDone, McpListed, McpServerUse, McpSession, forced
 from jan.services.types import ChatRequest
 
@@ -154,8 +155,9 @@ def with_tools(body: wire.ResponsesRequest, request: ChatRequest, session: McpSe
             label, tool = session.owners.get(name, (None, None))
             return any(a.server_label == label and a.name in (None, tool) for a in choice.mcp)
         specs = tuple(s for s in specs if allowed(s.name))
+    # (an approved call ends the turn that asked for it: as every later read of the call, kept_items.calls_after)
     request = replace(request, tools=(*request.tools, *specs),
-                      messages=(*request.messages, *session.messages))
+                      messages=calls_after(request.messages, session.messages))
     if isinstance(choice, wire.AllowedToolsChoice) and choice.mcp and choice.mode == "required":
         if not request.tools and _listing_failed(session):
             return request  # (as above)

@@ -47,6 +47,8 @@ from jan.store.context import LOCK_DIR_NAME
 from jan.core.locks import AsyncFileLocks
 from jan.store.errors import LockTimeoutError
 from jan.store.locks import LockManager
+from jan.services.kept_items import (history_turns, kept_item, kept_item_turns, mcp_call_error_text,  # noqa: F401
+                                     mcp_call_turns)
 from jan.services.types import ChatMessage, ImagePart, Part, TextPart, ToolCall
 from jan.templates.formats.reasoning import joined_thoughts
 from jan.services.untrusted import UntrustedTextPart
@@ -140,13 +142,6 @@ def _image(url: str) -> ImagePart | None:
         return None
 
 
-def kept_item(message: dict[str, Any]) -> dict[str, Any] | None:
-    """The item a message keeps that is no turn of the chat (:class:`KeptTurn`'s ``item``); ``None`` for none."""
-    metadata = message.get("metadata")
-    item = metadata.get("item") if isinstance(metadata, dict) else None
-    return item if isinstance(item, dict) and isinstance(item.get("type"), str) else None
-
-
 #: The id prefix of each kind of item (OpenAI's), for an item given an id anew.
 ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs",
                  "custom_tool_call": "ctc", "custom_tool_call_output": "ctco", "web_search_call": "ws",
@@ -154,55 +149,19 @@ ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output"
                  "mcp_approval_response": "mcpa"}
 
 
-def mcp_call_error_text(error: dict[str, Any]) -> str:
-    """The text of an ``mcp_call`` item's typed error (any of OpenAI's three kinds), for the prompt."""
-    if isinstance(error.get("message"), str):
-        return error["message"]
-    content = error.get("content")
-    if isinstance(content, list):
-        texts = [part.get("text") for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)]
-        if texts:
-            return "\n".join(texts)
-    return json.dumps(content if content is not None else error, ensure_ascii=False)
-
-
-def mcp_call_turns(item: dict[str, Any], call_id: str, reasoning: str | None = None) -> list[ChatMessage]:
-    """An earlier answer's ``mcp_call`` item (kept by a stored response or a conversation, or sent back in an input)
-    as the turns the model read after making it: its call (``call_id``; ``reasoning``: the thinking before it) and
-    the call's result, so a later turn knows what ran and what it gave. ``ValueError`` for an item that does not
-    say which tool of which server it called."""
-    from jan.services.mcp_use import jan_name
-
-    label, tool = item.get("server_label"), item.get("name")
-    if not isinstance(label, str) or not isinstance(tool, str):
-        raise ValueError("an mcp_call item needs its server_label and name")
-    arguments = item.get("arguments") if isinstance(item.get("arguments"), str) else "{}"
-    output, error = item.get("output"), item.get("error")
-    if isinstance(error, dict):  # (OpenAI's typed error: mcp_tool_execution_error, mcp_protocol_error, ...)
-        error = mcp_call_error_text(error)
-    result = output if isinstance(output, str) else f"Error: {error}" if error else ""
-    return [ChatMessage("assistant", (), tool_calls=(ToolCall(call_id, jan_name(label, tool), arguments),),
-                        reasoning=reasoning),
-            ChatMessage("tool", result, tool_call_id=call_id)]
-
-
-def kept_item_turns(item: dict[str, Any]) -> list[ChatMessage]:
-    """The turns the model reads of an item a message keeps as it was (:func:`kept_item`): an ``mcp_call``'s call and
-    result (:func:`mcp_call_turns`); none of any other (a web search call, an MCP listing or approval)."""
-    if item.get("type") != "mcp_call":
-        return []
-    try:
-        return mcp_call_turns(item, item["id"] if isinstance(item.get("id"), str) else "mcp_call")
-    except ValueError:  # (a conversation keeps what it was sent: an item that names no tool is read as nothing)
-        return []
-
-
 def thread_turns(message: dict[str, Any], images: Mapping[str, ImagePart] | None = None) -> list[ChatMessage]:
     """The chat turns a Jan message stands for: its turn (:func:`from_thread_message`), or those of the item it
     keeps (:func:`kept_item_turns`), or none."""
+    return history_turns(thread_entries(message, images))
+
+
+def thread_entries(message: dict[str, Any],
+                   images: Mapping[str, ImagePart] | None = None) -> list[ChatMessage | dict[str, Any]]:
+    """What a Jan message stands for in a conversation's history (:func:`jan.services.kept_items.history_turns`
+    reads them): its turn, the item it keeps, or nothing."""
     item = kept_item(message)
     if item is not None:
-        return kept_item_turns(item)
+        return [item]
     turn = from_thread_message(message, images)
     return [] if turn is None else [turn]
 
@@ -578,7 +537,8 @@ class ResponsesStore:
         failed, of an unknown role; an MCP call's call and result), its ``image_file`` parts read from the thread's
         files."""
         images = await self.images(thread_id, messages)
-        return [turn for m in messages for turn in thread_turns(m, images)]
+        # (one pass over all: the thinking before an MCP call is a message of its own, read as the call's)
+        return history_turns(entry for m in messages for entry in thread_entries(m, images))
 
     async def history(self, stored: StoredResponse) -> list[ChatMessage]:
         """The conversation a ``previous_response_id`` continues, as chat turns."""

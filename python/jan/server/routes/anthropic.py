@@ -71,7 +71,14 @@ def _chat(request: web.Request) -> ChatService:
 
 @routes.post("/v1/messages")
 async def messages(request: web.Request) -> web.StreamResponse:
-    """Create a message (Anthropic); ``stream: true`` sends Anthropic's named events."""
+    """Create a message (Anthropic); ``stream: true`` sends Anthropic's named events.
+
+    With ``mcp_servers`` (the MCP connector) on a ``thread``: the servers and their ``mcp_toolset`` configs
+    (``enabled``, ``defer_loading``, pinned ``tools``) are the request's own, per turn as in Anthropic's API (sent
+    with each turn that uses them; a turn without them offers none of their tools); what the conversation's messages
+    chose (a ``tool_reference`` that loaded a deferred tool, an ``mcp_tool_listing`` sent back, a system message's
+    ``tool_addition`` / ``tool_removal`` of a server's tools) carries to the thread's later turns, as a replay sends
+    those messages again (:class:`jan.server.dialects.anthropic.McpChoices`)."""
     body = await parse_body(request, wire.MessagesRequest)
     wire.check_thinking_budget(body, request.headers.get("anthropic-beta", ""))
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
@@ -111,9 +118,10 @@ async def collect_message(stream: DeltaStream, body: wire.MessagesRequest, messa
                                     omit_thinking=wire.thinking_omitted(body))
 
 
-async def _mcp_session(request: web.Request, body: wire._Prompt) -> Any:
+async def _mcp_session(request: web.Request, body: wire._Prompt, held: Any = None) -> Any:
     """The servers of ``mcp_servers`` connected and their tools listed (:mod:`jan.services.mcp_use`, the path the
-    Responses API's ``mcp`` tools take); None without servers. A server that cannot be reached is a 400."""
+    Responses API's ``mcp`` tools take); None without servers. A server that cannot be reached is a 400.
+    ``held``: a thread's MCP choices of its earlier turns (:class:`~jan.server.dialects.anthropic.McpChoices`)."""
     if not body.mcp_servers:
         return None
     from jan.core import ToolRegistry
@@ -121,7 +129,7 @@ async def _mcp_session(request: web.Request, body: wire._Prompt) -> Any:
     from jan.server.keys import MANAGER
     from jan.services import mcp_use
 
-    uses = anthropic_mcp.server_uses(body, request.app[MEDIA_FETCHER].allowlist.allows_url)
+    uses = anthropic_mcp.server_uses(body, request.app[MEDIA_FETCHER].allowlist.allows_url, held)
     # (a client gone while the servers are reached: the handler is cancelled, and prepare closes what it opened)
     session = await mcp_use.prepare(uses, ToolRegistry(request.app[MANAGER]))
     try:
@@ -138,7 +146,7 @@ def _mcp_id(prefix: str) -> str:
 
 async def _answer(request: web.Request, body: wire.MessagesRequest, turn: Turn) -> web.StreamResponse:
     await turn.read_documents()  # before the turn is answered and held: a thread keeps their text
-    mcp = await _mcp_session(request, body)
+    mcp = await _mcp_session(request, body, turn.mcp_held)
     try:
         return await _answer_with(request, body, turn, mcp)
     finally:
@@ -152,6 +160,9 @@ async def _answer_with(request: web.Request, body: wire.MessagesRequest, turn: T
         from jan.server.dialects import anthropic_mcp
 
         chat_request = anthropic_mcp.offer(chat_request, body, mcp)
+        # (a thread holds the turn's messages and reply with its calls named as the servers' tools are offered)
+        turn.inputs = chat_request.messages[len(chat_request.messages) - len(turn.inputs):] if turn.inputs else ()
+        turn.mcp_names = {owner: name for name, owner in mcp.owners.items()}
     chat = _chat(request)
     message_id = wire.new_message_id()
     stop_sequences = body.stop_sequences or ()
@@ -213,7 +224,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     # a thread's `continue` counts the held conversation with the new turn (jan's; the SDK sends no `thread` here)
     chat_request = await request.app[THREADS].prompt(body)
     # with mcp_servers: the servers reached and their tools counted as /v1/messages offers them (its one path)
-    mcp = await _mcp_session(request, body)
+    mcp = await _mcp_session(request, body, await request.app[THREADS].mcp_held(body) if body.mcp_servers else None)
     try:
         if mcp is not None:
             from jan.server.dialects import anthropic_mcp
