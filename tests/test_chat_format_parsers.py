@@ -137,3 +137,23 @@ def test_the_docs_parser_example_runs_as_written():
     assert calls and calls[0].name == "get_weather"
     assert "".join(c.arguments for c in calls) == '{"city": "Paris"}'
     assert "grammar" in scope["options"]
+
+
+def test_a_gpt_oss_plan_caps_its_analysis_and_lets_a_call_follow():
+    # gpt-oss's thinking budget (and the watched thinking a reasoning control ends) closes the analysis message;
+    # where the request may call a tool it stops at the next message's channel, else it opens the final one
+    fmt = detect_format((TEMPLATES / "openai-gpt-oss-120b.jinja").read_text())
+    prompt = "<|start|>user<|message|>Hi<|end|><|start|>assistant"
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    answer = ChatPlan(fmt, ReasoningRequest(budget_tokens=8)).engine_options(prompt)
+    assert answer["reasoning_budget"] == 8 and answer["reasoning_start"] == "<|channel|>analysis<|message|>"
+    assert answer["reasoning_end"] == "<|end|>" and not answer["reasoning_open"]
+    assert answer["reasoning_close"] == "<|end|><|start|>assistant<|channel|>final<|message|>"
+    calls = ChatPlan(fmt, ReasoningRequest(budget_tokens=8), tools=tools).engine_options(prompt)
+    assert calls["reasoning_close"] == "<|end|><|start|>assistant<|channel|>"
+    none = ChatPlan(fmt, ReasoningRequest(budget_tokens=8), tools=tools, tool_choice="none").engine_options(prompt)
+    assert none["reasoning_close"].endswith("final<|message|>")
+    assert ChatPlan(fmt).watched_thinking_options(prompt)["reasoning_budget"] == 2**31 - 1
+    # a reply that continues a message's text opens no analysis: nothing to cap
+    assert "reasoning_budget" not in ChatPlan(fmt, ReasoningRequest(budget_tokens=8), continued="Sure").engine_options(
+        prompt + "<|channel|>final<|message|>Sure")

@@ -25,7 +25,7 @@ from ..grammar import either_grammar
 from .grammars import call_grammar
 from .efforts import accepted_efforts, effort_off, template_effort
 from .harmony import harmony_reasoning_spans, parse_harmony
-from .harmony_grammar import after_analysis, final_message, harmony_reply_tail
+from .harmony_grammar import after_analysis, final_message, harmony_budget, harmony_reply_tail
 from .learned_markers import learned_markers
 from .json_list_calls import parse_apertus, parse_apriel, parse_command_r, parse_firefunction
 from .reasoning import ReasoningMarkers, reasoning_spans
@@ -270,10 +270,15 @@ class ChatFormat:
             return reasoning_spans(text, self.reasoning, open_at_start=open_at_start)
         return self.whole_output_spans(text) if self.whole_output_spans is not None else []
 
-    def budget_options(self, budget: int | None, prompt: str, continued: str = "") -> dict[str, Any]:
+    def budget_options(self, budget: int | None, prompt: str, continued: str = "", calls: bool = False) -> dict[str, Any]:
         """Engine sampling options that cap thinking at ``budget`` tokens (empty when no cap applies).
-        ``continued``: as for :meth:`starts_in_reasoning`."""
-        if budget is None or budget < 0 or self.reasoning is None:
+        ``continued``: as for :meth:`starts_in_reasoning`. Harmony (gpt-oss): the analysis message is capped
+        (:func:`~jan.templates.formats.harmony_grammar.harmony_budget`; ``calls``: the request may call a tool)."""
+        if budget is None or budget < 0:
+            return {}
+        if self.channels:
+            return harmony_budget(budget, prompt, continued, calls)
+        if self.reasoning is None:
             return {}
         opened = self.starts_in_reasoning(prompt, continued)
         # the engine watches the output alone for the end marker: where the prefill stopped part-way through it

@@ -202,10 +202,9 @@ class ChatPlan:
         call over the client's own ``logit_bias`` (which it is given here so that a client's bias on those
         tokens cannot lift the ban)."""
         opts: dict[str, Any] = {}
-        calls = bool(self.tools) and self.tool_choice != "none"
-        if self.fmt.render_special and (calls or self.fmt.reasoning is not None or self.fmt.whole_output):
+        if self.fmt.render_special and (self._calls or self.fmt.reasoning is not None or self.fmt.whole_output):
             opts["render_special"] = True
-        opts.update(self.fmt.budget_options(self.reasoning.budget_tokens, prompt, self.continued))
+        opts.update(self.fmt.budget_options(self.reasoning.budget_tokens, prompt, self.continued, self._calls))
         if self.banned_tokens:
             opts["logit_bias"] = {**(logit_bias or {}), **{token: BAN for token in self.banned_tokens}}
         return opts
@@ -214,7 +213,12 @@ class ChatPlan:
         """The engine's thinking-budget options without a cap (2**31 - 1 tokens): its sampler then watches the
         thinking, so that the request's ``end_reasoning`` can close it (llama-server's ``reasoning_control``).
         Empty for a format that does not think."""
-        return self.fmt.budget_options(2**31 - 1, prompt, self.continued)
+        return self.fmt.budget_options(2**31 - 1, prompt, self.continued, self._calls)
+
+    @property
+    def _calls(self) -> bool:
+        """Whether the reply may call a tool (the tools are given and ``tool_choice`` is not ``none``)."""
+        return bool(self.tools) and self.tool_choice != "none"
 
     def grammar_options(self, prompt: str, answer: str | None = None) -> dict[str, Any]:
         """Blocking (builds a grammar): ``grammar`` (+ ``grammar_triggers`` for a lazy ``auto``) that makes
