@@ -74,6 +74,7 @@ def test_reasoning_format_none_keeps_the_raw_text():
     ("Qwen-Qwen3-0.6B", "high", {"enable_thinking": True}),
     ("deepseek-ai-DeepSeek-V3.1", "medium", {"thinking": True}),
     ("ibm-granite-granite-3.3-2B-Instruct", "low", {"thinking": True}),
+    ("upstage-Solar-Open-100B", "none", {"reasoning_effort": "low"}),
 ])
 def test_effort_maps_to_the_templates_own_switch(template, effort, expected):
     kwargs = detect_format((TEMPLATES / f"{template}.jinja").read_text()).template_kwargs(effort)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..tool_calls import partial_suffix
 from .after_thinking import after_thinking
-from .block_calls import parse_deepseek, parse_functionary_v32, parse_kimi
+from .block_calls import SOLAR_CALLS, SOLAR_HEADER, parse_deepseek, parse_functionary_v32, parse_kimi, parse_solar_open
 from ..grammar import either_grammar
 from .grammars import call_grammar
 from .efforts import accepted_efforts, effort_off, template_effort
@@ -39,6 +39,8 @@ THINK_TAGS = ReasoningMarkers("<think>", "</think>")
 # Apriel's answer follows its thinking between these (1.6's template writes only the first, after the thinking)
 _APRIEL_ANSWER = ("[BEGIN FINAL RESPONSE]", "[END FINAL RESPONSE]")
 _EFFORTS = ("low", "medium", "high")
+# Solar Open's thinking message and the answer's (after a message header, formats/block_calls.py SOLAR_HEADER)
+SOLAR_THINK, SOLAR_CONTENT, SOLAR_END = "<|think|>", "<|content|>", "<|end|>"
 # Mistral's templates check `tool_call.id|length != 9` (and `tool_call_id`) and raise otherwise.
 _SHORT_ID_CHECK = re.compile(r"""(?:\.id|tool_call_id['"]?\]?)\s*\|\s*length\s*!=\s*9\b""")
 
@@ -377,6 +379,16 @@ def _family(src: str) -> ChatFormat:
             "gpt-oss", whole_output=parse_harmony, whole_output_spans=harmony_reasoning_spans, tool_grammar="harmony",
             trigger=r"<\|channel\|>commentary to=", switches=sw or ("reasoning_effort",), render_special=True,
             channels=True,
+        )
+    if "<|tool_call:begin|>" in src and "<|think|>" in src:
+        # Solar Open: messages under headers (the prompt ends in ``<|begin|>assistant``): thinking as
+        # ``<|think|>…<|end|>``, then ``<|begin|>assistant<|content|>ANSWER<|end|>`` or a calls message, whose
+        # header the parser drops. A model that skips a thought's end marker ends it at the next message's.
+        return ChatFormat(
+            "solar-open", ReasoningMarkers(SOLAR_THINK, SOLAR_END, (SOLAR_HEADER + SOLAR_CONTENT, SOLAR_CONTENT, SOLAR_END),
+                                           interrupt=(SOLAR_HEADER, SOLAR_CONTENT, SOLAR_CALLS),
+                                           calls=(SOLAR_HEADER + SOLAR_CALLS, SOLAR_CALLS)),
+            parse_solar_open, tool_grammar="solar-open", trigger=r"<\|tool_calls\|>", switches=sw, render_special=True,
         )
     if "<|tool_calls_section_begin|>" in src:
         return ChatFormat("kimi-k2", think, parse_kimi, tool_grammar="kimi", trigger=r"<\|tool_calls_section_begin\|>",
