@@ -74,6 +74,12 @@ def test_reasoning_format_none_keeps_the_raw_text():
     ("Qwen-Qwen3-0.6B", "high", {"enable_thinking": True}),
     ("deepseek-ai-DeepSeek-V3.1", "medium", {"thinking": True}),
     ("ibm-granite-granite-3.3-2B-Instruct", "low", {"thinking": True}),
+    # "minimal" is the least thinking short of none: a template that does not name it gets the nearest level it
+    # knows, low (it got medium, Hy3 high); one that names it (Solar Open, where it renders thinking off) gets it
+    ("openai-gpt-oss-120b", "minimal", {"reasoning_effort": "low"}),
+    ("Cohere2MoE", "minimal", {"reasoning_effort": "low"}),
+    ("tencent-Hy3", "minimal", {"reasoning_effort": "low"}),
+    ("upstage-Solar-Open-100B", "minimal", {"reasoning_effort": "minimal"}),
     ("upstage-Solar-Open-100B", "none", {"reasoning_effort": "low"}),
 ])
 def test_effort_maps_to_the_templates_own_switch(template, effort, expected):

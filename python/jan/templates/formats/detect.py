@@ -23,7 +23,7 @@ from .after_thinking import after_thinking
 from .block_calls import SOLAR_CALLS, SOLAR_HEADER, parse_deepseek, parse_functionary_v32, parse_kimi, parse_solar_open
 from ..grammar import either_grammar
 from .grammars import call_grammar
-from .efforts import accepted_efforts, effort_off, template_effort
+from .efforts import accepted_efforts, effort_off, named_efforts, template_effort
 from .harmony import harmony_reasoning_spans, parse_harmony
 from .harmony_grammar import after_analysis, final_message, harmony_budget, harmony_reply_tail
 from .learned_markers import learned_markers
@@ -38,7 +38,6 @@ __all__ = ["ChatFormat", "detect_format", "THINK_TAGS"]
 THINK_TAGS = ReasoningMarkers("<think>", "</think>")
 # Apriel's answer follows its thinking between these (1.6's template writes only the first, after the thinking)
 _APRIEL_ANSWER = ("[BEGIN FINAL RESPONSE]", "[END FINAL RESPONSE]")
-_EFFORTS = ("low", "medium", "high")
 # Solar Open's thinking message and the answer's (after a message header, formats/block_calls.py SOLAR_HEADER)
 SOLAR_THINK, SOLAR_CONTENT, SOLAR_END = "<|think|>", "<|content|>", "<|end|>"
 # Mistral's templates check `tool_call.id|length != 9` (and `tool_call_id`) and raise otherwise.
@@ -92,6 +91,8 @@ class ChatFormat:
     # (Cohere's "none", Hy3's "no_think"); empty/None: any value, and off is the least effort
     efforts: tuple[str, ...] = ()
     effort_off: str | None = None
+    # the levels beyond low/medium/high it names (Solar Open's "minimal"): given as asked, others as the nearest of those
+    named_efforts: tuple[str, ...] = ()
     # The template keeps an earlier reply's thinking only as structured content (Apertus: ``content.blocks`` of
     # type ``thoughts`` and ``response``), never from ``reasoning_content``: ChatPlan.messages hands it so
     content_blocks: bool = False
@@ -139,8 +140,8 @@ class ChatFormat:
         if "thinking_mode" in self.switches:
             out["thinking_mode"] = "enabled" if on else "disabled"
         if "reasoning_effort" in self.switches:
-            out["reasoning_effort"] = template_effort(effort if on and effort in _EFFORTS else None, on,
-                                                      self.efforts, self.effort_off)
+            out["reasoning_effort"] = template_effort(effort if on else None, on, self.efforts, self.effort_off,
+                                                      self.named_efforts)
         return out
 
     def apply_switch(self, messages: list[dict[str, Any]], effort: str | None, enabled: bool | None) -> list[dict[str, Any]]:
@@ -363,7 +364,7 @@ def detect_format(source: str | None) -> ChatFormat:
         # Seed-OSS's <seed:think>), whose text the engine leaves out unless asked: the parser must see them
         fmt = replace(fmt, render_special=True)
     if "reasoning_effort" in fmt.switches:
-        fmt = replace(fmt, efforts=accepted_efforts(src), effort_off=effort_off(src))
+        fmt = replace(fmt, efforts=accepted_efforts(src), effort_off=effort_off(src), named_efforts=named_efforts(src))
     return fmt
 
 
