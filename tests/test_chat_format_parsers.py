@@ -164,3 +164,24 @@ def test_a_gpt_oss_plan_caps_its_analysis_and_lets_a_call_follow():
     # a reply that continues a message's text opens no analysis: nothing to cap
     assert "reasoning_budget" not in ChatPlan(fmt, ReasoningRequest(budget_tokens=8), continued="Sure").engine_options(
         prompt + "<|channel|>final<|message|>Sure")
+
+
+@pytest.mark.parametrize("template, prompt", [
+    ("deepseek-ai-DeepSeek-R1-Distill-Llama-8B", "<｜User｜>Hi<｜Assistant｜><think>\n"),
+    ("Kimi-K2-Thinking", "<|im_user|>user<|im_middle|>Hi<|im_end|><|im_assistant|>assistant<|im_middle|>"),
+    ("openai-gpt-oss-120b", "<|start|>user<|message|>Hi<|end|><|start|>assistant"),
+])
+def test_thinking_off_on_a_template_without_a_switch_is_a_budget_of_zero(template, prompt):
+    # "none" / think: false went unheard where the template has no switch: the model thought in full. The engine's
+    # budget ends the thinking at once instead (a budget the request gives still wins); a template with a switch
+    # renders it off and needs none
+    fmt = detect_format((TEMPLATES / f"{template}.jinja").read_text())
+    assert not fmt.renders_off
+    for reasoning in (ReasoningRequest(effort="none"), ReasoningRequest(enabled=False)):
+        assert ChatPlan(fmt, reasoning).engine_options(prompt)["reasoning_budget"] == 0
+    assert ChatPlan(fmt, ReasoningRequest(enabled=False, budget_tokens=9)).engine_options(prompt)["reasoning_budget"] == 9
+    assert "reasoning_budget" not in ChatPlan(fmt, ReasoningRequest(effort="low")).engine_options(prompt)
+    assert "reasoning_budget" not in ChatPlan(fmt).engine_options(prompt)
+    qwen3 = detect_format((TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text())
+    assert qwen3.renders_off and "reasoning_budget" not in ChatPlan(qwen3, ReasoningRequest(effort="none")).engine_options(
+        "<|im_start|>assistant\n")

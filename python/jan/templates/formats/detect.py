@@ -260,6 +260,13 @@ class ChatFormat:
         return answer
 
     @property
+    def renders_off(self) -> bool:
+        """Whether the template can render thinking off (a switch it reads; gpt-oss's ``reasoning_effort`` is no
+        such switch: its least effort still thinks). Where it cannot, thinking asked off is a thinking budget of 0
+        (:meth:`~jan.templates.formats.plan.ChatPlan.engine_options`), as llama-server's ``--reasoning-budget 0``."""
+        return bool(self.switches) and not self.channels
+
+    @property
     def thinks(self) -> bool:
         """Whether outputs of this format can hold thinking (:meth:`reasoning_spans` can find any)."""
         return self.reasoning is not None or self.whole_output_spans is not None

@@ -204,7 +204,13 @@ class ChatPlan:
         opts: dict[str, Any] = {}
         if self.fmt.render_special and (self._calls or self.fmt.reasoning is not None or self.fmt.whole_output):
             opts["render_special"] = True
-        opts.update(self.fmt.budget_options(self.reasoning.budget_tokens, prompt, self.continued, self._calls))
+        budget = self.reasoning.budget_tokens
+        if budget is None and not self.fmt.renders_off and self.fmt.thinking_on(self.reasoning.effort,
+                                                                                self.reasoning.enabled) is False:
+            # thinking asked off of a template that cannot render it off (R1 distills, Kimi-K2-Thinking, gpt-oss):
+            # the engine closes it at once, where it went on in full as though asked for
+            budget = 0
+        opts.update(self.fmt.budget_options(budget, prompt, self.continued, self._calls))
         if self.banned_tokens:
             opts["logit_bias"] = {**(logit_bias or {}), **{token: BAN for token in self.banned_tokens}}
         return opts
