@@ -66,8 +66,9 @@ def harmony_budget(budget: int, prompt: str, continued: str = "", calls: bool = 
     pair's block. Spent, it writes the end of that message and the next message's header as far as the answer
     must go: the ``final`` channel, or where the request lets the model call a tool (``calls``) only up to
     ``<|channel|>``, so that the model (or a call grammar, whose messages start there) picks ``final`` or a
-    ``commentary`` call. A reply that continues a message's text (:func:`harmony_reply_tail` not None) opens no
-    analysis: no options."""
+    ``commentary`` call (one that opens a second analysis message there is not capped again: the sampler caps the
+    reply's first thinking, as it caps a marker pair's first block). A reply that continues a message's text
+    (:func:`harmony_reply_tail` not None) opens no analysis: no options."""
     if harmony_reply_tail(prompt, continued) is not None:
         return {}
     return {
