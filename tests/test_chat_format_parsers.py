@@ -185,3 +185,12 @@ def test_thinking_off_on_a_template_without_a_switch_is_a_budget_of_zero(templat
     qwen3 = detect_format((TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text())
     assert qwen3.renders_off and "reasoning_budget" not in ChatPlan(qwen3, ReasoningRequest(effort="none")).engine_options(
         "<|im_start|>assistant\n")
+
+
+def test_a_budget_knows_the_markers_that_interrupt_the_thinking():
+    # Apertus's call opener ends its thinking where it stands: the engine's budget must see it too, or it forces the
+    # end marker into the call
+    fmt = detect_format((TEMPLATES / "Apertus-8B-Instruct.jinja").read_text())
+    assert fmt.budget_options(5, "x")["reasoning_interrupt"] == ["<|tools_prefix|>"]
+    assert "reasoning_interrupt" not in detect_format((TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text()).budget_options(
+        5, "x")

@@ -299,6 +299,7 @@ class ChatFormat:
             "reasoning_start": self.reasoning.start,
             "reasoning_end": self.reasoning.end[written:],
             "reasoning_close": self.budget_close or self.reasoning.end,
+            **({"reasoning_interrupt": list(self.reasoning.interrupt)} if self.reasoning.interrupt else {}),
             "reasoning_open": opened,
         }
 
