@@ -182,6 +182,8 @@ def test_thinking_off_on_a_template_without_a_switch_is_a_budget_of_zero(templat
     assert ChatPlan(fmt, ReasoningRequest(enabled=False, budget_tokens=9)).engine_options(prompt)["reasoning_budget"] == 9
     assert "reasoning_budget" not in ChatPlan(fmt, ReasoningRequest(effort="low")).engine_options(prompt)
     assert "reasoning_budget" not in ChatPlan(fmt).engine_options(prompt)
+    held = ChatPlan(fmt, ReasoningRequest(effort="none"), constrained=True, whole_grammar=True)
+    assert "reasoning_budget" not in held.engine_options(prompt)  # the client's own grammar holds the thinking
     qwen3 = detect_format((TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text())
     assert qwen3.renders_off and "reasoning_budget" not in ChatPlan(qwen3, ReasoningRequest(effort="none")).engine_options(
         "<|im_start|>assistant\n")
