@@ -61,6 +61,7 @@ void register_params(py::module_ & m) {
         .def_readwrite("reasoning_start", &SamplingParams::reasoning_start)
         .def_readwrite("reasoning_end", &SamplingParams::reasoning_end)
         .def_readwrite("reasoning_close", &SamplingParams::reasoning_close)
+        .def_readwrite("reasoning_interrupt", &SamplingParams::reasoning_interrupt)
         .def_readwrite("reasoning_open", &SamplingParams::reasoning_open)
         .def_readwrite("render_special", &SamplingParams::render_special)
         .def_readwrite("preserved_tokens", &SamplingParams::preserved_tokens)

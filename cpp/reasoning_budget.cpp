@@ -17,6 +17,7 @@ struct BudgetState {
     const Model * model;
     std::string start;                 // text that opens the thinking block (may be empty)
     std::string end;                   // text that closes it naturally
+    std::vector<std::string> interrupt;  // other texts that end it where they stand (nothing forced after them)
     std::vector<llama_token> closing;  // tokens forced when the budget is spent
     std::string closing_text;          // their text, for the error when something rules them out
     int32_t budget;
@@ -26,6 +27,14 @@ struct BudgetState {
     size_t forced = 0;                 // closing tokens already emitted
     std::string tail;                  // the last few bytes of output, to find markers across tokens
     std::shared_ptr<std::atomic<bool>> end_now;  // the budget spent now, by the request's owner (may be null)
+
+    // Whether the tail holds the end marker or an interrupting one: the block is over.
+    bool ended() const {
+        if (!end.empty() && tail.find(end) != std::string::npos) return true;
+        for (const auto & marker : interrupt)
+            if (!marker.empty() && tail.find(marker) != std::string::npos) return true;
+        return false;
+    }
 
     void restart() {
         phase = open_at_start ? Phase::Thinking : (start.empty() ? Phase::Done : Phase::Waiting);
@@ -41,7 +50,9 @@ void budget_accept(llama_sampler * smpl, llama_token token) {
     auto * st = static_cast<BudgetState *>(smpl->ctx);
     // special=true: markers are often special tokens (<think>, <|channel|>)
     st->tail += st->model->token_to_piece(token, true);
-    const size_t keep = std::max(st->start.size(), st->end.size()) + 8;
+    size_t longest = std::max(st->start.size(), st->end.size());
+    for (const auto & marker : st->interrupt) longest = std::max(longest, marker.size());
+    const size_t keep = longest + 8;
     if (st->tail.size() > 2 * keep) st->tail.erase(0, st->tail.size() - keep);
     switch (st->phase) {
         case Phase::Waiting: {
@@ -52,14 +63,14 @@ void budget_accept(llama_sampler * smpl, llama_token token) {
                 st->phase = Phase::Thinking;
                 st->spent = 0;
                 st->tail.erase(0, at + st->start.size());  // what follows the marker is thinking already
-                if (!st->end.empty() && st->tail.find(st->end) != std::string::npos) st->phase = Phase::Done;
+                if (st->ended()) st->phase = Phase::Done;
             }
             break;
         }
         case Phase::Thinking:
             st->spent++;
             // (likewise: the end marker may close inside a token that goes on with the answer)
-            if (!st->end.empty() && st->tail.find(st->end) != std::string::npos) st->phase = Phase::Done;
+            if (st->ended()) st->phase = Phase::Done;
             break;
         case Phase::Closing:
             if (++st->forced >= st->closing.size()) st->phase = Phase::Done;
@@ -123,8 +134,9 @@ llama_sampler * make_reasoning_budget_sampler(const Model & model, const Samplin
                                               std::shared_ptr<std::atomic<bool>> end_now) {
     if (p.reasoning_budget < 0 || p.reasoning_end.empty()) return nullptr;
     const std::string & close = p.reasoning_close.empty() ? p.reasoning_end : p.reasoning_close;
-    auto * st = new BudgetState{&model, p.reasoning_start, p.reasoning_end, model.tokenize(close, false, true),
-                                close, p.reasoning_budget, p.reasoning_open, Phase::Done};
+    auto * st = new BudgetState{&model, p.reasoning_start, p.reasoning_end, p.reasoning_interrupt,
+                                model.tokenize(close, false, true), close, p.reasoning_budget, p.reasoning_open,
+                                Phase::Done};
     if (st->closing.empty()) {
         delete st;
         return nullptr;

@@ -47,6 +47,9 @@ struct SamplingParams {
     std::string reasoning_start;
     std::string reasoning_end;
     std::string reasoning_close;
+    // Other texts that end the thinking where they stand (Apertus's call opener, which its template writes inside the
+    // thinking; a Solar Open message header): seen, the block is over and nothing is forced into what follows.
+    std::vector<std::string> reasoning_interrupt;
     bool reasoning_open = false;
     // Output the text of control tokens (<|channel|>, <|START_ACTION|>...)
     // instead of dropping it, for formats whose markers are such tokens.

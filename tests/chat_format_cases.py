@@ -161,6 +161,13 @@ CASES = [
          Output('The user wants the weather.\n[BEGIN FINAL RESPONSE]\n<tool_calls>[{"name": "get_weather", "arguments": {"city": "Oslo", "days": 1}}]</tool_calls>',
                 "The user wants the weather.", None, (_call("Oslo", 1),)),
          None),
+    # Solar Open: messages under headers (the prompt ends in <|begin|>assistant): a <|think|> message, then the answer
+    # as a <|content|> message or the calls as a <|tool_calls|> one, each header written by the model
+    Case("solar-open", "upstage-Solar-Open-100B", "qwen2",
+         Output('<|think|>Need the weather.<|end|><|begin|>assistant<|tool_calls|><|tool_call:begin|>a1b2c3d4e5<|tool_call:name|>get_weather<|tool_call:args|>{"city": "Seoul", "days": 2}<|tool_call:end|><|calls|>',
+                "Need the weather.", None, (_call("Seoul", 2),)),
+         Output("<|content|>Hello!<|end|>", None, "Hello!"),
+         {"reasoning_effort": "high"}),
     Case("generic", "HuggingFaceTB-SmolLM3-3B", "llama-bpe",
          Output("<think>\nHmm.\n</think>\nHello.", "Hmm.", "Hello."),
          Output("Hello.", None, "Hello."),

@@ -74,6 +74,13 @@ def test_reasoning_format_none_keeps_the_raw_text():
     ("Qwen-Qwen3-0.6B", "high", {"enable_thinking": True}),
     ("deepseek-ai-DeepSeek-V3.1", "medium", {"thinking": True}),
     ("ibm-granite-granite-3.3-2B-Instruct", "low", {"thinking": True}),
+    # "minimal" is the least thinking short of none: a template that does not name it gets the nearest level it
+    # knows, low (it got medium, Hy3 high); one that names it (Solar Open, where it renders thinking off) gets it
+    ("openai-gpt-oss-120b", "minimal", {"reasoning_effort": "low"}),
+    ("Cohere2MoE", "minimal", {"reasoning_effort": "low"}),
+    ("tencent-Hy3", "minimal", {"reasoning_effort": "low"}),
+    ("upstage-Solar-Open-100B", "minimal", {"reasoning_effort": "minimal"}),
+    ("upstage-Solar-Open-100B", "none", {"reasoning_effort": "low"}),
 ])
 def test_effort_maps_to_the_templates_own_switch(template, effort, expected):
     kwargs = detect_format((TEMPLATES / f"{template}.jinja").read_text()).template_kwargs(effort)
@@ -137,3 +144,55 @@ def test_the_docs_parser_example_runs_as_written():
     assert calls and calls[0].name == "get_weather"
     assert "".join(c.arguments for c in calls) == '{"city": "Paris"}'
     assert "grammar" in scope["options"]
+
+
+def test_a_gpt_oss_plan_caps_its_analysis_and_lets_a_call_follow():
+    # gpt-oss's thinking budget (and the watched thinking a reasoning control ends) closes the analysis message;
+    # where the request may call a tool it stops at the next message's channel, else it opens the final one
+    fmt = detect_format((TEMPLATES / "openai-gpt-oss-120b.jinja").read_text())
+    prompt = "<|start|>user<|message|>Hi<|end|><|start|>assistant"
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    answer = ChatPlan(fmt, ReasoningRequest(budget_tokens=8)).engine_options(prompt)
+    assert answer["reasoning_budget"] == 8 and answer["reasoning_start"] == "<|channel|>analysis<|message|>"
+    assert answer["reasoning_end"] == "<|end|>" and not answer["reasoning_open"]
+    assert answer["reasoning_close"] == "<|end|><|start|>assistant<|channel|>final<|message|>"
+    calls = ChatPlan(fmt, ReasoningRequest(budget_tokens=8), tools=tools).engine_options(prompt)
+    assert calls["reasoning_close"] == "<|end|><|start|>assistant<|channel|>"
+    none = ChatPlan(fmt, ReasoningRequest(budget_tokens=8), tools=tools, tool_choice="none").engine_options(prompt)
+    assert none["reasoning_close"].endswith("final<|message|>")
+    assert ChatPlan(fmt).watched_thinking_options(prompt)["reasoning_budget"] == 2**31 - 1
+    # a reply that continues a message's text opens no analysis: nothing to cap
+    assert "reasoning_budget" not in ChatPlan(fmt, ReasoningRequest(budget_tokens=8), continued="Sure").engine_options(
+        prompt + "<|channel|>final<|message|>Sure")
+
+
+@pytest.mark.parametrize("template, prompt", [
+    ("deepseek-ai-DeepSeek-R1-Distill-Llama-8B", "<｜User｜>Hi<｜Assistant｜><think>\n"),
+    ("Kimi-K2-Thinking", "<|im_user|>user<|im_middle|>Hi<|im_end|><|im_assistant|>assistant<|im_middle|>"),
+    ("openai-gpt-oss-120b", "<|start|>user<|message|>Hi<|end|><|start|>assistant"),
+])
+def test_thinking_off_on_a_template_without_a_switch_is_a_budget_of_zero(template, prompt):
+    # "none" / think: false went unheard where the template has no switch: the model thought in full. The engine's
+    # budget ends the thinking at once instead (a budget the request gives still wins); a template with a switch
+    # renders it off and needs none
+    fmt = detect_format((TEMPLATES / f"{template}.jinja").read_text())
+    assert not fmt.renders_off
+    for reasoning in (ReasoningRequest(effort="none"), ReasoningRequest(enabled=False)):
+        assert ChatPlan(fmt, reasoning).engine_options(prompt)["reasoning_budget"] == 0
+    assert ChatPlan(fmt, ReasoningRequest(enabled=False, budget_tokens=9)).engine_options(prompt)["reasoning_budget"] == 9
+    assert "reasoning_budget" not in ChatPlan(fmt, ReasoningRequest(effort="low")).engine_options(prompt)
+    assert "reasoning_budget" not in ChatPlan(fmt).engine_options(prompt)
+    held = ChatPlan(fmt, ReasoningRequest(effort="none"), constrained=True, whole_grammar=True)
+    assert "reasoning_budget" not in held.engine_options(prompt)  # the client's own grammar holds the thinking
+    qwen3 = detect_format((TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text())
+    assert qwen3.renders_off and "reasoning_budget" not in ChatPlan(qwen3, ReasoningRequest(effort="none")).engine_options(
+        "<|im_start|>assistant\n")
+
+
+def test_a_budget_knows_the_markers_that_interrupt_the_thinking():
+    # Apertus's call opener ends its thinking where it stands: the engine's budget must see it too, or it forces the
+    # end marker into the call
+    fmt = detect_format((TEMPLATES / "Apertus-8B-Instruct.jinja").read_text())
+    assert fmt.budget_options(5, "x")["reasoning_interrupt"] == ["<|tools_prefix|>"]
+    assert "reasoning_interrupt" not in detect_format((TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text()).budget_options(
+        5, "x")

@@ -273,3 +273,65 @@ def test_lazy_grammar_waits_for_the_end_of_thinking(model_dir):
         parsed = parse_output(result.text, fmt, ENUM_TOOLS, open_at_start=True)
         assert parsed.reasoning == "<tool_call>" * 3
         assert [c.name for c in parsed.tool_calls] == ["get_weather"]
+
+
+def _harmony_thinking_first(grammar: str) -> str:
+    """A gpt-oss reply grammar (:func:`~jan.templates.formats.harmony_grammar.after_analysis`) whose analysis message
+    is not optional: a random model must think first, so that the budget has a thinking to cap."""
+    head = grammar.split("\n", 1)[0]
+    assert head.startswith("root ::= (") and head.endswith(")? answer-root"), head
+    return grammar.replace(")? answer-root", ") answer-root", 1)
+
+
+def _analysis_tokens(model: jan.Model, ids: list[int], header: str, close: str) -> int:
+    """How many of ``ids`` (the output's tokens) lie after the analysis ``header`` and before the ``close`` the
+    budget wrote (both found in the text the tokens make up, as the engine's budget finds them)."""
+    text, starts = "", []
+    for t in ids:
+        starts.append(len(text))
+        text += model.token_to_piece(t, special=True)
+    begin, end = text.index(header) + len(header), text.index(close)
+    return sum(1 for s in starts if s >= begin and s < end) if end > begin else 0
+
+
+@pytest.mark.parametrize("budget", [0, 5])
+def test_a_thinking_budget_ends_gpt_oss_analysis_and_answers_in_the_final_channel(budget, model_dir):
+    """gpt-oss thinks in an analysis message, which has no marker pair of its own: its budget counts the message
+    from its header, then writes its <|end|> and the final message's header, and the answer follows there."""
+    from jan.templates.formats.harmony_grammar import after_analysis, final_message
+
+    case = _case("openai-gpt-oss-120b")
+    model = _model(case, model_dir)
+    fmt = detect_format(model.chat_template)
+    prompt = _render(model, fmt, None, tools=None)
+    options = fmt.budget_options(budget, prompt)
+    close = "<|end|><|start|>assistant<|channel|>final<|message|>"
+    assert options["reasoning_close"] == close
+    grammar = _harmony_thinking_first(after_analysis(final_message('root ::= "The answer is" [ a-z]{0,12}')))
+    result = model.generate(prompt, add_special=False, temperature=0, max_tokens=120, render_special=True,
+                            grammar=grammar, **options)
+    assert close in result.text, result.text
+    assert _analysis_tokens(model, result.token_ids, "<|channel|>analysis<|message|>", close) == budget
+    parsed = parse_output(result.text, fmt)
+    assert (parsed.content or "").startswith("The answer is"), result.text
+    # (at 0 the analysis holds at most what the token that ended its header carried past it)
+    assert parsed.reasoning or budget == 0, result.text
+
+
+def test_a_forced_call_follows_a_gpt_oss_thinking_budget(model_dir):
+    """With tools the spent budget ends the analysis up to the next message's channel: the call grammar (a forced
+    call) writes the commentary call there, which a final channel written by the budget would have ruled out."""
+    case = _case("openai-gpt-oss-120b")
+    model = _model(case, model_dir)
+    fmt = detect_format(model.chat_template)
+    prompt = _render(model, fmt, None, tools=ENUM_TOOLS)
+    options = fmt.budget_options(4, prompt, calls=True)
+    assert options["reasoning_close"] == "<|end|><|start|>assistant<|channel|>"
+    grammar = _harmony_thinking_first(
+        fmt.grammar_options(ENUM_TOOLS, "required", parallel=False, prompt=prompt)["grammar"])
+    result = model.generate(prompt, add_special=False, temperature=0, max_tokens=300, render_special=True,
+                            grammar=grammar, **options)
+    assert result.finish_reason == "stop", result.text
+    parsed = parse_output(result.text, fmt, ENUM_TOOLS)
+    assert parsed.reasoning, result.text
+    assert [c.name for c in parsed.tool_calls] == ["get_weather"], result.text

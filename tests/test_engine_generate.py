@@ -213,6 +213,19 @@ def test_a_thinking_marker_inside_a_token_starts_and_ends_the_budget(stories):
     assert ended == plain
 
 
+def test_an_interrupting_marker_ends_the_thinking_and_nothing_is_forced_after_it(stories):
+    # Apertus writes a call inside its thinking (<|inner_prefix|>...<|tools_prefix|>[...]) and Solar Open may go on to
+    # its answer's header without the thought's end marker: those markers end the block where they stand. The budget
+    # knew only the end marker, so it went on counting and forced it into the call or the answer ("a little ENDogg")
+    plain = stories.generate("Once upon a time", max_tokens=12, temperature=0).text
+    capped = dict(max_tokens=12, temperature=0, reasoning_budget=3, reasoning_start=", th", reasoning_end="END")
+    assert "END" in stories.generate("Once upon a time", **capped).text
+    interrupted = stories.generate("Once upon a time", **capped, reasoning_interrupt=["as a lit"]).text
+    assert interrupted == plain
+    with pytest.raises(ValueError, match="reasoning_interrupt"):
+        stories.generate("Once upon a time", **capped, reasoning_interrupt="as a lit")
+
+
 def test_a_budget_whose_closing_text_the_grammar_rules_out_is_a_400_naming_the_budget(stories):
     # A grammar that covers the thinking but cannot write its end marker: the budget's forced "END" is ruled out.
     # The error names the clash (reasoning_budget), not "a grammar the model cannot satisfy" (the grammar alone is

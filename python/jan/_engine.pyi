@@ -52,6 +52,7 @@ class SamplingParams:
     reasoning_start: str
     reasoning_end: str
     reasoning_close: str
+    reasoning_interrupt: list[str]
     reasoning_open: bool
     render_special: bool
     ignore_eos: bool

@@ -593,12 +593,11 @@ class LocalBackend:
             ToolCall,
             ToolSpec,
         )
+        from jan.templates.formats.plan import request_reasoning
 
-        think = options.get("think")
-        reasoning = None
-        if think is not None or options.get("reasoning_effort") is not None:
-            reasoning = ReasoningOptions(effort=options.get("reasoning_effort"),
-                                         enabled=think if isinstance(think, bool) else None)
+        # the thinking options (REASONING_KEYS) as every front end reads them
+        given = request_reasoning({k: options[k] for k in REASONING_KEYS if k in options})
+        reasoning = ReasoningOptions(**given) if given else None
         sampling = {k: v for k, v in options.items() if k not in REASONING_KEYS}
         typed = tuple(ChatMessage(m["role"], _typed_parts(m.get("content"), untrusted=m["role"] == "tool"),
                                   tool_calls=tuple(ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])

@@ -60,6 +60,7 @@ DEFAULTS = {
     "reasoning_start": "",
     "reasoning_end": "",
     "reasoning_close": "",
+    "reasoning_interrupt": None,  # other texts that end the thinking where they stand (nothing forced after them)
     "reasoning_open": False,
     # Keep the text of control tokens in the output (formats whose markers are control tokens).
     "render_special": False,
@@ -314,6 +315,8 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
     p.reasoning_start = _string("reasoning_start", o["reasoning_start"])
     p.reasoning_end = _string("reasoning_end", o["reasoning_end"])
     p.reasoning_close = _string("reasoning_close", o["reasoning_close"])
+    p.reasoning_interrupt = [engine_text("reasoning_interrupt", t) for t in _strings("reasoning_interrupt",
+                                                                                     o["reasoning_interrupt"])]
     p.reasoning_open = check_flag("reasoning_open", o["reasoning_open"])
     p.render_special = check_flag("render_special", o["render_special"])
     p.preserved_tokens = _token_ids("preserved_tokens", o["preserved_tokens"])

@@ -192,24 +192,13 @@ def tool_pair_error(exc: ToolPairError) -> RequestError:
 
 
 def reasoning_of(body: schemas.ChatCompletionRequest) -> ReasoningOptions | None:
-    """The thinking controls of a request, as llama-server, Ollama and Anthropic spell them:
-    ``reasoning_effort``, ``think`` (true/false or an effort), ``chat_template_kwargs.enable_thinking``,
-    ``reasoning_format``, ``reasoning_budget`` / ``thinking_budget_tokens`` (-1: no cap)."""
-    effort = body.reasoning_effort
-    enabled = None
-    if isinstance(body.think, bool):
-        enabled = body.think
-    elif isinstance(body.think, str):
-        effort = effort or body.think
-    kwargs = body.chat_template_kwargs or {}
-    if enabled is None and isinstance(kwargs.get("enable_thinking"), bool):
-        enabled = kwargs["enable_thinking"]
-    budget = body.reasoning_budget if body.reasoning_budget is not None else body.thinking_budget_tokens
-    if budget == -1:
-        budget = None
-    if effort is None and enabled is None and body.reasoning_format is None and budget is None:
-        return None
-    return ReasoningOptions(effort=effort, format=body.reasoning_format, budget_tokens=budget, enabled=enabled)
+    """The thinking controls of a request, as llama-server, Ollama and Anthropic spell them, read by the one reader
+    of them (:func:`jan.templates.formats.plan.request_reasoning`); None when it gives none (the model's defaults
+    then hold). A budget of -1 stays: it asks for no cap, over the model's own."""
+    from jan.templates.formats.plan import REASONING_FIELDS, request_reasoning
+
+    given = request_reasoning({name: getattr(body, name) for name in REASONING_FIELDS})
+    return ReasoningOptions(**given) if given else None
 
 
 def response_format_of(fmt: schemas.ResponseFormat | None) -> ResponseFormat | None:

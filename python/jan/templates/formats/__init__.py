@@ -25,7 +25,7 @@ from __future__ import annotations
 from .detect import THINK_TAGS, ChatFormat, detect_format
 from .grammars import call_grammar
 from .parser import OutputParser, parse_output
-from .plan import ChatPlan, ReasoningRequest, format_for_template
+from .plan import ChatPlan, ReasoningRequest, format_for_template, request_reasoning
 from .reasoning import ReasoningMarkers, ReasoningSplitter, joined_thoughts, split_reasoning
 from .types import CallDelta, OutputDelta, ParsedCall, ParsedOutput, Snapshot
 
@@ -47,5 +47,6 @@ __all__ = [
     "format_for_template",
     "joined_thoughts",
     "parse_output",
+    "request_reasoning",
     "split_reasoning",
 ]

@@ -4,6 +4,7 @@
 * DeepSeek V3.1: ``<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>NAME<｜tool▁sep｜>{…}<｜tool▁call▁end｜>…``
 * Kimi-K2: ``<|tool_calls_section_begin|><|tool_call_begin|>functions.NAME:0<|tool_call_argument_begin|>{…}<|tool_call_end|>…<|tool_calls_section_end|>``
 * gpt-oss-style functionary v3.2: ``NAME\\n{…}>>>all\\ntext`` (after the prompt's ``>>>``)
+* Solar Open: ``<|begin|>assistant<|tool_calls|><|tool_call:begin|>ID<|tool_call:name|>NAME<|tool_call:args|>{…}<|tool_call:end|>…<|calls|>``
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from .marked import PENDING, Block, add_text, name_so_far, named, parse_marked
 from .text import WS, hold, json_arguments, scan_json
 from .types import Snapshot
 
-__all__ = ["parse_deepseek", "parse_kimi", "parse_functionary_v32"]
+__all__ = ["parse_deepseek", "parse_kimi", "parse_functionary_v32", "parse_solar_open", "SOLAR_HEADER"]
 
 DS_CALLS_BEGIN = "<｜tool▁calls▁begin｜>"
 DS_CALL_BEGIN = "<｜tool▁call▁begin｜>"
@@ -27,6 +28,14 @@ KIMI_CALL_BEGIN = "<|tool_call_begin|>"
 KIMI_ARGS_BEGIN = "<|tool_call_argument_begin|>"
 KIMI_CALL_END = "<|tool_call_end|>"
 KIMI_SECTION_END = "<|tool_calls_section_end|>"
+
+SOLAR_HEADER = "<|begin|>assistant"  # a message's header: the prompt ends in it, the model writes the next ones
+SOLAR_CALLS = "<|tool_calls|>"
+SOLAR_CALL_BEGIN = "<|tool_call:begin|>"
+SOLAR_NAME = "<|tool_call:name|>"
+SOLAR_ARGS = "<|tool_call:args|>"
+SOLAR_CALL_END = "<|tool_call:end|>"
+SOLAR_CALLS_END = "<|calls|>"
 
 
 def _section_marker(text: str, at: int, marker: str) -> Block:
@@ -134,6 +143,27 @@ def _scan_kimi(text: str, at: int, marker: str, final: bool, schemas: Mapping[st
 def parse_kimi(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Snapshot:
     """Kimi-K2 tool-call sections (ids ``functions.NAME:N``)."""
     return parse_marked(text, final, schemas, (KIMI_SECTION_BEGIN, KIMI_CALL_BEGIN, KIMI_SECTION_END), _scan_kimi)
+
+
+def _scan_solar_open(text: str, at: int, marker: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Any:
+    if marker != SOLAR_CALL_BEGIN:
+        return _section_marker(text, at, marker)  # (the calls message's header, with the header before it, or its end)
+    hs = at + len(SOLAR_CALL_BEGIN)
+    n = text.find(SOLAR_NAME, hs)
+    if n < 0:  # the call's id is being written (ten letters and digits, then the name's marker)
+        return None if final else PENDING
+    ns = n + len(SOLAR_NAME)
+    a = text.find(SOLAR_ARGS, ns)
+    if a < 0:
+        return name_so_far(hold(text[ns:], (SOLAR_ARGS,), final), schemas, final)
+    return _json_call(text, a + len(SOLAR_ARGS), SOLAR_CALL_END, text[ns:a].strip(WS), final, schemas)
+
+
+def parse_solar_open(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Snapshot:
+    """Solar Open's calls message (its header ``<|begin|>assistant`` written or not: the prompt's ends in it); the
+    call ids the model writes are its own, jan gives each call one as for every family."""
+    return parse_marked(text, final, schemas, (SOLAR_HEADER + SOLAR_CALLS, SOLAR_CALLS, SOLAR_CALL_BEGIN, SOLAR_CALLS_END),
+                        _scan_solar_open)
 
 
 def _fv32_recipient(text: str, s: int, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Any:

@@ -20,12 +20,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..tool_calls import partial_suffix
 from .after_thinking import after_thinking
-from .block_calls import parse_deepseek, parse_functionary_v32, parse_kimi
+from .block_calls import SOLAR_CALLS, SOLAR_HEADER, parse_deepseek, parse_functionary_v32, parse_kimi, parse_solar_open
 from ..grammar import either_grammar
 from .grammars import call_grammar
-from .efforts import accepted_efforts, effort_off, template_effort
+from .efforts import accepted_efforts, effort_off, named_efforts, template_effort
 from .harmony import harmony_reasoning_spans, parse_harmony
-from .harmony_grammar import after_analysis, final_message, harmony_reply_tail
+from .harmony_grammar import after_analysis, final_message, harmony_budget, harmony_reply_tail
 from .learned_markers import learned_markers
 from .json_list_calls import parse_apertus, parse_apriel, parse_command_r, parse_firefunction
 from .reasoning import ReasoningMarkers, reasoning_spans
@@ -38,7 +38,8 @@ __all__ = ["ChatFormat", "detect_format", "THINK_TAGS"]
 THINK_TAGS = ReasoningMarkers("<think>", "</think>")
 # Apriel's answer follows its thinking between these (1.6's template writes only the first, after the thinking)
 _APRIEL_ANSWER = ("[BEGIN FINAL RESPONSE]", "[END FINAL RESPONSE]")
-_EFFORTS = ("low", "medium", "high")
+# Solar Open's thinking message and the answer's (after a message header, formats/block_calls.py SOLAR_HEADER)
+SOLAR_THINK, SOLAR_CONTENT, SOLAR_END = "<|think|>", "<|content|>", "<|end|>"
 # Mistral's templates check `tool_call.id|length != 9` (and `tool_call_id`) and raise otherwise.
 _SHORT_ID_CHECK = re.compile(r"""(?:\.id|tool_call_id['"]?\]?)\s*\|\s*length\s*!=\s*9\b""")
 
@@ -90,6 +91,8 @@ class ChatFormat:
     # (Cohere's "none", Hy3's "no_think"); empty/None: any value, and off is the least effort
     efforts: tuple[str, ...] = ()
     effort_off: str | None = None
+    # the levels beyond low/medium/high it names (Solar Open's "minimal"): given as asked, others as the nearest of those
+    named_efforts: tuple[str, ...] = ()
     # The template keeps an earlier reply's thinking only as structured content (Apertus: ``content.blocks`` of
     # type ``thoughts`` and ``response``), never from ``reasoning_content``: ChatPlan.messages hands it so
     content_blocks: bool = False
@@ -137,8 +140,8 @@ class ChatFormat:
         if "thinking_mode" in self.switches:
             out["thinking_mode"] = "enabled" if on else "disabled"
         if "reasoning_effort" in self.switches:
-            out["reasoning_effort"] = template_effort(effort if on and effort in _EFFORTS else None, on,
-                                                      self.efforts, self.effort_off)
+            out["reasoning_effort"] = template_effort(effort if on else None, on, self.efforts, self.effort_off,
+                                                      self.named_efforts)
         return out
 
     def apply_switch(self, messages: list[dict[str, Any]], effort: str | None, enabled: bool | None) -> list[dict[str, Any]]:
@@ -257,6 +260,13 @@ class ChatFormat:
         return answer
 
     @property
+    def renders_off(self) -> bool:
+        """Whether the template can render thinking off (a switch it reads; gpt-oss's ``reasoning_effort`` is no
+        such switch: its least effort still thinks). Where it cannot, thinking asked off is a thinking budget of 0
+        (:meth:`~jan.templates.formats.plan.ChatPlan.engine_options`), as llama-server's ``--reasoning-budget 0``."""
+        return bool(self.switches) and not self.channels
+
+    @property
     def thinks(self) -> bool:
         """Whether outputs of this format can hold thinking (:meth:`reasoning_spans` can find any)."""
         return self.reasoning is not None or self.whole_output_spans is not None
@@ -270,10 +280,15 @@ class ChatFormat:
             return reasoning_spans(text, self.reasoning, open_at_start=open_at_start)
         return self.whole_output_spans(text) if self.whole_output_spans is not None else []
 
-    def budget_options(self, budget: int | None, prompt: str, continued: str = "") -> dict[str, Any]:
+    def budget_options(self, budget: int | None, prompt: str, continued: str = "", calls: bool = False) -> dict[str, Any]:
         """Engine sampling options that cap thinking at ``budget`` tokens (empty when no cap applies).
-        ``continued``: as for :meth:`starts_in_reasoning`."""
-        if budget is None or budget < 0 or self.reasoning is None:
+        ``continued``: as for :meth:`starts_in_reasoning`. Harmony (gpt-oss): the analysis message is capped
+        (:func:`~jan.templates.formats.harmony_grammar.harmony_budget`; ``calls``: the request may call a tool)."""
+        if budget is None or budget < 0:
+            return {}
+        if self.channels:
+            return harmony_budget(budget, prompt, continued, calls)
+        if self.reasoning is None:
             return {}
         opened = self.starts_in_reasoning(prompt, continued)
         # the engine watches the output alone for the end marker: where the prefill stopped part-way through it
@@ -284,6 +299,7 @@ class ChatFormat:
             "reasoning_start": self.reasoning.start,
             "reasoning_end": self.reasoning.end[written:],
             "reasoning_close": self.budget_close or self.reasoning.end,
+            **({"reasoning_interrupt": list(self.reasoning.interrupt)} if self.reasoning.interrupt else {}),
             "reasoning_open": opened,
         }
 
@@ -356,7 +372,7 @@ def detect_format(source: str | None) -> ChatFormat:
         # Seed-OSS's <seed:think>), whose text the engine leaves out unless asked: the parser must see them
         fmt = replace(fmt, render_special=True)
     if "reasoning_effort" in fmt.switches:
-        fmt = replace(fmt, efforts=accepted_efforts(src), effort_off=effort_off(src))
+        fmt = replace(fmt, efforts=accepted_efforts(src), effort_off=effort_off(src), named_efforts=named_efforts(src))
     return fmt
 
 
@@ -372,6 +388,16 @@ def _family(src: str) -> ChatFormat:
             "gpt-oss", whole_output=parse_harmony, whole_output_spans=harmony_reasoning_spans, tool_grammar="harmony",
             trigger=r"<\|channel\|>commentary to=", switches=sw or ("reasoning_effort",), render_special=True,
             channels=True,
+        )
+    if "<|tool_call:begin|>" in src and "<|think|>" in src:
+        # Solar Open: messages under headers (the prompt ends in ``<|begin|>assistant``): thinking as
+        # ``<|think|>…<|end|>``, then ``<|begin|>assistant<|content|>ANSWER<|end|>`` or a calls message, whose
+        # header the parser drops. A model that skips a thought's end marker ends it at the next message's.
+        return ChatFormat(
+            "solar-open", ReasoningMarkers(SOLAR_THINK, SOLAR_END, (SOLAR_HEADER + SOLAR_CONTENT, SOLAR_CONTENT, SOLAR_END),
+                                           interrupt=(SOLAR_HEADER, SOLAR_CONTENT, SOLAR_CALLS),
+                                           calls=(SOLAR_HEADER + SOLAR_CALLS, SOLAR_CALLS)),
+            parse_solar_open, tool_grammar="solar-open", trigger=r"<\|tool_calls\|>", switches=sw, render_special=True,
         )
     if "<|tool_calls_section_begin|>" in src:
         return ChatFormat("kimi-k2", think, parse_kimi, tool_grammar="kimi", trigger=r"<\|tool_calls_section_begin\|>",

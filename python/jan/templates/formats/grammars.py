@@ -174,6 +174,13 @@ def call_grammar(fmt_name: str, tools: Sequence[Any], tool_choice: Any = "requir
     elif fmt_name == "kimi":
         call = alt(lambda f: f'"<|tool_call_begin|>functions." {gbnf_literal(f["name"])} ":" [0-9] "<|tool_call_argument_begin|>" {args_rule(f)} "<|tool_call_end|>"')
         root = f'"<|tool_calls_section_begin|>" {repeat(call, chr(34) * 2)} "<|tool_calls_section_end|>"'
+    elif fmt_name == "solar-open":
+        # the call id: ten lowercase letters or digits, as the template asks of the model
+        ident = " ".join(["[a-z0-9]"] * 10)
+        call = alt(lambda f: f'"<|tool_call:begin|>" {ident} "<|tool_call:name|>" {gbnf_literal(f["name"])} '
+                             f'"<|tool_call:args|>" {args_rule(f)} "<|tool_call:end|>"')
+        # the calls message's header is the model's to write after its thinking (the prompt ends in the first one)
+        root = f'"<|begin|>assistant"? "<|tool_calls|>" {repeat(call, chr(34) * 2)} "<|calls|>"'
     elif fmt_name == "harmony":
         root = alt(lambda f: f'"<|channel|>commentary to=functions." {gbnf_literal(f["name"])} " <|constrain|>json<|message|>" {args_rule(f)}')
     elif fmt_name == "apertus":

@@ -15,10 +15,12 @@ This is the Harmony case of :meth:`ChatFormat.answer_grammar` (marker pairs: ``a
 
 from __future__ import annotations
 
-from ..grammar import gbnf_literal, prefixed_rules
-from .harmony import CHANNEL, MESSAGE, START
+from typing import Any
 
-__all__ = ["after_analysis", "final_message", "harmony_reply_tail"]
+from ..grammar import gbnf_literal, prefixed_rules
+from .harmony import CHANNEL, END, MESSAGE, START
+
+__all__ = ["after_analysis", "final_message", "harmony_budget", "harmony_reply_tail"]
 
 _NEW_MESSAGE = START + "assistant"
 _ANALYSIS = CHANNEL + "analysis" + MESSAGE
@@ -56,3 +58,23 @@ def after_analysis(grammar: str) -> str:
     the thinking is free, the answer comes after it."""
     head = f"( {gbnf_literal(_ANALYSIS)} analysis-body {gbnf_literal(_NEW_MESSAGE)} )?"
     return f"root ::= {head} answer-root\n" + _ANALYSIS_BODY + prefixed_rules(grammar, "answer-")
+
+
+def harmony_budget(budget: int, prompt: str, continued: str = "", calls: bool = False) -> dict[str, Any]:
+    """The engine's thinking-budget options for gpt-oss (:meth:`ChatFormat.budget_options`): its budget sampler
+    counts the tokens of the reply's analysis message, from its header to its ``<|end|>``, as it counts a marker
+    pair's block. Spent, it writes the end of that message and the next message's header as far as the answer
+    must go: the ``final`` channel, or where the request lets the model call a tool (``calls``) only up to
+    ``<|channel|>``, so that the model (or a call grammar, whose messages start there) picks ``final`` or a
+    ``commentary`` call (one that opens a second analysis message there is not capped again: the sampler caps the
+    reply's first thinking, as it caps a marker pair's first block). A reply that continues a message's text
+    (:func:`harmony_reply_tail` not None) opens no analysis: no options."""
+    if harmony_reply_tail(prompt, continued) is not None:
+        return {}
+    return {
+        "reasoning_budget": int(budget),
+        "reasoning_start": _ANALYSIS,
+        "reasoning_end": END,
+        "reasoning_close": END + _NEW_MESSAGE + CHANNEL + ("" if calls else "final" + MESSAGE),
+        "reasoning_open": False,
+    }

@@ -20,8 +20,8 @@ from .grammars import select_functions
 from .parser import OutputParser
 from .reasoning import THOUGHT_NAMES
 
-__all__ = ["ChatPlan", "ReasoningRequest", "EFFORTS", "EFFORT_LEVELS", "REASONING_FORMATS", "THINK_LEVELS",
-           "format_for_template"]
+__all__ = ["ChatPlan", "ReasoningRequest", "REASONING_FIELDS", "EFFORTS", "EFFORT_LEVELS", "REASONING_FORMATS",
+           "THINK_LEVELS", "format_for_template", "request_reasoning"]
 
 #: The reasoning efforts a chat template is given (what templates test ``reasoning_effort`` for).
 EFFORTS = ("none", "minimal", "low", "medium", "high")
@@ -70,34 +70,55 @@ class ReasoningRequest:
 
     @classmethod
     def from_request(cls, body: Mapping[str, Any], model_settings: Mapping[str, Any] | None = None) -> "ReasoningRequest":
-        """From an OpenAI/llama-server/Ollama-style request dict; the model's settings give defaults.
-
-        Ollama's ``think``: ``true``/``false`` or an effort string. Model
-        settings (model.json ``settings``): ``reasoning_budget``,
-        ``reasoning_format``, ``reasoning_effort``. Raises ValueError for bad values.
-        """
+        """From an OpenAI/llama-server/Ollama-style request dict (read by :func:`request_reasoning`); the model's
+        settings (model.json ``settings``: ``reasoning_budget``, ``reasoning_format``, ``reasoning_effort``) give
+        the defaults of what it leaves out. Raises ValueError for bad values."""
         settings = model_settings or {}
-        effort = body.get("reasoning_effort")
-        enabled = None
-        think = body.get("think")
-        if isinstance(think, bool):
-            enabled = think
-        elif isinstance(think, str):
-            effort = effort or think
-        kwargs = body.get("chat_template_kwargs") or {}
-        if enabled is None and isinstance(kwargs.get("enable_thinking"), bool):
-            enabled = kwargs["enable_thinking"]
-        budget = body.get("reasoning_budget")
-        if budget is None:
-            budget = body.get("thinking_budget_tokens")
-        if budget is None:
-            budget = settings.get("reasoning_budget")
+        given = request_reasoning(body)
+        budget = given.get("budget_tokens", settings.get("reasoning_budget"))
         return cls(
-            effort=effort if effort is not None else settings.get("reasoning_effort"),
-            enabled=enabled,
-            format=body.get("reasoning_format") or settings.get("reasoning_format"),
+            effort=given.get("effort", settings.get("reasoning_effort")),
+            enabled=given.get("enabled"),
+            format=given.get("format") or settings.get("reasoning_format"),
             budget_tokens=None if budget is None or budget == -1 else int(budget),
         )
+
+
+#: The request fields :func:`request_reasoning` reads.
+REASONING_FIELDS = ("reasoning_effort", "think", "chat_template_kwargs", "reasoning_format", "reasoning_budget",
+                    "thinking_budget_tokens")
+
+
+def request_reasoning(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The thinking settings a request gives, as the competitors spell them (:data:`REASONING_FIELDS`), under the
+    names of :class:`ReasoningRequest`'s fields (and of the service's ``ReasoningOptions``): only those it gives,
+    so that the model's defaults fill the rest. The one reading of them, for every front end that takes them.
+
+    ``reasoning_effort``; Ollama's ``think`` (``true``/``false`` turns thinking on/off, a level is the effort when
+    ``reasoning_effort`` gives none); ``chat_template_kwargs.enable_thinking`` (a boolean, where ``think`` gave
+    none); ``reasoning_format``; llama-server's ``reasoning_budget``, else ``thinking_budget_tokens``. A budget of
+    -1 is kept: it asks for no cap, over a model's own budget. Values are checked where they are used."""
+    given: dict[str, Any] = {}
+    effort = body.get("reasoning_effort")
+    think = body.get("think")
+    if isinstance(think, bool):
+        given["enabled"] = think
+    elif isinstance(think, str) and effort is None:
+        effort = think
+    if effort is not None:
+        given["effort"] = effort
+    kwargs = body.get("chat_template_kwargs")
+    switch = kwargs.get("enable_thinking") if isinstance(kwargs, Mapping) else None
+    if "enabled" not in given and isinstance(switch, bool):
+        given["enabled"] = switch
+    if body.get("reasoning_format") is not None:
+        given["format"] = body["reasoning_format"]
+    budget = body.get("reasoning_budget")
+    if budget is None:
+        budget = body.get("thinking_budget_tokens")
+    if budget is not None:
+        given["budget_tokens"] = budget
+    return given
 
 
 @dataclass
@@ -181,10 +202,17 @@ class ChatPlan:
         call over the client's own ``logit_bias`` (which it is given here so that a client's bias on those
         tokens cannot lift the ban)."""
         opts: dict[str, Any] = {}
-        calls = bool(self.tools) and self.tool_choice != "none"
-        if self.fmt.render_special and (calls or self.fmt.reasoning is not None or self.fmt.whole_output):
+        if self.fmt.render_special and (self._calls or self.fmt.reasoning is not None or self.fmt.whole_output):
             opts["render_special"] = True
-        opts.update(self.fmt.budget_options(self.reasoning.budget_tokens, prompt, self.continued))
+        budget = self.reasoning.budget_tokens
+        if (budget is None and not self.fmt.renders_off and not self.whole_grammar
+                and self.fmt.thinking_on(self.reasoning.effort, self.reasoning.enabled) is False):
+            # thinking asked off of a template that cannot render it off (R1 distills, Kimi-K2-Thinking, gpt-oss):
+            # the engine closes it at once, where it went on in full as though asked for. Not under a client's raw
+            # grammar, which holds the whole output, thinking included: only it can end that thinking (a forced end
+            # marker it rules out would be a 400 naming a budget nobody set)
+            budget = 0
+        opts.update(self.fmt.budget_options(budget, prompt, self.continued, self._calls))
         if self.banned_tokens:
             opts["logit_bias"] = {**(logit_bias or {}), **{token: BAN for token in self.banned_tokens}}
         return opts
@@ -193,7 +221,12 @@ class ChatPlan:
         """The engine's thinking-budget options without a cap (2**31 - 1 tokens): its sampler then watches the
         thinking, so that the request's ``end_reasoning`` can close it (llama-server's ``reasoning_control``).
         Empty for a format that does not think."""
-        return self.fmt.budget_options(2**31 - 1, prompt, self.continued)
+        return self.fmt.budget_options(2**31 - 1, prompt, self.continued, self._calls)
+
+    @property
+    def _calls(self) -> bool:
+        """Whether the reply may call a tool (the tools are given and ``tool_choice`` is not ``none``)."""
+        return bool(self.tools) and self.tool_choice != "none"
 
     def grammar_options(self, prompt: str, answer: str | None = None) -> dict[str, Any]:
         """Blocking (builds a grammar): ``grammar`` (+ ``grammar_triggers`` for a lazy ``auto``) that makes

@@ -33,7 +33,9 @@ class ReasoningMarkers:
 
     ``strip`` is the pair of markers that wrap the answer (Granite's ``<response>`` / ``</response>``,
     Command-R7B's ``<|START_RESPONSE|>`` / ``<|END_RESPONSE|>``): dropped only where they wrap it, at its
-    start and its end; the same text inside the answer ("put it in a <response> tag") is the answer's.
+    start and its end; the same text inside the answer ("put it in a <response> tag") is the answer's. Where an
+    answer may open in several ways, all but the last are its openings (Solar Open's ``<|begin|>assistant<|content|>``
+    and ``<|content|>``), the last its closing.
     """
 
     start: str
@@ -99,7 +101,7 @@ def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool
     reasoning = "\n\n".join(b for b in blocks if b)
     answer = "".join(rest)
     if markers.strip:
-        answer = _unwrap(answer, markers.strip[0], markers.strip[-1], final, markers.calls)
+        answer = _unwrap(answer, markers.strip[:-1], markers.strip[-1], final, markers.calls)
     return reasoning, answer
 
 
@@ -112,17 +114,18 @@ def _ends_in_words(rest: list[str]) -> bool:
     return False
 
 
-def _unwrap(answer: str, opening: str, closing: str, final: bool, calls: tuple[str, ...] = ()) -> str:
-    """``answer`` without the markers that wrap it. The opening one counts only at its start; the closing one
-    only at its end, which is known once the output is over: until then a closing marker with nothing but
-    whitespace after it is held back (text after it makes it the answer's own). The answer also ends at a closing
-    marker that a call (one of ``calls``) follows; the call stays."""
+def _unwrap(answer: str, openings: tuple[str, ...], closing: str, final: bool, calls: tuple[str, ...] = ()) -> str:
+    """``answer`` without the markers that wrap it. An opening one (the first of ``openings`` it starts with)
+    counts only at its start; the closing one only at its end, which is known once the output is over: until then a
+    closing marker with nothing but whitespace after it is held back (text after it makes it the answer's own). The
+    answer also ends at a closing marker that a call (one of ``calls``) follows; the call stays."""
     body = answer.lstrip(WS)
-    if body.startswith(opening):
+    opening = next((o for o in openings if body.startswith(o)), None)
+    if opening is not None:
         # the whitespace the wrappers stand on their own lines with is theirs (Apriel's "[BEGIN FINAL RESPONSE]\n")
         answer = body[len(opening):].lstrip(WS)
-    elif not final and body and opening.startswith(body):
-        return ""  # the opening marker may still be coming
+    elif not final and body and any(o.startswith(body) for o in openings):
+        return ""  # an opening marker may still be coming
     k = answer.find(closing) if calls else -1
     while k >= 0:
         after = answer[k + len(closing):]
