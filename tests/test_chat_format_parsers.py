@@ -169,7 +169,6 @@ def test_a_gpt_oss_plan_caps_its_analysis_and_lets_a_call_follow():
 @pytest.mark.parametrize("template, prompt", [
     ("deepseek-ai-DeepSeek-R1-Distill-Llama-8B", "<｜User｜>Hi<｜Assistant｜><think>\n"),
     ("Kimi-K2-Thinking", "<|im_user|>user<|im_middle|>Hi<|im_end|><|im_assistant|>assistant<|im_middle|>"),
-    ("openai-gpt-oss-120b", "<|start|>user<|message|>Hi<|end|><|start|>assistant"),
 ])
 def test_thinking_off_on_a_template_without_a_switch_is_a_budget_of_zero(template, prompt):
     # "none" / think: false went unheard where the template has no switch: the model thought in full. The engine's
@@ -196,3 +195,14 @@ def test_a_budget_knows_the_markers_that_interrupt_the_thinking():
     assert fmt.budget_options(5, "x")["reasoning_interrupt"] == ["<|tools_prefix|>"]
     assert "reasoning_interrupt" not in detect_format((TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text()).budget_options(
         5, "x")
+
+
+def test_thinking_off_on_gpt_oss_keeps_its_least_effort_and_no_budget():
+    # gpt-oss is made to reason: off is its least effort (low), as Ollama and llama-server keep its analysis for
+    # think: false -- not a budget of 0, which would leave an Anthropic client that omits `thinking` with no analysis
+    fmt = detect_format((TEMPLATES / "openai-gpt-oss-120b.jinja").read_text())
+    prompt = "<|start|>user<|message|>Hi<|end|><|start|>assistant"
+    for reasoning in (ReasoningRequest(effort="none"), ReasoningRequest(enabled=False)):
+        assert "reasoning_budget" not in ChatPlan(fmt, reasoning).engine_options(prompt)
+    budgeted = ChatPlan(fmt, ReasoningRequest(enabled=False, budget_tokens=9)).engine_options(prompt)
+    assert budgeted["reasoning_budget"] == 9

@@ -263,7 +263,8 @@ class ChatFormat:
     def renders_off(self) -> bool:
         """Whether the template can render thinking off (a switch it reads; gpt-oss's ``reasoning_effort`` is no
         such switch: its least effort still thinks). Where it cannot, thinking asked off is a thinking budget of 0
-        (:meth:`~jan.templates.formats.plan.ChatPlan.engine_options`), as llama-server's ``--reasoning-budget 0``."""
+        (:meth:`~jan.templates.formats.plan.ChatPlan.engine_options`), as llama-server's ``--reasoning-budget 0`` --
+        except gpt-oss, whose off stays its least effort (``low``), as in Ollama and llama-server."""
         return bool(self.switches) and not self.channels
 
     @property

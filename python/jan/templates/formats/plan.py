@@ -205,10 +205,12 @@ class ChatPlan:
         if self.fmt.render_special and (self._calls or self.fmt.reasoning is not None or self.fmt.whole_output):
             opts["render_special"] = True
         budget = self.reasoning.budget_tokens
-        if (budget is None and not self.fmt.renders_off and not self.whole_grammar
+        if (budget is None and not self.fmt.renders_off and not self.fmt.channels and not self.whole_grammar
                 and self.fmt.thinking_on(self.reasoning.effort, self.reasoning.enabled) is False):
-            # thinking asked off of a template that cannot render it off (R1 distills, Kimi-K2-Thinking, gpt-oss):
-            # the engine closes it at once, where it went on in full as though asked for. Not under a client's raw
+            # thinking asked off of a template that cannot render it off (R1 distills, Kimi-K2-Thinking): the engine
+            # closes it at once, where it went on in full as though asked for. Not gpt-oss: it is made to reason (its
+            # least effort is low), Ollama and llama-server keep its analysis for `think: false` too, and an
+            # Anthropic client that leaves `thinking` out would get it with no analysis at all. Not under a client's raw
             # grammar, which holds the whole output, thinking included: only it can end that thinking (a forced end
             # marker it rules out would be a 400 naming a budget nobody set)
             budget = 0
