@@ -521,11 +521,15 @@ def refuse_fan_out(engine: Any, model: dict[str, Any], count: int, param: str) -
 class ModelService:
     """Finds models and their engines through the extension manager — the one model→engine rule."""
 
-    def __init__(self, manager: ExtensionManager, *, default_model: str | None = None):
+    def __init__(self, manager: ExtensionManager, *, default_model: str | None = None, name_folder: bool = False):
         self.manager = manager
         self._transient: dict[str, dict[str, Any]] = {}
         #: The model of requests that name none (``jan serve --default-model``); else the only loaded one.
         self.default_model = default_model
+        #: Whether "model not found" names the data folder looked in (and the id likely meant, on every path): a
+        #: library caller with two folders could not tell which one lacked the model. Off for the server: its 404
+        #: goes to clients that have no business with the host's paths, and its folder is the one it serves.
+        self.name_folder = name_folder
 
     def add_transient(self, model: dict[str, Any]) -> None:
         """Make ``model`` (a model.json dict) known to this process only, in front of the data
@@ -760,6 +764,8 @@ class ModelService:
         try:
             return await self.model_extension().get_model(model_id)
         except (ModelNotFoundError, KeyError) as exc:
+            if self.name_folder:
+                raise await self._missing_with_guess(model_id, exc) from None
             raise _missing(model_id, exc) from None
 
     async def _missing_with_guess(self, model_id: str, exc: BaseException) -> ModelNotFoundError:
@@ -770,6 +776,9 @@ class ModelService:
         if getattr(error, "damaged", None):
             return error
         meant = await self.meant(model_id)
+        if self.name_folder:
+            error = ModelNotFoundError(not_found_message("model", model_id,
+                                                         f"the data folder {self.manager.data_folder}"))
         if meant:
             return ModelNotFoundError(f"{error}: did you mean {meant!r}? (model ids are exact)")
         return error
