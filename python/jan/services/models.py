@@ -8,7 +8,7 @@ import functools
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from jan.core import ExtensionManager, InferenceExtension, LocalInferenceExtension, ModelExtension, ModelState
@@ -127,6 +127,28 @@ def _check_draft_wanted(settings: Mapping[str, Any], keys: Iterable[str] | None)
     param = "settings.speculative" if "speculative" in keys else "settings.draft_model"
     raise RequestError(f"{param}: speculative 'draft' needs a draft model, and draft_model is empty (no draft "
                        "model, not even the server's)", param=param, code="conflicting_options")
+
+
+#: The model.json ``settings`` keys a local engine reads, and the ``parameters`` keys a request reads: a key one
+#: letter or a case off one of them is a typo :func:`check_known_keys` refuses where it is written.
+KNOWN_SETTINGS = frozenset({*LoadOptions.MODEL_JSON_KEYS, *_TEXT_SETTINGS, *REASONING_SETTINGS, "lora"})
+KNOWN_PARAMETERS = frozenset({*(f.name for f in fields(SamplingOptions)), *REASONING_SETTINGS, "max_completion_tokens",
+                              "response_format", "num_keep", "stream"})
+
+
+def check_known_keys(layer: Mapping[str, Any], known: frozenset[str], keys: Iterable[str] | None, prefix: str) -> None:
+    """:class:`RequestError` for a key of ``layer`` (only ``keys`` of it when given: what is being written) that is
+    no key jan reads but a likely typo of one (``ctx_sz``, ``temprature``: :func:`closest_model_id`'s rule), naming
+    the one meant. Stored, it was kept and never read: the model silently ran without it. A key like no known one
+    (another app's, a note) is kept as it is."""
+    for key in layer if keys is None else keys:
+        if not isinstance(key, str) or key in known:
+            continue
+        meant = closest_model_id(key, sorted(known))
+        if meant:
+            param = f"{prefix}.{key}"
+            raise RequestError(f"{param}: jan reads no such key: did you mean '{prefix}.{meant}'? (a key it does "
+                               "not read is kept but never used)", param=param, code="invalid_value")
 
 
 def check_parameters(parameters: Mapping[str, Any], keys: Iterable[str] | None = None, *,
@@ -603,8 +625,10 @@ class ModelService:
         check_model_prompt(model, changed)  # system, messages: as every chat reads them
         if not isinstance(parameters, Mapping) or not isinstance(settings, Mapping):
             return  # not objects: the store refuses them with its own message
+        check_known_keys(parameters, KNOWN_PARAMETERS, keys("parameters"), "parameters")
         check_parameters(parameters, keys("parameters"))
         if self._is_local(model, engine):
+            check_known_keys(settings, KNOWN_SETTINGS, keys("settings"), "settings")
             check_settings(settings, keys("settings"))
         elif engine is not None and callable(getattr(engine, "check_model_settings", None)) and (
                 changed is None or engine_changed or any(k == "settings" or k.startswith("settings.") for k in changed)):
