@@ -289,3 +289,18 @@ def test_an_option_no_command_has_is_still_no_such_option(env):
     result = jan("--bogus", "models", "list", env=env)
     assert result.returncode == 2 and "No such option '--bogus'." in result.stderr, result.stderr
     assert "before the command" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["localhost:3000", "http://app.example/chat"])
+def test_serve_refuses_a_cors_origin_that_is_no_origin(value, env):
+    """Kept as given, such a value matched no browser's Origin: the page's calls failed and nothing said why."""
+    result = jan("serve", "--port", "0", "--cors-origin", value, env=env)
+    assert result.returncode == 2 and f"'{value}' is no origin: give scheme://host[:port]" in result.stderr, result.stderr
+
+
+def test_serve_names_a_host_that_no_dns_name_can_spell(env):
+    """Before: "encoding with 'idna' codec failed (UnicodeError: label empty or too long)", naming neither --host nor
+    the value."""
+    result = jan("serve", "--port", "0", "--host", "bad..host", env=env)
+    assert result.returncode == 1, result.stderr
+    assert "cannot listen on bad..host:0: --host 'bad..host' is no host name or address" in result.stderr

@@ -45,6 +45,17 @@ def _bound_seconds(ctx: click.Context, param: click.Parameter, value: float | No
     return value
 
 
+def _origins(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--cors-origin`` values as a browser's ``Origin`` header spells them
+    (:func:`jan.server.security.cors_origin`); one that is no origin is a usage error naming it."""
+    from jan.server.security import cors_origin
+
+    try:
+        return tuple(cors_origin(value) for value in nonempty_param(ctx, param, values))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, callback=nonempty_param, help="Address to bind (loopback by default).")
 @click.option("--port", "-p", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
@@ -61,7 +72,8 @@ def _bound_seconds(ctx: click.Context, param: click.Parameter, value: float | No
               help="Model id used by requests that name none [default: the only loaded model].")
 @click.option("--api-key", envvar="JAN_API_KEY", default=None, callback=nonempty_param,
               help="Require 'Authorization: Bearer KEY' or 'x-api-key: KEY' [env JAN_API_KEY]")
-@click.option("--cors-origin", "cors_origins", multiple=True, callback=nonempty_param, help="Allowed CORS origin (repeatable; '*' for any).")
+@click.option("--cors-origin", "cors_origins", multiple=True, callback=_origins,
+              help="Allowed CORS origin, as a browser sends it: scheme://host[:port] (repeatable; '*' for any).")
 @click.option("--allowed-host", "allowed_hosts", multiple=True, callback=nonempty_param,
               help="Extra Host header to accept when bound to loopback (repeatable).")
 @click.option("--allow-media-from", "allow_media_from", multiple=True, metavar="URL_PREFIX|FOLDER",
@@ -259,6 +271,10 @@ def listen(host: str, port: int, flag: str = "--port") -> socket.socket:
     except OSError as exc:  # the system's words alone: create_server's add "(while attempting to bind on ...)"
         words = os.strerror(exc.errno) if exc.errno and not isinstance(exc, socket.gaierror) else exc.strerror or exc
         raise RuntimeError(f"cannot listen on {host}:{port}: {words}{_listen_hint(exc, flag)}") from None
+    except UnicodeError:  # a name no DNS label can spell ("bad..host", a label over 63 characters): the idna codec's
+        # "encoding with 'idna' codec failed (UnicodeError: label empty or too long)" named neither --host nor why
+        raise RuntimeError(f"cannot listen on {host}:{port}: --host {host!r} is no host name or address"
+                           f"{_listen_hint(socket.gaierror(), flag)}") from None
     sock.setblocking(False)
     return sock
 
