@@ -84,7 +84,7 @@ NEAR_FILE_SCAN = 10_000
 def meant_file(path: str | os.PathLike[str]) -> str | None:
     """The file beside where ``path`` was looked for (and not found) that it likely meant: the one whose name
     differs only in case, else the one likely typo of it (the rule model ids are guessed by,
-    :func:`jan.services.models.closest_model_id`); None when there is none such, or the folder cannot be read. For
+    :func:`jan.near_names.closest_model_id`); None when there is none such, or the folder cannot be read. For
     every "no such file" of a path a user typed (``stories260k.gguf`` beside ``stories260K.gguf``)."""
     folder, name = os.path.split(os.path.abspath(os.fspath(path)))
     if not name:
@@ -97,7 +97,7 @@ def meant_file(path: str | os.PathLike[str]) -> str | None:
     same = [n for n in names if n != name and n.casefold() == name.casefold()]
     if len(same) == 1:
         return os.path.join(folder, same[0])
-    from jan.services.models import closest_model_id
+    from jan.near_names import closest_model_id
 
     # (its rule reads a wanted name without its .gguf: so are the names it is matched against, then given back whole)
     stems = {n.removesuffix(".gguf"): n for n in names}

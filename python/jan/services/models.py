@@ -32,6 +32,8 @@ from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
 from jan.services.types import (ChatRequest, CompletionRequest, EmbeddingRequest, LoadOptions, ResponseFormat,
                                 SamplingOptions, check_context_keep, resolve_load)
 from jan.store.ids import is_valid_id
+# (the rule lives in jan.near_names, free of the services: the engine's "file not found" uses it too); re-exported
+from jan.near_names import TYPO_SIMILARITY, closest_model_id  # noqa: F401
 from jan.templates import ChatTemplate, GrammarError, TemplateError, json_schema_to_grammar, resolve_template
 
 __all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header",
@@ -477,32 +479,6 @@ class Target:
     @property
     def id(self) -> str:
         return self.model["id"]
-
-
-#: How alike (difflib's ratio of the case-folded ids) a name must be to a model id to be taken for a typo of it:
-#: 0.8 is one wrong, missing or extra character in ids of 10 or so (``storis260K``, ``stories260KK``), never
-#: another model of the same family (``stories15M`` is 0.76 to ``stories260K``).
-TYPO_SIMILARITY = 0.8
-
-
-def closest_model_id(model_id: str, ids) -> str | None:
-    """The one rule of :meth:`ModelService.meant`, for a list of ids at hand (the CLI's data folder): the id that
-    differs from ``model_id`` only in case or by a ``.gguf`` suffix; else the one id that is a likely typo of it
-    (:data:`TYPO_SIMILARITY`, as git's and cargo's "did you mean" name a near command); else None. Where two ids
-    are as near, neither is named: a guess between them would send the user to the wrong one half the time."""
-    wanted = model_id.strip().removesuffix(".gguf").casefold()
-    known = [i for i in ids if isinstance(i, str) and i != model_id]
-    close = sorted(i for i in known if i.casefold() == wanted)
-    if close:
-        return close[0]
-    if not wanted:
-        return None
-    import difflib  # (a mistyped id's guess alone needs it: 0.15 MiB a server would hold from its start)
-
-    scored = sorted(((difflib.SequenceMatcher(None, wanted, i.casefold()).ratio(), i) for i in known), reverse=True)
-    if not scored or scored[0][0] < TYPO_SIMILARITY or (len(scored) > 1 and scored[1][0] == scored[0][0]):
-        return None
-    return scored[0][1]
 
 
 def _check_unloaded(request: ChatRequest | CompletionRequest | EmbeddingRequest, template: ChatTemplate | None,
