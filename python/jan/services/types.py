@@ -1013,9 +1013,9 @@ class CompletionRequest:
     #: llama.cpp's infill sampler in the chain (llama-server's ``samplers`` naming ``infill``, as its code-completion
     #: clients send it): an end of generation wins when likely enough, so a completion stops where the code does.
     infill_sampler: bool = False
-    #: whether the body's ``prompt`` was a list of prompts (an error names ``prompt[i]...``) rather than one prompt
-    #: (``prompt...``: a text, or one list of token ids); a caller of this API names its prompts by their place
-    listed: bool = True
+    #: a front end's body: whether its ``prompt`` was a list of prompts (an error names ``prompt[i]...``) or one
+    #: prompt (``prompt...``: a text, or one list of token ids); None, a caller of this API: ``prompts[i]...``
+    listed: bool | None = None
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -1036,8 +1036,8 @@ class CompletionRequest:
             raise _misuse(name, "is about a fill-in-the-middle prompt: it needs a suffix")
 
     def prompt_name(self, i: int) -> str:
-        """The body's field that holds prompt ``i`` (:attr:`listed`)."""
-        return f"prompt[{i}]" if self.listed else "prompt"
+        """The field that holds prompt ``i`` (:attr:`listed`)."""
+        return f"prompts[{i}]" if self.listed is None else f"prompt[{i}]" if self.listed else "prompt"
 
 
 #: The most inputs one embedding request holds, and the most tokens all its inputs hold together (OpenAI's limits per
@@ -1079,9 +1079,9 @@ class EmbeddingRequest:
     dimensions_capped: bool = False
     p_norm: int | None = None
     per_token: bool = False
-    #: whether the body's ``input`` was a list of inputs (an error names ``input[i]...``) rather than one input
-    #: (``input...``: a text, or one list of token ids); a caller of this API names its inputs by their place
-    listed: bool = True
+    #: a front end's body: whether its ``input`` was a list of inputs (an error names ``input[i]...``) or one input
+    #: (``input...``: a text, or one list of token ids); None, a caller of this API: ``inputs[i]...``
+    listed: bool | None = None
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -1094,8 +1094,8 @@ class EmbeddingRequest:
             raise problem
 
     def prompt_name(self, i: int) -> str:
-        """The body's field that holds input ``i`` (:attr:`listed`)."""
-        return f"input[{i}]" if self.listed else "input"
+        """The field that holds input ``i`` (:attr:`listed`)."""
+        return f"inputs[{i}]" if self.listed is None else f"input[{i}]" if self.listed else "input"
 
 
 def embedding_inputs_refusal(count: int) -> Exception | None:
