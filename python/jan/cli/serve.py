@@ -37,6 +37,24 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
     return value
 
 
+def _duration(value: str | None) -> float | None:
+    """``--keep-alive``: seconds, or a duration as Ollama's ``keep_alive`` (and ``OLLAMA_KEEP_ALIVE``) takes it,
+    ``5m``, ``1h30m``, read by the Ollama API's own parser: ``--keep-alive 5m`` was "'5m' is not a valid float". Not
+    negative (Ollama's "forever" is jan's default: leave the flag out)."""
+    if value is None:
+        return None
+    from jan.server.dialects.ollama_schemas import parse_keep_alive
+
+    try:
+        seconds = None if value.strip().startswith("-") else parse_keep_alive(value)
+    except ValueError:
+        seconds = None
+    if seconds is None:
+        raise click.BadParameter(f"{value} is not a number of seconds >= 0 nor a duration such as 5m or 1h30m "
+                                 "(leave it out to keep models loaded until they are unloaded)")
+    return _seconds(None, None, seconds)  # type: ignore[arg-type]
+
+
 def _bound_seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     """A bound in seconds (``--read-timeout``): a finite number > 0, checked here as a usage error naming the flag.
     click's FloatRange lets NaN and ``inf`` through, and the server's config refuses them only as a traceback."""
@@ -144,8 +162,10 @@ def _origins(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
               type=click.IntRange(1, int(LOAD_RANGES["image_max_tokens"].le)), metavar="N",
               help="Most tokens one image takes (a bigger one is scaled down), on projectors that resize images "
                    "(Qwen2/2.5/3-VL: 4096 by default) [default: the projector's own].")
-@click.option("--keep-alive", default=None, type=float, callback=_seconds,
-              help="Seconds an idle model stays loaded [default: until unloaded].")
+@click.option("--keep-alive", default=None, callback=lambda ctx, param, value: _duration(value),
+              metavar="SECONDS|DURATION",
+              help="How long an idle model stays loaded: seconds, or a duration as Ollama's keep_alive takes it (5m, "
+                   "1h30m) [default: until unloaded].")
 @click.option("--max-loaded-models", default=None, type=click.IntRange(1),
               help="Models loaded at once; loading one more unloads the least recently used idle one "
                    "(at least as many as --model gives) [default: the llamacpp extension's setting, no limit].")
