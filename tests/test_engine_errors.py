@@ -353,3 +353,13 @@ def test_a_model_file_not_found_names_the_file_beside_it_that_was_meant(tmp_path
     with pytest.raises(jan.ModelFileError) as caught:
         jan.Model(str(tmp_path / "unrelated.gguf"))
     assert "did you mean" not in str(caught.value)
+
+
+def test_a_mistyped_sampling_option_names_the_one_meant():
+    """``generate(max_token=5)`` was "unknown sampling option(s): max_token" alone."""
+    from jan.engine.params import sampling_params
+
+    with pytest.raises(TypeError) as caught:
+        sampling_params(max_token=5, temprature=0.5, zzz=1)
+    assert str(caught.value) == ("unknown sampling option(s): max_token (did you mean 'max_tokens'?), temprature "
+                                 "(did you mean 'temperature'?), zzz")
