@@ -204,3 +204,18 @@ def test_show_tells_the_models_own_prompt(env, data, stories_path):
         assert re.search(r"^license: +MIT License \(2 more lines: --json shows them\)$", text, re.M), text
     finally:
         ok(jan("models", "rm", "mario", env=env))
+
+
+def test_show_says_a_hand_edited_model_json_key_one_letter_off_is_never_read(env, data, stories_path):
+    """A model.json edited by hand with `temprature` or `Ctx_len` ran at the defaults with nothing said (the API
+    refuses such a key where it is written; a file on disk is only read): `jan models show` names each, with the key
+    meant, and leaves a key like none jan reads alone."""
+    ok(jan("models", "import", stories_path, "--id", "edited", "--mode", "reference", env=env))
+    model_json = data / "models" / "edited" / "model.json"
+    doc = json.loads(model_json.read_text())
+    doc["settings"]["Ctx_len"] = 128
+    model_json.write_text(json.dumps({**doc, "parameters": {"temprature": 0.5, "my_note": "x"}}))
+    result = ok(jan("models", "show", "edited", env=env))
+    assert "settings.Ctx_len: jan reads no such key: did you mean 'settings.ctx_len'?" in result.stderr
+    assert "parameters.temprature: jan reads no such key: did you mean 'parameters.temperature'?" in result.stderr
+    assert "my_note" not in result.stderr and '"my_note": "x"' in result.stdout

@@ -166,6 +166,10 @@ def show_model(model_id: str, as_json: bool, conn) -> None:
     for key, value in lines:
         if value not in (None, ""):
             click.echo(f"{key + ':':<{width}} {value}")
+    from jan.services.models import model_json_typos
+
+    for _, said in model_json_typos(model):  # (a hand-edited model.json's typo: kept, and never read)
+        warn(said)
 
 
 # --------------------------------------------------------------------------- import

@@ -138,19 +138,39 @@ KNOWN_PARAMETERS = frozenset({*(f.name for f in fields(SamplingOptions)), *REASO
                               "response_format", "num_keep", "stream"})
 
 
-def check_known_keys(layer: Mapping[str, Any], known: frozenset[str], keys: Iterable[str] | None, prefix: str) -> None:
-    """:class:`RequestError` for a key of ``layer`` (only ``keys`` of it when given: what is being written) that is
-    no key jan reads but a likely typo of one (``ctx_sz``, ``temprature``: :func:`closest_model_id`'s rule), naming
-    the one meant. Stored, it was kept and never read: the model silently ran without it. A key like no known one
-    (another app's, a note) is kept as it is."""
+def mistyped_keys(layer: Mapping[str, Any], known: frozenset[str], keys: Iterable[str] | None,
+                  prefix: str) -> list[tuple[str, str]]:
+    """(``prefix.key``, what it says) for each key of ``layer`` (only ``keys`` of it when given) that is no key jan
+    reads but a likely typo of one (``Ctx_len``, ``temprature``: :func:`closest_model_id`'s rule), naming the one
+    meant. A key like no known one (another app's, a note) is none."""
+    found = []
     for key in layer if keys is None else keys:
         if not isinstance(key, str) or key in known:
             continue
         meant = closest_model_id(key, sorted(known))
         if meant:
             param = f"{prefix}.{key}"
-            raise RequestError(f"{param}: jan reads no such key: did you mean '{prefix}.{meant}'? (a key it does "
-                               "not read is kept but never used)", param=param, code="invalid_value")
+            found.append((param, f"{param}: jan reads no such key: did you mean '{prefix}.{meant}'? (a key it does "
+                                 "not read is kept but never used)"))
+    return found
+
+
+def model_json_typos(model: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """:func:`mistyped_keys` of a stored model.json's ``settings`` and ``parameters`` (``jan models show`` says
+    them: a hand-edited file is never refused, and its typo was silently not read)."""
+    out = []
+    for field, known in (("settings", KNOWN_SETTINGS), ("parameters", KNOWN_PARAMETERS)):
+        layer = model.get(field)
+        if isinstance(layer, Mapping):
+            out += mistyped_keys(layer, known, None, field)
+    return out
+
+
+def check_known_keys(layer: Mapping[str, Any], known: frozenset[str], keys: Iterable[str] | None, prefix: str) -> None:
+    """:class:`RequestError` for the first of :func:`mistyped_keys` (only ``keys`` of ``layer`` when given: what is
+    being written). Stored, such a key was kept and never read: the model silently ran without it."""
+    for param, message in mistyped_keys(layer, known, keys, prefix)[:1]:
+        raise RequestError(message, param=param, code="invalid_value")
 
 
 def check_parameters(parameters: Mapping[str, Any], keys: Iterable[str] | None = None, *,
