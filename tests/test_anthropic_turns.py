@@ -214,6 +214,48 @@ def test_turns_are_joined_only_where_the_template_refuses_them():
         assert (template.render(two) == template.render(one)) is joins, name
 
 
+#: A conversation that opens with the assistant's turn (a greeting the client seeds the chat with), in every dialect:
+#: Gemma's and Mistral's templates raise on it ("conversation roles must alternate"), a 400 before.
+GREETING = [{"role": "assistant", "content": "Hello! How can I help?"}, {"role": "user", "content": "Tell me a story."}]
+GREETING_FIRST = {
+    "/v1/chat/completions": {"max_tokens": 2, "messages": [{"role": "system", "content": "Be brief."}, *GREETING]},
+    "/v1/messages": {"max_tokens": 2, "system": "Be brief.", "messages": GREETING},
+    "/v1/responses": {"max_output_tokens": 16, "store": False, "instructions": "Be brief.", "input": GREETING},
+    "/api/chat": {"stream": False, "options": {"num_predict": 2}, "messages": GREETING},
+    "/apply-template": {"messages": GREETING},
+}
+
+
+@pytest.mark.parametrize("path", list(GREETING_FIRST))
+def test_a_conversation_that_opens_with_the_assistant_is_answered_by_a_strict_template(server, path):
+    status, answer = post_json(server.base_url, path, {"model": "strict", **GREETING_FIRST[path]})
+    assert status == 200, answer
+
+
+def test_an_empty_user_turn_goes_first_only_where_the_template_asks_for_one():
+    """Where the template refuses an opening assistant turn and renders one after an empty user turn, it gets that
+    turn (after the system prompt, which a template without a system role writes into it); other templates render
+    the conversation as sent."""
+    from jan.templates.chat import ChatTemplate
+    from jan.testing.gguf_models import templates_dir
+
+    system = {"role": "system", "content": "Be brief."}
+    empty = {"role": "user", "content": ""}
+    for name, first in (("mistralai-Mistral-Nemo-Instruct-2407.jinja", True), ("google-gemma-2-2b-it.jinja", True),
+                        ("Mistral-Small-3.2-24B-Instruct-2506.jinja", True),
+                        ("Qwen-Qwen3-0.6B.jinja", False), ("meta-llama-Llama-3.1-8B-Instruct.jinja", False)):
+        template = ChatTemplate((templates_dir() / name).read_text(encoding="utf-8"), "<s>", "</s>")
+        assert template.user_first is first, name
+        for head in ([], [system]):
+            prompt = template.render([*head, *GREETING])
+            assert "Hello! How can I help?" in prompt and "Tell me a story." in prompt, name
+            if first:
+                assert prompt == template.render([*head, empty, *GREETING]), name
+    gemma = ChatTemplate((templates_dir() / "google-gemma-2-2b-it.jinja").read_text(encoding="utf-8"))
+    assert gemma.render([system, *GREETING]).startswith(
+        "<start_of_turn>user\nBe brief.<end_of_turn>\n<start_of_turn>model\nHello! How can I help?"), "system first"
+
+
 #: System messages beyond a leading one, in each dialect that sends them: a developer message after the system
 #: prompt (OpenAI's agents), the Responses API's ``instructions`` with a developer item in ``input`` (Codex CLI's
 #: every request), a system message in mid-conversation (context an agent adds), Ollama's several system messages.

@@ -179,3 +179,23 @@ async def test_pull_cancel_and_errors(server, tmp_path, stories_path):
             events = parse_sse(await resp.text())
         assert events[-2][1]["state"] == "failed" and events[-2][1]["error"]
         assert (await api.get("/v1/models/wrong"))[0] == 404
+
+
+async def test_a_settings_or_parameters_key_one_letter_off_is_refused_naming_the_one_meant(server, gguf_copy):
+    """A model.json key jan never reads was kept and ignored: `temprature` left the model at its default
+    temperature, `Ctx_len` at its default context, with nothing said. A likely typo of a key jan reads is a 400
+    naming that key, where the model.json is written (PATCH, a new model); a key like none jan reads (another app's,
+    a note) is kept as before."""
+    async with Client(server.base_url) as api:
+        await api.ok("POST", "/v1/models", {"path": str(gguf_copy), "id": "typos"}, 201)
+        for body, param, meant in (({"parameters": {"temprature": 0.5}}, "parameters.temprature", "temperature"),
+                                   ({"settings": {"Ctx_len": 256}}, "settings.Ctx_len", "ctx_len"),
+                                   ({"settings": {"n_paralel": 2}}, "settings.n_paralel", "n_parallel")):
+            status, err = await api.patch("/v1/models/typos", body)
+            assert status == 400 and err["error"]["param"] == param, err
+            assert f"did you mean '{param.split('.')[0]}.{meant}'?" in err["error"]["message"], err
+        status, err = await api.call("POST", "/v1/models", {"path": str(gguf_copy), "id": "typos-2",
+                                                             "parameters": {"top_pp": 0.5}})
+        assert status == 400 and err["error"]["param"] == "parameters.top_pp", err
+        kept = await api.ok("PATCH", "/v1/models/typos", {"settings": {"notes": "mine"}, "parameters": {"stream": True}})
+        assert kept["settings"]["notes"] == "mine" and kept["parameters"] == {"stream": True}

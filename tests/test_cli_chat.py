@@ -159,3 +159,14 @@ def test_local_chat_adds_no_turn_to_a_thread_a_run_holds(data, stories_path):
         result.stderr
     (_, after), = threads_on_disk(data)
     assert after == before
+
+
+def test_a_mistyped_chat_command_names_the_one_meant(data, stories_path):
+    """`/modle x` was "unknown command /modle" alone, where a mistyped `jan` command or model id names the one
+    meant."""
+    env = cli_env(data)
+    ok(jan("models", "import", stories_path, env=env))
+    result = ok(jan("chat", "stories260K", "-n", "2", "--no-save", env=env, input="/modle x\n/sytem hi\n/temp 5\n"))
+    assert "jan: unknown command /modle: did you mean '/model'? /help lists them" in result.stderr, result.stderr
+    assert "jan: unknown command /sytem: did you mean '/system'? /help lists them" in result.stderr, result.stderr
+    assert "jan: unknown command /temp; /help lists them" in result.stderr, result.stderr

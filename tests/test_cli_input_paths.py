@@ -38,6 +38,27 @@ def test_a_missing_input_path_is_exit_1_naming_the_option_and_the_path(name, spe
     assert "~" not in err and "Usage:" not in result.stderr
 
 
+@pytest.mark.parametrize("name", [n for n in INPUT_PATHS if "folder" not in INPUT_PATHS[n][2]])
+def test_a_missing_input_path_names_the_file_beside_it_that_was_meant(name, data, tmp_path, stories_path):
+    """A path one letter or a case off a file that is there (``stories260k.gguf`` beside ``stories260K.gguf``,
+    ``photo.jpg`` beside ``photo.jpeg``) is "no such file" with the file meant, as a model id one letter off is: before,
+    the user was left to list the folder."""
+    args, label, said = INPUT_PATHS[name]
+    (tmp_path / "Missing.gguf").write_bytes(stories_path.read_bytes())
+    given = str(tmp_path / "missing.gguf")
+    result = jan(*[a.format(P=given, STORIES=stories_path) for a in args], env=cli_env(data))
+    assert result.returncode == 1, result.stderr
+    fails(result, f"{label}: {said.format(P=given)}", f": did you mean '{tmp_path / 'Missing.gguf'}'?")
+
+
+def test_serve_model_path_missing_names_the_file_beside_it_that_was_meant(data, tmp_path, stories_path):
+    (tmp_path / "stories260K.gguf").write_bytes(stories_path.read_bytes())
+    result = jan("serve", "-p", "0", f"--model={tmp_path / 'stories260k.gguf'}", env=cli_env(data))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (f"jan serve: no such file: {tmp_path / 'stories260k.gguf'}: "
+                                                      f"did you mean '{tmp_path / 'stories260K.gguf'}'?")
+
+
 @pytest.mark.parametrize("args, label, wants", [
     (["threads", "list", "--data-folder={F}"], "--data-folder", "is a file, not a folder"),
     (["files", "upload", "{D}"], "PATH", "is a folder, not a file"),

@@ -174,6 +174,20 @@ def test_serve_refuses_a_bad_keep_alive_before_starting_anything(tmp_path, value
     assert "extension" not in result.stderr and "Unclosed" not in result.stderr  # nothing was started
 
 
+@pytest.mark.parametrize("value, seconds", [("5m", 300.0), ("1h30m", 5400.0), ("90", 90.0), ("2.5", 2.5),
+                                            ("300ms", 0.3), ("0", 0.0)])
+def test_serve_keep_alive_takes_seconds_or_a_duration_as_ollama_does(value, seconds):
+    """`jan serve --keep-alive 5m` (Ollama's keep_alive, OLLAMA_KEEP_ALIVE) was "'5m' is not a valid float"; read by
+    the Ollama API's own parser, a negative value still refused (Ollama's "forever" is jan's default)."""
+    from jan.cli.serve import _duration
+
+    assert _duration(value) == pytest.approx(seconds)
+
+
+def test_serve_starts_with_a_keep_alive_duration(tmp_path):
+    Served(tmp_path / "data", "--keep-alive", "5m").stop()
+
+
 def test_serve_refuses_a_default_model_that_names_no_model(tmp_path, stories_path):
     result = serve_fails(tmp_path, "--default-model", "nope", "-m", stories_path, "--log-level", "warning")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr

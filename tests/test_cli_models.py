@@ -121,6 +121,26 @@ def test_an_interrupted_pull_resumes_when_run_again(env, data, stories_bytes):
     assert not part.exists()
 
 
+def test_a_pull_through_the_server_says_it_resumes_as_the_local_one_does(data, stories_bytes, tmp_path):
+    """`jan models pull` runs the model manager's one pull whether a server answers or not: the local one follows
+    the pull's status as the server's events (one shape, ``partial_bytes`` and ``resumed_from`` among them), so a
+    resume is told through a server too (it was only the CLI's own copy of the pull that could tell one)."""
+    from jan.server.config import ServerConfig
+    from jan.testing.server import ServerThread
+
+    served = tmp_path / "served"
+    part = served / "models" / "stories" / "stories260K.gguf.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(stories_bytes[: len(stories_bytes) // 3])
+    with ServerThread(ServerConfig(data_folder=served, n_threads=1)) as server_thread, \
+            FileServer(stories_bytes) as files:
+        env = cli_env(data, local=False, JAN_API_URL=server_thread.base_url)
+        result = ok(jan("models", "pull", files.url, "--id", "stories", env=env))
+    assert files.requests == [f"bytes={len(stories_bytes) // 3}-"]
+    assert "resuming stories at" in result.stderr and result.stdout.strip() == "pulled stories (1.1 MiB)"
+    assert (served / "models" / "stories" / "stories260K.gguf").read_bytes() == stories_bytes
+
+
 def test_pull_errors(env, data, stories_bytes):
     with FileServer(stories_bytes) as server:
         missing = server.url.replace("stories260K", "missing")
@@ -184,3 +204,18 @@ def test_show_tells_the_models_own_prompt(env, data, stories_path):
         assert re.search(r"^license: +MIT License \(2 more lines: --json shows them\)$", text, re.M), text
     finally:
         ok(jan("models", "rm", "mario", env=env))
+
+
+def test_show_says_a_hand_edited_model_json_key_one_letter_off_is_never_read(env, data, stories_path):
+    """A model.json edited by hand with `temprature` or `Ctx_len` ran at the defaults with nothing said (the API
+    refuses such a key where it is written; a file on disk is only read): `jan models show` names each, with the key
+    meant, and leaves a key like none jan reads alone."""
+    ok(jan("models", "import", stories_path, "--id", "edited", "--mode", "reference", env=env))
+    model_json = data / "models" / "edited" / "model.json"
+    doc = json.loads(model_json.read_text())
+    doc["settings"]["Ctx_len"] = 128
+    model_json.write_text(json.dumps({**doc, "parameters": {"temprature": 0.5, "my_note": "x"}}))
+    result = ok(jan("models", "show", "edited", env=env))
+    assert "settings.Ctx_len: jan reads no such key: did you mean 'settings.ctx_len'?" in result.stderr
+    assert "parameters.temprature: jan reads no such key: did you mean 'parameters.temperature'?" in result.stderr
+    assert "my_note" not in result.stderr and '"my_note": "x"' in result.stdout

@@ -268,3 +268,39 @@ def test_a_probe_timeout_that_is_no_number_of_seconds_is_one_clear_error(value, 
     fails(jan("models", "list", env=env), "$JAN_PROBE_TIMEOUT", repr(value))
     env["JAN_PROBE_TIMEOUT"] = "2"
     ok(jan("models", "list", env=env))
+
+
+@pytest.mark.parametrize("args, said", [
+    (("--data-folder", "/tmp/x", "models", "list"),
+     "it is an option of `jan models list`, given after it: `jan models list --data-folder /tmp/x`"),
+    (("--data-folder=/tmp/x", "info"), "`jan info --data-folder=/tmp/x`"),
+    (("--local", "run", "m", "hi there"), "`jan run --local m 'hi there'`"),
+    (("--json", "models", "list"), "`jan models list --json`"),
+    (("--port", "1", "serve"), "`jan serve --port 1`"),
+], ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
+def test_a_commands_option_given_before_the_command_says_where_it_goes(args, said, env):
+    """`jan --data-folder X models list` was "No such option '--data-folder'" alone, as if jan had no such option
+    (every command has it): the option is the command's, and the error says so, with the line that works."""
+    result = jan(*args, env=env)
+    assert result.returncode == 2 and "before the command" in result.stderr and said in result.stderr, result.stderr
+
+
+def test_an_option_no_command_has_is_still_no_such_option(env):
+    result = jan("--bogus", "models", "list", env=env)
+    assert result.returncode == 2 and "No such option '--bogus'." in result.stderr, result.stderr
+    assert "before the command" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["localhost:3000", "http://app.example/chat"])
+def test_serve_refuses_a_cors_origin_that_is_no_origin(value, env):
+    """Kept as given, such a value matched no browser's Origin: the page's calls failed and nothing said why."""
+    result = jan("serve", "--port", "0", "--cors-origin", value, env=env)
+    assert result.returncode == 2 and f"'{value}' is no origin: give scheme://host[:port]" in result.stderr, result.stderr
+
+
+def test_serve_names_a_host_that_no_dns_name_can_spell(env):
+    """Before: "encoding with 'idna' codec failed (UnicodeError: label empty or too long)", naming neither --host nor
+    the value."""
+    result = jan("serve", "--port", "0", "--host", "bad..host", env=env)
+    assert result.returncode == 1, result.stderr
+    assert "cannot listen on bad..host:0: --host 'bad..host' is no host name or address" in result.stderr

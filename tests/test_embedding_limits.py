@@ -88,3 +88,36 @@ def test_the_token_cap_counts_what_is_embedded(server, oai, monkeypatch):
     assert len(ollama.Client(host=server.base_url, timeout=TIMEOUT).embed(model=MINILM, input=[long, long])
                .embeddings) == 2
     assert "tokens in all" in _ollama_refusal(server, {"input": [long] * 3})
+
+
+LONG = "hello world " * 400  # (802 tokens; the embedding context holds 512)
+
+
+@pytest.mark.parametrize("given, named", [(LONG, "input"), (["a", LONG], "input[1]"), (list(range(1000)), "input")])
+def test_an_input_too_long_is_named_as_the_field_that_holds_it(server, given, named):
+    """One text too long was "input[0] has 802 tokens" (the engine numbers what it was given), param "input" for an
+    input in a list too: the message and param name the body's own field."""
+    answer = httpx.post(server.base_url + "/v1/embeddings", json={"model": MINILM, "input": given}, timeout=TIMEOUT)
+    error = answer.json()["error"]
+    assert answer.status_code == 400 and error["code"] == "context_length_exceeded" and error["param"] == named, error
+    assert error["message"].startswith(f"{named} has "), error
+    said = _ollama_refusal(server, {"input": given if not isinstance(given[0], int) else "x " * 900,
+                                    "truncate": False})
+    assert said.startswith(f"{named} has "), said
+
+
+def test_a_services_caller_is_told_its_own_field():
+    import threading
+
+    from jan.errors import ContextOverflowError
+
+    class Model:  # (what _tokens reads of a model)
+        n_ctx_embed = 4
+
+        def tokenize(self, text):
+            return list(range(len(text)))
+
+    request = EmbeddingRequest(model="m", inputs=("ab", "abcdef"))
+    with pytest.raises(ContextOverflowError) as caught:
+        embeddings_service._tokens(Model(), request, threading.Event(), {})
+    assert caught.value.param == "inputs[1]" and str(caught.value).startswith("inputs[1] has 6 tokens"), caught.value

@@ -336,3 +336,30 @@ def test_a_reasoning_budget_of_minus_one_is_no_cap(stories):
                             reasoning_end="END").text == plain.text
     with pytest.raises(ValueError, match="reasoning_budget"):
         stories.generate("Once", max_tokens=1, reasoning_budget=-2)
+
+
+def test_a_model_file_not_found_names_the_file_beside_it_that_was_meant(tmp_path, stories_path):
+    """``jan.Model("stories260k.gguf")`` beside ``stories260K.gguf`` (a case or a letter off): "not found" with the
+    file meant, as every "no such file" of the CLI says it (jan.local_files.meant_file); a name like none says none."""
+    there = tmp_path / "stories260K.gguf"
+    there.write_bytes(stories_path.read_bytes())
+    for wrong in ("stories260k.gguf", "storie260K.gguf"):
+        with pytest.raises(jan.ModelFileError, match="not found") as caught:
+            jan.Model(str(tmp_path / wrong))
+        assert str(caught.value).endswith(f": did you mean '{there}'?"), caught.value
+    with pytest.raises(jan.ModelFileError, match="draft_model: draft model file not found") as caught:
+        jan.Model(str(there), draft_model=str(tmp_path / "Stories260K.gguf"))
+    assert str(caught.value).endswith(f": did you mean '{there}'?"), caught.value
+    with pytest.raises(jan.ModelFileError) as caught:
+        jan.Model(str(tmp_path / "unrelated.gguf"))
+    assert "did you mean" not in str(caught.value)
+
+
+def test_a_mistyped_sampling_option_names_the_one_meant():
+    """``generate(max_token=5)`` was "unknown sampling option(s): max_token" alone."""
+    from jan.engine.params import sampling_params
+
+    with pytest.raises(TypeError) as caught:
+        sampling_params(max_token=5, temprature=0.5, zzz=1)
+    assert str(caught.value) == ("unknown sampling option(s): max_token (did you mean 'max_tokens'?), temprature "
+                                 "(did you mean 'temperature'?), zzz")

@@ -89,3 +89,32 @@ def test_an_anthropic_tool_input_is_an_object(server):
                                                  "messages": [{"role": "user", "content": "hi"}],
                                                  "tools": [{"name": "t", "input_schema": {"type": "string"}}]})
     assert status == 400 and "input_schema.type" in data["error"]["message"], data
+
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize("path, body, said", [
+    ("/v1/chat/completions", {"messages": HI, "max_token": 3},
+     "Unrecognized request argument supplied: max_token (did you mean 'max_tokens'?)"),
+    ("/v1/completions", {"prompt": "hi", "temprature": 0},
+     "Unrecognized request argument supplied: temprature (did you mean 'temperature'?)"),
+    ("/v1/embeddings", {"input": "hi", "dimension": 3},
+     "Unrecognized request argument supplied: dimension (did you mean 'dimensions'?)"),
+    ("/v1/responses", {"input": "hi", "max_output_token": 16},
+     "Unknown parameter: 'max_output_token'. (did you mean 'max_output_tokens'?)"),
+    ("/v1/messages", {"messages": HI, "max_tokens": 3, "temprature": 0},
+     "temprature: Extra inputs are not permitted (did you mean 'temperature'?)"),
+])
+def test_a_mistyped_body_field_names_the_one_meant_in_every_dialect(server, path, body, said):
+    """An unknown top-level field was refused in the dialect's words alone ("Unrecognized request argument
+    supplied: max_token"); one a letter off a field the body has is told with that field, as a field of another
+    endpoint is told with this one's name for it."""
+    status, data = post(server, path, {"model": "stories260K", **body})
+    assert status == 400, data
+    assert data["error"]["message"] == said, data
+
+
+def test_a_field_like_none_is_refused_as_before(server):
+    status, data = post(server, "/v1/chat/completions", {"model": "stories260K", "messages": HI, "zzz": 1})
+    assert status == 400 and data["error"]["message"] == "Unrecognized request argument supplied: zzz", data

@@ -78,22 +78,35 @@ def test_an_embedding_model(minilm_path):
     assert "1 to 384" in str(wrong)
     assert refusal(can, EmbeddingRequest(model="m", inputs=("hi",), dimensions=385, dimensions_capped=True),
                    "m") is None
-    ids = refusal(can, EmbeddingRequest(model="m", inputs=("hi", (1, 30522))), "m")
+    ids = refusal(can, EmbeddingRequest(model="m", inputs=("hi", (1, 30522)), listed=True), "m")
     assert isinstance(ids, RequestError) and str(ids).startswith("input[1][1]: token id 30522 is outside")
+    assert ids.param == "input[1][1]"  # (the element itself, not the whole field)
+    # one list of ids: a body's input[0][1] in a list of one, its input[1] when it sent one input; a Python caller's
+    # own field, inputs[0][1]
+    one = refusal(can, EmbeddingRequest(model="m", inputs=((1, 30522),), listed=True), "m")
+    assert one.param == "input[0][1]" and str(one).startswith("input[0][1]: token id 30522")
+    flat = refusal(can, EmbeddingRequest(model="m", inputs=((1, 30522),), listed=False), "m")
+    assert flat.param == "input[1]" and str(flat).startswith("input[1]: token id 30522")
+    own = refusal(can, EmbeddingRequest(model="m", inputs=((1, 30522),)), "m")
+    assert own.param == "inputs[0][1]" and str(own).startswith("inputs[0][1]: token id 30522")
 
 
 def test_token_ids_outside_the_vocabulary(stories_path):
     can = model_abilities({"file_path": str(stories_path)})
     assert can.n_vocab == 512
     assert refusal(can, CompletionRequest(model="m", prompts=((1, 511),)), "m") is None
-    prompt = refusal(can, CompletionRequest(model="m", prompts=((1, 512),)), "m")
-    assert isinstance(prompt, RequestError) and prompt.param == "prompt" and str(prompt).startswith("prompt[1]: ")
+    prompt = refusal(can, CompletionRequest(model="m", prompts=((1, 512),), listed=False), "m")
+    assert isinstance(prompt, RequestError) and prompt.param == "prompt[1]" and str(prompt).startswith("prompt[1]: ")
+    listed = refusal(can, CompletionRequest(model="m", prompts=((1, 512),), listed=True), "m")
+    assert listed.param == "prompt[0][1]" and str(listed).startswith("prompt[0][1]: ")
+    own = refusal(can, CompletionRequest(model="m", prompts=((1, 512),)), "m")
+    assert own.param == "prompts[0][1]" and str(own).startswith("prompts[0][1]: ")
     context = chat_refusal(can, _chat(context=(3, -2)), "m")
-    assert isinstance(context, RequestError) and context.param == "context"
+    assert isinstance(context, RequestError) and context.param == "context[1]"
     assert "context[1]: token id -2" in str(context)
     # -1 is an image's place (jan.services.types.MEDIA_ID), refused saying so, before a load as after it
     media = chat_refusal(can, _chat(context=(3, 600, -1)), "m")
-    assert isinstance(media, RequestError) and media.param == "context"
+    assert isinstance(media, RequestError) and media.param == "context[2]"
     assert str(media).startswith("context[2]: stands for an image or audio clip")
     assert asks_abilities(_chat(context=(3,))) and not asks_abilities(CompletionRequest(model="m", prompts=("hi",)))
     biased = CompletionRequest(model="m", prompts=("hi",), sampling=SamplingOptions(logit_bias={512: 1.0}))

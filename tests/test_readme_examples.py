@@ -59,12 +59,44 @@ def test_services_example_runs_on_a_data_folder_with_the_model_it_names(tmp_path
 
     import jan as jan_package
 
-    with pytest.raises(jan_package.ModelNotFoundError, match="did you mean"):
+    with pytest.raises(jan_package.ModelNotFoundError, match="did you mean") as missing:
         asyncio.run(_complete(data, model[:-1]))
+    assert f"in the data folder {data}" in str(missing.value)  # (which folder lacked it: a caller may have two)
     with pytest.raises(RequestError) as caught:
         ChatRequest(model=model, messages=(ChatMessage.of_text("user", "Hi"),), n=0)
     assert caught.value.param == "n" and isinstance(caught.value, ValueError)
     assert "`jan.ModelNotFoundError`" in section and "`jan.services.errors.RequestError`" in section
+
+
+def test_the_services_model_not_found_names_the_data_folder_on_every_path(tmp_path, stories_path):
+    """The Python API's "model not found" says which data folder it looked in, and the id likely meant, whether the
+    model is resolved for a request or read (``models.get``); it used to say neither for ``get``, nor the folder."""
+    import asyncio
+
+    import jan as jan_package
+    from jan.services import open_services
+    from jan.services.types import EmbeddingRequest
+    from test_cli_helpers import cli_env, jan, ok
+
+    data = tmp_path / "second"
+    ok(jan("models", "import", str(stories_path), env=cli_env(data)))
+
+    async def misses() -> list[str]:
+        said = []
+        async with open_services(data) as services:
+            for call in (lambda: services.models.get("stories260k"),
+                         lambda: services.embeddings.embed(EmbeddingRequest(model="stories260k", inputs=("hi",))),
+                         lambda: services.models.get("nothing-like-it")):
+                try:
+                    await call()
+                except jan_package.ModelNotFoundError as exc:
+                    said.append(str(exc))
+        return said
+
+    near, embed, far = asyncio.run(misses())
+    assert near == embed == (f"model 'stories260k' not found in the data folder {data}: did you mean "
+                             "'stories260K'? (model ids are exact)")
+    assert far == f"model 'nothing-like-it' not found in the data folder {data}"
 
 
 async def _complete(data, model):

@@ -127,7 +127,7 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
                                      "prompt[1]: token id 99999 is outside the model's vocabulary"),
     "openai completions token ids stream": ("/v1/completions", {"prompt": [[1], [2, 99999]], "max_tokens": 2,
                                                                 "stream": True}, "prompt[1][1]: token id 99999"),
-    "openai embeddings token ids": ("/v1/embeddings", {"input": [[1, 99999]]}, "input[1]: token id 99999"),
+    "openai embeddings token ids": ("/v1/embeddings", {"input": [[1, 99999]]}, "input[0][1]: token id 99999"),
     "openai embeddings dimensions": ("/v1/embeddings", {"input": "hi", "dimensions": 65},
                                      "dimensions: this model returns 64-dimensional embeddings"),
     "ollama generate context": ("/api/generate", {"prompt": "hi", "context": [1, 99999], "stream": False},
@@ -213,6 +213,32 @@ def test_more_prompts_than_can_be_taken_are_refused_before_they_are_tokenized(se
     status, answer = call(server, "POST", path, {"model": STORIES, **body})
     assert status == 400, answer
     assert answer["error"]["code"] == 400 and words in answer["error"]["message"], answer  # (llama-server's shape)
+
+
+# A token id outside the vocabulary is named as the body's element that holds it, in the message and in ``param``:
+# one list of ids inside a list was told "input[2]" (param "input") where the id is input[0][2], and llama-server's
+# native routes said "token: ..." naming no place at all.
+ELEMENTS = [
+    ("/v1/embeddings", {"input": [[1, 2, 99999]]}, "input[0][2]"),
+    ("/v1/embeddings", {"input": [1, 2, 99999]}, "input[2]"),
+    ("/v1/embeddings", {"input": [[1], [1, 2, 99999]]}, "input[1][2]"),
+    ("/v1/completions", {"prompt": [[1, 2, 99999]], "max_tokens": 2}, "prompt[0][2]"),
+    ("/v1/completions", {"prompt": [1, 2, 99999], "max_tokens": 2}, "prompt[2]"),
+    ("/embedding", {"content": [[1, 2, 99999]]}, "content[0][2]"),
+    ("/embedding", {"content": [1, 2, 99999]}, "content[2]"),
+    ("/embedding", {"input": [1, "hi", 99999]}, "input[2]"),  # (a mixed prompt: the wire's place, not the tokens')
+    ("/embeddings", {"input": [[1, 2, 99999]]}, "input[0][2]"),
+    ("/completion", {"prompt": [[1, 2, 99999]], "n_predict": 2}, "prompt[0][2]"),
+    ("/completion", {"prompt": [1, "hi", 99999], "n_predict": 2}, "prompt[2]"),
+]
+
+
+@pytest.mark.parametrize("path,body,element", ELEMENTS)
+def test_a_token_id_outside_the_vocabulary_is_named_as_its_element(server, path, body, element):
+    status, answer = call(server, "POST", path, {"model": STORIES, **body})
+    assert status == 400, answer
+    assert answer["error"]["message"].startswith(f"{element}: token id 99999 is outside"), answer
+    assert answer["error"].get("param", element) == element, answer  # (llama-server's shape has no param)
 
 
 def test_audio_to_a_projector_without_an_audio_encoder_is_refused_before_it_loads(server, unloaded):

@@ -18,7 +18,9 @@ KEY = "sk-test-123"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, stories_path):
     cfg = ServerConfig(data_folder=tmp_path_factory.mktemp("sec") / "data", models=[str(stories_path)], n_ctx=256,
-                       n_parallel=1, n_threads=1, api_key=KEY, cors_origins=["http://app.example"],
+                       n_parallel=1, n_threads=1, api_key=KEY,
+                       # (the second as a user types it, with a trailing slash: matched as the browser's Origin)
+                       cors_origins=["http://app.example", "HTTP://Other.Example:8080/"],
                        allowed_hosts=["jan.internal"])
     with ServerThread(cfg) as srv:
         yield srv
@@ -95,3 +97,29 @@ def test_binding_elsewhere_disables_the_host_check(tmp_path, stories_path):
     cfg = ServerConfig(host="0.0.0.0", data_folder=tmp_path / "data", n_threads=1)
     assert not cfg.bound_to_loopback
     assert ServerConfig().bound_to_loopback
+
+
+def test_an_origin_given_with_a_slash_or_in_capitals_is_matched_as_a_browser_sends_it(server):
+    """An allowed origin is matched exactly against the browser's ``Origin`` (``scheme://host[:port]``, lower case, no
+    slash): ``http://localhost:3000/`` as configured never matched, and the page's calls failed with nothing said."""
+    status, headers, _ = request(server, "OPTIONS", "/v1/chat/completions", {
+        "Origin": "http://other.example:8080", "Access-Control-Request-Method": "POST"})
+    assert status == 204 and headers["Access-Control-Allow-Origin"] == "http://other.example:8080"
+
+
+@pytest.mark.parametrize("given, read", [("*", "*"), ("null", "null"), ("http://localhost:3000/", "http://localhost:3000"),
+                                         ("HTTPS://App.Example", "https://app.example"), ("http://[::1]:8080", "http://[::1]:8080"),
+                                         ("chrome-extension://abcdef", "chrome-extension://abcdef")])
+def test_cors_origin_reads_an_origin_as_the_browser_spells_it(given, read):
+    from jan.server.security import cors_origin
+
+    assert cors_origin(given) == read
+
+
+@pytest.mark.parametrize("given", ["localhost:3000", "app.example", "http://app.example/path", "http://x.com?q=1",
+                                   "http://user@x.com", "http://x.com:99999", ""])
+def test_a_value_that_is_no_origin_is_refused(given):
+    from jan.server.security import cors_origin
+
+    with pytest.raises(ValueError, match="is no origin: give scheme://host"):
+        cors_origin(given)

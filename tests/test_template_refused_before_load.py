@@ -5,7 +5,9 @@ gigabytes (and perhaps evicting another model) to refuse a conversation is the f
 model refuses it in the same words, and a conversation the template takes still loads and answers.
 
 stories260K is given Gemma 2's published template through its model.json (``settings.chat_template``), as a user
-sets one."""
+sets one, with one rule more: it refuses an empty message. (Gemma 2's own refusal of a conversation that opens with
+the assistant's turn jan meets with an empty user turn first, test_anthropic_turns; this one refuses that turn too,
+so jan cannot, and says what the template wants.)"""
 
 from __future__ import annotations
 
@@ -19,11 +21,17 @@ from extension_helpers import call as request, kept_unloaded, loaded_model_ids
 WAIT_S = 300
 STORIES = "stories260K"
 ALTERNATE = "Conversation roles must alternate"
+#: the rule added to Gemma 2's template (an empty user turn before an opening assistant turn is refused too)
+NO_EMPTY = ("{% for message in messages %}{% if not message['content'] %}"
+            "{{ raise_exception('Empty messages are not supported') }}{% endif %}{% endfor %}")
+#: what jan adds to the template's words: which turn broke its rule, in terms every dialect's client can find
+USER_FIRST = "this model's chat template requires a user message first"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, stories_path):
     template = require_model("..", "templates", "google-gemma-2-2b-it.jinja").read_text(encoding="utf-8")
+    template = NO_EMPTY + template
     with running(tmp_path_factory.mktemp("template-before-load") / "data", stories_path) as srv:
         status, answer = request(srv, "PATCH", f"/v1/models/{STORIES}", {"settings": {"chat_template": template}},
                                  timeout=WAIT_S)
@@ -80,7 +88,7 @@ def test_a_conversation_the_template_refuses_is_refused_before_the_model_loads(s
     path, body = CASES[name]
     status, answer = call(server, "POST", path, {"model": STORIES, **body})
     assert status == 400, answer
-    assert ALTERNATE in _message(path, answer), answer
+    assert ALTERNATE in _message(path, answer) and USER_FIRST in _message(path, answer), answer
 
 
 def test_a_loaded_model_refuses_it_in_the_same_words_and_takes_what_the_template_takes(server):
@@ -92,3 +100,4 @@ def test_a_loaded_model_refuses_it_in_the_same_words_and_takes_what_the_template
         path, body = CASES[name]
         status, answer = call(server, "POST", path, {"model": STORIES, **body})
         assert status == 400 and ALTERNATE in _message(path, answer), (name, answer)
+        assert USER_FIRST in _message(path, answer), (name, answer)

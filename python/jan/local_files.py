@@ -77,6 +77,40 @@ def not_a_regular_file(path: str | os.PathLike[str]) -> str | None:
     return None if stat.S_ISREG(mode) else _kind(mode)
 
 
+#: The most names of a folder :func:`meant_file` reads (a guess must not list a folder of millions).
+NEAR_FILE_SCAN = 10_000
+
+
+def meant_file(path: str | os.PathLike[str]) -> str | None:
+    """The file beside where ``path`` was looked for (and not found) that it likely meant: the one whose name
+    differs only in case, else the one likely typo of it (the rule model ids are guessed by,
+    :func:`jan.near_names.closest_model_id`); None when there is none such, or the folder cannot be read. For
+    every "no such file" of a path a user typed (``stories260k.gguf`` beside ``stories260K.gguf``)."""
+    folder, name = os.path.split(os.path.abspath(os.fspath(path)))
+    if not name:
+        return None
+    try:
+        with os.scandir(folder) as entries:
+            names = [entry.name for _, entry in zip(range(NEAR_FILE_SCAN), entries)]
+    except (OSError, ValueError):
+        return None
+    same = [n for n in names if n != name and n.casefold() == name.casefold()]
+    if len(same) == 1:
+        return os.path.join(folder, same[0])
+    from jan.near_names import closest_model_id
+
+    # (its rule reads a wanted name without its .gguf: so are the names it is matched against, then given back whole)
+    stems = {n.removesuffix(".gguf"): n for n in names}
+    meant = closest_model_id(name, list(stems)) if not same else None
+    return os.path.join(folder, stems[meant]) if meant else None
+
+
+def no_such_file(path: str | os.PathLike[str]) -> str:
+    """``no such file: PATH``, with ``: did you mean 'NEAR'?`` where :func:`meant_file` finds the one meant."""
+    meant = meant_file(path)
+    return f"no such file: {os.fspath(path)}" + (f": did you mean {meant!r}?" if meant else "")
+
+
 def open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:
     """``path`` opened for reading in binary, if it is a regular file (or a link to one). Anything else is an
     OSError whose ``strerror`` says what it is ("it is a named pipe (FIFO), not a regular file"), and the open never

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shlex
 import sys
 
 import click
@@ -54,6 +55,35 @@ class _Context(click.Context):
             exit_interrupted()
 
 
+def _misplaced(group: click.Group, ctx, args: list[str], option: str) -> tuple[str, str] | None:
+    """Where ``option``, given to ``group`` before its command, belongs: (the command's path, the command line
+    with the option after it), when the command the arguments name (a group's subcommand too) takes it; else
+    None."""
+    at = next((i for i, a in enumerate(args) if a == option or a.startswith(option + "=")), None)
+    if at is None:
+        return None
+    for valued in (True, False):  # (whether the option takes the next argument is the command's to say)
+        taken = args[at:at + 2] if valued and "=" not in args[at] else args[at:at + 1]
+        rest = args[:at] + args[at + len(taken):]
+        path: list[str] = []
+        command: click.Command = group
+        for token in rest:
+            if token.startswith("-") or not isinstance(command, click.Group):
+                break
+            sub = command.get_command(ctx, token)
+            if sub is None:
+                break
+            path.append(token)
+            command = sub
+        param = next((p for p in command.params if isinstance(p, click.Option)
+                      and option in (*p.opts, *p.secondary_opts)), None) if path else None
+        if param is None or (len(taken) == 2 or "=" in args[at]) != (not param.is_flag and not param.count):
+            continue
+        line = " ".join(shlex.quote(t) for t in ["jan", *path, *taken, *rest[len(path):]])
+        return " ".join(path), f"`{line}`"
+    return None
+
+
 class LazyGroup(click.Group):
     context_class = _Context
 
@@ -78,6 +108,19 @@ class LazyGroup(click.Group):
             close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
             ctx.fail(f"No such command {name!r}." + (f" Did you mean {close[0]!r}?" if close else ""))
         return super().resolve_command(ctx, args)
+
+    def parse_args(self, ctx, args):
+        given = list(args)  # (click's parser takes the arguments off the list it is given)
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            # `jan --data-folder X models list`: the option is the command's (every connection option is), and
+            # given before it, click said "No such option" alone, as if jan had none such
+            where = _misplaced(self, ctx, given, exc.option_name)
+            if where is None:
+                raise
+            raise click.UsageError(f"No such option {exc.option_name!r} before the command: it is an option of "
+                                   f"`jan {where[0]}`, given after it: {where[1]}", ctx) from None
 
     def format_commands(self, ctx, formatter):
         rows = [(name, SUMMARIES.get(name, "")) for name in self.list_commands(ctx)]

@@ -15,6 +15,7 @@ import click
 from jan.cli.common import (
     CLIError,
     connection_options,
+    did_you_mean,
     echo_styled,
     lenient_stdin,
     lora_flags,
@@ -34,6 +35,8 @@ PROMPT = ">>> "
 CONTINUATION = "... "
 BLOCK = '"""'
 TITLE_CHARS = 50
+#: The chat's slash commands (/help lists them), for the one a mistyped command meant.
+CHAT_COMMANDS = ("new", "system", "model", "save", "image", "help", "exit", "quit", "bye")
 
 HELP = f"""Commands:
   /new            start a new conversation (a new thread)
@@ -356,7 +359,9 @@ class ChatSession:
                 else:
                     note(f"saved as thread {self.thread_id} ({self.threads.path(self.thread_id)})")
         else:
-            click.echo(f"jan: unknown command /{name}; /help lists them", err=True)
+            # (a command one letter off, /modle, /sytem: named as a mistyped `jan` command or model id is)
+            meant = did_you_mean(name, CHAT_COMMANDS).replace(": did you mean '", ": did you mean '/")
+            click.echo(f"jan: unknown command /{name}{meant or ';'} /help lists them", err=True)
         return True
 
 

@@ -536,7 +536,11 @@ class PathParam(click.Path):
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            return (f"no such {'file' if self.file_okay else 'folder'}: {path}") if self.exists else None
+            if not self.exists:
+                return None
+            from jan.local_files import no_such_file
+
+            return no_such_file(path) if self.file_okay else f"no such folder: {path}"
         except OSError as exc:
             return f"{path}: {exc.strerror or exc}" if self.exists else None
         if not self.file_okay and not stat.S_ISDIR(st.st_mode):

@@ -22,7 +22,7 @@ def _read_media(path: str | Path, kind: str) -> tuple[Path, bytes]:
     file (:data:`jan.engine.media.DEFAULT_LIMITS`); :class:`CLIError` naming the path for a missing or unreadable
     file, or one over the limit."""
     from jan.engine.media import DEFAULT_LIMITS
-    from jan.local_files import open_regular_file
+    from jan.local_files import meant_file, open_regular_file
 
     limit = DEFAULT_LIMITS.max_bytes
     p = expand_home(path)
@@ -32,7 +32,9 @@ def _read_media(path: str | Path, kind: str) -> tuple[Path, bytes]:
         with open_regular_file(p) as f:  # (a named pipe is refused, not waited on)
             return p, f.read()
     except OSError as exc:
-        raise CLIError(f"cannot read {kind} '{p}': {exc.strerror or exc}") from None
+        meant = meant_file(p) if isinstance(exc, FileNotFoundError) else None  # (a name one letter off)
+        raise CLIError(f"cannot read {kind} '{p}': {exc.strerror or exc}"
+                       + (f": did you mean {meant!r}?" if meant else "")) from None
 
 
 def image_part(path: str | Path) -> dict[str, Any]:

@@ -215,13 +215,13 @@ def check_gguf_file(path: Path, label: str) -> None:
     from jan.store import InvalidArgumentError
     from jan.store.models import check_gguf
 
-    from jan.local_files import not_a_regular_file
+    from jan.local_files import no_such_file, not_a_regular_file
 
     kind = not_a_regular_file(path)
     if kind is not None:
         raise CLIError(f"{label}: {path} is {kind}, not a GGUF file")
     if not path.is_file():
-        raise CLIError(f"{label}: no such file: {path}")
+        raise CLIError(f"{label}: {no_such_file(path)}")
     try:
         check_gguf(path)
     except InvalidArgumentError as exc:

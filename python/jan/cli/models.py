@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +166,10 @@ def show_model(model_id: str, as_json: bool, conn) -> None:
     for key, value in lines:
         if value not in (None, ""):
             click.echo(f"{key + ':':<{width}} {value}")
+    from jan.services.models import model_json_typos
+
+    for _, said in model_json_typos(model):  # (a hand-edited model.json's typo: kept, and never read)
+        warn(said)
 
 
 # --------------------------------------------------------------------------- import
@@ -241,128 +244,86 @@ def import_model(path: Path, model_id: str | None, mode: str, mmproj: Path | Non
 
 
 # --------------------------------------------------------------------------- pull
+#: How often a local pull's progress is read (seconds): the server's event interval.
+PULL_PROGRESS_S = 0.25
 
 
 def _pull_local(conn, url: str, model_id: str | None, sha256: str | None, bar: DownloadBar) -> dict[str, Any]:
+    """The pull on the data folder, in this process: the model manager's own pull (what ``jan serve``'s
+    ``POST /v1/models/pull`` runs), followed as the server's events are. Only ``jan models pull``'s rule differs:
+    it never replaces a model (``update=False``), where the API's pull of a model's own source updates it."""
     import asyncio
 
-    from jan.downloads import DownloadError, download, filename_from_url, part_path, resolve_url
-    from jan.extensions.models.gguf_info import by_url, describe_gguf
-    from jan.hf_repo import plan_pull
-    from jan.store import CaseClashError, StoreError, slugify_id, validate_id
+    from jan.downloads import DownloadCancelledError, DownloadError
+    from jan.store import StoreError
 
+    runtime = conn.runtime()
+    models = runtime.services.models.model_extension()
     try:
-        plan = asyncio.run(plan_pull(url))  # a whole hf://owner/repo: its model and projector
-        url = plan.model_url
-        resolved = resolve_url(url)
-        filename = filename_from_url(resolved)
-        mmproj_name = filename_from_url(resolve_url(plan.mmproj_url)) if plan.mmproj_url else None
-    except DownloadError as exc:
+        task = runtime.call(models.pull(url, model_id, **({"sha256": sha256} if sha256 else {}), update=False))
+    except (DownloadError, StoreError, ValueError) as exc:  # a bad URL, id or hash; an id taken: before anything
         raise CLIError(str(exc)) from None
-    model_id = model_id or slugify_id(os.path.splitext(filename)[0])
-    store = conn.store()
-    try:
-        validate_id(model_id, "model id")
-    except StoreError as exc:
-        raise CLIError(str(exc)) from None
-    if store.models.exists(model_id):
-        raise CLIError(f"model '{model_id}' already exists (choose another --id, or `jan models rm {model_id}`)")
-    twin = store.models.case_twin(model_id)
-    if twin is not None:  # refused now, not after the whole download
-        raise CLIError(str(CaseClashError("model", model_id, twin)))
-    bar.label = model_id
-    folder = store.models.folder(model_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    dest = folder / filename
-    part = part_path(dest)
-    kept = part.stat().st_size if part.exists() else 0
-    told = False
 
-    def progress(snap) -> None:
-        # Say "resuming" only once the server agreed to continue (a 206), not because a part exists.
-        nonlocal told
-        if kept and not told and snap.state.value in ("downloading", "verifying", "completed"):
-            if snap.resumed_from:
-                told = True
-                bar.note(f"resuming {model_id} at {human_bytes(snap.resumed_from)}")
-            elif snap.bytes_done != kept:  # (equal: the server has not answered yet)
-                told = True
-                bar.note(f"the server cannot resume {model_id}: downloading it again from the start")
-        bar.update(snap)
-
-    try:
-        # A file already at its place was completed by an earlier pull that stopped before its model.json was
-        # written (Ctrl-C as it finished): downloads reach that name only whole, so it is kept, not fetched again.
-        if _left_whole(dest, sha256, bar):
-            bar.note(f"{model_id}: using {filename}, downloaded whole by an earlier pull")
-        else:
-            download(url, dest, sha256=sha256, progress=progress)
-        if plan.mmproj_url:
-            bar.note(f"and its projector {mmproj_name}")
-            if not _left_whole(folder / mmproj_name, None, bar):
-                download(plan.mmproj_url, folder / mmproj_name, progress=bar.update)
-    except DownloadError as exc:
-        hint = "; run the same command again to resume" if part.exists() else ""
+    async def events():
+        waiter = asyncio.ensure_future(task.wait())
         try:
-            folder.rmdir()  # only if nothing was kept to resume from
-        except OSError:
-            pass
-        raise CLIError(f"download failed: {exc}{hint}") from None
-    except ValueError as exc:  # a malformed --sha256
-        raise CLIError(str(exc)) from None
-    try:
-        info = describe_gguf(str(dest))
-    except Exception as exc:  # noqa: BLE001
-        shutil.rmtree(folder, ignore_errors=True)
-        if str(dest) in str(exc):  # the file it names is gone: said by its URL, as a server's pull says it
-            raise CLIError(f"{by_url(str(exc), str(dest), url)}; nothing was kept") from None
-        raise CLIError(f"{url} is not a GGUF model ({exc}); nothing was kept") from None
-    sources = [{"filename": filename, "url": url}]
-    settings = {**info["settings"], "llama_model_path": filename}
-    if plan.mmproj_url:
-        sources.append({"filename": mmproj_name, "url": plan.mmproj_url})
-        settings["mmproj"] = mmproj_name  # relative to the model folder
-    doc = {
-        "id": model_id,
-        "name": info["name"],
-        "sources": sources,
-        "settings": settings,
-        "metadata": info["metadata"],
-        "engine": "llama.cpp",
-    }
-    return store.models.create(doc, overwrite=True)
+            while not waiter.done():
+                yield task.status()
+                await asyncio.wait([waiter], timeout=PULL_PROGRESS_S)
+            status = task.status()
+            try:
+                status = {**status, "state": "completed", "model": waiter.result()}
+            except (asyncio.CancelledError, DownloadCancelledError):
+                status = {**status, "state": "cancelled"}
+            except Exception as exc:  # noqa: BLE001 - the pull's failure, told as the server's final event tells it
+                status = {**status, "state": "failed", "error": str(exc)}
+            yield status
+        finally:
+            if not waiter.done():
+                waiter.cancel()  # stops waiting only: a stop of the runtime stops the pull, its part kept
+
+    return _followed(runtime.iterate(events()), bar, lambda: _resumable(conn, task.model_id))
 
 
-def _left_whole(dest: Path, sha256: str | None, bar: DownloadBar) -> bool:
-    """Whether ``dest`` is there, whole (a download puts a file at its final name only once complete) and, when
-    the pull names a ``sha256``, with that hash; one with another hash is downloaded again."""
-    if not dest.is_file():
-        return False
-    if sha256 is None:
-        return True
-    import hashlib
-
-    bar.note(f"checking {dest.name}, left by an earlier pull")
-    digest = hashlib.sha256()
-    with open(dest, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest() == sha256.strip().lower().removeprefix("sha256:")
+def _resumable(conn, model_id: str) -> bool:
+    """Whether a failed pull left a partial file (with bytes) in the model's folder to resume from."""
+    folder = conn.store().models.folder(model_id)
+    return any(p.stat().st_size > 0 for p in folder.glob("*.part")) if folder.is_dir() else False
 
 
-def _pull_server(client, url: str, model_id: str | None, sha256: str | None, bar: DownloadBar) -> dict[str, Any]:
-    body = {"url": url, **({"id": model_id} if model_id else {}), **({"sha256": sha256} if sha256 else {})}
+def _followed(events, bar: DownloadBar, resumable=None) -> dict[str, Any]:
+    """The pulled model, from a pull's progress events (the server's ``POST /v1/models/pull`` stream, or the local
+    pull's status as it goes: one shape), shown on ``bar``: a resume said once the source agreed to it (a partial
+    file and a ``resumed_from``), or that it could not (it sent the file from its start). ``resumable``: whether a
+    failed pull left a partial file, to say so."""
     final: dict[str, Any] = {}
-    with client.stream("/v1/models/pull", body) as events:
-        for event in events:
-            final = event
-            bar.update_server(event)
+    told = False
+    for event in events:
+        final = event
+        kept = int(event.get("partial_bytes") or 0)
+        if kept and not told and event.get("state") in ("downloading", "completed"):
+            if event.get("resumed_from"):
+                told = True
+                bar.note(f"resuming {event.get('model_id') or bar.label} at {human_bytes(event['resumed_from'])}")
+            elif int(event.get("downloaded_bytes") or 0) not in (0, kept):  # (equal: no answer yet)
+                told = True
+                bar.note(f"the server cannot resume {event.get('model_id') or bar.label}: downloading it again "
+                         "from the start")
+        bar.update_server(event)
     state = final.get("state")
     if state == "completed" and final.get("model"):
         return final["model"]
     if state == "cancelled":
         raise CLIError("the download was cancelled on the server")
-    raise CLIError(f"download failed: {final.get('error') or 'the server ended the pull without finishing it'}")
+    hint = "; run the same command again to resume" if resumable is not None and resumable() else ""
+    raise CLIError(f"download failed: {final.get('error') or 'the server ended the pull without finishing it'}"
+                   f"{hint}")
+
+
+def _pull_server(client, url: str, model_id: str | None, sha256: str | None, bar: DownloadBar) -> dict[str, Any]:
+    body = {"url": url, **({"id": model_id} if model_id else {}), **({"sha256": sha256} if sha256 else {})}
+    with client.stream("/v1/models/pull", body) as events:
+        return _followed(events, bar)
 
 
 def _refuse_local_file(url: str) -> None:

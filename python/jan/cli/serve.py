@@ -37,12 +37,41 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
     return value
 
 
+def _duration(value: str | None) -> float | None:
+    """``--keep-alive``: seconds, or a duration as Ollama's ``keep_alive`` (and ``OLLAMA_KEEP_ALIVE``) takes it,
+    ``5m``, ``1h30m``, read by the Ollama API's own parser: ``--keep-alive 5m`` was "'5m' is not a valid float". Not
+    negative (Ollama's "forever" is jan's default: leave the flag out)."""
+    if value is None:
+        return None
+    from jan.server.dialects.ollama_schemas import parse_keep_alive
+
+    try:
+        seconds = None if value.strip().startswith("-") else parse_keep_alive(value)
+    except ValueError:
+        seconds = None
+    if seconds is None:
+        raise click.BadParameter(f"{value} is not a number of seconds >= 0 nor a duration such as 5m or 1h30m "
+                                 "(leave it out to keep models loaded until they are unloaded)")
+    return _seconds(None, None, seconds)  # type: ignore[arg-type]
+
+
 def _bound_seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     """A bound in seconds (``--read-timeout``): a finite number > 0, checked here as a usage error naming the flag.
     click's FloatRange lets NaN and ``inf`` through, and the server's config refuses them only as a traceback."""
     if value is not None and not (math.isfinite(value) and value > 0):
         raise click.BadParameter(f"{value} is not a finite number of seconds > 0")
     return value
+
+
+def _origins(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--cors-origin`` values as a browser's ``Origin`` header spells them
+    (:func:`jan.server.security.cors_origin`); one that is no origin is a usage error naming it."""
+    from jan.server.security import cors_origin
+
+    try:
+        return tuple(cors_origin(value) for value in nonempty_param(ctx, param, values))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.command()
@@ -61,7 +90,8 @@ def _bound_seconds(ctx: click.Context, param: click.Parameter, value: float | No
               help="Model id used by requests that name none [default: the only loaded model].")
 @click.option("--api-key", envvar="JAN_API_KEY", default=None, callback=nonempty_param,
               help="Require 'Authorization: Bearer KEY' or 'x-api-key: KEY' [env JAN_API_KEY]")
-@click.option("--cors-origin", "cors_origins", multiple=True, callback=nonempty_param, help="Allowed CORS origin (repeatable; '*' for any).")
+@click.option("--cors-origin", "cors_origins", multiple=True, callback=_origins,
+              help="Allowed CORS origin, as a browser sends it: scheme://host[:port] (repeatable; '*' for any).")
 @click.option("--allowed-host", "allowed_hosts", multiple=True, callback=nonempty_param,
               help="Extra Host header to accept when bound to loopback (repeatable).")
 @click.option("--allow-media-from", "allow_media_from", multiple=True, metavar="URL_PREFIX|FOLDER",
@@ -132,8 +162,10 @@ def _bound_seconds(ctx: click.Context, param: click.Parameter, value: float | No
               type=click.IntRange(1, int(LOAD_RANGES["image_max_tokens"].le)), metavar="N",
               help="Most tokens one image takes (a bigger one is scaled down), on projectors that resize images "
                    "(Qwen2/2.5/3-VL: 4096 by default) [default: the projector's own].")
-@click.option("--keep-alive", default=None, type=float, callback=_seconds,
-              help="Seconds an idle model stays loaded [default: until unloaded].")
+@click.option("--keep-alive", default=None, callback=lambda ctx, param, value: _duration(value),
+              metavar="SECONDS|DURATION",
+              help="How long an idle model stays loaded: seconds, or a duration as Ollama's keep_alive takes it (5m, "
+                   "1h30m) [default: until unloaded].")
 @click.option("--max-loaded-models", default=None, type=click.IntRange(1),
               help="Models loaded at once; loading one more unloads the least recently used idle one "
                    "(at least as many as --model gives) [default: the llamacpp extension's setting, no limit].")
@@ -259,6 +291,10 @@ def listen(host: str, port: int, flag: str = "--port") -> socket.socket:
     except OSError as exc:  # the system's words alone: create_server's add "(while attempting to bind on ...)"
         words = os.strerror(exc.errno) if exc.errno and not isinstance(exc, socket.gaierror) else exc.strerror or exc
         raise RuntimeError(f"cannot listen on {host}:{port}: {words}{_listen_hint(exc, flag)}") from None
+    except UnicodeError:  # a name no DNS label can spell ("bad..host", a label over 63 characters): the idna codec's
+        # "encoding with 'idna' codec failed (UnicodeError: label empty or too long)" named neither --host nor why
+        raise RuntimeError(f"cannot listen on {host}:{port}: --host {host!r} is no host name or address"
+                           f"{_listen_hint(socket.gaierror(), flag)}") from None
     sock.setblocking(False)
     return sock
 

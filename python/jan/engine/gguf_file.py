@@ -13,7 +13,7 @@ from jan import _engine
 from jan.engine.logs import forward_native_logs, native_error_detail
 from jan.errors import ModelFileError, ModelLoadError
 from jan.gguf_magic import has_gguf_magic
-from jan.local_files import not_a_regular_file
+from jan.local_files import meant_file, not_a_regular_file
 
 
 def file_path(value: object, name: str) -> str:
@@ -51,7 +51,8 @@ def not_a_file(what: str, path: str) -> str:
     kind = not_a_regular_file(path)
     if kind is not None:
         return f"{what} '{path}' is {kind}, not a GGUF file"
-    return f"{what} not found: '{path}'"
+    meant = meant_file(path)  # (a name a case or a letter off the file that is there: stories260k.gguf)
+    return f"{what} not found: '{path}'" + (f": did you mean {meant!r}?" if meant else "")
 
 
 def check_gguf_file(path: str, what: str, prefix: str = "") -> None:

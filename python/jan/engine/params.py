@@ -279,7 +279,14 @@ def check_sampling_options(**options) -> None:
 def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str, object] | None) -> _engine.SamplingParams:
     unknown = set(options) - set(DEFAULTS)
     if unknown:
-        raise TypeError(f"unknown sampling option(s): {', '.join(sorted(unknown))}")
+        from jan.near_names import closest_model_id
+
+        # each named with the option it likely meant (max_token, temprature), as every mistyped name in jan is
+        said = []
+        for name in sorted(unknown):
+            meant = closest_model_id(name, list(DEFAULTS)) if isinstance(name, str) else None
+            said.append(f"{name} (did you mean {meant!r}?)" if meant else str(name))
+        raise TypeError(f"unknown sampling option(s): {', '.join(said)}")
     o = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
     r = RANGES
     p = _engine.SamplingParams()

@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -136,6 +136,20 @@ def _wrong_type(error: dict) -> bool:
     return kind.endswith(("_type", "_parsing"))
 
 
+def _meant_field(model: Any, field: str, said: str) -> str:
+    """`` (did you mean 'max_tokens'?)`` where an unknown top-level ``field`` of ``model``'s body is a likely typo of
+    one of its own fields (jan's one near-name rule); "" where the refusal already says what to send instead (a
+    field of another endpoint), or none is near."""
+    fields = getattr(model, "model_fields", None)
+    if not isinstance(fields, Mapping) or said.endswith(")"):
+        return ""
+    from jan.near_names import closest_model_id
+
+    names = [*fields, *(info.alias for info in fields.values() if getattr(info, "alias", None))]
+    meant = closest_model_id(field, names)
+    return f" (did you mean '{meant}'?)" if meant else ""
+
+
 def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any = None) -> APIError:
     """The 400 for a body that does not validate: the first failing field's error, named by its path in the
     body. When that field is a union (a string or a list, ...), the error of the alternative that got
@@ -176,9 +190,11 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any
     said = getattr(model, "unknown_field", None)
     if kind == "extra_forbidden" and said is not None and len(paths[best]) == 1:
         message, code = said(param)
-        return APIError(400, message, param=param, code=code)
+        return APIError(400, message + _meant_field(model, param, message), param=param, code=code)
     if kind == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {param}"
+        if len(paths[best]) == 1:
+            message += _meant_field(model, param, message)
     elif unsupported:
         message = msg  # "<field> is not supported by jan (...)"
     else:

@@ -317,16 +317,17 @@ COMPLETION_DEFAULTS = SamplingOptions(max_tokens=16)
 def completion_request(body: schemas.CompletionRequest) -> CompletionRequest:
     """``POST /v1/completions`` as a typed :class:`CompletionRequest` (OpenAI's four prompt forms)."""
     prompt = body.prompt
+    listed = False
     if isinstance(prompt, str):
         prompts: list[Any] = [prompt]
     elif prompt and all(isinstance(t, int) for t in prompt):
         prompts = [tuple(prompt)]
     else:
-        prompts = [p if isinstance(p, str) else tuple(p) for p in prompt]
+        prompts, listed = [p if isinstance(p, str) else tuple(p) for p in prompt], True
     # (llama-server's grammar fields, json_schema and a lazy grammar, read as its /completion reads them)
     grammar, patterns, tokens = client_grammar(body.grammar, body.json_schema, body.grammar_lazy, body.grammar_triggers)
-    return CompletionRequest(model=body.model, prompts=tuple(prompts), sampling=sampling_of(body), n=body.n,
-                             logprobs=body.logprobs, echo=body.echo, grammar=grammar,
+    return CompletionRequest(model=body.model, prompts=tuple(prompts), listed=listed, sampling=sampling_of(body),
+                             n=body.n, logprobs=body.logprobs, echo=body.echo, grammar=grammar,
                              grammar_triggers=patterns, grammar_trigger_tokens=tokens,
                              preserved_tokens=tuple(body.preserved_tokens or ()),
                              prompt_only=body.max_tokens == 0, dialect_defaults=COMPLETION_DEFAULTS,
@@ -359,10 +360,10 @@ def embedding_request(body: schemas.EmbeddingRequest) -> EmbeddingRequest:
     ``input.multimodal_data[i]``, ``input[k]...`` in a list; ``input[k].content[i]...`` for a content input)."""
     from jan.server.dialects.llamacpp import media_text, prompt_field  # (llama-server's prompt objects)
 
-    inputs = body.input
+    inputs, listed = body.input, True
     if isinstance(inputs, (str, schemas.MediaPrompt, schemas.ContentPrompt)) or (
             inputs and all(isinstance(t, int) for t in inputs)):
-        inputs = [inputs]
+        inputs, listed = [inputs], False
 
     def typed_input(k: int, x: Any) -> Any:
         if isinstance(x, str):
@@ -379,7 +380,7 @@ def embedding_request(body: schemas.EmbeddingRequest) -> EmbeddingRequest:
         return tuple(x)
 
     return EmbeddingRequest(model=body.model, inputs=tuple(typed_input(k, x) for k, x in enumerate(inputs)),
-                            dimensions=body.dimensions)
+                            dimensions=body.dimensions, listed=listed)
 
 
 def embedding_media_error(exc: MediaError, body: schemas.EmbeddingRequest) -> MediaError:

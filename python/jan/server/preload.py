@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 
 from jan.core import ExtensionManager, ModelExtension
 from jan.core.guarded import get_guarded
 from jan.errors import ModelLoadError, ModelNotFoundError
-from jan.local_files import not_a_regular_file
+from jan.local_files import meant_file, not_a_regular_file
 from jan.services.models import ModelService, closest_model_id
 from jan.store import AlreadyExistsError, slugify_id
 
@@ -59,7 +60,10 @@ async def resolve_model(models: ModelExtension, spec: str) -> dict:
         raise ModelNotFoundError(f"{spec} is {kind}, not a GGUF file")
     if _looks_like_path(spec):
         # `-m stories260K.gguf` where no such file is here: most often the model's id with its file's suffix
-        raise ModelNotFoundError(f"no such file: {expanded}{await _guess(models, spec)}")  # (the path looked for)
+        # (the path looked for; the file beside it meant, else the model id meant)
+        near = await asyncio.to_thread(meant_file, expanded)
+        raise ModelNotFoundError(f"no such file: {expanded}" + (f": did you mean {near!r}?" if near else
+                                                                 await _guess(models, spec)))
     try:
         return await models.get_model(spec)
     except ModelNotFoundError:

@@ -91,9 +91,33 @@ def host_allowlist_middleware(config: ServerConfig):
     return middleware
 
 
+def cors_origin(value: str) -> str:
+    """An allowed CORS origin as a browser's ``Origin`` header spells it, which is matched exactly: ``*``, ``null``,
+    or ``scheme://host[:port]``, its scheme and host in lower case and a trailing ``/`` dropped
+    (``http://Localhost:3000/`` is ``http://localhost:3000``). ValueError for a value that is no origin
+    (``localhost:3000``, a URL with a path): kept as given, it matched no request, and the browser's calls failed
+    with nothing said why."""
+    from urllib.parse import urlsplit
+
+    if value in ("*", "null"):
+        return value
+    try:
+        url = urlsplit(value)
+        port = url.port
+    except ValueError:
+        url, port = None, None
+    if url is None or not url.scheme or not url.hostname or url.path not in ("", "/") or url.query or url.fragment \
+            or url.username or url.password:
+        raise ValueError(f"{value!r} is no origin: give scheme://host[:port] as a browser sends it "
+                         "(http://localhost:3000), or '*' for any")
+    host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
+    return f"{url.scheme.lower()}://{host}" + (f":{port}" if port is not None else "")
+
+
 def cors_allowed_origin(config: ServerConfig) -> Callable[[str | None], str | None]:
-    """``allowed(origin)`` -> the ``Access-Control-Allow-Origin`` value for it, or ``None``."""
-    origins = set(config.cors_origins)
+    """``allowed(origin)`` -> the ``Access-Control-Allow-Origin`` value for it, or ``None``. The configured origins
+    are read as :func:`cors_origin` reads them (a ValueError for one that is none: the server does not start)."""
+    origins = {cors_origin(value) for value in config.cors_origins}
     any_origin = "*" in origins
 
     def allowed(origin: str | None) -> str | None:

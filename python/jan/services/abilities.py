@@ -335,16 +335,16 @@ def refusal(abilities: Abilities, request: ChatRequest | CompletionRequest | Emb
             problem = dimensions_refusal(request, abilities.n_embd)
             if problem is not None:
                 return problem
-        field, prompts = "input", request.inputs
+        prompts = request.inputs
     else:
-        field, prompts = "prompt", request.prompts
+        prompts = request.prompts
     for i, prompt in enumerate(prompts):
         if isinstance(prompt, MediaText):
             problem = _prompt_media_refusal(abilities, prompt, i, model_id)
             if problem is not None:
                 return problem
         elif not isinstance(prompt, str):
-            problem = _ids_refusal(abilities, prompt, f"{field}[{i}]" if len(prompts) > 1 else field, field)
+            problem = token_ids_refusal(abilities, prompt, request.prompt_name(i))
             if problem is not None:
                 return problem
     return None
@@ -370,7 +370,7 @@ def context_refusal(abilities: Abilities, context: Sequence[int]) -> RequestErro
     """A ``context`` (Ollama's: an earlier exchange's token ids) holding an image's or clip's place
     (:func:`context_media_refusal`) or an id outside the vocabulary, in the words of
     :func:`jan.services.local.check_context` (which says it after a load where the header could not)."""
-    return context_media_refusal(context) or _ids_refusal(abilities, context, "context", "context")
+    return context_media_refusal(context) or token_ids_refusal(abilities, context, "context")
 
 
 def context_media_refusal(context: Sequence[int]) -> RequestError | None:
@@ -383,18 +383,22 @@ def context_media_refusal(context: Sequence[int]) -> RequestError | None:
             return RequestError(f"context[{i}]: stands for an image or audio clip of the exchange this context "
                                 "continues, which token ids cannot carry; send the exchange's images again with it "
                                 "(images), or continue that conversation through the chat API (/api/chat) with the "
-                                "image in its messages", param="context", code="invalid_value")
+                                "image in its messages", param=f"context[{i}]", code="invalid_value")
     return None
 
 
-def _ids_refusal(abilities: Abilities, ids: Sequence[int], name: str, param: str) -> RequestError | None:
+def token_ids_refusal(abilities: Abilities, ids: Sequence[int | str], name: str) -> RequestError | None:
+    """The first token id of ``ids`` (the body's field ``name``; a text piece among them is no id) outside the
+    vocabulary, named and ``param``-ed as the element that holds it, ``name[i]``: a client told ``input`` or
+    ``input[2]`` of an ``[[1, 2, 99999]]`` could not find it."""
     n_vocab = abilities.n_vocab
     if n_vocab is None:
         return None
     for i, token in enumerate(ids):
-        if not 0 <= token < n_vocab:
-            return RequestError(f"{name}[{i}]: token id {token} is outside the model's vocabulary (0..{n_vocab - 1})",
-                                param=param, code="invalid_value")
+        if isinstance(token, int) and not 0 <= token < n_vocab:
+            where = f"{name}[{i}]"
+            return RequestError(f"{where}: token id {token} is outside the model's vocabulary (0..{n_vocab - 1})",
+                                param=where, code="invalid_value")
     return None
 
 

@@ -90,11 +90,12 @@ class Services:
     @classmethod
     def from_manager(cls, manager: ExtensionManager, *,
                      describe_error: Callable[[BaseException], tuple[str, str | None]] | None = None,
-                     default_model: str | None = None) -> "Services":
+                     default_model: str | None = None, name_folder: bool = False) -> "Services":
         """Every service over ``manager`` (started or not). ``describe_error`` maps a failure to the
         (message, code) a run records (the server passes its HTTP error mapping); ``default_model`` is
-        the model of requests that name none (else the only loaded one)."""
-        models = ModelService(manager, default_model=default_model)
+        the model of requests that name none (else the only loaded one); ``name_folder``: "model not found"
+        names the data folder (:attr:`ModelService.name_folder`: the Python API's, not a server's)."""
+        models = ModelService(manager, default_model=default_model, name_folder=name_folder)
         chat = ChatService(models)
         return cls(manager=manager, models=models, chat=chat, completions=CompletionService(models),
                    embeddings=EmbeddingService(models), describe_error=describe_error)
@@ -114,6 +115,6 @@ async def open_services(data_folder: str | Path, *, discover_extensions: bool = 
     manager = ExtensionManager(folder, LocalEventBus(), discover_entry_points=discover_extensions)
     await manager.start()
     try:
-        yield Services.from_manager(manager)
+        yield Services.from_manager(manager, name_folder=True)
     finally:
         await manager.stop()

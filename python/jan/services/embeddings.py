@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 from jan.core import LocalInferenceExtension
-from jan.errors import EmbeddingCancelledError, EmbeddingStoppedError
+from jan.errors import ContextOverflowError, EmbeddingCancelledError, EmbeddingStoppedError
 from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, pooling_none_refusal, reranker_refusal
 from jan.services.engine_output import engine_failures
 from jan.services.errors import GenerationCancelledError, RequestError
@@ -52,6 +52,12 @@ def _tokens(model, request: EmbeddingRequest, stop: threading.Event, made: dict[
             t = model.tokenize(x) if isinstance(x, str) else list(x)
             if request.truncate:
                 t = t[: model.n_ctx_embed]
+            elif len(t) > model.n_ctx_embed:
+                # the engine's refusal, said here of the field that holds the input (request.prompt_name): the
+                # engine numbers the inputs it was given ("input[0]" of a body whose input is one text)
+                where = request.prompt_name(i)
+                raise ContextOverflowError(f"{where} has {len(t)} tokens but the embedding context holds "
+                                           f"{model.n_ctx_embed}", len(t), model.n_ctx_embed, param=where)
             tokens.append(t)
             total += len(t)
         if total > MAX_EMBEDDING_TOKENS:

@@ -248,7 +248,7 @@ def continued_prompt(model: jan.Model, context: Sequence[int], tokens: list[int]
 
 
 def check_context(model: jan.Model, context: Sequence[int]) -> None:
-    """:class:`RequestError` (``param="context"``) for an image's place (:func:`context_media_refusal`) or a token id
+    """:class:`RequestError` (``param="context[i]"``) for an image's place (:func:`context_media_refusal`) or a token id
     that is not in ``model``'s vocabulary."""
     problem = context_media_refusal(context)
     if problem is not None:
@@ -257,7 +257,7 @@ def check_context(model: jan.Model, context: Sequence[int]) -> None:
     for i, token in enumerate(context):
         if not 0 <= token < n_vocab:
             raise RequestError(f"context[{i}]: token id {token} is outside the model's vocabulary (0..{n_vocab - 1})",
-                               param="context", code="invalid_value")
+                               param=f"context[{i}]", code="invalid_value")
 
 
 def shown_bytes(raw: bytes, text: str) -> int:

@@ -8,7 +8,7 @@ import functools
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from jan.core import ExtensionManager, InferenceExtension, LocalInferenceExtension, ModelExtension, ModelState
@@ -32,6 +32,8 @@ from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
 from jan.services.types import (ChatRequest, CompletionRequest, EmbeddingRequest, LoadOptions, ResponseFormat,
                                 SamplingOptions, check_context_keep, resolve_load)
 from jan.store.ids import is_valid_id
+# (the rule lives in jan.near_names, free of the services: the engine's "file not found" uses it too); re-exported
+from jan.near_names import TYPO_SIMILARITY, closest_model_id  # noqa: F401
 from jan.templates import ChatTemplate, GrammarError, TemplateError, json_schema_to_grammar, resolve_template
 
 __all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header",
@@ -127,6 +129,48 @@ def _check_draft_wanted(settings: Mapping[str, Any], keys: Iterable[str] | None)
     param = "settings.speculative" if "speculative" in keys else "settings.draft_model"
     raise RequestError(f"{param}: speculative 'draft' needs a draft model, and draft_model is empty (no draft "
                        "model, not even the server's)", param=param, code="conflicting_options")
+
+
+#: The model.json ``settings`` keys a local engine reads, and the ``parameters`` keys a request reads: a key one
+#: letter or a case off one of them is a typo :func:`check_known_keys` refuses where it is written.
+KNOWN_SETTINGS = frozenset({*LoadOptions.MODEL_JSON_KEYS, *_TEXT_SETTINGS, *REASONING_SETTINGS, "lora"})
+KNOWN_PARAMETERS = frozenset({*(f.name for f in fields(SamplingOptions)), *REASONING_SETTINGS, "max_completion_tokens",
+                              "response_format", "num_keep", "stream"})
+
+
+def mistyped_keys(layer: Mapping[str, Any], known: frozenset[str], keys: Iterable[str] | None,
+                  prefix: str) -> list[tuple[str, str]]:
+    """(``prefix.key``, what it says) for each key of ``layer`` (only ``keys`` of it when given) that is no key jan
+    reads but a likely typo of one (``Ctx_len``, ``temprature``: :func:`closest_model_id`'s rule), naming the one
+    meant. A key like no known one (another app's, a note) is none."""
+    found = []
+    for key in layer if keys is None else keys:
+        if not isinstance(key, str) or key in known:
+            continue
+        meant = closest_model_id(key, sorted(known))
+        if meant:
+            param = f"{prefix}.{key}"
+            found.append((param, f"{param}: jan reads no such key: did you mean '{prefix}.{meant}'? (a key it does "
+                                 "not read is kept but never used)"))
+    return found
+
+
+def model_json_typos(model: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """:func:`mistyped_keys` of a stored model.json's ``settings`` and ``parameters`` (``jan models show`` says
+    them: a hand-edited file is never refused, and its typo was silently not read)."""
+    out = []
+    for field, known in (("settings", KNOWN_SETTINGS), ("parameters", KNOWN_PARAMETERS)):
+        layer = model.get(field)
+        if isinstance(layer, Mapping):
+            out += mistyped_keys(layer, known, None, field)
+    return out
+
+
+def check_known_keys(layer: Mapping[str, Any], known: frozenset[str], keys: Iterable[str] | None, prefix: str) -> None:
+    """:class:`RequestError` for the first of :func:`mistyped_keys` (only ``keys`` of ``layer`` when given: what is
+    being written). Stored, such a key was kept and never read: the model silently ran without it."""
+    for param, message in mistyped_keys(layer, known, keys, prefix)[:1]:
+        raise RequestError(message, param=param, code="invalid_value")
 
 
 def check_parameters(parameters: Mapping[str, Any], keys: Iterable[str] | None = None, *,
@@ -457,32 +501,6 @@ class Target:
         return self.model["id"]
 
 
-#: How alike (difflib's ratio of the case-folded ids) a name must be to a model id to be taken for a typo of it:
-#: 0.8 is one wrong, missing or extra character in ids of 10 or so (``storis260K``, ``stories260KK``), never
-#: another model of the same family (``stories15M`` is 0.76 to ``stories260K``).
-TYPO_SIMILARITY = 0.8
-
-
-def closest_model_id(model_id: str, ids) -> str | None:
-    """The one rule of :meth:`ModelService.meant`, for a list of ids at hand (the CLI's data folder): the id that
-    differs from ``model_id`` only in case or by a ``.gguf`` suffix; else the one id that is a likely typo of it
-    (:data:`TYPO_SIMILARITY`, as git's and cargo's "did you mean" name a near command); else None. Where two ids
-    are as near, neither is named: a guess between them would send the user to the wrong one half the time."""
-    wanted = model_id.strip().removesuffix(".gguf").casefold()
-    known = [i for i in ids if isinstance(i, str) and i != model_id]
-    close = sorted(i for i in known if i.casefold() == wanted)
-    if close:
-        return close[0]
-    if not wanted:
-        return None
-    import difflib  # (a mistyped id's guess alone needs it: 0.15 MiB a server would hold from its start)
-
-    scored = sorted(((difflib.SequenceMatcher(None, wanted, i.casefold()).ratio(), i) for i in known), reverse=True)
-    if not scored or scored[0][0] < TYPO_SIMILARITY or (len(scored) > 1 and scored[1][0] == scored[0][0]):
-        return None
-    return scored[0][1]
-
-
 def _check_unloaded(request: ChatRequest | CompletionRequest | EmbeddingRequest, template: ChatTemplate | None,
                     settings: Any, model_id: str, grammar: bool) -> None:
     """Blocking: :meth:`ModelService.require_able`'s checks before a load that need work: the request's constraint
@@ -521,11 +539,15 @@ def refuse_fan_out(engine: Any, model: dict[str, Any], count: int, param: str) -
 class ModelService:
     """Finds models and their engines through the extension manager — the one model→engine rule."""
 
-    def __init__(self, manager: ExtensionManager, *, default_model: str | None = None):
+    def __init__(self, manager: ExtensionManager, *, default_model: str | None = None, name_folder: bool = False):
         self.manager = manager
         self._transient: dict[str, dict[str, Any]] = {}
         #: The model of requests that name none (``jan serve --default-model``); else the only loaded one.
         self.default_model = default_model
+        #: Whether "model not found" names the data folder looked in (and the id likely meant, on every path): a
+        #: library caller with two folders could not tell which one lacked the model. Off for the server: its 404
+        #: goes to clients that have no business with the host's paths, and its folder is the one it serves.
+        self.name_folder = name_folder
 
     def add_transient(self, model: dict[str, Any]) -> None:
         """Make ``model`` (a model.json dict) known to this process only, in front of the data
@@ -599,8 +621,10 @@ class ModelService:
         check_model_prompt(model, changed)  # system, messages: as every chat reads them
         if not isinstance(parameters, Mapping) or not isinstance(settings, Mapping):
             return  # not objects: the store refuses them with its own message
+        check_known_keys(parameters, KNOWN_PARAMETERS, keys("parameters"), "parameters")
         check_parameters(parameters, keys("parameters"))
         if self._is_local(model, engine):
+            check_known_keys(settings, KNOWN_SETTINGS, keys("settings"), "settings")
             check_settings(settings, keys("settings"))
         elif engine is not None and callable(getattr(engine, "check_model_settings", None)) and (
                 changed is None or engine_changed or any(k == "settings" or k.startswith("settings.") for k in changed)):
@@ -760,6 +784,8 @@ class ModelService:
         try:
             return await self.model_extension().get_model(model_id)
         except (ModelNotFoundError, KeyError) as exc:
+            if self.name_folder:
+                raise await self._missing_with_guess(model_id, exc) from None
             raise _missing(model_id, exc) from None
 
     async def _missing_with_guess(self, model_id: str, exc: BaseException) -> ModelNotFoundError:
@@ -770,6 +796,9 @@ class ModelService:
         if getattr(error, "damaged", None):
             return error
         meant = await self.meant(model_id)
+        if self.name_folder:
+            error = ModelNotFoundError(not_found_message("model", model_id,
+                                                         f"the data folder {self.manager.data_folder}"))
         if meant:
             return ModelNotFoundError(f"{error}: did you mean {meant!r}? (model ids are exact)")
         return error

@@ -1025,6 +1025,9 @@ class CompletionRequest:
     #: llama.cpp's infill sampler in the chain (llama-server's ``samplers`` naming ``infill``, as its code-completion
     #: clients send it): an end of generation wins when likely enough, so a completion stops where the code does.
     infill_sampler: bool = False
+    #: a front end's body: whether its ``prompt`` was a list of prompts (an error names ``prompt[i]...``) or one
+    #: prompt (``prompt...``: a text, or one list of token ids); None, a caller of this API: ``prompts[i]...``
+    listed: bool | None = None
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -1044,6 +1047,10 @@ class CompletionRequest:
             name = "infill_extra" if self.infill_extra else "infill_fit"
             raise _misuse(name, "is about a fill-in-the-middle prompt: it needs a suffix")
 
+    def prompt_name(self, i: int) -> str:
+        """The field that holds prompt ``i`` (:attr:`listed`)."""
+        return f"prompts[{i}]" if self.listed is None else f"prompt[{i}]" if self.listed else "prompt"
+
 
 #: The most inputs one embedding request holds, and the most tokens all its inputs hold together (OpenAI's limits per
 #: request, so a client written for OpenAI already batches within them): every front end shares one embedding context
@@ -1051,6 +1058,7 @@ class CompletionRequest:
 #: (``jan.Model.embed`` itself takes any number: its caller's own process, and it takes turns with other requests.)
 MAX_EMBEDDING_INPUTS = 2048
 MAX_EMBEDDING_TOKENS = 300_000
+
 
 
 @dataclass(frozen=True)
@@ -1083,6 +1091,9 @@ class EmbeddingRequest:
     dimensions_capped: bool = False
     p_norm: int | None = None
     per_token: bool = False
+    #: a front end's body: whether its ``input`` was a list of inputs (an error names ``input[i]...``) or one input
+    #: (``input...``: a text, or one list of token ids); None, a caller of this API: ``inputs[i]...``
+    listed: bool | None = None
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -1093,6 +1104,10 @@ class EmbeddingRequest:
             raise _misuse("p_norm", f"must be -1 or more (llama.cpp's embd_normalize), got {self.p_norm}")
         if (problem := embedding_inputs_refusal(len(self.inputs))) is not None:
             raise problem
+
+    def prompt_name(self, i: int) -> str:
+        """The field that holds input ``i`` (:attr:`listed`)."""
+        return f"inputs[{i}]" if self.listed is None else f"input[{i}]" if self.listed else "input"
 
 
 def embedding_inputs_refusal(count: int) -> Exception | None:

@@ -422,6 +422,9 @@ class ChatTemplate:
         content given as a list of parts is understood (multimodal templates);
     ``gathers_system``
         the template refuses or drops system messages beyond a leading one: render() gathers their texts into it.
+    ``user_first``
+        the template refuses a conversation that opens with an assistant turn: render() puts an empty user turn
+        before it.
 
     ``continues_replies`` (a class attribute): a final assistant message is continued (a prefill, a resumed
     reply), its text the end of the prompt; False for a template that writes no replies (Ollama's default).
@@ -559,6 +562,14 @@ class ChatTemplate:
         # and Ollama's APIs answer (Ollama joins them with a blank line, as Anthropic's API combines them): where
         # the template refuses them, render() joins them so.
         self.joins_turns = self._try([user, user]) is None and self._try([user]) is not None
+        # Gemma's and Mistral's templates also raise on a conversation that opens with the assistant's turn (a
+        # greeting a client seeds the chat with, an agent's scripted opener), which OpenAI's, Anthropic's and
+        # Ollama's APIs answer: where an empty user turn before it renders, render() gives it one -- the user said
+        # nothing yet, as the client sent it (the reply_after_tools rule, one turn earlier).
+        opener = {"role": "assistant", "content": "a"}
+        self._refuses_opener = self._try([opener, user]) is None and self._try([user]) is not None
+        self.user_first = self._refuses_opener and self._try(
+            [{"role": "user", "content": ""}, opener, user]) is not None
         # Mistral's templates (and Qwen 3.5's, Apertus') raise on a system message anywhere but first, and others
         # leave all but one out (gpt-oss's, MiniMax's, SmolLM3's keep the first, DeepSeek R1's the last): system
         # messages OpenAI's API takes (a developer message after the system prompt, the Responses API's
@@ -662,6 +673,9 @@ class ChatTemplate:
             msgs = _shorten_call_ids(msgs)
         if self.reply_after_tools:
             msgs = _replies_after_tools(msgs)
+        opens_with_assistant = _opens_with_assistant(msgs)
+        if self.user_first:  # (before the polyfill: a system prompt it writes into the first user turn goes there)
+            msgs = _user_first(msgs)
         if polyfill:
             msgs, tools_list = self._polyfill(msgs, tools_list, extra)
         if self.gathers_system:  # (after the polyfill, which may put a system message of its own first)
@@ -676,6 +690,15 @@ class ChatTemplate:
             raise TemplateBudgetError(f"{exc} rendering {len(msgs):,} messages"
                                       + ("; send fewer (drop the oldest turns) or shorter ones" if many else "")
                                       ) from None
+        except TemplateError as exc:
+            # the template's own words ("roles must alternate") say nothing of which turn broke its rule: where it
+            # refuses any conversation that opens with the assistant's turn and this one does (and no empty user
+            # turn could be put first: user_first), say so, in terms every dialect's client can find
+            if type(exc) is TemplateError and opens_with_assistant and self._refuses_opener and not self.user_first:
+                raise TemplateError(f"{exc} (this model's chat template requires a user message first, and the "
+                                    "conversation's first message after the system prompt is the assistant's: "
+                                    "send a user message before it)") from None
+            raise
 
     @property
     def native_tool_format(self) -> str:
@@ -814,6 +837,20 @@ def _gathered_system(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             texts.append(content)
     rest = [m for m in msgs if m["role"] != "system"]
     return [{"role": "system", "content": "\n\n".join(texts)}, *rest] if texts else rest
+
+
+def _opens_with_assistant(msgs: list[dict[str, Any]]) -> bool:
+    """Whether the first message that is no system message is the assistant's."""
+    return next((m.get("role") for m in msgs if m.get("role") != "system"), None) == "assistant"
+
+
+def _user_first(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An empty user turn before a conversation's opening assistant turn (after its system messages), for a template
+    that asks for a user turn first (:attr:`ChatTemplate.user_first`): the user said nothing yet."""
+    if not _opens_with_assistant(msgs):
+        return msgs
+    first = next(i for i, m in enumerate(msgs) if m.get("role") != "system")
+    return [*msgs[:first], {"role": "user", "content": ""}, *msgs[first:]]
 
 
 def _replies_after_tools(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:

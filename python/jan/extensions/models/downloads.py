@@ -60,6 +60,9 @@ class ModelPull(DownloadTask):
         self.model_id = model_id
         #: What is being pulled (the model file's URL as given), set by the model manager.
         self.source: str | None = None
+        #: The model file's partial download an earlier pull left (bytes; 0: none), set by the model manager:
+        #: with ``resumed_from`` in :meth:`status`, whether the source took it up or sent the file again.
+        self.partial_bytes = 0
         self._cleanup = cleanup  # after a failure or cancel: removes what the pull left behind
         self._start = start
         self._files = [model, *extra]
@@ -217,6 +220,8 @@ class ModelPull(DownloadTask):
             "speed": d.speed if d is not None else 0.0,
             "eta": d.eta if d is not None else (0.0 if state == "completed" else None),
             "error": error,
+            "partial_bytes": self.partial_bytes,
+            "resumed_from": d.resumed_from if d is not None else None,
         }
 
     async def wait(self) -> dict[str, Any]:

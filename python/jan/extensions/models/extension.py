@@ -225,7 +225,8 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
             return False
         return True
 
-    async def pull(self, source: str, model_id: str | None = None, *, sha256: str | None = None) -> ModelPull:
+    async def pull(self, source: str, model_id: str | None = None, *, sha256: str | None = None,
+                   update: bool = True) -> ModelPull:
         """Download a model: an http(s) URL or ``hf://`` file of a GGUF, or a whole
         ``hf://owner/repo[:QUANT]`` (its model and projector chosen from its file list, as
         llama-server's ``-hf`` does). A repository's ``mmproj`` GGUF comes along and is set as
@@ -234,7 +235,8 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         An id that holds a model from another source is :class:`AlreadyExistsError` (the API's 409):
         a pull never replaces someone's model. Pulling a model's own source again is an update (as
         Ollama's pull is): the files are downloaded beside the old ones and swapped in once they
-        prove to be GGUF, and the user's name, description, settings and parameters are kept. A
+        prove to be GGUF, and the user's name, description, settings and parameters are kept; with
+        ``update`` False (``jan models pull``'s rule) any model of that id is :class:`AlreadyExistsError`. A
         failed pull leaves nothing behind but a partial file to resume from."""
         from jan.downloads import _normalize_sha256  # the downloader's own rule, checked before a pull that hashes first
         from jan.downloads import filename_from_url, resolve_url
@@ -260,6 +262,9 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         twin = await self.store.models.case_twin(model_id) if existing is None else None
         if twin is not None:  # refused now, not after the whole download (the store would refuse the model.json)
             raise CaseClashError("model", model_id, twin)
+        if existing is not None and not update:
+            raise ModelIdTakenError(model_id, f"model '{model_id}' already exists (pull it under another id, or "
+                                     f"delete '{model_id}' first)")
         if existing is not None and not _pulled_from(existing, plan.model_url, source):
             raise ModelIdTakenError(model_id, f"model '{model_id}' already exists and was not pulled from "
                                      f"{plan.model_url}; pull it under another id, or delete '{model_id}' first")
@@ -301,6 +306,8 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
                 await asyncio.to_thread(_remove_leftovers, [], folder)
             raise
         pull.source = plan.model_url
+        # what an earlier pull left to resume from, so that progress can say whether the server took it up
+        pull.partial_bytes = await asyncio.to_thread(_part_size, model_file.staged)
         self._pulls[model_id] = pull
         return pull
 
@@ -391,6 +398,16 @@ async def _pull_file(url: str, dest: str, sha256: str | None, *, left_behind: bo
     there = await asyncio.to_thread(os.path.isfile, dest)
     taken = there or await asyncio.to_thread(os.path.lexists, dest)
     return PullFile(url, dest, _staging(dest) if taken else dest, sha256, left=left_behind and there)
+
+
+def _part_size(path: str) -> int:
+    """The bytes of ``path``'s partial download (0: none)."""
+    from jan.downloads import part_path
+
+    try:
+        return os.path.getsize(part_path(path))
+    except OSError:
+        return 0
 
 
 def _staging(path: str) -> str:

@@ -390,10 +390,15 @@ def prompts_of(prompt: Any) -> tuple[list[Union[str, int]] | str | MediaPrompt |
     return tuple(p if isinstance(p, (str, MediaPrompt, ContentPrompt)) else list(p) for p in prompt)
 
 
+def listed(prompt: Any) -> bool:
+    """Whether a body's ``prompt`` is a list of prompts (:func:`prompts_of`), not one prompt."""
+    return isinstance(prompt, list) and not any(isinstance(p, int) for p in prompt)
+
+
 def prompt_field(prompt: Any, index: int, name: str = "prompt") -> str:
     """The field that holds prompt ``index`` of a body's ``prompt`` (:func:`prompts_of`; ``name``: the field, an
     embedding body's ``input`` or ``content``): ``prompt`` itself, or ``prompt[index]`` in a list of prompts."""
-    return f"{name}[{index}]" if isinstance(prompt, list) and not any(isinstance(p, int) for p in prompt) else name
+    return f"{name}[{index}]" if listed(prompt) else name
 
 
 def media_text(prompt: MediaPrompt, where: str) -> MediaText:
@@ -471,7 +476,8 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
         given["id_slot"] = body.id_slot
     sampling = SamplingOptions(stop=tuple(body.stop) if body.stop else None, logit_bias=_logit_bias(body.logit_bias),
                                **given)
-    return CompletionRequest(model=body.model, prompts=prompts, sampling=sampling, n=body.n_cmpl or 1,
+    return CompletionRequest(model=body.model, prompts=prompts, listed=listed(body.prompt), sampling=sampling,
+                             n=body.n_cmpl or 1,
                              logprobs=body.n_probs or None, grammar=grammar, prompt_only=body.n_predict == 0,
                              grammar_triggers=patterns, grammar_trigger_tokens=trigger_tokens,
                              preserved_tokens=tuple(body.preserved_tokens or ()), token_ids=True, suffix=suffix,
@@ -484,7 +490,8 @@ def embedding_request(body: EmbeddingBody, inputs: tuple[Union[str, tuple[int, .
     """The body as jan's typed request, its inputs already text, token ids or text with media (as ``/completion``'s
     prompts): every
     vector of a model loaded with pooling none, llama.cpp's normalization of a pooled one."""
-    return EmbeddingRequest(model=body.model, inputs=inputs, p_norm=body.embd_normalize, per_token=True)
+    return EmbeddingRequest(model=body.model, inputs=inputs, p_norm=body.embd_normalize, per_token=True,
+                            listed=listed(body.inputs))
 
 
 def embedding_results(result: EmbeddingResult) -> list[dict[str, Any]]:

@@ -302,7 +302,7 @@ def completion_request(body: wire.OllamaGenerateRequest, model: str, grammar: st
     """``/api/generate`` with ``raw`` (the prompt goes to the model as is), or with a ``suffix`` (fill in the
     middle, continuing ``context``: the service frames them with the model's FIM tokens)."""
     check_completion(body)
-    return CompletionRequest(model=model, prompts=(body.prompt,), sampling=sampling(body.options),
+    return CompletionRequest(model=model, prompts=(body.prompt,), listed=False, sampling=sampling(body.options),
                              logprobs=body.top_logprobs if body.logprobs else None, grammar=grammar,
                              token_ids=not body.raw,  # (a raw reply has no context)
                              suffix=body.suffix or None,
@@ -336,11 +336,11 @@ def _refuse_template(body: wire.OllamaGenerateRequest) -> None:
 
 
 def embedding_request(model: str, inputs: list[str], truncate: bool | None = None, *,
-                      normalize: bool = True, dimensions: int | None = None) -> EmbeddingRequest:
+                      normalize: bool = True, dimensions: int | None = None, listed: bool = True) -> EmbeddingRequest:
     """Ollama truncates over-long inputs unless told ``truncate: false``. ``normalize``: ``/api/embed`` answers unit
     vectors, the legacy ``/api/embeddings`` the model's pooled vectors as they are (Ollama's server/routes.go:
     EmbedHandler normalizes, EmbeddingsHandler does not). ``dimensions`` (``/api/embed``'s; 0 already read as not
     given) is the service's cut, capped: Ollama cuts only below the model's size, and answers the whole vector for
-    more."""
+    more. ``listed``: whether the body's ``input`` was a list (errors name ``input[i]``), not one text."""
     return EmbeddingRequest(model=model, inputs=tuple(inputs), truncate=truncate is not False, normalize=normalize,
-                            dimensions=dimensions, dimensions_capped=True)
+                            dimensions=dimensions, dimensions_capped=True, listed=listed)

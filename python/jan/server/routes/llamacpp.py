@@ -32,6 +32,7 @@ from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
 from jan.server.schemas import ContentPrompt
 from jan.server.streaming import relay
 from jan.server.validation import body_step, parse_body, read_json
+from jan.services.abilities import token_ids_refusal
 from jan.services.engine_output import engine_failures
 from jan.services.errors import RequestError
 from jan.services.local import single_tokens
@@ -114,7 +115,7 @@ async def _prompts(request: web.Request, model_name: str | None, prompt: native.
     is not ``param`` (an embedding body's ``content``), to name a media item's."""
     prompts: list[Any] = []
     texts: list[str] = []
-    engine = model = None
+    engine = model = abilities = None
     body_prompt = prompt
     for k, prompt in enumerate(native.prompts_of(body_prompt)):
         if isinstance(prompt, ContentPrompt):  # (an embedding's: its text, with its media where it has any)
@@ -131,7 +132,15 @@ async def _prompts(request: web.Request, model_name: str | None, prompt: native.
             texts.append(typed.text)
             continue
         if engine is None:
-            model, engine = await model_and_engine(request, model_name)
+            target = await request.app[SERVICES].models.resolve(model_name)
+            model, engine = target.model, target.engine
+            abilities = await request.app[SERVICES].models.abilities(target)
+        if abilities is not None and not isinstance(prompt, str):
+            # an id outside the vocabulary is refused as the body's element that holds it (``content[0][2]``),
+            # before spelling it or tokenizing the text pieces around it (the spelling named it "token")
+            problem = token_ids_refusal(abilities, prompt, native.prompt_field(body_prompt, k, field or param))
+            if problem is not None:
+                raise problem
         pieces = getattr(engine, "token_pieces", None)
         if isinstance(prompt, str) and pieces is None:
             prompts.append(prompt)
