@@ -1181,6 +1181,8 @@ class ChatDelta:
     ``reasoning_tokens``: with ``usage``, how many of its ``completion_tokens`` went to thinking (OpenAI's
     ``reasoning_tokens``): a local engine's are counted by :class:`jan.services.output.ReasoningTokens` (its rule),
     a remote one's are what the upstream said (0 where it said nothing).
+    ``choice_usage``: on each choice's last delta, that choice's own tokens and timings, as
+    :attr:`CompletionDelta.choice_usage` (llama-server's last chunk of a result tells its ``timings``).
     """
 
     choice: int = 0
@@ -1197,6 +1199,7 @@ class ChatDelta:
     token_ids: tuple[int, ...] = ()
     context_full: bool = False
     reasoning_tokens: int = 0
+    choice_usage: Usage | None = None
 
 
 @dataclass(frozen=True)

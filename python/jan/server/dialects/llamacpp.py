@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from jan.server.dialect_errors import llamacpp_error_body, llamacpp_error_status
+from jan.server.openai_wire import timings_dict
 from jan.server.schemas import (INT32_MAX, ContentPrompt, MediaPrompt, ModelId, NullMeansDefault, Seed, Stop, TokenId,
                                 bounded)
 from jan.errors import MediaError
@@ -699,15 +700,9 @@ def _probabilities(logprobs: tuple[TokenLogprob, ...]) -> list[dict[str, Any]]:
 
 
 def _timings(usage: Usage | None) -> dict[str, Any]:
-    u = usage or Usage()
-    prompt_n = u.prompt_tokens - u.cached_tokens
-    return {"cache_n": u.cached_tokens,
-            "prompt_n": prompt_n, "prompt_ms": u.prompt_ms,
-            "prompt_per_token_ms": u.prompt_ms / prompt_n if prompt_n else 0.0,
-            "prompt_per_second": prompt_n * 1000.0 / u.prompt_ms if u.prompt_ms else 0.0,
-            "predicted_n": u.completion_tokens, "predicted_ms": u.generation_ms,
-            "predicted_per_token_ms": u.generation_ms / u.completion_tokens if u.completion_tokens else 0.0,
-            "predicted_per_second": u.completion_tokens * 1000.0 / u.generation_ms if u.generation_ms else 0.0}
+    """A native result's ``timings`` (told always, as llama-server tells them on /completion), as the OpenAI
+    routes tell them (:func:`jan.server.openai_wire.timings_dict`)."""
+    return timings_dict(usage or Usage())
 
 
 _STOP_TYPES = {"length": "limit", "cancelled": "none"}

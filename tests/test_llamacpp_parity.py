@@ -1,0 +1,95 @@
+"""llama-server parity on its OpenAI routes and its token routes, as llama-server 0.3.36 answers them (checked
+against its binary on stories260K): ``timings`` on the OpenAI answers and on a stream's last chunk, ``n_probs`` on
+the OpenAI routes, ``/tokenize``'s mixed content and empty bodies."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from server_helpers import ok, post, start_server
+
+STORY = "Once upon a time"
+TIMINGS = {"cache_n": int, "prompt_n": int, "prompt_ms": float, "prompt_per_token_ms": float,
+           "prompt_per_second": float, "predicted_n": int, "predicted_ms": float, "predicted_per_token_ms": float,
+           "predicted_per_second": float}
+GREEDY = {"model": "stories260K", "temperature": 0}
+CHAT = GREEDY | {"messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path):
+    srv = start_server(tmp_path_factory.mktemp("parity"), [stories_path], n_parallel=2)
+    yield srv
+    srv.stop()
+
+
+def chunks(server, path: str, body: dict) -> list[dict]:
+    """The JSON chunks of an OpenAI stream (``[DONE]`` left out)."""
+    response = httpx.post(server.base_url + path, json=body | {"stream": True}, timeout=120)
+    assert response.status_code == 200, response.text
+    data = [line[len("data: "):] for line in response.text.split("\n") if line.startswith("data: ")]
+    assert data[-1] == "[DONE]", data
+    return [json.loads(d) for d in data[:-1]]
+
+
+def check_timings(timings: dict, predicted: int) -> None:
+    assert set(timings) == set(TIMINGS), timings
+    for key, kind in TIMINGS.items():
+        assert isinstance(timings[key], (int, float) if kind is float else int), (key, timings)
+    assert timings["predicted_n"] == predicted and timings["prompt_n"] >= 1, timings
+    assert timings["prompt_ms"] > 0 and timings["predicted_ms"] >= 0, timings
+    # llama-server's rates: the first generated token is free (it comes from the prompt's batch), the rest are steps
+    steps = predicted - 1
+    if steps and timings["predicted_ms"] > 0:
+        assert timings["predicted_per_token_ms"] == pytest.approx(timings["predicted_ms"] / steps)
+        assert timings["predicted_per_second"] == pytest.approx(steps * 1000.0 / timings["predicted_ms"])
+    assert timings["prompt_per_token_ms"] == pytest.approx(timings["prompt_ms"] / timings["prompt_n"])
+
+
+# -- timings -----------------------------------------------------------------------------------------------------
+def test_chat_and_text_completions_carry_llama_servers_timings(server):
+    chat = ok(server, "/v1/chat/completions", CHAT | {"max_tokens": 4})
+    check_timings(chat["timings"], chat["usage"]["completion_tokens"])
+    text = ok(server, "/v1/completions", GREEDY | {"prompt": STORY, "max_tokens": 5})
+    check_timings(text["timings"], 5)
+    assert text["timings"]["prompt_n"] + text["timings"]["cache_n"] == text["usage"]["prompt_tokens"]
+
+
+@pytest.mark.parametrize("path,body", [("/v1/chat/completions", CHAT), ("/v1/completions", GREEDY | {"prompt": STORY})])
+def test_a_streams_last_chunk_carries_the_timings(server, path, body):
+    got = chunks(server, path, body | {"max_tokens": 4})
+    timed = [c for c in got if "timings" in c]
+    # llama-server's: the result's last chunk (the one with its finish_reason), and none before it
+    assert timed == [got[-1]] and got[-1]["choices"][0]["finish_reason"] == "length", got
+    check_timings(got[-1]["timings"], 4)
+    with_usage = chunks(server, path, body | {"max_tokens": 4, "stream_options": {"include_usage": True}})
+    timed = [c for c in with_usage if "timings" in c]
+    # asked for usage, the usage chunk is the last: it carries them
+    assert timed == [with_usage[-1]] and with_usage[-1]["choices"] == [] and "usage" in with_usage[-1], with_usage
+    check_timings(with_usage[-1]["timings"], 4)
+
+
+def test_timings_are_the_native_results_numbers(server):
+    # (one source: the engine's usage, told alike by /completion and the OpenAI routes)
+    native = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 5})
+    check_timings(native["timings"], 5)
+
+
+def test_a_usage_without_engine_timings_tells_none():
+    from jan.engine.results import Usage
+    from jan.server import openai_wire as wire
+    from jan.services.types import ChatMessage, ChatResult, ChoiceResult
+
+    # a remote engine's usage: token counts only (llama-server tells no timings of a result its slot never ran)
+    remote = Usage(prompt_tokens=3, completion_tokens=2)
+    answer = wire.chat_completion(ChatResult("m", (ChoiceResult(ChatMessage("assistant", "hi"), "stop"),), remote))
+    assert "timings" not in answer
+    timed = Usage(prompt_tokens=3, completion_tokens=3, cached_tokens=1, prompt_ms=2.0, generation_ms=4.0,
+                  draft_tokens=2, draft_accepted=1)
+    assert wire.timings_dict(timed) == {
+        "cache_n": 1, "prompt_n": 2, "prompt_ms": 2.0, "prompt_per_token_ms": 1.0, "prompt_per_second": 1000.0,
+        "predicted_n": 3, "predicted_ms": 4.0, "predicted_per_token_ms": 2.0, "predicted_per_second": 500.0,
+        "draft_n": 2, "draft_n_accepted": 1}
