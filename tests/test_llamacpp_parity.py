@@ -1,6 +1,6 @@
 """llama-server parity on its OpenAI routes and its token routes, as llama-server 0.3.36 answers them (checked
-against its binary on stories260K): ``timings`` on the OpenAI answers and on a stream's last chunk, ``n_probs`` on
-the OpenAI routes, ``/tokenize``'s mixed content and empty bodies."""
+against its binary on stories260K): ``timings`` on the OpenAI answers and on a stream's last chunk, ``/tokenize``'s
+mixed content and empty bodies."""
 
 from __future__ import annotations
 
@@ -93,3 +93,48 @@ def test_a_usage_without_engine_timings_tells_none():
         "cache_n": 1, "prompt_n": 2, "prompt_ms": 2.0, "prompt_per_token_ms": 1.0, "prompt_per_second": 1000.0,
         "predicted_n": 3, "predicted_ms": 4.0, "predicted_per_token_ms": 2.0, "predicted_per_second": 500.0,
         "draft_n": 2, "draft_n_accepted": 1}
+
+
+# -- /tokenize, /detokenize ----------------------------------------------------------------------------------------
+def test_tokenize_takes_llama_servers_mixed_content(server):
+    # (llama-server 0.3.36 on stories260K: ["Once", 270, " upon"] -> [403, 270, 410, 407])
+    assert ok(server, "/tokenize", {"content": ["Once", 270, " upon"]}) == {"tokens": [403, 270, 410, 407]}
+    assert ok(server, "/tokenize", {"content": ["Once", 270], "with_pieces": True}) == {
+        "tokens": [{"id": 403, "piece": " Once"}, {"id": 270, "piece": " h"}]}
+    # add_special: a BOS only before a leading text piece
+    assert ok(server, "/tokenize", {"content": ["Once"], "add_special": True}) == {"tokens": [1, 403]}
+    assert ok(server, "/tokenize", {"content": [270, "Once"], "add_special": True}) == {"tokens": [270, 403]}
+    assert ok(server, "/tokenize", {"content": []}) == {"tokens": []}
+
+
+def test_tokenize_refuses_an_id_outside_the_vocabulary(server):
+    # (llama-server echoes it back as a token, which no completion then takes)
+    response = post(server, "/tokenize", {"content": ["Once", 99999]})
+    assert response.status_code == 400, response.text
+    err = response.json()["error"]
+    assert "content[1]" in err["message"] and "outside the model's vocabulary" in err["message"], err
+    response = post(server, "/tokenize", {"content": [[1, 2]]})
+    assert response.status_code == 400, response.text
+
+
+@pytest.mark.parametrize("path,answer", [("/tokenize", {"tokens": []}), ("/detokenize", {"content": ""})])
+def test_an_empty_body_object_is_nothing_to_do(server, path, answer):
+    assert ok(server, path, {}) == answer
+    assert ok(server, path, {"model": "stories260K"}) == answer
+
+
+@pytest.mark.parametrize("path,answer", [("/tokenize", {"tokens": []}), ("/detokenize", {"content": ""})])
+def test_an_empty_body_is_read_as_an_empty_object(server, path, answer):
+    # (jan reads no body as {}, as on every route; llama-server 0.3.36 answers it 500, its JSON parser's words)
+    response = httpx.post(server.base_url + path, content=b"", timeout=60, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200 and response.json() == answer, response.text
+    response = httpx.post(server.base_url + path, content=b"{not json", timeout=60,
+                          headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+
+
+def test_response_fields_as_text_stays_a_400_naming_it(server):
+    # llama-server reads a wrong-typed field as its default with a warning in its log (json_value): the whole
+    # result, whatever was asked. A clear 400 tells the client its mistake instead
+    response = post(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 2, "response_fields": "content"})
+    assert response.status_code == 400 and "response_fields" in response.json()["error"]["message"], response.text

@@ -866,8 +866,12 @@ def _object_document_text(document: dict[str, Any], index: int, rank_fields: lis
 
 
 class TokenizeRequest(_Strict):
+    """llama-server's ``/tokenize``: ``content`` text, or a list of text pieces and token ids (its mixed prompt:
+    the pieces tokenized, the ids kept, ``add_special`` only before a leading text piece); none (``{}``) is
+    nothing to tokenize, ``{"tokens": []}``, as llama-server answers it."""
+
     model: ModelId = None
-    content: str | None = None
+    content: str | list[str | TokenId] | None = None
     text: str | None = None
     add_special: bool | None = False
     parse_special: bool | None = True
@@ -875,8 +879,6 @@ class TokenizeRequest(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> "TokenizeRequest":
-        if self.content is None and self.text is None:
-            raise ValueError("content: required (the text to tokenize)")
         if self.content is not None and self.text is not None and self.content != self.text:
             # (text is another name for it): tokenizing one and dropping the other silently answers a wrong question
             raise ValueError("text: content and text are one field by two names: give one")
@@ -891,5 +893,7 @@ class ChatControlRequest(_Strict):
 
 
 class DetokenizeRequest(_Strict):
+    """llama-server's ``/detokenize``: no ``tokens`` (``{}``) spells nothing, ``{"content": ""}``, as it answers."""
+
     model: ModelId = None
-    tokens: TokenList
+    tokens: TokenList = Field(default_factory=list)
