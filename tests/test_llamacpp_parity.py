@@ -1,6 +1,6 @@
 """llama-server parity on its OpenAI routes and its token routes, as llama-server 0.3.36 answers them (checked
-against its binary on stories260K): ``timings`` on the OpenAI answers and on a stream's last chunk, ``/tokenize``'s
-mixed content and empty bodies."""
+against its binary on stories260K): ``timings`` on the OpenAI answers and on a stream's last chunk, ``n_probs`` on
+the OpenAI routes, ``/tokenize``'s mixed content and empty bodies."""
 
 from __future__ import annotations
 
@@ -93,6 +93,34 @@ def test_a_usage_without_engine_timings_tells_none():
         "cache_n": 1, "prompt_n": 2, "prompt_ms": 2.0, "prompt_per_token_ms": 1.0, "prompt_per_second": 1000.0,
         "predicted_n": 3, "predicted_ms": 4.0, "predicted_per_token_ms": 2.0, "predicted_per_second": 500.0,
         "draft_n": 2, "draft_n_accepted": 1}
+
+
+# -- n_probs on the OpenAI routes --------------------------------------------------------------------------------
+def test_n_probs_on_a_chat_asks_its_logprobs(server):
+    # llama-server copies n_probs into the request it runs: the answer's logprobs, n_probs alternatives each
+    answer = ok(server, "/v1/chat/completions", CHAT | {"max_tokens": 2, "n_probs": 2})
+    content = answer["choices"][0]["logprobs"]["content"]
+    assert len(content) == 2 and all(len(t["top_logprobs"]) == 2 for t in content), content
+    # logprobs: true with its own top_logprobs is read first, as llama-server reads it
+    answer = ok(server, "/v1/chat/completions", CHAT | {"max_tokens": 2, "n_probs": 2, "logprobs": True,
+                                                        "top_logprobs": 3})
+    assert all(len(t["top_logprobs"]) == 3 for t in answer["choices"][0]["logprobs"]["content"])
+    answer = ok(server, "/v1/chat/completions", CHAT | {"max_tokens": 2, "n_probs": 0})
+    assert answer["choices"][0]["logprobs"] is None
+
+
+def test_n_probs_on_a_text_completion_is_its_logprobs(server):
+    answer = ok(server, "/v1/completions", GREEDY | {"prompt": STORY, "max_tokens": 2, "n_probs": 3})
+    logprobs = answer["choices"][0]["logprobs"]
+    assert len(logprobs["tokens"]) == 2 and all(len(t) == 3 for t in logprobs["top_logprobs"]), logprobs
+
+
+@pytest.mark.parametrize("path,body", [("/v1/chat/completions", CHAT), ("/v1/completions", GREEDY | {"prompt": STORY})])
+@pytest.mark.parametrize("bad", [21, -1, "2", True, 1.5])
+def test_a_bad_n_probs_is_a_400_naming_it(server, path, body, bad):
+    response = post(server, path, body | {"max_tokens": 2, "n_probs": bad})
+    assert response.status_code == 400, response.text
+    assert "n_probs" in response.json()["error"]["message"], response.text
 
 
 # -- /tokenize, /detokenize ----------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ CASES = [
     ("/v1/chat/completions", {**CHAT, "function_call": "auto", "tool_choice": "auto",
                               "tools": [{"type": "function", "function": FN}]}, "function_call"),
     ("/v1/chat/completions", {**CHAT, "response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+    # (n_probs does not stand in for the logprobs: true that top_logprobs needs)
+    ("/v1/chat/completions", {**CHAT, "top_logprobs": 2, "n_probs": 2}, "top_logprobs"),
     ("/v1/tokenize", {"model": "stories260K", "content": "a", "text": "b"}, "text"),
 ]
 

@@ -495,6 +495,28 @@ ModelId = Annotated[Union[str, None], Field(min_length=1,
                                                         "loaded or the server has a default model")]
 
 
+def _n_probs_as_logprobs(data: dict[str, Any], chat: bool) -> None:
+    """llama-server's ``n_probs`` on its OpenAI routes (it copies the field into the request it runs) as their own
+    fields: on a chat, the tokens' ``logprobs`` with ``n_probs`` alternatives, unless ``logprobs: true`` asked with
+    its own ``top_logprobs`` (which llama-server reads first); on a text completion, ``logprobs: n_probs`` (llama-server
+    reads ``logprobs`` only where ``n_probs`` is not given). Null is the default, none; out of range a ValueError
+    naming ``n_probs`` (was: refused as an unknown field)."""
+    n = data.pop("n_probs")
+    if n is None:
+        return
+    low, high = RANGES["top_logprobs"].ge, RANGES["top_logprobs"].le  # (the engine's one range for alternatives)
+    if type(n) is float and n.is_integer():
+        n = int(n)
+    if type(n) is not int or not low <= n <= high:
+        raise ValueError(f"n_probs: must be a whole number from {low} to {high}, got {n!r}")
+    if chat:
+        # (a top_logprobs without logprobs: true stays the 400 it is, as llama-server refuses it whatever n_probs)
+        if n > 0 and data.get("logprobs") is not True and data.get("top_logprobs") is None:
+            data["logprobs"], data["top_logprobs"] = True, n
+    else:
+        data["logprobs"] = n or None
+
+
 class SamplingFields(_Strict):
     """Fields shared by chat and text completions (OpenAI's plus llama.cpp's extras)."""
 
@@ -562,6 +584,8 @@ class SamplingFields(_Strict):
             n_predict = data.pop("n_predict")
             if n_predict is not None and data.get("max_tokens") is None:
                 data["max_tokens"] = n_predict
+        if "n_probs" in data and "n_probs" not in declared:
+            _n_probs_as_logprobs(data, "top_logprobs" in declared)
         if type(data.get("max_tokens")) is int and data["max_tokens"] == -1:
             # llama-server's "no cap" (its web UI sends it by default): until the end of generation or of the
             # context, not this route's default (16 on completions)
