@@ -913,7 +913,9 @@ void Scheduler::sample_slot(Slot & slot) {
     GeneratedToken out;
     out.id = token;
     out.piece = model_->token_to_piece(token, slot.params.shows_special(token));
-    if (slot.params.n_probs > 0 || slot.params.logprobs) {
+    if (slot.params.post_sampling_probs && (slot.params.n_probs > 0 || slot.params.logprobs)) {
+        out.top = post_sampling_top(slot.sampler, token, slot.params.n_probs, &out.logprob);
+    } else if (slot.params.n_probs > 0 || slot.params.logprobs) {
         const float * logits = llama_get_logits_ith(ctx_.get(), idx);
         float log_z = 0.0f;
         out.logprob = logprob_of(logits, model_->n_vocab(), token, &log_z);

@@ -166,3 +166,51 @@ def test_response_fields_as_text_stays_a_400_naming_it(server):
     # result, whatever was asked. A clear 400 tells the client its mistake instead
     response = post(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 2, "response_fields": "content"})
     assert response.status_code == 400 and "response_fields" in response.json()["error"]["message"], response.text
+
+
+# -- post_sampling_probs -------------------------------------------------------------------------------------------
+SAMPLED = {"model": "stories260K", "prompt": STORY, "temperature": 0.8, "top_k": 3, "top_p": 1, "min_p": 0,
+           "repeat_penalty": 1.0, "seed": 1, "n_probs": 4, "post_sampling_probs": True}
+
+
+def test_post_sampling_probs_are_the_chains_candidates_as_llama_server_tells_them(server):
+    result = ok(server, "/completion", SAMPLED | {"n_predict": 3})
+    probs = result["completion_probabilities"]
+    assert len(probs) == 3 and result["generation_settings"]["post_sampling_probs"] is True, result
+    for p in probs:
+        assert "logprob" not in p and "top_logprobs" not in p, p
+        # top_k 3 left three candidates (fewer than n_probs 4): the whole distribution the token was drawn from
+        assert len(p["top_probs"]) == 3 and sum(a["prob"] for a in p["top_probs"]) == pytest.approx(1, abs=1e-4)
+        assert [a["prob"] for a in p["top_probs"]] == sorted((a["prob"] for a in p["top_probs"]), reverse=True)
+        drawn = [a for a in p["top_probs"] if a["id"] == p["id"]]
+        assert drawn and drawn[0]["prob"] == pytest.approx(p["prob"]), p
+    # the first token's, which no draw before it changes: llama-server 0.3.36's numbers for this prompt
+    first = [(a["id"], a["token"]) for a in probs[0]["top_probs"]]
+    assert first == [(432, ","), (383, " there"), (322, " in")], probs[0]
+    assert [a["prob"] for a in probs[0]["top_probs"]] == pytest.approx([0.98776466, 0.01219518, 4.0189e-05],
+                                                                        rel=1e-3)
+
+
+def test_post_sampling_probs_of_a_greedy_pick_are_the_pick_alone(server):
+    result = ok(server, "/completion", GREEDY | {"prompt": "Once", "n_predict": 2, "n_probs": 3,
+                                                 "post_sampling_probs": True})
+    # (llama-server 0.3.36: " upon" 1.0, " a" 1.0, each its own only candidate)
+    assert [(p["token"], p["prob"], [(a["token"], a["prob"]) for a in p["top_probs"]])
+            for p in result["completion_probabilities"]] == [(" upon", 1.0, [(" upon", 1.0)]), (" a", 1.0, [(" a", 1.0)])]
+
+
+def test_post_sampling_probs_stream_in_each_partial(server):
+    response = httpx.post(server.base_url + "/completion", json=SAMPLED | {"n_predict": 2, "stream": True},
+                          timeout=120)
+    events = [json.loads(line[len("data: "):]) for line in response.text.split("\n") if line.startswith("data: ")]
+    partials = [e for e in events if not e["stop"]]
+    assert partials and all("top_probs" in e["completion_probabilities"][0] for e in partials), events
+
+
+def test_post_sampling_probs_stay_refused_on_the_openai_routes(server):
+    # (an OpenAI answer's logprobs have no field for a probability: llama-server puts "prob" where OpenAI clients
+    # read "logprob")
+    for path, body in (("/v1/completions", GREEDY | {"prompt": STORY, "logprobs": 2}), ("/v1/chat/completions", CHAT)):
+        response = post(server, path, body | {"max_tokens": 2, "post_sampling_probs": True})
+        assert response.status_code == 400, response.text
+        assert "post_sampling_probs" in response.json()["error"]["message"], response.text

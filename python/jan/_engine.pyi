@@ -59,6 +59,7 @@ class SamplingParams:
     stop: list[str]
     logprobs: bool
     n_probs: int
+    post_sampling_probs: bool
     prompt_logprobs: bool
     mirostat: int
     mirostat_tau: float

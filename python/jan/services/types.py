@@ -1017,6 +1017,11 @@ class CompletionRequest:
     #: llama.cpp's infill sampler in the chain (llama-server's ``samplers`` naming ``infill``, as its code-completion
     #: clients send it): an end of generation wins when likely enough, so a completion stops where the code does.
     infill_sampler: bool = False
+    #: With ``logprobs``: each token's and its alternatives' log-probabilities in the distribution the sampler
+    #: chain drew from (after penalties, truncation and temperature; the alternatives are the candidates it left,
+    #: a greedy pick's only itself at 0), not the model's raw ones (llama-server's ``post_sampling_probs``). A
+    #: local engine's only.
+    post_sampling_probs: bool = False
 
     def __post_init__(self) -> None:
         _check_fields(self)
