@@ -214,3 +214,38 @@ def test_post_sampling_probs_stay_refused_on_the_openai_routes(server):
         response = post(server, path, body | {"max_tokens": 2, "post_sampling_probs": True})
         assert response.status_code == 400, response.text
         assert "post_sampling_probs" in response.json()["error"]["message"], response.text
+
+
+# -- timings_per_token ---------------------------------------------------------------------------------------------
+def native_events(server, body: dict) -> list[dict]:
+    response = httpx.post(server.base_url + "/completion", json=body | {"stream": True}, timeout=120)
+    assert response.status_code == 200, response.text
+    return [json.loads(line[len("data: "):]) for line in response.text.split("\n") if line.startswith("data: ")]
+
+
+def test_timings_per_token_puts_the_timings_so_far_on_every_partial(server):
+    events = native_events(server, GREEDY | {"prompt": STORY, "n_predict": 6, "timings_per_token": True})
+    partials, final = events[:-1], events[-1]
+    assert partials and final["stop"] is True and final["generation_settings"]["timings_per_token"] is True
+    assert all(set(e["timings"]) == set(TIMINGS) for e in partials), partials
+    counts = [e["timings"]["predicted_n"] for e in partials]
+    # the engine's counts as the tokens came (never fewer than shown), up to the final's
+    assert counts == sorted(counts) and all(n >= e["tokens_predicted"] for n, e in zip(counts, partials)), counts
+    assert counts[-1] <= final["timings"]["predicted_n"] == 6, (counts, final["timings"])
+    assert all(e["timings"]["prompt_n"] == final["timings"]["prompt_n"] for e in partials)
+    # without it, only the last object carries them, as llama-server sends them
+    plain = native_events(server, GREEDY | {"prompt": STORY, "n_predict": 3})
+    assert [e for e in plain if "timings" in e] == [plain[-1]], plain
+
+
+@pytest.mark.parametrize("path,body", [("/v1/chat/completions", CHAT), ("/v1/completions", GREEDY | {"prompt": STORY})])
+def test_timings_per_token_on_the_openai_streams(server, path, body):
+    # (llama.cpp's web UI asks it on /v1/chat/completions, to show the speed while the answer comes)
+    got = chunks(server, path, body | {"max_tokens": 5, "timings_per_token": True})
+    # (every chunk of text: on a busy machine the engine may hand several tokens, or all, in one)
+    text = [c for c in got if c["choices"] and (c["choices"][0].get("text") or
+                                                c["choices"][0].get("delta", {}).get("content"))]
+    assert text and all("timings" in c and c["timings"]["predicted_n"] >= 1 for c in text), got
+    assert got[-1]["timings"]["predicted_n"] == 5, got[-1]
+    plain = chunks(server, path, body | {"max_tokens": 5})
+    assert [c for c in plain if "timings" in c] == [plain[-1]], plain

@@ -531,8 +531,9 @@ class ChatChunkEncoder:
     """Typed deltas to ``chat.completion.chunk`` dicts (one id and timestamp per response)."""
 
     def __init__(self, model_id: str, *, top_logprobs: int = 0, include_usage: bool = False,
-                 legacy_functions: bool = False, completion_id: str | None = None):
+                 legacy_functions: bool = False, completion_id: str | None = None, timings_per_token: bool = False):
         self.header = _header("chat.completion.chunk", model_id, completion_id)
+        self.timings_per_token = timings_per_token
         self.top_logprobs = top_logprobs
         self.include_usage = include_usage
         #: the request offered the deprecated ``functions``: calls go out as ``delta.function_call`` pieces
@@ -560,6 +561,8 @@ class ChatChunkEncoder:
         chunk = {**self.header, "choices": [{"index": delta.choice, "delta": fields, "logprobs": logprobs,
                                              "finish_reason": _finish_reason(delta.finish_reason,
                                                                              self.legacy_functions)}]}
+        if self.timings_per_token and delta.progress is not None:
+            return _with_timings(chunk, delta.progress)  # (llama-server's timings_per_token: the timings so far)
         # llama-server's last chunk of a result carries its timings: the usage chunk where one is asked for
         return chunk if self.include_usage else _with_timings(chunk, delta.choice_usage)
 
@@ -600,8 +603,10 @@ def chat_completion(result: ChatResult, *, top_logprobs: int = 0, legacy_functio
 class CompletionChunkEncoder:
     """Typed completion deltas to ``text_completion`` chunks, and their aggregate."""
 
-    def __init__(self, model_id: str, *, logprobs: bool = False, include_usage: bool = False):
+    def __init__(self, model_id: str, *, logprobs: bool = False, include_usage: bool = False,
+                 timings_per_token: bool = False):
         self.header = _header("text_completion", model_id)
+        self.timings_per_token = timings_per_token
         self.logprobs = logprobs
         self.include_usage = include_usage
         self._offsets: dict[int, int] = {}
@@ -633,6 +638,8 @@ class CompletionChunkEncoder:
                   "finish_reason": delta.finish_reason}
         self._fold(choice)
         chunk = {**self.header, "choices": [choice]}
+        if self.timings_per_token and delta.progress is not None:
+            return _with_timings(chunk, delta.progress)  # (llama-server's timings_per_token: the timings so far)
         # (a result's last chunk: its timings, unless the usage chunk that follows carries the request's)
         return chunk if self.include_usage else _with_timings(chunk, delta.choice_usage)
 

@@ -570,6 +570,9 @@ class SamplingFields(_Strict):
     grammar_triggers: list[Any] | None = None
     # control tokens whose text the output shows where they are generated
     preserved_tokens: list[str] | None = None
+    # llama-server's: each streamed chunk of generated text carries the timings so far (its web UI shows the speed
+    # live), not only the last one
+    timings_per_token: bool | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -304,7 +304,8 @@ class ChatService:
                                       prompt_tokens=prompt_tokens,
                                       cached_tokens=cached if prompt_tokens is not None else None,
                                       prompt_token_ids=prompt_ids if k == 0 and not started[index] else None,
-                                      token_ids=ids if k == 0 else ())
+                                      token_ids=ids if k == 0 else (),
+                                      progress=chunk.progress if k == len(deltas) - 1 else None)
                         prompt_tokens = None
                     started[index] = True
                 if chunk.finish_reason is None:

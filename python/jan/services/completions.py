@@ -192,7 +192,7 @@ class CompletionService:
                                       prompt_token_ids=first_ids(index),
                                       stop=chunk.stop if chunk.finish_reason == "stop" else None,
                                       choice_usage=chunk.usage if chunk.finish_reason is not None else None,
-                                      id_slot=chunk.id_slot)
+                                      id_slot=chunk.id_slot, progress=chunk.progress)
                 if chunk.finish_reason is not None:
                     usages[index] = chunk.usage
         yield CompletionDelta(choice=-1, usage=_usage(usages, request.n, len(request.prompts)))

@@ -1188,6 +1188,8 @@ class ChatDelta:
     a remote one's are what the upstream said (0 where it said nothing).
     ``choice_usage``: on each choice's last delta, that choice's own tokens and timings, as
     :attr:`CompletionDelta.choice_usage` (llama-server's last chunk of a result tells its ``timings``).
+    ``progress``: a local engine's counts and timings of the choice so far, on the last delta a chunk of generated
+    tokens made (:attr:`CompletionDelta.progress`: llama-server's ``timings_per_token``); None elsewhere.
     """
 
     choice: int = 0
@@ -1205,6 +1207,7 @@ class ChatDelta:
     context_full: bool = False
     reasoning_tokens: int = 0
     choice_usage: Usage | None = None
+    progress: Usage | None = None
 
 
 @dataclass(frozen=True)
@@ -1256,6 +1259,9 @@ class CompletionDelta:
     choice_usage: Usage | None = None
     #: The local engine slot the choice runs in (llama-server's ``id_slot``); None where no slot is known.
     id_slot: int | None = None
+    #: A local engine's counts and timings of the choice so far, on a delta with generated tokens before its last
+    #: (:attr:`jan.engine.results.Chunk.progress`: llama-server's ``timings_per_token``); None elsewhere.
+    progress: Usage | None = None
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,8 @@ class CompletionBody(WholeNumbers):
     # n_probs' probabilities after the sampler chain (``prob``/``top_probs``: the candidates it left), not the
     # model's own (``logprob``/``top_logprobs``)
     post_sampling_probs: bool | None = None
+    # each partial result tells the timings so far (the engine's), as the last one does
+    timings_per_token: bool | None = None
     ignore_eos: bool | None = None
     logit_bias: Union[dict[str, Union[float, bool]], list[list[Any]], None] = None
     return_tokens: bool = False
@@ -629,7 +631,7 @@ def speculation(requested: Any, model_default: Any, draft_model: str | None) -> 
 
 def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | None = None, model: str = "",
                         samplers: list[str] | None = None, n_probs: int = 0, stream: bool = False,
-                        post_sampling_probs: bool = False,
+                        post_sampling_probs: bool = False, timings_per_token: bool = False,
                         grammar: str = "", speculative: str = "none",
                         lazy: CompletionBody | None = None, adapters: list[float] | None = None,
                         preserved: tuple[int, ...] = ()) -> dict[str, Any]:
@@ -657,7 +659,8 @@ def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | 
         "grammar_lazy": bool(lazy and lazy.grammar_lazy), "grammar_triggers": told_triggers(lazy),
         "preserved_tokens": list(preserved), "chat_format": "Content-only",
         "reasoning_format": "none", "reasoning_in_content": False, "generation_prompt": "",
-        "speculative.types": SPECULATIVE_TYPES[speculative], "timings_per_token": False, "backend_sampling": False,
+        "speculative.types": SPECULATIVE_TYPES[speculative], "timings_per_token": timings_per_token,
+        "backend_sampling": False,
         "lora": told_lora(s.lora, adapters),
         **({"n_ctx": n_ctx} if n_ctx else {}), **({"model": model} if model else {}),
     }
@@ -753,7 +756,7 @@ class NativeResults:
 
     def __init__(self, model: str, settings: Callable[[], dict[str, Any]], *, n_results: int, n_indent: int = 0,
                  t_max_predict_ms: int = -1, return_tokens: bool = False, prompt_texts: list[str] | None = None,
-                 clock: Callable[[], float], post_sampling: bool = False):
+                 clock: Callable[[], float], post_sampling: bool = False, timings_per_token: bool = False):
         self.model = model
         self.settings = settings
         self.choices = [_Choice() for _ in range(n_results)]
@@ -763,6 +766,7 @@ class NativeResults:
         self.prompt_texts = prompt_texts or [""] * n_results
         self.clock = clock
         self.post_sampling = post_sampling  # (the engine scored the tokens after sampling: _probabilities)
+        self.timings_per_token = timings_per_token
         self.usage: Usage | None = None
 
     @property
@@ -803,6 +807,8 @@ class NativeResults:
                                "id_slot": -1, "tokens_predicted": len(c.tokens)}
         if c.prompt_ids is not None:  # (a text prompt's length is told by the engine's usage, at the end)
             out["tokens_evaluated"] = len(c.prompt_ids)
+        if self.timings_per_token and delta.progress is not None:
+            out["timings"] = _timings(delta.progress)
         if probs:
             out["completion_probabilities"] = probs
         return out

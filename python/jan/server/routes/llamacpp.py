@@ -207,12 +207,13 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
         model_id, lambda: native.generation_settings(sampling, n_predict, model=model_id, samplers=samplers,
                                                      n_probs=body.n_probs or 0, stream=body.stream,
                                                      post_sampling_probs=bool(body.post_sampling_probs),
+                                                     timings_per_token=bool(body.timings_per_token),
                                                      grammar=typed.grammar or "", speculative=speculative,
                                                      lazy=body, adapters=adapters, preserved=preserved),
         n_results=n_results,
         n_indent=body.n_indent or 0, t_max_predict_ms=body.t_max_predict_ms or -1, return_tokens=body.return_tokens,
         prompt_texts=[t for t in prompt_texts for _ in range(typed.n)], clock=time.monotonic,
-        post_sampling=typed.post_sampling_probs)
+        post_sampling=typed.post_sampling_probs, timings_per_token=bool(body.timings_per_token))
 
     async def prompt_count(i: int) -> int | None:
         """Tokens of result ``i``'s prompt, where the generation ended before the engine told them."""

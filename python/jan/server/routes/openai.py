@@ -119,6 +119,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     chat = await typed_chat(request.app, body)
     service = request.app[SERVICES].chat
     top, legacy = chat.top_logprobs, body.legacy_functions
+    per_token = bool(body.timings_per_token)
     cid = wire.completion_id("chat.completion")
     with live_control(request.app, cid, chat, body.reasoning_control) as chat:
         try:
@@ -134,7 +135,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                                          lambda model, usage: wire.ChatChunkEncoder(model, top_logprobs=top,
                                                                                     include_usage=usage,
                                                                                     legacy_functions=legacy,
-                                                                                    completion_id=cid),
+                                                                                    completion_id=cid,
+                                                                                    timings_per_token=per_token),
                                          headers_for=lambda model: template_headers(request, model))
         except MediaError as exc:  # (before any byte is sent) said of the message's field
             raise wire.media_error(exc, body) from None
@@ -213,7 +215,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
         # echo with logprobs scores every prompt token with up to 20 alternatives: a long prompt is a big body
         return await json_response_built(lambda: answer, values=_completion_values(answer))
     return await stream_response(request, body, stream, lambda model, usage: wire.CompletionChunkEncoder(
-        model, logprobs=want_logprobs, include_usage=usage))
+        model, logprobs=want_logprobs, include_usage=usage, timings_per_token=bool(body.timings_per_token)))
 
 
 async def collect_completion(stream: DeltaStream, req: Any) -> dict[str, Any]:
