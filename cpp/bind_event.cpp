@@ -81,7 +81,12 @@ void register_event(py::module_ & m) {
         .def_property_readonly("usage", [](const PyEvent & e) -> py::object {
             if (!e.event.final) return py::none();
             return py::cast(e.event.usage);
-        }, "A Usage on the final event, else None.");
+        }, "A Usage on the final event, else None.")
+        .def_property_readonly("progress", [](const PyEvent & e) -> py::object {
+            if (e.event.final || !e.event.progress) return py::none();
+            return py::cast(e.event.usage);
+        }, "On an event with generated tokens (not the final one): the request's Usage so far, its timings the "
+           "engine's; else None.");
 }
 
 }  // namespace jan

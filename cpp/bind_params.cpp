@@ -71,6 +71,7 @@ void register_params(py::module_ & m) {
         .def_readwrite("stop", &SamplingParams::stop)
         .def_readwrite("logprobs", &SamplingParams::logprobs)
         .def_readwrite("n_probs", &SamplingParams::n_probs)
+        .def_readwrite("post_sampling_probs", &SamplingParams::post_sampling_probs)
         .def_readwrite("prompt_logprobs", &SamplingParams::prompt_logprobs)
         .def_readwrite("mirostat", &SamplingParams::mirostat)
         .def_readwrite("mirostat_tau", &SamplingParams::mirostat_tau)

@@ -73,6 +73,10 @@ void RequestState::push(Event && event) {
         for (auto & t : event.prompt_tokens) last.prompt_tokens.push_back(std::move(t));
         if (last.cached_tokens < 0) last.cached_tokens = event.cached_tokens;
         last.id_slot = event.id_slot;
+        if (event.progress) {  // (the later event's counts and timings: the folded one tells where it got to)
+            last.progress = true;
+            last.usage = event.usage;
+        }
         if (event.final) {
             last.final = true;
             last.finish_reason = std::move(event.finish_reason);

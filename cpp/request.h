@@ -48,7 +48,10 @@ struct Event {
     std::string finish_reason;           // stop | length | cancelled | error (final only)
     std::string error;                   // message when finish_reason == error
     std::string stop_string;             // the stop string that matched, if any
-    Usage usage;                         // final only
+    Usage usage;                         // final; on a token event too where `progress` (below)
+    // On an event with generated tokens: `usage` holds the request's counts and timings so far (llama-server's
+    // timings_per_token reads them; one clock, the engine's, as the final usage's).
+    bool progress = false;
     // The slot the request runs in (RequestState::set_slot stamps every event from then on); -1 before it
     // has one (a request cancelled while queued never gets one).
     int32_t id_slot = -1;

@@ -249,7 +249,41 @@ llama_token sample_token(SlotSampler & s, llama_context * ctx, int32_t idx) {
     if (s.bias) llama_sampler_accept(s.bias.get(), token);
     if (s.constraint) llama_sampler_accept(s.constraint.get(), token);
     llama_sampler_accept(s.chain.get(), token);
+    s.last = cur;
     return token;
+}
+
+std::vector<TokenLogprob> post_sampling_top(const SlotSampler & s, llama_token token, int32_t n, float * token_out) {
+    std::vector<TokenLogprob> out;
+    *token_out = -INFINITY;
+    if (s.greedy) {  // (greedy keeps every logit: its distribution is the one token it picks)
+        *token_out = 0.0f;
+        if (n > 0) out.push_back({token, 0.0f});
+        return out;
+    }
+    // The softmax of what the chain left: its truncation removed candidates (size) or banned them (-inf); the
+    // temperature scaled the logits in place. (The draw's own probabilities are not read: which samplers fill
+    // them differs between llama.cpp's samplers.)
+    std::vector<int32_t> live;
+    float max_logit = -INFINITY;
+    for (size_t i = 0; i < s.last.size; ++i) {
+        const float logit = s.last.data[i].logit;
+        if (logit == -INFINITY || std::isnan(logit)) continue;
+        live.push_back((int32_t)i);
+        max_logit = std::max(max_logit, logit);
+    }
+    if (live.empty()) return out;
+    double sum = 0.0;
+    for (int32_t i : live) sum += std::exp((double)(s.last.data[i].logit - max_logit));
+    const float log_z = max_logit + (float)std::log(sum);
+    for (int32_t i : live)
+        if (s.last.data[i].id == token) *token_out = s.last.data[i].logit - log_z;
+    const size_t k = std::min(live.size(), (size_t)std::max(n, 0));
+    std::partial_sort(live.begin(), live.begin() + (std::ptrdiff_t)k, live.end(), [&](int32_t a, int32_t b) {
+        return s.last.data[a].logit > s.last.data[b].logit;
+    });
+    for (size_t j = 0; j < k; ++j) out.push_back({s.last.data[live[j]].id, s.last.data[live[j]].logit - log_z});
+    return out;
 }
 
 SlotSampler build_sampler(const Model & model, const SamplingParams & p, int32_t n_ctx_slot,

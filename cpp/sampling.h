@@ -75,6 +75,10 @@ struct SamplingParams {
     std::vector<std::string> stop;
     bool logprobs = false;            // report each generated token's log-probability
     int32_t n_probs = 0;              // and this many top alternatives (implies logprobs)
+    // llama-server's post_sampling_probs: the token's and its alternatives' log-probabilities are those of the
+    // distribution the chain drew from (after penalties, truncation and temperature: post_sampling_top), not the
+    // model's raw ones; the alternatives are the candidates the chain left, n_probs of them at most.
+    bool post_sampling_probs = false;
     // Mirostat (https://arxiv.org/abs/2007.14966): 1 or 2 replaces top-k/top-p/min-p/typical-p and the
     // final draw with llama.cpp's Mirostat sampler, which keeps the text's surprise near `mirostat_tau`
     // (learning rate `mirostat_eta`); 0: off. Ollama's and llama-server's option names.
@@ -138,6 +142,9 @@ struct SlotSampler {
     bool greedy = false;                // the chain picks the best logit (temperature <= 0)
     std::vector<llama_token_data> candidates;  // (the vocabulary's, reused from token to token)
     std::vector<int32_t> ranked;        // (candidate indices in the order a refused greedy pick checks them)
+    // The candidates as the chain left them at the last sample_token (in `candidates`; size 0 before one), for
+    // post_sampling_top.
+    llama_token_data_array last{nullptr, 0, -1, false};
 };
 
 // `end_reasoning`: the request's flag that closes its thinking now (reasoning_budget.h; may be null).
@@ -167,6 +174,13 @@ struct TokenLogprob {
     int32_t token;
     float logprob;
 };
+
+// llama-server's post-sampling probabilities of the last sample_token: the drawn token's log-probability in the
+// distribution the chain drew it from (the softmax of the candidates it left, after temperature), and the best
+// `n` of those candidates (fewer where the chain left fewer). A greedy pick had one candidate: probability 1.
+// `token_out` gets the token's (-inf where the chain left it no probability).
+std::vector<TokenLogprob> post_sampling_top(const SlotSampler & sampler, llama_token token, int32_t n,
+                                            float * token_out);
 
 // log-softmax over the raw logits (before any sampler), like OpenAI's logprobs:
 // the chosen token's log-probability and the n best alternatives.

@@ -827,6 +827,21 @@ void Scheduler::assign(Slot & slot, Pending && pending) {
     busy_.fetch_add(1);
 }
 
+// A request's counts and timings up to `now`: the final usage, and each token event's progress.
+Usage Scheduler::usage_so_far(const Slot & slot, Clock::time_point now) const {
+    Usage u;
+    u.prompt_tokens = (int32_t)slot.prompt.size();
+    u.completion_tokens = slot.n_generated;
+    u.cached_tokens = slot.n_cached;
+    u.draft_tokens = slot.n_drafted;
+    u.draft_accepted = slot.n_accepted;
+    u.queue_ms = ms_between(slot.t_submitted, slot.t_started);
+    const bool got_first = slot.n_generated > 0;
+    u.prompt_ms = ms_between(slot.t_started, got_first ? slot.t_first_token : now);
+    u.generation_ms = got_first ? ms_between(slot.t_first_token, now) : 0.0;
+    return u;
+}
+
 void Scheduler::finish(Slot & slot, const std::string & reason, const std::string & error) {
     Event ev;
     if (slot.stream && reason != "error" && reason != "cancelled") ev.text = slot.stream->flush();
@@ -835,17 +850,9 @@ void Scheduler::finish(Slot & slot, const std::string & reason, const std::strin
     ev.error = error;
     if (slot.stream && slot.stream->stopped()) ev.stop_string = slot.stream->matched_stop();
     const auto now = Clock::now();
-    ev.usage.prompt_tokens = (int32_t)slot.prompt.size();
-    ev.usage.completion_tokens = slot.n_generated;
-    ev.usage.cached_tokens = slot.n_cached;
-    ev.usage.draft_tokens = slot.n_drafted;
-    ev.usage.draft_accepted = slot.n_accepted;
+    ev.usage = usage_so_far(slot, now);
     slot.n_drafted = slot.n_accepted = 0;
     slot.draft.clear();
-    ev.usage.queue_ms = ms_between(slot.t_submitted, slot.t_started);
-    const bool got_first = slot.n_generated > 0;
-    ev.usage.prompt_ms = ms_between(slot.t_started, got_first ? slot.t_first_token : now);
-    ev.usage.generation_ms = got_first ? ms_between(slot.t_first_token, now) : 0.0;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         metrics_.requests_finished++;
@@ -913,7 +920,9 @@ void Scheduler::sample_slot(Slot & slot) {
     GeneratedToken out;
     out.id = token;
     out.piece = model_->token_to_piece(token, slot.params.shows_special(token));
-    if (slot.params.n_probs > 0 || slot.params.logprobs) {
+    if (slot.params.post_sampling_probs && (slot.params.n_probs > 0 || slot.params.logprobs)) {
+        out.top = post_sampling_top(slot.sampler, token, slot.params.n_probs, &out.logprob);
+    } else if (slot.params.n_probs > 0 || slot.params.logprobs) {
         const float * logits = llama_get_logits_ith(ctx_.get(), idx);
         float log_z = 0.0f;
         out.logprob = logprob_of(logits, model_->n_vocab(), token, &log_z);
@@ -924,6 +933,8 @@ void Scheduler::sample_slot(Slot & slot) {
     ev.text = slot.stream->push(out.piece);
     ev.tokens.push_back(std::move(out));
     if (slot.n_generated == 1) ev.cached_tokens = slot.n_cached;
+    ev.usage = usage_so_far(slot, Clock::now());
+    ev.progress = true;
     slot.request->push(std::move(ev));
 
     if (slot.stream->stopped()) {

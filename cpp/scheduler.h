@@ -250,6 +250,7 @@ private:
     Slot * pick_slot(const Pending & pending);
     void decode_media_step();  // scheduler_media.cpp
     void finish(Slot & slot, const std::string & reason, const std::string & error = {});
+    Usage usage_so_far(const Slot & slot, std::chrono::steady_clock::time_point now) const;
     void sample_slot(Slot & slot);
     void emit_prompt_logprobs(Slot & slot);
     std::vector<llama_token> plan_draft(Slot & slot, int32_t room);  // speculative.cpp

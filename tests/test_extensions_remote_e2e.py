@@ -239,3 +239,15 @@ def test_media_in_a_remote_models_prompt_objects_are_refused(front):
         status, body = call(front, "POST", path, {"model": "remote-stories", field: prompt})
         assert status == 400, (path, body)
         assert body["error"]["message"].startswith(f"{field}: model 'remote-stories' takes no images or audio"), body
+
+
+def test_a_remote_model_tells_no_timings_and_refuses_post_sampling_probs(front):
+    """Its engine times nothing here (the upstream's own timings do not come through the OpenAI API): no
+    llama-server ``timings`` rather than zeros; and its logprobs are the model's own, so ``post_sampling_probs``,
+    which would tell them as the sampler's, is a 400 naming it."""
+    status, body = call(front, "POST", "/v1/chat/completions", {"model": "remote-stories", "max_tokens": 2,
+                                                                "messages": [{"role": "user", "content": "hi"}]})
+    assert status == 200 and "timings" not in body, body
+    status, body = call(front, "POST", "/completion", {"model": "remote-stories", "prompt": "Once", "n_predict": 2,
+                                                       "n_probs": 2, "post_sampling_probs": True})
+    assert status == 400 and body["error"]["message"].startswith("post_sampling_probs: model 'remote-stories'"), body

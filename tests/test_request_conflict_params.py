@@ -2,8 +2,8 @@
 in ``param`` and in front of its message, as every check of one field does.
 
 Found probing the server: ``top_logprobs`` without ``logprobs``, ``functions`` beside ``tools``, ``function_call``
-beside ``tool_choice``, a ``json_schema`` response format without its schema and ``/tokenize`` without ``content``
-(or with ``content`` and ``text`` that differ) were 400s with ``"param": null`` — a client (or an SDK's error
+beside ``tool_choice``, a ``json_schema`` response format without its schema and ``/tokenize`` with ``content``
+and ``text`` that differ were 400s with ``"param": null`` — a client (or an SDK's error
 display) could not tell which field to fix.
 """
 
@@ -25,7 +25,8 @@ CASES = [
     ("/v1/chat/completions", {**CHAT, "function_call": "auto", "tool_choice": "auto",
                               "tools": [{"type": "function", "function": FN}]}, "function_call"),
     ("/v1/chat/completions", {**CHAT, "response_format": {"type": "json_schema"}}, "response_format.json_schema"),
-    ("/tokenize", {"model": "stories260K"}, "content"),
+    # (n_probs does not stand in for the logprobs: true that top_logprobs needs)
+    ("/v1/chat/completions", {**CHAT, "top_logprobs": 2, "n_probs": 2}, "top_logprobs"),
     ("/v1/tokenize", {"model": "stories260K", "content": "a", "text": "b"}, "text"),
 ]
 

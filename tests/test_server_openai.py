@@ -280,7 +280,9 @@ def test_tokenize_detokenize(server):
 
     tokens = post("/v1/tokenize", {"model": "stories260K", "content": STORY, "add_special": True})["tokens"]
     assert tokens[0] == 1 and len(tokens) == 5
-    assert post("/v1/detokenize", {"model": "stories260K", "tokens": tokens[1:]})["content"] == STORY
+    # spelled as llama-server spells them: the first piece's leading space kept (llama-server 0.3.36: " Once upon a
+    # time" for these ids)
+    assert post("/v1/detokenize", {"model": "stories260K", "tokens": tokens[1:]})["content"] == " " + STORY
     pieces = post("/v1/tokenize", {"model": "stories260K", "content": STORY, "with_pieces": True})["tokens"]
     assert "".join(p["piece"] for p in pieces).strip() == STORY
 

@@ -60,6 +60,7 @@ class SamplingParams:
     stop: list[str]
     logprobs: bool
     n_probs: int
+    post_sampling_probs: bool
     prompt_logprobs: bool
     mirostat: int
     mirostat_tau: float
@@ -174,6 +175,8 @@ class Event:
     def stop(self) -> str | None: ...
     @property
     def usage(self) -> Usage | None: ...
+    @property
+    def progress(self) -> Usage | None: ...
 
 class SchedulerMetrics:
     requests_total: int

@@ -1179,7 +1179,9 @@ class Model:
         draft_max, draft_min, ngram, draft_p_min (defaults: the model's); reproducible (whether the
         same output is expected again, so it must not follow machine load — see ``adaptive_threads``;
         default: when greedy or ``seed`` is given); infill (llama.cpp's infill sampler after the temperature,
-        for fill-in-the-middle code completion, as llama-server's ``samplers`` ``infill``; sampled requests only).
+        for fill-in-the-middle code completion, as llama-server's ``samplers`` ``infill``; sampled requests only);
+        post_sampling_probs (with logprobs: each token's and its alternatives' log-probabilities in the
+        distribution the sampler chain drew from, its candidates as the alternatives; a greedy pick's is itself at 0).
         Raises ContextOverflowError when the prompt does not fit, QueueFullError when the wait
         queue is full, ValueError for bad options.
         """

@@ -50,6 +50,9 @@ DEFAULTS = {
     "top_logprobs": 0,
     # Also each prompt token's log-probability (OpenAI's echo with logprobs; no prefix reuse for the request).
     "prompt_logprobs": False,
+    # With logprobs: the probabilities of the distribution the sampler chain drew from, its candidates as the
+    # alternatives (llama-server's post_sampling_probs; cpp/sampling.h), not the model's raw ones.
+    "post_sampling_probs": False,
     # Lazy grammar: regexes that switch the grammar on (see SamplingParams in cpp/sampling.h).
     "grammar_triggers": None,
     # Text the reply already holds (a prefill the prompt ends in): the grammar reads it first, so it holds the reply
@@ -334,6 +337,7 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
     p.logprobs = check_flag("logprobs", o["logprobs"]) or bool(o["top_logprobs"])
     p.n_probs = r["top_logprobs"].check("top_logprobs", o["top_logprobs"])
     p.prompt_logprobs = check_flag("prompt_logprobs", o["prompt_logprobs"])
+    p.post_sampling_probs = check_flag("post_sampling_probs", o["post_sampling_probs"])
     p.mirostat = r["mirostat"].check("mirostat", o["mirostat"])
     p.mirostat_tau = r["mirostat_tau"].check("mirostat_tau", o["mirostat_tau"])
     p.mirostat_eta = r["mirostat_eta"].check("mirostat_eta", o["mirostat_eta"])

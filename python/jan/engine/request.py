@@ -296,6 +296,9 @@ class Request:
                 error=ev.error,
                 stop=ev.stop,
                 id_slot=ev.id_slot,
+                # (the engine folds the tokens a slow reader has not taken yet into the final event: its usage is
+                # their progress too)
+                progress=ev.usage if final else ev.progress,
             )
             self._buffer.append(chunk)
             if final:

@@ -74,6 +74,10 @@ class Chunk:
     #: The engine slot the request runs in (``id_slot`` to pin a request there, ``Model.slot_action``); -1 while it
     #: has none (a request cancelled while queued).
     id_slot: int = -1
+    #: The request's counts and timings so far, the engine's own (llama-server's ``timings_per_token``), on a chunk
+    #: with generated tokens (the last chunk's are its ``usage``); None elsewhere, and from an engine that does not
+    #: tell them.
+    progress: Usage | None = None
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,8 @@ __all__ = [
     "pieces_in",
     "response_format_of",
     "tool_pair_error",
+    "timings_dict",
+    "timings_of",
     "usage_dict",
 ]
 
@@ -414,6 +416,34 @@ def usage_dict(usage: Usage, reasoning_tokens: int | None = None) -> dict[str, A
     return out
 
 
+def timings_dict(usage: Usage) -> dict[str, Any]:
+    """llama-server's ``timings`` of one generation, from the engine's own usage (one clock: the engine's): the
+    prompt tokens evaluated (less those the KV cache held) and their time, the tokens generated and theirs. As
+    llama-server counts them, the first generated token is free (it comes from the prompt's last batch): the
+    per-token rates count the decode steps after it, over ``generation_ms`` (first token to the end)."""
+    prompt_n = max(usage.prompt_tokens - usage.cached_tokens, 0)
+    steps = max(usage.completion_tokens - 1, 0)
+    out = {"cache_n": usage.cached_tokens,
+           "prompt_n": prompt_n, "prompt_ms": usage.prompt_ms,
+           "prompt_per_token_ms": usage.prompt_ms / prompt_n if prompt_n else 0.0,
+           "prompt_per_second": prompt_n * 1000.0 / usage.prompt_ms if usage.prompt_ms > 0 else 0.0,
+           "predicted_n": usage.completion_tokens, "predicted_ms": usage.generation_ms,
+           "predicted_per_token_ms": usage.generation_ms / steps if steps else 0.0,
+           "predicted_per_second": steps * 1000.0 / usage.generation_ms if usage.generation_ms > 0 else 0.0}
+    if usage.draft_tokens:
+        out.update(draft_n=usage.draft_tokens, draft_n_accepted=usage.draft_accepted)
+    return out
+
+
+def timings_of(usage: Usage | None) -> dict[str, Any] | None:
+    """``timings`` as llama-server adds them to its OpenAI answers, or None where the engine timed nothing: a
+    remote engine's usage has token counts only (llama-server too leaves them out of a result its slot never
+    started)."""
+    if usage is None or (usage.prompt_ms <= 0 and usage.generation_ms <= 0):
+        return None
+    return timings_dict(usage)
+
+
 def completion_id(kind: str) -> str:
     """A new id of a ``chat.completion`` (``chatcmpl-...``) or ``text_completion`` (``cmpl-...``)."""
     prefix = "chatcmpl" if kind.startswith("chat.") else "cmpl"
@@ -492,8 +522,9 @@ class ChatChunkEncoder:
     """Typed deltas to ``chat.completion.chunk`` dicts (one id and timestamp per response)."""
 
     def __init__(self, model_id: str, *, top_logprobs: int = 0, include_usage: bool = False,
-                 legacy_functions: bool = False, completion_id: str | None = None):
+                 legacy_functions: bool = False, completion_id: str | None = None, timings_per_token: bool = False):
         self.header = _header("chat.completion.chunk", model_id, completion_id)
+        self.timings_per_token = timings_per_token
         self.top_logprobs = top_logprobs
         self.include_usage = include_usage
         #: the request offered the deprecated ``functions``: calls go out as ``delta.function_call`` pieces
@@ -505,7 +536,9 @@ class ChatChunkEncoder:
         if delta.choice < 0:
             if delta.usage is None or not self.include_usage:
                 return None
-            return {**self.header, "choices": [], "usage": usage_dict(delta.usage, delta.reasoning_tokens)}
+            return _with_timings({**self.header, "choices": [], "usage": usage_dict(delta.usage,
+                                                                                    delta.reasoning_tokens)},
+                                 delta.usage)
         fields = _delta_fields(delta, self.legacy_functions)
         first = delta.choice not in self._started
         if not fields and not first and delta.logprobs is None and delta.finish_reason is None:
@@ -516,9 +549,23 @@ class ChatChunkEncoder:
         logprobs = None
         if delta.logprobs is not None:
             logprobs = {"content": _chat_logprobs(delta.logprobs, self.top_logprobs), "refusal": None}
-        return {**self.header, "choices": [{"index": delta.choice, "delta": fields, "logprobs": logprobs,
-                                            "finish_reason": _finish_reason(delta.finish_reason,
-                                                                            self.legacy_functions)}]}
+        chunk = {**self.header, "choices": [{"index": delta.choice, "delta": fields, "logprobs": logprobs,
+                                             "finish_reason": _finish_reason(delta.finish_reason,
+                                                                             self.legacy_functions)}]}
+        if self.timings_per_token and delta.progress is not None:
+            return _with_timings(chunk, delta.progress)  # (llama-server's timings_per_token: the timings so far)
+        # llama-server's last chunk of a result carries its timings: the usage chunk where one is asked for
+        return chunk if self.include_usage else _with_timings(chunk, delta.choice_usage)
+
+
+def _with_timings(body: dict[str, Any], usage: Usage | None) -> dict[str, Any]:
+    """``body`` with llama-server's ``timings`` of ``usage`` where the engine timed it (:func:`timings_of`): its
+    OpenAI answers and each result's last stream chunk carry them (its web UI and benchmark scripts read them; an
+    OpenAI client ignores a field it does not know)."""
+    timings = timings_of(usage)
+    if timings is not None:
+        body["timings"] = timings
+    return body
 
 
 def chat_completion(result: ChatResult, *, top_logprobs: int = 0, legacy_functions: bool = False,
@@ -540,15 +587,17 @@ def chat_completion(result: ChatResult, *, top_logprobs: int = 0, legacy_functio
         logprobs = {"content": _chat_logprobs(choice.logprobs, top_logprobs)} if choice.logprobs else None
         choices.append({"index": index, "message": message, "logprobs": logprobs,
                         "finish_reason": _finish_reason(choice.finish_reason, legacy_functions)})
-    return {**_header("chat.completion", result.model, completion_id), "choices": choices,
-            "usage": usage_dict(result.usage, result.reasoning_tokens)}
+    return _with_timings({**_header("chat.completion", result.model, completion_id), "choices": choices,
+                          "usage": usage_dict(result.usage, result.reasoning_tokens)}, result.usage)
 
 
 class CompletionChunkEncoder:
     """Typed completion deltas to ``text_completion`` chunks, and their aggregate."""
 
-    def __init__(self, model_id: str, *, logprobs: bool = False, include_usage: bool = False):
+    def __init__(self, model_id: str, *, logprobs: bool = False, include_usage: bool = False,
+                 timings_per_token: bool = False):
         self.header = _header("text_completion", model_id)
+        self.timings_per_token = timings_per_token
         self.logprobs = logprobs
         self.include_usage = include_usage
         self._offsets: dict[int, int] = {}
@@ -560,7 +609,7 @@ class CompletionChunkEncoder:
             self.usage = delta.usage
             if delta.usage is None or not self.include_usage:
                 return None
-            return {**self.header, "choices": [], "usage": usage_dict(delta.usage)}
+            return _with_timings({**self.header, "choices": [], "usage": usage_dict(delta.usage)}, delta.usage)
         logprobs = None
         offset = self._offsets.get(delta.choice, 0)
         if self.logprobs:
@@ -579,7 +628,11 @@ class CompletionChunkEncoder:
         choice = {"index": delta.choice, "text": delta.text, "logprobs": logprobs,
                   "finish_reason": delta.finish_reason}
         self._fold(choice)
-        return {**self.header, "choices": [choice]}
+        chunk = {**self.header, "choices": [choice]}
+        if self.timings_per_token and delta.progress is not None:
+            return _with_timings(chunk, delta.progress)  # (llama-server's timings_per_token: the timings so far)
+        # (a result's last chunk: its timings, unless the usage chunk that follows carries the request's)
+        return chunk if self.include_usage else _with_timings(chunk, delta.choice_usage)
 
     def _fold(self, choice: dict[str, Any]) -> None:
         state = self._choices.setdefault(choice["index"], {"index": choice["index"], "text": "", "logprobs": None,
@@ -594,8 +647,8 @@ class CompletionChunkEncoder:
 
     def response(self) -> dict[str, Any]:
         """The whole ``text_completion`` (every delta encoded so far, folded)."""
-        return {**self.header, "choices": [self._choices[i] for i in sorted(self._choices)],
-                "usage": usage_dict(self.usage) if self.usage is not None else None}
+        return _with_timings({**self.header, "choices": [self._choices[i] for i in sorted(self._choices)],
+                              "usage": usage_dict(self.usage) if self.usage is not None else None}, self.usage)
 
 
 def pieces_in(text: str, tokens: list[TokenLogprob]) -> list[tuple[int, str]]:

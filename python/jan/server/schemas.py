@@ -495,6 +495,28 @@ ModelId = Annotated[Union[str, None], Field(min_length=1,
                                                         "loaded or the server has a default model")]
 
 
+def _n_probs_as_logprobs(data: dict[str, Any], chat: bool) -> None:
+    """llama-server's ``n_probs`` on its OpenAI routes (it copies the field into the request it runs) as their own
+    fields: on a chat, the tokens' ``logprobs`` with ``n_probs`` alternatives, unless ``logprobs: true`` asked with
+    its own ``top_logprobs`` (which llama-server reads first); on a text completion, ``logprobs: n_probs`` (llama-server
+    reads ``logprobs`` only where ``n_probs`` is not given). Null is the default, none; out of range a ValueError
+    naming ``n_probs`` (was: refused as an unknown field)."""
+    n = data.pop("n_probs")
+    if n is None:
+        return
+    low, high = RANGES["top_logprobs"].ge, RANGES["top_logprobs"].le  # (the engine's one range for alternatives)
+    if type(n) is float and n.is_integer():
+        n = int(n)
+    if type(n) is not int or not low <= n <= high:
+        raise ValueError(f"n_probs: must be a whole number from {low} to {high}, got {n!r}")
+    if chat:
+        # (a top_logprobs without logprobs: true stays the 400 it is, as llama-server refuses it whatever n_probs)
+        if n > 0 and data.get("logprobs") is not True and data.get("top_logprobs") is None:
+            data["logprobs"], data["top_logprobs"] = True, n
+    else:
+        data["logprobs"] = n or None
+
+
 class SamplingFields(_Strict):
     """Fields shared by chat and text completions (OpenAI's plus llama.cpp's extras)."""
 
@@ -548,6 +570,9 @@ class SamplingFields(_Strict):
     grammar_triggers: list[Any] | None = None
     # control tokens whose text the output shows where they are generated
     preserved_tokens: list[str] | None = None
+    # llama-server's: each streamed chunk of generated text carries the timings so far (its web UI shows the speed
+    # live), not only the last one
+    timings_per_token: bool | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -562,6 +587,8 @@ class SamplingFields(_Strict):
             n_predict = data.pop("n_predict")
             if n_predict is not None and data.get("max_tokens") is None:
                 data["max_tokens"] = n_predict
+        if "n_probs" in data and "n_probs" not in declared:
+            _n_probs_as_logprobs(data, "top_logprobs" in declared)
         if type(data.get("max_tokens")) is int and data["max_tokens"] == -1:
             # llama-server's "no cap" (its web UI sends it by default): until the end of generation or of the
             # context, not this route's default (16 on completions)
@@ -882,8 +909,12 @@ def _object_document_text(document: dict[str, Any], index: int, rank_fields: lis
 
 
 class TokenizeRequest(_Strict):
+    """llama-server's ``/tokenize``: ``content`` text, or a list of text pieces and token ids (its mixed prompt:
+    the pieces tokenized, the ids kept, ``add_special`` only before a leading text piece); none (``{}``) is
+    nothing to tokenize, ``{"tokens": []}``, as llama-server answers it."""
+
     model: ModelId = None
-    content: str | None = None
+    content: str | list[str | TokenId] | None = None
     text: str | None = None
     add_special: bool | None = False
     parse_special: bool | None = True
@@ -891,8 +922,6 @@ class TokenizeRequest(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> "TokenizeRequest":
-        if self.content is None and self.text is None:
-            raise ValueError("content: required (the text to tokenize)")
         if self.content is not None and self.text is not None and self.content != self.text:
             # (text is another name for it): tokenizing one and dropping the other silently answers a wrong question
             raise ValueError("text: content and text are one field by two names: give one")
@@ -907,5 +936,7 @@ class ChatControlRequest(_Strict):
 
 
 class DetokenizeRequest(_Strict):
+    """llama-server's ``/detokenize``: no ``tokens`` (``{}``) spells nothing, ``{"content": ""}``, as it answers."""
+
     model: ModelId = None
-    tokens: TokenList
+    tokens: TokenList = Field(default_factory=list)

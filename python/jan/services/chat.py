@@ -305,7 +305,8 @@ class ChatService:
                                       prompt_tokens=prompt_tokens,
                                       cached_tokens=cached if prompt_tokens is not None else None,
                                       prompt_token_ids=prompt_ids if k == 0 and not started[index] else None,
-                                      token_ids=ids if k == 0 else ())
+                                      token_ids=ids if k == 0 else (),
+                                      progress=chunk.progress if k == len(deltas) - 1 else None)
                         prompt_tokens = None
                     started[index] = True
                 if chunk.finish_reason is None:
@@ -313,14 +314,15 @@ class ChatService:
                 usages[index] = chunk.usage if through[index] is None else _billed(chunk.usage, through[index])
                 reasoning_tokens += tally.count(parser) if tally is not None else 0
                 if stop.matched is not None:
-                    yield _stopped(index, stop, shown[index] if want_ids else None, outputs[index],
-                                   generated[index], cuts[index])
+                    yield replace(_stopped(index, stop, shown[index] if want_ids else None, outputs[index],
+                                           generated[index], cuts[index]), choice_usage=usages[index])
                     continue
                 finish = chunk.finish_reason
                 if finish == "stop" and parser.made_tool_calls:
                     finish = "tool_calls"  # the token limit wins over a cut-off call: "length" stays
                 yield ChatDelta(choice=index, finish_reason=finish, stop=chunk.stop, token_ids=tuple(held[index]),
-                                context_full=finish == "length" and _short_of(chunk.usage, limit))
+                                context_full=finish == "length" and _short_of(chunk.usage, limit),
+                                choice_usage=usages[index])
         yield ChatDelta(choice=-1, usage=combined_usage([u for u in usages if u is not None]),
                         reasoning_tokens=reasoning_tokens)
 

@@ -54,6 +54,11 @@ class CompletionService:
                 raise RequestError(f"prompt: model '{target.id}' takes no images or audio in a completion prompt "
                                    "(its engine is not local); send them to /v1/chat/completions",
                                    param="prompt", code="not_supported")
+            if layered.post_sampling_probs and layered.logprobs is not None:
+                # (a remote engine's logprobs are the model's own: told as post-sampling ones they would mislead)
+                raise RequestError(f"post_sampling_probs: model '{target.id}' cannot tell the probabilities after "
+                                   "sampling (its engine is not local); leave it out", param="post_sampling_probs",
+                                   code="not_supported")
             with engine_failures(target.engine, "complete()"):
                 deltas = target.engine.complete(target.model, layered)
             return target.id, checked_deltas(target.engine, deltas, CompletionDelta, len(layered.prompts) * layered.n,
@@ -111,7 +116,8 @@ class CompletionService:
                                                      grammar_triggers=triggers or None,
                                                      preserved_tokens=list(preserved) or None,
                                                      top_logprobs=request.logprobs or 0,
-                                                     prompt_logprobs=want_prompt, infill=request.infill_sampler))
+                                                     prompt_logprobs=want_prompt, infill=request.infill_sampler,
+                                                     post_sampling_probs=request.post_sampling_probs))
                         echo.append(text if request.echo else "")
                         prompt_ids.append(tuple(prompt) if isinstance(prompt, tuple) and request.token_ids else None)
             except BaseException:
@@ -186,7 +192,7 @@ class CompletionService:
                                       prompt_token_ids=first_ids(index),
                                       stop=chunk.stop if chunk.finish_reason == "stop" else None,
                                       choice_usage=chunk.usage if chunk.finish_reason is not None else None,
-                                      id_slot=chunk.id_slot)
+                                      id_slot=chunk.id_slot, progress=chunk.progress)
                 if chunk.finish_reason is not None:
                     usages[index] = chunk.usage
         yield CompletionDelta(choice=-1, usage=_usage(usages, request.n, len(request.prompts)))

@@ -1028,6 +1028,11 @@ class CompletionRequest:
     #: a front end's body: whether its ``prompt`` was a list of prompts (an error names ``prompt[i]...``) or one
     #: prompt (``prompt...``: a text, or one list of token ids); None, a caller of this API: ``prompts[i]...``
     listed: bool | None = None
+    #: With ``logprobs``: each token's and its alternatives' log-probabilities in the distribution the sampler
+    #: chain drew from (after penalties, truncation and temperature; the alternatives are the candidates it left,
+    #: a greedy pick's only itself at 0), not the model's raw ones (llama-server's ``post_sampling_probs``). A
+    #: local engine's only.
+    post_sampling_probs: bool = False
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -1205,6 +1210,10 @@ class ChatDelta:
     ``reasoning_tokens``: with ``usage``, how many of its ``completion_tokens`` went to thinking (OpenAI's
     ``reasoning_tokens``): a local engine's are counted by :class:`jan.services.output.ReasoningTokens` (its rule),
     a remote one's are what the upstream said (0 where it said nothing).
+    ``choice_usage``: on each choice's last delta, that choice's own tokens and timings, as
+    :attr:`CompletionDelta.choice_usage` (llama-server's last chunk of a result tells its ``timings``).
+    ``progress``: a local engine's counts and timings of the choice so far, on the last delta a chunk of generated
+    tokens made (:attr:`CompletionDelta.progress`: llama-server's ``timings_per_token``); None elsewhere.
     """
 
     choice: int = 0
@@ -1221,6 +1230,8 @@ class ChatDelta:
     token_ids: tuple[int, ...] = ()
     context_full: bool = False
     reasoning_tokens: int = 0
+    choice_usage: Usage | None = None
+    progress: Usage | None = None
 
 
 @dataclass(frozen=True)
@@ -1272,6 +1283,9 @@ class CompletionDelta:
     choice_usage: Usage | None = None
     #: The local engine slot the choice runs in (llama-server's ``id_slot``); None where no slot is known.
     id_slot: int | None = None
+    #: A local engine's counts and timings of the choice so far, on a delta with generated tokens before its last
+    #: (:attr:`jan.engine.results.Chunk.progress`: llama-server's ``timings_per_token``); None elsewhere.
+    progress: Usage | None = None
 
 
 @dataclass(frozen=True)

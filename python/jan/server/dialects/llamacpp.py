@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from jan.server.dialect_errors import llamacpp_error_body, llamacpp_error_status
+from jan.server.openai_wire import timings_dict
 from jan.server.schemas import (INT32_MAX, ContentPrompt, MediaPrompt, ModelId, NullMeansDefault, Seed, Stop, TokenId,
                                 bounded)
 from jan.errors import MediaError
@@ -165,6 +166,11 @@ class CompletionBody(WholeNumbers):
     grammar: str | None = None
     json_schema: dict[str, Any] | None = None
     n_probs: int | None = Field(None, ge=0, le=20)
+    # n_probs' probabilities after the sampler chain (``prob``/``top_probs``: the candidates it left), not the
+    # model's own (``logprob``/``top_logprobs``)
+    post_sampling_probs: bool | None = None
+    # each partial result tells the timings so far (the engine's), as the last one does
+    timings_per_token: bool | None = None
     ignore_eos: bool | None = None
     logit_bias: Union[dict[str, Union[float, bool]], list[list[Any]], None] = None
     return_tokens: bool = False
@@ -482,7 +488,8 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
                              grammar_triggers=patterns, grammar_trigger_tokens=trigger_tokens,
                              preserved_tokens=tuple(body.preserved_tokens or ()), token_ids=True, suffix=suffix,
                              infill_extra=extra, infill_fit=suffix is not None,
-                             infill_sampler=infill_sampler(body.samplers))
+                             infill_sampler=infill_sampler(body.samplers),
+                             post_sampling_probs=bool(body.post_sampling_probs) and bool(body.n_probs))
 
 
 def embedding_request(body: EmbeddingBody, inputs: tuple[Union[str, tuple[int, ...], MediaText], ...]
@@ -552,7 +559,8 @@ def slot_params(params: Any, lora: list[float]) -> dict[str, Any]:
         mirostat=params.mirostat, mirostat_tau=params.mirostat_tau, mirostat_eta=params.mirostat_eta,
         ignore_eos=params.ignore_eos, seed=params.seed)
     mode = "draft" if params.use_draft_model and params.draft_max > 0 else "ngram" if params.draft_max > 0 else "none"
-    told = generation_settings(sampling, params.max_tokens, n_probs=params.n_probs, speculative=mode, adapters=lora)
+    told = generation_settings(sampling, params.max_tokens, n_probs=params.n_probs, speculative=mode, adapters=lora,
+                               post_sampling_probs=bool(getattr(params, "post_sampling_probs", False)))
     return {key: told[key] for key in SLOT_PARAMS}
 
 
@@ -633,6 +641,7 @@ def speculation(requested: Any, model_default: Any, draft_model: str | None) -> 
 
 def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | None = None, model: str = "",
                         samplers: list[str] | None = None, n_probs: int = 0, stream: bool = False,
+                        post_sampling_probs: bool = False, timings_per_token: bool = False,
                         grammar: str = "", speculative: str = "none",
                         lazy: CompletionBody | None = None, adapters: list[float] | None = None,
                         preserved: tuple[int, ...] = ()) -> dict[str, Any]:
@@ -656,11 +665,12 @@ def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | 
         "xtc_threshold": 0.1, "dry_multiplier": 0.0, "dry_base": 1.75, "dry_allowed_length": 2,
         "dry_penalty_last_n": s.repeat_last_n, "dry_sequence_breakers": ["\n", ":", "\"", "*"],
         "adaptive_target": -1.0, "adaptive_decay": 0.9, "min_keep": 0, "n_probs": n_probs,
-        "post_sampling_probs": False, "n_keep": 0, "n_discard": 0, "stream": stream, "grammar": grammar,
+        "post_sampling_probs": post_sampling_probs, "n_keep": 0, "n_discard": 0, "stream": stream, "grammar": grammar,
         "grammar_lazy": bool(lazy and lazy.grammar_lazy), "grammar_triggers": told_triggers(lazy),
         "preserved_tokens": list(preserved), "chat_format": "Content-only",
         "reasoning_format": "none", "reasoning_in_content": False, "generation_prompt": "",
-        "speculative.types": SPECULATIVE_TYPES[speculative], "timings_per_token": False, "backend_sampling": False,
+        "speculative.types": SPECULATIVE_TYPES[speculative], "timings_per_token": timings_per_token,
+        "backend_sampling": False,
         "lora": told_lora(s.lora, adapters),
         **({"n_ctx": n_ctx} if n_ctx else {}), **({"model": model} if model else {}),
     }
@@ -700,8 +710,16 @@ def resolved(sampling: SamplingOptions, model_params: Mapping[str, Any] | None) 
 
 
 # -- answers -----------------------------------------------------------------------------------
-def _probabilities(logprobs: tuple[TokenLogprob, ...]) -> list[dict[str, Any]]:
-    """``completion_probabilities``: each token with its log-probability and the best alternatives."""
+def _probabilities(logprobs: tuple[TokenLogprob, ...], post_sampling: bool = False) -> list[dict[str, Any]]:
+    """``completion_probabilities``: each token with its log-probability and the best alternatives; with
+    ``post_sampling`` (llama-server's ``post_sampling_probs``: the engine scored them in the distribution its
+    sampler chain drew from) each as its probability, ``prob`` and ``top_probs``, as llama-server tells them."""
+    if post_sampling:
+        def prob(t: Any) -> dict[str, Any]:
+            return {"id": t.token_id, "token": t.token, "bytes": list(t.bytes),
+                    "prob": math.exp(t.logprob) if t.logprob is not None else 0.0}
+        return [{**prob(t), "top_probs": [prob(a) for a in t.top]} for t in logprobs]
+
     def one(t: Any) -> dict[str, Any]:
         return {"id": t.token_id, "token": t.token, "bytes": list(t.bytes),
                 "logprob": t.logprob if t.logprob is not None else -1e30}
@@ -709,15 +727,9 @@ def _probabilities(logprobs: tuple[TokenLogprob, ...]) -> list[dict[str, Any]]:
 
 
 def _timings(usage: Usage | None) -> dict[str, Any]:
-    u = usage or Usage()
-    prompt_n = u.prompt_tokens - u.cached_tokens
-    return {"cache_n": u.cached_tokens,
-            "prompt_n": prompt_n, "prompt_ms": u.prompt_ms,
-            "prompt_per_token_ms": u.prompt_ms / prompt_n if prompt_n else 0.0,
-            "prompt_per_second": prompt_n * 1000.0 / u.prompt_ms if u.prompt_ms else 0.0,
-            "predicted_n": u.completion_tokens, "predicted_ms": u.generation_ms,
-            "predicted_per_token_ms": u.generation_ms / u.completion_tokens if u.completion_tokens else 0.0,
-            "predicted_per_second": u.completion_tokens * 1000.0 / u.generation_ms if u.generation_ms else 0.0}
+    """A native result's ``timings`` (told always, as llama-server tells them on /completion), as the OpenAI
+    routes tell them (:func:`jan.server.openai_wire.timings_dict`)."""
+    return timings_dict(usage or Usage())
 
 
 _STOP_TYPES = {"length": "limit", "cancelled": "none"}
@@ -754,7 +766,7 @@ class NativeResults:
 
     def __init__(self, model: str, settings: Callable[[], dict[str, Any]], *, n_results: int, n_indent: int = 0,
                  t_max_predict_ms: int = -1, return_tokens: bool = False, prompt_texts: list[str] | None = None,
-                 clock: Callable[[], float]):
+                 clock: Callable[[], float], post_sampling: bool = False, timings_per_token: bool = False):
         self.model = model
         self.settings = settings
         self.choices = [_Choice() for _ in range(n_results)]
@@ -763,6 +775,8 @@ class NativeResults:
         self.return_tokens = return_tokens
         self.prompt_texts = prompt_texts or [""] * n_results
         self.clock = clock
+        self.post_sampling = post_sampling  # (the engine scored the tokens after sampling: _probabilities)
+        self.timings_per_token = timings_per_token
         self.usage: Usage | None = None
 
     @property
@@ -787,7 +801,7 @@ class NativeResults:
         shown = self._rules(c, delta.text, delta.finish_reason is not None)
         c.content += shown
         c.tokens += delta.token_ids
-        probs = _probabilities(delta.logprobs) if delta.logprobs else []
+        probs = _probabilities(delta.logprobs, self.post_sampling) if delta.logprobs else []
         c.probabilities += probs
         if delta.finish_reason is not None:
             c.usage = delta.choice_usage
@@ -803,6 +817,8 @@ class NativeResults:
                                "id_slot": -1, "tokens_predicted": len(c.tokens)}
         if c.prompt_ids is not None:  # (a text prompt's length is told by the engine's usage, at the end)
             out["tokens_evaluated"] = len(c.prompt_ids)
+        if self.timings_per_token and delta.progress is not None:
+            out["timings"] = _timings(delta.progress)
         if probs:
             out["completion_probabilities"] = probs
         return out

@@ -47,12 +47,19 @@ _TOOL_CALL = {"type": "object", "required": ["id", "type", "function"], "propert
     "id": {"type": "string"}, "type": {"const": "function"},
     "function": {"type": "object", "required": ["name", "arguments"],
                  "properties": {"name": {"type": "string"}, "arguments": {"type": "string"}}}}}
+#: llama-server's ``timings`` of a generation (its clients read them), on a local model's answer and on a stream's
+#: last chunk of each result
+_TIMINGS = {"type": "object", "description": "llama-server's timings of the generation (a local model's)",
+            "properties": {k: {"type": "integer" if k.endswith("_n") else "number"}
+                           for k in ("cache_n", "prompt_n", "prompt_ms", "prompt_per_token_ms", "prompt_per_second",
+                                     "predicted_n", "predicted_ms", "predicted_per_token_ms",
+                                     "predicted_per_second")}}
 _FINISH = {"type": ["string", "null"], "enum": ["stop", "length", "tool_calls", "content_filter", None]}
 #: Response bodies of the OpenAI routes (what clients parse); jan's own resources are JSON objects.
 RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     "ChatCompletion": {"type": "object", "required": ["id", "object", "created", "model", "choices"], "properties": {
         "id": {"type": "string"}, "object": {"const": "chat.completion"}, "created": {"type": "integer"},
-        "model": {"type": "string"}, "usage": _USAGE,
+        "model": {"type": "string"}, "usage": _USAGE, "timings": _TIMINGS,
         "choices": {"type": "array", "items": {"type": "object", "required": ["index", "message", "finish_reason"],
                                                 "properties": {
             "index": {"type": "integer", "minimum": 0}, "finish_reason": _FINISH,
@@ -63,7 +70,7 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "logprobs": {"type": ["object", "null"]}}}}}},
     "Completion": {"type": "object", "required": ["id", "object", "created", "model", "choices"], "properties": {
         "id": {"type": "string"}, "object": {"const": "text_completion"}, "created": {"type": "integer"},
-        "model": {"type": "string"}, "usage": _USAGE,
+        "model": {"type": "string"}, "usage": _USAGE, "timings": _TIMINGS,
         "choices": {"type": "array", "items": {"type": "object", "required": ["index", "text", "finish_reason"],
                                                 "properties": {
             "index": {"type": "integer", "minimum": 0}, "text": {"type": "string"}, "finish_reason": _FINISH,

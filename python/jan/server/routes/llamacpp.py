@@ -180,11 +180,14 @@ async def _preserved_ids(engine: Any, model: dict[str, Any], texts: list[str] | 
 
 
 async def _fim_refusal(request: web.Request, model: str | None) -> APIError:
-    """A model without fill-in-the-middle tokens, in llama-server's words (naming the model: jan serves several)."""
+    """A model without fill-in-the-middle tokens, in llama-server's words (naming the model: jan serves several)
+    and as its status and type: 501 ``not_supported_error`` (the route, not the body, is what the model cannot
+    serve; llama.vscode and llama.vim tell that apart from a bad request)."""
     with contextlib.suppress(Exception):  # (resolved a moment ago: the name, never another failure)
         model = (await request.app[SERVICES].models.resolve(model)).id
-    return APIError(400, f"Infill is not supported by this model ('{model}'): it has no fill-in-the-middle tokens "
-                         "(prefix, suffix, middle)", param="input_suffix", code="not_supported")
+    return APIError(501, f"Infill is not supported by this model ('{model}'): it has no fill-in-the-middle tokens "
+                         "(prefix, suffix, middle)", type="not_supported_error", param="input_suffix",
+                    code="not_supported")
 
 
 async def _answer(request: web.Request, body: native.CompletionBody, typed: CompletionRequest,
@@ -212,11 +215,14 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
     results = native.NativeResults(
         model_id, lambda: native.generation_settings(sampling, n_predict, model=model_id, samplers=samplers,
                                                      n_probs=body.n_probs or 0, stream=body.stream,
+                                                     post_sampling_probs=bool(body.post_sampling_probs),
+                                                     timings_per_token=bool(body.timings_per_token),
                                                      grammar=typed.grammar or "", speculative=speculative,
                                                      lazy=body, adapters=adapters, preserved=preserved),
         n_results=n_results,
         n_indent=body.n_indent or 0, t_max_predict_ms=body.t_max_predict_ms or -1, return_tokens=body.return_tokens,
-        prompt_texts=[t for t in prompt_texts for _ in range(typed.n)], clock=time.monotonic)
+        prompt_texts=[t for t in prompt_texts for _ in range(typed.n)], clock=time.monotonic,
+        post_sampling=typed.post_sampling_probs, timings_per_token=bool(body.timings_per_token))
 
     async def prompt_count(i: int) -> int | None:
         """Tokens of result ``i``'s prompt, where the generation ended before the engine told them."""

@@ -119,6 +119,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     chat = await typed_chat(request.app, body)
     service = request.app[SERVICES].chat
     top, legacy = chat.top_logprobs, body.legacy_functions
+    per_token = bool(body.timings_per_token)
     cid = wire.completion_id("chat.completion")
     with live_control(request.app, cid, chat, body.reasoning_control) as chat:
         try:
@@ -134,7 +135,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                                          lambda model, usage: wire.ChatChunkEncoder(model, top_logprobs=top,
                                                                                     include_usage=usage,
                                                                                     legacy_functions=legacy,
-                                                                                    completion_id=cid),
+                                                                                    completion_id=cid,
+                                                                                    timings_per_token=per_token),
                                          headers_for=lambda model: template_headers(request, model))
         except MediaError as exc:  # (before any byte is sent) said of the message's field
             raise wire.media_error(exc, body) from None
@@ -213,7 +215,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
         # echo with logprobs scores every prompt token with up to 20 alternatives: a long prompt is a big body
         return await json_response_built(lambda: answer, values=_completion_values(answer))
     return await stream_response(request, body, stream, lambda model, usage: wire.CompletionChunkEncoder(
-        model, logprobs=want_logprobs, include_usage=usage))
+        model, logprobs=want_logprobs, include_usage=usage, timings_per_token=bool(body.timings_per_token)))
 
 
 async def collect_completion(stream: DeltaStream, req: Any) -> dict[str, Any]:
@@ -291,12 +293,22 @@ def _piece(piece: bytes) -> str | list[int]:
 async def tokenize(request: web.Request) -> web.Response:
     """Text to token ids with the model's vocabulary (``with_pieces`` adds each token's text)."""
     body = await parse_body(request, TokenizeRequest)
-    model, engine = await model_and_engine(request, body.model)
-    text = body.content if body.content is not None else body.text
+    target = await request.app[SERVICES].models.resolve(body.model)
+    model, engine = target.model, target.engine
+    given = body.content if body.content is not None else body.text
+    # a text is one piece; {} tokenizes nothing, as llama-server answers it
+    pieces_given: list[str | int] = [given] if isinstance(given, str) else list(given or ())
+    await _check_token_ids(request, target, pieces_given)
+    tokens: list[int] = []
     # null is the field's default (as llama-server reads it), not a value for the engine's yes/no checks
     with engine_failures(engine, "tokenize()"):  # an extension's own exception names it, as in every service
-        tokens = await engine.tokenize(model, text, add_special=bool(body.add_special),
-                                       parse_special=body.parse_special is not False)
+        for i, piece in enumerate(pieces_given):
+            if isinstance(piece, str):
+                # (llama-server's mixed prompt: add_special only before a leading text piece)
+                tokens += await engine.tokenize(model, piece, add_special=bool(body.add_special) and i == 0,
+                                                parse_special=body.parse_special is not False)
+            else:
+                tokens.append(piece)
         pieces = await engine.token_pieces(model, tokens) if body.with_pieces and hasattr(engine, "token_pieces") \
             else None
 
@@ -305,6 +317,23 @@ async def tokenize(request: web.Request) -> web.Response:
             return {"tokens": tokens}
         return {"tokens": [{"id": t, "piece": _piece(p)} for t, p in zip(tokens, pieces)]}
     return await json_response_built(answer, values=len(tokens) * (1 if pieces is None else 3))
+
+
+async def _check_token_ids(request: web.Request, target: Any, pieces: list[str | int]) -> None:
+    """A 400 naming ``content[i]`` for a token id of a mixed ``/tokenize`` content outside the model's vocabulary
+    (llama-server echoes any number back as a token, which a client then feeds to a completion that refuses it,
+    or a ``with_pieces`` that reads past the vocabulary); none where the vocabulary is not known (a remote model:
+    its server judges)."""
+    if not any(isinstance(p, int) for p in pieces):
+        return
+    abilities = await request.app[SERVICES].models.abilities(target)
+    n_vocab = abilities.n_vocab if abilities is not None else None
+    if n_vocab is None:
+        return
+    for i, piece in enumerate(pieces):
+        if isinstance(piece, int) and not 0 <= piece < n_vocab:
+            raise APIError(400, f"content[{i}]: token id {piece} is outside the model's vocabulary "
+                                f"(0..{n_vocab - 1})", param=f"content[{i}]", code="invalid_value")
 
 
 @routes.post("/v1/detokenize")
