@@ -36,6 +36,15 @@ def client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
+def raise_if_gone(request: web.Request) -> None:
+    """Raise :class:`ConnectionResetError` when the client of a streamed answer is gone. A stream notices that on its
+    next write, but a stretch of deltas that write nothing (thinking not shown, a dialect's encoder with nothing to
+    say for them) would otherwise generate on for nobody, up to its token limit, its slot held: each streaming loop
+    asks after every delta."""
+    if client_gone(request):
+        raise ConnectionResetError("the client disconnected mid-stream")
+
+
 async def _until_gone(request: web.Request, work: Awaitable[T]) -> tuple[bool, T | None]:
     """(False, ``work``'s result); or, when the client goes away first, ``work`` cancelled and (True, None)."""
     task = asyncio.ensure_future(work)

@@ -33,7 +33,7 @@ from jan.errors import MediaError, ModelLoadError, ModelNotFoundError, not_found
 from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
-from jan.server.disconnect import first_item, unless_disconnected
+from jan.server.disconnect import first_item, raise_if_gone, unless_disconnected
 import jan.server.dialect_errors  # noqa: F401 - registers Ollama's error shape
 from jan.server.errors import APIError, from_validation_error, to_api_error
 from jan.server.body_read import BodyLimit, blob_space_error, body_limit
@@ -320,6 +320,7 @@ async def _ndjson(request: web.Request, first: Any, stream: AsyncIterator[Any],
                 await send(lines(first), hold=_ends(first))
             async for item in stream:
                 await send(lines(item), hold=_ends(item))
+                raise_if_gone(request)  # (an item with no line to send wrote nothing that would have noticed)
                 if shutting_down.is_set():
                     await send([{"error": "the server is shutting down; the generation was stopped"}], last=True)
                     break

@@ -17,7 +17,7 @@ from aiohttp import web
 from jan.core import InferenceStopped
 from jan.errors import ContextOverflowError, MediaError
 from jan.server import openai_wire as wire
-from jan.server.disconnect import first_item, unless_disconnected
+from jan.server.disconnect import first_item, raise_if_gone, unless_disconnected
 from jan.server.document_inputs import read_body_documents
 from jan.server.errors import APIError, prompt_param, to_api_error
 from jan.server.jsonio import json_response, json_response_built
@@ -74,6 +74,7 @@ async def stream_sse(request: web.Request, stream: DeltaStream, first: Any,
                 chunk = encode(delta)
                 if chunk is not None:  # a choice's last chunk goes out with what follows it (SSEStream)
                     await sse.send(chunk, hold=getattr(delta, "finish_reason", None) is not None)
+                raise_if_gone(request)  # (a delta with nothing to send wrote nothing that would have noticed)
                 if shutting_down.is_set():
                     break  # leaving the block closes the stream, which cancels the generation
             else:

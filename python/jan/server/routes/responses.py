@@ -23,7 +23,7 @@ from aiohttp import web
 from jan.core import ConversationalExtension, NotFoundError
 from jan.errors import ContextOverflowError, MediaError, not_found_message
 from jan.templates.grammar import GrammarError
-from jan.server.disconnect import unless_disconnected
+from jan.server.disconnect import client_gone, unless_disconnected
 from jan.server.document_inputs import read_body_documents
 from jan.server.dialects import responses as wire
 from jan.server.dialects.responses_run import STREAM_KEPT_S, InConversation, ResponseRun
@@ -271,9 +271,9 @@ async def prepare_response(app: web.Application, body: wire.ResponsesRequest,
 
 
 async def response_run(app: web.Application, prepared: PreparedResponse, stream: DeltaStream[ChatDelta],
-                       deltas: AsyncIterator[ChatDelta]) -> ResponseRun:
+                       deltas: AsyncIterator[ChatDelta], gone: Callable[[], bool] = lambda: False) -> ResponseRun:
     """The run that generates ``prepared`` from ``deltas`` (``stream``, or it started), stored when its body says
-    so; not started."""
+    so; not started. ``gone()``: whether the client it answers left (then it stops, cancelled)."""
     body = prepared.body
     input_items = await body_step(wire.input_items, body.input)
     conversation = None
@@ -289,7 +289,7 @@ async def response_run(app: web.Application, prepared: PreparedResponse, stream:
                        store=app[STORE] if body.store else None,
                        previous=prepared.previous, inputs=prepared.inputs, input_items=input_items,
                        error_of=lambda exc: _failed(prepared.named(exc)), streamed=body.stream,
-                       conversation=conversation)
+                       conversation=conversation, client_gone=gone)
 
 
 @routes.post("/v1/responses")
@@ -397,7 +397,9 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
         # the MCP calls the model makes run here, and it goes on with their results (jan.services.mcp_use)
         deltas = mcp_use.rounds(_chat(request).stream, chat_request, deltas, mcp, new_id=wire.new_id)
         mcp.handed_over = True
-    run = await response_run(request.app, prepared, stream, deltas)
+    # a foreground response stops with its client (a background one goes on: it is polled, or streamed again)
+    run = await response_run(request.app, prepared, stream, deltas,
+                             gone=(lambda: False) if body.background else (lambda: client_gone(request)))
     leases = _leases(request.app)
     if body.store:
         # leased before its record is written, until it has ended and been saved: another process on this data
