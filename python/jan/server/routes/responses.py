@@ -575,13 +575,16 @@ async def cancel_response(request: web.Request) -> web.Response:
     run = request.app[RUNS].get(response_id)
     if run is None:
         stored = await _stored(request, response_id)
-        if stored.get("status") == "cancelled":
-            return web.json_response(stored)
         if stored.get("status") in UNFINISHED:  # (read as it stands: another process generates it)
             raise _elsewhere_error(response_id, "cancel")
+    else:
+        # A cancel that comes after the last token, while the response's end is saved, finds it ended some other
+        # way: answered as a cancel a moment later is, not as a 200 with a response that was not cancelled.
+        stored = await run.cancel()
+    if stored.get("status") != "cancelled":
         raise APIError(400, f"Cannot cancel a response that is {stored.get('status')}; only a response "
                             "in progress can be cancelled", code="invalid_state")
-    return web.json_response(await run.cancel())
+    return web.json_response(stored)
 
 
 @routes.get("/v1/responses/{response_id}/input_items")
