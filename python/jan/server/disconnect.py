@@ -22,7 +22,7 @@ from typing import TypeVar
 from aiohttp import web
 
 from jan.core import InferenceStopped
-from jan.server.keys import BUS
+from jan.server.keys import BUS, SHUTTING_DOWN
 
 T = TypeVar("T")
 
@@ -45,16 +45,20 @@ def raise_if_gone(request: web.Request) -> None:
         raise ConnectionResetError("the client disconnected mid-stream")
 
 
-async def _until_gone(request: web.Request, work: Awaitable[T]) -> tuple[bool, T | None]:
-    """(False, ``work``'s result); or, when the client goes away first, ``work`` cancelled and (True, None)."""
+async def _until_gone(request: web.Request, work: Awaitable[T],
+                      stopping: asyncio.Event | None = None) -> tuple[str | None, T | None]:
+    """(None, ``work``'s result); or, when the client goes away first, ``work`` cancelled and ("gone", None); or,
+    when ``stopping`` is set first (the server is shutting down), ``work`` cancelled and ("stopping", None)."""
     task = asyncio.ensure_future(work)
     try:
         while True:
             done, _ = await asyncio.wait([task], timeout=DISCONNECT_POLL_S)
             if done:
-                return False, task.result()
+                return None, task.result()
             if client_gone(request):
-                return True, None
+                return "gone", None
+            if stopping is not None and stopping.is_set():
+                return "stopping", None
     finally:
         if not task.done():
             task.cancel()
@@ -62,12 +66,23 @@ async def _until_gone(request: web.Request, work: Awaitable[T]) -> tuple[bool, T
                 await task
 
 
-async def unless_disconnected(request: web.Request, work: Awaitable[T], model_id: str | None) -> T:
+async def unless_disconnected(request: web.Request, work: Awaitable[T], model_id: str | None, *,
+                              at_shutdown: bool = True) -> T:
     """Await ``work`` (a non-streaming generation); when the client goes away first, cancel it and raise
-    :class:`ConnectionResetError` (the connection is dropped; nobody is left to answer)."""
-    gone, result = await _until_gone(request, work)
-    if not gone:
+    :class:`ConnectionResetError` (the connection is dropped; nobody is left to answer). When the server starts
+    shutting down first, cancel it and raise the 503 ``server_shutdown`` a stream ends with: the client is told now,
+    not left waiting out the stop's grace period for a dropped connection (``at_shutdown=False``: ``work`` ends at a
+    shutdown by itself, as a foreground response does, cancelled by the app, and is answered as it ended)."""
+    # (.get: an extension's sub-application, or a test's stand-in app, has no stop of its own to watch)
+    why, result = await _until_gone(request, work, request.app.get(SHUTTING_DOWN) if at_shutdown else None)
+    if why is None:
         return result  # type: ignore[return-value]
+    if why == "stopping":
+        from jan.server.errors import APIError  # (jan.server.errors imports this module)
+        from jan.server.streaming import SHUTDOWN
+
+        request.app[BUS].emit_nowait(InferenceStopped(model_id=model_id or "", reason="server shutting down"))
+        raise APIError(503, SHUTDOWN, type="server_error", code="server_shutdown")
     request.app[BUS].emit_nowait(InferenceStopped(model_id=model_id or "", reason="client disconnected"))
     raise ConnectionResetError("the client disconnected before the response was ready")
 
@@ -97,7 +112,7 @@ async def while_client_waits(work: Awaitable[T]) -> T:
     if handling is None or handling[1] is not asyncio.current_task():
         return await work
     gone, result = await _until_gone(handling[0], work)
-    if gone:
+    if gone is not None:
         raise ConnectionResetError("the client disconnected before its media was fetched")
     return result  # type: ignore[return-value]
 

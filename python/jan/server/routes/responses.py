@@ -431,7 +431,8 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
         await run.stored()
         return web.json_response(run.snapshot() if run.done else run.snapshot("queued"))
     try:
-        answer = await unless_disconnected(request, run.wait(), body.model)
+        # (at a shutdown the app cancels the response: it is answered cancelled, as it is saved)
+        answer = await unless_disconnected(request, run.wait(), body.model, at_shutdown=False)
         return await json_response_built(lambda: answer, values=response_values(answer))
     finally:
         if not run.done:  # the client went away: a foreground response stops with it

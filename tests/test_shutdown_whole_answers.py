@@ -1,0 +1,76 @@
+"""A non-streamed answer still being generated when the server stops is told so, in its dialect's shape.
+
+Streams in flight end with the dialect's ``server_shutdown`` error when the server stops; an answer that is not
+streamed was left generating through the stop's grace period, then dropped: its client got no answer at all, only a
+closed connection. It is now a 503 ``server_shutdown`` (Anthropic's ``overloaded_error``, Ollama's ``{"error"}``) as
+the stop begins, and its generation is stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from endless_engine import EndlessEngine, endless_server
+from server_helpers import http_post
+
+WAIT_S = 60  # (bounds against a hang, never measures)
+M = [{"role": "user", "content": "hi"}]
+WHOLE = {
+    "/v1/chat/completions": {"messages": M},
+    "/v1/completions": {"prompt": "hi"},
+    "/v1/messages": {"messages": M, "max_tokens": 100},
+    "/api/chat": {"messages": M, "stream": False},
+    "/api/generate": {"prompt": "hi", "stream": False},
+    "/completion": {"prompt": "hi"},
+    "/v1/responses": {"input": "hi"},
+}
+
+
+def _stopped_while_answering(tmp_path, path: str, ready=lambda srv: True) -> tuple[int, dict]:
+    """Send ``path`` its body, stop the server once its generation runs (and ``ready(srv)``); the answer's status
+    and body."""
+    engine = EndlessEngine()
+    with endless_server(tmp_path / "data", engine) as srv:
+        host, port = srv.base_url.split("//")[1].split(":")
+        sock = socket.create_connection((host, int(port)), timeout=WAIT_S)
+        answer = bytearray()
+
+        def read() -> None:
+            with sock:
+                while more := sock.recv(65536):
+                    answer.extend(more)
+
+        sock.sendall(http_post(path, {"model": "endless", **WHOLE[path]}))
+        reader = threading.Thread(target=read)
+        reader.start()
+        assert engine.started.wait(WAIT_S)
+        deadline = time.monotonic() + WAIT_S
+        while not ready(srv):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        srv.stop()
+        reader.join(WAIT_S)
+        assert engine.closed.is_set(), "the generation outlived the server"
+    assert answer, "the client got no answer"
+    head, body = bytes(answer).split(b"\r\n\r\n", 1)
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+@pytest.mark.parametrize("path", [p for p in WHOLE if p != "/v1/responses"])
+def test_an_answer_in_progress_when_the_server_stops_is_a_503_in_its_dialect(tmp_path, path):
+    status, body = _stopped_while_answering(tmp_path, path)
+    assert status == 503, body
+    if path == "/v1/messages":
+        assert body["type"] == "error" and body["error"]["type"] == "overloaded_error", body
+    elif path.startswith("/api/"):
+        assert "shutting down" in body["error"], body
+    elif path == "/completion":  # (llama-server's shape)
+        assert body["error"]["code"] == 503 and "shutting down" in body["error"]["message"], body
+    else:
+        assert body["error"]["code"] == "server_shutdown", body
+
