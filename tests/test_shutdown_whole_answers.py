@@ -3,11 +3,13 @@
 Streams in flight end with the dialect's ``server_shutdown`` error when the server stops; an answer that is not
 streamed was left generating through the stop's grace period, then dropped: its client got no answer at all, only a
 closed connection. It is now a 503 ``server_shutdown`` (Anthropic's ``overloaded_error``, Ollama's ``{"error"}``) as
-the stop begins, and its generation is stopped.
+the stop begins, and its generation is stopped. A foreground response is answered as the app's stop ends it: cancelled
+(and saved so, even when the stop came while it was storing its start).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -15,7 +17,13 @@ import time
 
 import pytest
 
+from jan.server.config import ServerConfig
+from jan.server.dialects.responses_store import ResponsesStore
+from jan.server.keys import SHUTTING_DOWN
+from jan.server.route_state import RUNS
+from jan.testing.server import ServerThread
 from endless_engine import EndlessEngine, endless_server
+from extension_helpers import call
 from server_helpers import http_post
 
 WAIT_S = 60  # (bounds against a hang, never measures)
@@ -74,3 +82,56 @@ def test_an_answer_in_progress_when_the_server_stops_is_a_503_in_its_dialect(tmp
     else:
         assert body["error"]["code"] == "server_shutdown", body
 
+
+
+def test_a_foreground_response_in_progress_when_the_server_stops_is_answered_cancelled(tmp_path):
+    # (once it runs: a response the stop finds starting is refused, "no response starts now", also a 503)
+    status, body = _stopped_while_answering(tmp_path, "/v1/responses", lambda srv: bool(srv.app[RUNS]))
+    assert status == 200 and body["status"] == "cancelled", (body["status"], body.get("error"))
+
+
+def test_a_response_storing_its_start_when_the_server_stops_ends_cancelled_and_saved(tmp_path, monkeypatch):
+    """The stop cancelled a response's task wherever it was: one still writing its start to the store was torn there,
+    answered ``failed`` ("The server stopped.") and left unsaved. It now ends as a cancel asked then does: cancelled,
+    and saved so (read back after a restart on the same data folder). The start's writing is held on a gate the test
+    opens once the stop has begun."""
+    storing, gate = threading.Event(), threading.Event()
+    begin = ResponsesStore.begin
+
+    async def held_begin(self, *args, **kwargs):
+        storing.set()
+        await asyncio.to_thread(gate.wait, WAIT_S)
+        return await begin(self, *args, **kwargs)
+
+    monkeypatch.setattr(ResponsesStore, "begin", held_begin)
+    engine = EndlessEngine()
+    with endless_server(tmp_path / "data", engine) as srv:
+        host, port = srv.base_url.split("//")[1].split(":")
+        sock = socket.create_connection((host, int(port)), timeout=WAIT_S)
+        answer = bytearray()
+
+        def read() -> None:
+            with sock:
+                while more := sock.recv(65536):
+                    answer.extend(more)
+
+        sock.sendall(http_post("/v1/responses", {"model": "endless", "input": "hi"}))
+        reader = threading.Thread(target=read)
+        reader.start()
+        assert storing.wait(WAIT_S)
+        stopper = threading.Thread(target=srv.stop)
+        stopper.start()
+        deadline = time.monotonic() + WAIT_S
+        while not srv.app[SHUTTING_DOWN].is_set():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        gate.set()
+        stopper.join(WAIT_S)
+        reader.join(WAIT_S)
+    head, body = bytes(answer).split(b"\r\n\r\n", 1)
+    response = json.loads(body)
+    assert b" 200 " in head.split(b"\r\n")[0] and response["status"] == "cancelled", response
+    with ServerThread(ServerConfig(data_folder=tmp_path / "data", models=[], n_threads=1),
+                      extensions=[EndlessEngine()]) as srv:
+        status, stored = call(srv, "GET", f"/v1/responses/{response['id']}")
+    assert status == 200 and stored["status"] == "cancelled", stored

@@ -331,10 +331,13 @@ class ResponseRun:
         return await self.wait()
 
     async def abort(self) -> None:
-        """On server shutdown: cancel and wait for the run to end."""
+        """On server shutdown: cancel and wait for the run to end. As :meth:`cancel`, a run still storing its start
+        sees the flag when it gets to generating (interrupted there, the response was left half stored, and ended
+        failed, "The server stopped.", instead of cancelled)."""
         if self._task is not None and not self._task.done():
             self._cancelled = True
-            self._task.cancel()
+            if self._generating:
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
