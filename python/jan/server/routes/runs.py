@@ -26,6 +26,7 @@ from typing import Any, Literal, Union
 from aiohttp import web
 from pydantic import Field, model_validator
 
+from jan.server.disconnect import client_gone
 from jan.server.errors import APIError
 from jan.errors import not_found_message
 from jan.server.jsonio import json_response
@@ -271,14 +272,6 @@ def _sse_text(event: str, data: Any, seq: int | None = None) -> bytes:
     return f"{head}event: {event}\ndata: {payload}\n\n".encode()
 
 
-def _client_gone(request: web.Request):
-    def gone() -> bool:
-        transport = request.transport
-        return transport is None or transport.is_closing()
-
-    return gone
-
-
 async def _serve_leg(request: web.Request, run: Run, *, stream: bool, after: int,
                      continue_text: str | None = None,
                      prelude: tuple[tuple[str, Any], ...] = ()) -> web.StreamResponse:
@@ -293,7 +286,7 @@ async def _serve_leg(request: web.Request, run: Run, *, stream: bool, after: int
     runs = request.app[SERVICES].runs
     run.detached = not stream
     detached = run.background or not stream
-    gone = (lambda: False) if detached else _client_gone(request)
+    gone = (lambda: False) if detached else (lambda: client_gone(request))
     # (the leg makes itself the run's task once it runs: RunService.execute)
     task = runs.launch(run, listener_gone=gone, continue_text=continue_text)
     if not stream:
