@@ -1,10 +1,11 @@
-"""A non-streamed answer still being generated when the server stops is told so, in its dialect's shape.
+"""An answer still being generated when the server stops is told so, in its dialect's shape, whole or streamed.
 
 Streams in flight end with the dialect's ``server_shutdown`` error when the server stops; an answer that is not
 streamed was left generating through the stop's grace period, then dropped: its client got no answer at all, only a
 closed connection. It is now a 503 ``server_shutdown`` (Anthropic's ``overloaded_error``, Ollama's ``{"error"}``) as
 the stop begins, and its generation is stopped. A foreground response is answered as the app's stop ends it: cancelled
-(and saved so, even when the stop came while it was storing its start).
+(and saved so, even when the stop came while it was storing its start). A stream whose deltas have nothing to send
+ends with its dialect's shutdown error as the stop begins, in every dialect.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ WHOLE = {
 }
 
 
-def _stopped_while_answering(tmp_path, path: str, ready=lambda srv: True) -> tuple[int, dict]:
-    """Send ``path`` its body, stop the server once its generation runs (and ``ready(srv)``); the answer's status
-    and body."""
+def _stopped_while_answering(tmp_path, path: str, ready=lambda srv: True, body: dict | None = None,
+                             seen: bytes = b"") -> bytes:
+    """Send ``path`` its body (``WHOLE``'s unless given), stop the server once its generation runs (and
+    ``ready(srv)``, and the client got ``seen``); what the client got."""
     engine = EndlessEngine()
     with endless_server(tmp_path / "data", engine) as srv:
         host, port = srv.base_url.split("//")[1].split(":")
@@ -53,25 +55,30 @@ def _stopped_while_answering(tmp_path, path: str, ready=lambda srv: True) -> tup
                 while more := sock.recv(65536):
                     answer.extend(more)
 
-        sock.sendall(http_post(path, {"model": "endless", **WHOLE[path]}))
+        sock.sendall(http_post(path, {"model": "endless", **(WHOLE[path] if body is None else body)}))
         reader = threading.Thread(target=read)
         reader.start()
         assert engine.started.wait(WAIT_S)
         deadline = time.monotonic() + WAIT_S
-        while not ready(srv):
+        while not ready(srv) or seen not in answer:
             assert time.monotonic() < deadline
             time.sleep(0.01)
         srv.stop()
         reader.join(WAIT_S)
         assert engine.closed.is_set(), "the generation outlived the server"
     assert answer, "the client got no answer"
-    head, body = bytes(answer).split(b"\r\n\r\n", 1)
+    return bytes(answer)
+
+
+def _whole(answer: bytes) -> tuple[int, dict]:
+    """The status and JSON body of an answer that is not streamed."""
+    head, body = answer.split(b"\r\n\r\n", 1)
     return int(head.split(b" ")[1]), json.loads(body)
 
 
 @pytest.mark.parametrize("path", [p for p in WHOLE if p != "/v1/responses"])
 def test_an_answer_in_progress_when_the_server_stops_is_a_503_in_its_dialect(tmp_path, path):
-    status, body = _stopped_while_answering(tmp_path, path)
+    status, body = _whole(_stopped_while_answering(tmp_path, path))
     assert status == 503, body
     if path == "/v1/messages":
         assert body["type"] == "error" and body["error"]["type"] == "overloaded_error", body
@@ -84,9 +91,34 @@ def test_an_answer_in_progress_when_the_server_stops_is_a_503_in_its_dialect(tmp
 
 
 
+STREAMED = {
+    "/v1/chat/completions": {"messages": M, "stream": True},
+    "/v1/completions": {"prompt": "hi", "stream": True},
+    "/v1/messages": {"messages": M, "stream": True, "max_tokens": 100},
+    "/v1/responses": {"input": "hi", "stream": True},
+    "/api/chat": {"messages": M},  # (Ollama streams by default)
+    "/api/generate": {"prompt": "hi"},
+    "/completion": {"prompt": "hi", "stream": True},
+}
+
+
+@pytest.mark.parametrize("path", list(STREAMED))
+def test_a_stream_writing_nothing_when_the_server_stops_ends_with_its_error(tmp_path, path):
+    """Its deltas have nothing to send (the Anthropic and llama-server streams asked of the stop only after an event
+    they sent): it still ends, as the stop begins, with the dialect's shutdown error and the end of its body; it was
+    held through the stop's grace period, then cut off without them."""
+    # (a response once it runs: one the stop finds starting is refused, a plain 503, "no response starts now")
+    ready = (lambda srv: bool(srv.app[RUNS])) if path == "/v1/responses" else (lambda srv: True)
+    # (once its first words are out: the stop then finds it relaying deltas with nothing to send)
+    answer = _stopped_while_answering(tmp_path, path, ready, body=STREAMED[path], seen=b"ok ")
+    assert b" 200 " in answer.split(b"\r\n", 1)[0]
+    assert answer.endswith(b"\r\n0\r\n\r\n"), answer[-300:]  # (the chunked body's end)
+    assert b"shutting down" in answer.rsplit(b"\r\n0\r\n\r\n", 1)[0][-400:], answer[-300:]
+
+
 def test_a_foreground_response_in_progress_when_the_server_stops_is_answered_cancelled(tmp_path):
     # (once it runs: a response the stop finds starting is refused, "no response starts now", also a 503)
-    status, body = _stopped_while_answering(tmp_path, "/v1/responses", lambda srv: bool(srv.app[RUNS]))
+    status, body = _whole(_stopped_while_answering(tmp_path, "/v1/responses", lambda srv: bool(srv.app[RUNS])))
     assert status == 200 and body["status"] == "cancelled", (body["status"], body.get("error"))
 
 

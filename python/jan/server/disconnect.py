@@ -17,12 +17,15 @@ import asyncio
 import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 
 from jan.core import InferenceStopped
 from jan.server.keys import BUS, SHUTTING_DOWN
+
+if TYPE_CHECKING:
+    from jan.server.errors import APIError
 
 T = TypeVar("T")
 
@@ -36,6 +39,17 @@ def client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
+#: What a generation the server's stop cut off says (the 503 ``server_shutdown``, whole or as a stream's last event).
+SHUTDOWN = "The server is shutting down; the generation was stopped."
+
+
+def shutdown_error() -> "APIError":
+    """The 503 ``server_shutdown`` of a generation the server's stop cut off (each dialect shapes it)."""
+    from jan.server.errors import APIError  # (jan.server.errors imports this module)
+
+    return APIError(503, SHUTDOWN, type="server_error", code="server_shutdown")
+
+
 def raise_if_gone(request: web.Request) -> None:
     """Raise :class:`ConnectionResetError` when the client of a streamed answer is gone. A stream notices that on its
     next write, but a stretch of deltas that write nothing (thinking not shown, a dialect's encoder with nothing to
@@ -43,6 +57,16 @@ def raise_if_gone(request: web.Request) -> None:
     asks after every delta."""
     if client_gone(request):
         raise ConnectionResetError("the client disconnected mid-stream")
+
+
+def raise_if_ended(request: web.Request) -> None:
+    """:func:`raise_if_gone`, and :func:`shutdown_error` once the server is stopping, for the delta loop behind a
+    :func:`jan.server.streaming.relay`: the relay asks of the stop after each event it sends, and deltas with no event
+    to send would hold the stop up for its whole grace period, then end the stream with no error event."""
+    raise_if_gone(request)
+    stopping = request.app.get(SHUTTING_DOWN)
+    if stopping is not None and stopping.is_set():
+        raise shutdown_error()
 
 
 async def _until_gone(request: web.Request, work: Awaitable[T],
@@ -78,11 +102,8 @@ async def unless_disconnected(request: web.Request, work: Awaitable[T], model_id
     if why is None:
         return result  # type: ignore[return-value]
     if why == "stopping":
-        from jan.server.errors import APIError  # (jan.server.errors imports this module)
-        from jan.server.streaming import SHUTDOWN
-
         request.app[BUS].emit_nowait(InferenceStopped(model_id=model_id or "", reason="server shutting down"))
-        raise APIError(503, SHUTDOWN, type="server_error", code="server_shutdown")
+        raise shutdown_error()
     request.app[BUS].emit_nowait(InferenceStopped(model_id=model_id or "", reason="client disconnected"))
     raise ConnectionResetError("the client disconnected before the response was ready")
 

@@ -17,9 +17,9 @@ from aiohttp import web
 from jan.core import InferenceStopped
 from jan.errors import ContextOverflowError, MediaError
 from jan.server import openai_wire as wire
-from jan.server.disconnect import first_item, raise_if_gone, unless_disconnected
+from jan.server.disconnect import first_item, raise_if_gone, shutdown_error, unless_disconnected
 from jan.server.document_inputs import read_body_documents
-from jan.server.errors import APIError, prompt_param, to_api_error
+from jan.server.errors import prompt_param, to_api_error
 from jan.server.jsonio import json_response, json_response_built
 from jan.server.keys import BUS, LIVE_CONTROLS, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
 from jan.server.media_fetch import fetch_body_images
@@ -82,8 +82,7 @@ async def stream_sse(request: web.Request, stream: DeltaStream, first: Any,
         if finished:
             await sse.done()
         else:
-            await sse.error(APIError(503, "The server is shutting down; the generation was stopped.",
-                                     type="server_error", code="server_shutdown").body())
+            await sse.error(shutdown_error().body())
     except (ConnectionResetError, OSError) as exc:
         log.debug("client disconnected mid-stream: %s", exc)  # closing the stream cancelled the generation
     except Exception as exc:  # noqa: BLE001
