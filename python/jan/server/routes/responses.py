@@ -397,9 +397,12 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
         # the MCP calls the model makes run here, and it goes on with their results (jan.services.mcp_use)
         deltas = mcp_use.rounds(_chat(request).stream, chat_request, deltas, mcp, new_id=wire.new_id)
         mcp.handed_over = True
-    # a foreground response stops with its client (a background one goes on: it is polled, or streamed again)
+    # A foreground stream stops with its client, asked after each delta: deltas with no event to send write nothing
+    # that would notice (a background response goes on: it is polled, or streamed again; a foreground one not
+    # streamed is watched while it is awaited, below, as every dialect's whole answer is)
+    streamed_here = body.stream and not body.background
     run = await response_run(request.app, prepared, stream, deltas,
-                             gone=(lambda: False) if body.background else (lambda: client_gone(request)))
+                             gone=(lambda: client_gone(request)) if streamed_here else (lambda: False))
     leases = _leases(request.app)
     if body.store:
         # leased before its record is written, until it has ended and been saved: another process on this data
