@@ -653,7 +653,15 @@ async def cancel_run(request: web.Request) -> web.Response:
     waiting for its model, keeps no reply, as OpenAI's) or one waiting for the user."""
     run = await _find_run(request)
     if not run.active and run.status not in ("requires_action", "interrupted"):
-        raise APIError(400, f"Run '{run.id}' is already {run.status}", param="run_id", code="run_not_active")
+        raise _not_active(run)
     # (a run another jan process sharing the data folder runs is asked to stop there: the answer is its record's)
     run = await request.app[SERVICES].runs.cancel(run)
+    if run.status in FINAL_STATUSES and run.status != "cancelled":
+        # it ended otherwise before the cancel reached it (a cancel after its last token, while its end was saved):
+        # answered as the same cancel a moment later is, not as a 200 with a run that was not cancelled
+        raise _not_active(run)
     return json_response(run_object(run, with_message=not run.active))
+
+
+def _not_active(run: Run) -> APIError:
+    return APIError(400, f"Run '{run.id}' is already {run.status}", param="run_id", code="run_not_active")
