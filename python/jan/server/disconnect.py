@@ -43,11 +43,11 @@ def client_gone(request: web.Request) -> bool:
 SHUTDOWN = "The server is shutting down; the generation was stopped."
 
 
-def shutdown_error() -> "APIError":
-    """The 503 ``server_shutdown`` of a generation the server's stop cut off (each dialect shapes it)."""
+def shutdown_error(message: str = SHUTDOWN) -> "APIError":
+    """The 503 ``server_shutdown`` of work the server's stop cut off (each dialect shapes it)."""
     from jan.server.errors import APIError  # (jan.server.errors imports this module)
 
-    return APIError(503, SHUTDOWN, type="server_error", code="server_shutdown")
+    return APIError(503, message, type="server_error", code="server_shutdown")
 
 
 def raise_if_gone(request: web.Request) -> None:
@@ -127,13 +127,17 @@ async def handling_middleware(request: web.Request, handler):
 async def while_client_waits(work: Awaitable[T]) -> T:
     """Await ``work`` (fetching a request's media by URL, up to its 30 s limit), cancelled when the client of the
     request being handled goes away first (:class:`ConnectionResetError`): nobody is left for its answer, and a
-    fetch left running held its connection to the media's server (and a place among the fetches) for nothing.
+    fetch left running held its connection to the media's server (and a place among the fetches) for nothing; or
+    when the server starts stopping first (:func:`shutdown_error`).
     Work outside a request's handler (a batch's item, a run) is only awaited."""
     handling = _HANDLING.get()
     if handling is None or handling[1] is not asyncio.current_task():
         return await work
-    gone, result = await _until_gone(handling[0], work)
-    if gone is not None:
+    request = handling[0]
+    why, result = await _until_gone(request, work, request.app.get(SHUTTING_DOWN))
+    if why == "stopping":  # (told now, not after the stop's grace period as a dropped connection)
+        raise shutdown_error("The server is shutting down; the request stopped while its media was fetched.")
+    if why is not None:
         raise ConnectionResetError("the client disconnected before its media was fetched")
     return result  # type: ignore[return-value]
 
