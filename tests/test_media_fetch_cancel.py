@@ -143,3 +143,28 @@ def test_a_fetch_outside_a_request_is_not_watched():
         return await asyncio.create_task(other_task())
 
     assert asyncio.run(main()) == "done"
+
+
+@pytest.mark.parametrize("kind", ["openai-image", "anthropic-image", "responses-file"])
+def test_a_fetch_in_progress_when_the_server_stops_is_a_503(tmp_path, site, kind):
+    """It was left waiting through the stop's grace period, then the client's connection was dropped with no
+    answer; it is now the dialect's 503 ``server_shutdown`` as the stop begins."""
+    cfg = ServerConfig(data_folder=tmp_path / "data", allow_media_from=[site.url])
+    with ServerThread(cfg) as srv:
+        srv.app[MEDIA_FETCHER].timeout_s = 3600  # (nothing but the stop ends it in time)
+        path, body = REQUESTS[kind](site.url + kind + ".png", srv)
+        site.reset()
+        host, port = srv.base_url.split("//")[1].split(":")
+        data = json.dumps(body).encode()
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                f"anthropic-version: 2023-06-01\r\nContent-Length: {len(data)}\r\n\r\n").encode()
+        answer = bytearray()
+        with socket.create_connection((host, int(port)), timeout=WAIT) as client:
+            client.sendall(head + data)
+            assert site.connected.wait(WAIT), f"{kind}: the media URL was never fetched"
+            srv.stop()
+            while more := client.recv(65536):
+                answer.extend(more)
+    status_line, rest = bytes(answer).split(b"\r\n", 1)
+    assert b" 503 " in status_line, answer
+    assert b"shutting down" in rest, answer

@@ -17,12 +17,15 @@ import asyncio
 import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 
 from jan.core import InferenceStopped
-from jan.server.keys import BUS
+from jan.server.keys import BUS, SHUTTING_DOWN
+
+if TYPE_CHECKING:
+    from jan.server.errors import APIError
 
 T = TypeVar("T")
 
@@ -36,16 +39,50 @@ def client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-async def _until_gone(request: web.Request, work: Awaitable[T]) -> tuple[bool, T | None]:
-    """(False, ``work``'s result); or, when the client goes away first, ``work`` cancelled and (True, None)."""
+#: What a generation the server's stop cut off says (the 503 ``server_shutdown``, whole or as a stream's last event).
+SHUTDOWN = "The server is shutting down; the generation was stopped."
+
+
+def shutdown_error(message: str = SHUTDOWN) -> "APIError":
+    """The 503 ``server_shutdown`` of work the server's stop cut off (each dialect shapes it)."""
+    from jan.server.errors import APIError  # (jan.server.errors imports this module)
+
+    return APIError(503, message, type="server_error", code="server_shutdown")
+
+
+def raise_if_gone(request: web.Request) -> None:
+    """Raise :class:`ConnectionResetError` when the client of a streamed answer is gone. A stream notices that on its
+    next write, but a stretch of deltas that write nothing (thinking not shown, a dialect's encoder with nothing to
+    say for them) would otherwise generate on for nobody, up to its token limit, its slot held: each streaming loop
+    asks after every delta."""
+    if client_gone(request):
+        raise ConnectionResetError("the client disconnected mid-stream")
+
+
+def raise_if_ended(request: web.Request) -> None:
+    """:func:`raise_if_gone`, and :func:`shutdown_error` once the server is stopping, for the delta loop behind a
+    :func:`jan.server.streaming.relay`: the relay asks of the stop after each event it sends, and deltas with no event
+    to send would hold the stop up for its whole grace period, then end the stream with no error event."""
+    raise_if_gone(request)
+    stopping = request.app.get(SHUTTING_DOWN)
+    if stopping is not None and stopping.is_set():
+        raise shutdown_error()
+
+
+async def _until_gone(request: web.Request, work: Awaitable[T],
+                      stopping: asyncio.Event | None = None) -> tuple[str | None, T | None]:
+    """(None, ``work``'s result); or, when the client goes away first, ``work`` cancelled and ("gone", None); or,
+    when ``stopping`` is set first (the server is shutting down), ``work`` cancelled and ("stopping", None)."""
     task = asyncio.ensure_future(work)
     try:
         while True:
             done, _ = await asyncio.wait([task], timeout=DISCONNECT_POLL_S)
             if done:
-                return False, task.result()
+                return None, task.result()
             if client_gone(request):
-                return True, None
+                return "gone", None
+            if stopping is not None and stopping.is_set():
+                return "stopping", None
     finally:
         if not task.done():
             task.cancel()
@@ -53,12 +90,20 @@ async def _until_gone(request: web.Request, work: Awaitable[T]) -> tuple[bool, T
                 await task
 
 
-async def unless_disconnected(request: web.Request, work: Awaitable[T], model_id: str | None) -> T:
+async def unless_disconnected(request: web.Request, work: Awaitable[T], model_id: str | None, *,
+                              at_shutdown: bool = True) -> T:
     """Await ``work`` (a non-streaming generation); when the client goes away first, cancel it and raise
-    :class:`ConnectionResetError` (the connection is dropped; nobody is left to answer)."""
-    gone, result = await _until_gone(request, work)
-    if not gone:
+    :class:`ConnectionResetError` (the connection is dropped; nobody is left to answer). When the server starts
+    shutting down first, cancel it and raise the 503 ``server_shutdown`` a stream ends with: the client is told now,
+    not left waiting out the stop's grace period for a dropped connection (``at_shutdown=False``: ``work`` ends at a
+    shutdown by itself, as a foreground response does, cancelled by the app, and is answered as it ended)."""
+    # (.get: an extension's sub-application, or a test's stand-in app, has no stop of its own to watch)
+    why, result = await _until_gone(request, work, request.app.get(SHUTTING_DOWN) if at_shutdown else None)
+    if why is None:
         return result  # type: ignore[return-value]
+    if why == "stopping":
+        request.app[BUS].emit_nowait(InferenceStopped(model_id=model_id or "", reason="server shutting down"))
+        raise shutdown_error()
     request.app[BUS].emit_nowait(InferenceStopped(model_id=model_id or "", reason="client disconnected"))
     raise ConnectionResetError("the client disconnected before the response was ready")
 
@@ -82,13 +127,17 @@ async def handling_middleware(request: web.Request, handler):
 async def while_client_waits(work: Awaitable[T]) -> T:
     """Await ``work`` (fetching a request's media by URL, up to its 30 s limit), cancelled when the client of the
     request being handled goes away first (:class:`ConnectionResetError`): nobody is left for its answer, and a
-    fetch left running held its connection to the media's server (and a place among the fetches) for nothing.
+    fetch left running held its connection to the media's server (and a place among the fetches) for nothing; or
+    when the server starts stopping first (:func:`shutdown_error`).
     Work outside a request's handler (a batch's item, a run) is only awaited."""
     handling = _HANDLING.get()
     if handling is None or handling[1] is not asyncio.current_task():
         return await work
-    gone, result = await _until_gone(handling[0], work)
-    if gone:
+    request = handling[0]
+    why, result = await _until_gone(request, work, request.app.get(SHUTTING_DOWN))
+    if why == "stopping":  # (told now, not after the stop's grace period as a dropped connection)
+        raise shutdown_error("The server is shutting down; the request stopped while its media was fetched.")
+    if why is not None:
         raise ConnectionResetError("the client disconnected before its media was fetched")
     return result  # type: ignore[return-value]
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from jan.server.disconnect import first_item
+from jan.server.disconnect import first_item, shutdown_error
 from jan.server.errors import APIError, to_api_error
 from jan.server.keys import SHUTTING_DOWN
 from jan.server.sse import SSEStream
@@ -50,9 +50,6 @@ async def _empty(stream: AsyncIterator[T]) -> AsyncIterator[T]:
     yield  # never reached: makes this an async generator
 
 
-SHUTDOWN = "The server is shutting down; the generation was stopped."
-
-
 async def relay(request: web.Request, events: AsyncIterator[Event],
                 error_event: Callable[[APIError], Event]) -> web.StreamResponse:
     """Send ``events`` as SSE; a failure (or the server shutting down) after the first byte
@@ -65,7 +62,7 @@ async def relay(request: web.Request, events: AsyncIterator[Event],
             async for name, data in stream:
                 await sse.send(data, event=name)
                 if shutting_down.is_set():
-                    raise APIError(503, SHUTDOWN, type="server_error", code="server_shutdown")
+                    raise shutdown_error()
         await sse.end()
     except (ConnectionResetError, OSError) as exc:
         log.debug("client disconnected mid-stream: %s", exc)

@@ -116,7 +116,8 @@ class ResponseRun:
                  deltas: AsyncIterator[ChatDelta], *,
                  store: ResponsesStore | None, previous: StoredResponse | None, inputs: list[ChatMessage],
                  input_items: list[dict[str, Any]], error_of: Callable[[BaseException], dict[str, Any]],
-                 streamed: bool = True, conversation: InConversation | None = None):
+                 streamed: bool = True, conversation: InConversation | None = None,
+                 client_gone: Callable[[], bool] = lambda: False):
         self.id = response_id
         self.body = body
         self._model = model  # the resolved model id, once the chat service has resolved it
@@ -131,6 +132,9 @@ class ResponseRun:
         self._conversation = conversation
         # Nobody reads the events of a response that is not streamed: they are not kept.
         self._streamed = streamed
+        # Whether the client of a foreground response left: asked after each delta, as a stretch of deltas with no
+        # event to send (or a whole answer) writes nothing that would notice, and would generate on for nobody.
+        self._client_gone = client_gone
         # (their text deltas kept compactly: a replayable stream is kept a while after it ends)
         self._events: EventLog[dict[str, Any]] = EventLog(_split_delta, _join_delta)
         self._more = asyncio.Event()  # set (and replaced) when an event is added or the run ends
@@ -232,12 +236,15 @@ class ResponseRun:
                     self._generating = True
                     if not self._cancelled:
                         async for delta in deltas:
+                            if self._client_gone():
+                                self._cancelled = True  # (leaving the block closes the deltas: the engine stops)
+                                break
                             if self.status == "queued":  # a background response waited for the model until now
                                 self._in_progress()
                             for event in encoder.feed(delta):
                                 self._emit(event)
                 self._generating = False
-                if self._cancelled:  # asked before the generation began
+                if self._cancelled:  # asked before the generation began, or its client left
                     encoder.cancelled()
                 # the engine's own cancel (the model stopped or unloaded under it) reads "cancelled" too
                 status = "cancelled" if self._cancelled else encoder.status
@@ -324,10 +331,13 @@ class ResponseRun:
         return await self.wait()
 
     async def abort(self) -> None:
-        """On server shutdown: cancel and wait for the run to end."""
+        """On server shutdown: cancel and wait for the run to end. As :meth:`cancel`, a run still storing its start
+        sees the flag when it gets to generating (interrupted there, the response was left half stored, and ended
+        failed, "The server stopped.", instead of cancelled)."""
         if self._task is not None and not self._task.done():
             self._cancelled = True
-            self._task.cancel()
+            if self._generating:
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 

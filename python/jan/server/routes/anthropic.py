@@ -22,7 +22,7 @@ from jan.errors import ContextOverflowError, MediaError
 from jan.templates.grammar import GrammarError
 from jan.server.dialects import anthropic as wire
 from jan.server.dialects.anthropic_threads import Turn
-from jan.server.disconnect import unless_disconnected
+from jan.server.disconnect import raise_if_ended, unless_disconnected
 from jan.server.document_inputs import read_body_documents
 from jan.server.dialect_errors import ANTHROPIC_SHARED_PATHS
 from jan.server.errors import APIError
@@ -189,6 +189,8 @@ async def _answer_with(request: web.Request, body: wire.MessagesRequest, turn: T
         begun = False
         try:
             async for delta in deltas:
+                # (a delta with no event, thinking not shown, writes nothing that would notice a client gone or a stop)
+                raise_if_ended(request)
                 if not begun:  # message_start tells the prompt's size, which the first delta knows
                     begun = True
                     for event in encoder.start(getattr(delta, "prompt_tokens", None),

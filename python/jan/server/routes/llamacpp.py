@@ -20,7 +20,7 @@ from jan.core import ModelState
 from jan.core.engine_answers import model_state
 from jan.errors import MediaError, ModelNotFoundError
 from jan.server.dialects import llamacpp as native
-from jan.server.disconnect import first_item, unless_disconnected
+from jan.server.disconnect import first_item, raise_if_ended, unless_disconnected
 from jan.server.dialect_errors import LLAMACPP_PATHS
 from jan.server.errors import APIError, prompt_param
 from jan.server.jsonio import json_response, json_response_built
@@ -279,6 +279,7 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
                     yield "", chunk  # (no event name: llama-server's lines are data only)
             if not results.cut_short:
                 async for delta in stream:
+                    raise_if_ended(request)  # (a delta with no object to send writes nothing that would notice)
                     chunk = results.add(delta)
                     if chunk is not None:
                         yield "", chunk

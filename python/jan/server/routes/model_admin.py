@@ -43,7 +43,7 @@ from jan.errors import ModelLoadError, ModelNotFoundError, not_found_message
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.server.schemas import StrictModel
-from jan.server.keys import SERVICES
+from jan.server.keys import SERVICES, SHUTTING_DOWN
 from jan.server.resolve import model_extension
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.models import with_state
@@ -279,8 +279,16 @@ async def pull_model(request: web.Request) -> web.StreamResponse:
     sse = SSEStream(request)
     waiter = asyncio.ensure_future(task.wait())
     last: dict[str, Any] | None = None
+    stopping = request.app[SHUTTING_DOWN]
     try:
         while not waiter.done():
+            if stopping.is_set():
+                # the stop ends the download with the extensions, after the grace period the server gives open
+                # answers: this one ends now, saying why, instead of holding the stop up and then being cut off
+                await sse.error(APIError(503, "The server is shutting down; the download stops with it (pull the "
+                                              "model again to resume it).",
+                                         type="server_error", code="server_shutdown").body())
+                return sse.response
             status = _status(task)
             if status != last and status["state"] not in FINAL_STATES:
                 await sse.send(status)

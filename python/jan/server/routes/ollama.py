@@ -33,7 +33,7 @@ from jan.errors import MediaError, ModelLoadError, ModelNotFoundError, not_found
 from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
-from jan.server.disconnect import first_item, unless_disconnected
+from jan.server.disconnect import first_item, raise_if_gone, unless_disconnected
 import jan.server.dialect_errors  # noqa: F401 - registers Ollama's error shape
 from jan.server.errors import APIError, from_validation_error, to_api_error
 from jan.server.body_read import BodyLimit, blob_space_error, body_limit
@@ -320,6 +320,7 @@ async def _ndjson(request: web.Request, first: Any, stream: AsyncIterator[Any],
                 await send(lines(first), hold=_ends(first))
             async for item in stream:
                 await send(lines(item), hold=_ends(item))
+                raise_if_gone(request)  # (an item with no line to send wrote nothing that would have noticed)
                 if shutting_down.is_set():
                     await send([{"error": "the server is shutting down; the generation was stopped"}], last=True)
                     break
@@ -920,7 +921,7 @@ async def _pull_reply(request: web.Request, body: wire.OllamaPullRequest, task: 
     if task is None:
         events: AsyncIterator[dict[str, Any]] = _already_there()
     else:
-        events = _pull_events(task)
+        events = _pull_events(task, request.app[SHUTTING_DOWN])
     if body.stream is False:
         last: dict[str, Any] = {}
         async for event in events:  # a failure raises its OllamaError: the answer's status says what failed
@@ -945,9 +946,11 @@ async def _already_there() -> AsyncIterator[dict[str, Any]]:
     yield {"status": "success"}
 
 
-async def _pull_events(task: Any) -> AsyncIterator[dict[str, Any]]:
+async def _pull_events(task: Any, stopping: asyncio.Event | None = None) -> AsyncIterator[dict[str, Any]]:
     """Ollama's pull progress from a download task: one object per change, at most 4 a second. A failed pull
-    raises its :class:`OllamaError` (:func:`_pull_failure`) after the progress told so far.
+    raises its :class:`OllamaError` (:func:`_pull_failure`) after the progress told so far; so does the server's stop
+    (``stopping`` set: a 503), at once: the download stops with the extensions after the grace period the server
+    gives open answers, and this one would hold the stop up, then be cut off with no reason given.
 
     Ollama's ``digest`` is the layer's ``sha256:<hex>``, and clients group progress bars by it: it is sent only
     when the file's hash is known before it is fetched (a pull that names one), never a file name in its place;
@@ -964,6 +967,9 @@ async def _pull_events(task: Any) -> AsyncIterator[dict[str, Any]]:
     last = None
     try:
         while not waiter.done():
+            if stopping is not None and stopping.is_set():
+                raise OllamaError(503, "the server is shutting down; the download stops with it (pull the model "
+                                       "again to resume it)")
             status = task.status()
             event = dict(head)
             if status.get("total_bytes"):

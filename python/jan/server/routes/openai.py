@@ -17,9 +17,9 @@ from aiohttp import web
 from jan.core import InferenceStopped
 from jan.errors import ContextOverflowError, MediaError
 from jan.server import openai_wire as wire
-from jan.server.disconnect import first_item, unless_disconnected
+from jan.server.disconnect import first_item, raise_if_gone, shutdown_error, unless_disconnected
 from jan.server.document_inputs import read_body_documents
-from jan.server.errors import APIError, prompt_param, to_api_error
+from jan.server.errors import prompt_param, to_api_error
 from jan.server.jsonio import json_response, json_response_built
 from jan.server.keys import BUS, LIVE_CONTROLS, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
 from jan.server.media_fetch import fetch_body_images
@@ -74,6 +74,7 @@ async def stream_sse(request: web.Request, stream: DeltaStream, first: Any,
                 chunk = encode(delta)
                 if chunk is not None:  # a choice's last chunk goes out with what follows it (SSEStream)
                     await sse.send(chunk, hold=getattr(delta, "finish_reason", None) is not None)
+                raise_if_gone(request)  # (a delta with nothing to send wrote nothing that would have noticed)
                 if shutting_down.is_set():
                     break  # leaving the block closes the stream, which cancels the generation
             else:
@@ -81,8 +82,7 @@ async def stream_sse(request: web.Request, stream: DeltaStream, first: Any,
         if finished:
             await sse.done()
         else:
-            await sse.error(APIError(503, "The server is shutting down; the generation was stopped.",
-                                     type="server_error", code="server_shutdown").body())
+            await sse.error(shutdown_error().body())
     except (ConnectionResetError, OSError) as exc:
         log.debug("client disconnected mid-stream: %s", exc)  # closing the stream cancelled the generation
     except Exception as exc:  # noqa: BLE001

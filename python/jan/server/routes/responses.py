@@ -23,7 +23,7 @@ from aiohttp import web
 from jan.core import ConversationalExtension, NotFoundError
 from jan.errors import ContextOverflowError, MediaError, not_found_message
 from jan.templates.grammar import GrammarError
-from jan.server.disconnect import unless_disconnected
+from jan.server.disconnect import client_gone, unless_disconnected
 from jan.server.document_inputs import read_body_documents
 from jan.server.dialects import responses as wire
 from jan.server.dialects.responses_run import STREAM_KEPT_S, InConversation, ResponseRun
@@ -271,9 +271,9 @@ async def prepare_response(app: web.Application, body: wire.ResponsesRequest,
 
 
 async def response_run(app: web.Application, prepared: PreparedResponse, stream: DeltaStream[ChatDelta],
-                       deltas: AsyncIterator[ChatDelta]) -> ResponseRun:
+                       deltas: AsyncIterator[ChatDelta], gone: Callable[[], bool] = lambda: False) -> ResponseRun:
     """The run that generates ``prepared`` from ``deltas`` (``stream``, or it started), stored when its body says
-    so; not started."""
+    so; not started. ``gone()``: whether the client it answers left (then it stops, cancelled)."""
     body = prepared.body
     input_items = await body_step(wire.input_items, body.input)
     conversation = None
@@ -289,7 +289,7 @@ async def response_run(app: web.Application, prepared: PreparedResponse, stream:
                        store=app[STORE] if body.store else None,
                        previous=prepared.previous, inputs=prepared.inputs, input_items=input_items,
                        error_of=lambda exc: _failed(prepared.named(exc)), streamed=body.stream,
-                       conversation=conversation)
+                       conversation=conversation, client_gone=gone)
 
 
 @routes.post("/v1/responses")
@@ -397,7 +397,12 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
         # the MCP calls the model makes run here, and it goes on with their results (jan.services.mcp_use)
         deltas = mcp_use.rounds(_chat(request).stream, chat_request, deltas, mcp, new_id=wire.new_id)
         mcp.handed_over = True
-    run = await response_run(request.app, prepared, stream, deltas)
+    # A foreground stream stops with its client, asked after each delta: deltas with no event to send write nothing
+    # that would notice (a background response goes on: it is polled, or streamed again; a foreground one not
+    # streamed is watched while it is awaited, below, as every dialect's whole answer is)
+    streamed_here = body.stream and not body.background
+    run = await response_run(request.app, prepared, stream, deltas,
+                             gone=(lambda: client_gone(request)) if streamed_here else (lambda: False))
     leases = _leases(request.app)
     if body.store:
         # leased before its record is written, until it has ended and been saved: another process on this data
@@ -429,7 +434,8 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
         await run.stored()
         return web.json_response(run.snapshot() if run.done else run.snapshot("queued"))
     try:
-        answer = await unless_disconnected(request, run.wait(), body.model)
+        # (at a shutdown the app cancels the response: it is answered cancelled, as it is saved)
+        answer = await unless_disconnected(request, run.wait(), body.model, at_shutdown=False)
         return await json_response_built(lambda: answer, values=response_values(answer))
     finally:
         if not run.done:  # the client went away: a foreground response stops with it
@@ -573,13 +579,16 @@ async def cancel_response(request: web.Request) -> web.Response:
     run = request.app[RUNS].get(response_id)
     if run is None:
         stored = await _stored(request, response_id)
-        if stored.get("status") == "cancelled":
-            return web.json_response(stored)
         if stored.get("status") in UNFINISHED:  # (read as it stands: another process generates it)
             raise _elsewhere_error(response_id, "cancel")
+    else:
+        # A cancel that comes after the last token, while the response's end is saved, finds it ended some other
+        # way: answered as a cancel a moment later is, not as a 200 with a response that was not cancelled.
+        stored = await run.cancel()
+    if stored.get("status") != "cancelled":
         raise APIError(400, f"Cannot cancel a response that is {stored.get('status')}; only a response "
                             "in progress can be cancelled", code="invalid_state")
-    return web.json_response(await run.cancel())
+    return web.json_response(stored)
 
 
 @routes.get("/v1/responses/{response_id}/input_items")

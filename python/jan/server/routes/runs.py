@@ -26,6 +26,7 @@ from typing import Any, Literal, Union
 from aiohttp import web
 from pydantic import Field, model_validator
 
+from jan.server.disconnect import client_gone
 from jan.server.errors import APIError
 from jan.errors import not_found_message
 from jan.server.jsonio import json_response
@@ -271,14 +272,6 @@ def _sse_text(event: str, data: Any, seq: int | None = None) -> bytes:
     return f"{head}event: {event}\ndata: {payload}\n\n".encode()
 
 
-def _client_gone(request: web.Request):
-    def gone() -> bool:
-        transport = request.transport
-        return transport is None or transport.is_closing()
-
-    return gone
-
-
 async def _serve_leg(request: web.Request, run: Run, *, stream: bool, after: int,
                      continue_text: str | None = None,
                      prelude: tuple[tuple[str, Any], ...] = ()) -> web.StreamResponse:
@@ -293,7 +286,7 @@ async def _serve_leg(request: web.Request, run: Run, *, stream: bool, after: int
     runs = request.app[SERVICES].runs
     run.detached = not stream
     detached = run.background or not stream
-    gone = (lambda: False) if detached else _client_gone(request)
+    gone = (lambda: False) if detached else (lambda: client_gone(request))
     # (the leg makes itself the run's task once it runs: RunService.execute)
     task = runs.launch(run, listener_gone=gone, continue_text=continue_text)
     if not stream:
@@ -660,7 +653,15 @@ async def cancel_run(request: web.Request) -> web.Response:
     waiting for its model, keeps no reply, as OpenAI's) or one waiting for the user."""
     run = await _find_run(request)
     if not run.active and run.status not in ("requires_action", "interrupted"):
-        raise APIError(400, f"Run '{run.id}' is already {run.status}", param="run_id", code="run_not_active")
+        raise _not_active(run)
     # (a run another jan process sharing the data folder runs is asked to stop there: the answer is its record's)
     run = await request.app[SERVICES].runs.cancel(run)
+    if run.status in FINAL_STATUSES and run.status != "cancelled":
+        # it ended otherwise before the cancel reached it (a cancel after its last token, while its end was saved):
+        # answered as the same cancel a moment later is, not as a 200 with a run that was not cancelled
+        raise _not_active(run)
     return json_response(run_object(run, with_message=not run.active))
+
+
+def _not_active(run: Run) -> APIError:
+    return APIError(400, f"Run '{run.id}' is already {run.status}", param="run_id", code="run_not_active")

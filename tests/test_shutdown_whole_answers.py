@@ -1,0 +1,169 @@
+"""An answer still being generated when the server stops is told so, in its dialect's shape, whole or streamed.
+
+Streams in flight end with the dialect's ``server_shutdown`` error when the server stops; an answer that is not
+streamed was left generating through the stop's grace period, then dropped: its client got no answer at all, only a
+closed connection. It is now a 503 ``server_shutdown`` (Anthropic's ``overloaded_error``, Ollama's ``{"error"}``) as
+the stop begins, and its generation is stopped. A foreground response is answered as the app's stop ends it: cancelled
+(and saved so, even when the stop came while it was storing its start). A stream whose deltas have nothing to send
+ends with its dialect's shutdown error as the stop begins, in every dialect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from jan.server.config import ServerConfig
+from jan.server.dialects.responses_store import ResponsesStore
+from jan.server.keys import SHUTTING_DOWN
+from jan.server.route_state import RUNS
+from jan.testing.server import ServerThread
+from endless_engine import EndlessEngine, endless_server
+from extension_helpers import call
+from server_helpers import http_post
+
+WAIT_S = 60  # (bounds against a hang, never measures)
+M = [{"role": "user", "content": "hi"}]
+WHOLE = {
+    "/v1/chat/completions": {"messages": M},
+    "/v1/completions": {"prompt": "hi"},
+    "/v1/messages": {"messages": M, "max_tokens": 100},
+    "/api/chat": {"messages": M, "stream": False},
+    "/api/generate": {"prompt": "hi", "stream": False},
+    "/completion": {"prompt": "hi"},
+    "/v1/responses": {"input": "hi"},
+}
+
+
+def _stopped_while_answering(tmp_path, path: str, ready=lambda srv: True, body: dict | None = None,
+                             seen: bytes = b"") -> bytes:
+    """Send ``path`` its body (``WHOLE``'s unless given), stop the server once its generation runs (and
+    ``ready(srv)``, and the client got ``seen``); what the client got."""
+    engine = EndlessEngine()
+    with endless_server(tmp_path / "data", engine) as srv:
+        host, port = srv.base_url.split("//")[1].split(":")
+        sock = socket.create_connection((host, int(port)), timeout=WAIT_S)
+        answer = bytearray()
+
+        def read() -> None:
+            with sock:
+                while more := sock.recv(65536):
+                    answer.extend(more)
+
+        sock.sendall(http_post(path, {"model": "endless", **(WHOLE[path] if body is None else body)}))
+        reader = threading.Thread(target=read)
+        reader.start()
+        assert engine.started.wait(WAIT_S)
+        deadline = time.monotonic() + WAIT_S
+        while not ready(srv) or seen not in answer:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        srv.stop()
+        reader.join(WAIT_S)
+        assert engine.closed.is_set(), "the generation outlived the server"
+    assert answer, "the client got no answer"
+    return bytes(answer)
+
+
+def _whole(answer: bytes) -> tuple[int, dict]:
+    """The status and JSON body of an answer that is not streamed."""
+    head, body = answer.split(b"\r\n\r\n", 1)
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+@pytest.mark.parametrize("path", [p for p in WHOLE if p != "/v1/responses"])
+def test_an_answer_in_progress_when_the_server_stops_is_a_503_in_its_dialect(tmp_path, path):
+    status, body = _whole(_stopped_while_answering(tmp_path, path))
+    assert status == 503, body
+    if path == "/v1/messages":
+        assert body["type"] == "error" and body["error"]["type"] == "overloaded_error", body
+    elif path.startswith("/api/"):
+        assert "shutting down" in body["error"], body
+    elif path == "/completion":  # (llama-server's shape)
+        assert body["error"]["code"] == 503 and "shutting down" in body["error"]["message"], body
+    else:
+        assert body["error"]["code"] == "server_shutdown", body
+
+
+
+STREAMED = {
+    "/v1/chat/completions": {"messages": M, "stream": True},
+    "/v1/completions": {"prompt": "hi", "stream": True},
+    "/v1/messages": {"messages": M, "stream": True, "max_tokens": 100},
+    "/v1/responses": {"input": "hi", "stream": True},
+    "/api/chat": {"messages": M},  # (Ollama streams by default)
+    "/api/generate": {"prompt": "hi"},
+    "/completion": {"prompt": "hi", "stream": True},
+}
+
+
+@pytest.mark.parametrize("path", list(STREAMED))
+def test_a_stream_writing_nothing_when_the_server_stops_ends_with_its_error(tmp_path, path):
+    """Its deltas have nothing to send (the Anthropic and llama-server streams asked of the stop only after an event
+    they sent): it still ends, as the stop begins, with the dialect's shutdown error and the end of its body; it was
+    held through the stop's grace period, then cut off without them."""
+    # (a response once it runs: one the stop finds starting is refused, a plain 503, "no response starts now")
+    ready = (lambda srv: bool(srv.app[RUNS])) if path == "/v1/responses" else (lambda srv: True)
+    # (once its first words are out: the stop then finds it relaying deltas with nothing to send)
+    answer = _stopped_while_answering(tmp_path, path, ready, body=STREAMED[path], seen=b"ok ")
+    assert b" 200 " in answer.split(b"\r\n", 1)[0]
+    assert answer.endswith(b"\r\n0\r\n\r\n"), answer[-300:]  # (the chunked body's end)
+    assert b"shutting down" in answer.rsplit(b"\r\n0\r\n\r\n", 1)[0][-400:], answer[-300:]
+
+
+def test_a_foreground_response_in_progress_when_the_server_stops_is_answered_cancelled(tmp_path):
+    # (once it runs: a response the stop finds starting is refused, "no response starts now", also a 503)
+    status, body = _whole(_stopped_while_answering(tmp_path, "/v1/responses", lambda srv: bool(srv.app[RUNS])))
+    assert status == 200 and body["status"] == "cancelled", (body["status"], body.get("error"))
+
+
+def test_a_response_storing_its_start_when_the_server_stops_ends_cancelled_and_saved(tmp_path, monkeypatch):
+    """The stop cancelled a response's task wherever it was: one still writing its start to the store was torn there,
+    answered ``failed`` ("The server stopped.") and left unsaved. It now ends as a cancel asked then does: cancelled,
+    and saved so (read back after a restart on the same data folder). The start's writing is held on a gate the test
+    opens once the stop has begun."""
+    storing, gate = threading.Event(), threading.Event()
+    begin = ResponsesStore.begin
+
+    async def held_begin(self, *args, **kwargs):
+        storing.set()
+        await asyncio.to_thread(gate.wait, WAIT_S)
+        return await begin(self, *args, **kwargs)
+
+    monkeypatch.setattr(ResponsesStore, "begin", held_begin)
+    engine = EndlessEngine()
+    with endless_server(tmp_path / "data", engine) as srv:
+        host, port = srv.base_url.split("//")[1].split(":")
+        sock = socket.create_connection((host, int(port)), timeout=WAIT_S)
+        answer = bytearray()
+
+        def read() -> None:
+            with sock:
+                while more := sock.recv(65536):
+                    answer.extend(more)
+
+        sock.sendall(http_post("/v1/responses", {"model": "endless", "input": "hi"}))
+        reader = threading.Thread(target=read)
+        reader.start()
+        assert storing.wait(WAIT_S)
+        stopper = threading.Thread(target=srv.stop)
+        stopper.start()
+        deadline = time.monotonic() + WAIT_S
+        while not srv.app[SHUTTING_DOWN].is_set():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        gate.set()
+        stopper.join(WAIT_S)
+        reader.join(WAIT_S)
+    head, body = bytes(answer).split(b"\r\n\r\n", 1)
+    response = json.loads(body)
+    assert b" 200 " in head.split(b"\r\n")[0] and response["status"] == "cancelled", response
+    with ServerThread(ServerConfig(data_folder=tmp_path / "data", models=[], n_threads=1),
+                      extensions=[EndlessEngine()]) as srv:
+        status, stored = call(srv, "GET", f"/v1/responses/{response['id']}")
+    assert status == 200 and stored["status"] == "cancelled", stored
