@@ -19,7 +19,7 @@ from jan.errors import ContextOverflowError, MediaError
 from jan.server import openai_wire as wire
 from jan.server.disconnect import first_item, raise_if_gone, shutdown_error, unless_disconnected
 from jan.server.document_inputs import read_body_documents
-from jan.server.errors import prompt_param, to_api_error
+from jan.server.errors import APIError, prompt_param, to_api_error
 from jan.server.jsonio import json_response, json_response_built
 from jan.server.keys import BUS, LIVE_CONTROLS, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
 from jan.server.media_fetch import fetch_body_images
