@@ -593,7 +593,7 @@ class LocalBackend:
             ToolCall,
             ToolSpec,
         )
-        from jan.templates.formats.plan import request_reasoning
+        from jan.reasoning_fields import request_reasoning
 
         # the thinking options (REASONING_KEYS) as every front end reads them
         given = request_reasoning({k: options[k] for k in REASONING_KEYS if k in options})

@@ -20,6 +20,9 @@ from .grammars import select_functions
 from .parser import OutputParser
 from .reasoning import THOUGHT_NAMES
 
+# (read in a module of its own, so front ends that render no template -- the CLI -- read them the same way)
+from jan.reasoning_fields import REASONING_FIELDS, request_reasoning
+
 __all__ = ["ChatPlan", "ReasoningRequest", "REASONING_FIELDS", "EFFORTS", "EFFORT_LEVELS", "REASONING_FORMATS",
            "THINK_LEVELS", "format_for_template", "request_reasoning"]
 
@@ -82,43 +85,6 @@ class ReasoningRequest:
             format=given.get("format") or settings.get("reasoning_format"),
             budget_tokens=None if budget is None or budget == -1 else int(budget),
         )
-
-
-#: The request fields :func:`request_reasoning` reads.
-REASONING_FIELDS = ("reasoning_effort", "think", "chat_template_kwargs", "reasoning_format", "reasoning_budget",
-                    "thinking_budget_tokens")
-
-
-def request_reasoning(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The thinking settings a request gives, as the competitors spell them (:data:`REASONING_FIELDS`), under the
-    names of :class:`ReasoningRequest`'s fields (and of the service's ``ReasoningOptions``): only those it gives,
-    so that the model's defaults fill the rest. The one reading of them, for every front end that takes them.
-
-    ``reasoning_effort``; Ollama's ``think`` (``true``/``false`` turns thinking on/off, a level is the effort when
-    ``reasoning_effort`` gives none); ``chat_template_kwargs.enable_thinking`` (a boolean, where ``think`` gave
-    none); ``reasoning_format``; llama-server's ``reasoning_budget``, else ``thinking_budget_tokens``. A budget of
-    -1 is kept: it asks for no cap, over a model's own budget. Values are checked where they are used."""
-    given: dict[str, Any] = {}
-    effort = body.get("reasoning_effort")
-    think = body.get("think")
-    if isinstance(think, bool):
-        given["enabled"] = think
-    elif isinstance(think, str) and effort is None:
-        effort = think
-    if effort is not None:
-        given["effort"] = effort
-    kwargs = body.get("chat_template_kwargs")
-    switch = kwargs.get("enable_thinking") if isinstance(kwargs, Mapping) else None
-    if "enabled" not in given and isinstance(switch, bool):
-        given["enabled"] = switch
-    if body.get("reasoning_format") is not None:
-        given["format"] = body["reasoning_format"]
-    budget = body.get("reasoning_budget")
-    if budget is None:
-        budget = body.get("thinking_budget_tokens")
-    if budget is not None:
-        given["budget_tokens"] = budget
-    return given
 
 
 @dataclass

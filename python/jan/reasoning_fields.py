@@ -1,0 +1,46 @@
+"""The thinking settings of a request body, read one way for every front end (the chat route, the services'
+``ReasoningRequest``, the CLI). Kept apart from :mod:`jan.templates` so that a front end which renders no
+template (the CLI, tests/test_one_path.py) reads them without importing the template machinery."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+__all__ = ["REASONING_FIELDS", "request_reasoning"]
+
+
+#: The request fields :func:`request_reasoning` reads.
+REASONING_FIELDS = ("reasoning_effort", "think", "chat_template_kwargs", "reasoning_format", "reasoning_budget",
+                    "thinking_budget_tokens")
+
+
+def request_reasoning(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The thinking settings a request gives, as the competitors spell them (:data:`REASONING_FIELDS`), under the
+    names of :class:`ReasoningRequest`'s fields (and of the service's ``ReasoningOptions``): only those it gives,
+    so that the model's defaults fill the rest. The one reading of them, for every front end that takes them.
+
+    ``reasoning_effort``; Ollama's ``think`` (``true``/``false`` turns thinking on/off, a level is the effort when
+    ``reasoning_effort`` gives none); ``chat_template_kwargs.enable_thinking`` (a boolean, where ``think`` gave
+    none); ``reasoning_format``; llama-server's ``reasoning_budget``, else ``thinking_budget_tokens``. A budget of
+    -1 is kept: it asks for no cap, over a model's own budget. Values are checked where they are used."""
+    given: dict[str, Any] = {}
+    effort = body.get("reasoning_effort")
+    think = body.get("think")
+    if isinstance(think, bool):
+        given["enabled"] = think
+    elif isinstance(think, str) and effort is None:
+        effort = think
+    if effort is not None:
+        given["effort"] = effort
+    kwargs = body.get("chat_template_kwargs")
+    switch = kwargs.get("enable_thinking") if isinstance(kwargs, Mapping) else None
+    if "enabled" not in given and isinstance(switch, bool):
+        given["enabled"] = switch
+    if body.get("reasoning_format") is not None:
+        given["format"] = body["reasoning_format"]
+    budget = body.get("reasoning_budget")
+    if budget is None:
+        budget = body.get("thinking_budget_tokens")
+    if budget is not None:
+        given["budget_tokens"] = budget
+    return given
