@@ -95,3 +95,43 @@ async def test_a_runs_mcp_image_is_a_note_to_a_model_without_a_projector(server)
         image, messages, image_thread = await run_growth(api, "qwen3-tools", "screenshot")
         assert image < text + SEEN  # (no 400 for an image nobody sent: the note, as always)
         assert await next_prompt(api, image_thread) < await next_prompt(api, text_thread) + SEEN
+
+
+def responses_body(model: str, tool: str) -> dict:
+    return {"model": model, "input": "Look at the screen.", "max_output_tokens": 60, "temperature": 0,
+            "store": False, "parallel_tool_calls": False,
+            "tools": [{"type": "mcp", "server_label": "notes", "allowed_tools": [tool], "require_approval": "never"}],
+            "tool_choice": {"type": "mcp", "server_label": "notes", "name": tool}}
+
+
+async def test_a_responses_mcp_image_reaches_a_model_with_a_projector(server):
+    """The same answer on the twin models: the one that sees reads the image (64 tokens more than the note's)."""
+    async with Client(server.base_url) as api:
+        seeing = await api.ok("POST", "/v1/responses", responses_body("vision-tools", "screenshot"))
+        blind = await api.ok("POST", "/v1/responses", responses_body("blind-tools", "screenshot"))
+        for response in (seeing, blind):  # (the call ran, and the model went on: one more turn)
+            [call] = [item for item in response["output"] if item["type"] == "mcp_call"]
+            assert call["output"].startswith("the screen\n[image image/png, ") and call.get("error") is None, call
+        assert seeing["usage"]["input_tokens"] >= blind["usage"]["input_tokens"] + SEEN
+
+
+def anthropic_body(url: str, model: str) -> dict:
+    return {"model": model, "max_tokens": 60, "temperature": 0, "tool_choice": {"type": "any"},
+            "messages": [{"role": "user", "content": "Look at the screen."}],
+            "mcp_servers": [{"type": "url", "url": url, "name": "notes",
+                             "tool_configuration": {"enabled": True, "allowed_tools": ["screenshot"]}}]}
+
+
+def input_tokens(message: dict) -> int:
+    return message["usage"]["input_tokens"] + message["usage"].get("cache_read_input_tokens", 0)
+
+
+async def test_an_anthropic_mcp_image_reaches_a_model_with_a_projector(server, notes_url):
+    async with Client(server.base_url) as api:
+        seeing = await api.ok("POST", "/v1/messages", anthropic_body(notes_url, "vision-tools"))
+        blind = await api.ok("POST", "/v1/messages", anthropic_body(notes_url, "blind-tools"))
+        for message in (seeing, blind):
+            use, result = message["content"][:2]
+            assert use["type"] == "mcp_tool_use" and result["type"] == "mcp_tool_result", message
+            assert result["is_error"] is False and result["content"][0]["text"].startswith("the screen"), result
+        assert input_tokens(seeing) >= input_tokens(blind) + SEEN
