@@ -135,3 +135,29 @@ async def test_an_anthropic_mcp_image_reaches_a_model_with_a_projector(server, n
             assert use["type"] == "mcp_tool_use" and result["type"] == "mcp_tool_result", message
             assert result["is_error"] is False and result["content"][0]["text"].startswith("the screen"), result
         assert input_tokens(seeing) >= input_tokens(blind) + SEEN
+
+
+async def conversation_run(api: Client, model: str, tool: str) -> str:
+    """A conversation (a ``conv_`` thread) in which a run of ``model`` called ``tool`` of the notes server, as the
+    web page runs a conversation's next turn; its id."""
+    conversation = await api.ok("POST", "/v1/conversations", {"items": [
+        {"type": "message", "role": "user", "content": "Look at the screen."}]})
+    assistant = await api.ok("POST", "/v1/assistants", {"name": "Screen", "model": model, "tools": [
+        {"type": "mcp", "server_label": "notes", "allowed_tools": [tool], "require_approval": "never"}]})
+    run = await run_to_end(api, f"/v1/threads/{conversation['id']}/runs",
+                           {"assistant_id": assistant["id"], **forced(tool)})
+    assert run["status"] in ("completed", "incomplete"), run
+    return conversation["id"]
+
+
+async def test_a_conversation_continues_a_runs_mcp_image_on_either_model(server):
+    """A Responses turn continuing the conversation reads the run's image on the model that sees, and its note on
+    the one that does not (no 400 for an image nobody sent)."""
+    async with Client(server.base_url) as api:
+        tokens = {}
+        for model in ("vision-tools", "blind-tools"):
+            conversation = await conversation_run(api, model, "screenshot")
+            response = await api.ok("POST", "/v1/responses", {"model": model, "conversation": conversation,
+                                                              "input": "And now?", "max_output_tokens": 1})
+            tokens[model] = response["usage"]["input_tokens"]
+        assert tokens["vision-tools"] >= tokens["blind-tools"] + SEEN
