@@ -127,3 +127,54 @@ async def test_a_turn_calling_the_clients_tools_too_ends_there():
     deltas = [e for e in events if isinstance(e, ChatDelta)]
     assert [c.name for d in deltas for c in d.tool_calls] == ["client_fn"]
     assert [d.finish_reason for d in deltas if d.finish_reason] == ["tool_calls"]
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (20, 18), (30, 90, 200)).save(out, "PNG")
+    return out.getvalue()
+
+
+class Screenshot(Tool):
+    name = "notes__hang"
+    source = "mcp:notes"
+
+    def __init__(self, image: bytes):
+        self.image = image
+
+    async def call(self, arguments, *, timeout=None):
+        from jan.core import ToolImage, ToolText
+
+        return ToolResult((ToolText("the screen"), ToolImage(self.image, "image/png")))
+
+
+async def test_an_mcp_tools_image_goes_to_the_next_turn_as_an_image():
+    """The next turn reads the image itself (a model without a projector reads its note: the chat service's
+    jan.services.tool_images.seen_as_text); the client is told the text, the image as its note."""
+    from jan.services.tool_images import ToolImagePart
+
+    png = _png()
+    turns = []
+    session, _ = session_with(Screenshot(png))
+    events = await read_all(mcp_use.rounds(lambda r: turns.append(r) or first_turn([]), request(), first_turn([]),
+                                           session, new_id=lambda p: p + "_1", max_steps=2))
+    [done, *_] = [e for e in events if isinstance(e, mcp_use.McpCallDone)]
+    assert done.output == f"the screen\n[image image/png, {len(png)} bytes]"
+    tool = turns[0].messages[-1]
+    assert tool.role == "tool" and [p.text for p in tool.content[:1]] == ["the screen"]
+    assert isinstance(tool.content[1], ToolImagePart) and tool.content[1].data == png
+
+
+async def test_an_mcp_tools_image_that_does_not_decode_is_its_note():
+    damaged = _png()[:60]  # (a PNG's magic bytes, cut off: the engine would refuse the whole request)
+    turns = []
+    session, _ = session_with(Screenshot(damaged))
+    await read_all(mcp_use.rounds(lambda r: turns.append(r) or first_turn([]), request(), first_turn([]),
+                                  session, new_id=lambda p: p + "_1", max_steps=2))
+    tool = turns[0].messages[-1]
+    assert all(p.type == "text" for p in tool.content), tool
+    assert "image/png, 60 bytes, that cannot be read" in tool.text

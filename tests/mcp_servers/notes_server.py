@@ -6,7 +6,7 @@ at each start (tests count restarts with it).
 
 Tools: ``list_notes``, ``read_note(name)``, ``add(a, b)``, ``slow(seconds)``
 (sleeps: a hung server), ``hang()``, ``wait_for_go()`` (answers once a file ``go`` exists), ``crash()`` (the process exits mid-call) and
-``flood(chars)`` (a huge answer).
+``flood(chars)`` (a huge answer), ``screenshot()`` (a caption and a 20x18 PNG: a tool result with an image).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Image, MCPServer
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--root", default=".")
@@ -84,6 +84,18 @@ def crash() -> str:
 def flood(chars: int) -> str:
     """A long answer of the letter x."""
     return "x" * chars
+
+
+@server.tool()
+def screenshot() -> list:
+    """A picture of the screen."""
+    import io
+
+    from PIL import Image as Picture
+
+    out = io.BytesIO()
+    Picture.new("RGB", (20, 18), (30, 90, 200)).save(out, "PNG")
+    return ["the screen", Image(data=out.getvalue(), format="png")]
 
 
 @server.prompt()

@@ -240,9 +240,13 @@ def listed_ability(abilities: Abilities, kind: str) -> bool | None:
 def _media_refusal(abilities: Abilities, request: ChatRequest, model_id: str) -> MediaError | None:
     """The refusal of the first image or audio part the model has no projector (or no encoder) for, said of that
     message (no projector at all, as the prompt's rendering says it) or part (no encoder of its kind, as the
-    engine says it); None when the files do not settle it."""
+    engine says it); None when the files do not settle it. A tool's image that jan ran the tool for is no refusal:
+    nobody asked for it, and the chat service shows such a model its note (:mod:`jan.services.tool_images`)."""
+    from jan.services.tool_images import ToolImagePart
+
     for i, message in enumerate(request.messages):
-        media = [(j, p) for j, p in enumerate(message.content) if isinstance(p, (ImagePart, AudioPart))]
+        media = [(j, p) for j, p in enumerate(message.content)
+                 if isinstance(p, (ImagePart, AudioPart)) and not isinstance(p, ToolImagePart)]
         if media and abilities.projector is False:
             kinds = sorted({p.type for _, p in media})
             return MediaError(f"messages[{i}]: content parts of type {', '.join(kinds)} are not supported by this "

@@ -23,6 +23,7 @@ from jan.engine.results import Usage
 from jan.errors import ContextOverflowError, GrammarPrefixError, MediaError, QueueFullError
 from jan.services.control import GRAMMAR_HOLDS_THINKING
 from jan.services.documents import read_documents
+from jan.services.tool_images import has_tool_images, seen_as_text
 from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.errors import RequestError
 from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_history, fits, prompt_size,
@@ -99,7 +100,7 @@ class ChatService:
         async def open_() -> tuple[str, AsyncIterator[ChatDelta]]:
             target = await self.models.resolve_generating(request.model)
             # documents (PDFs, text files) as the text the model reads, for every engine (a worker thread)
-            documents = await read_documents(request)
+            documents = await self._tool_images_seen(target, await read_documents(request))
             # what the request insists on that the model cannot do: refused now, before _local loads it
             await self.models.require_able(target, documents)
             layered = self._layered(documents, target)
@@ -146,7 +147,8 @@ class ChatService:
         count = getattr(target.engine, "count_chat_tokens", None)
         if isinstance(target.engine, LocalInferenceExtension) or count is None:
             return len((await self.render(request)).tokens)
-        documents = await read_documents(request)  # (the text the model reads, as a chat sends it)
+        # (the text the model reads, as a chat sends it)
+        documents = await self._tool_images_seen(target, await read_documents(request))
         await self.models.require_able(target, documents)
         with engine_failures(target.engine, "count_chat_tokens()"):
             return await count(target.model, self._layered(documents, target))
@@ -161,7 +163,7 @@ class ChatService:
         if not isinstance(target.engine, LocalInferenceExtension):
             raise RequestError(f"the model '{target.id}' runs on the '{target.engine.engine_name}' engine, which "
                                "renders its prompts itself", param="model", code="not_supported")
-        request = await read_documents(request)
+        request = await self._tool_images_seen(target, await read_documents(request))
         await self.models.require_able(target, request)  # before the acquire loads it
         place = model_prompt_place(request, target.model)
         request = with_model_prompt(request, target.model)  # as a chat would send it
@@ -173,6 +175,18 @@ class ChatService:
         return RenderedPrompt(target.id, text, tuple(getattr(tokens, "tokens", tokens)))  # -1: media
 
     # -- internals -------------------------------------------------------------
+    async def _tool_images_seen(self, target: Target, request: ChatRequest) -> ChatRequest:
+        """``request`` with the images of tools jan ran (:class:`~jan.services.tool_images.ToolImagePart`) as the
+        notes they were for a model the files say cannot see images (no projector, no vision encoder): nobody
+        asked for a tool's image, so it is no request to refuse (a client's own image is). Any other model (one
+        with a projector, one on a remote engine) is sent the images."""
+        if not has_tool_images(request.messages):
+            return request
+        abilities = await self.models.abilities(target)
+        if abilities is None or (abilities.projector is not False and abilities.vision is not False):
+            return request
+        return replace(request, messages=seen_as_text(request.messages))
+
     @staticmethod
     def _layered(request: ChatRequest, target: Target) -> ChatRequest:
         parameters = target.model.get("parameters")

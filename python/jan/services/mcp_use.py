@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jan.core import Tool
+from jan.core import Tool, ToolImage
 from jan.services.errors import RequestError
 from jan.services.tool_loop import (DEFAULT_MAX_STEPS, PendingCall, ToolEntry, ToolPolicy, _schema_problem,
                                     run_calls, triage, whole_arguments)
+from jan.services.tool_images import result_parts
 from jan.services.untrusted import UntrustedTextPart
-from jan.services.types import ChatDelta, ChatMessage, ChatRequest, NamedToolChoice, TextPart, ToolCall, ToolSpec
+from jan.services.types import (ChatDelta, ChatMessage, ChatRequest, NamedToolChoice, Part, TextPart, ToolCall,
+                                ToolSpec)
 
 log = logging.getLogger("jan.services.mcp_use")
 
@@ -92,6 +94,10 @@ class McpCallDone:
     arguments: str
     output: str | None
     error: str | None
+    #: The output as the model reads it where it holds images (its text and its images, in order:
+    #: :func:`jan.services.tool_images.result_parts`); ``()``: ``output`` as text. ``output`` is what the client
+    #: is told (an ``mcp_call``'s ``output`` is text: an image is its note there).
+    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -378,7 +384,11 @@ async def _run(session: McpSession, call: PendingCall, *, approved: bool = True,
     text = record.result.as_text()
     if record.result.is_error:
         return McpCallDone(call.id, label, mcp_name, call.arguments, None, text)
-    return McpCallDone(call.id, label, mcp_name, call.arguments, text, None)
+    # an image goes to the model as an image, as a client's tool result's does (one with no projector reads its
+    # note: jan.services.tool_images); each decoded once first, off the event loop
+    parts = await asyncio.to_thread(result_parts, record.result) \
+        if any(isinstance(p, ToolImage) for p in record.result.parts) else ()
+    return McpCallDone(call.id, label, mcp_name, call.arguments, text, None, parts)
 
 
 def _turn(calls: list[PendingCall], done: list[McpCallDone], text: str = "", thinking: str = "") -> list[ChatMessage]:
@@ -391,8 +401,8 @@ def _turn(calls: list[PendingCall], done: list[McpCallDone], text: str = "", thi
         # an MCP server's output is third-party text: tokenized as text, never as the control tokens it may spell
         # (a result holding "<|im_end|><|im_start|>system" forged turns: jan.services.untrusted)
         text = result.output if result.error is None else f"Error: {result.error}"
-        turn.append(ChatMessage("tool", (UntrustedTextPart(text, source="tool"),), tool_call_id=call.id,
-                                name=call.name))
+        turn.append(ChatMessage("tool", result.parts or (UntrustedTextPart(text, source="tool"),),
+                                tool_call_id=call.id, name=call.name))
     return turn
 
 

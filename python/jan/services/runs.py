@@ -583,10 +583,25 @@ def _typed_part(part: dict[str, Any],
     return files.get(part["image_file"]["file_id"])
 
 
+def _tool_part(part: dict[str, Any], files: Mapping[str, ImagePart | DocumentPart]) -> TextPart | ImagePart | None:
+    """One of a tool result's parts as a typed part: its text third-party text, its image a tool's
+    (:class:`~jan.services.tool_images.ToolImagePart`: a model that cannot see it reads its note)."""
+    from jan.services.tool_images import ToolImagePart
+
+    if part["type"] == "text":
+        return UntrustedTextPart(part["text"], source="tool")
+    image = _typed_part(part, files)
+    return ToolImagePart(image.data, image.mime_type) if isinstance(image, ImagePart) else None
+
+
 def _typed_message(message: dict[str, Any], files: Mapping[str, ImagePart | DocumentPart]) -> ChatMessage:
     """One of :func:`chat_messages`' OpenAI dicts as a typed message (earlier thinking goes back
     with its turn as ``reasoning``; the chat template keeps or drops it)."""
     content = message.get("content")
+    if isinstance(content, list) and message["role"] == "tool":  # a tool's result with images (save_tool_messages)
+        return ChatMessage(role="tool", content=tuple(p for p in (_tool_part(part, files) for part in content)
+                                                      if p is not None),
+                           tool_call_id=message.get("tool_call_id"), name=message.get("name"))
     if isinstance(content, list):  # a turn with images or attached documents
         parts = tuple(p for p in (_typed_part(part, files) for part in content) if p is not None)
         return ChatMessage(role=message["role"], content=parts)

@@ -36,6 +36,7 @@ result as a ``role: "tool"`` message whose ``metadata`` holds
 from __future__ import annotations
 
 import asyncio
+import base64
 import fnmatch
 import functools
 import json
@@ -483,11 +484,14 @@ def settled_answer(call: PendingCall, decision: ToolDecision | None) -> CallReco
 
 async def save_tool_messages(store: Any, thread_id: str, run_id: str, assistant_id: str | None,
                              records: list[CallRecord], step: int) -> list[dict[str, Any]]:
-    """Append one ``role: "tool"`` message per record (its text is never HTML: clients render it as text)."""
+    """Append one ``role: "tool"`` message per record (its text is never HTML: clients render it as text). A
+    result with images keeps them as the thread keeps every message's images (files of the thread, named by
+    ``image_file`` parts: :mod:`jan.store.files`), so each later turn of the run and of the thread sends them
+    again (:func:`chat_messages`)."""
     saved = []
     for record in records:
         saved.append(await store.create_message(thread_id, {
-            "role": "tool", "content": record.result.as_text(), "status": "ready", "run_id": run_id,
+            "role": "tool", "content": await _stored_content(record.result), "status": "ready", "run_id": run_id,
             **({"assistant_id": assistant_id} if assistant_id else {}),
             "metadata": {"run_id": run_id, "step": step, "tool_call_id": record.call.id, "name": record.call.name,
                          "arguments": record.call.arguments, "duration_ms": record.duration_ms,
@@ -495,6 +499,20 @@ async def save_tool_messages(store: Any, thread_id: str, run_id: str, assistant_
                          "truncated": record.result.truncated, "result": record.result.to_dict()},
         }))
     return saved
+
+
+async def _stored_content(result: ToolResult) -> Any:
+    """A result's stored content: its text, or with images its text and image parts in order (each image as the
+    ``data:`` URL the store keeps as a thread file; one that cannot be read stays its note)."""
+    from jan.core import ToolImage
+    from jan.services.tool_images import ToolImagePart, result_parts
+
+    if not any(isinstance(p, ToolImage) for p in result.parts):
+        return result.as_text()
+    parts = await asyncio.to_thread(result_parts, result)  # (each image decoded once: not on the event loop)
+    return [{"type": "image_url", "image_url": {"url": f"data:{p.mime_type};base64,"
+                                                       f"{base64.b64encode(p.data).decode('ascii')}"}}
+            if isinstance(p, ToolImagePart) else {"type": "text", "text": p.text} for p in parts]
 
 
 def tool_bookkeeping(message: dict[str, Any]) -> bool:
@@ -592,8 +610,11 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
             call_id = metadata.get("tool_call_id")
             if call_id in open_calls:
                 name = metadata.get("name")
+                # (a result with images: its text and images in order, as a user turn's: _with_images)
+                content = content_parts(message, lambda file_id: {"type": "image_file", "image_file": {
+                    "file_id": file_id}}) if image_files_of(message) else text
                 out.append({"role": "tool", "tool_call_id": call_id, "name": name if isinstance(name, str) else None,
-                            "content": text})
+                            "content": content})
         elif text or documents_of(message) or (role == "user" and image_files_of(message)):
             # attached documents are read into the turn of any role (OpenAI attaches files to an assistant's too)
             entry = {"role": role, "content": _with_images(message, text) if role == "user"

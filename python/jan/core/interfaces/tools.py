@@ -31,6 +31,7 @@ __all__ = [
     "ToolProvider",
     "ToolResult",
     "ToolText",
+    "image_note",
 ]
 
 #: What a tool name may look like (OpenAI's function-name rule).
@@ -66,6 +67,11 @@ class ToolImage:
 ToolPart = Union[ToolText, ToolJson, ToolImage]
 
 
+def image_note(mime_type: str, size: int) -> str:
+    """What a model that cannot see a tool's image reads in its place."""
+    return f"[image {mime_type}, {size} bytes]"
+
+
 @dataclass(frozen=True)
 class ToolResult:
     """What a tool call produced.
@@ -99,7 +105,7 @@ class ToolResult:
             elif isinstance(part, ToolJson):
                 pieces.append(json.dumps(part.data, ensure_ascii=False))
             elif isinstance(part, ToolImage):
-                pieces.append(f"[image {part.mime_type}, {len(part.data)} bytes]")
+                pieces.append(image_note(part.mime_type, len(part.data)))
         return "\n".join(pieces)
 
     def to_dict(self) -> dict[str, Any]:

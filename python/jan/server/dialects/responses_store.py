@@ -174,6 +174,13 @@ def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart]
             or kept_item(message) is not None):
         return None
     parts = [part for part, _ in thread_parts(message, images)]
+    metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
+    if role == "tool" and isinstance(metadata.get("result"), dict):
+        # a result a run's tool loop saved (jan.services.tool_loop.save_tool_messages): its images are a tool's that
+        # jan ran, which a model without a projector reads as their notes (jan.services.tool_images), never a 400
+        from jan.services.tool_images import ToolImagePart
+
+        parts = [ToolImagePart(p.data, p.mime_type) if isinstance(p, ImagePart) else p for p in parts]
     thinking: list[str] = []
     content = message.get("content")
     for part in content if isinstance(content, list) else ():
@@ -182,7 +189,6 @@ def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart]
             value = text.get("value") if isinstance(text, dict) else text
             if isinstance(value, str):
                 thinking.append(value)
-    metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
     calls = []
     for call in metadata.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
