@@ -171,6 +171,59 @@ async def test_cancel_stops_the_running_item_and_cancels_the_rest(tmp_path):
         await service.stop()
 
 
+class HeldStore(BatchStore):
+    """A store that holds one write until :attr:`go` is set: the last item's result (``"result"``: the item has
+    answered, its result is being written) or the batch's final status (``"end"``: its end is being saved)."""
+
+    def __init__(self, folder, hold: str) -> None:
+        super().__init__(folder)
+        self.hold = hold
+        self.held = threading.Event()
+        self.go = threading.Event()
+
+    def _wait(self) -> None:
+        self.held.set()
+        assert self.go.wait(WAIT_S)
+
+    def append_results(self, batch_id, results) -> None:
+        if self.hold == "result" and any(r.get("custom_id") == "last" for r in results):
+            self._wait()
+        super().append_results(batch_id, results)
+
+    def save(self, doc) -> None:
+        if self.hold == "end" and doc.get("status") == "completed":
+            self._wait()
+        super().save(doc)
+
+
+@pytest.mark.parametrize("hold", ["result", "end"])
+async def test_a_cancel_after_the_last_item_answered_is_refused_as_one_a_moment_later(tmp_path, hold):
+    """A cancel that comes once the last item has answered — its result or the batch's end still being written —
+    has nothing left to stop: it waits for the end and is the 400 the same cancel a moment later is. It was a 200
+    (the batch ``cancelling``, then ``cancelled`` with every item succeeded; or ``finalizing``, then ``completed``),
+    and a 400 a moment later."""
+    store = HeldStore(tmp_path, hold)
+    service = BatchService(store)
+    service.register("test", "tb_", Runner())
+    await service.start()
+    try:
+        batch = await service.create("test", "/x", [("first", {"n": 1}), ("last", {"n": 2})])
+        assert await asyncio.to_thread(store.held.wait, WAIT_S)
+        cancel = asyncio.ensure_future(service.cancel(batch.id))
+        for _ in range(5):
+            await asyncio.sleep(0)  # (the cancel's first steps, while the write is held)
+        store.go.set()
+        with pytest.raises(BatchStateError, match="already completed"):
+            await asyncio.wait_for(cancel, WAIT_S)
+        ended = await _ended(service, batch.id)
+        assert ended.status == "completed" and ended.counts.succeeded == 2, ended
+        with pytest.raises(BatchStateError, match="already completed"):
+            await service.cancel(batch.id)  # and a moment later the same
+    finally:
+        store.go.set()
+        await service.stop()
+
+
 async def test_cancel_of_a_queued_batch_and_of_an_ended_one(tmp_path):
     runner = Runner()
     service = await _service(tmp_path, runner)
