@@ -614,7 +614,7 @@ async def _lora_adapters(request: web.Request, adapters: Any = None) -> list[dic
         raise APIError(400, f"model '{target.id}' runs on an engine without LoRA adapters", param="model",
                        code="invalid_value")
     try:
-        return await lora_adapters(target.model, adapters)
+        return await unless_stopping(request, lora_adapters(target.model, adapters))  # (it may load the model)
     except jan.BadRequestError as exc:
         raise APIError(400, str(exc), param=exc.param or "lora", code=exc.code or "invalid_value") from None
 
