@@ -13,12 +13,12 @@ import concurrent.futures
 import contextvars
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["WorkerPool", "on_own_thread"]
+__all__ = ["WorkerPool", "on_own_thread", "undone_if_abandoned"]
 
 
 class WorkerPool:
@@ -77,3 +77,20 @@ async def on_own_thread(name: str, fn: Callable[..., T], *args: Any) -> T:
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return await future
+
+
+async def undone_if_abandoned(work: Awaitable[T], undo: Callable[[T], None]) -> T:
+    """Await ``work``, a worker's call that starts something (engine requests submitted at its end); when the await
+    is cancelled first (its client left while its images were encoded), what ``work`` still returns, once its thread
+    is done, is undone with ``undo`` on the loop (the requests cancelled). The thread cannot be stopped midway, and
+    what it started was left to run for nobody: a request generating to its token limit in a slot others waited for."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        def undone(done: asyncio.Future) -> None:
+            if not done.cancelled() and done.exception() is None:
+                undo(done.result())
+
+        task.add_done_callback(undone)
+        raise
