@@ -12,8 +12,8 @@ from jan.core import LocalInferenceExtension
 from jan.engine.results import Usage
 from jan.services.errors import RequestError
 from jan.services.local import (ShownLogprobs, ShownTokens, cancel_all, check_fan_out, client_seed,
-                                completion_media_prompts, merged, off_loop, preserved_ids, seeds, shown_special, submits_on_loop,
-                                trigger_patterns)
+                                completion_media_prompts, merged, off_loop, preserved_ids, seeds, shown_special,
+                                submits_on_loop, trigger_patterns)
 from jan.services.media_workers import on_media_worker
 from jan.services.worker_pool import undone_if_abandoned
 from jan.services.models import ModelService, Target, model_sampling

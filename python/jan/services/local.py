@@ -44,7 +44,8 @@ T = TypeVar("T")
 
 __all__ = ["ShownLogprobs", "ShownTokens", "chat_plan", "chat_prompt", "check_context", "continued_prompt", "render_chat",
            "render_prompt", "check_fan_out", "shown_bytes",
-           "cancel_all", "constraint_grammar", "merged", "off_loop", "prompted_as", "seeds", "client_seed", "submits_on_loop",
+           "cancel_all", "constraint_grammar", "merged", "off_loop", "prompted_as", "seeds", "client_seed",
+           "submits_on_loop",
            "template_messages", "template_tools", "asks_text_grammar", "check_text_grammars", "prefill_refused"]
 
 
