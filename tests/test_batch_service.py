@@ -173,7 +173,8 @@ async def test_cancel_stops_the_running_item_and_cancels_the_rest(tmp_path):
 
 class HeldStore(BatchStore):
     """A store that holds one write until :attr:`go` is set: the last item's result (``"result"``: the item has
-    answered, its result is being written) or the batch's final status (``"end"``: its end is being saved)."""
+    answered, its result is being written) or the batch's final status (``"end"``: its end is being saved;
+    ``"failed"``: its failure is)."""
 
     def __init__(self, folder, hold: str) -> None:
         super().__init__(folder)
@@ -191,7 +192,7 @@ class HeldStore(BatchStore):
         super().append_results(batch_id, results)
 
     def save(self, doc) -> None:
-        if self.hold == "end" and doc.get("status") == "completed":
+        if (self.hold, doc.get("status")) in (("end", "completed"), ("failed", "failed")):
             self._wait()
         super().save(doc)
 
@@ -285,6 +286,25 @@ async def test_a_runner_that_cannot_run_fails_its_batch_whole_and_the_next_one_r
         assert (await again.get(batch.id)).status == "failed" and not again._active
     finally:
         await again.stop()
+
+
+async def test_a_failed_batch_reads_failed_only_once_its_end_is_on_disk(tmp_path):
+    """As a completed one (above): it read failed while its save was still under way, and a stop then (or a reader of
+    the disk: another process on the data folder) found it in progress."""
+    store = HeldStore(tmp_path, "failed")
+    service = BatchService(store)
+    service.register("test", "tb_", Unloadable())
+    await service.start()
+    try:
+        batch = await service.create("test", "/x", [("a", {"n": 1})])
+        assert await asyncio.to_thread(store.held.wait, WAIT_S)
+        assert (await service.get(batch.id)).status == "in_progress"  # written is what it reads
+        store.go.set()
+        assert (await _ended(service, batch.id)).status == "failed"
+        assert store.get(batch.id)["status"] == "failed"
+    finally:
+        store.go.set()
+        await service.stop()
 
 
 async def test_a_cancel_whose_end_fails_ends_the_batch_failed_not_cancelling(tmp_path):

@@ -459,12 +459,14 @@ class BatchService:
                 doc["counts"]["errored"] += len(left)
         except Exception:  # noqa: BLE001 - the batch ends failed all the same
             log.warning("batches: could not end the items of %s not run", batch_id, exc_info=True)
-        doc["status"] = "failed"
-        doc["times"]["failed_at"] = self._clock()
-        doc["extra"]["errors"] = {"object": "list", "data": [
+        errors = {"object": "list", "data": [
             {"code": "server_error", "message": f"The batch could not be run: {exc}", "param": None, "line": None}]}
+        final = {**doc, "status": "failed", "times": {**doc["times"], "failed_at": self._clock()},
+                 "extra": {**doc["extra"], "errors": errors}}
+        # on disk before anyone reads it failed (as _end's): a client that saw it failed found it in progress there
         with contextlib.suppress(Exception):
-            await self._save(doc)
+            await self._save(final)
+        doc.update(final)
         self._let_go(doc["id"])
 
     async def _items(self, doc: dict[str, Any]) -> list[dict[str, Any] | None]:
