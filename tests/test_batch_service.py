@@ -390,6 +390,33 @@ async def test_a_crash_mid_cancel_or_mid_end_is_finished_at_start(tmp_path, stat
         await service.stop()
 
 
+async def test_a_cancel_of_a_batch_taken_up_in_the_middle_of_its_end_is_refused(tmp_path):
+    """Taken up ``finalizing`` (a stop after its last request, before its end was written), it waits its turn to be
+    ended: a cancel then is the 400 a cancel of the completed batch is, not a 200 with it finalizing."""
+    runner = Runner()
+    service = await _service(tmp_path, runner)
+    await service.create("test", "/x", [("first", {"hold": True})])
+    batch = await service.create("test", "/x", [("a", {"n": 1})])
+    assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "first"
+    await service.stop()
+    store = BatchStore(tmp_path)
+    doc = store.get(batch.id)
+    store.append_results(batch.id, [ItemResult(0, "a", "succeeded", 200, {}).to_record()])
+    doc["status"], doc["end"] = "finalizing", "completed"
+    store.save(doc)
+    runner = Runner()
+    service = await _service(tmp_path, runner)
+    try:
+        assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "first"  # the worker is held by the first
+        with pytest.raises(BatchStateError, match="already completed"):
+            await service.cancel(batch.id)
+        runner.release.set()
+        assert (await _ended(service, batch.id)).status == "completed"
+    finally:
+        runner.release.set()
+        await service.stop()
+
+
 async def test_a_damaged_batch_file_is_set_aside(tmp_path):
     service = await _service(tmp_path, Runner())
     batch = await service.create("test", "/x", [("a", {"n": 1})])

@@ -272,7 +272,12 @@ class BatchService:
                 return batch
             raise BatchStateError(f"Cannot cancel batch {batch_id!r}: it is already {batch.status}.")
         if doc["status"] != "in_progress" or doc.get("end"):
-            return _batch(doc)  # being cancelled, or ending: nothing left to stop
+            if doc.get("end") not in (None, "cancelled"):
+                # taken up after a stop in the middle of its end, which it waits its turn to finish: nothing is left
+                # to cancel (a 200 "finalizing" that then read completed, before)
+                raise BatchStateError(f"Cannot cancel batch {batch_id!r}: it is already {doc['end']} (its end is "
+                                      "being saved).")
+            return _batch(doc)  # being cancelled: nothing left to stop
         doc["status"] = "cancelling"
         doc["times"]["cancelling_at"] = self._clock()
         await self._save(doc)
