@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
@@ -215,15 +216,15 @@ class ChatService:
         local: LocalModel = prompted_as(await target.engine.acquire(target.model), request)
         check_fan_out(local.model, request.n, param="n")
         try:
-            start = await undone_if_abandoned(
-                off_loop_for(request, _start, local, request, target.model.get("settings")),
-                lambda started: cancel_all(started.requests))
+            start = await undone_if_abandoned(functools.partial(off_loop_for, request), _start, local, request,
+                                              target.model.get("settings"),
+                                              undo=lambda started: cancel_all(started.requests))
         except MediaError as exc:
             raise requests_media_error(exc, place) from None
         requests = start.requests
         while requests is None:  # a queued request, and the engine's queue was full: wait for room
             await local.model.wait_for_room(ROOM_RECHECK_S)
-            requests = await undone_if_abandoned(off_loop(start.submit, local, request), cancel_all)
+            requests = await undone_if_abandoned(off_loop, start.submit, local, request, undo=cancel_all)
         parsers = start.parsers
         # a parsed choice's client stop strings, matched on its answer text alone (the engine was not given them)
         stops = [AnswerStops(start.answer_stops) for _ in range(request.n)]

@@ -136,14 +136,15 @@ class CompletionService:
                 return submit()
 
         # short prompts: here, as the hop to a worker thread would cost more than the tokenizing (submits_on_loop)
+        def undo(submitted: tuple[list, list[str], list[tuple[int, ...] | None]]) -> None:
+            cancel_all(submitted[0])
+
         if has_media:
-            requests, echo, prompt_ids = await undone_if_abandoned(on_media_worker(held),
-                                                                   lambda submitted: cancel_all(submitted[0]))
+            requests, echo, prompt_ids = await undone_if_abandoned(on_media_worker, held, undo=undo)
         elif submits_on_loop(request.prompts, request.n, request.grammar, options.get("logit_bias")):
             requests, echo, prompt_ids = held()
         else:
-            requests, echo, prompt_ids = await undone_if_abandoned(off_loop(held),
-                                                                   lambda submitted: cancel_all(submitted[0]))
+            requests, echo, prompt_ids = await undone_if_abandoned(off_loop, held, undo=undo)
         # each choice's ids let out as their text is shown: a matched stop string's are left out
         special = shown_special(options, preserved)
         shown = [ShownTokens(vocab, special) for _ in requests] if request.token_ids else []
