@@ -171,6 +171,60 @@ async def test_cancel_stops_the_running_item_and_cancels_the_rest(tmp_path):
         await service.stop()
 
 
+class HeldStore(BatchStore):
+    """A store that holds one write until :attr:`go` is set: the last item's result (``"result"``: the item has
+    answered, its result is being written) or the batch's final status (``"end"``: its end is being saved;
+    ``"failed"``: its failure is)."""
+
+    def __init__(self, folder, hold: str) -> None:
+        super().__init__(folder)
+        self.hold = hold
+        self.held = threading.Event()
+        self.go = threading.Event()
+
+    def _wait(self) -> None:
+        self.held.set()
+        assert self.go.wait(WAIT_S)
+
+    def append_results(self, batch_id, results) -> None:
+        if self.hold == "result" and any(r.get("custom_id") == "last" for r in results):
+            self._wait()
+        super().append_results(batch_id, results)
+
+    def save(self, doc) -> None:
+        if (self.hold, doc.get("status")) in (("end", "completed"), ("failed", "failed")):
+            self._wait()
+        super().save(doc)
+
+
+@pytest.mark.parametrize("hold", ["result", "end"])
+async def test_a_cancel_after_the_last_item_answered_is_refused_as_one_a_moment_later(tmp_path, hold):
+    """A cancel that comes once the last item has answered — its result or the batch's end still being written —
+    has nothing left to stop: it waits for the end and is the 400 the same cancel a moment later is. It was a 200
+    (the batch ``cancelling``, then ``cancelled`` with every item succeeded; or ``finalizing``, then ``completed``),
+    and a 400 a moment later."""
+    store = HeldStore(tmp_path, hold)
+    service = BatchService(store)
+    service.register("test", "tb_", Runner())
+    await service.start()
+    try:
+        batch = await service.create("test", "/x", [("first", {"n": 1}), ("last", {"n": 2})])
+        assert await asyncio.to_thread(store.held.wait, WAIT_S)
+        cancel = asyncio.ensure_future(service.cancel(batch.id))
+        for _ in range(5):
+            await asyncio.sleep(0)  # (the cancel's first steps, while the write is held)
+        store.go.set()
+        with pytest.raises(BatchStateError, match="already completed"):
+            await asyncio.wait_for(cancel, WAIT_S)
+        ended = await _ended(service, batch.id)
+        assert ended.status == "completed" and ended.counts.succeeded == 2, ended
+        with pytest.raises(BatchStateError, match="already completed"):
+            await service.cancel(batch.id)  # and a moment later the same
+    finally:
+        store.go.set()
+        await service.stop()
+
+
 async def test_cancel_of_a_queued_batch_and_of_an_ended_one(tmp_path):
     runner = Runner()
     service = await _service(tmp_path, runner)
@@ -232,6 +286,25 @@ async def test_a_runner_that_cannot_run_fails_its_batch_whole_and_the_next_one_r
         assert (await again.get(batch.id)).status == "failed" and not again._active
     finally:
         await again.stop()
+
+
+async def test_a_failed_batch_reads_failed_only_once_its_end_is_on_disk(tmp_path):
+    """As a completed one (above): it read failed while its save was still under way, and a stop then (or a reader of
+    the disk: another process on the data folder) found it in progress."""
+    store = HeldStore(tmp_path, "failed")
+    service = BatchService(store)
+    service.register("test", "tb_", Unloadable())
+    await service.start()
+    try:
+        batch = await service.create("test", "/x", [("a", {"n": 1})])
+        assert await asyncio.to_thread(store.held.wait, WAIT_S)
+        assert (await service.get(batch.id)).status == "in_progress"  # written is what it reads
+        store.go.set()
+        assert (await _ended(service, batch.id)).status == "failed"
+        assert store.get(batch.id)["status"] == "failed"
+    finally:
+        store.go.set()
+        await service.stop()
 
 
 async def test_a_cancel_whose_end_fails_ends_the_batch_failed_not_cancelling(tmp_path):
@@ -314,6 +387,33 @@ async def test_a_crash_mid_cancel_or_mid_end_is_finished_at_start(tmp_path, stat
         batch = await _ended(service, batch.id)
         assert batch.status == end and batch.extra["finalized"] == 1
     finally:
+        await service.stop()
+
+
+async def test_a_cancel_of_a_batch_taken_up_in_the_middle_of_its_end_is_refused(tmp_path):
+    """Taken up ``finalizing`` (a stop after its last request, before its end was written), it waits its turn to be
+    ended: a cancel then is the 400 a cancel of the completed batch is, not a 200 with it finalizing."""
+    runner = Runner()
+    service = await _service(tmp_path, runner)
+    await service.create("test", "/x", [("first", {"hold": True})])
+    batch = await service.create("test", "/x", [("a", {"n": 1})])
+    assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "first"
+    await service.stop()
+    store = BatchStore(tmp_path)
+    doc = store.get(batch.id)
+    store.append_results(batch.id, [ItemResult(0, "a", "succeeded", 200, {}).to_record()])
+    doc["status"], doc["end"] = "finalizing", "completed"
+    store.save(doc)
+    runner = Runner()
+    service = await _service(tmp_path, runner)
+    try:
+        assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "first"  # the worker is held by the first
+        with pytest.raises(BatchStateError, match="already completed"):
+            await service.cancel(batch.id)
+        runner.release.set()
+        assert (await _ended(service, batch.id)).status == "completed"
+    finally:
+        runner.release.set()
         await service.stop()
 
 

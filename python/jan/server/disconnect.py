@@ -142,6 +142,41 @@ async def while_client_waits(work: Awaitable[T]) -> T:
     return result  # type: ignore[return-value]
 
 
+#: What a model load the server's stop cut off says.
+LOAD_SHUTDOWN = "The server is shutting down; the model was not loaded."
+
+
+async def unless_stopping(request: web.Request, load: Awaitable[T]) -> T:
+    """Await ``load`` (a model's load for the request being handled); when the server starts stopping first, raise
+    the 503 ``server_shutdown`` (each dialect shapes it) now, not a dropped connection once the stop's grace period
+    is over. The load itself is left to end (it cannot be cut short: its engine's stop waits for its thread, and
+    frees what it made), as is one whose client went away: another request may be waiting for the same load."""
+    stopping = request.app.get(SHUTTING_DOWN)
+    if stopping is None:  # (an extension's sub-application, a test's stand-in app: no stop of its own)
+        return await load
+    if stopping.is_set():  # no load starts as the server stops
+        if asyncio.iscoroutine(load):
+            load.close()
+        raise shutdown_error(LOAD_SHUTDOWN)
+    task = asyncio.ensure_future(load)
+    if not task.done():
+        stopped = asyncio.ensure_future(stopping.wait())
+        try:
+            await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+    if task.done():
+        return task.result()
+    task.add_done_callback(_retrieved)
+    raise shutdown_error(LOAD_SHUTDOWN)
+
+
+def _retrieved(task: asyncio.Future) -> None:
+    """A load nobody awaits any more: its failure (the pool closed under it) is read, so asyncio does not log it."""
+    if not task.cancelled():
+        task.exception()
+
+
 _EMPTY = object()
 
 

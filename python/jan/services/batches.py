@@ -84,6 +84,9 @@ class BatchService:
         self._leases = Leases(store.root / LEASE_DIR_NAME)
         # batches not ended that another live process runs (it holds their lease): taken up when it ends
         self._elsewhere: set[str] = set()
+        # batches whose every item has ended, their end (completed, expired) being saved, each with the event its
+        # _let_go sets: a cancel then has nothing left to stop and waits to answer as a cancel of the ended batch
+        self._closing: dict[str, asyncio.Event] = {}
 
     def register(self, dialect: str, id_prefix: str, runner: BatchRunner) -> None:
         """Let ``dialect``'s batches (ids ``<id_prefix><ULID>``) run through ``runner``."""
@@ -120,6 +123,7 @@ class BatchService:
         """The batch is no longer run here (ended, deleted, or this process stops): its lease goes."""
         self._active.pop(batch_id, None)
         self._elsewhere.discard(batch_id)
+        self._closed(batch_id)
         with contextlib.suppress(OSError):
             self._leases.release(batch_id)
 
@@ -246,7 +250,15 @@ class BatchService:
     async def cancel(self, batch_id: str) -> Batch:
         """Cancel a batch: ``cancelling`` now, its running item stopped, then ``cancelled`` with every item not run
         ``canceled``. One cancelled or being cancelled is answered as it is; :class:`BatchStateError` for one
-        ended otherwise."""
+        ended otherwise, and for one whose every item has ended, its end being saved: it is waited for, then
+        answered as the same cancel a moment later is (before, it was a 200 with the batch still ``finalizing``
+        or ``in_progress``, which then ended ``completed``, and a 400 a moment later)."""
+        closing = self._closing.get(batch_id)
+        if closing is not None:
+            await closing.wait()  # (a save or two, and the dialect's finalize: the batch's end on disk)
+            if self._stopping:
+                raise BatchStateError(f"Cannot cancel batch {batch_id!r}: every request of it has ended; the "
+                                      "server stopped while its end was saved, which the next start finishes.")
         doc = self._active.get(batch_id)
         if doc is None and not (await self.get(batch_id)).ended and batch_id in self._elsewhere:
             # run by another process on this data folder, or by one that has ended: then it is taken up here
@@ -260,7 +272,12 @@ class BatchService:
                 return batch
             raise BatchStateError(f"Cannot cancel batch {batch_id!r}: it is already {batch.status}.")
         if doc["status"] != "in_progress" or doc.get("end"):
-            return _batch(doc)  # being cancelled, or ending: nothing left to stop
+            if doc.get("end") not in (None, "cancelled"):
+                # taken up after a stop in the middle of its end, which it waits its turn to finish: nothing is left
+                # to cancel (a 200 "finalizing" that then read completed, before)
+                raise BatchStateError(f"Cannot cancel batch {batch_id!r}: it is already {doc['end']} (its end is "
+                                      "being saved).")
+            return _batch(doc)  # being cancelled: nothing left to stop
         doc["status"] = "cancelling"
         doc["times"]["cancelling_at"] = self._clock()
         await self._save(doc)
@@ -337,13 +354,16 @@ class BatchService:
         if doc["status"] == "in_progress" and not doc.get("end"):
             items = await self._items(doc)
             done = {r.get("index") for r in await asyncio.to_thread(self.store.results, batch_id)}
-            for index, record in enumerate(items):
-                if index in done:
-                    continue
+            todo = [index for index in range(len(items)) if index not in done]
+            for index in todo:
+                record = items[index]
                 if doc["status"] != "in_progress" or self._clock() >= doc["expires_at"]:
                     break
                 if record is None:  # its line is damaged or lost on disk: it fails, in the dialect's error shape
-                    await self._record(doc, BatchItem(index, "", {}), runner.failed(_damaged(doc, index)))
+                    outcome = runner.failed(_damaged(doc, index))
+                    if index == todo[-1]:
+                        self._close(doc)
+                    await self._record(doc, BatchItem(index, "", {}), outcome)
                     continue
                 item = BatchItem(index, str(record.get("custom_id", "")), record.get("body") or {})
                 self._item = asyncio.ensure_future(runner.execute(_batch(doc), item))
@@ -360,8 +380,23 @@ class BatchService:
                     outcome = runner.failed(exc)
                 finally:
                     self._item = None
+                if index == todo[-1] and outcome is not None:
+                    self._close(doc)  # its last item answered: from here, nothing is left to cancel
                 await self._record(doc, item, outcome)
         await self._end(doc)
+
+    def _close(self, doc: Mapping[str, Any]) -> None:
+        """The batch ends otherwise than cancelled, whatever comes now (its last item answered, or its end begun):
+        a cancel from here waits for that end and is refused as the same cancel a moment later is. Not one a
+        cancel already reached (``cancelling``: it ends cancelled, as that cancel answered)."""
+        if doc["status"] != "cancelling" and doc["id"] in self._active:
+            self._closing.setdefault(doc["id"], asyncio.Event())
+
+    def _closed(self, batch_id: str) -> None:
+        """The cancels :meth:`_close` held wait no more."""
+        closing = self._closing.pop(batch_id, None)
+        if closing is not None:
+            closing.set()
 
     async def _record(self, doc: dict[str, Any], item: BatchItem, outcome: ItemOutcome | None) -> None:
         if outcome is None:
@@ -381,6 +416,8 @@ class BatchService:
         start after a crash in the middle (``doc["end"]`` says how it ends)."""
         end = doc.get("end") or ("cancelled" if doc["status"] == "cancelling" else
                                  "expired" if self._clock() >= doc["expires_at"] else "completed")
+        if end != "cancelled":
+            self._close(doc)
         batch_id = doc["id"]
         results = await asyncio.to_thread(self.store.results, batch_id)
         done = {r.get("index") for r in results}
@@ -388,6 +425,7 @@ class BatchService:
         left = [ItemResult(i, _custom_id(r), "canceled" if end == "cancelled" else "expired")
                 for i, r in enumerate(items) if i not in done]
         if left and end == "completed":
+            self._closed(batch_id)
             return  # (not reached: the worker ends a batch once every item ran)
         if left:
             await asyncio.to_thread(self.store.append_results, batch_id, [r.to_record() for r in left])
@@ -426,12 +464,14 @@ class BatchService:
                 doc["counts"]["errored"] += len(left)
         except Exception:  # noqa: BLE001 - the batch ends failed all the same
             log.warning("batches: could not end the items of %s not run", batch_id, exc_info=True)
-        doc["status"] = "failed"
-        doc["times"]["failed_at"] = self._clock()
-        doc["extra"]["errors"] = {"object": "list", "data": [
+        errors = {"object": "list", "data": [
             {"code": "server_error", "message": f"The batch could not be run: {exc}", "param": None, "line": None}]}
+        final = {**doc, "status": "failed", "times": {**doc["times"], "failed_at": self._clock()},
+                 "extra": {**doc["extra"], "errors": errors}}
+        # on disk before anyone reads it failed (as _end's): a client that saw it failed found it in progress there
         with contextlib.suppress(Exception):
-            await self._save(doc)
+            await self._save(final)
+        doc.update(final)
         self._let_go(doc["id"])
 
     async def _items(self, doc: dict[str, Any]) -> list[dict[str, Any] | None]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
@@ -28,10 +29,11 @@ from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.errors import RequestError
 from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_history, fits, prompt_size,
                               media_note, reply_room)
-from jan.services.local import (ShownTokens, chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar,
-                                prefill_refused, preserved_ids, shown_bytes, shown_special, shows_text,
-                                trigger_patterns, merged, off_loop, prompted_as, seeds)
+from jan.services.local import (ShownTokens, cancel_all, chat_plan, chat_prompt, check_fan_out, client_seed,
+                                constraint_grammar, prefill_refused, preserved_ids, shown_bytes, shown_special,
+                                shows_text, trigger_patterns, merged, off_loop, prompted_as, seeds)
 from jan.services.media_workers import off_loop_for
+from jan.services.worker_pool import undone_if_abandoned
 from jan.services.model_prompt import model_prompt_place, requests_media_error, with_model_prompt
 from jan.services.models import ModelService, Target, model_sampling
 from jan.services.output import AnswerStops, ReasoningTokens, output_parser
@@ -228,13 +230,15 @@ class ChatService:
         local: LocalModel = prompted_as(await target.engine.acquire(target.model), request)
         check_fan_out(local.model, request.n, param="n")
         try:
-            start = await off_loop_for(request, _start, local, request, target.model.get("settings"))
+            start = await undone_if_abandoned(functools.partial(off_loop_for, request), _start, local, request,
+                                              target.model.get("settings"),
+                                              undo=lambda started: cancel_all(started.requests))
         except MediaError as exc:
             raise requests_media_error(exc, place) from None
         requests = start.requests
         while requests is None:  # a queued request, and the engine's queue was full: wait for room
             await local.model.wait_for_room(ROOM_RECHECK_S)
-            requests = await off_loop(start.submit, local, request)
+            requests = await undone_if_abandoned(off_loop, start.submit, local, request, undo=cancel_all)
         parsers = start.parsers
         # a parsed choice's client stop strings, matched on its answer text alone (the engine was not given them)
         stops = [AnswerStops(start.answer_stops) for _ in range(request.n)]

@@ -11,10 +11,11 @@ from dataclasses import replace
 from jan.core import LocalInferenceExtension
 from jan.engine.results import Usage
 from jan.services.errors import RequestError
-from jan.services.local import (ShownLogprobs, ShownTokens, check_fan_out, client_seed, completion_media_prompts,
-                                merged, off_loop, preserved_ids, seeds, shown_special, submits_on_loop,
-                                trigger_patterns)
+from jan.services.local import (ShownLogprobs, ShownTokens, cancel_all, check_fan_out, client_seed,
+                                completion_media_prompts, merged, off_loop, preserved_ids, seeds, shown_special,
+                                submits_on_loop, trigger_patterns)
 from jan.services.media_workers import on_media_worker
+from jan.services.worker_pool import undone_if_abandoned
 from jan.services.models import ModelService, Target, model_sampling
 from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.infill import infill_prompt
@@ -135,12 +136,15 @@ class CompletionService:
                 return submit()
 
         # short prompts: here, as the hop to a worker thread would cost more than the tokenizing (submits_on_loop)
+        def undo(submitted: tuple[list, list[str], list[tuple[int, ...] | None]]) -> None:
+            cancel_all(submitted[0])
+
         if has_media:
-            requests, echo, prompt_ids = await on_media_worker(held)
+            requests, echo, prompt_ids = await undone_if_abandoned(on_media_worker, held, undo=undo)
         elif submits_on_loop(request.prompts, request.n, request.grammar, options.get("logit_bias")):
             requests, echo, prompt_ids = held()
         else:
-            requests, echo, prompt_ids = await off_loop(held)
+            requests, echo, prompt_ids = await undone_if_abandoned(off_loop, held, undo=undo)
         # each choice's ids let out as their text is shown: a matched stop string's are left out
         special = shown_special(options, preserved)
         shown = [ShownTokens(vocab, special) for _ in requests] if request.token_ids else []

@@ -44,7 +44,8 @@ T = TypeVar("T")
 
 __all__ = ["ShownLogprobs", "ShownTokens", "chat_plan", "chat_prompt", "check_context", "continued_prompt", "render_chat",
            "render_prompt", "check_fan_out", "shown_bytes",
-           "constraint_grammar", "merged", "off_loop", "prompted_as", "seeds", "client_seed", "submits_on_loop",
+           "cancel_all", "constraint_grammar", "merged", "off_loop", "prompted_as", "seeds", "client_seed",
+           "submits_on_loop",
            "template_messages", "template_tools", "asks_text_grammar", "check_text_grammars", "prefill_refused"]
 
 
@@ -856,6 +857,12 @@ def client_seed(options: dict[str, Any]) -> int | None:
     seed = engine_seed(options.pop("seed", None))
     options["reproducible"] = seed is not None
     return seed
+
+
+def cancel_all(requests: list[jan.Request] | None) -> None:
+    """Cancel engine requests nobody will read (none: the queue was full, nothing was submitted)."""
+    for request in requests or ():
+        request.cancel()
 
 
 async def merged(requests: list[jan.Request]) -> AsyncIterator[tuple[int, jan.Chunk]]:

@@ -13,12 +13,12 @@ import concurrent.futures
 import contextvars
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["WorkerPool", "on_own_thread"]
+__all__ = ["WorkerPool", "on_own_thread", "undone_if_abandoned"]
 
 
 class WorkerPool:
@@ -77,3 +77,35 @@ async def on_own_thread(name: str, fn: Callable[..., T], *args: Any) -> T:
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return await future
+
+
+
+async def undone_if_abandoned(run: Callable[..., Awaitable[T]], fn: Callable[..., T], *args: Any,
+                              undo: Callable[[T], None]) -> T:
+    """``await run(fn, *args)``: ``fn`` on a worker (``run``: :func:`off_loop`, a pool's ``run``), a call that starts
+    something at its end (engine requests submitted after a request's images were encoded). When the await is
+    cancelled (its client left) while ``fn`` runs, what ``fn`` still returns is undone with ``undo`` (the requests
+    cancelled): the thread cannot be stopped midway, and what it started was left to run for nobody, a request
+    generating to its token limit in a slot others waited for. A call still waiting for a worker is cancelled with
+    the await, as ever. ``undo`` runs on the worker thread or on the loop, whichever sees the cancel last."""
+    lock = threading.Lock()
+    state: dict[str, Any] = {"abandoned": False, "returned": False, "result": None}
+
+    def call(*call_args: Any) -> T:
+        result = fn(*call_args)
+        with lock:
+            if not state["abandoned"]:
+                state["returned"], state["result"] = True, result
+                return result
+        undo(result)  # the await was cancelled while this ran: nobody will take it
+        return result
+
+    try:
+        return await run(call, *args)
+    except asyncio.CancelledError:
+        with lock:
+            state["abandoned"] = True
+            returned, result = state["returned"], state["result"]
+        if returned:  # (returned as the await was cancelled: its result was not delivered)
+            undo(result)
+        raise

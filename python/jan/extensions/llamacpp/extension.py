@@ -8,6 +8,8 @@ import functools
 import logging
 import math
 import os
+import threading
+import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -39,6 +41,15 @@ from jan.templates import TemplateError, resolve_template
 
 log = logging.getLogger("jan.llamacpp")
 T = TypeVar("T")
+
+#: Seconds the extension's stop waits for loads still on their threads (within the manager's 15 s per on_unload).
+LOAD_STOP_WAIT_S = 10.0
+
+
+def _all_set(events: list[threading.Event], timeout: float) -> bool:
+    """Whether every one of ``events`` is set within ``timeout`` seconds in all."""
+    deadline = time.monotonic() + timeout
+    return all(event.wait(max(0.0, deadline - time.monotonic())) for event in events)
 #: Tries of a tokenize (or detokenize) whose model was closed before it held it (:meth:`LlamaCppExtension._held`).
 HELD_ATTEMPTS = 3
 
@@ -87,6 +98,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         self._draft_skipped: dict[str, str] = {}
         #: model id -> why it runs without the server's LoRA adapters (jan serve --lora)
         self._lora_skipped: dict[str, str] = {}
+        #: one event per load still on its thread, set as it ends (the extension's stop waits for them)
+        self._load_threads: set[threading.Event] = set()
 
     # -- lifecycle -----------------------------------------------------
     async def on_load(self, ctx) -> None:
@@ -103,6 +116,13 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         if self.engine is not None:
             engine, self.engine = self.engine, None
             await asyncio.to_thread(engine.close)
+        # A load still reading its weights (its client answered 503 as the server's stop began, or gone) cannot be
+        # cut short: the closed pool makes it close the model it made and end. It is waited for, so that the stop
+        # ends with no model left half made and the process never exits with llama.cpp still loading on a thread.
+        loads = list(self._load_threads)
+        if loads and not await asyncio.to_thread(_all_set, loads, LOAD_STOP_WAIT_S):
+            log.warning("a model load still running after %.0f s was left to end on its own at the stop",
+                        LOAD_STOP_WAIT_S)
 
     def set_defaults(self, **overrides: Any) -> None:
         """Load options from the command line (``jan serve --n-parallel ...``); model.json settings still win."""
@@ -224,7 +244,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         why = self._cannot_draft.get(pair) if pair else None
         if why is None:
             try:
-                loaded = await on_own_thread(f"jan-load-{model_id}", functools.partial(
+                loaded = await self._on_load_thread(model_id, functools.partial(
                     engine.load, model_id, path, claim=claim, turn=turn, **opts))
             except ValueError as exc:
                 if pair is None or not _is_draft_mismatch(exc):
@@ -238,8 +258,23 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         if self._draft_skipped.get(model_id) != why:  # once per model, not on every load of it
             log.warning("model '%s' loads without the server's draft model: %s", model_id, why)
             self._draft_skipped[model_id] = why
-        return await on_own_thread(f"jan-load-{model_id}", functools.partial(
+        return await self._on_load_thread(model_id, functools.partial(
             engine.load, model_id, path, claim=claim, turn=turn, **without_draft(opts, settings)))
+
+    async def _on_load_thread(self, model_id: str, load: Callable[[], T]) -> T:
+        """``load()`` on a thread of its own (it may wait minutes for room), noted until it ends (:meth:`on_unload`
+        waits for it: an await cancelled leaves the thread to finish)."""
+        ended = threading.Event()
+        self._load_threads.add(ended)
+
+        def run() -> T:
+            try:
+                return load()
+            finally:
+                ended.set()
+                self._load_threads.discard(ended)
+
+        return await on_own_thread(f"jan-load-{model_id}", run)
 
     def _engine(self) -> jan.ModelPool:
         if self.engine is None:

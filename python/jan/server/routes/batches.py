@@ -129,7 +129,8 @@ async def get_batch(request: web.Request) -> web.Response:
 @routes.post("/v1/batches/{batch_id}/cancel")
 async def cancel_batch(request: web.Request) -> web.Response:
     """Cancel a batch: ``cancelling`` (its running request stopped), then ``cancelled``; a 400 for one ended
-    otherwise."""
+    otherwise, or whose every request has its answer, its end being saved (OpenAI's ``finalizing``: nothing is left
+    to cancel; answered once it has ended, as the same cancel a moment later is)."""
     batch = await _batch(request, openai.DIALECT, "batch_id")
     return json_response(openai.batch_object(await _service(request).cancel(batch.id)))
 
@@ -169,7 +170,8 @@ async def get_message_batch(request: web.Request) -> web.Response:
 
 @routes.post("/v1/messages/batches/{message_batch_id}/cancel")
 async def cancel_message_batch(request: web.Request) -> web.Response:
-    """Cancel: ``canceling`` (its running request stopped), then ``ended`` with the rest ``canceled``."""
+    """Cancel: ``canceling`` (its running request stopped), then ``ended`` with the rest ``canceled``; a 400 for
+    one ended, or whose every request has its answer (see :func:`cancel_batch`)."""
     batch = await _batch(request, anthropic.DIALECT, "message_batch_id")
     return json_response(anthropic.batch_object(await _service(request).cancel(batch.id), _base_url(request)))
 

@@ -20,7 +20,7 @@ from jan.core import ModelState
 from jan.core.engine_answers import model_state
 from jan.errors import MediaError, ModelNotFoundError
 from jan.server.dialects import llamacpp as native
-from jan.server.disconnect import first_item, raise_if_ended, unless_disconnected
+from jan.server.disconnect import first_item, raise_if_ended, unless_disconnected, unless_stopping
 from jan.server.dialect_errors import LLAMACPP_PATHS
 from jan.server.errors import APIError, prompt_param
 from jan.server.jsonio import json_response, json_response_built
@@ -614,7 +614,7 @@ async def _lora_adapters(request: web.Request, adapters: Any = None) -> list[dic
         raise APIError(400, f"model '{target.id}' runs on an engine without LoRA adapters", param="model",
                        code="invalid_value")
     try:
-        return await lora_adapters(target.model, adapters)
+        return await unless_stopping(request, lora_adapters(target.model, adapters))  # (it may load the model)
     except jan.BadRequestError as exc:
         raise APIError(400, str(exc), param=exc.param or "lora", code=exc.code or "invalid_value") from None
 
@@ -656,7 +656,7 @@ async def router_load(request: web.Request) -> web.Response:
     model, engine, running = await _router_model(request, 404)
     if running:
         raise APIError(400, "model is already running", param="model", code="invalid_value")
-    await engine.load_model(model)
+    await unless_stopping(request, engine.load_model(model))
     return json_response({"success": True})
 
 

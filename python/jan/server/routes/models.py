@@ -12,6 +12,7 @@ from aiohttp import web
 from jan.core import LocalInferenceExtension
 from jan.core.engine_answers import model_state
 from jan.server.dialects import ollama_models
+from jan.server.disconnect import unless_stopping
 from jan.server.jsonio import json_response
 from jan.server.keys import MANAGER, SERVICES
 from jan.server.resolve import model_and_engine, model_extension
@@ -125,7 +126,7 @@ async def get_model(request: web.Request) -> web.Response:
 async def start_model(request: web.Request) -> web.Response:
     """Load a model in its engine."""
     model, engine = await model_and_engine(request, request.match_info["model_id"])
-    await engine.load_model(model)
+    await unless_stopping(request, engine.load_model(model))
     return json_response(await with_state(request, model))
 
 

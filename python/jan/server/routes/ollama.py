@@ -33,7 +33,7 @@ from jan.errors import MediaError, ModelLoadError, ModelNotFoundError, not_found
 from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
-from jan.server.disconnect import first_item, raise_if_gone, unless_disconnected
+from jan.server.disconnect import first_item, raise_if_gone, unless_disconnected, unless_stopping
 import jan.server.dialect_errors  # noqa: F401 - registers Ollama's error shape
 from jan.server.errors import APIError, from_validation_error, to_api_error
 from jan.server.body_read import BodyLimit, blob_space_error, body_limit
@@ -253,12 +253,13 @@ def _new_model_id(name: str, field: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _model_in_use(target: Target, keep_alive: float | None, timing: Timing) -> AsyncIterator[None]:
+async def _model_in_use(request: web.Request, target: Target, keep_alive: float | None,
+                        timing: Timing) -> AsyncIterator[None]:
     """Load the model first (so ``load_duration`` is measured as Ollama measures it); once the request
     is answered, apply its ``keep_alive`` — the time the model stays loaded *after* it, as in Ollama
     (applied earlier, a ``0`` could unload the model under the request)."""
     started = timing.total_ns()
-    await target.engine.load_model(target.model)
+    await unless_stopping(request, target.engine.load_model(target.model))  # (the stop answers it at once)
     timing.load_ns = timing.total_ns() - started
     try:
         yield
@@ -351,7 +352,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     keep_alive = body.keep_alive_seconds
     encoder = OllamaEncoder("chat", body.model, timing)
     if not body.messages:
-        return await _load_or_unload(target, keep_alive, timing, encoder)
+        return await _load_or_unload(request, target, keep_alive, timing, encoder)
     require_generating(target)  # before _model_in_use loads it
     if any(m.images for m in body.messages):  # decoding megabytes of base64 stays off the event loop
         typed = await asyncio.to_thread(ollama_requests.chat_request, body, target.id)
@@ -360,7 +361,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     service = _services(request).chat
     with _media_named(body):
         await _services(request).models.require_able(target, typed)  # (think, tools, images) before a load
-        async with _model_in_use(target, keep_alive, timing):
+        async with _model_in_use(request, target, keep_alive, timing):
             if not body.streaming:
                 result = await unless_disconnected(request, service.complete(typed), target.id)
                 return await _whole(lambda: encoder.whole(result), _result_values(result, body.top_logprobs))
@@ -369,7 +370,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
             return await _ndjson(request, first, stream, encoder.delta, encoder.final)
 
 
-async def _load_or_unload(target: Target, keep_alive: float | None, timing: Timing,
+async def _load_or_unload(request: web.Request, target: Target, keep_alive: float | None, timing: Timing,
                           encoder: OllamaEncoder) -> web.Response:
     """A request with nothing to generate loads the model (or unloads it with ``keep_alive: 0``)."""
     if keep_alive == 0:
@@ -377,7 +378,7 @@ async def _load_or_unload(target: Target, keep_alive: float | None, timing: Timi
         reason = "unload"
     else:
         require_generating(target)  # Ollama's 400 for an embedding model loaded through generate or chat
-        async with _model_in_use(target, keep_alive, timing):
+        async with _model_in_use(request, target, keep_alive, timing):
             reason = "load"
     obj = encoder.whole(text="")
     obj["done_reason"] = reason
@@ -398,7 +399,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
     keep_alive = body.keep_alive_seconds
     encoder = OllamaEncoder("generate", body.model, timing, context=not body.raw)
     if not body.prompt and not body.suffix and not body.images:
-        return await _load_or_unload(target, keep_alive, timing, encoder)
+        return await _load_or_unload(request, target, keep_alive, timing, encoder)
     require_generating(target)  # before _model_in_use loads it
     services = _services(request)
     with _media_named(body):
@@ -416,7 +417,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
             typed = await asyncio.to_thread(ollama_requests.generate_chat_request, body, target.id) \
                 if body.images else ollama_requests.generate_chat_request(body, target.id)
             await services.models.require_able(target, typed)
-        async with _model_in_use(target, keep_alive, timing):
+        async with _model_in_use(request, target, keep_alive, timing):
             if typed is None:
                 stream = services.completions.stream(ollama_requests.completion_request(body, target.id, grammar))
                 if not body.streaming:
@@ -480,7 +481,7 @@ async def embed(request: web.Request) -> web.Response:
         if inputs else None
     if typed is not None:
         await _services(request).models.require_able(target, typed)  # (a model loaded with pooling none) before a load
-    async with _model_in_use(target, body.keep_alive_seconds, timing):
+    async with _model_in_use(request, target, body.keep_alive_seconds, timing):
         if typed is None:
             return _json({"model": body.model, "embeddings": []})
         result = await unless_disconnected(request, _services(request).embeddings.embed(typed), target.id)
@@ -506,7 +507,7 @@ async def embeddings(request: web.Request) -> web.Response:
         if body.prompt else None
     if typed is not None:
         await _services(request).models.require_able(target, typed)  # (as /api/embed) before a load
-    async with _model_in_use(target, body.keep_alive_seconds, Timing()):
+    async with _model_in_use(request, target, body.keep_alive_seconds, Timing()):
         if typed is None:
             return _json({"embedding": []})
         result = await unless_disconnected(request, _services(request).embeddings.embed(typed), target.id)
