@@ -307,6 +307,7 @@ class _GatedEmbedder:
     def __init__(self, real):
         self.real = real
         self.entered, self.release = threading.Event(), threading.Event()
+        self.returned = threading.Event()  # the call is over, on its worker thread (which may answer after the client)
 
     def __getattr__(self, name):
         return getattr(self.real, name)
@@ -320,7 +321,8 @@ class _GatedEmbedder:
             assert self.release.wait(60)
             return [*first, *real.embed(batch[half:], normalize)]
         finally:
-            self.real = None  # the call is over: only the model (if anyone) still holds the context
+            self.real = real = None  # the call is over: only the model (if anyone) still holds the context
+            self.returned.set()
 
 
 def _gate(srv, model: str) -> tuple[_GatedEmbedder, weakref.ref]:
@@ -355,6 +357,8 @@ async def test_stopping_a_model_cancels_its_running_embedding(tmp_path, minilm_p
             assert status == 503 and error(answer) == EMBEDDING_CANCELLED, answer
             if path == "/v1/embeddings":
                 assert answer["error"]["code"] == "generation_cancelled", answer
+            # (the client is answered when the stop cancels the call; its worker thread may still be returning)
+            assert await asyncio.to_thread(gate.returned.wait, 60)
             del loaded, gate
             gc.collect()
             assert context() is None  # the embedding context is freed once the call returned
