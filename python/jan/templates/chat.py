@@ -425,6 +425,10 @@ class ChatTemplate:
     ``user_first``
         the template refuses a conversation that opens with an assistant turn: render() puts an empty user turn
         before it.
+    ``call_ids``
+        the shape of call ids the template demands (Mistral's 9 alphanumerics) or its model was trained on (Solar
+        Open's 10 lowercase letters and digits), None for any: render() maps other ids to it (``short_call_ids``:
+        it has one).
 
     ``continues_replies`` (a class attribute): a final assistant message is continued (a prefill, a resumed
     reply), its text the end of the prompt; False for a template that writes no replies (Ollama's default).
