@@ -91,3 +91,24 @@ def test_model_lists_detect_formats_off_the_event_loop(tmp_path, stories_path, l
     finally:
         server.stop()
     assert loop_watch == [], loop_watch
+
+
+def test_refusals_before_a_load_find_the_format_detected(tmp_path, loop_watch):
+    # think asked of a model not loaded yet is judged before the load (require_thinking, on the event loop) from the
+    # format of its template: detected with its abilities, on a worker, never on the loop
+    from conftest import require_model
+    from jan.testing.gguf_models import vocab_path, write_llama_from_vocab
+
+    require_model("vocab/ggml-vocab-qwen2.gguf")
+    source = _source("upstage-Solar-Open-100B") + "{# " + uuid.uuid4().hex + " #}"
+    path = write_llama_from_vocab(tmp_path / "solar-fresh.gguf", vocab_path("qwen2"), n_embd=16, n_layer=1, n_head=2,
+                                  n_ff=32, n_ctx=512, chat_template=source)
+    server = start_server(tmp_path, [path])
+    try:
+        answer = httpx.post(server.base_url + "/api/generate", timeout=120, json={
+            "model": "solar-fresh", "prompt": "hi", "raw": True, "think": True, "stream": False,
+            "options": {"num_predict": 1, "temperature": 0}})
+        assert answer.status_code == 200, answer.text
+    finally:
+        server.stop()
+    assert loop_watch == [], loop_watch
