@@ -63,6 +63,7 @@ void register_params(py::module_ & m) {
         .def_readwrite("reasoning_close", &SamplingParams::reasoning_close)
         .def_readwrite("reasoning_interrupt", &SamplingParams::reasoning_interrupt)
         .def_readwrite("reasoning_open", &SamplingParams::reasoning_open)
+        .def_readwrite("reasoning_every", &SamplingParams::reasoning_every)
         .def_readwrite("render_special", &SamplingParams::render_special)
         .def_readwrite("preserved_tokens", &SamplingParams::preserved_tokens)
         .def_readwrite("reproducible", &SamplingParams::reproducible)

@@ -22,6 +22,7 @@ struct BudgetState {
     std::string closing_text;          // their text, for the error when something rules them out
     int32_t budget;
     bool open_at_start;
+    bool every;                        // every block of the reply counts against the one budget, not the first alone
     Phase phase;
     int32_t spent = 0;                 // tokens generated inside the block
     size_t forced = 0;                 // closing tokens already emitted
@@ -73,15 +74,61 @@ void budget_accept(llama_sampler * smpl, llama_token token) {
             if (st->ended()) st->phase = Phase::Done;
             break;
         case Phase::Closing:
-            if (++st->forced >= st->closing.size()) st->phase = Phase::Done;
+            if (++st->forced >= st->closing.size()) {
+                st->phase = Phase::Done;
+                // the forced text is no block the model opens (a closing that ends in the start marker would
+                // reopen the block it closed, at once and again)
+                const size_t own = st->start.empty() ? std::string::npos : st->tail.rfind(st->start);
+                if (own != std::string::npos) st->tail.erase(0, own + st->start.size());
+            }
             break;
         case Phase::Done:
+            // A later block (gpt-oss opens a second analysis message after a final or a call's header): the budget
+            // covers all the thinking of one reply, so it counts on from what the earlier blocks spent.
+            if (st->every && !st->start.empty()) {
+                const size_t again = st->tail.find(st->start);
+                if (again != std::string::npos) {
+                    st->phase = Phase::Thinking;
+                    st->forced = 0;
+                    st->tail.erase(0, again + st->start.size());
+                    if (st->ended()) st->phase = Phase::Done;
+                }
+            }
             break;
     }
 }
 
+// The length of the longest proper prefix of `marker` that `text` ends in (0: none).
+size_t open_prefix(const std::string & text, const std::string & marker) {
+    for (size_t k = std::min(text.size(), marker.size() - 1); k > 0; --k)
+        if (text.compare(text.size() - k, k, marker, 0, k) == 0) return k;
+    return 0;
+}
+
 void budget_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
     auto * st = static_cast<BudgetState *>(smpl->ctx);
+    if (st->phase == Phase::Done && st->every && !st->start.empty() &&
+        (st->spent >= st->budget || (st->end_now && st->end_now->load()))) {
+        // The budget is spent (or the thinking ended by the request's owner): a block the model goes on to open again would be closed at once, and reopened (the
+        // forced close of a gpt-oss reply that may call a tool stops at <|channel|>, where "analysis" opens one).
+        // So where the output stands part-way into the start marker, the text that would go on into it is ruled
+        // out (unless nothing else is allowed there: then a block it opens is closed at once).
+        if (const size_t k = open_prefix(st->tail, st->start)) {
+            const std::string rest = st->start.substr(k);
+            std::vector<size_t> into;  // the allowed candidates whose text goes on into the marker
+            size_t allowed = 0;
+            for (size_t i = 0; i < cur_p->size; ++i) {
+                if (cur_p->data[i].logit == -INFINITY) continue;
+                ++allowed;
+                const std::string piece = st->model->token_to_piece(cur_p->data[i].id, true);
+                if (!piece.empty() && (piece.size() <= rest.size() ? rest.compare(0, piece.size(), piece) == 0
+                                                                   : piece.compare(0, rest.size(), rest) == 0))
+                    into.push_back(i);
+            }
+            if (into.size() < allowed)  // (none other allowed: left, and the block it opens is closed at once)
+                for (size_t i : into) cur_p->data[i].logit = -INFINITY;
+        }
+    }
     if (st->phase == Phase::Thinking && (st->spent >= st->budget || (st->end_now && st->end_now->load()))) {
         st->phase = Phase::Closing;
         st->forced = 0;
@@ -136,7 +183,7 @@ llama_sampler * make_reasoning_budget_sampler(const Model & model, const Samplin
     const std::string & close = p.reasoning_close.empty() ? p.reasoning_end : p.reasoning_close;
     auto * st = new BudgetState{&model, p.reasoning_start, p.reasoning_end, p.reasoning_interrupt,
                                 model.tokenize(close, false, true), close, p.reasoning_budget, p.reasoning_open,
-                                Phase::Done};
+                                p.reasoning_every, Phase::Done};
     if (st->closing.empty()) {
         delete st;
         return nullptr;

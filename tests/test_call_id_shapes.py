@@ -128,3 +128,42 @@ def test_ids_jan_makes_fit_the_template():
                        {"role": "assistant", "content": None, "tool_calls": [_call(cid, "Paris")]},
                        {"role": "tool", "tool_call_id": cid, "content": "r"}], tools=TOOLS)
     assert cid in prompt
+
+
+# -- Solar Open: its template renders any id, but its model writes (and reads back) 10 lowercase letters and digits --
+
+SOLAR = TEMPLATES / "upstage-Solar-Open-100B.jinja"
+
+
+def test_solar_open_gets_the_ids_its_model_was_trained_on():
+    """Solar Open's template tells the model to write a call id of 10 lowercase letters and digits, and renders each
+    call's id and its result's back into the prompt (``<|tool_response:begin|>ID``, the call's name looked up by
+    it). jan's ``call_`` + 24 (and Anthropic's ``toolu_...``) went into a second turn as the model never writes
+    them; now they render in its shape, each result naming its call, the same in every render."""
+    from jan.templates.tool_calls import SOLAR_CALL_IDS
+
+    t = _load(SOLAR)
+    assert t.call_ids == SOLAR_CALL_IDS
+    messages = _loop()
+    prompt = t.render(messages, tools=TOOLS)
+    calls = re.findall(r"<\|tool_call:begin\|>([^<]*?)<\|tool_call:name\|>", prompt)  # (not its instructions')
+    results = re.findall(r"<\|tool_response:begin\|>(.*?)<\|tool_response:name\|>get_weather<", prompt)
+    assert len(calls) == 3 and len(set(calls)) == 3
+    assert all(re.fullmatch(r"[a-z0-9]{10}", c) for c in calls), calls
+    assert results == calls  # each result names its own call (and the template finds the call's name by it)
+    assert calls[:2] == [short_call_id(OPENAI_ID, SOLAR_CALL_IDS), short_call_id(ANTHROPIC_ID, SOLAR_CALL_IDS)]
+    assert OPENAI_ID not in prompt and ANTHROPIC_ID not in prompt
+    kept = [{"role": "user", "content": "q"},
+            {"role": "assistant", "content": None, "tool_calls": [_call("a1b2c3d4e5", "Seoul")]},
+            {"role": "tool", "tool_call_id": "a1b2c3d4e5", "content": "r"}]
+    assert "<|tool_response:begin|>a1b2c3d4e5<|tool_response:name|>get_weather" in t.render(kept, tools=TOOLS)
+    # and the ids jan gives the model's calls have that shape (they come back in the next turn as they are)
+    fmt = detect_format(SOLAR.read_text())
+    assert fmt.short_call_ids and fmt.call_ids == SOLAR_CALL_IDS
+    p = OutputParser(fmt, TOOLS)
+    p.feed('<|tool_calls|><|tool_call:begin|>zz9yy8xx7w<|tool_call:name|>get_weather<|tool_call:args|>'
+           '{"city": "Seoul"}<|tool_call:end|><|calls|>')
+    p.finish()
+    (call,) = p.result.tool_calls
+    cid = call["id"] if isinstance(call, dict) else call.id
+    assert re.fullmatch(r"[a-z0-9]{10}", cid), cid

@@ -156,6 +156,7 @@ def test_a_gpt_oss_plan_caps_its_analysis_and_lets_a_call_follow():
     assert answer["reasoning_budget"] == 8 and answer["reasoning_start"] == "<|channel|>analysis<|message|>"
     assert answer["reasoning_end"] == "<|end|>" and not answer["reasoning_open"]
     assert answer["reasoning_close"] == "<|end|><|start|>assistant<|channel|>final<|message|>"
+    assert answer["reasoning_every"]  # every analysis message of the reply counts against the one budget
     calls = ChatPlan(fmt, ReasoningRequest(budget_tokens=8), tools=tools).engine_options(prompt)
     assert calls["reasoning_close"] == "<|end|><|start|>assistant<|channel|>"
     none = ChatPlan(fmt, ReasoningRequest(budget_tokens=8), tools=tools, tool_choice="none").engine_options(prompt)

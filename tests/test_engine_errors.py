@@ -83,7 +83,8 @@ def test_logit_bias_shapes_that_work(stories, bias):
 
 
 # A yes/no option takes a bool, as the load flags do: "no" or logprobs=5 (meant as top_logprobs) is not quietly True.
-@pytest.mark.parametrize("name", ["ignore_eos", "logprobs", "prompt_logprobs", "render_special", "reasoning_open"])
+@pytest.mark.parametrize("name", ["ignore_eos", "logprobs", "prompt_logprobs", "render_special", "reasoning_open",
+                                  "reasoning_every"])
 @pytest.mark.parametrize("value", ["no", 5, 1, 0.5, [True]])
 def test_flags_refuse_values_that_are_not_yes_or_no(stories, name, value):
     with pytest.raises(ValueError, match=name):

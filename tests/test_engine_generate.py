@@ -226,6 +226,38 @@ def test_an_interrupting_marker_ends_the_thinking_and_nothing_is_forced_after_it
         stories.generate("Once upon a time", **capped, reasoning_interrupt="as a lit")
 
 
+def test_reasoning_every_caps_the_thinking_of_every_block_of_the_reply(stories):
+    # gpt-oss may write a second analysis message after its first (after the budget closed it, or after a call's
+    # header): the budget capped the reply's first block only, and the second thought on uncapped. With
+    # reasoning_every the blocks share the one budget. The greedy story has two blocks between "She" and ".":
+    # "She loved to play outside in the park." (about 13 tokens) and later "She wanted to play with it, but it".
+    plain = stories.generate("Once upon a time", max_tokens=50, temperature=0).text
+    assert plain.count("She") == 2, plain
+    second = plain.index("She wanted")
+    capped = dict(max_tokens=50, temperature=0, reasoning_budget=16, reasoning_start="She", reasoning_end=".",
+                  reasoning_close="END")
+    assert stories.generate("Once upon a time", **capped).text == plain  # the first block fits; the second is free
+    every = stories.generate("Once upon a time", **capped, reasoning_every=True).text
+    assert every.startswith(plain[:second + len("She")]) and "END" in every[second:], every
+    assert "END" not in every[:second], every
+
+
+def test_reasoning_every_rules_out_opening_a_block_once_the_budget_is_spent(stories):
+    # gpt-oss's forced close where a call may follow stops at <|channel|>, where "analysis" would open another block
+    # (closed at once, and opened again...): once the budget is spent, text going on into the start marker from
+    # where the output stands part-way into it is ruled out. Greedy, the story goes on "END. She was" after this
+    # close; "She w" is the start marker, so " was" is ruled out and the story goes another way.
+    opts = dict(max_tokens=30, temperature=0, reasoning_budget=3, reasoning_open=True, reasoning_start="She w",
+                reasoning_end=".", reasoning_close="END. She")
+    assert "END. She was" in stories.generate("Once upon a time", **opts).text
+    every = stories.generate("Once upon a time", **opts, reasoning_every=True).text
+    assert every.count("END") == 1 and "END. She" in every and "She w" not in every, every
+    # and a closing text that holds the start marker is no block the model opened: nothing is forced again
+    reopen = dict(max_tokens=50, temperature=0, reasoning_budget=14, reasoning_start="She", reasoning_end=".",
+                  reasoning_close="END. She", reasoning_every=True)
+    assert stories.generate("Once upon a time", **reopen).text.count("END") == 1
+
+
 def test_a_budget_whose_closing_text_the_grammar_rules_out_is_a_400_naming_the_budget(stories):
     # A grammar that covers the thinking but cannot write its end marker: the budget's forced "END" is ruled out.
     # The error names the clash (reasoning_budget), not "a grammar the model cannot satisfy" (the grammar alone is

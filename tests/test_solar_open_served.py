@@ -85,3 +85,48 @@ def test_anthropic_and_ollama_read_the_call(server):
         message = json.loads(response.read())["message"]
     # (Ollama's chat has no forced call: a random model's answer is text or a call, never the markup)
     assert "<|" not in (message.get("content") or ""), message
+
+
+ANSWER = {"type": "object", "properties": {"sky": {"type": "string", "enum": ["clear"]}}, "required": ["sky"],
+          "additionalProperties": False}
+
+
+def test_a_response_format_answer_opens_with_the_content_header(stories):
+    """Solar Open writes an answer as a message: ``<|content|>ANSWER`` after the prompt's ``<|begin|>assistant``, or
+    ``<|begin|>assistant<|content|>ANSWER`` after a thinking message, as its template renders an earlier answer. A
+    response format's grammar held the bare JSON from the first token, so the model could not write the header it
+    was trained to write before any answer. Now the grammar opens with it; a continued reply (already inside its
+    message) goes on from its text."""
+    from jan.errors import GrammarPrefixError
+    from jan.templates import ChatTemplate, json_schema_to_grammar
+    from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_template
+
+    template = ChatTemplate((templates_dir() / "upstage-Solar-Open-100B.jinja").read_text(encoding="utf-8"))
+    answer = json_schema_to_grammar(ANSWER)
+    for reasoning in ({}, {"effort": "high", "enabled": True}):
+        plan = ChatPlan(format_for_template(template, False), ReasoningRequest(**reasoning))
+        prompt = template.render(ASK, add_generation_prompt=True, **plan.template_kwargs())
+        grammar = plan.grammar_options(prompt, answer=answer)["grammar"]
+        # the engine reads a prefix as the model's own text: which ones the grammar lets an answer start with
+        def starts(prefix: str) -> bool:
+            try:
+                stories.generate("x", max_tokens=1, temperature=0, grammar=grammar, grammar_prefix=prefix)
+            except GrammarPrefixError:
+                return False
+            return True
+        assert starts('<|content|>{"sky"') and starts('<|begin|>assistant<|content|>{"sky"'), reasoning
+        assert not starts('{"sky"'), reasoning
+        if reasoning:
+            assert starts('<|think|>clouds?<|end|><|begin|>assistant<|content|>{"sky"')
+    # continued: the reply's text is already inside the content message
+    continued = [*ASK, {"role": "assistant", "content": '{"sky'}]
+    plan = ChatPlan(format_for_template(template, False), ReasoningRequest())
+    prompt = template.render(continued, add_generation_prompt=False, **plan.template_kwargs())
+    if prompt.endswith('{"sky'):
+        assert plan.grammar_options(prompt, continued='{"sky', answer=answer)["grammar"] == answer
+
+
+def test_a_response_format_answer_is_read_as_json(oai):
+    m = oai.chat.completions.create(model=SOLAR, messages=ASK, max_tokens=40, temperature=0, response_format={
+        "type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER}}).choices[0].message
+    assert json.loads(m.content) == {"sky": "clear"}, m.content

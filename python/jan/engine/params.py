@@ -65,6 +65,7 @@ DEFAULTS = {
     "reasoning_close": "",
     "reasoning_interrupt": None,  # other texts that end the thinking where they stand (nothing forced after them)
     "reasoning_open": False,
+    "reasoning_every": False,  # every thinking block of the reply counts against the budget (gpt-oss's analyses)
     # Keep the text of control tokens in the output (formats whose markers are control tokens).
     "render_special": False,
     # ...and of these token ids alone (llama-server's preserved_tokens): shown while other control tokens stay dropped.
@@ -328,6 +329,7 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
     p.reasoning_interrupt = [engine_text("reasoning_interrupt", t) for t in _strings("reasoning_interrupt",
                                                                                      o["reasoning_interrupt"])]
     p.reasoning_open = check_flag("reasoning_open", o["reasoning_open"])
+    p.reasoning_every = check_flag("reasoning_every", o["reasoning_every"])
     p.render_special = check_flag("render_special", o["render_special"])
     p.preserved_tokens = _token_ids("preserved_tokens", o["preserved_tokens"])
     p.infill = check_flag("infill", o["infill"])

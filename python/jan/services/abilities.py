@@ -132,8 +132,21 @@ def _abilities(weights: tuple[str, int, int] | None, mmproj: tuple[str, int, int
         projector, vision, audio = None, None, None  # named but not found: the load says what is wrong with it
     else:
         projector, vision, audio = False, False, False
+    if template is not None:
+        _read_formats(template)
     return Abilities(template=template, fim=fim, projector=projector, vision=vision, audio=audio, embedding=embedding,
                      n_vocab=n_vocab, n_embd=n_embd, reranker=reranker)
+
+
+def _read_formats(template: ChatTemplate) -> None:
+    """Detect the chat formats a refusal before a load and the listed capabilities read (:func:`_thinks`, with and
+    without tools, of the model's template and of the Ollama default standing in for a missing one), here off the
+    event loop: a first detection may render the template (learned markers), and those callers run on the loop.
+    Each is kept on its template (:func:`~jan.templates.formats.plan.format_for_template`)."""
+    for candidate in (template, _ollama_default(template.fallback) if template.fallback else None):
+        if candidate is not None:
+            for with_tools in (False, True):
+                format_for_template(candidate, with_tools)
 
 
 def _embedding_size(metadata: Mapping[str, str]) -> int | None:

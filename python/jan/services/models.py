@@ -35,6 +35,7 @@ from jan.store.ids import is_valid_id
 # (the rule lives in jan.near_names, free of the services: the engine's "file not found" uses it too); re-exported
 from jan.near_names import TYPO_SIMILARITY, closest_model_id  # noqa: F401
 from jan.templates import ChatTemplate, GrammarError, TemplateError, json_schema_to_grammar, resolve_template
+from jan.templates.formats import detect_format
 
 __all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header",
            "refuse_fan_out", "text_setting", "unload_now", "unload_replaced"]
@@ -316,8 +317,10 @@ def capabilities(model: Mapping[str, Any], abilities: Abilities | None = None, *
     its files), so a client that reads them and asks is not refused; ``insert`` (the GGUF has fill-in-the-middle
     tokens); ``vision`` and ``audio`` (``loaded``: the engine's status ``capabilities`` of a loaded projector; else
     the projector's encoders as its header says). Without ``abilities`` (no readable GGUF: a remote model, a
-    download still running), from the model.json and ``chat_template`` text alone: the template's words, and
-    ``vision`` for a model.json naming a projector (``settings.mmproj``)."""
+    download still running), from the model.json and ``chat_template`` text alone: ``thinking`` where the format
+    detected from it thinks (as a load would read it), ``tools`` where its source names them, and ``vision`` for a
+    model.json naming a projector (``settings.mmproj``). Blocking (detecting a format may render the template, once
+    per source; listed_ability reads the format too): call it off the event loop."""
     settings = model.get("settings")
     settings = settings if isinstance(settings, Mapping) else {}
     if embedding or embeds_only(model) or (abilities is not None and abilities.embedding):
@@ -329,7 +332,9 @@ def capabilities(model: Mapping[str, Any], abilities: Abilities | None = None, *
         template = text_setting(model, "chat_template") or chat_template or ""
         if "tools" in template:
             caps.append("tools")
-        if "<think>" in template or "enable_thinking" in template or "reasoning_content" in template:
+        # the format a load would detect (detect_format, as listed_ability reads it): words in the source missed
+        # gpt-oss (Harmony's analysis channel), Solar Open (<|think|>) and markers a template keeps in variables
+        if template.strip() and detect_format(template).thinks:
             caps.append("thinking")
     read_fim = abilities.fim if abilities is not None else None  # (the file's own tokens, where it was read)
     if read_fim or (read_fim is None and fim):

@@ -425,6 +425,10 @@ class ChatTemplate:
     ``user_first``
         the template refuses a conversation that opens with an assistant turn: render() puts an empty user turn
         before it.
+    ``call_ids``
+        the shape of call ids the template demands (Mistral's 9 alphanumerics) or its model was trained on (Solar
+        Open's 10 lowercase letters and digits), None for any: render() maps other ids to it (``short_call_ids``:
+        it has one).
 
     ``continues_replies`` (a class attribute): a final assistant message is continued (a prefill, a resumed
     reply), its text the end of the prompt; False for a template that writes no replies (Ollama's default).
@@ -540,12 +544,22 @@ class ChatTemplate:
                 self.null_content = content is None
                 break
         # Mistral's templates raise on call ids other than 9 alphanumerics, and jan's own (and other APIs')
-        # ids are longer: when the 9-character probe id renders but a long one does not, render() maps ids.
-        self.short_call_ids = False
+        # ids are longer: when the 9-character probe id renders but a long one does not, render() maps ids. Solar
+        # Open's renders any, but its model writes (and reads back in tool results) 10 lowercase letters and digits:
+        # its format says so, and render() maps ids to that shape.
+        self.call_ids = None
         if self.supports_tool_calls:
             args = {_PROBE_ARG: 1} if self.object_arguments else json.dumps({_PROBE_ARG: 1})
             content = None if self.null_content else ""
-            self.short_call_ids = self._try(conversation(args, content, _PROBE_LONG_CALL_ID)) is None
+            if self._try(conversation(args, content, _PROBE_LONG_CALL_ID)) is None:
+                from .tool_calls import MISTRAL_CALL_IDS
+
+                self.call_ids = MISTRAL_CALL_IDS
+            else:
+                from .formats.detect import detect_format
+
+                self.call_ids = detect_format(self.source).call_ids
+        self.short_call_ids = self.call_ids is not None
         # Mistral's templates leave tool rounds out of their user/assistant alternation check, so a user turn right
         # after tool results reads as a second user turn in a row, and they raise. OpenAI's and Anthropic's APIs
         # take such a turn (Anthropic's tool results come with text in the same user turn: Claude Code's every
@@ -669,8 +683,8 @@ class ChatTemplate:
             object_arguments=self.object_arguments,
             null_content=self.null_content,
         )
-        if self.short_call_ids:
-            msgs = _shorten_call_ids(msgs)
+        if self.call_ids is not None:
+            msgs = _shorten_call_ids(msgs, self.call_ids)
         if self.reply_after_tools:
             msgs = _replies_after_tools(msgs)
         opens_with_assistant = _opens_with_assistant(msgs)
@@ -864,9 +878,10 @@ def _replies_after_tools(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _shorten_call_ids(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Give tool calls and results the 9-character alphanumeric ids a template such as Mistral's demands
-    (:attr:`ChatTemplate.short_call_ids`), in place on ``normalize_messages``' copies.
+def _shorten_call_ids(msgs: list[dict[str, Any]], shape: Any) -> list[dict[str, Any]]:
+    """Give tool calls and results the ids of ``shape`` a template demands (Mistral's 9 alphanumerics) or its model
+    was trained on (Solar Open's 10 lowercase letters and digits): :attr:`ChatTemplate.call_ids`, in place on
+    ``normalize_messages``' copies.
 
     Clients send back whatever ids they were given (jan's ``call_`` + 24, Anthropic's ``toolu_...``) or
     none (Ollama): an id that fits already is kept; any other becomes one derived from its hash, so a
@@ -880,16 +895,16 @@ def _shorten_call_ids(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     mapping: dict[str, str] = {}
     used: set[str] = {str(v) for m in msgs for v in
                       [m.get("tool_call_id")] + [c.get("id") for c in m.get("tool_calls") or () if isinstance(c, dict)]
-                      if is_short_call_id(v)}
+                      if is_short_call_id(v, shape)}
 
     def fit(original: str) -> str:
-        if is_short_call_id(original):
+        if is_short_call_id(original, shape):
             return original
         if original not in mapping:
-            new, salt = short_call_id(original), 0
+            new, salt = short_call_id(original, shape), 0
             while new in used:  # another id already has this one: keep the pairs apart
                 salt += 1
-                new = short_call_id(f"{salt}:{original}")
+                new = short_call_id(f"{salt}:{original}", shape)
             used.add(new)
             mapping[original] = new
         return mapping[original]

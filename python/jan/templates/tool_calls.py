@@ -41,6 +41,7 @@ import hashlib
 import json
 import secrets
 import string
+from dataclasses import dataclass
 from typing import Any, Callable, Generator, Iterable, Mapping, Sequence
 
 from jan.json_text import loads_json
@@ -50,6 +51,9 @@ __all__ = [
     "ToolCallStreamParser",
     "new_call_id",
     "new_short_call_id",
+    "CallIdShape",
+    "MISTRAL_CALL_IDS",
+    "SOLAR_CALL_IDS",
     "short_call_id",
     "parse_tool_calls",
     "partial_suffix",
@@ -92,25 +96,39 @@ def new_call_id() -> str:
 SHORT_CALL_ID_LENGTH = 9
 
 
-def new_short_call_id() -> str:
-    """A fresh 9-character alphanumeric tool call id, the shape Mistral's templates accept."""
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(SHORT_CALL_ID_LENGTH))
+@dataclass(frozen=True)
+class CallIdShape:
+    """The call ids a chat template takes or its model was trained on: ``length`` characters of ``alphabet``."""
+
+    length: int
+    alphabet: str
 
 
-def is_short_call_id(value: Any) -> bool:
-    """Whether ``value`` already has the 9-character alphanumeric shape (ASCII letters and digits)."""
-    return (isinstance(value, str) and len(value) == SHORT_CALL_ID_LENGTH
-            and all(c in _ID_ALPHABET for c in value))
+#: Mistral's: 9 ASCII letters and digits (its templates raise on others).
+MISTRAL_CALL_IDS = CallIdShape(SHORT_CALL_ID_LENGTH, _ID_ALPHABET)
+#: Solar Open's: 10 lowercase letters and digits, which its template tells the model to write and reads back in the
+#: tool results (``<|tool_response:begin|>ID``).
+SOLAR_CALL_IDS = CallIdShape(10, string.ascii_lowercase + string.digits)
 
 
-def short_call_id(key: str) -> str:
-    """A 9-character alphanumeric id derived from ``key`` (a hash): the same key always gives the same id,
-    so a call and the result that names it still match after both are rewritten, in any request."""
+def new_short_call_id(shape: CallIdShape = MISTRAL_CALL_IDS) -> str:
+    """A fresh tool call id of ``shape`` (by default the 9-character alphanumeric one Mistral's templates accept)."""
+    return "".join(secrets.choice(shape.alphabet) for _ in range(shape.length))
+
+
+def is_short_call_id(value: Any, shape: CallIdShape = MISTRAL_CALL_IDS) -> bool:
+    """Whether ``value`` already has ``shape`` (by default 9 ASCII letters and digits)."""
+    return isinstance(value, str) and len(value) == shape.length and all(c in shape.alphabet for c in value)
+
+
+def short_call_id(key: str, shape: CallIdShape = MISTRAL_CALL_IDS) -> str:
+    """An id of ``shape`` (by default 9 alphanumerics) derived from ``key`` (a hash): the same key always gives the
+    same id, so a call and the result that names it still match after both are rewritten, in any request."""
     n = int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest(), "big")
     out = []
-    for _ in range(SHORT_CALL_ID_LENGTH):
-        n, r = divmod(n, len(_ID_ALPHABET))
-        out.append(_ID_ALPHABET[r])
+    for _ in range(shape.length):
+        n, r = divmod(n, len(shape.alphabet))
+        out.append(shape.alphabet[r])
     return "".join(out)
 
 

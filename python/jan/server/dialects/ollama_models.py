@@ -216,7 +216,8 @@ def capabilities(model: dict[str, Any], gguf: GGUFDetails, status: dict[str, Any
                  abilities: Abilities | None = None) -> list[str]:
     """Ollama's capability names for a model, its GGUF's header and what its files say it can do (the model
     service's one answer, :func:`jan.services.models.capabilities`; ``status``: a loaded model's engine status;
-    ``abilities``: :func:`jan.services.abilities.model_abilities`, None for a model with no GGUF to read)."""
+    ``abilities``: :func:`jan.services.abilities.model_abilities`, None for a model with no GGUF to read). Blocking
+    (it may detect the template's format: a render): call it off the event loop."""
     return model_capabilities(model, abilities, chat_template=gguf.chat_template, embedding=gguf.embedding,
                               fim=gguf.has_fim, loaded=(status or {}).get("capabilities"))
 

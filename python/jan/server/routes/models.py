@@ -88,7 +88,13 @@ async def model_facts(request: web.Request, model: dict[str, Any]) -> ModelFacts
             files = await request.app[SERVICES].models.with_weights(model)  # (its projector too)
             path = files.get("file_path")
             abilities = await asyncio.to_thread(model_abilities, files) if path else None  # (kept per file version)
-    gguf = await asyncio.to_thread(ollama_models.gguf_details, path)  # (a header read once per file version)
+    # on a worker: the header is read once per file version, and the capabilities read the template's format,
+    # whose first detection renders the template (slow work, never on the event loop)
+    return await asyncio.to_thread(_facts, model, path, status, abilities)
+
+
+def _facts(model: dict[str, Any], path: Any, status: dict[str, Any], abilities: Any) -> ModelFacts:
+    gguf = ollama_models.gguf_details(path)
     return ModelFacts(status, ollama_models.capabilities(model, gguf, status, abilities),
                       ollama_models.context_window(gguf, status))
 

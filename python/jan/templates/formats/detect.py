@@ -18,10 +18,10 @@ from datetime import datetime, timezone
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
-from ..tool_calls import partial_suffix
+from ..tool_calls import MISTRAL_CALL_IDS, SOLAR_CALL_IDS, CallIdShape, partial_suffix
 from .after_thinking import after_thinking
 from .block_calls import SOLAR_CALLS, SOLAR_HEADER, parse_deepseek, parse_functionary_v32, parse_kimi, parse_solar_open
-from ..grammar import either_grammar
+from ..grammar import either_grammar, gbnf_literal, prefixed_rules
 from .grammars import call_grammar
 from .efforts import accepted_efforts, effort_off, named_efforts, template_effort
 from .harmony import harmony_reasoning_spans, parse_harmony
@@ -82,9 +82,10 @@ class ChatFormat:
     # The tool-call parser also reads the framing of plain answers (functionary v3.2 writes ``all\n`` before
     # its answer), so it runs even when a request has no tools.
     frames_answer: bool = False
-    # The template raises on call ids other than 9 alphanumerics (Mistral's), so the ids jan gives parsed
-    # calls have that shape: a client sends them back, and the render must take them.
-    short_call_ids: bool = False
+    # The call ids the template takes (Mistral's raise on other than 9 alphanumerics) or its model was trained on
+    # (Solar Open's 10 lowercase letters and digits, read back in tool results): the ids jan gives parsed calls have
+    # that shape, as a client sends them back into the render
+    call_ids: CallIdShape | None = None
     channels: bool = False
     # What a template that reads ``reasoning_effort`` takes there, where it says (formats/efforts.py): the only
     # values it accepts (it raises on others: Hy3's no_think/low/high), and the value that turns thinking off
@@ -99,6 +100,10 @@ class ChatFormat:
     # The template keeps an earlier reply's thinking only as a ``{"type": "thinking", "thinking": ...}`` chunk of its
     # content (Ministral 3 Reasoning), never from ``reasoning_content``: ChatPlan.messages hands it so
     thinking_blocks: bool = False
+    # What opens an answer message where the reply starts a new one (Solar Open's ``<|content|>``, or
+    # ``<|begin|>assistant<|content|>`` after its thinking message): an answer's grammar (a response format) writes
+    # one first, as the template writes an earlier answer and the parser reads it (ReasoningMarkers.strip)
+    answer_opens: tuple[str, ...] = ()
 
     # -- request side -------------------------------------------------------
 
@@ -253,11 +258,21 @@ class ChatFormat:
 
     def answer_message(self, answer: str, prompt: str, continued: str = "") -> str:
         """A response format's grammar ``answer`` as the reply writes the answer: Harmony's is a ``final`` message
-        (:func:`~jan.templates.formats.harmony_grammar.final_message`) unless the reply continues text; every other
-        format's answer is the text itself. What :meth:`answer_grammar` then holds after the thinking."""
+        (:func:`~jan.templates.formats.harmony_grammar.final_message`) unless the reply continues text; Solar Open's
+        opens with its header (:attr:`answer_opens`) where the reply opens a message; every other format's answer is
+        the text itself. What :meth:`answer_grammar` then holds after the thinking."""
         if self.channels and self._reply_tail(prompt, continued) is None:
             return final_message(answer)
+        if self.answer_opens and not (continued and prompt.endswith(continued)):
+            # (a continued reply is inside its message already: its text, and so the grammar, goes on from there)
+            opens = " | ".join(gbnf_literal(text) for text in self.answer_opens)
+            return f"root ::= ( {opens} ) opened-root\n" + prefixed_rules(answer, "opened-")
         return answer
+
+    @property
+    def short_call_ids(self) -> bool:
+        """Whether the ids jan gives calls have the template's own shape (:attr:`call_ids`), not ``call_`` + 24."""
+        return self.call_ids is not None
 
     @property
     def renders_off(self) -> bool:
@@ -399,6 +414,7 @@ def _family(src: str) -> ChatFormat:
                                            interrupt=(SOLAR_HEADER, SOLAR_CONTENT, SOLAR_CALLS),
                                            calls=(SOLAR_HEADER + SOLAR_CALLS, SOLAR_CALLS)),
             parse_solar_open, tool_grammar="solar-open", trigger=r"<\|tool_calls\|>", switches=sw, render_special=True,
+            answer_opens=(SOLAR_HEADER + SOLAR_CONTENT, SOLAR_CONTENT), call_ids=SOLAR_CALL_IDS,
         )
     if "<|tool_calls_section_begin|>" in src:
         return ChatFormat("kimi-k2", think, parse_kimi, tool_grammar="kimi", trigger=r"<\|tool_calls_section_begin\|>",
@@ -452,7 +468,7 @@ def _family(src: str) -> ChatFormat:
         return ChatFormat("mistral-reasoning" if reasoning else "mistral", reasoning, None,
                           tool_grammar="mistral-args" if args else "mistral-json", trigger=r"\[TOOL_CALLS\]",
                           switches=sw, render_special=True,
-                          short_call_ids=_SHORT_ID_CHECK.search(src) is not None,
+                          call_ids=MISTRAL_CALL_IDS if _SHORT_ID_CHECK.search(src) is not None else None,
                           thinking_blocks=reasoning is not None and _THINKING_CHUNK.search(src) is not None)
     if "<function=" in src:
         return ChatFormat("functionary-v3.1", None, None, tool_grammar="functionary-v3.1", trigger=r"<function=", switches=sw)

@@ -145,8 +145,10 @@ class OutputParser:
         id_factory: Callable[[], str] | None = None,
         forced: str | None = None,
     ):
-        # a template that demands 9-alphanumeric ids would reject the client sending jan's id back
-        new_id = id_factory or (new_short_call_id if getattr(fmt, "short_call_ids", False) else new_call_id)
+        # a template that demands 9-alphanumeric ids would reject the client sending jan's id back, and one that reads
+        # its model's own ids back (Solar Open's 10 lowercase) would show it ids it never writes
+        shape = getattr(fmt, "call_ids", None)
+        new_id = id_factory or ((lambda: new_short_call_id(shape)) if shape is not None else new_call_id)
         tools = list(tools or ())
         # "deepseek-legacy" (llama-server's): the thinking stays in the content, as with "none", and is also
         # split off into the reasoning, as with "auto" (a second parser of the same pieces, for that alone)

@@ -312,6 +312,17 @@ def format_for_template(template: Any, with_tools: bool) -> ChatFormat:
     its calls are parsed (and forced) in that format, while thinking keeps the
     template's own markers.
     """
+    # Kept on the template (immutable once made): detecting a format may render it (learned_markers), slow work
+    # that callers on the event loop (a refusal before a load, listed capabilities) must find done. The model's
+    # abilities make both answers off the loop (jan.services.abilities), and an lru cache could evict them.
+    formats = getattr(template, "__dict__", None)
+    formats = formats.setdefault("_jan_formats", {}) if isinstance(formats, dict) else {}
+    if with_tools not in formats:
+        formats[with_tools] = _format_for_template(template, with_tools)
+    return formats[with_tools]
+
+
+def _format_for_template(template: Any, with_tools: bool) -> ChatFormat:
     from dataclasses import replace
 
     from .detect import detect_format
