@@ -502,8 +502,8 @@ async def embeddings(request: web.Request) -> web.Response:
     normalized, as Ollama's)."""
     body = await _body(request, wire.OllamaEmbeddingsRequest)
     target = await _target(request, body.model)
-    typed = ollama_requests.embedding_request(target.id, [body.prompt], normalize=False, listed=False) \
-        if body.prompt else None
+    typed = ollama_requests.embedding_request(target.id, [body.prompt], normalize=False, listed=False,
+                                              field="prompt") if body.prompt else None
     if typed is not None:
         await _services(request).models.require_able(target, typed)  # (as /api/embed) before a load
     async with _model_in_use(target, body.keep_alive_seconds, Timing()):
