@@ -148,7 +148,9 @@ def ollama_errors(handler: Callable[[web.Request], Awaitable[web.StreamResponse]
             raise  # the error middleware tells a client that left (noted quietly) from a failed upstream
         except Exception as exc:  # noqa: BLE001 - the dialect's one error mapping
             err = _error_of(exc)
-            return _json({"error": err.message}, status=err.status, headers=err.headers)
+            response = _json({"error": err.message}, status=err.status, headers=err.headers)
+            response.api_error = err  # (what the access line says of it: jan.server.request_id.AccessLogger)
+            return response
 
     return wrapped
 
