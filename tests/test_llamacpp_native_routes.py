@@ -168,6 +168,22 @@ def test_an_embedding_input_past_the_context_tells_its_size(server):
         assert response.status_code == 400 and response.json()["error"]["message"].startswith(named), response.text
 
 
+@pytest.mark.parametrize("path", ["/embeddings", "/v1/embeddings"])
+def test_llama_servers_content_on_the_openai_embedding_paths_is_answered_natively(server, path):
+    """llama-server answers a body with ``content`` natively on /embeddings and /v1/embeddings too (its field "is not
+    OAI compatible"); jan said "input: Field required" of a field the client never meant to send."""
+    result = ok(server, path, {"model": POOLED, "content": "hello world"})
+    assert result == ok(server, "/embedding", {"model": POOLED, "content": "hello world"})
+    # its errors are llama-server's too, naming its field
+    native_error(post(server, path, {"model": POOLED, "content": []}), 400, '"content" must not be empty')
+    response = post(server, path, {"model": POOLED, "content": "hello " * 600})
+    assert response.status_code == 400 and response.json()["error"]["type"] == "exceed_context_size_error"
+    assert response.json()["error"]["message"].startswith("content has "), response.text
+    # a body with neither stays OpenAI's 400 naming input
+    response = post(server, path, {"model": POOLED})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "input", response.text
+
+
 # -- /slots ----------------------------------------------------------------------------------------------------------
 def test_slots_list_each_slot_in_llama_servers_fields(server):
     listed = httpx.get(server.base_url + "/slots", params={"model": STORIES}, timeout=60).json()
