@@ -129,6 +129,18 @@ def test_threads_errors(env, saved, tmp_path):
 BENCH = ["-p", "16", "-n", "4", "-r", "2", "-t", "1"]
 
 
+def test_a_thread_id_cut_short_or_mistyped_names_the_one_it_likely_meant(env, saved):
+    """A thread id copied short (a terminal's width) or with a wrong character was a bare "not found"."""
+    _, thread = saved
+    tid = thread["id"]
+    for given in (tid[:20], tid[:-1] + ("A" if tid[-1] != "A" else "B"), tid + "x"):
+        for args in (("threads", "show", given), ("threads", "export", given)):
+            fails(jan(*args, env=env), f"thread '{given}' not found", f"did you mean '{tid}'?")
+    said = fails(jan("threads", "show", "thread_nope", env=env), "not found")
+    assert "did you mean" not in said  # none near: none named
+    fails(jan("threads", "show", "thread_", env=env), "not found")  # (a bare prefix begins every id: no guess)
+
+
 def test_bench_markdown(env, stories_path):
     out = ok(jan("bench", stories_path, *BENCH, env=env)).stdout
     lines = out.splitlines()

@@ -179,6 +179,30 @@ def test_reasoning_and_images_round_trip(client):
     assert [i.id for i in _all(client, conv.id)] == [items[0].id, items[2].id]
 
 
+def test_an_image_sent_as_an_upload_lists_its_file_id_and_stays_after_the_file_is_deleted(client):
+    """An input_image given by file_id read back as a data URL with file_id null: the client's reference was lost
+    (OpenAI lists it). It lists the file_id as sent, with the image, which the conversation keeps."""
+    import base64
+
+    png = base64.b64decode(_png().partition(",")[2])
+    uploaded = client.files.create(file=("red.png", png, "image/png"), purpose="vision")
+    conv = client.conversations.create(items=[
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "see"},
+                                                        {"type": "input_image", "file_id": uploaded.id,
+                                                         "detail": "low"}]}])
+    image = _all(client, conv.id)[0].content[1]
+    assert image.type == "input_image" and image.file_id == uploaded.id and image.detail == "low", image
+    assert image.image_url.startswith("data:image/png;base64,"), image
+    # the upload deleted, the conversation still holds (and lists) its image
+    client.files.delete(uploaded.id)
+    again = _all(client, conv.id)[0].content[1]
+    assert again.file_id == uploaded.id and again.image_url == image.image_url, again
+    # an image sent as a data URL has no file to name
+    other = client.conversations.create(items=[_user("hi") | {"content": [
+        {"type": "input_image", "image_url": _png(), "detail": "auto"}]}])
+    assert _all(client, other.id)[0].content[0].file_id is None
+
+
 # -- responses in a conversation ----------------------------------------------------------------------
 def _answer(response) -> str:
     return "".join(p.text for item in response.output if item.type == "message" for p in item.content)

@@ -88,6 +88,11 @@ def test_the_token_cap_counts_what_is_embedded(server, oai, monkeypatch):
     assert len(ollama.Client(host=server.base_url, timeout=TIMEOUT).embed(model=MINILM, input=[long, long])
                .embeddings) == 2
     assert "tokens in all" in _ollama_refusal(server, {"input": [long] * 3})
+    # the legacy route's field is its own: prompt (it was named input, a field that body has not)
+    monkeypatch.setattr(embeddings_service, "MAX_EMBEDDING_TOKENS", n - 1)
+    answer = httpx.post(server.base_url + "/api/embeddings", json={"model": MINILM, "prompt": "the sky is blue"},
+                        timeout=TIMEOUT)
+    assert answer.status_code == 400 and answer.json()["error"].startswith("prompt: "), answer.text
 
 
 LONG = "hello world " * 400  # (802 tokens; the embedding context holds 512)

@@ -128,6 +128,10 @@ def test_a_pooling_none_model_answers_a_vector_per_token_unnormalized(server):
     ({"input": "hi", "embd_normalize": -2}, "embd_normalize"),
     ({"input": "hi", "encoding_format": "int8"}, "encoding_format"),
     ({"input": "hi", "model": "nope"}, "nope"),
+    # llama-server's own field, named as the client sent it
+    ({"content": []}, '"content" must not be empty'),
+    ({"content": ["hi", []]}, '"content" must not be empty'),
+    ({"content": 5}, "content"),
 ])
 def test_bad_embedding_bodies_are_400_in_llama_servers_shape(server, body, says):
     assert native_error(post(server, "/embedding", {"model": POOLED, **body}), 400, says) == "invalid_request_error"
@@ -156,6 +160,28 @@ def test_an_embedding_input_past_the_context_tells_its_size(server):
     assert response.status_code == 400, response.text
     err = response.json()["error"]
     assert err["type"] == "exceed_context_size_error" and err["n_prompt_tokens"] > err["n_ctx"], err
+    assert err["message"].startswith("input has "), err
+    # llama-server's own field is named as the client sent it, one input or one of a list
+    for body, named in (({"content": "hello " * 600}, "content has "), ({"content": ["hi", "hello " * 600]},
+                                                                        "content[1] has ")):
+        response = post(server, "/embedding", {"model": POOLED, **body})
+        assert response.status_code == 400 and response.json()["error"]["message"].startswith(named), response.text
+
+
+@pytest.mark.parametrize("path", ["/embeddings", "/v1/embeddings"])
+def test_llama_servers_content_on_the_openai_embedding_paths_is_answered_natively(server, path):
+    """llama-server answers a body with ``content`` natively on /embeddings and /v1/embeddings too (its field "is not
+    OAI compatible"); jan said "input: Field required" of a field the client never meant to send."""
+    result = ok(server, path, {"model": POOLED, "content": "hello world"})
+    assert result == ok(server, "/embedding", {"model": POOLED, "content": "hello world"})
+    # its errors are llama-server's too, naming its field
+    native_error(post(server, path, {"model": POOLED, "content": []}), 400, '"content" must not be empty')
+    response = post(server, path, {"model": POOLED, "content": "hello " * 600})
+    assert response.status_code == 400 and response.json()["error"]["type"] == "exceed_context_size_error"
+    assert response.json()["error"]["message"].startswith("content has "), response.text
+    # a body with neither stays OpenAI's 400 naming input
+    response = post(server, path, {"model": POOLED})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "input", response.text
 
 
 # -- /slots ----------------------------------------------------------------------------------------------------------

@@ -154,3 +154,19 @@ def test_a_killed_downloads_lock_goes_at_start_and_its_empty_folder_with_it(tmp_
     os.utime(models / "killed", (old, old))
     DataFolder(tmp_path / "data")
     assert not (models / "killed").exists()
+
+
+def test_the_cli_without_a_server_warns_of_a_model_whose_weights_are_gone(env, data, tmp_path, stories_path):
+    """A model whose file was deleted (or a link to a file that is gone) was listed as any other: only a chat with it
+    said so. The listing says which, and what to do, on stderr."""
+    import shutil
+
+    copy = tmp_path / "gone.gguf"
+    shutil.copy(stories_path, copy)
+    ok(jan("models", "import", str(copy), "--id", "gone", "--mode", "reference", env=env))
+    ok(jan("models", "import", str(stories_path), "--id", "here", "--mode", "reference", env=env))
+    copy.unlink()
+    listing = ok(jan("models", "list", env=env))
+    assert "model 'gone' has no weights file on disk" in listing.stderr and "jan models rm gone" in listing.stderr
+    assert "'here'" not in listing.stderr, listing.stderr
+    assert [m["id"] for m in json.loads(ok(jan("models", "list", "--json", env=env)).stdout)] == ["gone", "here"]

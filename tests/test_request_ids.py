@@ -133,6 +133,32 @@ def _access_lines(server, caplog, level: int, path: str) -> list[logging.LogReco
     return [r for r in caplog.records if r.name == "aiohttp.access" and f"{path} " in r.getMessage()]
 
 
+@pytest.mark.parametrize("path, body, said", [
+    ("/v1/chat/completions", {"model": "stories260K", "messages": []},
+     "(invalid_value: messages: List should have at least 1 item after validation, not 0)"),
+    ("/v1/messages", {"model": "nope", "max_tokens": 3, "messages": [{"role": "user", "content": "x"}]},
+     "(model_not_found: model 'nope' not found"),  # (another dialect's shape, the same error)
+    ("/api/chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}, "(model 'nope' not found"),
+    ("/v1/nowhere-%s", None, "(not_found: Unknown route"),  # (a % in the path or the message is text)
+])
+def test_an_error_answers_access_line_says_why(server, caplog, path, body, said):
+    """A bare "400 442" told a server's owner nothing of why a client's request failed: the line ends with the
+    error's code and message, as the client got them."""
+    with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+        status = call(server, path, body)[0]
+        assert status >= 400
+        for _ in range(200):  # the access line is written once the answer is sent: a bounded wait on it
+            lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access" and path in r.getMessage()]
+            if lines:
+                break
+            time.sleep(0.05)
+    assert lines and f" {status} " in lines[-1] and said in lines[-1], lines
+    # an answer that is no error says nothing more
+    caplog.clear()
+    assert all(not m.endswith(")") for m in (r.getMessage() for r in _access_lines(server, caplog, logging.DEBUG,
+                                                                                     "/health")))
+
+
 def test_health_checks_get_an_access_line_only_at_debug(server, caplog):
     """A page left open checks /health every 5 s: at INFO those lines would drown the real requests' lines."""
     assert _access_lines(server, caplog, logging.INFO, "/health") == []

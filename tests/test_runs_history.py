@@ -283,7 +283,29 @@ async def test_a_thread_opened_by_an_assistant_greeting_is_answered(server):
                                      {"role": "user", "content": "Why is the sea salty?"}])
         with spied(server) as seen:
             answered(await run_to_end(api, f"/v1/threads/{tid}/runs", {**BODY, "instructions": "Be brief."}))
-        assert roles(seen[0]) == ["system", "user"]
+        # the greeting stays, as a chat completion keeps it (the template puts an empty user turn first if it must)
+        assert roles(seen[0]) == ["system", "assistant", "user"]
+        assert seen[0].messages[1].text == "Hello! Ask me anything."
+        # a window cut out of the thread still begins at its first question: a reply before it answers one left out
+        tid = await new_thread(api, [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello!"},
+                                     {"role": "user", "content": "Why is the sea salty?"}])
+        with spied(server) as seen:
+            answered(await run_to_end(api, f"/v1/threads/{tid}/runs", {
+                **BODY, "truncation_strategy": {"type": "last_messages", "last_messages": 2}}))
+        assert roles(seen[0]) == ["user"]
+
+
+def test_a_greeting_renders_as_a_chat_completion_does_in_a_template_that_wants_a_user_turn_first():
+    from jan.templates.chat import ChatTemplate
+    from jan.testing.gguf_models import templates_dir
+
+    greeting = [{"role": "system", "content": "Be brief."}, {"role": "assistant", "content": "Hello! Ask me anything."},
+                {"role": "user", "content": "Why?"}]
+    for name in ("google-gemma-2-2b-it.jinja", "mistralai-Mistral-Nemo-Instruct-2407.jinja"):
+        template = ChatTemplate((templates_dir() / name).read_text(encoding="utf-8"), "<s>", "</s>")
+        assert template.user_first, name
+        prompt = template.render(renderable(greeting))
+        assert prompt == template.render(greeting) and "Hello! Ask me anything." in prompt, name
 
 
 # -- the rules, one by one -------------------------------------------------------------------------------------
@@ -296,7 +318,7 @@ def test_renderable_joins_turns_of_one_role_and_keeps_tool_rounds_whole():
     call = {"id": "call_1", "type": "function", "function": {"name": "ping", "arguments": "{}"}}
     messages = [
         {"role": "system", "content": "S"},
-        {"role": "assistant", "content": "Hi!"},  # before the first question: dropped
+        {"role": "assistant", "content": "Hi!"},  # before the first question: kept (a greeting)
         {"role": "user", "content": "a"},
         {"role": "user", "content": [{"type": "image_file", "image_file": {"file_id": "f1"}},
                                      {"type": "text", "text": "b"}]},
@@ -311,6 +333,7 @@ def test_renderable_joins_turns_of_one_role_and_keeps_tool_rounds_whole():
         {"role": "user", "content": "d"},  # after a tool round no reply answered
     ]
     out = renderable(messages)
+    assert out.pop(1) == {"role": "assistant", "content": "Hi!"}
     assert [m["role"] for m in out] == ["system", "user", "assistant", "assistant", "tool", "assistant", "user",
                                         "assistant", "tool", "assistant", "user"]
     assert out[1]["content"] == [{"type": "text", "text": "a\n\n"}, {"type": "image_file", "image_file": {"file_id": "f1"}},
@@ -318,7 +341,7 @@ def test_renderable_joins_turns_of_one_role_and_keeps_tool_rounds_whole():
     assert out[2]["content"] == "thinking aloud" and out[3]["tool_calls"] == [call]  # a call turn is never joined
     assert out[5] == {"role": "assistant", "content": "It is up.\n\nReally.", "reasoning_content": "r1\n\nr2"}
     assert out[9] == {"role": "assistant", "content": [{"type": "text", "text": ""}]}  # closes the round
-    assert renderable([{"role": "assistant", "content": "x"}]) == []
+    assert renderable([{"role": "assistant", "content": "x"}]) == [{"role": "assistant", "content": "x"}]
     assert renderable([{"role": "tool", "tool_call_id": "x", "content": "y"}, {"role": "user", "content": "q"}]) \
         == [{"role": "user", "content": "q"}]
 
@@ -335,7 +358,7 @@ def test_prompt_window_counts_what_reaches_the_prompt_and_holds_a_question():
     assert texts(prompt_window(history, 2)) == ["q3", "a3"]
     assert texts(prompt_window(history, 1)) == ["q3", "a3"]  # widened back to the question
     assert texts(prompt_window(history, 3)) == ["q2", "q3", "a3"]
-    assert texts(prompt_window(history, 4)) == ["a1", "q2", "q3", "a3"]  # a1 goes later (renderable)
+    assert texts(prompt_window(history, 4)) == ["q2", "q3", "a3"]  # a1 answers a question the window left out
     assert texts(prompt_window([stored("assistant", "hi"), stored("assistant", "hello")], 1)) == ["hello"]
 
 

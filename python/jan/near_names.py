@@ -4,7 +4,7 @@ can use it."""
 
 from __future__ import annotations
 
-__all__ = ["TYPO_SIMILARITY", "closest_model_id"]
+__all__ = ["TYPO_SIMILARITY", "closest_model_id", "keywords_named", "with_guess"]
 
 #: How alike (difflib's ratio of the case-folded ids) a name must be to a model id to be taken for a typo of it:
 #: 0.8 is one wrong, missing or extra character in ids of 10 or so (``storis260K``, ``stories260KK``), never
@@ -30,3 +30,37 @@ def closest_model_id(model_id: str, ids) -> str | None:
     if not scored or scored[0][0] < TYPO_SIMILARITY or (len(scored) > 1 and scored[1][0] == scored[0][0]):
         return None
     return scored[0][1]
+
+
+def with_guess(name, names) -> str:
+    """``name`` as an error tells an unknown one: with the one of ``names`` it likely meant, ``n_ctxx (did you mean
+    'n_ctx'?)``, else as it is."""
+    meant = closest_model_id(name, list(names)) if isinstance(name, str) else None
+    return f"{name} (did you mean {meant!r}?)" if meant else str(name)
+
+
+def keywords_named(fn):
+    """``fn`` (a function or ``__init__`` of jan's Python API) refusing a keyword argument it has no parameter for
+    with the :class:`TypeError` Python raises, naming the parameter it likely meant (``n_ctxx`` -> ``n_ctx``), as
+    every other mistyped name in jan is told; checked before ``fn`` runs, so nothing is half done."""
+    import functools
+    import inspect
+
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return fn  # (it takes any keyword: its own check names them)
+    names = [p.name for p in params if p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                  inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    known = frozenset(names)
+    owner = fn.__qualname__.removesuffix(".__init__")
+
+    @functools.wraps(fn)
+    def checked(*args, **kwargs):
+        for name in kwargs:
+            if name not in known:
+                meant = closest_model_id(name, names)
+                raise TypeError(f"{owner}() got an unexpected keyword argument {name!r}"
+                                + (f" (did you mean {meant!r}?)" if meant else ""))
+        return fn(*args, **kwargs)
+
+    return checked

@@ -360,6 +360,7 @@ class Connection:
         makes one (``jan models list`` made ``~/jan``; there is nothing in a folder that is not there)."""
         if self._store is None:
             from jan.store import DataFolder, StoreError
+            from jan.store.folder import UnmadeDataFolderError
 
             folder = self.local_folder
             if not create and not folder.is_dir():
@@ -369,7 +370,10 @@ class Connection:
             except StoreError as exc:
                 raise CLIError(f"cannot open the data folder {folder}: {exc}") from None
             except OSError as exc:  # the path and the reason, not "[Errno 13]"
-                raise CLIError(f"cannot open the data folder {folder}: {os_error_message(exc)}") from None
+                # (a folder that cannot be made: where to give another, as jan serve says it)
+                unmade = isinstance(exc, UnmadeDataFolderError)
+                raise CLIError(f"cannot open the data folder {folder}: {os_error_message(exc)}"
+                               + ("; give a folder with --data-folder or $JAN_DATA_FOLDER" if unmade else "")) from None
         return self._store
 
     def existing_folder(self) -> Path | None:

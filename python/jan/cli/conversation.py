@@ -65,8 +65,11 @@ class LocalThreads:
         try:
             thread = self.runtime.call(self.store.get_thread(thread_id))
         except (NotFoundError, InvalidIdError):  # an id no thread can have is none of them, as `jan threads show` says
-            raise CLIError(f"thread '{thread_id}' not found in {self.runtime.manager.data_folder} "
-                           "(see `jan threads list`)") from None
+            from jan.cli.threads import meant_thread
+
+            ids = [t["id"] for t in self._call(self.store.list_threads()) if isinstance(t, dict) and "id" in t]
+            raise CLIError(f"thread '{thread_id}' not found in {self.runtime.manager.data_folder}"
+                           f"{meant_thread(thread_id, ids)} (see `jan threads list`)") from None
         return thread, self._call(self.store.list_messages(thread_id, order="asc"))
 
     def path(self, thread_id: str) -> str:
@@ -119,8 +122,11 @@ class ServerThreads:
             # the server's 400 for an id no thread can have (`../x`) is, to someone naming a thread, "not found": as
             # the same command says it without a server
             if exc.status == 404 or exc.code == "invalid_id":
-                raise CLIError(f"thread '{thread_id}' not found on the server at {self.client.base_url} "
-                               "(see `jan threads list`)") from None
+                from jan.cli.threads import meant_thread, server_threads
+
+                ids = [t["id"] for t in server_threads(self.client)[0] if isinstance(t, dict) and "id" in t]
+                raise CLIError(f"thread '{thread_id}' not found on the server at {self.client.base_url}"
+                               f"{meant_thread(thread_id, ids)} (see `jan threads list`)") from None
             raise
         return thread, list_messages(self.client, thread_id)
 

@@ -97,6 +97,8 @@ def list_models(as_json: bool, conn) -> None:
         where = f"in the data folder {conn.data_folder} ({why})"
     warn_problems(problems)  # a model.json set aside as damaged: say why that model is missing
     warn_leftovers(leftovers)
+    if client is None and store is not None:
+        warn_missing_files(store, data)
     if as_json:
         print_json(data)
         return
@@ -112,6 +114,19 @@ def list_models(as_json: bool, conn) -> None:
         click.echo("no models yet: add one with `jan models pull URL` or `jan models import FILE.gguf`", err=True)
         return
     print_table(columns, rows)
+
+
+def warn_missing_files(store, data: list[dict[str, Any]]) -> None:
+    """Say which listed models have no weights file (deleted, moved, a link to a file that is gone), on stderr: the
+    listing showed them as any other, and only a chat with one said so."""
+    for m in data:
+        try:
+            missing = store.models.model_file(m["id"], m) is None
+        except (OSError, ValueError, TypeError):  # (a hand-edited model.json's odd path: said when it is used)
+            continue
+        if missing:
+            warn(f"model '{m['id']}' has no weights file on disk (models/{m['id']}): pull or import it again, or "
+                 f"`jan models rm {m['id']}`")
 
 
 def warn_leftovers(leftovers: list[dict[str, Any]]) -> None:

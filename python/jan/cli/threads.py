@@ -44,9 +44,42 @@ def fetch_thread(conn, thread_id: str) -> tuple[dict[str, Any], list[dict[str, A
             raise NotFoundError("thread", thread_id)
         return store.threads.get(thread_id), store.messages.list(thread_id).data
     except (NotFoundError, InvalidIdError):
-        raise CLIError(f"thread '{thread_id}' not found in {conn.data_folder} (see `jan threads list`)") from None
+        ids = [t["id"] for t in store.threads.list().data] if store is not None else []
+        raise CLIError(f"thread '{thread_id}' not found in {conn.data_folder}{meant_thread(thread_id, ids)} "
+                       "(see `jan threads list`)") from None
     except StoreError as exc:
         raise CLIError(str(exc)) from None
+
+
+def meant_thread(thread_id: str, ids: list[str]) -> str:
+    """``: did you mean 'thread_...'?`` where one thread's id is the one ``thread_id`` likely meant: the only id it
+    begins (an id cut short when copied: 8 characters of its ULID at least), else jan's near-name rule (a
+    mistyped character); "" where none is."""
+    from jan.near_names import closest_model_id
+
+    meant = None
+    if len(thread_id.removeprefix("thread_")) >= 8:
+        begun = [i for i in ids if i.startswith(thread_id) and i != thread_id]
+        meant = begun[0] if len(begun) == 1 else None
+    meant = meant or closest_model_id(thread_id, ids)
+    return f": did you mean '{meant}'?" if meant else ""
+
+
+def server_threads(client, limit: int | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The server's threads, most recent first (``limit``: at least that many, where there are), and the damaged
+    files it set aside."""
+    data: list[dict[str, Any]] = []
+    problems: list[dict[str, Any]] = []
+    after = None
+    for _ in range(10_000):  # bounded: one page of 100 per round
+        query = "?limit=100" + (f"&after={after}" if after else "")
+        page = client.get(f"/v1/threads{query}") or {}
+        data += page.get("data") or []
+        problems = page.get("problems") or problems
+        if not page.get("has_more") or not page.get("data") or (limit and len(data) >= limit):
+            break
+        after = page["data"][-1]["id"]
+    return data, problems
 
 
 def _model_of(thread: dict[str, Any]) -> str:
@@ -68,16 +101,7 @@ def list_threads(limit: int | None, as_json: bool, conn) -> None:
     client = conn.server()
     problems: list[dict[str, Any]] = []
     if client is not None:
-        data: list[dict[str, Any]] = []
-        after = None
-        for _ in range(10_000):  # bounded: one page of 100 per round
-            query = "?limit=100" + (f"&after={after}" if after else "")
-            page = client.get(f"/v1/threads{query}") or {}
-            data += page.get("data") or []
-            problems = page.get("problems") or problems
-            if not page.get("has_more") or not page.get("data") or (limit and len(data) >= limit):
-                break
-            after = page["data"][-1]["id"]
+        data, problems = server_threads(client, limit)
     else:
         store = conn.store(create=False)  # (listing makes no folder: none there is no thread)
         data = store.threads.list(limit=limit).data if store is not None else []

@@ -19,9 +19,21 @@ logger = logging.getLogger("jan.llama")
 _LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR, 5: logging.DEBUG}
 
 
+#: llama.cpp's warnings that say nothing is wrong: a GGUF's special token id of 0xFFFFFFFF (-1) is the converter's
+#: "this model has none" (llama.cpp then uses none: "using default id -1"), which stories260K's, TinyLlama's and many
+#: others' files hold; warned of on every load (twice: the vocabulary is read once alone), it read to a server's
+#: owner as a damaged model. DEBUG, as llama.cpp's other load chatter.
+_UNSET_TOKEN = re.compile(r"bad special token: '[^']*' = 4294967295, using default id -1\s*$")
+
+
+def _level(level: int, text: str) -> int:
+    ours = _LEVELS.get(level, logging.INFO)
+    return logging.DEBUG if ours == logging.WARNING and _UNSET_TOKEN.search(text) else ours
+
+
 def forward_native_logs() -> list[tuple[int, str]]:
     """Emit buffered llama.cpp lines to the ``jan.llama`` logger; returns them as (logging level, text)."""
-    records = [(_LEVELS.get(level, logging.INFO), text) for level, text in _engine.drain_logs()]
+    records = [(_level(level, text), text) for level, text in _engine.drain_logs()]
     for level, text in records:
         logger.log(level, "%s", text)
     return records

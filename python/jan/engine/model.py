@@ -37,6 +37,7 @@ from jan.engine.request import Request
 from jan.engine.results import Completion
 from jan.engine.room import RoomSignal
 from jan.engine.turns import Turns
+from jan.near_names import keywords_named, with_guess
 
 if TYPE_CHECKING:  # numpy is imported by embeddings only, not by every server start (resident memory)
     import numpy as np
@@ -307,7 +308,7 @@ def check_load_option(name: str, value):
         return value
     if name == "lora":
         return lora_files(value)
-    raise TypeError(f"unknown load option: {name}")
+    raise TypeError(f"unknown load option: {with_guess(name, sorted(_LOAD_OPTION_NAMES))}")
 
 
 #: What clip.cpp logs when a projector's minimum pixels per image exceed its maximum (a load that fails so).
@@ -350,7 +351,9 @@ def check_load_options(options: Mapping[str, object]) -> None:
     :class:`~jan.ModelPool` before it unloads a model to make room (a load bound to fail costs no loaded model)."""
     unknown = sorted(set(options) - _LOAD_OPTION_NAMES)
     if unknown:
-        raise TypeError(f"unknown load option(s): {', '.join(unknown)}")
+        # each named with the option it likely meant (n_ctxx), as a mistyped sampling option is
+        said = ", ".join(with_guess(n, sorted(_LOAD_OPTION_NAMES)) for n in unknown)
+        raise TypeError(f"unknown load option(s): {said}")
     for name, value in options.items():
         if name == "model_id":
             if value is not None:
@@ -592,6 +595,7 @@ class Model:
     >>> m.generate("Once upon a time", max_tokens=30, temperature=0).text
     """
 
+    @keywords_named  # (n_ctxx: Python's TypeError, with the option it likely meant)
     def __init__(
         self,
         path: str | os.PathLike,

@@ -283,13 +283,10 @@ def check_sampling_options(**options) -> None:
 def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str, object] | None) -> _engine.SamplingParams:
     unknown = set(options) - set(DEFAULTS)
     if unknown:
-        from jan.near_names import closest_model_id
+        from jan.near_names import with_guess
 
         # each named with the option it likely meant (max_token, temprature), as every mistyped name in jan is
-        said = []
-        for name in sorted(unknown):
-            meant = closest_model_id(name, list(DEFAULTS)) if isinstance(name, str) else None
-            said.append(f"{name} (did you mean {meant!r}?)" if meant else str(name))
+        said = [with_guess(name, DEFAULTS) for name in sorted(unknown, key=str)]
         raise TypeError(f"unknown sampling option(s): {', '.join(said)}")
     o = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
     r = RANGES

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from jan.engine.gguf_file import file_path
-from jan.engine.model import LOAD_OPTION_DEFAULTS, Model, check_load_options
+from jan.engine.model import _LOAD_OPTION_NAMES, LOAD_OPTION_DEFAULTS, Model, check_load_options
 from jan.engine.params import check_flag, check_seconds, model_id_text
 from jan.engine.preflight import check_load
 from jan.errors import ModelClosedError, ModelNotFoundError, QueueFullError
@@ -101,6 +101,15 @@ class ModelPool:
         keep_alive = None if keep_alive is None else check_seconds("keep_alive", keep_alive)
         room_timeout = check_seconds("room_timeout", room_timeout)
         reap_interval = check_seconds("reap_interval", reap_interval, positive=True, finite=True)
+        # a name neither the pool's nor a load option's, with the one it likely meant of either (max_loadd)
+        unknown = sorted(set(default_options) - _LOAD_OPTION_NAMES)
+        if unknown:
+            from jan.near_names import with_guess
+
+            names = sorted({"max_loaded", "keep_alive", "reap_interval", "room_timeout", *_LOAD_OPTION_NAMES})
+            raise TypeError(f"ModelPool() got unknown keyword argument(s): "
+                            f"{', '.join(with_guess(n, names) for n in unknown)} (neither the pool's own nor a load "
+                            "option of jan.Model)")
         # every load gets these: a bad one is refused now, not by each load
         check_load_options({**LOAD_OPTION_DEFAULTS, **default_options})
         self.max_loaded = max_loaded

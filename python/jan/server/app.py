@@ -77,7 +77,9 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
     embedding applications).
     """
     config = config or ServerConfig()
-    config.data_folder.mkdir(parents=True, exist_ok=True)
+    from jan.store import make_data_folder
+
+    make_data_folder(config.data_folder)  # (one that cannot be made: which, and what to do; not mkdir's errno)
     if manager is None:
         manager = ExtensionManager(config.data_folder, LocalEventBus(), only_builtin=not config.enable_extensions,
                                    load_wait=SERVE_LOAD_WAIT)

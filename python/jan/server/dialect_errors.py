@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from aiohttp import web
+
 from jan.server.errors import ERROR_DIALECTS, ERROR_SHAPES, ERROR_STATUSES, APIError, under_prefix
 
 # -- Anthropic (/v1/messages, and Anthropic's SDK on the paths it shares with OpenAI's) ----------------------
@@ -82,6 +84,18 @@ def _unrouted(request: Any) -> bool:
 LLAMACPP_PATHS = ("/completion", "/infill", "/props", "/embedding", "/slots", "/lora-adapters", "/models/load",
                   "/models/unload")
 
+#: A request's key (set by the route) when an OpenAI path serves it as llama-server's native ``/embedding``: a body
+#: with ``content`` on ``/embeddings`` or ``/v1/embeddings`` (llama-server answers such a body natively there).
+NATIVE_EMBEDDING = web.RequestKey("jan_native_embedding", bool) if hasattr(web, "RequestKey") else "jan_native_embedding"
+
+
+def _native_embedding_dialect(request: Any) -> str | None:
+    try:
+        return "/embedding" if request.get(NATIVE_EMBEDDING) else None
+    except (AttributeError, TypeError):  # (not an aiohttp request)
+        return None
+
+
 _LLAMACPP_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                          404: "not_found_error", 501: "not_supported_error", 503: "unavailable_error"}
 
@@ -116,6 +130,8 @@ def _register() -> None:
     ERROR_STATUSES[ANTHROPIC_PREFIX] = lambda err: anthropic_error_status(err.status, err.code)  # a full queue: 529
     if _anthropic_dialect not in ERROR_DIALECTS:
         ERROR_DIALECTS.append(_anthropic_dialect)
+    if _native_embedding_dialect not in ERROR_DIALECTS:
+        ERROR_DIALECTS.append(_native_embedding_dialect)
     for path in LLAMACPP_PATHS:
         ERROR_SHAPES[path] = llamacpp_error_body
         ERROR_STATUSES[path] = llamacpp_error_status

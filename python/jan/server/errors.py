@@ -458,6 +458,7 @@ async def dialect_error_middleware(request: web.Request, handler):
         return response
     headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
     shaped = error_response(response.api_error, path, headers)
+    shaped.api_error = response.api_error  # (what the access line says of it: jan.server.request_id.AccessLogger)
     if response.keep_alive is False:  # an answer that ends its connection (force_close) still does
         shaped.force_close()
     return shaped

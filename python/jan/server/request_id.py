@@ -115,18 +115,42 @@ ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
 QUIET_PATHS = frozenset({"/health", "/v1/health"})
 
 
+#: How much of an error's message an access line repeats (the client got all of it).
+ERROR_SAID_CHARS = 300
+
+
 class AccessLogger(_AiohttpAccessLogger):
     """aiohttp's access logger, its records carrying the id the answer was sent with (it logs after the handler,
-    where :data:`current_request_id` is no longer set); successful health checks only at DEBUG (:data:`QUIET_PATHS`)."""
+    where :data:`current_request_id` is no longer set); successful health checks only at DEBUG (:data:`QUIET_PATHS`).
+    An error answer's line ends with its code and message, ``(invalid_value: messages: ...)``: the one place a
+    server's owner sees why a client's request failed (a bare ``400 442`` said nothing)."""
 
     def log(self, request, response, time) -> None:  # noqa: A002 - aiohttp's signature
         if request.path in QUIET_PATHS and response.status < 400 and not self.logger.isEnabledFor(logging.DEBUG):
             return
         token = current_request_id.set(response.headers.get(RESPONSE_HEADERS[0]))
+        said = _error_said(response)
+        fmt = self._log_format
         try:
+            if said:  # (log() runs on the event loop's thread, one at a time: the format is this line's alone)
+                self._log_format = f"{fmt} ({said.replace('%', '%%')})"
             super().log(request, response, time)
         finally:
+            self._log_format = fmt
             current_request_id.reset(token)
+
+
+def _error_said(response) -> str | None:
+    """``code: message`` of the error an answer of 400 or more carries (:class:`~jan.server.errors.ErrorResponse`,
+    or its dialect's re-rendering), on one line and cut to :data:`ERROR_SAID_CHARS`; None for any other answer."""
+    err = getattr(response, "api_error", None)
+    if response.status < 400 or err is None:
+        return None
+    text = " ".join(str(getattr(err, "message", "") or "").split())
+    if len(text) > ERROR_SAID_CHARS:
+        text = text[:ERROR_SAID_CHARS - 1] + "…"
+    code = getattr(err, "code", None) or getattr(err, "type", None)
+    return f"{code}: {text}" if code else text or None
 
 
 def install_log_filter(handlers: list[logging.Handler] | None = None) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from jan.core import ExtensionManager, LocalEventBus
+from jan.near_names import keywords_named
 from jan.services.chat import ChatService
 from jan.services.completions import CompletionService
 from jan.services.embeddings import EmbeddingService
@@ -101,6 +102,7 @@ class Services:
                    embeddings=EmbeddingService(models), describe_error=describe_error)
 
 
+@keywords_named  # (a mistyped keyword: Python's TypeError, with the one it likely meant)
 @contextlib.asynccontextmanager
 async def open_services(data_folder: str | Path, *, discover_extensions: bool = True) -> AsyncIterator[Services]:
     """The Python API's way in: start the extension manager on ``data_folder`` (as ``jan serve``

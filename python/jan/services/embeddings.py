@@ -62,9 +62,9 @@ def _tokens(model, request: EmbeddingRequest, stop: threading.Event, made: dict[
             total += len(t)
         if total > MAX_EMBEDDING_TOKENS:
             # OpenAI's code for it; the count so far, not the whole (tokenizing the rest would be the work refused)
-            raise RequestError(f"input: the inputs hold more than {MAX_EMBEDDING_TOKENS} tokens in all (the first "
+            raise RequestError(f"{request.field}: the inputs hold more than {MAX_EMBEDDING_TOKENS} tokens in all (the first "
                                f"{len(tokens)} of {len(request.inputs)} hold {total}); an embedding request takes at "
-                               f"most {MAX_EMBEDDING_TOKENS}: send them in several requests", param="input",
+                               f"most {MAX_EMBEDDING_TOKENS}: send them in several requests", param=request.field,
                                code="max_tokens_per_request")
     return tokens
 
@@ -171,7 +171,8 @@ class EmbeddingService:
                     raise problem
                 # inputs with images or audio: sized to the embedding context, then encoded (llama-server's prompt
                 # objects, tokenized as its /embedding tokenizes them: the completion path's own preparation)
-                made = (completion_media_prompts(local, request.inputs, embedding=True)
+                made = (completion_media_prompts(local, request.inputs, embedding=True,
+                                                 prompt_name=request.prompt_name)
                         if any(isinstance(x, MediaText) for x in request.inputs) else {})
                 tokens = _tokens(model, request, stop, made)
                 # p_norm replaces normalize; a token's vector is never p-normed (llama.cpp normalizes pooled ones)

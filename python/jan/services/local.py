@@ -587,8 +587,8 @@ def _media_prompt(model: "jan.Model", request: ChatRequest, text: str, marker: s
     return prompt
 
 
-def completion_media_prompts(local: LocalModel, prompts: Sequence[Any], *, embedding: bool = False
-                             ) -> dict[int, Any]:
+def completion_media_prompts(local: LocalModel, prompts: Sequence[Any], *, embedding: bool = False,
+                             prompt_name: Callable[[int], str] | None = None) -> dict[int, Any]:
     """Blocking (decoding, the vision/audio encoder): each completion prompt with images and audio
     (:class:`MediaText`, by its index in ``prompts``) as the engine takes it, tokenized as llama-server tokenizes its
     prompt objects (BOS added, special tokens parsed), sized to the context before the encoder runs
@@ -632,9 +632,11 @@ def completion_media_prompts(local: LocalModel, prompts: Sequence[Any], *, embed
             raise
         start += len(prompt.media)
         if embedding and tokens.n_tokens > model.n_ctx_embed:
+            where = prompt_name(i) if prompt_name is not None else f"input[{i}]"  # (the body's field, as sent)
             raise jan.ContextOverflowError(
-                f"input[{i}] has {tokens.n_tokens} tokens but the embedding context holds {model.n_ctx_embed}; its "
-                f"images and audio take {tokens.n_media_tokens} of them", tokens.n_tokens, model.n_ctx_embed)
+                f"{where} has {tokens.n_tokens} tokens but the embedding context holds {model.n_ctx_embed}; its "
+                f"images and audio take {tokens.n_media_tokens} of them", tokens.n_tokens, model.n_ctx_embed,
+                param=where)
         if not embedding and tokens.n_tokens + 1 > model.n_ctx:  # (one position stays free to generate: the
             # scheduler's rule)
             raise jan.ContextOverflowError(

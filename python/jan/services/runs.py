@@ -482,7 +482,8 @@ def prompt_window(history: list[dict[str, Any]], last_messages: int | None = Non
     a run's own tool rounds) is widened back to the latest user turn before it: a conversation without one cannot
     be rendered by many chat templates (Mistral's, Llama 2's, Gemma's refuse it) and the model would have nothing
     to answer; this keeps the N most recent messages, with the least added that makes them a prompt. A window
-    that starts with assistant turns before its first user turn loses those (:func:`renderable`)."""
+    cut out of a longer thread loses the turns before its first user turn (replies whose questions it left out):
+    only a thread's own opening turns (a seeded greeting) are kept before its first question (:func:`renderable`)."""
     visible = [m for i, m in enumerate(history) if _in_prompt(m) or _ended_by_a_call(history, i)]
     # an MCP server's listing (a Responses turn's, kept as its item): no turn, never counted, always kept: a call
     # read after it is named as the listing offered its tool (jan.services.kept_items.listed_names)
@@ -492,6 +493,8 @@ def prompt_window(history: list[dict[str, Any]], last_messages: int | None = Non
     start = len(visible) - last_messages
     if not any(m.get("role") == "user" for m in visible[start:]):
         start = next((i for i in range(start - 1, -1, -1) if visible[i].get("role") == "user"), start)
+    # (the window begins mid-conversation: a reply before its first question answers one it left out)
+    start = next((i for i in range(start, len(visible)) if visible[i].get("role") == "user"), start)
     return _with_listings(history, visible[start:], listings)
 
 
@@ -514,9 +517,10 @@ def _with_listings(history: list[dict[str, Any]], window: list[dict[str, Any]],
 
 def renderable(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Chat messages (OpenAI dicts, as :func:`chat_messages` writes them) as a strict chat template takes them,
-    nothing said lost: after the leading system messages the conversation begins at a user turn (turns before
-    the first one are dropped: Mistral's, Llama 2's and Gemma's templates raise on a conversation that does not),
-    and consecutive messages of one role are joined into one turn (two user messages sent before a run, a reply
+    nothing said lost: assistant turns before the first user turn (a greeting the client seeded the thread with)
+    stay, as a chat completion keeps them (the chat template puts an empty user turn before them where it asks for
+    one: :attr:`~jan.templates.chat.ChatTemplate.user_first`); a tool result before the first user turn with no
+    call before it is dropped; and consecutive messages of one role are joined into one turn (two user messages sent before a run, a reply
     next to a cut one whose turn left no reply): user and assistant texts with a blank line between, images kept in
     order. An assistant turn with tool calls and the tool results after it are never joined nor moved; a user turn
     right after a tool round gets an empty assistant turn before it."""
@@ -524,10 +528,10 @@ def renderable(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     started = False
     for message in messages:
         role = message.get("role")
-        if role not in KEPT_PROMPT_ROLES and not started:
-            if role != "user":
-                continue  # before the first user turn: a strict template refuses it
+        if role == "user":
             started = True
+        elif role == "tool" and not started and not (out and (out[-1].get("tool_calls") or out[-1]["role"] == "tool")):
+            continue  # a result whose call is in no turn before it: nothing to read it against
         if out and _joinable(out[-1], message):
             out[-1] = joined_turn(out[-1], message)
             continue
@@ -538,10 +542,6 @@ def renderable(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append({"role": "assistant", "content": [{"type": "text", "text": ""}]})
         out.append(message)
     return out
-
-
-#: Roles that stay where they are when a conversation is made to begin at a user turn.
-KEPT_PROMPT_ROLES = ("system", "developer")
 
 
 def _joinable(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -1574,7 +1574,7 @@ class RunService:
             history = await store.list_messages(req.thread_id, order="asc")
             window = prompt_window(history, req.last_messages)
             messages = history_messages(window, instructions, await thread_files(store, req.thread_id, window))
-            if not any(m.role != "system" for m in messages):
+            if not any(m.role == "user" for m in messages):  # (a greeting alone asks nothing)
                 raise RequestError("The thread has no messages to answer", param="thread_id", code="empty_thread")
         except BaseException:
             await asyncio.shield(self._remove_messages(store, req.thread_id, added))

@@ -1099,6 +1099,9 @@ class EmbeddingRequest:
     #: a front end's body: whether its ``input`` was a list of inputs (an error names ``input[i]...``) or one input
     #: (``input...``: a text, or one list of token ids); None, a caller of this API: ``inputs[i]...``
     listed: bool | None = None
+    #: the body's field that holds the inputs, as the client named it (llama-server's ``content``, Ollama's legacy
+    #: ``prompt``): what an input's error names
+    field: str = "input"
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -1112,7 +1115,7 @@ class EmbeddingRequest:
 
     def prompt_name(self, i: int) -> str:
         """The field that holds input ``i`` (:attr:`listed`)."""
-        return f"inputs[{i}]" if self.listed is None else f"input[{i}]" if self.listed else "input"
+        return f"inputs[{i}]" if self.listed is None else f"{self.field}[{i}]" if self.listed else self.field
 
 
 def embedding_inputs_refusal(count: int) -> Exception | None:

@@ -30,7 +30,8 @@ from .errors import (
     StoredModelNotFoundError,
     StoreError,
 )
-from .folder import ENV_VAR, DataFolder, Store, data_folder_problem, make_data_folder, resolve_data_folder
+from .folder import (ENV_VAR, DataFolder, Store, UnmadeDataFolderError, data_folder_problem, make_data_folder,
+                     resolve_data_folder)
 from .ids import (
     is_valid_id,
     new_assistant_id,
@@ -86,6 +87,7 @@ __all__ = [
     "new_ulid",
     "data_folder_problem",
     "make_data_folder",
+    "UnmadeDataFolderError",
     "resolve_data_folder",
     "slugify_id",
     "validate_extension_name",

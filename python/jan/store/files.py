@@ -167,7 +167,9 @@ def extract_images(content: Any) -> tuple[Any, dict[str, bytes]]:
             raise InvalidArgumentError(str(exc), param=f"content[{i}].image_url.url", code=exc.reason) from None
         file_id = file_id_of(data, mime)
         files[file_id] = data
-        out.append(image_file_part(file_id, mime))
+        # (a Responses image sent as an upload keeps its reference, ``file``: listed again as sent, never read)
+        kept = {"file": part["file"]} if isinstance(part.get("file"), Mapping) else {}
+        out.append({**image_file_part(file_id, mime), **kept})
     return out, files
 
 

@@ -48,13 +48,55 @@ def resolve_data_folder(path: str | os.PathLike[str] | None = None) -> Path:
 def make_data_folder(path: str | os.PathLike[str] | None = None) -> Path:
     """:func:`resolve_data_folder`, made if it is not there yet: what a program about to run on a data folder (the
     server, :func:`jan.services.open_services`) starts with. :class:`StoreError` saying why when it cannot be one
-    (a file in its place or on its way), not mkdir's bare ``[Errno 17] File exists``."""
+    (a file in its place or on its way), not mkdir's bare ``[Errno 17] File exists``. One the system will not make
+    (no permission, a read-only or virtual file system) stays mkdir's ``OSError`` subclass, its errno kept, saying
+    which data folder and what to do, not a bare ``[Errno 1] Operation not permitted: '/srv/jan'``."""
     root = resolve_data_folder(path)
     problem = data_folder_problem(root)
     if problem:
         raise StoreError(problem)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        kind = next((k for k in _UNMADE_KINDS if isinstance(exc, k.__mro__[2])), UnmadeDataFolderError)
+        error = kind(exc.errno, exc.strerror, exc.filename)  # (errno, strerror and filename as mkdir's)
+        error.data_folder = root
+        raise error from None
     return root
+
+
+class UnmadeDataFolderError(OSError):
+    """A data folder the system will not make (no permission, a read-only or virtual file system): mkdir's
+    ``OSError`` with its errno, strerror and filename (what a program, and the CLI, read), its message naming the
+    data folder and what to do. Raised as the subclass of mkdir's own type (``PermissionError``, ...)."""
+
+    data_folder: Path | None = None
+
+    def __str__(self) -> str:
+        why = self.strerror or super().__str__()
+        where = f" ({self.filename})" if self.filename and os.fspath(self.filename) != str(self.data_folder) else ""
+        return (f"[Errno {self.errno}] cannot create the data folder {self.data_folder}: {why}{where}; give a folder "
+                f"this user can create and write (open_services' data_folder, jan's --data-folder or ${ENV_VAR})")
+
+
+class DataFolderPermissionError(UnmadeDataFolderError, PermissionError):
+    pass
+
+
+class DataFolderNotFoundError(UnmadeDataFolderError, FileNotFoundError):
+    pass
+
+
+class DataFolderNotADirectoryError(UnmadeDataFolderError, NotADirectoryError):
+    pass
+
+
+class DataFolderExistsError(UnmadeDataFolderError, FileExistsError):
+    pass
+
+
+#: mkdir's OSError subclasses an unmade data folder keeps (its own subclass of each); others are plain OSError.
+_UNMADE_KINDS = (DataFolderPermissionError, DataFolderNotFoundError, DataFolderNotADirectoryError, DataFolderExistsError)
 
 
 def data_folder_problem(folder: str | os.PathLike[str]) -> str | None:

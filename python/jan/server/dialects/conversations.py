@@ -142,17 +142,24 @@ def _turn_ids(turn: typed.ChatMessage, items: list[dict[str, Any]]) -> dict[str,
 
 
 def _turn_files(turn: typed.ChatMessage, items: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """The ``input_file`` parts of the item a user, system or tool turn was made of, by their index in its content
-    (one part each, in order: a document's text is kept where its part was, :func:`kept_turns`)."""
+    """The ``input_file`` parts of the item a user, system or tool turn was made of, and its ``input_image`` parts
+    sent as an upload's ``file_id`` (the reference, not the image: that is kept as the turn's), by their index in its
+    content (one part each, in order: a document's text is kept where its part was, :func:`kept_turns`)."""
     if turn.role == "assistant" or not items:
         return {}
     content = items[-1].get("content" if items[-1].get("type") == "message" else "output")
-    return {j: {k: v for k, v in part.items() if k in _FILE_FIELDS}
-            for j, part in enumerate(content if isinstance(content, list) else ())
-            if isinstance(part, dict) and part.get("type") == "input_file"}
+    files = {}
+    for j, part in enumerate(content if isinstance(content, list) else ()):
+        if isinstance(part, dict) and part.get("type") == "input_file":
+            files[j] = {k: v for k, v in part.items() if k in _FILE_FIELDS}
+        elif isinstance(part, dict) and part.get("type") == "input_image" and isinstance(part.get("file_id"), str):
+            files[j] = {k: v for k, v in part.items() if k in _IMAGE_FILE_FIELDS}
+    return files
 
 
 _FILE_FIELDS = ("type", "file_data", "file_id", "file_url", "filename", "detail")
+#: what an image sent as an upload keeps of its part: the reference OpenAI lists it with (its bytes are the turn's)
+_IMAGE_FILE_FIELDS = ("type", "file_id", "detail")
 
 
 def kept_turns(items: list[dict[str, Any]], turns: list[typed.ChatMessage],
@@ -248,7 +255,13 @@ def _input_content(turn: typed.ChatMessage, stored: list[dict[str, Any]] | None 
         elif isinstance(part, (UntrustedTextPart, typed.TextPart)):
             content.append({"type": "input_text", "text": part.text})
         elif isinstance(part, typed.ImagePart):
-            content.append({"type": "input_image", "image_url": _data_url(part), "file_id": None, "detail": "auto"})
+            # an upload's image lists its file_id as sent (as OpenAI's do) with the image itself, kept when the
+            # upload is deleted
+            ref = file if isinstance(file, dict) and file.get("type") == "input_image" else {}
+            file_id, detail = ref.get("file_id"), ref.get("detail")
+            content.append({"type": "input_image", "image_url": _data_url(part),
+                            "file_id": file_id if isinstance(file_id, str) else None,
+                            "detail": detail if isinstance(detail, str) else "auto"})
     return content
 
 

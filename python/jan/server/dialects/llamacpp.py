@@ -294,7 +294,7 @@ class EmbeddingBody(WholeNumbers):
         if given is None:
             raise ValueError('"input" or "content" must be provided')
         if isinstance(given, list) and (not given or any(isinstance(p, list) and not p for p in given)):
-            raise ValueError('"input" must not be empty')
+            raise ValueError(f'"{self.inputs_field}" must not be empty')
         _one_mixed_prompt(given, self.inputs_field)
         return self
 
@@ -498,7 +498,7 @@ def embedding_request(body: EmbeddingBody, inputs: tuple[Union[str, tuple[int, .
     prompts): every
     vector of a model loaded with pooling none, llama.cpp's normalization of a pooled one."""
     return EmbeddingRequest(model=body.model, inputs=inputs, p_norm=body.embd_normalize, per_token=True,
-                            listed=listed(body.inputs))
+                            listed=listed(body.inputs), field=body.inputs_field)
 
 
 def embedding_results(result: EmbeddingResult) -> list[dict[str, Any]]:

@@ -336,11 +336,13 @@ def _refuse_template(body: wire.OllamaGenerateRequest) -> None:
 
 
 def embedding_request(model: str, inputs: list[str], truncate: bool | None = None, *,
-                      normalize: bool = True, dimensions: int | None = None, listed: bool = True) -> EmbeddingRequest:
+                      normalize: bool = True, dimensions: int | None = None, listed: bool = True,
+                      field: str = "input") -> EmbeddingRequest:
     """Ollama truncates over-long inputs unless told ``truncate: false``. ``normalize``: ``/api/embed`` answers unit
     vectors, the legacy ``/api/embeddings`` the model's pooled vectors as they are (Ollama's server/routes.go:
     EmbedHandler normalizes, EmbeddingsHandler does not). ``dimensions`` (``/api/embed``'s; 0 already read as not
     given) is the service's cut, capped: Ollama cuts only below the model's size, and answers the whole vector for
-    more. ``listed``: whether the body's ``input`` was a list (errors name ``input[i]``), not one text."""
+    more. ``listed``: whether the body's ``input`` was a list (errors name ``input[i]``), not one text; ``field``: the
+    body's field that holds the inputs (the legacy route's ``prompt``)."""
     return EmbeddingRequest(model=model, inputs=tuple(inputs), truncate=truncate is not False, normalize=normalize,
-                            dimensions=dimensions, dimensions_capped=True, listed=listed)
+                            dimensions=dimensions, dimensions_capped=True, listed=listed, field=field)

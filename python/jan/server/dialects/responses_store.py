@@ -85,7 +85,8 @@ class KeptTurn:
     """A turn of a conversation with how its items are said, beyond what the chat turn tells:
     ``item_ids`` (kept as the message's ``metadata.item_ids``: the items' ids, and what the turn cannot tell, a
     developer message's role, which calls are custom tools', a custom tool's output), ``files`` (the ``input_file``
-    part each document's text came from, by its index in the turn's content: listed as sent, read as its text).
+    part each document's text came from, and the ``file_id`` reference of each image sent as an upload, by its index
+    in the turn's content: listed as sent, read as its text or image).
     ``message`` ``None``: an ``item`` that is no turn of the chat (a web search call), kept as it was sent in a
     message the model never reads."""
 
@@ -119,6 +120,8 @@ def to_thread_message(message: ChatMessage | KeptTurn, response_id: str | None =
             content.append({"type": "text", "text": part.text})
         elif isinstance(part, ImagePart):
             content.append({"type": "image_url", "image_url": {"url": _data_url(part)}})
+            if kept.files and j in kept.files:  # (the upload it was sent as: listed with it, never read again)
+                content[-1]["file"] = kept.files[j]
     metadata: dict[str, Any] = {"response_id": response_id} if response_id else {}
     if message.tool_calls:
         metadata["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}

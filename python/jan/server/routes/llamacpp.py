@@ -477,7 +477,8 @@ async def embedding(request: web.Request) -> web.Response:
     await fetch_body_images(body, request.app[MEDIA_FETCHER])  # (a content input's image URLs, as a chat's)
     inputs, _ = await _prompts(request, body.model, body.inputs, param="input", field=body.inputs_field)
     if any(x == "" for x in inputs):  # (no token at all: a vocabulary that adds none to an empty text)
-        raise APIError(400, "input: Input content cannot be empty", param="input", code="invalid_value")
+        raise APIError(400, f"{body.inputs_field}: Input content cannot be empty", param=body.inputs_field,
+                       code="invalid_value")
     typed = await body_step(native.embedding_request, body, inputs)
     try:
         result = await unless_disconnected(request, request.app[SERVICES].embeddings.embed(typed), body.model)

@@ -148,7 +148,9 @@ def ollama_errors(handler: Callable[[web.Request], Awaitable[web.StreamResponse]
             raise  # the error middleware tells a client that left (noted quietly) from a failed upstream
         except Exception as exc:  # noqa: BLE001 - the dialect's one error mapping
             err = _error_of(exc)
-            return _json({"error": err.message}, status=err.status, headers=err.headers)
+            response = _json({"error": err.message}, status=err.status, headers=err.headers)
+            response.api_error = err  # (what the access line says of it: jan.server.request_id.AccessLogger)
+            return response
 
     return wrapped
 
@@ -503,8 +505,8 @@ async def embeddings(request: web.Request) -> web.Response:
     normalized, as Ollama's)."""
     body = await _body(request, wire.OllamaEmbeddingsRequest)
     target = await _target(request, body.model)
-    typed = ollama_requests.embedding_request(target.id, [body.prompt], normalize=False, listed=False) \
-        if body.prompt else None
+    typed = ollama_requests.embedding_request(target.id, [body.prompt], normalize=False, listed=False,
+                                              field="prompt") if body.prompt else None
     if typed is not None:
         await _services(request).models.require_able(target, typed)  # (as /api/embed) before a load
     async with _model_in_use(request, target, body.keep_alive_seconds, Timing()):

@@ -251,8 +251,19 @@ async def typed_embedding(app: web.Application, body: EmbeddingRequest) -> Typed
 @routes.post("/embeddings")
 @prompt_param("input")
 async def embeddings(request: web.Request) -> web.Response:
-    """Embeddings (OpenAI): one vector per input, float or base64."""
-    body = await parse_body(request, EmbeddingRequest)
+    """Embeddings (OpenAI): one vector per input, float or base64. A body with llama-server's ``content`` and no
+    ``input`` is answered as llama-server answers it on these paths: its native ``/embedding`` (its field is "not
+    OAI compatible"), not a 400 for an ``input`` the client never meant to send."""
+    try:
+        body = await parse_body(request, EmbeddingRequest)
+    except APIError as exc:
+        if exc.param == "input" and exc.code == "missing_required_parameter" and await _sends_content(request):
+            from jan.server.dialect_errors import NATIVE_EMBEDDING
+            from jan.server.routes.llamacpp import embedding as native_embedding
+
+            request[NATIVE_EMBEDDING] = True  # (its errors in llama-server's shape too)
+            return await native_embedding(request)
+        raise
     typed = await typed_embedding(request.app, body)
     try:
         result = await unless_disconnected(request, request.app[SERVICES].embeddings.embed(typed), body.model)
@@ -260,6 +271,17 @@ async def embeddings(request: web.Request) -> web.Response:
         raise wire.embedding_media_error(exc, body) from None
     return await json_response_built(lambda: wire.embeddings_response(result, body.encoding_format),
                                      values=sum(len(v) for v in result.vectors))
+
+
+async def _sends_content(request: web.Request) -> bool:
+    """Whether the request's JSON body (read already: refused for lacking ``input``) is an object with ``content``."""
+    from jan.server.validation import read_json
+
+    try:
+        data = await read_json(request)
+    except APIError:
+        return False
+    return isinstance(data, dict) and "content" in data
 
 
 @routes.post("/v1/rerank")
