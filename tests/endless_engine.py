@@ -10,6 +10,19 @@ from jan.core import Extension, InferenceExtension
 from jan.services.types import ChatDelta, CompletionDelta
 
 
+_M = [{"role": "user", "content": "hi"}]
+#: Each generating route's streamed body (without ``model``), for the tests that stop or leave its stream
+STREAMED = {
+    "/v1/chat/completions": {"messages": _M, "stream": True},
+    "/v1/completions": {"prompt": "hi", "stream": True},
+    "/v1/messages": {"messages": _M, "stream": True, "max_tokens": 100},
+    "/v1/responses": {"input": "hi", "stream": True},
+    "/api/chat": {"messages": _M},  # (Ollama streams by default)
+    "/api/generate": {"prompt": "hi"},
+    "/completion": {"prompt": "hi", "stream": True},
+}
+
+
 class EndlessEngine(Extension, InferenceExtension):
     """Serves models of the engine "endless": says "ok ", then makes deltas with nothing in them until it is closed.
     ``started`` is set when a generation begins, ``closed`` when one is closed (cleared by the test between them)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from pathlib import Path
 
 import httpx
@@ -75,6 +76,25 @@ def http_post(path: str, body: dict | bytes, *, host: str = "127.0.0.1", headers
             f"Content-Length: {len(payload)}", "Connection: close"]
     head += [f"{k}: {v}" for k, v in (headers or {}).items()]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + payload
+
+
+def post_read_whole(base_url: str, path: str, body: dict, timeout: float) -> tuple[bytearray, threading.Thread]:
+    """POST ``body`` to ``path`` over a plain socket (no client library between: what the server writes is what the
+    client gets, up to its close) and read the answer on a thread: ``(answer, reader)``, ``answer`` growing as bytes
+    come, ``reader`` ended once the server closed the connection. ``timeout`` bounds each socket wait."""
+    host, port = base_url.split("//")[1].split(":")
+    sock = socket.create_connection((host, int(port)), timeout=timeout)
+    answer = bytearray()
+
+    def read() -> None:
+        with sock:
+            while more := sock.recv(65536):
+                answer.extend(more)
+
+    sock.sendall(http_post(path, body))
+    reader = threading.Thread(target=read)
+    reader.start()
+    return answer, reader
 
 
 def sse_events(body: bytes) -> list[str]:

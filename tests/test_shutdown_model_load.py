@@ -12,13 +12,12 @@ answer and the stopping engine has closed its pool.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 
 import pytest
 from api_helpers import config
 from extension_helpers import call
-from server_helpers import http_post
+from server_helpers import post_read_whole
 
 from jan.engine import registry
 from jan.testing.server import ServerThread
@@ -63,18 +62,7 @@ def test_a_model_load_in_progress_when_the_server_stops(tmp_path, stories_path, 
             gate.set()
 
         monkeypatch.setattr(registry.ModelPool, "close", closed_then_go)
-        host, port = srv.base_url.split("//")[1].split(":")
-        sock = socket.create_connection((host, int(port)), timeout=WAIT_S)
-        answer = bytearray()
-
-        def read() -> None:
-            with sock:
-                while more := sock.recv(65536):
-                    answer.extend(more)
-
-        sock.sendall(http_post(path, LOADS[path]))
-        reader = threading.Thread(target=read)
-        reader.start()
+        answer, reader = post_read_whole(srv.base_url, path, LOADS[path], WAIT_S)
         assert loading.wait(WAIT_S)
         stopper.start()
         reader.join(WAIT_S)  # answered while the load is still held

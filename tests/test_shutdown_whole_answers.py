@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 
@@ -23,9 +22,9 @@ from jan.server.dialects.responses_store import ResponsesStore
 from jan.server.keys import SHUTTING_DOWN
 from jan.server.route_state import RUNS
 from jan.testing.server import ServerThread
-from endless_engine import EndlessEngine, endless_server
+from endless_engine import STREAMED, EndlessEngine, endless_server
 from extension_helpers import call
-from server_helpers import http_post
+from server_helpers import post_read_whole
 
 WAIT_S = 60  # (bounds against a hang, never measures)
 M = [{"role": "user", "content": "hi"}]
@@ -46,18 +45,8 @@ def _stopped_while_answering(tmp_path, path: str, ready=lambda srv: True, body: 
     ``ready(srv)``, and the client got ``seen``); what the client got."""
     engine = EndlessEngine()
     with endless_server(tmp_path / "data", engine) as srv:
-        host, port = srv.base_url.split("//")[1].split(":")
-        sock = socket.create_connection((host, int(port)), timeout=WAIT_S)
-        answer = bytearray()
-
-        def read() -> None:
-            with sock:
-                while more := sock.recv(65536):
-                    answer.extend(more)
-
-        sock.sendall(http_post(path, {"model": "endless", **(WHOLE[path] if body is None else body)}))
-        reader = threading.Thread(target=read)
-        reader.start()
+        answer, reader = post_read_whole(srv.base_url, path, {"model": "endless", **(WHOLE[path] if body is None else body)},
+                                         WAIT_S)
         assert engine.started.wait(WAIT_S)
         deadline = time.monotonic() + WAIT_S
         while not ready(srv) or seen not in answer:
@@ -91,15 +80,6 @@ def test_an_answer_in_progress_when_the_server_stops_is_a_503_in_its_dialect(tmp
 
 
 
-STREAMED = {
-    "/v1/chat/completions": {"messages": M, "stream": True},
-    "/v1/completions": {"prompt": "hi", "stream": True},
-    "/v1/messages": {"messages": M, "stream": True, "max_tokens": 100},
-    "/v1/responses": {"input": "hi", "stream": True},
-    "/api/chat": {"messages": M},  # (Ollama streams by default)
-    "/api/generate": {"prompt": "hi"},
-    "/completion": {"prompt": "hi", "stream": True},
-}
 
 
 @pytest.mark.parametrize("path", list(STREAMED))
@@ -138,18 +118,8 @@ def test_a_response_storing_its_start_when_the_server_stops_ends_cancelled_and_s
     monkeypatch.setattr(ResponsesStore, "begin", held_begin)
     engine = EndlessEngine()
     with endless_server(tmp_path / "data", engine) as srv:
-        host, port = srv.base_url.split("//")[1].split(":")
-        sock = socket.create_connection((host, int(port)), timeout=WAIT_S)
-        answer = bytearray()
-
-        def read() -> None:
-            with sock:
-                while more := sock.recv(65536):
-                    answer.extend(more)
-
-        sock.sendall(http_post("/v1/responses", {"model": "endless", "input": "hi"}))
-        reader = threading.Thread(target=read)
-        reader.start()
+        answer, reader = post_read_whole(srv.base_url, "/v1/responses", {"model": "endless", "input": "hi"},
+                                         WAIT_S)
         assert storing.wait(WAIT_S)
         stopper = threading.Thread(target=srv.stop)
         stopper.start()

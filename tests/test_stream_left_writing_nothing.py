@@ -14,20 +14,10 @@ import time
 
 import pytest
 
-from endless_engine import EndlessEngine, endless_server
+from endless_engine import STREAMED, EndlessEngine, endless_server
 from extension_helpers import call
 from server_helpers import http_post
 
-M = [{"role": "user", "content": "hi"}]
-STREAMED = {
-    "/v1/chat/completions": {"messages": M, "stream": True},
-    "/v1/completions": {"prompt": "hi", "stream": True},
-    "/v1/messages": {"messages": M, "stream": True, "max_tokens": 100},
-    "/v1/responses": {"input": "hi", "stream": True},
-    "/api/chat": {"messages": M},  # (Ollama streams by default)
-    "/api/generate": {"prompt": "hi"},
-    "/completion": {"prompt": "hi", "stream": True},
-}
 
 
 @pytest.fixture(scope="module")
