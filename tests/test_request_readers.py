@@ -29,7 +29,7 @@ class _Native:
     def _event(ids, *, final):
         return SimpleNamespace(final=final, logprobs=None, token_ids=ids, prompt_logprobs=None, text="".join(
             f"<{i}>" for i in ids), cached_tokens=0, finish_reason=SimpleNamespace(name="length"), usage=None,
-            error=None, stop=None, id_slot=0)
+            error=None, stop=None, id_slot=0, progress=None)  # (every field the engine's Event has)
 
     def drain(self, _logprobs):
         with self._lock:
