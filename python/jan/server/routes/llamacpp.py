@@ -180,14 +180,11 @@ async def _preserved_ids(engine: Any, model: dict[str, Any], texts: list[str] | 
 
 
 async def _fim_refusal(request: web.Request, model: str | None) -> APIError:
-    """A model without fill-in-the-middle tokens, in llama-server's words (naming the model: jan serves several)
-    and as its status and type: 501 ``not_supported_error`` (the route, not the body, is what the model cannot
-    serve; llama.vscode and llama.vim tell that apart from a bad request)."""
+    """A model without fill-in-the-middle tokens, in llama-server's words (naming the model: jan serves several)."""
     with contextlib.suppress(Exception):  # (resolved a moment ago: the name, never another failure)
         model = (await request.app[SERVICES].models.resolve(model)).id
-    return APIError(501, f"Infill is not supported by this model ('{model}'): it has no fill-in-the-middle tokens "
-                         "(prefix, suffix, middle)", type="not_supported_error", param="input_suffix",
-                    code="not_supported")
+    return APIError(400, f"Infill is not supported by this model ('{model}'): it has no fill-in-the-middle tokens "
+                         "(prefix, suffix, middle)", param="input_suffix", code="not_supported")
 
 
 async def _answer(request: web.Request, body: native.CompletionBody, typed: CompletionRequest,
