@@ -667,16 +667,6 @@ def test_props_tell_the_models_settings_in_llama_servers_names(server):
         assert response.status_code == 400 and response.json()["error"]["code"] == 400, response.text
 
 
-def test_post_props_is_refused_as_llama_server_refuses_it_without_props(server):
-    """POST /props was a 405 (no such method); llama-server answers it 501 unless started with --props (and changes
-    nothing with it): jan, which tells endpoint_props false, answers that 501 in llama-server's shape."""
-    response = httpx.post(server.base_url + "/props", json={}, timeout=60)
-    assert response.status_code == 501, response.text
-    error = response.json()["error"]
-    assert error["code"] == 501 and error["type"] == "not_supported_error"
-    assert error["message"] == "This server does not support changing global properties. Start it with `--props`"
-
-
 def test_openapi_lists_the_native_endpoints(server):
     spec = httpx.get(server.base_url + "/openapi.json", timeout=60).json()
     assert {"/completion", "/infill", "/props"} <= set(spec["paths"])

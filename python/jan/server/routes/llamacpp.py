@@ -453,14 +453,6 @@ async def props(request: web.Request) -> web.Response:
     })
 
 
-@routes.post("/props")
-async def props_change(request: web.Request) -> web.Response:
-    """llama-server's POST /props (changing server properties) as llama-server answers it without ``--props``: 501.
-    (Its handler changes nothing even with the flag; jan has no such flag, and ``endpoint_props`` tells false.)"""
-    raise APIError(501, "This server does not support changing global properties. Start it with `--props`",
-                   type="not_supported_error", code="not_supported")
-
-
 @routes.post("/embedding")
 @prompt_param("input")
 async def embedding(request: web.Request) -> web.Response:
