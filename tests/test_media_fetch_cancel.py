@@ -14,6 +14,7 @@ import pytest
 from jan.server.config import ServerConfig
 from jan.server.keys import MEDIA_FETCHER
 from jan.testing.server import ServerThread
+from server_helpers import http_post
 
 WAIT = 60
 
@@ -111,12 +112,10 @@ def test_a_client_that_leaves_cancels_the_fetch_of_its_media(server, site, kind,
     path, body = REQUESTS[kind](site.url + kind + ".png", server)
     site.reset()
     host, port = server.base_url.split("//")[1].split(":")
-    data = json.dumps(body).encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"anthropic-version: 2023-06-01\r\nContent-Length: {len(data)}\r\n\r\n").encode()
+    sent = http_post(path, body, host=f"127.0.0.1:{port}", headers={"anthropic-version": "2023-06-01"})
     with caplog.at_level(logging.WARNING):
         with socket.create_connection((host, int(port)), timeout=WAIT) as client:
-            client.sendall(head + data)
+            client.sendall(sent)
             assert site.connected.wait(WAIT), f"{kind}: the media URL was never fetched"
         # the client has left: the fetch is cancelled, and the media server sees its connection end
         assert site.closed.wait(WAIT), f"{kind}: the fetch ran on after its client left"
@@ -155,12 +154,10 @@ def test_a_fetch_in_progress_when_the_server_stops_is_a_503(tmp_path, site, kind
         path, body = REQUESTS[kind](site.url + kind + ".png", srv)
         site.reset()
         host, port = srv.base_url.split("//")[1].split(":")
-        data = json.dumps(body).encode()
-        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-                f"anthropic-version: 2023-06-01\r\nContent-Length: {len(data)}\r\n\r\n").encode()
+        sent = http_post(path, body, host=f"127.0.0.1:{port}", headers={"anthropic-version": "2023-06-01"})
         answer = bytearray()
         with socket.create_connection((host, int(port)), timeout=WAIT) as client:
-            client.sendall(head + data)
+            client.sendall(sent)
             assert site.connected.wait(WAIT), f"{kind}: the media URL was never fetched"
             srv.stop()
             while more := client.recv(65536):
