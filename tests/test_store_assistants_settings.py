@@ -42,7 +42,8 @@ def test_assistant_crud_and_list(tmp_path):
         store.assistants.create("dup", assistant_id="other")
     listed = [x["id"] for x in store.assistants.list().data]
     assert set(listed) == {"jan", a["id"], b["id"]}
-    assert [x["id"] for x in store.assistants.list(limit=1, order="asc").data] in (["jan"], [a["id"]], [b["id"]])
+    # in the order they were made (the default first: it was made as the folder opened)
+    assert [x["id"] for x in store.assistants.list(order="asc").data] == ["jan", a["id"], b["id"]]
     changed = store.assistants.update(a["id"], name="Coder 2", file_ids=["file-abc"])
     assert changed["name"] == "Coder 2" and changed["file_ids"] == ["file-abc"]
     with pytest.raises(InvalidArgumentError):
@@ -50,6 +51,24 @@ def test_assistant_crud_and_list(tmp_path):
     store.assistants.delete(a["id"])
     with pytest.raises(NotFoundError):
         store.assistants.get(a["id"])
+
+
+def test_assistants_made_in_one_second_list_in_the_order_they_were_made(tmp_path, monkeypatch):
+    """The default ``jan`` (made as the server starts) and an id the client chose sort by name, not by time: listed
+    by creation in whole seconds, ties broken by id, an assistant made in the start's second listed before the
+    default (``asst_…`` < ``jan``), and a client paging the list while it deletes saw items out of order."""
+    import jan.store.assistants as assistants_module
+    clock = iter([1_700_000_000_100, 1_700_000_000_400, 1_700_000_000_700])
+    monkeypatch.setattr(assistants_module, "now_ms", lambda: next(clock))
+    store = DataFolder(tmp_path)  # the default, at .100
+    made = store.assistants.create("Made", assistant_id="a-first")  # .400
+    other = store.assistants.create("Other")  # .700 (an asst_ ULID id)
+    order = ["jan", made["id"], other["id"]]
+    assert [x["id"] for x in store.assistants.list(order="asc").data] == order
+    assert [x["id"] for x in store.assistants.list().data] == order[::-1]
+    # a cursor deleted since keeps its place
+    store.assistants.delete(other["id"])
+    assert [x["id"] for x in store.assistants.list(order="desc", after=other["id"]).data] == ["a-first", "jan"]
 
 
 def test_settings(tmp_path):

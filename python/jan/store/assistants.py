@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._util import as_seconds, check_dict, check_list, check_str, field_type_error, now_ms
+from ._util import as_millis, check_dict, check_list, check_str, field_type_error, now_ms
 from .atomic import atomic_write_bytes
 from .context import StoreContext, read_collection, register_shape
 from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
@@ -62,15 +62,18 @@ def _assistant_shape(doc: dict[str, Any]) -> str | None:
 
 
 def assistant_sort_key(assistant: dict[str, Any]) -> tuple[int, str]:
-    """Where an assistant lists: by creation (seconds), ties by id."""
-    return as_seconds(assistant.get("created_at")) or 0, assistant["id"]
+    """Where an assistant lists: by creation in milliseconds (``created``; ``created_at``, in seconds, for a file
+    written without it), ties by id. Not by ``created_at``'s seconds: ids break ties, and an id that is no ULID (the
+    default ``jan``, an id the client chose) does not sort by time — the default assistant, made at start, listed
+    after the assistants a client made in the same second."""
+    return as_millis(assistant.get("created")) or as_millis(assistant.get("created_at")) or 0, assistant["id"]
 
 
 def assistant_sort_key_of_id(assistant_id: str) -> tuple[int, str] | None:
-    """:func:`assistant_sort_key` of a deleted assistant, from its id: its ``created_at`` is read after its id is
-    made, in the same second or the next, never before (a cursor the SDK pages on after deleting it)."""
+    """:func:`assistant_sort_key` of a deleted assistant, from its id: its ``created`` is read after its id is
+    made, in the same millisecond or later, never before (a cursor the SDK pages on after deleting it)."""
     millis = ulid_millis(assistant_id, "asst_")
-    return None if millis is None else (millis // 1000, assistant_id)
+    return None if millis is None else (millis, assistant_id)
 
 class AssistantStore:
     """CRUD and listing for assistants."""
