@@ -67,3 +67,19 @@ def test_jan_s_own_and_another_server_s_are_answered():
 
     assert reasoning(encrypted_reasoning(THOUGHT)) == THOUGHT
     assert reasoning("EqQBCkYIBxgCKkDanthropicsown") is None
+
+
+@pytest.mark.parametrize("field, part", [("content", {"type": "summary_text", "text": THOUGHT}),
+                                         ("content", {"type": "output_text", "text": THOUGHT}),
+                                         ("summary", {"type": "reasoning_text", "text": THOUGHT})])
+def test_a_reasoning_item_s_part_of_another_type_is_a_400_naming_it(server, field, part):
+    # (any type was taken as thinking: OpenAI's reasoning items hold reasoning_text content and summary_text
+    # summaries, and refuse another)
+    item = {"type": "reasoning", "summary": [], field: [part]}
+    response = httpx.post(server.base_url + "/v1/responses/input_tokens", timeout=120, json={
+        "model": "stories260K", "input": [{"role": "user", "content": "Hi"}, item,
+                                          {"type": "message", "role": "assistant", "content": [
+                                              {"type": "output_text", "text": "4"}]},
+                                          {"role": "user", "content": "And?"}]})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == f"input[1].{field}[0].type", response.text

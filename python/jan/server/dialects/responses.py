@@ -187,14 +187,20 @@ class CustomToolCallOutputItem(_Wire):
 
 
 class ReasoningText(_Wire):
-    type: str = "reasoning_text"
+    # (a part of another type was taken for thinking, whatever it held: OpenAI's content parts are reasoning_text)
+    type: Literal["reasoning_text"] = "reasoning_text"
+    text: str
+
+
+class SummaryText(_Wire):
+    type: Literal["summary_text"] = "summary_text"
     text: str
 
 
 class ReasoningItem(_Wire):
     type: Literal["reasoning"]
     id: str | None = None
-    summary: list[ReasoningText] = Field(default_factory=list)
+    summary: list[SummaryText] = Field(default_factory=list)
     content: list[ReasoningText] | None = None
     #: What ``include: ["reasoning.encrypted_content"]`` returned (:func:`encrypted_reasoning`): stateless
     #: clients (Codex, ``store: false``) send a reasoning item back with only this, its text left out.
