@@ -851,6 +851,13 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
             reasoning_at = [*reasoning_at, i]
         elif isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
+            if role != "assistant" and reasoning is not None:
+                # reasoning that was the whole of an answer (cut off while thinking: jan's own output then is a
+                # reasoning item alone) is that answer's turn, as a stored response keeps it and as the other
+                # dialects' thinking-only assistant turn is: carried on, it was the next answer's thinking
+                out.append((typed.ChatMessage("assistant", (), reasoning=reasoning), f"{name}[{reasoning_at[0]}]",
+                            reasoning_at))
+                reasoning, reasoning_at = None, []
             mine = reasoning_at + [i] if role == "assistant" else [i]
             out.append((typed.ChatMessage(role, _parts(item.content, f"{name}[{i}].content"),
                                           reasoning=reasoning if role == "assistant" else None),
