@@ -28,6 +28,11 @@ struct BudgetState {
     size_t forced = 0;                 // closing tokens already emitted
     std::string tail;                  // the last few bytes of output, to find markers across tokens
     std::shared_ptr<std::atomic<bool>> end_now;  // the budget spent now, by the request's owner (may be null)
+    // Whether the forced closing text ends part-way into the start marker (gpt-oss's close where a call may follow
+    // stops at <|channel|>, where "analysis" opens a block): only then is text going on into the marker ruled out
+    // once the budget is spent. Elsewhere a marker of plain text ("Here are my reasoning steps:", "<think>") may
+    // begin in the answer ("Here", "<th"), which must stay free; a block opened anyway is closed at once.
+    bool guard_start = false;
 
     // Whether the tail holds the end marker or an interrupting one: the block is over.
     bool ended() const {
@@ -107,10 +112,12 @@ size_t open_prefix(const std::string & text, const std::string & marker) {
 
 void budget_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
     auto * st = static_cast<BudgetState *>(smpl->ctx);
-    if (st->phase == Phase::Done && st->every && !st->start.empty() &&
+    if (st->phase == Phase::Done && st->every && st->guard_start &&
         (st->spent >= st->budget || (st->end_now && st->end_now->load()))) {
-        // The budget is spent (or the thinking ended by the request's owner): a block the model goes on to open again would be closed at once, and reopened (the
-        // forced close of a gpt-oss reply that may call a tool stops at <|channel|>, where "analysis" opens one).
+        // The budget is spent (or the thinking ended by the request's owner), and the forced close ends part-way into
+        // the start marker (guard_start): a block the model goes on to open there would be closed at once, and
+        // reopened (the forced close of a gpt-oss reply that may call a tool stops at <|channel|>, where "analysis"
+        // opens one).
         // So where the output stands part-way into the start marker, the text that would go on into it is ruled
         // out (unless nothing else is allowed there: then a block it opens is closed at once).
         if (const size_t k = open_prefix(st->tail, st->start)) {
@@ -189,6 +196,7 @@ llama_sampler * make_reasoning_budget_sampler(const Model & model, const Samplin
         return nullptr;
     }
     st->end_now = std::move(end_now);
+    st->guard_start = st->every && !st->start.empty() && open_prefix(close, st->start) > 0;
     st->restart();
     return llama_sampler_init(budget_iface(), st);
 }

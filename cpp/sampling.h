@@ -51,9 +51,10 @@ struct SamplingParams {
     // thinking; a Solar Open message header): seen, the block is over and nothing is forced into what follows.
     std::vector<std::string> reasoning_interrupt;
     bool reasoning_open = false;
-    // The budget covers every thinking block of the reply (gpt-oss may open a second analysis message): a block
-    // opened after one ended counts on from what the earlier ones spent, and once the budget is spent, text that
-    // would open another is ruled out. Off: only the first block is capped.
+    // The budget covers every thinking block of the reply (gpt-oss may open a second analysis message, Qwen3 or
+    // DeepSeek a second <think> after a call): a block opened after one ended counts on from what the earlier ones
+    // spent, and once the budget is spent a new block is closed at once (where the forced close ends part-way into
+    // the start marker, text going on into it is ruled out instead). Off: only the first block is capped.
     bool reasoning_every = false;
     // Output the text of control tokens (<|channel|>, <|START_ACTION|>...)
     // instead of dropping it, for formats whose markers are such tokens.

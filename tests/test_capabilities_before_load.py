@@ -39,6 +39,29 @@ def test_thinking_is_the_detected_format_s_before_the_file_is_read(name, thinks)
     assert ("thinking" in capabilities({}, chat_template=source)) is thinks  # (the GGUF header's template)
 
 
+def test_every_template_lists_the_same_tools_and_thinking_before_and_after_a_load():
+    """Before a load (no readable GGUF), ``tools`` was the word "tools" in the template's source: Command R+'s
+    (whose tools go to its tool_use variant) and llama.cpp's R1 template (which names them only in a comment) were
+    listed with tools that an Ollama request was then refused once the model loaded. Before a load the listing now
+    judges the template a load resolves as the loaded model's is judged, so both agree for every real template."""
+    from jan.services.abilities import Abilities
+    from jan.templates import ChatTemplate, TemplateError
+
+    checked = 0
+    for path in sorted(templates_dir().glob("*.jinja")):
+        source = path.read_text(encoding="utf-8")
+        try:
+            template = ChatTemplate(source)
+        except TemplateError:
+            continue
+        loaded = capabilities({}, Abilities(template=template, fim=False, projector=False, vision=False, audio=False,
+                                            embedding=False))
+        assert capabilities({"settings": {"chat_template": source}}) == loaded, path.stem
+        assert capabilities({}, chat_template=source) == loaded, path.stem  # (the GGUF header's template)
+        checked += 1
+    assert checked > 40
+
+
 def test_markers_kept_in_variables_are_thinking_too():
     # no <think>, no enable_thinking, no reasoning_content: its markers are only what it renders
     source = ("{% set open = '<seed:' ~ 'think>' %}{% set close = '</seed:' ~ 'think>' %}"

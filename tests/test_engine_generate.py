@@ -258,6 +258,20 @@ def test_reasoning_every_rules_out_opening_a_block_once_the_budget_is_spent(stor
     assert stories.generate("Once upon a time", **reopen).text.count("END") == 1
 
 
+@pytest.mark.parametrize("start", ["park to dance", "she went to sleep", "One day, she saw"])
+def test_a_spent_budget_leaves_the_answer_free_to_begin_the_start_marker(stories, start):
+    # Every format now counts every block (reasoning_every), and where the budget was spent the engine ruled out
+    # text going on into the start marker: for a marker of plain text (Apriel's "Here are my reasoning steps:",
+    # "<think>" spelled in pieces) the answer could no longer write "Here are" or "<th", and with thinking asked
+    # off (a budget of 0) none of it could. Only a close that ends part-way into the marker (gpt-oss's, at
+    # <|channel|>) has that guard; here the answer after "END." is the one the first-block budget gives.
+    opts = dict(max_tokens=60, temperature=0, reasoning_budget=3, reasoning_open=True, reasoning_start=start,
+                reasoning_end=".", reasoning_close="END.")
+    first_only = stories.generate("Once upon a time", **opts).text
+    assert "END." in first_only and start.split()[0] in first_only.split("END.")[1], first_only
+    assert stories.generate("Once upon a time", **opts, reasoning_every=True).text == first_only
+
+
 def test_a_budget_whose_closing_text_the_grammar_rules_out_is_a_400_naming_the_budget(stories):
     # A grammar that covers the thinking but cannot write its end marker: the budget's forced "END" is ruled out.
     # The error names the clash (reasoning_budget), not "a grammar the model cannot satisfy" (the grammar alone is

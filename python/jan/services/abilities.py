@@ -40,7 +40,7 @@ from jan.templates.formats import format_for_template
 __all__ = ["Abilities", "asks_abilities", "chat_refusal", "context_media_refusal", "context_refusal",
            "dimensions_refusal", "fan_out_refusal", "fill_in_refusal", "generations", "listed_ability",
            "model_abilities", "pooling_none_refusal", "refusal", "request_template", "reranker_refusal",
-           "template_refusal", "thinking_refusal"]
+           "template_abilities", "template_refusal", "thinking_refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,30 @@ def model_abilities(model: Mapping[str, Any]) -> Abilities:
     return _abilities(_identity(model.get("file_path")), _identity(model.get("mmproj_path")),
                       bool(_text(settings, "mmproj")), _text(settings, "chat_template"),
                       _text(settings, "prompt_template"))
+
+
+def template_abilities(override: str | None, source: str | None = None,
+                       fallback: str | None = None) -> Abilities | None:
+    """What a model whose GGUF cannot be read (a download still running, a remote model) can do as its template texts
+    say: the model.json's ``chat_template`` (``override``), the GGUF header's template (``source``) and its
+    ``prompt_template`` (``fallback``), resolved as a load resolves them (:func:`_abilities`), so that what is listed
+    before a load (:func:`listed_ability`) is what is listed after it. Only ``template`` is known; None where there
+    is no template text, or none a load could use. Blocking (compiles and probes the template, detects its formats:
+    kept per texts): call it off the event loop."""
+    override, source, fallback = (t if isinstance(t, str) and t.strip() else None for t in (override, source, fallback))
+    if override is None and source is None and fallback is None:
+        return None
+    return _template_abilities(override, source, fallback)
+
+
+@functools.lru_cache(maxsize=64)
+def _template_abilities(override: str | None, source: str | None, fallback: str | None) -> Abilities | None:
+    try:
+        template = resolve_template({"tokenizer.chat_template": source} if source else {}, override, fallback=fallback)
+    except TemplateError:
+        return None  # the load names the setting
+    _read_formats(template)
+    return Abilities(template=template)
 
 
 @functools.lru_cache(maxsize=64)

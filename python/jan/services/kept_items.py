@@ -19,6 +19,7 @@ from typing import Any
 
 from jan.services.types import ChatMessage, ToolCall
 from jan.services.untrusted import UntrustedTextPart
+from jan.templates.formats.reasoning import joined_thoughts
 
 __all__ = ["calls_after", "continued", "history_turns", "kept_item", "kept_item_turns", "listed_names",
            "mcp_call_error_text", "mcp_call_turns"]
@@ -84,13 +85,26 @@ def mcp_call_turns(item: dict[str, Any], call_id: str, before: ChatMessage | Non
 def kept_item_turns(item: dict[str, Any], before: ChatMessage | None = None,
                     names: dict[str, dict[str, str]] | None = None) -> list[ChatMessage]:
     """The turns the model reads of a kept item: an ``mcp_call``'s call (in ``before``, the turn it ends; ``names``:
-    :func:`mcp_call_turns`) and result; none of any other (a web search call, an MCP listing or approval)."""
+    :func:`mcp_call_turns`) and result; a reasoning item's thinking as an answer's turn of its own; none of any other
+    (a web search call, an MCP listing or approval)."""
+    if item.get("type") == "reasoning":
+        # reasoning no turn took (the last item added to a conversation): the next input's user turn makes it an
+        # answer's turn of its own, as an input with a user message after it reads it (responses._sourced_turns)
+        thought = _kept_thought(item)
+        return [ChatMessage("assistant", (), reasoning=thought)] if thought else []
     if item.get("type") != "mcp_call":
         return []
     try:
         return mcp_call_turns(item, item["id"] if isinstance(item.get("id"), str) else "mcp_call", before, names)
     except ValueError:  # (a conversation keeps what it was sent: an item that names no tool is read as nothing)
         return []
+
+
+def _kept_thought(item: dict[str, Any]) -> str | None:
+    """The text of a kept reasoning item, read as an input's is: its content's parts, else its summary's."""
+    parts = item.get("content") or item.get("summary")
+    texts = [p.get("text") for p in parts if isinstance(p, dict)] if isinstance(parts, list) else []
+    return joined_thoughts(t for t in texts if isinstance(t, str)) or None
 
 
 def continued(turn: ChatMessage | None) -> ChatMessage | None:

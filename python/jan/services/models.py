@@ -22,7 +22,7 @@ from jan.engine.params import ORDERS, check_order, check_sampling_options, specu
 from jan.errors import BadRequestError, JanError, ModelNotFoundError, ModelSettingError, not_found_message
 from jan.services.abilities import (Abilities, asks_abilities, context_refusal, fan_out_refusal, fill_in_refusal,
                                    generations, listed_ability, model_abilities, pooling_none_refusal, refusal,
-                                   refusal_walks_long, request_template, thinking_refusal)
+                                   refusal_walks_long, request_template, template_abilities, thinking_refusal)
 from jan.services.companions import (COMPANIONS, climbs_out, companion_problem, lora_problem,
                                      weights_problem)
 from jan.services.errors import RequestError, ServiceUnavailableError, require
@@ -35,7 +35,6 @@ from jan.store.ids import is_valid_id
 # (the rule lives in jan.near_names, free of the services: the engine's "file not found" uses it too); re-exported
 from jan.near_names import TYPO_SIMILARITY, closest_model_id  # noqa: F401
 from jan.templates import ChatTemplate, GrammarError, TemplateError, json_schema_to_grammar, resolve_template
-from jan.templates.formats import detect_format
 
 __all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header",
            "refuse_fan_out", "text_setting", "unload_now", "unload_replaced"]
@@ -317,25 +316,24 @@ def capabilities(model: Mapping[str, Any], abilities: Abilities | None = None, *
     its files), so a client that reads them and asks is not refused; ``insert`` (the GGUF has fill-in-the-middle
     tokens); ``vision`` and ``audio`` (``loaded``: the engine's status ``capabilities`` of a loaded projector; else
     the projector's encoders as its header says). Without ``abilities`` (no readable GGUF: a remote model, a
-    download still running), from the model.json and ``chat_template`` text alone: ``thinking`` where the format
-    detected from it thinks (as a load would read it), ``tools`` where its source names them, and ``vision`` for a
-    model.json naming a projector (``settings.mmproj``). Blocking (detecting a format may render the template, once
-    per source; listed_ability reads the format too): call it off the event loop."""
+    download still running), from the model.json's and ``chat_template`` (the header's) texts alone: ``thinking``
+    and ``tools`` of the template a load resolves from them, judged as a loaded model's
+    (:func:`jan.services.abilities.template_abilities`), and ``vision`` for a model.json naming a projector
+    (``settings.mmproj``). Blocking (compiling a template and detecting its format renders it, once per source):
+    call it off the event loop."""
     settings = model.get("settings")
     settings = settings if isinstance(settings, Mapping) else {}
     if embedding or embeds_only(model) or (abilities is not None and abilities.embedding):
         return ["embedding"]
     caps = ["completion"]
+    if abilities is None or abilities.template is None:
+        # the template a load would resolve from the same texts, judged as a loaded model's is: the word "tools" in
+        # the source listed Command R+'s (which renders no tools) and llama.cpp's R1 template (which names them only
+        # in a comment), and ``<think>`` words missed gpt-oss's analysis channel and Solar Open's <|think|>
+        abilities = template_abilities(text_setting(model, "chat_template"), chat_template,
+                                       text_setting(model, "prompt_template"))
     if abilities is not None and abilities.template is not None:
         caps += [kind for kind in ("tools", "thinking") if listed_ability(abilities, kind)]
-    else:
-        template = text_setting(model, "chat_template") or chat_template or ""
-        if "tools" in template:
-            caps.append("tools")
-        # the format a load would detect (detect_format, as listed_ability reads it): words in the source missed
-        # gpt-oss (Harmony's analysis channel), Solar Open (<|think|>) and markers a template keeps in variables
-        if template.strip() and detect_format(template).thinks:
-            caps.append("thinking")
     read_fim = abilities.fim if abilities is not None else None  # (the file's own tokens, where it was read)
     if read_fim or (read_fim is None and fim):
         caps.append("insert")

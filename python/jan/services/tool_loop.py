@@ -588,8 +588,8 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
             turns = kept_item_turns(item, before[0] if before else None, names)
             if not turns:
                 alone = before  # (an item of no turn, a listing: the turn before still goes on)
-            elif before and before[1]:
-                out.pop()
+            elif before and before[1] and item.get("type") == "mcp_call":
+                out.pop()  # (the call's turn is the one before, which it ends; a reasoning item's is its own)
             for turn in turns:
                 entry = turn.openai_dict(turn.text if turn.role == "tool" or turn.content else None)
                 open_calls.update(c.id for c in turn.tool_calls)

@@ -775,11 +775,14 @@ def _assistant_message(content: list) -> typed.ChatMessage:
 
 def _thinking_of_signature(signature: str | None) -> str:
     """The thinking a thinking block's ``signature`` carries: jan's (display ``omitted``) has its text; another
-    server's (Anthropic's, encrypted with its keys) or a damaged one none a local model can read."""
+    server's (Anthropic's, encrypted with its keys) none a local model can read. A damaged one of jan's is a
+    ValueError, as the Responses API's damaged ``encrypted_content`` is: read as none, the turn's thinking was lost
+    without a word (Anthropic's API refuses a signature it did not make too)."""
     try:
         return reasoning_of_encrypted(signature) or ""
     except ValueError:
-        return ""
+        raise ValueError("a thinking block's signature is damaged (it is not the one jan gave); send the block "
+                         "back as it was returned") from None
 
 
 def _turn(message: MessageParam | SystemMessageParam) -> list[typed.ChatMessage]:

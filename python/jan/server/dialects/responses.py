@@ -187,14 +187,20 @@ class CustomToolCallOutputItem(_Wire):
 
 
 class ReasoningText(_Wire):
-    type: str = "reasoning_text"
+    # (a part of another type was taken for thinking, whatever it held: OpenAI's content parts are reasoning_text)
+    type: Literal["reasoning_text"] = "reasoning_text"
+    text: str
+
+
+class SummaryText(_Wire):
+    type: Literal["summary_text"] = "summary_text"
     text: str
 
 
 class ReasoningItem(_Wire):
     type: Literal["reasoning"]
     id: str | None = None
-    summary: list[ReasoningText] = Field(default_factory=list)
+    summary: list[SummaryText] = Field(default_factory=list)
     content: list[ReasoningText] | None = None
     #: What ``include: ["reasoning.encrypted_content"]`` returned (:func:`encrypted_reasoning`): stateless
     #: clients (Codex, ``store: false``) send a reasoning item back with only this, its text left out.
@@ -845,6 +851,13 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
             reasoning_at = [*reasoning_at, i]
         elif isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
+            if role != "assistant" and reasoning is not None:
+                # reasoning that was the whole of an answer (cut off while thinking: jan's own output then is a
+                # reasoning item alone) is that answer's turn, as a stored response keeps it and as the other
+                # dialects' thinking-only assistant turn is: carried on, it was the next answer's thinking
+                out.append((typed.ChatMessage("assistant", (), reasoning=reasoning), f"{name}[{reasoning_at[0]}]",
+                            reasoning_at))
+                reasoning, reasoning_at = None, []
             mine = reasoning_at + [i] if role == "assistant" else [i]
             out.append((typed.ChatMessage(role, _parts(item.content, f"{name}[{i}].content"),
                                           reasoning=reasoning if role == "assistant" else None),

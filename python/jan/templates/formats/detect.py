@@ -297,13 +297,22 @@ class ChatFormat:
         return self.whole_output_spans(text) if self.whole_output_spans is not None else []
 
     def budget_options(self, budget: int | None, prompt: str, continued: str = "", calls: bool = False) -> dict[str, Any]:
-        """Engine sampling options that cap thinking at ``budget`` tokens (empty when no cap applies).
-        ``continued``: as for :meth:`starts_in_reasoning`. Harmony (gpt-oss): the analysis message is capped
-        (:func:`~jan.templates.formats.harmony_grammar.harmony_budget`; ``calls``: the request may call a tool)."""
+        """Engine sampling options that cap the reply's thinking, all its blocks together, at ``budget`` tokens (empty
+        when no cap applies). ``continued``: as for :meth:`starts_in_reasoning`. Harmony (gpt-oss): its analysis
+        messages are capped (:func:`~jan.templates.formats.harmony_grammar.harmony_budget`; ``calls``: the request
+        may call a tool)."""
         if budget is None or budget < 0:
             return {}
-        if self.channels:
-            return harmony_budget(budget, prompt, continued, calls)
+        markers = harmony_budget(budget, prompt, continued, calls) if self.channels else self._budget_markers(
+            budget, prompt, continued)
+        # The budget is the whole reply's thinking, not its first block's: Qwen3, DeepSeek, GLM, Kimi and MiniMax
+        # open a <think> block again after a call or some content in the same reply (Anthropic's interleaved
+        # thinking), as gpt-oss opens a second analysis message, and that block thought on uncapped. The engine
+        # counts every block against the one budget, and once it is spent closes any new block at once.
+        return {**markers, "reasoning_every": True} if markers else {}
+
+    def _budget_markers(self, budget: int, prompt: str, continued: str) -> dict[str, Any]:
+        """The engine's budget options for a marker pair's thinking (:meth:`budget_options`; empty: no thinking)."""
         if self.reasoning is None:
             return {}
         opened = self.starts_in_reasoning(prompt, continued)

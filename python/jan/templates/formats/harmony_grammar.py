@@ -66,10 +66,10 @@ def harmony_budget(budget: int, prompt: str, continued: str = "", calls: bool = 
     pair's block. Spent, it writes the end of that message and the next message's header as far as the answer
     must go: the ``final`` channel, or where the request lets the model call a tool (``calls``) only up to
     ``<|channel|>``, so that the model (or a call grammar, whose messages start there) picks ``final`` or a
-    ``commentary`` call. The budget covers every analysis message of the reply (``reasoning_every``): a second one
-    counts on from what the first spent, and once the budget is spent none is opened again (after that forced
-    ``<|channel|>`` the model could write ``analysis`` and think on, uncapped). A reply that continues a message's
-    text (:func:`harmony_reply_tail` not None) opens no analysis: no options."""
+    ``commentary`` call. The budget covers every analysis message of the reply (:meth:`ChatFormat.budget_options`
+    asks that of every format): a second one counts on from what the first spent, and once the budget is spent none
+    is opened again (after that forced ``<|channel|>`` the model could write ``analysis`` and think on, uncapped). A
+    reply that continues a message's text (:func:`harmony_reply_tail` not None) opens no analysis: no options."""
     if harmony_reply_tail(prompt, continued) is not None:
         return {}
     return {
@@ -78,5 +78,4 @@ def harmony_budget(budget: int, prompt: str, continued: str = "", calls: bool = 
         "reasoning_end": END,
         "reasoning_close": END + _NEW_MESSAGE + CHANNEL + ("" if calls else "final" + MESSAGE),
         "reasoning_open": False,
-        "reasoning_every": True,
     }
