@@ -460,13 +460,21 @@ def _header(kind: str, model_id: str, given_id: str | None = None) -> dict[str, 
     }
 
 
+def _token_id(token_id: int) -> dict[str, int]:
+    """llama-server's ``id`` of a logprobs item (its clients read the token id there beside OpenAI's fields); none
+    where the engine does not know it (a remote one's tokens, -1)."""
+    return {"id": token_id} if token_id >= 0 else {}
+
+
 def _chat_logprobs(items: Iterable[TokenLogprob], top: int) -> list[dict[str, Any]]:
     return [
         {
+            **_token_id(lp.token_id),
             "token": lp.token,
             "logprob": lp.logprob,
             "bytes": lp.bytes,
-            "top_logprobs": [{"token": t.token, "logprob": t.logprob, "bytes": t.bytes} for t in lp.top[:top]],
+            "top_logprobs": [{**_token_id(t.token_id), "token": t.token, "logprob": t.logprob, "bytes": t.bytes}
+                             for t in lp.top[:top]],
         }
         for lp in items
     ]
