@@ -9,7 +9,7 @@ import pytest
 
 from jan.engine.results import TokenLogprob, TopLogprob
 from jan.server.openai_wire import _chat_logprobs
-from server_helpers import ok, start_server
+from server_helpers import ok, post, start_server
 
 CHAT = {"model": "stories260K", "temperature": 0, "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -50,3 +50,57 @@ def test_a_token_without_a_known_id_has_none():
                             TokenLogprob(7, "b", [98], -0.1, [TopLogprob(7, "b", [98], -0.1)])], 1)
     assert "id" not in items[0] and "id" not in items[0]["top_logprobs"][0], items
     assert items[1]["id"] == 7 and items[1]["top_logprobs"][0]["id"] == 7, items
+
+
+@pytest.mark.parametrize("path,body", [("/v1/chat/completions", CHAT),
+                                       ("/v1/completions", {k: v for k, v in CHAT.items() if k != "messages"}
+                                        | {"prompt": "Once upon a time"})])
+@pytest.mark.parametrize("extra", [{"return_tokens": True}, {"response_fields": ["content"]},
+                                   {"generation_prompt": ""}, {"parse_tool_calls": True},
+                                   {"parse_tool_calls": False}])
+def test_llama_servers_fields_its_openai_answers_have_no_use_for_are_taken(server, path, body, extra):
+    plain = ok(server, path, body)
+    answer = ok(server, path, body | extra)
+    # (greedy: the same answer as without them, in OpenAI's shape)
+    assert answer["choices"][0].get("message", answer["choices"][0].get("text")) == \
+        plain["choices"][0].get("message", plain["choices"][0].get("text")), answer
+    assert "tokens" not in answer["choices"][0], answer
+
+
+@pytest.mark.parametrize("path,body", [("/v1/chat/completions", CHAT),
+                                       ("/v1/completions", {k: v for k, v in CHAT.items() if k != "messages"}
+                                        | {"prompt": "Once upon a time"})])
+def test_n_cmpl_is_n(server, path, body):
+    # llama-server's name for the number of completions, which it reads on its OpenAI routes (n: its alias)
+    assert len(ok(server, path, body | {"n_cmpl": 2})["choices"]) == 2
+    assert len(ok(server, path, body | {"n_cmpl": 2, "n": 1})["choices"]) == 2  # (read first, as llama-server does)
+    response = post(server, path, body | {"n_cmpl": 0})
+    assert response.status_code == 400 and "n" in response.json()["error"]["message"], response.text
+
+
+@pytest.mark.parametrize("path,body", [("/v1/chat/completions", CHAT),
+                                       ("/v1/completions", {k: v for k, v in CHAT.items() if k != "messages"}
+                                        | {"prompt": "Once upon a time"})])
+def test_logit_bias_as_llama_servers_pairs(server, path, body):
+    def first_id(answer: dict) -> int:
+        return answer["choices"][0]["logprobs"]["content"][0]["id"]
+
+    asked = body | ({"logprobs": True} if "messages" in body else {})
+    greedy = ok(server, path, asked)
+    # [[id, false]] bans the token, [[id, bias]] (an id as text too) biases it: as OpenAI's {"id": bias}
+    if "messages" in body:
+        banned = first_id(greedy)
+    else:  # (a text completion's logprobs have no ids: the same prompt's first token, as /completion returns it)
+        banned = ok(server, "/completion", {"model": "stories260K", "prompt": body["prompt"], "n_predict": 1,
+                                            "temperature": 0, "return_tokens": True})["tokens"][0]
+    for bias in ([[banned, False]], [[str(banned), -100]]):
+        answer = ok(server, path, asked | {"logit_bias": bias})
+        if "messages" in body:
+            assert first_id(answer) != banned, bias
+        else:
+            assert answer["choices"][0]["text"] != greedy["choices"][0]["text"], bias
+    assert ok(server, path, asked | {"logit_bias": []})["choices"]
+    for bad, named in (([["Hello", 1]], "token ids"), ([[1]], "logit_bias[0]"), ([[1, "x"]], "bias")):
+        response = post(server, path, body | {"logit_bias": bad})
+        assert response.status_code == 400, response.text
+        assert named in response.json()["error"]["message"], response.text
