@@ -104,3 +104,33 @@ def test_logit_bias_as_llama_servers_pairs(server, path, body):
         response = post(server, path, body | {"logit_bias": bad})
         assert response.status_code == 400, response.text
         assert named in response.json()["error"]["message"], response.text
+
+
+def test_text_completion_logprobs_carry_llama_servers_content_too(server):
+    # llama-server 0.3.36's /v1/completions tells logprobs as {"content": [{id, token, bytes, logprob,
+    # top_logprobs}]}; OpenAI's lists stay beside it for OpenAI's clients
+    body = {"model": "stories260K", "prompt": "Once upon a time", "max_tokens": 3, "temperature": 0, "logprobs": 2}
+    logprobs = ok(server, "/v1/completions", body)["choices"][0]["logprobs"]
+    content = logprobs["content"]
+    assert [t["logprob"] for t in content] == logprobs["token_logprobs"] and len(content) == 3, logprobs
+    for item in content:
+        assert len(item["top_logprobs"]) == 2 and item["top_logprobs"][0]["id"] == item["id"], item
+        assert ok(server, "/detokenize", {"tokens": [item["id"]]})["content"] == item["token"], item
+    import httpx
+    import json
+
+    response = httpx.post(server.base_url + "/v1/completions", json=body | {"stream": True}, timeout=120)
+    streamed = [t for line in response.text.split("\n") if line.startswith("data: {")
+                for choice in json.loads(line[6:])["choices"] for t in (choice["logprobs"] or {}).get("content", ())]
+    assert [t["id"] for t in streamed] == [t["id"] for t in content], streamed
+
+
+def test_a_remote_llama_servers_text_completion_logprobs_are_read():
+    # (a remote engine over llama-server: its /v1/completions tells only the content list; jan read none)
+    from jan.extensions.remote.wire import completion_deltas
+
+    chunk = {"choices": [{"index": 0, "text": "b", "finish_reason": None, "logprobs": {"content": [
+        {"id": 430, "token": "b", "bytes": [98], "logprob": -1.25,
+         "top_logprobs": [{"id": 430, "token": "b", "bytes": [98], "logprob": -1.25}]}]}}]}
+    (delta,) = completion_deltas(chunk)
+    assert [(t.token, t.logprob, [a.token for a in t.top]) for t in delta.logprobs] == [("b", -1.25, ["b"])]

@@ -466,7 +466,9 @@ def _token_id(token_id: int) -> dict[str, int]:
     return {"id": token_id} if token_id >= 0 else {}
 
 
-def _chat_logprobs(items: Iterable[TokenLogprob], top: int) -> list[dict[str, Any]]:
+def _chat_logprobs(items: Iterable[TokenLogprob], top: int | None = None) -> list[dict[str, Any]]:
+    """Logprobs items as a chat's ``logprobs.content`` tells them, each with ``top`` alternatives at most (None: all
+    the engine scored)."""
     return [
         {
             **_token_id(lp.token_id),
@@ -631,7 +633,10 @@ class CompletionChunkEncoder:
                         "top_logprobs": [{piece if (t.token_id, t.token) == (lp.token_id, lp.token) else t.token:
                                           t.logprob for t in lp.top}
                                          if lp.logprob is not None else None for lp, (_, piece) in zip(items, pieces)],
-                        "text_offset": [offset + at for at, _ in pieces]}
+                        "text_offset": [offset + at for at, _ in pieces],
+                        # llama-server's own shape of a text completion's logprobs (as a chat's: id, token, bytes,
+                        # logprob, top_logprobs), which its clients read instead of OpenAI's lists above
+                        "content": _chat_logprobs(items)}
             self._offsets[delta.choice] = offset + len(delta.text)
         choice = {"index": delta.choice, "text": delta.text, "logprobs": logprobs,
                   "finish_reason": delta.finish_reason}
