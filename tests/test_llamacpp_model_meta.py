@@ -94,3 +94,18 @@ def test_a_header_file_type_is_named_as_llama_cpp_names_it(tmp_path):
                                   n_ff=32, extra_kv={"general.file_type": 15})  # LLAMA_FTYPE_MOSTLY_Q4_K_M
     assert read_info(path).ftype == "Q4_K - Medium"
     assert llama_meta(gguf_details(str(path)))["ftype"] == "Q4_K - Medium"
+
+
+def test_metrics_count_the_decode_calls_as_llama_server_names_them(server):
+    # llama-server's llamacpp:n_decode_total (its dashboards read it); jan's engine counts the same calls
+    def decodes() -> float:
+        text = httpx.get(server.base_url + "/metrics", timeout=120).text
+        assert "# TYPE llamacpp:n_decode_total counter" in text, text
+        return next(float(line.split(" ")[1]) for line in text.splitlines()
+                    if line.startswith('llamacpp:n_decode_total{model="stories260K"}'))
+
+    before = decodes()
+    response = httpx.post(server.base_url + "/completion", timeout=120, json={
+        "model": "stories260K", "prompt": "Once upon a time", "n_predict": 3, "temperature": 0, "cache_prompt": False})
+    assert response.status_code == 200, response.text
+    assert decodes() >= before + 3  # (the prompt's batch, then one per generated token but the last at least)
