@@ -109,3 +109,15 @@ def test_metrics_count_the_decode_calls_as_llama_server_names_them(server):
         "model": "stories260K", "prompt": "Once upon a time", "n_predict": 3, "temperature": 0, "cache_prompt": False})
     assert response.status_code == 200, response.text
     assert decodes() >= before + 3  # (the prompt's batch, then one per generated token but the last at least)
+
+
+def test_the_caps_of_a_template_with_a_tool_use_variant_are_the_variants():
+    # (llama-server tells the more expressive tool_use template's, where the GGUF has one)
+    templates = models_dir().parent / "templates"
+    plain, tools = templates / "google-gemma-2-2b-it.jinja", templates / "Qwen-Qwen3-0.6B.jinja"
+    if not (plain.exists() and tools.exists()):
+        pytest.skip("shared templates missing")
+    variant = ChatTemplate(tools.read_text(encoding="utf-8"))
+    template = ChatTemplate(plain.read_text(encoding="utf-8"), "<s>", "</s>", tool_use=variant)
+    assert template.llama_caps == variant.llama_caps
+    assert {k for k, v in template.llama_caps.items() if v} == LLAMA_SERVER_CAPS["Qwen-Qwen3-0.6B"]
