@@ -67,6 +67,7 @@ def test_props_tell_the_weights_type_and_the_templates_caps(server):
     # (the model has no template: jan's ChatML with tools stands in, which renders tools, calls and a system turn)
     assert caps["supports_tools"] and caps["supports_tool_calls"] and caps["supports_system_role"], caps
     assert props["ui_settings"] == {} and props["cors_proxy_enabled"] is False, props
+    assert props["ui"] is True, props  # (jan's chat page at /)
 
 
 @pytest.mark.parametrize("path", ["/v1/models", "/models"])

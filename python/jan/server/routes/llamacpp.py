@@ -460,9 +460,10 @@ async def props(request: web.Request) -> web.Response:
         # never
         "endpoint_slots": request.app[CONFIG].endpoint_slots, "endpoint_metrics": True, "endpoint_props": False,
         "is_sleeping": not loaded,
-        # llama-server's web UI's settings its --webui-config sets (jan serves its own page: none), and whether it
-        # proxies the UI's MCP servers (--webui-mcp-proxy: jan has no /cors-proxy)
-        "ui_settings": {}, "cors_proxy_enabled": False,
+        # whether a chat page is served at / (jan's own, always: llama-server's unless --no-webui), the settings
+        # llama-server's --webui-config gives its page (none here), and whether it proxies the page's MCP servers
+        # (--webui-mcp-proxy: jan has no /cors-proxy)
+        "ui": True, "ui_settings": {}, "cors_proxy_enabled": False,
     })
 
 
