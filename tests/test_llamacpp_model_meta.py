@@ -122,3 +122,18 @@ def test_the_caps_of_a_template_with_a_tool_use_variant_are_the_variants():
     template = ChatTemplate(plain.read_text(encoding="utf-8"), "<s>", "</s>", tool_use=variant)
     assert template.llama_caps == variant.llama_caps
     assert {k for k, v in template.llama_caps.items() if v} == LLAMA_SERVER_CAPS["Qwen-Qwen3-0.6B"]
+
+
+def test_a_caps_probe_past_the_render_budget_tells_no(monkeypatch):
+    # (/props must answer, never a 500: a probe the budget stops is a capability not seen)
+    from jan.templates.chat import TemplateBudgetError
+
+    template = ChatTemplate.chatml()
+
+    def over(*args, **kwargs):
+        raise TemplateBudgetError("over budget")
+
+    monkeypatch.setattr(template, "_try", over)
+    caps = template.llama_caps
+    assert not caps["supports_parallel_tool_calls"] and not caps["supports_preserve_reasoning"], caps
+    assert not caps["supports_string_content"], caps

@@ -637,6 +637,12 @@ class ChatTemplate:
             return self.tool_use.llama_caps
         from .formats.detect import detect_format
 
+        def rendered(messages: list[dict[str, Any]], **kw: Any) -> str | None:
+            try:
+                return self._try(messages, **kw)
+            except TemplateBudgetError:  # (a report, not a render: a probe past the budget tells "no")
+                return None
+
         user = {"role": "user", "content": _PROBE_USER}
         parallel = False
         if self.supports_tool_calls:
@@ -645,11 +651,11 @@ class ChatTemplate:
             calls = [{"id": f"{_PROBE_CALL_ID[:-1]}{i}", "type": "function",
                       "function": {"name": name, "arguments": args}} for i, name in enumerate((_PROBE_CALL, second))]
             reply = {"role": "assistant", "content": None if self.null_content else "", "tool_calls": calls}
-            out = self._try([user, reply, *({"role": "tool", "tool_call_id": c["id"], "name": c["function"]["name"],
+            out = rendered([user, reply, *({"role": "tool", "tool_call_id": c["id"], "name": c["function"]["name"],
                                              "content": _PROBE_RESULT} for c in calls)])
             parallel = out is not None and second in out
         earlier = "\u2063jan-probe-earlier-thought\u2063"
-        out = self._try([user, {"role": "assistant", "content": "a", "reasoning_content": earlier}, user,
+        out = rendered([user, {"role": "assistant", "content": "a", "reasoning_content": earlier}, user,
                          {"role": "assistant", "content": "a", "reasoning_content": "b"}, user],
                         enable_thinking=True, preserve_thinking=True, clear_thinking=False,
                         truncate_history_thinking=False, drop_thinking=False)
@@ -658,7 +664,7 @@ class ChatTemplate:
             "supports_parallel_tool_calls": parallel,
             "supports_preserve_reasoning": out is not None and earlier in out,
             "supports_reasoning_effort": "reasoning_effort" in detect_format(self.source).switches,
-            "supports_string_content": self._try([user]) is not None,
+            "supports_string_content": rendered([user]) is not None,
             "supports_system_role": self.supports_system_role,
             "supports_tool_calls": self.supports_tool_calls,
             "supports_tools": self.supports_tools,
