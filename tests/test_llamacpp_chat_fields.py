@@ -148,3 +148,14 @@ def test_completions_output_rules_are_taken_off_and_refused_on(server, path, bod
     assert response.status_code == 400, response.text
     message = response.json()["error"]["message"]
     assert name in message and "/completion" in message, message
+
+
+def test_a_text_completions_size_estimate_counts_the_content_list(server):
+    # (the estimate decides whether a big answer is encoded off the event loop: it must grow with what is sent)
+    from jan.server.jsonio import json_values
+    from jan.server.routes.openai import _completion_values
+
+    answer = ok(server, "/v1/completions", {"model": "stories260K", "prompt": "Once upon a time", "max_tokens": 8,
+                                            "temperature": 0, "logprobs": 5, "echo": True})
+    sent = json_values(answer["choices"])
+    assert sent / 2 <= _completion_values(answer) <= sent * 2, (sent, _completion_values(answer))

@@ -236,7 +236,9 @@ def _completion_values(answer: dict[str, Any]) -> int:
         logprobs = choice.get("logprobs") or {}
         tokens = len(logprobs.get("tokens") or ())
         top = max((len(t) for t in logprobs.get("top_logprobs") or () if t), default=0)
-        values += 1 + tokens * (4 + top)
+        # OpenAI's lists (a token, its logprob and offset, its alternatives) and llama-server's content list (each
+        # token's and alternative's id, text, bytes and logprob)
+        values += 1 + tokens * (4 + top) + tokens * 5 * (1 + top)
     return values
 
 
