@@ -251,3 +251,15 @@ def test_a_remote_model_tells_no_timings_and_refuses_post_sampling_probs(front):
     status, body = call(front, "POST", "/completion", {"model": "remote-stories", "prompt": "Once", "n_predict": 2,
                                                        "n_probs": 2, "post_sampling_probs": True})
     assert status == 400 and body["error"]["message"].startswith("post_sampling_probs: model 'remote-stories'"), body
+
+
+def test_a_remote_model_refuses_post_sampling_probs_on_a_chat(front):
+    # (a chat takes it since it tells llama-server's probs: a remote model's logprobs are the model's own)
+    status, body = call(front, "POST", "/v1/chat/completions", {
+        "model": "remote-stories", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}],
+        "logprobs": True, "post_sampling_probs": True})
+    assert status == 400 and body["error"]["message"].startswith("post_sampling_probs: model 'remote-stories'"), body
+    status, body = call(front, "POST", "/v1/chat/completions", {
+        "model": "remote-stories", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}],
+        "post_sampling_probs": True})  # (without logprobs it asks nothing)
+    assert status == 200, body

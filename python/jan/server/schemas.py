@@ -646,6 +646,8 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: MaxTokens | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = bounded("top_logprobs")
+    # llama-server's: the logprobs' probabilities as the sampler chain left them, told as its "prob"/"top_probs"
+    post_sampling_probs: bool | None = None
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = None
     tool_choice: Union[Literal["none", "auto", "required"], NamedToolChoice, AllowedToolsChoice, None] = None

@@ -44,9 +44,11 @@ REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
     # jan does, and llama-server clients send 1)
     "min_keep": (lambda v: not isinstance(v, bool) and v in (0, 1),
                  "its samplers keep one candidate at least, never more"),
-    # (told on /completion and /infill, which declare it; an OpenAI answer's logprobs have no field for a probability)
-    "post_sampling_probs": (lambda v: v is False, "an OpenAI answer's logprobs are the model's own; /completion and "
-                                                  "/infill tell the probabilities after sampling"),
+    # (told on /completion, /infill and chats, which declare it; a text completion's OpenAI lists have no field for
+    # a probability)
+    "post_sampling_probs": (lambda v: v is False, "a text completion's logprobs are the model's own; "
+                                                  "/v1/chat/completions, /completion and /infill tell the "
+                                                  "probabilities after sampling"),
     # (llama-server reads no such field of the body: media go in a prompt object, where it reads them; refused
     # rather than dropped unsaid)
     "image_data": (lambda v: v == [], 'media go in a prompt object: "prompt": {"prompt_string": "... <__media__> ...", '
