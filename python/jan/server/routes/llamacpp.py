@@ -432,7 +432,9 @@ async def props(request: web.Request) -> web.Response:
     template = abilities.template if abilities is not None else None
     # the weights' type as llama.cpp names it: the loaded model's, else its header's (read once per file version);
     # the template's capabilities (probe renders, kept per template): both off the event loop
-    ftype = status.get("ftype") or await asyncio.to_thread(_header_ftype, target.model.get("file_path"))
+    ftype = status.get("ftype")
+    if not (isinstance(ftype, str) and ftype):  # (an engine that tells none, or no text: the header's)
+        ftype = await asyncio.to_thread(_header_ftype, target.model.get("file_path"))
     caps = await asyncio.to_thread(lambda: template.llama_caps) if template is not None else {}
     return json_response({
         "default_generation_settings": {"params": native.generation_settings(sampling, -1, speculative=speculative,
