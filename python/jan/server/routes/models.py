@@ -52,8 +52,9 @@ async def with_state(request: web.Request, model: dict[str, Any]) -> dict[str, A
     if status.get("lora_skipped"):  # why the server's LoRA adapters (--lora) are not loaded with it
         out["lora_skipped"] = status["lora_skipped"]
     out["capabilities"] = facts.capabilities
-    if facts.meta is not None:  # (llama-server's: its clients read the model's sizes here)
-        out["meta"] = facts.meta
+    # llama-server's: its clients read the model's sizes here; null (as it tells a model still loading) for a model
+    # without a GGUF to read them from (a remote one, a download not finished)
+    out["meta"] = facts.meta
     return out
 
 
