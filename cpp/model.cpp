@@ -67,6 +67,7 @@ Model::Model(const std::string & path, const ModelParams & params) : path_(path)
     mp.load_mode = params.use_mmap ? (params.use_mlock ? LLAMA_LOAD_MODE_MMAP_MLOCK : LLAMA_LOAD_MODE_MMAP)
                                    : (params.use_mlock ? LLAMA_LOAD_MODE_MLOCK : LLAMA_LOAD_MODE_NONE);
     mp.vocab_only = params.vocab_only;
+    vocab_only_ = params.vocab_only;
     mp.check_tensors = params.check_tensors;
     // llama.cpp's AMX matmul (this pinned version) dies with SIGSEGV at its first tile-config load when
     // the graph runs on any thread but the process's main one (llama-cpp-python's Llama does the same
@@ -203,6 +204,18 @@ int32_t Model::n_embd() const { return llama_model_n_embd(model_.get()); }
 int32_t Model::n_layer() const { return llama_model_n_layer(model_.get()); }
 uint64_t Model::n_params() const { return llama_model_n_params(model_.get()); }
 uint64_t Model::size_bytes() const { return llama_model_size(model_.get()); }
+int32_t Model::vocab_type() const { return llama_vocab_type(vocab_); }
+
+std::string Model::ftype_name() const {
+    if (!vocab_only_) return llama_ftype_name(llama_model_ftype(model_.get()));
+    const std::string value = meta("general.file_type");
+    if (value.empty()) return "";
+    try {
+        return llama_ftype_name(static_cast<llama_ftype>(std::stoi(value)));
+    } catch (const std::exception &) {  // (a header's nonsense value: unknown, as an absent one)
+        return "";
+    }
+}
 bool Model::has_encoder() const { return llama_model_has_encoder(model_.get()); }
 bool Model::has_decoder() const { return llama_model_has_decoder(model_.get()); }
 bool Model::is_eog(llama_token token) const { return llama_vocab_is_eog(vocab_, token); }

@@ -62,6 +62,10 @@ public:
     int32_t n_layer() const;
     uint64_t n_params() const;
     uint64_t size_bytes() const;
+    int32_t vocab_type() const;  // enum llama_vocab_type (llama-server's meta.vocab_type)
+    // llama.cpp's name of the weights' type ("Q4_K - Medium", "(guessed) all F32"); of a vocab-only load (which reads
+    // no tensor, so llama.cpp leaves its type at the default) the header's general.file_type, "" without one
+    std::string ftype_name() const;
     bool has_encoder() const;
     bool has_decoder() const;
     int32_t pooling_type() const;  // enum llama_pooling_type from metadata, or LLAMA_POOLING_TYPE_UNSPECIFIED
@@ -80,6 +84,7 @@ private:
     std::string path_;
     llama_model_ptr model_;
     const llama_vocab * vocab_ = nullptr;
+    bool vocab_only_ = false;
     mutable std::once_flag pieces_once_;
     mutable std::unique_ptr<PieceIndex> pieces_;
     mutable std::once_flag utf8_once_;

@@ -45,8 +45,8 @@ def streamed(server, body: dict) -> list[dict]:
             start, end = len(choice["text"]), len(choice["text"]) + len(piece["text"])
             assert all(start <= at <= end for at in piece["logprobs"]["text_offset"]), (piece, start)
             choice["text"] += piece["text"]
-            for key, values in piece["logprobs"].items():
-                choice["logprobs"][key] += values
+            for key, values in piece["logprobs"].items():  # (llama-server's content list too)
+                choice["logprobs"].setdefault(key, []).extend(values)
             choice["finish_reason"] = piece["finish_reason"] or choice["finish_reason"]
     return [choices[i] for i in sorted(choices)]
 

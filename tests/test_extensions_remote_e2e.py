@@ -251,3 +251,24 @@ def test_a_remote_model_tells_no_timings_and_refuses_post_sampling_probs(front):
     status, body = call(front, "POST", "/completion", {"model": "remote-stories", "prompt": "Once", "n_predict": 2,
                                                        "n_probs": 2, "post_sampling_probs": True})
     assert status == 400 and body["error"]["message"].startswith("post_sampling_probs: model 'remote-stories'"), body
+
+
+def test_a_remote_model_refuses_post_sampling_probs_on_a_chat(front):
+    # (a chat takes it since it tells llama-server's probs: a remote model's logprobs are the model's own)
+    status, body = call(front, "POST", "/v1/chat/completions", {
+        "model": "remote-stories", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}],
+        "logprobs": True, "post_sampling_probs": True})
+    assert status == 400 and body["error"]["message"].startswith("post_sampling_probs: model 'remote-stories'"), body
+    status, body = call(front, "POST", "/v1/chat/completions", {
+        "model": "remote-stories", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}],
+        "post_sampling_probs": True})  # (without logprobs it asks nothing)
+    assert status == 200, body
+
+
+def test_a_remote_models_llama_server_meta_is_null(front):
+    # (llama-server's /v1/models says its meta may be null: a remote model has no GGUF to tell its sizes from, and
+    # its entry says so rather than leaving the key out, which a client reading it would fail on)
+    status, listing = call(front, "GET", "/v1/models")
+    assert status == 200, listing
+    entry = next(m for m in listing["data"] if m["id"] == "remote-stories")
+    assert "meta" in entry and entry["meta"] is None, entry

@@ -5,6 +5,7 @@ the OpenAI routes, ``/tokenize``'s mixed content and empty bodies."""
 from __future__ import annotations
 
 import json
+import math
 
 import httpx
 import pytest
@@ -207,13 +208,35 @@ def test_post_sampling_probs_stream_in_each_partial(server):
     assert partials and all("top_probs" in e["completion_probabilities"][0] for e in partials), events
 
 
-def test_post_sampling_probs_stay_refused_on_the_openai_routes(server):
-    # (an OpenAI answer's logprobs have no field for a probability: llama-server puts "prob" where OpenAI clients
-    # read "logprob")
-    for path, body in (("/v1/completions", GREEDY | {"prompt": STORY, "logprobs": 2}), ("/v1/chat/completions", CHAT)):
-        response = post(server, path, body | {"max_tokens": 2, "post_sampling_probs": True})
-        assert response.status_code == 400, response.text
-        assert "post_sampling_probs" in response.json()["error"]["message"], response.text
+def test_post_sampling_probs_stay_refused_on_text_completions(server):
+    # (OpenAI's lists of a text completion have no field for a probability)
+    response = post(server, "/v1/completions", GREEDY | {"prompt": STORY, "logprobs": 2, "max_tokens": 2,
+                                                          "post_sampling_probs": True})
+    assert response.status_code == 400, response.text
+    assert "post_sampling_probs" in response.json()["error"]["message"], response.text
+
+
+def test_post_sampling_probs_on_a_chat_are_llama_servers_probs(server):
+    # llama-server 0.3.36 takes it on its chat and tells each token's prob and top_probs there (was a 400 here);
+    # OpenAI's logprob and top_logprobs stay beside them, in the same distribution (OpenAI clients read those)
+    body = CHAT | {"temperature": 0.8, "top_k": 3, "top_p": 1, "min_p": 0, "seed": 1, "max_tokens": 3,
+                   "logprobs": True, "top_logprobs": 4, "post_sampling_probs": True}
+    content = ok(server, "/v1/chat/completions", body)["choices"][0]["logprobs"]["content"]
+    assert len(content) == 3, content
+    for item in content:
+        # top_k 3 left three candidates: the whole distribution the token was drawn from
+        assert len(item["top_probs"]) == 3 and sum(a["prob"] for a in item["top_probs"]) == pytest.approx(1, abs=1e-4)
+        assert item["logprob"] == pytest.approx(math.log(item["prob"]), abs=1e-6), item
+        assert [a["id"] for a in item["top_probs"]] == [a["id"] for a in item["top_logprobs"]], item
+        drawn = [a for a in item["top_probs"] if a["id"] == item["id"]]
+        assert drawn and drawn[0]["prob"] == pytest.approx(item["prob"]), item
+    streamed = chunks(server, "/v1/chat/completions", body)
+    items = [t for c in streamed for choice in c["choices"] for t in ((choice.get("logprobs") or {}).get("content")
+                                                                      or ())]
+    assert [t["id"] for t in items] == [t["id"] for t in content] and all("top_probs" in t for t in items), items
+    # without it, the model's own logprobs as before
+    plain = ok(server, "/v1/chat/completions", body | {"post_sampling_probs": False})
+    assert "prob" not in plain["choices"][0]["logprobs"]["content"][0], plain
 
 
 # -- timings_per_token ---------------------------------------------------------------------------------------------

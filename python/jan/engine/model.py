@@ -484,6 +484,11 @@ class ModelInfo:
     metadata: dict[str, str] = field(repr=False)
     #: Each of :attr:`special_tokens` as its text (the piece a template writes for it, e.g. ``"bos": "<s>"``).
     special_texts: dict[str, str] = field(default_factory=dict, repr=False)
+    #: llama.cpp's ``enum llama_vocab_type`` of the tokenizer (1 SPM, 2 BPE, 3 WPM, 4 UGM, ...; 0 none).
+    vocab_type: int = 0
+    #: llama.cpp's name of the weights' type ("Q4_K - Medium", "(guessed) all F32"); of a header read (vocab-only,
+    #: no tensor read) the name of its ``general.file_type``, "" where it has none.
+    ftype: str = ""
 
 
 def _physical_cores() -> int:
@@ -910,6 +915,8 @@ class Model:
             chat_template=n.chat_template() or None,
             metadata=n.metadata(),
             special_texts={k: _token_bytes(n, v, True).decode("utf-8", errors="replace") for k, v in special.items()},
+            vocab_type=n.vocab_type,
+            ftype=n.ftype_name,
         )
 
     @property

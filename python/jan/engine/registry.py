@@ -582,6 +582,7 @@ class ModelPool:
                 "slots_total": m.get("slots_total", 0),
                 "queue_depth": m.get("queue_depth", 0),
                 "memory_bytes": e.model.info.size_bytes + e.model.projector_memory_bytes,
+                "ftype": e.model.info.ftype,  # the weights' type as llama.cpp names it (llama-server's model_ftype)
                 "projector_memory_bytes": e.model.projector_memory_bytes,
                 # the projector's bounds on one image's tokens as loaded (None: its own, or no projector)
                 "image_min_tokens": e.model.image_min_tokens,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import math
 import time
 import uuid
 from collections.abc import Iterable
@@ -284,6 +285,7 @@ def chat_request(body: schemas.ChatCompletionRequest, render_only: bool = False)
         n=body.n,
         logprobs=bool(body.logprobs),
         top_logprobs=body.top_logprobs or 0,
+        post_sampling_probs=bool(body.post_sampling_probs),
         reasoning=reasoning_of(body),
         chat_template_kwargs=body.chat_template_kwargs,
         # a final assistant message is continued, as llama-server's "prefill assistant" does
@@ -460,13 +462,34 @@ def _header(kind: str, model_id: str, given_id: str | None = None) -> dict[str, 
     }
 
 
-def _chat_logprobs(items: Iterable[TokenLogprob], top: int) -> list[dict[str, Any]]:
+def _token_id(token_id: int) -> dict[str, int]:
+    """llama-server's ``id`` of a logprobs item (its clients read the token id there beside OpenAI's fields); none
+    where the engine does not know it (a remote one's tokens, -1)."""
+    return {"id": token_id} if token_id >= 0 else {}
+
+
+def _chat_logprobs(items: Iterable[TokenLogprob], top: int | None = None, post_sampling: bool = False
+                   ) -> list[dict[str, Any]]:
+    """Logprobs items as a chat's ``logprobs.content`` tells them, each with ``top`` alternatives at most (None: all
+    the engine scored); with ``post_sampling`` (llama-server's ``post_sampling_probs``: scored in the distribution
+    the sampler chain drew from) also as llama-server tells those, a ``prob`` with its ``top_probs`` (the OpenAI
+    fields stay beside them, in that distribution too: OpenAI clients read ``logprob``)."""
+    if post_sampling:
+        items = list(items)  # (read twice)
+
+        def prob(t: Any) -> dict[str, Any]:
+            return {**_token_id(t.token_id), "token": t.token, "bytes": t.bytes,
+                    "prob": math.exp(t.logprob) if t.logprob is not None else 0.0}
+        return [{**one, **prob(lp), "top_probs": [prob(t) for t in lp.top[:top]]}
+                for one, lp in zip(_chat_logprobs(items, top), items)]
     return [
         {
+            **_token_id(lp.token_id),
             "token": lp.token,
             "logprob": lp.logprob,
             "bytes": lp.bytes,
-            "top_logprobs": [{"token": t.token, "logprob": t.logprob, "bytes": t.bytes} for t in lp.top[:top]],
+            "top_logprobs": [{**_token_id(t.token_id), "token": t.token, "logprob": t.logprob, "bytes": t.bytes}
+                             for t in lp.top[:top]],
         }
         for lp in items
     ]
@@ -522,10 +545,12 @@ class ChatChunkEncoder:
     """Typed deltas to ``chat.completion.chunk`` dicts (one id and timestamp per response)."""
 
     def __init__(self, model_id: str, *, top_logprobs: int = 0, include_usage: bool = False,
-                 legacy_functions: bool = False, completion_id: str | None = None, timings_per_token: bool = False):
+                 legacy_functions: bool = False, completion_id: str | None = None, timings_per_token: bool = False,
+                 post_sampling: bool = False):
         self.header = _header("chat.completion.chunk", model_id, completion_id)
         self.timings_per_token = timings_per_token
         self.top_logprobs = top_logprobs
+        self.post_sampling = post_sampling  # (the request's post_sampling_probs: probabilities, as llama-server's)
         self.include_usage = include_usage
         #: the request offered the deprecated ``functions``: calls go out as ``delta.function_call`` pieces
         self.legacy_functions = legacy_functions
@@ -548,7 +573,8 @@ class ChatChunkEncoder:
             self._started.add(delta.choice)
         logprobs = None
         if delta.logprobs is not None:
-            logprobs = {"content": _chat_logprobs(delta.logprobs, self.top_logprobs), "refusal": None}
+            logprobs = {"content": _chat_logprobs(delta.logprobs, self.top_logprobs, self.post_sampling),
+                        "refusal": None}
         chunk = {**self.header, "choices": [{"index": delta.choice, "delta": fields, "logprobs": logprobs,
                                              "finish_reason": _finish_reason(delta.finish_reason,
                                                                              self.legacy_functions)}]}
@@ -569,7 +595,7 @@ def _with_timings(body: dict[str, Any], usage: Usage | None) -> dict[str, Any]:
 
 
 def chat_completion(result: ChatResult, *, top_logprobs: int = 0, legacy_functions: bool = False,
-                    completion_id: str | None = None) -> dict[str, Any]:
+                    completion_id: str | None = None, post_sampling: bool = False) -> dict[str, Any]:
     """A ``chat.completion`` response body; with ``legacy_functions`` (the request offered the deprecated
     ``functions``) a call is the message's ``function_call``, as OpenAI answers such a request."""
     choices = []
@@ -584,7 +610,8 @@ def chat_completion(result: ChatResult, *, top_logprobs: int = 0, legacy_functio
             message["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name,
                                                                                    "arguments": c.arguments}}
                                      for c in m.tool_calls]
-        logprobs = {"content": _chat_logprobs(choice.logprobs, top_logprobs)} if choice.logprobs else None
+        logprobs = {"content": _chat_logprobs(choice.logprobs, top_logprobs, post_sampling)} \
+            if choice.logprobs else None
         choices.append({"index": index, "message": message, "logprobs": logprobs,
                         "finish_reason": _finish_reason(choice.finish_reason, legacy_functions)})
     return _with_timings({**_header("chat.completion", result.model, completion_id), "choices": choices,
@@ -623,7 +650,10 @@ class CompletionChunkEncoder:
                         "top_logprobs": [{piece if (t.token_id, t.token) == (lp.token_id, lp.token) else t.token:
                                           t.logprob for t in lp.top}
                                          if lp.logprob is not None else None for lp, (_, piece) in zip(items, pieces)],
-                        "text_offset": [offset + at for at, _ in pieces]}
+                        "text_offset": [offset + at for at, _ in pieces],
+                        # llama-server's own shape of a text completion's logprobs (as a chat's: id, token, bytes,
+                        # logprob, top_logprobs), which its clients read instead of OpenAI's lists above
+                        "content": _chat_logprobs(items)}
             self._offsets[delta.choice] = offset + len(delta.text)
         choice = {"index": delta.choice, "text": delta.text, "logprobs": logprobs,
                   "finish_reason": delta.finish_reason}

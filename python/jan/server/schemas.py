@@ -25,7 +25,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from pydantic_core import PydanticCustomError
 
 from jan.json_text import json_type_name
-from jan.server.dialects.llamacpp_extras import lazy_refusal, without_extras
+from jan.server.dialects.llamacpp_extras import lazy_refusal, logit_bias_ids, without_extras
 from jan.engine.params import RANGES, SEED_MAX, SEED_MIN, speculative_mode
 from jan.templates.formats.plan import THINK_LEVELS
 
@@ -587,8 +587,18 @@ class SamplingFields(_Strict):
             n_predict = data.pop("n_predict")
             if n_predict is not None and data.get("max_tokens") is None:
                 data["max_tokens"] = n_predict
+        if "n_cmpl" in data and "n_cmpl" not in declared:
+            # llama-server's name for n on every route, read first (n is its fallback alias): was an unknown field
+            n_cmpl = data.pop("n_cmpl")
+            if n_cmpl is not None:
+                data["n"] = n_cmpl
         if "n_probs" in data and "n_probs" not in declared:
             _n_probs_as_logprobs(data, "top_logprobs" in declared)
+        if isinstance(data.get("logit_bias"), list):
+            # llama-server's list of [token id, bias] pairs (false bans the token), which it takes on these routes
+            # too: as OpenAI's object of them (was: "Input should be a valid dictionary")
+            ids = logit_bias_ids(data["logit_bias"], "this route takes token ids (/completion tokenizes text)")
+            data["logit_bias"] = {str(token): bias for token, bias in (ids or {}).items()}
         if type(data.get("max_tokens")) is int and data["max_tokens"] == -1:
             # llama-server's "no cap" (its web UI sends it by default): until the end of generation or of the
             # context, not this route's default (16 on completions)
@@ -636,6 +646,8 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: MaxTokens | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = bounded("top_logprobs")
+    # llama-server's: the logprobs' probabilities as the sampler chain left them, told as its "prob"/"top_probs"
+    post_sampling_probs: bool | None = None
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = None
     tool_choice: Union[Literal["none", "auto", "required"], NamedToolChoice, AllowedToolsChoice, None] = None

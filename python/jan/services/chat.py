@@ -112,6 +112,11 @@ class ChatService:
                 raise RequestError(f"context: the model '{target.id}' runs on the '{target.engine.engine_name}' "
                                    "engine, which takes messages, not token ids; send the conversation as messages",
                                    param="context", code="not_supported")
+            if layered.post_sampling_probs and layered.logprobs:
+                # (a remote engine's logprobs are the model's own: told as post-sampling ones they would mislead)
+                raise RequestError(f"post_sampling_probs: model '{target.id}' cannot tell the probabilities after "
+                                   "sampling (its engine is not local); leave it out", param="post_sampling_probs",
+                                   code="not_supported")
             if request.control is not None:
                 request.control.attach([], armed=False)  # (an engine of messages takes no control of its thinking)
             with engine_failures(target.engine, "chat()"):
@@ -546,7 +551,8 @@ def _start_held(local: LocalModel, request: ChatRequest, settings: Any) -> _Star
         options["stop"] = list(options.get("stop") or []) + list(local.end_of_turn)
     _encode_media(local, tokens)
     start = _Start(text, plan, tokens, parsers, options, answer_stops, seeds(seed, request.n),
-                   {"grammar": grammar, "logprobs": request.logprobs, "top_logprobs": request.top_logprobs},
+                   {"grammar": grammar, "logprobs": request.logprobs, "top_logprobs": request.top_logprobs,
+                    **({"post_sampling_probs": True} if request.post_sampling_probs and request.logprobs else {})},
                    local.model.vocabulary())
     start.requests = start.submit(local, request)
     return start

@@ -892,6 +892,9 @@ class ChatRequest:
     #: front end that gives them back asks (Ollama's ``context``). Off by default: following which ids have been
     #: shown costs a little on every token, which no other front end needs to pay.
     token_ids: bool = False
+    #: With ``logprobs``: the log-probabilities in the distribution the sampler chain drew from, as
+    #: :attr:`CompletionRequest.post_sampling_probs` (llama-server's ``post_sampling_probs``). A local engine's only.
+    post_sampling_probs: bool = False
     #: A handle a front end keeps to act on the generation while it runs (:mod:`jan.services.control`: end its
     #: thinking now). Giving one arms it: the thinking is watched by the engine's budget sampler (uncapped where
     #: no budget is asked). Local engines only.

@@ -24,6 +24,7 @@ gaps over, unless called with ``polyfill=False`` (pure HF behaviour):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -624,6 +625,51 @@ class ChatTemplate:
                 self.renders_tools = out is not None and _PROBE_TOOL in out
 
     # -- rendering --------------------------------------------------------------
+
+    @functools.cached_property
+    def llama_caps(self) -> dict[str, bool]:
+        """What llama-server's ``/props`` tells of the template as ``chat_template_caps`` (llama.cpp's names), from
+        jan's probes, with two llama.cpp probes jan's rendering has no use for: whether a second parallel tool call
+        reaches the prompt, and whether an earlier turn's reasoning does (with thinking on and kept). The more
+        expressive ``tool_use`` variant's where the GGUF has one, as llama-server tells it. Renders the template
+        (slow, the first time): call it off the event loop."""
+        if self.tool_use is not None:
+            return self.tool_use.llama_caps
+        from .formats.detect import detect_format
+
+        def rendered(messages: list[dict[str, Any]], **kw: Any) -> str | None:
+            try:
+                return self._try(messages, **kw)
+            except TemplateBudgetError:  # (a report, not a render: a probe past the budget tells "no")
+                return None
+
+        user = {"role": "user", "content": _PROBE_USER}
+        parallel = False
+        if self.supports_tool_calls:
+            args: Any = {_PROBE_ARG: 1} if self.object_arguments else json.dumps({_PROBE_ARG: 1})
+            second = _PROBE_CALL + "_second"
+            calls = [{"id": f"{_PROBE_CALL_ID[:-1]}{i}", "type": "function",
+                      "function": {"name": name, "arguments": args}} for i, name in enumerate((_PROBE_CALL, second))]
+            reply = {"role": "assistant", "content": None if self.null_content else "", "tool_calls": calls}
+            out = rendered([user, reply, *({"role": "tool", "tool_call_id": c["id"], "name": c["function"]["name"],
+                                             "content": _PROBE_RESULT} for c in calls)])
+            parallel = out is not None and second in out
+        earlier = "\u2063jan-probe-earlier-thought\u2063"
+        out = rendered([user, {"role": "assistant", "content": "a", "reasoning_content": earlier}, user,
+                         {"role": "assistant", "content": "a", "reasoning_content": "b"}, user],
+                        enable_thinking=True, preserve_thinking=True, clear_thinking=False,
+                        truncate_history_thinking=False, drop_thinking=False)
+        return {
+            "supports_object_arguments": self.supports_tool_calls and self.object_arguments,
+            "supports_parallel_tool_calls": parallel,
+            "supports_preserve_reasoning": out is not None and earlier in out,
+            "supports_reasoning_effort": "reasoning_effort" in detect_format(self.source).switches,
+            "supports_string_content": rendered([user]) is not None,
+            "supports_system_role": self.supports_system_role,
+            "supports_tool_calls": self.supports_tool_calls,
+            "supports_tools": self.supports_tools,
+            "supports_typed_content": self.supports_content_parts,
+        }
 
     def _render_raw(
         self,

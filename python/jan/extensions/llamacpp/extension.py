@@ -363,6 +363,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             "active_requests": status.get("slots_busy", 0),
             "queue_depth": status.get("queue_depth", 0),
             "memory_bytes": status.get("memory_bytes"),  # the weights
+            "ftype": status.get("ftype"),  # their type as llama.cpp names it ("Q4_K - Medium")
             "kv_cache_bytes": status.get("kv_cache_bytes"),
             # "exact" / "always" / "off"; the counts in use are in metrics (n_threads, n_threads_batch)
             "adaptive_threads": status.get("adaptive_threads"),

@@ -201,6 +201,8 @@ def chat_deltas(chunk: dict[str, Any]) -> list[ChatDelta]:
 
 
 def _completion_logprobs(raw: Any) -> tuple[TokenLogprob, ...] | None:
+    if isinstance(raw, dict) and not isinstance(raw.get("tokens"), list) and isinstance(raw.get("content"), list):
+        return _chat_logprobs(raw)  # (llama-server's text completions tell them as a chat does, without the lists)
     if not isinstance(raw, dict) or not isinstance(raw.get("tokens"), list):
         return None
     tops = raw.get("top_logprobs") or []

@@ -52,8 +52,8 @@ error_body = llamacpp_error_body
 # llama-server's fields accepted and ignored or refused unless off: in jan.server.dialects.llamacpp_extras (every chat
 # body reads them: imported at start, this module on first use)
 from jan.server.dialects.llamacpp_extras import (IGNORED, IGNORED_WHILE_OFF, REFUSED_UNLESS, TRIGGER_TYPES,  # noqa: E402,F401
-                                                 UNREAD, client_grammar, lazy_refusal, lazy_triggers, refusal,
-                                                 without_extras)
+                                                 UNREAD, bias_text, client_grammar, lazy_refusal, lazy_triggers,
+                                                 logit_bias_ids as _logit_bias, refusal, without_extras)
 
 
 #: llama.cpp's sampler names -> jan's; their aliases (``top-k``, ``topk``, ``nucleus``, ``temp``, ``typ``) as
@@ -348,41 +348,6 @@ def off_samplers(samplers: list[str] | str) -> dict[str, Any]:
 def infill_sampler(samplers: list[str] | str | None) -> bool:
     """Whether ``samplers`` lists llama.cpp's infill sampler (llama.vscode's and llama.vim's chain does)."""
     return samplers is not None and "infill" in _listed_samplers(samplers)
-
-
-def bias_text(token: Any) -> bool:
-    """Whether a ``logit_bias`` entry's token is text to tokenize (llama-server's ``[["Hello", -0.5]]``), not an id
-    (a number, or a string of one: an object's keys, ``"-1"`` included, are ids to llama-server's ``strtol``)."""
-    return isinstance(token, str) and _ID_TEXT.fullmatch(token) is None
-
-
-#: A token id written as text (ASCII digits, a sign, spaces around: what llama-server's strtol takes whole).
-_ID_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*")
-
-
-def _logit_bias(value: Any) -> dict[int, float] | None:
-    """llama-server's two forms (``{"15043": 1.0}``, ``[[15043, 1.0]]``; ``false`` bans the token) as token ids to
-    biases; a token given as text is refused here (the route tokenizes such text first where the model's engine can
-    tokenize: ``routes.llamacpp._text_biases``)."""
-    if value is None:
-        return None
-    pairs = list(value.items()) if isinstance(value, Mapping) else value
-    out: dict[int, float] = {}
-    for i, pair in enumerate(pairs):
-        if not isinstance(value, Mapping) and (not isinstance(pair, list) or len(pair) != 2):
-            raise ValueError(f"logit_bias[{i}]: expected a [token id, bias] pair, got {pair!r}")
-        token, bias = pair
-        if isinstance(token, str) and not bias_text(token):
-            token = int(token)  # (an id written as text, an object's key: "15043", "-1" as llama-server's strtol)
-        if not isinstance(token, int) or isinstance(token, bool):
-            raise ValueError(f"logit_bias: token {token!r} is no token id, and this model's engine cannot tokenize "
-                             "text; give its id (POST /tokenize)")
-        if bias is False:
-            bias = -100.0  # (the lowest bias jan takes: the token is never sampled)
-        elif isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
-            raise ValueError(f"logit_bias: the bias of token {token} must be a number or false, got {bias!r}")
-        out[token] = float(bias)
-    return out or None
 
 
 def prompts_of(prompt: Any) -> tuple[list[Union[str, int]] | str | MediaPrompt | ContentPrompt, ...]:

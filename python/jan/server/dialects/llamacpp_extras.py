@@ -10,12 +10,13 @@ imported on the first request to one of llama-server's own routes (resident memo
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-__all__ = ["IGNORED", "IGNORED_WHILE_OFF", "REFUSED_UNLESS", "TRIGGER_TYPES", "UNREAD", "client_grammar",
-           "lazy_refusal", "lazy_triggers", "refusal", "without_extras"]
+__all__ = ["IGNORED", "IGNORED_WHILE_OFF", "REFUSED_UNLESS", "TRIGGER_TYPES", "UNREAD", "bias_text", "client_grammar",
+           "lazy_refusal", "lazy_triggers", "logit_bias_ids", "refusal", "without_extras"]
 
 #: Fields llama-server takes that change nothing jan's output could show, accepted and ignored: how llama-server
 #: keeps its KV cache (jan reuses any prefix a slot holds, in any slot), its prompt-time limit (which llama-server
@@ -26,8 +27,13 @@ IGNORED = ("cache_prompt", "n_cache_reuse", "n_keep", "n_discard", "t_max_prompt
            "message_delimiters",
            # arms the reasoning budget for llama-server's control endpoint (its web UI always sends it): jan has no
            # control endpoint, so it changes nothing
-           "reasoning_control")
-#: Samplers jan's engine does not have, refused unless the value that turns them off: field -> (is off, why).
+           "reasoning_control",
+           # what llama-server's OpenAI answers have no field for (it tells the tokens and picks the fields only in
+           # /completion's own results), and what its chat sets from the template whatever the body says (the
+           # generation prompt, and tool call parsing: on with tools, nothing to parse without)
+           "return_tokens", "response_fields", "generation_prompt", "parse_tool_calls")
+#: Samplers jan's engine does not have (and /completion's output rules, on the OpenAI routes), refused unless the
+#: value that turns them off: field -> (is off, why).
 REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dynatemp_range": (lambda v: v == 0, "its sampler has no dynamic temperature"),
     "xtc_probability": (lambda v: v == 0, "its sampler has no XTC"),
@@ -38,15 +44,24 @@ REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
     # jan does, and llama-server clients send 1)
     "min_keep": (lambda v: not isinstance(v, bool) and v in (0, 1),
                  "its samplers keep one candidate at least, never more"),
-    # (told on /completion and /infill, which declare it; an OpenAI answer's logprobs have no field for a probability)
-    "post_sampling_probs": (lambda v: v is False, "an OpenAI answer's logprobs are the model's own; /completion and "
-                                                  "/infill tell the probabilities after sampling"),
+    # (told on /completion, /infill and chats, which declare it; a text completion's OpenAI lists have no field for
+    # a probability)
+    "post_sampling_probs": (lambda v: v is False, "a text completion's logprobs are the model's own; "
+                                                  "/v1/chat/completions, /completion and /infill tell the "
+                                                  "probabilities after sampling"),
     # (llama-server reads no such field of the body: media go in a prompt object, where it reads them; refused
     # rather than dropped unsaid)
     "image_data": (lambda v: v == [], 'media go in a prompt object: "prompt": {"prompt_string": "... <__media__> ...", '
                                       '"multimodal_data": ["<base64>"]}'),
     "multimodal_data": (lambda v: v == [], 'media go in a prompt object: "prompt": {"prompt_string": '
                                            '"... <__media__> ...", "multimodal_data": ["<base64>"]}'),
+    # /completion's output rules (its own results apply them), which llama-server applies on its OpenAI routes too:
+    # there taken off (0, llama-server's default, which its clients send) and refused on, rather than unknown
+    "n_indent": (lambda v: not isinstance(v, bool) and v <= 0,
+                 "its OpenAI routes have no indentation rule; /completion and /infill take n_indent"),
+    "t_max_predict_ms": (lambda v: not isinstance(v, bool) and v <= 0,
+                         "its OpenAI routes have no time limit on generation; /completion and /infill take "
+                         "t_max_predict_ms"),
 }
 #: Fields that only tune a refused sampler above: accepted with it off (they change nothing then), as any field
 #: llama-server does not know is.
@@ -95,6 +110,44 @@ def without_extras(data: dict[str, Any], declared: Collection[str]) -> dict[str,
         elif name not in IGNORED and name not in IGNORED_WHILE_OFF and name not in UNREAD:
             out[name] = value  # (the body's own check refuses what it does not know)
     return out
+
+
+def bias_text(token: Any) -> bool:
+    """Whether a ``logit_bias`` entry's token is text to tokenize (llama-server's ``[["Hello", -0.5]]``), not an id
+    (a number, or a string of one: an object's keys, ``"-1"`` included, are ids to llama-server's ``strtol``)."""
+    return isinstance(token, str) and _ID_TEXT.fullmatch(token) is None
+
+
+#: A token id written as text (ASCII digits, a sign, spaces around: what llama-server's strtol takes whole).
+_ID_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+#: Why a ``logit_bias`` token given as text is refused where nothing tokenized it first.
+NO_TEXT_TOKENS = "this model's engine cannot tokenize text"
+
+
+def logit_bias_ids(value: Any, text_refused: str = NO_TEXT_TOKENS) -> dict[int, float] | None:
+    """llama-server's two forms (``{"15043": 1.0}``, ``[[15043, 1.0]]``; ``false`` bans the token) as token ids to
+    biases; a token given as text is refused here, ``text_refused`` saying why (``/completion`` tokenizes such text
+    first where the model's engine can tokenize: ``routes.llamacpp._text_biases``)."""
+    if value is None:
+        return None
+    pairs = list(value.items()) if isinstance(value, Mapping) else value
+    out: dict[int, float] = {}
+    for i, pair in enumerate(pairs):
+        if not isinstance(value, Mapping) and (not isinstance(pair, list) or len(pair) != 2):
+            raise ValueError(f"logit_bias[{i}]: expected a [token id, bias] pair, got {pair!r}")
+        token, bias = pair
+        if isinstance(token, str) and not bias_text(token):
+            token = int(token)  # (an id written as text, an object's key: "15043", "-1" as llama-server's strtol)
+        if not isinstance(token, int) or isinstance(token, bool):
+            raise ValueError(f"logit_bias: token {token!r} is no token id, and {text_refused}; give its id "
+                             "(POST /tokenize)")
+        if bias is False:
+            bias = -100.0  # (the lowest bias jan takes: the token is never sampled)
+        elif isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
+            raise ValueError(f"logit_bias: the bias of token {token} must be a number or false, got {bias!r}")
+        out[token] = float(bias)
+    return out or None
 
 
 #: llama.cpp's trigger types (common_grammar_trigger_type), by number and by name.

@@ -25,7 +25,8 @@ from jan.services.model_prompt import model_prompt_problem
 from jan.services.models import capabilities as model_capabilities, text_setting
 from jan.store.models import API_FORMAT, model_format
 
-__all__ = ["GGUFDetails", "capabilities", "context_window", "format_time", "gguf_details", "listed_name", "model_digest",
+__all__ = ["GGUFDetails", "capabilities", "context_window", "format_time", "gguf_details", "listed_name", "llama_meta",
+           "model_digest",
            "load_parameters", "model_entry", "parameter_size", "running_entry", "show"]
 
 # llama.cpp's ``general.file_type`` values (enum llama_ftype) and their names
@@ -49,6 +50,11 @@ class GGUFDetails:
     metadata: dict[str, str] = field(default_factory=dict)
     has_fim: bool = False
     embedding: bool = False
+    # (llama-server's model ``meta``: :func:`llama_meta`)
+    vocab_type: int = 0
+    n_vocab: int = 0
+    size_bytes: int = 0
+    ftype: str = ""
 
 
 def _from_info(info: jan.ModelInfo) -> GGUFDetails:
@@ -62,7 +68,8 @@ def _from_info(info: jan.ModelInfo) -> GGUFDetails:
     return GGUFDetails(
         architecture=arch, n_params=info.n_params, file_type=file_type, chat_template=info.chat_template,
         metadata=meta, has_fim=all(k in special for k in ("fim_pre", "fim_suf", "fim_mid")),
-        embedding=bool(meta.get(f"{arch}.pooling_type")) or "bert" in arch)
+        embedding=bool(meta.get(f"{arch}.pooling_type")) or "bert" in arch,
+        vocab_type=info.vocab_type, n_vocab=info.n_vocab, size_bytes=info.size_bytes, ftype=info.ftype)
 
 
 def gguf_details(path: str | None) -> GGUFDetails:
@@ -233,6 +240,29 @@ def context_window(gguf: GGUFDetails, status: dict[str, Any] | None = None) -> i
     except ValueError:
         return None
     return trained if trained > 0 else None
+
+
+def _header_int(gguf: GGUFDetails, key: str) -> int:
+    """``<arch>.<key>`` of the header as a whole number, 0 where it has none (a vocab-only read has no sizes of its
+    own: llama.cpp reads them from these keys at a load)."""
+    try:
+        return max(int(gguf.metadata.get(f"{gguf.architecture}.{key}", "")), 0)
+    except ValueError:
+        return 0
+
+
+def llama_meta(gguf: GGUFDetails, status: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """llama-server's ``meta`` of a model in its ``/v1/models`` (and ``/models``) entries: its vocabulary's type
+    and size, the context a request gets (the loaded model's, else what it was trained with: :func:`context_window`),
+    its training context, embedding size, parameters, weights' bytes and type (the loaded model's as llama.cpp
+    named it, else its header's ``general.file_type``); None for a model without a GGUF (a remote one)."""
+    if not gguf.architecture:
+        return None
+    ftype = (status or {}).get("ftype")
+    return {"vocab_type": gguf.vocab_type, "n_vocab": gguf.n_vocab, "n_ctx": context_window(gguf, status) or 0,
+            "n_ctx_train": _header_int(gguf, "context_length"), "n_embd": _header_int(gguf, "embedding_length"),
+            "n_params": gguf.n_params, "size": gguf.size_bytes,
+            "ftype": ftype if isinstance(ftype, str) and ftype else gguf.ftype}
 
 
 #: Ollama's default template, what a model without one of its own is prompted with on Ollama's API (the

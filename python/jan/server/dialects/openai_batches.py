@@ -247,7 +247,8 @@ class OpenAIBatchRunner:
             result = await self._app[SERVICES].chat.complete(chat)
         except MediaError as exc:
             raise wire.media_error(exc, body) from None
-        return wire.chat_completion(result, top_logprobs=chat.top_logprobs, legacy_functions=body.legacy_functions)
+        return wire.chat_completion(result, top_logprobs=chat.top_logprobs, legacy_functions=body.legacy_functions,
+                                    post_sampling=chat.post_sampling_probs)
 
     async def _completion(self, raw: bytes) -> dict[str, Any]:
         body = await body_step(validate_json, raw, CompletionRequest)

@@ -45,7 +45,8 @@ async def health(request: web.Request) -> web.Response:
 
 #: The engine's counters and gauges that mean what one of llama-server's ``--metrics`` does, under its name (what
 #: dashboards made for llama-server read), labelled by model as jan's own: ``{engine key: (name, kind, help)}``.
-#: Its per-phase seconds, throughput buckets and decode counts have no truthful twin here and are left out.
+#: Its per-phase seconds, throughput gauges, context high-water mark, busy slots per decode and draft steps have no
+#: truthful twin here and are left out.
 LLAMA_SERVER_METRICS = {
     "prompt_tokens_total": ("llamacpp:prompt_tokens", "counter",
                             "Number of prompt tokens processed, excluding cached tokens"),
@@ -57,6 +58,8 @@ LLAMA_SERVER_METRICS = {
                              "Speculative: Total draft tokens accepted by the target model"),
     "slots_busy": ("llamacpp:requests_processing", "gauge", "Number of requests processing"),
     "queue_depth": ("llamacpp:requests_deferred", "gauge", "Number of requests deferred"),
+    # (the engine counts each llama_decode() call of its slots' steps and media chunks, as llama-server does)
+    "decode_calls": ("llamacpp:n_decode", "counter", "Total number of llama_decode() calls"),
 }
 
 

@@ -8,6 +8,7 @@ lines without ``[DONE]``, as llama-server ends its native stream). Errors leave 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ import jan
 from jan.core import ModelState
 from jan.core.engine_answers import model_state
 from jan.errors import MediaError, ModelNotFoundError
-from jan.server.dialects import llamacpp as native
+from jan.server.dialects import llamacpp as native, ollama_models
 from jan.server.disconnect import first_item, raise_if_ended, unless_disconnected, unless_stopping
 from jan.server.dialect_errors import LLAMACPP_PATHS
 from jan.server.errors import APIError, prompt_param
@@ -429,6 +430,12 @@ async def props(request: web.Request) -> web.Response:
     sampling = _model_sampling(target.model)
     speculative = _speculative_mode(sampling, status, target.model, load)
     template = abilities.template if abilities is not None else None
+    # the weights' type as llama.cpp names it: the loaded model's, else its header's (read once per file version);
+    # the template's capabilities (probe renders, kept per template): both off the event loop
+    ftype = status.get("ftype")
+    if not (isinstance(ftype, str) and ftype):  # (an engine that tells none, or no text: the header's)
+        ftype = await asyncio.to_thread(_header_ftype, target.model.get("file_path"))
+    caps = await asyncio.to_thread(lambda: template.llama_caps) if template is not None else {}
     return json_response({
         "default_generation_settings": {"params": native.generation_settings(sampling, -1, speculative=speculative,
                                                                              adapters=_adapter_scales(status)),
@@ -436,9 +443,14 @@ async def props(request: web.Request) -> web.Response:
         "total_slots": status.get("n_parallel") or load.n_parallel,
         "model_alias": target.id,
         "model_path": target.model.get("file_path") or "",
+        "model_ftype": ftype,
         "modalities": {"vision": bool(abilities and abilities.vision), "audio": bool(abilities and abilities.audio),
                        "video": False},
         "chat_template": template.source if template is not None else "",
+        "chat_template_caps": caps,
+        # (the GGUF's tool_use variant, which a request with tools renders in, as llama-server tells it)
+        **({"chat_template_tool_use": template.tool_use.source}
+           if template is not None and template.tool_use is not None else {}),
         "bos_token": getattr(template, "bos_token", "") or "",
         "eos_token": getattr(template, "eos_token", "") or "",
         "infill": bool(abilities and abilities.fim),
@@ -450,7 +462,17 @@ async def props(request: web.Request) -> web.Response:
         # never
         "endpoint_slots": request.app[CONFIG].endpoint_slots, "endpoint_metrics": True, "endpoint_props": False,
         "is_sleeping": not loaded,
+        # whether a chat page is served at / (jan's own, always: llama-server's unless --no-webui), the settings
+        # llama-server's --webui-config gives its page (none here), and whether it proxies the page's MCP servers
+        # (--webui-mcp-proxy: jan has no /cors-proxy)
+        "ui": True, "ui_settings": {}, "cors_proxy_enabled": False,
     })
+
+
+def _header_ftype(path: Any) -> str:
+    """The weights' type its GGUF header names (``general.file_type``, as llama.cpp names it), "" where there is none
+    to read (a remote model, a file not downloaded). Blocking: the first read of a header is a vocab-only load."""
+    return ollama_models.gguf_details(path if isinstance(path, str) else None).ftype
 
 
 @routes.post("/embedding")

@@ -52,6 +52,9 @@ async def with_state(request: web.Request, model: dict[str, Any]) -> dict[str, A
     if status.get("lora_skipped"):  # why the server's LoRA adapters (--lora) are not loaded with it
         out["lora_skipped"] = status["lora_skipped"]
     out["capabilities"] = facts.capabilities
+    # llama-server's: its clients read the model's sizes here; null (as it tells a model still loading) for a model
+    # without a GGUF to read them from (a remote one, a download not finished)
+    out["meta"] = facts.meta
     return out
 
 
@@ -69,11 +72,13 @@ def created_seconds(model: dict[str, Any]) -> int:
 class ModelFacts:
     """What the dialects' model lists say of a model besides its model.json: the engine's ``status``, its
     ``capabilities`` (the model service's one answer, as ``/api/show`` gives them) and the tokens its
-    ``context_window`` holds (loaded: its n_ctx; else the GGUF's n_ctx_train; None: unknown)."""
+    ``context_window`` holds (loaded: its n_ctx; else the GGUF's n_ctx_train; None: unknown); llama-server's
+    ``meta`` of it (vocabulary, sizes, weights' type; None: no GGUF, a remote model)."""
 
     status: dict[str, Any]
     capabilities: list[str]
     context_window: int | None
+    meta: dict[str, Any] | None = None
 
 
 async def model_facts(request: web.Request, model: dict[str, Any]) -> ModelFacts:
@@ -96,7 +101,7 @@ async def model_facts(request: web.Request, model: dict[str, Any]) -> ModelFacts
 def _facts(model: dict[str, Any], path: Any, status: dict[str, Any], abilities: Any) -> ModelFacts:
     gguf = ollama_models.gguf_details(path)
     return ModelFacts(status, ollama_models.capabilities(model, gguf, status, abilities),
-                      ollama_models.context_window(gguf, status))
+                      ollama_models.context_window(gguf, status), ollama_models.llama_meta(gguf, status))
 
 
 @routes.get("/v1/models")

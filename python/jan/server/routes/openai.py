@@ -129,14 +129,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 values = sum(len(c.logprobs or ()) for c in result.choices) * (1 + top) * 8
                 return await json_response_built(
                     lambda: wire.chat_completion(result, top_logprobs=top, legacy_functions=legacy,
-                                                 completion_id=cid),
+                                                 completion_id=cid, post_sampling=chat.post_sampling_probs),
                     values=values, headers=await template_headers(request, result.model))
+            post_sampling = chat.post_sampling_probs
             return await stream_response(request, body, service.stream(chat),
                                          lambda model, usage: wire.ChatChunkEncoder(model, top_logprobs=top,
                                                                                     include_usage=usage,
                                                                                     legacy_functions=legacy,
                                                                                     completion_id=cid,
-                                                                                    timings_per_token=per_token),
+                                                                                    timings_per_token=per_token,
+                                                                                    post_sampling=post_sampling),
                                          headers_for=lambda model: template_headers(request, model))
         except MediaError as exc:  # (before any byte is sent) said of the message's field
             raise wire.media_error(exc, body) from None
@@ -236,7 +238,9 @@ def _completion_values(answer: dict[str, Any]) -> int:
         logprobs = choice.get("logprobs") or {}
         tokens = len(logprobs.get("tokens") or ())
         top = max((len(t) for t in logprobs.get("top_logprobs") or () if t), default=0)
-        values += 1 + tokens * (4 + top)
+        # OpenAI's lists (a token, its logprob and offset, its alternatives) and llama-server's content list (each
+        # token's and alternative's id, text, bytes and logprob)
+        values += 1 + tokens * (4 + top) + tokens * 5 * (1 + top)
     return values
 
 
