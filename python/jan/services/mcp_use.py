@@ -84,6 +84,10 @@ class McpCallStarted:
     server_label: str
     name: str
     arguments: str
+    #: The model turn of the answer that made the call (its step): the calls of one turn (parallel calls) share it,
+    #: so a store reads them back as the one turn the model wrote (jan.services.kept_items); ``None``: a call of a
+    #: turn of its own (one a user approved, run before the answer).
+    turn: int | None = None
 
 
 @dataclass(frozen=True)
@@ -499,7 +503,7 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
             # run's: tool_loop.whole_arguments); one whose arguments are whole counts, its closing markup cut or not
             for call_id, name, arguments in [c for c in calls.values() if not whole_arguments(c[2])]:
                 label, mcp_name = session.owners[name]
-                yield McpCallStarted(call_id, label, mcp_name, arguments)
+                yield McpCallStarted(call_id, label, mcp_name, arguments, step)
                 yield McpCallDone(call_id, label, mcp_name, arguments, None,
                                   "not run: the call's arguments were cut off (the token limit ended the turn)")
             pending = [PendingCall(i, n, a) for i, n, a in calls.values() if whole_arguments(a)]
@@ -508,16 +512,20 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
             if step == max_steps - 1:  # (told, not dropped: the model called past the rounds an answer may take)
                 for call in pending:
                     label, mcp_name = session.owners[call.name]
-                    yield McpCallStarted(call.id, label, mcp_name, call.arguments)
+                    yield McpCallStarted(call.id, label, mcp_name, call.arguments, step)
                     yield McpCallDone(call.id, label, mcp_name, call.arguments, None,
                                       f"not run: the response took its {max_steps} model turns")
                 yield ChatDelta(finish_reason="stop")
                 break
             auto, ask = triage(session.policy, pending)
             done = []
+            # the turn's calls all start before any result (as the model wrote them: one turn, then the results
+            # the next turn reads), so that an answer's blocks (Anthropic's mcp_tool_use, then each mcp_tool_result)
+            # read back as that one turn, as the live loop's next turn reads it (_turn)
             for call in auto:
                 label, mcp_name = session.owners[call.name]
-                yield McpCallStarted(call.id, label, mcp_name, call.arguments)
+                yield McpCallStarted(call.id, label, mcp_name, call.arguments, step)
+            for call in auto:
                 result = await _run(session, call)
                 done.append(result)
                 yield result

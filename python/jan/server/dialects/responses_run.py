@@ -266,7 +266,8 @@ class ResponseRun:
             try:
                 from jan.server.dialects.responses import output_turns
 
-                answer = output_turns(final["output"]) if status != "failed" else []
+                answer = output_turns(final["output"], encoder.call_turns, encoder.call_parts) \
+                    if status != "failed" else []
                 within = self._conversation
                 await within.store.complete_in_conversation(within.thread_id, stored, final, within.inputs, answer,
                                                             taken=within.taken)
@@ -276,7 +277,8 @@ class ResponseRun:
             try:
                 from jan.server.dialects.responses import output_turns
 
-                answer = output_turns(final["output"]) if status != "failed" else []
+                answer = output_turns(final["output"], encoder.call_turns, encoder.call_parts) \
+                    if status != "failed" else []
                 await self._store.complete(stored, final, answer)
             except Exception as exc:  # noqa: BLE001 - the answer was given; saving it failed
                 _not_saved(self.id, exc)

@@ -46,8 +46,9 @@ from jan.store.context import LOCK_DIR_NAME
 from jan.core.locks import AsyncFileLocks
 from jan.store.errors import LockTimeoutError
 from jan.store.locks import LockManager
-from jan.services.kept_items import (history_turns, kept_item, kept_item_turns, mcp_call_error_text,  # noqa: F401
-                                     mcp_call_turns)
+from jan.services.kept_items import (JOINS_KEY, RESULT_KEY, KeptEntry, history_turns, kept_entry,  # noqa: F401
+                                     kept_item, kept_item_turns, mcp_call_error_text, mcp_call_turns,
+                                     result_content)
 from jan.services.types import ChatMessage, ImagePart, Part, TextPart, ToolCall
 from jan.templates.formats.reasoning import joined_thoughts
 from jan.services.untrusted import UntrustedTextPart
@@ -94,6 +95,10 @@ class KeptTurn:
     item_ids: dict[str, Any] | None = None
     files: dict[int, dict[str, Any]] | None = None
     item: dict[str, Any] | None = None
+    #: Of an ``mcp_call`` ``item``: made in the same model turn as the ``mcp_call`` kept right before it (parallel
+    #: calls), and its result as the model read it where it held images (jan.services.kept_items.KeptEntry).
+    joins: bool = False
+    result: tuple[Part, ...] = ()
 
 
 def _data_url(part: ImagePart) -> str:
@@ -106,8 +111,11 @@ def to_thread_message(message: ChatMessage | KeptTurn, response_id: str | None =
     kept = message if isinstance(message, KeptTurn) else KeptTurn(message)
     if kept.message is None:
         # (an empty reply is in no run's prompt either: the web page's continuation skips it as the store does)
+        # (the call's turn and its images beside the item, never in it: the item is listed as it was made)
         return {"role": "assistant", "content": [],
-                "metadata": {**({"response_id": response_id} if response_id else {}), "item": kept.item or {}}}
+                "metadata": {**({"response_id": response_id} if response_id else {}), "item": kept.item or {},
+                             **({JOINS_KEY: True} if kept.joins else {}),
+                             **({RESULT_KEY: result_content(kept.result)} if kept.result else {})}}
     message = kept.message
     # thinking is a ``reasoning`` part before the text, as runs save it: the web page shows it the same way
     content: list[dict[str, Any]] = [{"type": "reasoning", "text": message.reasoning}] if message.reasoning else []
@@ -158,12 +166,12 @@ def thread_turns(message: dict[str, Any], images: Mapping[str, ImagePart] | None
 
 
 def thread_entries(message: dict[str, Any],
-                   images: Mapping[str, ImagePart] | None = None) -> list[ChatMessage | dict[str, Any]]:
+                   images: Mapping[str, ImagePart] | None = None) -> list[ChatMessage | KeptEntry]:
     """What a Jan message stands for in a conversation's history (:func:`jan.services.kept_items.history_turns`
     reads them): its turn, the item it keeps, or nothing."""
-    item = kept_item(message)
-    if item is not None:
-        return [item]
+    kept = kept_entry(message)
+    if kept is not None:
+        return [kept]
     turn = from_thread_message(message, images)
     return [] if turn is None else [turn]
 
