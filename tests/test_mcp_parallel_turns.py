@@ -242,3 +242,19 @@ def test_a_stored_responses_mcp_image_is_read_again_as_an_image():
     assert [type(p).__name__ for p in history_turns(e for m in messages for e in thread_entries(m))[2].content] \
         == ["UntrustedTextPart"]
 
+
+
+def test_a_kept_call_of_a_tool_not_listed_is_never_named_as_a_listed_one():
+    """A kept ``mcp_call`` of a tool its server's listing does not have took its plain name, which can be a listed
+    tool's (``a.b`` is offered as ``notes__a_b``; a call of ``a_b``, plainly ``notes__a_b`` too): the prompt read
+    it as a call of the other tool."""
+    from jan.extensions.mcp.server import tool_names
+
+    offered = tool_names("notes", ["a.b"])
+    listing = {"type": "mcp_list_tools", "id": "mcpl_1", "server_label": "notes",
+               "tools": [{"name": "a.b", "input_schema": {"type": "object"}}]}
+    call = {"type": "mcp_call", "id": "mcp_1", "server_label": "notes", "name": "a_b", "arguments": "{}",
+            "output": "ok"}
+    turns = history_turns([USER, listing, call])
+    [name] = [c.name for t in turns for c in t.tool_calls]
+    assert name != offered["a.b"] and name.startswith("notes__a_b")

@@ -178,3 +178,36 @@ async def test_an_mcp_tools_image_that_does_not_decode_is_its_note():
     tool = turns[0].messages[-1]
     assert all(p.type == "text" for p in tool.content), tool
     assert "image/png, 60 bytes, that cannot be read" in tool.text
+
+
+async def test_an_approved_call_of_a_tool_not_offered_is_an_error_result_never_another_tools_run():
+    """An approval (mcp_approval_response) for a tool the session does not offer (no longer listed, not allowed)
+    was run by its plain name, which can be another server's tool's (labels ``a`` and ``a__b``, tools ``b__c`` and
+    ``c``: both ``a__b__c``): that tool ran in its place. It is now an error result the model reads, named apart."""
+    ran = []
+
+    class Other(Tool):
+        name = "a__b__c"
+        source = "mcp:a__b"
+
+        async def call(self, arguments, *, timeout=None):
+            ran.append(arguments)
+            return ToolResult.text("the other server's tool ran")
+
+    tool = Other()
+    session = mcp_use.McpSession([FakeServer()], [])
+    session.policy.entries[tool.name] = ToolEntry(tool.name, tool.spec(), tool, True)
+    session.owners[tool.name] = ("a__b", "c")
+    assert mcp_use.jan_name("a", "b__c") == "a__b__c"
+    await mcp_use._run_approved(session, [mcp_use.ApprovedCall("mcpr_1", "a", "b__c", "{}", True),
+                                          mcp_use.ApprovedCall("mcpr_2", "a", "b__c", "{}", False)])
+    assert ran == []
+    approved, denied = session.events
+    assert approved.output is None and "offers no tool 'b__c'" in approved.error
+    assert (approved.server_label, approved.name) == ("a", "b__c")
+    assert denied.output is None and "denied" in denied.error.lower()
+    calls = [c.name for m in session.messages for c in m.tool_calls]
+    assert len(calls) == 2 and "a__b__c" not in calls
+    assert [m.text for m in session.messages if m.role == "tool"][0].startswith("Error: not run")
+    # the tool it is offered by is still named so
+    assert session.name_of("a__b", "c") == "a__b__c"

@@ -140,7 +140,15 @@ def mcp_call_turns(item: dict[str, Any], call_id: str, before: ChatMessage | Non
     if isinstance(error, dict):  # (OpenAI's typed error: mcp_tool_execution_error, mcp_protocol_error, ...)
         error = mcp_call_error_text(error)
     result = output if isinstance(output, str) else f"Error: {error}" if error else ""
-    call = ToolCall(call_id, (names or {}).get(label, {}).get(tool) or jan_name(label, tool), arguments)
+    listed = (names or {}).get(label, {})
+    name = listed.get(tool) or jan_name(label, tool)
+    if tool not in listed and name in listed.values():
+        # (a tool the listing does not have, whose plain name is a listed tool's: named apart, as the answer's
+        # session names it, never read as a call of the other: jan.services.mcp_use.McpSession.name_of)
+        from jan.services.mcp_use import _distinct
+
+        name = _distinct(name, label, tool, set(listed.values()))
+    call = ToolCall(call_id, name, arguments)
     # (the server's output, third-party text, as the answer's own loop read it, named by the call:
     # jan.services.mcp_use._turn; with its images where it held some, as that loop fed them)
     content = tuple(result_parts) if result_parts and output is not None and not error \

@@ -20,7 +20,7 @@ import dataclasses
 import functools
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -287,11 +287,14 @@ class McpSession:
     handed_over: bool = False
 
     def name_of(self, label: str, tool: str) -> str:
-        """The name the model knows the server ``label``'s tool ``tool`` by (as listed: :func:`prepare`)."""
+        """The name the model knows the server ``label``'s tool ``tool`` by (as listed: :func:`prepare`); one the
+        session does not offer, its plain name, made distinct where a tool offered has it (labels ``a`` and
+        ``a__b``, tools ``b__c`` and ``c``: one plain name), so a call of it never reads as the other's."""
         for name, owner in self.owners.items():
             if owner == (label, tool):
                 return name
-        return jan_name(label, tool)
+        name = jan_name(label, tool)
+        return _distinct(name, label, tool, self.owners) if name in self.owners else name
 
     @property
     def specs(self) -> tuple[ToolSpec, ...]:
@@ -349,16 +352,29 @@ async def prepare(uses: list[McpServerUse], registry: Any, approvals: list[Appro
                 session.policy.entries[name] = ToolEntry(name, spec, tool, not use.needs_approval(mcp_name))
                 session.owners[name] = (use.server_label, mcp_name)
         session.policy.timeout = CALL_TIMEOUT_S
-        for approval in approvals:
-            name = session.name_of(approval.server_label, approval.name)
-            call = PendingCall(approval.id, name, approval.arguments)
-            done = await _run(session, call, approved=approval.approve, reason=approval.reason, by="user")
-            session.events.append(done)
-            session.messages += _turn([call], [done])
+        await _run_approved(session, approvals)
     except BaseException:
         await session.close()
         raise
     return session
+
+
+async def _run_approved(session: McpSession, approvals: Sequence[ApprovedCall]) -> None:
+    """Run the calls of ``approvals`` (a denied one is told so), each a turn of its own before the answer. A call of
+    a tool the session does not offer (no longer listed, not allowed, a server not in the request) is an error
+    result the model reads, never run: its plain name can be another server's tool's (labels ``a`` and ``a__b``,
+    tools ``b__c`` and ``c``), which ran in its place."""
+    for approval in approvals:
+        name = session.name_of(approval.server_label, approval.name)
+        call = PendingCall(approval.id, name, approval.arguments)
+        if approval.approve and (approval.server_label, approval.name) not in session.owners.values():
+            done = McpCallDone(approval.id, approval.server_label, approval.name, approval.arguments, None,
+                               f"not run: the MCP server '{approval.server_label}' offers no tool "
+                               f"'{approval.name}' (not listed, or not allowed)")
+        else:
+            done = await _run(session, call, approved=approval.approve, reason=approval.reason, by="user")
+        session.events.append(done)
+        session.messages += _turn([call], [done])
 
 
 async def _connect(server: _Server, registry: Any, offered_only: bool = False) -> str | None:
