@@ -704,6 +704,13 @@ function toolCallsView(calls, results) {
       details.append(el("div", "tool-label", meta.approved_by ? `Result (approved by ${meta.approved_by})` : "Result"),
         el("pre", "tool-result", output));
     }
+    // a result's images (an MCP screenshot tool's, kept as files of the thread as a message's are) as thumbnails
+    const images = result ? messageImages(result) : [];
+    if (images.length) {
+      const shown = el("div", "message-images tool-images");
+      for (const ref of images) shown.append(threadImage(result.thread_id, ref));
+      details.append(shown);
+    }
     box.append(details);
   }
   return box;
