@@ -59,6 +59,7 @@ def result_parts_of(content: Any) -> tuple[Part, ...]:
     """:func:`result_content` read again: each text an untrusted tool text, each image a tool's image
     (:class:`~jan.services.tool_images.ToolImagePart`: a model with no projector reads its note); what does not read
     (a hand edit's) is left out."""
+    from jan.image_types import b64decode, parse_data_url
     from jan.services.tool_images import ToolImagePart
 
     parts: list[Part] = []
@@ -69,11 +70,11 @@ def result_parts_of(content: Any) -> tuple[Part, ...]:
             parts.append(UntrustedTextPart(part["text"], source="tool"))
         elif part.get("type") == "image_url" and isinstance(part.get("image_url"), dict):
             url = part["image_url"].get("url")
-            head, _, data = url.partition(",") if isinstance(url, str) else ("", "", "")
-            if not head.startswith("data:") or ";base64" not in head:
+            parsed = parse_data_url(url) if isinstance(url, str) else None
+            if parsed is None:
                 continue
             try:
-                parts.append(ToolImagePart(base64.b64decode(data, validate=True), head[5:].split(";")[0]))
+                parts.append(ToolImagePart(b64decode(parsed[1]), parsed[0]))
             except (binascii.Error, ValueError):
                 continue
     return tuple(parts)
