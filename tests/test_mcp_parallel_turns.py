@@ -28,8 +28,9 @@ from jan.testing.gguf_models import templates_dir
 
 USER = ChatMessage.of_text("user", "My notes and the time?")
 AGAIN = ChatMessage.of_text("user", "Thanks. And the first note?")
+#: (Kimi K2's shows a result's tool by its message's name: a result is named by its call, as the live loop names it)
 TEMPLATES = ["Qwen-Qwen3-0.6B", "NousResearch-Hermes-3-Llama-3.1-8B-tool_use", "Mistral-Small-3.2-24B-Instruct-2506",
-             "ibm-granite-granite-4.0"]
+             "ibm-granite-granite-4.0", "Kimi-K2-Instruct"]
 
 
 def _events(turns: list[list[tuple[str, str, str]]]) -> list:
@@ -83,7 +84,7 @@ def _anthropic(turns):
 
 
 def _plain(turns) -> list[tuple]:
-    return [(t.role, t.text, tuple((c.id, c.name, c.arguments) for c in t.tool_calls), t.tool_call_id)
+    return [(t.role, t.text, tuple((c.id, c.name, c.arguments) for c in t.tool_calls), t.tool_call_id, t.name)
             for t in turns]
 
 
@@ -258,3 +259,33 @@ def test_a_kept_call_of_a_tool_not_listed_is_never_named_as_a_listed_one():
     turns = history_turns([USER, listing, call])
     [name] = [c.name for t in turns for c in t.tool_calls]
     assert name != offered["a.b"] and name.startswith("notes__a_b")
+
+
+async def test_a_conversation_reads_a_turns_calls_as_that_turn_and_keeps_their_images(tmp_path):
+    """A conversation (Conversations API: a thread of the conversation store) an answer with a parallel turn and an
+    image was added to: what a response made in it reads (ConversationStore.history) is the live turns, the image
+    an image; its items are listed as the client was given them (nothing kept beside an item shows)."""
+    import types
+
+    from jan.extensions.conversational.extension import ConversationalStoreExtension
+    from jan.server.dialects.conversations_store import ConversationStore
+    from jan.server.dialects.responses_store import ResponsesStore
+
+    threads = ConversationalStoreExtension()
+    await threads.on_load(types.SimpleNamespace(data_folder=tmp_path, bus=None))
+    store = ConversationStore(ResponsesStore(tmp_path / "responses", lambda: threads))
+    png = _png()
+    encoder = responses.ResponseStream()
+    for event in [*_events(BOTH)[:-2], *_screenshot_events(png)]:
+        encoder.feed(event)
+    encoder.finish()
+    kept = responses.output_turns(encoder.output, encoder.call_turns, encoder.call_parts)
+    conversation = (await store.create([USER], None))["id"]
+    await store.add(conversation, kept)
+    turns, _ = await store.history(conversation)
+    assert [(t.role, len(t.tool_calls)) for t in turns] == [
+        ("user", 0), ("assistant", 2), ("tool", 0), ("tool", 0), ("assistant", 1), ("tool", 0),
+        ("assistant", 1), ("tool", 0), ("assistant", 0)]
+    _seen(turns[-2], png)
+    items = [item for item in await store.items(conversation) if item["type"] == "mcp_call"]
+    assert items == [item for item in encoder.output if item["type"] == "mcp_call"]

@@ -728,14 +728,20 @@ def _assistant_messages(content: list) -> list[typed.ChatMessage]:
     """One assistant turn; the MCP connector's calls and results in it (``mcp_tool_use``, ``mcp_tool_result``:
     run by the server within the answer) become the calling turn, the results' tool messages and the turn going
     on, as the model read them when it wrote the answer."""
+    from jan.services.mcp_use import jan_name
+
     out: list[typed.ChatMessage] = []
     blocks: list = []
+    # (a result is named by its call, as the answer's loop named it: templates that show a result's tool read it)
+    names = {block.id: jan_name(block.server_name, block.name) for block in content
+             if isinstance(block, McpToolUseBlock)}
     for block in content:
         if isinstance(block, McpToolResultBlock):
             if blocks:
                 out.append(_assistant_message(blocks))
                 blocks = []
-            out.append(typed.ChatMessage("tool", _mcp_result_parts(block), tool_call_id=block.tool_use_id))
+            out.append(typed.ChatMessage("tool", _mcp_result_parts(block), tool_call_id=block.tool_use_id,
+                                         name=names.get(block.tool_use_id)))
         else:
             blocks.append(block)
     if blocks or not out:
