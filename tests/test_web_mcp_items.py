@@ -82,3 +82,23 @@ def test_a_runs_mcp_image_shows_as_a_thumbnail_of_its_result(server, new_page):
     assert [t.get_attribute("data-file-id") for t in thumbs] == [file_id]
     page.wait_for_function("() => document.querySelector('.tool-call .tool-images img.thumb').src.startsWith('blob:')")
     assert page.text_content(".tool-call .tool-result").startswith("the screen")
+
+
+def test_a_stored_responses_mcp_image_shows_as_a_thumbnail(server, new_page):
+    """A stored response's ``mcp_call`` whose tool returned an image keeps it beside the item (its output has the
+    note): the page shows it as a thumbnail in the call's details."""
+    question = "What is on the screen, web page?"
+    resp = api(server, "POST", "/v1/responses", {
+        "model": "qwen3-tools", "input": question, "max_output_tokens": 30, "temperature": 0,
+        "tools": [{"type": "mcp", "server_label": "notes", "allowed_tools": ["screenshot"],
+                   "require_approval": "never"}],
+        "tool_choice": {"type": "mcp", "server_label": "notes", "name": "screenshot"}})
+    assert any(i["type"] == "mcp_call" for i in resp["output"]), resp["output"]
+    thread = next(t for t in api(server, "GET", "/v1/threads?limit=100")["data"] if t.get("title") == question)
+    page = new_page()
+    page.goto(f"{server.base_url}/#thread={thread['id']}")
+    page.wait_for_selector("body[data-ready=true]")
+    page.wait_for_selector(".tool-call .tool-images img.thumb", state="attached")
+    [src] = [t.get_attribute("src") for t in page.query_selector_all(".tool-call .tool-images img.thumb")]
+    assert src.startswith("data:image/png;base64,")
+    assert page.text_content(".tool-call .tool-result").startswith("the screen")
