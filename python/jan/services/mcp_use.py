@@ -478,6 +478,24 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
         for event in session.events:
             yield event
         messages = list(request.messages)
+        offered = {spec.name for spec in request.tools or ()}
+        # (the longest label first: labels "a" and "a__b" both begin "a__b__c")
+        labels = sorted({label for label, _ in session.owners.values()}
+                        | {s.use.server_label for s in session.servers if isinstance(s, _Server)}, key=len, reverse=True)
+
+        def owner(name: str) -> tuple[str, str] | None:
+            """The server and MCP name of a call of the session's: a tool it offers, or one named as a tool of one of
+            its servers that none offers (not listed, not allowed, made up), which the model reads an error result
+            of; ``None`` for any other (the client's own tools)."""
+            if name in session.owners:
+                return session.owners[name]
+            if not name or name in offered:
+                return None
+            for label in labels:
+                if name.startswith(label + "__") and len(name) > len(label) + 2:
+                    return label, name[len(label) + 2:]
+            return None
+
         for step in range(max_steps):
             assert deltas is not None
             calls: dict[int, list[str]] = {}  # index -> [id, name, arguments] of the session's tools' calls
@@ -496,7 +514,7 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
                     thinking.append(delta.reasoning or "")
                     theirs = []
                     for piece in delta.tool_calls:
-                        if piece.index in calls or (piece.name and piece.name in session.policy.entries):
+                        if piece.index in calls or (piece.name and owner(piece.name) is not None):
                             held = calls.setdefault(piece.index, [piece.id or new_id("mcp"), piece.name or "", ""])
                             held[2] += piece.arguments
                         else:
@@ -518,7 +536,7 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
             # a call whose arguments the token limit cut is not what the model meant to pass: never run (as a
             # run's: tool_loop.whole_arguments); one whose arguments are whole counts, its closing markup cut or not
             for call_id, name, arguments in [c for c in calls.values() if not whole_arguments(c[2])]:
-                label, mcp_name = session.owners[name]
+                label, mcp_name = owner(name) or ("", name)
                 yield McpCallStarted(call_id, label, mcp_name, arguments, step)
                 yield McpCallDone(call_id, label, mcp_name, arguments, None,
                                   "not run: the call's arguments were cut off (the token limit ended the turn)")
@@ -527,22 +545,31 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
                 break
             if step == max_steps - 1:  # (told, not dropped: the model called past the rounds an answer may take)
                 for call in pending:
-                    label, mcp_name = session.owners[call.name]
+                    label, mcp_name = owner(call.name) or ("", call.name)
                     yield McpCallStarted(call.id, label, mcp_name, call.arguments, step)
                     yield McpCallDone(call.id, label, mcp_name, call.arguments, None,
                                       f"not run: the response took its {max_steps} model turns")
                 yield ChatDelta(finish_reason="stop")
                 break
-            auto, ask = triage(session.policy, pending)
+            # a call of a tool no server offers (named as one of theirs) runs nothing: an error result the model
+            # reads, as a run's call of a tool it may not use (never asked about, never a crash)
+            unknown = [c for c in pending if c.name not in session.policy.entries]
+            auto, ask = triage(session.policy, [c for c in pending if c.name in session.policy.entries])
+            auto = [c for c in pending if c in auto or c in unknown]  # (in the order the model wrote them)
             done = []
             # the turn's calls all start before any result (as the model wrote them: one turn, then the results
             # the next turn reads), so that an answer's blocks (Anthropic's mcp_tool_use, then each mcp_tool_result)
             # read back as that one turn, as the live loop's next turn reads it (_turn)
             for call in auto:
-                label, mcp_name = session.owners[call.name]
+                label, mcp_name = owner(call.name) or ("", call.name)
                 yield McpCallStarted(call.id, label, mcp_name, call.arguments, step)
             for call in auto:
-                result = await _run(session, call)
+                if call in unknown:
+                    label, mcp_name = owner(call.name) or ("", call.name)
+                    result = McpCallDone(call.id, label, mcp_name, call.arguments, None,
+                                         f"not run: the MCP server '{label}' offers no tool '{mcp_name}'")
+                else:
+                    result = await _run(session, call)
                 done.append(result)
                 yield result
             for call in ask:
