@@ -7,8 +7,10 @@ An ``mcp_call`` is read as the call the model made and the call's result (:func:
 wrote before the call in the same turn (its thinking, its text) is that call turn's, as the model wrote them in one
 turn and as the answer's own tool loop reads them (:mod:`jan.services.mcp_use`): an input reads the items before the
 call so, and a stored response, which keeps them as a turn of their own (a thread message of its own, listed as its
-``reasoning`` and ``message`` items), is read so too (:func:`history_turns`). Nothing here knows HTTP or a store: a
-thread message is a dict, as the conversation store keeps it.
+``reasoning`` and ``message`` items), is read so too (:func:`history_turns`). Calls the model made in one turn
+(parallel calls) are read as that one turn, then their results, where a store kept which they are, and a call's
+images as images (:class:`KeptEntry`: what a thread message keeps beside its item). Nothing here knows HTTP or a
+store: a thread message is a dict, as the conversation store keeps it.
 """
 
 from __future__ import annotations

@@ -559,8 +559,7 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
     is not in the history (a template would reject them).
     """
     from jan.services.kept_items import kept_entry, kept_item_turns, listed_names, result_content
-    from jan.services.types import TextPart
-    from jan.services.types import ChatMessage
+    from jan.services.types import ChatMessage, TextPart
 
     out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     open_calls: set[str] = set()
