@@ -289,3 +289,25 @@ async def test_a_conversation_reads_a_turns_calls_as_that_turn_and_keeps_their_i
     _seen(turns[-2], png)
     items = [item for item in await store.items(conversation) if item["type"] == "mcp_call"]
     assert items == [item for item in encoder.output if item["type"] == "mcp_call"]
+
+
+def test_an_mcp_result_a_thread_keeps_is_read_back_as_a_tools_images_and_named():
+    """An Anthropic thread keeps its reply's turns as thread messages: an MCP result's image was read back as an
+    image a client sent (a 400 for a model without a projector, though nobody chose to send it), and the result
+    lost the name its call gave it (what templates like Kimi K2's show)."""
+    from jan.server.dialects.responses_store import from_thread_message
+    from jan.services.tool_images import ToolImagePart
+    from jan.services.untrusted import UntrustedTextPart
+
+    png = _png()
+    turn = ChatMessage("tool", (UntrustedTextPart("the screen", source="tool"), ToolImagePart(png, "image/png")),
+                       tool_call_id="c1", name="notes__screenshot")
+    read = from_thread_message(to_thread_message(turn))
+    _seen(read, png)
+    assert read.name == "notes__screenshot" and read.tool_call_id == "c1"
+    # a client's own result keeps its images as the client's (a model that cannot see them is told so)
+    from jan.services.types import ImagePart, TextPart
+
+    theirs = from_thread_message(to_thread_message(ChatMessage("tool", (TextPart("x"), ImagePart(png, "image/png")),
+                                                               tool_call_id="c2")))
+    assert not any(isinstance(p, ToolImagePart) for p in theirs.content) and theirs.name is None

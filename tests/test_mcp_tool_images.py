@@ -193,3 +193,21 @@ async def test_an_anthropic_mcp_image_sent_back_is_seen_again(server, notes_url)
                                                                        {"role": "user", "content": "And now?"}]})
             tokens[model] = input_tokens(again)
         assert tokens["vision-tools"] >= tokens["blind-tools"] + SEEN
+
+
+async def test_an_anthropic_threads_mcp_image_is_seen_again_and_no_400_on_the_blind_twin(server, notes_url):
+    """A thread (``thread``) holds the reply's MCP result with its image: the next turn's model that sees reads the
+    image; the one without a projector its note (the image was kept as an image of the thread, read back as any
+    image a client sent: a 400 for the model that cannot see it, though nobody chose to send it)."""
+    async with Client(server.base_url) as api:
+        tokens = {}
+        for model in ("vision-tools", "blind-tools"):
+            body = anthropic_body(notes_url, model)
+            first = await api.ok("POST", "/v1/messages", {**body, "thread": {"type": "create"}})
+            assert [b["type"] for b in first["content"][1]["content"]] == ["text", "image"], first["content"]
+            again = await api.ok("POST", "/v1/messages", {
+                **body, "tool_choice": {"type": "none"}, "max_tokens": 1,
+                "messages": [{"role": "user", "content": "And now?"}],
+                "thread": {"type": "continue", "previous_message_id": first["id"]}})
+            tokens[model] = input_tokens(again)
+        assert tokens["vision-tools"] >= tokens["blind-tools"] + SEEN

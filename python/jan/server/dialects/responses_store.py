@@ -60,6 +60,8 @@ __all__ = ["CONVERSATION_PREFIX", "CONVERSATION_TITLE", "NotLatestError", "Respo
            "from_thread_message", "is_conversation_thread", "output_item_ids", "to_thread_message"]
 
 TITLE_CHARS = 60
+#: The metadata flag of a stored tool message whose images a tool jan ran returned (to_thread_message).
+TOOL_IMAGES_KEY = "tool_images"
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,14 @@ def to_thread_message(message: ChatMessage | KeptTurn, response_id: str | None =
                                   for c in message.tool_calls]
     if message.tool_call_id:
         metadata["tool_call_id"] = message.tool_call_id
+    from jan.services.tool_images import ToolImagePart
+
+    if message.role == "tool" and any(isinstance(p, ToolImagePart) for p in message.content):
+        # the images of a tool jan ran (an Anthropic thread's MCP result): read back as such (from_thread_message),
+        # which a model without a projector reads as their notes, never a 400 for an image nobody chose to send
+        metadata[TOOL_IMAGES_KEY] = True
+    if message.name and message.role == "tool":
+        metadata["name"] = message.name
     if kept.item_ids:
         metadata["item_ids"] = kept.item_ids
     role = "system" if message.role == "developer" else message.role
@@ -186,9 +196,10 @@ def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart]
         return None
     parts = [part for part, _ in thread_parts(message, images)]
     metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
-    if role == "tool" and isinstance(metadata.get("result"), dict):
-        # a result a run's tool loop saved (jan.services.tool_loop.save_tool_messages): its images are a tool's that
-        # jan ran, which a model without a projector reads as their notes (jan.services.tool_images), never a 400
+    if role == "tool" and (isinstance(metadata.get("result"), dict) or metadata.get(TOOL_IMAGES_KEY) is True):
+        # a result a run's tool loop saved (jan.services.tool_loop.save_tool_messages), or an MCP result a thread
+        # keeps (to_thread_message): its images are a tool's that jan ran, which a model without a projector reads as
+        # their notes (jan.services.tool_images), never a 400
         from jan.services.tool_images import ToolImagePart
 
         parts = [ToolImagePart(p.data, p.mime_type) if isinstance(p, ImagePart) else p for p in parts]
@@ -209,8 +220,10 @@ def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart]
     # (a field of another type, a hand edit's, is read as absent: a ChatMessage refuses it, and the conversation,
     # every listing of its items and every response continuing it failed)
     call_id, kept_reasoning = metadata.get("tool_call_id"), metadata.get("reasoning_content")
+    name = metadata.get("name") if role == "tool" else None
     return ChatMessage(role, tuple(parts), tool_calls=tuple(calls),
                        tool_call_id=call_id if role == "tool" and isinstance(call_id, str) else None,
+                       name=name if isinstance(name, str) else None,
                        # metadata.reasoning_content: where responses stored before kept it
                        reasoning=joined_thoughts(thinking)
                        or (kept_reasoning if isinstance(kept_reasoning, str) else None) or None)
