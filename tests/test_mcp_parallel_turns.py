@@ -29,8 +29,9 @@ from jan.testing.gguf_models import templates_dir
 USER = ChatMessage.of_text("user", "My notes and the time?")
 AGAIN = ChatMessage.of_text("user", "Thanks. And the first note?")
 #: (Kimi K2's shows a result's tool by its message's name: a result is named by its call, as the live loop names it)
+#: (Mistral's and Kimi K2's (moonshotai) show a call's id: a kept call is read by the id the model gave it)
 TEMPLATES = ["Qwen-Qwen3-0.6B", "NousResearch-Hermes-3-Llama-3.1-8B-tool_use", "Mistral-Small-3.2-24B-Instruct-2506",
-             "ibm-granite-granite-4.0", "Kimi-K2-Instruct"]
+             "ibm-granite-granite-4.0", "Kimi-K2-Instruct", "moonshotai-Kimi-K2"]
 
 
 def _events(turns: list[list[tuple[str, str, str]]]) -> list:
@@ -59,10 +60,9 @@ def _responses(turns):
     for event in _events(turns):
         encoder.feed(event)
     encoder.finish()
-    calls = [item for item in encoder.output if item["type"] == "mcp_call"]
-    ids = {i: item["id"] for (i, _, _), item in zip([c for t in turns for c in t], calls)}
-    kept = responses.output_turns(encoder.output, encoder.call_turns, encoder.call_parts)
-    return [to_thread_message(USER), *(to_thread_message(k) for k in kept)], _live(turns, ids)
+    # (each call read by the id the model gave it, not its item's: templates such as Mistral's show it)
+    ids = {i: i for t in turns for i, _, _ in t}
+    return [to_thread_message(USER), *(to_thread_message(k) for k in encoder.kept(encoder.output))], _live(turns, ids)
 
 
 def _anthropic(turns):
@@ -228,8 +228,7 @@ def test_a_stored_responses_mcp_image_is_read_again_as_an_image():
     encoder.finish()
     [call] = [item for item in encoder.output if item["type"] == "mcp_call"]
     assert call["output"] == f"the screen\n[image image/png, {len(png)} bytes]"  # (the client's item: text)
-    messages = [to_thread_message(USER), *(to_thread_message(k) for k in responses.output_turns(
-        encoder.output, encoder.call_turns, encoder.call_parts))]
+    messages = [to_thread_message(USER), *(to_thread_message(k) for k in encoder.kept(encoder.output))]
     assert [m["metadata"].get("item") for m in messages if m["metadata"].get("item")] == [call]
     stored = history_turns(e for m in messages for e in thread_entries(m))
     _seen(stored[2], png)
@@ -279,7 +278,7 @@ async def test_a_conversation_reads_a_turns_calls_as_that_turn_and_keeps_their_i
     for event in [*_events(BOTH)[:-2], *_screenshot_events(png)]:
         encoder.feed(event)
     encoder.finish()
-    kept = responses.output_turns(encoder.output, encoder.call_turns, encoder.call_parts)
+    kept = encoder.kept(encoder.output)
     conversation = (await store.create([USER], None))["id"]
     await store.add(conversation, kept)
     turns, _ = await store.history(conversation)

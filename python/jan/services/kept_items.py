@@ -35,16 +35,18 @@ class KeptEntry:
     an ``mcp_call`` made in the same model turn as the ``mcp_call`` kept right before it (parallel calls: one
     assistant turn with all its calls, then their results, as the model wrote them and the answer's own loop read
     them: :func:`jan.services.mcp_use._turn`); ``result``, the call's result as the model read it where it held
-    images (:func:`result_parts_of`; ``()``: the item's ``output`` text)."""
+    images (:func:`result_parts_of`; ``()``: the item's ``output`` text); ``call_id``, the id the model's call had
+    (templates such as Mistral's and Kimi K2's show it; the item's own id is jan's, ``None``: that one)."""
 
     item: dict[str, Any]
     joins: bool = False
     result: tuple[Part, ...] = ()
+    call_id: str | None = None
 
 
 #: Metadata keys of a thread message keeping an ``mcp_call`` (:func:`kept_entry`): the call joins the kept call
-#: before it in one model turn; the result's parts with its images (:func:`result_content`).
-JOINS_KEY, RESULT_KEY = "joins_turn", "result_content"
+#: before it in one model turn; the result's parts with its images (:func:`result_content`); the model's call id.
+JOINS_KEY, RESULT_KEY, CALL_ID_KEY = "joins_turn", "result_content", "call_id"
 
 
 def result_content(parts: Sequence[Part]) -> list[dict[str, Any]]:
@@ -89,7 +91,9 @@ def kept_entry(message: dict[str, Any]) -> KeptEntry | None:
     if item is None:
         return None
     metadata = message["metadata"]
-    return KeptEntry(item, joins=metadata.get(JOINS_KEY) is True, result=result_parts_of(metadata.get(RESULT_KEY)))
+    call_id = metadata.get(CALL_ID_KEY)
+    return KeptEntry(item, joins=metadata.get(JOINS_KEY) is True, result=result_parts_of(metadata.get(RESULT_KEY)),
+                     call_id=call_id if isinstance(call_id, str) and call_id else None)
 
 
 def kept_item(message: dict[str, Any]) -> dict[str, Any] | None:
@@ -163,15 +167,15 @@ def mcp_call_turns(item: dict[str, Any], call_id: str, before: ChatMessage | Non
 
 def kept_item_turns(item: dict[str, Any], before: ChatMessage | None = None,
                     names: dict[str, dict[str, str]] | None = None,
-                    result_parts: Sequence[Part] = ()) -> list[ChatMessage]:
+                    result_parts: Sequence[Part] = (), call_id: str | None = None) -> list[ChatMessage]:
     """The turns the model reads of a kept item: an ``mcp_call``'s call (in ``before``, the turn it ends; ``names``,
-    ``result_parts``: :func:`mcp_call_turns`) and result; none of any other (a web search call, an MCP listing or
-    approval)."""
+    ``result_parts``: :func:`mcp_call_turns`; ``call_id``: the model's, else the item's id) and result; none of any
+    other (a web search call, an MCP listing or approval)."""
     if item.get("type") != "mcp_call":
         return []
     try:
-        return mcp_call_turns(item, item["id"] if isinstance(item.get("id"), str) else "mcp_call", before, names,
-                              result_parts)
+        return mcp_call_turns(item, call_id or (item["id"] if isinstance(item.get("id"), str) else "mcp_call"),
+                              before, names, result_parts)
     except ValueError:  # (a conversation keeps what it was sent: an item that names no tool is read as nothing)
         return []
 
@@ -208,7 +212,7 @@ def history_turns(entries: Iterable[ChatMessage | dict[str, Any] | KeptEntry]) -
             continue  # (no turn: a listing, a web search call; the turn before goes on)
         joins = kept.joins and calling is not None
         before = continued(out[-1]) if out and not joins else None
-        turns = kept_item_turns(kept.item, before, names, kept.result)
+        turns = kept_item_turns(kept.item, before, names, kept.result, kept.call_id)
         if not turns:
             calling = None
             continue

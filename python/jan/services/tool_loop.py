@@ -589,7 +589,8 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
             if listed is not None:
                 names[listed[0]] = listed[1]
             joins = kept.joins and calling is not None and item.get("type") == "mcp_call"
-            turns = kept_item_turns(item, None if joins else before[0] if before else None, names, kept.result)
+            turns = kept_item_turns(item, None if joins else before[0] if before else None, names, kept.result,
+                                    kept.call_id)
             if not turns:
                 alone = before  # (an item of no turn, a listing: the turn before still goes on)
                 continue

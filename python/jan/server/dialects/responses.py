@@ -1326,13 +1326,15 @@ def output_items(result: typed.ChatResult, *, top_logprobs: int | None = None, e
 
 
 def output_turns(items: list[dict[str, Any]], call_turns: dict[str, int] | None = None,
-                 call_parts: dict[str, tuple[typed.Part, ...]] | None = None) -> list[KeptTurn]:
+                 call_parts: dict[str, tuple[typed.Part, ...]] | None = None,
+                 call_ids: dict[str, str] | None = None) -> list[KeptTurn]:
     """What a stored response or a conversation keeps of a response's ``output`` items, in order: the model's turns
     (:func:`output_message` of the items between its MCP items, with their ids: ``output_item_ids``) and each MCP
     item as it is, an ``mcp_call`` read again as the call and its result (``mcp_call_turns``), a listing as the
-    server listed for that conversation (the route does not list it again). ``call_turns``, ``call_parts``: each
-    ``mcp_call``'s model turn and result parts, by item id (the encoder's: :class:`KeptTurn`), so that a turn's
-    parallel calls read back as that one turn, and a result's images as images."""
+    server listed for that conversation (the route does not list it again). ``call_turns``, ``call_parts``,
+    ``call_ids``: each ``mcp_call``'s model turn, result parts and the model's call id, by item id (the encoder's:
+    :class:`KeptTurn`), so that a turn's parallel calls read back as that one turn, a result's images as images, and
+    each call by the id the model gave it."""
     out: list[KeptTurn] = []
     group: list[dict[str, Any]] = []
     turns, parts = call_turns or {}, call_parts or {}
@@ -1349,7 +1351,7 @@ def output_turns(items: list[dict[str, Any]], call_turns: dict[str, int] | None 
             said()
             turn = turns.get(item.get("id")) if item.get("type") == "mcp_call" else None
             out.append(KeptTurn(None, item=item, joins=turn is not None and turn == last_turn and not group,
-                                result=parts.get(item.get("id"), ())))
+                                result=parts.get(item.get("id"), ()), call_id=(call_ids or {}).get(item.get("id"))))
             last_turn = turn
         elif isinstance(item, dict):
             group.append(item)
@@ -1453,6 +1455,12 @@ class ResponseStream:
         #: it held images (:func:`output_turns` reads them)
         self.call_turns: dict[str, int] = {}
         self.call_parts: dict[str, tuple[typed.Part, ...]] = {}
+        self.call_ids: dict[str, str] = {}  # (the model's call id: the prompt's, where a template shows it)
+
+    def kept(self, output: list[dict[str, Any]]) -> list[KeptTurn]:
+        """What a store keeps of the answer's ``output`` (:func:`output_turns`, with what this stream knows of each
+        ``mcp_call`` beside its item)."""
+        return output_turns(output, self.call_turns, self.call_parts, self.call_ids)
 
     @classmethod
     def for_request(cls, body: ResponsesRequest) -> ResponseStream:
@@ -1609,6 +1617,7 @@ class ResponseStream:
             item = {"id": new_id("mcp"), "type": "mcp_call", "server_label": event.server_label, "name": event.name,
                     "arguments": event.arguments, "output": None, "error": None, "status": "in_progress"}
             self._calls[event.id] = item
+            self.call_ids[item["id"]] = event.id  # (the model's call's, or an approved call's: its request's id)
             if event.turn is not None:
                 self.call_turns[item["id"]] = event.turn
             events = self._done_item(item)

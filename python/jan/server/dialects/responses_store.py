@@ -46,7 +46,7 @@ from jan.store.context import LOCK_DIR_NAME
 from jan.core.locks import AsyncFileLocks
 from jan.store.errors import LockTimeoutError
 from jan.store.locks import LockManager
-from jan.services.kept_items import (JOINS_KEY, RESULT_KEY, KeptEntry, history_turns, kept_entry,  # noqa: F401
+from jan.services.kept_items import (CALL_ID_KEY, JOINS_KEY, RESULT_KEY, KeptEntry, history_turns, kept_entry,  # noqa: F401
                                      kept_item, kept_item_turns, mcp_call_error_text, mcp_call_turns,
                                      result_content)
 from jan.services.types import ChatMessage, ImagePart, Part, TextPart, ToolCall
@@ -101,6 +101,8 @@ class KeptTurn:
     #: calls), and its result as the model read it where it held images (jan.services.kept_items.KeptEntry).
     joins: bool = False
     result: tuple[Part, ...] = ()
+    #: Of an ``mcp_call`` ``item``: the id the model's call had (the item's is jan's), which some templates show.
+    call_id: str | None = None
 
 
 def _data_url(part: ImagePart) -> str:
@@ -117,6 +119,7 @@ def to_thread_message(message: ChatMessage | KeptTurn, response_id: str | None =
         return {"role": "assistant", "content": [],
                 "metadata": {**({"response_id": response_id} if response_id else {}), "item": kept.item or {},
                              **({JOINS_KEY: True} if kept.joins else {}),
+                             **({CALL_ID_KEY: kept.call_id} if kept.call_id else {}),
                              **({RESULT_KEY: result_content(kept.result)} if kept.result else {})}}
     message = kept.message
     # thinking is a ``reasoning`` part before the text, as runs save it: the web page shows it the same way
