@@ -161,3 +161,53 @@ async def test_a_conversation_continues_a_runs_mcp_image_on_either_model(server)
                                                               "input": "And now?", "max_output_tokens": 1})
             tokens[model] = response["usage"]["input_tokens"]
         assert tokens["vision-tools"] >= tokens["blind-tools"] + SEEN
+
+
+async def test_a_stored_responses_mcp_image_is_seen_again_by_a_follow_up(server):
+    """A stored response's ``mcp_call`` kept only the image's note: a follow-up (``previous_response_id``) showed
+    the model that sees no image. It reads the image again (64 tokens more than the twin without a projector)."""
+    async with Client(server.base_url) as api:
+        tokens = {}
+        for model in ("vision-tools", "blind-tools"):
+            first = await api.ok("POST", "/v1/responses", {**responses_body(model, "screenshot"), "store": True})
+            assert any(item["type"] == "mcp_call" for item in first["output"]), first["output"]
+            again = await api.ok("POST", "/v1/responses", {"model": model, "previous_response_id": first["id"],
+                                                           "input": "And now?", "max_output_tokens": 1})
+            tokens[model] = again["usage"]["input_tokens"]
+        assert tokens["vision-tools"] >= tokens["blind-tools"] + SEEN
+
+
+async def test_an_anthropic_mcp_image_sent_back_is_seen_again(server, notes_url):
+    """The reply's ``mcp_tool_result`` carries the image (an image block after its text); sent back, the model that
+    sees reads it again, the one that does not its note (no 400 for an image nobody chose to send)."""
+    async with Client(server.base_url) as api:
+        tokens = {}
+        for model in ("vision-tools", "blind-tools"):
+            body = anthropic_body(notes_url, model)
+            reply = await api.ok("POST", "/v1/messages", body)
+            result = reply["content"][1]
+            assert [b["type"] for b in result["content"]] == ["text", "image"], result
+            again = await api.ok("POST", "/v1/messages", {**body, "tool_choice": {"type": "none"}, "max_tokens": 1,
+                                                          "messages": [*body["messages"],
+                                                                       {"role": "assistant", "content": reply["content"]},
+                                                                       {"role": "user", "content": "And now?"}]})
+            tokens[model] = input_tokens(again)
+        assert tokens["vision-tools"] >= tokens["blind-tools"] + SEEN
+
+
+async def test_an_anthropic_threads_mcp_image_is_seen_again_and_no_400_on_the_blind_twin(server, notes_url):
+    """A thread (``thread``) holds the reply's MCP result with its image: the next turn's model that sees reads the
+    image; the one without a projector its note (the image was kept as an image of the thread, read back as any
+    image a client sent: a 400 for the model that cannot see it, though nobody chose to send it)."""
+    async with Client(server.base_url) as api:
+        tokens = {}
+        for model in ("vision-tools", "blind-tools"):
+            body = anthropic_body(notes_url, model)
+            first = await api.ok("POST", "/v1/messages", {**body, "thread": {"type": "create"}})
+            assert [b["type"] for b in first["content"][1]["content"]] == ["text", "image"], first["content"]
+            again = await api.ok("POST", "/v1/messages", {
+                **body, "tool_choice": {"type": "none"}, "max_tokens": 1,
+                "messages": [{"role": "user", "content": "And now?"}],
+                "thread": {"type": "continue", "previous_message_id": first["id"]}})
+            tokens[model] = input_tokens(again)
+        assert tokens["vision-tools"] >= tokens["blind-tools"] + SEEN

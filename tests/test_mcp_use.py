@@ -178,3 +178,65 @@ async def test_an_mcp_tools_image_that_does_not_decode_is_its_note():
     tool = turns[0].messages[-1]
     assert all(p.type == "text" for p in tool.content), tool
     assert "image/png, 60 bytes, that cannot be read" in tool.text
+
+
+async def test_an_approved_call_of_a_tool_not_offered_is_an_error_result_never_another_tools_run():
+    """An approval (mcp_approval_response) for a tool the session does not offer (no longer listed, not allowed)
+    was run by its plain name, which can be another server's tool's (labels ``a`` and ``a__b``, tools ``b__c`` and
+    ``c``: both ``a__b__c``): that tool ran in its place. It is now an error result the model reads, named apart."""
+    ran = []
+
+    class Other(Tool):
+        name = "a__b__c"
+        source = "mcp:a__b"
+
+        async def call(self, arguments, *, timeout=None):
+            ran.append(arguments)
+            return ToolResult.text("the other server's tool ran")
+
+    tool = Other()
+    session = mcp_use.McpSession([FakeServer()], [])
+    session.policy.entries[tool.name] = ToolEntry(tool.name, tool.spec(), tool, True)
+    session.owners[tool.name] = ("a__b", "c")
+    assert mcp_use.jan_name("a", "b__c") == "a__b__c"
+    await mcp_use._run_approved(session, [mcp_use.ApprovedCall("mcpr_1", "a", "b__c", "{}", True),
+                                          mcp_use.ApprovedCall("mcpr_2", "a", "b__c", "{}", False)])
+    assert ran == []
+    approved, denied = session.events
+    assert approved.output is None and "offers no tool 'b__c'" in approved.error
+    assert (approved.server_label, approved.name) == ("a", "b__c")
+    assert denied.output is None and "denied" in denied.error.lower()
+    calls = [c.name for m in session.messages for c in m.tool_calls]
+    assert len(calls) == 2 and "a__b__c" not in calls
+    assert [m.text for m in session.messages if m.role == "tool"][0].startswith("Error: not run")
+    # the tool it is offered by is still named so
+    assert session.name_of("a__b", "c") == "a__b__c"
+
+
+async def test_a_call_of_a_tool_no_server_offers_is_an_error_result_the_next_turn_reads():
+    """The model calls ``notes__nope`` (named as a tool of the session's server ``notes``, which offers no such
+    tool): it went to the client as a call of its own tool (a function_call of a tool it never defined). It is an
+    error result the next turn reads, in the same turn as the call it made beside it; never asked, never a crash."""
+    async def calls_two():
+        yield ChatDelta(tool_calls=(CallDelta(0, "call_1", "notes__hang", "{}"),))
+        yield ChatDelta(tool_calls=(CallDelta(1, "call_2", "notes__nope", "{}"),))
+        yield ChatDelta(finish_reason="tool_calls")
+
+    async def answer():
+        yield ChatDelta(content="ok")
+        yield ChatDelta(finish_reason="stop")
+
+    turns = []
+    session, _ = session_with(Quick())
+    events = await read_all(mcp_use.rounds(lambda r: turns.append(r) or answer(), request(), calls_two(), session,
+                                           new_id=lambda p: p + "_1"))
+    done = {e.id: e for e in events if isinstance(e, mcp_use.McpCallDone)}
+    assert done["call_1"].output == "done"
+    assert done["call_2"].output is None and "offers no tool 'nope'" in done["call_2"].error
+    assert (done["call_2"].server_label, done["call_2"].name) == ("notes", "nope")
+    assert not [c for e in events if isinstance(e, ChatDelta) for c in e.tool_calls]  # (nothing for the client)
+    assert not [e for e in events if isinstance(e, mcp_use.McpApprovalAsked)]
+    [after] = turns
+    calling, *results = after.messages[1:]
+    assert [c.name for c in calling.tool_calls] == ["notes__hang", "notes__nope"]
+    assert [r.text for r in results][1].startswith("Error: not run")

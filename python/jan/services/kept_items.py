@@ -7,22 +7,94 @@ An ``mcp_call`` is read as the call the model made and the call's result (:func:
 wrote before the call in the same turn (its thinking, its text) is that call turn's, as the model wrote them in one
 turn and as the answer's own tool loop reads them (:mod:`jan.services.mcp_use`): an input reads the items before the
 call so, and a stored response, which keeps them as a turn of their own (a thread message of its own, listed as its
-``reasoning`` and ``message`` items), is read so too (:func:`history_turns`). Nothing here knows HTTP or a store: a
-thread message is a dict, as the conversation store keeps it.
+``reasoning`` and ``message`` items), is read so too (:func:`history_turns`). Calls the model made in one turn
+(parallel calls) are read as that one turn, then their results, where a store kept which they are, and a call's
+images as images (:class:`KeptEntry`: what a thread message keeps beside its item). Nothing here knows HTTP or a
+store: a thread message is a dict, as the conversation store keeps it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-from jan.services.types import ChatMessage, ToolCall
+from jan.services.types import ChatMessage, Part, ToolCall
 from jan.services.untrusted import UntrustedTextPart
 from jan.templates.formats.reasoning import joined_thoughts
 
-__all__ = ["calls_after", "continued", "history_turns", "kept_item", "kept_item_turns", "listed_names",
-           "mcp_call_error_text", "mcp_call_turns"]
+__all__ = ["KeptEntry", "calls_after", "continued", "history_turns", "kept_entry", "kept_item", "kept_item_turns",
+           "listed_names", "mcp_call_error_text", "mcp_call_turns", "result_content", "result_parts_of"]
+
+
+@dataclass(frozen=True)
+class KeptEntry:
+    """A kept item (:func:`kept_item`) with what a store keeps beside it about the turn it was made in: ``joins``,
+    an ``mcp_call`` made in the same model turn as the ``mcp_call`` kept right before it (parallel calls: one
+    assistant turn with all its calls, then their results, as the model wrote them and the answer's own loop read
+    them: :func:`jan.services.mcp_use._turn`); ``result``, the call's result as the model read it where it held
+    images (:func:`result_parts_of`; ``()``: the item's ``output`` text); ``call_id``, the id the model's call had
+    (templates such as Mistral's and Kimi K2's show it; the item's own id is jan's, ``None``: that one)."""
+
+    item: dict[str, Any]
+    joins: bool = False
+    result: tuple[Part, ...] = ()
+    call_id: str | None = None
+
+
+#: Metadata keys of a thread message keeping an ``mcp_call`` (:func:`kept_entry`): the call joins the kept call
+#: before it in one model turn; the result's parts with its images (:func:`result_content`); the model's call id.
+JOINS_KEY, RESULT_KEY, CALL_ID_KEY = "joins_turn", "result_content", "call_id"
+
+
+def result_content(parts: Sequence[Part]) -> list[dict[str, Any]]:
+    """A result's parts (text and images, :func:`jan.services.tool_images.result_parts`) as a thread message keeps
+    content parts (each image a ``data:`` URL), for :func:`result_parts_of` to read again."""
+    from jan.services.types import ImagePart
+
+    return [{"type": "image_url", "image_url": {"url": f"data:{p.mime_type};base64,"
+                                                       f"{base64.b64encode(p.data).decode('ascii')}"}}
+            if isinstance(p, ImagePart) else {"type": "text", "text": getattr(p, "text", "")} for p in parts]
+
+
+def result_parts_of(content: Any) -> tuple[Part, ...]:
+    """:func:`result_content` read again: each text an untrusted tool text, each image a tool's image
+    (:class:`~jan.services.tool_images.ToolImagePart`: a model with no projector reads its note); what does not read
+    (a hand edit's) is left out."""
+    from jan.image_types import b64decode, parse_data_url
+    from jan.services.tool_images import ToolImagePart
+
+    parts: list[Part] = []
+    for part in content if isinstance(content, list) else ():
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text" and isinstance(part.get("text"), str):
+            parts.append(UntrustedTextPart(part["text"], source="tool"))
+        elif part.get("type") == "image_url" and isinstance(part.get("image_url"), dict):
+            url = part["image_url"].get("url")
+            parsed = parse_data_url(url) if isinstance(url, str) else None
+            if parsed is None:
+                continue
+            try:
+                parts.append(ToolImagePart(b64decode(parsed[1]), parsed[0]))
+            except (binascii.Error, ValueError):
+                continue
+    return tuple(parts)
+
+
+def kept_entry(message: dict[str, Any]) -> KeptEntry | None:
+    """The item a thread message keeps (:func:`kept_item`) with what the message keeps beside it (:class:`KeptEntry`);
+    ``None`` for none."""
+    item = kept_item(message)
+    if item is None:
+        return None
+    metadata = message["metadata"]
+    call_id = metadata.get(CALL_ID_KEY)
+    return KeptEntry(item, joins=metadata.get(JOINS_KEY) is True, result=result_parts_of(metadata.get(RESULT_KEY)),
+                     call_id=call_id if isinstance(call_id, str) and call_id else None)
 
 
 def kept_item(message: dict[str, Any]) -> dict[str, Any] | None:
@@ -58,7 +130,8 @@ def listed_names(item: dict[str, Any]) -> tuple[str, dict[str, str]] | None:
 
 
 def mcp_call_turns(item: dict[str, Any], call_id: str, before: ChatMessage | None = None,
-                   names: dict[str, dict[str, str]] | None = None) -> list[ChatMessage]:
+                   names: dict[str, dict[str, str]] | None = None,
+                   result_parts: Sequence[Part] = ()) -> list[ChatMessage]:
     """An earlier answer's ``mcp_call`` item (kept by a stored response or a conversation, or sent back in an input)
     as the turns the model read after making it: its call (``call_id``) in the turn ``before`` it began (what the
     model wrote before the call: :func:`continued`), and the call's result, so a later turn knows what ran and what
@@ -75,18 +148,31 @@ def mcp_call_turns(item: dict[str, Any], call_id: str, before: ChatMessage | Non
     if isinstance(error, dict):  # (OpenAI's typed error: mcp_tool_execution_error, mcp_protocol_error, ...)
         error = mcp_call_error_text(error)
     result = output if isinstance(output, str) else f"Error: {error}" if error else ""
-    call = ToolCall(call_id, (names or {}).get(label, {}).get(tool) or jan_name(label, tool), arguments)
+    listed = (names or {}).get(label, {})
+    name = listed.get(tool) or jan_name(label, tool)
+    if tool not in listed and name in listed.values():
+        # (a tool the listing does not have, whose plain name is a listed tool's: named apart, as the answer's
+        # session names it, never read as a call of the other: jan.services.mcp_use.McpSession.name_of)
+        from jan.services.mcp_use import _distinct
+
+        name = _distinct(name, label, tool, set(listed.values()))
+    call = ToolCall(call_id, name, arguments)
+    # (the server's output, third-party text, as the answer's own loop read it, named by the call:
+    # jan.services.mcp_use._turn; with its images where it held some, as that loop fed them)
+    content = tuple(result_parts) if result_parts and output is not None and not error \
+        else (UntrustedTextPart(result, source="tool"),)
     return [ChatMessage("assistant", before.content if before is not None else (), tool_calls=(call,),
                         reasoning=(before.reasoning if before is not None else None) or None),
-            # (the server's output, third-party text, as the answer's own loop read it: jan.services.mcp_use)
-            ChatMessage("tool", (UntrustedTextPart(result, source="tool"),), tool_call_id=call_id)]
+            ChatMessage("tool", content, tool_call_id=call_id, name=call.name)]
 
 
 def kept_item_turns(item: dict[str, Any], before: ChatMessage | None = None,
-                    names: dict[str, dict[str, str]] | None = None) -> list[ChatMessage]:
-    """The turns the model reads of a kept item: an ``mcp_call``'s call (in ``before``, the turn it ends; ``names``:
-    :func:`mcp_call_turns`) and result; a reasoning item's thinking as an answer's turn of its own; none of any other
-    (a web search call, an MCP listing or approval)."""
+                    names: dict[str, dict[str, str]] | None = None,
+                    result_parts: Sequence[Part] = (), call_id: str | None = None) -> list[ChatMessage]:
+    """The turns the model reads of a kept item: an ``mcp_call``'s call (in ``before``, the turn it ends; ``names``,
+    ``result_parts``: :func:`mcp_call_turns`; ``call_id``: the model's, else the item's id) and result; a reasoning
+    item's thinking as an answer's turn of its own; none of any other (a web search call, an MCP listing or
+    approval)."""
     if item.get("type") == "reasoning":
         # reasoning no turn took (the last item added to a conversation): the next input's user turn makes it an
         # answer's turn of its own, as an input with a user message after it reads it (responses._sourced_turns)
@@ -95,7 +181,8 @@ def kept_item_turns(item: dict[str, Any], before: ChatMessage | None = None,
     if item.get("type") != "mcp_call":
         return []
     try:
-        return mcp_call_turns(item, item["id"] if isinstance(item.get("id"), str) else "mcp_call", before, names)
+        return mcp_call_turns(item, call_id or (item["id"] if isinstance(item.get("id"), str) else "mcp_call"),
+                              before, names, result_parts)
     except ValueError:  # (a conversation keeps what it was sent: an item that names no tool is read as nothing)
         return []
 
@@ -116,24 +203,48 @@ def continued(turn: ChatMessage | None) -> ChatMessage | None:
     return turn
 
 
-def history_turns(entries: Iterable[ChatMessage | dict[str, Any]]) -> list[ChatMessage]:
+def history_turns(entries: Iterable[ChatMessage | dict[str, Any] | KeptEntry]) -> list[ChatMessage]:
     """A conversation's turns, in order, of ``entries``: a chat turn as it is, a kept item (a dict:
-    :func:`kept_item`) as the turns the model reads of it (:func:`kept_item_turns`). The assistant turn right before
-    an ``mcp_call`` (:func:`continued`: what the model wrote before the call) is that call's turn, not a turn of its
-    own, as an input sending those items back reads it (:func:`mcp_call_turns`)."""
+    :func:`kept_item`, or a :class:`KeptEntry`) as the turns the model reads of it (:func:`kept_item_turns`). The
+    assistant turn right before an ``mcp_call`` (:func:`continued`: what the model wrote before the call) is that
+    call's turn, not a turn of its own, as an input sending those items back reads it (:func:`mcp_call_turns`); a
+    call that joins the one before (:attr:`KeptEntry.joins`: parallel calls) is a call of that call's turn, its
+    result after that turn's results."""
     out: list[ChatMessage] = []
     names: dict[str, dict[str, str]] = {}  # (the calls' names as their servers' last listings offered them)
+    calling: int | None = None  # (the index in ``out`` of the last kept call's turn, while only its results follow)
     for entry in entries:
         if isinstance(entry, ChatMessage):
             out.append(entry)
+            calling = None
             continue
-        listed = listed_names(entry)
+        kept = entry if isinstance(entry, KeptEntry) else KeptEntry(entry)
+        listed = listed_names(kept.item)
         if listed is not None:
             names[listed[0]] = listed[1]
-        before = continued(out[-1]) if out and entry.get("type") == "mcp_call" else None
-        turns = kept_item_turns(entry, before, names)
-        if turns and before is not None:
+        if kept.item.get("type") != "mcp_call":
+            # (a reasoning item no turn took: an answer's turn of its own; a listing, a web search call: no turn, the
+            # turn before goes on)
+            alone_turns = kept_item_turns(kept.item)
+            if alone_turns:
+                out += alone_turns
+                calling = None
+            continue
+        joins = kept.joins and calling is not None
+        before = continued(out[-1]) if out and not joins else None
+        turns = kept_item_turns(kept.item, before, names, kept.result, kept.call_id)
+        if not turns:
+            calling = None
+            continue
+        if joins:
+            assert calling is not None
+            call, result = turns
+            out[calling] = replace(out[calling], tool_calls=(*out[calling].tool_calls, *call.tool_calls))
+            out.append(result)
+            continue
+        if before is not None:
             out.pop()
+        calling = len(out)
         out += turns
     return out
 

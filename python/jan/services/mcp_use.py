@@ -20,7 +20,7 @@ import dataclasses
 import functools
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,10 @@ class McpCallStarted:
     server_label: str
     name: str
     arguments: str
+    #: The model turn of the answer that made the call (its step): the calls of one turn (parallel calls) share it,
+    #: so a store reads them back as the one turn the model wrote (jan.services.kept_items); ``None``: a call of a
+    #: turn of its own (one a user approved, run before the answer).
+    turn: int | None = None
 
 
 @dataclass(frozen=True)
@@ -283,11 +287,14 @@ class McpSession:
     handed_over: bool = False
 
     def name_of(self, label: str, tool: str) -> str:
-        """The name the model knows the server ``label``'s tool ``tool`` by (as listed: :func:`prepare`)."""
+        """The name the model knows the server ``label``'s tool ``tool`` by (as listed: :func:`prepare`); one the
+        session does not offer, its plain name, made distinct where a tool offered has it (labels ``a`` and
+        ``a__b``, tools ``b__c`` and ``c``: one plain name), so a call of it never reads as the other's."""
         for name, owner in self.owners.items():
             if owner == (label, tool):
                 return name
-        return jan_name(label, tool)
+        name = jan_name(label, tool)
+        return _distinct(name, label, tool, self.owners) if name in self.owners else name
 
     @property
     def specs(self) -> tuple[ToolSpec, ...]:
@@ -345,16 +352,29 @@ async def prepare(uses: list[McpServerUse], registry: Any, approvals: list[Appro
                 session.policy.entries[name] = ToolEntry(name, spec, tool, not use.needs_approval(mcp_name))
                 session.owners[name] = (use.server_label, mcp_name)
         session.policy.timeout = CALL_TIMEOUT_S
-        for approval in approvals:
-            name = session.name_of(approval.server_label, approval.name)
-            call = PendingCall(approval.id, name, approval.arguments)
-            done = await _run(session, call, approved=approval.approve, reason=approval.reason, by="user")
-            session.events.append(done)
-            session.messages += _turn([call], [done])
+        await _run_approved(session, approvals)
     except BaseException:
         await session.close()
         raise
     return session
+
+
+async def _run_approved(session: McpSession, approvals: Sequence[ApprovedCall]) -> None:
+    """Run the calls of ``approvals`` (a denied one is told so), each a turn of its own before the answer. A call of
+    a tool the session does not offer (no longer listed, not allowed, a server not in the request) is an error
+    result the model reads, never run: its plain name can be another server's tool's (labels ``a`` and ``a__b``,
+    tools ``b__c`` and ``c``), which ran in its place."""
+    for approval in approvals:
+        name = session.name_of(approval.server_label, approval.name)
+        call = PendingCall(approval.id, name, approval.arguments)
+        if approval.approve and (approval.server_label, approval.name) not in session.owners.values():
+            done = McpCallDone(approval.id, approval.server_label, approval.name, approval.arguments, None,
+                               f"not run: the MCP server '{approval.server_label}' offers no tool "
+                               f"'{approval.name}' (not listed, or not allowed)")
+        else:
+            done = await _run(session, call, approved=approval.approve, reason=approval.reason, by="user")
+        session.events.append(done)
+        session.messages += _turn([call], [done])
 
 
 async def _connect(server: _Server, registry: Any, offered_only: bool = False) -> str | None:
@@ -458,6 +478,24 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
         for event in session.events:
             yield event
         messages = list(request.messages)
+        offered = {spec.name for spec in request.tools or ()}
+        # (the longest label first: labels "a" and "a__b" both begin "a__b__c")
+        labels = sorted({label for label, _ in session.owners.values()}
+                        | {s.use.server_label for s in session.servers if isinstance(s, _Server)}, key=len, reverse=True)
+
+        def owner(name: str) -> tuple[str, str] | None:
+            """The server and MCP name of a call of the session's: a tool it offers, or one named as a tool of one of
+            its servers that none offers (not listed, not allowed, made up), which the model reads an error result
+            of; ``None`` for any other (the client's own tools)."""
+            if name in session.owners:
+                return session.owners[name]
+            if not name or name in offered:
+                return None
+            for label in labels:
+                if name.startswith(label + "__") and len(name) > len(label) + 2:
+                    return label, name[len(label) + 2:]
+            return None
+
         for step in range(max_steps):
             assert deltas is not None
             calls: dict[int, list[str]] = {}  # index -> [id, name, arguments] of the session's tools' calls
@@ -476,7 +514,7 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
                     thinking.append(delta.reasoning or "")
                     theirs = []
                     for piece in delta.tool_calls:
-                        if piece.index in calls or (piece.name and piece.name in session.policy.entries):
+                        if piece.index in calls or (piece.name and owner(piece.name) is not None):
                             held = calls.setdefault(piece.index, [piece.id or new_id("mcp"), piece.name or "", ""])
                             held[2] += piece.arguments
                         else:
@@ -498,8 +536,8 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
             # a call whose arguments the token limit cut is not what the model meant to pass: never run (as a
             # run's: tool_loop.whole_arguments); one whose arguments are whole counts, its closing markup cut or not
             for call_id, name, arguments in [c for c in calls.values() if not whole_arguments(c[2])]:
-                label, mcp_name = session.owners[name]
-                yield McpCallStarted(call_id, label, mcp_name, arguments)
+                label, mcp_name = owner(name) or ("", name)
+                yield McpCallStarted(call_id, label, mcp_name, arguments, step)
                 yield McpCallDone(call_id, label, mcp_name, arguments, None,
                                   "not run: the call's arguments were cut off (the token limit ended the turn)")
             pending = [PendingCall(i, n, a) for i, n, a in calls.values() if whole_arguments(a)]
@@ -507,18 +545,31 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
                 break
             if step == max_steps - 1:  # (told, not dropped: the model called past the rounds an answer may take)
                 for call in pending:
-                    label, mcp_name = session.owners[call.name]
-                    yield McpCallStarted(call.id, label, mcp_name, call.arguments)
+                    label, mcp_name = owner(call.name) or ("", call.name)
+                    yield McpCallStarted(call.id, label, mcp_name, call.arguments, step)
                     yield McpCallDone(call.id, label, mcp_name, call.arguments, None,
                                       f"not run: the response took its {max_steps} model turns")
                 yield ChatDelta(finish_reason="stop")
                 break
-            auto, ask = triage(session.policy, pending)
+            # a call of a tool no server offers (named as one of theirs) runs nothing: an error result the model
+            # reads, as a run's call of a tool it may not use (never asked about, never a crash)
+            unknown = [c for c in pending if c.name not in session.policy.entries]
+            auto, ask = triage(session.policy, [c for c in pending if c.name in session.policy.entries])
+            auto = [c for c in pending if c in auto or c in unknown]  # (in the order the model wrote them)
             done = []
+            # the turn's calls all start before any result (as the model wrote them: one turn, then the results
+            # the next turn reads), so that an answer's blocks (Anthropic's mcp_tool_use, then each mcp_tool_result)
+            # read back as that one turn, as the live loop's next turn reads it (_turn)
             for call in auto:
-                label, mcp_name = session.owners[call.name]
-                yield McpCallStarted(call.id, label, mcp_name, call.arguments)
-                result = await _run(session, call)
+                label, mcp_name = owner(call.name) or ("", call.name)
+                yield McpCallStarted(call.id, label, mcp_name, call.arguments, step)
+            for call in auto:
+                if call in unknown:
+                    label, mcp_name = owner(call.name) or ("", call.name)
+                    result = McpCallDone(call.id, label, mcp_name, call.arguments, None,
+                                         f"not run: the MCP server '{label}' offers no tool '{mcp_name}'")
+                else:
+                    result = await _run(session, call)
                 done.append(result)
                 yield result
             for call in ask:

@@ -590,6 +590,10 @@ def _tool_part(part: dict[str, Any], files: Mapping[str, ImagePart | DocumentPar
 
     if part["type"] == "text":
         return UntrustedTextPart(part["text"], source="tool")
+    if part["type"] == "image_url":  # (an MCP call's image a Responses conversation keeps with its item)
+        from jan.services.kept_items import result_parts_of
+
+        return next(iter(result_parts_of([part])), None)
     image = _typed_part(part, files)
     return ToolImagePart(image.data, image.mime_type) if isinstance(image, ImagePart) else None
 

@@ -558,8 +558,8 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
     they stand for the pending reply they were) and tool results whose call
     is not in the history (a template would reject them).
     """
-    from jan.services.kept_items import kept_item, kept_item_turns, listed_names
-    from jan.services.types import ChatMessage
+    from jan.services.kept_items import kept_entry, kept_item_turns, listed_names, result_content
+    from jan.services.types import ChatMessage, TextPart
 
     out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     open_calls: set[str] = set()
@@ -567,6 +567,7 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
     # an MCP call kept after it ends that turn
     alone: tuple[ChatMessage, bool] | None = None
     names: dict[str, dict[str, str]] = {}  # (MCP calls' names, as their servers' last listings offered them)
+    calling: dict[str, Any] | None = None  # (the last kept MCP call's turn, while only its results follow it)
     for message in history:
         role = message.get("role")
         if message.get("status") in ("pending", "error") or role not in ("user", "assistant", "system", "tool"):
@@ -577,24 +578,40 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
         text = text_of(message)
         thought = reasoning_of(message) if role == "assistant" else ""
         before, alone = alone, None
-        item = kept_item(message) if isinstance(metadata, dict) else None
-        if item is not None:
+        kept = kept_entry(message) if isinstance(metadata, dict) else None
+        if kept is not None:
             # an item a Responses conversation keeps as it was (an MCP call: its call and result, what the model
-            # wrote before it, a message of its own there, its call's turn): read as the Responses API reads it,
-            # one conversion (jan.services.kept_items); another item (a web search call, a listing) is no turn
+            # wrote before it, a message of its own there, its call's turn; a call that joins the one before, a
+            # call of that turn): read as the Responses API reads it, one conversion (jan.services.kept_items);
+            # another item (a web search call, a listing) is no turn
+            item = kept.item
             listed = listed_names(item)
             if listed is not None:
                 names[listed[0]] = listed[1]
-            turns = kept_item_turns(item, before[0] if before else None, names)
+            joins = kept.joins and calling is not None and item.get("type") == "mcp_call"
+            turns = kept_item_turns(item, None if joins else before[0] if before else None, names, kept.result,
+                                    kept.call_id)
             if not turns:
                 alone = before  # (an item of no turn, a listing: the turn before still goes on)
-            elif before and before[1] and item.get("type") == "mcp_call":
+                continue
+            if before and before[1] and not joins and item.get("type") == "mcp_call":
                 out.pop()  # (the call's turn is the one before, which it ends; a reasoning item's is its own)
             for turn in turns:
-                entry = turn.openai_dict(turn.text if turn.role == "tool" or turn.content else None)
+                if turn.role == "tool" and any(not isinstance(p, TextPart) for p in turn.content):
+                    # (a result with images: its text and images (data: URLs, kept with the item) in order)
+                    entry = turn.openai_dict(result_content(turn.content))
+                else:
+                    entry = turn.openai_dict(turn.text if turn.role == "tool" or turn.content else None)
                 open_calls.update(c.id for c in turn.tool_calls)
+                if joins and turn.role == "assistant":
+                    assert calling is not None
+                    calling["tool_calls"] = [*calling["tool_calls"], *entry["tool_calls"]]
+                    continue
+                if turn.role == "assistant":
+                    calling = entry if item.get("type") == "mcp_call" else None
                 out.append(entry)
             continue
+        calling = None
         if role == "assistant" and (thought or text) and not metadata.get("tool_calls") \
                 and not documents_of(message):
             alone = (ChatMessage.of_text("assistant", text, reasoning=thought or None) if text

@@ -677,8 +677,12 @@ function mcpCallView(message, item) {
   const error = item.error?.content?.map((part) => part?.text || "").join("\n") || item.error?.message
     || (typeof item.error === "string" ? item.error : "");
   const output = typeof item.output === "string" ? item.output : (error ? `Error: ${error}` : undefined);
+  // the images the tool returned, kept beside the item as data: URLs (the item's output has each one's note)
+  const images = (Array.isArray(message.metadata?.result_content) ? message.metadata.result_content : [])
+    .map((part) => part?.type === "image_url" ? part.image_url?.url : null)
+    .filter((url) => typeof url === "string" && url.startsWith("data:image/"));
   const call = { id: item.id, function: { name: `${item.server_label}: ${item.name}`, arguments: item.arguments,
-    output } };
+    output, images } };
   view.root.append(toolCallsView([call], new Map()));
   return view.root;
 }
@@ -703,6 +707,20 @@ function toolCallsView(calls, results) {
     if (output !== undefined) {
       details.append(el("div", "tool-label", meta.approved_by ? `Result (approved by ${meta.approved_by})` : "Result"),
         el("pre", "tool-result", output));
+    }
+    // a result's images (an MCP screenshot tool's, kept as files of the thread as a message's are) as thumbnails
+    const images = result ? messageImages(result) : [];
+    const inline = Array.isArray(fn.images) ? fn.images : [];  // (a kept MCP call's: data: URLs, see mcpCallView)
+    if (images.length || inline.length) {
+      const shown = el("div", "message-images tool-images");
+      for (const ref of images) shown.append(threadImage(result.thread_id, ref));
+      for (const url of inline) {
+        const img = el("img", "thumb");
+        img.alt = "Image the tool returned";
+        img.src = url;
+        shown.append(img);
+      }
+      details.append(shown);
     }
     box.append(details);
   }

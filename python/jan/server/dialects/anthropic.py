@@ -9,6 +9,7 @@ Request: :class:`MessagesRequest` (the body, validated) -> :func:`to_chat_reques
 
 from __future__ import annotations
 
+import base64
 import binascii
 import dataclasses
 import datetime
@@ -140,12 +141,13 @@ class McpToolUseBlock(_Wire):
 
 
 class McpToolResultBlock(_Wire):
-    """That call's result, in the same assistant turn (Anthropic's connector puts both in the answer)."""
+    """That call's result, in the same assistant turn (Anthropic's connector puts both in the answer); with the
+    images the tool returned (image blocks, as jan's answer gives them: a vision model reads them again)."""
 
     type: Literal["mcp_tool_result"]
     tool_use_id: str
     is_error: bool = False
-    content: Union[str, list[TextBlock]] = ""
+    content: Union[str, list[Annotated[Union[TextBlock, ImageBlock], Field(discriminator="type")]]] = ""
 
 
 class McpToolListingBlock(_Wire):
@@ -726,23 +728,52 @@ def _assistant_messages(content: list) -> list[typed.ChatMessage]:
     """One assistant turn; the MCP connector's calls and results in it (``mcp_tool_use``, ``mcp_tool_result``:
     run by the server within the answer) become the calling turn, the results' tool messages and the turn going
     on, as the model read them when it wrote the answer."""
+    from jan.services.mcp_use import jan_name
+
     out: list[typed.ChatMessage] = []
     blocks: list = []
+    # (a result is named by its call, as the answer's loop named it: templates that show a result's tool read it)
+    names = {block.id: jan_name(block.server_name, block.name) for block in content
+             if isinstance(block, McpToolUseBlock)}
     for block in content:
         if isinstance(block, McpToolResultBlock):
             if blocks:
                 out.append(_assistant_message(blocks))
                 blocks = []
-            text = block.content if isinstance(block.content, str) else "".join(b.text for b in block.content)
-            # (the MCP server's output the answer read: third-party text, as jan.services.mcp_use feeds it)
-            out.append(typed.ChatMessage("tool", (UntrustedTextPart(f"Error: {text}" if block.is_error else text,
-                                                                    source="tool"),),
-                                         tool_call_id=block.tool_use_id))
+            out.append(typed.ChatMessage("tool", _mcp_result_parts(block), tool_call_id=block.tool_use_id,
+                                         name=names.get(block.tool_use_id)))
         else:
             blocks.append(block)
     if blocks or not out:
         out.append(_assistant_message(blocks))
     return out
+
+
+def _mcp_result_parts(block: McpToolResultBlock) -> tuple[typed.Part, ...]:
+    """An ``mcp_tool_result``'s content as the answer's loop fed it to the model (jan.services.mcp_use._turn): the
+    MCP server's output, third-party text, and its images as a tool's images
+    (:class:`~jan.services.tool_images.ToolImagePart`: a model with no projector reads each as its note, never a
+    400: nobody chose to send it), in order; an error's text after ``Error:``."""
+    from jan.services.tool_images import ToolImagePart
+
+    if isinstance(block.content, str) or block.is_error:
+        text = block.content if isinstance(block.content, str) else "".join(
+            b.text for b in block.content if isinstance(b, TextBlock))
+        return (UntrustedTextPart(f"Error: {text}" if block.is_error else text, source="tool"),)
+    parts: list[typed.Part] = []
+    texts: list[str] = []
+    for b in block.content:
+        if isinstance(b, TextBlock):
+            texts.append(b.text)
+            continue
+        if texts:  # (texts in a row are one part, as jan.services.tool_images.result_parts made them)
+            parts.append(UntrustedTextPart("".join(texts), source="tool"))
+            texts = []
+        image = _image(b)
+        parts.append(ToolImagePart(image.data, image.mime_type))
+    if texts or not parts:
+        parts.append(UntrustedTextPart("".join(texts), source="tool"))
+    return tuple(parts)
 
 
 def _assistant_message(content: list) -> typed.ChatMessage:
@@ -1495,9 +1526,16 @@ class MessageStream:
             return events + self._close()
         if isinstance(event, mcp_use.McpCallDone):
             text = event.output if event.error is None else event.error
+            # a result with images: its text and images in order, as the model read them (mcp_use._turn), so that
+            # the reply sent back (or held by a thread) gives a vision model the images again
+            content = [{"type": "image", "source": {"type": "base64", "media_type": p.mime_type,
+                                                    "data": base64.b64encode(p.data).decode("ascii")}}
+                       if isinstance(p, typed.ImagePart) else {"type": "text", "text": p.text}
+                       for p in event.parts] if event.parts and event.error is None \
+                else [{"type": "text", "text": text or ""}]
             events = self._open_block(f"mcp:{event.id}:result", {
                 "type": "mcp_tool_result", "tool_use_id": event.id, "is_error": event.error is not None,
-                "content": [{"type": "text", "text": text or ""}]})
+                "content": content})
             return events + self._close()
         return []  # (a listing: Anthropic's connector shows none; no approvals: every call runs)
 

@@ -173,6 +173,9 @@ def _calls_named(messages: tuple[ChatMessage, ...], body: wire._Prompt, session:
         return messages
     out = []
     for message in messages:
+        if message.role == "tool" and message.tool_call_id in used:  # (a result named by its call, as it)
+            out.append(dataclasses.replace(message, name=session.name_of(*used[message.tool_call_id])))
+            continue
         calls = tuple(dataclasses.replace(call, name=session.name_of(*used[call.id])) if call.id in used else call
                       for call in message.tool_calls)
         out.append(message if calls == message.tool_calls else dataclasses.replace(message, tool_calls=calls))

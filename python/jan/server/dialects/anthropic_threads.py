@@ -232,7 +232,8 @@ def _reply(message: dict[str, Any], names: dict[tuple[str, str], str] | None = N
     used = {block.id: names[block.server_name, block.name] for block in param.content
             if isinstance(block, wire.McpToolUseBlock) and (block.server_name, block.name) in (names or {})}
     return [dataclasses.replace(turn, tool_calls=tuple(dataclasses.replace(c, name=used.get(c.id, c.name))
-                                                       for c in turn.tool_calls)) if turn.tool_calls else turn
+                                                       for c in turn.tool_calls)) if turn.tool_calls
+            else dataclasses.replace(turn, name=used[turn.tool_call_id]) if turn.tool_call_id in used else turn
             for turn in turns]
 
 

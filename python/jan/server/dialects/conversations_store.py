@@ -16,7 +16,7 @@ from typing import Any
 from jan.core import NotFoundError
 from jan.errors import not_found_message
 from jan.server.dialects.conversations import ItemRef, alone_items, conversation_object, message_items
-from jan.services.kept_items import history_turns
+from jan.services.kept_items import KeptEntry, history_turns, kept_entry
 from jan.server.dialects.responses_store import (CONVERSATION_PREFIX, CONVERSATION_TITLE, KeptTurn, ResponsesStore,
                                                  _reid, _title, from_thread_message, is_conversation_thread, kept_item,
                                                  kept_item_turns, thread_parts, to_thread_message)
@@ -118,10 +118,10 @@ class ConversationStore:
         read = await self._read(conversation_id)
         # (one pass over all: the thinking before an MCP call is a message of its own, read as the call's:
         # jan.services.kept_items.history_turns, the stored responses' and the input's way)
-        entries: list[ChatMessage | dict[str, Any]] = []
+        entries: list[ChatMessage | KeptEntry] = []
         for message, turns, _ in read:
-            item = kept_item(message)
-            entries += [item] if item is not None else turns
+            kept = kept_entry(message)
+            entries += [kept] if kept is not None else turns
         return history_turns(entries), [item["id"] for _, _, items in read for item, _ in items]
 
     async def item_ids(self, conversation_id: str) -> set[str]:

@@ -1338,13 +1338,20 @@ def output_items(result: typed.ChatResult, *, top_logprobs: int | None = None, e
     return items, status
 
 
-def output_turns(items: list[dict[str, Any]]) -> list[KeptTurn]:
+def output_turns(items: list[dict[str, Any]], call_turns: dict[str, int] | None = None,
+                 call_parts: dict[str, tuple[typed.Part, ...]] | None = None,
+                 call_ids: dict[str, str] | None = None) -> list[KeptTurn]:
     """What a stored response or a conversation keeps of a response's ``output`` items, in order: the model's turns
     (:func:`output_message` of the items between its MCP items, with their ids: ``output_item_ids``) and each MCP
     item as it is, an ``mcp_call`` read again as the call and its result (``mcp_call_turns``), a listing as the
-    server listed for that conversation (the route does not list it again)."""
+    server listed for that conversation (the route does not list it again). ``call_turns``, ``call_parts``,
+    ``call_ids``: each ``mcp_call``'s model turn, result parts and the model's call id, by item id (the encoder's:
+    :class:`KeptTurn`), so that a turn's parallel calls read back as that one turn, a result's images as images, and
+    each call by the id the model gave it."""
     out: list[KeptTurn] = []
     group: list[dict[str, Any]] = []
+    turns, parts = call_turns or {}, call_parts or {}
+    last_turn: int | None = None  # (the model turn of the mcp_call kept right before, none once anything else is)
 
     def said() -> None:
         message = output_message(group)
@@ -1355,9 +1362,13 @@ def output_turns(items: list[dict[str, Any]]) -> list[KeptTurn]:
     for item in items:
         if isinstance(item, dict) and item.get("type") in MCP_ITEMS:
             said()
-            out.append(KeptTurn(None, item=item))
+            turn = turns.get(item.get("id")) if item.get("type") == "mcp_call" else None
+            out.append(KeptTurn(None, item=item, joins=turn is not None and turn == last_turn and not group,
+                                result=parts.get(item.get("id"), ()), call_id=(call_ids or {}).get(item.get("id"))))
+            last_turn = turn
         elif isinstance(item, dict):
             group.append(item)
+            last_turn = None
     said()
     return out
 
@@ -1452,6 +1463,17 @@ class ResponseStream:
         self._logprobs: list[Any] = []  # the open message's tokens (TokenLogprob)
         self._pending: list[Any] = []  # tokens whose text the chat path still holds back (a possible stop string)
         self._calls: dict[str, dict[str, Any]] = {}  # the MCP calls running, by their call's id
+        #: What a store keeps beside each ``mcp_call`` item, by the item's id (the item itself is the client's):
+        #: the model turn that made it (:attr:`jan.services.mcp_use.McpCallStarted.turn`) and its result's parts where
+        #: it held images (:func:`output_turns` reads them)
+        self.call_turns: dict[str, int] = {}
+        self.call_parts: dict[str, tuple[typed.Part, ...]] = {}
+        self.call_ids: dict[str, str] = {}  # (the model's call id: the prompt's, where a template shows it)
+
+    def kept(self, output: list[dict[str, Any]]) -> list[KeptTurn]:
+        """What a store keeps of the answer's ``output`` (:func:`output_turns`, with what this stream knows of each
+        ``mcp_call`` beside its item)."""
+        return output_turns(output, self.call_turns, self.call_parts, self.call_ids)
 
     @classmethod
     def for_request(cls, body: ResponsesRequest) -> ResponseStream:
@@ -1608,6 +1630,9 @@ class ResponseStream:
             item = {"id": new_id("mcp"), "type": "mcp_call", "server_label": event.server_label, "name": event.name,
                     "arguments": event.arguments, "output": None, "error": None, "status": "in_progress"}
             self._calls[event.id] = item
+            self.call_ids[item["id"]] = event.id  # (the model's call's, or an approved call's: its request's id)
+            if event.turn is not None:
+                self.call_turns[item["id"]] = event.turn
             events = self._done_item(item)
             where = {"item_id": item["id"], "output_index": len(self.output) - 1}
             events.append(self.event("response.mcp_call.in_progress", **where))
@@ -1625,6 +1650,8 @@ class ResponseStream:
         index = next(i for i, it in enumerate(self.output) if it is item)
         item.update(output=event.output, error=mcp_call_error(event.error),
                     status="failed" if event.error else "completed")
+        if event.parts and event.error is None:
+            self.call_parts[item["id"]] = event.parts
         where = {"item_id": item["id"], "output_index": index}
         events.append(self.event("response.mcp_call." + ("failed" if event.error else "completed"), **where))
         events.append(self.event("response.output_item.done", output_index=index, item=dict(item)))

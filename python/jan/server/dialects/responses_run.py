@@ -264,9 +264,7 @@ class ResponseRun:
         if self._conversation is not None and (stored is not None or self._store is None):
             # (a stored response whose index could not be written failed before it began: nothing to add)
             try:
-                from jan.server.dialects.responses import output_turns
-
-                answer = output_turns(final["output"]) if status != "failed" else []
+                answer = encoder.kept(final["output"]) if status != "failed" else []
                 within = self._conversation
                 await within.store.complete_in_conversation(within.thread_id, stored, final, within.inputs, answer,
                                                             taken=within.taken)
@@ -274,9 +272,7 @@ class ResponseRun:
                 _not_saved(self.id, exc)
         elif self._store is not None and stored is not None:
             try:
-                from jan.server.dialects.responses import output_turns
-
-                answer = output_turns(final["output"]) if status != "failed" else []
+                answer = encoder.kept(final["output"]) if status != "failed" else []
                 await self._store.complete(stored, final, answer)
             except Exception as exc:  # noqa: BLE001 - the answer was given; saving it failed
                 _not_saved(self.id, exc)

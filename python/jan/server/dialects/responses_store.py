@@ -46,8 +46,9 @@ from jan.store.context import LOCK_DIR_NAME
 from jan.core.locks import AsyncFileLocks
 from jan.store.errors import LockTimeoutError
 from jan.store.locks import LockManager
-from jan.services.kept_items import (history_turns, kept_item, kept_item_turns, mcp_call_error_text,  # noqa: F401
-                                     mcp_call_turns)
+from jan.services.kept_items import (CALL_ID_KEY, JOINS_KEY, RESULT_KEY, KeptEntry, history_turns, kept_entry,  # noqa: F401
+                                     kept_item, kept_item_turns, mcp_call_error_text, mcp_call_turns,
+                                     result_content)
 from jan.services.types import ChatMessage, ImagePart, Part, TextPart, ToolCall
 from jan.templates.formats.reasoning import joined_thoughts
 from jan.services.untrusted import UntrustedTextPart
@@ -59,6 +60,8 @@ __all__ = ["CONVERSATION_PREFIX", "CONVERSATION_TITLE", "NotLatestError", "Respo
            "from_thread_message", "is_conversation_thread", "output_item_ids", "to_thread_message"]
 
 TITLE_CHARS = 60
+#: The metadata flag of a stored tool message whose images a tool jan ran returned (to_thread_message).
+TOOL_IMAGES_KEY = "tool_images"
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,12 @@ class KeptTurn:
     item_ids: dict[str, Any] | None = None
     files: dict[int, dict[str, Any]] | None = None
     item: dict[str, Any] | None = None
+    #: Of an ``mcp_call`` ``item``: made in the same model turn as the ``mcp_call`` kept right before it (parallel
+    #: calls), and its result as the model read it where it held images (jan.services.kept_items.KeptEntry).
+    joins: bool = False
+    result: tuple[Part, ...] = ()
+    #: Of an ``mcp_call`` ``item``: the id the model's call had (the item's is jan's), which some templates show.
+    call_id: str | None = None
 
 
 def _data_url(part: ImagePart) -> str:
@@ -106,8 +115,12 @@ def to_thread_message(message: ChatMessage | KeptTurn, response_id: str | None =
     kept = message if isinstance(message, KeptTurn) else KeptTurn(message)
     if kept.message is None:
         # (an empty reply is in no run's prompt either: the web page's continuation skips it as the store does)
+        # (the call's turn and its images beside the item, never in it: the item is listed as it was made)
         return {"role": "assistant", "content": [],
-                "metadata": {**({"response_id": response_id} if response_id else {}), "item": kept.item or {}}}
+                "metadata": {**({"response_id": response_id} if response_id else {}), "item": kept.item or {},
+                             **({JOINS_KEY: True} if kept.joins else {}),
+                             **({CALL_ID_KEY: kept.call_id} if kept.call_id else {}),
+                             **({RESULT_KEY: result_content(kept.result)} if kept.result else {})}}
     message = kept.message
     # thinking is a ``reasoning`` part before the text, as runs save it: the web page shows it the same way
     content: list[dict[str, Any]] = [{"type": "reasoning", "text": message.reasoning}] if message.reasoning else []
@@ -128,6 +141,14 @@ def to_thread_message(message: ChatMessage | KeptTurn, response_id: str | None =
                                   for c in message.tool_calls]
     if message.tool_call_id:
         metadata["tool_call_id"] = message.tool_call_id
+    from jan.services.tool_images import ToolImagePart
+
+    if message.role == "tool" and any(isinstance(p, ToolImagePart) for p in message.content):
+        # the images of a tool jan ran (an Anthropic thread's MCP result): read back as such (from_thread_message),
+        # which a model without a projector reads as their notes, never a 400 for an image nobody chose to send
+        metadata[TOOL_IMAGES_KEY] = True
+    if message.name and message.role == "tool":
+        metadata["name"] = message.name
     if kept.item_ids:
         metadata["item_ids"] = kept.item_ids
     role = "system" if message.role == "developer" else message.role
@@ -158,12 +179,12 @@ def thread_turns(message: dict[str, Any], images: Mapping[str, ImagePart] | None
 
 
 def thread_entries(message: dict[str, Any],
-                   images: Mapping[str, ImagePart] | None = None) -> list[ChatMessage | dict[str, Any]]:
+                   images: Mapping[str, ImagePart] | None = None) -> list[ChatMessage | KeptEntry]:
     """What a Jan message stands for in a conversation's history (:func:`jan.services.kept_items.history_turns`
     reads them): its turn, the item it keeps, or nothing."""
-    item = kept_item(message)
-    if item is not None:
-        return [item]
+    kept = kept_entry(message)
+    if kept is not None:
+        return [kept]
     turn = from_thread_message(message, images)
     return [] if turn is None else [turn]
 
@@ -178,9 +199,10 @@ def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart]
         return None
     parts = [part for part, _ in thread_parts(message, images)]
     metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
-    if role == "tool" and isinstance(metadata.get("result"), dict):
-        # a result a run's tool loop saved (jan.services.tool_loop.save_tool_messages): its images are a tool's that
-        # jan ran, which a model without a projector reads as their notes (jan.services.tool_images), never a 400
+    if role == "tool" and (isinstance(metadata.get("result"), dict) or metadata.get(TOOL_IMAGES_KEY) is True):
+        # a result a run's tool loop saved (jan.services.tool_loop.save_tool_messages), or an MCP result a thread
+        # keeps (to_thread_message): its images are a tool's that jan ran, which a model without a projector reads as
+        # their notes (jan.services.tool_images), never a 400
         from jan.services.tool_images import ToolImagePart
 
         parts = [ToolImagePart(p.data, p.mime_type) if isinstance(p, ImagePart) else p for p in parts]
@@ -201,8 +223,10 @@ def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart]
     # (a field of another type, a hand edit's, is read as absent: a ChatMessage refuses it, and the conversation,
     # every listing of its items and every response continuing it failed)
     call_id, kept_reasoning = metadata.get("tool_call_id"), metadata.get("reasoning_content")
+    name = metadata.get("name") if role == "tool" else None
     return ChatMessage(role, tuple(parts), tool_calls=tuple(calls),
                        tool_call_id=call_id if role == "tool" and isinstance(call_id, str) else None,
+                       name=name if isinstance(name, str) else None,
                        # metadata.reasoning_content: where responses stored before kept it
                        reasoning=joined_thoughts(thinking)
                        or (kept_reasoning if isinstance(kept_reasoning, str) else None) or None)
