@@ -159,6 +159,14 @@ def _is_builtin(candidate: Candidate) -> bool:
         "(" not in candidate.source or f"({BUILTIN_DIST} " in candidate.source)
 
 
+def _load_level(ext: Extension) -> int:
+    """The log level of an extension's loaded and unloaded lines: DEBUG for jan's own (seven lines at every start
+    that say nothing a user did; ``jan serve``'s start is what it serves, where, and the models), INFO for a
+    third-party one, which the user installed and wants to see taken up."""
+    builtin = type(ext).__module__.startswith(BUILTIN_MODULE_PREFIX) and ext.priority == BUILTIN_PRIORITY
+    return logging.DEBUG if builtin else logging.INFO
+
+
 class ExtensionManager:
     """Finds, orders, loads and unloads extensions; answers "who implements X".
 
@@ -769,7 +777,7 @@ class ExtensionManager:
         # order, then registration order), which ranks providers (see get) and mounts routes the same every run.
         later = [i for i, n in enumerate(self._load_order) if self._entries[n].begun > entry.begun]
         self._load_order.insert(later[0] if later else len(self._load_order), entry.name)
-        logger.info("extension %s %s loaded", entry.name, ext.version or "")
+        logger.log(_load_level(ext), "extension %s %s loaded", entry.name, ext.version or "")
         await self._emit(ExtensionLoaded(name=entry.name, version=_version(entry)))
         return True
 
@@ -801,7 +809,7 @@ class ExtensionManager:
             if entry.settings is not None:
                 entry.settings.clear_callbacks()
             ext._ctx = None
-        logger.info("extension %s unloaded", entry.name)
+        logger.log(_load_level(ext), "extension %s unloaded", entry.name)
         await self._emit(ExtensionUnloaded(name=entry.name, version=_version(entry)))
 
     # records ------------------------------------------------------------------------------
