@@ -359,10 +359,12 @@ def test_serve_starts_by_saying_where_it_listens_and_its_models_not_its_built_in
     proc = subprocess.Popen([*JAN, "serve", "--port", "0", "--threads", "1", "--ctx-size", "512", "--parallel", "1",
                              "-m", str(stories_path)], env=cli_env(data, local=False), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout] + [lines.put("")], daemon=True).start()
     try:
-        first = proc.stdout.readline()
+        first = lines.get(timeout=180)  # (bounds a hung start, measures nothing)
         assert first.startswith("jan is listening on "), (first, proc.stderr.read() if proc.poll() is not None else "")
-        assert proc.stdout.readline().strip() == f"jan: 2 models: {MINILM}, stories260K (loaded)"
+        assert lines.get(timeout=180).strip() == f"jan: 2 models: {MINILM}, stories260K (loaded)"
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)

@@ -402,6 +402,11 @@ async def run_server(config: ServerConfig) -> None:
         raise
     for sock in socks:
         await web.SockSite(runner, sock).start()
+    # from here a Ctrl-C stops the server as any later one (the start's lines that follow read the models list)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     release_startup_memory()
     if not config.bound_to_loopback and not config.api_key:
         # the README asks for a key with --host 0.0.0.0, and nothing said so when it was left out (told before the
@@ -413,12 +418,8 @@ async def run_server(config: ServerConfig) -> None:
                err=False)
     if len(ports) > 1:
         click.echo(f"jan: Ollama clients can also use port {config.ollama_port} (API: /api)", err=False)
-    click.echo(await _models_line(app), err=False)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
+        click.echo(await _models_line(app), err=False)
         await stop.wait()
         click.echo("jan: shutting down (finishing open streams, unloading models)")
     finally:
