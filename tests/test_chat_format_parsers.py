@@ -207,3 +207,14 @@ def test_thinking_off_on_gpt_oss_keeps_its_least_effort_and_no_budget():
         assert "reasoning_budget" not in ChatPlan(fmt, reasoning).engine_options(prompt)
     budgeted = ChatPlan(fmt, ReasoningRequest(enabled=False, budget_tokens=9)).engine_options(prompt)
     assert budgeted["reasoning_budget"] == 9
+
+
+def test_the_plans_messages_refuse_what_is_no_message_dict_by_its_place():
+    """The docs' parser example takes the chat as dicts; a jan ChatMessage there was "'ChatMessage' object is not
+    iterable" from deep inside: it is now a TypeError naming the item and what it should be."""
+    from jan.services.types import ChatMessage
+
+    plan = ChatPlan(detect_format((TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text()), ReasoningRequest())
+    assert plan.messages([{"role": "user", "content": "hi"}])[0]["content"] == "hi"
+    with pytest.raises(TypeError, match=r"messages\[1\]: expected a message as a dict .* got ChatMessage"):
+        plan.messages([{"role": "user", "content": "hi"}, ChatMessage.of_text("user", "hi")])

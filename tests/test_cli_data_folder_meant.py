@@ -156,3 +156,19 @@ def test_run_of_a_gguf_file_makes_no_data_folder(tmp_path, stories_path):
     ok(jan("models", "import", str(stories_path), env=env))
     again = ok(jan("run", "stories260K", "Once upon a time", "--raw", "--temp", "0", "-n", "8", env=env))
     assert again.stdout == answer.stdout
+
+
+def test_extensions_list_writes_nothing_in_the_data_folder(tmp_path):
+    """`jan extensions list` (local) wrote extensions.json into the user's data folder, and set a damaged one aside
+    as extensions.json.corrupt-<time>: a listing now changes nothing there, and still lists the built-in ones."""
+    data = tmp_path / "jan"
+    data.mkdir()
+    env = cli_env(data)
+    first = ok(jan("extensions", "list", env=env))
+    assert "llamacpp" in first.stdout and sorted(p.name for p in data.iterdir()) == []
+    (data / "extensions").mkdir()
+    (data / "extensions" / "extensions.json").write_text("{oops")
+    again = ok(jan("extensions", "list", env=env))
+    assert "llamacpp" in again.stdout
+    assert [p.name for p in (data / "extensions").iterdir()] == ["extensions.json"]
+    assert (data / "extensions" / "extensions.json").read_text() == "{oops"

@@ -348,3 +348,25 @@ def test_serve_warns_when_it_listens_on_every_network_without_a_key(tmp_path, ke
     served = Served(tmp_path / "data", "--host", "0.0.0.0", *(["--api-key", "k"] if key else []))
     err = served.stop()
     assert ("without --api-key" in err) is not key, err
+
+
+def test_serve_starts_by_saying_where_it_listens_and_its_models_not_its_built_in_extensions(tmp_path, stories_path,
+                                                                                             minilm_path):
+    """A plain `jan serve` began with seven INFO lines, one per built-in extension loaded, and never named the models
+    it serves: its start is now where it listens and the models, the loaded ones marked."""
+    data = tmp_path / "data"
+    ok(jan("models", "import", minilm_path, "--mode", "reference", env=cli_env(data)))
+    proc = subprocess.Popen([*JAN, "serve", "--port", "0", "--threads", "1", "--ctx-size", "512", "--parallel", "1",
+                             "-m", str(stories_path)], env=cli_env(data, local=False), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout] + [lines.put("")], daemon=True).start()
+    try:
+        first = lines.get(timeout=180)  # (bounds a hung start, measures nothing)
+        assert first.startswith("jan is listening on "), (first, proc.stderr.read() if proc.poll() is not None else "")
+        assert lines.get(timeout=180).strip() == f"jan: 2 models: {MINILM}, stories260K (loaded)"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    assert "model stories260K loaded" in err  # (a model's load is still said; the built-in extensions' are not)
+    assert not [line for line in err.splitlines() if "extension" in line and "loaded" in line], err

@@ -729,3 +729,19 @@ async def test_stop_waits_for_the_event_handlers_still_running(tmp_path):
     await manager.start()
     await manager.stop()
     assert ended == ["handled"] and bus.pending == 0
+
+
+async def test_jan_s_own_extensions_log_their_load_at_debug_and_third_party_ones_at_info(tmp_path, caplog):
+    """``jan serve`` began with seven INFO lines, one per built-in extension loaded, which say nothing the user did;
+    a third-party extension's load (one the user installed) is still said at INFO, even ranked as a built-in."""
+    builtin = make_ext("own", priority=BUILTIN_PRIORITY, __module__="jan.extensions.own.extension")
+    ranked_low = make_ext("ranked-low", priority=BUILTIN_PRIORITY)  # (a third party's, ranked as jan's own)
+    manager = manager_for(tmp_path, builtin(), ranked_low(), make_ext("theirs")())
+    caplog.set_level("DEBUG", logger="jan.core.manager")
+    await manager.start()
+    await manager.stop()
+    said = {(r.levelname, r.getMessage().split()[1], r.getMessage().split()[-1]) for r in caplog.records
+            if r.getMessage().startswith("extension ")}
+    assert said == {("DEBUG", "own", "loaded"), ("DEBUG", "own", "unloaded"),
+                    ("INFO", "ranked-low", "loaded"), ("INFO", "ranked-low", "unloaded"),
+                    ("INFO", "theirs", "loaded"), ("INFO", "theirs", "unloaded")}, said

@@ -40,12 +40,13 @@ def store(tmp_path):
 
 
 @pytest.mark.parametrize("content", [DEEP, DEEP_IN_OBJECT])
-def test_a_too_deep_thread_json_is_set_aside(store, content):
+def test_a_too_deep_thread_json_is_left_out_and_told(store, content):
     good = store.threads.create("ok")["id"]
     bad = store.threads.create("doomed")["id"]
     (store.threads_dir / bad / "thread.json").write_bytes(content)
     assert [t["id"] for t in store.threads.list().data] == [good]
-    assert list((store.threads_dir / bad).glob("thread.json.corrupt-*"))
+    assert [p.path for p in store.problems] == [f"threads/{bad}/thread.json"]
+    assert (store.threads_dir / bad / "thread.json").read_bytes() == content  # (left where it is)
     with pytest.raises(NotFoundError):
         store.threads.get(bad)
 

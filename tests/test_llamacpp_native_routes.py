@@ -79,9 +79,9 @@ def test_embedding_is_llama_servers_list_of_index_and_vectors(server):
     vector = result[0]["embedding"][0]
     openai = ok(server, "/v1/embeddings", {"model": POOLED, "input": "hello world"})["data"][0]["embedding"]
     assert vector == pytest.approx(openai, abs=1e-6)
-    # a list of inputs (text, token ids): one result each, in order; input wins over content
+    # a list of inputs (text, token ids): one result each, in order (input and content both: a 400, below)
     tokens = ok(server, "/tokenize", {"model": POOLED, "content": "hi", "add_special": True})["tokens"]
-    several = ok(server, "/embedding", {"model": POOLED, "input": [tokens, "hi"], "content": "ignored"})
+    several = ok(server, "/embedding", {"model": POOLED, "input": [tokens, "hi"]})
     assert [r["index"] for r in several] == [0, 1]
     assert several[0]["embedding"][0] == pytest.approx(several[1]["embedding"][0], abs=1e-6)
 
@@ -150,8 +150,8 @@ def test_a_token_id_list_holding_a_list_or_object_is_a_400_naming_the_item(serve
     # tokenizer as a "token" (a 500)
     native_error(post(server, path, body), 400, item)
     # the same ids as a list of prompts are served
-    fixed = {k: v for k, v in body.items() if k != "stream"} | {
-        "prompt" if path == "/completion" else "input": [[1, 2], "Once"]}
+    field = next(k for k in ("prompt", "input", "content") if k in body)  # (the same field: both are a 400)
+    fixed = {k: v for k, v in body.items() if k != "stream"} | {field: [[1, 2], "Once"]}
     assert len(ok(server, path, fixed)) == 2
 
 
@@ -182,6 +182,21 @@ def test_llama_servers_content_on_the_openai_embedding_paths_is_answered_nativel
     # a body with neither stays OpenAI's 400 naming input
     response = post(server, path, {"model": POOLED})
     assert response.status_code == 400 and response.json()["error"]["param"] == "input", response.text
+
+
+@pytest.mark.parametrize("path", ["/embedding", "/embeddings", "/v1/embeddings"])
+def test_a_body_with_both_input_and_content_is_a_400_naming_both_on_every_embedding_path(server, path):
+    """``input`` and ``content`` are two names of one field: a body with both has two inputs and one answer. Each
+    path did its own thing (/embedding embedded ``input`` and dropped ``content`` unsaid; /v1/embeddings refused
+    ``content`` as an unknown parameter, as though jan did not take it): now every path says both were given."""
+    response = post(server, path, {"model": POOLED, "input": "hello", "content": "world"})
+    assert response.status_code == 400, response.text
+    err = response.json()["error"]
+    assert '"input" and "content"' in err["message"] and "one of them" in err["message"], err
+    # either alone is served; on llama-server's own path a null one is the field left out (as null means the default)
+    nulls = ({"input": "hello", "content": None}, {"input": None, "content": "hello"}) if path == "/embedding" else ()
+    for body in ({"input": "hello"}, {"content": "hello"}, *nulls):
+        assert post(server, path, {"model": POOLED, **body}).status_code == 200, body
 
 
 # -- /slots ----------------------------------------------------------------------------------------------------------

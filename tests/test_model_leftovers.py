@@ -170,3 +170,25 @@ def test_the_cli_without_a_server_warns_of_a_model_whose_weights_are_gone(env, d
     assert "model 'gone' has no weights file on disk" in listing.stderr and "jan models rm gone" in listing.stderr
     assert "'here'" not in listing.stderr, listing.stderr
     assert [m["id"] for m in json.loads(ok(jan("models", "list", "--json", env=env)).stdout)] == ["gone", "here"]
+
+
+def test_the_cli_from_a_server_warns_of_a_model_whose_weights_are_gone_as_without_one(data, tmp_path, stories_path):
+    """`jan models list` against a server said nothing of a model whose weights file is gone (only the local listing
+    did): the server tells it per model (``weights_missing``), and the CLI says it in the same words."""
+    import shutil
+
+    from api_helpers import running
+
+    copy = tmp_path / "gone.gguf"
+    shutil.copy(stories_path, copy)
+    local = cli_env(data)
+    ok(jan("models", "import", str(copy), "--id", "gone", "--mode", "reference", env=local))
+    ok(jan("models", "import", str(stories_path), "--id", "here", "--mode", "reference", env=local))
+    copy.unlink()
+    with running(data) as srv:
+        listing = ok(jan("models", "list", "--url", srv.base_url, env=cli_env(data, local=False)))
+        listed = json.loads(ok(jan("models", "list", "--json", "--url", srv.base_url,
+                                   env=cli_env(data, local=False))).stdout)
+    assert "model 'gone' has no weights file on disk" in listing.stderr and "jan models rm gone" in listing.stderr
+    assert "'here'" not in listing.stderr, listing.stderr
+    assert [(m["id"], m.get("weights_missing")) for m in listed] == [("gone", True), ("here", None)]

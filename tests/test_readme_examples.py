@@ -7,6 +7,7 @@ import io
 import re
 from pathlib import Path
 
+import pytest
 from server_helpers import start_server
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -185,3 +186,18 @@ def test_the_clis_first_steps_run_as_shown(tmp_path, stories_path):
     import_help = ok(jan("models", "import", "--help", env=env)).stdout
     assert all(mode in import_help for mode in ("copy", "link", "reference"))
     assert "hf://owner/repo[:QUANT]" in ok(jan("models", "pull", "--help", env=env)).stdout
+
+
+@pytest.mark.parametrize("field, value, hint", [
+    ("messages", [{"role": "user", "content": "Hi!"}], "ChatMessage.of_text(role, text)"),
+    ("sampling", {"temperature": 0}, "jan.services.types.SamplingOptions(...)"),
+])
+def test_a_dict_where_the_services_example_builds_a_typed_value_says_how_to_build_it(field, value, hint):
+    """A user of the README's services example who passes what the OpenAI API takes (a dict message, dict sampling)
+    was told only "expected a ChatMessage, got {...}": the error now names the constructor to use."""
+    from jan.services.errors import RequestError
+    from jan.services.types import ChatMessage, ChatRequest
+
+    kwargs = {"model": "stories260K", "messages": (ChatMessage.of_text("user", "Hi!"),), field: value}
+    with pytest.raises(RequestError, match=re.escape(hint)):
+        ChatRequest(**kwargs)

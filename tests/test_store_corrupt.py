@@ -14,7 +14,9 @@ def store(tmp_path):
     return DataFolder(tmp_path / "data")
 
 
-def test_corrupt_thread_json_is_moved_aside_and_reported(store, caplog):
+def test_corrupt_thread_json_is_left_in_place_and_reported(store, caplog):
+    """A read never moves the user's files: a listing set a damaged thread.json aside as thread.json.corrupt-<time>
+    (a read-only command changed the data folder). It is reported, left out, and left where it is."""
     good = [store.threads.create(f"ok{i}")["id"] for i in range(2)]
     bad = store.threads.create("doomed")["id"]
     path = store.threads_dir / bad / "thread.json"
@@ -22,12 +24,11 @@ def test_corrupt_thread_json_is_moved_aside_and_reported(store, caplog):
     with caplog.at_level(logging.WARNING, logger="jan.store"):
         listed = [t["id"] for t in store.threads.list().data]
     assert sorted(listed) == sorted(good)
-    assert not path.exists()
-    moved = list(path.parent.glob("thread.json.corrupt-*"))
-    assert len(moved) == 1 and moved[0].read_text() == '{"id": "truncated", "tit'
+    assert path.read_text() == '{"id": "truncated", "tit'
+    assert not list(path.parent.glob("thread.json.corrupt-*"))
     problem = next(p for p in store.problems if p.path == f"threads/{bad}/thread.json")
-    assert "invalid JSON" in problem.error and problem.time > 0
-    assert problem.moved_to == f"threads/{bad}/{moved[0].name}"
+    assert "invalid JSON" in problem.error and "left in place" in problem.error and problem.time > 0
+    assert problem.moved_to is None
     assert set(problem.to_dict()) == {"path", "error", "time", "moved_to"}
     assert any("thread.json" in r.getMessage() for r in caplog.records)
     with pytest.raises(NotFoundError):
@@ -49,12 +50,24 @@ def test_non_object_json_counts_as_corrupt(store, content):
     assert len(store.problems) == 1
 
 
-def test_get_of_corrupt_thread_moves_it_aside(store):
+def test_get_of_corrupt_thread_leaves_it_in_place_and_says_where_it_is(store):
     thread = store.threads.create("t")["id"]
     (store.threads_dir / thread / "thread.json").write_text("{")
-    with pytest.raises(NotFoundError, match="damaged"):
+    with pytest.raises(NotFoundError, match=f"damaged .*: repair or remove threads/{thread}/thread.json"):
         store.threads.get(thread)
-    assert list((store.threads_dir / thread).glob("thread.json.corrupt-*"))
+    assert not list((store.threads_dir / thread).glob("thread.json.corrupt-*"))
+    assert (store.threads_dir / thread / "thread.json").read_text() == "{"
+
+
+def test_a_repaired_model_json_is_listed_again_and_no_longer_reported(store):
+    store.models.create({"id": "m", "engine": "llama.cpp", "settings": {}})
+    path = store.models_dir / "m" / "model.json"
+    good = path.read_bytes()
+    path.write_text("{oops")
+    assert store.models.list() == [] and [p.path for p in store.problems] == ["models/m/model.json"]
+    path.write_bytes(good)  # the user repairs it: the same process (a server) lists it, and reports nothing
+    assert [m["id"] for m in store.models.list()] == ["m"] and store.problems == []
+
 
 
 def test_corrupt_model_and_assistant_json(store):
@@ -77,7 +90,9 @@ def test_corrupt_default_assistant_is_recreated(tmp_path):
     (store.assistants_dir / "jan" / "assistant.json").write_text("oops")
     reopened = DataFolder(tmp_path)
     assert reopened.assistants.get("jan")["name"] == "Jan"
-    assert list((store.assistants_dir / "jan").glob("assistant.json.corrupt-*"))
+    # (a write over a damaged file, which reads leave in place: its bytes are kept beside it first)
+    kept = list((store.assistants_dir / "jan").glob("assistant.json.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_text() == "oops"
     assert len(reopened.problems) == 1
 
 

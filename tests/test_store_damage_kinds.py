@@ -11,12 +11,34 @@ from jan.store.errors import NotFoundError
 
 
 @pytest.mark.parametrize("damage", [b'{"title": "\xff\xfe"}', b"", b"{torn"])
-def test_a_set_aside_thread_is_told_as_damaged_by_every_call(tmp_path, damage):
+def test_a_damaged_thread_is_told_as_damaged_by_every_call_and_left_in_place(tmp_path, damage):
     store = DataFolder(tmp_path / "data")
     thread = store.threads.create("T")
     store.messages.create(thread["id"], "user", "hi")
-    (store.threads_dir / thread["id"] / "thread.json").write_bytes(damage)
-    assert store.threads.list().data == []  # the listing sets it aside
+    path = store.threads_dir / thread["id"] / "thread.json"
+    path.write_bytes(damage)
+    assert store.threads.list().data == []  # the listing leaves it out, and where it is
+    again = DataFolder(tmp_path / "data")  # (another process)
+    calls = [lambda s: s.threads.get(thread["id"]), lambda s: s.threads.update(thread["id"], title="x"),
+             lambda s: s.messages.list(thread["id"]), lambda s: s.messages.create(thread["id"], "user", "yo")]
+    for s in (store, again):
+        for call in calls:
+            with pytest.raises(NotFoundError, match=f"is damaged .*threads/{thread['id']}/thread.json") as info:
+                call(s)
+            assert info.value.damaged == f"threads/{thread['id']}/thread.json"
+    assert path.read_bytes() == damage and not list(path.parent.glob("thread.json.corrupt-*"))
+    assert (store.threads_dir / thread["id"] / "messages.jsonl").read_bytes().count(b"\n") == 1  # kept
+
+
+@pytest.mark.parametrize("damage", [b"{torn"])
+def test_a_thread_an_older_jan_set_aside_is_told_as_damaged_by_every_call(tmp_path, damage):
+    store = DataFolder(tmp_path / "data")
+    thread = store.threads.create("T")
+    store.messages.create(thread["id"], "user", "hi")
+    path = store.threads_dir / thread["id"] / "thread.json"
+    path.write_bytes(damage)
+    path.rename(path.with_name("thread.json.corrupt-20260101T000000000000Z"))  # (as jan before this one did)
+    assert store.threads.list().data == []
     again = DataFolder(tmp_path / "data")  # (another process: it did not see it happen)
     calls = [lambda s: s.threads.get(thread["id"]), lambda s: s.threads.update(thread["id"], title="x"),
              lambda s: s.messages.list(thread["id"]), lambda s: s.messages.create(thread["id"], "user", "yo")]

@@ -83,10 +83,11 @@ def warn(message: str) -> None:
 
 
 def warn_problems(problems: list[dict[str, Any]]) -> None:
-    """Say which damaged files the store set aside (``problems``: the store's or the API's list), so a
-    conversation or model missing from a listing is explained, on stderr (the listing itself stays clean)."""
+    """Say which damaged files the store found (``problems``: the store's or the API's list), so a conversation or
+    model missing from a listing is explained, on stderr (the listing itself stays clean). A file is left where it
+    is (its error says so); one an older jan or a write set aside is named with where it went."""
     for problem in problems:
-        where = f" was moved to {problem.get('moved_to')}" if problem.get("moved_to") else " could not be moved aside"
+        where = f"; its copy is {problem.get('moved_to')}" if problem.get("moved_to") else ""
         warn(f"damaged file {problem.get('path')} ({problem.get('error')}){where}")
 
 

@@ -33,10 +33,10 @@ def _server_api(conn):
     return client
 
 
-def _manager(conn):
+def _manager(conn, read_only: bool = False):
     from jan.core import ExtensionManager
 
-    return ExtensionManager(conn.local_folder)
+    return ExtensionManager(conn.local_folder, read_only=read_only)
 
 
 def _records(conn) -> tuple[list[dict[str, Any]], bool]:
@@ -47,7 +47,7 @@ def _records(conn) -> tuple[list[dict[str, Any]], bool]:
         return list(items or []), True
     if conn.existing_folder() is None:
         return _fresh_records(), False
-    return [r.to_dict() for r in _manager(conn).list()], False
+    return [r.to_dict() for r in _manager(conn, read_only=True).list()], False  # (a listing writes nothing)
 
 
 def _fresh_records() -> list[dict[str, Any]]:

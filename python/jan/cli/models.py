@@ -95,10 +95,12 @@ def list_models(as_json: bool, conn) -> None:
         leftovers = store.models.leftovers() if store is not None else []
         why = "--local" if conn.force_local or conn.data_explicit else f"no server running at {conn.url}"
         where = f"in the data folder {conn.data_folder} ({why})"
-    warn_problems(problems)  # a model.json set aside as damaged: say why that model is missing
+    warn_problems(problems)  # a damaged model.json: say why that model is shown as damaged
     warn_leftovers(leftovers)
     if client is None and store is not None:
-        warn_missing_files(store, data)
+        warn_missing_files([m["id"] for m in data if _weights_missing(store, m)])
+    elif client is not None:  # (the server tells it per model, as the data folder's own check does here)
+        warn_missing_files([m["id"] for m in data if m.get("weights_missing")])
     if as_json:
         print_json(data)
         return
@@ -110,23 +112,46 @@ def list_models(as_json: bool, conn) -> None:
         if client is not None:
             row.append(m.get("state", ""))
         rows.append(row)
+    # a model whose model.json is damaged is still there (left in place for the user to repair): a row says so,
+    # rather than it vanishing from the list
+    listed = {m["id"] for m in data}
+    for model_id in sorted(_damaged_ids(problems) - listed):
+        rows.append([model_id, "(damaged model.json)", "", ""] + (["damaged"] if client is not None else []))
+    rows.sort(key=lambda row: row[0])
     if not rows and not as_json:
         click.echo("no models yet: add one with `jan models pull URL` or `jan models import FILE.gguf`", err=True)
         return
     print_table(columns, rows)
 
 
-def warn_missing_files(store, data: list[dict[str, Any]]) -> None:
+def _weights_missing(store, model: dict[str, Any]) -> bool:
+    """Whether a model has no weights file on disk (a remote model, of the API format, has none to have)."""
+    from jan.store.models import API_FORMAT, model_format
+
+    if model_format(model) == API_FORMAT:
+        return False
+    try:
+        return store.models.model_file(model["id"], model) is None
+    except (OSError, ValueError, TypeError):  # (a hand-edited model.json's odd path: said when it is used)
+        return False
+
+
+def _damaged_ids(problems: list[dict[str, Any]]) -> set[str]:
+    """The ids of the models whose model.json a listing's ``problems`` name as damaged (``models/<id>/model.json``)."""
+    ids = set()
+    for problem in problems:
+        parts = str(problem.get("path") or "").split("/")
+        if len(parts) == 3 and parts[0] == "models" and parts[2] == "model.json" and parts[1]:
+            ids.add(parts[1])
+    return ids
+
+
+def warn_missing_files(model_ids: list[str]) -> None:
     """Say which listed models have no weights file (deleted, moved, a link to a file that is gone), on stderr: the
     listing showed them as any other, and only a chat with one said so."""
-    for m in data:
-        try:
-            missing = store.models.model_file(m["id"], m) is None
-        except (OSError, ValueError, TypeError):  # (a hand-edited model.json's odd path: said when it is used)
-            continue
-        if missing:
-            warn(f"model '{m['id']}' has no weights file on disk (models/{m['id']}): pull or import it again, or "
-                 f"`jan models rm {m['id']}`")
+    for model_id in model_ids:
+        warn(f"model '{model_id}' has no weights file on disk (models/{model_id}): pull or import it again, or "
+             f"`jan models rm {model_id}`")
 
 
 def warn_leftovers(leftovers: list[dict[str, Any]]) -> None:

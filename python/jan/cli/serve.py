@@ -28,6 +28,8 @@ from jan.engine.params import SPECULATIVE
 from jan.server.config import DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S, OLLAMA_PORT, ServerConfig, default_data_folder
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
 
+logger = logging.getLogger("jan.cli.serve")
+
 
 def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     """A duration in seconds, checked here, before anything starts (the engine refuses it only after every
@@ -329,6 +331,29 @@ def _data_folder_error(exc: OSError, folder: Path) -> RuntimeError:
     return RuntimeError(os_error_message(exc))
 
 
+#: The most model ids the start names (a folder of dozens would fill the screen): the rest are counted.
+_START_MODELS_NAMED = 10
+
+
+async def _models_line(app: web.Application) -> str:
+    """What the start says of the models it serves: their ids, the loaded ones marked (the start's other lines say
+    what it serves and where; the seven "extension ... loaded" lines said nothing of the models)."""
+    from jan.server.keys import SERVICES
+
+    services = app[SERVICES].models
+    try:
+        ids = sorted(m["id"] for m in await services.model_extension().list_models())
+        loaded = set(await services.loaded_model_ids())
+    except Exception as exc:  # (the listing is the server's own; a start never fails for want of this line)
+        logger.debug("the start's model list: %s: %s", type(exc).__name__, exc)
+        return "jan: models: see GET /v1/models"
+    if not ids:
+        return "jan: no models yet: add one with `jan models pull URL` or `jan models import FILE.gguf`"
+    named = [f"{i} (loaded)" if i in loaded else i for i in ids[:_START_MODELS_NAMED]]
+    more = f" and {len(ids) - _START_MODELS_NAMED} more (`jan models list`)" if len(ids) > _START_MODELS_NAMED else ""
+    return f"jan: {len(ids)} model{'s' if len(ids) != 1 else ''}: {', '.join(named)}{more}"
+
+
 async def run_server(config: ServerConfig) -> None:
     from jan.server.app import create_app
     from jan.server.keys import MANAGER
@@ -377,6 +402,11 @@ async def run_server(config: ServerConfig) -> None:
         raise
     for sock in socks:
         await web.SockSite(runner, sock).start()
+    # from here a Ctrl-C stops the server as any later one (the start's lines that follow read the models list)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     release_startup_memory()
     if not config.bound_to_loopback and not config.api_key:
         # the README asks for a key with --host 0.0.0.0, and nothing said so when it was left out (told before the
@@ -388,11 +418,8 @@ async def run_server(config: ServerConfig) -> None:
                err=False)
     if len(ports) > 1:
         click.echo(f"jan: Ollama clients can also use port {config.ollama_port} (API: /api)", err=False)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
+        click.echo(await _models_line(app), err=False)
         await stop.wait()
         click.echo("jan: shutting down (finishing open streams, unloading models)")
     finally:

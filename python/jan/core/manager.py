@@ -159,6 +159,19 @@ def _is_builtin(candidate: Candidate) -> bool:
         "(" not in candidate.source or f"({BUILTIN_DIST} " in candidate.source)
 
 
+def _left_in_place(path: Path) -> str:
+    """What a read-only manager's log says of a damaged extensions.json instead of where it moved it."""
+    return f"nothing (left in place: {path})"
+
+
+def _load_level(ext: Extension) -> int:
+    """The log level of an extension's loaded and unloaded lines: DEBUG for jan's own (seven lines at every start
+    that say nothing a user did; ``jan serve``'s start is what it serves, where, and the models), INFO for a
+    third-party one, which the user installed and wants to see taken up."""
+    builtin = type(ext).__module__.startswith(BUILTIN_MODULE_PREFIX) and ext.priority == BUILTIN_PRIORITY
+    return logging.DEBUG if builtin else logging.INFO
+
+
 class ExtensionManager:
     """Finds, orders, loads and unloads extensions; answers "who implements X".
 
@@ -195,8 +208,13 @@ class ExtensionManager:
         load_timeout: float | None = 60.0,
         unload_timeout: float | None = 15.0,
         load_wait: float | None = None,
+        read_only: bool = False,
     ):
         self.fs = LocalFileSystem(data_folder)
+        #: a manager that only lists (`jan extensions list`): it records nothing in extensions.json (new extensions
+        #: are enabled by default all the same) and leaves a damaged one where it is (a listing wrote the file, or
+        #: set the user's aside)
+        self.read_only = read_only
         self.data_folder: Path = self.fs.root
         self.bus: EventBus = bus if bus is not None else LocalEventBus()
         self.settings_store = JsonSettingsStore(self.fs)
@@ -259,7 +277,8 @@ class ExtensionManager:
         for item in pending:
             self._add_candidate(item)
         self._load_config()
-        self._sync_config()
+        if not self.read_only:
+            self._sync_config()
 
     def _add_candidate(self, item: Candidate) -> None:
         hint = item.name
@@ -337,10 +356,11 @@ class ExtensionManager:
             self._save_config()
 
     def _read_config(self) -> dict[str, Any]:
+        move_aside = _left_in_place if self.read_only else set_aside
         try:
             data = self.fs.read_json(STATE_FILE, default=None)
         except ValueError as exc:
-            moved = set_aside(self.fs.resolve(STATE_FILE))
+            moved = move_aside(self.fs.resolve(STATE_FILE))
             logger.warning("%s is unreadable (%s); set aside as %s, starting from defaults", STATE_FILE, exc, moved)
             data = None
         except OSError as exc:
@@ -348,14 +368,14 @@ class ExtensionManager:
             # its place): as damaged as one that does not parse, set aside, not read whole or waited on; a failed
             # move (no permission) still starts jan, from the defaults (the discover it ended, with a traceback)
             try:
-                moved = set_aside(self.fs.resolve(STATE_FILE))
+                moved = move_aside(self.fs.resolve(STATE_FILE))
             except OSError:
                 moved = None
             logger.warning("%s cannot be read (%s); set aside as %s, starting from defaults", STATE_FILE,
                            exc.strerror or exc, moved)
             data = None
         if data is not None and not (isinstance(data, dict) and isinstance(data.get("extensions", {}), dict)):
-            moved = set_aside(self.fs.resolve(STATE_FILE))
+            moved = move_aside(self.fs.resolve(STATE_FILE))
             logger.warning("%s has an unexpected shape; set aside as %s", STATE_FILE, moved)
             data = None
         data = dict(data or {})
@@ -769,7 +789,7 @@ class ExtensionManager:
         # order, then registration order), which ranks providers (see get) and mounts routes the same every run.
         later = [i for i, n in enumerate(self._load_order) if self._entries[n].begun > entry.begun]
         self._load_order.insert(later[0] if later else len(self._load_order), entry.name)
-        logger.info("extension %s %s loaded", entry.name, ext.version or "")
+        logger.log(_load_level(ext), "extension %s %s loaded", entry.name, ext.version or "")
         await self._emit(ExtensionLoaded(name=entry.name, version=_version(entry)))
         return True
 
@@ -801,7 +821,7 @@ class ExtensionManager:
             if entry.settings is not None:
                 entry.settings.clear_callbacks()
             ext._ctx = None
-        logger.info("extension %s unloaded", entry.name)
+        logger.log(_load_level(ext), "extension %s unloaded", entry.name)
         await self._emit(ExtensionUnloaded(name=entry.name, version=_version(entry)))
 
     # records ------------------------------------------------------------------------------

@@ -234,7 +234,19 @@ def _check_fields(obj: Any) -> None:
         fault = check(value)
         if fault is not None:
             where, wanted, got = fault
-            raise _misuse(name + where, f"expected {wanted}, got {_shown(got)}", param=name + where.partition(" ")[0])
+            raise _misuse(name + where, f"expected {wanted}, got {_shown(got)}{_build_hint(wanted, got)}",
+                          param=name + where.partition(" ")[0])
+
+
+def _build_hint(wanted: str, got: Any) -> str:
+    """How to make the typed value a dict was given for (an OpenAI-style ``{"role", "content"}`` message is what a
+    user of the wire formats passes first): the class to build, and for a message its one-line constructor."""
+    cls = globals().get(wanted.removeprefix("a ").removeprefix("an "))
+    if not isinstance(got, Mapping) or not isinstance(cls, type) or cls.__module__ != __name__:
+        return ""
+    if cls.__name__ == "ChatMessage":
+        return " (a dict is no ChatMessage: build one with jan.services.types.ChatMessage.of_text(role, text))"
+    return f" (a dict is no {cls.__name__}: build one with jan.services.types.{cls.__name__}(...))"
 
 
 def _check_choices(obj: Any) -> None:

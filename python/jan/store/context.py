@@ -183,23 +183,28 @@ class StoreContext:
     def read_doc(self, path: Path, kind: str) -> dict[str, Any] | None:
         """Read a versioned JSON file: ``None`` if missing, upgraded if old, public fields only.
 
-        A file that does not parse is moved aside and :class:`CorruptFileError`
-        is raised; callers listing many files catch it and go on.
+        A file that does not parse (or is no document of its kind) is reported, left where it is, and
+        :class:`CorruptFileError` is raised; callers listing many files catch it and go on.
         """
         try:
             data = self._read_bounded(path, kind)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        # damage is said without the file's lock (nothing is moved, and files are replaced atomically: what did not
+        # parse was damaged when read), so a read makes no lock file either; only an upgrade takes it
         try:
             parsed = self._parse(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise self._damaged(path, f"invalid JSON: {exc}") from exc
+        if self.migrations.needs_upgrade(kind, parsed):
             doc = self._read_locked(path, kind)
+        elif (error := shape_error(kind, parsed)) is not None:
+            raise self._damaged(path, f"not a {kind}: {error}")
         else:
-            if self.migrations.needs_upgrade(kind, parsed) or shape_error(kind, parsed) is not None:
-                doc = self._read_locked(path, kind)
-            else:
-                self._check_newer(path, kind, parsed)
-                doc = parsed
+            self._check_newer(path, kind, parsed)
+            doc = parsed
+        if doc is not None and self.problems.has_any():  # (no path work per read in a folder without problems)
+            self.problems.repaired(self.relpath(path))
         return None if doc is None else public(doc)
 
     def get_doc(self, path: Path, kind: str, doc_id: str,
@@ -209,10 +214,7 @@ class StoreContext:
         try:
             doc = self.read_doc(path, kind)
         except CorruptFileError as exc:
-            where = f"; it was moved to {self.relpath(Path(exc.moved_to))}" if exc.moved_to else ""
-            err = not_found(kind, doc_id, f"{kind} {doc_id!r} is damaged ({exc.error}){where}")
-            err.damaged = self.relpath(Path(exc.moved_to)) if exc.moved_to else self.relpath(path)
-            raise err from exc
+            raise self._damaged_error(path, kind, doc_id, not_found, exc) from exc
         except MigrationError as exc:
             # A document no migration can bring up to date (its schema version hand-edited to a wrong type, a kind
             # born at version 1 given none) is reported and refused by name, as listings leave it out
@@ -225,6 +227,37 @@ class StoreContext:
             raise self.missing(path, kind, doc_id, not_found)
         doc["id"] = doc_id
         return doc
+
+    def _damaged_error(self, path: Path, kind: str, doc_id: str, not_found: type[NotFoundError],
+                       exc: CorruptFileError) -> NotFoundError:
+        where = (f"; it was moved to {self.relpath(Path(exc.moved_to))}" if exc.moved_to
+                 else f": repair or remove {self.relpath(path)}")
+        err = not_found(kind, doc_id, f"{kind} {doc_id!r} is damaged ({exc.error}){where}")
+        err.damaged = self.relpath(Path(exc.moved_to)) if exc.moved_to else self.relpath(path)
+        return err
+
+    def require_intact(self, path: Path, kind: str, doc_id: str,
+                       not_found: type[NotFoundError] = NotFoundError) -> None:
+        """Raise what :meth:`get_doc` raises for a document that is missing or damaged, without its lock and
+        without upgrading it: for the calls on what a document owns (a thread's messages), which a damaged
+        document's made "damaged" as its own calls are (a read set it aside, before reads left it in place)."""
+        try:
+            data = self._read_bounded(path, kind)
+        except (FileNotFoundError, NotADirectoryError):
+            raise self.missing(path, kind, doc_id, not_found) from None
+        except CorruptFileError as exc:
+            raise self._damaged_error(path, kind, doc_id, not_found, exc) from None
+        except OSError:
+            return  # (unreadable otherwise: the caller's own access says so)
+        try:
+            parsed = self._parse(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            error = f"invalid JSON: {exc}"
+        else:
+            if self.migrations.needs_upgrade(kind, parsed) or (error := shape_error(kind, parsed)) is None:
+                return
+            error = f"not a {kind}: {error}"
+        raise self._damaged_error(path, kind, doc_id, not_found, self._damaged(path, error))
 
     def missing(self, path: Path, kind: str, doc_id: str,
                 not_found: type[NotFoundError] = NotFoundError) -> NotFoundError:
@@ -251,14 +284,11 @@ class StoreContext:
             try:
                 doc = self._parse(data)
             except (ValueError, UnicodeDecodeError) as exc:
-                error = f"invalid JSON: {exc}"
-                moved = self.quarantine(path, error)
-                raise CorruptFileError(self.relpath(path), error, str(moved) if moved else None) from exc
+                raise self._damaged(path, f"invalid JSON: {exc}") from exc
             upgraded, changed = self.migrations.upgrade(kind, doc)
             error = shape_error(kind, upgraded)
             if error is not None:  # valid JSON, but not a document of its kind: as damaged as a torn file
-                moved = self.quarantine(path, f"not a {kind}: {error}")
-                raise CorruptFileError(self.relpath(path), f"not a {kind}: {error}", str(moved) if moved else None)
+                raise self._damaged(path, f"not a {kind}: {error}")
             if changed:
                 try:
                     atomic_write_bytes(path, dumps_json(upgraded))
@@ -271,6 +301,21 @@ class StoreContext:
                 logger.info("data folder: upgraded %s to %s version %d", self.relpath(path), kind,
                             upgraded[SCHEMA_VERSION_KEY])
             return upgraded
+
+    def _misshapen(self, kind: str, doc: dict[str, Any]) -> bool:
+        """Whether a parsed document is no document of its kind (:func:`shape_error`), as a read would find it."""
+        try:
+            return shape_error(kind, self.migrations.upgrade(kind, doc)[0]) is not None
+        except MigrationError:
+            return True
+
+    def _damaged(self, path: Path, error: str) -> CorruptFileError:
+        """A damaged document, reported (once per process: every listing meets it again) and left where it is: a
+        read never moves the user's files (a listing set it aside as ``<name>.corrupt-<time>``, so that `jan models
+        list` changed the data folder, and the user's file vanished from where they had put it). Repairing it
+        brings it back; removing the resource removes it; a write that replaces it keeps a copy first."""
+        self.report(path, f"{error}; left in place: repair it or remove it", once=True)
+        return CorruptFileError(self.relpath(path), error, None)
 
     def _check_newer(self, path: Path, kind: str, doc: dict[str, Any]) -> None:
         version = self.migrations.version_of(doc)
@@ -299,11 +344,19 @@ class StoreContext:
         """
         data = self.encode_doc(kind, doc)
         try:
-            existing = self._parse(read_regular_file(path))
-        except (OSError, ValueError, UnicodeDecodeError):
-            existing = None
+            raw = read_regular_file(path)
+        except OSError:
+            raw = existing = None
+        else:
+            try:
+                existing = self._parse(raw)
+            except (ValueError, UnicodeDecodeError):
+                existing = None
         if existing is not None and self.migrations.version_of(existing) > self.migrations.current_version(kind):
             raise NewerSchemaError(f"{self.relpath(path)} was written by a newer version of jan; not modifying it")
+        if raw is not None and (existing is None or self._misshapen(kind, existing)):
+            # a damaged document (reads leave it in place) replaced: the user's bytes are kept beside it first
+            self.keep_copy(path, raw, "damaged; replaced by a new one, the damaged file kept")
         atomic_write_bytes(path, data)
 
 
@@ -354,7 +407,7 @@ def read_doc_or_none(ctx: StoreContext, path: Path, kind: str) -> dict[str, Any]
     try:
         return ctx.read_doc(path, kind)
     except CorruptFileError:
-        return None  # already moved aside and reported
+        return None  # already reported (and left in place)
     except (OSError, MigrationError) as exc:
         ctx.report(path, f"{type(exc).__name__}: {exc}")
         return None
@@ -369,7 +422,7 @@ def read_collection(ctx: StoreContext, collection: str, filename: str, kind: str
         try:
             doc = ctx.read_doc(path, kind)
         except CorruptFileError:
-            continue  # moved aside and reported just now
+            continue  # reported (and left in place)
         except (OSError, MigrationError) as exc:
             ctx.report(path, f"{type(exc).__name__}: {exc}")
             continue

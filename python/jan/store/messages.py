@@ -131,8 +131,8 @@ class MessageStore:
 
     def _require_thread(self, thread_id: str) -> Path:
         directory = self._thread_dir(thread_id)
-        if not (directory / "thread.json").is_file():
-            raise self._ctx.missing(directory / "thread.json", "thread", thread_id)
+        # a damaged thread.json (left in place) makes its messages "damaged" too, as a missing one "not found"
+        self._ctx.require_intact(directory / "thread.json", "thread", thread_id)
         return directory / "messages.jsonl"
 
     # --- reading ---

@@ -333,10 +333,19 @@ class ModelStore:
         return found
 
     def is_leftover(self, model_id: str) -> bool:
-        """Whether ``models/<model_id>`` is a folder without a model.json (:meth:`leftovers`, or an empty one) that
-        no download fills now."""
+        """Whether ``models/<model_id>`` is a folder without a model.json (:meth:`leftovers`, or an empty one), or
+        with a damaged one (left in place: deleting the model is one way the user is told to be rid of it), that no
+        download fills now."""
         folder = self.folder(model_id)
-        return folder.is_dir() and not os.path.lexists(folder / "model.json") and not self.downloading(model_id)
+        return (folder.is_dir() and (not os.path.lexists(folder / "model.json") or self._damaged(model_id))
+                and not self.downloading(model_id))
+
+    def _damaged(self, model_id: str) -> bool:
+        try:
+            self.get(model_id)
+        except StoredModelNotFoundError as exc:
+            return exc.damaged is not None
+        return False
 
     def downloading(self, model_id: str) -> bool:
         """Whether a download into ``models/<model_id>`` runs now, in this process or another (the lock of one of

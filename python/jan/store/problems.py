@@ -1,4 +1,5 @@
-"""The record of damaged files the store found and set aside, for the API to report."""
+"""The record of damaged files the store found (left in place, or set aside by a write or an older jan), for the API
+to report."""
 
 from __future__ import annotations
 
@@ -59,6 +60,23 @@ class ProblemLog:
         else:
             logger.warning("data folder: %s: %s", path, error)
         return problem
+
+    def has_any(self) -> bool:
+        """Whether any problem is recorded (an unlocked peek, for a check on every read)."""
+        return bool(self._seen)
+
+    def repaired(self, path: str) -> None:
+        """Forget what was reported of ``path`` in place (no copy set aside): it reads well now (the user repaired
+        it), and a list that still called it damaged would send them looking for a fault that is gone."""
+        if not self._seen:  # (an unlocked peek: the common case, no problem at all, costs no lock per read)
+            return
+        with self._lock:
+            if not any(p.path == path and p.moved_to is None for p in self._items):
+                return
+            kept = [p for p in self._items if p.path != path or p.moved_to is not None]
+            self._items.clear()
+            self._items.extend(kept)
+            self._seen = {(p.path, p.error) for p in kept}
 
     def moved(self, moved_to: str) -> bool:
         """Whether a problem recorded here already names ``moved_to`` (this process set that file aside)."""

@@ -274,6 +274,11 @@ class InfillBody(CompletionBody):
     input_extra: list[ExtraChunk] = Field(default_factory=list)
 
 
+#: A body's ``input`` and ``content`` both given (on /embedding, /embeddings and /v1/embeddings alike).
+BOTH_EMBEDDING_INPUTS = ('"input" and "content" are both given: they are two names of one field (llama-server\'s '
+                         '"content" is OpenAI\'s "input"); send one of them')
+
+
 class EmbeddingBody(WholeNumbers):
     """``POST /embedding``: llama-server's native embeddings: ``input`` (or ``content``) in the forms of
     ``/completion``'s ``prompt`` (text, token ids, both mixed, or a list of them: one result each), and
@@ -290,6 +295,10 @@ class EmbeddingBody(WholeNumbers):
 
     @model_validator(mode="after")
     def _one_input(self) -> "EmbeddingBody":
+        if self.input is not None and self.content is not None:
+            # two names of one field: llama-server embeds ``input`` and drops ``content`` unsaid, which hides a
+            # client's mistake (which of the two did it mean?); every embedding path refuses it in these words
+            raise ValueError(BOTH_EMBEDDING_INPUTS)
         given = self.input if self.input is not None else self.content
         if given is None:
             raise ValueError('"input" or "content" must be provided')

@@ -94,7 +94,9 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
                 "index": {"type": "integer", "minimum": 0}, "score": {"type": "number"}, "text": {"type": "string"}}}}]},
     "Model": {"type": "object", "required": ["id", "object", "created", "owned_by"], "properties": {
         "id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
-        "owned_by": {"type": "string"}, "state": {"type": ["string", "null"]}}},
+        "owned_by": {"type": "string"}, "state": {"type": ["string", "null"]},
+        "weights_missing": {"type": "boolean", "description": "true for a model whose weights file is not on disk "
+                                                               "(left out otherwise)"}}},
     "ModelList": {"type": "object", "required": ["object", "data"], "properties": {
         "object": {"const": "list"}, "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}}}},
     "List": {"type": "object", "required": ["object", "data"], "properties": {

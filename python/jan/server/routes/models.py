@@ -55,6 +55,8 @@ async def with_state(request: web.Request, model: dict[str, Any]) -> dict[str, A
     # llama-server's: its clients read the model's sizes here; null (as it tells a model still loading) for a model
     # without a GGUF to read them from (a remote one, a download not finished)
     out["meta"] = facts.meta
+    if facts.weights_missing:  # (said only then: a client that never looks sees the model.json's fields as before)
+        out["weights_missing"] = True
     return out
 
 
@@ -79,6 +81,9 @@ class ModelFacts:
     capabilities: list[str]
     context_window: int | None
     meta: dict[str, Any] | None = None
+    #: a local engine's model whose weights file is not on disk (deleted, moved, a link to a file that is gone): the
+    #: CLI's list says so, from a server as from the data folder
+    weights_missing: bool = False
 
 
 async def model_facts(request: web.Request, model: dict[str, Any]) -> ModelFacts:
@@ -87,21 +92,22 @@ async def model_facts(request: web.Request, model: dict[str, Any]) -> ModelFacts
         status = await model_state(engine, model["id"])  # (an engine that cannot tell fails no listing)
     except LookupError:
         engine, status = None, {"status": "unavailable"}
-    path, abilities = model.get("file_path"), None
+    path, abilities, missing = model.get("file_path"), None, False
     if isinstance(engine, LocalInferenceExtension):  # (a remote model has no GGUF to read)
         with contextlib.suppress(Exception):  # a model not downloaded (yet): listed without the file's facts
             files = await request.app[SERVICES].models.with_weights(model)  # (its projector too)
             path = files.get("file_path")
+            missing = not path
             abilities = await asyncio.to_thread(model_abilities, files) if path else None  # (kept per file version)
     # on a worker: the header is read once per file version, and the capabilities read the template's format,
     # whose first detection renders the template (slow work, never on the event loop)
-    return await asyncio.to_thread(_facts, model, path, status, abilities)
+    return await asyncio.to_thread(_facts, model, path, status, abilities, missing)
 
 
-def _facts(model: dict[str, Any], path: Any, status: dict[str, Any], abilities: Any) -> ModelFacts:
+def _facts(model: dict[str, Any], path: Any, status: dict[str, Any], abilities: Any, missing: bool) -> ModelFacts:
     gguf = ollama_models.gguf_details(path)
     return ModelFacts(status, ollama_models.capabilities(model, gguf, status, abilities),
-                      ollama_models.context_window(gguf, status), ollama_models.llama_meta(gguf, status))
+                      ollama_models.context_window(gguf, status), ollama_models.llama_meta(gguf, status), missing)
 
 
 @routes.get("/v1/models")

@@ -267,6 +267,12 @@ async def embeddings(request: web.Request) -> web.Response:
 
             request[NATIVE_EMBEDDING] = True  # (its errors in llama-server's shape too)
             return await native_embedding(request)
+        if exc.param == "content" and await _sends_content(request, also="input"):
+            # llama-server's name of input beside input itself: said as /embedding says it, not as a field jan
+            # never heard of (refused as unknown, the client would drop the one jan does take)
+            from jan.server.dialects.llamacpp import BOTH_EMBEDDING_INPUTS
+
+            raise APIError(400, BOTH_EMBEDDING_INPUTS, param="content", code="invalid_value") from None
         raise
     typed = await typed_embedding(request.app, body)
     try:
@@ -277,15 +283,17 @@ async def embeddings(request: web.Request) -> web.Response:
                                      values=sum(len(v) for v in result.vectors))
 
 
-async def _sends_content(request: web.Request) -> bool:
-    """Whether the request's JSON body (read already: refused for lacking ``input``) is an object with ``content``."""
+async def _sends_content(request: web.Request, also: str | None = None) -> bool:
+    """Whether the request's JSON body (read already: refused) is an object with a non-null ``content`` (and a
+    non-null ``also``, when given)."""
     from jan.server.validation import read_json
 
     try:
         data = await read_json(request)
     except APIError:
         return False
-    return isinstance(data, dict) and "content" in data
+    return (isinstance(data, dict) and data.get("content") is not None
+            and (also is None or data.get(also) is not None))
 
 
 @routes.post("/v1/rerank")

@@ -130,7 +130,11 @@ class ChatPlan:
         (:data:`~jan.templates.formats.reasoning.THOUGHT_NAMES`), or as the structured content a template keeps it
         in (:attr:`ChatFormat.content_blocks`, :attr:`ChatFormat.thinking_blocks`)."""
         out = []
-        for m in messages:
+        for i, m in enumerate(messages):
+            if not hasattr(m, "model_dump") and not isinstance(m, Mapping):
+                # (a jan.services.types.ChatMessage was "'ChatMessage' object is not iterable" from dict())
+                raise TypeError(f"messages[{i}]: expected a message as a dict ({{'role': ..., 'content': ...}}, "
+                                f"as the OpenAI API's), got {type(m).__name__}")
             d = m.model_dump(exclude_none=True) if hasattr(m, "model_dump") else dict(m)
             if d.get("reasoning_content"):
                 # a template that reads the thinking by another name (gpt-oss's and LFM2.5's ``thinking``, Solar
