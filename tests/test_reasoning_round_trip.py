@@ -154,3 +154,37 @@ def test_reasoning_a_conversation_kept_alone_is_an_answer_s_turn_on_every_read()
     messages = chat_messages(history, "")
     assert [m["role"] for m in messages] == ["user", "assistant", "assistant"], messages
     assert messages[1]["content"] == "Hello" and messages[2]["reasoning_content"] == THOUGHT, messages
+
+
+def test_reasoning_kept_with_only_jan_s_encrypted_content_is_read_back_as_sent_as_input(server):
+    # A conversation's last answer's reasoning item that carries only jan's encrypted_content (a client with
+    # include: ["reasoning.encrypted_content"] that drops the text) is kept as sent; read back from the stored
+    # history on the next turn it was no thinking (the thinking lost), while the same item sent as input was read.
+    # Both are one reading now: the stored and the sent-as-input histories render the same prompt.
+    from jan.server.dialects import responses as rs
+    from jan.services.kept_items import history_turns
+    from jan.services.types import ChatMessage
+
+    item = {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": encrypted_reasoning(THOUGHT)}
+    ask, again = {"role": "user", "content": "Hi"}, {"role": "user", "content": "And?"}
+    sent = rs.input_messages(rs.ResponsesRequest.model_validate({"model": KEEPS, "input": [ask, item, again]}).input)
+    stored = history_turns([ChatMessage.of_text("user", "Hi"), item]) + [ChatMessage.of_text("user", "And?")]
+    assert stored == sent and stored[1].reasoning == THOUGHT, (stored, sent)
+
+    def count(body):
+        response = httpx.post(server.base_url + "/v1/responses/input_tokens", json={"model": KEEPS, **body},
+                              timeout=120)
+        assert response.status_code == 200, response.text
+        return response.json()["input_tokens"]
+
+    conversation = httpx.post(server.base_url + "/v1/conversations", json={"items": [ask, item]}, timeout=120)
+    assert conversation.status_code == 200, conversation.text
+    from_history = count({"conversation": conversation.json()["id"], "input": [again]})
+    as_input = count({"input": [ask, item, again]})
+    as_text = count({"input": [ask, {"type": "reasoning", "summary": [], "content": [
+        {"type": "reasoning_text", "text": THOUGHT}]}, again]})
+    assert from_history == as_input == as_text
+    # (the template keeps that thinking: it is in the prompt)
+    assert from_history > count({"input": [ask, {"type": "reasoning", "summary": [], "content": [
+        {"type": "reasoning_text", "text": "Hm."}]}, again]})
+
