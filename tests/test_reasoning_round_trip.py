@@ -188,3 +188,28 @@ def test_reasoning_kept_with_only_jan_s_encrypted_content_is_read_back_as_sent_a
     assert from_history > count({"input": [ask, {"type": "reasoning", "summary": [], "content": [
         {"type": "reasoning_text", "text": "Hm."}]}, again]})
 
+
+def test_an_openai_assistant_message_s_reasoning_is_its_reasoning_content(server):
+    # vLLM, OpenRouter and mlx_lm.server give an answer's thinking back as `reasoning`, and clients send the message
+    # back as they got it: that was a 400 (an unknown field), while llama-server's `reasoning_content` was read
+    ask, again = {"role": "user", "content": "Hi"}, {"role": "user", "content": "And?"}
+
+    def post(reply: dict, path: str = "/v1/chat/completions/input_tokens") -> httpx.Response:
+        return httpx.post(server.base_url + path, timeout=120, json={
+            "model": KEEPS, "messages": [ask, {"role": "assistant", "content": "4", **reply}, again]})
+
+    def count(reply: dict) -> int:
+        response = post(reply)
+        assert response.status_code == 200, response.text
+        return response.json()["input_tokens"]
+
+    assert count({"reasoning": THOUGHT}) == count({"reasoning_content": THOUGHT}) \
+        == count({"reasoning": THOUGHT, "reasoning_content": THOUGHT}) > count({"reasoning_content": "Hm."})
+    generated = post({"reasoning": THOUGHT}, "/v1/chat/completions")  # (the chat route itself, not only the count)
+    assert generated.status_code == 200, generated.text
+    both = post({"reasoning": THOUGHT, "reasoning_content": "Hm."})
+    assert both.status_code == 400, both.text
+    message = both.json()["error"]["message"]
+    assert "reasoning" in message and "reasoning_content" in message and "messages[1]" in message, message
+    wrong = post({"reasoning": {"text": THOUGHT}})
+    assert wrong.status_code == 400 and "messages[1].reasoning" in wrong.json()["error"]["message"], wrong.text

@@ -313,6 +313,9 @@ class Message(_Strict):
     refusal: str | None = None
     # an earlier assistant turn's thinking (llama-server/DeepSeek field); the template decides whether it is shown
     reasoning_content: str | None = None
+    # the same thinking under the name vLLM, OpenRouter and mlx_lm.server give it back by (and so the clients that
+    # send an answer back as they got it): read as reasoning_content (one of the two, or both the same)
+    reasoning: str | None = None
     # an earlier reply's audio, by id: jan generates none, so only null (no audio) refers to anything
     audio: dict[str, Any] | None = None
     # an earlier reply's web-search citations: positions in its content for the client to show, not a part of
@@ -379,6 +382,11 @@ class Message(_Strict):
             raise ValueError(f"{self.role} messages need content")
         if self.refusal is not None and self.role != "assistant":
             raise ValueError("refusal: only an assistant message has one (what the model said)")
+        if self.reasoning is not None:
+            if self.reasoning_content is not None and self.reasoning_content != self.reasoning:
+                raise ValueError("reasoning and reasoning_content are two names of the turn's thinking, and they "
+                                 "differ; send one of them")
+            self.reasoning_content = self.reasoning
         return self
 
 
