@@ -5,6 +5,8 @@ no thinking (the turn's thinking lost without a word)."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -187,6 +189,67 @@ def test_reasoning_kept_with_only_jan_s_encrypted_content_is_read_back_as_sent_a
     # (the template keeps that thinking: it is in the prompt)
     assert from_history > count({"input": [ask, {"type": "reasoning", "summary": [], "content": [
         {"type": "reasoning_text", "text": "Hm."}]}, again]})
+
+
+_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+_LEVELS = ("low", "medium", "high", "max")
+
+#: every reasoning field of every dialect, a bad value of it, and what its 400 must name: the values it takes
+#: (dialect, route, body, allowed)
+_BAD_REASONING = [
+    ("openai", "/v1/chat/completions", {"think": "extreme"}, ("true", "false", *_LEVELS)),
+    ("openai", "/v1/chat/completions", {"think": 3}, ("true", "false", *_LEVELS)),
+    ("openai", "/v1/chat/completions", {"reasoning_effort": "extreme"}, _EFFORTS),
+    ("openai", "/v1/chat/completions", {"reasoning_format": "extreme"}, ("none", "auto", "deepseek")),
+    ("openai", "/v1/chat/completions", {"reasoning_budget": -2}, ("-1",)),
+    ("openai", "/v1/chat/completions", {"thinking_budget_tokens": -2}, ("0",)),
+    ("openai", "/v1/chat/completions/input_tokens", {"think": "extreme"}, ("true", "false", *_LEVELS)),
+    ("openai", "/v1/assistants", {"reasoning_effort": "extreme"}, _EFFORTS),
+    ("responses", "/v1/responses", {"reasoning": {"effort": "extreme"}}, _EFFORTS),
+    ("responses", "/v1/responses/input_tokens", {"reasoning": {"effort": "extreme"}}, _EFFORTS),
+    ("anthropic", "/v1/messages", {"thinking": {"type": "on"}}, ("enabled", "disabled", "adaptive")),
+    ("anthropic", "/v1/messages", {"thinking": {"type": "enabled", "budget_tokens": 10}}, ("1024",)),
+    ("anthropic", "/v1/messages", {"output_config": {"effort": "extreme"}}, ("low", "medium", "high", "max")),
+    ("anthropic", "/v1/messages/count_tokens", {"thinking": {"type": "on"}}, ("enabled", "disabled", "adaptive")),
+    ("ollama", "/api/chat", {"think": "extreme"}, ("true", "false", *_LEVELS)),
+    ("ollama", "/api/generate", {"think": "extreme"}, ("true", "false", *_LEVELS)),
+]
+
+
+def _base_body(dialect: str, route: str) -> dict:
+    hi = [{"role": "user", "content": "Hi"}]
+    if route == "/v1/assistants":
+        return {"model": "stories260K"}
+    if dialect == "openai":
+        return {"model": "stories260K", "messages": hi, "max_tokens": 1}
+    if dialect == "responses":
+        return {"model": "stories260K", "input": "Hi", "max_output_tokens": 16}
+    if dialect == "anthropic":
+        return {"model": "stories260K", "messages": hi, "max_tokens": 2048}
+    if route == "/api/generate":
+        return {"model": "stories260K", "prompt": "Hi", "stream": False}
+    return {"model": "stories260K", "messages": hi, "stream": False}
+
+
+@pytest.mark.parametrize("dialect, route, field, allowed", _BAD_REASONING,
+                         ids=[f"{d}-{r}-{next(iter(f))}-{i}" for i, (d, r, f, _) in enumerate(_BAD_REASONING)])
+def test_a_bad_reasoning_value_s_400_names_the_values_allowed_in_every_dialect(server, dialect, route, field,
+                                                                               allowed):
+    # (chat completions' bad think said only that it was no boolean, not which values are allowed)
+    response = httpx.post(server.base_url + route, json={**_base_body(dialect, route), **field}, timeout=120)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    if dialect == "ollama":
+        message = body["error"]
+        assert isinstance(message, str), body
+    elif dialect == "anthropic":
+        assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error", body
+        message = body["error"]["message"]
+    else:
+        message = body["error"]["message"]
+        assert body["error"]["type"] == "invalid_request_error", body
+    missing = [value for value in allowed if not re.search(rf"(?<![\w-]){re.escape(value)}(?![\w-])", message)]
+    assert not missing, (missing, message)
 
 
 def test_an_openai_assistant_message_s_reasoning_is_its_reasoning_content(server):
