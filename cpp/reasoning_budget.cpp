@@ -33,6 +33,10 @@ struct BudgetState {
     // once the budget is spent. Elsewhere a marker of plain text ("Here are my reasoning steps:", "<think>") may
     // begin in the answer ("Here", "<th"), which must stay free; a block opened anyway is closed at once.
     bool guard_start = false;
+    // The start marker where it is one token of its own (<think>, [THINK], <seed:think>), else -1. Once the budget is
+    // spent that token is ruled out: a block the model opens again would only be closed at once, and a model that
+    // insists opened one after another (<think></think><think></think>...) until max_tokens, with no answer.
+    llama_token start_token = -1;
 
     // Whether the tail holds the end marker or an interrupting one: the block is over.
     bool ended() const {
@@ -136,6 +140,19 @@ void budget_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
                 for (size_t i : into) cur_p->data[i].logit = -INFINITY;
         }
     }
+    if (st->phase == Phase::Done && st->every && st->start_token >= 0 &&
+        (st->spent >= st->budget || (st->end_now && st->end_now->load()))) {
+        // (a marker of plain text spelled in several tokens stays free: the answer may begin it, "<th", "Here")
+        size_t at = cur_p->size;
+        bool other = false;  // another candidate is allowed: ruling the marker out leaves the model a way on
+        for (size_t i = 0; i < cur_p->size; ++i) {
+            if (cur_p->data[i].logit == -INFINITY) continue;
+            if (cur_p->data[i].id == st->start_token) at = i;
+            else other = true;
+            if (at < cur_p->size && other) break;
+        }
+        if (at < cur_p->size && other) cur_p->data[at].logit = -INFINITY;
+    }
     if (st->phase == Phase::Thinking && (st->spent >= st->budget || (st->end_now && st->end_now->load()))) {
         st->phase = Phase::Closing;
         st->forced = 0;
@@ -197,6 +214,10 @@ llama_sampler * make_reasoning_budget_sampler(const Model & model, const Samplin
     }
     st->end_now = std::move(end_now);
     st->guard_start = st->every && !st->start.empty() && open_prefix(close, st->start) > 0;
+    if (st->every && !st->start.empty()) {
+        const std::vector<llama_token> start = model.tokenize(st->start, false, true);
+        if (start.size() == 1) st->start_token = start[0];
+    }
     st->restart();
     return llama_sampler_init(budget_iface(), st);
 }

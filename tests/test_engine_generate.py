@@ -258,6 +258,23 @@ def test_reasoning_every_rules_out_opening_a_block_once_the_budget_is_spent(stor
     assert stories.generate("Once upon a time", **reopen).text.count("END") == 1
 
 
+def test_a_spent_budget_rules_out_a_start_marker_of_one_token(stories):
+    # A model that opens its block again once the budget is spent had it closed at once, each time: one that
+    # insists wrote <think></think><think></think>... until max_tokens, with no answer. A start marker that is one
+    # token of its own (<think>, [THINK]) is ruled out once the budget is spent, so the model goes on with its
+    # answer. Greedy, the story reopens "to" (one token) again and again after the budget closed it: "to END."
+    opts = dict(max_tokens=80, temperature=0, reasoning_budget=2, reasoning_start="to", reasoning_end=".",
+                reasoning_close="END.")
+    first_only = stories.generate("Once upon a time", **opts).text
+    assert first_only.count("END") == 1  # (the first block alone is capped)
+    every = stories.generate("Once upon a time", **opts, reasoning_every=True).text
+    head, _, answer = every.partition("END.")
+    assert head and answer.strip() and "END" not in answer and " to " not in answer, every
+    # a marker of several tokens stays free (the answer may begin it): reopened, it is closed at once, as before
+    several = dict(opts, reasoning_start="to play", reasoning_budget=1)
+    assert stories.generate("Once upon a time", **several, reasoning_every=True).text.count("END") > 1
+
+
 @pytest.mark.parametrize("start", ["park to dance", "she went to sleep", "One day, she saw"])
 def test_a_spent_budget_leaves_the_answer_free_to_begin_the_start_marker(stories, start):
     # Every format now counts every block (reasoning_every), and where the budget was spent the engine ruled out

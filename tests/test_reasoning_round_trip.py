@@ -5,6 +5,8 @@ no thinking (the turn's thinking lost without a word)."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -154,3 +156,123 @@ def test_reasoning_a_conversation_kept_alone_is_an_answer_s_turn_on_every_read()
     messages = chat_messages(history, "")
     assert [m["role"] for m in messages] == ["user", "assistant", "assistant"], messages
     assert messages[1]["content"] == "Hello" and messages[2]["reasoning_content"] == THOUGHT, messages
+
+
+def test_reasoning_kept_with_only_jan_s_encrypted_content_is_read_back_as_sent_as_input(server):
+    # A conversation's last answer's reasoning item that carries only jan's encrypted_content (a client with
+    # include: ["reasoning.encrypted_content"] that drops the text) is kept as sent; read back from the stored
+    # history on the next turn it was no thinking (the thinking lost), while the same item sent as input was read.
+    # Both are one reading now: the stored and the sent-as-input histories render the same prompt.
+    from jan.server.dialects import responses as rs
+    from jan.services.kept_items import history_turns
+    from jan.services.types import ChatMessage
+
+    item = {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": encrypted_reasoning(THOUGHT)}
+    ask, again = {"role": "user", "content": "Hi"}, {"role": "user", "content": "And?"}
+    sent = rs.input_messages(rs.ResponsesRequest.model_validate({"model": KEEPS, "input": [ask, item, again]}).input)
+    stored = history_turns([ChatMessage.of_text("user", "Hi"), item]) + [ChatMessage.of_text("user", "And?")]
+    assert stored == sent and stored[1].reasoning == THOUGHT, (stored, sent)
+
+    def count(body):
+        response = httpx.post(server.base_url + "/v1/responses/input_tokens", json={"model": KEEPS, **body},
+                              timeout=120)
+        assert response.status_code == 200, response.text
+        return response.json()["input_tokens"]
+
+    conversation = httpx.post(server.base_url + "/v1/conversations", json={"items": [ask, item]}, timeout=120)
+    assert conversation.status_code == 200, conversation.text
+    from_history = count({"conversation": conversation.json()["id"], "input": [again]})
+    as_input = count({"input": [ask, item, again]})
+    as_text = count({"input": [ask, {"type": "reasoning", "summary": [], "content": [
+        {"type": "reasoning_text", "text": THOUGHT}]}, again]})
+    assert from_history == as_input == as_text
+    # (the template keeps that thinking: it is in the prompt)
+    assert from_history > count({"input": [ask, {"type": "reasoning", "summary": [], "content": [
+        {"type": "reasoning_text", "text": "Hm."}]}, again]})
+
+
+_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+_LEVELS = ("low", "medium", "high", "max")
+
+#: every reasoning field of every dialect, a bad value of it, and what its 400 must name: the values it takes
+#: (dialect, route, body, allowed)
+_BAD_REASONING = [
+    ("openai", "/v1/chat/completions", {"think": "extreme"}, ("true", "false", *_LEVELS)),
+    ("openai", "/v1/chat/completions", {"think": 3}, ("true", "false", *_LEVELS)),
+    ("openai", "/v1/chat/completions", {"reasoning_effort": "extreme"}, _EFFORTS),
+    ("openai", "/v1/chat/completions", {"reasoning_format": "extreme"}, ("none", "auto", "deepseek")),
+    ("openai", "/v1/chat/completions", {"reasoning_budget": -2}, ("-1",)),
+    ("openai", "/v1/chat/completions", {"thinking_budget_tokens": -2}, ("0",)),
+    ("openai", "/v1/chat/completions/input_tokens", {"think": "extreme"}, ("true", "false", *_LEVELS)),
+    ("openai", "/v1/assistants", {"reasoning_effort": "extreme"}, _EFFORTS),
+    ("responses", "/v1/responses", {"reasoning": {"effort": "extreme"}}, _EFFORTS),
+    ("responses", "/v1/responses/input_tokens", {"reasoning": {"effort": "extreme"}}, _EFFORTS),
+    ("anthropic", "/v1/messages", {"thinking": {"type": "on"}}, ("enabled", "disabled", "adaptive")),
+    ("anthropic", "/v1/messages", {"thinking": {"type": "enabled", "budget_tokens": 10}}, ("1024",)),
+    ("anthropic", "/v1/messages", {"output_config": {"effort": "extreme"}}, ("low", "medium", "high", "max")),
+    ("anthropic", "/v1/messages/count_tokens", {"thinking": {"type": "on"}}, ("enabled", "disabled", "adaptive")),
+    ("ollama", "/api/chat", {"think": "extreme"}, ("true", "false", *_LEVELS)),
+    ("ollama", "/api/generate", {"think": "extreme"}, ("true", "false", *_LEVELS)),
+]
+
+
+def _base_body(dialect: str, route: str) -> dict:
+    hi = [{"role": "user", "content": "Hi"}]
+    if route == "/v1/assistants":
+        return {"model": "stories260K"}
+    if dialect == "openai":
+        return {"model": "stories260K", "messages": hi, "max_tokens": 1}
+    if dialect == "responses":
+        return {"model": "stories260K", "input": "Hi", "max_output_tokens": 16}
+    if dialect == "anthropic":
+        return {"model": "stories260K", "messages": hi, "max_tokens": 2048}
+    if route == "/api/generate":
+        return {"model": "stories260K", "prompt": "Hi", "stream": False}
+    return {"model": "stories260K", "messages": hi, "stream": False}
+
+
+@pytest.mark.parametrize("dialect, route, field, allowed", _BAD_REASONING,
+                         ids=[f"{d}-{r}-{next(iter(f))}-{i}" for i, (d, r, f, _) in enumerate(_BAD_REASONING)])
+def test_a_bad_reasoning_value_s_400_names_the_values_allowed_in_every_dialect(server, dialect, route, field,
+                                                                               allowed):
+    # (chat completions' bad think said only that it was no boolean, not which values are allowed)
+    response = httpx.post(server.base_url + route, json={**_base_body(dialect, route), **field}, timeout=120)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    if dialect == "ollama":
+        message = body["error"]
+        assert isinstance(message, str), body
+    elif dialect == "anthropic":
+        assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error", body
+        message = body["error"]["message"]
+    else:
+        message = body["error"]["message"]
+        assert body["error"]["type"] == "invalid_request_error", body
+    missing = [value for value in allowed if not re.search(rf"(?<![\w-]){re.escape(value)}(?![\w-])", message)]
+    assert not missing, (missing, message)
+
+
+def test_an_openai_assistant_message_s_reasoning_is_its_reasoning_content(server):
+    # vLLM, OpenRouter and mlx_lm.server give an answer's thinking back as `reasoning`, and clients send the message
+    # back as they got it: that was a 400 (an unknown field), while llama-server's `reasoning_content` was read
+    ask, again = {"role": "user", "content": "Hi"}, {"role": "user", "content": "And?"}
+
+    def post(reply: dict, path: str = "/v1/chat/completions/input_tokens") -> httpx.Response:
+        return httpx.post(server.base_url + path, timeout=120, json={
+            "model": KEEPS, "messages": [ask, {"role": "assistant", "content": "4", **reply}, again]})
+
+    def count(reply: dict) -> int:
+        response = post(reply)
+        assert response.status_code == 200, response.text
+        return response.json()["input_tokens"]
+
+    assert count({"reasoning": THOUGHT}) == count({"reasoning_content": THOUGHT}) \
+        == count({"reasoning": THOUGHT, "reasoning_content": THOUGHT}) > count({"reasoning_content": "Hm."})
+    generated = post({"reasoning": THOUGHT}, "/v1/chat/completions")  # (the chat route itself, not only the count)
+    assert generated.status_code == 200, generated.text
+    both = post({"reasoning": THOUGHT, "reasoning_content": "Hm."})
+    assert both.status_code == 400, both.text
+    message = both.json()["error"]["message"]
+    assert "reasoning" in message and "reasoning_content" in message and "messages[1]" in message, message
+    wrong = post({"reasoning": {"text": THOUGHT}})
+    assert wrong.status_code == 400 and "messages[1].reasoning" in wrong.json()["error"]["message"], wrong.text

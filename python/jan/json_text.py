@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["json_type_name", "loads_json"]
+__all__ = ["QUOTED_VALUE_CHARS", "json_text", "json_type_name", "loads_json"]
 
 
 def loads_json(text: str | bytes | bytearray, **kwargs: Any) -> Any:
@@ -35,3 +35,17 @@ def json_type_name(value: Any) -> str:
     if isinstance(value, str):
         return "a string"
     return "an array" if isinstance(value, list) else "an object"
+
+
+#: The most characters of a client's value an error message quotes (a 1 MB string is not sent back whole).
+QUOTED_VALUE_CHARS = 120
+
+
+def json_text(value: Any) -> str:
+    """A client's value as its JSON spells it, for error messages: ``true``, ``null``, ``"5x"``, ``[1, 2]`` — never
+    Python's ``True``, ``None`` or ``'5x'``, which no client sent. Long values are cut (with ``...``)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):  # (a value no JSON body could hold: said as Python writes it)
+        text = str(value)
+    return text if len(text) <= QUOTED_VALUE_CHARS else text[:QUOTED_VALUE_CHARS] + "..."

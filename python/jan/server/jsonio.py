@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from jan.json_text import QUOTED_VALUE_CHARS, json_text  # noqa: F401  (re-exported)
+
 #: ``json.dumps`` that refuses NaN and the infinities.
 dumps = functools.partial(json.dumps, allow_nan=False)
 
@@ -29,18 +31,7 @@ def json_response(data: Any, *, status: int = 200, headers: dict | None = None) 
     return web.json_response(data, status=status, headers=headers, dumps=dumps)
 
 
-#: The most characters of a client's value an error message quotes (a 1 MB string is not sent back whole).
-QUOTED_VALUE_CHARS = 120
-
-
-def json_text(value: Any) -> str:
-    """A client's value as its JSON spells it, for error messages: ``true``, ``null``, ``"5x"``, ``[1, 2]`` — never
-    Python's ``True``, ``None`` or ``'5x'``, which no client sent. Long values are cut (with ``...``)."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):  # (a value no JSON body could hold: said as Python writes it)
-        text = str(value)
-    return text if len(text) <= QUOTED_VALUE_CHARS else text[:QUOTED_VALUE_CHARS] + "..."
+# (json_text lives in jan.json_text, which the request schemas use without aiohttp; kept importable from here)
 
 
 async def json_response_built(build: Callable[[], Any], *, values: int, status: int = 200,

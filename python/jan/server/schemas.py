@@ -24,7 +24,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       WrapValidator, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
-from jan.json_text import json_type_name
+from jan.json_text import json_text, json_type_name
 from jan.server.dialects.llamacpp_extras import lazy_refusal, logit_bias_ids, without_extras
 from jan.engine.params import RANGES, SEED_MAX, SEED_MIN, speculative_mode
 from jan.templates.formats.plan import THINK_LEVELS
@@ -35,6 +35,20 @@ Int32Count = Annotated[int, Field(ge=1, le=INT32_MAX)]
 #: OpenAI's ``reasoning_effort`` values (chat completions, assistants, runs; the Responses API's ``reasoning.effort``):
 #: the keys of jan.templates.formats.plan.EFFORT_LEVELS, the one table (``xhigh`` and ``max`` mean ``high`` locally).
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+
+
+def _think_value(value: Any) -> Any:
+    # (a union's errors name one alternative: a bad level on the chat route was "Input should be 'low', ... or
+    # 'max'", never saying true/false are taken too; one message names them all, on every route that takes think)
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and value in THINK_LEVELS):
+        return value
+    levels = ", ".join(f'"{level}"' for level in THINK_LEVELS)
+    raise ValueError(f"invalid think value {json_text(value)} (must be true, false, {levels})")
+
+
+#: ``think`` (Ollama's, taken on the chat route too): true/false turns thinking on/off, or a level of the one
+#: effort table (THINK_LEVELS, Ollama's own levels); a bad value's error names them all.
+Think = Annotated[Union[bool, Literal[THINK_LEVELS], None], BeforeValidator(_think_value)]  # type: ignore[valid-type]
 #: ``max_tokens`` and its other names in every dialect (``max_completion_tokens``, ``max_output_tokens``).
 MaxTokens = Annotated[int, Field(**RANGES["max_tokens"].field())]
 #: A token id: llama.cpp's ``llama_token`` is an int32; no vocabulary has a billion entries.
@@ -313,6 +327,9 @@ class Message(_Strict):
     refusal: str | None = None
     # an earlier assistant turn's thinking (llama-server/DeepSeek field); the template decides whether it is shown
     reasoning_content: str | None = None
+    # the same thinking under the name vLLM, OpenRouter and mlx_lm.server give it back by (and so the clients that
+    # send an answer back as they got it): read as reasoning_content (one of the two, or both the same)
+    reasoning: str | None = None
     # an earlier reply's audio, by id: jan generates none, so only null (no audio) refers to anything
     audio: dict[str, Any] | None = None
     # an earlier reply's web-search citations: positions in its content for the client to show, not a part of
@@ -379,6 +396,11 @@ class Message(_Strict):
             raise ValueError(f"{self.role} messages need content")
         if self.refusal is not None and self.role != "assistant":
             raise ValueError("refusal: only an assistant message has one (what the model said)")
+        if self.reasoning is not None:
+            if self.reasoning_content is not None and self.reasoning_content != self.reasoning:
+                raise ValueError("reasoning and reasoning_content are two names of the turn's thinking, and they "
+                                 "differ; send one of them")
+            self.reasoning_content = self.reasoning
         return self
 
 
@@ -657,7 +679,7 @@ class ChatCompletionRequest(SamplingFields):
     reasoning_effort: ReasoningEffort | None = None
     # thinking control as llama-server / Ollama / Anthropic accept it (jan.templates.formats.ReasoningRequest)
     reasoning_format: Literal["none", "auto", "deepseek", "deepseek-legacy"] | None = None
-    think: Union[bool, Literal[THINK_LEVELS], None] = None  # type: ignore[valid-type]  # (Ollama's levels)
+    think: Think = None  # (Ollama's)
     # llama-server's continuation controls (its web UI's "continue" sends both): jan continues a final assistant
     # message and answers every other conversation after the generation prompt, so only what agrees with that is taken
     continue_final_message: Union[bool, Literal["content", "reasoning_content"], None] = None

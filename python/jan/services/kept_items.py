@@ -22,9 +22,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from jan.services.encrypted_reasoning import reasoning_item_text
 from jan.services.types import ChatMessage, Part, ToolCall
 from jan.services.untrusted import UntrustedTextPart
-from jan.templates.formats.reasoning import joined_thoughts
 
 __all__ = ["KeptEntry", "calls_after", "continued", "history_turns", "kept_entry", "kept_item", "kept_item_turns",
            "listed_names", "mcp_call_error_text", "mcp_call_turns", "result_content", "result_parts_of"]
@@ -188,10 +188,17 @@ def kept_item_turns(item: dict[str, Any], before: ChatMessage | None = None,
 
 
 def _kept_thought(item: dict[str, Any]) -> str | None:
-    """The text of a kept reasoning item, read as an input's is: its content's parts, else its summary's."""
+    """The text of a kept reasoning item, read as an input's is (:func:`reasoning_item_text`): its content's parts,
+    else its summary's, else what jan's ``encrypted_content`` carries (a client that sent it back without its text:
+    read only from the parts, a conversation's last answer's thinking was lost on the next turn)."""
     parts = item.get("content") or item.get("summary")
     texts = [p.get("text") for p in parts if isinstance(p, dict)] if isinstance(parts, list) else []
-    return joined_thoughts(t for t in texts if isinstance(t, str)) or None
+    encrypted = item.get("encrypted_content")
+    try:
+        return reasoning_item_text((t for t in texts if isinstance(t, str)),
+                                   encrypted if isinstance(encrypted, str) else None)
+    except ValueError:  # (checked when it was added: a kept one is read as it is, a damaged one as no thinking)
+        return None
 
 
 def continued(turn: ChatMessage | None) -> ChatMessage | None:

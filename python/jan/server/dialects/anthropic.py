@@ -30,10 +30,11 @@ from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, MaxTokens, NullMea
                                 not_supported, some_content)
 
 from jan.errors import ContextOverflowError, EngineError, MediaError
-from jan.server.dialects.responses import encrypted_reasoning, reasoning_of_encrypted, renamed_schema_error
+from jan.server.dialects.responses import renamed_schema_error
 from jan.server.dialects.unknown_fields import anthropic_unknown
 from jan.templates.grammar import GrammarError
 from jan.services import types as typed
+from jan.services.encrypted_reasoning import encrypted_reasoning, reasoning_of_encrypted
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
 from jan.services.untrusted import UntrustedTextPart

@@ -16,10 +16,9 @@ from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_type_
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model, field_validator, model_validator
 
 from jan.server.jsonio import json_text
-from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, NullMeansDefault, Seed, StopStrings,
+from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, NullMeansDefault, Seed, StopStrings, Think,
                                 bounded)
 from jan.services.types import SamplingOptions
-from jan.templates.formats.plan import THINK_LEVELS
 
 FOREVER = math.inf
 
@@ -233,8 +232,6 @@ class OllamaTool(_Body):
     function: OllamaToolFunction
 
 
-#: Ollama's ``think``: true/false, or a level of the one effort table (THINK_LEVELS, Ollama's own levels).
-Think = Union[bool, Literal[THINK_LEVELS], None]  # type: ignore[valid-type]
 Format = Union[Literal["", "json"], dict[str, Any], None]
 KeepAlive = Union[StrictStr, StrictInt, StrictFloat, None]  # not a bool
 
@@ -269,14 +266,6 @@ class _Inference(_ModelUse):
     #: Ollama's context shift (keep generating past a full context by dropping old tokens). jan does not shift,
     #: as llama-server by default: a reply that fills the context ends with done_reason "length".
     shift: bool | None = None
-
-    @field_validator("think", mode="before")
-    @classmethod
-    def _think(cls, value: Any) -> Any:
-        if value is None or isinstance(value, bool) or (isinstance(value, str) and value in THINK_LEVELS):
-            return value
-        levels = ", ".join(f'"{level}"' for level in THINK_LEVELS)
-        raise ValueError(f"invalid think value {json_text(value)} (must be true, false, {levels})")
 
     @field_validator("format", mode="before")
     @classmethod

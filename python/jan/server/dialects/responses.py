@@ -9,7 +9,6 @@ in, the typed event stream out, each event with its ``sequence_number``), and
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import re
@@ -35,6 +34,7 @@ from jan.server.schemas import (TOOL_NAME_PATTERN, StringMetadata, tool_kind_che
 
 from jan.server.dialects.unknown_fields import responses_unknown
 from jan.server.dialects.responses_store import ITEM_PREFIXES, KeptTurn, mcp_call_turns, output_item_ids
+from jan.services.encrypted_reasoning import encrypted_reasoning, reasoning_item_text, reasoning_of_encrypted
 from jan.services.kept_items import continued, listed_names
 from jan.services import types as typed
 from jan.services.errors import PrefillGrammarError, RequestError
@@ -840,14 +840,14 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
         if isinstance(item, (WebSearchCallItem, McpItem)):
             continue  # (nothing in it for the model: WebSearchCallItem, an MCP listing or approval)
         if isinstance(item, ReasoningItem):
-            try:
-                encrypted = reasoning_of_encrypted(item.encrypted_content)
+            try:  # (read as a conversation's kept item is: kept_items.kept_item_turns)
+                thought = reasoning_item_text((p.text for p in (item.content or item.summary)),
+                                              item.encrypted_content)
             except ValueError:
                 raise ValueError(f"{name}[{i}].encrypted_content: damaged (it is not the one jan gave)") from None
             # several reasoning items before one turn (and a summary's parts, paragraphs of their own) are all of
             # its thinking: each joined to the last, none lost
-            reasoning = joined_thoughts([reasoning, joined_thoughts(p.text for p in (item.content or item.summary))
-                                         or encrypted]) or None
+            reasoning = joined_thoughts([reasoning, thought]) or None
             reasoning_at = [*reasoning_at, i]
         elif isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
@@ -984,27 +984,6 @@ def renamed_schema_error(exc: GrammarError, body_tools: Any, chat_request: typed
     err = GrammarError(f"{field}: {why if sep else exc}")
     err.param, err.code = field, exc.code
     return err
-
-
-# jan's ``encrypted_content``: the reasoning text itself, encoded, not encrypted (the client has the text in
-# ``content`` anyway), and marked as jan's so another server's blob is told apart.
-_ENCRYPTED_PREFIX = "jan-reasoning-v1:"
-
-
-def encrypted_reasoning(text: str) -> str:
-    """The ``encrypted_content`` of a reasoning item whose text is ``text``."""
-    return _ENCRYPTED_PREFIX + base64.b64encode(text.encode()).decode()
-
-
-def reasoning_of_encrypted(value: str | None) -> str | None:
-    """The reasoning text of jan's ``encrypted_content``; ``None`` for none, or for another server's
-    (OpenAI's is encrypted with its own keys: that reasoning is lost, as it is to any server but OpenAI)."""
-    if not value or not value.startswith(_ENCRYPTED_PREFIX):
-        return None
-    try:
-        return base64.b64decode(value[len(_ENCRYPTED_PREFIX):], validate=True).decode() or None
-    except (binascii.Error, ValueError):
-        raise ValueError("input: a reasoning item's encrypted_content is damaged") from None
 
 
 def _item_id(item: Any, seen: set[str]) -> str:
