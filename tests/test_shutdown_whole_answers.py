@@ -3,9 +3,10 @@
 Streams in flight end with the dialect's ``server_shutdown`` error when the server stops; an answer that is not
 streamed was left generating through the stop's grace period, then dropped: its client got no answer at all, only a
 closed connection. It is now a 503 ``server_shutdown`` (Anthropic's ``overloaded_error``, Ollama's ``{"error"}``) as
-the stop begins, and its generation is stopped. A foreground response is answered as the app's stop ends it: cancelled
-(and saved so, even when the stop came while it was storing its start). A stream whose deltas have nothing to send
-ends with its dialect's shutdown error as the stop begins, in every dialect.
+the stop begins, and its generation is stopped; so is a slot action waiting for its busy slot. A foreground response
+is answered as the app's stop ends it: cancelled (and saved so, even when the stop came while it was storing its
+start). A stream whose deltas have nothing to send ends with its dialect's shutdown error as the stop begins, in every
+dialect.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from jan.server.config import ServerConfig
 from jan.server.dialects.responses_store import ResponsesStore
 from jan.server.keys import SHUTTING_DOWN
 from jan.server.route_state import RUNS
+from jan.store import DataFolder
 from jan.testing.server import ServerThread
 from endless_engine import STREAMED, EndlessEngine, endless_server
 from extension_helpers import call
@@ -137,3 +139,45 @@ def test_a_response_storing_its_start_when_the_server_stops_ends_cancelled_and_s
                       extensions=[EndlessEngine()]) as srv:
         status, stored = call(srv, "GET", f"/v1/responses/{response['id']}")
     assert status == 200 and stored["status"] == "cancelled", stored
+
+
+class _SlotEngine(EndlessEngine):
+    """An engine whose slot actions wait (as a busy slot's does, until its request ends) on a gate the test opens."""
+
+    def __init__(self):
+        super().__init__()
+        self.acting, self.gate = threading.Event(), threading.Event()
+
+    async def slot_action(self, model, action, id_slot, path=None):
+        self.acting.set()
+        await asyncio.to_thread(self.gate.wait, WAIT_S)
+        return {"id_slot": id_slot, "n_tokens": 0, "n_bytes": 0, "ms": 0.0}
+
+
+@pytest.mark.parametrize("action", ["save", "restore", "erase"])
+def test_a_slot_action_waiting_when_the_server_stops_is_a_503_at_once(tmp_path, action):
+    """``POST /slots/{id}`` waits for its slot while the slot's request runs (llama-server's defer); one waiting when
+    the server stopped was answered only once the action ended, or dropped at the end of the stop's grace period
+    (long here: the test would see no answer). It is now llama-server's 503 ``server_shutdown`` as the stop begins,
+    as every other request still waiting is. The action is held on a gate the test opens only once answered."""
+    data = tmp_path / "data"
+    (tmp_path / "slots").mkdir()
+    engine = _SlotEngine()
+    DataFolder(data).models.create({"id": "endless", "engine": "endless", "object": "model"})
+    config = ServerConfig(data_folder=data, models=[], n_threads=1, slot_save_path=str(tmp_path / "slots"))
+    with ServerThread(config, extensions=[engine], shutdown_timeout=WAIT_S) as srv:
+        stopper = threading.Thread(target=srv.stop)
+        try:
+            body = {"model": "endless"} if action == "erase" else {"model": "endless", "filename": "slot.bin"}
+            answer, reader = post_read_whole(srv.base_url, f"/slots/0?action={action}", body, WAIT_S)
+            assert engine.acting.wait(WAIT_S)
+            stopper.start()
+            reader.join(WAIT_S)  # (before the action is let go: the answer may not wait for it)
+            assert not engine.gate.is_set() and answer, "the client got no answer while its slot action waited"
+        finally:
+            engine.gate.set()
+            if stopper.is_alive():
+                stopper.join(WAIT_S)
+    status, error = _whole(bytes(answer))
+    assert status == 503 and error["error"]["code"] == 503, error  # (llama-server's shape)
+    assert "shutting down" in error["error"]["message"], error

@@ -20,7 +20,7 @@ from jan.core import ModelState
 from jan.core.engine_answers import model_state
 from jan.errors import MediaError, ModelNotFoundError
 from jan.server.dialects import llamacpp as native
-from jan.server.disconnect import first_item, raise_if_ended, unless_disconnected, unless_stopping
+from jan.server.disconnect import SLOT_SHUTDOWN, first_item, raise_if_ended, unless_disconnected, unless_stopping
 from jan.server.dialect_errors import LLAMACPP_PATHS
 from jan.server.errors import APIError, prompt_param
 from jan.server.jsonio import json_response, json_response_built
@@ -533,7 +533,9 @@ async def slot_action(request: web.Request) -> web.Response:
         if unread is not None:
             raise unread
         sent = {"filename": body.get("filename")} if isinstance(body, dict) and "filename" in body else {}
-        return await _forwarded(remote.engine.slots_call(remote.model, id_slot, action, sent))
+        # (the upstream's answer is not waited for past the stop, as a local action's is not)
+        return await _forwarded(unless_stopping(request, remote.engine.slots_call(remote.model, id_slot, action, sent),
+                                                SLOT_SHUTDOWN))
     folder = request.app[CONFIG].slot_save_path
     if not folder:
         raise APIError(501, "This server does not support slots action. Start it with `--slot-save-path`",
@@ -551,7 +553,10 @@ async def slot_action(request: web.Request) -> web.Response:
     if run is None:
         raise APIError(400, f"model '{target.id}' runs on an engine without slots", param="model",
                        code="invalid_value")
-    result = await run(target.model, action, id_slot, path)
+    # A busy slot's action waits for its request to end (llama-server's defer), on a thread nothing can cut short:
+    # at a stop the client is told now, as every request still waiting is, not after the stop's grace period. The
+    # action may load the model first: a stop during that load is told so too.
+    result = await unless_stopping(request, run(target.model, action, id_slot, path), SLOT_SHUTDOWN)
     return json_response(native.slot_result(action, filename, result))
 
 
