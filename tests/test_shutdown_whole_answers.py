@@ -165,6 +165,10 @@ class _WaitingEngine(EndlessEngine):
         await self.wait()
         return "ok"
 
+    async def token_pieces(self, model, tokens):  # (an engine that tells them: llama-server's prompts are tokenized)
+        await self.wait()
+        return [b"ok" for _ in tokens]
+
 
 def _stopped_while_waiting(tmp_path, path: str, body: dict, engine: _WaitingEngine | None = None) -> bytes:
     """Send ``path`` its ``body`` on a server whose engine waits (or a patched service, on ``engine``'s gate), stop
@@ -211,13 +215,15 @@ WAITING = {  # a request that waits on its model (its load first) without genera
     "/v1/chat/completions/input_tokens": M_COUNT,
     "/v1/messages/count_tokens": M_COUNT,
     "/v1/responses/input_tokens": {"model": "endless", "input": "hi"},
+    "/completion": {"model": "endless", "prompt": "hi"},  # (llama-server's prompts: tokenized before they run)
+    "/embedding": {"model": "endless", "content": "hi"},
 }
 
 
 @pytest.mark.parametrize("path", list(WAITING))
 def test_a_request_waiting_on_its_model_when_the_server_stops_is_a_503_at_once(tmp_path, monkeypatch, path):
-    """Tokenizing, spelling, rendering a chat's prompt and counting its tokens load the model first where it is not
-    loaded, and a long text takes seconds: one waiting when the server stopped was answered once its work ended, or
+    """Tokenizing (llama-server's prompts too, before they run), spelling, rendering a chat's prompt and counting its
+    tokens load the model first where it is not loaded, and a long text takes seconds: one waiting when the server stopped was answered once its work ended, or
     dropped at the end of the stop's grace period, where a generation waiting is the dialect's 503 at once. It is now
     that 503 too. (A local model's rendering and counting are the chat service's: held here on the same gate.)"""
     from jan.services.chat import ChatService

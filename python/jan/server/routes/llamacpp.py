@@ -20,7 +20,8 @@ from jan.core import ModelState
 from jan.core.engine_answers import model_state
 from jan.errors import MediaError, ModelNotFoundError
 from jan.server.dialects import llamacpp as native
-from jan.server.disconnect import SLOT_SHUTDOWN, first_item, raise_if_ended, unless_disconnected, unless_stopping
+from jan.server.disconnect import (SLOT_SHUTDOWN, WAIT_SHUTDOWN, first_item, raise_if_ended, unless_disconnected,
+                                   unless_stopping)
 from jan.server.dialect_errors import LLAMACPP_PATHS
 from jan.server.errors import APIError, prompt_param
 from jan.server.jsonio import json_response, json_response_built
@@ -106,6 +107,13 @@ for _path in ("/completion", "/infill"):
 
 async def _prompts(request: web.Request, model_name: str | None, prompt: native.Prompt,
                    param: str = "prompt", field: str | None = None) -> tuple[tuple[Any, ...], list[str]]:
+    """:func:`_tokenized_prompts`, told at once at a stop (the 503 ``server_shutdown``): tokenizing loads the model
+    first where it is not loaded, and a long prompt takes seconds, as a generation waiting is told."""
+    return await unless_stopping(request, _tokenized_prompts(request, model_name, prompt, param, field), WAIT_SHUTDOWN)
+
+
+async def _tokenized_prompts(request: web.Request, model_name: str | None, prompt: native.Prompt,
+                             param: str = "prompt", field: str | None = None) -> tuple[tuple[Any, ...], list[str]]:
     """The body's prompts as token ids, their text pieces tokenized with the model's vocabulary as llama-server
     does (special tokens parsed, BOS only before a leading text piece), and each one's text for the result's
     ``prompt`` (llama-server's: the tokens' pieces, BOS and special tokens spelled out); a prompt object with
