@@ -217,15 +217,18 @@ WAITING = {  # a request that waits on its model (its load first) without genera
     "/v1/responses/input_tokens": {"model": "endless", "input": "hi"},
     "/completion": {"model": "endless", "prompt": "hi"},  # (llama-server's prompts: tokenized before they run)
     "/embedding": {"model": "endless", "content": "hi"},
+    # (a logit_bias given as text is tokenized first: an infill's first wait)
+    "/infill": {"model": "endless", "input_prefix": "a", "input_suffix": "b", "logit_bias": [["Hello", -0.5]]},
 }
 
 
 @pytest.mark.parametrize("path", list(WAITING))
 def test_a_request_waiting_on_its_model_when_the_server_stops_is_a_503_at_once(tmp_path, monkeypatch, path):
-    """Tokenizing (llama-server's prompts too, before they run), spelling, rendering a chat's prompt and counting its
-    tokens load the model first where it is not loaded, and a long text takes seconds: one waiting when the server stopped was answered once its work ended, or
-    dropped at the end of the stop's grace period, where a generation waiting is the dialect's 503 at once. It is now
-    that 503 too. (A local model's rendering and counting are the chat service's: held here on the same gate.)"""
+    """Tokenizing (llama-server's prompts and text logit biases too, before they run), spelling, rendering a chat's
+    prompt and counting its tokens load the model first where it is not loaded, and a long text takes seconds: one
+    waiting when the server stopped was answered once its work ended, or dropped at the end of the stop's grace
+    period, where a generation waiting is the dialect's 503 at once. It is now that 503 too. (A local model's
+    rendering and counting are the chat service's: held here on the same gate.)"""
     from jan.services.chat import ChatService
 
     engine = _WaitingEngine()

@@ -357,15 +357,20 @@ async def _text_biases(request: web.Request, body: Any) -> Any:
     model, engine = await model_and_engine(request, body.model)
     if getattr(engine, "tokenize", None) is None:
         return body
-    out: list[list[Any]] = []
-    for pair in pairs:
-        if isinstance(pair, (list, tuple)) and len(pair) == 2 and native.bias_text(pair[0]):
-            with engine_failures(engine, "tokenize()"):
-                ids = await engine.tokenize(model, pair[0], add_special=False, parse_special=False)
-            out += [[token, pair[1]] for token in ids]
-        else:
-            out.append(list(pair) if isinstance(pair, tuple) else pair)
-    return body.model_copy(update={"logit_bias": out})
+
+    async def biases() -> list[list[Any]]:
+        out: list[list[Any]] = []
+        for pair in pairs:
+            if isinstance(pair, (list, tuple)) and len(pair) == 2 and native.bias_text(pair[0]):
+                with engine_failures(engine, "tokenize()"):
+                    ids = await engine.tokenize(model, pair[0], add_special=False, parse_special=False)
+                out += [[token, pair[1]] for token in ids]
+            else:
+                out.append(list(pair) if isinstance(pair, tuple) else pair)
+        return out
+    # (tokenizing loads the model first where it is not loaded: an /infill's first wait. Told at once at a stop, as
+    # the prompts' tokenizing is)
+    return body.model_copy(update={"logit_bias": await unless_stopping(request, biases(), WAIT_SHUTDOWN)})
 
 
 async def _status(engine: Any, model_id: str) -> dict[str, Any]:
