@@ -83,7 +83,9 @@ void register_media(py::module_ & m) {
                                           s.chunk->audio ? "audio" : "image", s.chunk->encoded()));
             return out;
         }, "(start, n_tokens, n_pos, id, kind, encoded) per media chunk.")
-        .def("prepend", &MediaPrompt::prepend, py::arg("token"));
+        .def("prepend", &MediaPrompt::prepend, py::arg("token"))
+        .def("prepend_slice", &MediaPrompt::prepend_slice, py::arg("source"), py::arg("begin"), py::arg("end"),
+             "Put entries [begin, end) of source (media chunks only whole: ValueError) before this prompt's.");
 
     m.def("min_audio_samples", py::overload_cast<const std::string &>(&min_audio_samples), py::arg("projector_type"),
           "The fewest samples (at the encoder's rate) of one audio clip an audio projector of this type (its GGUF's "

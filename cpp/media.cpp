@@ -136,6 +136,28 @@ void MediaPrompt::prepend(llama_token token) {
     track = std::move(shifted);
 }
 
+void MediaPrompt::prepend_slice(const MediaPrompt & source, size_t begin, size_t end) {
+    if (begin > end || end > source.tokens.size())
+        throw std::invalid_argument("prepend_slice: the range is outside the source prompt");
+    const auto & spans = source.track.spans();
+    MediaTrack joined;
+    std::vector<std::shared_ptr<MediaChunk>> taken;
+    for (size_t k = 0; k < spans.size(); ++k) {
+        const MediaSpan & s = spans[k];
+        if (s.end() <= begin || s.start >= end) continue;
+        if (s.start < begin || s.end() > end)
+            throw std::invalid_argument("prepend_slice: the range cuts a media chunk");
+        joined.add(s.start - begin, s.chunk);
+        taken.push_back(source.chunks[k]);  // (chunks: one per span, in order)
+    }
+    const size_t n = end - begin;
+    for (const auto & s : track.spans()) joined.add(s.start + n, s.chunk);
+    tokens.insert(tokens.begin(), source.tokens.begin() + (std::ptrdiff_t)begin,
+                  source.tokens.begin() + (std::ptrdiff_t)end);
+    chunks.insert(chunks.begin(), taken.begin(), taken.end());
+    track = std::move(joined);
+}
+
 // ---------------------------------------------------------------------------
 // Projector
 

@@ -100,6 +100,10 @@ struct MediaPrompt {
     MediaTrack track;
     int32_t n_media_tokens() const;
     void prepend(llama_token token);   // e.g. a BOS the template did not write
+    // Entries [begin, end) of `source` put before this prompt's, with the media chunks that lie wholly in them (the
+    // range may not cut one: std::invalid_argument): an image of a continued exchange put back at its place there,
+    // among the exchange's token ids (prepended one by one around it).
+    void prepend_slice(const MediaPrompt & source, size_t begin, size_t end);
 };
 
 struct ProjectorParams {

@@ -96,19 +96,51 @@ def test_ollama_generate_context_holds_the_images_place_and_a_continuation_of_it
     with pytest.raises(ollama.ResponseError) as info:
         client.generate(model="vision-chat", prompt="And the colour?", context=context, options=options)
     assert info.value.status_code == 400
-    assert info.value.error.startswith(f"context[{context.index(-1)}]: stands for an image"), info.value.error
+    assert info.value.error.startswith(f"context[{context.index(-1)}]: stands for image 1"), info.value.error
     assert "send the exchange's images again" in info.value.error and "/api/chat" in info.value.error
-    # the official clients' usage: the image sent again with the context (Ollama binds a context's images to the
-    # request's by index) -- continued, the image in the new turn, the place left out of the ids
-    again = client.generate(model="vision-chat", prompt="And the colour?", context=context, images=[png],
-                            options=options)
-    alone = client.generate(model="vision-chat", prompt="And the colour?", images=[png], options=options)
-    assert again.prompt_eval_count == len(context) - 1 + alone.prompt_eval_count - 1, (again, alone)  # (one BOS)
-    assert again.context.count(-1) == 1  # (the new turn's image: the continued exchange's own)
     text = client.generate(model="vision-chat", prompt=QUESTION, options=options)
     assert -1 not in text.context
     follow = client.generate(model="vision-chat", prompt="And then?", context=text.context, options=options)
     assert follow.prompt_eval_count > len(text.context)
+
+
+def test_ollama_generate_context_puts_an_image_sent_again_back_at_its_place(server, png):
+    """The official clients' usage: an exchange about a picture is continued with the picture sent again
+    (``generate(context=..., images=[picture])``). Ollama binds the context's ``[img-n]`` tags to the request's
+    images by index, so the picture stands where it was in the exchange and in the new turn; jan put it in the new
+    turn only, the exchange's place left out (the model read the earlier turn without its picture, and a slot holding
+    the exchange could not be reused). It is now put back at its place too (its 64 positions), and the reply's
+    context names each place's image (-1 - n: ``images[n]``), so that a chain of continuations sending the picture
+    again goes on, and a place whose image a request lacks is refused, named."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (20, 28), (20, 90, 200)).save(out, "PNG")
+    blue = out.getvalue()
+    client = ollama.Client(host=server.base_url, timeout=120)
+    options = {"temperature": 0, "num_predict": 2}
+    first = client.generate(model="vision-chat", prompt=QUESTION, images=[png], options=options)
+    context = list(first.context)
+    again = client.generate(model="vision-chat", prompt="And the colour?", context=context, images=[png],
+                            options=options)
+    alone = client.generate(model="vision-chat", prompt="And the colour?", images=[png], options=options)
+    # the exchange whole (its image's 64 positions back in place of its -1), then the new turn (one BOS)
+    assert again.prompt_eval_count == len(context) - 1 + 64 + alone.prompt_eval_count - 1, (again, alone)
+    assert again.context[:len(context)] == context  # (the exchange as it was: the place names images[0])
+    assert again.context.count(-1) == 2  # (and the new turn's)
+    third = client.generate(model="vision-chat", prompt="Why?", context=again.context, images=[png], options=options)
+    assert third.prompt_eval_count == len(again.context) - 2 + 2 * 64 + \
+        client.generate(model="vision-chat", prompt="Why?", images=[png], options=options).prompt_eval_count - 1
+    # two pictures: each place names its own (images[0] is -1, images[1] is -2), and both must be sent again
+    two = client.generate(model="vision-chat", prompt=QUESTION, images=[png, blue], options=options)
+    assert [t for t in two.context if t < 0] == [-1, -2], two.context
+    with pytest.raises(ollama.ResponseError) as info:
+        client.generate(model="vision-chat", prompt="And?", context=two.context, images=[png], options=options)
+    assert info.value.status_code == 400
+    assert info.value.error.startswith(f"context[{list(two.context).index(-2)}]: stands for image 2"), info.value.error
+    both = client.generate(model="vision-chat", prompt="And?", context=two.context, images=[png, blue],
+                           options=options)
+    assert [t for t in both.context if t < 0] == [-1, -2, -1, -2], both.context
 
 
 def test_anthropic_image_blocks(server, png, reference):

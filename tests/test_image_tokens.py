@@ -79,6 +79,30 @@ def test_a_fixed_resolution_projector_ignores_them(vision_pair, test_image_path)
         assert _image_tokens(loaded, test_image_path) == 64
 
 
+def test_a_slice_of_a_prompt_goes_before_another_with_its_media(vision_pair, test_image_path):
+    """``MediaPrompt.prepend_slice``: an image of a continued exchange put back at its place (Ollama's ``context``
+    with the image sent again: jan.services.local._context_pieces) -- the source's entries and whole chunks go first,
+    the prompt's own chunks move after them; a range that cuts a chunk, or lies outside the source, is a ValueError."""
+    model, mmproj = vision_pair
+    with jan_api.Model(model, mmproj=mmproj, n_ctx=512, n_threads=1) as loaded:
+        media = loaded.prepare_media([test_image_path])
+        prompt = loaded.media_prompt(PROMPT, media, add_special=False, encode=False)
+        alone = loaded.media_prompt(loaded.media_marker, media, add_special=False, encode=False)
+        (start, n, *_), = alone.media
+        before = prompt.n_tokens
+        tokens = list(prompt.tokens)
+        prompt.prepend_slice(alone, start, start + n)
+        prompt.prepend(7)
+        assert prompt.n_tokens == before + n + 1 and prompt.n_media_tokens == 2 * n
+        assert list(prompt.tokens) == [7, *[-1] * n, *tokens]
+        assert [m[0] for m in prompt.media] == [1, 1 + n + tokens.index(-1)]
+        for begin, end in ((start + 1, start + n), (start, start + n - 1), (0, alone.n_tokens + 1)):
+            with pytest.raises(ValueError):
+                prompt.prepend_slice(alone, begin, end)
+        loaded.encode_media(prompt)  # (the chunks it took are encoded with the prompt's own)
+        assert all(m[5] for m in prompt.media)
+
+
 @pytest.mark.parametrize("kwargs, param", [
     ({"image_min_tokens": 0}, "image_min_tokens"),
     ({"image_max_tokens": -1}, "image_max_tokens"),

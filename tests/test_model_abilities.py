@@ -101,13 +101,16 @@ def test_token_ids_outside_the_vocabulary(stories_path):
     assert listed.param == "prompt[0][1]" and str(listed).startswith("prompt[0][1]: ")
     own = refusal(can, CompletionRequest(model="m", prompts=((1, 512),)), "m")
     assert own.param == "prompts[0][1]" and str(own).startswith("prompts[0][1]: ")
-    context = chat_refusal(can, _chat(context=(3, -2)), "m")
+    context = chat_refusal(can, _chat(context=(3, 512)), "m")
     assert isinstance(context, RequestError) and context.param == "context[1]"
-    assert "context[1]: token id -2" in str(context)
-    # -1 is an image's place (jan.services.types.MEDIA_ID), refused saying so, before a load as after it
+    assert "context[1]: token id 512" in str(context)
+    # a negative id is an image's place (jan.services.types.media_place: -1 - n for the request's item n): one whose
+    # item the request does not send is refused saying so, before a load as after it (before an id out of the
+    # vocabulary that comes first: the place is what the client must fix)
     media = chat_refusal(can, _chat(context=(3, 600, -1)), "m")
     assert isinstance(media, RequestError) and media.param == "context[2]"
-    assert str(media).startswith("context[2]: stands for an image or audio clip")
+    assert str(media).startswith("context[2]: stands for image 1 of the exchange"), str(media)
+    assert str(chat_refusal(can, _chat(context=(3, -2)), "m")).startswith("context[1]: stands for image 2")
     assert asks_abilities(_chat(context=(3,))) and not asks_abilities(CompletionRequest(model="m", prompts=("hi",)))
     biased = CompletionRequest(model="m", prompts=("hi",), sampling=SamplingOptions(logit_bias={512: 1.0}))
     assert asks_abilities(biased) and str(refusal(can, biased, "m")) == (

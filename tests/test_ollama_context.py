@@ -130,8 +130,8 @@ def test_chat_replies_have_no_context(server):
 @pytest.mark.parametrize("context, message", [
     ([1, 512], "context[1]: token id 512 is outside the model's vocabulary (0..511)"),
     ([1, 10**6], "context[1]: token id 1000000 is outside the model's vocabulary (0..511)"),
-    ([1, -1], "context[1]: stands for an image or audio clip"),  # (an image's place: tests/test_dialects_vision.py)
-    ([1, -2], "context[1]"),
+    ([1, -1], "context[1]: stands for image 1"),  # (an image's place: tests/test_dialects_vision.py)
+    ([1, -2], "context[1]: stands for image 2"),  # (-1 - n: images[n], which the request does not send)
     ([1, "2"], "context[1]"),
     ([1, 2.5], "context[1]"),
     ([True], "context[0]"),

@@ -218,17 +218,17 @@ def test_context_continues_a_generate_and_raw_refuses_it():
     # as Ollama counts it, an empty list is no context
     empty = wire.OllamaGenerateRequest.model_validate({"model": "m", "prompt": "p", "raw": True, "context": []})
     assert convert.completion_request(empty, "m").prompts == ("p",)
-    for bad in (["1"], [True], [-2], [1.5], "1 2"):
+    for bad in (["1"], [True], [1.5], "1 2", [-(2**31)]):
         with pytest.raises(ValidationError, match="context"):
             wire.OllamaGenerateRequest.model_validate({"model": "m", "context": bad})
-    # -1 is an image's place (jan.services.types.MEDIA_ID): taken by the schema, refused by the service saying so,
-    # unless the request sends as many images again (Ollama binds them by index): they stand in the new turn
+    # a negative id is an image's place, -1 - n for images[n] (jan.services.types.media_place: Ollama's [img-n]):
+    # taken by the schema and passed on as it is, for the service to bind to the request's images, or refuse
     def context(ids: list[int], images: int) -> tuple[int, ...]:
         return convert.generate_chat_request(wire.OllamaGenerateRequest.model_validate(
             {"model": "m", "prompt": "Hi", "context": ids, "images": [PNG] * images}), "m").context
 
-    assert context([1, -1], 0) == (1, -1) and context([1, -1, 5, -1], 1) == (1, -1, 5, -1)
-    assert context([1, -1, 5], 1) == context([1, -1, 5], 2) == (1, 5) and context([1, -1, 5, -1], 2) == (1, 5)
+    assert context([1, -1], 0) == (1, -1) and context([1, -1, 5, -2], 1) == (1, -1, 5, -2)
+    assert context([1, -1, 5], 2) == (1, -1, 5)
 
 
 def test_the_done_object_of_a_generate_carries_the_exchange():
@@ -259,7 +259,10 @@ def test_the_done_object_of_a_generate_carries_the_exchange():
 def test_a_replys_ids_hold_one_place_per_image_however_many_chunks_it_is():
     """The reply's prompt ids (Ollama's context) hold one -1 per image or clip: an image sliced into tiles, or a clip
     over one 30 s window, is several chunks sharing its item's id (``<id>#k``), and one place per chunk made an
-    exchange of one sliced image need as many images sent again as it had tiles to be continued."""
+    exchange of one sliced image need as many images sent again as it had tiles to be continued. Each place names
+    the request's item it is (-1 - n: Ollama's ``[img-n]``); a continued context's places come first, named as the
+    context named them, and an item tokenized anew (its chunk ``#0``: put back at a context's place) is a place of its
+    own even where the same picture comes just before it."""
     from types import SimpleNamespace
 
     from jan.services.chat import _token_ids
@@ -267,5 +270,11 @@ def test_a_replys_ids_hold_one_place_per_image_however_many_chunks_it_is():
     prompt = SimpleNamespace(tokens=[1, 2, -1, -1, 5, -1, -1, -1, 6, -1, 7, -1],
                              media=[(2, 2, 2, "a#0", "image", True), (5, 3, 3, "a#1", "image", True),
                                     (9, 1, 1, "b#0", "image", True), (11, 1, 1, "", "audio", True)])
-    assert _token_ids(prompt) == (1, 2, -1, 5, 6, -1, 7, -1)
+    assert _token_ids(prompt) == (1, 2, -1, 5, 6, -2, 7, -3)
     assert _token_ids([1, 2, 3]) == (1, 2, 3)
+    # a context's place (naming images[1]) put back, then the new turn's images[0] and [1] (the same picture as
+    # the place's: a "#0" of its own tokenizing)
+    again = SimpleNamespace(tokens=[1, -1, 2, -1, -1], media=[(1, 1, 1, "b#0", "image", True),
+                                                             (3, 1, 1, "a#0", "image", True),
+                                                             (4, 1, 1, "b#0", "image", True)])
+    assert _token_ids(again, (1, -2, 2)) == (1, -2, 2, -1, -2)

@@ -144,20 +144,29 @@ async def while_client_waits(work: Awaitable[T]) -> T:
 
 #: What a model load the server's stop cut off says.
 LOAD_SHUTDOWN = "The server is shutting down; the model was not loaded."
+#: What a slot action (llama-server's ``POST /slots/{id}``) the server's stop cut off says: one still waiting for its
+#: busy slot is never run (the engine's close fails it); one already reading or writing its file ends by itself.
+#: What a request that waits on its model without generating (a tokenizing, a chat's rendering: each may load the
+#: model first) says when the server's stop cut it off.
+WAIT_SHUTDOWN = "The server is shutting down; the request was not answered (it was waiting for its model)."
+SLOT_SHUTDOWN = ("The server is shutting down; the slot action was not waited for (one still waiting for its slot "
+                 "is not run).")
 
 
-async def unless_stopping(request: web.Request, load: Awaitable[T]) -> T:
-    """Await ``load`` (a model's load for the request being handled); when the server starts stopping first, raise
-    the 503 ``server_shutdown`` (each dialect shapes it) now, not a dropped connection once the stop's grace period
-    is over. The load itself is left to end (it cannot be cut short: its engine's stop waits for its thread, and
-    frees what it made), as is one whose client went away: another request may be waiting for the same load."""
+async def unless_stopping(request: web.Request, load: Awaitable[T], message: str = LOAD_SHUTDOWN) -> T:
+    """Await ``load`` (a model's load for the request being handled, or other work on an engine thread that cannot
+    be cut short: a slot action waiting for its busy slot); when the server starts stopping first, raise the 503
+    ``server_shutdown`` (each dialect shapes it; ``message`` says what was cut off) now, not a dropped connection
+    once the stop's grace period is over. The work itself is left to end (it cannot be cut short: its engine's stop
+    waits for its thread, and frees what it made, or fails what still waits), as is one whose client went away:
+    another request may be waiting for the same load."""
     stopping = request.app.get(SHUTTING_DOWN)
     if stopping is None:  # (an extension's sub-application, a test's stand-in app: no stop of its own)
         return await load
-    if stopping.is_set():  # no load starts as the server stops
+    if stopping.is_set():  # no work starts as the server stops
         if asyncio.iscoroutine(load):
             load.close()
-        raise shutdown_error(LOAD_SHUTDOWN)
+        raise shutdown_error(message)
     task = asyncio.ensure_future(load)
     if not task.done():
         stopped = asyncio.ensure_future(stopping.wait())
@@ -168,11 +177,12 @@ async def unless_stopping(request: web.Request, load: Awaitable[T]) -> T:
     if task.done():
         return task.result()
     task.add_done_callback(_retrieved)
-    raise shutdown_error(LOAD_SHUTDOWN)
+    raise shutdown_error(message)
 
 
 def _retrieved(task: asyncio.Future) -> None:
-    """A load nobody awaits any more: its failure (the pool closed under it) is read, so asyncio does not log it."""
+    """Work nobody awaits any more (a load, a slot action): its failure (the pool or the model closed under it) is
+    read, so asyncio does not log it."""
     if not task.cancelled():
         task.exception()
 

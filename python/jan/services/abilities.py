@@ -32,13 +32,13 @@ from jan.engine.params import logit_bias_ids
 from jan.errors import JanError, MediaError
 from jan.extensions.models.gguf_info import gguf_scalars
 from jan.services.errors import RequestError
-from jan.services.types import (MEDIA_ID, AudioPart, ChatRequest, CompletionRequest, EmbeddingRequest, ImagePart,
-                                MediaText)
+from jan.services.types import (AudioPart, ChatRequest, CompletionRequest, EmbeddingRequest, ImagePart, MediaText,
+                                place_item)
 from jan.templates import ChatTemplate, TemplateError, resolve_template
 from jan.templates.formats import format_for_template
 
 __all__ = ["Abilities", "asks_abilities", "chat_refusal", "context_media_refusal", "context_refusal",
-           "dimensions_refusal", "fan_out_refusal", "fill_in_refusal", "generations", "listed_ability",
+           "dimensions_refusal", "fan_out_refusal", "fill_in_refusal", "generations", "listed_ability", "media_count",
            "model_abilities", "pooling_none_refusal", "refusal", "request_template", "reranker_refusal",
            "template_abilities", "template_refusal", "thinking_refusal"]
 
@@ -326,7 +326,8 @@ def chat_refusal(abilities: Abilities, request: ChatRequest, model_id: str) -> J
         problem = template_refusal(request_template(abilities.template, request), request, model_id)
         if problem is not None:
             return problem
-    return _media_refusal(abilities, request, model_id) or context_refusal(abilities, request.context)
+    return _media_refusal(abilities, request, model_id) or context_refusal(abilities, request.context,
+                                                                           media_count(request))
 
 
 #: Items of a request (``logit_bias`` entries, messages, token ids) past which :func:`refusal`'s walk of it runs on a
@@ -407,24 +408,36 @@ def _bias_refusal(abilities: Abilities, bias: Any) -> RequestError | None:
     return None
 
 
-def context_refusal(abilities: Abilities, context: Sequence[int]) -> RequestError | None:
-    """A ``context`` (Ollama's: an earlier exchange's token ids) holding an image's or clip's place
-    (:func:`context_media_refusal`) or an id outside the vocabulary, in the words of
-    :func:`jan.services.local.check_context` (which says it after a load where the header could not)."""
-    return context_media_refusal(context) or token_ids_refusal(abilities, context, "context")
+def media_count(request: ChatRequest) -> int:
+    """How many images and audio clips the request's messages send: the items a ``context``'s places may name."""
+    return sum(isinstance(p, (ImagePart, AudioPart)) for m in request.messages for p in m.content)
 
 
-def context_media_refusal(context: Sequence[int]) -> RequestError | None:
-    """A ``context`` holding :data:`~jan.services.types.MEDIA_ID`: the place of an image or audio clip of the exchange
-    it continues (a reply's ids tell one there, :attr:`~jan.services.types.ChatDelta.prompt_token_ids`). No token
-    id holds the item, so the context cannot carry it; continued without it (as these ids were before they told
-    the place), the model answered about a picture it no longer had. Refused, saying how to go on with it."""
+def context_refusal(abilities: Abilities, context: Sequence[int], n_media: int = 0) -> RequestError | None:
+    """A ``context`` (Ollama's: an earlier exchange's token ids) holding the place of an image or clip its request
+    does not send (:func:`context_media_refusal`; ``n_media``: how many its messages send) or an id outside the
+    vocabulary, in the words of :func:`jan.services.local.check_context` (which says it after a load where the header
+    could not)."""
+    # (the places left are bound to the request's items: no token ids, not looked up in the vocabulary)
+    return context_media_refusal(context, n_media) or token_ids_refusal(
+        abilities, [token if token >= 0 else "" for token in context], "context")
+
+
+def context_media_refusal(context: Sequence[int], n_media: int = 0) -> RequestError | None:
+    """A ``context`` holding the place of an image or audio clip of the exchange it continues (a reply's ids tell
+    one there, :attr:`~jan.services.types.ChatDelta.prompt_token_ids`: :func:`~jan.services.types.media_place`) whose
+    item its request does not send again (``n_media``: the items its messages send; the place names one by its
+    index, as Ollama's ``[img-n]`` tag). No token id holds the item, so the context cannot carry it; continued
+    without it, the model answered about a picture it no longer had. Refused, saying how to go on with it."""
     for i, token in enumerate(context):
-        if token == MEDIA_ID:
-            return RequestError(f"context[{i}]: stands for an image or audio clip of the exchange this context "
-                                "continues, which token ids cannot carry; send the exchange's images again with it "
-                                "(images), or continue that conversation through the chat API (/api/chat) with the "
-                                "image in its messages", param=f"context[{i}]", code="invalid_value")
+        item = place_item(token)
+        if item is not None and item >= n_media:
+            sent = f"it sends {n_media}" if n_media else "it sends none"
+            return RequestError(f"context[{i}]: stands for image {item + 1} of the exchange this context continues "
+                                f"(an image or audio clip, which token ids cannot carry), and {sent}; send the "
+                                "exchange's images again with it (images, in the same order), or continue that "
+                                "conversation through the chat API (/api/chat) with the image in its messages",
+                                param=f"context[{i}]", code="invalid_value")
     return None
 
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import functools
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,7 +39,6 @@ from jan.services.models import ModelService, Target, model_sampling
 from jan.services.output import AnswerStops, ReasoningTokens, output_parser
 from jan.services.streams import DeltaStream
 from jan.services.types import (
-    MEDIA_ID,
     ChatDelta,
     ChatMessage,
     ChatRequest,
@@ -50,6 +49,7 @@ from jan.services.types import (
     ToolCall,
     check_context_keep,
     resolve_sampling,
+    media_place,
 )
 
 __all__ = ["ChatAggregator", "ChatService", "combined_usage"]
@@ -176,7 +176,8 @@ class ChatService:
         request = with_model_prompt(request, target.model)  # as a chat would send it
         local = prompted_as(await target.engine.acquire(target.model), request)
         try:
-            _, text, tokens = await off_loop_for(request, _prompt_held, local, request, target.model.get("settings"))
+            _, text, tokens, _ = await off_loop_for(request, _prompt_held, local, request,
+                                                    target.model.get("settings"))
         except MediaError as exc:
             raise requests_media_error(exc, place) from None
         return RenderedPrompt(target.id, text, tuple(getattr(tokens, "tokens", tokens)))  # -1: media
@@ -250,7 +251,8 @@ class ChatService:
         # the prompt's length (its images' and audio's tokens included), told on the first delta
         prompt_tokens: int | None = prompt_size(start.tokens)
         want_ids = request.token_ids
-        prompt_ids = _token_ids(start.tokens) if want_ids else None  # on each choice's first delta
+        # on each choice's first delta (the context the prompt continued, as fitted, names its places)
+        prompt_ids = _token_ids(start.tokens, start.context) if want_ids else None
         started = [False] * request.n
         # generated token ids not on a delta yet (the parser holds some text back): on the choice's next one
         held: list[list[int]] = [[] for _ in range(request.n)]
@@ -408,27 +410,36 @@ def _short_of(usage: Usage | None, limit: Any) -> bool:
     return limit is None or (usage is not None and usage.completion_tokens < limit)
 
 
-def _token_ids(tokens: Any) -> tuple[int, ...]:
+def _token_ids(tokens: Any, context: Sequence[int] = ()) -> tuple[int, ...]:
     """A prompt's token ids: a token list, or a ``MediaPrompt``'s text tokens with each image or clip one
-    :data:`~jan.services.types.MEDIA_ID` at its place (its positions hold no id): a context continuing them is then
-    refused, where one that left them out went on without the image."""
+    :func:`~jan.services.types.media_place` at its place (its positions hold no id), naming the request's item it is
+    (``context``: the ids the prompt continued): a context continuing them binds each place to the request's item of
+    that index, which a client continuing the exchange sends again (Ollama's ``[img-n]`` tags); where it does not, the
+    context is refused, where one that left the places out went on without the image."""
     ids = getattr(tokens, "tokens", None)
     if ids is None:
         return tuple(tokens)
     # One place per item, not per chunk: an image sliced into tiles, or a clip longer than one window, is several
-    # chunks, each with its item's id and its own "#k" (Projector::tokenize), so a place starts where the item
-    # changes (the same picture twice in a row is one place: a continuation sending it again binds it all the same)
-    starts, previous = set(), None
+    # chunks, each with its item's id and its own "#k" (Projector::tokenize, counted anew in each tokenizing), so a
+    # place starts where the item changes, or at a "#0": an item put back at a context's place is tokenized alone,
+    # so the same picture there and in the new turn are two places (the same picture twice in a row in one request's
+    # messages is one place: a continuation sending it again binds it all the same)
+    starts, previous = [], None
     for start, _, _, chunk_id, *_ in tokens.media:
-        item = chunk_id.rpartition("#")[0] or None
-        if item is None or item != previous:
-            starts.add(start)
-        previous = item
-    return tuple(MEDIA_ID if i in starts else t for i, t in enumerate(ids) if t >= 0 or i in starts)
+        item, _, k = chunk_id.rpartition("#")
+        if not item or item != previous or k == "0":
+            starts.append(start)
+        previous = item or None
+    # the continued context's places come first (each its item put back whole: one place), named as they were; then
+    # the new turn's items, in their messages' order
+    kept = [token for token in context if token < 0]
+    marks = {start: kept[j] if j < len(kept) else media_place(j - len(kept)) for j, start in enumerate(starts)}
+    return tuple(marks.get(i, t) for i, t in enumerate(ids) if t >= 0 or i in marks)
 
 
-def _prompt(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[Any, str, Any]:
-    """Blocking (the chat template, tokenizing): the chat plan, the prompt text and its tokens.
+def _prompt(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[Any, str, Any, tuple[int, ...]]:
+    """Blocking (the chat template, tokenizing): the chat plan, the prompt text, its tokens and the part of the
+    request's ``context`` they continue (all of it, unless the fit dropped some).
 
     With ``truncation="auto"``, a prompt over the context (or budget) loses the oldest tokens of its ``context``
     first (:func:`fit_context`), then its oldest turns (:func:`fit_history`).
@@ -454,7 +465,7 @@ def _prompt(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[Any
     if budget is not None and size > budget and fits(local, tokens):  # truncation disabled: nothing was dropped
         raise PromptBudgetError(f"the prompt has {size} tokens but only {budget} are left of max_prompt_tokens",
                                 size, budget)
-    return plan, text, tokens
+    return plan, text, tokens, request.context
 
 
 @dataclass
@@ -474,6 +485,8 @@ class _Start:
     #: the model's tokenizer, to read the requests' output to its end also after the model closed (an unload)
     vocab: Vocabulary
     requests: list | None = None
+    #: the part of the request's ``context`` the prompt continues (a fit may drop some): what names its places
+    context: tuple[int, ...] = ()
 
     def submit(self, local: LocalModel, request: ChatRequest) -> list | None:
         """Blocking (llama.cpp parses the grammar): the engine requests; ``None`` when the queue is
@@ -503,7 +516,7 @@ class _Start:
             raise
 
 
-def _prompt_held(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[Any, str, Any]:
+def _prompt_held(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[Any, str, Any, tuple[int, ...]]:
     """:func:`_prompt` with the model held: a render submits nothing, so without the hold the claim its hand-out
     made would stand until it lapses, and a ``keep_alive: 0`` (which waits for claims) would wait that long."""
     with local.model.hold():
@@ -522,7 +535,7 @@ def _start(local: LocalModel, request: ChatRequest, settings: Any) -> _Start:
 
 
 def _start_held(local: LocalModel, request: ChatRequest, settings: Any) -> _Start:
-    plan, text, tokens = _prompt(local, request, settings)
+    plan, text, tokens, context = _prompt(local, request, settings)
     parsers = [output_parser(request, plan, text) for _ in range(request.n)]
     constraint = constraint_grammar(request, plan, text)
     grammar = constraint.pop("grammar", None)
@@ -553,7 +566,7 @@ def _start_held(local: LocalModel, request: ChatRequest, settings: Any) -> _Star
     start = _Start(text, plan, tokens, parsers, options, answer_stops, seeds(seed, request.n),
                    {"grammar": grammar, "logprobs": request.logprobs, "top_logprobs": request.top_logprobs,
                     **({"post_sampling_probs": True} if request.post_sampling_probs and request.logprobs else {})},
-                   local.model.vocabulary())
+                   local.model.vocabulary(), context=context)
     start.requests = start.submit(local, request)
     return start
 

@@ -28,7 +28,7 @@ from jan.engine.media import AudioClip
 from jan.engine.results import TokenLogprob
 from jan.services.abilities import context_media_refusal, fan_out_refusal, request_template, template_refusal
 from jan.services.types import (MEDIA_MARKER, ChatMessage, ChatRequest, ImagePart, AudioPart, MediaText,
-                                NamedToolChoice, TextPart)
+                                NamedToolChoice, TextPart, place_item)
 from jan.services.errors import PrefillGrammarError, RequestError
 from jan.errors import GrammarPrefixError
 from jan.services.model_reasoning import model_reasoning, reasoning_budget
@@ -248,15 +248,16 @@ def continued_prompt(model: jan.Model, context: Sequence[int], tokens: list[int]
     return tokens
 
 
-def check_context(model: jan.Model, context: Sequence[int]) -> None:
-    """:class:`RequestError` (``param="context[i]"``) for an image's place (:func:`context_media_refusal`) or a token id
-    that is not in ``model``'s vocabulary."""
-    problem = context_media_refusal(context)
+def check_context(model: jan.Model, context: Sequence[int], n_media: int = 0) -> None:
+    """:class:`RequestError` (``param="context[i]"``) for an image's place whose item the request does not send
+    (:func:`context_media_refusal`; ``n_media``: the items its messages send) or a token id that is not in
+    ``model``'s vocabulary."""
+    problem = context_media_refusal(context, n_media)
     if problem is not None:
         raise problem
     n_vocab = model.info.n_vocab
     for i, token in enumerate(context):
-        if not 0 <= token < n_vocab:
+        if token >= n_vocab:  # (a negative one is a place, bound above)
             raise RequestError(f"context[{i}]: token id {token} is outside the model's vocabulary (0..{n_vocab - 1})",
                                param=f"context[{i}]", code="invalid_value")
 
@@ -574,17 +575,50 @@ def _media_prompt(model: "jan.Model", request: ChatRequest, text: str, marker: s
         media = model.prepare_media(items)
     bos = model.info.special_tokens.get("bos")
     if request.context:  # as continued_prompt: the template's own BOS (written as text) is dropped after a context
-        check_context(model, request.context)
+        check_context(model, request.context, len(items))
         if bos is not None:
             text = text.removeprefix(model.token_to_piece(bos, special=True))
     # not encoded yet: the caller fits the prompt to the context first (chat._start_held encodes the one it submits)
     with _said_of_its_part(places):  # (libmtmd decodes the audio here: a clip its decoder cannot read fails here)
         prompt = model.media_prompt(text, media, add_special=False, encode=False)
-    for token in reversed(request.context):  # (a MediaPrompt takes tokens before it one at a time)
-        prompt.prepend(token)
+        pieces = _context_pieces(model, request.context, media, marker)
+    for piece in reversed(pieces):  # (a MediaPrompt takes what comes before it one piece at a time)
+        if isinstance(piece, int):
+            prompt.prepend(piece)
+        else:
+            prompt.prepend_slice(*piece)
     if bos is not None and model.add_bos and (not prompt.tokens or prompt.tokens[0] != bos):
         prompt.prepend(bos)
     return prompt
+
+
+def _context_pieces(model: "jan.Model", context: Sequence[int], media: list, marker: str) -> list:
+    """``context``'s token ids, and at each image's place (:func:`~jan.services.types.media_place`) the request's item
+    it names (``media``: the request's prepared items) as ``(source, begin, end)`` for
+    :meth:`~jan.engine.MediaPrompt.prepend_slice`: Ollama binds a context's ``[img-n]`` to the request's image ``n``,
+    so an image sent again stands both where it was in the exchange and in the new turn. The item is tokenized
+    alone and its chunks taken (from its first to its last: the text between the tiles of an image cut in tiles is
+    in it); the context holds that text after the place (a place is one id, the item's text tokens are kept), so
+    those ids are skipped as far as they match it. The text the projector writes around an item is in the context
+    already, before and after its place."""
+    pieces: list = []
+    i = 0
+    while i < len(context):
+        item = place_item(context[i])
+        i += 1
+        if item is None:
+            pieces.append(context[i - 1])
+            continue
+        source = model.media_prompt(marker, [media[item]], add_special=False, encode=False)
+        spans = source.media
+        begin, end = spans[0][0], spans[-1][0] + spans[-1][1]
+        pieces.append((source, begin, end))
+        between = [token for token in source.tokens[begin:end] if token >= 0]
+        for token in between:
+            if i >= len(context) or context[i] != token:
+                break
+            i += 1
+    return pieces
 
 
 def completion_media_prompts(local: LocalModel, prompts: Sequence[Any], *, embedding: bool = False,

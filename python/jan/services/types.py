@@ -47,6 +47,8 @@ __all__ = [
     "embedding_inputs_refusal",
     "MEDIA_ID",
     "MEDIA_MARKER",
+    "media_place",
+    "place_item",
     "MediaText",
     "MAX_EMBEDDING_TOKENS",
     "LoadOptions",
@@ -885,10 +887,11 @@ class ChatRequest:
     tools_need_template: bool = False
     #: Token ids of an earlier exchange that this prompt continues (Ollama's ``context`` on ``/api/generate``:
     #: what a reply's :attr:`ChatDelta.prompt_token_ids` and ``token_ids`` were): the rendered prompt follows
-    #: them, with no BOS of its own. Local engines only; an id outside the vocabulary is a ``RequestError``
-    #: (``param="context"``). With ``truncation="auto"``, a prompt over the context loses the oldest of them
-    #: (a BOS that starts them and the ``context_keep`` after it stay, the new turn whole):
-    #: :func:`jan.services.fit.fit_context`.
+    #: them, with no BOS of its own. A negative id is an image's place (:data:`MEDIA_ID`): the request's media item
+    #: it names is put back there. Local engines only; an id outside the vocabulary, or a place whose item the
+    #: request does not send, is a ``RequestError`` (``param="context[i]"``). With ``truncation="auto"``, a prompt
+    #: over the context loses the oldest of them (a BOS that starts them and the ``context_keep`` after it stay, the
+    #: new turn whole): :func:`jan.services.fit.fit_context`.
     context: tuple[int, ...] = ()
     #: How many tokens at the start of ``context`` (after a BOS that starts it, which always stays) a cut that
     #: drops its oldest tokens keeps: Ollama's ``num_keep``; -1 keeps all of them (the cut then drops the context's
@@ -970,11 +973,24 @@ class InfillChunk:
 MEDIA_MARKER = "<__media__>"
 
 #: What stands for an image or audio clip among the token ids a reply tells (:attr:`ChatDelta.prompt_token_ids`:
-#: Ollama's ``context``): one per item, where its positions were (no token id holds it). A
-#: :attr:`ChatRequest.context` holding one is refused (the ids cannot carry the item), where leaving it out had
-#: the continuation go on without the image it was about; a front end whose request sends the items again takes
-#: the places out (Ollama's generate: jan.server.dialects.ollama_requests).
+#: Ollama's ``context``): one per item, where its positions were (no token id holds it), as ``MEDIA_ID - n``
+#: (:func:`media_place`): the place of the request's media item ``n`` (of its messages, in order: Ollama's
+#: ``[img-n]`` tag; -1 is the first). A :attr:`ChatRequest.context` that continues it binds the place to its own
+#: request's item ``n``, as Ollama binds a context's tags to the request's images by index (a client continuing an
+#: exchange about a picture sends it again): the item is put back at its place, and stands in the new turn too. A
+#: place whose item the request does not send is refused (the ids cannot carry the item: continued without it,
+#: the model answered about a picture it no longer had).
 MEDIA_ID = -1
+
+
+def media_place(n: int) -> int:
+    """The id that stands for the request's media item ``n`` among a context's token ids (:data:`MEDIA_ID`)."""
+    return MEDIA_ID - n
+
+
+def place_item(token: int) -> int | None:
+    """The media item a context's id stands for (:func:`media_place`), or None for a token id (not negative)."""
+    return MEDIA_ID - token if token < 0 else None
 
 
 @dataclass(frozen=True)
@@ -1216,7 +1232,7 @@ class ChatDelta:
     ``cached_tokens``: with ``prompt_tokens``, how many of them the KV cache held (the final usage's).
     Token ids only where the request asks (:attr:`ChatRequest.token_ids`): ``prompt_token_ids``: on each
     choice's first delta from a local engine, the prompt's token ids as the model evaluated them (each image or
-    audio clip one :data:`MEDIA_ID` where its positions were: no token id holds it); ``None``
+    audio clip one :func:`media_place` where its positions were: no token id holds it); ``None``
     elsewhere. ``token_ids``: the choice's tokens generated since its previous delta, each once its text
     has been shown (a matched stop string's left out, as its text is; an end-of-generation token is not
     generated), where the engine tells them; the choice's last delta has any still held back. Together:

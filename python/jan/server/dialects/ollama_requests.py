@@ -14,7 +14,6 @@ from jan.image_types import base64_media, sniff_image
 from jan.server.dialects import ollama_schemas as wire
 from jan.templates import JSON_OBJECT_GRAMMAR, json_schema_to_grammar
 from jan.services.types import (
-    MEDIA_ID,
     ChatMessage,
     ChatRequest,
     CompletionRequest,
@@ -249,25 +248,12 @@ def generate_chat_request(body: wire.OllamaGenerateRequest, model: str) -> ChatR
         top_logprobs=body.top_logprobs if body.logprobs else 0,
         reasoning=reasoning(body.think),
         truncation=truncation(body.truncate),
-        context=_context(body),
+        # (each image's place in it, -1 - n, is bound by the service to images[n]: Ollama's [img-n] binding)
+        context=tuple(body.context or ()),
         context_keep=body.options.num_keep if body.options else None,
         fallback_template="ollama",  # a model without a template: its prompt as it is, as Ollama's {{ .Prompt }}
         token_ids=True,  # the reply's context
     )
-
-
-def _context(body: wire.OllamaGenerateRequest) -> tuple[int, ...]:
-    """``context`` as the prompt continues it. An image's place in it (:data:`~jan.services.types.MEDIA_ID`, one
-    per image or clip of the exchange) is bound by Ollama to the request's image of its index (its ``[img-N]``
-    tags): a client continuing an exchange about a picture sends the picture again (the official clients' usage).
-    Where the request sends at least as many images as the context has places, the images stand in the new turn
-    and the places are left out; with fewer, the places stay and the service refuses them (the image is not there
-    to be continued with)."""
-    context = tuple(body.context or ())
-    places = context.count(MEDIA_ID)
-    if places and len(body.images or ()) >= places:
-        return tuple(token for token in context if token != MEDIA_ID)
-    return context
 
 
 def media_error(exc: MediaError, body: wire.OllamaChatRequest | wire.OllamaGenerateRequest) -> OllamaRequestError | None:

@@ -293,9 +293,10 @@ class OllamaGenerateRequest(_Inference):
     suffix: str = ""
     system: str = ""
     template: str = ""
-    #: The token ids an earlier reply's last object gave (its ``context``): the new prompt continues them. -1 is
-    #: an image's place in them (jan.services.types.MEDIA_ID), taken here so that the service refuses it saying so.
-    context: list[Annotated[int, Field(ge=-1, le=INT32_MAX)]] | None = None
+    #: The token ids an earlier reply's last object gave (its ``context``): the new prompt continues them. A negative
+    #: one is an image's place in them, -1 - n for the request's image n (jan.services.types.media_place: Ollama's
+    #: ``[img-n]``), bound there by the service to ``images[n]``, or refused saying so where the request lacks it.
+    context: list[Annotated[int, Field(ge=-INT32_MAX, le=INT32_MAX)]] | None = None
     raw: bool = False
     images: list[str] | None = None
 

@@ -22,7 +22,7 @@ from jan.errors import ContextOverflowError, MediaError
 from jan.templates.grammar import GrammarError
 from jan.server.dialects import anthropic as wire
 from jan.server.dialects.anthropic_threads import Turn
-from jan.server.disconnect import raise_if_ended, unless_disconnected
+from jan.server.disconnect import WAIT_SHUTDOWN, raise_if_ended, unless_disconnected, unless_stopping
 from jan.server.document_inputs import read_body_documents
 from jan.server.dialect_errors import ANTHROPIC_SHARED_PATHS
 from jan.server.errors import APIError
@@ -232,7 +232,8 @@ async def count_tokens(request: web.Request) -> web.Response:
             from jan.server.dialects import anthropic_mcp
 
             chat_request = anthropic_mcp.offer(chat_request, body, mcp)
-        counted = await _chat(request).count(chat_request)
+        # (counting loads the model first where it is not loaded: told at once at a stop, as /tokenize is)
+        counted = await unless_stopping(request, _chat(request).count(chat_request), WAIT_SHUTDOWN)
     except MediaError as exc:
         raise wire.media_error(exc, body, chat_request) from None
     finally:

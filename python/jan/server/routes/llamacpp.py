@@ -21,7 +21,8 @@ from jan.core import ModelState
 from jan.core.engine_answers import model_state
 from jan.errors import MediaError, ModelNotFoundError
 from jan.server.dialects import llamacpp as native, ollama_models
-from jan.server.disconnect import first_item, raise_if_ended, unless_disconnected, unless_stopping
+from jan.server.disconnect import (SLOT_SHUTDOWN, WAIT_SHUTDOWN, first_item, raise_if_ended, unless_disconnected,
+                                   unless_stopping)
 from jan.server.dialect_errors import LLAMACPP_PATHS
 from jan.server.errors import APIError, prompt_param
 from jan.server.jsonio import json_response, json_response_built
@@ -107,6 +108,13 @@ for _path in ("/completion", "/infill"):
 
 async def _prompts(request: web.Request, model_name: str | None, prompt: native.Prompt,
                    param: str = "prompt", field: str | None = None) -> tuple[tuple[Any, ...], list[str]]:
+    """:func:`_tokenized_prompts`, told at once at a stop (the 503 ``server_shutdown``): tokenizing loads the model
+    first where it is not loaded, and a long prompt takes seconds, as a generation waiting is told."""
+    return await unless_stopping(request, _tokenized_prompts(request, model_name, prompt, param, field), WAIT_SHUTDOWN)
+
+
+async def _tokenized_prompts(request: web.Request, model_name: str | None, prompt: native.Prompt,
+                             param: str = "prompt", field: str | None = None) -> tuple[tuple[Any, ...], list[str]]:
     """The body's prompts as token ids, their text pieces tokenized with the model's vocabulary as llama-server
     does (special tokens parsed, BOS only before a leading text piece), and each one's text for the result's
     ``prompt`` (llama-server's: the tokens' pieces, BOS and special tokens spelled out); a prompt object with
@@ -350,15 +358,20 @@ async def _text_biases(request: web.Request, body: Any) -> Any:
     model, engine = await model_and_engine(request, body.model)
     if getattr(engine, "tokenize", None) is None:
         return body
-    out: list[list[Any]] = []
-    for pair in pairs:
-        if isinstance(pair, (list, tuple)) and len(pair) == 2 and native.bias_text(pair[0]):
-            with engine_failures(engine, "tokenize()"):
-                ids = await engine.tokenize(model, pair[0], add_special=False, parse_special=False)
-            out += [[token, pair[1]] for token in ids]
-        else:
-            out.append(list(pair) if isinstance(pair, tuple) else pair)
-    return body.model_copy(update={"logit_bias": out})
+
+    async def biases() -> list[list[Any]]:
+        out: list[list[Any]] = []
+        for pair in pairs:
+            if isinstance(pair, (list, tuple)) and len(pair) == 2 and native.bias_text(pair[0]):
+                with engine_failures(engine, "tokenize()"):
+                    ids = await engine.tokenize(model, pair[0], add_special=False, parse_special=False)
+                out += [[token, pair[1]] for token in ids]
+            else:
+                out.append(list(pair) if isinstance(pair, tuple) else pair)
+        return out
+    # (tokenizing loads the model first where it is not loaded: an /infill's first wait. Told at once at a stop, as
+    # the prompts' tokenizing is)
+    return body.model_copy(update={"logit_bias": await unless_stopping(request, biases(), WAIT_SHUTDOWN)})
 
 
 async def _status(engine: Any, model_id: str) -> dict[str, Any]:
@@ -555,7 +568,9 @@ async def slot_action(request: web.Request) -> web.Response:
         if unread is not None:
             raise unread
         sent = {"filename": body.get("filename")} if isinstance(body, dict) and "filename" in body else {}
-        return await _forwarded(remote.engine.slots_call(remote.model, id_slot, action, sent))
+        # (the upstream's answer is not waited for past the stop, as a local action's is not)
+        return await _forwarded(unless_stopping(request, remote.engine.slots_call(remote.model, id_slot, action, sent),
+                                                SLOT_SHUTDOWN))
     folder = request.app[CONFIG].slot_save_path
     if not folder:
         raise APIError(501, "This server does not support slots action. Start it with `--slot-save-path`",
@@ -573,7 +588,10 @@ async def slot_action(request: web.Request) -> web.Response:
     if run is None:
         raise APIError(400, f"model '{target.id}' runs on an engine without slots", param="model",
                        code="invalid_value")
-    result = await run(target.model, action, id_slot, path)
+    # A busy slot's action waits for its request to end (llama-server's defer), on a thread nothing can cut short:
+    # at a stop the client is told now, as every request still waiting is, not after the stop's grace period. The
+    # action may load the model first: a stop during that load is told so too.
+    result = await unless_stopping(request, run(target.model, action, id_slot, path), SLOT_SHUTDOWN)
     return json_response(native.slot_result(action, filename, result))
 
 

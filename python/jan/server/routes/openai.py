@@ -17,7 +17,8 @@ from aiohttp import web
 from jan.core import InferenceStopped
 from jan.errors import ContextOverflowError, MediaError
 from jan.server import openai_wire as wire
-from jan.server.disconnect import first_item, raise_if_gone, shutdown_error, unless_disconnected
+from jan.server.disconnect import (WAIT_SHUTDOWN, first_item, raise_if_gone, shutdown_error, unless_disconnected,
+                                   unless_stopping)
 from jan.server.document_inputs import read_body_documents
 from jan.server.errors import APIError, prompt_param, to_api_error
 from jan.server.jsonio import json_response, json_response_built
@@ -333,18 +334,25 @@ async def tokenize(request: web.Request) -> web.Response:
     # a text is one piece; {} tokenizes nothing, as llama-server answers it
     pieces_given: list[str | int] = [given] if isinstance(given, str) else list(given or ())
     await _check_token_ids(request, target, pieces_given)
-    tokens: list[int] = []
-    # null is the field's default (as llama-server reads it), not a value for the engine's yes/no checks
-    with engine_failures(engine, "tokenize()"):  # an extension's own exception names it, as in every service
-        for i, piece in enumerate(pieces_given):
-            if isinstance(piece, str):
-                # (llama-server's mixed prompt: add_special only before a leading text piece)
-                tokens += await engine.tokenize(model, piece, add_special=bool(body.add_special) and i == 0,
-                                                parse_special=body.parse_special is not False)
-            else:
-                tokens.append(piece)
-        pieces = await engine.token_pieces(model, tokens) if body.with_pieces and hasattr(engine, "token_pieces") \
-            else None
+
+    async def tokenized() -> tuple[list[int], list[bytes] | None]:
+        tokens: list[int] = []
+        # null is the field's default (as llama-server reads it), not a value for the engine's yes/no checks
+        with engine_failures(engine, "tokenize()"):  # an extension's own exception names it, as in every service
+            for i, piece in enumerate(pieces_given):
+                if isinstance(piece, str):
+                    # (llama-server's mixed prompt: add_special only before a leading text piece)
+                    tokens += await engine.tokenize(model, piece, add_special=bool(body.add_special) and i == 0,
+                                                    parse_special=body.parse_special is not False)
+                else:
+                    tokens.append(piece)
+            pieces = await engine.token_pieces(model, tokens) \
+                if body.with_pieces and hasattr(engine, "token_pieces") else None
+        return tokens, pieces
+
+    # (the engine loads the model first where it is not loaded, and a long text takes seconds: at a stop the client
+    # is told now, as every request still waiting is, not after the stop's grace period)
+    tokens, pieces = await unless_stopping(request, tokenized(), WAIT_SHUTDOWN)
 
     def answer() -> dict[str, Any]:  # (built off the event loop when large: a tokenized book is millions of ids)
         if pieces is None:
@@ -376,9 +384,12 @@ async def detokenize(request: web.Request) -> web.Response:
     """Token ids to text."""
     body = await parse_body(request, DetokenizeRequest)
     model, engine = await model_and_engine(request, body.model)
-    with engine_failures(engine, "detokenize()"):
-        content = await engine.detokenize(model, body.tokens)
-    return json_response({"content": content})
+
+    async def detokenized() -> str:
+        with engine_failures(engine, "detokenize()"):
+            return await engine.detokenize(model, body.tokens)
+    # (told at once at a stop, as /tokenize is; the stop's 503 is no failure of the engine's)
+    return json_response({"content": await unless_stopping(request, detokenized(), WAIT_SHUTDOWN)})
 
 
 async def _prompt_of(request: web.Request, use: Callable[[ChatRequest], Awaitable[T]],
@@ -390,7 +401,9 @@ async def _prompt_of(request: web.Request, use: Callable[[ChatRequest], Awaitabl
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
     try:
-        return await use(await body_step(wire.chat_request, body, render_only))
+        # (rendering loads the model first where it is not loaded: told at once at a stop, as /tokenize is)
+        return await unless_stopping(request, use(await body_step(wire.chat_request, body, render_only)),
+                                     WAIT_SHUTDOWN)
     except MediaError as exc:  # said of the message's field, as the chat completion it renders would say it
         raise wire.media_error(exc, body) from None
 

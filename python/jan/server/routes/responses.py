@@ -23,7 +23,7 @@ from aiohttp import web
 from jan.core import ConversationalExtension, NotFoundError
 from jan.errors import ContextOverflowError, MediaError, not_found_message
 from jan.templates.grammar import GrammarError
-from jan.server.disconnect import client_gone, unless_disconnected
+from jan.server.disconnect import WAIT_SHUTDOWN, client_gone, unless_disconnected, unless_stopping
 from jan.server.document_inputs import read_body_documents
 from jan.server.dialects import responses as wire
 from jan.server.dialects.responses_run import STREAM_KEPT_S, InConversation, ResponseRun
@@ -482,7 +482,8 @@ async def count_input_tokens(request: web.Request) -> web.Response:
                                    await body_step(wire.input_messages, body.input))
     chat_request = await _with_mcp_tools(request, body, chat_request, previous, conversation)
     try:
-        counted = await _chat(request).count(chat_request)
+        # (counting loads the model first where it is not loaded: told at once at a stop, as /tokenize is)
+        counted = await unless_stopping(request, _chat(request).count(chat_request), WAIT_SHUTDOWN)
     except MediaError as exc:  # said of the body's field, as a response request's
         raise wire.media_error(exc, body, len(history)) from None
     return web.json_response({"object": "response.input_tokens", "input_tokens": counted})
