@@ -169,6 +169,6 @@ def test_extensions_list_writes_nothing_in_the_data_folder(tmp_path):
     (data / "extensions").mkdir()
     (data / "extensions" / "extensions.json").write_text("{oops")
     again = ok(jan("extensions", "list", env=env))
-    assert "llamacpp" in again.stdout
+    assert "llamacpp" in again.stdout and "extensions.json is unreadable" in again.stderr, again.stderr
     assert [p.name for p in (data / "extensions").iterdir()] == ["extensions.json"]
     assert (data / "extensions" / "extensions.json").read_text() == "{oops"

@@ -123,7 +123,9 @@ async def test_the_api_tells_a_damaged_mcp_json_as_a_config_error(tmp_path, cont
             assert status == 400 and body["error"]["code"] == "invalid_mcp_config", body
 
 
-def test_a_too_deep_extensions_json_is_set_aside(tmp_path):
+def test_a_too_deep_extensions_json_is_told_and_left_in_place_by_a_listing(tmp_path):
+    """read_json fails with ValueError: the listing (which writes nothing in the data folder) says the file is
+    unreadable and left where it is, and lists the extensions as the defaults have them."""
     from test_cli_helpers import ok
 
     data = tmp_path / "jan"
@@ -131,4 +133,5 @@ def test_a_too_deep_extensions_json_is_set_aside(tmp_path):
     (data / "extensions" / "extensions.json").write_bytes(DEEP)
     result = ok(jan("extensions", "list", env=cli_env(data)))
     assert "Traceback" not in result.stderr and "tools" in result.stdout
-    assert list((data / "extensions").glob("extensions.json.corrupt-*"))
+    assert "extensions.json is unreadable" in result.stderr and "left in place" in result.stderr, result.stderr
+    assert [p.name for p in (data / "extensions").iterdir()] == ["extensions.json"]

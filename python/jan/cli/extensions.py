@@ -47,7 +47,11 @@ def _records(conn) -> tuple[list[dict[str, Any]], bool]:
         return list(items or []), True
     if conn.existing_folder() is None:
         return _fresh_records(), False
-    return [r.to_dict() for r in _manager(conn, read_only=True).list()], False  # (a listing writes nothing)
+    manager = _manager(conn, read_only=True)  # (a listing writes nothing)
+    records = [r.to_dict() for r in manager.list()]
+    if manager.state_problem:  # (a damaged extensions.json, left where it is: why every extension shows enabled)
+        warn(manager.state_problem)
+    return records, False
 
 
 def _fresh_records() -> list[dict[str, Any]]:

@@ -215,6 +215,9 @@ class ExtensionManager:
         #: are enabled by default all the same) and leaves a damaged one where it is (a listing wrote the file, or
         #: set the user's aside)
         self.read_only = read_only
+        #: what a read-only manager found wrong with extensions.json, left in place (None: nothing): its listing
+        #: shows every extension as the defaults have it, which the CLI says why
+        self.state_problem: str | None = None
         self.data_folder: Path = self.fs.root
         self.bus: EventBus = bus if bus is not None else LocalEventBus()
         self.settings_store = JsonSettingsStore(self.fs)
@@ -355,6 +358,11 @@ class ExtensionManager:
             self._config = fresh
             self._save_config()
 
+    def _note_left(self, why: str) -> None:
+        if self.read_only:
+            self.state_problem = (f"{self.fs.resolve(STATE_FILE)} {why}: left in place; extensions are listed as "
+                                  "the defaults have them (enabled) until it is repaired or removed")
+
     def _read_config(self) -> dict[str, Any]:
         move_aside = _left_in_place if self.read_only else set_aside
         try:
@@ -362,6 +370,7 @@ class ExtensionManager:
         except ValueError as exc:
             moved = move_aside(self.fs.resolve(STATE_FILE))
             logger.warning("%s is unreadable (%s); set aside as %s, starting from defaults", STATE_FILE, exc, moved)
+            self._note_left(f"is unreadable ({exc})")
             data = None
         except OSError as exc:
             # there but not readable as the file (one larger than any extensions.json, a named pipe or a folder in
@@ -373,10 +382,12 @@ class ExtensionManager:
                 moved = None
             logger.warning("%s cannot be read (%s); set aside as %s, starting from defaults", STATE_FILE,
                            exc.strerror or exc, moved)
+            self._note_left(f"cannot be read ({exc.strerror or exc})")
             data = None
         if data is not None and not (isinstance(data, dict) and isinstance(data.get("extensions", {}), dict)):
             moved = move_aside(self.fs.resolve(STATE_FILE))
             logger.warning("%s has an unexpected shape; set aside as %s", STATE_FILE, moved)
+            self._note_left("has an unexpected shape")
             data = None
         data = dict(data or {})
         data.setdefault("version", STATE_VERSION)
