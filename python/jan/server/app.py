@@ -27,6 +27,7 @@ from jan.server.keys import BUS, CONFIG, LIVE_CONTROLS, MANAGER, MEDIA_FETCHER, 
 from jan.server.media_fetch import MediaAllowlist, MediaFetcher
 from jan.services.container import Services
 from jan.server.mount import mount_extensions
+from jan.server.protocol import head_without_body
 from jan.server.request_id import on_prepare as stamp_request_id, request_id_middleware
 from jan.server.security import (
     api_key_middleware,
@@ -135,6 +136,7 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
     app.on_response_prepare.append(cors_on_prepare(config))
     app.on_response_prepare.append(stamp_request_id)
     app.on_response_prepare.append(end_unreadable_body)
+    app.on_response_prepare.append(head_without_body)
     quiet_client_protocol_errors()
     app[CONFIG] = config
     app[MANAGER] = manager

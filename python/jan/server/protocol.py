@@ -260,3 +260,26 @@ def _one_line(message: str) -> str:
     """aiohttp's parser message on one line, without the caret line that points into the quoted input."""
     lines = (line.strip() for line in (message or "").splitlines())
     return " ".join(line for line in lines if line.strip("^ ")) or "malformed request"
+
+
+async def head_without_body(request: web.Request, response: web.StreamResponse) -> None:
+    """An ``on_response_prepare`` hook: the answer to a ``HEAD`` is its headers alone, a streamed one's too.
+
+    aiohttp answers ``HEAD`` on every GET route with the GET handler and drops the body of a plain
+    :class:`web.Response`; a :class:`web.StreamResponse` it leaves to its handler, which wrote on (a run's events,
+    a background response's replayed stream, an extension's stream). Those bytes, after headers that frame no
+    body, were read by the client as the status line of its next answer on the connection. Here the stream's
+    first write ends its handler as a client that left does (``ConnectionResetError``, which every streaming loop
+    takes as that: a HEAD's client reads no body), and its end writes no bytes."""
+    if request.method != "HEAD" or isinstance(response, (web.Response, web.FileResponse)):
+        return  # (aiohttp writes no body for these)
+    end = response.write_eof
+
+    async def write(data: bytes | bytearray | memoryview) -> None:
+        raise ConnectionResetError("a HEAD request's answer has no body")
+
+    async def write_eof(data: bytes = b"") -> None:
+        await end(b"")
+
+    response.write = write  # type: ignore[method-assign]
+    response.write_eof = write_eof  # type: ignore[method-assign]
