@@ -55,3 +55,31 @@ def test_a_head_of_a_streamed_get_is_its_headers_alone_and_the_connection_goes_o
             assert head.content == b""
             after = client.get("/health")  # the same connection
             assert after.status_code == 200 and after.json()["status"] == "ok", (path, after.text)
+
+
+def test_a_long_llama_logit_bias_list_is_walked_off_the_event_loop(server, monkeypatch):
+    """llama-server's ``logit_bias`` list on ``/completion`` is walked for tokens given as text (and rebuilt with
+    their ids) before the request is typed: a 10 MB list of a million pairs was walked on the event loop, over a
+    second during which no other request was answered. A long body's walk runs on a worker thread, as its parsing
+    does (:func:`jan.server.body_size.body_step`); a short one stays on the loop."""
+    import threading
+
+    from jan.server.body_size import PARSE_OFF_LOOP_BYTES
+    from jan.server.dialects import llamacpp as native
+
+    where: dict[str, list[str]] = {"bias_texts": [], "biases_with_ids": []}
+    for name in where:
+        def recorded(*args, _name=name, _real=getattr(native, name)):
+            where[_name].append(threading.current_thread().name)
+            return _real(*args)
+        monkeypatch.setattr(native, name, recorded)
+    short = [[1, 0.5], ["Once", -1.0]]
+    long = [[i % 200, 0.5] for i in range(PARSE_OFF_LOOP_BYTES // 8)] + [["Once", -1.0]]
+    for bias in (short, long):
+        response = httpx.post(server.base_url + "/completion", json={"prompt": "Once", "n_predict": 1,
+                                                                     "logit_bias": bias}, timeout=120)
+        assert response.status_code == 200, response.text
+    loop = "jan-test-server"  # (the server's event loop thread: jan.testing.server.ServerThread)
+    assert where["bias_texts"][0] == loop and where["biases_with_ids"][0] == loop, where
+    assert loop not in where["bias_texts"][1:] + where["biases_with_ids"][1:], where
+    assert len(where["bias_texts"]) == len(where["biases_with_ids"]) == 2, where

@@ -52,8 +52,9 @@ error_body = llamacpp_error_body
 # llama-server's fields accepted and ignored or refused unless off: in jan.server.dialects.llamacpp_extras (every chat
 # body reads them: imported at start, this module on first use)
 from jan.server.dialects.llamacpp_extras import (IGNORED, IGNORED_WHILE_OFF, REFUSED_UNLESS, TRIGGER_TYPES,  # noqa: E402,F401
-                                                 UNREAD, bias_text, client_grammar, lazy_refusal, lazy_triggers,
-                                                 logit_bias_ids as _logit_bias, refusal, without_extras)
+                                                 UNREAD, bias_text, bias_texts, biases_with_ids, client_grammar,
+                                                 lazy_refusal, lazy_triggers, logit_bias_ids as _logit_bias, refusal,
+                                                 without_extras)
 
 
 #: llama.cpp's sampler names -> jan's; their aliases (``top-k``, ``topk``, ``nucleus``, ``temp``, ``typ``) as

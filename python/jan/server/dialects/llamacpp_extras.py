@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-__all__ = ["IGNORED", "IGNORED_WHILE_OFF", "REFUSED_UNLESS", "TRIGGER_TYPES", "UNREAD", "bias_text", "client_grammar",
-           "lazy_refusal", "lazy_triggers", "logit_bias_ids", "refusal", "without_extras"]
+__all__ = ["IGNORED", "IGNORED_WHILE_OFF", "REFUSED_UNLESS", "TRIGGER_TYPES", "UNREAD", "bias_text", "bias_texts",
+           "biases_with_ids", "client_grammar", "lazy_refusal", "lazy_triggers", "logit_bias_ids", "refusal",
+           "without_extras"]
 
 #: Fields llama-server takes that change nothing jan's output could show, accepted and ignored: how llama-server
 #: keeps its KV cache (jan reuses any prefix a slot holds, in any slot), its prompt-time limit (which llama-server
@@ -120,6 +121,32 @@ def bias_text(token: Any) -> bool:
 
 #: A token id written as text (ASCII digits, a sign, spaces around: what llama-server's strtol takes whole).
 _ID_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
+def _bias_pairs(value: Any) -> list[Any]:
+    return list(value.items()) if isinstance(value, Mapping) else value or []
+
+
+def _text_pair(pair: Any) -> bool:
+    return isinstance(pair, (list, tuple)) and len(pair) == 2 and bias_text(pair[0])
+
+
+def bias_texts(value: Any) -> list[str]:
+    """The distinct texts a ``logit_bias`` (either form) gives as tokens, in their order (blocking: a long list
+    walks on a worker thread, ``body_step``)."""
+    return list(dict.fromkeys(pair[0] for pair in _bias_pairs(value) if _text_pair(pair)))
+
+
+def biases_with_ids(value: Any, ids: Mapping[str, Sequence[int]]) -> list[list[Any]]:
+    """``logit_bias`` (either form) as ``[token, bias]`` pairs, each entry whose token is text as one pair per id of
+    that text's tokens (``ids``: each text's, from :func:`bias_texts`); other entries as they are (blocking)."""
+    out: list[list[Any]] = []
+    for pair in _bias_pairs(value):
+        if _text_pair(pair):
+            out += [[token, pair[1]] for token in ids[pair[0]]]
+        else:
+            out.append(list(pair) if isinstance(pair, tuple) else pair)
+    return out
 
 #: Why a ``logit_bias`` token given as text is refused where nothing tokenized it first.
 NO_TEXT_TOKENS = "this model's engine cannot tokenize text"
