@@ -90,6 +90,33 @@ def test_id_less_results_answer_the_earliest_open_call():
     assert _refusal([_user(), _calls("a"), _result(None), _result(None)]) == ("unexpected", 3, ("",), None)
 
 
+class _CountedId(str):
+    """A call id that counts how often it is compared with another."""
+    compared = 0
+
+    def __eq__(self, other: object) -> bool:
+        _CountedId.compared += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+@pytest.mark.parametrize("order", ["adjacent", "earlier"])
+def test_the_check_compares_each_id_a_bounded_number_of_times(order):
+    """Each call was compared with every call still open (for a repeated id) and each result searched the open calls
+    in turn: 30,000 calls in one assistant message, a 2 MB chat body, took minutes of the server's time to check
+    (in every dialect). Now each call and result is looked up once."""
+    n = 3000
+    calls = [_CountedId(f"call_{i}") for i in range(n)]
+    results = [_CountedId(f"call_{i}") for i in reversed(range(n))]  # (answered last first: the longest searches)
+    _CountedId.compared = 0
+    check_tool_pairs([_user(), _calls(*calls), *(_result(r) for r in results)], order)
+    assert _CountedId.compared <= 4 * n, _CountedId.compared
+    _CountedId.compared = 0
+    assert _refusal([_user(), _calls(*calls, calls[-1])], order)[:3] == ("duplicate", 1, (calls[-1],))
+    assert _CountedId.compared <= 4 * n, _CountedId.compared
+
+
 # -- OpenAI Chat Completions ----------------------------------------------------------------------------------------
 def _openai_call(*ids: str) -> dict:
     return {"role": "assistant", "content": None, "tool_calls": [
