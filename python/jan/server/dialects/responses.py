@@ -809,7 +809,24 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
     reasoning: str | None = None
     reasoning_at: list[int] = []  # (the reasoning item's index, which goes with the turn after it)
     names: dict[str, dict[str, str]] = {}  # (MCP calls' names, as their servers' last listings offered them)
+    # Calls that join the assistant turn last in ``out`` (with the thinking given before each), folded into it once
+    # the run of calls ends: rebuilt call by call, a turn of n calls cost n^2 (10,000 function_call items, a 1 MB
+    # body, took seconds of the server's time; 20,000 half a minute).
+    open_calls: list[typed.ToolCall] = []
+    open_reasoning: list[str | None] = []
+
+    def fold_calls() -> None:
+        if open_calls:
+            last, field, sources = out[-1]
+            out[-1] = (typed.ChatMessage("assistant", last.content, tool_calls=(*last.tool_calls, *open_calls),
+                                         reasoning=joined_thoughts([last.reasoning, *open_reasoning]) or None),
+                       field, sources)
+            open_calls.clear()
+            open_reasoning.clear()
+
     for i, item in enumerate(items):
+        if not isinstance(item, (FunctionCallItem, CustomToolCallItem)):
+            fold_calls()
         if isinstance(item, ItemReference):  # (a caller that did not resolve them first)
             raise ValueError(f"{name}[{i}]: the item_reference '{item.id}' was not read; send the item itself")
         if isinstance(item, McpItem) and item.type == "mcp_list_tools":
@@ -872,9 +889,10 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
                 # a reasoning item between the turn's message and this call (jan streams thinking the model
                 # wrote between its text and its call as an item of its own) is this turn's thinking too, never
                 # the next turn's
-                out[-1] = (typed.ChatMessage("assistant", last.content, tool_calls=(*last.tool_calls, call),
-                                             reasoning=joined_thoughts([last.reasoning, reasoning]) or None),
-                           field, [*sources, *reasoning_at, i])
+                open_calls.append(call)
+                open_reasoning.append(reasoning)
+                sources.extend(reasoning_at)
+                sources.append(i)
                 reasoning, reasoning_at = None, []
             else:
                 out.append((typed.ChatMessage("assistant", (), tool_calls=(call,), reasoning=reasoning),
@@ -883,6 +901,7 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
         else:
             out.append((typed.ChatMessage("tool", _parts(item.output, f"{name}[{i}].output"),
                                           tool_call_id=item.call_id), f"{name}[{i}].output", [i]))
+    fold_calls()
     return out
 
 
