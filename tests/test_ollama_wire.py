@@ -98,6 +98,44 @@ def test_chat_request_is_typed():
     assert convert.reasoning(False) == ReasoningOptions(enabled=False)
 
 
+def test_tool_results_are_matched_to_calls_without_a_search_through_them(monkeypatch):
+    """Each tool result was matched by a search through the calls still open, by id or tool name: n^2/2 looks at a
+    call for n calls and results (10,000 of each, a 1 MB body, held a worker for seconds; 20,000, half a minute).
+    Matching is as before: by ``tool_call_id``, else by ``tool_name`` (the earliest open call of that tool), else
+    the earliest open call."""
+    looked = {"n": 0}
+
+    class Counted(convert.ToolCall):
+        def __getattribute__(self, name):
+            if name in ("id", "name"):
+                looked["n"] += 1
+            return super().__getattribute__(name)
+
+    monkeypatch.setattr(convert, "ToolCall", Counted)
+    n = 2000
+
+    def messages(results):
+        return convert.chat_request(wire.OllamaChatRequest.model_validate({"model": "m", "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"function": {"name": f"t{i % 3}", "arguments": {}}} for i in range(n)]},
+            *results]}), "m").messages
+
+    by_order = messages([{"role": "tool", "content": "x"}] * n)
+    assert [m.tool_call_id for m in by_order[2:]] == [c.id for c in by_order[1].tool_calls]
+    assert looked["n"] <= 20 * n, looked
+    looked["n"] = 0
+    by_name = messages([{"role": "tool", "content": "x", "tool_name": f"t{i % 3}"} for i in reversed(range(n))])
+    assert looked["n"] <= 20 * n, looked
+    calls = by_name[1].tool_calls
+    firsts = {name: [c.id for c in calls if c.name == name] for name in ("t0", "t1", "t2")}
+    got = {name: [m.tool_call_id for m in by_name[2:] if m.name == name] for name in ("t0", "t1", "t2")}
+    assert got == firsts  # (each tool's results answer its calls in their order)
+    by_id = messages([{"role": "tool", "content": "x", "tool_call_id": c.id} for c in reversed(calls)])
+    assert [m.tool_call_id for m in by_id[2:]] == [c.id for c in reversed(calls)]
+    assert [m.name for m in by_id[2:]] == [c.name for c in reversed(calls)]
+
+
 def test_bad_requests_are_clear():
     with pytest.raises(ValidationError, match="role"):
         wire.OllamaChatRequest.model_validate({"model": "m", "messages": [{"role": "robot", "content": "x"}]})

@@ -7,6 +7,7 @@ and sampling precedence belong to the services.
 from __future__ import annotations
 
 import json
+from collections import deque
 from typing import Any
 
 from jan.errors import MediaError
@@ -174,9 +175,9 @@ def _content(text: str | None, images: list[str] | None, where: str) -> tuple[Pa
 
 def _messages(messages: list[wire.OllamaMessage]) -> tuple[ChatMessage, ...]:
     """Ollama messages; a tool result names its tool (``tool_name``) rather than a call id, so it is
-    matched to the latest unanswered call of that tool (templates that need ids get them)."""
+    matched to the earliest unanswered call of that tool (templates that need ids get them)."""
     out: list[ChatMessage] = []
-    unanswered: list[ToolCall] = []
+    unanswered = _OpenCalls(())
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
         if m.role == "assistant":
@@ -184,16 +185,13 @@ def _messages(messages: list[wire.OllamaMessage]) -> tuple[ChatMessage, ...]:
                 ToolCall(id=c.id or f"call_{i}_{k}", name=c.function.name,
                          arguments=json.dumps(c.function.arguments, ensure_ascii=False))
                 for k, c in enumerate(m.tool_calls or ()))
-            unanswered = list(calls)
+            unanswered = _OpenCalls(calls)
             out.append(ChatMessage("assistant", _content(m.content, m.images, f"{where}.images"), tool_calls=calls,
                                    reasoning=m.thinking or None))
         elif m.role == "tool":
             call_id = m.tool_call_id
-            match = next((c for c in unanswered if c.id == call_id or (not call_id and c.name == m.tool_name)), None)
-            if match is None and not call_id and unanswered and not m.tool_name:
-                match = unanswered[0]
+            match = unanswered.answer(call_id, m.tool_name)
             if match is not None:
-                unanswered.remove(match)
                 call_id = call_id or match.id
             # a tool's images (a screenshot tool's) go to the model as any message's do: Ollama renders every
             # message's images, whatever its role
@@ -202,6 +200,37 @@ def _messages(messages: list[wire.OllamaMessage]) -> tuple[ChatMessage, ...]:
         else:
             out.append(ChatMessage(m.role, _content(m.content, m.images, f"{where}.images")))
     return tuple(out)
+
+
+class _OpenCalls:
+    """The calls of the last assistant message not answered yet, found by id or tool name without a search through
+    them: a list searched for each result took n^2/2 steps for n calls and their results (10,000 of each, a 1 MB
+    body, held a worker for seconds)."""
+
+    def __init__(self, calls: tuple[ToolCall, ...]):
+        self._open = dict(enumerate(calls))  # (in order: the earliest first)
+        self._by_id: dict[str, deque[int]] = {}
+        self._by_name: dict[str, deque[int]] = {}
+        for k, call in self._open.items():
+            self._by_id.setdefault(call.id, deque()).append(k)
+            self._by_name.setdefault(call.name, deque()).append(k)
+
+    def _first(self, index: dict[str, deque[int]], key: str | None) -> int | None:
+        positions = index.get(key) if key is not None else None
+        while positions and positions[0] not in self._open:
+            positions.popleft()  # (answered already)
+        return positions[0] if positions else None
+
+    def answer(self, call_id: str | None, tool_name: str | None) -> ToolCall | None:
+        """The earliest open call a result answers, now answered: the one with its ``call_id``; without one, the
+        one of its ``tool_name``; with neither, the earliest; None when there is no such call."""
+        if call_id:
+            k = self._first(self._by_id, call_id)
+        else:
+            k = self._first(self._by_name, tool_name)
+            if k is None and not tool_name:
+                k = next(iter(self._open), None)
+        return self._open.pop(k) if k is not None else None
 
 
 def chat_request(body: wire.OllamaChatRequest, model: str) -> ChatRequest:
