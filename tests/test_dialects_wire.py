@@ -331,6 +331,19 @@ def test_responses_calls_join_their_turn_once_however_many(monkeypatch):
     assert [c.id for c in messages[1].tool_calls] == [f"c{i}" for i in range(n)]
     assert messages[1].text == "calling" and messages[1].reasoning == "r"
     assert rs.input_sources(body.input)[1] == list(range(1, 3 + n))
+    # thinking between the calls (jan streams a turn's thinking before each call as an item of its own)
+    checked["calls"] = 0
+    body = rs.ResponsesRequest.model_validate({"input": [
+        {"type": "message", "role": "user", "content": "hi"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "calling"}]},
+        *(item for i in range(n) for item in (
+            {"type": "reasoning", "id": f"rs_{i}", "summary": [], "content": [{"type": "reasoning_text", "text": f"r{i}"}]},
+            {"type": "function_call", "call_id": f"c{i}", "name": "f", "arguments": "{}"})),
+        *({"type": "function_call_output", "call_id": f"c{i}", "output": "x"} for i in range(n))]})
+    messages = rs.input_messages(body.input)
+    assert checked["calls"] <= 2 * n, checked
+    assert len(messages[1].tool_calls) == n and messages[1].reasoning == "\n\n".join(f"r{i}" for i in range(n))
+    assert rs.input_sources(body.input)[1] == list(range(1, 2 + 2 * n))
 
 
 def test_thread_messages_round_trip():

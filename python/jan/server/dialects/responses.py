@@ -825,8 +825,8 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
             open_reasoning.clear()
 
     for i, item in enumerate(items):
-        if not isinstance(item, (FunctionCallItem, CustomToolCallItem)):
-            fold_calls()
+        if not isinstance(item, (FunctionCallItem, CustomToolCallItem, ReasoningItem)):
+            fold_calls()  # (a reasoning item between calls, as jan streams a turn's, only goes with the next call)
         if isinstance(item, ItemReference):  # (a caller that did not resolve them first)
             raise ValueError(f"{name}[{i}]: the item_reference '{item.id}' was not read; send the item itself")
         if isinstance(item, McpItem) and item.type == "mcp_list_tools":
