@@ -824,7 +824,13 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
             open_calls.clear()
             open_reasoning.clear()
 
+    # The thinking of reasoning items not yet given to a turn, joined once the run of them ends: joined item by
+    # item, 40,000 of them (a 3 MB body) took seconds, the text copied at each.
+    thoughts: list[str | None] = []
     for i, item in enumerate(items):
+        if thoughts and not isinstance(item, ReasoningItem):
+            reasoning = joined_thoughts([reasoning, *thoughts]) or None
+            thoughts.clear()
         if not isinstance(item, (FunctionCallItem, CustomToolCallItem, ReasoningItem)):
             fold_calls()  # (a reasoning item between calls, as jan streams a turn's, only goes with the next call)
         if isinstance(item, ItemReference):  # (a caller that did not resolve them first)
@@ -864,8 +870,8 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
                 raise ValueError(f"{name}[{i}].encrypted_content: damaged (it is not the one jan gave)") from None
             # several reasoning items before one turn (and a summary's parts, paragraphs of their own) are all of
             # its thinking: each joined to the last, none lost
-            reasoning = joined_thoughts([reasoning, thought]) or None
-            reasoning_at = [*reasoning_at, i]
+            thoughts.append(thought)
+            reasoning_at.append(i)
         elif isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
             if role != "assistant" and reasoning is not None:
