@@ -337,7 +337,8 @@ def test_responses_calls_join_their_turn_once_however_many(monkeypatch):
         {"type": "message", "role": "user", "content": "hi"},
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "calling"}]},
         *(item for i in range(n) for item in (
-            {"type": "reasoning", "id": f"rs_{i}", "summary": [], "content": [{"type": "reasoning_text", "text": f"r{i}"}]},
+            {"type": "reasoning", "id": f"rs_{i}", "summary": [],
+             "content": [{"type": "reasoning_text", "text": f"r{i}"}]},
             {"type": "function_call", "call_id": f"c{i}", "name": "f", "arguments": "{}"})),
         *({"type": "function_call_output", "call_id": f"c{i}", "output": "x"} for i in range(n))]})
     messages = rs.input_messages(body.input)
