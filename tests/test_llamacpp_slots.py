@@ -94,6 +94,19 @@ def test_a_link_out_of_the_folder_is_no_slot_file(server, folder, tmp_path):
     refused(slot_action(server, 0, "restore", {"filename": "link.bin"}), 400, "Invalid filename")
 
 
+def test_a_save_into_a_slot_folder_deleted_since_the_start_makes_it_again(server, folder):
+    """The --slot-save-path folder removed while jan serves (a /tmp cleanup): each save was a 500 ("cannot write a
+    file in the slot folder"); the folder is made again, as at the start, and the file restores."""
+    import shutil
+
+    ok(server, "/completion", GREEDY | {"prompt": PROMPT, "n_predict": 2})
+    shutil.rmtree(folder)
+    saved = slot_action(server, 0, "save", {"filename": "again.bin"})
+    assert saved.status_code == 200, saved.text
+    assert (folder / "again.bin").is_file()
+    assert slot_action(server, 0, "restore", {"filename": "again.bin"}).status_code == 200
+
+
 def test_without_slot_save_path_the_actions_are_refused_as_llama_server_does(tmp_path, stories_path):
     srv = start_server(tmp_path, [stories_path], n_parallel=1)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -584,6 +585,11 @@ async def slot_action(request: web.Request) -> web.Response:
         path = native.slot_file(folder, filename)
         if path is None:
             raise APIError(400, "Invalid filename", param="filename", code="invalid_value")
+    if action == "save":
+        # the folder jan serve was started with, deleted since (a cleanup of /tmp, the user): made again, as at the
+        # start, not a 500 for each save; one that cannot be made is the engine's error saying why
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(os.makedirs, folder, exist_ok=True)
     target = await request.app[SERVICES].models.resolve(_slot_model(request, body))
     run = getattr(target.engine, "slot_action", None)
     if run is None:
