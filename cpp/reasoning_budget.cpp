@@ -34,7 +34,7 @@ struct BudgetState {
     // begin in the answer ("Here", "<th"), which must stay free; a block opened anyway is closed at once.
     bool guard_start = false;
     // The start marker where it is one token of its own (<think>, [THINK], <seed:think>), else -1. Once the budget is
-    // spent that token is ruled out: a block the model opens again would only be closed at once, and a model that
+    // spent (a budget of 0: from the first token) that token is ruled out: a block the model opens again would only be closed at once, and a model that
     // insists opened one after another (<think></think><think></think>...) until max_tokens, with no answer.
     llama_token start_token = -1;
 
@@ -140,7 +140,10 @@ void budget_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
                 for (size_t i : into) cur_p->data[i].logit = -INFINITY;
         }
     }
-    if (st->phase == Phase::Done && st->every && st->start_token >= 0 &&
+    // Spent before any block opened (a budget of 0, thinking asked off, where the prompt left it to the model to open
+    // one: a template without a switch) is no different: the block would be closed at once, an empty <think></think>
+    // before the answer. So the one-token marker is ruled out from the first token, as after a spent budget.
+    if (((st->phase == Phase::Done && st->every) || st->phase == Phase::Waiting) && st->start_token >= 0 &&
         (st->spent >= st->budget || (st->end_now && st->end_now->load()))) {
         // (a marker of plain text spelled in several tokens stays free: the answer may begin it, "<th", "Here")
         size_t at = cur_p->size;
@@ -214,7 +217,7 @@ llama_sampler * make_reasoning_budget_sampler(const Model & model, const Samplin
     }
     st->end_now = std::move(end_now);
     st->guard_start = st->every && !st->start.empty() && open_prefix(close, st->start) > 0;
-    if (st->every && !st->start.empty()) {
+    if (!st->start.empty()) {  // (every block's guard once spent, and the first one's where the budget is 0)
         const std::vector<llama_token> start = model.tokenize(st->start, false, true);
         if (start.size() == 1) st->start_token = start[0];
     }

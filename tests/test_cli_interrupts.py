@@ -7,6 +7,7 @@ A Ctrl-C lands wherever the process happens to be, so each test puts the Keyboar
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -98,5 +99,20 @@ def test_import_jan_does_not_load_the_engine():
             "from jan import _engine; assert _engine is sys.modules['jan._engine']; "
             "assert 'Model' in dir(jan) and 'Model' in jan.__all__; "
             "import pytest; pytest.raises(AttributeError, lambda: jan.no_such_name)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_dir_jan_shows_no_module_internals():
+    """``dir(jan)`` lists jan's own names (its ``__all__``, its version, its subpackages) and not what its ``__init__``
+    used to work: ``annotations`` (the ``__future__`` feature), ``importlib`` and ``logging`` read as jan's API, and
+    ``jan.logging`` was the standard library's module."""
+    code = ("import json, jan, types; "
+            "print(json.dumps([n for n in dir(jan) if not n.startswith('_') and n not in jan.__all__ "
+            "and not (isinstance(getattr(jan, n), types.ModuleType) and getattr(jan, n).__name__ == 'jan.' + n)]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+    code = "import jan, pytest; [pytest.raises(AttributeError, getattr, jan, n) for n in ('importlib', 'logging')]"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

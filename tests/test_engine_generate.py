@@ -275,6 +275,21 @@ def test_a_spent_budget_rules_out_a_start_marker_of_one_token(stories):
     assert stories.generate("Once upon a time", **several, reasoning_every=True).text.count("END") > 1
 
 
+@pytest.mark.parametrize("every", [False, True])
+def test_a_budget_of_0_rules_out_a_start_marker_of_one_token_from_the_first(stories, every):
+    # A budget of 0 (thinking asked off where the template has no switch: the prompt leaves the model to open its
+    # block) let the model open it and closed it at once, an empty block before the answer ("loved to END."); the
+    # one-token marker is now ruled out from the first token, as once a budget is spent. Greedy, the story says
+    # "She loved to play": it now goes on another way, with no block and nothing forced.
+    opts = dict(max_tokens=80, temperature=0, reasoning_budget=0, reasoning_start="to", reasoning_end=".",
+                reasoning_close="END.", reasoning_every=every)
+    text = stories.generate("Once upon a time", **opts).text
+    assert text.strip() and "END" not in text and " to " not in text, text
+    # a marker of several tokens stays free to begin the answer: opened, it is closed at once, as before
+    several = stories.generate("Once upon a time", **dict(opts, reasoning_start="loved to")).text
+    assert "loved to END." in several, several
+
+
 @pytest.mark.parametrize("start", ["park to dance", "she went to sleep", "One day, she saw"])
 def test_a_spent_budget_leaves_the_answer_free_to_begin_the_start_marker(stories, start):
     # Every format now counts every block (reasoning_every), and where the budget was spent the engine ruled out

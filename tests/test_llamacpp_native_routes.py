@@ -132,6 +132,11 @@ def test_a_pooling_none_model_answers_a_vector_per_token_unnormalized(server):
     ({"content": []}, '"content" must not be empty'),
     ({"content": ["hi", []]}, '"content" must not be empty'),
     ({"content": 5}, "content"),
+    # an empty string, as /v1/embeddings and jan.Model.embed refuse it (llama-server embedded a model's BOS alone)
+    ({"input": ""}, '"input" must not be empty'),
+    ({"input": ["hi", ""]}, '"input" must not be empty'),
+    ({"content": ""}, '"content" must not be empty'),
+    ({"content": ["", "hi"]}, '"content" must not be empty'),
 ])
 def test_bad_embedding_bodies_are_400_in_llama_servers_shape(server, body, says):
     assert native_error(post(server, "/embedding", {"model": POOLED, **body}), 400, says) == "invalid_request_error"

@@ -62,6 +62,14 @@ MISUSES = {
     "no prompts": (lambda: CompletionRequest(None, prompts=()), "prompts", "at least one prompt"),
     "a string token id in a prompt": (lambda: CompletionRequest(None, prompts=[[1, "2"]]), "prompts[0][1]", "integer"),
     "no inputs": (lambda: EmbeddingRequest(None, inputs=()), "inputs", "at least one input"),
+    # a thinking switch that is no boolean: refused for every engine (a remote one was sent it as it was), not only
+    # where a local template renders it; llama-server refuses a string, "true" and "false" included
+    "a string thinking switch": (lambda: _request(chat_template_kwargs={"enable_thinking": "yes"}),
+                                 "chat_template_kwargs.enable_thinking", "boolean"),
+    "a string 'false' switch": (lambda: _request(chat_template_kwargs={"enable_thinking": "false"}),
+                                "chat_template_kwargs.enable_thinking", "boolean"),
+    "a number for thinking": (lambda: _request(chat_template_kwargs={"thinking": 1}),
+                              "chat_template_kwargs.thinking", "boolean"),
     # two constraints on one answer: the schema's was used and the GBNF dropped without a word (llama-server: 400)
     "a grammar with a JSON response format": (
         lambda: _request(grammar='root ::= "a"', response_format=ResponseFormat("json_object")), "grammar",

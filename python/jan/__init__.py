@@ -5,10 +5,10 @@
 >>> print(model.generate("Once upon a time", max_tokens=30, temperature=0).text)
 """
 
-from __future__ import annotations
-
-import importlib
-import logging
+# (no ``from __future__ import annotations``: it left its feature object as ``jan.annotations``; the annotations here
+# are valid at run time as written)
+import importlib as _importlib
+import logging as _logging
 
 from jan.errors import (
     ContextOverflowError,
@@ -28,7 +28,7 @@ from jan.errors import (
 __version__ = "0.1.0"
 
 # A library configures no output of its own; applications decide (logging.basicConfig, jan serve).
-logging.getLogger("jan").addHandler(logging.NullHandler())
+_logging.getLogger("jan").addHandler(_logging.NullHandler())
 
 # The engine's names are imported on first use (PEP 562), not by ``import jan``: loading the native engine, numpy's
 # callers and the template machinery takes ~0.2-0.4 s, which every `jan` command paid before it could even parse its
@@ -40,18 +40,18 @@ _ENGINE_NAMES = frozenset({"Chunk", "Completion", "Engine", "Model", "ModelInfo"
 
 def __getattr__(name: str):
     if name in _ENGINE_NAMES:
-        engine = importlib.import_module("jan.engine")
+        engine = _importlib.import_module("jan.engine")
         value = getattr(engine, name)
     elif name == "_engine":
         # ``from jan import _engine`` before anything imported jan.engine: the native module loaded as jan.engine
         # loads it (libstdc++ first, libgomp's spin count set), never bare
-        importlib.import_module("jan.engine")
-        return importlib.import_module("jan._engine")
+        _importlib.import_module("jan.engine")
+        return _importlib.import_module("jan._engine")
     elif not name.startswith("__") and name.isidentifier():
         # (an identifier only: ``getattr(jan, "a.b", None)`` is an AttributeError as any module's, not an import of
         # ``jan.a`` that fails with ModuleNotFoundError past ``hasattr`` and ``getattr``'s default)
         try:  # a submodule not imported yet (``jan.engine.registry.ModelPoolBusyError`` after ``import jan``)
-            return importlib.import_module(f"jan.{name}")
+            return _importlib.import_module(f"jan.{name}")
         except ModuleNotFoundError as exc:
             if exc.name != f"jan.{name}":
                 raise
@@ -68,7 +68,7 @@ def __dir__() -> list[str]:
 
 def system_info() -> dict:
     """llama.cpp version and build, compiled backends, devices (with memory) and CPU features."""
-    importlib.import_module("jan.engine")  # the native module as the engine loads it (see __getattr__)
+    _importlib.import_module("jan.engine")  # the native module as the engine loads it (see __getattr__)
     from jan import _engine
 
     info = _engine.system_info()

@@ -6,12 +6,33 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-__all__ = ["REASONING_FIELDS", "request_reasoning"]
+__all__ = ["REASONING_FIELDS", "THINKING_SWITCHES", "request_reasoning", "thinking_switch_fault"]
 
 
 #: The request fields :func:`request_reasoning` reads.
 REASONING_FIELDS = ("reasoning_effort", "think", "chat_template_kwargs", "reasoning_format", "reasoning_budget",
                     "thinking_budget_tokens")
+
+
+#: The thinking switches templates read from ``chat_template_kwargs`` as booleans (``enable_thinking``: Qwen3,
+#: GLM, SmolLM3, Nemotron...; ``thinking``: DeepSeek V3.1/V3.2, Kimi-K3), which jan reads too (ReasoningRequest).
+THINKING_SWITCHES = ("enable_thinking", "thinking")
+
+
+def thinking_switch_fault(kwargs: Any) -> tuple[str, Any] | None:
+    """The first thinking switch (:data:`THINKING_SWITCHES`) that ``kwargs`` (a request's ``chat_template_kwargs``)
+    gives as something other than a boolean or null, with its value; None when there is none. Templates read the
+    switch every way (Qwen3 "is false", GLM "not enable_thinking", Reka "is true"), so the string "false" turned
+    thinking on in one and off in another, while :func:`request_reasoning` ignored it: every front end refuses it
+    (llama-server refuses a string, "true" and "false" included), the one test shared by the typed request
+    (``ChatRequest``, whatever engine runs it) and the template's variables (``template_variables``)."""
+    if not isinstance(kwargs, Mapping):
+        return None
+    for key in THINKING_SWITCHES:
+        value = kwargs.get(key)
+        if value is not None and not isinstance(value, bool):
+            return key, value
+    return None
 
 
 def request_reasoning(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -1410,8 +1410,9 @@ class Model:
         its positions, media included (mean: every position's state weighs the same; with pooling none its rows are
         one per position, media included).
 
-        Inputs are strings or token id lists (lists, tuples, 1-D integer arrays). Token ids outside the vocabulary
-        raise ValueError naming the input, and so does a ``normalize`` that is not a bool; an input longer than the
+        Inputs are strings or token id lists (lists, tuples, 1-D integer arrays). An empty string or token list raises
+        :class:`~jan.BadRequestError` naming the input (as the server's embedding routes answer it with a 400); token
+        ids outside the vocabulary raise ValueError naming the input, and so does a ``normalize`` that is not a bool; an input longer than the
         embedding context (:attr:`n_ctx_embed`) raises ContextOverflowError.
 
         ``cancel`` (a ``threading.Event``), once set from another thread, stops the call before its next batch with
@@ -1452,6 +1453,11 @@ class Model:
                 self.encode_media(item)  # (its chunks already encoded: none runs again)
                 batch.append(item)
             elif isinstance(item, str):
+                if not item:
+                    # refused, as OpenAI's /v1/embeddings and every jan route refuse it: tokenized, "" is the model's
+                    # special tokens alone (BOS, or CLS and SEP), whose vector says nothing of any text
+                    raise BadRequestError(f"input[{i}]: is an empty string; there is no text to embed",
+                                          param=f"input[{i}]", code="invalid_value")
                 batch.append(native.tokenize(engine_text(f"input[{i}]", item), True, False))
             elif _token_sequence(item) is not None:
                 batch.append(_token_ids(f"input[{i}]", item, native.n_vocab))
@@ -1466,7 +1472,7 @@ class Model:
         # input is told by its place in the request, before any of the work
         for i, tokens in enumerate(batch):
             if not _embed_len(tokens):
-                raise ValueError(f"input[{i}]: is empty")
+                raise BadRequestError(f"input[{i}]: is empty", param=f"input[{i}]", code="invalid_value")
             if _embed_len(tokens) > embedder.n_ctx:
                 raise ContextOverflowError(f"input[{i}] has {_embed_len(tokens)} tokens but the embedding context "
                                            f"holds {embedder.n_ctx}", _embed_len(tokens), embedder.n_ctx)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from jan.reasoning_fields import thinking_switch_fault
 from jan.services.control import GenerationControl
 from jan.engine.results import TokenLogprob, TopLogprob, Usage
 from jan.templates.formats.types import CallDelta
@@ -927,6 +928,13 @@ class ChatRequest:
         check_unique_tool_names(enumerate(t.name for t in self.tools))
         if self.context_keep is not None:
             check_context_keep(self.context_keep, "context_keep")
+        # checked here, where every front end's request is made, not only where a local template renders it: a
+        # remote engine was sent it as it was (and the thinking settings read from the request had ignored it)
+        if (fault := thinking_switch_fault(self.chat_template_kwargs)) is not None:
+            from jan.services.errors import RequestError  # (jan.services imports this module)
+
+            raise RequestError(f"chat_template_kwargs.{fault[0]}: expected a boolean (true or false), got "
+                               f"{_shown(fault[1])}", param=f"chat_template_kwargs.{fault[0]}", code="invalid_type")
         if (self.grammar_triggers or self.grammar_trigger_tokens) and not self.grammar:
             raise _misuse("grammar_triggers", "start a lazy grammar: they need a grammar")
         if self.grammar and self.response_format is not None and self.response_format.type != "text":

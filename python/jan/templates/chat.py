@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from jan.json_text import loads_json
+# (THINKING_SWITCHES: the switches templates read as booleans, one list for jan.reasoning_fields and the templates)
+from jan.reasoning_fields import THINKING_SWITCHES, thinking_switch_fault
 from ..errors import JanError
 from .formats.reasoning import THOUGHT_NAMES, joined_thoughts
 
@@ -352,11 +354,6 @@ def template_supports_tools(source: str) -> bool:
 RESERVED_TEMPLATE_VARIABLES = frozenset({"messages", "tools", "add_generation_prompt", "polyfill", "budget"})
 
 
-#: The thinking switches templates read from ``chat_template_kwargs`` as booleans (``enable_thinking``: Qwen3,
-#: GLM, SmolLM3, Nemotron...; ``thinking``: DeepSeek V3.1/V3.2, Kimi-K3), which jan reads too (ReasoningRequest).
-THINKING_SWITCHES = ("enable_thinking", "thinking")
-
-
 def template_variables(kwargs: Mapping[str, Any] | None, *, param: str = "chat_template_kwargs") -> dict[str, Any]:
     """Extra template variables from a request (OpenAI-compatible servers' ``chat_template_kwargs``).
 
@@ -383,15 +380,12 @@ def template_variables(kwargs: Mapping[str, Any] | None, *, param: str = "chat_t
         err = TemplateError(f"{param}: {bad[0]!r} is not a valid template variable name")
         err.param = param
         raise err
-    for key in THINKING_SWITCHES:
-        value = kwargs.get(key)
-        if value is not None and not isinstance(value, bool):
-            # templates read the switch every way (Qwen3: "is false", GLM: "not enable_thinking", Reka: "is true"),
-            # so the string "false" turned thinking on in one and off in another, and jan's own reading of the
-            # request ignored it: refused, as llama-server refuses it
-            err = TemplateError(f"{param}.{key}: expected a boolean (true or false), got {value!r}")
-            err.param, err.code = f"{param}.{key}", "invalid_type"
-            raise err
+    fault = thinking_switch_fault(kwargs)
+    if fault is not None:  # (what a template makes of a string switch depends on the template: refused)
+        key, value = fault
+        err = TemplateError(f"{param}.{key}: expected a boolean (true or false), got {value!r}")
+        err.param, err.code = f"{param}.{key}", "invalid_type"
+        raise err
     # (null: the template's default, as though it were not given, not a variable that is "defined")
     return {k: v for k, v in kwargs.items() if not (k in THINKING_SWITCHES and v is None)}
 

@@ -305,6 +305,12 @@ class EmbeddingBody(WholeNumbers):
             raise ValueError('"input" or "content" must be provided')
         if isinstance(given, list) and (not given or any(isinstance(p, list) and not p for p in given)):
             raise ValueError(f'"{self.inputs_field}" must not be empty')
+        # an empty string, one input or one of a list of inputs (in a mixed prompt of ids and text it is a piece):
+        # refused as /v1/embeddings and jan.Model.embed refuse it, where llama-server embeds the BOS alone of a model
+        # that adds one and refuses it for the others; its vector says nothing of any text
+        if given == "" or (isinstance(given, list) and not any(isinstance(p, int) for p in given)
+                           and any(p == "" for p in given)):
+            raise ValueError(f'"{self.inputs_field}" must not be empty: an empty string has no text to embed')
         _one_mixed_prompt(given, self.inputs_field)
         return self
 
