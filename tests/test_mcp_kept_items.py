@@ -219,3 +219,50 @@ def test_reasoning_kept_alone_then_parallel_calls_reads_the_same_every_way():
     sent = responses.input_messages(body.input)
     assert _plain(_read(one)) == _plain(list(history_messages(prompt_window(one), ""))) == _plain(sent)
     assert sent[1].reasoning == "THINK-ALONE" and sent[1].tool_calls
+
+
+def test_every_short_mix_of_kept_items_and_turns_reads_the_same_both_ways():
+    """The two readers of a conversation's thread (history_turns, the Responses API's; chat_messages, a web-page
+    run's) are two conversions of one history: every mix of up to three kept items (reasoning kept alone, a listing,
+    an MCP call, one that failed, a parallel one, a web search call) and turns (a user's, an answer with and without
+    its thinking) between two user turns gives the same turns. (A thread's thinking-only answer is left out: a run's
+    prompt skips it, as a reply cut off in its thinking, by design.)"""
+    import itertools
+
+    from jan.server.dialects.responses_store import KeptTurn
+    from jan.services.tool_loop import chat_messages
+
+    def call(i: int, error: bool = False) -> dict:
+        return {**OUTPUT[3], "id": f"mcp_{i}", "arguments": f'{{"n": {i}}}',
+                **({"output": None, "error": {"type": "mcp_tool_execution_error",
+                                              "content": [{"type": "text", "text": "gone"}]}} if error else
+                   {"output": f"out {i}"})}
+
+    def kept(item: dict, joins: bool = False) -> dict:
+        return to_thread_message(KeptTurn(None, item=item, joins=joins))
+
+    kinds = {
+        "user": lambda i: to_thread_message(ChatMessage.of_text("user", f"u{i}")),
+        "answer": lambda i: to_thread_message(ChatMessage.of_text("assistant", f"a{i}")),
+        "thought answer": lambda i: to_thread_message(ChatMessage.of_text("assistant", f"a{i}", reasoning=f"t{i}")),
+        "reasoning": lambda i: kept({"type": "reasoning", "id": f"rs_{i}", "summary": [],
+                                     "content": [{"type": "reasoning_text", "text": f"r{i}"}]}),
+        "listing": lambda i: kept(OUTPUT[2]),
+        "call": lambda i: kept(call(i)),
+        "failed call": lambda i: kept(call(i, error=True)),
+        "parallel call": lambda i: kept(call(i), joins=True),
+        "web search": lambda i: kept({"type": "web_search_call", "id": f"ws_{i}"}),
+    }
+
+    def as_chat(message: dict) -> tuple:
+        calls = tuple((c["id"], c["function"]["name"], c["function"]["arguments"]) for c in message.get("tool_calls")
+                      or ())
+        return (message["role"], message.get("content") or "", calls, message.get("tool_call_id"),
+                message.get("reasoning_content"))
+
+    for n in range(1, 4):
+        for mix in itertools.product(kinds, repeat=n):
+            thread = [kinds["user"](-1), *(kinds[kind](i) for i, kind in enumerate(mix)), kinds["user"](n)]
+            stored = [(t.role, t.text, tuple((c.id, c.name, c.arguments) for c in t.tool_calls), t.tool_call_id,
+                       t.reasoning) for t in _read(thread)]
+            assert [as_chat(m) for m in chat_messages(prompt_window(thread), "")] == stored, mix
