@@ -26,8 +26,9 @@ from jan.services.encrypted_reasoning import reasoning_item_text
 from jan.services.types import ChatMessage, Part, ToolCall
 from jan.services.untrusted import UntrustedTextPart
 
-__all__ = ["KeptEntry", "calls_after", "continued", "history_turns", "kept_entry", "kept_item", "kept_item_turns",
-           "listed_names", "mcp_call_error_text", "mcp_call_turns", "result_content", "result_parts_of"]
+__all__ = ["KeptEntry", "calls_after", "continued", "history_turns", "holds_result_images", "kept_entry", "kept_item",
+           "kept_item_turns", "listed_names", "mcp_call_error_text", "mcp_call_turns", "result_content",
+           "result_parts_of"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,13 @@ def result_parts_of(content: Any) -> tuple[Part, ...]:
             except (binascii.Error, ValueError):
                 continue
     return tuple(parts)
+
+
+def holds_result_images(message: dict[str, Any]) -> bool:
+    """Whether a thread message keeps an MCP call's result with its images (:data:`RESULT_KEY`): reading it
+    (:func:`kept_entry`) decodes them, work for a worker thread, not the event loop."""
+    metadata = message.get("metadata")
+    return isinstance(metadata, dict) and bool(metadata.get(RESULT_KEY))
 
 
 def kept_entry(message: dict[str, Any]) -> KeptEntry | None:
