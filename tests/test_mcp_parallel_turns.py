@@ -314,7 +314,8 @@ def test_an_mcp_result_a_thread_keeps_is_read_back_as_a_tools_images_and_named()
 
 async def test_a_kept_mcp_image_is_decoded_off_the_event_loop(tmp_path, monkeypatch):
     """A stored MCP call's image (kept beside its item, base64, :data:`jan.services.kept_items.RESULT_KEY`) is
-    decoded whenever a follow-up reads the conversation (its history, a previous_response_id's turns): that ran on
+    decoded whenever a follow-up reads the conversation (its history, a previous_response_id's turns, a web-page
+    run's prompt): that ran on
     the event loop, however many screenshots the conversation held, stalling every other request. It is a worker's
     now, as a conversation's items with images are made."""
     import threading
@@ -349,3 +350,9 @@ async def test_a_kept_mcp_image_is_decoded_off_the_event_loop(tmp_path, monkeypa
     messages = [m for m in await threads.list_messages(conversation)]
     _seen(next(t for t in await responses_store.turns(conversation, messages) if t.role == "tool"), png)
     assert decoded_on == [False, False]
+    # and a web-page run continuing the thread (its window, then its prompt: each reads the kept image)
+    from jan.services.runs import window_messages
+
+    run = await window_messages(threads, conversation, messages, None, "")
+    _seen(next(t for t in run if t.role == "tool"), png)
+    assert len(decoded_on) > 2 and not any(decoded_on), decoded_on

@@ -16,12 +16,11 @@ from typing import Any
 from jan.core import NotFoundError
 from jan.errors import not_found_message
 from jan.server.dialects.conversations import ItemRef, alone_items, conversation_object, message_items
-from jan.services.kept_items import KeptEntry, history_turns, holds_result_images, kept_entry
 # (MANY_MESSAGES: a conversation of more messages has its items made, its history read, in a worker thread)
-from jan.server.dialects.responses_store import (CONVERSATION_PREFIX, CONVERSATION_TITLE, MANY_MESSAGES, KeptTurn,
-                                                 ResponsesStore, _reid, _title, from_thread_message,
-                                                 is_conversation_thread, kept_item, kept_item_turns, thread_parts,
-                                                 to_thread_message)
+from jan.services.kept_items import MANY_MESSAGES, KeptEntry, heavy_history, history_turns, kept_entry
+from jan.server.dialects.responses_store import (CONVERSATION_PREFIX, CONVERSATION_TITLE, KeptTurn, ResponsesStore,
+                                                 _reid, _title, from_thread_message, is_conversation_thread, kept_item,
+                                                 kept_item_turns, thread_parts, to_thread_message)
 from jan.services.types import ChatMessage
 from jan.store.ids import new_id
 
@@ -125,7 +124,7 @@ class ConversationStore:
             return history_turns(entries)
         # (an MCP result's images kept with its call are decoded in the read, and a long conversation's turns are
         # many: not on the event loop)
-        heavy = len(read) > MANY_MESSAGES or any(holds_result_images(message) for message, _, _ in read)
+        heavy = heavy_history([message for message, _, _ in read])
         history = await asyncio.to_thread(turns_of) if heavy else turns_of()
         return history, [item["id"] for _, _, items in read for item, _ in items]
 

@@ -46,8 +46,8 @@ from jan.store.context import LOCK_DIR_NAME
 from jan.core.locks import AsyncFileLocks
 from jan.store.errors import LockTimeoutError
 from jan.store.locks import LockManager
-from jan.services.kept_items import (CALL_ID_KEY, JOINS_KEY, RESULT_KEY, KeptEntry, history_turns,  # noqa: F401
-                                     holds_result_images, kept_entry,
+from jan.services.kept_items import (CALL_ID_KEY, JOINS_KEY, MANY_MESSAGES, RESULT_KEY, KeptEntry,  # noqa: F401
+                                     heavy_history, history_turns, kept_entry,
                                      kept_item, kept_item_turns, mcp_call_error_text, mcp_call_turns,
                                      result_content)
 from jan.services.types import ChatMessage, ImagePart, Part, TextPart, ToolCall
@@ -61,9 +61,6 @@ __all__ = ["CONVERSATION_PREFIX", "CONVERSATION_TITLE", "NotLatestError", "Respo
            "from_thread_message", "is_conversation_thread", "output_item_ids", "to_thread_message"]
 
 TITLE_CHARS = 60
-#: A thread of more messages than this is read into turns (a conversation's items made) in a worker thread, as one
-#: holding images is.
-MANY_MESSAGES = 500
 #: The metadata flag of a stored tool message whose images a tool jan ran returned (to_thread_message).
 TOOL_IMAGES_KEY = "tool_images"
 
@@ -579,8 +576,7 @@ class ResponsesStore:
             return history_turns(entry for m in messages for entry in thread_entries(m, images))
         # (an MCP result's images kept with its call are decoded in the read, and a long thread's turns are many:
         # not on the event loop)
-        heavy = len(messages) > MANY_MESSAGES or any(holds_result_images(m) for m in messages)
-        return await asyncio.to_thread(read) if heavy else read()
+        return await asyncio.to_thread(read) if heavy_history(messages) else read()
 
     async def history(self, stored: StoredResponse) -> list[ChatMessage]:
         """The conversation a ``previous_response_id`` continues, as chat turns."""
