@@ -187,3 +187,82 @@ def test_a_call_is_read_by_the_name_its_tool_was_offered_by():
                 *(to_thread_message(turn) for turn in responses.output_turns([listing, call]))]
     for turns in (sent, _read(messages), list(history_messages(prompt_window(messages), ""))):
         assert [c.name for t in turns for c in t.tool_calls] == [offered["取得"]], turns
+
+
+def test_reasoning_kept_alone_then_parallel_calls_reads_the_same_every_way():
+    """A conversation keeps reasoning no turn took (the last item added) as it was sent; MCP calls added after it
+    (parallel ones, kept as joining the call before) end that thinking's turn, as an input with those items reads
+    them. The Responses history (history_turns) read so, while a web-page run continuing the thread (chat_messages)
+    left the thinking a turn of its own before the calls' turn: two prompts of one conversation. A reasoning item
+    kept after the calls' results is an answer's turn of its own in both."""
+    from jan.server.dialects.responses_store import KeptTurn
+
+    def thought(item_id: str, text: str) -> dict:
+        return {"type": "reasoning", "id": item_id, "summary": [], "content": [{"type": "reasoning_text",
+                                                                               "text": text}]}
+
+    alone, last = thought("rs_a", "THINK-ALONE"), thought("rs_z", "THINK-LAST")
+    second = {**OUTPUT[3], "id": "mcp_2", "arguments": '{"page": 2}', "output": "more notes"}
+    items = [(alone, False), (OUTPUT[2], False), (OUTPUT[3], False), (second, True), (last, False)]
+    stored = [to_thread_message(ChatMessage.of_text("user", "My notes?")),
+              *(to_thread_message(KeptTurn(None, item=item, joins=joins)) for item, joins in items),
+              to_thread_message(AGAIN)]
+    read = _read(stored)
+    assert [(t.role, t.reasoning, [c.id for c in t.tool_calls], t.tool_call_id) for t in read] == [
+        ("user", None, [], None), ("assistant", "THINK-ALONE", ["mcp_1", "mcp_2"], None), ("tool", None, [], "mcp_1"),
+        ("tool", None, [], "mcp_2"), ("assistant", "THINK-LAST", [], None), ("user", None, [], None)]
+    assert _plain(list(history_messages(prompt_window(stored), ""))) == _plain(read)
+    # one call (an input cannot say calls are parallel): the items sent back in an input read the same too
+    one = [message for message in stored if (message["metadata"].get("item") or {}).get("id") != "mcp_2"]
+    body = responses.ResponsesRequest.model_validate({"model": "m", "input": [
+        USER, alone, OUTPUT[2], OUTPUT[3], last, {"type": "message", "role": "user", "content": AGAIN.text}]})
+    sent = responses.input_messages(body.input)
+    assert _plain(_read(one)) == _plain(list(history_messages(prompt_window(one), ""))) == _plain(sent)
+    assert sent[1].reasoning == "THINK-ALONE" and sent[1].tool_calls
+
+
+def test_every_short_mix_of_kept_items_and_turns_reads_the_same_both_ways():
+    """The two readers of a conversation's thread (history_turns, the Responses API's; chat_messages, a web-page
+    run's) are two conversions of one history: every mix of up to three kept items (reasoning kept alone, a listing,
+    an MCP call, one that failed, a parallel one, a web search call) and turns (a user's, an answer with and without
+    its thinking) between two user turns gives the same turns. (A thread's thinking-only answer is left out: a run's
+    prompt skips it, as a reply cut off in its thinking, by design.)"""
+    import itertools
+
+    from jan.server.dialects.responses_store import KeptTurn
+    from jan.services.tool_loop import chat_messages
+
+    def call(i: int, error: bool = False) -> dict:
+        return {**OUTPUT[3], "id": f"mcp_{i}", "arguments": f'{{"n": {i}}}',
+                **({"output": None, "error": {"type": "mcp_tool_execution_error",
+                                              "content": [{"type": "text", "text": "gone"}]}} if error else
+                   {"output": f"out {i}"})}
+
+    def kept(item: dict, joins: bool = False) -> dict:
+        return to_thread_message(KeptTurn(None, item=item, joins=joins))
+
+    kinds = {
+        "user": lambda i: to_thread_message(ChatMessage.of_text("user", f"u{i}")),
+        "answer": lambda i: to_thread_message(ChatMessage.of_text("assistant", f"a{i}")),
+        "thought answer": lambda i: to_thread_message(ChatMessage.of_text("assistant", f"a{i}", reasoning=f"t{i}")),
+        "reasoning": lambda i: kept({"type": "reasoning", "id": f"rs_{i}", "summary": [],
+                                     "content": [{"type": "reasoning_text", "text": f"r{i}"}]}),
+        "listing": lambda i: kept(OUTPUT[2]),
+        "call": lambda i: kept(call(i)),
+        "failed call": lambda i: kept(call(i, error=True)),
+        "parallel call": lambda i: kept(call(i), joins=True),
+        "web search": lambda i: kept({"type": "web_search_call", "id": f"ws_{i}"}),
+    }
+
+    def as_chat(message: dict) -> tuple:
+        calls = tuple((c["id"], c["function"]["name"], c["function"]["arguments"]) for c in message.get("tool_calls")
+                      or ())
+        return (message["role"], message.get("content") or "", calls, message.get("tool_call_id"),
+                message.get("reasoning_content"))
+
+    for n in range(1, 4):
+        for mix in itertools.product(kinds, repeat=n):
+            thread = [kinds["user"](-1), *(kinds[kind](i) for i, kind in enumerate(mix)), kinds["user"](n)]
+            stored = [(t.role, t.text, tuple((c.id, c.name, c.arguments) for c in t.tool_calls), t.tool_call_id,
+                       t.reasoning) for t in _read(thread)]
+            assert [as_chat(m) for m in chat_messages(prompt_window(thread), "")] == stored, mix

@@ -310,3 +310,49 @@ def test_an_mcp_result_a_thread_keeps_is_read_back_as_a_tools_images_and_named()
     theirs = from_thread_message(to_thread_message(ChatMessage("tool", (TextPart("x"), ImagePart(png, "image/png")),
                                                                tool_call_id="c2")))
     assert not any(isinstance(p, ToolImagePart) for p in theirs.content) and theirs.name is None
+
+
+async def test_a_kept_mcp_image_is_decoded_off_the_event_loop(tmp_path, monkeypatch):
+    """A stored MCP call's image (kept beside its item, base64, :data:`jan.services.kept_items.RESULT_KEY`) is
+    decoded whenever a follow-up reads the conversation (its history, a previous_response_id's turns, a web-page
+    run's prompt): that ran on
+    the event loop, however many screenshots the conversation held, stalling every other request. It is a worker's
+    now, as a conversation's items with images are made."""
+    import threading
+    import types
+
+    from jan.extensions.conversational.extension import ConversationalStoreExtension
+    from jan.server.dialects.conversations_store import ConversationStore
+    from jan.server.dialects.responses_store import ResponsesStore
+    from jan.services import kept_items
+
+    png = _png()
+    encoder = responses.ResponseStream()
+    for event in _screenshot_events(png):
+        encoder.feed(event)
+    encoder.finish()
+    threads = ConversationalStoreExtension()
+    await threads.on_load(types.SimpleNamespace(data_folder=tmp_path, bus=None))
+    responses_store = ResponsesStore(tmp_path / "responses", lambda: threads)
+    store = ConversationStore(responses_store)
+    conversation = (await store.create([*encoder.kept(encoder.output)], None))["id"]
+
+    decoded_on: list[bool] = []
+    decode = kept_items.result_parts_of
+
+    def recorded(content):
+        decoded_on.append(threading.current_thread() is threading.main_thread())
+        return decode(content)
+
+    monkeypatch.setattr(kept_items, "result_parts_of", recorded)
+    turns, _ = await store.history(conversation)
+    _seen(next(t for t in turns if t.role == "tool"), png)
+    messages = [m for m in await threads.list_messages(conversation)]
+    _seen(next(t for t in await responses_store.turns(conversation, messages) if t.role == "tool"), png)
+    assert decoded_on == [False, False]
+    # and a web-page run continuing the thread (its window, then its prompt: each reads the kept image)
+    from jan.services.runs import window_messages
+
+    run = await window_messages(threads, conversation, messages, None, "")
+    _seen(next(t for t in run if t.role == "tool"), png)
+    assert len(decoded_on) > 2 and not any(decoded_on), decoded_on

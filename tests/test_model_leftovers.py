@@ -192,3 +192,6 @@ def test_the_cli_from_a_server_warns_of_a_model_whose_weights_are_gone_as_withou
     assert "model 'gone' has no weights file on disk" in listing.stderr and "jan models rm gone" in listing.stderr
     assert "'here'" not in listing.stderr, listing.stderr
     assert [(m["id"], m.get("weights_missing")) for m in listed] == [("gone", True), ("here", None)]
+    # (beside llama-server's meta, which ModelFacts carries too: null for the model with no GGUF to read it from)
+    assert [m["meta"] is None for m in listed] == [True, False], listed
+    assert listed[1]["meta"]["n_vocab"] > 0, listed

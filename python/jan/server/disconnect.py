@@ -144,11 +144,11 @@ async def while_client_waits(work: Awaitable[T]) -> T:
 
 #: What a model load the server's stop cut off says.
 LOAD_SHUTDOWN = "The server is shutting down; the model was not loaded."
-#: What a slot action (llama-server's ``POST /slots/{id}``) the server's stop cut off says: one still waiting for its
-#: busy slot is never run (the engine's close fails it); one already reading or writing its file ends by itself.
 #: What a request that waits on its model without generating (a tokenizing, a chat's rendering: each may load the
 #: model first) says when the server's stop cut it off.
 WAIT_SHUTDOWN = "The server is shutting down; the request was not answered (it was waiting for its model)."
+#: What a slot action (llama-server's ``POST /slots/{id}``) the server's stop cut off says: one still waiting for its
+#: busy slot is never run (the engine's close fails it); one already reading or writing its file ends by itself.
 SLOT_SHUTDOWN = ("The server is shutting down; the slot action was not waited for (one still waiting for its slot "
                  "is not run).")
 

@@ -26,8 +26,9 @@ from jan.services.encrypted_reasoning import reasoning_item_text
 from jan.services.types import ChatMessage, Part, ToolCall
 from jan.services.untrusted import UntrustedTextPart
 
-__all__ = ["KeptEntry", "calls_after", "continued", "history_turns", "kept_entry", "kept_item", "kept_item_turns",
-           "listed_names", "mcp_call_error_text", "mcp_call_turns", "result_content", "result_parts_of"]
+__all__ = ["MANY_MESSAGES", "KeptEntry", "calls_after", "continued", "heavy_history", "history_turns",
+           "holds_result_images", "kept_entry", "kept_item", "kept_item_turns", "listed_names", "mcp_call_error_text",
+           "mcp_call_turns", "result_content", "result_parts_of"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,24 @@ def result_parts_of(content: Any) -> tuple[Part, ...]:
             except (binascii.Error, ValueError):
                 continue
     return tuple(parts)
+
+
+#: A thread of more messages than this is read into turns (a conversation's items made, a run's prompt) in a worker
+#: thread, as one holding images is (:func:`holds_result_images`).
+MANY_MESSAGES = 500
+
+
+def heavy_history(messages: Sequence[dict[str, Any]]) -> bool:
+    """Whether reading thread ``messages`` into turns is a worker thread's work, not the event loop's: many of them,
+    or a kept MCP result's images among them (:func:`holds_result_images`)."""
+    return len(messages) > MANY_MESSAGES or any(holds_result_images(m) for m in messages)
+
+
+def holds_result_images(message: dict[str, Any]) -> bool:
+    """Whether a thread message keeps an MCP call's result with its images (:data:`RESULT_KEY`): reading it
+    (:func:`kept_entry`) decodes them, work for a worker thread, not the event loop."""
+    metadata = message.get("metadata")
+    return isinstance(metadata, dict) and bool(metadata.get(RESULT_KEY))
 
 
 def kept_entry(message: dict[str, Any]) -> KeptEntry | None:

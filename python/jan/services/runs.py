@@ -472,6 +472,24 @@ def _ended_by_a_call(history: list[dict[str, Any]], i: int) -> bool:
     return False
 
 
+async def window_messages(store: ConversationalExtension, thread_id: str, history: list[dict[str, Any]],
+                          last_messages: int | None, system: str,
+                          continue_text: str | None = None) -> tuple[ChatMessage, ...]:
+    """A run's prompt of the thread's ``history``: its window (:func:`prompt_window`) as typed messages
+    (:func:`history_messages`), its files read from ``store``. In a worker thread for a long thread or one keeping
+    an MCP result's images (:func:`jan.services.kept_items.heavy_history`): reading them decodes each kept image,
+    which stalled every other request on the event loop."""
+    from jan.services.kept_items import heavy_history
+
+    heavy = heavy_history(history)
+    window = await asyncio.to_thread(prompt_window, history, last_messages) if heavy \
+        else prompt_window(history, last_messages)
+    files = await thread_files(store, thread_id, window)
+    if heavy:
+        return await asyncio.to_thread(lambda: history_messages(window, system, files, continue_text=continue_text))
+    return history_messages(window, system, files, continue_text=continue_text)
+
+
 def prompt_window(history: list[dict[str, Any]], last_messages: int | None = None) -> list[dict[str, Any]]:
     """The stored messages a run's prompt is made of: those with a place in it (:func:`_in_prompt`), and with
     ``last_messages`` (OpenAI's ``truncation_strategy``: "the number of most recent messages from the thread when
@@ -1576,8 +1594,7 @@ class RunService:
         added = await self._add_messages(store, req.thread_id, req.additional_messages)
         try:
             history = await store.list_messages(req.thread_id, order="asc")
-            window = prompt_window(history, req.last_messages)
-            messages = history_messages(window, instructions, await thread_files(store, req.thread_id, window))
+            messages = await window_messages(store, req.thread_id, history, req.last_messages, instructions)
             if not any(m.role == "user" for m in messages):  # (a greeting alone asks nothing)
                 raise RequestError("The thread has no messages to answer", param="thread_id", code="empty_thread")
         except BaseException:
@@ -2064,9 +2081,8 @@ class _Execution:
         history = await self.store.list_messages(run.thread_id, order="asc")
         if run.message is not None:
             history = [m for m in history if m.get("id") != run.message["id"]]
-        window = prompt_window(history, run.last_messages)
-        messages = history_messages(window, run.instructions, await thread_files(self.store, run.thread_id, window),
-                                    continue_text=continue_text)
+        messages = await window_messages(self.store, run.thread_id, history, run.last_messages, run.instructions,
+                                         continue_text)
         tools: tuple[ToolSpec, ...] = ()
         tool_choice = None
         if self.policy:

@@ -610,6 +610,10 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
                 if turn.role == "assistant":
                     calling = entry if item.get("type") == "mcp_call" else None
                 out.append(entry)
+            if item.get("type") != "mcp_call":
+                # (a reasoning item's turn of its own: an MCP call kept after it ends that turn, as history_turns
+                # and an input read it; it was left a thinking-only turn before the call's)
+                alone = (turns[-1], True)
             continue
         calling = None
         if role == "assistant" and (thought or text) and not metadata.get("tool_calls") \

@@ -16,7 +16,8 @@ from typing import Any
 from jan.core import NotFoundError
 from jan.errors import not_found_message
 from jan.server.dialects.conversations import ItemRef, alone_items, conversation_object, message_items
-from jan.services.kept_items import KeptEntry, history_turns, kept_entry
+# (MANY_MESSAGES: a conversation of more messages has its items made, its history read, in a worker thread)
+from jan.services.kept_items import MANY_MESSAGES, KeptEntry, heavy_history, history_turns, kept_entry
 from jan.server.dialects.responses_store import (CONVERSATION_PREFIX, CONVERSATION_TITLE, KeptTurn, ResponsesStore,
                                                  _reid, _title, from_thread_message, is_conversation_thread, kept_item,
                                                  kept_item_turns, thread_parts, to_thread_message)
@@ -24,10 +25,6 @@ from jan.services.types import ChatMessage
 from jan.store.ids import new_id
 
 __all__ = ["ConversationStore"]
-
-
-#: A conversation of more messages than this has its items made in a worker thread (as one holding images).
-MANY_MESSAGES = 500
 
 
 def _missing(conversation_id: str) -> NotFoundError:
@@ -116,13 +113,20 @@ class ConversationStore:
         items (the response's ``input_items`` list them first). :class:`NotFoundError` for no conversation."""
         await self.thread(conversation_id)
         read = await self._read(conversation_id)
-        # (one pass over all: the thinking before an MCP call is a message of its own, read as the call's:
-        # jan.services.kept_items.history_turns, the stored responses' and the input's way)
-        entries: list[ChatMessage | KeptEntry] = []
-        for message, turns, _ in read:
-            kept = kept_entry(message)
-            entries += [kept] if kept is not None else turns
-        return history_turns(entries), [item["id"] for _, _, items in read for item, _ in items]
+
+        def turns_of() -> list[ChatMessage]:
+            # (one pass over all: the thinking before an MCP call is a message of its own, read as the call's:
+            # jan.services.kept_items.history_turns, the stored responses' and the input's way)
+            entries: list[ChatMessage | KeptEntry] = []
+            for message, turns, _ in read:
+                kept = kept_entry(message)
+                entries += [kept] if kept is not None else turns
+            return history_turns(entries)
+        # (an MCP result's images kept with its call are decoded in the read, and a long conversation's turns are
+        # many: not on the event loop)
+        heavy = heavy_history([message for message, _, _ in read])
+        history = await asyncio.to_thread(turns_of) if heavy else turns_of()
+        return history, [item["id"] for _, _, items in read for item, _ in items]
 
     async def item_ids(self, conversation_id: str) -> set[str]:
         """The ids the conversation's items have (no image read)."""

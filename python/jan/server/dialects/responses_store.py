@@ -46,7 +46,8 @@ from jan.store.context import LOCK_DIR_NAME
 from jan.core.locks import AsyncFileLocks
 from jan.store.errors import LockTimeoutError
 from jan.store.locks import LockManager
-from jan.services.kept_items import (CALL_ID_KEY, JOINS_KEY, RESULT_KEY, KeptEntry, history_turns, kept_entry,  # noqa: F401
+from jan.services.kept_items import (CALL_ID_KEY, JOINS_KEY, MANY_MESSAGES, RESULT_KEY, KeptEntry,  # noqa: F401
+                                     heavy_history, history_turns, kept_entry,
                                      kept_item, kept_item_turns, mcp_call_error_text, mcp_call_turns,
                                      result_content)
 from jan.services.types import ChatMessage, ImagePart, Part, TextPart, ToolCall
@@ -569,8 +570,13 @@ class ResponsesStore:
         failed, of an unknown role; an MCP call's call and result), its ``image_file`` parts read from the thread's
         files."""
         images = await self.images(thread_id, messages)
-        # (one pass over all: the thinking before an MCP call is a message of its own, read as the call's)
-        return history_turns(entry for m in messages for entry in thread_entries(m, images))
+
+        def read() -> list[ChatMessage]:
+            # (one pass over all: the thinking before an MCP call is a message of its own, read as the call's)
+            return history_turns(entry for m in messages for entry in thread_entries(m, images))
+        # (an MCP result's images kept with its call are decoded in the read, and a long thread's turns are many:
+        # not on the event loop)
+        return await asyncio.to_thread(read) if heavy_history(messages) else read()
 
     async def history(self, stored: StoredResponse) -> list[ChatMessage]:
         """The conversation a ``previous_response_id`` continues, as chat turns."""
