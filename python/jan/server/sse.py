@@ -11,6 +11,17 @@ from aiohttp import web
 _encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
+def close_unframed(request: web.Request, response: web.StreamResponse) -> None:
+    """Mark a streamed answer of unknown length to an HTTP/1.0 request ``Connection: close``: HTTP/1.0 has no
+    chunked encoding, so the body ends only when the connection does (aiohttp closes it then, and this header says
+    so; a ``keep-alive`` one had told the client to wait for more on a connection that was about to end). HTTP/1.1
+    streams are chunked and keep aiohttp's own choice. Every streamed route (SSE, Ollama's NDJSON) calls this
+    before ``prepare``."""
+    if request.version < (1, 1):
+        response.headers["Connection"] = "close"
+        response.force_close()
+
+
 class SSEStream:
     """A prepared streaming response. Errors after the first byte are sent as an
     ``error`` event (the status line is already gone), then the stream ends.
@@ -27,10 +38,10 @@ class SSEStream:
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",
                 "Cache-Control": "no-cache",
-                "Connection": "keep-alive",
                 "X-Accel-Buffering": "no",
             },
         )
+        close_unframed(request, self.response)
         self.started = False
         self._held = b""
 

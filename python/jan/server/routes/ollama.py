@@ -36,6 +36,7 @@ from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
 from jan.server.disconnect import first_item, raise_if_gone, unless_disconnected, unless_stopping
 import jan.server.dialect_errors  # noqa: F401 - registers Ollama's error shape
 from jan.server.errors import APIError, from_validation_error, to_api_error
+from jan.server.sse import close_unframed
 from jan.server.body_read import BodyLimit, blob_space_error, body_limit
 from jan.server.jsonio import json_response_built, json_text
 from jan.server.keys import CONFIG, SERVICES, SHUTTING_DOWN
@@ -301,6 +302,7 @@ async def _ndjson(request: web.Request, first: Any, stream: AsyncIterator[Any],
     generation the server cut off: ``final`` raises) is the last line, ``{"error": ...}``, as Ollama's."""
     response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
+    close_unframed(request, response)
     await response.prepare(request)
     shutting_down = request.app[SHUTTING_DOWN]
 
@@ -715,6 +717,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     if body.stream is False:
         return _json({"status": "success"})
     response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-cache"})
+    close_unframed(request, response)
     await response.prepare(request)
     for status in statuses:
         await response.write(_dumps({"status": status}).encode() + b"\n")
@@ -931,6 +934,7 @@ async def _pull_reply(request: web.Request, body: wire.OllamaPullRequest, task: 
             last = event
         return _json(last)
     response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-cache"})
+    close_unframed(request, response)
     await response.prepare(request)
     try:
         try:
