@@ -419,8 +419,19 @@ async def run_server(config: ServerConfig) -> None:
     if len(ports) > 1:
         click.echo(f"jan: Ollama clients can also use port {config.ollama_port} (API: /api)", err=False)
     try:
-        click.echo(await _models_line(app), err=False)
-        await stop.wait()
+        # the models line races the stop: a listing that is slow (a folder of many models, a remote extension's
+        # list) must not hold a Ctrl-C until it returns; a stop first drops the line
+        line = asyncio.ensure_future(_models_line(app))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((line, stopped), return_when=asyncio.FIRST_COMPLETED)
+            if line.done() and not line.cancelled() and line.exception() is None:
+                click.echo(line.result(), err=False)
+            await stopped
+        finally:
+            for task in (line, stopped):
+                task.cancel()  # (no-op on a done one)
+            await asyncio.gather(line, stopped, return_exceptions=True)
         click.echo("jan: shutting down (finishing open streams, unloading models)")
     finally:
         # Streams still running after shutdown_timeout are cancelled, which
