@@ -35,8 +35,8 @@ from jan.services.model_reasoning import model_reasoning, reasoning_budget
 from jan.services.untrusted import (Piece, Placeholders, PromptText, TextWrites, UntrustedTextPart, control_ids,
                                     neutralized, prompt_tokens, spell_nothing, split_placeholders,
                                     tool_texts)
-from jan.templates import (JSON_OBJECT_GRAMMAR, ChatTemplate, GrammarError, check_gbnf, json_schema_to_grammar,
-                           template_variables)
+from jan.templates import (JSON_OBJECT_GRAMMAR, ChatTemplate, ChatTemplateRenderError, GrammarError, check_gbnf,
+                           json_schema_to_grammar, template_variables)
 from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_template
 from jan.templates.formats.call_start import call_start_tokens
 
@@ -530,12 +530,23 @@ def _render(local: LocalModel, request: ChatRequest, plan: ChatPlan, marker: str
     """The template's output, with each third-party text (untrusted parts, tool specs' strings) as ``writes``
     writes it (by default as it is)."""
     _tell_stand_in(local)
-    return render_template(local.template, request, plan, marker, writes)
+    return render_template(local.template, request, plan, marker, writes, model_id=local.model.id)
 
 
 def render_template(template: ChatTemplate, request: ChatRequest, plan: ChatPlan, marker: str | None,
-                    writes: TextWrites | None = None) -> str:
-    """:func:`_render` by the chat ``template`` alone, loaded model or not (:func:`check_render`)."""
+                    writes: TextWrites | None = None, *, model_id: str = "") -> str:
+    """:func:`_render` by the chat ``template`` alone, loaded model or not (:func:`check_render`). A template that
+    breaks in its own code (:class:`ChatTemplateRenderError`) is said to be ``model_id``'s, with how to replace it."""
+    try:
+        return _render_template(template, request, plan, marker, writes)
+    except ChatTemplateRenderError as exc:
+        if not model_id:
+            raise
+        raise exc.naming(model_id) from None
+
+
+def _render_template(template: ChatTemplate, request: ChatRequest, plan: ChatPlan, marker: str | None,
+                     writes: TextWrites | None) -> str:
     untrusted = None
     if writes is not None:
         untrusted = lambda part: writes.part(part.text)  # noqa: E731
@@ -813,7 +824,8 @@ def check_render(request: ChatRequest, template: ChatTemplate, settings: Any = N
     (:func:`template_plan`). The BOS/EOS text and the tokenizer play no part in such a refusal; what only a load can
     tell (media, a prompt's size in tokens) is left to the checks after it."""
     plan = template_plan(template, request, settings, model_id, None)
-    render_template(template, request, plan, _UNLOADED_MEDIA_MARKER if has_media(request) else None)
+    render_template(template, request, plan, _UNLOADED_MEDIA_MARKER if has_media(request) else None,
+                    model_id=model_id)
 
 
 def asks_text_grammar(request: Any) -> bool:

@@ -43,6 +43,7 @@ __all__ = [
     "RESERVED_TEMPLATE_VARIABLES",
     "RenderBudget",
     "TemplateBudgetError",
+    "ChatTemplateRenderError",
     "TemplateError",
     "jan_prompt_template_to_jinja",
     "normalize_messages",
@@ -72,6 +73,24 @@ class TemplateError(JanError, ValueError):
 # --------------------------------------------------------------------------
 # The Jinja environment
 # --------------------------------------------------------------------------
+
+
+class ChatTemplateRenderError(TemplateError):
+    """A chat template broke while it rendered (an undefined name, a type error in its own code): the model's
+    template at fault, not the conversation, which the template's own ``raise_exception`` refuses instead (a plain
+    :class:`TemplateError`). Answered as a 400 naming ``model`` with code ``chat_template_error``, as a model's
+    damaged weights are (``invalid_model_file``): what to fix is the model's configuration."""
+
+    param = "model"
+    code = "chat_template_error"
+
+    def naming(self, model_id: str) -> ChatTemplateRenderError:
+        """This error with the model named and what overrides its template (a new error: the same type)."""
+        return ChatTemplateRenderError(
+            f"model {model_id!r}: its {self}; the template is the model's (its GGUF's, or settings.chat_template / "
+            "prompt_template in its model.json), not the request's: give the model a working one with "
+            f"settings.chat_template (a built-in name such as chatml, or Jinja source), e.g. PATCH "
+            f"/v1/models/{model_id} {{\"settings\": {{\"chat_template\": \"chatml\"}}}}")
 
 
 class TemplateBudgetError(TemplateError):
@@ -687,7 +706,7 @@ class ChatTemplate:
             raise
         except (JinjaError, TypeError, ValueError, KeyError, IndexError, AttributeError,
                 OverflowError, MemoryError) as exc:
-            raise TemplateError(f"chat template failed: {type(exc).__name__}: {exc}") from None
+            raise ChatTemplateRenderError(f"chat template failed: {type(exc).__name__}: {exc}") from None
 
     def render(
         self,

@@ -21,7 +21,8 @@ import jinja2.ext
 import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment, modifies_known_mutable, safe_range
 
-from .chat import DEFAULT_BUDGET, MAX_TEMPLATE_CHARS, RenderBudget, TemplateBudgetError, TemplateError
+from .chat import (DEFAULT_BUDGET, MAX_TEMPLATE_CHARS, ChatTemplateRenderError, RenderBudget, TemplateBudgetError,
+                   TemplateError)
 
 #: What a render raises for a template's own errors (jan's TemplateError aside).
 JinjaError = jinja2.TemplateError
@@ -198,7 +199,7 @@ def render_budgeted(template: jinja2.Template, context: dict[str, Any], budget: 
             _tick()
         return "".join(parts)
     except RecursionError:
-        raise TemplateError("chat template recursed too deeply (a macro calling itself?)") from None
+        raise ChatTemplateRenderError("chat template recursed too deeply (a macro calling itself?)") from None
     finally:
         _budget.deadline, _budget.budget = outer
         _budget.inputs = outer_inputs
