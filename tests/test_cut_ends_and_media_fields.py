@@ -129,13 +129,25 @@ def test_a_full_ollama_queue_says_when_to_try_again(tmp_path, stories_path):
         srv.stop()
 
 
+def _literal_of(annotation):
+    """The values of the Literal inside ``annotation`` (through Annotated and Union: the one ``Think`` type)."""
+    from typing import Literal, get_origin
+
+    if get_origin(annotation) is Literal:
+        return get_args(annotation)
+    for arg in get_args(annotation):
+        found = _literal_of(arg) if get_args(arg) else None
+        if found:
+            return found
+    return None
+
+
 def test_ollama_think_levels_are_the_one_tables():
     assert set(THINK_LEVELS) <= set(EFFORT_LEVELS)
     # Ollama's own (api/types.go ThinkValue): "high", "medium", "low", "max", true or false
     assert set(THINK_LEVELS) == {"high", "medium", "low", "max"}
     for think in (ollama_schemas.Think, schemas.ChatCompletionRequest.model_fields["think"].annotation):
-        literal = next(a for a in get_args(think) if get_args(a) and a is not type(None))
-        assert set(get_args(literal)) == set(THINK_LEVELS)
+        assert set(_literal_of(think)) == set(THINK_LEVELS)
     for level in THINK_LEVELS:
         body = ollama_schemas.OllamaChatRequest.model_validate({"model": "m", "think": level})
         options = ollama_requests.reasoning(body.think)
