@@ -159,11 +159,6 @@ def _is_builtin(candidate: Candidate) -> bool:
         "(" not in candidate.source or f"({BUILTIN_DIST} " in candidate.source)
 
 
-def _left_in_place(path: Path) -> str:
-    """What a read-only manager's log says of a damaged extensions.json instead of where it moved it."""
-    return f"nothing (left in place: {path})"
-
-
 def _load_level(ext: Extension) -> int:
     """The log level of an extension's loaded and unloaded lines: DEBUG for jan's own (seven lines at every start
     that say nothing a user did; ``jan serve``'s start is what it serves, where, and the models), INFO for a
@@ -358,36 +353,42 @@ class ExtensionManager:
             self._config = fresh
             self._save_config()
 
-    def _note_left(self, why: str) -> None:
-        if self.read_only:
-            self.state_problem = (f"{self.fs.resolve(STATE_FILE)} {why}: left in place; extensions are listed as "
-                                  "the defaults have them (enabled) until it is repaired or removed")
+    def _left_in_place(self, why: str) -> bool:
+        """A read-only manager's answer to a damaged extensions.json (``why``: what is wrong with it): left where it
+        is, logged and kept in :attr:`state_problem` for the listing to tell; False for a manager that serves,
+        which sets the file aside instead."""
+        if not self.read_only:
+            return False
+        self.state_problem = (f"{self.fs.resolve(STATE_FILE)} {why}: left in place; extensions are listed as "
+                              "the defaults have them (enabled) until it is repaired or removed")
+        logger.warning("%s", self.state_problem)
+        return True
 
     def _read_config(self) -> dict[str, Any]:
-        move_aside = _left_in_place if self.read_only else set_aside
         try:
             data = self.fs.read_json(STATE_FILE, default=None)
         except ValueError as exc:
-            moved = move_aside(self.fs.resolve(STATE_FILE))
-            logger.warning("%s is unreadable (%s); set aside as %s, starting from defaults", STATE_FILE, exc, moved)
-            self._note_left(f"is unreadable ({exc})")
+            if not self._left_in_place(f"is unreadable ({exc})"):
+                moved = set_aside(self.fs.resolve(STATE_FILE))
+                logger.warning("%s is unreadable (%s); set aside as %s, starting from defaults", STATE_FILE, exc,
+                               moved)
             data = None
         except OSError as exc:
             # there but not readable as the file (one larger than any extensions.json, a named pipe or a folder in
             # its place): as damaged as one that does not parse, set aside, not read whole or waited on; a failed
             # move (no permission) still starts jan, from the defaults (the discover it ended, with a traceback)
-            try:
-                moved = move_aside(self.fs.resolve(STATE_FILE))
-            except OSError:
-                moved = None
-            logger.warning("%s cannot be read (%s); set aside as %s, starting from defaults", STATE_FILE,
-                           exc.strerror or exc, moved)
-            self._note_left(f"cannot be read ({exc.strerror or exc})")
+            if not self._left_in_place(f"cannot be read ({exc.strerror or exc})"):
+                try:
+                    moved = set_aside(self.fs.resolve(STATE_FILE))
+                except OSError:
+                    moved = None
+                logger.warning("%s cannot be read (%s); set aside as %s, starting from defaults", STATE_FILE,
+                               exc.strerror or exc, moved)
             data = None
         if data is not None and not (isinstance(data, dict) and isinstance(data.get("extensions", {}), dict)):
-            moved = move_aside(self.fs.resolve(STATE_FILE))
-            logger.warning("%s has an unexpected shape; set aside as %s", STATE_FILE, moved)
-            self._note_left("has an unexpected shape")
+            if not self._left_in_place("has an unexpected shape"):
+                moved = set_aside(self.fs.resolve(STATE_FILE))
+                logger.warning("%s has an unexpected shape; set aside as %s", STATE_FILE, moved)
             data = None
         data = dict(data or {})
         data.setdefault("version", STATE_VERSION)
