@@ -21,11 +21,12 @@ DEFAULT_READ_TIMEOUT_S = 60.0
 #: The most JSON values (about: its commas and opening brackets, counted before it is parsed) one request body may
 #: hold. Python's JSON parser and pydantic's validator each hold the GIL for the whole of a body, a worker thread's
 #: included: 16 MiB of ``[1],[1],...`` stopped every other request (``/health``, other clients' streamed tokens) for
-#: seconds. A body past this is a 413, refused unparsed. 512 Ki values hold four 128k-token prompts as token ids, or
-#: OpenAI's 300,000 embedding tokens per request; a 16 MiB base64 image or a long conversation holds far fewer (the
-#: commas of its text count too). Like aiohttp's ``client_max_size`` (:attr:`ServerConfig.max_body_bytes`) for
-#: bytes. `jan serve --max-json-values`.
-DEFAULT_MAX_JSON_VALUES = 512 * 1024
+#: seconds. A body past this is a 413, refused unparsed. 256 Ki values hold a 128k-token prompt as token ids twice
+#: over; a 16 MiB base64 image or a long conversation holds far fewer (the commas of its text count too). A body at
+#: the limit still holds the others for up to a few hundred milliseconds in its worst shapes (benchmarks/FINDINGS.md):
+#: lower it where that matters more than big bodies. Like aiohttp's ``client_max_size``
+#: (:attr:`ServerConfig.max_body_bytes`) for bytes. `jan serve --max-json-values`.
+DEFAULT_MAX_JSON_VALUES = 256 * 1024
 
 
 def default_data_folder() -> Path:
