@@ -134,3 +134,22 @@ def test_legit_large_bodies_are_within_the_default():
 def test_the_limit_is_a_positive_integer(tmp_path):
     with pytest.raises(ValueError, match="max_json_values"):
         ServerConfig(data_folder=tmp_path, max_json_values=0)
+
+
+def test_jan_serve_takes_the_limit(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from jan.cli import serve as serve_cli
+    from jan.cli import main
+
+    given: list[ServerConfig] = []
+
+    async def run_server(config):  # (the config the command built; nothing starts)
+        given.append(config)
+
+    monkeypatch.setattr(serve_cli, "run_server", run_server)
+    result = CliRunner().invoke(main, ["serve", "--data-folder", str(tmp_path), "--max-json-values", "1000"])
+    assert result.exit_code == 0, result.output
+    assert given[0].max_json_values == 1000
+    refused = CliRunner().invoke(main, ["serve", "--data-folder", str(tmp_path), "--max-json-values", "0"])
+    assert refused.exit_code == 2 and "--max-json-values" in refused.output
