@@ -153,3 +153,24 @@ def test_jan_serve_takes_the_limit(monkeypatch, tmp_path):
     assert given[0].max_json_values == 1000
     refused = CliRunner().invoke(main, ["serve", "--data-folder", str(tmp_path), "--max-json-values", "0"])
     assert refused.exit_code == 2 and "--max-json-values" in refused.output
+
+
+def test_a_big_body_is_parsed_with_hooks_where_other_threads_run(monkeypatch):
+    """The C parser holds the GIL for a whole call; a big body's objects and integers go through Python hooks, where
+    the interpreter lets other threads (the event loop) run. The mechanism, and the same value as a plain parse."""
+    from jan.server import validation
+
+    kinds: list[set[str]] = []
+    loads = json.loads
+
+    def spy(text, *args, **kw):
+        kinds.append(set(kw))
+        return loads(text, *args, **kw)
+
+    monkeypatch.setattr(validation.json, "loads", spy)
+    item = {"role": "user", "content": [{"type": "text", "text": "a"}], "n": 12}
+    big = ("[" + ",".join(['{"k": 1, "k": 2, "v": [1, 2.5, -3, "x", null, true]}'] * 20_000) + "]").encode()
+    assert len(big) > validation.PARSE_OFF_LOOP_BYTES
+    small = json.dumps(item).encode()
+    assert validation.loads_bounded(big) == loads(big) and validation.loads_bounded(small) == loads(small)
+    assert {"object_pairs_hook", "parse_int"} <= kinds[0] and not {"object_pairs_hook", "parse_int"} & kinds[1]
