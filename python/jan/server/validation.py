@@ -3,7 +3,8 @@
 Every JSON body is checked in this order: the ``Content-Type`` is JSON (a
 cross-site form or ``text/plain`` POST gets 415, see ``security``), it holds
 at most the server's ``max_json_values`` JSON values, counted in its bytes
-before it is parsed (:func:`check_json_values`; a 413), the bytes parse as JSON nested at most :data:`MAX_JSON_DEPTH` deep (a 10,000-deep
+before it is parsed (:func:`check_json_values`; a 413), the bytes parse as
+JSON nested at most :data:`MAX_JSON_DEPTH` deep (a 10,000-deep
 body is a 400, never a ``RecursionError`` in the parser or in pydantic), no
 string holds a lone UTF-16 surrogate (a 400 naming the field), and only then
 the pydantic model validates it.
@@ -25,7 +26,8 @@ from jan.server.errors import APIError, from_validation_error, json_error
 
 M = TypeVar("M", bound=BaseModel)
 
-__all__ = ["MAX_JSON_DEPTH", "check_json_values", "json_values_in", "too_many_json_values", "query_choice", "query_int", "PARSE_OFF_LOOP_BYTES", "body_is_large", "body_step", "loads_bounded", "parse_body",
+__all__ = ["MAX_JSON_DEPTH", "check_json_values", "json_values_in", "too_many_json_values", "query_choice",
+           "query_int", "PARSE_OFF_LOOP_BYTES", "body_is_large", "body_step", "loads_bounded", "parse_body",
            "read_json", "validate_json"]
 
 #: Deepest nesting of arrays/objects a request body may have (JSON schemas and tool parameters
@@ -76,7 +78,7 @@ def json_values_in(raw: bytes) -> int:
     """About how many JSON values the JSON text ``raw`` holds, counted without parsing it: its commas and opening
     brackets (every value of an array or object but its last is followed by a comma, and every array and object
     opens with its bracket); a comma or bracket inside a string counts too. ``bytes.count`` runs at C speed and
-    builds nothing: 16 MiB in a few milliseconds per character counted."""
+    builds nothing: three passes of about 10 ms each over 16 MiB."""
     return raw.count(b",") + raw.count(b"[") + raw.count(b"{")
 
 
