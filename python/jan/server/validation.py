@@ -78,8 +78,13 @@ def json_values_in(raw: bytes) -> int:
     """About how many JSON values the JSON text ``raw`` holds, counted without parsing it: its commas and opening
     brackets (every value of an array or object but its last is followed by a comma, and every array and object
     opens with its bracket); a comma or bracket inside a string counts too. ``bytes.count`` runs at C speed and
-    builds nothing: three passes of about 10 ms each over 16 MiB."""
-    return raw.count(b",") + raw.count(b"[") + raw.count(b"{")
+    builds nothing: three passes of about 10 ms each over 16 MiB, made here in pieces of :data:`_COUNT_PIECE` bytes
+    (each call holds the GIL: between pieces other threads run)."""
+    return sum(raw.count(char, start, start + _COUNT_PIECE) for start in range(0, len(raw), _COUNT_PIECE)
+               for char in (b",", b"[", b"{"))
+
+
+_COUNT_PIECE = 1024 * 1024
 
 
 def too_many_json_values(count: int, limit: int) -> APIError:
@@ -279,8 +284,8 @@ async def _read_raw(request: web.Request) -> bytes:
     raw = await request.read()  # over the size limit: aiohttp raises 413 here
     if not raw:
         raise APIError(400, "The request body is empty; expected a JSON object", code="invalid_json")
-    check_json_values(raw, request_json_values_limit(request))  # before any parsing: see check_json_values
     body_is_large(len(raw))  # this request's later steps on its body (body_step) run where its size says
+    await body_step(check_json_values, raw, request_json_values_limit(request))  # before any parsing
     return raw
 
 
