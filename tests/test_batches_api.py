@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from jan.server.config import DEFAULT_MAX_JSON_VALUES
 from server_helpers import start_server
 
 WAIT_S = 300.0
@@ -280,6 +281,8 @@ def test_openai_cancel_stops_the_batch(oai):
     ([json.dumps(_chat_line("a", "Hi")).replace('"temperature": 0', '"temperature": 1e999')], "invalid_json_line"),
     ([json.dumps(_chat_line("a", "Hi \ud800"))], "invalid_json_line"),
     ([json.dumps(_chat_line("a", "Hi", metadata={"k": []})).replace("[]", "[" * 80 + "]" * 80)], "invalid_json_line"),
+    # a line of more JSON values than the server's max_json_values: refused unparsed, as a request body would be
+    ([_chat_line("a", "Hi", stop=[0] * (DEFAULT_MAX_JSON_VALUES + 1))], "too_many_json_values"),
     ([_chat_line("a", "Hi"), _chat_line("a", "Hi")], "duplicate_custom_id"),
     ([{**_chat_line("a", "Hi"), "url": "/v1/completions"}], "url_mismatch"),
     ([{**_chat_line("a", "Hi"), "method": "GET"}], "invalid_request"),

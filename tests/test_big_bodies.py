@@ -140,6 +140,18 @@ def test_big_ollama_body_validates_and_converts_off_the_loop(server, monkeypatch
     assert status == 200 and answer["done"] is True
 
 
+@pytest.mark.parametrize("dialect", ["openai", "ollama"])
+def test_big_body_is_counted_off_the_loop(server, monkeypatch, dialect):
+    """(its JSON values counted against max_json_values before it is parsed: tens of milliseconds over 16 MiB)"""
+    path, body = BIG_BODIES[dialect]
+    status, answer = held_while_answered(server, monkeypatch, ollama_routes if dialect == "ollama" else validation,
+                                         "check_json_values", path, body)
+    if dialect == "ollama":
+        assert status == 200 and answer["done"] is True
+    else:
+        _too_long(status, answer)
+
+
 @pytest.mark.parametrize("dialect", ["openai", "anthropic", "responses"])
 def test_big_body_walks_off_the_loop(server, monkeypatch, dialect):
     path, body = BIG_BODIES[dialect]

@@ -25,7 +25,8 @@ from jan.cli.common import (INT32_MAX, CLIError, GpuLayers, PathParam, SamplingV
                             lora_options, nonempty_param)
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES, LOAD_RANGES
 from jan.engine.params import SPECULATIVE
-from jan.server.config import DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S, OLLAMA_PORT, ServerConfig, default_data_folder
+from jan.server.config import (DEFAULT_MAX_JSON_VALUES, DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S, OLLAMA_PORT, ServerConfig,
+                               default_data_folder)
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
 
 logger = logging.getLogger("jan.cli.serve")
@@ -103,6 +104,10 @@ def _origins(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
               type=click.IntRange(1), metavar="N",
               help="The largest file POST /v1/files stores, in bytes; a larger upload is refused (413). "
                    "Uploads stream to disk: this bounds the disk a client may fill.")
+@click.option("--max-json-values", "max_json_values", default=DEFAULT_MAX_JSON_VALUES, show_default=True,
+              type=click.IntRange(1), metavar="N",
+              help="The most JSON values (about: commas and opening brackets) one request body may hold; more is "
+                   "refused (413) unparsed, since parsing holds every other request meanwhile.")
 @click.option("--read-timeout", "read_timeout", default=DEFAULT_READ_TIMEOUT_S, show_default=True,
               type=click.FloatRange(0, min_open=True), callback=_bound_seconds, metavar="SECONDS",
               help="How long a client may stall a request it began (its headers, or between two pieces of its "
@@ -175,7 +180,7 @@ def _origins(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(host, port, ollama_port, data_folder, models, default_model, api_key, cors_origins, allowed_hosts,
-          allow_media_from, max_upload_bytes, read_timeout,
+          allow_media_from, max_upload_bytes, max_json_values, read_timeout,
           n_parallel, n_ctx, n_threads, adaptive_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v,
           cache_ram_mib, speculative, draft_model, lora, lora_scaled, lora_init_without_apply, slot_save_path,
           endpoint_slots, draft_p_min, draft_max, draft_min, ngram, image_min_tokens, image_max_tokens, keep_alive,
@@ -225,7 +230,8 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
     config = ServerConfig(
         host=host, port=port, ollama_port=ollama_port, data_folder=data_folder or default_data_folder(), api_key=api_key,
         cors_origins=list(cors_origins), allowed_hosts=list(allowed_hosts), models=list(models),
-        allow_media_from=list(allow_media_from), max_upload_bytes=max_upload_bytes, read_timeout=read_timeout,
+        allow_media_from=list(allow_media_from), max_upload_bytes=max_upload_bytes, max_json_values=max_json_values,
+        read_timeout=read_timeout,
         default_model=default_model,
         n_parallel=n_parallel, n_ctx=n_ctx, n_threads=n_threads, adaptive_threads=adaptive_threads,
         n_gpu_layers=n_gpu_layers, max_queue=max_queue,

@@ -18,6 +18,15 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: bound, a client that declares a body and never sends it holds its connection, and what the route holds with it,
 #: forever. `jan serve --read-timeout`.
 DEFAULT_READ_TIMEOUT_S = 60.0
+#: The most JSON values (about: its commas and opening brackets, counted before it is parsed) one request body may
+#: hold. Python's JSON parser and pydantic's validator each hold the GIL for the whole of a body, a worker thread's
+#: included: 16 MiB of ``[1],[1],...`` stopped every other request (``/health``, other clients' streamed tokens) for
+#: seconds. A body past this is a 413, refused unparsed. 256 Ki values hold a 128k-token prompt as token ids twice
+#: over; a 16 MiB base64 image or a long conversation holds far fewer (the commas of its text count too). A body at
+#: the limit still holds the others for up to a few hundred milliseconds in its worst shapes (benchmarks/FINDINGS.md):
+#: lower it where that matters more than big bodies. Like aiohttp's ``client_max_size``
+#: (:attr:`ServerConfig.max_body_bytes`) for bytes. `jan serve --max-json-values`.
+DEFAULT_MAX_JSON_VALUES = 256 * 1024
 
 
 def default_data_folder() -> Path:
@@ -73,6 +82,7 @@ class ServerConfig:
     max_loaded_models: int | None = None
     keep_alive: float | None = None
     max_body_bytes: int = 16 * 1024 * 1024
+    max_json_values: int = DEFAULT_MAX_JSON_VALUES  # see DEFAULT_MAX_JSON_VALUES; more is a 413
     # The largest file POST /v1/files stores (OpenAI's limit); a larger one is a 413. Uploads stream to disk,
     # so this bounds the disk a client may fill, not memory.
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # `jan serve --max-upload-bytes`
@@ -89,6 +99,9 @@ class ServerConfig:
             self.data_folder = expand_home(self.data_folder)
         if not (isinstance(self.read_timeout, (int, float)) and 0 < self.read_timeout < float("inf")):
             raise ValueError(f"read_timeout: must be a number of seconds > 0, not {self.read_timeout!r}")
+        if isinstance(self.max_json_values, bool) or not (isinstance(self.max_json_values, int)
+                                                          and self.max_json_values >= 1):
+            raise ValueError(f"max_json_values: must be an integer >= 1, not {self.max_json_values!r}")
 
     @property
     def bound_to_loopback(self) -> bool:

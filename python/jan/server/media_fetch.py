@@ -20,7 +20,6 @@ wire body as a ``data:`` URL, so the dialects' parsers and the typed path stay a
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 from dataclasses import dataclass
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from pydantic import BaseModel
 from yarl import URL
 
 from jan.errors import MediaError
-from jan.image_types import b64decode, sniff_image
+from jan.image_types import b64decode, b64encode_text, sniff_image
 from jan.local_files import expand_home, open_regular_file
 from jan.server.aiohttp_import import load_client
 from jan.server.body_size import body_step
@@ -135,7 +134,7 @@ class MediaFetcher:
         if mime is None:
             raise MediaError(f"{param}: {url} is not a PNG, JPEG, WebP or GIF image", reason="unsupported_format",
                              param=param)
-        return f"data:{mime};base64," + base64.b64encode(data).decode()
+        return f"data:{mime};base64," + b64encode_text(data)
 
     async def fetch(self, url: str, param: str) -> bytes:
         """The bytes of the allowed ``http(s)://`` URL or local file (``file://`` or an absolute path) ``url``

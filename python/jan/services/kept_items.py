@@ -15,7 +15,6 @@ store: a thread message is a dict, as the conversation store keeps it.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from collections.abc import Iterable, Sequence
@@ -23,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from jan.services.encrypted_reasoning import reasoning_item_text
+from jan.image_types import b64encode_text
 from jan.services.types import ChatMessage, Part, ToolCall
 from jan.services.untrusted import UntrustedTextPart
 
@@ -57,7 +57,7 @@ def result_content(parts: Sequence[Part]) -> list[dict[str, Any]]:
     from jan.services.types import ImagePart
 
     return [{"type": "image_url", "image_url": {"url": f"data:{p.mime_type};base64,"
-                                                       f"{base64.b64encode(p.data).decode('ascii')}"}}
+                                                       f"{b64encode_text(p.data)}"}}
             if isinstance(p, ImagePart) else {"type": "text", "text": getattr(p, "text", "")} for p in parts]
 
 

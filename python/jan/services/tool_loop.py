@@ -36,7 +36,6 @@ result as a ``role: "tool"`` message whose ``metadata`` holds
 from __future__ import annotations
 
 import asyncio
-import base64
 import fnmatch
 import functools
 import json
@@ -44,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from jan.json_text import loads_json
+from jan.image_types import b64encode_text
 from jan.core import Tool, ToolRegistry, ToolResult
 from jan.core.tools import DEFAULT_TOOL_TIMEOUT, ToolCallOutcome
 from jan.services.errors import RequestError
@@ -511,7 +511,7 @@ async def _stored_content(result: ToolResult) -> Any:
         return result.as_text()
     parts = await asyncio.to_thread(result_parts, result)  # (each image decoded once: not on the event loop)
     return [{"type": "image_url", "image_url": {"url": f"data:{p.mime_type};base64,"
-                                                       f"{base64.b64encode(p.data).decode('ascii')}"}}
+                                                       f"{b64encode_text(p.data)}"}}
             if isinstance(p, ToolImagePart) else {"type": "text", "text": p.text} for p in parts]
 
 

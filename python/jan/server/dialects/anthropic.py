@@ -9,7 +9,6 @@ Request: :class:`MessagesRequest` (the body, validated) -> :func:`to_chat_reques
 
 from __future__ import annotations
 
-import base64
 import binascii
 import dataclasses
 import datetime
@@ -22,7 +21,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
 
 from jan.json_text import loads_json
-from jan.image_types import b64decode, sniff_image
+from jan.image_types import b64decode, b64encode_text, sniff_image
 from jan.server.body_size import body_step
 from jan.server.dialect_errors import (anthropic_error_body, anthropic_error_status, anthropic_error_type,
                                        from_anthropic_sdk)
@@ -1530,7 +1529,7 @@ class MessageStream:
             # a result with images: its text and images in order, as the model read them (mcp_use._turn), so that
             # the reply sent back (or held by a thread) gives a vision model the images again
             content = [{"type": "image", "source": {"type": "base64", "media_type": p.mime_type,
-                                                    "data": base64.b64encode(p.data).decode("ascii")}}
+                                                    "data": b64encode_text(p.data)}}
                        if isinstance(p, typed.ImagePart) else {"type": "text", "text": p.text}
                        for p in event.parts] if event.parts and event.error is None \
                 else [{"type": "text", "text": text or ""}]

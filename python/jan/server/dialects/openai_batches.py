@@ -35,7 +35,7 @@ from jan.server import openai_wire as wire
 from jan.server.errors import APIError, context_error, to_api_error
 from jan.server.keys import SERVICES
 from jan.server.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, StrictModel
-from jan.server.validation import MAX_JSON_DEPTH, loads_bounded, validate_json
+from jan.server.validation import MAX_JSON_DEPTH, json_values_in, loads_bounded, validate_json
 from jan.server.body_size import body_step
 from jan.server.dialects import responses as responses_wire
 from jan.server.routes.files import stored_image
@@ -104,11 +104,13 @@ def _error(code: str, message: str, line: int | None, param: str | None = None) 
     return {"code": code, "message": message, "param": param, "line": line}
 
 
-def read_input(uploads: UploadStore, file_id: str, endpoint: str
+def read_input(uploads: UploadStore, file_id: str, endpoint: str, max_values: int | None = None
                ) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any] | None, str | None]:
     """Blocking: the input file's items ``(custom_id, body)``, OpenAI's ``errors`` object when its lines break the
     rules (then no item is run), and the model the lines name. A 400 naming ``input_file_id`` for a file that is
-    not there, not of purpose ``batch``, or too large."""
+    not there, not of purpose ``batch``, or too large. ``max_values``: the most JSON values a line may hold (the
+    server's ``max_json_values``, as for a request's body: one line of 16 MiB of tiny values, parsed in one call,
+    held every other request), counted before the line is parsed."""
     try:
         data, doc = uploads.read_bytes(file_id, MAX_INPUT_BYTES)
     except NotFoundError:
@@ -130,30 +132,44 @@ def read_input(uploads: UploadStore, file_id: str, endpoint: str
         errors.append(_error("too_many_tasks", f"The input file has {len(lines)} requests; a batch takes at most "
                                                f"{MAX_LINES}.", None))
     for number, raw in lines if not errors else ():
-        why = ""
-        try:
-            # read as a request body is (RFC 8259 JSON: no NaN or Infinity, no number past a double, no lone
-            # surrogate; its body nested as deep as a request's may be, the line one level above it): such a line
-            # was taken here and then failed the batch's own write with Python's words (a 400 "'utf-8' codec
-            # can't encode...", "Out of range float values...") naming no line
-            line = loads_bounded(raw, max_depth=MAX_JSON_DEPTH + 1)
-        except APIError as exc:
-            line, why = None, f" ({exc.message})"
-        if not isinstance(line, dict):
-            errors.append(_error("invalid_json_line", f"This line is not parseable as valid JSON.{why}", number))
+        values = json_values_in(raw)
+        if max_values is not None and values > max_values:
+            errors.append(_error("too_many_json_values", f"This line holds about {values:,} JSON values, more than "
+                                 f"the {max_values:,} this server parses in one request (its max_json_values).",
+                                 number))
         else:
-            problem = _line_problem(line, endpoint, seen, model)
-            if problem is not None:
-                errors.append(_error(*problem[:2], number, problem[2]))
-            else:
-                seen.add(line["custom_id"])
-                model = model or line["body"].get("model")
-                items.append((line["custom_id"], line["body"]))
+            model = _read_line(raw, number, endpoint, seen, model, items, errors)
         if len(errors) >= MAX_ERRORS:
             break
     if errors:
         return [], {"object": "list", "data": errors}, model
     return items, None, model
+
+
+def _read_line(raw: bytes, number: int, endpoint: str, seen: set[str], model: str | None,
+               items: list[tuple[str, dict[str, Any]]], errors: list[dict[str, Any]]) -> str | None:
+    """One line of an input file parsed and checked: its item added to ``items``, or its error to ``errors``; the
+    batch's model, as it now is."""
+    why = ""
+    try:
+        # read as a request body is (RFC 8259 JSON: no NaN or Infinity, no number past a double, no lone
+        # surrogate; its body nested as deep as a request's may be, the line one level above it): such a line
+        # was taken here and then failed the batch's own write with Python's words (a 400 "'utf-8' codec
+        # can't encode...", "Out of range float values...") naming no line
+        line = loads_bounded(raw, max_depth=MAX_JSON_DEPTH + 1)
+    except APIError as exc:
+        line, why = None, f" ({exc.message})"
+    if not isinstance(line, dict):
+        errors.append(_error("invalid_json_line", f"This line is not parseable as valid JSON.{why}", number))
+    else:
+        problem = _line_problem(line, endpoint, seen, model)
+        if problem is not None:
+            errors.append(_error(*problem[:2], number, problem[2]))
+        else:
+            seen.add(line["custom_id"])
+            model = model or line["body"].get("model")
+            items.append((line["custom_id"], line["body"]))
+    return model
 
 
 def _line_problem(line: Mapping[str, Any], endpoint: str, seen: set[str], model: str | None

@@ -29,7 +29,6 @@ is removed, see :mod:`jan.server.dialects.anthropic_threads`). Nothing here know
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import contextlib
 import logging
@@ -41,6 +40,7 @@ from typing import Any
 from jan.core import ConversationalExtension, NotFoundError
 from jan.core.fs import atomic_write_json, loads_json, set_aside
 from jan.errors import not_found_message
+from jan.image_types import b64decode, b64encode_text
 from jan.store._trash import sweep_temp_files
 from jan.store.context import LOCK_DIR_NAME
 from jan.core.locks import AsyncFileLocks
@@ -107,7 +107,7 @@ class KeptTurn:
 
 
 def _data_url(part: ImagePart) -> str:
-    return f"data:{part.mime_type};base64,{base64.b64encode(part.data).decode()}"
+    return f"data:{part.mime_type};base64,{b64encode_text(part.data)}"
 
 
 def to_thread_message(message: ChatMessage | KeptTurn, response_id: str | None = None) -> dict[str, Any]:
@@ -161,7 +161,7 @@ def _image(url: str) -> ImagePart | None:
     if not head.startswith("data:") or not head.endswith(";base64"):
         return None
     try:
-        return ImagePart(base64.b64decode(data), head[5:].split(";")[0])
+        return ImagePart(b64decode(data), head[5:].split(";")[0])
     except (binascii.Error, ValueError):
         return None
 

@@ -28,7 +28,7 @@ from jan.server.errors import APIError
 from jan.server.jsonio import json_response
 from jan.server.routes.docs import EXTRA_BODIES, JSON, RESPONSE_SCHEMAS, RESPONSES
 from jan.server.route_state import BATCHES, UPLOADS
-from jan.server.validation import parse_body, query_int
+from jan.server.validation import parse_body, query_int, request_json_values_limit
 from jan.services.batch_types import Batch
 from jan.services.batches import BatchService
 from jan.store.errors import InvalidArgumentError, InvalidIdError, NotFoundError
@@ -99,7 +99,7 @@ async def create_batch(request: web.Request) -> web.Response:
     body = await parse_body(request, openai.BatchCreateRequest)
     openai.check_create(body)
     items, errors, model = await asyncio.to_thread(openai.read_input, request.app[UPLOADS], body.input_file_id,
-                                                   body.endpoint)
+                                                   body.endpoint, request_json_values_limit(request))
     extra = {"input_file_id": body.input_file_id, "completion_window": body.completion_window, "model": model,
              "output_expires_after": body.output_expires_after.model_dump() if body.output_expires_after else None}
     batch = await _service(request).create(openai.DIALECT, body.endpoint, items, metadata=body.metadata,

@@ -25,7 +25,6 @@ Anthropic ``document``'s ``file`` source is read as text (:mod:`jan.server.docum
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 import urllib.parse
@@ -36,7 +35,7 @@ from aiohttp.multipart import BodyPartReader, MultipartReader
 
 from jan.errors import MediaError
 from jan.server.dialects import anthropic as anthropic_wire
-from jan.image_types import MAX_PIXELS, load_image, sniff_image
+from jan.image_types import MAX_PIXELS, b64encode_text, load_image, sniff_image
 from jan.server.errors import APIError, json_error
 from jan.server.body_read import FORM_OVERHEAD_BYTES, BodyLimit, body_limit, upload_too_large
 from jan.server.forms import check_plain as _plain, next_part as _next, open_form, read_chunk as _read
@@ -372,5 +371,5 @@ async def stored_image(store: UploadStore, file_id: str, param: str) -> tuple[by
 async def upload_data_url(request: web.Request, file_id: str, param: str) -> str:
     """The uploaded image ``file_id`` as a ``data:`` URL (:func:`upload_image`), as a thread message takes it."""
     data, mime = await upload_image(request, file_id, param)
-    encoded = await asyncio.to_thread(base64.b64encode, data)  # up to 20 MB: not on the event loop
-    return f"data:{mime};base64,{encoded.decode()}"
+    encoded = await asyncio.to_thread(b64encode_text, data)  # up to 20 MB: off the loop, in pieces
+    return f"data:{mime};base64,{encoded}"

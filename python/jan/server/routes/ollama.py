@@ -42,7 +42,8 @@ from jan.server.jsonio import json_response_built, json_text
 from jan.server.keys import CONFIG, SERVICES, SHUTTING_DOWN
 from jan.server.route_state import prune_blobs
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
-from jan.server.validation import body_is_large, body_step, loads_bounded
+from jan.server.validation import (body_is_large, body_step, check_json_values, loads_bounded,
+                                   request_json_values_limit)
 from jan.store.aio import write_through
 from jan.services import Services, Target
 from jan.services.companions import lora_problem
@@ -161,6 +162,7 @@ async def _body(request: web.Request, model: type[B]) -> B:
     if not raw.strip():
         raise OllamaError(400, "missing request body")
     body_is_large(len(raw))  # a big body (base64 images, 470,000 messages) is parsed and validated off the loop
+    await body_step(check_json_values, raw, request_json_values_limit(request))  # a 413 before any parsing
     return await body_step(_decoded, raw, model)
 
 
