@@ -118,6 +118,40 @@ def test_a_second_response_in_a_busy_conversation_is_conversation_locked(server,
         assert [t[1] for t in _texts(http, conversation)][:3] == ["Once upon a time", first_answer, "The end."]
 
 
+def test_a_batch_line_in_a_busy_conversation_waits_its_turn(server, gate):
+    import time
+
+    from jan.server.route_state import CONVERSATION_LOCKS
+
+    locks = server.app[CONVERSATION_LOCKS]
+    with httpx.Client(base_url=server.base_url, timeout=120) as http:
+        conversation = http.post("/v1/conversations", json={}).json()["id"]
+        line = {"custom_id": "later", "method": "POST", "url": "/v1/responses", "body": _body(conversation, "Later")}
+        upload = http.post("/v1/files", data={"purpose": "batch"},
+                           files={"file": ("in.jsonl", json.dumps(line).encode(), "application/jsonl")}).json()
+        with http.stream("POST", "/v1/responses", json=_body(conversation, "First", stream=True)) as first:
+            lines = first.iter_lines()
+            for text in lines:  # up to its first text: held at the gate
+                if text.startswith("data: ") and json.loads(text[6:])["type"] == "response.output_text.delta":
+                    break
+            batch = http.post("/v1/batches", json={"input_file_id": upload["id"], "endpoint": "/v1/responses",
+                                                   "completion_window": "24h"}).json()
+            deadline = time.monotonic() + 120
+            while locks.waiting(conversation) == 0:  # (the line has reached the conversation, and waits there)
+                assert time.monotonic() < deadline, "the batch's line never came to the conversation"
+                time.sleep(0.02)
+            gate.set()
+            for _ in lines:
+                pass
+        deadline = time.monotonic() + 120
+        while (batch := http.get(f"/v1/batches/{batch['id']}").json())["status"] not in ("completed", "failed"):
+            assert time.monotonic() < deadline, batch
+            time.sleep(0.05)
+        assert batch["request_counts"] == {"total": 1, "completed": 1, "failed": 0}, batch
+        # it ran after the live response, reading its turn
+        assert [t[1] for t in _texts(http, conversation)][0::2] == ["First", "Later"]
+
+
 def test_a_refused_or_cancelled_response_lets_the_next_one_in(server, gate):
     with httpx.Client(base_url=server.base_url, timeout=120) as http:
         conversation = http.post("/v1/conversations", json={}).json()["id"]

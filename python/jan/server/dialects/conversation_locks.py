@@ -43,6 +43,7 @@ class ConversationLocks:
 
     def __init__(self) -> None:
         self._held: dict[str, asyncio.Event] = {}
+        self._waiting: dict[str, int] = {}
 
     def held(self, conversation_id: str) -> bool:
         """Whether a response is being made in the conversation now."""
@@ -54,10 +55,20 @@ class ConversationLocks:
             raise APIError(400, LOCKED_MESSAGE, param="conversation", code="conversation_locked")
         return self._hold(conversation_id)
 
+    def waiting(self, conversation_id: str) -> int:
+        """How many takers wait for the conversation now (:meth:`wait_take`)."""
+        return self._waiting.get(conversation_id, 0)
+
     async def wait_take(self, conversation_id: str) -> ConversationHold:
         """Hold the conversation once no other response holds it (queued work: a batch's line)."""
         while (freed := self._held.get(conversation_id)) is not None:
-            await freed.wait()
+            self._waiting[conversation_id] = self._waiting.get(conversation_id, 0) + 1
+            try:
+                await freed.wait()
+            finally:
+                left = self._waiting.pop(conversation_id) - 1
+                if left:
+                    self._waiting[conversation_id] = left
         return self._hold(conversation_id)
 
     def _hold(self, conversation_id: str) -> ConversationHold:
