@@ -390,17 +390,24 @@ def test_a_background_response_cancelled_adds_its_input_and_what_it_said(client)
 
 
 def test_concurrent_responses_do_not_interleave(server):
+    # one response at a time in a conversation, as OpenAI's API: those asked while another is being made are a 400
+    # conversation_locked (tests/test_responses_conversation_lock.py); whichever ran, each turn is whole and in order
     async def go() -> None:
         client = openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
         conv = await client.conversations.create()
         answers = await asyncio.gather(*(client.responses.create(
             model="stories260K", conversation=conv.id, input=f"turn {k}", max_output_tokens=MAX_TOKENS,
-            temperature=0) for k in range(3)))
+            temperature=0) for k in range(3)), return_exceptions=True)
+        made = {k: a for k, a in enumerate(answers) if not isinstance(a, BaseException)}
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                assert isinstance(answer, openai.BadRequestError) and answer.code == "conversation_locked", answer
+        assert made
         items = [i async for i in client.conversations.items.list(conv.id, order="asc", limit=100)]
-        assert len(items) == 6
-        pairs = [(items[k], items[k + 1]) for k in range(0, 6, 2)]
+        assert len(items) == 2 * len(made)
+        pairs = [(items[k], items[k + 1]) for k in range(0, len(items), 2)]
         by_input = {_texts([u])[0][2]: _texts([a])[0] for u, a in pairs}
-        for k, answer in enumerate(answers):
+        for k, answer in made.items():
             assert by_input[f"turn {k}"] == ("message", "assistant", _answer(answer))
         await client.close()
 
@@ -888,21 +895,23 @@ def test_a_web_search_call_is_no_message_of_the_thread(client, server):
     assert [i.type for i in _all(client, conv.id)] == ["message", "web_search_call"]
 
 
-def test_concurrent_responses_sending_one_id_each_list_their_own(server):
-    """Two responses made at once in a conversation, their input sent with the same id: the second to end has its
-    item given a new id, in the conversation and in its input_items alike."""
+def test_a_response_and_an_add_sending_one_id_each_list_their_own(server):
+    """A response made in a conversation while items are added to it (one response at a time: a second is
+    conversation_locked), its input sent with the id an added item has too: the second to be added is given a new
+    id, in the conversation and in the response's input_items alike."""
     async def go() -> None:
         client = openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
         conv = await client.conversations.create()
-        answers = await asyncio.gather(*(client.responses.create(
-            model="stories260K", conversation=conv.id, max_output_tokens=2,
-            input=[{"type": "message", "role": "user", "id": "msg_twice", "content": f"turn {k}"}]) for k in range(2)))
+        answer, _added = await asyncio.gather(
+            client.responses.create(model="stories260K", conversation=conv.id, max_output_tokens=2, input=[
+                {"type": "message", "role": "user", "id": "msg_twice", "content": "turn 0"}]),
+            client.conversations.items.create(conv.id, items=[
+                {"type": "message", "role": "user", "id": "msg_twice", "content": "turn 1"}]))
         items = [i async for i in client.conversations.items.list(conv.id, order="asc", limit=100)]
-        assert len({i.id for i in items}) == len(items) == 4
-        for answer in answers:
-            listed = [i async for i in client.responses.input_items.list(answer.id, order="asc")]
-            mine = next(i for i in items if i.id == listed[-1].id)  # its input item is the conversation's
-            assert mine.content[0].text == listed[-1].content[0].text
+        assert len({i.id for i in items}) == len(items) == 3
+        listed = [i async for i in client.responses.input_items.list(answer.id, order="asc")]
+        mine = next(i for i in items if i.id == listed[-1].id)  # its input item is the conversation's
+        assert mine.content[0].text == listed[-1].content[0].text == "turn 0"
         assert sum(i.id == "msg_twice" for i in items) == 1
         await client.close()
 

@@ -272,3 +272,16 @@ def test_a_remote_models_llama_server_meta_is_null(front):
     assert status == 200, listing
     entry = next(m for m in listing["data"] if m["id"] == "remote-stories")
     assert "meta" in entry and entry["meta"] is None, entry
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1/completions", {"prompt": "Once"}), ("/completion", {"prompt": "Once"})])
+@pytest.mark.parametrize("field", ["n_indent", "t_max_predict_ms"])
+def test_a_remote_model_refuses_the_output_rules_of_code_completion(front, path, body, field):
+    # (jan applies n_indent and t_max_predict_ms on a local model's raw output; a remote model's is its server's,
+    # which jan cannot stop mid-line: a 400 naming the field, never dropped; off, they ask nothing)
+    status, answer = call(front, "POST", path, {"model": "remote-stories", "max_tokens": 2, field: 4} | body)
+    assert status == 400 and answer["error"]["message"].startswith(f"{field}: model 'remote-stories'"), answer
+    status, answer = call(front, "POST", path, {"model": "remote-stories", "max_tokens": 2, field: 0} | body)
+    assert status == 200, answer

@@ -9,8 +9,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from jan.server.dialects.llamacpp import NativeResults
-from jan.services.types import CompletionDelta
 from jan.testing.gguf_models import TINY_CHAT_CONFIG, _read_tokenizer_kv, vocab_path, write_llama_from_vocab
 from server_helpers import ok, post, start_server
 
@@ -402,41 +400,7 @@ def test_the_bodies_editor_plugins_send_are_served(server):
 
 
 # -- the output rules llama-server applies (n_indent, t_max_predict_ms) ------------------------------
-def _results(**kw) -> NativeResults:
-    clock = kw.pop("clock", lambda: 0.0)
-    return NativeResults("m", dict, n_results=1, clock=clock, **kw)
-
-
-def test_n_indent_ends_at_a_line_less_indented():
-    results = _results(n_indent=4)
-    shown = [results.add(CompletionDelta(text=t)) for t in ("x = 1", "\n    y", " = 2\n  ", "  z\n", "w = 3\n")]
-    assert [s["content"] if s else None for s in shown] == ["x = 1", "\n    y", " = 2\n", "    z\n", None]
-    assert results.cut_short  # (the route closes the generation here)
-    final = results.finals(lambda i: 7)[0]
-    assert final["content"] == "x = 1\n    y = 2\n    z\n" and final["stop_type"] == "limit"
-    assert final["tokens_evaluated"] == 7
-    # the first line is never held to it; a line's indentation is told by its first other character
-    results = _results(n_indent=2)
-    assert results.add(CompletionDelta(text="a\n "))["content"] == "a\n"  # (the indentation waits)
-    assert results.add(CompletionDelta(text="b"))["content"] == " "  # (cut before the line's first character)
-    assert results.finals(lambda i: 0)[0]["content"] == "a\n " and results.cut_short
-
-
-def test_t_max_predict_ms_ends_at_the_next_newline_after_the_time():
-    now = [0.0]
-    results = _results(t_max_predict_ms=100, clock=lambda: now[0])
-    results.add(CompletionDelta(text="a"))
-    now[0] = 0.05
-    results.add(CompletionDelta(text="b\n"))  # a newline within the time: on
-    now[0] = 0.2
-    results.add(CompletionDelta(text="c"))  # past the time, no newline: on
-    assert not results.cut_short
-    results.add(CompletionDelta(text="d\n"))
-    assert results.cut_short and results.add(CompletionDelta(text="more")) is None
-    final = results.finals(lambda i: 3)[0]
-    assert final["content"] == "ab\ncd\n" and final["stop_type"] == "limit"
-
-
+# (the rules themselves, and on every route that takes them: tests/test_line_rules.py)
 def test_t_max_predict_ms_on_a_real_generation(server):
     full = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 300})
     assert "\n" in full["content"]

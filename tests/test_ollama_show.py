@@ -91,3 +91,32 @@ async def test_show_has_the_projectors_header(vision_server, vision_pair, verbos
 def test_show_of_a_model_without_a_projector_leaves_projector_info_out(tagged):
     assert "projector_info" not in ollama_models.show({"id": "tagged"}, str(tagged))
     assert ollama_models.projector_info(str(tagged.parent / "missing-mmproj.gguf")) == {}  # unreadable: none
+
+
+# -- tensors: each tensor's name, type and shape, as Ollama's show lists a GGUF model's (verbose or not) ----------
+@pytest.mark.parametrize("verbose", [False, True])
+async def test_show_lists_the_tensors_as_the_file_has_them(server, tagged, verbose):
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(tagged))
+    expected = [{"name": t.name, "type": t.tensor_type.name, "shape": [int(d) for d in t.shape]}
+                for t in reader.tensors]
+    async with Client(server.base_url) as api:
+        status, shown = await api.post("/api/show", {"model": "tagged", "verbose": verbose})
+    assert status == 200, shown
+    assert shown["tensors"] == expected and expected
+    assert {t["type"] for t in shown["tensors"]} <= {"F32", "F16", "Q8_0"}, shown["tensors"]
+    assert list(shown).index("tensors") > list(shown).index("model_info")  # (Ollama's order)
+
+
+def test_a_damaged_tensor_list_leaves_tensors_out(tmp_path, tagged):
+    from jan.extensions.models.gguf_info import gguf_tensors
+
+    cut = tmp_path / "cut-tensors.gguf"
+    data = tagged.read_bytes()
+    at = data.index(b"output_norm.weight")  # (a tensor's name: in the tensor list, after the vocabulary)
+    cut.write_bytes(data[:at + 10])
+    with pytest.raises(ValueError):
+        gguf_tensors(str(cut))
+    assert "tensors" not in ollama_models.show({"id": "cut"}, str(cut))
+    assert "tensors" not in ollama_models.show({"id": "remote"}, None)

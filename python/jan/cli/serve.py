@@ -77,6 +77,12 @@ def _origins(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
         raise click.BadParameter(str(exc)) from None
 
 
+def _names(values: tuple[str, ...]) -> list[str]:
+    """``--alias``/``--tags`` values as llama-server reads them: comma-separated, each stripped, empty ones
+    dropped, each once (repeating the option adds more)."""
+    return list(dict.fromkeys(name.strip() for value in values for name in value.split(",") if name.strip()))
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, callback=nonempty_param, help="Address to bind (loopback by default).")
 @click.option("--port", "-p", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
@@ -89,6 +95,11 @@ def _origins(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
               help="Jan data folder [default: $JAN_DATA_FOLDER or ~/jan]")
 @click.option("--model", "-m", "models", multiple=True, callback=nonempty_param,
               help="Model id or GGUF path to load at start (repeatable; paths are imported by reference).")
+@click.option("--alias", "-a", "aliases", multiple=True, callback=lambda ctx, param, v: _names(v),
+              help="Other names for the one --model, comma-separated (llama-server's): requests may name it by any "
+                   "of them; /v1/models lists them as its aliases.")
+@click.option("--tags", "tags", multiple=True, callback=lambda ctx, param, v: _names(v),
+              help="Labels for the one --model, comma-separated (informational; /v1/models lists them).")
 @click.option("--default-model", default=None, callback=nonempty_param,
               help="Model id used by requests that name none [default: the only loaded model].")
 @click.option("--api-key", envvar="JAN_API_KEY", default=None, callback=nonempty_param,
@@ -179,8 +190,8 @@ def _origins(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--no-extensions", is_flag=True, help="Load only built-in extensions.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(host, port, ollama_port, data_folder, models, default_model, api_key, cors_origins, allowed_hosts,
-          allow_media_from, max_upload_bytes, max_json_values, read_timeout,
+def serve(host, port, ollama_port, data_folder, models, aliases, tags, default_model, api_key, cors_origins,
+          allowed_hosts, allow_media_from, max_upload_bytes, max_json_values, read_timeout,
           n_parallel, n_ctx, n_threads, adaptive_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v,
           cache_ram_mib, speculative, draft_model, lora, lora_scaled, lora_init_without_apply, slot_save_path,
           endpoint_slots, draft_p_min, draft_max, draft_min, ngram, image_min_tokens, image_max_tokens, keep_alive,
@@ -216,6 +227,11 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
     # server starts without models it was told to have ready: refused before anything starts, as a user asking
     # for those models loaded expects (the alternative, keeping the last N, would drop what was asked for).
     wanted = list(dict.fromkeys(models))
+    if (aliases or tags) and len(wanted) != 1:
+        # (llama-server's name one model; with several --model, which one they named would be a guess)
+        flag = "--alias" if aliases else "--tags"
+        raise click.UsageError(f"{flag} names the one model given with --model; give exactly one --model "
+                               f"(got {len(wanted)})")
     if max_loaded_models is not None and len(wanted) > max_loaded_models:
         click.echo(f"jan serve: {len(wanted)} models given with --model ({', '.join(wanted)}) but "
                    f"--max-loaded-models {max_loaded_models}: they cannot all stay loaded; give at most "
@@ -231,8 +247,7 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
         host=host, port=port, ollama_port=ollama_port, data_folder=data_folder or default_data_folder(), api_key=api_key,
         cors_origins=list(cors_origins), allowed_hosts=list(allowed_hosts), models=list(models),
         allow_media_from=list(allow_media_from), max_upload_bytes=max_upload_bytes, max_json_values=max_json_values,
-        read_timeout=read_timeout,
-        default_model=default_model,
+        read_timeout=read_timeout, default_model=default_model, aliases=aliases, tags=tags,
         n_parallel=n_parallel, n_ctx=n_ctx, n_threads=n_threads, adaptive_threads=adaptive_threads,
         n_gpu_layers=n_gpu_layers, max_queue=max_queue,
         cache_type_k=cache_type_k, cache_type_v=cache_type_v, cache_ram_mib=cache_ram_mib,

@@ -267,13 +267,36 @@ def _configure_local_engine(manager: ExtensionManager, config: ServerConfig) -> 
         local.set_residency(max_loaded=config.max_loaded_models, keep_alive=config.keep_alive)
 
 
+async def _name_models(app: web.Application, loaded: list[dict]) -> None:
+    """``jan serve --alias``/``--tags`` (llama-server's) given to the one model ``--model`` loaded. An alias that is
+    the id of another model of the data folder would hide that model: refused, the server does not start."""
+    from jan.errors import ModelLoadError, ModelNotFoundError
+
+    config = app[CONFIG]
+    if not (config.aliases or config.tags) or len(loaded) != 1:
+        return
+    models = app[SERVICES].models
+    model_id = loaded[0]["id"]
+    for alias in config.aliases:
+        if alias == model_id:
+            continue
+        try:
+            other = await models.get(alias)
+        except (ModelNotFoundError, ValueError):
+            continue
+        raise ModelLoadError(f"--alias {alias}: the data folder has a model '{other['id']}' of that id; give "
+                             "another alias")
+    models.name_model(model_id, config.aliases, config.tags)
+
+
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     """Load the models named on the command line; on shutdown, unload everything."""
     from jan.server.preload import preload_models
 
     manager = app[MANAGER]
     try:
-        await preload_models(manager, app[CONFIG].models)
+        loaded = await preload_models(manager, app[CONFIG].models)
+        await _name_models(app, loaded)
         yield
     finally:
         await manager.stop()

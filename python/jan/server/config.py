@@ -49,6 +49,10 @@ class ServerConfig:
     models: list[str] = field(default_factory=list)  # GGUF paths or model ids to load at start
     # The model of requests that name none (else: the only loaded model, else a 400).
     default_model: str | None = None
+    # llama-server's --alias and --tags, for the one --model: other names requests may give it, and labels
+    # (informational); /v1/models lists both
+    aliases: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
     # Load options from the command line; None = not given (the llama.cpp extension's settings,
     # then jan.services.types.LOAD_DEFAULTS decide). A model.json's own settings win over these.
     n_parallel: int | None = None

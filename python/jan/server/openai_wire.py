@@ -34,6 +34,7 @@ from jan.services.types import (
     ChatResult,
     CompletionDelta,
     CompletionRequest,
+    LineRules,
     DocumentPart,
     EmbeddingRequest,
     EmbeddingResult,
@@ -292,7 +293,14 @@ def chat_request(body: schemas.ChatCompletionRequest, render_only: bool = False)
         continue_final_message=prefill,
         generation_prompt=not closed,
         truncation=body.truncation or "disabled",
+        line_rules=line_rules_of(body),
     )
+
+
+def line_rules_of(body: Any) -> LineRules:
+    """A body's llama-server ``n_indent`` and ``t_max_predict_ms`` (null: off) as the service's :class:`LineRules`."""
+    return LineRules(n_indent=body.n_indent or 0,
+                     t_max_predict_ms=body.t_max_predict_ms if body.t_max_predict_ms is not None else -1)
 
 
 def _check_continuation(body: schemas.ChatCompletionRequest, prefill: bool) -> None:
@@ -335,7 +343,8 @@ def completion_request(body: schemas.CompletionRequest) -> CompletionRequest:
                              grammar_triggers=patterns, grammar_trigger_tokens=tokens,
                              preserved_tokens=tuple(body.preserved_tokens or ()),
                              prompt_only=body.max_tokens == 0, dialect_defaults=COMPLETION_DEFAULTS,
-                             suffix=body.suffix or None)  # ("": no gap to fill, as OpenAI reads it)
+                             suffix=body.suffix or None,  # ("": no gap to fill, as OpenAI reads it)
+                             line_rules=line_rules_of(body))
 
 
 def content_prompt(prompt: schemas.ContentPrompt, where: str) -> MediaText | str:

@@ -22,6 +22,7 @@ from jan.core import ConversationalExtension, ThreadDeleted
 from jan.core.guarded import get_guarded
 from jan.errors import ModelNotFoundError
 from jan.server.dialects.anthropic_threads import MessageThreads
+from jan.server.dialects.conversation_locks import ConversationLocks
 from jan.server.dialects.responses_run import ReplayableStreams
 from jan.server.dialects.responses_store import ResponsesStore
 from jan.server.errors import APIError, error_body
@@ -35,7 +36,7 @@ from jan.store.uploads import UploadStore
 
 log = logging.getLogger("jan.server")
 
-__all__ = ["BATCHES", "BATCH_RUNNERS", "RUNS", "STORE", "STREAMS", "THREADS", "UPLOADS", "prune_blobs", "setup"]
+__all__ = ["BATCHES", "BATCH_RUNNERS", "CONVERSATION_LOCKS", "RUNS", "STORE", "STREAMS", "THREADS", "UPLOADS", "prune_blobs", "setup"]
 
 #: Uploads (``/v1/files``): read by the chat routes too (a file part's ``file_id``).
 UPLOADS = web.AppKey("uploads", UploadStore)
@@ -45,6 +46,8 @@ BATCHES = web.AppKey("batches", BatchService)
 STORE = web.AppKey("responses_store", ResponsesStore)
 #: Responses being generated, by id: what cancel and a GET while running reach.
 RUNS = web.AppKey("responses_runs", dict)
+#: The conversations a response is being made in now: one at a time (jan.server.dialects.conversation_locks).
+CONVERSATION_LOCKS = web.AppKey("conversation_locks", ConversationLocks)
 #: Background streams, running or ended a short while ago: what GET /v1/responses/{id}?stream=true replays.
 STREAMS = web.AppKey("responses_streams", ReplayableStreams)
 #: Anthropic's message threads (thread: create / continue): held as Jan threads, see dialects/anthropic_threads.py.
@@ -156,6 +159,7 @@ def setup_responses(app: web.Application) -> None:
     app[STORE] = ResponsesStore(app[CONFIG].data_folder / "responses",
                                 lambda: get_guarded(manager, ConversationalExtension))
     app[RUNS] = {}
+    app[CONVERSATION_LOCKS] = ConversationLocks()
     app[STREAMS] = ReplayableStreams()
     app.on_shutdown.append(_cancel_responses)
 

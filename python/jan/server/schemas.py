@@ -595,6 +595,10 @@ class SamplingFields(_Strict):
     # llama-server's: each streamed chunk of generated text carries the timings so far (its web UI shows the speed
     # live), not only the last one
     timings_per_token: bool | None = None
+    # llama-server's output rules for code completion, which it applies on these routes too (jan.services.types.
+    # LineRules): a line less indented than n_indent ends the answer; past t_max_predict_ms, the next newline does
+    n_indent: int | None = Field(None, ge=0, le=INT32_MAX)
+    t_max_predict_ms: int | None = Field(None, ge=-1, le=2**63 - 1)
 
     @model_validator(mode="before")
     @classmethod

@@ -36,6 +36,7 @@ from jan.services.media_workers import off_loop_for
 from jan.services.worker_pool import undone_if_abandoned
 from jan.services.model_prompt import model_prompt_place, requests_media_error, with_model_prompt
 from jan.services.models import ModelService, Target, model_sampling
+from jan.services.line_rules import LineCut, remote_refusal
 from jan.services.output import AnswerStops, ReasoningTokens, output_parser
 from jan.services.streams import DeltaStream
 from jan.services.types import (
@@ -112,6 +113,8 @@ class ChatService:
                 raise RequestError(f"context: the model '{target.id}' runs on the '{target.engine.engine_name}' "
                                    "engine, which takes messages, not token ids; send the conversation as messages",
                                    param="context", code="not_supported")
+            if layered.line_rules:
+                raise remote_refusal(target.id, layered.line_rules)
             if layered.post_sampling_probs and layered.logprobs:
                 # (a remote engine's logprobs are the model's own: told as post-sampling ones they would mislead)
                 raise RequestError(f"post_sampling_probs: model '{target.id}' cannot tell the probabilities after "
@@ -274,9 +277,16 @@ class ChatService:
         reasoning_tokens = 0
         # the token limit the engine was given: a "length" end short of it (or with none) is the context's
         limit = start.options.get("max_tokens")
+        # llama-server's n_indent and t_max_predict_ms, on each choice's raw output (as it reads its generated text)
+        line_cuts = [LineCut(request.line_rules) for _ in range(request.n)] if request.line_rules else []
         # closed here, not left to the garbage collector: the engine requests are cancelled at once
         async with contextlib.aclosing(merged(requests)) as chunks:
             async for index, chunk in chunks:
+                if line_cuts:
+                    ruled = line_cuts[index].chunk(chunk, requests[index].cancel)
+                    if ruled is None:
+                        continue
+                    chunk = ruled
                 parser = parsers[index]
                 tally = tallies[index]
                 stop = stops[index]
@@ -346,7 +356,8 @@ class ChatService:
                 if finish == "stop" and parser.made_tool_calls:
                     finish = "tool_calls"  # the token limit wins over a cut-off call: "length" stays
                 yield ChatDelta(choice=index, finish_reason=finish, stop=chunk.stop, token_ids=tuple(held[index]),
-                                context_full=finish == "length" and _short_of(chunk.usage, limit),
+                                context_full=finish == "length" and _short_of(chunk.usage, limit)
+                                and not (line_cuts and line_cuts[index].cut),
                                 choice_usage=usages[index])
         yield ChatDelta(choice=-1, usage=combined_usage([u for u in usages if u is not None]),
                         reasoning_tokens=reasoning_tokens)

@@ -19,6 +19,7 @@ from jan.services.worker_pool import undone_if_abandoned
 from jan.services.models import ModelService, Target, model_sampling
 from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.infill import infill_prompt
+from jan.services.line_rules import LineCut, remote_refusal
 from jan.services.streams import DeltaStream
 from jan.services.types import (CompletionDelta, CompletionRequest, MediaText, SamplingOptions, merge_options,
                                 resolve_sampling)
@@ -55,6 +56,8 @@ class CompletionService:
                 raise RequestError(f"prompt: model '{target.id}' takes no images or audio in a completion prompt "
                                    "(its engine is not local); send them to /v1/chat/completions",
                                    param="prompt", code="not_supported")
+            if layered.line_rules:
+                raise remote_refusal(target.id, layered.line_rules)
             if layered.post_sampling_probs and layered.logprobs is not None:
                 # (a remote engine's logprobs are the model's own: told as post-sampling ones they would mislead)
                 raise RequestError(f"post_sampling_probs: model '{target.id}' cannot tell the probabilities after "
@@ -151,6 +154,8 @@ class CompletionService:
         # with logprobs, the text told with the tokens that make it: a delta's logprobs are the tokens of its text
         scores = [ShownLogprobs(vocab, special) for _ in requests] if want_logprobs else []
         unstarted = set(range(len(requests)))  # choices whose first delta is still to come
+        # llama-server's n_indent and t_max_predict_ms, on each choice's text as generated (none for a prompt alone)
+        cuts = [LineCut(request.line_rules) for _ in requests] if request.line_rules and not request.prompt_only else []
 
         def first_ids(index: int) -> tuple[int, ...] | None:
             """The prompt's token ids on a choice's first delta (when given as ids), else None."""
@@ -181,6 +186,11 @@ class CompletionService:
                         yield CompletionDelta(choice=index, text="", logprobs=() if want_logprobs else None,
                                               finish_reason="length", prompt_token_ids=first_ids(index))
                     continue
+                if cuts:
+                    ruled = cuts[index].chunk(chunk, requests[index].cancel)
+                    if ruled is None:
+                        continue
+                    chunk = ruled
                 text, logprobs = chunk.text, None
                 if scores:  # the text goes out with its tokens' logprobs
                     text, told = scores[index].add(chunk.text, chunk.logprobs or ())

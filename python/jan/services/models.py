@@ -551,6 +551,26 @@ class ModelService:
         #: library caller with two folders could not tell which one lacked the model. Off for the server: its 404
         #: goes to clients that have no business with the host's paths, and its folder is the one it serves.
         self.name_folder = name_folder
+        #: Other names of models (llama-server's ``--alias``: ``jan serve --alias``): alias -> model id.
+        self.aliases: dict[str, str] = {}
+        #: Labels of models (llama-server's ``--tags``, informational): model id -> tags.
+        self.tags: dict[str, tuple[str, ...]] = {}
+
+    def name_model(self, model_id: str, aliases: Sequence[str] = (), tags: Sequence[str] = ()) -> None:
+        """Give ``model_id`` other names (requests naming one of them get this model, in this process) and labels.
+        A ValueError for an alias that another model already answers to (which model it named would be a
+        guess); an alias equal to the id itself changes nothing."""
+        for alias in aliases:
+            owner = self.aliases.get(alias)
+            if owner is not None and owner != model_id:
+                raise ValueError(f"--alias {alias}: already a name of model '{owner}'")
+        self.aliases.update({alias: model_id for alias in aliases if alias != model_id})
+        if tags:
+            self.tags[model_id] = tuple(dict.fromkeys((*self.tags.get(model_id, ()), *tags)))
+
+    def names_of(self, model_id: str) -> tuple[list[str], list[str]]:
+        """``model_id``'s aliases and tags (:meth:`name_model`), as llama-server's ``/v1/models`` lists them."""
+        return [a for a, owner in self.aliases.items() if owner == model_id], list(self.tags.get(model_id, ()))
 
     def add_transient(self, model: dict[str, Any]) -> None:
         """Make ``model`` (a model.json dict) known to this process only, in front of the data
@@ -778,7 +798,9 @@ class ModelService:
         return model_id not in self._transient and not is_valid_id(model_id)
 
     async def get(self, model_id: str) -> dict[str, Any]:
-        """The model.json of ``model_id``; ``ModelNotFoundError`` when there is none."""
+        """The model.json of ``model_id`` (or of the model it is an alias of); ``ModelNotFoundError`` when there
+        is none."""
+        model_id = self.aliases.get(model_id, model_id)
         if model_id in self._transient:
             return dict(self._transient[model_id])
         if self._never_stored(model_id):
@@ -826,6 +848,7 @@ class ModelService:
         """
         if not model_id:
             model_id = await self.default_model_id()
+        model_id = self.aliases.get(model_id, model_id)
         if self._never_stored(model_id):
             raise await self._missing_with_guess(model_id, ModelNotFoundError(model_id))
         whole = getattr(self.model_extension(), "model_with_weights", None)

@@ -52,6 +52,7 @@ __all__ = [
     "place_item",
     "MediaText",
     "MAX_EMBEDDING_TOKENS",
+    "LineRules",
     "LoadOptions",
     "NamedToolChoice",
     "Part",
@@ -647,6 +648,32 @@ class SamplingOptions:
         return out
 
 
+@dataclass(frozen=True)
+class LineRules:
+    """llama-server's output rules for code completion, which end a choice early (``finish_reason`` ``length``,
+    its ``stop_type: "limit"``), applied by the service on the generated text as llama-server applies them:
+
+    ``n_indent`` (0: off): after the first line, a line indented by fewer spaces or tabs than this (an empty line
+    too) ends the choice, cut before the line's first character; ``t_max_predict_ms`` (-1 or 0: off): once this
+    many milliseconds passed since the choice's first token, the next piece of text holding a newline ends it
+    (that piece shown whole). Local engines only (a RequestError for a remote one, which the service cannot
+    stop mid-line). Out of range: a RequestError naming the field.
+    """
+
+    n_indent: int = 0
+    t_max_predict_ms: int = -1
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        if self.n_indent < 0:
+            raise _misuse("n_indent", f"must be 0 (off) or more, got {self.n_indent}")
+        if self.t_max_predict_ms < -1:
+            raise _misuse("t_max_predict_ms", f"must be -1 (off) or more, got {self.t_max_predict_ms}")
+
+    def __bool__(self) -> bool:
+        return self.n_indent > 0 or self.t_max_predict_ms > 0
+
+
 #: The built-in sampling defaults, as llama.cpp's server has them (results are comparable).
 SAMPLING_DEFAULTS = SamplingOptions(
     max_tokens=None,
@@ -911,6 +938,9 @@ class ChatRequest:
     #: With ``logprobs``: the log-probabilities in the distribution the sampler chain drew from, as
     #: :attr:`CompletionRequest.post_sampling_probs` (llama-server's ``post_sampling_probs``). A local engine's only.
     post_sampling_probs: bool = False
+    #: llama-server's ``n_indent`` and ``t_max_predict_ms`` (:class:`LineRules`), on the model's raw output (its
+    #: thinking and call markup too, as llama-server reads its generated text).
+    line_rules: LineRules = LineRules()
     #: A handle a front end keeps to act on the generation while it runs (:mod:`jan.services.control`: end its
     #: thinking now). Giving one arms it: the thinking is watched by the engine's budget sampler (uncapped where
     #: no budget is asked). Local engines only.
@@ -1072,6 +1102,8 @@ class CompletionRequest:
     #: a greedy pick's only itself at 0), not the model's raw ones (llama-server's ``post_sampling_probs``). A
     #: local engine's only.
     post_sampling_probs: bool = False
+    #: llama-server's ``n_indent`` and ``t_max_predict_ms`` (:class:`LineRules`): what ends a code completion early.
+    line_rules: LineRules = LineRules()
 
     def __post_init__(self) -> None:
         _check_fields(self)

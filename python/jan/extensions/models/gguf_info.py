@@ -173,6 +173,46 @@ def gguf_values(path: str, *, longest: int | None = None, max_keys: int = 4096) 
     return values
 
 
+#: ggml's tensor types by their GGUF id (ggml.h's ``enum ggml_type``), named as Ollama's ``/api/show`` names them
+#: (upper case; ids ggml no longer has are left out and named "unknown", as Ollama names them).
+GGML_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1", 10: "Q2_K",
+              11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS",
+              19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32",
+              27: "I64", 28: "F64", 29: "IQ1_M", 30: "BF16", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4", 40: "NVFP4",
+              41: "Q1_0", 42: "Q2_0"}
+#: The most dimensions a GGUF tensor has (ggml's GGML_MAX_DIMS); more is a damaged header.
+_MAX_DIMS = 4
+
+
+def gguf_tensors(path: str, *, max_keys: int = 4096, max_tensors: int = 1 << 16) -> list[dict[str, Any]]:
+    """The tensors a GGUF file's header lists, in its order, as Ollama's ``/api/show`` tells them: ``{"name",
+    "type" (:data:`GGML_TYPES`), "shape" (its dimensions, innermost first, as the file has them)}`` (blocking: the
+    header's keys are walked to reach them, the vocabulary's too). A damaged header raises ``ValueError``."""
+    with open(path, "rb") as f:
+        header = _Header(f)
+        if header.read(4) != GGUF_MAGIC:
+            raise ValueError("not a GGUF file")
+        if header.u32() < 2:
+            raise ValueError("the GGUF version is too old")
+        n_tensors, n_keys = header.u64(), header.u64()
+        if n_tensors > max_tensors or n_keys > max_keys:
+            raise ValueError("the GGUF header lists implausibly many tensors or keys")
+        for _ in range(n_keys):
+            header.string()
+            header.skip(header.u32())
+        tensors = []
+        for _ in range(n_tensors):
+            name = header.string().decode("utf-8", "replace")
+            n_dims = header.u32()
+            if n_dims > _MAX_DIMS:
+                raise ValueError(f"a GGUF tensor with {n_dims} dimensions")
+            shape = [header.u64() for _ in range(n_dims)]
+            kind = header.u32()
+            header.u64()  # (its offset in the data)
+            tensors.append({"name": name, "type": GGML_TYPES.get(kind, "unknown"), "shape": shape})
+    return tensors
+
+
 def _value(f, header: "_Header", vtype: int, longest: int | None) -> Any:
     """The value of type ``vtype`` at the header's place: a number, boolean or string as it is, an array as a
     list (one of more than ``longest`` items as ``[]``, skipped unread). Raises ``ValueError`` for a value type

@@ -32,8 +32,8 @@ from jan.image_types import base64_media, sniff_image
 from jan.engine.media import audio_format
 from jan.engine.params import RANGES, lora_request
 from jan.services.types import (MEDIA_MARKER, AudioPart, CompletionDelta, CompletionRequest, EmbeddingRequest,
-                                EmbeddingResult, ImagePart, InfillChunk, MediaText, SamplingOptions, TokenLogprob,
-                                Usage)
+                                EmbeddingResult, ImagePart, InfillChunk, LineRules, MediaText, SamplingOptions,
+                                TokenLogprob, Usage)
 
 __all__ = ["CompletionBody", "EmbeddingBody", "InfillBody", "MediaPrompt", "ModelNameBody", "NativeResults",
            "completion_request", "media_error", "media_text", "prompt_field",
@@ -470,7 +470,10 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
                              preserved_tokens=tuple(body.preserved_tokens or ()), token_ids=True, suffix=suffix,
                              infill_extra=extra, infill_fit=suffix is not None,
                              infill_sampler=infill_sampler(body.samplers),
-                             post_sampling_probs=bool(body.post_sampling_probs) and bool(body.n_probs))
+                             post_sampling_probs=bool(body.post_sampling_probs) and bool(body.n_probs),
+                             line_rules=LineRules(n_indent=body.n_indent or 0,
+                                                  t_max_predict_ms=body.t_max_predict_ms
+                                                  if body.t_max_predict_ms is not None else -1))
 
 
 def embedding_request(body: EmbeddingBody, inputs: tuple[Union[str, tuple[int, ...], MediaText], ...]
@@ -718,16 +721,13 @@ _STOP_TYPES = {"length": "limit", "cancelled": "none"}
 
 @dataclass
 class _Choice:
-    """One result's state: its text so far, the output rules of n_indent and t_max_predict_ms."""
+    """One result's state: its text and tokens so far, how it ended."""
 
     content: str = ""
     tokens: list[int] = field(default_factory=list)
     probabilities: list[dict[str, Any]] = field(default_factory=list)
-    held: str = ""  # text after a newline whose indentation is not known yet (n_indent)
-    started_at: float | None = None  # when its first token came (t_max_predict_ms)
-    seen_newline: bool = False
+    started_at: float | None = None  # when its first token came (its generation time, where no usage tells it)
     finished: bool = False
-    cut: bool = False  # ended here by an output rule, before the engine ended it
     stop_type: str = "none"
     stopping_word: str = ""
     usage: Usage | None = None
@@ -739,20 +739,16 @@ class NativeResults:
     """Typed completion deltas as llama-server's native results: :meth:`add` gives the stream's partial objects
     (``stop: false``), :meth:`finals` each result's last object (``stop: true``) once it ended.
 
-    The output rules llama-server applies on its side are applied here, per result, as it applies them:
-    ``n_indent`` (after the first line, a line less indented ends the result, cut before its first character) and
-    ``t_max_predict_ms`` (once generation ran that long, the next newline ends it). A result they end is
-    ``stop_type: "limit"``; :attr:`all_finished` tells the route to close the generation early.
+    (llama-server's output rules, ``n_indent`` and ``t_max_predict_ms``, are the completion service's, as on every
+    route that takes them: a result one ended comes ``length``, told ``stop_type: "limit"``.)
     """
 
-    def __init__(self, model: str, settings: Callable[[], dict[str, Any]], *, n_results: int, n_indent: int = 0,
-                 t_max_predict_ms: int = -1, return_tokens: bool = False, prompt_texts: list[str] | None = None,
+    def __init__(self, model: str, settings: Callable[[], dict[str, Any]], *, n_results: int,
+                 return_tokens: bool = False, prompt_texts: list[str] | None = None,
                  clock: Callable[[], float], post_sampling: bool = False, timings_per_token: bool = False):
         self.model = model
         self.settings = settings
         self.choices = [_Choice() for _ in range(n_results)]
-        self.n_indent = n_indent
-        self.t_max_predict_ms = t_max_predict_ms
         self.return_tokens = return_tokens
         self.prompt_texts = prompt_texts or [""] * n_results
         self.clock = clock
@@ -760,35 +756,27 @@ class NativeResults:
         self.timings_per_token = timings_per_token
         self.usage: Usage | None = None
 
-    @property
-    def cut_short(self) -> bool:
-        """Every result ended, one of them here by an output rule: the generation may be closed now."""
-        return all(c.finished for c in self.choices) and any(c.cut for c in self.choices)
-
     def add(self, delta: CompletionDelta) -> dict[str, Any] | None:
         """The partial result ``delta`` makes (None when it shows nothing yet); finals come from :meth:`finals`."""
         if delta.choice < 0:
             self.usage = delta.usage
             return None
         c = self.choices[delta.choice]
-        if c.finished:
-            return None  # (ended here by an output rule; the engine's rest is not shown)
         if c.started_at is None and (delta.text or delta.token_ids):
             c.started_at = self.clock()
         if delta.prompt_token_ids is not None:
             c.prompt_ids = delta.prompt_token_ids
         if delta.id_slot is not None and delta.id_slot >= 0:
             c.id_slot = delta.id_slot
-        shown = self._rules(c, delta.text, delta.finish_reason is not None)
+        shown = delta.text
         c.content += shown
         c.tokens += delta.token_ids
         probs = _probabilities(delta.logprobs, self.post_sampling) if delta.logprobs else []
         c.probabilities += probs
         if delta.finish_reason is not None:
             c.usage = delta.choice_usage
-            if not c.finished:  # (one an output rule ended in this delta stays "limit")
-                c.stop_type = "word" if delta.stop else _STOP_TYPES.get(delta.finish_reason, "eos")
-                c.stopping_word = delta.stop or ""
+            c.stop_type = "word" if delta.stop else _STOP_TYPES.get(delta.finish_reason, "eos")
+            c.stopping_word = delta.stop or ""
             c.finished = True
         if not shown and not probs:
             return None
@@ -803,40 +791,6 @@ class NativeResults:
         if probs:
             out["completion_probabilities"] = probs
         return out
-
-    def _rules(self, c: _Choice, text: str, last: bool) -> str:
-        """The part of ``text`` shown now under n_indent and t_max_predict_ms (marks ``c`` finished when one ends
-        it)."""
-        if self.n_indent > 0:
-            pending, c.held, shown = c.held + text, "", ""
-            while pending:
-                if c.seen_newline and (c.content + shown).endswith("\n"):  # at the start of a line after the first
-                    body = pending.lstrip(" \t")
-                    if not body:  # only indentation so far: shown once the line's first character tells
-                        if last:
-                            shown += pending
-                        else:
-                            c.held = pending
-                        break
-                    indent = len(pending) - len(body)
-                    if indent < self.n_indent:  # llama-server cuts the line before its first character
-                        c.finished, c.cut, c.stop_type = True, not last, "limit"
-                        return shown + pending[:indent]
-                    nl = pending.find("\n", indent)
-                else:
-                    nl = pending.find("\n")
-                if nl < 0:
-                    shown += pending
-                    break
-                shown, pending = shown + pending[:nl + 1], pending[nl + 1:]
-                c.seen_newline = True
-            text = shown
-        elif "\n" in text:
-            c.seen_newline = True
-        if (self.t_max_predict_ms > 0 and "\n" in text and c.started_at is not None
-                and (self.clock() - c.started_at) * 1000.0 > self.t_max_predict_ms and not last):
-            c.finished, c.cut, c.stop_type = True, True, "limit"
-        return text
 
     def finals(self, prompt_counts: Callable[[int], int | None] | None = None) -> list[dict[str, Any]]:
         """Each result's last object, in llama-server's shape (``stop: true``)."""

@@ -33,8 +33,7 @@ IGNORED = ("cache_prompt", "n_cache_reuse", "n_keep", "n_discard", "t_max_prompt
            # /completion's own results), and what its chat sets from the template whatever the body says (the
            # generation prompt, and tool call parsing: on with tools, nothing to parse without)
            "return_tokens", "response_fields", "generation_prompt", "parse_tool_calls")
-#: Samplers jan's engine does not have (and /completion's output rules, on the OpenAI routes), refused unless the
-#: value that turns them off: field -> (is off, why).
+#: Samplers jan's engine does not have, refused unless the value that turns them off: field -> (is off, why).
 REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dynatemp_range": (lambda v: v == 0, "its sampler has no dynamic temperature"),
     "xtc_probability": (lambda v: v == 0, "its sampler has no XTC"),
@@ -56,13 +55,6 @@ REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
                                       '"multimodal_data": ["<base64>"]}'),
     "multimodal_data": (lambda v: v == [], 'media go in a prompt object: "prompt": {"prompt_string": '
                                            '"... <__media__> ...", "multimodal_data": ["<base64>"]}'),
-    # /completion's output rules (its own results apply them), which llama-server applies on its OpenAI routes too:
-    # there taken off (0, llama-server's default, which its clients send) and refused on, rather than unknown
-    "n_indent": (lambda v: not isinstance(v, bool) and v <= 0,
-                 "its OpenAI routes have no indentation rule; /completion and /infill take n_indent"),
-    "t_max_predict_ms": (lambda v: not isinstance(v, bool) and v <= 0,
-                         "its OpenAI routes have no time limit on generation; /completion and /infill take "
-                         "t_max_predict_ms"),
 }
 #: Fields that only tune a refused sampler above: accepted with it off (they change nothing then), as any field
 #: llama-server does not know is.

@@ -19,7 +19,7 @@ from typing import Any
 
 import jan
 from jan.engine.header import read_info
-from jan.extensions.models.gguf_info import gguf_arrays, gguf_values
+from jan.extensions.models.gguf_info import gguf_arrays, gguf_tensors, gguf_values
 from jan.services.abilities import Abilities, model_abilities
 from jan.services.model_prompt import model_prompt_problem
 from jan.services.models import capabilities as model_capabilities, text_setting
@@ -298,6 +298,24 @@ def _arrays(path: str | None, *, verbose: bool) -> dict[str, list[Any]]:
         return {}
 
 
+@functools.lru_cache(maxsize=16)
+def _file_tensors(path: str, mtime_ns: int, size: int) -> tuple[dict[str, Any], ...]:
+    # kept per file version, as the short arrays: reaching the tensor list walks the whole vocabulary
+    return tuple(gguf_tensors(path))
+
+
+def tensors(path: str | None) -> list[dict[str, Any]]:
+    """Ollama's ``tensors``: each tensor the GGUF lists, ``{"name", "type", "shape"}`` (blocking: its header); none
+    for a model without a readable file."""
+    if not path:
+        return []
+    try:
+        st = os.stat(path)
+        return [dict(t, shape=list(t["shape"])) for t in _file_tensors(path, st.st_mtime_ns, st.st_size)]
+    except (OSError, ValueError):  # the rest of show still stands
+        return []
+
+
 def projector_info(path: str | None, *, verbose: bool = False) -> dict[str, Any]:
     """Ollama's ``projector_info``: the projector GGUF's header (``clip.*``, blocking), its long arrays ``[]`` unless
     ``verbose``, as ``model_info``; empty for a model without a projector, or one whose header cannot be read."""
@@ -384,11 +402,13 @@ def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> d
         "model_info": model_info,
         # Ollama's show has the projector's header beside the model's (its CLI lists it under "Projector")
         "projector_info": projector_info(model.get("mmproj_path"), verbose=verbose),
+        # (Ollama lists a GGUF model's tensors whether or not verbose is asked)
+        "tensors": tensors(path),
         "capabilities": capabilities(model, gguf, abilities=model_abilities({**model, "file_path": path}) if path
                                      else None),
         "modified_at": _modified_at(model, path),
     }
-    return {k: v for k, v in out.items() if v != "" and not (k in ("projector_info", "messages") and not v)}
+    return {k: v for k, v in out.items() if v != "" and not (k in ("projector_info", "messages", "tensors") and not v)}
 
 
 def _text(value: Any) -> str:

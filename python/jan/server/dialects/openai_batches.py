@@ -292,18 +292,24 @@ class OpenAIBatchRunner:
             if isinstance(tool, responses_wire.McpTool):  # (a batch's line reaches no MCP server: not dropped)
                 raise APIError(400, f"tools[{index}]: a batch's requests run no MCP tools; send it to "
                                     "/v1/responses", param=f"tools[{index}]", code="invalid_value")
-        prepared = await prepare_response(self._app, body, functools.partial(stored_image, self._uploads))
-        # a batch's turn waits for a free slot rather than failing on a full queue: live requests go first
-        prepared.chat_request = replace(prepared.chat_request, wait_for_room=True)
-        stream = self._app[SERVICES].chat.stream(prepared.chat_request)
-        try:  # setup errors (an unknown model, a bad image) are the line's 4xx, as live, and nothing is stored
-            deltas = await started(None, stream, body.model)
-        except (MediaError, GrammarError) as exc:
-            raise prepared.named(exc) from None
-        # Not among the live runs (whose cancel a stop of jan sends, ending them "cancelled"): this one is the
-        # batch's, stopped with its item, which then runs again at the next start.
-        run = await response_run(self._app, prepared, stream, deltas)
-        run.start()
+        # (a line in a conversation another response is being made in waits for it, as queued work waits for room)
+        prepared = await prepare_response(self._app, body, functools.partial(stored_image, self._uploads),
+                                          wait_for_conversation=True)
+        try:
+            # a batch's turn waits for a free slot rather than failing on a full queue: live requests go first
+            prepared.chat_request = replace(prepared.chat_request, wait_for_room=True)
+            stream = self._app[SERVICES].chat.stream(prepared.chat_request)
+            try:  # setup errors (an unknown model, a bad image) are the line's 4xx, as live, and nothing is stored
+                deltas = await started(None, stream, body.model)
+            except (MediaError, GrammarError) as exc:
+                raise prepared.named(exc) from None
+            # Not among the live runs (whose cancel a stop of jan sends, ending them "cancelled"): this one is the
+            # batch's, stopped with its item, which then runs again at the next start.
+            run = await response_run(self._app, prepared, stream, deltas)
+            run.start(on_done=prepared.release)
+        except BaseException:
+            prepared.release()  # (no run: the conversation is free again)
+            raise
         try:
             return await run.wait()
         finally:

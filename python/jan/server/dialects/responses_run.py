@@ -49,6 +49,9 @@ class InConversation:
     inputs: list[KeptTurn]
     taken: Callable[[str], Awaitable[set[str]]]
     history: list[str] = field(default_factory=list)
+    #: Lets the next response into the conversation (:mod:`jan.server.dialects.conversation_locks`): called once
+    #: this one's items are in it, before its final event, or when the run is torn down.
+    release: Callable[[], None] = lambda: None
 
 # The Responses stream's text deltas, kept compactly (jan.services.event_log): a delta of an item's text, reasoning,
 # call arguments or custom tool input whose other fields are plain values (logprobs none: a list of them is kept
@@ -199,6 +202,8 @@ class ResponseRun:
         try:
             await self._generate()
         finally:
+            if self._conversation is not None:
+                self._conversation.release()  # (torn down before its end: the conversation is not left held)
             if not self._done.is_set():  # torn down from outside: whoever waits must not hang
                 self.status = "failed"
                 self.final = self.snapshot("failed", error={"code": "server_error", "message": "The server stopped."})
@@ -270,7 +275,11 @@ class ResponseRun:
                                                             taken=within.taken)
             except Exception as exc:  # noqa: BLE001 - the answer was given; saving it failed
                 _not_saved(self.id, exc)
-        elif self._store is not None and stored is not None:
+        if self._conversation is not None:
+            # its items are in the conversation: the next response may read it (before the final event, so that a
+            # client sending its next turn on reading it finds the conversation free)
+            self._conversation.release()
+        if self._store is not None and stored is not None and self._conversation is None:
             try:
                 answer = encoder.kept(final["output"]) if status != "failed" else []
                 await self._store.complete(stored, final, answer)

@@ -227,7 +227,7 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
                                                      grammar=typed.grammar or "", speculative=speculative,
                                                      lazy=body, adapters=adapters, preserved=preserved),
         n_results=n_results,
-        n_indent=body.n_indent or 0, t_max_predict_ms=body.t_max_predict_ms or -1, return_tokens=body.return_tokens,
+        return_tokens=body.return_tokens,
         prompt_texts=[t for t in prompt_texts for _ in range(typed.n)], clock=time.monotonic,
         post_sampling=typed.post_sampling_probs, timings_per_token=bool(body.timings_per_token))
 
@@ -245,7 +245,7 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
         """The last objects of the results (of those in ``only`` when given)."""
         wanted = [i for i in range(n_results) if only is None or i in only]
         counts = {i: await prompt_count(i) for i in wanted if (c := results.choices[i]).usage is None
-                  and c.prompt_ids is None and (c.cut or n_results > 1)}
+                  and c.prompt_ids is None and n_results > 1}
         if infill:  # the prompt the model read, its FIM tokens spelled out (llama-server's "prompt" of an infill)
             model_, engine = await model_and_engine(request, model_id)
             for i in wanted:
@@ -264,11 +264,8 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
             async with stream:
                 if first is not None:
                     results.add(first)
-                if not results.cut_short:
-                    async for delta in stream:
-                        results.add(delta)
-                        if results.cut_short:
-                            break  # leaving the block closes the stream: the engine stops at once
+                async for delta in stream:
+                    results.add(delta)
             return await finals(False)
 
         answer = await unless_disconnected(request, collect(), model_id)
@@ -284,20 +281,17 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
                 chunk = results.add(first)
                 if chunk is not None:
                     yield "", chunk  # (no event name: llama-server's lines are data only)
-            if not results.cut_short:
-                async for delta in stream:
-                    raise_if_ended(request)  # (a delta with no object to send writes nothing that would notice)
-                    chunk = results.add(delta)
-                    if chunk is not None:
-                        yield "", chunk
-                    if results.cut_short:
-                        break
-                    if n_results > 1 and delta.finish_reason is not None:
-                        # each result's last object as it ends, as llama-server sends it (one result's waits
-                        # for the engine's usage, at the end)
-                        for result in await finals(True, {delta.choice} - sent):
-                            sent.add(delta.choice)
-                            yield "", result
+            async for delta in stream:
+                raise_if_ended(request)  # (a delta with no object to send writes nothing that would notice)
+                chunk = results.add(delta)
+                if chunk is not None:
+                    yield "", chunk
+                if n_results > 1 and delta.finish_reason is not None:
+                    # each result's last object as it ends, as llama-server sends it (one result's waits
+                    # for the engine's usage, at the end)
+                    for result in await finals(True, {delta.choice} - sent):
+                        sent.add(delta.choice)
+                        yield "", result
         for result in await finals(True, set(range(n_results)) - sent):
             yield "", result
 

@@ -52,6 +52,12 @@ async def with_state(request: web.Request, model: dict[str, Any]) -> dict[str, A
     if status.get("lora_skipped"):  # why the server's LoRA adapters (--lora) are not loaded with it
         out["lora_skipped"] = status["lora_skipped"]
     out["capabilities"] = facts.capabilities
+    # llama-server's: the other names requests may give the model (jan serve --alias) and its labels (--tags, else
+    # the model.json's metadata.tags), lists always, empty where it has none
+    aliases, tags = request.app[SERVICES].models.names_of(model["id"])
+    stored = (model.get("metadata") or {}).get("tags") if isinstance(model.get("metadata"), dict) else None
+    out["aliases"] = aliases
+    out["tags"] = tags or ([t for t in stored if isinstance(t, str)] if isinstance(stored, list) else [])
     # llama-server's: its clients read the model's sizes here; null (as it tells a model still loading) for a model
     # without a GGUF to read them from (a remote one, a download not finished)
     out["meta"] = facts.meta

@@ -555,7 +555,7 @@ async def show(request: web.Request) -> web.Response:
     shown = await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose)
     # with verbose, the vocabulary's hundreds of thousands of strings: encoded on a worker thread, not the loop
     values = sum(len(v) for info in ("model_info", "projector_info") for v in shown.get(info, {}).values()
-                 if isinstance(v, list))
+                 if isinstance(v, list)) + 6 * len(shown.get("tensors", ()))
     return await json_response_built(lambda: shown, values=values, encode=_dumps)
 
 

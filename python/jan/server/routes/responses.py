@@ -26,6 +26,7 @@ from jan.templates.grammar import GrammarError
 from jan.server.disconnect import WAIT_SHUTDOWN, client_gone, unless_disconnected, unless_stopping
 from jan.server.document_inputs import read_body_documents
 from jan.server.dialects import responses as wire
+from jan.server.dialects.conversation_locks import ConversationHold
 from jan.server.dialects.responses_run import STREAM_KEPT_S, InConversation, ResponseRun
 from jan.server.dialects.responses_store import StoredResponse
 from jan.server.errors import APIError, context_error, prompt_param, to_api_error
@@ -35,7 +36,7 @@ from jan.server.keys import MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
-from jan.server.route_state import RUNS, STORE, STREAMS, UPLOADS
+from jan.server.route_state import CONVERSATION_LOCKS, RUNS, STORE, STREAMS, UPLOADS
 from jan.server.routes.files import upload_image
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import body_step, parse_body, query_choice, query_int
@@ -231,6 +232,14 @@ class PreparedResponse:
     inputs: list[ChatMessage]  # the turns ``input`` made (documents read as text: what a stored one keeps)
     chat_request: ChatRequest
     started: bool = False  # its run has started (a failure is then the response's)
+    #: The conversation held for this response (one at a time: jan.server.dialects.conversation_locks); its run
+    #: releases it once its items are in it, :meth:`release` where no run starts.
+    hold: ConversationHold | None = None
+
+    def release(self) -> None:
+        """Let the next response into the conversation (none held, or released already: nothing)."""
+        if self.hold is not None:
+            self.hold.release()
 
     def named(self, exc: BaseException) -> BaseException:
         """Media or a schema refused: said of the Responses field that carried it."""
@@ -240,13 +249,32 @@ class PreparedResponse:
 
 
 async def prepare_response(app: web.Application, body: wire.ResponsesRequest,
-                           image_of: Callable[[str, str], Awaitable[tuple[bytes, str]]]) -> PreparedResponse:
+                           image_of: Callable[[str, str], Awaitable[tuple[bytes, str]]],
+                           wait_for_conversation: bool = False) -> PreparedResponse:
     """The typed chat request of a Responses ``body``: its stored conversation (``previous_response_id``), item
     references, images (fetched; ``file_id`` ones read with ``image_of(file_id, param)``) and documents read; a 4xx
-    in OpenAI's shape for what is wrong with it. No HTTP request here: a batch's lines come this way too."""
+    in OpenAI's shape for what is wrong with it. No HTTP request here: a batch's lines come this way too.
+
+    Its ``conversation`` is held from here (:attr:`PreparedResponse.hold`): while another response is being made in
+    it, OpenAI's 400 ``conversation_locked``, or with ``wait_for_conversation`` (queued work) a wait for it. The
+    caller releases it where no run starts (:meth:`PreparedResponse.release`); a failure here releases it."""
     if body.background and not body.store:
         raise APIError(400, "background responses must be stored (store: true)", param="background")
     conversation = _conversation_id(app, body)
+    if conversation is None:
+        return await _prepared(app, body, image_of, None, None)
+    locks = app[CONVERSATION_LOCKS]
+    hold = await locks.wait_take(conversation) if wait_for_conversation else locks.take(conversation)
+    try:
+        return await _prepared(app, body, image_of, conversation, hold)
+    except BaseException:
+        hold.release()
+        raise
+
+
+async def _prepared(app: web.Application, body: wire.ResponsesRequest,
+                    image_of: Callable[[str, str], Awaitable[tuple[bytes, str]]], conversation: str | None,
+                    hold: ConversationHold | None) -> PreparedResponse:
     if body.store or body.previous_response_id:
         # Stored responses are threads: without a conversation store, a 503 now rather than a failed response later.
         require(app[MANAGER], ConversationalExtension, "stores conversations", "conversational")
@@ -260,7 +288,7 @@ async def prepare_response(app: web.Application, body: wire.ResponsesRequest,
     await read_body_documents(body, app.get(UPLOADS), app[MEDIA_FETCHER])  # input_file by id, URL
     inputs = await body_step(wire.input_messages, body.input)  # (these grow with the body: off the loop for a big one)
     chat_request = await body_step(wire.to_chat_request, body, history, inputs)
-    prepared = PreparedResponse(body, previous, conversation, history, history_ids, inputs, chat_request)
+    prepared = PreparedResponse(body, previous, conversation, history, history_ids, inputs, chat_request, hold=hold)
     try:  # documents as the text the model reads, now: the stored input keeps that text for later turns
         chat_request = await read_documents(chat_request)
     except MediaError as exc:
@@ -284,7 +312,8 @@ async def response_run(app: web.Application, prepared: PreparedResponse, stream:
         # the conversation keeps each input item as the response lists it (its id, its kind): one item, one id
         kept = kept_turns(input_items, prepared.inputs, await body_step(wire.input_sources, body.input))
         conversation = InConversation(app[STORE], prepared.conversation, kept,
-                                      ConversationStore(app[STORE]).item_ids, prepared.history_ids)
+                                      ConversationStore(app[STORE]).item_ids, prepared.history_ids,
+                                      release=prepared.release)
     return ResponseRun(wire.new_id("resp"), body, lambda: body.model or stream.model, deltas,
                        store=app[STORE] if body.store else None,
                        previous=prepared.previous, inputs=prepared.inputs, input_items=input_items,
@@ -302,8 +331,9 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     ``{"id": ...}``) reads that conversation's items first and adds the input and output to it once it ends."""
     body = await parse_body(request, wire.ResponsesRequest)
     prepared = await prepare_response(request.app, body, functools.partial(upload_image, request))
-    mcp = await _mcp_session(request, prepared)
+    mcp = None
     try:
+        mcp = await _mcp_session(request, prepared)
         return await _create(request, prepared, mcp)
     except Exception as exc:
         if mcp is None or prepared.started:
@@ -312,6 +342,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     finally:
         if mcp is not None and not mcp.handed_over:  # (refused or failed before its run began: the run closes it)
             await mcp.close()
+        if not prepared.started:  # (refused before its run began: the conversation is free again)
+            prepared.release()
 
 
 def _with_calls_run(exc: Exception, prepared: PreparedResponse, mcp: Any) -> Exception:
@@ -422,6 +454,7 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
 
     def done() -> None:
         runs.pop(run.id, None)
+        prepared.release()  # (the run released it as it ended; a task cancelled before it ran did not)
         with contextlib.suppress(OSError):
             leases.release(run.id)
 

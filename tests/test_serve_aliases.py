@@ -1,0 +1,82 @@
+"""llama-server's ``--alias`` and ``--tags`` (0.3.36): other names for the served model, which requests may give,
+and informational labels; its ``/v1/models`` lists both on each model (``aliases``, ``tags``: lists, empty where
+none). jan serve had neither flag and its listing neither field. Now ``jan serve -m X --alias a,b --tags t`` names
+the one model so (its id stays the data folder's) and every listed model has both fields."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from jan.cli.serve import _names, serve
+from jan.server.config import ServerConfig
+from jan.services.models import ModelService
+from jan.testing.server import ServerThread
+
+ALIASES = ["gpt-4o-mini", "code"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path, tiny_path):
+    data = tmp_path_factory.mktemp("aliases") / "data"
+    # the other model is in the data folder too (imported by a first start), not named by the aliases
+    ServerThread(ServerConfig(data_folder=data, models=[str(tiny_path)], n_ctx=256, n_threads=1)).__enter__().stop()
+    srv = ServerThread(ServerConfig(data_folder=data, models=[str(stories_path)], aliases=ALIASES,
+                                    tags=["chat", "small"], n_ctx=512, n_threads=1)).__enter__()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def tiny_path():
+    from pathlib import Path
+
+    path = Path("/work/shared/models/llama-2-tiny-random.gguf")
+    if not path.exists():
+        pytest.skip("llama-2-tiny-random.gguf is not in the shared models")
+    return path
+
+
+def test_models_list_the_aliases_and_tags(server):
+    listing = httpx.get(server.base_url + "/v1/models", timeout=60).json()["data"]
+    stories = next(m for m in listing if m["id"] == "stories260K")
+    assert sorted(stories["aliases"]) == sorted(ALIASES) and stories["tags"] == ["chat", "small"]
+    for other in listing:
+        if other["id"] != "stories260K":  # (lists all the same: none given, its model.json's labels)
+            assert other["aliases"] == [] and isinstance(other["tags"], list), other
+
+
+@pytest.mark.parametrize("name", ALIASES)
+def test_a_request_may_name_the_model_by_an_alias(server, name):
+    body = {"model": name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    chat = httpx.post(server.base_url + "/v1/chat/completions", json=body, timeout=120)
+    assert chat.status_code == 200, chat.text
+    native = httpx.post(server.base_url + "/completion", json={"model": name, "prompt": "Once", "n_predict": 2},
+                        timeout=120)
+    assert native.status_code == 200, native.text
+    one = httpx.get(f"{server.base_url}/v1/models/{name}", timeout=60).json()
+    assert one["id"] == "stories260K" and sorted(one["aliases"]) == sorted(ALIASES)
+
+
+def test_an_alias_that_is_another_models_id_stops_the_start(server, stories_path):
+    config = ServerConfig(data_folder=server.config.data_folder, models=[str(stories_path)],
+                          aliases=["llama-2-tiny-random"], n_ctx=256, n_threads=1)
+    with pytest.raises(Exception, match="llama-2-tiny-random"):
+        ServerThread(config).__enter__().stop()
+
+
+def test_the_flags_read_as_llama_servers_and_name_one_model(tmp_path):
+    assert _names((" a, b ,,a", "c")) == ["a", "b", "c"]
+    result = CliRunner().invoke(serve, ["--data-folder", str(tmp_path), "--alias", "x", "-m", "a", "-m", "b"])
+    assert result.exit_code == 2 and "exactly one --model" in result.output, result.output
+    result = CliRunner().invoke(serve, ["--data-folder", str(tmp_path), "--tags", "x"])
+    assert result.exit_code == 2 and "--tags" in result.output, result.output
+
+
+def test_an_alias_is_one_models_name():
+    models = ModelService(manager=None)
+    models.name_model("m1", ["a", "m1"], ["t"])
+    assert models.names_of("m1") == (["a"], ["t"]) and models.names_of("m2") == ([], [])
+    with pytest.raises(ValueError, match="'m1'"):
+        models.name_model("m2", ["a"])
