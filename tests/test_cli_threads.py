@@ -117,6 +117,28 @@ def test_threads_list_reports_a_damaged_thread(env, data, saved):
     assert "damaged file" in result.stderr and older["id"] in result.stderr
 
 
+def test_a_damaged_thread_is_told_as_damaged_not_as_missing(env, data, saved, tmp_path):
+    """`jan threads show/export` and `jan chat --thread` of a thread whose thread.json is damaged said "not found
+    (see `jan threads list`)", locally and from a server (whose 404 says "is damaged: repair or remove ..."), and
+    `jan threads list` with only damaged threads said "no threads yet": the thread is there, left to mend."""
+    from api_helpers import running
+    from test_cli_helpers import cli_env
+
+    older, thread = saved
+    (data / "threads" / older["id"] / "thread.json").write_text("{not json")
+    (data / "threads" / thread["id"] / "thread.json").write_text("{not json")
+    expected = f"repair or remove threads/{older['id']}/thread.json"
+    with running(data) as srv:
+        for where in (env, cli_env(data, local=False, JAN_API_URL=srv.base_url)):
+            for args in (["threads", "show", older["id"]], ["threads", "export", older["id"]],
+                         ["chat", "--thread", older["id"]]):
+                message = fails(jan(*args, env=where), "is damaged", expected)
+                assert "not found" not in message, (args, message)
+            listed = ok(jan("threads", "list", env=where))
+            assert "no threads yet" not in listed.stderr and "2 damaged" in listed.stderr, listed.stderr
+    assert (data / "threads" / older["id"] / "thread.json").read_text() == "{not json"  # left as it was
+
+
 def test_threads_errors(env, saved, tmp_path):
     fails(jan("threads", "show", "thread_nope", env=env), "thread_nope", "not found")
     fails(jan("threads", "export", "../../etc", env=env), "not found")

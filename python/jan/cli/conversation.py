@@ -64,7 +64,9 @@ class LocalThreads:
 
         try:
             thread = self.runtime.call(self.store.get_thread(thread_id))
-        except (NotFoundError, InvalidIdError):  # an id no thread can have is none of them, as `jan threads show` says
+        except (NotFoundError, InvalidIdError) as exc:  # an id no thread can have is none of them, as `jan threads show` says
+            if getattr(exc, "damaged", None):  # its thread.json is damaged: say so and where, not "not found"
+                raise CLIError(f"{exc} (in {self.runtime.manager.data_folder})") from None
             from jan.cli.threads import meant_thread
 
             ids = [t["id"] for t in self._call(self.store.list_threads()) if isinstance(t, dict) and "id" in t]
@@ -121,9 +123,9 @@ class ServerThreads:
         except ServerError as exc:
             # the server's 400 for an id no thread can have (`../x`) is, to someone naming a thread, "not found": as
             # the same command says it without a server
-            if exc.status == 404 or exc.code == "invalid_id":
-                from jan.cli.threads import meant_thread, server_threads
+            from jan.cli.threads import damaged_on_server, meant_thread, server_threads
 
+            if (exc.status == 404 or exc.code == "invalid_id") and not damaged_on_server(exc, thread_id):
                 ids = [t["id"] for t in server_threads(self.client)[0] if isinstance(t, dict) and "id" in t]
                 raise CLIError(f"thread '{thread_id}' not found on the server at {self.client.base_url}"
                                f"{meant_thread(thread_id, ids)} (see `jan threads list`)") from None
