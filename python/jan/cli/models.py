@@ -115,7 +115,7 @@ def list_models(as_json: bool, conn) -> None:
     # a model whose model.json is damaged is still there (left in place for the user to repair): a row says so,
     # rather than it vanishing from the list
     listed = {m["id"] for m in data}
-    for model_id in sorted(_damaged_ids(problems) - listed):
+    for model_id in sorted(damaged_model_ids(problems) - listed):
         rows.append([model_id, "(damaged model.json)", "", ""] + (["damaged"] if client is not None else []))
     rows.sort(key=lambda row: row[0])
     if not rows and not as_json:
@@ -136,7 +136,7 @@ def _weights_missing(store, model: dict[str, Any]) -> bool:
         return False
 
 
-def _damaged_ids(problems: list[dict[str, Any]]) -> set[str]:
+def damaged_model_ids(problems: list[dict[str, Any]]) -> set[str]:
     """The ids of the models whose model.json a listing's ``problems`` name as damaged (``models/<id>/model.json``)."""
     ids = set()
     for problem in problems:
@@ -144,6 +144,16 @@ def _damaged_ids(problems: list[dict[str, Any]]) -> set[str]:
         if len(parts) == 3 and parts[0] == "models" and parts[2] == "model.json" and parts[1]:
             ids.add(parts[1])
     return ids
+
+
+def no_model_but_damaged(damaged: set[str]) -> str:
+    """Why there is no model to use where only damaged ones are (a model.json left in place to mend): their ids and
+    what to do, for the places that would otherwise say "no models yet"."""
+    if len(damaged) == 1:
+        (model_id,) = damaged
+        return f"the model.json of {model_id} is damaged: repair or remove models/{model_id}/model.json"
+    return (f"the model.json of {', '.join(sorted(damaged))} is damaged: repair or remove each "
+            "(`jan models list` shows why)")
 
 
 def warn_missing_files(model_ids: list[str]) -> None:
