@@ -304,3 +304,28 @@ def test_serve_names_a_host_that_no_dns_name_can_spell(env):
     result = jan("serve", "--port", "0", "--host", "bad..host", env=env)
     assert result.returncode == 1, result.stderr
     assert "cannot listen on bad..host:0: --host 'bad..host' is no host name or address" in result.stderr
+
+
+def test_a_named_data_folder_that_is_not_there_is_told_not_as_no_models(tmp_path, stories_path):
+    """A mistyped --data-folder or $JAN_DATA_FOLDER was told as "no models yet" (`jan models list`), "no threads yet"
+    (`jan threads list`) and "model 'X' not found: it is not a model in <folder> (see `jan models list`)" (`jan run`,
+    `jan chat`, which also made the folder first): a user saw their models gone. Each now says the folder named is not
+    there, and by what it was named; an existing folder still says "no models yet"."""
+    from test_cli_helpers import cli_env, fails, jan, ok
+
+    typo = tmp_path / "jann"
+    by_env = cli_env(typo)
+    by_flag = cli_env(tmp_path / "elsewhere")  # (the flag wins over the environment)
+    listed = ok(jan("models", "list", env=by_env))
+    assert f"the data folder {typo} (given by $JAN_DATA_FOLDER) does not exist" in listed.stderr, listed.stderr
+    assert "no models yet" not in listed.stderr
+    threads = ok(jan("threads", "list", env=by_env))
+    assert f"the data folder {typo} (given by $JAN_DATA_FOLDER) does not exist" in threads.stderr, threads.stderr
+    fails(jan("run", "stories260K", "hi", "--data-folder", typo, env=by_flag),
+          f"the data folder {typo} (given by --data-folder) does not exist")
+    fails(jan("chat", "stories260K", env=by_env, input="Hi\n"),
+          f"the data folder {typo} (given by $JAN_DATA_FOLDER) does not exist")
+    # a folder that is there but empty: as before
+    (tmp_path / "fresh").mkdir()
+    assert "no models yet" in ok(jan("models", "list", env=cli_env(tmp_path / "fresh"))).stderr
+    fails(jan("run", "stories260K", "hi", env=cli_env(tmp_path / "fresh")), "(see `jan models list`)")

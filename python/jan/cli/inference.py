@@ -263,6 +263,8 @@ def resolve_local_model(conn: Connection, spec: str) -> tuple[dict[str, Any], Pa
             raise CLIError(f"model '{spec}' is a model of the jan server at {served}, but this command loads models "
                            f"in this process from the data folder {conn.data_folder}, where it is not: give the "
                            f"server's data folder (--data-folder) or the model's .gguf path")
+    if conn.absent_note():  # a mistyped folder: the folder, not the model, is what to mend
+        raise CLIError(f"model '{spec}' not found: {conn.absent_note()}: check the path, or name a .gguf file")
     raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder}"
                    + (meant_in_store(conn, spec) or " (see `jan models list`) nor a .gguf file"))
 
@@ -585,6 +587,8 @@ class LocalBackend:
             return model
         if damaged:
             raise CLIError(damaged)
+        if conn.absent_note():  # a mistyped folder (made since, to save the chat in): that is what to mend
+            raise CLIError(f"model '{spec}' not found: {conn.absent_note()}: check the path, or name a .gguf file")
         meant = _meant(self.runtime, spec)
         raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder}"
                        + (meant or " (see `jan models list`) nor a .gguf file"))

@@ -119,7 +119,10 @@ def list_models(as_json: bool, conn) -> None:
         rows.append([model_id, "(damaged model.json)", "", ""] + (["damaged"] if client is not None else []))
     rows.sort(key=lambda row: row[0])
     if not rows and not as_json:
-        click.echo("no models yet: add one with `jan models pull URL` or `jan models import FILE.gguf`", err=True)
+        absent = conn.absent_note() if client is None else ""  # (a mistyped folder: "no models yet" misled)
+        click.echo(f"no models: {absent}: check the path, or add one with `jan models import FILE.gguf`, which "
+                   "makes it" if absent else
+                   "no models yet: add one with `jan models pull URL` or `jan models import FILE.gguf`", err=True)
         return
     print_table(columns, rows)
 

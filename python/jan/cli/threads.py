@@ -121,7 +121,9 @@ def list_threads(limit: int | None, as_json: bool, conn) -> None:
         return
     if not data:
         # damaged threads are threads still (left in place to mend): "no threads yet" would say there are none
+        absent = conn.absent_note() if client is None else ""  # (a mistyped folder: "no threads yet" misled)
         click.echo(f"no thread can be read: {len(problems)} damaged file(s), named above" if problems
+                   else f"no threads: {absent}: check the path" if absent
                    else "no threads yet: `jan chat` saves each conversation as one", err=True)
         return
     rows = [[t["id"], t.get("title", ""), _model_of(t), human_time(t.get("updated") or t.get("created_at"))]
