@@ -33,16 +33,23 @@ def threads() -> None:
 def fetch_thread(conn, thread_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     client = conn.server()
     if client is not None:
-        from jan.cli.conversation import ServerThreads
+        from jan.cli.conversation import ServerThreads, list_messages
 
-        return ServerThreads(client).load(thread_id)
+        thread, _ = ServerThreads(client).load(thread_id, messages=False)
+        problems: list[dict[str, Any]] = []
+        messages = list_messages(client, thread_id, problems)
+        warn_problems(problems)  # a damaged line of the thread's messages: why a message is missing
+        return thread, messages
     from jan.store import InvalidIdError, NotFoundError, StoreError
 
     store = conn.store(create=False)  # (only read: a folder that is not there holds no thread, and is not made)
     try:
         if store is None:
             raise NotFoundError("thread", thread_id)
-        return store.threads.get(thread_id), store.messages.list(thread_id).data
+        thread, messages = store.threads.get(thread_id), store.messages.list(thread_id).data
+        # a damaged line the store skipped (and reported): why a message is missing, said as `threads list` says it
+        warn_problems([p.to_dict() for p in store.problems if p.path.startswith(f"threads/{thread_id}/")])
+        return thread, messages
     except (NotFoundError, InvalidIdError) as exc:
         if getattr(exc, "damaged", None):  # its thread.json is damaged: that, and where to mend it, not "not found"
             raise CLIError(f"{exc} (in {conn.data_folder})") from None
