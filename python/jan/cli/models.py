@@ -226,6 +226,28 @@ def show_model(model_id: str, as_json: bool, conn) -> None:
 
 
 # --------------------------------------------------------------------------- import
+def _taken(model_id: str, *, damaged: bool) -> CLIError:
+    """An import into an id a model has: a model whose model.json is damaged (left in place) is one still, and
+    "already exists" alone sent the user looking for a model `jan models show` calls damaged."""
+    if damaged:
+        return CLIError(f"model '{model_id}' already exists, its model.json damaged: repair or remove "
+                        f"models/{model_id}/model.json (`jan models rm {model_id}` removes the model), or choose "
+                        "another --id")
+    return CLIError(f"model '{model_id}' already exists (choose another --id, or `jan models rm {model_id}`)")
+
+
+def _damaged_here(conn, model_id: str) -> bool:
+    """Whether the data folder's model ``model_id`` has a damaged model.json (a hint: False where it cannot tell)."""
+    from jan.store import StoredModelNotFoundError
+
+    try:
+        conn.store().models.get(model_id)
+    except StoredModelNotFoundError as exc:
+        return exc.damaged is not None
+    except Exception:  # noqa: BLE001 - a hint only
+        return False
+    return False
+
 
 
 def _import_local(conn, path: Path, model_id: str | None, mode: str, mmproj: Path | None = None) -> dict[str, Any]:
@@ -245,8 +267,7 @@ def _import_local(conn, path: Path, model_id: str | None, mode: str, mmproj: Pat
     except CaseClashError as exc:
         raise CLIError(str(exc)) from None
     except AlreadyExistsError:
-        raise CLIError(f"model '{model_id}' already exists "
-                       f"(choose another --id, or `jan models rm {model_id}`)") from None
+        raise _taken(model_id, damaged=_damaged_here(conn, model_id)) from None
     except StoreError as exc:
         raise CLIError(str(exc)) from None
 
@@ -286,7 +307,9 @@ def import_model(path: Path, model_id: str | None, mode: str, mmproj: Path | Non
             model = client.post("/v1/models", body, timeout=300)
         except ServerError as exc:
             if exc.status == 409 and "differs only in case" not in str(exc):
-                raise CLIError(f"model '{model_id or path.stem}' already exists (choose another --id)") from None
+                taken = model_id or path.stem
+                problems = (client.get("/v1/models") or {}).get("problems") or []
+                raise _taken(taken, damaged=taken in damaged_model_ids(problems)) from None
             raise
     else:
         model = _import_local(conn, path, model_id, mode, mmproj)
