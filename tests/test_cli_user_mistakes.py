@@ -329,3 +329,20 @@ def test_a_named_data_folder_that_is_not_there_is_told_not_as_no_models(tmp_path
     (tmp_path / "fresh").mkdir()
     assert "no models yet" in ok(jan("models", "list", env=cli_env(tmp_path / "fresh"))).stderr
     fails(jan("run", "stories260K", "hi", env=cli_env(tmp_path / "fresh")), "(see `jan models list`)")
+
+
+def test_a_damaged_extension_settings_file_is_told_by_a_local_command(tmp_path, stories_path):
+    """An extension's settings.json that is no JSON is set aside and its defaults used: `jan serve` logs it, but
+    `jan run` (a process that shows no log) moved the user's settings file without a word. It now says which
+    extension's settings, and where the file went."""
+    from test_cli_helpers import cli_env, jan, ok
+
+    data = tmp_path / "data"
+    settings = data / "settings" / "llamacpp" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text('{"n_ctx": ')
+    result = ok(jan("run", stories_path, "--raw", "Once", "-n", "2", env=cli_env(data)))
+    assert "extension 'llamacpp'" in result.stderr and "settings.json.corrupt-1" in result.stderr, result.stderr
+    assert (settings.parent / "settings.json.corrupt-1").read_text() == '{"n_ctx": '  # its bytes kept
+    again = ok(jan("run", stories_path, "--raw", "Once", "-n", "2", env=cli_env(data)))
+    assert "llamacpp" not in again.stderr, again.stderr  # told once: nothing is wrong now
