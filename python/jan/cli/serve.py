@@ -273,8 +273,9 @@ async def _check_default_model(app: web.Application, config: ServerConfig, *, lo
     try:
         await app[SERVICES].models.get(name)
         return False
-    except ModelNotFoundError:
-        pass
+    except ModelNotFoundError as exc:
+        if getattr(exc, "damaged", None):  # a model whose model.json is damaged: "no model" would send one looking
+            raise RuntimeError(f"--default-model: {exc}") from None
     if not loaded and any(os.path.isfile(os.path.expanduser(spec)) for spec in config.models):
         return True  # a GGUF path's model is imported (and named) by its load: asked again then
     meant = await app[SERVICES].models.meant(name)
