@@ -346,3 +346,14 @@ def test_a_damaged_extension_settings_file_is_told_by_a_local_command(tmp_path, 
     assert (settings.parent / "settings.json.corrupt-1").read_text() == '{"n_ctx": '  # its bytes kept
     again = ok(jan("run", stories_path, "--raw", "Once", "-n", "2", env=cli_env(data)))
     assert "llamacpp" not in again.stderr, again.stderr  # told once: nothing is wrong now
+
+
+def test_a_disabled_built_in_service_is_told_with_how_to_enable_it(tmp_path, stories_path):
+    """With the `models` (or `conversational`) extension disabled, `jan run` said "No enabled extension manages models
+    (enable 'models')" and left the user to find how; the engine's own message gives the command. Now both do."""
+    from test_cli_helpers import cli_env, fails, jan, ok
+
+    env = cli_env(tmp_path / "data")
+    ok(jan("models", "import", stories_path, env=env))
+    ok(jan("extensions", "disable", "models", env=env))
+    fails(jan("run", "stories260K", "hi", "-n", "2", env=env), "manages models", "`jan extensions enable models`")
