@@ -197,3 +197,20 @@ async def test_tools_no_run_could_use_are_refused_where_they_are_given(server):
         assert kept["tools"][0]["type"] == "retrieval"
         # the five threads made for the runs, and none from the refused create-and-runs
         assert len((await api.ok("GET", "/v1/threads?limit=100"))["data"]) == threads_before + 5
+
+
+async def test_a_damaged_assistant_json_is_named_in_the_list(tmp_path, stories_path):
+    """An assistant whose assistant.json is damaged (left in place to mend) vanished from GET /v1/assistants without
+    a word, where /v1/threads and /v1/models name such a file in ``problems``: now the assistants' list does too."""
+    data = tmp_path / "data"
+    with running(data, stories_path) as srv:
+        async with Client(srv.base_url) as api:
+            await api.ok("POST", "/v1/assistants", {"id": "librarian", "name": "Librarian", "model": "stories260K"})
+    (data / "assistants" / "librarian" / "assistant.json").write_text("{not json")
+    with running(data, stories_path) as srv:
+        async with Client(srv.base_url) as api:
+            listed = await api.ok("GET", "/v1/assistants")
+    assert "librarian" not in [a["id"] for a in listed["data"]]
+    assert [p["path"] for p in listed["problems"]] == ["assistants/librarian/assistant.json"], listed["problems"]
+    assert "repair it or remove it" in listed["problems"][0]["error"]
+    assert (data / "assistants" / "librarian" / "assistant.json").read_text() == "{not json"

@@ -219,3 +219,22 @@ def test_show_says_a_hand_edited_model_json_key_one_letter_off_is_never_read(env
     assert "settings.Ctx_len: jan reads no such key: did you mean 'settings.ctx_len'?" in result.stderr
     assert "parameters.temprature: jan reads no such key: did you mean 'parameters.temperature'?" in result.stderr
     assert "my_note" not in result.stderr and '"my_note": "x"' in result.stdout
+
+
+def test_an_import_onto_a_model_whose_model_json_is_damaged_says_so(env, data, stories_path):
+    """`jan models import` into the id of a model whose model.json is damaged said only "already exists", of a model
+    `jan models show` calls damaged: now it says so, and what to repair or remove, locally and through a server."""
+    from api_helpers import running
+    from test_cli_helpers import cli_env
+
+    ok(jan("models", "import", stories_path, env=env))
+    (data / "models" / "stories260K" / "model.json").write_text("{not json")
+    fix = "repair or remove models/stories260K/model.json"
+    fails(jan("models", "import", stories_path, env=env), "already exists", "damaged", fix)
+    with running(data) as srv:
+        fails(jan("models", "import", stories_path, env=cli_env(data, local=False, JAN_API_URL=srv.base_url)),
+              "already exists", "damaged", fix)
+    assert (data / "models" / "stories260K" / "model.json").read_text() == "{not json"
+    ok(jan("models", "import", stories_path, "--id", "intact", env=env))
+    said = fails(jan("models", "import", stories_path, "--id", "intact", env=env), "already exists")
+    assert "damaged" not in said

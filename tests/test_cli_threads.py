@@ -117,6 +117,56 @@ def test_threads_list_reports_a_damaged_thread(env, data, saved):
     assert "damaged file" in result.stderr and older["id"] in result.stderr
 
 
+def test_a_damaged_thread_is_told_as_damaged_not_as_missing(env, data, saved, tmp_path):
+    """`jan threads show/export` and `jan chat --thread` of a thread whose thread.json is damaged said "not found
+    (see `jan threads list`)", locally and from a server (whose 404 says "is damaged: repair or remove ..."), and
+    `jan threads list` with only damaged threads said "no threads yet": the thread is there, left to mend."""
+    from api_helpers import running
+    from test_cli_helpers import cli_env
+
+    older, thread = saved
+    (data / "threads" / older["id"] / "thread.json").write_text("{not json")
+    (data / "threads" / thread["id"] / "thread.json").write_text("{not json")
+    expected = f"repair or remove threads/{older['id']}/thread.json"
+    with running(data) as srv:
+        for where in (env, cli_env(data, local=False, JAN_API_URL=srv.base_url)):
+            for args in (["threads", "show", older["id"]], ["threads", "export", older["id"]],
+                         ["chat", "--thread", older["id"]]):
+                message = fails(jan(*args, env=where), "is damaged", expected)
+                assert "not found" not in message, (args, message)
+            listed = ok(jan("threads", "list", env=where))
+            assert "no threads yet" not in listed.stderr and "2 damaged" in listed.stderr, listed.stderr
+    assert (data / "threads" / older["id"] / "thread.json").read_text() == "{not json"  # left as it was
+
+
+def test_threads_show_and_export_tell_a_damaged_message_line(env, data, saved):
+    """A line of messages.jsonl that is no JSON is skipped (and kept in the file); `jan threads show/export` showed
+    the thread without that message and said nothing of it, locally and from a server (whose message list did not
+    tell it). Now both warn of it as `jan threads list` warns of a damaged thread.json; GET .../messages lists it in
+    ``problems``."""
+    import urllib.request
+
+    from api_helpers import running
+    from test_cli_helpers import cli_env
+
+    _, thread = saved
+    lines = data / "threads" / thread["id"] / "messages.jsonl"
+    whole = lines.read_text().splitlines(keepends=True)
+    lines.write_text(whole[0] + '{"id": "msg_torn", "role": "us\n' + "".join(whole[1:]))
+    before = lines.read_text()
+    expected = f"damaged file threads/{thread['id']}/messages.jsonl (line 2 is not a JSON object"
+    with running(data) as srv:
+        for where in (env, cli_env(data, local=False, JAN_API_URL=srv.base_url)):
+            for args in (["threads", "show", thread["id"]], ["threads", "export", thread["id"]]):
+                result = ok(jan(*args, env=where))
+                assert expected in result.stderr, (args, result.stderr)
+                assert "Pirates sail" in result.stdout  # the other messages are shown
+        with urllib.request.urlopen(f"{srv.base_url}/v1/threads/{thread['id']}/messages") as response:
+            listed = json.load(response)
+        assert [p["path"] for p in listed["problems"]] == [f"threads/{thread['id']}/messages.jsonl"], listed
+    assert lines.read_text() == before  # the damaged line is kept, for the user to mend
+
+
 def test_threads_errors(env, saved, tmp_path):
     fails(jan("threads", "show", "thread_nope", env=env), "thread_nope", "not found")
     fails(jan("threads", "export", "../../etc", env=env), "not found")

@@ -304,3 +304,56 @@ def test_serve_names_a_host_that_no_dns_name_can_spell(env):
     result = jan("serve", "--port", "0", "--host", "bad..host", env=env)
     assert result.returncode == 1, result.stderr
     assert "cannot listen on bad..host:0: --host 'bad..host' is no host name or address" in result.stderr
+
+
+def test_a_named_data_folder_that_is_not_there_is_told_not_as_no_models(tmp_path, stories_path):
+    """A mistyped --data-folder or $JAN_DATA_FOLDER was told as "no models yet" (`jan models list`), "no threads yet"
+    (`jan threads list`) and "model 'X' not found: it is not a model in <folder> (see `jan models list`)" (`jan run`,
+    `jan chat`, which also made the folder first): a user saw their models gone. Each now says the folder named is not
+    there, and by what it was named; an existing folder still says "no models yet"."""
+    from test_cli_helpers import cli_env, fails, jan, ok
+
+    typo = tmp_path / "jann"
+    by_env = cli_env(typo)
+    by_flag = cli_env(tmp_path / "elsewhere")  # (the flag wins over the environment)
+    listed = ok(jan("models", "list", env=by_env))
+    assert f"the data folder {typo} (given by $JAN_DATA_FOLDER) does not exist" in listed.stderr, listed.stderr
+    assert "no models yet" not in listed.stderr
+    threads = ok(jan("threads", "list", env=by_env))
+    assert f"the data folder {typo} (given by $JAN_DATA_FOLDER) does not exist" in threads.stderr, threads.stderr
+    fails(jan("run", "stories260K", "hi", "--data-folder", typo, env=by_flag),
+          f"the data folder {typo} (given by --data-folder) does not exist")
+    fails(jan("chat", "stories260K", env=by_env, input="Hi\n"),
+          f"the data folder {typo} (given by $JAN_DATA_FOLDER) does not exist")
+    # a folder that is there but empty: as before
+    (tmp_path / "fresh").mkdir()
+    assert "no models yet" in ok(jan("models", "list", env=cli_env(tmp_path / "fresh"))).stderr
+    fails(jan("run", "stories260K", "hi", env=cli_env(tmp_path / "fresh")), "(see `jan models list`)")
+
+
+def test_a_damaged_extension_settings_file_is_told_by_a_local_command(tmp_path, stories_path):
+    """An extension's settings.json that is no JSON is set aside and its defaults used: `jan serve` logs it, but
+    `jan run` (a process that shows no log) moved the user's settings file without a word. It now says which
+    extension's settings, and where the file went."""
+    from test_cli_helpers import cli_env, jan, ok
+
+    data = tmp_path / "data"
+    settings = data / "settings" / "llamacpp" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text('{"n_ctx": ')
+    result = ok(jan("run", stories_path, "--raw", "Once", "-n", "2", env=cli_env(data)))
+    assert "extension 'llamacpp'" in result.stderr and "settings.json.corrupt-1" in result.stderr, result.stderr
+    assert (settings.parent / "settings.json.corrupt-1").read_text() == '{"n_ctx": '  # its bytes kept
+    again = ok(jan("run", stories_path, "--raw", "Once", "-n", "2", env=cli_env(data)))
+    assert "llamacpp" not in again.stderr, again.stderr  # told once: nothing is wrong now
+
+
+def test_a_disabled_built_in_service_is_told_with_how_to_enable_it(tmp_path, stories_path):
+    """With the `models` (or `conversational`) extension disabled, `jan run` said "No enabled extension manages models
+    (enable 'models')" and left the user to find how; the engine's own message gives the command. Now both do."""
+    from test_cli_helpers import cli_env, fails, jan, ok
+
+    env = cli_env(tmp_path / "data")
+    ok(jan("models", "import", stories_path, env=env))
+    ok(jan("extensions", "disable", "models", env=env))
+    fails(jan("run", "stories260K", "hi", "-n", "2", env=env), "manages models", "`jan extensions enable models`")

@@ -84,3 +84,21 @@ async def test_jan_mcp_add_keeps_relative_paths_meaning_what_they_meant(tmp_path
         assert status.state == "running", status.error
     finally:
         await manager.stop()
+
+
+@pytest.mark.parametrize("text, why", [('{"broken', "is not valid JSON"), ('{"mcpServers": []}', "must be an object")])
+def test_an_mcp_json_that_cannot_be_read_says_what_to_do_and_is_kept(tmp_path, text, why):
+    """`jan mcp add`/`remove` onto an mcp.json that is no JSON (or whose mcpServers is no object) refuse, rightly,
+    but said only "... is not valid JSON: <parser's words>", not what to do, where a file that cannot be read or is
+    not UTF-8 says "repair or remove it". The file stays as it was."""
+    from test_cli_helpers import cli_env, jan
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "mcp.json").write_text(text, encoding="utf-8")
+    env = cli_env(data)
+    for args in (["mcp", "add", "x", sys.executable, str(WILD_SERVER)], ["mcp", "remove", "x"], ["mcp", "list"]):
+        result = jan(*args, env=env)
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result
+        assert why in result.stderr and "repair or remove it" in result.stderr, (args, result.stderr)
+    assert (data / "mcp.json").read_text(encoding="utf-8") == text

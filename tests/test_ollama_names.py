@@ -144,3 +144,22 @@ async def test_listed_names_carry_ollamas_tag_and_find_their_model(models):
         assert status == 200 and got["done_reason"] == "load"
         running = (await api.get("/api/ps"))[1]["models"]
         assert {(m["name"], m["model"]) for m in running} >= {("stories260K:latest", "stories260K:latest")}
+
+
+async def test_a_model_whose_model_json_is_damaged_is_told_so_on_every_ollama_lookup(tmp_path, stories_path):
+    """A model whose model.json is damaged (left in place to mend) was "model 'x' not found" on Ollama's routes, where
+    every other dialect says it is damaged and what to repair or remove: now Ollama's too (still its 404)."""
+    from test_cli_helpers import cli_env, jan, ok
+
+    data = tmp_path / "data"
+    ok(jan("models", "import", str(stories_path), env=cli_env(data)))
+    (data / "models" / "stories260K" / "model.json").write_text("{not json")
+    with running(data) as srv:
+        async with Client(srv.base_url) as api:
+            for name in ("stories260K", "stories260K:latest"):
+                for method, path, body in _lookups(name):
+                    status, got = await api.call(method, path, body)
+                    assert status == 404 and list(got) == ["error"], (path, got)
+                    assert "is damaged" in got["error"] and "repair or remove models/stories260K/model.json" in \
+                        got["error"], (path, got)
+    assert (data / "models" / "stories260K" / "model.json").read_text() == "{not json"

@@ -97,7 +97,20 @@ def test_the_services_model_not_found_names_the_data_folder_on_every_path(tmp_pa
     near, embed, far = asyncio.run(misses())
     assert near == embed == (f"model 'stories260k' not found in the data folder {data}: did you mean "
                              "'stories260K'? (model ids are exact)")
-    assert far == f"model 'nothing-like-it' not found in the data folder {data}"
+    assert far == f"model 'nothing-like-it' not found in the data folder {data} (see `jan models list`)"
+
+
+def test_the_services_model_not_found_in_an_empty_data_folder_says_how_to_add_one(tmp_path):
+    """README's services example run on a fresh data folder (before its `jan models import`) said only "model
+    'stories260K' not found in the data folder ...": nothing of what to do, where the CLI points to its list."""
+    import asyncio
+
+    import jan as jan_package
+
+    with pytest.raises(jan_package.ModelNotFoundError) as missing:
+        asyncio.run(_complete(tmp_path / "fresh", "stories260K"))
+    assert str(missing.value) == (f"model 'stories260K' not found in the data folder {tmp_path / 'fresh'}: it has no "
+                                  "models yet (`jan models import FILE.gguf` or `jan models pull URL` adds one)")
 
 
 async def _complete(data, model):

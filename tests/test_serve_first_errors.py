@@ -105,6 +105,23 @@ def test_a_model_file_whose_id_is_another_files_model_says_what_to_do(tmp_path, 
                     f"{stories_path} --id NAME)"), last
 
 
+@pytest.mark.parametrize("by", ["id", "path", "default"])
+def test_a_model_whose_model_json_is_damaged_is_told_so_at_start(tmp_path, stories_path, by):
+    """`jan serve -m ID` of a model whose model.json is damaged said "'ID' is neither a model id in the data folder
+    nor a GGUF file", and `-m FILE` of its very file "the data folder's model 'ID' is another file; start that one by
+    its id (-m ID)", which fails as said above, and --default-model ID "is no model in <folder>". Each now says the
+    model.json is damaged and what to repair or remove."""
+    data = tmp_path / "jan"
+    assert jan("models", "import", str(stories_path), env=cli_env(data)).returncode == 0
+    (data / "models" / "stories260K" / "model.json").write_text("{not json")
+    flag, spec = ("--default-model", "stories260K") if by == "default" else (
+        "-m", "stories260K" if by == "id" else str(stories_path))
+    last = _last_line(jan("serve", "--port", str(free_port()), flag, spec, env=cli_env(data, local=False)))
+    assert "model 'stories260K' is damaged" in last and "repair or remove models/stories260K/model.json" in last, last
+    assert "neither a model id" not in last and "another file" not in last, last
+    assert (data / "models" / "stories260K" / "model.json").read_text() == "{not json"
+
+
 def test_a_model_file_imported_as_a_link_starts_by_its_path(tmp_path, stories_path):
     """The README's first steps, `jan models import FILE` (a symlink, the default) and then `jan serve -m FILE`,
     stopped the start with "the data folder's model 'stories260K' is another file": only a model imported by

@@ -505,6 +505,27 @@ def test_enter_right_after_a_stop_or_a_switch_of_thread_sends(chat_server, new_p
     assert [m["role"] for m in messages_of(chat_server, first["id"])] == ["user", "assistant"] * 3
 
 
+def test_a_damaged_thread_file_is_told_as_left_in_place(tmp_path, new_page):
+    """The page told a damaged thread.json as "set aside; see the server's data folder", though a read leaves it in
+    place (no copy to look for): it now says it cannot be read, and names the file to repair or remove."""
+    from jan.store import DataFolder
+
+    data = tmp_path / "data"
+    store = DataFolder(data)
+    kept = store.threads.create("Kept")
+    broken = store.threads.create("Broken")
+    (data / "threads" / broken["id"] / "thread.json").write_text("{not json")
+    with ServerThread(ServerConfig(data_folder=data, n_threads=1)) as srv:
+        page = new_page()
+        open_page(page, srv)
+        page.wait_for_selector("#toast", state="visible")
+        said = page.text_content("#toast")
+        assert "set aside" not in said and f"threads/{broken['id']}/thread.json" in said, said
+        assert "left in place" in said and "repair or remove" in said, said
+        assert page.locator(f".thread-item[data-thread-id='{kept['id']}']").count() == 1
+    assert (data / "threads" / broken["id"] / "thread.json").read_text() == "{not json"
+
+
 def test_server_stopped_and_back_while_the_page_is_open(tmp_path, stories_path, new_page):
     """jan stopped under an open page: the reply it was writing is kept and says why it ended; what the user
     then does gets a plain "cannot reach the server" (never the browser's "Failed to fetch") and keeps the

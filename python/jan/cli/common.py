@@ -247,6 +247,19 @@ class Connection:
         #: Set by a command that saves nothing in the data folder (`jan run`): :meth:`runtime` then makes none.
         self.keeps_nothing = False
         self._scratch: Any = None
+        # A folder the user named (--data-folder, $JAN_DATA_FOLDER) that is not there when the command starts: a
+        # mistyped path, most likely. Noted now, as `jan chat` makes the folder before it looks for the model.
+        named = os.fspath(data_folder) if data_folder is not None else os.environ.get("JAN_DATA_FOLDER")
+        self._named_absent = (None if not named or os.path.exists(os.path.expanduser(named)) else
+                              "--data-folder" if data_folder is not None else "$JAN_DATA_FOLDER")
+
+    def absent_note(self) -> str:
+        """Where the data folder the user named (``--data-folder``, ``$JAN_DATA_FOLDER``) was not there when the
+        command started: ``"the data folder X (given by --data-folder) does not exist"``, for the messages that
+        would otherwise say "no models yet" or "not a model in X" of a mistyped path; else ``""``."""
+        if self._named_absent is None:
+            return ""
+        return f"the data folder {self.data_folder} (given by {self._named_absent}) does not exist"
 
     # -- server --------------------------------------------------------
     def server(self):

@@ -64,7 +64,9 @@ class LocalThreads:
 
         try:
             thread = self.runtime.call(self.store.get_thread(thread_id))
-        except (NotFoundError, InvalidIdError):  # an id no thread can have is none of them, as `jan threads show` says
+        except (NotFoundError, InvalidIdError) as exc:  # an id no thread can have is none of them, as `jan threads show` says
+            if getattr(exc, "damaged", None):  # its thread.json is damaged: say so and where, not "not found"
+                raise CLIError(f"{exc} (in {self.runtime.manager.data_folder})") from None
             from jan.cli.threads import meant_thread
 
             ids = [t["id"] for t in self._call(self.store.list_threads()) if isinstance(t, dict) and "id" in t]
@@ -112,7 +114,8 @@ class ServerThreads:
                 raise
             self.client.post(path, fields)  # OpenAI's "modify thread" is a POST
 
-    def load(self, thread_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def load(self, thread_id: str, *, messages: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The thread and (unless ``messages`` is false: then ``[]``) its messages."""
         from jan.cli.client import ServerError, path_part
 
         tid = path_part(thread_id)
@@ -121,14 +124,14 @@ class ServerThreads:
         except ServerError as exc:
             # the server's 400 for an id no thread can have (`../x`) is, to someone naming a thread, "not found": as
             # the same command says it without a server
-            if exc.status == 404 or exc.code == "invalid_id":
-                from jan.cli.threads import meant_thread, server_threads
+            from jan.cli.threads import damaged_on_server, meant_thread, server_threads
 
+            if (exc.status == 404 or exc.code == "invalid_id") and not damaged_on_server(exc, thread_id):
                 ids = [t["id"] for t in server_threads(self.client)[0] if isinstance(t, dict) and "id" in t]
                 raise CLIError(f"thread '{thread_id}' not found on the server at {self.client.base_url}"
                                f"{meant_thread(thread_id, ids)} (see `jan threads list`)") from None
             raise
-        return thread, list_messages(self.client, thread_id)
+        return thread, (list_messages(self.client, thread_id) if messages else [])
 
     def path(self, thread_id: str) -> str:
         return f"{self.client.base_url}/v1/threads/{thread_id}"
@@ -140,8 +143,9 @@ class ServerThreads:
         return self.client.get_bytes(f"/v1/threads/{path_part(thread_id)}/files/{path_part(file_id)}")
 
 
-def list_messages(client, thread_id: str) -> list[dict[str, Any]]:
-    """Every message of a thread from the server, oldest first (following the cursor)."""
+def list_messages(client, thread_id: str, problems: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every message of a thread from the server, oldest first (following the cursor); ``problems``, when given,
+    gets the server's damaged lines of the thread's files (its ``problems``: why a message is missing)."""
     from jan.cli.client import path_part
 
     messages: list[dict[str, Any]] = []
@@ -151,6 +155,8 @@ def list_messages(client, thread_id: str) -> list[dict[str, Any]]:
         query = "?order=asc&limit=100&all=true" + (f"&after={path_part(after)}" if after else "")
         page = client.get(f"/v1/threads/{path_part(thread_id)}/messages{query}") or {}
         messages += page.get("data") or []
+        if problems is not None:
+            problems[:] = page.get("problems") or problems
         if not page.get("has_more") or not page.get("data"):
             break
         after = page["data"][-1]["id"]

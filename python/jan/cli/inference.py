@@ -263,6 +263,8 @@ def resolve_local_model(conn: Connection, spec: str) -> tuple[dict[str, Any], Pa
             raise CLIError(f"model '{spec}' is a model of the jan server at {served}, but this command loads models "
                            f"in this process from the data folder {conn.data_folder}, where it is not: give the "
                            f"server's data folder (--data-folder) or the model's .gguf path")
+    if conn.absent_note():  # a mistyped folder: the folder, not the model, is what to mend
+        raise CLIError(f"model '{spec}' not found: {conn.absent_note()}: check the path, or name a .gguf file")
     raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder}"
                    + (meant_in_store(conn, spec) or " (see `jan models list`) nor a .gguf file"))
 
@@ -297,7 +299,9 @@ def default_model(conn: Connection) -> str:
     only such model there is. Several to choose from is a question for the user, with or without a server."""
     client = conn.server()
     if client is not None:
-        listed = [m for m in (client.get("/v1/models") or {}).get("data", []) if isinstance(m, dict)]
+        page = client.get("/v1/models") or {}
+        listed = [m for m in page.get("data", []) if isinstance(m, dict)]
+        problems = page.get("problems") or []
         known = {m.get("id"): m for m in listed}
         # a loaded id the listing does not show (a race with a removal) is taken as one that writes text
         loaded = [i for i in (conn.health or {}).get("models") or [] if generates_text(known.get(i) or {})]
@@ -309,13 +313,18 @@ def default_model(conn: Connection) -> str:
     else:
         store = conn.store(create=False)
         models = list(store.models.list()) if store is not None else []
+        problems = [p.to_dict() for p in store.problems if p.path.startswith("models/")] if store is not None else []
     ids = sorted(m["id"] for m in models if generates_text(m))
     if len(ids) == 1:
         return ids[0]
     if not ids:
+        from jan.cli.models import damaged_model_ids, no_model_but_damaged
+
         embedders = sorted(m["id"] for m in models if not generates_text(m))
+        damaged = damaged_model_ids(problems) - {m.get("id") for m in models}
+        # a damaged model.json is a model still, left in place to mend: "no models yet" said there was none
         what = (f"no models that write text yet ({', '.join(embedders)} only make embeddings)" if embedders
-                else "no models yet")
+                else f"no model can be used: {no_model_but_damaged(damaged)}" if damaged else "no models yet")
         raise CLIError(f"{what}: name a .gguf file, or add one with `jan models pull URL` "
                        f"or `jan models import PATH`")
     raise CLIError(f"which model? several are available: {', '.join(ids)}")
@@ -578,6 +587,8 @@ class LocalBackend:
             return model
         if damaged:
             raise CLIError(damaged)
+        if conn.absent_note():  # a mistyped folder (made since, to save the chat in): that is what to mend
+            raise CLIError(f"model '{spec}' not found: {conn.absent_note()}: check the path, or name a .gguf file")
         meant = _meant(self.runtime, spec)
         raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder}"
                        + (meant or " (see `jan models list`) nor a .gguf file"))

@@ -39,7 +39,21 @@ class LocalRuntime:
         Path(data_folder).mkdir(parents=True, exist_ok=True)
         self.manager = ExtensionManager(data_folder, LocalEventBus(), discover_entry_points=enable_extensions)
         self.call(self.manager.start())
+        self._tell_settings_set_aside()
         self.services = Services.from_manager(self.manager)
+
+    def _tell_settings_set_aside(self) -> None:
+        """Say on stderr which extension's settings.json could not be read (no JSON: set aside, its defaults used):
+        a server logs it, but this process shows no log, and `jan run` moved a user's settings file without a word."""
+        from jan.cli.common import warn
+
+        for record in self.manager.list():
+            if record.state != "loaded":  # (settings read now would read, and set aside, a file nothing else read)
+                continue
+            with contextlib.suppress(Exception):  # (a note only: a start never fails for want of it)
+                for problem in self.manager.settings(record.name).problems:
+                    if problem.get("field") is None:  # the file as a whole, not one ignored value
+                        warn(f"extension {record.name!r}: {problem.get('message')}")
 
     def call(self, coro: Any) -> Any:
         """Run a coroutine on the runtime's loop and return its result (Ctrl-C cancels it)."""

@@ -115,11 +115,14 @@ def list_models(as_json: bool, conn) -> None:
     # a model whose model.json is damaged is still there (left in place for the user to repair): a row says so,
     # rather than it vanishing from the list
     listed = {m["id"] for m in data}
-    for model_id in sorted(_damaged_ids(problems) - listed):
+    for model_id in sorted(damaged_model_ids(problems) - listed):
         rows.append([model_id, "(damaged model.json)", "", ""] + (["damaged"] if client is not None else []))
     rows.sort(key=lambda row: row[0])
     if not rows and not as_json:
-        click.echo("no models yet: add one with `jan models pull URL` or `jan models import FILE.gguf`", err=True)
+        absent = conn.absent_note() if client is None else ""  # (a mistyped folder: "no models yet" misled)
+        click.echo(f"no models: {absent}: check the path, or add one with `jan models import FILE.gguf`, which "
+                   "makes it" if absent else
+                   "no models yet: add one with `jan models pull URL` or `jan models import FILE.gguf`", err=True)
         return
     print_table(columns, rows)
 
@@ -136,7 +139,7 @@ def _weights_missing(store, model: dict[str, Any]) -> bool:
         return False
 
 
-def _damaged_ids(problems: list[dict[str, Any]]) -> set[str]:
+def damaged_model_ids(problems: list[dict[str, Any]]) -> set[str]:
     """The ids of the models whose model.json a listing's ``problems`` name as damaged (``models/<id>/model.json``)."""
     ids = set()
     for problem in problems:
@@ -144,6 +147,16 @@ def _damaged_ids(problems: list[dict[str, Any]]) -> set[str]:
         if len(parts) == 3 and parts[0] == "models" and parts[2] == "model.json" and parts[1]:
             ids.add(parts[1])
     return ids
+
+
+def no_model_but_damaged(damaged: set[str]) -> str:
+    """Why there is no model to use where only damaged ones are (a model.json left in place to mend): their ids and
+    what to do, for the places that would otherwise say "no models yet"."""
+    if len(damaged) == 1:
+        (model_id,) = damaged
+        return f"the model.json of {model_id} is damaged: repair or remove models/{model_id}/model.json"
+    return (f"the model.json of {', '.join(sorted(damaged))} is damaged: repair or remove each "
+            "(`jan models list` shows why)")
 
 
 def warn_missing_files(model_ids: list[str]) -> None:
@@ -213,6 +226,28 @@ def show_model(model_id: str, as_json: bool, conn) -> None:
 
 
 # --------------------------------------------------------------------------- import
+def _taken(model_id: str, *, damaged: bool) -> CLIError:
+    """An import into an id a model has: a model whose model.json is damaged (left in place) is one still, and
+    "already exists" alone sent the user looking for a model `jan models show` calls damaged."""
+    if damaged:
+        return CLIError(f"model '{model_id}' already exists, its model.json damaged: repair or remove "
+                        f"models/{model_id}/model.json (`jan models rm {model_id}` removes the model), or choose "
+                        "another --id")
+    return CLIError(f"model '{model_id}' already exists (choose another --id, or `jan models rm {model_id}`)")
+
+
+def _damaged_here(conn, model_id: str) -> bool:
+    """Whether the data folder's model ``model_id`` has a damaged model.json (a hint: False where it cannot tell)."""
+    from jan.store import StoredModelNotFoundError
+
+    try:
+        conn.store().models.get(model_id)
+    except StoredModelNotFoundError as exc:
+        return exc.damaged is not None
+    except Exception:  # noqa: BLE001 - a hint only
+        return False
+    return False
+
 
 
 def _import_local(conn, path: Path, model_id: str | None, mode: str, mmproj: Path | None = None) -> dict[str, Any]:
@@ -232,8 +267,7 @@ def _import_local(conn, path: Path, model_id: str | None, mode: str, mmproj: Pat
     except CaseClashError as exc:
         raise CLIError(str(exc)) from None
     except AlreadyExistsError:
-        raise CLIError(f"model '{model_id}' already exists "
-                       f"(choose another --id, or `jan models rm {model_id}`)") from None
+        raise _taken(model_id, damaged=_damaged_here(conn, model_id)) from None
     except StoreError as exc:
         raise CLIError(str(exc)) from None
 
@@ -273,7 +307,9 @@ def import_model(path: Path, model_id: str | None, mode: str, mmproj: Path | Non
             model = client.post("/v1/models", body, timeout=300)
         except ServerError as exc:
             if exc.status == 409 and "differs only in case" not in str(exc):
-                raise CLIError(f"model '{model_id or path.stem}' already exists (choose another --id)") from None
+                taken = model_id or path.stem
+                problems = (client.get("/v1/models") or {}).get("problems") or []
+                raise _taken(taken, damaged=taken in damaged_model_ids(problems)) from None
             raise
     else:
         model = _import_local(conn, path, model_id, mode, mmproj)

@@ -294,8 +294,9 @@ async def _check_default_model(app: web.Application, config: ServerConfig, *, lo
     try:
         await app[SERVICES].models.get(name)
         return False
-    except ModelNotFoundError:
-        pass
+    except ModelNotFoundError as exc:
+        if getattr(exc, "damaged", None):  # a model whose model.json is damaged: "no model" would send one looking
+            raise RuntimeError(f"--default-model: {exc}") from None
     if not loaded and any(os.path.isfile(os.path.expanduser(spec)) for spec in config.models):
         return True  # a GGUF path's model is imported (and named) by its load: asked again then
     meant = await app[SERVICES].models.meant(name)
@@ -359,17 +360,23 @@ _START_MODELS_NAMED = 10
 async def _models_line(app: web.Application) -> str:
     """What the start says of the models it serves: their ids, the loaded ones marked (the start's other lines say
     what it serves and where; the seven "extension ... loaded" lines said nothing of the models)."""
+    from jan.cli.models import damaged_model_ids, no_model_but_damaged
     from jan.server.keys import SERVICES
 
     services = app[SERVICES].models
     try:
-        ids = sorted(m["id"] for m in await services.model_extension().list_models())
+        extension = services.model_extension()
+        ids = sorted(m["id"] for m in await extension.list_models())
         loaded = set(await services.loaded_model_ids())
+        problems = getattr(extension, "problems", None)
+        damaged = damaged_model_ids(problems("models/") if callable(problems) else [])
     except Exception as exc:  # (the listing is the server's own; a start never fails for want of this line)
         logger.debug("the start's model list: %s: %s", type(exc).__name__, exc)
         return "jan: models: see GET /v1/models"
     if not ids:
-        return "jan: no models yet: add one with `jan models pull URL` or `jan models import FILE.gguf`"
+        # a damaged model.json is a model still (left in place, its warning above): "no models yet" said there was none
+        return (f"jan: no model can be served: {no_model_but_damaged(damaged)}" if damaged else
+                "jan: no models yet: add one with `jan models pull URL` or `jan models import FILE.gguf`")
     named = [f"{i} (loaded)" if i in loaded else i for i in ids[:_START_MODELS_NAMED]]
     more = f" and {len(ids) - _START_MODELS_NAMED} more (`jan models list`)" if len(ids) > _START_MODELS_NAMED else ""
     return f"jan: {len(ids)} model{'s' if len(ids) != 1 else ''}: {', '.join(named)}{more}"

@@ -33,22 +33,37 @@ def threads() -> None:
 def fetch_thread(conn, thread_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     client = conn.server()
     if client is not None:
-        from jan.cli.conversation import ServerThreads
+        from jan.cli.conversation import ServerThreads, list_messages
 
-        return ServerThreads(client).load(thread_id)
+        thread, _ = ServerThreads(client).load(thread_id, messages=False)
+        problems: list[dict[str, Any]] = []
+        messages = list_messages(client, thread_id, problems)
+        warn_problems(problems)  # a damaged line of the thread's messages: why a message is missing
+        return thread, messages
     from jan.store import InvalidIdError, NotFoundError, StoreError
 
     store = conn.store(create=False)  # (only read: a folder that is not there holds no thread, and is not made)
     try:
         if store is None:
             raise NotFoundError("thread", thread_id)
-        return store.threads.get(thread_id), store.messages.list(thread_id).data
-    except (NotFoundError, InvalidIdError):
+        thread, messages = store.threads.get(thread_id), store.messages.list(thread_id).data
+        # a damaged line the store skipped (and reported): why a message is missing, said as `threads list` says it
+        warn_problems([p.to_dict() for p in store.problems if p.path.startswith(f"threads/{thread_id}/")])
+        return thread, messages
+    except (NotFoundError, InvalidIdError) as exc:
+        if getattr(exc, "damaged", None):  # its thread.json is damaged: that, and where to mend it, not "not found"
+            raise CLIError(f"{exc} (in {conn.data_folder})") from None
         ids = [t["id"] for t in store.threads.list().data] if store is not None else []
         raise CLIError(f"thread '{thread_id}' not found in {conn.data_folder}{meant_thread(thread_id, ids)} "
                        "(see `jan threads list`)") from None
     except StoreError as exc:
         raise CLIError(str(exc)) from None
+
+
+def damaged_on_server(exc, thread_id: str) -> bool:
+    """Whether a server's 404 for ``thread_id`` says its thread.json is damaged (the store's "'<id>' is damaged:
+    repair or remove ..."): those words, which say where to mend it, are the answer, not "not found"."""
+    return exc.status == 404 and f"{thread_id!r} is damaged" in str(exc)
 
 
 def meant_thread(thread_id: str, ids: list[str]) -> str:
@@ -112,7 +127,11 @@ def list_threads(limit: int | None, as_json: bool, conn) -> None:
         print_json(data)
         return
     if not data:
-        click.echo("no threads yet: `jan chat` saves each conversation as one", err=True)
+        # damaged threads are threads still (left in place to mend): "no threads yet" would say there are none
+        absent = conn.absent_note() if client is None else ""  # (a mistyped folder: "no threads yet" misled)
+        click.echo(f"no thread can be read: {len(problems)} damaged file(s), named above" if problems
+                   else f"no threads: {absent}: check the path" if absent
+                   else "no threads yet: `jan chat` saves each conversation as one", err=True)
         return
     rows = [[t["id"], t.get("title", ""), _model_of(t), human_time(t.get("updated") or t.get("created_at"))]
             for t in data]

@@ -47,6 +47,11 @@ async def resolve_model(models: ModelExtension, spec: str) -> dict:
             # made): said with what to do, not as a bare "already exists" a first start cannot act on
             model_id = getattr(exc, "existing", None) or getattr(exc, "id", None) or slugify_id(
                 os.path.splitext(os.path.basename(path))[0])
+            damaged = await _damaged(models, model_id)
+            if damaged:  # not "another file": that model's model.json cannot be read, so which file is unknown
+                raise ModelLoadError(f"{spec}: {damaged} (`jan models rm {model_id}` removes that model), or import "
+                                     f"this file under another id first (jan models import {spec} --id NAME)") \
+                    from None
             raise ModelLoadError(f"{spec}: the data folder's model '{model_id}' is another file; start that one by "
                                  f"its id (-m {model_id}), or import this file under another id first (jan models "
                                  f"import {spec} --id NAME)") from None
@@ -66,9 +71,23 @@ async def resolve_model(models: ModelExtension, spec: str) -> dict:
                                                                  await _guess(models, spec)))
     try:
         return await models.get_model(spec)
-    except ModelNotFoundError:
+    except ModelNotFoundError as exc:
+        if getattr(exc, "damaged", None):  # the id is a model, whose model.json is damaged: its words say what to do
+            raise ModelNotFoundError(str(exc)) from None
         raise ModelNotFoundError(f"'{spec}' is neither a model id in the data folder nor a GGUF file"
                                  f"{await _guess(models, spec)}") from None
+
+
+async def _damaged(models: ModelExtension, model_id: str) -> str | None:
+    """The store's words for ``model_id`` when its model.json is damaged ("model 'x' is damaged (...): repair or
+    remove models/x/model.json"), else None."""
+    try:
+        await models.get_model(model_id)
+    except ModelNotFoundError as exc:
+        return str(exc) if getattr(exc, "damaged", None) else None
+    except Exception:  # noqa: BLE001 - a hint only
+        return None
+    return None
 
 
 def _same_file(candidate: str | None, path: str) -> bool:

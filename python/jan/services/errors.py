@@ -127,4 +127,6 @@ def require(manager: Any, interface: type[T], provides: str, builtin: str) -> T:
         if failed:  # enabled already: "enable it" would send the user the wrong way; the cause is what helps
             raise ServiceUnavailableError(f"No extension {provides}: {describe_failed(failed)}",
                                           builtin=builtin) from None
-        raise ServiceUnavailableError(f"No enabled extension {provides} (enable '{builtin}')", builtin=builtin) from None
+        # how to enable it, as the engine's message says it: "(enable 'models')" left the user to find how
+        raise ServiceUnavailableError(f"No enabled extension {provides}: enable '{builtin}' (`jan extensions enable "
+                                      f"{builtin}`, or POST /v1/extensions/{builtin}/enable)", builtin=builtin) from None

@@ -820,13 +820,25 @@ class ModelService:
         error = _missing(model_id, exc)
         if getattr(error, "damaged", None):
             return error
-        meant = await self.meant(model_id)
+        ids = await self._ids()
+        meant = closest_model_id(model_id, ids) if isinstance(model_id, str) and ids else None
         if self.name_folder:
             error = ModelNotFoundError(not_found_message("model", model_id,
                                                          f"the data folder {self.manager.data_folder}"))
         if meant:
             return ModelNotFoundError(f"{error}: did you mean {meant!r}? (model ids are exact)")
+        if self.name_folder:  # the Python API's user has no list beside the error: what to do, as the CLI says it
+            return ModelNotFoundError(
+                f"{error}: it has no models yet (`jan models import FILE.gguf` or `jan models pull URL` adds one)"
+                if ids == [] else f"{error} (see `jan models list`)")
         return error
+
+    async def _ids(self) -> list[str] | None:
+        """The data folder's model ids; None where the list cannot be read (the hints built on it are left out)."""
+        try:
+            return [m.get("id") for m in await self.model_extension().list_models()]
+        except Exception:  # noqa: BLE001 - a hint only: none where the list cannot be read
+            return None
 
     async def meant(self, model_id: str) -> str | None:
         """The model id a name that is none most likely meant (:func:`closest_model_id`: one that differs only in
@@ -834,11 +846,8 @@ class ModelService:
         say it.)"""
         if not isinstance(model_id, str):
             return None
-        try:
-            ids = [m.get("id") for m in await self.model_extension().list_models()]
-        except Exception:  # noqa: BLE001 - a hint only: none where the list cannot be read
-            return None
-        return closest_model_id(model_id, ids)
+        ids = await self._ids()
+        return closest_model_id(model_id, ids) if ids is not None else None
 
     async def resolve(self, model_id: str | None) -> Target:
         """The model (``None``: the default model if one is configured, else the only loaded model) and its engine.

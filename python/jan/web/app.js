@@ -432,7 +432,12 @@ async function loadThreads() {
     const page = await api("/v1/threads?limit=100&order=desc");
     state.threads = page.data || [];
     if (page.problems && page.problems.length) {
-      toast(`${page.problems.length} damaged thread file(s) were set aside; see the server's data folder.`);
+      // a damaged file is left where it is now (only a write sets one aside, with its copy named): "were set
+      // aside" sent the user looking for copies that are not there; the first file is named, to repair or remove
+      const kept = page.problems.filter((p) => !p.moved_to);
+      toast(kept.length
+        ? `${page.problems.length} damaged thread file(s) cannot be read (left in place: repair or remove ${kept[0].path} in the server's data folder).`
+        : `${page.problems.length} damaged thread file(s) were set aside; see the server's data folder.`);
     }
   } catch (error) {
     if (error.status !== 401 && error.code !== OFFLINE) toast(`Could not list threads: ${error.message}`); // the banner says it

@@ -145,10 +145,11 @@ def _parse_each(text: str, where: Path) -> tuple[dict[str, McpServerConfig], dic
     try:
         raw = loads_json(text, object_pairs_hook=_Object) if text.strip() else {}
     except ValueError as exc:  # not JSON, or nested too deeply to parse (a RecursionError otherwise)
-        raise McpConfigError(f"{where} is not valid JSON: {exc}") from None
+        # what to do is said as for a file that cannot be read: `jan mcp add` refuses to write over it
+        raise McpConfigError(f"{where} is not valid JSON: {exc}; repair or remove it") from None
     servers = raw.get("mcpServers", {}) if isinstance(raw, dict) else None
     if not isinstance(servers, dict):
-        raise McpConfigError(f"{where}: 'mcpServers' must be an object of servers by name")
+        raise McpConfigError(f"{where}: 'mcpServers' must be an object of servers by name; repair or remove it")
     out: dict[str, McpServerConfig] = {}
     problems: dict[str, str] = {}
     for name, entry in servers.items():

@@ -130,10 +130,16 @@ async def create_assistant(request: web.Request) -> web.Response:
 async def list_assistants(request: web.Request) -> web.Response:
     """List assistants, newest first by default."""
     q = list_query(request, default_order="desc")
-    items = [present(a) for a in await assistant_store(request).list_assistants()]
+    store = assistant_store(request)
+    items = [present(a) for a in await store.list_assistants()]
     # (a cursor of an assistant deleted since it was read is placed by its id: the SDK pages on it while a client
     # deletes the assistants it lists)
-    return json_response(page_of(items, q, key=assistant_sort_key, key_of_id=assistant_sort_key_of_id))
+    result = page_of(items, q, key=assistant_sort_key, key_of_id=assistant_sort_key_of_id)
+    # Jan's field, as GET /v1/threads and /v1/models have it: a damaged assistant.json (left in place) is named
+    # there, so an assistant missing from the list is explained rather than gone without a word
+    problems = getattr(store, "problems", None)
+    result["problems"] = problems("assistants/") if callable(problems) else []
+    return json_response(result)
 
 
 @routes.get("/v1/assistants/{assistant_id}")

@@ -215,7 +215,9 @@ async def _target(request: web.Request, name: str) -> Target:
     try:
         try:
             return await services.models.resolve(model_id)
-        except ModelNotFoundError:
+        except ModelNotFoundError as exc:
+            if getattr(exc, "damaged", None):  # the model is there, its model.json damaged: what to repair, not
+                raise OllamaError(404, str(exc)) from None  # "not found" of a model the user has (still a 404)
             return await services.models.resolve(await _other_case(services, model_id))
     except ModelNotFoundError:
         raise OllamaError(404, f"model '{name}' not found") from None

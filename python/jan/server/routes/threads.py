@@ -562,6 +562,10 @@ async def list_messages(request: web.Request) -> web.Response:
         result = page_of(shown, q, key=message_sort_key,
                          key_of_id=lambda cursor: message_sort_key_of_id(cursor) if cursor in gone else None)
     result["data"] = [message_object(m, jan_view=every) for m in result["data"]]
+    # Jan's field, as GET /v1/threads has it: the lines of this thread's files the store skipped (a damaged
+    # line), so a client can tell why a message is missing from the list
+    problems = getattr(store, "problems", None)
+    result["problems"] = problems(f"threads/{thread_id}/") if callable(problems) else []
     return json_response(result)
 
 
