@@ -225,9 +225,13 @@ class DocumentBlock(_Wire):
 
 
 class ThinkingBlock(_Wire):
+    """An earlier answer's thinking sent back. ``signature`` is required, as Anthropic's API requires it (a 400
+    naming ``...signature: Field required``); every block jan answers has one (:func:`_thinking_block`), and one
+    jan did not make (another server's) is taken with its ``thinking`` text as it stands."""
+
     type: Literal["thinking"]
     thinking: str
-    signature: str | None = None
+    signature: str
 
 
 class RedactedThinkingBlock(_Wire):

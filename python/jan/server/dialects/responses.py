@@ -198,9 +198,12 @@ class SummaryText(_Wire):
 
 
 class ReasoningItem(_Wire):
+    """An earlier answer's reasoning sent back. ``summary`` is required (``[]`` where there is none), as OpenAI's
+    API requires it (a 400, code ``missing_required_parameter``); every reasoning item jan answers has one."""
+
     type: Literal["reasoning"]
     id: str | None = None
-    summary: list[SummaryText] = Field(default_factory=list)
+    summary: list[SummaryText]
     content: list[ReasoningText] | None = None
     #: What ``include: ["reasoning.encrypted_content"]`` returned (:func:`encrypted_reasoning`): stateless
     #: clients (Codex, ``store: false``) send a reasoning item back with only this, its text left out.
