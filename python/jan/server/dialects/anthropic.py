@@ -125,10 +125,11 @@ class ImageBlock(_Wire):
 
 
 class ToolUseBlock(_Wire):
+    # (every field required, ``input`` too ({} for a call without arguments), as Anthropic's API requires them)
     type: Literal["tool_use"]
     id: str
     name: str
-    input: dict[str, Any] = Field(default_factory=dict)
+    input: dict[str, Any]
 
 
 class McpToolUseBlock(_Wire):
@@ -138,7 +139,7 @@ class McpToolUseBlock(_Wire):
     id: str
     name: str
     server_name: str
-    input: dict[str, Any] = Field(default_factory=dict)
+    input: dict[str, Any]  # (required, as Anthropic's API requires it)
 
 
 class McpToolResultBlock(_Wire):
@@ -236,7 +237,7 @@ class ThinkingBlock(_Wire):
 
 class RedactedThinkingBlock(_Wire):
     type: Literal["redacted_thinking"]
-    data: str = ""
+    data: str  # (required, as Anthropic's API requires it; never read: another provider's encryption)
 
 
 ContentBlock = Annotated[

@@ -187,13 +187,14 @@ class CustomToolCallOutputItem(_Wire):
 
 
 class ReasoningText(_Wire):
-    # (a part of another type was taken for thinking, whatever it held: OpenAI's content parts are reasoning_text)
-    type: Literal["reasoning_text"] = "reasoning_text"
+    # (a part of another type was taken for thinking, whatever it held: OpenAI's content parts are reasoning_text;
+    # its type is required, as OpenAI's API requires it)
+    type: Literal["reasoning_text"]
     text: str
 
 
 class SummaryText(_Wire):
-    type: Literal["summary_text"] = "summary_text"
+    type: Literal["summary_text"]  # (required, as OpenAI's API requires it)
     text: str
 
 
