@@ -118,3 +118,22 @@ def test_a_mistyped_body_field_names_the_one_meant_in_every_dialect(server, path
 def test_a_field_like_none_is_refused_as_before(server):
     status, data = post(server, "/v1/chat/completions", {"model": "stories260K", "messages": HI, "zzz": 1})
     assert status == 400 and data["error"]["message"] == "Unrecognized request argument supplied: zzz", data
+
+
+@pytest.mark.parametrize("loc, data, path", [
+    # a field missing beside a tag that is a field's name too (Anthropic's thinking block): the object's field, not
+    # the text's (it said "messages[1].content[0].thinking: Field required" of a block that has its thinking)
+    (("messages", 1, "content", "list[...]", 0, "thinking", "signature"),
+     {"messages": [{}, {"content": [{"type": "thinking", "thinking": "hm"}]}]}, ("messages", 1, "content", 0,
+                                                                                "signature")),
+    # ... as before: a field inside the object the tag names, a field of the tagged object itself
+    (("tools", 0, "function", "name"), {"tools": [{"type": "function", "function": {}}]}, ("tools", 0, "function",
+                                                                                         "name")),
+    (("x", 0, "text", "text"), {"x": [{"type": "text", "text": 5}]}, ("x", 0, "text")),
+    (("x", 0, "text", "cache_control"), {"x": [{"type": "text", "text": "a", "cache_control": 5}]},
+     ("x", 0, "cache_control")),
+])
+def test_a_missing_field_is_named_where_it_belongs(loc, data, path):
+    from jan.server.errors import field_path
+
+    assert field_path(loc, data) == path

@@ -276,3 +276,47 @@ def test_an_openai_assistant_message_s_reasoning_is_its_reasoning_content(server
     assert "reasoning" in message and "reasoning_content" in message and "messages[1]" in message, message
     wrong = post({"reasoning": {"text": THOUGHT}})
     assert wrong.status_code == 400 and "messages[1].reasoning" in wrong.json()["error"]["message"], wrong.text
+
+
+ASK, AGAIN = {"role": "user", "content": "Hi"}, {"role": "user", "content": "And?"}
+
+
+@pytest.mark.parametrize("path, body, param", [
+    # Anthropic's API requires a thinking block's signature, OpenAI's a reasoning item's summary ([] where none):
+    # a body jan took without them is one the real API refuses, so a client tried on jan broke there (the
+    # official SDKs' params require every field named here)
+    ("/v1/messages", {"max_tokens": 2, "messages": [
+        ASK, {"role": "assistant", "content": [{"type": "thinking", "thinking": THOUGHT}, {"type": "text", "text": "4"}]},
+        AGAIN]}, "messages[1].content[0].signature"),
+    ("/v1/messages/count_tokens", {"messages": [
+        ASK, {"role": "assistant", "content": [{"type": "thinking", "thinking": THOUGHT}]}, AGAIN]},
+     "messages[1].content[0].signature"),
+    ("/v1/responses", {"max_output_tokens": 2, "input": [
+        ASK, {"type": "reasoning", "content": [{"type": "reasoning_text", "text": THOUGHT}]}, AGAIN]}, "input[1].summary"),
+    ("/v1/responses/input_tokens", {"input": [
+        ASK, {"type": "reasoning", "encrypted_content": encrypted_reasoning(THOUGHT)}, AGAIN]}, "input[1].summary"),
+    # ... and the other fields of an earlier turn both APIs require, which jan defaulted: a tool_use's (and an
+    # mcp_tool_use's) input, a redacted_thinking block's data, a reasoning item's parts' type
+    ("/v1/messages/count_tokens", {"messages": [
+        ASK, {"role": "assistant", "content": [{"type": "redacted_thinking"}]}, AGAIN]}, "messages[1].content[0].data"),
+    ("/v1/messages/count_tokens", {"messages": [
+        ASK, {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "f"}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "4"}]}]},
+     "messages[1].content[0].input"),
+    ("/v1/messages/count_tokens", {"messages": [
+        ASK, {"role": "assistant", "content": [{"type": "mcp_tool_use", "id": "mcptoolu_1", "name": "f",
+                                                "server_name": "s"}]}, AGAIN]}, "messages[1].content[0].input"),
+    ("/v1/responses/input_tokens", {"input": [
+        ASK, {"type": "reasoning", "summary": [{"text": THOUGHT}]}, AGAIN]}, "input[1].summary[0].type"),
+    ("/v1/responses/input_tokens", {"input": [
+        ASK, {"type": "reasoning", "summary": [], "content": [{"text": THOUGHT}]}, AGAIN]}, "input[1].content[0].type"),
+])
+def test_thinking_sent_back_without_the_field_the_real_api_requires_is_its_400(server, path, body, param):
+    response = httpx.post(server.base_url + path, json={"model": "stories260K", **body}, timeout=120)
+    assert response.status_code == 400, response.text
+    error = response.json()
+    if path.startswith("/v1/messages"):
+        assert error["type"] == "error" and error["error"] == {
+            "type": "invalid_request_error", "message": f"{param}: Field required"}, error
+    else:
+        assert error["error"]["param"] == param and error["error"]["code"] == "missing_required_parameter", error

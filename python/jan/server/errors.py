@@ -101,9 +101,12 @@ def field_path(loc: tuple, data: Any = _NO_DATA) -> tuple:
             if p in cur:
                 child = cur[p]
                 # a tagged union's tag is the value of "type" and precedes the field: {"type": "text", "text": 5}
-                # fails at ("text", "text"); {"type": "function", "function": {}} at ("function", "name")
-                if (not last and p == cur.get("type") and isinstance(nxt, str) and nxt in cur
-                        and not (isinstance(child, dict) and nxt in child)):
+                # fails at ("text", "text"); {"type": "function", "function": {}} at ("function", "name"). A field
+                # the body lacks after a tag that is a field's name too (Anthropic's {"type": "thinking",
+                # "thinking": "..."} fails at ("thinking", "signature")) is the object's own: no text holds a field
+                if (not last and p == cur.get("type") and isinstance(nxt, str)
+                        and not (isinstance(child, dict) and nxt in child)
+                        and (nxt in cur or (not isinstance(child, (dict, list)) and not _MEMBER.search(nxt)))):
                     continue
                 out.append(p)
                 cur = child

@@ -124,10 +124,11 @@ class ImageBlock(_Wire):
 
 
 class ToolUseBlock(_Wire):
+    # (every field required, ``input`` too ({} for a call without arguments), as Anthropic's API requires them)
     type: Literal["tool_use"]
     id: str
     name: str
-    input: dict[str, Any] = Field(default_factory=dict)
+    input: dict[str, Any]
 
 
 class McpToolUseBlock(_Wire):
@@ -137,7 +138,7 @@ class McpToolUseBlock(_Wire):
     id: str
     name: str
     server_name: str
-    input: dict[str, Any] = Field(default_factory=dict)
+    input: dict[str, Any]  # (required, as Anthropic's API requires it)
 
 
 class McpToolResultBlock(_Wire):
@@ -224,14 +225,18 @@ class DocumentBlock(_Wire):
 
 
 class ThinkingBlock(_Wire):
+    """An earlier answer's thinking sent back. ``signature`` is required, as Anthropic's API requires it (a 400
+    naming ``...signature: Field required``); every block jan answers has one (:func:`_thinking_block`), and one
+    jan did not make (another server's) is taken with its ``thinking`` text as it stands."""
+
     type: Literal["thinking"]
     thinking: str
-    signature: str | None = None
+    signature: str
 
 
 class RedactedThinkingBlock(_Wire):
     type: Literal["redacted_thinking"]
-    data: str = ""
+    data: str  # (required, as Anthropic's API requires it; never read: another provider's encryption)
 
 
 ContentBlock = Annotated[

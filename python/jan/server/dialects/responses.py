@@ -187,20 +187,24 @@ class CustomToolCallOutputItem(_Wire):
 
 
 class ReasoningText(_Wire):
-    # (a part of another type was taken for thinking, whatever it held: OpenAI's content parts are reasoning_text)
-    type: Literal["reasoning_text"] = "reasoning_text"
+    # (a part of another type was taken for thinking, whatever it held: OpenAI's content parts are reasoning_text;
+    # its type is required, as OpenAI's API requires it)
+    type: Literal["reasoning_text"]
     text: str
 
 
 class SummaryText(_Wire):
-    type: Literal["summary_text"] = "summary_text"
+    type: Literal["summary_text"]  # (required, as OpenAI's API requires it)
     text: str
 
 
 class ReasoningItem(_Wire):
+    """An earlier answer's reasoning sent back. ``summary`` is required (``[]`` where there is none), as OpenAI's
+    API requires it (a 400, code ``missing_required_parameter``); every reasoning item jan answers has one."""
+
     type: Literal["reasoning"]
     id: str | None = None
-    summary: list[SummaryText] = Field(default_factory=list)
+    summary: list[SummaryText]
     content: list[ReasoningText] | None = None
     #: What ``include: ["reasoning.encrypted_content"]`` returned (:func:`encrypted_reasoning`): stateless
     #: clients (Codex, ``store: false``) send a reasoning item back with only this, its text left out.
