@@ -288,6 +288,9 @@ def test_every_short_mix_of_kept_items_and_turns_reads_the_same_both_ways():
     for n in range(1, 4):
         for mix in itertools.product(kinds, repeat=n):
             thread = [kinds["user"](-1), *(kinds[kind](i) for i, kind in enumerate(mix)), kinds["user"](n)]
+            # (a result whose call is missing: the Responses API keeps it to refuse the request, naming it; a run
+            # goes on without it)
+            read = history_turns((e for m in thread for e in thread_entries(m)), stray_results=False)
             stored = [(t.role, t.text, tuple((c.id, c.name, c.arguments) for c in t.tool_calls), t.tool_call_id,
-                       t.reasoning) for t in _read(thread)]
+                       t.reasoning) for t in read]
             assert [as_chat(m) for m in chat_messages(prompt_window(thread), "")] == stored, mix

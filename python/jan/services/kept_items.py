@@ -230,7 +230,8 @@ def continued(turn: ChatMessage | None) -> ChatMessage | None:
     return turn
 
 
-def history_turns(entries: Iterable[ChatMessage | dict[str, Any] | KeptEntry]) -> list[ChatMessage]:
+def history_turns(entries: Iterable[ChatMessage | dict[str, Any] | KeptEntry], *,
+                  stray_results: bool = True) -> list[ChatMessage]:
     """A conversation's turns, in order, of ``entries``: a chat turn as it is, a kept item (a dict:
     :func:`kept_item`, or a :class:`KeptEntry`) as the turns the model reads of it (:func:`kept_item_turns`). The
     one set of rules across a thread's messages, whoever reads them (:func:`jan.services.thread_turns.thread_history`:
@@ -245,8 +246,10 @@ def history_turns(entries: Iterable[ChatMessage | dict[str, Any] | KeptEntry]) -
       :func:`jan.server.dialects.responses.input_messages`): thinking alone is the thinking of the assistant turn
       right after it, and calls with no text of their own are calls of the assistant turn right before them;
     * a thinking-only answer (a reply cut off in its thinking) is a turn of its own before anything else;
-    * a turn with nothing in it (no text, part, call nor thinking: a reply cancelled before its first token) is none,
-      and a tool result whose call is in no turn before it is left out (a template would reject it)."""
+    * a turn with nothing in it (no text, part, call nor thinking: a reply cancelled before its first token) is none;
+    * a tool result whose call is in no turn before it (its call deleted) is kept with ``stray_results`` (the
+      Responses API then refuses the history, naming it: :mod:`jan.services.tool_pairs`, as OpenAI's does), else
+      left out (a run goes on without it: a template would reject it)."""
     out: list[ChatMessage] = []
     names: dict[str, dict[str, str]] = {}  # (the calls' names as their servers' last listings offered them)
     calling: int | None = None  # (the index in ``out`` of the last kept call's turn, while only its results follow)
@@ -254,7 +257,7 @@ def history_turns(entries: Iterable[ChatMessage | dict[str, Any] | KeptEntry]) -
     for entry in entries:
         if isinstance(entry, ChatMessage):
             if entry.role == "tool":
-                if entry.tool_call_id in called:
+                if stray_results or entry.tool_call_id in called:
                     out.append(entry)
                 calling = None
                 continue

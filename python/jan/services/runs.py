@@ -584,9 +584,9 @@ def _typed_part(part: dict[str, Any],
         document = files.get(part["document"]["file_id"])
         return replace(document, title=part["document"].get("title")) if isinstance(document, DocumentPart) else None
     if part["type"] == "image_url":  # (an image a Responses conversation keeps in its message, as a data: URL)
-        from jan.services.thread_turns import _image
+        from jan.services.thread_turns import data_url_image
 
-        return _image(str(part["image_url"].get("url") or ""))
+        return data_url_image(str(part["image_url"].get("url") or ""))
     return files.get(part["image_file"]["file_id"])
 
 

@@ -25,8 +25,8 @@ from jan.services.types import ChatMessage, DocumentPart, ImagePart, Part, TextP
 from jan.services.untrusted import UntrustedTextPart
 from jan.templates.formats.reasoning import joined_thoughts
 
-__all__ = ["DocumentFileRef", "ImageFileRef", "TOOL_IMAGES_KEY", "file_refs", "from_thread_message",
-           "prompt_entries", "thread_history", "thread_parts", "thread_turn"]
+__all__ = ["DocumentFileRef", "ImageFileRef", "TOOL_IMAGES_KEY", "attached_documents", "data_url_image", "file_refs",
+           "from_thread_message", "part_field", "prompt_entries", "thread_history", "thread_parts", "thread_turn"]
 
 #: The metadata flag of a stored tool message whose images a tool jan ran returned (to_thread_message).
 TOOL_IMAGES_KEY = "tool_images"
@@ -55,7 +55,7 @@ def file_refs(messages: Iterable[dict[str, Any]]) -> dict[str, ImagePart | Docum
     for message in messages:
         content = message.get("content")
         for part in content if isinstance(content, list) else ():
-            file_id = _inner(part, "image_file", "file_id") if isinstance(part, dict) \
+            file_id = part_field(part, "image_file", "file_id") if isinstance(part, dict) \
                 and part.get("type") == "image_file" else None
             if isinstance(file_id, str):
                 refs.setdefault(file_id, ImageFileRef(b"", "", file_id=file_id))
@@ -77,12 +77,14 @@ def attached_documents(message: dict[str, Any]) -> list[tuple[str, str | None]]:
     return out
 
 
-def thread_history(messages: Iterable[dict[str, Any]],
-                   files: Mapping[str, ImagePart | DocumentPart] | None = None) -> list[ChatMessage]:
+def thread_history(messages: Iterable[dict[str, Any]], files: Mapping[str, ImagePart | DocumentPart] | None = None,
+                   *, stray_results: bool = True) -> list[ChatMessage]:
     """The turns the model reads of a thread's ``messages``, in order (:func:`prompt_entries` of each, read across
     by :func:`~jan.services.kept_items.history_turns`). ``files``: the thread's image files and attached documents
-    by id (:func:`file_refs` for references); a file not there is left out of its turn."""
-    return history_turns(entry for message in messages for entry in prompt_entries(message, files))
+    by id (:func:`file_refs` for references); a file not there is left out of its turn. ``stray_results``: a tool
+    result whose call is in no turn before it is kept (for the Responses API to refuse), else left out (a run's)."""
+    return history_turns((entry for message in messages for entry in prompt_entries(message, files)),
+                         stray_results=stray_results)
 
 
 def prompt_entries(message: dict[str, Any],
@@ -90,8 +92,8 @@ def prompt_entries(message: dict[str, Any],
     """What a thread message stands for in a prompt (:func:`~jan.services.kept_items.history_turns` reads them):
     the item it keeps (:func:`kept_entry`), its turn (:func:`thread_turn`, its attached documents first), or nothing:
     a pending or failed reply, one cut off by a restart (``metadata.stop_reason: "interrupted"``: until resumed it
-    stands for the pending reply it was), a message of an unknown role. A call whose id is empty or whose arguments
-    are no text (a hand edit's: the API refuses them) is left out, with the result that answers it."""
+    stands for the pending reply it was), a message of an unknown role. A call whose arguments are no text (a hand
+    edit's: the API refuses them) is left out (and so, in a run, the result that answers it)."""
     metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
     if metadata.get("stop_reason") == "interrupted":
         return []
@@ -111,8 +113,9 @@ def prompt_entries(message: dict[str, Any],
 
 def _usable_call(call: Any) -> bool:
     """Whether a stored call (an entry of a message's ``metadata.tool_calls``) is one a prompt can hold: OpenAI's
-    ``{"id", "function": {"name", "arguments"}}`` with strings there."""
-    if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"]:
+    ``{"id", "function": {"name", "arguments"}}`` with strings there (an empty id or name is still a call: a
+    conversation keeps what the Responses API takes as input)."""
+    if not isinstance(call, dict) or not isinstance(call.get("id"), str):
         return False
     fn = call.get("function")
     return isinstance(fn, dict) and isinstance(fn.get("name"), str) and isinstance(fn.get("arguments") or "", str)
@@ -194,17 +197,19 @@ def thread_parts(message: dict[str, Any],
                 parts.append((UntrustedTextPart(value, source=source) if source in ("document", "tool")
                               else TextPart(value), part))
         elif part.get("type") == "image_url":
-            image = _image(str(_inner(part, "image_url", "url") or ""))
+            image = data_url_image(str(part_field(part, "image_url", "url") or ""))
             if image is not None:
                 parts.append((image, part))
         elif part.get("type") == "image_file" and images:
-            image = images.get(str(_inner(part, "image_file", "file_id") or ""))
+            image = images.get(str(part_field(part, "image_file", "file_id") or ""))
             if isinstance(image, ImagePart):
                 parts.append((image, part))
     return parts
 
 
-def _image(url: str) -> ImagePart | None:
+def data_url_image(url: str) -> ImagePart | None:
+    """The image a ``data:...;base64,`` URL holds (a thread keeps a conversation's images so); ``None`` for another
+    URL or one that does not decode."""
     head, _, data = url.partition(",")
     if not head.startswith("data:") or not head.endswith(";base64"):
         return None
@@ -214,7 +219,7 @@ def _image(url: str) -> ImagePart | None:
         return None
 
 
-def _inner(part: Mapping[str, Any], key: str, field: str) -> Any:
+def part_field(part: Mapping[str, Any], key: str, field: str) -> Any:
     """``part[key][field]``, or ``None`` where ``part[key]`` is no object (a hand edit's ``"image_file": "x"`` was
     a 500 on every read of its conversation)."""
     inner = part.get(key)

@@ -65,6 +65,7 @@ __all__ = [
     "save_tool_messages",
     "tool_bookkeeping",
     "triage",
+    "turn_dict",
     "whole_arguments",
 ]
 
@@ -565,7 +566,7 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
     from jan.services.thread_turns import file_refs, thread_history
 
     out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    out += [turn_dict(turn) for turn in thread_history(history, file_refs(history))]
+    out += [turn_dict(turn) for turn in thread_history(history, file_refs(history), stray_results=False)]
     return out
 
 

@@ -50,8 +50,8 @@ from jan.services.kept_items import (CALL_ID_KEY, JOINS_KEY, MANY_MESSAGES, RESU
                                      kept_item, kept_item_turns, mcp_call_error_text, mcp_call_turns,
                                      result_content)
 # (a thread message's turn: the one reading of a thread every path takes, with a prompt's rules)
-from jan.services.thread_turns import (TOOL_IMAGES_KEY, _inner, attached_documents, from_thread_message,  # noqa: F401
-                                       prompt_entries, thread_history, thread_parts)
+from jan.services.thread_turns import (TOOL_IMAGES_KEY, attached_documents, from_thread_message,  # noqa: F401
+                                       part_field, prompt_entries, thread_history, thread_parts)
 from jan.services.types import ChatMessage, DocumentPart, ImagePart, Part, TextPart
 from jan.services.untrusted import UntrustedTextPart
 from jan.local_files import read_regular_file
@@ -466,7 +466,7 @@ class ResponsesStore:
         images: dict[str, ImagePart] = {}
         for message in messages:
             for part in message.get("content") or () if isinstance(message.get("content"), list) else ():
-                file_id = _inner(part, "image_file", "file_id") if isinstance(part, dict) else None
+                file_id = part_field(part, "image_file", "file_id") if isinstance(part, dict) else None
                 if isinstance(file_id, str) and file_id not in images:
                     with contextlib.suppress(NotFoundError):  # a file gone: the turn goes without it
                         images[file_id] = ImagePart(*await self.conversations.read_file(thread_id, file_id))
