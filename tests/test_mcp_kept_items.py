@@ -105,7 +105,7 @@ def test_a_web_page_run_reads_a_threads_mcp_calls():
     # the result is a tool's output: third-party text, tokenized as text (jan.services.untrusted)
     assert [type(p).__name__ for p in run[2].content] == ["UntrustedTextPart"]
     # thinking alone before the call (no text): in the window, as the call's; thinking alone before a user turn (a
-    # reply cut off in its thinking) is in no prompt, nor counted in one's window
+    # reply cut off in its thinking) is an answer's turn of its own, as the Responses API reads it
     thought_only = [to_thread_message(ChatMessage.of_text("user", "My notes?")),
                     *(to_thread_message(turn) for turn in responses.output_turns(OUTPUT[:1] + OUTPUT[2:]))]
     body = responses.ResponsesRequest.model_validate({"model": "m", "input": [USER, *OUTPUT[:1], *OUTPUT[2:]]})
@@ -113,7 +113,9 @@ def test_a_web_page_run_reads_a_threads_mcp_calls():
         responses.input_messages(body.input))
     cut = [thought_only[0], to_thread_message(ChatMessage("assistant", (), reasoning="cut")),
            to_thread_message(ChatMessage.of_text("user", "again"))]
-    assert prompt_window(cut) == [cut[0], cut[2]]
+    assert prompt_window(cut) == cut
+    assert [(m.role, m.reasoning) for m in history_messages(cut, "")] == [
+        ("user", None), ("assistant", "cut"), ("user", None)]
     # a web search call, a listing: no turn; a call that names no tool: none either (a conversation keeps any)
     odd = [to_thread_message(ChatMessage.of_text("user", "q")),
            {"role": "assistant", "content": [], "metadata": {"item": {"type": "mcp_call", "id": "mcp_x"}}},
@@ -223,10 +225,13 @@ def test_reasoning_kept_alone_then_parallel_calls_reads_the_same_every_way():
 
 def test_every_short_mix_of_kept_items_and_turns_reads_the_same_both_ways():
     """The two readers of a conversation's thread (history_turns, the Responses API's; chat_messages, a web-page
-    run's) are two conversions of one history: every mix of up to three kept items (reasoning kept alone, a listing,
-    an MCP call, one that failed, a parallel one, a web search call) and turns (a user's, an answer with and without
-    its thinking) between two user turns gives the same turns. (A thread's thinking-only answer is left out: a run's
-    prompt skips it, as a reply cut off in its thinking, by design.)"""
+    run's, the Assistants API's and jan chat's) are one conversion of one history: every mix of up to three kept
+    items (reasoning kept alone, a listing, an MCP call, one that failed, a parallel one, a web search call), turns
+    (a user's, an answer with and without its thinking) and Jan thread messages of every kind (a run's reply cut off
+    in its thinking, thinking kept in metadata, a pending, failed, interrupted or empty reply, a run's calling turn
+    and its tool result, a result whose call is missing) between two user turns gives the same turns. A thinking-only
+    answer was left out of a run's prompt and read as a turn of its own by the Responses API: a turn of its own in
+    both now."""
     import itertools
 
     from jan.server.dialects.responses_store import KeptTurn
@@ -252,6 +257,26 @@ def test_every_short_mix_of_kept_items_and_turns_reads_the_same_both_ways():
         "failed call": lambda i: kept(call(i, error=True)),
         "parallel call": lambda i: kept(call(i), joins=True),
         "web search": lambda i: kept({"type": "web_search_call", "id": f"ws_{i}"}),
+        # Jan thread messages as runs (the web page, the Assistants API, jan chat) save them
+        "run answer": lambda i: {"role": "assistant", "status": "completed", "metadata": {}, "content": [
+            {"type": "reasoning", "text": {"value": f"rt{i}", "annotations": []}},
+            {"type": "text", "text": {"value": f"ra{i}", "annotations": []}}]},
+        "thinking only": lambda i: {"role": "assistant", "status": "stopped", "metadata": {}, "content": [
+            {"type": "reasoning", "text": {"value": f"cut{i}", "annotations": []}}]},
+        "metadata thinking": lambda i: {"role": "assistant", "status": "completed", "content": [],
+                                        "metadata": {"reasoning_content": f"m{i}"}},
+        "pending": lambda i: {"role": "assistant", "status": "pending", "metadata": {},
+                              "content": [{"type": "text", "text": {"value": f"p{i}", "annotations": []}}]},
+        "failed": lambda i: {"role": "assistant", "status": "error", "metadata": {},
+                             "content": [{"type": "text", "text": {"value": f"e{i}", "annotations": []}}]},
+        "interrupted": lambda i: {"role": "assistant", "status": "completed",
+                                  "metadata": {"stop_reason": "interrupted"},
+                                  "content": [{"type": "text", "text": {"value": f"x{i}", "annotations": []}}]},
+        "empty": lambda i: {"role": "assistant", "status": "completed", "metadata": {}, "content": []},
+        "run call": lambda i: {"role": "assistant", "status": "completed", "content": [], "metadata": {
+            "tool_calls": [{"id": "call_r", "type": "function", "function": {"name": "f", "arguments": f'{{"i": {i}}}'}}]}},
+        "run result": lambda i: {"role": "tool", "status": "ready", "metadata": {"tool_call_id": "call_r", "name": "f"},
+                                 "content": [{"type": "text", "text": {"value": f"res{i}", "annotations": []}}]},
     }
 
     def as_chat(message: dict) -> tuple:
@@ -263,6 +288,9 @@ def test_every_short_mix_of_kept_items_and_turns_reads_the_same_both_ways():
     for n in range(1, 4):
         for mix in itertools.product(kinds, repeat=n):
             thread = [kinds["user"](-1), *(kinds[kind](i) for i, kind in enumerate(mix)), kinds["user"](n)]
+            # (a result whose call is missing: the Responses API keeps it to refuse the request, naming it; a run
+            # goes on without it)
+            read = history_turns((e for m in thread for e in thread_entries(m)), stray_results=False)
             stored = [(t.role, t.text, tuple((c.id, c.name, c.arguments) for c in t.tool_calls), t.tool_call_id,
-                       t.reasoning) for t in _read(thread)]
+                       t.reasoning) for t in read]
             assert [as_chat(m) for m in chat_messages(prompt_window(thread), "")] == stored, mix

@@ -23,7 +23,8 @@ from typing import Any
 
 from jan.services.encrypted_reasoning import reasoning_item_text
 from jan.image_types import b64encode_text
-from jan.services.types import ChatMessage, Part, ToolCall
+from jan.services.types import ChatMessage, Part, TextPart, ToolCall
+from jan.templates.formats.reasoning import joined_thoughts
 from jan.services.untrusted import UntrustedTextPart
 
 __all__ = ["MANY_MESSAGES", "KeptEntry", "calls_after", "continued", "heavy_history", "history_turns",
@@ -229,20 +230,49 @@ def continued(turn: ChatMessage | None) -> ChatMessage | None:
     return turn
 
 
-def history_turns(entries: Iterable[ChatMessage | dict[str, Any] | KeptEntry]) -> list[ChatMessage]:
+def history_turns(entries: Iterable[ChatMessage | dict[str, Any] | KeptEntry], *,
+                  stray_results: bool = True) -> list[ChatMessage]:
     """A conversation's turns, in order, of ``entries``: a chat turn as it is, a kept item (a dict:
     :func:`kept_item`, or a :class:`KeptEntry`) as the turns the model reads of it (:func:`kept_item_turns`). The
-    assistant turn right before an ``mcp_call`` (:func:`continued`: what the model wrote before the call) is that
-    call's turn, not a turn of its own, as an input sending those items back reads it (:func:`mcp_call_turns`); a
-    call that joins the one before (:attr:`KeptEntry.joins`: parallel calls) is a call of that call's turn, its
-    result after that turn's results."""
+    one set of rules across a thread's messages, whoever reads them (:func:`jan.services.thread_turns.thread_history`:
+    a run's prompt, a Responses conversation's):
+
+    * the assistant turn right before an ``mcp_call`` (:func:`continued`: what the model wrote before the call) is
+      that call's turn, not a turn of its own, as an input sending those items back reads it
+      (:func:`mcp_call_turns`); a call that joins the one before (:attr:`KeptEntry.joins`: parallel calls) is a
+      call of that call's turn, its result after that turn's results;
+    * one model turn kept as several messages (items added to a conversation in separate adds: its reasoning, then
+      its message or calls) is one turn, as the same items sent at once are (an input's reading,
+      :func:`jan.server.dialects.responses.input_messages`): thinking alone is the thinking of the assistant turn
+      right after it, and calls with no text of their own are calls of the assistant turn right before them;
+    * a thinking-only answer (a reply cut off in its thinking) is a turn of its own before anything else;
+    * a turn with nothing in it (no text, part, call nor thinking: a reply cancelled before its first token) is none;
+    * a tool result whose call is in no turn before it (its call deleted) is kept with ``stray_results`` (the
+      Responses API then refuses the history, naming it: :mod:`jan.services.tool_pairs`, as OpenAI's does), else
+      left out (a run goes on without it: a template would reject it)."""
     out: list[ChatMessage] = []
     names: dict[str, dict[str, str]] = {}  # (the calls' names as their servers' last listings offered them)
     calling: int | None = None  # (the index in ``out`` of the last kept call's turn, while only its results follow)
+    called: set[str] = set()  # (the ids of the calls in ``out``: a result answers one of them)
     for entry in entries:
         if isinstance(entry, ChatMessage):
-            out.append(entry)
+            if entry.role == "tool":
+                if stray_results or entry.tool_call_id in called:
+                    out.append(entry)
+                calling = None
+                continue
+            if _empty(entry):
+                continue
             calling = None
+            # (again while it goes on: a message, then thinking, then calls, each added alone, are one turn)
+            while entry.role == "assistant" and out and out[-1].role == "assistant" and (
+                    _thought_only(out[-1]) or (entry.tool_calls and not entry.content)):
+                last = out.pop()
+                entry = ChatMessage("assistant", (*last.content, *entry.content),
+                                    tool_calls=(*last.tool_calls, *entry.tool_calls),
+                                    reasoning=joined_thoughts([last.reasoning, entry.reasoning]) or None)
+            called.update(c.id for c in entry.tool_calls)
+            out.append(entry)
             continue
         kept = entry if isinstance(entry, KeptEntry) else KeptEntry(entry)
         listed = listed_names(kept.item)
@@ -253,6 +283,12 @@ def history_turns(entries: Iterable[ChatMessage | dict[str, Any] | KeptEntry]) -
             # turn before goes on)
             alone_turns = kept_item_turns(kept.item)
             if alone_turns:
+                last = out[-1] if out else None
+                if last is not None and last.role == "assistant" and _thought_only(last):
+                    # (thinking kept in pieces, each added alone: one turn's thinking)
+                    alone_turns = [replace(alone_turns[0], reasoning=joined_thoughts(
+                        [last.reasoning, alone_turns[0].reasoning]) or None)]
+                    out.pop()
                 out += alone_turns
                 calling = None
             continue
@@ -262,6 +298,7 @@ def history_turns(entries: Iterable[ChatMessage | dict[str, Any] | KeptEntry]) -
         if not turns:
             calling = None
             continue
+        called.update(c.id for t in turns for c in t.tool_calls)
         if joins:
             assert calling is not None
             call, result = turns
@@ -273,6 +310,17 @@ def history_turns(entries: Iterable[ChatMessage | dict[str, Any] | KeptEntry]) -
         calling = len(out)
         out += turns
     return out
+
+
+def _thought_only(turn: ChatMessage) -> bool:
+    """Whether an assistant turn is thinking alone (no text, part nor call)."""
+    return bool(turn.reasoning) and not turn.tool_calls and not turn.content
+
+
+def _empty(turn: ChatMessage) -> bool:
+    """Whether a turn holds nothing a prompt reads: no call, no thinking, no part but empty text."""
+    return not turn.tool_calls and not turn.reasoning and all(
+        isinstance(p, TextPart) and not p.text for p in turn.content)
 
 
 def calls_after(turns: Sequence[ChatMessage], calls: Sequence[ChatMessage]) -> tuple[ChatMessage, ...]:

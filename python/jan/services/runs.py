@@ -457,21 +457,6 @@ def _in_prompt(message: dict[str, Any]) -> bool:
     return bool(chat_messages([message], ""))
 
 
-def _ended_by_a_call(history: list[dict[str, Any]], i: int) -> bool:
-    """Whether ``history[i]`` is thinking alone that the MCP call kept after it ends (a Responses turn's, stored as
-    a message of its own: :func:`chat_messages` makes it the call's turn); alone, it is in no prompt."""
-    from jan.services.kept_items import kept_item
-
-    message = history[i]
-    if message.get("role") != "assistant" or message.get("status") in ("pending", "error") or not reasoning_of(message):
-        return False
-    for later in history[i + 1:]:  # (past the items of no turn between: a listing, an approval)
-        item = kept_item(later)
-        if item is None or item.get("type") == "mcp_call":
-            return item is not None
-    return False
-
-
 async def window_messages(store: ConversationalExtension, thread_id: str, history: list[dict[str, Any]],
                           last_messages: int | None, system: str,
                           continue_text: str | None = None) -> tuple[ChatMessage, ...]:
@@ -502,7 +487,7 @@ def prompt_window(history: list[dict[str, Any]], last_messages: int | None = Non
     to answer; this keeps the N most recent messages, with the least added that makes them a prompt. A window
     cut out of a longer thread loses the turns before its first user turn (replies whose questions it left out):
     only a thread's own opening turns (a seeded greeting) are kept before its first question (:func:`renderable`)."""
-    visible = [m for i, m in enumerate(history) if _in_prompt(m) or _ended_by_a_call(history, i)]
+    visible = [m for m in history if _in_prompt(m)]
     # an MCP server's listing (a Responses turn's, kept as its item): no turn, never counted, always kept: a call
     # read after it is named as the listing offered its tool (jan.services.kept_items.listed_names)
     listings = [i for i, m in enumerate(history) if _is_listing(m)]
@@ -591,13 +576,17 @@ async def thread_files(store: ConversationalExtension, thread_id: str,
 
 def _typed_part(part: dict[str, Any],
                 files: Mapping[str, ImagePart | DocumentPart]) -> TextPart | ImagePart | DocumentPart | None:
-    """One of a user turn's parts (:func:`chat_messages`' ``_with_images``) as a typed part; None for a file the
-    thread does not have (left out, as it always was for images)."""
+    """One of a turn's parts (:func:`chat_messages`' :func:`~jan.services.tool_loop.turn_dict`) as a typed part;
+    None for a file the thread does not have (left out, as it always was for images)."""
     if part["type"] == "text":
         return TextPart(part["text"])
     if part["type"] == "document":
         document = files.get(part["document"]["file_id"])
         return replace(document, title=part["document"].get("title")) if isinstance(document, DocumentPart) else None
+    if part["type"] == "image_url":  # (an image a Responses conversation keeps in its message, as a data: URL)
+        from jan.services.thread_turns import data_url_image
+
+        return data_url_image(str(part["image_url"].get("url") or ""))
     return files.get(part["image_file"]["file_id"])
 
 
@@ -620,20 +609,19 @@ def _typed_message(message: dict[str, Any], files: Mapping[str, ImagePart | Docu
     """One of :func:`chat_messages`' OpenAI dicts as a typed message (earlier thinking goes back
     with its turn as ``reasoning``; the chat template keeps or drops it)."""
     content = message.get("content")
-    if isinstance(content, list) and message["role"] == "tool":  # a tool's result with images (save_tool_messages)
-        return ChatMessage(role="tool", content=tuple(p for p in (_tool_part(part, files) for part in content)
-                                                      if p is not None),
-                           tool_call_id=message.get("tool_call_id"), name=message.get("name"))
-    if isinstance(content, list):  # a turn with images or attached documents
-        parts = tuple(p for p in (_typed_part(part, files) for part in content) if p is not None)
-        return ChatMessage(role=message["role"], content=parts)
     calls = tuple(ToolCall(id=c["id"], name=(c.get("function") or {}).get("name", ""),
                            arguments=(c.get("function") or {}).get("arguments") or "{}")
                   for c in message.get("tool_calls") or ())
-    # a tool's output is third-party text: a local prompt tokenizes it without special tokens (jan.services.untrusted)
-    text = content or ""
-    part = UntrustedTextPart(text, source="tool") if message["role"] == "tool" else TextPart(text)
-    return ChatMessage(role=message["role"], content=(part,) if content else (), tool_calls=calls,
+    if isinstance(content, list):  # a turn with images or attached documents; a tool's result with images
+        read = _tool_part if message["role"] == "tool" else _typed_part
+        parts: tuple[Any, ...] = tuple(p for p in (read(part, files) for part in content) if p is not None)
+    else:
+        # a tool's output is third-party text: a local prompt tokenizes it without special tokens
+        # (jan.services.untrusted)
+        text = content or ""
+        parts = ((UntrustedTextPart(text, source="tool") if message["role"] == "tool" else TextPart(text)),) \
+            if content else ()
+    return ChatMessage(role=message["role"], content=parts, tool_calls=calls,
                        tool_call_id=message.get("tool_call_id"), name=message.get("name"),
                        reasoning=message.get("reasoning_content") or None)
 

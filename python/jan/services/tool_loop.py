@@ -65,6 +65,7 @@ __all__ = [
     "save_tool_messages",
     "tool_bookkeeping",
     "triage",
+    "turn_dict",
     "whole_arguments",
 ]
 
@@ -551,110 +552,55 @@ def text_of(message: dict[str, Any]) -> str:
 
 
 def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, Any]]:
-    """A thread as OpenAI chat messages, tool calls and tool results included.
+    """A thread as OpenAI chat messages, tool calls and tool results included: the dict form of the thread's one
+    reading (:func:`jan.services.thread_turns.thread_history`, a Responses conversation's too), each image file and
+    attached document named by its id (``{"type": "image_file", "image_file": {"file_id"}}``, ``{"type":
+    "document", "document": {"file_id", "title"}}``; the run reads them: :func:`jan.services.runs.history_messages`).
 
-    ``pending`` and ``error`` messages are skipped, and so are replies cut
-    off by a restart (``metadata.stop_reason: "interrupted"``: until resumed
-    they stand for the pending reply they were) and tool results whose call
-    is not in the history (a template would reject them).
+    ``pending`` and ``error`` messages are skipped, and so are replies cut off by a restart
+    (``metadata.stop_reason: "interrupted"``: until resumed they stand for the pending reply they were), tool results
+    whose call is not in the history (a template would reject them) and empty replies. A reply cut off in its
+    thinking is an answer's turn of its thinking alone (``content`` ``""``, ``reasoning_content``), as the Responses
+    API keeps it.
     """
-    from jan.services.kept_items import kept_entry, kept_item_turns, listed_names, result_content
-    from jan.services.types import ChatMessage, TextPart
+    from jan.services.thread_turns import file_refs, thread_history
 
     out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    open_calls: set[str] = set()
-    # the message just before, an assistant's with no call (its text, its thinking), and whether it is in ``out``:
-    # an MCP call kept after it ends that turn
-    alone: tuple[ChatMessage, bool] | None = None
-    names: dict[str, dict[str, str]] = {}  # (MCP calls' names, as their servers' last listings offered them)
-    calling: dict[str, Any] | None = None  # (the last kept MCP call's turn, while only its results follow it)
-    for message in history:
-        role = message.get("role")
-        if message.get("status") in ("pending", "error") or role not in ("user", "assistant", "system", "tool"):
-            continue
-        metadata = message.get("metadata") or {}
-        if metadata.get("stop_reason") == "interrupted":
-            continue  # cut off by a restart: like the pending reply it was (resume continues it explicitly)
-        text = text_of(message)
-        thought = reasoning_of(message) if role == "assistant" else ""
-        before, alone = alone, None
-        kept = kept_entry(message) if isinstance(metadata, dict) else None
-        if kept is not None:
-            # an item a Responses conversation keeps as it was (an MCP call: its call and result, what the model
-            # wrote before it, a message of its own there, its call's turn; a call that joins the one before, a
-            # call of that turn): read as the Responses API reads it, one conversion (jan.services.kept_items);
-            # another item (a web search call, a listing) is no turn
-            item = kept.item
-            listed = listed_names(item)
-            if listed is not None:
-                names[listed[0]] = listed[1]
-            joins = kept.joins and calling is not None and item.get("type") == "mcp_call"
-            turns = kept_item_turns(item, None if joins else before[0] if before else None, names, kept.result,
-                                    kept.call_id)
-            if not turns:
-                alone = before  # (an item of no turn, a listing: the turn before still goes on)
-                continue
-            if before and before[1] and not joins and item.get("type") == "mcp_call":
-                out.pop()  # (the call's turn is the one before, which it ends; a reasoning item's is its own)
-            for turn in turns:
-                if turn.role == "tool" and any(not isinstance(p, TextPart) for p in turn.content):
-                    # (a result with images: its text and images (data: URLs, kept with the item) in order)
-                    entry = turn.openai_dict(result_content(turn.content))
-                else:
-                    entry = turn.openai_dict(turn.text if turn.role == "tool" or turn.content else None)
-                open_calls.update(c.id for c in turn.tool_calls)
-                if joins and turn.role == "assistant":
-                    assert calling is not None
-                    calling["tool_calls"] = [*calling["tool_calls"], *entry["tool_calls"]]
-                    continue
-                if turn.role == "assistant":
-                    calling = entry if item.get("type") == "mcp_call" else None
-                out.append(entry)
-            if item.get("type") != "mcp_call":
-                # (a reasoning item's turn of its own: an MCP call kept after it ends that turn, as history_turns
-                # and an input read it; it was left a thinking-only turn before the call's)
-                alone = (turns[-1], True)
-            continue
-        calling = None
-        if role == "assistant" and (thought or text) and not metadata.get("tool_calls") \
-                and not documents_of(message):
-            alone = (ChatMessage.of_text("assistant", text, reasoning=thought or None) if text
-                     else ChatMessage("assistant", (), reasoning=thought), bool(text))
-        if role == "assistant" and metadata.get("tool_calls"):
-            calls = [c for c in metadata["tool_calls"] if _usable_call(c)]
-            open_calls.update(c["id"] for c in calls)
-            entry = {"role": "assistant", "content": text or None, "tool_calls": calls}
-            if thought:  # many templates keep the thinking of a tool loop's turns (Qwen3, gpt-oss, Nemotron 3)
-                entry["reasoning_content"] = thought
-            out.append(entry)
-        elif role == "tool":
-            call_id = metadata.get("tool_call_id")
-            if call_id in open_calls:
-                name = metadata.get("name")
-                # (a result with images: its text and images in order, as a user turn's: _with_images)
-                content = content_parts(message, lambda file_id: {"type": "image_file", "image_file": {
-                    "file_id": file_id}}) if image_files_of(message) else text
-                out.append({"role": "tool", "tool_call_id": call_id, "name": name if isinstance(name, str) else None,
-                            "content": content})
-        elif text or documents_of(message) or (role == "user" and image_files_of(message)):
-            # attached documents are read into the turn of any role (OpenAI attaches files to an assistant's too)
-            entry = {"role": role, "content": _with_images(message, text) if role == "user"
-                     else _with_documents(message, text)}
-            if thought:  # earlier thinking goes back with its turn; the chat template keeps or drops it
-                entry["reasoning_content"] = thought
-            out.append(entry)
+    out += [turn_dict(turn) for turn in thread_history(history, file_refs(history), stray_results=False)]
     return out
 
 
-def _usable_call(call: Any) -> bool:
-    """Whether a stored call (an entry of a message's ``metadata.tool_calls``) is one a prompt can hold: OpenAI's
-    ``{"id", "function": {"name", "arguments"}}`` with strings there. The API refuses any other
-    (:func:`jan.server.schemas.check_record_keys`); one written into the data folder otherwise is left out of the
-    prompt with the results that answer it, rather than failing every run of the thread."""
-    if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"]:
-        return False
-    fn = call.get("function")
-    return isinstance(fn, dict) and isinstance(fn.get("name"), str) and isinstance(fn.get("arguments") or "", str)
+def turn_dict(turn: Any) -> dict[str, Any]:
+    """A typed turn (:class:`~jan.services.types.ChatMessage`) as :func:`chat_messages` writes it: its content the
+    text, or its parts where it has more than text (documents, images: a thread file by id, another image as its
+    ``data:`` URL), ``None`` for a calling turn with no text; a tool result always names its call's tool (``name``,
+    ``None`` for none); earlier thinking as ``reasoning_content``."""
+    from jan.services.thread_turns import DocumentFileRef, ImageFileRef
+    from jan.services.types import DocumentPart, ImagePart, TextPart
+
+    def part(p: Any) -> dict[str, Any] | None:
+        if isinstance(p, ImageFileRef):
+            return {"type": "image_file", "image_file": {"file_id": p.file_id}}
+        if isinstance(p, DocumentFileRef):
+            return {"type": "document", "document": {"file_id": p.file_id, "title": p.title}}
+        if isinstance(p, ImagePart):
+            return {"type": "image_url", "image_url": {"url": f"data:{p.mime_type};base64,"
+                                                              f"{b64encode_text(p.data)}"}}
+        if isinstance(p, TextPart):
+            return {"type": "text", "text": p.text} if p.text else None
+        if isinstance(p, DocumentPart):  # (a document read already: its text, as the chat service reads it)
+            return {"type": "text", "text": p.data.decode("utf-8", "replace")}
+        return None
+
+    content: Any
+    if all(isinstance(p, TextPart) for p in turn.content):
+        content = turn.text or (None if turn.tool_calls else "")
+    else:
+        content = [d for d in (part(p) for p in turn.content) if d is not None]
+    entry = turn.openai_dict(content)
+    if turn.role == "tool":
+        entry.setdefault("name", None)
+    return entry
 
 
 def image_files_of(message: dict[str, Any]) -> list[str]:
@@ -675,39 +621,6 @@ def documents_of(message: dict[str, Any]) -> list[dict[str, Any]]:
             title = document.get("filename")
             out.append({"file_id": document["file_id"], "title": title if isinstance(title, str) else None})
     return out
-
-
-def _with_images(message: dict[str, Any], text: str) -> Any:
-    """A user turn's content: its text, or with images or attached documents its parts: the documents first
-    (``{"type": "document", "document": {"file_id", "title"}}``; the question after the long text it is about,
-    where models answer it best), then its text and ``image_file`` parts in stored order."""
-    documents = [{"type": "document", "document": d} for d in documents_of(message)]
-    if not image_files_of(message) and not documents:
-        return text
-    return documents + content_parts(message,
-                                     lambda file_id: {"type": "image_file", "image_file": {"file_id": file_id}})
-
-
-def _with_documents(message: dict[str, Any], text: str) -> Any:
-    """An assistant's or system turn's content: its text, or with attached documents those first, then its text."""
-    documents = [{"type": "document", "document": d} for d in documents_of(message)]
-    return documents + ([{"type": "text", "text": text}] if text else []) if documents else text
-
-
-def content_parts(message: dict[str, Any], image_part: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
-    """A stored message's text and images as chat content parts, in stored order: ``{"type": "text", ...}``
-    for each text part and ``image_part(file_id)`` for each ``image_file`` part (the caller says how an
-    image travels: a file reference, or a ``data:`` URL for a client that cannot read the data folder)."""
-    parts: list[dict[str, Any]] = []
-    for p in message.get("content") or []:
-        if not isinstance(p, dict):
-            continue
-        if p.get("type") == "text" and isinstance(p.get("text"), dict) and _part_text(p):
-            parts.append({"type": "text", "text": _part_text(p)})
-        elif p.get("type") == "image_file" and isinstance(p.get("image_file"), dict) \
-                and isinstance(p["image_file"].get("file_id"), str):
-            parts.append(image_part(p["image_file"]["file_id"]))
-    return parts
 
 
 def reasoning_of(message: dict[str, Any]) -> str:

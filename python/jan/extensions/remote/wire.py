@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
 from jan.extensions.remote.upstream import UpstreamError
+from jan.image_types import b64encode_text
 from jan.services.types import (
     FINISH_REASONS,
     ChatDelta,
@@ -43,11 +43,11 @@ def _message(m: ChatMessage) -> dict[str, Any]:
         if isinstance(p, TextPart):
             parts.append({"type": "text", "text": p.text})
         elif isinstance(p, ImagePart):
-            url = f"data:{p.mime_type};base64,{base64.b64encode(p.data).decode()}"
+            url = f"data:{p.mime_type};base64,{b64encode_text(p.data)}"
             parts.append({"type": "image_url", "image_url": {"url": url}})
         elif isinstance(p, AudioPart):
             parts.append({"type": "input_audio",
-                          "input_audio": {"data": base64.b64encode(p.data).decode(), "format": p.format}})
+                          "input_audio": {"data": b64encode_text(p.data), "format": p.format}})
     return m.openai_dict(parts)
 
 

@@ -17,7 +17,8 @@ from jan.core import NotFoundError
 from jan.errors import not_found_message
 from jan.server.dialects.conversations import ItemRef, alone_items, conversation_object, message_items
 # (MANY_MESSAGES: a conversation of more messages has its items made, its history read, in a worker thread)
-from jan.services.kept_items import MANY_MESSAGES, KeptEntry, heavy_history, history_turns, kept_entry
+from jan.services.kept_items import MANY_MESSAGES, heavy_history
+from jan.services.thread_turns import thread_history
 from jan.server.dialects.responses_store import (CONVERSATION_PREFIX, CONVERSATION_TITLE, KeptTurn, ResponsesStore,
                                                  _reid, _title, from_thread_message, is_conversation_thread, kept_item,
                                                  kept_item_turns, thread_parts, to_thread_message)
@@ -112,20 +113,18 @@ class ConversationStore:
         """What a response made in the conversation reads before its input: its chat turns, and the ids of its
         items (the response's ``input_items`` list them first). :class:`NotFoundError` for no conversation."""
         await self.thread(conversation_id)
-        read = await self._read(conversation_id)
+        # (the items' ids need no image read: the turns read the thread's files, its attached documents too)
+        read = await self._read(conversation_id, images=False)
+        messages = [message for message, _, _ in read]
+        files = await self.store.files(conversation_id, messages)
 
         def turns_of() -> list[ChatMessage]:
-            # (one pass over all: the thinking before an MCP call is a message of its own, read as the call's:
-            # jan.services.kept_items.history_turns, the stored responses' and the input's way)
-            entries: list[ChatMessage | KeptEntry] = []
-            for message, turns, _ in read:
-                kept = kept_entry(message)
-                entries += [kept] if kept is not None else turns
-            return history_turns(entries)
+            # (one pass over all, a run's reading too: the thinking before an MCP call is a message of its own,
+            # read as the call's: jan.services.thread_turns.thread_history)
+            return thread_history(messages, files)
         # (an MCP result's images kept with its call are decoded in the read, and a long conversation's turns are
         # many: not on the event loop)
-        heavy = heavy_history([message for message, _, _ in read])
-        history = await asyncio.to_thread(turns_of) if heavy else turns_of()
+        history = await asyncio.to_thread(turns_of) if heavy_history(messages) else turns_of()
         return history, [item["id"] for _, _, items in read for item, _ in items]
 
     async def item_ids(self, conversation_id: str) -> set[str]:

@@ -29,7 +29,6 @@ is removed, see :mod:`jan.server.dialects.anthropic_threads`). Nothing here know
 from __future__ import annotations
 
 import asyncio
-import binascii
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -40,7 +39,7 @@ from typing import Any
 from jan.core import ConversationalExtension, NotFoundError
 from jan.core.fs import atomic_write_json, loads_json, set_aside
 from jan.errors import not_found_message
-from jan.image_types import b64decode, b64encode_text
+from jan.image_types import b64encode_text
 from jan.store._trash import sweep_temp_files
 from jan.store.context import LOCK_DIR_NAME
 from jan.core.locks import AsyncFileLocks
@@ -50,8 +49,10 @@ from jan.services.kept_items import (CALL_ID_KEY, JOINS_KEY, MANY_MESSAGES, RESU
                                      heavy_history, history_turns, kept_entry,
                                      kept_item, kept_item_turns, mcp_call_error_text, mcp_call_turns,
                                      result_content)
-from jan.services.types import ChatMessage, ImagePart, Part, TextPart, ToolCall
-from jan.templates.formats.reasoning import joined_thoughts
+# (a thread message's turn: the one reading of a thread every path takes, with a prompt's rules)
+from jan.services.thread_turns import (TOOL_IMAGES_KEY, attached_documents, from_thread_message,  # noqa: F401
+                                       part_field, prompt_entries, thread_history, thread_parts)
+from jan.services.types import ChatMessage, DocumentPart, ImagePart, Part, TextPart
 from jan.services.untrusted import UntrustedTextPart
 from jan.local_files import read_regular_file
 
@@ -61,8 +62,6 @@ __all__ = ["CONVERSATION_PREFIX", "CONVERSATION_TITLE", "NotLatestError", "Respo
            "from_thread_message", "is_conversation_thread", "output_item_ids", "to_thread_message"]
 
 TITLE_CHARS = 60
-#: The metadata flag of a stored tool message whose images a tool jan ran returned (to_thread_message).
-TOOL_IMAGES_KEY = "tool_images"
 
 
 @dataclass(frozen=True)
@@ -156,16 +155,6 @@ def to_thread_message(message: ChatMessage | KeptTurn, response_id: str | None =
     return {"role": role, "content": content, "metadata": metadata}
 
 
-def _image(url: str) -> ImagePart | None:
-    head, _, data = url.partition(",")
-    if not head.startswith("data:") or not head.endswith(";base64"):
-        return None
-    try:
-        return ImagePart(b64decode(data), head[5:].split(";")[0])
-    except (binascii.Error, ValueError):
-        return None
-
-
 #: The id prefix of each kind of item (OpenAI's), for an item given an id anew.
 ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs",
                  "custom_tool_call": "ctc", "custom_tool_call_output": "ctco", "web_search_call": "ws",
@@ -182,91 +171,9 @@ def thread_turns(message: dict[str, Any], images: Mapping[str, ImagePart] | None
 def thread_entries(message: dict[str, Any],
                    images: Mapping[str, ImagePart] | None = None) -> list[ChatMessage | KeptEntry]:
     """What a Jan message stands for in a conversation's history (:func:`jan.services.kept_items.history_turns`
-    reads them): its turn, the item it keeps, or nothing."""
-    kept = kept_entry(message)
-    if kept is not None:
-        return [kept]
-    turn = from_thread_message(message, images)
-    return [] if turn is None else [turn]
-
-
-def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart] | None = None) -> ChatMessage | None:
-    """A Jan message as a chat turn (``None`` for one that is no turn: pending, failed, unknown role, or one that
-    keeps an item the model does not read, :func:`kept_item`). ``images``: the thread's image files by id, for
-    its ``image_file`` parts (the store keeps images as files, see :mod:`jan.store.files`)."""
-    role = message.get("role")
-    if (role not in ("user", "assistant", "system", "tool") or message.get("status") in ("pending", "error")
-            or kept_item(message) is not None):
-        return None
-    parts = [part for part, _ in thread_parts(message, images)]
-    metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
-    if role == "tool" and (isinstance(metadata.get("result"), dict) or metadata.get(TOOL_IMAGES_KEY) is True):
-        # a result a run's tool loop saved (jan.services.tool_loop.save_tool_messages), or an MCP result a thread
-        # keeps (to_thread_message): its images are a tool's that jan ran, which a model without a projector reads as
-        # their notes (jan.services.tool_images), never a 400
-        from jan.services.tool_images import ToolImagePart
-
-        parts = [ToolImagePart(p.data, p.mime_type) if isinstance(p, ImagePart) else p for p in parts]
-    thinking: list[str] = []
-    content = message.get("content")
-    for part in content if isinstance(content, list) else ():
-        if isinstance(part, dict) and part.get("type") == "reasoning":
-            text = part.get("text")
-            value = text.get("value") if isinstance(text, dict) else text
-            if isinstance(value, str):
-                thinking.append(value)
-    calls = []
-    for call in metadata.get("tool_calls") or ():
-        function = call.get("function") if isinstance(call, dict) else None
-        # (a call kept as sent, its name or id empty, is still the call: a conversation lists what it was given)
-        if isinstance(function, dict) and isinstance(call.get("id"), str) and isinstance(function.get("name"), str):
-            calls.append(ToolCall(str(call["id"]), str(function["name"]), str(function.get("arguments") or "{}")))
-    # (a field of another type, a hand edit's, is read as absent: a ChatMessage refuses it, and the conversation,
-    # every listing of its items and every response continuing it failed)
-    call_id, kept_reasoning = metadata.get("tool_call_id"), metadata.get("reasoning_content")
-    name = metadata.get("name") if role == "tool" else None
-    return ChatMessage(role, tuple(parts), tool_calls=tuple(calls),
-                       tool_call_id=call_id if role == "tool" and isinstance(call_id, str) else None,
-                       name=name if isinstance(name, str) else None,
-                       # metadata.reasoning_content: where responses stored before kept it
-                       reasoning=joined_thoughts(thinking)
-                       or (kept_reasoning if isinstance(kept_reasoning, str) else None) or None)
-
-
-def thread_parts(message: dict[str, Any],
-                 images: Mapping[str, ImagePart] | None = None) -> list[tuple[Part, dict[str, Any]]]:
-    """The content parts of a Jan message as a chat turn's (:func:`from_thread_message`), each with the stored part
-    it was read from (a document's text keeps the ``input_file`` it came from there)."""
-    parts: list[tuple[Part, dict[str, Any]]] = []
-    content = message.get("content")
-    if isinstance(content, str):
-        parts.append((TextPart(content), {"type": "text", "text": content}))
-    for part in content if isinstance(content, list) else ():
-        if not isinstance(part, dict):
-            continue
-        if part.get("type") == "text":
-            text = part.get("text")
-            value = text.get("value") if isinstance(text, dict) else text
-            if isinstance(value, str) and value:
-                source = part.get("untrusted")
-                parts.append((UntrustedTextPart(value, source=source) if source in ("document", "tool")
-                              else TextPart(value), part))
-        elif part.get("type") == "image_url":
-            image = _image(str(_inner(part, "image_url", "url") or ""))
-            if image is not None:
-                parts.append((image, part))
-        elif part.get("type") == "image_file" and images:
-            image = images.get(str(_inner(part, "image_file", "file_id") or ""))
-            if image is not None:
-                parts.append((image, part))
-    return parts
-
-
-def _inner(part: Mapping[str, Any], key: str, field: str) -> Any:
-    """``part[key][field]``, or ``None`` where ``part[key]`` is no object (a hand edit's ``"image_file": "x"`` was
-    a 500 on every read of its conversation)."""
-    inner = part.get(key)
-    return inner.get(field) if isinstance(inner, dict) else None
+    reads them): its turn, the item it keeps, or nothing (:func:`jan.services.thread_turns.prompt_entries`, a run's
+    reading too)."""
+    return prompt_entries(message, images)
 
 
 def _title(messages: list[ChatMessage | KeptTurn]) -> str | None:
@@ -559,21 +466,33 @@ class ResponsesStore:
         images: dict[str, ImagePart] = {}
         for message in messages:
             for part in message.get("content") or () if isinstance(message.get("content"), list) else ():
-                file_id = _inner(part, "image_file", "file_id") if isinstance(part, dict) else None
+                file_id = part_field(part, "image_file", "file_id") if isinstance(part, dict) else None
                 if isinstance(file_id, str) and file_id not in images:
                     with contextlib.suppress(NotFoundError):  # a file gone: the turn goes without it
                         images[file_id] = ImagePart(*await self.conversations.read_file(thread_id, file_id))
         return images
 
+    async def files(self, thread_id: str, messages: list[dict[str, Any]]) -> dict[str, ImagePart | DocumentPart]:
+        """:meth:`images`, and the documents attached to ``messages`` (the text the server read from each upload,
+        kept as a thread file), by file id: what a prompt of the thread reads (one gone is left out)."""
+        files: dict[str, ImagePart | DocumentPart] = {**await self.images(thread_id, messages)}
+        for message in messages:
+            for file_id, _ in attached_documents(message):
+                if file_id not in files:
+                    with contextlib.suppress(NotFoundError):
+                        files[file_id] = DocumentPart((await self.conversations.read_file(thread_id, file_id))[0],
+                                                      "text/plain")
+        return files
+
     async def turns(self, thread_id: str, messages: list[dict[str, Any]]) -> list[ChatMessage]:
-        """The chat turns the thread's ``messages`` stand for (:func:`thread_turns`: none for one that is pending,
-        failed, of an unknown role; an MCP call's call and result), its ``image_file`` parts read from the thread's
-        files."""
-        images = await self.images(thread_id, messages)
+        """The chat turns the thread's ``messages`` stand for (:func:`jan.services.thread_turns.thread_history`, a
+        run's reading too: none for one that is pending, failed, interrupted, of an unknown role; an MCP call's call
+        and result), its files (images, attached documents) read from the thread's."""
+        files = await self.files(thread_id, messages)
 
         def read() -> list[ChatMessage]:
             # (one pass over all: the thinking before an MCP call is a message of its own, read as the call's)
-            return history_turns(entry for m in messages for entry in thread_entries(m, images))
+            return thread_history(messages, files)
         # (an MCP result's images kept with its call are decoded in the read, and a long thread's turns are many:
         # not on the event loop)
         return await asyncio.to_thread(read) if heavy_history(messages) else read()

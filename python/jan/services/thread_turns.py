@@ -1,0 +1,226 @@
+"""A stored thread's messages read as the model's turns: the one reading every path takes, whichever continues the
+thread (a run of the web page or the Assistants API, ``jan chat``, a Responses ``previous_response_id``, a
+conversation), so a thread's prompt is the same whoever goes on with it.
+
+:func:`thread_turn` reads one message (its text, images, attached documents, thinking, calls, a tool's result);
+:func:`prompt_entries` says what a message stands for in a prompt (its turn, the item it keeps, or nothing: a
+pending, failed or interrupted reply); :func:`thread_history` reads a whole thread so, through
+:func:`jan.services.kept_items.history_turns`, which holds the rules across messages (an MCP call's turn, parallel
+calls, a tool result whose call is missing, one turn split over several messages). A run's prompt is its dict form
+(:func:`jan.services.tool_loop.chat_messages`), the thread's files named by id (:class:`ImageFileRef`,
+:class:`DocumentFileRef`) until the run reads them. Nothing here knows HTTP or a store: a message is a dict, as a
+thread store keeps it.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from jan.image_types import b64decode
+from jan.services.kept_items import KeptEntry, history_turns, kept_entry, kept_item
+from jan.services.types import ChatMessage, DocumentPart, ImagePart, Part, TextPart, ToolCall
+from jan.services.untrusted import UntrustedTextPart
+from jan.templates.formats.reasoning import joined_thoughts
+
+__all__ = ["DocumentFileRef", "ImageFileRef", "TOOL_IMAGES_KEY", "attached_documents", "data_url_image", "file_refs",
+           "from_thread_message", "part_field", "prompt_entries", "thread_history", "thread_parts", "thread_turn"]
+
+#: The metadata flag of a stored tool message whose images a tool jan ran returned (to_thread_message).
+TOOL_IMAGES_KEY = "tool_images"
+
+
+@dataclass(frozen=True)
+class ImageFileRef(ImagePart):
+    """An image a thread keeps as a file (an ``image_file`` part), named by ``file_id``, its bytes not read: what a
+    run's prompt in dict form sends (:func:`file_refs`); the run reads the file before the model does."""
+
+    file_id: str = ""
+
+
+@dataclass(frozen=True)
+class DocumentFileRef(DocumentPart):
+    """A document attached to a thread message (its ``attachments``), named by the thread file keeping its text,
+    not read (:class:`ImageFileRef`'s twin)."""
+
+    file_id: str = ""
+
+
+def file_refs(messages: Iterable[dict[str, Any]]) -> dict[str, ImagePart | DocumentPart]:
+    """The files the thread ``messages`` name (their ``image_file`` parts, their attached documents) as references,
+    by id: a ``files`` mapping for :func:`thread_turn` that reads none of them."""
+    refs: dict[str, ImagePart | DocumentPart] = {}
+    for message in messages:
+        content = message.get("content")
+        for part in content if isinstance(content, list) else ():
+            file_id = part_field(part, "image_file", "file_id") if isinstance(part, dict) \
+                and part.get("type") == "image_file" else None
+            if isinstance(file_id, str):
+                refs.setdefault(file_id, ImageFileRef(b"", "", file_id=file_id))
+        for file_id, _ in attached_documents(message):
+            refs.setdefault(file_id, DocumentFileRef(b"", "text/plain", file_id=file_id))
+    return refs
+
+
+def attached_documents(message: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """The documents a message's ``attachments`` hold, in order: the thread file keeping the text the server read
+    from the upload, and the upload's file name. Attachments without one (an older jan's) are data only."""
+    out = []
+    attachments = message.get("attachments")
+    for attachment in attachments if isinstance(attachments, list) else ():
+        document = attachment.get("document") if isinstance(attachment, dict) else None
+        if isinstance(document, dict) and isinstance(document.get("file_id"), str):
+            title = document.get("filename")
+            out.append((document["file_id"], title if isinstance(title, str) else None))
+    return out
+
+
+def thread_history(messages: Iterable[dict[str, Any]], files: Mapping[str, ImagePart | DocumentPart] | None = None,
+                   *, stray_results: bool = True) -> list[ChatMessage]:
+    """The turns the model reads of a thread's ``messages``, in order (:func:`prompt_entries` of each, read across
+    by :func:`~jan.services.kept_items.history_turns`). ``files``: the thread's image files and attached documents
+    by id (:func:`file_refs` for references); a file not there is left out of its turn. ``stray_results``: a tool
+    result whose call is in no turn before it is kept (for the Responses API to refuse), else left out (a run's)."""
+    return history_turns((entry for message in messages for entry in prompt_entries(message, files)),
+                         stray_results=stray_results)
+
+
+def prompt_entries(message: dict[str, Any],
+                   files: Mapping[str, ImagePart | DocumentPart] | None = None) -> list[ChatMessage | KeptEntry]:
+    """What a thread message stands for in a prompt (:func:`~jan.services.kept_items.history_turns` reads them):
+    the item it keeps (:func:`kept_entry`), its turn (:func:`thread_turn`, its attached documents first), or nothing:
+    a pending or failed reply, one cut off by a restart (``metadata.stop_reason: "interrupted"``: until resumed it
+    stands for the pending reply it was), a message of an unknown role. A call whose arguments are no text (a hand
+    edit's: the API refuses them) is left out (and so, in a run, the result that answers it)."""
+    metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
+    if metadata.get("stop_reason") == "interrupted":
+        return []
+    kept = kept_entry(message)
+    if kept is not None:
+        return [kept]
+    turn = thread_turn(message, files, documents=True)
+    if turn is None:
+        return []
+    if turn.tool_calls:
+        usable = {c["id"] for c in metadata.get("tool_calls") or () if _usable_call(c)}
+        turn = replace(turn, tool_calls=tuple(c for c in turn.tool_calls if c.id in usable))
+    if turn.role != "assistant" and turn.reasoning:  # (thinking is an answer's: a hand edit's elsewhere is none)
+        turn = replace(turn, reasoning=None)
+    return [turn]
+
+
+def _usable_call(call: Any) -> bool:
+    """Whether a stored call (an entry of a message's ``metadata.tool_calls``) is one a prompt can hold: OpenAI's
+    ``{"id", "function": {"name", "arguments"}}`` with strings there (an empty id or name is still a call: a
+    conversation keeps what the Responses API takes as input)."""
+    if not isinstance(call, dict) or not isinstance(call.get("id"), str):
+        return False
+    fn = call.get("function")
+    return isinstance(fn, dict) and isinstance(fn.get("name"), str) and isinstance(fn.get("arguments") or "", str)
+
+
+def thread_turn(message: dict[str, Any], files: Mapping[str, ImagePart | DocumentPart] | None = None, *,
+                documents: bool = False) -> ChatMessage | None:
+    """A Jan message as a chat turn (``None`` for one that is no turn: pending, failed, unknown role, or one that
+    keeps an item, :func:`kept_item`). ``files``: the thread's image files (and attached documents) by id, for its
+    ``image_file`` parts (the store keeps images as files, see :mod:`jan.store.files`); ``documents``: its attached
+    documents are its first parts (a prompt's; a conversation lists the items it was sent, with none)."""
+    role = message.get("role")
+    if (role not in ("user", "assistant", "system", "tool") or message.get("status") in ("pending", "error")
+            or kept_item(message) is not None):
+        return None
+    parts = [part for part, _ in thread_parts(message, files)]
+    metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
+    if role == "tool" and (isinstance(metadata.get("result"), dict) or metadata.get(TOOL_IMAGES_KEY) is True):
+        # a result a run's tool loop saved (jan.services.tool_loop.save_tool_messages), or an MCP result a thread
+        # keeps (to_thread_message): its images are a tool's that jan ran, which a model without a projector reads as
+        # their notes (jan.services.tool_images), never a 400 (a reference stays one: the run reads it so)
+        from jan.services.tool_images import ToolImagePart
+
+        parts = [ToolImagePart(p.data, p.mime_type) if isinstance(p, ImagePart) and not isinstance(p, ImageFileRef)
+                 else p for p in parts]
+    if documents and files:
+        # attached documents are read into the turn of any role (OpenAI attaches files to an assistant's too), first:
+        # the question after the long text it is about, where models answer it best
+        attached = [(files.get(file_id), title) for file_id, title in attached_documents(message)]
+        parts = [replace(doc, title=title) for doc, title in attached if isinstance(doc, DocumentPart)] + parts
+    thinking: list[str] = []
+    content = message.get("content")
+    for part in content if isinstance(content, list) else ():
+        if isinstance(part, dict) and part.get("type") == "reasoning":
+            text = part.get("text")
+            value = text.get("value") if isinstance(text, dict) else text
+            if isinstance(value, str):
+                thinking.append(value)
+    calls = []
+    for call in metadata.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        # (a call kept as sent, its name or id empty, is still the call: a conversation lists what it was given)
+        if isinstance(function, dict) and isinstance(call.get("id"), str) and isinstance(function.get("name"), str):
+            calls.append(ToolCall(str(call["id"]), str(function["name"]), str(function.get("arguments") or "{}")))
+    # (a field of another type, a hand edit's, is read as absent: a ChatMessage refuses it, and the conversation,
+    # every listing of its items and every response continuing it failed)
+    call_id, kept_reasoning = metadata.get("tool_call_id"), metadata.get("reasoning_content")
+    name = metadata.get("name") if role == "tool" else None
+    return ChatMessage(role, tuple(parts), tool_calls=tuple(calls),
+                       tool_call_id=call_id if role == "tool" and isinstance(call_id, str) else None,
+                       name=name if isinstance(name, str) else None,
+                       # metadata.reasoning_content: where responses stored before kept it
+                       reasoning=joined_thoughts(thinking)
+                       or (kept_reasoning if isinstance(kept_reasoning, str) else None) or None)
+
+
+def from_thread_message(message: dict[str, Any],
+                        images: Mapping[str, ImagePart | DocumentPart] | None = None) -> ChatMessage | None:
+    """:func:`thread_turn` without its attached documents (a conversation's item listing reads it so)."""
+    return thread_turn(message, images)
+
+
+def thread_parts(message: dict[str, Any],
+                 images: Mapping[str, ImagePart | DocumentPart] | None = None) -> list[tuple[Part, dict[str, Any]]]:
+    """The content parts of a Jan message as a chat turn's (:func:`thread_turn`), each with the stored part it was
+    read from (a document's text keeps the ``input_file`` it came from there)."""
+    parts: list[tuple[Part, dict[str, Any]]] = []
+    content = message.get("content")
+    if isinstance(content, str):
+        parts.append((TextPart(content), {"type": "text", "text": content}))
+    for part in content if isinstance(content, list) else ():
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text":
+            text = part.get("text")
+            value = text.get("value") if isinstance(text, dict) else text
+            if isinstance(value, str) and value:
+                source = part.get("untrusted")
+                parts.append((UntrustedTextPart(value, source=source) if source in ("document", "tool")
+                              else TextPart(value), part))
+        elif part.get("type") == "image_url":
+            image = data_url_image(str(part_field(part, "image_url", "url") or ""))
+            if image is not None:
+                parts.append((image, part))
+        elif part.get("type") == "image_file" and images:
+            image = images.get(str(part_field(part, "image_file", "file_id") or ""))
+            if isinstance(image, ImagePart):
+                parts.append((image, part))
+    return parts
+
+
+def data_url_image(url: str) -> ImagePart | None:
+    """The image a ``data:...;base64,`` URL holds (a thread keeps a conversation's images so); ``None`` for another
+    URL or one that does not decode."""
+    head, _, data = url.partition(",")
+    if not head.startswith("data:") or not head.endswith(";base64"):
+        return None
+    try:
+        return ImagePart(b64decode(data), head[5:].split(";")[0])  # (in pieces: image_types.b64decode)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def part_field(part: Mapping[str, Any], key: str, field: str) -> Any:
+    """``part[key][field]``, or ``None`` where ``part[key]`` is no object (a hand edit's ``"image_file": "x"`` was
+    a 500 on every read of its conversation)."""
+    inner = part.get(key)
+    return inner.get(field) if isinstance(inner, dict) else None
