@@ -13,6 +13,19 @@ void register_model(py::module_ & m) {
         .def(py::init<const std::string &, const ModelParams &>(), py::arg("path"), py::arg("params"), release())
         .def_property_readonly("path", &Model::path)
         .def("tokenize", &Model::tokenize, py::arg("text"), py::arg("add_special"), py::arg("parse_special"), release())
+        .def("tokenize_packed",
+             [](const Model & self, const std::string & text, bool add_special, bool parse_special) {
+                 // The ids as native int32 bytes, one copy: a list's ints are made under the GIL, all of them in
+                 // one call here (a 16 MiB text's 8.4 M ids held every other thread ~0.6 s); jan.engine.token_ids
+                 // makes them in pieces, between which the interpreter lets a waiting thread run.
+                 std::vector<llama_token> ids;
+                 {
+                     py::gil_scoped_release nogil;
+                     ids = self.tokenize(text, add_special, parse_special);
+                 }
+                 return py::bytes(reinterpret_cast<const char *>(ids.data()), ids.size() * sizeof(llama_token));
+             },
+             py::arg("text"), py::arg("add_special"), py::arg("parse_special"))
         .def("detokenize",
              [](const Model & self, const std::vector<llama_token> & tokens, bool remove_special, bool unparse_special) {
                  std::string s;

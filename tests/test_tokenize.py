@@ -63,3 +63,21 @@ def test_special_tokens_render_only_when_asked(vocab_dir):
         assert m.token_to_piece(tokens[0], special=False) == ""
         assert "<|user|>" in m.detokenize(tokens, unparse_special=True)
         assert "<|user|>" not in m.detokenize(tokens, unparse_special=False)
+
+
+@pytest.mark.parametrize("vocab", ["llama-spm", "gpt-2"])
+def test_a_long_texts_ids_are_whole_across_the_pieces_the_list_is_made_in(vocab_dir, vocab):
+    # The ids come from the engine packed and are made into a list in pieces of 65,536 (jan.engine.token_ids: a
+    # 16 MiB text's 8.4 M ids made in one conversion held every other thread ~0.6 s): every id in its place, across
+    # three piece edges, the same as llama-cpp-python's.
+    from llama_cpp import Llama
+
+    path = vocab_dir / f"ggml-vocab-{vocab}.gguf"
+    text = "".join(f"word{i % 97} {i % 13}, " for i in range(70_000))
+    theirs = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    expected = theirs.tokenize(text.encode(), add_bos=True, special=False)
+    assert len(expected) > 3 * 65_536
+    with jan.Model(path, vocab_only=True) as ours:
+        got = ours.tokenize(text, add_special=True, parse_special=False)
+    assert type(got) is list and all(type(t) is int for t in got[65_530:65_542])
+    assert got == expected

@@ -22,6 +22,7 @@ from jan.errors import (BadRequestError, ContextOverflowError, EmbeddingCancelle
 from jan.engine.fit import (DEFAULT_MAX_CTX, ContextFit, default_prompt_cache_mib, fit_n_ctx, free_memory_bytes,
                             memory_total_bytes)
 from jan.engine.gguf_file import check_gguf_file, file_path, load_weights, native_path
+from jan.engine import token_ids
 from jan.engine.heap import release_free_memory
 from jan.engine.header import read_info
 from jan.engine.kv_cache import cache_type_problem, header_int, is_embedding_metadata, kv_bytes_per_cell
@@ -135,7 +136,7 @@ def _cut_text(native, text: str, keep: int, left: bool) -> str:
     """``text`` cut to at most ``keep`` of its tokens (tokenized as text), its end cut, or its beginning with
     ``left``: the kept tokens detokenized, so that the cut is a text read as any other (a few tokens fewer where
     the detokenized text tokenizes longer at its new edge)."""
-    tokens = list(native.tokenize(text, False, False))
+    tokens = list(token_ids.tokenize(native, text, False, False))
     if len(tokens) <= keep:
         return text
     limit = keep
@@ -143,7 +144,7 @@ def _cut_text(native, text: str, keep: int, left: bool) -> str:
         if keep < 1:
             break
         cut = native.detokenize(tokens[-keep:] if left else tokens[:keep], False, False)
-        n = len(native.tokenize(cut, False, False))
+        n = len(token_ids.tokenize(native, cut, False, False))
         if n <= limit:
             return cut
         keep -= n - limit
@@ -432,7 +433,7 @@ def _tokenize(native, text: str, add_special: bool, parse_special: bool) -> list
     if not isinstance(text, str):
         raise TypeError(f"text must be str, not {type(text).__name__}")
     # each flag checked here: pybind11 refuses a non-bool with "incompatible function arguments", naming none
-    return native.tokenize(engine_text("text", text), check_flag("add_special", add_special),
+    return token_ids.tokenize(native, engine_text("text", text), check_flag("add_special", add_special),
                            check_flag("parse_special", parse_special))
 
 
@@ -1060,7 +1061,7 @@ class Model:
     def _prompt_tokens(native, prompt: str | Sequence[int], add_special: bool) -> list[int]:
         if isinstance(prompt, str):
             # Prompts come from chat templates, which write special tokens as text.
-            return native.tokenize(engine_text("prompt", prompt), add_special, True)
+            return token_ids.tokenize(native, engine_text("prompt", prompt), add_special, True)
         if isinstance(prompt, (bytes, bytearray, memoryview)):  # a Sequence of ints, but surely meant as text
             raise TypeError("prompt: bytes are not a prompt; decode them to a string (or pass a list of token ids)")
         if _token_sequence(prompt) is None:
@@ -1458,7 +1459,7 @@ class Model:
                     # special tokens alone (BOS, or CLS and SEP), whose vector says nothing of any text
                     raise BadRequestError(f"input[{i}]: is an empty string; there is no text to embed",
                                           param=f"input[{i}]", code="invalid_value")
-                batch.append(native.tokenize(engine_text(f"input[{i}]", item), True, False))
+                batch.append(token_ids.tokenize(native, engine_text(f"input[{i}]", item), True, False))
             elif _token_sequence(item) is not None:
                 batch.append(_token_ids(f"input[{i}]", item, native.n_vocab))
             else:
@@ -1595,7 +1596,7 @@ class Model:
         """The pairs of ``query`` and each of the first ``most`` consecutive chunks of ``document`` that fit
         ``n_ctx`` with it (each chunk as text: its tokens detokenized). The whole pair when the query leaves no
         room (:meth:`_check_rerank_pairs` names the query)."""
-        tokens = list(native.tokenize(document, False, False))
+        tokens = list(token_ids.tokenize(native, document, False, False))
         size = len(tokens) - (len(pair) - n_ctx)  # (the document's tokens that fit beside the query)
         if size < 1:
             return [pair]
@@ -1632,7 +1633,7 @@ class Model:
                          left: bool) -> list[int]:
         """The pair of ``query`` and as much of ``document`` as fits ``n_ctx`` (a query that alone does not fit
         is left as it is: :meth:`_check_rerank_pairs` names it)."""
-        n_doc = len(native.tokenize(document, False, False))
+        n_doc = len(token_ids.tokenize(native, document, False, False))
         for _ in range(8):  # (a cut text may tokenize a token longer at its new edge: cut again, a bit more)
             keep = n_doc - (len(pair) - n_ctx)
             if keep < 1:
@@ -1641,7 +1642,7 @@ class Model:
             pair = self._rerank_tokens(native, query, document)
             if len(pair) <= n_ctx:
                 return pair
-            n_doc = len(native.tokenize(document, False, False))
+            n_doc = len(token_ids.tokenize(native, document, False, False))
         return pair
 
     @property
@@ -1657,16 +1658,16 @@ class Model:
         template = native.meta(RERANK_TEMPLATE_KEY)
         if template:
             text = template.replace("{query}", query).replace("{document}", document)
-            return list(native.tokenize(text, False, True))  # (its special tokens are the template's own text)
+            return token_ids.tokenize(native, text, False, True)  # (its special tokens are the template's own text)
         special = native.special_tokens()
         eos = special["eos"] if special["eos"] >= 0 else special["sep"]
         tokens: list[int] = [special["bos"]] if native.add_bos and special["bos"] >= 0 else []
-        tokens += native.tokenize(query, False, False)
+        tokens += token_ids.tokenize(native, query, False, False)
         if native.add_eos and eos >= 0:
             tokens.append(eos)
         if native.add_sep and special["sep"] >= 0:
             tokens.append(special["sep"])
-        tokens += native.tokenize(document, False, False)
+        tokens += token_ids.tokenize(native, document, False, False)
         if native.add_eos and eos >= 0:
             tokens.append(eos)
         return tokens
