@@ -124,7 +124,14 @@ def test_legit_large_bodies_are_within_the_default():
     prose = "Once upon a time, in a land far away, there lived a cat, a dog and a fox. " * 20
     chat = json.dumps({"model": "m", "messages": [{"role": "user" if i % 2 else "assistant", "content": prose}
                                                   for i in range(2000)]}).encode()
-    for body in (prompt, image, chat):
+    # the largest embedding request OpenAI's caps admit, as token ids: 300,000 tokens in all in 2,048 lists (256 Ki
+    # refused it, a 413 before the request's own token cap could answer)
+    from jan.services.types import MAX_EMBEDDING_INPUTS, MAX_EMBEDDING_TOKENS
+
+    per_list = MAX_EMBEDDING_TOKENS // MAX_EMBEDDING_INPUTS + 1
+    embeddings = json.dumps({"model": "m", "input": [[1037] * per_list] * MAX_EMBEDDING_INPUTS}).encode()
+    assert per_list * MAX_EMBEDDING_INPUTS > MAX_EMBEDDING_TOKENS
+    for body in (prompt, image, chat, embeddings):
         check_json_values(body, DEFAULT_MAX_JSON_VALUES)
     with pytest.raises(Exception) as refused:
         check_json_values(json.dumps({"prompt": [[1]] * DEFAULT_MAX_JSON_VALUES}).encode(), DEFAULT_MAX_JSON_VALUES)

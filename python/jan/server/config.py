@@ -21,12 +21,13 @@ DEFAULT_READ_TIMEOUT_S = 60.0
 #: The most JSON values (about: its commas and opening brackets, counted before it is parsed) one request body may
 #: hold. Python's JSON parser and pydantic's validator each hold the GIL for the whole of a body, a worker thread's
 #: included: 16 MiB of ``[1],[1],...`` stopped every other request (``/health``, other clients' streamed tokens) for
-#: seconds. A body past this is a 413, refused unparsed. 256 Ki values hold a 128k-token prompt as token ids twice
-#: over; a 16 MiB base64 image or a long conversation holds far fewer (the commas of its text count too). A body at
-#: the limit still holds the others for up to a few hundred milliseconds in its worst shapes (benchmarks/FINDINGS.md):
+#: seconds. A body past this is a 413, refused unparsed. 320 Ki values hold the largest request the domain's own
+#: limits admit as token ids (an embedding request's 300,000 tokens in all, MAX_EMBEDDING_TOKENS, in its 2,048
+#: lists) and a 128k-token prompt twice over; a 16 MiB base64 image or a long conversation holds far fewer (the
+#: commas of its text count too). A body at the limit still holds the others for up to a few hundred milliseconds in its worst shapes (benchmarks/FINDINGS.md):
 #: lower it where that matters more than big bodies. Like aiohttp's ``client_max_size``
 #: (:attr:`ServerConfig.max_body_bytes`) for bytes. `jan serve --max-json-values`.
-DEFAULT_MAX_JSON_VALUES = 256 * 1024
+DEFAULT_MAX_JSON_VALUES = 320 * 1024
 
 
 def default_data_folder() -> Path:
