@@ -136,7 +136,7 @@ def _cut_text(native, text: str, keep: int, left: bool) -> str:
     """``text`` cut to at most ``keep`` of its tokens (tokenized as text), its end cut, or its beginning with
     ``left``: the kept tokens detokenized, so that the cut is a text read as any other (a few tokens fewer where
     the detokenized text tokenizes longer at its new edge)."""
-    tokens = list(token_ids.tokenize(native, text, False, False))
+    tokens = token_ids.tokenize(native, text, False, False)
     if len(tokens) <= keep:
         return text
     limit = keep
@@ -144,7 +144,7 @@ def _cut_text(native, text: str, keep: int, left: bool) -> str:
         if keep < 1:
             break
         cut = native.detokenize(tokens[-keep:] if left else tokens[:keep], False, False)
-        n = len(token_ids.tokenize(native, cut, False, False))
+        n = token_ids.count(native, cut, False, False)
         if n <= limit:
             return cut
         keep -= n - limit
@@ -1596,7 +1596,7 @@ class Model:
         """The pairs of ``query`` and each of the first ``most`` consecutive chunks of ``document`` that fit
         ``n_ctx`` with it (each chunk as text: its tokens detokenized). The whole pair when the query leaves no
         room (:meth:`_check_rerank_pairs` names the query)."""
-        tokens = list(token_ids.tokenize(native, document, False, False))
+        tokens = token_ids.tokenize(native, document, False, False)
         size = len(tokens) - (len(pair) - n_ctx)  # (the document's tokens that fit beside the query)
         if size < 1:
             return [pair]
@@ -1633,7 +1633,7 @@ class Model:
                          left: bool) -> list[int]:
         """The pair of ``query`` and as much of ``document`` as fits ``n_ctx`` (a query that alone does not fit
         is left as it is: :meth:`_check_rerank_pairs` names it)."""
-        n_doc = len(token_ids.tokenize(native, document, False, False))
+        n_doc = token_ids.count(native, document, False, False)
         for _ in range(8):  # (a cut text may tokenize a token longer at its new edge: cut again, a bit more)
             keep = n_doc - (len(pair) - n_ctx)
             if keep < 1:
@@ -1642,7 +1642,7 @@ class Model:
             pair = self._rerank_tokens(native, query, document)
             if len(pair) <= n_ctx:
                 return pair
-            n_doc = len(token_ids.tokenize(native, document, False, False))
+            n_doc = token_ids.count(native, document, False, False)
         return pair
 
     @property
