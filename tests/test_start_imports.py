@@ -17,9 +17,12 @@ import pytest
 #: fitting a context to free memory (psutil), embeddings as arrays (numpy), images (PIL), PDFs (pypdf), MCP hosts
 #: (mcp), the CLI's terminal output (rich), and aiohttp's HTTP client (image URLs, downloads, remote models: its
 #: package is registered by ``jan serve`` with its ``__init__`` deferred, ``jan.server.aiohttp_import``), and Lark's
-#: translator of tools' text grammars (``jan.templates.lark_gbnf``: a chat without such a tool never needs it).
+#: translator of tools' text grammars (``jan.templates.lark_gbnf``: a chat without such a tool never needs it). The
+#: other commands' modules (``jan.cli.models`` with ``jan.cli.inference`` and ``jan.cli.progress``) are never a
+#: server's: its start's models line once imported them for two helpers, ~1.8 MiB after a chat.
 ON_FIRST_USE = ("jinja2", "prometheus_client", "psutil", "numpy", "PIL", "pypdf", "mcp", "rich", "aiohttp.client",
-                "aiohttp.connector", "jan.templates.lark_gbnf", "lark")
+                "aiohttp.connector", "jan.templates.lark_gbnf", "lark", "jan.cli.models", "jan.cli.inference",
+                "jan.cli.progress")
 
 SERVE = r"""
 import json, os, sys, threading, urllib.request

@@ -829,3 +829,22 @@ def lora_options(applies: str) -> Callable[[Callable], Callable]:
                                  f"llama-server's): {applies}.")(func)
     return decorate
 
+
+def damaged_model_ids(problems: list[dict[str, Any]]) -> set[str]:
+    """The ids of the models whose model.json a listing's ``problems`` name as damaged (``models/<id>/model.json``)."""
+    ids = set()
+    for problem in problems:
+        parts = str(problem.get("path") or "").split("/")
+        if len(parts) == 3 and parts[0] == "models" and parts[2] == "model.json" and parts[1]:
+            ids.add(parts[1])
+    return ids
+
+
+def no_model_but_damaged(damaged: set[str]) -> str:
+    """Why there is no model to use where only damaged ones are (a model.json left in place to mend): their ids and
+    what to do, for the places that would otherwise say "no models yet"."""
+    if len(damaged) == 1:
+        (model_id,) = damaged
+        return f"the model.json of {model_id} is damaged: repair or remove models/{model_id}/model.json"
+    return (f"the model.json of {', '.join(sorted(damaged))} is damaged: repair or remove each "
+            "(`jan models list` shows why)")

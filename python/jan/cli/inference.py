@@ -318,7 +318,7 @@ def default_model(conn: Connection) -> str:
     if len(ids) == 1:
         return ids[0]
     if not ids:
-        from jan.cli.models import damaged_model_ids, no_model_but_damaged
+        from jan.cli.common import damaged_model_ids, no_model_but_damaged
 
         embedders = sorted(m["id"] for m in models if not generates_text(m))
         damaged = damaged_model_ids(problems) - {m.get("id") for m in models}

@@ -360,7 +360,8 @@ _START_MODELS_NAMED = 10
 async def _models_line(app: web.Application) -> str:
     """What the start says of the models it serves: their ids, the loaded ones marked (the start's other lines say
     what it serves and where; the seven "extension ... loaded" lines said nothing of the models)."""
-    from jan.cli.models import damaged_model_ids, no_model_but_damaged
+    # (from common, which the server has loaded: ``jan.cli.models`` would bring the other commands' modules along)
+    from jan.cli.common import damaged_model_ids, no_model_but_damaged
     from jan.server.keys import SERVICES
 
     services = app[SERVICES].models
