@@ -300,6 +300,30 @@ def test_openai_bad_input_lines_fail_the_batch(oai, lines, code):
     assert oai.batches.retrieve(batch.id).status == "failed"
 
 
+def test_a_line_whose_body_is_at_the_json_values_limit_runs_as_the_request_would(oai, server):
+    """A line's body is held to max_json_values as the same body sent as a request is: the line's own object and
+    commas were counted with it, so a body at the limit, which the endpoint parses, failed the whole batch."""
+    from jan.server.validation import json_values_in
+
+    def line(values: int) -> dict:
+        body = _chat_line("a", "Hi", stop=[])["body"]
+        body["stop"] = [0] * (values - json_values_in(json.dumps(body).encode()) + 1)  # (n items: n - 1 commas)
+        assert json_values_in(json.dumps(body).encode()) == values
+        return {**_chat_line("a", "Hi"), "body": body}
+
+    at_limit = line(DEFAULT_MAX_JSON_VALUES)
+    alone = httpx.post(server.base_url + "/v1/chat/completions", json=at_limit["body"], timeout=120)
+    assert alone.status_code == 400 and "stop" in alone.text, alone.text  # parsed: the field's own 400, not a 413
+    batch = _ended_openai(oai, oai.batches.create(input_file_id=_upload(oai, [at_limit]),
+                                                  endpoint="/v1/chat/completions", completion_window="24h").id)
+    assert batch.status == "completed", batch.errors
+    told = _jsonl(oai.files.content(batch.error_file_id or batch.output_file_id).text)
+    assert told["a"]["response"]["status_code"] == alone.status_code, told
+    over = oai.batches.create(input_file_id=_upload(oai, [line(DEFAULT_MAX_JSON_VALUES + 1)]),
+                              endpoint="/v1/chat/completions", completion_window="24h")
+    assert over.status == "failed" and over.errors.data[0].code == "too_many_json_values"
+
+
 def test_openai_too_many_lines(oai, monkeypatch):
     from jan.server.dialects import openai_batches
 

@@ -12,6 +12,7 @@ import subprocess
 import threading
 
 import aiohttp
+import httpx
 import pytest
 from click.testing import CliRunner
 from server_helpers import start_server
@@ -203,6 +204,19 @@ def test_serve_takes_a_default_model_given_with_model_or_in_the_data_folder(tmp_
     assert srv.stop().count("Unclosed") == 0
     srv = Served(tmp_path / "data", "--default-model", "stories260K")  # imported by the first start
     srv.stop()
+
+
+def test_serve_takes_an_alias_as_the_default_model(tmp_path, stories_path):
+    """`jan serve -m X --alias tiny --default-model tiny` was refused at start ("'tiny' is no model"): the alias names
+    its model only once it is loaded, after the check. Requests that name no model get the aliased model."""
+    Served(tmp_path / "data", "-m", stories_path).stop()  # imported: named by its id below (a path passed the check)
+    srv = Served(tmp_path / "data", "-m", "stories260K", "--alias", "tiny", "--default-model", "tiny")
+    try:
+        answer = httpx.post(srv.url + "/v1/chat/completions", timeout=120,
+                            json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+        assert answer.status_code == 200 and answer.json()["model"] == "stories260K", answer.text
+    finally:
+        srv.stop()
 
 
 async def test_an_app_that_fails_to_build_stops_the_extensions_it_started(tmp_path, monkeypatch):

@@ -22,6 +22,8 @@ DAMAGES = {
                                        {"type": "image_url", "image_url": "x"}]},
     "reasoning_content_a_number": {"metadata": {"item_ids": {"message": "msg_b"}, "reasoning_content": 5}},
     "tool_call_id_a_number": {"role": "tool", "metadata": {"tool_call_id": 5}},
+    "tool_calls_a_number": {"metadata": {"item_ids": {"message": "msg_b"}, "tool_calls": 5}},
+    "tool_calls_true": {"metadata": {"item_ids": {"message": "msg_b"}, "tool_calls": True}},
 }
 
 

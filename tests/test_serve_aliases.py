@@ -80,3 +80,30 @@ def test_an_alias_is_one_models_name():
     assert models.names_of("m1") == (["a"], ["t"]) and models.names_of("m2") == ([], [])
     with pytest.raises(ValueError, match="'m1'"):
         models.name_model("m2", ["a"])
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/api/copy", {"source": "llama-2-tiny-random", "destination": "code"}),
+    ("/api/copy", {"source": "stories260K", "destination": "code:latest"}),
+    ("/api/create", {"model": "code", "from": "llama-2-tiny-random"}),
+    ("/v1/models", {"path": "TINY", "id": "code"}),
+    ("/v1/models", {"id": "code", "engine": "llama.cpp", "settings": {"llama_model_path": "TINY"}}),
+    ("/v1/models/pull", {"url": "http://127.0.0.1:9/x.gguf", "id": "code", "stream": False}),
+    ("/api/pull", {"model": "http://127.0.0.1:9/code.gguf", "stream": False}),
+], ids=["ollama copy", "ollama copy onto itself", "ollama create", "import", "model.json", "pull", "ollama pull"])
+def test_no_model_is_added_under_an_alias(server, tiny_path, path, body):
+    """A model added under an alias's name was unreachable (requests naming it reach the aliased model) and acted on
+    the aliased one: Ollama's /api/copy onto the alias unloaded stories260K as the model it replaced, and /api/delete
+    of the copy's name deleted stories260K. Every way of adding a model refuses the name (409, the dialect's shape)."""
+    body = {k: str(tiny_path) if v == "TINY" else v for k, v in body.items()}
+    body = {k: ({**v, "llama_model_path": str(tiny_path)} if isinstance(v, dict) else v) for k, v in body.items()}
+    answer = httpx.post(server.base_url + path, json=body, timeout=120)
+    assert answer.status_code == 409, answer.text
+    error = answer.json()["error"]
+    message = error if path.startswith("/api/") else error["message"]
+    assert "'code' is a name of the model 'stories260K'" in message, answer.text
+    assert not (server.config.data_folder / "models" / "code").exists()
+    listing = httpx.get(server.base_url + "/v1/models", timeout=60).json()["data"]
+    assert [m["id"] for m in listing if m["id"] in ("code", "stories260K")] == ["stories260K"]
+    one = httpx.get(server.base_url + "/v1/models/code", timeout=60).json()
+    assert one["id"] == "stories260K" and one["state"] == "ready", one

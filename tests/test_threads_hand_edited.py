@@ -21,6 +21,9 @@ DAMAGES = {
     "stop_reason_a_list": {"status": "stopped", "metadata": {"stop_reason": ["x"]}},
     "finish_reason_a_list": {"status": "stopped", "metadata": {"finish_reason": []}},
     "ready_finish_reason_an_object": {"status": "ready", "metadata": {"finish_reason": {"a": 1}}},
+    # calls that are no list: every reader iterated them (a run's prompt, a conversation's items, jan threads show)
+    "tool_calls_a_number": {"metadata": {"tool_calls": 5}},
+    "tool_calls_true": {"metadata": {"tool_calls": True}},
 }
 
 
@@ -50,3 +53,12 @@ async def test_hand_edited_messages_leave_their_thread_readable_and_runnable(tmp
                     run = await api.ok("GET", f"/v1/threads/{thread['id']}/runs/{run['id']}")
                 assert run["status"] in ("completed", "incomplete"), (name, run)
 
+
+
+@pytest.mark.parametrize("calls", [5, True])
+def test_jan_threads_show_reads_calls_that_are_no_list_as_none(calls):
+    from jan.cli.threads import _shown
+
+    shown = _shown({"role": "assistant", "content": [{"type": "text", "text": {"value": "there"}}],
+                    "metadata": {"tool_calls": calls}})
+    assert shown.text == "there" and shown.calls == []

@@ -279,7 +279,7 @@ def release_startup_memory() -> None:
 
 async def _check_default_model(app: web.Application, config: ServerConfig, *, loaded: bool = False) -> bool:
     """RuntimeError when ``--default-model`` names no model of the data folder (remote ones included) nor one a
-    ``--model`` loads. True when it may be one a ``--model`` GGUF path imports, known only once it is loaded:
+    ``--model`` loads (by its id or an ``--alias``). True when it may be one a ``--model`` GGUF path imports, known only once it is loaded:
     called again then with ``loaded``."""
     from jan.errors import ModelNotFoundError
     from jan.server.keys import SERVICES
@@ -297,8 +297,11 @@ async def _check_default_model(app: web.Application, config: ServerConfig, *, lo
     except ModelNotFoundError as exc:
         if getattr(exc, "damaged", None):  # a model whose model.json is damaged: "no model" would send one looking
             raise RuntimeError(f"--default-model: {exc}") from None
-    if not loaded and any(os.path.isfile(os.path.expanduser(spec)) for spec in config.models):
-        return True  # a GGUF path's model is imported (and named) by its load: asked again then
+    if not loaded and (name in config.aliases or any(os.path.isfile(os.path.expanduser(spec))
+                                                     for spec in config.models)):
+        # a GGUF path's model is imported (and named) by its load, and an --alias names its model once loaded (as
+        # llama-server's -a names its only model): asked again then
+        return True
     meant = await app[SERVICES].models.meant(name)
     guess = f"; did you mean {meant!r}? (model ids are exact)" if meant else " (see `jan models list`)"
     raise RuntimeError(f"--default-model '{name}' is no model in {config.data_folder} nor one given with "

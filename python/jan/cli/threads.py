@@ -194,7 +194,8 @@ def _shown(message: dict[str, Any]) -> _Shown:
     images = sum(1 for p in parts if isinstance(p, dict) and p.get("type") in ("image_file", "image_url"))
     text = "\n".join(filter(None, [text_of(message), *["[image]"] * images]))
     calls = []
-    for call in metadata.get("tool_calls") or []:
+    stored = metadata.get("tool_calls")
+    for call in stored if isinstance(stored, list) else ():  # (a hand edit's 5: none, as jan.services.thread_turns.stored_calls)
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict) and isinstance(function.get("name"), str):
             calls.append(f"{function['name']}({function.get('arguments') or ''})")

@@ -565,6 +565,14 @@ class ModelService:
             if owner is not None and owner != model_id:
                 raise ValueError(f"--alias {alias}: already a name of model '{owner}'")
         self.aliases.update({alias: model_id for alias in aliases if alias != model_id})
+        # (no model may be added under an alias later: requests naming it reach this model, and a copy, create or
+        # delete of that name acted on this one: Ollama's /api/delete of a model copied there deleted this one)
+        try:
+            reserve = getattr(self.model_extension(), "reserve_names", None) if self.manager is not None else None
+        except ServiceUnavailableError:  # no model manager: nothing can add a model here
+            reserve = None
+        if reserve is not None:
+            reserve(dict(self.aliases))
         if tags:
             self.tags[model_id] = tuple(dict.fromkeys((*self.tags.get(model_id, ()), *tags)))
 

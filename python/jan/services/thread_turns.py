@@ -26,7 +26,8 @@ from jan.services.untrusted import UntrustedTextPart
 from jan.templates.formats.reasoning import joined_thoughts
 
 __all__ = ["DocumentFileRef", "ImageFileRef", "TOOL_IMAGES_KEY", "attached_documents", "data_url_image", "file_refs",
-           "from_thread_message", "part_field", "prompt_entries", "thread_history", "thread_parts", "thread_turn"]
+           "from_thread_message", "part_field", "prompt_entries", "stored_calls", "thread_history", "thread_parts",
+           "thread_turn"]
 
 #: The metadata flag of a stored tool message whose images a tool jan ran returned (to_thread_message).
 TOOL_IMAGES_KEY = "tool_images"
@@ -104,11 +105,19 @@ def prompt_entries(message: dict[str, Any],
     if turn is None:
         return []
     if turn.tool_calls:
-        usable = {c["id"] for c in metadata.get("tool_calls") or () if _usable_call(c)}
+        usable = {c["id"] for c in stored_calls(metadata) if _usable_call(c)}
         turn = replace(turn, tool_calls=tuple(c for c in turn.tool_calls if c.id in usable))
     if turn.role != "assistant" and turn.reasoning:  # (thinking is an answer's: a hand edit's elsewhere is none)
         turn = replace(turn, reasoning=None)
     return [turn]
+
+
+def stored_calls(metadata: Mapping[str, Any]) -> list[Any]:
+    """A stored message's calls (its ``metadata.tool_calls``, entries unchecked); [] where that is no list: a hand
+    edit's ``5`` or ``true`` failed every reader of the thread (its conversation's items, each response continuing
+    it, ``jan threads show``) with a 500 or a traceback, where a call of another shape is left out."""
+    calls = metadata.get("tool_calls")
+    return calls if isinstance(calls, list) else []
 
 
 def _usable_call(call: Any) -> bool:
@@ -155,7 +164,7 @@ def thread_turn(message: dict[str, Any], files: Mapping[str, ImagePart | Documen
             if isinstance(value, str):
                 thinking.append(value)
     calls = []
-    for call in metadata.get("tool_calls") or ():
+    for call in stored_calls(metadata):
         function = call.get("function") if isinstance(call, dict) else None
         # (a call kept as sent, its name or id empty, is still the call: a conversation lists what it was given)
         if isinstance(function, dict) and isinstance(call.get("id"), str) and isinstance(function.get("name"), str):

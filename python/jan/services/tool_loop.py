@@ -528,7 +528,8 @@ def tool_bookkeeping(message: dict[str, Any]) -> bool:
     # (an empty assistant message that keeps a conversation's item no turn holds, a hosted web search call, records a
     # tool's use the same way: jan.server.dialects.responses_store.KeptTurn)
     return message.get("role") == "assistant" and not message.get("content") and (
-        bool(metadata.get("tool_calls")) or isinstance(metadata.get("item"), dict))
+        isinstance(metadata.get("tool_calls"), list) and bool(metadata["tool_calls"])
+        or isinstance(metadata.get("item"), dict))
 
 
 def _part_text(part: dict[str, Any]) -> str:

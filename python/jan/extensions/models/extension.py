@@ -35,6 +35,23 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         self._pulls: dict[str, ModelPull] = {}
         # model id -> (model_with_weights' answer, the files it came from, their stamps)
         self._resolved: dict[str, tuple[dict[str, Any], tuple[Path, ...], tuple[FileStamp, ...]]] = {}
+        #: Names requests give another model by (``jan serve --alias``: alias -> model id), which no new model may
+        #: take: requests naming it would still reach the aliased model, and deleting or replacing it would act
+        #: on that one (:meth:`reserve_names`).
+        self._names: dict[str, str] = {}
+
+    def reserve_names(self, names: dict[str, str]) -> None:
+        """Keep ``names`` (alias -> the model id it names, :meth:`jan.services.models.ModelService.name_model`) from
+        every model this extension adds (an import, a model.json, a pull, Ollama's copy and create):
+        :class:`ModelIdTakenError` (409) instead."""
+        self._names.update(names)
+
+    def _check_free(self, model_id: str) -> None:
+        owner = self._names.get(model_id)
+        if owner is not None:
+            raise ModelIdTakenError(model_id, f"'{model_id}' is a name of the model '{owner}' on this server (jan "
+                                              "serve --alias), which requests naming it reach; give the new model "
+                                              "another id")
 
     async def on_load(self, ctx) -> None:
         self._ctx = ctx
@@ -178,6 +195,7 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
             raise ValueError(f"path: {exc}") from None
         model_id = model_id or slugify_id(os.path.splitext(os.path.basename(path))[0])
         validate_id(model_id)
+        self._check_free(model_id)
         settings = {**info["settings"], **(fields.pop("settings", None) or {})}
         return await self.store.models.import_gguf(
             path, model_id=model_id, mode=mode, name=fields.pop("name", None) or info["name"],
@@ -188,7 +206,9 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
 
     async def create_model(self, model: dict[str, Any], *, overwrite: bool = False) -> dict[str, Any]:
         """Add a model.json as given (e.g. from a model hub); ``AlreadyExistsError`` if the id is taken, unless
-        ``overwrite`` (the model.json replaced at once, the old model's files it no longer names removed)."""
+        ``overwrite`` (the model.json replaced at once, the old model's files it no longer names removed); an id
+        that names another model here (:meth:`reserve_names`) is :class:`ModelIdTakenError` either way."""
+        self._check_free(model.get("id"))
         return await self.store.models.create(model, overwrite=overwrite)
 
     async def update_model(self, model_id: str, patch: dict[str, Any]) -> dict[str, Any]:
@@ -248,6 +268,7 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         filename = filename_from_url(url)
         model_id = model_id or slugify_id(os.path.splitext(filename)[0])
         validate_id(model_id)
+        self._check_free(model_id)
         digest = _normalize_sha256(sha256)  # a bad one is the caller's error, also where the hash is taken first
         running = self._pulls.get(model_id)
         if running is not None and running.status()["state"] in ("queued", "downloading"):

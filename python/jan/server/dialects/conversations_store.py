@@ -18,7 +18,7 @@ from jan.errors import not_found_message
 from jan.server.dialects.conversations import ItemRef, alone_items, conversation_object, message_items
 # (MANY_MESSAGES: a conversation of more messages has its items made, its history read, in a worker thread)
 from jan.services.kept_items import MANY_MESSAGES, heavy_history
-from jan.services.thread_turns import thread_history
+from jan.services.thread_turns import stored_calls, thread_history
 from jan.server.dialects.responses_store import (CONVERSATION_PREFIX, CONVERSATION_TITLE, KeptTurn, ResponsesStore,
                                                  _reid, _title, from_thread_message, is_conversation_thread, kept_item,
                                                  kept_item_turns, thread_parts, to_thread_message)
@@ -217,7 +217,7 @@ def _without(message: dict[str, Any], ref: ItemRef) -> dict[str, Any] | None:
     elif ref.kind == "message":
         content = [p for p in content if p.get("type") == "reasoning"]
     elif ref.kind == "function_call":
-        calls = [c for c in metadata.get("tool_calls") or ()
+        calls = [c for c in stored_calls(metadata)
                  if not (isinstance(c, dict) and c.get("id") == ref.call_id)]
         if calls:
             metadata["tool_calls"] = calls

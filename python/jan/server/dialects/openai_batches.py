@@ -104,6 +104,13 @@ def _error(code: str, message: str, line: int | None, param: str | None = None) 
     return {"code": code, "message": message, "param": param, "line": line}
 
 
+#: The JSON values a line holds besides its body, as :func:`json_values_in` counts them: its object and the commas
+#: between its four fields (``custom_id``, ``method``, ``url``, ``body``). A line's body is held to the server's
+#: ``max_json_values`` as the same body sent as a request is: counting the line's own four, a body at the limit,
+#: which the endpoint takes, failed the batch.
+_LINE_VALUES = json_values_in(b'{"custom_id": "", "method": "POST", "url": "", "body": 0}')
+
+
 def read_input(uploads: UploadStore, file_id: str, endpoint: str, max_values: int | None = None
                ) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any] | None, str | None]:
     """Blocking: the input file's items ``(custom_id, body)``, OpenAI's ``errors`` object when its lines break the
@@ -132,11 +139,11 @@ def read_input(uploads: UploadStore, file_id: str, endpoint: str, max_values: in
         errors.append(_error("too_many_tasks", f"The input file has {len(lines)} requests; a batch takes at most "
                                                f"{MAX_LINES}.", None))
     for number, raw in lines if not errors else ():
-        values = json_values_in(raw)
+        values = json_values_in(raw) - _LINE_VALUES  # (the body's: the limit is a request body's)
         if max_values is not None and values > max_values:
-            errors.append(_error("too_many_json_values", f"This line holds about {values:,} JSON values, more than "
-                                 f"the {max_values:,} this server parses in one request (its max_json_values).",
-                                 number))
+            errors.append(_error("too_many_json_values", f"This line's body holds about {values:,} JSON values, "
+                                 f"more than the {max_values:,} this server parses in one request (its "
+                                 "max_json_values).", number))
         else:
             model = _read_line(raw, number, endpoint, seen, model, items, errors)
         if len(errors) >= MAX_ERRORS:
