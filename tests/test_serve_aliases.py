@@ -107,3 +107,23 @@ def test_no_model_is_added_under_an_alias(server, tiny_path, path, body):
     assert [m["id"] for m in listing if m["id"] in ("code", "stories260K")] == ["stories260K"]
     one = httpx.get(server.base_url + "/v1/models/code", timeout=60).json()
     assert one["id"] == "stories260K" and one["state"] == "ready", one
+
+
+@pytest.mark.parametrize("method,path,body", [
+    ("DELETE", "/v1/models/code", None),
+    ("DELETE", "/api/delete", {"model": "code"}),
+    ("DELETE", "/api/delete", {"model": "code:latest"}),
+], ids=["openai", "ollama", "ollama tag"])
+def test_an_alias_is_not_deleted_as_its_model(server, method, path, body):
+    """Ollama's /api/delete of an alias deleted the aliased model (its model.json and weights: an alias reaches its
+    model), and DELETE /v1/models/{alias} said the model was not found. Both refuse, naming the model's id (400)."""
+    answer = httpx.request(method, server.base_url + path, json=body, timeout=120)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    message = error if path.startswith("/api/") else error["message"]
+    assert "'code' is a name `jan serve --alias` gives the model 'stories260K'" in message, answer.text
+    if not path.startswith("/api/"):
+        assert error["code"] == "model_is_alias" and error["param"] == "model", error
+    assert (server.config.data_folder / "models" / "stories260K" / "model.json").is_file()
+    one = httpx.get(server.base_url + "/v1/models/stories260K", timeout=60).json()
+    assert one["id"] == "stories260K" and one["state"] == "ready", one

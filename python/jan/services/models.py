@@ -576,6 +576,17 @@ class ModelService:
         if tags:
             self.tags[model_id] = tuple(dict.fromkeys((*self.tags.get(model_id, ()), *tags)))
 
+    def refuse_alias(self, name: str, action: str) -> None:
+        """A :class:`RequestError` (400, ``param`` ``model``, code ``model_is_alias``) when ``name`` is an alias
+        (:meth:`name_model`) rather than a model's own id: an alias is a name requests reach a model by, not a
+        model of its own, so ``action`` (``delete``) on it would act on the model it names — Ollama's ``rm`` of a
+        name removes that name only, and here nothing but the aliased model's files could go."""
+        owner = self.aliases.get(name)
+        if owner is not None:
+            raise RequestError(f"'{name}' is a name `jan serve --alias` gives the model '{owner}' in this process, not "
+                               f"a model of its own: {action} the model by its id '{owner}' (the alias goes when the "
+                               "server restarts without it)", param="model", code="model_is_alias")
+
     def names_of(self, model_id: str) -> tuple[list[str], list[str]]:
         """``model_id``'s aliases and tags (:meth:`name_model`), as llama-server's ``/v1/models`` lists them."""
         return [a for a, owner in self.aliases.items() if owner == model_id], list(self.tags.get(model_id, ()))

@@ -239,6 +239,7 @@ async def delete_model(request: web.Request) -> web.Response:
     """Delete a model (unloaded first if it is loaded) and its files in the data folder."""
     models = model_extension(request)
     model_id = request.match_info["model_id"]
+    request.app[SERVICES].models.refuse_alias(model_id, "delete")  # (not "not found": the model it names is here)
     try:
         model = await models.get_model(model_id)
     except ModelNotFoundError:  # no model.json: what a killed pull or import left, removed as a model would be

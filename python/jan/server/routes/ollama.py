@@ -583,6 +583,8 @@ async def ps(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     """Delete a model (unloaded first) and its files."""
     body = await _body(request, wire.OllamaModelRequest)
+    # (an alias reaches its model, and deleting it would delete that model's files: refused, naming the id)
+    _services(request).models.refuse_alias(ollama_requests.model_id(body.model_name), "delete")
     try:
         target = await _target(request, body.model_name)
     except OllamaError as exc:  # no model.json: what a killed pull or import left, removed as a model would be
