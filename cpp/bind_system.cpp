@@ -3,6 +3,7 @@
 #include "bind_common.h"
 #include "ggml-backend.h"
 #include "gguf_layers.h"
+#include "json_scan.h"
 #include "llama.h"
 #include "model.h"
 #include "step_threads.h"
@@ -18,6 +19,15 @@
 namespace jan {
 
 void register_system(py::module_ & m) {
+    m.def("json_values", [](const py::buffer & text) {
+        py::buffer_info info = text.request();  // (bytes, bytearray, memoryview: read in place, not copied)
+        const auto * data = static_cast<const char *>(info.ptr);
+        const auto n = static_cast<std::size_t>(info.size * info.itemsize);
+        py::gil_scoped_release release;  // a 16 MiB body takes ~10 ms: other threads (the event loop) run meanwhile
+        return json_values_outside_strings(data, n);
+    }, py::arg("text"),
+          "The commas and opening brackets outside strings of the JSON text `text` (bytes): about its number of "
+          "values, counted without parsing it (json_scan.h).");
     m.def("threads_for", &ThreadGovernor::threads_for, py::arg("configured"), py::arg("free_cores"),
           "The thread governor's rule (thread_governor.h): threads for a step when `free_cores` cores are left free "
           "by other work, between 1 and `configured`.");

@@ -63,7 +63,8 @@ ROUTES = {
                      lambda b: set(b) == {"error"} and _says_the_limit(b["error"])),
     "llama-server completion": ("/completion", {"prompt": MANY}, {},
                                 lambda b: b["error"]["code"] == 413 and _says_the_limit(b["error"]["message"])),
-    "llama-server tokenize": ("/tokenize", {"content": "a, " * LIMIT}, {}, lambda b: b["error"]["code"] == "too_many_json_values"),
+    "llama-server tokenize": ("/tokenize", {"content": ["a"] * LIMIT}, {},
+                              lambda b: b["error"]["code"] == "too_many_json_values"),
     "llama-server detokenize": ("/detokenize", {"tokens": MANY}, {}, lambda b: b["error"]["code"] == "too_many_json_values"),
     "llama-server apply-template": ("/apply-template", {"messages": [{"role": "user", "content": ""}] * LIMIT}, {},
                                     lambda b: b["error"]["code"] == "too_many_json_values"),
@@ -181,3 +182,29 @@ def test_a_big_body_is_parsed_with_hooks_where_other_threads_run(monkeypatch):
     small = json.dumps(item).encode()
     assert validation.loads_bounded(big) == loads(big) and validation.loads_bounded(small) == loads(small)
     assert {"object_pairs_hook", "parse_int"} <= kinds[0] and not {"object_pairs_hook", "parse_int"} & kinds[1]
+
+
+def test_commas_and_brackets_in_a_strings_text_are_no_values(server):
+    """A string's commas and brackets are its text: counted as values, a pasted CSV or source file of 1.5 MB sent as
+    one message was a 413 ("send a prompt as text rather than token ids" — which it was). The count now skips
+    strings, escaped quotes and backslashes included; values outside strings still count."""
+    csv = "name,age,city\n" + "ann,31,[oslo]{x}\n" * (LIMIT * 3) + 'a quote \\" and, a backslash \\\\'
+    body = {"model": "stories260K", "prompt": csv, "max_tokens": 1}
+    raw = json.dumps(body).encode()
+    assert raw.count(b",") > LIMIT * 3
+    assert json_values_in(raw) == 3  # the object's bracket and its two commas
+    # [ , [ , , { — the string "a\\" ends at its quote (the backslash is escaped), "b\"," at its second
+    assert json_values_in(b'["a\\\\",[1,2],{"b\\",":1}]') == 6
+    assert json_values_in(b'{"never closed, [') == 1  # (counted as far as it goes: the parser refuses it)
+    # parsed and read as the request it is: past this model's small context, the context's own 400 answers
+    response = _post(server, "/v1/completions", body)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "context_length_exceeded", response.text
+    chat = {"model": "stories260K", "max_tokens": 1, "messages": [{"role": "user", "content": csv}]}
+    response = _post(server, "/v1/messages", chat, ANTHROPIC)
+    assert response.status_code == 400 and "too_many_json_values" not in response.text, response.text
+    assert "context" in response.json()["error"]["message"], response.text
+    short = {"model": "stories260K", "prompt": ",[{" * (LIMIT // 2), "max_tokens": 1}
+    assert sum(json.dumps(short).encode().count(c) for c in (b",", b"[", b"{")) > LIMIT  # (the count before)
+    assert _post(server, "/v1/completions", short).status_code == 200
+    over = {"model": "stories260K", "prompt": [csv] + MANY, "max_tokens": 1}
+    assert _post(server, "/v1/completions", over).status_code == 413

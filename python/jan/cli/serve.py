@@ -117,7 +117,7 @@ def _names(values: tuple[str, ...]) -> list[str]:
                    "Uploads stream to disk: this bounds the disk a client may fill.")
 @click.option("--max-json-values", "max_json_values", default=DEFAULT_MAX_JSON_VALUES, show_default=True,
               type=click.IntRange(1), metavar="N",
-              help="The most JSON values (about: commas and opening brackets) one request body may hold; more is "
+              help="The most JSON values (about: commas and opening brackets outside strings) one request body may hold; more is "
                    "refused (413) unparsed, since parsing holds every other request meanwhile.")
 @click.option("--read-timeout", "read_timeout", default=DEFAULT_READ_TIMEOUT_S, show_default=True,
               type=click.FloatRange(0, min_open=True), callback=_bound_seconds, metavar="SECONDS",

@@ -18,7 +18,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: bound, a client that declares a body and never sends it holds its connection, and what the route holds with it,
 #: forever. `jan serve --read-timeout`.
 DEFAULT_READ_TIMEOUT_S = 60.0
-#: The most JSON values (about: its commas and opening brackets, counted before it is parsed) one request body may
+#: The most JSON values (about: its commas and opening brackets outside strings, counted before it is parsed) one request body may
 #: hold. Python's JSON parser and pydantic's validator each hold the GIL for the whole of a body, a worker thread's
 #: included: 16 MiB of ``[1],[1],...`` stopped every other request (``/health``, other clients' streamed tokens) for
 #: seconds. A body past this is a 413, refused unparsed. 320 Ki values hold the largest request the domain's own
