@@ -37,6 +37,9 @@ struct BudgetState {
     // spent (a budget of 0: from the first token) that token is ruled out: a block the model opens again would only be closed at once, and a model that
     // insists opened one after another (<think></think><think></think>...) until max_tokens, with no answer.
     llama_token start_token = -1;
+    // Tokens generated in the block after its end was due (budget spent, or ended by the owner) while the text stood
+    // inside a character: the close waits for the character's last bytes, at most kLateTokens tokens.
+    int32_t late = 0;
 
     // Whether the tail holds the end marker or an interrupting one: the block is over.
     bool ended() const {
@@ -50,9 +53,28 @@ struct BudgetState {
         phase = open_at_start ? Phase::Thinking : (start.empty() ? Phase::Done : Phase::Waiting);
         spent = 0;
         forced = 0;
+        late = 0;
         tail.clear();
     }
 };
+
+// A UTF-8 character has at most three bytes after its first: as many tokens finish any character a byte-level
+// vocabulary starts (one byte each), however it was split.
+constexpr int32_t kLateTokens = 3;
+
+// Whether `text` ends inside a UTF-8 character: a lead byte among its last three bytes that wants more bytes than
+// follow it. The forced end-of-thinking text there would break the character, and under a grammar the UTF-8 sampler
+// (utf8_sampler.h) bans it, which left the budget nothing to force (a 400 on a request that did nothing wrong).
+bool inside_character(const std::string & text) {
+    const size_t n = text.size();
+    for (size_t back = 1; back <= 3 && back <= n; ++back) {
+        const auto byte = static_cast<unsigned char>(text[n - back]);
+        if ((byte & 0xC0) == 0x80) continue;  // a continuation byte: the lead is further back
+        const size_t want = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : byte >= 0xC0 ? 2 : 1;
+        return want > back;
+    }
+    return false;  // ASCII at the end, or stray continuation bytes: nothing to finish
+}
 
 const char * budget_name(const llama_sampler *) { return "jan-reasoning-budget"; }
 
@@ -72,12 +94,14 @@ void budget_accept(llama_sampler * smpl, llama_token token) {
             if (at != std::string::npos) {
                 st->phase = Phase::Thinking;
                 st->spent = 0;
+                st->late = 0;
                 st->tail.erase(0, at + st->start.size());  // what follows the marker is thinking already
                 if (st->ended()) st->phase = Phase::Done;
             }
             break;
         }
         case Phase::Thinking:
+            if (st->spent >= st->budget || (st->end_now && st->end_now->load())) ++st->late;  // past its due end
             st->spent++;
             // (likewise: the end marker may close inside a token that goes on with the answer)
             if (st->ended()) st->phase = Phase::Done;
@@ -99,6 +123,7 @@ void budget_accept(llama_sampler * smpl, llama_token token) {
                 if (again != std::string::npos) {
                     st->phase = Phase::Thinking;
                     st->forced = 0;
+                    st->late = 0;
                     st->tail.erase(0, again + st->start.size());
                     if (st->ended()) st->phase = Phase::Done;
                 }
@@ -157,6 +182,10 @@ void budget_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
         if (at < cur_p->size && other) cur_p->data[at].logit = -INFINITY;
     }
     if (st->phase == Phase::Thinking && (st->spent >= st->budget || (st->end_now && st->end_now->load()))) {
+        // The end is due, but the block stops at a character's boundary: a token or a few more finish the one the
+        // model started (the UTF-8 sampler leaves only those under a grammar), then the close is forced.
+        // (counted where a token is accepted: this runs twice for one token when a grammar refused the first pick)
+        if (inside_character(st->tail) && st->late < kLateTokens) return;
         st->phase = Phase::Closing;
         st->forced = 0;
     }
