@@ -165,12 +165,14 @@ def test_an_embedding_input_past_the_context_tells_its_size(server):
     assert response.status_code == 400, response.text
     err = response.json()["error"]
     assert err["type"] == "exceed_context_size_error" and err["n_prompt_tokens"] > err["n_ctx"], err
-    assert err["message"].startswith("input has "), err
+    # (jan's own words, naming the field, follow OpenAI's opening "This model's maximum context length is ...: ")
+    assert "input tokens: input has " in err["message"], err
     # llama-server's own field is named as the client sent it, one input or one of a list
     for body, named in (({"content": "hello " * 600}, "content has "), ({"content": ["hi", "hello " * 600]},
                                                                         "content[1] has ")):
         response = post(server, "/embedding", {"model": POOLED, **body})
-        assert response.status_code == 400 and response.json()["error"]["message"].startswith(named), response.text
+        assert response.status_code == 400 and "input tokens: " + named in response.json()["error"]["message"], \
+            response.text
 
 
 @pytest.mark.parametrize("path", ["/embeddings", "/v1/embeddings"])
@@ -183,7 +185,7 @@ def test_llama_servers_content_on_the_openai_embedding_paths_is_answered_nativel
     native_error(post(server, path, {"model": POOLED, "content": []}), 400, '"content" must not be empty')
     response = post(server, path, {"model": POOLED, "content": "hello " * 600})
     assert response.status_code == 400 and response.json()["error"]["type"] == "exceed_context_size_error"
-    assert response.json()["error"]["message"].startswith("content has "), response.text
+    assert "input tokens: content has " in response.json()["error"]["message"], response.text
     # a body with neither stays OpenAI's 400 naming input
     response = post(server, path, {"model": POOLED})
     assert response.status_code == 400 and response.json()["error"]["param"] == "input", response.text

@@ -357,8 +357,27 @@ def context_error(exc: ContextOverflowError, param: str) -> APIError:
     itself, where its raiser knew it better: a rerank body's ``documents[i]``), with its numbers where known."""
     details = {"n_prompt_tokens": exc.n_tokens, "n_ctx": exc.n_ctx} \
         if exc.n_tokens is not None and exc.n_ctx is not None else None
-    return APIError(400, str(exc), param=getattr(exc, "param", None) or param, code="context_length_exceeded",
-                    details=details)
+    return APIError(400, context_message(exc), param=getattr(exc, "param", None) or param,
+                    code="context_length_exceeded", details=details)
+
+
+#: How OpenAI's message for a prompt longer than the context begins. Client libraries tell that refusal from any
+#: other 400 by these words, not by the code (litellm's ContextWindowExceededError, which its context-window
+#: fallbacks and callers that trim the history act on), so jan's message starts with them too.
+OPENAI_CONTEXT_WORDS = "This model's maximum context length is"
+
+
+def context_message(exc: ContextOverflowError) -> str:
+    """The message of a prompt that does not fit the context: OpenAI's opening ("This model's maximum context
+    length is N tokens. However, your request has M input tokens"), then jan's own words, which say what did not
+    fit (and whether an earlier turn could have been dropped). Without the numbers: the opening, then jan's words."""
+    text = str(exc)
+    if text.startswith(OPENAI_CONTEXT_WORDS):  # (a remote provider's own message, passed on)
+        return text
+    if exc.n_tokens is not None and exc.n_ctx is not None:
+        return f"{OPENAI_CONTEXT_WORDS} {exc.n_ctx} tokens. However, your request has {exc.n_tokens} input " \
+               f"tokens: {text}"
+    return f"{OPENAI_CONTEXT_WORDS} less than this request needs: {text}"
 
 
 def prompt_param(name: str):
