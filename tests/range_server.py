@@ -12,15 +12,19 @@ class FileServer:
     past the end). ``requests``: each GET's Range header (None without one); ``sent``: body bytes written;
     ``asked``: set at the first request. Ways to misbehave: ``drop_first`` (the first connection drops halfway
     through the file), ``chunk``/``delay`` (write slowly), ``hold`` (the body waits until the server is left; the
-    headers, with the size, come at once), ``hold_headers`` (the whole answer waits)."""
+    headers, with the size, come at once), ``hold_headers`` (the whole answer waits), ``pause_at`` (the first answer stops after that many body bytes, sets
+    ``paused`` and waits until the server is left: a download that cannot end before the test acts on it)."""
 
     def __init__(self, blob: bytes, *, drop_first: bool = False, chunk: int = 1 << 16, delay: float = 0.0,
-                 hold: bool = False, hold_headers: bool = False, etag: str = '"stories"'):
+                 hold: bool = False, hold_headers: bool = False, etag: str = '"stories"',
+                 pause_at: int | None = None):
         self.blob, self.drop_first, self.chunk, self.delay = blob, drop_first, chunk, delay
         self.hold, self.hold_headers, self.etag = hold, hold_headers, etag
         self.requests: list[str | None] = []
         self.sent = 0
         self.asked = asyncio.Event()
+        self.pause_at = pause_at
+        self.paused = asyncio.Event()
         self._release = asyncio.Event()
         self.runner: web.AppRunner | None = None
         self.url = ""
@@ -48,8 +52,13 @@ class FileServer:
             return resp
         if self.hold:
             await self._release.wait()
+        pause_at = self.pause_at if len(self.requests) == 1 else None
         try:
             for offset in range(start, len(self.blob), self.chunk):
+                if pause_at is not None and offset >= pause_at:
+                    self.paused.set()
+                    await self._release.wait()
+                    pause_at = None
                 await resp.write(self.blob[offset:offset + self.chunk])
                 self.sent += min(self.chunk, len(self.blob) - offset)
                 if self.delay:

@@ -140,20 +140,32 @@ async def test_pull_resumes_after_dropped_connection(server, tmp_path, stories_p
 
 async def test_pull_cancel_and_errors(server, tmp_path, stories_path):
     blob = stories_path.read_bytes()
-    async with FileServer(blob, chunk=16 << 10, delay=0.05) as files, Client(server.base_url) as api:
+    # the first answer stops after 64 KiB until the server is left: the pull is still running when the test
+    # joins and cancels it, however slowly this machine runs (a paced answer could end first)
+    async with FileServer(blob, chunk=16 << 10, pause_at=64 << 10) as files, Client(server.base_url) as api:
         accepted = await api.ok("POST", "/v1/models/pull", {"url": files.url, "id": "slow", "stream": False}, 202)
         assert accepted["id"] == "slow" and accepted["state"] in ("queued", "downloading")
+        joined = asyncio.Event()
 
         async def follow():
             async with api.session.post(f"{server.base_url}/v1/models/pull",
                                         json={"url": files.url, "id": "slow"}) as resp:  # joins the running pull
-                return parse_sse(await resp.text())
+                first = b""
+                while not first.endswith(b"\n\n"):  # the running pull's first progress event: joined
+                    line = await resp.content.readline()
+                    assert line, "the pull's stream ended before its first event"
+                    first += line
+                joined.set()
+                return parse_sse((first + await resp.read()).decode())
 
         follower = asyncio.create_task(follow())
-        for _ in range(200):
-            running_ = [d for d in (await api.ok("GET", "/v1/downloads"))["data"] if d["id"] == "slow"]
-            if running_ and running_[0]["downloaded_bytes"] > 0:
-                break
+        # joined before the cancel, or the follower's request could come after it and start a new pull
+        await asyncio.wait_for(joined.wait(), 60)
+        await asyncio.wait_for(files.paused.wait(), 60)
+        deadline = asyncio.get_running_loop().time() + 60
+        while not ((running_ := [d for d in (await api.ok("GET", "/v1/downloads"))["data"] if d["id"] == "slow"])
+                   and running_[0]["downloaded_bytes"] > 0):
+            assert asyncio.get_running_loop().time() < deadline, running_
             await asyncio.sleep(0.05)
         assert running_[0]["state"] == "downloading" and running_[0]["downloaded_bytes"] < len(blob)
         cancelled = await api.ok("DELETE", "/v1/downloads/slow")

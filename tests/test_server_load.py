@@ -117,19 +117,36 @@ def test_disconnect_cancels_the_generation(server):
     disconnect_mid_generation(server, "/v1/completions", {"prompt": "Once"}, streamed=True)
 
 
-def test_keep_alive_and_max_loaded_from_the_command_line(tmp_path, stories_path, tiny_random_path):
+def test_keep_alive_and_max_loaded_from_the_command_line(tmp_path, stories_path, tiny_random_path, monkeypatch):
+    import threading
+
+    from jan.engine.registry import ModelPool
     from jan.server.config import ServerConfig
     from jan.testing.server import ServerThread
 
+    # the keep-alive reaper waits until the eviction was seen: keep_alive (0.5 s) could otherwise unload the
+    # model left loaded before a slow start or a descheduled test thread gets to look at it
+    reaping = threading.Event()
+    reap_idle = ModelPool.reap_idle
+
+    def held_reap_idle(pool):
+        reaping.wait(120)
+        return reap_idle(pool)
+
+    monkeypatch.setattr(ModelPool, "reap_idle", held_reap_idle)
     cfg = ServerConfig(data_folder=tmp_path / "data", models=[str(stories_path), str(tiny_random_path)], n_ctx=256,
                        n_threads=1, max_loaded_models=1, keep_alive=0.5)
-    with ServerThread(cfg) as srv:
-        local = srv.app[MANAGER].get_inference("llama.cpp")
-        assert srv.call(local.loaded_models()) == ["llama-2-tiny-random"]  # the first was evicted
-        deadline = time.monotonic() + 120  # a bound, not a measurement: keep_alive (0.5 s) unloads it first
-        while srv.call(local.loaded_models()) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert srv.call(local.loaded_models()) == []
+    try:
+        with ServerThread(cfg) as srv:
+            local = srv.app[MANAGER].get_inference("llama.cpp")
+            assert srv.call(local.loaded_models()) == ["llama-2-tiny-random"]  # the first was evicted
+            reaping.set()
+            deadline = time.monotonic() + 120  # a bound, not a measurement: keep_alive (0.5 s) unloads it first
+            while srv.call(local.loaded_models()) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert srv.call(local.loaded_models()) == []
+    finally:
+        reaping.set()
 
 
 @pytest.mark.parametrize("path, body", [

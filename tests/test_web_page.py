@@ -812,17 +812,22 @@ def test_model_picker_start_stop(chat_server, new_page):
 # -- importing and downloading models ---------------------------------------------------
 @pytest.fixture(scope="module")
 def file_server(stories_path):
-    """Serves the stories260K file over http://127.0.0.1 in 64 KiB pieces, slowly: /slow/ (~2 s), /crawl/ (~40 s)."""
+    """Serves the stories260K file over http://127.0.0.1 in 64 KiB pieces: /held/ stops at a third and at two
+    thirds of the file until ``gates[0]`` and ``gates[1]`` are set (a download the test sees at two points, however
+    slowly the page or this machine runs); /crawl/ slowly (~40 s). Yields ``(url, gates)``."""
     import http.server
+    import threading
 
     from api_helpers import http_serving
 
     data = stories_path.read_bytes()
+    gates = [threading.Event(), threading.Event()]
+    stops = {len(data) // 3 // 65536 * 65536: gates[0], 2 * len(data) // 3 // 65536 * 65536: gates[1]}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - the stdlib's name
-            delay = {"slow": 0.1, "crawl": 2.0}.get(self.path.strip("/").split("/")[0])
-            if delay is None:
+            kind = self.path.strip("/").split("/")[0]
+            if kind not in ("held", "crawl"):
                 self.send_error(404)
                 return
             self.send_response(200)
@@ -831,9 +836,12 @@ def file_server(stories_path):
             self.end_headers()
             try:
                 for start in range(0, len(data), 65536):
+                    if kind == "held" and start in stops:
+                        stops[start].wait(120)  # (bounded: a failed test leaves no thread behind)
                     self.wfile.write(data[start:start + 65536])
                     self.wfile.flush()
-                    time.sleep(delay)
+                    if kind == "crawl":
+                        time.sleep(2.0)
             except (BrokenPipeError, ConnectionResetError):
                 pass
 
@@ -841,7 +849,7 @@ def file_server(stories_path):
             pass
 
     with http_serving(Handler) as url:
-        yield url
+        yield url, gates
 
 
 def test_import_a_model_from_a_path(chat_server, new_page, stories_path):
@@ -865,24 +873,29 @@ def test_import_a_model_from_a_path(chat_server, new_page, stories_path):
 
 
 def test_download_a_model_with_progress_and_cancel(chat_server, new_page, file_server):
+    url, gates = file_server
     page = new_page()
     open_page(page, chat_server)
     page.click("#open-models")
     page.wait_for_selector("#models-dialog[open]")
-    page.fill("#pull-url", f"{file_server}/slow/stories-copy.gguf")
+    page.fill("#pull-url", f"{url}/held/stories-copy.gguf")
     page.fill("#pull-id", "stories-pulled")
     page.click("#pull-go")
     page.wait_for_selector("#pull-box", state="visible")
-    seen = set()
-    deadline = time.monotonic() + 60
+    # the file stops at a third and at two thirds until the page has shown a new value: the download cannot end
+    # before the page was seen to move (a paced file could, on a busy machine, between two looks)
+    seen: list[float] = []
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         value, maximum, text = page.evaluate(
             "[document.getElementById('pull-progress').value, document.getElementById('pull-progress').max,"
             " document.getElementById('pull-status').textContent]")
-        if text.startswith("downloading") and 0 < value < maximum:
-            seen.add(value)
+        if text.startswith("downloading") and 0 < value < maximum and value not in seen:
+            seen.append(value)
             if len(seen) == 2:
                 shot(page, "18-download-progress")
+            if len(seen) <= len(gates):
+                gates[len(seen) - 1].set()  # seen here: the file goes on
         if text.startswith("Downloaded"):
             break
         time.sleep(0.05)
@@ -894,7 +907,7 @@ def test_download_a_model_with_progress_and_cancel(chat_server, new_page, file_s
     assert api(chat_server, "GET", "/v1/models/stories-pulled")["state"] in ("unloaded", "ready")
 
     # a slow one, cancelled from the page: the server drops it
-    page.fill("#pull-url", f"{file_server}/crawl/stories-crawl.gguf")
+    page.fill("#pull-url", f"{url}/crawl/stories-crawl.gguf")
     page.fill("#pull-id", "stories-cancelled")
     page.click("#pull-go")
     page.wait_for_function("document.getElementById('pull-status').textContent.startsWith('downloading')")
