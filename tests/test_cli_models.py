@@ -86,7 +86,10 @@ def test_pull_resumes_after_a_dropped_connection(env, data, stories_bytes):
     half = len(stories_bytes) // 2
     assert server.requests[0] is None
     assert len(server.requests) == 2 and server.requests[1].startswith("bytes=")
-    assert int(server.requests[1][len("bytes="):-1]) >= half  # the second request continued, not restarted
+    # the second request continued from what the first had kept, not restarted: up to half (the client keeps what it
+    # read before the cut; on a busy machine some of the half can still be in the connection's buffer, which the
+    # client's HTTP library drops with the cut, so the exact point is not the test's to fix)
+    assert 0 < int(server.requests[1][len("bytes="):-1]) <= half
     assert (data / "models" / "stories260K" / "stories260K.gguf").read_bytes() == stories_bytes
 
 
