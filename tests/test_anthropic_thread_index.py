@@ -72,7 +72,7 @@ def test_deleting_the_jan_thread_removes_its_index_files(tmp_path, models):
         store_thread, by_store = _thread(server, "Deleted through the store")
         assert set(kept + by_api + by_store) <= _held(server)
         # DELETE /v1/threads/{id} (what the web page sends): every index file of the thread goes, at once
-        assert httpx.delete(f"{server.base_url}/v1/threads/{api_thread}").status_code == 200
+        assert httpx.delete(f"{server.base_url}/v1/threads/{api_thread}", timeout=120).status_code == 200
         assert not set(by_api) & _held(server)
         # any deletion through the conversation store (a run's cleanup, an extension) does the same
         conversations = server.app[MANAGER].get(ConversationalExtension)
@@ -97,11 +97,13 @@ def test_the_sweep_needs_a_conversation_store_to_tell_a_thread_gone(tmp_path, mo
         DataFolder(server.config.data_folder).threads.delete(thread_id)
         assert set(ids) <= _held(server)
         threads = server.app[THREADS]
-        assert httpx.post(server.base_url + "/v1/extensions/conversational/disable", json={}).status_code == 200
+        assert httpx.post(server.base_url + "/v1/extensions/conversational/disable", json={},
+                          timeout=120).status_code == 200
         try:
             assert server.call(threads.sweep()) == [] and set(ids) <= _held(server)  # nothing can tell: kept
         finally:
-            assert httpx.post(server.base_url + "/v1/extensions/conversational/enable", json={}).status_code == 200
+            assert httpx.post(server.base_url + "/v1/extensions/conversational/enable", json={},
+                              timeout=120).status_code == 200
         assert sorted(server.call(threads.sweep())) == sorted(ids) and not set(ids) & _held(server)
     finally:
         server.stop()
@@ -136,7 +138,7 @@ def test_the_start_sweep_removes_what_no_thread_holds(tmp_path, models):
         assert not stale.exists() and live.exists()
         # the kept thread goes on, and its deletion now finds its files (the sweep remembered them)
         assert _goes_on(server, kept[-1]) == 200
-        assert httpx.delete(f"{server.base_url}/v1/threads/{kept_thread}").status_code == 200
+        assert httpx.delete(f"{server.base_url}/v1/threads/{kept_thread}", timeout=120).status_code == 200
         assert not set(kept) & _held(server) and not _held(server)
     finally:
         server.stop()

@@ -277,7 +277,8 @@ def test_a_reply_whose_conversation_went_on_meanwhile_is_not_held(server):
 
 
 def test_without_a_conversation_store_a_thread_is_an_unsupported_request(server):
-    assert httpx.post(server.base_url + "/v1/extensions/conversational/disable", json={}).status_code == 200
+    assert httpx.post(server.base_url + "/v1/extensions/conversational/disable", json={},
+                      timeout=120).status_code == 200
     try:
         status, err = _post(server, "/v1/messages", {"model": "stories260K", "max_tokens": 2, "thread": {
             "type": "create"}, "messages": [{"role": "user", "content": "x"}]})
@@ -298,7 +299,8 @@ def test_without_a_conversation_store_a_thread_is_an_unsupported_request(server)
                 thread={"type": "create"})
         assert caught.value.details.unsupported is None
     finally:
-        assert httpx.post(server.base_url + "/v1/extensions/conversational/enable", json={}).status_code == 200
+        assert httpx.post(server.base_url + "/v1/extensions/conversational/enable", json={},
+                          timeout=120).status_code == 200
 
 
 # -- the SDK ---------------------------------------------------------------------------------------------------
@@ -380,7 +382,7 @@ def test_the_thread_helper_streams_a_continue_and_recovers_a_lost_thread(server)
     assert streamed == second.content[0].text == replay["content"][0]["text"]
     # the server loses the thread (its conversation deleted): the SDK replays it whole, in a new thread
     held = [t for t in _jan(server, "/v1/threads?limit=100")["data"] if t.get("title") == "Lost and found"]
-    assert httpx.delete(f"{server.base_url}/v1/threads/{held[0]['id']}").status_code == 200
+    assert httpx.delete(f"{server.base_url}/v1/threads/{held[0]['id']}", timeout=120).status_code == 200
     third = thread.send(last)
     assert recorder.answers[2:] == [(404, "thread_not_found"), (200, None)]
     assert recorder.sent[3]["thread"] == {"type": "create"} and recorder.sent[3]["messages"][-1] == last
@@ -424,7 +426,7 @@ def test_a_conversation_gone_on_elsewhere_or_a_damaged_index_file(server):
     # a crash cut short, before its index file was written): the reply is no longer the thread's head
     [conversation] = [t for t in _jan(server, "/v1/threads?limit=100")["data"] if t.get("title") == "Damage"]
     added = httpx.post(f"{server.base_url}/v1/threads/{conversation['id']}/messages",
-                       json={"role": "user", "content": "typed in the web page"})
+                       json={"role": "user", "content": "typed in the web page"}, timeout=120)
     assert added.status_code == 200
     status, err = _continue(server, second["id"], [{"role": "user", "content": "x"}])
     assert status == 400 and _details(err) == {"error_code": "thread_already_continued"}

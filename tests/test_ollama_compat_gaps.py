@@ -197,8 +197,8 @@ def test_create_over_a_loaded_model_replaces_its_weights(server, stories_path, t
         assert response.status_code == 200, response.text
         assert [json.loads(line)["status"] for line in response.text.splitlines()][-1] == "success"
         _wait_unloaded(server, "swap")  # the old model is not kept loaded
-        assert httpx.post(server.base_url + "/api/show", json={"model": "swap"}).json()["details"][
-            "parameter_size"] == httpx.post(server.base_url + "/api/show", json={"model": TINY}).json()["details"][
+        assert httpx.post(server.base_url + "/api/show", json={"model": "swap"}, timeout=120).json()["details"][
+            "parameter_size"] == httpx.post(server.base_url + "/api/show", json={"model": TINY}, timeout=120).json()["details"][
             "parameter_size"]
         # what answers is the new model: its greedy text, not the old one's
         after = _done(server, "/api/generate", {"model": "swap", "prompt": STORY, "raw": True, "options": GREEDY})
@@ -372,7 +372,7 @@ def test_a_bad_num_keep_is_a_400_on_every_route(server, path, body, num_keep):
     key = "parameters" if path == "/api/create" else "options"
     error = _error(_post(server, path, {"model": "stories260K", **body, key: {"num_keep": num_keep}}))
     assert error.startswith(f"{key}.num_keep")
-    assert "bad-keep" not in {m["model"].removesuffix(":latest") for m in httpx.get(server.base_url + "/api/tags").json()["models"]}
+    assert "bad-keep" not in {m["model"].removesuffix(":latest") for m in httpx.get(server.base_url + "/api/tags", timeout=120).json()["models"]}
 
 
 @pytest.mark.parametrize("path, body", [

@@ -90,7 +90,7 @@ def _ndjson(response: httpx.Response) -> list[dict]:
 
 # -- discovery ------------------------------------------------------------------------------------
 def test_version_and_is_running(server):
-    version = httpx.get(server.base_url + "/api/version").json()
+    version = httpx.get(server.base_url + "/api/version", timeout=120).json()
     assert version["version"] and version["jan_version"] == jan.__version__
     assert httpx.head(server.base_url + "/").status_code == 200  # Ollama clients probe HEAD /
     assert httpx.head(server.base_url + "/api/tags").status_code == 200
@@ -101,7 +101,7 @@ def test_tags_list_the_same_models_as_v1_models(server, client):
     v1 = openai.OpenAI(base_url=server.base_url + "/v1", api_key="-").models.list()
     # each with Ollama's default tag, as Ollama lists names (clients match them so); name and model alike
     assert sorted(m.model for m in tags) == sorted(f"{m.id}:latest" for m in v1)
-    assert all(m["name"] == m["model"] for m in httpx.get(server.base_url + "/api/tags").json()["models"])
+    assert all(m["name"] == m["model"] for m in httpx.get(server.base_url + "/api/tags", timeout=120).json()["models"])
     stories = next(m for m in tags if m.model == "stories260K:latest")
     assert stories.size == os.path.getsize(models_dir() / "stories260K.gguf")
     assert stories.details.format == "gguf" and stories.details.family == "llama"
@@ -266,7 +266,8 @@ THINK = {"model": "qwq-tiny", "messages": [{"role": "user", "content": "Hi"}],
 
 def _budget_of_4(server) -> None:
     """A 4-token thinking budget in the model's settings: the engine closes the thinking block of this random model."""
-    status = httpx.patch(server.base_url + "/v1/models/qwq-tiny", json={"settings": {"reasoning_budget": 4}})
+    status = httpx.patch(server.base_url + "/v1/models/qwq-tiny", json={"settings": {"reasoning_budget": 4}},
+                         timeout=120)
     assert status.status_code == 200, status.text
 
 
@@ -468,7 +469,7 @@ def test_create_refuses_what_it_cannot_keep(server, body, message):
     assert response.status_code == 400 and list(response.json()) == ["error"]
     assert message in response.json()["error"]
     assert _post(server, "/api/create", {"model": "x", "from": "no-such-model"}).status_code == 404
-    assert "x" not in {m["model"].removesuffix(":latest") for m in httpx.get(server.base_url + "/api/tags").json()["models"]}
+    assert "x" not in {m["model"].removesuffix(":latest") for m in httpx.get(server.base_url + "/api/tags", timeout=120).json()["models"]}
 
 
 def test_pull_errors(client, file_server):
@@ -563,10 +564,10 @@ def test_serve_listens_on_the_ollama_port_too(tmp_path):
                 assert proc.poll() is None, proc.stdout.read()
                 time.sleep(0.2)
         assert version.status_code == 200 and version.json()["version"]
-        assert httpx.get(f"http://127.0.0.1:{port}/api/tags").json() == {"models": []}
+        assert httpx.get(f"http://127.0.0.1:{port}/api/tags", timeout=120).json() == {"models": []}
         # GET / is jan's chat page on jan's port, and what Ollama answers on Ollama's
-        assert httpx.get(f"http://127.0.0.1:{ollama_port}/").text == "Ollama is running"
-        assert "<html" in httpx.get(f"http://127.0.0.1:{port}/").text.lower()
+        assert httpx.get(f"http://127.0.0.1:{ollama_port}/", timeout=120).text == "Ollama is running"
+        assert "<html" in httpx.get(f"http://127.0.0.1:{port}/", timeout=120).text.lower()
     finally:
         proc.terminate()
         proc.wait(30)
