@@ -130,7 +130,7 @@ def test_lock_wait_times_out(tmp_path):
     def holder() -> None:
         with store._ctx.lock(path):
             held.set()
-            done.wait(10)
+            done.wait(120)  # (set in the finally below: this bound is only for a test that failed)
 
     t = threading.Thread(target=holder)
     t.start()
@@ -165,7 +165,7 @@ def test_writer_killed_mid_append_loses_only_its_last_message(tmp_path):
     proc.start()
     assert ready.wait(30)
     path = store.threads_dir / thread["id"] / "messages.jsonl"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120  # (a bound only: the loop leaves as soon as 5 MB are written)
     while (not path.exists() or path.stat().st_size < 5_000_000) and time.monotonic() < deadline:
         time.sleep(0.01)
     proc.kill()
