@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .errors import InvalidArgumentError
+from .ids import stamp_ms
 
 
 class _Unset:
@@ -34,8 +35,9 @@ _MS_THRESHOLD = 100_000_000_000
 
 
 def now_ms() -> int:
-    """Jan-style timestamp (``created``/``updated``)."""
-    return time.time_ns() // 1_000_000
+    """Jan-style timestamp (``created``/``updated``), in milliseconds: strictly later than every stamp and id made
+    before it in this process (:func:`jan.store.ids.stamp_ms`), so lists sorted by it keep creation order."""
+    return stamp_ms()
 
 
 def now_s() -> int:

@@ -105,12 +105,22 @@ _RAND_BITS: Final = 80
 
 
 class _UlidClock:
-    """Monotonic ULID source: ids made in the same millisecond still sort in order."""
+    """The data folder's one clock, for ids and for ``created``/``updated`` stamps, so both keep creation order.
+
+    ULIDs made in the same millisecond count up from the last (monotonic ULIDs), and a stamp (:meth:`stamp`) is
+    strictly later than every stamp and every ULID made before it in this process. Lists sort by a stamp, ties
+    by id, and an id that is no ULID (the default assistant ``jan``, an id a client chose) does not sort by time:
+    with stamps that could repeat within a millisecond, an assistant made in the same millisecond as the default
+    listed before it (``asst_…`` < ``jan``). A ULID's millisecond is above every stamp made before it, and every
+    stamp made after it is above its millisecond, so a deleted item's id alone still places a cursor. Ahead of
+    the wall clock only while more than one stamp or ULID a millisecond is asked for; the wall clock catches up.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last_ms = -1
         self._last_rand = 0
+        self._last_stamp = -1
 
     def reset(self) -> None:
         # After fork the child must not continue the parent's sequence, or both
@@ -118,10 +128,11 @@ class _UlidClock:
         self._lock = threading.Lock()
         self._last_ms = -1
         self._last_rand = 0
+        self._last_stamp = -1
 
     def next(self) -> int:
         with self._lock:
-            ms = time.time_ns() // 1_000_000
+            ms = max(time.time_ns() // 1_000_000, self._last_stamp + 1)
             if ms <= self._last_ms:
                 # Same millisecond, or the wall clock stepped back: keep counting
                 # from the last id so order never goes backwards.
@@ -136,10 +147,23 @@ class _UlidClock:
             self._last_ms, self._last_rand = ms, rand
             return (ms << _RAND_BITS) | rand
 
+    def stamp(self) -> int:
+        """Milliseconds since the epoch, above every stamp and ULID millisecond this process made before."""
+        with self._lock:
+            ms = max(time.time_ns() // 1_000_000, self._last_stamp + 1, self._last_ms + 1)
+            self._last_stamp = ms
+            return ms
+
 
 _clock = _UlidClock()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_clock.reset)
+
+
+def stamp_ms() -> int:
+    """A ``created``/``updated`` stamp in milliseconds: later than every stamp and id made before it in this process
+    (see :class:`_UlidClock`), so things made one after another list in that order."""
+    return _clock.stamp()
 
 
 def new_ulid() -> str:
