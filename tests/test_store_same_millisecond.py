@@ -13,6 +13,7 @@ import pytest
 import jan.store.ids as ids_module
 from jan.store import DataFolder
 from jan.store.ids import new_ulid, ulid_millis
+from jan.store.uploads import UploadStore
 
 
 @pytest.fixture
@@ -55,10 +56,29 @@ def test_threads_made_in_one_millisecond_list_newest_first(tmp_path, frozen_cloc
     assert [t["id"] for t in store.threads.list().data] == [made[0], made[2], made[1]]
 
 
-def test_stamps_and_ids_from_one_clock_keep_their_order(frozen_clock):
+def test_stamps_and_ids_from_one_clock_keep_their_order(frozen_clock, monkeypatch):
     stamps = [ids_module.stamp_ms() for _ in range(3)]
     assert stamps == sorted(set(stamps))
     ulid = new_ulid()
     assert stamps[-1] < ulid_millis(ulid) < ids_module.stamp_ms()
-    # the wall clock catches up: once it passes the stamps, they follow it again
     assert stamps[0] >= frozen_clock
+    # a reading takes no stamp: it is not before what was made, and moves nothing
+    assert ids_module.clock_ms() == ids_module.clock_ms() >= ulid_millis(ulid)
+    # the wall clock catches up: once it passes the stamps, they follow it again
+    later = frozen_clock + 1_000
+    monkeypatch.setattr(ids_module.time, "time_ns", lambda: later * 1_000_000)
+    assert ids_module.stamp_ms() == later and ulid_millis(new_ulid()) == later + 1
+
+
+def test_files_made_in_one_second_list_in_order_and_a_deleted_ones_cursor_holds(tmp_path, frozen_clock):
+    store = UploadStore(tmp_path)
+    ids_module.stamp_ms(), ids_module.stamp_ms()  # the clock a little ahead of the frozen wall clock
+    made = []
+    for i in range(4):
+        writer = store.writer(1 << 10)
+        writer.write(b"x")
+        made.append(store.commit(writer, filename=f"{i}.txt", purpose="user_data")["id"])
+    assert [f["id"] for f in store.list(order="asc").data] == made
+    store.delete(made[1])
+    assert [f["id"] for f in store.list(order="asc", after=made[1]).data] == made[2:]
+    assert [f["id"] for f in store.list(order="desc", after=made[1]).data] == made[:1]

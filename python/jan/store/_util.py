@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from typing import Any, Final
 
 from .errors import InvalidArgumentError
-from .ids import stamp_ms
+from .ids import clock_ms, stamp_ms
 
 
 class _Unset:
@@ -41,8 +40,9 @@ def now_ms() -> int:
 
 
 def now_s() -> int:
-    """OpenAI-style timestamp (``created_at``/``completed_at``)."""
-    return time.time_ns() // 1_000_000_000
+    """OpenAI-style timestamp (``created_at``/``completed_at``), in seconds: from the same clock as :func:`now_ms`
+    and the ids, so an id made after it never carries an earlier second (a deleted file's id places its cursor)."""
+    return clock_ms() // 1000
 
 
 def as_seconds(value: Any) -> int | None:

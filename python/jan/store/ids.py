@@ -147,6 +147,12 @@ class _UlidClock:
             self._last_ms, self._last_rand = ms, rand
             return (ms << _RAND_BITS) | rand
 
+    def read(self) -> int:
+        """Milliseconds since the epoch, not before any stamp or ULID millisecond made so far; advances nothing (a
+        reading, as an expiry check makes, must not push the clock ahead of the wall clock)."""
+        with self._lock:
+            return max(time.time_ns() // 1_000_000, self._last_stamp, self._last_ms)
+
     def stamp(self) -> int:
         """Milliseconds since the epoch, above every stamp and ULID millisecond this process made before."""
         with self._lock:
@@ -164,6 +170,12 @@ def stamp_ms() -> int:
     """A ``created``/``updated`` stamp in milliseconds: later than every stamp and id made before it in this process
     (see :class:`_UlidClock`), so things made one after another list in that order."""
     return _clock.stamp()
+
+
+def clock_ms() -> int:
+    """The clock's time in milliseconds without taking a stamp: never before a stamp or id already made, so an
+    id made after it carries this millisecond or a later one (see :class:`_UlidClock`)."""
+    return _clock.read()
 
 
 def new_ulid() -> str:
