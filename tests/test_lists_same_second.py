@@ -1,10 +1,11 @@
 """Lists by time keep creation order when everything happens within one second (and one millisecond).
 
-A thread's runs list by ``created_at``, in seconds: things made one after another on a fast machine share their second,
-and what broke the tie did not follow creation.
+A thread's runs list by ``created_at``, in seconds, and an Anthropic model list by ``created_at``, also seconds:
+things made one after another on a fast machine share their second, and what broke the tie did not follow creation.
 Runs broke it by their reply's id, and a run that wrote none (one cancelled while it waited for its model) listed
 before the run made just before it: a client asking for the newest run (``?limit=1``, as the web page does) got the
-other. The wall clock is frozen here, so every stamp, id and second is the same.
+other.
+Anthropic's list broke it by model id. The wall clock is frozen here, so every stamp, id and second is the same.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from run_helpers import run_to_end, wait_for_run
 
 import jan.store.ids as ids_module
 from jan.extensions.llamacpp.extension import LlamaCppExtension
+from jan.server.dialects.anthropic import model_page
 from jan.services.run_steps import RunStep
 from jan.services.runs import Run, run_sort_key
+from jan.store import DataFolder
 from jan.store._util import now_s
 from jan.store.ids import new_message_id
 
@@ -96,3 +99,20 @@ async def test_a_run_cancelled_before_it_wrote_is_the_newest_run_of_its_thread(t
             assert [r["id"] for r in listed] == [answered["id"], cancelled["id"]]
             after = (await api.ok("GET", f"/v1/threads/{tid}/runs?order=asc&after={answered['id']}"))["data"]
             assert [r["id"] for r in after] == [cancelled["id"]]
+
+
+def test_anthropic_models_made_in_one_second_list_newest_first(tmp_path, monkeypatch):
+    freeze(monkeypatch)
+    store = DataFolder(tmp_path)
+    for model_id in ("b-model", "a-model", "c-model"):  # made in this order: newest first is the reverse
+        store.models.create({"id": model_id, "engine": "llamacpp", "object": "model"})
+    models = store.models.list()
+    assert len({m["created"] // 1000 for m in models}) == 1  # one second
+    page = model_page(models)
+    assert [m["id"] for m in page["data"]] == ["c-model", "a-model", "b-model"]
+    walked = [model_page(models, limit=1)["data"][0]["id"]]
+    while len(walked) < 3:
+        walked += [m["id"] for m in model_page(models, limit=1, after_id=walked[-1])["data"]]
+    assert walked == ["c-model", "a-model", "b-model"]
+    # a model.json whose created is no time lists as the oldest, and fails nothing
+    assert model_page([*models, {"id": "odd", "created": float("inf")}])["data"][-1]["id"] == "odd"
