@@ -31,10 +31,13 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def freeze(monkeypatch, millis: int = 123) -> int:
-    """Freeze the wall clock (``time.time``/``time.time_ns``, as jan reads it) at ``millis`` into the second it is in
-    (early, by default: the stamps made after stay in it); its nanoseconds."""
-    frozen = time.time_ns() // 1_000_000_000 * 1_000_000_000 + millis * 1_000_000
+    """Freeze the wall clock (``time.time``/``time.time_ns``, as jan reads it) at ``millis`` into the next second
+    (early, by default: the stamps made after stay in it), after every stamp and id made so far; its nanoseconds."""
+    second = max(time.time_ns() // 1_000_000, ids_module.clock_ms()) // 1000 + 1
+    frozen = (second * 1000 + millis) * 1_000_000
     monkeypatch.setattr(ids_module.time, "time_ns", lambda: frozen)
+    # a clock of its own, as a fresh process has, that starts at exactly that millisecond
+    monkeypatch.setattr(ids_module, "_clock", ids_module._UlidClock())
     monkeypatch.setattr(ids_module.time, "time", lambda: frozen / 1e9)
     return frozen
 
