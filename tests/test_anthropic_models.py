@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from dialect_helpers import reasoning_model, tool_model
+from jan.store import DataFolder
 from server_helpers import start_server
 
 KEY = "sk-test-models"
@@ -34,10 +35,13 @@ def client(server):
 
 @pytest.fixture(scope="module")
 def jan_models(server):
-    """Jan's own list (OpenAI's shape and jan's fields), newest first as Anthropic lists (stable among equals)."""
+    """Jan's own list (OpenAI's shape and jan's fields), newest first as Anthropic lists: by the model.json's
+    ``created`` in milliseconds (the three are imported at the server's start, often within one second, where
+    ``created``'s seconds tie)."""
     listed = openai.OpenAI(base_url=server.base_url + "/v1", api_key=KEY, max_retries=0).models.list().data
     assert len(listed) == 3
-    return sorted(listed, key=lambda m: -m.created)
+    stored = {m["id"]: m["created"] for m in DataFolder(server.config.data_folder).models.list()}
+    return sorted(listed, key=lambda m: -stored[m.id])
 
 
 def _get(server, path: str, headers: dict[str, str]) -> tuple[int, dict]:

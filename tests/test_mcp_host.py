@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import pytest
 
@@ -113,6 +114,27 @@ async def test_enable_disable_and_config_edits(notes, tmp_path):
     # a second server appears when the file changes
     await asyncio.to_thread(edit_config, data, lambda s: s.update(more=stdio_entry(root)))
     assert {s.name for s in await host.list_servers()} == {"notes", "more"}
+
+
+async def test_a_rewrite_in_the_same_tick_of_the_same_size_is_read(tmp_path):
+    """mcp.json replaced (as jan's edits and most editors save: a new file renamed over it) within one tick of the
+    file system's clock, by a file of the same size: its mtime and size are those of the file read before (set here,
+    as a fast machine does), and only its inode tells the change."""
+    data = tmp_path / "data"
+    path = write_mcp_config(data, {"one": {"command": "/bin/aaa", "disabled": True}})
+    manager = await started(data, McpHostExtension())
+    try:
+        host = manager.get(McpHost)
+        assert [(s.name, s.target) for s in await host.list_servers()] == [("one", "/bin/aaa")]
+        before = path.stat()
+        fresh = path.with_name("mcp.json.new")
+        fresh.write_text(path.read_text().replace("/bin/aaa", "/bin/bbb"), encoding="utf-8")
+        os.utime(fresh, ns=(before.st_atime_ns, before.st_mtime_ns))  # the same tick
+        os.replace(fresh, path)
+        assert (path.stat().st_mtime_ns, path.stat().st_size) == (before.st_mtime_ns, before.st_size)
+        assert [(s.name, s.target) for s in await host.list_servers()] == [("one", "/bin/bbb")]
+    finally:
+        await manager.stop()
 
 
 async def test_bad_config_is_reported_not_fatal(tmp_path):

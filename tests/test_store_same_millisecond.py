@@ -20,6 +20,9 @@ from jan.store.uploads import UploadStore
 def frozen_clock(monkeypatch):
     frozen = 1_700_000_000_123 * 1_000_000
     monkeypatch.setattr(ids_module.time, "time_ns", lambda: frozen)
+    # a clock of its own, as a fresh process has: the process's is already past this time (every stamp and id the
+    # tests before made), and never goes back to it, so the wall clock catching up could not be seen
+    monkeypatch.setattr(ids_module, "_clock", ids_module._UlidClock())
     return frozen // 1_000_000
 
 

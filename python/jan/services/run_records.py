@@ -42,6 +42,7 @@ from typing import Any
 from jan.core.fs import atomic_write_bytes, loads_json, set_aside
 from jan.core.locks import try_lock_file
 from jan.services.run_steps import interrupted_steps
+from jan.store._util import now_s
 from jan.store.context import LOCK_DIR_NAME
 from jan.store.leases import LEASE_DIR_NAME, Leases
 from jan.local_files import read_regular_file
@@ -187,7 +188,7 @@ def _interrupt(data_folder: str | Path, record: dict[str, Any]) -> dict[str, Any
     """Mark a live record nobody runs any more ``interrupted`` (saved when it can be); None if it is live."""
     if record.get("status") not in LIVE_STATUSES or _leases(data_folder).is_live(str(record.get("id"))):
         return None
-    at = int(time.time())
+    at = now_s()  # (the data folder's clock, as the run's other times: never before its created_at)
     record = {**record, "status": "interrupted", "interrupted_at": at}
     if "steps" in record:  # the steps it was in are over too: none is left in_progress that nobody runs
         record["steps"] = interrupted_steps(record["steps"], at)

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import copy
 import re
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from jan.services.errors import FAILURE_KINDS
+from jan.store._util import now_s
 
 __all__ = ["LAST_ERROR_CODES", "STEP_ID_RE", "RunStep", "end_status", "interrupted_steps", "last_error",
            "openai_last_error", "zero_usage"]
@@ -97,7 +97,7 @@ class RunStep:
     message_id: str | None = None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     id: str = field(default_factory=lambda: f"step_{uuid.uuid4().hex[:24]}")
-    created_at: int = field(default_factory=lambda: int(time.time()))
+    created_at: int = field(default_factory=now_s)  # (the data folder's clock, as its run's times)
     status: str = "in_progress"
     completed_at: int | None = None
     cancelled_at: int | None = None
@@ -116,7 +116,7 @@ class RunStep:
         """End the step (``completed``, ``cancelled`` or ``failed``) at ``at`` (now); a step that ended stays so."""
         if not self.open:
             return
-        at = int(time.time()) if at is None else at
+        at = now_s() if at is None else at
         self.status = status
         if status == "completed":
             self.completed_at = at

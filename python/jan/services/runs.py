@@ -102,8 +102,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
-import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -174,12 +174,14 @@ from jan.services.types import (
     Usage,
     merge_options,
 )
+from jan.store._util import now_s
 from jan.store.errors import InvalidArgumentError, InvalidIdError, LockTimeoutError
+from jan.store.ids import clock_ms, new_id, ulid_millis
 
 log = logging.getLogger("jan.services.runs")
 
 __all__ = ["Run", "RunFailure", "RunRequest", "RunService", "ToolDecision", "failure_kind", "history_messages",
-           "prompt_window", "renderable", "text_of", "title_from"]
+           "prompt_window", "renderable", "run_sort_key", "text_of", "title_from"]
 
 #: Seconds between rewrites of a reply that is still streaming.
 SAVE_INTERVAL = 0.5
@@ -303,6 +305,23 @@ def run_events() -> EventLog[tuple[str, Any]]:
     return EventLog(_split_event, _join_event)
 
 
+def _ulid_of(value: Any, prefix: str) -> str:
+    """The ULID an id made by the data folder's clock ends in (``run_<ULID>``, ``msg_<ULID>``), else ``""``. ULIDs
+    compare as text in the order they were made, within one millisecond too."""
+    return re.split(r"[_-]", value)[-1] if ulid_millis(value, prefix) is not None else ""
+
+
+def run_sort_key(record: Mapping[str, Any]) -> tuple[int, str, str]:
+    """Where a run lists among its thread's (oldest first): by ``created_at`` (seconds), within one second by the ULID
+    its id ends in (``run_<ULID>``, made from the data folder's clock), ties by id. A run of an older jan (``run_``
+    and random hex) has its reply's (``msg_<ULID>``), or none. Not the reply's before the run's own: a run that wrote
+    no reply (one waiting for tool outputs, one cancelled while queued) had none, and listed before a run made earlier
+    in its second (the web page took the run it left waiting for the last but one, and did not cancel it)."""
+    created = record.get("created_at")
+    made = _ulid_of(record.get("id"), "run_") or _ulid_of(record.get("message_id"), "msg_")
+    return created if isinstance(created, int) and not isinstance(created, bool) else 0, made, str(record.get("id"))
+
+
 @dataclass(eq=False)
 class Run:
     """One run's state (its wire shape is the front end's business). ``status``: queued,
@@ -315,8 +334,12 @@ class Run:
     parameters: dict[str, Any]
     metadata: dict[str, Any]
     chat_request: ChatRequest | None = None
-    id: str = field(default_factory=lambda: f"run_{uuid.uuid4().hex[:24]}")
-    created_at: int = field(default_factory=lambda: int(time.time()))
+    #: ``run_<ULID>``: a run's id sorts by when it was made (:func:`run_sort_key`), as its ``created_at``'s seconds
+    #: do not; made before ``created_at``, from the same clock, so an id never carries a later second than it.
+    id: str = field(default_factory=lambda: new_id("run"))
+    #: Seconds, from the data folder's clock (:func:`jan.store._util.now_s`), as every time of a run and of the
+    #: messages it writes: a run's ``ended_at`` is never before its reply's ``completed_at``.
+    created_at: int = field(default_factory=now_s)
     started_at: int | None = None
     ended_at: int | None = None
     #: When a run waiting in ``requires_action`` expires (:data:`REQUIRES_ACTION_EXPIRY_S`); set as it begins to wait.
@@ -996,9 +1019,7 @@ class RunService:
                 await self.load(thread_id, record["id"])
         mine = {run.id: run_record(run) for run in self._runs.values() if run.thread_id == thread_id}
         records = await asyncio.to_thread(thread_records, self.manager.data_folder, thread_id, set(mine))
-        # created_at is in seconds; the reply's message id (a ULID) orders runs started within one second
-        return sorted([*mine.values(), *records],
-                      key=lambda r: (r.get("created_at") or 0, r.get("message_id") or "", r["id"]))
+        return sorted([*mine.values(), *records], key=run_sort_key)
 
     async def steps(self, thread_id: str, run_id: str) -> list[RunStep] | None:
         """A run's steps, oldest first, as they stand (its record's, for a run of an earlier process); None when
@@ -1437,7 +1458,7 @@ class RunService:
         jan stops."""
         if run.status not in HOLDING_STATUSES:
             return
-        run.pending, run.ended_at = [], int(time.time())
+        run.pending, run.ended_at = [], now_s()
         run.usage = run.usage or usage_fields(Usage())  # a terminal run tells its usage, as OpenAI's
         if isinstance(exc, Exception):
             run.status, run.last_error = "failed", self.failure(exc).last_error()
@@ -1843,13 +1864,13 @@ class RunService:
     # -- expiry ------------------------------------------------------------------------
     def expiry_from_now(self) -> int:
         """The ``expires_at`` of a run that begins to wait for its tool outputs now."""
-        return int(time.time() + self.expire_after)
+        return int(clock_ms() / 1000 + self.expire_after)
 
     @staticmethod
     def due(run: Run, now: float | None = None) -> bool:
         """Whether ``run`` waits in ``requires_action`` past its ``expires_at``."""
         return run.status == "requires_action" and run.expires_at is not None \
-            and (time.time() if now is None else now) >= run.expires_at
+            and (now_s() if now is None else now) >= run.expires_at
 
     async def expire_if_due(self, run: Run) -> Run:
         """``run``, ended ``expired`` first when it waited past its ``expires_at`` (under the thread's lock, as a
@@ -1890,7 +1911,7 @@ class RunService:
     async def _end_cancelled(self, run: Run) -> None:
         """End a run that runs no model turn (waiting for the user, or its answered calls cut off) ``cancelled``:
         saved, its open steps ended, its stream told."""
-        await self._end_unrun(run, "cancelled", int(time.time()))
+        await self._end_unrun(run, "cancelled", now_s())
 
     async def _end_unrun(self, run: Run, status: str, ended_at: int | None) -> None:
         """End a run that runs no model turn with ``status`` (``cancelled``, ``expired``) at ``ended_at``: saved,
@@ -2291,7 +2312,7 @@ class _Execution:
         run = self.run
         if run.status != "queued":
             return
-        run.status, run.started_at = "in_progress", int(time.time())
+        run.status, run.started_at = "in_progress", now_s()
         run.publish("thread.run.in_progress", run_record(run))
 
     async def _relay(self, message_id: str, piece: str, kind: str) -> None:
@@ -2340,7 +2361,7 @@ class _Execution:
         run = self.run
         if run.status != "queued":  # (a new run's first leg stays queued until the engine starts its turn)
             run.status = "in_progress"
-            run.started_at = run.started_at or int(time.time())
+            run.started_at = run.started_at or now_s()
         if not run.cancel_requested.is_set():  # (a stop asked for before the leg began keeps its reason)
             run.stop_reason = None
         cancelled = False
@@ -2475,7 +2496,7 @@ class _Execution:
         if run.stop_reason != INTERRUPTED:
             await self._finish("stopped", None)
             return
-        run.status, run.pending, run.ended_at = "interrupted", [], int(time.time())
+        run.status, run.pending, run.ended_at = "interrupted", [], now_s()
         ended = run.end_steps()
         await self.service.persist(run)
         for step in ended:
@@ -2616,7 +2637,7 @@ class _Execution:
         message, run.message = run.message, None
         run.unannounced = False
         # The run's state first, as any end (_finish_now): whoever finds the reply gone finds the run ended.
-        run.status, run.ended_at, run.pending = "cancelled", int(time.time()), []
+        run.status, run.ended_at, run.pending = "cancelled", now_s(), []
         run.usage = run.usage or usage_fields(Usage())  # a terminal run tells its usage (zero here), as OpenAI's
         ended = run.end_steps()  # none of this turn's: steps of earlier turns still open, if any
         if message is not None:
@@ -2670,7 +2691,7 @@ class _Execution:
             metadata["stop_reason"] = run.stop_reason
         self._thinking_done()
         # The run's state first: whoever sees the final message also sees the finished run.
-        run.ended_at = int(time.time())
+        run.ended_at = now_s()
         run.pending = []
         # a terminal run tells its usage, as OpenAI's, also when no turn used any (none started, cancelled or
         # failed before its first token); a reply that used none has no usage in its message

@@ -20,6 +20,8 @@ from pydantic import BaseModel, Field
 from jan.core import McpHost, McpServerStatus, NotFoundError, Tool, ToolProvider
 from jan.extensions._builtin import BuiltinExtension
 from jan.errors import not_found_message
+from jan.store.stamps import FileStamp
+from jan.store.stamps import stamp as file_stamp
 
 from .config import McpConfigError, config_path, edit_config, read_config
 
@@ -64,7 +66,9 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
 
     def __init__(self) -> None:
         self._servers: dict[str, McpServer] = {}
-        self._stamp: tuple[float, int] | None = None
+        #: mcp.json's stamp at the last look (:func:`jan.store.stamps.stamp`; ``("missing",)`` for no file), None
+        #: before the first
+        self._stamp: FileStamp | tuple[str] | None = None
         self._config_error: str | None = None
         self._problems: dict[str, str] = {}  # why each invalid entry of mcp.json is not a server, by name
         self._file_error: str | None = None  # why mcp.json as a whole cannot be read now (None: it was read)
@@ -104,11 +108,10 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         """Re-read ``mcp.json`` if it changed since the last look; adds, drops and updates servers."""
         assert self._data_folder is not None
         path = config_path(self._data_folder)
-        try:
-            st = path.stat()
-            stamp = (st.st_mtime, st.st_size)
-        except FileNotFoundError:
-            stamp = (0.0, -1)
+        # (device, inode, mtime in ns, size): a rewrite within one tick of the file system's clock, of the same size
+        # (another server's command in the place of one), keeps mtime and size, but jan's edits and editors that
+        # save by replacing give the file a new inode; mtime and size alone took such a rewrite for no change
+        stamp = file_stamp(path) or ("missing",)
         if stamp == self._stamp:
             return
         try:

@@ -37,7 +37,7 @@ from jan.services.encrypted_reasoning import encrypted_reasoning, reasoning_of_e
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
 from jan.services.untrusted import UntrustedTextPart
-from jan.store._util import as_seconds
+from jan.store._util import as_millis, as_seconds
 from jan.templates.formats.reasoning import joined_thoughts
 from jan.templates.formats.text import WS, closed_json, shown_json
 
@@ -1585,6 +1585,15 @@ def model_info(model: Mapping[str, Any], context_window: int | None = None) -> d
             "max_input_tokens": context_window, "max_tokens": context_window}
 
 
+def _created_ms(model: Mapping[str, Any]) -> int:
+    """A model.json's ``created`` in milliseconds (Jan writes milliseconds; seconds are read as such); 0 for none or a
+    value that is no time (a hand-edited ``"created": "yesterday"``, an infinity)."""
+    try:
+        return as_millis(model.get("created")) or 0
+    except (OverflowError, ValueError):
+        return 0
+
+
 def model_page(models: Sequence[Mapping[str, Any]], *, context_windows: Mapping[str, int | None] | None = None,
                limit: int = MODELS_DEFAULT_LIMIT,
                after_id: str | None = None, before_id: str | None = None,
@@ -1596,8 +1605,11 @@ def model_page(models: Sequence[Mapping[str, Any]], *, context_windows: Mapping[
     that names no model, or both cursors."""
     if after_id is not None and before_id is not None:
         raise ValueError("before_id: give after_id or before_id, not both")
-    listed = [model_info(m, (context_windows or {}).get(m["id"])) for m in models]
-    listed.sort(key=lambda info: info["created_at"], reverse=True)  # stable: the store's order among equals
+    # newest first by the model.json's ``created`` in milliseconds (the data folder's clock: later for each model
+    # made after another), not by ``created_at``'s seconds: models imported within one second (a server's
+    # ``--model`` files at start) listed in id order among them (stable: the store's order among true equals)
+    ordered = sorted(models, key=_created_ms, reverse=True)
+    listed = [model_info(m, (context_windows or {}).get(m["id"])) for m in ordered]
     if lifecycle is not None:
         listed = [info for info in listed if info["lifecycle"] in lifecycle]
     ids = [info["id"] for info in listed]
