@@ -17,7 +17,13 @@ from dialect_helpers import named_events
 
 WAIT_S = 120  # generous: a busy 2-core machine
 MODEL = "stories260K"
-LONG = 1500  # tokens: a generation the test stops long before it ends (several seconds of stories260K)
+#: Tokens of a generation the test stops (or lets go) long before it ends: minutes of stories260K on this 2-core
+#: machine, tens of seconds on a fast core (its steps slow as the context fills). 1500 ended in under a second on a
+#: fast core (stories260K makes 3,000-10,000 tokens/s there), short of what a busy client does before its stop.
+LONG = 8000
+#: The context (each slot's) of a server whose generations the tests cut off or hold: LONG tokens fit after the prompt
+#: (a smaller one ends the generation at the context instead, sooner).
+LONG_N_CTX = LONG + 64
 ONCE = [{"role": "user", "content": "Once"}]
 
 
@@ -110,10 +116,9 @@ def png_bytes() -> bytes:
     return out.getvalue()
 
 
-#: The context a server started for :func:`only_slot_held` needs: the blocker's LONG tokens fit, so it generates for
-#: seconds (with the tests' default 512 it ended at the context within a fraction of one, before the requests it
-#: was to block on a busy machine).
-HOLD_N_CTX = LONG + 64
+#: The context a server started for :func:`only_slot_held` needs: the blocker's LONG tokens fit (with the tests'
+#: default 512 it ended at the context within a fraction of a second, before the requests it was to block).
+HOLD_N_CTX = LONG_N_CTX
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ from api_helpers import parse_sse
 from cut_off_helpers import (
     HOLD_N_CTX,
     LONG,
+    LONG_N_CTX,
     MODEL,
     ONCE,
     WAIT_S,
@@ -59,7 +60,7 @@ BROKEN_PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64).decode()
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, stories_path, vision_pair):
     tmp = tmp_path_factory.mktemp("cut-ends")
-    srv = start_server(tmp, [stories_path, vision_pair[0]], n_ctx=2048, n_parallel=2)
+    srv = start_server(tmp, [stories_path, vision_pair[0]], n_ctx=LONG_N_CTX, n_parallel=2)
     status, _, body = request(srv, "PATCH", f"/v1/models/{MODEL}", {"parameters": {"ignore_eos": True}})
     assert status == 200, body
     yield srv

@@ -26,6 +26,7 @@ from api_helpers import until
 from cut_off_helpers import (
     HOLD_N_CTX,
     LONG,
+    LONG_N_CTX,
     MODEL,
     ONCE,
     WAIT_S,
@@ -53,7 +54,7 @@ from server_helpers import start_server
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, stories_path):
     tmp = tmp_path_factory.mktemp("dialect-ends")
-    srv = start_server(tmp, [stories_path, reasoning_model(tmp)], n_ctx=2048, n_parallel=2)
+    srv = start_server(tmp, [stories_path, reasoning_model(tmp)], n_ctx=LONG_N_CTX, n_parallel=2)
     # every generation on stories260K goes on to its token limit (the model's parameters, a layer under the request's)
     status, _, body = request(srv, "PATCH", f"/v1/models/{MODEL}", {"parameters": {"ignore_eos": True}})
     assert status == 200, body

@@ -155,13 +155,15 @@ def test_a_model_keeps_its_own_keep_alive(stories_path, tiny_random_path):
 
 
 def test_status_per_model(stories_path):
-    with jan.Engine(n_ctx=128, n_threads=1, n_parallel=2) as engine:
+    # a context of thousands of tokens: the generation runs seconds, until cancelled (with 128 it ended at the
+    # context in ~10 ms on a fast core, at times before the status was read)
+    with jan.Engine(n_ctx=4096, n_threads=1, n_parallel=2) as engine:
         model = engine.load("a", stories_path)
         running = model.stream("Once upon a time", max_tokens=100_000, ignore_eos=True)
         next(running)
         status = engine.status()["a"]
         assert status["slots_busy"] == 1 and status["slots_total"] == 2
-        assert status["memory_bytes"] > 0 and status["n_ctx"] == 128
+        assert status["memory_bytes"] > 0 and status["n_ctx"] == 4096
         running.cancel()
 
 

@@ -255,9 +255,16 @@ async def test_stop_during_a_load_waits_for_it_and_unloads(tmp_path, minilm_path
 
 
 # -- 4. Ollama's keep_alive 0 --------------------------------------------------------------------------------------
+#: Tokens of the generation running while keep_alive 0 comes, waited for to its end
+RUNNING_TOKENS = 1500
+
+
 async def test_keep_alive_0_waits_for_running_requests(tmp_path, stories_path):
     model = stories_path.stem
-    with running(tmp_path / "data", stories_path) as srv:
+    # the generation runs ~1 s on a fast core, seconds here, and the test waits for its end: long past the keep_alive
+    # 0 sent right after its first line (400 tokens in the default 512 context ended in ~60 ms on a fast core, and the
+    # test skipped or passed with nothing running)
+    with running(tmp_path / "data", stories_path, n_ctx=2048) as srv:
         engine = srv.app[MANAGER].get_inference("llama.cpp")
         async with Client(srv.base_url) as api:
             await api.ok("POST", f"/v1/models/{model}/start")
@@ -271,7 +278,8 @@ async def test_keep_alive_0_waits_for_running_requests(tmp_path, stories_path):
 
             loaded = pool.get(model)
             async with api.session.post(f"{srv.base_url}/v1/completions", json={
-                    "model": model, "prompt": STORY, "max_tokens": 400, "ignore_eos": True, "stream": True}) as resp:
+                    "model": model, "prompt": STORY, "max_tokens": RUNNING_TOKENS, "ignore_eos": True,
+                    "stream": True}) as resp:
                 first = await resp.content.readline()
                 assert first.startswith(b"data: ")
                 if not loaded.busy:  # the whole generation already ran: nothing to prove here

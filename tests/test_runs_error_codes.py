@@ -125,8 +125,8 @@ def srv(tmp_path_factory, stories_path):
 
 
 def test_a_prompt_too_long_for_the_context_fails_invalid_prompt(srv):
-    status, thread = post(srv, "/v1/threads", {"messages": [{"role": "user",
-                                                            "content": "the cat sat on the mat and " * 500}]})
+    longer = "the cat sat on the mat and " * (HOLD_N_CTX // 4)  # (7 tokens each: past the held slot's context)
+    status, thread = post(srv, "/v1/threads", {"messages": [{"role": "user", "content": longer}]})
     assert status == 200, thread
     events = _streamed_run(srv, thread["id"], {})
     _check_everywhere(srv, thread["id"], events, "invalid_prompt", "context_length_exceeded")

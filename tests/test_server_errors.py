@@ -12,7 +12,8 @@ from jan.services.types import ChatDelta
 
 from jan.core import BUILTIN_PRIORITY, Extension, InferenceExtension
 from jan.store import DataFolder
-from server_helpers import http_post, raw_request, sse_events
+from cut_off_helpers import HOLD_N_CTX, only_slot_held
+from server_helpers import http_post, raw_request, sse_events, start_server
 
 
 class BrokenEngine(Extension, InferenceExtension):
@@ -206,17 +207,18 @@ def test_body_too_large(server):
     assert status == 413 and error_of(body)["code"] == "request_too_large"
 
 
-def test_queue_full_is_503(server):
-    stream = urllib.request.urlopen(urllib.request.Request(
-        server.base_url + "/v1/completions", method="POST", headers={"Content-Type": "application/json"},
-        data=json.dumps({"model": "stories260K", "prompt": "Once", "max_tokens": 200, "stream": True,
-                         "ignore_eos": True}).encode()), timeout=60)
+def test_queue_full_is_503(tmp_path, stories_path):
+    # a server of its own: the blocker holds the only slot for as long as the test needs it (its context fits
+    # thousands of tokens; in this module's 256, 200 tokens ended in ~20 ms on a fast core, before the request
+    # it was to hold up)
+    srv = start_server(tmp_path, [stories_path], n_parallel=1, max_queue=0, n_ctx=HOLD_N_CTX)
     try:
-        stream.readline()  # the only slot is now generating; max_queue is 0
-        status, body = call(server, "POST", "/v1/completions", {"model": "stories260K", "prompt": "x", "max_tokens": 2})
-        assert status == 503 and error_of(body)["code"] == "queue_full"
+        with only_slot_held(srv):  # the only slot is generating; max_queue is 0
+            status, body = call(srv, "POST", "/v1/completions", {"model": "stories260K", "prompt": "x",
+                                                                 "max_tokens": 2})
+            assert status == 503 and error_of(body)["code"] == "queue_full"
     finally:
-        stream.close()
+        srv.stop()
 
 
 def test_internal_error_is_500_without_details(server):
