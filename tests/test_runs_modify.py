@@ -9,7 +9,8 @@ import warnings
 
 import pytest
 from api_helpers import Client, running
-from run_helpers import wait_for_run
+from cut_off_helpers import LONG, LONG_N_CTX
+from run_helpers import until_writing, wait_for_run
 
 STORY = "Once upon a time there was a little girl named Lily who loved to play outside"
 
@@ -52,15 +53,21 @@ async def test_the_sdk_updates_a_finished_runs_metadata_and_a_restart_keeps_it(t
 
 
 async def test_a_change_made_while_the_run_generates_outlasts_the_runs_own_saves(tmp_path, stories_path):
-    with running(tmp_path / "data", stories_path, n_ctx=2048, n_parallel=1) as srv:
+    # The run goes on until the test cancels it (LONG tokens, ignore_eos, in a context that fits them) and the change
+    # comes once it writes its reply, checked in_progress: before, nothing checked the run still generated then (1800
+    # tokens, EOS allowed, in ~0.2 s on a fast core), and a run ended first passed without any save of its own after
+    # the change (with the change made to a copy of the run, the old test still passed had the run ended first).
+    with running(tmp_path / "data", stories_path, n_ctx=LONG_N_CTX, n_parallel=1) as srv:
         async with Client(srv.base_url) as api:
             tid = await _thread(api)
             run = await api.ok("POST", f"/v1/threads/{tid}/runs",
-                               {"assistant_id": "jan", "max_completion_tokens": 1800, "metadata": {"x": "0"}})
+                               {"assistant_id": "jan", "max_tokens": LONG, "ignore_eos": True, "metadata": {"x": "0"}})
+            await until_writing(api, tid, run["id"])  # generating: its reply is being written
             changed = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}", {"metadata": {"x": "1"}})
-            assert changed["metadata"] == {"x": "1"}
-            ended = await wait_for_run(api, tid, run["id"], wait_s=300)
-            assert ended["status"] in ("completed", "incomplete") and ended["metadata"] == {"x": "1"}
+            assert changed["status"] == "in_progress" and changed["metadata"] == {"x": "1"}
+            await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/cancel")  # its end saves it once more
+            ended = await wait_for_run(api, tid, run["id"])
+            assert ended["status"] == "cancelled" and ended["metadata"] == {"x": "1"}
     with running(tmp_path / "data", stories_path) as srv:
         async with Client(srv.base_url) as api:
             assert (await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}"))["metadata"] == {"x": "1"}
