@@ -4,12 +4,14 @@ KV to a file and back, on the engine's own slots (Scheduler::slot_action)."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
-from server_helpers import ok, post, slot_action, slot_server_fixtures, start_server
+from cut_off_helpers import LONG, LONG_N_CTX
+from server_helpers import ok, slot_action, slot_server_fixtures, start_server
 
 PROMPT = "Once upon a time there was a little girl"
 GREEDY = {"model": "stories260K", "temperature": 0}
@@ -130,20 +132,53 @@ def model(stories_path):
     m.close()
 
 
-def test_a_busy_slots_action_waits_for_its_request_to_end(model):
-    import threading
+def _erase_asked(m, outcome: list) -> tuple[threading.Thread, threading.Event]:
+    """A thread that asks ``m`` to erase slot 0 (``outcome`` gets its answer or its ModelClosedError), and the event
+    it sets as it asks."""
+    from jan.errors import ModelClosedError
 
-    request = model.stream(PROMPT, max_tokens=40, temperature=0, ignore_eos=True)
-    first = next(iter(request))  # (generating now: the slot is busy)
-    assert first is not None
-    done = {}
-    thread = threading.Thread(target=lambda: done.update(model.slot_action("erase", 0)))
+    asked = threading.Event()
+
+    def erase():
+        asked.set()
+        try:
+            outcome.append(m.slot_action("erase", 0))
+        except ModelClosedError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=erase, daemon=True)
     thread.start()
-    completion = request.result()
-    thread.join(timeout=120)
-    assert not thread.is_alive()
+    return thread, asked
+
+
+def _held_busy(chunks, thread: threading.Thread, asked: threading.Event) -> None:
+    """The erase was asked while slot 0 generates, and still waits some tokens later: its request runs until the test
+    ends it (LONG tokens in a context that fits them), so the action cannot have run on an idle slot. (With 40 tokens
+    in a 256 context, the request could end on a fast core before the action was asked: the test then passed with
+    the action never deferred.)"""
+    assert asked.wait(120)
+    for _ in range(16):  # (an action run on the busy slot would have ended by now)
+        assert next(chunks).finish_reason is None
+    assert thread.is_alive(), "the action ran while its slot was busy"
+
+
+def test_a_busy_slots_action_waits_for_its_request_to_end(stories_path):
+    import jan
+
+    with jan.Model(stories_path, n_parallel=1, n_ctx=LONG_N_CTX, n_threads=1, cache_ram_mib=0) as m:
+        request = m.stream(PROMPT, max_tokens=LONG, temperature=0, ignore_eos=True)
+        chunks = iter(request)
+        next(chunks)  # (generating now: the slot is busy)
+        outcome = []
+        thread, asked = _erase_asked(m, outcome)
+        _held_busy(chunks, thread, asked)
+        request.cancel()
+        completion = request.result()
+        thread.join(timeout=120)
+        assert not thread.is_alive()
+    assert completion.finish_reason == "cancelled"
     # the whole cache was erased, after the last token: the action ran once the request had ended
-    assert done["n_tokens"] == completion.usage.prompt_tokens + completion.usage.completion_tokens - 1
+    assert outcome[0]["n_tokens"] == completion.usage.prompt_tokens + completion.usage.completion_tokens - 1
 
 
 def test_slot_actions_of_the_engine(model, tmp_path):
@@ -179,28 +214,21 @@ def jan_errors():
 
 
 def test_a_slot_action_waiting_on_a_busy_slot_ends_when_the_model_closes(stories_path):
-    import threading
-
     import jan
     from jan.errors import ModelClosedError
 
-    m = jan.Model(stories_path, n_parallel=1, n_ctx=256, n_threads=1)
-    request = m.stream(PROMPT, max_tokens=250, temperature=0, ignore_eos=True)
-    next(iter(request))
+    m = jan.Model(stories_path, n_parallel=1, n_ctx=LONG_N_CTX, n_threads=1)
+    request = m.stream(PROMPT, max_tokens=LONG, temperature=0, ignore_eos=True)
+    chunks = iter(request)
+    next(chunks)
     outcome = []
-
-    def erase():
-        try:
-            outcome.append(m.slot_action("erase", 0))
-        except ModelClosedError as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=erase)
-    thread.start()
+    thread, asked = _erase_asked(m, outcome)
+    _held_busy(chunks, thread, asked)  # waiting on the busy slot when the model closes
     m.close()
     thread.join(timeout=120)
     assert not thread.is_alive()  # never left waiting for a slot that will not come free
-    assert len(outcome) == 1  # (erased before the close, or told the model was unloaded)
+    assert len(outcome) == 1  # (erased once the close cancelled the request, or told the model was unloaded)
+    assert isinstance(outcome[0], (dict, ModelClosedError)), outcome
 
 
 def test_jan_serve_takes_slot_save_path(tmp_path, monkeypatch):
