@@ -21,6 +21,7 @@ import pytest
 
 from jan.server.config import ServerConfig
 from jan.testing.server import ServerThread
+from cut_off_helpers import LONG_N_CTX
 from run_helpers import wait_for_run_sync
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "web"
@@ -65,10 +66,24 @@ def slow_models_refresh_was_off(page) -> bool:
 # -- servers and API -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def chat_server(tmp_path_factory, stories_path):
-    """stories260K with a 4096-token context: an answer runs ~15 s, long enough to watch it grow and stop it."""
+    """stories260K with a 4096-token context: a story ends at its EOS, or at the context's end."""
     config = ServerConfig(data_folder=tmp_path_factory.mktemp("web-data"), models=[str(stories_path)],
                           n_ctx=4096, n_parallel=2, n_threads=1)
     with ServerThread(config) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def held_server(tmp_path_factory, stories_path):
+    """stories260K whose answers run until the test stops them, long enough to watch one grow, stop it or rename
+    beside it however fast the machine: the assistant ``jan`` answers with ``ignore_eos``, to a context that fits
+    LONG tokens (tens of seconds on a fast core). A story ended at its EOS in a few hundred tokens, or at a 4096
+    context in about a second on a fast core, maybe before the browser's steps that were to stop it or rename
+    beside it (the tests then failed)."""
+    config = ServerConfig(data_folder=tmp_path_factory.mktemp("web-held"), models=[str(stories_path)],
+                          n_ctx=LONG_N_CTX, n_parallel=2, n_threads=1)
+    with ServerThread(config) as srv:
+        api(srv, "POST", "/v1/assistants/jan", {"parameters": {"ignore_eos": True}})
         yield srv
 
 
@@ -140,9 +155,9 @@ def assistant_text(page) -> str:
 
 
 # -- the chat flow --------------------------------------------------------------------
-def test_send_stream_stop_and_reload(chat_server, new_page):
+def test_send_stream_stop_and_reload(held_server, new_page):
     page = new_page()
-    open_page(page, chat_server)
+    open_page(page, held_server)
     assert page.input_value("#model-select") == MODEL_ID
     assert page.text_content("#model-state") == "ready"
     assert page.evaluate("document.activeElement.id") == "prompt"
@@ -170,8 +185,8 @@ def test_send_stream_stop_and_reload(chat_server, new_page):
         lengths.append(len(assistant_text(page)))
     assert lengths == sorted(lengths) and len(set(lengths)) == 3, lengths
     thread_id = thread_id_of(page)
-    assert api(chat_server, "GET", f"/v1/threads/{thread_id}")["id"] == thread_id
-    assert busy_slots(chat_server) >= 1
+    assert api(held_server, "GET", f"/v1/threads/{thread_id}")["id"] == thread_id
+    assert busy_slots(held_server) >= 1
     shot(page, "02-streaming")
 
     # Esc stops: the server frees the slot and saves the text as stopped, and the page ends up
@@ -184,8 +199,8 @@ def test_send_stream_stop_and_reload(chat_server, new_page):
     assert len(stopped_text) > len("Once upon a time")
     assert page.text_content("article.assistant .message-status") == "Stopped"
     assert page.evaluate("document.activeElement.id") == "prompt"
-    wait_until(lambda: busy_slots(chat_server) == 0, timeout=30)
-    saved = wait_until(lambda: [m for m in messages_of(chat_server, thread_id)
+    wait_until(lambda: busy_slots(held_server) == 0, timeout=30)
+    saved = wait_until(lambda: [m for m in messages_of(held_server, thread_id)
                                 if m["role"] == "assistant" and m["status"] == "incomplete"], timeout=30)
     # cut off by the stop (not run to its end), and saved exactly as shown
     assert saved[0]["metadata"]["stop_reason"] == "client disconnected"
@@ -212,7 +227,7 @@ def test_send_stream_stop_and_reload(chat_server, new_page):
     shot(page, "04-reloaded")
 
     # a fresh visit (no #thread) starts empty; the thread opens from the sidebar
-    open_page(page, chat_server)
+    open_page(page, held_server)
     assert page.locator("article.message").count() == 0
     page.click(f".thread-item[data-thread-id='{thread_id}'] .thread-open")
     page.wait_for_selector("article.message.assistant")
@@ -224,11 +239,12 @@ def test_send_stream_stop_and_reload(chat_server, new_page):
     page.click("#send")
     page.wait_for_function("document.querySelectorAll('article.assistant').length === 2 && "
                            "document.querySelector('article.assistant:last-of-type .message-body').textContent.length > 10")
+    assert busy_slots(held_server) >= 1  # still generating: the stop cuts it
     page.click("#stop")
     page.wait_for_selector("article.assistant:last-of-type[data-done=true]")
     assert page.text_content("article.assistant:last-of-type .message-status") == "Stopped"
-    wait_until(lambda: busy_slots(chat_server) == 0, timeout=60)
-    roles = [(m["role"], m["status"]) for m in messages_of(chat_server, thread_id)]
+    wait_until(lambda: busy_slots(held_server) == 0, timeout=60)
+    roles = [(m["role"], m["status"]) for m in messages_of(held_server, thread_id)]
     assert roles == [("user", "completed"), ("assistant", "incomplete")] * 2  # (stored: ready, stopped)
 
 
@@ -467,10 +483,10 @@ def test_api_key_flow(tmp_path, stories_path, new_page):
         page.wait_for_selector("article.message.assistant")
 
 
-def test_renaming_while_an_answer_ends_keeps_the_typed_title(chat_server, new_page):
+def test_renaming_while_an_answer_ends_keeps_the_typed_title(held_server, new_page):
     """The thread list is read again as an answer ends: a title being typed there is not thrown away."""
     page = new_page()
-    open_page(page, chat_server)
+    open_page(page, held_server)
     start_answer(page)
     thread_id = thread_id_of(page)
     item = f".thread-item[data-thread-id='{thread_id}']"
@@ -479,9 +495,10 @@ def test_renaming_while_an_answer_ends_keeps_the_typed_title(chat_server, new_pa
     page.keyboard.type("A story")
     # the answer ends (cut by another client, so the page keeps its focus and the test need not wait out a whole
     # story on a busy machine) and the page reads the thread list again: waited for to its end, then a frame
-    run = api(chat_server, "GET", f"/v1/threads/{thread_id}/runs?limit=1")["data"][0]
+    run = api(held_server, "GET", f"/v1/threads/{thread_id}/runs?limit=1")["data"][0]
+    assert run["status"] == "in_progress"  # the answer ends after the rename began: by the cancel below
     with page.expect_response(lambda r: "/v1/threads?limit=100" in r.url, timeout=90_000) as listed:
-        api(chat_server, "POST", f"/v1/threads/{thread_id}/runs/{run['id']}/cancel")
+        api(held_server, "POST", f"/v1/threads/{thread_id}/runs/{run['id']}/cancel")
         page.wait_for_selector("article.assistant[data-done=true]", timeout=90_000)
     listed.value.finished()
     page.evaluate("new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve)))")
@@ -490,7 +507,7 @@ def test_renaming_while_an_answer_ends_keeps_the_typed_title(chat_server, new_pa
     page.keyboard.type(" of a dog")
     page.keyboard.press("Enter")
     page.wait_for_function(f"document.querySelector(\"{item} .thread-open\")?.textContent === 'A story of a dog'")
-    assert api(chat_server, "GET", f"/v1/threads/{thread_id}")["title"] == "A story of a dog"
+    assert api(held_server, "GET", f"/v1/threads/{thread_id}")["title"] == "A story of a dog"
     assert page.text_content("#thread-title") == "A story of a dog"
 
 
