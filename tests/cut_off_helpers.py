@@ -4,7 +4,6 @@ what tests of every dialect's answer to a cut-off generation share. Waits are bo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import time
@@ -13,6 +12,7 @@ import urllib.request
 from typing import Any
 
 import aiohttp
+from api_helpers import until
 from dialect_helpers import named_events
 
 WAIT_S = 120  # generous: a busy 2-core machine
@@ -121,16 +121,43 @@ def png_bytes() -> bytes:
 HOLD_N_CTX = LONG_N_CTX
 
 
-@contextlib.contextmanager
-def only_slot_held(srv):
-    """A long streamed completion that holds a one-slot server's only slot (generating) while the block runs:
-    with ``max_queue=0``, every other generation request is refused as queue-full. Start the server with
-    ``n_ctx=HOLD_N_CTX``."""
-    assert srv.config.n_ctx >= HOLD_N_CTX, "start the server with n_ctx=HOLD_N_CTX: the blocker must not end early"
-    blocker = urllib.request.urlopen(urllib.request.Request(
-        srv.base_url + "/v1/completions", method="POST", headers={"Content-Type": "application/json"},
-        data=json.dumps({"model": MODEL, "prompt": "Once", "max_tokens": LONG, "stream": True,
-                         "ignore_eos": True}).encode()), timeout=WAIT_S)
-    with blocker:
-        blocker.readline()  # the only slot is generating now
-        yield
+class HeldSlot:
+    """A long streamed completion holding a one-slot server's only slot (generating) until :meth:`release` (it
+    cancels it: closed, the stream ends the generation) or the end of a ``with`` block; ``stream`` is its response
+    (read it to its end to let the generation end by itself)."""
+
+    def __init__(self, srv, max_tokens: int = LONG):
+        assert srv.config.n_ctx >= HOLD_N_CTX, "start the server with n_ctx=HOLD_N_CTX: the blocker must not end early"
+        self.stream = until(lambda: _open_stream(srv, max_tokens), "the slot is free for the blocker", WAIT_S)
+        self.stream.readline()  # the first event: the only slot is generating now
+
+    def release(self) -> None:
+        self.stream.close()
+
+    def __enter__(self) -> HeldSlot:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def _open_stream(srv, max_tokens: int):
+    """The blocker's streamed completion, or None while the slot is still taken (an earlier test's last request may
+    not have left it yet when its answer arrived: a 503 with ``max_queue=0``)."""
+    try:
+        return urllib.request.urlopen(urllib.request.Request(
+            srv.base_url + "/v1/completions", method="POST", headers={"Content-Type": "application/json"},
+            data=json.dumps({"model": MODEL, "prompt": "Once", "max_tokens": max_tokens, "stream": True,
+                             "ignore_eos": True}).encode()), timeout=WAIT_S)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 503:
+            raise
+        return None
+
+
+def only_slot_held(srv, max_tokens: int = LONG) -> HeldSlot:
+    """The one way the tests hold a one-slot server's only slot: ``with only_slot_held(srv):`` (or keep it and call
+    :meth:`HeldSlot.release`). With ``max_queue=0``, every other generation request is refused as queue-full while
+    it is held. Start the server with ``n_ctx=HOLD_N_CTX``; ``max_tokens`` smaller than :data:`LONG` for a blocker
+    that ends by itself."""
+    return HeldSlot(srv, max_tokens)

@@ -8,12 +8,11 @@ fast core, before the requests it was to hold up)."""
 from __future__ import annotations
 
 import json
-import urllib.error
 import urllib.request
 
 import pytest
 from api_helpers import until
-from cut_off_helpers import LONG, LONG_N_CTX
+from cut_off_helpers import HOLD_N_CTX, only_slot_held
 from extension_helpers import call
 from server_helpers import start_server
 
@@ -23,34 +22,9 @@ WAIT_S = 120  # generous: a busy 2-core machine
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, stories_path):
     srv = start_server(tmp_path_factory.mktemp("queued"), [stories_path], n_parallel=1, max_queue=0,
-                       n_ctx=LONG_N_CTX)
+                       n_ctx=HOLD_N_CTX)
     yield srv
     srv.stop()
-
-
-class Blocker:
-    """A streamed completion holding the only slot until :meth:`release` (it cancels it)."""
-
-    def __init__(self, server, max_tokens: int = LONG):
-        self.stream = _until(lambda: _open_stream(server, max_tokens), "the slot is free for the blocker")
-        self.stream.readline()  # the first event: the slot is generating now
-
-    def release(self) -> None:
-        self.stream.close()
-
-
-def _open_stream(server, max_tokens: int):
-    """A streamed completion, or None while the slot is still taken (an earlier test's last request
-    may not have left it yet when its answer arrived)."""
-    try:
-        return urllib.request.urlopen(urllib.request.Request(
-            server.base_url + "/v1/completions", method="POST", headers={"Content-Type": "application/json"},
-            data=json.dumps({"model": "stories260K", "prompt": "Once", "max_tokens": max_tokens, "stream": True,
-                             "ignore_eos": True}).encode()), timeout=WAIT_S)
-    except urllib.error.HTTPError as exc:
-        if exc.code != 503:
-            raise
-        return None
 
 
 def _until(predicate, what: str):
@@ -80,7 +54,7 @@ def _response(server, response_id: str) -> dict:
 
 
 def test_a_background_response_waits_for_room_and_then_answers(server):
-    blocker = Blocker(server)
+    blocker = only_slot_held(server)
     try:
         created = _busy_then_queued(server, "stories260K", 8)
     finally:
@@ -92,7 +66,7 @@ def test_a_background_response_waits_for_room_and_then_answers(server):
 
 def test_a_background_response_started_when_the_blocker_ends_by_itself(server):
     # the room is made by a request read to its end (the engine's own signal, not the periodic recheck)
-    blocker = Blocker(server, max_tokens=60)
+    blocker = only_slot_held(server, max_tokens=60)
     with blocker.stream as stream:
         status, created = call(server, "POST", "/v1/responses", {"model": "stories260K", "input": "Hi",
                                                                   "max_output_tokens": 4, "background": True})
@@ -103,7 +77,7 @@ def test_a_background_response_started_when_the_blocker_ends_by_itself(server):
 
 
 def test_a_queued_background_response_can_be_cancelled(server):
-    blocker = Blocker(server)
+    blocker = only_slot_held(server)
     try:
         status, created = call(server, "POST", "/v1/responses", {"model": "stories260K", "input": "Hi",
                                                                   "max_output_tokens": 4, "background": True})
@@ -131,7 +105,7 @@ def test_a_background_response_to_a_busy_remote_server_waits_for_it(server, tmp_
         "settings": {"base_url": server.base_url + "/v1", "model": "stories260K", "api_key": "unused"}})
     front = start_server(data, [])
     try:
-        blocker = Blocker(server)
+        blocker = only_slot_held(server)
         try:
             created = _busy_then_queued(front, "remote-stories", 4)
         finally:
@@ -146,7 +120,7 @@ def test_a_run_nobody_waits_on_waits_for_room_and_a_streamed_one_fails_busy(serv
     status, thread = call(server, "POST", "/v1/threads", {"messages": [{"role": "user", "content": "Once upon"}]})
     assert status == 200, thread
     tid = thread["id"]
-    blocker = Blocker(server)
+    blocker = only_slot_held(server)
     try:
         # streamed: its client is there to hear "busy", as an interactive request
         with urllib.request.urlopen(urllib.request.Request(
@@ -165,6 +139,6 @@ def test_a_run_nobody_waits_on_waits_for_room_and_a_streamed_one_fails_busy(serv
             done = _until(lambda: (r := call(server, "GET", f"/v1/threads/{tid}/runs/{run['id']}")[1])["status"]
                           not in ("queued", "in_progress") and r, "the run finishes once there is room")
             assert done["status"] == "incomplete" and done["usage"]["completion_tokens"] == 4, done
-            blocker = Blocker(server)
+            blocker = only_slot_held(server)
     finally:
         blocker.release()
