@@ -542,6 +542,25 @@ async def test_resume_with_no_tokens_left_ends_the_reply_without_generating(serv
         assert run["usage"]["total_tokens"] == run["usage"]["prompt_tokens"] + already
 
 
+@pytest.mark.parametrize("calls", [5, [5], [{"id": "call_1", "function": 5}]])
+async def test_resume_reads_hand_edited_calls_of_its_reply_as_none(server, tmp_path, calls):
+    # the interrupted reply's metadata.tool_calls edited by hand into no list, or entries of another shape: the resume
+    # failed with a 500 (a TypeError iterating them), where the thread's every other reader takes them for no calls
+    data = tmp_path / "data"
+    async with Client(server.base_url) as api:
+        tid, run_id = await interrupted_run(api, data, {"max_tokens": 4, "ignore_eos": True, "temperature": 0})
+        path = data / "threads" / tid / "messages.jsonl"
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        lines[-1]["metadata"]["tool_calls"] = calls
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        resumed = await run_to_end(api, f"/v1/threads/{tid}/runs/{run_id}/resume", {})
+        assert resumed["status"] in ("completed", "incomplete"), resumed
+        listed = await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc")
+        assert any(message_text(m).startswith(PARTIAL) for m in listed["data"]), listed  # the partial reply is kept
+        if calls == 5:  # no calls at all: the reply goes on, as one without calls does
+            assert message_text(resumed["message"]).startswith(PARTIAL), resumed
+
+
 # -- POST /v1/threads/runs (create a thread and run it) and ?run_id= on a thread's messages ---------------------
 def stored_threads(data) -> list[str]:
     """Ids of the threads the data folder holds (a deleted one is gone, not in a trash folder's name)."""

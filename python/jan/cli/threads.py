@@ -184,6 +184,7 @@ class _Shown:
 def _shown(message: dict[str, Any]) -> _Shown:
     # (the services' readers of a stored message, as a run reads a thread; imported here: the other commands of
     # `jan threads` need none of them)
+    from jan.services.thread_turns import stored_calls
     from jan.services.tool_loop import reasoning_of, text_of
 
     metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
@@ -194,8 +195,7 @@ def _shown(message: dict[str, Any]) -> _Shown:
     images = sum(1 for p in parts if isinstance(p, dict) and p.get("type") in ("image_file", "image_url"))
     text = "\n".join(filter(None, [text_of(message), *["[image]"] * images]))
     calls = []
-    stored = metadata.get("tool_calls")
-    for call in stored if isinstance(stored, list) else ():  # (a hand edit's 5: none, as jan.services.thread_turns.stored_calls)
+    for call in stored_calls(metadata):  # (a hand edit's 5: none)
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict) and isinstance(function.get("name"), str):
             calls.append(f"{function['name']}({function.get('arguments') or ''})")

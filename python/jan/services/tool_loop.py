@@ -48,6 +48,7 @@ from jan.core import Tool, ToolRegistry, ToolResult
 from jan.core.tools import DEFAULT_TOOL_TIMEOUT, ToolCallOutcome
 from jan.services.errors import RequestError
 from jan.templates.formats.reasoning import joined_thoughts
+from jan.services.thread_turns import stored_calls
 # (the checks of entries and policies, here since the loop's start: imported from here too)
 from jan.services.tool_checks import (SERVER_NAME_RULE, check_function_entries, check_tool_entries,  # noqa: F401
                                      check_tool_policy, valid_server_name)
@@ -528,8 +529,7 @@ def tool_bookkeeping(message: dict[str, Any]) -> bool:
     # (an empty assistant message that keeps a conversation's item no turn holds, a hosted web search call, records a
     # tool's use the same way: jan.server.dialects.responses_store.KeptTurn)
     return message.get("role") == "assistant" and not message.get("content") and (
-        isinstance(metadata.get("tool_calls"), list) and bool(metadata["tool_calls"])
-        or isinstance(metadata.get("item"), dict))
+        bool(stored_calls(metadata)) or isinstance(metadata.get("item"), dict))
 
 
 def _part_text(part: dict[str, Any]) -> str:
@@ -635,11 +635,13 @@ def reasoning_of(message: dict[str, Any]) -> str:
 
 
 def parse_calls(tool_calls: list[dict[str, Any]] | None) -> list[PendingCall]:
-    """An aggregated message's ``tool_calls`` as :class:`PendingCall` objects."""
+    """An aggregated message's ``tool_calls`` (or a stored one's, :func:`jan.services.thread_turns.stored_calls`) as
+    :class:`PendingCall` objects."""
     calls = []
     for raw in tool_calls or []:
-        fn = raw.get("function") or {}
-        if raw.get("id") and fn.get("name"):
+        fn = raw.get("function") if isinstance(raw, dict) else None
+        # (a stored call of another shape, a hand edit's, is none: as a thread's reading leaves it out)
+        if isinstance(fn, dict) and raw.get("id") and fn.get("name"):
             arguments = fn.get("arguments")
             calls.append(PendingCall(str(raw["id"]), str(fn["name"]),
                                      arguments if isinstance(arguments, str) else json.dumps(arguments or {})))
