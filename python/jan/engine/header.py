@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from jan.engine.gguf_file import check_gguf_file
 from jan.errors import ModelFileError
+from jan.file_stamps import FileVersion, file_version
 
 if TYPE_CHECKING:
     from jan.engine.model import ModelInfo
@@ -23,28 +24,28 @@ __all__ = ["read_header", "read_info"]
 
 
 @functools.lru_cache(maxsize=64)
-def _info(path: str, mtime_ns: int, size: int) -> ModelInfo:
+def _info(version: FileVersion) -> ModelInfo:
     # imported here: jan.engine.model is imported by this module's importers
     from jan.engine.model import Model
 
-    with Model(path, vocab_only=True) as model:  # closing it hands the vocabulary's memory back
+    with Model(version[0], vocab_only=True) as model:  # closing it hands the vocabulary's memory back
         return model.info
 
 
 def read_info(path: str | os.PathLike[str], what: str = "") -> ModelInfo:
     """The :class:`jan.ModelInfo` of the GGUF at ``path`` (``n_params`` and sizes as a vocab-only load tells them),
-    kept per file version (real path, mtime, size). Blocking: call it off the event loop.
+    kept per file version (:func:`jan.file_stamps.file_version`). Blocking: call it off the event loop.
 
     Raises :class:`~jan.ModelFileError` (its message prefixed ``what``, e.g. ``"draft_model: "``) when the file
     cannot be read or is no GGUF llama.cpp reads."""
     path = os.fspath(path)
     try:
-        st = os.stat(path)
+        version = file_version(path)
     except OSError as exc:
         check_gguf_file(path, "model file", what)  # the words a load has for it: not found, unreadable
         raise ModelFileError(f"{what}cannot read '{path}': {exc.strerror or exc}") from None
     try:
-        return _info(os.path.realpath(path), st.st_mtime_ns, st.st_size)
+        return _info(version)
     except ModelFileError as exc:
         if not what:
             raise

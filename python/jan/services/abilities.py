@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jan.engine.header import read_info
+from jan.file_stamps import FileVersion, file_version
 from jan.engine.kv_cache import is_embedding_metadata
 from jan.engine.model import IS_A_RERANKER, NOT_A_RERANKER, RANK_POOLING
 from jan.engine.params import logit_bias_ids
@@ -72,15 +73,15 @@ class Abilities:
     reranker: bool | None = None
 
 
-def _identity(path: Any) -> tuple[str, int, int] | None:
-    """A file's version (real path, mtime, size): what a cached answer is kept under; None when there is none."""
+def _identity(path: Any) -> FileVersion | None:
+    """A file's version (:func:`jan.file_stamps.file_version`): what a cached answer is kept under; None when there
+    is none."""
     if not isinstance(path, (str, os.PathLike)) or not path:
         return None
     try:
-        st = os.stat(path)
-    except OSError:
+        return file_version(path)
+    except (OSError, ValueError):
         return None
-    return os.path.realpath(path), st.st_mtime_ns, st.st_size
 
 
 def _text(settings: Mapping[str, Any], key: str) -> str | None:
@@ -124,7 +125,7 @@ def _template_abilities(override: str | None, source: str | None, fallback: str 
 
 
 @functools.lru_cache(maxsize=64)
-def _abilities(weights: tuple[str, int, int] | None, mmproj: tuple[str, int, int] | None, named_projector: bool,
+def _abilities(weights: FileVersion | None, mmproj: FileVersion | None, named_projector: bool,
                override: str | None, fallback: str | None) -> Abilities:
     template, fim, embedding, n_vocab, n_embd, reranker = None, None, None, None, None, None
     if weights is not None:

@@ -23,7 +23,7 @@ from .context import StoreContext, iter_resource_dirs, read_collection, register
 from .errors import (AlreadyExistsError, CaseClashError, InvalidArgumentError, LockTimeoutError,
                      StoredModelNotFoundError)
 from .ids import is_valid_id, slugify_id, validate_id
-from .stamps import FileStamp, stamps
+from jan.file_stamps import FileStamp, stamps
 
 logger = logging.getLogger("jan.store")
 
@@ -380,7 +380,7 @@ class ModelStore:
 
     def with_weights_stamped(self, model_id: str) -> tuple[dict[str, Any], tuple[Path, ...], tuple[FileStamp, ...] | None]:
         """:meth:`with_weights`, with the files its answer depends on and their stamps
-        (:mod:`jan.store.stamps`), so a caller may keep the answer while :func:`stamps` of those paths
+        (:mod:`jan.file_stamps`), so a caller may keep the answer while :func:`stamps` of those paths
         stays the same: the model.json and its folder, each file it resolved to, and for a draft model
         named by id that model's model.json and folder. The stamps are ``None`` when the answer must not
         be kept: a file it names is missing (it may appear later where no stamp would notice), or the

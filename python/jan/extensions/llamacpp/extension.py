@@ -7,7 +7,6 @@ import contextlib
 import functools
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from jan.engine.model import LOAD_RANGES
 from jan.engine.registry import Turn
 from jan.core.locks import KeyedLocks
 from jan.extensions._builtin import BuiltinExtension
+from jan.file_stamps import file_version
 from jan.errors import BadRequestError, LoraAdapterError, ModelFileError, ModelNotFoundError, ModelSettingError
 from jan.extensions.llamacpp.drafts import draft_options, lora_options, without_draft
 from jan.services.companions import check_companions
@@ -92,7 +92,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         self._lent: dict[str, LocalModel] = {}
         self._loaded_json: dict[str, dict[str, Any]] = {}
         self._failures: dict[str, str] = {}
-        #: (model file, draft file) stamps -> why that draft cannot draft for that model (the engine's error)
+        #: (model file, draft file) versions and cache types -> why that draft cannot draft for that model (the engine's error)
         self._cannot_draft: dict[tuple, str] = {}
         #: model id -> why it runs without the server's default draft model
         self._draft_skipped: dict[str, str] = {}
@@ -532,10 +532,11 @@ def _is_draft_mismatch(exc: ValueError) -> bool:
 
 
 def _file_pair(path: str, draft: str) -> tuple | None:
-    """The two files as they are now (a file replaced is judged anew); None when one cannot be read."""
+    """The two files' versions (:func:`jan.file_stamps.file_version`: a file replaced is judged anew); None when one
+    cannot be read."""
     try:
-        return tuple((os.path.realpath(p), st.st_mtime_ns, st.st_size) for p, st in ((p, os.stat(p)) for p in (path, draft)))
-    except OSError:
+        return file_version(path), file_version(draft)
+    except (OSError, ValueError):
         return None
 
 

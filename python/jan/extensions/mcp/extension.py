@@ -20,8 +20,8 @@ from pydantic import BaseModel, Field
 from jan.core import McpHost, McpServerStatus, NotFoundError, Tool, ToolProvider
 from jan.extensions._builtin import BuiltinExtension
 from jan.errors import not_found_message
-from jan.store.stamps import FileStamp
-from jan.store.stamps import stamp as file_stamp
+from jan.file_stamps import FileStamp
+from jan.file_stamps import stamp as file_stamp
 
 from .config import McpConfigError, config_path, edit_config, read_config
 
@@ -66,7 +66,7 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
 
     def __init__(self) -> None:
         self._servers: dict[str, McpServer] = {}
-        #: mcp.json's stamp at the last look (:func:`jan.store.stamps.stamp`; ``("missing",)`` for no file), None
+        #: mcp.json's stamp at the last look (:func:`jan.file_stamps.stamp`; ``("missing",)`` for no file), None
         #: before the first
         self._stamp: FileStamp | tuple[str] | None = None
         self._config_error: str | None = None

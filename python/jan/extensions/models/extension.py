@@ -15,7 +15,7 @@ from jan.extensions.models.gguf_info import check_projector, describe_gguf, said
 from jan.local_files import not_a_regular_file
 from jan.store import AlreadyExistsError, AsyncStore, CaseClashError, DataFolder, NotFoundError, slugify_id, validate_id
 from jan.store.models import check_gguf
-from jan.store.stamps import FileStamp, stamps
+from jan.file_stamps import FileStamp, stamps
 
 if TYPE_CHECKING:
     from jan.downloads import Downloader, DownloadTask as FileDownload

@@ -19,6 +19,7 @@ from typing import Any
 
 import jan
 from jan.engine.header import read_info
+from jan.file_stamps import FileVersion, file_version
 from jan.extensions.models.gguf_info import gguf_arrays, gguf_tensors, gguf_values
 from jan.services.abilities import Abilities, model_abilities
 from jan.services.model_prompt import model_prompt_problem
@@ -110,14 +111,15 @@ def _modified_at(model: dict[str, Any], path: str | None) -> str:
 
 
 def model_digest(model: dict[str, Any], path: str | None) -> str:
-    """A stable identifier of this model version (sha256 of its id, file path, size and mtime).
-    Ollama's digest is its manifest's hash; hashing gigabytes for a listing is not worth it."""
+    """A stable identifier of this model version (sha256 of its id and its file's version: real path, device, inode,
+    mtime, size, :func:`jan.file_stamps.file_version`). Ollama's digest is its manifest's hash; hashing gigabytes
+    for a listing is not worth it."""
     h = hashlib.sha256(model["id"].encode())
     if path:
         try:
-            st = os.stat(path)
-            h.update(f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}".encode())
-        except OSError:
+            real, stamp = file_version(path)
+            h.update(f"{real}:{':'.join(map(str, stamp))}".encode())
+        except (OSError, ValueError):
             pass
     return h.hexdigest()
 
@@ -279,9 +281,9 @@ SHORT_ARRAY = 5
 
 
 @functools.lru_cache(maxsize=64)
-def _short_arrays(path: str, mtime_ns: int, size: int) -> dict[str, list[Any]]:
+def _short_arrays(version: FileVersion) -> dict[str, list[Any]]:
     # kept per file version: walking a 150,000-token vocabulary's strings to skip them takes half a second
-    return gguf_arrays(path, longest=SHORT_ARRAY)
+    return gguf_arrays(version[0], longest=SHORT_ARRAY)
 
 
 def _arrays(path: str | None, *, verbose: bool) -> dict[str, list[Any]]:
@@ -292,16 +294,15 @@ def _arrays(path: str | None, *, verbose: bool) -> dict[str, list[Any]]:
     try:
         if verbose:
             return gguf_arrays(path)
-        st = os.stat(path)
-        return {key: list(values) for key, values in _short_arrays(path, st.st_mtime_ns, st.st_size).items()}
+        return {key: list(values) for key, values in _short_arrays(file_version(path)).items()}
     except (OSError, ValueError):  # the details read from the header still stand; show never fails on these
         return {}
 
 
 @functools.lru_cache(maxsize=16)
-def _file_tensors(path: str, mtime_ns: int, size: int) -> tuple[dict[str, Any], ...]:
+def _file_tensors(version: FileVersion) -> tuple[dict[str, Any], ...]:
     # kept per file version, as the short arrays: reaching the tensor list walks the whole vocabulary
-    return tuple(gguf_tensors(path))
+    return tuple(gguf_tensors(version[0]))
 
 
 def tensors(path: str | None) -> list[dict[str, Any]]:
@@ -310,8 +311,7 @@ def tensors(path: str | None) -> list[dict[str, Any]]:
     if not path:
         return []
     try:
-        st = os.stat(path)
-        return [dict(t, shape=list(t["shape"])) for t in _file_tensors(path, st.st_mtime_ns, st.st_size)]
+        return [dict(t, shape=list(t["shape"])) for t in _file_tensors(file_version(path))]
     except (OSError, ValueError):  # the rest of show still stands
         return []
 
