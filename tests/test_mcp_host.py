@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 
 import pytest
 
@@ -135,6 +136,51 @@ async def test_a_rewrite_in_the_same_tick_of_the_same_size_is_read(tmp_path):
         assert [(s.name, s.target) for s in await host.list_servers()] == [("one", "/bin/bbb")]
     finally:
         await manager.stop()
+
+
+async def test_an_edit_in_place_in_the_same_tick_of_the_same_size_is_read(tmp_path):
+    """mcp.json written over in place (as an editor that saves in place does: the same inode) within the tick of the
+    file system's clock it was read in, by text of the same size: device, inode, mtime and size are those of the file
+    read before, and only its bytes tell the change. Its mtime is set a minute ahead, as the tick the host read it in
+    (on a busy machine the start alone may take longer than a tick)."""
+    data = tmp_path / "data"
+    path = write_mcp_config(data, {"one": {"command": "/bin/aaa", "disabled": True}})
+    ahead = time.time_ns() + 60_000_000_000
+    os.utime(path, ns=(ahead, ahead))
+    manager = await started(data, McpHostExtension())
+    try:
+        host = manager.get(McpHost)
+        assert [(s.name, s.target) for s in await host.list_servers()] == [("one", "/bin/aaa")]
+        before = path.stat()
+        with open(path, "r+b") as f:  # the same file, written over
+            text = f.read().replace(b"/bin/aaa", b"/bin/bbb")
+            f.seek(0)
+            f.write(text)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # the same tick
+        after = path.stat()
+        assert (after.st_ino, after.st_mtime_ns, after.st_size) == (before.st_ino, before.st_mtime_ns, before.st_size)
+        assert [(s.name, s.target) for s in await host.list_servers()] == [("one", "/bin/bbb")]
+    finally:
+        await manager.stop()
+
+
+def test_a_small_file_settled_a_tick_past_its_mtime_is_not_read_again(tmp_path, monkeypatch):
+    # once a look is a tick past the mtime, any later write gives the file another stamp: the bytes are not hashed
+    from jan import file_stamps
+
+    path = tmp_path / "mcp.json"
+    path.write_text("{}", encoding="utf-8")
+    old = time.time_ns() - 2 * file_stamps.MTIME_TICK_NS
+    os.utime(path, ns=(old, old))
+    watch = file_stamps.SmallFileWatch()
+    look = watch.changed(path)
+    assert look is not None and look.settled
+    watch.seen(look)
+    monkeypatch.setattr(file_stamps, "_digest", lambda p: pytest.fail("hashed a settled file"))
+    assert watch.changed(path) is None
+    path.write_text("[]", encoding="utf-8")  # a write now: a new mtime
+    monkeypatch.undo()
+    assert watch.changed(path) is not None
 
 
 async def test_bad_config_is_reported_not_fatal(tmp_path):

@@ -20,8 +20,7 @@ from pydantic import BaseModel, Field
 from jan.core import McpHost, McpServerStatus, NotFoundError, Tool, ToolProvider
 from jan.extensions._builtin import BuiltinExtension
 from jan.errors import not_found_message
-from jan.file_stamps import FileStamp
-from jan.file_stamps import stamp as file_stamp
+from jan.file_stamps import SmallFileWatch
 
 from .config import McpConfigError, config_path, edit_config, read_config
 
@@ -66,9 +65,8 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
 
     def __init__(self) -> None:
         self._servers: dict[str, McpServer] = {}
-        #: mcp.json's stamp at the last look (:func:`jan.file_stamps.stamp`; ``("missing",)`` for no file), None
-        #: before the first
-        self._stamp: FileStamp | tuple[str] | None = None
+        #: mcp.json as last read (its stamp, and its bytes' hash while an edit in place could keep the stamp)
+        self._watch = SmallFileWatch()
         self._config_error: str | None = None
         self._problems: dict[str, str] = {}  # why each invalid entry of mcp.json is not a server, by name
         self._file_error: str | None = None  # why mcp.json as a whole cannot be read now (None: it was read)
@@ -108,16 +106,17 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         """Re-read ``mcp.json`` if it changed since the last look; adds, drops and updates servers."""
         assert self._data_folder is not None
         path = config_path(self._data_folder)
-        # (device, inode, mtime in ns, size): a rewrite within one tick of the file system's clock, of the same size
-        # (another server's command in the place of one), keeps mtime and size, but jan's edits and editors that
-        # save by replacing give the file a new inode; mtime and size alone took such a rewrite for no change
-        stamp = file_stamp(path) or ("missing",)
-        if stamp == self._stamp:
+        # (device, inode, mtime in ns, size, and the bytes while within a tick of the mtime): a rewrite within one
+        # tick of the file system's clock, of the same size (another server's command in the place of one), keeps
+        # mtime and size; jan's edits and editors that save by replacing give the file a new inode, an editor that
+        # saves in place keeps it, and only the bytes tell
+        look = self._watch.changed(path)
+        if look is None:
             return
         try:
             configs, problems = read_config(self._data_folder)
         except McpConfigError as exc:
-            self._stamp = stamp
+            self._watch.seen(look)
             self._config_error = self._file_error = str(exc)
             log.warning("%s", exc)
             return  # keep the servers we have
@@ -125,7 +124,7 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
             # Before the file is taken as read: a client that cannot be imported leaves the servers as they were,
             # and the next look reads the file (and tries the import) again, as if it were the first.
             server_class = _mcp_server_class()
-        self._stamp = stamp
+        self._watch.seen(look)
         self._file_error = None
         # An invalid entry costs only itself: the others run, and a server it named keeps running as it was.
         self._config_error = "; ".join(problems.values()) or None
