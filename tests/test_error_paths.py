@@ -89,8 +89,9 @@ def test_the_path_forms():
     assert path_text(path) == "messages[2].content[1].text"
     assert path_text(path, "dotted") == "messages.2.content.1.text"
     assert path_text(()) == "" and path_text(("model",), "dotted") == "model"
-    said = "messages[2]: the tool result for 'a[0]' answers no call (see messages[1].content[0]); logit_bias[5]"
+    said = ("messages[2]: the tool result for 'a[0]' answers no call (see messages[1].content[0]); logit_bias[5] "
+            "of my-model[1] at /v1/x[0]")
     assert in_path_style(said, "brackets") == said
-    # every path jan wrote, and nothing inside a quoted value
-    assert in_path_style(said, "dotted") == \
-        "messages.2: the tool result for 'a[0]' answers no call (see messages.1.content.0); logit_bias.5"
+    # every path jan wrote, and no quoted value, name or URL
+    assert in_path_style(said, "dotted") == ("messages.2: the tool result for 'a[0]' answers no call (see "
+                                             "messages.1.content.0); logit_bias.5 of my-model[1] at /v1/x[0]")

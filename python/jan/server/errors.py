@@ -85,8 +85,9 @@ def path_text(path: tuple, style: PathStyle = "brackets") -> str:
 
 
 # A field path jan wrote (brackets) with at least one index, where it stands in a message as a word of its own (not
-# part of another word or path, nor an opening quote's text): "messages[1].content[0]", "tools[2]", "logit_bias[5]".
-_BRACKET_PATH = re.compile(r"(?<![\w.\]'\"`])[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*\[\d+\](?:\[\d+\]|\.[a-z_][a-z0-9_]*)*")
+# part of another word, path, name or URL, nor an opening quote's text): "messages[1].content[0]", "tools[2]",
+# "logit_bias[5]"; not "'a[0]'", "my-model[1]", "/x[0]".
+_BRACKET_PATH = re.compile(r"(?<![\w.\]'\"`/-])[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*\[\d+\](?:\[\d+\]|\.[a-z_][a-z0-9_]*)*")
 _INDEX = re.compile(r"\[(\d+)\]")
 
 
