@@ -42,14 +42,14 @@ def test_a_content_documents_text_is_read(client):
 def test_a_content_documents_image_is_refused_like_any_image_never_dropped(client, where):
     doc = document({"type": "text", "text": "See the picture."}, IMAGE)
     if where == "user":
-        content, field = [doc, {"type": "text", "text": "What is it?"}], "messages[0].content"
+        content, field = [doc, {"type": "text", "text": "What is it?"}], "messages.0.content"
         messages = [{"role": "user", "content": content}]
     else:
         messages = [{"role": "user", "content": "Look."},
                     {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "look", "input": {}}]},
                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
                                                   "content": [{"type": "text", "text": "found"}, doc]}]}]
-        field = "messages[2].content"
+        field = "messages.2.content"
     tools = [{"name": "look", "input_schema": {"type": "object"}}]
     with pytest.raises(anthropic.BadRequestError) as info:
         client.messages.create(model=MODEL, max_tokens=4, messages=messages, tools=tools)
@@ -65,7 +65,7 @@ def test_a_block_after_a_document_with_images_is_named_as_itself(client):
     with pytest.raises(anthropic.BadRequestError) as info:
         client.messages.create(model=MODEL, max_tokens=4, messages=messages)
     # the document's text and two images are three parts of the typed message: the damaged PDF is still block 1
-    assert "messages[0].content[1]" in info.value.body["error"]["message"], info.value.body
+    assert "messages.0.content.1" in info.value.body["error"]["message"], info.value.body
 
 
 def test_a_search_result_is_read_as_a_document_with_its_title_and_source(client):
@@ -91,4 +91,4 @@ def test_a_search_result_is_read_as_a_document_with_its_title_and_source(client)
     with pytest.raises(anthropic.BadRequestError) as err:  # only a user turn holds one
         client.messages.create(model=MODEL, max_tokens=2, messages=[
             {"role": "user", "content": "Hi"}, {"role": "assistant", "content": [result]}])
-    assert err.value.body["error"]["message"].startswith("messages[1].content: an assistant message cannot hold")
+    assert err.value.body["error"]["message"].startswith("messages.1.content: an assistant message cannot hold")

@@ -96,14 +96,14 @@ def test_an_image_blocks_file_must_be_an_uploaded_image(client):
     missing = {"type": "image", "source": {"type": "file", "file_id": "file-nothing"}}
     tools = [{"name": "look", "input_schema": {"type": "object"}}]
     cases = [
-        ([{"role": "user", "content": [image]}], "messages[0].content[0].source.file_id", "is not a PNG"),
-        ([{"role": "user", "content": [missing]}], "messages[0].content[0].source.file_id", "there is no file"),
+        ([{"role": "user", "content": [image]}], "messages.0.content.0.source.file_id", "is not a PNG"),
+        ([{"role": "user", "content": [missing]}], "messages.0.content.0.source.file_id", "there is no file"),
         ([{"role": "user", "content": [{"type": "document", "source": {"type": "content", "content": [missing]}}]}],
-         "messages[0].content[0].source.content[0].source.file_id", "there is no file"),
+         "messages.0.content.0.source.content.0.source.file_id", "there is no file"),
         ([{"role": "user", "content": "Look."},
           {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "look", "input": {}}]},
           {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [missing]}]}],
-         "messages[2].content[0].content[0].source.file_id", "there is no file"),
+         "messages.2.content.0.content.0.source.file_id", "there is no file"),
     ]
     for messages, field, words in cases:
         for call in (lambda: client.messages.create(model="stories260K", max_tokens=2, messages=messages, tools=tools),

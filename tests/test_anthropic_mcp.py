@@ -91,7 +91,7 @@ async def test_toolset_of_the_newer_beta_chooses_the_tools(server, notes_url):
         status, err = await api.post("/v1/messages", body([mcp_server(notes_url)], tools=[
             {"type": "mcp_toolset", "mcp_server_name": "other"}]))
         assert status == 400 and err["type"] == "error", err
-        assert "tools[0].mcp_server_name" in err["error"]["message"] and "other" in err["error"]["message"]
+        assert "tools.0.mcp_server_name" in err["error"]["message"] and "other" in err["error"]["message"]
 
 
 async def test_a_call_that_hangs_is_an_error_result(server, hang_url, monkeypatch):
@@ -109,12 +109,12 @@ async def test_a_call_that_hangs_is_an_error_result(server, hang_url, monkeypatc
 
 async def test_bad_fields_are_a_400_in_anthropics_shape(server, notes_url, dead_url):
     cases = [
-        ([mcp_server("https://mcp.example.com/mcp")], "mcp_servers[0].url", {}),  # not allowed by --allow-media-from
-        ([mcp_server("ftp://host/mcp")], "mcp_servers[0].url", {}),
-        ([listing(notes_url), listing(notes_url)], "mcp_servers[1].name", {}),  # one name twice
+        ([mcp_server("https://mcp.example.com/mcp")], "mcp_servers.0.url", {}),  # not allowed by --allow-media-from
+        ([mcp_server("ftp://host/mcp")], "mcp_servers.0.url", {}),
+        ([listing(notes_url), listing(notes_url)], "mcp_servers.1.name", {}),  # one name twice
         ([{"type": "stdio", "url": notes_url, "name": "x"}], "mcp_servers", {}),
         ([{"type": "url", "name": "x"}], "mcp_servers", {}),
-        ([mcp_server(dead_url)], "mcp_servers[0]", {}),  # a server that cannot be reached
+        ([mcp_server(dead_url)], "mcp_servers.0", {}),  # a server that cannot be reached
     ]
     async with Client(server.base_url) as api:
         for servers, named, extra in cases:

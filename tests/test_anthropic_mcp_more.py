@@ -114,7 +114,7 @@ async def test_count_tokens_counts_the_offered_tools(server, notes_url):
         # a server that cannot be reached: the messages route's 400
         status, err = await api.post("/v1/messages/count_tokens", count_body(notes_url) | {
             "mcp_servers": [mcp_server(f"{notes_url.rsplit('/', 1)[0]}/nothing")]})
-        assert status == 400 and "mcp_servers[0]" in err["error"]["message"], err
+        assert status == 400 and "mcp_servers.0" in err["error"]["message"], err
         assert await mcp_tasks_left(server) == []
 
 
@@ -352,7 +352,7 @@ async def test_tool_changes_name_a_servers_tools(server, notes_url):
         for blocks in ([mcp_ref("tool_addition", "add", server="elsewhere")],
                        [mcp_ref("tool_removal", server="elsewhere")]):
             status, err = await api.post("/v1/messages", ask(notes_url, messages=changes(*blocks)))
-            assert status == 400 and err["error"]["message"].startswith("messages[1].content[0].tool:"), err
+            assert status == 400 and err["error"]["message"].startswith("messages.1.content.0.tool:"), err
             assert "'elsewhere'" in err["error"]["message"] and "mcp_servers" in err["error"]["message"], err
         assert await mcp_tasks_left(server) == []
 

@@ -115,27 +115,27 @@ def test_a_system_message_text_is_a_system_message_where_it_stands(server):
 
 
 @pytest.mark.parametrize(("system", "field", "words"), [
-    ({"role": "system", "content": [{"type": "tool_addition"}]}, "messages[1].content[0].tool", "required"),
+    ({"role": "system", "content": [{"type": "tool_addition"}]}, "messages.1.content.0.tool", "required"),
     (_system({"type": "tool_addition", "tool": {"type": "tool_definition"}}),
-     "messages[1].content[0].tool.definition", "required"),
-    (_system(_add({"name": "get_time"})), "messages[1].content[0].tool.definition.input_schema", "required"),
-    (_system(_add({**CLOCK, "type": "web_search_20250305"})), "messages[1].content[0].tool.definition",
+     "messages.1.content.0.tool.definition", "required"),
+    (_system(_add({"name": "get_time"})), "messages.1.content.0.tool.definition.input_schema", "required"),
+    (_system(_add({**CLOCK, "type": "web_search_20250305"})), "messages.1.content.0.tool.definition",
      "Anthropic's own tools"),
-    (_system(_add_ref("nope")), "messages[1].content[0].tool.name", "no tool named 'nope'"),
-    (_system(_remove("nope")), "messages[1].content[0].tool.name", "no tool named 'nope'"),
+    (_system(_add_ref("nope")), "messages.1.content.0.tool.name", "no tool named 'nope'"),
+    (_system(_remove("nope")), "messages.1.content.0.tool.name", "no tool named 'nope'"),
     (_system({"type": "tool_removal", "tool": {"type": "tool_definition", "definition": CLOCK}}),
-     "messages[1].content[0].tool", "tool_definition"),
+     "messages.1.content.0.tool", "tool_definition"),
     (_system({"type": "tool_addition", "tool": {"type": "mcp_toolset_reference", "server_name": "fs"}}),
-     "messages[1].content[0].tool", "MCP server"),
+     "messages.1.content.0.tool", "MCP server"),
     (_system({"type": "tool_removal", "tool": {"type": "tool_reference"}}),
-     "messages[1].content[0].tool.name", "required"),
+     "messages.1.content.0.tool.name", "required"),
     (_system({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}),
-     "messages[1].content[0]", "image"),
-    (_system(), "messages[1].content", "at least one content block"),
-    ({"role": "system", "content": "x", "clear_at": "next_user_message"}, "messages[1].clear_at", "next_user_message"),
-    ({"role": "system", "content": "x", "output_config": {"effort": "low"}}, "messages[1].output_config.effort",
+     "messages.1.content.0", "image"),
+    (_system(), "messages.1.content", "at least one content block"),
+    ({"role": "system", "content": "x", "clear_at": "next_user_message"}, "messages.1.clear_at", "next_user_message"),
+    ({"role": "system", "content": "x", "output_config": {"effort": "low"}}, "messages.1.output_config.effort",
      "output_config.effort"),
-    ({"role": "narrator", "content": "x"}, "messages[1]", "narrator"),
+    ({"role": "narrator", "content": "x"}, "messages.1", "narrator"),
 ])
 def test_a_malformed_system_message_is_a_400_naming_its_field(server, system, field, words):
     for path, extra in (("/v1/messages", {"max_tokens": 2}), ("/v1/messages/count_tokens", {})):
@@ -188,7 +188,7 @@ def test_a_thread_keeps_the_changed_tools_for_its_later_turns(server):
     status, err = _post(server, "/v1/messages", {"model": "tool-model", "max_tokens": 2, "messages": [
         {"role": "user", "content": "x"}, _system(_remove("nope"))],
         "thread": {"type": "continue", "previous_message_id": fifth["id"]}})
-    assert status == 400 and err["error"]["message"].startswith("messages[1].content[0].tool.name:")
+    assert status == 400 and err["error"]["message"].startswith("messages.1.content.0.tool.name:")
     _continue(server, fifth["id"], [{"role": "user", "content": "still here"}])
 
 

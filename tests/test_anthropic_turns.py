@@ -94,7 +94,7 @@ def test_errors_name_the_message_of_the_joined_turn_at_fault(client):
     with pytest.raises(anthropic.BadRequestError) as err:  # stories260K has no projector
         client.messages.create(model="stories260K", max_tokens=4, messages=[
             {"role": "user", "content": "Look"}, {"role": "user", "content": [*_text("at this"), image]}])
-    assert err.value.body["error"]["message"].startswith("messages[1].content: "), err.value.body
+    assert err.value.body["error"]["message"].startswith("messages.1.content: "), err.value.body
     call = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
     with pytest.raises(anthropic.BadRequestError) as err:  # the call's id again, in the next assistant message
         client.messages.create(model="stories260K", max_tokens=4, tools=TOOLS, messages=[

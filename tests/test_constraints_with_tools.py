@@ -180,7 +180,7 @@ def test_tool_schema_too_large_names_the_tool(oai, anth):
         anth.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": ASK}],
                              tools=[{"name": "f", "input_schema": BIG_TOOL}], tool_choice={"type": "any"})
     assert "repetition" in str(caught.value)
-    assert "tools[0].input_schema" in str(caught.value) and "function.parameters" not in str(caught.value)
+    assert "tools.0.input_schema" in str(caught.value) and "function.parameters" not in str(caught.value)
 
 
 def test_format_schema_too_large_names_the_format(oai, anth):

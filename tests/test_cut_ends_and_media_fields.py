@@ -282,14 +282,14 @@ TOOLS = [{"name": "f", "input_schema": {"type": "object"}}]  # (a turn with tool
                                      {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                                                   "data": "PNG"}},
                                      {"type": "text", "text": MARKED}]}]},
-     "messages[2].content[2]"),
+     "messages.2.content.2"),
     ("/v1/messages", {"max_tokens": 2, "tools": TOOLS, "messages": [
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": [{"type": "tool_use", "id": "c1", "name": "f", "input": {}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "c1", "is_error": True, "content": [
             {"type": "text", "text": MARKED}]}, {"type": "image", "source": {
                 "type": "base64", "media_type": "image/png", "data": "PNG"}}]}]},
-     "messages[2].content[0].content[0]"),
+     "messages.2.content.0.content.0"),
     ("/api/chat", {"stream": False, "messages": [{"role": "user", "content": MARKED, "images": ["PNG"]}]},
      "messages[0].content"),
     ("/api/generate", {"stream": False, "prompt": MARKED, "images": ["PNG"]}, "prompt"),
@@ -322,7 +322,7 @@ def _refused_media(server, path: str, body: dict, placeholder: str, field: str) 
     ("/v1/messages", {"max_tokens": 2, "messages": [{"role": "user", "content": [
         {"type": "text", "text": "Look"},
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": BROKEN_PNG}}]}]},
-     "messages[0].content[1]"),
+     "messages.0.content.1"),
     ("/api/chat", {"stream": False, "messages": [{"role": "user", "content": "Look", "images": ["GOOD", BROKEN_PNG]}]},
      "messages[0].images[1]"),
     ("/api/generate", {"stream": False, "prompt": "Look", "images": [BROKEN_PNG]}, "images[0]"),

@@ -273,7 +273,7 @@ def test_an_image_block_is_the_image_it_says(server, media_type, data, field, sa
                                                  "messages": _image_message(media_type, raw)})
     assert status == 400, body
     message = body["error"]["message"]
-    assert message.startswith(f"messages[0].content[1].{field}: ") and says in message, message
+    assert message.startswith(f"messages.0.content.1.{field}: ") and says in message, message
 
 
 @pytest.mark.skipif(not has_reasoning_parser(), reason="this build has no reasoning parser")
@@ -303,10 +303,10 @@ def test_omitted_thinking_comes_back_empty_with_its_signature(server):
 # -- 4. a user message of no content -------------------------------------------------------------------------------
 @pytest.mark.parametrize("path, body, field", [
     ("/v1/messages", {"model": MODEL, "max_tokens": 2, "messages": [{"role": "user", "content": []}]},
-     "messages[0].content"),
+     "messages.0.content"),
     ("/v1/messages", {"model": MODEL, "max_tokens": 2, "messages": [*ONCE, {"role": "assistant", "content": "Hi"},
                                                                     {"role": "user", "content": []}]},
-     "messages[2].content"),
+     "messages.2.content"),
     ("/v1/responses", {"model": MODEL, "max_output_tokens": 2, "input": [{"role": "user", "content": []}]},
      "input[0].content"),
     ("/v1/responses", {"model": MODEL, "max_output_tokens": 2,
@@ -379,7 +379,7 @@ def test_media_a_model_cannot_take_is_said_of_the_field_that_sent_it(server):
                                      {"type": "text", "text": "What is it?"}]},
         {"role": "assistant", "content": "Hm."},
         *_image_message("image/png", png_bytes())]})
-    assert status == 400 and body["error"]["message"].startswith("messages[4].content: "), body
+    assert status == 400 and body["error"]["message"].startswith("messages.4.content: "), body
     status, body = post(server, "/v1/chat/completions", {"model": MODEL, "max_tokens": 2, "messages": [
         *ONCE, {"role": "user", "content": [{"type": "image_url", "image_url": {"url": png}}]}]})
     assert status == 400 and body["error"]["param"] == "messages[1].content", body

@@ -302,7 +302,7 @@ def test_data_that_is_not_base64_is_a_400_naming_the_field_in_every_dialect(serv
             {"role": "user", "content": [{"type": "input_image", "image_url": url}]}]}, "input[0].content[0]"),
         ("/v1/messages", {"model": "vision-chat", "max_tokens": 1, "messages": [{"role": "user", "content": [
             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": payload}}]}]},
-         "messages[0].content[0].source.data"),
+         "messages.0.content.0.source.data"),
         ("/api/chat", {"model": "vision-chat", "stream": False, "messages": [
             {"role": "user", "content": QUESTION, "images": [payload]}]}, "messages[0].images[0]"),
     ]

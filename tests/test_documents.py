@@ -514,11 +514,11 @@ def test_anthropic_unreadable_documents_are_400s_in_its_shape(claude, uploads, n
     for source, field in (({"type": "base64", "media_type": media_type, "data": b64(data)}, "source.data"),
                           ({"type": "file", "file_id": uploads[name]}, "source.file_id")):
         document = {"type": "document", "source": source}
-        cases = [([{"role": "user", "content": [TEXT, document]}], "messages[0].content[1]"),
+        cases = [([{"role": "user", "content": [TEXT, document]}], "messages.0.content.1"),
                  ([{"role": "user", "content": [TEXT]},
                    {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "read", "input": {}}]},
                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [document]}]}],
-                  "messages[2].content[0].content[0]")]
+                  "messages.2.content.0.content.0")]
         for messages, where in cases:
             with pytest.raises(anthropic.BadRequestError) as info:
                 claude.messages.create(model=MODEL, max_tokens=1, tools=tools, messages=messages)
@@ -535,7 +535,7 @@ def test_anthropic_the_testers_pdf_is_refused_at_once(claude):
     with pytest.raises(anthropic.BadRequestError) as info:
         count(claude, [document, TEXT])
     message = info.value.body["error"]["message"]
-    assert message.startswith("messages[0].content[0].source.data: ") and "page 1 " in message, message
+    assert message.startswith("messages.0.content.0.source.data: ") and "page 1 " in message, message
 
 
 def test_anthropic_file_and_url_sources_not_there_or_not_allowed(claude):

@@ -60,7 +60,7 @@ def test_a_damaged_signature_or_encrypted_content_is_a_400_in_every_dialect(serv
     assert anthropic.status_code == 400, anthropic.text
     error = anthropic.json()
     assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error", error
-    assert error["error"]["message"].startswith("messages[1].content: ") and "signature" in error["error"]["message"]
+    assert error["error"]["message"].startswith("messages.1.content: ") and "signature" in error["error"]["message"]
     responses = _responses(server, DAMAGED)
     assert responses.status_code == 400, responses.text
     assert responses.json()["error"]["param"] == "input[1].encrypted_content"
@@ -287,10 +287,10 @@ ASK, AGAIN = {"role": "user", "content": "Hi"}, {"role": "user", "content": "And
     # official SDKs' params require every field named here)
     ("/v1/messages", {"max_tokens": 2, "messages": [
         ASK, {"role": "assistant", "content": [{"type": "thinking", "thinking": THOUGHT}, {"type": "text", "text": "4"}]},
-        AGAIN]}, "messages[1].content[0].signature"),
+        AGAIN]}, "messages.1.content.0.signature"),
     ("/v1/messages/count_tokens", {"messages": [
         ASK, {"role": "assistant", "content": [{"type": "thinking", "thinking": THOUGHT}]}, AGAIN]},
-     "messages[1].content[0].signature"),
+     "messages.1.content.0.signature"),
     ("/v1/responses", {"max_output_tokens": 2, "input": [
         ASK, {"type": "reasoning", "content": [{"type": "reasoning_text", "text": THOUGHT}]}, AGAIN]}, "input[1].summary"),
     ("/v1/responses/input_tokens", {"input": [
@@ -298,14 +298,14 @@ ASK, AGAIN = {"role": "user", "content": "Hi"}, {"role": "user", "content": "And
     # ... and the other fields of an earlier turn both APIs require, which jan defaulted: a tool_use's (and an
     # mcp_tool_use's) input, a redacted_thinking block's data, a reasoning item's parts' type
     ("/v1/messages/count_tokens", {"messages": [
-        ASK, {"role": "assistant", "content": [{"type": "redacted_thinking"}]}, AGAIN]}, "messages[1].content[0].data"),
+        ASK, {"role": "assistant", "content": [{"type": "redacted_thinking"}]}, AGAIN]}, "messages.1.content.0.data"),
     ("/v1/messages/count_tokens", {"messages": [
         ASK, {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "f"}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "4"}]}]},
-     "messages[1].content[0].input"),
+     "messages.1.content.0.input"),
     ("/v1/messages/count_tokens", {"messages": [
         ASK, {"role": "assistant", "content": [{"type": "mcp_tool_use", "id": "mcptoolu_1", "name": "f",
-                                                "server_name": "s"}]}, AGAIN]}, "messages[1].content[0].input"),
+                                                "server_name": "s"}]}, AGAIN]}, "messages.1.content.0.input"),
     ("/v1/responses/input_tokens", {"input": [
         ASK, {"type": "reasoning", "summary": [{"text": THOUGHT}]}, AGAIN]}, "input[1].summary[0].type"),
     ("/v1/responses/input_tokens", {"input": [

@@ -156,7 +156,7 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
         "tools[0].function.parameters: $ref '#/x' does not resolve"),
     "anthropic tool schema": ("/v1/messages", {"messages": HI, "max_tokens": 2, "tools": [
         {"name": "f", "input_schema": {"type": "object", "properties": {"a": {"$ref": "#/x"}}}}]},
-        "tools[0].input_schema: $ref '#/x' does not resolve"),
+        "tools.0.input_schema: $ref '#/x' does not resolve"),
     "responses schema": ("/v1/responses", {"input": "hi", "max_output_tokens": 16, "text": {"format": {
         "type": "json_schema", "name": "x", "schema": {"$ref": "#/x"}}}}, "$ref '#/x' does not resolve"),
     "ollama chat format": ("/api/chat", {"messages": HI, "format": {"$ref": "#/x"}, "stream": False},

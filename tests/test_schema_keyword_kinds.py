@@ -145,7 +145,7 @@ SCHEMA_FIELDS = [
     ("/v1/responses", {"model": "tool-model", "max_output_tokens": 2, "input": "Hi", "store": False,
                        "text": {"format": {"type": "json_schema", "name": "x", "schema": BAD}}}, "text.format", "openai"),
     ("/v1/messages", {"model": "tool-model", "max_tokens": 2, "messages": USER,
-                      "tools": [{"name": "f", "input_schema": BAD}]}, "tools[0]", "anthropic"),
+                      "tools": [{"name": "f", "input_schema": BAD}]}, "tools.0", "anthropic"),
     ("/api/chat", {"model": "tool-model", "stream": False, "messages": USER, "options": {"num_predict": 2},
                    "tools": [{"type": "function", "function": {"name": "f", "parameters": BAD}}]}, "tools[0]", "ollama"),
     ("/api/chat", {"model": "tool-model", "stream": False, "messages": USER, "options": {"num_predict": 2},

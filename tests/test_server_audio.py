@@ -210,7 +210,7 @@ def test_anthropic_and_ollama_take_no_audio(server, mp3):
         "model": "audio-chat", "max_tokens": 2, "messages": [{"role": "user", "content": [
             {"type": "text", "text": "What is said?"}, _audio_part(mp3, "mp3")]}]})
     assert claude.status_code == 400 and claude.json()["type"] == "error", claude.text
-    assert "messages[0].content[1]" in claude.json()["error"]["message"], claude.text
+    assert "messages.0.content.1" in claude.json()["error"]["message"], claude.text
     # Ollama's messages carry images only: an MP3 there is no image
     ollama = httpx.post(server.base_url + "/api/chat", timeout=120, json={
         "model": "audio-chat", "stream": False, "messages": [{"role": "user", "content": "Hi", "images": [b64]}]})

@@ -182,7 +182,7 @@ def test_urls_are_refused_by_default_naming_the_field(plain_server, host):
         anthropic.Anthropic(base_url=plain_server.base_url, api_key="unused", max_retries=0).messages.create(
             model="vision-chat", max_tokens=5, messages=[{"role": "user", "content": [
                 {"type": "image", "source": {"type": "url", "url": url}}]}])
-    assert "messages[0].content[0].source.url" in str(info.value)
+    assert "messages.0.content.0.source.url" in str(info.value)
     with pytest.raises(openai.BadRequestError) as info:
         _client(plain_server).responses.create(model="vision-chat", max_output_tokens=5, store=False, input=[
             {"role": "user", "content": [{"type": "input_image", "image_url": url}]}])

@@ -417,7 +417,7 @@ def test_an_empty_stop_string_is_a_400_in_every_dialect_parsed_or_not(server):
         assert status == 400 and err["error"]["param"] == "stop", err
         status, err = post(server, "/v1/messages", {"model": STORIES, "max_tokens": 4, "stop_sequences": [""],
                                                     "messages": ASK, **({"tools": ANTH_TOOLS} if extra else {})})
-        assert status == 400 and "stop_sequences[0]" in err["error"]["message"], err
+        assert status == 400 and "stop_sequences.0" in err["error"]["message"], err
         status, err = post(server, "/api/chat", {"model": STORIES, "messages": ASK, "stream": False, **extra,
                                                  "options": {"stop": ["x", ""], "num_predict": 4}})
         assert status == 400 and "options.stop[1]" in err["error"], err

@@ -99,7 +99,7 @@ def _prompt_tokens(reply: dict) -> int:
 
 
 DIALECTS = {"openai": _openai, "anthropic": _anthropic, "responses": _responses, "ollama": _ollama}
-DAMAGED_FIELD = {"openai": "messages[2].content[1]", "anthropic": "messages[2].content[0].content[1]",
+DAMAGED_FIELD = {"openai": "messages[2].content[1]", "anthropic": "messages.2.content.0.content.1",
                  "responses": "input[2].output[1]", "ollama": "messages[2].images[0]"}
 
 

@@ -15,7 +15,16 @@ from typing import Any
 
 from aiohttp import web
 
-from jan.server.errors import ERROR_DIALECTS, ERROR_SHAPES, ERROR_STATUSES, APIError, under_prefix
+from jan.server.errors import (ERROR_DIALECTS, ERROR_SHAPES, ERROR_STATUSES, APIError, PathStyle, in_path_style,
+                               under_prefix)
+
+#: How each dialect's errors write a field's path (:func:`jan.server.errors.path_text`): as the API its clients were
+#: written for does. OpenAI's (Chat Completions, Completions, Embeddings, Responses: ``input[0].content[0].type``)
+#: is jan's own, and so is kept for llama-server's and Ollama's, whose own servers name no nested field (llama.cpp's
+#: "'messages' is required", Go's JSON errors); Anthropic's API writes ``messages.1.content.0.text``. Every error
+#: body of a dialect is written through its entry here (:func:`jan.server.errors.in_path_style`).
+PATH_STYLES: Mapping[str, PathStyle] = {"openai": "brackets", "responses": "brackets", "llamacpp": "brackets",
+                                       "ollama": "brackets", "anthropic": "dotted"}
 
 # -- Anthropic (/v1/messages, and Anthropic's SDK on the paths it shares with OpenAI's) ----------------------
 #: The Anthropic Messages routes' prefix: every path below it answers errors in Anthropic's shape.
@@ -48,7 +57,10 @@ def anthropic_error_type(status: int) -> str:
 
 
 def anthropic_error_body(status: int, message: str) -> dict[str, Any]:
-    """``{"type": "error", "error": {"type", "message"}}``, Anthropic's error shape."""
+    """``{"type": "error", "error": {"type", "message"}}``, Anthropic's error shape; the field paths the message
+    names written as Anthropic's API writes them (``messages.1.content.0.text: Field required``), whoever raised it
+    (a body's validation, the chat service, the dialect's own checks)."""
+    message = in_path_style(message, PATH_STYLES["anthropic"])
     return {"type": "error", "error": {"type": anthropic_error_type(status), "message": message}}
 
 
@@ -109,11 +121,12 @@ def llamacpp_error_body(err: APIError) -> dict[str, Any]:
     """llama-server's error body: ``{"error": {"code": <status>, "message", "type"}}`` (a prompt longer than the
     context is its ``exceed_context_size_error``, with ``n_prompt_tokens`` and ``n_ctx``: what llama.vscode shows)."""
     status = llamacpp_error_status(err)
+    message = in_path_style(err.message, PATH_STYLES["llamacpp"])
     if err.code == "context_length_exceeded":
         numbers = {k: err.details[k] for k in ("n_prompt_tokens", "n_ctx") if k in err.details}
-        return {"error": {"code": status, "message": err.message, "type": "exceed_context_size_error", **numbers}}
+        return {"error": {"code": status, "message": message, "type": "exceed_context_size_error", **numbers}}
     kind = _LLAMACPP_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"code": status, "message": err.message, "type": kind}}
+    return {"error": {"code": status, "message": message, "type": kind}}
 
 
 # -- Ollama (/api/*) -----------------------------------------------------------------------------------------
@@ -122,7 +135,7 @@ OLLAMA_PREFIX = "/api"
 
 def ollama_error_body(err: APIError) -> dict[str, Any]:
     """Ollama's error body: ``{"error": message}``."""
-    return {"error": err.message}
+    return {"error": in_path_style(err.message, PATH_STYLES["ollama"])}
 
 
 def _register() -> None:

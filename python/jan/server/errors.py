@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -66,14 +66,38 @@ class APIError(Exception):
 _FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_]*(?:\[\d+\])*(?:\.[a-z_][a-z0-9_]*(?:\[\d+\])*)*): ")
 
 
-def _param_of(loc: tuple) -> str:
-    parts = []
-    for p in loc:
-        if isinstance(p, int):
+#: How a dialect writes a field's path in its errors: ``"brackets"``, OpenAI's ``messages[1].content[0]`` (Chat
+#: Completions' and the Responses API's alike; jan's own: every message and ``param`` jan builds is written so),
+#: or ``"dotted"``, Anthropic's ``messages.1.content.0`` (its API's ``messages.0.content.1.image.source.base64...``).
+PathStyle = Literal["brackets", "dotted"]
+
+
+def path_text(path: tuple, style: PathStyle = "brackets") -> str:
+    """A field's path (its names and indexes: ``("messages", 1, "content", 0)``) as ``style`` writes it:
+    ``messages[1].content[0]`` or ``messages.1.content.0``; "" for the top level."""
+    parts: list[str] = []
+    for p in path:
+        if isinstance(p, int) and style == "brackets":
             parts.append(f"[{p}]")
         else:
             parts.append(("." if parts else "") + str(p))
     return "".join(parts)
+
+
+# A field path jan wrote (brackets) with at least one index, where it stands in a message as a word of its own (not
+# part of another word, path, name or URL, nor an opening quote's text): "messages[1].content[0]", "tools[2]",
+# "logit_bias[5]"; not "'a[0]'", "my-model[1]", "/x[0]".
+_BRACKET_PATH = re.compile(r"(?<![\w.\]'\"`/-])[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*\[\d+\](?:\[\d+\]|\.[a-z_][a-z0-9_]*)*")
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+def in_path_style(message: str, style: PathStyle) -> str:
+    """``message`` (jan's words: its field paths in brackets) with the field paths it names written as ``style``
+    writes them: the one place a dialect's path form is applied to what jan says (its errors' messages, a pydantic
+    refusal's or a service's alike). ``"brackets"`` leaves it as it is."""
+    if style == "brackets" or "[" not in message:
+        return message
+    return _BRACKET_PATH.sub(lambda m: _INDEX.sub(r".\1", m.group(0)), message)
 
 
 # What pydantic puts in an error's ``loc`` besides field names and indexes: the union member it tried
@@ -173,7 +197,7 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any
                key=lambda i: (len(paths[i]), _present(paths[i], data) and errors[i].get("type") != "extra_forbidden",
                               not _wrong_type(errors[i]), -i))
     first = errors[best]
-    param = _param_of(paths[best])
+    param = path_text(paths[best])
     kind = first.get("type", "")
     msg = first.get("msg", "invalid value")
     if kind == "value_error" and msg.startswith("Value error, "):

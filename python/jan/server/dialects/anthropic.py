@@ -25,6 +25,7 @@ from jan.image_types import b64decode, b64encode_text, sniff_image
 from jan.server.body_size import body_step
 from jan.server.dialect_errors import (anthropic_error_body, anthropic_error_status, anthropic_error_type,
                                        from_anthropic_sdk)
+from jan.server.errors import path_text
 from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, MaxTokens, NullMeansDefault, StopStrings, bounded,
                                 not_supported, some_content)
 
@@ -985,17 +986,17 @@ def _part_owners(blocks: list, indexes) -> list[int]:
 
 
 def tool_pair_error(exc: ToolPairError, body: _Prompt, held: int = 0) -> RequestError:
-    """Tool calls and results that do not pair up, in Anthropic's words and its dotted field paths (what clients
-    see and match; ``param`` names the same field in jan's terms). ``held``: the typed messages before the body's
+    """Tool calls and results that do not pair up, in Anthropic's words (what clients see and match; its error body
+    writes the path dotted, as every Anthropic error: :data:`jan.server.dialect_errors.PATH_STYLES`). ``held``: the typed messages before the body's
     own, a thread's held conversation (``thread.previous_message_id`` names them)."""
     ids = ", ".join(exc.ids)
     pieces = _pieces(body, exc.index - held) if exc.index >= held else ()
     if not pieces:
-        where, param = "thread.previous_message_id", "thread.previous_message_id"
+        where = "thread.previous_message_id"
     elif exc.kind == "unexpected":
         i, sub = pieces[0].index, pieces[0].sub  # (a tool message is one piece: a user turn's tool_result block)
         j = _groups(body.messages[i].content)[sub]
-        where, param = f"messages.{i}.content.{j}", f"messages[{i}].content[{j}]"
+        where = path_text(("messages", i, "content", j))
     elif exc.kind == "duplicate":  # the call's tool_use block, in the message of its turn that holds it
         call, i = exc.call_index, pieces[-1].index
         for piece in pieces:
@@ -1004,10 +1005,10 @@ def tool_pair_error(exc: ToolPairError, body: _Prompt, held: int = 0) -> Request
                 break
             call -= piece.calls
         j = [j for j, block in enumerate(body.messages[i].content) if isinstance(block, ToolUseBlock)][call]
-        where, param = f"messages.{i}.content.{j}", f"messages[{i}].content[{j}]"
+        where = path_text(("messages", i, "content", j))
     else:  # the turn's tool uses: the first message of it that holds one
         i = next((p.index for p in pieces if p.calls), pieces[0].index)
-        where, param = f"messages.{i}", f"messages[{i}]"
+        where = path_text(("messages", i))
     if exc.kind == "duplicate":
         message = f"{where}: `tool_use` ids must be unique"
     elif exc.kind == "unexpected":
@@ -1016,7 +1017,7 @@ def tool_pair_error(exc: ToolPairError, body: _Prompt, held: int = 0) -> Request
     else:
         message = (f"{where}: `tool_use` ids were found without `tool_result` blocks immediately after: {ids}. "
                    "Each `tool_use` block must have a corresponding `tool_result` block in the next message.")
-    return RequestError(message, param=param, code=exc.code)
+    return RequestError(message, param=where, code=exc.code)
 
 
 def media_error(exc: MediaError, body: _Prompt, chat_request: typed.ChatRequest) -> MediaError:
