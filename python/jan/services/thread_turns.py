@@ -22,7 +22,7 @@ from typing import Any
 from jan.image_types import b64decode
 from jan.services.kept_items import KeptEntry, history_turns, kept_entry, kept_item
 from jan.services.types import ChatMessage, DocumentPart, ImagePart, Part, TextPart, ToolCall
-from jan.services.untrusted import UntrustedTextPart
+from jan.services.untrusted import text_part_of
 from jan.templates.formats.reasoning import joined_thoughts
 
 __all__ = ["DocumentFileRef", "ImageFileRef", "TOOL_IMAGES_KEY", "attached_documents", "data_url_image", "file_refs",
@@ -202,9 +202,7 @@ def thread_parts(message: dict[str, Any],
             text = part.get("text")
             value = text.get("value") if isinstance(text, dict) else text
             if isinstance(value, str) and value:
-                source = part.get("untrusted")
-                parts.append((UntrustedTextPart(value, source=source) if source in ("document", "tool")
-                              else TextPart(value), part))
+                parts.append((text_part_of(value, part), part))
         elif part.get("type") == "image_url":
             image = data_url_image(str(part_field(part, "image_url", "url") or ""))
             if image is not None:
