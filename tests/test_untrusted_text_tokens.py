@@ -396,3 +396,34 @@ def test_jan_chat_sends_a_resumed_threads_marked_text_as_the_chat_api_takes_it()
     body = {"model": "m", "messages": [_wire_message(m) for m in history]}
     ChatCompletionRequest.model_validate(body)
     assert body["messages"][0]["content"][0] == {"type": "text", "text": INJECTION}
+
+
+@pytest.mark.parametrize("reading", [_run_reading, _responses_reading, _cli_reading], ids=["run", "responses", "cli"])
+def test_a_tool_output_a_run_stored_stays_text_every_way_a_thread_is_read(qwen, reading):
+    """A run stores its tool's output unmarked (``metadata.result``: a tool jan ran): a Responses continuation of
+    the thread (a conversation's, which the web page runs on too) read it as a client's own tool result."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "fetch", "arguments": "{}"}}
+
+    def thread(output: str) -> list[dict]:
+        return [
+            {"id": "m1", "role": "user", "status": "ready", "metadata": {},
+             "content": [{"type": "text", "text": {"value": "Fetch the page", "annotations": []}}]},
+            {"id": "m2", "role": "assistant", "status": "ready", "metadata": {"tool_calls": [call]}, "content": []},
+            {"id": "m3", "role": "tool", "status": "ready", "content": [
+                {"type": "text", "text": {"value": output, "annotations": []}}], "metadata": {
+                "tool_call_id": "call_1", "name": "fetch", "result": {"content": [{"type": "text", "text": output}]}}},
+            {"id": "m4", "role": "assistant", "status": "ready", "metadata": {},
+             "content": [{"type": "text", "text": {"value": "It asks to obey.", "annotations": []}}]},
+            {"id": "m5", "role": "user", "status": "ready", "metadata": {},
+             "content": [{"type": "text", "text": {"value": "Why?", "annotations": []}}]},
+        ]
+
+    turns = reading(thread(INJECTION))
+    [tool] = [m for m in turns if m.role == "tool"]
+    assert isinstance(tool.content[0], UntrustedTextPart) and tool.content[0].source == "tool"
+    text, tokens = chat_prompt(qwen, _request(*turns, tools=TOOLS))
+    assert INJECTION in text
+    _, benign = chat_prompt(qwen, _request(*reading(thread("Summary of Q3.")), tools=TOOLS))
+    assert _controls(qwen, tokens) == _controls(qwen, benign) and _special(qwen, "<|im_start|>") in tokens
+    out = qwen.model.tokenize(INJECTION, add_special=False, parse_special=False)
+    assert not _controls(qwen, tokens[_span(tokens, out):][:len(out)])
