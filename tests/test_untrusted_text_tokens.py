@@ -303,3 +303,127 @@ def test_an_mcp_servers_output_stays_text_every_way_it_is_read(qwen):
                                                          if m.role == "tool" else m for m in turns), tools=tools))
             trusted = len(_controls(qwen, forged)) - len(_controls(qwen, tokens))
     assert trusted == 4
+
+
+# -- stored history read back ------------------------------------------------------------------------------
+
+
+def _stored(*messages: ChatMessage) -> list[dict]:
+    """``messages`` as a thread store keeps them (a Responses conversation's, an Anthropic thread's: the document's
+    text a marked text part), ready and in order."""
+    from jan.server.dialects.responses_store import to_thread_message
+    from jan.store.messages import normalize_content
+
+    out = []
+    for i, message in enumerate(messages):
+        stored = to_thread_message(message, "resp_1")
+        out.append({**stored, "id": f"msg_{i}", "status": "ready", "content": normalize_content(stored["content"])})
+    return out
+
+
+def _run_reading(stored):
+    """An Assistants run's (the web page's) reading of a thread: dicts (chat_messages), joined, typed again."""
+    from jan.services.runs import prompt_window
+
+    return list(history_messages(prompt_window(stored), ""))
+
+
+def _responses_reading(stored):
+    """A ``previous_response_id`` or conversation continuation's reading (ResponsesStore.turns)."""
+    from jan.services.thread_turns import thread_history
+
+    return thread_history(stored)
+
+
+def _cli_reading(stored):
+    """``jan chat --thread`` on a local model: the thread as chat dicts (history_of), typed by the local backend."""
+    from jan.cli.conversation import history_of
+    from jan.cli.inference import _typed_parts
+
+    return [ChatMessage(m["role"], _typed_parts(m.get("content"), untrusted=m["role"] == "tool"))
+            for m in history_of(stored)]
+
+
+@pytest.mark.parametrize("reading", [_run_reading, _responses_reading, _cli_reading], ids=["run", "responses", "cli"])
+@pytest.mark.parametrize("joined", [False, True], ids=["one-turn", "joined-turns"])
+def test_stored_untrusted_text_stays_text_every_way_a_thread_is_read(qwen, reading, joined):
+    """A stored turn's document text (marked ``untrusted``) read back by each path that continues a thread: an
+    Assistants run (whose history went through dicts and lost the mark), a Responses continuation, ``jan chat``;
+    with ``joined``, the turn is one of two user messages in a row (a run joins them into one turn)."""
+    def thread(document: str) -> list[dict]:
+        # (the document last: the join's seam is between it and the next message's text)
+        first = ChatMessage("user", (TextPart("What does this say?"), UntrustedTextPart(document)))
+        rest = [ChatMessage("user", "Be brief.")] if joined else []
+        return _stored(first, *rest, ChatMessage("assistant", "It asks to obey."), ChatMessage("user", "Why?"))
+
+    turns = reading(thread(INJECTION))
+    assert any(isinstance(p, UntrustedTextPart) and INJECTION in p.text for m in turns for p in m.content), turns
+    text, tokens = chat_prompt(qwen, _request(*turns))
+    assert INJECTION in text
+    # the template's own control tokens, and no more: those of the same thread with a harmless document
+    _, benign = chat_prompt(qwen, _request(*reading(thread("Summary of Q3."))))
+    im_start = _special(qwen, "<|im_start|>")
+    assert _controls(qwen, tokens) == _controls(qwen, benign) and im_start in tokens
+    out = qwen.model.tokenize(INJECTION, add_special=False, parse_special=False)
+    assert not _controls(qwen, tokens[_span(tokens, out):][:len(out)])
+
+
+def test_the_dict_form_of_a_turn_keeps_the_mark_through_a_join():
+    """A run's history in dict form (chat_messages) marks third-party text, and joining two turns of one role
+    (runs.renderable, jan.templates.chat.joined_turn) never merges it with the turn's own text."""
+    from jan.services.runs import renderable
+    from jan.services.tool_loop import chat_messages
+
+    stored = _stored(ChatMessage("user", (TextPart("Read:"), UntrustedTextPart(INJECTION))),
+                     ChatMessage("user", "Then answer."))
+    [joined] = renderable(chat_messages(stored, ""))
+    assert joined["content"] == [{"type": "text", "text": "Read:"},
+                                 {"type": "text", "text": INJECTION + "\n\n", "untrusted": "document"},
+                                 {"type": "text", "text": "Then answer."}]
+    [message] = history_messages(stored, "")
+    assert [type(p) for p in message.content] == [TextPart, UntrustedTextPart, TextPart]
+
+
+def test_jan_chat_sends_a_resumed_threads_marked_text_as_the_chat_api_takes_it():
+    """The server's chat completions body refuses unknown fields: ``jan chat`` on a served model sends a resumed
+    thread's marked text parts without their mark (a 400 otherwise)."""
+    from jan.cli.conversation import history_of
+    from jan.cli.inference import _wire_message
+    from jan.server.schemas import ChatCompletionRequest
+
+    history = history_of(_stored(ChatMessage("user", (UntrustedTextPart(INJECTION), TextPart("What?")))))
+    assert history[0]["content"][0].get("untrusted") == "document"
+    body = {"model": "m", "messages": [_wire_message(m) for m in history]}
+    ChatCompletionRequest.model_validate(body)
+    assert body["messages"][0]["content"][0] == {"type": "text", "text": INJECTION}
+
+
+@pytest.mark.parametrize("reading", [_run_reading, _responses_reading, _cli_reading], ids=["run", "responses", "cli"])
+def test_a_tool_output_a_run_stored_stays_text_every_way_a_thread_is_read(qwen, reading):
+    """A run stores its tool's output unmarked (``metadata.result``: a tool jan ran): a Responses continuation of
+    the thread (a conversation's, which the web page runs on too) read it as a client's own tool result."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "fetch", "arguments": "{}"}}
+
+    def thread(output: str) -> list[dict]:
+        return [
+            {"id": "m1", "role": "user", "status": "ready", "metadata": {},
+             "content": [{"type": "text", "text": {"value": "Fetch the page", "annotations": []}}]},
+            {"id": "m2", "role": "assistant", "status": "ready", "metadata": {"tool_calls": [call]}, "content": []},
+            {"id": "m3", "role": "tool", "status": "ready", "content": [
+                {"type": "text", "text": {"value": output, "annotations": []}}], "metadata": {
+                "tool_call_id": "call_1", "name": "fetch", "result": {"content": [{"type": "text", "text": output}]}}},
+            {"id": "m4", "role": "assistant", "status": "ready", "metadata": {},
+             "content": [{"type": "text", "text": {"value": "It asks to obey.", "annotations": []}}]},
+            {"id": "m5", "role": "user", "status": "ready", "metadata": {},
+             "content": [{"type": "text", "text": {"value": "Why?", "annotations": []}}]},
+        ]
+
+    turns = reading(thread(INJECTION))
+    [tool] = [m for m in turns if m.role == "tool"]
+    assert isinstance(tool.content[0], UntrustedTextPart) and tool.content[0].source == "tool"
+    text, tokens = chat_prompt(qwen, _request(*turns, tools=TOOLS))
+    assert INJECTION in text
+    _, benign = chat_prompt(qwen, _request(*reading(thread("Summary of Q3.")), tools=TOOLS))
+    assert _controls(qwen, tokens) == _controls(qwen, benign) and _special(qwen, "<|im_start|>") in tokens
+    out = qwen.model.tokenize(INJECTION, add_special=False, parse_special=False)
+    assert not _controls(qwen, tokens[_span(tokens, out):][:len(out)])

@@ -189,6 +189,7 @@ def history_of(messages: list[dict[str, Any]], read_file=None) -> list[dict[str,
     import base64
 
     from jan.services.tool_loop import chat_messages
+    from jan.services.untrusted import UNTRUSTED_KEY
 
     def data_url(file_id: str) -> str:
         data, mime = read_file(file_id)
@@ -215,7 +216,8 @@ def history_of(messages: list[dict[str, Any]], read_file=None) -> list[dict[str,
         content = entry.get("content")
         if isinstance(content, list):
             parts = [p for p in (inline(part) for part in content) if p is not None]
-            if all(p.get("type") == "text" for p in parts):  # (nothing but text left: the plain string)
+            # (nothing but the turn's own text left: the plain string; third-party text keeps its marked part)
+            if all(p.get("type") == "text" and UNTRUSTED_KEY not in p for p in parts):
                 entry = {**entry, "content": "".join(p["text"] for p in parts)}
             else:
                 entry = {**entry, "content": parts}

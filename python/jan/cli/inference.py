@@ -465,11 +465,12 @@ class ServerGeneration(Generation):
 def _typed_parts(content: Any, *, untrusted: bool = False) -> tuple:
     """A chat message's content (a string, or OpenAI parts: text, ``data:`` URL images, and ``file`` parts whose
     ``file_data`` is a ``data:`` URL: a resumed thread's attached documents) as typed parts. ``untrusted``: a tool's
-    output (the tool loop ran it here), tokenized without special tokens (:mod:`jan.services.untrusted`)."""
+    output (the tool loop ran it here), tokenized without special tokens (:mod:`jan.services.untrusted`); so is a
+    text part marked third-party text (a resumed thread's: :func:`jan.services.untrusted.text_part_dict`)."""
     import base64
 
     from jan.services.types import AudioPart, DocumentPart, ImagePart, TextPart
-    from jan.services.untrusted import UntrustedTextPart
+    from jan.services.untrusted import UntrustedTextPart, text_part_of
 
     if not content:
         return ()
@@ -478,7 +479,7 @@ def _typed_parts(content: Any, *, untrusted: bool = False) -> tuple:
     parts = []
     for part in content:
         if part.get("type") == "text":
-            parts.append(TextPart(part["text"]))
+            parts.append(text_part_of(part["text"], part))
         elif part.get("type") == "image_url":
             head, _, data = part["image_url"]["url"].partition(",")
             parts.append(ImagePart(base64.b64decode(data), head[5:].split(";")[0]))
@@ -640,6 +641,18 @@ class LocalBackend:
                 self.runtime.call(self._engine.unload_model(self.model_id))
 
 
+def _wire_message(message: dict[str, Any]) -> dict[str, Any]:
+    """A chat message as a chat completions body takes it: its text parts without the third-party mark a resumed
+    thread's keep (:func:`jan.services.untrusted.trusted_dict`: the body has no such field and refuses unknown
+    ones; the server reads attached documents as third-party text itself)."""
+    from jan.services.untrusted import UNTRUSTED_KEY, trusted_dict
+
+    content = message.get("content")
+    if not isinstance(content, list) or not any(isinstance(p, dict) and UNTRUSTED_KEY in p for p in content):
+        return message
+    return {**message, "content": [trusted_dict(p) if isinstance(p, dict) else p for p in content]}
+
+
 class ServerBackend:
     """A model served by a running jan server (loaded there on first use)."""
 
@@ -667,7 +680,7 @@ class ServerBackend:
     def chat(self, messages: list[dict[str, Any]], options: dict[str, Any], *,
              tools: list[dict[str, Any]] | None = None, tool_choice: Any = None) -> Generation:
         # a long chat keeps going: the server drops its oldest turns (jan's "truncation", as the Responses API's)
-        body = {**self._body(options), "messages": messages, "truncation": "auto"}
+        body = {**self._body(options), "messages": [_wire_message(m) for m in messages], "truncation": "auto"}
         if tools:
             body["tools"] = tools
             body["parallel_tool_calls"] = False

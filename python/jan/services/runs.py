@@ -157,7 +157,7 @@ from jan.services.tool_loop import (
     triage,
     whole_arguments,
 )
-from jan.services.untrusted import UntrustedTextPart
+from jan.services.untrusted import UntrustedTextPart, text_part_of
 from jan.services.types import (
     ChatMessage,
     ChatRequest,
@@ -608,8 +608,8 @@ def _typed_part(part: dict[str, Any],
                 files: Mapping[str, ImagePart | DocumentPart]) -> TextPart | ImagePart | DocumentPart | None:
     """One of a turn's parts (:func:`chat_messages`' :func:`~jan.services.tool_loop.turn_dict`) as a typed part;
     None for a file the thread does not have (left out, as it always was for images)."""
-    if part["type"] == "text":
-        return TextPart(part["text"])
+    if part["type"] == "text":  # (third-party text stays so: its mark, jan.services.untrusted.text_part_dict)
+        return text_part_of(part["text"], part)
     if part["type"] == "document":
         document = files.get(part["document"]["file_id"])
         return replace(document, title=part["document"].get("title")) if isinstance(document, DocumentPart) else None

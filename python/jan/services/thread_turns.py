@@ -22,7 +22,7 @@ from typing import Any
 from jan.image_types import b64decode
 from jan.services.kept_items import KeptEntry, history_turns, kept_entry, kept_item
 from jan.services.types import ChatMessage, DocumentPart, ImagePart, Part, TextPart, ToolCall
-from jan.services.untrusted import UntrustedTextPart
+from jan.services.untrusted import UntrustedTextPart, text_part_of
 from jan.templates.formats.reasoning import joined_thoughts
 
 __all__ = ["DocumentFileRef", "ImageFileRef", "TOOL_IMAGES_KEY", "attached_documents", "data_url_image", "file_refs",
@@ -145,11 +145,13 @@ def thread_turn(message: dict[str, Any], files: Mapping[str, ImagePart | Documen
     if role == "tool" and (isinstance(metadata.get("result"), dict) or metadata.get(TOOL_IMAGES_KEY) is True):
         # a result a run's tool loop saved (jan.services.tool_loop.save_tool_messages), or an MCP result a thread
         # keeps (to_thread_message): its images are a tool's that jan ran, which a model without a projector reads as
-        # their notes (jan.services.tool_images), never a 400 (a reference stays one: the run reads it so)
+        # their notes (jan.services.tool_images), never a 400 (a reference stays one: the run reads it so); its text
+        # is the tool's output, third-party text (a run stores it unmarked: a Responses continuation of the thread
+        # read it as a client's own text, its control tokens' text parsed)
         from jan.services.tool_images import ToolImagePart
 
         parts = [ToolImagePart(p.data, p.mime_type) if isinstance(p, ImagePart) and not isinstance(p, ImageFileRef)
-                 else p for p in parts]
+                 else UntrustedTextPart(p.text, source="tool") if type(p) is TextPart else p for p in parts]
     if documents and files:
         # attached documents are read into the turn of any role (OpenAI attaches files to an assistant's too), first:
         # the question after the long text it is about, where models answer it best
@@ -202,9 +204,7 @@ def thread_parts(message: dict[str, Any],
             text = part.get("text")
             value = text.get("value") if isinstance(text, dict) else text
             if isinstance(value, str) and value:
-                source = part.get("untrusted")
-                parts.append((UntrustedTextPart(value, source=source) if source in ("document", "tool")
-                              else TextPart(value), part))
+                parts.append((text_part_of(value, part), part))
         elif part.get("type") == "image_url":
             image = data_url_image(str(part_field(part, "image_url", "url") or ""))
             if image is not None:

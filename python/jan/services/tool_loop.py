@@ -573,11 +573,13 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
 
 def turn_dict(turn: Any) -> dict[str, Any]:
     """A typed turn (:class:`~jan.services.types.ChatMessage`) as :func:`chat_messages` writes it: its content the
-    text, or its parts where it has more than text (documents, images: a thread file by id, another image as its
-    ``data:`` URL), ``None`` for a calling turn with no text; a tool result always names its call's tool (``name``,
-    ``None`` for none); earlier thinking as ``reasoning_content``."""
+    text, or its parts where it has more than plain text (documents, images: a thread file by id, another image as
+    its ``data:`` URL; third-party text, marked ``"untrusted"``: :func:`jan.services.untrusted.text_part_dict`),
+    ``None`` for a calling turn with no text; a tool result always names its call's tool (``name``, ``None`` for
+    none); earlier thinking as ``reasoning_content``."""
     from jan.services.thread_turns import DocumentFileRef, ImageFileRef
     from jan.services.types import DocumentPart, ImagePart, TextPart
+    from jan.services.untrusted import UntrustedTextPart, text_part_dict
 
     def part(p: Any) -> dict[str, Any] | None:
         if isinstance(p, ImageFileRef):
@@ -588,13 +590,17 @@ def turn_dict(turn: Any) -> dict[str, Any]:
             return {"type": "image_url", "image_url": {"url": f"data:{p.mime_type};base64,"
                                                               f"{b64encode_text(p.data)}"}}
         if isinstance(p, TextPart):
-            return {"type": "text", "text": p.text} if p.text else None
+            return text_part_dict(p) if p.text else None
         if isinstance(p, DocumentPart):  # (a document read already: its text, as the chat service reads it)
             return {"type": "text", "text": p.data.decode("utf-8", "replace")}
         return None
 
     content: Any
-    if all(isinstance(p, TextPart) for p in turn.content):
+    # (a string only where its readers take no third-party text for the turn's own: a tool result's string they read
+    # as the tool's output, jan.services.runs._typed_message and jan chat's; a document's text keeps its marked part)
+    if all(isinstance(p, TextPart)
+           and (not isinstance(p, UntrustedTextPart) or turn.role == "tool" and p.source == "tool")
+           for p in turn.content):
         content = turn.text or (None if turn.tool_calls else "")
     else:
         content = [d for d in (part(p) for p in turn.content) if d is not None]

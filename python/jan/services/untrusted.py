@@ -35,8 +35,9 @@ from typing import Any, Literal
 
 from jan.services.types import TextPart
 
-__all__ = ["Piece", "Placeholders", "PromptText", "TextWrites", "UntrustedTextPart", "control_ids", "neutralized",
-           "placeholder", "prompt_tokens", "spell_nothing", "split_placeholders", "tool_texts"]
+__all__ = ["Piece", "Placeholders", "PromptText", "TextWrites", "UNTRUSTED_KEY", "UntrustedTextPart", "control_ids",
+           "neutralized", "placeholder", "prompt_tokens", "spell_nothing", "split_placeholders", "text_part_dict",
+           "text_part_of", "tool_texts", "trusted_dict"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,37 @@ class UntrustedTextPart(TextPart):
     model's prompt tokenizes it without special tokens (:mod:`jan.services.untrusted`)."""
 
     source: Literal["document", "tool"] = "document"
+
+
+# -- the dict form: a stored message's text part, a run's prompt as OpenAI dicts ---------------------------------
+
+#: The key of a text part's dict that marks it third-party text, its value the part's ``source``: what a thread
+#: store keeps and every dict form of a turn carries (a run's history, ``jan chat``'s), so that reading one back
+#: gives the :class:`UntrustedTextPart` again (a plain ``TextPart`` would tokenize its control tokens' text).
+UNTRUSTED_KEY = "untrusted"
+_SOURCES = ("document", "tool")
+
+
+def text_part_dict(part: TextPart) -> dict[str, Any]:
+    """A text part as a message dict's content part: ``{"type": "text", "text"}``, marked
+    ``"untrusted": source`` for an :class:`UntrustedTextPart` (:func:`text_part_of` reads it back)."""
+    if isinstance(part, UntrustedTextPart):
+        return {"type": "text", "text": part.text, UNTRUSTED_KEY: part.source}
+    return {"type": "text", "text": part.text}
+
+
+def text_part_of(text: str, part: Mapping[str, Any]) -> TextPart:
+    """The typed part of the dict text part ``part`` (:func:`text_part_dict`'s, or a thread store's, whose text may
+    be kept as ``{"value": ...}``: ``text`` is it, read): an :class:`UntrustedTextPart` where ``part`` is marked
+    with a known source, else a :class:`TextPart` (an unknown mark, a hand edit's, reads as no mark)."""
+    source = part.get(UNTRUSTED_KEY)
+    return UntrustedTextPart(text, source=source) if source in _SOURCES else TextPart(text)
+
+
+def trusted_dict(part: Mapping[str, Any]) -> dict[str, Any]:
+    """A content part dict without the untrusted mark, for a wire that has no field for it (an OpenAI request
+    body, which refuses unknown fields)."""
+    return {k: v for k, v in part.items() if k != UNTRUSTED_KEY}
 
 
 # Plane 15 private-use characters: no text jan is sent has a meaning for them (unlike the BMP's private-use

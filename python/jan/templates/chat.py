@@ -867,12 +867,18 @@ def _joined_content(a: Any, b: Any) -> Any:
     if any(p.get("type") == "text" for p in parts) and any(p.get("type") == "text" for p in rest):
         # a blank line between the two texts, in a text part of their own only between two images
         if parts[-1].get("type") == "text":
-            parts[-1] = {"type": "text", "text": parts[-1]["text"] + "\n\n"}
+            parts[-1] = {**parts[-1], "text": parts[-1]["text"] + "\n\n"}
         else:
             parts.append({"type": "text", "text": "\n\n"})
-        if rest[0].get("type") == "text":
-            parts[-1] = {"type": "text", "text": parts[-1]["text"] + rest.pop(0)["text"]}
+        if rest[0].get("type") == "text" and _same_kind(parts[-1], rest[0]):
+            parts[-1] = {**parts[-1], "text": parts[-1]["text"] + rest.pop(0)["text"]}
     return parts + rest
+
+
+def _same_kind(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two text parts may be one: nothing but their text differs (a part marked as third-party text,
+    jan.services.untrusted.text_part_dict, never takes in another's text, nor gives its mark to it)."""
+    return {k: v for k, v in a.items() if k != "text"} == {k: v for k, v in b.items() if k != "text"}
 
 
 def _as_parts(content: Any) -> list[dict[str, Any]]:

@@ -53,7 +53,7 @@ from jan.services.kept_items import (CALL_ID_KEY, JOINS_KEY, MANY_MESSAGES, RESU
 from jan.services.thread_turns import (TOOL_IMAGES_KEY, attached_documents, from_thread_message,  # noqa: F401
                                        part_field, prompt_entries, thread_history, thread_parts)
 from jan.services.types import ChatMessage, DocumentPart, ImagePart, Part, TextPart
-from jan.services.untrusted import UntrustedTextPart
+from jan.services.untrusted import UntrustedTextPart, text_part_dict
 from jan.local_files import read_regular_file
 
 log = logging.getLogger("jan.server")
@@ -125,12 +125,10 @@ def to_thread_message(message: ChatMessage | KeptTurn, response_id: str | None =
     # thinking is a ``reasoning`` part before the text, as runs save it: the web page shows it the same way
     content: list[dict[str, Any]] = [{"type": "reasoning", "text": message.reasoning}] if message.reasoning else []
     for j, part in enumerate(message.content):
-        if isinstance(part, UntrustedTextPart):  # (a document's text: a later turn reads it as untrusted too)
-            content.append({"type": "text", "text": part.text, "untrusted": part.source})
-            if kept.files and j in kept.files:
+        if isinstance(part, TextPart):  # (a document's text marked: a later turn reads it as untrusted too)
+            content.append(text_part_dict(part))
+            if isinstance(part, UntrustedTextPart) and kept.files and j in kept.files:
                 content[-1]["file"] = kept.files[j]
-        elif isinstance(part, TextPart):
-            content.append({"type": "text", "text": part.text})
         elif isinstance(part, ImagePart):
             content.append({"type": "image_url", "image_url": {"url": _data_url(part)}})
             if kept.files and j in kept.files:  # (the upload it was sent as: listed with it, never read again)
