@@ -59,7 +59,7 @@ GENERATING = {
 def _error(path: str, answer: Any) -> tuple[str | None, str]:
     if path.startswith("/api/"):
         return None, answer["error"]
-    if path.startswith("/v1/messages"):
+    if path.startswith("/v1/messages") or isinstance(answer["error"]["code"], int):  # (llama-server's: a status)
         return answer["error"]["type"], answer["error"]["message"]
     return answer["error"]["code"], answer["error"]["message"]
 

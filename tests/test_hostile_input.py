@@ -324,6 +324,8 @@ async def test_a_lone_surrogate_is_a_400_naming_the_field_in_every_dialect(serve
         assert isinstance(answer["error"], str)  # Ollama's shape
     elif path.startswith("/v1/messages"):
         assert answer["type"] == "error"  # Anthropic's shape
+    elif path == "/tokenize":
+        assert answer["error"]["code"] == 400 and "param" not in answer["error"]  # llama-server's shape
     else:
         assert answer["error"]["param"] == field and answer["error"]["code"] == "invalid_unicode"
 

@@ -162,6 +162,35 @@ def test_an_empty_body_is_read_as_an_empty_object(server, path, answer):
     assert response.status_code == 400, response.text
 
 
+# (bad bodies of llama-server's token and template routes: what its clients read as on /completion)
+TOKEN_ROUTE_FAULTS = {
+    "/tokenize": [{"model": "stories260K", "content": 5}, {"model": "nope", "content": "x"}],
+    "/detokenize": [{"model": "stories260K", "tokens": ["a"]}, {"model": "stories260K", "tokens": [99999]}],
+    "/apply-template": [{"model": "stories260K", "messages": "hi"}, {"model": "nope", "messages": []}],
+}
+
+
+def _llama_server_error(response: httpx.Response) -> dict:
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "type"}, body
+    assert body["error"]["code"] == 400 and body["error"]["type"] == "invalid_request_error", body
+    return body["error"]
+
+
+@pytest.mark.parametrize("path", TOKEN_ROUTE_FAULTS)
+def test_token_and_template_routes_answer_faults_in_llama_servers_shape(server, path):
+    for body in TOKEN_ROUTE_FAULTS[path]:
+        _llama_server_error(post(server, path, body))
+    response = httpx.post(server.base_url + path, content=b"{not json", timeout=60,
+                          headers={"Content-Type": "application/json"})
+    assert "not valid JSON" in _llama_server_error(response)["message"]
+    # jan's own /v1 twin keeps OpenAI's shape (a text code, a param)
+    response = post(server, "/v1" + path, TOKEN_ROUTE_FAULTS[path][0])
+    assert response.status_code == 400 and isinstance(response.json()["error"]["code"], str), response.text
+    assert "param" in response.json()["error"], response.text
+
+
 def test_response_fields_as_text_stays_a_400_naming_it(server):
     # llama-server reads a wrong-typed field as its default with a warning in its log (json_value): the whole
     # result, whatever was asked. A clear 400 tells the client its mistake instead

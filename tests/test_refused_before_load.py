@@ -179,6 +179,8 @@ def _error(path: str, answer: Any) -> tuple[str | None, str]:
     if path.startswith("/v1/messages"):
         assert answer["type"] == "error", answer  # Anthropic's {"type": "error", "error": {type, message}}
         return answer["error"]["type"], answer["error"]["message"]
+    if isinstance(answer["error"].get("code"), int):  # llama-server's {"error": {code: status, message, type}}
+        return answer["error"]["type"], answer["error"]["message"]
     return answer["error"].get("code"), answer["error"]["message"]
 
 

@@ -36,11 +36,15 @@ def test_pieces_join_back_into_the_text_bytes_where_a_token_is_part_of_a_charact
 @pytest.mark.parametrize("tokens, place", [([1, 600], "tokens[1]"), ([2**31 - 1], "tokens[0]")])
 def test_a_token_id_outside_the_vocabulary_is_refused_as_the_other_routes_refuse_it(server, tokens, place):
     # the code and param /v1/embeddings and /v1/completions give such an id (detokenize's code was null)
-    answer = httpx.post(server.base_url + "/detokenize", json={"model": STORIES, "tokens": tokens}, timeout=120)
+    answer = httpx.post(server.base_url + "/v1/detokenize", json={"model": STORIES, "tokens": tokens}, timeout=120)
     assert answer.status_code == 400, answer.text
     error = answer.json()["error"]
     assert (error["code"], error["param"]) == ("invalid_value", place), error
     assert "outside the vocabulary (0..511)" in error["message"]
+    # llama-server's own /detokenize: its shape, the field named in the message
+    answer = httpx.post(server.base_url + "/detokenize", json={"model": STORIES, "tokens": tokens}, timeout=120)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == 400, answer.text
+    assert answer.json()["error"]["message"].startswith(f"{place}: "), answer.text
 
 
 def test_content_and_text_are_one_field(server):

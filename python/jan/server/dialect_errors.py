@@ -95,6 +95,10 @@ def _unrouted(request: Any) -> bool:
 #: llama-server's own routes, served as it does (``jan.server.routes.llamacpp``).
 LLAMACPP_PATHS = ("/completion", "/infill", "/props", "/embedding", "/slots", "/lora-adapters", "/models/load",
                   "/models/unload")
+#: llama-server's token and template routes, which ``jan.server.routes.openai`` serves beside jan's own ``/v1``
+#: twins: no OpenAI client calls them without ``/v1`` (OpenAI has no such API), so their errors take llama-server's
+#: shape as on ``/completion`` (a numeric ``code``), the ``/v1`` twins keep OpenAI's.
+LLAMACPP_TOKEN_PATHS = ("/tokenize", "/detokenize", "/apply-template")
 
 #: A request's key (set by the route) when an OpenAI path serves it as llama-server's native ``/embedding``: a body
 #: with ``content`` on ``/embeddings`` or ``/v1/embeddings`` (llama-server answers such a body natively there).
@@ -145,7 +149,7 @@ def _register() -> None:
         ERROR_DIALECTS.append(_anthropic_dialect)
     if _native_embedding_dialect not in ERROR_DIALECTS:
         ERROR_DIALECTS.append(_native_embedding_dialect)
-    for path in LLAMACPP_PATHS:
+    for path in LLAMACPP_PATHS + LLAMACPP_TOKEN_PATHS:
         ERROR_SHAPES[path] = llamacpp_error_body
         ERROR_STATUSES[path] = llamacpp_error_status
     # Errors raised before a handler runs (the key check's 401, a foreign Origin's 403, an unknown /api/ route's
