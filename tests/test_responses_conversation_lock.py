@@ -170,11 +170,11 @@ def test_a_refused_or_cancelled_response_lets_the_next_one_in(server, gate):
 
 async def test_a_queued_taker_waits_for_the_conversation_and_others_are_refused():
     locks = ConversationLocks()
-    hold = locks.take("conv_a")
+    hold = await locks.take("conv_a")
     with pytest.raises(APIError) as refused:
-        locks.take("conv_a")
+        await locks.take("conv_a")
     assert refused.value.status == 400 and refused.value.code == "conversation_locked"
-    other = locks.take("conv_b")  # (one conversation's hold is not another's)
+    other = await locks.take("conv_b")  # (one conversation's hold is not another's)
     waiting = asyncio.ensure_future(locks.wait_take("conv_a"))
     await asyncio.sleep(0)
     assert not waiting.done()
@@ -185,4 +185,4 @@ async def test_a_queued_taker_waits_for_the_conversation_and_others_are_refused(
     second.release()
     other.release()
     assert not locks.held("conv_a") and not locks.held("conv_b")
-    locks.take("conv_a").release()
+    (await locks.take("conv_a")).release()

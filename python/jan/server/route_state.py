@@ -159,7 +159,9 @@ def setup_responses(app: web.Application) -> None:
     app[STORE] = ResponsesStore(app[CONFIG].data_folder / "responses",
                                 lambda: get_guarded(manager, ConversationalExtension))
     app[RUNS] = {}
-    app[CONVERSATION_LOCKS] = ConversationLocks()
+    # a conversation is a thread: held as a run holds one, in every process sharing the data folder
+    app[CONVERSATION_LOCKS] = ConversationLocks(lambda thread_id: app[SERVICES].runs.claim_turn(thread_id),
+                                                lambda thread_id: app[SERVICES].runs.release_turn(thread_id))
     app[STREAMS] = ReplayableStreams()
     app.on_shutdown.append(_cancel_responses)
 

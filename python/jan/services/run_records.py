@@ -16,7 +16,7 @@ it becomes ``interrupted`` — its partial answer is kept and ``POST .../resume`
 continues it; the steps it was in (``steps``, :mod:`jan.services.run_steps`) end ``cancelled``. A run another live process is running is never marked, so
 processes sharing a data folder leave each other's runs alone.
 
-Claiming a thread (:meth:`jan.services.runs.RunService._thread_lock`) is checked and claimed under a lock that
+Claiming a thread (:meth:`jan.services.runs.RunService._thread_lock`, :mod:`jan.services.thread_claims`) is checked and claimed under a lock that
 other processes sharing the folder respect too: an OS file lock (flock/LockFileEx, through ``filelock``) on
 :func:`claim_lock_path`, held until the claiming run's record is on disk, whence every process reads it as
 holding the thread (a live record leased by a live process, see above).
@@ -30,7 +30,6 @@ process waits for the run's lease to go (:func:`running_elsewhere`), then reads 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -42,8 +41,8 @@ from typing import Any
 from jan.core.fs import atomic_write_bytes, loads_json, set_aside
 from jan.core.locks import try_lock_file
 from jan.services.run_steps import interrupted_steps
+from jan.services.thread_claims import claim_lock_path  # (the claim lock: kept importable here)
 from jan.store._util import now_s
-from jan.store.context import LOCK_DIR_NAME
 from jan.store.leases import LEASE_DIR_NAME, Leases
 from jan.local_files import read_regular_file
 
@@ -69,20 +68,6 @@ def record_path(data_folder: str | Path, thread_id: str, run_id: str) -> Path:
 
 def _leases(data_folder: str | Path) -> Leases:
     return Leases(Path(data_folder) / LEASE_DIR_NAME)
-
-
-#: Lock files guarding the claim of a thread: a fixed set of stripes (as :mod:`jan.store.locks`, and for its
-#: reasons: a lock file is never deleted while anyone may wait on it, and one per thread would pile up forever), in
-#: their own folder so that a claim, held across awaits, never shares a file with the store's per-file locks, which
-#: the claim's own writes take (in the same process they would wait on each other).
-CLAIM_LOCK_DIR = Path(LOCK_DIR_NAME) / "runs"
-CLAIM_STRIPES = 256
-
-
-def claim_lock_path(data_folder: str | Path, thread_id: str) -> Path:
-    """The lock file under which any process checks and claims ``thread_id`` (two threads may share one)."""
-    digest = hashlib.blake2b(f"threads/{thread_id}".encode(), digest_size=8).digest()
-    return Path(data_folder) / CLAIM_LOCK_DIR / f"{int.from_bytes(digest, 'big') % CLAIM_STRIPES:02x}.lock"
 
 
 #: (one lock file taken without waiting: :func:`jan.core.locks.try_lock_file`, kept importable here)

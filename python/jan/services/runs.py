@@ -130,10 +130,10 @@ from jan.services.errors import (GenerationCancelledError, RequestError, Service
                                  require)
 from jan.services.fit import PromptBudgetError
 from jan.services.models import ModelService, check_format_grammar, check_parameters, model_sampling
-from jan.services.run_records import (ask_cancel, cancels_asked, claim_lock_path, clear_cancel, held_elsewhere,
+from jan.services.run_records import (ask_cancel, cancels_asked, clear_cancel, held_elsewhere,
                                       interrupt_if_orphaned, list_records, load_record, mark_interrupted, running_elsewhere,
                                       save_record, take_lease, thread_records)
-from jan.core.locks import KeyedLocks, hold_lock_file
+from jan.services.thread_claims import thread_claims
 from jan.services.event_log import EventLog
 from jan.services.run_steps import RunStep, end_status, last_error, openai_last_error, zero_usage
 from jan.services.thread_turns import stored_calls
@@ -176,7 +176,7 @@ from jan.services.types import (
     merge_options,
 )
 from jan.store._util import now_s
-from jan.store.errors import InvalidArgumentError, InvalidIdError, LockTimeoutError
+from jan.store.errors import InvalidArgumentError, InvalidIdError
 from jan.store.ids import clock_ms, new_id, ulid_millis
 
 log = logging.getLogger("jan.services.runs")
@@ -942,10 +942,6 @@ def _format_of(record: dict[str, Any] | None) -> ResponseFormat | None:
                           strict=record.get("strict"))
 
 
-#: How long a claim waits for another process's claim of a thread (sharing its lock file) before ``busy``.
-CLAIM_WAIT = 60.0
-
-
 async def _whole(end: Awaitable[None]) -> None:
     """Run ``end`` — a leg's end: the run's final status saved, its events told, ``finished`` set — to its end even
     when the leg is cancelled meanwhile (a cancel that arrives as the run ends by itself). Cut midway, it left the
@@ -974,8 +970,6 @@ class RunService:
         self.describe_error = describe_error
         self.tools = ToolRegistry(manager)
         self._runs: OrderedDict[str, Run] = OrderedDict()
-        #: One lock per claim lock file in use (gone with its last holder): see :meth:`_thread_lock`.
-        self._locks: KeyedLocks[asyncio.Lock] = KeyedLocks()
         #: Ids of finished runs not kept in ``_runs`` (records read finished, runs forgotten), by thread: never to
         #: hold their thread again, so :meth:`holder` does not read their records again. By thread, so that a check
         #: looks at its thread's alone (not a union of every run the server ever ended) and a deleted thread's go
@@ -1335,31 +1329,39 @@ class RunService:
     # -- one run at a time per thread -------------------------------------------------
     @contextlib.asynccontextmanager
     async def _thread_lock(self, thread_id: str) -> AsyncIterator[None]:
-        """The lock under which a request checks that no run holds the thread and claims it (a run starts,
-        resumes or goes on after its tool calls; a message is added): the check and the claim are one step, so
-        two requests at once never both pass it — nor two in processes sharing the data folder.
+        """The lock under which a request checks that no run — nor a Responses turn in the thread's conversation —
+        holds the thread and claims it (a run starts, resumes or goes on after its tool calls; a message is added;
+        a response turn begins: :meth:`claim_turn`): the check and the claim are one step, so two requests at once
+        never both pass it — nor two in processes sharing the data folder.
 
         A claim is on disk before the lock goes (the run's record, live and leased: what :meth:`holder` reads in
-        every process), so the lock is an asyncio lock (this process's requests, waiting without a thread) and an
-        OS file lock (:func:`~jan.services.run_records.claim_lock_path`) taken without blocking, in a worker
-        thread, retried until :data:`CLAIM_WAIT` s (``LockTimeoutError``, busy): another process holds it only for
-        the moment of a claim. Threads sharing a lock file share the asyncio lock too: this process never waits on
-        a file it holds itself."""
-        path = claim_lock_path(self.manager.data_folder, thread_id)
-        async with self._locks(str(path)):
-            held = await self._lock_file(path)
-            try:
-                yield
-            finally:
-                # released at once, never after an await a cancel could cut short: a lock file left held would
-                # refuse this thread in every process until this one ends (unlocking does not block)
-                if held is not True:
-                    held.release()
+        every process; a turn's lease), so the lock is held only for the moment of a claim:
+        :meth:`jan.services.thread_claims.ThreadClaims.lock` (an asyncio lock and an OS file lock, ``LockTimeoutError``
+        after :data:`~jan.services.thread_claims.CLAIM_WAIT` s; the asyncio lock alone on a read-only folder)."""
+        async with thread_claims(self.manager.data_folder).lock(thread_id):
+            yield
 
-    async def _lock_file(self, path: Any) -> Any:
-        """Hold the OS lock on ``path`` (see :meth:`_thread_lock`); returns it (``True``: a read-only folder)."""
-        return await hold_lock_file(path, CLAIM_WAIT, lambda held: LockTimeoutError(
-            f"timed out waiting for {held} (another jan process sharing the data folder is claiming this thread)"))
+    async def claim_turn(self, thread_id: str) -> bool:
+        """Claim ``thread_id`` for a Responses turn in its conversation (a conversation is a thread), in every
+        process sharing the data folder: False when a run holds the thread (:meth:`holder`) or another turn is
+        being made in it (this process's or another's); True once claimed (a lease a dead process leaves free).
+        Release it with :meth:`release_turn`. ``LockTimeoutError`` when another process's claim never ends."""
+        claims = thread_claims(self.manager.data_folder)
+        async with self._thread_lock(thread_id):
+            if await self.holder(thread_id) is not None:
+                return False
+            attempt = asyncio.ensure_future(asyncio.to_thread(claims.take_turn, thread_id))
+            try:
+                return await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                # the worker may still take the lease: let it go then (nobody holds the turn for real)
+                attempt.add_done_callback(lambda done: None if done.cancelled() or done.exception() is not None
+                                          or not done.result() else claims.release_turn(thread_id))
+                raise
+
+    def release_turn(self, thread_id: str) -> None:
+        """Let the thread's Responses turn go (:meth:`claim_turn`; a no-op unless this process holds it)."""
+        thread_claims(self.manager.data_folder).release_turn(thread_id)
 
     def failure(self, exc: BaseException) -> RunFailure:
         """How a run failed with ``exc``: jan's message and code (``describe_error``) and OpenAI's (:func:`failure_kind`)."""
@@ -1413,6 +1415,13 @@ class RunService:
         holding :meth:`_thread_lock` and claim the thread before letting go."""
         run = await self.holder(thread_id, other_than=other_than)
         if run is None:
+            if await asyncio.to_thread(thread_claims(self.manager.data_folder).turn_held, thread_id):
+                # a Responses turn is being made in the thread's conversation (this process or another): it reads
+                # the thread's history before its input and adds its turn once it ends, as a run does
+                message = (f"Can't add messages to {thread_id} while a response is being made in it"
+                           if adding_message else f"Thread {thread_id} already has an active response")
+                raise RequestError(f"{message} (a Responses turn in its conversation: wait for it to end first).",
+                                   param="thread_id", code="run_active")
             return
         what = "answer its tool calls or cancel it" if run.status == "requires_action" \
             else "wait for it to end or cancel it"

@@ -255,8 +255,8 @@ async def prepare_response(app: web.Application, body: wire.ResponsesRequest,
     references, images (fetched; ``file_id`` ones read with ``image_of(file_id, param)``) and documents read; a 4xx
     in OpenAI's shape for what is wrong with it. No HTTP request here: a batch's lines come this way too.
 
-    Its ``conversation`` is held from here (:attr:`PreparedResponse.hold`): while another response is being made in
-    it, OpenAI's 400 ``conversation_locked``, or with ``wait_for_conversation`` (queued work) a wait for it. The
+    Its ``conversation`` is held from here (:attr:`PreparedResponse.hold`): while another response (of any process
+    sharing the data folder) or an Assistants run holds it, OpenAI's 400 ``conversation_locked``, or with ``wait_for_conversation`` (queued work) a wait for it. The
     caller releases it where no run starts (:meth:`PreparedResponse.release`); a failure here releases it."""
     if body.background and not body.store:
         raise APIError(400, "background responses must be stored (store: true)", param="background")
@@ -264,7 +264,7 @@ async def prepare_response(app: web.Application, body: wire.ResponsesRequest,
     if conversation is None:
         return await _prepared(app, body, image_of, None, None)
     locks = app[CONVERSATION_LOCKS]
-    hold = await locks.wait_take(conversation) if wait_for_conversation else locks.take(conversation)
+    hold = await (locks.wait_take(conversation) if wait_for_conversation else locks.take(conversation))
     try:
         return await _prepared(app, body, image_of, conversation, hold)
     except BaseException:
