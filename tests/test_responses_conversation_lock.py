@@ -186,3 +186,147 @@ async def test_a_queued_taker_waits_for_the_conversation_and_others_are_refused(
     other.release()
     assert not locks.held("conv_a") and not locks.held("conv_b")
     (await locks.take("conv_a")).release()
+
+
+# -- across processes, and against Assistants runs ----------------------------------------------------------------
+# The hold used to be this server's alone: a second process sharing the data folder (another ``jan serve``, the CLI's
+# local mode) read the same history and added its turn too, and an Assistants run on the conversation's thread (a
+# conversation is a thread) ran beside a response. It is now the thread's one claim (jan.services.thread_claims).
+
+#: A second jan process holding a conversation as a response of its does (the thread's claim, a lease held until
+#: the process ends), then telling the test so by a marker file and waiting to be killed.
+_HOLDER = """
+import asyncio, sys
+from pathlib import Path
+from jan.services.thread_claims import thread_claims
+
+folder, conversation, marker = sys.argv[1:]
+
+async def main():
+    claims = thread_claims(folder)
+    async with claims.lock(conversation):
+        assert await asyncio.to_thread(claims.take_turn, conversation)
+    Path(marker).write_text("held")
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+BOUND = 120.0  # (a generous bound on each wait: a busy 2-core machine)
+
+
+def _hold_elsewhere(server, conversation: str, tmp_path):
+    """A second process holding ``conversation``, once it holds it (its marker file written)."""
+    import subprocess
+    import sys
+    import time
+
+    from jan.server.keys import CONFIG
+
+    marker = tmp_path / f"{conversation}.held"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(server.app[CONFIG].data_folder), conversation,
+                               str(marker)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + BOUND
+    while not marker.exists():
+        assert holder.poll() is None, holder.communicate()
+        assert time.monotonic() < deadline, "the second process never held the conversation"
+        time.sleep(0.02)
+    return holder
+
+
+def _kill(holder) -> None:
+    import signal
+
+    holder.send_signal(signal.SIGKILL)  # (no cleanup of its own: the OS lets its lease go)
+    holder.wait(BOUND)
+
+
+def test_a_conversation_another_process_holds_is_locked_until_that_process_dies(server, tmp_path):
+    with httpx.Client(base_url=server.base_url, timeout=BOUND) as http:
+        conversation = http.post("/v1/conversations", json={}).json()["id"]
+        holder = _hold_elsewhere(server, conversation, tmp_path)
+        try:
+            for extra in ({}, {"stream": True}, {"background": True}):
+                refused = http.post("/v1/responses", json=_body(conversation, "Hi", **extra))
+                assert refused.status_code == 400, refused.text
+                assert refused.json()["error"]["code"] == "conversation_locked", refused.text
+        finally:
+            _kill(holder)
+        # killed (SIGKILL): its hold died with it
+        after = http.post("/v1/responses", json=_body(conversation, "Hi"))
+        assert after.status_code == 200 and after.json()["status"] in ENDED, after.text
+        assert [t[1] for t in _texts(http, conversation)][:1] == ["Hi"]
+
+
+def test_a_batch_line_waits_for_a_conversation_another_process_holds(server, tmp_path):
+    import time
+
+    from jan.server.route_state import CONVERSATION_LOCKS
+
+    locks = server.app[CONVERSATION_LOCKS]
+    with httpx.Client(base_url=server.base_url, timeout=BOUND) as http:
+        conversation = http.post("/v1/conversations", json={}).json()["id"]
+        line = {"custom_id": "later", "method": "POST", "url": "/v1/responses", "body": _body(conversation, "Later")}
+        upload = http.post("/v1/files", data={"purpose": "batch"},
+                           files={"file": ("in.jsonl", json.dumps(line).encode(), "application/jsonl")}).json()
+        holder = _hold_elsewhere(server, conversation, tmp_path)
+        try:
+            batch = http.post("/v1/batches", json={"input_file_id": upload["id"], "endpoint": "/v1/responses",
+                                                   "completion_window": "24h"}).json()
+            deadline = time.monotonic() + BOUND
+            while locks.waiting(conversation) == 0:  # (the line has reached the conversation, and waits there)
+                status = http.get(f"/v1/batches/{batch['id']}").json()["status"]
+                assert status not in ("completed", "failed"), "the line did not wait for the other process"
+                assert time.monotonic() < deadline, "the batch's line never came to the conversation"
+                time.sleep(0.02)
+            assert _texts(http, conversation) == []  # (nothing added while the other process holds it)
+        finally:
+            _kill(holder)
+        deadline = time.monotonic() + BOUND
+        while (batch := http.get(f"/v1/batches/{batch['id']}").json())["status"] not in ("completed", "failed"):
+            assert time.monotonic() < deadline, batch
+            time.sleep(0.05)
+        assert batch["request_counts"] == {"total": 1, "completed": 1, "failed": 0}, batch
+        assert [t[1] for t in _texts(http, conversation)][:1] == ["Later"]
+
+
+def test_a_run_on_the_conversations_thread_and_a_response_exclude_each_other(server, gate):
+    import time
+
+    with httpx.Client(base_url=server.base_url, timeout=BOUND) as http:
+        conversation = http.post("/v1/conversations", json={"items": [
+            {"type": "message", "role": "user", "content": "Once upon a time"}]}).json()["id"]
+        # a run active on the conversation's thread (held at the gate: the first engine request): no response
+        run = http.post(f"/v1/threads/{conversation}/runs", json={"model": MODEL, "max_tokens": 12,
+                                                                    "background": True})
+        assert run.status_code == 200, run.text
+        run = run.json()
+        refused = http.post("/v1/responses", json=_body(conversation, "Hi"))
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "conversation_locked", refused.text
+        gate.set()
+        deadline = time.monotonic() + BOUND
+        while http.get(f"/v1/threads/{conversation}/runs/{run['id']}").json()["status"] in ("queued", "in_progress"):
+            assert time.monotonic() < deadline, "the run never ended"
+            time.sleep(0.05)
+        # a response being made in it (held at a gate of its own): no run, no message added through the runs API
+        gate.clear()
+        gate.to_hold = 1
+        with http.stream("POST", "/v1/responses", json=_body(conversation, "Once upon a time", stream=True)) as first:
+            assert first.status_code == 200
+            lines = first.iter_lines()
+            for text in lines:  # up to its first text: held at the gate
+                if text.startswith("data: ") and json.loads(text[6:])["type"] == "response.output_text.delta":
+                    break
+            run = http.post(f"/v1/threads/{conversation}/runs", json={"model": MODEL, "max_tokens": 12})
+            assert run.status_code == 400, run.text
+            error = run.json()["error"]
+            assert error["code"] == "run_active" and error["param"] == "thread_id", error
+            assert error["message"].startswith(f"Thread {conversation} already has an active response"), error
+            added = http.post(f"/v1/threads/{conversation}/messages", json={"role": "user", "content": "Hello"})
+            assert added.status_code == 400 and added.json()["error"]["code"] == "run_active", added.text
+            gate.set()
+            for _ in lines:
+                pass
+        # both let go: a run starts again
+        run = http.post(f"/v1/threads/{conversation}/runs", json={"model": MODEL, "max_tokens": 12})
+        assert run.status_code == 200, run.text
