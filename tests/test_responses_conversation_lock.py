@@ -330,3 +330,31 @@ def test_a_run_on_the_conversations_thread_and_a_response_exclude_each_other(ser
         # both let go: a run starts again
         run = http.post(f"/v1/threads/{conversation}/runs", json={"model": MODEL, "max_tokens": 12})
         assert run.status_code == 200, run.text
+
+
+async def test_a_read_only_data_folder_holds_conversations_in_its_process(tmp_path, monkeypatch):
+    """A folder that refuses every write (EROFS) records no claim on disk: a hold is taken (no error) and excludes
+    within the process, as before; let go, the conversation is free again."""
+    import errno
+    import pathlib
+
+    from jan.services.thread_claims import ThreadClaims
+
+    def refuse(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", refuse)
+    claims = ThreadClaims(tmp_path / "data")
+
+    async def claim(conversation):
+        async with claims.lock(conversation):
+            return await asyncio.to_thread(claims.take_turn, conversation)
+
+    locks = ConversationLocks(claim, claims.release_turn)
+    hold = await locks.take("conv_a")
+    with pytest.raises(APIError) as refused:
+        await locks.take("conv_a")
+    assert refused.value.code == "conversation_locked"
+    assert not claims.turn_held("conv_a") and not (tmp_path / "data").exists()  # (nothing written)
+    hold.release()
+    (await asyncio.wait_for(locks.wait_take("conv_a"), BOUND)).release()
