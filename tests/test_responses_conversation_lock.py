@@ -358,3 +358,23 @@ async def test_a_read_only_data_folder_holds_conversations_in_its_process(tmp_pa
     assert not claims.turn_held("conv_a") and not (tmp_path / "data").exists()  # (nothing written)
     hold.release()
     (await asyncio.wait_for(locks.wait_take("conv_a"), BOUND)).release()
+
+
+def test_a_turn_is_never_named_by_a_path(tmp_path):
+    """A turn's lease is a file named by its thread's id: an id that is a path (``..``, ``/``) is never one, so no
+    check of such a thread (a run's, through the runs API) reads or removes a file outside the lease folder."""
+    from jan.services.thread_claims import ThreadClaims
+
+    outside = tmp_path / "turn.x.lock"
+    outside.write_text("")
+    (tmp_path / "data").mkdir()
+    claims = ThreadClaims(tmp_path / "data")
+    for bad in ("../x", "a/b", "x\n", ""):
+        assert not claims.turn_held(bad)
+        with pytest.raises(ValueError):
+            claims.take_turn(bad)
+        claims.release_turn(bad)
+    assert outside.exists()
+    assert claims.take_turn("conv_ok") and claims.turn_held("conv_ok")
+    claims.release_turn("conv_ok")
+    assert not claims.turn_held("conv_ok")

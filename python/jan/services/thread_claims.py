@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import re
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -46,6 +47,8 @@ CLAIM_WAIT = 60.0
 
 #: A response turn's lease key is this and the thread's id (``turn.conv_...``): never a message's or run's id.
 _TURN = "turn."
+#: The thread ids a turn's lease is named by: a file name of the lease folder's own, never a path (``/``, ``..``).
+_TURN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 #: What a folder that cannot hold a file answers (read-only): nothing to claim on disk there.
 _UNWRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
@@ -85,6 +88,8 @@ class ThreadClaims:
     def turn_held(self, thread_id: str) -> bool:
         """Whether a live process (this one included) is making a response turn in the thread (its lease is held).
         Blocking file work: call it in a worker thread."""
+        if not _TURN_ID_RE.fullmatch(thread_id):
+            return False  # (no turn is ever taken in a thread so named: see take_turn)
         try:
             return self._leases.is_live(_TURN + thread_id)
         except OSError:
@@ -93,7 +98,10 @@ class ThreadClaims:
     def take_turn(self, thread_id: str) -> bool:
         """Claim the thread for a response turn (under :meth:`lock`, after checking that no run holds it): False
         when a live process (this one included) holds the turn already. A read-only folder records nothing (True).
-        Blocking file work: call it in a worker thread."""
+        Blocking file work: call it in a worker thread. ``ValueError`` for an id that is no file name's part
+        (a conversation's id, ``conv_`` and letters and digits, always is)."""
+        if not _TURN_ID_RE.fullmatch(thread_id):
+            raise ValueError(f"invalid thread id for a turn: {thread_id[:80]!r}")
         key = _TURN + thread_id
         try:
             if self._leases.is_live(key):
@@ -106,6 +114,8 @@ class ThreadClaims:
 
     def release_turn(self, thread_id: str) -> None:
         """Let the thread's turn go (a no-op unless this process holds it): unlinks and unlocks one small file."""
+        if not _TURN_ID_RE.fullmatch(thread_id):
+            return
         with contextlib.suppress(OSError):
             self._leases.release(_TURN + thread_id)
 
