@@ -103,7 +103,7 @@ def add_server(name: str, command_or_url: str, args: tuple[str, ...], env: tuple
                timeout: float | None, conn) -> None:
     """Add a server: `jan mcp add files python files_server.py --root ~/notes` (stdio) or
     `jan mcp add search http://127.0.0.1:8000/mcp` (streamable HTTP)."""
-    from jan.extensions.mcp.config import NAME_RULE, valid_name
+    from jan.extensions.mcp.config import NAME_RULE, parse_entry, valid_name
 
     if not valid_name(name):
         raise CLIError(f"an MCP server's name must be {NAME_RULE}, not {name!r} (its tools are named "
@@ -138,6 +138,12 @@ def add_server(name: str, command_or_url: str, args: tuple[str, ...], env: tuple
             entry["cwd"] = os.getcwd()
     if timeout is not None:
         entry["timeout"] = timeout
+    try:
+        parse_entry(entry)
+    except ValueError as exc:
+        # the entry's own fault, said of what was typed: through the edit it read as mcp.json's ("<data>/mcp.json:
+        # server 'web': Value error, ...") though the file is fine and was left as it was
+        raise CLIError(f"COMMAND_OR_URL: {exc}") from None
 
     def edit(servers: dict) -> None:
         if name in servers:
