@@ -1,4 +1,4 @@
-"""`jan threads` (list, show, export) and `jan bench` (md, csv, json)."""
+"""`jan threads` (list, show, export, rm) and `jan bench` (md, csv, json)."""
 
 from __future__ import annotations
 
@@ -172,6 +172,39 @@ def test_threads_errors(env, saved, tmp_path):
     fails(jan("threads", "export", "../../etc", env=env), "not found")
     _, thread = saved
     fails(jan("threads", "export", thread["id"], "-o", tmp_path / "no" / "dir" / "x.md", env=env), "cannot write")
+
+
+def test_threads_rm_deletes_locally_and_through_a_server(env, data, saved):
+    """`jan chat` saves every exchange as a thread, and no command removed one (`jan threads rm` was "No such
+    command"; models, files and MCP servers each have theirs): now `rm` (also `delete`, `remove`), locally and
+    through a server alike, with the same not-found words and "did you mean" as show/export."""
+    from api_helpers import running
+    from test_cli_helpers import cli_env
+
+    older, thread = saved
+    missing = fails(jan("threads", "rm", "thread_nope", env=env), "thread 'thread_nope' not found", "jan threads list")
+    assert "did you mean" not in missing
+    fails(jan("threads", "rm", thread["id"][:20], env=env), "not found", f"did you mean '{thread['id']}'?")
+    fails(jan("threads", "delete", "../../etc", env=env), "not found")
+    assert ok(jan("threads", "rm", older["id"], env=env)).stdout == f"removed {older['id']}\n"
+    assert not (data / "threads" / older["id"]).exists()
+    fails(jan("threads", "show", older["id"], env=env), "not found")
+    with running(data) as srv:
+        served = cli_env(data, local=False, JAN_API_URL=srv.base_url)
+        fails(jan("threads", "remove", older["id"], env=served), f"thread '{older['id']}' not found on the server")
+        fails(jan("threads", "rm", thread["id"][:20], env=served), f"did you mean '{thread['id']}'?")
+        fails(jan("threads", "rm", "../../etc", env=served), "not found")
+        assert ok(jan("threads", "delete", thread["id"], env=served)).stdout == f"removed {thread['id']}\n"
+        assert json.loads(ok(jan("threads", "list", "--json", env=served)).stdout) == []
+    assert not (data / "threads" / thread["id"]).exists()
+
+
+def test_threads_rm_of_a_folder_that_is_not_there_makes_none(tmp_path):
+    from test_cli_helpers import cli_env
+
+    data = tmp_path / "jan"
+    fails(jan("threads", "rm", "thread_x", env=cli_env(data, JAN_DATA_FOLDER=str(data))), "thread_x")
+    assert not data.exists()
 
 
 # --------------------------------------------------------------------------- bench
