@@ -331,6 +331,26 @@ def test_a_named_data_folder_that_is_not_there_is_told_not_as_no_models(tmp_path
     fails(jan("run", "stories260K", "hi", env=cli_env(tmp_path / "fresh")), "(see `jan models list`)")
 
 
+def test_every_empty_listing_says_so_and_tells_a_named_folder_that_is_not_there(tmp_path):
+    """`jan mcp list` printed a header alone (no line said there were none, nor what to do), and `jan files list` of
+    a mistyped --data-folder said "no files uploaded yet", where `jan models list` and `jan threads list` say the
+    folder named is not there. Every listing now says both, alike; --json stays [] and nothing is made."""
+    import json
+
+    from test_cli_helpers import cli_env, jan, ok
+
+    typo = tmp_path / "jann"
+    (tmp_path / "fresh").mkdir()
+    for group in ("models", "threads", "files", "mcp"):
+        listed = ok(jan(group, "list", env=cli_env(typo)))
+        assert f"the data folder {typo} (given by $JAN_DATA_FOLDER) does not exist" in listed.stderr, (group, listed)
+        assert "yet" not in listed.stderr and listed.stdout == "", (group, listed)
+        empty = ok(jan(group, "list", env=cli_env(tmp_path / "fresh")))
+        assert "yet" in empty.stderr and empty.stdout == "", (group, empty)  # "no MCP servers yet: ..."
+        assert json.loads(ok(jan(group, "list", "--json", env=cli_env(typo))).stdout) == []
+    assert not typo.exists()
+
+
 def test_a_damaged_extension_settings_file_is_told_by_a_local_command(tmp_path, stories_path):
     """An extension's settings.json that is no JSON is set aside and its defaults used: `jan serve` logs it, but
     `jan run` (a process that shows no log) moved the user's settings file without a word. It now says which
