@@ -377,3 +377,16 @@ def test_a_disabled_built_in_service_is_told_with_how_to_enable_it(tmp_path, sto
     ok(jan("models", "import", stories_path, env=env))
     ok(jan("extensions", "disable", "models", env=env))
     fails(jan("run", "stories260K", "hi", "-n", "2", env=env), "manages models", "`jan extensions enable models`")
+
+
+def test_a_prompt_past_the_context_names_the_flag_that_makes_it_larger(tmp_path, stories_path):
+    """`jan run` of a prompt longer than the context said "use a larger context (ctx_len)" (a model.json key the
+    user never typed) and, for --raw, gave no way at all; in this process the context is -c/--ctx-size's."""
+    from test_cli_helpers import cli_env, fails, jan
+
+    env = cli_env(tmp_path / "data")
+    long = "word " * 300  # ~900 tokens past a 256-token context
+    for raw in ([], ["--raw"]):
+        said = fails(jan("run", stories_path, *raw, "-c", "256", "-n", "2", env=env, input=long),
+                     "context holds 256", "larger context (-c/--ctx-size)")
+        assert "ctx_len" not in said, said
