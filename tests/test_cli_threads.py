@@ -285,6 +285,22 @@ def test_bench_errors(env, stories_path):
     assert {(r["n_batch"], r["n_ubatch"]) for r in rows} == {("64", "64")}
 
 
+def test_bench_names_its_own_flags_in_a_thread_count_or_context_it_cannot_use(env, stories_path):
+    """-t past 512 failed only at the load, after the model was found, as "n_threads: must be >= -1 and <= 512"; a
+    context past memory told "n_ctx: ... use a smaller n_ctx (or fewer slots), or leave it unset": names and ways
+    the user never typed. -t is checked as `jan run -t` is; the context is -c's, or the one -p/-n asked for."""
+    for value in ("9999", "2,513"):
+        bad = jan("bench", stories_path, "-t", value, "-p", "8", "-n", "0", "-r", "1", env=env)
+        assert bad.returncode == 2 and "thread counts must be 1 to 512" in bad.stderr, (value, bad.stderr)
+    # (a context of 2**31 tokens: over a terabyte of KV cache, even for this tiny model)
+    said = fails(jan("bench", stories_path, "-c", "2147483647", "-p", "8", "-n", "0", "-r", "1", env=env),
+                 "-c/--ctx 2147483647", "give a smaller -c")
+    assert "n_ctx" not in said and "fewer slots" not in said, said
+    said = fails(jan("bench", stories_path, "-p", "2000000000", "-n", "0", "-r", "1", env=env),
+                 "that -p/-n need", "give smaller -p/-n")
+    assert "n_ctx" not in said, said
+
+
 def test_bench_warns_before_measuring_past_the_training_context(env, stories_path):
     # stories260K was trained on 2,048 tokens; -p 100000 would run for minutes: the warning comes first
     result = ok(jan("bench", stories_path, "--ctx", "4096", "-p", "16", "-n", "0", "-r", "1", "-t", "1",
