@@ -390,3 +390,15 @@ def test_a_prompt_past_the_context_names_the_flag_that_makes_it_larger(tmp_path,
         said = fails(jan("run", stories_path, *raw, "-c", "256", "-n", "2", env=env, input=long),
                      "context holds 256", "larger context (-c/--ctx-size)")
         assert "ctx_len" not in said, said
+
+
+def test_a_context_past_memory_is_told_in_the_flag_that_gave_it(tmp_path, stories_path):
+    """`jan run -c N` past memory said "--ctx-size: ... use a smaller n_ctx (or fewer slots), or leave it unset": the
+    engine's name and slots (one, here) beside the flag; now the flag to change (jan bench's likewise, its own)."""
+    from test_cli_helpers import cli_env, fails, jan
+
+    env = cli_env(tmp_path / "data")
+    for command in (["run", stories_path, "hi"], ["chat", stories_path]):  # (2**31 tokens: over a terabyte of KV)
+        said = fails(jan(*command, "-c", "2147483647", "-n", "2", env=env, input=""),
+                     "--ctx-size: a context of 2147483647 tokens", "give a smaller --ctx-size, or leave it out")
+        assert "n_ctx" not in said and "fewer slots" not in said, said

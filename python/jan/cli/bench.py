@@ -247,7 +247,9 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
                 message = f"{given[param]}: {message.removeprefix(f'{param}: ')}"
             elif param == "n_ctx" and message.startswith("n_ctx: "):
                 # the context is -c's, or the one the tests' sizes asked for: named so, with what to change
-                why = message.removeprefix("n_ctx: ").split("; use a smaller n_ctx")[0]
+                from jan.engine.model import CONTEXT_TOO_LARGE_ADVICE
+
+                why = message.removeprefix("n_ctx: ").removesuffix(CONTEXT_TOO_LARGE_ADVICE).removesuffix("; ")
                 message = (f"-c/--ctx {n_ctx}: {why}; give a smaller -c" if ctx_given else
                            f"the context of {n_ctx} tokens that -p/-n need: {why}; give smaller -p/-n")
             raise CLIError(f"cannot load {path}: {message}") from None

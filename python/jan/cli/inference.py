@@ -567,6 +567,11 @@ class LocalBackend:
                 key, flag = LOAD_FLAGS[name]
                 if value is not None and getattr(exc, "param", None) == f"settings.{key}":
                     message = flag + message.removeprefix(f"settings.{key}").split(" (in the model.json of")[0]
+                    if name == "n_ctx":  # one slot here, and the flag to change: not the engine's n_ctx and slots
+                        from jan.engine.model import CONTEXT_TOO_LARGE_ADVICE
+
+                        message = message.replace(CONTEXT_TOO_LARGE_ADVICE,
+                                                  f"give a smaller {flag}, or leave it out to fit the free memory")
             raise CLIError(f"cannot load {spec}: {message}") from None
         self.load_seconds = time.perf_counter() - started
         # what the engine made of the file, where its header did not tell
