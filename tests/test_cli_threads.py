@@ -58,7 +58,7 @@ def test_threads_export_markdown_and_json(env, saved, tmp_path):
     assert "## System\n\nBe brief.\n" in markdown
     assert "## User\n\nTell me about pirates\n" in markdown
     assert "## Assistant\n\nPirates sail the *seas*.\nThey say arr.\n" in markdown
-    assert "## Assistant (stopped)\n\nhalf an ans\n" in markdown
+    assert "## Assistant (incomplete: run_cancelled)\n\nhalf an ans\n" in markdown  # as a server tells it
     assert markdown.index("## User") < markdown.index("## Assistant\n")
 
     exported = json.loads(ok(jan("threads", "export", thread["id"], "--format", "json", env=env)).stdout)
@@ -73,7 +73,7 @@ def test_threads_export_markdown_and_json(env, saved, tmp_path):
     dash = ok(jan("threads", "export", thread["id"], "-o", "-", env=env, cwd=tmp_path))
     assert dash.stdout == markdown and not (tmp_path / "-").exists()
     shown = ok(jan("threads", "show", thread["id"], env=env)).stdout
-    assert "Pirates" in shown and "Tell me about pirates" in shown and "Assistant (stopped)" in shown
+    assert "Pirates" in shown and "Tell me about pirates" in shown and "Assistant (incomplete: run_cancelled)" in shown
 
 
 def test_show_and_export_tell_thinking_tool_calls_and_images_apart(env, data):
@@ -107,6 +107,29 @@ def test_show_and_export_tell_thinking_tool_calls_and_images_apart(env, data):
     # a stored response keeps its thinking as the part's text itself: read as a run's is
     from jan.services.tool_loop import reasoning_of
     assert reasoning_of({"content": [{"type": "reasoning", "text": "Hm."}, {"type": "text", "text": "A"}]}) == "Hm."
+
+
+def test_show_and_export_tell_each_status_as_a_server_does(env, data):
+    """A reply cut at -n showed as whole from the data folder ("Assistant") and "(incomplete: max_tokens)" from a
+    server; a stopped one "(stopped)" and "(incomplete: run_cancelled)", a failed one "(error)" and "(incomplete:
+    run_failed)". The folder's statuses are now read as the server's messages tell them, so both print the same."""
+    from api_helpers import running
+    from test_cli_helpers import cli_env
+
+    store = DataFolder(data)
+    thread = store.threads.create("Statuses", messages=[{"role": "user", "content": "Go"}])
+    for status, metadata in (("ready", {"finish_reason": "length"}), ("ready", {"finish_reason": "stop"}),
+                             ("stopped", {"finish_reason": "cancelled"}), ("error", {}),
+                             ("stopped", {"stop_reason": "max_completion_tokens"})):
+        store.messages.create(thread["id"], "assistant", f"{status} {metadata}", status=status, metadata=metadata)
+    local = {args: ok(jan(*args, thread["id"], env=env)).stdout for args in (("threads", "show"), ("threads", "export"))}
+    headings = [line for line in local[("threads", "export")].splitlines() if line.startswith("## Assistant")]
+    assert headings == ["## Assistant (incomplete: max_tokens)", "## Assistant", "## Assistant (incomplete: run_cancelled)",
+                        "## Assistant (incomplete: run_failed)", "## Assistant (incomplete: max_tokens)"], headings
+    with running(data) as srv:
+        served = cli_env(data, local=False, JAN_API_URL=srv.base_url)
+        for args, text in local.items():
+            assert ok(jan(*args, thread["id"], env=served)).stdout == text, args
 
 
 def test_threads_list_reports_a_damaged_thread(env, data, saved):

@@ -205,11 +205,19 @@ def _shown(message: dict[str, Any]) -> _Shown:
 
 def _status_note(message: dict[str, Any]) -> str:
     """What a message's status adds to its heading: nothing for a whole one. The data folder keeps Jan's statuses
-    (``ready``, ``stopped``, ...); a server answers OpenAI's (``completed``, ``incomplete`` with its reason)."""
+    (``ready``, ``stopped``, ...), told as a server tells them (OpenAI's ``incomplete`` with its reason): a reply
+    cut at -n showed as whole from the folder, "(incomplete: max_tokens)" from a server; a stopped one
+    "(stopped)" and "(incomplete: run_cancelled)"."""
     status = message.get("status")
-    if not status or status in ("ready", "completed"):
+    if status in ("ready", "stopped", "error", "pending"):  # Jan's own (a server's are OpenAI's already)
+        from jan.services.thread_turns import openai_status
+
+        status, reason = openai_status(message)
+    else:
+        details = message.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, dict) else None
+    if not status or status == "completed":
         return ""
-    reason = (message.get("incomplete_details") or {}).get("reason")
     return f" ({status}: {reason})" if reason else f" ({status})"
 
 
