@@ -182,7 +182,10 @@ def show_model(model_id: str, as_json: bool, conn) -> None:
         return
     lines = [("id", model["id"]), ("name", model.get("name")), ("engine", model.get("engine")),
              ("format", model.get("format")), ("size", human_bytes(_size(model)))]
-    if client is None or file or model.get("weights_missing"):
+    from jan.store.models import API_FORMAT, model_format
+
+    # (a model another server's API answers has no file to miss: it said "(missing: pull or import it again)")
+    if file or model.get("weights_missing") or (client is None and model_format(model) != API_FORMAT):
         lines.append(("file", file or "(missing: pull or import it again)"))
     for source in model.get("sources") or []:
         lines.append(("source", source.get("url") or source.get("filename")))
