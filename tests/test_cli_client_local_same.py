@@ -65,3 +65,23 @@ def test_files_list_warns_of_a_damaged_file_in_both_modes(tmp_path):
         client = ok(jan("files", "list", "--json", "--url", srv.base_url, env=cli_env(data, local=False)))
     assert [f["id"] for f in json.loads(client.stdout)] == [kept]
     assert "damaged file" in client.stderr and damaged in client.stderr
+
+
+def test_models_show_tells_the_file_in_both_modes(tmp_path, stories_path):
+    """`jan models show` told the weights file (and a missing one) only without a server: through one the same
+    model had no `file` line though the server's model object names it."""
+    import shutil
+
+    data = tmp_path / "jan"
+    shutil.copyfile(stories_path, tmp_path / "gone.gguf")
+    for source, model_id in ((stories_path, "stories"), (tmp_path / "gone.gguf", "gone")):
+        ok(jan("models", "import", source, "--id", model_id, "--mode", "reference", env=cli_env(data)))
+    (tmp_path / "gone.gguf").unlink()
+    local = {m: ok(jan("models", "show", m, env=cli_env(data))).stdout.splitlines() for m in ("stories", "gone")}
+    assert f"file:     {stories_path}" in local["stories"], local
+    assert "file:     (missing: pull or import it again)" in local["gone"], local
+    with running(data) as srv:
+        env = cli_env(data, local=False, JAN_API_URL=srv.base_url)
+        for model_id, lines in local.items():
+            served = ok(jan("models", "show", model_id, env=env)).stdout.splitlines()
+            assert [line for line in served if not line.startswith("state:")] == lines, (model_id, served)

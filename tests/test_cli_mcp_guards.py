@@ -50,3 +50,16 @@ def test_an_edit_the_running_server_would_not_see_is_refused(tmp_path):
         for args in (("remove", "notes"), ("add", "notes", sys.executable, "server.py")):
             fine = ok(jan("mcp", *args, env=same))
             assert "warning" not in fine.stderr, fine.stderr
+
+@pytest.mark.parametrize("target, why", [("http://", "has no host"), ("http://[::1/mcp", "is not a URL"),
+                                         ("http://h:99999/mcp", "Port out of range"), ("   ", "names no program")])
+def test_an_entry_that_can_never_start_is_refused_as_typed_not_as_the_files_fault(tmp_path, target, why):
+    # Before: "jan: error: <data>/mcp.json: server 'web': Value error, 'url' 'http://' has no host": the file named
+    # as if it were damaged (it is fine, and left as it was) and pydantic's prefix on jan's own sentence.
+    data = tmp_path / "jan"
+    env = cli_env(data)
+    ok(jan("mcp", "add", "notes", sys.executable, "server.py", env=env))
+    before = (data / "mcp.json").read_bytes()
+    err = fails(jan("mcp", "add", "web", target, env=env), "COMMAND_OR_URL", why)
+    assert "mcp.json" not in err and "Value error" not in err, err
+    assert (data / "mcp.json").read_bytes() == before

@@ -40,6 +40,15 @@ def test_run_hides_thinking_unless_asked(thinker, env):
     assert answer.stdout.strip()
 
 
+@pytest.mark.parametrize("flag", ["--think", "--no-think", "--show-reasoning"])
+def test_run_raw_refuses_the_thinking_flags_of_chat(thinker, env, flag):
+    # Before: taken and ignored (a plain completion has no template to switch, no thinking told apart), so
+    # `--raw --think` wrote an answer as if thinking were on; refused as --system, --image and --audio are
+    result = jan("run", thinker, "Hi", "--raw", flag, "-n", "2", env=env)
+    assert result.returncode == 2 and f"{flag} applies to chat" in result.stderr, result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr
+
+
 def test_chat_shows_thinking_dimmed_and_saves_it(thinker, tmp_path):
     import json
 

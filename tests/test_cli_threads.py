@@ -1,4 +1,4 @@
-"""`jan threads` (list, show, export) and `jan bench` (md, csv, json)."""
+"""`jan threads` (list, show, export, rm) and `jan bench` (md, csv, json)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_threads_export_markdown_and_json(env, saved, tmp_path):
     assert "## System\n\nBe brief.\n" in markdown
     assert "## User\n\nTell me about pirates\n" in markdown
     assert "## Assistant\n\nPirates sail the *seas*.\nThey say arr.\n" in markdown
-    assert "## Assistant (stopped)\n\nhalf an ans\n" in markdown
+    assert "## Assistant (incomplete: run_cancelled)\n\nhalf an ans\n" in markdown  # as a server tells it
     assert markdown.index("## User") < markdown.index("## Assistant\n")
 
     exported = json.loads(ok(jan("threads", "export", thread["id"], "--format", "json", env=env)).stdout)
@@ -73,7 +73,7 @@ def test_threads_export_markdown_and_json(env, saved, tmp_path):
     dash = ok(jan("threads", "export", thread["id"], "-o", "-", env=env, cwd=tmp_path))
     assert dash.stdout == markdown and not (tmp_path / "-").exists()
     shown = ok(jan("threads", "show", thread["id"], env=env)).stdout
-    assert "Pirates" in shown and "Tell me about pirates" in shown and "Assistant (stopped)" in shown
+    assert "Pirates" in shown and "Tell me about pirates" in shown and "Assistant (incomplete: run_cancelled)" in shown
 
 
 def test_show_and_export_tell_thinking_tool_calls_and_images_apart(env, data):
@@ -107,6 +107,29 @@ def test_show_and_export_tell_thinking_tool_calls_and_images_apart(env, data):
     # a stored response keeps its thinking as the part's text itself: read as a run's is
     from jan.services.tool_loop import reasoning_of
     assert reasoning_of({"content": [{"type": "reasoning", "text": "Hm."}, {"type": "text", "text": "A"}]}) == "Hm."
+
+
+def test_show_and_export_tell_each_status_as_a_server_does(env, data):
+    """A reply cut at -n showed as whole from the data folder ("Assistant") and "(incomplete: max_tokens)" from a
+    server; a stopped one "(stopped)" and "(incomplete: run_cancelled)", a failed one "(error)" and "(incomplete:
+    run_failed)". The folder's statuses are now read as the server's messages tell them, so both print the same."""
+    from api_helpers import running
+    from test_cli_helpers import cli_env
+
+    store = DataFolder(data)
+    thread = store.threads.create("Statuses", messages=[{"role": "user", "content": "Go"}])
+    for status, metadata in (("ready", {"finish_reason": "length"}), ("ready", {"finish_reason": "stop"}),
+                             ("stopped", {"finish_reason": "cancelled"}), ("error", {}),
+                             ("stopped", {"stop_reason": "max_completion_tokens"})):
+        store.messages.create(thread["id"], "assistant", f"{status} {metadata}", status=status, metadata=metadata)
+    local = {args: ok(jan(*args, thread["id"], env=env)).stdout for args in (("threads", "show"), ("threads", "export"))}
+    headings = [line for line in local[("threads", "export")].splitlines() if line.startswith("## Assistant")]
+    assert headings == ["## Assistant (incomplete: max_tokens)", "## Assistant", "## Assistant (incomplete: run_cancelled)",
+                        "## Assistant (incomplete: run_failed)", "## Assistant (incomplete: max_tokens)"], headings
+    with running(data) as srv:
+        served = cli_env(data, local=False, JAN_API_URL=srv.base_url)
+        for args, text in local.items():
+            assert ok(jan(*args, thread["id"], env=served)).stdout == text, args
 
 
 def test_threads_list_reports_a_damaged_thread(env, data, saved):
@@ -172,6 +195,39 @@ def test_threads_errors(env, saved, tmp_path):
     fails(jan("threads", "export", "../../etc", env=env), "not found")
     _, thread = saved
     fails(jan("threads", "export", thread["id"], "-o", tmp_path / "no" / "dir" / "x.md", env=env), "cannot write")
+
+
+def test_threads_rm_deletes_locally_and_through_a_server(env, data, saved):
+    """`jan chat` saves every exchange as a thread, and no command removed one (`jan threads rm` was "No such
+    command"; models, files and MCP servers each have theirs): now `rm` (also `delete`, `remove`), locally and
+    through a server alike, with the same not-found words and "did you mean" as show/export."""
+    from api_helpers import running
+    from test_cli_helpers import cli_env
+
+    older, thread = saved
+    missing = fails(jan("threads", "rm", "thread_nope", env=env), "thread 'thread_nope' not found", "jan threads list")
+    assert "did you mean" not in missing
+    fails(jan("threads", "rm", thread["id"][:20], env=env), "not found", f"did you mean '{thread['id']}'?")
+    fails(jan("threads", "delete", "../../etc", env=env), "not found")
+    assert ok(jan("threads", "rm", older["id"], env=env)).stdout == f"removed {older['id']}\n"
+    assert not (data / "threads" / older["id"]).exists()
+    fails(jan("threads", "show", older["id"], env=env), "not found")
+    with running(data) as srv:
+        served = cli_env(data, local=False, JAN_API_URL=srv.base_url)
+        fails(jan("threads", "remove", older["id"], env=served), f"thread '{older['id']}' not found on the server")
+        fails(jan("threads", "rm", thread["id"][:20], env=served), f"did you mean '{thread['id']}'?")
+        fails(jan("threads", "rm", "../../etc", env=served), "not found")
+        assert ok(jan("threads", "delete", thread["id"], env=served)).stdout == f"removed {thread['id']}\n"
+        assert json.loads(ok(jan("threads", "list", "--json", env=served)).stdout) == []
+    assert not (data / "threads" / thread["id"]).exists()
+
+
+def test_threads_rm_of_a_folder_that_is_not_there_makes_none(tmp_path):
+    from test_cli_helpers import cli_env
+
+    data = tmp_path / "jan"
+    fails(jan("threads", "rm", "thread_x", env=cli_env(data, JAN_DATA_FOLDER=str(data))), "thread_x")
+    assert not data.exists()
 
 
 # --------------------------------------------------------------------------- bench
@@ -250,6 +306,22 @@ def test_bench_errors(env, stories_path):
     rows = list(csv.DictReader(io.StringIO(ok(jan("bench", stories_path, "-b", "64", *BENCH, "-o", "csv",
                                                   env=env)).stdout)))
     assert {(r["n_batch"], r["n_ubatch"]) for r in rows} == {("64", "64")}
+
+
+def test_bench_names_its_own_flags_in_a_thread_count_or_context_it_cannot_use(env, stories_path):
+    """-t past 512 failed only at the load, after the model was found, as "n_threads: must be >= -1 and <= 512"; a
+    context past memory told "n_ctx: ... use a smaller n_ctx (or fewer slots), or leave it unset": names and ways
+    the user never typed. -t is checked as `jan run -t` is; the context is -c's, or the one -p/-n asked for."""
+    for value in ("9999", "2,513"):
+        bad = jan("bench", stories_path, "-t", value, "-p", "8", "-n", "0", "-r", "1", env=env)
+        assert bad.returncode == 2 and "thread counts must be 1 to 512" in bad.stderr, (value, bad.stderr)
+    # (a context of 2**31 tokens: over a terabyte of KV cache, even for this tiny model)
+    said = fails(jan("bench", stories_path, "-c", "2147483647", "-p", "8", "-n", "0", "-r", "1", env=env),
+                 "-c/--ctx 2147483647", "give a smaller -c")
+    assert "n_ctx" not in said and "fewer slots" not in said, said
+    said = fails(jan("bench", stories_path, "-p", "2000000000", "-n", "0", "-r", "1", env=env),
+                 "that -p/-n need", "give smaller -p/-n")
+    assert "n_ctx" not in said, said
 
 
 def test_bench_warns_before_measuring_past_the_training_context(env, stories_path):

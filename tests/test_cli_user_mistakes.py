@@ -331,6 +331,26 @@ def test_a_named_data_folder_that_is_not_there_is_told_not_as_no_models(tmp_path
     fails(jan("run", "stories260K", "hi", env=cli_env(tmp_path / "fresh")), "(see `jan models list`)")
 
 
+def test_every_empty_listing_says_so_and_tells_a_named_folder_that_is_not_there(tmp_path):
+    """`jan mcp list` printed a header alone (no line said there were none, nor what to do), and `jan files list` of
+    a mistyped --data-folder said "no files uploaded yet", where `jan models list` and `jan threads list` say the
+    folder named is not there. Every listing now says both, alike; --json stays [] and nothing is made."""
+    import json
+
+    from test_cli_helpers import cli_env, jan, ok
+
+    typo = tmp_path / "jann"
+    (tmp_path / "fresh").mkdir()
+    for group in ("models", "threads", "files", "mcp"):
+        listed = ok(jan(group, "list", env=cli_env(typo)))
+        assert f"the data folder {typo} (given by $JAN_DATA_FOLDER) does not exist" in listed.stderr, (group, listed)
+        assert "yet" not in listed.stderr and listed.stdout == "", (group, listed)
+        empty = ok(jan(group, "list", env=cli_env(tmp_path / "fresh")))
+        assert "yet" in empty.stderr and empty.stdout == "", (group, empty)  # "no MCP servers yet: ..."
+        assert json.loads(ok(jan(group, "list", "--json", env=cli_env(typo))).stdout) == []
+    assert not typo.exists()
+
+
 def test_a_damaged_extension_settings_file_is_told_by_a_local_command(tmp_path, stories_path):
     """An extension's settings.json that is no JSON is set aside and its defaults used: `jan serve` logs it, but
     `jan run` (a process that shows no log) moved the user's settings file without a word. It now says which
@@ -357,3 +377,28 @@ def test_a_disabled_built_in_service_is_told_with_how_to_enable_it(tmp_path, sto
     ok(jan("models", "import", stories_path, env=env))
     ok(jan("extensions", "disable", "models", env=env))
     fails(jan("run", "stories260K", "hi", "-n", "2", env=env), "manages models", "`jan extensions enable models`")
+
+
+def test_a_prompt_past_the_context_names_the_flag_that_makes_it_larger(tmp_path, stories_path):
+    """`jan run` of a prompt longer than the context said "use a larger context (ctx_len)" (a model.json key the
+    user never typed) and, for --raw, gave no way at all; in this process the context is -c/--ctx-size's."""
+    from test_cli_helpers import cli_env, fails, jan
+
+    env = cli_env(tmp_path / "data")
+    long = "word " * 300  # ~900 tokens past a 256-token context
+    for raw in ([], ["--raw"]):
+        said = fails(jan("run", stories_path, *raw, "-c", "256", "-n", "2", env=env, input=long),
+                     "context holds 256", "larger context (-c/--ctx-size)")
+        assert "ctx_len" not in said, said
+
+
+def test_a_context_past_memory_is_told_in_the_flag_that_gave_it(tmp_path, stories_path):
+    """`jan run -c N` past memory said "--ctx-size: ... use a smaller n_ctx (or fewer slots), or leave it unset": the
+    engine's name and slots (one, here) beside the flag; now the flag to change (jan bench's likewise, its own)."""
+    from test_cli_helpers import cli_env, fails, jan
+
+    env = cli_env(tmp_path / "data")
+    for command in (["run", stories_path, "hi"], ["chat", stories_path]):  # (2**31 tokens: over a terabyte of KV)
+        said = fails(jan(*command, "-c", "2147483647", "-n", "2", env=env, input=""),
+                     "--ctx-size: a context of 2147483647 tokens", "give a smaller --ctx-size, or leave it out")
+        assert "n_ctx" not in said and "fewer slots" not in said, said

@@ -74,6 +74,7 @@ def test_every_listing_reports_a_remote_model_as_remote(folder):
 def test_jan_models_show_says_api(folder):
     out = ok(jan("models", "show", "far", env=cli_env(folder))).stdout
     assert "format:" in out and " api" in out.split("format:")[1].splitlines()[0], out
+    assert "file:" not in out, out  # (it said "(missing: pull or import it again)": no file is its to miss)
     shown = json.loads(ok(jan("models", "show", "far", "--json", env=cli_env(folder))).stdout)
     assert shown["format"] == API_FORMAT
 

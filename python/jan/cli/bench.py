@@ -53,9 +53,13 @@ def thread_list(ctx, param, value: str | None) -> list[int]:
         import os
 
         return [max(1, min(8, os.cpu_count() or 1))]
+    from jan.engine.model import GGML_MAX_N_THREADS
+
     values = int_list(ctx, param, value)
-    if any(v < 1 for v in values):
-        raise click.BadParameter("thread counts must be >= 1")
+    # the range of `jan run -t` and `jan serve -t`, said here of the flag (past it the load failed, after the model
+    # was found, as "n_threads: must be >= -1 and <= 512", a name and a -1 the user never typed)
+    if any(not 1 <= v <= GGML_MAX_N_THREADS for v in values):
+        raise click.BadParameter(f"thread counts must be 1 to {GGML_MAX_N_THREADS}")
     return values
 
 
@@ -221,6 +225,7 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
     cache_type_v = cache_type_v or settings.get("cache_type_v")
     attention = {"on": True, "off": False, "auto": None}[flash_attn] if flash_attn else settings.get("flash_attn")
     ctx_needed = max([p + 1 for kind, p in tests if kind == "pp"] + [n + 2 for kind, n in tests if kind == "tg"])
+    ctx_given = n_ctx is not None
     if n_ctx is None:
         n_ctx = max(256, int(math.ceil(ctx_needed / 256.0)) * 256)
     elif n_ctx < ctx_needed:
@@ -240,6 +245,13 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
             message, param = str(exc), getattr(exc, "param", None)
             if param in given and message.startswith(f"{param}: "):
                 message = f"{given[param]}: {message.removeprefix(f'{param}: ')}"
+            elif param == "n_ctx" and message.startswith("n_ctx: "):
+                # the context is -c's, or the one the tests' sizes asked for: named so, with what to change
+                from jan.engine.model import CONTEXT_TOO_LARGE_ADVICE
+
+                why = message.removeprefix("n_ctx: ").removesuffix(CONTEXT_TOO_LARGE_ADVICE).removesuffix("; ")
+                message = (f"-c/--ctx {n_ctx}: {why}; give a smaller -c" if ctx_given else
+                           f"the context of {n_ctx} tokens that -p/-n need: {why}; give smaller -p/-n")
             raise CLIError(f"cannot load {path}: {message}") from None
         with loaded:
             info = loaded.info

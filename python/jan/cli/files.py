@@ -112,8 +112,10 @@ def list_files(purpose: str | None, as_json: bool, conn) -> None:
         print_json(data)
         return
     if not data:
+        absent = conn.absent_note() if client is None else ""  # (a mistyped folder: "no files uploaded yet" misled)
         what = f"no files uploaded for {purpose}" if purpose else "no files uploaded yet"
-        click.echo(f"{what}: `jan files upload PATH` keeps one", err=True)
+        click.echo(f"no files: {absent}: check the path" if absent else f"{what}: `jan files upload PATH` keeps one",
+                   err=True)
         return
     print_table(["ID", "FILENAME", "PURPOSE", "SIZE", "CREATED"], [_row(f) for f in data],
                 max_widths={"FILENAME": NAME_WIDTH})

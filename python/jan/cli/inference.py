@@ -372,6 +372,20 @@ class Generation:
         raise NotImplementedError
 
 
+def _in_flags(exc: Exception) -> str:
+    """``exc``'s message for a model loaded in this process: a prompt past the context names the flag that makes
+    the context larger here (-c/--ctx-size), where the services name the model.json's ``ctx_len`` (a server's
+    setting; `jan run` said "use a larger context (ctx_len)", and for a --raw prompt gave no way at all)."""
+    from jan.errors import ContextOverflowError
+
+    message = str(exc)
+    if not isinstance(exc, ContextOverflowError):
+        return message
+    if "larger context (ctx_len)" in message:
+        return message.replace("larger context (ctx_len)", "larger context (-c/--ctx-size)")
+    return f"{message}; shorten it or use a larger context (-c/--ctx-size)"
+
+
 class LocalGeneration(Generation):
     """Deltas of the in-process services (chat or completion) as text pieces."""
 
@@ -406,7 +420,7 @@ class LocalGeneration(Generation):
                 if delta.finish_reason is not None:
                     self.finish_reason = delta.finish_reason
         except (JanError, ValueError) as exc:
-            raise CLIError(str(exc)) from None
+            raise CLIError(_in_flags(exc)) from None
         finally:
             self._stream.close()
 
@@ -554,6 +568,11 @@ class LocalBackend:
                 key, flag = LOAD_FLAGS[name]
                 if value is not None and getattr(exc, "param", None) == f"settings.{key}":
                     message = flag + message.removeprefix(f"settings.{key}").split(" (in the model.json of")[0]
+                    if name == "n_ctx":  # one slot here, and the flag to change: not the engine's n_ctx and slots
+                        from jan.engine.model import CONTEXT_TOO_LARGE_ADVICE
+
+                        message = message.replace(CONTEXT_TOO_LARGE_ADVICE,
+                                                  f"give a smaller {flag}, or leave it out to fit the free memory")
             raise CLIError(f"cannot load {spec}: {message}") from None
         self.load_seconds = time.perf_counter() - started
         # what the engine made of the file, where its header did not tell

@@ -69,6 +69,12 @@ def list_servers(as_json: bool, conn) -> None:
             servers = [{"name": n, "transport": c.transport, "target": c.target, "enabled": not c.disabled,
                         "state": "disabled" if c.disabled else "stopped", "tools": []} for n, c in configs.items()]
     _show_servers(servers, invalid, file_error, as_json)
+    if not servers and not invalid and not file_error and not as_json:
+        # a header alone read as a listing that failed; said as `jan models list` and the others say it
+        absent = conn.absent_note() if client is None else ""  # (a mistyped folder: "no MCP servers yet" misled)
+        click.echo(f"no MCP servers: {absent}: check the path" if absent else
+                   "no MCP servers yet: `jan mcp add NAME COMMAND [ARGS]...` (or `jan mcp add NAME URL`) adds one",
+                   err=True)
 
 
 def _show_servers(servers: list[dict], invalid: dict[str, str], file_error: str | None, as_json: bool) -> None:
@@ -85,7 +91,8 @@ def _show_servers(servers: list[dict], invalid: dict[str, str], file_error: str 
         rows = [[s.get("name", ""), s.get("transport", ""), s.get("target", ""), "yes" if s.get("enabled") else "no",
                  s.get("state", "") + (f": {s['error']}" if s.get("error") else ""), len(s.get("tools") or [])]
                 for s in servers]
-        print_table(["NAME", "TRANSPORT", "COMMAND / URL", "ENABLED", "STATE", "TOOLS"], rows)
+        if rows:
+            print_table(["NAME", "TRANSPORT", "COMMAND / URL", "ENABLED", "STATE", "TOOLS"], rows)
     if file_error:
         warn(f"{file_error} (the servers listed are those read from it before)")
 
@@ -103,7 +110,7 @@ def add_server(name: str, command_or_url: str, args: tuple[str, ...], env: tuple
                timeout: float | None, conn) -> None:
     """Add a server: `jan mcp add files python files_server.py --root ~/notes` (stdio) or
     `jan mcp add search http://127.0.0.1:8000/mcp` (streamable HTTP)."""
-    from jan.extensions.mcp.config import NAME_RULE, valid_name
+    from jan.extensions.mcp.config import NAME_RULE, parse_entry, valid_name
 
     if not valid_name(name):
         raise CLIError(f"an MCP server's name must be {NAME_RULE}, not {name!r} (its tools are named "
@@ -138,6 +145,12 @@ def add_server(name: str, command_or_url: str, args: tuple[str, ...], env: tuple
             entry["cwd"] = os.getcwd()
     if timeout is not None:
         entry["timeout"] = timeout
+    try:
+        parse_entry(entry)
+    except ValueError as exc:
+        # the entry's own fault, said of what was typed: through the edit it read as mcp.json's ("<data>/mcp.json:
+        # server 'web': Value error, ...") though the file is fine and was left as it was
+        raise CLIError(f"COMMAND_OR_URL: {exc}") from None
 
     def edit(servers: dict) -> None:
         if name in servers:

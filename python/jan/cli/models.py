@@ -168,7 +168,10 @@ def show_model(model_id: str, as_json: bool, conn) -> None:
     client = conn.server()
     if client is not None:
         model = _server_model(client, model_id)
-        file = None
+        # the weights the server reads (its model object names them, as the local one does): `file` was told only
+        # without a server, so the same model showed two ways
+        file = model.get("file_path") if isinstance(model.get("file_path"), str) and not model.get("weights_missing") \
+            else None
     else:
         model = _local_model(conn, model_id)
         path = conn.store().models.model_file(model_id)
@@ -179,7 +182,10 @@ def show_model(model_id: str, as_json: bool, conn) -> None:
         return
     lines = [("id", model["id"]), ("name", model.get("name")), ("engine", model.get("engine")),
              ("format", model.get("format")), ("size", human_bytes(_size(model)))]
-    if client is None:
+    from jan.store.models import API_FORMAT, model_format
+
+    # (a model another server's API answers has no file to miss: it said "(missing: pull or import it again)")
+    if file or model.get("weights_missing") or (client is None and model_format(model) != API_FORMAT):
         lines.append(("file", file or "(missing: pull or import it again)"))
     for source in model.get("sources") or []:
         lines.append(("source", source.get("url") or source.get("filename")))

@@ -117,7 +117,8 @@ def read_prompt(words: tuple[str, ...]) -> str:
 @click.argument("model")
 @click.argument("prompt", nargs=-1, callback=text_param)
 @click.option("--system", "-s", default=None, callback=text_param, help="System prompt (chat mode).")
-@click.option("--raw", is_flag=True, help="Complete PROMPT as plain text instead of chatting (no chat template).")
+@click.option("--raw", is_flag=True, help="Complete PROMPT as plain text instead of chatting (no chat template: "
+              "--system, --think, --show-reasoning, --image and --audio are chat's).")
 @click.option("--image", "-i", "images", multiple=True, type=PathParam(),
               help="An image (PNG, JPEG, WebP, GIF) to ask about, for models with a projector (repeatable).")
 @click.option("--audio", "-a", "clips", multiple=True, type=PathParam(),
@@ -153,6 +154,12 @@ def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_
     """
     if raw and system:
         raise click.UsageError("--system applies to chat; with --raw the prompt is completed as it is")
+    if raw and (think is not None or show_reasoning):
+        # a plain completion has no chat template to switch thinking in, and no thinking told apart from the text:
+        # the flag did nothing, silently (`--raw --think` on a model that cannot think was not even refused)
+        flag = "--show-reasoning" if think is None else "--think" if think else "--no-think"
+        raise click.UsageError(f"{flag} applies to chat; with --raw the prompt is completed as it is (no chat "
+                               "template, no thinking told apart)")
     if raw and (images or clips):
         raise click.UsageError(f"{'--image' if images else '--audio'} applies to chat; a --raw prompt has no place "
                                "for media")

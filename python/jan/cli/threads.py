@@ -1,4 +1,4 @@
-"""``jan threads``: list, show and export saved conversations."""
+"""``jan threads``: list, show, export and delete saved conversations."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import click
 from jan.cli.common import (
     CLIError,
     PathParam,
+    RemoveAliasGroup,
     connection_options,
     echo_styled,
     human_time,
@@ -25,9 +26,9 @@ from jan.cli.common import (
 ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}
 
 
-@click.group()
+@click.group(cls=RemoveAliasGroup)
 def threads() -> None:
-    """List, show and export saved conversations."""
+    """List, show, export and delete saved conversations."""
 
 
 def fetch_thread(conn, thread_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -204,11 +205,19 @@ def _shown(message: dict[str, Any]) -> _Shown:
 
 def _status_note(message: dict[str, Any]) -> str:
     """What a message's status adds to its heading: nothing for a whole one. The data folder keeps Jan's statuses
-    (``ready``, ``stopped``, ...); a server answers OpenAI's (``completed``, ``incomplete`` with its reason)."""
+    (``ready``, ``stopped``, ...), told as a server tells them (OpenAI's ``incomplete`` with its reason): a reply
+    cut at -n showed as whole from the folder, "(incomplete: max_tokens)" from a server; a stopped one
+    "(stopped)" and "(incomplete: run_cancelled)"."""
     status = message.get("status")
-    if not status or status in ("ready", "completed"):
+    if status in ("ready", "stopped", "error", "pending"):  # Jan's own (a server's are OpenAI's already)
+        from jan.services.thread_turns import openai_status
+
+        status, reason = openai_status(message)
+    else:
+        details = message.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, dict) else None
+    if not status or status == "completed":
         return ""
-    reason = (message.get("incomplete_details") or {}).get("reason")
     return f" ({status}: {reason})" if reason else f" ({status})"
 
 
@@ -259,3 +268,38 @@ def export_thread(thread_id: str, fmt: str, output: Path | None, conn) -> None:
         return
     write_output_file(output, lambda put: put(text.encode("utf-8")), data_folder=conn.data_folder)
     click.echo(f"exported {thread_id} to {output}", err=True)
+
+
+@threads.command("rm")
+@click.argument("thread_ids", nargs=-1, required=True, metavar="ID...")
+@connection_options
+def remove_thread(thread_ids: tuple[str, ...], conn) -> None:
+    """Delete threads and their messages."""
+    client = conn.server()
+    for thread_id in thread_ids:
+        if client is not None:
+            from jan.cli.client import ServerError, path_part
+            from jan.cli.conversation import ServerThreads
+
+            try:
+                client.call("DELETE", f"/v1/threads/{path_part(thread_id)}")
+            except ServerError as exc:
+                if exc.status != 404 and exc.code != "invalid_id":
+                    raise
+                ServerThreads(client).load(thread_id, messages=False)  # the not-found words, with a "did you mean"
+                raise
+        else:
+            from jan.store import InvalidIdError, NotFoundError, StoreError
+
+            store = conn.store(create=False)  # (nothing to remove from a folder that is not there; none is made)
+            try:
+                if store is None:
+                    raise NotFoundError("thread", thread_id)
+                store.threads.delete(thread_id)
+            except (NotFoundError, InvalidIdError):
+                ids = [t["id"] for t in store.threads.list().data] if store is not None else []
+                raise CLIError(f"thread '{thread_id}' not found in {conn.data_folder}{meant_thread(thread_id, ids)} "
+                               "(see `jan threads list`)") from None
+            except StoreError as exc:
+                raise CLIError(str(exc)) from None
+        click.echo(f"removed {thread_id}")

@@ -203,6 +203,8 @@ IMAGE_TOKENS_MAX = 65536
 
 #: The most threads ggml runs one compute graph on (ggml.h's GGML_MAX_N_THREADS).
 GGML_MAX_N_THREADS = 512
+#: What a context too large for memory is told to do, ending its message: the CLI says it in its own flags.
+CONTEXT_TOO_LARGE_ADVICE = "use a smaller n_ctx (or fewer slots), or leave it unset to fit the free memory"
 
 #: What each numeric load option of :class:`Model` accepts (the native engine's bounds, cpp/scheduler.cpp,
 #: and llama.cpp's: at most 256 sequences; int32 where it stores an int32). ``n_ctx`` 0/None is the
@@ -817,8 +819,8 @@ class Model:
         gib = 1024 ** 3
         return ModelSettingError(
             f"n_ctx: a context of {cp.n_ctx} tokens for each of {cp.n_parallel} slots needs {need / gib:.1f} GiB of "
-            f"KV cache, more than the {memory / gib:.1f} GiB {what}, so llama.cpp could not make it; use a "
-            "smaller n_ctx (or fewer slots), or leave it unset to fit the free memory", param="n_ctx",
+            f"KV cache, more than the {memory / gib:.1f} GiB {what}, so llama.cpp could not make it; "
+            + CONTEXT_TOO_LARGE_ADVICE, param="n_ctx",
             code="context_too_large")
 
     def _fit_context(self, cp) -> ContextFit:

@@ -136,7 +136,7 @@ from jan.services.run_records import (ask_cancel, cancels_asked, clear_cancel, h
 from jan.services.thread_claims import thread_claims
 from jan.services.event_log import EventLog
 from jan.services.run_steps import RunStep, end_status, last_error, openai_last_error, zero_usage
-from jan.services.thread_turns import stored_calls
+from jan.services.thread_turns import BUDGET_STOPS, COMPLETION_BUDGET, PROMPT_BUDGET, stored_calls
 from jan.services.tool_loop import (
     PendingCall,
     ToolDecision,
@@ -230,14 +230,6 @@ WAITING_STATUSES = ("requires_action", "interrupted")
 HOLDING_STATUSES = ("queued", "in_progress", "requires_action")
 #: Statuses a run never leaves: its record need not be read again to know it holds nothing.
 FINAL_STATUSES = ("completed", "incomplete", "cancelled", "failed", "expired")
-#: ``stop_reason`` of a reply whose turn was not started because the run's ``max_prompt_tokens`` had too little
-#: left for its prompt (the run ends ``incomplete``; OpenAI's ``incomplete_details.reason``).
-PROMPT_BUDGET = "max_prompt_tokens"
-#: ``stop_reason`` of a reply whose turn was not started because the run's earlier turns had generated its
-#: ``max_completion_tokens`` (``max_tokens``) already (the run ends ``incomplete``, for that reason).
-COMPLETION_BUDGET = "max_completion_tokens"
-#: Why a turn was not started: a token limit of the run spent (the run ends ``incomplete``, for that reason).
-BUDGET_STOPS = (PROMPT_BUDGET, COMPLETION_BUDGET)
 #: How a model turn that ended with a finish reason of the typed path (:data:`~jan.services.types.FINISH_REASONS`)
 #: ends its run, each reason explicitly: the run's status and its ``incomplete_details.reason``. ``stop`` and
 #: ``tool_calls`` (calls the run does not run itself: none allowed) complete it; ``length`` (the run's

@@ -26,11 +26,45 @@ from jan.services.untrusted import UntrustedTextPart, text_part_of
 from jan.templates.formats.reasoning import joined_thoughts
 
 __all__ = ["DocumentFileRef", "ImageFileRef", "TOOL_IMAGES_KEY", "attached_documents", "data_url_image", "file_refs",
-           "from_thread_message", "part_field", "prompt_entries", "stored_calls", "thread_history", "thread_parts",
-           "thread_turn"]
+           "from_thread_message", "openai_status", "part_field", "prompt_entries", "stored_calls", "thread_history",
+           "thread_parts", "thread_turn"]
 
 #: The metadata flag of a stored tool message whose images a tool jan ran returned (to_thread_message).
 TOOL_IMAGES_KEY = "tool_images"
+
+#: ``stop_reason`` of a reply whose turn was not started because the run's ``max_prompt_tokens`` had too little
+#: left for its prompt (the run ends ``incomplete``; OpenAI's ``incomplete_details.reason``).
+PROMPT_BUDGET = "max_prompt_tokens"
+#: ``stop_reason`` of a reply whose turn was not started because the run's earlier turns had generated its
+#: ``max_completion_tokens`` (``max_tokens``) already (the run ends ``incomplete``, for that reason).
+COMPLETION_BUDGET = "max_completion_tokens"
+#: Why a turn was not started: a token limit of the run spent (the run ends ``incomplete``, for that reason).
+BUDGET_STOPS = (PROMPT_BUDGET, COMPLETION_BUDGET)
+
+
+def openai_status(message: Mapping[str, Any]) -> tuple[str, str | None]:
+    """A stored message's status as OpenAI's ``thread.message`` tells it, with ``incomplete_details.reason``:
+    ``pending`` is ``in_progress``; a whole reply ``completed``; a cut or failed one ``incomplete``. The reason of
+    a failed reply is ``run_failed``; a token limit's cut (a reply the model's ``length`` ended, a turn a spent
+    budget never started) ``max_tokens``; an upstream's filter ``content_filter``; any other stop (a cancel, a
+    client gone, a stop of jan) ``run_cancelled``. One reading for the server's messages and `jan threads show`
+    of a data folder, so both tell a message alike."""
+    status = message.get("status")
+    metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
+    # (a reason that is no string, a hand edit's list, is none: looked up, it failed the thread's listing with a 500)
+    stop_reason, finish_reason = (value if isinstance(value, str) else None
+                                  for value in (metadata.get("stop_reason"), metadata.get("finish_reason")))
+    reason = None
+    if status == "error":
+        reason = "run_failed"
+    elif status == "stopped":
+        reason = "max_tokens" if stop_reason in BUDGET_STOPS else \
+            {"length": "max_tokens", "content_filter": "content_filter"}.get(finish_reason, "run_cancelled")
+    elif status == "ready":
+        reason = {"length": "max_tokens", "content_filter": "content_filter"}.get(finish_reason)
+    if status == "pending":
+        return "in_progress", None
+    return ("incomplete" if reason else "completed"), reason
 
 
 @dataclass(frozen=True)

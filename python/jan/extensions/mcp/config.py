@@ -162,14 +162,26 @@ def _parse_each(text: str, where: Path) -> tuple[dict[str, McpServerConfig], dic
             problems[name] = f"{where}: server name {name!r} must be {NAME_RULE}"
             continue
         try:
-            # strict: "disabled": "yes" is no boolean, "timeout": "30" no number, "args": [1] no strings (lax mode
-            # took each as the declared type, a guess at what the user meant)
-            out[name] = McpServerConfig.model_validate(entry, strict=True)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first.get("loc", ()))
-            problems[name] = f"{where}: server {name!r}: " + (f"{field!r}: " if field else "") + first["msg"]
+            out[name] = parse_entry(entry)
+        except ValueError as exc:
+            problems[name] = f"{where}: server {name!r}: {exc}"
     return out, problems
+
+
+def parse_entry(entry: Any) -> McpServerConfig:
+    """One ``mcpServers`` entry as a server's configuration; raises ValueError saying what is wrong with it in
+    the file's words (the field, then why: our validators' own sentences, without pydantic's "Value error, ")."""
+    try:
+        # strict: "disabled": "yes" is no boolean, "timeout": "30" no number, "args": [1] no strings (lax mode
+        # took each as the declared type, a guess at what the user meant)
+        return McpServerConfig.model_validate(entry, strict=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ()))
+        msg = first["msg"]
+        if first.get("type") == "value_error" and msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        raise ValueError((f"{field!r}: " if field else "") + msg) from None
 
 
 def _parse(text: str, where: Path) -> dict[str, McpServerConfig]:

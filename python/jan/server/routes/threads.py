@@ -69,7 +69,7 @@ from jan.server.routes.files import upload_data_url, uploads
 from jan.server.validation import parse_body, query_choice, query_int
 from jan.services.models import check_format_grammar, check_parameters
 from jan.services.documents import document_text
-from jan.services.runs import BUDGET_STOPS
+from jan.services.thread_turns import openai_status
 from jan.services.types import DocumentPart, ResponseFormat
 from jan.services.tool_checks import check_tool_entries, check_tool_policy
 from jan.services.tool_loop import tool_bookkeeping
@@ -152,27 +152,6 @@ def thread_object(thread: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- messages on the wire ------------------------------------------------------
-def _incomplete_reason(message: dict[str, Any]) -> str | None:
-    """OpenAI's ``incomplete_details.reason`` of a stored message, None when it is whole: a failed reply is
-    ``run_failed``; a token limit's cut (a reply the model's ``length`` ended, a turn a spent budget never started)
-    ``max_tokens``; an upstream's filter ``content_filter``; any other stop (a cancel, a client gone, a stop of jan)
-    ``run_cancelled``. A stored response's answer cut off is ``stopped`` with its finish reason."""
-    status = message.get("status")
-    metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
-    # (a reason that is no string, a hand edit's list, is none: looked up, it failed the thread's listing with a 500)
-    stop_reason, finish_reason = (value if isinstance(value, str) else None
-                                  for value in (metadata.get("stop_reason"), metadata.get("finish_reason")))
-    if status == "error":
-        return "run_failed"
-    if status == "stopped":
-        if stop_reason in BUDGET_STOPS:
-            return "max_tokens"
-        return {"length": "max_tokens", "content_filter": "content_filter"}.get(finish_reason, "run_cancelled")
-    if status == "ready":
-        return {"length": "max_tokens", "content_filter": "content_filter"}.get(finish_reason)
-    return None
-
-
 def message_object(message: dict[str, Any], *, jan_view: bool = False) -> dict[str, Any]:
     """A stored message as OpenAI's ``thread.message``: its status one of OpenAI's (``pending`` is ``in_progress``;
     a whole reply ``completed``; a cut or failed one ``incomplete``, with ``incomplete_details`` and
@@ -184,12 +163,8 @@ def message_object(message: dict[str, Any], *, jan_view: bool = False) -> dict[s
     so a client that continues the conversation itself (``jan chat --thread``) gives the model the documents a
     run of the thread reads."""
     out = dict(message)
-    reason = _incomplete_reason(message)
+    status, reason = openai_status(message)
     ended_at = message.get("completed_at")
-    if message.get("status") == "pending":
-        status = "in_progress"
-    else:
-        status = "incomplete" if reason else "completed"
     out.update(status=status, incomplete_details={"reason": reason} if reason else None,
                completed_at=ended_at if status == "completed" else None,
                incomplete_at=ended_at if status == "incomplete" else None)
