@@ -435,6 +435,11 @@ def test_conversation_parameter_refusals(client, server):
         bad = _error(http.post("/v1/responses", json={"model": "stories260K", "input": "hi",
                                                       "conversation": "../etc"}), 400)
         assert bad["param"] == "conversation"
+        # an id with a line end after it is no id either (a regex's "$" took one for its end): refused as one, in
+        # OpenAI's words, never as a thread id the conversation's hold cannot name
+        newline = _error(http.post("/v1/responses", json={"model": "stories260K", "input": "hi",
+                                                          "conversation": conv.id + "\n"}), 400)
+        assert newline["param"] == "conversation" and newline["code"] == "invalid_value", newline
         assert _error(http.post("/v1/responses", json={"model": "stories260K", "input": "hi",
                                                        "conversation": {"id": 5}}), 400)["param"].startswith("conversation")
         # nothing was added to the conversation by the refused requests
@@ -516,6 +521,7 @@ def test_bad_paths_queries_and_item_bodies(client, server):
         assert _error(http.get(items, params={"include[]": "nonsense"}), 400)["param"] == "include"
         assert http.get(items, params={"include[]": "message.input_image.image_url"}).status_code == 200
         assert _error(http.get(f"{items}/..%2F..%2Fx"), 400)["param"] == "item_id"
+        assert _error(http.get(f"{items}/msg_unknown%0A"), 400)["param"] == "item_id"  # (a line end after it)
         assert _error(http.get(f"{items}/msg_unknown"), 404)
         assert _error(http.post(items, json={"items": []}), 400)["param"].startswith("items")
         assert _error(http.post(items, json={}), 400)["param"] == "items"

@@ -95,3 +95,17 @@ def test_the_path_forms():
     # every path jan wrote, and no quoted value, name or URL
     assert in_path_style(said, "dotted") == ("messages.2: the tool result for 'a[0]' answers no call (see "
                                              "messages.1.content.0); logit_bias.5 of my-model[1] at /v1/x[0]")
+
+
+def test_a_quoted_value_is_the_clients_and_keeps_its_brackets():
+    # a value jan quotes is the client's text, whatever words it holds: only jan's own paths are rewritten
+    said = ("model 'my model[0]' not found; tool \"it's x[1]\" at messages[2] (`a b[3]`); can't read items[4]")
+    assert in_path_style(said, "dotted") == ("model 'my model[0]' not found; tool \"it's x[1]\" at messages.2 "
+                                             "(`a b[3]`); can't read items.4")
+
+
+def test_an_anthropic_404_names_the_model_as_sent(server):
+    status, data = post(server, "/v1/messages", {"model": "my model[0]", "max_tokens": 2,
+                                                 "messages": [{"role": "user", "content": "hi"}]})
+    assert status == 404 and data["type"] == "error", data
+    assert "'my model[0]'" in data["error"]["message"], data

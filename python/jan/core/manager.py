@@ -74,7 +74,7 @@ Admission = Callable[[str, list[RouteSpec], list[SubAppSpec]], Awaitable["str | 
 #: ids of the managers whose lock the current context holds (re-entry detection).
 _BUSY: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("jan_core_manager_busy", default=frozenset())
 
-_NAME_RE = re.compile(r"^(@[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAME_RE = re.compile(r"^(@[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
 class ExtensionState:

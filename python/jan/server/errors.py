@@ -89,6 +89,10 @@ def path_text(path: tuple, style: PathStyle = "brackets") -> str:
 # "logit_bias[5]"; not "'a[0]'", "my-model[1]", "/x[0]".
 _BRACKET_PATH = re.compile(r"(?<![\w.\]'\"`/-])[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*\[\d+\](?:\[\d+\]|\.[a-z_][a-z0-9_]*)*")
 _INDEX = re.compile(r"\[(\d+)\]")
+# A value jan quotes in a message (``repr``'s quotes, or backticks: a model id, a tool name, a client's string), a
+# quote opening after no letter and closing before none ("can't" opens nothing): its text is the client's, never
+# rewritten, whatever words it holds ("model 'my model[0]' not found").
+_QUOTED = re.compile(r"(?<!\w)'[^'\n]*'(?!\w)|(?<!\w)\"[^\"\n]*\"(?!\w)|`[^`\n]*`")
 
 
 def in_path_style(message: str, style: PathStyle) -> str:
@@ -97,7 +101,15 @@ def in_path_style(message: str, style: PathStyle) -> str:
     refusal's or a service's alike). ``"brackets"`` leaves it as it is."""
     if style == "brackets" or "[" not in message:
         return message
-    return _BRACKET_PATH.sub(lambda m: _INDEX.sub(r".\1", m.group(0)), message)
+    out, start = [], 0
+    for quoted in _QUOTED.finditer(message):
+        out += [_dotted(message[start:quoted.start()]), quoted.group(0)]
+        start = quoted.end()
+    return "".join(out) + _dotted(message[start:])
+
+
+def _dotted(text: str) -> str:
+    return _BRACKET_PATH.sub(lambda m: _INDEX.sub(r".\1", m.group(0)), text)
 
 
 # What pydantic puts in an error's ``loc`` besides field names and indexes: the union member it tried

@@ -53,8 +53,8 @@ __all__ = ["RUN_ID_RE", "ask_cancel", "cancel_marker_path", "cancels_asked", "cl
 
 log = logging.getLogger("jan.services.runs")
 
-RUN_ID_RE = re.compile(r"^run_[A-Za-z0-9]{1,64}$")
-_THREAD_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+RUN_ID_RE = re.compile(r"^run_[A-Za-z0-9]{1,64}\Z")
+_THREAD_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 #: Statuses of a run that was generating when the process ended.
 LIVE_STATUSES = ("queued", "in_progress")
 

@@ -42,7 +42,7 @@ MAX_FILE_BYTES = 20 * 1024 * 1024  # one image, as the engine's media limit
 
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 _MIME_OF = {**{ext: mime for mime, ext in _EXTENSIONS.items()}, "txt": "text/plain"}  # (txt: a document's text)
-_FILE_ID = re.compile(r"^(img-[0-9a-f]{32}\.(png|jpg|webp|gif)|doc-[0-9a-f]{32}\.txt)$")
+_FILE_ID = re.compile(r"^(img-[0-9a-f]{32}\.(png|jpg|webp|gif)|doc-[0-9a-f]{32}\.txt)\Z")
 
 
 def file_id_of(data: bytes, mime_type: str) -> str:

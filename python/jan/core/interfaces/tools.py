@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: What a tool name may look like (OpenAI's function-name rule).
-TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
 

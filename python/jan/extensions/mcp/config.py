@@ -37,7 +37,7 @@ __all__ = ["CONFIG_FILE", "NAME_RULE", "McpConfigError", "McpServerConfig", "loa
            "edit_config", "SERVER_NAME_RE", "valid_name"]
 
 CONFIG_FILE = "mcp.json"
-SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}\Z")
 
 
 #: ``__`` separates a server's name from its tool's in the names jan gives MCP tools (``<server>__<tool>``): a

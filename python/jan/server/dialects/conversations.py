@@ -46,12 +46,12 @@ _ITEM_ID = re.compile(r"^[a-z]{1,8}_[A-Za-z0-9_-]{1,120}$")
 def valid_conversation_id(value: str) -> bool:
     """Whether ``value`` can be a conversation's id (``conv_`` then letters and digits: no id reaches outside the
     data folder)."""
-    return bool(_CONVERSATION_ID.match(value))
+    return bool(_CONVERSATION_ID.fullmatch(value))  # (match's "$" takes a line end after it: "conv_x\n")
 
 
 def valid_item_id(value: str) -> bool:
     """Whether ``value`` can be an item's id (:func:`message_items` makes them)."""
-    return bool(_ITEM_ID.match(value))
+    return bool(_ITEM_ID.fullmatch(value))
 
 
 class _Items(_Wire):

@@ -65,7 +65,7 @@ __all__ = [
     "valid_response_id",
 ]
 
-_RESPONSE_ID = re.compile(r"^resp_[A-Za-z0-9]{1,64}$")
+_RESPONSE_ID = re.compile(r"^resp_[A-Za-z0-9]{1,64}\Z")
 
 
 def new_id(prefix: str) -> str:
