@@ -207,7 +207,7 @@ def test_big_ollama_embed_answer_is_encoded_off_the_loop(server, monkeypatch):
     ("/v1/chat/completions", {"model": "stories260K", "messages": BIG_MESSAGES + [{"role": "bogus", "content": "a"}]},
      f"messages[{N_BIG}].role"),
     ("/v1/messages", {"model": "stories260K", "max_tokens": 2, "messages": BIG_MESSAGES + [{"role": "bogus"}]},
-     f"messages[{N_BIG}]"),
+     f"messages.{N_BIG}"),
     ("/api/chat", {"model": "stories260K", "messages": BIG_MESSAGES + [{"role": "user", "content": 5}]},
      f"messages[{N_BIG}].content"),
 ])
