@@ -188,14 +188,17 @@ def test_the_clis_first_steps_run_as_shown(tmp_path, stories_path):
                 .splitlines() if line.strip()]
     assert [c[:3] for c in commands] == [["jan", "models", "import"], ["jan", "run", "stories260K"],
                                          ["jan", "chat", "stories260K"], ["jan", "chat", "--thread"],
-                                         ["jan", "models", "pull"]]
+                                         ["jan", "threads", "list"], ["jan", "models", "pull"]]
     env = cli_env(tmp_path / "jan")
     for command in commands[:3]:
         args = [str(stories_path) if a == "../shared/models/stories260K.gguf" else a for a in command[1:]]
         result = ok(jan(*args, env=env, input="/exit\n" if command[1] == "chat" else None))
         if command[1] == "run":
             assert result.stdout.strip(), result
-    # the import modes and the pull's form the comments name are the commands' own
+    ok(jan(*commands[4][1:], env=env))
+    # the import modes, the thread commands and the pull's form the comments name are the commands' own
+    threads_help = ok(jan("threads", "--help", env=env)).stdout
+    assert all(name in threads_help for name in ("show", "export", "rm"))
     import_help = ok(jan("models", "import", "--help", env=env)).stdout
     assert all(mode in import_help for mode in ("copy", "link", "reference"))
     assert "hf://owner/repo[:QUANT]" in ok(jan("models", "pull", "--help", env=env)).stdout
