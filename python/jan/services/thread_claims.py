@@ -104,7 +104,9 @@ class ThreadClaims:
             raise ValueError(f"invalid thread id for a turn: {thread_id[:80]!r}")
         key = _TURN + thread_id
         try:
-            if self._leases.is_live(key):
+            # (try_take answers True for a lease this process holds already, and takes one no other live process
+            # holds: one probe of the file, where asking is_live first probed it twice)
+            if self._leases.holds(key):
                 return False
             return self._leases.try_take(key)
         except OSError as exc:
