@@ -185,10 +185,10 @@ class _Shown:
 def _shown(message: dict[str, Any]) -> _Shown:
     # (the services' readers of a stored message, as a run reads a thread; imported here: the other commands of
     # `jan threads` need none of them)
-    from jan.services.thread_turns import stored_calls
+    from jan.services.thread_turns import stored_calls, stored_metadata
     from jan.services.tool_loop import reasoning_of, text_of
 
-    metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
+    metadata = stored_metadata(message)
     heading = ROLE_NAMES.get(message.get("role"), str(message.get("role")))
     if message.get("role") == "tool" and isinstance(metadata.get("name"), str):
         heading += f" ({metadata['name']})"

@@ -136,7 +136,7 @@ from jan.services.run_records import (ask_cancel, cancels_asked, clear_cancel, h
 from jan.services.thread_claims import thread_claims
 from jan.services.event_log import EventLog
 from jan.services.run_steps import RunStep, end_status, last_error, openai_last_error, zero_usage
-from jan.services.thread_turns import BUDGET_STOPS, COMPLETION_BUDGET, PROMPT_BUDGET, stored_calls
+from jan.services.thread_turns import BUDGET_STOPS, COMPLETION_BUDGET, PROMPT_BUDGET, stored_calls, stored_metadata
 from jan.services.tool_loop import (
     PendingCall,
     ToolDecision,
@@ -461,12 +461,6 @@ def history_messages(history: list[dict[str, Any]], system: str,
     if continue_text:
         messages.append({"role": "assistant", "content": continue_text})
     return tuple(_typed_message(m, files or {}) for m in renderable(messages))
-
-
-def _metadata(message: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored message's ``metadata``; {} where it is no object (a hand edit's)."""
-    metadata = message.get("metadata")
-    return metadata if isinstance(metadata, dict) else {}
 
 
 def _in_prompt(message: dict[str, Any]) -> bool:
@@ -1954,11 +1948,11 @@ class RunService:
         """The calls of ``message`` (a tool-calling turn) that have no result message in the thread."""
         if message is None or message.get("role") != "assistant":
             return []
-        calls = parse_calls(stored_calls(_metadata(message)))
+        calls = parse_calls(stored_calls(stored_metadata(message)))
         if not calls:
             return []
         history = await self.conversations().list_messages(run.thread_id, order="asc")
-        answered = {_metadata(m).get("tool_call_id") for m in history if m.get("role") == "tool"}
+        answered = {stored_metadata(m).get("tool_call_id") for m in history if m.get("role") == "tool"}
         return [c for c in calls if c.id not in answered]
 
     async def resume(self, run: Run) -> str | None:
@@ -2007,13 +2001,13 @@ class RunService:
         unanswered = await self._unanswered_calls(run, message)
         if unanswered:
             run.resume_calls = unanswered  # jan stopped while they ran (or before): the leg starts with them
-        elif message is None or message.get("role") != "assistant" or stored_calls(_metadata(message)):
+        elif message is None or message.get("role") != "assistant" or stored_calls(stored_metadata(message)):
             await execution.new_message()
         else:
             partial = text_of(message) or None
             execution.text = partial or ""
             # going on again: no longer ended, so not "interrupted" either (_finish_now writes how it ends)
-            metadata = {k: v for k, v in _metadata(message).items() if k not in _ENDING_KEYS}
+            metadata = {k: v for k, v in stored_metadata(message).items() if k not in _ENDING_KEYS}
             run.message = await execution._save({"status": "pending", "metadata": metadata}) or message
             await execution.open_message_step()  # the turn goes on in its message: a step of this leg's
         return partial

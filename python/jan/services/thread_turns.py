@@ -26,7 +26,8 @@ from jan.services.untrusted import UntrustedTextPart, text_part_of
 from jan.templates.formats.reasoning import joined_thoughts
 
 __all__ = ["DocumentFileRef", "ImageFileRef", "TOOL_IMAGES_KEY", "attached_documents", "data_url_image", "file_refs",
-           "from_thread_message", "openai_status", "part_field", "prompt_entries", "stored_calls", "thread_history",
+           "from_thread_message", "openai_status", "part_field", "prompt_entries", "stored_calls", "stored_metadata",
+           "thread_history",
            "thread_parts", "thread_turn"]
 
 #: The metadata flag of a stored tool message whose images a tool jan ran returned (to_thread_message).
@@ -50,7 +51,7 @@ def openai_status(message: Mapping[str, Any]) -> tuple[str, str | None]:
     client gone, a stop of jan) ``run_cancelled``. One reading for the server's messages and `jan threads show`
     of a data folder, so both tell a message alike."""
     status = message.get("status")
-    metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
+    metadata = stored_metadata(message)
     # (a reason that is no string, a hand edit's list, is none: looked up, it failed the thread's listing with a 500)
     stop_reason, finish_reason = (value if isinstance(value, str) else None
                                   for value in (metadata.get("stop_reason"), metadata.get("finish_reason")))
@@ -129,7 +130,7 @@ def prompt_entries(message: dict[str, Any],
     a pending or failed reply, one cut off by a restart (``metadata.stop_reason: "interrupted"``: until resumed it
     stands for the pending reply it was), a message of an unknown role. A call whose arguments are no text (a hand
     edit's: the API refuses them) is left out (and so, in a run, the result that answers it)."""
-    metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
+    metadata = stored_metadata(message)
     if metadata.get("stop_reason") == "interrupted":
         return []
     kept = kept_entry(message)
@@ -144,6 +145,12 @@ def prompt_entries(message: dict[str, Any],
     if turn.role != "assistant" and turn.reasoning:  # (thinking is an answer's: a hand edit's elsewhere is none)
         turn = replace(turn, reasoning=None)
     return [turn]
+
+
+def stored_metadata(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored message's ``metadata``; {} where it is no object (a hand edit's)."""
+    metadata = message.get("metadata")
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def stored_calls(metadata: Mapping[str, Any]) -> list[Any]:
@@ -175,7 +182,7 @@ def thread_turn(message: dict[str, Any], files: Mapping[str, ImagePart | Documen
             or kept_item(message) is not None):
         return None
     parts = [part for part, _ in thread_parts(message, files)]
-    metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
+    metadata = stored_metadata(message)
     if role == "tool" and (isinstance(metadata.get("result"), dict) or metadata.get(TOOL_IMAGES_KEY) is True):
         # a result a run's tool loop saved (jan.services.tool_loop.save_tool_messages), or an MCP result a thread
         # keeps (to_thread_message): its images are a tool's that jan ran, which a model without a projector reads as

@@ -48,7 +48,7 @@ from jan.core import Tool, ToolRegistry, ToolResult
 from jan.core.tools import DEFAULT_TOOL_TIMEOUT, ToolCallOutcome
 from jan.services.errors import RequestError
 from jan.templates.formats.reasoning import joined_thoughts
-from jan.services.thread_turns import stored_calls
+from jan.services.thread_turns import stored_calls, stored_metadata
 # (the checks of entries and policies, here since the loop's start: imported from here too)
 from jan.services.tool_checks import (SERVER_NAME_RULE, check_function_entries, check_tool_entries,  # noqa: F401
                                      check_tool_policy, valid_server_name)
@@ -525,7 +525,7 @@ def tool_bookkeeping(message: dict[str, Any]) -> bool:
     the model's next turns read."""
     if message.get("role") == "tool":
         return True
-    metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
+    metadata = stored_metadata(message)
     # (an empty assistant message that keeps a conversation's item no turn holds, a hosted web search call, records a
     # tool's use the same way: jan.server.dialects.responses_store.KeptTurn)
     return message.get("role") == "assistant" and not message.get("content") and (
