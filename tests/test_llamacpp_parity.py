@@ -48,6 +48,7 @@ def check_timings(timings: dict, predicted: int) -> None:
         assert timings["predicted_per_token_ms"] == pytest.approx(timings["predicted_ms"] / steps)
         assert timings["predicted_per_second"] == pytest.approx(steps * 1000.0 / timings["predicted_ms"])
     assert timings["prompt_per_token_ms"] == pytest.approx(timings["prompt_ms"] / timings["prompt_n"])
+    assert timings["prompt_per_second"] == pytest.approx(timings["prompt_n"] * 1000.0 / timings["prompt_ms"])
 
 
 # -- timings -----------------------------------------------------------------------------------------------------
