@@ -849,6 +849,9 @@ void Scheduler::finish(Slot & slot, const std::string & reason, const std::strin
     ev.finish_reason = reason;
     ev.error = error;
     if (slot.stream && slot.stream->stopped()) ev.stop_string = slot.stream->matched_stop();
+    // the prompt time of the decodes so far is in the metrics before the caller hears the end (a request that
+    // ends at its first token ends before its step settles it)
+    settle_prompt_time();
     const auto now = Clock::now();
     ev.usage = usage_so_far(slot, now);
     slot.n_drafted = slot.n_accepted = 0;
@@ -859,6 +862,12 @@ void Scheduler::finish(Slot & slot, const std::string & reason, const std::strin
         if (reason == "cancelled") metrics_.requests_cancelled++;
         if (reason == "error") metrics_.requests_failed++;
         if (busy_.load() == 1) metrics_.busy_seconds += std::chrono::duration<double>(now - busy_since_).count();
+        if (ev.usage.completion_tokens > 0) {  // (as llama-server adds a slot's generation when it is released)
+            metrics_.predicted_tokens += (uint64_t)ev.usage.completion_tokens;
+            metrics_.predicted_steps += (uint64_t)ev.usage.completion_tokens - 1;
+            // at least a microsecond: one token's generation ends where it starts
+            metrics_.predicted_seconds += std::max(ev.usage.generation_ms / 1000.0, 1e-6);
+        }
     }
     // The slot is free before the caller hears the end, so metrics read
     // right after a request finishes already show it idle.
@@ -949,6 +958,21 @@ void Scheduler::sample_slot(Slot & slot) {
     }
 }
 
+void Scheduler::queue_prompt_time(uint64_t n_tokens, Clock::time_point decode_start) {
+    if (prompt_queued_ == 0) prompt_queued_since_ = decode_start;
+    prompt_queued_ += n_tokens;
+}
+
+void Scheduler::settle_prompt_time() {
+    if (prompt_queued_ == 0) return;
+    llama_synchronize(ctx_.get());  // (a decode without output may still be computing)
+    const double seconds = std::chrono::duration<double>(Clock::now() - prompt_queued_since_).count();
+    std::lock_guard<std::mutex> lock(mutex_);
+    metrics_.prompt_seconds += seconds;
+    metrics_.prompt_tokens_timed += prompt_queued_;
+    prompt_queued_ = 0;
+}
+
 void Scheduler::run() {
 #ifdef __linux__
     pthread_setname_np(pthread_self(), thread_name_.c_str());
@@ -1023,7 +1047,10 @@ void Scheduler::run() {
 
         for (auto & slot : slots_)
             if (slot.state != SlotState::Idle && slot.request->cancelled()) finish(slot, "cancelled");
-        if (busy_.load() == 0) continue;
+        if (busy_.load() == 0) {
+            settle_prompt_time();  // (a prompt cancelled before its last decode: its decodes' time still counts)
+            continue;
+        }
         adapt_threads();  // before this step's first decode (media, draft model, batch)
         pick_lora_group();  // the slots of one LoRA scale vector: this step's (Slot::in_step)
         decode_media_step();  // [media] image/audio embeddings take their own llama_decode
@@ -1056,6 +1083,7 @@ void Scheduler::run() {
             const int32_t room = params_.n_batch - batch_.n_tokens - (n_generating - (int32_t)in_batch.size());
             for (llama_token d : plan_draft(slot, room)) add(slot, d, true);
         }
+        int32_t n_prompt_step = 0;  // prompt tokens in this batch
         std::vector<Slot *> prefilling;
         for (auto & slot : slots_)
             if (slot.state == SlotState::Prefill && slot.in_step) prefilling.push_back(&slot);
@@ -1084,6 +1112,7 @@ void Scheduler::run() {
                 if (last) slot->i_batch = i;
             }
             in_batch.push_back(slot);
+            n_prompt_step += (int32_t)take;
             std::lock_guard<std::mutex> lock(mutex_);
             metrics_.prompt_tokens_total += take;
         }
@@ -1120,6 +1149,13 @@ void Scheduler::run() {
             metrics_.decode_seconds += std::chrono::duration<double>(t1 - t0).count();
             metrics_.step_threads = batch_.n_tokens == 1 ? n_threads_set_ : n_threads_batch_set_;
             record_thread_metrics_locked();
+            if (rc == 0) {
+                metrics_.step_decodes++;
+                for (const auto & slot : slots_) {
+                    metrics_.busy_slots_per_step += slot.state != SlotState::Idle;
+                    metrics_.n_tokens_max = std::max<uint64_t>(metrics_.n_tokens_max, slot.cache.size());
+                }
+            }
         }
         if (rc != 0) {
             const std::string why = "llama_decode failed (code " + std::to_string(rc) + ")";
@@ -1131,6 +1167,7 @@ void Scheduler::run() {
             }
             continue;
         }
+        if (n_prompt_step > 0) queue_prompt_time((uint64_t)n_prompt_step, t0);
         for (Slot * slot : in_batch) {
             if (slot->lp_count > 0) emit_prompt_logprobs(*slot);  // before the first token it may sample
             if (slot->i_batch < 0) continue;
@@ -1142,6 +1179,10 @@ void Scheduler::run() {
                 if (slot->state != SlotState::Idle) finish(*slot, "error", e.what());
             }
         }
+        // a step with output was read above (sampling waits for the compute): its prompt tokens' time is known
+        bool has_output = false;
+        for (int32_t i = 0; i < batch_.n_tokens && !has_output; ++i) has_output = batch_.logits[i] != 0;
+        if (has_output) settle_prompt_time();
     }
 
     // Unloading: nobody may be left waiting for events that will never come.

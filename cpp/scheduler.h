@@ -65,8 +65,23 @@ struct SchedulerMetrics {
     uint64_t generated_tokens_total = 0;
     uint64_t draft_tokens_total = 0;      // speculative decoding: tokens proposed
     uint64_t draft_accepted_total = 0;    // and accepted
-    uint64_t decode_calls = 0;
+    uint64_t decode_calls = 0;            // every llama_decode of the slots: steps and media chunks
     double decode_seconds = 0.0;
+    // llama-server's per-phase accounting (its --metrics), kept to its meaning:
+    // prompt processing as wall time of the decodes that evaluate prompt tokens, from the start of the first
+    // such decode until a decode with output (or the slots going idle) settles them, with the tokens so timed;
+    uint64_t prompt_tokens_timed = 0;
+    double prompt_seconds = 0.0;
+    // generation per request, added when it ends: its tokens, its decode steps (all but the first token, which
+    // the prompt's last decode gives) and its seconds from the first token to the end (the usage's generation_ms);
+    uint64_t predicted_tokens = 0;
+    uint64_t predicted_steps = 0;
+    double predicted_seconds = 0.0;
+    // the slots' text steps (llama_decode calls but media chunks' and the draft model's), the busy slots summed
+    // over them, and the most tokens a slot's sequence held after one (prompt and generated)
+    uint64_t step_decodes = 0;
+    uint64_t busy_slots_per_step = 0;
+    uint64_t n_tokens_max = 0;
     double busy_seconds = 0.0;            // wall time with at least one busy slot
     int32_t slots_busy = 0;
     int32_t slots_total = 0;
@@ -288,6 +303,12 @@ private:
     uint64_t use_counter_ = 0;
     uint64_t kv_cache_bytes_ = 0;
     std::chrono::steady_clock::time_point busy_since_;
+    // prompt tokens decoded whose time is not yet in metrics_.prompt_seconds, and when their first decode began
+    // (queue_prompt_time / settle_prompt_time: llama_decode may return before the compute is done)
+    uint64_t prompt_queued_ = 0;
+    std::chrono::steady_clock::time_point prompt_queued_since_;
+    void queue_prompt_time(uint64_t n_tokens, std::chrono::steady_clock::time_point decode_start);
+    void settle_prompt_time();
 
     mutable std::mutex mutex_;
     std::condition_variable cv_;

@@ -73,6 +73,8 @@ void Scheduler::decode_media_step() {
         metrics_.decode_seconds += std::chrono::duration<double>(t1 - t0).count();
         if (rc == 0) metrics_.prompt_tokens_total += (uint64_t)n;
     }
+    // (media tokens are prompt tokens here, so their decode is prompt processing time too)
+    if (rc == 0) queue_prompt_time((uint64_t)n, t0);
     if (rc != 0) {
         llama_memory_seq_rm(memory_, slot->id, -1, -1);
         slot->cache.clear();
@@ -90,6 +92,7 @@ void Scheduler::decode_media_step() {
         } catch (const std::exception & e) {
             if (slot->state != SlotState::Idle) finish(*slot, "error", e.what());
         }
+        settle_prompt_time();  // (sampling read the output: the prompt's decodes are done)
     }
 }
 

@@ -98,7 +98,7 @@ def test_a_header_file_type_is_named_as_llama_cpp_names_it(tmp_path):
 
 
 def test_metrics_count_the_decode_calls_as_llama_server_names_them(server):
-    # llama-server's llamacpp:n_decode_total (its dashboards read it); jan's engine counts the same calls
+    # llama-server's llamacpp:n_decode_total (its dashboards read it): the slots' text steps, as it counts them
     def decodes() -> float:
         text = httpx.get(server.base_url + "/metrics", timeout=120).text
         assert "# TYPE llamacpp:n_decode_total counter" in text, text

@@ -386,6 +386,68 @@ def test_metrics_also_tell_llama_servers_names_from_the_same_counters(server):
     assert "# TYPE llamacpp:requests_processing gauge" in text
 
 
+def scrape(server) -> dict[str, float]:
+    """One /metrics scrape, read with prometheus_client's own parser: the stories model's samples by name."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(server.base_url + "/metrics", timeout=120).text
+    return {sample.name: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.labels.get("model") == STORIES}
+
+
+PHASE_METRICS = ("llamacpp:prompt_tokens_total", "llamacpp:prompt_tokens_cached_total", "llamacpp:prompt_seconds_total",
+                 "llamacpp:tokens_predicted_total", "llamacpp:tokens_predicted_seconds_total",
+                 "llamacpp:prompt_tokens_seconds", "llamacpp:predicted_tokens_seconds", "llamacpp:n_tokens_max",
+                 "llamacpp:n_decode_total", "llamacpp:n_busy_slots_per_decode")
+
+
+def test_llama_servers_phase_metrics_account_the_requests_made(server):
+    before = scrape(server)
+    assert all(before[name] >= 0 for name in PHASE_METRICS), before
+    text = ok(server, "/completion", {"model": STORIES, "prompt": "Once upon a time there was a little",
+                                      "n_predict": 6, "ignore_eos": True, "cache_prompt": False})
+    chat = ok(server, "/v1/chat/completions", {"model": STORIES, "messages": [{"role": "user", "content": "hi"}],
+                                               "max_tokens": 3})
+    timings = [text["timings"], chat["timings"]]
+    assert chat["usage"]["completion_tokens"] == chat["timings"]["predicted_n"]
+    after = scrape(server)
+    assert all(after[name] >= 0 for name in PHASE_METRICS), after
+
+    def grew(name: str) -> float:
+        return after[name] - before[name]
+
+    # the token counters are the requests' own counts (their usage), and each phase that ran took time
+    assert grew("llamacpp:prompt_tokens_total") == sum(t["prompt_n"] for t in timings)
+    assert grew("llamacpp:prompt_tokens_cached_total") == sum(t["cache_n"] for t in timings)
+    assert grew("llamacpp:tokens_predicted_total") == sum(t["predicted_n"] for t in timings)
+    assert grew("llamacpp:prompt_seconds_total") > 0 and grew("llamacpp:tokens_predicted_seconds_total") > 0
+    # a text step per generated token but the first, at least one per prompt
+    assert grew("llamacpp:n_decode_total") >= sum(t["predicted_n"] for t in timings)
+    assert after["llamacpp:n_tokens_max"] >= max(t["prompt_n"] + t["cache_n"] for t in timings)
+    assert 1 <= after["llamacpp:n_busy_slots_per_decode"] <= 4  # (every text step runs at least one slot; 4 slots)
+    # the throughput gauges average over the time since the last scrape: the requests' phases, then nothing
+    assert after["llamacpp:prompt_tokens_seconds"] > 0 and after["llamacpp:predicted_tokens_seconds"] > 0, after
+    idle = scrape(server)
+    assert idle["llamacpp:prompt_tokens_seconds"] == 0 and idle["llamacpp:predicted_tokens_seconds"] == 0, idle
+    assert idle["llamacpp:prompt_seconds_total"] == after["llamacpp:prompt_seconds_total"]  # (the totals stay)
+
+
+def test_the_throughput_window_of_a_model_loaded_again_starts_from_zero():
+    from jan.server.routes.health import throughput_gauges
+
+    windows: dict = {}
+    first = {"prompt_tokens_timed": 100, "prompt_seconds": 2.0, "predicted_steps": 30, "predicted_seconds": 3.0,
+             "step_decodes": 40, "busy_slots_per_step": 60}
+    assert throughput_gauges(windows, "m", first) == {"prompt_tokens_seconds": 50.0, "predicted_tokens_seconds": 10.0,
+                                                       "n_busy_slots_per_decode": 1.5}
+    more = first | {"prompt_tokens_timed": 160, "prompt_seconds": 3.0}
+    assert throughput_gauges(windows, "m", more)["prompt_tokens_seconds"] == 60.0  # (the window since the last)
+    assert throughput_gauges(windows, "m", more)["predicted_tokens_seconds"] == 0.0  # (nothing since)
+    reloaded = {"prompt_tokens_timed": 8, "prompt_seconds": 0.5, "predicted_steps": 4, "predicted_seconds": 1.0}
+    assert throughput_gauges(windows, "m", reloaded) == {"prompt_tokens_seconds": 16.0, "predicted_tokens_seconds": 4.0,
+                                                          "n_busy_slots_per_decode": 0.0}
+
+
 def test_llama_servers_other_names_are_read_on_every_route(server):
     # n_predict on the OpenAI routes is their max_tokens (-1: no cap); reasoning_control, which the web UI always
     # sends, changes nothing without a control endpoint

@@ -194,6 +194,16 @@ class SchedulerMetrics:
     decode_calls: int
     decode_seconds: float
     busy_seconds: float
+    # llama-server's per-phase accounting (routes.health): prompt tokens/seconds of prompt decodes, generation per
+    # ended request (tokens, decode steps = tokens but the first, seconds first token to end), text steps
+    prompt_tokens_timed: int
+    prompt_seconds: float
+    predicted_tokens: int
+    predicted_steps: int
+    predicted_seconds: float
+    step_decodes: int
+    busy_slots_per_step: int
+    n_tokens_max: int
     slots_busy: int
     slots_total: int
     queue_depth: int

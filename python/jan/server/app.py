@@ -23,7 +23,8 @@ from jan.server.errors import describe_error, dialect_error_middleware, error_mi
 from jan.server import expect
 from jan.server.body_read import body_read_middleware, declared_size_check
 from jan.server.disconnect import handling_middleware
-from jan.server.keys import BUS, CONFIG, LIVE_CONTROLS, MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN, STARTED_AT
+from jan.server.keys import (BUS, CONFIG, LIVE_CONTROLS, MANAGER, MEDIA_FETCHER, METRIC_WINDOWS, SERVICES, SHUTTING_DOWN,
+                             STARTED_AT)
 from jan.server.media_fetch import MediaAllowlist, MediaFetcher
 from jan.services.container import Services
 from jan.server.mount import mount_extensions
@@ -143,6 +144,7 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
     app[SERVICES] = Services.from_manager(manager, describe_error=describe_error, default_model=config.default_model)
     app[BUS] = manager.bus
     app[STARTED_AT] = time.monotonic()
+    app[METRIC_WINDOWS] = {}
     app[SHUTTING_DOWN] = asyncio.Event()
     app[LIVE_CONTROLS] = {}
     app[MEDIA_FETCHER] = MediaFetcher(MediaAllowlist.parse(config.allow_media_from))

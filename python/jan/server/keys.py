@@ -19,6 +19,9 @@ SERVICES = web.AppKey("services", Services)
 MEDIA_FETCHER = web.AppKey("media_fetcher", MediaFetcher)
 BUS = web.AppKey("bus", LocalEventBus)
 STARTED_AT = web.AppKey("started_at", float)
+#: Each model's phase totals at the last /metrics scrape (routes.health: llama-server's throughput gauges average
+#: over the time between two scrapes).
+METRIC_WINDOWS = web.AppKey("metric_windows", dict)
 # Set when the server starts shutting down: open streams end cleanly instead of being cut.
 SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)
 #: The chat completions being made that can be acted on (``reasoning_control``), by their reply's id.

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import astuple, dataclass
 
 from aiohttp import web
 
 from jan.core.engine_answers import loaded_ids
 from jan.server.jsonio import json_response
-from jan.server.keys import CONFIG, MANAGER, STARTED_AT
+from jan.server.keys import CONFIG, MANAGER, METRIC_WINDOWS, STARTED_AT
 from jan.server.security import authorized
 
 routes = web.RouteTableDef()
@@ -45,21 +46,70 @@ async def health(request: web.Request) -> web.Response:
 
 #: The engine's counters and gauges that mean what one of llama-server's ``--metrics`` does, under its name (what
 #: dashboards made for llama-server read), labelled by model as jan's own: ``{engine key: (name, kind, help)}``.
-#: Its per-phase seconds, throughput gauges, context high-water mark, busy slots per decode and draft steps have no
-#: truthful twin here and are left out.
+#: As llama-server accounts them: prompt tokens and seconds are those of the decodes that evaluated prompt tokens
+#: (wall time from the first such decode to the one whose output settles them), generated tokens and seconds are
+#: added per request when it ends (its first token to its end), and decodes are the slots' text steps (not media
+#: chunks' nor the draft model's). Its speculative verification steps and draft positions are left out.
 LLAMA_SERVER_METRICS = {
-    "prompt_tokens_total": ("llamacpp:prompt_tokens", "counter",
+    "prompt_tokens_timed": ("llamacpp:prompt_tokens", "counter",
                             "Number of prompt tokens processed, excluding cached tokens"),
     "cached_tokens_total": ("llamacpp:prompt_tokens_cached", "counter", "Number of prompt tokens reused from the cache"),
-    "generated_tokens_total": ("llamacpp:tokens_predicted", "counter", "Number of generation tokens processed"),
+    "prompt_seconds": ("llamacpp:prompt_seconds", "counter", "Total time spent processing prompts"),
+    "predicted_tokens": ("llamacpp:tokens_predicted", "counter", "Number of generation tokens processed"),
+    "predicted_seconds": ("llamacpp:tokens_predicted_seconds", "counter", "Total time spent generating tokens"),
     "draft_tokens_total": ("llamacpp:spec_decode_num_draft_tokens", "counter",
                            "Speculative: Total draft tokens generated"),
     "draft_accepted_total": ("llamacpp:spec_decode_num_accepted_tokens", "counter",
                              "Speculative: Total draft tokens accepted by the target model"),
     "slots_busy": ("llamacpp:requests_processing", "gauge", "Number of requests processing"),
     "queue_depth": ("llamacpp:requests_deferred", "gauge", "Number of requests deferred"),
-    # (the engine counts each llama_decode() call of its slots' steps and media chunks, as llama-server does)
-    "decode_calls": ("llamacpp:n_decode", "counter", "Total number of llama_decode() calls"),
+    "step_decodes": ("llamacpp:n_decode", "counter",
+                     "Total number of llama_decode() calls, excluding speculative decoding and multimodal decoding"),
+    # (a high-water mark: llama-server types it a counter, but under this name, which a counter here would not keep)
+    "n_tokens_max": ("llamacpp:n_tokens_max", "gauge", "Largest observed sequence length (prompt + generation)"),
+}
+
+
+@dataclass
+class _Window:
+    """One model's phase totals at the last scrape: llama-server's throughput gauges average over the time between
+    two scrapes (each scrape starts a new window)."""
+
+    prompt_tokens: float = 0.0
+    prompt_seconds: float = 0.0
+    predicted_steps: float = 0.0
+    predicted_seconds: float = 0.0
+
+
+def _rate(tokens: float, seconds: float) -> float:
+    return tokens / seconds if seconds > 0 else 0.0
+
+
+def throughput_gauges(windows: dict[str, _Window], model_id: str, m: dict) -> dict[str, float]:
+    """llama-server's ``prompt_tokens_seconds`` (prompt tokens per second of prompt processing) and
+    ``predicted_tokens_seconds`` (decode steps, each request's tokens but its first, per second of generation) over
+    the window since the last scrape, and its ``n_busy_slots_per_decode`` (busy slots per text step since load);
+    starts the model's next window. A model loaded again since (its totals went down) starts from zero."""
+    now = _Window(float(m.get("prompt_tokens_timed", 0)), float(m.get("prompt_seconds", 0.0)),
+                  float(m.get("predicted_steps", 0)), float(m.get("predicted_seconds", 0.0)))
+    last = windows.get(model_id, _Window())
+    if any(a < b for a, b in zip(astuple(now), astuple(last))):
+        last = _Window()
+    windows[model_id] = now
+    return {
+        "prompt_tokens_seconds": _rate(now.prompt_tokens - last.prompt_tokens, now.prompt_seconds - last.prompt_seconds),
+        "predicted_tokens_seconds": _rate(now.predicted_steps - last.predicted_steps,
+                                          now.predicted_seconds - last.predicted_seconds),
+        "n_busy_slots_per_decode": float(m.get("busy_slots_per_step", 0)) / max(float(m.get("step_decodes", 0)), 1.0),
+    }
+
+
+#: llama-server's gauges that ``throughput_gauges`` works out: ``{key: (name, help)}``.
+LLAMA_SERVER_GAUGES = {
+    "prompt_tokens_seconds": ("llamacpp:prompt_tokens_seconds", "Average prompt throughput in tokens/s"),
+    "predicted_tokens_seconds": ("llamacpp:predicted_tokens_seconds", "Average generation throughput in tokens/s"),
+    "n_busy_slots_per_decode": ("llamacpp:n_busy_slots_per_decode",
+                                "Average number of busy slots per llama_decode() call"),
 }
 
 
@@ -120,6 +170,13 @@ class EngineCollector:
             fam = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, doc, labels=["model"])
             for model_id, m in per_model.items():
                 fam.add_metric([model_id], float(m.get(key, 0)))
+            families.append(fam)
+        windows = self.app[METRIC_WINDOWS]
+        derived = {model_id: throughput_gauges(windows, model_id, m) for model_id, m in per_model.items()}
+        for key, (name, doc) in LLAMA_SERVER_GAUGES.items():
+            fam = GaugeMetricFamily(name, doc, labels=["model"])
+            for model_id, values in derived.items():
+                fam.add_metric([model_id], values[key])
             families.append(fam)
         loaded = GaugeMetricFamily("jan_models_loaded", "Models loaded in the local engine")
         loaded.add_metric([], float(len(per_model)))
