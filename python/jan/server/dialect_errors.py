@@ -17,6 +17,7 @@ from aiohttp import web
 
 from jan.server.errors import (ERROR_DIALECTS, ERROR_SHAPES, ERROR_STATUSES, APIError, PathStyle, in_path_style,
                                under_prefix)
+from jan.server.request_id import current_request_id
 
 #: How each dialect's errors write a field's path (:func:`jan.server.errors.path_text`): as the API its clients were
 #: written for does. OpenAI's (Chat Completions, Completions, Embeddings, Responses: ``input[0].content[0].type``)
@@ -57,11 +58,20 @@ def anthropic_error_type(status: int) -> str:
 
 
 def anthropic_error_body(status: int, message: str) -> dict[str, Any]:
-    """``{"type": "error", "error": {"type", "message"}}``, Anthropic's error shape; the field paths the message
-    names written as Anthropic's API writes them (``messages.1.content.0.text: Field required``), whoever raised it
-    (a body's validation, the chat service, the dialect's own checks)."""
+    """``{"type": "error", "error": {"type", "message"}, "request_id"}``, Anthropic's error shape; the field paths
+    the message names written as Anthropic's API writes them (``messages.1.content.0.text: Field required``), whoever
+    raised it (a body's validation, the chat service, the dialect's own checks).
+
+    ``request_id`` is the id of the request being answered (the one its ``request-id`` header carries), as Anthropic's
+    API puts it in every error body, a stream's ``error`` event included: its SDKs' ``ErrorResponse`` reads it, and
+    Claude Code prints the body as it came. Outside a request (a batch's item, run by the batch worker) there is
+    none, and the field is left out."""
     message = in_path_style(message, PATH_STYLES["anthropic"])
-    return {"type": "error", "error": {"type": anthropic_error_type(status), "message": message}}
+    body: dict[str, Any] = {"type": "error", "error": {"type": anthropic_error_type(status), "message": message}}
+    rid = current_request_id.get()
+    if rid is not None:
+        body["request_id"] = rid
+    return body
 
 
 def anthropic_error_shape(err: APIError) -> dict[str, Any]:
