@@ -109,6 +109,12 @@ LLAMACPP_PATHS = ("/completion", "/infill", "/props", "/embedding", "/slots", "/
 #: twins: no OpenAI client calls them without ``/v1`` (OpenAI has no such API), so their errors take llama-server's
 #: shape as on ``/completion`` (a numeric ``code``), the ``/v1`` twins keep OpenAI's.
 LLAMACPP_TOKEN_PATHS = ("/tokenize", "/detokenize", "/apply-template")
+#: llama-server's APIs that ``jan.server.routes.openai`` serves on both its paths, with and without ``/v1``: reranking
+#: (Jina's, Cohere's and Text Embeddings Inference's bodies, all answered in llama-server's error shape by
+#: llama-server) and a running reply's control. No OpenAI API has them, so every client of either path is
+#: llama-server's, and both take its error shape (a numeric ``code``), the ``/v1`` one included.
+LLAMACPP_V1_PATHS = ("/rerank", "/reranking", "/v1/rerank", "/v1/reranking", "/chat/completions/control",
+                     "/v1/chat/completions/control")
 
 #: A request's key (set by the route) when an OpenAI path serves it as llama-server's native ``/embedding``: a body
 #: with ``content`` on ``/embeddings`` or ``/v1/embeddings`` (llama-server answers such a body natively there).
@@ -159,7 +165,7 @@ def _register() -> None:
         ERROR_DIALECTS.append(_anthropic_dialect)
     if _native_embedding_dialect not in ERROR_DIALECTS:
         ERROR_DIALECTS.append(_native_embedding_dialect)
-    for path in LLAMACPP_PATHS + LLAMACPP_TOKEN_PATHS:
+    for path in LLAMACPP_PATHS + LLAMACPP_TOKEN_PATHS + LLAMACPP_V1_PATHS:
         ERROR_SHAPES[path] = llamacpp_error_body
         ERROR_STATUSES[path] = llamacpp_error_status
     # Errors raised before a handler runs (the key check's 401, a foreign Origin's 403, an unknown /api/ route's

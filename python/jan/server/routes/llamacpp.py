@@ -24,7 +24,7 @@ from jan.errors import MediaError, ModelNotFoundError
 from jan.server.dialects import llamacpp as native, ollama_models
 from jan.server.disconnect import (SLOT_SHUTDOWN, WAIT_SHUTDOWN, first_item, raise_if_ended, unless_disconnected,
                                    unless_stopping)
-from jan.server.dialect_errors import LLAMACPP_PATHS, LLAMACPP_TOKEN_PATHS
+from jan.server.dialect_errors import LLAMACPP_PATHS, LLAMACPP_TOKEN_PATHS, LLAMACPP_V1_PATHS
 from jan.server.errors import APIError, prompt_param
 from jan.server.jsonio import json_response, json_response_built
 from jan.server import openai_wire as wire
@@ -48,7 +48,7 @@ routes = web.RouteTableDef()
 # (llama-server's error shape on these paths: registered by jan.server.dialect_errors, so that an error before this
 # module is imported, a 401 or a 404, has it too)
 PATHS = LLAMACPP_PATHS
-for _path in PATHS + LLAMACPP_TOKEN_PATHS:
+for _path in PATHS + LLAMACPP_TOKEN_PATHS + LLAMACPP_V1_PATHS:
     DIALECT_ERRORS[_path] = ("LlamaServerError", {
         "type": "object", "required": ["error"], "properties": {"error": {
             "type": "object", "required": ["code", "message", "type"], "properties": {
