@@ -466,3 +466,20 @@ def test_a_document_spelling_the_templates_control_tokens_is_read_as_text(minilm
         assert body["usage"]["prompt_tokens"] == plain_pair + template_tokens + as_text
     finally:
         srv.stop()
+
+
+def test_the_answer_names_the_model_as_the_body_did(tmp_path, reranker_path):
+    # llama-server's rerank answers the body's model as given (its own name without one), as Jina's API does; an
+    # alias was answered as the model's id
+    from jan.server.config import ServerConfig
+    from jan.testing.server import ServerThread
+
+    srv = ServerThread(ServerConfig(data_folder=tmp_path / "data", models=[str(reranker_path)], aliases=["rr"],
+                                    n_ctx=512, n_threads=1)).__enter__()
+    try:
+        for given, echoed in (("rr", "rr"), ("tiny-reranker", "tiny-reranker"), (None, "tiny-reranker")):
+            body = {"query": QUERY, "documents": DOCS, **({"model": given} if given else {})}
+            answer = _post(srv, "/rerank", body)
+            assert answer.status_code == 200 and answer.json()["model"] == echoed, answer.text
+    finally:
+        srv.stop()

@@ -777,7 +777,8 @@ def rerank_response(result: RerankResult, body: schemas.RerankRequest) -> dict[s
 
     results = [{"index": i, "relevance_score": score, **({"document": document(i)} if body.return_documents else {})}
                for i, score in result.ranked]
-    return {"object": "list", "model": result.model, "results": results,
+    # the name the body gave (the model's id without one), as llama-server's rerank echoes it: Jina's API does too
+    return {"object": "list", "model": body.model or result.model, "results": results,
             "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}}
 
 
