@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import anthropic
 import openai
@@ -179,7 +180,8 @@ def test_errors_have_anthropics_shape(server, client):
     with pytest.raises(anthropic.AuthenticationError) as err:
         wrong.messages.create(model="stories260K", max_tokens=3, messages=[{"role": "user", "content": "Hi"}])
     assert err.value.body == {"type": "error", "error": {"type": "authentication_error",
-                                                         "message": err.value.body["error"]["message"]}}
+                                                         "message": err.value.body["error"]["message"]},
+                              "request_id": err.value.request_id}  # (the key check's 401 carries it too)
     with pytest.raises(anthropic.NotFoundError) as err:
         client.messages.create(model="no-such-model", max_tokens=3, messages=[{"role": "user", "content": "Hi"}])
     assert err.value.body["type"] == "error" and err.value.body["error"]["type"] == "not_found_error"
@@ -193,8 +195,10 @@ def test_errors_have_anthropics_shape(server, client):
     assert "max_tokens" in json.loads(body)["error"]["message"]
     unknown = raw_request(server.base_url, http_post("/v1/messages/nope", {}, headers={"Authorization": f"Bearer {KEY}"}))
     status, body = http_body(unknown)
+    rid = re.search(r"\r\nrequest-id: (\S+)\r\n", unknown.split(b"\r\n\r\n")[0].decode(), re.I).group(1)
     assert status == 404 and json.loads(body) == {"type": "error", "error": {"type": "not_found_error",
-                                                                             "message": "Unknown route"}}
+                                                                             "message": "Unknown route"},
+                                                  "request_id": rid}
     # other routes keep OpenAI's shape
     status, body = http_body(raw_request(server.base_url, http_post("/v1/chat/completions", {})))
     assert status == 401 and "type" not in json.loads(body) and json.loads(body)["error"]["code"] == "invalid_api_key"

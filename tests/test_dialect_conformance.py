@@ -285,7 +285,8 @@ def test_anthropic_refuses_unknown_fields_and_takes_what_claude_code_sends(serve
     with pytest.raises(anthropic.BadRequestError) as err:
         claude.messages.create(model="stories260K", max_tokens=2, messages=ASK, extra_body={"bogus_field": 1})
     assert err.value.body == {"type": "error", "error": {"type": "invalid_request_error",
-                                                         "message": "bogus_field: Extra inputs are not permitted"}}
+                                                         "message": "bogus_field: Extra inputs are not permitted"},
+                              "request_id": err.value.request_id}
     with pytest.raises(anthropic.BadRequestError):
         claude.messages.count_tokens(model="stories260K", messages=ASK, extra_body={"bogus_field": 1})
     with pytest.raises(anthropic.BadRequestError) as err:

@@ -181,3 +181,72 @@ def test_an_internal_error_names_the_id_its_log_line_carries(server, caplog, mon
     assert "request id err-7" in json.loads(body)["error"]["message"]
     [line] = [r for r in caplog.records if r.getMessage() == "internal error"]
     assert line.request_id == "err-7" and "boom" in caplog.text
+
+
+# Anthropic's API puts the request's id in every error body too ({"type": "error", "error": {...}, "request_id"}),
+# which its SDKs' ErrorResponse reads and Claude Code prints; OpenAI's and Ollama's bodies carry none (the header
+# alone). The id in the body is the one the answer's headers carry, whoever raised the error.
+AN = {"anthropic-version": "2023-06-01"}
+
+
+@pytest.mark.parametrize("path, body, headers, method, status", [
+    ("/v1/messages", {"model": "stories260K"}, {}, None, 400),  # the route's validation
+    ("/v1/messages", {"model": "no-such", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}, {},
+     None, 404),  # the service's refusal
+    ("/v1/messages", None, {}, "GET", 405),  # the router's
+    ("/v1/messages/nowhere", None, {}, None, 404),
+    ("/v1/messages", b"{" + b" " * 8000 + b"}", {}, None, 413),  # the size limit, before any handler
+    ("/v1/models/no-such", None, AN, None, 404),  # Anthropic's SDK on a path OpenAI's shares
+    ("/v1/skills", None, AN, None, 404),  # ... and on a route jan does not serve
+])
+def test_every_anthropic_error_body_carries_the_answers_id(server, path, body, headers, method, status):
+    got, answer_headers, raw = call(server, path, body, headers, method)
+    assert got == status, raw
+    error = json.loads(raw)
+    assert error["type"] == "error" and error["request_id"] == the_id(answer_headers), error
+    got, answer_headers, raw = call(server, path, body, {**headers, "X-Request-Id": "trace-9"}, method)
+    assert json.loads(raw)["request_id"] == the_id(answer_headers) == "trace-9"
+
+
+def test_an_anthropic_parser_refusal_carries_it_in_its_body(server):
+    answer = raw_request(server.base_url, b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                          b"Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
+                                          b"zz\r\n{}\r\n0\r\n\r\n")
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"400", answer
+    sent = re.search(rb"\r\nx-request-id: (\S+)", head.lower()).group(1).decode()
+    assert json.loads(rest[rest.index(b"{"):rest.rindex(b"}") + 1])["request_id"] == sent
+
+
+def test_the_anthropic_sdk_reads_the_bodys_id(server):
+    an = anthropic.Anthropic(base_url=server.base_url, api_key="x", max_retries=0, timeout=60)
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        an.messages.create(model="no-such-model", max_tokens=2, messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.body["request_id"] == caught.value.request_id
+
+
+def test_a_streams_error_event_carries_it():
+    # (an error event comes only mid-stream, from a stop or an engine's failure: the encoder's own event here)
+    from jan.server.dialects.anthropic import MessageStream
+    from jan.server.request_id import current_request_id
+
+    token = current_request_id.set("stream-5")
+    try:
+        encoder = MessageStream("msg_1", "stories260K", [])
+        encoder._finish_reason = "cancelled"
+        [*_, (name, event)] = encoder.finish()
+    finally:
+        current_request_id.reset(token)
+    assert name == "error" and event["type"] == "error" and event["request_id"] == "stream-5", event
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", {"model": "no-such", "messages": [{"role": "user", "content": "hi"}]}),
+    ("/api/chat", {"model": "no-such", "messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1/nowhere", None),
+])
+def test_other_dialects_bodies_carry_no_id(server, path, body):
+    # OpenAI's and Ollama's APIs answer the id in a header only (x-request-id; Ollama none): their bodies are as theirs
+    got, headers, raw = call(server, path, body)
+    assert got == 404 and OURS.fullmatch(the_id(headers))
+    assert "request_id" not in json.loads(raw) and "request_id" not in str(json.loads(raw).get("error"))

@@ -11,6 +11,7 @@ this very file, answered the same scores and token count as jan.Model.rerank (ch
 from __future__ import annotations
 
 import math
+import re
 import threading
 
 import httpx
@@ -129,6 +130,16 @@ def server(tmp_path_factory, reranker_path, minilm_path, stories_path):
 
 def _post(server, path, body):
     return httpx.post(server.base_url + path, json=body, timeout=120)
+
+
+def _llama_servers_error(response) -> dict:
+    """The ``error`` of llama-server's error body, ``{"error": {"code": <status>, "message", "type"}}``: what
+    llama-server answers a rerank client on each of its four paths (no OpenAI API has them: OpenAI's ``param`` and
+    string ``code`` mean nothing to such a client)."""
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["code"] == response.status_code, body
+    assert "param" not in body["error"], body
+    return body["error"]
 
 
 @pytest.mark.parametrize("path", ["/v1/rerank", "/rerank", "/v1/reranking", "/reranking"])
@@ -261,11 +272,11 @@ def test_bad_cut_options_are_named(reranker, options, error, says):
     ({"query": QUERY, "documents": [3]}, "documents", ""),
     ({"query": QUERY, "documents": DOCS, "bogus": 1}, "bogus", ""),
 ])
-def test_bad_bodies_are_openai_400s_naming_the_field(server, body, param, says):
+def test_bad_bodies_are_llama_servers_400s_naming_the_field(server, body, param, says):
     response = _post(server, "/v1/rerank", {"model": "tiny-reranker", **body})
     assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert error["type"] == "invalid_request_error" and (error["param"] or "").startswith(param), error
+    error = _llama_servers_error(response)
+    assert error["type"] == "invalid_request_error" and param in error["message"], error
     assert says in error["message"], error
 
 
@@ -354,11 +365,12 @@ def test_rank_fields_read_the_named_keys_of_object_documents(server, reranker):
     ({"documents": [{"title": "x"}], "rank_fields": ["author"]}, "documents[0]", "none of the rank_fields"),
     ({"documents": [["x"]]}, "documents[0]", ""),
 ])
-def test_bad_options_are_openai_400s_naming_the_field(server, extra, param, says):
+def test_bad_options_are_llama_servers_400s_naming_the_field(server, extra, param, says):
     response = _post(server, "/v1/rerank", {"model": "tiny-reranker", "query": QUERY, "documents": DOCS, **extra})
     assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert error["type"] == "invalid_request_error" and error["param"] == param, error
+    error = _llama_servers_error(response)
+    assert error["type"] == "invalid_request_error" and re.search(rf"(^|\W){re.escape(param)}(\W|$)",
+                                                                  error["message"]), error
     assert says in error["message"], error
 
 
@@ -373,8 +385,8 @@ def test_a_pair_past_the_context_is_a_400_naming_the_bodys_field(server, body, p
     # not the embeddings' "input[1]" and "messages", fields no rerank body has
     response = _post(server, "/rerank", {"model": "tiny-reranker", "query": QUERY, **body})
     assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert (error["param"], error["code"]) == (param, "context_length_exceeded"), error
+    error = _llama_servers_error(response)
+    assert error["type"] == "exceed_context_size_error" and error["n_ctx"] == 512, error
     assert error["message"].startswith(param + ": ") and "512" in error["message"], error
 
 
@@ -410,9 +422,21 @@ def test_the_wrong_kind_of_model_is_refused_before_it_loads(server, path, body, 
         assert says in message and model in message, message
 
 
-def test_an_unknown_model_is_a_404(server):
+@pytest.mark.parametrize("path", ["/v1/rerank", "/rerank", "/v1/reranking", "/reranking"])
+@pytest.mark.parametrize("body", [{"query": QUERY}, {"query": QUERY, "texts": []}])  # Jina's, TEI's body
+def test_every_rerank_path_answers_llama_servers_error_shape(server, path, body):
+    response = _post(server, path, {"model": "tiny-reranker", **body})
+    assert response.status_code == 400, response.text
+    assert "documents" in _llama_servers_error(response)["message"] or "texts" in response.text
+    # an error before the route runs (the router's 405) too
+    refused = httpx.get(server.base_url + path, timeout=30)
+    assert refused.status_code == 405 and _llama_servers_error(refused)["type"] == "invalid_request_error"
+
+
+def test_an_unknown_model_is_llama_servers_400(server):
+    # (llama-server's answer to a model it does not serve: 400 "model '...' not found", as on /completion)
     response = _post(server, "/v1/rerank", {"model": "nope", "query": QUERY, "documents": DOCS})
-    assert response.status_code == 404 and "nope" in response.json()["error"]["message"]
+    assert response.status_code == 400 and "nope" in _llama_servers_error(response)["message"]
 
 
 def test_a_document_spelling_the_templates_control_tokens_is_read_as_text(minilm_path, tmp_path):
@@ -440,5 +464,22 @@ def test_a_document_spelling_the_templates_control_tokens_is_read_as_text(minilm
         assert scores[1] != pytest.approx(expected[1], abs=1e-3)  # (not the forged reading's)
         # the forged document's tokens are its text's: its pair is the template's tokens and those
         assert body["usage"]["prompt_tokens"] == plain_pair + template_tokens + as_text
+    finally:
+        srv.stop()
+
+
+def test_the_answer_names_the_model_as_the_body_did(tmp_path, reranker_path):
+    # llama-server's rerank answers the body's model as given (its own name without one), as Jina's API does; an
+    # alias was answered as the model's id
+    from jan.server.config import ServerConfig
+    from jan.testing.server import ServerThread
+
+    srv = ServerThread(ServerConfig(data_folder=tmp_path / "data", models=[str(reranker_path)], aliases=["rr"],
+                                    n_ctx=512, n_threads=1)).__enter__()
+    try:
+        for given, echoed in (("rr", "rr"), ("tiny-reranker", "tiny-reranker"), (None, "tiny-reranker")):
+            body = {"query": QUERY, "documents": DOCS, **({"model": given} if given else {})}
+            answer = _post(srv, "/rerank", body)
+            assert answer.status_code == 200 and answer.json()["model"] == echoed, answer.text
     finally:
         srv.stop()

@@ -5,6 +5,8 @@ the one model so (its id stays the data folder's) and every listed model has bot
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from click.testing import CliRunner
@@ -127,3 +129,60 @@ def test_an_alias_is_not_deleted_as_its_model(server, method, path, body):
     assert (server.config.data_folder / "models" / "stories260K" / "model.json").is_file()
     one = httpx.get(server.base_url + "/v1/models/stories260K", timeout=60).json()
     assert one["id"] == "stories260K" and one["state"] == "ready", one
+
+
+# -- what each dialect echoes as the model ----------------------------------------------------------------------------
+ASK = [{"role": "user", "content": "hi"}]
+
+
+def _sse(text: str) -> list[dict]:
+    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+
+
+def _echoes(server, dialect: str, name: str) -> list[str]:
+    """Every model name a request naming ``name`` in ``dialect`` is answered with (its whole answer and its stream's
+    events, a stored response as fetched again)."""
+    def post(path, body):
+        answer = httpx.post(server.base_url + path, json=body, timeout=120)
+        assert answer.status_code == 200, answer.text
+        return answer
+
+    if dialect == "chat":
+        body = {"model": name, "messages": ASK, "max_tokens": 2}
+        return [post("/v1/chat/completions", body).json()["model"],
+                *[c["model"] for c in _sse(post("/v1/chat/completions", {**body, "stream": True}).text)]]
+    if dialect == "completions":
+        body = {"model": name, "prompt": "Once", "max_tokens": 2}
+        return [post("/v1/completions", body).json()["model"],
+                *[c["model"] for c in _sse(post("/v1/completions", {**body, "stream": True}).text)]]
+    if dialect == "responses":
+        body = {"model": name, "input": "hi", "max_output_tokens": 2}
+        whole = post("/v1/responses", body).json()
+        again = httpx.get(f"{server.base_url}/v1/responses/{whole['id']}", timeout=60).json()
+        streamed = [e["response"]["model"] for e in _sse(post("/v1/responses", {**body, "stream": True}).text)
+                    if "response" in e]
+        return [whole["model"], again["model"], *streamed]
+    if dialect == "anthropic":
+        body = {"model": name, "messages": ASK, "max_tokens": 2}
+        streamed = [e["message"]["model"] for e in _sse(post("/v1/messages", {**body, "stream": True}).text)
+                    if e["type"] == "message_start"]
+        return [post("/v1/messages", body).json()["model"], *streamed]
+    if dialect == "ollama":
+        chat = {"model": name, "messages": ASK, "options": {"num_predict": 2}}
+        generate = {"model": name, "prompt": "hi", "options": {"num_predict": 2}}
+        lines = [json.loads(line) for path, body in (("/api/chat", chat), ("/api/generate", generate))
+                 for line in post(path, body).text.splitlines() if line.strip()]
+        return [post("/api/chat", {**chat, "stream": False}).json()["model"], *[line["model"] for line in lines]]
+    raise AssertionError(dialect)
+
+
+@pytest.mark.parametrize("dialect, echoed", [
+    ("chat", "stories260K"), ("completions", "stories260K"),  # OpenAI's APIs answer the model an alias resolved to
+    ("responses", "stories260K"),  # (they echoed the alias)
+    ("anthropic", "stories260K"),  # Anthropic's answers the model's id too (it echoed the alias)
+    ("ollama", "code"),  # Ollama's echoes the name as the request gave it
+])
+def test_each_dialect_echoes_the_model_as_its_api_does(server, dialect, echoed):
+    said = _echoes(server, dialect, "code")
+    assert said and set(said) == {echoed}, said
+    assert set(_echoes(server, dialect, "stories260K")) == {"stories260K"}

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from jan.server.errors import (ERROR_DIALECTS, ERROR_SHAPES, ERROR_STATUSES, APIError, PathStyle, in_path_style,
                                under_prefix)
+from jan.server.request_id import current_request_id
 
 #: How each dialect's errors write a field's path (:func:`jan.server.errors.path_text`): as the API its clients were
 #: written for does. OpenAI's (Chat Completions, Completions, Embeddings, Responses: ``input[0].content[0].type``)
@@ -57,11 +58,20 @@ def anthropic_error_type(status: int) -> str:
 
 
 def anthropic_error_body(status: int, message: str) -> dict[str, Any]:
-    """``{"type": "error", "error": {"type", "message"}}``, Anthropic's error shape; the field paths the message
-    names written as Anthropic's API writes them (``messages.1.content.0.text: Field required``), whoever raised it
-    (a body's validation, the chat service, the dialect's own checks)."""
+    """``{"type": "error", "error": {"type", "message"}, "request_id"}``, Anthropic's error shape; the field paths
+    the message names written as Anthropic's API writes them (``messages.1.content.0.text: Field required``), whoever
+    raised it (a body's validation, the chat service, the dialect's own checks).
+
+    ``request_id`` is the id of the request being answered (the one its ``request-id`` header carries), as Anthropic's
+    API puts it in every error body, a stream's ``error`` event included: its SDKs' ``ErrorResponse`` reads it, and
+    Claude Code prints the body as it came. Outside a request (a batch's item, run by the batch worker) there is
+    none, and the field is left out."""
     message = in_path_style(message, PATH_STYLES["anthropic"])
-    return {"type": "error", "error": {"type": anthropic_error_type(status), "message": message}}
+    body: dict[str, Any] = {"type": "error", "error": {"type": anthropic_error_type(status), "message": message}}
+    rid = current_request_id.get()
+    if rid is not None:
+        body["request_id"] = rid
+    return body
 
 
 def anthropic_error_shape(err: APIError) -> dict[str, Any]:
@@ -99,6 +109,12 @@ LLAMACPP_PATHS = ("/completion", "/infill", "/props", "/embedding", "/slots", "/
 #: twins: no OpenAI client calls them without ``/v1`` (OpenAI has no such API), so their errors take llama-server's
 #: shape as on ``/completion`` (a numeric ``code``), the ``/v1`` twins keep OpenAI's.
 LLAMACPP_TOKEN_PATHS = ("/tokenize", "/detokenize", "/apply-template")
+#: llama-server's APIs that ``jan.server.routes.openai`` serves on both its paths, with and without ``/v1``: reranking
+#: (Jina's, Cohere's and Text Embeddings Inference's bodies, all answered in llama-server's error shape by
+#: llama-server) and a running reply's control. No OpenAI API has them, so every client of either path is
+#: llama-server's, and both take its error shape (a numeric ``code``), the ``/v1`` one included.
+LLAMACPP_V1_PATHS = ("/rerank", "/reranking", "/v1/rerank", "/v1/reranking", "/chat/completions/control",
+                     "/v1/chat/completions/control")
 
 #: A request's key (set by the route) when an OpenAI path serves it as llama-server's native ``/embedding``: a body
 #: with ``content`` on ``/embeddings`` or ``/v1/embeddings`` (llama-server answers such a body natively there).
@@ -149,7 +165,7 @@ def _register() -> None:
         ERROR_DIALECTS.append(_anthropic_dialect)
     if _native_embedding_dialect not in ERROR_DIALECTS:
         ERROR_DIALECTS.append(_native_embedding_dialect)
-    for path in LLAMACPP_PATHS + LLAMACPP_TOKEN_PATHS:
+    for path in LLAMACPP_PATHS + LLAMACPP_TOKEN_PATHS + LLAMACPP_V1_PATHS:
         ERROR_SHAPES[path] = llamacpp_error_body
         ERROR_STATUSES[path] = llamacpp_error_status
     # Errors raised before a handler runs (the key check's 401, a foreign Origin's 403, an unknown /api/ route's

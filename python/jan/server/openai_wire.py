@@ -23,6 +23,7 @@ from jan.image_types import b64decode, base64_media, parse_data_url
 from jan.server import schemas
 from jan.server.dialects.llamacpp_extras import client_grammar
 from jan.server.document_inputs import data_url_bytes
+from jan.server.errors import APIError
 from jan.services.errors import RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
 from jan.services.types import (
@@ -746,13 +747,16 @@ def rerank_request(body: schemas.RerankRequest) -> RerankRequest:
                          raw_scores=body.scores_raw)
 
 
-def rerank_overflow(exc: ContextOverflowError, body: schemas.RerankRequest) -> RequestError:
+def rerank_overflow(exc: ContextOverflowError, body: schemas.RerankRequest) -> APIError:
     """A query-document pair longer than the reranker's context as a 400 naming the field at fault, in the body's
-    own words (a Text Embeddings Inference body's documents are its ``texts``)."""
+    own words (a Text Embeddings Inference body's documents are its ``texts``), with the pair's token count and the
+    context (``n_prompt_tokens``, ``n_ctx``: llama-server's ``exceed_context_size_error`` tells them) where known."""
     param, message = exc.param or "documents", str(exc)
     if body.tei and param.startswith("documents"):
         param, message = "texts" + param[len("documents"):], "texts" + message[len("documents"):]
-    return RequestError(message, param=param, code="context_length_exceeded")
+    numbers = {"n_prompt_tokens": exc.n_tokens, "n_ctx": exc.n_ctx} \
+        if exc.n_tokens is not None and exc.n_ctx is not None else None
+    return APIError(400, message, param=param, code="context_length_exceeded", details=numbers)
 
 
 def rerank_response(result: RerankResult, body: schemas.RerankRequest) -> dict[str, Any] | list[dict[str, Any]]:
@@ -773,7 +777,8 @@ def rerank_response(result: RerankResult, body: schemas.RerankRequest) -> dict[s
 
     results = [{"index": i, "relevance_score": score, **({"document": document(i)} if body.return_documents else {})}
                for i, score in result.ranked]
-    return {"object": "list", "model": result.model, "results": results,
+    # the name the body gave (the model's id without one), as llama-server's rerank echoes it: Jina's API does too
+    return {"object": "list", "model": body.model or result.model, "results": results,
             "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}}
 
 

@@ -153,7 +153,12 @@ class _Connection(web.RequestHandler):
             err = APIError(408, f"The request's headers did not come whole within {self._head_timeout:g} seconds "
                                 "(this server's read_timeout)", code="request_timeout")
             headers = {"Connection": "close", **id_headers(rid)}
-            self.transport.write(_raw_response(error_response(err, path or "/", headers)))
+            token = current_request_id.set(rid)  # (the body carries it too where its dialect's does: Anthropic's)
+            try:
+                response = error_response(err, path or "/", headers)
+            finally:
+                current_request_id.reset(token)
+            self.transport.write(_raw_response(response))
         self.force_close()
 
     def data_received(self, data: bytes) -> None:
@@ -197,11 +202,12 @@ class _Connection(web.RequestHandler):
         token = current_request_id.set(request_id(request))
         try:
             super().handle_error(request, status, exc, message)
+            seen = self._refused.pop(exc, None) if exc is not None else None
+            path, content_encoding = _refused_request(seen) if seen is not None else (request.path, None)
+            # (within the id's scope: a dialect whose error body carries the id, Anthropic's, writes this one)
+            response = error_response(_refusal(status, exc, content_encoding), path or "/", {"Connection": "close"})
         finally:
             current_request_id.reset(token)
-        seen = self._refused.pop(exc, None) if exc is not None else None
-        path, content_encoding = _refused_request(seen) if seen is not None else (request.path, None)
-        response = error_response(_refusal(status, exc, content_encoding), path or "/", {"Connection": "close"})
         response.force_close()
         stamp(request, response)
         return response

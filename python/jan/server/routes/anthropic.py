@@ -114,7 +114,9 @@ async def collect_message(stream: DeltaStream, body: wire.MessagesRequest, messa
             if delta.choice == 0 and delta.finish_reason is not None:
                 stop = delta.stop if delta.stop in (body.stop_sequences or ()) else None
     result = aggregator.result(stream.model or body.model or "")
-    return wire.message_from_result(result, message_id, body.model or result.model, stop,
+    # the model's id, not an alias the body named it by: Anthropic's API echoes the model it resolved an alias to
+    # ("claude-sonnet-4-5" answers "claude-sonnet-4-5-20250929"), as OpenAI's chat completions do (and jan's)
+    return wire.message_from_result(result, message_id, result.model or body.model or "", stop,
                                     omit_thinking=wire.thinking_omitted(body))
 
 
@@ -184,7 +186,7 @@ async def _answer_with(request: web.Request, body: wire.MessagesRequest, turn: T
         mcp.handed_over = True
 
     async def events() -> AsyncIterator[Event]:
-        encoder = wire.MessageStream(message_id, body.model or stream.model or "", stop_sequences,
+        encoder = wire.MessageStream(message_id, stream.model or body.model or "", stop_sequences,  # (its id)
                                      omit_thinking=wire.thinking_omitted(body))
         begun = False
         try:

@@ -24,7 +24,7 @@ from jan.errors import MediaError, ModelNotFoundError
 from jan.server.dialects import llamacpp as native, ollama_models
 from jan.server.disconnect import (SLOT_SHUTDOWN, WAIT_SHUTDOWN, first_item, raise_if_ended, unless_disconnected,
                                    unless_stopping)
-from jan.server.dialect_errors import LLAMACPP_PATHS, LLAMACPP_TOKEN_PATHS
+from jan.server.dialect_errors import LLAMACPP_PATHS, LLAMACPP_TOKEN_PATHS, LLAMACPP_V1_PATHS
 from jan.server.errors import APIError, prompt_param
 from jan.server.jsonio import json_response, json_response_built
 from jan.server import openai_wire as wire
@@ -48,7 +48,7 @@ routes = web.RouteTableDef()
 # (llama-server's error shape on these paths: registered by jan.server.dialect_errors, so that an error before this
 # module is imported, a 401 or a 404, has it too)
 PATHS = LLAMACPP_PATHS
-for _path in PATHS + LLAMACPP_TOKEN_PATHS:
+for _path in PATHS + LLAMACPP_TOKEN_PATHS + LLAMACPP_V1_PATHS:
     DIALECT_ERRORS[_path] = ("LlamaServerError", {
         "type": "object", "required": ["error"], "properties": {"error": {
             "type": "object", "required": ["code", "message", "type"], "properties": {
@@ -468,7 +468,7 @@ async def props(request: web.Request) -> web.Response:
         "media_marker": MEDIA_MARKER,
         "build_info": f"jan {jan.__version__}",
         # the endpoints llama-server's flags turn on or off: /slots unless --no-slots, /metrics always, POST /props
-        # never
+        # never (its 501: change_props)
         "endpoint_slots": request.app[CONFIG].endpoint_slots, "endpoint_metrics": True, "endpoint_props": False,
         "is_sleeping": not loaded,
         # whether a chat page is served at / (jan's own, always: llama-server's unless --no-webui), the settings
@@ -476,6 +476,17 @@ async def props(request: web.Request) -> web.Response:
         # (--webui-mcp-proxy: jan has no /cors-proxy)
         "ui": True, "ui_settings": {}, "cors_proxy_enabled": False,
     })
+
+
+@routes.post("/props")
+async def change_props(request: web.Request) -> web.Response:
+    """llama-server's ``POST /props``: always its 501 ``not_supported_error``, as llama-server answers it unless
+    started with ``--props`` (and with it, it changes nothing: its options are "none yet"). jan has no such flag, and
+    ``GET /props`` says ``endpoint_props: false``; a model's settings change with ``PATCH /v1/models/{id}``. The body
+    is not read: nothing in it could be honoured."""
+    raise APIError(501, "This server does not support changing global properties (jan has no `--props`); a model's "
+                        "settings change with PATCH /v1/models/{id}", type="not_supported_error",
+                   code="not_supported")
 
 
 def _header_ftype(path: Any) -> str:

@@ -314,7 +314,9 @@ async def response_run(app: web.Application, prepared: PreparedResponse, stream:
         conversation = InConversation(app[STORE], prepared.conversation, kept,
                                       ConversationStore(app[STORE]).item_ids, prepared.history_ids,
                                       release=prepared.release)
-    return ResponseRun(wire.new_id("resp"), body, lambda: body.model or stream.model, deltas,
+    # the model's id once resolved, not an alias the body named it by: OpenAI's Responses API echoes the model it
+    # resolved ("gpt-4o" answers "gpt-4o-2024-08-06"), as chat completions do (and jan's)
+    return ResponseRun(wire.new_id("resp"), body, lambda: stream.model or body.model, deltas,
                        store=app[STORE] if body.store else None,
                        previous=prepared.previous, inputs=prepared.inputs, input_items=input_items,
                        error_of=lambda exc: _failed(prepared.named(exc)), streamed=body.stream,
