@@ -241,6 +241,11 @@ class PreparedResponse:
         if self.hold is not None:
             self.hold.release()
 
+    async def let_go(self) -> None:
+        """:meth:`release`, waiting until the conversation is free (its claim on disk gone)."""
+        if self.hold is not None:
+            await self.hold.let_go()
+
     def named(self, exc: BaseException) -> BaseException:
         """Media or a schema refused: said of the Responses field that carried it."""
         if isinstance(exc, GrammarError):
@@ -313,7 +318,7 @@ async def response_run(app: web.Application, prepared: PreparedResponse, stream:
         kept = kept_turns(input_items, prepared.inputs, await body_step(wire.input_sources, body.input))
         conversation = InConversation(app[STORE], prepared.conversation, kept,
                                       ConversationStore(app[STORE]).item_ids, prepared.history_ids,
-                                      release=prepared.release)
+                                      release=prepared.release, let_go=prepared.let_go)
     return ResponseRun(wire.new_id("resp"), body, lambda: body.model or stream.model, deltas,
                        store=app[STORE] if body.store else None,
                        previous=prepared.previous, inputs=prepared.inputs, input_items=input_items,
