@@ -449,7 +449,7 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
     if request.app[SHUTTING_DOWN].is_set():
         # (checked with no await before the run is registered: a response made once the stop has cancelled the
         # running ones would generate while the extensions stop, and its task outlive the app)
-        leases.release(run.id)
+        leases.release_soon(run.id)
         await stream.aclose()
         raise APIError(503, "The server is shutting down; no response starts now. Try again once it is back.",
                        type="server_error", code="server_shutdown")
@@ -460,8 +460,9 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
     def done() -> None:
         runs.pop(run.id, None)
         prepared.release()  # (the run released it as it ended; a task cancelled before it ran did not)
-        with contextlib.suppress(OSError):
-            leases.release(run.id)
+        # (its lease file removed in a worker thread, not on the event loop: nothing here waits for it, the record
+        # is whole already, and the id is this response's alone)
+        leases.release_soon(run.id)
 
     run.start(on_done=done)
     prepared.started = True  # (what goes wrong from here is the response's: said in it)
