@@ -1,5 +1,5 @@
 """A lease let go (its file unlinked) when a request ends ran on the event loop: a stored response's lease as the
-response ended, an Anthropic thread continue's as its turn ended. On a disk that does not answer (the unlink held
+response ended, an Anthropic thread continue's as its turn ended, a batch's as it ended. On a disk that does not answer (the unlink held
 on an event here, no sleeps) every other request stalled with it. Each is now let go in a worker thread: ``/health``
 is answered while it waits. (A conversation's own hold: tests/test_responses_conversation_lock.py; mcp.json's look:
 tests/test_mcp_host.py.)"""
@@ -7,7 +7,9 @@ tests/test_mcp_host.py.)"""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import threading
+import time
 
 import httpx
 import pytest
@@ -81,3 +83,25 @@ def test_an_anthropic_continues_lease_is_let_go_off_the_loop(server, slow_releas
     assert third.status_code == 200, third.text
     again = post({"type": "continue", "previous_message_id": first.json()["id"]})
     assert again.status_code == 400, again.text
+
+
+def test_a_batchs_lease_is_let_go_off_the_loop(server, slow_release):
+    line = {"custom_id": "one", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "stories260K", "max_tokens": 4, "messages": [{"role": "user", "content": "Once"}]}}
+    with httpx.Client(base_url=server.base_url, timeout=BOUND) as http:
+        upload = http.post("/v1/files", data={"purpose": "batch"},
+                           files={"file": ("in.jsonl", json.dumps(line).encode(), "application/jsonl")}).json()
+        slow_release[2][0] = "batch_"
+
+        def send():
+            batch = http.post("/v1/batches", json={"input_file_id": upload["id"], "completion_window": "24h",
+                                                   "endpoint": "/v1/chat/completions"})
+            assert batch.status_code == 200, batch.text
+            return batch
+
+        batch = _answered_meanwhile(server, send, slow_release).json()
+        deadline = time.monotonic() + BOUND
+        while (batch := http.get(f"/v1/batches/{batch['id']}").json())["status"] != "completed":
+            assert batch["status"] not in ("failed", "cancelled", "expired") and time.monotonic() < deadline, batch
+            time.sleep(0.05)
+        assert batch["request_counts"] == {"total": 1, "completed": 1, "failed": 0}, batch
