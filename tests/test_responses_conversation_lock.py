@@ -266,6 +266,10 @@ def test_a_run_on_the_conversations_thread_and_a_response_exclude_each_other(ser
         run = run.json()
         refused = http.post("/v1/responses", json=_body(conversation, "Hi"))
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "conversation_locked", refused.text
+        # nor an item added through the Conversations API (the run answers the thread it was started with)
+        added = http.post(f"/v1/conversations/{conversation}/items", json={"items": [
+            {"type": "message", "role": "user", "content": "Meanwhile"}]})
+        assert added.status_code == 400 and added.json()["error"]["code"] == "conversation_locked", added.text
         gate.set()
         deadline = time.monotonic() + BOUND
         while http.get(f"/v1/threads/{conversation}/runs/{run['id']}").json()["status"] in ("queued", "in_progress"):
