@@ -757,15 +757,16 @@ def _ended(client, response):
 
 
 def test_a_conversation_deleted_while_its_response_runs(client, caplog):
-    """The response still ends and is kept; its items have nowhere to go: one warning line, no traceback (before,
-    the store's refusal was logged with its traceback)."""
+    """Deleted through Jan's threads API (a conversation is a thread; the Conversations API refuses it meanwhile:
+    below) the response still ends and is kept; its items have nowhere to go: one warning line, no traceback
+    (before, the store's refusal was logged with its traceback), and nothing brings the conversation back."""
     import logging
 
     caplog.set_level(logging.WARNING, logger="jan.server")
     conv = client.conversations.create(items=[_user("kept")])
     response = client.responses.create(model="stories260K", conversation=conv.id, input="Long story",
                                        background=True, max_output_tokens=200)
-    client.conversations.delete(conv.id)
+    assert client.delete(f"/threads/{conv.id}", cast_to=httpx.Response).status_code == 200
     final = _ended(client, response)
     assert final.status in ("cancelled", "completed", "incomplete") and final.conversation.id == conv.id
     told = [r for r in caplog.records if r.name == "jan.server" and response.id in r.getMessage()]
@@ -776,21 +777,41 @@ def test_a_conversation_deleted_while_its_response_runs(client, caplog):
         client.conversations.items.list(conv.id)
 
 
-def test_items_deleted_and_added_while_a_response_runs(client):
-    """What a running response adds joins what the conversation holds when it ends: items deleted meanwhile stay
-    deleted, items added meanwhile stay, before its own."""
-    conv = client.conversations.create(items=[_user("one"), _user("two")])
-    first, second = _all(client, conv.id)
-    response = client.responses.create(model="stories260K", conversation=conv.id, input="three", background=True,
-                                       max_output_tokens=200)
-    client.conversations.items.delete(first.id, conversation_id=conv.id)
-    added = client.conversations.items.create(conv.id, items=[_user("meanwhile")]).data[0]
-    final = _ended(client, response)
+def test_no_item_is_deleted_or_added_while_a_response_runs(client, monkeypatch):
+    """OpenAI's conversation takes one request at a time: while a response is being made in it (held at the gate),
+    an item deleted or added, or the conversation deleted, is refused (400 ``conversation_locked``) and nothing is
+    written. They used to be done: an item added landed before the response's turn, which had answered without it.
+    Once it ended, its turn follows exactly the history it read."""
+    import time
+
+    from gate_helpers import gate_engine
+
+    gate = gate_engine(monkeypatch)
+    try:
+        conv = client.conversations.create(items=[_user("one"), _user("two")])
+        first, second = _all(client, conv.id)
+        response = client.responses.create(model="stories260K", conversation=conv.id, input="three",
+                                           background=True, max_output_tokens=200)
+        for write in (lambda: client.conversations.items.delete(first.id, conversation_id=conv.id),
+                      lambda: client.conversations.items.create(conv.id, items=[_user("meanwhile")]),
+                      lambda: client.conversations.update(conv.id, metadata={"k": "v"}),
+                      lambda: client.conversations.delete(conv.id)):
+            with pytest.raises(openai.BadRequestError) as refused:
+                write()
+            assert refused.value.code == "conversation_locked" and refused.value.param == "conversation_id"
+    finally:
+        gate.set()
+    deadline = time.monotonic() + 120
+    while (final := client.responses.retrieve(response.id)).status in ("queued", "in_progress"):
+        assert time.monotonic() < deadline, "the response never ended"
+        time.sleep(0.05)
     items = _all(client, conv.id)
-    assert _ids(items[:2]) == [second.id, added.id] and _texts(items[2:3]) == [("message", "user", "three")]
+    assert _ids(items[:2]) == [first.id, second.id] and _texts(items[2:3]) == [("message", "user", "three")]
     assert len(items) == (4 if final.output else 3)
-    # it read one and two: one is gone, so only two is listed before its input
-    assert _ids(client.responses.input_items.list(response.id, order="asc")) == [second.id, items[2].id]
+    assert _ids(client.responses.input_items.list(response.id, order="asc")) == [first.id, second.id, items[2].id]
+    assert client.conversations.retrieve(conv.id).metadata == {}
+    added = client.conversations.items.create(conv.id, items=[_user("after")]).data[0]
+    assert _ids(_all(client, conv.id))[-1] == added.id
 
 
 def test_concurrent_adds_keep_every_item_with_its_own_id(server):
@@ -902,17 +923,24 @@ def test_a_web_search_call_is_no_message_of_the_thread(client, server):
 
 
 def test_a_response_and_an_add_sending_one_id_each_list_their_own(server):
-    """A response made in a conversation while items are added to it (one response at a time: a second is
-    conversation_locked), its input sent with the id an added item has too: the second to be added is given a new
-    id, in the conversation and in the response's input_items alike."""
+    """A response made in a conversation as items are added to it (one request at a time: an add while the response
+    is being made is conversation_locked, and is sent again once it ended), its input sent with the id an added item
+    has too: the second to be added is given a new id, in the conversation and in the response's input_items
+    alike."""
     async def go() -> None:
         client = openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
         conv = await client.conversations.create()
-        answer, _added = await asyncio.gather(
+        turn = [{"type": "message", "role": "user", "id": "msg_twice", "content": "turn 1"}]
+        answer, added = await asyncio.gather(
             client.responses.create(model="stories260K", conversation=conv.id, max_output_tokens=2, input=[
                 {"type": "message", "role": "user", "id": "msg_twice", "content": "turn 0"}]),
-            client.conversations.items.create(conv.id, items=[
-                {"type": "message", "role": "user", "id": "msg_twice", "content": "turn 1"}]))
+            client.conversations.items.create(conv.id, items=turn), return_exceptions=True)
+        assert not isinstance(answer, BaseException), answer
+        if isinstance(added, openai.BadRequestError):  # (it came while the response was being made)
+            assert added.code == "conversation_locked", added
+            await client.conversations.items.create(conv.id, items=turn)
+        else:
+            assert not isinstance(added, BaseException), added
         items = [i async for i in client.conversations.items.list(conv.id, order="asc", limit=100)]
         assert len({i.id for i in items}) == len(items) == 3
         listed = [i async for i in client.responses.input_items.list(answer.id, order="asc")]

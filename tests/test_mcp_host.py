@@ -164,6 +164,46 @@ async def test_an_edit_in_place_in_the_same_tick_of_the_same_size_is_read(tmp_pa
         await manager.stop()
 
 
+async def test_mcp_json_is_looked_at_and_read_off_the_event_loop(tmp_path, monkeypatch):
+    """Each use of the host looks whether mcp.json changed (a stat, and within a tick of its mtime a read and hash of
+    its bytes) and reads it again when it did: file work that ran on the event loop, where a slow disk stalled every
+    request. Every such call is noted where it runs on a loop's thread: none may."""
+    from jan import file_stamps
+    from jan.extensions.mcp import extension
+
+    on_loop: list[str] = []
+
+    def watched(fn):
+        def run(*args, **kwargs):
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                pass
+            else:
+                on_loop.append(fn.__name__)
+            return fn(*args, **kwargs)
+        return run
+
+    for module, name in ((file_stamps, "stamp"), (file_stamps, "_digest"), (extension, "read_config")):
+        monkeypatch.setattr(module, name, watched(getattr(module, name)))
+    data = tmp_path / "data"
+    path = write_mcp_config(data, {"one": {"command": "/bin/aaa", "disabled": True}})
+    ahead = time.time_ns() + 60_000_000_000  # (unsettled: every look hashes the bytes too)
+    os.utime(path, ns=(ahead, ahead))
+    manager = await started(data, McpHostExtension())
+    try:
+        host = manager.get(McpHost)
+        assert [(s.name, s.target) for s in await host.list_servers()] == [("one", "/bin/aaa")]
+        path.write_text(path.read_text(encoding="utf-8").replace("/bin/aaa", "/bin/bbb"), encoding="utf-8")
+        os.utime(path, ns=(ahead, ahead))
+        assert [(s.name, s.target) for s in await host.list_servers()] == [("one", "/bin/bbb")]
+        assert (await host.server("one", connect=False)).target == "/bin/bbb"
+        await host.list_tools()
+    finally:
+        await manager.stop()
+    assert on_loop == [], on_loop
+
+
 def test_a_small_file_settled_a_tick_past_its_mtime_is_not_read_again(tmp_path, monkeypatch):
     # once a look is a tick past the mtime, any later write gives the file another stamp: the bytes are not hashed
     from jan import file_stamps

@@ -14,9 +14,9 @@ import threading
 import httpx
 import pytest
 
-from jan.engine.model import Model
 from jan.server.dialects.conversation_locks import LOCKED_MESSAGE, ConversationLocks
 from jan.server.errors import APIError
+from gate_helpers import gate_engine
 from server_helpers import start_server
 
 MODEL = "stories260K"
@@ -30,46 +30,9 @@ def server(tmp_path_factory, stories_path):
     srv.stop()
 
 
-class _Gate(threading.Event):
-    """Holds the next engine request made (one: the others run freely) once it has told some text."""
-
-    def __init__(self):
-        super().__init__()
-        self.to_hold = 1
-
-
-class _Gated:
-    """An engine request that tells chunks up to its first text, then waits for ``gate`` before the rest."""
-
-    def __init__(self, request, gate: _Gate | None):
-        self._request, self._gate, self._told_text = request, gate, False
-
-    def __getattr__(self, name):
-        return getattr(self._request, name)
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        if self._told_text and self._gate is not None:
-            assert await asyncio.to_thread(self._gate.wait, 120), "the test never opened the gate"
-            self._gate = None
-        chunk = await self._request.__anext__()
-        self._told_text = self._told_text or bool(chunk.text)
-        return chunk
-
-
 @pytest.fixture
 def gate(monkeypatch):
-    gate = _Gate()
-    original = Model.stream
-
-    def stream(self, prompt, **kw):
-        held = gate.to_hold > 0
-        gate.to_hold -= 1
-        return _Gated(original(self, prompt, **kw), gate if held else None)
-
-    monkeypatch.setattr(Model, "stream", stream)
+    gate = gate_engine(monkeypatch)
     yield gate
     gate.set()  # (a failed test leaves no generation waiting)
 
@@ -303,6 +266,10 @@ def test_a_run_on_the_conversations_thread_and_a_response_exclude_each_other(ser
         run = run.json()
         refused = http.post("/v1/responses", json=_body(conversation, "Hi"))
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "conversation_locked", refused.text
+        # nor an item added through the Conversations API (the run answers the thread it was started with)
+        added = http.post(f"/v1/conversations/{conversation}/items", json={"items": [
+            {"type": "message", "role": "user", "content": "Meanwhile"}]})
+        assert added.status_code == 400 and added.json()["error"]["code"] == "conversation_locked", added.text
         gate.set()
         deadline = time.monotonic() + BOUND
         while http.get(f"/v1/threads/{conversation}/runs/{run['id']}").json()["status"] in ("queued", "in_progress"):
@@ -378,3 +345,138 @@ def test_a_turn_is_never_named_by_a_path(tmp_path):
     assert claims.take_turn("conv_ok") and claims.turn_held("conv_ok")
     claims.release_turn("conv_ok")
     assert not claims.turn_held("conv_ok")
+
+
+# -- the Conversations API's writes while a response is being made in the conversation -------------------------
+# They took no hold: an item added (or the conversation deleted) during a response landed before the response's own
+# turn, which had answered without it (the items listed out of order), or the response's turn was appended to a
+# conversation deleted under it. Each write is now OpenAI's 400 conversation_locked while a response holds it.
+
+def _first_text(lines) -> None:
+    for line in lines:  # up to its first text: the response is being made, held at the gate
+        if line.startswith("data: ") and json.loads(line[6:])["type"] == "response.output_text.delta":
+            return
+    raise AssertionError("the response told no text")
+
+
+def test_every_conversation_write_is_locked_while_a_response_is_made_in_it(server, gate):
+    with httpx.Client(base_url=server.base_url, timeout=BOUND) as http:
+        conversation = http.post("/v1/conversations", json={"metadata": {"k": "v"}, "items": [
+            {"type": "message", "role": "user", "content": "Hello"}]}).json()["id"]
+        other = http.post("/v1/conversations", json={"items": [
+            {"type": "message", "role": "user", "content": "Hi"}]}).json()["id"]
+        kept = http.get(f"/v1/conversations/{conversation}/items").json()["data"][0]["id"]
+        other_item = http.get(f"/v1/conversations/{other}/items").json()["data"][0]["id"]
+        with http.stream("POST", "/v1/responses", json=_body(conversation, "Once upon a time", stream=True)) as first:
+            assert first.status_code == 200
+            lines = first.iter_lines()
+            _first_text(lines)
+            writes = [("POST", f"/v1/conversations/{conversation}/items",
+                       {"items": [{"type": "message", "role": "user", "content": "Meanwhile"}]}),
+                      ("DELETE", f"/v1/conversations/{conversation}/items/{kept}", None),
+                      ("POST", f"/v1/conversations/{conversation}", {"metadata": {"k": "changed"}}),
+                      ("DELETE", f"/v1/conversations/{conversation}", None)]
+            for method, path, body in writes:
+                refused = http.request(method, path, json=body)
+                assert refused.status_code == 400, (method, path, refused.text)
+                assert refused.json()["error"] == {"message": LOCKED_MESSAGE, "type": "invalid_request_error",
+                                                   "param": "conversation_id", "code": "conversation_locked"}
+            # reads go on, and another conversation's writes are not held by it
+            assert http.get(f"/v1/conversations/{conversation}").json()["metadata"] == {"k": "v"}
+            assert http.post(f"/v1/conversations/{other}/items", json={"items": [
+                {"type": "message", "role": "user", "content": "More"}]}).status_code == 200
+            assert http.delete(f"/v1/conversations/{other}/items/{other_item}").status_code == 200
+            assert http.delete(f"/v1/conversations/{other}").status_code == 200
+            gate.set()
+            events = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+        answer = events[-1]["response"]["output"][0]["content"][0]["text"]
+        # nothing the refused writes asked was done; the response's turn follows the history it answered
+        assert _texts(http, conversation) == [("user", "Hello"), ("user", "Once upon a time"), ("assistant", answer)]
+        assert http.get(f"/v1/conversations/{conversation}").json()["metadata"] == {"k": "v"}
+        # the response ended (its final event told): the conversation is free for every write at once
+        added = http.post(f"/v1/conversations/{conversation}/items", json={"items": [
+            {"type": "message", "role": "user", "content": "After"}]})
+        assert added.status_code == 200, added.text
+        assert http.delete(f"/v1/conversations/{conversation}/items/{kept}").status_code == 200
+        assert http.post(f"/v1/conversations/{conversation}", json={"metadata": {"k": "w"}}).status_code == 200
+        assert _texts(http, conversation) == [("user", "Once upon a time"), ("assistant", answer), ("user", "After")]
+        assert http.delete(f"/v1/conversations/{conversation}").status_code == 200
+        assert http.get(f"/v1/conversations/{conversation}").status_code == 404
+
+
+def test_a_conversation_write_is_locked_while_another_process_holds_it(server, tmp_path):
+    with httpx.Client(base_url=server.base_url, timeout=BOUND) as http:
+        conversation = http.post("/v1/conversations", json={}).json()["id"]
+        holder = _hold_elsewhere(server, conversation, tmp_path)
+        try:
+            refused = http.post(f"/v1/conversations/{conversation}/items", json={"items": [
+                {"type": "message", "role": "user", "content": "Meanwhile"}]})
+            assert refused.status_code == 400 and refused.json()["error"]["code"] == "conversation_locked"
+            assert http.delete(f"/v1/conversations/{conversation}").json()["error"]["code"] == "conversation_locked"
+        finally:
+            _kill(holder)
+        assert http.delete(f"/v1/conversations/{conversation}").status_code == 200
+
+
+# -- letting a conversation go does its file work off the event loop ----------------------------------------------
+# Its release unlinked the turn's lease file on the event loop: a slow disk stalled every request meanwhile.
+
+async def test_a_release_lets_its_claim_go_in_a_worker_thread():
+    entered, unblock, done = threading.Event(), threading.Event(), threading.Event()
+
+    def unclaim(conversation):
+        entered.set()
+        unblock.wait(BOUND)  # (a disk that does not answer: the event loop must not wait on it)
+        done.set()
+
+    async def claim(conversation):
+        return True
+
+    locks = ConversationLocks(claim, unclaim)
+    hold = await locks.take("conv_a")
+    hold.release()  # returns at once: the unlink waits in a worker thread
+    assert not done.is_set()
+    assert await asyncio.to_thread(entered.wait, BOUND)
+    # the loop runs meanwhile; a take waits for the release to finish rather than being refused
+    taking = asyncio.ensure_future(locks.take("conv_a"))
+    await asyncio.sleep(0)
+    assert not taking.done() and locks.held("conv_a")
+    unblock.set()
+    again = await asyncio.wait_for(taking, BOUND)
+    assert done.is_set()
+    await asyncio.wait_for(again.let_go(), BOUND)
+    assert not locks.held("conv_a")
+
+
+def test_a_slow_lease_removal_stalls_no_other_request(server, monkeypatch):
+    """The turn's lease file removed on a disk that does not answer (``release_turn`` blocked on an event): the
+    response waits for it, ``/health`` is answered meanwhile."""
+    import concurrent.futures
+
+    from jan.services.thread_claims import ThreadClaims
+
+    entered, unblock = threading.Event(), threading.Event()
+    original = ThreadClaims.release_turn
+
+    def slow_release(self, thread_id):
+        entered.set()
+        unblock.wait(BOUND)
+        original(self, thread_id)
+
+    with httpx.Client(base_url=server.base_url, timeout=BOUND) as http:
+        conversation = http.post("/v1/conversations", json={}).json()["id"]
+        monkeypatch.setattr(ThreadClaims, "release_turn", slow_release)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            response = pool.submit(http.post, "/v1/responses", json=_body(conversation, "Hi"))
+            try:
+                assert entered.wait(BOUND), "the response never let its conversation go"
+                # (the loop blocked in the unlink would answer nothing until it returned: BOUND later)
+                health = httpx.get(server.base_url + "/health", timeout=BOUND / 4)
+                assert health.status_code == 200
+                assert not response.done()  # (its conversation is let go before it answers)
+            finally:
+                unblock.set()
+            assert response.result(BOUND).json()["status"] in ENDED
+        monkeypatch.setattr(ThreadClaims, "release_turn", original)
+        assert http.post(f"/v1/conversations/{conversation}/items", json={"items": [
+            {"type": "message", "role": "user", "content": "After"}]}).status_code == 200

@@ -84,6 +84,9 @@ class BatchService:
         self._leases = Leases(store.root / LEASE_DIR_NAME)
         # batches not ended that another live process runs (it holds their lease): taken up when it ends
         self._elsewhere: set[str] = set()
+        #: The batches whose lease is being let go (its file removed in a worker thread, :meth:`_let_go`): a take of
+        #: one waits for it (taken while it goes, this process would run the batch with no lease on disk).
+        self._releasing: dict[str, asyncio.Future] = {}
         # batches whose every item has ended, their end (completed, expired) being saved, each with the event its
         # _let_go sets: a cancel then has nothing left to stop and waits to answer as a cancel of the ended batch
         self._closing: dict[str, asyncio.Event] = {}
@@ -113,6 +116,9 @@ class BatchService:
     async def _hold(self, batch_id: str) -> bool:
         """Take the batch's lease for this process (True; held already, too), or False: another live process
         holds it, and runs the batch."""
+        releasing = self._releasing.get(batch_id)
+        if releasing is not None:
+            await asyncio.shield(releasing)
         try:
             return await asyncio.to_thread(self._leases.try_take, batch_id)
         except OSError as exc:  # a data folder that cannot hold a lock file (read-only): nothing to exclude
@@ -124,8 +130,15 @@ class BatchService:
         self._active.pop(batch_id, None)
         self._elsewhere.discard(batch_id)
         self._closed(batch_id)
-        with contextlib.suppress(OSError):
-            self._leases.release(batch_id)
+        # (its file removed in a worker thread, not on the event loop a slow disk would stall)
+        done = self._leases.release_soon(batch_id)
+        if done is not None:
+            self._releasing[batch_id] = done
+
+            def released(_: asyncio.Future) -> None:
+                if self._releasing.get(batch_id) is done:
+                    del self._releasing[batch_id]
+            done.add_done_callback(released)
 
     async def _take_up(self, doc: dict[str, Any]) -> None:
         """Run a batch not ended (its lease held) from where it stopped."""
@@ -177,6 +190,8 @@ class BatchService:
         for batch_id in list(self._active):  # another process on the data folder may take them up now
             self._let_go(batch_id)
         self._queue.clear()
+        if self._releasing:  # (gone on return: a start after this one takes them anew)
+            await asyncio.gather(*self._releasing.values(), return_exceptions=True)
 
     # -- the API -----------------------------------------------------------------------------------------
     async def create(self, dialect: str, endpoint: str, items: Sequence[tuple[str, Mapping[str, Any]]], *,

@@ -1340,13 +1340,29 @@ class RunService:
             try:
                 return await asyncio.shield(attempt)
             except asyncio.CancelledError:
-                # the worker may still take the lease: let it go then (nobody holds the turn for real)
+                # the worker may still take the lease: let it go then (nobody holds the turn for real), in a worker
+                # thread too (it unlinks a file: never on the event loop)
                 attempt.add_done_callback(lambda done: None if done.cancelled() or done.exception() is not None
-                                          or not done.result() else claims.release_turn(thread_id))
+                                          or not done.result()
+                                          else done.get_loop().run_in_executor(None, claims.release_turn, thread_id))
                 raise
 
+    @contextlib.asynccontextmanager
+    async def unheld(self, thread_id: str, refused: Callable[[], BaseException]) -> AsyncIterator[None]:
+        """Hold the thread's claim lock (:meth:`_thread_lock`) for a write (a conversation's items added or deleted,
+        the conversation deleted or its metadata replaced): ``refused()`` is raised, nothing written, while a run or
+        a Responses turn (this process's or another's sharing the data folder) holds the thread. Writes wait for
+        each other (briefly: the lock is held for one write), and no run or turn claims the thread during one."""
+        async with self._thread_lock(thread_id):
+            if await self.holder(thread_id) is not None or await asyncio.to_thread(
+                    thread_claims(self.manager.data_folder).turn_held, thread_id):
+                raise refused()
+            yield
+
     def release_turn(self, thread_id: str) -> None:
-        """Let the thread's Responses turn go (:meth:`claim_turn`; a no-op unless this process holds it)."""
+        """Let the thread's Responses turn go (:meth:`claim_turn`; a no-op unless this process holds it). Blocking
+        file work (it unlinks the turn's lease file): call it in a worker thread
+        (:class:`~jan.server.dialects.conversation_locks.ConversationLocks` does)."""
         thread_claims(self.manager.data_folder).release_turn(thread_id)
 
     def failure(self, exc: BaseException) -> RunFailure:

@@ -115,7 +115,8 @@ class ThreadClaims:
             raise
 
     def release_turn(self, thread_id: str) -> None:
-        """Let the thread's turn go (a no-op unless this process holds it): unlinks and unlocks one small file."""
+        """Let the thread's turn go (a no-op unless this process holds it): unlinks and unlocks one small file.
+        Blocking file work: call it in a worker thread."""
         if not _TURN_ID_RE.fullmatch(thread_id):
             return
         with contextlib.suppress(OSError):

@@ -21,6 +21,7 @@ run) as an orphan, finished it as interrupted, or took it up and ran it a second
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
@@ -129,6 +130,21 @@ class Leases:
         with contextlib.suppress(OSError):
             os.unlink(path)  # first: a prober that opened it meanwhile finds it free, which is now true
         lock.release()
+
+    def release_soon(self, key: str) -> "asyncio.Future[None] | None":
+        """:meth:`release` in a worker thread of the running event loop (it unlinks a file: never on the loop),
+        started at once and not waited for (a ``finally`` a cancel could cut short, a callback may start it);
+        ``OSError`` ignored. The future it is done by; ``None`` where it was done here (no loop, or the loop's
+        workers shut down)."""
+        def release() -> None:
+            with contextlib.suppress(OSError):
+                self.release(key)
+
+        try:
+            return asyncio.get_running_loop().run_in_executor(None, release)
+        except RuntimeError:  # (no running loop, or its executor shut down: nothing left to stall)
+            release()
+            return None
 
     def holds(self, key: str) -> bool:
         """Whether this process holds the lease on ``key``."""

@@ -72,11 +72,12 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         self._file_error: str | None = None  # why mcp.json as a whole cannot be read now (None: it was read)
         self._data_folder: Path | None = None
         self._stopping: set[asyncio.Task] = set()  # servers being stopped after a config change
+        self._looking = asyncio.Lock()  # one look at mcp.json at a time (_sync)
 
     async def on_load(self, ctx) -> None:  # noqa: ANN001
         self._data_folder = ctx.data_folder
         try:
-            self._sync()
+            await self._sync()
         except McpClientError as exc:  # the host loads all the same: each use tries again, and says why it fails
             log.error("%s", exc)
 
@@ -102,29 +103,45 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         holds is unknown then)."""
         return {} if self._file_error is not None else dict(self._problems)
 
-    def _sync(self) -> None:
-        """Re-read ``mcp.json`` if it changed since the last look; adds, drops and updates servers."""
+    async def _sync(self) -> None:
+        """Re-read ``mcp.json`` if it changed since the last look; adds, drops and updates servers. The look (a
+        ``stat``, and within a tick of an edit a read and hash of the file) and the read are file work: done in a
+        worker thread, one look at a time (the watch has one owner), never on the event loop a slow disk would
+        stall."""
         assert self._data_folder is not None
-        path = config_path(self._data_folder)
+        async with self._looking:
+            read = await asyncio.to_thread(self._look, self._data_folder)
+            if read is not None:
+                self._apply(*read)
+
+    def _look(self, data_folder: Path) -> tuple | None:
+        """In a worker thread: ``None`` when ``mcp.json`` is as last read; else what :meth:`_apply` takes (the look,
+        the configs and problems read, the server class, or the error that kept the file from being read)."""
+        path = config_path(data_folder)
         # (device, inode, mtime in ns, size, and the bytes while within a tick of the mtime): a rewrite within one
         # tick of the file system's clock, of the same size (another server's command in the place of one), keeps
         # mtime and size; jan's edits and editors that save by replacing give the file a new inode, an editor that
         # saves in place keeps it, and only the bytes tell
         look = self._watch.changed(path)
         if look is None:
-            return
+            return None
         try:
-            configs, problems = read_config(self._data_folder)
+            configs, problems = read_config(data_folder)
         except McpConfigError as exc:
-            self._watch.seen(look)
-            self._config_error = self._file_error = str(exc)
-            log.warning("%s", exc)
-            return  # keep the servers we have
-        if configs:
-            # Before the file is taken as read: a client that cannot be imported leaves the servers as they were,
-            # and the next look reads the file (and tries the import) again, as if it were the first.
-            server_class = _mcp_server_class()
+            return look, None, {}, None, exc
+        # Before the file is taken as read: a client that cannot be imported leaves the servers as they were, and
+        # the next look reads the file (and tries the import) again, as if it were the first (McpClientError).
+        server_class = _mcp_server_class() if configs else None
+        return look, configs, problems, server_class, None
+
+    def _apply(self, look, configs, problems, server_class, error: McpConfigError | None) -> None:  # noqa: ANN001
+        """On the loop: the servers as ``mcp.json`` now says (:meth:`_look` read it)."""
+        assert self._data_folder is not None
         self._watch.seen(look)
+        if error is not None:
+            self._config_error = self._file_error = str(error)
+            log.warning("%s", error)
+            return  # keep the servers we have
         self._file_error = None
         # An invalid entry costs only itself: the others run, and a server it named keeps running as it was.
         self._config_error = "; ".join(problems.values()) or None
@@ -150,8 +167,8 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
 
-    def _server(self, name: str) -> McpServer:
-        self._sync()
+    async def _server(self, name: str) -> McpServer:
+        await self._sync()
         server = self._servers.get(name)
         if server is None and self._file_error is not None:
             # Whether the unreadable file names it is unknown: "not found" would send the user looking for a typo,
@@ -177,7 +194,7 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         ``servers`` names the servers the caller is about to use (a run's, a call's): only those are started, and
         each is waited for, separately, at most :data:`LIST_WAIT` seconds from its start's beginning (not at all
         when it is being retried after a failure); a server not named is neither started nor waited for."""
-        self._sync()
+        await self._sync()
         enabled = [s for s in self._servers.values() if not s.config.disabled]
         named = set(servers) if servers is not None else None
 
@@ -210,11 +227,11 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
 
     # -- McpHost ---------------------------------------------------------------------
     async def list_servers(self) -> list[McpServerStatus]:
-        self._sync()
+        await self._sync()
         return [s.status() for s in self._servers.values()]
 
     async def server(self, name: str, *, connect: bool = True) -> McpServerStatus:
-        server = self._server(name)
+        server = await self._server(name)
         if connect and not server.config.disabled:
             try:
                 await server.ensure_started(backoff=False)  # (asked by hand: at once, not after its backoff)
@@ -223,7 +240,7 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         return server.status()
 
     async def set_enabled(self, name: str, enabled: bool) -> McpServerStatus:
-        self._server(name)  # 404 (or why its entry is invalid) before touching the file
+        await self._server(name)  # 404 (or why its entry is invalid) before touching the file
 
         def edit(servers: dict) -> None:
             entry = servers.get(name)
@@ -238,7 +255,7 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         assert self._data_folder is not None
         await asyncio.to_thread(edit_config, self._data_folder, edit)
         old = self._servers.get(name)
-        self._sync()
+        await self._sync()
         if old is not None and old is not self._servers.get(name):
             await old.stop()
-        return self._server(name).status()  # (the file may have changed under the edit: say so, never a KeyError)
+        return (await self._server(name)).status()  # (the file may have changed under the edit: say so, never a KeyError)

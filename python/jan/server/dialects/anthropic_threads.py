@@ -276,6 +276,9 @@ class MessageThreads:
         # replies a request is continuing from right now (threads are linear: one at a time): this process's, and
         # a lease on each (``continuing_<id>``) that other processes sharing the data folder see as well
         self._continuing: set[str] = set()
+        #: The continues whose lease is being let go (its file removed in a worker thread), by the reply's id: a
+        #: continue of it waits for that rather than being told it is in flight.
+        self._letting_go: dict[str, asyncio.Future] = {}
         self._leases = Leases(Path(folder).parent / LEASE_DIR_NAME)
         # the index files of each Jan thread (what the sweep found, and what this process wrote since)
         self._by_thread: dict[str | None, set[str]] = {}
@@ -412,6 +415,8 @@ class MessageThreads:
         _create_only_fields(body)
         self._check_store()
         previous_id = thread.previous_message_id
+        if previous_id in self._letting_go:
+            await asyncio.shield(self._letting_go[previous_id])
         if previous_id in self._continuing:
             raise _in_flight(previous_id)
         self._continuing.add(previous_id)  # no await since the check: one request wins
@@ -436,10 +441,29 @@ class MessageThreads:
             fields.update(_mcp_fields(await body_step(wire.mcp_choices, body, mcp_held)))
             yield Turn(chat_request, self, chat_request.messages[len(held.history):], held.reply, fields, mcp_held)
         finally:
-            self._continuing.discard(previous_id)
-            if leased is not None:
-                with contextlib.suppress(OSError):  # (at once, never after an await a cancel could cut short)
-                    self._leases.release(f"continuing_{leased}")
+            if leased is None:
+                self._continuing.discard(previous_id)
+            else:
+                # (started at once, never after an await a cancel could cut short; the lease file is removed in a
+                # worker thread, not on the event loop, and the continue is this process's until it is gone: a
+                # continue of it meanwhile waits for that, then takes the lease anew)
+                self._let_go(previous_id)
+
+    def _let_go(self, message_id: str) -> None:
+        """Let the continue of ``message_id`` go: its lease released in a worker thread, then this process's
+        mark of it."""
+        done = self._leases.release_soon(f"continuing_{message_id}")
+        if done is None:
+            self._continuing.discard(message_id)
+            return
+
+        def released(_: asyncio.Future) -> None:
+            self._continuing.discard(message_id)
+            if self._letting_go.get(message_id) is done:
+                del self._letting_go[message_id]
+
+        self._letting_go[message_id] = done
+        done.add_done_callback(released)
 
     def _try_lease(self, message_id: str) -> bool:
         """Lease the continue of ``message_id`` for this process (False: another process holds it); a folder that

@@ -3,7 +3,8 @@
 A conversation is a thread with a ``conv_`` id (:data:`~jan.server.dialects.responses_store.CONVERSATION_PREFIX`),
 its metadata the thread's, its items the thread's messages (:func:`~jan.server.dialects.conversations.message_items`).
 Items are added and removed under the thread's lock in the Responses store, the one a response made in the
-conversation holds to add its turns, so nothing interleaves. Nothing here knows HTTP: an unknown conversation or
+conversation holds to add its turns, so no two writes interleave; the routes also refuse a write while a response is
+being made in the conversation (:mod:`jan.server.dialects.conversation_locks`), so none lands in its middle. Nothing here knows HTTP: an unknown conversation or
 item is a :class:`jan.core.NotFoundError`.
 """
 

@@ -52,6 +52,8 @@ class InConversation:
     #: Lets the next response into the conversation (:mod:`jan.server.dialects.conversation_locks`): called once
     #: this one's items are in it, before its final event, or when the run is torn down.
     release: Callable[[], None] = lambda: None
+    #: :attr:`release`, waiting until the conversation is free (its claim on disk removed in a worker thread)
+    let_go: Callable[[], Awaitable[None]] | None = None
 
 # The Responses stream's text deltas, kept compactly (jan.services.event_log): a delta of an item's text, reasoning,
 # call arguments or custom tool input whose other fields are plain values (logprobs none: a list of them is kept
@@ -278,7 +280,10 @@ class ResponseRun:
         if self._conversation is not None:
             # its items are in the conversation: the next response may read it (before the final event, so that a
             # client sending its next turn on reading it finds the conversation free)
-            self._conversation.release()
+            if self._conversation.let_go is not None:
+                await self._conversation.let_go()
+            else:
+                self._conversation.release()
         if self._store is not None and stored is not None and self._conversation is None:
             try:
                 answer = encoder.kept(final["output"]) if status != "failed" else []

@@ -5,6 +5,11 @@ HTTP only: :mod:`jan.server.dialects.conversations` is the wire format, a
 :class:`~jan.server.dialects.conversations_store.ConversationStore` keeps each conversation as a Jan thread through
 the Responses store (``POST /v1/responses`` with ``conversation`` reads and extends the same thread). Errors keep
 OpenAI's shape.
+
+Every write (items added or deleted, the conversation deleted, its metadata replaced) is refused with OpenAI's 400
+``conversation_locked``, nothing written, while a response is being made in the conversation (in any process sharing
+the data folder) or an Assistants run holds its thread; it is checked and written under the thread's claim lock
+(:meth:`jan.services.runs.RunService.unheld`), so no response starts during a write.
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ from jan.server.dialects.responses_store import KeptTurn
 from jan.server.document_inputs import read_body_documents
 from jan.server.errors import APIError
 from jan.server.item_lists import check_include, item_page, list_object, read_page_query
-from jan.server.keys import MEDIA_FETCHER
+from jan.server.keys import MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import service
-from jan.server.route_state import STORE, UPLOADS
+from jan.server.route_state import CONVERSATION_LOCKS, STORE, UPLOADS
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.files import upload_image
 from jan.server.routes.responses import resolve_references
@@ -51,6 +56,17 @@ def _conversation_id(request: web.Request) -> str:
         raise APIError(400, f"Invalid 'conversation_id': {conversation_id[:80]!r}. Expected an ID that begins with "
                             "'conv_' followed by letters and digits.", param="conversation_id", code="invalid_value")
     return conversation_id
+
+
+def _held(request: web.Request, conversation_id: str):
+    """The block of a write: 400 ``conversation_locked`` while a response is being made in the conversation or a
+    run holds its thread, checked under the thread's claim lock, held for the write (a client's write between a
+    response's read of the history and its append would land out of order, or the response's turn in a
+    conversation deleted under it)."""
+    locks = request.app[CONVERSATION_LOCKS]
+    if locks.held(conversation_id):  # (this process's response: on a read-only folder no claim of it is on disk)
+        raise locks.refusal()
+    return request.app[SERVICES].runs.unheld(conversation_id, locks.refusal)
 
 
 def _item_id(request: web.Request) -> str:
@@ -109,14 +125,18 @@ async def update_conversation(request: web.Request) -> web.Response:
     # (the body first, as every JSON route reads it: a body too deep to parse is that 400 whatever the path)
     body = await parse_body(request, wire.ConversationUpdate)
     conversation_id = _conversation_id(request)
-    return web.json_response(await _store(request).update(conversation_id, body.metadata))
+    store = _store(request)
+    async with _held(request, conversation_id):
+        return web.json_response(await store.update(conversation_id, body.metadata))
 
 
 @routes.delete("/v1/conversations/{conversation_id}")
 async def delete_conversation(request: web.Request) -> web.Response:
     """Delete the conversation (its thread, with its messages)."""
     conversation_id = _conversation_id(request)
-    await _store(request).delete(conversation_id)
+    store = _store(request)
+    async with _held(request, conversation_id):
+        await store.delete(conversation_id)
     return web.json_response({"id": conversation_id, "object": "conversation.deleted", "deleted": True})
 
 
@@ -139,7 +159,9 @@ async def create_items(request: web.Request) -> web.Response:
     check_include(request)
     store = _store(request)
     await store.thread(conversation_id)  # (an unknown conversation is a 404 before any image is fetched)
-    items = await store.add(conversation_id, await _messages(request, body, conversation_id))
+    messages = await _messages(request, body, conversation_id)
+    async with _held(request, conversation_id):
+        items = await store.add(conversation_id, messages)
     return web.json_response(list_object(items))
 
 
@@ -155,4 +177,6 @@ async def get_item(request: web.Request) -> web.Response:
 async def delete_item(request: web.Request) -> web.Response:
     """Remove one item; the conversation's object."""
     conversation_id, item_id = _conversation_id(request), _item_id(request)
-    return web.json_response(await _store(request).delete_item(conversation_id, item_id))
+    store = _store(request)
+    async with _held(request, conversation_id):
+        return web.json_response(await store.delete_item(conversation_id, item_id))

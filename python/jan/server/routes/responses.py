@@ -241,6 +241,11 @@ class PreparedResponse:
         if self.hold is not None:
             self.hold.release()
 
+    async def let_go(self) -> None:
+        """:meth:`release`, waiting until the conversation is free (its claim on disk gone)."""
+        if self.hold is not None:
+            await self.hold.let_go()
+
     def named(self, exc: BaseException) -> BaseException:
         """Media or a schema refused: said of the Responses field that carried it."""
         if isinstance(exc, GrammarError):
@@ -313,7 +318,7 @@ async def response_run(app: web.Application, prepared: PreparedResponse, stream:
         kept = kept_turns(input_items, prepared.inputs, await body_step(wire.input_sources, body.input))
         conversation = InConversation(app[STORE], prepared.conversation, kept,
                                       ConversationStore(app[STORE]).item_ids, prepared.history_ids,
-                                      release=prepared.release)
+                                      release=prepared.release, let_go=prepared.let_go)
     # the model's id once resolved, not an alias the body named it by: OpenAI's Responses API echoes the model it
     # resolved ("gpt-4o" answers "gpt-4o-2024-08-06"), as chat completions do (and jan's)
     return ResponseRun(wire.new_id("resp"), body, lambda: stream.model or body.model, deltas,
@@ -446,7 +451,7 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
     if request.app[SHUTTING_DOWN].is_set():
         # (checked with no await before the run is registered: a response made once the stop has cancelled the
         # running ones would generate while the extensions stop, and its task outlive the app)
-        leases.release(run.id)
+        leases.release_soon(run.id)
         await stream.aclose()
         raise APIError(503, "The server is shutting down; no response starts now. Try again once it is back.",
                        type="server_error", code="server_shutdown")
@@ -457,8 +462,9 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
     def done() -> None:
         runs.pop(run.id, None)
         prepared.release()  # (the run released it as it ended; a task cancelled before it ran did not)
-        with contextlib.suppress(OSError):
-            leases.release(run.id)
+        # (its lease file removed in a worker thread, not on the event loop: nothing here waits for it, the record
+        # is whole already, and the id is this response's alone)
+        leases.release_soon(run.id)
 
     run.start(on_done=done)
     prepared.started = True  # (what goes wrong from here is the response's: said in it)
