@@ -756,17 +756,30 @@ def _ended(client, response):
         return client.responses.retrieve(response.id)
 
 
-def test_a_conversation_deleted_while_its_response_runs(client, caplog):
-    """Deleted through Jan's threads API (a conversation is a thread; the Conversations API refuses it meanwhile:
-    below) the response still ends and is kept; its items have nowhere to go: one warning line, no traceback
-    (before, the store's refusal was logged with its traceback), and nothing brings the conversation back."""
+def test_a_conversation_deleted_while_its_response_runs(client, server, caplog, monkeypatch):
+    """Deleted under it (by the store itself: the Conversations API and Jan's threads API refuse it meanwhile, the
+    latter 400 ``run_active``, as for a run) the response still ends and is kept; its items have nowhere to go: one
+    warning line, no traceback (before, the store's refusal was logged with its traceback), and nothing brings the
+    conversation back."""
     import logging
 
+    from gate_helpers import gate_engine
+    from jan.server.keys import SERVICES
+
     caplog.set_level(logging.WARNING, logger="jan.server")
-    conv = client.conversations.create(items=[_user("kept")])
-    response = client.responses.create(model="stories260K", conversation=conv.id, input="Long story",
-                                       background=True, max_output_tokens=200)
-    assert client.delete(f"/threads/{conv.id}", cast_to=httpx.Response).status_code == 200
+    gate = gate_engine(monkeypatch)
+    try:
+        conv = client.conversations.create(items=[_user("kept")])
+        response = client.responses.create(model="stories260K", conversation=conv.id, input="Long story",
+                                           background=True, max_output_tokens=200)
+        # (held at the gate: the response is being made in the conversation)
+        with _http(server) as http:
+            refused = http.delete(f"/v1/threads/{conv.id}")
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "run_active", refused.text
+        store = server.app[SERVICES].runs.conversations()
+        asyncio.run_coroutine_threadsafe(store.delete_thread(conv.id), server._loop).result(60)
+    finally:
+        gate.set()
     final = _ended(client, response)
     assert final.status in ("cancelled", "completed", "incomplete") and final.conversation.id == conv.id
     told = [r for r in caplog.records if r.name == "jan.server" and response.id in r.getMessage()]

@@ -404,6 +404,41 @@ def test_every_conversation_write_is_locked_while_a_response_is_made_in_it(serve
         assert http.get(f"/v1/conversations/{conversation}").status_code == 404
 
 
+def test_every_thread_write_to_a_conversation_is_refused_while_a_response_is_made_in_it(server, gate):
+    """A conversation is a thread: the Assistants API's writes to it (the thread modified or deleted, a message
+    modified or deleted) are refused as the Conversations API's are (they went through, and the thread deleted under
+    the response took its turn with it)."""
+    with httpx.Client(base_url=server.base_url, timeout=BOUND) as http:
+        conversation = http.post("/v1/conversations", json={"metadata": {"k": "v"}, "items": [
+            {"type": "message", "role": "user", "content": "Hello"}]}).json()["id"]
+        kept = http.get(f"/v1/threads/{conversation}/messages").json()["data"][0]["id"]
+        with http.stream("POST", "/v1/responses", json=_body(conversation, "Once upon a time", stream=True)) as first:
+            assert first.status_code == 200
+            lines = first.iter_lines()
+            _first_text(lines)
+            writes = [("POST", f"/v1/threads/{conversation}", {"metadata": {"k": "changed"}}),
+                      ("POST", f"/v1/threads/{conversation}/messages/{kept}", {"metadata": {"k": "changed"}}),
+                      ("DELETE", f"/v1/threads/{conversation}/messages/{kept}", None),
+                      ("DELETE", f"/v1/threads/{conversation}", None)]
+            for method, path, body in writes:
+                refused = http.request(method, path, json=body)
+                assert refused.status_code == 400, (method, path, refused.text)
+                error = refused.json()["error"]
+                assert error["code"] == "run_active" and error["param"] == "thread_id", error
+            gate.set()
+            events = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+        answer = events[-1]["response"]["output"][0]["content"][0]["text"]
+        assert _texts(http, conversation) == [("user", "Hello"), ("user", "Once upon a time"), ("assistant", answer)]
+        assert http.get(f"/v1/conversations/{conversation}").json()["metadata"] == {"k": "v"}
+        # the response ended: the thread's writes go through at once
+        assert http.post(f"/v1/threads/{conversation}", json={"metadata": {"k": "w"}}).status_code == 200
+        assert http.post(f"/v1/threads/{conversation}/messages/{kept}",
+                         json={"metadata": {"k": "w"}}).status_code == 200
+        assert http.delete(f"/v1/threads/{conversation}/messages/{kept}").status_code == 200
+        assert http.delete(f"/v1/threads/{conversation}").status_code == 200
+        assert http.get(f"/v1/conversations/{conversation}").status_code == 404
+
+
 def test_a_conversation_write_is_locked_while_another_process_holds_it(server, tmp_path):
     with httpx.Client(base_url=server.base_url, timeout=BOUND) as http:
         conversation = http.post("/v1/conversations", json={}).json()["id"]

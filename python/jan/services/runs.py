@@ -1447,8 +1447,10 @@ class RunService:
         """Change a message (as the conversational extension's ``update_message`` takes the changes) — refused
         with :class:`RequestError` (``run_active``) while a run is writing it (its reply, ``pending``): the run
         saves the reply whole as it goes, so an edit made meanwhile (its content, status or metadata) was answered
-        200 and then silently written over. Any other message of the thread may be changed during a run."""
+        200 and then silently written over. Any other message of the thread may be changed during a run; none
+        while a Responses turn is made in the thread's conversation (:meth:`_refuse_if_turn`)."""
         async with self._thread_lock(thread_id):
+            await self._refuse_if_turn(thread_id, f"modify a message of {thread_id}")
             await self._refuse_if_writing(thread_id, message_id, "modify")
             return await self.conversations().update_message(thread_id, message_id, changes)
 
@@ -1456,8 +1458,33 @@ class RunService:
         """Delete a message — refused as :meth:`update_message` is while a run is writing it: the run would go on
         answering into a message that is gone (cancel the run first)."""
         async with self._thread_lock(thread_id):
+            await self._refuse_if_turn(thread_id, f"delete a message of {thread_id}")
             await self._refuse_if_writing(thread_id, message_id, "delete")
             await self.conversations().delete_message(thread_id, message_id)
+
+    async def update_thread(self, thread_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change a thread (its title, assistants or metadata: the conversational extension's ``update_thread``)
+        — refused (``run_active``) while a Responses turn is made in its conversation (:meth:`_refuse_if_turn`)."""
+        async with self._thread_lock(thread_id):
+            await self._refuse_if_turn(thread_id, f"modify {thread_id}")
+            return await self.conversations().update_thread(thread_id, changes)
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """Delete a thread and its messages — refused (``run_active``) while a Responses turn is made in its
+        conversation (:meth:`_refuse_if_turn`): the turn would be added to a thread deleted under it."""
+        async with self._thread_lock(thread_id):
+            await self._refuse_if_turn(thread_id, f"delete {thread_id}")
+            await self.conversations().delete_thread(thread_id)
+
+    async def _refuse_if_turn(self, thread_id: str, doing: str) -> None:
+        """:class:`RequestError` (``run_active``) while a Responses turn (this process's or another's sharing the
+        data folder) is made in the thread's conversation: a conversation is a thread, and the Assistants API's
+        writes to it must wait for the turn as the Conversations API's do
+        (:mod:`jan.server.dialects.conversation_locks`): the turn read the history before its input and adds its
+        items once it ends. Call it holding :meth:`_thread_lock` (no turn is claimed during the write)."""
+        if await asyncio.to_thread(thread_claims(self.manager.data_folder).turn_held, thread_id):
+            raise RequestError(f"Can't {doing} while a response is being made in it (a Responses turn in its "
+                               "conversation: wait for it to end first).", param="thread_id", code="run_active")
 
     async def _refuse_if_writing(self, thread_id: str, message_id: str, verb: str) -> None:
         run = await self.holder(thread_id)

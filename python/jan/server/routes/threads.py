@@ -473,20 +473,22 @@ async def get_thread(request: web.Request) -> web.Response:
 @routes.post("/v1/threads/{thread_id}")
 @routes.patch("/v1/threads/{thread_id}")
 async def modify_thread(request: web.Request) -> web.Response:
-    """Modify a thread's title, assistants or metadata (metadata is replaced)."""
+    """Modify a thread's title, assistants or metadata (metadata is replaced); refused (``run_active``) while a
+    Responses turn is made in the thread's conversation."""
     body = await parse_body(request, ThreadModify)
     check_thread_parameters(body.assistants)
     await check_thread_formats(body.assistants)
     changes = _changes(body, ("title", "assistants"))
-    thread = await conversations(request).update_thread(request.match_info["thread_id"], changes)
+    thread = await request.app[SERVICES].runs.update_thread(request.match_info["thread_id"], changes)
     return json_response(thread_object(thread))
 
 
 @routes.delete("/v1/threads/{thread_id}")
 async def delete_thread(request: web.Request) -> web.Response:
-    """Delete a thread and its messages."""
+    """Delete a thread and its messages; refused (``run_active``) while a Responses turn is made in the thread's
+    conversation."""
     thread_id = request.match_info["thread_id"]
-    await conversations(request).delete_thread(thread_id)
+    await request.app[SERVICES].runs.delete_thread(thread_id)
     return json_response({"id": thread_id, "object": "thread.deleted", "deleted": True})
 
 
