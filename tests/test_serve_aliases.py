@@ -186,3 +186,25 @@ def test_each_dialect_echoes_the_model_as_its_api_does(server, dialect, echoed):
     said = _echoes(server, dialect, "code")
     assert said and set(said) == {echoed}, said
     assert set(_echoes(server, dialect, "stories260K")) == {"stories260K"}
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_background_response_names_the_models_id_from_its_first_answer(server, streamed):
+    """A background response is answered (queued; a stream's ``response.created``) before its generation starts:
+    with its model not loaded yet, that answer, and its record as fetched meanwhile, named the alias the request
+    gave, and the response the model's id once it ended. Every answer names the id now."""
+    stopped = httpx.post(server.base_url + "/v1/models/stories260K/stop", timeout=60)
+    assert stopped.status_code == 200, stopped.text
+    body = {"model": "code", "input": "hi", "max_output_tokens": 2, "background": True}
+    if streamed:
+        answer = httpx.post(server.base_url + "/v1/responses", json={**body, "stream": True}, timeout=120)
+        assert answer.status_code == 200, answer.text
+        said = [e["response"]["model"] for e in _sse(answer.text) if "response" in e]
+        response_id = _sse(answer.text)[0]["response"]["id"]
+    else:
+        first = httpx.post(server.base_url + "/v1/responses", json=body, timeout=120)
+        assert first.status_code == 200, first.text
+        said = [first.json()["model"]]
+        response_id = first.json()["id"]
+    fetched = httpx.get(f"{server.base_url}/v1/responses/{response_id}", timeout=60).json()
+    assert set(said) == {"stories260K"} and fetched["model"] == "stories260K", (said, fetched["model"])

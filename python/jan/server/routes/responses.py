@@ -304,9 +304,11 @@ async def _prepared(app: web.Application, body: wire.ResponsesRequest,
 
 
 async def response_run(app: web.Application, prepared: PreparedResponse, stream: DeltaStream[ChatDelta],
-                       deltas: AsyncIterator[ChatDelta], gone: Callable[[], bool] = lambda: False) -> ResponseRun:
+                       deltas: AsyncIterator[ChatDelta], gone: Callable[[], bool] = lambda: False,
+                       model_id: str | None = None) -> ResponseRun:
     """The run that generates ``prepared`` from ``deltas`` (``stream``, or it started), stored when its body says
-    so; not started. ``gone()``: whether the client it answers left (then it stops, cancelled)."""
+    so; not started. ``gone()``: whether the client it answers left (then it stops, cancelled). ``model_id``: the
+    model's id resolved already (a background response's, answered before its stream starts and knows it)."""
     body = prepared.body
     input_items = await body_step(wire.input_items, body.input)
     conversation = None
@@ -321,7 +323,7 @@ async def response_run(app: web.Application, prepared: PreparedResponse, stream:
                                       release=prepared.release, let_go=prepared.let_go)
     # the model's id once resolved, not an alias the body named it by: OpenAI's Responses API echoes the model it
     # resolved ("gpt-4o" answers "gpt-4o-2024-08-06"), as chat completions do (and jan's)
-    return ResponseRun(wire.new_id("resp"), body, lambda: stream.model or body.model, deltas,
+    return ResponseRun(wire.new_id("resp"), body, lambda: stream.model or model_id or body.model, deltas,
                        store=app[STORE] if body.store else None,
                        previous=prepared.previous, inputs=prepared.inputs, input_items=input_items,
                        error_of=lambda exc: _failed(prepared.named(exc)), streamed=body.stream,
@@ -413,13 +415,15 @@ async def _context_items(app: web.Application, previous: StoredResponse | None,
 async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) -> web.StreamResponse:
     body = prepared.body
     chat_request, inputs = prepared.chat_request, prepared.inputs
+    model_id = None
     if body.background:
         # A background response is answered before its prompt is made (the model may still be loading): a model
         # that is not there or cannot generate is a 4xx now (OpenAI's), and a damaged image a 400 naming its input
         # as in the foreground, not an answered id that fails (and that the store, refusing the image too, would
         # then not keep: a 404 to the client polling it).
         try:  # (what the model cannot take, images without a projector, is refused here as well)
-            await _chat(request).answering_model(chat_request)
+            # (its id: the answer, queued, names the model as the response will, not an alias the body gave)
+            model_id = await _chat(request).answering_model(chat_request)
             await off_loop_for(chat_request, check_images, inputs, len(chat_request.messages) - len(inputs))
         except MediaError as exc:
             raise prepared.named(exc) from None
@@ -441,7 +445,8 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
     # streamed is watched while it is awaited, below, as every dialect's whole answer is)
     streamed_here = body.stream and not body.background
     run = await response_run(request.app, prepared, stream, deltas,
-                             gone=(lambda: client_gone(request)) if streamed_here else (lambda: False))
+                             gone=(lambda: client_gone(request)) if streamed_here else (lambda: False),
+                             model_id=model_id)
     leases = _leases(request.app)
     if body.store:
         # leased before its record is written, until it has ended and been saved: another process on this data
