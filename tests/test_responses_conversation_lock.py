@@ -515,3 +515,39 @@ def test_a_slow_lease_removal_stalls_no_other_request(server, monkeypatch):
         monkeypatch.setattr(ThreadClaims, "release_turn", original)
         assert http.post(f"/v1/conversations/{conversation}/items", json={"items": [
             {"type": "message", "role": "user", "content": "After"}]}).status_code == 200
+
+
+def test_a_refused_response_answers_once_its_conversation_is_free(server, monkeypatch):
+    """A response refused after it took its conversation (an item reference to nothing: 400) let the conversation
+    go without waiting for its lease file to be removed: on a slow disk its 4xx came first, and the client's next
+    write to the conversation was ``conversation_locked``. The refusal is answered once the conversation is free."""
+    import concurrent.futures
+
+    from jan.services.thread_claims import ThreadClaims
+
+    entered, unblock = threading.Event(), threading.Event()
+    original = ThreadClaims.release_turn
+
+    def slow_release(self, thread_id):
+        entered.set()
+        unblock.wait(BOUND)
+        original(self, thread_id)
+
+    with httpx.Client(base_url=server.base_url, timeout=BOUND) as http:
+        conversation = http.post("/v1/conversations", json={}).json()["id"]
+        monkeypatch.setattr(ThreadClaims, "release_turn", slow_release)
+        body = _body(conversation, "unused") | {"input": [{"type": "item_reference", "id": "msg_nowhere"}]}
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            refused = pool.submit(http.post, "/v1/responses", json=body)
+            try:
+                assert entered.wait(BOUND), "the refused response never let its conversation go"
+                # (answered meanwhile, the client's next write would find the conversation still held)
+                assert httpx.get(server.base_url + "/health", timeout=BOUND / 4).status_code == 200
+                assert not refused.done()
+            finally:
+                unblock.set()
+            assert refused.result(BOUND).status_code == 400
+        monkeypatch.setattr(ThreadClaims, "release_turn", original)
+        added = http.post(f"/v1/conversations/{conversation}/items", json={"items": [
+            {"type": "message", "role": "user", "content": "After"}]})
+        assert added.status_code == 200, added.text

@@ -273,7 +273,9 @@ async def prepare_response(app: web.Application, body: wire.ResponsesRequest,
     try:
         return await _prepared(app, body, image_of, conversation, hold)
     except BaseException:
-        hold.release()
+        # (let go at once, then answered once it is free: refused while its lease file was still being removed,
+        # the client's next write to the conversation found it held)
+        await hold.let_go()
         raise
 
 
@@ -351,8 +353,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     finally:
         if mcp is not None and not mcp.handed_over:  # (refused or failed before its run began: the run closes it)
             await mcp.close()
-        if not prepared.started:  # (refused before its run began: the conversation is free again)
-            prepared.release()
+        if not prepared.started:  # (refused before its run began: the conversation is free again once answered)
+            await prepared.let_go()  # (let go at once, before its first await: a cancel cuts only the wait)
 
 
 def _with_calls_run(exc: Exception, prepared: PreparedResponse, mcp: Any) -> Exception:
