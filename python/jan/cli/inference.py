@@ -182,6 +182,21 @@ def _missing_bare_file(spec: str) -> bool:
             and not spec.startswith(("~", ".")) and not os.path.lexists(spec))
 
 
+def _names_a_file(spec: str) -> bool:
+    """Whether MODEL ``spec`` is taken as a .gguf path (a file that is there, or a name only a path has), not as a
+    model id of the data folder."""
+    return expand_home(spec).is_file() or _looks_like_path(spec)
+
+
+def _not_found(conn: Connection, spec: str, meant: str) -> CLIError:
+    """The error for MODEL ``spec`` that is neither a model of the data folder nor a file; ``meant``: the
+    "did you mean" of :func:`_meant`, or ""."""
+    if conn.absent_note():  # a mistyped folder (made since, to save the chat in): that is what to mend
+        return CLIError(f"model '{spec}' not found: {conn.absent_note()}: check the path, or name a .gguf file")
+    return CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder}"
+                    + (meant or " (see `jan models list`) nor a .gguf file"))
+
+
 def _meant(runtime, spec: str) -> str:
     """``: did you mean 'ID'? (model ids are exact)`` when a model of the data folder differs from ``spec`` only in
     case, by ``.gguf`` or by a typo (the services' own guess, as the server's 404 says it), else ``""``."""
@@ -530,6 +545,12 @@ class LocalBackend:
         import jan
         from jan.services.abilities import listed_ability
 
+        if conn.existing_folder() is None:
+            # no data folder: no model id is in it, and none is made to look (the runtime lays a folder out as it
+            # starts: `jan chat NOSUCH` made the whole layout to say the model is not there); a file is judged first
+            if not _names_a_file(spec):
+                raise _not_found(conn, spec, "")
+            check_gguf_file(expand_home(spec), "MODEL")
         self.runtime = conn.runtime()
         services = self.runtime.services
         model = self._model_json(conn, spec)
@@ -607,11 +628,7 @@ class LocalBackend:
             return model
         if damaged:
             raise CLIError(damaged)
-        if conn.absent_note():  # a mistyped folder (made since, to save the chat in): that is what to mend
-            raise CLIError(f"model '{spec}' not found: {conn.absent_note()}: check the path, or name a .gguf file")
-        meant = _meant(self.runtime, spec)
-        raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder}"
-                       + (meant or " (see `jan models list`) nor a .gguf file"))
+        raise _not_found(conn, spec, "" if conn.absent_note() else _meant(self.runtime, spec))
 
     def chat(self, messages: list[dict[str, Any]], options: dict[str, Any], *,
              tools: list[dict[str, Any]] | None = None, tool_choice: Any = None) -> Generation:
