@@ -65,7 +65,7 @@ def test_serve_refuses_a_data_folder_that_is_a_file_in_the_same_words(a_file):
     result = jan("serve", "--port", str(free_port()), env=env, timeout=60)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    assert f"jan serve: the data folder {a_file} {FILE_NOT_FOLDER}" in result.stderr
+    assert f"jan: error: the data folder {a_file} {FILE_NOT_FOLDER}" in result.stderr
     assert "Errno" not in result.stderr
 
 

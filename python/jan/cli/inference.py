@@ -226,21 +226,23 @@ def meant_by_server(exc: Exception) -> str:
 
 
 def check_gguf_file(path: Path, label: str) -> None:
-    """``path`` is a GGUF file, or a :class:`CLIError` that begins with ``label``, the parameter that named it."""
+    """``path`` is a GGUF file, or a :class:`CLIError` that begins with ``label``, the parameter that named it
+    (``""``: none, for a caller that says itself what was given: `jan chat`'s ``/model``)."""
     from jan.store import InvalidArgumentError
     from jan.store.models import check_gguf
 
     from jan.local_files import no_such_file, not_a_regular_file
 
+    prefix = f"{label}: " if label else ""
     kind = not_a_regular_file(path)
     if kind is not None:
-        raise CLIError(f"{label}: {path} is {kind}, not a GGUF file")
+        raise CLIError(f"{prefix}{path} is {kind}, not a GGUF file")
     if not path.is_file():
-        raise CLIError(f"{label}: {no_such_file(path)}")
+        raise CLIError(f"{prefix}{no_such_file(path)}")
     try:
         check_gguf(path)
     except InvalidArgumentError as exc:
-        raise CLIError(f"{label}: {exc}") from None
+        raise CLIError(f"{prefix}{exc}") from None
 
 
 def resolve_local_model(conn: Connection, spec: str) -> tuple[dict[str, Any], Path]:
@@ -541,7 +543,7 @@ class LocalBackend:
     """
 
     def __init__(self, conn: Connection, spec: str, *, media: str | None = None, think: bool | None = None,
-                 **load: Any):
+                 label: str = "MODEL", **load: Any):
         import jan
         from jan.services.abilities import listed_ability
 
@@ -550,10 +552,10 @@ class LocalBackend:
             # starts: `jan chat NOSUCH` made the whole layout to say the model is not there); a file is judged first
             if not _names_a_file(spec):
                 raise _not_found(conn, spec, "")
-            check_gguf_file(expand_home(spec), "MODEL")
+            check_gguf_file(expand_home(spec), label)
         self.runtime = conn.runtime()
         services = self.runtime.services
-        model = self._model_json(conn, spec)
+        model = self._model_json(conn, spec, label)
         if load.get("lora"):
             load = {**load, "lora": [{"path": path, "scale": scale} for path, scale in load["lora"]]}
         overrides = {"n_parallel": 1, **{LOAD_FLAGS[name][0]: value for name, value in load.items()}}
@@ -605,7 +607,7 @@ class LocalBackend:
             return bool(pool.get(self.model_id).embedding_only)
         return False
 
-    def _model_json(self, conn: Connection, spec: str) -> dict[str, Any]:
+    def _model_json(self, conn: Connection, spec: str, label: str) -> dict[str, Any]:
         from jan.errors import ModelNotFoundError
         from jan.store import is_valid_id
 
@@ -619,7 +621,7 @@ class LocalBackend:
         if _missing_bare_file(spec) and (meant := _meant(self.runtime, spec)):
             raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder} nor a file here{meant}")
         if path.is_file() or _looks_like_path(spec):
-            check_gguf_file(path, "MODEL")
+            check_gguf_file(path, label)
             model = {"id": path.stem, "engine": "llama.cpp", "file_path": str(path.resolve()), "settings": {},
                      "parameters": {}}
             projector = path.with_name("mmproj-" + path.name)  # as `jan models import` picks it up
@@ -748,12 +750,13 @@ def refuse_images(backend, what: str = "images") -> None:
 
 
 def open_backend(conn: Connection, spec: str, *, images: bool = False, audio: bool = False, think: bool | None = None,
-                 **load: Any):
+                 label: str = "MODEL", **load: Any):
     """A model id goes to the server when one runs; a .gguf path, or no server, loads in-process with ``load``
     (:data:`LOAD_FLAGS`' options; None: not given). An embedding model is refused (CLIError): every caller generates
     text with it; so is a model that takes no images when ``images`` are to be sent, and one that cannot think when
     ``think`` (``--think``) asks it to. In-process, all are refused before the model loads; two flags that
-    contradict each other before anything (CLIError naming the flag)."""
+    contradict each other before anything (CLIError naming the flag). ``label``: how a file's error names what gave
+    ``spec`` (:func:`check_gguf_file`)."""
     media = ("images or audio" if audio else "images") if images else "audio" if audio else None
     unknown = set(load) - set(LOAD_FLAGS)
     if unknown:
@@ -779,7 +782,7 @@ def open_backend(conn: Connection, spec: str, *, images: bool = False, audio: bo
                  f"process; the server at {client.base_url} runs {spec} with its own settings (use --local to load "
                  "it here)")
     else:
-        backend = LocalBackend(conn, spec, media=media, think=think, **load)
+        backend = LocalBackend(conn, spec, media=media, think=think, label=label, **load)
     refuse_embedding(backend)  # `jan run` and `jan chat` (and its /model) only generate
     try:
         if media:
