@@ -236,11 +236,10 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
             message, param = str(exc), getattr(exc, "param", None)
             if param in given and message.startswith(f"{param}: "):
                 message = f"{given[param]}: {message.removeprefix(f'{param}: ')}"
-            elif param == "n_ctx" and message.startswith("n_ctx: "):
-                # the context is -c's, or the one the tests' sizes asked for: named so, with what to change
-                from jan.engine.model import CONTEXT_TOO_LARGE_ADVICE
-
-                why = message.removeprefix("n_ctx: ").removesuffix(CONTEXT_TOO_LARGE_ADVICE).removesuffix("; ")
+            elif param == "n_ctx" and getattr(exc, "reason", None) is not None:
+                # the context is -c's, or the one the tests' sizes asked for: named so, with what to change (the
+                # engine's reason, kept apart from its advice, which names its own option)
+                why = exc.reason
                 message = (f"-c/--ctx {n_ctx}: {why}; give a smaller -c" if ctx_given else
                            f"the context of {n_ctx} tokens that -p/-n need: {why}; give smaller -p/-n")
             raise CLIError(f"cannot load {path}: {message}") from None

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from jan.errors import CTX_LEN
 from jan.local_files import expand_home
 from jan.cli.common import CLIError, Connection, check_flag_order
 
@@ -389,18 +390,23 @@ class Generation:
         raise NotImplementedError
 
 
-def _in_flags(exc: Exception) -> str:
-    """``exc``'s message for a model loaded in this process: a prompt past the context names the flag that makes
-    the context larger here (-c/--ctx-size), where the services name the model.json's ``ctx_len`` (a server's
-    setting; `jan run` said "use a larger context (ctx_len)", and for a --raw prompt gave no way at all)."""
-    from jan.errors import ContextOverflowError
+#: The settings an error advises changing (:class:`jan.errors.Advice`), by their canonical names, as the flags that
+#: change them for a model loaded in this process.
+SETTING_FLAGS = {CTX_LEN: "-c/--ctx-size"}
 
-    message = str(exc)
-    if not isinstance(exc, ContextOverflowError):
-        return message
-    if "larger context (ctx_len)" in message:
-        return message.replace("larger context (ctx_len)", "larger context (-c/--ctx-size)")
-    return f"{message}; shorten it or use a larger context (-c/--ctx-size)"
+
+def _in_flags(exc: Exception) -> str:
+    """``exc``'s message for a model loaded in this process, the settings it advises changing named as this
+    process's flags (:data:`SETTING_FLAGS`): a prompt past the context names -c/--ctx-size, where the services name
+    the model.json's ``ctx_len`` (a server's setting; `jan run` said "use a larger context (ctx_len)"). One past
+    the context that advises nothing (the engine's own) gets the CLI's advice."""
+    from jan.errors import LARGER_CONTEXT, ContextOverflowError, JanError
+
+    if not isinstance(exc, JanError):
+        return str(exc)
+    if isinstance(exc, ContextOverflowError) and exc.advice is None:
+        return f"{exc}; {LARGER_CONTEXT.said(SETTING_FLAGS)}"
+    return exc.message(SETTING_FLAGS)
 
 
 class LocalGeneration(Generation):
@@ -585,17 +591,15 @@ class LocalBackend:
                 refuse_thinking(self)
             self.runtime.call(target.engine.load_model(target.model))
         except (jan.JanError, ValueError) as exc:
-            message = str(exc)
             # a setting this process's flag gave is named as the flag the user typed, not as the model.json's key
-            for name, value in load.items():
-                key, flag = LOAD_FLAGS[name]
-                if value is not None and getattr(exc, "param", None) == f"settings.{key}":
-                    message = flag + message.removeprefix(f"settings.{key}").split(" (in the model.json of")[0]
-                    if name == "n_ctx":  # one slot here, and the flag to change: not the engine's n_ctx and slots
-                        from jan.engine.model import CONTEXT_TOO_LARGE_ADVICE
-
-                        message = message.replace(CONTEXT_TOO_LARGE_ADVICE,
-                                                  f"give a smaller {flag}, or leave it out to fit the free memory")
+            given = {f"settings.{LOAD_FLAGS[name][0]}": LOAD_FLAGS[name][1] for name, value in load.items()
+                     if value is not None}
+            message = exc.message({**SETTING_FLAGS, **given}) if isinstance(exc, jan.JanError) else str(exc)
+            if exc_param := getattr(exc, "param", None):
+                if exc_param in given and getattr(exc, "advice", None) is None:
+                    # (a value the settings' check refused, said of the model.json's field: of the flag here)
+                    flag = given[exc_param]
+                    message = flag + message.removeprefix(exc_param).split(" (in the model.json of")[0]
             raise CLIError(f"cannot load {spec}: {message}") from None
         self.load_seconds = time.perf_counter() - started
         # what the engine made of the file, where its header did not tell
