@@ -84,3 +84,14 @@ def test_serve_says_its_failures_as_every_command_does(tmp_path):
         assert said.startswith("jan: error: "), said
     result = jan("serve", "--port", "0", "--data-folder", str(a_file), env=env)
     assert result.returncode == 1 and "jan serve:" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("args", [["import", "STORIES"], ["pull", "http://127.0.0.1:9/x.gguf"]], ids=["import", "pull"])
+def test_a_model_id_option_that_is_no_id_is_a_usage_error(tmp_path, stories_path, args):
+    """`jan models import FILE --id bad/id` was a runtime error (exit 1) after the file was read: the value is the
+    command line's own mistake, refused as every bad option value is, before anything is made."""
+    args = [a.replace("STORIES", str(stories_path)) for a in args]
+    for bad in ("bad/id", "a b", "..x"):
+        result = CliRunner().invoke(_command("models"), [*args, "--id", bad, "--data-folder", str(tmp_path / "d")])
+        assert result.exit_code == 2 and "--id" in result.output and "invalid model id" in result.output, result.output
+    assert not (tmp_path / "d").exists()
