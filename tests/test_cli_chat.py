@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import termios
 
 import pytest
@@ -163,10 +164,61 @@ def test_local_chat_adds_no_turn_to_a_thread_a_run_holds(data, stories_path):
 
 def test_a_mistyped_chat_command_names_the_one_meant(data, stories_path):
     """`/modle x` was "unknown command /modle" alone, where a mistyped `jan` command or model id names the one
-    meant."""
+    meant. (Piped, a command that is none is a failure: the chat goes on, and ends with status 1.)"""
     env = cli_env(data)
     ok(jan("models", "import", stories_path, env=env))
-    result = ok(jan("chat", "stories260K", "-n", "2", "--no-save", env=env, input="/modle x\n/sytem hi\n/temp 5\n"))
-    assert "jan: unknown command /modle: did you mean '/model'? /help lists them" in result.stderr, result.stderr
-    assert "jan: unknown command /sytem: did you mean '/system'? /help lists them" in result.stderr, result.stderr
-    assert "jan: unknown command /temp; /help lists them" in result.stderr, result.stderr
+    result = jan("chat", "stories260K", "-n", "2", "--no-save", env=env, input="/modle x\n/sytem hi\n/temp 5\n")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "jan: error: unknown command /modle: did you mean '/model'? /help lists them" in result.stderr, result.stderr
+    assert "jan: error: unknown command /sytem: did you mean '/system'? /help lists them" in result.stderr, result.stderr
+    assert "jan: error: unknown command /temp: /help lists them" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("line,said", [
+    ("/model nosuch", "/model: could not switch to model 'nosuch': model 'nosuch' not found"),
+    ("/model missing.gguf", "/model: could not switch to model 'missing.gguf': no such file: missing.gguf"),
+    ("/model NOTGGUF", "/model: could not switch to model 'NOTGGUF': NOTGGUF is not a GGUF file"),
+    ("/image NOTGGUF", "/image: could not attach 'NOTGGUF': model 'stories260K' takes no images"),
+    ("/save READONLY", "/save: could not save the conversation: "),
+    ("/nonsense", "unknown command /nonsense: /help lists them"),
+], ids=["model-id", "model-missing-file", "model-not-gguf", "image", "save", "unknown"])
+def test_a_failed_chat_command_says_what_failed_and_piped_the_chat_exits_1(data, stories_path, tmp_path, line, said):
+    """Every /command's failure is one `jan: error:` line saying which command failed and why (`/model x.gguf` said
+    "MODEL: no such file", the name of `jan chat`'s argument, not of the command typed), and piped into `jan chat`
+    the chat goes on to its end, then exits 1 as a shell script whose command failed does (it exited 0)."""
+    from test_cli_helpers import read_only_prefix, restore_writable
+
+    env = cli_env(data)
+    ok(jan("models", "import", stories_path, env=env))
+    other = tmp_path / "notes.txt"
+    other.write_text("not a model")
+    line = line.replace("NOTGGUF", str(other))
+    said = said.replace("NOTGGUF", str(other))
+    first = "Hello\n"
+    if "READONLY" in line:
+        line = "/save Kept"
+        prefix = read_only_prefix(data / "threads")
+        if prefix is None:
+            pytest.skip("cannot make a folder read-only here (root)")
+    else:
+        prefix = None
+    try:
+        result = subprocess.run([*(prefix or []), *JAN, "chat", "stories260K", "-n", "2", "--no-save"], env=env,
+                                cwd=tmp_path, input=f"{first}{line}\nOnce upon a time\n/model\n",
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        if prefix is not None:
+            restore_writable(data / "threads")
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and "MODEL:" not in result.stderr, result.stderr
+    errors = [x for x in result.stderr.splitlines() if x.startswith("jan: error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"jan: error: {said}"), result.stderr
+    assert "model: stories260K" in result.stdout  # the chat went on after it, with its model
+
+
+def test_a_piped_chat_whose_commands_all_worked_exits_0(data, stories_path):
+    env = cli_env(data)
+    ok(jan("models", "import", stories_path, env=env))
+    result = ok(jan("chat", "stories260K", "-n", "2", env=env,
+                    input="/help\n/system Be brief\nHello\n/save Kept\n/model stories260K\n/new\n/image -\n"))
+    assert "jan: error" not in result.stderr, result.stderr

@@ -108,7 +108,7 @@ READ_ONLY = [("models", "list"), ("models", "show", "x"), ("models", "rm", "x"),
              ("threads", "show", "x"), ("threads", "export", "x"), ("files", "list"), ("files", "show", "x"),
              ("files", "delete", "x"), ("files", "download", "x", "-o", "OUT"), ("mcp", "list"), ("mcp", "remove", "x"),
              ("extensions", "list"), ("extensions", "disable", "x"), ("extensions", "enable", "x"), ("info",),
-             ("bench", "x", *BENCH)]
+             ("bench", "x", *BENCH), ("chat", "x"), ("chat", "x.gguf"), ("chat", "--thread", "x"), ("run", "x", "hi")]
 
 
 @pytest.mark.parametrize("args", READ_ONLY, ids=lambda a: " ".join(a[:2]))

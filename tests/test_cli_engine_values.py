@@ -78,5 +78,5 @@ def test_serve_parses_upper_case_engine_values(tmp_path):
     result = CliRunner().invoke(serve, ["--data-folder", str(tmp_path), "-ctk", "Q8_0", "-ctv", "F16",
                                         "--speculative", "NGRAM", "--adaptive-threads", "Always",
                                         "--draft-min", "5", "--draft-max", "2"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output  # (flags that contradict each other: a usage error)
     assert "invalid value" not in result.output.lower() and "--draft-min" in result.output, result.output

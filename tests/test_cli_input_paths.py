@@ -55,7 +55,7 @@ def test_serve_model_path_missing_names_the_file_beside_it_that_was_meant(data, 
     (tmp_path / "stories260K.gguf").write_bytes(stories_path.read_bytes())
     result = jan("serve", "-p", "0", f"--model={tmp_path / 'stories260k.gguf'}", env=cli_env(data))
     assert result.returncode == 1, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (f"jan serve: no such file: {tmp_path / 'stories260k.gguf'}: "
+    assert result.stderr.strip().splitlines()[-1] == (f"jan: error: no such file: {tmp_path / 'stories260k.gguf'}: "
                                                       f"did you mean '{tmp_path / 'stories260K.gguf'}'?")
 
 
@@ -83,7 +83,7 @@ def test_serve_model_path_missing_names_the_expanded_path(data, tmp_path):
     result = jan("serve", "-p", "0", "--model=~/missing.gguf", env=cli_env(data))
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("jan serve: no such file: " + str(tmp_path / "missing.gguf")), result.stderr
+    assert last.startswith("jan: error: no such file: " + str(tmp_path / "missing.gguf")), result.stderr
 
 
 def test_an_empty_path_stays_a_usage_error(data):

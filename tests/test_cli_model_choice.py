@@ -72,9 +72,11 @@ def test_chat_without_a_model_picks_the_loaded_model_that_writes_text(embedder_a
 
 
 def test_chat_refuses_switching_to_an_embedding_model(embedder_and_writer):
-    result = ok(jan("chat", "stories260K", "-n", "3", "--no-save", env=embedder_and_writer.env,
-                    input=f"/model {MINILM}\nhi\n"))
-    assert f"jan: error: model '{MINILM}' is an embedding model; it cannot generate text" in result.stderr
+    result = jan("chat", "stories260K", "-n", "3", "--no-save", env=embedder_and_writer.env,
+                 input=f"/model {MINILM}\nhi\n")
+    assert result.returncode == 1  # (piped: the failed /model is the chat's failure, though it went on)
+    assert (f"jan: error: /model: could not switch to model '{MINILM}': model '{MINILM}' is an embedding model; "
+            "it cannot generate text") in result.stderr, result.stderr
     assert result.stderr.count("jan: error:") == 1  # the turn after it went to stories260K, as before
     assert result.stdout.strip()
 
@@ -104,8 +106,8 @@ def test_local_chat_chooses_as_the_server_does(tmp_path, stories_path, minilm_pa
         ok(jan("models", "import", "--mode", "reference", path, env=env))
     result = ok(jan("chat", "-n", "3", "--no-save", env=env, input="hi\n"))
     assert result.stdout.strip()
-    result = ok(jan("chat", "stories260K", "-n", "3", "--no-save", env=env, input=f"/model {MINILM}\nhi\n"))
-    assert "is an embedding model" in result.stderr and result.stdout.strip()
+    result = jan("chat", "stories260K", "-n", "3", "--no-save", env=env, input=f"/model {MINILM}\nhi\n")
+    assert result.returncode == 1 and "is an embedding model" in result.stderr and result.stdout.strip()
     ok(jan("models", "import", "--mode", "reference", tiny_random_path, env=env))
     err = fails(jan("chat", "-n", "3", env=env, input="hi\n"), "which model? several are available")
     assert MINILM not in err
@@ -192,10 +194,10 @@ def test_serve_starts_with_a_keep_alive_duration(tmp_path):
 def test_serve_refuses_a_default_model_that_names_no_model(tmp_path, stories_path):
     result = serve_fails(tmp_path, "--default-model", "nope", "-m", stories_path, "--log-level", "warning")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("jan serve: --default-model 'nope' is no model")
+    assert result.stderr.strip().splitlines()[-1].startswith("jan: error: --default-model 'nope' is no model")
     assert "Unclosed" not in result.stderr and "listening" not in result.stdout
     result = serve_fails(tmp_path, "--default-model", "not an id!", "--log-level", "warning")
-    assert result.returncode == 1 and "jan serve: --default-model 'not an id!' is no model id" in result.stderr
+    assert result.returncode == 1 and "jan: error: --default-model 'not an id!' is no model id" in result.stderr
     assert "Unclosed" not in result.stderr
 
 
@@ -330,7 +332,7 @@ def test_a_piped_chat_whose_exchange_could_not_be_saved_fails(monkeypatch, tmp_p
                                 input="hi\n")
     assert result.exit_code == 1, result.output
     assert "Hello there." in result.output
-    assert "jan: could not save the conversation: " in result.output and "No space left on device" in result.output
+    assert "jan: error: could not save the conversation: " in result.output and "No space left on device" in result.output
     assert "Errno" not in result.output
 
 

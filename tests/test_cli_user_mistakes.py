@@ -65,7 +65,7 @@ def test_serve_refuses_a_data_folder_that_is_a_file_in_the_same_words(a_file):
     result = jan("serve", "--port", str(free_port()), env=env, timeout=60)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    assert f"jan serve: the data folder {a_file} {FILE_NOT_FOLDER}" in result.stderr
+    assert f"jan: error: the data folder {a_file} {FILE_NOT_FOLDER}" in result.stderr
     assert "Errno" not in result.stderr
 
 
@@ -400,5 +400,6 @@ def test_a_context_past_memory_is_told_in_the_flag_that_gave_it(tmp_path, storie
     env = cli_env(tmp_path / "data")
     for command in (["run", stories_path, "hi"], ["chat", stories_path]):  # (2**31 tokens: over a terabyte of KV)
         said = fails(jan(*command, "-c", "2147483647", "-n", "2", env=env, input=""),
-                     "--ctx-size: a context of 2147483647 tokens", "give a smaller --ctx-size, or leave it out")
-        assert "n_ctx" not in said and "fewer slots" not in said, said
+                     "--ctx-size: a context of 2147483647 tokens",
+                     "use a smaller -c/--ctx-size, or leave it unset to fit the free memory")
+        assert "n_ctx" not in said and "ctx_len" not in said and "fewer slots" not in said, said

@@ -49,6 +49,9 @@ def test_openai_routes_say_it_in_openai_words(server, path, body, param):
     n_ctx, n_tokens = _numbers(error["message"])
     assert n_ctx == N_CTX and n_tokens > N_CTX
     assert f"the context holds {N_CTX}" in error["message"]  # jan's own words follow
+    # ... naming the setting to change as this API knows it (the model.json's ctx_len: the services' advice is data,
+    # which the CLI says as its -c/--ctx-size)
+    assert "use a larger context (ctx_len)" in error["message"], error["message"]
 
 
 def test_an_embedding_input_longer_than_its_context_says_it_too(server):

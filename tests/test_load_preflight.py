@@ -202,7 +202,7 @@ def test_serve_refuses_more_models_than_may_stay_loaded(tmp_path):
 
     result = CliRunner().invoke(serve, ["--data-folder", str(tmp_path / "data"), "-m", "a", "-m", "b", "-m", "c",
                                        "-m", "a", "--max-loaded-models", "2"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # (the command line contradicts itself: a usage error)
     assert "3 models given with --model (a, b, c)" in result.output and "--max-loaded-models 2" in result.output
     assert not (tmp_path / "data").exists()  # refused before anything started
 

@@ -69,7 +69,10 @@ def test_an_alias_that_is_another_models_id_stops_the_start(server, stories_path
 
 
 def test_the_flags_read_as_llama_servers_and_name_one_model(tmp_path):
-    assert _names((" a, b ,,a", "c")) == ["a", "b", "c"]
+    assert _names(None, None, (" a, b ,a", "c")) == ["a", "b", "c"]
+    # an empty name (a comma too many) is a usage error naming the flag, not dropped without a word
+    result = CliRunner().invoke(serve, ["--data-folder", str(tmp_path), "-m", "a", "--alias", "a,,b"])
+    assert result.exit_code == 2 and "--alias" in result.output and "is empty" in result.output, result.output
     result = CliRunner().invoke(serve, ["--data-folder", str(tmp_path), "--alias", "x", "-m", "a", "-m", "b"])
     assert result.exit_code == 2 and "exactly one --model" in result.output, result.output
     result = CliRunner().invoke(serve, ["--data-folder", str(tmp_path), "--tags", "x"])

@@ -31,7 +31,7 @@ def test_a_port_in_use_says_what_holds_it_and_which_flag_to_change(tmp_path, bus
     env = cli_env(tmp_path / "jan", local=False)
     args = ["--port", str(busy_port)] if flag == "--port" else ["--port", str(free_port()), flag, str(busy_port)]
     last = _last_line(jan("serve", *args, env=env))
-    assert last.startswith(f"jan serve: cannot listen on 127.0.0.1:{busy_port}: Address already in use"), last
+    assert last.startswith(f"jan: error: cannot listen on 127.0.0.1:{busy_port}: Address already in use"), last
     assert "`jan serve` already running" in last and f"another port with {flag}" in last, last
     assert "while attempting to bind" not in last  # asyncio's own words, said once by the system's
 
@@ -39,7 +39,7 @@ def test_a_port_in_use_says_what_holds_it_and_which_flag_to_change(tmp_path, bus
 @pytest.mark.parametrize("host", ["192.0.2.1", "no-such-host.invalid"])
 def test_a_host_that_is_no_address_here_says_to_give_one(tmp_path, host):
     last = _last_line(jan("serve", "--host", host, "--port", str(free_port()), env=cli_env(tmp_path / "jan")))
-    assert last.startswith(f"jan serve: cannot listen on {host}:") and "give --host an address" in last, last
+    assert last.startswith(f"jan: error: cannot listen on {host}:") and "give --host an address" in last, last
 
 
 def test_a_port_that_needs_rights_says_to_pick_a_higher_one():
@@ -69,17 +69,17 @@ def test_a_data_folder_that_cannot_be_made_is_one_line_naming_it(tmp_path):
     finally:
         restore_writable(parent)
     last = _last_line(result)
-    assert last.startswith(f"jan serve: cannot open the data folder {folder}: "), last
+    assert last.startswith(f"jan: error: cannot open the data folder {folder}: "), last
     assert "--data-folder" in last and "$JAN_DATA_FOLDER" in last, last
     assert not folder.exists()
 
 
 @pytest.mark.parametrize("args, said", [
-    (("-m", "storis260K"), "jan serve: 'storis260K' is neither a model id in the data folder nor a GGUF file: "
+    (("-m", "storis260K"), "jan: error: 'storis260K' is neither a model id in the data folder nor a GGUF file: "
                            "did you mean 'stories260K'? (model ids are exact)"),
-    (("--default-model", "Stories260K"), "jan serve: --default-model 'Stories260K' is no model in {data} nor one "
+    (("--default-model", "Stories260K"), "jan: error: --default-model 'Stories260K' is no model in {data} nor one "
                                          "given with --model; did you mean 'stories260K'? (model ids are exact)"),
-    (("-m", "stories260K.gguf"), "jan serve: no such file: stories260K.gguf: did you mean 'stories260K'? "
+    (("-m", "stories260K.gguf"), "jan: error: no such file: stories260K.gguf: did you mean 'stories260K'? "
                                  "(model ids are exact)"),
 ], ids=["--model", "--default-model", "--model-file-name"])
 def test_a_model_id_given_wrong_at_start_names_the_model_meant(tmp_path, stories_path, args, said):
@@ -100,7 +100,7 @@ def test_a_model_file_whose_id_is_another_files_model_says_what_to_do(tmp_path, 
     env = cli_env(data)
     assert jan("models", "import", str(stories_path), "--mode", "copy", env=env).returncode == 0
     last = _last_line(jan("serve", "--port", str(free_port()), "-m", str(stories_path), env=cli_env(data, local=False)))
-    assert last == (f"jan serve: {stories_path}: the data folder's model 'stories260K' is another file; start that "
+    assert last == (f"jan: error: {stories_path}: the data folder's model 'stories260K' is another file; start that "
                     f"one by its id (-m stories260K), or import this file under another id first (jan models import "
                     f"{stories_path} --id NAME)"), last
 

@@ -300,8 +300,9 @@ def test_jan_run_and_jan_chat_take_the_lora_flags(tmp_path, adapters, stories_pa
     assert ok(jan(*base, "--lora-scaled", f"{adapters[0]}:0", env=env)).stdout == plain
     both = ok(jan(*base, "--lora", ",".join(adapters), env=env)).stdout
     assert both not in (plain, styled)
-    for flags, says in ((["--lora-scaled", f"{adapters[0]}:x"], "--lora-scaled: expected FILE:SCALE"),
-                        (["--lora", str(tmp_path / "none.gguf")], "--lora"),
+    bad = jan(*base, "--lora-scaled", f"{adapters[0]}:x", env=env)  # (the command line's mistake: a usage error)
+    assert bad.returncode == 2 and "--lora-scaled: expected FILE:SCALE" in bad.stderr, bad.stderr
+    for flags, says in ((["--lora", str(tmp_path / "none.gguf")], "--lora"),
                         (["--lora", str(stories_path)], "is not a LoRA adapter GGUF")):
         fails(jan(*base, *flags, env=env), says)
     # jan chat: the same flags, the same adapters (one turn, then end of input)
@@ -310,4 +311,5 @@ def test_jan_run_and_jan_chat_take_the_lora_flags(tmp_path, adapters, stories_pa
     plain_chat = ok(jan("chat", stories_path, "--temperature", "0", "--max-tokens", "8", "--no-save",
                         env=env, input="Once upon a time\n"))
     assert chat.stdout != plain_chat.stdout
-    fails(jan("chat", stories_path, "--lora-scaled", f"{adapters[0]}:nan", env=env, input=""), "--lora-scaled")
+    bad = jan("chat", stories_path, "--lora-scaled", f"{adapters[0]}:nan", env=env, input="")
+    assert bad.returncode == 2 and "--lora-scaled" in bad.stderr, bad.stderr

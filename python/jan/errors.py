@@ -6,9 +6,69 @@ The native engine raises these classes too (it looks them up here), so
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+#: The canonical name of the context-size setting (a model.json's ``settings.ctx_len``; ``n_ctx`` to the engine).
+CTX_LEN = "ctx_len"
+
+
+@dataclass(frozen=True)
+class Advice:
+    """What an error's message advises changing, as data, so that each front end says it with its own name for the
+    setting (`jan run`'s ``-c/--ctx-size``, an HTTP API's ``ctx_len``) without editing a finished message.
+
+    ``setting``: the setting's canonical name (the model.json's, :data:`CTX_LEN`); ``text``: the advice, with
+    ``{setting}`` where that name goes (nothing else in braces); ``name``: how the raiser's own layer calls the
+    setting when the caller names none (the engine's ``n_ctx``), ``setting`` itself when None."""
+
+    setting: str
+    text: str
+    name: str | None = None
+
+    def said(self, names: Mapping[str, str] | None = None) -> str:
+        """``text`` with the setting named as ``names`` (canonical name -> a front end's) says, else as the
+        raiser's layer calls it."""
+        return self.text.replace("{setting}", (names or {}).get(self.setting) or self.name or self.setting)
+
+
+#: The advice of a prompt past the context: a shorter prompt, or a larger context.
+LARGER_CONTEXT = Advice(CTX_LEN, "shorten it or use a larger context ({setting})")
+
+E = TypeVar("E", bound="JanError")
+
 
 class JanError(Exception):
-    """Base class of every error jan raises on purpose."""
+    """Base class of every error jan raises on purpose.
+
+    An error whose message advises changing a setting carries it as data (:meth:`advise`): :attr:`reason` (what is
+    wrong), :attr:`advice` (:class:`Advice`) and :attr:`tail` (what follows the advice), and ``str(exc)`` is
+    ``"{reason}; {advice}{tail}"`` with the raiser's name for the setting; :meth:`message` says it with a front
+    end's."""
+
+    reason: str | None = None
+    advice: Advice | None = None
+    tail: str = ""
+    #: Whether the message begins with the error's ``param`` (``n_ctx: ...``), as a BadRequestError's may.
+    named: bool = False
+
+    def advise(self: E, reason: str, advice: Advice, tail: str = "", *, named: bool = False) -> E:
+        """Make the message ``reason`` then ``advice`` then ``tail`` (kept apart, as data), after the error's
+        ``param`` and ": " when ``named``; returns ``self``, for ``raise ContextOverflowError("", n, m).advise(...)``."""
+        self.reason, self.advice, self.tail, self.named = reason, advice, tail, named
+        self.args = (self.message(), *self.args[1:])
+        return self
+
+    def message(self, names: Mapping[str, str] | None = None) -> str:
+        """The message with the settings it names as data said as ``names`` says (a canonical setting or a
+        ``param`` -> a front end's name: ``{"ctx_len": "-c/--ctx-size"}``), else as the raiser said them;
+        ``str(self)`` for an error that advises nothing."""
+        if self.advice is None or self.reason is None:
+            return str(self)
+        param = getattr(self, "param", None) if self.named else None
+        head = f"{(names or {}).get(param) or param}: " if param else ""
+        return f"{head}{self.reason}; {self.advice.said(names)}{self.tail}"
 
 
 class ModelLoadError(JanError):

@@ -24,7 +24,7 @@ from typing import Any
 import click
 
 import jan
-from jan.cli.common import INT32_MAX, CLIError, Connection, connection_options, human_bytes, warn
+from jan.cli.common import INT32_MAX, CLIError, Connection, connection_options, human_bytes, int_items, warn
 from jan.cli.inference import interrupts_stay_on_this_thread, resolve_local_model
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES
 
@@ -37,15 +37,9 @@ CSV_FIELDS = [
 
 
 def int_list(ctx, param, value: str) -> list[int]:
-    try:
-        values = [int(v) for v in str(value).split(",") if v.strip() != ""]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
-    if not values:  # ("", ","): no number at all, which ">= 0" did not describe
-        raise click.BadParameter(f"expected comma-separated integers, got {value!r}")
-    if any(v < 0 for v in values):
-        raise click.BadParameter("values must be >= 0")
-    return values
+    """-p/-n: token counts, 0 skipping the test (llama-bench's ``-n 0``); an empty, negative or non-numeric item is
+    a usage error naming the option (``-p 8,,16`` ran 8 and 16 without a word)."""
+    return int_items(value, param, ctx, low=0, what="token counts")
 
 
 def thread_list(ctx, param, value: str | None) -> list[int]:
@@ -55,12 +49,9 @@ def thread_list(ctx, param, value: str | None) -> list[int]:
         return [max(1, min(8, os.cpu_count() or 1))]
     from jan.engine.model import GGML_MAX_N_THREADS
 
-    values = int_list(ctx, param, value)
     # the range of `jan run -t` and `jan serve -t`, said here of the flag (past it the load failed, after the model
     # was found, as "n_threads: must be >= -1 and <= 512", a name and a -1 the user never typed)
-    if any(not 1 <= v <= GGML_MAX_N_THREADS for v in values):
-        raise click.BadParameter(f"thread counts must be 1 to {GGML_MAX_N_THREADS}")
-    return values
+    return int_items(value, param, ctx, low=1, high=GGML_MAX_N_THREADS, what="thread counts")
 
 
 def build_info() -> dict[str, Any]:
@@ -209,10 +200,10 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
     # refused, as n_ubatch above n_batch is everywhere else (jan.Model, model.json), not quietly lowered
     if n_ubatch > n_batch and click.get_current_context().get_parameter_source("n_ubatch") \
             is not click.core.ParameterSource.DEFAULT:
-        raise CLIError(f"-ub/--ubatch-size ({n_ubatch}) must not exceed -b/--batch-size ({n_batch}): the "
-                       "physical batch is what a logical batch is split into, so it cannot be the larger")
-    if not tests:
-        raise CLIError("nothing to measure: -p and -n are both 0")
+        raise click.UsageError(f"-ub/--ubatch-size ({n_ubatch}) must not exceed -b/--batch-size ({n_batch}): the "
+                               "physical batch is what a logical batch is split into, so it cannot be the larger")
+    if not tests:  # (the command line's own mistakes: usage errors, exit 2)
+        raise click.UsageError("nothing to measure: -p and -n are both 0")
     model_json, path = resolve_local_model(conn, model)
     # the KV cache as the model is served (its model.json's settings) unless a flag says otherwise: numbers measured
     # on an f16 cache for a model kept at q8_0 were told as that model's, with nothing saying so
@@ -245,11 +236,10 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
             message, param = str(exc), getattr(exc, "param", None)
             if param in given and message.startswith(f"{param}: "):
                 message = f"{given[param]}: {message.removeprefix(f'{param}: ')}"
-            elif param == "n_ctx" and message.startswith("n_ctx: "):
-                # the context is -c's, or the one the tests' sizes asked for: named so, with what to change
-                from jan.engine.model import CONTEXT_TOO_LARGE_ADVICE
-
-                why = message.removeprefix("n_ctx: ").removesuffix(CONTEXT_TOO_LARGE_ADVICE).removesuffix("; ")
+            elif param == "n_ctx" and getattr(exc, "reason", None) is not None:
+                # the context is -c's, or the one the tests' sizes asked for: named so, with what to change (the
+                # engine's reason, kept apart from its advice, which names its own option)
+                why = exc.reason
                 message = (f"-c/--ctx {n_ctx}: {why}; give a smaller -c" if ctx_given else
                            f"the context of {n_ctx} tokens that -p/-n need: {why}; give smaller -p/-n")
             raise CLIError(f"cannot load {path}: {message}") from None

@@ -109,6 +109,7 @@ class ChatSession:
     images: list[dict[str, Any]] = field(init=False, default_factory=list)  # image_url parts for the next user message
     stops: StopSignals | None = field(init=False, default=None)  # SIGTERM/SIGHUP: stop as Ctrl-C does, then leave
     failed_turns: int = field(init=False, default=0)  # piped input then ends with a failure status
+    failed_commands: int = field(init=False, default=0)  # likewise: a /command that failed (or none such)
     unsaved: bool = field(init=False, default=False)  # the last save failed: likewise, what a script ran was not kept
 
     @property
@@ -123,14 +124,25 @@ class ChatSession:
             self._threads = open_threads(self.conn)
         return self._threads
 
+    def command_failed(self, what: str, reason: str) -> None:
+        """Say on stderr that a /command failed: ``jan: error: {what}: {reason}``, ``what`` in plain words (``could
+        not switch to model 'x'``), ``reason`` the error's own; and count it, so that piped input ends with status 1
+        as a script whose command failed does. The chat goes on (at a terminal the user saw it)."""
+        click.echo(f"jan: error: {what}: {reason}", err=True)
+        self.failed_commands += 1
+
     def _update_assistant(self) -> None:
         """The saved thread's assistant made the session's: its model and system prompt."""
         if self.thread_id is None:
             return
         try:
             self.threads.update(self.thread_id, assistants=thread_assistants(self.backend.model_id, self.system))
+        except CLIError as exc:
+            self.command_failed(f"could not update thread {self.thread_id}", exc.format_message())
+        except OSError as exc:
+            self.command_failed(f"could not update thread {self.thread_id}", os_error_message(exc))
         except Exception as exc:  # noqa: BLE001 - told, and the chat goes on
-            click.echo(f"jan: could not update the thread: {exc}", err=True)
+            self.command_failed(f"could not update thread {self.thread_id}", str(exc))
 
     def resume(self, thread_id: str) -> None:
         thread, stored = self.threads.load(thread_id)
@@ -179,11 +191,11 @@ class ChatSession:
             self.unsaved = False  # a later save writes what an earlier one could not
             return
         except CLIError as exc:
-            click.echo(f"jan: could not save the conversation: {exc.format_message()}", err=True)
+            click.echo(f"jan: error: could not save the conversation: {exc.format_message()}", err=True)
         except OSError as exc:  # a read-only data folder, a full disk: the path and the reason, not an errno
-            click.echo(f"jan: could not save the conversation: {os_error_message(exc)}", err=True)
+            click.echo(f"jan: error: could not save the conversation: {os_error_message(exc)}", err=True)
         except Exception as exc:  # noqa: BLE001 - a failed save must not end the chat
-            click.echo(f"jan: could not save the conversation: {exc}", err=True)
+            click.echo(f"jan: error: could not save the conversation: {exc}", err=True)
         self.unsaved = True
 
     # -- talking -------------------------------------------------------
@@ -322,10 +334,12 @@ class ChatSession:
                 note(f"model: {self.backend.model_id}")
             else:
                 try:
-                    # (--think holds for the model switched to: one that cannot think is refused, as at start)
-                    backend = open_backend(self.conn, arg, think=self.options.get("think"), **self.load_kwargs)
+                    # (--think holds for the model switched to: one that cannot think is refused, as at start; a
+                    # file's error is the command's, not the MODEL argument's the chat started with)
+                    backend = open_backend(self.conn, arg, think=self.options.get("think"), label="",
+                                           **self.load_kwargs)
                 except CLIError as exc:
-                    click.echo(f"jan: error: {exc.format_message()}", err=True)
+                    self.command_failed(f"/model: could not switch to model {arg!r}", exc.format_message())
                 else:
                     self.backend.close()
                     self.backend = backend
@@ -345,7 +359,7 @@ class ChatSession:
                     refuse_images(self.backend)
                     self.images.append(image_part(arg))
                 except CLIError as exc:
-                    click.echo(f"jan: error: {exc.format_message()}", err=True)
+                    self.command_failed(f"/image: could not attach {arg!r}", exc.format_message())
                 else:
                     note(f"image attached ({len(self.images)}); it goes with your next message")
         elif name == "save":
@@ -355,13 +369,16 @@ class ChatSession:
                 try:
                     self.save(arg or None)
                 except CLIError as exc:
-                    click.echo(f"jan: error: {exc.format_message()}", err=True)
+                    self.command_failed("/save: could not save the conversation", exc.format_message())
+                except OSError as exc:  # a read-only data folder, a full disk: the path and the reason
+                    self.command_failed("/save: could not save the conversation", os_error_message(exc))
                 else:
                     note(f"saved as thread {self.thread_id} ({self.threads.path(self.thread_id)})")
         else:
             # (a command one letter off, /modle, /sytem: named as a mistyped `jan` command or model id is)
             meant = did_you_mean(name, CHAT_COMMANDS).replace(": did you mean '", ": did you mean '/")
-            click.echo(f"jan: unknown command /{name}{meant or ';'} /help lists them", err=True)
+            hint = meant.removeprefix(": ")
+            self.command_failed(f"unknown command /{name}", f"{hint} /help lists them" if hint else "/help lists them")
         return True
 
 
@@ -599,8 +616,9 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
         sys.exit(stops.exit_code)
     if session.thread_id and session.saved == len(session.messages) and interactive:
         note(f"conversation saved as thread {session.thread_id}")
-    if (session.failed_turns or session.unsaved) and not interactive:
-        # at a terminal the user saw each failed answer (or save) and went on; a script reading the status has only
-        # this: piped into `jan chat`, an exchange the data folder refused to keep is no success.
-        # (A /command's error, as at a terminal, is told and the chat goes on: its turns still answer.)
+    if (session.failed_turns or session.failed_commands or session.unsaved) and not interactive:
+        # at a terminal the user saw each failed answer (or save, or /command) and went on; a script reading the
+        # status has only this: piped into `jan chat`, a failed turn, an exchange the data folder refused to keep or
+        # a /command that failed (`/model NOSUCH`: the turns after it went to another model) is no success, as a
+        # shell script with a failed command is none. The chat still went on to its end, as at a terminal.
         sys.exit(1)

@@ -570,6 +570,37 @@ class PathParam(click.Path):
         return None
 
 
+def comma_items(value: str, param: click.Parameter | None, ctx: click.Context | None) -> list[str]:
+    """The items of a comma-separated option value (``-p 8,16``, ``--alias a,b``, ``--lora a.gguf,b.gguf``), each
+    stripped. An empty item (``8,,16``, a trailing comma, an empty value) is a usage error naming the option: it was
+    dropped without a word, so a typo ran something else than was written (one test fewer, one alias fewer)."""
+    if not str(value).strip():
+        raise click.BadParameter("must not be empty", ctx, param)
+    items = [item.strip() for item in str(value).split(",")]
+    for at, item in enumerate(items, 1):
+        if not item:
+            raise click.BadParameter(f"item {at} of {value!r} is empty (a comma too many?)", ctx, param)
+    return items
+
+
+def int_items(value: str, param: click.Parameter | None, ctx: click.Context | None, *, low: int = 1,
+              high: int = INT32_MAX, what: str = "numbers") -> list[int]:
+    """The whole numbers of a comma-separated option value (:func:`comma_items`), each ``low`` to ``high``; an item
+    that is none (``8,x``, ``1.5``), or out of that range (``-8``, ``0`` where ``low`` is 1), is a usage error naming
+    the option and the item. ``what`` names the values in that error (``thread counts``)."""
+    numbers = []
+    for item in comma_items(value, param, ctx):
+        try:
+            number = int(item)
+        except ValueError:
+            raise click.BadParameter(f"{item!r} in {value!r} is not a whole number (expected comma-separated "
+                                     f"{what})", ctx, param) from None
+        if not low <= number <= high:
+            raise click.BadParameter(f"{what} must be {low} to {high}, got {number} in {value!r}", ctx, param)
+        numbers.append(number)
+    return numbers
+
+
 def param_label(param: click.Parameter) -> str:
     """How an error names ``param``: its long option (``--model-draft``), or an argument's metavar (``PATH``)."""
     if isinstance(param, click.Option) and param.opts:
@@ -743,7 +774,8 @@ _FLAG_NAMES = {"n_ctx": "--ctx-size", "n_parallel": "--parallel"}
 
 
 def check_flag_order(**flags: Any) -> None:
-    """:class:`CLIError` (exit 1) naming the flag when two options given as flags (``draft_min=--draft-min``'s
+    """A usage error (exit 2, as every mistake of the command line itself) naming the flag when two options given as
+    flags (``draft_min=--draft-min``'s
     value, None: not given) contradict each other (:func:`jan.engine.params.check_order`, the rule
     ``jan.Model``, model.json and requests share); a pair is judged when both are given, since a model.json
     may give the other."""
@@ -762,7 +794,7 @@ def check_flag_order(**flags: Any) -> None:
         reason = str(exc).partition(": ")[2]
         for name in flags:
             reason = reason.replace(f"{name} (", f"{flag(name)} (").replace(f"({name})", f"({flag(name)})")
-        raise CLIError(f"{flag(exc.param or '')}: {reason}") from None
+        raise click.UsageError(f"{flag(exc.param or '')}: {reason}", click.get_current_context(silent=True)) from None
 
 
 # -- LoRA adapters: the one definition of --lora/--lora-scaled (jan serve, jan run, jan chat) ------------------
@@ -787,15 +819,12 @@ class LoraFiles(PathParam):
 def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
     """``--lora`` files (scale 1) then ``--lora-scaled FILE:SCALE`` ones (llama-server's, commas separating several
     in one flag, as in ``--lora``) as (absolute path, scale) pairs; None when neither was given. A :class:`CLIError`
-    naming the flag for a SCALE that is no finite number or a FILE that is not there or no LoRA adapter GGUF (a
-    model's weights given by mistake: every model would load without it, said only in the log)."""
+    naming the flag for a FILE that is not there or no LoRA adapter GGUF (a model's weights given by mistake: every
+    model would load without it, said only in the log); a usage error naming it for an item that is no FILE:SCALE
+    (an empty one, a SCALE that is no finite number)."""
     from jan.services.companions import lora_problem
 
-    adapters = [(str(f), 1.0) for group in files for f in group]
-    for path, _ in adapters:
-        why = lora_problem(path)
-        if why is not None:
-            raise CLIError(f"--lora: {why}")
+    pairs = []  # every item's form first: a usage error is the command line's, before any file is read
     for flag in scaled:
         for item in _listed(flag, lambda v: v.rpartition(":")[0]):
             file, sep, scale = item.rpartition(":")
@@ -803,15 +832,22 @@ def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
                 value = float(scale)
             except ValueError:
                 value = math.nan
-            if not sep or not file or not math.isfinite(value):
-                raise CLIError(f"--lora-scaled: expected FILE:SCALE (SCALE a finite number), got {item!r}")
-            path = os.path.abspath(os.path.expanduser(file))
-            if not os.path.isfile(path):
-                raise CLIError(f"--lora-scaled: no such file: {path}")
-            why = lora_problem(path)
-            if why is not None:
-                raise CLIError(f"--lora-scaled: {why}")
-            adapters.append((path, value))
+            if not sep or not file or not math.isfinite(value):  # (the command line's own mistake: a usage error)
+                raise click.UsageError(f"--lora-scaled: expected FILE:SCALE (SCALE a finite number), got {item!r}",
+                                       click.get_current_context(silent=True))
+            pairs.append((os.path.abspath(os.path.expanduser(file)), value))
+    adapters = [(str(f), 1.0) for group in files for f in group]
+    for path, _ in adapters:
+        why = lora_problem(path)
+        if why is not None:
+            raise CLIError(f"--lora: {why}")
+    for path, value in pairs:
+        if not os.path.isfile(path):
+            raise CLIError(f"--lora-scaled: no such file: {path}")
+        why = lora_problem(path)
+        if why is not None:
+            raise CLIError(f"--lora-scaled: {why}")
+        adapters.append((path, value))
     return adapters or None
 
 

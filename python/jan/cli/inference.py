@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from jan.errors import CTX_LEN
 from jan.local_files import expand_home
 from jan.cli.common import CLIError, Connection, check_flag_order
 
@@ -182,6 +183,21 @@ def _missing_bare_file(spec: str) -> bool:
             and not spec.startswith(("~", ".")) and not os.path.lexists(spec))
 
 
+def _names_a_file(spec: str) -> bool:
+    """Whether MODEL ``spec`` is taken as a .gguf path (a file that is there, or a name only a path has), not as a
+    model id of the data folder."""
+    return expand_home(spec).is_file() or _looks_like_path(spec)
+
+
+def _not_found(conn: Connection, spec: str, meant: str) -> CLIError:
+    """The error for MODEL ``spec`` that is neither a model of the data folder nor a file; ``meant``: the
+    "did you mean" of :func:`_meant`, or ""."""
+    if conn.absent_note():  # a mistyped folder (made since, to save the chat in): that is what to mend
+        return CLIError(f"model '{spec}' not found: {conn.absent_note()}: check the path, or name a .gguf file")
+    return CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder}"
+                    + (meant or " (see `jan models list`) nor a .gguf file"))
+
+
 def _meant(runtime, spec: str) -> str:
     """``: did you mean 'ID'? (model ids are exact)`` when a model of the data folder differs from ``spec`` only in
     case, by ``.gguf`` or by a typo (the services' own guess, as the server's 404 says it), else ``""``."""
@@ -211,21 +227,23 @@ def meant_by_server(exc: Exception) -> str:
 
 
 def check_gguf_file(path: Path, label: str) -> None:
-    """``path`` is a GGUF file, or a :class:`CLIError` that begins with ``label``, the parameter that named it."""
+    """``path`` is a GGUF file, or a :class:`CLIError` that begins with ``label``, the parameter that named it
+    (``""``: none, for a caller that says itself what was given: `jan chat`'s ``/model``)."""
     from jan.store import InvalidArgumentError
     from jan.store.models import check_gguf
 
     from jan.local_files import no_such_file, not_a_regular_file
 
+    prefix = f"{label}: " if label else ""
     kind = not_a_regular_file(path)
     if kind is not None:
-        raise CLIError(f"{label}: {path} is {kind}, not a GGUF file")
+        raise CLIError(f"{prefix}{path} is {kind}, not a GGUF file")
     if not path.is_file():
-        raise CLIError(f"{label}: {no_such_file(path)}")
+        raise CLIError(f"{prefix}{no_such_file(path)}")
     try:
         check_gguf(path)
     except InvalidArgumentError as exc:
-        raise CLIError(f"{label}: {exc}") from None
+        raise CLIError(f"{prefix}{exc}") from None
 
 
 def resolve_local_model(conn: Connection, spec: str) -> tuple[dict[str, Any], Path]:
@@ -372,18 +390,23 @@ class Generation:
         raise NotImplementedError
 
 
-def _in_flags(exc: Exception) -> str:
-    """``exc``'s message for a model loaded in this process: a prompt past the context names the flag that makes
-    the context larger here (-c/--ctx-size), where the services name the model.json's ``ctx_len`` (a server's
-    setting; `jan run` said "use a larger context (ctx_len)", and for a --raw prompt gave no way at all)."""
-    from jan.errors import ContextOverflowError
+#: The settings an error advises changing (:class:`jan.errors.Advice`), by their canonical names, as the flags that
+#: change them for a model loaded in this process.
+SETTING_FLAGS = {CTX_LEN: "-c/--ctx-size"}
 
-    message = str(exc)
-    if not isinstance(exc, ContextOverflowError):
-        return message
-    if "larger context (ctx_len)" in message:
-        return message.replace("larger context (ctx_len)", "larger context (-c/--ctx-size)")
-    return f"{message}; shorten it or use a larger context (-c/--ctx-size)"
+
+def _in_flags(exc: Exception) -> str:
+    """``exc``'s message for a model loaded in this process, the settings it advises changing named as this
+    process's flags (:data:`SETTING_FLAGS`): a prompt past the context names -c/--ctx-size, where the services name
+    the model.json's ``ctx_len`` (a server's setting; `jan run` said "use a larger context (ctx_len)"). One past
+    the context that advises nothing (the engine's own) gets the CLI's advice."""
+    from jan.errors import LARGER_CONTEXT, ContextOverflowError, JanError
+
+    if not isinstance(exc, JanError):
+        return str(exc)
+    if isinstance(exc, ContextOverflowError) and exc.advice is None:
+        return f"{exc}; {LARGER_CONTEXT.said(SETTING_FLAGS)}"
+    return exc.message(SETTING_FLAGS)
 
 
 class LocalGeneration(Generation):
@@ -526,13 +549,19 @@ class LocalBackend:
     """
 
     def __init__(self, conn: Connection, spec: str, *, media: str | None = None, think: bool | None = None,
-                 **load: Any):
+                 label: str = "MODEL", **load: Any):
         import jan
         from jan.services.abilities import listed_ability
 
+        if conn.existing_folder() is None:
+            # no data folder: no model id is in it, and none is made to look (the runtime lays a folder out as it
+            # starts: `jan chat NOSUCH` made the whole layout to say the model is not there); a file is judged first
+            if not _names_a_file(spec):
+                raise _not_found(conn, spec, "")
+            check_gguf_file(expand_home(spec), label)
         self.runtime = conn.runtime()
         services = self.runtime.services
-        model = self._model_json(conn, spec)
+        model = self._model_json(conn, spec, label)
         if load.get("lora"):
             load = {**load, "lora": [{"path": path, "scale": scale} for path, scale in load["lora"]]}
         overrides = {"n_parallel": 1, **{LOAD_FLAGS[name][0]: value for name, value in load.items()}}
@@ -562,17 +591,15 @@ class LocalBackend:
                 refuse_thinking(self)
             self.runtime.call(target.engine.load_model(target.model))
         except (jan.JanError, ValueError) as exc:
-            message = str(exc)
             # a setting this process's flag gave is named as the flag the user typed, not as the model.json's key
-            for name, value in load.items():
-                key, flag = LOAD_FLAGS[name]
-                if value is not None and getattr(exc, "param", None) == f"settings.{key}":
-                    message = flag + message.removeprefix(f"settings.{key}").split(" (in the model.json of")[0]
-                    if name == "n_ctx":  # one slot here, and the flag to change: not the engine's n_ctx and slots
-                        from jan.engine.model import CONTEXT_TOO_LARGE_ADVICE
-
-                        message = message.replace(CONTEXT_TOO_LARGE_ADVICE,
-                                                  f"give a smaller {flag}, or leave it out to fit the free memory")
+            given = {f"settings.{LOAD_FLAGS[name][0]}": LOAD_FLAGS[name][1] for name, value in load.items()
+                     if value is not None}
+            message = exc.message({**SETTING_FLAGS, **given}) if isinstance(exc, jan.JanError) else str(exc)
+            if exc_param := getattr(exc, "param", None):
+                if exc_param in given and getattr(exc, "advice", None) is None:
+                    # (a value the settings' check refused, said of the model.json's field: of the flag here)
+                    flag = given[exc_param]
+                    message = flag + message.removeprefix(exc_param).split(" (in the model.json of")[0]
             raise CLIError(f"cannot load {spec}: {message}") from None
         self.load_seconds = time.perf_counter() - started
         # what the engine made of the file, where its header did not tell
@@ -584,7 +611,7 @@ class LocalBackend:
             return bool(pool.get(self.model_id).embedding_only)
         return False
 
-    def _model_json(self, conn: Connection, spec: str) -> dict[str, Any]:
+    def _model_json(self, conn: Connection, spec: str, label: str) -> dict[str, Any]:
         from jan.errors import ModelNotFoundError
         from jan.store import is_valid_id
 
@@ -598,7 +625,7 @@ class LocalBackend:
         if _missing_bare_file(spec) and (meant := _meant(self.runtime, spec)):
             raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder} nor a file here{meant}")
         if path.is_file() or _looks_like_path(spec):
-            check_gguf_file(path, "MODEL")
+            check_gguf_file(path, label)
             model = {"id": path.stem, "engine": "llama.cpp", "file_path": str(path.resolve()), "settings": {},
                      "parameters": {}}
             projector = path.with_name("mmproj-" + path.name)  # as `jan models import` picks it up
@@ -607,11 +634,7 @@ class LocalBackend:
             return model
         if damaged:
             raise CLIError(damaged)
-        if conn.absent_note():  # a mistyped folder (made since, to save the chat in): that is what to mend
-            raise CLIError(f"model '{spec}' not found: {conn.absent_note()}: check the path, or name a .gguf file")
-        meant = _meant(self.runtime, spec)
-        raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder}"
-                       + (meant or " (see `jan models list`) nor a .gguf file"))
+        raise _not_found(conn, spec, "" if conn.absent_note() else _meant(self.runtime, spec))
 
     def chat(self, messages: list[dict[str, Any]], options: dict[str, Any], *,
              tools: list[dict[str, Any]] | None = None, tool_choice: Any = None) -> Generation:
@@ -731,12 +754,13 @@ def refuse_images(backend, what: str = "images") -> None:
 
 
 def open_backend(conn: Connection, spec: str, *, images: bool = False, audio: bool = False, think: bool | None = None,
-                 **load: Any):
+                 label: str = "MODEL", **load: Any):
     """A model id goes to the server when one runs; a .gguf path, or no server, loads in-process with ``load``
     (:data:`LOAD_FLAGS`' options; None: not given). An embedding model is refused (CLIError): every caller generates
     text with it; so is a model that takes no images when ``images`` are to be sent, and one that cannot think when
     ``think`` (``--think``) asks it to. In-process, all are refused before the model loads; two flags that
-    contradict each other before anything (CLIError naming the flag)."""
+    contradict each other before anything (CLIError naming the flag). ``label``: how a file's error names what gave
+    ``spec`` (:func:`check_gguf_file`)."""
     media = ("images or audio" if audio else "images") if images else "audio" if audio else None
     unknown = set(load) - set(LOAD_FLAGS)
     if unknown:
@@ -762,7 +786,7 @@ def open_backend(conn: Connection, spec: str, *, images: bool = False, audio: bo
                  f"process; the server at {client.base_url} runs {spec} with its own settings (use --local to load "
                  "it here)")
     else:
-        backend = LocalBackend(conn, spec, media=media, think=think, **load)
+        backend = LocalBackend(conn, spec, media=media, think=think, label=label, **load)
     refuse_embedding(backend)  # `jan run` and `jan chat` (and its /model) only generate
     try:
         if media:

@@ -259,9 +259,24 @@ def _import_local(conn, path: Path, model_id: str | None, mode: str, mmproj: Pat
         raise CLIError(str(exc)) from None
 
 
+def _id_param(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--id``: a model id the store takes (:func:`jan.store.validate_id`), else a usage error naming the option
+    (``--id bad/id`` was a runtime error, exit 1, after the file was read; it is the command line's own mistake)."""
+    from jan.store import InvalidArgumentError
+    from jan.store.ids import validate_id
+
+    value = nonempty_param(ctx, param, value)
+    if value is not None:
+        try:
+            validate_id(value, "model id")
+        except InvalidArgumentError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+    return value
+
+
 @models.command("import")
 @click.argument("path", type=PathParam(exists=True, path_type=Path))
-@click.option("--id", "model_id", default=None, callback=nonempty_param,
+@click.option("--id", "model_id", default=None, callback=_id_param,
               help="Model id [default: from the file name].")
 @click.option("--mode", type=click.Choice(IMPORT_MODES), default="symlink", show_default=True,
               help="symlink/copy/hard-link the file into the data folder, or reference it where it is.")
@@ -404,7 +419,7 @@ def _refuse_local_file(url: str) -> None:
 
 @models.command("pull")
 @click.argument("url")
-@click.option("--id", "model_id", default=None, callback=nonempty_param,
+@click.option("--id", "model_id", default=None, callback=_id_param,
               help="Model id [default: from the file name].")
 @click.option("--sha256", default=None, help="Expected SHA-256 of the file (checked before it is kept).")
 @json_option

@@ -9,7 +9,6 @@ import math
 import os
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import click
@@ -21,7 +20,8 @@ defer_client()
 
 from aiohttp import web
 
-from jan.cli.common import (INT32_MAX, CLIError, GpuLayers, PathParam, SamplingValue, check_flag_order, lora_flags,
+from jan.cli.common import (INT32_MAX, CLIError, GpuLayers, PathParam, SamplingValue, check_flag_order, comma_items,
+                            lora_flags,
                             lora_options, nonempty_param)
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES, LOAD_RANGES
 from jan.engine.params import SPECULATIVE
@@ -77,10 +77,11 @@ def _origins(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
         raise click.BadParameter(str(exc)) from None
 
 
-def _names(values: tuple[str, ...]) -> list[str]:
-    """``--alias``/``--tags`` values as llama-server reads them: comma-separated, each stripped, empty ones
-    dropped, each once (repeating the option adds more)."""
-    return list(dict.fromkeys(name.strip() for value in values for name in value.split(",") if name.strip()))
+def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
+    """``--alias``/``--tags`` values as llama-server reads them: comma-separated, each stripped, each once
+    (repeating the option adds more). An empty one (``a,,b``, ``--alias ""``) is a usage error naming the option
+    (:func:`~jan.cli.common.comma_items`): it was dropped without a word."""
+    return list(dict.fromkeys(name for value in values for name in comma_items(value, param, ctx)))
 
 
 @click.command()
@@ -95,10 +96,10 @@ def _names(values: tuple[str, ...]) -> list[str]:
               help="Jan data folder [default: $JAN_DATA_FOLDER or ~/jan]")
 @click.option("--model", "-m", "models", multiple=True, callback=nonempty_param,
               help="Model id or GGUF path to load at start (repeatable; paths are imported by reference).")
-@click.option("--alias", "-a", "aliases", multiple=True, callback=lambda ctx, param, v: _names(v),
+@click.option("--alias", "-a", "aliases", multiple=True, callback=_names,
               help="Other names for the one --model, comma-separated (llama-server's): requests may name it by any "
                    "of them; /v1/models lists them as its aliases.")
-@click.option("--tags", "tags", multiple=True, callback=lambda ctx, param, v: _names(v),
+@click.option("--tags", "tags", multiple=True, callback=_names,
               help="Labels for the one --model, comma-separated (informational; /v1/models lists them).")
 @click.option("--default-model", default=None, callback=nonempty_param,
               help="Model id used by requests that name none [default: the only loaded model].")
@@ -233,16 +234,15 @@ def serve(host, port, ollama_port, data_folder, models, aliases, tags, default_m
         raise click.UsageError(f"{flag} names the one model given with --model; give exactly one --model "
                                f"(got {len(wanted)})")
     if max_loaded_models is not None and len(wanted) > max_loaded_models:
-        click.echo(f"jan serve: {len(wanted)} models given with --model ({', '.join(wanted)}) but "
-                   f"--max-loaded-models {max_loaded_models}: they cannot all stay loaded; give at most "
-                   f"{max_loaded_models} --model, or raise --max-loaded-models", err=True)
-        sys.exit(1)
+        # (the command line contradicts itself: a usage error, as --alias with several --model is)
+        raise click.UsageError(f"{len(wanted)} models given with --model ({', '.join(wanted)}) but "
+                               f"--max-loaded-models {max_loaded_models}: they cannot all stay loaded; give at most "
+                               f"{max_loaded_models} --model, or raise --max-loaded-models")
     from jan.cli.common import data_folder_problem
 
     problem = data_folder_problem(data_folder or default_data_folder())
     if problem:  # as every other command says it, before any extension tries (and fails on) its own file
-        click.echo(f"jan serve: {problem}", err=True)
-        sys.exit(1)
+        raise CLIError(problem)
     config = ServerConfig(
         host=host, port=port, ollama_port=ollama_port, data_folder=data_folder or default_data_folder(), api_key=api_key,
         cors_origins=list(cors_origins), allowed_hosts=list(allowed_hosts), models=list(models),
@@ -262,8 +262,8 @@ def serve(host, port, ollama_port, data_folder, models, aliases, tags, default_m
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # noqa: BLE001 - a clear message and a non-zero exit, not a trace
-        click.echo(f"jan serve: {exc}", err=True)
-        sys.exit(1)
+        # (`jan: error: ...`, exit 1, as every command says a failure; it said `jan serve: ...`)
+        raise CLIError(str(exc)) from None
 
 
 def release_startup_memory() -> None:

@@ -10,13 +10,13 @@ import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence, Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from typing import TYPE_CHECKING
 
 from jan import _engine
-from jan.errors import (BadRequestError, ContextOverflowError, EmbeddingCancelledError, EmbeddingStoppedError,
+from jan.errors import (CTX_LEN, LARGER_CONTEXT, Advice, BadRequestError, ContextOverflowError, EmbeddingCancelledError, EmbeddingStoppedError,
                         LoraAdapterError, MediaError, ModelClosedError, ModelFileError, ModelLoadError,
                         ModelSettingError)
 from jan.engine.fit import (DEFAULT_MAX_CTX, ContextFit, default_prompt_cache_mib, fit_n_ctx, free_memory_bytes,
@@ -203,8 +203,12 @@ IMAGE_TOKENS_MAX = 65536
 
 #: The most threads ggml runs one compute graph on (ggml.h's GGML_MAX_N_THREADS).
 GGML_MAX_N_THREADS = 512
-#: What a context too large for memory is told to do, ending its message: the CLI says it in its own flags.
-CONTEXT_TOO_LARGE_ADVICE = "use a smaller n_ctx (or fewer slots), or leave it unset to fit the free memory"
+#: What a context too large for memory is told to do, as data (:class:`~jan.errors.Advice`): each front end names
+#: the setting its own way (the CLI: its flag).
+CONTEXT_TOO_LARGE = Advice(CTX_LEN, "use a smaller {setting}, or leave it unset to fit the free memory", name="n_ctx")
+#: ... for a model of several slots (each holds a context of that size).
+CONTEXT_TOO_LARGE_SLOTS = Advice(CTX_LEN, "use a smaller {setting} (or fewer slots), or leave it unset to fit the free "
+                                 "memory", name="n_ctx")
 
 #: What each numeric load option of :class:`Model` accepts (the native engine's bounds, cpp/scheduler.cpp,
 #: and llama.cpp's: at most 256 sequences; int32 where it stores an int32). ``n_ctx`` 0/None is the
@@ -817,11 +821,12 @@ class Model:
         if need <= memory:
             return None
         gib = 1024 ** 3
-        return ModelSettingError(
-            f"n_ctx: a context of {cp.n_ctx} tokens for each of {cp.n_parallel} slots needs {need / gib:.1f} GiB of "
-            f"KV cache, more than the {memory / gib:.1f} GiB {what}, so llama.cpp could not make it; "
-            + CONTEXT_TOO_LARGE_ADVICE, param="n_ctx",
-            code="context_too_large")
+        # (one slot: the context alone is the way; several: fewer of them is one too)
+        advice = CONTEXT_TOO_LARGE_SLOTS if cp.n_parallel > 1 else CONTEXT_TOO_LARGE
+        slots = f"for each of {cp.n_parallel} slots " if cp.n_parallel > 1 else ""
+        return ModelSettingError("", param="n_ctx", code="context_too_large").advise(
+            f"a context of {cp.n_ctx} tokens {slots}needs {need / gib:.1f} GiB of KV cache, more than the "
+            f"{memory / gib:.1f} GiB {what}, so llama.cpp could not make it", advice, named=True)
 
     def _fit_context(self, cp) -> ContextFit:
         """The default context per slot, shrunk to what free memory holds (see :mod:`jan.engine.fit`): the KV
@@ -1213,9 +1218,10 @@ class Model:
                                        encode=False)
             n_ctx = scheduler.n_ctx_slot
             if prompt.n_tokens >= n_ctx:
-                raise ContextOverflowError(
+                raise ContextOverflowError("", prompt.n_tokens, n_ctx).advise(
                     f"the prompt has {prompt.n_tokens} tokens but the context holds {n_ctx} (one more is needed to "
-                    f"generate); its images and audio take {prompt.n_media_tokens} of them", prompt.n_tokens, n_ctx)
+                    "generate)", replace(LARGER_CONTEXT, name="n_ctx"),
+                    f"; its images and audio take {prompt.n_media_tokens} of them")
             self.encode_media(prompt)
         for key, value in self._request_defaults.items():
             if options.get(key) is None:
@@ -1226,10 +1232,15 @@ class Model:
         if params.id_slot >= scheduler.n_parallel:  # (the engine refuses it too; this names the model)
             raise BadRequestError(f"id_slot: model '{self.id}' has no slot {params.id_slot} (its slots are 0.."
                                   f"{scheduler.n_parallel - 1}, or -1 for any)", param="id_slot", code="invalid_value")
-        if isinstance(prompt, _engine.MediaPrompt):
-            request = scheduler.submit_media(prompt, params)
-        else:
-            request = scheduler.submit(self._prompt_tokens(native, prompt, add_special), params)
+        try:
+            if isinstance(prompt, _engine.MediaPrompt):
+                request = scheduler.submit_media(prompt, params)
+            else:
+                request = scheduler.submit(self._prompt_tokens(native, prompt, add_special), params)
+        except ContextOverflowError as exc:
+            if exc.advice is None:  # the engine's (C++) words say what did not fit; what to change is data
+                exc.advise(str(exc), replace(LARGER_CONTEXT, name="n_ctx"))
+            raise
         if getattr(self._use_depth, "n", 0) > 0:
             # (after the submit: a snapshot between the two counts one use too many, while the hold keeps the model
             # busy anyway, and a claim taken then waits for one use more; counted before, a snapshot could count one

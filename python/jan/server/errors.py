@@ -21,7 +21,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
-from jan.errors import (ContextOverflowError, EngineError, JanError, ModelFileError, ModelLoadError, ModelNotFoundError,
+from jan.errors import (CTX_LEN, ContextOverflowError, EngineError, JanError, ModelFileError, ModelLoadError, ModelNotFoundError,
                         QueueFullError)
 from jan.server.disconnect import client_gone
 from jan.server.jsonio import dumps as strict_dumps
@@ -403,11 +403,17 @@ def context_error(exc: ContextOverflowError, param: str) -> APIError:
 OPENAI_CONTEXT_WORDS = "This model's maximum context length is"
 
 
+#: How the HTTP APIs name a setting an error advises changing (:class:`jan.errors.Advice`, by its canonical name):
+#: the model.json's, which ``PATCH /v1/models/{id}`` sets (the CLI says its own flags instead).
+API_SETTING_NAMES = {CTX_LEN: "ctx_len"}
+
+
 def context_message(exc: ContextOverflowError) -> str:
     """The message of a prompt that does not fit the context: OpenAI's opening ("This model's maximum context
     length is N tokens. However, your request has M input tokens"), then jan's own words, which say what did not
-    fit (and whether an earlier turn could have been dropped). Without the numbers: the opening, then jan's words."""
-    text = str(exc)
+    fit (and whether an earlier turn could have been dropped) and what to change (:data:`API_SETTING_NAMES`).
+    Without the numbers: the opening, then jan's words."""
+    text = exc.message(API_SETTING_NAMES)
     if text.startswith(OPENAI_CONTEXT_WORDS):  # (a remote provider's own message, passed on)
         return text
     if exc.n_tokens is not None and exc.n_ctx is not None:

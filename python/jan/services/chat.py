@@ -21,7 +21,7 @@ from typing import Any
 from jan.core import LocalInferenceExtension, LocalModel
 from jan.engine.model import Vocabulary
 from jan.engine.results import Usage
-from jan.errors import ContextOverflowError, GrammarPrefixError, MediaError, QueueFullError
+from jan.errors import LARGER_CONTEXT, ContextOverflowError, GrammarPrefixError, MediaError, QueueFullError
 from jan.services.control import GRAMMAR_HOLDS_THINKING
 from jan.services.documents import read_documents
 from jan.services.tool_images import has_tool_images, seen_as_text
@@ -591,9 +591,9 @@ def _encode_media(local: LocalModel, tokens: Any) -> None:
         return
     if not fits(local, tokens):
         size, n_ctx = prompt_size(tokens), local.model.n_ctx
-        raise ContextOverflowError(f"the prompt has {size} tokens but the context holds {n_ctx} (one more is "
-                                   f"needed to generate){media_note(tokens.n_media_tokens, {m[4] for m in tokens.media})}",
-                                   size, n_ctx)
+        raise ContextOverflowError("", size, n_ctx).advise(
+            f"the prompt has {size} tokens but the context holds {n_ctx} (one more is needed to generate)",
+            LARGER_CONTEXT, media_note(tokens.n_media_tokens, {m[4] for m in tokens.media}))
     local.model.encode_media(tokens)
 
 

@@ -46,7 +46,7 @@ from dataclasses import replace
 from typing import Any
 
 from jan.core import LocalModel
-from jan.errors import ContextOverflowError
+from jan.errors import CTX_LEN, LARGER_CONTEXT, Advice, ContextOverflowError
 from jan.services.local import has_media, render_prompt
 from jan.services.types import AudioPart, ChatMessage, ChatRequest, ImagePart, TextPart
 from jan.services.untrusted import prompt_tokens
@@ -247,13 +247,13 @@ def fit_history(local: LocalModel, request: ChatRequest, plan: ChatPlan, tokens:
     # what the media of the prompt it cannot shorten take
     note = media_note(sum(media[i] for i in kept(last)), media_kinds([messages[i] for i in kept(last)]))
     if not candidates:
-        raise ContextOverflowError(
-            f"the prompt has {whole_size} tokens but the context holds {n_ctx}, and there is no earlier turn to drop; "
-            f"shorten it or use a larger context (ctx_len){note}", whole_size, n_ctx)
-    raise ContextOverflowError(
+        raise ContextOverflowError("", whole_size, n_ctx).advise(
+            f"the prompt has {whole_size} tokens but the context holds {n_ctx}, and there is no earlier turn to drop",
+            LARGER_CONTEXT, note)
+    raise ContextOverflowError("", whole_size, n_ctx).advise(
         f"the conversation has {whole_size} tokens but the context holds {n_ctx}, and it does not fit even from its "
-        "last user turn (and that turn's last tool round) with its system messages; shorten that turn or use a "
-        f"larger context (ctx_len){note}", whole_size, n_ctx)
+        "last user turn (and that turn's last tool round) with its system messages",
+        Advice(CTX_LEN, "shorten that turn or use a larger context ({setting})"), note)
 
 
 def media_note(n_media_tokens: int, kinds: set[str] | frozenset[str] = frozenset({"image", "audio"})) -> str:

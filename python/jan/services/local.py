@@ -30,7 +30,7 @@ from jan.services.abilities import context_media_refusal, fan_out_refusal, reque
 from jan.services.types import (MEDIA_MARKER, ChatMessage, ChatRequest, ImagePart, AudioPart, MediaText,
                                 NamedToolChoice, TextPart, place_item)
 from jan.services.errors import PrefillGrammarError, RequestError
-from jan.errors import GrammarPrefixError
+from jan.errors import LARGER_CONTEXT, GrammarPrefixError
 from jan.services.model_reasoning import model_reasoning, reasoning_budget
 from jan.services.untrusted import (Piece, Placeholders, PromptText, TextWrites, UntrustedTextPart, control_ids,
                                     neutralized, prompt_tokens, spell_nothing, split_placeholders,
@@ -684,10 +684,9 @@ def completion_media_prompts(local: LocalModel, prompts: Sequence[Any], *, embed
                 param=where)
         if not embedding and tokens.n_tokens + 1 > model.n_ctx:  # (one position stays free to generate: the
             # scheduler's rule)
-            raise jan.ContextOverflowError(
+            raise jan.ContextOverflowError("", tokens.n_tokens, model.n_ctx).advise(
                 f"the prompt has {tokens.n_tokens} tokens but the context holds {model.n_ctx} (one more is needed "
-                f"to generate); its images and audio take {tokens.n_media_tokens} of them", tokens.n_tokens,
-                model.n_ctx)
+                "to generate)", LARGER_CONTEXT, f"; its images and audio take {tokens.n_media_tokens} of them")
         made[i] = tokens
     for i, tokens in made.items():  # encoded once every prompt is known to fit
         try:

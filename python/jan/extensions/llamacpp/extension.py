@@ -10,6 +10,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
@@ -510,6 +511,12 @@ def _setting_named(exc: Exception, model: dict[str, Any], defaults: dict[str, An
         return exc
     text = str(exc)
     if key in (model.get("settings") or {}):
+        if exc.advice is not None and exc.named and exc.reason is not None:
+            # an error that advises a setting keeps it as data (a front end names it its own way): the field is
+            # named in place of the option, and the advice names the setting as the model.json does (ctx_len, not
+            # the engine's n_ctx), the rest as it was
+            return ModelSettingError("", param=f"settings.{key}", code=exc.code).advise(
+                exc.reason, replace(exc.advice, name=None), exc.tail, named=True)
         if text.startswith(f"{option}: "):  # else the draft model's, which says whose it is
             text = f"settings.{key}: {text.removeprefix(f'{option}: ')}"
         return ModelSettingError(text, param=f"settings.{key}", code=exc.code)

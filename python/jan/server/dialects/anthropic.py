@@ -25,7 +25,7 @@ from jan.image_types import b64decode, b64encode_text, sniff_image
 from jan.server.body_size import body_step
 from jan.server.dialect_errors import (anthropic_error_body, anthropic_error_status, anthropic_error_type,
                                        from_anthropic_sdk)
-from jan.server.errors import path_text
+from jan.server.errors import API_SETTING_NAMES, path_text
 from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, MaxTokens, NullMeansDefault, StopStrings, bounded,
                                 not_supported, some_content)
 
@@ -1061,9 +1061,10 @@ def too_long_message(exc: ContextOverflowError) -> str:
     """A prompt the context cannot hold, in Anthropic's words: "prompt is too long: N tokens > M maximum". Claude
     Code (and other agents) read that prefix and its numbers to compact the conversation and try again; jan's own
     words follow. The maximum is the context less the one token the answer needs at least."""
+    text = exc.message(API_SETTING_NAMES)  # (the setting to change, as the HTTP APIs name it)
     if exc.n_tokens is None or exc.n_ctx is None:  # (a remote upstream's refusal: no numbers to tell)
-        return f"prompt is too long: {exc}"
-    return f"prompt is too long: {exc.n_tokens} tokens > {max(exc.n_ctx - 1, 0)} maximum; {exc}"
+        return f"prompt is too long: {text}"
+    return f"prompt is too long: {exc.n_tokens} tokens > {max(exc.n_ctx - 1, 0)} maximum; {text}"
 
 
 def schema_error(exc: GrammarError, body: _Prompt, chat_request: typed.ChatRequest) -> GrammarError:
