@@ -71,6 +71,10 @@ def test_ollama_routes_say_it_too(server, path, body):
     assert response.status_code == 400 and list(response.json()) == ["error"], response.text
     n_ctx, n_tokens = _numbers(response.json()["error"])
     assert n_ctx == N_CTX and n_tokens > N_CTX
+    # the setting to change said as Ollama's clients set it (an option, a Modelfile PARAMETER), not jan's model.json
+    # key: the advice is data, each dialect names it its own way
+    message = response.json()["error"]
+    assert "use a larger context (num_ctx)" in message and "ctx_len" not in message, message
 
 
 def test_llama_server_route_keeps_its_shape_and_says_it_too(server):

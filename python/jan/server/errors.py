@@ -242,9 +242,17 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any
     return APIError(400, message, param=param or None, code=code)
 
 
-def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
+def to_api_error(exc: BaseException, *, log_internal: bool = True,
+                 setting_names: Mapping[str, str] | None = None) -> APIError:
     """Map any exception to the error a client should see (an unexpected one is logged unless ``log_internal``
-    is false: the caller logs it, e.g. naming the extension at fault)."""
+    is false: the caller logs it, e.g. naming the extension at fault). ``setting_names``: how the dialect names a
+    setting an error advises changing (:class:`jan.errors.Advice`, canonical name -> the dialect's: Ollama's
+    ``num_ctx``), :data:`API_SETTING_NAMES` when not given."""
+    names = API_SETTING_NAMES if setting_names is None else setting_names
+
+    def said(e: BaseException) -> str:
+        # (the advice is data on the error: each dialect says the setting by its own name, no text rewritten)
+        return e.message(names) if isinstance(e, JanError) and e.advice is not None else str(e)
     from jan.store.errors import AlreadyExistsError, CorruptFileError, InvalidIdError, NotFoundError as StoreNotFound
     from jan.core.exceptions import LockTimeoutError  # (the store's is a subclass; extension settings raise this)
     from jan.core.exceptions import (ExtensionCallError, ExtensionNotFoundError, NotFoundError as CoreNotFound,
@@ -268,7 +276,7 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
     if isinstance(exc, ValidationError):
         return from_validation_error(exc)
     if isinstance(exc, ContextOverflowError):  # routes with another prompt field name it (prompt_param)
-        return context_error(exc, "messages")
+        return context_error(exc, "messages", names)
     if isinstance(exc, ModelNotFoundError):
         return APIError(404, str(exc), param="model", code="model_not_found")
     if isinstance(exc, (StoreNotFound, CoreNotFound)):
@@ -293,26 +301,26 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
     if isinstance(exc, SettingsValidationError):
         return APIError(400, str(exc), code="invalid_settings")
     if isinstance(exc, ServiceUnavailableError):
-        return APIError(503, str(exc), type="server_error", code=exc.code, headers=_retry_when_loaded(exc))
+        return APIError(503, said(exc), type="server_error", code=exc.code, headers=_retry_when_loaded(exc))
     if isinstance(exc, ExtensionCallError):  # an extension's own failure (an engine's too), named in its message
-        return APIError(500, str(exc) + (_log_has_it() if exc.__cause__ is not None else ""), type="server_error",
+        return APIError(500, said(exc) + (_log_has_it() if exc.__cause__ is not None else ""), type="server_error",
                         code="extension_error")
     if isinstance(exc, ModelFileError):  # the weights the model points at are missing or damaged
-        return APIError(400, str(exc), param="model", code="invalid_model_file")
+        return APIError(400, said(exc), param="model", code="invalid_model_file")
     if isinstance(exc, ModelLoadError) and not isinstance(exc, ValueError):
         # (one that is also a ValueError is a fact about the model's configuration, a remote model's base_url say:
         # the 400 naming the setting below, as a ModelFileError is about its weights)
-        return APIError(500, str(exc), type="server_error", code="model_load_failed")
+        return APIError(500, said(exc), type="server_error", code="model_load_failed")
     if isinstance(exc, EngineError):  # its message is meant for users (e.g. a remote upstream is unreachable)
-        return APIError(getattr(exc, "http_status", 500), str(exc), type="server_error",
+        return APIError(getattr(exc, "http_status", 500), said(exc), type="server_error",
                         code=getattr(exc, "code", None) or "engine_error")
     if isinstance(exc, ValueError):  # engine and template argument errors (TemplateError too)
         # the engine's and the stores' messages begin with the field at fault ("logit_bias: token id ...")
-        named = _FIELD_PREFIX.match(str(exc))
+        named = _FIELD_PREFIX.match(said(exc))
         param = getattr(exc, "param", None) or (named.group(1) if named else None)
         if isinstance(exc, JanError):  # e.g. a remote upstream's 400, with the field it named
-            return APIError(400, str(exc), param=param, code=getattr(exc, "code", None))
-        return APIError(400, str(exc), param=param)
+            return APIError(400, said(exc), param=param, code=getattr(exc, "code", None))
+        return APIError(400, said(exc), param=param)
     if isinstance(exc, CorruptFileError):  # a data folder's file damaged (a hand edit, a disk): named, no traceback
         return APIError(500, f"A file of the data folder is damaged: {exc}", type="server_error",
                         code="data_folder_damaged")
@@ -388,12 +396,13 @@ def _retry_when_loaded(exc: BaseException) -> dict[str, str] | None:
     return {"Retry-After": str(EXTENSION_LOADING_RETRY_AFTER_S)} if getattr(exc, "loading", ()) else None
 
 
-def context_error(exc: ContextOverflowError, param: str) -> APIError:
+def context_error(exc: ContextOverflowError, param: str, setting_names: Mapping[str, str] | None = None) -> APIError:
     """A prompt the context cannot hold, naming the field that carried it (``param``, or the field the error names
-    itself, where its raiser knew it better: a rerank body's ``documents[i]``), with its numbers where known."""
+    itself, where its raiser knew it better: a rerank body's ``documents[i]``), with its numbers where known; the
+    setting to change said as ``setting_names`` (:func:`context_message`)."""
     details = {"n_prompt_tokens": exc.n_tokens, "n_ctx": exc.n_ctx} \
         if exc.n_tokens is not None and exc.n_ctx is not None else None
-    return APIError(400, context_message(exc), param=getattr(exc, "param", None) or param,
+    return APIError(400, context_message(exc, setting_names), param=getattr(exc, "param", None) or param,
                     code="context_length_exceeded", details=details)
 
 
@@ -408,12 +417,12 @@ OPENAI_CONTEXT_WORDS = "This model's maximum context length is"
 API_SETTING_NAMES = {CTX_LEN: "ctx_len"}
 
 
-def context_message(exc: ContextOverflowError) -> str:
+def context_message(exc: ContextOverflowError, setting_names: Mapping[str, str] | None = None) -> str:
     """The message of a prompt that does not fit the context: OpenAI's opening ("This model's maximum context
     length is N tokens. However, your request has M input tokens"), then jan's own words, which say what did not
     fit (and whether an earlier turn could have been dropped) and what to change (:data:`API_SETTING_NAMES`).
     Without the numbers: the opening, then jan's words."""
-    text = exc.message(API_SETTING_NAMES)
+    text = exc.message(API_SETTING_NAMES if setting_names is None else setting_names)
     if text.startswith(OPENAI_CONTEXT_WORDS):  # (a remote provider's own message, passed on)
         return text
     if exc.n_tokens is not None and exc.n_ctx is not None:

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 from jan.core import LocalInferenceExtension
 from jan.core.engine_answers import model_state
 from jan.downloads import DownloadCancelledError, DownloadError, filename_from_url
-from jan.errors import MediaError, ModelLoadError, ModelNotFoundError, not_found_message
+from jan.errors import CTX_LEN, MediaError, ModelLoadError, ModelNotFoundError, not_found_message
 from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
@@ -103,6 +103,11 @@ class OllamaError(Exception):
         self.headers = dict(headers or {})
 
 
+#: How Ollama names a setting an error advises changing (:class:`jan.errors.Advice`): its request's and Modelfile's
+#: option, which its clients set (``num_ctx``), not jan's model.json key.
+OLLAMA_SETTING_NAMES = {CTX_LEN: "num_ctx"}
+
+
 def _error_of(exc: BaseException) -> OllamaError:
     """``exc`` as Ollama's error (a refusal of media is named in the body's terms by :func:`_media_named`)."""
     if isinstance(exc, OllamaError):
@@ -120,7 +125,8 @@ def _error_of(exc: BaseException) -> OllamaError:
         # the typed request's format is OpenAI's response_format; an Ollama body sent it as `format`
         _, sep, why = str(exc).partition(": ")
         return OllamaError(400, f"format: {why if sep else exc}")
-    err = to_api_error(exc)  # the one mapping of jan's exceptions to statuses (and the headers they come with)
+    # the one mapping of jan's exceptions to statuses (and the headers they come with), settings named as Ollama does
+    err = to_api_error(exc, setting_names=OLLAMA_SETTING_NAMES)
     return OllamaError(err.status, err.message, err.headers)
 
 
