@@ -179,4 +179,19 @@ def _shape_error(doc: dict[str, Any]) -> str | None:
             return f"{key} is {doc.get(key)!r}, not a whole number"
     if not isinstance(doc.get("times", {}), dict) or not isinstance(doc.get("extra", {}), dict):
         return "times or extra is not an object"
+    # the counts, token usage and times every reader adds up or serves as numbers (a hand edit's "counts": 5 or
+    # "succeeded": null was a 500 on GET /v1/batches, for every batch listed beside it)
+    for key in ("counts", "usage", "times"):
+        value = doc.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            return f"{key} is {str(value)[:40]!r} ({type(value).__name__}), not an object"
+        for name, number in value.items():
+            if not _is_int(number) and not (key == "times" and number is None):
+                return f"{key}.{name} is {str(number)[:40]!r} ({type(number).__name__}), not a whole number"
+    if not isinstance(doc.get("metadata"), (dict, type(None))):
+        return "metadata is not an object"
+    if not isinstance(doc.get("end"), (str, type(None))):
+        return "end is not a string"
     return None
