@@ -17,9 +17,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from jan.core.fs import loads_json
+
 from ._trash import sweep_trash
 from .atomic import atomic_write_bytes
-from .context import StoreContext, iter_resource_dirs, read_doc_or_none, register_shape
+from .context import MAX_DOC_BYTES, StoreContext, iter_resource_dirs, read_doc_or_none, register_shape
 from .errors import NotFoundError
 from .jsonl import append_jsonl, parse_jsonl, read_jsonl, rewrite_jsonl
 from .locks import DEFAULT_TIMEOUT
@@ -93,6 +95,17 @@ class BatchStore:
                 doc["id"] = directory.name
                 docs.append(doc)
         return docs
+
+    def is_newer(self, batch_id: str) -> bool:
+        """Whether the batch's ``batch.json`` was written by a newer jan (its ``_schema_version``, which reads leave
+        out, is past this one's): such a batch is read as it stands, and never saved by this jan (:meth:`save`
+        raises ``NewerSchemaError``). False for one that cannot be read (a read reports it)."""
+        try:
+            doc = loads_json(read_regular_file(self._dir(batch_id) / META, MAX_DOC_BYTES).decode("utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(doc, dict) and \
+            self._ctx.migrations.version_of(doc) > self._ctx.migrations.current_version(KIND)
 
     def exists(self, batch_id: str) -> bool:
         """Whether the batch is on disk (its ``batch.json``, the commit point, is there)."""
