@@ -433,6 +433,55 @@ async def test_a_damaged_batch_file_is_left_out_and_left_in_place(tmp_path):
         await service.stop()
 
 
+@pytest.mark.parametrize("field,value", [("counts", 5), ("counts", {"succeeded": None}), ("counts", {"errored": "1"}),
+                                         ("usage", []), ("usage", {"input_tokens": "7"}), ("times", {"completed_at": "x"}),
+                                         ("metadata", "x"), ("end", 5)])
+async def test_a_batch_file_with_a_field_of_another_type_is_left_out_not_a_500(tmp_path, field, value):
+    """A hand edit's ``"counts": 5`` (or a count that is no whole number, token usage, times) was a 500 on the list
+    and the batch's GET, for every batch listed beside it: the batch is now left out as damaged, the others listed."""
+    service = await _service(tmp_path, Runner())
+    batch = await service.create("test", "/x", [("a", {"n": 1})])
+    other = await service.create("test", "/x", [("b", {"n": 2})])
+    await _ended(service, batch.id)
+    await _ended(service, other.id)
+    await service.stop()
+    path = tmp_path / "batches" / batch.id / "batch.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), field: value}))
+    service = await _service(tmp_path, Runner())
+    try:
+        assert [b.id for b in await service.list("test")] == [other.id]
+        with pytest.raises(NotFoundError):
+            await service.get(batch.id)
+    finally:
+        await service.stop()
+
+
+async def test_a_batch_of_a_newer_jan_is_left_for_it_not_run_again(tmp_path, caplog):
+    """A batch not ended whose batch.json a newer jan wrote: this one cannot save its progress (it never rewrites a
+    newer jan's file), so it ran every item again at each start, then failed to save its end (a traceback) and stayed
+    in_progress. It is now left alone, said once, and read as it stands."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="jan.services")
+    runner = Runner()
+    service = await _service(tmp_path, runner)
+    batch = await service.create("test", "/x", [("a", {"hold": True}), ("b", {"n": 2})])
+    assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "a"
+    await service.stop()
+    path = tmp_path / "batches" / batch.id / "batch.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "_schema_version": 99}))
+    service, again = await _restarted(tmp_path)
+    try:
+        later = await service.create("test", "/x", [("c", {"n": 3})])
+        await _ended(service, later.id)  # the worker ran what was after it, and not it
+        assert again.started.qsize() == 1 and again.started.get_nowait() == "c"
+        assert (await service.get(batch.id)).status == "in_progress"
+        assert f"{batch.id} was written by a newer version of jan; left for it to run" in caplog.text
+        assert json.loads(path.read_text())["_schema_version"] == 99
+    finally:
+        await service.stop()
+
+
 async def test_a_batch_removed_by_hand_while_it_runs_stops_with_one_line_and_the_next_runs(tmp_path, caplog):
     """Its folder gone mid-item: the item's result has nowhere to go. The worker says so in one warning (before, an
     error with the store's traceback, then a failure it could not save), makes nothing again, and runs the next."""

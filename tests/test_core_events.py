@@ -95,6 +95,52 @@ async def test_failing_subscribers_are_logged_and_isolated(caplog):
     assert "sync boom" in text and "async boom" in text and "bad_sync" in text
 
 
+async def test_a_handler_that_hangs_is_left_running_and_emit_returns(caplog):
+    """A model's load awaits ``emit(ModelInit)``: a third-party handler that never ended held it, and ``jan serve``
+    never started listening. emit() waits for each handler at most ``handler_timeout``, then goes on without it."""
+    bus = LocalEventBus(handler_timeout=0.2)
+    released = asyncio.Event()
+    seen: list[str] = []
+
+    async def hangs(event):
+        await released.wait()
+        seen.append("hung one ended")
+
+    async def quick(event):
+        seen.append("quick")
+
+    bus.subscribe(ModelInit, hangs)
+    bus.subscribe(ModelInit, quick)
+    with caplog.at_level(logging.WARNING, logger="jan.core.events"):
+        await asyncio.wait_for(bus.emit(ModelInit(model_id="m", engine="e")), 30)
+    assert seen == ["quick"]
+    assert "hangs did not finish on ModelInit within 0.2 s; left running in the background" in caplog.text
+    assert bus.pending == 1  # left running, not cancelled, and drain() still waits for it
+    released.set()
+    await asyncio.wait_for(bus.drain(), 30)
+    assert seen == ["quick", "hung one ended"] and bus.pending == 0
+
+
+async def test_cancelling_emit_cancels_its_handlers():
+    bus = LocalEventBus()
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def waits(event):
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    bus.subscribe(ModelInit, waits)
+    emitting = asyncio.ensure_future(bus.emit(ModelInit(model_id="m", engine="e")))
+    await asyncio.wait_for(started.wait(), 30)
+    emitting.cancel()
+    await asyncio.wait_for(cancelled.wait(), 30)
+    assert bus.pending == 0
+
+
 async def test_emit_nowait_runs_sync_now_and_schedules_async():
     bus = LocalEventBus()
     seen: list[str] = []

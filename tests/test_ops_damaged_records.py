@@ -172,6 +172,13 @@ def _index_damages() -> dict[str, bytes]:
         "input_items_an_object": {**good, "input_items": {"a": 1}},
         "input_item_a_string": {**good, "input_items": ["msg_1"]}, "thread_id_a_number": {**good, "thread_id": 5},
         "last_message_id_a_list": {**good, "last_message_id": []},
+        # the response's own fields that its readers take for granted (these were 500s on every GET of it)
+        **{f"response_{key}_{name}": {**good, "response": {**good["response"], key: value}}
+           for key, name, value in [("output", "a_number", 5), ("output", "true", True), ("output", "of_strings", ["x"]),
+                                    ("output", "of_items_whose_content_is_a_number", [{"type": "message", "content": 5}]),
+                                    ("incomplete_details", "a_string", "x"), ("usage", "a_list", [1]),
+                                    ("status", "a_number", 3), ("previous_response_id", "a_number", 7),
+                                    ("error", "a_string", "x"), ("metadata", "a_list", [])]},
     }.items():
         out[name] = json.dumps(doc).encode()
     return out

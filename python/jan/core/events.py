@@ -56,6 +56,10 @@ logger = logging.getLogger("jan.core.events")
 
 E = TypeVar("E", bound="Event")
 
+#: How long :meth:`LocalEventBus.emit` waits for each async handler (an extension's code) before it goes on without
+#: it: the bound the extension manager puts on an extension's unload, and on the handlers of its own events.
+HANDLER_TIMEOUT_S = 15.0
+
 #: Every event class by its ``event_name`` (filled as classes are defined).
 EVENT_TYPES: dict[str, type["Event"]] = {}
 
@@ -278,10 +282,12 @@ class LocalEventBus(EventBus):
     when a handler raises; errors in it are logged too.
     """
 
-    def __init__(self, *, on_error: Callable[[Event, Callable[..., Any], BaseException], Any] | None = None):
+    def __init__(self, *, on_error: Callable[[Event, Callable[..., Any], BaseException], Any] | None = None,
+                 handler_timeout: float | None = HANDLER_TIMEOUT_S):
         self._subs: tuple[_Subscription, ...] = ()
         self._tasks: set[asyncio.Task[None]] = set()
         self._on_error = on_error
+        self.handler_timeout = handler_timeout
 
     # subscribing -----------------------------------------------------------
     def subscribe(self, event_type: type[E] | tuple[type, ...], handler: Callable[[E], Any]) -> Unsubscribe:
@@ -316,7 +322,11 @@ class LocalEventBus(EventBus):
 
     # emitting --------------------------------------------------------------
     async def emit(self, event: Event) -> None:
-        pending = [self._guard(aw, event, handler) for aw, handler in self._call_handlers(event)]
+        """Call the handlers; wait for the async ones at most :attr:`handler_timeout` seconds each (they run side by
+        side), then leave those still running in the background (logged, naming them). Emitters such as a model's
+        load (``ModelInit``, ``ModelReady``), a thread's delete or a download await this: an extension's handler that
+        hung made them wait without end (``jan serve`` never started listening)."""
+        pending = [self._bounded(aw, event, handler) for aw, handler in self._call_handlers(event)]
         if pending:
             await asyncio.gather(*pending)
 
@@ -345,7 +355,7 @@ class LocalEventBus(EventBus):
 
     @property
     def pending(self) -> int:
-        """Async handlers scheduled by :meth:`emit_nowait` that have not finished."""
+        """Async handlers scheduled by :meth:`emit_nowait`, or left running by :meth:`emit`, that have not finished."""
         return len(self._tasks)
 
     # internals ---------------------------------------------------------------
@@ -363,6 +373,21 @@ class LocalEventBus(EventBus):
                 continue
             if inspect.isawaitable(result):
                 yield result, sub.handler
+
+    async def _bounded(self, awaitable: Any, event: Event, handler: Callable[..., Any]) -> None:
+        task = asyncio.ensure_future(self._guard(awaitable, event, handler))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.handler_timeout)
+        except asyncio.CancelledError:
+            task.cancel()  # (the emitter cancelled: its handlers with it, as gather() cancelled them)
+            raise
+        if task in done:
+            return
+        # left running, uncancelled (a handler may be writing what it was told), and referenced until it ends
+        logger.warning("event handler %s did not finish on %s within %g s; left running in the background",
+                       _handler_name(handler), type(event).__name__, self.handler_timeout)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _guard(self, awaitable: Any, event: Event, handler: Callable[..., Any]) -> None:
         try:

@@ -253,7 +253,9 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True,
     def said(e: BaseException) -> str:
         # (the advice is data on the error: each dialect says the setting by its own name, no text rewritten)
         return e.message(names) if isinstance(e, JanError) and e.advice is not None else str(e)
-    from jan.store.errors import AlreadyExistsError, CorruptFileError, InvalidIdError, NotFoundError as StoreNotFound
+
+    from jan.store.errors import (AlreadyExistsError, CorruptFileError, InvalidIdError, NewerSchemaError,
+                                  NotFoundError as StoreNotFound)
     from jan.core.exceptions import LockTimeoutError  # (the store's is a subclass; extension settings raise this)
     from jan.core.exceptions import (ExtensionCallError, ExtensionNotFoundError, NotFoundError as CoreNotFound,
                                      SettingsValidationError)
@@ -294,6 +296,10 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True,
                         headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)})
     if isinstance(exc, AlreadyExistsError):
         return APIError(409, str(exc), code="already_exists")
+    if isinstance(exc, NewerSchemaError):
+        # a file a newer jan wrote (or a hand edit gave a higher _schema_version): read as is, never rewritten by this
+        # one; the change is refused, naming the file, as the state of the resource and not the request is at fault
+        return APIError(409, f"{exc} (upgrade jan, or edit the file's _schema_version by hand)", code="newer_schema")
     if isinstance(exc, LockTimeoutError):
         return APIError(503, str(exc), type="server_error", code="busy")
     if isinstance(exc, InvalidIdError):

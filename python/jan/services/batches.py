@@ -105,6 +105,11 @@ class BatchService:
         for doc in await asyncio.to_thread(self.store.list):
             if doc.get("status") in ENDED or doc.get("dialect") not in self._runners:
                 continue
+            if await asyncio.to_thread(self.store.is_newer, doc["id"]):
+                # this jan could run its items but never save its progress or end (it does not rewrite a newer
+                # jan's file): it ran every item again at each start and stayed in_progress, with a traceback
+                log.warning("batches: %s was written by a newer version of jan; left for it to run", doc["id"])
+                continue
             if await self._hold(doc["id"]):
                 await self._take_up(doc)
             else:
@@ -157,7 +162,8 @@ class BatchService:
             doc = await asyncio.to_thread(self.store.get, batch_id)
         except NotFoundError:
             doc = None
-        if doc is None or doc.get("status") in ENDED or doc.get("dialect") not in self._runners:
+        if doc is None or doc.get("status") in ENDED or doc.get("dialect") not in self._runners or \
+                await asyncio.to_thread(self.store.is_newer, batch_id):
             self._let_go(batch_id)
             return None
         await self._take_up(doc)

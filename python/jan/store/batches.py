@@ -17,9 +17,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from jan.core.fs import loads_json
+
 from ._trash import sweep_trash
 from .atomic import atomic_write_bytes
-from .context import StoreContext, iter_resource_dirs, read_doc_or_none, register_shape
+from .context import MAX_DOC_BYTES, StoreContext, iter_resource_dirs, read_doc_or_none, register_shape
 from .errors import NotFoundError
 from .jsonl import append_jsonl, parse_jsonl, read_jsonl, rewrite_jsonl
 from .locks import DEFAULT_TIMEOUT
@@ -93,6 +95,17 @@ class BatchStore:
                 doc["id"] = directory.name
                 docs.append(doc)
         return docs
+
+    def is_newer(self, batch_id: str) -> bool:
+        """Whether the batch's ``batch.json`` was written by a newer jan (its ``_schema_version``, which reads leave
+        out, is past this one's): such a batch is read as it stands, and never saved by this jan (:meth:`save`
+        raises ``NewerSchemaError``). False for one that cannot be read (a read reports it)."""
+        try:
+            doc = loads_json(read_regular_file(self._dir(batch_id) / META, MAX_DOC_BYTES).decode("utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(doc, dict) and \
+            self._ctx.migrations.version_of(doc) > self._ctx.migrations.current_version(KIND)
 
     def exists(self, batch_id: str) -> bool:
         """Whether the batch is on disk (its ``batch.json``, the commit point, is there)."""
@@ -179,4 +192,19 @@ def _shape_error(doc: dict[str, Any]) -> str | None:
             return f"{key} is {doc.get(key)!r}, not a whole number"
     if not isinstance(doc.get("times", {}), dict) or not isinstance(doc.get("extra", {}), dict):
         return "times or extra is not an object"
+    # the counts, token usage and times every reader adds up or serves as numbers (a hand edit's "counts": 5 or
+    # "succeeded": null was a 500 on GET /v1/batches, for every batch listed beside it)
+    for key in ("counts", "usage", "times"):
+        value = doc.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            return f"{key} is {str(value)[:40]!r} ({type(value).__name__}), not an object"
+        for name, number in value.items():
+            if not _is_int(number) and not (key == "times" and number is None):
+                return f"{key}.{name} is {str(number)[:40]!r} ({type(number).__name__}), not a whole number"
+    if not isinstance(doc.get("metadata"), (dict, type(None))):
+        return "metadata is not an object"
+    if not isinstance(doc.get("end"), (str, type(None))):
+        return "end is not a string"
     return None

@@ -41,6 +41,7 @@ from jan.core.fs import atomic_write_json, loads_json, set_aside
 from jan.errors import not_found_message
 from jan.image_types import b64encode_text
 from jan.store._trash import sweep_temp_files
+from jan.store._util import field_type_error
 from jan.store.context import LOCK_DIR_NAME
 from jan.core.locks import AsyncFileLocks
 from jan.store.errors import LockTimeoutError
@@ -257,6 +258,27 @@ def _cut_by(response: dict[str, Any]) -> str | None:
     return {"max_output_tokens": "length", "content_filter": "content_filter"}.get(reason)
 
 
+#: The fields of a stored response (or Anthropic message) that readers take for granted, and their JSON types
+#: (:func:`jan.store._util.field_type_error`; absent or null is fine): a hand edit's ``"output": 5`` or
+#: ``"incomplete_details": "x"`` was a 500 on every read of the response and of those that continue it.
+_RESPONSE_TYPES = {"object": "str", "status": "str", "model": "str", "created_at": "number", "output": "list",
+                   "usage": "dict", "error": "dict", "incomplete_details": "dict", "previous_response_id": "str",
+                   "background": "bool", "store": "bool", "metadata": "dict",
+                   "tools": "list", "content": "list", "conversation": "dict", "text": "dict", "reasoning": "dict"}
+
+
+def _output_error(output: Any) -> str | None:
+    """What in a stored response's ``output`` is not a list of item objects whose ``content`` (where they have one)
+    is a list of part objects, in words; ``None`` for a usable one."""
+    for index, item in enumerate(output or ()):
+        if not isinstance(item, dict):
+            return f"output[{index}] is not an object"
+        content = item.get("content")
+        if content is not None and (not isinstance(content, list) or not all(isinstance(p, dict) for p in content)):
+            return f"output[{index}].content is not a list of objects"
+    return None
+
+
 # -- the store ---------------------------------------------------------------------------------------
 #: The lock files of threads' appends (:meth:`ResponsesStore.locked`), under the data folder: their own, so that the
 #: store's per-file locks, which the appends take, never share a file with them.
@@ -321,6 +343,9 @@ class ResponsesStore:
         response, items = data.get("response"), data.get("input_items") or []
         if not isinstance(response, dict) or response.get("id") != response_id:
             raise ValueError("its response is not an object with this response's id")
+        error = field_type_error(response, _RESPONSE_TYPES) or _output_error(response.get("output"))
+        if error is not None:
+            raise ValueError(f"its response's {error}")
         if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("id"), str) for i in items):
             raise ValueError("its input_items are not a list of items with ids")
         for key in ("thread_id", "last_message_id"):
