@@ -11,7 +11,6 @@ render seen on the event loop thread fails the test.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
@@ -21,6 +20,7 @@ import pytest
 from jan.services.models import capabilities
 from jan.testing.gguf_models import templates_dir
 
+from loop_helpers import note_on_loop
 from server_helpers import start_server
 
 
@@ -75,22 +75,7 @@ def loop_watch(monkeypatch):
     """Every template compile or budgeted render, noted where it ran on an event loop's thread."""
     from jan.templates import jinja_env
 
-    on_loop: list[str] = []
-
-    def watched(fn):
-        def run(*args, **kwargs):
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                pass
-            else:
-                on_loop.append(fn.__name__)
-            return fn(*args, **kwargs)
-        return run
-
-    monkeypatch.setattr(jinja_env, "compile_template", watched(jinja_env.compile_template))
-    monkeypatch.setattr(jinja_env, "render_budgeted", watched(jinja_env.render_budgeted))
-    return on_loop
+    return note_on_loop(monkeypatch, ((jinja_env, "compile_template"), (jinja_env, "render_budgeted")))
 
 
 def test_model_lists_detect_formats_off_the_event_loop(tmp_path, stories_path, loop_watch):

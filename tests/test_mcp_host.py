@@ -13,6 +13,7 @@ from jan.core import ExtensionManager, McpHost, NotFoundError, ToolRegistry
 from jan.extensions.mcp import McpHostExtension, edit_config
 from jan.extensions.tools import BuiltinToolsExtension
 from local_site import answer, serve_app
+from loop_helpers import note_on_loop
 from mcp_helpers import http_notes_server, notes_folder, stdio_entry, write_mcp_config
 
 pytestmark = pytest.mark.timeout(300)
@@ -171,21 +172,8 @@ async def test_mcp_json_is_looked_at_and_read_off_the_event_loop(tmp_path, monke
     from jan import file_stamps
     from jan.extensions.mcp import extension
 
-    on_loop: list[str] = []
-
-    def watched(fn):
-        def run(*args, **kwargs):
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                pass
-            else:
-                on_loop.append(fn.__name__)
-            return fn(*args, **kwargs)
-        return run
-
-    for module, name in ((file_stamps, "stamp"), (file_stamps, "_digest"), (extension, "read_config")):
-        monkeypatch.setattr(module, name, watched(getattr(module, name)))
+    on_loop = note_on_loop(monkeypatch,
+                           ((file_stamps, "stamp"), (file_stamps, "_digest"), (extension, "read_config")))
     data = tmp_path / "data"
     path = write_mcp_config(data, {"one": {"command": "/bin/aaa", "disabled": True}})
     ahead = time.time_ns() + 60_000_000_000  # (unsettled: every look hashes the bytes too)

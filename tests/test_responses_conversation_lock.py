@@ -483,11 +483,10 @@ async def test_a_release_lets_its_claim_go_in_a_worker_thread():
     assert not locks.held("conv_a")
 
 
-def test_a_slow_lease_removal_stalls_no_other_request(server, monkeypatch):
-    """The turn's lease file removed on a disk that does not answer (``release_turn`` blocked on an event): the
-    response waits for it, ``/health`` is answered meanwhile."""
-    import concurrent.futures
-
+def _slow_release():
+    """A ``ThreadClaims.release_turn`` that removes the lease file only once the test allows it, as on a disk that
+    does not answer: ``(entered, unblock, original, slow_release)``; ``entered`` is set as a release begins, ``unblock``
+    lets it (and every later one) go on, ``original`` is the real method to put back."""
     from jan.services.thread_claims import ThreadClaims
 
     entered, unblock = threading.Event(), threading.Event()
@@ -497,6 +496,18 @@ def test_a_slow_lease_removal_stalls_no_other_request(server, monkeypatch):
         entered.set()
         unblock.wait(BOUND)
         original(self, thread_id)
+
+    return entered, unblock, original, slow_release
+
+
+def test_a_slow_lease_removal_stalls_no_other_request(server, monkeypatch):
+    """The turn's lease file removed on a disk that does not answer (``release_turn`` blocked on an event): the
+    response waits for it, ``/health`` is answered meanwhile."""
+    import concurrent.futures
+
+    from jan.services.thread_claims import ThreadClaims
+
+    entered, unblock, original, slow_release = _slow_release()
 
     with httpx.Client(base_url=server.base_url, timeout=BOUND) as http:
         conversation = http.post("/v1/conversations", json={}).json()["id"]
@@ -525,13 +536,7 @@ def test_a_refused_response_answers_once_its_conversation_is_free(server, monkey
 
     from jan.services.thread_claims import ThreadClaims
 
-    entered, unblock = threading.Event(), threading.Event()
-    original = ThreadClaims.release_turn
-
-    def slow_release(self, thread_id):
-        entered.set()
-        unblock.wait(BOUND)
-        original(self, thread_id)
+    entered, unblock, original, slow_release = _slow_release()
 
     with httpx.Client(base_url=server.base_url, timeout=BOUND) as http:
         conversation = http.post("/v1/conversations", json={}).json()["id"]
