@@ -189,6 +189,20 @@ def _names_a_file(spec: str) -> bool:
     return expand_home(spec).is_file() or _looks_like_path(spec)
 
 
+def _third_party_extensions() -> bool:
+    """Whether an installed distribution other than jan registers an extension (``jan.extensions`` entry points):
+    one may provide models that live in no data folder (jan's own built-ins read theirs from it)."""
+    import importlib.metadata
+
+    from jan.core import ENTRY_POINT_GROUP
+
+    try:
+        points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    except Exception:  # noqa: BLE001 - broken metadata on sys.path: the runtime's discovery says what is wrong
+        return True
+    return any(getattr(getattr(ep, "dist", None), "name", None) != "jan" for ep in points)
+
+
 def _not_found(conn: Connection, spec: str, meant: str) -> CLIError:
     """The error for MODEL ``spec`` that is neither a model of the data folder nor a file; ``meant``: the
     "did you mean" of :func:`_meant`, or ""."""
@@ -555,10 +569,12 @@ class LocalBackend:
 
         if conn.existing_folder() is None:
             # no data folder: no model id is in it, and none is made to look (the runtime lays a folder out as it
-            # starts: `jan chat NOSUCH` made the whole layout to say the model is not there); a file is judged first
-            if not _names_a_file(spec):
+            # starts: `jan chat NOSUCH` made the whole layout to say the model is not there); a file is judged first.
+            # A third-party extension may serve models of its own, in no folder: then the runtime asks it, as always
+            if _names_a_file(spec):
+                check_gguf_file(expand_home(spec), label)
+            elif not _third_party_extensions():
                 raise _not_found(conn, spec, "")
-            check_gguf_file(expand_home(spec), label)
         self.runtime = conn.runtime()
         services = self.runtime.services
         model = self._model_json(conn, spec, label)
