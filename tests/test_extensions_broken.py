@@ -335,6 +335,12 @@ def test_the_cli_without_a_server_lists_them_and_says_when_an_enabled_one_cannot
     found = {r["name"]: r for r in json.loads(listed.stdout)}
     assert found["cli-exits"]["state"] == "failed" and "SystemExit: needs foo" in found["cli-exits"]["error"]
     assert found["llamacpp"]["enabled"] is True
+    # piped, the table's STATE column is the states', not as wide as the longest error: each error is told after it
+    plain = jan("list")
+    assert plain.returncode == 0 and "ModuleNotFoundError" not in plain.stdout, plain
+    header = plain.stdout.splitlines()[0]
+    assert header.index("TYPES") - header.index("STATE") <= len("incompatible") + 2, plain.stdout
+    assert "jan: cli-missing: failed: import failed: ModuleNotFoundError" in plain.stderr, plain.stderr
     enabled = jan("enable", "cli-missing")
     assert enabled.returncode == 0, enabled.stderr[-2000:]
     assert enabled.stdout.startswith("cli-missing: enabled (failed: import failed: ModuleNotFoundError")
