@@ -21,19 +21,24 @@ def test_mcp_list_shows_invalid_entries_the_same_in_both_modes(tmp_path):
         "good": {"command": sys.executable, "args": ["-c", "pass"], "disabled": True},
         "bad": {"command": 5}, "odd": {"command": "echo", "disabled": "yes"}}}), encoding="utf-8")
     local_json = json.loads(ok(jan("mcp", "list", "--json", env=cli_env(data))).stdout)
-    local_table = ok(jan("mcp", "list", env=cli_env(data))).stdout
+    local = ok(jan("mcp", "list", env=cli_env(data)))
     with running(data) as srv:
         env = cli_env(data, local=False)
         client_json = json.loads(ok(jan("mcp", "list", "--json", "--url", srv.base_url, env=env)).stdout)
-        client_table = ok(jan("mcp", "list", "--url", srv.base_url, env=env)).stdout
+        client = ok(jan("mcp", "list", "--url", srv.base_url, env=env))
 
     def shown(servers):
         return [(s["name"], s["state"], s.get("error"), s["enabled"]) for s in servers]
 
     assert shown(client_json) == shown(local_json)
     assert [s[0] for s in shown(local_json)] == ["good", "bad", "odd"]
-    assert "invalid" in client_table and "'disabled'" in client_table and "valid string" in client_table
-    assert client_table == local_table
+    # the errors are told after the table (on stderr), where they widen no row of it
+    def errors(result):
+        return [line for line in result.stderr.splitlines() if line.startswith(("jan: bad: ", "jan: odd: "))]
+
+    assert "invalid" in client.stdout and "'disabled'" not in client.stdout
+    assert any("'disabled'" in e for e in errors(client)) and any("valid string" in e for e in errors(client))
+    assert client.stdout == local.stdout and errors(client) == errors(local)
 
 
 def test_mcp_list_tells_an_unreadable_mcp_json_in_both_modes(tmp_path):

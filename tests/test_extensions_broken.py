@@ -9,7 +9,9 @@ an entry point (sorted first) claiming another extension's name.
 
 from __future__ import annotations
 
+import json
 import textwrap
+import urllib.parse
 
 import openai
 import pytest
@@ -195,9 +197,38 @@ def test_settings_of_broken_extensions(server):
     assert status == 400 and body["error"]["param"] == "retries"
     status, body = call(server, "PATCH", "/v1/extensions/broken-on-load/settings", {"retries": 3})
     assert status == 200 and body["values"] == {"retries": 3}
-    # an extension that never imported has no known schema
+
+
+
+def test_the_stored_settings_of_an_extension_that_failed_to_import_are_read_and_removed(server):
+    """Neither needs the extension's code: it answered 409 "schema unknown", and what the user stored stayed."""
+    stored = server.config.data_folder / "settings" / "broken-import" / "settings.json"
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_text(json.dumps({"api_key": "sk-secret", "retries": 2}))
     status, body = call(server, "GET", "/v1/extensions/broken-import/settings")
-    assert status == 409 and body["error"]["code"] == "extension_unavailable"
+    assert status == 200, body
+    # which values are secrets the schema would say: none is shown
+    assert body["schema"] is None and body["user_values"] == {"api_key": "********", "retries": "********"}
+    assert "failed to import" in body["error"] and "sk-secret" not in json.dumps(body)
+    # a change needs the schema
+    status, body = call(server, "PATCH", "/v1/extensions/broken-import/settings", {"retries": 3})
+    assert status == 409 and body["error"]["code"] == "extension_unavailable", body
+    status, body = call(server, "DELETE", "/v1/extensions/broken-import/settings")
+    assert status == 200 and body["values"] == {} and body["user_values"] == {}, body
+    assert json.loads(stored.read_text()) == {}
+    # an entry jan named itself (its extension's name is another's) has no settings of its own: the other's stay
+    impostor = next(name for name in records(server) if name.startswith("route-bugs ("))
+    for method in ("GET", "DELETE"):
+        status, body = call(server, method, f"/v1/extensions/{urllib.parse.quote(impostor, safe='')}/settings")
+        assert status == 409 and body["error"]["code"] == "extension_unavailable", (method, body)
+
+
+def test_enabling_disabling_and_listing_an_extension_that_failed_to_import(server):
+    for action, enabled in (("disable", False), ("enable", True)):
+        status, record = call(server, "POST", f"/v1/extensions/broken-import/{action}")
+        assert status == 200 and record["enabled"] is enabled and record["state"] in ("failed", "disabled"), record
+        assert records(server)["broken-import"]["enabled"] is enabled
+    assert record["state"] == "failed" and record["error"].startswith("import failed")
 
 
 def test_a_route_that_raises_or_answers_nothing_is_a_500_naming_its_extension(server):
@@ -233,17 +264,21 @@ def test_an_entry_point_claiming_another_extensions_name_is_listed_failed(server
     assert "'route-bugs' is already taken by entry point route-bugs" in impostor[0]["error"]
 
 
-def test_an_unusable_settings_schema_fails_the_extension_and_is_a_409_naming_it(server):
+def test_an_unusable_settings_schema_fails_the_extension_and_a_change_is_a_409_naming_it(server):
     found = records(server)
     for name, why in (("bad-schema", "'type' \"bogus\" is not a JSON schema type"),
                       ("not-a-schema", "not 42"),
                       ("bad-default", "the default of 'n' (0) does not match its own schema")):
         assert found[name]["state"] == "failed", found[name]
         assert f"extension {name!r} has an invalid settings schema" in found[name]["error"] and why in found[name]["error"]
-        for method, body in (("GET", None), ("PATCH", {"x": 1}), ("DELETE", None)):
-            status, answer = call(server, method, f"/v1/extensions/{name}/settings", body)
-            assert status == 409, (name, method, answer)
-            assert answer["error"]["code"] == "invalid_settings_schema" and repr(name) in answer["error"]["message"]
+        # a change needs a schema that works; what is stored is read and removed without one
+        status, answer = call(server, "PATCH", f"/v1/extensions/{name}/settings", {"x": 1})
+        assert status == 409, (name, answer)
+        assert answer["error"]["code"] == "invalid_settings_schema" and repr(name) in answer["error"]["message"]
+        for method in ("GET", "DELETE"):
+            status, answer = call(server, method, f"/v1/extensions/{name}/settings")
+            assert status == 200 and answer["schema"] is None and answer["user_values"] == {}, (name, answer)
+            assert f"extension {name!r} has an invalid settings schema" in answer["error"]
 
 
 def test_malformed_tools_cost_only_themselves(server):
@@ -297,14 +332,21 @@ def test_the_cli_without_a_server_lists_them_and_says_when_an_enabled_one_cannot
 
     listed = jan("list", "--json")
     assert listed.returncode == 0, listed.stderr[-2000:]
-    import json
-
     found = {r["name"]: r for r in json.loads(listed.stdout)}
     assert found["cli-exits"]["state"] == "failed" and "SystemExit: needs foo" in found["cli-exits"]["error"]
     assert found["llamacpp"]["enabled"] is True
+    # piped, the table's STATE column is the states', not as wide as the longest error: each error is told after it
+    plain = jan("list")
+    assert plain.returncode == 0 and "ModuleNotFoundError" not in plain.stdout, plain
+    header = plain.stdout.splitlines()[0]
+    assert header.index("TYPES") - header.index("STATE") <= len("incompatible") + 2, plain.stdout
+    assert "jan: cli-missing: failed: import failed: ModuleNotFoundError" in plain.stderr, plain.stderr
     enabled = jan("enable", "cli-missing")
     assert enabled.returncode == 0, enabled.stderr[-2000:]
     assert enabled.stdout.startswith("cli-missing: enabled (failed: import failed: ModuleNotFoundError")
+    disabled = jan("disable", "cli-missing")  # (needs none of its code either)
+    assert disabled.returncode == 0 and disabled.stdout.strip() == "cli-missing: disabled", disabled.stderr[-2000:]
+    assert {r["name"]: r for r in json.loads(jan("list", "--json").stdout)}["cli-missing"]["enabled"] is False
     assert jan("enable", "llamacpp").stdout.strip() == "llamacpp: enabled"
 
 
@@ -353,7 +395,6 @@ async def test_a_tool_result_jan_cannot_store_is_that_tools_error_not_a_failed_r
     failing the run (or the CLI chat) that called it. It is now an error result naming the tool and its source,
     which the model reads and the thread stores."""
     import importlib
-    import json
 
     from jan.core import ExtensionManager, ToolRegistry
 

@@ -448,6 +448,35 @@ def test_the_throughput_window_of_a_model_loaded_again_starts_from_zero():
                                                           "n_busy_slots_per_decode": 0.0}
 
 
+def test_the_throughput_window_starts_over_for_a_new_load_whose_totals_passed_the_old_ones(stories_path):
+    """A model unloaded and loaded again between two scrapes whose new totals are already past the old load's: the
+    window was the new load's totals less the old load's (no total went down to tell the reload); the load's id in
+    the engine's metrics tells it."""
+    import jan
+    from jan.server.routes.health import _rate, throughput_gauges
+
+    keys = ("prompt_tokens_timed", "prompt_seconds", "predicted_steps", "predicted_seconds")
+    prompt = "Once upon a time there was a little girl who"
+    windows: dict = {}
+    with jan.Model(stories_path) as first:
+        first.generate(prompt, max_tokens=4, temperature=0, ignore_eos=True)
+        old = first.metrics()
+    throughput_gauges(windows, "m", old)
+    with jan.Model(stories_path) as again:
+        assert again.metrics()["load_id"] != old["load_id"]
+        new = again.metrics()
+        for n in range(200):  # (bounded: each round adds tokens and seconds to every total)
+            if all(new[k] > old[k] for k in keys):
+                break
+            # (another start each time: no prompt read from the cache)
+            again.generate(f"{n} {prompt}", max_tokens=8, temperature=0, ignore_eos=True)
+            new = again.metrics()
+        assert all(new[k] > old[k] for k in keys), (old, new)
+    gauges = throughput_gauges(windows, "m", new)
+    assert gauges["prompt_tokens_seconds"] == _rate(new["prompt_tokens_timed"], new["prompt_seconds"])
+    assert gauges["predicted_tokens_seconds"] == _rate(new["predicted_steps"], new["predicted_seconds"])
+
+
 def test_llama_servers_other_names_are_read_on_every_route(server):
     # n_predict on the OpenAI routes is their max_tokens (-1: no cap); reasoning_control, which the web UI always
     # sends, changes nothing without a control endpoint

@@ -25,7 +25,7 @@ import re
 import stat
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import click
 
@@ -726,10 +726,17 @@ def table_cell(value: Any, max_width: int | None = None) -> str:
     return text
 
 
+#: Characters a free-text cell of a table (a description, a command line, a model's name) shows at most: a plain
+#: table pads every row to its column's longest cell, and one long text made every row as wide.
+FREE_TEXT_WIDTH = 60
+
+
 def print_table(columns: list[str], rows: list[list[Any]], *, title: str | None = None,
-                max_widths: dict[str, int] | None = None) -> None:
+                max_widths: dict[str, int] | None = None, notes: Iterable[tuple[str, Any]] = ()) -> None:
     """A rich table for people at a terminal; aligned plain columns for pipes. Every cell is on one line;
-    ``max_widths`` clips the free-text columns it names (``--json`` gives the whole values)."""
+    ``max_widths`` clips the free-text columns it names (``--json`` gives the whole values). ``notes``:
+    ``(row name, text)`` told whole after the table, on stderr, one a line (an error: kept out of the table, where it
+    would widen every row)."""
     limits = [(max_widths or {}).get(name) for name in columns]
     rows = [[table_cell(v, limit) for v, limit in zip(row, limits)] for row in rows]
     if stdout_is_tty():
@@ -742,10 +749,12 @@ def print_table(columns: list[str], rows: list[list[Any]], *, title: str | None 
         for row in rows:
             table.add_row(*row)
         Console().print(table)
-        return
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
-    for row in [columns, *rows]:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    else:
+        widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+        for row in [columns, *rows]:
+            click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    for name, text in notes:
+        warn(f"{table_cell(name)}: {table_cell(text)}")
 
 
 def human_bytes(n: Any) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from jan.cli.common import CLIError, connection_options, did_you_mean, json_option, print_json, print_table, warn
+from jan.cli.common import FREE_TEXT_WIDTH, CLIError, connection_options, did_you_mean, json_option, print_json, print_table, warn
 
 
 @click.group()
@@ -78,12 +78,12 @@ def list_extensions(as_json: bool, conn) -> None:
     rows = []
     for r in records:
         types = r.get("types") or []
-        state = r.get("state", "")
-        if r.get("error"):
-            state += f": {r['error']}"
-        rows.append([r.get("name", ""), r.get("version") or "", "yes" if r.get("enabled") else "no", state,
+        rows.append([r.get("name", ""), r.get("version") or "", "yes" if r.get("enabled") else "no", r.get("state", ""),
                      ", ".join(types) if isinstance(types, list) else str(types), r.get("description", "")])
-    print_table(["NAME", "VERSION", "ENABLED", "STATE", "TYPES", "DESCRIPTION"], rows)
+    # an error whole after the table, not in its STATE column (as wide as the longest error, every row with it)
+    errors = [(r.get("name", ""), f"{r.get('state', '')}: {r['error']}") for r in records if r.get("error")]
+    print_table(["NAME", "VERSION", "ENABLED", "STATE", "TYPES", "DESCRIPTION"], rows,
+                max_widths={"DESCRIPTION": FREE_TEXT_WIDTH}, notes=errors)
 
 
 def _switch(conn, name: str, enable: bool) -> None:

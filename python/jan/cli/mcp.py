@@ -13,7 +13,7 @@ import os
 
 import click
 
-from jan.cli.common import (CLIError, RemoveAliasGroup, connection_options, did_you_mean, json_option, print_json,
+from jan.cli.common import (FREE_TEXT_WIDTH, CLIError, RemoveAliasGroup, connection_options, did_you_mean, json_option, print_json,
                             print_table, warn)
 from jan.extensions.mcp.config import MAX_TOOL_TIMEOUT_S
 
@@ -89,10 +89,12 @@ def _show_servers(servers: list[dict], invalid: dict[str, str], file_error: str 
         print_json(servers)
     else:
         rows = [[s.get("name", ""), s.get("transport", ""), s.get("target", ""), "yes" if s.get("enabled") else "no",
-                 s.get("state", "") + (f": {s['error']}" if s.get("error") else ""), len(s.get("tools") or [])]
-                for s in servers]
+                 s.get("state", ""), len(s.get("tools") or [])] for s in servers]
+        # errors whole after the table, not in its STATE column (as wide as the longest, every row with it)
+        errors = [(s.get("name", ""), f"{s.get('state', '')}: {s['error']}") for s in servers if s.get("error")]
         if rows:
-            print_table(["NAME", "TRANSPORT", "COMMAND / URL", "ENABLED", "STATE", "TOOLS"], rows)
+            print_table(["NAME", "TRANSPORT", "COMMAND / URL", "ENABLED", "STATE", "TOOLS"], rows,
+                        max_widths={"COMMAND / URL": FREE_TEXT_WIDTH}, notes=errors)
     if file_error:
         warn(f"{file_error} (the servers listed are those read from it before)")
 

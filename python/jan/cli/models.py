@@ -12,6 +12,7 @@ import click
 
 from jan.local_files import expand_home
 from jan.cli.common import (
+    FREE_TEXT_WIDTH,
     CLIError,
     PathParam,
     RemoveAliasGroup,
@@ -125,7 +126,7 @@ def list_models(as_json: bool, conn) -> None:
                    "makes it" if absent else
                    "no models yet: add one with `jan models pull URL` or `jan models import FILE.gguf`", err=True)
         return
-    print_table(columns, rows)
+    print_table(columns, rows, max_widths={"NAME": FREE_TEXT_WIDTH})  # (a model's name is free text; its ID is whole)
 
 
 def _weights_missing(store, model: dict[str, Any]) -> bool:

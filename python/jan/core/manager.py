@@ -42,7 +42,8 @@ from .bounded import HookTimeoutError, call_bounded, wait_bounded
 from .dependencies import dependency_order
 from .discovery import Candidate, entry_point_candidates, instantiate
 from .events import ExtensionFailed, ExtensionLoaded, ExtensionUnloaded, LocalEventBus
-from .exceptions import ExtensionError, ExtensionLoadingError, ExtensionNotFoundError, describe_failed, describe_loading
+from .exceptions import (ExtensionError, ExtensionLoadingError, ExtensionNotFoundError, SettingsSchemaError, describe_failed,
+                         describe_loading)
 from .extension import BUILTIN_PRIORITY, Extension, ExtensionContext, RouteSpec, SubAppSpec
 from .fs import LocalFileSystem, set_aside
 from .interfaces.base import ExtensionInterface
@@ -1068,6 +1069,28 @@ class ExtensionManager:
         """:meth:`settings` for code on the event loop (a route): an extension not loaded has not read its settings
         file yet, and reads it in a worker thread, as a load does."""
         return await self._settings_off_loop(self._settings_entry(name))
+
+    async def stored_settings_off_loop(self, name: str) -> tuple[ExtensionSettings, str | None]:
+        """The settings of an extension for reading and resetting (on the event loop, as :meth:`settings_off_loop`),
+        and ``None``; or, for one whose schema is unknown or unusable (it failed to import, its ``settings_schema``
+        is not a schema: it failed to load), its stored values without a schema (``schema`` None, no defaults) and
+        why: what the user stored is theirs to see and remove with no code of the extension's. A change needs
+        the schema (:meth:`settings_off_loop`). :class:`ExtensionNotFoundError` for an unknown name, and for an entry
+        jan named itself (an extension whose name another has, or whose name is invalid): it has no settings of its
+        own."""
+        self.discover()
+        entry = self._entry(name)
+        if entry.instance is not None:
+            try:
+                return await self._settings_off_loop(entry), None
+            except SettingsSchemaError as exc:
+                why = str(exc)
+        else:
+            why = f"extension {name!r} failed to import; its settings schema is unknown"
+        if not _NAME_RE.match(entry.name):
+            raise ExtensionNotFoundError(f"{why}; its entry has no settings of its own")
+        # (not kept on the entry: a schema known later, as a load's, would not be used)
+        return await asyncio.to_thread(ExtensionSettings, entry.name, None, self.settings_store, bus=self.bus), why
 
     def _settings_entry(self, name: str) -> _Entry:
         self.discover()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import itertools
 import logging
 import os
 import threading
@@ -170,6 +171,10 @@ def _pooling(value):
         raise ValueError(f"pooling: expected one of {', '.join(EMBED_POOLING)}, got {value!r}")
     return value
 _DEFAULT_MAX_CTX = DEFAULT_MAX_CTX
+
+#: Numbers the loads of this process (see :meth:`Model.metrics`' ``load_id``): a model unloaded and loaded again is
+#: a new :class:`Model`, with counters from zero, and a reader comparing two reads of them must know it.
+_LOAD_IDS = itertools.count(1)
 #: KV cache element types llama.cpp can hold (``cache_type_k``/``cache_type_v``), as llama-server names them.
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
 
@@ -747,6 +752,7 @@ class Model:
         self._uses_lock = threading.Lock()
         self._use_depth = threading.local()
         self._scheduler = None
+        self._load_id = next(_LOAD_IDS)
         self._closed = False
         self._control_texts: tuple[bytes, ...] | None = None  # (control_texts(), read on first use)
         self._close_lock = threading.Lock()
@@ -1750,12 +1756,16 @@ class Model:
 
     # -- status --------------------------------------------------------
     def metrics(self) -> dict:
-        """Counters since load: requests, prompt/generated/cached tokens, decode time, busy slots, queue depth.
-        A closed model (or one in a child process forked after its load, which serves nothing there) has no slots."""
+        """Counters since load: requests, prompt/generated/cached tokens, decode time, busy slots, queue depth;
+        ``load_id`` (an int, unique in this process) names the load they count since: a model loaded again has
+        another, so a reader comparing two reads (``/metrics``' throughput window) starts over rather than taking the
+        new load's totals for growth of the old one's. A closed model (or one in a child process forked after its
+        load, which serves nothing there) has no slots, and no counters or ``load_id``."""
         scheduler, projector = self._scheduler, self._projector
         if scheduler is None or self._forked():  # (a forked child: the counters' lock may be the parent's thread's)
             return {"slots_total": 0, "slots_busy": 0, "queue_depth": 0}
         m = scheduler.metrics().to_dict()
+        m["load_id"] = self._load_id
         busy = m["busy_seconds"]
         m["generation_tokens_per_second"] = m["generated_tokens_total"] / busy if busy > 0 else 0.0
         if projector is not None:

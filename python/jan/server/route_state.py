@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from jan.background import report_failure
 from jan.core import ConversationalExtension, ThreadDeleted
 from jan.core.guarded import get_guarded
 from jan.errors import ModelNotFoundError
@@ -172,7 +173,8 @@ async def _cancel_responses(app: web.Application) -> None:
     end saved, before the extensions stop; none is waited for longer than :data:`STOP_BOUND` s."""
     runs = list(app[RUNS].values())
     if runs:
-        stopping = [asyncio.ensure_future(run.abort()) for run in runs]
+        stopping = [report_failure(asyncio.ensure_future(run.abort()), f"stopping response {run.id}", log)
+                    for run in runs]
         _done, late = await asyncio.wait(stopping, timeout=STOP_BOUND)
         for task in late:
             task.cancel()

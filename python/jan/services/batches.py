@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from jan.background import report_failure
 from jan.store._util import now_s
 from jan.store.batches import BATCHES_DIR, REQUESTS, RESULTS, BatchStore
 from jan.store.errors import CorruptFileError, NotFoundError
@@ -116,7 +117,8 @@ class BatchService:
                 self._elsewhere.add(doc["id"])
                 log.info("batches: %s is run by another jan process on this data folder (taken up if it ends)",
                          doc["id"])
-        self._worker = asyncio.create_task(self._work(), name="batches")
+        # (told as it fails, not first at the stop that awaits it: batches wait in_progress meanwhile)
+        self._worker = report_failure(asyncio.create_task(self._work(), name="batches"), "batches: the worker", log)
 
     async def _hold(self, batch_id: str) -> bool:
         """Take the batch's lease for this process (True; held already, too), or False: another live process

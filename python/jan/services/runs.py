@@ -110,6 +110,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from jan.background import report_failure
 from jan.core import (
     AssistantExtension,
     ConversationalExtension,
@@ -1344,7 +1345,9 @@ class RunService:
                 # thread too (it unlinks a file: never on the event loop)
                 attempt.add_done_callback(lambda done: None if done.cancelled() or done.exception() is not None
                                           or not done.result()
-                                          else done.get_loop().run_in_executor(None, claims.release_turn, thread_id))
+                                          else report_failure(
+                                              done.get_loop().run_in_executor(None, claims.release_turn, thread_id),
+                                              f"letting the turn claimed on thread {thread_id!r} go", log))
                 raise
 
     @contextlib.asynccontextmanager
@@ -2471,7 +2474,8 @@ class _Execution:
             if cancelled:
                 if run.active:
                     run.stop_reason = run.stop_reason or "cancelled"
-                    finish = asyncio.ensure_future(self._cancelled_now())
+                    finish = report_failure(asyncio.ensure_future(self._cancelled_now()),
+                                            f"ending run {run.id} as cancelled", log)
                     await asyncio.wait([finish])
                 raise asyncio.CancelledError
 

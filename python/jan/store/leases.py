@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -30,6 +31,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import filelock
+
+from jan.background import report_failure
 
 LEASE_DIR_NAME = ".live"
 _SUFFIX = ".lock"
@@ -44,6 +47,8 @@ GUARD_WAIT = 30.0
 # DataFolder opened on the same folder in this process can finish (release) a reply.
 _HELD: dict[str, filelock.BaseFileLock] = {}
 _MUTEX = threading.Lock()
+
+logger = logging.getLogger("jan.store")
 
 
 class Leases:
@@ -127,24 +132,34 @@ class Leases:
             lock = _HELD.pop(path, None)
         if lock is None:
             return
-        with contextlib.suppress(OSError):
-            os.unlink(path)  # first: a prober that opened it meanwhile finds it free, which is now true
-        lock.release()
+        try:
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # first: a prober that opened it meanwhile finds it free, which is now true
+        finally:
+            lock.release()  # (this process's hold goes whatever the removal raised)
 
     def release_soon(self, key: str) -> "asyncio.Future[None] | None":
         """:meth:`release` in a worker thread of the running event loop (it unlinks a file: never on the loop),
         started at once and not waited for (a ``finally`` a cancel could cut short, a callback may start it);
-        ``OSError`` ignored. The future it is done by; ``None`` where it was done here (no loop, or the loop's
-        workers shut down)."""
+        ``OSError`` ignored, any other failure logged as a warning naming the lease (nobody awaits the future: it
+        was told only by asyncio's "exception was never retrieved", or not at all at a stop). The future it is done
+        by (its callbacks run however it ended); ``None`` where it was done here (no loop, or the loop's workers shut
+        down)."""
+        what = f"releasing the lease on {key!r} in {self.directory}"
+
         def release() -> None:
             with contextlib.suppress(OSError):
                 self.release(key)
 
         try:
-            return asyncio.get_running_loop().run_in_executor(None, release)
+            done = asyncio.get_running_loop().run_in_executor(None, release)
         except RuntimeError:  # (no running loop, or its executor shut down: nothing left to stall)
-            release()
+            try:
+                release()
+            except Exception as exc:  # noqa: BLE001 - said as the worker's failure is; the caller goes on
+                logger.warning("%s failed: %s: %s", what, type(exc).__name__, exc, exc_info=exc)
             return None
+        return report_failure(done, what, logger)
 
     def holds(self, key: str) -> bool:
         """Whether this process holds the lease on ``key``."""

@@ -29,9 +29,13 @@ for that, and a :meth:`ConversationLocks.take` meanwhile waits for it rather tha
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
+from jan.background import report_failure
 from jan.server.errors import APIError
+
+_log = logging.getLogger("jan.server")
 
 __all__ = ["LOCKED_MESSAGE", "ConversationHold", "ConversationLocks"]
 
@@ -160,7 +164,8 @@ class ConversationLocks:
                 self._free(conversation_id, freed)
             return
         self._releasing.add(conversation_id)
-        task = loop.create_task(self._unclaim_off_loop(conversation_id, freed))
+        task = report_failure(loop.create_task(self._unclaim_off_loop(conversation_id, freed)),
+                              f"letting the claim on conversation {conversation_id!r} go", _log)
         self._letting_go.add(task)  # (a strong reference: the loop keeps only weak ones)
         task.add_done_callback(self._letting_go.discard)
 

@@ -15,6 +15,11 @@ own routes live under ``/v1/extensions/<name>/<anything else>``.
 
 Settings the schema marks ``writeOnly`` (API keys) are shown as ``"********"``
 once set; sending that marker back leaves the stored value unchanged.
+
+An extension that failed to import, or whose schema is unusable, still has its
+stored settings read (``GET``: ``schema`` null, every value shown as the marker,
+since which are secrets is unknown, ``error`` saying why) and removed
+(``DELETE``); a change (``PATCH``) needs the schema and is a 409.
 """
 
 from __future__ import annotations
@@ -106,9 +111,21 @@ async def _settings(request: web.Request, name: str):
         raise APIError(409, str(exc), param="name", code="invalid_settings_schema") from None
 
 
-def _settings_body(name: str, settings) -> dict[str, Any]:
+async def _stored_settings(request: web.Request, name: str):
+    """``(settings, why the schema is unknown or None)`` for reading and resetting: an extension that failed to
+    import (or whose schema is unusable) has its stored values read and removed without a schema, which neither
+    needs; 409 for an entry with no settings of its own."""
+    try:
+        return await _manager(request).stored_settings_off_loop(name)
+    except ExtensionNotFoundError as exc:
+        raise APIError(409, str(exc), param="name", code="extension_unavailable") from None
+
+
+def _settings_body(name: str, settings, unknown: str | None = None) -> dict[str, Any]:
+    """The settings API's answer; ``unknown``: why the schema is unknown, every stored value then redacted (which
+    of them are secrets, the schema would say) and ``error`` saying why."""
     schema = settings.json_schema()
-    secrets = _secret_keys(schema)
+    secrets = set(settings.user_values) if unknown else _secret_keys(schema)
     return {
         "object": "extension.settings",
         "extension": name,
@@ -116,7 +133,7 @@ def _settings_body(name: str, settings) -> dict[str, Any]:
         "user_values": _redact(settings.user_values, secrets),
         "defaults": _redact(settings.defaults(), secrets),
         "schema": schema,
-        "error": str(settings.error) if settings.error else None,
+        "error": unknown or (str(settings.error) if settings.error else None),
         # what a hand-edited settings.json held that was ignored (the values above are without it); a secret's
         # message may quote its value, so it is told without one
         "problems": [p if p["field"] not in secrets else {**p, "message": "stored value ignored: invalid value"}
@@ -131,7 +148,7 @@ def _invalid(exc: SettingsValidationError) -> APIError:
 @routes.get("/v1/extensions/{name}/settings")
 async def get_settings(request: web.Request) -> web.Response:
     name = _name(request)
-    return json_response(_settings_body(name, await _settings(request, name)))
+    return json_response(_settings_body(name, *await _stored_settings(request, name)))
 
 
 @routes.patch("/v1/extensions/{name}/settings")
@@ -166,12 +183,12 @@ async def patch_settings(request: web.Request) -> web.Response:
 @routes.delete("/v1/extensions/{name}/settings")
 async def reset_settings(request: web.Request) -> web.Response:
     name = _name(request)
-    settings = await _settings(request, name)
+    settings, unknown = await _stored_settings(request, name)
     try:
         await settings.reset_off_loop()
     except SettingsValidationError as exc:  # a required setting has no default
         raise _invalid(exc) from None
-    return json_response(_settings_body(name, settings))
+    return json_response(_settings_body(name, settings, unknown))
 
 
 # The catch-all routes last, so that the more specific ones above win.

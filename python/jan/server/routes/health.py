@@ -73,12 +73,13 @@ LLAMA_SERVER_METRICS = {
 @dataclass
 class _Window:
     """One model's phase totals at the last scrape: llama-server's throughput gauges average over the time between
-    two scrapes (each scrape starts a new window)."""
+    two scrapes (each scrape starts a new window). ``load_id``: the load they were counted in (the engine's)."""
 
     prompt_tokens: float = 0.0
     prompt_seconds: float = 0.0
     predicted_steps: float = 0.0
     predicted_seconds: float = 0.0
+    load_id: object = None
 
 
 def _rate(tokens: float, seconds: float) -> float:
@@ -89,11 +90,12 @@ def throughput_gauges(windows: dict[str, _Window], model_id: str, m: dict) -> di
     """llama-server's ``prompt_tokens_seconds`` (prompt tokens per second of prompt processing) and
     ``predicted_tokens_seconds`` (decode steps, each request's tokens but its first, per second of generation) over
     the window since the last scrape, and its ``n_busy_slots_per_decode`` (busy slots per text step since load);
-    starts the model's next window. A model loaded again since (its totals went down) starts from zero."""
+    starts the model's next window. A model loaded again since starts from zero: known by its ``load_id`` (its
+    new totals may well be past the old load's by the next scrape), or, without one, by its totals going down."""
     now = _Window(float(m.get("prompt_tokens_timed", 0)), float(m.get("prompt_seconds", 0.0)),
-                  float(m.get("predicted_steps", 0)), float(m.get("predicted_seconds", 0.0)))
-    last = windows.get(model_id, _Window())
-    if any(a < b for a, b in zip(astuple(now), astuple(last))):
+                  float(m.get("predicted_steps", 0)), float(m.get("predicted_seconds", 0.0)), m.get("load_id"))
+    last = windows.get(model_id)
+    if last is None or last.load_id != now.load_id or any(a < b for a, b in zip(astuple(now)[:4], astuple(last)[:4])):
         last = _Window()
     windows[model_id] = now
     return {
