@@ -616,14 +616,3 @@ def test_slots_of_a_loaded_embedding_model_list_its_slots_without_tasks(server):
     response = httpx.get(server.base_url + "/slots", params={"model": POOLED}, timeout=60)
     assert response.status_code == 200, response.text
     assert response.json() and all(set(s) == {"id", "n_ctx", "speculative", "is_processing"} for s in response.json())
-
-
-# -- POST /props -------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("body", [{}, {"n_ctx": 64}])
-def test_post_props_is_llama_servers_501_as_get_props_tells(server, body):
-    """llama-server answers POST /props 501 unless started with --props (and then changes nothing: "none yet"); jan
-    has no such flag, so a client gets that 501 in its shape (it got the router's 405), and GET /props agrees."""
-    said = native_error(httpx.post(server.base_url + "/props", json=body, timeout=60), 501,
-                        "This server does not support changing global properties")
-    assert said == "not_supported_error"
-    assert httpx.get(server.base_url + "/props", params={"model": STORIES}, timeout=60).json()["endpoint_props"] is False

@@ -151,7 +151,6 @@ LAZY_ROUTES: tuple[tuple[str, str, str], ...] = (
     ("llamacpp", "POST", "/completion"),
     ("llamacpp", "POST", "/infill"),
     ("llamacpp", "GET", "/props"),
-    ("llamacpp", "POST", "/props"),
     ("llamacpp", "POST", "/embedding"),
     ("llamacpp", "GET", "/slots"),
     ("llamacpp", "POST", "/slots/{id_slot}"),

@@ -468,7 +468,7 @@ async def props(request: web.Request) -> web.Response:
         "media_marker": MEDIA_MARKER,
         "build_info": f"jan {jan.__version__}",
         # the endpoints llama-server's flags turn on or off: /slots unless --no-slots, /metrics always, POST /props
-        # never (its 501: change_props)
+        # never
         "endpoint_slots": request.app[CONFIG].endpoint_slots, "endpoint_metrics": True, "endpoint_props": False,
         "is_sleeping": not loaded,
         # whether a chat page is served at / (jan's own, always: llama-server's unless --no-webui), the settings
@@ -476,17 +476,6 @@ async def props(request: web.Request) -> web.Response:
         # (--webui-mcp-proxy: jan has no /cors-proxy)
         "ui": True, "ui_settings": {}, "cors_proxy_enabled": False,
     })
-
-
-@routes.post("/props")
-async def change_props(request: web.Request) -> web.Response:
-    """llama-server's ``POST /props``: always its 501 ``not_supported_error``, as llama-server answers it unless
-    started with ``--props`` (and with it, it changes nothing: its options are "none yet"). jan has no such flag, and
-    ``GET /props`` says ``endpoint_props: false``; a model's settings change with ``PATCH /v1/models/{id}``. The body
-    is not read: nothing in it could be honoured."""
-    raise APIError(501, "This server does not support changing global properties (jan has no `--props`); a model's "
-                        "settings change with PATCH /v1/models/{id}", type="not_supported_error",
-                   code="not_supported")
 
 
 def _header_ftype(path: Any) -> str:
