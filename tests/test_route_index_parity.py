@@ -138,6 +138,10 @@ def _answers(base: str, calls, workers: int) -> list[tuple[int, object, bool]]:
         return list(pool.map(one, calls))
 
 
+def _without_request_id(body: object) -> object:
+    return {k: v for k, v in body.items() if k != "request_id"} if isinstance(body, dict) else body
+
+
 @pytest.mark.timeout(360)
 def test_first_calls_at_once_answer_as_later_calls_do(tmp_path, stories_path):
     # A real jan serve, fresh interpreter: every lazily loaded module's first call at once (several to one module
@@ -182,7 +186,8 @@ def test_first_calls_at_once_answer_as_later_calls_do(tmp_path, stories_path):
             assert a[0] < 500 and a[2], (call, a)
             assert (a[0], a[2]) == (b[0], b[2]), (call, a, b)
             if a[0] >= 400:  # the same error, in the same (dialect's) shape; a made resource has its own id
-                assert a[1] == b[1], (call, a, b)
+                # (an Anthropic error body names its own request's id, as Anthropic's API does: each answer's own)
+                assert _without_request_id(a[1]) == _without_request_id(b[1]), (call, a, b)
             else:
                 assert type(a[1]) is type(b[1]) and (not isinstance(a[1], dict) or set(a[1]) == set(b[1])), (call, a, b)
     finally:
