@@ -1357,8 +1357,7 @@ class RunService:
         a Responses turn (this process's or another's sharing the data folder) holds the thread. Writes wait for
         each other (briefly: the lock is held for one write), and no run or turn claims the thread during one."""
         async with self._thread_lock(thread_id):
-            if await self.holder(thread_id) is not None or await asyncio.to_thread(
-                    thread_claims(self.manager.data_folder).turn_held, thread_id):
+            if await self.holder(thread_id) is not None or await self._turn_held(thread_id):
                 raise refused()
             yield
 
@@ -1485,9 +1484,14 @@ class RunService:
         writes to it must wait for the turn as the Conversations API's do
         (:mod:`jan.server.dialects.conversation_locks`): the turn read the history before its input and adds its
         items once it ends. Call it holding :meth:`_thread_lock` (no turn is claimed during the write)."""
-        if await asyncio.to_thread(thread_claims(self.manager.data_folder).turn_held, thread_id):
+        if await self._turn_held(thread_id):
             raise RequestError(f"Can't {doing} while a response is being made in it (a Responses turn in its "
                                "conversation: wait for it to end first).", param="thread_id", code="run_active")
+
+    async def _turn_held(self, thread_id: str) -> bool:
+        """Whether a Responses turn (this process's or another's sharing the data folder) is made in the thread's
+        conversation now: its lease file probed in a worker thread (file work, never on the event loop)."""
+        return await asyncio.to_thread(thread_claims(self.manager.data_folder).turn_held, thread_id)
 
     async def _refuse_if_writing(self, thread_id: str, message_id: str, verb: str) -> None:
         run = await self.holder(thread_id)
