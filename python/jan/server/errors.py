@@ -21,8 +21,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
-from jan.errors import (CTX_LEN, ContextOverflowError, EngineError, JanError, ModelFileError, ModelLoadError, ModelNotFoundError,
-                        QueueFullError)
+from jan.errors import (CTX_LEN, ContextOverflowError, EngineError, JanError, ModelFileError, ModelLoadError,
+                        ModelNotFoundError, QueueFullError)
 from jan.server.disconnect import client_gone
 from jan.server.jsonio import dumps as strict_dumps
 
@@ -252,7 +252,7 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True,
 
     def said(e: BaseException) -> str:
         # (the advice is data on the error: each dialect says the setting by its own name, no text rewritten)
-        return e.message(names) if isinstance(e, JanError) and e.advice is not None else str(e)
+        return e.message(names) if isinstance(e, JanError) else str(e)  # (str(e) where it advises nothing)
 
     from jan.store.errors import (AlreadyExistsError, CorruptFileError, InvalidIdError, NewerSchemaError,
                                   NotFoundError as StoreNotFound)
