@@ -157,29 +157,22 @@ class EngineCollector:
         per_model: dict[str, dict] = {}
         for engine in _local_engines(self.app):
             per_model.update(engine.metrics())
-        families = []
-        for key, (name, doc) in counters.items():
-            fam = CounterMetricFamily(name, doc, labels=["model"])
-            for model_id, m in per_model.items():
-                fam.add_metric([model_id], float(m.get(key, 0)))
-            families.append(fam)
-        for key, (name, doc) in gauges.items():
-            fam = GaugeMetricFamily(name, doc, labels=["model"])
-            for model_id, m in per_model.items():
-                fam.add_metric([model_id], float(m.get(key, 0)))
-            families.append(fam)
-        for key, (name, kind, doc) in LLAMA_SERVER_METRICS.items():
-            fam = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, doc, labels=["model"])
-            for model_id, m in per_model.items():
-                fam.add_metric([model_id], float(m.get(key, 0)))
-            families.append(fam)
         windows = self.app[METRIC_WINDOWS]
         derived = {model_id: throughput_gauges(windows, model_id, m) for model_id, m in per_model.items()}
-        for key, (name, doc) in LLAMA_SERVER_GAUGES.items():
-            fam = GaugeMetricFamily(name, doc, labels=["model"])
-            for model_id, values in derived.items():
-                fam.add_metric([model_id], values[key])
-            families.append(fam)
+
+        def family(kind: type, name: str, doc: str, key: str, values: dict[str, dict]):
+            """One metric, a sample per model: ``values[model][key]`` (0 where a model has none)."""
+            fam = kind(name, doc, labels=["model"])
+            for model_id, m in values.items():
+                fam.add_metric([model_id], float(m.get(key, 0)))
+            return fam
+
+        families = [family(CounterMetricFamily, name, doc, key, per_model) for key, (name, doc) in counters.items()]
+        families += [family(GaugeMetricFamily, name, doc, key, per_model) for key, (name, doc) in gauges.items()]
+        families += [family(CounterMetricFamily if kind == "counter" else GaugeMetricFamily, name, doc, key, per_model)
+                     for key, (name, kind, doc) in LLAMA_SERVER_METRICS.items()]
+        families += [family(GaugeMetricFamily, name, doc, key, derived)
+                     for key, (name, doc) in LLAMA_SERVER_GAUGES.items()]
         loaded = GaugeMetricFamily("jan_models_loaded", "Models loaded in the local engine")
         loaded.add_metric([], float(len(per_model)))
         families.append(loaded)
