@@ -42,8 +42,8 @@ from .bounded import HookTimeoutError, call_bounded, wait_bounded
 from .dependencies import dependency_order
 from .discovery import Candidate, entry_point_candidates, instantiate
 from .events import ExtensionFailed, ExtensionLoaded, ExtensionUnloaded, LocalEventBus
-from .exceptions import (ExtensionError, ExtensionLoadingError, ExtensionNotFoundError, SettingsSchemaError, describe_failed,
-                         describe_loading)
+from .exceptions import (ExtensionError, ExtensionLoadingError, ExtensionNotFoundError, SettingsSchemaError,
+                         describe_failed, describe_loading)
 from .extension import BUILTIN_PRIORITY, Extension, ExtensionContext, RouteSpec, SubAppSpec
 from .fs import LocalFileSystem, set_aside
 from .interfaces.base import ExtensionInterface
