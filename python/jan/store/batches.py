@@ -20,6 +20,7 @@ from typing import Any
 from jan.core.fs import loads_json
 
 from ._trash import sweep_trash
+from ._util import field_type_error
 from .atomic import atomic_write_bytes
 from .context import MAX_DOC_BYTES, StoreContext, iter_resource_dirs, read_doc_or_none, register_shape
 from .errors import NotFoundError
@@ -194,17 +195,11 @@ def _shape_error(doc: dict[str, Any]) -> str | None:
         return "times or extra is not an object"
     # the counts, token usage and times every reader adds up or serves as numbers (a hand edit's "counts": 5 or
     # "succeeded": null was a 500 on GET /v1/batches, for every batch listed beside it)
+    error = field_type_error(doc, {"counts": "dict", "usage": "dict", "times": "dict", "metadata": "dict", "end": "str"})
+    if error is not None:
+        return error
     for key in ("counts", "usage", "times"):
-        value = doc.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            return f"{key} is {str(value)[:40]!r} ({type(value).__name__}), not an object"
-        for name, number in value.items():
+        for name, number in (doc.get(key) or {}).items():
             if not _is_int(number) and not (key == "times" and number is None):
                 return f"{key}.{name} is {str(number)[:40]!r} ({type(number).__name__}), not a whole number"
-    if not isinstance(doc.get("metadata"), (dict, type(None))):
-        return "metadata is not an object"
-    if not isinstance(doc.get("end"), (str, type(None))):
-        return "end is not a string"
     return None
