@@ -71,10 +71,29 @@ def test_ollama_routes_say_it_too(server, path, body):
     assert response.status_code == 400 and list(response.json()) == ["error"], response.text
     n_ctx, n_tokens = _numbers(response.json()["error"])
     assert n_ctx == N_CTX and n_tokens > N_CTX
-    # the setting to change said as Ollama's clients set it (an option, a Modelfile PARAMETER), not jan's model.json
-    # key: the advice is data, each dialect names it its own way
+    # the setting to change said as Ollama's clients know it (a Modelfile PARAMETER), not as jan's model.json key
+    # alone: the advice is data, each dialect names it its own way
     message = response.json()["error"]
-    assert "use a larger context (num_ctx)" in message and "ctx_len" not in message, message
+    assert "use a larger context (num_ctx)" in message, message
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/api/chat", {"messages": [{"role": "user", "content": LONG}], "stream": False}),
+    ("/api/chat", {"messages": [{"role": "user", "content": LONG}]}),
+    ("/api/generate", {"prompt": LONG, "stream": False}),
+    ("/api/generate", {"prompt": LONG, "raw": True}),
+])
+def test_ollama_advice_says_where_num_ctx_is_set(server, path, body):
+    """A client that already sent a larger ``options.num_ctx`` (Open WebUI sends one with every request) was told
+    "use a larger context (num_ctx)" and nothing else: jan reads that option but applies a model's context per
+    model (README: ignored per request), so the advice sent it round in a circle. It now says where num_ctx is set."""
+    response = post(server, path, {"model": "stories260K", "options": {"num_ctx": 8 * N_CTX}, **body})
+    assert response.status_code == 400 and list(response.json()) == ["error"], response.text
+    message = response.json()["error"]
+    assert _numbers(message)[0] == N_CTX
+    assert "use a larger context (num_ctx)" in message, message
+    assert "/api/create's parameters" in message and "ctx_len" in message, message
+    assert "options.num_ctx is not applied" in message, message
 
 
 def test_llama_server_route_keeps_its_shape_and_says_it_too(server):

@@ -106,6 +106,11 @@ class OllamaError(Exception):
 #: How Ollama names a setting an error advises changing (:class:`jan.errors.Advice`): its request's and Modelfile's
 #: option, which its clients set (``num_ctx``), not jan's model.json key.
 OLLAMA_SETTING_NAMES = {CTX_LEN: "num_ctx"}
+#: Where that setting is, said after advice to change it: a request's ``options.num_ctx`` is read but not applied
+#: (a model is loaded once for every request it serves), so "use a larger context (num_ctx)" alone sent the
+#: client that had sent a larger one round in a circle.
+PER_MODEL_CONTEXT = (" (jan sets num_ctx per model, not per request: in /api/create's parameters, or as ctx_len in "
+                     "the model's model.json; a request's options.num_ctx is not applied)")
 
 
 def _error_of(exc: BaseException) -> OllamaError:
@@ -127,7 +132,9 @@ def _error_of(exc: BaseException) -> OllamaError:
         return OllamaError(400, f"format: {why if sep else exc}")
     # the one mapping of jan's exceptions to statuses (and the headers they come with), settings named as Ollama does
     err = to_api_error(exc, setting_names=OLLAMA_SETTING_NAMES)
-    return OllamaError(err.status, err.message, err.headers)
+    advice = getattr(exc, "advice", None)
+    where = PER_MODEL_CONTEXT if advice is not None and advice.setting == CTX_LEN else ""
+    return OllamaError(err.status, err.message + where, err.headers)
 
 
 @contextlib.contextmanager
