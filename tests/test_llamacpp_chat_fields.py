@@ -100,10 +100,23 @@ def test_logit_bias_as_llama_servers_pairs(server, path, body):
         else:
             assert answer["choices"][0]["text"] != greedy["choices"][0]["text"], bias
     assert ok(server, path, asked | {"logit_bias": []})["choices"]
-    for bad, named in (([["Hello", 1]], "token ids"), ([[1]], "logit_bias[0]"), ([[1, "x"]], "bias")):
+    for bad, named in (([["Hello", 1]], "token ids"), ([[1]], "logit_bias[0]"), ([[1, "x"]], "bias"),
+                       ([[[1, 2], 1]], "neither a token id"), ([[1.5, 1]], "neither a token id")):
         response = post(server, path, body | {"logit_bias": bad})
         assert response.status_code == 400, response.text
         assert named in response.json()["error"]["message"], response.text
+
+
+@pytest.mark.parametrize("token", [[383, 286], 1.5, True, None])
+def test_a_logit_bias_token_that_is_neither_id_nor_text_is_said_so(server, token):
+    """/completion tokenizes a text token; a token that is no id and no text (a list, a fraction, true) was refused
+    as "no token id, and this model's engine cannot tokenize text": a tokenizer was not what it lacked."""
+    response = post(server, "/completion", {"model": "stories260K", "prompt": "Once", "n_predict": 1,
+                                            "logit_bias": [[token, 1]]})
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert "neither a token id (a whole number) nor text to tokenize (a string)" in message, message
+    assert "cannot tokenize" not in message, message
 
 
 def test_text_completion_logprobs_carry_llama_servers_content_too(server):

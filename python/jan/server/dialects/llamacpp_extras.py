@@ -10,6 +10,7 @@ imported on the first request to one of llama-server's own routes (resident memo
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -158,9 +159,13 @@ def logit_bias_ids(value: Any, text_refused: str = NO_TEXT_TOKENS) -> dict[int, 
         token, bias = pair
         if isinstance(token, str) and not bias_text(token):
             token = int(token)  # (an id written as text, an object's key: "15043", "-1" as llama-server's strtol)
-        if not isinstance(token, int) or isinstance(token, bool):
+        if isinstance(token, str):
             raise ValueError(f"logit_bias: token {token!r} is no token id, and {text_refused}; give its id "
                              "(POST /tokenize)")
+        if not isinstance(token, int) or isinstance(token, bool):
+            # (a list, a fraction, true: neither an id nor text, so no tokenizer would have helped)
+            raise ValueError(f"logit_bias: token {json.dumps(token)} is neither a token id (a whole number) nor "
+                             "text to tokenize (a string)")
         if bias is False:
             bias = -100.0  # (the lowest bias jan takes: the token is never sampled)
         elif isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
