@@ -177,6 +177,19 @@ def _holds_other(target: Path, new: str | os.PathLike[str]) -> bool:
         return True
 
 
+#: The file of a model's folder that is jan's own (its definition).
+MODEL_DOC = "model.json"
+
+
+def weights_filename(name: str) -> str:
+    """``name`` for a file placed in a model's folder (its weights, a projector): ``model.json`` (in any case, for
+    a file system that folds it) gets ``.gguf`` added. Weights of that name (an imported file's, a pulled URL's
+    last segment, an Ollama create's file name) landed on the folder's model.json, which was then written over
+    them: an import answered success with no weights left, a pull failed after its whole download ("already
+    exists")."""
+    return f"{name}.gguf" if name.lower() == MODEL_DOC else name
+
+
 def _free_name(folder: Path, filename: str) -> str:
     """``filename``, numbered (``model-2.gguf``, ``model-3.gguf``, ...) to the first name free in ``folder``."""
     stem, suffix = os.path.splitext(filename)
@@ -558,7 +571,7 @@ class ModelStore:
         model_id = slugify_id(source.stem) if model_id is None else validate_id(model_id, "model id")
         folder = self.folder(model_id)
         path = folder / "model.json"
-        filename = slugify_id(filename or source.name, "model.gguf")
+        filename = weights_filename(slugify_id(filename or source.name, "model.gguf"))
         size = source.stat().st_size
 
         with self._ctx.lock(path):

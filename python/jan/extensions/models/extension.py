@@ -14,7 +14,7 @@ from jan.errors import ModelLoadError, ModelNotFoundError, not_found_message
 from jan.extensions.models.gguf_info import check_projector, describe_gguf, said_by_url
 from jan.local_files import not_a_regular_file
 from jan.store import AlreadyExistsError, AsyncStore, CaseClashError, DataFolder, NotFoundError, slugify_id, validate_id
-from jan.store.models import check_gguf
+from jan.store.models import check_gguf, weights_filename
 from jan.file_stamps import FileStamp, stamps
 
 if TYPE_CHECKING:
@@ -292,12 +292,12 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         folder = await self.store.models.folder(model_id)
         made_folder = not await asyncio.to_thread(os.path.isdir, folder)
         await asyncio.to_thread(os.makedirs, folder, exist_ok=True)
-        dest = os.path.join(folder, filename)
+        dest = os.path.join(folder, weights_filename(filename))
         model_file = await _pull_file(url, dest, digest, left_behind=existing is None)
         extra, mmproj = [], None
         if plan.mmproj_url is not None:
             mmproj_url = resolve_url(plan.mmproj_url)
-            mmproj = os.path.join(folder, filename_from_url(mmproj_url))
+            mmproj = os.path.join(folder, weights_filename(filename_from_url(mmproj_url)))
             extra.append(await _pull_file(mmproj_url, mmproj, None, left_behind=existing is None))
         staged = [f.staged for f in (model_file, *extra)]
 
