@@ -1,4 +1,4 @@
-"""Weights whose file name is ``model.json`` do not land on the model folder's own model.json.
+"""Weights whose file name is jan's in a model folder (``model.json``, a hidden temporary file's) are kept apart.
 
 The name a model's weights take in its folder comes from the client: an imported file's name, a pulled URL's last
 segment, an Ollama ``/api/create`` ``files`` key. Named ``model.json``, the weights were placed there and then
@@ -23,6 +23,8 @@ def test_the_name_is_kept_apart_from_the_folders_own_file():
     assert weights_filename("model.json") == "model.json.gguf"
     assert weights_filename("Model.JSON") == "Model.JSON.gguf"  # (a file system that folds case holds one of them)
     assert weights_filename("model.gguf") == "model.gguf" and weights_filename("model.json.gguf") == "model.json.gguf"
+    # a hidden name is a temporary file's: the weights lose the dots
+    assert weights_filename(".w.tmp") == "w.tmp" and weights_filename("..model.json") == "model.json.gguf"
 
 
 def _weights_and_doc(folder) -> tuple[bytes, dict]:
@@ -79,3 +81,25 @@ async def test_pull_of_a_url_whose_file_is_model_json(server, tmp_path, stories_
         assert (await api.ok("POST", f"/v1/models/{model_id}/start"))["state"] == "ready"
     weights, doc = _weights_and_doc(tmp_path / "data" / "models" / model_id)
     assert weights == blob and doc["settings"]["llama_model_path"] == "model.json.gguf", doc
+
+
+async def test_a_pulled_hidden_temp_named_file_survives_the_start_up_sweep(server, tmp_path, stories_path):
+    """A URL whose last segment is a hidden ``.tmp`` name: the weights were stored under it, which is the shape of
+    jan's own temporary files, and a start of jan an hour later swept them away (the model then had no weights)."""
+    import os
+    import time
+
+    from jan.store._trash import sweep_temp_files
+
+    blob = stories_path.read_bytes()
+    async with FileServer(blob) as source, Client(server.base_url) as api:
+        url = source.url.rsplit("/", 1)[0] + "/.w.p1.abc.tmp"
+        async with api.session.post(f"{server.base_url}/v1/models/pull", json={"url": url, "id": "hidden"}) as resp:
+            assert resp.status == 200 and '"state":"completed"' in await resp.text()
+    folder = tmp_path / "data" / "models" / "hidden"
+    _, doc = _weights_and_doc(folder)
+    weights = folder / doc["settings"]["llama_model_path"]
+    old = time.time() - 2 * 3600  # (older than any temporary file a live writer could hold)
+    os.utime(weights, (old, old))
+    sweep_temp_files(tmp_path / "data")  # what a start of jan does to the data folder
+    assert weights.read_bytes() == blob and not weights.name.startswith("."), weights

@@ -182,11 +182,13 @@ MODEL_DOC = "model.json"
 
 
 def weights_filename(name: str) -> str:
-    """``name`` for a file placed in a model's folder (its weights, a projector): ``model.json`` (in any case, for
-    a file system that folds it) gets ``.gguf`` added. Weights of that name (an imported file's, a pulled URL's
-    last segment, an Ollama create's file name) landed on the folder's model.json, which was then written over
-    them: an import answered success with no weights left, a pull failed after its whole download ("already
-    exists")."""
+    """``name`` for a file placed in a model's folder (its weights, a projector), kept apart from the names that
+    are jan's there. ``model.json`` (in any case, for a file system that folds it) gets ``.gguf`` added: weights of
+    that name (an imported file's, a pulled URL's last segment, an Ollama create's file name) landed on the
+    folder's model.json, which was then written over them (an import answered success with no weights left, a pull
+    failed after its whole download, "already exists"). A hidden name loses its leading dots: hidden names are
+    jan's temporary files, and a pulled ``.x.tmp`` was swept as a stale one at a start an hour later."""
+    name = name.lstrip(".") or "model.gguf"
     return f"{name}.gguf" if name.lower() == MODEL_DOC else name
 
 
