@@ -109,3 +109,20 @@ def test_extreme_bounds_stay_small_and_sound(llama):
     tiny = json_schema_to_grammar({"type": "number", "minimum": 1e-300})
     assert llama.accepts(tiny, "0.5") and llama.accepts(tiny, "7")
     assert not llama.accepts(tiny, "0") and not llama.accepts(tiny, "0.0000") and not llama.accepts(tiny, "-1")
+
+
+@pytest.mark.parametrize("lo, hi", [(0, 2**256 - 1), (-2**255, 2**255 - 1), (None, int(1e300)), (-int(1e300), 5)],
+                         ids=["uint256", "int256", "max-1e300", "min-minus-1e300"])
+def test_an_integer_bound_of_many_digits_is_kept_and_taken(llama, lo, hi):
+    """An integer bound of 65 digits or more (a uint256's 2**256-1, a float bound like 1e300) nested one group per
+    digit in one rule, past llama.cpp's 64: every dialect refused the tool or format as "the grammar's nesting depth
+    ... exceeds the limit of 64". Its deep digit levels are rules of their own now, and the bound still holds."""
+    bounds = {k: v for k, v in (("minimum", lo), ("maximum", hi)) if v is not None}
+    grammar = json_schema_to_grammar({"type": "integer", **bounds}, param="tools[0].parameters")
+    assert llama.parses(grammar)
+    inside = ["0", "5", str(hi)] + ([str(lo)] if lo is not None else ["-7"])
+    outside = [str(hi + 1)] + ([str(lo - 1)] if lo is not None else [])
+    for text in inside:
+        assert llama.accepts(grammar, text), text
+    for text in outside:
+        assert not llama.accepts(grammar, text), text

@@ -9,9 +9,34 @@ let that through, as a 500 or a traceback. No dependencies, so every layer may u
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-__all__ = ["QUOTED_VALUE_CHARS", "json_text", "json_type_name", "loads_json"]
+__all__ = ["QUOTED_VALUE_CHARS", "escape_lone_surrogates", "json_text", "json_type_name", "loads_json", "utf8_json"]
+
+# A UTF-16 surrogate code point: in a Python str read from JSON, always a lone one (json.loads joins a pair into its
+# character), since JSON's ``\ud800`` escape parses into one; and a model's JSON may write such an escape (its
+# grammar allows any ``\uXXXX``), which a tool call's arguments or input read back into a str.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def escape_lone_surrogates(text: str) -> str:
+    """JSON text written with ``ensure_ascii=False``, its lone surrogates (which have no UTF-8 form: writing the
+    text out as UTF-8 raised UnicodeEncodeError, a stream cut off, a reply a 500, a store write refused) turned back
+    into their ``\\uXXXX`` escapes: the same JSON value. Only for JSON text, where such a code point can only be in a
+    string."""
+    if _LONE_SURROGATE.search(text) is None:
+        return text
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def utf8_json(text: str) -> bytes:
+    """JSON text written with ``ensure_ascii=False`` as UTF-8 bytes, a lone surrogate in it escaped
+    (:func:`escape_lone_surrogates`); the common case costs one encode."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return escape_lone_surrogates(text).encode("utf-8")
 
 
 def loads_json(text: str | bytes | bytearray, **kwargs: Any) -> Any:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from jan.json_text import loads_json
+from jan.json_text import escape_lone_surrogates, loads_json
 from jan.local_files import read_regular_file
 
 from .exceptions import PathOutsideDataFolderError
@@ -179,7 +179,7 @@ def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
     """:func:`atomic_write_text` of ``data`` as indented JSON (non-ASCII kept, trailing newline).
 
     Strict JSON: ``NaN``/``Infinity`` raise ``ValueError`` and nothing is written."""
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    atomic_write_text(path, escape_lone_surrogates(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)) + "\n")
 
 
 def set_aside(path: str | os.PathLike[str], reason: str = "corrupt") -> Path | None:

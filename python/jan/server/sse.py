@@ -6,6 +6,8 @@ import json
 
 from aiohttp import web
 
+from jan.json_text import utf8_json
+
 # One encoder for every chunk: json.dumps with options builds a new JSONEncoder per call, a few
 # microseconds of each streamed token on the event loop. Strict JSON: NaN/Infinity raise.
 _encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
@@ -54,7 +56,7 @@ class SSEStream:
         text = _encode(data)
         await self.start()
         head = f"event: {event}\n" if event else ""
-        payload = self._held + f"{head}data: {text}\n\n".encode()
+        payload = self._held + utf8_json(f"{head}data: {text}\n\n")
         if hold:
             self._held = payload
             return

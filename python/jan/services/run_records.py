@@ -40,6 +40,7 @@ from typing import Any
 
 from jan.core.fs import atomic_write_bytes, loads_json, set_aside
 from jan.core.locks import try_lock_file
+from jan.json_text import utf8_json
 from jan.services.run_steps import interrupted_steps
 from jan.services.thread_claims import claim_lock_path  # (the claim lock: kept importable here)
 from jan.store._util import now_s
@@ -157,7 +158,7 @@ def save_record(data_folder: str | Path, record: dict[str, Any]) -> None:
         # the runs folder only, never its thread's: a thread deleted since the check must not come back as a
         # folder holding nothing but this record
         path.parent.mkdir(exist_ok=True)
-        atomic_write_bytes(path, json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        atomic_write_bytes(path, utf8_json(json.dumps(record, ensure_ascii=False, separators=(",", ":"))))
     except (FileNotFoundError, FileExistsError):  # (mkdir: the folder there as it looked, gone as it checked)
         # the thread was deleted between the check above and the write: nothing left to lease (kept, the lease
         # file outlived the thread until this process ended)

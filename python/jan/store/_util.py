@@ -6,6 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+from jan.json_text import utf8_json
+
 from .errors import InvalidArgumentError
 from .ids import clock_ms, stamp_ms
 
@@ -72,7 +74,7 @@ def dumps_json(doc: Any, *, indent: int | None = 2) -> bytes:
             text = json.dumps(doc, ensure_ascii=False, allow_nan=False, indent=indent) + "\n"
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"value is not JSON-serializable: {exc}") from exc
-    return text.encode("utf-8")
+    return utf8_json(text)  # (a lone surrogate, from a model's JSON escape, kept as its escape)
 
 
 def check_str(name: str, value: Any, *, allow_none: bool = False) -> str | None:

@@ -49,7 +49,7 @@ import json
 import logging
 import math
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import unquote
 
 from ..errors import JanError
@@ -326,26 +326,44 @@ def _seq(head: str, rest: list[str]) -> str:
     return f"{head} {_alts(rest)}" if rest else head
 
 
-def _digits_range_same_len(lo: str, hi: str) -> list[str]:
+#: Digit levels a range's grammar nests in one rule before the rest goes to a rule of its own: each digit of a bound
+#: nests one ``( ... )`` group, and llama.cpp refuses a rule nested past 64 (:mod:`jan.templates.gbnf_check`), so an
+#: integer bound of 65 digits or more (a uint256's 2**256-1, a float bound like 1e300) was refused. Bounds of up to
+#: this many digits keep the one-rule grammar they always had.
+_DIGIT_LEVELS_PER_RULE = 32
+
+#: A callable that files a GBNF body as a rule of its own and returns the rule's name.
+RuleMaker = Callable[[str], str]
+
+
+def _digits_range_same_len(lo: str, hi: str, rule: RuleMaker | None = None) -> list[str]:
     """Alternatives matching every digit string of this length in [lo, hi].
 
     Leading zeros are allowed here: callers only use it for the tail digits of
     a number whose first digit is fixed. An empty list is the empty sequence.
+    With ``rule``, every :data:`_DIGIT_LEVELS_PER_RULE`-th digit level is a rule of its own (made by ``rule``).
     """
     n = len(lo)
     if n == 0:
         return []
     if lo == "0" * n and hi == "9" * n:
         return [_repeat("[0-9]", n, n)]
+
+    def rest(tail_lo: str, tail_hi: str) -> list[str]:
+        alts = _digits_range_same_len(tail_lo, tail_hi, rule)
+        if rule is not None and len(alts) > 0 and len(tail_lo) % _DIGIT_LEVELS_PER_RULE == 0:
+            return [rule(_alts(alts))]
+        return alts
+
     if lo[0] == hi[0]:
-        return [_seq(f'"{lo[0]}"', _digits_range_same_len(lo[1:], hi[1:]))]
+        return [_seq(f'"{lo[0]}"', rest(lo[1:], hi[1:]))]
     k = n - 1
     out: list[str] = []
     # lo's first digit followed by every tail >= lo's tail
     if lo[1:] == "0" * k:
         first_full = lo[0]
     else:
-        out.append(_seq(f'"{lo[0]}"', _digits_range_same_len(lo[1:], "9" * k)))
+        out.append(_seq(f'"{lo[0]}"', rest(lo[1:], "9" * k)))
         first_full = chr(ord(lo[0]) + 1)
     # hi's first digit followed by every tail <= hi's tail
     tail = None
@@ -353,7 +371,7 @@ def _digits_range_same_len(lo: str, hi: str) -> list[str]:
         last_full = hi[0]
     else:
         last_full = chr(ord(hi[0]) - 1)
-        tail = _seq(f'"{hi[0]}"', _digits_range_same_len("0" * k, hi[1:]))
+        tail = _seq(f'"{hi[0]}"', rest("0" * k, hi[1:]))
     # first digits in between take any tail
     if first_full <= last_full:
         cls = _char_class([(first_full, last_full)])
@@ -363,34 +381,36 @@ def _digits_range_same_len(lo: str, hi: str) -> list[str]:
     return out
 
 
-def _nonneg_range(lo: int, hi: int | None) -> list[str]:
-    """Alternatives for the decimal text of integers in [lo, hi] (lo >= 0), no leading zeros."""
+def _nonneg_range(lo: int, hi: int | None, rule: RuleMaker | None = None) -> list[str]:
+    """Alternatives for the decimal text of integers in [lo, hi] (lo >= 0), no leading zeros (``rule``: as
+    :func:`_digits_range_same_len`'s)."""
     n_lo = len(str(lo))
     if hi is None:
         # [lo, largest n_lo-digit number], then every longer number
         longer = f"[1-9] {_repeat('[0-9]', n_lo, max(n_lo, 15))}"
-        return _nonneg_range(lo, 10**n_lo - 1) + [longer]
+        return _nonneg_range(lo, 10**n_lo - 1, rule) + [longer]
     out: list[str] = []
     if lo > hi:
         return out
     for n in range(n_lo, len(str(hi)) + 1):
         a = lo if n == n_lo else 10 ** (n - 1)
         b = min(hi, 10**n - 1)
-        out += _digits_range_same_len(str(a), str(b))
+        out += _digits_range_same_len(str(a), str(b), rule)
     return out
 
 
-def _integer_range(lo: int | None, hi: int | None) -> str:
-    """GBNF for the JSON text of integers in [lo, hi] (None = unbounded)."""
+def _integer_range(lo: int | None, hi: int | None, rule: RuleMaker | None = None) -> str:
+    """GBNF for the JSON text of integers in [lo, hi] (None = unbounded); ``rule`` files the digit levels of a long
+    bound as rules of their own (without it a bound past about 60 digits nests deeper than llama.cpp takes)."""
     alts: list[str] = []
     if lo is None or lo <= -1:
         # negatives, as "-" and a magnitude in [m_lo, m_hi]
         m_lo = 1 if hi is None or hi >= -1 else -hi
         m_hi = None if lo is None else -lo
         if m_hi is None or m_lo <= m_hi:
-            alts.append(f'"-" {_alts(_nonneg_range(m_lo, m_hi))}')
+            alts.append(f'"-" {_alts(_nonneg_range(m_lo, m_hi, rule))}')
     if hi is None or hi >= 0:
-        alts += _nonneg_range(0 if lo is None else max(lo, 0), hi)
+        alts += _nonneg_range(0 if lo is None else max(lo, 0), hi, rule)
     if not alts:
         raise GrammarError(f"integer range [{lo}, {hi}] is empty")
     return _alts(alts)
@@ -1249,7 +1269,8 @@ class GrammarBuilder:
         hi = _number_bound(schema, "maximum", "exclusiveMaximum", lower=False)
         if lo is None and hi is None:
             return self.primitive("integer")
-        body = _integer_range(None if lo is None else int(lo), None if hi is None else int(hi))
+        body = _integer_range(None if lo is None else int(lo), None if hi is None else int(hi),
+                              lambda digits: self.add_rule(f"{hint}-int-digits", digits))
         return self.add_rule(f"{hint}-int", f"{body} {self.primitive('ws')}")
 
 

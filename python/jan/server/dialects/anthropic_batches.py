@@ -26,6 +26,7 @@ from aiohttp import web
 from pydantic import Field
 
 from jan.errors import ContextOverflowError, MediaError
+from jan.json_text import utf8_json
 from jan.server.body_size import body_step
 from jan.server.dialects import anthropic as wire
 from jan.server.dialects.anthropic_threads import error_shape
@@ -109,7 +110,7 @@ def result_line(result: ItemResult) -> dict[str, Any]:
 
 
 def results_jsonl(results: Sequence[ItemResult]) -> bytes:
-    return b"".join(json.dumps(result_line(r), ensure_ascii=False).encode() + b"\n" for r in results)
+    return b"".join(utf8_json(json.dumps(result_line(r), ensure_ascii=False)) + b"\n" for r in results)
 
 
 class AnthropicBatchRunner:

@@ -30,6 +30,7 @@ from aiohttp import web
 from pydantic import Field
 
 from jan.errors import ContextOverflowError, MediaError
+from jan.json_text import utf8_json
 from jan.templates.grammar import GrammarError
 from jan.server import openai_wire as wire
 from jan.server.errors import APIError, context_error, to_api_error
@@ -347,7 +348,7 @@ class OpenAIBatchRunner:
             writer = self._uploads.writer(1 << 62)  # (jan's own file: no upload limit)
             try:
                 for line in lines:
-                    writer.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
+                    writer.write(utf8_json(json.dumps(line, ensure_ascii=False)) + b"\n")
             except BaseException:
                 writer.discard()
                 raise

@@ -29,6 +29,7 @@ from pydantic import Field, model_validator
 from jan.server.disconnect import client_gone
 from jan.server.errors import APIError
 from jan.errors import not_found_message
+from jan.json_text import utf8_json
 from jan.server.jsonio import json_response
 from jan.server.keys import SERVICES
 from jan.server.openai_wire import response_format_of
@@ -269,7 +270,7 @@ def _sse_text(event: str, data: Any, seq: int | None = None) -> bytes:
             event = f"thread.message.{data['status']}"
     payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     head = f"id: {seq}\n" if seq is not None else ""
-    return f"{head}event: {event}\ndata: {payload}\n\n".encode()
+    return utf8_json(f"{head}event: {event}\ndata: {payload}\n\n")
 
 
 async def _serve_leg(request: web.Request, run: Run, *, stream: bool, after: int,
