@@ -300,3 +300,21 @@ def test_generate_and_agenerate_stop_their_generation_when_the_wait_ends_without
     monkeypatch.setattr(Request, "result", real_result)
     monkeypatch.setattr(Request, "aresult", real_aresult)
     assert [r.result().finish_reason for r in made] == ["cancelled", "cancelled"]
+
+
+# -- services used after open_services' block ---------------------------------------------------------------------
+async def test_services_used_after_their_block_say_they_are_closed(tmp_path):
+    """A chat or an embedding asked of the services after ``async with open_services(...)`` ended said "No enabled
+    extension manages models: enable 'models'": the extension is enabled, and enabling it changed nothing."""
+    from jan.services import open_services
+    from jan.services.errors import ServiceUnavailableError
+    from jan.services.types import ChatMessage, ChatRequest, EmbeddingRequest
+
+    async with open_services(tmp_path / "data", discover_extensions=False) as services:
+        pass
+    for use in (lambda: services.chat.complete(ChatRequest(model="m", messages=(ChatMessage.of_text("user", "Hi"),))),
+                lambda: services.embeddings.embed(EmbeddingRequest(model="m", inputs=("hi",)))):
+        with pytest.raises(ServiceUnavailableError, match="jan's extensions are not running .*services are closed") \
+                as caught:
+            await use()
+        assert "enable" not in str(caught.value)
