@@ -318,3 +318,21 @@ async def test_services_used_after_their_block_say_they_are_closed(tmp_path):
                 as caught:
             await use()
         assert "enable" not in str(caught.value)
+
+
+async def test_services_and_their_manager_refuse_copies_by_name(tmp_path):
+    """A pickled Services (or ExtensionManager, or one service) failed with "Can't pickle local object
+    '_weak_handler.<locals>.handler'", and a copy.copy of the manager shared its loaded extensions, so stopping the
+    copy unloaded the original's. Each refuses, naming itself, as jan.Model does."""
+    import copy
+    import pickle
+
+    from jan.services import open_services
+
+    async with open_services(tmp_path / "data", discover_extensions=False) as services:
+        for held in (services, services.manager, services.models, services.chat, services.completions,
+                     services.embeddings, services.runs):
+            for how in (copy.copy, copy.deepcopy, pickle.dumps):
+                with pytest.raises(TypeError, match=rf"^{type(held).__name__} cannot be copied or pickled: it holds "):
+                    how(held)
+        assert services.manager.started
