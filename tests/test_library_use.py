@@ -320,7 +320,7 @@ async def test_services_used_after_their_block_say_they_are_closed(tmp_path):
         assert "enable" not in str(caught.value)
 
 
-async def test_services_and_their_manager_refuse_copies_by_name(tmp_path):
+async def test_services_and_their_manager_refuse_copies_by_name_and_repr_their_folder(tmp_path):
     """A pickled Services (or ExtensionManager, or one service) failed with "Can't pickle local object
     '_weak_handler.<locals>.handler'", and a copy.copy of the manager shared its loaded extensions, so stopping the
     copy unloaded the original's. Each refuses, naming itself, as jan.Model does."""
@@ -336,3 +336,7 @@ async def test_services_and_their_manager_refuse_copies_by_name(tmp_path):
                 with pytest.raises(TypeError, match=rf"^{type(held).__name__} cannot be copied or pickled: it holds "):
                     how(held)
         assert services.manager.started
+        folder = str(services.manager.data_folder)
+        for service in (services.models, services.chat, services.completions, services.embeddings, services.runs):
+            assert repr(service) == f"<{type(service).__name__} data_folder={folder!r}>"  # not "<... object at 0x>"
+        assert f"chat=<ChatService data_folder={folder!r}>" in repr(services)

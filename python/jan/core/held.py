@@ -1,5 +1,5 @@
 """``Held``: the base of objects that hold running things (loaded extensions, their tasks, locks, engines), which a
-copy or a pickle cannot carry."""
+copy or a pickle cannot carry, and whose repr names the data folder they work on."""
 
 from __future__ import annotations
 
@@ -21,3 +21,11 @@ class Held:
     def __reduce_ex__(self, protocol):
         raise TypeError(f"{type(self).__name__} cannot be copied or pickled: it holds {self.held} "
                         "(share the one object)")
+
+    def __repr__(self) -> str:
+        # (a service printed as <jan.services.chat.ChatService object at 0x...>, in Services' repr too)
+        manager = getattr(self, "manager", None) or getattr(getattr(self, "models", None), "manager", None)
+        folder = getattr(manager, "data_folder", None)
+        if folder is None:
+            return object.__repr__(self)
+        return f"<{type(self).__name__} data_folder={str(folder)!r}>"
