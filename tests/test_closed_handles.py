@@ -160,7 +160,7 @@ def test_a_closed_model_keeps_its_plain_attributes(closed_models, kind):
     assert {"id", "path", "vocab_only", "embedding_only"} <= set(public)
     for name, value in public.items():
         assert getattr(model, name) == value, name
-    assert repr(model) == f"<jan.Model {model.id!r} path={model.path!r}>"
+    assert repr(model) == f"<jan.Model {model.id!r} path={model.path!r} closed>"
 
 
 def test_a_closed_model_lets_go_of_the_engine(closed_models):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 from jan.store import DataFolder
@@ -72,6 +73,39 @@ def test_a_record_field_of_another_type_sets_it_aside_naming_the_field(store, ki
                for p in store.problems), store.problems
     with pytest.raises(NotFoundError, match="is damaged"):
         records.get(bad)
+
+
+@pytest.mark.parametrize("entry,said", [
+    ({"assistant_id": "jan", "model": {"id": "m"}, "instructions": 7}, "assistants[0].instructions is '7' (int)"),
+    ({"model": {"id": "m"}, "instructions": ["be brief"]}, "assistants[0].instructions is \"['be brief']\" (list)"),
+    ({"model": 5}, "assistants[0].model is '5' (int), not an object"),
+    ({"model": {"id": ["m"]}}, "assistants[0].model.id is \"['m']\" (list), not a string"),
+    ({"assistant_id": 3}, "assistants[0].assistant_id is '3' (int), not a string"),
+])
+def test_a_thread_assistant_field_of_another_type_is_told_by_its_path(tmp_path, entry, said):
+    """A thread.json whose assistant's ``instructions`` was not text failed ``jan chat --thread`` and ``jan threads
+    export`` with a traceback (the system prompt read as text); the entry's fields jan reads are checked too."""
+    from test_cli_helpers import cli_env, fails, jan, ok
+
+    store = DataFolder(tmp_path / "data")
+    thread = store.threads.create("T")["id"]
+    path = store.threads_dir / thread / "thread.json"
+    doc = json.loads(path.read_text())
+    doc["assistants"] = [entry]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(NotFoundError, match=re.escape(f"not a thread: {said}")):
+        store.threads.get(thread)
+    env = cli_env(tmp_path / "data")
+    for args in (("threads", "export", thread), ("threads", "show", thread), ("chat", "--thread", thread)):
+        fails(jan(*args, env=env, input="hi\n"), said)
+    ok(jan("threads", "list", env=env))
+    # and none is written so (the API's POST /v1/threads): it would read back damaged
+    from jan.store import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="assistant"):
+        store.threads.create("T2", assistants=[entry])
+    with pytest.raises(InvalidArgumentError, match="assistant"):
+        store.threads.update(store.threads.create("T3")["id"], assistants=[entry])
 
 
 @pytest.mark.parametrize("field,value", [("content", 5), ("role", ["user"]), ("metadata", "x"),

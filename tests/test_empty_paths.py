@@ -8,6 +8,7 @@ let ``jan serve --allow-media-from ""`` read images from the server's working fo
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -81,6 +82,31 @@ def test_the_library_refuses_an_empty_data_folder_path(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="data folder path is empty"):
         asyncio.run(open_empty())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_library_names_a_data_folder_of_the_wrong_type(tmp_path, monkeypatch):
+    """open_services(5) and DataFolder(5) said pathlib's "expected str, bytes or os.PathLike object, not int", and a
+    bytes path failed inside pathlib; now the wrong type is told by the argument's name, and bytes are a path."""
+    from jan.services import open_services
+    from jan.store import DataFolder, make_data_folder, resolve_data_folder
+
+    monkeypatch.chdir(tmp_path)
+    for value in (5, 1.5, ["x"]):
+        for call in (resolve_data_folder, make_data_folder, DataFolder):
+            with pytest.raises(TypeError, match=rf"^data_folder: expected a folder path \(str or os.PathLike\), "
+                                                rf"got {type(value).__name__}$"):
+                call(value)
+
+    async def open_wrong():
+        async with open_services(5):
+            pass
+
+    with pytest.raises(TypeError, match="^data_folder: expected a folder path"):
+        asyncio.run(open_wrong())
+    assert list(tmp_path.iterdir()) == []
+    raw = os.fsencode(tmp_path / "data")
+    assert resolve_data_folder(raw) == resolve_data_folder(bytearray(raw)) == (tmp_path / "data").resolve()
+    assert DataFolder(raw).root == (tmp_path / "data").resolve()
 
 
 @pytest.mark.parametrize("where", ["itself", "on its way"])

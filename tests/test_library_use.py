@@ -300,3 +300,43 @@ def test_generate_and_agenerate_stop_their_generation_when_the_wait_ends_without
     monkeypatch.setattr(Request, "result", real_result)
     monkeypatch.setattr(Request, "aresult", real_aresult)
     assert [r.result().finish_reason for r in made] == ["cancelled", "cancelled"]
+
+
+# -- services used after open_services' block ---------------------------------------------------------------------
+async def test_services_used_after_their_block_say_they_are_closed(tmp_path):
+    """A chat or an embedding asked of the services after ``async with open_services(...)`` ended said "No enabled
+    extension manages models: enable 'models'": the extension is enabled, and enabling it changed nothing."""
+    from jan.services import open_services
+    from jan.services.errors import ServiceUnavailableError
+    from jan.services.types import ChatMessage, ChatRequest, EmbeddingRequest
+
+    async with open_services(tmp_path / "data", discover_extensions=False) as services:
+        pass
+    for use in (lambda: services.chat.complete(ChatRequest(model="m", messages=(ChatMessage.of_text("user", "Hi"),))),
+                lambda: services.embeddings.embed(EmbeddingRequest(model="m", inputs=("hi",)))):
+        with pytest.raises(ServiceUnavailableError, match="jan's extensions are not running .*services are closed") \
+                as caught:
+            await use()
+        assert "enable" not in str(caught.value)
+
+
+async def test_services_and_their_manager_refuse_copies_by_name_and_repr_their_folder(tmp_path):
+    """A pickled Services (or ExtensionManager, or one service) failed with "Can't pickle local object
+    '_weak_handler.<locals>.handler'", and a copy.copy of the manager shared its loaded extensions, so stopping the
+    copy unloaded the original's. Each refuses, naming itself, as jan.Model does."""
+    import copy
+    import pickle
+
+    from jan.services import open_services
+
+    async with open_services(tmp_path / "data", discover_extensions=False) as services:
+        for held in (services, services.manager, services.models, services.chat, services.completions,
+                     services.embeddings, services.runs):
+            for how in (copy.copy, copy.deepcopy, pickle.dumps):
+                with pytest.raises(TypeError, match=rf"^{type(held).__name__} cannot be copied or pickled: it holds "):
+                    how(held)
+        assert services.manager.started
+        folder = str(services.manager.data_folder)
+        for service in (services.models, services.chat, services.completions, services.embeddings, services.runs):
+            assert repr(service) == f"<{type(service).__name__} data_folder={folder!r}>"  # not "<... object at 0x>"
+        assert f"chat=<ChatService data_folder={folder!r}>" in repr(services)

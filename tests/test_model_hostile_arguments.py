@@ -244,6 +244,34 @@ def test_a_pool_cannot_be_copied():
                 how(pool)
 
 
+def test_a_vocabulary_copies_as_itself_and_refuses_pickle_by_name(stories):
+    """A jan.Vocabulary pickled failed with "cannot pickle 'jan._engine.Model' object", naming no object of jan's."""
+    vocab = stories.vocabulary()
+    assert copy.copy(vocab) is vocab and copy.deepcopy(vocab) is vocab
+    with pytest.raises(TypeError, match="a jan.Vocabulary cannot be pickled"):
+        pickle.dumps(vocab)
+    assert vocab.tokenize("Once") == stories.tokenize("Once")
+
+
+# -- reprs say what the object is and its state --------------------------------------------------------------------
+
+def test_reprs_of_the_engine_handles_name_them_and_their_state(stories_path):
+    """A Request, a ModelPool and a Vocabulary printed as <jan.engine.request.Request object at 0x...>, and a closed
+    Model printed as a loaded one."""
+    with jan.ModelPool(max_loaded=2) as pool:
+        assert repr(pool) == "<jan.ModelPool loaded=[] max_loaded=2 keep_alive=None>"
+        model = pool.load("stories", stories_path, n_ctx=64, n_threads=1)
+        assert repr(pool) == "<jan.ModelPool loaded=['stories'] max_loaded=2 keep_alive=None>"
+        assert repr(model.vocabulary()) == f"<jan.Vocabulary n_vocab={model.info.n_vocab}>"
+        request = model.stream("Once", max_tokens=3, temperature=0)
+        assert repr(request) == "<jan.Request model='stories' running>"
+        request.result()
+        assert repr(request) == "<jan.Request model='stories' finished (length)>"
+        assert repr(model) == f"<jan.Model 'stories' path={model.path!r}>"
+    assert repr(pool) == "<jan.ModelPool loaded=[] max_loaded=2 keep_alive=None closed>"
+    assert repr(model) == f"<jan.Model 'stories' path={model.path!r} closed>"
+
+
 # -- media items and prompts of the wrong kind -------------------------------------------------------------------
 
 @pytest.mark.parametrize("source, says", [

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 from jan.json_text import json_type_name
+from .held import Held
 from .bounded import HookTimeoutError, call_bounded, wait_bounded
 from .dependencies import dependency_order
 from .discovery import Candidate, entry_point_candidates, instantiate
@@ -168,7 +169,7 @@ def _load_level(ext: Extension) -> int:
     return logging.DEBUG if builtin else logging.INFO
 
 
-class ExtensionManager:
+class ExtensionManager(Held):
     """Finds, orders, loads and unloads extensions; answers "who implements X".
 
     ``bus`` defaults to a new :class:`~jan.core.LocalEventBus`. ``discover_entry_points=False``
@@ -191,6 +192,8 @@ class ExtensionManager:
         ...
         await manager.stop()
     """
+
+    held = "the loaded extensions, their tasks and the event bus"
 
     def __init__(
         self,

@@ -477,6 +477,21 @@ class Vocabulary:
         """As :meth:`Model.token_to_bytes`."""
         return _token_bytes(self._native, token, special)
 
+    # A read-only view of the loaded model: a copy is the same view (as a copy of a tuple is the tuple). Pickling
+    # failed on the native model with "cannot pickle 'jan._engine.Model' object", naming nothing the user holds.
+    def __copy__(self) -> "Vocabulary":
+        return self
+
+    def __deepcopy__(self, memo) -> "Vocabulary":
+        return self
+
+    def __reduce__(self):
+        raise TypeError("a jan.Vocabulary cannot be pickled: it reads the tokenizer of a model loaded in this process "
+                        "(pickle the token ids, or load the model again where they are read)")
+
+    def __repr__(self) -> str:
+        return f"<jan.Vocabulary n_vocab={self.n_vocab}>"
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -1834,7 +1849,8 @@ class Model:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<jan.Model {self.id!r} path={self.path!r}>"
+        # a closed model looked loaded in a debugger or a log line; its every use raises ModelClosedError
+        return f"<jan.Model {self.id!r} path={self.path!r}{' closed' if self._closed else ''}>"
 
 
 #: The keyword options :class:`Model` takes (what :func:`check_load_options` knows).

@@ -644,6 +644,14 @@ class ModelPool:
         # a copy shared the loaded models (and the reaper), so closing it unloaded the original's
         raise TypeError("a jan.ModelPool cannot be copied or pickled: it holds loaded models")
 
+    def __repr__(self) -> str:
+        # (the default <... object at 0x...> said nothing of what the pool holds)
+        with self._lock:
+            loaded = list(self._models)
+        state = " closed" if self._closed.is_set() else ""
+        return (f"<jan.ModelPool loaded={loaded!r} max_loaded={self.max_loaded!r} "
+                f"keep_alive={self.keep_alive!r}{state}>")
+
     def __enter__(self) -> "ModelPool":
         return self
 

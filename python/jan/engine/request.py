@@ -328,6 +328,12 @@ class Request:
         raise TypeError("a jan.Request cannot be copied or pickled: it is a handle on a running generation "
                         "(read it, or pickle its Completion/Chunks)")
 
+    def __repr__(self) -> str:
+        # (the default <... object at 0x...> said neither whose request it was nor whether it had ended)
+        final = self.final
+        state = "running" if final is None else f"finished ({final.finish_reason})"
+        return f"<jan.Request model={getattr(self._model, 'id', None)!r} {state}>"
+
     def __del__(self) -> None:
         native = getattr(self, "_native", None)
         # (not in a forked child: cancelling takes the request's lock, which the parent's engine thread may have held)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from jan.core import LocalInferenceExtension, LocalModel
+from jan.core.held import Held
 from jan.engine.model import Vocabulary
 from jan.engine.results import Usage
 from jan.errors import LARGER_CONTEXT, ContextOverflowError, GrammarPrefixError, MediaError, QueueFullError
@@ -75,8 +76,10 @@ def combined_usage(usages: list[Usage]) -> Usage:
                  draft_accepted=sum(u.draft_accepted for u in usages))
 
 
-class ChatService:
+class ChatService(Held):
     """Chat completions on any engine; see the module docstring."""
+
+    held = "the model service of a running extension manager"
 
     def __init__(self, models: ModelService):
         self.models = models

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from jan.core import LocalInferenceExtension
+from jan.core.held import Held
 from jan.engine.results import Usage
 from jan.services.errors import RequestError
 from jan.services.local import (ShownLogprobs, ShownTokens, cancel_all, check_fan_out, client_seed,
@@ -27,9 +28,11 @@ from jan.services.types import (CompletionDelta, CompletionRequest, MediaText, S
 __all__ = ["CompletionService"]
 
 
-class CompletionService:
+class CompletionService(Held):
     """Text completions on any engine. Choices are numbered prompt-major (prompt ``i``'s choice
     ``j`` is ``i * n + j``)."""
+
+    held = "the model service of a running extension manager"
 
     def __init__(self, models: ModelService):
         self.models = models

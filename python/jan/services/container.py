@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from jan.core import ExtensionManager, LocalEventBus
+from jan.core.held import Held
 from jan.near_names import keywords_named
 from jan.services.chat import ChatService
 from jan.services.completions import CompletionService
@@ -65,7 +66,9 @@ class made_once(Generic[T]):  # noqa: N801 - used as a decorator, as functools.c
 
 
 @dataclass(frozen=True)
-class Services:
+class Services(Held):
+    held = "the services over a running extension manager"
+
     manager: ExtensionManager
     models: ModelService
     chat: ChatService

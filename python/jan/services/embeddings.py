@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from jan.core import LocalInferenceExtension
+from jan.core.held import Held
 from jan.errors import ContextOverflowError, EmbeddingCancelledError, EmbeddingStoppedError
 from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, pooling_none_refusal, reranker_refusal
 from jan.services.engine_output import engine_failures
@@ -117,7 +118,9 @@ def _too_long(vector, dimensions: int) -> bool:
             and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vector))
 
 
-class EmbeddingService:
+class EmbeddingService(Held):
+    held = "the model service of a running extension manager"
+
     def __init__(self, models: ModelService):
         self.models = models
 

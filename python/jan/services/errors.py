@@ -127,6 +127,12 @@ def require(manager: Any, interface: type[T], provides: str, builtin: str) -> T:
         if failed:  # enabled already: "enable it" would send the user the wrong way; the cause is what helps
             raise ServiceUnavailableError(f"No extension {provides}: {describe_failed(failed)}",
                                           builtin=builtin) from None
+        if getattr(manager, "started", True) is False:
+            # nothing is loaded because nothing runs: a service used after open_services' block (or a server's stop)
+            # said "enable 'models'", sending the user to enable what is enabled already
+            raise ServiceUnavailableError(f"No extension {provides}: jan's extensions are not running (the services "
+                                          "are closed: open_services' block has ended, or the server is stopping; "
+                                          "open them again)", builtin=builtin) from None
         # how to enable it, as the engine's message says it: "(enable 'models')" left the user to find how
         raise ServiceUnavailableError(f"No enabled extension {provides}: enable '{builtin}' (`jan extensions enable "
                                       f"{builtin}`, or POST /v1/extensions/{builtin}/enable)", builtin=builtin) from None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from jan.core import ExtensionManager, InferenceExtension, LocalInferenceExtension, ModelExtension, ModelState
+from jan.core.held import Held
 from jan.core.engine_answers import loaded_ids
 from jan.core.guarded import guarded
 from jan.services.engine_output import engine_failures
@@ -539,8 +540,10 @@ def refuse_fan_out(engine: Any, model: dict[str, Any], count: int, param: str) -
         raise problem
 
 
-class ModelService:
+class ModelService(Held):
     """Finds models and their engines through the extension manager — the one model→engine rule."""
+
+    held = "the extension manager and its loaded models"
 
     def __init__(self, manager: ExtensionManager, *, default_model: str | None = None, name_folder: bool = False):
         self.manager = manager

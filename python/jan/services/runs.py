@@ -124,6 +124,7 @@ from jan.core import (
     ThreadDeleted,
     ToolRegistry,
 )
+from jan.core.held import Held
 from jan.services.control import EndReasoning, GenerationControl
 from jan.services.chat import ChatService
 from jan.templates.chat import joined_turn
@@ -942,9 +943,11 @@ async def _whole(end: Awaitable[None]) -> None:
         raise
 
 
-class RunService:
+class RunService(Held):
     """Prepares, executes, remembers, continues and cancels runs. ``describe_error`` maps a failure
     to the (message, code) recorded in the message and the run."""
+
+    held = "the runs in progress, their tasks and locks"
 
     def __init__(self, manager: ExtensionManager, models: ModelService, chat: ChatService, *,
                  describe_error: Callable[[BaseException], tuple[str, str | None]] = describe_error,

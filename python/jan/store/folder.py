@@ -34,15 +34,22 @@ def resolve_data_folder(path: str | os.PathLike[str] | None = None) -> Path:
     The result is absolute and symlinks are resolved, so every process
     agrees on lock keys whichever way it named the folder.
     """
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if isinstance(path, (bytes, bytearray)):
+        path = os.fsdecode(bytes(path))  # a bytes path, as open() takes one
     if path is None:
         path = os.environ.get(ENV_VAR) or os.path.join("~", DEFAULT_FOLDER_NAME)
-    elif os.fspath(path) == "":
+    elif not isinstance(path, str):
+        # (open_services(5) said pathlib's "expected str, bytes or os.PathLike object, not int", naming no argument)
+        raise TypeError(f"data_folder: expected a folder path (str or os.PathLike), got {type(path).__name__}")
+    elif path == "":
         # Path("") is the current folder: an unset shell variable (`--data-folder "$DIR"`) would make jan's
         # layout in whatever folder the command ran from. (An empty $JAN_DATA_FOLDER is the variable not
         # set, as shells mean it, and gives the default above.)
         raise InvalidArgumentError("the data folder path is empty (it would be the current folder): give a folder",
                                    param="data_folder", code="empty_path")
-    return Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
+    return Path(os.path.realpath(os.path.expanduser(path)))
 
 
 def make_data_folder(path: str | os.PathLike[str] | None = None) -> Path:

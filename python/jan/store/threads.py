@@ -43,6 +43,11 @@ def normalize_assistants(assistants: Any) -> list[dict[str, Any]]:
             validate_id(entry["assistant_id"], "assistant id")
         if "model" in entry and entry["model"] is not None and not isinstance(entry["model"], Mapping):
             raise InvalidArgumentError("assistants[].model must be an object")
+        # what a read of thread.json checks (_thread_shape): a thread written with `"instructions": 7` read back damaged
+        error = field_type_error(entry, _ASSISTANT_TYPES) or (
+            field_type_error(entry["model"], {"id": "str"}) if isinstance(entry.get("model"), Mapping) else None)
+        if error is not None:
+            raise InvalidArgumentError(f"assistants[].{'model.' if error.startswith('id ') else ''}{error}")
         out.append(entry)
     return out
 
@@ -52,6 +57,10 @@ _THREAD_TYPES = {"title": "str", "assistants": "list", "created": "number", "cre
                  "metadata": "dict"}
 
 
+#: The fields of a thread's assistant entry jan writes (``jan chat``, a run) and their types.
+_ASSISTANT_TYPES = {"assistant_id": "str", "assistant_name": "str", "instructions": "str", "model": "dict"}
+
+
 @register_shape(KIND)
 def _thread_shape(doc: dict[str, Any]) -> str | None:
     """What makes a thread.json unusable: a field of another type than jan writes (a hand edit's ``"title": 5``,
@@ -59,6 +68,13 @@ def _thread_shape(doc: dict[str, Any]) -> str | None:
     error = field_type_error(doc, _THREAD_TYPES)
     if error is None and not all(isinstance(entry, dict) for entry in doc.get("assistants") or ()):
         error = "assistants is not a list of objects"
+    # the fields of an assistant entry that jan writes and reads back: `"instructions": 7` failed `jan chat --thread`
+    # (and `jan threads export`) with a traceback, as a system prompt that is no text
+    for i, entry in enumerate(doc.get("assistants") or ()) if error is None else ():
+        error = field_type_error(entry, _ASSISTANT_TYPES) or (
+            field_type_error(entry["model"], {"id": "str"}) if isinstance(entry.get("model"), dict) else None)
+        if error is not None:
+            return f"assistants[{i}].{'model.' if error.startswith('id ') else ''}{error}"
     return error
 
 
