@@ -172,6 +172,14 @@ def _repeat(expr: str, lo: int, hi: int | None) -> str:
     return gbnf_repeat(expr, lo, hi)
 
 
+def _check_count(lo: int, keyword: str) -> None:
+    """Refuse a schema's ``minItems``/``minProperties`` past the limit, said with the schema's own number: the
+    grammar repeats the members after the first (``lo - 1``), which :func:`_repeat` would report one short."""
+    if lo > MAX_REPETITION:
+        raise _too_complex(f"a {keyword} of {lo:,} is too large a repetition count for the grammar; the limit is "
+                           f"{MAX_REPETITION:,}")
+
+
 def gbnf_repeat(expr: str, lo: int, hi: int | None) -> str:
     """``expr`` (a single term) repeated lo..hi times (hi None = unbounded), in GBNF syntax, bounds unchecked."""
     if hi == 0:
@@ -1153,6 +1161,7 @@ class GrammarBuilder:
                 raise GrammarError(f"maxProperties < minProperties at {hint!r}")
             if hi == 0:
                 return self.add_rule(f"{hint}-obj", f'"{{" {ws} "}}" {ws}')
+            _check_count(lo, "minProperties")
             more = _repeat(_group(f'"," {ws} {extra_kv}'), max(lo - 1, 0), None if hi is None else hi - 1)
             members = f"{extra_kv} {more}" if more != '""' else extra_kv
             head_extra = members if lo else f"( {members} )?"
@@ -1209,6 +1218,7 @@ class GrammarBuilder:
         item = self._as_rule(self._visit(items if items is not None else True, f"{hint}-item", doc), f"{hint}-item")
         if hi == 0:
             return self.add_rule(f"{hint}-arr", f'"[" {ws} "]" {ws}')
+        _check_count(lo, "minItems")
         more = _repeat(f'( "," {ws} {item} )', max(lo - 1, 0), None if hi is None else hi - 1)
         elems = f"{item} {more}"
         if lo == 0:
