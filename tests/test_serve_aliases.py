@@ -16,7 +16,8 @@ from jan.server.config import ServerConfig
 from jan.services.models import ModelService
 from jan.testing.server import ServerThread
 
-ALIASES = ["gpt-4o-mini", "code"]
+#: (a Hugging Face style name with a slash and a tag, as clients that name models by their repo send them)
+ALIASES = ["gpt-4o-mini", "code", "org/stories:latest"]
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,23 @@ def test_a_request_may_name_the_model_by_an_alias(server, name):
     assert native.status_code == 200, native.text
     one = httpx.get(f"{server.base_url}/v1/models/{name}", timeout=60).json()
     assert one["id"] == "stories260K" and sorted(one["aliases"]) == sorted(ALIASES)
+
+
+def test_a_name_with_slashes_reaches_the_models_routes_written_as_it_is(server):
+    """``GET /v1/models/org/stories:latest`` (the slash unescaped, as curl, httpx f-strings and older SDKs send it)
+    was the bare 404 "Unknown route" though requests may name the model so; now every ``/v1/models/{id}`` route
+    takes the name whole, and a name no model has is the OpenAI ``model_not_found`` 404."""
+    base = server.base_url + "/v1/models/"
+    assert httpx.get(base + "org/stories:latest", timeout=60).json()["id"] == "stories260K"
+    assert httpx.get(base + "org%2Fstories:latest", timeout=60).json()["id"] == "stories260K"
+    for verb in ("stop", "start"):
+        answer = httpx.post(base + f"org/stories:latest/{verb}", timeout=120)
+        assert answer.status_code == 200 and answer.json()["id"] == "stories260K", answer.text
+    assert httpx.get(base + "stories260K", timeout=60).json()["state"] == "ready"
+    deleted = httpx.delete(base + "org/stories:latest", timeout=60)
+    assert deleted.status_code == 400 and deleted.json()["error"]["code"] == "model_is_alias", deleted.text
+    missing = httpx.get(base + "no/such:model", timeout=60)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found", missing.text
 
 
 def test_an_alias_that_is_another_models_id_stops_the_start(server, stories_path):

@@ -45,8 +45,8 @@ LAZY_MODULES = ("model_admin", "runs", "threads", "assistants", "files", "extens
 LAZY_ROUTES: tuple[tuple[str, str, str], ...] = (
     # model_admin
     ("model_admin", "POST", "/v1/models"),
-    ("model_admin", "PATCH", "/v1/models/{model_id}"),
-    ("model_admin", "DELETE", "/v1/models/{model_id}"),
+    ("model_admin", "PATCH", "/v1/models/{model_id:.+}"),
+    ("model_admin", "DELETE", "/v1/models/{model_id:.+}"),
     ("model_admin", "POST", "/v1/models/pull"),
     ("model_admin", "GET", "/v1/downloads"),
     ("model_admin", "DELETE", "/v1/downloads/{task_id}"),

@@ -808,6 +808,11 @@ class CompletionRequest(SamplingFields):
             raise ValueError("best_of: must equal n (each choice is generated once)")
         if isinstance(self.prompt, list) and len(self.prompt) == 0:
             raise ValueError("prompt: must not be empty")
+        if isinstance(self.prompt, list):
+            # (an empty token list among several reached the engine, whose refusal named no item and had no code)
+            empty = next((i for i, p in enumerate(self.prompt) if isinstance(p, list) and not p), None)
+            if empty is not None:
+                raise ValueError(f"prompt[{empty}]: a token list must not be empty")
         return self
 
 

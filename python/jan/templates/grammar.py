@@ -172,6 +172,14 @@ def _repeat(expr: str, lo: int, hi: int | None) -> str:
     return gbnf_repeat(expr, lo, hi)
 
 
+def _check_count(lo: int, keyword: str) -> None:
+    """Refuse a schema's ``minItems``/``minProperties`` past the limit, said with the schema's own number: the
+    grammar repeats the members after the first (``lo - 1``), which :func:`_repeat` would report one short."""
+    if lo > MAX_REPETITION:
+        raise _too_complex(f"a {keyword} of {lo:,} is too large a repetition count for the grammar; the limit is "
+                           f"{MAX_REPETITION:,}")
+
+
 def gbnf_repeat(expr: str, lo: int, hi: int | None) -> str:
     """``expr`` (a single term) repeated lo..hi times (hi None = unbounded), in GBNF syntax, bounds unchecked."""
     if hi == 0:
@@ -811,14 +819,31 @@ def tool_parameters_schema(fn: Mapping[str, Any]) -> Any:
     """The JSON schema a call of OpenAI function ``fn`` writes its arguments in. Omitted ``parameters`` are an
     empty parameter list (OpenAI's rule: "Omitting parameters defines a function with an empty parameter list"), so
     the arguments are ``{}``, not any object a random key could go in; a schema without a ``type`` that is no
-    combination is an object's."""
+    combination is an object's.
+
+    A call's arguments are a JSON object in every dialect (OpenAI and Anthropic refuse other tool schemas), and the
+    tool-call parsers read nothing else: a schema whose ``type`` (or ``enum``/``const``) leaves no object is a
+    :class:`GrammarError` (code ``invalid_schema``) -- its grammar made the model write ``[2]`` or ``null`` as the
+    arguments, a call no parser took back, so the raw call markup reached the client as text. A ``type`` list with
+    ``"object"`` among others (``["object", "null"]``) is narrowed to the object."""
     params = fn.get("parameters")
     if params is None:
         return {"type": "object", "properties": {}}
-    if isinstance(params, Mapping) and "type" not in params and not any(
-        k in params for k in ("$ref", "anyOf", "oneOf", "allOf", "enum", "const")
-    ):
+    if not isinstance(params, Mapping):
+        return params
+    kind = params.get("type")
+    if "type" not in params and not any(k in params for k in ("$ref", "anyOf", "oneOf", "allOf", "enum", "const")):
         return {**params, "type": "object"}
+    if isinstance(kind, list) and "object" in kind and kind != ["object"]:
+        return {**params, "type": "object"}
+    values = params["enum"] if isinstance(params.get("enum"), list) else [params["const"]] if "const" in params else None
+    if (isinstance(kind, str) and kind != "object") or (isinstance(kind, list) and "object" not in kind) or (
+            values is not None and not any(isinstance(v, Mapping) for v in values)):
+        why = f"type {json.dumps(kind)}" if kind is not None else "enum" if "enum" in params else "const"
+        err = GrammarError(f"a tool's parameters must be the JSON schema of an object (a call's arguments are a "
+                           f"JSON object); this one's {why} allows no object")
+        err.code = "invalid_schema"
+        raise err
     return params
 
 
@@ -1156,6 +1181,7 @@ class GrammarBuilder:
                 raise GrammarError(f"maxProperties < minProperties at {hint!r}")
             if hi == 0:
                 return self.add_rule(f"{hint}-obj", f'"{{" {ws} "}}" {ws}')
+            _check_count(lo, "minProperties")
             more = _repeat(_group(f'"," {ws} {extra_kv}'), max(lo - 1, 0), None if hi is None else hi - 1)
             members = f"{extra_kv} {more}" if more != '""' else extra_kv
             head_extra = members if lo else f"( {members} )?"
@@ -1212,6 +1238,7 @@ class GrammarBuilder:
         item = self._as_rule(self._visit(items if items is not None else True, f"{hint}-item", doc), f"{hint}-item")
         if hi == 0:
             return self.add_rule(f"{hint}-arr", f'"[" {ws} "]" {ws}')
+        _check_count(lo, "minItems")
         more = _repeat(f'( "," {ws} {item} )', max(lo - 1, 0), None if hi is None else hi - 1)
         elems = f"{item} {more}"
         if lo == 0:

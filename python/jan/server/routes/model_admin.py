@@ -208,7 +208,7 @@ async def create_model(request: web.Request) -> web.Response:
     return json_response(await with_state(request, model), status=201)
 
 
-@routes.patch("/v1/models/{model_id}")
+@routes.patch("/v1/models/{model_id:.+}")
 async def update_model(request: web.Request) -> web.Response:
     """Change a model.json (``settings``, ``parameters`` and ``metadata`` merge one level deep)."""
     body = await parse_body(request, ModelPatch)
@@ -234,7 +234,7 @@ async def update_model(request: web.Request) -> web.Response:
     return json_response(await with_state(request, model))
 
 
-@routes.delete("/v1/models/{model_id}")
+@routes.delete("/v1/models/{model_id:.+}")
 async def delete_model(request: web.Request) -> web.Response:
     """Delete a model (unloaded first if it is loaded) and its files in the data folder."""
     models = model_extension(request)

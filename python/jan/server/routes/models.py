@@ -135,7 +135,7 @@ async def list_models(request: web.Request) -> web.Response:
                           "leftovers": await request.app[SERVICES].models.leftovers()})
 
 
-@routes.get("/v1/models/{model_id}")
+@routes.get("/v1/models/{model_id:.+}")
 async def get_model(request: web.Request) -> web.Response:
     """One model with its engine state; Anthropic's ``ModelInfo`` for Anthropic's SDK."""
     if from_anthropic_sdk(request.headers):
@@ -145,7 +145,7 @@ async def get_model(request: web.Request) -> web.Response:
     return json_response(await with_state(request, model))
 
 
-@routes.post("/v1/models/{model_id}/start")
+@routes.post("/v1/models/{model_id:.+}/start")
 async def start_model(request: web.Request) -> web.Response:
     """Load a model in its engine."""
     model, engine = await model_and_engine(request, request.match_info["model_id"])
@@ -153,7 +153,7 @@ async def start_model(request: web.Request) -> web.Response:
     return json_response(await with_state(request, model))
 
 
-@routes.post("/v1/models/{model_id}/stop")
+@routes.post("/v1/models/{model_id:.+}/stop")
 async def stop_model(request: web.Request) -> web.Response:
     """Unload a model now: requests running on it end as ``cancelled`` (an admin's stop; Ollama's
     ``keep_alive: 0`` instead waits for them). A load in progress is waited for, then undone, so the
