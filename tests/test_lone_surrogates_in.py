@@ -199,3 +199,21 @@ def test_a_chat_completion_s_call_and_history(forced, stream):
                                                     {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]})
         assert r.status_code == 200, r.text  # (before: 400, the surrogate refused in the prompt)
         assert r.json()["choices"][0]["message"]["content"] == "Sunny."
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_ollama_s_arguments_and_history(forced, stream):
+    srv, output = forced
+    output[0] = CALL
+    ask = [{"role": "user", "content": "Weather?"}]
+    r = _post(srv, "/api/chat", {"model": "tool-model", "tools": CHAT_TOOLS, "messages": ask, "stream": stream,
+                                 "options": {"num_predict": 200}})
+    assert r.status_code == 200, r.text
+    lines = [json.loads(line) for line in r.text.splitlines() if line.strip()]
+    call, = [c for line in lines for c in line["message"].get("tool_calls") or []]
+    output[0] = "Sunny."
+    r = _post(srv, "/api/chat", {"model": "tool-model", "tools": CHAT_TOOLS, "stream": False, "messages": [
+        *ask, {"role": "assistant", "content": "", "tool_calls": [call]}, {"role": "tool", "content": "sunny"}]})
+    assert r.status_code == 200, r.text  # (before: 400, the history's lone escape refused)
+    assert r.json()["message"]["content"] == "Sunny."
+    assert call["function"]["arguments"] == {"city": "a\ufffdb"}
