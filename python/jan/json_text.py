@@ -12,7 +12,8 @@ import json
 import re
 from typing import Any
 
-__all__ = ["QUOTED_VALUE_CHARS", "escape_lone_surrogates", "json_text", "json_type_name", "loads_json", "utf8_json"]
+__all__ = ["QUOTED_VALUE_CHARS", "escape_lone_surrogates", "fix_lone_surrogate_escapes", "json_text", "json_type_name",
+           "loads_json", "replace_lone_surrogates", "utf8_json"]
 
 # A UTF-16 surrogate code point: in a Python str read from JSON, always a lone one (json.loads joins a pair into its
 # character), since JSON's ``\ud800`` escape parses into one; and a model's JSON may write such an escape (its
@@ -39,13 +40,82 @@ def utf8_json(text: str) -> bytes:
         return escape_lone_surrogates(text).encode("utf-8")
 
 
+# What may put a lone surrogate into a parsed value: a high or low surrogate's escape, or the code point itself (in a
+# str, or in bytes, which json.loads decodes with "surrogatepass").
+_SURROGATE_HINT = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+_SURROGATE_HINT_BYTES = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """``text`` with each lone UTF-16 surrogate code point as U+FFFD (what a UTF-8 decoder makes of bytes that are no
+    character, and what llama.cpp's own output holds for them); a high one right before a low one is read as their
+    pair, the character they spell."""
+    if _LONE_SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+# A backslash and what it escapes, read left to right (so ``\\\\ud800``, an escaped backslash then text, is no
+# escape): a high surrogate's escape with its low one's (a pair), a lone surrogate's escape, or any other.
+_ESCAPE = re.compile(r"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|(u[dD][89a-fA-F][0-9a-fA-F]{2})|.)",
+                     re.S)
+
+
+def fix_lone_surrogate_escapes(text: str) -> str:
+    """JSON text (as far as it is written) with each lone surrogate's escape (``\\ud800`` without its pair) written
+    ``\\ufffd``: the value :func:`loads_json` reads from it, in text of the same length (a stream's offsets into it
+    hold). A high surrogate's escape at the very end is read as lone: a streaming caller holds one back until what
+    follows it is known (``jan.templates.formats.text.scan_json``)."""
+    if "\\u" not in text:
+        return text
+    return _ESCAPE.sub(lambda m: "\\ufffd" if m.group(1) else m.group(), text)
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """``value`` (parsed JSON; its dicts and lists changed in place, so a caller's ``object_pairs_hook`` type stays)
+    with every string and key passed through :func:`replace_lone_surrogates`; iterative."""
+    if isinstance(value, str):
+        return replace_lone_surrogates(value)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            for i, child in enumerate(item):
+                if isinstance(child, str):
+                    item[i] = replace_lone_surrogates(child)
+                elif isinstance(child, (list, dict)):
+                    stack.append(child)
+        elif isinstance(item, dict):
+            pairs = list(item.items())
+            if any(_LONE_SURROGATE.search(key) for key, _ in pairs):  # (keys rewritten in their order)
+                item.clear()
+                for key, child in pairs:
+                    item[replace_lone_surrogates(key)] = child
+            for key, child in item.items():
+                if isinstance(child, str):
+                    item[key] = replace_lone_surrogates(child)
+                elif isinstance(child, (list, dict)):
+                    stack.append(child)
+    return value
+
+
 def loads_json(text: str | bytes | bytearray, **kwargs: Any) -> Any:
-    """``json.loads(text, **kwargs)``; JSON nested too deeply to parse is a :class:`json.JSONDecodeError` too."""
+    """``json.loads(text, **kwargs)``; JSON nested too deeply to parse is a :class:`json.JSONDecodeError` too.
+
+    A lone UTF-16 surrogate in a string or key (JSON's ``"\\ud800"`` escape without its pair, which a model's output
+    may write: its grammar allows any ``\\uXXXX``) is read as U+FFFD: such a code point has no UTF-8 form, so a value
+    holding it could not be streamed, stored, or shown to a model again (the engine refuses it in a prompt) — one
+    rule for everything jan reads that it did not check itself: a model's tool calls in every format, arguments a
+    dialect turns into an object, stored documents, an upstream's answers. A pair's two escapes
+    (``"\\ud83d\\ude00"``) are still the one character they spell. (A client's request body is read by
+    ``jan.server.validation``, which refuses such an escape instead.)"""
     try:
-        return json.loads(text, **kwargs)
+        value = json.loads(text, **kwargs)
     except RecursionError:
         raise json.JSONDecodeError("JSON nested too deeply to read", text if isinstance(text, str) else "", 0) \
             from None
+    hint = _SURROGATE_HINT if isinstance(text, str) else _SURROGATE_HINT_BYTES
+    return _without_lone_surrogates(value) if hint.search(text) is not None else value
 
 
 def json_type_name(value: Any) -> str:

@@ -38,6 +38,11 @@ MAX_JSON_DEPTH = 64
 # gives a str that no UTF-8 encoder takes (not the native engine's, not the store's). A valid pair
 # ("\ud83d\ude00", json.dumps' way of writing an emoji) parses into one character. The bytes are
 # searched for such an escape first, so only a body that has one is walked.
+# A client's body holding one is refused (400 invalid_unicode), in every dialect, rather than read as U+FFFD as a
+# model's output is (jan.json_text.loads_json): llama-server's JSON parser refuses such a body too, and nothing jan
+# writes holds one any more (a model's lone escape is U+FFFD from its parse on), so a history jan wrote is taken
+# back whole. JSON text a client carries inside a string (OpenAI's tool-call ``arguments``, a model's text passed on
+# verbatim, by jan before, or by another server) is read as a model's output is: its lone escape is U+FFFD.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 

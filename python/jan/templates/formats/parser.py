@@ -16,7 +16,10 @@ Either way the streamed deltas add up to exactly the non-streamed result.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Iterable, Mapping
+
+from jan.json_text import fix_lone_surrogate_escapes
 
 from ..tool_calls import ToolCallStreamParser, new_call_id, new_short_call_id
 from .raw_thinking import RawThinking
@@ -180,6 +183,7 @@ class OutputParser:
         self._content: list[str] = []
         self._reasoning: list[str] = []
         self._calls: list[ParsedCall] = []
+        self._surrogates = _SurrogateEscapes()
         self._finished = False
 
     def feed(self, piece: str) -> list[OutputDelta]:
@@ -300,6 +304,7 @@ class OutputParser:
         return [OutputDelta(reasoning=reasoning), *deltas] if reasoning else deltas
 
     def _record(self, deltas: list[OutputDelta]) -> list[OutputDelta]:
+        deltas = self._surrogates.fix(deltas, self._finished)
         for d in deltas:
             if d.content:
                 self._content.append(d.content)
@@ -320,6 +325,51 @@ class OutputParser:
             reasoning="".join(self._reasoning) or None,
             tool_calls=[ParsedCall(c.id, c.name, c.arguments) for c in self._calls],
         )
+
+
+# A high surrogate's escape at the end of JSON text (an odd run of backslashes before its "u": an escape, not text)
+_HIGH_AT_END = re.compile(r"(?<!\\)(?:\\\\)*\\u[dD][89abAB][0-9a-fA-F]{2}$")
+
+
+class _SurrogateEscapes:
+    """Tool-call arguments with each lone surrogate's escape (``\\ud800`` without its pair: a model's JSON may write
+    one, its grammar allowing any ``\\uXXXX``) written ``\\ufffd``, as :func:`jan.json_text.loads_json` reads it:
+    the arguments a client reads (a lone surrogate, which no UTF-8 text holds: jan refuses it in a request, so an
+    agent sending its history back was refused), the Anthropic/Ollama object, the stored response and the prompt it
+    is shown again in all hold U+FFFD. Every format's arguments pass here, streamed or whole. A high surrogate's
+    escape at a piece's end waits for the next piece (its pair's low half may follow); the parsers never split an
+    escape itself between pieces."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, str] = {}  # call index -> a high surrogate's escape not sent yet
+
+    def fix(self, deltas: list[OutputDelta], final: bool) -> list[OutputDelta]:
+        if not self._held and not any("\\u" in c.arguments for d in deltas for c in d.tool_calls):
+            return deltas
+        out: list[OutputDelta] = []
+        for d in deltas:
+            calls: list[CallDelta] = []
+            for c in d.tool_calls:
+                for index in [i for i in self._held if i != c.index]:  # (another call goes on: this one is done)
+                    out.append(OutputDelta(tool_calls=(CallDelta(index, arguments=self._flush(index)),)))
+                text = self._held.pop(c.index, "") + c.arguments
+                high = _HIGH_AT_END.search(text)
+                if high is not None:
+                    self._held[c.index] = text[high.end() - 6:]
+                    text = text[:high.end() - 6]
+                if text or c.id is not None:
+                    calls.append(CallDelta(c.index, c.id, c.name, fix_lone_surrogate_escapes(text)))
+            if (d.content or d.reasoning) and self._held:
+                for index in list(self._held):
+                    out.append(OutputDelta(tool_calls=(CallDelta(index, arguments=self._flush(index)),)))
+            if d.content or d.reasoning or calls:
+                out.append(OutputDelta(d.content, d.reasoning, tuple(calls)))
+        if final:
+            out += [OutputDelta(tool_calls=(CallDelta(i, arguments=self._flush(i)),)) for i in list(self._held)]
+        return out
+
+    def _flush(self, index: int) -> str:
+        return fix_lone_surrogate_escapes(self._held.pop(index))  # (nothing followed: a lone one)
 
 
 def _merge(deltas: list[OutputDelta]) -> list[OutputDelta]:
