@@ -199,6 +199,37 @@ async def test_tools_no_run_could_use_are_refused_where_they_are_given(server):
         assert len((await api.ok("GET", "/v1/threads?limit=100"))["data"]) == threads_before + 5
 
 
+async def test_a_tool_schema_no_grammar_takes_is_refused_where_it_is_given(server):
+    """A function's parameters schema every run makes a grammar of (a type no JSON has, a $ref that does not resolve,
+    a bad pattern): an assistant (created or changed) and a thread's assistant entry (created, changed, or made by
+    create-and-run) refuse it with the 400 a chat completion gives (``invalid_schema`` naming the entry), as a run's
+    own tools are. It was stored, and every run of it was then refused."""
+    async with Client(server.base_url) as api:
+        made = await api.ok("POST", "/v1/assistants", {"name": "x", "model": "stories260K"})
+        tid = (await api.ok("POST", "/v1/threads", {}))["id"]
+        for schema in ({"type": "nonsense"}, {"type": "object", "properties": {"a": {"$ref": "#/nope"}}},
+                       {"type": "object", "properties": {"a": {"type": "string", "pattern": "("}}}):
+            tools = [{"type": "function", "function": {"name": "ok", "parameters": {"type": "object"}}},
+                     {"type": "function", "function": {"name": "lookup", "parameters": schema}}]
+            param = "tools[1].function.parameters"
+            for path, body, where in (
+                    ("/v1/assistants", {"name": "y", "tools": tools}, ""),
+                    (f"/v1/assistants/{made['id']}", {"tools": tools}, ""),
+                    ("/v1/threads", {"assistants": [{"assistant_id": made["id"], "tools": tools}]}, "assistants[0]."),
+                    (f"/v1/threads/{tid}", {"assistants": [{"assistant_id": made["id"], "tools": tools}]},
+                     "assistants[0]."),
+                    ("/v1/threads/runs", {"assistant_id": made["id"], "thread": {
+                        "assistants": [{"assistant_id": made["id"], "tools": tools}],
+                        "messages": [{"role": "user", "content": "Hi"}]}}, "thread.assistants[0].")):
+                status, err = await api.post(path, body)
+                assert status == 400, (path, schema, err)
+                assert err["error"]["code"] == "invalid_schema" and err["error"]["param"] == where + param, err
+        assert (await api.ok("GET", f"/v1/assistants/{made['id']}"))["tools"] == []  # nothing stored
+        assert (await api.ok("GET", f"/v1/threads/{tid}"))["assistants"] in ([], None)
+        assert [a["name"] for a in (await api.ok("GET", "/v1/assistants"))["data"]].count("y") == 0
+        assert len((await api.ok("GET", "/v1/threads?limit=100"))["data"]) == 1
+
+
 async def test_a_damaged_assistant_json_is_named_in_the_list(tmp_path, stories_path):
     """An assistant whose assistant.json is damaged (left in place to mend) vanished from GET /v1/assistants without
     a word, where /v1/threads and /v1/models name such a file in ``problems``: now the assistants' list does too."""

@@ -54,3 +54,28 @@ async def test_the_reply_a_run_is_writing_is_not_changed_under_it(server):
         assert (await api.ok("GET", f"/v1/threads/{tid}/messages/{question}"))["metadata"] == {"tag": "q"}
         await api.ok("DELETE", base)
         assert [m["id"] for m in (await api.ok("GET", f"/v1/threads/{tid}/messages"))["data"]] == [question]
+
+
+async def test_a_clients_metadata_keeps_jans_records_of_the_reply(server):
+    """OpenAI's modify replaces a message's ``metadata``; the client's keys are replaced, but jan's records of the
+    turn (its run, finish, usage...) stay: a reply tagged ``{"tag": "mine"}`` lost them, so an incomplete reply read
+    ``completed`` and its usage was gone. A key the client gives is the client's."""
+    async with Client(server.base_url) as api:
+        thread = await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Once upon a time"}]})
+        tid = thread["id"]
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_completion_tokens": 2, "temperature": 0})
+        run = await wait_for_run(api, tid, run["id"])
+        assert run["status"] == "incomplete", run
+        [reply] = [m for m in (await api.ok("GET", f"/v1/threads/{tid}/messages"))["data"] if m["role"] == "assistant"]
+        assert reply["status"] == "incomplete" and reply["incomplete_details"] == {"reason": "max_tokens"}, reply
+        base = f"/v1/threads/{tid}/messages/{reply['id']}"
+        for metadata in ({"tag": "mine"}, {}):
+            changed = await api.ok("POST", base, {"metadata": metadata})
+            for message in (changed, await api.ok("GET", base)):
+                assert message["status"] == "incomplete", message
+                assert message["incomplete_details"] == {"reason": "max_tokens"}, message
+                assert message["metadata"]["usage"] == reply["metadata"]["usage"], message
+                assert message["metadata"]["run_id"] == run["id"], message
+                assert message["metadata"].get("tag") == metadata.get("tag"), message
+        mine = await api.ok("POST", base, {"metadata": {"model": "mine"}})
+        assert mine["metadata"]["model"] == "mine" and mine["metadata"]["run_id"] == run["id"], mine

@@ -138,7 +138,8 @@ from jan.services.run_records import (ask_cancel, cancels_asked, clear_cancel, h
 from jan.services.thread_claims import thread_claims
 from jan.services.event_log import EventLog
 from jan.services.run_steps import RunStep, end_status, last_error, openai_last_error, zero_usage
-from jan.services.thread_turns import BUDGET_STOPS, COMPLETION_BUDGET, PROMPT_BUDGET, stored_calls, stored_metadata
+from jan.services.thread_turns import (BUDGET_STOPS, COMPLETION_BUDGET, PROMPT_BUDGET, kept_records, stored_calls,
+                                      stored_metadata)
 from jan.services.tool_loop import (
     PendingCall,
     ToolDecision,
@@ -1453,11 +1454,16 @@ class RunService(Held):
         with :class:`RequestError` (``run_active``) while a run is writing it (its reply, ``pending``): the run
         saves the reply whole as it goes, so an edit made meanwhile (its content, status or metadata) was answered
         200 and then silently written over. Any other message of the thread may be changed during a run; none
-        while a Responses turn is made in the thread's conversation (:meth:`_refuse_if_turn`)."""
+        while a Responses turn is made in the thread's conversation (:meth:`_refuse_if_turn`). A ``metadata``
+        replaces the client's keys and keeps jan's records of the turn (``thread_turns.kept_records``)."""
         async with self._thread_lock(thread_id):
             await self._refuse_if_turn(thread_id, f"modify a message of {thread_id}")
             await self._refuse_if_writing(thread_id, message_id, "modify")
-            return await self.conversations().update_message(thread_id, message_id, changes)
+            store = self.conversations()
+            if isinstance(changes.get("metadata"), dict):  # jan's records of the turn stay (kept_records)
+                stored = await store.get_message(thread_id, message_id)
+                changes = {**changes, "metadata": kept_records(stored, changes["metadata"])}
+            return await store.update_message(thread_id, message_id, changes)
 
     async def delete_message(self, thread_id: str, message_id: str) -> None:
         """Delete a message — refused as :meth:`update_message` is while a run is writing it: the run would go on

@@ -26,12 +26,31 @@ from jan.services.untrusted import UntrustedTextPart, text_part_of
 from jan.templates.formats.reasoning import joined_thoughts
 
 __all__ = ["DocumentFileRef", "ImageFileRef", "TOOL_IMAGES_KEY", "attached_documents", "data_url_image", "file_refs",
-           "from_thread_message", "openai_status", "part_field", "prompt_entries", "stored_calls", "stored_metadata",
+           "from_thread_message", "openai_status", "part_field", "prompt_entries", "RECORD_KEYS", "stored_calls", "stored_metadata",
            "thread_history",
            "thread_parts", "thread_turn"]
 
 #: The metadata flag of a stored tool message whose images a tool jan ran returned (to_thread_message).
 TOOL_IMAGES_KEY = "tool_images"
+
+#: The keys of a stored message's ``metadata`` that jan writes itself, its records of a turn, read back by every run
+#: of the thread and by the message's status (``openai_status``): a reply's run, step, model, finish and usage, the
+#: calls a turn made, a tool result's call, timing, approval and result. A client's ``metadata`` (OpenAI's: it
+#: replaces the whole object) keeps those it does not give (:func:`kept_records`).
+RECORD_KEYS = frozenset({"run_id", "step", "model", "tool_calls", "finish_reason", "stop_reason", "error", "error_code",
+                         "interrupted_at", "usage", "tool_call_id", "name", "arguments", "duration_ms", "approved_by",
+                         "is_error", "truncated", "result", "reasoning_content", "tool_images"})
+
+
+def kept_records(stored: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``metadata`` a message modified with ``given`` (a client's ``metadata``) keeps: ``given``, and the
+    :data:`RECORD_KEYS` of ``stored`` (the message as stored) that ``given`` leaves out. A client tagging a run's
+    reply with ``{"tag": "x"}`` erased its records: an incomplete reply then read ``completed``, its usage was
+    gone from the run's steps and a turn's calls from the prompt of every later run, leaving its tool results
+    answering nothing."""
+    records = {k: v for k, v in stored_metadata(stored).items() if k in RECORD_KEYS and k not in given}
+    return {**records, **given}
+
 
 #: ``stop_reason`` of a reply whose turn was not started because the run's ``max_prompt_tokens`` had too little
 #: left for its prompt (the run ends ``incomplete``; OpenAI's ``incomplete_details.reason``).

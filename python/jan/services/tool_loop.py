@@ -59,6 +59,7 @@ __all__ = [
     "ToolDecision",
     "ToolPolicy",
     "chat_messages",
+    "check_tool_schemas",
     "documents_of",
     "image_files_of",
     "resolve_policy",
@@ -349,6 +350,27 @@ async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, threa
             if why is not None:
                 problem(f"{clients[name]}.function.parameters", why, "invalid_schema", hard=True)
     return policy
+
+
+async def check_tool_schemas(tools: Any, *, param: str) -> None:
+    """The parameters schema of each function entry of ``tools`` (an assistant's or a thread's
+    ``assistants[i].tools``, stored for every later run), made into the grammar a run makes of it, on a worker
+    thread: one no grammar can be made of (a type no JSON has, a ``$ref`` that does not resolve, a bad pattern...)
+    is a :class:`RequestError` (``invalid_schema``, ``param``: ``{param}[i].function.parameters``) now, as a chat
+    completion's is. It was stored and refused by every run of it afterwards. Entries of other kinds and entries
+    without ``parameters`` are left to :func:`check_tool_entries`."""
+    if not isinstance(tools, list):
+        return
+    given = [(i, {"function": {"parameters": entry["function"]["parameters"]}}) for i, entry in enumerate(tools)
+             if isinstance(entry, dict) and entry.get("type") == "function" and isinstance(entry.get("function"), dict)
+             and entry["function"].get("parameters") is not None]
+    if not given:
+        return
+    problems = await asyncio.to_thread(lambda: [(i, _schema_problem(spec)) for i, spec in given])
+    for i, why in problems:
+        if why is not None:
+            where = f"{param}[{i}].function.parameters"
+            raise RequestError(f"{where}: {why}", param=where, code="invalid_schema")
 
 
 def _schema_problem(spec: dict[str, Any]) -> str | None:

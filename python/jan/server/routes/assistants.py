@@ -25,6 +25,7 @@ from jan.server.validation import parse_body
 from jan.services.models import check_format_grammar, check_parameters
 from jan.services.types import ResponseFormat
 from jan.services.tool_checks import check_tool_entries
+from jan.services.tool_loop import check_tool_schemas
 from jan.store.assistants import assistant_sort_key, assistant_sort_key_of_id
 
 routes = web.RouteTableDef()
@@ -109,6 +110,8 @@ async def _check_model(request: web.Request, fields: dict[str, Any]) -> None:
 async def _check_format(body: AssistantFields, fields: dict[str, Any]) -> None:
     """The ``response_format`` every run of the assistant reads: one whose schema no grammar takes is refused now
     (as a chat completion refuses it), named where the body gave it."""
+    # each tool's parameters schema too, which every run of the assistant makes a grammar of
+    await check_tool_schemas(fields.get("tools"), param="tools")
     params = fields.get("parameters")
     if not isinstance(params, dict) or params.get("response_format") is None:
         return

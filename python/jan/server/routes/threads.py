@@ -72,7 +72,7 @@ from jan.services.documents import document_text
 from jan.services.thread_turns import openai_status
 from jan.services.types import DocumentPart, ResponseFormat
 from jan.services.tool_checks import check_tool_entries, check_tool_policy
-from jan.services.tool_loop import tool_bookkeeping
+from jan.services.tool_loop import check_tool_schemas, tool_bookkeeping
 
 routes = web.RouteTableDef()
 
@@ -343,6 +343,8 @@ async def check_thread_formats(assistants: list[ThreadAssistant] | None, *, wher
     """The ``response_format`` of each ``assistants[i].model.parameters``, which every run of the thread reads: one
     whose schema no grammar takes is a 400 naming it now (:func:`check_format_grammar`), not a failed run later."""
     for i, entry in enumerate(assistants or ()):
+        # each tool's parameters schema too (:func:`check_tool_schemas`), made into a grammar by every run
+        await check_tool_schemas((entry.model_extra or {}).get("tools"), param=f"{where}assistants[{i}].tools")
         value = entry.model.parameters.get("response_format") if entry.model is not None else None
         if value is not None:
             param = f"{where}assistants[{i}].model.parameters.response_format"
