@@ -106,6 +106,8 @@ def _typed(form: SmallForm, task: str) -> TranscriptionRequest:
     if form.data is None:
         raise APIError(400, "file: required (the audio clip, as a part with a file name)", param="file",
                        code="missing_required_parameter")
+    if not form.data:  # (an empty file is not a clip of another format: said as the chat routes say it)
+        raise APIError(400, "file: no data (the file is empty)", param="file", code="unsupported_format")
     fmt = audio_format(form.data)
     if fmt is None:
         name = f" ({form.filename[:80]})" if form.filename else ""
