@@ -293,14 +293,18 @@ def test_empty_image_data_is_told_as_empty(server, path, body, field):
     assert message.startswith(f"{field}: ") and "empty" in message and "format" not in message, message
 
 
-def test_an_empty_clip_to_transcribe_is_told_as_empty(server):
+@pytest.mark.parametrize("clip, says", [(b"", "no data (the file is empty)"), (b"OggS" + bytes(40), "convert it")],
+                         ids=["empty", "ogg"])
+def test_a_clip_to_transcribe_that_is_no_clip_is_told_so_with_the_chat_routes_code(server, clip, says):
+    """An empty file is said to be empty (it was "not WAV, MP3, FLAC"); a clip of another format has the code a
+    chat's undecodable ``input_audio`` has (``unsupported_format``; it was ``invalid_value``)."""
     import httpx
 
     answer = httpx.post(server.base_url + "/v1/audio/transcriptions", data={"model": MODEL},
-                        files={"file": ("a.wav", b"", "audio/wav")}, timeout=WAIT_S)
+                        files={"file": ("a.wav", clip, "audio/wav")}, timeout=WAIT_S)
     assert answer.status_code == 400, answer.text
     error = answer.json()["error"]
-    assert error["param"] == "file" and "empty" in error["message"] and "WAV" not in error["message"], error
+    assert error["param"] == "file" and error["code"] == "unsupported_format" and says in error["message"], error
 
 
 @pytest.mark.skipif(not has_reasoning_parser(), reason="this build has no reasoning parser")
