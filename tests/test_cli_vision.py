@@ -55,6 +55,19 @@ def test_run_refuses_bad_images(env, vision_pair, tmp_path):
     assert result.returncode == 2 and "--image applies to chat" in result.stderr
 
 
+@pytest.mark.parametrize("kind", ["image", "audio"])
+def test_an_empty_media_file_is_told_as_empty(tmp_path, kind):
+    """An empty --image/--audio file is said to be empty, not to be of a format it is not ("not a PNG...")."""
+    from jan.cli.common import CLIError
+    from jan.cli.images import audio_part, image_part
+
+    empty = tmp_path / ("empty.png" if kind == "image" else "empty.wav")
+    empty.write_bytes(b"")
+    with pytest.raises(CLIError) as caught:
+        (image_part if kind == "image" else audio_part)(empty)
+    assert str(caught.value) == f"{kind} '{empty}' is empty"
+
+
 def test_chat_image_command(env, vision_pair, test_image_path, tmp_path):
     model, _mmproj = vision_pair
     lines = ["/image", f"/image {tmp_path / 'missing.png'}", f"/image {test_image_path}",

@@ -276,6 +276,37 @@ def test_an_image_block_is_the_image_it_says(server, media_type, data, field, sa
     assert message.startswith(f"messages.0.content.1.{field}: ") and says in message, message
 
 
+@pytest.mark.parametrize("path, body, field", [
+    ("/v1/messages", {"model": MODEL, "max_tokens": 2, "messages": _image_message("image/png", b"")},
+     "messages.0.content.1.source.data"),
+    ("/api/chat", {"model": MODEL, "stream": False, "messages": [{"role": "user", "content": "Hi", "images": [""]}]},
+     "messages[0].images[0]"),
+    ("/api/generate", {"model": MODEL, "stream": False, "prompt": "Hi", "images": ["data:image/png;base64,"]},
+     "images[0]"),
+])
+def test_empty_image_data_is_told_as_empty(server, path, body, field):
+    """An empty image is said to be empty, as the OpenAI routes and the engine say it, not to be of a wrong format
+    ("the data is no JPEG, PNG, GIF or WebP image", "unsupported image format")."""
+    status, answer = post(server, path, body)
+    assert status == 400, answer
+    message = answer["error"]["message"] if isinstance(answer["error"], dict) else answer["error"]
+    assert message.startswith(f"{field}: ") and "empty" in message and "format" not in message, message
+
+
+@pytest.mark.parametrize("clip, says", [(b"", "no data (the file is empty)"), (b"OggS" + bytes(40), "convert it")],
+                         ids=["empty", "ogg"])
+def test_a_clip_to_transcribe_that_is_no_clip_is_told_so_with_the_chat_routes_code(server, clip, says):
+    """An empty file is said to be empty (it was "not WAV, MP3, FLAC"); a clip of another format has the code a
+    chat's undecodable ``input_audio`` has (``unsupported_format``; it was ``invalid_value``)."""
+    import httpx
+
+    answer = httpx.post(server.base_url + "/v1/audio/transcriptions", data={"model": MODEL},
+                        files={"file": ("a.wav", clip, "audio/wav")}, timeout=WAIT_S)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == "file" and error["code"] == "unsupported_format" and says in error["message"], error
+
+
 @pytest.mark.skipif(not has_reasoning_parser(), reason="this build has no reasoning parser")
 def test_omitted_thinking_comes_back_empty_with_its_signature(server):
     client = anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0, timeout=WAIT_S)

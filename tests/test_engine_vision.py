@@ -445,6 +445,23 @@ def test_transparency_is_laid_over_white(fmt):
     assert decoded.getpixel((12, 4)) == (255, 255, 255)
 
 
+@pytest.mark.parametrize("mode, key", [("RGB", (200, 10, 10)), ("L", 200), ("P", 1)])
+def test_png_transparent_colour_is_laid_over_white(mode, key):
+    """A PNG without an alpha channel can name one colour transparent (its tRNS chunk): those pixels are white
+    too. An RGB PNG's was shown in its stored colour: the plain-RGB shortcut came before the check."""
+    from jan.engine.media import decode_image
+    from PIL import Image
+
+    image = Image.new(mode, (16, 8), key)
+    if mode == "P":
+        image.putpalette([0, 0, 0, 200, 10, 10])
+    image.paste(0, (0, 0, 8, 8))  # black (palette index 0) on the left, the transparent colour on the right
+    rgb, width, height = decode_image(_encoded(image, "PNG", transparency=key))
+    decoded = Image.frombytes("RGB", (width, height), rgb)
+    assert decoded.getpixel((2, 4)) == (0, 0, 0)
+    assert decoded.getpixel((12, 4)) == (255, 255, 255)
+
+
 @pytest.mark.parametrize("mode, colour", [("RGBA", (0, 0, 0, 128)), ("LA", (0, 128))])
 def test_half_transparent_pixels_are_blended_with_white(mode, colour):
     from jan.engine.media import decode_image

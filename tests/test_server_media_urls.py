@@ -227,3 +227,43 @@ def test_the_allowlist_judges_a_url_as_the_client_will_send_it():
     for url in ("https://host.example/pub/x.png", "HTTPS://HOST.example:443/pub/x.png",
                 "https://host.example/pub/a/../x.png", "http://other.example/x.png"):
         assert allowed.allows_url(url), url
+
+
+LOCAL_URLS = ("http://127.0.0.1:8080/x.png", "https://localhost/x.png", "http://localhost./x.png",
+              "http://foo.localhost/x.png", "http://[::1]/x.png", "http://[::ffff:127.0.0.1]/x.png",
+              "http://2130706433/x.png", "http://0x7f.1/x.png", "http://127.1/x.png", "http://0/x.png",
+              "http://169.254.169.254/latest/meta-data/", "http://10.1.2.3/x.png", "https://192.168.0.9/x.png",
+              "http://[fe80::1]/x.png", "http://[fd00::5]/x.png")
+
+
+def test_a_bare_scheme_allows_public_hosts_only():
+    """``--allow-media-from https://`` ("any") let every client have the server fetch from itself, its LAN or a
+    cloud's metadata address (169.254.169.254), for media and for a request's MCP server URL alike (one check):
+    such hosts, however their address is spelled, need a prefix naming them."""
+    from jan.server.media_fetch import MediaAllowlist
+
+    any_host = MediaAllowlist.parse(["http://", "https://"])
+    for url in LOCAL_URLS:
+        assert not any_host.allows_url(url), url
+    for url in ("https://example.com/x.png", "http://8.8.8.8/x.png", "https://[2001:4860:4860::8888]/x.png"):
+        assert any_host.allows_url(url), url
+    named = MediaAllowlist.parse(["http://127.0.0.1:8080/", "http://169.254.169.254/", "https://"])
+    assert named.allows_url("http://127.0.0.1:8080/x.png") and named.allows_url("http://169.254.169.254/a")
+    assert not named.allows_url("http://127.0.0.1:8081/x.png") and not named.allows_url("http://10.1.2.3/x.png")
+
+
+def test_a_local_url_refused_under_a_bare_scheme_says_how_to_allow_it(host):
+    from jan.errors import MediaError
+    from jan.server.media_fetch import MediaAllowlist, MediaFetcher
+
+    async def fetch():
+        fetcher = MediaFetcher(MediaAllowlist.parse(["http://"]))
+        try:
+            return await fetcher.data_url(host.base + "/img/photo.png", "messages[0].content[1].image_url.url")
+        finally:
+            await fetcher.close()
+
+    with pytest.raises(MediaError) as info:
+        asyncio.run(fetch())
+    assert info.value.reason == "not_allowed"
+    assert "public hosts only; name this host to allow it" in str(info.value), str(info.value)

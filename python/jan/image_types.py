@@ -171,8 +171,8 @@ def to_rgb(image: "Image.Image") -> "Image.Image":
     a transparent background vanishes. 16-bit greyscale is scaled to 8 bits, not clipped to white."""
     from PIL import Image
 
-    if image.mode == "RGB":
-        return image
+    # (an RGB PNG can hold a transparent colour too, a tRNS chunk Pillow keeps in ``info``: checked before
+    # the plain RGB return, which otherwise showed those pixels in their stored colour, mostly black)
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode in ("P", "L", "RGB") and
                                                            "transparency" in image.info):
         rgba = image if image.mode == "RGBA" else image.convert("RGBA")
@@ -181,6 +181,8 @@ def to_rgb(image: "Image.Image") -> "Image.Image":
         out = Image.new("RGB", rgba.size, (255, 255, 255))
         out.paste(rgba, mask=rgba.getchannel("A"))
         return out
+    if image.mode == "RGB":
+        return image
     if image.mode.startswith("I"):  # a 16-bit PNG (Pillow's "I;16" or "I"): 0..65535, not 0..255
         return image.point(lambda v: v / 256).convert("L").convert("RGB")
     return image.convert("RGB")

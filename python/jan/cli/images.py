@@ -20,7 +20,7 @@ from jan.cli.common import CLIError
 def _read_media(path: str | Path, kind: str) -> tuple[Path, bytes]:
     """The bytes of the ``kind`` ("image", "audio") file at ``path``, at most the engine's limit for one encoded
     file (:data:`jan.engine.media.DEFAULT_LIMITS`); :class:`CLIError` naming the path for a missing or unreadable
-    file, or one over the limit."""
+    file, an empty one, or one over the limit."""
     from jan.engine.media import DEFAULT_LIMITS
     from jan.local_files import meant_file, open_regular_file
 
@@ -30,11 +30,14 @@ def _read_media(path: str | Path, kind: str) -> tuple[Path, bytes]:
         if p.stat().st_size > limit:
             raise CLIError(f"{kind} '{p}' is over {limit // (1024 * 1024)} MiB")
         with open_regular_file(p) as f:  # (a named pipe is refused, not waited on)
-            return p, f.read()
+            data = f.read()
     except OSError as exc:
         meant = meant_file(p) if isinstance(exc, FileNotFoundError) else None  # (a name one letter off)
         raise CLIError(f"cannot read {kind} '{p}': {exc.strerror or exc}"
                        + (f": did you mean {meant!r}?" if meant else "")) from None
+    if not data:  # (not "not a PNG..." / "not a WAV...": nothing of any format is there)
+        raise CLIError(f"{kind} '{p}' is empty")
+    return p, data
 
 
 def image_part(path: str | Path) -> dict[str, Any]:

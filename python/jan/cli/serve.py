@@ -110,7 +110,7 @@ def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 @click.option("--allowed-host", "allowed_hosts", multiple=True, callback=nonempty_param,
               help="Extra Host header to accept when bound to loopback (repeatable).")
 @click.option("--allow-media-from", "allow_media_from", multiple=True, metavar="URL_PREFIX|FOLDER",
-              help="Let requests give images by http(s) URL starting with URL_PREFIX ('https://' for any) or by "
+              help="Let requests give images by http(s) URL starting with URL_PREFIX ('https://' for any public host) or by "
                    "path inside FOLDER (repeatable). Off by default: images only inline as data: URLs.")
 @click.option("--max-upload-bytes", "max_upload_bytes", default=DEFAULT_MAX_UPLOAD_BYTES, show_default=True,
               type=click.IntRange(1), metavar="N",

@@ -20,7 +20,9 @@ wire body as a ``data:`` URL, so the dialects' parsers and the typed path stay a
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+import socket
 from dataclasses import dataclass
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +40,8 @@ from jan.server.aiohttp_import import load_client
 from jan.server.body_size import body_step
 
 MAX_REDIRECTS = 3
+#: Said where a URL of this machine or a private network is refused: a bare scheme prefix does not cover them.
+NAME_LOCAL_HOSTS = ": a bare http:// or https:// allows public hosts only; name this host to allow it"
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # one image, as the engine's limit
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -85,12 +89,47 @@ class MediaAllowlist:
         """Whether the URL the HTTP client will ask for is under an allowed prefix. Compared as the client sends
         it, not as written: aiohttp (and httpx) remove dot segments, so ``https://host/pub/../admin/x`` written
         under the prefix ``https://host/pub/`` asked the host for ``/admin/x``; and ``HTTPS://Host/pub/`` is that
-        prefix's URL (a scheme and a host are case-insensitive)."""
+        prefix's URL (a scheme and a host are case-insensitive). A URL whose host is this machine or a private
+        network's address (:func:`local_host`) is allowed only by a prefix naming that host: a bare ``https://``
+        ("any") let every client have the server fetch from itself, its LAN or a cloud's metadata address."""
         canonical = _canonical_url(url)
-        return canonical is not None and any(canonical.startswith(prefix) for prefix in self.url_prefixes)
+        if canonical is None:
+            return False
+        local = local_host(url)
+        return any(canonical.startswith(prefix) and not (local and prefix.endswith("://"))
+                   for prefix in self.url_prefixes)
 
     def allows_path(self, path: Path) -> bool:
         return any(path == folder or folder in path.parents for folder in self.folders)
+
+
+def local_host(url: str) -> bool:
+    """Whether ``url``'s host is written as this machine (``localhost``, ``*.localhost``) or as an address no
+    public host has: loopback, private, link-local (``169.254.169.254``, a cloud's metadata service), unspecified,
+    reserved, IPv4-mapped forms of these, and the numeric spellings the resolver reads as IPv4 (``2130706433``,
+    ``0x7f.1``, ``127.1``). A name that DNS resolves to such an address is not seen here."""
+    try:
+        host = URL(url).host
+    except (ValueError, TypeError):
+        return False
+    if not host:
+        return False
+    host = host.rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        try:  # (inet_aton: the legacy spellings getaddrinfo takes too; no DNS is asked)
+            address = ipaddress.ip_address(socket.inet_aton(host)) if host[-1:].isalnum() and \
+                all(c in "0123456789abcdefx." for c in host) else None
+        except OSError:
+            address = None
+    if address is None:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not address.is_global
 
 
 def _canonical_url(url: str) -> str | None:
@@ -193,7 +232,8 @@ class MediaFetcher:
         for _ in range(MAX_REDIRECTS + 1):
             if not self.allowlist.allows_url(url):
                 raise MediaError(f"{param}: {url} is not under a URL prefix this server may fetch from "
-                                 "(--allow-media-from)", reason="not_allowed", param=param)
+                                 "(--allow-media-from" + (NAME_LOCAL_HOSTS + ")" if local_host(url) else ")"),
+                                 reason="not_allowed", param=param)
             try:
                 async with self._session.get(url, allow_redirects=False) as response:
                     if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):

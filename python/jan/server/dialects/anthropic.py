@@ -98,6 +98,8 @@ class Base64Source(_Wire):
             head = b64decode(data)[:12]
         except (binascii.Error, ValueError):
             raise ValueError("not valid base64") from None
+        if not head:  # (said as empty, not as data of another type, as the other dialects say it)
+            raise ValueError("no data (the image is empty)")
         found = sniff_image(head)
         if media_type is not None and found != media_type:
             what = f"{found} data" if found else "no JPEG, PNG, GIF or WebP image"

@@ -159,6 +159,8 @@ def image_part(data: str, where: str) -> ImagePart:
     except ValueError as exc:
         why = "invalid base64 image data" if str(exc) == "not valid base64" else str(exc)
         raise OllamaRequestError(f"{where}: {why}") from None
+    if not raw:  # ("" or a data: URL with nothing after the comma: said as empty, as the other dialects say it)
+        raise OllamaRequestError(f"{where}: no data (the image is empty)")
     mime = sniff_image(raw)  # the formats every front end takes (jan.image_types)
     if mime is None:
         raise OllamaRequestError(f"{where}: unsupported image format (expected PNG, JPEG, WebP or GIF)")

@@ -106,12 +106,14 @@ def _typed(form: SmallForm, task: str) -> TranscriptionRequest:
     if form.data is None:
         raise APIError(400, "file: required (the audio clip, as a part with a file name)", param="file",
                        code="missing_required_parameter")
+    if not form.data:  # (an empty file is not a clip of another format: said as the chat routes say it)
+        raise APIError(400, "file: no data (the file is empty)", param="file", code="unsupported_format")
     fmt = audio_format(form.data)
     if fmt is None:
         name = f" ({form.filename[:80]})" if form.filename else ""
         raise APIError(400, f"file: the clip{name} is not {', '.join(f.upper() for f in AUDIO_FORMATS)} (the formats "
                             "the audio decoder reads); convert it first, e.g. `ffmpeg -i clip.m4a clip.wav`",
-                       param="file", code="invalid_value")
+                       param="file", code="unsupported_format")  # (the code of a clip the decoder cannot read)
     for name, why in (("timestamp_granularities[]", "timestamps need response_format verbose_json, which is not "
                                                     "served: a chat model's transcript carries no times"),
                       ("known_speaker_names[]", "speaker diarization is not served"),
