@@ -197,20 +197,25 @@ def test_token_counts_fetch_allowed_urls_too(server, host):
     assert count.input_tokens > 64
 
 
+def fetch_once(fetcher, url):
+    """One ``data_url`` fetch as a chat's image part would make it, the fetcher closed after."""
+    async def fetch():
+        try:
+            return await fetcher.data_url(url, "messages[0].content[1].image_url.url")
+        finally:
+            await fetcher.close()
+
+    return asyncio.run(fetch())
+
+
 def test_a_fetch_that_times_out_says_so(host):
     """A timeout's str() is empty: the message said 'cannot fetch URL: ' and stopped there."""
     from jan.errors import MediaError
     from jan.server.media_fetch import MediaAllowlist, MediaFetcher
 
-    async def fetch():
-        fetcher = MediaFetcher(MediaAllowlist.parse([host.base + "/img/"]), timeout_s=0.5)
-        try:
-            return await fetcher.data_url(host.base + "/img/silent.png", "messages[0].content[1].image_url.url")
-        finally:
-            await fetcher.close()
-
     with pytest.raises(MediaError) as info:
-        asyncio.run(fetch())
+        fetch_once(MediaFetcher(MediaAllowlist.parse([host.base + "/img/"]), timeout_s=0.5),
+                   host.base + "/img/silent.png")
     assert info.value.reason == "fetch_failed"
     assert str(info.value).endswith("no answer within 0.5 seconds"), str(info.value)
 
@@ -256,14 +261,7 @@ def test_a_local_url_refused_under_a_bare_scheme_says_how_to_allow_it(host):
     from jan.errors import MediaError
     from jan.server.media_fetch import MediaAllowlist, MediaFetcher
 
-    async def fetch():
-        fetcher = MediaFetcher(MediaAllowlist.parse(["http://"]))
-        try:
-            return await fetcher.data_url(host.base + "/img/photo.png", "messages[0].content[1].image_url.url")
-        finally:
-            await fetcher.close()
-
     with pytest.raises(MediaError) as info:
-        asyncio.run(fetch())
+        fetch_once(MediaFetcher(MediaAllowlist.parse(["http://"])), host.base + "/img/photo.png")
     assert info.value.reason == "not_allowed"
     assert "public hosts only; name this host to allow it" in str(info.value), str(info.value)
