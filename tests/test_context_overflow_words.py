@@ -102,3 +102,19 @@ def test_llama_server_route_keeps_its_shape_and_says_it_too(server):
     error = response.json()["error"]
     assert error["type"] == "exceed_context_size_error" and error["n_ctx"] == N_CTX
     assert _numbers(error["message"]) == (N_CTX, error["n_prompt_tokens"])
+
+
+@pytest.mark.parametrize("prompt,param", [
+    (["Once", LONG], "prompt[1]"),
+    ([LONG, "Once"], "prompt[0]"),
+    ([[1, 2], [1] + [300] * 400], "prompt[1]"),  # token lists alike
+    (LONG, "prompt"),  # one prompt: its field
+])
+def test_a_list_of_prompts_names_the_one_too_long(server, prompt, param):
+    """A list of prompts: the error names the one the context cannot hold (it said ``prompt`` for any of them, and
+    the message's numbers were that one's, so a client could not tell which to shorten)."""
+    response = post(server, "/v1/completions", {"model": "stories260K", "prompt": prompt, "max_tokens": 4})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "context_length_exceeded" and error["param"] == param, error
+    assert _numbers(error["message"])[0] == N_CTX

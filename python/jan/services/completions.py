@@ -11,6 +11,7 @@ from dataclasses import replace
 from jan.core import LocalInferenceExtension
 from jan.core.held import Held
 from jan.engine.results import Usage
+from jan.errors import ContextOverflowError
 from jan.services.errors import RequestError
 from jan.services.local import (ShownLogprobs, ShownTokens, cancel_all, check_fan_out, client_seed,
                                 completion_media_prompts, merged, off_loop, preserved_ids, seeds, shown_special,
@@ -104,12 +105,16 @@ class CompletionService(Held):
 
         preserved: list[int] = []  # (the ids of request.preserved_tokens, found by submit)
 
+        # one of a list of prompts: a context error names which (the route names only its field)
+        named_prompt = request.prompt_name if request.listed is not False else None
+
         def submit() -> tuple[list, list[str], list[tuple[int, ...] | None]]:
             requests, echo, prompt_ids = [], [], []
             triggers = trigger_patterns(model, request.grammar_triggers, request.grammar_trigger_tokens)
             preserved[:] = preserved_ids(model, request.preserved_tokens)
             # decoded, sized and encoded once: each of a prompt's choices reads the same one
-            made = completion_media_prompts(local, request.prompts) if has_media else {}
+            made = (completion_media_prompts(local, request.prompts, prompt_name=named_prompt) if has_media
+                    else {})
             try:
                 for i, prompt in enumerate(request.prompts):
                     if isinstance(prompt, MediaText):
@@ -118,13 +123,19 @@ class CompletionService(Held):
                         text = prompt if isinstance(prompt, str) else model.detokenize(list(prompt))
                         given = prompt if isinstance(prompt, str) else list(prompt)
                     for s in seeds(seed, request.n):
-                        requests.append(model.stream(given, **options,
-                                                     seed=s, grammar=request.grammar, logprobs=want_logprobs,
-                                                     grammar_triggers=triggers or None,
-                                                     preserved_tokens=list(preserved) or None,
-                                                     top_logprobs=request.logprobs or 0,
-                                                     prompt_logprobs=want_prompt, infill=request.infill_sampler,
-                                                     post_sampling_probs=request.post_sampling_probs))
+                        try:
+                            stream = model.stream(given, **options,
+                                                  seed=s, grammar=request.grammar, logprobs=want_logprobs,
+                                                  grammar_triggers=triggers or None,
+                                                  preserved_tokens=list(preserved) or None,
+                                                  top_logprobs=request.logprobs or 0,
+                                                  prompt_logprobs=want_prompt, infill=request.infill_sampler,
+                                                  post_sampling_probs=request.post_sampling_probs)
+                        except ContextOverflowError as exc:
+                            if exc.param is None and named_prompt is not None:
+                                exc.param = named_prompt(i)
+                            raise
+                        requests.append(stream)
                         echo.append(text if request.echo else "")
                         prompt_ids.append(tuple(prompt) if isinstance(prompt, tuple) and request.token_ids else None)
             except BaseException:

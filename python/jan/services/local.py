@@ -684,7 +684,8 @@ def completion_media_prompts(local: LocalModel, prompts: Sequence[Any], *, embed
                 param=where)
         if not embedding and tokens.n_tokens + 1 > model.n_ctx:  # (one position stays free to generate: the
             # scheduler's rule)
-            raise jan.ContextOverflowError("", tokens.n_tokens, model.n_ctx).advise(
+            raise jan.ContextOverflowError("", tokens.n_tokens, model.n_ctx,
+                                           param=prompt_name(i) if prompt_name is not None else None).advise(
                 f"the prompt has {tokens.n_tokens} tokens but the context holds {model.n_ctx} (one more is needed "
                 "to generate)", LARGER_CONTEXT, f"; its images and audio take {tokens.n_media_tokens} of them")
         made[i] = tokens
