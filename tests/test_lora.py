@@ -6,6 +6,8 @@ changes its greedy output."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 import jan
@@ -290,3 +292,14 @@ def test_speculative_decoding_keeps_the_adapters_output(stories_path, adapters, 
         mixed = [m.stream(PROMPT, max_tokens=N, temperature=0, lora=lora, speculative=speculative)
                  for lora in ([], [{"id": 0, "scale": 1}])]
         assert [r.result().text for r in mixed] == [alone["base"], alone["a"]]
+
+
+def test_a_scale_that_overflows_the_logits_scores_tokens_none_never_nan(model):
+    # adapter 0 at 1e30 (finite, so allowed) overflows the logits to NaN; a NaN (or -inf) log-probability is no
+    # number any JSON holds, and the server refused the whole answer after generating it
+    done = model.generate(PROMPT, max_tokens=4, temperature=0, logprobs=True, top_logprobs=2, prompt_logprobs=True,
+                          lora=[{"id": 0, "scale": 1e30}])
+    scores = [t.logprob for t in done.logprobs] + [a.logprob for t in done.logprobs for a in t.top]
+    scores += [t.logprob for t in done.prompt_logprobs]
+    assert len(done.logprobs) == 4 and None in scores
+    assert all(s is None or math.isfinite(s) for s in scores), scores

@@ -145,6 +145,45 @@ def test_bad_post_bodies_are_400(server, body, says):
     assert [a["scale"] for a in get(server, "/lora-adapters?model=stories260K").json()] == [1.0, 0.0]
 
 
+def _strict_json(text: str):
+    def refuse(constant):
+        raise AssertionError(f"{constant} is no JSON value")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_logprobs_of_overflowed_logits_are_null_on_every_route(server):
+    # adapter 0 at 1e30 (a finite scale, allowed) overflows the logits to NaN: each route answered a 400 "Out of
+    # range float values are not JSON compliant" after generating; now the scores are null, as llama-server's are
+    huge = {"lora": [{"id": 0, "scale": 1e30}]}
+    chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "logprobs": True, "top_logprobs": 2}
+    for path, body in (("/completion", {"prompt": STORY, "n_predict": 2, "n_probs": 2}),
+                       ("/v1/completions", {"prompt": STORY, "max_tokens": 2, "logprobs": 2}),
+                       ("/v1/chat/completions", chat),
+                       ("/v1/chat/completions", chat | {"stream": True})):
+        response = post(server, path, GREEDY | body | huge)
+        assert response.status_code == 200, (path, response.text)
+        if body.get("stream"):
+            events = [_strict_json(line[6:]) for line in response.text.splitlines()
+                      if line.startswith("data: ") and line != "data: [DONE]"]
+            scores = [t["logprob"] for e in events for c in e["choices"] for t in (c["logprobs"] or {}).get("content", [])]
+        else:
+            answer = _strict_json(response.text)
+            scores = ([p["logprob"] for p in answer["completion_probabilities"]] if path == "/completion" else
+                      [t["logprob"] for t in answer["choices"][0]["logprobs"]["content"]])
+        assert len(scores) == 2, (path, response.text)
+
+
+def test_a_nan_the_strict_writer_refuses_is_the_servers_500_not_the_clients_400():
+    # jsonio's promise: a NaN jan made is a bug to report, never the client's "invalid_request_error"
+    from jan.server.errors import to_api_error
+
+    with pytest.raises(ValueError) as info:
+        json.dumps({"logprob": float("nan")}, allow_nan=False)
+    error = to_api_error(info.value, log_internal=False)
+    assert (error.status, error.type, error.code) == (500, "server_error", "internal_error"), error.body()
+    assert to_api_error(ValueError("logit_bias: token id 99 is not in the vocabulary")).status == 400
+
+
 def test_unknown_model_is_llama_servers_400(server):
     response = get(server, "/lora-adapters?model=no-such-model")
     assert response.status_code == 400 and "no-such-model" in response.json()["error"]["message"]
