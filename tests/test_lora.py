@@ -155,6 +155,8 @@ def test_init_without_apply(stories_path, adapters, alone):
     ([{"id": "0", "scale": 1}], r"lora\[0\]\.id: expected an adapter id"),
     ([{"id": 0, "scale": float("nan")}], r"lora\[0\]\.scale: expected a finite number"),
     ([{"id": 0, "scale": float("inf")}], r"lora\[0\]\.scale: expected a finite number"),
+    # finite as a double, the engine's 32-bit infinity: it was refused there as "lora: the scale of adapter 0 ..."
+    ([{"id": 0, "scale": 1e300}], r"lora\[0\]\.scale: expected a finite number as a 32-bit float"),
     ([{"id": 0, "scale": "1"}], r"lora\[0\]\.scale: expected a number"),
     ([{"id": 0, "scale": True}], r"lora\[0\]\.scale: expected a number"),
     ([{"id": 0, "scale": 1}, {"id": 0, "scale": 2}], r"lora\[1\]\.id: adapter 0 is given twice"),
@@ -210,6 +212,7 @@ def test_bad_adapter_files(stories_path, adapters, bad_files, case, caplog):
 @pytest.mark.parametrize("lora, match", [
     ("a.gguf", r"lora: expected a list"),
     ([("a.gguf", float("nan"))], r"lora\[0\]\.scale: expected a finite number"),
+    ([("a.gguf", -1e300)], r"lora\[0\]\.scale: expected a finite number as a 32-bit float"),
     ([("a.gguf", "x")], r"lora\[0\]\.scale: expected a number"),
     ([{"file": "a.gguf"}], r"lora\[0\]: expected"),
     ([""], r"lora\[0\]: expected a LoRA adapter file path"),

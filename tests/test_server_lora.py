@@ -116,6 +116,7 @@ def _llama_error(response: httpx.Response, says: str) -> None:
 @pytest.mark.parametrize("lora, says", [
     ([{"id": 2, "scale": 1}], "no LoRA adapter 2"),
     ([{"id": 0, "scale": "x"}], "lora[0].scale"),
+    ([{"id": 0, "scale": 1e300}], "lora[0].scale"),  # (a 32-bit infinity: the engine's 400 named just "lora")
     ([{"id": 0, "scale": 1}, {"id": 0, "scale": 1}], "given twice"),
     ([{"id": -1, "scale": 1}], "lora[0].id"),
     ([{"scale": 1}], "lora[0].id: required"),
@@ -136,6 +137,7 @@ def test_bad_request_lora_is_a_400_in_each_routes_shape(server, lora, says):
     ([{"id": 7, "scale": 1}], "no LoRA adapter 7"),
     ([{"id": 0, "scale": float("inf")}], ""),  # (httpx writes Infinity: not JSON jan reads)
     ([{"id": 0, "scale": None}], "lora[0].scale"),
+    ([{"id": 0, "scale": -1e300}], "lora[0].scale"),
 ])
 def test_bad_post_bodies_are_400(server, body, says):
     content = json.dumps(body).encode()
@@ -277,6 +279,7 @@ def test_jan_serve_flags(tmp_path, monkeypatch, adapters, stories_path):
         seen["config"].engine_defaults()
     for flags, says in ((["--lora-scaled", f"{adapters[0]}:x"], "--lora-scaled: expected FILE:SCALE"),
                         (["--lora-scaled", f"{adapters[0]}:nan"], "--lora-scaled: expected FILE:SCALE"),
+                        (["--lora-scaled", f"{adapters[0]}:1e300"], "--lora-scaled: expected FILE:SCALE"),
                         (["--lora-scaled", adapters[0]], "--lora-scaled: expected FILE:SCALE"),
                         (["--lora-scaled", str(tmp_path / "none.gguf") + ":1"], "--lora-scaled: no such file"),
                         (["--lora", str(tmp_path / "none.gguf")], "--lora"),
