@@ -123,6 +123,9 @@ async def test_a_hand_edited_model_json_names_its_bad_field_in_every_dialect(ser
         await api.ok("POST", "/v1/models", {"path": str(gguf_copy), "id": "m"}, 201)
         for key, value, word in [("reasoning_budget", "lots", "integer"), ("reasoning_effort", "ultra", "high"),
                                  ("reasoning_format", "xml", "deepseek"), ("draft_model", "/nope.gguf", "no file"),
+                                 # a path that climbs out of the model folder (its 400 had no param nor code)
+                                 ("draft_model", "../../elsewhere.gguf", "climbs out"),
+                                 ("lora", ["../../elsewhere.gguf"], "climbs out"),
                                  ("mmproj", "missing-mmproj.gguf", "no file"),
                                  # wrong types and ranges a hand edit makes (were a 500, and an option the client
                                  # never sent, ``n_ctx``)
