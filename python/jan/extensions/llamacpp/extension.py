@@ -507,6 +507,8 @@ def _setting_named(exc: Exception, model: dict[str, Any], defaults: dict[str, An
     option = getattr(exc, "param", None)
     # the option's model.json key: n_ctx is settings.ctx_len (LoadOptions.MODEL_JSON_KEYS)
     key = next((k for k, o in LoadOptions.MODEL_JSON_KEYS.items() if o == option), option)
+    if isinstance(exc, ModelFileError):
+        return _companion_named(exc, model)
     if not isinstance(exc, BadRequestError):
         return exc
     text = str(exc)
@@ -525,6 +527,26 @@ def _setting_named(exc: Exception, model: dict[str, Any], defaults: dict[str, An
                                  f"({defaults[option]!r}, given for every model when the server started): "
                                  f"{text.removeprefix(f'{option}: ')}", code=exc.code)
     return exc
+
+
+#: The model.json settings naming a file beside the weights that llama.cpp reads at load (``draft_model: ...``,
+#: ``lora[1]: ...`` begin its errors).
+_COMPANION_SETTINGS = ("draft_model", "mmproj", "lora")
+
+
+def _companion_named(exc: ModelFileError, model: dict[str, Any]) -> ModelFileError:
+    """A file of the model.json's beside the weights that llama.cpp could not read (a truncated draft model,
+    projector or adapter: checked whole only by the load) as the same error naming its field, ``param`` and message
+    (``settings.draft_model: ...``), as a missing one is named; it was told as the model's own file (``param``
+    "model") under the engine's option name. Any other file error (the weights, the server's own --model-draft)
+    as it is."""
+    head, sep, rest = str(exc).partition(": ")
+    option = head.split("[", 1)[0]  # (lora[1])
+    if not sep or option not in _COMPANION_SETTINGS or option not in (model.get("settings") or {}):
+        return exc
+    named = type(exc)(f"settings.{head}: {rest}")
+    named.param = f"settings.{option}"  # type: ignore[attr-defined]  (to_api_error's param)
+    return named
 
 
 def _is_draft_mismatch(exc: ValueError) -> bool:
