@@ -508,7 +508,7 @@ def _setting_named(exc: Exception, model: dict[str, Any], defaults: dict[str, An
     # the option's model.json key: n_ctx is settings.ctx_len (LoadOptions.MODEL_JSON_KEYS)
     key = next((k for k, o in LoadOptions.MODEL_JSON_KEYS.items() if o == option), option)
     if isinstance(exc, ModelFileError):
-        return _companion_named(exc, model)
+        return _companion_named(exc, model, defaults)
     if not isinstance(exc, BadRequestError):
         return exc
     text = str(exc)
@@ -534,18 +534,27 @@ def _setting_named(exc: Exception, model: dict[str, Any], defaults: dict[str, An
 _COMPANION_SETTINGS = ("draft_model", "mmproj", "lora")
 
 
-def _companion_named(exc: ModelFileError, model: dict[str, Any]) -> ModelFileError:
-    """A file of the model.json's beside the weights that llama.cpp could not read (a truncated draft model,
-    projector or adapter: checked whole only by the load) as the same error naming its field, ``param`` and message
-    (``settings.draft_model: ...``), as a missing one is named; it was told as the model's own file (``param``
-    "model") under the engine's option name. Any other file error (the weights, the server's own --model-draft)
-    as it is."""
+def _companion_named(exc: ModelFileError, model: dict[str, Any], defaults: dict[str, Any] | None = None
+                     ) -> ModelFileError:
+    """A file beside the weights that llama.cpp could not read (a truncated draft model, projector or adapter:
+    checked whole only by the load) as the same error naming who gave it: the model.json's field, ``param`` and
+    message (``settings.draft_model: ...``), as a missing one is named, or the server's default for every model
+    (``jan serve --model-draft``: no field of the request, ``param`` None), as a load option of the server's is
+    named (:func:`_setting_named`). It was told as the model's own file (``param`` "model") under the engine's
+    option name. Any other file error (the weights') as it is."""
     head, sep, rest = str(exc).partition(": ")
     option = head.split("[", 1)[0]  # (lora[1])
-    if not sep or option not in _COMPANION_SETTINGS or option not in (model.get("settings") or {}):
+    if not sep or option not in _COMPANION_SETTINGS:
         return exc
-    named = type(exc)(f"settings.{head}: {rest}")
-    named.param = f"settings.{option}"  # type: ignore[attr-defined]  (to_api_error's param)
+    if option in (model.get("settings") or {}):
+        named = type(exc)(f"settings.{head}: {rest}")
+        named.param = f"settings.{option}"  # type: ignore[attr-defined]  (to_api_error's param)
+    elif option in (defaults or {}):
+        named = type(exc)(f"model '{model.get('id')}' cannot load with the server's {option} ({defaults[option]!r}, "
+                          f"given for every model when the server started): {rest}")
+        named.param = None  # type: ignore[attr-defined]
+    else:
+        return exc
     return named
 
 
