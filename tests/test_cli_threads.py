@@ -392,3 +392,12 @@ def test_bench_measures_the_kv_cache_the_model_is_served_with(env, data, stories
     DataFolder(data).models.import_gguf(stories_path, model_id="q8kv", mode="reference",
                                         settings={"cache_type_v": "q8_0", "flash_attn": False})
     fails(jan("bench", "q8kv", *BENCH, env=env), "settings.cache_type_v:")
+    # a value no model can use, edited into the model.json by hand: named as the file's field too (was told as the
+    # engine's "cache_type_k: ...", which is no field of the file nor flag of the command)
+    for setting, value in (("cache_type_k", "bogus"), ("flash_attn", "maybe")):
+        DataFolder(data).models.import_gguf(stories_path, model_id=f"hand-{setting}", mode="reference")
+        stored = data / "models" / f"hand-{setting}" / "model.json"
+        doc = json.loads(stored.read_text())
+        doc["settings"][setting] = value
+        stored.write_text(json.dumps(doc))
+        fails(jan("bench", f"hand-{setting}", *BENCH, env=env), f"settings.{setting}: expected")

@@ -596,3 +596,19 @@ def test_a_chats_lazy_grammar_and_preserved_tokens_go_upstream_as_a_completions_
     assert body["preserved_tokens"] == ["<tool>"]
     whole = chat_body(Typed(model="m", messages=messages, grammar='root ::= "a"'))
     assert whole["grammar"] == 'root ::= "a"' and "grammar_lazy" not in whole and "preserved_tokens" not in whole
+
+
+def test_an_upstreams_nan_or_null_logprobs_are_told_as_none():
+    # Python's JSON reader takes an upstream's NaN, which jan's strict writer then refused (the client's answer was a
+    # 400 after the work); a null was read as 0.0, a certainty the upstream never told
+    from jan.extensions.remote.wire import chat_deltas, completion_deltas
+
+    chat = json.loads('{"choices": [{"index": 0, "delta": {"content": "ab"}, "logprobs": {"content": ['
+                      '{"token": "a", "logprob": NaN, "top_logprobs": [{"token": "a", "logprob": -Infinity}]},'
+                      '{"token": "b", "logprob": null, "top_logprobs": [{"token": "b", "logprob": -0.5}]}]}}]}')
+    items = chat_deltas(chat)[0].logprobs
+    assert [(t.logprob, [a.logprob for a in t.top]) for t in items] == [(None, [None]), (None, [-0.5])]
+    text = json.loads('{"choices": [{"index": 0, "text": "ab", "logprobs": {"tokens": ["a", "b"], '
+                      '"token_logprobs": [NaN, -0.25], "top_logprobs": [{"a": NaN}, {"b": -0.25}]}}]}')
+    items = completion_deltas(text)[0].logprobs
+    assert [(t.logprob, [a.logprob for a in t.top]) for t in items] == [(None, [None]), (-0.25, [-0.25])]

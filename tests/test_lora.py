@@ -6,6 +6,8 @@ changes its greedy output."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 import jan
@@ -153,6 +155,8 @@ def test_init_without_apply(stories_path, adapters, alone):
     ([{"id": "0", "scale": 1}], r"lora\[0\]\.id: expected an adapter id"),
     ([{"id": 0, "scale": float("nan")}], r"lora\[0\]\.scale: expected a finite number"),
     ([{"id": 0, "scale": float("inf")}], r"lora\[0\]\.scale: expected a finite number"),
+    # finite as a double, the engine's 32-bit infinity: it was refused there as "lora: the scale of adapter 0 ..."
+    ([{"id": 0, "scale": 1e300}], r"lora\[0\]\.scale: expected a finite number as a 32-bit float"),
     ([{"id": 0, "scale": "1"}], r"lora\[0\]\.scale: expected a number"),
     ([{"id": 0, "scale": True}], r"lora\[0\]\.scale: expected a number"),
     ([{"id": 0, "scale": 1}, {"id": 0, "scale": 2}], r"lora\[1\]\.id: adapter 0 is given twice"),
@@ -208,6 +212,7 @@ def test_bad_adapter_files(stories_path, adapters, bad_files, case, caplog):
 @pytest.mark.parametrize("lora, match", [
     ("a.gguf", r"lora: expected a list"),
     ([("a.gguf", float("nan"))], r"lora\[0\]\.scale: expected a finite number"),
+    ([("a.gguf", -1e300)], r"lora\[0\]\.scale: expected a finite number as a 32-bit float"),
     ([("a.gguf", "x")], r"lora\[0\]\.scale: expected a number"),
     ([{"file": "a.gguf"}], r"lora\[0\]: expected"),
     ([""], r"lora\[0\]: expected a LoRA adapter file path"),
@@ -290,3 +295,14 @@ def test_speculative_decoding_keeps_the_adapters_output(stories_path, adapters, 
         mixed = [m.stream(PROMPT, max_tokens=N, temperature=0, lora=lora, speculative=speculative)
                  for lora in ([], [{"id": 0, "scale": 1}])]
         assert [r.result().text for r in mixed] == [alone["base"], alone["a"]]
+
+
+def test_a_scale_that_overflows_the_logits_scores_tokens_none_never_nan(model):
+    # adapter 0 at 1e30 (finite, so allowed) overflows the logits to NaN; a NaN (or -inf) log-probability is no
+    # number any JSON holds, and the server refused the whole answer after generating it
+    done = model.generate(PROMPT, max_tokens=4, temperature=0, logprobs=True, top_logprobs=2, prompt_logprobs=True,
+                          lora=[{"id": 0, "scale": 1e30}])
+    scores = [t.logprob for t in done.logprobs] + [a.logprob for t in done.logprobs for a in t.top]
+    scores += [t.logprob for t in done.prompt_logprobs]
+    assert len(done.logprobs) == 4 and None in scores
+    assert all(s is None or math.isfinite(s) for s in scores), scores

@@ -123,6 +123,9 @@ async def test_a_hand_edited_model_json_names_its_bad_field_in_every_dialect(ser
         await api.ok("POST", "/v1/models", {"path": str(gguf_copy), "id": "m"}, 201)
         for key, value, word in [("reasoning_budget", "lots", "integer"), ("reasoning_effort", "ultra", "high"),
                                  ("reasoning_format", "xml", "deepseek"), ("draft_model", "/nope.gguf", "no file"),
+                                 # a path that climbs out of the model folder (its 400 had no param nor code)
+                                 ("draft_model", "../../elsewhere.gguf", "climbs out"),
+                                 ("lora", ["../../elsewhere.gguf"], "climbs out"),
                                  ("mmproj", "missing-mmproj.gguf", "no file"),
                                  # wrong types and ranges a hand edit makes (were a 500, and an option the client
                                  # never sent, ``n_ctx``)
@@ -189,6 +192,30 @@ async def test_a_hand_edited_parameter_is_named_as_the_model_json_s_in_every_dia
                     assert error["param"] == param, (key, path, err)
         stored["parameters"] = {}
         (data / "models" / "m" / "model.json").write_text(json.dumps(stored))
+        assert (await chat(api, "m"))[0] == 200
+
+
+async def test_a_draft_model_llama_cpp_cannot_read_is_named_as_the_model_json_field(server, tmp_path, gguf_copy,
+                                                                                     stories_path):
+    # a GGUF whose header reads but whose tensors are cut off passes the checks before the load: llama.cpp's refusal
+    # was told as the model's own file (param "model") under the engine's option name ("draft_model: ...")
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(stories_path.read_bytes()[:600_000])
+    async with Client(server.base_url) as api:
+        await api.ok("POST", "/v1/models", {"path": str(gguf_copy), "id": "m"}, 201)
+        status, _ = await api.patch("/v1/models/m", {"settings": {"draft_model": str(cut)}})
+        assert status == 200
+        for path, body in [("/v1/chat/completions", {"model": "m", "max_tokens": 2, "messages": HELLO}),
+                           ("/v1/messages", {"model": "m", "max_tokens": 2, "messages": HELLO}),
+                           ("/api/chat", {"model": "m", "stream": False, "messages": HELLO})]:
+            status, err = await api.post(path, body)
+            assert status == 400, (path, status, err)
+            error = err["error"]
+            message = error["message"] if isinstance(error, dict) else error
+            assert message.startswith("settings.draft_model: ") and "cut.gguf" in message, (path, err)
+            if path == "/v1/chat/completions":
+                assert (error["param"], error["code"]) == ("settings.draft_model", "invalid_model_file"), err
+        await api.patch("/v1/models/m", {"settings": {"draft_model": None}})
         assert (await chat(api, "m"))[0] == 200
 
 

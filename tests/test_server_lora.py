@@ -116,6 +116,7 @@ def _llama_error(response: httpx.Response, says: str) -> None:
 @pytest.mark.parametrize("lora, says", [
     ([{"id": 2, "scale": 1}], "no LoRA adapter 2"),
     ([{"id": 0, "scale": "x"}], "lora[0].scale"),
+    ([{"id": 0, "scale": 1e300}], "lora[0].scale"),  # (a 32-bit infinity: the engine's 400 named just "lora")
     ([{"id": 0, "scale": 1}, {"id": 0, "scale": 1}], "given twice"),
     ([{"id": -1, "scale": 1}], "lora[0].id"),
     ([{"scale": 1}], "lora[0].id: required"),
@@ -136,6 +137,7 @@ def test_bad_request_lora_is_a_400_in_each_routes_shape(server, lora, says):
     ([{"id": 7, "scale": 1}], "no LoRA adapter 7"),
     ([{"id": 0, "scale": float("inf")}], ""),  # (httpx writes Infinity: not JSON jan reads)
     ([{"id": 0, "scale": None}], "lora[0].scale"),
+    ([{"id": 0, "scale": -1e300}], "lora[0].scale"),
 ])
 def test_bad_post_bodies_are_400(server, body, says):
     content = json.dumps(body).encode()
@@ -143,6 +145,45 @@ def test_bad_post_bodies_are_400(server, body, says):
                           headers={"content-type": "application/json"}, timeout=120)
     _llama_error(response, says)
     assert [a["scale"] for a in get(server, "/lora-adapters?model=stories260K").json()] == [1.0, 0.0]
+
+
+def _strict_json(text: str):
+    def refuse(constant):
+        raise AssertionError(f"{constant} is no JSON value")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_logprobs_of_overflowed_logits_are_null_on_every_route(server):
+    # adapter 0 at 1e30 (a finite scale, allowed) overflows the logits to NaN: each route answered a 400 "Out of
+    # range float values are not JSON compliant" after generating; now the scores are null, as llama-server's are
+    huge = {"lora": [{"id": 0, "scale": 1e30}]}
+    chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "logprobs": True, "top_logprobs": 2}
+    for path, body in (("/completion", {"prompt": STORY, "n_predict": 2, "n_probs": 2}),
+                       ("/v1/completions", {"prompt": STORY, "max_tokens": 2, "logprobs": 2}),
+                       ("/v1/chat/completions", chat),
+                       ("/v1/chat/completions", chat | {"stream": True})):
+        response = post(server, path, GREEDY | body | huge)
+        assert response.status_code == 200, (path, response.text)
+        if body.get("stream"):
+            events = [_strict_json(line[6:]) for line in response.text.splitlines()
+                      if line.startswith("data: ") and line != "data: [DONE]"]
+            scores = [t["logprob"] for e in events for c in e["choices"] for t in (c["logprobs"] or {}).get("content", [])]
+        else:
+            answer = _strict_json(response.text)
+            scores = ([p["logprob"] for p in answer["completion_probabilities"]] if path == "/completion" else
+                      [t["logprob"] for t in answer["choices"][0]["logprobs"]["content"]])
+        assert len(scores) == 2, (path, response.text)
+
+
+def test_a_nan_the_strict_writer_refuses_is_the_servers_500_not_the_clients_400():
+    # jsonio's promise: a NaN jan made is a bug to report, never the client's "invalid_request_error"
+    from jan.server.errors import to_api_error
+
+    with pytest.raises(ValueError) as info:
+        json.dumps({"logprob": float("nan")}, allow_nan=False)
+    error = to_api_error(info.value, log_internal=False)
+    assert (error.status, error.type, error.code) == (500, "server_error", "internal_error"), error.body()
+    assert to_api_error(ValueError("logit_bias: token id 99 is not in the vocabulary")).status == 400
 
 
 def test_unknown_model_is_llama_servers_400(server):
@@ -238,6 +279,7 @@ def test_jan_serve_flags(tmp_path, monkeypatch, adapters, stories_path):
         seen["config"].engine_defaults()
     for flags, says in ((["--lora-scaled", f"{adapters[0]}:x"], "--lora-scaled: expected FILE:SCALE"),
                         (["--lora-scaled", f"{adapters[0]}:nan"], "--lora-scaled: expected FILE:SCALE"),
+                        (["--lora-scaled", f"{adapters[0]}:1e300"], "--lora-scaled: expected FILE:SCALE"),
                         (["--lora-scaled", adapters[0]], "--lora-scaled: expected FILE:SCALE"),
                         (["--lora-scaled", str(tmp_path / "none.gguf") + ":1"], "--lora-scaled: no such file"),
                         (["--lora", str(tmp_path / "none.gguf")], "--lora"),

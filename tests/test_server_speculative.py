@@ -53,6 +53,51 @@ def test_bad_speculative_option_is_a_400(client):
                                        max_tokens=2, extra_body={"draft_max": -1})
 
 
+def _post(server, path: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(server.base_url + path, json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _drafted(path: str, answer: dict) -> int:
+    if path == "/completion":
+        return answer["timings"].get("draft_n", 0)
+    details = answer["usage"].get("completion_tokens_details") or {}
+    return details.get("accepted_prediction_tokens", 0) + details.get("rejected_prediction_tokens", 0)
+
+
+LLAMA_SERVER_BODIES = {"/completion": {"prompt": COPY_PROMPT, "n_predict": 40},
+                       "/v1/completions": {"prompt": COPY_PROMPT, "max_tokens": 40},
+                       "/v1/chat/completions": {"messages": [{"role": "user", "content": COPY_PROMPT}],
+                                                "max_tokens": 40}}
+
+
+@pytest.mark.parametrize("path", LLAMA_SERVER_BODIES)
+def test_llama_servers_speculative_fields_tune_the_drafts(server, path):
+    # llama-server's per-request names (its clients send them to /completion and its OpenAI routes alike): were
+    # ignored on /completion (a client's n_max 0 drafted on) and an "Unrecognized request argument" 400 elsewhere
+    body = LLAMA_SERVER_BODIES[path] | {"model": "stories260K", "temperature": 0}
+    status, drafting = _post(server, path, body)
+    assert status == 200 and _drafted(path, drafting) > 0, drafting
+    status, off = _post(server, path, body | {"speculative.n_max": 0, "speculative.n_min": 0.0,
+                                              "speculative.p_min": 0.5})
+    assert status == 200 and _drafted(path, off) == 0, off
+    text = (lambda a: a.get("content") if path == "/completion" else
+            (a["choices"][0].get("text") or a["choices"][0].get("message", {}).get("content")))
+    assert text(off) == text(drafting)
+    for bad, field in (({"speculative.n_max": -1}, "speculative.n_max"), ({"speculative.n_max": "4"}, "speculative.n_max"),
+                       ({"speculative.n_max": 1000}, "speculative.n_max"), ({"speculative.p_min": 2}, "speculative.p_min"),
+                       ({"speculative.n_min": 1.5}, "speculative.n_min")):
+        status, answer = _post(server, path, body | bad)
+        assert status == 400 and answer["error"]["message"].startswith(f"{field}: "), (bad, answer)
+        if path != "/completion":  # (llama-server's own error shape has no param)
+            assert answer["error"]["param"] == field, answer
+
+
 # -- a draft model -----------------------------------------------------------------------------
 
 def _assert_plain_greedy_with_accepted_drafts(base_url: str, model: str, stories_path) -> None:
@@ -112,7 +157,12 @@ def test_a_load_option_of_the_servers_that_a_model_cannot_use_is_no_field_of_the
               ("/v1/chat/completions", {"model": "st", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}),
               ("/v1/messages", {"model": "st", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}),
               ("/api/generate", {"model": "st", "prompt": "Once", "stream": False})]
-    for flags, option in (({"draft_min": 20}, "draft_min"), ({"cache_type_k": "q8_0"}, "cache_type_k")):
+    # (and a --model-draft whose header reads but whose tensors are cut off: llama.cpp's refusal at the load was
+    # told as the model's own file, param "model", under the engine's "draft_model: ...")
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(stories_path.read_bytes()[:600_000])
+    for flags, option in (({"draft_min": 20}, "draft_min"), ({"cache_type_k": "q8_0"}, "cache_type_k"),
+                          ({"draft_model": str(cut)}, "draft_model")):
         srv = start_server(tmp_path, [], **flags)
         try:
             for path, body in bodies:

@@ -233,7 +233,10 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
                                    adaptive_threads=adaptive_threads, cache_type_k=cache_type_k,
                                    cache_type_v=cache_type_v, flash_attn=attention)
         except (jan.JanError, ValueError) as exc:
-            message, param = str(exc), getattr(exc, "param", None)
+            message = str(exc)
+            # (a ValueError of the option checks carries no param, only its name at the start: a model.json's
+            # "cache_type_k": "bogus" was told as "cache_type_k: ...", no field of the file nor flag of the command)
+            param = getattr(exc, "param", None) or message.partition(": ")[0]
             if param in given and message.startswith(f"{param}: "):
                 message = f"{given[param]}: {message.removeprefix(f'{param}: ')}"
             elif param == "n_ctx" and getattr(exc, "reason", None) is not None:

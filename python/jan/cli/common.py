@@ -833,6 +833,8 @@ def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
     (an empty one, a SCALE that is no finite number)."""
     from jan.services.companions import lora_problem
 
+    from jan.engine.params import FLOAT32_MAX
+
     pairs = []  # every item's form first: a usage error is the command line's, before any file is read
     for flag in scaled:
         for item in _listed(flag, lambda v: v.rpartition(":")[0]):
@@ -841,7 +843,8 @@ def lora_flags(files, scaled) -> list[tuple[str, float]] | None:
                 value = float(scale)
             except ValueError:
                 value = math.nan
-            if not sep or not file or not math.isfinite(value):  # (the command line's own mistake: a usage error)
+            if not sep or not file or not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+                # (the command line's own mistake: a usage error; past a 32-bit float's range, llama.cpp's infinity)
                 raise click.UsageError(f"--lora-scaled: expected FILE:SCALE (SCALE a finite number), got {item!r}",
                                        click.get_current_context(silent=True))
             pairs.append((os.path.abspath(os.path.expanduser(file)), value))

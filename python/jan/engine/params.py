@@ -355,13 +355,22 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
     return p
 
 
+#: The largest 32-bit float: llama.cpp keeps a LoRA scale as one, and a larger double becomes its infinity.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def lora_scale(name: str, value) -> float:
-    """A LoRA adapter's scale: a finite number (0: off); :class:`BadRequestError` naming ``name`` otherwise."""
+    """A LoRA adapter's scale: a finite number as a 32-bit float (0: off; at most :data:`FLOAT32_MAX` either way);
+    :class:`BadRequestError` naming ``name`` otherwise. (1e300 passed here and became the engine's infinity: every
+    door then refused it naming ``lora``, not the entry, the model.json field or the flag that gave it.)"""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise BadRequestError(f"{name}: expected a number, got {value!r}", param=name, code="invalid_type")
     scale = float(value)
     if not math.isfinite(scale):
         raise BadRequestError(f"{name}: expected a finite number, got {value!r}", param=name, code="invalid_value")
+    if abs(scale) > FLOAT32_MAX:
+        raise BadRequestError(f"{name}: expected a finite number as a 32-bit float (at most {FLOAT32_MAX:.7g} either "
+                              f"way, as llama.cpp keeps scales), got {value!r}", param=name, code="invalid_value")
     return scale
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from jan.errors import BadRequestError, EngineError, JanError, ModelClosedError
 from jan.engine.params import check_flag
 from jan.engine.logs import forward_native_logs
-from jan.engine.results import Chunk, Completion, TokenLogprob, TopLogprob, Usage
+from jan.engine.results import Chunk, Completion, TokenLogprob, TopLogprob, Usage, told_logprob
 
 if TYPE_CHECKING:
     from jan.engine.model import Model
@@ -317,8 +317,8 @@ class Request:
                     token_id=token_id,
                     token=text,
                     bytes=list(raw),
-                    logprob=logprob,
-                    top=[TopLogprob(t, *_text_and_bytes(piece(t)), lp) for t, lp in top],
+                    logprob=told_logprob(logprob),
+                    top=[TopLogprob(t, *_text_and_bytes(piece(t)), told_logprob(lp)) for t, lp in top],
                 )
             )
         return out

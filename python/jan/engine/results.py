@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import copyreg
+import math
 from dataclasses import dataclass, field
 
 from jan import _engine
+
+
+def told_logprob(value: float | None) -> float | None:
+    """A log-probability as results tell it: None where it is no finite number. Logits that overflowed (a LoRA
+    adapter at a huge scale, damaged weights) score every token NaN, and no JSON holds NaN or -inf: a response
+    with one was refused after the work was done. None is what llama-server writes for them (``null``)."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 @dataclass(frozen=True)
@@ -13,7 +21,7 @@ class TopLogprob:
     token_id: int
     token: str
     bytes: list[int]
-    logprob: float
+    logprob: float | None  # None: no finite number (told_logprob)
 
 
 @dataclass(frozen=True)
@@ -23,7 +31,7 @@ class TokenLogprob:
     token_id: int
     token: str
     bytes: list[int]
-    logprob: float | None  # None: a prompt's first token, which nothing before it scores
+    logprob: float | None  # None: a prompt's first token, which nothing before it scores, or no finite number
     top: list[TopLogprob] = field(default_factory=list)
 
 

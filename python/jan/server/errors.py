@@ -62,6 +62,8 @@ class APIError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
+#: How ``json.dumps(..., allow_nan=False)`` begins its ValueError for a NaN or an infinity (CPython's words).
+_NOT_JSON = "Out of range float values are not JSON compliant"
 #: A message that begins with the field it is about: ``logit_bias: ...``, ``messages[0].content: ...``.
 _FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_]*(?:\[\d+\])*(?:\.[a-z_][a-z0-9_]*(?:\[\d+\])*)*): ")
 
@@ -312,7 +314,9 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True,
         return APIError(500, said(exc) + (_log_has_it() if exc.__cause__ is not None else ""), type="server_error",
                         code="extension_error")
     if isinstance(exc, ModelFileError):  # the weights the model points at are missing or damaged
-        return APIError(400, said(exc), param="model", code="invalid_model_file")
+        # (or a file its model.json names beside them, a draft model's: that setting is the param, as a missing one's)
+        return APIError(400, said(exc), param=exc.param if hasattr(exc, "param") else "model",
+                        code="invalid_model_file")
     if isinstance(exc, ModelLoadError) and not isinstance(exc, ValueError):
         # (one that is also a ValueError is a fact about the model's configuration, a remote model's base_url say:
         # the 400 naming the setting below, as a ModelFileError is about its weights)
@@ -320,6 +324,13 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True,
     if isinstance(exc, EngineError):  # its message is meant for users (e.g. a remote upstream is unreachable)
         return APIError(getattr(exc, "http_status", 500), said(exc), type="server_error",
                         code=getattr(exc, "code", None) or "engine_error")
+    if isinstance(exc, ValueError) and not isinstance(exc, JanError) and str(exc).startswith(_NOT_JSON):
+        # the strict JSON writer (jsonio) refusing a NaN or an infinity jan made: a bug of the server, as jsonio says,
+        # not the client's 400 (a LoRA scale's NaN logprobs were "invalid_request_error" after the work was done)
+        if log_internal:
+            log.exception("internal error", exc_info=exc)
+        return APIError(500, f"The server had an error while processing your request{_log_has_it()}.",
+                        type="server_error", code="internal_error")
     if isinstance(exc, ValueError):  # engine and template argument errors (TemplateError too)
         # the engine's and the stores' messages begin with the field at fault ("logit_bias: token id ...")
         named = _FIELD_PREFIX.match(said(exc))

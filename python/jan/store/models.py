@@ -483,7 +483,10 @@ class ModelStore:
             if not path.is_absolute():
                 path = Path(os.path.normpath(os.path.join(folder, name)))
                 if os.path.commonpath([folder, path]) != str(folder):
-                    raise ValueError(f"model '{model_id}': settings.lora[{i}] '{name}' climbs out of the model folder")
+                    # (param and code as a PATCH's refusal of the same value has them: a hand-edited model.json's
+                    # 400 had neither)
+                    raise InvalidArgumentError(f"model '{model_id}': settings.lora[{i}] '{name}' climbs out of the "
+                                               "model folder", param="settings.lora", code="invalid_value")
             out.append({**item, "path": str(path)} if isinstance(item, dict)
                        else {"path": str(path), "scale": item[1]} if pair else {"path": str(path)})
         return out
@@ -508,7 +511,8 @@ class ModelStore:
             return Path(name)
         candidate = Path(os.path.normpath(os.path.join(folder, name)))
         if os.path.commonpath([folder, candidate]) != str(folder):
-            raise ValueError(f"model '{model_id}': settings.draft_model '{name}' climbs out of the model folder")
+            raise InvalidArgumentError(f"model '{model_id}': settings.draft_model '{name}' climbs out of the model "
+                                       "folder", param="settings.draft_model", code="invalid_value")
         return candidate
 
     def import_gguf(self, src: str | os.PathLike[str], *, model_id: str | None = None,

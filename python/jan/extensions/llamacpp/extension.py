@@ -507,6 +507,8 @@ def _setting_named(exc: Exception, model: dict[str, Any], defaults: dict[str, An
     option = getattr(exc, "param", None)
     # the option's model.json key: n_ctx is settings.ctx_len (LoadOptions.MODEL_JSON_KEYS)
     key = next((k for k, o in LoadOptions.MODEL_JSON_KEYS.items() if o == option), option)
+    if isinstance(exc, ModelFileError):
+        return _companion_named(exc, model, defaults)
     if not isinstance(exc, BadRequestError):
         return exc
     text = str(exc)
@@ -525,6 +527,35 @@ def _setting_named(exc: Exception, model: dict[str, Any], defaults: dict[str, An
                                  f"({defaults[option]!r}, given for every model when the server started): "
                                  f"{text.removeprefix(f'{option}: ')}", code=exc.code)
     return exc
+
+
+#: The model.json settings naming a file beside the weights that llama.cpp reads at load (``draft_model: ...``,
+#: ``lora[1]: ...`` begin its errors).
+_COMPANION_SETTINGS = ("draft_model", "mmproj", "lora")
+
+
+def _companion_named(exc: ModelFileError, model: dict[str, Any], defaults: dict[str, Any] | None = None
+                     ) -> ModelFileError:
+    """A file beside the weights that llama.cpp could not read (a truncated draft model, projector or adapter:
+    checked whole only by the load) as the same error naming who gave it: the model.json's field, ``param`` and
+    message (``settings.draft_model: ...``), as a missing one is named, or the server's default for every model
+    (``jan serve --model-draft``: no field of the request, ``param`` None), as a load option of the server's is
+    named (:func:`_setting_named`). It was told as the model's own file (``param`` "model") under the engine's
+    option name. Any other file error (the weights') as it is."""
+    head, sep, rest = str(exc).partition(": ")
+    option = head.split("[", 1)[0]  # (lora[1])
+    if not sep or option not in _COMPANION_SETTINGS:
+        return exc
+    if option in (model.get("settings") or {}):
+        named = type(exc)(f"settings.{head}: {rest}")
+        named.param = f"settings.{option}"  # type: ignore[attr-defined]  (to_api_error's param)
+    elif option in (defaults or {}):
+        named = type(exc)(f"model '{model.get('id')}' cannot load with the server's {option} ({defaults[option]!r}, "
+                          f"given for every model when the server started): {rest}")
+        named.param = None  # type: ignore[attr-defined]
+    else:
+        return exc
+    return named
 
 
 def _is_draft_mismatch(exc: ValueError) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from jan.engine.results import told_logprob
 from jan.extensions.remote.upstream import UpstreamError
 from jan.image_types import b64encode_text
 from jan.services.types import (
@@ -151,12 +152,18 @@ def _bytes(raw: Any) -> list[int]:
     return list(raw) if isinstance(raw, list) else []
 
 
+def _logprob(raw: Any) -> float | None:
+    """An upstream's log-probability, None where it told none or no finite number (its ``null``; ``NaN``, which
+    Python's JSON reader takes and jan's writer refuses: its answer was a 400 to the client after the work)."""
+    return told_logprob(float(raw)) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else None
+
+
 def _chat_logprobs(raw: Any) -> tuple[TokenLogprob, ...] | None:
     if not isinstance(raw, dict) or not isinstance(raw.get("content"), list):
         return None
     return tuple(
-        TokenLogprob(-1, str(item.get("token", "")), _bytes(item.get("bytes")), float(item.get("logprob") or 0.0),
-                     [TopLogprob(-1, str(t.get("token", "")), _bytes(t.get("bytes")), float(t.get("logprob") or 0.0))
+        TokenLogprob(-1, str(item.get("token", "")), _bytes(item.get("bytes")), _logprob(item.get("logprob")),
+                     [TopLogprob(-1, str(t.get("token", "")), _bytes(t.get("bytes")), _logprob(t.get("logprob")))
                       for t in item.get("top_logprobs") or [] if isinstance(t, dict)])
         for item in raw["content"] if isinstance(item, dict)
     )
@@ -210,8 +217,8 @@ def _completion_logprobs(raw: Any) -> tuple[TokenLogprob, ...] | None:
     out = []
     for i, token in enumerate(raw["tokens"]):
         top = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
-        out.append(TokenLogprob(-1, str(token), list(str(token).encode()), float(values[i] or 0.0) if i < len(values) else 0.0,
-                                [TopLogprob(-1, str(t), list(str(t).encode()), float(lp)) for t, lp in top.items()]))
+        out.append(TokenLogprob(-1, str(token), list(str(token).encode()), _logprob(values[i] if i < len(values) else None),
+                                [TopLogprob(-1, str(t), list(str(t).encode()), _logprob(lp)) for t, lp in top.items()]))
     return tuple(out)
 
 

@@ -54,7 +54,7 @@ error_body = llamacpp_error_body
 from jan.server.dialects.llamacpp_extras import (IGNORED, IGNORED_WHILE_OFF, REFUSED_UNLESS, TRIGGER_TYPES,  # noqa: E402,F401
                                                  UNREAD, bias_text, bias_texts, biases_with_ids, client_grammar,
                                                  lazy_refusal, lazy_triggers, logit_bias_ids as _logit_bias, refusal,
-                                                 without_extras)
+                                                 speculative_fields, without_extras)
 
 
 #: llama.cpp's sampler names -> jan's; their aliases (``top-k``, ``topk``, ``nucleus``, ``temp``, ``typ``) as
@@ -461,6 +461,7 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
         given["lora"] = lora_request(body.lora)
     if body.id_slot is not None:
         given["id_slot"] = body.id_slot
+    given.update(speculative_fields(body.model_extra or {}))  # (llama-server's "speculative.n_max", ...)
     sampling = SamplingOptions(stop=tuple(body.stop) if body.stop else None, logit_bias=_logit_bias(body.logit_bias),
                                **given)
     return CompletionRequest(model=body.model, prompts=prompts, listed=listed(body.prompt), sampling=sampling,

@@ -16,9 +16,9 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-__all__ = ["IGNORED", "IGNORED_WHILE_OFF", "REFUSED_UNLESS", "TRIGGER_TYPES", "UNREAD", "bias_text", "bias_texts",
-           "biases_with_ids", "client_grammar", "lazy_refusal", "lazy_triggers", "logit_bias_ids", "refusal",
-           "without_extras"]
+__all__ = ["IGNORED", "IGNORED_WHILE_OFF", "REFUSED_UNLESS", "SPECULATIVE", "TRIGGER_TYPES", "UNREAD", "bias_text",
+           "bias_texts", "biases_with_ids", "client_grammar", "lazy_refusal", "lazy_triggers", "logit_bias_ids",
+           "refusal", "speculative_fields", "without_extras"]
 
 #: Fields llama-server takes that change nothing jan's output could show, accepted and ignored: how llama-server
 #: keeps its KV cache (jan reuses any prefix a slot holds, in any slot), its prompt-time limit (which llama-server
@@ -65,6 +65,30 @@ IGNORED_WHILE_OFF = ("dynatemp_exponent", "xtc_threshold", "dry_base", "dry_allo
 #: Fields llama.cpp's web UI sends that llama-server itself does not read (``typ_p``: it reads ``typical_p``).
 UNREAD = ("typ_p",)
 
+#: llama-server's per-request speculative decoding fields (what its clients send to tune or turn off drafting, on
+#: /completion and its OpenAI routes alike) -> jan's options. /completion ignored them and the OpenAI routes refused
+#: them as unknown, so a client's ``"speculative.n_max": 0`` drafted on as before.
+SPECULATIVE = {"speculative.n_max": "draft_max", "speculative.n_min": "draft_min", "speculative.p_min": "draft_p_min"}
+
+
+def speculative_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A body's :data:`SPECULATIVE` fields as jan's options (``{"draft_max": 4}``), null ones left out, each
+    checked against jan's range for the option (a whole float is its integer, as llama-server reads counts).
+    ValueError naming the body's field (``speculative.n_max: must be >= 0 and <= 256, got -1``): jan refuses what
+    llama-server silently clamps, as it does for its own names."""
+    given = {name: data[name] for name in SPECULATIVE if data.get(name) is not None}
+    if not given:
+        return {}
+    from jan.engine.params import RANGES  # (only for a body that has one: this module stays light, see above)
+
+    out = {}
+    for name, value in given.items():
+        option = SPECULATIVE[name]
+        if RANGES[option].kind is int and type(value) is float and value.is_integer():
+            value = int(value)
+        out[option] = RANGES[option].check(name, value)
+    return out
+
 
 def lazy_refusal(lazy: bool, grammar: bool, triggers: Any) -> str | None:
     """Why a body's lazy grammar (``grammar_lazy``, ``grammar_triggers``; ``grammar``: it gives a grammar or a JSON
@@ -94,7 +118,10 @@ def without_extras(data: dict[str, Any], declared: Collection[str]) -> dict[str,
     as ``/completion`` takes them: accepted and ignored (:data:`IGNORED`, :data:`IGNORED_WHILE_OFF`,
     :data:`UNREAD`), or a ValueError naming one of :data:`REFUSED_UNLESS` that is not off."""
     out = {}
+    speculative = speculative_fields(data)
     for name, value in data.items():
+        if name in SPECULATIVE and SPECULATIVE[name] in declared and name not in declared:
+            continue  # (taken below, as jan's option)
         if name in declared:
             out[name] = value
         elif name in REFUSED_UNLESS:
@@ -103,6 +130,9 @@ def without_extras(data: dict[str, Any], declared: Collection[str]) -> dict[str,
                 raise ValueError(why)
         elif name not in IGNORED and name not in IGNORED_WHILE_OFF and name not in UNREAD:
             out[name] = value  # (the body's own check refuses what it does not know)
+    for option, value in speculative.items():
+        if option in declared and out.get(option) is None:  # (jan's own name, given too, wins)
+            out[option] = value
     return out
 
 
