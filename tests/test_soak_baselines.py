@@ -12,6 +12,7 @@ import sys
 import types
 import urllib.request
 
+import httpx
 import pytest
 from api_helpers import Client, running, until
 from run_helpers import run_to_end
@@ -150,3 +151,26 @@ def test_choices_of_a_client_gone_free_their_engine_requests_without_a_garbage_c
             until(lambda: _event_fds() <= before, f"the eventfds back to {before}", wait_s=60)
         finally:
             gc.enable()
+
+
+# -- a request is let go when its answer is sent -------------------------------------------------------------------
+def _live_requests() -> int:
+    from aiohttp import web
+
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, web.BaseRequest))
+
+
+def test_answered_requests_are_let_go_at_once(tmp_path):
+    """Each context copied while a handler ran kept the request it handled (what the client-gone checks watch):
+    the body's read guard schedules a timer of the read timeout (60 s) for each read, and a cancelled timer keeps its
+    context until its deadline, so the last minute's requests — their bodies, and the answers their finished handlers
+    returned — stayed in memory (up to about a hundred of them, when asyncio purges cancelled timers), and a task a
+    handler started (a background response, a run) kept its request for its whole life. They go with their answers."""
+    body = {"model": "no-such-model", "messages": [{"role": "user", "content": "x" * 20_000}]}
+    with running(tmp_path / "data") as srv:
+        with httpx.Client(base_url=srv.base_url, timeout=60) as client:
+            for _ in range(20):
+                assert client.post("/v1/chat/completions", json=body).status_code == 404
+        # (the keep-alive connection closed: the server may end its handler of it at its own pace)
+        until(lambda: _live_requests() <= 2, "the answered requests let go", wait_s=10)  # (they were kept 60 s)
