@@ -174,3 +174,30 @@ def test_answered_requests_are_let_go_at_once(tmp_path):
                 assert client.post("/v1/chat/completions", json=body).status_code == 404
         # (the keep-alive connection closed: the server may end its handler of it at its own pace)
         until(lambda: _live_requests() <= 2, "the answered requests let go", wait_s=10)  # (they were kept 60 s)
+
+
+# -- what is kept per model goes with the model --------------------------------------------------------------------
+def test_a_deleted_models_kept_state_goes_with_it(tmp_path, stories_path):
+    """The llama.cpp engine kept each model it lent (the model, closed once unloaded, and its compiled chat template)
+    and its model.json, the models extension each model.json it resolved, and /metrics each model's last window (its
+    throughput since the scrape before), by model id for the server's life: a client that made, used and deleted
+    models (Ollama's copy, a chat, delete) grew the server by one of each per model. They go when the model is
+    unloaded or deleted."""
+    from jan.server.keys import MANAGER, METRIC_WINDOWS
+
+    chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    with running(tmp_path / "data", stories_path) as srv:
+        with httpx.Client(base_url=srv.base_url, timeout=120) as client:
+            for n in range(4):
+                name = f"copy{n}"
+                assert client.post("/api/copy", json={"source": "stories260K", "destination": name}).status_code == 200
+                assert client.post("/v1/chat/completions", json={"model": name, **chat}).status_code == 200
+                assert client.get("/metrics").status_code == 200  # (a scrape's window, per model loaded)
+                assert client.request("DELETE", "/api/delete", json={"model": name}).status_code == 200
+            assert client.post("/v1/chat/completions", json={"model": "stories260K", **chat}).status_code == 200
+            assert client.get("/metrics").status_code == 200
+        assert set(srv.app[METRIC_WINDOWS]) <= {"stories260K"}
+        manager = srv.app[MANAGER]
+        engine, models = manager.get_extension("llamacpp"), manager.get_extension("models")
+        assert set(engine._lent) <= {"stories260K"} and set(engine._loaded_json) <= {"stories260K"}
+        assert not [model_id for model_id in models._resolved if model_id.startswith("copy")]

@@ -217,7 +217,10 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
 
     async def delete_model(self, model_id: str) -> None:
         await self.get_model(model_id)
-        await self.store.models.delete(model_id)
+        try:
+            await self.store.models.delete(model_id)
+        finally:  # (a model.json kept per model asked for: a deleted one's was kept until its id was asked for again)
+            self._resolved.pop(model_id, None)
 
     def _pulling(self) -> set[str]:
         return {model_id for model_id, pull in self._pulls.items()
