@@ -201,3 +201,34 @@ def test_a_deleted_models_kept_state_goes_with_it(tmp_path, stories_path):
         engine, models = manager.get_extension("llamacpp"), manager.get_extension("models")
         assert set(engine._lent) <= {"stories260K"} and set(engine._loaded_json) <= {"stories260K"}
         assert not [model_id for model_id in models._resolved if model_id.startswith("copy")]
+
+
+# -- a request's MCP servers leave no file behind ----------------------------------------------------------------
+def test_mcp_servers_a_request_names_leave_no_file(tmp_path, stories_path, monkeypatch):
+    """An MCP server a request connects to by URL (Responses' ``mcp`` tool, Anthropic's ``mcp_servers``) got a
+    stderr log file — that an HTTP server never writes — named by the request's label, in a temporary folder of the
+    process: one file for every name a client ever gave, never removed. Only a stdio server has a log now."""
+    import tempfile
+
+    from mcp_helpers import free_port, http_notes_server, notes_folder
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    dead = f"http://127.0.0.1:{free_port()}/mcp"
+    with http_notes_server(notes_folder(tmp_path), tmp_path / "http.log") as live:
+        allowed = [url.rsplit("/", 1)[0] + "/" for url in (live, dead)]
+        with running(tmp_path / "data", stories_path, allow_media_from=allowed, n_ctx=4096) as srv:
+            with httpx.Client(base_url=srv.base_url, timeout=120) as client:
+                for n, url in enumerate((live, dead)):
+                    tool = {"type": "mcp", "server_label": f"label{n}", "server_url": url, "require_approval": "never"}
+                    answer = client.post("/v1/responses", json={"model": "stories260K", "input": "hi", "store": False,
+                                                                "max_output_tokens": 2, "tools": [tool]})
+                    assert answer.status_code == 200, answer.text
+                    answer = client.post("/v1/messages", headers={"anthropic-beta": "mcp-client-2025-04-04"}, json={
+                        "model": "stories260K", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}],
+                        "mcp_servers": [{"type": "url", "name": f"name{n}", "url": url}]})
+                    assert answer.status_code in (200, 400), answer.text  # (400: the dead one, not reached)
+    left = [p.name for p in [*temp.rglob("*"), *(tmp_path / "data").rglob("*.log")] if p.is_file()]
+    assert not left, left
+
