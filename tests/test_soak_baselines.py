@@ -232,3 +232,26 @@ def test_mcp_servers_a_request_names_leave_no_file(tmp_path, stories_path, monke
     left = [p.name for p in [*temp.rglob("*"), *(tmp_path / "data").rglob("*.log")] if p.is_file()]
     assert not left, left
 
+
+# -- an ended response kept for its replay holds its events, not its request -----------------------------------
+def test_an_ended_background_stream_kept_for_replay_lets_its_input_go(tmp_path, stories_path):
+    """A background streamed response is kept 5 minutes after its end, for a replay (``GET ?stream=true``), within
+    a budget of its events' bytes; but the run kept its request's input too (as sent, as items, as messages: a big
+    prompt three times over, its images), outside that budget. Its replay and its answer are what it keeps now."""
+    from jan.server.route_state import STREAMS
+
+    body = {"model": "stories260K", "background": True, "stream": True, "max_output_tokens": 2}
+    with running(tmp_path / "data", stories_path) as srv:
+        with httpx.Client(base_url=srv.base_url, timeout=120) as client:
+            ids = []
+            for text in ("Once upon a time", "x " * 100_000):  # (answered; failed: it does not fit the context)
+                with client.stream("POST", "/v1/responses", json={**body, "input": text}) as answer:
+                    assert answer.status_code == 200
+                    events = [json.loads(line[5:]) for line in answer.iter_lines() if line.startswith("data:")]
+                ids.append(events[0]["response"]["id"])
+                replay = client.get(f"/v1/responses/{ids[-1]}", params={"stream": "true"})
+                assert replay.status_code == 200 and events[-1]["type"] in replay.text
+        runs = [srv.app[STREAMS].get(response_id) for response_id in ids]
+        assert [run.final["status"] for run in runs] == ["incomplete", "failed"]  # (the test's premise)
+        held = [(len(str(run.body.input)), len(run._inputs), len(run._input_items)) for run in runs]
+        assert held == [(0, 0, 0)] * 2, held
