@@ -255,3 +255,24 @@ def test_an_ended_background_stream_kept_for_replay_lets_its_input_go(tmp_path, 
         assert [run.final["status"] for run in runs] == ["incomplete", "failed"]  # (the test's premise)
         held = [(len(str(run.body.input)), len(run._inputs), len(run._input_items)) for run in runs]
         assert held == [(0, 0, 0)] * 2, held
+
+
+def test_remembered_runs_hold_no_thread_messages(tmp_path, stories_path):
+    """Each run kept the chat request its start checked the model against — the thread's messages, images and
+    all — for as long as the run was remembered (256 runs, bounded only by their events' bytes). Each turn reads
+    the thread again; what the runs remembered hold is their own state."""
+    from jan.server.keys import SERVICES
+    from jan.services.types import ChatMessage, ChatRequest
+
+    async def scenario(srv) -> None:
+        async with Client(srv.base_url) as api:
+            thread = await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Once upon"}]})
+            run = await run_to_end(api, f"/v1/threads/{thread['id']}/runs", {"max_completion_tokens": 2})
+        kept = srv.app[SERVICES].runs._runs[run["id"]]
+        held = [name for name, value in vars(kept).items() if isinstance(value, (ChatRequest, ChatMessage))
+                or (isinstance(value, (list, tuple)) and any(isinstance(v, ChatMessage) for v in value))]
+        assert not held, held
+
+    with running(tmp_path / "data", stories_path) as srv:
+        asyncio.run(scenario(srv))
+
