@@ -276,3 +276,38 @@ def test_remembered_runs_hold_no_thread_messages(tmp_path, stories_path):
     with running(tmp_path / "data", stories_path) as srv:
         asyncio.run(scenario(srv))
 
+
+# -- ended pulls are forgotten past the latest few ---------------------------------------------------------------
+def test_ended_pulls_are_forgotten_past_the_latest(tmp_path, monkeypatch):
+    """Every pull ever made (a failed one too), and its file downloads in the downloader, was kept for the server's
+    life by model id, and ``GET /v1/downloads`` ("running or ended recently") listed them all. The latest
+    ``KEEP_ENDED_PULLS`` ended ones are kept now."""
+    import http.server
+
+    import jan.extensions.models.extension as models_module
+    from api_helpers import http_serving
+    from jan.server.keys import MANAGER
+
+    class Missing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_error(404)
+
+        def log_message(self, *args):  # (quiet)
+            pass
+
+    monkeypatch.setattr(models_module, "KEEP_ENDED_PULLS", 2, raising=False)  # (raising: the fault came without it)
+    with http_serving(Missing) as base, running(tmp_path / "data") as srv:
+        with httpx.Client(base_url=srv.base_url, timeout=60) as client:
+            for n in range(5):
+                pulled = client.post("/v1/models/pull", json={"url": f"{base}/m{n}.gguf", "id": f"m{n}", "stream": False})
+                assert pulled.status_code == 202, pulled.text
+
+                def ended(model_id=f"m{n}") -> bool:
+                    listed = {d["id"]: d["state"] for d in client.get("/v1/downloads").json()["data"]}
+                    return listed.get(model_id) == "failed"
+
+                until(ended, f"the pull of m{n} failed (a 404)", wait_s=60)
+            listed = [d["id"] for d in client.get("/v1/downloads").json()["data"]]
+        assert listed[-2:] == ["m3", "m4"] and len(listed) <= 3, listed  # (m4's start forgot all but two before)
+        downloader = srv.app[MANAGER].get_extension("models").downloader
+        assert len(downloader.list()) <= 3, [task.url for task in downloader.list()]
