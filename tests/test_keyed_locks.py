@@ -108,3 +108,63 @@ def test_the_lock_kind_is_the_callers():
     assert len(locks) == 0
     locks("x")
     assert Counted.made == 2
+
+
+# -- the data folder's lock file stripes ------------------------------------------------------------------------
+def test_the_stripes_of_lock_files_are_let_go_once_nobody_holds_them(tmp_path):
+    """The process kept an object per lock file (a thread lock, a file lock) of every data folder it ever wrote in,
+    a deleted one's too: a long-lived library user opening folder after folder grew by up to 256 per folder. Only
+    those held (or about to be) are kept; a stripe held is still the one every holder of its file shares."""
+    import jan.core.locks as locks
+    from jan.core.locks import LockManager
+
+    gc.collect()
+    before = len(locks._registry)
+    for n in range(4):
+        manager = LockManager(tmp_path / f"folder{n}" / ".locks")
+        for key in range(20):
+            with manager.hold(f"threads/t{key}"):
+                pass
+    gc.collect()
+    assert len(locks._registry) <= before, len(locks._registry)
+
+    manager = LockManager(tmp_path / "shared" / ".locks")
+    inside, go_on, second = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with manager.hold("threads/x"):
+            inside.set()
+            go_on.wait(30)
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    assert inside.wait(30)
+    gc.collect()  # (the held stripe survives a collection: its holder references it)
+
+    def other() -> None:
+        with manager.hold("threads/x"):
+            second.set()
+
+    waiter = threading.Thread(target=other)
+    waiter.start()
+    assert not second.wait(0.3), "a second holder of a held lock file's stripe went in"
+    go_on.set()
+    assert second.wait(30)
+    holder.join(30)
+    waiter.join(30)
+
+
+def test_the_thread_claims_of_folders_no_longer_used_are_let_go(tmp_path):
+    """(the claims of each data folder the process ever claimed a thread in were kept for its life too)"""
+    import jan.services.thread_claims as claims_module
+
+    async def claim(folder) -> None:
+        async with claims_module.thread_claims(folder).lock("thread_x"):
+            assert claims_module.thread_claims(folder) is claims_module.thread_claims(folder)
+
+    gc.collect()
+    before = len(claims_module._CLAIMS)
+    for n in range(4):
+        asyncio.run(claim(tmp_path / f"folder{n}"))
+    gc.collect()
+    assert len(claims_module._CLAIMS) <= before, list(claims_module._CLAIMS)

@@ -127,14 +127,17 @@ def test_a_fetch_outside_a_request_is_not_watched():
     """(a batch's item or a run fetches in a task of its own, with the submitting request's context: its client
     leaving is no reason to stop it)"""
     import asyncio
+    import weakref
 
     from jan.server.disconnect import _HANDLING, while_client_waits
 
     class Gone:
         transport = None  # (a client that left)
 
+    gone = Gone()
+
     async def main() -> str:
-        _HANDLING.set((Gone(), asyncio.current_task()))
+        _HANDLING.set((weakref.ref(gone), weakref.ref(asyncio.current_task())))
 
         async def other_task() -> str:
             return await while_client_waits(asyncio.sleep(0, "done"))

@@ -65,7 +65,7 @@ DEFAULT_TIMEOUT = 30.0
 
 
 class _Stripe:
-    __slots__ = ("path", "rlock", "file_lock", "depth", "unlocked")
+    __slots__ = ("path", "rlock", "file_lock", "depth", "unlocked", "__weakref__")
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -114,7 +114,11 @@ class _Stripe:
 # One stripe object per lock file per process, shared by every DataFolder on
 # the same folder: two in-process instances must exclude each other too, and
 # flock would not (nor would it be reentrant) if each opened its own.
-_registry: dict[str, _Stripe] = {}
+# Weak, as KeyedLocks: a stripe lives while a hold references it (holding it,
+# or about to); one nobody holds is unlocked, and a fresh one excludes the same.
+# A table of every stripe ever used kept each lock file's objects of every
+# data folder the process ever opened (a deleted one's too) for its life.
+_registry: weakref.WeakValueDictionary[str, _Stripe] = weakref.WeakValueDictionary()
 _registry_lock = threading.Lock()
 
 
@@ -134,7 +138,8 @@ def _stripe(path: str) -> _Stripe:
     with _registry_lock:
         stripe = _registry.get(path)
         if stripe is None:
-            stripe = _registry[path] = _Stripe(path)
+            stripe = _Stripe(path)  # (referenced here before the table holds it weakly)
+            _registry[path] = stripe
         return stripe
 
 

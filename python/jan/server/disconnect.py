@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import weakref
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -110,14 +111,18 @@ async def unless_disconnected(request: web.Request, work: Awaitable[T], model_id
 
 # The request the running handler answers, and the handler's task: what :func:`while_client_waits` watches. A task
 # the handler starts (a batch's, a run's) inherits the context, not the client: it is told apart by its task.
-_HANDLING: contextvars.ContextVar[tuple[web.Request, asyncio.Task] | None] = contextvars.ContextVar(
-    "jan_handling", default=None)
+# Weak references: every context copied while a handler runs keeps this value — each timer it schedules (a body
+# read's 60 s guard, a wait's timeout) keeps its context until its deadline even once cancelled, and a task it starts
+# (a background response, a run) keeps it for its whole life — and a strong one kept the request, its body and the
+# finished handler's answer that long with it.
+_HANDLING: contextvars.ContextVar[tuple[weakref.ref[web.Request], weakref.ref[asyncio.Task]] | None] = \
+    contextvars.ContextVar("jan_handling", default=None)
 
 
 @web.middleware
 async def handling_middleware(request: web.Request, handler):
     """Note the request being handled (:func:`while_client_waits`)."""
-    token = _HANDLING.set((request, asyncio.current_task()))  # type: ignore[arg-type]
+    token = _HANDLING.set((weakref.ref(request), weakref.ref(asyncio.current_task())))  # type: ignore[arg-type]
     try:
         return await handler(request)
     finally:
@@ -131,9 +136,9 @@ async def while_client_waits(work: Awaitable[T]) -> T:
     when the server starts stopping first (:func:`shutdown_error`).
     Work outside a request's handler (a batch's item, a run) is only awaited."""
     handling = _HANDLING.get()
-    if handling is None or handling[1] is not asyncio.current_task():
+    request = handling[0]() if handling is not None else None
+    if request is None or handling[1]() is not asyncio.current_task():  # type: ignore[index]
         return await work
-    request = handling[0]
     why, result = await _until_gone(request, work, request.app.get(SHUTTING_DOWN))
     if why == "stopping":  # (told now, not after the stop's grace period as a dropped connection)
         raise shutdown_error("The server is shutting down; the request stopped while its media was fetched.")

@@ -17,9 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
-import tempfile
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,7 +152,7 @@ class _Server:
         from jan.extensions.mcp.config import McpServerConfig
 
         config = McpServerConfig(url=use.server_url, headers=dict(use.headers) or None, timeout=CALL_TIMEOUT_S)
-        server = _remote_server_class()(use.server_label, config, _log_folder())
+        server = _remote_server_class()(use.server_label, config, _NO_LOG_FOLDER)
         self._own = server
         try:
             await server.ensure_started()
@@ -174,11 +173,9 @@ class _Server:
                 await server.stop()
 
 
-@functools.cache
-def _log_folder() -> Path:
-    """Where McpServer opens its stderr log, which an HTTP server never writes: a folder of this process's own (a
-    shared, guessable /tmp path could be another user's, and every connection would fail to open it)."""
-    return Path(tempfile.mkdtemp(prefix="jan-mcp-remote-"))
+#: Where McpServer would open a stdio server's stderr log: never, for an HTTP server (none is made: a folder made
+#: here, with a file per server name a request gave, was left behind for every name ever given).
+_NO_LOG_FOLDER = Path(os.devnull)
 
 
 def _remote_server_class() -> type:

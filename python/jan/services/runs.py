@@ -329,7 +329,6 @@ class Run:
     instructions: str
     parameters: dict[str, Any]
     metadata: dict[str, Any]
-    chat_request: ChatRequest | None = None
     #: ``run_<ULID>``: a run's id sorts by when it was made (:func:`run_sort_key`), as its ``created_at``'s seconds
     #: do not; made before ``created_at``, from the same clock, so an id never carries a later second than it.
     id: str = field(default_factory=lambda: new_id("run"))
@@ -1673,13 +1672,14 @@ class RunService(Held):
 
         run = Run(req.thread_id, assistant["id"], model["id"], instructions, sampling.given(), req.metadata or {})
         effort = req.reasoning_effort or assistant.get("reasoning_effort") or None
-        run.chat_request = ChatRequest(model=model["id"], messages=messages, response_format=response_format,
-                                       sampling=sampling,
-                                       truncation=run_truncation(req.last_messages, req.max_prompt_tokens),
-                                       reasoning=_reasoning(effort), max_prompt_tokens=req.max_prompt_tokens)
+        # (checked, not kept: each turn makes its own from the thread; kept on the run, the thread's messages, images
+        # and all, stayed in memory with each of the runs remembered, outside their events' byte budget)
+        chat_request = ChatRequest(model=model["id"], messages=messages, response_format=response_format,
+                                   sampling=sampling, truncation=run_truncation(req.last_messages, req.max_prompt_tokens),
+                                   reasoning=_reasoning(effort), max_prompt_tokens=req.max_prompt_tokens)
         # what the model cannot take (the thread's images, with no projector) is this request's 4xx, as an
         # embedding model is: not a run accepted and failed later (its model is not loaded for it either way)
-        await self.models.require_able(target, run.chat_request)
+        await self.models.require_able(target, chat_request)
         run.run_tools = list(req.tools) if req.tools is not None else None
         run.tool_choice_request, run.tool_policy, run.tool_specs = req.tool_choice, req.tool_policy, policy.specs
         run.warnings = policy.warnings

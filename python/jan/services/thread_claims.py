@@ -25,6 +25,7 @@ import errno
 import hashlib
 import re
 import threading
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -123,7 +124,10 @@ class ThreadClaims:
             self._leases.release(_TURN + thread_id)
 
 
-_CLAIMS: dict[str, ThreadClaims] = {}
+# Weak, as the locks it hands out: the claims of a folder live while a claim lock is held (or about to be) through
+# them, and a fresh one then excludes the same (its asyncio locks matter only while held; its leases are the
+# process's, jan.store.leases). A table of strong ones kept one for every data folder the process ever used.
+_CLAIMS: weakref.WeakValueDictionary[str, ThreadClaims] = weakref.WeakValueDictionary()
 _CLAIMS_MUTEX = threading.Lock()
 
 
@@ -134,5 +138,6 @@ def thread_claims(data_folder: str | Path) -> ThreadClaims:
     with _CLAIMS_MUTEX:
         claims = _CLAIMS.get(key)
         if claims is None:
-            claims = _CLAIMS[key] = ThreadClaims(data_folder)
+            claims = ThreadClaims(data_folder)  # (referenced here before the table holds it weakly)
+            _CLAIMS[key] = claims
         return claims

@@ -90,6 +90,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         # for, a typo's too, for the life of the server)
         self._load_locks: KeyedLocks[asyncio.Lock] = KeyedLocks()
         self._loading: set[str] = set()  # ids being loaded now (a held lock may be an unload's)
+        # per model id while it is loaded (each holds its model, closed or not, and its compiled template: kept for
+        # every model ever loaded — a created and deleted one's too — they grew the server by one per model id)
         self._lent: dict[str, LocalModel] = {}
         self._loaded_json: dict[str, dict[str, Any]] = {}
         self._failures: dict[str, str] = {}
@@ -204,10 +206,22 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             finally:
                 self._loading.discard(model_id)
             self._failures.pop(model_id, None)
+            self._forget_unloaded()
             self._loaded_json[model_id] = model
             self._lent.pop(model_id, None)
             await bus.emit(ModelReady(model_id=model_id, engine=self.engine_name))
             return loaded
+
+    def _forget_unloaded(self) -> None:
+        """Let go of what is kept per loaded model (its model.json, its lent model) for those no longer loaded:
+        unloaded by the pool to make room, by keep_alive, or deleted. Called at each load (the pool's evictions
+        happen within them), so what is kept never outnumbers the loaded models by more than the loads since."""
+        engine = self.engine
+        if engine is None:
+            return
+        for kept in (self._lent, self._loaded_json):
+            for model_id in [m for m in kept if m not in self._loading and not engine.is_loaded(m)]:
+                kept.pop(model_id, None)
 
     async def _load_with_lora(self, engine: jan.ModelPool, model: dict[str, Any], path: str, opts: dict[str, Any],
                               shared: bool, shared_lora: bool, *, claim: bool, turn: Turn) -> jan.Model:
@@ -325,6 +339,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                 raise ModelNotFoundError(f"model '{model_id}' is not loaded")
             await asyncio.to_thread(engine.unload, model_id)
             self._loaded_json.pop(model_id, None)
+            self._lent.pop(model_id, None)
         await self._ctx.bus.emit(ModelStopped(model_id=model_id, engine=self.engine_name, reason="requested"))
 
     async def unload_when_idle(self, model_id: str) -> bool:
@@ -336,6 +351,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             now = await asyncio.to_thread(engine.unload_when_idle, model_id)
             if now:
                 self._loaded_json.pop(model_id, None)
+                self._lent.pop(model_id, None)
         if now:
             await self._ctx.bus.emit(ModelStopped(model_id=model_id, engine=self.engine_name, reason="keep_alive"))
         return now

@@ -329,7 +329,8 @@ class McpServer:
         return self._client is not None and self._lost is not None and not self._lost.is_set()
 
     # -- lifecycle ----------------------------------------------------------------
-    def _transport(self, errlog: IO[str]) -> Any:
+    def _transport(self, errlog: IO[str] | None) -> Any:
+        """The SDK's transport to the server: a stdio server's stderr goes to ``errlog`` (None for an HTTP one)."""
         from mcp import StdioServerParameters
         from mcp.client.stdio import stdio_client
         from mcp.client.streamable_http import streamable_http_client
@@ -459,16 +460,20 @@ class McpServer:
         except (Exception, SystemExit) as exc:  # (a SystemExit raised in this task would end jan's loop)
             self._not_started(ready, stop, lost, f"the MCP client could not be loaded ({type(exc).__name__}: {exc})")
             return
-        try:
-            self.log_folder.mkdir(parents=True, exist_ok=True)
-            # The server's stderr goes to a file: a chatty (or flooding) server can't fill a pipe jan must drain.
-            errlog = open(errlog_path, "a", encoding="utf-8")  # noqa: SIM115
-        except OSError as exc:
-            self._not_started(ready, stop, lost, f"its log file {errlog_path} could not be opened: {exc}")
-            return
+        # Only a process (a stdio server) has a stderr: an HTTP server's file stayed empty, and a request's own
+        # servers (jan.services.mcp_use) left one such file for every name a client ever gave one.
+        errlog: IO[str] | None = None
+        if self.config.command:
+            try:
+                self.log_folder.mkdir(parents=True, exist_ok=True)
+                # The server's stderr goes to a file: a chatty (or flooding) server can't fill a pipe jan must drain.
+                errlog = open(errlog_path, "a", encoding="utf-8")  # noqa: SIM115
+            except OSError as exc:
+                self._not_started(ready, stop, lost, f"its log file {errlog_path} could not be opened: {exc}")
+                return
         # Where this start's stderr begins: a server that dies says why there (a traceback, "command not
         # found"), and the SDK only sees the pipe close ("Connection closed"), so a failure quotes its last line.
-        said_from = errlog.tell()
+        said_from = errlog.tell() if errlog is not None else 0
         try:
             # Stopping cancels this scope (never the task): anyio cancellation lets the SDK finish its shielded
             # cleanup, which ends the process; a native task.cancel() can cut that short and leave it running.
@@ -510,7 +515,8 @@ class McpServer:
             for task in (self._relisting, self._probing):
                 if task is not None:
                     task.cancel()
-            errlog.close()
+            if errlog is not None:
+                errlog.close()
             if stop.is_set() and self.state != McpServerState.FAILED:
                 self.state = McpServerState.DISABLED if self.config.disabled else McpServerState.STOPPED
             elif self.state == McpServerState.RUNNING:  # the connection broke

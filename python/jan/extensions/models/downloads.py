@@ -230,6 +230,10 @@ class ModelPull(DownloadTask):
             raise self._error
         return self._model
 
+    def file_downloads(self) -> list[FileDownload]:
+        """The downloads of its files it started (the downloader's tasks)."""
+        return list(self._downloads.values())
+
     @property
     def done(self) -> bool:
         """Whether the pull has ended (completed, failed or cancelled), its task with it."""

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 # at start: a server that never downloads never holds it (resident memory at start, issue 16).
 
 
+#: How many ended pulls ``GET /v1/downloads`` still lists (the latest): the older ones are forgotten.
+KEEP_ENDED_PULLS = 32
+
+
 class ModelManagerExtension(BuiltinExtension, ModelExtension):
     name = "models"
     description = "Models in the data folder: import, edit, delete and download GGUF files"
@@ -217,7 +221,10 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
 
     async def delete_model(self, model_id: str) -> None:
         await self.get_model(model_id)
-        await self.store.models.delete(model_id)
+        try:
+            await self.store.models.delete(model_id)
+        finally:  # (a model.json kept per model asked for: a deleted one's was kept until its id was asked for again)
+            self._resolved.pop(model_id, None)
 
     def _pulling(self) -> set[str]:
         return {model_id for model_id, pull in self._pulls.items()
@@ -329,8 +336,21 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         pull.source = plan.model_url
         # what an earlier pull left to resume from, so that progress can say whether the server took it up
         pull.partial_bytes = await asyncio.to_thread(_part_size, model_file.staged)
+        self._pulls.pop(model_id, None)  # (the newest last: an id pulled again is a recent pull)
         self._pulls[model_id] = pull
+        self._forget_ended_pulls()
         return pull
+
+    def _forget_ended_pulls(self) -> None:
+        """Keep the :data:`KEEP_ENDED_PULLS` latest ended pulls (``GET /v1/downloads``: "running or ended
+        recently"): each ended pull, and its file downloads in the downloader, was kept for the server's life, by
+        every model id ever pulled (a failed pull's too)."""
+        ended = [model_id for model_id, pull in self._pulls.items() if pull.done]
+        for model_id in ended[:max(len(ended) - KEEP_ENDED_PULLS, 0)]:
+            pull = self._pulls.pop(model_id)
+            if self._downloader is not None:
+                for download in pull.file_downloads():
+                    self._downloader.forget(download.id)
 
     async def _register_downloaded(self, model_id: str, dest: str, source: str, info: dict,
                                    mmproj: str | None = None, mmproj_source: str | None = None, *,

@@ -107,6 +107,10 @@ def _not_saved(response_id: str, exc: Exception) -> None:
         log.exception("could not save response %s", response_id, exc_info=exc)
 
 
+def _never_gone() -> bool:
+    return False
+
+
 class ResponseRun:
     """Generates response ``response_id`` from ``deltas`` (the chat service's stream);
     ``model()`` names the model (the request's, or the one the service resolved).
@@ -210,6 +214,16 @@ class ResponseRun:
                 self.status = "failed"
                 self.final = self.snapshot("failed", error={"code": "server_error", "message": "The server stopped."})
                 self._end()
+            self._let_go_of_inputs()
+
+    def _let_go_of_inputs(self) -> None:
+        """Once ended, a run is its events and :attr:`final` (replayed for up to :data:`STREAM_KEPT_S`): the request's
+        input (its text, images, files: as sent, as items and as messages), kept with it, was held that long too,
+        outside the :data:`STREAM_KEPT_BYTES` its streams are bounded by."""
+        self.body = self.body.model_copy(update={"input": ""})
+        self._inputs, self._input_items, self._previous = [], [], None
+        self._deltas = None  # type: ignore[assignment]  # (read only while generating: closed by then)
+        self._client_gone = _never_gone
 
     async def _generate(self) -> None:
         encoder = self.encoder

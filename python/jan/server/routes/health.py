@@ -158,6 +158,10 @@ class EngineCollector:
         for engine in _local_engines(self.app):
             per_model.update(engine.metrics())
         windows = self.app[METRIC_WINDOWS]
+        for gone in [model_id for model_id in windows if model_id not in per_model]:
+            # (a model loaded again starts from zero anyway; one unloaded or deleted kept its window for the
+            # server's life, one per model id ever scraped)
+            del windows[gone]
         derived = {model_id: throughput_gauges(windows, model_id, m) for model_id, m in per_model.items()}
 
         def family(kind: type, name: str, doc: str, key: str, values: dict[str, dict]):
