@@ -311,3 +311,20 @@ def test_ended_pulls_are_forgotten_past_the_latest(tmp_path, monkeypatch):
         assert listed[-2:] == ["m3", "m4"] and len(listed) <= 3, listed  # (m4's start forgot all but two before)
         downloader = srv.app[MANAGER].get_extension("models").downloader
         assert len(downloader.list()) <= 3, [task.url for task in downloader.list()]
+
+
+# -- the llama.cpp engine's per-model notes are bounded ----------------------------------------------------------
+def test_the_engines_per_model_notes_keep_the_newest():
+    """A failed load's error, and why a model loads without the server's draft or LoRA adapters, are noted per model
+    id (file pair for a draft that cannot draft) and outlive the model: a deleted model's note stayed for the
+    server's life. Each table keeps the newest :data:`_NOTES_KEPT`; a model noted again is the newest."""
+    from jan.extensions.llamacpp import extension as ext
+
+    table: dict[str, str] = {}
+    for n in range(ext._NOTES_KEPT + 40):
+        assert ext._note(table, f"gone{n}", f"error {n}") == f"error {n}"
+        if n == ext._NOTES_KEPT + 30:
+            ext._note(table, "gone0", "again")  # noted again (dropped by then): the newest, kept
+    assert len(table) == ext._NOTES_KEPT
+    assert table["gone0"] == "again" and "gone1" not in table and "gone40" not in table and "gone41" in table
+    assert f"gone{ext._NOTES_KEPT + 39}" in table

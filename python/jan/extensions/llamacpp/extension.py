@@ -51,6 +51,25 @@ def _all_set(events: list[threading.Event], timeout: float) -> bool:
     """Whether every one of ``events`` is set within ``timeout`` seconds in all."""
     deadline = time.monotonic() + timeout
     return all(event.wait(max(0.0, deadline - time.monotonic())) for event in events)
+
+
+#: Entries each per-model note table keeps (:func:`_note`): a failed load's error, why a draft or the server's LoRA
+#: adapters were left out — more than the models any data folder holds, so only ids long gone are dropped.
+_NOTES_KEPT = 256
+K = TypeVar("K")
+
+
+def _note(table: dict[K, str], key: K, value: str) -> str:
+    """Note ``value`` under ``key`` as the newest of ``table`` (insertion order), dropping the oldest past
+    :data:`_NOTES_KEPT`; returns ``value``. The tables outlive their models (a deleted model's id is never asked
+    for again), so without a bound each created-and-deleted model that failed grew the server by one entry."""
+    table.pop(key, None)
+    table[key] = value
+    while len(table) > _NOTES_KEPT:
+        del table[next(iter(table))]
+    return value
+
+
 #: Tries of a tokenize (or detokenize) whose model was closed before it held it (:meth:`LlamaCppExtension._held`).
 HELD_ATTEMPTS = 3
 
@@ -94,6 +113,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         # every model ever loaded — a created and deleted one's too — they grew the server by one per model id)
         self._lent: dict[str, LocalModel] = {}
         self._loaded_json: dict[str, dict[str, Any]] = {}
+        # the notes below are kept per model id (or file pair) after the model is gone — a failed load's error is its
+        # status until it loads — each table the newest _NOTES_KEPT (_note): made-and-deleted models grew them
         self._failures: dict[str, str] = {}
         #: (model file, draft file) versions and cache types -> why that draft cannot draft for that model (the engine's error)
         self._cannot_draft: dict[tuple, str] = {}
@@ -198,7 +219,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                                                     turn=turn)
             except Exception as exc:
                 error = _setting_named(exc, model, self._overrides)
-                self._failures[model_id] = str(error)
+                _note(self._failures, model_id, str(error))
                 await bus.emit(ModelFailed(model_id=model_id, engine=self.engine_name, error=str(error)))
                 if error is exc:
                     raise
@@ -237,7 +258,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                 raise ModelSettingError(f"settings.{exc}", param="settings.lora", code="invalid_value") from None
             if self._lora_skipped.get(model_id) != str(exc):
                 log.warning("model '%s' loads without the server's LoRA adapters: %s", model_id, exc)
-                self._lora_skipped[model_id] = str(exc)
+                _note(self._lora_skipped, model_id, str(exc))
             return await self._load(engine, model, path, {k: v for k, v in opts.items() if k != "lora"}, shared,
                                     claim=claim, turn=turn)
         self._lora_skipped.pop(model_id, None)
@@ -264,7 +285,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             except ValueError as exc:
                 if pair is None or not _is_draft_mismatch(exc):
                     raise
-                why = self._cannot_draft[pair] = str(exc)
+                why = _note(self._cannot_draft, pair, str(exc))
             else:
                 self._draft_skipped.pop(model_id, None)
                 return loaded
@@ -272,7 +293,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             raise ModelSettingError(f"settings.{why}", param="settings.draft_model", code="invalid_value")
         if self._draft_skipped.get(model_id) != why:  # once per model, not on every load of it
             log.warning("model '%s' loads without the server's draft model: %s", model_id, why)
-            self._draft_skipped[model_id] = why
+            _note(self._draft_skipped, model_id, why)
         return await self._on_load_thread(model_id, functools.partial(
             engine.load, model_id, path, claim=claim, turn=turn, **without_draft(opts, settings)))
 
