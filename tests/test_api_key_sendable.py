@@ -39,3 +39,18 @@ def test_jan_serve_names_the_flag_or_the_environment_variable(tmp_path, key):
     assert result.returncode == 2, result
     assert "must not begin or end with whitespace" in result.stderr, result.stderr
     assert "(the key came from $JAN_API_KEY)" in result.stderr, result.stderr
+
+
+def test_a_client_takes_the_key_without_its_ends_and_names_one_it_cannot_send(tmp_path):
+    """A command's ``--api-key``/``$JAN_API_KEY`` loses the whitespace at its ends, as HTTP drops it (``$(cat keyfile)``
+    with a newline inside a quoted export); one that still cannot travel in a header is a usage error naming
+    ``$JAN_API_KEY``, where it read as "no jan server answers" (the header was refused before anything was sent)."""
+    env = {**cli_env(tmp_path / "data"), "JAN_API_URL": "http://127.0.0.1:9"}
+    result = jan_cli("models", "list", env={**env, "JAN_API_KEY": "k\x01ey"}, timeout=60)
+    assert result.returncode == 2, result
+    assert "Invalid value for '--api-key': must be printable ASCII" in result.stderr, result.stderr
+    assert "(the key came from $JAN_API_KEY)" in result.stderr, result.stderr
+    result = jan_cli("models", "list", "--api-key", "k\ney", env=env, timeout=60)
+    assert result.returncode == 2 and "$JAN_API_KEY" not in result.stderr, result
+    result = jan_cli("models", "list", env={**env, "JAN_API_KEY": "key\n"}, timeout=60)
+    assert "--api-key" not in result.stderr, result.stderr  # taken (the server at the URL is another matter)
