@@ -57,6 +57,45 @@ def test_a_cache_past_all_the_memory_is_refused_before_llama_cpp_tries(stories_p
     assert caught.value.param == "n_ctx" and caught.value.code == "context_too_large"
 
 
+def test_a_cache_past_the_free_memory_is_refused_before_llama_cpp_tries(stories_path, monkeypatch):
+    """A cache within the machine's memory but past what is free now (RAM and swap) is refused too: llama.cpp clears
+    the cache it makes, and Linux, which overcommits, let the server be OOM-killed with every model it served (an
+    explicit ctx_len of 10**8 on 4 slots of llama-2-tiny-random took 23 GB and the process) rather than fail."""
+    import jan.engine.model as model_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("llama.cpp was asked to make a context that cannot fit the free memory")
+
+    monkeypatch.setattr(model_module, "host_memory_free_bytes", lambda: 1024)
+    monkeypatch.setattr(model_module._engine, "Scheduler", never)
+    with pytest.raises(ModelSettingError, match=r"^n_ctx: a context of 256 tokens .* GiB of memory free") as caught:
+        jan.Model(stories_path, n_ctx=256, n_parallel=1, n_threads=1)
+    assert caught.value.param == "n_ctx" and caught.value.code == "context_too_large"
+
+
+def test_the_cells_bookkeeping_counts_with_the_cache(tiny_random_path, monkeypatch):
+    """llama.cpp's bookkeeping of each cell (52 bytes) is host memory beside the cache's tensors: more than a small
+    model's whole cache per cell (32 bytes for llama-2-tiny-random), so a check of the tensors alone let through
+    contexts needing 2.6 times the memory it counted."""
+    import jan.engine.model as model_module
+    from jan.engine.fit import CELL_BOOKKEEPING_BYTES
+    from jan.engine.header import read_info
+    from jan.engine.kv_cache import kv_bytes_per_cell
+
+    def never(*args, **kwargs):
+        raise AssertionError("llama.cpp was asked to make a context that cannot fit")
+
+    n_ctx, n_parallel = 1 << 20, 2
+    tensors = kv_bytes_per_cell(read_info(str(tiny_random_path)).metadata) * n_ctx * n_parallel
+    assert CELL_BOOKKEEPING_BYTES * n_ctx * n_parallel > tensors / 2
+    for memory in ("memory_total_bytes", "host_memory_free_bytes"):
+        with monkeypatch.context() as patch:
+            patch.setattr(model_module, memory, lambda **kw: tensors)  # the tensors fit, the cells' bookkeeping not
+            patch.setattr(model_module._engine, "Scheduler", never)
+            with pytest.raises(ModelSettingError, match=r"^n_ctx: a context of 1048576 tokens for each of 2 slots"):
+                jan.Model(tiny_random_path, n_ctx=n_ctx, n_parallel=n_parallel, n_threads=1)
+
+
 def test_swap_counts_toward_the_memory_and_is_read_only_past_the_ram(stories_path, monkeypatch):
     """The RAM and device memory llama.cpp reports decide first; swap (psutil's reading) only for a cache larger
     than them, which it may still let through to llama.cpp."""
@@ -81,6 +120,8 @@ def test_swap_counts_toward_the_memory_and_is_read_only_past_the_ram(stories_pat
 
     monkeypatch.setattr(psutil, "swap_memory", swap_memory)
     monkeypatch.setattr(model_module._engine, "Scheduler", asked)
+    # (the swap here is a reading, none of it free: what is free now is its own check, above)
+    monkeypatch.setattr(model_module, "host_memory_free_bytes", lambda: 2**62)
     ram = memory_total_bytes(swap=False)
     assert ram > 0 and not swap_reads
     with pytest.raises(Asked):  # a small cache: llama.cpp is asked, swap never read

@@ -608,12 +608,30 @@ def param_label(param: click.Parameter) -> str:
     return param.human_readable_name
 
 
+def client_api_key_param(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A client's ``--api-key``/``$JAN_API_KEY``: whitespace at its ends taken off, as HTTP takes it off the header
+    (the server compares the rest); a key that still cannot travel in a header (a newline or control character inside,
+    non-ASCII) is a usage error naming where it came from. It read as "no jan server answers" (the header refused
+    before the request was sent)."""
+    if value is None:
+        return None
+    from jan.server.config import api_key_problem
+
+    value = value.strip()
+    why = api_key_problem(value)
+    if why is not None:
+        source = ctx.get_parameter_source(param.name) if param.name else None
+        raise click.BadParameter(why + (" (the key came from $JAN_API_KEY)"
+                                        if source is click.core.ParameterSource.ENVIRONMENT else ""))
+    return value
+
+
 def connection_options(func: Callable) -> Callable:
     """Add --url/--api-key/--data-folder/--local and pass a :class:`Connection` as ``conn``."""
 
     @click.option("--url", "api_url", envvar="JAN_API_URL", default=DEFAULT_URL, show_default=True, metavar="URL",
                   callback=nonempty_param, help="jan server to use when it is running [env JAN_API_URL].")
-    @click.option("--api-key", envvar="JAN_API_KEY", default=None, metavar="KEY",
+    @click.option("--api-key", envvar="JAN_API_KEY", default=None, metavar="KEY", callback=client_api_key_param,
                   help="Bearer key for the server [env JAN_API_KEY].")
     @click.option("--data-folder", type=PathParam(file_okay=False, path_type=Path), default=None,
                   help="Data folder to work on without a server [env JAN_DATA_FOLDER, default ~/jan].")

@@ -52,6 +52,28 @@ def memory_total_bytes(*, swap: bool = True) -> int:
     return total + int(psutil.swap_memory().total)
 
 
+#: Host memory llama.cpp keeps for each KV cell beside the cache's own tensors, in bytes: its cell bookkeeping
+#: (``llama_kv_cells``: a position, a pending shift, the 2-D position and token of ``llama_kv_cell_ext``, and a
+#: 256-bit set of the sequences holding the cell). Negligible at common contexts, it outgrows the cache of a
+#: small model at large ones (32 bytes a cell for llama-2-tiny-random's whole cache).
+CELL_BOOKKEEPING_BYTES = 52
+
+
+def host_memory_free_bytes() -> int:
+    """Memory a new allocation can take now before the kernel's OOM killer steps in, in bytes: the RAM the system
+    can hand out (``MemAvailable``) and the swap still free. Linux's ``/proc/meminfo`` is read directly rather than
+    through psutil (which reads the same file), so that checking an explicit context imports nothing a server would
+    carry for its whole life (see :func:`memory_total_bytes`); psutil elsewhere."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return (int(fields["MemAvailable"].split()[0]) + int(fields.get("SwapFree", "0 kB").split()[0])) * 1024
+    except (OSError, KeyError, ValueError):
+        import psutil
+
+        return int(psutil.virtual_memory().available) + int(psutil.swap_memory().free)
+
+
 #: The host-memory prompt cache's largest default (MiB): llama-server's ``--cache-ram``.
 PROMPT_CACHE_MAX_MIB = 8192
 

@@ -20,8 +20,8 @@ from jan import _engine
 from jan.errors import (CTX_LEN, LARGER_CONTEXT, Advice, BadRequestError, ContextOverflowError, EmbeddingCancelledError, EmbeddingStoppedError,
                         LoraAdapterError, MediaError, ModelClosedError, ModelFileError, ModelLoadError,
                         ModelSettingError)
-from jan.engine.fit import (DEFAULT_MAX_CTX, ContextFit, default_prompt_cache_mib, fit_n_ctx, free_memory_bytes,
-                            memory_total_bytes)
+from jan.engine.fit import (CELL_BOOKKEEPING_BYTES, DEFAULT_MAX_CTX, ContextFit, default_prompt_cache_mib, fit_n_ctx,
+                            free_memory_bytes, host_memory_free_bytes, memory_total_bytes)
 from jan.engine.gguf_file import check_gguf_file, file_path, load_weights, native_path
 from jan.engine import token_ids
 from jan.engine.heap import release_free_memory
@@ -810,6 +810,12 @@ class Model:
             too_big = None
             if n_ctx and self._context_too_big(cp, memory_total_bytes(swap=False), "") is not None:
                 too_big = self._context_too_big(cp, memory_total_bytes(), "of memory this machine has")
+            if n_ctx and too_big is None:
+                # llama.cpp clears the whole cache once made, so a host part past what is free now is not refused by
+                # the allocator (Linux overcommits) but ends the process in the OOM killer, with every model and
+                # request it serves; refused here instead, as the setting's 400
+                too_big = self._context_too_big(cp, host_memory_free_bytes(), "of memory free (RAM and swap)",
+                                                host_only=True)
             if too_big is not None:
                 raise too_big
             try:
@@ -830,15 +836,18 @@ class Model:
         if mmproj is not None:
             self._load_projector(str(Path(mmproj)), n_threads_batch, self.n_gpu_layers, flash_attn)
 
-    def _context_too_big(self, cp, memory: int, what: str) -> ModelSettingError | None:
-        """Why the context of an ``n_ctx`` the caller chose cannot be made, when its KV cache is more than
-        ``memory`` bytes (``what`` names them: "of memory free", "of memory this machine has"): that setting's
-        fault (a 400 naming it, as a bad value is), not a failure of the server. None when the cache fits (a
-        backend's own failure stays a ModelLoadError)."""
+    def _context_too_big(self, cp, memory: int, what: str, host_only: bool = False) -> ModelSettingError | None:
+        """Why the context of an ``n_ctx`` the caller chose cannot be made, when its KV cache and llama.cpp's
+        bookkeeping of its cells are more than ``memory`` bytes (``what`` names them: "of memory free", "of memory
+        this machine has"; ``host_only``: the part of the cache in host memory, the offloaded layers' left out):
+        that setting's fault (a 400 naming it, as a bad value is), not a failure of the server. None when the cache
+        fits (a backend's own failure stays a ModelLoadError)."""
         per_cell = self._native.kv_cache_bytes(1, cp.cache_type_k, cp.cache_type_v)
         if self._native_draft is not None:
             per_cell += self._native_draft.kv_cache_bytes(1, cp.cache_type_k, cp.cache_type_v)
-        need = per_cell * cp.n_ctx * cp.n_parallel
+        if host_only:
+            per_cell *= 1.0 - self._kv_gpu_share()
+        need = int((per_cell + CELL_BOOKKEEPING_BYTES) * cp.n_ctx * cp.n_parallel)
         if need <= memory:
             return None
         gib = 1024 ** 3
@@ -848,6 +857,13 @@ class Model:
         return ModelSettingError("", param="n_ctx", code="context_too_large").advise(
             f"a context of {cp.n_ctx} tokens {slots}needs {need / gib:.1f} GiB of KV cache, more than the "
             f"{memory / gib:.1f} GiB {what}, so llama.cpp could not make it", advice, named=True)
+
+    def _kv_gpu_share(self) -> float:
+        """The part of the KV cache llama.cpp puts on GPUs (0.0 without one): that of the offloaded layers."""
+        info = _engine.system_info()
+        if info["supports_gpu_offload"] and gpu_free_bytes(info["devices"])[1]:
+            return kv_gpu_share(self.n_gpu_layers, self._native.n_layer)
+        return 0.0
 
     def _fit_context(self, cp) -> ContextFit:
         """The default context per slot, shrunk to what free memory holds (see :mod:`jan.engine.fit`): the KV

@@ -36,6 +36,22 @@ def default_data_folder() -> Path:
     return expand_home(env) if env else Path.home() / "jan"
 
 
+def api_key_problem(key: str) -> str | None:
+    """Why no client can send ``key`` as it is (None when one can): HTTP takes the whitespace off a header value's
+    ends, so a key with a space, tab or newline there (a ``.env`` line's trailing blank) never matched and every
+    request was a 401; a control character or one past ASCII is refused by most clients before it is sent
+    (``Authorization``/``x-api-key`` are ASCII in practice)."""
+    if key == "":
+        return "must not be empty"
+    if key != key.strip():
+        return "must not begin or end with whitespace (HTTP drops it from the header a client sends, so no request " \
+               "would match the key)"
+    bad = next((c for c in key if not " " <= c <= "~"), None)
+    if bad is not None:
+        return f"must be printable ASCII, as HTTP clients send a header (it holds {bad!r})"
+    return None
+
+
 @dataclass
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -107,6 +123,10 @@ class ServerConfig:
         if isinstance(self.max_json_values, bool) or not (isinstance(self.max_json_values, int)
                                                           and self.max_json_values >= 1):
             raise ValueError(f"max_json_values: must be an integer >= 1, not {self.max_json_values!r}")
+        if self.api_key is not None:
+            why = api_key_problem(self.api_key) if isinstance(self.api_key, str) else "must be a string"
+            if why is not None:
+                raise ValueError(f"api_key: {why}")
 
     @property
     def bound_to_loopback(self) -> bool:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from jan.json_text import json_type_name
 from jan.server.body_size import PARSE_OFF_LOOP_BYTES, body_is_large, body_step
 from jan.server.errors import APIError, from_validation_error, json_error
 
@@ -319,6 +320,30 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     if not request.body_exists:
         return await body_step(validate_json, b"{}", model)
     return await body_step(validate_json, await _read_raw(request), model)
+
+
+async def no_fields(request: web.Request, instead: str = "") -> None:
+    """For an action route that takes no body (a model's ``start``/``stop``, a ``cancel``, an ``enable``): a 400
+    naming the first field a body sends (``param``, ``unknown_parameter``; ``instead`` says where that setting goes),
+    since a field the route would drop unsaid reads as applied (``POST .../start`` with ``{"ctx_len": 8192}``, as
+    Cortex's start took it, loaded the model at its stored context). No body, ``{}`` and ``null`` are taken, as
+    the SDKs send them; a body that is no JSON is :func:`read_json`'s error (415 for another Content-Type)."""
+    if not request.body_exists:
+        return
+    raw = await request.read()  # (over the size limit: aiohttp's 413)
+    if not raw.strip():
+        return
+    require_json_content_type(request)
+    await body_step(check_json_values, raw, request_json_values_limit(request))
+    data = await body_step(loads_bounded, raw)
+    if data is None or data == {}:
+        return
+    if not isinstance(data, dict):
+        raise APIError(400, f"{request.method} {request.path} takes no body (got {json_type_name(data)})",
+                       code="invalid_json")
+    field = next(iter(data))
+    raise APIError(400, f"{field}: {request.method} {request.path} takes no fields{instead}", param=field,
+                   code="unknown_parameter")
 
 
 #: The bounds of an integer query parameter without a narrower range of its own: a 64-bit integer (what any count

@@ -1022,6 +1022,19 @@ class ModelService(Held):
         remove = getattr(self.model_extension(), "delete_leftover", None)
         return bool(remove is not None and isinstance(model_id, str) and await remove(model_id))
 
+    async def unload_unlisted(self, model_id: str) -> bool:
+        """Unload ``model_id`` now from every engine that holds it loaded, for an admin's stop or delete of a model
+        whose model.json no longer reads (damaged, or its folder removed by hand) while it is loaded: its id no longer
+        resolves, and without this the weights stayed in memory, listed in ``/health``, until the server stopped.
+        True when an engine unloaded it (its running requests end as cancelled, as :func:`unload_now`'s)."""
+        if not isinstance(model_id, str) or not model_id:
+            return False
+        unloaded = False
+        for engine in self.manager.engines().values():
+            if model_id in await loaded_ids(engine):  # (bounded: an engine that hangs holds none)
+                unloaded = await unload_now(engine, model_id) or unloaded
+        return unloaded
+
     async def leftovers(self) -> list[dict[str, Any]]:
         """The model manager's folders without a model.json (``[]`` for one that cannot say): see
         :meth:`jan.extensions.models.extension.ModelManagerExtension.leftovers`."""

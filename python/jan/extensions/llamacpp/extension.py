@@ -35,7 +35,7 @@ from jan.errors import BadRequestError, LoraAdapterError, ModelFileError, ModelN
 from jan.extensions.llamacpp.drafts import draft_options, lora_options, without_draft
 from jan.services.companions import check_companions
 from jan.services.errors import RequestError
-from jan.services.models import check_settings
+from jan.services.models import check_settings, model_json_typos
 from jan.services.types import LOAD_DEFAULTS, LoadOptions, resolve_load
 from jan.services.worker_pool import on_own_thread
 from jan.templates import TemplateError, resolve_template
@@ -521,12 +521,27 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         return await asyncio.to_thread(run)
 
 
+#: (model id, ``settings.key``) of each typo :func:`_tell_typos` logged: once per process, not at every load.
+_TYPOS_TOLD: set[tuple[str, str]] = set()
+
+
+def _tell_typos(model: dict[str, Any]) -> None:
+    """Log a model.json key that is a likely typo of one jan reads (``settings.ctx_lenn``), once per model and key: a
+    hand-edited file is never refused for it (another app's keys stay), but the setting was silently not applied, the
+    model loading with its default (a PATCH refuses the same key, and ``jan models show`` tells it)."""
+    for param, said in model_json_typos(model):
+        if (str(model.get("id")), param) not in _TYPOS_TOLD:
+            _TYPOS_TOLD.add((str(model.get("id")), param))
+            log.warning("model '%s': %s", model.get("id"), said)
+
+
 def _check_stored_settings(model: dict[str, Any]) -> None:
     """:class:`ModelSettingError` naming the model and the field (``settings.ctx_len``) for a model.json setting
     that every load of it would fail on, judged as a PATCH setting it is (:func:`jan.services.models.check_settings`).
     A model.json edited by hand skips that check: without this one, ``"ctx_len": -5`` was refused as ``n_ctx``, an
     option the client never sent, and ``"chat_template": 5`` failed every chat with a 500."""
     settings = model.get("settings") or {}
+    _tell_typos(model)
     try:
         check_settings(settings)
     except RequestError as exc:

@@ -28,7 +28,7 @@ from jan.server.errors import APIError
 from jan.server.jsonio import json_response
 from jan.server.routes.docs import EXTRA_BODIES, JSON, RESPONSE_SCHEMAS, RESPONSES
 from jan.server.route_state import BATCHES, UPLOADS
-from jan.server.validation import parse_body, query_int, request_json_values_limit
+from jan.server.validation import no_fields, parse_body, query_int, request_json_values_limit
 from jan.services.batch_types import Batch
 from jan.services.batches import BatchService
 from jan.store.errors import InvalidArgumentError, InvalidIdError, NotFoundError
@@ -132,6 +132,7 @@ async def cancel_batch(request: web.Request) -> web.Response:
     otherwise, or whose every request has its answer, its end being saved (OpenAI's ``finalizing``: nothing is left
     to cancel; answered once it has ended, as the same cancel a moment later is)."""
     batch = await _batch(request, openai.DIALECT, "batch_id")
+    await no_fields(request)
     return json_response(openai.batch_object(await _service(request).cancel(batch.id)))
 
 
@@ -173,6 +174,7 @@ async def cancel_message_batch(request: web.Request) -> web.Response:
     """Cancel: ``canceling`` (its running request stopped), then ``ended`` with the rest ``canceled``; a 400 for
     one ended, or whose every request has its answer (see :func:`cancel_batch`)."""
     batch = await _batch(request, anthropic.DIALECT, "message_batch_id")
+    await no_fields(request)
     return json_response(anthropic.batch_object(await _service(request).cancel(batch.id), _base_url(request)))
 
 

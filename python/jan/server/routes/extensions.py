@@ -34,7 +34,7 @@ from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.errors import not_found_message
 from jan.server.keys import MANAGER
-from jan.server.validation import parse_body, read_json
+from jan.server.validation import no_fields, parse_body, read_json
 
 routes = web.RouteTableDef()
 
@@ -82,13 +82,19 @@ async def _switch(request: web.Request, name: str, enabled: bool) -> web.Respons
     return json_response(_record(request, name))
 
 
+#: Where an extension's settings go, for a body sent to its enable or disable.
+SETTINGS_INSTEAD = " (an extension's settings are changed with PATCH /v1/extensions/{name}/settings)"
+
+
 @routes.post("/v1/extensions/{name}/enable")
 async def enable_extension(request: web.Request) -> web.Response:
+    await no_fields(request, SETTINGS_INSTEAD)
     return await _switch(request, _name(request), True)
 
 
 @routes.post("/v1/extensions/{name}/disable")
 async def disable_extension(request: web.Request) -> web.Response:
+    await no_fields(request, SETTINGS_INSTEAD)
     return await _switch(request, _name(request), False)
 
 

@@ -695,7 +695,13 @@ async def router_load(request: web.Request) -> web.Response:
 async def router_unload(request: web.Request) -> web.Response:
     """llama-server's router mode: unload ``model`` now (jan's model stop: its running requests end as cancelled);
     ``{"success": true}`` once unloaded."""
-    model, engine, running = await _router_model(request, 400)
+    try:
+        model, engine, running = await _router_model(request, 400)
+    except APIError:  # its model.json damaged or removed while it is loaded: the loaded copy still stops
+        name = (await parse_body(request, native.ModelNameBody)).model  # (the body read once, kept by aiohttp)
+        if await request.app[SERVICES].models.unload_unlisted(name):
+            return json_response({"success": True})
+        raise
     if not running:
         raise APIError(400, "model is not running", param="model", code="invalid_value")
     await unload_now(engine, model["id"])

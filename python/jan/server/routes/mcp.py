@@ -19,6 +19,7 @@ from jan.core import ExtensionNotFoundError, McpHost, ToolRegistry
 from jan.core.guarded import get_guarded
 from jan.server.keys import MANAGER
 from jan.server.resolve import service
+from jan.server.validation import no_fields
 
 routes = web.RouteTableDef()
 
@@ -53,6 +54,7 @@ async def get_server(request: web.Request) -> web.Response:
 @routes.post("/v1/mcp/servers/{name}/enable")
 async def enable_server(request: web.Request) -> web.Response:
     """Turn a configured server on (it starts on first use)."""
+    await no_fields(request)
     status = await _host(request).set_enabled(request.match_info["name"], True)
     return web.json_response(status.to_dict())
 
@@ -60,6 +62,7 @@ async def enable_server(request: web.Request) -> web.Response:
 @routes.post("/v1/mcp/servers/{name}/disable")
 async def disable_server(request: web.Request) -> web.Response:
     """Turn a configured server off; it stops at once."""
+    await no_fields(request)
     status = await _host(request).set_enabled(request.match_info["name"], False)
     return web.json_response(status.to_dict())
 

@@ -243,7 +243,9 @@ async def delete_model(request: web.Request) -> web.Response:
     try:
         model = await models.get_model(model_id)
     except ModelNotFoundError:  # no model.json: what a killed pull or import left, removed as a model would be
-        if await request.app[SERVICES].models.delete_leftover(model_id):
+        # (a damaged model.json may belong to a loaded model: unloaded first, as a model is, never left serving)
+        unloaded = await request.app[SERVICES].models.unload_unlisted(model_id)
+        if await request.app[SERVICES].models.delete_leftover(model_id) or unloaded:
             return json_response({"id": model_id, "object": "model", "deleted": True})
         raise
     try:  # (checked: an unload's failure of the engine's own names it)

@@ -11,11 +11,13 @@ from aiohttp import web
 
 from jan.core import LocalInferenceExtension
 from jan.core.engine_answers import model_state
+from jan.errors import ModelNotFoundError
 from jan.server.dialects import ollama_models
 from jan.server.disconnect import unless_stopping
 from jan.server.jsonio import json_response
 from jan.server.keys import MANAGER, SERVICES
 from jan.server.resolve import model_and_engine, model_extension
+from jan.server.validation import no_fields
 from jan.server import route_index
 from jan.server.dialect_errors import from_anthropic_sdk
 from jan.services.abilities import model_abilities
@@ -149,6 +151,8 @@ async def get_model(request: web.Request) -> web.Response:
 async def start_model(request: web.Request) -> web.Response:
     """Load a model in its engine."""
     model, engine = await model_and_engine(request, request.match_info["model_id"])
+    await no_fields(request, f" (a model's load settings are its model.json's: PATCH /v1/models/{model['id']} with "
+                             "{\"settings\": {...}} before it starts)")
     await unless_stopping(request, engine.load_model(model))
     return json_response(await with_state(request, model))
 
@@ -158,6 +162,14 @@ async def stop_model(request: web.Request) -> web.Response:
     """Unload a model now: requests running on it end as ``cancelled`` (an admin's stop; Ollama's
     ``keep_alive: 0`` instead waits for them). A load in progress is waited for, then undone, so the
     answer's ``state`` is the final one (``unloaded``)."""
-    model, engine = await model_and_engine(request, request.match_info["model_id"])
+    model_id = request.match_info["model_id"]
+    try:
+        model, engine = await model_and_engine(request, model_id)
+    except ModelNotFoundError:  # its model.json damaged or removed while it is loaded: the loaded copy still stops
+        await no_fields(request)
+        if await request.app[SERVICES].models.unload_unlisted(model_id):
+            return json_response({"id": model_id, "object": "model", "state": "unloaded"})
+        raise
+    await no_fields(request)
     await unload_now(engine, model["id"])
     return json_response(await with_state(request, model))

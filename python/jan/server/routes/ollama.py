@@ -604,8 +604,12 @@ async def delete(request: web.Request) -> web.Response:
     try:
         target = await _target(request, body.model_name)
     except OllamaError as exc:  # no model.json: what a killed pull or import left, removed as a model would be
-        if exc.status == 404 and await _services(request).models.delete_leftover(
-                ollama_requests.model_id(body.model_name)):
+        if exc.status != 404:
+            raise
+        model_id = ollama_requests.model_id(body.model_name)
+        # (a damaged model.json may belong to a loaded model: unloaded first, as a model is, never left serving)
+        unloaded = await _services(request).models.unload_unlisted(model_id)
+        if await _services(request).models.delete_leftover(model_id) or unloaded:
             return web.Response(status=200)
         raise
     await _unload(target)

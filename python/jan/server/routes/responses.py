@@ -39,7 +39,7 @@ from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.route_state import CONVERSATION_LOCKS, RUNS, STORE, STREAMS, UPLOADS
 from jan.server.routes.files import upload_image
 from jan.server.streaming import Event, relay, started
-from jan.server.validation import body_step, parse_body, query_choice, query_int
+from jan.server.validation import body_step, no_fields, parse_body, query_choice, query_int
 from jan.services import ChatService
 from jan.services.documents import read_documents
 from jan.services.errors import failure_kind, require
@@ -626,8 +626,9 @@ async def cancel_response(request: web.Request) -> web.Response:
     """Stop a response that is still being generated; it ends ``cancelled``."""
     response_id = _response_id(request)
     run = request.app[RUNS].get(response_id)
+    stored = await _stored(request, response_id) if run is None else {}
+    await no_fields(request)
     if run is None:
-        stored = await _stored(request, response_id)
         if stored.get("status") in UNFINISHED:  # (read as it stands: another process generates it)
             raise _elsewhere_error(response_id, "cancel")
     else:

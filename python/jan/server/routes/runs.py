@@ -40,7 +40,7 @@ from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, che
 from jan.server.schemas import (INT32_MAX, Metadata, Int32Count, NamedToolChoice, ReasoningEffort, ResponseFormat, Seed, Stop,
                                 bounded)
 from jan.server.sse import SSEStream
-from jan.server.validation import parse_body, query_int
+from jan.server.validation import no_fields, parse_body, query_int
 from jan.services.run_steps import RunStep, openai_last_error
 from jan.services.runs import FINAL_STATUSES, INTERRUPTED, Run, RunRequest, run_record, usage_fields
 from jan.services.tool_loop import PendingCall, ToolDecision
@@ -653,6 +653,7 @@ async def cancel_run(request: web.Request) -> web.Response:
     """Stop a run in progress (its reply is saved with what it has, status ``stopped``; a run that wrote nothing yet,
     waiting for its model, keeps no reply, as OpenAI's) or one waiting for the user."""
     run = await _find_run(request)
+    await no_fields(request)
     if not run.active and run.status not in ("requires_action", "interrupted"):
         raise _not_active(run)
     # (a run another jan process sharing the data folder runs is asked to stop there: the answer is its record's)

@@ -1,0 +1,66 @@
+"""A loaded model whose model.json stops reading while it serves (damaged by a hand edit, or its folder removed by
+hand) is still stopped and deleted by the admin's routes, in every dialect: ``POST /v1/models/{id}/stop``,
+llama-server's ``/models/unload``, ``DELETE /v1/models/{id}`` and Ollama's ``/api/delete`` unload it (its id no
+longer resolves). Before, each answered the model's 404 or 400 and left its weights loaded, listed in ``/health``
+until the server stopped; a delete of the damaged folder removed it from disk and kept it loaded."""
+
+from __future__ import annotations
+
+import shutil
+
+from api_helpers import Client, running
+
+from jan.server.keys import MANAGER
+
+VICTIM = "victim"
+
+
+def _loaded(srv) -> list[str]:
+    return sorted(srv.call(srv.app[MANAGER].get_inference("llama.cpp").loaded_models()))
+
+
+async def _load_then_break(api: Client, srv, data, model_json: str, how: str) -> None:
+    folder = data / "models" / VICTIM
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.json").write_text(model_json)  # (whole again)
+    await api.ok("POST", f"/v1/models/{VICTIM}/start")
+    assert _loaded(srv) == ["stories260K", VICTIM]
+    if how == "damaged":
+        (folder / "model.json").write_text('{"id": "victim", broken')
+    else:
+        shutil.rmtree(folder)
+    status, _ = await api.get(f"/v1/models/{VICTIM}")
+    assert status in (400, 404)  # its id no longer resolves
+
+
+async def test_a_model_whose_model_json_stopped_reading_is_stopped_and_deleted(tmp_path, stories_path):
+    data = tmp_path / "data"
+    with running(data, stories_path) as srv:
+        async with Client(srv.base_url) as api:
+            await api.ok("POST", "/v1/models", {"path": str(stories_path), "id": VICTIM, "mode": "reference"}, 201)
+            model_json = (data / "models" / VICTIM / "model.json").read_text()
+            for how in ("damaged", "removed"):
+                await _load_then_break(api, srv, data, model_json, how)
+                answer = await api.ok("POST", f"/v1/models/{VICTIM}/stop")
+                assert answer["id"] == VICTIM and answer["state"] == "unloaded", answer
+                assert _loaded(srv) == ["stories260K"]
+
+                await _load_then_break(api, srv, data, model_json, how)
+                assert await api.ok("POST", "/models/unload", {"model": VICTIM}) == {"success": True}
+                assert _loaded(srv) == ["stories260K"]
+
+            await _load_then_break(api, srv, data, model_json, "damaged")
+            await api.ok("DELETE", f"/v1/models/{VICTIM}")
+            assert _loaded(srv) == ["stories260K"] and not (data / "models" / VICTIM).exists()
+
+            await _load_then_break(api, srv, data, model_json, "damaged")
+            status, _ = await api.call("DELETE", "/api/delete", {"model": VICTIM})
+            assert status == 200
+            assert _loaded(srv) == ["stories260K"] and not (data / "models" / VICTIM).exists()
+
+            # a name that is no model, loaded or not, is still the route's own refusal
+            status, _ = await api.post("/v1/models/nosuch/stop")
+            assert status == 404
+            status, _ = await api.post("/models/unload", {"model": "nosuch"})
+            assert status == 400
+            assert _loaded(srv) == ["stories260K"]
