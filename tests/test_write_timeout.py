@@ -129,3 +129,47 @@ def test_jan_serve_takes_write_timeout(tmp_path, monkeypatch):
     for bad in ("0", "nan", "inf"):
         refused = CliRunner().invoke(main, ["serve", "--data-folder", str(tmp_path), "--write-timeout", bad])
         assert refused.exit_code == 2 and "--write-timeout" in refused.output, refused.output
+
+
+def test_what_a_slow_reader_takes_counts_as_progress():
+    """The bytes still unsent count those in the kernel's send queue (where one supports telling them): a client that
+    reads, however slowly, takes bytes there at once, while the transport's own buffer may not move for longer than
+    the write timeout (the socket is writable again only once much of a send buffer of megabytes is free)."""
+    import asyncio
+
+    from jan.server.protocol import _OUTQ, _unsent_bytes
+
+    if _OUTQ is None:
+        pytest.skip("this system does not tell a socket's send queue")
+
+    class Transport(asyncio.Transport):  # (the transport's buffer is empty: only the kernel's queue is counted)
+        def __init__(self, sock):
+            super().__init__()
+            self.sock = sock
+
+        def get_write_buffer_size(self):
+            return 0
+
+        def get_extra_info(self, name, default=None):
+            return self.sock if name == "socket" else default
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.settimeout(WAIT)
+        client.connect(listener.getsockname())
+        server_side, _ = listener.accept()
+        with client, server_side:
+            server_side.setblocking(False)
+            try:
+                while True:  # the kernel's send queue full: the client reads nothing yet
+                    server_side.send(b"x" * 65536)
+            except BlockingIOError:
+                pass
+            transport = Transport(server_side)
+            full = _unsent_bytes(transport)
+            assert full > 0
+            taken = 0
+            while _unsent_bytes(transport) >= full:  # (the client's reads are acknowledged as it reads on)
+                taken += len(client.recv(4096))
+                assert taken < full, "what the client took never showed"

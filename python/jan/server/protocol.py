@@ -19,6 +19,13 @@ import asyncio
 import functools
 import logging
 import re
+import struct
+
+try:  # the bytes a socket's kernel send queue holds (Linux's SIOCOUTQ, the same request number)
+    from fcntl import ioctl
+    from termios import TIOCOUTQ as _OUTQ
+except ImportError:  # (Windows; elsewhere without it, only the transport's own buffer is watched)
+    ioctl, _OUTQ = None, None
 
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
@@ -145,7 +152,10 @@ class _Connection(web.RequestHandler):
     # its connection, its generation's events queued for nobody, a streamed answer's place among those running.
     # While writing is paused, a client that took none of the unsent bytes for write_timeout has its connection
     # closed (nginx's send_timeout): the write waiting fails as a write to a client that left does, which ends the
-    # handler that way (its generation cancelled, its slot freed). A slow reader that keeps taking bytes is not cut.
+    # handler that way (its generation cancelled, its slot freed). A slow reader that keeps taking bytes is not cut:
+    # the bytes still unsent are counted in the kernel's send queue too, where a reader's progress shows at once
+    # (the socket is reported writable again only once a third or so of a send buffer of megabytes has gone, which
+    # a client reading 50 KB/s takes longer than the timeout to free).
     def pause_writing(self) -> None:
         super().pause_writing()
         self._arm_write_timer()
@@ -157,7 +167,7 @@ class _Connection(web.RequestHandler):
     def _arm_write_timer(self) -> None:
         self._cancel_write_timer()
         transport = self.transport
-        self._unsent = transport.get_write_buffer_size() if transport is not None else 0
+        self._unsent = _unsent_bytes(transport) if transport is not None else 0
         self._write_timer = asyncio.get_running_loop().call_later(self._write_timeout, self._write_expired)
 
     def _cancel_write_timer(self) -> None:
@@ -170,7 +180,7 @@ class _Connection(web.RequestHandler):
         transport = self.transport
         if transport is None or not self.writing_paused:
             return
-        if transport.get_write_buffer_size() < self._unsent:  # the client took some: it reads, slowly
+        if _unsent_bytes(transport) < self._unsent:  # the client took some: it reads, slowly
             self._arm_write_timer()
             return
         request = getattr(self, "_current_request", None)
@@ -271,6 +281,19 @@ class _Connection(web.RequestHandler):
         response.force_close()
         stamp(request, response)
         return response
+
+
+def _unsent_bytes(transport: asyncio.Transport) -> int:
+    """The bytes of a connection's answer not yet taken by its client: those in the transport's buffer, and (where
+    the system tells it) those in the socket's kernel send queue (written, not yet acknowledged)."""
+    size = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if ioctl is not None and sock is not None:
+        try:
+            size += struct.unpack("i", ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
+        except (OSError, ValueError):  # (a socket that is no TCP socket, or closed meanwhile: its buffer alone)
+            pass
+    return size
 
 
 def _raw_response(response: web.Response) -> bytes:
