@@ -309,3 +309,41 @@ def test_every_route_that_takes_a_form_or_a_stream_declares_its_limit():
     for path in ("/v1/audio/transcriptions", "/audio/transcriptions", "/v1/audio/translations",
                  "/audio/translations"):
         assert declared[("POST", path)] is audio.CLIP_BODY
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/files"])
+def test_a_refused_body_leaves_nothing_for_the_cyclic_collector(server, path):
+    """The guard and the body's stream referred to each other: every request's stream, with what it still buffered
+    (a gzip body's inflated bytes past its 413: up to three 16 MiB chunks, from a few hundred KB sent), stayed in
+    memory after its connection ended, until Python's cyclic collector ran. Freed at once now."""
+    import gc
+    import zlib
+
+    from aiohttp.streams import StreamReader
+
+    from jan.server.body_read import _BodyGuard
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    inflated = b"[" + b"0," * 2_000_000 if path.startswith("/v1/chat") else FORM_START + b"x" * 4_000_000 + b"\r\n--xyz--\r\n"
+    bomb = packer.compress(inflated) + packer.flush()
+    host, port = _address(server)
+    gc.collect()
+    gc.disable()  # (what is then found unreachable was kept by a cycle only)
+    try:
+        with socket.create_connection((host, port), timeout=WAIT) as sock:
+            content_type = "application/json" if path.startswith("/v1/chat") else FORM
+            sock.sendall(_head(path, port, {"Content-Type": content_type, "Content-Encoding": "gzip",
+                                            "Content-Length": str(len(bomb))}) + bomb)
+            assert _answer(sock)[0] == 413
+        # another request answered after: the loop has run the refused connection's end by then
+        with socket.create_connection((host, port), timeout=WAIT) as other:
+            other.sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+            assert _answer(other)[0] == 200
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        kept = [type(o).__name__ for o in gc.garbage if isinstance(o, (StreamReader, _BodyGuard))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert not kept

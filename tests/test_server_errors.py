@@ -172,6 +172,29 @@ def test_a_base_url_with_one_v1_too_many_is_named(server):
     assert status == 404 and error_of(body)["message"] == "Unknown route"
 
 
+def test_a_base_url_ending_in_a_slash_is_named_in_its_dialects_shape(server):
+    # a base URL given as http://HOST:PORT/ where the client adds /v1/messages (or /api/chat) asks for //v1/messages:
+    # the 404 was OpenAI's bare "Unknown route", to an Anthropic or Ollama client too
+    status, body = call(server, "POST", "//v1/messages", {})
+    payload = json.loads(body)
+    assert status == 404 and payload["type"] == "error" and payload["error"]["type"] == "not_found_error", payload
+    assert "did you mean /v1/messages?" in payload["error"]["message"] and "//" in payload["error"]["message"]
+    for method, path in (("POST", "//api/chat"), ("GET", "/api//tags")):
+        status, body = call(server, method, path, {} if method == "POST" else None)
+        payload = json.loads(body)
+        assert status == 404 and list(payload) == ["error"] and isinstance(payload["error"], str), payload
+        assert f"did you mean {path.replace('//', '/')}?" in payload["error"], payload
+    for path in ("//v1/chat/completions", "/v1//chat/completions", "//v1/v1/chat/completions"):
+        status, body = call(server, "POST", path, {})
+        assert status == 404 and "did you mean /v1/chat/completions?" in error_of(body)["message"], (path, body)
+    status, body = call(server, "POST", "//completion", {})  # llama-server's shape for its route
+    payload = json.loads(body)
+    assert status == 404 and payload["error"]["code"] == 404 and "did you mean /completion?" in \
+        payload["error"]["message"], payload
+    status, body = call(server, "GET", "//nothing-here")  # no guess where the single-slashed path is no route either
+    assert status == 404 and error_of(body)["message"] == "Unknown route"
+
+
 def test_openais_apis_jan_does_not_serve_are_named(server):
     # an OpenAI SDK user who stored a chat completion (store: true is accepted) and retrieved it, or asked for speech
     # or images, got a bare "Unknown route" / "Method not allowed", which reads as a wrong base URL or a bug

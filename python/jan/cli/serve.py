@@ -25,8 +25,8 @@ from jan.cli.common import (INT32_MAX, CLIError, GpuLayers, PathParam, SamplingV
                             lora_options, nonempty_param)
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES, LOAD_RANGES
 from jan.engine.params import SPECULATIVE
-from jan.server.config import (DEFAULT_MAX_JSON_VALUES, DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S, OLLAMA_PORT, ServerConfig,
-                               api_key_problem, default_data_folder)
+from jan.server.config import (DEFAULT_MAX_JSON_VALUES, DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S, DEFAULT_WRITE_TIMEOUT_S,
+                               OLLAMA_PORT, ServerConfig, api_key_problem, default_data_folder)
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
 
 logger = logging.getLogger("jan.cli.serve")
@@ -59,7 +59,8 @@ def _duration(value: str | None) -> float | None:
 
 
 def _bound_seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    """A bound in seconds (``--read-timeout``): a finite number > 0, checked here as a usage error naming the flag.
+    """A bound in seconds (``--read-timeout``, ``--write-timeout``): a finite number > 0, checked here as a usage
+    error naming the flag.
     click's FloatRange lets NaN and ``inf`` through, and the server's config refuses them only as a traceback."""
     if value is not None and not (math.isfinite(value) and value > 0):
         raise click.BadParameter(f"{value} is not a finite number of seconds > 0")
@@ -137,6 +138,10 @@ def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
               type=click.FloatRange(0, min_open=True), callback=_bound_seconds, metavar="SECONDS",
               help="How long a client may stall a request it began (its headers, or between two pieces of its "
                    "body) before it is answered 408 and its connection closed.")
+@click.option("--write-timeout", "write_timeout", default=DEFAULT_WRITE_TIMEOUT_S, show_default=True,
+              type=click.FloatRange(0, min_open=True), callback=_bound_seconds, metavar="SECONDS",
+              help="How long a client may leave its answer unread (taking none of what the server has ready to "
+                   "send) before its connection is closed and its generation stopped.")
 @click.option("--parallel", "-np", "n_parallel", default=None, type=click.IntRange(1, int(LOAD_RANGES["n_parallel"].le)),
               help="Requests each model serves at once [default: the llamacpp extension's setting, 4].")
 @click.option("--ctx-size", "-c", "n_ctx", default=None, type=click.IntRange(64, INT32_MAX), help="Context tokens per request.")
@@ -205,7 +210,7 @@ def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(host, port, ollama_port, data_folder, models, aliases, tags, default_model, api_key, cors_origins,
-          allowed_hosts, allow_media_from, max_upload_bytes, max_json_values, read_timeout,
+          allowed_hosts, allow_media_from, max_upload_bytes, max_json_values, read_timeout, write_timeout,
           n_parallel, n_ctx, n_threads, adaptive_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v,
           cache_ram_mib, speculative, draft_model, lora, lora_scaled, lora_init_without_apply, slot_save_path,
           endpoint_slots, draft_p_min, draft_max, draft_min, ngram, image_min_tokens, image_max_tokens, keep_alive,
@@ -260,7 +265,7 @@ def serve(host, port, ollama_port, data_folder, models, aliases, tags, default_m
         host=host, port=port, ollama_port=ollama_port, data_folder=data_folder or default_data_folder(), api_key=api_key,
         cors_origins=list(cors_origins), allowed_hosts=list(allowed_hosts), models=list(models),
         allow_media_from=list(allow_media_from), max_upload_bytes=max_upload_bytes, max_json_values=max_json_values,
-        read_timeout=read_timeout, default_model=default_model, aliases=aliases, tags=tags,
+        read_timeout=read_timeout, write_timeout=write_timeout, default_model=default_model, aliases=aliases, tags=tags,
         n_parallel=n_parallel, n_ctx=n_ctx, n_threads=n_threads, adaptive_threads=adaptive_threads,
         n_gpu_layers=n_gpu_layers, max_queue=max_queue,
         cache_type_k=cache_type_k, cache_type_v=cache_type_v, cache_ram_mib=cache_ram_mib,

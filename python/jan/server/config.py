@@ -18,6 +18,12 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: bound, a client that declares a body and never sends it holds its connection, and what the route holds with it,
 #: forever. `jan serve --read-timeout`.
 DEFAULT_READ_TIMEOUT_S = 60.0
+#: Seconds a client may leave its answer unread: while the server's send buffers for its connection stay full (the
+#: kernel's, then aiohttp's 64 KiB) and the client takes none of what waits in them, for this long, the connection is
+#: closed, which ends its handler as a client that left does (a generation is cancelled, its slot freed). nginx's
+#: send_timeout (60 s); without a bound, a client that never reads held its handler, the engine's events queued for
+#: it and its connection forever. A slow reader that keeps taking bytes is never cut. `jan serve --write-timeout`.
+DEFAULT_WRITE_TIMEOUT_S = 60.0
 #: The most JSON values (about: its commas and opening brackets outside strings, counted before it is parsed) one request body may
 #: hold. Python's JSON parser and pydantic's validator each hold the GIL for the whole of a body, a worker thread's
 #: included: 16 MiB of ``[1],[1],...`` stopped every other request (``/health``, other clients' streamed tokens) for
@@ -111,6 +117,7 @@ class ServerConfig:
     # inline (data:) images only. See jan.server.media_fetch.
     allow_media_from: list[str] = field(default_factory=list)
     read_timeout: float = DEFAULT_READ_TIMEOUT_S  # see DEFAULT_READ_TIMEOUT_S; a stalled request is a 408
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT_S  # see DEFAULT_WRITE_TIMEOUT_S; an unread answer's connection closes
     enable_extensions: bool = True  # False: only the built-in extensions (jan's own entry points)
 
     def __post_init__(self) -> None:
@@ -118,8 +125,10 @@ class ServerConfig:
         # makes and reads it as a Path, and a str failed there with "'str' object has no attribute 'mkdir'".
         if isinstance(self.data_folder, (str, os.PathLike)):
             self.data_folder = expand_home(self.data_folder)
-        if not (isinstance(self.read_timeout, (int, float)) and 0 < self.read_timeout < float("inf")):
-            raise ValueError(f"read_timeout: must be a number of seconds > 0, not {self.read_timeout!r}")
+        for name in ("read_timeout", "write_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+                raise ValueError(f"{name}: must be a number of seconds > 0, not {value!r}")
         if isinstance(self.max_json_values, bool) or not (isinstance(self.max_json_values, int)
                                                           and self.max_json_values >= 1):
             raise ValueError(f"max_json_values: must be an integer >= 1, not {self.max_json_values!r}")

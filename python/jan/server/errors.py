@@ -588,15 +588,28 @@ def as_http_exception(err: APIError) -> web.HTTPException:
 # /v1/messages and /api/chat themselves) asks for /v1/v1/messages or /v1/api/chat: a bare "Unknown route" does not
 # say that the URL was one /v1 too long.
 _DOUBLED_BASE = (("/v1/v1/", "/v1/"), ("/v1/api/", "/api/"))
+# A base URL that ends in "/" (http://HOST:PORT/) where the client adds "/v1/messages" asks for //v1/messages: the
+# router serves no empty segment, and the 404 came in OpenAI's shape to an Anthropic or Ollama client, naming nothing.
+_EMPTY_SEGMENTS = re.compile(r"/{2,}")
+
+
+def _meant_path(path: str) -> tuple[str, str] | None:
+    """(the path a client likely meant, what was wrong with its base URL) for a path with one /v1 too many or an
+    empty segment (``//``), else None."""
+    single_slashed = _EMPTY_SEGMENTS.sub("/", path)
+    for doubled, single in _DOUBLED_BASE:
+        if single_slashed.startswith(doubled):
+            return single + single_slashed[len(doubled):], "has one /v1 too many"
+    if single_slashed != path:
+        return single_slashed, "ends in a slash that the client adds again (the path has an empty segment, //)"
+    return None
 
 
 def _doubled_base_dialect(request: web.Request) -> str | None:
     """Such a request's errors (the hint's 404, the key check's 401) in the shape of the client that sent it, the
     dialect of the route it meant: an Ollama client reads ``{"error": "..."}``, and showed OpenAI's body as a dict."""
-    for doubled, single in _DOUBLED_BASE:
-        if request.path.startswith(doubled):
-            return single + request.path[len(doubled):]
-    return None
+    meant = _meant_path(request.path)
+    return meant[0] if meant is not None else None
 
 
 ERROR_DIALECTS.append(_doubled_base_dialect)
@@ -606,12 +619,11 @@ async def _with_base_url_hint(request: web.Request, err: APIError) -> APIError:
     """``err`` (a 404 of the router) with the route that was likely meant, when the path is a served one behind an
     extra ``/v1`` — or one without the ``/v1`` it needs: an OpenAI client given ``http://HOST:PORT`` asks for
     ``/responses`` or ``/threads`` (the chat, completions, embeddings and models routes are served bare too, as
-    llama-server's; the rest are not)."""
+    llama-server's; the rest are not) — or one with an empty segment (``//v1/messages``)."""
     path = request.path
-    for doubled, single in _DOUBLED_BASE:
-        if path.startswith(doubled):
-            meant, why = single + path[len(doubled):], "has one /v1 too many"
-            break
+    hint = _meant_path(path)
+    if hint is not None:
+        meant, why = hint
     else:
         if path.startswith(("/v1/", "/api/")) or path == "/":
             return err

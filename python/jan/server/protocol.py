@@ -8,6 +8,9 @@ Transfer-Encoding, a Content-Encoding it has no decoder for) and an ``Expect`` i
 
 A request whose chunked body breaks off in a later packet would otherwise wait forever: aiohttp queues the
 parser's error behind it and never ends its body. The body is failed instead, and its route answers the 400.
+
+A client that stops reading its answer is bounded too: its connection closes once it took nothing for the server's
+``write_timeout`` (:meth:`_Connection.pause_writing`).
 """
 
 from __future__ import annotations
@@ -16,12 +19,19 @@ import asyncio
 import functools
 import logging
 import re
+import struct
+
+try:  # the bytes a socket's kernel send queue holds (Linux's SIOCOUTQ, the same request number)
+    from fcntl import ioctl
+    from termios import TIOCOUTQ as _OUTQ
+except ImportError:  # (Windows; elsewhere without it, only the transport's own buffer is watched)
+    ioctl, _OUTQ = None, None
 
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from jan.server.config import DEFAULT_READ_TIMEOUT_S
+from jan.server.config import DEFAULT_READ_TIMEOUT_S, DEFAULT_WRITE_TIMEOUT_S
 from jan.server.errors import APIError, dialect_error_middleware, error_middleware, error_response
 from jan.server.keys import CONFIG
 from jan.server.request_id import (ACCESS_LOG_FORMAT, CLIENT_HEADER, AccessLogger, client_request_id,
@@ -74,6 +84,7 @@ class AppRunner(web.AppRunner):
             return _Server(server.request_handler, request_factory=server.request_factory,
                            handler_cancellation=server.handler_cancellation, loop=server._loop,
                            head_timeout=config.read_timeout if config is not None else DEFAULT_READ_TIMEOUT_S,
+                           write_timeout=config.write_timeout if config is not None else DEFAULT_WRITE_TIMEOUT_S,
                            **server._kwargs)
         except (AttributeError, TypeError):  # an aiohttp whose Server is made otherwise: its own answers, still served
             return server
@@ -84,14 +95,17 @@ class _Server(web.Server):
     class, with no option). Its handler runs the app inside the app's two outermost middlewares once more: they
     also catch what aiohttp raises before the app's middlewares run (its ``Expect`` check's 417)."""
 
-    def __init__(self, handler, *, head_timeout: float = DEFAULT_READ_TIMEOUT_S, **kwargs):
+    def __init__(self, handler, *, head_timeout: float = DEFAULT_READ_TIMEOUT_S,
+                 write_timeout: float = DEFAULT_WRITE_TIMEOUT_S, **kwargs):
         inner = functools.partial(error_middleware, handler=handler)
         shaped = functools.partial(dialect_error_middleware, handler=inner)
         super().__init__(functools.partial(request_id_middleware, handler=shaped), **kwargs)
         self._head_timeout = head_timeout
+        self._write_timeout = write_timeout
 
     def __call__(self) -> web.RequestHandler:
-        return _Connection(self, loop=self._loop, head_timeout=self._head_timeout, **self._kwargs)
+        return _Connection(self, loop=self._loop, head_timeout=self._head_timeout, write_timeout=self._write_timeout,
+                           **self._kwargs)
 
 
 class _Connection(web.RequestHandler):
@@ -100,10 +114,15 @@ class _Connection(web.RequestHandler):
     input a refused request came in (aiohttp keeps none of it). Both read aiohttp's private ``_messages`` queue
     and ``_current_request``, with defaults: without them the answers are only aiohttp's again."""
 
-    __slots__ = ("_refused", "_seen", "_head_timeout", "_head_timer", "_head_begun")
+    __slots__ = ("_refused", "_seen", "_head_timeout", "_head_timer", "_head_begun", "_write_timeout", "_write_timer",
+                 "_unsent")
 
-    def __init__(self, *args, head_timeout: float = DEFAULT_READ_TIMEOUT_S, **kwargs):
+    def __init__(self, *args, head_timeout: float = DEFAULT_READ_TIMEOUT_S,
+                 write_timeout: float = DEFAULT_WRITE_TIMEOUT_S, **kwargs):
         super().__init__(*args, **kwargs)
+        self._write_timeout = write_timeout
+        self._write_timer: asyncio.TimerHandle | None = None
+        self._unsent = 0  # bytes waiting in the transport's buffer when the write timer was last armed
         self._seen = b""  # the end of this connection's input before the packet at hand (each packet after a "\n")
         self._refused: dict[BaseException, bytes] = {}  # the parser's error -> the input it was found in
         self._head_timeout = head_timeout
@@ -123,7 +142,58 @@ class _Connection(web.RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_head_timer()
+        self._cancel_write_timer()
         super().connection_lost(exc)
+
+    # -- the answer's time bound --------------------------------------------------------------------------------
+    # The transport pauses writing once more than aiohttp's 64 KiB wait unsent (the kernel's send buffer full behind
+    # them), and every write of the answer then waits for the client to read (aiohttp's drain). A client that never
+    # reads (or reads a byte now and then, too little for the kernel to take more) held its handler there forever:
+    # its connection, its generation's events queued for nobody, a streamed answer's place among those running.
+    # While writing is paused, a client that took none of the unsent bytes for write_timeout has its connection
+    # closed (nginx's send_timeout): the write waiting fails as a write to a client that left does, which ends the
+    # handler that way (its generation cancelled, its slot freed). A slow reader that keeps taking bytes is not cut:
+    # the bytes still unsent are counted in the kernel's send queue too, where a reader's progress shows at once
+    # (the socket is reported writable again only once a third or so of a send buffer of megabytes has gone, which
+    # a client reading 50 KB/s takes longer than the timeout to free).
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._arm_write_timer()
+
+    def resume_writing(self) -> None:
+        self._cancel_write_timer()
+        super().resume_writing()
+
+    def _arm_write_timer(self) -> None:
+        self._cancel_write_timer()
+        transport = self.transport
+        self._unsent = _unsent_bytes(transport) if transport is not None else 0
+        self._write_timer = asyncio.get_running_loop().call_later(self._write_timeout, self._write_expired)
+
+    def _cancel_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_expired(self) -> None:
+        self._write_timer = None
+        transport = self.transport
+        if transport is None or not self.writing_paused:
+            return
+        if _unsent_bytes(transport) < self._unsent:  # the client took some: it reads, slowly
+            self._arm_write_timer()
+            return
+        request = getattr(self, "_current_request", None)
+        log.info("closed the connection: its client read none of its answer for %gs (this server's write_timeout)",
+                 self._write_timeout, extra={"request_id": request_id(request) if request is not None else "-"})
+        # The write waiting for room fails now, as a write to a gone client does (a plain close would wake it as if
+        # the bytes had gone out, and only the next write would fail); then the connection is dropped unsent.
+        waiter = getattr(self, "_drain_waiter", None)
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionResetError(
+                f"the client read none of its answer for {self._write_timeout:g}s (write_timeout)"))
+        self.force_close()
+        transport.abort()
 
     def _arm_head_timer(self) -> None:
         if self._head_timer is None:
@@ -211,6 +281,19 @@ class _Connection(web.RequestHandler):
         response.force_close()
         stamp(request, response)
         return response
+
+
+def _unsent_bytes(transport: asyncio.Transport) -> int:
+    """The bytes of a connection's answer not yet taken by its client: those in the transport's buffer, and (where
+    the system tells it) those in the socket's kernel send queue (written, not yet acknowledged)."""
+    size = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if ioctl is not None and sock is not None:
+        try:
+            size += struct.unpack("i", ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
+        except (OSError, ValueError):  # (a socket that is no TCP socket, or closed meanwhile: its buffer alone)
+            pass
+    return size
 
 
 def _raw_response(response: web.Response) -> bytes:
