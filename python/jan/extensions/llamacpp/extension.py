@@ -31,7 +31,8 @@ from jan.engine.registry import Turn
 from jan.core.locks import KeyedLocks
 from jan.extensions._builtin import BuiltinExtension
 from jan.file_stamps import file_version
-from jan.errors import BadRequestError, LoraAdapterError, ModelFileError, ModelNotFoundError, ModelSettingError
+from jan.errors import (BadRequestError, LoraAdapterError, ModelFileError, ModelNotFoundError, ModelSettingError,
+                        ServerDefault)
 from jan.extensions.llamacpp.drafts import draft_options, lora_options, without_draft
 from jan.services.companions import check_companions
 from jan.services.errors import RequestError
@@ -42,6 +43,7 @@ from jan.templates import TemplateError, resolve_template
 
 log = logging.getLogger("jan.llamacpp")
 T = TypeVar("T")
+E = TypeVar("E", bound=Exception)
 
 #: Seconds the extension's stop waits for loads still on their threads (within the manager's 15 s per on_unload).
 LOAD_STOP_WAIT_S = 10.0
@@ -523,10 +525,18 @@ def _setting_named(exc: Exception, model: dict[str, Any], defaults: dict[str, An
             text = f"settings.{key}: {text.removeprefix(f'{option}: ')}"
         return ModelSettingError(text, param=f"settings.{key}", code=exc.code)
     if option in (defaults or {}):
-        return ModelSettingError(f"model '{model.get('id')}' cannot load with the server's {option} "
-                                 f"({defaults[option]!r}, given for every model when the server started): "
-                                 f"{text.removeprefix(f'{option}: ')}", code=exc.code)
+        return _given_by_server(ModelSettingError, model, option, defaults, exc, code=exc.code)
     return exc
+
+
+def _given_by_server(kind: type[E], model: dict[str, Any], option: str, defaults: dict[str, Any],
+                     exc: Exception, **extra: Any) -> E:
+    """``exc`` as an error of ``kind`` saying the server gave ``option`` to every model (its message:
+    :class:`~jan.errors.ServerDefault`, which ``jan serve`` says naming its flag)."""
+    given = ServerDefault(str(model.get("id")), option, defaults[option], exc)
+    error = kind(given.said(), **extra)
+    error.given_by_server = given
+    return error
 
 
 #: The model.json settings naming a file beside the weights that llama.cpp reads at load (``draft_model: ...``,
@@ -550,8 +560,7 @@ def _companion_named(exc: ModelFileError, model: dict[str, Any], defaults: dict[
         named = type(exc)(f"settings.{head}: {rest}")
         named.param = f"settings.{option}"  # type: ignore[attr-defined]  (to_api_error's param)
     elif option in (defaults or {}):
-        named = type(exc)(f"model '{model.get('id')}' cannot load with the server's {option} ({defaults[option]!r}, "
-                          f"given for every model when the server started): {rest}")
+        named = _given_by_server(type(exc), model, option, defaults or {}, exc)
         named.param = None  # type: ignore[attr-defined]
     else:
         return exc
