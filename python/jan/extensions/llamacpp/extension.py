@@ -34,7 +34,7 @@ from jan.file_stamps import file_version
 from jan.errors import (BadRequestError, LoraAdapterError, ModelFileError, ModelNotFoundError, ModelSettingError,
                         ServerDefault)
 from jan.extensions.llamacpp.drafts import draft_options, lora_options, without_draft
-from jan.services.companions import check_companions
+from jan.services.companions import check_companions, in_model_json
 from jan.services.errors import RequestError
 from jan.services.models import check_settings
 from jan.services.types import LOAD_DEFAULTS, LoadOptions, resolve_load
@@ -222,7 +222,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             loaded = await self._load(engine, model, path, opts, shared, claim=claim, turn=turn)
         except LoraAdapterError as exc:
             if not shared_lora:
-                raise ModelSettingError(f"settings.{exc}", param="settings.lora", code="invalid_value") from None
+                raise ModelSettingError(f"settings.{exc}{in_model_json(model)}", param="settings.lora",
+                                        code="invalid_value") from None
             if self._lora_skipped.get(model_id) != str(exc):
                 log.warning("model '%s' loads without the server's LoRA adapters: %s", model_id, exc)
                 self._lora_skipped[model_id] = str(exc)
@@ -257,7 +258,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                 self._draft_skipped.pop(model_id, None)
                 return loaded
         if not shared:
-            raise ModelSettingError(f"settings.{why}", param="settings.draft_model", code="invalid_value")
+            raise ModelSettingError(f"settings.{why}{in_model_json(model)}", param="settings.draft_model",
+                                    code="invalid_value")
         if self._draft_skipped.get(model_id) != why:  # once per model, not on every load of it
             log.warning("model '%s' loads without the server's draft model: %s", model_id, why)
             self._draft_skipped[model_id] = why
@@ -495,7 +497,7 @@ def _check_stored_settings(model: dict[str, Any]) -> None:
     try:
         check_settings(settings)
     except RequestError as exc:
-        raise ModelSettingError(f"{exc} (in the model.json of model '{model['id']}')", param=exc.param,
+        raise ModelSettingError(f"{exc}{in_model_json(model)}", param=exc.param,
                                 code=exc.code or "invalid_value") from None
 
 
@@ -557,7 +559,7 @@ def _companion_named(exc: ModelFileError, model: dict[str, Any], defaults: dict[
     if not sep or option not in _COMPANION_SETTINGS:
         return exc
     if option in (model.get("settings") or {}):
-        named = type(exc)(f"settings.{head}: {rest}")
+        named = type(exc)(f"settings.{head}: {rest}{in_model_json(model)}")
         named.param = f"settings.{option}"  # type: ignore[attr-defined]  (to_api_error's param)
     elif option in (defaults or {}):
         named = _given_by_server(type(exc), model, option, defaults or {}, exc)
