@@ -98,11 +98,11 @@ def test_load_flags_a_server_does_not_use_are_said_not_silently_dropped(both):
     here = ok(jan(*args, env=local))
     there = ok(jan(*args, env=served))
     assert "to a model loaded in this process" not in here.stderr
-    assert "jan: --ctx-size, --threads only apply to a model loaded in this process" in there.stderr
+    assert "jan: -c/--ctx-size, -t/--threads only apply to a model loaded in this process" in there.stderr
     assert here.stdout == there.stdout
     # (one flag: it "only apply" read as a slip)
     one = ok(jan("run", "stories260K", "--raw", "Once", "-n", "3", "-c", "256", env=served))
-    assert "jan: --ctx-size only applies to a model loaded in this process" in one.stderr, one.stderr
+    assert "jan: -c/--ctx-size only applies to a model loaded in this process" in one.stderr, one.stderr
 
 
 @pytest.mark.parametrize("name", ["Stories260K", "stories260K.gguf", "STORIES260K.gguf", "storis260K", "stories260K "])

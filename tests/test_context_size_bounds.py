@@ -190,11 +190,11 @@ async def test_server_names_the_setting_and_keeps_other_models(tmp_path, stories
 def test_jan_serve_refuses_a_context_past_the_cell_count_before_it_starts(tmp_path):
     result = jan_cli("serve", "--ctx-size", str(WRAPS), "--parallel", "4", env=cli_env(tmp_path / "data"))
     assert result.returncode == 2, result  # (flags that contradict each other: a usage error)
-    assert "--ctx-size: 1073741824 tokens for each of 4 slots (--parallel) are 4294967296 tokens" in result.stderr
+    assert "-c/--ctx-size: 1073741824 tokens for each of 4 slots (-np/--parallel) are 4294967296 tokens" in result.stderr
 
 
 def test_jan_run_names_its_ctx_size_flag_for_a_context_that_cannot_be_made(tmp_path, stories_path):
     result = jan_cli("run", str(stories_path), "--ctx-size", str(HUGE), "Once", env=cli_env(tmp_path / "data"))
     assert result.returncode == 1, result
-    fails(result, "--ctx-size: a context of 2147483647 tokens needs")
+    fails(result, "-c/--ctx-size: a context of 2147483647 tokens needs")
     assert "settings.ctx_len" not in result.stderr

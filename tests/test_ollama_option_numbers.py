@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 from api_helpers import post_json, running
-from jan.server.dialects.ollama_schemas import OllamaCreateParameters, OllamaOptions, _integer_fields
+from jan.engine.model import LOAD_RANGES
+from jan.engine.params import RANGES
+from jan.server.dialects.ollama_schemas import LOAD_OPTIONS, OllamaCreateParameters, OllamaOptions, _integer_fields
 
 EMBED = "all-MiniLM-L6-v2-f32"
 WAIT_S = 300
@@ -19,7 +21,8 @@ WAIT_S = 300
 #: Every integer option, with a whole-number float of a value it takes.
 WHOLE = {"num_predict": 3.0, "seed": 42.0, "top_k": 40.0, "mirostat": 0.0, "repeat_last_n": 64.0, "num_keep": 4.0,
          # load-time options: ignored per request (a model is loaded once for all), typed all the same
-         "num_ctx": 2048.0, "num_batch": 512.0, "num_gpu": 0.0, "main_gpu": 0.0, "num_thread": 1.0}
+         "num_ctx": 2048.0, "num_batch": 512.0, "num_gpu": 0.0, "main_gpu": 0.0, "num_thread": 1.0,
+         "draft_num_predict": 4.0}
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +38,8 @@ def post(server, path: str, body: dict[str, Any]) -> tuple[int, Any]:
 def _body(path: str, options: dict[str, Any]) -> dict[str, Any]:
     if path == "/api/embed":
         return {"model": EMBED, "input": "hello", "options": options}
+    if path == "/api/embeddings":
+        return {"model": EMBED, "prompt": "hello", "options": options}
     body: dict[str, Any] = {"model": "stories260K", "stream": False, "options": {"num_predict": 3, **options}}
     if path == "/api/chat":
         return {**body, "messages": [{"role": "user", "content": "Once"}]}
@@ -93,3 +98,55 @@ def test_top_level_integers_stay_strict(server, path, field):
 def test_create_parameters_take_them_too():
     params = OllamaCreateParameters.model_validate({"num_ctx": 256.0, "num_thread": 2.0, "temperature": 0.5})
     assert params.num_ctx == 256 and type(params.num_ctx) is int and params.num_thread == 2
+
+
+#: Each load-time option, with values out of the range of the jan setting it is, and the values Ollama gives a
+#: meaning that jan takes (0: the model's own context; -1 GPU layers, 0 threads: jan's choice).
+OUT_OF_RANGE = {"num_ctx": [5, -1], "num_batch": [0], "num_gpu": [-2], "main_gpu": [-9], "num_thread": [513],
+                "draft_num_predict": [-1, 257]}
+IN_RANGE = {"num_ctx": 0, "num_batch": 1, "num_gpu": -1, "main_gpu": -1, "num_thread": 0, "draft_num_predict": 256,
+            "use_mmap": True}
+ROUTES = ["/api/generate", "/api/chat", "/api/embed", "/api/embeddings"]
+
+
+def test_every_load_option_is_in_the_tables():
+    # one table of ranges: every ranged load option Ollama takes is jan's own setting's (no second copy here)
+    assert set(OUT_OF_RANGE) | {"use_mmap"} == set(LOAD_OPTIONS) == set(IN_RANGE)
+    for name in OUT_OF_RANGE:
+        option = LOAD_OPTIONS[name]
+        assert option in LOAD_RANGES or option in RANGES, option
+
+
+@pytest.mark.parametrize("path", ROUTES)
+def test_a_load_option_out_of_range_is_refused_by_name(server, path):
+    # "draft_num_predict": -1 (or "x") was a 200 where "num_ctx": "x" was a 400; 5 tokens of context, 513 threads...
+    # were taken as well: each is a 400 in Ollama's shape naming the option, with jan's setting's range
+    for name, values in OUT_OF_RANGE.items():
+        for value in [*values, "x"]:
+            status, answer = post(server, path, _body(path, {name: value}))
+            assert status == 400 and set(answer) == {"error"}, (name, value, answer)
+            assert answer["error"].startswith(f"options.{name}: "), answer
+            if value != "x":
+                assert "must be >=" in answer["error"] and str(value) in answer["error"], answer
+    status, answer = post(server, path, _body(path, dict(IN_RANGE)))
+    assert status == 200, answer
+
+
+@pytest.mark.parametrize("path", ROUTES)
+def test_options_jan_ignores_stay_accepted(server, path):
+    # dropped by llama.cpp or of no use to jan: ignored whatever their value, as Ollama ignores options it does not know
+    ignored = {"tfs_z": "x", "penalize_newline": 3, "numa": True, "low_vram": None, "use_mlock": "yes",
+               "vocab_only": 1, "num_gqa": -4, "rope_frequency_base": "x", "rope_frequency_scale": 0, "bogus": []}
+    status, answer = post(server, path, _body(path, ignored))
+    assert status == 200, answer
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("num_ctx", 5, ">= 8"), ("num_thread", 100000, "<= 512"), ("draft_num_predict", 300, "<= 256"),
+    ("num_batch", 0, ">= 1"), ("num_gpu", -3, ">= -1"),
+])
+def test_create_parameters_have_the_same_ranges(name, value, says):
+    # /api/create's parameters become model.json settings: the same range, said under the Ollama name
+    with pytest.raises(ValueError) as caught:
+        OllamaCreateParameters.model_validate({name: value})
+    assert f"{name}: must be" in str(caught.value) and says in str(caught.value)

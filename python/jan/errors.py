@@ -36,6 +36,33 @@ class Advice:
 #: The advice of a prompt past the context: a shorter prompt, or a larger context.
 LARGER_CONTEXT = Advice(CTX_LEN, "shorten it or use a larger context ({setting})")
 
+@dataclass(frozen=True)
+class ServerDefault:
+    """A load option a model could not load with that the server gave every model (``jan serve``'s flags), as data,
+    so that the command that gave it names its flag (``-ctk/--cache-type-k q8_0``) and an HTTP client, which never
+    sent it, hears it was the server's. ``option``: the load option (``cache_type_k``, ``n_ctx``, ``draft_model``);
+    ``value``: as given; ``cause``: the engine's error (``"cache_type_k: ..."``), whose own advice names the setting
+    the same way."""
+
+    model_id: str
+    option: str
+    value: object
+    cause: BaseException
+
+    def said(self, names: Mapping[str, str] | None = None) -> str:
+        """The message, the option named as ``names`` says (option -> a front end's flag), else as the server's."""
+        flag = (names or {}).get(self.option)
+        cause = self.cause.message(names) if flag and isinstance(self.cause, JanError) else str(self.cause)
+        head, sep, rest = cause.partition(": ")
+        if sep and head.split("[", 1)[0] in (self.option, flag):  # (said once, in front; lora[1]: as lora)
+            cause = rest
+        value = self.value if not isinstance(self.value, (list, tuple)) else ", ".join(
+            str(v[0] if isinstance(v, (list, tuple)) else v) for v in self.value)
+        given = (f"{flag} {value}" if flag else
+                 f"the server's {self.option} ({self.value!r}, given for every model when the server started)")
+        return f"model '{self.model_id}' cannot load with {given}: {cause}"
+
+
 E = TypeVar("E", bound="JanError")
 
 
@@ -52,6 +79,8 @@ class JanError(Exception):
     tail: str = ""
     #: Whether the message begins with the error's ``param`` (``n_ctx: ...``), as a BadRequestError's may.
     named: bool = False
+    #: Set when the option at fault is one the server gave every model (:class:`ServerDefault`): the message is its.
+    given_by_server: ServerDefault | None = None
 
     def advise(self: E, reason: str, advice: Advice, tail: str = "", *, named: bool = False) -> E:
         """Make the message ``reason`` then ``advice`` then ``tail`` (kept apart, as data), after the error's
@@ -64,6 +93,8 @@ class JanError(Exception):
         """The message with the settings it names as data said as ``names`` says (a canonical setting or a
         ``param`` -> a front end's name: ``{"ctx_len": "-c/--ctx-size"}``), else as the raiser said them;
         ``str(self)`` for an error that advises nothing."""
+        if self.given_by_server is not None:
+            return self.given_by_server.said(names)
         if self.advice is None or self.reason is None:
             return str(self)
         param = getattr(self, "param", None) if self.named else None

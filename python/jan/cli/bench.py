@@ -24,7 +24,8 @@ from typing import Any
 import click
 
 import jan
-from jan.cli.common import INT32_MAX, CLIError, Connection, connection_options, human_bytes, int_items, warn
+from jan.cli.common import (INT32_MAX, CLIError, Connection, connection_options, human_bytes, int_items, typed_flags,
+                            warn)
 from jan.cli.inference import interrupts_stay_on_this_thread, resolve_local_model
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES
 
@@ -209,9 +210,15 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
     # on an f16 cache for a model kept at q8_0 were told as that model's, with nothing saying so
     settings = model_json.get("settings") if isinstance(model_json.get("settings"), dict) else {}
     # who gave each of them, for an error that names it as the user wrote it
-    given = {"cache_type_k": "-ctk/--cache-type-k" if cache_type_k else "settings.cache_type_k",
-             "cache_type_v": "-ctv/--cache-type-v" if cache_type_v else "settings.cache_type_v",
-             "flash_attn": "-fa/--flash-attn" if flash_attn else "settings.flash_attn"}
+    # (the flags as typed_flags spells them, not written out twice; bench's own values, -b's default included, are
+    # its flags' too)
+    flags = typed_flags()
+    given = {"cache_type_k": flags["cache_type_k"] if cache_type_k else "settings.cache_type_k",
+             "cache_type_v": flags["cache_type_v"] if cache_type_v else "settings.cache_type_v",
+             "flash_attn": flags["flash_attn"] if flash_attn else "settings.flash_attn",
+             **{option: flags[param] for option, param in (
+                 ("n_batch", "n_batch"), ("n_ubatch", "n_ubatch"), ("n_gpu_layers", "n_gpu_layers"),
+                 ("n_threads", "threads"), ("n_threads_batch", "threads"), ("adaptive_threads", "adaptive_threads"))}}
     cache_type_k = cache_type_k or settings.get("cache_type_k")
     cache_type_v = cache_type_v or settings.get("cache_type_v")
     attention = {"on": True, "off": False, "auto": None}[flash_attn] if flash_attn else settings.get("flash_attn")
@@ -220,7 +227,7 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
     if n_ctx is None:
         n_ctx = max(256, int(math.ceil(ctx_needed / 256.0)) * 256)
     elif n_ctx < ctx_needed:
-        raise CLIError(f"--ctx {n_ctx} is too small for these tests (needs at least {ctx_needed})")
+        raise CLIError(f"{flags['n_ctx']} {n_ctx} is too small for these tests (needs at least {ctx_needed})")
     build = build_info()
     show = sys.stderr.isatty()
     records: list[dict[str, Any]] = []

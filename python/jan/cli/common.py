@@ -796,8 +796,23 @@ def human_time(ms: Any) -> str:
     return datetime.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M")
 
 
-#: Load options whose flag is not the option's name with dashes.
-_FLAG_NAMES = {"n_ctx": "--ctx-size", "n_parallel": "--parallel"}
+def typed_flags(command: click.Command | None = None) -> dict[str, str]:
+    """Each option of ``command`` (the running command's when None) -> its flag as the user may have typed it, its
+    short form then its (first) long one: ``{"cache_type_k": "-ctk/--cache-type-k", "n_ctx": "-c/--ctx-size"}``, so
+    that an error names the flag, never the engine's field (``cache_type_k``) nor a guess at the long form. ``lora``
+    is ``--lora/--lora-scaled`` where both give adapters (:func:`lora_flags`). Empty outside a command."""
+    if command is None:
+        ctx = click.get_current_context(silent=True)
+        command = ctx.command if ctx is not None else None
+    flags: dict[str, str] = {}
+    for param in command.params if command is not None else ():
+        if isinstance(param, click.Option) and param.name:
+            short = [opt for opt in param.opts if not opt.startswith("--")][:1]
+            long = [opt for opt in param.opts if opt.startswith("--")][:1]
+            flags[param.name] = "/".join(short + long)
+    if "lora" in flags and "lora_scaled" in flags:
+        flags["lora"] = f"{flags['lora']}/{flags['lora_scaled']}"
+    return flags
 
 
 def check_flag_order(**flags: Any) -> None:
@@ -815,8 +830,10 @@ def check_flag_order(**flags: Any) -> None:
         # --ctx-size for each of --parallel slots: more context than llama.cpp counts would wrap to another size
         check_context_total(flags.get("n_ctx"), flags.get("n_parallel"))
     except BadRequestError as exc:
+        typed = typed_flags()
+
         def flag(name: str) -> str:
-            return _FLAG_NAMES.get(name) or "--" + name.replace("_", "-")
+            return typed.get(name) or "--" + name.replace("_", "-")
 
         reason = str(exc).partition(": ")[2]
         for name in flags:

@@ -17,7 +17,7 @@ from typing import Any
 
 from jan.errors import CTX_LEN
 from jan.local_files import expand_home
-from jan.cli.common import CLIError, Connection, check_flag_order
+from jan.cli.common import CLIError, Connection, check_flag_order, typed_flags
 
 
 
@@ -555,6 +555,12 @@ LOAD_FLAGS: dict[str, tuple[str, str]] = {
 }
 
 
+def load_flag(name: str) -> str:
+    """How the running command's flag for load option ``name`` is typed (``-c/--ctx-size``:
+    :func:`~jan.cli.common.typed_flags`); :data:`LOAD_FLAGS`' long form outside a command."""
+    return typed_flags().get(name) or LOAD_FLAGS[name][1]
+
+
 class LocalBackend:
     """A model served in this process by the same extensions and services as ``jan serve``.
 
@@ -608,7 +614,7 @@ class LocalBackend:
             self.runtime.call(target.engine.load_model(target.model))
         except (jan.JanError, ValueError) as exc:
             # a setting this process's flag gave is named as the flag the user typed, not as the model.json's key
-            given = {f"settings.{LOAD_FLAGS[name][0]}": LOAD_FLAGS[name][1] for name, value in load.items()
+            given = {f"settings.{LOAD_FLAGS[name][0]}": load_flag(name) for name, value in load.items()
                      if value is not None}
             message = exc.message({**SETTING_FLAGS, **given}) if isinstance(exc, jan.JanError) else str(exc)
             if exc_param := getattr(exc, "param", None):
@@ -794,7 +800,7 @@ def open_backend(conn: Connection, spec: str, *, images: bool = False, audio: bo
                 raise CLIError(f"model '{spec}' not found on the server at {client.base_url}{meant}") from None
             raise
         backend = ServerBackend(client, spec, model if isinstance(model, dict) else None)
-        ignored = [LOAD_FLAGS[name][1] for name, value in load.items() if value is not None]
+        ignored = [load_flag(name) for name, value in load.items() if value is not None]
         if ignored:  # said, not silently dropped: the same flags in-process would change the answer (or its error)
             from jan.cli.common import warn
 

@@ -21,8 +21,7 @@ defer_client()
 from aiohttp import web
 
 from jan.cli.common import (INT32_MAX, CLIError, GpuLayers, PathParam, SamplingValue, check_flag_order, comma_items,
-                            lora_flags,
-                            lora_options, nonempty_param)
+                            lora_flags, lora_options, nonempty_param, typed_flags)
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES, LOAD_RANGES
 from jan.engine.params import SPECULATIVE
 from jan.server.config import (DEFAULT_MAX_JSON_VALUES, DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S, DEFAULT_WRITE_TIMEOUT_S,
@@ -280,8 +279,20 @@ def serve(host, port, ollama_port, data_folder, models, aliases, tags, default_m
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # noqa: BLE001 - a clear message and a non-zero exit, not a trace
-        # (`jan: error: ...`, exit 1, as every command says a failure; it said `jan serve: ...`)
-        raise CLIError(str(exc)) from None
+        # (`jan: error: ...`, exit 1, as every command says a failure; it said `jan serve: ...`). A load option a
+        # flag gave every model is named by that flag (-ctk/--cache-type-k q8_0), as `jan bench` names it: it was
+        # "the server's cache_type_k", the engine's field, which the user never typed
+        given = getattr(exc, "given_by_server", None)
+        raise CLIError(given.said(_flag_names()) if given is not None else str(exc)) from None
+
+
+def _flag_names() -> dict[str, str]:
+    """The running command's flags by the load option each gives (``n_ctx`` -> ``-c/--ctx-size``), and by the
+    model.json setting an error's advice names (``ctx_len``: :class:`jan.errors.Advice`)."""
+    from jan.services.types import LoadOptions
+
+    flags = typed_flags()
+    return {**flags, **{key: flags[option] for key, option in LoadOptions.MODEL_JSON_KEYS.items() if option in flags}}
 
 
 def release_startup_memory() -> None:

@@ -8,17 +8,29 @@ import os
 
 from jan.errors import ModelSettingError
 from jan.extensions.models.gguf_info import PROJECTOR_ARCHITECTURE, check_projector, gguf_architecture, gguf_scalars
+from jan.local_files import not_a_regular_file
 from jan.store.models import check_gguf
 
 #: model.json ``settings`` that name a companion file.
 COMPANIONS = ("draft_model", "mmproj")
 
 
+#: What each companion file is called in its errors (as jan.Model's own errors call it).
+_WHAT = {"draft_model": "draft model file", "mmproj": "projector file"}
+
+
+def no_file(path: str, what: str) -> str:
+    """Why no file is at ``path``: a directory (or another thing that is no regular file) said as such, as the
+    library says it ("draft model file '/m' is a directory, not a GGUF file"), else that nothing is there."""
+    kind = not_a_regular_file(path)
+    return f"{what} '{path}' is {kind}, not a GGUF file" if kind else f"no file at '{path}'"
+
+
 def companion_problem(key: str, path: str) -> str | None:
     """Why the file at ``path`` cannot be the model's ``key`` (one of :data:`COMPANIONS`), or None when it can.
     Blocking: reads the file's header."""
     if not os.path.isfile(path):
-        return f"no file at '{path}'"
+        return no_file(path, _WHAT[key])
     if key == "mmproj":
         try:
             check_projector(path)
@@ -33,7 +45,7 @@ def lora_problem(path: str) -> str | None:
     "adapter": a model's weights named by mistake), or None when it may be. Whether it fits the model is the load's
     to judge (llama.cpp compares its tensors). Blocking: reads the file's header."""
     if not os.path.isfile(path):
-        return f"no file at '{path}'"
+        return no_file(path, "LoRA adapter file")
     try:
         check_gguf(path)
         kind = gguf_scalars(path, {"general.type"}).get("general.type")
@@ -50,7 +62,7 @@ def weights_problem(path: str) -> str | None:
     """Why the file at ``path`` (an absolute ``settings.llama_model_path``) cannot be a model's weights, or None.
     Blocking: reads the file's header."""
     if not os.path.isfile(path):
-        return f"no file at '{path}'"
+        return no_file(path, "model file")
     return _model_problem(path, "not a model (set it as settings.mmproj)")
 
 
@@ -73,16 +85,29 @@ def climbs_out(name: str) -> bool:
     return os.path.isabs(norm) or norm == os.pardir or norm.startswith(os.pardir + os.sep)
 
 
+def in_model_json(model: dict) -> str:
+    """What an error about a model.json's field adds to say whose file it is (a hand edit is found by it)."""
+    return f" (in the model.json of model '{model.get('id')}')"
+
+
 def check_companions(model: dict) -> None:
-    """:class:`~jan.errors.ModelSettingError` naming the setting (``settings.draft_model``) when a companion file
-    the model.json names, as the model service resolved it (``draft_model_path``, ``mmproj_path``), is missing or
-    no such GGUF. Blocking; called before a load, so a bad one costs no read of the weights."""
+    """:class:`~jan.errors.ModelSettingError` naming the setting (``settings.draft_model``) and whose model.json
+    it is when a companion file the model.json names, as the model service resolved it (``draft_model_path``,
+    ``mmproj_path``), is missing, a directory or no such GGUF. Blocking; called before a load, so a bad one costs
+    no read of the weights."""
     settings = model.get("settings") or {}
     for key, resolved in (("draft_model", "draft_model_path"), ("mmproj", "mmproj_path")):
         name = settings.get(key) if isinstance(settings, dict) else None
         if not isinstance(name, str) or not name:
             continue
-        path = model.get(resolved)
-        why = companion_problem(key, str(path)) if path else f"no file at '{name}' (nor in the model's folder)"
+        # (the store resolves no projector that is no file: an absolute name is still where to look)
+        path = model.get(resolved) or (name if os.path.isabs(name) else None)
+        if path:
+            why = companion_problem(key, str(path))
+        elif climbs_out(name):  # (the store resolves none there: said as draft_model's and lora's are)
+            why = f"'{name}' climbs out of the model folder"
+        else:
+            why = f"no file at '{name}', nor in the model's folder"
         if why is not None:
-            raise ModelSettingError(f"settings.{key}: {why}", param=f"settings.{key}", code="invalid_value")
+            raise ModelSettingError(f"settings.{key}: {why}{in_model_json(model)}", param=f"settings.{key}",
+                                    code="invalid_value")

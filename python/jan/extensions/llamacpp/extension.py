@@ -31,9 +31,10 @@ from jan.engine.registry import Turn
 from jan.core.locks import KeyedLocks
 from jan.extensions._builtin import BuiltinExtension
 from jan.file_stamps import file_version
-from jan.errors import BadRequestError, LoraAdapterError, ModelFileError, ModelNotFoundError, ModelSettingError
+from jan.errors import (BadRequestError, LoraAdapterError, ModelFileError, ModelNotFoundError, ModelSettingError,
+                        ServerDefault)
 from jan.extensions.llamacpp.drafts import draft_options, lora_options, without_draft
-from jan.services.companions import check_companions
+from jan.services.companions import check_companions, in_model_json
 from jan.services.errors import RequestError
 from jan.services.models import check_settings, model_json_typos
 from jan.services.types import LOAD_DEFAULTS, LoadOptions, resolve_load
@@ -42,6 +43,7 @@ from jan.templates import TemplateError, resolve_template
 
 log = logging.getLogger("jan.llamacpp")
 T = TypeVar("T")
+E = TypeVar("E", bound=Exception)
 
 #: Seconds the extension's stop waits for loads still on their threads (within the manager's 15 s per on_unload).
 LOAD_STOP_WAIT_S = 10.0
@@ -255,7 +257,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             loaded = await self._load(engine, model, path, opts, shared, claim=claim, turn=turn)
         except LoraAdapterError as exc:
             if not shared_lora:
-                raise ModelSettingError(f"settings.{exc}", param="settings.lora", code="invalid_value") from None
+                raise ModelSettingError(f"settings.{exc}{in_model_json(model)}", param="settings.lora",
+                                        code="invalid_value") from None
             if self._lora_skipped.get(model_id) != str(exc):
                 log.warning("model '%s' loads without the server's LoRA adapters: %s", model_id, exc)
                 _note(self._lora_skipped, model_id, str(exc))
@@ -290,7 +293,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                 self._draft_skipped.pop(model_id, None)
                 return loaded
         if not shared:
-            raise ModelSettingError(f"settings.{why}", param="settings.draft_model", code="invalid_value")
+            raise ModelSettingError(f"settings.{why}{in_model_json(model)}", param="settings.draft_model",
+                                    code="invalid_value")
         if self._draft_skipped.get(model_id) != why:  # once per model, not on every load of it
             log.warning("model '%s' loads without the server's draft model: %s", model_id, why)
             _note(self._draft_skipped, model_id, why)
@@ -545,7 +549,7 @@ def _check_stored_settings(model: dict[str, Any]) -> None:
     try:
         check_settings(settings)
     except RequestError as exc:
-        raise ModelSettingError(f"{exc} (in the model.json of model '{model['id']}')", param=exc.param,
+        raise ModelSettingError(f"{exc}{in_model_json(model)}", param=exc.param,
                                 code=exc.code or "invalid_value") from None
 
 
@@ -575,10 +579,18 @@ def _setting_named(exc: Exception, model: dict[str, Any], defaults: dict[str, An
             text = f"settings.{key}: {text.removeprefix(f'{option}: ')}"
         return ModelSettingError(text, param=f"settings.{key}", code=exc.code)
     if option in (defaults or {}):
-        return ModelSettingError(f"model '{model.get('id')}' cannot load with the server's {option} "
-                                 f"({defaults[option]!r}, given for every model when the server started): "
-                                 f"{text.removeprefix(f'{option}: ')}", code=exc.code)
+        return _given_by_server(ModelSettingError, model, option, defaults, exc, code=exc.code)
     return exc
+
+
+def _given_by_server(kind: type[E], model: dict[str, Any], option: str, defaults: dict[str, Any],
+                     exc: Exception, **extra: Any) -> E:
+    """``exc`` as an error of ``kind`` saying the server gave ``option`` to every model (its message:
+    :class:`~jan.errors.ServerDefault`, which ``jan serve`` says naming its flag)."""
+    given = ServerDefault(str(model.get("id")), option, defaults[option], exc)
+    error = kind(given.said(), **extra)
+    error.given_by_server = given
+    return error
 
 
 #: The model.json settings naming a file beside the weights that llama.cpp reads at load (``draft_model: ...``,
@@ -599,11 +611,10 @@ def _companion_named(exc: ModelFileError, model: dict[str, Any], defaults: dict[
     if not sep or option not in _COMPANION_SETTINGS:
         return exc
     if option in (model.get("settings") or {}):
-        named = type(exc)(f"settings.{head}: {rest}")
+        named = type(exc)(f"settings.{head}: {rest}{in_model_json(model)}")
         named.param = f"settings.{option}"  # type: ignore[attr-defined]  (to_api_error's param)
     elif option in (defaults or {}):
-        named = type(exc)(f"model '{model.get('id')}' cannot load with the server's {option} ({defaults[option]!r}, "
-                          f"given for every model when the server started): {rest}")
+        named = _given_by_server(type(exc), model, option, defaults or {}, exc)
         named.param = None  # type: ignore[attr-defined]
     else:
         return exc

@@ -13,12 +13,14 @@ import math
 import re
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationInfo, create_model,
+                      field_validator, model_validator)
 
 from jan.server.jsonio import json_text
 from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, NullMeansDefault, Seed, StopStrings, Think,
                                 bounded)
-from jan.services.types import SamplingOptions
+from jan.engine.model import check_load_option
+from jan.services.types import LoadOptions, SamplingOptions
 
 FOREVER = math.inf
 
@@ -72,6 +74,18 @@ SHARED_SAMPLING = ("temperature", "top_k", "top_p", "min_p", "typical_p", "miros
                    "repeat_penalty", "repeat_last_n", "presence_penalty", "frequency_penalty")
 
 
+#: Ollama's load-time options (its ``Runner``) that ``/api/create``'s ``parameters`` may set, as the created model.json's
+#: ``settings`` (a model is loaded once for every request it serves, so per request they are ignored): Ollama's name
+#: -> jan's. ``num_gpu`` -1 (Ollama: "decide for me") and ``num_thread`` 0 leave jan's own choice.
+LOAD_PARAMETERS = {"num_ctx": "ctx_len", "num_batch": "n_batch", "num_gpu": "ngl", "num_thread": "cpu_threads",
+                   "use_mmap": "use_mmap", "draft_num_predict": "draft_max"}
+#: Every load-time option Ollama's ``options`` take -> the :class:`jan.Model` load option whose range it has
+#: (:func:`jan.engine.model.check_load_option`): :data:`LOAD_PARAMETERS` by their model.json setting, and
+#: ``main_gpu``, which no model.json keeps (a 400 on /api/create) but a request may name (then ignored).
+LOAD_OPTIONS = {**{name: LoadOptions.MODEL_JSON_KEYS[key] for name, key in LOAD_PARAMETERS.items()},
+                "main_gpu": "main_gpu"}
+
+
 class _OptionsBase(_Body):
     # -1: no limit, -2: fill the context (Ollama's); else at most what the engine holds.
     num_predict: int | None = Field(None, ge=-2, le=INT32_MAX)
@@ -80,14 +94,30 @@ class _OptionsBase(_Body):
     # tokens at the start of a generate context that a cut keeps (after its BOS); -1: all of it. Ollama reads any
     # negative as -1; other negatives are refused here rather than guessed at.
     num_keep: int | None = Field(None, ge=-1, le=INT32_MAX)
-    # Ollama's load-time options (its Runner): ignored per request (see OllamaOptions), but typed, as Ollama's are:
-    # "num_ctx": "4k" was taken without a word, where Ollama refuses it ("must be of type integer").
-    num_ctx: int | None = None
+    # Ollama's load-time options (its Runner): ignored per request (see OllamaOptions), but typed, as Ollama's are
+    # ("num_ctx": "4k" was taken without a word, where Ollama refuses it: "must be of type integer"), and held to
+    # the range of the jan setting each one is (_load_range): "draft_num_predict": -1 was taken without a word too.
+    num_ctx: int | None = None  # 0: the model's own
     num_batch: int | None = None
-    num_gpu: int | None = None
+    num_gpu: int | None = None  # -1: jan's choice
     main_gpu: int | None = None
-    num_thread: int | None = None
+    num_thread: int | None = None  # 0: jan's choice
     use_mmap: bool | None = None
+    draft_num_predict: int | None = None
+
+    @field_validator(*LOAD_OPTIONS, mode="after")
+    @classmethod
+    def _load_range(cls, value: Any, info: ValidationInfo) -> Any:
+        # the one rule for a load option (jan.engine.model.check_load_option and its table, LOAD_RANGES/RANGES),
+        # said under the Ollama name the client sent: the same values /api/create, model.json and the CLI take
+        name = info.field_name
+        option = LOAD_OPTIONS[name]
+        try:
+            return check_load_option(option, value)
+        except ValueError as exc:
+            said = str(exc).removeprefix(f"{option}: ")
+            setting = LOAD_PARAMETERS.get(name, name)  # (as README and model.json call it)
+            raise ValueError(f"{name}: {said}" + (f" (jan's {setting})" if setting != name else "")) from None
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -132,11 +162,16 @@ OllamaOptions = create_model(
 OllamaOptions.__doc__ = """``options``: the Modelfile parameters Ollama takes per request.
 
 The sampling ones reach the sampler. Ollama's load-time knobs (``num_ctx``,
-``num_gpu``, ``num_thread``, ``num_batch``, ``use_mmap``, ...) are jan's
-``jan serve`` flags and model.json settings instead (a model is loaded once for
-every request it serves), so they are ignored here (a value of the wrong type is
-still a 400, as Ollama's is); options Ollama does not know are ignored, as Ollama
-ignores them; so are ``penalize_newline``/``tfs_z``, which llama.cpp dropped.
+``num_batch``, ``num_gpu``, ``main_gpu``, ``num_thread``, ``use_mmap``,
+``draft_num_predict``: :data:`LOAD_OPTIONS`) are jan's ``jan serve`` flags and
+model.json settings instead (a model is loaded once for every request it serves),
+so they are ignored here; a value of the wrong type is still a 400, as Ollama's is,
+and so is one out of the range of the jan setting it is (``num_ctx`` 0 is the
+model's own, ``num_gpu`` -1 and ``num_thread`` 0 jan's choice). Options Ollama does
+not know are ignored, as Ollama ignores them; so are those it dropped or jan has no
+use for (``penalize_newline``, ``tfs_z``, ``numa``, ``low_vram``, ``use_mlock``,
+``vocab_only``, ``num_gqa``, ``rope_frequency_*``: :data:`UNSUPPORTED_PARAMETERS`,
+whatever their value; named in ``/api/create``'s ``parameters`` they are a 400).
 
 ``num_keep`` is what a ``/api/generate`` ``context`` too long for the window keeps
 of its start (after its BOS; -1 all of it, default 4, as Ollama's runner) when its
@@ -147,11 +182,6 @@ it generates.
 """
 
 
-#: Ollama's load-time options (its ``Runner``) that ``/api/create``'s ``parameters`` may set, as the created model.json's
-#: ``settings`` (a model is loaded once for every request it serves, so per request they are ignored): Ollama's name
-#: -> jan's. ``num_gpu`` -1 (Ollama: "decide for me") and ``num_thread`` 0 leave jan's own choice.
-LOAD_PARAMETERS = {"num_ctx": "ctx_len", "num_batch": "n_batch", "num_gpu": "ngl", "num_thread": "cpu_threads",
-                   "use_mmap": "use_mmap", "draft_num_predict": "draft_max"}
 #: Ollama options jan has nothing to do with: named, they are a 400 on /api/create (a model.json cannot keep them).
 UNSUPPORTED_PARAMETERS = {
     "main_gpu": "jan has no main GPU setting (llama.cpp's default device is used)",
@@ -168,12 +198,7 @@ class OllamaCreateParameters(OllamaOptions):  # type: ignore[misc,valid-type]
     ``options`` (where Ollama skips names it does not know), a name that is no Ollama parameter is a 400, as
     Ollama's Modelfile parser refuses it ("unknown parameter"): a model made without it would silently differ."""
 
-    num_ctx: int | None = Field(None, ge=0, le=INT32_MAX)  # 0: the model's own
-    num_batch: int | None = Field(None, ge=1, le=INT32_MAX)
-    num_gpu: int | None = Field(None, ge=-1, le=INT32_MAX)
-    num_thread: int | None = Field(None, ge=0, le=INT32_MAX)
-    use_mmap: bool | None = None
-    draft_num_predict: int | None = Field(None, ge=0, le=256)
+    # (the load-time ones take the ranges of the request's options, which are jan's: _OptionsBase._load_range)
 
     @model_validator(mode="before")
     @classmethod
