@@ -83,3 +83,49 @@ def test_responses_a_crash_left_unfinished_end_failed_on_disk_at_start(tmp_path)
             assert (folder / "resp_done1.json").read_bytes() == before_done  # an ended one is not rewritten
     finally:
         other.close()
+
+
+def _crashed_writer(data: Path, *, pending_ids: list[str]) -> str:
+    """A process that opens the data folder, makes a thread with a reply being written (``pending``, its lease
+    held) per id in ``pending_ids``, and dies as kill -9 ends it (no cleanup: its lease files stay); the thread id."""
+    code = textwrap.dedent(f"""
+        import os
+        from jan.store.folder import DataFolder
+        folder = DataFolder({str(data)!r})
+        thread = folder.threads.create("crash", messages=[{{"role": "user", "content": "Once"}}])
+        for mid in {pending_ids!r}:
+            folder.messages.create(thread["id"], "assistant", "Once upon a", status="pending", message_id=mid)
+        print(thread["id"], flush=True)
+        os._exit(9)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 9, done.stderr
+    return done.stdout.strip()
+
+
+def _messages_on_disk(data: Path, thread_id: str) -> dict[str, dict]:
+    out = {}
+    for line in (data / "threads" / thread_id / "messages.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        out[record["id"]] = record  # (the latest line of each wins)
+    return out
+
+
+def test_replies_a_crash_left_pending_end_stopped_on_disk_at_start(tmp_path):
+    data = tmp_path / "data"
+    # another live process writes a reply in the same folder meanwhile: its lease held, it stays pending
+    other_tid = _crashed_writer(data, pending_ids=["msg_01LIVEREPLY00000000000000"])
+    other = HeldLease(data, "msg_01LIVEREPLY00000000000000")
+    try:
+        tid = _crashed_writer(data, pending_ids=["msg_01CRASHEDREPLY0000000000A"])
+        assert (data / ".live" / "msg_01CRASHEDREPLY0000000000A.lock").exists()  # (as kill -9 leaves it)
+        assert _messages_on_disk(data, tid)["msg_01CRASHEDREPLY0000000000A"]["status"] == "pending"
+        with running(data) as srv:
+            saved = _messages_on_disk(data, tid)["msg_01CRASHEDREPLY0000000000A"]
+            # (before: "pending" on disk until something read the thread)
+            assert saved["status"] == "stopped" and saved["metadata"]["stop_reason"] == "interrupted", saved
+            got = _get(srv.base_url, f"/v1/threads/{tid}/messages/msg_01CRASHEDREPLY0000000000A")
+            assert got["status"] == "incomplete", got
+            assert _messages_on_disk(data, other_tid)["msg_01LIVEREPLY00000000000000"]["status"] == "pending"
+    finally:
+        other.close()
