@@ -96,6 +96,9 @@ def test_kill_9_right_after_a_background_response_is_answered_leaves_it_retrieva
         assert status == 200, got
         assert got["status"] in ("completed", "incomplete", "failed")  # ended: nothing left queued or in_progress
         assert _get(srv.base_url, f"/v1/responses/{rid}/input_items")[0] == 200
+        # and so on disk, as the API answers it (before: the file stayed queued; only reads said failed)
+        saved = json.loads((data / "responses" / f"{rid}.json").read_text())["response"]
+        assert (saved["status"], saved["error"]) == (got["status"], got["error"]), saved
 
 
 # -- temporary files a kill leaves, wherever jan writes ------------------------------------------------------------

@@ -64,3 +64,29 @@ async def test_a_model_whose_model_json_stopped_reading_is_stopped_and_deleted(t
             status, _ = await api.post("/models/unload", {"model": "nosuch"})
             assert status == 400
             assert _loaded(srv) == ["stories260K"]
+
+
+async def test_ollama_keep_alive_0_unloads_it_and_api_ps_lists_it_while_loaded(tmp_path, stories_path):
+    """Ollama's ``keep_alive: 0`` (``/api/generate``, ``/api/chat`` with nothing to generate) unloads such a model
+    too, and ``/api/ps`` lists it while it is loaded, as ``/health`` does. Before: the unload was a 404 that left it
+    loaded, and ``/api/ps`` left it out while ``/health`` listed it."""
+    data = tmp_path / "data"
+    with running(data, stories_path) as srv:
+        async with Client(srv.base_url) as api:
+            await api.ok("POST", "/v1/models", {"path": str(stories_path), "id": VICTIM, "mode": "reference"}, 201)
+            model_json = (data / "models" / VICTIM / "model.json").read_text()
+            for how in ("damaged", "removed"):
+                for path, body in (("/api/generate", {"model": VICTIM, "keep_alive": 0}),
+                                   ("/api/chat", {"model": VICTIM, "messages": [], "keep_alive": 0})):
+                    await _load_then_break(api, srv, data, model_json, how)
+                    assert VICTIM in (await api.ok("GET", "/health"))["models"]
+                    listed = [m["name"] for m in (await api.ok("GET", "/api/ps"))["models"]]
+                    assert sorted(listed) == ["stories260K:latest", f"{VICTIM}:latest"], (how, listed)
+                    answer = await api.ok("POST", path, body)
+                    assert answer["done"] is True and answer["done_reason"] == "unload", (how, path, answer)
+                    assert _loaded(srv) == ["stories260K"], (how, path)
+                    assert [m["name"] for m in (await api.ok("GET", "/api/ps"))["models"]] == ["stories260K:latest"]
+            # a name that is no model, loaded or not, is still Ollama's 404
+            status, _ = await api.post("/api/generate", {"model": "nosuch", "keep_alive": 0})
+            assert status == 404
+            assert _loaded(srv) == ["stories260K"]

@@ -33,6 +33,7 @@ from jan.services.batch_types import Batch, BatchItem, ItemOutcome, ItemResult, 
 from jan.services.batches import BatchService
 from jan.store.batches import BatchStore
 from jan.store.blobs import BlobStore
+from jan.store.leases import LEASE_DIR_NAME, Leases
 from jan.store.uploads import UploadStore
 
 log = logging.getLogger("jan.server")
@@ -164,7 +165,23 @@ def setup_responses(app: web.Application) -> None:
     app[CONVERSATION_LOCKS] = ConversationLocks(lambda thread_id: app[SERVICES].runs.claim_turn(thread_id),
                                                 lambda thread_id: app[SERVICES].runs.release_turn(thread_id))
     app[STREAMS] = ReplayableStreams()
+    app.on_startup.append(_end_unfinished_responses)
     app.on_shutdown.append(_cancel_responses)
+
+
+async def _end_unfinished_responses(app: web.Application) -> None:
+    """At start: the stored responses a server left unfinished when it stopped (a crash, kill -9) are saved as they
+    read (``failed``, the server stopped); those another live server sharing the data folder generates (its lease
+    held) are left to it."""
+    store = app[STORE]
+    leases = Leases(store.folder.parent / LEASE_DIR_NAME)
+    try:
+        ended = await store.end_unfinished(leases.is_live)
+    except Exception:  # noqa: BLE001 - housekeeping: they read failed all the same, and the next start tries again
+        log.warning("responses: could not end those a stopped server left unfinished", exc_info=True)
+        return
+    if ended:
+        log.info("responses: %d left unfinished by a server that stopped saved as failed", len(ended))
 
 
 async def _cancel_responses(app: web.Application) -> None:

@@ -1022,18 +1022,35 @@ class ModelService(Held):
         remove = getattr(self.model_extension(), "delete_leftover", None)
         return bool(remove is not None and isinstance(model_id, str) and await remove(model_id))
 
-    async def unload_unlisted(self, model_id: str) -> bool:
+    async def unload_unlisted(self, model_id: str, *, when_idle: bool = False) -> bool:
         """Unload ``model_id`` now from every engine that holds it loaded, for an admin's stop or delete of a model
         whose model.json no longer reads (damaged, or its folder removed by hand) while it is loaded: its id no longer
         resolves, and without this the weights stayed in memory, listed in ``/health``, until the server stopped.
-        True when an engine unloaded it (its running requests end as cancelled, as :func:`unload_now`'s)."""
+        True when an engine unloaded it (its running requests end as cancelled, as :func:`unload_now`'s).
+        ``when_idle``: a client's "done with it" (Ollama's ``keep_alive: 0``): the requests running on it end first
+        (the engine's ``unload_when_idle``, where it has one); True when an engine held it."""
         if not isinstance(model_id, str) or not model_id:
             return False
         unloaded = False
         for engine in self.manager.engines().values():
-            if model_id in await loaded_ids(engine):  # (bounded: an engine that hangs holds none)
+            if model_id not in await loaded_ids(engine):  # (bounded: an engine that hangs holds none)
+                continue
+            later = getattr(engine, "unload_when_idle", None) if when_idle else None
+            if later is None:
                 unloaded = await unload_now(engine, model_id) or unloaded
+                continue
+            with contextlib.suppress(ModelNotFoundError):  # (unloaded meanwhile: nothing left to unload)
+                await later(model_id)
+            unloaded = True
         return unloaded
+
+    async def loaded_with_engines(self) -> list[tuple[str, InferenceExtension]]:
+        """Every loaded model's id with the engine that holds it (the first, for one two engines hold), listed
+        whether or not its model.json still reads (an engine that fails to answer holds none)."""
+        out: list[tuple[str, InferenceExtension]] = []
+        for engine in self.manager.engines().values():
+            out += [(m, engine) for m in await loaded_ids(engine) if m not in {i for i, _ in out}]
+        return out
 
     async def leftovers(self) -> list[dict[str, Any]]:
         """The model manager's folders without a model.json (``[]`` for one that cannot say): see

@@ -192,7 +192,9 @@ class DataFolder:
         self.assistants = AssistantStore(self._ctx)
         self.models = ModelStore(self._ctx)
         self.settings = SettingsStore(self._ctx)
-        self.messages.leases.sweep()  # lease files of dead processes
+        # lease files of dead processes; the replies they were writing are ended on disk now, not at their next read
+        if self.messages.leases.sweep():
+            self.messages.end_orphans()
         if ensure_default_assistant:
             try:
                 self.assistants.ensure_default()

@@ -166,14 +166,15 @@ class Leases:
         with _MUTEX:
             return str(self._path(key)) in _HELD
 
-    def sweep(self) -> int:
-        """Remove the lease files nobody holds (left by dead processes); returns how many."""
-        removed = 0
+    def sweep(self) -> list[str]:
+        """Remove the lease files nobody holds (left by dead processes); returns their keys (what a process that
+        died was doing: its records are ended by whoever reads them, :meth:`jan.store.messages.MessageStore.end_orphans`)."""
+        removed = []
         with contextlib.suppress(OSError):
             with os.scandir(self.directory) as entries:  # (closed when an error stops the sweep early)
                 for entry in entries:
-                    if entry.name.endswith(_SUFFIX) and not self.is_live(entry.name[: -len(_SUFFIX)]):
-                        removed += 1
+                    if entry.name.endswith(_SUFFIX) and not self.is_live(key := entry.name[: -len(_SUFFIX)]):
+                        removed.append(key)
         return removed
 
     def is_live(self, key: str) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ._util import UNSET, as_millis, as_seconds, check_dict, field_type_error, now_ms, now_s
 from .context import StoreContext, public
-from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError, StoreError
 from .files import check_references, extract_documents, extract_images, read_file, write_files
 from .ids import new_message_id, ulid_millis, validate_id
 from .jsonl import MAX_JSONL_BYTES, append_jsonl, parse_jsonl, rewrite_jsonl
@@ -198,6 +198,31 @@ class MessageStore:
                         logger.warning("data folder: %s: could not write back the finished/upgraded messages "
                                        "(%s); served as read", self._ctx.relpath(path), exc)
         return [public(r) for r in records]
+
+    def end_orphans(self) -> list[str]:
+        """Save each ``pending`` message no live process is writing (its writer died: a crash, kill -9) as a read
+        finds it (``stopped``, ``metadata.stop_reason: "interrupted"``), thread by thread under the thread's lock;
+        the threads it changed. Called where a dead process's lease was found (:meth:`DataFolder.__init__`): before,
+        such a message stayed ``pending`` on disk until something read its thread. Threads that cannot be read are
+        left to their next read (which sets a damaged one aside)."""
+        changed = []
+        try:
+            folders = sorted(p for p in (self._ctx.root / "threads").iterdir() if p.is_dir())
+        except OSError:
+            return changed
+        for folder in folders:
+            path = folder / "messages.jsonl"
+            try:
+                if b'"pending"' not in read_regular_file(path, MAX_JSONL_BYTES):
+                    continue  # (most threads: no message of theirs was being written)
+                records, _, _, _ = self._read(path, folder.name)
+                if self._orphans(records):
+                    self._load(path, folder.name)
+                    changed.append(folder.name)
+            except (OSError, ValueError, StoreError) as exc:  # (a lock timed out, a damaged thread)
+                logger.info("data folder: %s: its interrupted replies are ended when it is next read (%s)",
+                            self._ctx.relpath(path), exc)
+        return changed
 
     def _orphans(self, records: list[dict[str, Any]]) -> list[int]:
         """Positions of pending messages that no live process is writing."""

@@ -13,7 +13,7 @@ from jan.extensions._builtin import BuiltinExtension
 from jan.errors import ModelLoadError, ModelNotFoundError, not_found_message
 from jan.extensions.models.gguf_info import check_projector, describe_gguf, said_by_url
 from jan.local_files import not_a_regular_file
-from jan.store import AlreadyExistsError, AsyncStore, CaseClashError, DataFolder, NotFoundError, slugify_id, validate_id
+from jan.store import AlreadyExistsError, AsyncStore, CaseClashError, NotFoundError, slugify_id, validate_id
 from jan.store.models import check_gguf, weights_filename
 from jan.file_stamps import FileStamp, stamps
 
@@ -59,7 +59,8 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
 
     async def on_load(self, ctx) -> None:
         self._ctx = ctx
-        self.store = AsyncStore(DataFolder(ctx.data_folder))
+        # (off the event loop: opening sweeps what a crash left — temporary files, dead leases, the replies they held)
+        self.store = await AsyncStore.open(ctx.data_folder)
 
     @property
     def downloader(self) -> Downloader:

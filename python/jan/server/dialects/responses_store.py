@@ -59,10 +59,21 @@ from jan.local_files import read_regular_file
 
 log = logging.getLogger("jan.server")
 
-__all__ = ["CONVERSATION_PREFIX", "CONVERSATION_TITLE", "NotLatestError", "ResponsesStore", "StoredResponse",
+__all__ = ["CONVERSATION_PREFIX", "CONVERSATION_TITLE", "STOPPED_ERROR", "UNFINISHED", "NotLatestError",
+           "ResponsesStore", "StoredResponse", "stopped_response",
            "from_thread_message", "is_conversation_thread", "output_item_ids", "to_thread_message"]
 
 TITLE_CHARS = 60
+
+#: The statuses of a response still being generated.
+UNFINISHED = ("queued", "in_progress")
+#: The error of a response a server stopped (crashed, killed) while generating it: how it reads, and is saved.
+STOPPED_ERROR = {"code": "server_error", "message": "The server stopped while generating this response."}
+
+
+def stopped_response(response: dict[str, Any]) -> dict[str, Any]:
+    """``response`` (left unfinished by a server that stopped) as it ended: ``failed``, with :data:`STOPPED_ERROR`."""
+    return {**response, "status": "failed", "error": dict(STOPPED_ERROR)}
 
 
 @dataclass(frozen=True)
@@ -402,6 +413,42 @@ class ResponsesStore:
                 except OSError as exc:  # one that cannot be read (larger than any jan writes, a pipe) is left out
                     log.warning("stored response %s cannot be read (%s); left out", name, exc.strerror or exc)
         return out
+
+    def _end_unfinished(self, is_live: Callable[[str], bool]) -> list[str]:
+        try:
+            names = sorted(p.stem for p in self.folder.glob("resp_*.json"))
+        except OSError:
+            return []
+        ended = []
+        for name in names:
+            try:
+                if self._read_status(name) not in UNFINISHED:
+                    continue  # (most: read without the lock, as any read)
+                with self._file_lock(name):
+                    # under the lock, which the generating server's final save takes, and before the lease it
+                    # drops only once that save is done: an unfinished record whose lease nobody holds is one a
+                    # server left when it stopped, never one a live server (of any process) is ending now
+                    stored = self._parse(read_regular_file(self._path(name)), name)
+                    if stored.response.get("status") not in UNFINISHED or is_live(name):
+                        continue
+                    self._write(replace(stored, response=stopped_response(stored.response)))
+            except (FileNotFoundError, ValueError, KeyError, TypeError):
+                continue  # gone meanwhile, or damaged: a read sets it aside
+            except OSError as exc:  # (a read-only folder: it reads failed all the same, and the next start tries again)
+                log.warning("could not end the stored response %s a stopped server left: %s", name, exc)
+                continue
+            ended.append(name)
+        return ended
+
+    def _read_status(self, response_id: str) -> Any:
+        return self._parse(read_regular_file(self._path(response_id)), response_id).response.get("status")
+
+    async def end_unfinished(self, is_live: Callable[[str], bool]) -> list[str]:
+        """Save each stored response left ``queued``/``in_progress`` by a server that stopped (crashed, killed) as it
+        ended (:func:`stopped_response`), atomically under its per-file lock; ``is_live(id)``: whether a live process
+        (this one or another sharing the data folder) holds its lease, which leaves it alone. The ids it ended.
+        Called at start (reads never rewrite a record: they answer one left so as failed all the same)."""
+        return await asyncio.to_thread(self._end_unfinished, is_live)
 
     async def entries(self, is_id: Callable[[str], bool]) -> list[StoredResponse]:
         """Every readable index entry whose id ``is_id`` accepts (a damaged file is set aside), after removing the

@@ -372,9 +372,11 @@ async def chat(request: web.Request) -> web.StreamResponse:
     ``options``, ``think``, ``keep_alive``, ``stream``."""
     timing = Timing()
     body = await _body(request, wire.OllamaChatRequest)
-    target = await _target(request, body.model)
     keep_alive = body.keep_alive_seconds
     encoder = OllamaEncoder("chat", body.model, timing)
+    target = await _target_or_unloaded(request, body.model, keep_alive == 0 and not body.messages, encoder)
+    if isinstance(target, web.Response):
+        return target
     if not body.messages:
         return await _load_or_unload(request, target, keep_alive, timing, encoder)
     require_generating(target)  # before _model_in_use loads it
@@ -404,11 +406,31 @@ async def _load_or_unload(request: web.Request, target: Target, keep_alive: floa
         require_generating(target)  # Ollama's 400 for an embedding model loaded through generate or chat
         async with _model_in_use(request, target, keep_alive, timing):
             reason = "load"
+    return _loaded_answer(encoder, reason)
+
+
+def _loaded_answer(encoder: OllamaEncoder, reason: str) -> web.Response:
+    """The answer to a request with nothing to generate: ``done_reason`` ``load`` or ``unload``."""
     obj = encoder.whole(text="")
     obj["done_reason"] = reason
     for key in ("total_duration", "load_duration"):
         obj.pop(key, None)  # Ollama answers these requests without statistics
     return _json(obj)
+
+
+async def _target_or_unloaded(request: web.Request, name: str, unloading: bool,
+                              encoder: OllamaEncoder) -> Target | web.Response:
+    """:func:`_target`; for a ``keep_alive: 0`` with nothing to generate (``unloading``) of a loaded model whose
+    model.json no longer reads (damaged, or its folder removed by hand while it serves), the model unloaded once
+    its running requests end, and the unload's answer — as ``/api/delete`` and the admin's stop unload it. Before,
+    a 404 that left its weights loaded until the server stopped."""
+    try:
+        return await _target(request, name)
+    except OllamaError as exc:
+        if exc.status == 404 and unloading and await _services(request).models.unload_unlisted(
+                ollama_requests.model_id(name), when_idle=True):
+            return _loaded_answer(encoder, "unload")
+        raise
 
 
 @routes.post("/api/generate")
@@ -419,10 +441,13 @@ async def generate(request: web.Request) -> web.StreamResponse:
     the last object of an earlier reply gave, unless ``raw``) is continued: the new prompt follows it."""
     timing = Timing()
     body = await _body(request, wire.OllamaGenerateRequest)
-    target = await _target(request, body.model)
     keep_alive = body.keep_alive_seconds
     encoder = OllamaEncoder("generate", body.model, timing, context=not body.raw)
-    if not body.prompt and not body.suffix and not body.images:
+    nothing = not body.prompt and not body.suffix and not body.images
+    target = await _target_or_unloaded(request, body.model, keep_alive == 0 and nothing, encoder)
+    if isinstance(target, web.Response):
+        return target
+    if nothing:
         return await _load_or_unload(request, target, keep_alive, timing, encoder)
     require_generating(target)  # before _model_in_use loads it
     services = _services(request)
@@ -583,14 +608,16 @@ async def ps(request: web.Request) -> web.Response:
     """The models loaded now, with when they will be unloaded (``expires_at``)."""
     services = _services(request)
     entries = []
-    for model_id in await services.models.loaded_model_ids():
+    for model_id, engine in await services.models.loaded_with_engines():
         try:
             target = await services.models.resolve(model_id)
+            model, engine, path = target.model, target.engine, target.model.get("file_path")
         except (ModelNotFoundError, ValueError):
-            continue  # loaded from a file that is no model in the data folder any more
-        status = await model_state(target.engine, model_id)
-        path = target.model.get("file_path")
-        entries.append(await asyncio.to_thread(ollama_models.running_entry, target.model, path, status))
+            # its model.json damaged or removed while it serves: still loaded (as /health lists it, and
+            # keep_alive: 0, /api/delete unload it), told by its id and what its engine says of it
+            model, path = {"id": model_id}, None
+        status = await model_state(engine, model_id)
+        entries.append(await asyncio.to_thread(ollama_models.running_entry, model, path, status))
     return _json({"models": entries})
 
 

@@ -28,7 +28,7 @@ from jan.server.document_inputs import read_body_documents
 from jan.server.dialects import responses as wire
 from jan.server.dialects.conversation_locks import ConversationHold
 from jan.server.dialects.responses_run import STREAM_KEPT_S, InConversation, ResponseRun
-from jan.server.dialects.responses_store import StoredResponse
+from jan.server.dialects.responses_store import UNFINISHED, StoredResponse, stopped_response
 from jan.server.errors import APIError, context_error, prompt_param, to_api_error
 from jan.server.item_lists import check_include, item_page, read_page_query
 from jan.server.jsonio import json_response_built
@@ -75,9 +75,6 @@ def _failed(exc: BaseException) -> dict[str, Any]:
     return {"code": failure_kind(exc), "message": to_api_error(exc).message}
 
 
-UNFINISHED = ("queued", "in_progress")
-
-
 def _leases(app: web.Application) -> Leases:
     """The leases of the data folder (:mod:`jan.store.leases`): a stored response being generated is leased by the
     process generating it, so that another process serving the same data folder tells it from one a server left
@@ -97,8 +94,8 @@ async def _stored(request: web.Request, response_id: str) -> dict[str, Any]:
     response = (await request.app[STORE].get(response_id)).response
     if (response.get("status") in UNFINISHED and response_id not in request.app[RUNS]
             and not await asyncio.to_thread(_running_elsewhere, request.app, response_id)):
-        return {**response, "status": "failed",
-                "error": {"code": "server_error", "message": "The server stopped while generating this response."}}
+        # (a server that stopped since this one started: its start sweeps it so on disk, end_unfinished)
+        return stopped_response(response)
     return response
 
 
