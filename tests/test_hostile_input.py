@@ -355,6 +355,30 @@ async def test_a_body_that_is_not_utf8_is_a_400_saying_so_in_every_dialect(serve
         assert answer["error"]["code"] == "invalid_json"
 
 
+@pytest.mark.parametrize("path, body", [
+    ("/v1/threads", {"metadata": {"note": "café"}}),
+    ("/v1/chat/completions", {"model": "stories260K", "max_tokens": 2, "messages": [{"role": "user", "content": "café"}]}),
+    ("/v1/messages", {"model": "stories260K", "max_tokens": 2, "messages": [{"role": "user", "content": "café"}]}),
+    ("/api/chat", {"model": "stories260K", "messages": [{"role": "user", "content": "café"}]}),
+], ids=["threads", "chat", "anthropic", "ollama"])
+async def test_a_latin1_body_is_a_400_saying_it_is_not_utf8(server, path, body):
+    """A body in another 8-bit charset (``charset=latin-1``: é is the one byte 0xe9) was a 400 quoting Python's codec
+    ("'utf-8' codec can't decode byte 0xe9 in position ..."); it says the body is not UTF-8 and where."""
+    raw = json.dumps(body, ensure_ascii=False).encode("latin-1")
+    async with aiohttp.ClientSession() as s, \
+            s.post(server.base_url + path, data=raw, headers={"Content-Type": "application/json; charset=latin-1"}) as resp:
+        status, answer = resp.status, await resp.json()
+    assert status == 400, answer
+    message = _message(answer)
+    assert "not UTF-8" in message and "0xe9" in message and "codec" not in message, answer
+    if path.startswith("/api/"):
+        assert isinstance(answer["error"], str)  # Ollama's shape
+    elif path.startswith("/v1/messages"):
+        assert answer["type"] == "error"  # Anthropic's shape
+    else:
+        assert answer["error"]["code"] == "invalid_json"
+
+
 async def test_a_lone_surrogate_in_a_key_is_a_400_naming_its_object(server):
     raw = json.dumps({"model": "stories260K", "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}],
                       "metadata": {"\udc80": "x"}})

@@ -143,8 +143,13 @@ def loads_bounded(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
         data = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float, **hooks)
     except RecursionError:
         raise too_deep from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except json.JSONDecodeError as exc:
         raise APIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+    except UnicodeDecodeError as exc:
+        # (a body in another charset, latin-1's é say: Python's codec message names a codec, not the fix)
+        raise APIError(400, f"The request body is not valid JSON: it is not UTF-8 (byte 0x{raw[exc.start]:02x} at "
+                            f"offset {exc.start} starts no UTF-8 character); send JSON as UTF-8",
+                       code="invalid_json") from None
     except ValueError:
         # (the one other error of the parser: an integer past Python's limit on reading one, whose own text
         # talks of a Python setting)
