@@ -12,8 +12,16 @@ import json
 import re
 from typing import Any
 
-__all__ = ["QUOTED_VALUE_CHARS", "escape_lone_surrogates", "fix_lone_surrogate_escapes", "json_text", "json_type_name",
-           "loads_json", "replace_lone_surrogates", "utf8_json"]
+__all__ = ["MAX_ARGUMENTS_DEPTH", "QUOTED_VALUE_CHARS", "escape_lone_surrogates", "fix_lone_surrogate_escapes",
+           "json_text", "json_type_name", "loads_json", "nests_deeper", "replace_lone_surrogates", "utf8_json"]
+
+#: Arrays and objects nested in one tool call's arguments at most (the arguments object itself is level 1), in
+#: every chat format's parser: a client sends a call back inside its request body, which may nest 64 levels at most
+#: (``jan.server.validation.MAX_JSON_DEPTH``), and the deepest a dialect puts arguments there is level 7 (Ollama's
+#: ``messages[].tool_calls[].function.arguments``; Anthropic's ``input`` is level 6). Deeper arguments, which only a
+#: model gone astray writes, broke off here like invalid JSON does, rather than make a reply no client could send
+#: back (a 400 on the next turn).
+MAX_ARGUMENTS_DEPTH = 48
 
 # A UTF-16 surrogate code point: in a Python str read from JSON, always a lone one (json.loads joins a pair into its
 # character), since JSON's ``\ud800`` escape parses into one; and a model's JSON may write such an escape (its
@@ -116,6 +124,21 @@ def loads_json(text: str | bytes | bytearray, **kwargs: Any) -> Any:
             from None
     hint = _SURROGATE_HINT if isinstance(text, str) else _SURROGATE_HINT_BYTES
     return _without_lone_surrogates(value) if hint.search(text) is not None else value
+
+
+def nests_deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` (parsed JSON) nests arrays/objects deeper than ``limit`` levels (a container at the top is
+    level 1); iterative, no recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def json_type_name(value: Any) -> str:

@@ -44,7 +44,7 @@ import string
 from dataclasses import dataclass
 from typing import Any, Callable, Generator, Iterable, Mapping, Sequence
 
-from jan.json_text import loads_json
+from jan.json_text import MAX_ARGUMENTS_DEPTH, loads_json, nests_deeper
 from .grammar import GrammarBuilder, GrammarError, gbnf_literal, tool_parameters_schema
 
 __all__ = [
@@ -71,8 +71,9 @@ _IDENT_START = set(string.ascii_letters + "_")
 _IDENT = set(string.ascii_letters + string.digits + "_.")
 _NAME_CHARS = set(string.ascii_letters + string.digits + "_.-")
 _MAX_NAME = 256
-#: Arrays and objects nested in one call's JSON at most (far past any real arguments, far below the recursion limit)
-_MAX_JSON_DEPTH = 128
+#: Arrays and objects nested in one call's arguments at most (far past any real arguments, far below the recursion
+#: limit, and what a request body sending the call back may hold: one rule for every format)
+_MAX_JSON_DEPTH = MAX_ARGUMENTS_DEPTH
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 _VALUE_START = set('{["-0123456789tfn')
@@ -1024,10 +1025,13 @@ def _finish_json(args: str) -> str:
 
 
 def _is_json_object(text: str) -> bool:
+    """Whether ``text`` (arguments written as a JSON string) holds arguments: an object nested no deeper than
+    :data:`~jan.json_text.MAX_ARGUMENTS_DEPTH`, as the ones written as an object."""
     try:
-        return isinstance(loads_json(text), dict)
+        value = loads_json(text)
     except ValueError:
         return False
+    return isinstance(value, dict) and not nests_deeper(value, MAX_ARGUMENTS_DEPTH)
 
 
 def _pythonic_arguments(src: str) -> str | None:
