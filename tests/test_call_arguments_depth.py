@@ -1,16 +1,19 @@
-"""Tool-call arguments nested deeper than a request may send back: every format reads them to the same depth.
+"""Tool-call arguments that a request could not send back: every format breaks them off at the same place.
 
 A model gone astray (a small or quantized one) may write arguments nested hundreds of levels deep. The parsers
 took them (the generic one to 128 levels, the others without bound), so the reply carried an Anthropic ``input`` or
 Ollama ``arguments`` object that no client could send back as history: the request body may nest 64 levels
 (``jan.server.validation.MAX_JSON_DEPTH``), and the next turn was a 400. Every format now breaks the arguments off
 where they nest deeper than :data:`jan.json_text.MAX_ARGUMENTS_DEPTH`, as it breaks off invalid JSON: the call stays,
-its arguments closed there, streamed exactly like the whole output.
+its arguments closed there, streamed exactly like the whole output. A number past a double's range (``1e999``,
+valid JSON that Python reads as infinity) is the same kind: the Anthropic/Ollama object held ``inf``, which jan's
+strict JSON out cannot write and its request reader refuses; it breaks the arguments off as an invalid number does.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -115,3 +118,29 @@ def test_deepest_arguments_can_be_sent_back_in_every_dialect():
         {"role": "tool", "content": "ok"}]}
     for body in (anthropic, ollama):
         assert loads_bounded(json.dumps(body).encode()) == body
+
+
+def _finite(arguments: str) -> bool:
+    numbers: list[float] = []
+    json.loads(arguments, parse_float=lambda t: numbers.append(float(t)) or 0.0)
+    return all(math.isfinite(n) for n in numbers)
+
+
+@pytest.mark.parametrize("template", sorted(CALLS))
+def test_a_number_past_a_double_breaks_the_arguments_off(template):
+    big = 10 ** 30  # (an integer past a double's precision is a JSON number a request may hold: kept)
+    ok = _parsed(template, CALLS[template].replace(A, f'{{"city": "Oslo", "days": {big}}}'))
+    assert [json.loads(c.arguments) for c in ok.tool_calls] == [{"city": "Oslo", "days": big}]
+    out = _parsed(template, CALLS[template].replace(A, '{"city": "Oslo", "days": 1e999}'))
+    assert [c.name for c in out.tool_calls] in ([], ["get_weather"])
+    for call in out.tool_calls:
+        # broken off before the number and closed (the generic parser gives a key it streamed a null value)
+        assert json.loads(call.arguments) in ({"city": "Oslo"}, {"city": "Oslo", "days": None})
+        assert _finite(call.arguments)
+        json.dumps(_tool_input(call.arguments), allow_nan=False)  # (what strict JSON out writes: raised on inf)
+
+
+@pytest.mark.parametrize("template", sorted(XML_CALLS))
+def test_xml_parameter_value_past_a_double_stays_its_text(template):
+    (call,) = _parsed(template, XML_CALLS[template].replace("@V@", "-1e999")).tool_calls
+    assert json.loads(call.arguments) == {"days": "-1e999"}

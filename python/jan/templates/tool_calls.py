@@ -44,7 +44,7 @@ import string
 from dataclasses import dataclass
 from typing import Any, Callable, Generator, Iterable, Mapping, Sequence
 
-from jan.json_text import MAX_ARGUMENTS_DEPTH, loads_json, nests_deeper
+from jan.json_text import MAX_ARGUMENTS_DEPTH, json_number, loads_json, sendable_arguments
 from .grammar import GrammarBuilder, GrammarError, gbnf_literal, tool_parameters_schema
 
 __all__ = [
@@ -961,9 +961,7 @@ class ToolCallStreamParser:
         while ch is not None and ch in "+-0123456789.eE":
             text += ch
             ch = yield
-        try:
-            loads_json(text)
-        except ValueError:
+        if not json_number(text):  # (1e999 too: past a double's range, no client could send it back)
             return False, ch
         if sink:
             sink(text)  # whole: a cut number (``1.``) is not JSON
@@ -1025,13 +1023,13 @@ def _finish_json(args: str) -> str:
 
 
 def _is_json_object(text: str) -> bool:
-    """Whether ``text`` (arguments written as a JSON string) holds arguments: an object nested no deeper than
-    :data:`~jan.json_text.MAX_ARGUMENTS_DEPTH`, as the ones written as an object."""
+    """Whether ``text`` (arguments written as a JSON string) holds arguments: an object a client can send back
+    (:func:`~jan.json_text.sendable_arguments`), as the ones written as an object."""
     try:
         value = loads_json(text)
     except ValueError:
         return False
-    return isinstance(value, dict) and not nests_deeper(value, MAX_ARGUMENTS_DEPTH)
+    return sendable_arguments(value)
 
 
 def _pythonic_arguments(src: str) -> str | None:

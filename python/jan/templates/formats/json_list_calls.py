@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any, Mapping
 
-from jan.json_text import MAX_ARGUMENTS_DEPTH, loads_json, nests_deeper
+from jan.json_text import loads_json, sendable_arguments
 from .marked import PENDING, Block, named, parse_marked
 from .text import WS, hold, json_arguments, scan_json
 from .types import Snapshot
@@ -58,9 +58,9 @@ def _object_call(obj: Any, name_keys: tuple[str, ...], arg_keys: tuple[str, ...]
 
 
 def _arguments(value: Any) -> bool:
-    """Whether ``value`` can be a call's arguments: an object, nested no deeper than every format's arguments may be
-    (:data:`~jan.json_text.MAX_ARGUMENTS_DEPTH`: deeper, no client could send the call back)."""
-    return isinstance(value, dict) and not nests_deeper(value, MAX_ARGUMENTS_DEPTH)
+    """Whether ``value`` can be a call's arguments: an object a client can send back (nested no deeper than
+    :data:`~jan.json_text.MAX_ARGUMENTS_DEPTH`, no number past a double's range: every format's rule)."""
+    return sendable_arguments(value)
 
 
 def _scan_list(

@@ -7,7 +7,7 @@ import re
 from typing import Any, Iterable, Mapping
 
 # One definition for the streaming tool-call parser and the format parsers.
-from jan.json_text import MAX_ARGUMENTS_DEPTH, loads_json, nests_deeper
+from jan.json_text import MAX_ARGUMENTS_DEPTH, json_number, loads_json, sendable_arguments
 from ..tool_calls import partial_suffix
 
 __all__ = ["partial_suffix", "hold", "find_first", "tool_schemas", "json_value_text", "WS"]
@@ -70,8 +70,9 @@ def json_value_text(schema: Mapping[str, Any], key: str, raw: str) -> str:
         except ValueError:
             pass
         else:
-            # (nested one level below the arguments object: deeper than the arguments may be, it stays a string)
-            if not nests_deeper(value, MAX_ARGUMENTS_DEPTH - 1):
+            # (one level below the arguments object: deeper than arguments may be, or a number past a double's range,
+            # it stays a string)
+            if sendable_arguments({key: value}):
                 return json.dumps(value, ensure_ascii=False)
     return json.dumps(raw, ensure_ascii=False)
 
@@ -92,11 +93,7 @@ _STRING_RUN = re.compile(r'[^"\\\x00-\x1f]+')
 
 
 def _valid_number(s: str) -> bool:
-    try:
-        loads_json(s)
-    except ValueError:
-        return False
-    return True
+    return json_number(s)  # (one past a double's range, 1e999, too: no client could send it back)
 
 
 def scan_json(s: str, start: int = 0, *, ended: bool = False, max_depth: int | None = None) -> tuple[int, int, bool, str]:
