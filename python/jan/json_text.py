@@ -9,11 +9,20 @@ let that through, as a 500 or a traceback. No dependencies, so every layer may u
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
-__all__ = ["QUOTED_VALUE_CHARS", "escape_lone_surrogates", "fix_lone_surrogate_escapes", "json_text", "json_type_name",
-           "loads_json", "replace_lone_surrogates", "utf8_json"]
+__all__ = ["MAX_ARGUMENTS_DEPTH", "QUOTED_VALUE_CHARS", "escape_lone_surrogates", "fix_lone_surrogate_escapes",
+           "json_number", "json_text", "json_type_name", "loads_json", "nests_deeper", "sendable_arguments", "replace_lone_surrogates", "utf8_json"]
+
+#: Arrays and objects nested in one tool call's arguments at most (the arguments object itself is level 1), in
+#: every chat format's parser: a client sends a call back inside its request body, which may nest 64 levels at most
+#: (``jan.server.validation.MAX_JSON_DEPTH``), and the deepest a dialect puts arguments there is level 7 (Ollama's
+#: ``messages[].tool_calls[].function.arguments``; Anthropic's ``input`` is level 6). Deeper arguments, which only a
+#: model gone astray writes, broke off here like invalid JSON does, rather than make a reply no client could send
+#: back (a 400 on the next turn).
+MAX_ARGUMENTS_DEPTH = 48
 
 # A UTF-16 surrogate code point: in a Python str read from JSON, always a lone one (json.loads joins a pair into its
 # character), since JSON's ``\ud800`` escape parses into one; and a model's JSON may write such an escape (its
@@ -116,6 +125,50 @@ def loads_json(text: str | bytes | bytearray, **kwargs: Any) -> Any:
             from None
     hint = _SURROGATE_HINT if isinstance(text, str) else _SURROGATE_HINT_BYTES
     return _without_lone_surrogates(value) if hint.search(text) is not None else value
+
+
+def nests_deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` (parsed JSON) nests arrays/objects deeper than ``limit`` levels (a container at the top is
+    level 1); iterative, no recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def json_number(text: str) -> bool:
+    """Whether ``text`` is one JSON number that a request body may hold: within a double's range. ``1e999`` is valid
+    JSON that Python reads as infinity, which jan's strict JSON out cannot write (a 500) and its request reader
+    refuses (a 400, ``jan.server.validation``): in a model's tool-call arguments it breaks them off, as invalid JSON."""
+    try:
+        value = loads_json(text)
+    except ValueError:
+        return False
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def sendable_arguments(value: Any) -> bool:
+    """Whether ``value`` (parsed JSON) can be a tool call's arguments: an object nested no deeper than
+    :data:`MAX_ARGUMENTS_DEPTH`, holding no number past a double's range (see :func:`json_number`), so that a client
+    can send the call back."""
+    if not isinstance(value, dict) or nests_deeper(value, MAX_ARGUMENTS_DEPTH):
+        return False
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return False
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def json_type_name(value: Any) -> str:

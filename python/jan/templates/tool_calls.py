@@ -44,7 +44,7 @@ import string
 from dataclasses import dataclass
 from typing import Any, Callable, Generator, Iterable, Mapping, Sequence
 
-from jan.json_text import loads_json
+from jan.json_text import MAX_ARGUMENTS_DEPTH, json_number, loads_json, sendable_arguments
 from .grammar import GrammarBuilder, GrammarError, gbnf_literal, tool_parameters_schema
 
 __all__ = [
@@ -71,8 +71,9 @@ _IDENT_START = set(string.ascii_letters + "_")
 _IDENT = set(string.ascii_letters + string.digits + "_.")
 _NAME_CHARS = set(string.ascii_letters + string.digits + "_.-")
 _MAX_NAME = 256
-#: Arrays and objects nested in one call's JSON at most (far past any real arguments, far below the recursion limit)
-_MAX_JSON_DEPTH = 128
+#: Arrays and objects nested in one call's arguments at most (far past any real arguments, far below the recursion
+#: limit, and what a request body sending the call back may hold: one rule for every format)
+_MAX_JSON_DEPTH = MAX_ARGUMENTS_DEPTH
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 _VALUE_START = set('{["-0123456789tfn')
@@ -960,9 +961,7 @@ class ToolCallStreamParser:
         while ch is not None and ch in "+-0123456789.eE":
             text += ch
             ch = yield
-        try:
-            loads_json(text)
-        except ValueError:
+        if not json_number(text):  # (1e999 too: past a double's range, no client could send it back)
             return False, ch
         if sink:
             sink(text)  # whole: a cut number (``1.``) is not JSON
@@ -1024,10 +1023,13 @@ def _finish_json(args: str) -> str:
 
 
 def _is_json_object(text: str) -> bool:
+    """Whether ``text`` (arguments written as a JSON string) holds arguments: an object a client can send back
+    (:func:`~jan.json_text.sendable_arguments`), as the ones written as an object."""
     try:
-        return isinstance(loads_json(text), dict)
+        value = loads_json(text)
     except ValueError:
         return False
+    return sendable_arguments(value)
 
 
 def _pythonic_arguments(src: str) -> str | None:

@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any, Mapping
 
-from jan.json_text import loads_json
+from jan.json_text import loads_json, sendable_arguments
 from .marked import PENDING, Block, named, parse_marked
 from .text import WS, hold, json_arguments, scan_json
 from .types import Snapshot
@@ -42,7 +42,7 @@ def _object_call(obj: Any, name_keys: tuple[str, ...], arg_keys: tuple[str, ...]
         if len(obj) != 1:
             return None
         (name, args), = obj.items()
-        return (name, json.dumps(args, ensure_ascii=False)) if name and isinstance(args, dict) else None
+        return (name, json.dumps(args, ensure_ascii=False)) if name and _arguments(args) else None
     name = next((obj[k] for k in name_keys if isinstance(obj.get(k), str)), None)
     if not name:
         return None
@@ -54,7 +54,13 @@ def _object_call(obj: Any, name_keys: tuple[str, ...], arg_keys: tuple[str, ...]
             return None
     # arguments that are no object (a list, a number, a string of either) are no call's: OpenAI's arguments, an
     # Anthropic input, Ollama's arguments are all objects (the generic parser's rule, and DeepSeek's, Kimi's)
-    return (name, json.dumps(args, ensure_ascii=False)) if isinstance(args, dict) else None
+    return (name, json.dumps(args, ensure_ascii=False)) if _arguments(args) else None
+
+
+def _arguments(value: Any) -> bool:
+    """Whether ``value`` can be a call's arguments: an object a client can send back (nested no deeper than
+    :data:`~jan.json_text.MAX_ARGUMENTS_DEPTH`, no number past a double's range: every format's rule)."""
+    return sendable_arguments(value)
 
 
 def _scan_list(

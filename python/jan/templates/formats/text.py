@@ -7,7 +7,7 @@ import re
 from typing import Any, Iterable, Mapping
 
 # One definition for the streaming tool-call parser and the format parsers.
-from jan.json_text import loads_json
+from jan.json_text import MAX_ARGUMENTS_DEPTH, json_number, loads_json, sendable_arguments
 from ..tool_calls import partial_suffix
 
 __all__ = ["partial_suffix", "hold", "find_first", "tool_schemas", "json_value_text", "WS"]
@@ -66,9 +66,14 @@ def json_value_text(schema: Mapping[str, Any], key: str, raw: str) -> str:
     """
     if not is_string_param(schema, key):
         try:
-            return json.dumps(loads_json(raw), ensure_ascii=False)
+            value = loads_json(raw)
         except ValueError:
             pass
+        else:
+            # (one level below the arguments object: deeper than arguments may be, or a number past a double's range,
+            # it stays a string)
+            if sendable_arguments({key: value}):
+                return json.dumps(value, ensure_ascii=False)
     return json.dumps(raw, ensure_ascii=False)
 
 
@@ -88,14 +93,10 @@ _STRING_RUN = re.compile(r'[^"\\\x00-\x1f]+')
 
 
 def _valid_number(s: str) -> bool:
-    try:
-        loads_json(s)
-    except ValueError:
-        return False
-    return True
+    return json_number(s)  # (one past a double's range, 1e999, too: no client could send it back)
 
 
-def scan_json(s: str, start: int = 0, *, ended: bool = False) -> tuple[int, int, bool, str]:
+def scan_json(s: str, start: int = 0, *, ended: bool = False, max_depth: int | None = None) -> tuple[int, int, bool, str]:
     """Scan the JSON value in ``s`` from ``start`` (leading whitespace skipped), as far as it is written.
 
     Returns ``(safe, end, broken, closure)``: ``s[start:safe]`` is the part that can be shown while the value is
@@ -107,6 +108,9 @@ def scan_json(s: str, start: int = 0, *, ended: bool = False) -> tuple[int, int,
     off must still end with valid JSON arguments. So the shown part always stops where appending closers alone
     (a quote, brackets) finishes it: a member's key and colon wait for the value, a comma for the next member,
     a number or ``true``/``false``/``null`` until it is whole, an escape until it is complete.
+
+    ``max_depth``: arrays/objects nested deeper than that many levels break the value where the one too many opens
+    (a call's arguments, :data:`~jan.json_text.MAX_ARGUMENTS_DEPTH`).
     """
     n = len(s)
     i = start
@@ -188,6 +192,8 @@ def scan_json(s: str, start: int = 0, *, ended: bool = False) -> tuple[int, int,
             continue
         if expect == "value":
             if c in "{[":
+                if max_depth is not None and len(stack) >= max_depth:
+                    return safe, -1, True, _closing(stack, False)
                 stack.append(c)
                 expect = "key" if c == "{" else "value"
                 safe = i + 1
@@ -261,7 +267,7 @@ def json_arguments(body: str, closed: bool, final: bool) -> tuple[str, int]:
     once the output ended there (a call the model ended before its arguments has none, never ``""``, which no
     client can read as JSON).
     """
-    safe, end, broken, closure = scan_json(body, ended=closed)
+    safe, end, broken, closure = scan_json(body, ended=closed, max_depth=MAX_ARGUMENTS_DEPTH)
     lead = len(body) - len(body.lstrip(WS))
     if end >= 0:
         return body[lead:end], end
