@@ -147,3 +147,18 @@ def test_the_runs_route_holds_http_concerns_only():
     for domain in ("def history_messages", "def title_from", "update_message", "create_message",
                    "merge_options", "list_messages", "MessageUpdate"):
         assert domain not in source, domain
+
+
+def test_every_json_body_is_written_by_the_strict_writer():
+    """Every JSON body jan answers with is RFC 8259 JSON (``jan.server.jsonio``): aiohttp's own
+    ``web.json_response`` writes ``NaN``/``Infinity`` (Python's ``json.dumps`` default), which no browser's or other
+    language's parser reads — an Anthropic reply whose tool input held 1e999 was written ``"input": {"city":
+    Infinity}``. A call of it must pass jan's strict ``dumps``; routes use ``jsonio.json_response``."""
+    loose = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "json_response" and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "web" and not any(k.arg == "dumps" for k in node.keywords)):
+                loose.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert not loose, loose

@@ -225,12 +225,12 @@ class MonitoringExtensionImpl(BuiltinExtension, MonitoringExtension):
         }
 
     async def _system_route(self, request):
-        from aiohttp import web
+        from jan.server.jsonio import json_response  # (strict JSON, as every body jan writes)
 
-        return web.json_response(await self.system())
+        return json_response(await self.system())
 
     async def _model_route(self, request):
-        from aiohttp import web
+        from jan.server.jsonio import json_response
 
         model_id = request.match_info["model_id"]
         for engine_name, engine in self.ctx.manager.engines().items():
@@ -238,7 +238,7 @@ class MonitoringExtensionImpl(BuiltinExtension, MonitoringExtension):
                 status = await self._status(engine, model_id)
                 body = {k: v for k, v in status.items() if k != "metrics"}
                 body.update({"id": model_id, "engine": engine_name, "metrics": _metrics(status, engine_name)})
-                return web.json_response(body)
+                return json_response(body)
         raise ModelNotFoundError(f"model '{model_id}' is not loaded by any engine")
 
 

@@ -26,6 +26,7 @@ from jan.server.disconnect import WAIT_SHUTDOWN, raise_if_ended, unless_disconne
 from jan.server.document_inputs import read_body_documents
 from jan.server.dialect_errors import ANTHROPIC_SHARED_PATHS
 from jan.server.errors import APIError
+from jan.server.jsonio import json_response
 from jan.server.keys import MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import model_and_engine, model_extension
@@ -175,7 +176,7 @@ async def _answer_with(request: web.Request, body: wire.MessagesRequest, turn: T
         async def collect() -> dict:
             return await turn.commit(await collect_message(stream, body, message_id))
 
-        return web.json_response(await unless_disconnected(request, collect(), body.model))
+        return json_response(await unless_disconnected(request, collect(), body.model))
     deltas: Any = await started(request, stream, body.model)
     if mcp is not None:
         from jan.server.dialects import anthropic_mcp
@@ -214,7 +215,7 @@ async def _answer_with(request: web.Request, body: wire.MessagesRequest, turn: T
         async def whole() -> dict:
             return await turn.commit(await anthropic_mcp.message_of_events(events()))
 
-        return web.json_response(await unless_disconnected(request, whole(), body.model))
+        return json_response(await unless_disconnected(request, whole(), body.model))
     return await relay(request, turn.stream(events()), lambda err: ("error", wire.error_body(err.status, err.message)))
 
 
@@ -241,7 +242,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     finally:
         if mcp is not None:
             await mcp.close()
-    return web.json_response({"input_tokens": counted})
+    return json_response({"input_tokens": counted})
 
 
 # -- models: called by routes/models.py for a request from Anthropic's SDK ---------------------------------
@@ -262,7 +263,7 @@ async def list_models(request: web.Request) -> web.Response:
     models = await model_extension(request).list_models()
     lifecycle = _lifecycle(request)
     windows = {m["id"]: (await model_facts(request, m)).context_window for m in models}
-    return web.json_response(wire.model_page(models, context_windows=windows, limit=limit,
+    return json_response(wire.model_page(models, context_windows=windows, limit=limit,
                                              after_id=query.get("after_id") or None,
                                              before_id=query.get("before_id") or None, lifecycle=lifecycle))
 
@@ -270,7 +271,7 @@ async def list_models(request: web.Request) -> web.Response:
 async def get_model(request: web.Request) -> web.Response:
     """One model as Anthropic's ``ModelInfo`` (an unknown one: Anthropic's 404)."""
     model, _ = await model_and_engine(request, request.match_info["model_id"])
-    return web.json_response(wire.model_info(model, (await model_facts(request, model)).context_window))
+    return json_response(wire.model_info(model, (await model_facts(request, model)).context_window))
 
 
 async def model_facts(request: web.Request, model: dict):

@@ -27,6 +27,7 @@ from jan.server.dialects.responses_store import KeptTurn
 from jan.server.document_inputs import read_body_documents
 from jan.server.errors import APIError
 from jan.server.item_lists import check_include, item_page, list_object, read_page_query
+from jan.server.jsonio import json_response
 from jan.server.keys import MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import service
@@ -109,14 +110,14 @@ async def create_conversation(request: web.Request) -> web.Response:
     store = _store(request)
     body = await parse_body(request, wire.ConversationCreate)
     messages = await _messages(request, body)
-    return web.json_response(await store.create(messages, body.metadata))
+    return json_response(await store.create(messages, body.metadata))
 
 
 @routes.get("/v1/conversations/{conversation_id}")
 async def get_conversation(request: web.Request) -> web.Response:
     """A conversation: ``{"id", "object": "conversation", "created_at", "metadata"}``."""
     conversation_id = _conversation_id(request)
-    return web.json_response(await _store(request).get(conversation_id))
+    return json_response(await _store(request).get(conversation_id))
 
 
 @routes.post("/v1/conversations/{conversation_id}")
@@ -127,7 +128,7 @@ async def update_conversation(request: web.Request) -> web.Response:
     conversation_id = _conversation_id(request)
     store = _store(request)
     async with _held(request, conversation_id):
-        return web.json_response(await store.update(conversation_id, body.metadata))
+        return json_response(await store.update(conversation_id, body.metadata))
 
 
 @routes.delete("/v1/conversations/{conversation_id}")
@@ -137,7 +138,7 @@ async def delete_conversation(request: web.Request) -> web.Response:
     store = _store(request)
     async with _held(request, conversation_id):
         await store.delete(conversation_id)
-    return web.json_response({"id": conversation_id, "object": "conversation.deleted", "deleted": True})
+    return json_response({"id": conversation_id, "object": "conversation.deleted", "deleted": True})
 
 
 @routes.get("/v1/conversations/{conversation_id}/items")
@@ -147,7 +148,7 @@ async def list_items(request: web.Request) -> web.Response:
     check_include(request)
     order, limit = read_page_query(request)
     items = await _store(request).items(conversation_id)
-    return web.json_response(item_page(request, items, order, limit, cursors=("after",),
+    return json_response(item_page(request, items, order, limit, cursors=("after",),
                                        what=f"item in conversation {conversation_id!r}"))
 
 
@@ -162,7 +163,7 @@ async def create_items(request: web.Request) -> web.Response:
     messages = await _messages(request, body, conversation_id)
     async with _held(request, conversation_id):
         items = await store.add(conversation_id, messages)
-    return web.json_response(list_object(items))
+    return json_response(list_object(items))
 
 
 @routes.get("/v1/conversations/{conversation_id}/items/{item_id}")
@@ -170,7 +171,7 @@ async def get_item(request: web.Request) -> web.Response:
     """One item of the conversation, by its id."""
     conversation_id, item_id = _conversation_id(request), _item_id(request)
     check_include(request)
-    return web.json_response(await _store(request).item(conversation_id, item_id))
+    return json_response(await _store(request).item(conversation_id, item_id))
 
 
 @routes.delete("/v1/conversations/{conversation_id}/items/{item_id}")
@@ -179,4 +180,4 @@ async def delete_item(request: web.Request) -> web.Response:
     conversation_id, item_id = _conversation_id(request), _item_id(request)
     store = _store(request)
     async with _held(request, conversation_id):
-        return web.json_response(await store.delete_item(conversation_id, item_id))
+        return json_response(await store.delete_item(conversation_id, item_id))

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from jan.core import ExtensionNotFoundError, McpHost, ToolRegistry
 from jan.core.guarded import get_guarded
+from jan.server.jsonio import json_response
 from jan.server.keys import MANAGER
 from jan.server.resolve import service
 from jan.server.validation import no_fields
@@ -41,14 +42,14 @@ async def list_servers(request: web.Request) -> web.Response:
             "config_error": getattr(host, "config_error", None),
             "invalid": [{"name": name, "error": why} for name, why in invalid.items()],
             "file_error": getattr(host, "file_error", None)}
-    return web.json_response(body)
+    return json_response(body)
 
 
 @routes.get("/v1/mcp/servers/{name}")
 async def get_server(request: web.Request) -> web.Response:
     """One server; an enabled one is started so its tools, prompts and resources are listed."""
     status = await _host(request).server(request.match_info["name"], connect=True)
-    return web.json_response(status.to_dict())
+    return json_response(status.to_dict())
 
 
 @routes.post("/v1/mcp/servers/{name}/enable")
@@ -56,7 +57,7 @@ async def enable_server(request: web.Request) -> web.Response:
     """Turn a configured server on (it starts on first use)."""
     await no_fields(request)
     status = await _host(request).set_enabled(request.match_info["name"], True)
-    return web.json_response(status.to_dict())
+    return json_response(status.to_dict())
 
 
 @routes.post("/v1/mcp/servers/{name}/disable")
@@ -64,7 +65,7 @@ async def disable_server(request: web.Request) -> web.Response:
     """Turn a configured server off; it stops at once."""
     await no_fields(request)
     status = await _host(request).set_enabled(request.match_info["name"], False)
-    return web.json_response(status.to_dict())
+    return json_response(status.to_dict())
 
 
 @routes.get("/v1/tools")
@@ -83,4 +84,4 @@ async def list_tools(request: web.Request) -> web.Response:
     if host is not None:
         body["mcp_servers"] = [{"name": s.name, "state": s.state, "error": s.error, "rejected": list(s.rejected)}
                                for s in await host.list_servers() if s.enabled]
-    return web.json_response(body)
+    return json_response(body)

@@ -31,7 +31,7 @@ from jan.server.dialects.responses_run import STREAM_KEPT_S, InConversation, Res
 from jan.server.dialects.responses_store import UNFINISHED, StoredResponse, stopped_response
 from jan.server.errors import APIError, context_error, prompt_param, to_api_error
 from jan.server.item_lists import check_include, item_page, read_page_query
-from jan.server.jsonio import json_response_built
+from jan.server.jsonio import json_response, json_response_built
 from jan.server.keys import MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import service
@@ -477,7 +477,7 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
     if body.background:
         # The id answered must survive a crash from now on: the response is on disk before the answer.
         await run.stored()
-        return web.json_response(run.snapshot() if run.done else run.snapshot("queued"))
+        return json_response(run.snapshot() if run.done else run.snapshot("queued"))
     try:
         # (at a shutdown the app cancels the response: it is answered cancelled, as it is saved)
         answer = await unless_disconnected(request, run.wait(), body.model, at_shutdown=False)
@@ -531,7 +531,7 @@ async def count_input_tokens(request: web.Request) -> web.Response:
         counted = await unless_stopping(request, _chat(request).count(chat_request), WAIT_SHUTDOWN)
     except MediaError as exc:  # said of the body's field, as a response request's
         raise wire.media_error(exc, body, len(history)) from None
-    return web.json_response({"object": "response.input_tokens", "input_tokens": counted})
+    return json_response({"object": "response.input_tokens", "input_tokens": counted})
 
 
 async def _with_mcp_tools(request: web.Request, body: wire.InputTokensRequest, chat_request: ChatRequest,
@@ -615,7 +615,7 @@ async def delete_response(request: web.Request) -> web.Response:
         raise _elsewhere_error(response_id, "delete")  # (its end, saved there, would write it again)
     request.app[STREAMS].forget(response_id)
     await request.app[STORE].delete(response_id)
-    return web.json_response({"id": response_id, "object": "response.deleted", "deleted": True})
+    return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
 
 
 @routes.post("/v1/responses/{response_id}/cancel")
@@ -635,7 +635,7 @@ async def cancel_response(request: web.Request) -> web.Response:
     if stored.get("status") != "cancelled":
         raise APIError(400, f"Cannot cancel a response that is {stored.get('status')}; only a response "
                             "in progress can be cancelled", code="invalid_state")
-    return web.json_response(stored)
+    return json_response(stored)
 
 
 @routes.get("/v1/responses/{response_id}/input_items")
@@ -645,7 +645,7 @@ async def list_input_items(request: web.Request) -> web.Response:
     check_include(request)
     order, limit = read_page_query(request)
     items = await listed_input_items(request.app, await request.app[STORE].get(response_id))
-    return web.json_response(item_page(request, items, order, limit, what="input item"))
+    return json_response(item_page(request, items, order, limit, what="input item"))
 
 
 async def listed_input_items(app: web.Application, stored: StoredResponse) -> list[dict[str, Any]]:
