@@ -352,9 +352,9 @@ def test_every_empty_listing_says_so_and_tells_a_named_folder_that_is_not_there(
 
 
 def test_a_damaged_extension_settings_file_is_told_by_a_local_command(tmp_path, stories_path):
-    """An extension's settings.json that is no JSON is set aside and its defaults used: `jan serve` logs it, but
-    `jan run` (a process that shows no log) moved the user's settings file without a word. It now says which
-    extension's settings, and where the file went."""
+    """An extension's settings.json that is no JSON is left in place and its defaults used: `jan serve` logs it, but
+    `jan run` (a process that shows no log) said nothing (and moved the user's file aside, so that a hand edit's one
+    typo lost every value). It says which extension's settings, each time until the file is repaired."""
     from test_cli_helpers import cli_env, jan, ok
 
     data = tmp_path / "data"
@@ -362,10 +362,13 @@ def test_a_damaged_extension_settings_file_is_told_by_a_local_command(tmp_path, 
     settings.parent.mkdir(parents=True)
     settings.write_text('{"n_ctx": ')
     result = ok(jan("run", stories_path, "--raw", "Once", "-n", "2", env=cli_env(data)))
-    assert "extension 'llamacpp'" in result.stderr and "settings.json.corrupt-1" in result.stderr, result.stderr
-    assert (settings.parent / "settings.json.corrupt-1").read_text() == '{"n_ctx": '  # its bytes kept
+    assert "extension 'llamacpp'" in result.stderr and "left as it is" in result.stderr, result.stderr
+    assert settings.read_text() == '{"n_ctx": ' and not list(settings.parent.glob("*.corrupt*"))  # left in place
     again = ok(jan("run", stories_path, "--raw", "Once", "-n", "2", env=cli_env(data)))
-    assert "llamacpp" not in again.stderr, again.stderr  # told once: nothing is wrong now
+    assert "extension 'llamacpp'" in again.stderr, again.stderr  # still damaged: told again
+    settings.write_text('{}')
+    fixed = ok(jan("run", stories_path, "--raw", "Once", "-n", "2", env=cli_env(data)))
+    assert "llamacpp" not in fixed.stderr, fixed.stderr
 
 
 def test_a_disabled_built_in_service_is_told_with_how_to_enable_it(tmp_path, stories_path):

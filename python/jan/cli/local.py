@@ -39,16 +39,16 @@ class LocalRuntime:
         Path(data_folder).mkdir(parents=True, exist_ok=True)
         self.manager = ExtensionManager(data_folder, LocalEventBus(), discover_entry_points=enable_extensions)
         self.call(self.manager.start())
-        self._tell_settings_set_aside()
+        self._tell_damaged_settings()
         self.services = Services.from_manager(self.manager)
 
-    def _tell_settings_set_aside(self) -> None:
-        """Say on stderr which extension's settings.json could not be read (no JSON: set aside, its defaults used):
-        a server logs it, but this process shows no log, and `jan run` moved a user's settings file without a word."""
+    def _tell_damaged_settings(self) -> None:
+        """Say on stderr which extension's settings.json could not be read (no JSON: left in place, its defaults
+        used): a server logs it, but this process shows no log, and `jan run` ran on the defaults without a word."""
         from jan.cli.common import warn
 
         for record in self.manager.list():
-            if record.state != "loaded":  # (settings read now would read, and set aside, a file nothing else read)
+            if record.state != "loaded":  # (settings read now would read a file nothing else read)
                 continue
             with contextlib.suppress(Exception):  # (a note only: a start never fails for want of it)
                 for problem in self.manager.settings(record.name).problems:

@@ -319,6 +319,9 @@ class ExtensionSettings:
         self._ignored: list[dict[str, Any]] = []
         #: why the stored file could not be read (it is there: a write would replace values never seen), or None
         self._unreadable: OSError | None = None
+        #: the stored file is no JSON object (a hand edit's typo): left in place, set aside by the change that
+        #: replaces it (:meth:`_commit`)
+        self._damaged = False
         self.reload()
 
     def __repr__(self) -> str:
@@ -439,7 +442,8 @@ class ExtensionSettings:
         return changes
 
     def reload(self) -> None:
-        """Re-read the stored values; unreadable files and invalid values are set aside/dropped with a warning."""
+        """Re-read the stored values; an unreadable file is left in place and invalid values are dropped, each with a
+        warning and in :attr:`problems` (defaults stand in)."""
         try:
             stored = self._store.read(self.namespace)
         except PathOutsideDataFolderError:
@@ -449,25 +453,28 @@ class ExtensionSettings:
             # of the file, and left where it is (it may be whole: not set aside as damaged). The extension loads; a
             # change is refused by the write, naming the file. (It failed the extension's load with a traceback.)
             self._unreadable = exc
+            self._damaged = False
             why = f"{exc.filename or self._store_location()}: {exc.strerror or exc}"
             logger.warning("settings of %s cannot be read, using defaults: %s", self.namespace, why)
             self._file_problems = [{"field": None,
                                     "message": f"the stored settings cannot be read ({why}); defaults are used"}]
             stored = {}
         except ValueError as exc:
-            logger.warning("settings of %s are unreadable, using defaults: %s", self.namespace, exc)
-            message = f"the stored settings are unreadable ({exc}); defaults are used"
-            aside = getattr(self._store, "set_aside", None)
-            if aside is not None:
-                moved = aside(self.namespace)
-                if moved is not None:
-                    logger.warning("moved the unreadable settings file to %s", moved)
-                    message += f"; the file was moved to {moved}"
+            # Left where it is, as the data folder's every damaged file (README): a read moved it aside, so a user's
+            # hand edit with one typo vanished at the next start and its other values with it. The change that
+            # replaces it keeps its bytes beside it (_commit).
+            logger.warning("settings of %s are unreadable, using defaults (the file is left as it is): %s",
+                           self.namespace, exc)
+            message = (f"the stored settings are unreadable ({exc}); defaults are used; the file is left as it is "
+                       "until a change replaces it (its bytes then kept beside it as settings.json.corrupt-<n>)")
             self._file_problems = [{"field": None, "message": message}]
+            self._damaged = True
+            self._unreadable = None
             stored = {}
         else:
             self._file_problems = []
             self._unreadable = None
+            self._damaged = False
         self._load(stored)
 
     def _lock(self) -> contextlib.AbstractContextManager[None]:
@@ -551,8 +558,15 @@ class ExtensionSettings:
     def _commit(self, stored: dict[str, Any], effective: dict[str, Any], model: Any,
                 previous: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Store the values; (what changed: ``{key: new}``, ``{key: old}``), to be told by :meth:`_notified` (on the
-        caller's thread: the loop's, for :meth:`update_off_loop`)."""
+        caller's thread: the loop's, for :meth:`update_off_loop`). A damaged file it replaces is kept beside it."""
+        if self._damaged:
+            aside = getattr(self._store, "set_aside", None)
+            moved = aside(self.namespace) if aside is not None else None
+            if moved is not None:
+                logger.warning("the unreadable settings file of %s is replaced; its bytes are kept as %s",
+                               self.namespace, moved)
         self._store.write(self.namespace, stored)
+        self._damaged = False
         self._overrides, self._values, self._model, self._error = stored, effective, model, None
         self._file_problems, self._ignored = [], []  # the file now holds exactly the valid values
         keys = set(previous) | set(effective)
