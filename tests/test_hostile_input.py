@@ -330,6 +330,16 @@ async def test_a_lone_surrogate_is_a_400_naming_the_field_in_every_dialect(serve
         assert answer["error"]["param"] == field and answer["error"]["code"] == "invalid_unicode"
 
 
+def _assert_invalid_json_shape(path: str, answer: dict) -> None:
+    """``answer`` is the refusal of a body that is no JSON in the shape of ``path``'s dialect."""
+    if path.startswith("/api/"):
+        assert isinstance(answer["error"], str)  # Ollama's shape
+    elif path.startswith("/v1/messages"):
+        assert answer["type"] == "error"  # Anthropic's shape
+    else:
+        assert answer["error"]["code"] == "invalid_json"
+
+
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32-le"])
 @pytest.mark.parametrize("path, body", [
     ("/v1/threads", {"metadata": {"note": LONE}}),
@@ -347,12 +357,7 @@ async def test_a_body_that_is_not_utf8_is_a_400_saying_so_in_every_dialect(serve
         status, answer = resp.status, await resp.json()
     assert status == 400, answer
     assert "not UTF-8" in _message(answer) and "codec" not in _message(answer), answer
-    if path.startswith("/api/"):
-        assert isinstance(answer["error"], str)  # Ollama's shape
-    elif path.startswith("/v1/messages"):
-        assert answer["type"] == "error"  # Anthropic's shape
-    else:
-        assert answer["error"]["code"] == "invalid_json"
+    _assert_invalid_json_shape(path, answer)
 
 
 @pytest.mark.parametrize("path, body", [
@@ -371,12 +376,7 @@ async def test_a_latin1_body_is_a_400_saying_it_is_not_utf8(server, path, body):
     assert status == 400, answer
     message = _message(answer)
     assert "not UTF-8" in message and "0xe9" in message and "codec" not in message, answer
-    if path.startswith("/api/"):
-        assert isinstance(answer["error"], str)  # Ollama's shape
-    elif path.startswith("/v1/messages"):
-        assert answer["type"] == "error"  # Anthropic's shape
-    else:
-        assert answer["error"]["code"] == "invalid_json"
+    _assert_invalid_json_shape(path, answer)
 
 
 async def test_a_lone_surrogate_in_a_key_is_a_400_naming_its_object(server):

@@ -613,11 +613,17 @@ def client_api_key_param(ctx: click.Context, param: click.Parameter, value: str 
     (the server compares the rest); a key that still cannot travel in a header (a newline or control character inside,
     non-ASCII) is a usage error naming where it came from. It read as "no jan server answers" (the header refused
     before the request was sent)."""
+    return None if value is None else sendable_api_key(ctx, param, value.strip())
+
+
+def sendable_api_key(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--api-key``/``$JAN_API_KEY`` as given (``jan serve``'s: its clients send the key as set): a key no client can
+    send as it is (:func:`jan.server.config.api_key_problem`) is a usage error naming where it came from, before the
+    server starts answering every request 401."""
     if value is None:
         return None
     from jan.server.config import api_key_problem
 
-    value = value.strip()
     why = api_key_problem(value)
     if why is not None:
         source = ctx.get_parameter_source(param.name) if param.name else None

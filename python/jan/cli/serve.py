@@ -21,11 +21,11 @@ defer_client()
 from aiohttp import web
 
 from jan.cli.common import (INT32_MAX, CLIError, GpuLayers, PathParam, SamplingValue, check_flag_order, comma_items,
-                            lora_flags, lora_options, nonempty_param, typed_flags)
+                            lora_flags, lora_options, nonempty_param, sendable_api_key, typed_flags)
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES, LOAD_RANGES
 from jan.engine.params import SPECULATIVE
 from jan.server.config import (DEFAULT_MAX_JSON_VALUES, DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S, DEFAULT_WRITE_TIMEOUT_S,
-                               OLLAMA_PORT, ServerConfig, api_key_problem, default_data_folder)
+                               OLLAMA_PORT, ServerConfig, default_data_folder)
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
 
 logger = logging.getLogger("jan.cli.serve")
@@ -77,19 +77,6 @@ def _origins(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
         raise click.BadParameter(str(exc)) from None
 
 
-def api_key_param(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """``--api-key``/``$JAN_API_KEY``: a key no client can send as it is (:func:`api_key_problem`) is a usage error
-    naming where it came from, before the server starts answering every request 401."""
-    if value is None:
-        return None
-    why = api_key_problem(value)
-    if why is not None:
-        source = ctx.get_parameter_source(param.name) if param.name else None
-        raise click.BadParameter(why + (" (the key came from $JAN_API_KEY)"
-                                        if source is click.core.ParameterSource.ENVIRONMENT else ""))
-    return value
-
-
 def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
     """``--alias``/``--tags`` values as llama-server reads them: comma-separated, each stripped, each once
     (repeating the option adds more). An empty one (``a,,b``, ``--alias ""``) is a usage error naming the option
@@ -116,7 +103,7 @@ def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
               help="Labels for the one --model, comma-separated (informational; /v1/models lists them).")
 @click.option("--default-model", default=None, callback=nonempty_param,
               help="Model id used by requests that name none [default: the only loaded model].")
-@click.option("--api-key", envvar="JAN_API_KEY", default=None, callback=api_key_param,
+@click.option("--api-key", envvar="JAN_API_KEY", default=None, callback=sendable_api_key,
               help="Require 'Authorization: Bearer KEY' or 'x-api-key: KEY' [env JAN_API_KEY]")
 @click.option("--cors-origin", "cors_origins", multiple=True, callback=_origins,
               help="Allowed CORS origin, as a browser sends it: scheme://host[:port] (repeatable; '*' for any).")
