@@ -19,6 +19,12 @@ def _loaded(srv) -> list[str]:
     return sorted(srv.call(srv.app[MANAGER].get_inference("llama.cpp").loaded_models()))
 
 
+async def _add_victim(api: Client, data, stories_path) -> str:
+    """Add the model the tests break (a reference to ``stories_path``); its model.json's text, to mend it with."""
+    await api.ok("POST", "/v1/models", {"path": str(stories_path), "id": VICTIM, "mode": "reference"}, 201)
+    return (data / "models" / VICTIM / "model.json").read_text()
+
+
 async def _load_then_break(api: Client, srv, data, model_json: str, how: str) -> None:
     folder = data / "models" / VICTIM
     folder.mkdir(parents=True, exist_ok=True)
@@ -37,8 +43,7 @@ async def test_a_model_whose_model_json_stopped_reading_is_stopped_and_deleted(t
     data = tmp_path / "data"
     with running(data, stories_path) as srv:
         async with Client(srv.base_url) as api:
-            await api.ok("POST", "/v1/models", {"path": str(stories_path), "id": VICTIM, "mode": "reference"}, 201)
-            model_json = (data / "models" / VICTIM / "model.json").read_text()
+            model_json = await _add_victim(api, data, stories_path)
             for how in ("damaged", "removed"):
                 await _load_then_break(api, srv, data, model_json, how)
                 answer = await api.ok("POST", f"/v1/models/{VICTIM}/stop")
@@ -73,8 +78,7 @@ async def test_ollama_keep_alive_0_unloads_it_and_api_ps_lists_it_while_loaded(t
     data = tmp_path / "data"
     with running(data, stories_path) as srv:
         async with Client(srv.base_url) as api:
-            await api.ok("POST", "/v1/models", {"path": str(stories_path), "id": VICTIM, "mode": "reference"}, 201)
-            model_json = (data / "models" / VICTIM / "model.json").read_text()
+            model_json = await _add_victim(api, data, stories_path)
             for how in ("damaged", "removed"):
                 for path, body in (("/api/generate", {"model": VICTIM, "keep_alive": 0}),
                                    ("/api/chat", {"model": VICTIM, "messages": [], "keep_alive": 0})):
