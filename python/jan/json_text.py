@@ -14,7 +14,8 @@ import re
 from typing import Any
 
 __all__ = ["MAX_ARGUMENTS_DEPTH", "QUOTED_VALUE_CHARS", "escape_lone_surrogates", "fix_lone_surrogate_escapes",
-           "json_number", "json_text", "json_type_name", "loads_json", "nests_deeper", "sendable_arguments", "replace_lone_surrogates", "utf8_json"]
+           "json_number", "json_text", "json_type_name", "loads_json", "nests_deeper", "replace_lone_surrogates",
+           "sendable_arguments", "utf8_json"]
 
 #: Arrays and objects nested in one tool call's arguments at most (the arguments object itself is level 1), in
 #: every chat format's parser: a client sends a call back inside its request body, which may nest 64 levels at most

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from jan.json_text import json_type_name
+from jan.json_text import json_type_name, nests_deeper
 from jan.server.body_size import PARSE_OFF_LOOP_BYTES, body_is_large, body_step
 from jan.server.errors import APIError, from_validation_error, json_error
 
@@ -61,23 +61,6 @@ def require_json_content_type(request: web.Request) -> None:
         got = f"'{content_type}'" if content_type else "no Content-Type"
         raise APIError(415, f"The request body must be JSON sent with 'Content-Type: application/json' (got {got})",
                        code="unsupported_media_type")
-
-
-def json_depth_exceeds(value: Any, limit: int) -> bool:
-    """Whether ``value`` (parsed JSON) nests arrays/objects deeper than ``limit``; iterative, no recursion."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
 
 
 def json_values_in(raw: bytes) -> int:
@@ -155,7 +138,7 @@ def loads_bounded(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
         # talks of a Python setting)
         raise APIError(400, f"The request body holds an integer of more than {sys.get_int_max_str_digits():,} "
                             "digits", code="invalid_json") from None
-    if json_depth_exceeds(data, max_depth):
+    if nests_deeper(data, max_depth):
         raise too_deep
     if _SURROGATE_ESCAPE.search(raw):
         found = lone_surrogate_at(data)
