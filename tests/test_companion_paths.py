@@ -16,11 +16,24 @@ from jan.store import DataFolder
 WHOSE = "(in the model.json of model 'm')"
 
 
+def cut_copy(src, dst) -> tuple[int, int]:
+    """A copy of the GGUF ``src`` at ``dst`` cut short (a partial download): (bytes missing, its whole size)."""
+    whole = open(src, "rb").read()
+    kept = len(whole) * 2 // 3
+    open(dst, "wb").write(whole[:kept])
+    return len(whole) - kept, len(whole)
+
+
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, stories_path):
+def served(tmp_path_factory, stories_path, vision_pair):
+    from jan.testing.gguf_models import write_lora_adapter
+
     root = tmp_path_factory.mktemp("companions")
     DataFolder(root / "data").models.import_gguf(stories_path, model_id="m", mode="reference")
     (root / "folder").mkdir()
+    cut_copy(stories_path, root / "cut.gguf")
+    cut_copy(vision_pair[1], root / "cut-mmproj.gguf")
+    cut_copy(write_lora_adapter(root / "lora.gguf", stories_path), root / "cut-lora.gguf")
     with running(root / "data") as srv:
         yield srv, root
 
@@ -41,6 +54,10 @@ def _with_setting(root, key, value) -> None:
     ("mmproj", "../../x.gguf", "climbs out"),
     ("lora", ["{root}/folder"], "LoRA adapter file '{root}/folder' is a directory"),
     ("lora", ["{root}/none.gguf"], "not found: '{root}/none.gguf'"),
+    # a partial download: said with the bytes missing, before the model's weights load (llama.cpp told it after)
+    ("draft_model", "{root}/cut.gguf", "draft model file '{root}/cut.gguf' is cut short: "),
+    ("mmproj", "{root}/cut-mmproj.gguf", "projector file '{root}/cut-mmproj.gguf' is cut short: "),
+    ("lora", ["{root}/cut-lora.gguf"], "LoRA adapter file '{root}/cut-lora.gguf' is cut short: "),
 ])
 def test_a_companion_file_names_its_field_and_model(served, key, value, says):
     srv, root = served
@@ -63,3 +80,29 @@ def test_a_directory_is_said_so_where_a_file_is_judged(tmp_path):
                 lora_problem(str(tmp_path)), weights_problem(str(tmp_path))):
         assert why is not None and f"'{tmp_path}' is a directory" in why, why
     assert companion_problem("draft_model", str(tmp_path / "none")) == f"no file at '{tmp_path / 'none'}'"
+
+
+def test_a_companion_cut_short_is_told_before_any_weights_load(tmp_path, stories_path, vision_pair, monkeypatch):
+    """jan.Model and a pool's check (jan.engine.preflight) read each companion's header first: a draft model or
+    projector whose tensor data is cut short names the file and the bytes missing, and no weights were read."""
+    import jan
+    import jan.engine.model as engine_model
+    from jan.engine.preflight import check_load
+
+    draft, projector = tmp_path / "draft.gguf", tmp_path / "mmproj.gguf"
+    draft_missing, draft_size = cut_copy(stories_path, draft)
+    projector_missing, projector_size = cut_copy(vision_pair[1], projector)
+    loaded = []
+    monkeypatch.setattr(engine_model, "load_weights", lambda *a, **k: loaded.append(a) or pytest.fail("weights read"))
+    for model, option, path, says in (
+            (stories_path, "draft_model", draft,
+             f"draft_model: draft model file '{draft}' is cut short: {draft_missing} of its {draft_size} bytes are "
+             "missing"),
+            (vision_pair[0], "mmproj", projector,
+             f"mmproj: projector file '{projector}' is cut short: {projector_missing} of its {projector_size} bytes "
+             "are missing")):
+        for attempt in (lambda: jan.Model(model, **{option: path}), lambda: check_load(model, {option: path})):
+            with pytest.raises(jan.ModelFileError) as caught:
+                attempt()
+            assert str(caught.value).startswith(says), caught.value
+    assert loaded == []
