@@ -31,6 +31,7 @@ def served(tmp_path_factory, stories_path, vision_pair):
     root = tmp_path_factory.mktemp("companions")
     DataFolder(root / "data").models.import_gguf(stories_path, model_id="m", mode="reference")
     (root / "folder").mkdir()
+    (root / "data" / "models" / "m" / "sub").mkdir()  # a folder inside the model's folder
     cut_copy(stories_path, root / "cut.gguf")
     cut_copy(vision_pair[1], root / "cut-mmproj.gguf")
     cut_copy(write_lora_adapter(root / "lora.gguf", stories_path), root / "cut-lora.gguf")
@@ -54,6 +55,10 @@ def _with_setting(root, key, value) -> None:
     ("mmproj", "../../x.gguf", "climbs out"),
     ("lora", ["{root}/folder"], "LoRA adapter file '{root}/folder' is a directory"),
     ("lora", ["{root}/none.gguf"], "not found: '{root}/none.gguf'"),
+    # a relative name that resolves to a folder in the model's folder: "is a directory" too, not "no file"
+    ("draft_model", "sub", "draft model file '{root}/data/models/m/sub' is a directory"),
+    ("mmproj", "sub", "projector file '{root}/data/models/m/sub' is a directory"),
+    ("lora", ["sub"], "LoRA adapter file '{root}/data/models/m/sub' is a directory"),
     # a partial download: said with the bytes missing, before the model's weights load (llama.cpp told it after)
     ("draft_model", "{root}/cut.gguf", "draft model file '{root}/cut.gguf' is cut short: "),
     ("mmproj", "{root}/cut-mmproj.gguf", "projector file '{root}/cut-mmproj.gguf' is cut short: "),
@@ -106,3 +111,46 @@ def test_a_companion_cut_short_is_told_before_any_weights_load(tmp_path, stories
                 attempt()
             assert str(caught.value).startswith(says), caught.value
     assert loaded == []
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("draft_model", "sub", "draft model file '{root}/data/models/m/sub' is a directory"),
+    ("mmproj", "sub", "projector file '{root}/data/models/m/sub' is a directory"),
+    ("lora", ["sub"], "LoRA adapter file '{root}/data/models/m/sub' is a directory"),
+    ("mmproj", "{root}/folder", "projector file '{root}/folder' is a directory"),
+])
+def test_a_patch_naming_a_folder_says_it_is_one(served, key, value, says):
+    """The request field that names a companion (PATCH /v1/models settings) says it of a relative name as of an
+    absolute one, in the load's words."""
+    import urllib.error
+    import urllib.request
+
+    srv, root = served
+    _with_setting(root, "ctx_len", 256)  # (no companion stored: the PATCH's own value is judged)
+    value = [v.format(root=root) for v in value] if isinstance(value, list) else value.format(root=root)
+    req = urllib.request.Request(f"{srv.base_url}/v1/models/m", method="PATCH",
+                                 data=json.dumps({"settings": {key: value}}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(req, timeout=120)
+    body = json.loads(caught.value.read())
+    assert caught.value.code == 400 and body["error"]["param"] == f"settings.{key}", body
+    assert says.format(root=root) in body["error"]["message"], body
+
+
+@pytest.mark.parametrize("key", ["mmproj", "draft_model"])
+def test_jan_run_says_a_relative_companion_is_a_directory(tmp_path, stories_path, key):
+    """In-process (`jan run`, a model given transient settings) the same words as the server's: the projector's
+    relative name was "no file at 'sub', nor in the model's folder" of the folder that is there."""
+    from test_cli_helpers import cli_env, fails, jan
+
+    data = tmp_path / "data"
+    DataFolder(data).models.import_gguf(stories_path, model_id="m", mode="reference")
+    (data / "models" / "m" / "sub").mkdir()
+    stored = data / "models" / "m" / "model.json"
+    doc = json.loads(stored.read_text())
+    doc["settings"] = {**doc["settings"], key: "sub"}
+    stored.write_text(json.dumps(doc))
+    what = {"mmproj": "projector file", "draft_model": "draft model file"}[key]
+    fails(jan("run", "m", "hi", "-n", "2", env=cli_env(data)),
+          f"settings.{key}: {what} '{data}/models/m/sub' is a directory, not a GGUF file", WHOSE)

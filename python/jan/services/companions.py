@@ -110,8 +110,10 @@ def check_companions(model: dict) -> None:
         name = settings.get(key) if isinstance(settings, dict) else None
         if not isinstance(name, str) or not name:
             continue
-        # (the store resolves no projector that is no file: an absolute name is still where to look)
-        path = model.get(resolved) or (name if os.path.isabs(name) else None)
+        # (the store resolves no projector that is no file: an absolute name is still where to look, and a relative
+        # one that names something in the model's folder, a folder, it gives as ``mmproj_named``)
+        path = model.get(resolved) or (name if os.path.isabs(name) else None) or \
+            (model.get("mmproj_named") if key == "mmproj" else None)
         if path:
             why = companion_problem(key, str(path))
         elif climbs_out(name):  # (the store resolves none there: said as draft_model's and lora's are)
