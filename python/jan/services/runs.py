@@ -1611,8 +1611,10 @@ class RunService(Held):
         an assistant's ``model`` is (:meth:`check_model_choice`): an id no model has is ``ModelNotFoundError`` now
         (``param`` ``{where}assistants[i].model.id``, with the id it may have meant), not every run of the thread
         failing later. A model on disk that is not loaded passes (it loads with the run); ``""`` (no model of its
-        own: a run takes the assistant's or the default one) passes; so does an id ``stored`` (the thread's assistants before a modify) has at the same
-        place: a thread whose model was removed since can still be renamed or edited."""
+        own: a run takes the assistant's or the default one) passes; so does an id ``stored`` (the thread's
+        assistants before a modify) has at the same place: a thread whose model was removed since can still be
+        renamed or edited. Raises :class:`~jan.errors.ModelNotFoundError`, or :class:`RequestError` for a model
+        that generates no text."""
         def model_id(entry: Any) -> Any:
             model = entry.get("model") if isinstance(entry, dict) else None
             return model.get("id") if isinstance(model, dict) else None
