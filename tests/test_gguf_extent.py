@@ -49,3 +49,15 @@ def test_a_header_cut_short_or_no_gguf_is_left_to_the_loader(tmp_path):
         path = tmp_path / name
         path.write_bytes(data)
         assert missing_bytes(path) == 0 and tensor_data_end(path) is None
+
+
+def test_the_block_sizes_agree_with_the_gguf_package():
+    """Each tensor type's (elements, bytes) per block as the gguf package (llama.cpp's own Python) has them. Q8_1
+    is never stored in a file; the package keeps its older 40-byte block, ggml's is 36 (two halves, not floats)."""
+    constants = pytest.importorskip("gguf.constants", reason="the gguf package is not installed (test extra)")
+    from jan.gguf_extent import _BLOCKS
+
+    theirs = {q.value: size for q, size in constants.GGML_QUANT_SIZES.items()}
+    differ = {t: (ours, theirs[t]) for t, ours in _BLOCKS.items() if t in theirs and theirs[t] != ours}
+    assert differ == {9: ((32, 36), (32, 40))}
+    assert set(_BLOCKS) <= set(theirs)
