@@ -22,9 +22,9 @@ CHUNK_BYTES = 1024 * 1024
 
 
 class ServerUnreachableError(CLIError):
-    """No jan server took the connection (refused, or reset as it was made: it stopped, or never ran there). Nothing
-    of the request was answered, so what it would have written may be written elsewhere (`jan chat` saves its turn in the server's
-    data folder itself: :class:`jan.cli.conversation.ServerThreads`)."""
+    """No jan server took the connection (refused, or reset as it was made: it stopped, or never ran there), so
+    nothing answered the request; what it would have written may be written elsewhere (`jan chat` saves its turn
+    in the server's data folder itself: :class:`jan.cli.conversation.ServerThreads`)."""
 
 
 class ServerError(CLIError):

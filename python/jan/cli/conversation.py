@@ -113,7 +113,7 @@ class ServerThreads:
                 raise
             self._local = local
             self.where = local.where
-            warn(f"the server at {self.client.base_url} is gone; saving to {local.runtime.manager.data_folder}")
+            _saving_instead(self.client, local)
             return write(local)
 
     def create(self, title: str, assistants: list[dict[str, Any]], metadata: dict[str, Any]) -> str:
@@ -209,13 +209,17 @@ def open_threads(conn: Connection):
             local = _server_folder_threads(conn)
             if local is None:
                 raise
-            warn(f"the server at {client.base_url} is gone; saving to {local.runtime.manager.data_folder}")
+            _saving_instead(client, local)
             return local
         except ServerError as exc:
             if exc.status not in (404, 405):
                 raise
             warn(f"the server at {client.base_url} has no /v1/threads; saving to {conn.data_folder} instead")
     return LocalThreads(conn.runtime())
+
+
+def _saving_instead(client, local: LocalThreads) -> None:
+    warn(f"the server at {client.base_url} is gone; saving to {local.runtime.manager.data_folder}")
 
 
 def _server_folder_threads(conn: Connection) -> LocalThreads | None:
