@@ -77,6 +77,11 @@ def test_a_companion_file_names_its_field_and_model(served, key, value, says):
     status, body = post_json(srv.base_url, "/api/chat", {"model": "m", "stream": False,
                                                          "messages": [{"role": "user", "content": "hi"}]})
     assert status == 400 and body == {"error": message}, body  # (Ollama's shape, the same words)
+    # the model shows its model.json's fields, nothing of how the load check found the file
+    import urllib.request
+
+    shown = json.loads(urllib.request.urlopen(f"{srv.base_url}/v1/models/m", timeout=120).read())
+    assert "mmproj_named" not in shown and shown["settings"][key] == value
 
 
 def test_a_directory_is_said_so_where_a_file_is_judged(tmp_path):
