@@ -10,8 +10,12 @@ import pytest
 from api_helpers import Client, files_outside, message_text, read_jsonl
 
 
-async def test_thread_crud_and_files(server, tmp_path):
+async def test_thread_crud_and_files(server, tmp_path, stories_path):
+    from jan.store import DataFolder
+
     data = tmp_path / "data"
+    # (a thread's model is one there is: on disk, not loaded, is enough)
+    DataFolder(data).models.import_gguf(stories_path, model_id="m1", mode="reference")
     async with Client(server.base_url) as api:
         thread = await api.ok("POST", "/v1/threads", {
             "title": "Trip", "metadata": {"k": "v"},

@@ -268,6 +268,52 @@ def test_ctrl_c_in_a_chat_through_the_server_cancels_the_generation(served):
     assert [(m["role"], m["status"]) for m in messages] == [("user", "completed"), ("assistant", "incomplete")]
 
 
+def test_a_chat_whose_server_is_killed_mid_answer_keeps_what_the_user_saw(served):
+    """`jan chat` through a server killed in the middle of its streamed answer lost the whole turn: the user's
+    message and the part of the answer shown were in no thread. Now both are saved (in the data folder the server
+    worked on, as it takes no more connections), the answer ``stopped`` as Ctrl-C leaves it, with one error line;
+    and the next `jan chat --thread` goes on from them."""
+    import os
+    import select
+
+    server, _, _, env = served
+    chat = subprocess.Popen([*JAN, "chat", "stories260K", "--temperature", "0", "--ignore-eos", "--max-tokens",
+                             "30000"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        chat.stdin.write(b"Tell me a long story\n")
+        chat.stdin.flush()
+        # the first chunk of the answer: waited on (bounded), then the server dies without a word
+        ready, _, _ = select.select([chat.stdout], [], [], 120)
+        assert ready, "no answer began within 120 s"
+        seen = os.read(chat.stdout.fileno(), 65536)
+        assert seen
+        server.kill()
+        server.wait(60)
+        out, err = chat.communicate(b"", timeout=120)
+    finally:
+        if chat.poll() is None:
+            chat.kill()
+            chat.wait(10)
+    shown = (seen + out).decode()
+    result = subprocess.CompletedProcess(chat.args, chat.returncode, shown, err.decode())
+    fails(result, "ended before its answer was complete")
+    assert "[answer cut off]" in shown
+    # the server is gone: the commands below read the data folder it worked on
+    thread = json.loads(ok(jan("threads", "list", "--json", env=env)).stdout)[0]
+    stored = json.loads(ok(jan("threads", "export", thread["id"], "-f", "json", env=env)).stdout)["messages"]
+    # (the data folder's statuses: the answer stopped, as a Ctrl-C leaves it)
+    assert [(m["role"], m["status"]) for m in stored] == [("user", "ready"), ("assistant", "stopped")]
+    answer = stored[1]["content"][0]["text"]["value"]
+    assert len(answer) >= len(seen.decode(errors="ignore").strip()) > 0 and shown.startswith(answer)
+    assert stored[1]["metadata"]["stop_reason"] == "interrupted"
+    # the next chat in the thread goes on from it (here in-process: no server runs)
+    ok(jan("chat", "--thread", thread["id"], "--temperature", "0", "-n", "4", env=env, input="Go on\n"))
+    stored = json.loads(ok(jan("threads", "export", thread["id"], "-f", "json", env=env)).stdout)["messages"]
+    assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant"]
+    assert stored[1]["content"][0]["text"]["value"] == answer
+
+
 def test_api_key_is_sent_and_a_wrong_one_is_a_clear_error(tmp_path, stories_path):
     from jan.server.config import ServerConfig
     from jan.testing.server import ServerThread

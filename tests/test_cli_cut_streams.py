@@ -61,6 +61,21 @@ class CuttingServer:
         app.router.add_get("/health", health)
         app.router.add_get("/v1/models", models)
         app.router.add_get(f"/v1/models/{MODEL}", model)
+        self.saved: list[dict] = []  # the messages a chat saved through /v1/threads
+
+        async def threads(request: web.Request) -> web.Response:
+            return web.json_response({"data": [], "has_more": False})
+
+        async def create_thread(request: web.Request) -> web.Response:
+            return web.json_response({"id": "thread_1", "object": "thread"})
+
+        async def add_message(request: web.Request) -> web.Response:
+            self.saved.append(await request.json())
+            return web.json_response({"id": f"msg_{len(self.saved)}", "object": "thread.message"})
+
+        app.router.add_get("/v1/threads", threads)
+        app.router.add_post("/v1/threads", create_thread)
+        app.router.add_post("/v1/threads/thread_1/messages", add_message)
         app.router.add_post("/v1/chat/completions", self._stream)
         app.router.add_post("/v1/completions", self._stream)
         self.runner = web.AppRunner(app)
@@ -121,6 +136,19 @@ def test_chat_tells_a_turn_cut_off_and_goes_on(tmp_path, mode):
     assert "Traceback" not in result.stderr
     said = [line for line in result.stderr.splitlines() if "ended before its answer was complete" in line]
     assert len(said) == 2 and all(line.startswith("jan: error: ") for line in said), result.stderr
+
+
+@pytest.mark.parametrize("mode", ["eof", "reset"])
+def test_chat_saves_the_part_of_a_cut_off_answer_it_showed(tmp_path, mode):
+    """The turn cut off is saved (through the server's /v1/threads, which still answers): the user's message and
+    the part shown, ``stopped`` as Ctrl-C leaves an answer; before, neither was kept."""
+    with CuttingServer(mode) as server:
+        env = cli_env(tmp_path / "jan", local=False, JAN_API_URL=server.url)
+        result = jan("chat", MODEL, env=env, input="hi\n")
+        saved = [(m["role"], m["content"], m["status"]) for m in server.saved]
+    fails(result, "ended before its answer was complete")
+    assert saved == [("user", "hi", "ready"), ("assistant", "Once upon", "stopped")], saved
+    assert server.saved[1]["metadata"]["stop_reason"] == "interrupted"
 
 
 # --------------------------------------------------------------------------- not HTTP, or a body cut short

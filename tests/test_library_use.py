@@ -61,9 +61,11 @@ def test_the_cli_names_what_is_there_too(not_files, env):
 
 def test_a_damaged_model_is_told_by_the_reason_llama_cpp_logged(gguf_copy, tmp_path):
     """llama.cpp's last error line on a failed load is always the bare "failed to load model"; the message now
-    carries the line before it that says why (where the file ends, which tensor lies past it)."""
+    carries the line before it that says why (where the file ends). A file whose tensor data is cut short (a
+    partial download) is told before llama.cpp reads it, with how many bytes are missing (jan.gguf_extent)."""
     whole = gguf_copy.read_bytes()
-    cases = {1000: "failed to read key-value pairs", len(whole) // 2: "is not within the file bounds"}
+    cases = {1000: "failed to read key-value pairs",
+             len(whole) // 2: f"is cut short: {len(whole) - len(whole) // 2} of its {len(whole)} bytes are missing"}
     for size, reason in cases.items():
         damaged = tmp_path / f"cut-{size}.gguf"
         damaged.write_bytes(whole[:size])

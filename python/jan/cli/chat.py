@@ -50,6 +50,9 @@ Multi-line input: end a line with \\ to continue it, or wrap the text in {BLOCK}
 Ctrl-C while the answer is streaming stops the answer. Start a line with // to send a literal /."""
 
 
+#: ``metadata.stop_reason`` of an answer that broke off (its server gone): jan.store.messages.INTERRUPTED, the
+#: reason a run a stop of jan cut off has (not imported: the CLI starts without the store)
+INTERRUPTED = "interrupted"
 #: The result the model is told for a tool call that was stopped (Ctrl-C) or cut off (a chat saved mid-call).
 STOPPED_CALL = "The user stopped this tool call before it returned a result."
 
@@ -205,11 +208,15 @@ class ChatSession:
         self.statuses.append("ready")
         self.meta.append({})
         steps = MAX_STEPS if self.tools else 1
-        for step in range(steps):
-            if not self._turn(step, steps) or self.stopping:
-                break
-        if self.autosave:
-            self.save_quietly()
+        try:
+            for step in range(steps):
+                if not self._turn(step, steps) or self.stopping:
+                    break
+        finally:
+            # also when the answer broke off (the server killed mid-answer, a later step's connection refused):
+            # what the user saw of the exchange is kept, and a later `jan chat --thread` goes on from it
+            if self.autosave:
+                self.save_quietly()
 
     def _turn(self, step: int, steps: int) -> bool:
         """One model turn; True when it called tools (they ran or were denied) and the model goes on."""
@@ -243,9 +250,12 @@ class ChatSession:
                 generation.cancel()
             status = "stopped"
         except CLIError:
-            if pieces:
-                sys.stdout.write("\n")
-            if step == 0:
+            if pieces or thoughts:
+                # the answer broke off after it began (a server killed, a stream ended without its end, the engine
+                # failing mid-answer): the user saw this much, so it is kept as Ctrl-C keeps a stopped answer,
+                # ``stopped``, its metadata saying jan, not the user, cut it (as a run a stop of jan cut off says)
+                self._cut_off(pieces, thoughts)
+            elif step == 0:  # refused before any answer: the message is not kept, to be sent again as it is
                 del self.messages[-1], self.statuses[-1], self.meta[-1]
             raise
         answer = "".join(pieces)
@@ -282,6 +292,20 @@ class ChatSession:
         self.statuses.append(status)
         self.meta.append(meta)
         return False
+
+    def _cut_off(self, pieces: list[str], thoughts: list[str]) -> None:
+        """Keep the part of an answer that came before it broke off: status ``stopped`` (as a Ctrl-C leaves it),
+        ``metadata.stop_reason`` ``"interrupted"`` (the web page says "the server stopped before it was done")."""
+        answer = "".join(pieces)
+        sys.stdout.write("\n" if answer.endswith("\n") or not answer else "\n\n")
+        note("[answer cut off]")
+        sys.stdout.flush()
+        reply: dict = {"role": "assistant", "content": answer}
+        if thoughts:
+            reply["reasoning_content"] = "".join(thoughts)
+        self.messages.append(reply)
+        self.statuses.append("stopped")
+        self.meta.append({"model": self.backend.model_id, "stop_reason": INTERRUPTED})
 
     def _run_call(self, call: dict[str, Any]) -> None:
         """Show a tool call, ask y/n, run it (or tell the model it was denied) and keep the result."""

@@ -21,6 +21,12 @@ STREAM_READ_TIMEOUT_S = 600.0
 CHUNK_BYTES = 1024 * 1024
 
 
+class ServerUnreachableError(CLIError):
+    """No jan server took the connection (refused, or reset as it was made: it stopped, or never ran there), so
+    nothing answered the request; what it would have written may be written elsewhere (`jan chat` saves its turn
+    in the server's data folder itself: :class:`jan.cli.conversation.ServerThreads`)."""
+
+
 class ServerError(CLIError):
     """The server answered with an error status (its message is shown)."""
 
@@ -81,7 +87,10 @@ class ApiClient:
                 raise _error_from(exc.code, exc.read()) from None
         except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise CLIError(f"cannot reach the jan server at {self.base_url}: {reason}") from None
+            # (refused, or reset as it was taken: a server killed a moment before, its socket not yet gone)
+            gone = isinstance(reason, (ConnectionRefusedError, ConnectionResetError, ConnectionAbortedError))
+            kind = ServerUnreachableError if gone else CLIError
+            raise kind(f"cannot reach the jan server at {self.base_url}: {reason}") from None
         except http.client.HTTPException as exc:  # not HTTP at all: $JAN_API_URL names an SSH port, say
             raise CLIError(f"the server at {self.base_url} does not answer as a jan server (HTTP) does: "
                            f"{type(exc).__name__} {str(exc)[:100]!r}") from None

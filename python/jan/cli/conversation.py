@@ -6,6 +6,7 @@ model, instructions}], metadata) and its messages (role, text content, metadata)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from jan.cli.common import CLIError, Connection, error_text, os_error_message, warn
@@ -83,16 +84,42 @@ class LocalThreads:
 
 
 class ServerThreads:
-    """Threads saved through a running server's ``/v1/threads`` API."""
+    """Threads saved through a running server's ``/v1/threads`` API.
+
+    ``fallback`` (``() -> LocalThreads | None``): where to write once the server no longer takes connections
+    (killed mid-answer): the data folder it worked on, when that is on this machine. What the user saw of a turn
+    (their message, the part of the answer that came) is then kept there, for the next `jan chat --thread` to go
+    on from, rather than lost with the server."""
 
     where = "server"
 
-    def __init__(self, client):
+    def __init__(self, client, fallback: Callable[[], "LocalThreads | None"] | None = None):
         self.client = client
+        self._fallback = fallback
+        self._local: LocalThreads | None = None
+
+    def _written(self, write: Callable[[Any], Any], on_server: Callable[[], Any]) -> Any:
+        """``on_server()``; once the server refuses connections (:class:`~jan.cli.client.ServerUnreachableError`:
+        nothing of the request reached it), ``write(local)`` in the data folder the fallback gives, from then on."""
+        from jan.cli.client import ServerUnreachableError
+
+        if self._local is not None:
+            return write(self._local)
+        try:
+            return on_server()
+        except ServerUnreachableError:
+            local = self._fallback() if self._fallback is not None else None
+            if local is None:
+                raise
+            self._local = local
+            self.where = local.where
+            _saving_instead(self.client, local)
+            return write(local)
 
     def create(self, title: str, assistants: list[dict[str, Any]], metadata: dict[str, Any]) -> str:
         body = {"title": title, "assistants": assistants, "metadata": metadata}
-        return self.client.post("/v1/threads", body)["id"]
+        return self._written(lambda local: local.create(title, assistants, metadata),
+                             lambda: self.client.post("/v1/threads", body)["id"])
 
     def add(self, thread_id: str, role: str, text: str, *, status: str = "ready",
             metadata: dict[str, Any] | None = None) -> None:
@@ -101,9 +128,13 @@ class ServerThreads:
         body: dict[str, Any] = {"role": role, "content": text, "metadata": metadata or {}, "status": status}
         if role == "assistant":
             body["assistant_id"] = "jan"
-        self.client.post(f"/v1/threads/{path_part(thread_id)}/messages", body)
+        self._written(lambda local: local.add(thread_id, role, text, status=status, metadata=metadata),
+                      lambda: self.client.post(f"/v1/threads/{path_part(thread_id)}/messages", body))
 
     def update(self, thread_id: str, **fields: Any) -> None:
+        self._written(lambda local: local.update(thread_id, **fields), lambda: self._update(thread_id, fields))
+
+    def _update(self, thread_id: str, fields: dict[str, Any]) -> None:
         from jan.cli.client import ServerError, path_part
 
         path = f"/v1/threads/{path_part(thread_id)}"
@@ -134,6 +165,8 @@ class ServerThreads:
         return thread, (list_messages(self.client, thread_id) if messages else [])
 
     def path(self, thread_id: str) -> str:
+        if self._local is not None:
+            return self._local.path(thread_id)
         return f"{self.client.base_url}/v1/threads/{thread_id}"
 
     def read_file(self, thread_id: str, file_id: str) -> tuple[bytes, str]:
@@ -167,15 +200,33 @@ def open_threads(conn: Connection):
     """The server's thread API when a server runs and has one, else the data folder."""
     client = conn.server()
     if client is not None:
-        from jan.cli.client import ServerError
+        from jan.cli.client import ServerError, ServerUnreachableError
 
         try:
             client.get("/v1/threads?limit=1")
-            return ServerThreads(client)
+            return ServerThreads(client, fallback=lambda: _server_folder_threads(conn))
+        except ServerUnreachableError:  # gone since the command began (killed mid-answer): its folder, if known
+            local = _server_folder_threads(conn)
+            if local is None:
+                raise
+            _saving_instead(client, local)
+            return local
         except ServerError as exc:
             if exc.status not in (404, 405):
                 raise
             warn(f"the server at {client.base_url} has no /v1/threads; saving to {conn.data_folder} instead")
+    return LocalThreads(conn.runtime())
+
+
+def _saving_instead(client, local: LocalThreads) -> None:
+    warn(f"the server at {client.base_url} is gone; saving to {local.runtime.manager.data_folder}")
+
+
+def _server_folder_threads(conn: Connection) -> LocalThreads | None:
+    """The threads of the data folder the (now gone) server worked on, in this process; None when that folder is
+    not known here (a server on another machine, or one that did not say)."""
+    if conn.server_folder() is None:
+        return None
     return LocalThreads(conn.runtime())
 
 

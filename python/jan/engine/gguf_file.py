@@ -12,6 +12,7 @@ from pathlib import Path
 from jan import _engine
 from jan.engine.logs import forward_native_logs, native_error_detail
 from jan.errors import ModelFileError, ModelLoadError
+from jan.gguf_extent import cut_short
 from jan.gguf_magic import has_gguf_magic
 from jan.local_files import meant_file, not_a_regular_file
 
@@ -56,9 +57,10 @@ def not_a_file(what: str, path: str) -> str:
 
 
 def check_gguf_file(path: str, what: str, prefix: str = "") -> None:
-    """:class:`ModelFileError` unless ``path`` is a readable file that starts as a GGUF does — the one
-    answer for every file of a model (``what``: "model file", "draft model file", "projector file";
-    ``prefix`` names the option it came from, "draft_model: "). Reads 4 bytes."""
+    """:class:`ModelFileError` unless ``path`` is a readable file that starts as a GGUF does and holds all the
+    tensor data its header describes (:func:`jan.gguf_extent.cut_short`: one cut short says how many bytes are
+    missing) — the one answer for every file of a model (``what``: "model file", "draft model file", "projector
+    file"; ``prefix`` names the option it came from, "draft_model: "). Reads the header (kept per file version)."""
     native_path(path, prefix)
     if not os.path.isfile(path):
         raise ModelFileError(prefix + not_a_file(what, path))
@@ -68,6 +70,12 @@ def check_gguf_file(path: str, what: str, prefix: str = "") -> None:
         raise ModelFileError(f"{prefix}{what} '{path}' cannot be read: {exc.strerror or exc}") from None
     if not gguf:
         raise ModelFileError(f"{prefix}{what} '{path}' is not a GGUF file")
+    try:
+        short = cut_short(path, what)
+    except OSError as exc:
+        raise ModelFileError(f"{prefix}{what} '{path}' cannot be read: {exc.strerror or exc}") from None
+    if short:  # (a partial download: found from its header, before any weights of the model load)
+        raise ModelFileError(prefix + short)
 
 
 def load_weights(path: str, mp: "_engine.ModelParams", what: str = "") -> "_engine.Model":

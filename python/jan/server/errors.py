@@ -282,7 +282,8 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True,
     if isinstance(exc, ContextOverflowError):  # routes with another prompt field name it (prompt_param)
         return context_error(exc, "messages", names)
     if isinstance(exc, ModelNotFoundError):
-        return APIError(404, str(exc), param="model", code="model_not_found")
+        # (param: the field that named it, where not the request's own ``model``: a thread's assistants[0].model.id)
+        return APIError(404, str(exc), param=getattr(exc, "param", None) or "model", code="model_not_found")
     if isinstance(exc, (StoreNotFound, CoreNotFound)):
         return APIError(404, str(exc), code="not_found")
     # a pull's failure: the client's URL (400), the source's not-found (404) or fault (502)

@@ -8,6 +8,7 @@ import os
 
 from jan.errors import ModelSettingError
 from jan.extensions.models.gguf_info import PROJECTOR_ARCHITECTURE, check_projector, gguf_architecture, gguf_scalars
+from jan.gguf_extent import cut_short
 from jan.local_files import not_a_regular_file
 from jan.store.models import check_gguf
 
@@ -26,6 +27,15 @@ def no_file(path: str, what: str) -> str:
     return f"{what} '{path}' is {kind}, not a GGUF file" if kind else f"no file at '{path}'"
 
 
+def short_file(path: str, what: str) -> str | None:
+    """Why the GGUF at ``path`` cannot load whole (:func:`jan.gguf_extent.cut_short`: the bytes its tensor data
+    lacks, a partial download), or None; one that cannot be read is said so."""
+    try:
+        return cut_short(path, what)
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+
+
 def companion_problem(key: str, path: str) -> str | None:
     """Why the file at ``path`` cannot be the model's ``key`` (one of :data:`COMPANIONS`), or None when it can.
     Blocking: reads the file's header."""
@@ -36,8 +46,8 @@ def companion_problem(key: str, path: str) -> str | None:
             check_projector(path)
         except ValueError as exc:
             return str(exc)
-        return None
-    return _model_problem(path, "not a model that can draft")
+        return short_file(path, _WHAT[key])
+    return _model_problem(path, "not a model that can draft") or short_file(path, _WHAT[key])
 
 
 def lora_problem(path: str) -> str | None:
@@ -55,7 +65,7 @@ def lora_problem(path: str) -> str | None:
         said = f'"{kind}"' if isinstance(kind, str) else "not given"
         return f"'{path}' is not a LoRA adapter GGUF (its general.type is {said}, not \"adapter\"; llama.cpp's " \
                "convert_lora_to_gguf.py makes one)"
-    return None
+    return short_file(path, "LoRA adapter file")
 
 
 def weights_problem(path: str) -> str | None:
@@ -63,7 +73,7 @@ def weights_problem(path: str) -> str | None:
     Blocking: reads the file's header."""
     if not os.path.isfile(path):
         return no_file(path, "model file")
-    return _model_problem(path, "not a model (set it as settings.mmproj)")
+    return _model_problem(path, "not a model (set it as settings.mmproj)") or short_file(path, "model file")
 
 
 def _model_problem(path: str, as_projector: str) -> str | None:
@@ -100,8 +110,10 @@ def check_companions(model: dict) -> None:
         name = settings.get(key) if isinstance(settings, dict) else None
         if not isinstance(name, str) or not name:
             continue
-        # (the store resolves no projector that is no file: an absolute name is still where to look)
-        path = model.get(resolved) or (name if os.path.isabs(name) else None)
+        # (the store resolves no projector that is no file: an absolute name is still where to look, and a relative
+        # one that names something in the model's folder, a folder, it gives as ``mmproj_named``)
+        path = model.get(resolved) or (name if os.path.isabs(name) else None) or \
+            (model.get("mmproj_named") if key == "mmproj" else None)
         if path:
             why = companion_problem(key, str(path))
         elif climbs_out(name):  # (the store resolves none there: said as draft_model's and lora's are)

@@ -41,7 +41,7 @@ __all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_
            "refuse_fan_out", "text_setting", "unload_now", "unload_replaced"]
 
 #: What :meth:`ModelService.with_weights` adds to a model.json: its weights, projector and draft model files.
-_WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path", "lora_paths")
+_WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path", "lora_paths", "mmproj_named")
 
 DEFAULT_ENGINE = "llama.cpp"
 #: The built-in extension that provides each built-in engine (only a loaded extension says which engines it has).
@@ -1008,11 +1008,27 @@ class ModelService(Held):
         mmproj = await find_mmproj(model["id"]) if find_mmproj is not None else None
         if mmproj:
             model = {**model, "mmproj_path": str(mmproj)}
+        else:
+            model = await self._mmproj_named(model)
         find_draft = getattr(self.model_extension(), "draft_model_file", None)
         draft = await find_draft(model["id"]) if find_draft is not None else None
         if draft:
             model = {**model, "draft_model_path": str(draft)}
         return {**model, "file_path": str(path)} if path else model
+
+    async def _mmproj_named(self, model: dict[str, Any]) -> dict[str, Any]:
+        """``model`` with ``mmproj_named`` where its ``settings.mmproj`` resolves (as a load resolves it) to something
+        that is there but no file (a folder in the model's folder), as the store's :meth:`with_weights` gives it: the
+        load's check then says "is a directory" of it, not "no file"."""
+        name = (model.get("settings") or {}).get("mmproj")
+        resolve = getattr(self.model_extension(), "companion_files", None)
+        if not isinstance(name, str) or not name or resolve is None or not model.get("id"):
+            return model
+        try:
+            named = (await resolve(str(model["id"]), {"mmproj": name})).get("mmproj")
+        except (ValueError, OSError):  # (one that climbs out: the load's check says so)
+            return model
+        return {**model, "mmproj_named": named} if named and os.path.lexists(named) else model
 
     async def delete_leftover(self, model_id: str) -> bool:
         """Deleting a model by an id that names no model: its folder is removed when it holds no model.json (what a

@@ -125,6 +125,7 @@ from jan.core import (
     ToolRegistry,
 )
 from jan.core.held import Held
+from jan.errors import ModelNotFoundError
 from jan.services.control import EndReasoning, GenerationControl
 from jan.services.chat import ChatService
 from jan.templates.chat import joined_turn
@@ -1603,6 +1604,31 @@ class RunService(Held):
             raise RequestError(f"model: an empty model id names no model; give a model id, or {hint}",
                                param="model", code="invalid_value")
         await self.models.resolve_generating(model)
+
+    async def check_thread_models(self, assistants: Any, *, where: str = "",
+                                  stored: Any = None) -> None:
+        """Each ``assistants[i].model.id`` of a thread (Jan's: the model its runs use), checked when it is given as
+        an assistant's ``model`` is (:meth:`check_model_choice`): an id no model has is ``ModelNotFoundError`` now
+        (``param`` ``{where}assistants[i].model.id``, with the id it may have meant), not every run of the thread
+        failing later. A model on disk that is not loaded passes (it loads with the run); ``""`` (no model of its
+        own: a run takes the assistant's or the default one) passes; so does an id ``stored`` (the thread's
+        assistants before a modify) has at the same place: a thread whose model was removed since can still be
+        renamed or edited. Raises :class:`~jan.errors.ModelNotFoundError`, or :class:`RequestError` for a model
+        that generates no text."""
+        def model_id(entry: Any) -> Any:
+            model = entry.get("model") if isinstance(entry, dict) else None
+            return model.get("id") if isinstance(model, dict) else None
+
+        kept = [model_id(entry) for entry in stored] if isinstance(stored, list) else []
+        for i, entry in enumerate(assistants if isinstance(assistants, list) else ()):
+            given = model_id(entry)
+            if not isinstance(given, str) or not given or (i < len(kept) and kept[i] == given):
+                continue
+            try:
+                await self.check_model_choice(given)
+            except (ModelNotFoundError, RequestError) as exc:
+                exc.param = f"{where}assistants[{i}].model.id"  # type: ignore[attr-defined]  (the 4xx's param)
+                raise
 
     async def _start(self, req: RunRequest) -> Run:
         await self.check_model_choice(req.model)

@@ -391,6 +391,13 @@ class ModelStore:
                           ("draft_model_path", self.draft_model_file(model_id, doc, folder))):
             if path is not None:
                 doc[key] = str(path)
+        if "mmproj_path" not in doc:
+            # a projector name that resolves to something there that is no file (a folder in the model's folder):
+            # where, so that the load's check says "is a directory" of it, not "no file" (mmproj_path stays unset:
+            # the model takes no images)
+            named = self._mmproj_candidate(doc, folder)
+            if named is not None and os.path.lexists(named):
+                doc["mmproj_named"] = str(named)
         return doc
 
     def with_weights_stamped(self, model_id: str) -> tuple[dict[str, Any], tuple[Path, ...], tuple[FileStamp, ...] | None]:
@@ -451,14 +458,20 @@ class ModelStore:
         """The model's multimodal projector (Jan's ``settings.mmproj``: relative to the model
         folder, or absolute), or ``None`` when it has none or the file is missing."""
         doc = self.get(model_id) if doc is None else doc
+        candidate = self._mmproj_candidate(doc, self.folder(model_id) if folder is None else folder)
+        return candidate if candidate is not None and _is_file(candidate) else None
+
+    @staticmethod
+    def _mmproj_candidate(doc: dict[str, Any], folder: Path) -> Path | None:
+        """Where ``settings.mmproj`` points (relative to ``folder``, or absolute), whatever is there; ``None`` when
+        it names none or climbs out of the folder."""
         name = (doc.get("settings") or {}).get("mmproj")
         if not isinstance(name, str) or not name:
             return None
-        folder = self.folder(model_id) if folder is None else folder
         candidate = Path(os.path.normpath(os.path.join(folder, name)))
         if not os.path.isabs(name) and os.path.commonpath([folder, candidate]) != str(folder):
             return None  # a relative name must not climb out of the model folder
-        return candidate if _is_file(candidate) else None
+        return candidate
 
     def lora_files(self, model_id: str, doc: dict[str, Any] | None = None,
                    folder: Path | None = None) -> list[dict[str, Any]] | None:

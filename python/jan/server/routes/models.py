@@ -31,6 +31,7 @@ async def with_state(request: web.Request, model: dict[str, Any]) -> dict[str, A
     """A model.json as the API shows it: OpenAI's fields plus Jan's, plus the engine's view.
     Secrets (a remote model's API key) never leave the server."""
     out = dict(model)
+    out.pop("mmproj_named", None)  # (the load check's note of a projector name that is no file: no API field)
     settings = out.get("settings")
     if isinstance(settings, dict) and settings.get("api_key"):
         out["settings"] = {**settings, "api_key": "********"}

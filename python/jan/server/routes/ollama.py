@@ -696,7 +696,7 @@ async def _copy_model(services: Services, source: Target, destination: str,
     own_lora = bool(settings and "lora" in settings)  # (a create's adapters replace the source's)
     # (the files the model service resolved are no model.json fields)
     doc = {k: v for k, v in source.model.items()
-           if k not in ("id", "file_path", "mmproj_path", "draft_model_path", "lora_paths")}
+           if k not in ("id", "file_path", "mmproj_path", "draft_model_path", "lora_paths", "mmproj_named")}
     if parameters:
         doc["parameters"] = {**(doc.get("parameters") or {}), **parameters}
     if settings:

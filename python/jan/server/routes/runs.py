@@ -475,6 +475,7 @@ async def create_thread_and_run(request: web.Request) -> web.StreamResponse:
     body = await parse_body(request, ThreadAndRunCreate)
     fields = thread_fields(body.thread or ThreadCreate(), where="thread.")  # every body check before a write
     await check_thread_formats((body.thread or ThreadCreate()).assistants, where="thread.")
+    await request.app[SERVICES].runs.check_thread_models(fields.get("assistants"), where="thread.")
     for k, message in enumerate(fields.get("messages") or ()):
         await message_inputs(request, message, f"thread.messages[{k}].")
     req = run_request(body, "", await _additional_messages(request, body))

@@ -450,6 +450,7 @@ async def create_thread(request: web.Request) -> web.Response:
     body = await parse_body(request, ThreadCreate)
     fields = thread_fields(body)
     await check_thread_formats(body.assistants)
+    await request.app[SERVICES].runs.check_thread_models(fields.get("assistants"))
     for k, message in enumerate(fields.get("messages") or ()):
         await message_inputs(request, message, f"messages[{k}].")
     return json_response(thread_object(await conversations(request).create_thread(fields)))
@@ -481,6 +482,10 @@ async def modify_thread(request: web.Request) -> web.Response:
     check_thread_parameters(body.assistants)
     await check_thread_formats(body.assistants)
     changes = _changes(body, ("title", "assistants"))
+    if changes.get("assistants"):
+        # (a model the thread names already passes: one removed since leaves the thread editable)
+        stored = await conversations(request).get_thread(request.match_info["thread_id"])
+        await request.app[SERVICES].runs.check_thread_models(changes["assistants"], stored=stored.get("assistants"))
     thread = await request.app[SERVICES].runs.update_thread(request.match_info["thread_id"], changes)
     return json_response(thread_object(thread))
 
