@@ -38,6 +38,7 @@ from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, che
                                       message_fields, message_inputs, message_object, page_of, thread_fields,
                                       thread_object)
 from jan.server.schemas import (INT32_MAX, Metadata, Int32Count, NamedToolChoice, ReasoningEffort, ResponseFormat, Seed, Stop,
+                                ToolResources,
                                 bounded)
 from jan.server.sse import SSEStream
 from jan.server.validation import no_fields, parse_body, query_int
@@ -123,6 +124,7 @@ class ThreadAndRunCreate(RunCreate):
 
     thread: ThreadCreate | None = Field(default=None, description=(
         "The new thread, as POST /v1/threads takes it: messages, metadata (and Jan's title, assistants, id)"))
+    tool_resources: ToolResources | None = Field(default=None, exclude=True)  # (only an empty one: not kept)
 
 
 class ToolOutput(_Strict):

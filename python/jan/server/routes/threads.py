@@ -61,7 +61,8 @@ from jan.server.disconnect import while_client_waits
 from jan.server.media_fetch import is_data_url
 from jan.store.messages import message_sort_key, message_sort_key_of_id
 from jan.store.pagination import paginate
-from jan.server.schemas import DESCRIPTION_MAX_CHARS, ImagePart, MessageMetadata, Metadata, StrictModel
+from jan.server.schemas import (DESCRIPTION_MAX_CHARS, ImagePart, MessageMetadata, Metadata, StrictModel,
+                                ToolResources)
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.document_inputs import _upload
@@ -304,12 +305,14 @@ class ThreadCreate(_Strict):
     assistants: list[ThreadAssistant] | None = None
     metadata: Metadata | None = None
     messages: list[MessageCreate] | None = None
+    tool_resources: ToolResources | None = Field(default=None, exclude=True)  # (only an empty one: not kept)
 
 
 class ThreadModify(_Strict):
     title: str | None = Field(default=None, max_length=DESCRIPTION_MAX_CHARS)
     assistants: list[ThreadAssistant] | None = None
     metadata: Metadata | None = None
+    tool_resources: ToolResources | None = Field(default=None, exclude=True)  # (only an empty one: not kept)
 
 
 EXTRA_BODIES[("POST", "/v1/threads")] = ThreadCreate
