@@ -126,6 +126,44 @@ async def test_openai_client_assistants(server):
 
 
 
+def test_an_empty_tool_resources_is_taken_and_one_naming_files_is_refused(server, tmp_path):
+    """``tool_resources`` (the SDK's on assistants.create/update, threads.create/update and create_and_run, and what
+    OpenAI's thread object carries, null) was "Unrecognized request argument" even null or empty, so an app sending
+    back what it was given failed. An empty one is taken and kept nowhere; one naming files or vector stores (for
+    hosted tools jan does not run) is a 400 naming where, rather than ignored."""
+    import openai
+
+    from dialect_helpers import openai_client
+
+    client, beta = openai_client(server), openai_client(server).beta
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        made = beta.assistants.create(model="stories260K", tool_resources={})
+        beta.assistants.update(made.id, tool_resources={"code_interpreter": {"file_ids": []},
+                                                        "file_search": {"vector_store_ids": None}})
+        thread = beta.threads.create(tool_resources=None)
+        assert beta.threads.update(thread.id, tool_resources=thread.tool_resources).tool_resources is None
+        ran = beta.threads.create_and_run_poll(assistant_id=made.id, tool_resources={}, max_completion_tokens=1,
+                                               thread={"tool_resources": {}, "messages": [{"role": "user",
+                                                                                           "content": "Hi"}]})
+        assert ran.status in ("completed", "incomplete"), ran
+        for call_it, param in (
+                (lambda: beta.assistants.create(model="stories260K",
+                                                tool_resources={"code_interpreter": {"file_ids": ["file-1"]}}),
+                 "tool_resources.code_interpreter.file_ids"),
+                (lambda: beta.threads.create(tool_resources={"file_search": {"vector_store_ids": ["vs_1"]}}),
+                 "tool_resources.file_search.vector_store_ids"),
+                (lambda: beta.threads.create_and_run(assistant_id=made.id, thread={
+                    "tool_resources": {"file_search": {"vector_store_ids": ["vs_1"]}}}),
+                 "thread.tool_resources.file_search.vector_store_ids")):
+            with pytest.raises(openai.BadRequestError) as caught:
+                call_it()
+            assert caught.value.param == param and "no hosted code interpreter" in caught.value.message, caught.value
+    stored = "".join(p.read_text() for p in (tmp_path / "data").rglob("*.json"))
+    assert "tool_resources" not in stored and "vs_1" not in stored
+    client.close()
+
+
 async def test_deleting_the_assistants_listed_while_the_sdk_pages_them(server):
     """A client that deletes what it lists (``for a in client.beta.assistants.list(): delete(a)``): the SDK asks
     for the page after the last id of the one before, just deleted; that cursor keeps its place (as OpenAI's),

@@ -623,7 +623,8 @@ async def test_create_thread_and_run_refused_leaves_no_thread(server, tmp_path):
         for body, status, param, code in [
             ({"colour": "red", "thread": hello}, 400, "colour", None),
             ({"thread": {"messages": [{"role": "user"}]}}, 400, None, None),
-            ({"thread": {**hello, "tool_resources": {"code_interpreter": {}}}}, 400, None, None),
+            ({"thread": {**hello, "tool_resources": {"code_interpreter": {"file_ids": ["file-1"]}}}}, 400,
+             "thread.tool_resources.code_interpreter.file_ids", None),
             ({"thread": "hello"}, 400, "thread", None),
             ({"thread": {**hello, "id": "runs"}}, 400, "thread.id", "invalid_value"),
             ({"thread": {**hello, "assistants": bad_params}}, 400, "thread.assistants[0].model.parameters.stop", None),

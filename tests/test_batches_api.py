@@ -350,6 +350,13 @@ def test_openai_bad_create_bodies_are_400s(oai, server):
         assert err.value.body["param"] == param, kwargs
     with pytest.raises(openai.NotFoundError):
         oai.batches.retrieve("batch_nope")
+    # metadata is held to the rules (and words) of every other body's: the batch had a copy of its own check
+    for metadata, said in (({str(n): "x" for n in range(17)}, "at most 16 key-value pairs are allowed, got 17"),
+                           ({"k": "x" * 513}, "is 513 characters long"), ({"k" * 65: "x"}, "keys may be at most 64")):
+        with pytest.raises(openai.BadRequestError) as err:
+            oai.batches.create(input_file_id=good, endpoint="/v1/chat/completions", completion_window="24h",
+                               metadata=metadata)
+        assert err.value.body["param"] == "metadata" and said in err.value.message, err.value.body
     response = httpx.post(server.base_url + "/v1/batches", json={"input_file_id": good}, timeout=60)
     assert response.status_code == 400 and set(response.json()["error"]) == {"message", "type", "param", "code"}
 

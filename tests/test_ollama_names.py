@@ -4,7 +4,7 @@ Ollama fills in what a name leaves out (``llama3`` is ``registry.ollama.ai/libra
 model whatever the case of its name. jan's ids have no tag, namespace or host, so:
 
 * a name that differs from a jan id only by Ollama's defaults (the tag ``latest``, the namespace ``library``, the
-  host ``registry.ollama.ai``) or by case finds that model;
+  host ``registry.ollama.ai``) or by case finds that model (by Ollama's defaults: in every dialect, as listed);
 * any other name (``llama3.2:3b``, ``hf.co/owner/repo:Q4_K_M``) is a model jan does not have: 404 ``model '...' not
   found`` as Ollama answers (clients offer a pull on it), never a 400 about the name's characters — and the same
   in every dialect (OpenAI's ``model_not_found``, Anthropic's ``not_found_error``);
@@ -144,6 +144,37 @@ async def test_listed_names_carry_ollamas_tag_and_find_their_model(models):
         assert status == 200 and got["done_reason"] == "load"
         running = (await api.get("/api/ps"))[1]["models"]
         assert {(m["name"], m["model"]) for m in running} >= {("stories260K:latest", "stories260K:latest")}
+
+
+def test_a_name_as_ollama_lists_it_finds_the_model_through_every_sdk(models):
+    """An app that lists models with Ollama's client (``stories260K:latest``) and asks through another dialect on the
+    same server — an "Ollama" provider speaking OpenAI's ``/v1/chat/completions``, as Ollama itself serves it — got
+    404 ``model 'stories260K:latest' not found`` from every route but Ollama's. Every SDK's calls take it now; a tag
+    other than Ollama's default is still a model jan does not have."""
+    import anthropic
+    import ollama
+    import openai
+
+    from dialect_helpers import anthropic_client, openai_client
+
+    listed = {m.model for m in ollama.Client(host=models.base_url, timeout=120).list().models}
+    chat, embedder = "stories260K:latest", "all-MiniLM-L6-v2-f32:latest"
+    assert {chat, embedder} <= listed, listed
+    oai, claude, user = openai_client(models), anthropic_client(models), [{"role": "user", "content": "Hi"}]
+    assert oai.chat.completions.create(model=chat, messages=user, max_tokens=1).model == "stories260K"
+    streamed = oai.chat.completions.create(model=chat, messages=user, max_tokens=1, stream=True)
+    assert {chunk.model for chunk in streamed} == {"stories260K"}
+    assert oai.completions.create(model=f"library/{chat}", prompt="Once", max_tokens=1).model == "stories260K"
+    assert oai.responses.create(model=chat, input="Hi", max_output_tokens=16).model == "stories260K"
+    assert len(oai.embeddings.create(model=embedder, input="Hi").data[0].embedding) == 384
+    assert oai.models.retrieve(chat).id == "stories260K"
+    assert claude.messages.create(model=chat, max_tokens=1, messages=user).model == "stories260K"
+    assert claude.messages.count_tokens(model=chat, messages=user).input_tokens > 0
+    assert claude.models.retrieve(chat).id == "stories260K"
+    with pytest.raises(openai.NotFoundError):
+        oai.chat.completions.create(model="stories260K:v2", messages=user, max_tokens=1)
+    with pytest.raises(anthropic.NotFoundError):
+        claude.messages.create(model="stories260K:v2", max_tokens=1, messages=user)
 
 
 async def test_a_model_whose_model_json_is_damaged_is_told_so_on_every_ollama_lookup(tmp_path, stories_path):

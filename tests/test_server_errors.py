@@ -138,7 +138,7 @@ def test_unknown_model(server):
 def test_unknown_route_and_wrong_method(server):
     status, body = call(server, "GET", "/v1/nothing-here")
     assert status == 404 and error_of(body)["code"] == "not_found"
-    status, body = call(server, "GET", "/v1/chat/completions")
+    status, body = call(server, "GET", "/v1/embeddings")
     assert status == 405 and error_of(body)["code"] == "method_not_allowed"
 
 
@@ -200,10 +200,10 @@ def test_openais_apis_jan_does_not_serve_are_named(server):
     # or images, got a bare "Unknown route" / "Method not allowed", which reads as a wrong base URL or a bug
     for method, path, status, said in (
             ("GET", "/v1/chat/completions/chatcmpl-1", 404, "stored chat completions"),
-            ("GET", "/v1/chat/completions", 405, "stored chat completions"),
+            ("GET", "/v1/chat/completions", 404, "stored chat completions"),
             ("DELETE", "/chat/completions/chatcmpl-1", 404, "stored chat completions"),
             ("POST", "/v1/audio/speech", 404, "text to speech"),
-            ("POST", "/v1/responses/compact", 405, "compaction"),
+            ("POST", "/v1/responses/compact", 404, "compaction"),
             ("POST", "/v1/images/generations", 404, "image generation"),
             ("POST", "/v1/moderations", 404, "moderation"),
             ("GET", "/v1/vector_stores", 404, "vector stores"),
@@ -211,8 +211,10 @@ def test_openais_apis_jan_does_not_serve_are_named(server):
         got, body = call(server, method, path, {} if method == "POST" else None)
         err = error_of(body)
         assert got == status and said in err["message"] and "jan does not serve" in err["message"], (path, err)
-        assert f"{method} {path}" in err["message"] and err["code"] == ("not_found" if status == 404 else
-                                                                       "method_not_allowed"), err
+        assert f"{method} {path}" in err["message"] and err["code"] == "not_found", err
+    # another method there is not the unserved API's: still the router's 405
+    got, body = call(server, "DELETE", "/v1/chat/completions")
+    assert got == 405 and error_of(body)["code"] == "method_not_allowed", body
     status, body = call(server, "GET", "/v1/nothing-here")  # any other path: as it was
     assert status == 404 and error_of(body)["message"] == "Unknown route"
     # Anthropic's SDK (its anthropic-version header) reads its own shape for a route jan does not serve: it got
@@ -222,6 +224,29 @@ def test_openais_apis_jan_does_not_serve_are_named(server):
         payload = json.loads(body)
         assert status == 404 and payload["type"] == "error", payload
         assert payload["error"]["type"] == "not_found_error" and said in payload["error"]["message"], payload
+
+
+def test_the_sdks_unserved_methods_raise_not_found(server):
+    # an unserved API's method on a path a served route shares with another method (chat.completions.list beside
+    # the served POST, responses.compact beside GET /v1/responses/{id}) was the router's 405: OpenAI's SDK has no
+    # class for it and raised its bare APIStatusError, where the same API's other methods raise NotFoundError
+    import openai
+
+    from dialect_helpers import openai_client
+
+    client = openai_client(server)
+    for call_it in (lambda: client.chat.completions.list(),
+                    lambda: client.chat.completions.retrieve("chatcmpl-1"),
+                    lambda: client.responses.compact(model="stories260K", input="Hi"),
+                    lambda: client.moderations.create(input="Hi")):
+        with pytest.raises(openai.NotFoundError) as caught:
+            call_it()
+        assert "jan does not serve" in caught.value.message and caught.value.code == "not_found", caught.value
+        assert "allow" not in caught.value.response.headers
+    # a served route's wrong method is still the router's 405, with its Allow
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.get("/embeddings", cast_to=object)
+    assert caught.value.status_code == 405 and "POST" in caught.value.response.headers["allow"]
 
 
 def test_body_too_large(server):

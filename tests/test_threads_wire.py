@@ -49,7 +49,8 @@ def server(tmp_path_factory, vocab_dir):
 
 def sdk_errors(sdk_type, obj) -> list:
     """Where ``obj`` is not what the SDK's type says (required fields, types, ``Literal`` values). ``metadata`` is
-    left out: OpenAI's holds strings, and Jan's messages keep richer values there (usage, tool calls)."""
+    left out: these raw requests read as Jan's clients do, Jan's records there typed (usage, tool calls); the SDK
+    itself reads them as strings (test_the_sdk_reads_a_replys_metadata_as_strings_and_jans_clients_as_stored)."""
     adapter = sdk_type if isinstance(sdk_type, TypeAdapter) else TypeAdapter(sdk_type)
     try:
         adapter.validate_python(obj)
@@ -221,6 +222,41 @@ async def test_the_sdk_polls_and_streams_a_client_tool_run(server):
         assert done.status in ("completed", "incomplete") and final.id == done.model_extra["message_id"]
         saved = await client.beta.threads.messages.retrieve(final.id, thread_id=thread.id)
         assert saved.status == final.status and saved.content[0].text.value == text
+
+
+def test_the_sdk_reads_a_replys_metadata_as_strings_and_jans_clients_as_stored(server):
+    """OpenAI's ``Message.metadata`` is ``Dict[str, str]``; a run's reply carried Jan's records there typed (``step``
+    a number, ``usage`` an object), and the SDK's message objects warned on every ``model_dump``/``to_json``
+    (Python; the typed languages' decoders refuse them). The OpenAI SDK (its ``OpenAI-Beta: assistants=v2``) reads
+    them as JSON text — listed, retrieved, updated, streamed; Jan's own clients (no such header) read them as stored,
+    and an SDK that sends them back as it was shown them leaves them typed."""
+    import json
+
+    import httpx
+
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("error", UserWarning)  # pydantic's serializer warnings
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+        run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id="jan", model=MODEL,
+                                                       max_completion_tokens=3, poll_interval_ms=50)
+        reply = client.beta.threads.messages.retrieve(run.model_extra["message_id"], thread_id=thread.id)
+        listed = client.beta.threads.messages.list(thread_id=thread.id).data
+        updated = client.beta.threads.messages.update(reply.id, thread_id=thread.id,
+                                                      metadata={**reply.metadata, "tag": "x"})
+        with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id="jan", model=MODEL,
+                                             max_completion_tokens=3) as stream:
+            events = list(stream)
+        streamed = [e.data for e in events if e.event.startswith("thread.message.") and e.event != "thread.message.delta"]
+        assert streamed
+        for message in [reply, *listed, updated, *streamed]:
+            message.to_json()
+            assert all(isinstance(value, str) for value in (message.metadata or {}).values()), message.metadata
+        assert json.loads(reply.metadata["usage"])["completion_tokens"] == 3 and reply.metadata["step"] == "0"
+    client.close()
+    stored = httpx.get(f"{server.base_url}/v1/threads/{thread.id}/messages/{reply.id}", timeout=60).json()["metadata"]
+    assert stored["step"] == 0 and stored["usage"]["completion_tokens"] == 3 and stored["tag"] == "x", stored
 
 
 async def test_a_stored_status_is_openai_s_on_the_wire(server):

@@ -4,12 +4,31 @@ can use it."""
 
 from __future__ import annotations
 
-__all__ = ["TYPO_SIMILARITY", "closest_model_id", "keywords_named", "with_guess"]
+__all__ = ["TYPO_SIMILARITY", "closest_model_id", "keywords_named", "with_guess", "without_ollama_defaults"]
 
 #: How alike (difflib's ratio of the case-folded ids) a name must be to a model id to be taken for a typo of it:
 #: 0.8 is one wrong, missing or extra character in ids of 10 or so (``storis260K``, ``stories260KK``), never
 #: another model of the same family (``stories15M`` is 0.76 to ``stories260K``).
 TYPO_SIMILARITY = 0.8
+
+#: The parts of an Ollama model name that Ollama fills in when a name leaves them out (``llama3`` is
+#: ``registry.ollama.ai/library/llama3:latest``), lower-cased: Ollama compares names' parts case-insensitively.
+OLLAMA_DEFAULT_HOST, OLLAMA_DEFAULT_NAMESPACE, OLLAMA_DEFAULT_TAG = "registry.ollama.ai", "library", "latest"
+
+
+def without_ollama_defaults(name: str) -> str:
+    """``name`` without the parts Ollama fills in — the tag ``latest``, the namespace ``library`` and the host
+    ``registry.ollama.ai`` (any case, as Ollama reads them) — since jan's model ids have none of them, so
+    ``library/llama3:latest`` is ``llama3``. Any other tag, namespace or host is kept (``llama3:8b`` stays)."""
+    path, colon, tag = name.rpartition(":")
+    if colon and "/" not in tag and tag.lower() == OLLAMA_DEFAULT_TAG:
+        name = path
+    parts = name.split("/")
+    if len(parts) == 3 and parts[0].lower() == OLLAMA_DEFAULT_HOST:
+        parts = parts[1:]
+    if len(parts) == 2 and parts[0].lower() == OLLAMA_DEFAULT_NAMESPACE:
+        parts = parts[1:]
+    return "/".join(parts)
 
 
 def closest_model_id(model_id: str, ids) -> str | None:

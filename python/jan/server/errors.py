@@ -666,12 +666,21 @@ _UNSERVED = (
 )
 
 
+# The unserved APIs' methods whose path a served route answers for another method (the SDK's
+# chat.completions.list beside the served POST; responses.compact beside GET /v1/responses/{id}): the router says
+# 405 there, for which OpenAI's SDK has no error class (its bare APIStatusError), where the same API's other methods
+# (chat.completions.retrieve) raise NotFoundError. These are 404s; any other method there stays the router's 405.
+_UNSERVED_METHODS = {("GET", "/chat/completions"), ("POST", "/responses/compact")}
+
+
 def _unserved_api(request: web.Request, err: APIError) -> APIError:
     """``err`` (the router's 404 or 405) saying which of OpenAI's APIs the path belongs to, and why jan does not serve
-    it, where it is one of :data:`_UNSERVED`."""
+    it, where it is one of :data:`_UNSERVED` (a 404, the 405 of one of :data:`_UNSERVED_METHODS` included)."""
     path = request.path[3:] if request.path.startswith("/v1/") else request.path
     for prefix, what, why in _UNSERVED:
         if path == prefix or path.startswith(prefix + "/"):
+            if err.status == 405 and (request.method, path) in _UNSERVED_METHODS:
+                err = APIError(404, "Unknown route", type=err.type, code="not_found")
             return APIError(err.status, f"{err.message} ({request.method} {request.path}): jan does not serve "
                                         f"{what}; {why}", type=err.type, code=err.code)
     return err
@@ -693,8 +702,9 @@ async def error_middleware(request: web.Request, handler):
             err = await _with_base_url_hint(request, err)
         if exc.status in (404, 405):
             err = _unserved_api(request, err)
-        return json_error(err, headers={k: v for k, v in exc.headers.items()
-                                        if k.lower() in ("allow", "www-authenticate")})
+        # (a 405 made a 404 above keeps no Allow: that header belongs to a 405)
+        kept = ("allow", "www-authenticate") if err.status == 405 else ("www-authenticate",)
+        return json_error(err, headers={k: v for k, v in exc.headers.items() if k.lower() in kept})
     except asyncio.CancelledError:
         raise
     except ConnectionError as exc:

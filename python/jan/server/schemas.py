@@ -118,6 +118,28 @@ def check_metadata(value: dict[str, Any], own_keys: frozenset[str] = frozenset()
 Metadata = Annotated[dict[str, Any], AfterValidator(check_metadata)]
 #: The same (the name the Responses API's schema has used).
 StringMetadata = Metadata
+
+
+def check_tool_resources(value: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's ``tool_resources`` (assistants, threads, a thread-and-run): the files and vector stores of its hosted
+    ``code_interpreter`` and ``file_search`` tools, which jan does not run. An empty one — ``{}``, or each tool's
+    lists empty or null, as OpenAI's own assistant and thread objects carry it and an app sends it back — is taken
+    (and kept nowhere); one that names a file or vector store is refused, saying why, rather than ignored."""
+    for tool, resources in value.items():
+        if resources is None:
+            continue
+        if not isinstance(resources, dict):
+            raise ValueError(f"{tool}: must be an object (got {json_type_name(resources)})")
+        named = [key for key, ids in resources.items() if ids not in (None, [])]
+        if named:
+            raise ValueError(f"{tool}.{named[0]}: jan runs no hosted code interpreter or file search, so it has no "
+                             "use for their files or vector stores; attach a file to a message (attachments), "
+                             "which is read whole, or give the model function tools or MCP servers")
+    return value
+
+
+#: ``tool_resources`` as assistants, threads and a thread-and-run take it (:func:`check_tool_resources`).
+ToolResources = Annotated[dict[str, Any], AfterValidator(check_tool_resources)]
 def check_record_keys(value: dict[str, Any]) -> dict[str, Any]:
     """The record keys of a message's ``metadata`` that every run of its thread reads back into its prompt
     (:func:`jan.services.tool_loop.chat_messages`): ``tool_calls`` (OpenAI's ``[{"id", "type": "function",

@@ -34,7 +34,7 @@ from jan.services.types import (ChatRequest, CompletionRequest, EmbeddingRequest
                                 SamplingOptions, check_context_keep, resolve_load)
 from jan.store.ids import is_valid_id
 # (the rule lives in jan.near_names, free of the services: the engine's "file not found" uses it too); re-exported
-from jan.near_names import TYPO_SIMILARITY, closest_model_id  # noqa: F401
+from jan.near_names import TYPO_SIMILARITY, closest_model_id, without_ollama_defaults  # noqa: F401
 from jan.templates import ChatTemplate, GrammarError, TemplateError, json_schema_to_grammar, resolve_template
 
 __all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header",
@@ -819,10 +819,23 @@ class ModelService(Held):
         its name is malformed: clients act on the 404 (Ollama's pull offer, a fallback model)."""
         return model_id not in self._transient and not is_valid_id(model_id)
 
-    async def get(self, model_id: str) -> dict[str, Any]:
-        """The model.json of ``model_id`` (or of the model it is an alias of); ``ModelNotFoundError`` when there
-        is none."""
+    def _named(self, model_id: str) -> str:
+        """The id ``model_id`` names: its alias's model, or — a name that can be no id (:meth:`_never_stored`) but is
+        one in Ollama's spelling — that id: the same server lists its models to Ollama's clients as
+        ``stories260K:latest`` (``/api/tags``, ``/api/ps``), and a client that lists them there and asks through
+        another dialect (an app's "Ollama" provider speaking OpenAI's ``/v1/chat/completions``, as Ollama serves it)
+        sends that name. Every dialect takes it, as Ollama's own OpenAI endpoints do."""
         model_id = self.aliases.get(model_id, model_id)
+        if isinstance(model_id, str) and self._never_stored(model_id):
+            plain = without_ollama_defaults(model_id)
+            if plain != model_id:
+                return self.aliases.get(plain, plain)
+        return model_id
+
+    async def get(self, model_id: str) -> dict[str, Any]:
+        """The model.json of ``model_id`` (or of the model it is an alias of, or that it names in Ollama's spelling:
+        :meth:`_named`); ``ModelNotFoundError`` when there is none."""
+        model_id = self._named(model_id)
         if model_id in self._transient:
             return dict(self._transient[model_id])
         if self._never_stored(model_id):
@@ -879,7 +892,7 @@ class ModelService(Held):
         """
         if not model_id:
             model_id = await self.default_model_id()
-        model_id = self.aliases.get(model_id, model_id)
+        model_id = self._named(model_id)
         if self._never_stored(model_id):
             raise await self._missing_with_guess(model_id, ModelNotFoundError(model_id))
         whole = getattr(self.model_extension(), "model_with_weights", None)

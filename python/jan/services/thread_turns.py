@@ -15,6 +15,7 @@ thread store keeps it.
 from __future__ import annotations
 
 import binascii
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -42,14 +43,24 @@ RECORD_KEYS = frozenset({"run_id", "step", "model", "tool_calls", "finish_reason
                          "is_error", "truncated", "result", "reasoning_content", "tool_images"})
 
 
+def metadata_text(value: Any) -> str:
+    """A metadata value as a string, as OpenAI's SDKs type a message's ``metadata`` (``Dict[str, str]``): a string
+    as it is, any other value (a record's ``step``, ``usage``, ``tool_calls``) as its compact JSON text."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def kept_records(stored: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
     """The ``metadata`` a message modified with ``given`` (a client's ``metadata``) keeps: ``given``, and the
     :data:`RECORD_KEYS` of ``stored`` (the message as stored) that ``given`` leaves out. A client tagging a run's
     reply with ``{"tag": "x"}`` erased its records: an incomplete reply then read ``completed``, its usage was
     gone from the run's steps and a turn's calls from the prompt of every later run, leaving its tool results
-    answering nothing."""
-    records = {k: v for k, v in stored_metadata(stored).items() if k in RECORD_KEYS and k not in given}
-    return {**records, **given}
+    answering nothing. A record ``given`` back as the text OpenAI's SDKs were shown (:func:`metadata_text`) keeps
+    its stored value: an SDK's ``messages.update(metadata={**message.metadata, ...})`` changes no record's type."""
+    had = stored_metadata(stored)
+    records = {k: v for k, v in had.items() if k in RECORD_KEYS and k not in given}
+    sent_back = {k: had[k] for k, v in given.items() if k in RECORD_KEYS and k in had and isinstance(v, str)
+                 and not isinstance(had[k], str) and v == metadata_text(had[k])}
+    return {**records, **given, **sent_back}
 
 
 #: ``stop_reason`` of a reply whose turn was not started because the run's ``max_prompt_tokens`` had too little

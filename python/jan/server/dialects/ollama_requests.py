@@ -12,6 +12,7 @@ from typing import Any
 
 from jan.errors import MediaError
 from jan.image_types import base64_media, sniff_image
+from jan.near_names import without_ollama_defaults
 from jan.server.dialects import ollama_schemas as wire
 from jan.templates import JSON_OBJECT_GRAMMAR, json_schema_to_grammar
 from jan.services.types import (
@@ -40,25 +41,11 @@ class OllamaRequestError(ValueError):
     """The body is well-formed JSON but asks for something this server cannot do (a 400)."""
 
 
-#: The parts of an Ollama name that Ollama fills in when a name leaves them out (``llama3`` is
-#: ``registry.ollama.ai/library/llama3:latest``), lower-cased: Ollama compares names' parts case-insensitively.
-DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG = "registry.ollama.ai", "library", "latest"
-
-
 def model_id(name: str) -> str:
-    """The jan model id an Ollama model name means: Ollama's defaults dropped — the tag ``latest``, the namespace
-    ``library`` and the host ``registry.ollama.ai`` (any case, as Ollama reads them) — since jan's ids have none of
-    them, so ``library/llama3:latest`` is ``llama3``. Any other tag, namespace or host is kept: no jan model has that
-    name (a lookup says not found, a new model's name is refused)."""
-    path, colon, tag = name.rpartition(":")
-    if colon and "/" not in tag and tag.lower() == DEFAULT_TAG:
-        name = path
-    parts = name.split("/")
-    if len(parts) == 3 and parts[0].lower() == DEFAULT_HOST:
-        parts = parts[1:]
-    if len(parts) == 2 and parts[0].lower() == DEFAULT_NAMESPACE:
-        parts = parts[1:]
-    return "/".join(parts)
+    """The jan model id an Ollama model name means (:func:`jan.near_names.without_ollama_defaults`:
+    ``library/llama3:latest`` is ``llama3``). Any other tag, namespace or host is kept: no jan model has that name
+    (a lookup says not found, a new model's name is refused)."""
+    return without_ollama_defaults(name)
 
 
 def sampling(options: wire.OllamaOptions | None) -> SamplingOptions:

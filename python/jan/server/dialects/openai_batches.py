@@ -35,7 +35,7 @@ from jan.templates.grammar import GrammarError
 from jan.server import openai_wire as wire
 from jan.server.errors import APIError, context_error, to_api_error
 from jan.server.keys import SERVICES
-from jan.server.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, StrictModel
+from jan.server.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, Metadata, StrictModel
 from jan.server.validation import MAX_JSON_DEPTH, json_values_in, loads_bounded, validate_json
 from jan.server.body_size import body_step
 from jan.server.dialects import responses as responses_wire
@@ -62,7 +62,6 @@ MAX_INPUT_BYTES = 200 * 1024 * 1024
 #: Line errors told at most (a file of 50,000 bad lines is told by its first ones).
 MAX_ERRORS = 100
 OUTPUT_PURPOSE = "batch_output"
-METADATA_KEYS, METADATA_KEY_CHARS, METADATA_VALUE_CHARS = 16, 64, 512
 DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT = 20, 100
 #: What a line's error says of an item that never ran.
 _NOT_RUN = {"expired": ("batch_expired", "This request could not be executed before the completion window expired."),
@@ -80,25 +79,18 @@ class BatchCreateRequest(StrictModel):
     input_file_id: str
     endpoint: str
     completion_window: str
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None  # (OpenAI's rules, checked as every other body's metadata)
     output_expires_after: OutputExpiresAfter | None = None
 
 
 def check_create(body: BatchCreateRequest) -> None:
-    """The create body's own rules (OpenAI's 400s): a served endpoint, the 24h window, metadata's bounds."""
+    """The create body's own rules (OpenAI's 400s): a served endpoint, the 24h window."""
     if body.endpoint not in ENDPOINTS:
         raise APIError(400, f"endpoint: {body.endpoint!r} is not supported here; use one of {', '.join(ENDPOINTS)}",
                        param="endpoint", code="invalid_value")
     if body.completion_window not in COMPLETION_WINDOWS:
         raise APIError(400, f"completion_window: only '24h' is supported, not {body.completion_window!r}",
                        param="completion_window", code="invalid_value")
-    metadata = body.metadata or {}
-    if len(metadata) > METADATA_KEYS:
-        raise APIError(400, f"metadata: at most {METADATA_KEYS} keys", param="metadata", code="invalid_value")
-    for key, value in metadata.items():
-        if len(key) > METADATA_KEY_CHARS or len(value) > METADATA_VALUE_CHARS:
-            raise APIError(400, f"metadata: keys are at most {METADATA_KEY_CHARS} characters and values "
-                                f"{METADATA_VALUE_CHARS}", param="metadata", code="invalid_value")
 
 
 def _error(code: str, message: str, line: int | None, param: str | None = None) -> dict[str, Any]:

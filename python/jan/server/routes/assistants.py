@@ -18,6 +18,7 @@ from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.server.keys import SERVICES
 from jan.server.schemas import (DESCRIPTION_MAX_CHARS, INSTRUCTIONS_MAX_CHARS, NAME_MAX_CHARS, Metadata, ReasoningEffort,
+                              ToolResources,
                                 StrictModel, bounded)
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import assistant_store, list_query, page_of
@@ -42,6 +43,7 @@ class AssistantFields(_Strict):
     model: str | None = Field(default=None, description="A model id, or '*' for any model")
     instructions: str | None = Field(default=None, max_length=INSTRUCTIONS_MAX_CHARS)
     tools: list[dict[str, Any]] | None = None
+    tool_resources: ToolResources | None = Field(default=None, exclude=True)  # (only an empty one: not kept)
     file_ids: list[str] | None = None
     metadata: Metadata | None = None
     avatar: str | None = None

@@ -34,10 +34,11 @@ from jan.server.jsonio import json_response
 from jan.server.keys import SERVICES
 from jan.server.openai_wire import response_format_of
 from jan.server.routes.docs import EXTRA_BODIES
-from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, check_thread_formats, list_query,
-                                      message_fields, message_inputs, message_object, page_of, thread_fields,
-                                      thread_object)
+from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, check_thread_formats, from_openai_sdk,
+                                      list_query, message_fields, message_inputs, message_object, page_of,
+                                      thread_fields, thread_object)
 from jan.server.schemas import (INT32_MAX, Metadata, Int32Count, NamedToolChoice, ReasoningEffort, ResponseFormat, Seed, Stop,
+                                ToolResources,
                                 bounded)
 from jan.server.sse import SSEStream
 from jan.server.validation import no_fields, parse_body, query_int
@@ -123,6 +124,7 @@ class ThreadAndRunCreate(RunCreate):
 
     thread: ThreadCreate | None = Field(default=None, description=(
         "The new thread, as POST /v1/threads takes it: messages, metadata (and Jan's title, assistants, id)"))
+    tool_resources: ToolResources | None = Field(default=None, exclude=True)  # (only an empty one: not kept)
 
 
 class ToolOutput(_Strict):
@@ -257,14 +259,14 @@ _ENDED_MESSAGE_EVENTS = ("thread.message.completed", "thread.message.incomplete"
 _MESSAGE_EVENTS = ("thread.message.created", "thread.message.in_progress", *_ENDED_MESSAGE_EVENTS)
 
 
-def _sse_text(event: str, data: Any, seq: int | None = None) -> bytes:
+def _sse_text(event: str, data: Any, seq: int | None = None, *, sdk: bool = False) -> bytes:
     if isinstance(data, RunStep):
         data = step_object(data)
     if isinstance(data, dict) and data.get("object") == "thread.run" and event.startswith("thread.run.") \
             and not event.startswith("thread.run.step"):
         data = object_of(data)
     if event in _MESSAGE_EVENTS and isinstance(data, dict):
-        data = message_object(data)
+        data = message_object(data, sdk=sdk)
         if event in _ENDED_MESSAGE_EVENTS and data["status"] in ("completed", "incomplete"):
             # named for the wire's status: a reply the token limit cut (stored "ready") is OpenAI's incomplete one
             event = f"thread.message.{data['status']}"
@@ -316,13 +318,14 @@ async def _write_events(sse: SSEStream, run: Run, after: int, prelude: tuple[tup
     """Stream the run's events numbered above ``after`` (after ``prelude``'s) until the current leg is over."""
     # Events that are in together go out in one write (one send() on the socket, one client wake-up); the
     # leg's last ones with the end of the body.
+    sdk = from_openai_sdk(sse.request)  # (its messages' metadata as OpenAI's SDKs type it)
     await sse.start()
     if prelude:
-        await sse.response.write(b"".join(_sse_text(event, data) for event, data in prelude))
+        await sse.response.write(b"".join(_sse_text(event, data, sdk=sdk) for event, data in prelude))
     cursor = after
     while True:
         batch = await run.next_events(cursor)
-        text = b"".join(_sse_text(event, data, seq) for seq, event, data in batch)
+        text = b"".join(_sse_text(event, data, seq, sdk=sdk) for seq, event, data in batch)
         if batch:
             cursor = batch[-1][0]
         if run.leg_over(cursor):

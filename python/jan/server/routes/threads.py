@@ -61,7 +61,8 @@ from jan.server.disconnect import while_client_waits
 from jan.server.media_fetch import is_data_url
 from jan.store.messages import message_sort_key, message_sort_key_of_id
 from jan.store.pagination import paginate
-from jan.server.schemas import DESCRIPTION_MAX_CHARS, ImagePart, MessageMetadata, Metadata, StrictModel
+from jan.server.schemas import (DESCRIPTION_MAX_CHARS, ImagePart, MessageMetadata, Metadata, StrictModel,
+                                ToolResources)
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.document_inputs import _upload
@@ -69,7 +70,7 @@ from jan.server.routes.files import upload_data_url, uploads
 from jan.server.validation import parse_body, query_choice, query_int
 from jan.services.models import check_format_grammar, check_parameters
 from jan.services.documents import document_text
-from jan.services.thread_turns import openai_status
+from jan.services.thread_turns import metadata_text, openai_status
 from jan.services.types import DocumentPart, ResponseFormat
 from jan.services.tool_checks import check_tool_entries, check_tool_policy
 from jan.services.tool_loop import check_tool_schemas, tool_bookkeeping
@@ -152,7 +153,21 @@ def thread_object(thread: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- messages on the wire ------------------------------------------------------
-def message_object(message: dict[str, Any], *, jan_view: bool = False) -> dict[str, Any]:
+def from_openai_sdk(request: web.Request) -> bool:
+    """Whether a request is an OpenAI SDK's Assistants call: OpenAI's SDKs send ``OpenAI-Beta: assistants=v2`` on
+    every one (OpenAI's API requires it); Jan's own clients (the chat page, ``jan chat``) send none."""
+    return "assistants=" in request.headers.get("OpenAI-Beta", "").replace(" ", "")
+
+
+def string_metadata(metadata: dict[str, Any]) -> dict[str, str]:
+    """``metadata`` as OpenAI's ``Message`` types it, every value a string: Jan's records on a message (a reply's
+    ``step`` and ``usage``, a turn's ``tool_calls``) as their compact JSON text. The typed SDKs read a number or an
+    object there as a wrong type (Python's warns on every ``model_dump``/``to_json`` of the message; the typed
+    languages' decoders refuse it), while Jan's own clients read them as stored."""
+    return {key: metadata_text(value) for key, value in metadata.items()}
+
+
+def message_object(message: dict[str, Any], *, jan_view: bool = False, sdk: bool = False) -> dict[str, Any]:
     """A stored message as OpenAI's ``thread.message``: its status one of OpenAI's (``pending`` is ``in_progress``;
     a whole reply ``completed``; a cut or failed one ``incomplete``, with ``incomplete_details`` and
     ``incomplete_at``), the optional fields present. Jan's own fields (``metadata.stop_reason``, ``.error``,
@@ -161,7 +176,9 @@ def message_object(message: dict[str, Any], *, jan_view: bool = False) -> dict[s
     ``jan_view`` (``?all=true``, how Jan's clients read a conversation) keeps each attachment's ``document``
     (``{"filename", "file_id"}``: the thread file holding the text the model reads, served by the files route),
     so a client that continues the conversation itself (``jan chat --thread``) gives the model the documents a
-    run of the thread reads."""
+    run of the thread reads.
+
+    ``sdk`` (:func:`from_openai_sdk`): the metadata as OpenAI's SDKs type it (:func:`string_metadata`)."""
     out = dict(message)
     status, reason = openai_status(message)
     ended_at = message.get("completed_at")
@@ -176,6 +193,8 @@ def message_object(message: dict[str, Any], *, jan_view: bool = False) -> dict[s
         out["attachments"] = [{k: v for k, v in a.items() if k != "document"} if isinstance(a, dict) else a
                               for a in out["attachments"]]
     out.setdefault("metadata", {})
+    if sdk and isinstance(out["metadata"], dict):
+        out["metadata"] = string_metadata(out["metadata"])
     return out
 
 
@@ -304,12 +323,14 @@ class ThreadCreate(_Strict):
     assistants: list[ThreadAssistant] | None = None
     metadata: Metadata | None = None
     messages: list[MessageCreate] | None = None
+    tool_resources: ToolResources | None = Field(default=None, exclude=True)  # (only an empty one: not kept)
 
 
 class ThreadModify(_Strict):
     title: str | None = Field(default=None, max_length=DESCRIPTION_MAX_CHARS)
     assistants: list[ThreadAssistant] | None = None
     metadata: Metadata | None = None
+    tool_resources: ToolResources | None = Field(default=None, exclude=True)  # (only an empty one: not kept)
 
 
 EXTRA_BODIES[("POST", "/v1/threads")] = ThreadCreate
@@ -510,7 +531,7 @@ async def create_message(request: web.Request) -> web.Response:
     body = await parse_body(request, MessageCreate)
     fields = await message_inputs(request, message_fields(body))
     message = await request.app[SERVICES].runs.add_message(request.match_info["thread_id"], fields)
-    return json_response(message_object(message))
+    return json_response(message_object(message, sdk=from_openai_sdk(request)))
 
 
 def _takes(fn: Callable[..., Any], name: str) -> bool:
@@ -545,7 +566,8 @@ async def list_messages(request: web.Request) -> web.Response:
         gone = await gone_messages(store, thread_id, q, shown)
         result = page_of(shown, q, key=message_sort_key,
                          key_of_id=lambda cursor: message_sort_key_of_id(cursor) if cursor in gone else None)
-    result["data"] = [message_object(m, jan_view=every) for m in result["data"]]
+    sdk = from_openai_sdk(request)
+    result["data"] = [message_object(m, jan_view=every, sdk=sdk) for m in result["data"]]
     # Jan's field, as GET /v1/threads has it: the lines of this thread's files the store skipped (a damaged
     # line), so a client can tell why a message is missing from the list
     problems = getattr(store, "problems", None)
@@ -563,7 +585,7 @@ async def get_message(request: web.Request) -> web.Response:
     if tool_bookkeeping(message) and not every:
         raise NotFoundError(not_found_message("message", info["message_id"]), resource="message",
                             id=info["message_id"])
-    return json_response(message_object(message, jan_view=every))
+    return json_response(message_object(message, jan_view=every, sdk=from_openai_sdk(request)))
 
 
 @routes.post("/v1/threads/{thread_id}/messages/{message_id}")
@@ -576,7 +598,7 @@ async def modify_message(request: web.Request) -> web.Response:
         changes["content"] = await fetch_linked_images(request, changes["content"])
     info = request.match_info
     message = await request.app[SERVICES].runs.update_message(info["thread_id"], info["message_id"], changes)
-    return json_response(message_object(message))
+    return json_response(message_object(message, sdk=from_openai_sdk(request)))
 
 
 # -- files --------------------------------------------------------------------
