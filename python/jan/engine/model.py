@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
 import inspect
@@ -10,6 +11,7 @@ import itertools
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence, Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -171,6 +173,32 @@ def _pooling(value):
         raise ValueError(f"pooling: expected one of {', '.join(EMBED_POOLING)}, got {value!r}")
     return value
 _DEFAULT_MAX_CTX = DEFAULT_MAX_CTX
+
+#: The models loaded in this process and not yet freed (closed or not): what :func:`_close_at_exit` stops.
+_LOADED: "weakref.WeakSet[Model]" = weakref.WeakSet()
+
+
+def _close_at_exit() -> None:
+    """Close every model this process loaded, when the interpreter exits (after its non-daemon threads ended, before
+    it finalizes): a model a daemon thread still uses (a stream it reads, an embed() it runs) is never freed by the
+    interpreter, so its engine thread went on decoding while the process's exit ran llama.cpp's static destructors,
+    and the exit died of SIGSEGV. Running requests end cancelled; an embed() in flight stops at its next decode and
+    leaves the native call before this returns (its turn is taken after it), so no thread is inside ggml when the
+    process exits. Not in a child forked after a load: the model is the parent's (:meth:`Model._forked`)."""
+    for model in list(_LOADED):
+        if model._forked():
+            continue
+        try:
+            model.close()
+            with model._embed_turns:  # (waits for an embed() call running in another thread to leave its decode)
+                pass
+        except Exception:  # (one model's failure leaves the others to be closed)
+            _log.debug("closing model '%s' at exit failed", model.id, exc_info=True)
+
+
+# registered when the engine is imported, before any handler a program registers after it: those (LIFO) run first,
+# with the models still loaded
+atexit.register(_close_at_exit)
 
 #: Numbers the loads of this process (see :meth:`Model.metrics`' ``load_id``): a model unloaded and loaded again is
 #: a new :class:`Model`, with counters from zero, and a reader comparing two reads of them must know it.
@@ -835,6 +863,7 @@ class Model:
         self.image_max_tokens = image_max_tokens if mmproj is not None else None
         if mmproj is not None:
             self._load_projector(str(Path(mmproj)), n_threads_batch, self.n_gpu_layers, flash_attn)
+        _LOADED.add(self)
 
     def _context_too_big(self, cp, memory: int, what: str, host_only: bool = False) -> ModelSettingError | None:
         """Why the context of an ``n_ctx`` the caller chose cannot be made, when its KV cache and llama.cpp's
