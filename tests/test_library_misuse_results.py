@@ -76,3 +76,12 @@ def test_service_results_as_dict_are_json():
     assert json.loads(json.dumps(data))["model"] == "m"
     with pytest.raises(TypeError, match="obj: expected a dataclass instance"):
         as_dict({"model": "m"})
+
+
+def test_a_text_prompt_costs_its_tokens_read_with_special_tokens(model):
+    """generate() reads a text prompt as a chat template writes it (special tokens' text is those tokens): the
+    README's word for counting it, tokenize(parse_special=True), gives its usage.prompt_tokens."""
+    prompt = "Once upon a time</s> there was <s> a dog"
+    completion = model.generate(prompt, max_tokens=1, temperature=0)
+    assert completion.usage.prompt_tokens == len(model.tokenize(prompt, parse_special=True))
+    assert len(model.tokenize(prompt)) != completion.usage.prompt_tokens  # (plain text: </s> is several tokens)

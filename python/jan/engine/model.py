@@ -1087,7 +1087,9 @@ class Model:
     # -- tokens --------------------------------------------------------
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
         """Text to token ids. ``add_special`` adds BOS/EOS as the model wants; ``parse_special`` turns
-        special-token text like ``<|im_start|>`` into the special token instead of plain text."""
+        special-token text like ``<|im_start|>`` into the special token instead of plain text — as :meth:`generate`
+        and :meth:`stream` read a text prompt, so ``tokenize(prompt, parse_special=True)`` is the prompt's tokens
+        there (``usage.prompt_tokens``)."""
         return _tokenize(self._live(), text, add_special, parse_special)
 
     def detokenize(self, tokens: Sequence[int], remove_special: bool = False, unparse_special: bool = False) -> str:
