@@ -24,7 +24,7 @@ from jan.errors import (CTX_LEN, LARGER_CONTEXT, Advice, BadRequestError, Contex
                         ModelSettingError)
 from jan.engine.fit import (CELL_BOOKKEEPING_BYTES, DEFAULT_MAX_CTX, ContextFit, default_prompt_cache_mib, fit_n_ctx,
                             free_memory_bytes, host_memory_free_bytes, memory_total_bytes)
-from jan.engine.gguf_file import check_gguf_file, file_path, load_weights, native_path
+from jan.engine.gguf_file import check_gguf_file, file_path, load_weights, native_path, native_path_problem
 from jan.engine import token_ids
 from jan.engine.heap import release_free_memory
 from jan.engine.header import read_info
@@ -1367,8 +1367,9 @@ class Model:
         until the action ran. A dict: ``id_slot``, ``n_tokens`` (saved, restored or erased), ``n_bytes`` (written or
         read) and ``ms``. A slot holding images or audio is saved with its media chunks, as llama-server packs them
         (its restore reads them back, and jan's reads llama-server's). :class:`BadRequestError` naming ``id_slot``
-        for a slot the model does not have, ``filename`` for a save's path that is a folder and ``action`` for another
-        action; :class:`~jan.errors.SlotFileError`
+        for a slot the model does not have, ``filename`` for a save's path that is a folder or a name the engine cannot
+        open as named (a NUL in it, bytes that are not UTF-8) and ``action`` for another action; TypeError naming
+        ``path`` for one that is no path (str, bytes or os.PathLike); :class:`~jan.errors.SlotFileError`
         for a file restore cannot use (the slot is left empty); EngineError for a save that could not be written.
         With LoRA adapters a save also writes the scales the slot's KV was computed under beside the file (``path`` +
         ``..lora``: a name no slot file llama-server's or jan's server takes may have, and one this refuses as a slot
@@ -1384,8 +1385,15 @@ class Model:
         if index is None or not 0 <= index < scheduler.n_parallel:
             raise BadRequestError(f"Invalid slot ID: {id_slot!r} (model '{self.id}' has slots 0.."
                                   f"{scheduler.n_parallel - 1})", param="id_slot", code="invalid_value")
-        if action != "erase" and not path:
-            raise BadRequestError(f"a slot {action} needs a file path", param="filename", code="invalid_value")
+        if action != "erase":
+            if path is None or (isinstance(path, (str, bytes, bytearray)) and not path):
+                raise BadRequestError(f"a slot {action} needs a file path", param="filename", code="invalid_value")
+            # as every file argument (a TypeError naming it, bytes decoded), and one the engine can open as named
+            path = file_path(path, "path")
+            problem = native_path_problem(path)
+            if problem is not None:
+                raise BadRequestError(f"path: the file name {path!r} {problem}", param="filename",
+                                      code="invalid_value")
         suffix = _engine.Scheduler.SLOT_LORA_SUFFIX
         if action != "erase" and os.fspath(path).endswith(suffix):
             raise BadRequestError(f"a slot file's name cannot end in {suffix!r}: such names are kept for the LoRA "
