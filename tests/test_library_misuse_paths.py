@@ -50,3 +50,8 @@ def test_a_slot_path_as_bytes_or_a_path_object_is_the_file_it_names(model, tmp_p
 def test_a_lora_file_name_holding_nul_is_refused_naming_it(stories_path, tmp_path):
     with pytest.raises(ModelFileError, match=r"lora\[0\]"):
         jan.Model(stories_path, n_ctx=64, lora=[f"{tmp_path}/style\x00.gguf"])
+
+
+def test_an_erase_reads_no_path(model):
+    for path in (None, 5, "\udcff", "a\x00b"):
+        assert model.slot_action("erase", 0, path)["id_slot"] == 0

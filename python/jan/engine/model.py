@@ -1403,7 +1403,8 @@ class Model:
             raise BadRequestError(f"Unable to save slot: {os.fspath(path)} is a folder, not a slot file",
                                   param="filename", code="invalid_value")
         try:
-            return scheduler.slot_action(action, index, os.fspath(path) if path else "", self._projector is not None)
+            # (an erase names no file: its path, whatever it is, is not read, as llama-server's erase reads no filename)
+            return scheduler.slot_action(action, index, path if action != "erase" else "", self._projector is not None)
         except BadRequestError:
             raise
         except ValueError as exc:  # (the engine's invalid_argument: a slot it does not have)
