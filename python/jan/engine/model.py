@@ -1019,7 +1019,9 @@ class Model:
 
     @property
     def n_ctx_embed(self) -> int:
-        """Tokens one input to :meth:`embed` may have (the embedding context; made on first use)."""
+        """Tokens one input to :meth:`embed` may have (the embedding context; made on first use). What
+        :meth:`embed` raises where it cannot embed: ModelClosedError once closed, BadRequestError for a vocab-only
+        model."""
         embedder = self._embedder  # any pooling's context holds as many tokens: no new context just to read it
         if embedder is not None and not self._closed:
             return embedder.n_ctx
@@ -1806,6 +1808,11 @@ class Model:
         pooling = "rank" if pooling == "rank" else (_pooling(pooling) or self._pooling)
         wanted = -1 if pooling is None else POOLING[pooling]
         native = self._live()
+        if self.vocab_only:
+            # (a vocab-only load has no weights: n_ctx_embed made an embedding context over none, where embed() says
+            # this; every way to an embedding context says it)
+            raise BadRequestError(f"model '{self.id}' is vocab-only; it cannot embed", param="model",
+                                  code="model_not_supported")
         with self._embedder_lock:
             self._live()  # again, under the lock: close() cancels only the embedder it finds, none made after it
             current = self._embedder
