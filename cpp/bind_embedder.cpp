@@ -12,12 +12,12 @@ namespace jan {
 void register_embedder(py::module_ & m) {
     py::class_<Embedder, std::shared_ptr<Embedder>>(m, "Embedder")
         .def(py::init<std::shared_ptr<Model>, const EmbedderParams &>(), py::arg("model"), py::arg("params"),
-             py::call_guard<py::gil_scoped_release>())
+             py::call_guard<gil_released>())
         .def("embed",
              [](Embedder & self, const std::vector<std::vector<llama_token>> & inputs, bool normalize) {
                  std::vector<std::vector<float>> vecs;
                  {
-                     py::gil_scoped_release nogil;
+                     gil_released nogil;
                      vecs = self.embed(inputs, normalize);
                  }
                  const size_t dim = vecs.empty() ? (size_t)self.n_embd() : vecs[0].size();
@@ -32,7 +32,7 @@ void register_embedder(py::module_ & m) {
              [](Embedder & self, const std::vector<std::vector<llama_token>> & inputs, bool normalize) {
                  std::vector<std::vector<float>> vecs;
                  {
-                     py::gil_scoped_release nogil;
+                     gil_released nogil;
                      vecs = self.embed_tokens(inputs, normalize);
                  }
                  // one (n_tokens_i, n_embd) array per input: inputs differ in length
@@ -51,7 +51,7 @@ void register_embedder(py::module_ & m) {
              [](Embedder & self, const MediaPrompt & prompt, bool normalize) {
                  std::vector<float> v;
                  {
-                     py::gil_scoped_release nogil;
+                     gil_released nogil;
                      v = self.embed_media(prompt, normalize);
                  }
                  // as embed_tokens' rows for one input with pooling none, else the one pooled vector

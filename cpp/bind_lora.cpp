@@ -6,7 +6,7 @@
 namespace jan {
 
 void register_lora(py::module_ & m) {
-    using release = py::call_guard<py::gil_scoped_release>;
+    using release = py::call_guard<gil_released>;
     py::class_<LoraAdapter, std::shared_ptr<LoraAdapter>>(m, "LoraAdapter")
         .def(py::init<std::shared_ptr<Model>, const std::string &>(), py::arg("model"), py::arg("path"), release())
         .def_property_readonly("path", &LoraAdapter::path)

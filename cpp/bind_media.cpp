@@ -22,7 +22,7 @@ std::string bytes_of(const py::buffer & data, const char * what) {
 }  // namespace
 
 void register_media(py::module_ & m) {
-    using release = py::call_guard<py::gil_scoped_release>;
+    using release = py::call_guard<gil_released>;
 
     py::class_<ProjectorParams>(m, "ProjectorParams")
         .def(py::init<>())
@@ -110,7 +110,7 @@ void register_media(py::module_ & m) {
         .def("tokenize",
              [](const Projector & self, const std::string & text, const std::vector<MediaInput> & media,
                 bool add_special, bool parse_special) {
-                 py::gil_scoped_release nogil;
+                 gil_released nogil;
                  return std::make_shared<MediaPrompt>(self.tokenize(text, media, add_special, parse_special));
              },
              py::arg("text"), py::arg("media"), py::arg("add_special"), py::arg("parse_special"))
@@ -123,7 +123,7 @@ void register_media(py::module_ & m) {
         [](Scheduler & self, const MediaPrompt & prompt, const SamplingParams & params) {
             std::shared_ptr<RequestState> state;
             {
-                py::gil_scoped_release nogil;
+                gil_released nogil;
                 state = self.submit(prompt.tokens, params, prompt.track);
             }
             return make_request_handle(std::move(state));

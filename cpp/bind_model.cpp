@@ -8,7 +8,7 @@
 namespace jan {
 
 void register_model(py::module_ & m) {
-    using release = py::call_guard<py::gil_scoped_release>;
+    using release = py::call_guard<gil_released>;
     py::class_<Model, std::shared_ptr<Model>>(m, "Model")
         .def(py::init<const std::string &, const ModelParams &>(), py::arg("path"), py::arg("params"), release())
         .def_property_readonly("path", &Model::path)
@@ -20,7 +20,7 @@ void register_model(py::module_ & m) {
                  // makes them in pieces, between which the interpreter lets a waiting thread run.
                  std::vector<llama_token> ids;
                  {
-                     py::gil_scoped_release nogil;
+                     gil_released nogil;
                      ids = self.tokenize(text, add_special, parse_special);
                  }
                  return py::bytes(reinterpret_cast<const char *>(ids.data()), ids.size() * sizeof(llama_token));
@@ -30,7 +30,7 @@ void register_model(py::module_ & m) {
              [](const Model & self, const std::vector<llama_token> & tokens, bool remove_special, bool unparse_special) {
                  std::string s;
                  {
-                     py::gil_scoped_release nogil;
+                     gil_released nogil;
                      s = self.detokenize(tokens, remove_special, unparse_special);
                  }
                  return to_py_str(s);
@@ -46,7 +46,7 @@ void register_model(py::module_ & m) {
                  // The whole vocabulary in one call (Qwen's is 152k tokens: 0.9 s one pybind call at a time).
                  std::vector<std::string> texts;
                  {
-                     py::gil_scoped_release nogil;
+                     gil_released nogil;
                      const int32_t n = (int32_t)self.n_vocab();
                      for (llama_token t = 0; t < n; ++t) {
                          std::string shown = self.token_to_piece(t, true);

@@ -37,7 +37,7 @@ void register_request(py::module_ & m) {
         .def("wait", [](const RequestHandle & h, double timeout, bool with_logprobs) {
                  std::vector<Event> events;
                  {
-                     py::gil_scoped_release nogil;
+                     gil_released nogil;
                      events = h.state->wait(timeout);
                  }
                  return events_to_py(std::move(events), with_logprobs);
@@ -46,7 +46,7 @@ void register_request(py::module_ & m) {
         .def("wait_final", [](const RequestHandle & h, double timeout, bool with_logprobs) {
                  std::vector<Event> events;
                  {
-                     py::gil_scoped_release nogil;
+                     gil_released nogil;
                      events = h.state->wait_final(timeout);
                  }
                  return events_to_py(std::move(events), with_logprobs);

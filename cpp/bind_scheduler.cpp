@@ -8,7 +8,7 @@ namespace jan {
 py::object make_request_handle(std::shared_ptr<RequestState> state);
 
 void register_scheduler(py::module_ & m) {
-    using release = py::call_guard<py::gil_scoped_release>;
+    using release = py::call_guard<gil_released>;
     using Info = Scheduler::SlotInfo;
     py::class_<Info>(m, "SlotInfo", "A slot as llama-server's GET /slots tells it (Scheduler.slots_info).")
         .def_readonly("id", &Info::id)
@@ -50,7 +50,7 @@ void register_scheduler(py::module_ & m) {
              [](Scheduler & self, std::vector<llama_token> prompt, const SamplingParams & params) {
                  std::shared_ptr<RequestState> state;
                  {
-                     py::gil_scoped_release nogil;
+                     gil_released nogil;
                      state = self.submit(std::move(prompt), params);
                  }
                  return make_request_handle(std::move(state));
@@ -72,7 +72,7 @@ void register_scheduler(py::module_ & m) {
                  else throw std::invalid_argument("Invalid action: " + action + " (save, restore or erase)");
                  Scheduler::SlotActionResult r;
                  {
-                     py::gil_scoped_release nogil;
+                     gil_released nogil;
                      r = self.slot_action(kind, id_slot, path, media);
                  }
                  py::dict out;

@@ -23,7 +23,7 @@ void register_system(py::module_ & m) {
         py::buffer_info info = text.request();  // (bytes, bytearray, memoryview: read in place, not copied)
         const auto * data = static_cast<const char *>(info.ptr);
         const auto n = static_cast<std::size_t>(info.size * info.itemsize);
-        py::gil_scoped_release release;  // a 16 MiB body takes ~10 ms: other threads (the event loop) run meanwhile
+        gil_released release;  // a 16 MiB body takes ~10 ms: other threads (the event loop) run meanwhile
         return json_values_outside_strings(data, n);
     }, py::arg("text"),
           "The commas and opening brackets outside strings of the JSON text `text` (bytes): about its number of "
@@ -39,7 +39,7 @@ void register_system(py::module_ & m) {
     m.def("gguf_layer_bytes", [](const std::string & path) {
         LayerBytes b;
         {
-            py::gil_scoped_release release;  // a header read: file I/O
+            gil_released release;  // a header read: file I/O
             b = gguf_layer_bytes(path);
         }
         py::dict d;

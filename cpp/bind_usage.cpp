@@ -41,13 +41,33 @@ void register_usage(py::module_ & m) {
                 return (u.completion_tokens - 1) / (u.generation_ms / 1000.0);
             },
             "Generated tokens per second after the first.")
+        // an operator: compared with anything else (None, a number) it answers NotImplemented, so Python says False
+        // (`usage == None`, a chunk without usage compared with one with it), where a plain method raised TypeError
+        // "incompatible function arguments"
         .def("__eq__",
              [](const Usage & a, const Usage & b) {
                  return a.prompt_tokens == b.prompt_tokens && a.completion_tokens == b.completion_tokens &&
                         a.cached_tokens == b.cached_tokens && a.queue_ms == b.queue_ms && a.prompt_ms == b.prompt_ms &&
                         a.generation_ms == b.generation_ms && a.draft_tokens == b.draft_tokens &&
                         a.draft_accepted == b.draft_accepted;
-             })
+             },
+             py::is_operator())
+        .def(
+            "to_dict",
+            [](const Usage & u) {
+                // the stored fields, as Usage(**d) takes them back: what json.dumps of a result needs
+                py::dict d;
+                d["prompt_tokens"] = u.prompt_tokens;
+                d["completion_tokens"] = u.completion_tokens;
+                d["cached_tokens"] = u.cached_tokens;
+                d["queue_ms"] = u.queue_ms;
+                d["prompt_ms"] = u.prompt_ms;
+                d["generation_ms"] = u.generation_ms;
+                d["draft_tokens"] = u.draft_tokens;
+                d["draft_accepted"] = u.draft_accepted;
+                return d;
+            },
+            "The counts and timings as a plain dict (JSON-ready): the constructor's keywords, Usage(**d) == self.")
         .def("__repr__", [](const Usage & u) {
             char buf[256];
             std::snprintf(buf, sizeof buf,

@@ -176,7 +176,9 @@ def test_a_copied_usage_keeps_every_field(stories_path):
     from jan.engine.results import Usage
 
     def fields(usage) -> dict:
-        return {name: getattr(usage, name) for name in dir(usage) if not name.startswith("_")}
+        # (its data: to_dict is a method)
+        return {name: getattr(usage, name) for name in dir(usage)
+                if not name.startswith("_") and not callable(getattr(usage, name))}
 
     made = Usage(prompt_tokens=3, completion_tokens=5, cached_tokens=1, queue_ms=0.5, prompt_ms=1.5,
                  generation_ms=2.5, draft_tokens=4, draft_accepted=2)

@@ -34,15 +34,26 @@ def file_path(value: object, name: str) -> str:
     return str(Path(text))
 
 
-def native_path(path: str, what: str = "") -> str:
-    """``path`` as the native engine takes it (UTF-8 text). A file name whose bytes are not UTF-8 comes
-    back from the file system as lone surrogates, which pybind11 would refuse with a TypeError that
-    names no file: :class:`ModelFileError` instead."""
+def native_path_problem(path: str) -> str | None:
+    """Why the native engine cannot open the file ``path`` names (said after "the file name ..."), None when it
+    can: a NUL character (C reads the name only up to it, so another file was opened, or written: a slot saved to
+    "a" for "a<NUL>b.bin"), or a name whose bytes are not UTF-8 (read back from the file system as lone surrogates,
+    which pybind11 refused with a TypeError naming no file)."""
+    if "\x00" in path:
+        return "holds a NUL character, which no file name can"
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
-        raise ModelFileError(f"{what}the file name {path!r} is not valid UTF-8, so llama.cpp cannot open it "
-                             "(rename the file)") from None
+        return "is not valid UTF-8, so llama.cpp cannot open it (rename the file)"
+    return None
+
+
+def native_path(path: str, what: str = "") -> str:
+    """``path`` as the native engine takes it (UTF-8 text, no NUL): :class:`ModelFileError` saying why not
+    (:func:`native_path_problem`)."""
+    problem = native_path_problem(path)
+    if problem is not None:
+        raise ModelFileError(f"{what}the file name {path!r} {problem}")
     return path
 
 

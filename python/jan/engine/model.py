@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
 import inspect
@@ -10,6 +11,7 @@ import itertools
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence, Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +24,7 @@ from jan.errors import (CTX_LEN, LARGER_CONTEXT, Advice, BadRequestError, Contex
                         ModelSettingError)
 from jan.engine.fit import (CELL_BOOKKEEPING_BYTES, DEFAULT_MAX_CTX, ContextFit, default_prompt_cache_mib, fit_n_ctx,
                             free_memory_bytes, host_memory_free_bytes, memory_total_bytes)
-from jan.engine.gguf_file import check_gguf_file, file_path, load_weights, native_path
+from jan.engine.gguf_file import check_gguf_file, file_path, load_weights, native_path, native_path_problem
 from jan.engine import token_ids
 from jan.engine.heap import release_free_memory
 from jan.engine.header import read_info
@@ -171,6 +173,32 @@ def _pooling(value):
         raise ValueError(f"pooling: expected one of {', '.join(EMBED_POOLING)}, got {value!r}")
     return value
 _DEFAULT_MAX_CTX = DEFAULT_MAX_CTX
+
+#: The models loaded in this process and not yet freed (closed or not): what :func:`_close_at_exit` stops.
+_LOADED: "weakref.WeakSet[Model]" = weakref.WeakSet()
+
+
+def _close_at_exit() -> None:
+    """Close every model this process loaded, when the interpreter exits (after its non-daemon threads ended, before
+    it finalizes): a model a daemon thread still uses (a stream it reads, an embed() it runs) is never freed by the
+    interpreter, so its engine thread went on decoding while the process's exit ran llama.cpp's static destructors,
+    and the exit died of SIGSEGV. Running requests end cancelled; an embed() in flight stops at its next decode and
+    leaves the native call before this returns (its turn is taken after it), so no thread is inside ggml when the
+    process exits. Not in a child forked after a load: the model is the parent's (:meth:`Model._forked`)."""
+    for model in list(_LOADED):
+        if model._forked():
+            continue
+        try:
+            model.close()
+            with model._embed_turns:  # (waits for an embed() call running in another thread to leave its decode)
+                pass
+        except Exception:  # (one model's failure leaves the others to be closed)
+            _log.debug("closing model '%s' at exit failed", model.id, exc_info=True)
+
+
+# registered when the engine is imported, before any handler a program registers after it: those (LIFO) run first,
+# with the models still loaded
+atexit.register(_close_at_exit)
 
 #: Numbers the loads of this process (see :meth:`Model.metrics`' ``load_id``): a model unloaded and loaded again is
 #: a new :class:`Model`, with counters from zero, and a reader comparing two reads of them must know it.
@@ -835,6 +863,7 @@ class Model:
         self.image_max_tokens = image_max_tokens if mmproj is not None else None
         if mmproj is not None:
             self._load_projector(str(Path(mmproj)), n_threads_batch, self.n_gpu_layers, flash_attn)
+        _LOADED.add(self)
 
     def _context_too_big(self, cp, memory: int, what: str, host_only: bool = False) -> ModelSettingError | None:
         """Why the context of an ``n_ctx`` the caller chose cannot be made, when its KV cache and llama.cpp's
@@ -990,7 +1019,9 @@ class Model:
 
     @property
     def n_ctx_embed(self) -> int:
-        """Tokens one input to :meth:`embed` may have (the embedding context; made on first use)."""
+        """Tokens one input to :meth:`embed` may have (the embedding context; made on first use). What
+        :meth:`embed` raises where it cannot embed: ModelClosedError once closed, BadRequestError for a vocab-only
+        model."""
         embedder = self._embedder  # any pooling's context holds as many tokens: no new context just to read it
         if embedder is not None and not self._closed:
             return embedder.n_ctx
@@ -1058,7 +1089,9 @@ class Model:
     # -- tokens --------------------------------------------------------
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
         """Text to token ids. ``add_special`` adds BOS/EOS as the model wants; ``parse_special`` turns
-        special-token text like ``<|im_start|>`` into the special token instead of plain text."""
+        special-token text like ``<|im_start|>`` into the special token instead of plain text — as :meth:`generate`
+        and :meth:`stream` read a text prompt, so ``tokenize(prompt, parse_special=True)`` is the prompt's tokens
+        there (``usage.prompt_tokens``)."""
         return _tokenize(self._live(), text, add_special, parse_special)
 
     def detokenize(self, tokens: Sequence[int], remove_special: bool = False, unparse_special: bool = False) -> str:
@@ -1336,8 +1369,9 @@ class Model:
         until the action ran. A dict: ``id_slot``, ``n_tokens`` (saved, restored or erased), ``n_bytes`` (written or
         read) and ``ms``. A slot holding images or audio is saved with its media chunks, as llama-server packs them
         (its restore reads them back, and jan's reads llama-server's). :class:`BadRequestError` naming ``id_slot``
-        for a slot the model does not have, ``filename`` for a save's path that is a folder and ``action`` for another
-        action; :class:`~jan.errors.SlotFileError`
+        for a slot the model does not have, ``filename`` for a save's path that is a folder or a name the engine cannot
+        open as named (a NUL in it, bytes that are not UTF-8) and ``action`` for another action; TypeError naming
+        ``path`` for one that is no path (str, bytes or os.PathLike); :class:`~jan.errors.SlotFileError`
         for a file restore cannot use (the slot is left empty); EngineError for a save that could not be written.
         With LoRA adapters a save also writes the scales the slot's KV was computed under beside the file (``path`` +
         ``..lora``: a name no slot file llama-server's or jan's server takes may have, and one this refuses as a slot
@@ -1353,8 +1387,15 @@ class Model:
         if index is None or not 0 <= index < scheduler.n_parallel:
             raise BadRequestError(f"Invalid slot ID: {id_slot!r} (model '{self.id}' has slots 0.."
                                   f"{scheduler.n_parallel - 1})", param="id_slot", code="invalid_value")
-        if action != "erase" and not path:
-            raise BadRequestError(f"a slot {action} needs a file path", param="filename", code="invalid_value")
+        if action != "erase":
+            if path is None or (isinstance(path, (str, bytes, bytearray)) and not path):
+                raise BadRequestError(f"a slot {action} needs a file path", param="filename", code="invalid_value")
+            # as every file argument (a TypeError naming it, bytes decoded), and one the engine can open as named
+            path = file_path(path, "path")
+            problem = native_path_problem(path)
+            if problem is not None:
+                raise BadRequestError(f"path: the file name {path!r} {problem}", param="filename",
+                                      code="invalid_value")
         suffix = _engine.Scheduler.SLOT_LORA_SUFFIX
         if action != "erase" and os.fspath(path).endswith(suffix):
             raise BadRequestError(f"a slot file's name cannot end in {suffix!r}: such names are kept for the LoRA "
@@ -1364,7 +1405,8 @@ class Model:
             raise BadRequestError(f"Unable to save slot: {os.fspath(path)} is a folder, not a slot file",
                                   param="filename", code="invalid_value")
         try:
-            return scheduler.slot_action(action, index, os.fspath(path) if path else "", self._projector is not None)
+            # (an erase names no file: its path, whatever it is, is not read, as llama-server's erase reads no filename)
+            return scheduler.slot_action(action, index, path if action != "erase" else "", self._projector is not None)
         except BadRequestError:
             raise
         except ValueError as exc:  # (the engine's invalid_argument: a slot it does not have)
@@ -1766,6 +1808,11 @@ class Model:
         pooling = "rank" if pooling == "rank" else (_pooling(pooling) or self._pooling)
         wanted = -1 if pooling is None else POOLING[pooling]
         native = self._live()
+        if self.vocab_only:
+            # (a vocab-only load has no weights: n_ctx_embed made an embedding context over none, where embed() says
+            # this; every way to an embedding context says it)
+            raise BadRequestError(f"model '{self.id}' is vocab-only; it cannot embed", param="model",
+                                  code="model_not_supported")
         with self._embedder_lock:
             self._live()  # again, under the lock: close() cancels only the embedder it finds, none made after it
             current = self._embedder

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copyreg
+import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from jan import _engine
 
@@ -16,8 +18,34 @@ def told_logprob(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def plain(value: Any) -> Any:
+    """A result as plain data, JSON-ready where its values are: a dataclass as a dict of its fields, a :data:`Usage`
+    as :meth:`Usage.to_dict`, lists and tuples as lists, dicts' values likewise, all the way down. The one conversion
+    of results to plain data: ``dataclasses.asdict`` keeps the native Usage, which ``json.dumps`` refuses ("Object of
+    type Usage is not JSON serializable")."""
+    if isinstance(value, Usage):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+class _PlainData:
+    """``to_dict()`` for the result dataclasses: :func:`plain` of the result (``json.dumps(result.to_dict())``)."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as a plain dict of its fields, ``usage`` and ``progress`` as dicts too: JSON-ready."""
+        return plain(self)
+
+
 @dataclass(frozen=True)
-class TopLogprob:
+class TopLogprob(_PlainData):
     token_id: int
     token: str
     bytes: list[int]
@@ -25,7 +53,7 @@ class TopLogprob:
 
 
 @dataclass(frozen=True)
-class TokenLogprob:
+class TokenLogprob(_PlainData):
     """One generated token with its log-probability and the best alternatives."""
 
     token_id: int
@@ -57,8 +85,9 @@ def _usage(*values) -> Usage:
 copyreg.pickle(Usage, lambda usage: (_usage, tuple(getattr(usage, name) for name in _USAGE_FIELDS)))
 
 
+
 @dataclass(frozen=True)
-class Chunk:
+class Chunk(_PlainData):
     """A piece of a streamed generation.
 
     ``text`` is always whole UTF-8 characters and never contains any part of a
@@ -89,7 +118,7 @@ class Chunk:
 
 
 @dataclass(frozen=True)
-class Completion:
+class Completion(_PlainData):
     text: str
     token_ids: list[int]
     finish_reason: str

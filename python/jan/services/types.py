@@ -23,7 +23,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from jan.reasoning_fields import thinking_switch_fault
 from jan.services.control import GenerationControl
-from jan.engine.results import TokenLogprob, TopLogprob, Usage
+from jan.engine.results import TokenLogprob, TopLogprob, Usage, plain
 from jan.templates.formats.types import CallDelta
 
 __all__ = [
@@ -1395,5 +1395,8 @@ class RenderedPrompt:
 
 
 def as_dict(obj: Any) -> dict[str, Any]:
-    """A dataclass as a plain dict (for logs and debugging)."""
-    return dataclasses.asdict(obj)
+    """A dataclass as a plain dict (for logs and debugging), its :class:`Usage` values as dicts too
+    (:func:`jan.engine.results.plain`): ``json.dumps`` takes it where its values are JSON's."""
+    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+        raise TypeError(f"obj: expected a dataclass instance, got {type(obj).__name__}")
+    return plain(obj)
