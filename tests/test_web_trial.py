@@ -41,3 +41,25 @@ def test_a_reply_of_open_brackets_renders_without_freezing_the_page(trial_server
     assert rendered["same"] and rendered["links"] == ["https://x.test/"]
     assert rendered["text"].endswith("[b]" * 200000)
 
+
+def test_the_chat_picker_offers_only_models_that_chat(trial_server, new_page):
+    models = {m["id"]: m for m in api(trial_server, "GET", "/v1/models")["data"]}
+    assert set(models) == {MODEL_ID, "all-MiniLM-L6-v2-f32"}
+    page = new_page()
+    # a page that last used the embedding model (its id kept from before) takes a chat model instead
+    page.add_init_script("localStorage.setItem('jan.model', 'all-MiniLM-L6-v2-f32')")
+    open_page(page, trial_server)
+    options = page.evaluate("[...document.querySelectorAll('#model-select option')].map(o => o.value)")
+    assert options == [MODEL_ID]
+    assert page.input_value("#model-select") == MODEL_ID
+    # the first message goes to the chat model and is answered (it was refused: "an embedding model")
+    page.fill("#prompt", "Once upon a time")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("article.assistant[data-done=true]", timeout=60_000)
+    assert page.text_content("article.assistant .message-status") in ("", "Cut off at the max tokens limit")
+    # the Models dialog still lists it, to start and stop, but never to use for chat
+    page.click("#open-models")
+    use = page.locator("#model-list li[data-model-id='all-MiniLM-L6-v2-f32'] button", has_text="Embeddings only")
+    assert use.is_disabled()
+    shot(page, "trial-models-embedding")
+

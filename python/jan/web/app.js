@@ -616,7 +616,7 @@ async function openThread(threadId, { focus = true } = {}) {
   }
   setRoute(threadId);
   const model = threadAssistant(state.thread)?.model?.id;
-  if (model && state.models.some((m) => m.id === model)) selectModel(model, { save: false });
+  if (model && chatModels().some((m) => m.id === model)) selectModel(model, { save: false });
   renderTitle();
   renderThreads();
   renderMessages();
@@ -1374,11 +1374,24 @@ async function loadModels() {
     if (error.code === OFFLINE) return; // keep the list it had: the server is away, not its models
     state.models = [];
   }
-  if (!state.models.some((m) => m.id === state.modelId)) {
-    const ready = state.models.find((m) => m.state === "ready");
-    state.modelId = (ready || state.models[0] || {}).id || "";
+  // an embedding model is never the one a message goes to: the server refuses it, and the first message failed
+  const chat = chatModels();
+  if (!chat.some((m) => m.id === state.modelId)) {
+    const ready = chat.find((m) => m.state === "ready");
+    state.modelId = (ready || chat[0] || {}).id || "";
   }
   renderModels();
+}
+
+/** Whether a model can answer in a chat: /v1/models lists its capabilities (an embedding model has no
+ * "completion"); a listing without them (an older server) is taken as able. */
+function canChat(model) {
+  return !Array.isArray(model.capabilities) || model.capabilities.includes("completion");
+}
+
+/** The models the chat picker offers (the Models dialog lists them all, to start, stop and import). */
+function chatModels() {
+  return state.models.filter(canChat);
 }
 
 function modelLabel(model) {
@@ -1387,16 +1400,17 @@ function modelLabel(model) {
 
 function renderModels() {
   const select = ui.modelSelect;
+  const chat = chatModels();
   select.replaceChildren();
-  if (!state.models.length) {
+  if (!chat.length) {
     const option = el("option", "", state.keyNeeded ? "API key needed — enter it to see the models"
-                                                    : "No models — open Models to add one");
+      : state.models.length ? "No chat model — open Models to add one" : "No models — open Models to add one");
     option.value = "";
     select.append(option);
     select.disabled = true;
   } else {
     select.disabled = false;
-    for (const model of state.models) {
+    for (const model of chat) {
       const option = el("option", "", `${modelLabel(model)}${model.state && model.state !== "ready" ? ` — ${model.state}` : ""}`);
       option.value = model.id;
       select.append(option);
@@ -1404,8 +1418,9 @@ function renderModels() {
     select.value = state.modelId;
   }
   // a first visit with no model: the welcome says how to get one, not "pick a model above" from an empty list
-  const none = !state.models.length && !state.keyNeeded;
-  ui.emptyHint.textContent = none ? "There is no model yet: add one to chat with."
+  const none = !chat.length && !state.keyNeeded;
+  ui.emptyHint.textContent = none ? (state.models.length ? "There is no chat model yet (embedding models only): add one to chat with."
+    : "There is no model yet: add one to chat with.")
     : "Pick a model above, type a message and press Enter.";
   ui.emptyOpenModels.hidden = !none;
   renderModelState();
@@ -1486,10 +1501,11 @@ function renderModelList() {
     toggle.disabled = model.state === "loading";
     toggle.setAttribute("aria-label", `${toggle.textContent} model ${model.id}`);
     toggle.addEventListener("click", () => toggleModel(model.id, toggle));
-    const use = el("button", "btn small", model.id === state.modelId ? "In use" : "Use");
+    const chats = canChat(model);
+    const use = el("button", "btn small", model.id === state.modelId ? "In use" : chats ? "Use" : "Embeddings only");
     use.type = "button";
-    use.disabled = model.id === state.modelId;
-    use.setAttribute("aria-label", `Use model ${model.id}`);
+    use.disabled = model.id === state.modelId || !chats;
+    use.setAttribute("aria-label", chats ? `Use model ${model.id}` : `Model ${model.id} makes embeddings only: it cannot chat`);
     use.addEventListener("click", () => { selectModel(model.id); renderModelList(); });
     li.append(name, badge, toggle, use);
     ui.modelList.append(li);
