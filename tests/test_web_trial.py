@@ -63,3 +63,47 @@ def test_the_chat_picker_offers_only_models_that_chat(trial_server, new_page):
     assert use.is_disabled()
     shot(page, "trial-models-embedding")
 
+
+def test_what_is_typed_survives_a_reload_and_stays_with_its_thread(trial_server, new_page):
+    """The prompt's text was one for the whole page: a reload lost it, and text typed in one thread showed up in
+    the next one opened. Each thread now keeps its own draft until it is sent."""
+    earlier = api(trial_server, "POST", "/v1/threads", {"title": "Earlier"})
+    page = new_page()
+    open_page(page, trial_server)
+    page.fill("#prompt", "typed in a new thread\nsecond line")
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.input_value("#prompt") == "typed in a new thread\nsecond line"
+
+    # another thread has its own (empty) draft; coming back shows this one's
+    page.click(f".thread-item[data-thread-id='{earlier['id']}'] .thread-open")
+    page.wait_for_function("id => location.hash === '#thread=' + id", arg=earlier["id"])
+    assert page.input_value("#prompt") == ""
+    page.fill("#prompt", "for Earlier")
+    page.click("#new-thread")
+    page.wait_for_function("location.hash === ''")
+    assert page.input_value("#prompt") == "typed in a new thread\nsecond line"
+
+    # a reload on a thread keeps its draft too
+    open_page(page, trial_server, f"#thread={earlier['id']}")
+    page.wait_for_function("document.getElementById('thread-title').textContent === 'Earlier'")
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.input_value("#prompt") == "for Earlier"
+
+    # sent: the draft is gone (a reload shows an empty prompt), and the answer is there
+    page.keyboard.press("Enter")
+    page.wait_for_selector("article.assistant[data-done=true]", timeout=60_000)
+    assert thread_id_of(page) == earlier["id"]
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    page.wait_for_selector("article.assistant")
+    assert page.input_value("#prompt") == ""
+
+    # the open thread deleted: what was typed for it goes on to the new thread shown instead
+    page.fill("#prompt", "still wanted")
+    page.click(f".thread-item[data-thread-id='{earlier['id']}'] .thread-delete-btn")
+    page.click("#confirm-dialog button[value=ok]")
+    page.wait_for_selector(f".thread-item[data-thread-id='{earlier['id']}']", state="detached")
+    assert page.input_value("#prompt") == "still wanted"
+

@@ -8,6 +8,7 @@ import { renderMarkdown } from "./markdown.js";
 
 const KEY_STORAGE = "jan.apiKey";
 const MODEL_STORAGE = "jan.model";
+const DRAFT_STORAGE = "jan.draft:"; // + a thread's id, or "new": the prompt's unsent text, kept per thread
 const NARROW = window.matchMedia("(max-width: 760px)");
 const DEFAULT_ASSISTANT = { assistant_id: "jan", assistant_name: "Jan" };
 
@@ -550,9 +551,42 @@ function confirmDialog(title, message, okLabel = "Delete") {
 const THREAD_GONE = "This thread no longer exists (deleted elsewhere).";
 
 /** A thread found deleted (here, in another tab, over the API): off the list, and off the page if open. */
+function draftKey(threadId = state.thread?.id) {
+  return DRAFT_STORAGE + (threadId || "new");
+}
+
+/** Keep the prompt's text as the open thread's draft: a reload, a switch of thread or a closed tab loses none of
+ * it (each thread keeps its own; sending clears it). */
+function saveDraft() {
+  try {
+    if (ui.prompt.value) localStorage.setItem(draftKey(), ui.prompt.value);
+    else localStorage.removeItem(draftKey());
+  } catch {
+    // storage full or off: the text stays in the prompt, as before drafts were kept
+  }
+}
+
+/** Show the open thread's draft in the prompt (empty when it has none). */
+function showDraft() {
+  let text = "";
+  try {
+    text = localStorage.getItem(draftKey()) || "";
+  } catch {
+    text = "";
+  }
+  ui.prompt.value = text;
+  autosize();
+}
+
 function forgetThread(threadId) {
   state.threads = state.threads.filter((t) => t.id !== threadId);
-  if (state.thread && state.thread.id === threadId) newThread();
+  const open = Boolean(state.thread && state.thread.id === threadId);
+  // the text typed for a thread that is gone goes on to the new thread the page opens instead
+  if (open && ui.prompt.value) {
+    try { localStorage.setItem(draftKey(null), ui.prompt.value); } catch { /* it stays in the prompt below */ }
+  }
+  try { localStorage.removeItem(draftKey(threadId)); } catch { /* nothing kept */ }
+  if (open) newThread();
   renderThreads();
 }
 
@@ -595,6 +629,7 @@ function newThread() {
   state.thread = null;
   state.messages = [];
   setRoute(null);
+  showDraft();
   renderTitle();
   renderMessages();
   renderThreads();
@@ -615,6 +650,7 @@ async function openThread(threadId, { focus = true } = {}) {
     return;
   }
   setRoute(threadId);
+  showDraft();
   const model = threadAssistant(state.thread)?.model?.id;
   if (model && chatModels().some((m) => m.id === model)) selectModel(model, { save: false });
   renderTitle();
@@ -953,6 +989,7 @@ async function send() {
   state.run = { controller, view: null, settled: new Promise((resolve) => { settle = resolve; }) };
   setStreaming(true);
   ui.prompt.value = "";
+  saveDraft();
   autosize();
   const images = state.attachments;
   state.attachments = [];
@@ -978,6 +1015,7 @@ async function send() {
       state.messages = [];
       state.threads.unshift(thread);
       setRoute(thread.id);
+      saveDraft(); // (text typed while it was created is this thread's now)
       renderTitle();
       renderThreads();
     }
@@ -1147,6 +1185,7 @@ async function send() {
     view.root.dataset.done = "true";
   } else if (failure) {
     ui.prompt.value = ui.prompt.value || text; // nothing was sent: give the text and images back
+    saveDraft();
     autosize();
     if (!state.attachments.length) {
       state.attachments = images;
@@ -1650,7 +1689,7 @@ function bind() {
       send();
     }
   });
-  ui.prompt.addEventListener("input", autosize);
+  ui.prompt.addEventListener("input", () => { autosize(); saveDraft(); });
   ui.attach.addEventListener("click", () => ui.attachInput.click());
   ui.attachInput.addEventListener("change", async () => {
     await addImages([...ui.attachInput.files]);
@@ -1754,7 +1793,7 @@ async function init() {
   await refreshAll();
   const id = routeThreadId();
   if (id) await openThread(id);
-  else fillSettings();
+  else { showDraft(); fillSettings(); }
   ui.prompt.focus();
   document.body.dataset.ready = "true";
   // keep model states fresh (a model loading in the background, another client stopping one)
