@@ -107,3 +107,35 @@ def test_what_is_typed_survives_a_reload_and_stays_with_its_thread(trial_server,
     page.wait_for_selector(f".thread-item[data-thread-id='{earlier['id']}']", state="detached")
     assert page.input_value("#prompt") == "still wanted"
 
+
+def test_right_to_left_text_reads_right_to_left(trial_server, new_page):
+    """Arabic or Hebrew lines align to the right, each block by its own first letter; a stray U+202E override in
+    a title stays inside it (the tab's " · Jan" is not reversed)."""
+    thread = api(trial_server, "POST", "/v1/threads", {"title": "שלום \u202eshout"})
+    arabic = "مرحبا بالعالم هذا نص عربي"
+    for role in ("user", "assistant"):
+        api(trial_server, "POST", f"/v1/threads/{thread['id']}/messages",
+            {"role": role, "content": f"Hello in English\n\n{arabic}\n\n- שלום עולם"})
+    page = new_page()
+    open_page(page, trial_server, f"#thread={thread['id']}")
+    page.wait_for_selector("article.assistant")
+    sides = page.evaluate("""() => [...document.querySelectorAll('article .message-body')].map(body => {
+        const box = body.getBoundingClientRect();
+        const side = (needle) => {
+            const walker = document.createTreeWalker(body, NodeFilter.SHOW_TEXT);
+            for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+                const at = n.data.indexOf(needle);
+                if (at < 0) continue;
+                const range = document.createRange(); range.setStart(n, at); range.setEnd(n, at + needle.length);
+                const r = range.getBoundingClientRect();
+                return (r.left - box.left) < (box.right - r.right) ? 'left' : 'right';
+            }
+            return null;
+        };
+        return [side('Hello in English'), side('مرحبا'), side('שלום')];
+    })""")
+    assert sides == [["left", "right", "right"]] * 2, sides
+    # the tab's title isolates the thread's (FSI … PDI), so its override never reaches " · Jan"
+    assert page.evaluate("document.title") == "\u2068שלום \u202eshout\u2069 · Jan"
+    assert page.evaluate("getComputedStyle(document.getElementById('thread-title')).direction") == "rtl"
+    shot(page, "trial-rtl")

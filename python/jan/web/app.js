@@ -457,6 +457,7 @@ function renderThreads() {
     const active = state.thread && state.thread.id === thread.id;
     li.classList.toggle("active", Boolean(active));
     const open = el("button", "thread-open", threadTitle(thread));
+    open.dir = "auto"; // a title in a right-to-left script reads so, and its override characters stay inside it
     open.type = "button";
     open.title = threadTitle(thread);
     if (active) open.setAttribute("aria-current", "true");
@@ -621,7 +622,8 @@ function routeThreadId() {
 function renderTitle() {
   const title = state.thread ? threadTitle(state.thread) : "New thread";
   ui.title.textContent = title;
-  document.title = state.thread ? `${title} · Jan` : "Jan";
+  // (isolated: a right-to-left title, or one with a stray U+202E override, must not reorder " · Jan")
+  document.title = state.thread ? `\u2068${title}\u2069 · Jan` : "Jan";
 }
 
 function newThread() {
@@ -826,9 +828,11 @@ function messageView(message) {
   answerNow.title = "Stop thinking and answer now";
   answerNow.addEventListener("click", () => endThinking(answerNow));
   const thinkingBody = el("div", "thinking-body");
+  thinkingBody.dir = "auto";
   thinking.append(thinkingSummary, thinkingBody);
   thinking.hidden = true;
   const body = el("div", "message-body");
+  if (user) body.dir = "auto";
   const status = el("div", "message-status");
   status.hidden = true;
   root.append(head, thinking, answerNow, body, status);

@@ -19,10 +19,15 @@ const LIST_ITEM = /^(\s*)([-*+]|\d{1,9}[.)])\s+(.*)$/;
 const QUOTE = /^ {0,3}>\s?(.*)$/;
 const PUNCT = /[!"#$%&'()*+,\-./:;<=>?@[\\\]^_`{|}~]/;
 
+// Blocks of text take their direction from their own first strong character (dir=auto): an Arabic or Hebrew
+// paragraph reads right to left beside English ones, and a stray override character (U+202E) stays inside its block.
+const TEXT_BLOCKS = new Set(["p", "li", "h3", "h4", "h5", "h6", "blockquote"]);
+
 /** Element with optional class and children (strings become text nodes). */
 function el(tag, className, ...children) {
   const node = document.createElement(tag);
   if (className) node.className = className;
+  if (TEXT_BLOCKS.has(tag)) node.dir = "auto";
   for (const child of children) {
     node.append(typeof child === "string" ? document.createTextNode(child) : child);
   }
