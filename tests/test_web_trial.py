@@ -139,3 +139,22 @@ def test_right_to_left_text_reads_right_to_left(trial_server, new_page):
     assert page.evaluate("document.title") == "\u2068שלום \u202eshout\u2069 · Jan"
     assert page.evaluate("getComputedStyle(document.getElementById('thread-title')).direction") == "rtl"
     shot(page, "trial-rtl")
+
+
+def test_the_sidebar_lists_every_thread(trial_server, new_page):
+    """The sidebar read one page of /v1/threads (100): the 101st thread and older never showed, and could not be
+    opened from the page. It reads every page now, as a thread's messages are."""
+    oldest = api(trial_server, "POST", "/v1/threads", {"title": "The very first"})
+    api(trial_server, "POST", f"/v1/threads/{oldest['id']}/messages", {"role": "user", "content": "kept"})
+    for n in range(130):
+        api(trial_server, "POST", "/v1/threads", {"title": f"Later {n}"})
+    total = len(api(trial_server, "GET", "/v1/threads?limit=100")["data"])
+    assert total == 100  # (one page: what the sidebar showed)
+    page = new_page()
+    open_page(page, trial_server)
+    item = f".thread-item[data-thread-id='{oldest['id']}']"
+    page.wait_for_selector(item)
+    assert page.locator(".thread-item").count() >= 131
+    page.click(f"{item} .thread-open")
+    page.wait_for_function("document.getElementById('thread-title').textContent === 'The very first'")
+    assert page.text_content("article.user .message-body") == "kept"

@@ -428,11 +428,33 @@ function closeSidebarIfNarrow() {
   if (isNarrow() && sidebarOpen()) setSidebar(false);
 }
 
+/**
+ * Every item of an OpenAI-style list (`{data, has_more, last_id}`), read a page of 100 at a time with `after`:
+ * one page alone left the rest out (a 101st thread never showed in the sidebar). Returns `{data, problems}`
+ * (the pages' `problems`, for the threads' list, joined); rejects as `api` does.
+ */
+async function listAll(path, params = {}) {
+  const data = [];
+  const problems = [];
+  let after = null;
+  for (;;) {
+    const query = new URLSearchParams({ limit: "100", ...params });
+    if (after) query.set("after", after);
+    const page = await api(`${path}?${query}`);
+    data.push(...(page.data || []));
+    problems.push(...(page.problems || []));
+    // (a last_id seen before would loop for ever: a server that pages wrongly ends the list there)
+    if (!page.has_more || !page.last_id || page.last_id === after) break;
+    after = page.last_id;
+  }
+  return { data, problems };
+}
+
 async function loadThreads() {
   try {
-    const page = await api("/v1/threads?limit=100&order=desc");
-    state.threads = page.data || [];
-    if (page.problems && page.problems.length) {
+    const page = await listAll("/v1/threads", { order: "desc" });
+    state.threads = page.data;
+    if (page.problems.length) {
       // a damaged file is left where it is now (only a write sets one aside, with its copy named): "were set
       // aside" sent the user looking for copies that are not there; the first file is named, to repair or remove
       const kept = page.problems.filter((p) => !p.moved_to);
@@ -663,18 +685,8 @@ async function openThread(threadId, { focus = true } = {}) {
 }
 
 async function fetchMessages(threadId) {
-  const all = [];
-  let after = null;
-  for (;;) {
-    // all: the tool results and calling turns too (OpenAI's list leaves them to the run steps), shown with their calls
-    const query = new URLSearchParams({ limit: "100", order: "asc", all: "true" });
-    if (after) query.set("after", after);
-    const page = await api(`/v1/threads/${encodeURIComponent(threadId)}/messages?${query}`);
-    all.push(...(page.data || []));
-    if (!page.has_more || !page.last_id) break;
-    after = page.last_id;
-  }
-  return all;
+  // all: the tool results and calling turns too (OpenAI's list leaves them to the run steps), shown with their calls
+  return (await listAll(`/v1/threads/${encodeURIComponent(threadId)}/messages`, { order: "asc", all: "true" })).data;
 }
 
 function renderMessages() {
