@@ -158,3 +158,23 @@ def test_the_sidebar_lists_every_thread(trial_server, new_page):
     page.click(f"{item} .thread-open")
     page.wait_for_function("document.getElementById('thread-title').textContent === 'The very first'")
     assert page.text_content("article.user .message-body") == "kept"
+
+
+def test_a_title_that_shows_nothing_is_never_an_invisible_thread(trial_server, new_page):
+    """A title of zero-width or bidi-control characters (set over the API, or typed in a rename) made a sidebar
+    entry and a heading with nothing to read: the page shows such a thread as "New thread", and a rename to
+    nothing visible keeps the title it had."""
+    blank = api(trial_server, "POST", "/v1/threads", {"title": "\u200b\u200c\u200d\ufeff\u2066\u2069"})
+    named = api(trial_server, "POST", "/v1/threads", {"title": "Named"})
+    page = new_page()
+    open_page(page, trial_server, f"#thread={blank['id']}")
+    page.wait_for_function("document.getElementById('thread-title').textContent === 'New thread'")
+    assert page.text_content(f".thread-item[data-thread-id='{blank['id']}'] .thread-open") == "New thread"
+
+    item = f".thread-item[data-thread-id='{named['id']}']"
+    page.click(f"{item} .thread-rename-btn")
+    page.fill(f"{item} input.thread-rename", "\u200b\u200b \u202e")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"{item} .thread-open")
+    assert page.text_content(f"{item} .thread-open") == "Named"
+    assert api(trial_server, "GET", f"/v1/threads/{named['id']}")["title"] == "Named"

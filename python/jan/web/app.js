@@ -204,8 +204,16 @@ function messageReasoning(message) {
   return { text, ms: parts.some((p) => Number.isFinite(p.duration_ms)) ? ms : null };
 }
 
+// Characters that show nothing: spaces, and format characters (zero-width space and joiners, bidi controls, BOM)
+const INVISIBLE = /[\s\p{Z}\p{Cf}]/gu;
+
+/** Whether `text` has a character that shows: a title of zero-width spaces looked like no thread at all. */
+function showsSomething(text) {
+  return String(text ?? "").replace(INVISIBLE, "") !== "";
+}
+
 function threadTitle(thread) {
-  return (thread && thread.title && thread.title.trim()) || "New thread";
+  return (thread && showsSomething(thread.title) && thread.title.trim()) || "New thread";
 }
 
 function threadAssistant(thread) {
@@ -521,7 +529,7 @@ function startRename(li, thread) {
     if (finished) return;
     finished = true;
     const title = input.value.trim();
-    if (save && title && title !== thread.title) {
+    if (save && showsSomething(title) && title !== thread.title) {
       try {
         const updated = await api(`/v1/threads/${encodeURIComponent(thread.id)}`, { method: "PATCH", body: { title } });
         Object.assign(thread, updated);
