@@ -8,6 +8,7 @@ import { renderMarkdown } from "./markdown.js";
 
 const KEY_STORAGE = "jan.apiKey";
 const MODEL_STORAGE = "jan.model";
+const DRAFT_STORAGE = "jan.draft:"; // + a thread's id, or "new": the prompt's unsent text, kept per thread
 const NARROW = window.matchMedia("(max-width: 760px)");
 const DEFAULT_ASSISTANT = { assistant_id: "jan", assistant_name: "Jan" };
 
@@ -203,8 +204,16 @@ function messageReasoning(message) {
   return { text, ms: parts.some((p) => Number.isFinite(p.duration_ms)) ? ms : null };
 }
 
+// Characters that show nothing: spaces, and format characters (zero-width space and joiners, bidi controls, BOM)
+const INVISIBLE = /[\s\p{Z}\p{Cf}]/gu;
+
+/** Whether `text` has a character that shows: a title of zero-width spaces looked like no thread at all. */
+function showsSomething(text) {
+  return String(text ?? "").replace(INVISIBLE, "") !== "";
+}
+
 function threadTitle(thread) {
-  return (thread && thread.title && thread.title.trim()) || "New thread";
+  return (thread && showsSomething(thread.title) && thread.title.trim()) || "New thread";
 }
 
 function threadAssistant(thread) {
@@ -427,11 +436,33 @@ function closeSidebarIfNarrow() {
   if (isNarrow() && sidebarOpen()) setSidebar(false);
 }
 
+/**
+ * Every item of an OpenAI-style list (`{data, has_more, last_id}`), read a page of 100 at a time with `after`:
+ * one page alone left the rest out (a 101st thread never showed in the sidebar). Returns `{data, problems}`
+ * (the pages' `problems`, for the threads' list, joined); rejects as `api` does.
+ */
+async function listAll(path, params = {}) {
+  const data = [];
+  const problems = [];
+  let after = null;
+  for (;;) {
+    const query = new URLSearchParams({ limit: "100", ...params });
+    if (after) query.set("after", after);
+    const page = await api(`${path}?${query}`);
+    data.push(...(page.data || []));
+    problems.push(...(page.problems || []));
+    // (a last_id seen before would loop for ever: a server that pages wrongly ends the list there)
+    if (!page.has_more || !page.last_id || page.last_id === after) break;
+    after = page.last_id;
+  }
+  return { data, problems };
+}
+
 async function loadThreads() {
   try {
-    const page = await api("/v1/threads?limit=100&order=desc");
-    state.threads = page.data || [];
-    if (page.problems && page.problems.length) {
+    const page = await listAll("/v1/threads", { order: "desc" });
+    state.threads = page.data;
+    if (page.problems.length) {
       // a damaged file is left where it is now (only a write sets one aside, with its copy named): "were set
       // aside" sent the user looking for copies that are not there; the first file is named, to repair or remove
       const kept = page.problems.filter((p) => !p.moved_to);
@@ -456,6 +487,7 @@ function renderThreads() {
     const active = state.thread && state.thread.id === thread.id;
     li.classList.toggle("active", Boolean(active));
     const open = el("button", "thread-open", threadTitle(thread));
+    open.dir = "auto"; // a title in a right-to-left script reads so, and its override characters stay inside it
     open.type = "button";
     open.title = threadTitle(thread);
     if (active) open.setAttribute("aria-current", "true");
@@ -497,7 +529,7 @@ function startRename(li, thread) {
     if (finished) return;
     finished = true;
     const title = input.value.trim();
-    if (save && title && title !== thread.title) {
+    if (save && showsSomething(title) && title !== thread.title) {
       try {
         const updated = await api(`/v1/threads/${encodeURIComponent(thread.id)}`, { method: "PATCH", body: { title } });
         Object.assign(thread, updated);
@@ -550,9 +582,42 @@ function confirmDialog(title, message, okLabel = "Delete") {
 const THREAD_GONE = "This thread no longer exists (deleted elsewhere).";
 
 /** A thread found deleted (here, in another tab, over the API): off the list, and off the page if open. */
+function draftKey(threadId = state.thread?.id) {
+  return DRAFT_STORAGE + (threadId || "new");
+}
+
+/** Keep the prompt's text as the open thread's draft: a reload, a switch of thread or a closed tab loses none of
+ * it (each thread keeps its own; sending clears it). */
+function saveDraft() {
+  try {
+    if (ui.prompt.value) localStorage.setItem(draftKey(), ui.prompt.value);
+    else localStorage.removeItem(draftKey());
+  } catch {
+    // storage full or off: the text stays in the prompt, as before drafts were kept
+  }
+}
+
+/** Show the open thread's draft in the prompt (empty when it has none). */
+function showDraft() {
+  let text = "";
+  try {
+    text = localStorage.getItem(draftKey()) || "";
+  } catch {
+    text = "";
+  }
+  ui.prompt.value = text;
+  autosize();
+}
+
 function forgetThread(threadId) {
   state.threads = state.threads.filter((t) => t.id !== threadId);
-  if (state.thread && state.thread.id === threadId) newThread();
+  const open = Boolean(state.thread && state.thread.id === threadId);
+  // the text typed for a thread that is gone goes on to the new thread the page opens instead
+  if (open && ui.prompt.value) {
+    try { localStorage.setItem(draftKey(null), ui.prompt.value); } catch { /* it stays in the prompt below */ }
+  }
+  try { localStorage.removeItem(draftKey(threadId)); } catch { /* nothing kept */ }
+  if (open) newThread();
   renderThreads();
 }
 
@@ -587,7 +652,8 @@ function routeThreadId() {
 function renderTitle() {
   const title = state.thread ? threadTitle(state.thread) : "New thread";
   ui.title.textContent = title;
-  document.title = state.thread ? `${title} · Jan` : "Jan";
+  // (isolated: a right-to-left title, or one with a stray U+202E override, must not reorder " · Jan")
+  document.title = state.thread ? `\u2068${title}\u2069 · Jan` : "Jan";
 }
 
 function newThread() {
@@ -595,6 +661,7 @@ function newThread() {
   state.thread = null;
   state.messages = [];
   setRoute(null);
+  showDraft();
   renderTitle();
   renderMessages();
   renderThreads();
@@ -615,8 +682,9 @@ async function openThread(threadId, { focus = true } = {}) {
     return;
   }
   setRoute(threadId);
+  showDraft();
   const model = threadAssistant(state.thread)?.model?.id;
-  if (model && state.models.some((m) => m.id === model)) selectModel(model, { save: false });
+  if (model && chatModels().some((m) => m.id === model)) selectModel(model, { save: false });
   renderTitle();
   renderThreads();
   renderMessages();
@@ -625,18 +693,8 @@ async function openThread(threadId, { focus = true } = {}) {
 }
 
 async function fetchMessages(threadId) {
-  const all = [];
-  let after = null;
-  for (;;) {
-    // all: the tool results and calling turns too (OpenAI's list leaves them to the run steps), shown with their calls
-    const query = new URLSearchParams({ limit: "100", order: "asc", all: "true" });
-    if (after) query.set("after", after);
-    const page = await api(`/v1/threads/${encodeURIComponent(threadId)}/messages?${query}`);
-    all.push(...(page.data || []));
-    if (!page.has_more || !page.last_id) break;
-    after = page.last_id;
-  }
-  return all;
+  // all: the tool results and calling turns too (OpenAI's list leaves them to the run steps), shown with their calls
+  return (await listAll(`/v1/threads/${encodeURIComponent(threadId)}/messages`, { order: "asc", all: "true" })).data;
 }
 
 function renderMessages() {
@@ -790,9 +848,11 @@ function messageView(message) {
   answerNow.title = "Stop thinking and answer now";
   answerNow.addEventListener("click", () => endThinking(answerNow));
   const thinkingBody = el("div", "thinking-body");
+  thinkingBody.dir = "auto";
   thinking.append(thinkingSummary, thinkingBody);
   thinking.hidden = true;
   const body = el("div", "message-body");
+  if (user) body.dir = "auto";
   const status = el("div", "message-status");
   status.hidden = true;
   root.append(head, thinking, answerNow, body, status);
@@ -953,6 +1013,7 @@ async function send() {
   state.run = { controller, view: null, settled: new Promise((resolve) => { settle = resolve; }) };
   setStreaming(true);
   ui.prompt.value = "";
+  saveDraft();
   autosize();
   const images = state.attachments;
   state.attachments = [];
@@ -978,6 +1039,7 @@ async function send() {
       state.messages = [];
       state.threads.unshift(thread);
       setRoute(thread.id);
+      saveDraft(); // (text typed while it was created is this thread's now)
       renderTitle();
       renderThreads();
     }
@@ -1147,6 +1209,7 @@ async function send() {
     view.root.dataset.done = "true";
   } else if (failure) {
     ui.prompt.value = ui.prompt.value || text; // nothing was sent: give the text and images back
+    saveDraft();
     autosize();
     if (!state.attachments.length) {
       state.attachments = images;
@@ -1374,11 +1437,24 @@ async function loadModels() {
     if (error.code === OFFLINE) return; // keep the list it had: the server is away, not its models
     state.models = [];
   }
-  if (!state.models.some((m) => m.id === state.modelId)) {
-    const ready = state.models.find((m) => m.state === "ready");
-    state.modelId = (ready || state.models[0] || {}).id || "";
+  // an embedding model is never the one a message goes to: the server refuses it, and the first message failed
+  const chat = chatModels();
+  if (!chat.some((m) => m.id === state.modelId)) {
+    const ready = chat.find((m) => m.state === "ready");
+    state.modelId = (ready || chat[0] || {}).id || "";
   }
   renderModels();
+}
+
+/** Whether a model can answer in a chat: /v1/models lists its capabilities (an embedding model has no
+ * "completion"); a listing without them (an older server) is taken as able. */
+function canChat(model) {
+  return !Array.isArray(model.capabilities) || model.capabilities.includes("completion");
+}
+
+/** The models the chat picker offers (the Models dialog lists them all, to start, stop and import). */
+function chatModels() {
+  return state.models.filter(canChat);
 }
 
 function modelLabel(model) {
@@ -1387,16 +1463,17 @@ function modelLabel(model) {
 
 function renderModels() {
   const select = ui.modelSelect;
+  const chat = chatModels();
   select.replaceChildren();
-  if (!state.models.length) {
+  if (!chat.length) {
     const option = el("option", "", state.keyNeeded ? "API key needed — enter it to see the models"
-                                                    : "No models — open Models to add one");
+      : state.models.length ? "No chat model — open Models to add one" : "No models — open Models to add one");
     option.value = "";
     select.append(option);
     select.disabled = true;
   } else {
     select.disabled = false;
-    for (const model of state.models) {
+    for (const model of chat) {
       const option = el("option", "", `${modelLabel(model)}${model.state && model.state !== "ready" ? ` — ${model.state}` : ""}`);
       option.value = model.id;
       select.append(option);
@@ -1404,8 +1481,9 @@ function renderModels() {
     select.value = state.modelId;
   }
   // a first visit with no model: the welcome says how to get one, not "pick a model above" from an empty list
-  const none = !state.models.length && !state.keyNeeded;
-  ui.emptyHint.textContent = none ? "There is no model yet: add one to chat with."
+  const none = !chat.length && !state.keyNeeded;
+  ui.emptyHint.textContent = none ? (state.models.length ? "There is no chat model yet (embedding models only): add one to chat with."
+    : "There is no model yet: add one to chat with.")
     : "Pick a model above, type a message and press Enter.";
   ui.emptyOpenModels.hidden = !none;
   renderModelState();
@@ -1486,10 +1564,11 @@ function renderModelList() {
     toggle.disabled = model.state === "loading";
     toggle.setAttribute("aria-label", `${toggle.textContent} model ${model.id}`);
     toggle.addEventListener("click", () => toggleModel(model.id, toggle));
-    const use = el("button", "btn small", model.id === state.modelId ? "In use" : "Use");
+    const chats = canChat(model);
+    const use = el("button", "btn small", model.id === state.modelId ? "In use" : chats ? "Use" : "Embeddings only");
     use.type = "button";
-    use.disabled = model.id === state.modelId;
-    use.setAttribute("aria-label", `Use model ${model.id}`);
+    use.disabled = model.id === state.modelId || !chats;
+    use.setAttribute("aria-label", chats ? `Use model ${model.id}` : `Model ${model.id} makes embeddings only: it cannot chat`);
     use.addEventListener("click", () => { selectModel(model.id); renderModelList(); });
     li.append(name, badge, toggle, use);
     ui.modelList.append(li);
@@ -1634,7 +1713,7 @@ function bind() {
       send();
     }
   });
-  ui.prompt.addEventListener("input", autosize);
+  ui.prompt.addEventListener("input", () => { autosize(); saveDraft(); });
   ui.attach.addEventListener("click", () => ui.attachInput.click());
   ui.attachInput.addEventListener("change", async () => {
     await addImages([...ui.attachInput.files]);
@@ -1738,7 +1817,7 @@ async function init() {
   await refreshAll();
   const id = routeThreadId();
   if (id) await openThread(id);
-  else fillSettings();
+  else { showDraft(); fillSettings(); }
   ui.prompt.focus();
   document.body.dataset.ready = "true";
   // keep model states fresh (a model loading in the background, another client stopping one)

@@ -19,10 +19,15 @@ const LIST_ITEM = /^(\s*)([-*+]|\d{1,9}[.)])\s+(.*)$/;
 const QUOTE = /^ {0,3}>\s?(.*)$/;
 const PUNCT = /[!"#$%&'()*+,\-./:;<=>?@[\\\]^_`{|}~]/;
 
+// Blocks of text take their direction from their own first strong character (dir=auto): an Arabic or Hebrew
+// paragraph reads right to left beside English ones, and a stray override character (U+202E) stays inside its block.
+const TEXT_BLOCKS = new Set(["p", "li", "h3", "h4", "h5", "h6", "blockquote"]);
+
 /** Element with optional class and children (strings become text nodes). */
 function el(tag, className, ...children) {
   const node = document.createElement(tag);
   if (className) node.className = className;
+  if (TEXT_BLOCKS.has(tag)) node.dir = "auto";
   for (const child of children) {
     node.append(typeof child === "string" ? document.createTextNode(child) : child);
   }
@@ -157,7 +162,9 @@ function findEmphasisClose(text, from, delim, memo) {
   return -1;
 }
 
-const LINK = /\[((?:[^\[\]\\]|\\.|\[[^\]]*\])*)\]\(\s*<?([^\s()<>]*(?:\([^\s()]*\)[^\s()<>]*)*)>?(?:\s+"[^"]*")?\s*\)/y;
+// (a bracket pair inside the text holds no "[": with one, each "[" of a "[a[a[a…" run scanned to the text's end,
+// and a long reply of them froze the page for seconds on every repaint while it streamed)
+const LINK = /\[((?:[^\[\]\\]|\\.|\[[^\[\]]*\])*)\]\(\s*<?([^\s()<>]*(?:\([^\s()]*\)[^\s()<>]*)*)>?(?:\s+"[^"]*")?\s*\)/y;
 const BARE_URL = /https?:\/\/[^\s<>"'`]+/iy;
 const MAX_INLINE_DEPTH = 6; // deeper emphasis is shown as text
 
