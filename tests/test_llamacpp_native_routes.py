@@ -342,6 +342,29 @@ def test_llama_servers_fields_on_its_openai_routes_are_taken_as_completion_takes
     assert response.status_code == 400 and response.json()["error"]["param"] == "samplers", response.text
 
 
+@pytest.mark.parametrize("path, body", [
+    ("/completion", {"prompt": "Once upon a time", "n_predict": 2}),
+    ("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 2}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}),
+])
+def test_a_field_jan_ignores_is_still_of_llama_servers_type(server, path, body):
+    # llama-server's schema reads these and answers 400 "Field 'cache_prompt': type must be boolean" for another
+    # type or a count out of its range; jan, which ignores their values, took any (a 200 where the client's field
+    # was wrong)
+    for field, value in (("cache_prompt", "yes"), ("cache_prompt", 1), ("return_progress", "x"), ("verbose", 1),
+                         ("backend_sampling", "x"), ("parse_tool_calls", "x"), ("n_keep", "x"), ("n_keep", -2),
+                         ("n_keep", 1.5), ("n_keep", True), ("n_discard", -1), ("n_cache_reuse", "x"),
+                         ("sse_ping_interval", -2)):
+        response = post(server, path, {"model": STORIES, **body, field: value})
+        assert response.status_code == 400, (path, field, value, response.text)
+        assert response.json()["error"]["message"].startswith(field), response.text
+    # what llama-server takes stays taken: its types, a count's ends, a whole float, null for the default
+    taken = {"cache_prompt": False, "return_progress": False, "verbose": False, "backend_sampling": False,
+             "parse_tool_calls": True, "n_keep": -1, "n_discard": 0, "n_cache_reuse": 4.0, "sse_ping_interval": -1,
+             "t_max_prompt_ms": "unread", "return_tokens": None}
+    ok(server, path, {"model": STORIES, **body, **taken})
+
+
 def test_samplers_turn_off_the_samplers_they_leave_out_on_the_openai_routes():
     from jan.server import schemas
     from jan.server.openai_wire import sampling_of

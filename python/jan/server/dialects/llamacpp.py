@@ -53,8 +53,9 @@ error_body = llamacpp_error_body
 # body reads them: imported at start, this module on first use)
 from jan.server.dialects.llamacpp_extras import (IGNORED, IGNORED_WHILE_OFF, REFUSED_UNLESS, TRIGGER_TYPES,  # noqa: E402,F401
                                                  UNREAD, bias_text, bias_texts, biases_with_ids, client_grammar,
-                                                 lazy_refusal, lazy_triggers, logit_bias_ids as _logit_bias, refusal,
-                                                 speculative_fields, without_extras)
+                                                 ignored_refusal, lazy_refusal, lazy_triggers,
+                                                 logit_bias_ids as _logit_bias, refusal, speculative_fields,
+                                                 without_extras)
 
 
 #: llama.cpp's sampler names -> jan's; their aliases (``top-k``, ``topk``, ``nucleus``, ``temp``, ``typ``) as
@@ -245,6 +246,10 @@ class CompletionBody(WholeNumbers):
         extra = self.model_extra or {}
         for name in REFUSED_UNLESS:
             why = refusal(name, extra.get(name))
+            if why is not None:
+                raise ValueError(why)
+        for name in IGNORED:  # (taken and ignored, but of llama-server's type: its 400 otherwise)
+            why = ignored_refusal(name, extra.get(name))
             if why is not None:
                 raise ValueError(why)
         if self.grammar and self.json_schema is not None:
