@@ -169,3 +169,36 @@ def test_a_text_completions_size_estimate_counts_the_content_list(server):
                                             "temperature": 0, "logprobs": 5, "echo": True})
     sent = json_values(answer["choices"])
     assert sent / 2 <= _completion_values(answer) <= sent * 2, (sent, _completion_values(answer))
+
+
+def _stream(server, path, body):
+    import httpx
+    import json
+
+    response = httpx.post(server.base_url + path, json=body | {"stream": True}, timeout=120)
+    assert response.status_code == 200, response.text
+    lines = [line[6:] for line in response.text.split("\n") if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]", lines
+    return [json.loads(line) for line in lines[:-1]]
+
+
+def test_a_text_completion_streams_last_chunk_tells_its_usage_as_llama_servers_does(server):
+    # llama-server's /v1/completions writes each result's usage on its last chunk whether or not include_usage asks
+    # (scripts read it there); jan wrote only the timings, and the usage only in include_usage's chunk
+    body = {"model": "stories260K", "temperature": 0, "max_tokens": 3, "prompt": ["Once upon a time", "Tom"]}
+    chunks = _stream(server, "/v1/completions", body)
+    whole = ok(server, "/v1/completions", body)
+    for index in (0, 1):
+        last = [c for c in chunks if c["choices"][0]["index"] == index][-1]
+        assert last["choices"][0]["finish_reason"] == "length", chunks
+        usage = last["usage"]
+        assert usage["completion_tokens"] == 3 and usage["prompt_tokens"] > 0, last
+        assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"], last
+        assert set(last["timings"]) >= {"prompt_n", "predicted_n"}, last
+    assert sum(c["usage"]["completion_tokens"] for c in chunks if "usage" in c) == \
+        whole["usage"]["completion_tokens"], chunks
+    assert all("usage" not in c for c in chunks if c["choices"][0]["finish_reason"] is None), chunks
+    # include_usage: OpenAI's own chunk with the request's usage, the choices' last chunks without one
+    chunks = _stream(server, "/v1/completions", body | {"stream_options": {"include_usage": True}})
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 6, chunks[-1]
+    assert all("usage" not in c for c in chunks[:-1]), chunks
