@@ -182,10 +182,12 @@ def _stream(server, path, body):
     return [json.loads(line) for line in lines[:-1]]
 
 
-def test_a_text_completion_streams_last_chunk_tells_its_usage_as_llama_servers_does(server):
+@pytest.mark.parametrize("timings_per_token", [False, True])
+def test_a_text_completion_streams_last_chunk_tells_its_usage_as_llama_servers_does(server, timings_per_token):
     # llama-server's /v1/completions writes each result's usage on its last chunk whether or not include_usage asks
     # (scripts read it there); jan wrote only the timings, and the usage only in include_usage's chunk
-    body = {"model": "stories260K", "temperature": 0, "max_tokens": 3, "prompt": ["Once upon a time", "Tom"]}
+    body = {"model": "stories260K", "temperature": 0, "max_tokens": 3, "prompt": ["Once upon a time", "Tom"],
+            "timings_per_token": timings_per_token}
     chunks = _stream(server, "/v1/completions", body)
     whole = ok(server, "/v1/completions", body)
     for index in (0, 1):

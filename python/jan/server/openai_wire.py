@@ -669,15 +669,14 @@ class CompletionChunkEncoder:
                   "finish_reason": delta.finish_reason}
         self._fold(choice)
         chunk = {**self.header, "choices": [choice]}
+        if delta.choice_usage is not None and not self.include_usage:
+            # a result's last chunk tells its usage, as llama-server's /v1/completions writes it whether or not
+            # include_usage asks (which gets OpenAI's own usage chunk after it instead)
+            chunk["usage"] = usage_dict(delta.choice_usage)
         if self.timings_per_token and delta.progress is not None:
             return _with_timings(chunk, delta.progress)  # (llama-server's timings_per_token: the timings so far)
-        # (a result's last chunk: its timings and, as llama-server's /v1/completions writes it whether or not
-        # include_usage asks, its usage; unless the usage chunk that follows carries the request's)
-        if self.include_usage:
-            return chunk
-        if delta.choice_usage is not None:
-            chunk["usage"] = usage_dict(delta.choice_usage)
-        return _with_timings(chunk, delta.choice_usage)
+        # (a result's last chunk: its timings, unless the usage chunk that follows carries the request's)
+        return chunk if self.include_usage else _with_timings(chunk, delta.choice_usage)
 
     def _fold(self, choice: dict[str, Any]) -> None:
         state = self._choices.setdefault(choice["index"], {"index": choice["index"], "text": "", "logprobs": None,
