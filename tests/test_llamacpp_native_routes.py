@@ -103,6 +103,24 @@ def test_embd_normalize_is_llama_cpps(server):
         assert scaled == pytest.approx([x * ratio for x in raw], rel=1e-4, abs=1e-6)
 
 
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/embeddings"])
+def test_embd_normalize_on_the_openai_embedding_paths_is_llama_cpps_too(server, path):
+    # llama-server's /v1/embeddings reads embd_normalize as its /embedding does (scripts send -1 for raw vectors);
+    # jan refused it there as an unknown field
+    for norm in (None, -1, 0, 1, 2, 3):
+        native = ok(server, "/embedding", {"model": POOLED, "input": "hi", "embd_normalize": norm})[0]["embedding"][0]
+        body = {"model": POOLED, "input": ["hi"]} | ({} if norm is None else {"embd_normalize": norm})
+        vector = ok(server, path, body)["data"][0]["embedding"]
+        assert vector == pytest.approx(native, rel=1e-4, abs=1e-5), norm
+    for body, says in (({"embd_normalize": -2}, "embd_normalize"), ({"embd_normalize": "1"}, "embd_normalize"),
+                       ({"embd_normalize": -1, "dimensions": 8}, "embd_normalize: only 2")):
+        response = post(server, path, {"model": POOLED, "input": "hi", **body})
+        assert response.status_code == 400 and says in response.json()["error"]["message"], response.text
+    # 2 is the default's norm, so dimensions' cut (L2-normalized again) goes with it
+    cut = ok(server, path, {"model": POOLED, "input": "hi", "embd_normalize": 2, "dimensions": 8})["data"][0]
+    assert len(cut["embedding"]) == 8 and _norms(cut["embedding"])[0] == pytest.approx(1, abs=1e-5)
+
+
 def test_a_pooling_none_model_answers_a_vector_per_token_unnormalized(server):
     n_tokens = len(ok(server, "/tokenize", {"model": PER_TOKEN, "content": "hello world", "add_special": True})["tokens"])
     for norm in (None, -1, 1, 2):  # llama-server normalizes only pooled vectors

@@ -393,8 +393,10 @@ def embedding_request(body: schemas.EmbeddingRequest) -> EmbeddingRequest:
             return typed
         return tuple(x)
 
+    # (llama-server's embd_normalize: 2, euclidean, is the default's L2 norm; another replaces it)
+    p_norm = body.embd_normalize if body.embd_normalize != 2 else None
     return EmbeddingRequest(model=body.model, inputs=tuple(typed_input(k, x) for k, x in enumerate(inputs)),
-                            dimensions=body.dimensions, listed=listed)
+                            dimensions=body.dimensions, listed=listed, p_norm=p_norm)
 
 
 def embedding_media_error(exc: MediaError, body: schemas.EmbeddingRequest) -> MediaError:

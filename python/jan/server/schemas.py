@@ -876,6 +876,17 @@ class EmbeddingRequest(_Strict):
                                   "v1.5 keep their quality). 1 to the model's size; its size is the whole vector; "
                                   "more is a 400 naming dimensions.")
     user: str | None = None
+    # llama-server's, which its /v1/embeddings reads as its /embedding does: -1 none, 0 int16's range, 1 taxicab,
+    # 2 euclidean (OpenAI's, the default), above 2 that p-norm
+    embd_normalize: int | None = Field(None, ge=-1, le=INT32_MAX)
+
+    @model_validator(mode="after")
+    def _one_normalization(self) -> "EmbeddingRequest":
+        if self.dimensions is not None and self.embd_normalize not in (None, 2):
+            # (the cut is L2-normalized again: another norm asked beside it would be undone or mixed)
+            raise ValueError("embd_normalize: only 2 (euclidean) goes with dimensions, whose cut is L2-normalized "
+                             "again; leave one of them out")
+        return self
 
     @field_validator("input")
     @classmethod
