@@ -711,6 +711,9 @@ class ChatCompletionRequest(SamplingFields):
     continue_final_message: Union[bool, Literal["content", "reasoning_content"], None] = None
     add_generation_prompt: bool | None = None
     reasoning_budget: int | None = Field(default=None, ge=-1, le=INT32_MAX)
+    # llama-server's name of the budget on its chat route (read before thinking_budget_tokens, as it reads them; -1:
+    # the model's own budget)
+    reasoning_budget_tokens: int | None = Field(default=None, ge=-1, le=INT32_MAX)
     thinking_budget_tokens: int | None = Field(default=None, ge=0, le=INT32_MAX)
     # llama-server's: the thinking can be ended while it runs (POST /v1/chat/completions/control, by the reply's id)
     reasoning_control: bool | None = None
