@@ -659,3 +659,21 @@ def test_slots_of_a_loaded_embedding_model_list_its_slots_without_tasks(server):
     response = httpx.get(server.base_url + "/slots", params={"model": POOLED}, timeout=60)
     assert response.status_code == 200, response.text
     assert response.json() and all(set(s) == {"id", "n_ctx", "speculative", "is_processing"} for s in response.json())
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_stop_strings_tokens_are_left_out_of_tokens_as_the_readme_says(server, stream):
+    # (a deliberate difference from llama-server, whose tokens hold every one sampled: jan's spell the text shown)
+    body = {"model": STORIES, "prompt": "Once upon a time", "n_predict": 20, "temperature": 0, "stop": ["girl"],
+            "return_tokens": True, "stream": stream}
+    if stream:
+        response = httpx.post(server.base_url + "/completion", json=body, timeout=120)
+        events = [json.loads(line[6:]) for line in response.text.split("\n") if line.startswith("data: ")]
+        content, tokens, final = "".join(e["content"] for e in events), sum((e["tokens"] for e in events), []), \
+            events[-1]
+    else:
+        final = ok(server, "/completion", body)
+        content, tokens = final["content"], final["tokens"]
+    assert final["stop_type"] == "word" and final["stopping_word"] == "girl", final
+    assert ok(server, "/detokenize", {"model": STORIES, "tokens": tokens})["content"] == content, (tokens, content)
+    assert final["tokens_predicted"] > len(tokens), final  # (the stop string's tokens were sampled, and counted)
