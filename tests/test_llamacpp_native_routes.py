@@ -677,3 +677,16 @@ def test_a_stop_strings_tokens_are_left_out_of_tokens_as_the_readme_says(server,
     assert final["stop_type"] == "word" and final["stopping_word"] == "girl", final
     assert ok(server, "/detokenize", {"model": STORIES, "tokens": tokens})["content"] == content, (tokens, content)
     assert final["tokens_predicted"] > len(tokens), final  # (the stop string's tokens were sampled, and counted)
+
+
+def test_completion_takes_more_stop_strings_than_openais_16(server):
+    # llama-server's stop names no count (llama.vscode and scripts send long lists); jan refused a 17th with OpenAI's
+    # bound. The bound of APIs that name none stays (each string is matched against every token).
+    from jan.server.schemas import MAX_STOP_STRINGS
+
+    stops = [f"zq{i}" for i in range(30)] + ["girl"]
+    result = ok(server, "/completion", {"model": STORIES, "prompt": "Once upon a time", "n_predict": 20,
+                                        "temperature": 0, "stop": stops})
+    assert result["stop_type"] == "word" and result["stopping_word"] == "girl", result
+    response = post(server, "/completion", {"model": STORIES, "prompt": "x", "stop": ["a"] * (MAX_STOP_STRINGS + 1)})
+    assert response.status_code == 400 and response.json()["error"]["message"].startswith("stop"), response.text

@@ -25,8 +25,8 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from jan.server.dialect_errors import llamacpp_error_body, llamacpp_error_status
 from jan.server.openai_wire import timings_dict
-from jan.server.schemas import (INT32_MAX, ContentPrompt, MediaPrompt, ModelId, NullMeansDefault, Seed, Stop, TokenId,
-                                bounded)
+from jan.server.schemas import (INT32_MAX, MAX_STOP_STRINGS, ContentPrompt, MediaPrompt, ModelId, NullMeansDefault, Seed,
+                                TokenId, bounded)
 from jan.errors import MediaError
 from jan.image_types import base64_media, sniff_image
 from jan.engine.media import audio_format
@@ -164,7 +164,8 @@ class CompletionBody(WholeNumbers):
     mirostat_tau: float | None = bounded("mirostat_tau")
     mirostat_eta: float | None = bounded("mirostat_eta")
     seed: Seed | None = None  # -1: a random one
-    stop: Stop = None
+    # (llama-server's stop names no count: the bound of such APIs, not OpenAI's 16, which refused a 17th here)
+    stop: Union[Annotated[list[str], Field(max_length=MAX_STOP_STRINGS)], str, None] = None
     grammar: str | None = None
     json_schema: dict[str, Any] | None = None
     n_probs: int | None = Field(None, ge=0, le=20)
