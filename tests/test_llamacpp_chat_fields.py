@@ -213,3 +213,21 @@ def test_llama_servers_reasoning_budget_tokens_is_taken_on_chat(server):
         ok(server, "/v1/chat/completions", CHAT | {"reasoning_budget_tokens": budget})
     response = post(server, "/v1/chat/completions", CHAT | {"reasoning_budget_tokens": -2})
     assert response.status_code == 400 and response.json()["error"]["param"] == "reasoning_budget_tokens", response.text
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/completion", {"prompt": "Once upon a time", "n_predict": 3}),
+    ("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 3}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}),
+])
+def test_a_token_id_written_as_a_whole_float_is_that_id(server, path, body):
+    # llama-server's JSON reading takes 383.0 as id 383 (a Python or NumPy float, json.dumps'd); jan refused it as
+    # "neither a token id (a whole number) nor text"
+    base = {"model": "stories260K", "temperature": 0} | body
+    as_int = ok(server, path, base | {"logit_bias": [[383, False]]})
+    as_float = ok(server, path, base | {"logit_bias": [[383.0, False]]})
+    text = (lambda r: r["content"] if "content" in r else r["choices"][0].get("text", r["choices"][0].get("message")))
+    assert text(as_float) == text(as_int), (as_float, as_int)
+    assert ok(server, "/detokenize", {"tokens": [383.0, 286.0]}) == ok(server, "/detokenize", {"tokens": [383, 286]})
+    response = post(server, "/detokenize", {"tokens": [383.5]})
+    assert response.status_code == 400, response.text

@@ -1019,3 +1019,12 @@ class DetokenizeRequest(_Strict):
 
     model: ModelId = None
     tokens: TokenList = Field(default_factory=list)
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _whole_floats(cls, v: Any) -> Any:
+        # an id written as a whole float ([15043.0], a Python float or a NumPy array's) is that id, as llama-server's
+        # JSON reading takes it (a fraction stays refused)
+        if isinstance(v, list):
+            return [int(t) if type(t) is float and t.is_integer() else t for t in v]
+        return v

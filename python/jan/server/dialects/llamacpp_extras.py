@@ -226,6 +226,8 @@ def logit_bias_ids(value: Any, text_refused: str = NO_TEXT_TOKENS) -> dict[int, 
         token, bias = pair
         if isinstance(token, str) and not bias_text(token):
             token = int(token)  # (an id written as text, an object's key: "15043", "-1" as llama-server's strtol)
+        elif type(token) is float and token.is_integer():
+            token = int(token)  # (a whole float, 15043.0: that id, as llama-server's JSON reading takes it)
         if isinstance(token, str):
             raise ValueError(f"logit_bias: token {token!r} is no token id, and {text_refused}; give its id "
                              "(POST /tokenize)")
