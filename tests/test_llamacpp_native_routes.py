@@ -690,3 +690,11 @@ def test_completion_takes_more_stop_strings_than_openais_16(server):
     assert result["stop_type"] == "word" and result["stopping_word"] == "girl", result
     response = post(server, "/completion", {"model": STORIES, "prompt": "x", "stop": ["a"] * (MAX_STOP_STRINGS + 1)})
     assert response.status_code == 400 and response.json()["error"]["message"].startswith("stop"), response.text
+
+
+def test_ctx_size_is_each_slots_as_the_readme_says(server):
+    # (a deliberate difference: llama-server's -c 512 -np 4 would give each slot 128)
+    slots = httpx.get(server.base_url + "/slots", params={"model": STORIES}, timeout=60).json()
+    assert len(slots) == 4 and all(s["n_ctx"] == 512 for s in slots), slots
+    props = httpx.get(server.base_url + "/props", params={"model": STORIES}, timeout=60).json()
+    assert props["default_generation_settings"]["n_ctx"] == 512, props["default_generation_settings"]
