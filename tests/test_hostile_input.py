@@ -485,7 +485,8 @@ async def test_the_grammar_of_many_tools_is_refused_naming_tools(server, path, b
     ("/v1/messages", {"model": "stories260K", "max_tokens": 2, "messages": _X}, "stop_sequences"),
     ("/api/chat", {"model": "stories260K", "stream": False, "messages": _X, "options": {}}, "stop"),
     ("/api/generate", {"model": "stories260K", "stream": False, "prompt": "x", "options": {}}, "stop"),
-], ids=["anthropic", "ollama-chat", "ollama-generate"])
+    ("/completion", {"model": "stories260K", "prompt": "x", "n_predict": 2}, "stop"),  # (llama-server's)
+], ids=["anthropic", "ollama-chat", "ollama-generate", "llama-server"])
 async def test_stop_lists_are_bounded_in_every_dialect(server, path, body, field):
     """A million stop strings (a 14 MB body) were taken, and matched against every token (on the event loop, for a
     reply its chat format parses): every other request waited seconds. 256 are taken (OpenAI's ``stop`` has 16)."""

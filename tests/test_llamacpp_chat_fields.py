@@ -169,3 +169,65 @@ def test_a_text_completions_size_estimate_counts_the_content_list(server):
                                             "temperature": 0, "logprobs": 5, "echo": True})
     sent = json_values(answer["choices"])
     assert sent / 2 <= _completion_values(answer) <= sent * 2, (sent, _completion_values(answer))
+
+
+def _stream(server, path, body):
+    import httpx
+    import json
+
+    response = httpx.post(server.base_url + path, json=body | {"stream": True}, timeout=120)
+    assert response.status_code == 200, response.text
+    lines = [line[6:] for line in response.text.split("\n") if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]", lines
+    return [json.loads(line) for line in lines[:-1]]
+
+
+@pytest.mark.parametrize("timings_per_token", [False, True])
+def test_a_text_completion_streams_last_chunk_tells_its_usage_as_llama_servers_does(server, timings_per_token):
+    # llama-server's /v1/completions writes each result's usage on its last chunk whether or not include_usage asks
+    # (scripts read it there); jan wrote only the timings, and the usage only in include_usage's chunk
+    body = {"model": "stories260K", "temperature": 0, "max_tokens": 3, "prompt": ["Once upon a time", "Tom"],
+            "timings_per_token": timings_per_token}
+    chunks = _stream(server, "/v1/completions", body)
+    whole = ok(server, "/v1/completions", body)
+    for index in (0, 1):
+        last = [c for c in chunks if c["choices"][0]["index"] == index][-1]
+        assert last["choices"][0]["finish_reason"] == "length", chunks
+        usage = last["usage"]
+        assert usage["completion_tokens"] == 3 and usage["prompt_tokens"] > 0, last
+        assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"], last
+        assert set(last["timings"]) >= {"prompt_n", "predicted_n"}, last
+    assert sum(c["usage"]["completion_tokens"] for c in chunks if "usage" in c) == \
+        whole["usage"]["completion_tokens"], chunks
+    assert all("usage" not in c for c in chunks if c["choices"][0]["finish_reason"] is None), chunks
+    # include_usage: OpenAI's own chunk with the request's usage, the choices' last chunks without one
+    chunks = _stream(server, "/v1/completions", body | {"stream_options": {"include_usage": True}})
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 6, chunks[-1]
+    assert all("usage" not in c for c in chunks[:-1]), chunks
+
+
+def test_llama_servers_reasoning_budget_tokens_is_taken_on_chat(server):
+    # llama-server's chat reads reasoning_budget_tokens (then thinking_budget_tokens, which jan took); jan refused
+    # it as unknown. (stories260K's template has no thinking: taken, changing nothing here.)
+    for budget in (0, 10, -1):
+        ok(server, "/v1/chat/completions", CHAT | {"reasoning_budget_tokens": budget})
+    response = post(server, "/v1/chat/completions", CHAT | {"reasoning_budget_tokens": -2})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "reasoning_budget_tokens", response.text
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/completion", {"prompt": "Once upon a time", "n_predict": 3}),
+    ("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 3}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}),
+])
+def test_a_token_id_written_as_a_whole_float_is_that_id(server, path, body):
+    # llama-server's JSON reading takes 383.0 as id 383 (a Python or NumPy float, json.dumps'd); jan refused it as
+    # "neither a token id (a whole number) nor text"
+    base = {"model": "stories260K", "temperature": 0} | body
+    as_int = ok(server, path, base | {"logit_bias": [[383, False]]})
+    as_float = ok(server, path, base | {"logit_bias": [[383.0, False]]})
+    text = (lambda r: r["content"] if "content" in r else r["choices"][0].get("text", r["choices"][0].get("message")))
+    assert text(as_float) == text(as_int), (as_float, as_int)
+    assert ok(server, "/detokenize", {"tokens": [383.0, 286.0]}) == ok(server, "/detokenize", {"tokens": [383, 286]})
+    response = post(server, "/detokenize", {"tokens": [383.5]})
+    assert response.status_code == 400, response.text

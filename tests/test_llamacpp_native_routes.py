@@ -103,6 +103,24 @@ def test_embd_normalize_is_llama_cpps(server):
         assert scaled == pytest.approx([x * ratio for x in raw], rel=1e-4, abs=1e-6)
 
 
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/embeddings"])
+def test_embd_normalize_on_the_openai_embedding_paths_is_llama_cpps_too(server, path):
+    # llama-server's /v1/embeddings reads embd_normalize as its /embedding does (scripts send -1 for raw vectors);
+    # jan refused it there as an unknown field
+    for norm in (None, -1, 0, 1, 2, 3):
+        native = ok(server, "/embedding", {"model": POOLED, "input": "hi", "embd_normalize": norm})[0]["embedding"][0]
+        body = {"model": POOLED, "input": ["hi"]} | ({} if norm is None else {"embd_normalize": norm})
+        vector = ok(server, path, body)["data"][0]["embedding"]
+        assert vector == pytest.approx(native, rel=1e-4, abs=1e-5), norm
+    for body, says in (({"embd_normalize": -2}, "embd_normalize"), ({"embd_normalize": "1"}, "embd_normalize"),
+                       ({"embd_normalize": -1, "dimensions": 8}, "embd_normalize: only 2")):
+        response = post(server, path, {"model": POOLED, "input": "hi", **body})
+        assert response.status_code == 400 and says in response.json()["error"]["message"], response.text
+    # 2 is the default's norm, so dimensions' cut (L2-normalized again) goes with it
+    cut = ok(server, path, {"model": POOLED, "input": "hi", "embd_normalize": 2, "dimensions": 8})["data"][0]
+    assert len(cut["embedding"]) == 8 and _norms(cut["embedding"])[0] == pytest.approx(1, abs=1e-5)
+
+
 def test_a_pooling_none_model_answers_a_vector_per_token_unnormalized(server):
     n_tokens = len(ok(server, "/tokenize", {"model": PER_TOKEN, "content": "hello world", "add_special": True})["tokens"])
     for norm in (None, -1, 1, 2):  # llama-server normalizes only pooled vectors
@@ -340,6 +358,29 @@ def test_llama_servers_fields_on_its_openai_routes_are_taken_as_completion_takes
         assert response.status_code == 400 and says in response.json()["error"]["message"], response.text
     response = post(server, path, {"model": STORIES, **body, "samplers": ["top_p", "top_k"]})
     assert response.status_code == 400 and response.json()["error"]["param"] == "samplers", response.text
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/completion", {"prompt": "Once upon a time", "n_predict": 2}),
+    ("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 2}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}),
+])
+def test_a_field_jan_ignores_is_still_of_llama_servers_type(server, path, body):
+    # llama-server's schema reads these and answers 400 "Field 'cache_prompt': type must be boolean" for another
+    # type or a count out of its range; jan, which ignores their values, took any (a 200 where the client's field
+    # was wrong)
+    for field, value in (("cache_prompt", "yes"), ("cache_prompt", 1), ("return_progress", "x"), ("verbose", 1),
+                         ("backend_sampling", "x"), ("parse_tool_calls", "x"), ("n_keep", "x"), ("n_keep", -2),
+                         ("n_keep", 1.5), ("n_keep", True), ("n_discard", -1), ("n_cache_reuse", "x"),
+                         ("sse_ping_interval", -2)):
+        response = post(server, path, {"model": STORIES, **body, field: value})
+        assert response.status_code == 400, (path, field, value, response.text)
+        assert response.json()["error"]["message"].startswith(field), response.text
+    # what llama-server takes stays taken: its types, a count's ends, a whole float, null for the default
+    taken = {"cache_prompt": False, "return_progress": False, "verbose": False, "backend_sampling": False,
+             "parse_tool_calls": True, "n_keep": -1, "n_discard": 0, "n_cache_reuse": 4.0, "sse_ping_interval": -1,
+             "t_max_prompt_ms": "unread", "return_tokens": None}
+    ok(server, path, {"model": STORIES, **body, **taken})
 
 
 def test_samplers_turn_off_the_samplers_they_leave_out_on_the_openai_routes():
@@ -618,3 +659,42 @@ def test_slots_of_a_loaded_embedding_model_list_its_slots_without_tasks(server):
     response = httpx.get(server.base_url + "/slots", params={"model": POOLED}, timeout=60)
     assert response.status_code == 200, response.text
     assert response.json() and all(set(s) == {"id", "n_ctx", "speculative", "is_processing"} for s in response.json())
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_stop_strings_tokens_are_left_out_of_tokens_as_the_readme_says(server, stream):
+    # (a deliberate difference from llama-server, whose tokens hold every one sampled: jan's spell the text shown)
+    body = {"model": STORIES, "prompt": "Once upon a time", "n_predict": 20, "temperature": 0, "stop": ["girl"],
+            "return_tokens": True, "stream": stream}
+    if stream:
+        response = httpx.post(server.base_url + "/completion", json=body, timeout=120)
+        events = [json.loads(line[6:]) for line in response.text.split("\n") if line.startswith("data: ")]
+        content, tokens, final = "".join(e["content"] for e in events), sum((e["tokens"] for e in events), []), \
+            events[-1]
+    else:
+        final = ok(server, "/completion", body)
+        content, tokens = final["content"], final["tokens"]
+    assert final["stop_type"] == "word" and final["stopping_word"] == "girl", final
+    assert ok(server, "/detokenize", {"model": STORIES, "tokens": tokens})["content"] == content, (tokens, content)
+    assert final["tokens_predicted"] > len(tokens), final  # (the stop string's tokens were sampled, and counted)
+
+
+def test_completion_takes_more_stop_strings_than_openais_16(server):
+    # llama-server's stop names no count (llama.vscode and scripts send long lists); jan refused a 17th with OpenAI's
+    # bound. The bound of APIs that name none stays (each string is matched against every token).
+    from jan.server.schemas import MAX_STOP_STRINGS
+
+    stops = [f"zq{i}" for i in range(30)] + ["girl"]
+    result = ok(server, "/completion", {"model": STORIES, "prompt": "Once upon a time", "n_predict": 20,
+                                        "temperature": 0, "stop": stops})
+    assert result["stop_type"] == "word" and result["stopping_word"] == "girl", result
+    response = post(server, "/completion", {"model": STORIES, "prompt": "x", "stop": ["a"] * (MAX_STOP_STRINGS + 1)})
+    assert response.status_code == 400 and response.json()["error"]["message"].startswith("stop"), response.text
+
+
+def test_ctx_size_is_each_slots_as_the_readme_says(server):
+    # (a deliberate difference: llama-server's -c 512 -np 4 would give each slot 128)
+    slots = httpx.get(server.base_url + "/slots", params={"model": STORIES}, timeout=60).json()
+    assert len(slots) == 4 and all(s["n_ctx"] == 512 for s in slots), slots
+    props = httpx.get(server.base_url + "/props", params={"model": STORIES}, timeout=60).json()
+    assert props["default_generation_settings"]["n_ctx"] == 512, props["default_generation_settings"]

@@ -31,6 +31,10 @@ BODIES = [
     {"reasoning_budget": -1},
     {"thinking_budget_tokens": 7},
     {"reasoning_budget": 3, "thinking_budget_tokens": 7},
+    # llama-server's chat name, read before thinking_budget_tokens; its -1 is the model's budget
+    {"reasoning_budget_tokens": 9},
+    {"reasoning_budget_tokens": 9, "thinking_budget_tokens": 7},
+    {"reasoning_budget_tokens": -1},
 ]
 SETTINGS = [None, {"reasoning_budget": 64, "reasoning_effort": "high", "reasoning_format": "deepseek"}]
 
@@ -67,3 +71,5 @@ def test_only_what_the_request_gives_is_read():
         "effort": "low", "enabled": False}
     assert request_reasoning({"chat_template_kwargs": {"enable_thinking": "yes"}}) == {}
     assert request_reasoning({"reasoning_budget": -1}) == {"budget_tokens": -1}
+    assert request_reasoning({"reasoning_budget_tokens": 9, "thinking_budget_tokens": 7}) == {"budget_tokens": 9}
+    assert request_reasoning({"reasoning_budget_tokens": -1, "thinking_budget_tokens": 7}) == {}

@@ -11,7 +11,7 @@ __all__ = ["REASONING_FIELDS", "THINKING_SWITCHES", "request_reasoning", "thinki
 
 #: The request fields :func:`request_reasoning` reads.
 REASONING_FIELDS = ("reasoning_effort", "think", "chat_template_kwargs", "reasoning_format", "reasoning_budget",
-                    "thinking_budget_tokens")
+                    "reasoning_budget_tokens", "thinking_budget_tokens")
 
 
 #: The thinking switches templates read from ``chat_template_kwargs`` as booleans (``enable_thinking``: Qwen3,
@@ -42,8 +42,9 @@ def request_reasoning(body: Mapping[str, Any]) -> dict[str, Any]:
 
     ``reasoning_effort``; Ollama's ``think`` (``true``/``false`` turns thinking on/off, a level is the effort when
     ``reasoning_effort`` gives none); ``chat_template_kwargs.enable_thinking`` (a boolean, where ``think`` gave
-    none); ``reasoning_format``; llama-server's ``reasoning_budget``, else ``thinking_budget_tokens``. A budget of
-    -1 is kept: it asks for no cap, over a model's own budget. Values are checked where they are used."""
+    none); ``reasoning_format``; llama-server's ``reasoning_budget``, else its ``reasoning_budget_tokens`` (-1: the model's
+    budget), else ``thinking_budget_tokens``. A ``reasoning_budget`` of -1 is kept: it asks for no cap, over a
+    model's own budget. Values are checked where they are used."""
     given: dict[str, Any] = {}
     effort = body.get("reasoning_effort")
     think = body.get("think")
@@ -60,7 +61,11 @@ def request_reasoning(body: Mapping[str, Any]) -> dict[str, Any]:
     if body.get("reasoning_format") is not None:
         given["format"] = body["reasoning_format"]
     budget = body.get("reasoning_budget")
-    if budget is None:
+    if budget is None and body.get("reasoning_budget_tokens") is not None:
+        # llama-server's chat field, read before thinking_budget_tokens as it reads them; its -1 is the server's
+        # (here the model's) budget, not jan's reasoning_budget -1 (no cap)
+        budget = body["reasoning_budget_tokens"] if body["reasoning_budget_tokens"] != -1 else None
+    elif budget is None:
         budget = body.get("thinking_budget_tokens")
     if budget is not None:
         given["budget_tokens"] = budget

@@ -130,7 +130,8 @@ def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
                    "send) before its connection is closed and its generation stopped.")
 @click.option("--parallel", "-np", "n_parallel", default=None, type=click.IntRange(1, int(LOAD_RANGES["n_parallel"].le)),
               help="Requests each model serves at once [default: the llamacpp extension's setting, 4].")
-@click.option("--ctx-size", "-c", "n_ctx", default=None, type=click.IntRange(64, INT32_MAX), help="Context tokens per request.")
+@click.option("--ctx-size", "-c", "n_ctx", default=None, type=click.IntRange(64, INT32_MAX),
+              help="Context tokens per request: each slot's (llama-server's -c is all --parallel slots' together).")
 @click.option("--threads", "-t", "n_threads", default=None, type=click.IntRange(1, int(LOAD_RANGES["n_threads"].le)),
               help="Generation threads (at most ggml's 512).")
 @click.option("--adaptive-threads", "adaptive_threads", default=None, type=click.Choice(ADAPTIVE_THREADS, case_sensitive=False),

@@ -393,8 +393,10 @@ def embedding_request(body: schemas.EmbeddingRequest) -> EmbeddingRequest:
             return typed
         return tuple(x)
 
+    # (llama-server's embd_normalize: 2, euclidean, is the default's L2 norm; another replaces it)
+    p_norm = body.embd_normalize if body.embd_normalize != 2 else None
     return EmbeddingRequest(model=body.model, inputs=tuple(typed_input(k, x) for k, x in enumerate(inputs)),
-                            dimensions=body.dimensions, listed=listed)
+                            dimensions=body.dimensions, listed=listed, p_norm=p_norm)
 
 
 def embedding_media_error(exc: MediaError, body: schemas.EmbeddingRequest) -> MediaError:
@@ -669,6 +671,10 @@ class CompletionChunkEncoder:
                   "finish_reason": delta.finish_reason}
         self._fold(choice)
         chunk = {**self.header, "choices": [choice]}
+        if delta.choice_usage is not None and not self.include_usage:
+            # a result's last chunk tells its usage, as llama-server's /v1/completions writes it whether or not
+            # include_usage asks (which gets OpenAI's own usage chunk after it instead)
+            chunk["usage"] = usage_dict(delta.choice_usage)
         if self.timings_per_token and delta.progress is not None:
             return _with_timings(chunk, delta.progress)  # (llama-server's timings_per_token: the timings so far)
         # (a result's last chunk: its timings, unless the usage chunk that follows carries the request's)

@@ -711,6 +711,9 @@ class ChatCompletionRequest(SamplingFields):
     continue_final_message: Union[bool, Literal["content", "reasoning_content"], None] = None
     add_generation_prompt: bool | None = None
     reasoning_budget: int | None = Field(default=None, ge=-1, le=INT32_MAX)
+    # llama-server's name of the budget on its chat route (read before thinking_budget_tokens, as it reads them; -1:
+    # the model's own budget)
+    reasoning_budget_tokens: int | None = Field(default=None, ge=-1, le=INT32_MAX)
     thinking_budget_tokens: int | None = Field(default=None, ge=0, le=INT32_MAX)
     # llama-server's: the thinking can be ended while it runs (POST /v1/chat/completions/control, by the reply's id)
     reasoning_control: bool | None = None
@@ -876,6 +879,17 @@ class EmbeddingRequest(_Strict):
                                   "v1.5 keep their quality). 1 to the model's size; its size is the whole vector; "
                                   "more is a 400 naming dimensions.")
     user: str | None = None
+    # llama-server's, which its /v1/embeddings reads as its /embedding does: -1 none, 0 int16's range, 1 taxicab,
+    # 2 euclidean (OpenAI's, the default), above 2 that p-norm
+    embd_normalize: int | None = Field(None, ge=-1, le=INT32_MAX)
+
+    @model_validator(mode="after")
+    def _one_normalization(self) -> "EmbeddingRequest":
+        if self.dimensions is not None and self.embd_normalize not in (None, 2):
+            # (the cut is L2-normalized again: another norm asked beside it would be undone or mixed)
+            raise ValueError("embd_normalize: only 2 (euclidean) goes with dimensions, whose cut is L2-normalized "
+                             "again; leave one of them out")
+        return self
 
     @field_validator("input")
     @classmethod
@@ -1005,3 +1019,12 @@ class DetokenizeRequest(_Strict):
 
     model: ModelId = None
     tokens: TokenList = Field(default_factory=list)
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _whole_floats(cls, v: Any) -> Any:
+        # an id written as a whole float ([15043.0], a Python float or a NumPy array's) is that id, as llama-server's
+        # JSON reading takes it (a fraction stays refused)
+        if isinstance(v, list):
+            return [int(t) if type(t) is float and t.is_integer() else t for t in v]
+        return v

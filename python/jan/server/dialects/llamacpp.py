@@ -25,8 +25,8 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from jan.server.dialect_errors import llamacpp_error_body, llamacpp_error_status
 from jan.server.openai_wire import timings_dict
-from jan.server.schemas import (INT32_MAX, ContentPrompt, MediaPrompt, ModelId, NullMeansDefault, Seed, Stop, TokenId,
-                                bounded)
+from jan.server.schemas import (INT32_MAX, MAX_STOP_STRINGS, ContentPrompt, MediaPrompt, ModelId, NullMeansDefault, Seed,
+                                TokenId, bounded)
 from jan.errors import MediaError
 from jan.image_types import base64_media, sniff_image
 from jan.engine.media import audio_format
@@ -53,8 +53,9 @@ error_body = llamacpp_error_body
 # body reads them: imported at start, this module on first use)
 from jan.server.dialects.llamacpp_extras import (IGNORED, IGNORED_WHILE_OFF, REFUSED_UNLESS, TRIGGER_TYPES,  # noqa: E402,F401
                                                  UNREAD, bias_text, bias_texts, biases_with_ids, client_grammar,
-                                                 lazy_refusal, lazy_triggers, logit_bias_ids as _logit_bias, refusal,
-                                                 speculative_fields, without_extras)
+                                                 ignored_refusal, lazy_refusal, lazy_triggers,
+                                                 logit_bias_ids as _logit_bias, refusal, speculative_fields,
+                                                 without_extras)
 
 
 #: llama.cpp's sampler names -> jan's; their aliases (``top-k``, ``topk``, ``nucleus``, ``temp``, ``typ``) as
@@ -163,7 +164,8 @@ class CompletionBody(WholeNumbers):
     mirostat_tau: float | None = bounded("mirostat_tau")
     mirostat_eta: float | None = bounded("mirostat_eta")
     seed: Seed | None = None  # -1: a random one
-    stop: Stop = None
+    # (llama-server's stop names no count: the bound of such APIs, not OpenAI's 16, which refused a 17th here)
+    stop: Union[Annotated[list[str], Field(max_length=MAX_STOP_STRINGS)], str, None] = None
     grammar: str | None = None
     json_schema: dict[str, Any] | None = None
     n_probs: int | None = Field(None, ge=0, le=20)
@@ -245,6 +247,10 @@ class CompletionBody(WholeNumbers):
         extra = self.model_extra or {}
         for name in REFUSED_UNLESS:
             why = refusal(name, extra.get(name))
+            if why is not None:
+                raise ValueError(why)
+        for name in IGNORED:  # (taken and ignored, but of llama-server's type: its 400 otherwise)
+            why = ignored_refusal(name, extra.get(name))
             if why is not None:
                 raise ValueError(why)
         if self.grammar and self.json_schema is not None:

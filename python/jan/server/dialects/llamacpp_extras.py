@@ -16,8 +16,8 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-__all__ = ["IGNORED", "IGNORED_WHILE_OFF", "REFUSED_UNLESS", "SPECULATIVE", "TRIGGER_TYPES", "UNREAD", "bias_text",
-           "bias_texts", "biases_with_ids", "client_grammar", "lazy_refusal", "lazy_triggers", "logit_bias_ids",
+__all__ = ["IGNORED", "IGNORED_TYPES", "IGNORED_WHILE_OFF", "REFUSED_UNLESS", "SPECULATIVE", "TRIGGER_TYPES", "UNREAD", "bias_text",
+           "bias_texts", "biases_with_ids", "client_grammar", "ignored_refusal", "lazy_refusal", "lazy_triggers", "logit_bias_ids",
            "refusal", "speculative_fields", "without_extras"]
 
 #: Fields llama-server takes that change nothing jan's output could show, accepted and ignored: how llama-server
@@ -34,6 +34,39 @@ IGNORED = ("cache_prompt", "n_cache_reuse", "n_keep", "n_discard", "t_max_prompt
            # /completion's own results), and what its chat sets from the template whatever the body says (the
            # generation prompt, and tool call parsing: on with tools, nothing to parse without)
            "return_tokens", "response_fields", "generation_prompt", "parse_tool_calls")
+#: The types llama-server's schema reads the :data:`IGNORED` fields as (its ``server-schema.cpp``): a value of
+#: another type is its 400 ("Field 'cache_prompt': type must be boolean"), so jan, ignoring the value, still refuses
+#: it (it was taken unsaid, where llama-server tells the client its field is wrong). Counts: (least, most).
+_INT32_MAX = 2**31 - 1
+IGNORED_TYPES: dict[str, Any] = {
+    **dict.fromkeys(("cache_prompt", "timings_per_token", "return_progress", "verbose", "backend_sampling",
+                     "return_tokens", "parse_tool_calls"), bool),
+    "n_keep": (-1, _INT32_MAX), "n_discard": (0, _INT32_MAX), "n_cache_reuse": (0, _INT32_MAX),
+    "sse_ping_interval": (-1, _INT32_MAX), "stream_options": dict,
+    # (not generation_prompt nor reasoning_control: llama-server's chat sets them from the template unchecked; nor
+    # t_max_prompt_ms, which its schema does not read)
+}
+
+
+def ignored_refusal(name: str, value: Any) -> str | None:
+    """Why an :data:`IGNORED` field's ``value`` is refused although jan ignores it, or None: its type (and a count's
+    range) is not llama-server's (:data:`IGNORED_TYPES`). Null is absent, as llama-server reads it; a count may be a
+    whole float (llama-server's JSON reading), never a bool."""
+    kind = IGNORED_TYPES.get(name)
+    if kind is None or value is None:
+        return None
+    if kind is bool or kind is dict:
+        what = "a boolean" if kind is bool else "an object"
+        return None if isinstance(value, kind) else f"{name}: must be {what}, as llama-server reads it"
+    low, high = kind
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not value.is_integer()):
+        return f"{name}: must be an integer, as llama-server reads it"
+    if not low <= value <= high:
+        return f"{name}: must be between {low} and {high}, got {value!r}"
+    return None
+
+
 #: Samplers jan's engine does not have, refused unless the value that turns them off: field -> (is off, why).
 REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dynatemp_range": (lambda v: v == 0, "its sampler has no dynamic temperature"),
@@ -116,7 +149,7 @@ def without_extras(data: dict[str, Any], declared: Collection[str]) -> dict[str,
     """A body for llama-server's OpenAI-compatible routes without the llama-server fields that are not
     ``declared`` on it (its clients send them there too: its web UI, ``extra_body={"cache_prompt": true}``), taken
     as ``/completion`` takes them: accepted and ignored (:data:`IGNORED`, :data:`IGNORED_WHILE_OFF`,
-    :data:`UNREAD`), or a ValueError naming one of :data:`REFUSED_UNLESS` that is not off."""
+    :data:`UNREAD`), or a ValueError naming an ignored one not of llama-server's type (:func:`ignored_refusal`) or naming one of :data:`REFUSED_UNLESS` that is not off."""
     out = {}
     speculative = speculative_fields(data)
     for name, value in data.items():
@@ -128,7 +161,11 @@ def without_extras(data: dict[str, Any], declared: Collection[str]) -> dict[str,
             why = refusal(name, value)
             if why is not None:
                 raise ValueError(why)
-        elif name not in IGNORED and name not in IGNORED_WHILE_OFF and name not in UNREAD:
+        elif name in IGNORED:
+            why = ignored_refusal(name, value)
+            if why is not None:
+                raise ValueError(why)
+        elif name not in IGNORED_WHILE_OFF and name not in UNREAD:
             out[name] = value  # (the body's own check refuses what it does not know)
     for option, value in speculative.items():
         if option in declared and out.get(option) is None:  # (jan's own name, given too, wins)
@@ -189,6 +226,8 @@ def logit_bias_ids(value: Any, text_refused: str = NO_TEXT_TOKENS) -> dict[int, 
         token, bias = pair
         if isinstance(token, str) and not bias_text(token):
             token = int(token)  # (an id written as text, an object's key: "15043", "-1" as llama-server's strtol)
+        elif type(token) is float and token.is_integer():
+            token = int(token)  # (a whole float, 15043.0: that id, as llama-server's JSON reading takes it)
         if isinstance(token, str):
             raise ValueError(f"logit_bias: token {token!r} is no token id, and {text_refused}; give its id "
                              "(POST /tokenize)")

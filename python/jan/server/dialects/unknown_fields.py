@@ -38,7 +38,7 @@ RESPONSES_RENAMES: Mapping[str, str] = {
 ANTHROPIC_RENAMES: Mapping[str, str] = {
     "max_completion_tokens": "max_tokens", "stop": "stop_sequences", "reasoning_effort": "output_config.effort",
     "response_format": "output_config.format", "reasoning_budget": "thinking.budget_tokens",
-    "thinking_budget_tokens": "thinking.budget_tokens"}
+    "thinking_budget_tokens": "thinking.budget_tokens", "reasoning_budget_tokens": "thinking.budget_tokens"}
 
 
 def responses_unknown(field: str) -> tuple[str, str]:
