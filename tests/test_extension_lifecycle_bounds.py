@@ -548,3 +548,44 @@ async def test_a_route_added_after_on_load_returned_is_refused_not_silently_neve
             with pytest.raises(ExtensionError, match="'late-routes' added .* after its on_load returned"):
                 add()
         assert [r.path for r in manager.routes()] == ["/v1/extensions/late-routes/early"]
+
+
+async def test_the_log_of_an_extensions_event_handler_that_raises_or_hangs_names_the_extension(tmp_path, caplog):
+    """A handler's failure was logged as ``event handler Cls.on_load.<locals>.h failed``: its function only, no word
+    of whose code it was. Subscribed through ``ctx.subscribe``, every such line names the extension; the handler
+    still receives the events, and a sync handler stays sync."""
+    gate = Gate()
+    got: list[str] = []
+
+    async def listen(self, ctx):
+        def raises(event):
+            got.append(type(event).__name__)
+            raise RuntimeError("handler boom")
+
+        async def raises_later(event):
+            raise KeyError("async boom")
+
+        async def hangs(event):
+            await gate.hang()
+
+        ctx.subscribe(ExtensionLoaded, raises)
+        ctx.subscribe(ExtensionLoaded, raises_later)
+        ctx.subscribe(ExtensionLoaded, hangs)
+        with pytest.raises(TypeError, match="callable"):
+            ctx.subscribe(ExtensionLoaded, "not a function")
+
+    bus = LocalEventBus(handler_timeout=0.2)
+    manager = manager_for(tmp_path, make_ext("noisy", on_load=listen), make_ext("other", depends_on=("noisy",)),
+                          bus=bus, load_wait=None)
+    try:
+        with caplog.at_level("WARNING", logger="jan.core.events"):
+            await asyncio.wait_for(manager.start(), BOUND)
+            await asyncio.wait_for(manager.stop(), BOUND)
+        assert got and set(got) == {"ExtensionLoaded"}  # (still called, through the wrapper)
+        lines = [r.getMessage() for r in caplog.records if r.name == "jan.core.events"]
+        for what in ("failed on ExtensionLoaded: RuntimeError: handler boom", "failed on ExtensionLoaded: KeyError",
+                     "did not finish on ExtensionLoaded"):
+            line = next((line for line in lines if what in line), None)
+            assert line is not None and "of extension 'noisy'" in line, (what, lines)
+    finally:
+        gate.release.set()
