@@ -589,3 +589,64 @@ async def test_the_log_of_an_extensions_event_handler_that_raises_or_hangs_names
             assert line is not None and "of extension 'noisy'" in line, (what, lines)
     finally:
         gate.release.set()
+
+
+def test_threads_an_extension_leaves_running_do_not_keep_jan_serve_from_ending(tmp_path):
+    """A SIGTERM'd `jan serve` waited without end for an extension's thread that was never stopped (a plain
+    non-daemon thread, or a call run with ``asyncio.to_thread`` that never returns: ``asyncio.run`` and then the
+    interpreter's exit wait for both). It ends, with its status, naming the threads it left behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+    import urllib.request
+
+    from jan.testing.server import free_port
+
+    from extension_helpers import write_distribution
+
+    site = tmp_path / "site"
+    write_distribution(site, "jan-leaky", "1.0", {"leaky": "jan_leaky:Leaky"}, {"jan_leaky.py": textwrap.dedent('''
+        import asyncio
+        import threading
+        from jan.core import Extension
+
+        STOP = threading.Event()  # never set: the author forgot
+
+        def spin():
+            STOP.wait()
+
+        class Leaky(Extension):
+            name = "leaky"
+
+            async def on_load(self, ctx):
+                threading.Thread(target=spin, name="leaky-worker").start()
+                self.task = asyncio.ensure_future(asyncio.to_thread(spin))
+    ''')})
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "jan.cli", "serve", "--port", str(port), "--data-folder",
+                                 str(tmp_path / "data")], stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + BOUND
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/extensions/leaky", timeout=5) as resp:
+                    assert b'"loaded"' in resp.read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(BOUND) == 0, log.read_text()[-3000:]
+        output = log.read_text()
+        assert "'leaky-worker' (jan_leaky.spin)" in output, output[-3000:]
+        assert "left behind" in output
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
