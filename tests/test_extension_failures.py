@@ -417,3 +417,27 @@ async def test_the_wrapper_keeps_what_callers_rely_on(tmp_path):
         assert theirs.value.extension == "in-code-store"
         assert theirs.value.method == "ConversationalExtension.list_threads"
         assert isinstance(theirs.value.__cause__, ConnectionRefusedError) and theirs.value.code == "extension_error"
+
+
+def test_a_package_installed_twice_says_which_version_is_imported_and_which_is_not(tmp_path, caplog):
+    """Two versions of one extension package on sys.path (site-packages and a ``--target``/``--user`` folder):
+    Python imports the first, and ``importlib.metadata`` dropped the other's entry points without a word, so an
+    upgrade installed elsewhere "did nothing". The record's ``source`` (API, ``jan extensions``) and the log say
+    which copy is never imported; one folder on sys.path twice is no second copy."""
+    from jan.core.manager import ExtensionManager
+
+    module = "from jan.core import Extension\n\nclass Twice(Extension):\n    name = 'twice'\n"
+    new, old = tmp_path / "new", tmp_path / "old"
+    write_distribution(new, "jan-twice", "2.0", {"twice": "jan_twice:Twice"}, {"jan_twice.py": module})
+    write_distribution(old, "jan-twice", "1.0", {"twice": "jan_twice:Twice"}, {"jan_twice.py": module})
+    with on_sys_path(old, "jan_twice"), on_sys_path(new, "jan_twice"), on_sys_path(new, "jan_twice"):
+        with caplog.at_level("WARNING", logger="jan.core.manager"):
+            manager = ExtensionManager(tmp_path / "data")
+            manager.discover()
+        record = next(r for r in manager.list() if r.name == "twice")
+    assert record.version == "2.0"
+    assert record.source.startswith("entry point twice = jan_twice:Twice (jan-twice 2.0)"), record.source
+    assert f"also installed, never imported: 1.0 at {old}" in record.source
+    assert str(new) not in record.source  # (the folder listed twice)
+    assert any("jan-twice 2.0 is installed more than once" in r.getMessage() and str(old) in r.getMessage()
+               for r in caplog.records), caplog.text
