@@ -446,7 +446,6 @@ def test_a_package_installed_twice_says_which_version_is_imported_and_which_is_n
 @pytest.mark.parametrize(("attr", "value", "said"), [
     ("version", 3, "version must be text such as '1.0.0', not 3 (of type int)"),
     ("description", ["x"], "description must be text, not ['x'] (of type list)"),
-    ("requires_api", 1, "requires_api must be a version specifier such as '>=1,<2', not 1 (of type int)"),
     ("depends_on", "base", "depends_on must be a tuple of extension names, not 'base' (of type str)"),
     ("depends_on", ("base", 2), "depends_on must be a tuple of extension names"),
     ("priority", "high", "priority must be a number, not 'high' (of type str)"),

@@ -80,9 +80,9 @@ _NAME_RE = re.compile(r"^(@[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-
 
 
 def declaration_problem(extension: Any) -> str | None:
-    """What is wrong with an extension's declared class attributes (``version``, ``description``,
-    ``requires_api``, ``depends_on``, ``priority``, ``enabled_by_default``), or None. One of the wrong type was
-    taken as given: ``depends_on = "base"`` became the dependencies ``b``, ``a``, ``s``, ``e``; a ``priority`` of
+    """What is wrong with an extension's declared class attributes (``version``, ``description``, ``depends_on``,
+    ``priority``, ``enabled_by_default``; ``requires_api`` is :func:`check_api`'s, state ``incompatible``), or
+    None. One of the wrong type was taken as given: ``depends_on = "base"`` became the dependencies ``b``, ``a``, ``s``, ``e``; a ``priority`` of
     ``"high"`` a TypeError in every choice between implementations of its interface (a 500 naming nobody);
     ``version = 3`` a number where the API promises text."""
 
@@ -90,14 +90,12 @@ def declaration_problem(extension: Any) -> str | None:
         return f"{value!r} (of type {type(value).__name__})"
 
     version, description = getattr(extension, "version", None), getattr(extension, "description", "")
-    requires_api, depends_on = getattr(extension, "requires_api", None), getattr(extension, "depends_on", ())
+    depends_on = getattr(extension, "depends_on", ())
     priority, enabled = getattr(extension, "priority", 0), getattr(extension, "enabled_by_default", True)
     if version is not None and not isinstance(version, str):
         return f"invalid declaration: version must be text such as '1.0.0', not {said(version)}"
     if not isinstance(description, str):
         return f"invalid declaration: description must be text, not {said(description)}"
-    if requires_api is not None and not isinstance(requires_api, str):
-        return f"invalid declaration: requires_api must be a version specifier such as '>=1,<2', not {said(requires_api)}"
     if isinstance(depends_on, (str, bytes)) or not isinstance(depends_on, (tuple, list, frozenset, set)) \
             or not all(isinstance(d, str) for d in depends_on):
         return f"invalid declaration: depends_on must be a tuple of extension names, not {said(depends_on)}"
