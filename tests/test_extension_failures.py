@@ -417,3 +417,85 @@ async def test_the_wrapper_keeps_what_callers_rely_on(tmp_path):
         assert theirs.value.extension == "in-code-store"
         assert theirs.value.method == "ConversationalExtension.list_threads"
         assert isinstance(theirs.value.__cause__, ConnectionRefusedError) and theirs.value.code == "extension_error"
+
+
+def test_a_package_installed_twice_says_which_version_is_imported_and_which_is_not(tmp_path, caplog):
+    """Two versions of one extension package on sys.path (site-packages and a ``--target``/``--user`` folder):
+    Python imports the first, and ``importlib.metadata`` dropped the other's entry points without a word, so an
+    upgrade installed elsewhere "did nothing". The record's ``source`` (API, ``jan extensions``) and the log say
+    which copy is never imported; one folder on sys.path twice is no second copy."""
+    from jan.core.manager import ExtensionManager
+
+    module = "from jan.core import Extension\n\nclass Twice(Extension):\n    name = 'twice'\n"
+    new, old = tmp_path / "new", tmp_path / "old"
+    write_distribution(new, "jan-twice", "2.0", {"twice": "jan_twice:Twice"}, {"jan_twice.py": module})
+    write_distribution(old, "jan-twice", "1.0", {"twice": "jan_twice:Twice"}, {"jan_twice.py": module})
+    with on_sys_path(old, "jan_twice"), on_sys_path(new, "jan_twice"), on_sys_path(new, "jan_twice"):
+        with caplog.at_level("WARNING", logger="jan.core.manager"):
+            manager = ExtensionManager(tmp_path / "data")
+            manager.discover()
+        record = next(r for r in manager.list() if r.name == "twice")
+    assert record.version == "2.0"
+    assert record.source.startswith("entry point twice = jan_twice:Twice (jan-twice 2.0)"), record.source
+    assert f"also installed, never imported: 1.0 at {old}" in record.source
+    assert str(new) not in record.source  # (the folder listed twice)
+    assert any("jan-twice 2.0 is installed more than once" in r.getMessage() and str(old) in r.getMessage()
+               for r in caplog.records), caplog.text
+
+
+@pytest.mark.parametrize(("attr", "value", "said"), [
+    ("version", 3, "version must be text such as '1.0.0', not 3 (of type int)"),
+    ("description", ["x"], "description must be text, not ['x'] (of type list)"),
+    ("depends_on", "base", "depends_on must be a tuple of extension names, not 'base' (of type str)"),
+    ("depends_on", ("base", 2), "depends_on must be a tuple of extension names"),
+    ("priority", "high", "priority must be a number, not 'high' (of type str)"),
+    ("priority", True, "priority must be a number, not True (of type bool)"),
+    ("enabled_by_default", "no", "enabled_by_default must be true or false, not 'no' (of type str)"),
+])
+async def test_a_declared_attribute_of_the_wrong_type_fails_its_extension_naming_it(tmp_path, attr, value, said):
+    """Declarations were taken as given: ``depends_on = "base"`` became the dependencies b, a, s, e; a ``priority``
+    of ``"high"`` a TypeError in every later choice between implementations; ``version = 3`` a number in the API.
+    The extension is listed failed naming the attribute; the others load."""
+    from jan.core import Extension
+    from jan.core.manager import ExtensionManager
+
+    class Base(Extension):
+        name = "base"
+
+    odd = type("Odd", (Extension,), {"name": "odd", attr: value})
+    manager = ExtensionManager(tmp_path / "data", discover_entry_points=False)
+    manager.register(Base)
+    manager.register(odd)
+    await manager.start()
+    try:
+        listed = {r.name: r for r in manager.list()}
+        assert listed["base"].state == "loaded"
+        assert listed["odd"].state == "failed" and said in listed["odd"].error, listed["odd"]
+    finally:
+        await manager.stop()
+
+
+async def test_a_package_installed_twice_is_still_named_by_its_errors(tmp_path):
+    """The note of a copy never imported (after the package in ``source``) left the package out of the errors that
+    name it (``the extension 'x' (jan-x 2.0) failed in ...``), which read it from the end of ``source``."""
+    from jan.core.manager import ExtensionManager
+
+    module = textwrap.dedent("""
+        from jan.core import Extension, ToolProvider
+
+        class Twice(Extension, ToolProvider):
+            name = 'twice'
+
+            async def list_tools(self):
+                return []
+    """)
+    new, old = tmp_path / "new", tmp_path / "old"
+    write_distribution(new, "jan-twice", "2.0", {"twice": "jan_twice:Twice"}, {"jan_twice.py": module})
+    write_distribution(old, "jan-twice", "1.0", {"twice": "jan_twice:Twice"}, {"jan_twice.py": module})
+    with on_sys_path(old, "jan_twice"), on_sys_path(new, "jan_twice"):
+        manager = ExtensionManager(tmp_path / "data")
+        await manager.start()
+        try:
+            assert manager.provider_of(manager.get_extension("twice")) == ("twice", "jan-twice 2.0")
+        finally:
+            await manager.stop()

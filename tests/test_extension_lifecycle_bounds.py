@@ -548,3 +548,105 @@ async def test_a_route_added_after_on_load_returned_is_refused_not_silently_neve
             with pytest.raises(ExtensionError, match="'late-routes' added .* after its on_load returned"):
                 add()
         assert [r.path for r in manager.routes()] == ["/v1/extensions/late-routes/early"]
+
+
+async def test_the_log_of_an_extensions_event_handler_that_raises_or_hangs_names_the_extension(tmp_path, caplog):
+    """A handler's failure was logged as ``event handler Cls.on_load.<locals>.h failed``: its function only, no word
+    of whose code it was. Subscribed through ``ctx.subscribe``, every such line names the extension; the handler
+    still receives the events, and a sync handler stays sync."""
+    gate = Gate()
+    got: list[str] = []
+
+    async def listen(self, ctx):
+        def raises(event):
+            got.append(type(event).__name__)
+            raise RuntimeError("handler boom")
+
+        async def raises_later(event):
+            raise KeyError("async boom")
+
+        async def hangs(event):
+            await gate.hang()
+
+        ctx.subscribe(ExtensionLoaded, raises)
+        ctx.subscribe(ExtensionLoaded, raises_later)
+        ctx.subscribe(ExtensionLoaded, hangs)
+        with pytest.raises(TypeError, match="callable"):
+            ctx.subscribe(ExtensionLoaded, "not a function")
+
+    bus = LocalEventBus(handler_timeout=0.2)
+    manager = manager_for(tmp_path, make_ext("noisy", on_load=listen), make_ext("other", depends_on=("noisy",)),
+                          bus=bus, load_wait=None)
+    try:
+        with caplog.at_level("WARNING", logger="jan.core.events"):
+            await asyncio.wait_for(manager.start(), BOUND)
+            await asyncio.wait_for(manager.stop(), BOUND)
+        assert got and set(got) == {"ExtensionLoaded"}  # (still called, through the wrapper)
+        lines = [r.getMessage() for r in caplog.records if r.name == "jan.core.events"]
+        for what in ("failed on ExtensionLoaded: RuntimeError: handler boom", "failed on ExtensionLoaded: KeyError",
+                     "did not finish on ExtensionLoaded"):
+            line = next((line for line in lines if what in line), None)
+            assert line is not None and "of extension 'noisy'" in line, (what, lines)
+    finally:
+        gate.release.set()
+
+
+def test_threads_an_extension_leaves_running_do_not_keep_jan_serve_from_ending(tmp_path):
+    """A SIGTERM'd `jan serve` waited without end for an extension's thread that was never stopped (a plain
+    non-daemon thread, or a call run with ``asyncio.to_thread`` that never returns: ``asyncio.run`` and then the
+    interpreter's exit wait for both). It ends, with its status, naming the threads it left behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+    import urllib.request
+
+    from jan.testing.server import free_port
+
+    from extension_helpers import write_distribution
+
+    site = tmp_path / "site"
+    write_distribution(site, "jan-leaky", "1.0", {"leaky": "jan_leaky:Leaky"}, {"jan_leaky.py": textwrap.dedent('''
+        import asyncio
+        import threading
+        from jan.core import Extension
+
+        STOP = threading.Event()  # never set: the author forgot
+
+        def spin():
+            STOP.wait()
+
+        class Leaky(Extension):
+            name = "leaky"
+
+            async def on_load(self, ctx):
+                threading.Thread(target=spin, name="leaky-worker").start()
+                self.task = asyncio.ensure_future(asyncio.to_thread(spin))
+    ''')})
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "jan.cli", "serve", "--port", str(port), "--data-folder",
+                                 str(tmp_path / "data")], stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + BOUND
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/extensions/leaky", timeout=5) as resp:
+                    assert b'"loaded"' in resp.read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(BOUND) == 0, log.read_text()[-3000:]
+        output = log.read_text()
+        assert "'leaky-worker' (jan_leaky.spin)" in output, output[-3000:]
+        assert "left behind" in output
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 #: The exit status of a command stopped by Ctrl-C.
 INTERRUPTED = 130
@@ -50,15 +51,70 @@ def _exit_at_once_on_ctrl_c() -> None:
         pass
 
 
+#: How long the interpreter's shutdown may wait for threads still running after a command ended.
+STRAY_THREADS_S = 10.0
+
+
+def _thread_said(thread) -> str:
+    """A thread as the exit's note names it: its name, and the function it runs (whose code it is)."""
+    target = getattr(thread, "_target", None)  # (Thread's own attribute: the function given as target=)
+    if target is None:
+        return repr(thread.name)
+    where = getattr(target, "__module__", None) or "?"
+    what = getattr(target, "__qualname__", None) or repr(target)
+    return f"{thread.name!r} ({where}.{what})"
+
+
+def _stray_threads():
+    main_thread = threading.main_thread()
+    return [t for t in threading.enumerate() if t is not main_thread and not t.daemon and t.is_alive()]
+
+
+def _exit_past_stray_threads(code) -> None:
+    """Let the process end although a thread it started is still running: the interpreter's shutdown waits
+    without end for every non-daemon thread, so an extension that started one and never stopped it (or a call of
+    its, run with ``asyncio.to_thread``, that never returns) kept ``jan serve`` alive after a SIGTERM, and every
+    command that loaded it from ending. A daemon watchdog gives the shutdown :data:`STRAY_THREADS_S`, then says
+    on stderr which threads were left and ends the process with the command's status. Only for the process's own
+    entry, never for a command run in-process (click's test runner)."""
+    if threading.current_thread() is not threading.main_thread() or not _stray_threads():
+        return
+    status = code if isinstance(code, int) else (0 if code is None else 1)  # (sys.exit("text") is status 1)
+
+    def watch() -> None:
+        time.sleep(STRAY_THREADS_S)
+        stray = _stray_threads()
+        try:
+            sys.stderr.write(f"jan: {len(stray)} thread(s) still running {STRAY_THREADS_S:g} s after the command "
+                             f"ended, left behind (an extension's, not stopped at its unload?): "
+                             f"{', '.join(_thread_said(t) for t in stray)}\n")
+        except Exception:  # noqa: BLE001 - stderr closed or gone: the exit is what matters
+            pass
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        os._exit(status)
+
+    threading.Thread(target=watch, name="jan-exit-watchdog", daemon=True).start()
+
+
 def main() -> None:
     """The ``jan`` command."""
+    code = None
     try:
         try:
-            from jan.cli import main as cli  # (the slow part of a start: click, the command group)
-        except KeyboardInterrupt:
+            try:
+                from jan.cli import main as cli  # (the slow part of a start: click, the command group)
+            except KeyboardInterrupt:
+                exit_interrupted()
+            cli()
+        except KeyboardInterrupt:  # (the group handles its own; one that came as it handled another)
             exit_interrupted()
-        cli()
-    except KeyboardInterrupt:  # (the group handles its own; one that came as it handled another)
-        exit_interrupted()
+    except SystemExit as exc:  # (click ends every command so): the status a watchdog's exit keeps
+        code = exc.code
+        raise
     finally:
         _exit_at_once_on_ctrl_c()
+        _exit_past_stray_threads(code)

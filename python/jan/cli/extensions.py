@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import click
@@ -98,7 +97,9 @@ def _switch(conn, name: str, enable: bool) -> None:
                 raise _not_found(name, known)
         manager = _manager(conn)
         try:
-            asyncio.run(manager.enable(name) if enable else manager.disable(name))
+            from jan.core.bounded import run_loop
+
+            run_loop(manager.enable(name) if enable else manager.disable(name))
         except ExtensionNotFoundError:
             raise _not_found(name, [r.name for r in manager.list()]) from None
         # what is known without loading it: an extension that cannot be imported, or requires another jan, will

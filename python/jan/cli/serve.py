@@ -263,7 +263,9 @@ def serve(host, port, ollama_port, data_folder, models, aliases, tags, default_m
         keep_alive=keep_alive,
         max_loaded_models=max_loaded_models, enable_extensions=not no_extensions)
     try:
-        asyncio.run(run_server(config))
+        from jan.core.bounded import run_loop
+
+        run_loop(run_server(config))
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # noqa: BLE001 - a clear message and a non-zero exit, not a trace

@@ -9,18 +9,24 @@ not end within a short grace, left behind (logged) while jan goes on.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import logging
+import time
 from typing import Any, Callable
 
 from .exceptions import ExtensionError
 
-__all__ = ["CANCEL_GRACE_S", "ExtensionExitError", "HookTimeoutError", "call_bounded", "no_exit", "wait_bounded"]
+__all__ = ["CANCEL_GRACE_S", "EXECUTOR_SHUTDOWN_S", "BoundedShutdownExecutor", "ExtensionExitError", "HookTimeoutError",
+           "call_bounded", "no_exit", "run_loop", "wait_bounded"]
 
 logger = logging.getLogger("jan.core.manager")
 
 #: How long a hook cancelled at its deadline (or because its extension is being disabled) gets to end.
 CANCEL_GRACE_S = 1.0
+
+#: How long the end of an event loop (``asyncio.run``) waits for calls still running in its default executor.
+EXECUTOR_SHUTDOWN_S = 5.0
 
 #: Hooks that ignored their cancellation, kept referenced so that their task is not collected mid-flight.
 _ABANDONED: set[asyncio.Future[Any]] = set()
@@ -124,3 +130,44 @@ def _consume(task: asyncio.Future[Any]) -> None:
 def _forget(task: asyncio.Future[Any]) -> None:
     _ABANDONED.discard(task)
     _consume(task)
+
+
+class BoundedShutdownExecutor(concurrent.futures.ThreadPoolExecutor):
+    """An event loop's default executor (``asyncio.to_thread``, ``run_in_executor(None, ...)``) whose
+    ``shutdown(wait=True)`` waits at most ``grace`` seconds (:data:`EXECUTOR_SHUTDOWN_S`) for calls still running.
+
+    ``asyncio.run`` ends by shutting its default executor down, waiting for every call in it without end (Python
+    3.11; 3.12 waits 300 s): one extension's ``await asyncio.to_thread(...)`` that never returns -- a blocking
+    read the docs told it to move off the loop -- kept a SIGTERM'd ``jan serve`` alive for good. Past the grace
+    the calls still running are logged and left behind; calls not yet started are cancelled. (The process's own
+    exit, ``jan._entry``, then does not wait on their threads either.)
+    """
+
+    def __init__(self, *args: Any, grace: float = EXECUTOR_SHUTDOWN_S, **kwargs: Any):
+        kwargs.setdefault("thread_name_prefix", "asyncio")
+        super().__init__(*args, **kwargs)
+        self.grace = grace
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait=False, cancel_futures=True)  # (what has not started never will: the loop is ending)
+        if not wait:
+            return
+        deadline = time.monotonic() + self.grace
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = [thread.name for thread in self._threads if thread.is_alive()]
+        if stuck:
+            logger.warning("%d call(s) run in a thread (asyncio.to_thread, run_in_executor) still running %g s after "
+                           "the event loop ended, left behind: %s", len(stuck), self.grace, ", ".join(stuck))
+
+
+def run_loop(main: Any) -> Any:
+    """``asyncio.run(main)`` whose end waits for calls still running in threads (``asyncio.to_thread``) at most
+    :data:`EXECUTOR_SHUTDOWN_S` (:class:`BoundedShutdownExecutor`): what a process that runs extensions' code
+    (``jan serve``, ``jan extensions enable``) runs its loop with. Returns ``main``'s result."""
+
+    async def bounded() -> Any:
+        asyncio.get_running_loop().set_default_executor(BoundedShutdownExecutor())
+        return await main
+
+    return asyncio.run(bounded())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import logging
+import re
 import types as _types
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -39,6 +40,7 @@ def entry_point_candidates(group: str) -> list[Candidate]:
     except Exception:  # pragma: no cover - broken metadata on sys.path
         logger.exception("could not read the %s entry points", group)
         return []
+    shadowed = _shadowed_versions(group)
     found = []
     seen: set[tuple[str, str]] = set()
     for ep in sorted(eps, key=lambda e: e.name):
@@ -49,9 +51,39 @@ def entry_point_candidates(group: str) -> list[Candidate]:
         dist_name = getattr(dist, "name", None) if dist is not None else None
         dist_version = getattr(dist, "version", None) if dist is not None else None
         source = f"entry point {ep.name} = {ep.value}" + (f" ({dist_name} {dist_version})" if dist_name else "")
+        others = shadowed.get(_normalized(dist_name)) if dist_name else None
+        if others:
+            source += f"; also installed, never imported: {', '.join(others)}"
         found.append(Candidate(obj=None, name=ep.name, source=source, dist_version=dist_version,
                                load=ep.load if _well_formed(ep) else _malformed(ep.value)))
     return found
+
+
+def _normalized(name: str | None) -> str:
+    return re.sub(r"[-_.]+", "-", name or "").lower()
+
+
+def _shadowed_versions(group: str) -> dict[str, list[str]]:
+    """The distributions with ``group`` entry points that are installed more than once (site-packages and a
+    ``--user`` or ``--target`` folder): by normalized name, the copies Python never imports (``"0.1.0 at
+    /path"``), which ``importlib.metadata.entry_points`` drops without a word -- an upgrade that "did nothing"."""
+    copies: dict[str, list[Any]] = {}
+    try:
+        for dist in importlib.metadata.distributions():
+            if any(ep.group == group for ep in dist.entry_points):
+                same = copies.setdefault(_normalized(dist.metadata["Name"]), [])
+                if all(str(d.locate_file("")) != str(dist.locate_file("")) for d in same):  # (a folder twice)
+                    same.append(dist)
+    except Exception:  # pragma: no cover - broken metadata on sys.path: a note only
+        logger.debug("could not list the distributions of the %s entry points", group, exc_info=True)
+        return {}
+    shadowed = {}
+    for name, dists in copies.items():
+        if len(dists) > 1:  # (the first on sys.path is the one imported)
+            shadowed[name] = [f"{d.version} at {d.locate_file('')}" for d in dists[1:]]
+            logger.warning("extension package %s %s is installed more than once: %s shadowed (never imported); "
+                           "uninstall it", dists[0].metadata["Name"], dists[0].version, ", ".join(shadowed[name]))
+    return shadowed
 
 
 def _well_formed(ep: importlib.metadata.EntryPoint) -> bool:

@@ -272,7 +272,27 @@ class _Subscription:
 
 
 def _handler_name(handler: Callable[..., Any]) -> str:
+    if isinstance(handler, OwnedHandler):
+        return f"{_handler_name(handler.handler)} of extension {handler.owner!r}"
     return getattr(handler, "__qualname__", None) or repr(handler)
+
+
+class OwnedHandler:
+    """An event handler with the name of the extension that subscribed it (``ctx.subscribe``): the bus's log of a
+    handler that raised or hung names that extension, not only the function (``on_load.<locals>.h`` told no
+    author or user whose code it was). Calls through to ``handler``; async handlers stay async."""
+
+    __slots__ = ("handler", "owner")
+
+    def __init__(self, handler: Callable[[Any], Any], owner: str):
+        self.handler = handler
+        self.owner = owner
+
+    def __call__(self, event: Any) -> Any:
+        return self.handler(event)
+
+    def __repr__(self) -> str:
+        return f"<handler {_handler_name(self)}>"
 
 
 class LocalEventBus(EventBus):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Iterable, Sequence, TypeVar
 
 from .bounded import CANCEL_GRACE_S, call_bounded
+from .events import OwnedHandler
 from .exceptions import ExtensionError
 from .interfaces.base import ExtensionInterface
 from .interfaces.inference import InferenceExtension
@@ -321,9 +322,13 @@ class ExtensionContext:
             self.register_engine(implementation, priority=priority)
 
     def subscribe(self, event_type: type[Any] | tuple[type, ...], handler: Callable[[Any], Any]) -> Unsubscribe:
-        """React to events: like ``bus.subscribe`` but undone automatically when the extension unloads."""
+        """React to events: like ``bus.subscribe`` but undone automatically when the extension unloads, and named
+        with this extension in the log of a handler that raises or hangs. Raises ``TypeError`` for a handler that
+        is not callable."""
         self._check_open()
-        unsubscribe = self.bus.subscribe(event_type, handler)
+        if not callable(handler):  # (said here, of the handler given: the bus would see the wrapper)
+            raise TypeError(f"handler must be callable, not {handler!r}")
+        unsubscribe = self.bus.subscribe(event_type, OwnedHandler(handler, self.name))
         self._cleanups.append(unsubscribe)
         return unsubscribe
 

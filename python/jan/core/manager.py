@@ -79,6 +79,33 @@ _BUSY: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("jan_core
 _NAME_RE = re.compile(r"^(@[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
+def declaration_problem(extension: Any) -> str | None:
+    """What is wrong with an extension's declared class attributes (``version``, ``description``, ``depends_on``,
+    ``priority``, ``enabled_by_default``; ``requires_api`` is :func:`check_api`'s, state ``incompatible``), or
+    None. One of the wrong type was taken as given: ``depends_on = "base"`` became the dependencies ``b``, ``a``, ``s``, ``e``; a ``priority`` of
+    ``"high"`` a TypeError in every choice between implementations of its interface (a 500 naming nobody);
+    ``version = 3`` a number where the API promises text."""
+
+    def said(value: Any) -> str:
+        return f"{value!r} (of type {type(value).__name__})"
+
+    version, description = getattr(extension, "version", None), getattr(extension, "description", "")
+    depends_on = getattr(extension, "depends_on", ())
+    priority, enabled = getattr(extension, "priority", 0), getattr(extension, "enabled_by_default", True)
+    if version is not None and not isinstance(version, str):
+        return f"invalid declaration: version must be text such as '1.0.0', not {said(version)}"
+    if not isinstance(description, str):
+        return f"invalid declaration: description must be text, not {said(description)}"
+    if isinstance(depends_on, (str, bytes)) or not isinstance(depends_on, (tuple, list, frozenset, set)) \
+            or not all(isinstance(d, str) for d in depends_on):
+        return f"invalid declaration: depends_on must be a tuple of extension names, not {said(depends_on)}"
+    if isinstance(priority, bool) or not isinstance(priority, (int, float)):
+        return f"invalid declaration: priority must be a number, not {said(priority)}"
+    if not isinstance(enabled, bool):
+        return f"invalid declaration: enabled_by_default must be true or false, not {said(enabled)}"
+    return None
+
+
 class ExtensionState:
     """Values of :attr:`ExtensionRecord.state`."""
 
@@ -300,6 +327,10 @@ class ExtensionManager(Held):
             instance.name = name  # type: ignore[misc]
         if not isinstance(name, str) or not _NAME_RE.match(name):
             self._add_broken(str(name) or "?", item, f"invalid extension name {name!r}", None)
+            return
+        problem = declaration_problem(instance)
+        if problem is not None:
+            self._add_broken(name, item, problem, None)
             return
         if hint and hint != name and item.load is not None:
             logger.info("entry point %r provides the extension %r", hint, name)
@@ -974,7 +1005,7 @@ class ExtensionManager(Held):
         for name in self._load_order:
             entry = self._entries[name]
             if entry.ctx is not None and any(p.obj is implementation for p in entry.ctx._provided):
-                dist = re.search(r" \(([^()]+)\)$", entry.source) if entry.source.startswith("entry point ") else None
+                dist = re.match(r"entry point [^()]* \(([^()]+)\)", entry.source) if entry.source.startswith("entry point ") else None
                 return name, dist.group(1) if dist else None
         return None
 
