@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -455,10 +456,10 @@ def test_bench_runs_every_combination_as_llama_bench_does(env, stories_path):
     tests = [("pp8", 8, 0, 0), ("pp16", 16, 0, 0), ("tg4", 0, 4, 0), ("pp8+tg4", 8, 4, 0),
              ("pp8 @ d16", 8, 0, 16), ("pp16 @ d16", 16, 0, 16), ("tg4 @ d16", 0, 4, 16), ("pp8+tg4 @ d16", 8, 4, 16)]
     assert shape == [(b, *t) for b in (32, 64) for t in tests]
-    table = ok(jan("bench", stories_path, "-p", "8", "-n", "0", "-b", "32,64", "-fa", "on,off", "-r", "1", "-t", "1",
-                   env=env)).stdout
-    assert table.splitlines()[0] == ("| model | size | params | backend | threads | ngl | n_batch | n_ubatch | fa | test "
-                                     "| t/s |")
+    table = ok(jan("bench", stories_path, "-p", "8", "-n", "0", "-b", "32,64", "-fa", "on,off", "-r", "1",
+                   "-t", "1", env=env)).stdout
+    assert table.splitlines()[0] == ("| model | size | params | backend | threads | ngl | n_batch | n_ubatch | fa "
+                                     "| test | t/s |")
     assert [row.split("|")[7:10] for row in table.splitlines()[2:6]] == [
         [" 32 ", " 32 ", " on "], [" 32 ", " 32 ", " off "], [" 64 ", " 64 ", " on "], [" 64 ", " 64 ", " off "]]
 
@@ -517,3 +518,20 @@ def test_bench_context_past_llama_cpp_s_is_named_as_the_flags(env, stories_path)
     assert "n_ctx" not in said
     fails(jan("bench", stories_path, "-c", "64", "-d", "128", "-p", "8", "-n", "0", "-r", "1", env=env),
           "-c/--ctx 64 is too small for these tests (needs at least 137)")
+
+
+def test_bench_takes_several_models_and_llama_bench_s_m(env, stories_path):
+    """llama-bench's `-m MODEL` (given again for more) was "No such option: -m", and one MODEL was all: every model
+    is found before any is measured (a mistyped second one failed after the first one's minutes otherwise)."""
+    tiny = str(Path(stories_path).parent / "llama-2-tiny-random.gguf")
+    records = json.loads(ok(jan("bench", "-m", stories_path, "-m", tiny, "-p", "8", "-n", "0", "-r", "1", "-t", "1",
+                                "-o", "json", env=env)).stdout)
+    assert [r["model"] for r in records] == ["stories260K", "llama-2-tiny-random"]
+    rows = list(csv.DictReader(io.StringIO(ok(jan("bench", stories_path, tiny, "-p", "8", "-n", "0", "-r", "1",
+                                                  "-t", "1", "-o", "csv", env=env)).stdout)))
+    assert [r["model"] for r in rows] == ["stories260K", "llama-2-tiny-random"]
+    bad = jan("bench", stories_path, "-m", "/nope/x.gguf", "-p", "8", "-n", "0", "-r", "1", "--progress", env=env)
+    fails(bad, "no such file: /nope/x.gguf")
+    assert bad.stdout == "" and "jan bench: test" not in bad.stderr
+    bad = jan("bench", "-p", "8", env=env)
+    assert bad.returncode == 2 and "give a MODEL to measure" in bad.stderr

@@ -330,7 +330,9 @@ def render(records: list[dict[str, Any]], build: dict[str, Any], fmt: str) -> st
 
 
 @click.command()
-@click.argument("model")
+@click.argument("models", metavar="MODEL...", nargs=-1)
+@click.option("-m", "--model", "model_flags", multiple=True, metavar="MODEL",
+              help="A model (an id or a .gguf path), as llama-bench's -m; give it again for more.")
 @click.option("-p", "--n-prompt", "n_prompt", default=("512",), multiple=True, callback=int_list, show_default=True,
               help="Prompt tokens per pp test: a list (8,16), a range (16-64+16, 16-512*2) or the flag given again; "
                    "0 skips.")
@@ -373,11 +375,12 @@ def render(records: list[dict[str, Any]], build: dict[str, Any], fmt: str) -> st
               help="Flash attention: on, off or auto (1, 0, -1), a list as -p [default: the model.json's flash_attn, "
                    "else auto].")
 @connection_options
-def bench(model, n_prompt, n_gen, n_pg, n_depth, repetitions, threads, n_ctx, n_batch, n_ubatch, n_gpu_layers, fmt,
-          fmt_err, delay, progress, no_warmup, seed, adaptive_threads, cache_type_k, cache_type_v, flash_attn,
-          conn: Connection) -> None:
-    """Benchmark MODEL (an id or a .gguf path) in this process: prompt processing (pp)
-    and generation (tg) in tokens per second, mean ± sd over -r runs.
+def bench(models, model_flags, n_prompt, n_gen, n_pg, n_depth, repetitions, threads, n_ctx, n_batch, n_ubatch,
+          n_gpu_layers, fmt, fmt_err, delay, progress, no_warmup, seed, adaptive_threads, cache_type_k, cache_type_v,
+          flash_attn, conn: Connection) -> None:
+    """Benchmark MODEL (an id or a .gguf path; several, or -m, as llama-bench's -m) in
+    this process: prompt processing (pp) and generation (tg) in tokens per second,
+    mean ± sd over -r runs.
 
     Every list option (-p, -n, -pg, -d, -t, -b, -ub, -ngl, -ctk, -ctv, -fa) takes
     several values, as llama-bench's: each combination of the settings is loaded
@@ -397,7 +400,31 @@ def bench(model, n_prompt, n_gen, n_pg, n_depth, repetitions, threads, n_ctx, n_
                                    "physical batch is what a logical batch is split into, so it cannot be the larger")
     if not tests:  # (the command line's own mistakes: usage errors, exit 2)
         raise click.UsageError("nothing to measure: -p and -n are both 0 and no -pg is given")
-    model_json, path = resolve_local_model(conn, model)
+    specs = list(dict.fromkeys([*models, *model_flags]))
+    if not specs:
+        raise click.UsageError("give a MODEL to measure (an id or a .gguf path, as an argument or -m)")
+    # every model found before any is measured: a mistyped second one failed after the first one's minutes
+    resolved = [resolve_local_model(conn, spec) for spec in specs]
+    records: list[dict[str, Any]] = []
+    for model_json, path in resolved:
+        records += _measure(model_json, path, tests, n_ctx=n_ctx, repetitions=repetitions, threads=threads,
+                            n_batch=n_batch, n_ubatch=n_ubatch, ub_given=ub_given, n_gpu_layers=n_gpu_layers,
+                            delay=delay, progress=progress, no_warmup=no_warmup, seed=seed,
+                            adaptive_threads=adaptive_threads, cache_type_k=cache_type_k,
+                            cache_type_v=cache_type_v, flash_attn=flash_attn, done=len(records),
+                            total=len(resolved))
+    build = build_info()
+    click.echo(render(records, build, fmt), nl=False)
+    if fmt_err:
+        click.echo(render(records, build, fmt_err), err=True, nl=False)
+
+
+def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]], *, n_ctx: int | None,
+             repetitions: int, threads: list[int], n_batch: list[int], n_ubatch: list[int], ub_given: bool,
+             n_gpu_layers: list[int], delay: float, progress: bool, no_warmup: bool, seed: int,
+             adaptive_threads: str, cache_type_k: list[str] | None, cache_type_v: list[str] | None,
+             flash_attn: list[str] | None, done: int, total: int) -> list[dict[str, Any]]:
+    """One model's records: every combination of the settings, each running every test."""
     # the KV cache as the model is served (its model.json's settings) unless a flag says otherwise: numbers measured
     # on an f16 cache for a model kept at q8_0 were told as that model's, with nothing saying so
     settings = model_json.get("settings") if isinstance(model_json.get("settings"), dict) else {}
@@ -430,7 +457,7 @@ def bench(model, n_prompt, n_gen, n_pg, n_depth, repetitions, threads, n_ctx, n_
     instances = [(ngl, nb, nub, ctk, ctv, fa, nt) for ngl, nb, nub, ctk, ctv, fa, nt in itertools.product(
         dict.fromkeys(n_gpu_layers), dict.fromkeys(n_batch), dict.fromkeys(n_ubatch), cache_types_k, cache_types_v,
         attentions, dict.fromkeys(threads)) if not (nub > nb and ub_given)]
-    total = len(instances) * len(tests)
+    total = total * len(instances) * len(tests)
     records: list[dict[str, Any]] = []
     for ngl, nb, nub, ctk, ctv, attention, n_threads in instances:
         nub = min(nub, nb)
@@ -468,8 +495,8 @@ def bench(model, n_prompt, n_gen, n_pg, n_depth, repetitions, threads, n_ctx, n_
             for n_p, n_g, depth in tests:
                 name = _test_name(n_p, n_g, depth)
                 if progress:
-                    click.echo(f"jan bench: test {len(records) + 1}/{total}: {name}, -t {n_threads}, -b {nb}, "
-                               f"-ub {nub}, -ngl {ngl}", err=True)
+                    click.echo(f"jan bench: test {done + len(records) + 1}/{total}: {model_json['id']} {name}, "
+                               f"-t {n_threads}, -b {nb}, -ub {nub}, -ngl {ngl}", err=True)
                 if delay:
                     time.sleep(delay)
                 samples_ns, samples = [], []
@@ -519,6 +546,4 @@ def bench(model, n_prompt, n_gen, n_pg, n_depth, repetitions, threads, n_ctx, n_
                 })
     if show:
         click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
-    click.echo(render(records, build, fmt), nl=False)
-    if fmt_err:
-        click.echo(render(records, build, fmt_err), err=True, nl=False)
+    return records
