@@ -49,7 +49,11 @@ def llama_bench(model: Path, args) -> dict[str, tuple[float, list[float]]]:
            "-t", str(args.threads), "-o", "json"]
     if _servers.cpu_has_amx():
         cmd += ["--repack", "0"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return _results(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+
+
+def _results(out: str) -> dict[str, tuple[float, list[float]]]:
+    """llama-bench's json, read the same way for both tools (jan bench writes its keys with their meanings)."""
     results = {}
     for rec in json.loads(out):
         name = f"pp{rec['n_prompt']}" if rec["n_gen"] == 0 else f"tg{rec['n_gen']}"
@@ -63,7 +67,7 @@ def jan_bench(model: Path, args, data: Path) -> dict[str, tuple[float, list[floa
            "-r", str(args.reps), "-t", str(args.threads), "-o", "json"]
     env = {**os.environ, "JAN_DATA_FOLDER": str(data)}
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    return {rec["test"]: (float(rec["avg_ts"]), [float(x) for x in rec["samples_ts"]]) for rec in json.loads(out)}
+    return _results(out)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -323,7 +324,7 @@ def test_bench_names_its_own_flags_in_a_thread_count_or_context_it_cannot_use(en
                  "-c/--ctx 2147483647", "give a smaller -c")
     assert "n_ctx" not in said and "fewer slots" not in said, said
     said = fails(jan("bench", stories_path, "-p", "2000000000", "-n", "0", "-r", "1", env=env),
-                 "that -p/-n need", "give smaller -p/-n")
+                 "that -p/-n/-pg/-d need", "give smaller -p/-n/-pg/-d")
     assert "n_ctx" not in said, said
 
 
@@ -380,13 +381,14 @@ def test_bench_measures_the_kv_cache_the_model_is_served_with(env, data, stories
                                         settings={"cache_type_k": "f32", "flash_attn": False})
     fields = ("type_k", "type_v", "flash_attn")
     rows = list(csv.DictReader(io.StringIO(ok(jan("bench", "f32kv", *BENCH, "-o", "csv", env=env)).stdout)))
-    assert {tuple(r[f] for f in fields) for r in rows} == {("f32", "f16", "off")}
+    # (flash_attn as llama-bench's json and csv write it: -1 auto, 0 off, 1 on)
+    assert {tuple(r[f] for f in fields) for r in rows} == {("f32", "f16", "0")}
     table = ok(jan("bench", "f32kv", *BENCH, env=env)).stdout
     assert "| type_k |" in table and "| f32 |" in table and "| off |" in table, table
     rows = json.loads(ok(jan("bench", "f32kv", *BENCH, "-ctk", "BF16", "-fa", "on", "-o", "json", env=env)).stdout)
-    assert {tuple(r[f] for f in fields) for r in rows} == {("bf16", "f16", "on")}
+    assert {tuple(r[f] for f in fields) for r in rows} == {("bf16", "f16", 1)}
     plain = ok(jan("bench", stories_path, *BENCH, "-o", "csv", env=env)).stdout  # a path: llama-bench's defaults
-    assert {tuple(r[f] for f in fields) for r in csv.DictReader(io.StringIO(plain))} == {("f16", "f16", "auto")}
+    assert {tuple(r[f] for f in fields) for r in csv.DictReader(io.StringIO(plain))} == {("f16", "f16", "-1")}
     assert "type_k" not in ok(jan("bench", stories_path, *BENCH, env=env)).stdout  # (md: only what differs)
     fails(jan("bench", stories_path, *BENCH, "-ctk", "q8_0", env=env), "-ctk/--cache-type-k: q8_0")
     DataFolder(data).models.import_gguf(stories_path, model_id="q8kv", mode="reference",
@@ -401,3 +403,135 @@ def test_bench_measures_the_kv_cache_the_model_is_served_with(env, data, stories
         doc["settings"][setting] = value
         stored.write_text(json.dumps(doc))
         fails(jan("bench", f"hand-{setting}", *BENCH, env=env), f"settings.{setting}: expected")
+
+
+# ------------------------------------------------- bench as llama-bench: its lists, its tests, its formats
+
+# the keys a script reading llama-bench's json (or csv) reads, and how llama-bench writes them
+LLAMA_BENCH_KEYS = {"build_commit": str, "cpu_info": str, "gpu_info": str, "backends": str, "model_filename": str,
+                    "model_type": str, "model_size": int, "model_n_params": int, "n_batch": int, "n_ubatch": int,
+                    "n_threads": int, "type_k": str, "type_v": str, "n_gpu_layers": int, "flash_attn": int,
+                    "n_prompt": int, "n_gen": int, "n_depth": int, "test_time": str, "avg_ns": int,
+                    "stddev_ns": int, "avg_ts": float, "stddev_ts": float, "samples_ns": list, "samples_ts": list}
+
+
+def test_bench_list_options_take_llama_bench_ranges_and_repeats():
+    """`-t 1-4` and `-p 16-64*2` were refused as "not a whole number"; `-p 16 -p 32` ran pp32 alone, the first
+    dropped without a word. Every list option takes llama-bench's lists, ranges and repeated flags."""
+    import click
+
+    from jan.cli.bench import bench
+
+    params = {p.name: p for p in bench.params}
+
+    def parse(name, *values):
+        return params[name].callback(None, params[name], values)
+
+    assert parse("n_prompt", "16", "32") == [16, 32]
+    assert parse("n_prompt", "1-8+2,64", "16-64*2") == [1, 3, 5, 7, 64, 16, 32, 64]
+    assert parse("n_prompt", "4-4") == [4] and parse("n_depth", "0-256+128") == [0, 128, 256]
+    assert parse("threads", "1-2") == [1, 2] and parse("threads") and parse("n_gpu_layers", "-1,0") == [-1, 0]
+    assert parse("n_batch", "64", "128-256*2") == [64, 128, 256]
+    assert parse("flash_attn", "on,0", "-1") == ["on", "off", "auto"]
+    assert parse("n_pg", "16,4", "32,8") == [(16, 4), (32, 8)] and parse("n_pg") == []
+    for name, value, says in (("n_prompt", "8-4", "is empty"), ("n_prompt", "1-8+0", "never ends"),
+                              ("n_prompt", "1-8*1", "never ends"), ("n_prompt", "0-8*2", "never ends"),
+                              ("n_prompt", "1-2000000000", "more than 1024 values"), ("n_prompt", "1,,2", "empty"),
+                              ("n_prompt", "1-x", "not a whole number"), ("threads", "0-2", "must be 1 to 512"),
+                              ("threads", "500-520", "got 513"), ("n_batch", "0", "must be 1 to"),
+                              ("n_gpu_layers", "-2", "must be -1 to"), ("n_pg", "8", "expected PP,TG"),
+                              ("n_pg", "8,4,2", "expected PP,TG"), ("n_pg", "8,0", "must be 1 to"),
+                              ("n_pg", "8,,4", "empty"), ("flash_attn", "maybe", "not one of")):
+        with pytest.raises(click.BadParameter, match=says):
+            parse(name, value)
+
+
+def test_bench_runs_every_combination_as_llama_bench_does(env, stories_path):
+    """-pg (pp+tg timed together) and -d (tokens already in the context) were not there; -b, -ub, -fa, -ctk, -ctv
+    and -ngl took one value. Each combination of settings runs every test, in llama-bench's order (at each depth:
+    pp, tg, pp+tg); the table shows the settings that differ."""
+    records = json.loads(ok(jan("bench", stories_path, "-p", "8", "-p", "16", "-n", "4", "-pg", "8,4", "-d", "0,16",
+                                "-b", "32,64", "-r", "2", "-t", "1", "-o", "json", env=env)).stdout)
+    shape = [(r["n_batch"], r["test"], r["n_prompt"], r["n_gen"], r["n_depth"]) for r in records]
+    tests = [("pp8", 8, 0, 0), ("pp16", 16, 0, 0), ("tg4", 0, 4, 0), ("pp8+tg4", 8, 4, 0),
+             ("pp8 @ d16", 8, 0, 16), ("pp16 @ d16", 16, 0, 16), ("tg4 @ d16", 0, 4, 16), ("pp8+tg4 @ d16", 8, 4, 16)]
+    assert shape == [(b, *t) for b in (32, 64) for t in tests]
+    table = ok(jan("bench", stories_path, "-p", "8", "-n", "0", "-b", "32,64", "-fa", "on,off", "-r", "1",
+                   "-t", "1", env=env)).stdout
+    assert table.splitlines()[0] == ("| model | size | params | backend | threads | ngl | n_batch | n_ubatch | fa "
+                                     "| test | t/s |")
+    assert [row.split("|")[7:10] for row in table.splitlines()[2:6]] == [
+        [" 32 ", " 32 ", " on "], [" 32 ", " 32 ", " off "], [" 64 ", " 64 ", " on "], [" 64 ", " 64 ", " off "]]
+
+
+def test_bench_formats_are_llama_bench_s(env, stories_path):
+    """json, jsonl, csv and sql carry llama-bench's keys, types and meanings: a tg test had n_prompt 1 (llama-bench's
+    is 0: 1 reads as a pp1+tg test), flash_attn "auto" (llama-bench's -1), no n_depth, avg_ns, stddev_ns nor
+    samples_ns, a test_time in another form; -o jsonl and -o sql were refused."""
+    import sqlite3
+
+    args = [stories_path, "-p", "8", "-n", "4", "-pg", "8,2", "-d", "0,8", "-r", "3", "-t", "1"]
+    records = json.loads(ok(jan("bench", *args, "-o", "json", env=env)).stdout)
+    for r in records:
+        for key, kind in LLAMA_BENCH_KEYS.items():
+            assert isinstance(r[key], kind) and not isinstance(r[key], bool), (key, r[key])
+        assert r["flash_attn"] == -1 and r["test_time"].endswith("Z")
+        assert len(r["samples_ns"]) == len(r["samples_ts"]) == 3 and all(isinstance(s, int) for s in r["samples_ns"])
+        assert r["avg_ns"] == pytest.approx(sum(r["samples_ns"]) / 3, abs=1)
+        # each sample's rate is its tokens over its time, as llama-bench's
+        for ns, ts in zip(r["samples_ns"], r["samples_ts"]):
+            assert ts == pytest.approx((r["n_prompt"] + r["n_gen"]) / (ns / 1e9), rel=1e-6)
+    assert [(r["n_prompt"], r["n_gen"], r["n_depth"]) for r in records] == [
+        (8, 0, 0), (0, 4, 0), (8, 2, 0), (8, 0, 8), (0, 4, 8), (8, 2, 8)]
+
+    lines = ok(jan("bench", *args, "-o", "jsonl", env=env)).stdout.splitlines()
+    assert len(lines) == 6 and all(set(json.loads(line)) == set(records[0]) for line in lines)
+
+    rows = list(csv.DictReader(io.StringIO(ok(jan("bench", *args, "-o", "csv", env=env)).stdout)))
+    assert set(LLAMA_BENCH_KEYS) <= set(rows[0]) and [r["n_prompt"] for r in rows] == ["8", "0", "8"] * 2
+    assert all(len(r["samples_ns"].split()) == 3 for r in rows)
+
+    db = sqlite3.connect(":memory:")
+    db.executescript(ok(jan("bench", *args, "-o", "sql", env=env)).stdout)
+    got = db.execute("SELECT n_prompt, n_gen, n_depth, flash_attn, typeof(avg_ns), typeof(avg_ts) "
+                     "FROM llama_bench").fetchall()
+    assert got == [(p, n, d, -1, "integer", "real") for d in (0, 8) for p, n in ((8, 0), (0, 4), (8, 2))]
+
+
+def test_bench_progress_delay_and_second_output(env, stories_path):
+    """--progress, --delay and -oe (llama-bench's) were "No such option" (-oe read as `-o e`)."""
+    result = ok(jan("bench", stories_path, "-p", "8", "-n", "2", "-r", "1", "-t", "1", "--progress", "--delay", "0.01",
+                    "-oe", "csv", env=env))
+    assert result.stdout.startswith("| model |")
+    err = result.stderr.splitlines()
+    assert [line.split(":")[1].strip() for line in err if line.startswith("jan bench: test")] == \
+        ["test 1/2", "test 2/2"]
+    rows = list(csv.DictReader(io.StringIO("\n".join(err[err.index(next(e for e in err
+                                                                        if e.startswith("build_commit,"))):]))))
+    assert [r["test"] for r in rows] == ["pp8", "tg2"]
+
+
+def test_bench_context_past_llama_cpp_s_is_named_as_the_flags(env, stories_path):
+    # -p and -d together past 2**31 tokens were told as the engine's "n_ctx: must be ... <= 2147483647"
+    said = fails(jan("bench", stories_path, "-p", "2000000000", "-d", "2000000000", "-n", "0", "-r", "1", env=env),
+                 "give smaller -p/-n/-pg/-d")
+    assert "n_ctx" not in said
+    fails(jan("bench", stories_path, "-c", "64", "-d", "128", "-p", "8", "-n", "0", "-r", "1", env=env),
+          "-c/--ctx 64 is too small for these tests (needs at least 137)")
+
+
+def test_bench_takes_several_models_and_llama_bench_s_m(env, stories_path):
+    """llama-bench's `-m MODEL` (given again for more) was "No such option: -m", and one MODEL was all: every model
+    is found before any is measured (a mistyped second one failed after the first one's minutes otherwise)."""
+    tiny = str(Path(stories_path).parent / "llama-2-tiny-random.gguf")
+    records = json.loads(ok(jan("bench", "-m", stories_path, "-m", tiny, "-p", "8", "-n", "0", "-r", "1", "-t", "1",
+                                "-o", "json", env=env)).stdout)
+    assert [r["model"] for r in records] == ["stories260K", "llama-2-tiny-random"]
+    rows = list(csv.DictReader(io.StringIO(ok(jan("bench", stories_path, tiny, "-p", "8", "-n", "0", "-r", "1",
+                                                  "-t", "1", "-o", "csv", env=env)).stdout)))
+    assert [r["model"] for r in rows] == ["stories260K", "llama-2-tiny-random"]
+    bad = jan("bench", stories_path, "-m", "/nope/x.gguf", "-p", "8", "-n", "0", "-r", "1", "--progress", env=env)
+    fails(bad, "no such file: /nope/x.gguf")
+    assert bad.stdout == "" and "jan bench: test" not in bad.stderr
+    bad = jan("bench", "-p", "8", env=env)
+    assert bad.returncode == 2 and "give a MODEL to measure" in bad.stderr

@@ -15,36 +15,131 @@ import csv
 import datetime
 import io
 import json
+import itertools
 import math
 import random
+import re
 import statistics
 import sys
+import time
 from typing import Any
 
 import click
 
 import jan
-from jan.cli.common import (INT32_MAX, CLIError, Connection, connection_options, human_bytes, int_items, typed_flags,
-                            warn)
+from jan.cli.common import (INT32_MAX, CLIError, Connection, comma_items, connection_options, human_bytes, int_items,
+                            typed_flags, warn)
 from jan.cli.inference import interrupts_stay_on_this_thread, resolve_local_model
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES
 
 CSV_FIELDS = [
     "build_commit", "build_version", "llama_cpp_python", "jan_version", "backends", "cpu_info", "gpu_info",
     "model", "model_filename", "model_type", "model_size", "model_n_params", "n_threads", "step_threads", "n_gpu_layers",
-    "n_batch", "n_ubatch", "n_ctx", "type_k", "type_v", "flash_attn", "test", "n_prompt", "n_gen", "repetitions", "avg_ts", "stddev_ts",
-    "samples_ts", "test_time",
+    "n_batch", "n_ubatch", "n_ctx", "type_k", "type_v", "flash_attn", "test", "n_prompt", "n_gen", "n_depth", "repetitions",
+    "test_time", "avg_ns", "stddev_ns", "avg_ts", "stddev_ts", "samples_ns", "samples_ts",
 ]
+#: -fa's words as llama-bench's json, csv and sql write them (an int: -1 auto, 0 off, 1 on)
+FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
+#: SQL column types of the fields :func:`format_sql` writes (the lists of samples are json's and csv's only)
+SQL_TYPES = {"model_size": "INTEGER", "model_n_params": "INTEGER", "n_threads": "INTEGER", "step_threads": "INTEGER",
+             "n_gpu_layers": "INTEGER", "n_batch": "INTEGER", "n_ubatch": "INTEGER", "n_ctx": "INTEGER",
+             "flash_attn": "INTEGER", "n_prompt": "INTEGER", "n_gen": "INTEGER", "n_depth": "INTEGER",
+             "repetitions": "INTEGER", "avg_ns": "INTEGER", "stddev_ns": "INTEGER", "avg_ts": "REAL",
+             "stddev_ts": "REAL"}
+FORMATS = ("md", "csv", "json", "jsonl", "sql")
 
 
-def int_list(ctx, param, value: str) -> list[int]:
-    """-p/-n: token counts, 0 skipping the test (llama-bench's ``-n 0``); an empty, negative or non-numeric item is
+RANGE = re.compile(r"^(\d+)-(\d+)(?:([+*])(\d+))?$")
+#: the most values one range may stand for: `-p 1-2000000000` is a typo, not two billion tests
+MAX_RANGE_ITEMS = 1024
+
+
+def list_items(values: tuple[str, ...] | str, param, ctx) -> list[str]:
+    """The items of a list option given once or more (``-p 8,16 -p 32``: 8, 16, 32), as llama-bench takes them: each
+    occurrence comma-separated (:func:`comma_items`). A repeated flag kept only its last value, without a word."""
+    if isinstance(values, str):
+        values = (values,)
+    return [item for value in values for item in comma_items(value, param, ctx)]
+
+
+def int_ranges(values: tuple[str, ...] | str, param, ctx, *, low: int, high: int, what: str) -> list[int]:
+    """The whole numbers of a list option (:func:`list_items`), an item being a number or llama-bench's range
+    ``first-last``, ``first-last+step`` or ``first-last*mult`` (``1-8+2``: 1, 3, 5, 7). Each ``low`` to ``high``;
+    a range that is empty, never ends (step 0, mult 1) or stands for more than 1,024 values is a usage error naming
+    the option and the item."""
+    numbers: list[int] = []
+    for item in list_items(values, param, ctx):
+        match = RANGE.match(item)
+        if match is None:
+            numbers.extend(int_items(item, param, ctx, low=low, high=high, what=what))
+            continue
+        first, last, op, by = int(match[1]), int(match[2]), match[3] or "+", int(match[4] or 1)
+        if last < first:
+            raise click.BadParameter(f"range {item!r} is empty: its last value is below its first", ctx, param)
+        if (op == "+" and by < 1) or (op == "*" and (by < 2 or first < 1)):
+            raise click.BadParameter(f"range {item!r} never ends (a step must be at least 1, a multiplier at least 2 "
+                                     "from a first value of at least 1)", ctx, param)
+        expanded: list[int] = []
+        number = first
+        while number <= last:
+            if len(expanded) == MAX_RANGE_ITEMS:
+                raise click.BadParameter(f"range {item!r} stands for more than {MAX_RANGE_ITEMS} values", ctx, param)
+            expanded.append(number)
+            number = number + by if op == "+" else number * by
+        for number in expanded:
+            if not low <= number <= high:
+                raise click.BadParameter(f"{what} must be {low} to {high}, got {number} in {item!r}", ctx, param)
+        numbers.extend(expanded)
+    return numbers
+
+
+def int_list(ctx, param, value) -> list[int]:
+    """-p/-n/-d: token counts, 0 skipping the test (llama-bench's ``-n 0``); an empty, negative or non-numeric item is
     a usage error naming the option (``-p 8,,16`` ran 8 and 16 without a word)."""
-    return int_items(value, param, ctx, low=0, what="token counts")
+    return int_ranges(value, param, ctx, low=0, high=INT32_MAX, what="token counts")
 
 
-def thread_list(ctx, param, value: str | None) -> list[int]:
-    if value is None:
+def size_list(ctx, param, value) -> list[int]:
+    """-b/-ub: batch sizes, at least 1."""
+    return int_ranges(value, param, ctx, low=1, high=INT32_MAX, what="batch sizes")
+
+
+def layer_list(ctx, param, value) -> list[int]:
+    """-ngl: layers to offload, -1 for all."""
+    return int_ranges(value, param, ctx, low=-1, high=INT32_MAX, what="layer counts")
+
+
+def pair_list(ctx, param, value) -> list[tuple[int, int]]:
+    """-pg PP,TG (given once or more): a prompt of PP tokens then TG generated, timed together as llama-bench's
+    ``ppPP+tgTG``; anything but two whole numbers of at least 1 is a usage error."""
+    pairs = []
+    for raw in value or ():
+        items = comma_items(raw, param, ctx)
+        if len(items) != 2:
+            raise click.BadParameter(f"expected PP,TG (two token counts), got {raw!r}", ctx, param)
+        pp, tg = (int_items(item, param, ctx, low=1, what="token counts")[0] for item in items)
+        pairs.append((pp, tg))
+    return pairs
+
+
+def choice_list(choices: tuple[str, ...], aliases: dict[str, str] | None = None):
+    """A callback for a list of words (-ctk, -ctv, -fa): each item one of ``choices`` (any case), or an alias of one
+    (-fa's ``1``/``0``/``-1``, llama-bench's older spelling)."""
+    def check(ctx, param, value) -> list[str] | None:
+        if not value:
+            return None
+        words = []
+        for item in list_items(value, param, ctx):
+            word = (aliases or {}).get(item.lower(), item.lower())
+            if word not in choices:
+                raise click.BadParameter(f"{item!r} is not one of {', '.join(choices)}", ctx, param)
+            words.append(word)
+        return list(dict.fromkeys(words))
+    return check
+
+
+def thread_list(ctx, param, value) -> list[int]:
+    if not value:
         import os
 
         return [max(1, min(8, os.cpu_count() or 1))]
@@ -52,7 +147,7 @@ def thread_list(ctx, param, value: str | None) -> list[int]:
 
     # the range of `jan run -t` and `jan serve -t`, said here of the flag (past it the load failed, after the model
     # was found, as "n_threads: must be >= -1 and <= 512", a name and a -1 the user never typed)
-    return int_items(value, param, ctx, low=1, high=GGML_MAX_N_THREADS, what="thread counts")
+    return int_ranges(value, param, ctx, low=1, high=GGML_MAX_N_THREADS, what="thread counts")
 
 
 def build_info() -> dict[str, Any]:
@@ -90,23 +185,59 @@ def _forget_prompt(model: jan.Model, rng: random.Random) -> None:
     model.generate([token], add_special=False, max_tokens=1, temperature=0, ignore_eos=True)
 
 
-def run_pp(model: jan.Model, n_prompt: int, rng: random.Random) -> float:
+def _at_depth(model: jan.Model, rng: random.Random, depth: int) -> list[int]:
+    """The memory made ready for one repetition, untimed, as llama-bench's: emptied of the last test's tokens, then
+    ``depth`` tokens evaluated (``-d``), returned so the timed prompt starts with them and evaluates only its own."""
     _forget_prompt(model, rng)
-    result = model.generate(_prompt(model, rng, n_prompt), max_tokens=1, temperature=0, ignore_eos=True)
-    u = result.usage
-    evaluated = u.prompt_tokens - u.cached_tokens
-    if u.prompt_ms <= 0 or evaluated <= 0:
-        raise CLIError("the engine reported no prompt timing")
-    return evaluated / (u.prompt_ms / 1000.0)
+    if not depth:
+        return []
+    prefix = _prompt(model, rng, depth)
+    model.generate(prefix, max_tokens=1, temperature=0, ignore_eos=True)
+    return prefix
 
 
-def run_tg(model: jan.Model, n_gen: int, rng: random.Random) -> float:
-    # n_gen + 1 tokens: the first comes with the prompt, the next n_gen are the timed decode steps.
-    result = model.generate(_prompt(model, rng, 1), max_tokens=n_gen + 1, temperature=0, ignore_eos=True)
+def _timed(model: jan.Model, rng: random.Random, depth: int, n_prompt: int, n_gen: int) -> tuple[int, int]:
+    """One repetition: ``n_prompt`` new tokens evaluated after ``depth`` cached ones, then ``n_gen`` decode steps;
+    (tokens timed, nanoseconds) of whichever parts are asked for, as llama-bench counts them."""
+    prefix = _at_depth(model, rng, depth)
+    fresh = max(1, n_prompt)  # a tg test's one-token prompt is not timed (llama-bench's tg decodes from one token)
+    tokens = prefix + ([rng.randrange(model.info.n_vocab) for _ in range(fresh)] if prefix
+                       else _prompt(model, rng, fresh))
+    result = model.generate(tokens, max_tokens=n_gen + 1, temperature=0, ignore_eos=True)
     u = result.usage
-    if u.completion_tokens < 2 or u.generation_ms <= 0:
-        raise CLIError("the engine reported no generation timing")
-    return (u.completion_tokens - 1) / (u.generation_ms / 1000.0)
+    if depth and u.cached_tokens < depth:
+        # the depth must be in the cache, not evaluated again inside the timed prompt
+        raise CLIError(f"the engine kept {u.cached_tokens} of the {depth} tokens of depth (-d) in its cache")
+    timed, ms = 0, 0.0
+    if n_prompt:
+        evaluated = u.prompt_tokens - u.cached_tokens
+        if u.prompt_ms <= 0 or evaluated <= 0:
+            raise CLIError("the engine reported no prompt timing")
+        timed, ms = evaluated, u.prompt_ms
+    if n_gen:
+        # n_gen + 1 tokens: the first comes with the prompt, the next n_gen are the timed decode steps
+        if u.completion_tokens < 2 or u.generation_ms <= 0:
+            raise CLIError("the engine reported no generation timing")
+        timed, ms = timed + u.completion_tokens - 1, ms + u.generation_ms
+    return timed, int(round(ms * 1e6))
+
+
+def run_pp(model: jan.Model, n_prompt: int, rng: random.Random, depth: int = 0) -> float:
+    """Tokens per second of a prompt of ``n_prompt`` tokens after ``depth`` cached ones."""
+    tokens, ns = _timed(model, rng, depth, n_prompt, 0)
+    return tokens / (ns / 1e9)
+
+
+def run_tg(model: jan.Model, n_gen: int, rng: random.Random, depth: int = 0) -> float:
+    """Tokens per second of ``n_gen`` decode steps after ``depth`` cached tokens."""
+    tokens, ns = _timed(model, rng, depth, 0, n_gen)
+    return tokens / (ns / 1e9)
+
+
+def _test_name(n_prompt: int, n_gen: int, depth: int) -> str:
+    """llama-bench's name of a test: ``pp512``, ``tg128``, ``pp512+tg128``, with `` @ d4096`` at a depth."""
+    name = "+".join(([f"pp{n_prompt}"] if n_prompt else []) + ([f"tg{n_gen}"] if n_gen else []))
+    return name + (f" @ d{depth}" if depth else "")
 
 
 def summarize(samples: list[float]) -> tuple[float, float]:
@@ -116,17 +247,21 @@ def summarize(samples: list[float]) -> tuple[float, float]:
 
 
 def format_md(records: list[dict[str, Any]], build: dict[str, Any]) -> str:
-    # as llama-bench: the columns of settings that differ from the defaults only
-    extra = [(name, key) for name, key, default in (("type_k", "type_k", "f16"), ("type_v", "type_v", "f16"),
-                                                   ("fa", "flash_attn", "auto"))
-             if any(r.get(key, default) != default for r in records)]
+    # as llama-bench: the columns of settings that differ from the defaults, or between rows (`-b 64,128` gave two
+    # rows told apart by nothing)
+    words = {v: k for k, v in FLASH_ATTN.items()}
+    extra = [(name, key) for name, key, default in (
+        ("n_batch", "n_batch", 2048), ("n_ubatch", "n_ubatch", 512), ("type_k", "type_k", "f16"),
+        ("type_v", "type_v", "f16"), ("fa", "flash_attn", -1))
+        if any(r.get(key, default) != default for r in records) or len({r.get(key) for r in records}) > 1]
     header = ["model", "size", "params", "backend", "threads", "ngl", *(n for n, _ in extra), "test", "t/s"]
     align = ["---", "---:", "---:", "---", "---:", "---:", *("---" for _ in extra), "---", "---:"]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     for r in records:
         lines.append("| " + " | ".join([
             r["model"], human_bytes(r["model_size"]), _params(r["model_n_params"]), r["backends"],
-            _threads(r), str(r["n_gpu_layers"]), *(str(r[key]) for _, key in extra), r["test"],
+            _threads(r), str(r["n_gpu_layers"]),
+            *(words.get(r[key], str(r[key])) if key == "flash_attn" else str(r[key]) for _, key in extra), r["test"],
             f"{r['avg_ts']:.2f} ± {r['stddev_ts']:.2f}",
         ]) + " |")
     lines.append("")
@@ -150,62 +285,146 @@ def _params(n: int) -> str:
 
 
 def format_csv(records: list[dict[str, Any]]) -> str:
+    """llama-bench's csv columns that jan has (and jan's own: model, step_threads, ...), a header first; the lists of
+    samples as their values separated by spaces."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in records:
-        writer.writerow({**r, "samples_ts": " ".join(f"{s:.3f}" for s in r["samples_ts"])})
+        writer.writerow({**r, "samples_ts": " ".join(f"{s:.3f}" for s in r["samples_ts"]),
+                         "samples_ns": " ".join(str(s) for s in r["samples_ns"])})
     return out.getvalue()
 
 
+def format_sql(records: list[dict[str, Any]]) -> str:
+    """llama-bench's sql: ``CREATE TABLE IF NOT EXISTS llama_bench`` then one ``INSERT`` a test, so that
+    ``jan bench -o sql | sqlite3 results.db`` keeps runs in one table. Its columns are jan's (llama-bench's that jan
+    has, and jan's own: model, jan_version, step_threads, ...); a table made by llama-bench lacks jan's own, so give
+    jan's runs their own database."""
+    fields = [f for f in CSV_FIELDS if not f.startswith("samples_")]
+    lines = ["CREATE TABLE IF NOT EXISTS llama_bench (",
+             ",\n".join(f"  {f} {SQL_TYPES.get(f, 'TEXT')}" for f in fields), ");", ""]
+
+    def literal(value: Any) -> str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return repr(value) if isinstance(value, int) or math.isfinite(value) else "NULL"
+        return "'" + str(value).replace("'", "''") + "'"
+
+    for r in records:
+        lines.append(f"INSERT INTO llama_bench ({', '.join(fields)}) VALUES "
+                     f"({', '.join(literal(r[f]) for f in fields)});")
+    return "\n".join(lines) + "\n"
+
+
+def render(records: list[dict[str, Any]], build: dict[str, Any], fmt: str) -> str:
+    """``records`` in one of :data:`FORMATS`: json an array, jsonl one object a line (llama-bench's), csv, sql, md."""
+    if fmt == "json":
+        return json.dumps(records, indent=2) + "\n"
+    if fmt == "jsonl":
+        return "".join(json.dumps(r) + "\n" for r in records)
+    if fmt == "csv":
+        return format_csv(records)
+    if fmt == "sql":
+        return format_sql(records)
+    return format_md(records, build)
+
+
 @click.command()
-@click.argument("model")
-@click.option("-p", "--n-prompt", "n_prompt", default="512", callback=int_list, show_default=True,
-              help="Prompt tokens per pp test (comma-separated list; 0 skips).")
-@click.option("-n", "--n-gen", "n_gen", default="128", callback=int_list, show_default=True,
-              help="Generated tokens per tg test (comma-separated list; 0 skips).")
+@click.argument("models", metavar="MODEL...", nargs=-1)
+@click.option("-m", "--model", "model_flags", multiple=True, metavar="MODEL",
+              help="A model (an id or a .gguf path), as llama-bench's -m; give it again for more.")
+@click.option("-p", "--n-prompt", "n_prompt", default=("512",), multiple=True, callback=int_list, show_default=True,
+              help="Prompt tokens per pp test: a list (8,16), a range (16-64+16, 16-512*2) or the flag given again; "
+                   "0 skips.")
+@click.option("-n", "--n-gen", "n_gen", default=("128",), multiple=True, callback=int_list, show_default=True,
+              help="Generated tokens per tg test (a list or range as -p; 0 skips).")
+@click.option("-pg", "n_pg", multiple=True, callback=pair_list, metavar="PP,TG",
+              help="A prompt of PP tokens then TG generated, timed together (ppPP+tgTG); give it again for more.")
+@click.option("-d", "--n-depth", "n_depth", default=("0",), multiple=True, callback=int_list, show_default=True,
+              help="Tokens already in the context before each test (a list or range as -p).")
 @click.option("-r", "--repetitions", default=5, show_default=True, type=click.IntRange(1), help="Runs per test.")
-@click.option("-t", "--threads", "threads", default=None, callback=thread_list,
-              help="CPU threads (comma-separated list) [default: CPU count, up to 8].")
+@click.option("-t", "--threads", "threads", multiple=True, callback=thread_list,
+              help="CPU threads (a list or range as -p) [default: CPU count, up to 8].")
 @click.option("--ctx", "-c", "n_ctx", default=None, type=click.IntRange(64, INT32_MAX),
               help="Context size [default: enough for the largest test].")
-@click.option("-b", "--batch-size", "n_batch", default=2048, show_default=True, type=click.IntRange(1, INT32_MAX),
-              help="Logical batch size.")
-@click.option("-ub", "--ubatch-size", "n_ubatch", default=512, show_default=True, type=click.IntRange(1, INT32_MAX),
-              help="Physical batch size.")
-@click.option("-ngl", "--gpu-layers", "n_gpu_layers", default=0, show_default=True, type=click.IntRange(-1, INT32_MAX),
-              help="Layers to offload to the GPU (-1: all).")
-@click.option("-o", "--output", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True)
+@click.option("-b", "--batch-size", "n_batch", default=("2048",), multiple=True, callback=size_list,
+              show_default=True, help="Logical batch size (a list or range as -p).")
+@click.option("-ub", "--ubatch-size", "n_ubatch", default=("512",), multiple=True, callback=size_list,
+              show_default=True, help="Physical batch size (a list or range as -p).")
+@click.option("-ngl", "--gpu-layers", "n_gpu_layers", default=("0",), multiple=True, callback=layer_list,
+              show_default=True, help="Layers to offload to the GPU (-1: all; a list as -p).")
+@click.option("-o", "--output", "fmt", type=click.Choice(FORMATS), default="md", show_default=True,
+              help="Format of the results on stdout (llama-bench's).")
+@click.option("-oe", "--output-err", "fmt_err", type=click.Choice(FORMATS), default=None,
+              help="The results on stderr too, in this format.")
+@click.option("--delay", default=0.0, show_default=True, type=click.FloatRange(0, 3600),
+              help="Seconds to wait before each test (to let the machine cool).")
+@click.option("--progress", is_flag=True, help="Tell each test as it starts, on stderr.")
 @click.option("--no-warmup", is_flag=True, help="Skip the warm-up run before the tests.")
 @click.option("--seed", default=1234, show_default=True, type=int, help="Seed of the random prompt tokens.")
 @click.option("--adaptive-threads", "adaptive_threads", default="off", show_default=True,
               type=click.Choice(ADAPTIVE_THREADS, case_sensitive=False),
               help="The thread governor (as `jan serve --adaptive-threads`). Off by default: every step gets -t "
                    "threads whatever else runs, as in llama-bench, so the two tools measure the same thing.")
-@click.option("-ctk", "--cache-type-k", "cache_type_k", default=None, type=click.Choice(CACHE_TYPES, case_sensitive=False),
-              help="KV cache type for K [default: the model.json's cache_type_k, else f16].")
-@click.option("-ctv", "--cache-type-v", "cache_type_v", default=None, type=click.Choice(CACHE_TYPES, case_sensitive=False),
-              help="KV cache type for V [default: the model.json's cache_type_v, else f16].")
-@click.option("-fa", "--flash-attn", "flash_attn", default=None, type=click.Choice(["on", "off", "auto"]),
-              help="Flash attention [default: the model.json's flash_attn, else auto].")
+@click.option("-ctk", "--cache-type-k", "cache_type_k", multiple=True, callback=choice_list(CACHE_TYPES),
+              help="KV cache type for K, a list as -p [default: the model.json's cache_type_k, else f16].")
+@click.option("-ctv", "--cache-type-v", "cache_type_v", multiple=True, callback=choice_list(CACHE_TYPES),
+              help="KV cache type for V, a list as -p [default: the model.json's cache_type_v, else f16].")
+@click.option("-fa", "--flash-attn", "flash_attn", multiple=True,
+              callback=choice_list(("on", "off", "auto"), {"1": "on", "0": "off", "-1": "auto"}),
+              help="Flash attention: on, off or auto (1, 0, -1), a list as -p [default: the model.json's flash_attn, "
+                   "else auto].")
 @connection_options
-def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch, n_gpu_layers, fmt, no_warmup,
-          seed, adaptive_threads, cache_type_k, cache_type_v, flash_attn, conn: Connection) -> None:
-    """Benchmark MODEL (an id or a .gguf path) in this process: prompt processing (pp)
-    and generation (tg) in tokens per second, mean ± sd over -r runs.
+def bench(models, model_flags, n_prompt, n_gen, n_pg, n_depth, repetitions, threads, n_ctx, n_batch, n_ubatch,
+          n_gpu_layers, fmt, fmt_err, delay, progress, no_warmup, seed, adaptive_threads, cache_type_k, cache_type_v,
+          flash_attn, conn: Connection) -> None:
+    """Benchmark MODEL (an id or a .gguf path; several, or -m, as llama-bench's -m) in
+    this process: prompt processing (pp) and generation (tg) in tokens per second,
+    mean ± sd over -r runs.
+
+    Every list option (-p, -n, -pg, -d, -t, -b, -ub, -ngl, -ctk, -ctv, -fa) takes
+    several values, as llama-bench's: each combination of the settings is loaded
+    and runs every test.
 
         jan bench stories260K -p 512 -n 128 -r 5 -o md
     """
-    tests = [("pp", p) for p in n_prompt if p > 0] + [("tg", n) for n in n_gen if n > 0]
+    # llama-bench's order: at each depth, every pp, then every tg, then every pp+tg
+    shapes = [(p, 0) for p in n_prompt if p > 0] + [(0, n) for n in n_gen if n > 0] + list(n_pg)
+    tests = [(p, n, d) for d in dict.fromkeys(n_depth) for p, n in shapes]
     # -ub's default (512) is cut to a smaller -b, as llama-bench does; an -ub the user wrote above -b is
     # refused, as n_ubatch above n_batch is everywhere else (jan.Model, model.json), not quietly lowered
-    if n_ubatch > n_batch and click.get_current_context().get_parameter_source("n_ubatch") \
-            is not click.core.ParameterSource.DEFAULT:
-        raise click.UsageError(f"-ub/--ubatch-size ({n_ubatch}) must not exceed -b/--batch-size ({n_batch}): the "
-                               "physical batch is what a logical batch is split into, so it cannot be the larger")
+    ub_given = click.get_current_context().get_parameter_source("n_ubatch") is not click.core.ParameterSource.DEFAULT
+    for nb, nub in itertools.product(n_batch, n_ubatch):
+        if ub_given and nub > nb:
+            raise click.UsageError(f"-ub/--ubatch-size ({nub}) must not exceed -b/--batch-size ({nb}): the "
+                                   "physical batch is what a logical batch is split into, so it cannot be the larger")
     if not tests:  # (the command line's own mistakes: usage errors, exit 2)
-        raise click.UsageError("nothing to measure: -p and -n are both 0")
-    model_json, path = resolve_local_model(conn, model)
+        raise click.UsageError("nothing to measure: -p and -n are both 0 and no -pg is given")
+    specs = list(dict.fromkeys([*models, *model_flags]))
+    if not specs:
+        raise click.UsageError("give a MODEL to measure (an id or a .gguf path, as an argument or -m)")
+    # every model found before any is measured: a mistyped second one failed after the first one's minutes
+    resolved = [resolve_local_model(conn, spec) for spec in specs]
+    records: list[dict[str, Any]] = []
+    for model_json, path in resolved:
+        records += _measure(model_json, path, tests, n_ctx=n_ctx, repetitions=repetitions, threads=threads,
+                            n_batch=n_batch, n_ubatch=n_ubatch, ub_given=ub_given, n_gpu_layers=n_gpu_layers,
+                            delay=delay, progress=progress, no_warmup=no_warmup, seed=seed,
+                            adaptive_threads=adaptive_threads, cache_type_k=cache_type_k,
+                            cache_type_v=cache_type_v, flash_attn=flash_attn, done=len(records),
+                            total=len(resolved))
+    build = build_info()
+    click.echo(render(records, build, fmt), nl=False)
+    if fmt_err:
+        click.echo(render(records, build, fmt_err), err=True, nl=False)
+
+
+def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]], *, n_ctx: int | None,
+             repetitions: int, threads: list[int], n_batch: list[int], n_ubatch: list[int], ub_given: bool,
+             n_gpu_layers: list[int], delay: float, progress: bool, no_warmup: bool, seed: int,
+             adaptive_threads: str, cache_type_k: list[str] | None, cache_type_v: list[str] | None,
+             flash_attn: list[str] | None, done: int, total: int) -> list[dict[str, Any]]:
+    """One model's records: every combination of the settings, each running every test."""
     # the KV cache as the model is served (its model.json's settings) unless a flag says otherwise: numbers measured
     # on an f16 cache for a model kept at q8_0 were told as that model's, with nothing saying so
     settings = model_json.get("settings") if isinstance(model_json.get("settings"), dict) else {}
@@ -219,26 +438,35 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
              **{option: flags[param] for option, param in (
                  ("n_batch", "n_batch"), ("n_ubatch", "n_ubatch"), ("n_gpu_layers", "n_gpu_layers"),
                  ("n_threads", "threads"), ("n_threads_batch", "threads"), ("adaptive_threads", "adaptive_threads"))}}
-    cache_type_k = cache_type_k or settings.get("cache_type_k")
-    cache_type_v = cache_type_v or settings.get("cache_type_v")
-    attention = {"on": True, "off": False, "auto": None}[flash_attn] if flash_attn else settings.get("flash_attn")
-    ctx_needed = max([p + 1 for kind, p in tests if kind == "pp"] + [n + 2 for kind, n in tests if kind == "tg"])
+    cache_types_k = cache_type_k or [settings.get("cache_type_k")]
+    cache_types_v = cache_type_v or [settings.get("cache_type_v")]
+    attentions = ([{"on": True, "off": False, "auto": None}[fa] for fa in flash_attn] if flash_attn
+                  else [settings.get("flash_attn")])
+    ctx_needed = max(d + max(p, 1) + n + 1 for p, n, d in tests)  # (a tg test starts from one token)
     ctx_given = n_ctx is not None
+    if ctx_needed > INT32_MAX:
+        # (past llama.cpp's int32 it was told as the engine's "n_ctx: must be ... <= 2147483647", no flag named)
+        raise CLIError(f"these tests need a context of {ctx_needed} tokens (-d + -p/-pg + -n), more than the "
+                       f"{INT32_MAX} llama.cpp takes; give smaller -p/-n/-pg/-d")
     if n_ctx is None:
-        n_ctx = max(256, int(math.ceil(ctx_needed / 256.0)) * 256)
+        n_ctx = min(INT32_MAX, max(256, int(math.ceil(ctx_needed / 256.0)) * 256))
     elif n_ctx < ctx_needed:
         raise CLIError(f"{flags['n_ctx']} {n_ctx} is too small for these tests (needs at least {ctx_needed})")
     build = build_info()
-    show = sys.stderr.isatty()
+    show = sys.stderr.isatty() and not progress
+    instances = [(ngl, nb, nub, ctk, ctv, fa, nt) for ngl, nb, nub, ctk, ctv, fa, nt in itertools.product(
+        dict.fromkeys(n_gpu_layers), dict.fromkeys(n_batch), dict.fromkeys(n_ubatch), cache_types_k, cache_types_v,
+        attentions, dict.fromkeys(threads)) if not (nub > nb and ub_given)]
+    total = total * len(instances) * len(tests)
     records: list[dict[str, Any]] = []
-    for n_threads in threads:
+    for ngl, nb, nub, ctk, ctv, attention, n_threads in instances:
+        nub = min(nub, nb)
         try:
             with interrupts_stay_on_this_thread():
-                loaded = jan.Model(path, model_id=model_json["id"], n_ctx=n_ctx, n_parallel=1, n_batch=n_batch,
-                                   n_ubatch=min(n_ubatch, n_batch), n_threads=n_threads,
-                                   n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers,
-                                   adaptive_threads=adaptive_threads, cache_type_k=cache_type_k,
-                                   cache_type_v=cache_type_v, flash_attn=attention)
+                loaded = jan.Model(path, model_id=model_json["id"], n_ctx=n_ctx, n_parallel=1, n_batch=nb,
+                                   n_ubatch=nub, n_threads=n_threads, n_threads_batch=n_threads, n_gpu_layers=ngl,
+                                   adaptive_threads=adaptive_threads, cache_type_k=ctk, cache_type_v=ctv,
+                                   flash_attn=attention)
         except (jan.JanError, ValueError) as exc:
             message = str(exc)
             # (a ValueError of the option checks carries no param, only its name at the start: a model.json's
@@ -251,27 +479,36 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
                 # engine's reason, kept apart from its advice, which names its own option)
                 why = exc.reason
                 message = (f"-c/--ctx {n_ctx}: {why}; give a smaller -c" if ctx_given else
-                           f"the context of {n_ctx} tokens that -p/-n need: {why}; give smaller -p/-n")
+                           f"the context of {n_ctx} tokens that -p/-n/-pg/-d need: {why}; give smaller -p/-n/-pg/-d")
             raise CLIError(f"cannot load {path}: {message}") from None
         with loaded:
             info = loaded.info
-            if info.n_ctx_train and n_ctx > info.n_ctx_train and n_threads == threads[0]:
+            if info.n_ctx_train and n_ctx > info.n_ctx_train and not records:
                 # Past its training context a model is slow (the KV cache grows) and its output
                 # meaningless; say so before the minutes of measuring, not after.
                 warn(f"these tests need a context of {n_ctx} tokens, more than {model_json['id']} was trained "
                      f"for ({info.n_ctx_train}); the numbers will not reflect real use")
             rng = random.Random(seed)
             if not no_warmup:
-                run_pp(loaded, min(32, max(2, max((p for k, p in tests if k == "pp"), default=2))), rng)
+                run_pp(loaded, min(32, max(2, max((p for p, _, _ in tests), default=2))), rng)
                 run_tg(loaded, 2, rng)
-            for kind, count in tests:
-                samples = []
+            for n_p, n_g, depth in tests:
+                name = _test_name(n_p, n_g, depth)
+                if progress:
+                    click.echo(f"jan bench: test {done + len(records) + 1}/{total}: {model_json['id']} {name}, "
+                               f"-t {n_threads}, -b {nb}, -ub {nub}, -ngl {ngl}", err=True)
+                if delay:
+                    time.sleep(delay)
+                samples_ns, samples = [], []
                 for rep in range(repetitions):
                     if show:
-                        click.echo(f"\rjan bench: {kind}{count} t={n_threads} run {rep + 1}/{repetitions}  ",
+                        click.echo(f"\rjan bench: {name} t={n_threads} run {rep + 1}/{repetitions}  ",
                                    err=True, nl=False)
-                    samples.append(run_pp(loaded, count, rng) if kind == "pp" else run_tg(loaded, count, rng))
+                    tokens, ns = _timed(loaded, rng, depth, n_p, n_g)
+                    samples_ns.append(ns)
+                    samples.append(tokens / (ns / 1e9))
                 mean, sd = summarize(samples)
+                mean_ns, sd_ns = summarize([float(ns) for ns in samples_ns])
                 # what the test's last step ran on: jan gives a step no more threads than its work is worth
                 # (cpp/step_threads.h), so a tiny model's tg steps take fewer than -t, where llama-bench
                 # takes them all; shown beside -t so two tools' rows are compared knowingly
@@ -285,27 +522,28 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
                     "model_n_params": info.n_params,
                     "n_threads": n_threads,
                     "step_threads": step_threads,
-                    "n_gpu_layers": n_gpu_layers,
-                    "n_batch": n_batch,
-                    "n_ubatch": min(n_ubatch, n_batch),
+                    "n_gpu_layers": ngl,
+                    "n_batch": nb,
+                    "n_ubatch": nub,
                     "n_ctx": n_ctx,
-                    "type_k": (cache_type_k or "f16").lower(),
-                    "type_v": (cache_type_v or "f16").lower(),
-                    "flash_attn": {True: "on", False: "off", None: "auto"}[attention],
-                    "test": f"{kind}{count}",
-                    "n_prompt": count if kind == "pp" else 1,
-                    "n_gen": count if kind == "tg" else 0,
+                    "type_k": (ctk or "f16").lower(),
+                    "type_v": (ctv or "f16").lower(),
+                    # llama-bench's int (-1 auto, 0 off, 1 on): a script reading its json reads jan's
+                    "flash_attn": {True: 1, False: 0, None: -1}[attention],
+                    "test": name,
+                    # as llama-bench counts them: a tg test's one-token start is no prompt (n_prompt 0)
+                    "n_prompt": n_p,
+                    "n_gen": n_g,
+                    "n_depth": depth,
                     "repetitions": repetitions,
+                    "test_time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "avg_ns": int(round(mean_ns)),
+                    "stddev_ns": int(round(sd_ns)),
                     "avg_ts": mean,
                     "stddev_ts": sd,
+                    "samples_ns": samples_ns,
                     "samples_ts": samples,
-                    "test_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 })
     if show:
         click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
-    if fmt == "json":
-        click.echo(json.dumps(records, indent=2))
-    elif fmt == "csv":
-        click.echo(format_csv(records), nl=False)
-    else:
-        click.echo(format_md(records, build), nl=False)
+    return records
