@@ -195,16 +195,24 @@ async def test_a_hand_edited_parameter_is_named_as_the_model_json_s_in_every_dia
         assert (await chat(api, "m"))[0] == 200
 
 
-async def test_a_draft_model_llama_cpp_cannot_read_is_named_as_the_model_json_field(server, tmp_path, gguf_copy,
-                                                                                     stories_path):
-    # a GGUF whose header reads but whose tensors are cut off passes the checks before the load: llama.cpp's refusal
-    # was told as the model's own file (param "model") under the engine's option name ("draft_model: ...")
+async def test_a_cut_draft_model_is_named_as_the_model_json_field(server, tmp_path, gguf_copy, stories_path, loads):
+    # a GGUF whose header reads but whose tensors are cut off (a partial download): once only llama.cpp's load
+    # found it, told as the model's own file (param "model") under the engine's option name ("draft_model: ...");
+    # its header now tells the bytes missing (jan.gguf_extent), on PATCH and, hand-edited, before any weights load
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(stories_path.read_bytes()[:600_000])
+    data = tmp_path / "data"
     async with Client(server.base_url) as api:
         await api.ok("POST", "/v1/models", {"path": str(gguf_copy), "id": "m"}, 201)
-        status, _ = await api.patch("/v1/models/m", {"settings": {"draft_model": str(cut)}})
-        assert status == 200
+        status, err = await api.patch("/v1/models/m", {"settings": {"draft_model": str(cut)}})
+        assert status == 400, (status, err)
+        assert err["error"]["param"] == "settings.draft_model", err
+        assert "cut.gguf" in err["error"]["message"] and "missing" in err["error"]["message"], err
+        stored = model_json(data, "m")
+        stored["settings"] = {**stored["settings"], "draft_model": str(cut)}
+        (data / "models" / "m" / "model.json").write_text(json.dumps(stored))
+        await api.call("POST", "/v1/models/m/stop")
+        loads.clear()
         for path, body in [("/v1/chat/completions", {"model": "m", "max_tokens": 2, "messages": HELLO}),
                            ("/v1/messages", {"model": "m", "max_tokens": 2, "messages": HELLO}),
                            ("/api/chat", {"model": "m", "stream": False, "messages": HELLO})]:
@@ -212,9 +220,10 @@ async def test_a_draft_model_llama_cpp_cannot_read_is_named_as_the_model_json_fi
             assert status == 400, (path, status, err)
             error = err["error"]
             message = error["message"] if isinstance(error, dict) else error
-            assert message.startswith("settings.draft_model: ") and "cut.gguf" in message, (path, err)
+            assert "settings.draft_model" in message and "cut.gguf" in message and "missing" in message, (path, err)
             if path == "/v1/chat/completions":
-                assert (error["param"], error["code"]) == ("settings.draft_model", "invalid_model_file"), err
+                assert error["param"] == "settings.draft_model", err
+        assert loads == [], loads  # refused before the main weights were read
         await api.patch("/v1/models/m", {"settings": {"draft_model": None}})
         assert (await chat(api, "m"))[0] == 200
 
