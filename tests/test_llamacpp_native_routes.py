@@ -661,6 +661,22 @@ def test_slots_of_a_loaded_embedding_model_list_its_slots_without_tasks(server):
     assert response.json() and all(set(s) == {"id", "n_ctx", "speculative", "is_processing"} for s in response.json())
 
 
+def test_a_streams_partials_tell_every_token_however_the_deltas_come():
+    """A delta that shows no text (held back: it may start a stop string) still carries its tokens: they go out with
+    the next partial, or with the final object when none follows. They were dropped, so a stream's ``tokens``
+    spelled less than its ``content`` whenever the engine's deltas were merged that way (timing decided it)."""
+    from jan.server.dialects.llamacpp import NativeResults
+    from jan.services.types import CompletionDelta
+
+    results = NativeResults("m", dict, n_results=1, return_tokens=True, clock=lambda: 0.0)
+    assert results.add(CompletionDelta(text="Once", token_ids=(1,)))["tokens"] == [1]
+    assert results.add(CompletionDelta(text="", token_ids=(2,))) is None  # (held: nothing to show yet)
+    assert results.add(CompletionDelta(text=" upon", token_ids=(3,)))["tokens"] == [2, 3]
+    assert results.add(CompletionDelta(text="", token_ids=(4,), finish_reason="stop", stop="x")) is None
+    assert results.choices[0].unsent_tokens == [4]  # (what the stream's final object tells)
+    assert results.finals()[0]["tokens"] == [1, 2, 3, 4]
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_stop_strings_tokens_are_left_out_of_tokens_as_the_readme_says(server, stream):
     # (a deliberate difference from llama-server, whose tokens hold every one sampled: jan's spell the text shown)

@@ -740,6 +740,9 @@ class _Choice:
     usage: Usage | None = None
     prompt_ids: tuple[int, ...] | None = None  # told for a prompt of token ids (an infill prompt is made of them)
     id_slot: int = -1  # the engine slot it runs in, as the engine told it (-1: not known)
+    # tokens of deltas that showed no text (held back, as a stop string's possible start is), told with the next
+    # partial that goes out: a stream's partials' tokens spell its partials' content, however the deltas came
+    unsent_tokens: list[int] = field(default_factory=list)
 
 
 class NativeResults:
@@ -786,9 +789,11 @@ class NativeResults:
             c.stopping_word = delta.stop or ""
             c.finished = True
         if not shown and not probs:
+            c.unsent_tokens += delta.token_ids
             return None
+        tokens, c.unsent_tokens = c.unsent_tokens + list(delta.token_ids), []
         # (a partial's tokens are told whatever return_tokens says, as llama-server tells them)
-        out: dict[str, Any] = {"index": delta.choice, "content": shown, "tokens": list(delta.token_ids), "stop": False,
+        out: dict[str, Any] = {"index": delta.choice, "content": shown, "tokens": tokens, "stop": False,
                                # (llama-server tells the slot on the final object only: its partials say -1)
                                "id_slot": -1, "tokens_predicted": len(c.tokens)}
         if c.prompt_ids is not None:  # (a text prompt's length is told by the engine's usage, at the end)

@@ -255,7 +255,8 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
         out = [r for r in results.finals(counts.get) if r["index"] in wanted]
         if stream_mode:
             for r in out:
-                r.update(content="", tokens=[])
+                # (the text went out in the partials; tokens that came with none since are told here)
+                r.update(content="", tokens=results.choices[r["index"]].unsent_tokens)
                 r.pop("completion_probabilities", None)
         return [native.pick_fields(r, body.response_fields) for r in out]
 
