@@ -46,7 +46,8 @@ def files(tmp_path_factory, vision_pair):
 @pytest.fixture(scope="module")
 def hub(vision_pair, files):
     with FakeHub({"test/cut-projector": {"tiny-Q4_K_M.gguf": vision_pair[0].read_bytes(),
-                                         "mmproj-tiny-f16.gguf": files["cut_projector"].read_bytes()}}) as h:
+                                         "mmproj-tiny-f16.gguf": files["cut_projector"].read_bytes()},
+                  "test/cut-weights": {"tiny-Q4_K_M.gguf": files["cut_model"].read_bytes()}}) as h:
         yield h
 
 
@@ -93,12 +94,14 @@ def test_the_import_route_refuses_a_cut_file(server, files, tmp_path, which):
     assert not (server.config.data_folder / "models" / "cut-import").exists()
 
 
-def test_a_pull_whose_projector_is_cut_short_fails_and_leaves_nothing(server, files):
-    status, text = call(server, "POST", "/v1/models/pull", {"url": "hf://test/cut-projector", "id": "cut-pull"})
+@pytest.mark.parametrize("repo, missing", [("cut-projector", "cut_projector_missing"),
+                                           ("cut-weights", "cut_model_missing")])
+def test_a_pull_of_a_cut_file_fails_and_leaves_nothing(server, files, repo, missing):
+    status, text = call(server, "POST", "/v1/models/pull", {"url": f"hf://test/{repo}", "id": "cut-pull"})
     events = [data for _name, data in parse_sse(text) if isinstance(data, dict)] if status == 200 else []
     said = text if status != 200 else json.dumps(events[-1])
     assert status == 400 or events[-1].get("state") == "failed", (status, text)
-    assert missing_said(said, files["cut_projector_missing"]), said
+    assert missing_said(said, files[missing]), said
     assert "cut-pull" not in model_ids(server)
     assert not (server.config.data_folder / "models" / "cut-pull").exists()
 
