@@ -1,8 +1,8 @@
-"""A message a run is writing (its reply, ``pending``) cannot be modified or deleted while the run goes on: the run
-saves its reply whole as it generates, so an edit made meanwhile — the content, the status, the metadata a client
-tags it with — was answered 200 and then silently written over (and a deleted reply was written into nothing).
-Both are refused, ``run_active`` as a message added during a run is; every other message of the thread may still be
-changed, and the reply itself once the run has ended."""
+"""A run locks its thread, as OpenAI's does: no message of it can be added, modified or deleted while the run goes
+on (400 ``run_active`` in OpenAI's error shape). The reply it is writing (``pending``) is named as such: the run saves
+it whole as it generates, so an edit made meanwhile was answered 200 and then silently written over; and the
+thread's other messages (the question the run answers) could be edited or deleted under it, though a message added
+was refused. Every message is the user's to change once the run has ended."""
 
 from __future__ import annotations
 
@@ -37,9 +37,21 @@ async def test_the_reply_a_run_is_writing_is_not_changed_under_it(server):
             status, err = await api.call(method, base, body)
             assert status == 400 and err["error"]["code"] == "run_active", (method, body, err)
             assert run["id"] in err["error"]["message"] and err["error"]["param"] == "message_id", err
-        # the thread's other messages may change meanwhile (as OpenAI lets a message's metadata change)
-        tagged = await api.ok("POST", f"/v1/threads/{tid}/messages/{question}", {"metadata": {"tag": "q"}})
-        assert tagged["metadata"] == {"tag": "q"}
+        # a run locks its thread: no other message of it changes meanwhile either (the question the run answers
+        # was edited or deleted under it), as a message added is refused; in OpenAI's error shape
+        other = f"/v1/threads/{tid}/messages/{question}"
+        for method, path, body in [("POST", other, {"metadata": {"tag": "q"}}), ("PATCH", other, {"content": "x"}),
+                                   ("DELETE", other, None), ("POST", f"/v1/threads/{tid}/messages",
+                                                             {"role": "user", "content": "more"})]:
+            status, err = await api.call(method, path, body)
+            assert status == 400 and set(err) == {"error"}, (method, path, err)
+            assert err["error"]["code"] == "run_active" and err["error"]["param"] == "thread_id", err
+            assert err["error"]["type"] == "invalid_request_error" and run["id"] in err["error"]["message"], err
+        assert (await api.ok("GET", other))["metadata"] == {}
+        # another thread's messages are its own: a message named under the wrong thread is no message of it
+        elsewhere = await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "hi"}]})
+        status, _ = await api.call("POST", f"/v1/threads/{elsewhere['id']}/messages/{question}", {"metadata": {}})
+        assert status == 404
         # an unknown message is still a 404, not the run's refusal
         status, _ = await api.call("POST", f"/v1/threads/{tid}/messages/msg_nope", {"metadata": {}})
         assert status == 404
@@ -47,7 +59,9 @@ async def test_the_reply_a_run_is_writing_is_not_changed_under_it(server):
         cancelled = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/cancel")
         assert cancelled["status"] == "cancelled"
         await wait_for_run(api, tid, run["id"])
-        # once the run has ended its reply is the user's to change, and the change stays
+        # once the run has ended its thread's messages are the user's to change, and the change stays
+        tagged = await api.ok("POST", f"/v1/threads/{tid}/messages/{question}", {"metadata": {"tag": "q"}})
+        assert tagged["metadata"] == {"tag": "q"}
         tagged = await api.ok("POST", base, {"metadata": {"tag": "mine"}})
         assert tagged["metadata"]["tag"] == "mine"
         assert (await api.ok("GET", base))["metadata"]["tag"] == "mine"

@@ -152,6 +152,22 @@ async def weather_call(api) -> tuple[str, dict, dict]:
     return tid, run, call
 
 
+async def test_a_run_waiting_for_tool_outputs_locks_its_threads_messages(server):
+    """``requires_action`` holds the thread as ``in_progress`` does: no message of it is added, modified or deleted
+    until the calls are answered (or the run cancelled); then they may be."""
+    async with Client(server.base_url) as api:
+        tid, run, call = await weather_call(api)
+        question = (await messages_of(api, tid))[0]["id"]
+        base = f"/v1/threads/{tid}/messages/{question}"
+        for method, body in [("POST", {"metadata": {"tag": "q"}}), ("DELETE", None)]:
+            status, err = await api.call(method, base, body)
+            assert status == 400 and err["error"]["code"] == "run_active", (method, err)
+            assert "answer its tool calls" in err["error"]["message"] and run["id"] in err["error"]["message"], err
+        await run_to_end(api, f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
+                         {"tool_outputs": [{"tool_call_id": call["id"], "output": "sunny"}]})
+        assert (await api.ok("POST", base, {"metadata": {"tag": "q"}}))["metadata"] == {"tag": "q"}
+
+
 async def test_client_tool_output(server):
     async with Client(server.base_url) as api:
         tid, run, call = await weather_call(api)

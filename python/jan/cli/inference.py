@@ -255,7 +255,7 @@ def check_gguf_file(path: Path, label: str) -> None:
     if not path.is_file():
         raise CLIError(f"{prefix}{no_such_file(path)}")
     try:
-        check_gguf(path)
+        check_gguf(path, "model file")  # (whole: a partial download is said so, with the bytes missing)
     except InvalidArgumentError as exc:
         raise CLIError(f"{prefix}{exc}") from None
 

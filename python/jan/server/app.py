@@ -23,12 +23,13 @@ from jan.server.errors import describe_error, dialect_error_middleware, error_mi
 from jan.server import expect
 from jan.server.body_read import body_read_middleware, declared_size_check
 from jan.server.disconnect import handling_middleware
-from jan.server.keys import (BUS, CONFIG, LIVE_CONTROLS, MANAGER, MEDIA_FETCHER, METRIC_WINDOWS, SERVICES, SHUTTING_DOWN,
-                             STARTED_AT)
+from jan.server.keys import (BUS, CONFIG, HTTP_REQUESTS, LIVE_CONTROLS, MANAGER, MEDIA_FETCHER, METRIC_WINDOWS,
+                             SERVICES, SHUTTING_DOWN, STARTED_AT)
 from jan.server.media_fetch import MediaAllowlist, MediaFetcher
 from jan.services.container import Services
 from jan.server.mount import mount_extensions
 from jan.server.protocol import head_without_body
+from jan.server.request_counts import HttpRequestCounts
 from jan.server.request_id import on_prepare as stamp_request_id, request_id_middleware
 from jan.server.security import (
     api_key_middleware,
@@ -121,6 +122,7 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
                    cors_middleware(config), cross_site_middleware(config, own_handlers), api_key_middleware(config),
                    body_codings_middleware]
     jan_handlers = {route.handler for table in tables for route in table if isinstance(route, web.RouteDef)}
+    request_counts = HttpRequestCounts()
     app = web.Application(
         client_max_size=config.max_body_bytes,
         # Order matters: the request's id is chosen first (every log line and answer below carries it); errors on a
@@ -130,7 +132,9 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
         # (What aiohttp refuses before these run is shaped by the runner: jan.server.protocol.AppRunner.)
         # Innermost: the route's body is read within the read timeout and its route's size limit
         # (jan.server.body_read), and the request is noted for the waits that end when its client leaves.
-        middlewares=[request_id_middleware, *before_body, body_read_middleware(config, jan_handlers),
+        # Every request is counted (jan_http_requests_total) as answered, whichever middleware answered it.
+        middlewares=[request_id_middleware, request_counts.middleware, *before_body,
+                     body_read_middleware(config, jan_handlers),
                      handling_middleware],
     )
     expect.install(app, expect.before_body(before_body, declared_size_check(config, jan_handlers)))
@@ -145,6 +149,7 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
     app[BUS] = manager.bus
     app[STARTED_AT] = time.monotonic()
     app[METRIC_WINDOWS] = {}
+    app[HTTP_REQUESTS] = request_counts
     app[SHUTTING_DOWN] = asyncio.Event()
     app[LIVE_CONTROLS] = {}
     app[MEDIA_FETCHER] = MediaFetcher(MediaAllowlist.parse(config.allow_media_from))

@@ -22,6 +22,8 @@ STARTED_AT = web.AppKey("started_at", float)
 #: Each model's phase totals at the last /metrics scrape (routes.health: llama-server's throughput gauges average
 #: over the time between two scrapes).
 METRIC_WINDOWS = web.AppKey("metric_windows", dict)
+#: Every request answered, by method, route and status (``jan_http_requests_total``: jan.server.request_counts).
+HTTP_REQUESTS = web.AppKey("http_requests", object)
 # Set when the server starts shutting down: open streams end cleanly instead of being cut.
 SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)
 #: The chat completions being made that can be acted on (``reasoning_control``), by their reply's id.

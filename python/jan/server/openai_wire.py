@@ -54,6 +54,7 @@ from jan.services.types import (
     ToolSpec,
     Usage,
     ends_in_prefill,
+    thought_prefill,
 )
 
 __all__ = [
@@ -266,7 +267,7 @@ def chat_request(body: schemas.ChatCompletionRequest, render_only: bool = False)
     closed = render_only and body.add_generation_prompt is False and not prefill \
         and body.continue_final_message in (None, False)
     if not closed:
-        _check_continuation(body, prefill)
+        _check_continuation(body, prefill, bool(thought_prefill(messages)))
     # llama-server's grammar fields, read as /completion reads them: a lazy grammar (or json_schema) holds from its
     # trigger on; one that is not lazy holds the whole output (json_schema then the JSON response format it asks for)
     grammar, patterns, tokens = client_grammar(body.grammar, body.json_schema if body.grammar_lazy else None,
@@ -304,14 +305,17 @@ def line_rules_of(body: Any) -> LineRules:
                      t_max_predict_ms=body.t_max_predict_ms if body.t_max_predict_ms is not None else -1)
 
 
-def _check_continuation(body: schemas.ChatCompletionRequest, prefill: bool) -> None:
+def _check_continuation(body: schemas.ChatCompletionRequest, prefill: bool, thought: bool) -> None:
     """llama-server's ``continue_final_message`` / ``add_generation_prompt``, as far as they agree with what jan
-    does (a final assistant message is continued, every other conversation answered after the generation prompt);
+    does (a final assistant message is continued: its content, or its ``reasoning_content`` where that is all it
+    holds (``thought``), inside the open thought; every other conversation answered after the generation prompt);
     a RequestError naming the field for the rest, in llama-server's words where it has them."""
     cont, gen = body.continue_final_message, body.add_generation_prompt
-    if cont == "reasoning_content":
-        raise RequestError("continue_final_message: 'reasoning_content' is not supported by jan (it continues a final "
-                           "assistant message's content)", param="continue_final_message", code="not_supported")
+    if cont == "reasoning_content" and prefill and not thought:
+        raise RequestError("continue_final_message: 'reasoning_content' continues the thinking of a final assistant "
+                           "message that holds only reasoning_content; this one has content, which is what jan "
+                           "continues (send continue_final_message true, or the message without its content)",
+                           param="continue_final_message", code="invalid_value")
     if cont not in (None, False) and gen is True:
         raise RequestError("Cannot set both add_generation_prompt and continue_final_message to true.",
                            param="add_generation_prompt", code="invalid_value")

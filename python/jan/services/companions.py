@@ -47,7 +47,7 @@ def companion_problem(key: str, path: str) -> str | None:
         except ValueError as exc:
             return str(exc)
         return short_file(path, _WHAT[key])
-    return _model_problem(path, "not a model that can draft") or short_file(path, _WHAT[key])
+    return _model_problem(path, "not a model that can draft", _WHAT[key]) or short_file(path, _WHAT[key])
 
 
 def lora_problem(path: str) -> str | None:
@@ -57,7 +57,7 @@ def lora_problem(path: str) -> str | None:
     if not os.path.isfile(path):
         return no_file(path, "LoRA adapter file")
     try:
-        check_gguf(path)
+        check_gguf(path, "LoRA adapter file")
         kind = gguf_scalars(path, {"general.type"}).get("general.type")
     except (OSError, ValueError) as exc:
         return str(exc)
@@ -73,13 +73,15 @@ def weights_problem(path: str) -> str | None:
     Blocking: reads the file's header."""
     if not os.path.isfile(path):
         return no_file(path, "model file")
-    return _model_problem(path, "not a model (set it as settings.mmproj)") or short_file(path, "model file")
+    return (_model_problem(path, "not a model (set it as settings.mmproj)", "model file")
+            or short_file(path, "model file"))
 
 
-def _model_problem(path: str, as_projector: str) -> str | None:
-    """Why the file at ``path`` is no GGUF model (a projector: ``as_projector`` says what it is not), or None."""
+def _model_problem(path: str, as_projector: str, what: str) -> str | None:
+    """Why the file at ``path`` is no GGUF model (a projector: ``as_projector`` says what it is not; one cut short:
+    ``what`` names it), or None."""
     try:
-        check_gguf(path)
+        check_gguf(path, what)
         arch = gguf_architecture(path)
     except (OSError, ValueError) as exc:
         return str(exc)

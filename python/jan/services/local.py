@@ -28,7 +28,7 @@ from jan.engine.media import AudioClip
 from jan.engine.results import TokenLogprob
 from jan.services.abilities import context_media_refusal, fan_out_refusal, request_template, template_refusal
 from jan.services.types import (MEDIA_MARKER, ChatMessage, ChatRequest, ImagePart, AudioPart, MediaText,
-                                NamedToolChoice, TextPart, place_item)
+                                NamedToolChoice, TextPart, place_item, thought_prefill)
 from jan.services.errors import PrefillGrammarError, RequestError
 from jan.errors import LARGER_CONTEXT, GrammarPrefixError
 from jan.services.model_reasoning import model_reasoning, reasoning_budget
@@ -189,7 +189,9 @@ def _continued(request: ChatRequest) -> str:
     for one makes this text not the prompt's end, the plan ignores it (the template's tail decides)."""
     if not request.continues:
         return ""
-    return "\n".join(p.text for p in request.messages[-1].content if isinstance(p, TextPart)).strip()
+    # a thinking-only final turn: the prompt ends in its thought (:func:`_thought_prompt`), which the plan finds open
+    return ("\n".join(p.text for p in request.messages[-1].content if isinstance(p, TextPart)).strip()
+            or thought_prefill(request.messages))
 
 
 def has_media(request: ChatRequest) -> bool:
@@ -555,6 +557,9 @@ def _render_template(template: ChatTemplate, request: ChatRequest, plan: ChatPla
     kwargs = plan.template_kwargs()
     text = None
     final = messages[-1] if messages else {}
+    thought = thought_prefill(request.messages) if request.continues else ""
+    if thought:
+        return _thought_prompt(template, messages, plan, kwargs, thought)
     if request.continues and template.continues_replies and isinstance(final.get("content") or "", str):
         # Continue the last assistant message (a resumed reply, a client's prefill): render it as the end of
         # the conversation and cut whatever the template writes after its text (the end-of-turn marks).
@@ -572,6 +577,44 @@ def _render_template(template: ChatTemplate, request: ChatRequest, plan: ChatPla
     if text is None:
         text = template.render(messages, tools=plan.tools, add_generation_prompt=request.generation_prompt, **kwargs)
     return text
+
+
+#: Stands for the answer of a thinking-only final turn while it is rendered: the template writes the turn's thought
+#: before its answer, and the prompt is cut after the thought. (A private-use character: no text a client sends.)
+_ANSWER_STAND_IN = "\ue001"
+
+
+def _thought_prompt(template: ChatTemplate, messages: list[dict[str, Any]], plan: ChatPlan, kwargs: dict[str, Any],
+                    thought: str) -> str:
+    """The prompt of a conversation whose final assistant turn is only a ``thought`` (stripped): it ends inside the
+    open thinking block, after the thought, so the model goes on thinking it (the output's reasoning continues it).
+    Where the template writes a final turn's thinking, the turn is rendered with a stand-in answer and cut after its
+    thought; where it leaves that thinking out (R1 distills drop it), the thought follows a fresh generation prompt
+    that opened the block, or the block's start marker jan writes there. A format that marks no thinking, a
+    generation prompt that closed the block (thinking switched off in the template), or Harmony's channels cannot
+    hold an open thought: a ``RequestError`` (400) says so, never a prompt that dropped the thought."""
+    fmt = plan.fmt
+    final = messages[-1]
+    if template.continues_replies and isinstance(final.get("content") or "", str):
+        whole = template.render([*messages[:-1], {**final, "content": _ANSWER_STAND_IN}], tools=plan.tools,
+                                add_generation_prompt=False, **kwargs)
+        answer = whole.rfind(_ANSWER_STAND_IN)
+        at = whole.rfind(thought, 0, answer if answer >= 0 else len(whole))
+        if at >= 0 and fmt.starts_in_reasoning(whole[:at + len(thought)], thought):
+            return whole[:at + len(thought)]
+    opened = template.render(messages[:-1], tools=plan.tools, add_generation_prompt=True, **kwargs)
+    if fmt.starts_in_reasoning(opened + thought, thought):
+        return opened + thought
+    tail = fmt.thought_state(opened)
+    if fmt.reasoning is not None and not fmt.channels and tail is None:
+        # (the model opens a block itself here: the thought is written as it would write it)
+        return f"{opened}{fmt.reasoning.start}\n{thought}"
+    why = ("marks no thinking" if fmt.reasoning is None and not fmt.channels else
+           "closes the thinking block in its generation prompt (thinking is off: turn it on)"
+           if tail == "closed" and not fmt.channels else "cannot end its prompt inside a thought")
+    raise RequestError(f"messages: the final assistant message holds only reasoning, to be continued as the model's "
+                       f"thinking, but this model's chat template {why}; send it with some answer text to continue "
+                       "the answer, or leave it out", param="messages", code="thinking_prefill_not_supported")
 
 
 def _media_prompt(model: "jan.Model", request: ChatRequest, text: str, marker: str):

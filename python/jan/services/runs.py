@@ -1451,14 +1451,13 @@ class RunService(Held):
 
     async def update_message(self, thread_id: str, message_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Change a message (as the conversational extension's ``update_message`` takes the changes) — refused
-        with :class:`RequestError` (``run_active``) while a run is writing it (its reply, ``pending``): the run
-        saves the reply whole as it goes, so an edit made meanwhile (its content, status or metadata) was answered
-        200 and then silently written over. Any other message of the thread may be changed during a run; none
-        while a Responses turn is made in the thread's conversation (:meth:`_refuse_if_turn`). A ``metadata``
-        replaces the client's keys and keeps jan's records of the turn (``thread_turns.kept_records``)."""
+        with :class:`RequestError` (``run_active``) while a run holds the thread (:meth:`_refuse_if_run`), as a
+        message added is, and while a Responses turn is made in the thread's conversation
+        (:meth:`_refuse_if_turn`). A ``metadata`` replaces the client's keys and keeps jan's records of the turn
+        (``thread_turns.kept_records``)."""
         async with self._thread_lock(thread_id):
             await self._refuse_if_turn(thread_id, f"modify a message of {thread_id}")
-            await self._refuse_if_writing(thread_id, message_id, "modify")
+            await self._refuse_if_run(thread_id, message_id, "modify")
             store = self.conversations()
             if isinstance(changes.get("metadata"), dict):  # jan's records of the turn stay (kept_records)
                 stored = await store.get_message(thread_id, message_id)
@@ -1466,11 +1465,11 @@ class RunService(Held):
             return await store.update_message(thread_id, message_id, changes)
 
     async def delete_message(self, thread_id: str, message_id: str) -> None:
-        """Delete a message — refused as :meth:`update_message` is while a run is writing it: the run would go on
-        answering into a message that is gone (cancel the run first)."""
+        """Delete a message — refused as :meth:`update_message` is while a run holds the thread (the run would go on
+        answering a conversation that is no longer there, or into a reply that is gone: end or cancel it first)."""
         async with self._thread_lock(thread_id):
             await self._refuse_if_turn(thread_id, f"delete a message of {thread_id}")
-            await self._refuse_if_writing(thread_id, message_id, "delete")
+            await self._refuse_if_run(thread_id, message_id, "delete")
             await self.conversations().delete_message(thread_id, message_id)
 
     async def update_thread(self, thread_id: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -1502,16 +1501,24 @@ class RunService(Held):
         conversation now: its lease file probed in a worker thread (file work, never on the event loop)."""
         return await asyncio.to_thread(thread_claims(self.manager.data_folder).turn_held, thread_id)
 
-    async def _refuse_if_writing(self, thread_id: str, message_id: str, verb: str) -> None:
+    async def _refuse_if_run(self, thread_id: str, message_id: str, verb: str) -> None:
+        """:class:`RequestError` (``run_active``) while a run holds the thread (``queued``, ``in_progress``,
+        ``requires_action``): a run locks its thread, as OpenAI's does (a message added meanwhile is its 400), so
+        no message of it changes under the run either. Before, only the reply the run was writing was refused: the
+        question it was answering could be edited or deleted mid-run (the thread then read as a reply to something
+        never asked), through the threads API and the web page alike, where the Conversations API and a message
+        added were refused. An unknown message is its 404 first. Call it holding :meth:`_thread_lock`."""
         run = await self.holder(thread_id)
         if run is None:
             return
         message = await self.conversations().get_message(thread_id, message_id)  # (its NotFoundError as it is)
-        if message.get("status") != "pending":
-            return
-        raise RequestError(f"Can't {verb} message {message_id} while run {run.id} is writing it (it is "
-                           f"{run.status}: wait for it to end or cancel it first).", param="message_id",
-                           code="run_active")
+        what = "answer its tool calls or cancel it" if run.status == "requires_action" \
+            else "wait for it to end or cancel it"
+        if message.get("status") == "pending":  # (the reply it writes: named as such, the message at fault)
+            raise RequestError(f"Can't {verb} message {message_id} while run {run.id} is writing it (it is "
+                               f"{run.status}: {what} first).", param="message_id", code="run_active")
+        raise RequestError(f"Can't {verb} messages of {thread_id} while a run {run.id} is active (it is "
+                           f"{run.status}: {what} first).", param="thread_id", code="run_active")
 
     async def _abandon(self, run: Run, exc: BaseException) -> None:
         """A run that claimed its thread but cannot go on (a failure outside a model turn) ends ``failed`` (or

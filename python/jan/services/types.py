@@ -854,6 +854,16 @@ def ends_in_prefill(messages: tuple[ChatMessage, ...] | list[ChatMessage]) -> bo
     return bool(messages) and messages[-1].role == "assistant" and not messages[-1].tool_calls
 
 
+def thought_prefill(messages: tuple[ChatMessage, ...] | list[ChatMessage]) -> str:
+    """The thinking a conversation's final assistant turn holds when that is all it holds (no text, media nor tool
+    calls: a thought a client asks to go on, an answer cut off while thinking sent back), stripped; ``""``
+    otherwise. Such a prefill is continued inside the thought (:func:`jan.services.local.chat_prompt` ends the
+    prompt inside the open thinking block), never dropped."""
+    if not ends_in_prefill(messages) or messages[-1].content:
+        return ""
+    return (messages[-1].reasoning or "").strip()
+
+
 @dataclass(frozen=True)
 class ChatRequest:
     """A chat completion request, whatever front end it came from.

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from jan.gguf_extent import cut_short
 from jan.gguf_magic import has_gguf_magic
 from jan.local_files import not_a_regular_file
 
@@ -156,14 +157,26 @@ def normalize_model(model: Mapping[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def check_gguf(path: str | os.PathLike[str]) -> None:
-    """Raise InvalidArgumentError unless ``path`` is a readable file starting with the GGUF magic."""
+class GGUFCutShortError(InvalidArgumentError):
+    """A GGUF file that lacks part of the tensor data its header describes (a partial download, a copy that
+    stopped): refused where it would enter the data folder or a model.json, not first where it loads."""
+
+
+def check_gguf(path: str | os.PathLike[str], what: str = "GGUF file") -> None:
+    """Raise InvalidArgumentError unless ``path`` is a readable file starting with the GGUF magic;
+    :class:`GGUFCutShortError` (one) when it holds less than the tensor data its header describes
+    (:func:`jan.gguf_extent.cut_short`, ``what`` names the file in its message: "'/m/x.gguf' is cut short: 395126
+    of its 1185376 bytes are missing"). The one check of every GGUF that an import, a pull or a create accepts.
+    Reads the header only (kept per file version)."""
     try:
         gguf = has_gguf_magic(path)
+        short = cut_short(path, what) if gguf else None
     except OSError as exc:
         raise InvalidArgumentError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if not gguf:
         raise InvalidArgumentError(f"{path} is not a GGUF file")
+    if short:
+        raise GGUFCutShortError(short, code="file_cut_short")
 
 
 def _holds_other(target: Path, new: str | os.PathLike[str]) -> bool:
@@ -586,7 +599,7 @@ class ModelStore:
         if not source.is_file():
             kind = not_a_regular_file(source)
             raise InvalidArgumentError(f"{source} is {kind}, not a GGUF file" if kind else f"{source} is not a file")
-        check_gguf(source)
+        check_gguf(source, "model file")  # (whole: a partial download is refused, not imported to fail at load)
         model_id = slugify_id(source.stem) if model_id is None else validate_id(model_id, "model id")
         folder = self.folder(model_id)
         path = folder / "model.json"

@@ -10,6 +10,7 @@ from typing import Any
 
 from jan.engine.header import read_header
 from jan.errors import ModelLoadError
+from jan.gguf_extent import cut_short
 from jan.gguf_magic import GGUF_MAGIC
 
 
@@ -233,8 +234,9 @@ def _value(f, header: "_Header", vtype: int, longest: int | None) -> Any:
 
 
 def check_projector(path: str) -> None:
-    """``ValueError`` unless ``path`` is a multimodal projector GGUF (``general.architecture`` "clip"): what
-    ``--mmproj`` names is checked when the model is made, not first when it loads."""
+    """``ValueError`` unless ``path`` is a multimodal projector GGUF (``general.architecture`` "clip") that holds
+    all the tensor data its header describes (one cut short says how many bytes are missing): what ``--mmproj``
+    names is checked when the model is made, not first when it loads."""
     try:
         arch = gguf_architecture(path)
     except OSError as exc:
@@ -245,6 +247,12 @@ def check_projector(path: str) -> None:
         what = f"its architecture is '{arch}'" if arch else "its header names no architecture"
         raise ValueError(f"{path} is not a multimodal projector (mmproj) GGUF: {what}, a projector's is "
                          f"'{PROJECTOR_ARCHITECTURE}'")
+    try:  # (a partial download of a projector: accepted, it failed every request's load after)
+        short = cut_short(path, "projector file")
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if short:
+        raise ValueError(short)
 
 
 def by_url(text: str, path: str, url: str) -> str:

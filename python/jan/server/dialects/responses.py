@@ -912,6 +912,13 @@ def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[
             out.append((typed.ChatMessage("tool", _parts(item.output, f"{name}[{i}].output"),
                                           tool_call_id=item.call_id), f"{name}[{i}].output", [i]))
     fold_calls()
+    reasoning = joined_thoughts([reasoning, *thoughts]) or None if thoughts else reasoning
+    if reasoning is not None:
+        # reasoning with no turn after it (an answer cut off while thinking, sent back to go on): the answer's turn,
+        # a thought the request continues (to_chat_request), as every dialect's thinking-only final assistant
+        # turn is; it was dropped, and the model answered afresh as though it had never thought it
+        out.append((typed.ChatMessage("assistant", (), reasoning=reasoning), f"{name}[{reasoning_at[0]}]",
+                    reasoning_at))
     return out
 
 
@@ -923,7 +930,8 @@ def sourced_turns(items: str | list | None, field: str = "input") -> list[tuple[
 def input_sources(items: str | list | None) -> list[list[int]]:
     """For each turn :func:`input_messages` makes of ``items``, the indices of the items it was made of (a string:
     its one item, ``[0]``), in order: what a conversation keeps of each item (its id, its kind) goes with its turn.
-    An item in no turn (a ``web_search_call``; reasoning with no assistant turn after it) is in none."""
+    An item in no turn (a ``web_search_call``) is in none; reasoning with no turn after it is a thinking-only
+    assistant turn of its own (the thought the request continues)."""
     return [sources for _, _, sources in _sourced_turns(items)]
 
 
@@ -1190,9 +1198,11 @@ def to_chat_request(body: _Prompt, history: list[typed.ChatMessage],
                                                     top_p=body.top_p),
                   "logprobs": body.includes(LOGPROBS), "top_logprobs": body.top_logprobs or 0,
                   "wait_for_room": body.background}
+    # (only a thought is continued: an input that ends in an assistant message is answered after it, as OpenAI's)
     return typed.ChatRequest(model=body.model, messages=tuple(messages), tools=tools,
                              tool_choice=tool_choice, parallel_tool_calls=body.parallel_tool_calls,
                              response_format=_response_format(body.text), reasoning=reasoning,
+                             continue_final_message=bool(inputs and typed.thought_prefill(messages)),
                              truncation=body.truncation or "disabled", **answer)
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from jan.core.engine_answers import loaded_ids
 from jan.server.jsonio import json_response
-from jan.server.keys import CONFIG, MANAGER, METRIC_WINDOWS, STARTED_AT
+from jan.server.keys import CONFIG, HTTP_REQUESTS, MANAGER, METRIC_WINDOWS, STARTED_AT
 from jan.server.security import authorized
 
 routes = web.RouteTableDef()
@@ -115,6 +115,16 @@ LLAMA_SERVER_GAUGES = {
 }
 
 
+#: The generation counters' names before they said so (``jan_requests_total`` read as a count of every request,
+#: and counted generations): still given, beside their new names, so that a dashboard reading them keeps working.
+#: ``{engine key: (old name, new name)}``.
+DEPRECATED_COUNTERS = {
+    "requests_total": ("jan_requests", "jan_generations"),
+    "requests_cancelled": ("jan_requests_cancelled", "jan_generations_cancelled"),
+    "requests_failed": ("jan_requests_failed", "jan_generations_failed"),
+}
+
+
 class EngineCollector:
     """Reads the engines' counters at scrape time, so nothing is counted twice."""
 
@@ -124,10 +134,14 @@ class EngineCollector:
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+        # What a model's engine was given, whatever dialect asked: each choice of n, each turn of a run or a tool
+        # loop is one generation (a count of requests is jan_http_requests_total's, by route and status)
         counters = {
-            "requests_total": ("jan_requests", "Generation requests submitted"),
-            "requests_cancelled": ("jan_requests_cancelled", "Generation requests cancelled"),
-            "requests_failed": ("jan_requests_failed", "Generation requests that failed"),
+            "requests_total": ("jan_generations", "Generations submitted to the model's engine (each choice of n, "
+                               "each turn of a run or tool loop; not embeddings): every request is "
+                               "jan_http_requests_total's"),
+            "requests_cancelled": ("jan_generations_cancelled", "Generations cancelled"),
+            "requests_failed": ("jan_generations_failed", "Generations that failed"),
             "prompt_tokens_total": ("jan_prompt_tokens", "Prompt tokens evaluated"),
             "cached_tokens_total": ("jan_prompt_tokens_cached", "Prompt tokens reused from the KV cache"),
             "generated_tokens_total": ("jan_generated_tokens", "Tokens generated"),
@@ -172,6 +186,13 @@ class EngineCollector:
             return fam
 
         families = [family(CounterMetricFamily, name, doc, key, per_model) for key, (name, doc) in counters.items()]
+        families += [family(CounterMetricFamily, old, f"Deprecated: {new}_total under its old name, which read as a "
+                            "count of requests", key, per_model) for key, (old, new) in DEPRECATED_COUNTERS.items()]
+        http = CounterMetricFamily("jan_http_requests", "HTTP requests answered, by method, route template and "
+                                   "status (499: the client left first)", labels=["method", "route", "status"])
+        for labels, n in self.app[HTTP_REQUESTS].samples():
+            http.add_metric(list(labels), float(n))
+        families.append(http)
         families += [family(GaugeMetricFamily, name, doc, key, per_model) for key, (name, doc) in gauges.items()]
         families += [family(CounterMetricFamily if kind == "counter" else GaugeMetricFamily, name, doc, key, per_model)
                      for key, (name, kind, doc) in LLAMA_SERVER_METRICS.items()]
@@ -185,7 +206,8 @@ class EngineCollector:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus metrics per model: requests, tokens, decode time, slots, queue."""
+    """Prometheus metrics: every HTTP request by route and status; per model, generations, tokens, decode time,
+    slots, queue."""
     # prometheus_client (with the http.server, wsgiref and gzip modules it brings, ~1 MiB resident) loads
     # with the first scrape: most servers are never scraped.
     from prometheus_client import CollectorRegistry, generate_latest

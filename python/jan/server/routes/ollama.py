@@ -54,7 +54,7 @@ from jan.services.types import CompletionDelta, TokenLogprob, Usage
 from jan.store import AlreadyExistsError, InvalidArgumentError
 from jan.store.blobs import BlobStore, InvalidDigestError
 from jan.store.ids import is_valid_id
-from jan.store.models import check_gguf
+from jan.store.models import GGUFCutShortError, check_gguf
 
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
@@ -822,7 +822,9 @@ async def _blob_gguf(request: web.Request, name: str, digest: Any, field: str) -
         raise OllamaError(400, f"{field}: {name}: blob \"{digest}\" not found (push it first with "
                                f"POST /api/blobs/{digest})")
     try:
-        await asyncio.to_thread(check_gguf, path)
+        await asyncio.to_thread(check_gguf, path, "blob")
+    except GGUFCutShortError as exc:  # (pushed whole by its digest, but cut short before it was pushed)
+        raise OllamaError(400, f"{field}: {name}: {exc}") from None
     except InvalidArgumentError:
         raise OllamaError(400, f"{field}: {name}: supplied file was not in GGUF format") from None
     # (a model's weights pushed as its ADAPTER: stored, every request to the new model was a 400 from then on)

@@ -591,7 +591,7 @@ async def get_message(request: web.Request) -> web.Response:
 @routes.post("/v1/threads/{thread_id}/messages/{message_id}")
 @routes.patch("/v1/threads/{thread_id}/messages/{message_id}")
 async def modify_message(request: web.Request) -> web.Response:
-    """Modify a message's content, status or metadata (refused, ``run_active``, while a run is writing it)."""
+    """Modify a message's content, status or metadata (refused, ``run_active``, while a run holds the thread)."""
     body = await parse_body(request, MessageModify)
     changes = _changes(body, ("content", "status"))
     if "content" in changes:
@@ -616,7 +616,7 @@ async def get_file(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/threads/{thread_id}/messages/{message_id}")
 async def delete_message(request: web.Request) -> web.Response:
-    """Delete one message (refused, ``run_active``, while a run is writing it)."""
+    """Delete one message (refused, ``run_active``, while a run holds the thread)."""
     info = request.match_info
     await request.app[SERVICES].runs.delete_message(info["thread_id"], info["message_id"])
     return json_response({"id": info["message_id"], "object": "thread.message.deleted", "deleted": True})

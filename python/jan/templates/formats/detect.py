@@ -179,6 +179,11 @@ class ChatFormat:
         """
         return self._reply_tail(prompt, continued) == "open"
 
+    def thought_state(self, prompt: str, continued: str = "") -> str | None:
+        """``"open"`` where the reply's tail of ``prompt`` left a thinking block open, ``"closed"`` where it ended
+        one, None where it says neither (the model may open one): :meth:`starts_in_reasoning`'s answer in full."""
+        return self._reply_tail(prompt, continued)
+
     def _reply_tail(self, prompt: str, continued: str = "") -> str | None:
         """``"open"`` where the reply's tail of the prompt left a thinking block open, ``"closed"`` where it
         ends one (a template that switched thinking off writes an empty block), None where it says neither

@@ -1,0 +1,90 @@
+"""``/metrics`` counts every HTTP request, by method, route template and status (``jan_http_requests_total``: what
+Prometheus practice calls a request counter), alike for every dialect, refusals and streams included; the engine's
+count of what it was given is ``jan_generations_total`` per model (each choice of ``n`` one), named so, with its old
+name ``jan_requests_total`` kept beside it. Before, ``jan_requests_total`` was the only count and counted generations
+alone: a 400, a 404, a listing or a thread's read were no request, and ``n: 2`` counted two."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+
+import pytest
+
+from api_helpers import parse_sse
+from extension_helpers import call
+from server_helpers import start_server
+
+HI = [{"role": "user", "content": "Once upon a time"}]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path):
+    srv = start_server(tmp_path_factory.mktemp("metrics"), [stories_path])
+    yield srv
+    srv.stop()
+
+
+def scrape(server) -> dict[str, float]:
+    """Every sample of ``/metrics``: ``name{labels}`` -> value."""
+    text = urllib.request.urlopen(server.base_url + "/metrics", timeout=120).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def http(method: str, route: str, status: int) -> str:
+    return f'jan_http_requests_total{{method="{method}",route="{route}",status="{status}"}}'
+
+
+def test_every_request_is_counted_by_route_and_status_and_generations_apart(server):
+    before = scrape(server)
+    generated = [
+        ("/v1/chat/completions", {"model": "stories260K", "max_tokens": 2, "messages": HI}),
+        ("/v1/chat/completions", {"model": "stories260K", "max_tokens": 2, "messages": HI, "n": 2}),
+        ("/v1/messages", {"model": "stories260K", "max_tokens": 2, "messages": HI}),
+        ("/api/chat", {"model": "stories260K", "stream": False, "options": {"num_predict": 2}, "messages": HI}),
+        ("/v1/responses", {"model": "stories260K", "max_output_tokens": 2, "store": False, "input": "Once"}),
+    ]
+    for path, body in generated:
+        status, out = call(server, "POST", path, body, timeout=300)
+        assert status == 200, (path, out)
+    status, out = call(server, "POST", "/v1/chat/completions",
+                       {"model": "stories260K", "max_tokens": 2, "messages": HI, "stream": True}, timeout=300)
+    assert status == 200 and parse_sse(out), out
+    # refusals, each dialect's: a bad body, an unknown model, a path no route has
+    assert call(server, "POST", "/v1/chat/completions", {"model": "stories260K"})[0] == 400
+    assert call(server, "POST", "/v1/messages", {"model": "nope", "max_tokens": 2, "messages": HI})[0] == 404
+    assert call(server, "POST", "/api/chat", {"model": "nope", "messages": HI})[0] == 404
+    assert call(server, "GET", "/v1/no-such-route")[0] == 404
+    thread = call(server, "POST", "/v1/threads", {})[1]
+    assert call(server, "GET", f"/v1/threads/{thread['id']}")[0] == 200
+    after = scrape(server)
+
+    def grew(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew(http("POST", "/v1/chat/completions", 200)) == 3  # (the stream too)
+    assert grew(http("POST", "/v1/chat/completions", 400)) == 1
+    assert grew(http("POST", "/v1/messages", 200)) == 1 and grew(http("POST", "/v1/messages", 404)) == 1
+    assert grew(http("POST", "/api/chat", 200)) == 1 and grew(http("POST", "/api/chat", 404)) == 1
+    assert grew(http("POST", "/v1/responses", 200)) == 1
+    assert grew(http("GET", "unmatched", 404)) == 1
+    # the route's template, never the id a client sent (a series per thread would have no end)
+    assert grew(http("GET", "/v1/threads/{thread_id}", 200)) == 1
+    assert not any(thread["id"] in key for key in after)
+    assert grew(http("GET", "/metrics", 200)) == 1  # (the first scrape: counted once it was answered)
+    # what the engine was given: each choice one, whatever dialect asked; the old name tells the same
+    generations = grew('jan_generations_total{model="stories260K"}')
+    assert generations == 7, generations  # 1 + 2 (n: 2) + 1 + 1 + 1 + 1 (the stream)
+    assert grew('jan_requests_total{model="stories260K"}') == generations
+
+
+def test_the_counters_say_what_they_count(server):
+    text = urllib.request.urlopen(server.base_url + "/metrics", timeout=120).read().decode()
+    assert "# TYPE jan_http_requests_total counter" in text
+    assert "# TYPE jan_generations_total counter" in text
+    assert re.search(r"# HELP jan_requests_total Deprecated: jan_generations_total", text), text
