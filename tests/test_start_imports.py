@@ -19,10 +19,11 @@ import pytest
 #: package is registered by ``jan serve`` with its ``__init__`` deferred, ``jan.server.aiohttp_import``), and Lark's
 #: translator of tools' text grammars (``jan.templates.lark_gbnf``: a chat without such a tool never needs it). The
 #: other commands' modules (``jan.cli.models`` with ``jan.cli.inference`` and ``jan.cli.progress``) are never a
-#: server's: its start's models line once imported them for two helpers, ~1.8 MiB after a chat.
+#: server's: its start's models line once imported them for two helpers, ~1.8 MiB after a chat. The remote-model
+#: extension's OpenAI wire format and SSE parser wait for a remote model's first request (~0.2 MiB).
 ON_FIRST_USE = ("jinja2", "prometheus_client", "psutil", "numpy", "PIL", "pypdf", "mcp", "rich", "aiohttp.client",
                 "aiohttp.connector", "jan.templates.lark_gbnf", "lark", "jan.cli.models", "jan.cli.inference",
-                "jan.cli.progress")
+                "jan.cli.progress", "jan.extensions.remote.wire", "jan.extensions.remote.sse")
 
 SERVE = r"""
 import json, os, sys, threading, urllib.request

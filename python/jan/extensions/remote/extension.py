@@ -21,12 +21,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from jan.json_text import loads_json
-from jan.extensions.remote import wire
 from jan.services import types as t
 from jan.core import InferenceExtension, ModelFailed, ModelInit, ModelReady, ModelState, ModelStopped
 from jan.extensions._builtin import BuiltinExtension
 from jan.errors import ModelLoadError, ModelNotFoundError
-from jan.extensions.remote.sse import SSEParser
 from jan.extensions.remote.upstream import (
     Upstream,
     UpstreamError,
@@ -365,13 +363,19 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         return {"id": model_id, "status": ModelState.UNLOADED}
 
     # -- generation ----------------------------------------------------
+    # The OpenAI wire format (``wire``) and the SSE parser are imported by a remote model's first request: a server
+    # with no remote model never needs them (~0.2 MiB resident, issue 16; tests/test_start_imports.py)
     def chat(self, model: dict[str, Any], request: t.ChatRequest) -> AsyncIterator[t.ChatDelta]:
         """Stream ``POST <base_url>/chat/completions`` (always ``stream: true`` upstream) as typed deltas."""
+        from jan.extensions.remote import wire
+
         request = replace(request, sampling=self._sampling(model, request.sampling))
         return self._deltas(model, wire.chat_body(request), "/chat/completions", wire.chat_deltas)
 
     def complete(self, model: dict[str, Any], request: t.CompletionRequest) -> AsyncIterator[t.CompletionDelta]:
         """Stream ``POST <base_url>/completions`` the same way as :meth:`chat`."""
+        from jan.extensions.remote import wire
+
         request = replace(request, sampling=self._sampling(model, request.sampling))
         return self._deltas(model, wire.completion_body(request), "/completions", wire.completion_deltas)
 
@@ -385,6 +389,8 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
     async def _stream(self, model: dict[str, Any], request: dict[str, Any], path: str) -> AsyncIterator[dict[str, Any]]:
         """The upstream's chunks (OpenAI dicts) of one streamed request, usage included."""
         import aiohttp
+
+        from jan.extensions.remote.sse import SSEParser
 
         model_id = model["id"]
         up = self._upstream(model)
@@ -523,6 +529,8 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         """The prompt tokens of ``request`` as the upstream renders it: the chat body :meth:`chat` would send, posted
         to its ``/chat/completions/input_tokens`` (jan's and llama.cpp's server's); a 400-class error where it has
         none (OpenAI's API)."""
+        from jan.extensions.remote import wire
+
         up = self._upstream(model)
         request = replace(request, sampling=self._sampling(model, request.sampling))
         body = {**wire.chat_body(request), "model": up.model}
