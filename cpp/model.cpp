@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <cmath>
 #include <mutex>
+#include <regex>
 #include <stdexcept>
 
 #include "deep_stack.h"
@@ -66,6 +68,54 @@ Model::Model(const std::string & path, const ModelParams & params) : path_(path)
     mp.main_gpu = params.main_gpu;
     mp.load_mode = params.use_mmap ? (params.use_mlock ? LLAMA_LOAD_MODE_MMAP_MLOCK : LLAMA_LOAD_MODE_MMAP)
                                    : (params.use_mlock ? LLAMA_LOAD_MODE_MLOCK : LLAMA_LOAD_MODE_NONE);
+    if (params.load_mode != -2) {
+        if (params.load_mode < LLAMA_LOAD_MODE_AUTO || params.load_mode > LLAMA_LOAD_MODE_DIRECT_IO)
+            throw std::invalid_argument("load_mode: must be -1 (auto) to 4 (direct I/O), or -2 (from use_mmap)");
+        mp.load_mode = (llama_load_mode)params.load_mode;
+    }
+    if (params.split_mode < LLAMA_SPLIT_MODE_NONE || params.split_mode > LLAMA_SPLIT_MODE_TENSOR)
+        throw std::invalid_argument("split_mode: must be 0 (none), 1 (layer), 2 (row) or 3 (tensor)");
+    mp.split_mode = (llama_split_mode)params.split_mode;
+    // (llama.cpp reads llama_max_devices() shares: the ones not given are 0)
+    std::vector<float> split;
+    if (!params.tensor_split.empty()) {
+        if (params.tensor_split.size() > llama_max_devices())
+            throw std::invalid_argument("tensor_split: at most " + std::to_string(llama_max_devices()) +
+                                        " shares (one a device), got " + std::to_string(params.tensor_split.size()));
+        for (float share : params.tensor_split)
+            if (!std::isfinite(share) || share < 0)
+                throw std::invalid_argument("tensor_split: each share must be a finite number >= 0");
+        split.assign(llama_max_devices(), 0.0f);
+        std::copy(params.tensor_split.begin(), params.tensor_split.end(), split.begin());
+        mp.tensor_split = split.data();
+    }
+    // The buffer types by name as llama-bench's -ot finds them: each device's own; llama.cpp keeps the pointers
+    // only while loading, so `overrides` (and the patterns of `params`) outlive the load below.
+    std::vector<llama_model_tensor_buft_override> overrides;
+    if (!params.tensor_buft_overrides.empty()) {
+        std::vector<std::pair<std::string, ggml_backend_buffer_type_t>> types;
+        for (size_t i = 0; i < ggml_backend_dev_count(); ++i)
+            if (auto * buft = ggml_backend_dev_buffer_type(ggml_backend_dev_get(i)))
+                types.emplace_back(ggml_backend_buft_name(buft), buft);
+        for (const auto & [pattern, name] : params.tensor_buft_overrides) {
+            if (pattern.empty()) throw std::invalid_argument("tensor_buft_overrides: a tensor name pattern is empty");
+            try {
+                std::regex check(pattern);  // (llama.cpp's own use: an invalid one failed the load, told as a bad file)
+            } catch (const std::regex_error &) {
+                throw std::invalid_argument("tensor_buft_overrides: '" + pattern + "' is not a regular expression");
+            }
+            auto found = std::find_if(types.begin(), types.end(), [&](const auto & t) { return t.first == name; });
+            if (found == types.end()) {
+                std::string known;
+                for (const auto & t : types) known += (known.empty() ? "" : ", ") + t.first;
+                throw std::invalid_argument("tensor_buft_overrides: unknown buffer type '" + name +
+                                            "' (this build has: " + known + ")");
+            }
+            overrides.push_back({pattern.c_str(), found->second});
+        }
+        overrides.push_back({nullptr, nullptr});
+        mp.tensor_buft_overrides = overrides.data();
+    }
     mp.vocab_only = params.vocab_only;
     vocab_only_ = params.vocab_only;
     mp.check_tensors = params.check_tensors;

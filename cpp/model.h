@@ -26,6 +26,15 @@ struct ModelParams {
     // llama.cpp's extra weight buffer types (CPU_REPACK, AMX, KleidiAI): -1 = on unless the CPU has AMX
     // (see model.cpp), 0 = off, 1 = on.
     int32_t extra_buffers = -1;
+    // llama_split_mode: how the weights spread over several GPUs (0 none: all on main_gpu, 1 layer, 2 row, 3 tensor)
+    int32_t split_mode = 1;
+    // Each GPU's share of the weights (at most llama_max_devices() values, each >= 0); empty: by free memory.
+    std::vector<float> tensor_split;
+    // (name regex, buffer type name as ggml calls it: "CPU", "CUDA0", ...): tensors whose names match are kept in
+    // that buffer type, the first matching pair winning (llama.cpp's tensor_buft_overrides).
+    std::vector<std::pair<std::string, std::string>> tensor_buft_overrides;
+    // llama_load_mode (-1 auto, 0 none, 1 mmap, 2 mlock, 3 mmap+mlock, 4 direct I/O); -2: from use_mmap/use_mlock
+    int32_t load_mode = -2;
 };
 
 // Every token by its text as llama.cpp's grammar reads it (the piece with control tokens spelled out): what
