@@ -22,7 +22,9 @@ void register_params(py::module_ & m) {
         .def_readwrite("split_mode", &ModelParams::split_mode)
         .def_readwrite("tensor_split", &ModelParams::tensor_split)
         .def_readwrite("tensor_buft_overrides", &ModelParams::tensor_buft_overrides)
-        .def_readwrite("load_mode", &ModelParams::load_mode);
+        .def_readwrite("load_mode", &ModelParams::load_mode)
+        .def_readwrite("lazy_mode", &ModelParams::lazy_mode)
+        .def_readwrite("no_host", &ModelParams::no_host);
 
     py::class_<ContextParams>(m, "ContextParams")
         .def(py::init<>())
@@ -42,6 +44,7 @@ void register_params(py::module_ & m) {
         .def_readwrite("cache_type_v", &ContextParams::cache_type_v)
         .def_readwrite("offload_kqv", &ContextParams::offload_kqv)
         .def_readwrite("embeddings", &ContextParams::embeddings)
+        .def_readwrite("op_offload", &ContextParams::op_offload)
         .def_readwrite("threadpool", &ContextParams::threadpool)
         .def_readwrite("cpumask", &ContextParams::cpumask)
         .def_readwrite("cpu_strict", &ContextParams::cpu_strict)

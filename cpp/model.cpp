@@ -57,6 +57,11 @@ bool cpu_offers_amx_buffers() {
 
 }  // namespace
 
+bool extra_buffers_by_default() {
+    ensure_backend_initialized();
+    return !cpu_offers_amx_buffers();
+}
+
 Model::Model(const std::string & path, const ModelParams & params) : path_(path) {
     ensure_backend_initialized();
     {
@@ -73,6 +78,12 @@ Model::Model(const std::string & path, const ModelParams & params) : path_(path)
             throw std::invalid_argument("load_mode: must be -1 (auto) to 4 (direct I/O), or -2 (from use_mmap)");
         mp.load_mode = (llama_load_mode)params.load_mode;
     }
+    if (params.lazy_mode != -1) {
+        if (params.lazy_mode < LLAMA_LAZY_MODE_OFF || params.lazy_mode > LLAMA_LAZY_MODE_ON)
+            throw std::invalid_argument("lazy_mode: must be 0 (off), 1 (auto) or 2 (on), or -1 (llama.cpp's)");
+        mp.lazy_mode = (llama_lazy_mode)params.lazy_mode;
+    }
+    mp.no_host = params.no_host;
     if (params.split_mode < LLAMA_SPLIT_MODE_NONE || params.split_mode > LLAMA_SPLIT_MODE_TENSOR)
         throw std::invalid_argument("split_mode: must be 0 (none), 1 (layer), 2 (row) or 3 (tensor)");
     mp.split_mode = (llama_split_mode)params.split_mode;
@@ -124,7 +135,7 @@ Model::Model(const std::string & path, const ModelParams & params) : path_(path)
     // from a threading.Thread; upstream ggml-org/llama.cpp#20824). jan always decodes on a scheduler
     // thread, so on an AMX CPU the weights stay in plain CPU buffers: slower prompt processing for
     // K-quants, never a crash. extra_buffers = 1 forces them back on (for a fixed llama.cpp).
-    mp.use_extra_bufts = params.extra_buffers > 0 || (params.extra_buffers < 0 && !cpu_offers_amx_buffers());
+    mp.use_extra_bufts = params.extra_buffers > 0 || (params.extra_buffers < 0 && extra_buffers_by_default());
     model_.reset(llama_model_load_from_file(path.c_str(), mp));
     if (!model_) throw ModelLoadError(describe_unreadable(path));
     vocab_ = llama_model_get_vocab(model_.get());

@@ -35,6 +35,9 @@ struct ModelParams {
     std::vector<std::pair<std::string, std::string>> tensor_buft_overrides;
     // llama_load_mode (-1 auto, 0 none, 1 mmap, 2 mlock, 3 mmap+mlock, 4 direct I/O); -2: from use_mmap/use_mlock
     int32_t load_mode = -2;
+    // llama_lazy_mode (0 off, 1 auto, 2 on: rows of the tensors an architecture marks read on demand); -1: llama.cpp's
+    int32_t lazy_mode = -1;
+    bool no_host = false;  // llama.cpp's no_host: no host (pinned) buffer, so extra CPU buffer types may be used
 };
 
 // Every token by its text as llama.cpp's grammar reads it (the piece with control tokens spelled out): what
@@ -102,5 +105,7 @@ private:
 
 // Called once per process before the first model is loaded.
 void ensure_backend_initialized();
+// Whether a load with extra_buffers = -1 uses llama.cpp's extra weight buffer types: not on a CPU with AMX ones.
+bool extra_buffers_by_default();
 
 }  // namespace jan

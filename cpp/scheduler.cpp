@@ -97,6 +97,7 @@ Scheduler::Scheduler(std::shared_ptr<Model> model, const ContextParams & params,
     cp.no_perf = true;
     cp.offload_kqv = params_.offload_kqv;
     cp.embeddings = params_.embeddings;
+    cp.op_offload = params_.op_offload;
     if (params_.poll < 0 || params_.poll > 100) throw std::invalid_argument("poll: must be 0 to 100");
     if (params_.prio < GGML_SCHED_PRIO_LOW || params_.prio > GGML_SCHED_PRIO_REALTIME)
         throw std::invalid_argument("prio: must be -1 (low) to 3 (realtime)");

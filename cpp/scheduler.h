@@ -52,6 +52,7 @@ struct ContextParams {
     std::string cache_type_v = "f16";
     bool offload_kqv = true;   // KV cache and attention on the GPU of their layer (false: llama-bench's -nkvo 1)
     bool embeddings = false;   // the context also outputs embeddings (every token's: llama-bench's -embd 1)
+    bool op_offload = true;    // llama.cpp's op_offload: host tensors' operations run on the GPU (false: -nopo 1)
     // A ggml threadpool of these settings attached to the context, as llama-bench makes one for each test: the
     // CPUs its threads may run on (cpumask[i]: CPU i; none set: any), strict placement (one thread a CPU), how
     // long idle threads spin before sleeping (0-100), their priority (ggml_sched_priority -1 low ... 3 realtime).

@@ -540,9 +540,10 @@ def test_bench_takes_several_models_and_llama_bench_s_m(env, stories_path):
 # ------------------------------------------ bench: llama-bench's model, context and threadpool options
 
 # llama-bench's keys for them, their json types and their values when none is given (llama-bench 0.3.36's json)
-LLAMA_BENCH_SETTINGS = {"cpu_mask": "0x0", "cpu_strict": False, "poll": 50, "n_gpu_layers": -1, "split_mode": "layer",
-                        "main_gpu": 0, "no_kv_offload": False, "tensor_split": "0.00",
-                        "tensor_buft_overrides": "none", "load_mode": "auto", "embeddings": False}
+LLAMA_BENCH_SETTINGS = {"cpu_mask": "0x0", "cpu_strict": False, "poll": 50, "n_gpu_layers": -1, "n_cpu_moe": 0,
+                        "split_mode": "layer", "main_gpu": 0, "no_kv_offload": False, "tensor_split": "0.00",
+                        "tensor_buft_overrides": "none", "load_mode": "auto", "lazy_mode": "auto",
+                        "embeddings": False, "no_op_offload": 0, "no_host": False}
 
 
 def test_bench_parses_llama_bench_s_model_context_and_thread_options():
@@ -569,6 +570,9 @@ def test_bench_parses_llama_bench_s_model_context_and_thread_options():
     assert parse("cpu_mask", "0x3,ff", "0X10") == ["0x3", "ff", "0X10"]
     assert parse("poll", "0,100", "10-30+10") == [0, 100, 10, 20, 30]
     assert parse("n_gpu_layers", *params["n_gpu_layers"].default) == [-1]  # llama-bench's default: every layer
+    assert parse("n_cpu_moe", "0-2") == [0, 1, 2] and parse("lazy_mode", "on,off") == ["on", "off"]
+    assert parse("no_op_offload", "1") == [True] and parse("no_host", "0,1") == [False, True]
+    assert parse("repack", "0") == [False] and parse("repack") == []
     for name, value, says in (("split_mode", "rows", "not one of"), ("main_gpu", "-1", "must be 0 to"),
                               ("tensor_split", "1/x", "not a share"), ("tensor_split", "1/-1", "not a share"),
                               ("tensor_split", "nan", "not a share"), ("tensor_split", "1,,2", "empty"),
@@ -579,7 +583,10 @@ def test_bench_parses_llama_bench_s_model_context_and_thread_options():
                               ("cpu_strict", "-1", "not 0 or 1"), ("mmap", "true", "not 0 or 1"),
                               ("load_mode", "mmap2", "not one of"), ("cpu_mask", "0xZZ", "hexadecimal"),
                               ("cpu_mask", "0x", "hexadecimal"), ("cpu_mask", "f" * 129, "at most 128"),
-                              ("poll", "101", "must be 0 to 100"), ("poll", "-5", "must be 0 to 100")):
+                              ("poll", "101", "must be 0 to 100"), ("poll", "-5", "must be 0 to 100"),
+                              ("n_cpu_moe", "-1", "must be 0 to"), ("lazy_mode", "lazy", "not one of"),
+                              ("no_op_offload", "2", "not 0 or 1"), ("no_host", "x", "not 0 or 1"),
+                              ("repack", "on", "not 0 or 1")):
         with pytest.raises(click.BadParameter, match=says):
             parse(name, value)
 
@@ -594,6 +601,10 @@ def test_bench_refuses_nonsense_process_options_and_unknown_buffer_types(env, st
           "this build has: CPU")
     fails(jan("bench", *args, "-ot", "(=CPU", env=env), "-ot/--override-tensor: '(' is not a regular expression")
     fails(jan("bench", *args, "-ts", "/".join(["1"] * 300), env=env), "-ts/--tensor-split: at most")
+    from jan.engine.model import extra_buffers_by_default
+
+    if not extra_buffers_by_default():  # (a CPU with AMX buffers: llama.cpp's AMX matmul crashes off the main thread)
+        fails(jan("bench", *args, "--repack", "1", env=env), "--repack 1: this CPU has llama.cpp's AMX")
 
 
 def test_bench_reports_llama_bench_s_settings_keys_and_columns(env, stories_path):
@@ -605,6 +616,10 @@ def test_bench_reports_llama_bench_s_settings_keys_and_columns(env, stories_path
     base = [stories_path, "-p", "8", "-n", "0", "-r", "1", "-t", "1"]
     plain = json.loads(ok(jan("bench", *base, "-o", "json", env=env)).stdout)[0]
     assert {key: plain[key] for key in LLAMA_BENCH_SETTINGS} == LLAMA_BENCH_SETTINGS
+    # (llama-bench's repack default is true; jan's is too, except on a CPU with AMX buffers: what the load used)
+    from jan.engine.model import extra_buffers_by_default
+
+    assert plain["repack"] is extra_buffers_by_default()
     table = ok(jan("bench", *base, env=env)).stdout
     assert table.splitlines()[0] == "| model | size | params | backend | threads | ngl | test | t/s |"
 
@@ -630,6 +645,13 @@ def test_bench_reports_llama_bench_s_settings_keys_and_columns(env, stories_path
     assert [row.split("|")[7:17] for row in lines[2:4]] == [
         [f" {v} " for v in ("0x1", "1", "0", "1", "none", "1", "1.00/2.00", r"blk\.0\..*=CPU;output=CPU", "none", e)]
         for e in ("0", "1")]
+    more = json.loads(ok(jan("bench", *base, "-ncmoe", "1", "-lzm", "off", "-nopo", "1", "--no-host", "1", "--repack",
+                             "0", "-o", "json", env=env)).stdout)[0]
+    assert [more[k] for k in ("n_cpu_moe", "lazy_mode", "no_op_offload", "no_host", "repack")] == [1, "off", 1, True,
+                                                                                                  False]
+    lines = ok(jan("bench", *base, "-ncmoe", "1", "-lzm", "off", "-nopo", "1", "--no-host", "1", "--repack", "0,1"
+                   if extra_buffers_by_default() else "0", env=env)).stdout.splitlines()
+    assert lines[0].startswith("| model | size | params | backend | threads | ngl | n_cpu_moe | lazy_mode | nopo | noh ")
     # -mmp, llama-bench's older spelling of -lm
     assert [r["load_mode"] for r in json.loads(ok(jan("bench", *base, "-mmp", "0,1", "-o", "json",
                                                       env=env)).stdout)] == ["none", "mmap"]
@@ -649,12 +671,13 @@ def test_bench_passes_each_setting_to_llama_cpp_as_llama_bench_does(stories_path
 
     def spy_load(path, mp, *args, **kwargs):
         loads.append({k: getattr(mp, k) for k in ("n_gpu_layers", "main_gpu", "split_mode", "tensor_split",
-                                                  "tensor_buft_overrides", "load_mode")})
+                                                  "tensor_buft_overrides", "load_mode", "lazy_mode", "no_host",
+                                                  "extra_buffers")})
         return real_load(path, mp, *args, **kwargs)
 
     def spy_scheduler(native, cp, *args):
         contexts.append({k: getattr(cp, k) for k in ("offload_kqv", "embeddings", "threadpool", "cpumask",
-                                                     "cpu_strict", "poll", "prio")})
+                                                     "cpu_strict", "poll", "prio", "op_offload")})
         return real_scheduler(native, cp, *args)
 
     monkeypatch.setattr(model_module, "load_weights", spy_load)
@@ -664,20 +687,26 @@ def test_bench_passes_each_setting_to_llama_cpp_as_llama_bench_does(stories_path
     result = CliRunner().invoke(bench, [str(stories_path), "-p", "8", "-n", "0", "-r", "1", "-t", "1", "-o", "json",
                                         "-ngl", "0", "-sm", "row", "-mg", "2", "-ts", "3/1", "-ot", "output=CPU",
                                         "-nkvo", "1", "-embd", "1", "-lm", "mmap+mlock,none", "-C", "0x5",
-                                        "--cpu-strict", "1", "--poll", "7", "--prio", "2"])
+                                        "--cpu-strict", "1", "--poll", "7", "--prio", "2", "-ncmoe", "2", "-lzm", "on",
+                                        "--no-host", "1", "--repack", "0", "-nopo", "1"])
     assert result.exit_code == 0, result.output
+    experts = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
     assert loads == [{"n_gpu_layers": 0, "main_gpu": 2, "split_mode": 2, "tensor_split": [3.0, 1.0],
-                      "tensor_buft_overrides": [("output", "CPU")], "load_mode": mode} for mode in (3, 0)]
+                      "tensor_buft_overrides": [("output", "CPU"), (rf"blk\.0{experts}", "CPU"),
+                                                (rf"blk\.1{experts}", "CPU")],
+                      "load_mode": mode, "lazy_mode": 2, "no_host": True, "extra_buffers": 0} for mode in (3, 0)]
     assert contexts == [{"offload_kqv": False, "embeddings": True, "threadpool": True,
-                         "cpumask": [True, False, True, False], "cpu_strict": True, "poll": 7, "prio": 2}] * 2
+                         "cpumask": [True, False, True, False], "cpu_strict": True, "poll": 7, "prio": 2,
+                         "op_offload": False}] * 2
     # llama-bench's defaults: every layer, its split, automatic loading, and its default threadpool
     loads.clear(), contexts.clear()
     result = CliRunner().invoke(bench, [str(stories_path), "-p", "8", "-n", "0", "-r", "1", "-t", "1", "-o", "json"])
     assert result.exit_code == 0, result.output
     assert loads == [{"n_gpu_layers": -1, "main_gpu": 0, "split_mode": 1, "tensor_split": [0.0],
-                      "tensor_buft_overrides": [], "load_mode": -1}]
+                      "tensor_buft_overrides": [], "load_mode": -1, "lazy_mode": 1, "no_host": False,
+                      "extra_buffers": -1}]
     assert contexts == [{"offload_kqv": True, "embeddings": False, "threadpool": True, "cpumask": [False] * 4,
-                         "cpu_strict": False, "poll": 50, "prio": 0}]
+                         "cpu_strict": False, "poll": 50, "prio": 0, "op_offload": True}]
 
 
 def test_bench_verbose_prints_llama_cpp_s_log_and_numa_is_taken(env, stories_path):
@@ -705,14 +734,16 @@ def test_model_takes_llama_cpp_s_placement_options_and_refuses_nonsense(stories_
                               ("tensor_buft_overrides", "x=CPU", "expected a list"),
                               ("cpu_mask", 3, "cpu_mask: expected a hexadecimal"), ("poll", 101, "poll"),
                               ("prio", -2, "prio"), ("cpu_strict", 1, "cpu_strict: expected true or false"),
-                              ("offload_kqv", "no", "offload_kqv"), ("output_embeddings", 1, "output_embeddings")):
+                              ("offload_kqv", "no", "offload_kqv"), ("output_embeddings", 1, "output_embeddings"),
+                              ("lazy_mode", "lazy", "lazy_mode: expected one of"), ("n_cpu_moe", -1, "n_cpu_moe"),
+                              ("no_host", "1", "no_host"), ("op_offload", 0, "op_offload")):
         with pytest.raises(ValueError, match=says):
             check_load_option(name, value)
     with pytest.raises(ValueError, match="tensor_buft_overrides: unknown buffer type 'NOPE'"):
         jan_model(stories_path, tensor_buft_overrides=[("output", "NOPE")])
     with jan_model(stories_path, split_mode="none", tensor_split=[1, 0], tensor_buft_overrides=[("output", "CPU")],
                    load_mode="none", offload_kqv=False, output_embeddings=True, cpu_mask="0x1", cpu_strict=True,
-                   poll=0, prio=0) as m:
+                   poll=0, prio=0, lazy_mode="off", no_host=True, n_cpu_moe=2, op_offload=False) as m:
         # the same greedy text as without them: none of them changes what a CPU build computes
         with jan_model(stories_path) as plain:
             want = plain.generate("Once upon a time", max_tokens=8, temperature=0).text

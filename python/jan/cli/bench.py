@@ -30,13 +30,15 @@ import jan
 from jan.cli.common import (INT32_MAX, CLIError, Connection, comma_items, connection_options, human_bytes, int_items,
                             typed_flags, warn)
 from jan.cli.inference import interrupts_stay_on_this_thread, resolve_local_model
-from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES, LOAD_MODES, SPLIT_MODES
+from jan.engine.model import (ADAPTIVE_THREADS, CACHE_TYPES, LAZY_MODES, LOAD_MODES, SPLIT_MODES,
+                              extra_buffers_by_default)
 
 CSV_FIELDS = [
     "build_commit", "build_version", "llama_cpp_python", "jan_version", "backends", "cpu_info", "gpu_info",
     "model", "model_filename", "model_type", "model_size", "model_n_params", "n_threads", "step_threads", "cpu_mask",
-    "cpu_strict", "poll", "n_gpu_layers", "split_mode", "main_gpu", "no_kv_offload", "n_batch", "n_ubatch", "n_ctx",
-    "type_k", "type_v", "flash_attn", "tensor_split", "tensor_buft_overrides", "load_mode", "embeddings", "test",
+    "cpu_strict", "poll", "n_gpu_layers", "n_cpu_moe", "split_mode", "main_gpu", "no_kv_offload", "n_batch", "n_ubatch",
+    "n_ctx", "type_k", "type_v", "flash_attn", "tensor_split", "tensor_buft_overrides", "load_mode", "lazy_mode",
+    "embeddings", "no_op_offload", "no_host", "repack", "test",
     "n_prompt", "n_gen", "n_depth", "repetitions",
     "test_time", "avg_ns", "stddev_ns", "avg_ts", "stddev_ts", "samples_ns", "samples_ts",
 ]
@@ -45,7 +47,8 @@ FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
 #: SQL column types of the fields :func:`format_sql` writes (the lists of samples are json's and csv's only)
 SQL_TYPES = {"model_size": "INTEGER", "model_n_params": "INTEGER", "n_threads": "INTEGER", "step_threads": "INTEGER",
              "n_gpu_layers": "INTEGER", "cpu_strict": "INTEGER", "poll": "INTEGER", "main_gpu": "INTEGER",
-             "no_kv_offload": "INTEGER", "embeddings": "INTEGER", "n_batch": "INTEGER", "n_ubatch": "INTEGER", "n_ctx": "INTEGER",
+             "no_kv_offload": "INTEGER", "embeddings": "INTEGER", "n_cpu_moe": "INTEGER", "no_op_offload": "INTEGER",
+             "no_host": "INTEGER", "repack": "INTEGER", "n_batch": "INTEGER", "n_ubatch": "INTEGER", "n_ctx": "INTEGER",
              "flash_attn": "INTEGER", "n_prompt": "INTEGER", "n_gen": "INTEGER", "n_depth": "INTEGER",
              "repetitions": "INTEGER", "avg_ns": "INTEGER", "stddev_ns": "INTEGER", "avg_ts": "REAL",
              "stddev_ts": "REAL"}
@@ -114,6 +117,11 @@ def size_list(ctx, param, value) -> list[int]:
 def layer_list(ctx, param, value) -> list[int]:
     """-ngl: layers to offload, -1 for all."""
     return int_ranges(value, param, ctx, low=-1, high=INT32_MAX, what="layer counts")
+
+
+def count_list(ctx, param, value) -> list[int]:
+    """-ncmoe: layers whose mixture-of-experts weights stay in CPU memory, 0 and up."""
+    return int_ranges(value, param, ctx, low=0, high=INT32_MAX, what="layer counts")
 
 
 def gpu_list(ctx, param, value) -> list[int]:
@@ -326,14 +334,16 @@ def summarize(samples: list[float]) -> tuple[float, float]:
 
 #: the md table's optional columns in llama-bench's order: (heading, record key, default)
 MD_COLUMNS = (
-    ("cpu_mask", "cpu_mask", "0x0"), ("cpu_strict", "cpu_strict", False), ("poll", "poll", 50),
+    ("n_cpu_moe", "n_cpu_moe", 0), ("cpu_mask", "cpu_mask", "0x0"), ("cpu_strict", "cpu_strict", False),
+    ("poll", "poll", 50),
     ("n_batch", "n_batch", 2048), ("n_ubatch", "n_ubatch", 512), ("type_k", "type_k", "f16"),
     ("type_v", "type_v", "f16"), ("main_gpu", "main_gpu", 0), ("sm", "split_mode", "layer"),
     ("nkvo", "no_kv_offload", False), ("fa", "flash_attn", -1), ("ts", "tensor_split", "0.00"),
-    ("ot", "tensor_buft_overrides", "none"), ("lm", "load_mode", "auto"), ("embd", "embeddings", False))
+    ("ot", "tensor_buft_overrides", "none"), ("lm", "load_mode", "auto"), ("lazy_mode", "lazy_mode", "auto"),
+    ("embd", "embeddings", False), ("nopo", "no_op_offload", 0), ("noh", "no_host", False), ("rpk", "repack", True))
 
 
-MD_LEFT = ("cpu_mask", "tensor_split", "tensor_buft_overrides")
+MD_LEFT = ("cpu_mask", "tensor_split", "tensor_buft_overrides", "lazy_mode")
 
 
 def _cell(key: str, value: Any) -> str:
@@ -345,7 +355,10 @@ def _cell(key: str, value: Any) -> str:
 def format_md(records: list[dict[str, Any]], build: dict[str, Any]) -> str:
     # as llama-bench: the columns of settings that differ from the defaults, or between rows (`-b 64,128` gave two
     # rows told apart by nothing)
-    extra = [(name, key) for name, key, default in MD_COLUMNS
+    # (--repack's default is jan's: off on a CPU with AMX buffers, not a setting to show on every row there)
+    defaults = [(name, key, extra_buffers_by_default() if key == "repack" else default)
+                for name, key, default in MD_COLUMNS]
+    extra = [(name, key) for name, key, default in defaults
              if any(r.get(key, default) != default for r in records) or len({r.get(key) for r in records}) > 1]
     header = ["model", "size", "params", "backend", "threads", "ngl", *(n for n, _ in extra), "test", "t/s"]
     # (llama-bench's: its text columns to the left, numbers, yes/no and -sm/-lm words to the right)
@@ -454,6 +467,9 @@ def render(records: list[dict[str, Any]], build: dict[str, Any], fmt: str) -> st
               show_default=True, help="Physical batch size (a list or range as -p).")
 @click.option("-ngl", "--gpu-layers", "n_gpu_layers", default=("-1",), multiple=True, callback=layer_list,
               show_default=True, help="Layers to offload to the GPU (-1: all, llama-bench's default; a list as -p).")
+@click.option("-ncmoe", "--n-cpu-moe", "n_cpu_moe", default=("0",), multiple=True, callback=count_list,
+              show_default=True, help="Keep the mixture-of-experts weights of the first N layers in CPU memory (a list "
+                                      "as -p).")
 @click.option("-sm", "--split-mode", "split_mode", multiple=True, callback=choice_list(tuple(SPLIT_MODES)),
               help="How the weights spread over several GPUs: none, layer or row or tensor, a list as -p "
                    "[default: layer].")
@@ -472,6 +488,15 @@ def render(records: list[dict[str, Any]], build: dict[str, Any], fmt: str) -> st
 @click.option("-lm", "--load-mode", "load_mode", multiple=True, callback=choice_list(tuple(LOAD_MODES)),
               help="How the weights are read: auto, none, mmap, mlock, mmap+mlock or dio, a list as -p "
                    "[default: auto].")
+@click.option("-lzm", "--lazy-mode", "lazy_mode", multiple=True, callback=choice_list(tuple(LAZY_MODES)),
+              help="Read the rows of large marked tensors on demand: on, auto or off, a list as -p [default: auto].")
+@click.option("-nopo", "--no-op-offload", "no_op_offload", default=("0",), multiple=True, callback=bool_list,
+              show_default=True, help="1: operations on weights in host memory stay on the CPU (0|1, a list as -p).")
+@click.option("--no-host", "no_host", default=("0",), multiple=True, callback=bool_list, show_default=True,
+              help="1: no pinned host buffer, so extra CPU buffer types may be used (0|1, a list as -p).")
+@click.option("--repack", "repack", multiple=True, callback=bool_list,
+              help="llama.cpp's repacked CPU weight layouts (0|1, a list as -p) [default: 1, except on a CPU with "
+                   "AMX ones, where this llama.cpp's AMX matmul crashes off the main thread].")
 @click.option("-mmp", "--mmap", "mmap", multiple=True, callback=bool_list,
               help="llama-bench's older -mmp 0|1: -lm none|mmap.")
 @click.option("-C", "--cpu-mask", "cpu_mask", default=("0x0",), multiple=True, callback=cpu_mask_list,
@@ -510,14 +535,16 @@ def render(records: list[dict[str, Any]], build: dict[str, Any], fmt: str) -> st
 @connection_options
 def bench(models, model_flags, n_prompt, n_gen, n_pg, n_depth, repetitions, threads, n_ctx, n_batch, n_ubatch,
           n_gpu_layers, fmt, fmt_err, delay, progress, no_warmup, seed, adaptive_threads, cache_type_k, cache_type_v,
-          flash_attn, split_mode, main_gpu, tensor_split, override_tensor, no_kv_offload, embeddings, load_mode, mmap,
-          cpu_mask, cpu_strict, poll, prio, numa, verbose, conn: Connection) -> None:
+          flash_attn, n_cpu_moe, split_mode, main_gpu, tensor_split, override_tensor, no_kv_offload, embeddings,
+          load_mode, lazy_mode, no_op_offload, no_host, repack, mmap, cpu_mask, cpu_strict, poll, prio, numa, verbose,
+          conn: Connection) -> None:
     """Benchmark MODEL (an id or a .gguf path; several, or -m, as llama-bench's -m) in
     this process: prompt processing (pp) and generation (tg) in tokens per second,
     mean ± sd over -r runs.
 
     Every list option (-p, -n, -pg, -d, -t, -b, -ub, -ngl, -ctk, -ctv, -fa, -sm, -mg,
-    -ts, -ot, -nkvo, -embd, -lm, -C, --cpu-strict, --poll) takes
+    -ts, -ot, -nkvo, -embd, -lm, -ncmoe, -lzm, -nopo, --no-host, --repack, -C,
+    --cpu-strict, --poll) takes
     several values, as llama-bench's: each combination of the settings is loaded
     and runs every test.
 
@@ -541,7 +568,12 @@ def bench(models, model_flags, n_prompt, n_gen, n_pg, n_depth, repetitions, thre
     # every model found before any is measured: a mistyped second one failed after the first one's minutes
     resolved = [resolve_local_model(conn, spec) for spec in specs]
     # llama-bench's settings beyond jan's own, each a list, in its order of loops (outermost first)
-    axes = {"split_mode": split_mode or ["layer"],
+    if repack and True in repack and not extra_buffers_by_default():
+        raise CLIError("--repack 1: this CPU has llama.cpp's AMX weight buffers, whose matmul crashes off the "
+                       "process's main thread (ggml-org/llama.cpp#20824), where jan computes; jan keeps them off")
+    axes = {"n_cpu_moe": list(dict.fromkeys(n_cpu_moe)), "split_mode": split_mode or ["layer"],
+            "lazy_mode": lazy_mode or ["auto"], "no_host": no_host, "repack": repack or [None],
+            "no_op_offload": no_op_offload,
             "load_mode": list(dict.fromkeys([*(load_mode or ()), *({True: "mmap", False: "none"}[m] for m in mmap)]))
             or ["auto"],
             "main_gpu": list(dict.fromkeys(main_gpu)), "tensor_split": tensor_split,
@@ -587,7 +619,8 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
                  ("n_threads", "threads"), ("n_threads_batch", "threads"), ("adaptive_threads", "adaptive_threads"),
                  ("split_mode", "split_mode"), ("main_gpu", "main_gpu"), ("tensor_split", "tensor_split"),
                  ("tensor_buft_overrides", "override_tensor"), ("load_mode", "load_mode"), ("cpu_mask", "cpu_mask"),
-                 ("poll", "poll"), ("prio", "prio"))}}
+                 ("poll", "poll"), ("prio", "prio"), ("n_cpu_moe", "n_cpu_moe"), ("lazy_mode", "lazy_mode"),
+                 ("extra_buffers", "repack"))}}
     cache_types_k = cache_type_k or [settings.get("cache_type_k")]
     cache_types_v = cache_type_v or [settings.get("cache_type_v")]
     attentions = ([{"on": True, "off": False, "auto": None}[fa] for fa in flash_attn] if flash_attn
@@ -605,8 +638,8 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
     build = build_info()
     show = sys.stderr.isatty() and not progress
     # llama-bench's order of loops, outermost first (its rows come in the same order)
-    names = ("ngl", "split_mode", "load_mode", "main_gpu", "tensor_split", "tensor_buft_overrides", "embeddings",
-             "nb", "nub", "ctk", "ctv", "no_kv_offload", "fa", "nt", "cpu_mask", "cpu_strict", "poll")
+    names = ("ngl", "n_cpu_moe", "split_mode", "load_mode", "lazy_mode", "main_gpu", "tensor_split",
+             "tensor_buft_overrides", "no_host", "repack", "embeddings", "no_op_offload", "nb", "nub", "ctk", "ctv", "no_kv_offload", "fa", "nt", "cpu_mask", "cpu_strict", "poll")
     lists = {**axes, "ngl": dict.fromkeys(n_gpu_layers), "nb": dict.fromkeys(n_batch), "nub": dict.fromkeys(n_ubatch),
              "ctk": cache_types_k, "ctv": cache_types_v, "fa": attentions, "nt": dict.fromkeys(threads)}
     instances = [dict(zip(names, values)) for values in itertools.product(*(lists[n] for n in names))]
@@ -628,7 +661,9 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
                                    tensor_buft_overrides=inst["tensor_buft_overrides"] or None,
                                    load_mode=inst["load_mode"], offload_kqv=not inst["no_kv_offload"],
                                    output_embeddings=inst["embeddings"], cpu_mask=inst["cpu_mask"],
-                                   cpu_strict=inst["cpu_strict"], poll=inst["poll"], prio=prio)
+                                   cpu_strict=inst["cpu_strict"], poll=inst["poll"], prio=prio,
+                                   n_cpu_moe=inst["n_cpu_moe"], lazy_mode=inst["lazy_mode"], no_host=inst["no_host"],
+                                   extra_buffers=inst["repack"], op_offload=not inst["no_op_offload"])
         except (jan.JanError, ValueError) as exc:
             message = str(exc)
             # (a ValueError of the option checks carries no param, only its name at the start: a model.json's
@@ -688,6 +723,7 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
                     "cpu_strict": inst["cpu_strict"],
                     "poll": inst["poll"],
                     "n_gpu_layers": ngl,
+                    "n_cpu_moe": inst["n_cpu_moe"],
                     "split_mode": inst["split_mode"],
                     "main_gpu": inst["main_gpu"],
                     "no_kv_offload": inst["no_kv_offload"],
@@ -701,7 +737,12 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
                     "tensor_split": _split_text(inst["tensor_split"]),
                     "tensor_buft_overrides": ";".join(f"{p}={b}" for p, b in inst["tensor_buft_overrides"]) or "none",
                     "load_mode": inst["load_mode"],
+                    "lazy_mode": inst["lazy_mode"],
                     "embeddings": inst["embeddings"],
+                    "no_op_offload": int(inst["no_op_offload"]),  # (an int in llama-bench's json, not a bool)
+                    "no_host": inst["no_host"],
+                    # what the load used: None is jan's default, on unless the CPU has AMX buffers
+                    "repack": extra_buffers_by_default() if inst["repack"] is None else inst["repack"],
                     "test": name,
                     # as llama-bench counts them: a tg test's one-token start is no prompt (n_prompt 0)
                     "n_prompt": n_p,

@@ -267,15 +267,26 @@ LOAD_RANGES: dict[str, Range] = {
     # (ggml_sched_priority: -1 low, 0 normal, 1 medium, 2 high, 3 realtime)
     "poll": Range(int, ge=0, le=100),
     "prio": Range(int, ge=-1, le=3),
+    "n_cpu_moe": Range(int, ge=0, le=INT32_MAX),
     "image_min_tokens": Range(int, ge=1, le=IMAGE_TOKENS_MAX),
     "image_max_tokens": Range(int, ge=1, le=IMAGE_TOKENS_MAX),
 }
 _LOAD_FLAGS = ("flash_attn", "use_mmap", "use_mlock", "kv_unified", "embedding", "extra_buffers", "vocab_only",
-               "lora_init_without_apply", "offload_kqv", "output_embeddings", "cpu_strict")
+               "lora_init_without_apply", "offload_kqv", "output_embeddings", "cpu_strict", "no_host", "op_offload")
 #: llama.cpp's llama_split_mode by its name (the value is the enum's)
 SPLIT_MODES = {"none": 0, "layer": 1, "row": 2, "tensor": 3}
 #: llama.cpp's llama_load_mode by its name (llama_load_mode_name's words; the value is the enum's)
 LOAD_MODES = {"auto": -1, "none": 0, "mmap": 1, "mlock": 2, "mmap+mlock": 3, "dio": 4}
+#: llama.cpp's llama_lazy_mode by its name
+LAZY_MODES = {"off": 0, "auto": 1, "on": 2}
+#: the expert tensors of a mixture-of-experts layer, after ``blk\.N`` (llama.cpp's pattern for --n-cpu-moe)
+MOE_EXPERTS = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
+
+
+def extra_buffers_by_default() -> bool:
+    """Whether a model loaded with ``extra_buffers=None`` uses llama.cpp's extra CPU weight buffers (repacked quants):
+    yes, except on a CPU with AMX ones (see :class:`Model`)."""
+    return bool(_engine.extra_buffers_by_default())
 #: the most hexadecimal digits of a CPU mask: one bit a CPU, GGML_MAX_N_THREADS CPUs
 CPU_MASK_DIGITS = GGML_MAX_N_THREADS // 4
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
@@ -426,6 +437,8 @@ def check_load_option(name: str, value):
         return _word(name, value, SPLIT_MODES)
     if name == "load_mode":
         return _word(name, value, LOAD_MODES)
+    if name == "lazy_mode":
+        return _word(name, value, LAZY_MODES)
     if name == "cpu_mask":
         cpu_mask_bits(name, value)
         return value
@@ -725,8 +738,10 @@ class Model:
     ``tensor_buft_overrides`` ((regular expression, buffer type) pairs such as ``("blk\\.0\\..*", "CPU")``: the
     tensors whose names match are kept in that device buffer; a type the build lacks is a ValueError naming the
     ones it has), ``load_mode`` (``LOAD_MODES``; else ``use_mmap``/``use_mlock`` say it), ``offload_kqv`` (False:
-    the KV cache stays on the CPU), ``output_embeddings`` (the generation context also outputs every token's
-    embeddings). ``cpu_mask`` (hexadecimal, bit i: CPU i), ``cpu_strict``, ``poll`` (0-100) and ``prio`` (-1 low to
+    the KV cache stays on the CPU), ``op_offload`` (False: operations on weights in host memory stay on the CPU),
+    ``no_host`` (no pinned host buffer), ``lazy_mode`` (``LAZY_MODES``: rows of large marked tensors read on demand),
+    ``n_cpu_moe`` (the first N layers' mixture-of-experts weights kept in CPU memory), ``output_embeddings`` (the
+    generation context also outputs every token's embeddings). ``cpu_mask`` (hexadecimal, bit i: CPU i), ``cpu_strict``, ``poll`` (0-100) and ``prio`` (-1 low to
     3 realtime): once any is given, the context computes on a ggml threadpool of its own made with them, as
     llama-bench's and llama-server's ``--cpu-mask``/``--cpu-strict``/``--poll``/``--prio``.
 
@@ -771,6 +786,10 @@ class Model:
         use_mmap: bool = True,
         use_mlock: bool = False,
         load_mode: str | None = None,
+        lazy_mode: str | None = None,
+        no_host: bool | None = None,
+        n_cpu_moe: int | None = None,
+        op_offload: bool | None = None,
         offload_kqv: bool | None = None,
         output_embeddings: bool | None = None,
         cpu_mask: str | None = None,
@@ -847,8 +866,14 @@ class Model:
             mp.split_mode = SPLIT_MODES[split_mode.lower()]
         if tensor_split is not None:
             mp.tensor_split = list(tensor_shares("tensor_split", tensor_split))
-        if tensor_buft_overrides is not None:
-            mp.tensor_buft_overrides = list(buffer_overrides("tensor_buft_overrides", tensor_buft_overrides))
+        overrides = list(buffer_overrides("tensor_buft_overrides", tensor_buft_overrides or ()))
+        # the first n_cpu_moe layers' experts kept in CPU memory, after the caller's own overrides (llama.cpp's order)
+        overrides += [(rf"blk\.{i}{MOE_EXPERTS}", "CPU") for i in range(int(n_cpu_moe or 0))]
+        if overrides:
+            mp.tensor_buft_overrides = overrides
+        if lazy_mode is not None:
+            mp.lazy_mode = LAZY_MODES[lazy_mode.lower()]
+        mp.no_host = bool(no_host)
         if load_mode is not None:  # (else use_mmap and use_mlock say it)
             mp.load_mode = LOAD_MODES[load_mode.lower()]
         self._native = load_weights(self.path, mp)
@@ -948,6 +973,7 @@ class Model:
             cp.cache_ram_mib = int(cache_ram_mib) if cache_ram_mib is not None else default_prompt_cache_mib()
             cp.offload_kqv = offload_kqv is not False
             cp.embeddings = bool(output_embeddings)
+            cp.op_offload = op_offload is not False
             # a threadpool of its own, as llama-bench makes, once any of its settings is given (else llama.cpp's
             # default one, made for each compute)
             if any(v is not None for v in (cpu_mask, cpu_strict, poll, prio)):
