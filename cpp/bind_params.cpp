@@ -24,7 +24,8 @@ void register_params(py::module_ & m) {
         .def_readwrite("tensor_buft_overrides", &ModelParams::tensor_buft_overrides)
         .def_readwrite("load_mode", &ModelParams::load_mode)
         .def_readwrite("lazy_mode", &ModelParams::lazy_mode)
-        .def_readwrite("no_host", &ModelParams::no_host);
+        .def_readwrite("no_host", &ModelParams::no_host)
+        .def_readwrite("devices", &ModelParams::devices);
 
     py::class_<ContextParams>(m, "ContextParams")
         .def(py::init<>())

@@ -84,6 +84,26 @@ Model::Model(const std::string & path, const ModelParams & params) : path_(path)
         mp.lazy_mode = (llama_lazy_mode)params.lazy_mode;
     }
     mp.no_host = params.no_host;
+    // (null-terminated, as llama.cpp reads it; a lone null is "no GPU")
+    std::vector<ggml_backend_dev_t> devices;
+    if (params.devices) {
+        for (const auto & name : *params.devices) {
+            ggml_backend_dev_t dev = ggml_backend_dev_by_name(name.c_str());
+            if (!dev || ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU) {
+                std::string known;
+                for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+                    ggml_backend_dev_t d = ggml_backend_dev_get(i);
+                    if (ggml_backend_dev_type(d) != GGML_BACKEND_DEVICE_TYPE_CPU)
+                        known += (known.empty() ? "" : ", ") + std::string(ggml_backend_dev_name(d));
+                }
+                throw std::invalid_argument("devices: '" + name + "' is no GPU device of this build (it has: " +
+                                            (known.empty() ? std::string("none") : known) + ")");
+            }
+            devices.push_back(dev);
+        }
+        devices.push_back(nullptr);
+        mp.devices = devices.data();
+    }
     if (params.split_mode < LLAMA_SPLIT_MODE_NONE || params.split_mode > LLAMA_SPLIT_MODE_TENSOR)
         throw std::invalid_argument("split_mode: must be 0 (none), 1 (layer), 2 (row) or 3 (tensor)");
     mp.split_mode = (llama_split_mode)params.split_mode;

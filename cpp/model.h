@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -38,6 +39,9 @@ struct ModelParams {
     // llama_lazy_mode (0 off, 1 auto, 2 on: rows of the tensors an architecture marks read on demand); -1: llama.cpp's
     int32_t lazy_mode = -1;
     bool no_host = false;  // llama.cpp's no_host: no host (pinned) buffer, so extra CPU buffer types may be used
+    // The GPU devices (ggml's names: "CUDA0", "Vulkan1", ...) the weights may go to; none: every one (llama.cpp's
+    // default); an empty list: none of them (the CPU only).
+    std::optional<std::vector<std::string>> devices;
 };
 
 // Every token by its text as llama.cpp's grammar reads it (the piece with control tokens spelled out): what

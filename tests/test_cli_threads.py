@@ -543,7 +543,7 @@ def test_bench_takes_several_models_and_llama_bench_s_m(env, stories_path):
 LLAMA_BENCH_SETTINGS = {"cpu_mask": "0x0", "cpu_strict": False, "poll": 50, "n_gpu_layers": -1, "n_cpu_moe": 0,
                         "split_mode": "layer", "main_gpu": 0, "no_kv_offload": False, "tensor_split": "0.00",
                         "tensor_buft_overrides": "none", "load_mode": "auto", "lazy_mode": "auto",
-                        "embeddings": False, "no_op_offload": 0, "no_host": False}
+                        "embeddings": False, "no_op_offload": 0, "no_host": False, "devices": "auto"}
 
 
 def test_bench_parses_llama_bench_s_model_context_and_thread_options():
@@ -573,6 +573,7 @@ def test_bench_parses_llama_bench_s_model_context_and_thread_options():
     assert parse("n_cpu_moe", "0-2") == [0, 1, 2] and parse("lazy_mode", "on,off") == ["on", "off"]
     assert parse("no_op_offload", "1") == [True] and parse("no_host", "0,1") == [False, True]
     assert parse("repack", "0") == [False] and parse("repack") == []
+    assert parse("devices", "auto,none", "CUDA0/CUDA1") == [None, (), ("CUDA0", "CUDA1")]
     for name, value, says in (("split_mode", "rows", "not one of"), ("main_gpu", "-1", "must be 0 to"),
                               ("tensor_split", "1/x", "not a share"), ("tensor_split", "1/-1", "not a share"),
                               ("tensor_split", "nan", "not a share"), ("tensor_split", "1,,2", "empty"),
@@ -586,7 +587,7 @@ def test_bench_parses_llama_bench_s_model_context_and_thread_options():
                               ("poll", "101", "must be 0 to 100"), ("poll", "-5", "must be 0 to 100"),
                               ("n_cpu_moe", "-1", "must be 0 to"), ("lazy_mode", "lazy", "not one of"),
                               ("no_op_offload", "2", "not 0 or 1"), ("no_host", "x", "not 0 or 1"),
-                              ("repack", "on", "not 0 or 1")):
+                              ("repack", "on", "not 0 or 1"), ("devices", "CUDA0/", "empty device name")):
         with pytest.raises(click.BadParameter, match=says):
             parse(name, value)
 
@@ -601,6 +602,7 @@ def test_bench_refuses_nonsense_process_options_and_unknown_buffer_types(env, st
           "this build has: CPU")
     fails(jan("bench", *args, "-ot", "(=CPU", env=env), "-ot/--override-tensor: '(' is not a regular expression")
     fails(jan("bench", *args, "-ts", "/".join(["1"] * 300), env=env), "-ts/--tensor-split: at most")
+    fails(jan("bench", *args, "-dev", "CPU", env=env), "-dev/--device: 'CPU' is no GPU device of this build")
     from jan.engine.model import extra_buffers_by_default
 
     if not extra_buffers_by_default():  # (a CPU with AMX buffers: llama.cpp's AMX matmul crashes off the main thread)
@@ -652,6 +654,8 @@ def test_bench_reports_llama_bench_s_settings_keys_and_columns(env, stories_path
     lines = ok(jan("bench", *base, "-ncmoe", "1", "-lzm", "off", "-nopo", "1", "--no-host", "1", "--repack", "0,1"
                    if extra_buffers_by_default() else "0", env=env)).stdout.splitlines()
     assert lines[0].startswith("| model | size | params | backend | threads | ngl | n_cpu_moe | lazy_mode | nopo | noh ")
+    assert [r["devices"] for r in json.loads(ok(jan("bench", *base, "-dev", "none,auto", "-o", "json",
+                                                    env=env)).stdout)] == ["none", "auto"]
     # -mmp, llama-bench's older spelling of -lm
     assert [r["load_mode"] for r in json.loads(ok(jan("bench", *base, "-mmp", "0,1", "-o", "json",
                                                       env=env)).stdout)] == ["none", "mmap"]
@@ -672,7 +676,7 @@ def test_bench_passes_each_setting_to_llama_cpp_as_llama_bench_does(stories_path
     def spy_load(path, mp, *args, **kwargs):
         loads.append({k: getattr(mp, k) for k in ("n_gpu_layers", "main_gpu", "split_mode", "tensor_split",
                                                   "tensor_buft_overrides", "load_mode", "lazy_mode", "no_host",
-                                                  "extra_buffers")})
+                                                  "extra_buffers", "devices")})
         return real_load(path, mp, *args, **kwargs)
 
     def spy_scheduler(native, cp, *args):
@@ -688,13 +692,14 @@ def test_bench_passes_each_setting_to_llama_cpp_as_llama_bench_does(stories_path
                                         "-ngl", "0", "-sm", "row", "-mg", "2", "-ts", "3/1", "-ot", "output=CPU",
                                         "-nkvo", "1", "-embd", "1", "-lm", "mmap+mlock,none", "-C", "0x5",
                                         "--cpu-strict", "1", "--poll", "7", "--prio", "2", "-ncmoe", "2", "-lzm", "on",
-                                        "--no-host", "1", "--repack", "0", "-nopo", "1"])
+                                        "--no-host", "1", "--repack", "0", "-nopo", "1", "-dev", "none"])
     assert result.exit_code == 0, result.output
     experts = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
     assert loads == [{"n_gpu_layers": 0, "main_gpu": 2, "split_mode": 2, "tensor_split": [3.0, 1.0],
                       "tensor_buft_overrides": [("output", "CPU"), (rf"blk\.0{experts}", "CPU"),
                                                 (rf"blk\.1{experts}", "CPU")],
-                      "load_mode": mode, "lazy_mode": 2, "no_host": True, "extra_buffers": 0} for mode in (3, 0)]
+                      "load_mode": mode, "lazy_mode": 2, "no_host": True, "extra_buffers": 0, "devices": []}
+                     for mode in (3, 0)]
     assert contexts == [{"offload_kqv": False, "embeddings": True, "threadpool": True,
                          "cpumask": [True, False, True, False], "cpu_strict": True, "poll": 7, "prio": 2,
                          "op_offload": False}] * 2
@@ -704,7 +709,7 @@ def test_bench_passes_each_setting_to_llama_cpp_as_llama_bench_does(stories_path
     assert result.exit_code == 0, result.output
     assert loads == [{"n_gpu_layers": -1, "main_gpu": 0, "split_mode": 1, "tensor_split": [0.0],
                       "tensor_buft_overrides": [], "load_mode": -1, "lazy_mode": 1, "no_host": False,
-                      "extra_buffers": -1}]
+                      "extra_buffers": -1, "devices": None}]
     assert contexts == [{"offload_kqv": True, "embeddings": False, "threadpool": True, "cpumask": [False] * 4,
                          "cpu_strict": False, "poll": 50, "prio": 0, "op_offload": True}]
 
@@ -736,7 +741,8 @@ def test_model_takes_llama_cpp_s_placement_options_and_refuses_nonsense(stories_
                               ("prio", -2, "prio"), ("cpu_strict", 1, "cpu_strict: expected true or false"),
                               ("offload_kqv", "no", "offload_kqv"), ("output_embeddings", 1, "output_embeddings"),
                               ("lazy_mode", "lazy", "lazy_mode: expected one of"), ("n_cpu_moe", -1, "n_cpu_moe"),
-                              ("no_host", "1", "no_host"), ("op_offload", 0, "op_offload")):
+                              ("no_host", "1", "no_host"), ("op_offload", 0, "op_offload"),
+                              ("devices", "CUDA0", "devices: expected a list"), ("devices", [""], r"devices\[0\]")):
         with pytest.raises(ValueError, match=says):
             check_load_option(name, value)
     with pytest.raises(ValueError, match="tensor_buft_overrides: unknown buffer type 'NOPE'"):

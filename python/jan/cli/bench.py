@@ -37,7 +37,7 @@ CSV_FIELDS = [
     "build_commit", "build_version", "llama_cpp_python", "jan_version", "backends", "cpu_info", "gpu_info",
     "model", "model_filename", "model_type", "model_size", "model_n_params", "n_threads", "step_threads", "cpu_mask",
     "cpu_strict", "poll", "n_gpu_layers", "n_cpu_moe", "split_mode", "main_gpu", "no_kv_offload", "n_batch", "n_ubatch",
-    "n_ctx", "type_k", "type_v", "flash_attn", "tensor_split", "tensor_buft_overrides", "load_mode", "lazy_mode",
+    "n_ctx", "type_k", "type_v", "flash_attn", "devices", "tensor_split", "tensor_buft_overrides", "load_mode", "lazy_mode",
     "embeddings", "no_op_offload", "no_host", "repack", "test",
     "n_prompt", "n_gen", "n_depth", "repetitions",
     "test_time", "avg_ns", "stddev_ns", "avg_ts", "stddev_ts", "samples_ns", "samples_ts",
@@ -122,6 +122,23 @@ def layer_list(ctx, param, value) -> list[int]:
 def count_list(ctx, param, value) -> list[int]:
     """-ncmoe: layers whose mixture-of-experts weights stay in CPU memory, 0 and up."""
     return int_ranges(value, param, ctx, low=0, high=INT32_MAX, what="layer counts")
+
+
+def device_list(ctx, param, value) -> list[tuple[str, ...] | None]:
+    """-dev: each comma-separated item ``auto`` (every GPU: None), ``none`` (the CPU only: ``()``) or GPU names
+    separated by / (``CUDA0/CUDA1``); an empty name is a usage error. Which names a build has is the engine's to say."""
+    choices: list[tuple[str, ...] | None] = []
+    for item in list_items(value, param, ctx):
+        if item == "auto":
+            choices.append(None)
+        elif item == "none":
+            choices.append(())
+        else:
+            names = tuple(name.strip() for name in item.split("/"))
+            if not all(names):
+                raise click.BadParameter(f"{item!r} has an empty device name", ctx, param)
+            choices.append(names)
+    return list(dict.fromkeys(choices))
 
 
 def gpu_list(ctx, param, value) -> list[int]:
@@ -338,12 +355,13 @@ MD_COLUMNS = (
     ("poll", "poll", 50),
     ("n_batch", "n_batch", 2048), ("n_ubatch", "n_ubatch", 512), ("type_k", "type_k", "f16"),
     ("type_v", "type_v", "f16"), ("main_gpu", "main_gpu", 0), ("sm", "split_mode", "layer"),
-    ("nkvo", "no_kv_offload", False), ("fa", "flash_attn", -1), ("ts", "tensor_split", "0.00"),
+    ("nkvo", "no_kv_offload", False), ("fa", "flash_attn", -1), ("dev", "devices", "auto"),
+    ("ts", "tensor_split", "0.00"),
     ("ot", "tensor_buft_overrides", "none"), ("lm", "load_mode", "auto"), ("lazy_mode", "lazy_mode", "auto"),
     ("embd", "embeddings", False), ("nopo", "no_op_offload", 0), ("noh", "no_host", False), ("rpk", "repack", True))
 
 
-MD_LEFT = ("cpu_mask", "tensor_split", "tensor_buft_overrides", "lazy_mode")
+MD_LEFT = ("cpu_mask", "devices", "tensor_split", "tensor_buft_overrides", "lazy_mode")
 
 
 def _cell(key: str, value: Any) -> str:
@@ -475,6 +493,9 @@ def render(records: list[dict[str, Any]], build: dict[str, Any], fmt: str) -> st
                    "[default: layer].")
 @click.option("-mg", "--main-gpu", "main_gpu", default=("0",), multiple=True, callback=gpu_list, show_default=True,
               help="The GPU that holds the model with -sm none (a list as -p).")
+@click.option("-dev", "--device", "devices", default=("auto",), multiple=True, callback=device_list,
+              show_default=True, metavar="DEV0/DEV1/...", help="The GPUs the weights may go to (auto: every one; none: "
+                                                                "the CPU only; a comma-separated list of such sets).")
 @click.option("-ts", "--tensor-split", "tensor_split", default=("0",), multiple=True, callback=split_list,
               show_default=True, metavar="TS0/TS1/...", help="Each GPU's share of the weights (0: by free memory; a "
                                                               "comma-separated list of splits).")
@@ -535,7 +556,7 @@ def render(records: list[dict[str, Any]], build: dict[str, Any], fmt: str) -> st
 @connection_options
 def bench(models, model_flags, n_prompt, n_gen, n_pg, n_depth, repetitions, threads, n_ctx, n_batch, n_ubatch,
           n_gpu_layers, fmt, fmt_err, delay, progress, no_warmup, seed, adaptive_threads, cache_type_k, cache_type_v,
-          flash_attn, n_cpu_moe, split_mode, main_gpu, tensor_split, override_tensor, no_kv_offload, embeddings,
+          flash_attn, n_cpu_moe, split_mode, main_gpu, devices, tensor_split, override_tensor, no_kv_offload, embeddings,
           load_mode, lazy_mode, no_op_offload, no_host, repack, mmap, cpu_mask, cpu_strict, poll, prio, numa, verbose,
           conn: Connection) -> None:
     """Benchmark MODEL (an id or a .gguf path; several, or -m, as llama-bench's -m) in
@@ -543,7 +564,7 @@ def bench(models, model_flags, n_prompt, n_gen, n_pg, n_depth, repetitions, thre
     mean ± sd over -r runs.
 
     Every list option (-p, -n, -pg, -d, -t, -b, -ub, -ngl, -ctk, -ctv, -fa, -sm, -mg,
-    -ts, -ot, -nkvo, -embd, -lm, -ncmoe, -lzm, -nopo, --no-host, --repack, -C,
+    -dev, -ts, -ot, -nkvo, -embd, -lm, -ncmoe, -lzm, -nopo, --no-host, --repack, -C,
     --cpu-strict, --poll) takes
     several values, as llama-bench's: each combination of the settings is loaded
     and runs every test.
@@ -576,7 +597,7 @@ def bench(models, model_flags, n_prompt, n_gen, n_pg, n_depth, repetitions, thre
             "no_op_offload": no_op_offload,
             "load_mode": list(dict.fromkeys([*(load_mode or ()), *({True: "mmap", False: "none"}[m] for m in mmap)]))
             or ["auto"],
-            "main_gpu": list(dict.fromkeys(main_gpu)), "tensor_split": tensor_split,
+            "main_gpu": list(dict.fromkeys(main_gpu)), "devices": devices, "tensor_split": tensor_split,
             "tensor_buft_overrides": override_tensor or [()], "embeddings": embeddings,
             "no_kv_offload": no_kv_offload, "cpu_mask": cpu_mask, "cpu_strict": cpu_strict,
             "poll": list(dict.fromkeys(poll))}
@@ -620,7 +641,7 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
                  ("split_mode", "split_mode"), ("main_gpu", "main_gpu"), ("tensor_split", "tensor_split"),
                  ("tensor_buft_overrides", "override_tensor"), ("load_mode", "load_mode"), ("cpu_mask", "cpu_mask"),
                  ("poll", "poll"), ("prio", "prio"), ("n_cpu_moe", "n_cpu_moe"), ("lazy_mode", "lazy_mode"),
-                 ("extra_buffers", "repack"))}}
+                 ("extra_buffers", "repack"), ("devices", "devices"))}}
     cache_types_k = cache_type_k or [settings.get("cache_type_k")]
     cache_types_v = cache_type_v or [settings.get("cache_type_v")]
     attentions = ([{"on": True, "off": False, "auto": None}[fa] for fa in flash_attn] if flash_attn
@@ -638,7 +659,7 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
     build = build_info()
     show = sys.stderr.isatty() and not progress
     # llama-bench's order of loops, outermost first (its rows come in the same order)
-    names = ("ngl", "n_cpu_moe", "split_mode", "load_mode", "lazy_mode", "main_gpu", "tensor_split",
+    names = ("ngl", "n_cpu_moe", "split_mode", "load_mode", "lazy_mode", "main_gpu", "devices", "tensor_split",
              "tensor_buft_overrides", "no_host", "repack", "embeddings", "no_op_offload", "nb", "nub", "ctk", "ctv", "no_kv_offload", "fa", "nt", "cpu_mask", "cpu_strict", "poll")
     lists = {**axes, "ngl": dict.fromkeys(n_gpu_layers), "nb": dict.fromkeys(n_batch), "nub": dict.fromkeys(n_ubatch),
              "ctk": cache_types_k, "ctv": cache_types_v, "fa": attentions, "nt": dict.fromkeys(threads)}
@@ -662,7 +683,7 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
                                    load_mode=inst["load_mode"], offload_kqv=not inst["no_kv_offload"],
                                    output_embeddings=inst["embeddings"], cpu_mask=inst["cpu_mask"],
                                    cpu_strict=inst["cpu_strict"], poll=inst["poll"], prio=prio,
-                                   n_cpu_moe=inst["n_cpu_moe"], lazy_mode=inst["lazy_mode"], no_host=inst["no_host"],
+                                   n_cpu_moe=inst["n_cpu_moe"], devices=inst["devices"], lazy_mode=inst["lazy_mode"], no_host=inst["no_host"],
                                    extra_buffers=inst["repack"], op_offload=not inst["no_op_offload"])
         except (jan.JanError, ValueError) as exc:
             message = str(exc)
@@ -734,6 +755,7 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
                     "type_v": (ctv or "f16").lower(),
                     # llama-bench's int (-1 auto, 0 off, 1 on): a script reading its json reads jan's
                     "flash_attn": {True: 1, False: 0, None: -1}[attention],
+                    "devices": "auto" if inst["devices"] is None else "/".join(inst["devices"]) or "none",
                     "tensor_split": _split_text(inst["tensor_split"]),
                     "tensor_buft_overrides": ";".join(f"{p}={b}" for p, b in inst["tensor_buft_overrides"]) or "none",
                     "load_mode": inst["load_mode"],

@@ -348,6 +348,17 @@ def init_numa(strategy: str) -> None:
     _engine.numa_init(NUMA_STRATEGIES[_word("numa", strategy, NUMA_STRATEGIES)])
 
 
+def gpu_devices(name: str, value) -> tuple[str, ...]:
+    """``devices``: the GPU devices by ggml's names (``["CUDA0", "CUDA1"]``; empty: the CPU only); ValueError naming
+    ``name`` for anything but a list of non-empty texts (the native engine refuses a name the build lacks)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"{name}: expected a list of GPU device names (such as CUDA0), got {value!r}")
+    for i, device in enumerate(value):
+        if not isinstance(device, str) or not device.strip():
+            raise ValueError(f"{name}[{i}]: expected a device name, got {device!r}")
+    return tuple(value)
+
+
 def _word(name: str, value, words) -> str:
     if not isinstance(value, str) or value.lower() not in words:
         raise ValueError(f"{name}: expected one of {', '.join(words)}, got {value!r}")
@@ -444,6 +455,8 @@ def check_load_option(name: str, value):
         return value
     if name == "tensor_split":
         return tensor_shares(name, value)
+    if name == "devices":
+        return gpu_devices(name, value)
     if name == "tensor_buft_overrides":
         return buffer_overrides(name, value)
     raise TypeError(f"unknown load option: {with_guess(name, sorted(_LOAD_OPTION_NAMES))}")
@@ -740,7 +753,9 @@ class Model:
     ones it has), ``load_mode`` (``LOAD_MODES``; else ``use_mmap``/``use_mlock`` say it), ``offload_kqv`` (False:
     the KV cache stays on the CPU), ``op_offload`` (False: operations on weights in host memory stay on the CPU),
     ``no_host`` (no pinned host buffer), ``lazy_mode`` (``LAZY_MODES``: rows of large marked tensors read on demand),
-    ``n_cpu_moe`` (the first N layers' mixture-of-experts weights kept in CPU memory), ``output_embeddings`` (the
+    ``n_cpu_moe`` (the first N layers' mixture-of-experts weights kept in CPU memory), ``devices`` (the GPUs the
+    weights may go to, by ggml's names such as ``CUDA0``; an empty list: none; a name the build lacks is a
+    ValueError naming the ones it has), ``output_embeddings`` (the
     generation context also outputs every token's embeddings). ``cpu_mask`` (hexadecimal, bit i: CPU i), ``cpu_strict``, ``poll`` (0-100) and ``prio`` (-1 low to
     3 realtime): once any is given, the context computes on a ggml threadpool of its own made with them, as
     llama-bench's and llama-server's ``--cpu-mask``/``--cpu-strict``/``--poll``/``--prio``.
@@ -787,6 +802,7 @@ class Model:
         use_mlock: bool = False,
         load_mode: str | None = None,
         lazy_mode: str | None = None,
+        devices: Sequence[str] | None = None,
         no_host: bool | None = None,
         n_cpu_moe: int | None = None,
         op_offload: bool | None = None,
@@ -874,6 +890,8 @@ class Model:
         if lazy_mode is not None:
             mp.lazy_mode = LAZY_MODES[lazy_mode.lower()]
         mp.no_host = bool(no_host)
+        if devices is not None:
+            mp.devices = list(gpu_devices("devices", devices))
         if load_mode is not None:  # (else use_mmap and use_mlock say it)
             mp.load_mode = LOAD_MODES[load_mode.lower()]
         self._native = load_weights(self.path, mp)
