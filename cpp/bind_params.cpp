@@ -18,7 +18,14 @@ void register_params(py::module_ & m) {
         .def_readwrite("use_mlock", &ModelParams::use_mlock)
         .def_readwrite("extra_buffers", &ModelParams::extra_buffers)
         .def_readwrite("vocab_only", &ModelParams::vocab_only)
-        .def_readwrite("check_tensors", &ModelParams::check_tensors);
+        .def_readwrite("check_tensors", &ModelParams::check_tensors)
+        .def_readwrite("split_mode", &ModelParams::split_mode)
+        .def_readwrite("tensor_split", &ModelParams::tensor_split)
+        .def_readwrite("tensor_buft_overrides", &ModelParams::tensor_buft_overrides)
+        .def_readwrite("load_mode", &ModelParams::load_mode)
+        .def_readwrite("lazy_mode", &ModelParams::lazy_mode)
+        .def_readwrite("no_host", &ModelParams::no_host)
+        .def_readwrite("devices", &ModelParams::devices);
 
     py::class_<ContextParams>(m, "ContextParams")
         .def(py::init<>())
@@ -35,7 +42,15 @@ void register_params(py::module_ & m) {
         .def_readwrite("exact_threads", &ContextParams::exact_threads)
         .def_readwrite("cache_type_k", &ContextParams::cache_type_k)
         .def_readwrite("cache_ram_mib", &ContextParams::cache_ram_mib)
-        .def_readwrite("cache_type_v", &ContextParams::cache_type_v);
+        .def_readwrite("cache_type_v", &ContextParams::cache_type_v)
+        .def_readwrite("offload_kqv", &ContextParams::offload_kqv)
+        .def_readwrite("embeddings", &ContextParams::embeddings)
+        .def_readwrite("op_offload", &ContextParams::op_offload)
+        .def_readwrite("threadpool", &ContextParams::threadpool)
+        .def_readwrite("cpumask", &ContextParams::cpumask)
+        .def_readwrite("cpu_strict", &ContextParams::cpu_strict)
+        .def_readwrite("poll", &ContextParams::poll)
+        .def_readwrite("prio", &ContextParams::prio);
 
     py::class_<SamplingParams>(m, "SamplingParams")
         .def(py::init<>())

@@ -52,6 +52,17 @@ void register_system(py::module_ & m) {
     }, py::arg("path"),
           "Bytes of a GGUF file's weights by llama.cpp's layer (gguf_layers.h): {layers: [bytes of blk.<i>], output, "
           "token_embd, other, output_tied}. RuntimeError when its header cannot be read.");
+    m.def("extra_buffers_by_default", &extra_buffers_by_default,
+          "Whether a model loaded with extra_buffers=None uses llama.cpp's extra CPU weight buffers (repacked "
+          "quants): not on a CPU with AMX ones, whose matmul crashes off the main thread (cpp/model.cpp).");
+    m.def("numa_init", [](int strategy) {
+        // llama.cpp's: 1 distribute, 2 isolate, 3 numactl (ggml_numa_strategy); ggml keeps the first a process asks
+        if (strategy < 1 || strategy > 3) throw std::invalid_argument("numa: must be 1 (distribute), 2 (isolate) or 3 (numactl)");
+        ensure_backend_initialized();
+        llama_numa_init((ggml_numa_strategy)strategy);
+    }, py::arg("strategy"),
+          "Initialize llama.cpp's NUMA placement once, before any model loads (llama-bench's --numa). ValueError "
+          "for a strategy outside 1-3.");
     m.def("system_info", [] {
         ensure_backend_initialized();
         py::dict info;

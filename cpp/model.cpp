@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <cmath>
 #include <mutex>
+#include <regex>
 #include <stdexcept>
 
 #include "deep_stack.h"
@@ -55,6 +57,11 @@ bool cpu_offers_amx_buffers() {
 
 }  // namespace
 
+bool extra_buffers_by_default() {
+    ensure_backend_initialized();
+    return !cpu_offers_amx_buffers();
+}
+
 Model::Model(const std::string & path, const ModelParams & params) : path_(path) {
     ensure_backend_initialized();
     {
@@ -66,6 +73,80 @@ Model::Model(const std::string & path, const ModelParams & params) : path_(path)
     mp.main_gpu = params.main_gpu;
     mp.load_mode = params.use_mmap ? (params.use_mlock ? LLAMA_LOAD_MODE_MMAP_MLOCK : LLAMA_LOAD_MODE_MMAP)
                                    : (params.use_mlock ? LLAMA_LOAD_MODE_MLOCK : LLAMA_LOAD_MODE_NONE);
+    if (params.load_mode != -2) {
+        if (params.load_mode < LLAMA_LOAD_MODE_AUTO || params.load_mode > LLAMA_LOAD_MODE_DIRECT_IO)
+            throw std::invalid_argument("load_mode: must be -1 (auto) to 4 (direct I/O), or -2 (from use_mmap)");
+        mp.load_mode = (llama_load_mode)params.load_mode;
+    }
+    if (params.lazy_mode != -1) {
+        if (params.lazy_mode < LLAMA_LAZY_MODE_OFF || params.lazy_mode > LLAMA_LAZY_MODE_ON)
+            throw std::invalid_argument("lazy_mode: must be 0 (off), 1 (auto) or 2 (on), or -1 (llama.cpp's)");
+        mp.lazy_mode = (llama_lazy_mode)params.lazy_mode;
+    }
+    mp.no_host = params.no_host;
+    // (null-terminated, as llama.cpp reads it; a lone null is "no GPU")
+    std::vector<ggml_backend_dev_t> devices;
+    if (params.devices) {
+        for (const auto & name : *params.devices) {
+            ggml_backend_dev_t dev = ggml_backend_dev_by_name(name.c_str());
+            if (!dev || ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU) {
+                std::string known;
+                for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+                    ggml_backend_dev_t d = ggml_backend_dev_get(i);
+                    if (ggml_backend_dev_type(d) != GGML_BACKEND_DEVICE_TYPE_CPU)
+                        known += (known.empty() ? "" : ", ") + std::string(ggml_backend_dev_name(d));
+                }
+                throw std::invalid_argument("devices: '" + name + "' is no GPU device of this build (it has: " +
+                                            (known.empty() ? std::string("none") : known) + ")");
+            }
+            devices.push_back(dev);
+        }
+        devices.push_back(nullptr);
+        mp.devices = devices.data();
+    }
+    if (params.split_mode < LLAMA_SPLIT_MODE_NONE || params.split_mode > LLAMA_SPLIT_MODE_TENSOR)
+        throw std::invalid_argument("split_mode: must be 0 (none), 1 (layer), 2 (row) or 3 (tensor)");
+    mp.split_mode = (llama_split_mode)params.split_mode;
+    // (llama.cpp reads llama_max_devices() shares: the ones not given are 0)
+    std::vector<float> split;
+    if (!params.tensor_split.empty()) {
+        if (params.tensor_split.size() > llama_max_devices())
+            throw std::invalid_argument("tensor_split: at most " + std::to_string(llama_max_devices()) +
+                                        " shares (one a device), got " + std::to_string(params.tensor_split.size()));
+        for (float share : params.tensor_split)
+            if (!std::isfinite(share) || share < 0)
+                throw std::invalid_argument("tensor_split: each share must be a finite number >= 0");
+        split.assign(llama_max_devices(), 0.0f);
+        std::copy(params.tensor_split.begin(), params.tensor_split.end(), split.begin());
+        mp.tensor_split = split.data();
+    }
+    // The buffer types by name as llama-bench's -ot finds them: each device's own; llama.cpp keeps the pointers
+    // only while loading, so `overrides` (and the patterns of `params`) outlive the load below.
+    std::vector<llama_model_tensor_buft_override> overrides;
+    if (!params.tensor_buft_overrides.empty()) {
+        std::vector<std::pair<std::string, ggml_backend_buffer_type_t>> types;
+        for (size_t i = 0; i < ggml_backend_dev_count(); ++i)
+            if (auto * buft = ggml_backend_dev_buffer_type(ggml_backend_dev_get(i)))
+                types.emplace_back(ggml_backend_buft_name(buft), buft);
+        for (const auto & [pattern, name] : params.tensor_buft_overrides) {
+            if (pattern.empty()) throw std::invalid_argument("tensor_buft_overrides: a tensor name pattern is empty");
+            try {
+                std::regex check(pattern);  // (llama.cpp's own use: an invalid one failed the load, told as a bad file)
+            } catch (const std::regex_error &) {
+                throw std::invalid_argument("tensor_buft_overrides: '" + pattern + "' is not a regular expression");
+            }
+            auto found = std::find_if(types.begin(), types.end(), [&](const auto & t) { return t.first == name; });
+            if (found == types.end()) {
+                std::string known;
+                for (const auto & t : types) known += (known.empty() ? "" : ", ") + t.first;
+                throw std::invalid_argument("tensor_buft_overrides: unknown buffer type '" + name +
+                                            "' (this build has: " + known + ")");
+            }
+            overrides.push_back({pattern.c_str(), found->second});
+        }
+        overrides.push_back({nullptr, nullptr});
+        mp.tensor_buft_overrides = overrides.data();
+    }
     mp.vocab_only = params.vocab_only;
     vocab_only_ = params.vocab_only;
     mp.check_tensors = params.check_tensors;
@@ -74,7 +155,7 @@ Model::Model(const std::string & path, const ModelParams & params) : path_(path)
     // from a threading.Thread; upstream ggml-org/llama.cpp#20824). jan always decodes on a scheduler
     // thread, so on an AMX CPU the weights stay in plain CPU buffers: slower prompt processing for
     // K-quants, never a crash. extra_buffers = 1 forces them back on (for a fixed llama.cpp).
-    mp.use_extra_bufts = params.extra_buffers > 0 || (params.extra_buffers < 0 && !cpu_offers_amx_buffers());
+    mp.use_extra_bufts = params.extra_buffers > 0 || (params.extra_buffers < 0 && extra_buffers_by_default());
     model_.reset(llama_model_load_from_file(path.c_str(), mp));
     if (!model_) throw ModelLoadError(describe_unreadable(path));
     vocab_ = llama_model_get_vocab(model_.get());

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -26,6 +27,21 @@ struct ModelParams {
     // llama.cpp's extra weight buffer types (CPU_REPACK, AMX, KleidiAI): -1 = on unless the CPU has AMX
     // (see model.cpp), 0 = off, 1 = on.
     int32_t extra_buffers = -1;
+    // llama_split_mode: how the weights spread over several GPUs (0 none: all on main_gpu, 1 layer, 2 row, 3 tensor)
+    int32_t split_mode = 1;
+    // Each GPU's share of the weights (at most llama_max_devices() values, each >= 0); empty: by free memory.
+    std::vector<float> tensor_split;
+    // (name regex, buffer type name as ggml calls it: "CPU", "CUDA0", ...): tensors whose names match are kept in
+    // that buffer type, the first matching pair winning (llama.cpp's tensor_buft_overrides).
+    std::vector<std::pair<std::string, std::string>> tensor_buft_overrides;
+    // llama_load_mode (-1 auto, 0 none, 1 mmap, 2 mlock, 3 mmap+mlock, 4 direct I/O); -2: from use_mmap/use_mlock
+    int32_t load_mode = -2;
+    // llama_lazy_mode (0 off, 1 auto, 2 on: rows of the tensors an architecture marks read on demand); -1: llama.cpp's
+    int32_t lazy_mode = -1;
+    bool no_host = false;  // llama.cpp's no_host: no host (pinned) buffer, so extra CPU buffer types may be used
+    // The GPU devices (ggml's names: "CUDA0", "Vulkan1", ...) the weights may go to; none: every one (llama.cpp's
+    // default); an empty list: none of them (the CPU only).
+    std::optional<std::vector<std::string>> devices;
 };
 
 // Every token by its text as llama.cpp's grammar reads it (the piece with control tokens spelled out): what
@@ -93,5 +109,7 @@ private:
 
 // Called once per process before the first model is loaded.
 void ensure_backend_initialized();
+// Whether a load with extra_buffers = -1 uses llama.cpp's extra weight buffer types: not on a CPU with AMX ones.
+bool extra_buffers_by_default();
 
 }  // namespace jan

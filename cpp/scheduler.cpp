@@ -95,9 +95,36 @@ Scheduler::Scheduler(std::shared_ptr<Model> model, const ContextParams & params,
         cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
     }
     cp.no_perf = true;
+    cp.offload_kqv = params_.offload_kqv;
+    cp.embeddings = params_.embeddings;
+    cp.op_offload = params_.op_offload;
+    if (params_.poll < 0 || params_.poll > 100) throw std::invalid_argument("poll: must be 0 to 100");
+    if (params_.prio < GGML_SCHED_PRIO_LOW || params_.prio > GGML_SCHED_PRIO_REALTIME)
+        throw std::invalid_argument("prio: must be -1 (low) to 3 (realtime)");
+    if (params_.cpumask.size() > GGML_MAX_N_THREADS)
+        throw std::invalid_argument("cpumask: at most " + std::to_string(GGML_MAX_N_THREADS) + " CPUs");
+    if (params_.threadpool) {
+        // looked up in the CPU backend as llama-bench does (it may be a backend loaded at run time)
+        ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+        ggml_backend_reg_t reg = cpu ? ggml_backend_dev_backend_reg(cpu) : nullptr;
+        using new_fn = ggml_threadpool * (*)(ggml_threadpool_params *);
+        using free_fn = void (*)(ggml_threadpool *);
+        auto make = reg ? (new_fn)ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new") : nullptr;
+        auto drop = reg ? (free_fn)ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free") : nullptr;
+        if (!make || !drop) throw std::invalid_argument("threadpool: this build's CPU backend makes no threadpools");
+        ggml_threadpool_params tpp = ggml_threadpool_params_default((int)std::max(cp.n_threads, cp.n_threads_batch));
+        for (size_t i = 0; i < params_.cpumask.size(); ++i) tpp.cpumask[i] = params_.cpumask[i];
+        tpp.strict_cpu = params_.cpu_strict;
+        tpp.poll = (uint32_t)params_.poll;
+        tpp.prio = (ggml_sched_priority)params_.prio;
+        threadpool_ = std::unique_ptr<ggml_threadpool, void (*)(ggml_threadpool *)>(make(&tpp), drop);
+        if (!threadpool_) throw ModelLoadError("ggml could not make a threadpool of " + std::to_string(tpp.n_threads) +
+                                               " threads");
+    }
     ctx_.reset(llama_init_from_model(model_->get(), cp));
     if (!ctx_) throw ModelLoadError("llama.cpp could not create a context of " + std::to_string(cp.n_ctx) +
                                     " tokens for '" + model_->path() + "' (out of memory?)");
+    if (threadpool_) llama_attach_threadpool(ctx_.get(), threadpool_.get(), nullptr);
     memory_ = llama_get_memory(ctx_.get());
     n_swa_ = llama_model_n_swa(model_->get());
     n_params_ = llama_model_n_params(model_->get());

@@ -50,6 +50,17 @@ struct ContextParams {
     // A quantized V cache needs flash attention: auto turns it on, off is an error.
     std::string cache_type_k = "f16";
     std::string cache_type_v = "f16";
+    bool offload_kqv = true;   // KV cache and attention on the GPU of their layer (false: llama-bench's -nkvo 1)
+    bool embeddings = false;   // the context also outputs embeddings (every token's: llama-bench's -embd 1)
+    bool op_offload = true;    // llama.cpp's op_offload: host tensors' operations run on the GPU (false: -nopo 1)
+    // A ggml threadpool of these settings attached to the context, as llama-bench makes one for each test: the
+    // CPUs its threads may run on (cpumask[i]: CPU i; none set: any), strict placement (one thread a CPU), how
+    // long idle threads spin before sleeping (0-100), their priority (ggml_sched_priority -1 low ... 3 realtime).
+    bool threadpool = false;
+    std::vector<bool> cpumask;
+    bool cpu_strict = false;
+    int32_t poll = 50;
+    int32_t prio = 0;
     // Host-memory prompt cache (prompt_cache.h, llama-server's --cache-ram): MiB of saved slot sequences;
     // -1 no limit, 0 off. Off for recurrent and hybrid models (their state is not cut at a position).
     int32_t cache_ram_mib = 8192;
@@ -286,6 +297,8 @@ private:
     std::vector<float> lora_defaults_;      // guarded by mutex_
     std::vector<float> lora_applied_;       // the scales the context decodes under now (engine thread)
     std::vector<float> lora_last_group_;    // the group the last step took (round-robin)
+    // (before ctx_, which computes on it: freed after the context)
+    std::unique_ptr<ggml_threadpool, void (*)(ggml_threadpool *)> threadpool_{nullptr, nullptr};
     llama_context_ptr ctx_;
     llama_memory_t memory_ = nullptr;
     int32_t n_swa_ = 0;  // the model's sliding window (tokens); 0: none

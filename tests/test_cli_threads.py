@@ -535,3 +535,228 @@ def test_bench_takes_several_models_and_llama_bench_s_m(env, stories_path):
     assert bad.stdout == "" and "jan bench: test" not in bad.stderr
     bad = jan("bench", "-p", "8", env=env)
     assert bad.returncode == 2 and "give a MODEL to measure" in bad.stderr
+
+
+# ------------------------------------------ bench: llama-bench's model, context and threadpool options
+
+# llama-bench's keys for them, their json types and their values when none is given (llama-bench 0.3.36's json)
+LLAMA_BENCH_SETTINGS = {"cpu_mask": "0x0", "cpu_strict": False, "poll": 50, "n_gpu_layers": -1, "n_cpu_moe": 0,
+                        "split_mode": "layer", "main_gpu": 0, "no_kv_offload": False, "tensor_split": "0.00",
+                        "tensor_buft_overrides": "none", "load_mode": "auto", "lazy_mode": "auto",
+                        "embeddings": False, "no_op_offload": 0, "no_host": False, "devices": "auto"}
+
+
+def test_bench_parses_llama_bench_s_model_context_and_thread_options():
+    """-sm, -mg, -ts, -ot, -nkvo, -embd, -lm/-mmp, -C, --cpu-strict, --poll were refused as unknown options. Each
+    takes llama-bench's values and lists; a value llama-bench's parser refuses, or one ggml cannot use (--poll 101,
+    which llama-bench passed on), is a usage error naming the flag."""
+    import click
+
+    from jan.cli.bench import bench
+
+    params = {p.name: p for p in bench.params}
+
+    def parse(name, *values):
+        return params[name].callback(None, params[name], values)
+
+    assert parse("split_mode", "none,row", "layer") == ["none", "row", "layer"] and parse("split_mode") is None
+    assert parse("main_gpu", "0-2") == [0, 1, 2]
+    assert parse("tensor_split", "3/1,1;1;2") == [(3.0, 1.0), (1.0, 1.0, 2.0)]
+    assert parse("override_tensor", r"blk\.0\..*=CPU;output=CPU", "x=CUDA0") == [
+        ((r"blk\.0\..*", "CPU"), ("output", "CPU")), (("x", "CUDA0"),)]
+    assert parse("no_kv_offload", "0,1") == [False, True] and parse("embeddings", "1") == [True]
+    assert parse("cpu_strict", "1", "0") == [True, False] and parse("mmap", "0") == [False]
+    assert parse("load_mode", "mmap+mlock,dio", "AUTO") == ["mmap+mlock", "dio", "auto"]
+    assert parse("cpu_mask", "0x3,ff", "0X10") == ["0x3", "ff", "0X10"]
+    assert parse("poll", "0,100", "10-30+10") == [0, 100, 10, 20, 30]
+    assert parse("n_gpu_layers", *params["n_gpu_layers"].default) == [-1]  # llama-bench's default: every layer
+    assert parse("n_cpu_moe", "0-2") == [0, 1, 2] and parse("lazy_mode", "on,off") == ["on", "off"]
+    assert parse("no_op_offload", "1") == [True] and parse("no_host", "0,1") == [False, True]
+    assert parse("repack", "0") == [False] and parse("repack") == []
+    assert parse("devices", "auto,none", "CUDA0/CUDA1") == [None, (), ("CUDA0", "CUDA1")]
+    for name, value, says in (("split_mode", "rows", "not one of"), ("main_gpu", "-1", "must be 0 to"),
+                              ("tensor_split", "1/x", "not a share"), ("tensor_split", "1/-1", "not a share"),
+                              ("tensor_split", "nan", "not a share"), ("tensor_split", "1,,2", "empty"),
+                              ("override_tensor", "blk", "not PATTERN=BUFFER_TYPE"),
+                              ("override_tensor", "=CPU", "not PATTERN=BUFFER_TYPE"),
+                              ("override_tensor", "a=CPU;", "not PATTERN=BUFFER_TYPE"),
+                              ("no_kv_offload", "2", "not 0 or 1"), ("embeddings", "yes", "not 0 or 1"),
+                              ("cpu_strict", "-1", "not 0 or 1"), ("mmap", "true", "not 0 or 1"),
+                              ("load_mode", "mmap2", "not one of"), ("cpu_mask", "0xZZ", "hexadecimal"),
+                              ("cpu_mask", "0x", "hexadecimal"), ("cpu_mask", "f" * 129, "at most 128"),
+                              ("poll", "101", "must be 0 to 100"), ("poll", "-5", "must be 0 to 100"),
+                              ("n_cpu_moe", "-1", "must be 0 to"), ("lazy_mode", "lazy", "not one of"),
+                              ("no_op_offload", "2", "not 0 or 1"), ("no_host", "x", "not 0 or 1"),
+                              ("repack", "on", "not 0 or 1"), ("devices", "CUDA0/", "empty device name")):
+        with pytest.raises(click.BadParameter, match=says):
+            parse(name, value)
+
+
+def test_bench_refuses_nonsense_process_options_and_unknown_buffer_types(env, stories_path):
+    args = [stories_path, "-p", "8", "-n", "0", "-r", "1", "-t", "1"]
+    for flag, value in (("--prio", "5"), ("--prio", "-2"), ("--numa", "spread"), ("-sm", "rows"), ("-nkvo", "2")):
+        result = jan("bench", *args, flag, value, env=env)
+        assert result.returncode == 2 and f"Invalid value for '{flag}" in result.stderr, result.stderr
+    # what only the build can tell: named as the flag, with what this build has
+    fails(jan("bench", *args, "-ot", "x=GPU9", env=env), "-ot/--override-tensor: unknown buffer type 'GPU9'",
+          "this build has: CPU")
+    fails(jan("bench", *args, "-ot", "(=CPU", env=env), "-ot/--override-tensor: '(' is not a regular expression")
+    fails(jan("bench", *args, "-ts", "/".join(["1"] * 300), env=env), "-ts/--tensor-split: at most")
+    fails(jan("bench", *args, "-dev", "CPU", env=env), "-dev/--device: 'CPU' is no GPU device of this build")
+    from jan.engine.model import extra_buffers_by_default
+
+    if not extra_buffers_by_default():  # (a CPU with AMX buffers: llama.cpp's AMX matmul crashes off the main thread)
+        fails(jan("bench", *args, "--repack", "1", env=env), "--repack 1: this CPU has llama.cpp's AMX")
+
+
+def test_bench_reports_llama_bench_s_settings_keys_and_columns(env, stories_path):
+    """json, csv and sql carry llama-bench's keys for these settings with its types and defaults (cpu_strict,
+    no_kv_offload, embeddings true/false in json, 0/1 in csv and sql; -ts as 1.00/2.00; -ot as PATTERN=BUFT;...), and
+    -ngl is -1 (every layer) as llama-bench's; the md table shows the columns that differ, named as llama-bench's."""
+    import sqlite3
+
+    base = [stories_path, "-p", "8", "-n", "0", "-r", "1", "-t", "1"]
+    plain = json.loads(ok(jan("bench", *base, "-o", "json", env=env)).stdout)[0]
+    assert {key: plain[key] for key in LLAMA_BENCH_SETTINGS} == LLAMA_BENCH_SETTINGS
+    # (llama-bench's repack default is true; jan's is too, except on a CPU with AMX buffers: what the load used)
+    from jan.engine.model import extra_buffers_by_default
+
+    assert plain["repack"] is extra_buffers_by_default()
+    table = ok(jan("bench", *base, env=env)).stdout
+    assert table.splitlines()[0] == "| model | size | params | backend | threads | ngl | test | t/s |"
+
+    given = [*base, "-sm", "none", "-mg", "1", "-ts", "1/2/0", "-ot", r"blk\.0\..*=CPU;output=CPU", "-nkvo", "1",
+             "-embd", "0,1", "-lm", "none", "-C", "0x1", "--cpu-strict", "1", "--poll", "0", "--prio", "1"]
+    records = json.loads(ok(jan("bench", *given, "-o", "json", env=env)).stdout)
+    want = {"cpu_mask": "0x1", "cpu_strict": True, "poll": 0, "split_mode": "none", "main_gpu": 1,
+            "no_kv_offload": True, "tensor_split": "1.00/2.00", "tensor_buft_overrides": r"blk\.0\..*=CPU;output=CPU",
+            "load_mode": "none"}
+    assert [{key: r[key] for key in [*want, "embeddings"]} for r in records] == [
+        {**want, "embeddings": False}, {**want, "embeddings": True}]
+    assert all(r["avg_ts"] > 0 for r in records)
+    rows = list(csv.DictReader(io.StringIO(ok(jan("bench", *given, "-o", "csv", env=env)).stdout)))
+    assert [(r["cpu_strict"], r["no_kv_offload"], r["embeddings"], r["tensor_split"]) for r in rows] == [
+        ("1", "1", "0", "1.00/2.00"), ("1", "1", "1", "1.00/2.00")]
+    db = sqlite3.connect(":memory:")
+    db.executescript(ok(jan("bench", *given, "-o", "sql", env=env)).stdout)
+    assert db.execute("SELECT cpu_strict, poll, main_gpu, no_kv_offload, embeddings, split_mode FROM llama_bench"
+                      ).fetchall() == [(1, 0, 1, 1, 0, "none"), (1, 0, 1, 1, 1, "none")]
+    lines = ok(jan("bench", *given, env=env)).stdout.splitlines()
+    assert lines[0] == ("| model | size | params | backend | threads | ngl | cpu_mask | cpu_strict | poll | main_gpu "
+                        "| sm | nkvo | ts | ot | lm | embd | test | t/s |")
+    assert [row.split("|")[7:17] for row in lines[2:4]] == [
+        [f" {v} " for v in ("0x1", "1", "0", "1", "none", "1", "1.00/2.00", r"blk\.0\..*=CPU;output=CPU", "none", e)]
+        for e in ("0", "1")]
+    more = json.loads(ok(jan("bench", *base, "-ncmoe", "1", "-lzm", "off", "-nopo", "1", "--no-host", "1", "--repack",
+                             "0", "-o", "json", env=env)).stdout)[0]
+    assert [more[k] for k in ("n_cpu_moe", "lazy_mode", "no_op_offload", "no_host", "repack")] == [1, "off", 1, True,
+                                                                                                  False]
+    lines = ok(jan("bench", *base, "-ncmoe", "1", "-lzm", "off", "-nopo", "1", "--no-host", "1", "--repack", "0,1"
+                   if extra_buffers_by_default() else "0", env=env)).stdout.splitlines()
+    assert lines[0].startswith("| model | size | params | backend | threads | ngl | n_cpu_moe | lazy_mode | nopo | noh ")
+    assert [r["devices"] for r in json.loads(ok(jan("bench", *base, "-dev", "none,auto", "-o", "json",
+                                                    env=env)).stdout)] == ["none", "auto"]
+    # -mmp, llama-bench's older spelling of -lm
+    assert [r["load_mode"] for r in json.loads(ok(jan("bench", *base, "-mmp", "0,1", "-o", "json",
+                                                      env=env)).stdout)] == ["none", "mmap"]
+
+
+def test_bench_passes_each_setting_to_llama_cpp_as_llama_bench_does(stories_path, tmp_path, monkeypatch):
+    """Each option reaches the engine's model and context parameters, those that mean nothing on a CPU-only build
+    (-sm, -mg, -ts, -nkvo) included, so that the same command on a GPU build of jan measures what llama-bench does;
+    a threadpool of -C, --cpu-strict, --poll and --prio is attached to every test's context, as llama-bench's."""
+    from click.testing import CliRunner
+
+    from jan.cli.bench import bench
+    from jan.engine import model as model_module
+
+    loads, contexts = [], []
+    real_load, real_scheduler = model_module.load_weights, model_module._engine.Scheduler
+
+    def spy_load(path, mp, *args, **kwargs):
+        loads.append({k: getattr(mp, k) for k in ("n_gpu_layers", "main_gpu", "split_mode", "tensor_split",
+                                                  "tensor_buft_overrides", "load_mode", "lazy_mode", "no_host",
+                                                  "extra_buffers", "devices")})
+        return real_load(path, mp, *args, **kwargs)
+
+    def spy_scheduler(native, cp, *args):
+        contexts.append({k: getattr(cp, k) for k in ("offload_kqv", "embeddings", "threadpool", "cpumask",
+                                                     "cpu_strict", "poll", "prio", "op_offload")})
+        return real_scheduler(native, cp, *args)
+
+    monkeypatch.setattr(model_module, "load_weights", spy_load)
+    monkeypatch.setattr(model_module._engine, "Scheduler", spy_scheduler)
+    monkeypatch.setenv("JAN_DATA_FOLDER", str(tmp_path / "data"))
+    monkeypatch.setattr("jan.cli.bench._set_process", lambda prio, numa: None)  # (the test's own priority kept)
+    result = CliRunner().invoke(bench, [str(stories_path), "-p", "8", "-n", "0", "-r", "1", "-t", "1", "-o", "json",
+                                        "-ngl", "0", "-sm", "row", "-mg", "2", "-ts", "3/1", "-ot", "output=CPU",
+                                        "-nkvo", "1", "-embd", "1", "-lm", "mmap+mlock,none", "-C", "0x5",
+                                        "--cpu-strict", "1", "--poll", "7", "--prio", "2", "-ncmoe", "2", "-lzm", "on",
+                                        "--no-host", "1", "--repack", "0", "-nopo", "1", "-dev", "none"])
+    assert result.exit_code == 0, result.output
+    experts = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
+    assert loads == [{"n_gpu_layers": 0, "main_gpu": 2, "split_mode": 2, "tensor_split": [3.0, 1.0],
+                      "tensor_buft_overrides": [("output", "CPU"), (rf"blk\.0{experts}", "CPU"),
+                                                (rf"blk\.1{experts}", "CPU")],
+                      "load_mode": mode, "lazy_mode": 2, "no_host": True, "extra_buffers": 0, "devices": []}
+                     for mode in (3, 0)]
+    assert contexts == [{"offload_kqv": False, "embeddings": True, "threadpool": True,
+                         "cpumask": [True, False, True, False], "cpu_strict": True, "poll": 7, "prio": 2,
+                         "op_offload": False}] * 2
+    # llama-bench's defaults: every layer, its split, automatic loading, and its default threadpool
+    loads.clear(), contexts.clear()
+    result = CliRunner().invoke(bench, [str(stories_path), "-p", "8", "-n", "0", "-r", "1", "-t", "1", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    assert loads == [{"n_gpu_layers": -1, "main_gpu": 0, "split_mode": 1, "tensor_split": [0.0],
+                      "tensor_buft_overrides": [], "load_mode": -1, "lazy_mode": 1, "no_host": False,
+                      "extra_buffers": -1, "devices": None}]
+    assert contexts == [{"offload_kqv": True, "embeddings": False, "threadpool": True, "cpumask": [False] * 4,
+                         "cpu_strict": False, "poll": 50, "prio": 0, "op_offload": True}]
+
+
+def test_bench_verbose_prints_llama_cpp_s_log_and_numa_is_taken(env, stories_path):
+    """-v printed nothing of llama.cpp's log (an unknown option); --numa was one too."""
+    args = [stories_path, "-p", "8", "-n", "0", "-r", "1", "-t", "1"]
+    quiet = ok(jan("bench", *args, env=env))
+    assert "llama_model_loader" not in quiet.stderr
+    loud = ok(jan("bench", *args, "-v", "--numa", "distribute", env=env))
+    assert "llama_model_loader: loaded meta data" in loud.stderr and loud.stdout.startswith("| model |")
+
+
+def test_model_takes_llama_cpp_s_placement_options_and_refuses_nonsense(stories_path):
+    """jan.Model's own options for what jan bench passes (llama.cpp's model and context parameters), checked before
+    the weights are read, each error naming the option."""
+    from jan.engine.model import check_load_option, cpu_mask_bits
+
+    assert cpu_mask_bits("cpu_mask", "0x5") == [True, False, True, False]
+    assert cpu_mask_bits("cpu_mask", "10") == [False] * 4 + [True] + [False] * 3
+    for name, value, says in (("split_mode", "diagonal", "split_mode: expected one of"),
+                              ("load_mode", 1, "load_mode: expected one of"),
+                              ("tensor_split", "1/2", "tensor_split: expected a list"),
+                              ("tensor_split", [1, -1], r"tensor_split\[1\]"),
+                              ("tensor_split", [True], r"tensor_split\[0\]"),
+                              ("tensor_buft_overrides", [("x",)], r"tensor_buft_overrides\[0\]"),
+                              ("tensor_buft_overrides", "x=CPU", "expected a list"),
+                              ("cpu_mask", 3, "cpu_mask: expected a hexadecimal"), ("poll", 101, "poll"),
+                              ("prio", -2, "prio"), ("cpu_strict", 1, "cpu_strict: expected true or false"),
+                              ("offload_kqv", "no", "offload_kqv"), ("output_embeddings", 1, "output_embeddings"),
+                              ("lazy_mode", "lazy", "lazy_mode: expected one of"), ("n_cpu_moe", -1, "n_cpu_moe"),
+                              ("no_host", "1", "no_host"), ("op_offload", 0, "op_offload"),
+                              ("devices", "CUDA0", "devices: expected a list"), ("devices", [""], r"devices\[0\]")):
+        with pytest.raises(ValueError, match=says):
+            check_load_option(name, value)
+    with pytest.raises(ValueError, match="tensor_buft_overrides: unknown buffer type 'NOPE'"):
+        jan_model(stories_path, tensor_buft_overrides=[("output", "NOPE")])
+    with jan_model(stories_path, split_mode="none", tensor_split=[1, 0], tensor_buft_overrides=[("output", "CPU")],
+                   load_mode="none", offload_kqv=False, output_embeddings=True, cpu_mask="0x1", cpu_strict=True,
+                   poll=0, prio=0, lazy_mode="off", no_host=True, n_cpu_moe=2, op_offload=False) as m:
+        # the same greedy text as without them: none of them changes what a CPU build computes
+        with jan_model(stories_path) as plain:
+            want = plain.generate("Once upon a time", max_tokens=8, temperature=0).text
+        assert m.generate("Once upon a time", max_tokens=8, temperature=0).text == want
+
+
+def jan_model(path, **options):
+    import jan as jan_library
+
+    return jan_library.Model(path, n_ctx=64, n_threads=1, **options)

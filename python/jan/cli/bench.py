@@ -30,23 +30,33 @@ import jan
 from jan.cli.common import (INT32_MAX, CLIError, Connection, comma_items, connection_options, human_bytes, int_items,
                             typed_flags, warn)
 from jan.cli.inference import interrupts_stay_on_this_thread, resolve_local_model
-from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES
+from jan.engine.model import (ADAPTIVE_THREADS, CACHE_TYPES, LAZY_MODES, LOAD_MODES, SPLIT_MODES,
+                              extra_buffers_by_default)
 
 CSV_FIELDS = [
     "build_commit", "build_version", "llama_cpp_python", "jan_version", "backends", "cpu_info", "gpu_info",
-    "model", "model_filename", "model_type", "model_size", "model_n_params", "n_threads", "step_threads", "n_gpu_layers",
-    "n_batch", "n_ubatch", "n_ctx", "type_k", "type_v", "flash_attn", "test", "n_prompt", "n_gen", "n_depth", "repetitions",
+    "model", "model_filename", "model_type", "model_size", "model_n_params", "n_threads", "step_threads", "cpu_mask",
+    "cpu_strict", "poll", "n_gpu_layers", "n_cpu_moe", "split_mode", "main_gpu", "no_kv_offload", "n_batch", "n_ubatch",
+    "n_ctx", "type_k", "type_v", "flash_attn", "devices", "tensor_split", "tensor_buft_overrides", "load_mode", "lazy_mode",
+    "embeddings", "no_op_offload", "no_host", "repack", "test",
+    "n_prompt", "n_gen", "n_depth", "repetitions",
     "test_time", "avg_ns", "stddev_ns", "avg_ts", "stddev_ts", "samples_ns", "samples_ts",
 ]
 #: -fa's words as llama-bench's json, csv and sql write them (an int: -1 auto, 0 off, 1 on)
 FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
 #: SQL column types of the fields :func:`format_sql` writes (the lists of samples are json's and csv's only)
 SQL_TYPES = {"model_size": "INTEGER", "model_n_params": "INTEGER", "n_threads": "INTEGER", "step_threads": "INTEGER",
-             "n_gpu_layers": "INTEGER", "n_batch": "INTEGER", "n_ubatch": "INTEGER", "n_ctx": "INTEGER",
+             "n_gpu_layers": "INTEGER", "cpu_strict": "INTEGER", "poll": "INTEGER", "main_gpu": "INTEGER",
+             "no_kv_offload": "INTEGER", "embeddings": "INTEGER", "n_cpu_moe": "INTEGER", "no_op_offload": "INTEGER",
+             "no_host": "INTEGER", "repack": "INTEGER", "n_batch": "INTEGER", "n_ubatch": "INTEGER", "n_ctx": "INTEGER",
              "flash_attn": "INTEGER", "n_prompt": "INTEGER", "n_gen": "INTEGER", "n_depth": "INTEGER",
              "repetitions": "INTEGER", "avg_ns": "INTEGER", "stddev_ns": "INTEGER", "avg_ts": "REAL",
              "stddev_ts": "REAL"}
 FORMATS = ("md", "csv", "json", "jsonl", "sql")
+#: llama-bench's --numa words
+NUMA = ("distribute", "isolate", "numactl")
+#: --prio's process priority as llama.cpp's common code sets it on POSIX (a nice value): -1 low ... 3 realtime
+PRIO_NICE = {-1: 5, 0: 0, 1: -5, 2: -10, 3: -20}
 
 
 RANGE = re.compile(r"^(\d+)-(\d+)(?:([+*])(\d+))?$")
@@ -107,6 +117,99 @@ def size_list(ctx, param, value) -> list[int]:
 def layer_list(ctx, param, value) -> list[int]:
     """-ngl: layers to offload, -1 for all."""
     return int_ranges(value, param, ctx, low=-1, high=INT32_MAX, what="layer counts")
+
+
+def count_list(ctx, param, value) -> list[int]:
+    """-ncmoe: layers whose mixture-of-experts weights stay in CPU memory, 0 and up."""
+    return int_ranges(value, param, ctx, low=0, high=INT32_MAX, what="layer counts")
+
+
+def device_list(ctx, param, value) -> list[tuple[str, ...] | None]:
+    """-dev: each comma-separated item ``auto`` (every GPU: None), ``none`` (the CPU only: ``()``) or GPU names
+    separated by / (``CUDA0/CUDA1``); an empty name is a usage error. Which names a build has is the engine's to say."""
+    choices: list[tuple[str, ...] | None] = []
+    for item in list_items(value, param, ctx):
+        if item == "auto":
+            choices.append(None)
+        elif item == "none":
+            choices.append(())
+        else:
+            names = tuple(name.strip() for name in item.split("/"))
+            if not all(names):
+                raise click.BadParameter(f"{item!r} has an empty device name", ctx, param)
+            choices.append(names)
+    return list(dict.fromkeys(choices))
+
+
+def gpu_list(ctx, param, value) -> list[int]:
+    """-mg: GPU indices, 0 and up (llama-bench's range syntax; -1 is refused as it refuses it)."""
+    return int_ranges(value, param, ctx, low=0, high=INT32_MAX, what="GPU indices")
+
+
+def poll_list(ctx, param, value) -> list[int]:
+    """--poll: how long (0-100) ggml's idle compute threads spin before they sleep; 101 is a usage error (llama-bench
+    took it, ggml then spun as for 100)."""
+    return int_ranges(value, param, ctx, low=0, high=100, what="polling levels")
+
+
+def bool_list(ctx, param, value) -> list[bool]:
+    """-nkvo, -embd, --cpu-strict, -mmp: llama-bench's 0|1 lists (``0,1`` runs both); anything else a usage error."""
+    words = []
+    for item in list_items(value, param, ctx):
+        if item not in ("0", "1"):
+            raise click.BadParameter(f"{item!r} is not 0 or 1", ctx, param)
+        words.append(item == "1")
+    return list(dict.fromkeys(words))
+
+
+def cpu_mask_list(ctx, param, value) -> list[str]:
+    """-C: hexadecimal CPU masks (``0x3``: CPUs 0 and 1; ``0x0``: any CPU), kept as typed: llama-bench's column."""
+    from jan.engine.model import cpu_mask_bits
+
+    masks = list_items(value, param, ctx)
+    for mask in masks:
+        try:
+            cpu_mask_bits("", mask)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc).removeprefix(": "), ctx, param) from None
+    return list(dict.fromkeys(masks))
+
+
+SPLIT = re.compile(r"[;/]+")
+
+
+def split_list(ctx, param, value) -> list[tuple[float, ...]]:
+    """-ts: each item GPU shares separated by / or ; (``3/1``: three quarters on GPU 0); a share that is no finite
+    number >= 0 is a usage error. How many GPUs a build has is the engine's to say (it refuses more)."""
+    splits = []
+    for item in list_items(value, param, ctx):
+        shares = []
+        for part in SPLIT.split(item):
+            try:
+                share = float(part)
+            except ValueError:
+                share = math.nan
+            if not math.isfinite(share) or share < 0:
+                raise click.BadParameter(f"{part!r} in {item!r} is not a share (a finite number >= 0)", ctx, param)
+            shares.append(share)
+        splits.append(tuple(shares))
+    return list(dict.fromkeys(splits))
+
+
+def override_list(ctx, param, value) -> list[tuple[tuple[str, str], ...]]:
+    """-ot: each comma-separated item a set of ``PATTERN=BUFFER_TYPE`` separated by ``;`` (``blk\\.0\\..*=CPU``): the
+    tensors whose names match kept in that buffer type; an item without ``=``, or with an empty side, is a usage
+    error. Not given: no override. The buffer types a build has are the engine's to say."""
+    groups = []
+    for item in list_items(value, param, ctx):
+        pairs = []
+        for override in item.split(";"):
+            pattern, eq, buft = override.partition("=")
+            if not eq or not pattern or not buft:
+                raise click.BadParameter(f"{override!r} in {item!r} is not PATTERN=BUFFER_TYPE", ctx, param)
+            pairs.append((pattern, buft))
+        groups.append(tuple(pairs))
+    return list(dict.fromkeys(groups))
 
 
 def pair_list(ctx, param, value) -> list[tuple[int, int]]:
@@ -246,22 +349,45 @@ def summarize(samples: list[float]) -> tuple[float, float]:
     return mean, sd
 
 
+#: the md table's optional columns in llama-bench's order: (heading, record key, default)
+MD_COLUMNS = (
+    ("n_cpu_moe", "n_cpu_moe", 0), ("cpu_mask", "cpu_mask", "0x0"), ("cpu_strict", "cpu_strict", False),
+    ("poll", "poll", 50),
+    ("n_batch", "n_batch", 2048), ("n_ubatch", "n_ubatch", 512), ("type_k", "type_k", "f16"),
+    ("type_v", "type_v", "f16"), ("main_gpu", "main_gpu", 0), ("sm", "split_mode", "layer"),
+    ("nkvo", "no_kv_offload", False), ("fa", "flash_attn", -1), ("dev", "devices", "auto"),
+    ("ts", "tensor_split", "0.00"),
+    ("ot", "tensor_buft_overrides", "none"), ("lm", "load_mode", "auto"), ("lazy_mode", "lazy_mode", "auto"),
+    ("embd", "embeddings", False), ("nopo", "no_op_offload", 0), ("noh", "no_host", False), ("rpk", "repack", True))
+
+
+MD_LEFT = ("cpu_mask", "devices", "tensor_split", "tensor_buft_overrides", "lazy_mode")
+
+
+def _cell(key: str, value: Any) -> str:
+    if key == "flash_attn":
+        return {v: k for k, v in FLASH_ATTN.items()}.get(value, str(value))
+    return str(int(value)) if isinstance(value, bool) else str(value)  # (llama-bench's 0/1)
+
+
 def format_md(records: list[dict[str, Any]], build: dict[str, Any]) -> str:
     # as llama-bench: the columns of settings that differ from the defaults, or between rows (`-b 64,128` gave two
     # rows told apart by nothing)
-    words = {v: k for k, v in FLASH_ATTN.items()}
-    extra = [(name, key) for name, key, default in (
-        ("n_batch", "n_batch", 2048), ("n_ubatch", "n_ubatch", 512), ("type_k", "type_k", "f16"),
-        ("type_v", "type_v", "f16"), ("fa", "flash_attn", -1))
-        if any(r.get(key, default) != default for r in records) or len({r.get(key) for r in records}) > 1]
+    # (--repack's default is jan's: off on a CPU with AMX buffers, not a setting to show on every row there)
+    defaults = [(name, key, extra_buffers_by_default() if key == "repack" else default)
+                for name, key, default in MD_COLUMNS]
+    extra = [(name, key) for name, key, default in defaults
+             if any(r.get(key, default) != default for r in records) or len({r.get(key) for r in records}) > 1]
     header = ["model", "size", "params", "backend", "threads", "ngl", *(n for n, _ in extra), "test", "t/s"]
-    align = ["---", "---:", "---:", "---", "---:", "---:", *("---" for _ in extra), "---", "---:"]
+    # (llama-bench's: its text columns to the left, numbers, yes/no and -sm/-lm words to the right)
+    align = ["---", "---:", "---:", "---", "---:", "---:", *("---" if key in MD_LEFT else "---:" for _, key in extra),
+             "---", "---:"]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     for r in records:
         lines.append("| " + " | ".join([
             r["model"], human_bytes(r["model_size"]), _params(r["model_n_params"]), r["backends"],
             _threads(r), str(r["n_gpu_layers"]),
-            *(words.get(r[key], str(r[key])) if key == "flash_attn" else str(r[key]) for _, key in extra), r["test"],
+            *(_cell(key, r[key]) for _, key in extra), r["test"],
             f"{r['avg_ts']:.2f} ± {r['stddev_ts']:.2f}",
         ]) + " |")
     lines.append("")
@@ -291,9 +417,15 @@ def format_csv(records: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in records:
-        writer.writerow({**r, "samples_ts": " ".join(f"{s:.3f}" for s in r["samples_ts"]),
+        writer.writerow({**_bools_as_ints(r), "samples_ts": " ".join(f"{s:.3f}" for s in r["samples_ts"]),
                          "samples_ns": " ".join(str(s) for s in r["samples_ns"])})
     return out.getvalue()
+
+
+def _bools_as_ints(record: dict[str, Any]) -> dict[str, Any]:
+    """llama-bench's csv and sql write a yes/no column (cpu_strict, no_kv_offload, embeddings) as 0/1; json as
+    false/true."""
+    return {k: int(v) if isinstance(v, bool) else v for k, v in record.items()}
 
 
 def format_sql(records: list[dict[str, Any]]) -> str:
@@ -310,7 +442,7 @@ def format_sql(records: list[dict[str, Any]]) -> str:
             return repr(value) if isinstance(value, int) or math.isfinite(value) else "NULL"
         return "'" + str(value).replace("'", "''") + "'"
 
-    for r in records:
+    for r in map(_bools_as_ints, records):
         lines.append(f"INSERT INTO llama_bench ({', '.join(fields)}) VALUES "
                      f"({', '.join(literal(r[f]) for f in fields)});")
     return "\n".join(lines) + "\n"
@@ -351,8 +483,55 @@ def render(records: list[dict[str, Any]], build: dict[str, Any], fmt: str) -> st
               show_default=True, help="Logical batch size (a list or range as -p).")
 @click.option("-ub", "--ubatch-size", "n_ubatch", default=("512",), multiple=True, callback=size_list,
               show_default=True, help="Physical batch size (a list or range as -p).")
-@click.option("-ngl", "--gpu-layers", "n_gpu_layers", default=("0",), multiple=True, callback=layer_list,
-              show_default=True, help="Layers to offload to the GPU (-1: all; a list as -p).")
+@click.option("-ngl", "--gpu-layers", "n_gpu_layers", default=("-1",), multiple=True, callback=layer_list,
+              show_default=True, help="Layers to offload to the GPU (-1: all, llama-bench's default; a list as -p).")
+@click.option("-ncmoe", "--n-cpu-moe", "n_cpu_moe", default=("0",), multiple=True, callback=count_list,
+              show_default=True, help="Keep the mixture-of-experts weights of the first N layers in CPU memory (a list "
+                                      "as -p).")
+@click.option("-sm", "--split-mode", "split_mode", multiple=True, callback=choice_list(tuple(SPLIT_MODES)),
+              help="How the weights spread over several GPUs: none, layer or row or tensor, a list as -p "
+                   "[default: layer].")
+@click.option("-mg", "--main-gpu", "main_gpu", default=("0",), multiple=True, callback=gpu_list, show_default=True,
+              help="The GPU that holds the model with -sm none (a list as -p).")
+@click.option("-dev", "--device", "devices", default=("auto",), multiple=True, callback=device_list,
+              show_default=True, metavar="DEV0/DEV1/...", help="The GPUs the weights may go to (auto: every one; none: "
+                                                                "the CPU only; a comma-separated list of such sets).")
+@click.option("-ts", "--tensor-split", "tensor_split", default=("0",), multiple=True, callback=split_list,
+              show_default=True, metavar="TS0/TS1/...", help="Each GPU's share of the weights (0: by free memory; a "
+                                                              "comma-separated list of splits).")
+@click.option("-ot", "--override-tensor", "override_tensor", multiple=True, callback=override_list,
+              metavar="PATTERN=BUFT;...", help="Keep the tensors whose names match PATTERN in buffer type BUFT "
+                                               "(CPU, CUDA0, ...); a comma-separated list of such sets.")
+@click.option("-nkvo", "--no-kv-offload", "no_kv_offload", default=("0",), multiple=True, callback=bool_list,
+              show_default=True, help="1: keep the KV cache (and attention) on the CPU (0|1, a list as -p).")
+@click.option("-embd", "--embeddings", "embeddings", default=("0",), multiple=True, callback=bool_list,
+              show_default=True, help="1: the context also outputs every token's embeddings (0|1, a list as -p).")
+@click.option("-lm", "--load-mode", "load_mode", multiple=True, callback=choice_list(tuple(LOAD_MODES)),
+              help="How the weights are read: auto, none, mmap, mlock, mmap+mlock or dio, a list as -p "
+                   "[default: auto].")
+@click.option("-lzm", "--lazy-mode", "lazy_mode", multiple=True, callback=choice_list(tuple(LAZY_MODES)),
+              help="Read the rows of large marked tensors on demand: on, auto or off, a list as -p [default: auto].")
+@click.option("-nopo", "--no-op-offload", "no_op_offload", default=("0",), multiple=True, callback=bool_list,
+              show_default=True, help="1: operations on weights in host memory stay on the CPU (0|1, a list as -p).")
+@click.option("--no-host", "no_host", default=("0",), multiple=True, callback=bool_list, show_default=True,
+              help="1: no pinned host buffer, so extra CPU buffer types may be used (0|1, a list as -p).")
+@click.option("--repack", "repack", multiple=True, callback=bool_list,
+              help="llama.cpp's repacked CPU weight layouts (0|1, a list as -p) [default: 1, except on a CPU with "
+                   "AMX ones, where this llama.cpp's AMX matmul crashes off the main thread].")
+@click.option("-mmp", "--mmap", "mmap", multiple=True, callback=bool_list,
+              help="llama-bench's older -mmp 0|1: -lm none|mmap.")
+@click.option("-C", "--cpu-mask", "cpu_mask", default=("0x0",), multiple=True, callback=cpu_mask_list,
+              show_default=True, metavar="HEX", help="CPUs the compute threads may run on (bit i: CPU i; 0x0: any; "
+                                                     "a list as -p).")
+@click.option("--cpu-strict", "cpu_strict", default=("0",), multiple=True, callback=bool_list, show_default=True,
+              help="1: one compute thread per CPU of -C, in turn (0|1, a list as -p).")
+@click.option("--poll", "poll", default=("50",), multiple=True, callback=poll_list, show_default=True,
+              help="How long idle compute threads spin before sleeping, 0-100 (a list as -p).")
+@click.option("--prio", "prio", default=0, show_default=True, type=click.IntRange(-1, 3),
+              help="Process and compute thread priority: -1 low, 0 normal, 1 medium, 2 high, 3 realtime.")
+@click.option("--numa", "numa", type=click.Choice(NUMA), default=None,
+              help="llama.cpp's NUMA placement: distribute, isolate or numactl [default: off].")
+@click.option("-v", "--verbose", is_flag=True, help="Print llama.cpp's log on stderr.")
 @click.option("-o", "--output", "fmt", type=click.Choice(FORMATS), default="md", show_default=True,
               help="Format of the results on stdout (llama-bench's).")
 @click.option("-oe", "--output-err", "fmt_err", type=click.Choice(FORMATS), default=None,
@@ -377,12 +556,16 @@ def render(records: list[dict[str, Any]], build: dict[str, Any], fmt: str) -> st
 @connection_options
 def bench(models, model_flags, n_prompt, n_gen, n_pg, n_depth, repetitions, threads, n_ctx, n_batch, n_ubatch,
           n_gpu_layers, fmt, fmt_err, delay, progress, no_warmup, seed, adaptive_threads, cache_type_k, cache_type_v,
-          flash_attn, conn: Connection) -> None:
+          flash_attn, n_cpu_moe, split_mode, main_gpu, devices, tensor_split, override_tensor, no_kv_offload, embeddings,
+          load_mode, lazy_mode, no_op_offload, no_host, repack, mmap, cpu_mask, cpu_strict, poll, prio, numa, verbose,
+          conn: Connection) -> None:
     """Benchmark MODEL (an id or a .gguf path; several, or -m, as llama-bench's -m) in
     this process: prompt processing (pp) and generation (tg) in tokens per second,
     mean ± sd over -r runs.
 
-    Every list option (-p, -n, -pg, -d, -t, -b, -ub, -ngl, -ctk, -ctv, -fa) takes
+    Every list option (-p, -n, -pg, -d, -t, -b, -ub, -ngl, -ctk, -ctv, -fa, -sm, -mg,
+    -dev, -ts, -ot, -nkvo, -embd, -lm, -ncmoe, -lzm, -nopo, --no-host, --repack, -C,
+    --cpu-strict, --poll) takes
     several values, as llama-bench's: each combination of the settings is loaded
     and runs every test.
 
@@ -405,14 +588,30 @@ def bench(models, model_flags, n_prompt, n_gen, n_pg, n_depth, repetitions, thre
         raise click.UsageError("give a MODEL to measure (an id or a .gguf path, as an argument or -m)")
     # every model found before any is measured: a mistyped second one failed after the first one's minutes
     resolved = [resolve_local_model(conn, spec) for spec in specs]
+    # llama-bench's settings beyond jan's own, each a list, in its order of loops (outermost first)
+    if repack and True in repack and not extra_buffers_by_default():
+        raise CLIError("--repack 1: this CPU has llama.cpp's AMX weight buffers, whose matmul crashes off the "
+                       "process's main thread (ggml-org/llama.cpp#20824), where jan computes; jan keeps them off")
+    axes = {"n_cpu_moe": list(dict.fromkeys(n_cpu_moe)), "split_mode": split_mode or ["layer"],
+            "lazy_mode": lazy_mode or ["auto"], "no_host": no_host, "repack": repack or [None],
+            "no_op_offload": no_op_offload,
+            "load_mode": list(dict.fromkeys([*(load_mode or ()), *({True: "mmap", False: "none"}[m] for m in mmap)]))
+            or ["auto"],
+            "main_gpu": list(dict.fromkeys(main_gpu)), "devices": devices, "tensor_split": tensor_split,
+            "tensor_buft_overrides": override_tensor or [()], "embeddings": embeddings,
+            "no_kv_offload": no_kv_offload, "cpu_mask": cpu_mask, "cpu_strict": cpu_strict,
+            "poll": list(dict.fromkeys(poll))}
+    if verbose:
+        _log_llama_to_stderr()
+    _set_process(prio, numa)
     records: list[dict[str, Any]] = []
     for model_json, path in resolved:
         records += _measure(model_json, path, tests, n_ctx=n_ctx, repetitions=repetitions, threads=threads,
                             n_batch=n_batch, n_ubatch=n_ubatch, ub_given=ub_given, n_gpu_layers=n_gpu_layers,
                             delay=delay, progress=progress, no_warmup=no_warmup, seed=seed,
                             adaptive_threads=adaptive_threads, cache_type_k=cache_type_k,
-                            cache_type_v=cache_type_v, flash_attn=flash_attn, done=len(records),
-                            total=len(resolved))
+                            cache_type_v=cache_type_v, flash_attn=flash_attn, axes=axes, prio=prio,
+                            done=len(records), total=len(resolved))
     build = build_info()
     click.echo(render(records, build, fmt), nl=False)
     if fmt_err:
@@ -423,7 +622,8 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
              repetitions: int, threads: list[int], n_batch: list[int], n_ubatch: list[int], ub_given: bool,
              n_gpu_layers: list[int], delay: float, progress: bool, no_warmup: bool, seed: int,
              adaptive_threads: str, cache_type_k: list[str] | None, cache_type_v: list[str] | None,
-             flash_attn: list[str] | None, done: int, total: int) -> list[dict[str, Any]]:
+             flash_attn: list[str] | None, axes: dict[str, list], prio: int, done: int,
+             total: int) -> list[dict[str, Any]]:
     """One model's records: every combination of the settings, each running every test."""
     # the KV cache as the model is served (its model.json's settings) unless a flag says otherwise: numbers measured
     # on an f16 cache for a model kept at q8_0 were told as that model's, with nothing saying so
@@ -437,7 +637,11 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
              "flash_attn": flags["flash_attn"] if flash_attn else "settings.flash_attn",
              **{option: flags[param] for option, param in (
                  ("n_batch", "n_batch"), ("n_ubatch", "n_ubatch"), ("n_gpu_layers", "n_gpu_layers"),
-                 ("n_threads", "threads"), ("n_threads_batch", "threads"), ("adaptive_threads", "adaptive_threads"))}}
+                 ("n_threads", "threads"), ("n_threads_batch", "threads"), ("adaptive_threads", "adaptive_threads"),
+                 ("split_mode", "split_mode"), ("main_gpu", "main_gpu"), ("tensor_split", "tensor_split"),
+                 ("tensor_buft_overrides", "override_tensor"), ("load_mode", "load_mode"), ("cpu_mask", "cpu_mask"),
+                 ("poll", "poll"), ("prio", "prio"), ("n_cpu_moe", "n_cpu_moe"), ("lazy_mode", "lazy_mode"),
+                 ("extra_buffers", "repack"), ("devices", "devices"))}}
     cache_types_k = cache_type_k or [settings.get("cache_type_k")]
     cache_types_v = cache_type_v or [settings.get("cache_type_v")]
     attentions = ([{"on": True, "off": False, "auto": None}[fa] for fa in flash_attn] if flash_attn
@@ -454,19 +658,33 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
         raise CLIError(f"{flags['n_ctx']} {n_ctx} is too small for these tests (needs at least {ctx_needed})")
     build = build_info()
     show = sys.stderr.isatty() and not progress
-    instances = [(ngl, nb, nub, ctk, ctv, fa, nt) for ngl, nb, nub, ctk, ctv, fa, nt in itertools.product(
-        dict.fromkeys(n_gpu_layers), dict.fromkeys(n_batch), dict.fromkeys(n_ubatch), cache_types_k, cache_types_v,
-        attentions, dict.fromkeys(threads)) if not (nub > nb and ub_given)]
+    # llama-bench's order of loops, outermost first (its rows come in the same order)
+    names = ("ngl", "n_cpu_moe", "split_mode", "load_mode", "lazy_mode", "main_gpu", "devices", "tensor_split",
+             "tensor_buft_overrides", "no_host", "repack", "embeddings", "no_op_offload", "nb", "nub", "ctk", "ctv", "no_kv_offload", "fa", "nt", "cpu_mask", "cpu_strict", "poll")
+    lists = {**axes, "ngl": dict.fromkeys(n_gpu_layers), "nb": dict.fromkeys(n_batch), "nub": dict.fromkeys(n_ubatch),
+             "ctk": cache_types_k, "ctv": cache_types_v, "fa": attentions, "nt": dict.fromkeys(threads)}
+    instances = [dict(zip(names, values)) for values in itertools.product(*(lists[n] for n in names))]
+    instances = [i for i in instances if not (i["nub"] > i["nb"] and ub_given)]
     total = total * len(instances) * len(tests)
     records: list[dict[str, Any]] = []
-    for ngl, nb, nub, ctk, ctv, attention, n_threads in instances:
+    for inst in instances:
+        ngl, nb, nub, ctk, ctv, attention, n_threads = (inst[n] for n in ("ngl", "nb", "nub", "ctk", "ctv", "fa", "nt"))
         nub = min(nub, nb)
         try:
             with interrupts_stay_on_this_thread():
+                # every setting passed as llama-bench passes it, whether this build uses it or not (a GPU split on
+                # a CPU-only build): the same command measures the same thing on a GPU build of jan
                 loaded = jan.Model(path, model_id=model_json["id"], n_ctx=n_ctx, n_parallel=1, n_batch=nb,
                                    n_ubatch=nub, n_threads=n_threads, n_threads_batch=n_threads, n_gpu_layers=ngl,
                                    adaptive_threads=adaptive_threads, cache_type_k=ctk, cache_type_v=ctv,
-                                   flash_attn=attention)
+                                   flash_attn=attention, split_mode=inst["split_mode"], main_gpu=inst["main_gpu"],
+                                   tensor_split=inst["tensor_split"],
+                                   tensor_buft_overrides=inst["tensor_buft_overrides"] or None,
+                                   load_mode=inst["load_mode"], offload_kqv=not inst["no_kv_offload"],
+                                   output_embeddings=inst["embeddings"], cpu_mask=inst["cpu_mask"],
+                                   cpu_strict=inst["cpu_strict"], poll=inst["poll"], prio=prio,
+                                   n_cpu_moe=inst["n_cpu_moe"], devices=inst["devices"], lazy_mode=inst["lazy_mode"], no_host=inst["no_host"],
+                                   extra_buffers=inst["repack"], op_offload=not inst["no_op_offload"])
         except (jan.JanError, ValueError) as exc:
             message = str(exc)
             # (a ValueError of the option checks carries no param, only its name at the start: a model.json's
@@ -522,7 +740,14 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
                     "model_n_params": info.n_params,
                     "n_threads": n_threads,
                     "step_threads": step_threads,
+                    "cpu_mask": inst["cpu_mask"],
+                    "cpu_strict": inst["cpu_strict"],
+                    "poll": inst["poll"],
                     "n_gpu_layers": ngl,
+                    "n_cpu_moe": inst["n_cpu_moe"],
+                    "split_mode": inst["split_mode"],
+                    "main_gpu": inst["main_gpu"],
+                    "no_kv_offload": inst["no_kv_offload"],
                     "n_batch": nb,
                     "n_ubatch": nub,
                     "n_ctx": n_ctx,
@@ -530,6 +755,16 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
                     "type_v": (ctv or "f16").lower(),
                     # llama-bench's int (-1 auto, 0 off, 1 on): a script reading its json reads jan's
                     "flash_attn": {True: 1, False: 0, None: -1}[attention],
+                    "devices": "auto" if inst["devices"] is None else "/".join(inst["devices"]) or "none",
+                    "tensor_split": _split_text(inst["tensor_split"]),
+                    "tensor_buft_overrides": ";".join(f"{p}={b}" for p, b in inst["tensor_buft_overrides"]) or "none",
+                    "load_mode": inst["load_mode"],
+                    "lazy_mode": inst["lazy_mode"],
+                    "embeddings": inst["embeddings"],
+                    "no_op_offload": int(inst["no_op_offload"]),  # (an int in llama-bench's json, not a bool)
+                    "no_host": inst["no_host"],
+                    # what the load used: None is jan's default, on unless the CPU has AMX buffers
+                    "repack": extra_buffers_by_default() if inst["repack"] is None else inst["repack"],
                     "test": name,
                     # as llama-bench counts them: a tg test's one-token start is no prompt (n_prompt 0)
                     "n_prompt": n_p,
@@ -547,3 +782,41 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
     if show:
         click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
     return records
+
+
+def _split_text(shares: tuple[float, ...]) -> str:
+    """-ts as llama-bench's column writes it: each share to two decimals, / between, up to the last one above 0
+    (``3/1/0``: ``3.00/1.00``; none above 0: ``0.00``)."""
+    last = max((i for i, share in enumerate(shares) if share > 0), default=0)
+    return "/".join(f"{share:.2f}" for share in shares[:last + 1])
+
+
+def _log_llama_to_stderr() -> None:
+    """-v: llama.cpp's log on stderr as it comes from the engine, every level (llama-bench's --verbose): its lines
+    reach the ``jan.llama`` logger after each load and each test."""
+    import logging
+
+    logger = logging.getLogger("jan.llama")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+
+
+def _set_process(prio: int, numa: str | None) -> None:
+    """--prio and --numa, set once before any model loads, as llama-bench does: the process's priority (a nice
+    value, as llama.cpp's common code sets it; the compute threads get theirs from the threadpool) and llama.cpp's
+    NUMA placement. A priority this user may not take is an error, as llama-bench's."""
+    import os
+
+    if PRIO_NICE[prio]:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, PRIO_NICE[prio])
+        except OSError as exc:
+            raise CLIError(f"--prio {prio}: could not set the process priority (nice {PRIO_NICE[prio]}): "
+                           f"{exc.strerror or exc}") from None
+    if numa is not None:
+        from jan.engine.model import init_numa
+
+        init_numa(numa)

@@ -9,6 +9,7 @@ import functools
 import inspect
 import itertools
 import logging
+import math
 import os
 import threading
 import weakref
@@ -262,11 +263,106 @@ LOAD_RANGES: dict[str, Range] = {
     "cache_ram_mib": Range(int, ge=-1, le=INT32_MAX),
     # llama.cpp's clip counts an image's pixels in 32 bits: tokens x the projector's pixels per token (patch_size^2
     # x merge^2, 784 for Qwen2-VL, up to a few thousand) must stay below 2**31
+    # ggml's threadpool: how long (0-100) idle threads spin before they sleep, and their priority
+    # (ggml_sched_priority: -1 low, 0 normal, 1 medium, 2 high, 3 realtime)
+    "poll": Range(int, ge=0, le=100),
+    "prio": Range(int, ge=-1, le=3),
+    "n_cpu_moe": Range(int, ge=0, le=INT32_MAX),
     "image_min_tokens": Range(int, ge=1, le=IMAGE_TOKENS_MAX),
     "image_max_tokens": Range(int, ge=1, le=IMAGE_TOKENS_MAX),
 }
 _LOAD_FLAGS = ("flash_attn", "use_mmap", "use_mlock", "kv_unified", "embedding", "extra_buffers", "vocab_only",
-               "lora_init_without_apply")
+               "lora_init_without_apply", "offload_kqv", "output_embeddings", "cpu_strict", "no_host", "op_offload")
+#: llama.cpp's llama_split_mode by its name (the value is the enum's)
+SPLIT_MODES = {"none": 0, "layer": 1, "row": 2, "tensor": 3}
+#: llama.cpp's llama_load_mode by its name (llama_load_mode_name's words; the value is the enum's)
+LOAD_MODES = {"auto": -1, "none": 0, "mmap": 1, "mlock": 2, "mmap+mlock": 3, "dio": 4}
+#: llama.cpp's llama_lazy_mode by its name
+LAZY_MODES = {"off": 0, "auto": 1, "on": 2}
+#: the expert tensors of a mixture-of-experts layer, after ``blk\.N`` (llama.cpp's pattern for --n-cpu-moe)
+MOE_EXPERTS = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
+
+
+def extra_buffers_by_default() -> bool:
+    """Whether a model loaded with ``extra_buffers=None`` uses llama.cpp's extra CPU weight buffers (repacked quants):
+    yes, except on a CPU with AMX ones (see :class:`Model`)."""
+    return bool(_engine.extra_buffers_by_default())
+#: the most hexadecimal digits of a CPU mask: one bit a CPU, GGML_MAX_N_THREADS CPUs
+CPU_MASK_DIGITS = GGML_MAX_N_THREADS // 4
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def cpu_mask_bits(name: str, value) -> list[bool]:
+    """A CPU mask as llama.cpp's ``--cpu-mask`` takes it (hexadecimal, ``0x`` optional: ``0x5`` is CPUs 0 and 2) as
+    one bool a CPU, CPU 0 first (``[True, False, True, False]``); ValueError naming ``name`` for anything else, an
+    empty mask or one of more than :data:`CPU_MASK_DIGITS` digits (CPUs past ggml's 512) included."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: expected a hexadecimal CPU mask such as 0x3, got {value!r}")
+    digits = value[2:] if value[:2].lower() == "0x" else value
+    if not digits or not set(digits) <= _HEX_DIGITS:
+        raise ValueError(f"{name}: expected a hexadecimal CPU mask such as 0x3 (bit i: CPU i), got {value!r}")
+    if len(digits) > CPU_MASK_DIGITS:
+        raise ValueError(f"{name}: at most {CPU_MASK_DIGITS} hexadecimal digits (ggml's {GGML_MAX_N_THREADS} CPUs), "
+                         f"got {len(digits)}")
+    bits = int(digits, 16)
+    return [bool(bits >> i & 1) for i in range(4 * len(digits))]
+
+
+def tensor_shares(name: str, value) -> tuple[float, ...]:
+    """``tensor_split``: each GPU's share of the weights, a sequence of finite numbers >= 0 (the native engine
+    refuses more than llama.cpp's devices); ValueError naming ``name`` otherwise."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"{name}: expected a list of shares (one number a GPU), got {value!r}")
+    shares = []
+    for i, share in enumerate(value):
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share) or share < 0:
+            raise ValueError(f"{name}[{i}]: expected a finite number >= 0, got {share!r}")
+        shares.append(float(share))
+    return tuple(shares)
+
+
+def buffer_overrides(name: str, value) -> tuple[tuple[str, str], ...]:
+    """``tensor_buft_overrides``: (tensor name pattern, buffer type) pairs, such as ``("blk\\.0\\..*", "CPU")``
+    (a regular expression, and ggml's name of a device's buffer type: ``CPU``, ``CUDA0``, ...); ValueError naming
+    ``name`` for anything else. The native engine refuses a buffer type this build lacks and a pattern that is no
+    regular expression."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"{name}: expected a list of (pattern, buffer type) pairs, got {value!r}")
+    pairs = []
+    for i, pair in enumerate(value):
+        if (isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2
+                or not all(isinstance(part, str) and part for part in pair)):
+            raise ValueError(f"{name}[{i}]: expected a (pattern, buffer type) pair of non-empty texts, got {pair!r}")
+        pairs.append((pair[0], pair[1]))
+    return tuple(pairs)
+
+
+#: llama.cpp's ggml_numa_strategy by its llama-bench/llama-server name
+NUMA_STRATEGIES = {"distribute": 1, "isolate": 2, "numactl": 3}
+
+
+def init_numa(strategy: str) -> None:
+    """llama.cpp's NUMA placement (``distribute``, ``isolate`` or ``numactl``: llama-server's and llama-bench's
+    ``--numa``) for this process, before any model loads; ggml keeps the first one a process asks for. ValueError
+    for another word."""
+    _engine.numa_init(NUMA_STRATEGIES[_word("numa", strategy, NUMA_STRATEGIES)])
+
+
+def gpu_devices(name: str, value) -> tuple[str, ...]:
+    """``devices``: the GPU devices by ggml's names (``["CUDA0", "CUDA1"]``; empty: the CPU only); ValueError naming
+    ``name`` for anything but a list of non-empty texts (the native engine refuses a name the build lacks)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"{name}: expected a list of GPU device names (such as CUDA0), got {value!r}")
+    for i, device in enumerate(value):
+        if not isinstance(device, str) or not device.strip():
+            raise ValueError(f"{name}[{i}]: expected a device name, got {device!r}")
+    return tuple(value)
+
+
+def _word(name: str, value, words) -> str:
+    if not isinstance(value, str) or value.lower() not in words:
+        raise ValueError(f"{name}: expected one of {', '.join(words)}, got {value!r}")
+    return value.lower()
 
 
 def lora_files(value, name: str = "lora") -> tuple[tuple[str, float], ...]:
@@ -348,6 +444,21 @@ def check_load_option(name: str, value):
         return value
     if name == "lora":
         return lora_files(value)
+    if name == "split_mode":
+        return _word(name, value, SPLIT_MODES)
+    if name == "load_mode":
+        return _word(name, value, LOAD_MODES)
+    if name == "lazy_mode":
+        return _word(name, value, LAZY_MODES)
+    if name == "cpu_mask":
+        cpu_mask_bits(name, value)
+        return value
+    if name == "tensor_split":
+        return tensor_shares(name, value)
+    if name == "devices":
+        return gpu_devices(name, value)
+    if name == "tensor_buft_overrides":
+        return buffer_overrides(name, value)
     raise TypeError(f"unknown load option: {with_guess(name, sorted(_LOAD_OPTION_NAMES))}")
 
 
@@ -634,6 +745,21 @@ class Model:
     matmul crashes off the process's main thread (ggml-org/llama.cpp#20824; see cpp/model.cpp);
     True forces them on (for a llama.cpp with the fix), False off.
 
+    llama.cpp's placement options, as ``jan bench`` passes llama-bench's (each None: llama.cpp's default):
+    ``split_mode`` (``SPLIT_MODES``: how the weights spread over several GPUs; ``main_gpu`` holds them all with
+    "none"), ``tensor_split`` (each GPU's share, numbers >= 0; at most llama.cpp's device count),
+    ``tensor_buft_overrides`` ((regular expression, buffer type) pairs such as ``("blk\\.0\\..*", "CPU")``: the
+    tensors whose names match are kept in that device buffer; a type the build lacks is a ValueError naming the
+    ones it has), ``load_mode`` (``LOAD_MODES``; else ``use_mmap``/``use_mlock`` say it), ``offload_kqv`` (False:
+    the KV cache stays on the CPU), ``op_offload`` (False: operations on weights in host memory stay on the CPU),
+    ``no_host`` (no pinned host buffer), ``lazy_mode`` (``LAZY_MODES``: rows of large marked tensors read on demand),
+    ``n_cpu_moe`` (the first N layers' mixture-of-experts weights kept in CPU memory), ``devices`` (the GPUs the
+    weights may go to, by ggml's names such as ``CUDA0``; an empty list: none; a name the build lacks is a
+    ValueError naming the ones it has), ``output_embeddings`` (the
+    generation context also outputs every token's embeddings). ``cpu_mask`` (hexadecimal, bit i: CPU i), ``cpu_strict``, ``poll`` (0-100) and ``prio`` (-1 low to
+    3 realtime): once any is given, the context computes on a ggml threadpool of its own made with them, as
+    llama-bench's and llama-server's ``--cpu-mask``/``--cpu-strict``/``--poll``/``--prio``.
+
     ``lora``: LoRA adapter GGUFs for this model, each a path (scale 1) or a ``(path, scale)`` pair (ids in that
     order); their scales are the defaults of requests that name none (``lora_init_without_apply``: all 0), changed
     at runtime by setting :attr:`lora_adapters`; a request's own ``lora=[{"id": i, "scale": s}]`` runs the others at
@@ -669,8 +795,23 @@ class Model:
         adaptive_threads: bool | str = "exact",
         n_gpu_layers: int | str = AUTO,
         main_gpu: int = 0,
+        split_mode: str | None = None,
+        tensor_split: Sequence[float] | None = None,
+        tensor_buft_overrides: Sequence[tuple[str, str]] | None = None,
         use_mmap: bool = True,
         use_mlock: bool = False,
+        load_mode: str | None = None,
+        lazy_mode: str | None = None,
+        devices: Sequence[str] | None = None,
+        no_host: bool | None = None,
+        n_cpu_moe: int | None = None,
+        op_offload: bool | None = None,
+        offload_kqv: bool | None = None,
+        output_embeddings: bool | None = None,
+        cpu_mask: str | None = None,
+        cpu_strict: bool | None = None,
+        poll: int | None = None,
+        prio: int | None = None,
         extra_buffers: bool | None = None,
         flash_attn: bool | None = None,
         max_queue: int = 64,
@@ -737,6 +878,22 @@ class Model:
         mp.use_mlock = bool(use_mlock)
         mp.vocab_only = bool(vocab_only)
         mp.extra_buffers = -1 if extra_buffers is None else int(bool(extra_buffers))
+        if split_mode is not None:
+            mp.split_mode = SPLIT_MODES[split_mode.lower()]
+        if tensor_split is not None:
+            mp.tensor_split = list(tensor_shares("tensor_split", tensor_split))
+        overrides = list(buffer_overrides("tensor_buft_overrides", tensor_buft_overrides or ()))
+        # the first n_cpu_moe layers' experts kept in CPU memory, after the caller's own overrides (llama.cpp's order)
+        overrides += [(rf"blk\.{i}{MOE_EXPERTS}", "CPU") for i in range(int(n_cpu_moe or 0))]
+        if overrides:
+            mp.tensor_buft_overrides = overrides
+        if lazy_mode is not None:
+            mp.lazy_mode = LAZY_MODES[lazy_mode.lower()]
+        mp.no_host = bool(no_host)
+        if devices is not None:
+            mp.devices = list(gpu_devices("devices", devices))
+        if load_mode is not None:  # (else use_mmap and use_mlock say it)
+            mp.load_mode = LOAD_MODES[load_mode.lower()]
         self._native = load_weights(self.path, mp)
 
         self._pooling = pooling
@@ -832,6 +989,17 @@ class Model:
             cp.max_queue = int(max_queue)
             cp.kv_unified = bool(kv_unified)
             cp.cache_ram_mib = int(cache_ram_mib) if cache_ram_mib is not None else default_prompt_cache_mib()
+            cp.offload_kqv = offload_kqv is not False
+            cp.embeddings = bool(output_embeddings)
+            cp.op_offload = op_offload is not False
+            # a threadpool of its own, as llama-bench makes, once any of its settings is given (else llama.cpp's
+            # default one, made for each compute)
+            if any(v is not None for v in (cpu_mask, cpu_strict, poll, prio)):
+                cp.threadpool = True
+                cp.cpumask = cpu_mask_bits("cpu_mask", cpu_mask) if cpu_mask is not None else []
+                cp.cpu_strict = bool(cpu_strict)
+                cp.poll = 50 if poll is None else int(poll)
+                cp.prio = 0 if prio is None else int(prio)
             # a cache larger than all the machine's memory is refused before llama.cpp tries: its cell bookkeeping
             # alone grows with n_ctx (gigabytes of RAM, and minutes on a busy machine, for 2**31 cells) before the
             # cache's own allocation fails
