@@ -7,7 +7,9 @@ Responses' shape (``{"type": "function", "name": "f"}``, a common slip) was told
 'allowed_tools'" - as if ``function`` were not a kind of tool_choice - and ``{"type": "allowed_tools"}`` "'allowed_tools'
 tools are not run by jan". The error now comes from the alternative whose tag took the body's (the function choice's
 missing ``function``); where every object alternative refused the tag, the tag is the fault and is said as before.
-One rule in the error mapping every dialect's body goes through.
+And a field said missing that the body has is a tag read as a field of the same name: the Responses API's
+``{"type": "function", "function": {"name": "f"}}`` (chat's shape) lacks ``tool_choice.name``, not the
+``tool_choice.function.name`` it was told. Both in the error mapping every dialect's body goes through.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ def test_a_chat_tool_choice_is_told_in_the_alternative_its_tag_chose(choice, sai
     ({"type": "function"}, ("tool_choice.name: Field required", "tool_choice.name")),
     ({"type": "allowed_tools"}, ("tool_choice.mode: Field required", "tool_choice.mode")),
     ({"type": "allowed_tools", "mode": "required"}, ("tool_choice.tools: Field required", "tool_choice.tools")),
+    # chat's shape: its tag, "function", is a field's name there too; the name it lacks is tool_choice.name, not
+    # the tool_choice.function.name it has
+    ({"type": "function", "function": {"name": "f"}}, ("tool_choice.name: Field required", "tool_choice.name")),
 ])
 def test_a_responses_tool_choice_is_told_in_the_alternative_its_tag_chose(choice, said):
     assert _responses(choice) == said

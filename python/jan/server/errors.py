@@ -171,6 +171,23 @@ def _present(path: tuple, data: Any) -> bool:
     return data is not _NO_DATA
 
 
+def _tag_not_field(path: tuple, data: Any) -> tuple:
+    """The path of a field said missing that :func:`field_path` found in the body (``data``): a tag that is also
+    a field's name there was read as that field (the Responses API's function tool_choice sent in chat's shape,
+    ``{"type": "function", "function": {"name": "f"}}``, lacks ``tool_choice.name``, not the ``tool_choice.function.name``
+    it has); the nearest such tag is dropped. ``path`` itself where no tag explains it."""
+    for k in range(len(path) - 1, 0, -1):
+        parent = path[:k - 1]
+        cur: Any = data
+        for p in parent:
+            cur = cur[p] if isinstance(cur, (dict, list)) else None
+        if isinstance(cur, dict) and cur.get("type") == path[k - 1]:
+            meant = path[:k - 1] + path[k:]
+            if not _present(meant, data):
+                return meant
+    return path
+
+
 def _wrong_type(error: dict) -> bool:
     """A value of another type than the one this alternative wanted (pydantic's ``*_type``/``*_parsing``)."""
     kind = error.get("type", "")
@@ -223,6 +240,8 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any
     with an ``unknown_field`` classmethod (a dialect's body) is said in that dialect's words."""
     errors = err.errors()
     paths = [field_path(tuple(e.get("loc", ())), data) for e in errors]
+    paths = [_tag_not_field(path, data) if e.get("type") == "missing" and _present(path, data) else path
+             for e, path in zip(errors, paths)]
     head = paths[0]
     # among alternatives that got as deep, one whose value had the right type but broke a bound says what is
     # wrong ([1, -1] as a prompt: "prompt[1]: ... greater than or equal to 0", not the string list's
