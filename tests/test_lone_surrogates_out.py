@@ -47,8 +47,9 @@ def test_json_text_helpers():
     assert json.loads(escape_lone_surrogates(text)) == {"k\udfff": LONE}
     escape_lone_surrogates(text).encode("utf-8")  # (valid UTF-8 now)
     assert utf8_json(text).count("\U0001F600".encode()) == 1  # real characters stay as they were
-    plain = json.dumps({"a": "é \u2028"}, ensure_ascii=False)
+    plain = json.dumps({"a": "é \U0001F600"}, ensure_ascii=False)
     assert escape_lone_surrogates(plain) is plain and utf8_json(plain) == plain.encode()
+    # (U+2028 and its kin are escaped too: tests/test_line_breaks_out.py)
 
 
 def test_an_sse_stream_carries_it():

@@ -14,8 +14,8 @@ import re
 from typing import Any
 
 __all__ = ["MAX_ARGUMENTS_DEPTH", "QUOTED_VALUE_CHARS", "escape_lone_surrogates", "fix_lone_surrogate_escapes",
-           "json_number", "json_text", "json_type_name", "loads_json", "nests_deeper", "replace_lone_surrogates",
-           "sendable_arguments", "utf8_json"]
+           "json_number", "json_text", "json_type_name", "loads_json", "nests_deeper", "one_line_json",
+           "replace_lone_surrogates", "sendable_arguments", "utf8_json"]
 
 #: Arrays and objects nested in one tool call's arguments at most (the arguments object itself is level 1), in
 #: every chat format's parser: a client sends a call back inside its request body, which may nest 64 levels at most
@@ -41,13 +41,29 @@ def escape_lone_surrogates(text: str) -> str:
     return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+# What JSON text written with ``ensure_ascii=False`` may hold that no line of a line-framed stream can: a lone
+# surrogate (no UTF-8 form, above), and the three line breaks JSON leaves unescaped in a string but Python's
+# ``str.splitlines`` breaks a line at: NEL (U+0085) and the line and paragraph separators (U+2028, U+2029). The
+# official ollama client reads an NDJSON stream with httpx's ``iter_lines``, which splits as ``str.splitlines`` does
+# (so do many hand-written SSE readers): a model that wrote one of these in its answer or a tool call's arguments cut
+# that line in two, and the client failed on JSON that ended mid-string. (Go's encoder, Ollama's own, escapes
+# U+2028 and U+2029 always; the other control characters ``splitlines`` knows are below U+0020, which JSON escapes.)
+_NOT_IN_A_LINE = re.compile("[\ud800-\udfff\x85\u2028\u2029]")
+
+
+def one_line_json(text: str) -> str:
+    """JSON text written with ``ensure_ascii=False``, fit for one line of NDJSON, JSONL or an SSE ``data:`` line and
+    for UTF-8: each lone surrogate (:func:`escape_lone_surrogates`) and each U+0085, U+2028 and U+2029 written as its
+    ``\\uXXXX`` escape, the same JSON value. Only for JSON text, where such a code point can only be in a string."""
+    if _NOT_IN_A_LINE.search(text) is None:
+        return text
+    return _NOT_IN_A_LINE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def utf8_json(text: str) -> bytes:
-    """JSON text written with ``ensure_ascii=False`` as UTF-8 bytes, a lone surrogate in it escaped
-    (:func:`escape_lone_surrogates`); the common case costs one encode."""
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return escape_lone_surrogates(text).encode("utf-8")
+    """JSON text written with ``ensure_ascii=False`` (or lines of it: an SSE event's framing) as UTF-8 bytes, one
+    JSON text to a line however a reader splits lines (:func:`one_line_json`)."""
+    return one_line_json(text).encode("utf-8")
 
 
 # What may put a lone surrogate into a parsed value: a high or low surrogate's escape, or the code point itself (in a

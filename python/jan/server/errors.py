@@ -171,10 +171,51 @@ def _present(path: tuple, data: Any) -> bool:
     return data is not _NO_DATA
 
 
+def _tag_not_field(path: tuple, data: Any) -> tuple:
+    """The path of a field said missing that :func:`field_path` found in the body (``data``): a tag that is also
+    a field's name there was read as that field (the Responses API's function tool_choice sent in chat's shape,
+    ``{"type": "function", "function": {"name": "f"}}``, lacks ``tool_choice.name``, not the ``tool_choice.function.name``
+    it has); the nearest such tag is dropped. ``path`` itself where no tag explains it."""
+    for k in range(len(path) - 1, 0, -1):
+        parent = path[:k - 1]
+        cur: Any = data
+        for p in parent:
+            cur = cur[p] if isinstance(cur, (dict, list)) else None
+        if isinstance(cur, dict) and cur.get("type") == path[k - 1]:
+            meant = path[:k - 1] + path[k:]
+            if not _present(meant, data):
+                return meant
+    return path
+
+
 def _wrong_type(error: dict) -> bool:
     """A value of another type than the one this alternative wanted (pydantic's ``*_type``/``*_parsing``)."""
     kind = error.get("type", "")
     return kind.endswith(("_type", "_parsing"))
+
+
+#: Errors of a union alternative refusing the body's tag: a ``type`` of another literal (pydantic's), or of a tool kind
+#: jan does not run (:func:`jan.server.schemas.tool_kind_check`'s).
+_TAG_REFUSALS = ("literal_error", "unsupported_tool_kind")
+
+
+def _tag_refused(error: dict, path: tuple, data: Any) -> bool:
+    """Whether ``error`` (at ``path`` in the body ``data``) is an alternative refusing the ``type`` the body gave:
+    that alternative is not the one the body meant."""
+    return bool(path) and path[-1] == "type" and error.get("type") in _TAG_REFUSALS and _present(path, data)
+
+
+def _alternative(loc: tuple, path: tuple) -> tuple:
+    """The union alternative a pydantic error's ``loc`` is in: ``loc`` up to the last member or tag name it holds
+    that its body ``path`` (:func:`field_path`) does not (``("tool_choice", "NamedToolChoice")`` of
+    ``("tool_choice", "NamedToolChoice", "function")``); ``()`` where it holds none."""
+    j, end = 0, 0
+    for i, part in enumerate(loc):
+        if j < len(path) and part == path[j]:
+            j += 1
+        else:
+            end = i + 1
+    return loc[:end]
 
 
 def _meant_field(model: Any, field: str, said: str) -> str:
@@ -199,6 +240,8 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any
     with an ``unknown_field`` classmethod (a dialect's body) is said in that dialect's words."""
     errors = err.errors()
     paths = [field_path(tuple(e.get("loc", ())), data) for e in errors]
+    paths = [_tag_not_field(path, data) if e.get("type") == "missing" and _present(path, data) else path
+             for e, path in zip(errors, paths)]
     head = paths[0]
     # among alternatives that got as deep, one whose value had the right type but broke a bound says what is
     # wrong ([1, -1] as a prompt: "prompt[1]: ... greater than or equal to 0", not the string list's
@@ -207,8 +250,22 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any
     # the alternative does not know: that alternative is the one the body meant ({"prompt_string",
     # "multimodal_data": "..."}: "multimodal_data: Input should be a valid list", not the other prompt object's
     # "content: Field required" nor its "prompt_string: Unrecognized")
+    # ... and before all of these, an alternative that refused the body's tag (its ``type``) is not the one the body
+    # meant, however far it got: none of its errors says what is wrong ({"type": "function", "name": "f"} as a chat
+    # tool_choice: "tool_choice.function: Field required", not the allowed_tools choice's "tool_choice.type: Input
+    # should be 'allowed_tools'"; {"type": "allowed_tools"}: its missing allowed_tools, not the function choice's
+    # missing function)
+    # (only where another object alternative of that union took the tag: where every one refused it, the body's
+    # tag is the fault, and the first refusal says so: "'any' tools are not run by jan")
+    alts = [_alternative(tuple(e.get("loc", ())), path) for e, path in zip(errors, paths)]
+    refused = {alt: path[:-1] for e, path, alt in zip(errors, paths, alts) if alt and _tag_refused(e, path, data)}
+    refused = {alt for alt, union in refused.items()
+               if any(other and other not in refused and len(path) > len(union) and path[:len(union)] == union
+                      for other, path in zip(alts, paths))}
+    meant = [not any(tuple(e.get("loc", ()))[:len(alt)] == alt for alt in refused) for e in errors]
     best = max((i for i, path in enumerate(paths) if path[:len(head)] == head),
-               key=lambda i: (len(paths[i]), _present(paths[i], data) and errors[i].get("type") != "extra_forbidden",
+               key=lambda i: (meant[i], len(paths[i]),
+                              _present(paths[i], data) and errors[i].get("type") != "extra_forbidden",
                               not _wrong_type(errors[i]), -i))
     first = errors[best]
     param = path_text(paths[best])

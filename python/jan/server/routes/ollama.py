@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 from jan.core import LocalInferenceExtension
 from jan.core.engine_answers import model_state
 from jan.downloads import DownloadCancelledError, DownloadError, filename_from_url
-from jan.json_text import escape_lone_surrogates
+from jan.json_text import one_line_json
 from jan.errors import CTX_LEN, MediaError, ModelLoadError, ModelNotFoundError, not_found_message
 from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
@@ -197,8 +197,9 @@ def _decoded(raw: bytes, model: type[B]) -> B:
 
 def _dumps(obj: Any) -> str:
     # compact, as Go writes JSON; a lone surrogate (a model's "\ud800" in a tool call's arguments, read back) escaped
-    # again, or writing the reply out as UTF-8 failed
-    return escape_lone_surrogates(json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":")))
+    # again, or writing the reply out as UTF-8 failed; and a line break other than "\n" (U+2028...) escaped, or the
+    # ollama client, which splits the NDJSON stream as str.splitlines does, read half a line (one_line_json)
+    return one_line_json(json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":")))
 
 
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
