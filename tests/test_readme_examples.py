@@ -217,3 +217,17 @@ def test_a_dict_where_the_services_example_builds_a_typed_value_says_how_to_buil
     kwargs = {"model": "stories260K", "messages": (ChatMessage.of_text("user", "Hi!"),), field: value}
     with pytest.raises(RequestError, match=re.escape(hint)):
         ChatRequest(**kwargs)
+
+
+def test_every_environment_variable_jan_reads_is_in_the_readme():
+    """The reverse of following the README: a variable jan reads that no doc names is a setting nobody can find
+    (`$JAN_PROBE_TIMEOUT`, the wait for a running server's /health before a command works alone, was only in a
+    docstring). jan.testing's are the tests' own (`$JAN_TEST_MODELS` is in the README too)."""
+    package = README.parent / "python" / "jan"
+    read = re.compile(r"""(?:environ\.get\(|environ\[|getenv\(|envvar=)\s*["'](JAN_[A-Z0-9_]+)["']""")
+    names = {name for path in package.rglob("*.py") if "testing" not in path.parts
+             for name in read.findall(path.read_text(encoding="utf-8"))}
+    assert {"JAN_DATA_FOLDER", "JAN_API_KEY"} <= names, names
+    docs = README.read_text(encoding="utf-8") + "".join(
+        p.read_text(encoding="utf-8") for p in (README.parent / "docs").glob("*.md"))
+    assert not {n for n in names if not re.search(rf"\b{n}\b", docs)}
