@@ -127,6 +127,21 @@ def test_openai_example_prints_what_the_readme_says(tmp_path, stories_path):
     srv = start_server(tmp_path, [stories_path])
     try:
         out = _run(source.replace("http://127.0.0.1:1337", srv.base_url))
+        # llama-server's /completion, as the README tells its `logit_bias`: a token given as text is tokenized, each
+        # of its tokens biased (the README said "a 400: give its id", which only the OpenAI routes answer)
+        said = " ".join(section.split("`logit_bias` (an", 1)[1].split("), `return_tokens`", 1)[0].split())
+        assert "is tokenized and each of its tokens biased" in said and "a 400" not in said.split("—")[0], said
+        import httpx
+
+        ids = httpx.post(f"{srv.base_url}/tokenize", json={"content": "the girl"}, timeout=60).json()["tokens"]
+        for bias in ([["the girl", -0.5]], {"the girl": -0.5}):
+            done = httpx.post(f"{srv.base_url}/completion", timeout=60,
+                              json={"prompt": "Once", "n_predict": 1, "logit_bias": bias})
+            assert done.status_code == 200, done.text
+            assert done.json()["generation_settings"]["logit_bias"] == [{"token": i, "bias": -0.5} for i in ids]
+        refused = httpx.post(f"{srv.base_url}/v1/completions", timeout=60,
+                             json={"prompt": "Once", "max_tokens": 1, "logit_bias": [["the", 1]]})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "logit_bias", refused.text
     finally:
         srv.stop()
     assert out.strip() == _promised(section)[0]
