@@ -246,3 +246,27 @@ def test_every_environment_variable_jan_reads_is_in_the_readme():
     docs = README.read_text(encoding="utf-8") + "".join(
         p.read_text(encoding="utf-8") for p in (README.parent / "docs").glob("*.md"))
     assert not {n for n in names if not re.search(rf"\b{n}\b", docs)}
+
+
+def test_the_readmes_benchmark_commands_take_the_flags_they_are_shown_with():
+    """Each `python benchmarks/X.py ...` the README shows answers `--help` (exit 0, no traceback) listing every flag
+    it is shown with. `python benchmarks/gpu_check.py` took its first argument for the models folder and defaulted
+    to benchmarks/, which holds none: as written, and with `--help`, a ModelFileError traceback."""
+    import shlex
+    import subprocess
+    import sys
+
+    commands: dict[str, set[str]] = {}
+    for command in re.findall(r"`python (benchmarks/[^`]+\.py[^`]*)`", README.read_text(encoding="utf-8")):
+        script, *args = shlex.split(command)
+        commands.setdefault(script, set()).update(a.split("=")[0] for a in args if a.startswith("--"))
+    assert "benchmarks/gpu_check.py" in commands and len(commands) > 5, commands
+    running = {script: subprocess.Popen([sys.executable, script, "--help"], cwd=README.parent, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE) for script in commands}
+    wrong = {}
+    for script, process in running.items():
+        out, err = process.communicate(timeout=300)
+        missing = sorted(flag for flag in commands[script] if flag not in out)
+        if process.returncode != 0 or missing or "Traceback" in err:
+            wrong[script] = (process.returncode, missing, err.strip().splitlines()[-1:] if err.strip() else "")
+    assert not wrong, wrong
