@@ -249,16 +249,19 @@ def test_every_environment_variable_jan_reads_is_in_the_readme():
 
 
 def test_the_readmes_benchmark_commands_take_the_flags_they_are_shown_with():
-    """Each `python benchmarks/X.py ...` the README shows answers `--help` (exit 0, no traceback) listing every flag
+    """Each `python benchmarks/X.py ...` the README (and benchmarks/README.md) shows answers `--help` (exit 0, no traceback) listing every flag
     it is shown with. `python benchmarks/gpu_check.py` took its first argument for the models folder and defaulted
     to benchmarks/, which holds none: as written, and with `--help`, a ModelFileError traceback."""
     import shlex
     import subprocess
     import sys
 
+    shown = re.findall(r"`python (benchmarks/[^`]+\.py[^`]*)`", README.read_text(encoding="utf-8"))
+    shown += [line.split("#")[0] for line in re.findall(r"^python (benchmarks/\S+\.py.*)$", (
+        README.parent / "benchmarks" / "README.md").read_text(encoding="utf-8"), flags=re.M)]
     commands: dict[str, set[str]] = {}
-    for command in re.findall(r"`python (benchmarks/[^`]+\.py[^`]*)`", README.read_text(encoding="utf-8")):
-        script, *args = shlex.split(command)
+    for command in shown:
+        script, *args = shlex.split(command.replace("[", "").replace("]", ""))
         commands.setdefault(script, set()).update(a.split("=")[0] for a in args if a.startswith("--"))
     assert "benchmarks/gpu_check.py" in commands and len(commands) > 5, commands
     running = {script: subprocess.Popen([sys.executable, script, "--help"], cwd=README.parent, text=True,
