@@ -200,7 +200,7 @@ def test_the_clis_first_steps_run_as_shown(tmp_path, stories_path):
     section = _section("Run the server")
     block = section.split("A first model and a first answer:", 1)[1]
     commands = [shlex.split(line.split("#", 1)[0]) for line in re.findall(r"```bash\n(.*?)```", block, re.S)[0]
-                .splitlines() if line.strip()]
+                .splitlines() if line.split("#", 1)[0].strip()]
     assert [c[:3] for c in commands] == [["jan", "models", "import"], ["jan", "run", "stories260K"],
                                          ["jan", "chat", "stories260K"], ["jan", "chat", "--thread"],
                                          ["jan", "threads", "list"], ["jan", "models", "pull"]]
@@ -216,7 +216,9 @@ def test_the_clis_first_steps_run_as_shown(tmp_path, stories_path):
     assert all(name in threads_help for name in ("show", "export", "rm"))
     import_help = ok(jan("models", "import", "--help", env=env)).stdout
     assert all(mode in import_help for mode in ("copy", "link", "reference"))
-    assert "hf://owner/repo[:QUANT]" in ok(jan("models", "pull", "--help", env=env)).stdout
+    pull_help = ok(jan("models", "pull", "--help", env=env)).stdout
+    assert all(said in pull_help for said in ("hf://owner/repo[:QUANT]", "--sha256", "--id"))
+    assert "-v, --verbose" in ok(jan("run", "--help", env=env)).stdout
 
 
 @pytest.mark.parametrize("field, value, hint", [
