@@ -1,17 +1,32 @@
 """GPU check of a CUDA/Metal/Vulkan build: offload works, greedy output equals the CPU's, and speed
 (one stream and 8) of the 245M F16 llama on the GPU vs all CPU cores.
 
-    python benchmarks/gpu_check.py DIR   # DIR holds stories260K.gguf and vocab-llama-spm.gguf
+    python benchmarks/gpu_check.py [DIR]   # DIR holds stories260K.gguf and vocab/ggml-vocab-llama-spm.gguf
+                                           # (default: $JAN_TEST_MODELS, else ../shared/models, as the tests')
+
+The 245M model is written once to the benchmarks' cache (``$JAN_BENCH_CACHE``, else benchmarks/.cache), as the
+other benchmarks write it.
 """
+import argparse
 import json
 import os
 import sys
 import time
 
-import jan
-from jan.testing.gguf_models import write_bench_llama
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("models", nargs="?", metavar="DIR",
+                    help="folder of stories260K.gguf and vocab/ (default: $JAN_TEST_MODELS, else ../shared/models)")
+args = parser.parse_args()
+if args.models:  # the bench model's vocabulary comes from the same folder (jan.testing reads $JAN_TEST_MODELS)
+    os.environ["JAN_TEST_MODELS"] = os.path.abspath(args.models)
 
-here = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
+import jan  # noqa: E402 - after the arguments: `--help` answers without loading llama.cpp
+from jan.testing.gguf_models import bench_model_path, models_dir  # noqa: E402
+
+here = str(models_dir())
+if not os.path.isfile(os.path.join(here, "stories260K.gguf")):
+    sys.exit(f"gpu_check: no stories260K.gguf in {here}: give the folder that holds it (DIR or $JAN_TEST_MODELS)")
 info = jan.system_info()
 print(json.dumps({k: info[k] for k in ("llama_cpp_commit", "backends", "devices", "supports_gpu_offload")}, indent=1))
 
@@ -23,10 +38,9 @@ with jan.Model(stories, n_ctx=512, n_gpu_layers=0) as cpu, jan.Model(stories, n_
     print("stories gpu:", repr(b.text[:80]))
     print("greedy tokens identical cpu/gpu:", a.token_ids == b.token_ids)
 
-bench = os.path.join(here, "bench.gguf")
 t = time.time()
-write_bench_llama(bench, vocab_gguf=os.path.join(here, "vocab-llama-spm.gguf"))
-print(f"wrote 245M model in {time.time() - t:.1f}s")
+bench = bench_model_path()
+print(f"245M model ready in {time.time() - t:.1f}s ({bench})")
 
 
 def tg(model, n, streams):

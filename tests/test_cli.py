@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -348,3 +349,33 @@ def test_extensions_list_disable_enable(env):
     records = {r["name"]: r for r in json.loads(ok(jan("extensions", "list", "--json", env=env)).stdout)}
     assert records["llamacpp"]["enabled"] is True
     fails(jan("extensions", "enable", "no-such-extension", env=env), "no-such-extension")
+
+
+def _readme_bench_not_taken() -> list[str]:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    line = text[text.index("- not taken (refused as unknown options"):].split("Hugging Face")[0]
+    words = [w for part in re.findall(r"`([^`]+)`", line) for w in part.split("/") if w.startswith("-")]
+    assert "-fitt" in words and "-rpc" in words, words
+    return words
+
+
+@pytest.mark.parametrize("command, args", [("bench", [w, "1"]) for w in _readme_bench_not_taken()]
+                         + [("serve", ["-fa", "on"]), ("serve", ["-mg", "0"]), ("run", ["-nkvo"]),
+                            ("chat", ["-sm", "none"])])
+def test_a_llama_cpp_option_a_command_does_not_take_is_refused_as_typed(tmp_path, stories_path, command, args):
+    """README: llama-bench's options that `jan bench` does not take are "refused as unknown options, never ignored".
+    click read such a word as short options run together: `-nkvo` was `-n kvo` ("'kvo' is not a whole number"),
+    `-embd` "No such option '-e'", and `-mmp 0` / `-mg 0` were `-m mp` / `-m g`, a model to load (the error named
+    '0', a model not found). Every command that takes llama.cpp's words (serve, run, chat, bench) names the word."""
+    from click.testing import CliRunner
+
+    from jan.cli import main
+
+    given = [command, *([str(stories_path)] if command != "serve" else []), *args,
+             "--data-folder", str(tmp_path / "d")]
+    result = CliRunner().invoke(main, given)
+    assert result.exit_code == 2, result.output
+    assert f"No such option '{args[0]}'" in result.output, result.output
+    assert not (tmp_path / "d").exists()  # refused before anything ran

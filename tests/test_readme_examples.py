@@ -127,6 +127,21 @@ def test_openai_example_prints_what_the_readme_says(tmp_path, stories_path):
     srv = start_server(tmp_path, [stories_path])
     try:
         out = _run(source.replace("http://127.0.0.1:1337", srv.base_url))
+        # llama-server's /completion, as the README tells its `logit_bias`: a token given as text is tokenized, each
+        # of its tokens biased (the README said "a 400: give its id", which only the OpenAI routes answer)
+        said = " ".join(section.split("`logit_bias` (an", 1)[1].split("), `return_tokens`", 1)[0].split())
+        assert "is tokenized and each of its tokens biased" in said and "a 400" not in said.split("—")[0], said
+        import httpx
+
+        ids = httpx.post(f"{srv.base_url}/tokenize", json={"content": "the girl"}, timeout=60).json()["tokens"]
+        for bias in ([["the girl", -0.5]], {"the girl": -0.5}):
+            done = httpx.post(f"{srv.base_url}/completion", timeout=60,
+                              json={"prompt": "Once", "n_predict": 1, "logit_bias": bias})
+            assert done.status_code == 200, done.text
+            assert done.json()["generation_settings"]["logit_bias"] == [{"token": i, "bias": -0.5} for i in ids]
+        refused = httpx.post(f"{srv.base_url}/v1/completions", timeout=60,
+                             json={"prompt": "Once", "max_tokens": 1, "logit_bias": [["the", 1]]})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "logit_bias", refused.text
     finally:
         srv.stop()
     assert out.strip() == _promised(section)[0]
@@ -185,7 +200,7 @@ def test_the_clis_first_steps_run_as_shown(tmp_path, stories_path):
     section = _section("Run the server")
     block = section.split("A first model and a first answer:", 1)[1]
     commands = [shlex.split(line.split("#", 1)[0]) for line in re.findall(r"```bash\n(.*?)```", block, re.S)[0]
-                .splitlines() if line.strip()]
+                .splitlines() if line.split("#", 1)[0].strip()]
     assert [c[:3] for c in commands] == [["jan", "models", "import"], ["jan", "run", "stories260K"],
                                          ["jan", "chat", "stories260K"], ["jan", "chat", "--thread"],
                                          ["jan", "threads", "list"], ["jan", "models", "pull"]]
@@ -201,7 +216,9 @@ def test_the_clis_first_steps_run_as_shown(tmp_path, stories_path):
     assert all(name in threads_help for name in ("show", "export", "rm"))
     import_help = ok(jan("models", "import", "--help", env=env)).stdout
     assert all(mode in import_help for mode in ("copy", "link", "reference"))
-    assert "hf://owner/repo[:QUANT]" in ok(jan("models", "pull", "--help", env=env)).stdout
+    pull_help = ok(jan("models", "pull", "--help", env=env)).stdout
+    assert all(said in pull_help for said in ("hf://owner/repo[:QUANT]", "--sha256", "--id"))
+    assert "-v, --verbose" in ok(jan("run", "--help", env=env)).stdout
 
 
 @pytest.mark.parametrize("field, value, hint", [
@@ -217,3 +234,44 @@ def test_a_dict_where_the_services_example_builds_a_typed_value_says_how_to_buil
     kwargs = {"model": "stories260K", "messages": (ChatMessage.of_text("user", "Hi!"),), field: value}
     with pytest.raises(RequestError, match=re.escape(hint)):
         ChatRequest(**kwargs)
+
+
+def test_every_environment_variable_jan_reads_is_in_the_readme():
+    """The reverse of following the README: a variable jan reads that no doc names is a setting nobody can find
+    (`$JAN_PROBE_TIMEOUT`, the wait for a running server's /health before a command works alone, was only in a
+    docstring). jan.testing's are the tests' own (`$JAN_TEST_MODELS` is in the README too)."""
+    package = README.parent / "python" / "jan"
+    read = re.compile(r"""(?:environ\.get\(|environ\[|getenv\(|envvar=)\s*["'](JAN_[A-Z0-9_]+)["']""")
+    names = {name for path in package.rglob("*.py") if "testing" not in path.parts
+             for name in read.findall(path.read_text(encoding="utf-8"))}
+    assert {"JAN_DATA_FOLDER", "JAN_API_KEY"} <= names, names
+    docs = README.read_text(encoding="utf-8") + "".join(
+        p.read_text(encoding="utf-8") for p in (README.parent / "docs").glob("*.md"))
+    assert not {n for n in names if not re.search(rf"\b{n}\b", docs)}
+
+
+def test_the_readmes_benchmark_commands_take_the_flags_they_are_shown_with():
+    """Each `python benchmarks/X.py ...` the README (and benchmarks/README.md) shows answers `--help` (exit 0, no traceback) listing every flag
+    it is shown with. `python benchmarks/gpu_check.py` took its first argument for the models folder and defaulted
+    to benchmarks/, which holds none: as written, and with `--help`, a ModelFileError traceback."""
+    import shlex
+    import subprocess
+    import sys
+
+    shown = re.findall(r"`python (benchmarks/[^`]+\.py[^`]*)`", README.read_text(encoding="utf-8"))
+    shown += [line.split("#")[0] for line in re.findall(r"^python (benchmarks/\S+\.py.*)$", (
+        README.parent / "benchmarks" / "README.md").read_text(encoding="utf-8"), flags=re.M)]
+    commands: dict[str, set[str]] = {}
+    for command in shown:
+        script, *args = shlex.split(command.replace("[", "").replace("]", ""))
+        commands.setdefault(script, set()).update(a.split("=")[0] for a in args if a.startswith("--"))
+    assert "benchmarks/gpu_check.py" in commands and len(commands) > 5, commands
+    running = {script: subprocess.Popen([sys.executable, script, "--help"], cwd=README.parent, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE) for script in commands}
+    wrong = {}
+    for script, process in running.items():
+        out, err = process.communicate(timeout=300)
+        missing = sorted(flag for flag in commands[script] if flag not in out)
+        if process.returncode != 0 or missing or "Traceback" in err:
+            wrong[script] = (process.returncode, missing, err.strip().splitlines()[-1:] if err.strip() else "")
+    assert not wrong, wrong

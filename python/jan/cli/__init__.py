@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shlex
 import sys
 
@@ -84,6 +85,42 @@ def _misplaced(group: click.Group, ctx, args: list[str], option: str) -> tuple[s
     return None
 
 
+_RUN_TOGETHER = re.compile(r"-[A-Za-z][A-Za-z_]*[A-Za-z]")
+
+
+def refuse_unknown_words(ctx: click.Context, name: str, command: click.Command | None, args: list[str]) -> None:
+    """Refuse a llama.cpp-style option word (``-nkvo``, ``-mmp``, ``-fa``) that ``command`` does not have, when the
+    command takes such words itself (``-ngl``, ``-ctk``: serve, run, chat, bench).
+
+    click reads an unknown ``-word`` as short options run together: ``-nkvo`` was ``-n kvo`` ("'kvo' is not a whole
+    number"), ``-embd`` "No such option '-e'", and ``-mmp 0``/``-mg 0`` were ``-m mp``/``-m g``, a model to load,
+    though llama-bench's and llama-server's users give them as options, which jan's docs list as not taken. Raises
+    :class:`click.NoSuchOption` naming the word as typed, with the command's options near it."""
+    if command is None or isinstance(command, click.Group):
+        return
+    options = [p for p in command.params if isinstance(p, click.Option)]
+    names = {n: p for p in options for n in (*p.opts, *p.secondary_opts)}
+    if not any(_RUN_TOGETHER.fullmatch(n) for n in names):
+        return  # a command of click's own style, where `-ab` may be two flags
+    names.update((n, None) for n in ctx.help_option_names)
+    skip = False
+    for token in args:
+        if skip:
+            skip = False
+            continue
+        if token == "--":
+            break
+        option = names.get(token, False)
+        if option is not False:
+            skip = option is not None and not option.is_flag and not option.count
+        elif _RUN_TOGETHER.fullmatch(token):
+            import difflib
+
+            close = difflib.get_close_matches(token, [n for n in names if not n.startswith("--")], n=3, cutoff=0.5)
+            sub = click.Context(command, info_name=name, parent=ctx)
+            raise click.NoSuchOption(token, possibilities=close, ctx=sub)
+
+
 class LazyGroup(click.Group):
     context_class = _Context
 
@@ -107,7 +144,10 @@ class LazyGroup(click.Group):
 
             close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
             ctx.fail(f"No such command {name!r}." + (f" Did you mean {close[0]!r}?" if close else ""))
-        return super().resolve_command(ctx, args)
+        name, command, rest = super().resolve_command(ctx, args)
+        if not ctx.resilient_parsing:
+            refuse_unknown_words(ctx, name, command, rest)
+        return name, command, rest
 
     def parse_args(self, ctx, args):
         given = list(args)  # (click's parser takes the arguments off the list it is given)
