@@ -250,7 +250,9 @@ EXACT_PARAM_CASES = [
     ("/v1/chat/completions", CHAT | {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
      "messages[0].content[0].text"),
     ("/v1/chat/completions", CHAT | {"tool_choice": {"type": "function", "function": {}}}, "tool_choice.function.name"),
-    ("/v1/chat/completions", CHAT | {"tool_choice": {"type": "allowed_tools"}}, "tool_choice.type"),
+    # the tag chose OpenAI's allowed_tools object: what it lacks is named, not the tag it has
+    ("/v1/chat/completions", CHAT | {"tool_choice": {"type": "allowed_tools"}}, "tool_choice.allowed_tools"),
+    ("/v1/chat/completions", CHAT | {"tool_choice": {"type": "any"}}, "tool_choice.type"),
     ("/v1/chat/completions", CHAT | {"tool_choice": 5}, "tool_choice"),
     ("/v1/completions", COMPLETION | {"prompt": {"a": 1}}, "prompt"),
     # a token list with one bad id: that id, not the list of strings the prompt could also have been
