@@ -1082,9 +1082,10 @@ function renderAttachments() {
  * Send the prompt's text and images as a message of the open thread (a new thread: created first) and stream the
  * answer. ``rewind``: instead of a new message, ``rewind(threadId)`` changes the open thread's messages (an edited
  * message, a reply to answer again: :func:`resendFrom`) and resolves to them, the last one being the message
- * answered; the prompt and its images stay as they are.
+ * answered; the prompt and its images stay as they are. ``keep``: the rewind's text (an edit), given to the prompt
+ * where the thread is found deleted, to send in a new thread as a message typed there is.
  */
-async function send({ rewind = null } = {}) {
+async function send({ rewind = null, keep = "" } = {}) {
   // A run stopped (its Stop, or a switch of thread) is still saving its reply for a moment: a send then goes
   // after it, rather than Enter doing nothing. (Two sends waiting: the first takes the run, the second returns.)
   if (state.run && state.run.controller.signal.aborted) await state.run.settled;
@@ -1267,7 +1268,8 @@ async function send({ rewind = null } = {}) {
     else if (error.status === 404 && !view && state.thread) {
       // nothing was sent yet: the open thread was deleted elsewhere (another tab, the API)
       threadGone = state.thread.id;
-      failure = rewind ? THREAD_GONE : `${THREAD_GONE} Your message is kept: press Enter to send it in a new thread.`;
+      failure = rewind && !keep ? THREAD_GONE
+        : `${THREAD_GONE} Your ${rewind ? "edit" : "message"} is kept: press Enter to send it in a new thread.`;
     } else failure = error.message;
   } finally {
     if (stopped && view) {
@@ -1309,7 +1311,9 @@ async function send({ rewind = null } = {}) {
     }
     view.root.dataset.done = "true";
   } else if (failure) {
-    ui.prompt.value = ui.prompt.value || text; // nothing was sent: give the text and images back
+    // nothing was sent: give the text and images back (an edit's, where its thread is gone, to the prompt)
+    if (!rewind) ui.prompt.value = ui.prompt.value || text;
+    else if (threadGone && keep) ui.prompt.value = [ui.prompt.value, keep].filter(Boolean).join("\n");
     saveDraft();
     autosize();
     if (!state.attachments.length) {
@@ -1369,6 +1373,7 @@ async function deleteAfter(threadId, messageId, messages = null) {
  * stay), and is answered again (:func:`send`). Resolves to whether the answer started. */
 function resendEdited(messageId, text) {
   return send({
+    keep: text,
     rewind: async (threadId) => {
       const kept = await deleteAfter(threadId, messageId);
       const stored = kept[kept.length - 1];
