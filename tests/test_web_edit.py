@@ -280,7 +280,7 @@ def test_a_20000_token_reply_streams_without_stalling_the_tab(story_server, new_
     page.fill("#prompt", "Tell me a long story")
     page.keyboard.press("Enter")
     page.wait_for_selector("article.assistant")
-    sent = 0
+    sent, chosen = 0, None
     for stage in range(1, LONG_REPLY_STAGES + 1):
         page.evaluate(f"window.__stage = {stage}")
         upto = stage * LONG_REPLY_TOKENS // LONG_REPLY_STAGES
