@@ -1417,7 +1417,13 @@ function openEditor(root, text = null) {
   box.dir = "auto";
   box.value = text ?? (message ? messageText(message) : body.textContent);
   box.setAttribute("aria-label", "Edit your message");
-  box.rows = Math.min(12, Math.max(2, box.value.split("\n").length));
+  box.rows = 2;
+  // as tall as its text (as the prompt grows), up to half the window: an edit's lines are seen whole as typed
+  const fit = () => {
+    box.style.height = "auto";
+    box.style.height = `${Math.min(box.scrollHeight + 2, window.innerHeight * 0.5)}px`;
+  };
+  box.addEventListener("input", fit);
   const row = el("div", "row");
   const save = el("button", "btn primary small", "Send");
   save.type = "submit";
@@ -1481,6 +1487,7 @@ function openEditor(root, text = null) {
       if (again) openEditor(again, box.value);
     }
   });
+  fit();
   box.focus();
   box.setSelectionRange(box.value.length, box.value.length);
 }
