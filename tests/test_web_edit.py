@@ -159,6 +159,24 @@ def test_editing_a_thread_deleted_elsewhere_keeps_the_edit(story_server, new_pag
     assert page.locator("article.message").count() == 0
 
 
+def test_the_editor_fits_its_text_on_a_narrow_screen(story_server, new_page):
+    """On a phone-sized screen the message editor grows with the lines typed into it (Shift+Enter), as the prompt
+    does, rather than showing two lines and a scroll bar; its buttons stay on screen."""
+    page = new_page(width=390, height=760)
+    open_page(page, story_server)
+    send_and_wait(page, "Once upon a time", 1)
+    page.click("article.user .edit-message")
+    for line in ["there was a cat", "who sat on a mat", "and looked at the long, long road ahead of it"]:
+        page.keyboard.press("Shift+Enter")
+        page.keyboard.type(line)
+    assert page.evaluate("(() => { const box = document.querySelector('textarea.message-edit');"
+                         " return box.scrollHeight <= box.clientHeight + 2; })()")
+    for button in ["Send", "Cancel"]:
+        box = page.locator(".message-editor button", has_text=button).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (button, box)
+    shot(page, "edit-04-narrow-editor")
+
+
 def test_switching_threads_mid_edit(story_server, new_page):
     """An edit left open is dropped by opening another thread: nothing is sent, the thread edited is unchanged."""
     page = new_page()
@@ -224,13 +242,14 @@ def long_reply_token(i: int) -> str:
     return f" **w{i}**" if i % 97 == 0 else f" w{i}"
 
 
-#: The page's fetch of a run answered by a stream of LONG_REPLY_TOKENS text deltas (the events the server sends),
-#: in LONG_REPLY_STAGES stages, each let out by the test (``window.__stage``), a hundred deltas a task: the page's
-#: own streaming path against a reply of that length, without a model that slows as its context fills (stories260K
-#: on a busy 2-core machine takes minutes for it).
-LONG_REPLY_JS = """(() => {
-  const N = %d, STAGES = %d;
-  const token = (i) => i %% 200 === 199 ? "\\n\\n" : i %% 40 === 39 ? "\\n" : i %% 97 === 0 ? ` **w${i}**` : ` w${i}`;
+#: The page's fetch of a run answered by a stream of text deltas (the events the server sends), in stages each let
+#: out by the test (``window.__stage``), a hundred deltas a task: the page's own streaming path against a reply of
+#: any length or shape, without a model (stories260K slows as its context fills: on a busy 2-core machine it takes
+#: minutes for 20,000 tokens). Formatted with ``stages`` and ``token``: JavaScript for the number of stages and the
+#: function (stage, i) => the i-th delta of that stage, or null after its last.
+FAKE_RUN_JS = """(() => {
+  const STAGES = %(stages)s;
+  const token = %(token)s;
   window.__stage = 0;
   const real = window.fetch;
   window.fetch = function (url, options = {}) {
@@ -243,31 +262,38 @@ LONG_REPLY_JS = """(() => {
     let text = "";
     const body = new ReadableStream({
       async start(controller) {
-        controller.enqueue(encoder.encode(event("thread.run.created", { id: "run_long", thread_id: thread })
-          + event("thread.message.created", { id: "msg_long", thread_id: thread })));
+        controller.enqueue(encoder.encode(event("thread.run.created", { id: "run_fake", thread_id: thread })
+          + event("thread.message.created", { id: "msg_fake", thread_id: thread })));
         for (let stage = 1; stage <= STAGES; stage++) {
           while (window.__stage < stage) await new Promise((resolve) => setTimeout(resolve, 20));
-          for (let i = (stage - 1) * N / STAGES; i < stage * N / STAGES; i += 100) {
+          for (let i = 0, value = token(stage, 0); value !== null;) {
             let chunk = "";
-            for (let j = i; j < i + 100; j++) {
-              text += token(j);
-              chunk += event("thread.message.delta", { id: "msg_long", delta: { content: [
-                { index: 0, type: "text", text: { value: token(j) } }] } });
+            for (let n = 0; n < 100 && value !== null; n++, value = token(stage, ++i)) {
+              text += value;
+              chunk += event("thread.message.delta", { id: "msg_fake", delta: { content: [
+                { index: 0, type: "text", text: { value } }] } });
             }
             controller.enqueue(encoder.encode(chunk));
             await tick();
           }
         }
-        const message = { id: "msg_long", object: "thread.message", thread_id: thread, role: "assistant",
+        const message = { id: "msg_fake", object: "thread.message", thread_id: thread, role: "assistant",
           status: "completed", content: [{ type: "text", text: { value: text, annotations: [] } }] };
         controller.enqueue(encoder.encode(event("thread.message.completed", message)
-          + event("thread.run.completed", { id: "run_long" }) + event("done", "[DONE]")));
+          + event("thread.run.completed", { id: "run_fake" }) + event("done", "[DONE]")));
         controller.close();
       },
     });
     return Promise.resolve(new Response(body, { status: 200, headers: { "Content-Type": "text/event-stream" } }));
   };
-})();""" % (LONG_REPLY_TOKENS, LONG_REPLY_STAGES)
+})();"""
+
+#: LONG_REPLY_TOKENS deltas in LONG_REPLY_STAGES stages (long_reply_token's, in JavaScript).
+LONG_REPLY_JS = FAKE_RUN_JS % {"stages": LONG_REPLY_STAGES, "token": """(stage, i) => {
+    const per = %d / %d, at = (stage - 1) * per + i;
+    if (i >= per) return null;
+    return at %% 200 === 199 ? "\\n\\n" : at %% 40 === 39 ? "\\n" : at %% 97 === 0 ? ` **w${at}**` : ` w${at}`;
+  }""" % (LONG_REPLY_TOKENS, LONG_REPLY_STAGES)}
 
 
 def test_a_20000_token_reply_streams_without_stalling_the_tab(story_server, new_page):
@@ -315,3 +341,29 @@ def test_a_20000_token_reply_streams_without_stalling_the_tab(story_server, new_
     body = page.evaluate("document.querySelector('article.assistant .message-body').textContent")
     assert "w19998" in body and "**" not in body  # rendered: the emphasis is markup, not stars
     shot(page, "edit-03-long-reply")
+
+
+def test_a_code_blocks_copy_copies_all_of_it_after_it_grew(story_server, new_page):
+    """A code block streams in: its Copy button, made when the block first showed and kept as the block is patched
+    in place, copies the code as shown when clicked (all of it), not the first lines it was made with."""
+    page = new_page()
+    page.add_init_script(FAKE_RUN_JS % {"stages": 2, "token": """(stage, i) => {
+        const deltas = stage === 1 ? ["Here:\\n\\n", "```python\\n", "print(1)\\n"] : ["print(2)\\n", "```\\n", "Done."];
+        return i < deltas.length ? deltas[i] : null;
+      }"""})
+    # what the button copies (the page's clipboard write, taken here: no permission needed)
+    page.add_init_script("""window.__copied = [];
+      Object.defineProperty(navigator, "clipboard", { value: { writeText: async (text) => { window.__copied.push(text); } } });""")
+    open_page(page, story_server)
+    page.fill("#prompt", "Show me code")
+    page.keyboard.press("Enter")
+    page.evaluate("window.__stage = 1")
+    page.wait_for_function("document.querySelector('article.assistant pre code')?.textContent.startsWith('print(1)')")
+    button = page.evaluate_handle("document.querySelector('article.assistant .copy-code')")
+    page.evaluate("window.__stage = 2")
+    page.wait_for_selector(DONE)
+    assert page.text_content("article.assistant pre code") == "print(1)\nprint(2)"
+    assert page.evaluate("(button) => button.isConnected", button)  # the same button, patched around
+    page.click("article.assistant .copy-code")
+    page.wait_for_function("window.__copied.length === 1")
+    assert page.evaluate("window.__copied[0]") == "print(1)\nprint(2)"
