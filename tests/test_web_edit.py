@@ -177,8 +177,9 @@ def test_the_editor_fits_its_text_on_a_narrow_screen(story_server, new_page):
     shot(page, "edit-04-narrow-editor")
 
 
-def test_switching_threads_mid_edit(story_server, new_page):
-    """An edit left open is dropped by opening another thread: nothing is sent, the thread edited is unchanged."""
+def test_an_edit_left_unsent_is_kept_across_threads_and_reloads(story_server, new_page):
+    """An edit being typed is kept as the prompt's draft is: opening another thread sends nothing and changes nothing,
+    and coming back (or reloading) shows the editor again with the text typed; Escape then forgets it."""
     page = new_page()
     open_page(page, story_server)
     send_and_wait(page, "Once upon a time", 1)
@@ -191,13 +192,29 @@ def test_switching_threads_mid_edit(story_server, new_page):
     page.wait_for_function("(text) => document.querySelector('article.user .message-body')?.textContent === text",
                            arg="Once upon a time")
     page.click("article.user .edit-message")
-    page.fill("textarea.message-edit", "Never sent")
+    page.fill("textarea.message-edit", "Not sent yet")
     page.click(f".thread-item[data-thread-id='{second}'] .thread-open")
     page.wait_for_function("(text) => document.querySelector('article.user .message-body')?.textContent === text",
                            arg="The dog ran")
-    assert page.locator("textarea.message-edit").count() == 0
+    assert page.locator("textarea.message-edit").count() == 0  # (the other thread's edit is not shown here)
     assert [m["id"] for m in messages_of(story_server, first)] == [m["id"] for m in stored]
     assert text_of(messages_of(story_server, first)[0]) == "Once upon a time"
+
+    page.click(f".thread-item[data-thread-id='{first}'] .thread-open")
+    page.wait_for_selector("article.user textarea.message-edit")
+    assert page.input_value("textarea.message-edit") == "Not sent yet"
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    page.wait_for_selector("article.user textarea.message-edit")
+    assert page.input_value("textarea.message-edit") == "Not sent yet"
+    page.focus("textarea.message-edit")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("textarea.message-edit", state="detached")
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    page.wait_for_selector("article.user .edit-message")
+    assert page.locator("textarea.message-edit").count() == 0
+    assert page.text_content("article.user .message-body") == "Once upon a time"
 
 
 def test_a_selection_in_a_streaming_reply_survives_its_frames(endless_server, new_page):

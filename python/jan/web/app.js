@@ -9,6 +9,7 @@ import { renderMarkdown } from "./markdown.js";
 const KEY_STORAGE = "jan.apiKey";
 const MODEL_STORAGE = "jan.model";
 const DRAFT_STORAGE = "jan.draft:"; // + a thread's id, or "new": the prompt's unsent text, kept per thread
+const EDIT_STORAGE = "jan.edit:"; // + a thread's id: the edit of one of its messages being typed, {messageId, text}
 const NARROW = window.matchMedia("(max-width: 760px)");
 const DEFAULT_ASSISTANT = { assistant_id: "jan", assistant_name: "Jan" };
 
@@ -610,6 +611,27 @@ function showDraft() {
   autosize();
 }
 
+/** Keep (``edit``: {messageId, text}) or forget (null) the edit being typed in a thread, as the prompt's draft is
+ * kept: a switch of thread or a reload shows it again where it was, unsent. */
+function keepEdit(threadId, edit) {
+  if (!threadId) return;
+  try {
+    if (edit) localStorage.setItem(EDIT_STORAGE + threadId, JSON.stringify(edit));
+    else localStorage.removeItem(EDIT_STORAGE + threadId);
+  } catch {
+    // storage full or off: the edit lasts as long as its editor
+  }
+}
+
+function keptEdit(threadId) {
+  try {
+    const edit = JSON.parse(localStorage.getItem(EDIT_STORAGE + threadId) || "null");
+    return edit && typeof edit.messageId === "string" && typeof edit.text === "string" ? edit : null;
+  } catch {
+    return null;
+  }
+}
+
 function forgetThread(threadId) {
   state.threads = state.threads.filter((t) => t.id !== threadId);
   const open = Boolean(state.thread && state.thread.id === threadId);
@@ -618,6 +640,7 @@ function forgetThread(threadId) {
     try { localStorage.setItem(draftKey(null), ui.prompt.value); } catch { /* it stays in the prompt below */ }
   }
   try { localStorage.removeItem(draftKey(threadId)); } catch { /* nothing kept */ }
+  keepEdit(threadId, null);
   if (open) newThread();
   renderThreads();
 }
@@ -720,6 +743,11 @@ function renderMessages() {
   }
   updateEmptyState();
   scrollToBottom(true);
+  // an edit left unsent in this thread (a switch of thread, a reload) is open again where it was
+  const edit = state.thread && !state.run ? keptEdit(state.thread.id) : null;
+  const editing = edit && ui.messages.querySelector(`article.user[data-message-id="${CSS.escape(edit.messageId)}"]`);
+  if (editing) openEditor(editing, edit.text, { focus: false });
+  else if (edit) keepEdit(state.thread.id, null); // (its message is gone)
 }
 
 /**
@@ -1383,6 +1411,7 @@ function resendEdited(messageId, text) {
         kept[kept.length - 1] = await api(`/v1/threads/${encodeURIComponent(threadId)}/messages/${encodeURIComponent(messageId)}`, {
           method: "PATCH", body: { content },
         });
+        keepEdit(threadId, null); // (sent: not to be opened again by the thread's next rendering)
       } catch (error) {
         if (error.status === 404) throw new Error("That message no longer exists (deleted elsewhere).");
         throw error;
@@ -1406,9 +1435,10 @@ function regenerate() {
 
 /** Edit a message of the user's in place: Enter sends it (the answers after it are replaced), Shift+Enter is a new
  * line, Escape or Cancel leaves it as it was. ``text``: what to start from (else the message's own text). */
-function openEditor(root, text = null) {
+function openEditor(root, text = null, { focus = true } = {}) {
   for (const other of ui.messages.querySelectorAll("form.message-editor")) other.closeEditor?.();
   const messageId = root.dataset.messageId;
+  const threadId = state.thread?.id;
   const message = state.messages.find((m) => m.id === messageId);
   const body = root.querySelector(".message-body");
   const actions = root.querySelector(".message-actions");
@@ -1423,7 +1453,10 @@ function openEditor(root, text = null) {
     box.style.height = "auto";
     box.style.height = `${Math.min(box.scrollHeight + 2, window.innerHeight * 0.5)}px`;
   };
-  box.addEventListener("input", fit);
+  box.addEventListener("input", () => {
+    fit();
+    keepEdit(threadId, { messageId, text: box.value });
+  });
   const row = el("div", "row");
   const save = el("button", "btn primary small", "Send");
   save.type = "submit";
@@ -1436,6 +1469,7 @@ function openEditor(root, text = null) {
   if (actions) actions.hidden = true;
   root.insertBefore(form, body);
   const close = ({ focus = true } = {}) => {
+    keepEdit(threadId, null);
     form.remove();
     body.hidden = false;
     if (actions) actions.hidden = false;
@@ -1468,7 +1502,6 @@ function openEditor(root, text = null) {
       return;
     }
     save.disabled = cancel.disabled = box.readOnly = true;
-    const threadId = state.thread?.id;
     if (await resendEdited(messageId, edited)) return; // (the thread was shown again, without this editor)
     if (form.isConnected) {
       save.disabled = cancel.disabled = box.readOnly = false;
@@ -1484,12 +1517,15 @@ function openEditor(root, text = null) {
       if (state.run || !state.thread || state.thread.id !== threadId) return;
       renderMessages();
       const again = ui.messages.querySelector(`article[data-message-id="${CSS.escape(messageId)}"]`);
-      if (again) openEditor(again, box.value);
+      if (again && !again.querySelector("form.message-editor")) openEditor(again, box.value);
+      else again?.querySelector("textarea.message-edit")?.focus();
     }
   });
   fit();
-  box.focus();
-  box.setSelectionRange(box.value.length, box.value.length);
+  if (focus) {
+    box.focus();
+    box.setSelectionRange(box.value.length, box.value.length);
+  }
 }
 
 function threadIdOf(view) {
