@@ -52,6 +52,8 @@ def test_attach_and_paste_images(vision_server, new_page, test_image_path, visio
     page.fill("#set-max-tokens", "4")
     page.click("#save-settings")
 
+    # the model sees ("vision" among its capabilities): the page offers images
+    assert page.is_visible("#attach") and "attach images" in page.text_content("#composer-hint")
     # attach the photo with the file picker, paste a PNG: two thumbnails in the composer
     page.set_input_files("#attach-input", str(test_image_path))
     page.wait_for_selector("#attachments .attachment img.thumb")
@@ -98,6 +100,21 @@ def test_attach_and_paste_images(vision_server, new_page, test_image_path, visio
     assert page.locator("article.user .message-images img.thumb").nth(1).evaluate(LOADED_WIDTH) == 24
     shot(page, "vision-03-reloaded")
     assert api(vision_server, "GET", f"/v1/threads/{thread_id}")["id"] == thread_id
+
+    # edited and sent again: the new text with the same two images, answered anew in the old answer's place
+    page.click("article.user .edit-message")
+    page.fill("textarea.message-edit", "Describe them")
+    page.keyboard.press("Enter")
+    page.wait_for_function("(old) => { const reply = document.querySelector('article.assistant[data-done=true]');"
+                           " return reply && reply.dataset.messageId && reply.dataset.messageId !== old"
+                           " && !document.body.classList.contains('streaming'); }", arg=reply["id"], timeout=120_000)
+    edited = messages_of(vision_server, thread_id)
+    assert [m["role"] for m in edited] == ["user", "assistant"] and edited[0]["id"] == user["id"]
+    assert [p["image_file"]["file_id"] for p in edited[0]["content"] if p["type"] == "image_file"] \
+        == [r["file_id"] for r in refs]
+    assert [p["text"]["value"] for p in edited[0]["content"] if p["type"] == "text"] == ["Describe them"]
+    assert edited[1]["metadata"]["usage"]["prompt_tokens"] > 2 * 64  # the model saw both images again
+    assert page.locator("article.user .message-images img.thumb").count() == 2
 
 
 def test_a_file_that_is_not_an_image_is_refused_in_the_page(vision_server, new_page, tmp_path):

@@ -9,6 +9,7 @@ import { renderMarkdown } from "./markdown.js";
 const KEY_STORAGE = "jan.apiKey";
 const MODEL_STORAGE = "jan.model";
 const DRAFT_STORAGE = "jan.draft:"; // + a thread's id, or "new": the prompt's unsent text, kept per thread
+const EDIT_STORAGE = "jan.edit:"; // + a thread's id: the edit of one of its messages being typed, {messageId, text}
 const NARROW = window.matchMedia("(max-width: 760px)");
 const DEFAULT_ASSISTANT = { assistant_id: "jan", assistant_name: "Jan" };
 
@@ -43,6 +44,7 @@ const ui = {
   attachments: $("attachments"),
   attach: $("attach"),
   attachInput: $("attach-input"),
+  composerHint: $("composer-hint"),
   send: $("send"),
   stop: $("stop"),
   toast: $("toast"),
@@ -609,6 +611,27 @@ function showDraft() {
   autosize();
 }
 
+/** Keep (``edit``: {messageId, text}) or forget (null) the edit being typed in a thread, as the prompt's draft is
+ * kept: a switch of thread or a reload shows it again where it was, unsent. */
+function keepEdit(threadId, edit) {
+  if (!threadId) return;
+  try {
+    if (edit) localStorage.setItem(EDIT_STORAGE + threadId, JSON.stringify(edit));
+    else localStorage.removeItem(EDIT_STORAGE + threadId);
+  } catch {
+    // storage full or off: the edit lasts as long as its editor
+  }
+}
+
+function keptEdit(threadId) {
+  try {
+    const edit = JSON.parse(localStorage.getItem(EDIT_STORAGE + threadId) || "null");
+    return edit && typeof edit.messageId === "string" && typeof edit.text === "string" ? edit : null;
+  } catch {
+    return null;
+  }
+}
+
 function forgetThread(threadId) {
   state.threads = state.threads.filter((t) => t.id !== threadId);
   const open = Boolean(state.thread && state.thread.id === threadId);
@@ -617,6 +640,7 @@ function forgetThread(threadId) {
     try { localStorage.setItem(draftKey(null), ui.prompt.value); } catch { /* it stays in the prompt below */ }
   }
   try { localStorage.removeItem(draftKey(threadId)); } catch { /* nothing kept */ }
+  keepEdit(threadId, null);
   if (open) newThread();
   renderThreads();
 }
@@ -719,6 +743,11 @@ function renderMessages() {
   }
   updateEmptyState();
   scrollToBottom(true);
+  // an edit left unsent in this thread (a switch of thread, a reload) is open again where it was
+  const edit = state.thread && !state.run ? keptEdit(state.thread.id) : null;
+  const editing = edit && ui.messages.querySelector(`article.user[data-message-id="${CSS.escape(edit.messageId)}"]`);
+  if (editing) openEditor(editing, edit.text, { focus: false });
+  else if (edit) keepEdit(state.thread.id, null); // (its message is gone)
 }
 
 /**
@@ -856,6 +885,23 @@ function messageView(message) {
   const status = el("div", "message-status");
   status.hidden = true;
   root.append(head, thinking, answerNow, body, status);
+  // under the message: Edit (a message of the user's, stored) and Regenerate (a reply; shown for the last one
+  // only, and neither while an answer streams: style.css)
+  const actions = el("div", "message-actions");
+  if (user && message.id) {
+    const edit = el("button", "btn ghost small edit-message", "Edit");
+    edit.type = "button";
+    edit.setAttribute("aria-label", "Edit this message and send it again");
+    edit.addEventListener("click", () => openEditor(root));
+    actions.append(edit);
+  } else if (!user) {
+    const again = el("button", "btn ghost small regenerate", "Regenerate");
+    again.type = "button";
+    again.setAttribute("aria-label", "Answer the last message again");
+    again.addEventListener("click", () => regenerate());
+    actions.append(again);
+  }
+  if (actions.childElementCount) root.append(actions);
   const view = { root, body, status, text: "", thinking, thinkingSummary, thinkingBody, answerNow };
   const images = messageImages(message);
   if (images.length) {
@@ -873,13 +919,70 @@ function messageView(message) {
 function setViewText(view, text, plain = view.root.dataset.role === "user") {
   view.text = text;
   view.root.dataset.chars = String(text.length); // the raw text's length (the body shows it rendered)
-  if (plain) view.body.textContent = text;
-  else view.body.replaceChildren(renderMarkdown(text));
+  if (plain) setText(view.body, text);
+  else patchChildren(view.body, renderMarkdown(text));
+}
+
+/**
+ * Make ``target``'s children those of ``source`` (a fresh render, emptied by this) by changing only what differs:
+ * a node equal to its new self stays as it is, an element of the same tag and attributes is patched inside, and a
+ * text that grew gets only its new tail. A streaming reply is rendered again every frame: replaced whole, the
+ * user's selection in it (what they were about to copy) was gone at the next frame. The unchanged blocks before
+ * the growing tail cost one native comparison each.
+ */
+function patchChildren(target, source) {
+  let old = target.firstChild;
+  for (let next = source.firstChild; next;) {
+    const following = next.nextSibling;
+    if (!old) target.append(next);
+    else {
+      const after = old.nextSibling;
+      if (!patchNode(old, next)) target.replaceChild(next, old);
+      old = after;
+    }
+    next = following;
+  }
+  while (old) {
+    const after = old.nextSibling;
+    old.remove();
+    old = after;
+  }
+}
+
+/** Patch ``old`` into ``next`` in place (true), or false where it must be replaced (another kind of node). */
+function patchNode(old, next) {
+  if (old.isEqualNode(next)) return true;
+  if (old.nodeType === Node.TEXT_NODE && next.nodeType === Node.TEXT_NODE) {
+    growText(old, next.data);
+    return true;
+  }
+  if (old.nodeType !== Node.ELEMENT_NODE || next.nodeType !== Node.ELEMENT_NODE || old.tagName !== next.tagName
+      || old.attributes.length !== next.attributes.length) return false;
+  for (const attribute of next.attributes) {
+    if (old.getAttribute(attribute.name) !== attribute.value) return false;
+  }
+  patchChildren(old, next);
+  return true;
+}
+
+/** A text node's data made ``text``: a text that only grew gets its tail appended (a selection in it stays). */
+function growText(node, text) {
+  const now = node.data;
+  if (text === now) return;
+  if (text.startsWith(now)) node.appendData(text.slice(now.length));
+  else node.data = text;
+}
+
+/** An element's text made ``text`` as :func:`growText` makes a text node's (a thinking that streams, a plain body). */
+function setText(element, text) {
+  const only = element.childNodes.length === 1 && element.firstChild.nodeType === Node.TEXT_NODE ? element.firstChild : null;
+  if (only && text) growText(only, text);
+  else element.textContent = text;
 }
 
 function setViewReasoning(view, text, streaming, ms = null) {
   view.thinking.hidden = !text;
-  view.thinkingBody.textContent = text;
+  setText(view.thinkingBody, text);
   view.thinking.classList.toggle("streaming", streaming);
   // (shown once the run is known: the control is the run's)
   if (view.answerNow) view.answerNow.hidden = !(streaming && state.run?.runId && !view.answerNow.disabled);
@@ -948,6 +1051,11 @@ function assistantEntry(modelId, settings, base = null) {
 
 /** Add picked, pasted or dropped files as images to send (checked here so the user hears at once). */
 async function addImages(files) {
+  if (files.length && !canSee()) {
+    // (the attach button is hidden then; a paste or a drop still brings images): said now, not by the run's refusal
+    toast(`${state.modelId || "No model"} cannot see images: pick a model with vision (a projector) to send them.`);
+    return;
+  }
   for (const file of files) {
     if (!IMAGE_TYPES.includes(file.type)) {
       toast(`${file.name || "That file"} is not a PNG, JPEG, WebP or GIF image.`);
@@ -998,26 +1106,41 @@ function renderAttachments() {
   ui.attachments.hidden = state.attachments.length === 0;
 }
 
-async function send() {
+/**
+ * Send the prompt's text and images as a message of the open thread (a new thread: created first) and stream the
+ * answer. ``rewind``: instead of a new message, ``rewind(threadId)`` changes the open thread's messages (an edited
+ * message, a reply to answer again: :func:`resendFrom`) and resolves to them, the last one being the message
+ * answered; the prompt and its images stay as they are. ``keep``: the rewind's text (an edit), given to the prompt
+ * where the thread is found deleted, to send in a new thread as a message typed there is.
+ */
+async function send({ rewind = null, keep = "" } = {}) {
   // A run stopped (its Stop, or a switch of thread) is still saving its reply for a moment: a send then goes
   // after it, rather than Enter doing nothing. (Two sends waiting: the first takes the run, the second returns.)
   if (state.run && state.run.controller.signal.aborted) await state.run.settled;
-  const text = ui.prompt.value.trim();
-  if ((!text && !state.attachments.length) || state.run) return;
+  const text = rewind ? "" : ui.prompt.value.trim();
+  if (state.run || (rewind ? !state.thread : !text && !state.attachments.length)) return false;
   if (!state.modelId) {
     toast("No model to answer with: import or download one under Models.");
-    return;
+    return false;
+  }
+  if (!rewind && state.attachments.length && !canSee()) {
+    // images attached for another model: kept (to remove, or to send once a model that sees is picked)
+    toast(`${state.modelId} cannot see images: remove them, or pick a model with vision to send them.`);
+    return false;
   }
   const controller = new AbortController();
   let settle;
   state.run = { controller, view: null, settled: new Promise((resolve) => { settle = resolve; }) };
   setStreaming(true);
-  ui.prompt.value = "";
-  saveDraft();
-  autosize();
-  const images = state.attachments;
-  state.attachments = [];
-  renderAttachments();
+  let images = [];
+  if (!rewind) {
+    ui.prompt.value = "";
+    saveDraft();
+    autosize();
+    images = state.attachments;
+    state.attachments = [];
+    renderAttachments();
+  }
   // Jan's shape for text; images as data URLs, which the server stores as files in the thread folder
   const content = images.length
     ? [...(text ? [{ type: "text", text }] : []), ...images.map((i) => ({ type: "image_url", image_url: { url: i.url } }))]
@@ -1045,13 +1168,20 @@ async function send() {
     }
     const threadId = state.thread.id;
     await releaseWaitingRun(threadId);
-    const userMessage = await api(`/v1/threads/${encodeURIComponent(threadId)}/messages`, {
-      method: "POST", body: { role: "user", content },
-    });
-    state.messages.push(userMessage);
-    ui.messages.append(messageView(userMessage).root);
-    updateEmptyState();
-    scrollToBottom(true);
+    if (rewind) {
+      const messages = await rewind(threadId);
+      if (controller.signal.aborted) throw new DOMException("stopped", "AbortError"); // (left for another thread)
+      state.messages = messages;
+      renderMessages();
+    } else {
+      const userMessage = await api(`/v1/threads/${encodeURIComponent(threadId)}/messages`, {
+        method: "POST", body: { role: "user", content },
+      });
+      state.messages.push(userMessage);
+      ui.messages.append(messageView(userMessage).root);
+      updateEmptyState();
+      scrollToBottom(true);
+    }
 
     view = messageView({ role: "assistant", content: [], status: "in_progress" });
     view.threadId = threadId;
@@ -1166,7 +1296,8 @@ async function send() {
     else if (error.status === 404 && !view && state.thread) {
       // nothing was sent yet: the open thread was deleted elsewhere (another tab, the API)
       threadGone = state.thread.id;
-      failure = `${THREAD_GONE} Your message is kept: press Enter to send it in a new thread.`;
+      failure = rewind && !keep ? THREAD_GONE
+        : `${THREAD_GONE} Your ${rewind ? "edit" : "message"} is kept: press Enter to send it in a new thread.`;
     } else failure = error.message;
   } finally {
     if (stopped && view) {
@@ -1208,7 +1339,9 @@ async function send() {
     }
     view.root.dataset.done = "true";
   } else if (failure) {
-    ui.prompt.value = ui.prompt.value || text; // nothing was sent: give the text and images back
+    // nothing was sent: give the text and images back (an edit's, where its thread is gone, to the prompt)
+    if (!rewind) ui.prompt.value = ui.prompt.value || text;
+    else if (threadGone && keep) ui.prompt.value = [ui.prompt.value, keep].filter(Boolean).join("\n");
     saveDraft();
     autosize();
     if (!state.attachments.length) {
@@ -1239,6 +1372,160 @@ async function send() {
   // focus taken from there would end that edit half-typed
   const at = document.activeElement;
   if (!at || at === document.body || ui.composer.contains(at)) ui.prompt.focus();
+  return Boolean(view);
+}
+
+// ------------------------------------------------------------------ edit and resend, regenerate
+
+/**
+ * Delete every message of ``threadId`` after ``messageId``, newest first (a failure halfway leaves the thread's
+ * start whole, never a gap in it), through the messages API: what is replaced is gone from the thread's history
+ * and from the prompt of its next run. ``messages``: the thread's messages as just read (else read here).
+ * Resolves to the messages kept (``messageId``'s last); throws where the message is no longer in the thread.
+ */
+async function deleteAfter(threadId, messageId, messages = null) {
+  const all = messages || await fetchMessages(threadId);
+  const at = all.findIndex((m) => m.id === messageId);
+  if (at === -1) throw new Error("That message no longer exists (deleted elsewhere).");
+  for (const message of all.slice(at + 1).reverse()) {
+    try {
+      await api(`/v1/threads/${encodeURIComponent(threadId)}/messages/${encodeURIComponent(message.id)}`, { method: "DELETE" });
+    } catch (error) {
+      if (error.status !== 404) throw error; // (a 404: deleted meanwhile, as wanted)
+    }
+  }
+  return all.slice(0, at + 1);
+}
+
+/** Edit and resend: the thread ends at the user's message ``messageId``, whose text becomes ``text`` (its images
+ * stay), and is answered again (:func:`send`). Resolves to whether the answer started. */
+function resendEdited(messageId, text) {
+  return send({
+    keep: text,
+    rewind: async (threadId) => {
+      const kept = await deleteAfter(threadId, messageId);
+      const stored = kept[kept.length - 1];
+      const others = Array.isArray(stored.content) ? stored.content.filter((part) => part?.type !== "text") : [];
+      const content = others.length ? [...(text ? [{ type: "text", text }] : []), ...others] : text;
+      try {
+        kept[kept.length - 1] = await api(`/v1/threads/${encodeURIComponent(threadId)}/messages/${encodeURIComponent(messageId)}`, {
+          method: "PATCH", body: { content },
+        });
+        keepEdit(threadId, null); // (sent: not to be opened again by the thread's next rendering)
+      } catch (error) {
+        if (error.status === 404) throw new Error("That message no longer exists (deleted elsewhere).");
+        throw error;
+      }
+      return kept;
+    },
+  });
+}
+
+/** Regenerate: the replies after the thread's last message of the user are deleted, and it is answered again. */
+function regenerate() {
+  return send({
+    rewind: async (threadId) => {
+      const messages = await fetchMessages(threadId);
+      const last = messages.map((m) => m.role === "user" && !m.metadata?.item).lastIndexOf(true);
+      if (last === -1) throw new Error("There is no message of yours to answer again.");
+      return deleteAfter(threadId, messages[last].id, messages);
+    },
+  });
+}
+
+/** Edit a message of the user's in place: Enter sends it (the answers after it are replaced), Shift+Enter is a new
+ * line, Escape or Cancel leaves it as it was. ``text``: what to start from (else the message's own text). */
+function openEditor(root, text = null, { focus = true } = {}) {
+  for (const other of ui.messages.querySelectorAll("form.message-editor")) other.closeEditor?.();
+  const messageId = root.dataset.messageId;
+  const threadId = state.thread?.id;
+  const message = state.messages.find((m) => m.id === messageId);
+  const body = root.querySelector(".message-body");
+  const actions = root.querySelector(".message-actions");
+  const form = el("form", "message-editor");
+  const box = el("textarea", "message-edit");
+  box.dir = "auto";
+  box.value = text ?? (message ? messageText(message) : body.textContent);
+  box.setAttribute("aria-label", "Edit your message");
+  box.rows = 2;
+  // as tall as its text (as the prompt grows), up to half the window: an edit's lines are seen whole as typed
+  const fit = () => {
+    box.style.height = "auto";
+    box.style.height = `${Math.min(box.scrollHeight + 2, window.innerHeight * 0.5)}px`;
+  };
+  box.addEventListener("input", () => {
+    fit();
+    keepEdit(threadId, { messageId, text: box.value });
+  });
+  const row = el("div", "row");
+  const save = el("button", "btn primary small", "Send");
+  save.type = "submit";
+  const cancel = el("button", "btn small", "Cancel");
+  cancel.type = "button";
+  row.append(el("span", "muted small", "Enter to send · Esc to cancel"), cancel, save);
+  form.append(box, row);
+  root.classList.add("editing");
+  body.hidden = true;
+  if (actions) actions.hidden = true;
+  root.insertBefore(form, body);
+  const close = ({ focus = true } = {}) => {
+    keepEdit(threadId, null);
+    form.remove();
+    body.hidden = false;
+    if (actions) actions.hidden = false;
+    root.classList.remove("editing");
+    if (focus) root.querySelector(".edit-message")?.focus();
+  };
+  form.closeEditor = () => close({ focus: false });
+  cancel.addEventListener("click", () => close());
+  box.addEventListener("keydown", (event) => {
+    if (event.isComposing) return;
+    if (event.key === "Escape") {
+      event.preventDefault();
+      event.stopPropagation(); // (the page's Escape would stop an answer or close a panel)
+      close();
+    } else if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const edited = box.value.trim();
+    const images = message ? messageImages(message).length : 0;
+    if (!edited && !images) {
+      toast("Type the message to send, or press Esc to leave it as it was.");
+      return;
+    }
+    if (state.run) {
+      toast("An answer is being written: stop it (Esc) or wait for it, then send the edit.");
+      return;
+    }
+    save.disabled = cancel.disabled = box.readOnly = true;
+    if (await resendEdited(messageId, edited)) return; // (the thread was shown again, without this editor)
+    if (form.isConnected) {
+      save.disabled = cancel.disabled = box.readOnly = false;
+      box.focus();
+    }
+    // it failed: the page shows the thread as stored now (some replies may be deleted already), the edit kept
+    if (!state.run && state.thread && state.thread.id === threadId) {
+      try {
+        state.messages = await fetchMessages(threadId);
+      } catch {
+        return;
+      }
+      if (state.run || !state.thread || state.thread.id !== threadId) return;
+      renderMessages();
+      const again = ui.messages.querySelector(`article[data-message-id="${CSS.escape(messageId)}"]`);
+      if (again && !again.querySelector("form.message-editor")) openEditor(again, box.value);
+      else again?.querySelector("textarea.message-edit")?.focus();
+    }
+  });
+  fit();
+  if (focus) {
+    box.focus();
+    box.setSelectionRange(box.value.length, box.value.length);
+  }
 }
 
 function threadIdOf(view) {
@@ -1446,6 +1733,20 @@ async function loadModels() {
   renderModels();
 }
 
+/** Whether a model sees images: /v1/models lists "vision" among its capabilities (it has a projector with a
+ * vision encoder); a listing without capabilities (an older server) is taken as able (the server refuses if not). */
+function canSee(modelId = state.modelId) {
+  const model = state.models.find((m) => m.id === modelId);
+  return Boolean(model) && (!Array.isArray(model.capabilities) || model.capabilities.includes("vision"));
+}
+
+/** The composer offers images only for a model that sees them: its attach button, and the hint's words. */
+function renderAttach() {
+  const see = canSee();
+  ui.attach.hidden = !see;
+  ui.composerHint.textContent = `Enter to send · Shift+Enter for a new line · Esc to stop${see ? " · paste or attach images" : ""}`;
+}
+
 /** Whether a model can answer in a chat: /v1/models lists its capabilities (an embedding model has no
  * "completion"); a listing without them (an older server) is taken as able. */
 function canChat(model) {
@@ -1491,6 +1792,7 @@ function renderModels() {
 }
 
 function renderModelState() {
+  renderAttach();
   if (!ui.offline.hidden) {
     // the server is away: what the page last read of the model may no longer hold, and nothing can be started
     ui.modelState.textContent = "offline";

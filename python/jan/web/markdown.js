@@ -89,7 +89,10 @@ function codeBlock(code, lang) {
   button.type = "button";
   button.setAttribute("aria-label", lang ? `Copy ${lang} code` : "Copy code");
   button.addEventListener("click", async () => {
-    const ok = await copyText(code);
+    // the code as the block shows it now: a streaming reply patches a block in place as it grows (app.js's
+    // patchChildren), keeping this button, so the text it was made with may be only the start of it
+    const shown = button.closest(".code-block")?.querySelector("pre code")?.textContent ?? code;
+    const ok = await copyText(shown);
     button.textContent = ok ? "Copied" : "Copy failed";
     setTimeout(() => { button.textContent = "Copy"; }, 1500);
   });
