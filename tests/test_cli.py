@@ -262,7 +262,7 @@ def test_ctrl_c_in_a_chat_through_the_server_cancels_the_generation(served):
     finally:
         term.close()
     metrics = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
-    assert 'jan_requests_cancelled_total{model="stories260K"} 1.0' in metrics
+    assert 'jan_requests_cancelled_total{engine="local",model="stories260K"} 1.0' in metrics
     thread = json.loads(ok(jan("threads", "list", "--json", env=env)).stdout)[0]
     messages = json.loads(ok(jan("threads", "export", thread["id"], "-f", "json", env=env)).stdout)["messages"]
     # through the server: OpenAI's statuses (the data folder keeps ready / stopped)

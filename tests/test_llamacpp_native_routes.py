@@ -423,7 +423,9 @@ def test_metrics_also_tell_llama_servers_names_from_the_same_counters(server):
                                  ("jan_generated_tokens_total", "llamacpp:tokens_predicted_total"),
                                  ("jan_slots_busy", "llamacpp:requests_processing"),
                                  ("jan_queue_depth", "llamacpp:requests_deferred")):
-        assert values[llama_name + label] == values[jan_name + label], llama_name
+        # (jan's counters also tell where the model is served: engine="local", a remote model's "remote")
+        jan_label = label if jan_name.startswith(("jan_slots", "jan_queue")) else f'{{engine="local",model="{STORIES}"}}'
+        assert values[llama_name + label] == values[jan_name + jan_label], llama_name
     assert values["llamacpp:tokens_predicted_total" + label] >= 5
     assert "# TYPE llamacpp:prompt_tokens_total counter" in text
     assert "# TYPE llamacpp:requests_processing gauge" in text

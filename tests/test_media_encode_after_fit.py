@@ -58,7 +58,7 @@ def _get(server, path: str) -> dict:
 def _encodes(server) -> float:
     with urllib.request.urlopen(server.base_url + "/metrics", timeout=60) as response:
         text = response.read().decode()
-    found = re.findall(r'^jan_media_encodes_total\{model="vision-chat"\} (\S+)$', text, re.M)
+    found = re.findall(r'^jan_media_encodes_total\{engine="local",model="vision-chat"\} (\S+)$', text, re.M)
     return float(found[0]) if found else 0.0
 
 

@@ -6,6 +6,7 @@ alone: a 400, a 404, a listing or a thread's read were no request, and ``n: 2`` 
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.request
 
@@ -78,9 +79,9 @@ def test_every_request_is_counted_by_route_and_status_and_generations_apart(serv
     assert not any(thread["id"] in key for key in after)
     assert grew(http("GET", "/metrics", 200)) == 1  # (the first scrape: counted once it was answered)
     # what the engine was given: each choice one, whatever dialect asked; the old name tells the same
-    generations = grew('jan_generations_total{model="stories260K"}')
+    generations = grew('jan_generations_total{engine="local",model="stories260K"}')
     assert generations == 7, generations  # 1 + 2 (n: 2) + 1 + 1 + 1 + 1 (the stream)
-    assert grew('jan_requests_total{model="stories260K"}') == generations
+    assert grew('jan_requests_total{engine="local",model="stories260K"}') == generations
 
 
 def test_the_counters_say_what_they_count(server):
@@ -88,3 +89,103 @@ def test_the_counters_say_what_they_count(server):
     assert "# TYPE jan_http_requests_total counter" in text
     assert "# TYPE jan_generations_total counter" in text
     assert re.search(r"# HELP jan_requests_total Deprecated: jan_generations_total", text), text
+
+
+# -- a remote model's generations count as a local one's, labelled apart ---------------------------------------------
+class _Upstream:
+    """A scripted OpenAI-compatible upstream (an aiohttp app in its own thread): each chat request streams
+    "Hello there" and, when asked, usage of 5 prompt and 2 completion tokens; the model ``broken`` answers 500.
+    ``GET /v1/models`` lists both."""
+
+    def __init__(self):
+        from api_helpers import AppThread
+
+        upstream = self
+
+        class App(AppThread):
+            def routes(self, router):
+                router.add_post("/v1/chat/completions", upstream.chat)
+                router.add_get("/v1/models", upstream.models)  # (a readiness check: Ollama's load)
+
+        self.app = App()
+
+    @staticmethod
+    async def models(request):
+        from aiohttp import web
+
+        return web.json_response({"object": "list", "data": [{"id": name, "object": "model"}
+                                                              for name in ("ok", "broken")]})
+
+    async def chat(self, request):
+        from aiohttp import web
+
+        body = await request.json()
+        if body["model"] == "broken":
+            return web.json_response({"error": {"message": "it broke", "type": "server_error"}}, status=500)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+
+        async def send(data) -> None:
+            await resp.write(f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode())
+
+        head = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
+        await send({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello there"},
+                                         "finish_reason": None}]})
+        await send({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await send({**head, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2,
+                                                         "total_tokens": 7}})
+        await send("[DONE]")
+        return resp
+
+
+@pytest.fixture(scope="module")
+def remote_server(tmp_path_factory, stories_path):
+    from jan.store import DataFolder
+
+    upstream = _Upstream()
+    with upstream.app:
+        tmp = tmp_path_factory.mktemp("remote-metrics")
+        models = DataFolder(tmp / "data").models
+        for model_id, name in (("far", "ok"), ("far-broken", "broken")):
+            models.create({"id": model_id, "engine": "openai",
+                           "settings": {"base_url": upstream.app.base + "/v1", "model": name, "api_key": "unused"}})
+        srv = start_server(tmp, [stories_path])
+        yield srv
+        srv.stop()
+
+
+def test_a_remote_models_generations_and_tokens_are_counted_labelled_remote(remote_server):
+    """Every generation counts whatever serves it: a remote model's (its upstream's usage its tokens) as a local
+    one's, told apart by the ``engine`` label. Before, /metrics read the local engine alone: a remote model's
+    requests, failures and tokens were counted nowhere (its HTTP requests only)."""
+    before = scrape(remote_server)
+    for path, body in (("/v1/chat/completions", {"model": "far", "max_tokens": 8, "messages": HI}),
+                       ("/v1/chat/completions", {"model": "far", "max_tokens": 8, "messages": HI, "stream": True}),
+                       ("/v1/messages", {"model": "far", "max_tokens": 8, "messages": HI}),
+                       ("/api/chat", {"model": "far", "stream": False, "messages": HI}),
+                       ("/v1/responses", {"model": "far", "max_output_tokens": 8, "store": False, "input": "Once"}),
+                       ("/v1/chat/completions", {"model": "stories260K", "max_tokens": 2, "messages": HI})):
+        status, out = call(remote_server, "POST", path, body, timeout=300)
+        assert status == 200, (path, out)
+    status, out = call(remote_server, "POST", "/v1/chat/completions",
+                       {"model": "far-broken", "max_tokens": 8, "messages": HI}, timeout=300)
+    assert status >= 500, out  # (the upstream's failure, told as a gateway's)
+    after = scrape(remote_server)
+
+    def grew(name: str, model: str, engine: str) -> float:
+        key = f'{name}{{engine="{engine}",model="{model}"}}'
+        assert key in after, (key, sorted(k for k in after if k.startswith(name)))
+        return after[key] - before.get(key, 0.0)
+
+    assert grew("jan_generations_total", "far", "remote") == 5  # each dialect's, streamed or not
+    assert grew("jan_requests_total", "far", "remote") == 5  # (the deprecated name tells the same)
+    assert grew("jan_prompt_tokens_total", "far", "remote") == 5 * 5
+    assert grew("jan_generated_tokens_total", "far", "remote") == 5 * 2
+    assert grew("jan_generations_failed_total", "far", "remote") == 0
+    assert grew("jan_generations_total", "far-broken", "remote") == 1
+    assert grew("jan_generations_failed_total", "far-broken", "remote") == 1
+    assert grew("jan_generations_total", "stories260K", "local") == 1
+    # what only the local engine has (slots, decode time, llama-server's names) is not said of a remote model
+    assert not [k for k in after if 'model="far"' in k and not k.startswith(
+        ("jan_generations", "jan_requests", "jan_prompt_tokens_total", "jan_generated_tokens_total"))]

@@ -305,7 +305,7 @@ def test_metrics_are_prometheus_text(server, client):
     client.completions.create(model="stories260K", prompt=STORY, max_tokens=3)
     text = urllib.request.urlopen(server.base_url + "/metrics").read().decode()
     assert '# TYPE jan_generated_tokens_total counter' in text
-    line = next(l for l in text.splitlines() if l.startswith('jan_generated_tokens_total{model="stories260K"}'))
+    line = next(l for l in text.splitlines() if l.startswith('jan_generated_tokens_total{engine="local",model="stories260K"}'))
     assert float(line.split()[-1]) >= 3
 
 

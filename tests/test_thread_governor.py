@@ -429,7 +429,7 @@ def test_the_server_takes_the_mode_from_its_flag_and_reports_the_counts(tmp_path
                 assert built[-1].reproducible is reproducible, (path, extra)
         metrics = urllib.request.urlopen(server.base_url + "/metrics", timeout=30).read().decode()
         assert 'jan_threads{model="stories260K"} 1.0' in metrics
-        assert 'jan_thread_changes_total{model="stories260K"} 0.0' in metrics  # one thread: nothing to give back
+        assert 'jan_thread_changes_total{engine="local",model="stories260K"} 0.0' in metrics  # one thread: nothing to give back
         assert 'jan_cpu_busy_elsewhere{model="stories260K"}' in metrics
         assert 'jan_step_threads{model="stories260K"} 1.0' in metrics
         pool = server.app[MANAGER].get_inference("llama.cpp").engine

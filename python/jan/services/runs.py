@@ -439,6 +439,29 @@ class Run:
 
 
 # -- helpers -----------------------------------------------------------------
+@dataclass(frozen=True)
+class PartialReply:
+    """A reply an interrupted leg was cut off in, which the resumed leg continues (:meth:`RunService.resume`):
+    ``turn`` the assistant turn the prompt ends in — its text, and its thinking as ``reasoning`` (a reply cut off
+    while thinking holds only that: the prompt then ends inside the open thought, :func:`history_messages`) — and
+    ``reasoning_ms`` how long that thinking took (its saved ``duration_ms``; None where none was saved)."""
+
+    turn: ChatMessage
+    reasoning_ms: int | None = None
+
+
+def partial_reply(message: dict[str, Any]) -> PartialReply | None:
+    """What a stored reply cut off by a stop of jan holds to continue (:class:`PartialReply`: its text and its
+    thinking), or None for one that holds neither (the resumed leg writes it afresh)."""
+    text, reasoning = text_of(message), reasoning_of(message)
+    if not text and not reasoning:
+        return None
+    ms = next((p.get("duration_ms") for p in message.get("content") or []
+               if isinstance(p, dict) and p.get("type") == "reasoning"), None)
+    return PartialReply(ChatMessage("assistant", (TextPart(text),) if text else (), reasoning=reasoning or None),
+                        ms if isinstance(ms, int) and not isinstance(ms, bool) else None)
+
+
 def title_from(text: str, limit: int = TITLE_LENGTH) -> str:
     """A thread title from a message: whitespace collapsed, cut at a word boundary near ``limit``."""
     text = " ".join(text.split())
@@ -451,18 +474,19 @@ def title_from(text: str, limit: int = TITLE_LENGTH) -> str:
 
 def history_messages(history: list[dict[str, Any]], system: str,
                      files: Mapping[str, ImagePart | DocumentPart] | None = None, *,
-                     continue_text: str | None = None) -> tuple[ChatMessage, ...]:
+                     continued: ChatMessage | None = None) -> tuple[ChatMessage, ...]:
     """The thread as typed chat messages (finished turns, tool calls and results), the system message first,
     made renderable by a chat template that insists on user/assistant alternation (:func:`renderable`).
 
     ``files`` holds the thread's image files and attached documents' text by id (:func:`thread_files`); a user
     turn's ``image_file`` parts become :class:`ImagePart` s from it, in the order they were sent, and a turn's
     attachments (any role's) :class:`DocumentPart` s before them (titled with the upload's file name; the chat service reads
-    them as text, as it reads every dialect's documents). ``continue_text``: a partial reply the turn continues,
-    the final message."""
+    them as text, as it reads every dialect's documents). ``continued``: a partial reply the turn continues (its
+    text and its thinking, :func:`partial_reply`), the final message: one cut off while thinking is continued inside
+    its thought, as every dialect's thinking-only final turn is (:func:`jan.services.types.thought_prefill`)."""
     messages = chat_messages(history, system)
-    if continue_text:
-        messages.append({"role": "assistant", "content": continue_text})
+    if continued is not None:
+        messages.append(continued.openai_dict(continued.text))
     return tuple(_typed_message(m, files or {}) for m in renderable(messages))
 
 
@@ -478,7 +502,7 @@ def _in_prompt(message: dict[str, Any]) -> bool:
 
 async def window_messages(store: ConversationalExtension, thread_id: str, history: list[dict[str, Any]],
                           last_messages: int | None, system: str,
-                          continue_text: str | None = None) -> tuple[ChatMessage, ...]:
+                          continued: ChatMessage | None = None) -> tuple[ChatMessage, ...]:
     """A run's prompt of the thread's ``history``: its window (:func:`prompt_window`) as typed messages
     (:func:`history_messages`), its files read from ``store``. In a worker thread for a long thread or one keeping
     an MCP result's images (:func:`jan.services.kept_items.heavy_history`): reading them decodes each kept image,
@@ -490,8 +514,8 @@ async def window_messages(store: ConversationalExtension, thread_id: str, histor
         else prompt_window(history, last_messages)
     files = await thread_files(store, thread_id, window)
     if heavy:
-        return await asyncio.to_thread(lambda: history_messages(window, system, files, continue_text=continue_text))
-    return history_messages(window, system, files, continue_text=continue_text)
+        return await asyncio.to_thread(lambda: history_messages(window, system, files, continued=continued))
+    return history_messages(window, system, files, continued=continued)
 
 
 def prompt_window(history: list[dict[str, Any]], last_messages: int | None = None) -> list[dict[str, Any]]:
@@ -1790,15 +1814,15 @@ class RunService(Held):
 
     # -- executing it ------------------------------------------------------------------
     def launch(self, run: Run, on_delta: OnDelta = _ignore, *, listener_gone: Callable[[], bool] = lambda: False,
-               continue_text: str | None = None) -> asyncio.Task:
+               continued: PartialReply | None = None) -> asyncio.Task:
         """:meth:`execute` the run's next leg in a task of its own. A task cancelled before its first step runs no
         line of the leg, so nothing of it would end the run: the leg's end is then made here (a stop before the
         first turn), and the run never stays active with its stream silent and its leases held."""
-        task = self._own(self.execute(run, on_delta, listener_gone=listener_gone, continue_text=continue_text))
+        task = self._own(self.execute(run, on_delta, listener_gone=listener_gone, continued=continued))
 
         def ended(_task: asyncio.Task) -> None:
             if run.active and not run.finished.is_set():
-                self._own(self._end_unrun_leg(run, continue_text))
+                self._own(self._end_unrun_leg(run, continued))
 
         task.add_done_callback(ended)
         return task
@@ -1810,7 +1834,7 @@ class RunService(Held):
         task.add_done_callback(self._legs.discard)
         return task
 
-    async def _end_unrun_leg(self, run: Run, continue_text: str | None) -> None:
+    async def _end_unrun_leg(self, run: Run, continued: PartialReply | None) -> None:
         """End a leg whose task was cancelled before it ran (:meth:`launch`) as a stop before its first turn ends
         it: a new reply with nothing written goes (``cancelled``), a resumed one is kept with its text; a stop of
         jan leaves it ``interrupted``. A ``submit_tool_outputs`` leg that never took its answers in is abandoned."""
@@ -1828,14 +1852,13 @@ class RunService(Held):
                 raise LookupError("no reply of this leg's to end")
             policy = getattr(run, "_policy", None) or await self._policy_of(run)
             execution = _Execution(self, run, policy)
-            if continue_text is not None:
-                execution.text = continue_text
+            execution.keep_partial(continued)
             await execution._finish("stopped", None)
         except Exception:  # noqa: BLE001 - ended all the same, as any leg that cannot go on
             await self._abandon(run, asyncio.CancelledError())
 
     async def execute(self, run: Run, on_delta: OnDelta = _ignore, *,
-                      listener_gone: Callable[[], bool] = lambda: False, continue_text: str | None = None) -> None:
+                      listener_gone: Callable[[], bool] = lambda: False, continued: PartialReply | None = None) -> None:
         """Run the next leg: stream the reply into the thread, running tools as the policy allows, until the
         model answers, the run needs the user (``requires_action``) or it stops. ``on_delta`` hears each
         piece; ``listener_gone()`` true (checked per piece) stops the run as "client disconnected".
@@ -1849,10 +1872,9 @@ class RunService(Held):
         if policy is None:
             policy = await self._policy_of(run)
         execution = _Execution(self, run, policy, on_delta=on_delta, listener_gone=listener_gone)
-        if continue_text is not None:
-            execution.text = continue_text
+        execution.keep_partial(continued)
         try:
-            await execution.drive(continue_text=continue_text)
+            await execution.drive(continued=continued)
         except Exception as exc:  # a failure outside a model turn (the store, a tool's bookkeeping)
             # drive() ends the legs it knows how to; this one must end too, or the run holds its thread for good
             if isinstance(exc, NotFoundError):  # a client deleted its thread or a message: no fault of jan's
@@ -2047,9 +2069,10 @@ class RunService(Held):
         answered = {stored_metadata(m).get("tool_call_id") for m in history if m.get("role") == "tool"}
         return [c for c in calls if c.id not in answered]
 
-    async def resume(self, run: Run) -> str | None:
+    async def resume(self, run: Run) -> PartialReply | None:
         """Ready an ``interrupted`` run's next leg; returns the partial reply it continues (run it with
-        :meth:`execute` and ``continue_text``), or None when it starts a fresh reply."""
+        :meth:`execute` as ``continued``: its text and thinking, :func:`partial_reply`), or None when it starts a
+        fresh reply."""
         async with self._thread_lock(run.thread_id):
             self._refuse_if_stopping()
             if run.status != "interrupted":
@@ -2085,7 +2108,8 @@ class RunService(Held):
             await asyncio.shield(self._abandon(run, exc))  # claimed but never executed: it must let the thread go
             raise
 
-    async def _ready_resumed(self, run: Run, policy: ToolPolicy, store: ConversationalExtension) -> str | None:
+    async def _ready_resumed(self, run: Run, policy: ToolPolicy,
+                             store: ConversationalExtension) -> PartialReply | None:
         partial = None
         run.publish("thread.run.in_progress", run_record(run))
         execution = _Execution(self, run, policy)
@@ -2096,8 +2120,8 @@ class RunService(Held):
         elif message is None or message.get("role") != "assistant" or stored_calls(stored_metadata(message)):
             await execution.new_message()
         else:
-            partial = text_of(message) or None
-            execution.text = partial or ""
+            partial = partial_reply(message)
+            execution.keep_partial(partial)
             # going on again: no longer ended, so not "interrupted" either (_finish_now writes how it ends)
             metadata = {k: v for k, v in stored_metadata(message).items() if k not in _ENDING_KEYS}
             run.message = await execution._save({"status": "pending", "metadata": metadata}) or message
@@ -2121,6 +2145,8 @@ class _Execution:
         self.reasoning = ""
         self._reasoning_started: float | None = None
         self.reasoning_ms: int | None = None
+        #: how long a continued reply thought before this leg (:meth:`keep_partial`), added to this leg's time
+        self._reasoning_ms_before = 0
         self.tool_calls: dict[int, dict[str, Any]] = {}
         self._pieces = 0
         #: Tokens of the reply written before this leg (a resumed reply's partial text): they count against
@@ -2160,7 +2186,19 @@ class _Execution:
 
     def _thinking_done(self) -> None:
         if self._reasoning_started is not None and self.reasoning_ms is None:
-            self.reasoning_ms = int((time.monotonic() - self._reasoning_started) * 1000)
+            self.reasoning_ms = self._reasoning_ms_before + int((time.monotonic() - self._reasoning_started) * 1000)
+
+    def keep_partial(self, partial: PartialReply | None) -> None:
+        """This turn continues ``partial`` (:func:`partial_reply`): its text and its thinking are the reply's so far,
+        so what is saved and streamed goes on from them. A thought the interrupted leg had ended keeps its length
+        (``duration_ms``); one still open is timed on from what it took before."""
+        if partial is None:
+            return
+        self.text, self.reasoning = partial.turn.text, partial.turn.reasoning or ""
+        if self.text or not self.reasoning:
+            self.reasoning_ms = partial.reasoning_ms
+        else:
+            self._reasoning_ms_before = partial.reasoning_ms or 0
 
     async def _save(self, patch: dict[str, Any]) -> dict[str, Any] | None:
         try:
@@ -2179,13 +2217,13 @@ class _Execution:
         self._last_save = now
         self._saver = asyncio.ensure_future(self._save({"content": self._parts(), "status": "pending"}))
 
-    async def _chat_request(self, *, continue_text: str | None = None) -> ChatRequest:
+    async def _chat_request(self, *, continued: ChatMessage | None = None) -> ChatRequest:
         run = self.run
         history = await self.store.list_messages(run.thread_id, order="asc")
         if run.message is not None:
             history = [m for m in history if m.get("id") != run.message["id"]]
         messages = await window_messages(self.store, run.thread_id, history, run.last_messages, run.instructions,
-                                         continue_text)
+                                         continued)
         tools: tuple[ToolSpec, ...] = ()
         tool_choice = None
         if self.policy:
@@ -2207,7 +2245,7 @@ class _Execution:
         return ChatRequest(model=run.model_id, messages=messages, tools=tools, tool_choice=tool_choice, control=run.control,
                            parallel_tool_calls=run.parallel_tool_calls if tools else None,
                            response_format=_format_of(run.response_format), sampling=sampling,
-                           continue_final_message=bool(continue_text),
+                           continue_final_message=continued is not None,
                            # a background run, or a leg nobody waits on (not streamed: polled), is queued work: it waits
                            # for room rather than fail when the model is busy (OpenAI's runs stay queued)
                            wait_for_room=run.background or run.detached,
@@ -2268,6 +2306,7 @@ class _Execution:
         self.text, self.tool_calls, self._pieces, self.continued_tokens = "", {}, 0, 0
         self.call_step, self._call_places = None, {}
         self.reasoning, self._reasoning_started, self.reasoning_ms = "", None, None
+        self._reasoning_ms_before = 0
         self._begin_turn()  # a new reply: none of the previous turn's usage is its
         # told once the turn writes something: a turn that only calls tools is no message (OpenAI's runs)
         run.unannounced = True
@@ -2450,7 +2489,7 @@ class _Execution:
                 step.tool_calls[place]["function"]["arguments"] += piece.arguments
                 _publish_call_delta(run, step, place, {"function": {"arguments": piece.arguments}})
 
-    async def drive(self, *, continue_text: str | None = None) -> None:
+    async def drive(self, *, continued: PartialReply | None = None) -> None:
         """Run the leg to its end (answer, ``requires_action``, stop, error). Never raises but CancelledError."""
         run = self.run
         if run.status != "queued":  # (a new run's first leg stays queued until the engine starts its turn)
@@ -2476,11 +2515,13 @@ class _Execution:
                     # next turn): no turn is started, the leg ends as a stop at a piece would end it
                     await self._finish("stopped", None)
                     return
-                if continue_text:
-                    self.text = continue_text
-                    self.continued_tokens = await self._token_count(continue_text)
-                request = await self._chat_request(continue_text=continue_text)
-                continue_text = None
+                if continued is not None:
+                    self.keep_partial(continued)
+                    # (the interrupted leg generated its thinking too: it counts as the text does)
+                    self.continued_tokens = (await self._token_count(continued.turn.text)
+                                             + await self._token_count(continued.turn.reasoning or ""))
+                request = await self._chat_request(continued=None if continued is None else continued.turn)
+                continued = None
                 spent = self.completion_spent
                 if spent and self.continued_tokens:
                     # the partial reply already holds max_tokens tokens: it ends as the limit would have ended it

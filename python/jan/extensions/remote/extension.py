@@ -347,6 +347,20 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         """Remote models that passed a readiness check or served a request since jan started."""
         return list(self._ready)
 
+    #: How ``/metrics`` labels this engine's models (``engine``): served elsewhere, not by this machine's engine.
+    metrics_label = "remote"
+
+    def metrics(self) -> dict[str, dict]:
+        """Per remote model that was sent a request since jan started: its counters as ``/metrics`` reads every
+        engine's (:class:`~jan.server.routes.health.EngineCollector`): ``requests_total`` (requests sent upstream,
+        each chat or completion one, whatever dialect asked), ``requests_cancelled``, ``requests_failed``,
+        ``prompt_tokens_total`` and ``generated_tokens_total`` (as the upstream's usage tells them, which
+        ``request_usage`` asks for; 0 where it tells none)."""
+        keys = ("requests_total", "requests_cancelled", "requests_failed", "prompt_tokens_total",
+                "generated_tokens_total")
+        return {model_id: {k: v for k, v in stats.as_dict().items() if k in keys}
+                for model_id, stats in self._stats.items()}
+
     async def model_status(self, model_id: str) -> dict[str, Any]:
         """``ready`` once checked or used, with the upstream (``base_url``, remote ``model``) and ``metrics``."""
         stats = self._stats.get(model_id)

@@ -1399,8 +1399,11 @@ def message_from_result(result: typed.ChatResult, message_id: str, model: str,
     content: list[dict[str, Any]] = []
     # (a cut-off answer is no message: raises)
     reason = stop_reason(choice.finish_reason, stop_sequence, context_full=choice.context_full)
-    if message.reasoning:
-        content.append(_thinking_block(message.reasoning, omit_thinking))
+    # a block of its own, as the stream's (MessageStream.feed): the whitespace that joins a continued thought to
+    # the one the request ended in is no text of this block (joined_thoughts parts the two blocks)
+    thought = (message.reasoning or "").lstrip(WS)
+    if thought:
+        content.append(_thinking_block(thought, omit_thinking))
     if message.text:
         content.append({"type": "text", "text": message.text})
     for call in message.tool_calls:

@@ -1198,11 +1198,13 @@ def to_chat_request(body: _Prompt, history: list[typed.ChatMessage],
                                                     top_p=body.top_p),
                   "logprobs": body.includes(LOGPROBS), "top_logprobs": body.top_logprobs or 0,
                   "wait_for_room": body.background}
-    # (only a thought is continued: an input that ends in an assistant message is answered after it, as OpenAI's)
+    # (only a thought is continued: an input that ends in an assistant message is answered after it, as OpenAI's;
+    # the thought may be the stored response's, previous_response_id's or the conversation's, cut off while
+    # thinking, that an input with no turn of its own goes on from, as it goes on from one sent back in the input)
     return typed.ChatRequest(model=body.model, messages=tuple(messages), tools=tools,
                              tool_choice=tool_choice, parallel_tool_calls=body.parallel_tool_calls,
                              response_format=_response_format(body.text), reasoning=reasoning,
-                             continue_final_message=bool(inputs and typed.thought_prefill(messages)),
+                             continue_final_message=bool(typed.thought_prefill(messages)),
                              truncation=body.truncation or "disabled", **answer)
 
 

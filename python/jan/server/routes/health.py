@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import astuple, dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -16,8 +17,20 @@ from jan.server.security import authorized
 routes = web.RouteTableDef()
 
 
-def _local_engines(app: web.Application) -> list:
-    return [e for e in app[MANAGER].engines().values() if hasattr(e, "metrics")]
+def _counted_engines(app: web.Application) -> list:
+    """The engines that count what they serve (a ``metrics()`` of per-model counters), each once (an extension may
+    register itself under several engine names): the local engine and the remote models' alike."""
+    engines: dict[int, Any] = {}
+    for engine in app[MANAGER].engines().values():
+        if hasattr(engine, "metrics"):
+            engines.setdefault(id(engine), engine)
+    return list(engines.values())
+
+
+def _served(engine: Any) -> str:
+    """``/metrics``' ``engine`` label of an engine's models: ``local`` (this machine's engine generates), ``remote``
+    (an upstream server does), or another engine's own name."""
+    return str(getattr(engine, "metrics_label", None) or getattr(engine, "engine_name", None) or "local")
 
 
 @routes.get("/health")
@@ -138,11 +151,12 @@ class EngineCollector:
         # loop is one generation (a count of requests is jan_http_requests_total's, by route and status)
         counters = {
             "requests_total": ("jan_generations", "Generations submitted to the model's engine (each choice of n, "
-                               "each turn of a run or tool loop; not embeddings): every request is "
-                               "jan_http_requests_total's"),
+                               "each turn of a run or tool loop; a remote model's, each request sent upstream; not "
+                               "embeddings): every request is jan_http_requests_total's"),
             "requests_cancelled": ("jan_generations_cancelled", "Generations cancelled"),
             "requests_failed": ("jan_generations_failed", "Generations that failed"),
-            "prompt_tokens_total": ("jan_prompt_tokens", "Prompt tokens evaluated"),
+            "prompt_tokens_total": ("jan_prompt_tokens", "Prompt tokens evaluated (a remote model's: as its upstream "
+                                    "told them)"),
             "cached_tokens_total": ("jan_prompt_tokens_cached", "Prompt tokens reused from the KV cache"),
             "generated_tokens_total": ("jan_generated_tokens", "Tokens generated"),
             "decode_seconds": ("jan_decode_seconds", "Seconds spent in llama_decode"),
@@ -168,9 +182,17 @@ class EngineCollector:
             "prompt_cache_prompts": ("jan_prompt_cache_prompts", "Conversations' KV caches saved from slots"),
             "step_threads": ("jan_step_threads", "Threads the last decode step ran on (fewer than jan_threads when it held too little work to split)"),
         }
-        per_model: dict[str, dict] = {}
-        for engine in _local_engines(self.app):
-            per_model.update(engine.metrics())
+        # every engine's models: a remote model's generations count as a local one's (its upstream's usage its
+        # tokens), labelled apart (engine="remote"); the local engine's own gauges and llama-server's metrics are
+        # the local models' alone
+        served: dict[str, str] = {}
+        counted: dict[str, dict] = {}
+        for engine in _counted_engines(self.app):
+            label = _served(engine)
+            for model_id, m in engine.metrics().items():
+                served.setdefault(model_id, label)
+                counted.setdefault(model_id, m)
+        per_model = {model_id: m for model_id, m in counted.items() if served[model_id] == "local"}
         windows = self.app[METRIC_WINDOWS]
         for gone in [model_id for model_id in windows if model_id not in per_model]:
             # (a model loaded again starts from zero anyway; one unloaded or deleted kept its window for the
@@ -185,9 +207,19 @@ class EngineCollector:
                 fam.add_metric([model_id], float(m.get(key, 0)))
             return fam
 
-        families = [family(CounterMetricFamily, name, doc, key, per_model) for key, (name, doc) in counters.items()]
-        families += [family(CounterMetricFamily, old, f"Deprecated: {new}_total under its old name, which read as a "
-                            "count of requests", key, per_model) for key, (old, new) in DEPRECATED_COUNTERS.items()]
+        def served_family(name: str, doc: str, key: str):
+            """One of jan's counters, a sample per model of every engine, labelled by where it is served
+            (``engine``: ``local``, ``remote``); a model whose engine counts no such thing has none (a remote
+            model's decode time), a local one 0."""
+            fam = CounterMetricFamily(name, doc, labels=["model", "engine"])
+            for model_id, m in counted.items():
+                if key in m or served[model_id] == "local":
+                    fam.add_metric([model_id, served[model_id]], float(m.get(key, 0)))
+            return fam
+
+        families = [served_family(name, doc, key) for key, (name, doc) in counters.items()]
+        families += [served_family(old, f"Deprecated: {new}_total under its old name, which read as a count of "
+                                   "requests", key) for key, (old, new) in DEPRECATED_COUNTERS.items()]
         http = CounterMetricFamily("jan_http_requests", "HTTP requests answered, by method, route template and "
                                    "status (499: the client left first)", labels=["method", "route", "status"])
         for labels, n in self.app[HTTP_REQUESTS].samples():

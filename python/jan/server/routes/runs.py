@@ -43,7 +43,7 @@ from jan.server.schemas import (INT32_MAX, Metadata, Int32Count, NamedToolChoice
 from jan.server.sse import SSEStream
 from jan.server.validation import no_fields, parse_body, query_int
 from jan.services.run_steps import RunStep, openai_last_error
-from jan.services.runs import FINAL_STATUSES, INTERRUPTED, Run, RunRequest, run_record, usage_fields
+from jan.services.runs import FINAL_STATUSES, INTERRUPTED, PartialReply, Run, RunRequest, run_record, usage_fields
 from jan.services.tool_loop import PendingCall, ToolDecision
 from jan.services.types import SamplingOptions, Usage
 
@@ -276,7 +276,7 @@ def _sse_text(event: str, data: Any, seq: int | None = None, *, sdk: bool = Fals
 
 
 async def _serve_leg(request: web.Request, run: Run, *, stream: bool, after: int,
-                     continue_text: str | None = None,
+                     continued: PartialReply | None = None,
                      prelude: tuple[tuple[str, Any], ...] = ()) -> web.StreamResponse:
     """Run one leg in its own task and answer: the run as JSON at once, or its events as SSE from event ``after + 1``.
 
@@ -291,7 +291,7 @@ async def _serve_leg(request: web.Request, run: Run, *, stream: bool, after: int
     detached = run.background or not stream
     gone = (lambda: False) if detached else (lambda: client_gone(request))
     # (the leg makes itself the run's task once it runs: RunService.execute)
-    task = runs.launch(run, listener_gone=gone, continue_text=continue_text)
+    task = runs.launch(run, listener_gone=gone, continued=continued)
     if not stream:
         return json_response(run_object(run))
     sse = SSEStream(request)
@@ -536,7 +536,7 @@ async def resume_run(request: web.Request) -> web.StreamResponse:
     run = await _find_run(request)
     after = len(run.events) - 1
     partial = await request.app[SERVICES].runs.resume(run)
-    return await _serve_leg(request, run, stream=body.stream, after=after, continue_text=partial)
+    return await _serve_leg(request, run, stream=body.stream, after=after, continued=partial)
 
 
 @routes.get("/v1/threads/{thread_id}/runs/{run_id}/events")

@@ -132,7 +132,9 @@ class OutputParser:
     parsing, all non-thinking text is content). ``reasoning_format``:
     ``"auto"``/``"deepseek"`` split thinking into ``reasoning``; ``"none"``
     leaves it in the content verbatim; ``"deepseek-legacy"`` does both. ``open_at_start``: the prompt already
-    opened the thinking block (see :meth:`ChatFormat.starts_in_reasoning`). ``forced``: the one function a grammar
+    opened the thinking block (see :meth:`ChatFormat.starts_in_reasoning`); ``continues_thought``: it ends inside a
+    thought already begun (a continued thinking-only turn), so the reasoning's leading whitespace is the seam to
+    that thought, kept (:func:`~jan.templates.formats.reasoning.split_reasoning`). ``forced``: the one function a grammar
     holds the answer to (a named ``tool_choice``, or ``required`` with one tool): the answer is that call's
     markup, so an output cut off inside it before its name is written is still that call (empty arguments),
     never its markup as text, as the output of OpenAI's forced call cut off by the token limit.
@@ -145,6 +147,7 @@ class OutputParser:
         *,
         reasoning_format: str = "auto",
         open_at_start: bool = False,
+        continues_thought: bool = False,
         id_factory: Callable[[], str] | None = None,
         forced: str | None = None,
     ):
@@ -171,7 +174,8 @@ class OutputParser:
             self._tools: Any = SnapshotStream(fmt.whole_output, tools, new_id)
         else:
             if fmt.reasoning is not None and not self._raw:
-                self._splitter = ReasoningSplitter(fmt.reasoning, open_at_start=open_at_start)
+                self._splitter = ReasoningSplitter(fmt.reasoning, open_at_start=open_at_start,
+                                                   continues_thought=continues_thought)
             if fmt.frames_answer and fmt.tool_calls is not None:
                 self._tools = SnapshotStream(fmt.tool_calls, tools, new_id)  # no tools: no calls, but framing read
             elif not tools:

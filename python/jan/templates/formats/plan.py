@@ -243,9 +243,12 @@ class ChatPlan:
             # raw output is verbatim, and the parser would start it with the start marker the prompt
             # swallowed; a continued reply's text (the marker in it, or before it) is the client's own
             open_at_start = False
+        # a thought the prompt ends in (not a block it only opened): the output's first whitespace joins it to that
+        thought = (open_at_start and bool(self.continued) and self.fmt.reasoning is not None
+                   and not prompt.rstrip().endswith(self.fmt.reasoning.start))
         return OutputParser(
             self.fmt, tools, reasoning_format=self.reasoning.format if self.raw_reasoning else "auto",
-            open_at_start=open_at_start, forced=self.forced_function, **kw,
+            open_at_start=open_at_start, continues_thought=thought, forced=self.forced_function, **kw,
         )
 
     @property

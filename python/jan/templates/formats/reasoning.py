@@ -60,19 +60,23 @@ def _block_end(text: str, pos: int, markers: ReasoningMarkers) -> tuple[int, int
     return j, (n if j >= 0 else 0)
 
 
-def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool, final: bool) -> tuple[str, str]:
+def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool, final: bool,
+                    continues_thought: bool = False) -> tuple[str, str]:
     """``(reasoning, rest)`` of ``text``; ``rest`` is the answer (and any tool calls) outside thinking blocks.
 
     Reasoning blocks are stripped of surrounding whitespace and joined with a
     blank line; whitespace right after a closing marker is dropped (the block's markup), except after a block
     that follows answer text ending in a word: there it parts that text from the answer after the block, which
     was glued to it ("Let me check.<think>...</think>\n\nFound it" was "Let me check.Found it"). Unless
-    ``final``, a trailing partial marker is held back (appears in neither part).
+    ``final``, a trailing partial marker is held back (appears in neither part). ``continues_thought``: the block
+    open at the start goes on from a thought the prompt ends in (a continued thinking-only turn), so the whitespace
+    it starts with is the seam between that thought and its continuation ("Let me see" + " more"), kept.
     """
     blocks: list[str] = []
     rest: list[str] = []
     pos, inside, n = 0, open_at_start, len(text)
     cur: list[str] = []
+    keep_lead = open_at_start and continues_thought  # (the first block only: the one the prompt opened)
     while pos <= n:
         if inside:
             j, closer = _block_end(text, pos, markers)
@@ -80,8 +84,8 @@ def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool
                 cur.append(hold(text[pos:], (markers.end, *markers.interrupt), final))
                 break
             cur.append(text[pos:j])
-            blocks.append("".join(cur).strip(WS))
-            cur = []
+            blocks.append("".join(cur).rstrip(WS) if keep_lead else "".join(cur).strip(WS))
+            cur, keep_lead = [], False
             pos = j + closer
             if not _ends_in_words(rest):
                 while pos < n and text[pos] in WS:
@@ -97,7 +101,7 @@ def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool
             inside = True
     if cur:
         # an open block: the end of its text may be whitespace before the closing marker
-        blocks.append("".join(cur).strip(WS) if final else "".join(cur).lstrip(WS).rstrip(WS))
+        blocks.append("".join(cur).rstrip(WS) if keep_lead else "".join(cur).strip(WS))
     reasoning = "\n\n".join(b for b in blocks if b)
     answer = "".join(rest)
     if markers.strip:
@@ -192,15 +196,17 @@ def reasoning_spans(text: str, markers: ReasoningMarkers, *, open_at_start: bool
 class ReasoningSplitter:
     """Streaming :func:`split_reasoning`: ``feed(piece)`` -> ``(reasoning_added, rest_added)``."""
 
-    def __init__(self, markers: ReasoningMarkers, *, open_at_start: bool = False):
+    def __init__(self, markers: ReasoningMarkers, *, open_at_start: bool = False, continues_thought: bool = False):
         self.markers = markers
         self.open_at_start = open_at_start
+        self.continues_thought = continues_thought
         self._text = ""
         self._reasoning = ""
         self._rest = ""
 
     def _step(self, final: bool) -> tuple[str, str]:
-        reasoning, rest = split_reasoning(self._text, self.markers, open_at_start=self.open_at_start, final=final)
+        reasoning, rest = split_reasoning(self._text, self.markers, open_at_start=self.open_at_start, final=final,
+                                          continues_thought=self.continues_thought)
         # Each split extends the previous one (see split_reasoning); guard anyway
         # so a surprise never duplicates text.
         r_add = reasoning[len(self._reasoning):] if reasoning.startswith(self._reasoning) else ""
@@ -222,7 +228,8 @@ class ReasoningSplitter:
         a normal end would add to the answer, "" when what it would add is thinking. An output cut off there
         hands it to the call parser when it is a call's markup (Mistral's ``NAME[`` holds a ``[`` that may
         begin ``[THINK]``): it ends the call's name, and the call parser's own cut rules then apply to it."""
-        reasoning, rest = split_reasoning(self._text, self.markers, open_at_start=self.open_at_start, final=True)
+        reasoning, rest = split_reasoning(self._text, self.markers, open_at_start=self.open_at_start, final=True,
+                                          continues_thought=self.continues_thought)
         if reasoning != self._reasoning or not rest.startswith(self._rest):
             return ""
         return rest[len(self._rest):]
