@@ -291,7 +291,9 @@ def test_two_models_generating_at_once_share_the_cores(stories_path):
 
     def other_model() -> None:
         while not stop.is_set():
-            b.generate(PROMPT, max_tokens=200, temperature=0.8, ignore_eos=True)
+            # long enough to span the governor's first window after each resume (kResumeWindow, 50 ms) and more:
+            # 200 tokens took ~40 ms on a quiet host, so each request ended before b took a reading of a's work
+            b.generate(PROMPT, max_tokens=900, temperature=0.8, ignore_eos=True)
 
     try:
         quiet = _greedy(a, LONG)
