@@ -213,6 +213,10 @@ ENTRIES: dict[str, tuple[str, Any, str, str]] = {
         "/v1/messages", lambda s: {"model": "tool-model", "max_tokens": 2, "messages": USER,
                                    "output_config": {"format": {"type": "json_schema", "schema": s}}},
         "output_config.format.schema", "anthropic"),
+    "anthropic output_format (beta)": (
+        "/v1/messages", lambda s: {"model": "tool-model", "max_tokens": 2, "messages": USER,
+                                   "output_format": {"type": "json_schema", "schema": s}},
+        "output_format.schema", "anthropic"),
     "ollama chat format": (
         "/api/chat", lambda s: {"model": "tool-model", "stream": False, "messages": USER,
                                 "options": {"num_predict": 2}, "format": s},

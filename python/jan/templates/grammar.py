@@ -33,6 +33,14 @@ more than the schema, never less. A keyword it reads whose value is of the wrong
 that is no finite number) is a :class:`GrammarError` naming it (:func:`check_schema_keywords`); null is the keyword
 left out; draft 3's per-property ``"required": true`` is read (:func:`required_names`).
 
+Not enforced on purpose (as llama.cpp's converter): a ``format`` not listed above (an annotation in JSON Schema:
+pydantic writes ``email``, ``password``, ``binary``) and a valid ``pattern`` the grammar cannot express (a
+lookaround, a backreference, ``\\b``, an inner anchor), logged; the string is still held to the other keywords.
+
+Every fault is a :class:`GrammarError` located in the schema: the converter knows the path of the node it converts
+(``_visit``'s ``path``) and the innermost node raising sets it with the keyword at fault
+(:meth:`GrammarError.located`); the caller names the request field once (:meth:`GrammarError.said_of`).
+
 One keyword is jan's own: a string schema's ``x-jan-lark`` (a Lark grammar definition) holds the string's text to
 that grammar (:mod:`jan.templates.lark_gbnf`). jan puts it in a Responses custom tool's schema for the call's
 grammar only (:func:`with_text_grammars`); the model is never shown it.
