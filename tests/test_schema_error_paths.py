@@ -28,6 +28,8 @@ from jan.templates.formats.grammars import call_grammar
 
 WAIT_S = 300.0
 
+OK_PARAMS = {"type": "object", "properties": {"q": {"type": "string"}}}
+
 #: name -> (a schema jan cannot make a grammar of, the path inside it to the fault, words the message says)
 BAD_SCHEMAS: dict[str, tuple[dict[str, Any], str, str]] = {
     "type typo": ({"type": "object", "properties": {"x": {"type": "strnig"}}}, ".properties.x.type",
@@ -114,6 +116,33 @@ def test_an_xml_format_resolves_a_propertys_ref_against_the_whole_parameters():
         assert "root ::=" in call_grammar(fmt, tools, "required")
 
 
+@pytest.mark.parametrize("template_name", ["Qwen-Qwen2.5-7B-Instruct.jinja", "Qwen3-Coder.jinja"])
+@pytest.mark.parametrize("name", ["required item", "recursive $ref", "type typo"])
+def test_the_chat_service_says_the_typed_requests_fields(template_name, name):
+    """The library's chat path (a typed ChatRequest, as :class:`jan.services.ChatService` takes it) checks a
+    request's constraint as the server does: a GrammarError said of OpenAI chat's field, with the path."""
+    from jan.services.local import check_grammar
+    from jan.services.types import ChatMessage, ChatRequest, ResponseFormat, ToolSpec
+    from jan.templates import ChatTemplate
+    from jan.testing.gguf_models import templates_dir
+
+    template = ChatTemplate((templates_dir() / template_name).read_text(encoding="utf-8"), "<s>", "</s>")
+    schema, inner, _ = BAD_SCHEMAS[name]
+    messages = (ChatMessage.of_text("user", "Hi"),)
+    requests = {
+        "response_format.json_schema.schema": ChatRequest(
+            model=None, messages=messages, response_format=ResponseFormat("json_schema", schema=schema)),
+        "tools[1].function.parameters": ChatRequest(
+            model=None, messages=messages, tool_choice="required",
+            tools=(ToolSpec("ok", parameters=OK_PARAMS), ToolSpec("f", parameters=schema))),
+    }
+    for field, request in requests.items():
+        with pytest.raises(GrammarError) as caught:
+            check_grammar(request, template)
+        assert caught.value.param == field and caught.value.path == field + inner, str(caught.value)
+        assert str(caught.value).startswith(field + inner + ": ")
+
+
 @pytest.mark.parametrize("schema, said", [
     ([1, 2], "not an array"), (5, "not a number"), ("{\"type\": 1", "not valid JSON"),
 ])
@@ -146,7 +175,6 @@ def server(tmp_path_factory, stories_path):
 
 
 USER = [{"role": "user", "content": "Hi"}]
-OK_PARAMS = {"type": "object", "properties": {"q": {"type": "string"}}}
 
 
 def _openai_tools(schema: Any) -> list[dict[str, Any]]:
