@@ -194,6 +194,10 @@ ENTRIES: dict[str, tuple[str, Any, str, str]] = {
                                            "response_format": {"type": "json_schema", "json_schema": {
                                                "name": "x", "strict": True, "schema": s}}},
         "response_format.json_schema.schema", "openai"),
+    "chat response_format json_object with schema": (
+        "/v1/chat/completions", lambda s: {"model": "tool-model", "max_tokens": 2, "messages": USER,
+                                           "response_format": {"type": "json_object", "schema": s}},
+        "response_format.schema", "openai"),
     "chat tools auto": (
         "/v1/chat/completions", lambda s: {"model": "tool-model", "max_tokens": 2, "messages": USER,
                                            "tools": _openai_tools(s)},
