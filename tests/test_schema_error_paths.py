@@ -343,6 +343,20 @@ def test_what_is_no_schema_at_all_is_a_400_naming_its_field(server, entry, schem
     assert _said(dialect, field) in message or (dialect == "ollama" and "format" in message), message
 
 
+@pytest.mark.parametrize("entry", ["chat tools auto", "ollama chat tools", "anthropic tools any"])
+def test_a_loaded_model_says_the_schema_before_a_prompt_too_long(server, entry):
+    """A tool's 6,000-value enum is also a prompt past the 512-token context: the schema, which no model could use,
+    is said first whether the model is loaded or not (it was the context's error once the model was loaded)."""
+    ok = httpx.post(server.base_url + "/v1/chat/completions", timeout=WAIT_S,
+                    json={"model": "tool-model", "max_tokens": 1, "messages": USER})
+    assert ok.status_code == 200, ok.text  # (the model is loaded now)
+    path, body_of, field, dialect = ENTRIES[entry]
+    schema, inner, _ = BAD_SCHEMAS["huge enum"]
+    response = httpx.post(server.base_url + path, json=body_of(schema), timeout=WAIT_S)
+    assert response.status_code == 400, response.text
+    assert _said(dialect, f"{field}{inner}: ") in _error_message(dialect, response.json()), response.text
+
+
 def _until(get, done, what: str) -> Any:
     deadline = time.monotonic() + WAIT_S
     while not done(value := get()):
