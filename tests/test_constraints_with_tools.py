@@ -175,7 +175,7 @@ def test_tool_schema_too_large_names_the_tool(oai, anth):
                                     {"type": "function", "name": "f", "parameters": BIG_TOOL}])
     err = caught.value.body
     assert err["param"] == "tools[1].parameters" and err["code"] == "schema_too_complex", err
-    assert err["message"].startswith("tools[1].parameters:") and "repetition" in err["message"], err
+    assert err["message"].startswith("tools[1].parameters.properties.xs.minItems:") and "repetition" in err["message"], err
     with pytest.raises(anthropic.BadRequestError) as caught:
         anth.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": ASK}],
                              tools=[{"name": "f", "input_schema": BIG_TOOL}], tool_choice={"type": "any"})

@@ -62,7 +62,7 @@ _TWICE = {"tools": [_TOOL, _TOOL]}
     # a tool's schema the service cannot compile, renamed by the dialect to its field
     ("/v1/messages", {"max_tokens": 2},
      {"tools": [{"name": "t", "input_schema": {"type": "object", "properties": {"a": {"$ref": "#/x"}}}}]},
-     "tools.0.input_schema: $ref '#/x' does not resolve"),
+     "tools.0.input_schema.properties.a.$ref: $ref '#/x' does not resolve"),
 ])
 def test_an_anthropic_error_the_service_raises_is_dotted_too(server, path, extra, body, said):
     status, data = post(server, path, {"model": "stories260K", **extra, "messages": [{"role": "user", "content": "hi"}],

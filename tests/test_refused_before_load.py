@@ -146,23 +146,23 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     # -- a constraint no model could use (a schema that does not compile, a grammar that does not parse)
     "openai chat schema": ("/v1/chat/completions", {"messages": HI, "max_tokens": 2, "response_format": {
         "type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#/defs/nope"}}}},
-        "response_format.json_schema.schema: $ref '#/defs/nope' does not resolve"),
+        "response_format.json_schema.schema.$ref: $ref '#/defs/nope' does not resolve"),
     "openai chat grammar": ("/v1/chat/completions", {"messages": HI, "grammar": "root ::= foo", "max_tokens": 2},
                             "rule 'foo' is used but never defined"),
     "openai completions grammar": ("/v1/completions", {"prompt": "hi", "grammar": "root ::= foo", "max_tokens": 2},
                                    "rule 'foo' is used but never defined"),
     "openai chat tool schema": ("/v1/chat/completions", {"messages": HI, "max_tokens": 2, "tools": [
         {"type": "function", "function": {"name": "f", "parameters": {"$ref": "#/x"}}}]},
-        "tools[0].function.parameters: $ref '#/x' does not resolve"),
+        "tools[0].function.parameters.$ref: $ref '#/x' does not resolve"),
     "anthropic tool schema": ("/v1/messages", {"messages": HI, "max_tokens": 2, "tools": [
         {"name": "f", "input_schema": {"type": "object", "properties": {"a": {"$ref": "#/x"}}}}]},
-        "tools.0.input_schema: $ref '#/x' does not resolve"),
+        "tools.0.input_schema.properties.a.$ref: $ref '#/x' does not resolve"),
     "responses schema": ("/v1/responses", {"input": "hi", "max_output_tokens": 16, "text": {"format": {
         "type": "json_schema", "name": "x", "schema": {"$ref": "#/x"}}}}, "$ref '#/x' does not resolve"),
     "ollama chat format": ("/api/chat", {"messages": HI, "format": {"$ref": "#/x"}, "stream": False},
-                           "format: $ref '#/x' does not resolve"),
+                           "format.$ref: $ref '#/x' does not resolve"),
     "ollama generate raw format": ("/api/generate", {"prompt": "hi", "raw": True, "format": {"$ref": "#/x"},
-                                                     "stream": False}, "format: $ref '#/x' does not resolve"),
+                                                     "stream": False}, "format.$ref: $ref '#/x' does not resolve"),
     # -- a body no model could answer, refused before the model is loaded for it
     "ollama generate raw system": ("/api/generate", {"prompt": "hi", "raw": True, "system": "be brief",
                                                      "stream": False}, "raw mode does not support"),

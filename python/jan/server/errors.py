@@ -88,8 +88,10 @@ def path_text(path: tuple, style: PathStyle = "brackets") -> str:
 
 # A field path jan wrote (brackets) with at least one index, where it stands in a message as a word of its own (not
 # part of another word, path, name or URL, nor an opening quote's text): "messages[1].content[0]", "tools[2]",
-# "logit_bias[5]"; not "'a[0]'", "my-model[1]", "/x[0]".
-_BRACKET_PATH = re.compile(r"(?<![\w.\]'\"`/-])[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*\[\d+\](?:\[\d+\]|\.[a-z_][a-z0-9_]*)*")
+# "logit_bias[5]"; not "'a[0]'", "my-model[1]", "/x[0]". Past its first name, a name may be a JSON schema's own (a
+# keyword, "$defs", a property "Place": "tools[1].input_schema.$defs.Place.anyOf[0].$ref").
+_BRACKET_PATH = re.compile(r"(?<![\w.\]'\"`/-])[a-z_][a-z0-9_]*(?:\.[A-Za-z_$][A-Za-z0-9_$]*)*\[\d+\]"
+                           r"(?:\[\d+\]|\.[A-Za-z_$][A-Za-z0-9_$]*)*")
 _INDEX = re.compile(r"\[(\d+)\]")
 # A value jan quotes in a message (``repr``'s quotes, or backticks: a model id, a tool name, a client's string), a
 # quote opening after no letter and closing before none ("can't" opens nothing): its text is the client's, never

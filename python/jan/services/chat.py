@@ -30,9 +30,10 @@ from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.errors import RequestError
 from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_history, fits, prompt_size,
                               media_note, reply_room)
-from jan.services.local import (ShownTokens, cancel_all, chat_plan, chat_prompt, check_fan_out, client_seed,
-                                constraint_grammar, prefill_refused, preserved_ids, shown_bytes, shown_special,
-                                shows_text, trigger_patterns, merged, off_loop, prompted_as, seeds)
+from jan.services.local import (ShownTokens, asks_grammar, asks_text_grammar, asks_tool_grammar, cancel_all, chat_plan,
+                                chat_prompt, check_fan_out, client_seed, constraint_grammar, prefill_refused,
+                                preserved_ids, shown_bytes, shown_special, shows_text, trigger_patterns, merged, off_loop,
+                                prompted_as, seeds)
 from jan.services.media_workers import off_loop_for
 from jan.services.worker_pool import undone_if_abandoned
 from jan.services.model_prompt import model_prompt_place, requests_media_error, with_model_prompt
@@ -549,7 +550,15 @@ def _start(local: LocalModel, request: ChatRequest, settings: Any) -> _Start:
 
 
 def _start_held(local: LocalModel, request: ChatRequest, settings: Any) -> _Start:
-    plan, text, tokens, context = _prompt(local, request, settings)
+    try:
+        plan, text, tokens, context = _prompt(local, request, settings)
+    except (ContextOverflowError, PromptBudgetError):
+        # a constraint no model could use (a schema that does not compile) is the request's fault whatever its
+        # prompt, and refused first before a load (ModelService.require_able): said first by a loaded model too,
+        # not only once a shorter prompt is sent (a huge enum in a tool's schema makes a long prompt as well)
+        if asks_grammar(request) or asks_tool_grammar(request) or asks_text_grammar(request):
+            constraint_grammar(request, chat_plan(local, request, settings), "")
+        raise
     parsers = [output_parser(request, plan, text) for _ in range(request.n)]
     constraint = constraint_grammar(request, plan, text)
     grammar = constraint.pop("grammar", None)

@@ -796,9 +796,7 @@ def constraint_grammar(request: ChatRequest, plan: ChatPlan, prompt: str) -> dic
         if exc.param:
             raise
         # (the calls' grammar of them all over a bound, no one tool's schema: its message names no field yet)
-        err = GrammarError(f"tools: {exc}")
-        err.param, err.code = "tools", exc.code or "invalid_schema"
-        raise err from None
+        raise exc.said_of("tools") from None
     if options.get("grammar"):
         # the grammar the tools and the format make together, checked as the engine will check it, but said of
         # the fields it was made of, not of ``grammar``, a field the client did not send
@@ -892,10 +890,8 @@ def check_text_grammars(request: ChatRequest) -> None:
         try:
             lark_to_gbnf(tool.text_grammar.definition, "json")
         except GrammarError as exc:
-            param = f"tools[{i}].function.parameters"
-            err = GrammarError(f"{param}: tool {tool.name!r}: {exc}")
-            err.param, err.code = param, exc.code or "invalid_grammar"
-            raise err from None
+            err = GrammarError(f"tool {tool.name!r}: {exc}", code=exc.code or "invalid_grammar")
+            raise err.said_of(f"tools[{i}].function.parameters") from None
 
 
 def asks_tool_grammar(request: Any) -> bool:

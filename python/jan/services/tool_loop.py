@@ -268,8 +268,9 @@ async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, threa
         auto = tool is not None and (never or any(fnmatch.fnmatchcase(name, p) for p in auto_patterns))
         policy.entries[name] = ToolEntry(name, spec, tool, auto)
 
-    def problem(where: str, message: str, code: str, *, hard: bool) -> None:
-        policy.problems.append(ToolProblem(f"{owner}{where}: {message}", where, code, hard))
+    def problem(where: str, message: str, code: str, *, hard: bool, param: str | None = None) -> None:
+        """``param``: the field, where ``where`` is a place inside it (a path in its schema)."""
+        policy.problems.append(ToolProblem(f"{owner}{where}: {message}", param or where, code, hard))
 
     def server_down(label: str, where: str) -> bool:
         """Whether ``label`` names a configured server that is off or down now (told as a warning); one that is not
@@ -345,10 +346,13 @@ async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, threa
         # A client's own function whose schema no grammar can be made of is the request's 400 (as a chat
         # completion's is), found now: it once started the run, which then failed at its first turn.
         specs = {name: policy.entries[name].spec for name in clients}
-        bad = await asyncio.to_thread(lambda: {n: _schema_problem(spec) for n, spec in specs.items()})
-        for name, why in bad.items():
-            if why is not None:
-                problem(f"{clients[name]}.function.parameters", why, "invalid_schema", hard=True)
+        bad = await asyncio.to_thread(lambda: {n: _schema_error(spec) for n, spec in specs.items()})
+        for name, err in bad.items():
+            if err is not None:
+                # (said of the entry's parameters, the place in the schema kept: problem() puts the field first)
+                where = f"{clients[name]}.function.parameters"
+                said = err.said_of(where)
+                problem(said.path or where, said.problem, "invalid_schema", hard=True, param=where)
     return policy
 
 
@@ -366,33 +370,40 @@ async def check_tool_schemas(tools: Any, *, param: str) -> None:
              and entry["function"].get("parameters") is not None]
     if not given:
         return
-    problems = await asyncio.to_thread(lambda: [(i, _schema_problem(spec)) for i, spec in given])
-    for i, why in problems:
-        if why is not None:
-            where = f"{param}[{i}].function.parameters"
-            raise RequestError(f"{where}: {why}", param=where, code="invalid_schema")
+    problems = await asyncio.to_thread(lambda: [(i, _schema_error(spec)) for i, spec in given])
+    for i, err in problems:
+        if err is not None:
+            said = err.said_of(f"{param}[{i}].function.parameters")  # (the place in the schema kept)
+            raise RequestError(str(said), param=said.param, code=said.code or "invalid_schema")
 
 
 def _schema_problem(spec: dict[str, Any]) -> str | None:
-    """Why a tool's spec's parameters cannot constrain a call (see ``parameters_problem``); None when they can.
+    """Why a tool's spec's parameters cannot constrain a call (see ``parameters_problem``: the place in the schema
+    a JSON pointer); None when they can."""
+    err = _schema_error(spec)
+    return None if err is None else str(err)
+
+
+def _schema_error(spec: dict[str, Any]) -> Any:
+    """The GrammarError a tool's spec's parameters make (see ``parameters_error``), None when they make a grammar.
     Kept per schema: a provider's tools are the same run after run, and each check makes a grammar."""
     parameters = (spec.get("function") or {}).get("parameters")
     try:
         key = json.dumps(parameters, sort_keys=True)
     except (TypeError, ValueError):
         key = None
-    return _parameters_problem(key) if key is not None else _uncached_problem(parameters)
+    return _parameters_error(key) if key is not None else _uncached_error(parameters)
 
 
 @functools.lru_cache(maxsize=512)
-def _parameters_problem(schema_json: str) -> str | None:
-    return _uncached_problem(loads_json(schema_json))
+def _parameters_error(schema_json: str) -> Any:
+    return _uncached_error(loads_json(schema_json))
 
 
-def _uncached_problem(parameters: Any) -> str | None:
-    from jan.templates.formats.grammars import parameters_problem
+def _uncached_error(parameters: Any) -> Any:
+    from jan.templates.formats.grammars import parameters_error
 
-    return parameters_problem(parameters)
+    return parameters_error(parameters)
 
 
 async def _list_tools(registry: ToolRegistry, servers: set[str]) -> list[Tool]:

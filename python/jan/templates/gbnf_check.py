@@ -97,16 +97,11 @@ class _Parser:
         at = self.i if at is None else at
         line = self.s.count("\n", 0, at) + 1
         col = at - (self.s.rfind("\n", 0, at) + 1) + 1
-        err = GrammarError(f"{self.param}: {why} (line {line}, column {col})")
-        err.param = self.param
-        err.code = "invalid_grammar"
-        return err
+        return GrammarError(f"{why} (line {line}, column {col})", code="invalid_grammar").said_of(self.param)
 
     def over(self, what: str, value: int, limit: int) -> GrammarError:
-        err = GrammarError(f"{self.param}: the grammar's {what} ({value:,}) exceeds the limit of {limit:,}")
-        err.param = self.param
-        err.code = "grammar_too_complex"
-        return err
+        return GrammarError(f"the grammar's {what} ({value:,}) exceeds the limit of {limit:,}",
+                            code="grammar_too_complex").said_of(self.param)
 
     # -- lexing ----------------------------------------------------------------
     def peek(self) -> str:

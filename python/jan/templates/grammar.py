@@ -33,6 +33,14 @@ more than the schema, never less. A keyword it reads whose value is of the wrong
 that is no finite number) is a :class:`GrammarError` naming it (:func:`check_schema_keywords`); null is the keyword
 left out; draft 3's per-property ``"required": true`` is read (:func:`required_names`).
 
+Not enforced on purpose (as llama.cpp's converter): a ``format`` not listed above (an annotation in JSON Schema:
+pydantic writes ``email``, ``password``, ``binary``) and a valid ``pattern`` the grammar cannot express (a
+lookaround, a backreference, ``\\b``, an inner anchor), logged; the string is still held to the other keywords.
+
+Every fault is a :class:`GrammarError` located in the schema: the converter knows the path of the node it converts
+(``_visit``'s ``path``) and the innermost node raising sets it with the keyword at fault
+(:meth:`GrammarError.located`); the caller names the request field once (:meth:`GrammarError.said_of`).
+
 One keyword is jan's own: a string schema's ``x-jan-lark`` (a Lark grammar definition) holds the string's text to
 that grammar (:mod:`jan.templates.lark_gbnf`). jan puts it in a Responses custom tool's schema for the call's
 grammar only (:func:`with_text_grammars`); the model is never shown it.
@@ -45,6 +53,7 @@ Properties are generated in the order the schema lists them.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
@@ -56,6 +65,7 @@ from ..errors import JanError
 
 __all__ = [
     "GrammarError",
+    "schema_location",
     "check_schema_keywords",
     "required_names",
     "pattern_grammar_problem",
@@ -85,10 +95,79 @@ class GrammarError(JanError, ValueError):
     A ``ValueError``, so the server answers it with HTTP 400; ``param`` names
     the request field when known, ``code`` says why (``invalid_grammar``,
     ``grammar_too_complex``, ``invalid_schema``, ``schema_too_complex``).
+
+    A fault in a JSON schema says where in the schema it is, as the client wrote it: ``schema_path`` holds the
+    keys and list indexes from the schema's root to the sub-schema or keyword at fault (``("properties", "items",
+    "required", 2)``; ``()`` for the schema as a whole, ``None`` when the fault is no schema's), ``field`` the
+    request field the schema came in (``tools[1].function.parameters``), and :attr:`path` both as one dotted path
+    (``tools[1].function.parameters.properties.items.required[2]``), which the message starts with; without a
+    field, a JSON pointer into the schema (``#/properties/items/required/2``). ``problem`` is the message without
+    its place. Each entry point names its field once, with :meth:`said_of`.
     """
 
     param: str | None = None
     code: str | None = None
+    field: str | None = None
+    schema_path: tuple[str | int, ...] | None = None
+
+    def __init__(self, problem: str = "", *args: Any, code: str | None = None,
+                 keyword: tuple[str | int, ...] = ()) -> None:
+        super().__init__(problem, *args)
+        self.problem = problem
+        if code is not None:
+            self.code = code
+        #: the keyword (and index in it) at fault, below the sub-schema being converted when it was raised
+        self.keyword = tuple(keyword)
+
+    @property
+    def path(self) -> str | None:
+        """The place of the fault in what the client sent (field and schema path), or None when unknown."""
+        if self.schema_path is None:
+            return self.field
+        return schema_location(self.field, self.schema_path)
+
+    def located(self, schema_path: tuple[str | int, ...]) -> "GrammarError":
+        """Set where in the schema the fault is (once: the innermost place is the one kept); returns ``self``."""
+        if self.schema_path is None:
+            self.schema_path = tuple(schema_path)
+            self._say()
+        return self
+
+    def said_of(self, field: str) -> "GrammarError":
+        """This error said of request field ``field`` (the one shared way every entry point, and every dialect
+        renaming OpenAI chat's field as its own, names it): a new :class:`GrammarError` with ``field`` and
+        ``param`` set, the schema path kept, and the message ``"{path}: {problem}"``."""
+        err = GrammarError(self.problem, code=self.code or "invalid_schema")
+        err.field = err.param = field
+        err.schema_path = self.schema_path
+        err._say()
+        return err
+
+    def _say(self) -> None:
+        where = self.path
+        self.args = (f"{where}: {self.problem}" if where else self.problem,)
+
+
+#: a key written after a dot in a path (any other in brackets, as JSON: ``properties["first name"]``)
+_IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
+
+
+def schema_location(field: str | None, schema_path: Iterable[str | int]) -> str:
+    """``schema_path`` (keys and list indexes) below request field ``field`` as one path: dotted, indexes and keys
+    that are no plain name in brackets (``tools[0].function.parameters.properties["a b"]``); without a field, a JSON
+    pointer into the schema (RFC 6901: ``#/properties/a b``)."""
+    parts = list(schema_path)
+    if field is None:
+        return "#" + "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+    out = field
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif _IDENTIFIER.fullmatch(p):
+            out += f".{p}"
+        else:
+            out += f"[{json.dumps(p, ensure_ascii=False)}]"
+    return out
 
 
 # Bounds on what a client's schema may cost. Every schema jan itself builds
@@ -113,10 +192,11 @@ MAX_REPETITION = 2_000
 MAX_GRAMMAR_BYTES = 1 << 20
 
 
-def _too_complex(message: str) -> GrammarError:
-    err = GrammarError(message)
-    err.code = "schema_too_complex"
-    return err
+def _too_complex(message: str, keyword: tuple[str | int, ...] = (), *, whole: bool = False) -> GrammarError:
+    """A schema over one of the bounds above; ``whole``: a bound on the schema as a whole (its sub-schemas in all,
+    its grammar's size), said of no one place in it."""
+    err = GrammarError(message, code="schema_too_complex", keyword=keyword)
+    return err.located(()) if whole else err
 
 
 # --------------------------------------------------------------------------
@@ -177,7 +257,7 @@ def _check_count(lo: int, keyword: str) -> None:
     grammar repeats the members after the first (``lo - 1``), which :func:`_repeat` would report one short."""
     if lo > MAX_REPETITION:
         raise _too_complex(f"a {keyword} of {lo:,} is too large a repetition count for the grammar; the limit is "
-                           f"{MAX_REPETITION:,}")
+                           f"{MAX_REPETITION:,}", (keyword,))
 
 
 def gbnf_repeat(expr: str, lo: int, hi: int | None) -> str:
@@ -840,10 +920,10 @@ def tool_parameters_schema(fn: Mapping[str, Any]) -> Any:
     if (isinstance(kind, str) and kind != "object") or (isinstance(kind, list) and "object" not in kind) or (
             values is not None and not any(isinstance(v, Mapping) for v in values)):
         why = f"type {json.dumps(kind)}" if kind is not None else "enum" if "enum" in params else "const"
-        err = GrammarError(f"a tool's parameters must be the JSON schema of an object (a call's arguments are a "
-                           f"JSON object); this one's {why} allows no object")
-        err.code = "invalid_schema"
-        raise err
+        keyword = "type" if kind is not None else "enum" if "enum" in params else "const"
+        raise GrammarError(f"a tool's parameters must be the JSON schema of an object (a call's arguments are a "
+                           f"JSON object); this one's {why} allows no object", code="invalid_schema",
+                           keyword=(keyword,)).located((keyword,))
     return params
 
 
@@ -888,6 +968,9 @@ class GrammarBuilder:
         self._by_body: dict[str, str] = {}
         self._refs: dict[tuple[int, str], str] = {}
         self._docs: list[Any] = []
+        # the $refs being converted since the last object or array was entered: one met again among them leads
+        # back to itself before the output has a character of its own (left recursion, no finite value)
+        self._bare_refs: set[tuple[int, str]] = set()
         self._depth = 0
         self._nodes = 0
         self._texts: dict[tuple[str, str], str] = {}
@@ -971,81 +1054,108 @@ class GrammarBuilder:
 
     # -- schemas ----------------------------------------------------------------
 
-    def add_schema(self, schema: Any, name: str = "root") -> str:
+    def add_schema(self, schema: Any, name: str = "root", *, root: Any = None,
+                   path: tuple[str | int, ...] = ()) -> str:
         """Convert ``schema``; return a rule name matching it (and the whitespace after it).
 
-        ``$ref`` pointers resolve against ``schema`` itself. With ``name``
-        ``"root"`` (and no root yet) the result is the grammar's root rule.
+        ``$ref`` pointers resolve against ``root`` (default: ``schema`` itself), of which ``schema`` is the
+        sub-schema at ``path`` (keys and indexes; what a :class:`GrammarError`'s ``schema_path`` starts with).
+        With ``name`` ``"root"`` (and no root yet) the result is the grammar's root rule.
         """
-        self._docs.append(schema)
-        expr = self._visit(schema, name, doc=len(self._docs) - 1)
+        self._docs.append(schema if root is None else root)
+        expr = self._visit(schema, name, len(self._docs) - 1, tuple(path))
         if name == "root" and "root" not in self._rules:
             self._rules["root"] = expr
             return "root"
         return self._as_rule(expr, name)
 
-    def _resolve(self, ref: str, doc: int) -> tuple[Any, str]:
+    def _resolve(self, ref: str, doc: int) -> tuple[Any, str, tuple[str | int, ...]]:
+        """The sub-schema ``ref`` points at, a rule name hint for it and its path from the schema's root."""
         if not isinstance(ref, str):
-            raise GrammarError(f"$ref must be a string, not {json.dumps(ref, default=str)[:80]}")
+            raise GrammarError(f"$ref must be a string, not {json.dumps(ref, default=str)[:80]}", keyword=("$ref",))
         if not ref.startswith("#"):
-            raise GrammarError(f"only local $ref ('#/...') is supported, got {ref!r}")
+            raise GrammarError(f"only local $ref ('#/...', into this schema) is supported, not {ref!r}",
+                               keyword=("$ref",))
         target = self._docs[doc]
         pointer = unquote(ref[1:])
+        path: list[str | int] = []
         if pointer:
             if not pointer.startswith("/"):
-                raise GrammarError(f"bad $ref {ref!r}")
+                raise GrammarError(f"$ref {ref!r} is no JSON pointer ('#/$defs/Name')", keyword=("$ref",))
             for part in pointer[1:].split("/"):
                 part = part.replace("~1", "/").replace("~0", "~")
                 try:
                     if isinstance(target, list):
                         target = target[int(part)]
+                        path.append(int(part))
                     else:
                         target = target[part]
+                        path.append(part)
                 except (KeyError, IndexError, ValueError, TypeError):
-                    raise GrammarError(f"$ref {ref!r} does not resolve") from None
+                    raise GrammarError(f"$ref {ref!r} does not resolve: the schema has no "
+                                       f"{schema_location(None, [*path, part])!r}", keyword=("$ref",)) from None
         hint = pointer.rsplit("/", 1)[-1] or "root-ref"
-        return target, hint
+        return target, hint, tuple(path)
 
-    def _deref(self, schema: Any, doc: int, depth: int = 0) -> Any:
-        """Follow ``$ref`` chains (for merging in allOf / anyOf); not for recursion."""
+    def _deref(self, schema: Any, doc: int, at: tuple[str | int, ...]) -> Any:
+        """Follow ``$ref`` chains (for merging in allOf / anyOf); not for recursion. ``at``: the path of
+        ``schema``, which a fault in the chain is said of."""
+        depth = 0
         while isinstance(schema, Mapping) and schema.get("$ref") is not None:
             if depth > 32:
-                raise GrammarError("$ref chain too deep")
-            schema, _ = self._resolve(schema["$ref"], doc)
+                raise GrammarError("a $ref chain more than 32 long (a $ref that leads back to itself?)",
+                                   keyword=("$ref",)).located(at + ("$ref",))
+            try:
+                schema, _, at = self._resolve(schema["$ref"], doc)
+            except GrammarError as exc:
+                raise exc.located(at + exc.keyword) from None
             depth += 1
         return schema
 
-    def _visit(self, schema: Any, hint: str, doc: int) -> str:
+    def _visit(self, schema: Any, hint: str, doc: int, path: tuple[str | int, ...] = ()) -> str:
+        """The GBNF expression for ``schema``, the sub-schema at ``path`` of document ``doc``; a
+        :class:`GrammarError` raised within is located there (with its keyword), unless a deeper visit did."""
         self._nodes += 1
         if self._nodes > MAX_SCHEMA_NODES:
-            raise _too_complex(f"the schema has more than {MAX_SCHEMA_NODES:,} sub-schemas")
+            raise _too_complex(f"the schema has more than {MAX_SCHEMA_NODES:,} sub-schemas", whole=True)
         self._depth += 1
         try:
             if self._depth > MAX_SCHEMA_DEPTH:
-                raise _too_complex(f"the schema nests more than {MAX_SCHEMA_DEPTH} levels deep at {hint!r} "
+                raise _too_complex(f"the schema nests more than {MAX_SCHEMA_DEPTH} levels deep here "
                                    "(a recursive allOf or $ref chain?)")
-            return self._visit_node(schema, hint, doc)
+            return self._visit_node(schema, hint, doc, path)
+        except GrammarError as exc:
+            raise exc.located(path + exc.keyword)
         finally:
             self._depth -= 1
 
-    def _visit_node(self, schema: Any, hint: str, doc: int) -> str:
+    def _visit_node(self, schema: Any, hint: str, doc: int, path: tuple[str | int, ...]) -> str:
         if schema is True or schema == {}:
             return self.primitive("value")
         if schema is False:
-            raise GrammarError(f"schema at {hint!r} is 'false' and matches nothing")
+            raise GrammarError("the schema is false, which matches nothing")
         if not isinstance(schema, Mapping):
-            raise GrammarError(f"schema at {hint!r} must be an object or a boolean, got {type(schema).__name__}")
-        check_schema_keywords(schema, hint)
+            raise GrammarError(f"a schema must be a JSON object (or true or false), not "
+                               f"{_json_kind(schema)} {_shown(schema)}")
+        check_schema_keywords(schema)
 
         if schema.get("$ref") is not None:
-            key = (doc, schema["$ref"])
+            ref = schema["$ref"]
+            key = (doc, ref)
+            if key in self._bare_refs:
+                raise GrammarError(f"$ref {ref!r} leads back to itself before any object or array is entered, so "
+                                   "the schema has no finite value (left recursion)", keyword=("$ref",))
             if key not in self._refs:
-                target, ref_hint = self._resolve(schema["$ref"], doc)
+                target, ref_hint, target_path = self._resolve(ref, doc)
                 # reserve the name first so that recursive references resolve to it
                 name = self._unique(ref_hint)
                 self._refs[key] = name
                 self._rules[name] = '""'
-                body = self._visit(target, ref_hint, doc)
+                self._bare_refs.add(key)
+                try:
+                    body = self._visit(target, ref_hint, doc, target_path)
+                finally:
+                    self._bare_refs.discard(key)
                 self._rules[name] = body
                 self._by_body.setdefault(body, name)
             return self._refs[key]
@@ -1055,38 +1165,47 @@ class GrammarBuilder:
         if "enum" in schema:
             values = schema["enum"]
             if not isinstance(values, list) or not values:
-                raise GrammarError(f"enum at {hint!r} must be a non-empty list")
+                raise GrammarError("enum must be a non-empty list of values", keyword=("enum",))
             if len(values) > MAX_ENUM_VALUES:
-                raise _too_complex(f"enum at {hint!r} has {len(values):,} values; the limit is {MAX_ENUM_VALUES:,}")
+                raise _too_complex(f"enum has {len(values):,} values; the limit is {MAX_ENUM_VALUES:,}", ("enum",))
             return self._literal_values(values)
 
         if schema.get("allOf") is not None:
             merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
-            for sub in schema["allOf"]:
-                merged = _merge(merged, self._deref(sub, doc))
-            return self._visit(merged, hint, doc)
+            for i, sub in enumerate(schema["allOf"]):
+                at = path + ("allOf", i)
+                merged = _merge(merged, self._deref(sub, doc, at), at)
+            return self._visit(merged, hint, doc, path)
 
         for key in ("anyOf", "oneOf"):
             if key in schema:
                 subs = schema[key]
                 if not isinstance(subs, list) or not subs:
-                    raise GrammarError(f"{key} at {hint!r} must be a non-empty list")
+                    raise GrammarError(f"{key} must be a non-empty list of schemas", keyword=(key,))
                 rest = {k: v for k, v in schema.items() if k != key}
                 alts = []
                 for i, sub in enumerate(subs):
+                    at = path + (key, i)
                     if rest and isinstance(sub, Mapping) and _constrains(rest):
-                        sub = _merge(dict(rest), self._deref(sub, doc))
-                    alts.append(self._visit(sub, f"{hint}-{i}", doc))
+                        sub = _merge(dict(rest), self._deref(sub, doc, at), at)
+                    alts.append(self._visit(sub, f"{hint}-{i}", doc, at))
                 return self._alternatives(alts, hint)
 
         typ = schema.get("type")
+        for i, name in enumerate(typ if isinstance(typ, list) else [typ] if typ is not None else []):
+            if name not in _TYPES:
+                near = difflib.get_close_matches(name, _TYPES, n=1)
+                raise GrammarError(f"unknown type {name!r}" +
+                                   (f" (did you mean {near[0]!r}?)" if near else "") +
+                                   f"; JSON schema's types are {', '.join(_TYPES)}",
+                                   keyword=("type", i) if isinstance(typ, list) else ("type",))
         if isinstance(typ, list):
             if not typ:
-                raise GrammarError(f"type at {hint!r} is an empty list")
-            alts = [self._visit({**schema, "type": t}, f"{hint}-{t}", doc) for t in typ]
+                raise GrammarError("type is an empty list, which no value matches", keyword=("type",))
+            alts = [self._visit({**schema, "type": t}, f"{hint}-{t}", doc, path) for t in typ]
             return self._alternatives(alts, hint)
         if schema.get("nullable") is True and typ != "null":
-            base = self._visit({k: v for k, v in schema.items() if k != "nullable"}, hint, doc)
+            base = self._visit({k: v for k, v in schema.items() if k != "nullable"}, hint, doc, path)
             return self._alternatives([base, self.primitive("null")], hint)
 
         if typ is None:
@@ -1099,10 +1218,14 @@ class GrammarBuilder:
             else:
                 return self.primitive("value")
 
-        if typ == "object":
-            return self._object(schema, hint, doc)
-        if typ == "array":
-            return self._array(schema, hint, doc)
+        if typ in ("object", "array"):
+            # (the object's or array's own "{" or "[" comes first: a $ref met again inside it is recursion the
+            # grammar can hold)
+            bare, self._bare_refs = self._bare_refs, set()
+            try:
+                return (self._object if typ == "object" else self._array)(schema, hint, doc, path)
+            finally:
+                self._bare_refs = bare
         if typ == "string":
             return self._string(schema, hint)
         if typ == "integer":
@@ -1111,9 +1234,7 @@ class GrammarBuilder:
             return self._number(schema, hint)
         if typ == "boolean":
             return self.primitive("boolean")
-        if typ == "null":
-            return self.primitive("null")
-        raise GrammarError(f"unknown type {typ!r} at {hint!r}")
+        return self.primitive("null")
 
     def _literal_values(self, values: list[Any]) -> str:
         lits = []
@@ -1136,11 +1257,9 @@ class GrammarBuilder:
             return expr
         return self.add_rule(hint, expr)
 
-    def _object(self, schema: Mapping[str, Any], hint: str, doc: int) -> str:
+    def _object(self, schema: Mapping[str, Any], hint: str, doc: int, path: tuple[str | int, ...]) -> str:
         ws = self.primitive("ws")
         props = schema.get("properties") or {}
-        if not isinstance(props, Mapping):
-            raise GrammarError(f"properties at {hint!r} must be an object")
         listed = required_names(schema)
         required = set(listed)
         names = list(props.keys()) + [r for r in listed if r not in props]
@@ -1156,13 +1275,14 @@ class GrammarBuilder:
         items: list[tuple[str, bool]] = []
         for name in names:
             sub = props.get(name, True)
-            value = self._as_rule(self._visit(sub, f"{hint}-{name}", doc), f"{hint}-{name}")
+            value = self._as_rule(self._visit(sub, f"{hint}-{name}", doc, path + ("properties", name)),
+                                  f"{hint}-{name}")
             kv = self.add_rule(f"{hint}-{name}-kv", f"{gbnf_literal(json.dumps(name, ensure_ascii=False))} {ws} \":\" {ws} {value}")
             items.append((kv, name in required))
         extra_kv = None
         if extra is not False:
             extra_value = self.primitive("value") if extra is True else self._as_rule(
-                self._visit(extra, f"{hint}-additional", doc), f"{hint}-additional"
+                self._visit(extra, f"{hint}-additional", doc, path + ("additionalProperties",)), f"{hint}-additional"
             )
             extra_kv = self.add_rule(f"{hint}-additional-kv", f'{self.primitive("string")} ":" {ws} {extra_value}')
 
@@ -1178,7 +1298,8 @@ class GrammarBuilder:
             lo, hi = (_count(schema, key) for key in ("minProperties", "maxProperties"))
             lo = lo or 0
             if hi is not None and hi < lo:
-                raise GrammarError(f"maxProperties < minProperties at {hint!r}")
+                raise GrammarError(f"maxProperties ({hi}) is less than minProperties ({lo}), so no object fits",
+                                   keyword=("maxProperties",))
             if hi == 0:
                 return self.add_rule(f"{hint}-obj", f'"{{" {ws} "}}" {ws}')
             _check_count(lo, "minProperties")
@@ -1217,25 +1338,34 @@ class GrammarBuilder:
         body = " ".join(p for p in ('"{"', ws, members.strip(), '"}"', ws) if p)
         return self.add_rule(f"{hint}-obj", body)
 
-    def _array(self, schema: Mapping[str, Any], hint: str, doc: int) -> str:
+    def _array(self, schema: Mapping[str, Any], hint: str, doc: int, path: tuple[str | int, ...]) -> str:
         ws = self.primitive("ws")
         lo = int(schema.get("minItems") or 0)
         hi = schema.get("maxItems")
         hi = int(hi) if isinstance(hi, (int, float)) and not isinstance(hi, bool) else None
         if hi is not None and hi < lo:
-            raise GrammarError(f"maxItems < minItems at {hint!r}")
+            raise GrammarError(f"maxItems ({hi}) is less than minItems ({lo}), so no array fits",
+                               keyword=("maxItems",))
         prefix = schema.get("prefixItems")
+        prefix_key, items_key = "prefixItems", "items"
         items = schema.get("items", True)
         if isinstance(items, list):  # draft-4 tuple form
             prefix, items = items, schema.get("additionalItems", False)
+            prefix_key, items_key = "items", "additionalItems"
         if prefix:
-            elems = [self._as_rule(self._visit(s, f"{hint}-{i}", doc), f"{hint}-{i}") for i, s in enumerate(prefix)]
+            elems = [self._as_rule(self._visit(s, f"{hint}-{i}", doc, path + (prefix_key, i)), f"{hint}-{i}")
+                     for i, s in enumerate(prefix)]
             seq = " ".join([elems[0]] + [f'"," {ws} {e}' for e in elems[1:]])
             if items is not False and items is not None and "items" in schema and not isinstance(schema["items"], list):
-                item = self._as_rule(self._visit(items, f"{hint}-item", doc), f"{hint}-item")
+                item = self._as_rule(self._visit(items, f"{hint}-item", doc, path + (items_key,)), f"{hint}-item")
                 seq += f' ( "," {ws} {item} )*'
             return self.add_rule(f"{hint}-arr", f'"[" {ws} {seq} "]" {ws}')
-        item = self._as_rule(self._visit(items if items is not None else True, f"{hint}-item", doc), f"{hint}-item")
+        if items is False and lo > 0:
+            raise GrammarError(f"items is false, so no array of minItems {lo} fits", keyword=("items",))
+        if items is False:  # (only the empty array)
+            return self.add_rule(f"{hint}-arr", f'"[" {ws} "]" {ws}')
+        item = self._as_rule(self._visit(items if items is not None else True, f"{hint}-item", doc,
+                                         path + (items_key,)), f"{hint}-item")
         if hi == 0:
             return self.add_rule(f"{hint}-arr", f'"[" {ws} "]" {ws}')
         _check_count(lo, "minItems")
@@ -1257,18 +1387,21 @@ class GrammarBuilder:
         lo = int(schema.get("minLength") or 0)
         hi = schema.get("maxLength")
         hi = int(hi) if isinstance(hi, (int, float)) and not isinstance(hi, bool) else None
+        if hi is not None and hi < lo:
+            raise GrammarError(f"maxLength ({hi}) is less than minLength ({lo}), so no string fits",
+                               keyword=("maxLength",))
         pattern = schema.get("pattern")
         if isinstance(pattern, str):
             self.primitive("char")
             try:
                 regex = _RegexToGbnf(pattern)
                 body = regex.translate((lo, hi) if lo or hi is not None else None)
-            except GrammarError:
+            except GrammarError as exc:
+                exc.keyword = ("pattern",)
                 raise
             except _InvalidPattern as exc:
-                err = GrammarError(f"pattern {pattern!r} is not a valid regular expression: {exc}")
-                err.code = "invalid_schema"
-                raise err from None
+                raise GrammarError(f"pattern {pattern!r} is not a valid regular expression: {exc}",
+                                   code="invalid_schema", keyword=("pattern",)) from None
             except (_UnsupportedPattern, IndexError, ValueError) as exc:
                 # still produce valid JSON; the pattern just isn't enforced
                 log.warning("pattern %r is not enforced by the grammar: %s", pattern, exc)
@@ -1278,6 +1411,7 @@ class GrammarBuilder:
                 return self.add_rule(f"{hint}-pattern", f'"\\"" {body} "\\"" {ws}')
         if lo == 0 and hi is None:
             return self.primitive("string")
+        _check_count(lo, "minLength")
         char = self.primitive("char")
         return self.add_rule(f"{hint}-string", f'"\\"" {_repeat(char, lo, hi)} "\\"" {ws}')
 
@@ -1289,6 +1423,9 @@ class GrammarBuilder:
         hi = decimal_bound(schema, "maximum", "exclusiveMaximum", lower=False)
         if lo is None and hi is None:
             return self.primitive("number")
+        if lo is not None and hi is not None and lo > hi:
+            raise GrammarError(f"its bounds leave an empty range of numbers [{lo}, {hi}] "
+                               "(minimum/exclusiveMinimum, maximum/exclusiveMaximum)", keyword=_upper_bound(schema))
         return self.add_rule(f"{hint}-number", f"{number_range(lo, hi)} {self.primitive('ws')}")
 
     def _integer(self, schema: Mapping[str, Any], hint: str) -> str:
@@ -1296,9 +1433,40 @@ class GrammarBuilder:
         hi = _number_bound(schema, "maximum", "exclusiveMaximum", lower=False)
         if lo is None and hi is None:
             return self.primitive("integer")
+        if lo is not None and hi is not None and lo > hi:
+            raise GrammarError(f"its bounds leave an empty range of integers [{lo}, {hi}] "
+                               "(minimum/exclusiveMinimum, maximum/exclusiveMaximum)", keyword=_upper_bound(schema))
         body = _integer_range(None if lo is None else int(lo), None if hi is None else int(hi),
                               lambda digits: self.add_rule(f"{hint}-int-digits", digits))
         return self.add_rule(f"{hint}-int", f"{body} {self.primitive('ws')}")
+
+
+def _upper_bound(schema: Mapping[str, Any]) -> tuple[str]:
+    """The keyword an empty range is said of: the schema's upper bound (``maximum`` or ``exclusiveMaximum``)."""
+    return ("exclusiveMaximum",) if _is_finite_number(schema.get("exclusiveMaximum")) and "maximum" not in schema \
+        else ("maximum",)
+
+
+#: JSON Schema's types: a ``type`` naming another is refused (with the nearest, for a typo).
+_TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
+
+
+def _json_kind(value: Any) -> str:
+    """What JSON calls ``value``'s kind (a list is an array, a dict an object, an int a number)."""
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, bool) or value is None:
+        return "a literal"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a string" if isinstance(value, str) else f"a {type(value).__name__}"
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _count(schema: Mapping[str, Any], key: str) -> int | None:
@@ -1362,40 +1530,51 @@ def required_names(schema: Mapping[str, Any]) -> list[str]:
     return names
 
 
-def check_schema_keywords(schema: Mapping[str, Any], hint: str) -> None:
+def check_schema_keywords(schema: Mapping[str, Any], at: tuple[str | int, ...] | None = None) -> None:
     """:class:`GrammarError` (``invalid_schema``) for the first keyword the converter reads whose value is of the
     wrong kind (:data:`_KEYWORD_KINDS`); ``const`` and ``enum`` values must be JSON (no NaN or infinity: a
-    grammar cannot spell them as JSON)."""
+    grammar cannot spell them as JSON). The error's ``keyword`` is the keyword (and the index of the item at
+    fault in a list); with ``at`` (the schema's own path) it is located there, else by the visit it is met in."""
     for key, (fits, wanted) in _KEYWORD_KINDS.items():
         # (null is the keyword left out, as the converter has always read it: Go's JSON writes a nil list or map as
         # null, and MCP servers written in Go send "required": null, "properties": null)
-        if schema.get(key) is not None and not fits(schema[key]):
-            value = json.dumps(schema[key], ensure_ascii=False, default=str)
-            value = value if len(value) <= 80 else value[:80] + "..."
-            err = GrammarError(f"{key!r} at {hint!r} must be {wanted}, not {value}")
-            err.code = "invalid_schema"
-            raise err
+        value = schema.get(key)
+        if value is not None and not fits(value):
+            keyword: tuple[str | int, ...] = (key,)
+            if isinstance(value, list) and key in ("required", "type"):  # (the item at fault, where it is one)
+                bad = next((i for i, v in enumerate(value) if not isinstance(v, str)), None)
+                if bad is not None:
+                    keyword, value = (key, bad), value[bad]
+                    wanted = "a property name (a string)" if key == "required" else "a type name (a string)"
+            what = f"{key!r}" if len(keyword) == 1 else f"each item of {key!r}"
+            err = GrammarError(f"{what} must be {wanted}, not {_shown(value)}", code="invalid_schema",
+                               keyword=keyword)
+            raise err.located(at + keyword) if at is not None else err
     for key in ("const", "enum"):
         if key in schema:
             try:
                 json.dumps(schema[key], allow_nan=False)
             except ValueError:
-                err = GrammarError(f"{key!r} at {hint!r} holds a number JSON cannot spell (NaN or infinity)")
-                err.code = "invalid_schema"
-                raise err from None
+                err = GrammarError(f"{key!r} holds a number JSON cannot spell (NaN or infinity)",
+                                   code="invalid_schema", keyword=(key,))
+                raise (err.located(at + (key,)) if at is not None else err) from None
 
 
 def _constrains(schema: Mapping[str, Any]) -> bool:
     return any(k in _CONSTRAINING for k in schema)
 
 
-def _merge(a: dict[str, Any], b: Any) -> dict[str, Any]:
-    """Shallow allOf-style merge: properties are united, required lists joined."""
+def _merge(a: dict[str, Any], b: Any, at: tuple[str | int, ...]) -> dict[str, Any]:
+    """Shallow allOf-style merge: properties are united, required lists joined. ``at``: ``b``'s path (its faults
+    are said of it)."""
     if b is True or b is None:
         return a
+    if b is False:
+        raise GrammarError("the schema is false, which matches nothing (and allOf needs every entry)").located(at)
     if not isinstance(b, Mapping):
-        raise GrammarError("allOf entries must be schemas")
-    check_schema_keywords(b, "allOf")  # (its properties and required are joined here, before any visit checks them)
+        raise GrammarError(f"a schema must be a JSON object (or true or false), not {_json_kind(b)} "
+                           f"{_shown(b)}").located(at)
+    check_schema_keywords(b, at)  # (its properties and required are joined here, before any visit checks them)
     out = dict(a)
     for k, v in b.items():
         if (v is None or isinstance(v, bool)) and k in ("properties", "required"):
@@ -1425,12 +1604,12 @@ def json_schema_to_grammar(schema: Mapping[str, Any] | bool | str, *, param: str
             try:
                 schema = json.loads(schema)
             except ValueError as exc:
-                raise GrammarError(f"schema is not valid JSON: {exc}") from None
+                raise GrammarError(f"schema is not valid JSON: {exc}").located(()) from None
         b = GrammarBuilder()
         b.add_schema(schema, "root")
         text = b.format()
     except RecursionError:
-        err = _too_complex("the schema nests too deeply to convert")
+        err = _too_complex("the schema nests too deeply to convert", whole=True)
     except GrammarError as exc:
         err = exc
     else:
@@ -1443,9 +1622,7 @@ def json_schema_to_grammar(schema: Mapping[str, Any] | bool | str, *, param: str
             check_gbnf(text, param=param)
         return text
     if param:
-        wrapped = GrammarError(f"{param}: {err}")
-        wrapped.param, wrapped.code = param, err.code or "invalid_schema"
-        err = wrapped
+        err = err.said_of(param)
     raise err
 
 

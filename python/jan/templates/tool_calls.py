@@ -1125,7 +1125,12 @@ def tool_call_grammar(
     ws = b.primitive("ws")
     alts = []
     for f in funcs:
-        args_rule = b.add_schema(tool_parameters_schema(f), f"{f['name']}-args")
+        try:
+            args_rule = b.add_schema(tool_parameters_schema(f), f"{f['name']}-args")
+        except GrammarError as exc:  # (said of the tool's field, the place in its schema kept)
+            i = next((k for k, t in enumerate(tools) if t is f or (isinstance(t, Mapping) and t.get("function") is f)),
+                     None)
+            raise exc.said_of(f"tools[{i}].function.parameters" if i is not None else "tools") from None
         name_lit = gbnf_literal(json.dumps(f["name"], ensure_ascii=False))
         alts.append(
             b.add_rule(f"{f['name']}-call", f'{name_lit} {ws} "," {ws} "\\"arguments\\"" {ws} ":" {ws} {args_rule}')

@@ -1071,9 +1071,11 @@ def too_long_message(exc: ContextOverflowError) -> str:
 
 def schema_error(exc: GrammarError, body: _Prompt, chat_request: typed.ChatRequest) -> GrammarError:
     """A schema the grammar cannot take (``schema_too_complex``...) naming its field in Anthropic's terms: a
-    tool's ``tools[i].input_schema``, the format's ``output_config.format.schema``."""
+    tool's ``tools[i].input_schema``, the format's ``output_config.format.schema`` (``output_format.schema`` where
+    the body gave it by its beta name)."""
+    beta = getattr(body, "output_format", None) is not None
     return renamed_schema_error(exc, getattr(body, "tools", None), chat_request, "tools[{i}].input_schema",
-                                "output_config.format.schema")
+                                "output_format.schema" if beta else "output_config.format.schema")
 
 
 def _reasoning(thinking: ThinkingParam | None, effort: str | None) -> typed.ReasoningOptions:

@@ -113,9 +113,9 @@ def format_grammar(fmt: wire.Format) -> str | None:
     if fmt == "json":
         return JSON_OBJECT_GRAMMAR
     try:
-        return json_schema_to_grammar(fmt)
+        return json_schema_to_grammar(fmt, param="format")
     except ValueError as exc:
-        raise OllamaRequestError(f"format: {exc}") from None
+        raise OllamaRequestError(str(exc)) from None
 
 
 def reasoning(think: wire.Think) -> ReasoningOptions | None:

@@ -992,11 +992,10 @@ def schema_error(exc: GrammarError, body: ResponsesRequest, chat_request: typed.
         return err
     definition = (body.tools[i].format.definition if body.tools[i].format else None) or ""
     field = f"tools[{i}].format.definition"
-    _, sep, why = str(err).partition(": ")
-    why = (why if sep else str(err)).replace(repr(whole_match_pattern(definition)), repr(definition))  # (jan's anchoring)
-    renamed = GrammarError(f"{field}: {why}")
-    renamed.param, renamed.code = field, err.code
-    return renamed
+    # the regex is all of the tool's format: said of that field, not of the string schema jan made of it
+    why = err.problem.replace(repr(whole_match_pattern(definition)), repr(definition))  # (jan's anchoring)
+    renamed = GrammarError(why, code=err.code)
+    return renamed.said_of(field)
 
 
 def renamed_schema_error(exc: GrammarError, body_tools: Any, chat_request: typed.ChatRequest, tool_field: str,
@@ -1017,10 +1016,7 @@ def renamed_schema_error(exc: GrammarError, body_tools: Any, chat_request: typed
         field = format_field
     else:
         return exc
-    _, sep, why = str(exc).partition(": ")
-    err = GrammarError(f"{field}: {why if sep else exc}")
-    err.param, err.code = field, exc.code
-    return err
+    return exc.said_of(field)
 
 
 def _item_id(item: Any, seen: set[str]) -> str:

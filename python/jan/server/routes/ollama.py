@@ -49,6 +49,7 @@ from jan.store.aio import write_through
 from jan.services import Services, Target
 from jan.services.companions import lora_problem
 from jan.services.errors import PrefillGrammarError, RequestError
+from jan.templates.grammar import GrammarError
 from jan.services.models import require_generating, unload_now, unload_replaced
 from jan.services.types import CompletionDelta, TokenLogprob, Usage
 from jan.store import AlreadyExistsError, InvalidArgumentError
@@ -128,8 +129,14 @@ def _error_of(exc: BaseException) -> OllamaError:
         return OllamaError(400, str(exc.said_as("format")))
     param = getattr(exc, "param", None)
     if isinstance(param, str) and param.startswith("response_format"):
-        # the typed request's format is OpenAI's response_format; an Ollama body sent it as `format`
-        _, sep, why = str(exc).partition(": ")
+        # the typed request's format is OpenAI's response_format; an Ollama body sent it as `format` (the place
+        # in the schema kept)
+        if isinstance(exc, GrammarError):
+            return OllamaError(400, str(exc.said_of("format")))
+        text = str(exc)
+        if text.startswith(param):
+            return OllamaError(400, "format" + text[len(param):])
+        _, sep, why = text.partition(": ")
         return OllamaError(400, f"format: {why if sep else exc}")
     # the one mapping of jan's exceptions to statuses (and the headers they come with), settings named as Ollama does
     err = to_api_error(exc, setting_names=OLLAMA_SETTING_NAMES)

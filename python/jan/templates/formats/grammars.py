@@ -47,24 +47,29 @@ def select_functions(tools: Sequence[Any], tool_choice: Any) -> list[Mapping[str
     return funcs
 
 
-def parameters_problem(parameters: Any) -> str | None:
-    """Why a tool's ``parameters`` schema cannot constrain a call of it (``None`` when it can): what a run's
-    grammar would fail on (a ``$ref`` that does not resolve, a ``false`` property, an empty enum, a bad pattern...).
-    A tool jan offers from a provider (an MCP server's) is left out for it, rather than failing the run."""
+def parameters_error(parameters: Any) -> GrammarError | None:
+    """Why a tool's ``parameters`` schema cannot constrain a call (``None`` when it can), as the
+    :class:`GrammarError` a run's grammar would fail with (a ``$ref`` that does not resolve, a ``false`` property,
+    an empty enum, a bad pattern...), located in the schema: its caller names the field (:meth:`~GrammarError.said_of`)."""
     try:
         json_schema_to_grammar(_params_schema({"parameters": parameters}))
     except GrammarError as exc:
-        return str(exc)
+        return exc
     return None
 
 
+def parameters_problem(parameters: Any) -> str | None:
+    """:func:`parameters_error` as text (the place a JSON pointer into the schema: ``#/properties/x/type: ...``). A
+    tool jan offers from a provider (an MCP server's) is left out for it, rather than failing the run."""
+    err = parameters_error(parameters)
+    return None if err is None else str(err)
+
+
 def _named(exc: GrammarError, tools: Sequence[Any], fn: Mapping[str, Any]) -> GrammarError:
-    """``exc`` (a tool's parameters schema that does not convert) naming the field the client sent it in."""
+    """``exc`` (a tool's parameters schema that does not convert) said of the field the client sent it in, the
+    place in the schema kept (:meth:`GrammarError.said_of`)."""
     i = next((k for k, t in enumerate(tools) if t is fn or (isinstance(t, Mapping) and t.get("function") is fn)), None)
-    param = f"tools[{i}].function.parameters" if i is not None else "tools"
-    err = GrammarError(f"{param}: {exc}")
-    err.param, err.code = param, exc.code or "invalid_schema"
-    return err
+    return exc.said_of(f"tools[{i}].function.parameters" if i is not None else "tools")
 
 
 def _rule_name(name: str) -> str:
@@ -76,7 +81,11 @@ def _xml_params(b: GrammarBuilder, fn: Mapping[str, Any], key_open: str, key_clo
     if isinstance(schema, Mapping):
         # (its properties and required are read here, before add_schema would check them: a "required" of 1 was a
         # TypeError, the request's 500)
-        check_schema_keywords(schema, f"{_rule_name(fn['name'])}-args")
+        check_schema_keywords(schema, ())
+        # the call holds only the required parameters, but every one the model may be shown must be a schema a
+        # grammar can hold: an optional one's fault (a type no JSON has) was let through in these formats alone,
+        # refused in every other (said of its place, as there)
+        GrammarBuilder().add_schema(schema)
     props = schema.get("properties") if isinstance(schema, Mapping) else None
     required = [k for k in required_names(schema) if isinstance(props, Mapping) and k in props] if isinstance(schema, Mapping) else []
     parts = []
@@ -91,7 +100,9 @@ def _xml_params(b: GrammarBuilder, fn: Mapping[str, Any], key_open: str, key_clo
         elif is_string_param(schema, key):
             value = b.add_rule(f"{_rule_name(fn['name'])}-{_rule_name(key)}-text", '[^<]*')
         else:
-            value = b.add_schema(props[key], f"{_rule_name(fn['name'])}-{_rule_name(key)}")
+            # ($refs in it point into the whole parameters schema: its $defs are the root's)
+            value = b.add_schema(props[key], f"{_rule_name(fn['name'])}-{_rule_name(key)}", root=schema,
+                                 path=("properties", key))
         parts.append(f"{gbnf_literal(key_open + key + key_close)} {value} {gbnf_literal(val_close)}")
     return " ".join(parts) if parts else '""'
 
