@@ -31,7 +31,7 @@ from jan.services.local import asks_grammar, asks_text_grammar, asks_tool_gramma
 from jan.services.model_prompt import check_model_prompt
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
 from jan.services.types import (ChatRequest, CompletionRequest, EmbeddingRequest, LoadOptions, ResponseFormat,
-                                SamplingOptions, check_context_keep, resolve_load)
+                                SamplingOptions, check_context_keep, resolve_load, sampling_fields)
 from jan.store.ids import is_valid_id
 # (the rule lives in jan.near_names, free of the services: the engine's "file not found" uses it too); re-exported
 from jan.near_names import TYPO_SIMILARITY, closest_model_id, without_ollama_defaults  # noqa: F401
@@ -135,7 +135,7 @@ def _check_draft_wanted(settings: Mapping[str, Any], keys: Iterable[str] | None)
 #: The model.json ``settings`` keys a local engine reads, and the ``parameters`` keys a request reads: a key one
 #: letter or a case off one of them is a typo :func:`check_known_keys` refuses where it is written.
 KNOWN_SETTINGS = frozenset({*LoadOptions.MODEL_JSON_KEYS, *_TEXT_SETTINGS, *REASONING_SETTINGS, "lora"})
-KNOWN_PARAMETERS = frozenset({*(f.name for f in fields(SamplingOptions)), *REASONING_SETTINGS, "max_completion_tokens",
+KNOWN_PARAMETERS = frozenset({*(f.name for f in sampling_fields()), *REASONING_SETTINGS, "max_completion_tokens",
                               "response_format", "num_keep", "stream"})
 
 
