@@ -10,6 +10,8 @@ file list (the Hub's ``/api/models/<owner>/<repo>/tree/<revision>`` listing) dec
 * the projector: a ``.gguf`` whose name contains ``mmproj`` (F16 preferred, then by name), if any.
 
 A pull of one file (``hf://owner/repo/file.gguf``) also picks up the repository's projector.
+Ollama's name for a repository, ``hf.co/owner/repo[:QUANT]`` (or ``huggingface.co/...``; the tag ``latest`` is
+the default quant), is the same pull (:func:`canonical_source`), so what Ollama's docs tell users to pull works.
 The endpoint and token are the downloader's (``JAN_HF_ENDPOINT``/``HF_ENDPOINT``, ``HF_TOKEN``).
 """
 
@@ -30,6 +32,8 @@ PREFERRED_QUANTS = ("Q4_K_M", "Q4_K_S", "Q4_0", "Q5_K_M", "Q6_K", "Q8_0", "BF16"
 _REPO = re.compile(r"^hf://([^/@:\s]+)/([^/@:\s]+)(?:@([^/:\s]+))?(?::([A-Za-z0-9_.-]+))?/?$")
 _FILE = re.compile(r"^hf://([^/@\s]+)/([^/@\s]+)(?:@([^/\s]+))?/(.+)$")
 LIST_TIMEOUT_S = 60
+#: Ollama's (and ``ollama run``'s) name of a Hugging Face repository: ``hf.co/owner/repo[:QUANT]``
+_HUB_NAME = re.compile(r"^(?:hf\.co|huggingface\.co)/([^/@:\s]+)/([^/@:\s]+?)(?::([A-Za-z0-9_.-]+))?/?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,17 @@ class HFRepo:
         """The ``hf://`` URL of one file of the repository (what the downloader takes)."""
         rev = "" if self.revision == "main" else "@" + quote(self.revision, safe="")
         return f"hf://{self.owner}/{self.repo}{rev}/{path}"
+
+
+def canonical_source(source: str) -> str:
+    """``source`` as jan's pulls name it: Ollama's ``hf.co/owner/repo[:QUANT]`` (or ``huggingface.co/...``) as
+    ``hf://owner/repo[:QUANT]``, its tag ``latest`` (Ollama's default, a name without one) as no quant; any other
+    source as it is."""
+    found = _HUB_NAME.match(source.strip())
+    if found is None:
+        return source
+    owner, repo, tag = found.groups()
+    return f"hf://{owner}/{repo}" + (f":{tag}" if tag and tag.lower() != "latest" else "")
 
 
 def parse_hf(url: str) -> HFRepo | None:
@@ -132,6 +147,7 @@ async def plan_pull(source: str, *, endpoint: str | None = None) -> PullPlan:
     :class:`DownloadError` (``invalid_url``) for a repository without a matching GGUF."""
     from jan.downloads import DownloadError
 
+    source = canonical_source(source)
     repo = parse_hf(source)
     if repo is None:
         return PullPlan(source)

@@ -959,6 +959,9 @@ def _pull_failure(exc: BaseException) -> OllamaError:
 
 async def _pull_source(services: Services, name: str) -> tuple[str | None, str | None]:
     """(URL to download, model id); no URL when the model is already there."""
+    from jan.hf_repo import canonical_source
+
+    name = canonical_source(name)  # Ollama's hf.co/owner/repo[:QUANT], as its docs tell users to pull
     if "://" in name:
         return name, None
     model_id = ollama_requests.model_id(name)
@@ -970,7 +973,7 @@ async def _pull_source(services: Services, name: str) -> tuple[str | None, str |
             model = await services.models.get(model_id)
     except ModelNotFoundError:
         raise OllamaError(404, f"pull model manifest: '{name}' is neither a jan model id nor an hf://owner/repo/"
-                               "file.gguf or http(s) URL of a GGUF file") from None
+                               "file.gguf, hf.co/owner/repo[:QUANT] or http(s) URL of a GGUF file") from None
     if not isinstance(services.models.engine_for(model), LocalInferenceExtension) or await _weights(services, model):
         return None, model_id
     urls = [s.get("url") for s in model.get("sources") or () if isinstance(s, dict) and s.get("url")]
