@@ -54,6 +54,15 @@ def test_no_limit_asked_is_no_limit_over_the_models(server, no_limit):
     assert answer["eval_count"] > 4, answer
 
 
+@pytest.mark.parametrize(("path", "extra"), [("/api/generate", {"prompt": "Once upon a time", "raw": True}),
+                                             ("/api/chat", {"messages": [{"role": "user", "content": "Once"}]})])
+def test_no_limit_over_the_models_on_the_raw_and_chat_paths_too(server, path, extra):
+    for options, fewer in (({}, True), ({"num_predict": -1}, False)):
+        status, answer = post_json(server.base_url, path, {"model": "short", "stream": False, "options": options,
+                                                           **extra}, timeout=WAIT_S)
+        assert status == 200 and (answer["eval_count"] == 4) is fewer, (options, answer)
+
+
 def test_an_empty_stop_list_turns_the_models_stop_strings_off(server):
     kept = generate(server, "stopper", {})
     assert kept["done_reason"] == "stop" and "little" not in kept["response"], kept
