@@ -187,3 +187,29 @@ def test_ollamas_hugging_face_name_is_pulled_as_its_hf_repo(server, hub):
     # a repository the hub does not have is a 404 naming it, as every pull of a missing source
     status, text = call(server, "POST", "/api/pull", {"model": "hf.co/test/missing-repo", "stream": False})
     assert status == 404 and "test/missing-repo" in json.loads(text)["error"], text
+
+
+def test_a_model_pulled_by_its_hugging_face_name_is_found_by_that_name(server, hub):
+    """Ollama's clients pull ``hf.co/owner/repo:QUANT`` and then chat with that same name; jan's id for the model is
+    its file's name, so the name was a 404 on every route after the pull succeeded."""
+    for name in ("hf.co/test/tiny-vlm:Q8_0", "hf.co/test/tiny-vlm"):
+        status, text = call(server, "POST", "/api/pull", {"model": name, "stream": False})
+        assert status == 200, text
+    for name, model_id in (("hf.co/test/tiny-vlm:Q8_0", "tiny-Q8_0"), ("HF.co/Test/Tiny-VLM:q8_0", "tiny-Q8_0"),
+                           ("hf.co/test/tiny-vlm", "tiny-Q4_K_M"), ("hf.co/test/tiny-vlm:latest", "tiny-Q4_K_M"),
+                           ("hf://test/tiny-vlm:Q8_0", "tiny-Q8_0")):
+        status, text = call(server, "POST", "/api/chat", {"model": name, "stream": False, "options": {"num_predict": 2},
+                                                          "messages": [{"role": "user", "content": "Hi"}]})
+        assert status == 200 and json.loads(text)["model"] == name, (name, text)  # (named as asked, as Ollama)
+        status, text = call(server, "POST", "/api/show", {"model": name})
+        assert status == 200 and json.loads(text)["modelfile"].count(f"{model_id}.gguf"), (name, text)
+        status, text = call(server, "POST", "/v1/chat/completions", {"model": name, "max_tokens": 2,
+                                                                     "messages": [{"role": "user", "content": "Hi"}]})
+        assert status == 200 and json.loads(text)["model"] == model_id, (name, text)
+    # a quant no pulled model has, and a repository none was pulled from, stay not found
+    for name in ("hf.co/test/tiny-vlm:Q2_K", "hf.co/test/other-repo"):
+        status, text = call(server, "POST", "/api/chat", {"model": name, "messages": []})
+        assert status == 404 and name in json.loads(text)["error"], (name, text)
+    status, text = call(server, "DELETE", "/api/delete", {"model": "hf.co/test/tiny-vlm:Q8_0"})
+    assert status == 200, text
+    assert call(server, "GET", "/v1/models/tiny-Q8_0")[0] == 404

@@ -61,6 +61,28 @@ def canonical_source(source: str) -> str:
     return f"hf://{owner}/{repo}" + (f":{tag}" if tag and tag.lower() != "latest" else "")
 
 
+def pulled_model_id(name: str, models: "list[dict]") -> str | None:
+    """The id of the model among ``models`` (model.json documents) that a pull of ``name`` made, where ``name`` is
+    a whole repository in Ollama's spelling or jan's (``hf.co/owner/repo[:QUANT]``, ``hf://owner/repo[:QUANT]``):
+    Ollama's clients pull a model by that name and then ask for it by the same name. Among the models whose first
+    source is a file of that repository (owner and repository in any case, as the Hub reads them), the one whose
+    file the pull would choose (:func:`pick_model`: the quant named, else the preferred one); None when there is
+    none, or ``name`` names no repository."""
+    repo = parse_hf(canonical_source(name))
+    if repo is None or repo.file is not None:
+        return None
+    by_file: dict[str, str] = {}
+    for model in models:
+        sources = model.get("sources") if isinstance(model, dict) else None
+        url = sources[0].get("url") if isinstance(sources, list) and sources and isinstance(sources[0], dict) else None
+        pulled = parse_hf(url) if isinstance(url, str) else None
+        if (pulled is not None and pulled.file is not None and pulled.owner.lower() == repo.owner.lower()
+                and pulled.repo.lower() == repo.repo.lower() and isinstance(model.get("id"), str)):
+            by_file.setdefault(pulled.file, model["id"])
+    chosen = pick_model(list(by_file), repo.quant)
+    return by_file[chosen] if chosen is not None else None
+
+
 def parse_hf(url: str) -> HFRepo | None:
     """``hf://owner/repo[@rev][:QUANT]`` or ``hf://owner/repo[@rev]/file`` as an :class:`HFRepo`; else None."""
     url = url.strip()
