@@ -86,12 +86,18 @@ def test_a_random_seed_asked_is_random_over_the_models_seed():
 
 @pytest.mark.parametrize(("kw", "says"), [
     ({"cleared": ("temperature",)}, "cannot be cleared"),
-    ({"cleared": ("max_tokens",), "max_tokens": 3}, "both given and cleared"),
     ({"cleared": "stop"}, "tuple of strings"),
 ])
 def test_only_a_field_whose_absence_means_something_can_be_cleared(kw, says):
     with pytest.raises(RequestError, match=says):
         SamplingOptions(**kw)
+
+
+def test_a_value_given_later_wins_over_its_clearing():
+    from dataclasses import replace
+
+    cut = replace(SamplingOptions(cleared=("max_tokens", "seed")), max_tokens=5)  # (as a run's budget cuts a reply)
+    assert (cut.max_tokens, cut.cleared) == (5, ("seed",))
 
 
 def test_cleared_is_no_option_a_model_json_or_the_engine_takes():

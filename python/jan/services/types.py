@@ -595,8 +595,9 @@ class SamplingOptions:
         for name in self.cleared:
             if name not in self.CLEARABLE:
                 raise _misuse("cleared", f"{name!r} cannot be cleared (only {', '.join(sorted(self.CLEARABLE))})")
-            if getattr(self, name) is not None:
-                raise _misuse("cleared", f"{name!r} is both given and cleared")
+        if any(getattr(self, name) is not None for name in self.cleared):
+            # a value given wins (a later replace(max_tokens=...) of a layer that cleared it): it says the field
+            object.__setattr__(self, "cleared", tuple(n for n in self.cleared if getattr(self, n) is None))
         if self.stop and "" in self.stop:
             # here, not only in the engine's parameters: a parsed reply's stop strings never reach the engine
             # (services/output.AnswerStops), and an empty one would end every answer before it began
