@@ -586,6 +586,9 @@ async def tags(request: web.Request) -> web.Response:
         except ValueError:  # its engine is not enabled: listed, without file details
             path = None
         entries.append(await asyncio.to_thread(ollama_models.model_entry, model, path))
+    # the most recently modified first, as Ollama lists them (an app that takes the first listed model gets the one
+    # pulled last, not the first by name); equal times stay in id order
+    entries.sort(key=lambda entry: entry["modified_at"], reverse=True)
     return _json({"models": entries})
 
 
@@ -619,6 +622,7 @@ async def ps(request: web.Request) -> web.Response:
             model, path = {"id": model_id}, None
         status = await model_state(engine, model_id)
         entries.append(await asyncio.to_thread(ollama_models.running_entry, model, path, status))
+    entries.sort(key=lambda entry: entry["expires_at"], reverse=True)  # the longest left first, as Ollama lists them
     return _json({"models": entries})
 
 
