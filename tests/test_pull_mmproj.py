@@ -154,3 +154,62 @@ def test_cli_pull_of_a_repo_brings_its_projector(hub, tmp_path):
     doc = json.loads((tmp_path / "jan" / "models" / "cli-vlm" / "model.json").read_text())
     assert (doc["settings"]["llama_model_path"], doc["settings"]["mmproj"]) == ("tiny-Q8_0.gguf", "mmproj-tiny-f16.gguf")
     assert (tmp_path / "jan" / "models" / "cli-vlm" / "mmproj-tiny-f16.gguf").is_file()
+
+
+def test_canonical_source_reads_ollamas_hugging_face_names():
+    from jan.hf_repo import canonical_source
+
+    assert canonical_source("hf.co/owner/repo:Q8_0") == "hf://owner/repo:Q8_0"
+    assert canonical_source("HuggingFace.co/owner/repo") == "hf://owner/repo"
+    assert canonical_source("hf.co/owner/repo:latest") == "hf://owner/repo"  # (Ollama's default tag: the default quant)
+    for other in ("hf://owner/repo", "llama3.2:1b", "https://hf.co/owner/repo", "hf.co/owner", "hf.co/a/b/c.gguf"):
+        assert canonical_source(other) == other
+
+
+def test_ollamas_hugging_face_name_is_pulled_as_its_hf_repo(server, hub):
+    """Ollama's docs pull a Hugging Face repository as ``hf.co/owner/repo[:QUANT]`` (Open WebUI's pull box takes
+    it so): jan answered 404 "neither a jan model id nor hf://...", on /api/pull and /v1/models/pull alike."""
+    status, text = call(server, "POST", "/api/pull", {"model": "hf.co/test/tiny-vlm:Q8_0", "stream": False})
+    assert (status, json.loads(text)) == (200, {"status": "success"}), text
+    model = json.loads(call(server, "GET", "/v1/models/tiny-Q8_0")[1])
+    assert (model["settings"]["llama_model_path"], model["settings"]["mmproj"]) == ("tiny-Q8_0.gguf",
+                                                                                    "mmproj-tiny-f16.gguf")
+    assert model["sources"][0]["url"] == "hf://test/tiny-vlm/tiny-Q8_0.gguf"
+    # the tag latest is Ollama's default: the repository's default quant, as a name without a tag
+    status, text = call(server, "POST", "/api/pull", {"model": "huggingface.co/test/tiny-vlm:latest", "stream": False})
+    assert status == 200, text
+    assert json.loads(call(server, "GET", "/v1/models/tiny-Q4_K_M")[1])["settings"]["llama_model_path"] == \
+        "tiny-Q4_K_M.gguf"
+    # the same name through jan's own pull route (the one pull of the models extension)
+    status, text = call(server, "POST", "/v1/models/pull", {"url": "hf.co/test/tiny-vlm:Q8_0", "id": "by-v1"})
+    assert status == 200, text
+    assert json.loads(call(server, "GET", "/v1/models/by-v1")[1])["settings"]["llama_model_path"] == "tiny-Q8_0.gguf"
+    # a repository the hub does not have is a 404 naming it, as every pull of a missing source
+    status, text = call(server, "POST", "/api/pull", {"model": "hf.co/test/missing-repo", "stream": False})
+    assert status == 404 and "test/missing-repo" in json.loads(text)["error"], text
+
+
+def test_a_model_pulled_by_its_hugging_face_name_is_found_by_that_name(server, hub):
+    """Ollama's clients pull ``hf.co/owner/repo:QUANT`` and then chat with that same name; jan's id for the model is
+    its file's name, so the name was a 404 on every route after the pull succeeded."""
+    for name in ("hf.co/test/tiny-vlm:Q8_0", "hf.co/test/tiny-vlm"):
+        status, text = call(server, "POST", "/api/pull", {"model": name, "stream": False})
+        assert status == 200, text
+    for name, model_id in (("hf.co/test/tiny-vlm:Q8_0", "tiny-Q8_0"), ("HF.co/Test/Tiny-VLM:q8_0", "tiny-Q8_0"),
+                           ("hf.co/test/tiny-vlm", "tiny-Q4_K_M"), ("hf.co/test/tiny-vlm:latest", "tiny-Q4_K_M"),
+                           ("hf://test/tiny-vlm:Q8_0", "tiny-Q8_0")):
+        status, text = call(server, "POST", "/api/chat", {"model": name, "stream": False, "options": {"num_predict": 2},
+                                                          "messages": [{"role": "user", "content": "Hi"}]})
+        assert status == 200 and json.loads(text)["model"] == name, (name, text)  # (named as asked, as Ollama)
+        status, text = call(server, "POST", "/api/show", {"model": name})
+        assert status == 200 and json.loads(text)["modelfile"].count(f"{model_id}.gguf"), (name, text)
+        status, text = call(server, "POST", "/v1/chat/completions", {"model": name, "max_tokens": 2,
+                                                                     "messages": [{"role": "user", "content": "Hi"}]})
+        assert status == 200 and json.loads(text)["model"] == model_id, (name, text)
+    # a quant no pulled model has, and a repository none was pulled from, stay not found
+    for name in ("hf.co/test/tiny-vlm:Q2_K", "hf.co/test/other-repo"):
+        status, text = call(server, "POST", "/api/chat", {"model": name, "messages": []})
+        assert status == 404 and name in json.loads(text)["error"], (name, text)
+    status, text = call(server, "DELETE", "/api/delete", {"model": "hf.co/test/tiny-vlm:Q8_0"})
+    assert status == 200, text
+    assert call(server, "GET", "/v1/models/tiny-Q8_0")[0] == 404

@@ -10,6 +10,8 @@ file list (the Hub's ``/api/models/<owner>/<repo>/tree/<revision>`` listing) dec
 * the projector: a ``.gguf`` whose name contains ``mmproj`` (F16 preferred, then by name), if any.
 
 A pull of one file (``hf://owner/repo/file.gguf``) also picks up the repository's projector.
+Ollama's name for a repository, ``hf.co/owner/repo[:QUANT]`` (or ``huggingface.co/...``; the tag ``latest`` is
+the default quant), is the same pull (:func:`canonical_source`), so what Ollama's docs tell users to pull works.
 The endpoint and token are the downloader's (``JAN_HF_ENDPOINT``/``HF_ENDPOINT``, ``HF_TOKEN``).
 """
 
@@ -30,6 +32,8 @@ PREFERRED_QUANTS = ("Q4_K_M", "Q4_K_S", "Q4_0", "Q5_K_M", "Q6_K", "Q8_0", "BF16"
 _REPO = re.compile(r"^hf://([^/@:\s]+)/([^/@:\s]+)(?:@([^/:\s]+))?(?::([A-Za-z0-9_.-]+))?/?$")
 _FILE = re.compile(r"^hf://([^/@\s]+)/([^/@\s]+)(?:@([^/\s]+))?/(.+)$")
 LIST_TIMEOUT_S = 60
+#: Ollama's (and ``ollama run``'s) name of a Hugging Face repository: ``hf.co/owner/repo[:QUANT]``
+_HUB_NAME = re.compile(r"^(?:hf\.co|huggingface\.co)/([^/@:\s]+)/([^/@:\s]+?)(?::([A-Za-z0-9_.-]+))?/?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,39 @@ class HFRepo:
         """The ``hf://`` URL of one file of the repository (what the downloader takes)."""
         rev = "" if self.revision == "main" else "@" + quote(self.revision, safe="")
         return f"hf://{self.owner}/{self.repo}{rev}/{path}"
+
+
+def canonical_source(source: str) -> str:
+    """``source`` as jan's pulls name it: Ollama's ``hf.co/owner/repo[:QUANT]`` (or ``huggingface.co/...``) as
+    ``hf://owner/repo[:QUANT]``, its tag ``latest`` (Ollama's default, a name without one) as no quant; any other
+    source as it is."""
+    found = _HUB_NAME.match(source.strip())
+    if found is None:
+        return source
+    owner, repo, tag = found.groups()
+    return f"hf://{owner}/{repo}" + (f":{tag}" if tag and tag.lower() != "latest" else "")
+
+
+def pulled_model_id(name: str, models: "list[dict]") -> str | None:
+    """The id of the model among ``models`` (model.json documents) that a pull of ``name`` made, where ``name`` is
+    a whole repository in Ollama's spelling or jan's (``hf.co/owner/repo[:QUANT]``, ``hf://owner/repo[:QUANT]``):
+    Ollama's clients pull a model by that name and then ask for it by the same name. Among the models whose first
+    source is a file of that repository (owner and repository in any case, as the Hub reads them), the one whose
+    file the pull would choose (:func:`pick_model`: the quant named, else the preferred one); None when there is
+    none, or ``name`` names no repository."""
+    repo = parse_hf(canonical_source(name))
+    if repo is None or repo.file is not None:
+        return None
+    by_file: dict[str, str] = {}
+    for model in models:
+        sources = model.get("sources") if isinstance(model, dict) else None
+        url = sources[0].get("url") if isinstance(sources, list) and sources and isinstance(sources[0], dict) else None
+        pulled = parse_hf(url) if isinstance(url, str) else None
+        if (pulled is not None and pulled.file is not None and pulled.owner.lower() == repo.owner.lower()
+                and pulled.repo.lower() == repo.repo.lower() and isinstance(model.get("id"), str)):
+            by_file.setdefault(pulled.file, model["id"])
+    chosen = pick_model(list(by_file), repo.quant)
+    return by_file[chosen] if chosen is not None else None
 
 
 def parse_hf(url: str) -> HFRepo | None:
@@ -132,6 +169,7 @@ async def plan_pull(source: str, *, endpoint: str | None = None) -> PullPlan:
     :class:`DownloadError` (``invalid_url``) for a repository without a matching GGUF."""
     from jan.downloads import DownloadError
 
+    source = canonical_source(source)
     repo = parse_hf(source)
     if repo is None:
         return PullPlan(source)

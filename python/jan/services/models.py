@@ -8,7 +8,7 @@ import functools
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from jan.core import ExtensionManager, InferenceExtension, LocalInferenceExtension, ModelExtension, ModelState
@@ -31,7 +31,7 @@ from jan.services.local import asks_grammar, asks_text_grammar, asks_tool_gramma
 from jan.services.model_prompt import check_model_prompt
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
 from jan.services.types import (ChatRequest, CompletionRequest, EmbeddingRequest, LoadOptions, ResponseFormat,
-                                SamplingOptions, check_context_keep, resolve_load)
+                                SamplingOptions, check_context_keep, resolve_load, sampling_fields)
 from jan.store.ids import is_valid_id
 # (the rule lives in jan.near_names, free of the services: the engine's "file not found" uses it too); re-exported
 from jan.near_names import TYPO_SIMILARITY, closest_model_id, without_ollama_defaults  # noqa: F401
@@ -135,7 +135,7 @@ def _check_draft_wanted(settings: Mapping[str, Any], keys: Iterable[str] | None)
 #: The model.json ``settings`` keys a local engine reads, and the ``parameters`` keys a request reads: a key one
 #: letter or a case off one of them is a typo :func:`check_known_keys` refuses where it is written.
 KNOWN_SETTINGS = frozenset({*LoadOptions.MODEL_JSON_KEYS, *_TEXT_SETTINGS, *REASONING_SETTINGS, "lora"})
-KNOWN_PARAMETERS = frozenset({*(f.name for f in fields(SamplingOptions)), *REASONING_SETTINGS, "max_completion_tokens",
+KNOWN_PARAMETERS = frozenset({*(f.name for f in sampling_fields()), *REASONING_SETTINGS, "max_completion_tokens",
                               "response_format", "num_keep", "stream"})
 
 
@@ -816,7 +816,8 @@ class ModelService(Held):
         """Whether no model can have the name ``model_id``: it is not this process's and is no id the data folder
         could hold (``llama3.2:3b``, ``openai/gpt-4o``, ``hf.co/owner/repo:Q4_K_M``). A request naming a model
         another server has is told the model is not found (404, as OpenAI, Anthropic and Ollama answer), not that
-        its name is malformed: clients act on the 404 (Ollama's pull offer, a fallback model)."""
+        its name is malformed: clients act on the 404 (Ollama's pull offer, a fallback model). (A Hugging Face name
+        of a model pulled here is found: :meth:`_pulled_as`.)"""
         return model_id not in self._transient and not is_valid_id(model_id)
 
     def _named(self, model_id: str) -> str:
@@ -839,8 +840,11 @@ class ModelService(Held):
         if model_id in self._transient:
             return dict(self._transient[model_id])
         if self._never_stored(model_id):
-            # (guessed too: a stray space, `stories260K `, is no id, and was told without the one it meant)
-            raise await self._missing_with_guess(model_id, ModelNotFoundError(model_id))
+            pulled = await self._pulled_as(model_id)
+            if pulled is None:
+                # (guessed too: a stray space, `stories260K `, is no id, and was told without the one it meant)
+                raise await self._missing_with_guess(model_id, ModelNotFoundError(model_id))
+            model_id = pulled
         try:
             return await self.model_extension().get_model(model_id)
         except (ModelNotFoundError, KeyError) as exc:
@@ -868,6 +872,20 @@ class ModelService(Held):
                 if ids == [] else f"{error} (see `jan models list`)")
         return error
 
+    async def _pulled_as(self, name: str) -> str | None:
+        """The id of the model pulled from the Hugging Face repository ``name`` names as Ollama's clients pull one
+        (``hf.co/owner/repo[:QUANT]``: :func:`jan.hf_repo.pulled_model_id`), which they then ask for by that name;
+        None for any other name, or none pulled from there. (Only a name that can be no id is looked up so.)"""
+        from jan.hf_repo import canonical_source, pulled_model_id
+
+        if not isinstance(name, str) or canonical_source(name) == name and not name.startswith("hf://"):
+            return None
+        try:
+            models = await self.model_extension().list_models()
+        except Exception:  # noqa: BLE001 - unreadable list: the name is not found, as any other
+            return None
+        return pulled_model_id(name, models)
+
     async def _ids(self) -> list[str] | None:
         """The data folder's model ids; None where the list cannot be read (the hints built on it are left out)."""
         try:
@@ -894,7 +912,10 @@ class ModelService(Held):
             model_id = await self.default_model_id()
         model_id = self._named(model_id)
         if self._never_stored(model_id):
-            raise await self._missing_with_guess(model_id, ModelNotFoundError(model_id))
+            pulled = await self._pulled_as(model_id)
+            if pulled is None:
+                raise await self._missing_with_guess(model_id, ModelNotFoundError(model_id))
+            model_id = pulled
         whole = getattr(self.model_extension(), "model_with_weights", None)
         if whole is not None and model_id not in self._transient:
             try:  # the model.json and its files from one read, the path of every request

@@ -19,7 +19,7 @@ import functools
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
 from jan.reasoning_fields import thinking_switch_fault
 from jan.services.control import GenerationControl
@@ -579,12 +579,25 @@ class SamplingOptions:
     lora: tuple[tuple[int, float], ...] | None = None
     # llama-server's id_slot: the engine slot the request runs in, waiting while it is busy (None or -1: any)
     id_slot: int | None = None
+    # Fields this layer says have no value (:data:`CLEARABLE`: no token limit, a seed drawn at random, no stop
+    # strings), which lower layers (a model.json's parameters) then do not fill in: Ollama's num_predict -1 and
+    # seed -1, llama-server's n_predict -1, an empty stop list of either. None alone is "not given here".
+    cleared: tuple[str, ...] = ()
+
+    #: The fields whose absence is itself a setting, so a request can clear a lower layer's value of them.
+    CLEARABLE: ClassVar[frozenset[str]] = frozenset({"max_tokens", "seed", "stop"})
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):  # one stop string, not its characters
             object.__setattr__(self, "stop", (self.stop,))
         _check_fields(self)
         _check_ranges(self)
+        for name in self.cleared:
+            if name not in self.CLEARABLE:
+                raise _misuse("cleared", f"{name!r} cannot be cleared (only {', '.join(sorted(self.CLEARABLE))})")
+        if any(getattr(self, name) is not None for name in self.cleared):
+            # a value given wins (a later replace(max_tokens=...) of a layer that cleared it): it says the field
+            object.__setattr__(self, "cleared", tuple(n for n in self.cleared if getattr(self, n) is None))
         if self.stop and "" in self.stop:
             # here, not only in the engine's parameters: a parsed reply's stop strings never reach the engine
             # (services/output.AnswerStops), and an empty one would end every answer before it began
@@ -599,7 +612,7 @@ class SamplingOptions:
         if not isinstance(values, Mapping):
             return cls()
         kw: dict[str, Any] = {}
-        for f in fields(cls):
+        for f in sampling_fields():
             value = values.get(f.name)
             if value is not None:
                 kw[f.name] = value
@@ -638,7 +651,7 @@ class SamplingOptions:
 
     def given(self) -> dict[str, Any]:
         """The fields that are set, as keyword arguments (``stop`` as a list)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        out = {f.name: getattr(self, f.name) for f in sampling_fields() if getattr(self, f.name) is not None}
         if "stop" in out:
             out["stop"] = list(out["stop"])
         if "logit_bias" in out:
@@ -672,6 +685,11 @@ class LineRules:
 
     def __bool__(self) -> bool:
         return self.n_indent > 0 or self.t_max_predict_ms > 0
+
+
+def sampling_fields() -> tuple[Any, ...]:
+    """:class:`SamplingOptions`' option fields: its dataclass fields but ``cleared``, which says of the others."""
+    return tuple(f for f in fields(SamplingOptions) if f.name != "cleared")
 
 
 #: The built-in sampling defaults, as llama.cpp's server has them (results are comparable).
@@ -814,7 +832,10 @@ def merge_options(*layers: _Options | None) -> Any:
         raise TypeError("merge_options needs at least one layer")
     kind = type(present[0])
     values: dict[str, Any] = {}
+    cleared: list[str] = []
     for f in fields(kind):
+        if f.name == "cleared":
+            continue
         for layer in present:
             if not isinstance(layer, kind):
                 raise TypeError(f"cannot merge {type(layer).__name__} into {kind.__name__}")
@@ -822,6 +843,11 @@ def merge_options(*layers: _Options | None) -> Any:
             if value is not None:
                 values[f.name] = value
                 break
+            if f.name in getattr(layer, "cleared", ()):  # said to have none: the layers under it are not asked
+                cleared.append(f.name)
+                break
+    if cleared:  # (kept cleared, so that a later merge under more layers leaves them so)
+        values["cleared"] = tuple(cleared)
     return kind(**values)
 
 

@@ -269,8 +269,9 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         from jan.downloads import _normalize_sha256  # the downloader's own rule, checked before a pull that hashes first
         from jan.downloads import filename_from_url, resolve_url
         from jan.extensions.models.downloads import ModelPull
-        from jan.hf_repo import plan_pull
+        from jan.hf_repo import canonical_source, plan_pull
 
+        source = canonical_source(source)  # (Ollama's hf.co/owner/repo:QUANT is hf://owner/repo:QUANT)
         plan = await plan_pull(source)
         url = resolve_url(plan.model_url)
         filename = filename_from_url(url)

@@ -49,12 +49,15 @@ def model_id(name: str) -> str:
 
 
 def sampling(options: wire.OllamaOptions | None) -> SamplingOptions:
-    """Ollama ``options`` as a sampling layer. ``num_predict`` <= 0 (-1: no limit, -2: fill the
-    context) and ``seed`` -1 (llama.cpp's "random") mean "not given"; another negative seed is a seed, folded into
-    32 bits as every dialect's is (:func:`jan.engine.params.engine_seed`)."""
+    """Ollama ``options`` as a sampling layer. ``num_predict`` -1 (no limit) and -2 (fill the context), ``seed`` -1
+    (a random one) and an empty ``stop`` list say so over the model's own parameters (``cleared``), as Ollama lays a
+    request's options over its Modelfile's; ``num_predict`` 0 (Go's zero value) is not given. Another negative seed
+    is a seed, folded into 32 bits as every dialect's is (:func:`jan.engine.params.engine_seed`)."""
     if options is None:
         return SamplingOptions()
     o = options
+    cleared = [name for name, off in (("max_tokens", o.num_predict is not None and o.num_predict < 0),
+                                      ("seed", o.seed == -1), ("stop", o.stop == [])) if off]
     shared = {name: getattr(o, name) for name in wire.SHARED_SAMPLING}
     # Ollama's "off" values as jan's (wire.OLLAMA_BOUNDS): top_k <= 0 (llama.cpp's own reading) is 0, typical_p 0
     # is 1; said explicitly, so that they turn off a model.json default too
@@ -66,6 +69,7 @@ def sampling(options: wire.OllamaOptions | None) -> SamplingOptions:
         max_tokens=o.num_predict if o.num_predict is not None and o.num_predict > 0 else None,
         seed=o.seed if o.seed != -1 else None,
         stop=tuple(o.stop) if o.stop else None,
+        cleared=tuple(cleared),
         **shared,
     )
 

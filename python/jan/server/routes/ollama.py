@@ -593,6 +593,9 @@ async def tags(request: web.Request) -> web.Response:
         except ValueError:  # its engine is not enabled: listed, without file details
             path = None
         entries.append(await asyncio.to_thread(ollama_models.model_entry, model, path))
+    # the most recently modified first, as Ollama lists them (an app that takes the first listed model gets the one
+    # pulled last, not the first by name); equal times stay in id order
+    entries.sort(key=lambda entry: entry["modified_at"], reverse=True)
     return _json({"models": entries})
 
 
@@ -626,6 +629,7 @@ async def ps(request: web.Request) -> web.Response:
             model, path = {"id": model_id}, None
         status = await model_state(engine, model_id)
         entries.append(await asyncio.to_thread(ollama_models.running_entry, model, path, status))
+    entries.sort(key=lambda entry: entry["expires_at"], reverse=True)  # the longest left first, as Ollama lists them
     return _json({"models": entries})
 
 
@@ -966,6 +970,9 @@ def _pull_failure(exc: BaseException) -> OllamaError:
 
 async def _pull_source(services: Services, name: str) -> tuple[str | None, str | None]:
     """(URL to download, model id); no URL when the model is already there."""
+    from jan.hf_repo import canonical_source
+
+    name = canonical_source(name)  # Ollama's hf.co/owner/repo[:QUANT], as its docs tell users to pull
     if "://" in name:
         return name, None
     model_id = ollama_requests.model_id(name)
@@ -977,7 +984,7 @@ async def _pull_source(services: Services, name: str) -> tuple[str | None, str |
             model = await services.models.get(model_id)
     except ModelNotFoundError:
         raise OllamaError(404, f"pull model manifest: '{name}' is neither a jan model id nor an hf://owner/repo/"
-                               "file.gguf or http(s) URL of a GGUF file") from None
+                               "file.gguf, hf.co/owner/repo[:QUANT] or http(s) URL of a GGUF file") from None
     if not isinstance(services.models.engine_for(model), LocalInferenceExtension) or await _weights(services, model):
         return None, model_id
     urls = [s.get("url") for s in model.get("sources") or () if isinstance(s, dict) and s.get("url")]
