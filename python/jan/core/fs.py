@@ -29,6 +29,7 @@ __all__ = [
     "fsync_dir",
     "LinkTargetError",
     "lock_key",
+    "naming_errors",
     "write_target",
     "loads_json",
     "set_aside",
@@ -75,6 +76,20 @@ def fsync_dir(folder: str | os.PathLike[str]) -> None:
         pass
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def naming_errors(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Give an ``OSError`` raised in the block without a file name (a ``write``, ``flush`` or ``fsync`` of an open
+    file: "No space left on device" alone) ``path`` as its ``filename``. The server tells a disk's refusal by it
+    (507 for a full disk, naming the folder) where a nameless one read as the code's own failure, a 500 that hid the
+    cause (an extension's store call, jan.core.guarded); the CLI names the file too."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), os.fspath(path)) from exc
+        raise
 
 
 def _discard(tmp: str) -> None:
@@ -145,7 +160,7 @@ def atomic_writer(path: str | os.PathLike[str], *, new_mode: int | None = None) 
     # Hidden and suffixed so listings skip it if a crash leaves it behind.
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=TEMP_SUFFIX, dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with naming_errors(target), os.fdopen(fd, "wb") as f:  # (named: the close flushes again)
             yield f
             f.flush()
             os.fsync(f.fileno())

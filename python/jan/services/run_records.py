@@ -152,6 +152,7 @@ def save_record(data_folder: str | Path, record: dict[str, Any]) -> None:
     if not path.parent.parent.is_dir():
         leases.release(record["id"])
         return
+    taken = live and not leases.holds(record["id"])
     if live:
         leases.take(record["id"])
     try:
@@ -166,6 +167,12 @@ def save_record(data_folder: str | Path, record: dict[str, Any]) -> None:
             raise
         leases.release(record["id"])
         return
+    except OSError:
+        # a run whose first record could not be written (a full disk: the request's 507) never started: the lease
+        # taken for it was held until the process ended. One already running keeps its lease: it still runs.
+        if taken:
+            leases.release(record["id"])
+        raise
     if not live:
         leases.release(record["id"])
 
