@@ -87,6 +87,21 @@ class StoreContext:
         return self.locks.hold(*(self.key(p) for p in paths))
 
     def relpath(self, path: Path) -> str:
+        """Where ``path`` is in the folder, as a user sees it: relative to the root, its own name kept when it is a
+        symbolic link, a collection reached through a link (``models/`` moved to a bigger disk) named by its name
+        in the folder; the lock key (:meth:`key`) of a path outside. What problems are reported, and listings
+        filter, under: keyed by a link's target (``/home/u/dotfiles/thread.json``), a damaged file linked into a
+        collection was left out of its listing with no word in its ``problems``."""
+        path = Path(path)
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            pass
+        for collection, (_, base) in list(self._bases.items()):
+            try:
+                return (Path(collection) / path.relative_to(base)).as_posix()
+            except ValueError:
+                continue
         return self.key(path)
 
     # --- problems ---
