@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from jan.json_text import escape_lone_surrogates, loads_json
+from jan.json_text import data_file_text, escape_lone_surrogates, loads_json
 from jan.local_files import read_regular_file
 
 from .exceptions import PathOutsideDataFolderError
@@ -265,7 +265,7 @@ class LocalFileSystem(FileSystem):
 
     def read_text(self, path: str | os.PathLike[str]) -> str:
         # (a named pipe in a file's place is an error, not a read that waits forever)
-        return read_regular_file(self.resolve(path)).decode("utf-8")
+        return data_file_text(read_regular_file(self.resolve(path)))
 
     def write_text(self, path: str | os.PathLike[str], text: str) -> None:
         atomic_write_text(self.resolve(path), text)

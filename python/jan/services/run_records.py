@@ -40,7 +40,7 @@ from typing import Any
 
 from jan.core.fs import atomic_write_bytes, loads_json, set_aside
 from jan.core.locks import try_lock_file
-from jan.json_text import utf8_json
+from jan.json_text import data_file_text, utf8_json
 from jan.services.run_steps import interrupted_steps
 from jan.services.thread_claims import claim_lock_path  # (the claim lock: kept importable here)
 from jan.store._util import now_s
@@ -250,7 +250,7 @@ def _field_error(record: dict[str, Any]) -> str | None:
 
 def _parse(data: bytes, path: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        record = loads_json(data.decode("utf-8"))
+        record = loads_json(data_file_text(data))
     except (ValueError, UnicodeDecodeError) as exc:
         return None, f"invalid JSON: {exc}"
     error = _shape_error(record, path)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jan.core.fs import lock_key, loads_json
+from jan.json_text import data_file_text
 from jan.local_files import MAX_DATA_FILE_BYTES, FileTooLargeError, read_regular_file
 from jan.core.locks import LOCK_DIR_NAME  # (re-exported: the stores and extension settings lock in one folder)
 
@@ -190,7 +191,7 @@ class StoreContext:
 
     @staticmethod
     def _parse(data: bytes) -> dict[str, Any]:
-        doc = loads_json(data.decode("utf-8"))
+        doc = loads_json(data_file_text(data))
         if not isinstance(doc, dict):
             raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
         return doc

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from jan.core.fs import loads_json, naming_errors
+from jan.json_text import data_file_text
 
 from ._util import dumps_json
 from .atomic import atomic_write_bytes, fsync_dir
@@ -48,7 +49,7 @@ class JsonlContent:
 
 
 def _parse_line(raw: bytes) -> dict[str, Any]:
-    obj = loads_json(raw.decode("utf-8"))
+    obj = loads_json(data_file_text(raw))
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     return obj
