@@ -206,7 +206,9 @@ def test_a_disk_that_fills_at_the_write_is_a_507_on_every_store_write(tmp_path, 
 
 def test_a_run_whose_first_record_the_disk_refuses_holds_no_lease(tmp_path, monkeypatch):
     """A live run's lease is taken before its record is written; a record the disk refused (the request's 507) left
-    the lease held, its lock file open, until the process ended. One already running keeps its lease."""
+    the lease held, its lock file open, until the process ended. So did a run's end the disk refused: its last
+    record on disk ("queued") read as running to every other process on the folder, which refused runs on its
+    thread (run_active) until this one ended. One still running keeps its lease."""
     import jan.services.run_records as run_records
     from jan.store import leases
 
@@ -228,5 +230,7 @@ def test_a_run_whose_first_record_the_disk_refuses_holds_no_lease(tmp_path, monk
     with pytest.raises(OSError):
         run_records.save_record(data, {**record, "id": "run_live", "status": "in_progress"})
     assert run_records._leases(data).holds("run_live")  # it still runs: another process must not take it up
-    run_records._leases(data).release("run_live")
+    with pytest.raises(OSError):  # it ended, but the disk refused its end: unleased, readers end it interrupted
+        run_records.save_record(data, {**record, "id": "run_live", "status": "completed"})
+    assert not run_records._leases(data).holds("run_live")
     assert not [key for key in leases._HELD if "run_" in key]

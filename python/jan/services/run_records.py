@@ -168,9 +168,12 @@ def save_record(data_folder: str | Path, record: dict[str, Any]) -> None:
         leases.release(record["id"])
         return
     except OSError:
-        # a run whose first record could not be written (a full disk: the request's 507) never started: the lease
-        # taken for it was held until the process ended. One already running keeps its lease: it still runs.
-        if taken:
+        # The lease goes with a record the disk refused (a full disk, a read-only folder) unless the run goes on:
+        # a run whose first record could not be written (the request's 507) never started, and a run that ended
+        # but could not save its end left its last live record ("queued") leased until this process ended, so
+        # every other process sharing the folder read it as running and refused runs on its thread (run_active).
+        # Unleased, every reader ends it as interrupted. One still running (a live record's save) keeps it.
+        if taken or not live:
             leases.release(record["id"])
         raise
     if not live:
