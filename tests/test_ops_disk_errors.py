@@ -234,3 +234,25 @@ def test_a_run_whose_first_record_the_disk_refuses_holds_no_lease(tmp_path, monk
         run_records.save_record(data, {**record, "id": "run_live", "status": "completed"})
     assert not run_records._leases(data).holds("run_live")
     assert not [key for key in leases._HELD if "run_" in key]
+
+
+@pytest.mark.parametrize("mode", [{}, {"stream": True}, {"background": True}])
+def test_a_stored_response_the_disk_refuses_is_a_507_not_a_failed_response(tmp_path, stories_path, monkeypatch, mode):
+    """A stored response whose record a full disk refused never began: it was answered 200 with a "failed" response
+    (a stream of response.created then response.failed) whose id every GET then answered 404. It is the 507 every
+    other refused write is; nothing is left behind, and with space again the same request is stored."""
+    data = tmp_path / "data"
+    body = {"model": "stories260K", "input": "Once", "max_output_tokens": 4, **mode}
+    with running(data, stories_path) as srv:
+        monkeypatch.setattr(jan.core.fs, "tempfile", _FullDisk)
+        status, answer = _call(srv.base_url, "POST", "/v1/responses", body)
+        assert (status, answer["error"]["code"]) == (507, "insufficient_storage"), answer
+        assert "out of disk space" in answer["error"]["message"]
+        monkeypatch.undo()
+        assert not list(data.glob("responses/*.json"))  # (nothing half there)
+        req = urllib.request.Request(srv.base_url + "/v1/responses", method="POST",
+                                     headers={"content-type": "application/json"},
+                                     data=json.dumps({**body, "stream": False}).encode())
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            rid = json.loads(resp.read())["id"]
+        assert _call(srv.base_url, "GET", f"/v1/responses/{rid}")[0] == 200
