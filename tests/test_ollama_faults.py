@@ -120,11 +120,31 @@ def test_every_pull_route_maps_a_download_failure_alike():
         (DownloadError("refused", DownloadError.NETWORK), 502),
         (DownloadError("sha256", DownloadError.CHECKSUM_MISMATCH), 502),
         (DownloadError("pulled elsewhere", DownloadError.CONFLICT), 409),
-        (DownloadError("disk full", DownloadError.IO), 500),
+        (DownloadError("no permission", DownloadError.IO), 500),
     ]
     for exc, status in cases:
         assert exc.http_status == status, exc
         assert to_api_error(exc).status == status, exc  # any route that lets one through (OpenAI's shape)
+
+
+async def test_a_pull_the_full_disk_refuses_is_a_507(server, source, monkeypatch):
+    """A pull whose file the local disk refused for want of space was a 500 (Ollama's /api/pull; the error of any
+    route that lets it through), where every other write of the data folder a full disk refuses is the 507."""
+    import errno
+
+    import jan.downloads
+
+    def full(self, f, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(jan.downloads.DownloadTask, "_write", full)
+    server.app[MANAGER].get(ModelExtension).downloader.retries = 0
+    async with Client(server.base_url) as api:
+        got, body = await api.post("/api/pull", {"model": f"{source}/tiny.gguf", "stream": False})
+        assert got == 507 and "No space left on device" in _only_error(body), body
+    failure = DownloadError("cannot write", DownloadError.IO)
+    failure.__cause__ = OSError(errno.ENOSPC, "No space left on device")
+    assert to_api_error(failure).status == 507  # (any route that lets one through, OpenAI's shape)
 
 
 async def test_pull_progress_has_no_file_name_for_a_digest(server, source):

@@ -146,3 +146,113 @@ def test_reads_that_would_repair_the_folder_still_answer_on_a_full_disk(tmp_path
         assert status == 200, listed  # was a 507: the read failed on its write-back
         assert [m["status"] for m in listed["data"]] == ["completed", "incomplete"]
     assert messages.read_bytes() == raw  # nothing written; the next read that can write finishes it on disk
+
+
+class _OsFullOnSync:
+    """Stands in for a module's ``os``: ``fsync`` fails as a real full disk fails a write that got past the
+    temporary file's creation (tmpfs, a quota: the bytes are refused at the flush), an ``OSError`` that names no
+    file. Everything else is the real ``os``."""
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    @staticmethod
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_disk_that_fills_at_the_write_is_a_507_on_every_store_write(tmp_path, stories_path, monkeypatch):
+    """A real full disk refuses the bytes, not the temporary file: the OSError of a flush names no file, and the
+    extension guard took it for the extension's own failure — 500 "the extension 'conversational' failed in
+    create_thread() with OSError" for a thread, a message, an assistant, a model's PATCH. Each is the 507 naming
+    the folder; an append cut short is cut off again (the file as it was)."""
+    import jan.store.jsonl
+    from jan.store import leases
+
+    data = tmp_path / "data"
+    with running(data, stories_path) as srv:
+        base = srv.base_url
+        status, thread = _call(base, "POST", "/v1/threads", {"title": "kept", "messages": [
+            {"role": "user", "content": "Once upon a time"}]})
+        assert status == 200
+        status, assistant = _call(base, "POST", "/v1/assistants", {"model": "stories260K", "name": "a"})
+        folder = data / "threads" / thread["id"]
+        before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+        monkeypatch.setattr(jan.core.fs, "os", _OsFullOnSync())
+        monkeypatch.setattr(jan.store.jsonl, "os", _OsFullOnSync())
+        for method, path, body in [("POST", "/v1/threads", {"title": "new"}),
+                                   ("POST", f"/v1/threads/{thread['id']}", {"title": "renamed"}),
+                                   ("POST", f"/v1/threads/{thread['id']}/messages", {"role": "user", "content": "x"}),
+                                   ("POST", "/v1/assistants", {"model": "stories260K", "name": "b"}),
+                                   ("POST", f"/v1/assistants/{assistant['id']}", {"name": "c"}),
+                                   ("PATCH", "/v1/models/stories260K", {"parameters": {"temperature": 0.5}}),
+                                   ("POST", "/v1/conversations", {}),
+                                   ("POST", f"/v1/threads/{thread['id']}/runs",
+                                    {"assistant_id": "jan", "max_completion_tokens": 4})]:
+            status, answer = _call(base, method, path, body)
+            assert (status, answer["error"]["code"]) == (507, "insufficient_storage"), (path, answer)
+            assert "out of disk space" in answer["error"]["message"] and str(data) in answer["error"]["message"]
+        assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before  # the append cut off
+        assert not [key for key in leases._HELD if "run_" in key]
+
+        monkeypatch.undo()
+        status, listed = _call(base, "GET", f"/v1/threads/{thread['id']}/messages")
+        assert status == 200 and len(listed["data"]) == 1 and not listed.get("problems"), listed
+        status, run = _call(base, "POST", f"/v1/threads/{thread['id']}/runs",
+                            {"assistant_id": "jan", "max_completion_tokens": 4})
+        assert status == 200, run
+
+
+def test_a_run_whose_first_record_the_disk_refuses_holds_no_lease(tmp_path, monkeypatch):
+    """A live run's lease is taken before its record is written; a record the disk refused (the request's 507) left
+    the lease held, its lock file open, until the process ended. So did a run's end the disk refused: its last
+    record on disk ("queued") read as running to every other process on the folder, which refused runs on its
+    thread (run_active) until this one ended. One still running keeps its lease."""
+    import jan.services.run_records as run_records
+    from jan.store import leases
+
+    data = tmp_path / "data"
+    (data / "threads" / "thread_a").mkdir(parents=True)
+    record = {"id": "run_refused", "thread_id": "thread_a", "status": "queued"}
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(run_records, "atomic_write_bytes", full)
+    with pytest.raises(OSError):
+        run_records.save_record(data, record)
+    assert not run_records._leases(data).holds("run_refused")
+
+    monkeypatch.undo()
+    run_records.save_record(data, {**record, "id": "run_live"})  # running: leased
+    monkeypatch.setattr(run_records, "atomic_write_bytes", full)
+    with pytest.raises(OSError):
+        run_records.save_record(data, {**record, "id": "run_live", "status": "in_progress"})
+    assert run_records._leases(data).holds("run_live")  # it still runs: another process must not take it up
+    with pytest.raises(OSError):  # it ended, but the disk refused its end: unleased, readers end it interrupted
+        run_records.save_record(data, {**record, "id": "run_live", "status": "completed"})
+    assert not run_records._leases(data).holds("run_live")
+    assert not [key for key in leases._HELD if "run_" in key]
+
+
+@pytest.mark.parametrize("mode", [{}, {"stream": True}, {"background": True}])
+def test_a_stored_response_the_disk_refuses_is_a_507_not_a_failed_response(tmp_path, stories_path, monkeypatch, mode):
+    """A stored response whose record a full disk refused never began: it was answered 200 with a "failed" response
+    (a stream of response.created then response.failed) whose id every GET then answered 404. It is the 507 every
+    other refused write is; nothing is left behind, and with space again the same request is stored."""
+    data = tmp_path / "data"
+    body = {"model": "stories260K", "input": "Once", "max_output_tokens": 4, **mode}
+    with running(data, stories_path) as srv:
+        monkeypatch.setattr(jan.core.fs, "tempfile", _FullDisk)
+        status, answer = _call(srv.base_url, "POST", "/v1/responses", body)
+        assert (status, answer["error"]["code"]) == (507, "insufficient_storage"), answer
+        assert "out of disk space" in answer["error"]["message"]
+        monkeypatch.undo()
+        assert not list(data.glob("responses/*.json"))  # (nothing half there)
+        req = urllib.request.Request(srv.base_url + "/v1/responses", method="POST",
+                                     headers={"content-type": "application/json"},
+                                     data=json.dumps({**body, "stream": False}).encode())
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            rid = json.loads(resp.read())["id"]
+        assert _call(srv.base_url, "GET", f"/v1/responses/{rid}")[0] == 200

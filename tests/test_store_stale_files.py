@@ -66,3 +66,32 @@ def test_interrupted_atomic_writes_name_their_process(tmp_path):
 
     assert temp_writer_pid(temp_prefix("settings.json") + "k2j4h5g6.tmp") == os.getpid()
     assert temp_writer_pid(".settings.json.k2j4h5g6.tmp") is None
+
+
+def test_temp_files_in_a_collection_kept_elsewhere_through_a_link_are_removed(tmp_path, stories_path):
+    """``models/`` moved to a bigger disk and linked back (a model's own folder likewise): a model copy a kill
+    interrupted there was never swept, the walk did not follow the link, and its hidden multi-GB temporary file
+    stayed for good. The walk follows such a folder and takes jan's own temporary files in it (those naming their
+    writer's PID): a hidden ``.x.tmp`` of another program, old as it may be, is left (the folder is the user's)."""
+    data = tmp_path / "data"
+    DataFolder(data)
+    disk = tmp_path / "bigdisk"
+    (data / "models").rename(disk)
+    (data / "models").symlink_to(disk)
+    (disk / "m").mkdir()
+    killed, killed_tmp = _start_writer(stories_path, data / "models" / "m")
+    own_folder = tmp_path / "elsewhere" / "n"
+    own_folder.mkdir(parents=True)
+    (disk / "n").symlink_to(own_folder)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait(30)
+    in_linked_model = own_folder / f".model.json.p{killed.pid}.abcd1234.tmp"
+    in_linked_model.write_bytes(b"x")
+    foreign = own_folder / ".cache.tmp"  # no PID: not a name jan writes
+    foreign.write_bytes(b"x")
+    os.utime(foreign, (time.time() - 7200, time.time() - 7200))
+
+    removed = DataFolder(data).removed_temp_files
+    assert not os.path.exists(killed_tmp) and not in_linked_model.exists()
+    assert {p.name for p in removed} == {os.path.basename(killed_tmp), in_linked_model.name}
+    assert foreign.exists()

@@ -181,3 +181,23 @@ def test_a_killed_write_through_a_link_leaves_no_temp_file_beside_the_target(tmp
     folder = DataFolder(data)
     assert not left.exists() and mine_alive.exists() and other.exists()
     assert left in folder.removed_temp_files
+
+
+def test_a_damaged_file_linked_in_from_elsewhere_is_reported_where_it_lies_in_the_folder(tmp_path):
+    """A thread.json (assistant.json, model.json) linked to a file outside the folder that does not parse is left
+    out of its listing and reported under its own path in the folder, which the listing's ``problems`` filter
+    reads (``threads/``): it was reported under the link's target (``/elsewhere/thread.json``), so the thread
+    vanished from the list with no word of why. Its errors name it the same way."""
+    folder = DataFolder(tmp_path / "data")
+    thread = folder.threads.create(title="linked")
+    assistant = folder.assistants.create(model="m", name="linked")
+    paths = {"threads": tmp_path / "data" / "threads" / thread["id"] / "thread.json",
+             "assistants": tmp_path / "data" / "assistants" / assistant["id"] / "assistant.json"}
+    for path in paths.values():
+        _link_out(path, tmp_path / "dotfiles" / path.parent.name).write_text('{"title": ')
+    assert [t["id"] for t in folder.threads.list().data] == []
+    assert assistant["id"] not in [a["id"] for a in folder.assistants.list().data]
+    reported = {p.path for p in folder.problems}
+    for collection, path in paths.items():
+        assert path.relative_to(tmp_path / "data").as_posix() in reported, (collection, reported)
+    assert not [p for p in reported if p.startswith("/")]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import errno
 import hashlib
 import logging
 import os
@@ -119,16 +120,25 @@ class DownloadError(JanError):
         ``POST /v1/models/pull``): the client's bad URL is a 400, a source that says the file is not there (404,
         410) a 404 as an unknown model name is, a pull of another source under the same id a 409; a source that
         fails otherwise (a 5xx, a refused connection, a file of the wrong size or hash) is a 502, since the fault
-        is upstream, not the client's nor jan's. Only the local disk (IO) and jan's own bugs are a 500."""
+        is upstream, not the client's nor jan's. A full local disk is a 507; its other refusals (IO) and jan's own bugs
+        are a 500."""
         if self.status in (404, 410):  # (an hf:// repository that is not there is also an INVALID_URL)
             return 404
         if self.reason == DownloadError.INVALID_URL:
             return 400
         if self.reason in (DownloadError.CONFLICT, DownloadError.CANCELLED):
             return 409  # (cancelled: another request stopped this pull)
+        if self.reason == DownloadError.IO and self.disk_full:
+            return 507  # (as every write of the data folder a full disk refuses: the operator's to free space)
         if self.reason in (DownloadError.IO, DownloadError.INTERNAL):
             return 500
         return 502
+
+    @property
+    def disk_full(self) -> bool:
+        """Whether the local disk refused the download for want of space (full, or over quota)."""
+        cause = self.__cause__
+        return isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 class DownloadCancelledError(DownloadError):
@@ -774,10 +784,9 @@ class DownloadTask:
             self._finish(DownloadState.FAILED, exc)
             log.warning("download of %s failed: %s", self.source_url, exc)
         except OSError as exc:
-            self._finish(
-                DownloadState.FAILED,
-                DownloadError(f"cannot write {self.dest}: {exc}", DownloadError.IO, url=self.url),
-            )
+            failure = DownloadError(f"cannot write {self.dest}: {exc}", DownloadError.IO, url=self.url)
+            failure.__cause__ = exc  # (what the disk said: a full one is a 507, http_status)
+            self._finish(DownloadState.FAILED, failure)
             log.warning("download of %s failed: %s", self.source_url, exc)
         except Exception as exc:  # noqa: BLE001 - recorded on the task; wait() re-raises it
             log.exception("download of %s crashed", self.source_url)

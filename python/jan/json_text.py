@@ -125,6 +125,15 @@ def _without_lone_surrogates(value: Any) -> Any:
     return value
 
 
+def data_file_text(data: bytes) -> str:
+    """The text of a JSON or JSONL file of the data folder: UTF-8, a leading byte-order mark left out (Windows
+    editors, Notepad among them, write one, which RFC 8259 lets a parser ignore). ``UnicodeDecodeError`` for bytes
+    that are no UTF-8. Kept, the mark made a hand-edited thread.json (model.json, settings.json, mcp.json) read as
+    damaged, and the first line of a messages.jsonl as no JSON: that message was skipped, and dropped from the file
+    by the next rewrite."""
+    return data.decode("utf-8-sig")
+
+
 def loads_json(text: str | bytes | bytearray, **kwargs: Any) -> Any:
     """``json.loads(text, **kwargs)``; JSON nested too deeply to parse is a :class:`json.JSONDecodeError` too.
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from jan.json_text import escape_lone_surrogates, loads_json
+from jan.json_text import data_file_text, escape_lone_surrogates, loads_json
 from jan.local_files import read_regular_file
 
 from .exceptions import PathOutsideDataFolderError
@@ -29,6 +29,7 @@ __all__ = [
     "fsync_dir",
     "LinkTargetError",
     "lock_key",
+    "naming_errors",
     "write_target",
     "loads_json",
     "set_aside",
@@ -75,6 +76,20 @@ def fsync_dir(folder: str | os.PathLike[str]) -> None:
         pass
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def naming_errors(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Give an ``OSError`` raised in the block without a file name (a ``write``, ``flush`` or ``fsync`` of an open
+    file: "No space left on device" alone) ``path`` as its ``filename``. The server tells a disk's refusal by it
+    (507 for a full disk, naming the folder) where a nameless one read as the code's own failure, a 500 that hid the
+    cause (an extension's store call, jan.core.guarded); the CLI names the file too."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), os.fspath(path)) from exc
+        raise
 
 
 def _discard(tmp: str) -> None:
@@ -145,7 +160,7 @@ def atomic_writer(path: str | os.PathLike[str], *, new_mode: int | None = None) 
     # Hidden and suffixed so listings skip it if a crash leaves it behind.
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=TEMP_SUFFIX, dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with naming_errors(target), os.fdopen(fd, "wb") as f:  # (named: the close flushes again)
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -250,7 +265,7 @@ class LocalFileSystem(FileSystem):
 
     def read_text(self, path: str | os.PathLike[str]) -> str:
         # (a named pipe in a file's place is an error, not a read that waits forever)
-        return read_regular_file(self.resolve(path)).decode("utf-8")
+        return data_file_text(read_regular_file(self.resolve(path)))
 
     def write_text(self, path: str | os.PathLike[str], text: str) -> None:
         atomic_write_text(self.resolve(path), text)

@@ -14,6 +14,7 @@ A message engine's own calls are checked alike by :mod:`jan.services.engine_outp
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import logging
@@ -82,7 +83,13 @@ def _theirs(exc: Exception) -> bool:
     """Whether ``exc`` is a failure of the extension's own rather than one its interface lets it raise."""
     if isinstance(exc, (JanError, ValueError)):
         return False
-    return not (isinstance(exc, OSError) and exc.filename is not None)
+    # a full or read-only disk is the machine's, whoever wrote: its errno says so even where no file is named (a
+    # write's flush), and it is answered as such (507), not as the extension's fault
+    return not (isinstance(exc, OSError) and (exc.filename is not None or exc.errno in _DISK_REFUSALS))
+
+
+#: The errnos of a disk that refuses every writer alike (full, over quota, mounted read-only).
+_DISK_REFUSALS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS})
 
 
 def _conforms(value: Any, hint: Any) -> bool:

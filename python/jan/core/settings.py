@@ -317,6 +317,9 @@ class ExtensionSettings:
         #: logged only, a user who hand-edited the file saw their values silently gone.
         self._file_problems: list[dict[str, Any]] = []
         self._ignored: list[dict[str, Any]] = []
+        #: the stored values this schema ignores, as the file has them (a setting of a newer version of the
+        #: extension, a hand edit's wrong type): kept in the file by a change of other settings (:meth:`_commit`)
+        self._unused: dict[str, Any] = {}
         #: why the stored file could not be read (it is there: a write would replace values never seen), or None
         self._unreadable: OSError | None = None
         #: the stored file is no JSON object (a hand edit's typo): left in place, set aside by the change that
@@ -427,14 +430,15 @@ class ExtensionSettings:
             effective, model = self._schema.validate(candidate, frozenset(values))
             # Store what validation made of the values (pydantic's form of them: an int given a float field is 2.0).
             stored = {k: copy.deepcopy(effective.get(k, candidate[k])) for k in candidate}
-            return self._commit(stored, effective, model, previous)
+            return self._commit(stored, effective, model, previous, unused_dropped=frozenset(values))
 
     def _reset_stored(self, keys: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
         with self._lock():
             previous = self._fresh()
             remaining = {} if not keys else {k: v for k, v in self._overrides.items() if k not in keys}
             effective, model = self._schema.validate(remaining)
-            return self._commit(remaining, effective, model, previous)
+            return self._commit(remaining, effective, model, previous,
+                                unused_dropped=frozenset(keys) if keys else frozenset(self._unused))
 
     def _notified(self, changes: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
         if changes:
@@ -552,23 +556,31 @@ class ExtensionSettings:
             else:
                 break
         self._overrides = overrides
+        self._unused = {k: v for k, v in stored.items() if k not in overrides}
         self._values = effective
         self._model = model
 
     def _commit(self, stored: dict[str, Any], effective: dict[str, Any], model: Any,
-                previous: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+                previous: dict[str, Any], unused_dropped: frozenset[str] = frozenset(),
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Store the values; (what changed: ``{key: new}``, ``{key: old}``), to be told by :meth:`_notified` (on the
-        caller's thread: the loop's, for :meth:`update_off_loop`). A damaged file it replaces is kept beside it."""
+        caller's thread: the loop's, for :meth:`update_off_loop`). A damaged file it replaces is kept beside it.
+        The stored values this schema ignores stay in the file as they were, but those in ``unused_dropped`` (the
+        keys the change sets or resets): a change of one setting dropped them all, a newer version's settings
+        (the user going back a version) and a hand edit's typo alike, with no copy kept."""
         if self._damaged:
             aside = getattr(self._store, "set_aside", None)
             moved = aside(self.namespace) if aside is not None else None
             if moved is not None:
                 logger.warning("the unreadable settings file of %s is replaced; its bytes are kept as %s",
                                self.namespace, moved)
-        self._store.write(self.namespace, stored)
+        unused = {k: v for k, v in self._unused.items() if k not in unused_dropped and k not in stored}
+        self._store.write(self.namespace, {**unused, **stored})
         self._damaged = False
         self._overrides, self._values, self._model, self._error = stored, effective, model, None
-        self._file_problems, self._ignored = [], []  # the file now holds exactly the valid values
+        self._unused = unused
+        # the file now holds the valid values, and the ignored ones it kept (still told as ignored)
+        self._file_problems, self._ignored = [], [i for i in self._ignored if i["field"] in unused]
         keys = set(previous) | set(effective)
         changes = {k: copy.deepcopy(effective.get(k)) for k in sorted(keys) if previous.get(k) != effective.get(k)}
         return changes, {k: copy.deepcopy(previous.get(k)) for k in changes}

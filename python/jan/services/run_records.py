@@ -40,7 +40,7 @@ from typing import Any
 
 from jan.core.fs import atomic_write_bytes, loads_json, set_aside
 from jan.core.locks import try_lock_file
-from jan.json_text import utf8_json
+from jan.json_text import data_file_text, utf8_json
 from jan.services.run_steps import interrupted_steps
 from jan.services.thread_claims import claim_lock_path  # (the claim lock: kept importable here)
 from jan.store._util import now_s
@@ -152,6 +152,7 @@ def save_record(data_folder: str | Path, record: dict[str, Any]) -> None:
     if not path.parent.parent.is_dir():
         leases.release(record["id"])
         return
+    taken = live and not leases.holds(record["id"])
     if live:
         leases.take(record["id"])
     try:
@@ -166,6 +167,15 @@ def save_record(data_folder: str | Path, record: dict[str, Any]) -> None:
             raise
         leases.release(record["id"])
         return
+    except OSError:
+        # The lease goes with a record the disk refused (a full disk, a read-only folder) unless the run goes on:
+        # a run whose first record could not be written (the request's 507) never started, and a run that ended
+        # but could not save its end left its last live record ("queued") leased until this process ended, so
+        # every other process sharing the folder read it as running and refused runs on its thread (run_active).
+        # Unleased, every reader ends it as interrupted. One still running (a live record's save) keeps it.
+        if taken or not live:
+            leases.release(record["id"])
+        raise
     if not live:
         leases.release(record["id"])
 
@@ -243,7 +253,7 @@ def _field_error(record: dict[str, Any]) -> str | None:
 
 def _parse(data: bytes, path: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        record = loads_json(data.decode("utf-8"))
+        record = loads_json(data_file_text(data))
     except (ValueError, UnicodeDecodeError) as exc:
         return None, f"invalid JSON: {exc}"
     error = _shape_error(record, path)

@@ -91,9 +91,9 @@ def sweep_temp_files(root: Path, *, depth: int = WRITE_DEPTH) -> list[Path]:
     files whose writing process is still alive are kept. Returns the removed paths."""
     removed: list[Path] = []
     now = time.time()
-    folders = [(root, 0)]
+    folders = [(root, 0, False)]
     while folders:
-        folder, level = folders.pop()
+        folder, level, linked = folders.pop()
         try:
             entries = list(os.scandir(folder))
         except OSError:
@@ -101,12 +101,27 @@ def sweep_temp_files(root: Path, *, depth: int = WRITE_DEPTH) -> list[Path]:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 if level + 1 < depth and not entry.name.startswith("."):
-                    folders.append((Path(entry.path), level + 1))
-            elif entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX) and _stale(entry, now):
+                    folders.append((Path(entry.path), level + 1, linked))
+            elif entry.is_symlink() and _is_dir(entry):
+                # a folder of the data folder kept elsewhere (models/ moved to a bigger disk, one model's folder
+                # on another): jan writes in it through the link, so a kill leaves its temporary files there (a
+                # multi-GB model copy, kept for good). Only jan's own are taken there (their writer's PID in the
+                # name): the folder is the user's too.
+                if level + 1 < depth and not entry.name.startswith("."):
+                    folders.append((Path(entry.path), level + 1, True))
+            elif (entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX) and _stale(entry, now)
+                  and not (linked and temp_writer_pid(entry.name) is None)):
                 _remove_temp(entry, removed)
             elif entry.is_symlink():
                 _sweep_beside_target(entry.path, now, removed)
     return removed
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _remove_temp(entry: os.DirEntry, removed: list[Path]) -> None:

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from jan.core.fs import TEMP_SUFFIX, atomic_write_bytes, fsync_dir, temp_prefix, write_target
+from jan.core.fs import TEMP_SUFFIX, atomic_write_bytes, fsync_dir, naming_errors, temp_prefix, write_target
 
 __all__ = [
     "TEMP_SUFFIX",
@@ -48,9 +48,10 @@ def copy_to_temp(src: str | os.PathLike[str], directory: str | os.PathLike[str],
     os.close(fd)
     try:
         # copyfile uses the kernel's fast paths (copy_file_range/sendfile, clonefile).
-        shutil.copyfile(src, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        with naming_errors(tmp):  # (copyfile's sendfile names no file when the disk fills)
+            shutil.copyfile(src, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
     except BaseException:
         _discard(tmp)
         raise

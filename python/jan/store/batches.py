@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from jan.core.fs import loads_json
+from jan.json_text import data_file_text
 
 from ._trash import sweep_trash
 from ._util import field_type_error
@@ -102,7 +103,7 @@ class BatchStore:
         out, is past this one's): such a batch is read as it stands, and never saved by this jan (:meth:`save`
         raises ``NewerSchemaError``). False for one that cannot be read (a read reports it)."""
         try:
-            doc = loads_json(read_regular_file(self._dir(batch_id) / META, MAX_DOC_BYTES).decode("utf-8"))
+            doc = loads_json(data_file_text(read_regular_file(self._dir(batch_id) / META, MAX_DOC_BYTES)))
         except (OSError, ValueError):
             return False
         return isinstance(doc, dict) and \

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jan.core.fs import lock_key, loads_json
+from jan.json_text import data_file_text
 from jan.local_files import MAX_DATA_FILE_BYTES, FileTooLargeError, read_regular_file
 from jan.core.locks import LOCK_DIR_NAME  # (re-exported: the stores and extension settings lock in one folder)
 
@@ -87,6 +88,21 @@ class StoreContext:
         return self.locks.hold(*(self.key(p) for p in paths))
 
     def relpath(self, path: Path) -> str:
+        """Where ``path`` is in the folder, as a user sees it: relative to the root, its own name kept when it is a
+        symbolic link, a collection reached through a link (``models/`` moved to a bigger disk) named by its name
+        in the folder; the lock key (:meth:`key`) of a path outside. What problems are reported, and listings
+        filter, under: keyed by a link's target (``/home/u/dotfiles/thread.json``), a damaged file linked into a
+        collection was left out of its listing with no word in its ``problems``."""
+        path = Path(path)
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            pass
+        for collection, (_, base) in list(self._bases.items()):
+            try:
+                return (Path(collection) / path.relative_to(base)).as_posix()
+            except ValueError:
+                continue
         return self.key(path)
 
     # --- problems ---
@@ -175,7 +191,7 @@ class StoreContext:
 
     @staticmethod
     def _parse(data: bytes) -> dict[str, Any]:
-        doc = loads_json(data.decode("utf-8"))
+        doc = loads_json(data_file_text(data))
         if not isinstance(doc, dict):
             raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
         return doc

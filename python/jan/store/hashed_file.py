@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from jan.core.fs import TEMP_SUFFIX, temp_prefix
+from jan.core.fs import TEMP_SUFFIX, naming_errors, temp_prefix
 
 __all__ = ["HashedTempFile"]
 
@@ -35,7 +35,8 @@ class HashedTempFile:
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._hash.update(data)  # hashlib lets go of the GIL for large buffers
-        self._file.write(data)
+        with naming_errors(self.temp_path):
+            self._file.write(data)
         self.size += len(data)
 
     @property
@@ -44,9 +45,10 @@ class HashedTempFile:
 
     def sync(self) -> None:
         """Flush, fsync and close the file: its bytes are on disk before it is renamed into place."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        with naming_errors(self.temp_path):
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
 
     def remove(self) -> None:
         """Close and delete the temporary file (safe to call more than once, and after it was renamed)."""

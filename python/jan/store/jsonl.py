@@ -10,13 +10,15 @@ get glued onto garbage.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jan.core.fs import loads_json
+from jan.core.fs import loads_json, naming_errors
+from jan.json_text import data_file_text
 
 from ._util import dumps_json
 from .atomic import atomic_write_bytes, fsync_dir
@@ -47,7 +49,7 @@ class JsonlContent:
 
 
 def _parse_line(raw: bytes) -> dict[str, Any]:
-    obj = loads_json(raw.decode("utf-8"))
+    obj = loads_json(data_file_text(raw))
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     return obj
@@ -131,7 +133,7 @@ def repair_tail(path: str | os.PathLike[str]) -> tuple[str, int] | None:
     except (ValueError, UnicodeDecodeError):
         os.truncate(path, start)
         return ("truncated", size - start)
-    with open(path, "ab") as out:
+    with naming_errors(path), open(path, "ab") as out:
         out.write(b"\n")
         out.flush()
         os.fsync(out.fileno())
@@ -151,12 +153,20 @@ def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]
     created = not os.path.exists(path)
     # Unbuffered O_APPEND: the bytes go out in as few write() calls as the
     # kernel allows, always at the current end of file.
-    with open(path, "ab", buffering=0) as f:
-        view = memoryview(payload)
-        while view:
-            written = f.write(view)
-            view = view[written:]
-        os.fsync(f.fileno())
+    with naming_errors(path), open(path, "ab", buffering=0) as f:
+        end = f.seek(0, os.SEEK_END)
+        try:
+            view = memoryview(payload)
+            while view:
+                written = f.write(view)
+                view = view[written:]
+            os.fsync(f.fileno())
+        except OSError:
+            # A disk that filled part-way took some of the lines: cut them off again, so the file is what it was
+            # (the caller answers that nothing was saved; a torn last line was read as an interrupted write)
+            with contextlib.suppress(OSError):
+                os.ftruncate(f.fileno(), end)
+            raise
     if created:
         fsync_dir(Path(path).parent)
     return repaired

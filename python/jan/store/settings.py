@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jan.core.fs import loads_json
+from jan.json_text import data_file_text
 
 from ._util import check_dict, dumps_json
 from .atomic import atomic_write_bytes
@@ -53,7 +54,7 @@ class SettingsStore:
         except FileTooLargeError:
             data = None  # read_doc below reports it and leaves it unread, as a too large document of any kind
         try:
-            value = loads_json(data.decode("utf-8")) if data is not None else None
+            value = loads_json(data_file_text(data)) if data is not None else None
         except (ValueError, UnicodeDecodeError):
             value = None  # read_doc below confirms under the lock and sets it aside
         if isinstance(value, list):

@@ -30,6 +30,7 @@ from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from jan.core.fs import atomic_write_text, loads_json
+from jan.json_text import data_file_text
 from jan.local_files import read_regular_file
 from jan.errors import JanError
 
@@ -133,7 +134,7 @@ def _read_text(path: Path) -> str:
     except OSError as exc:  # a folder in its place, no permission: the file's fault, told so (the host failed to load)
         raise McpConfigError(f"{path} cannot be read ({exc.strerror or exc}); repair or remove it") from None
     try:
-        return data.decode("utf-8")
+        return data_file_text(data)
     except UnicodeDecodeError as exc:
         raise McpConfigError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); repair or remove it") \
             from None

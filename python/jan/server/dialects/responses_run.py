@@ -161,6 +161,8 @@ class ResponseRun:
         # Set once a stored response is on disk (or storing it failed, or nothing is stored): its id is
         # shown to no one before, so an id a client was given is never lost to a crash (see stored()).
         self._stored = asyncio.Event()
+        #: why its record could not be written when the response began (it then failed at once), or None
+        self.store_error: BaseException | None = None
 
     def snapshot(self, status: str | None = None, **extra: Any) -> dict[str, Any]:
         """The ``response`` object as it stands (the output so far, copied)."""
@@ -240,7 +242,7 @@ class ResponseRun:
                                                      conversation=within.thread_id if within else None,
                                                      history=within.history if within else None)
                 except Exception as exc:  # noqa: BLE001 - the response fails with it, below
-                    store_error = exc
+                    store_error = self.store_error = exc
         finally:
             self._stored.set()
         self._emit(encoder.event("response.created", response=self.snapshot()))

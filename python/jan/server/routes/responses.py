@@ -29,7 +29,7 @@ from jan.server.dialects import responses as wire
 from jan.server.dialects.conversation_locks import ConversationHold
 from jan.server.dialects.responses_run import STREAM_KEPT_S, InConversation, ResponseRun
 from jan.server.dialects.responses_store import UNFINISHED, StoredResponse, stopped_response
-from jan.server.errors import APIError, context_error, prompt_param, to_api_error
+from jan.server.errors import APIError, context_error, prompt_param, storage_error, to_api_error
 from jan.server.item_lists import check_include, item_page, read_page_query
 from jan.server.jsonio import json_response, json_response_built
 from jan.server.keys import MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
@@ -472,6 +472,15 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
 
     run.start(on_done=done)
     prepared.started = True  # (what goes wrong from here is the response's: said in it)
+    if body.store:
+        # A stored response whose record the disk refused (full, read-only) never began: answered as every other
+        # write of the data folder the disk refuses (507 insufficient_storage, ...), not as a 200 "failed"
+        # response (or stream) whose id no GET finds. (Its first event waits for the record anyway.)
+        await run.stored()
+        refused = storage_error(run.store_error) if run.store_error is not None else None
+        if refused is not None:
+            await run.wait()  # (it ended at once: nothing was generated)
+            raise refused
     if body.stream:
         return await relay(request, _events(run, body.background), _error_event(run))
     if body.background:
