@@ -150,9 +150,9 @@ class EngineCollector:
         # What a model's engine was given, whatever dialect asked: each choice of n, each turn of a run or a tool
         # loop is one generation (a count of requests is jan_http_requests_total's, by route and status)
         counters = {
-            "requests_total": ("jan_generations", "Generations submitted to the model's engine (each choice of n, "
-                               "each turn of a run or tool loop; a remote model's, each request sent upstream; not "
-                               "embeddings): every request is jan_http_requests_total's"),
+            "requests_total": ("jan_generations", "Generations submitted to the model's engine (each choice of n "
+                               "of each prompt, each turn of a run or tool loop; a remote model's alike, each choice "
+                               "asked of its upstream; not embeddings): every request is jan_http_requests_total's"),
             "requests_cancelled": ("jan_generations_cancelled", "Generations cancelled"),
             "requests_failed": ("jan_generations_failed", "Generations that failed"),
             "prompt_tokens_total": ("jan_prompt_tokens", "Prompt tokens evaluated (a remote model's: as its upstream "
