@@ -95,3 +95,44 @@ def test_every_route_shows_the_same_type_before_and_after_a_load(tmp_path):
     finally:
         server.stop()
     assert before == after == {"meta": "(guessed) F16", "props": "(guessed) F16", "tags": "F16", "show": "F16"}
+
+
+def _split_copy(src, dst, tensors_per_file: int):
+    """``src`` written again as llama.cpp's split files (``dst``'s stem ``-0000i-of-0000n.gguf``, the key/values in
+    the first): the first of them."""
+    import numpy as np
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+
+    reader = GGUFReader(src)
+    writer = GGUFWriter(dst, reader.fields["general.architecture"].contents(), split_max_tensors=tensors_per_file)
+    for key, field in reader.fields.items():
+        if not key.startswith("GGUF.") and key != "general.architecture":
+            vtype = field.types[0]
+            writer.add_key_value(key, field.contents(), vtype, field.types[1] if vtype == GGUFValueType.ARRAY else None)
+    for tensor in reader.tensors:
+        writer.add_tensor(tensor.name, np.array(tensor.data), raw_dtype=tensor.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    first = sorted(dst.parent.glob(f"{dst.stem}-00001-of-*.gguf"))
+    assert len(first) == 1 and not dst.exists(), list(dst.parent.iterdir())
+    return first[0]
+
+
+def test_a_split_models_type_is_guessed_from_all_its_files(tmp_path):
+    """A load counts the tensors of every file of a split model: so does the header read (the first file's four
+    tensors alone, all F32, would say all F32)."""
+    from jan.engine.model import Model
+
+    require_model("vocab", "ggml-vocab-phi-3.gguf")
+    matrices = ("blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight", "blk.0.attn_output.weight",
+                "blk.0.ffn_gate.weight", "blk.0.ffn_up.weight", "blk.0.ffn_down.weight")
+    whole = write_llama_from_vocab(tmp_path / "whole.gguf", vocab_path("phi-3"), **SHAPE, extra_kv=NO_FILE_TYPE,
+                                   tensor_dtypes={name: "f16" for name in matrices})
+    first = _split_copy(whole, tmp_path / "split.gguf", 4)
+    before = read_info(first)
+    with Model(str(first)) as model:
+        after = model.info
+    assert after.ftype == "(guessed) F16"
+    assert (before.ftype, before.file_type) == (after.ftype, after.file_type)
