@@ -458,3 +458,26 @@ def test_the_api_retitles_a_thread_when_its_first_message_is_edited(story_server
     api(story_server, "POST", f"/v1/threads/{tid}", {"title": "Mine"})
     edit(first["id"], {"content": "A dog"})
     assert title() == "Mine"
+
+
+def test_the_api_retitles_a_thread_when_its_first_message_is_deleted(story_server):
+    """The title follows its first user message's going as its edit: after the next user message (a thread titled
+    by hand keeps its title; one left with no user message keeps the last)."""
+    thread = api(story_server, "POST", "/v1/threads", {"messages": [{"role": "user", "content": "Once upon a time"},
+                                                                   {"role": "assistant", "content": "a cat"},
+                                                                   {"role": "user", "content": "The dog ran"}]})
+    tid = thread["id"]
+    run = api(story_server, "POST", f"/v1/threads/{tid}/runs", {"model": MODEL_ID, "max_tokens": 2})
+    wait_for_run_sync(lambda path: api(story_server, "GET", path), run)
+    first, reply, second = messages_of(story_server, tid)[:3]
+
+    def title() -> str:
+        return api(story_server, "GET", f"/v1/threads/{tid}")["title"]
+
+    assert title() == "Once upon a time"
+    api(story_server, "DELETE", f"/v1/threads/{tid}/messages/{reply['id']}")
+    assert title() == "Once upon a time"
+    api(story_server, "DELETE", f"/v1/threads/{tid}/messages/{first['id']}")
+    assert title() == "The dog ran"
+    api(story_server, "DELETE", f"/v1/threads/{tid}/messages/{second['id']}")
+    assert title() == "The dog ran"

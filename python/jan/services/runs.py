@@ -1499,15 +1499,15 @@ class RunService(Held):
             before = await self._title_kept(store, thread_id, stored)
             message = await store.update_message(thread_id, message_id, changes)
             if before is not None:
-                await self._retitle(store, thread_id, before, message)
+                await self._retitle(store, thread_id, before, message_id, message)
             return message
 
     @staticmethod
     async def _title_kept(store: ConversationalExtension, thread_id: str,
                           stored: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | None:
-        """Before a user's message is edited: the thread's title and messages where the title is the one jan gave
-        it after its first user message (:func:`title_from` of that message's text), so that it can follow the
-        edit; None where the title is the user's own (renamed by hand: kept, whatever is edited) or still the
+        """Before a user's message is edited or deleted: the thread's title and messages where the title is the one
+        jan gave it after its first user message (:func:`title_from` of that message's text), so that it can follow
+        the change; None where the title is the user's own (renamed by hand: kept, whatever changes) or still the
         default (the first exchange titles it), or the message is no user's."""
         if stored.get("role") != "user":
             return None
@@ -1522,13 +1522,14 @@ class RunService(Held):
         return title, messages
 
     @staticmethod
-    async def _retitle(store: ConversationalExtension, thread_id: str,
-                       before: tuple[str, list[dict[str, Any]]], edited: dict[str, Any]) -> None:
-        """After the message a thread was titled after is edited: the title jan gives the thread's messages now (a
-        title of the edit; of the next user message with text where the edit left none). The message is changed
-        whatever becomes of the title."""
+    async def _retitle(store: ConversationalExtension, thread_id: str, before: tuple[str, list[dict[str, Any]]],
+                       message_id: str, edited: dict[str, Any] | None) -> None:
+        """After the message a thread was titled after is edited (``edited``: as stored now) or deleted (None):
+        the title jan gives the thread's messages now (of the edit; of the next user message with text where none
+        is left in it). None left: the title stays. The message is changed whatever becomes of the title."""
         title, messages = before
-        first = first_user_message([edited if m.get("id") == edited.get("id") else m for m in messages])
+        now = [edited if m.get("id") == message_id else m for m in messages]
+        first = first_user_message([m for m in now if m is not None])
         new = title_from(text_of(first)) if first is not None else ""
         if not new or new == title:
             return
@@ -1536,16 +1537,25 @@ class RunService(Held):
             await store.update_thread(thread_id, {"title": new})
         except NotFoundError:  # (deleted meanwhile: nothing to title)
             pass
-        except Exception as exc:  # noqa: BLE001 - the edit is made; its title is a nicety
-            log.warning("thread %s not titled after its edited first message: %s", thread_id, exc)
+        except Exception as exc:  # noqa: BLE001 - the change is made; its title is a nicety
+            log.warning("thread %s not titled after its first message changed: %s", thread_id, exc)
 
     async def delete_message(self, thread_id: str, message_id: str) -> None:
         """Delete a message — refused as :meth:`update_message` is while a run holds the thread (the run would go on
-        answering a conversation that is no longer there, or into a reply that is gone: end or cancel it first)."""
+        answering a conversation that is no longer there, or into a reply that is gone: end or cancel it first).
+        The thread's title follows its first user message's going as it follows an edit of it."""
         async with self._thread_lock(thread_id):
             await self._refuse_if_turn(thread_id, f"delete a message of {thread_id}")
             await self._refuse_if_run(thread_id, message_id, "delete")
-            await self.conversations().delete_message(thread_id, message_id)
+            store = self.conversations()
+            try:
+                stored = await store.get_message(thread_id, message_id)
+            except NotFoundError:  # (the delete says so, in its words)
+                stored = None
+            before = await self._title_kept(store, thread_id, stored) if stored is not None else None
+            await store.delete_message(thread_id, message_id)
+            if before is not None:  # the message it was titled after is gone: titled after the next one
+                await self._retitle(store, thread_id, before, message_id, None)
 
     async def update_thread(self, thread_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Change a thread (its title, assistants or metadata: the conversational extension's ``update_thread``)
