@@ -70,6 +70,7 @@ void register_model(py::module_ & m) {
         .def_property_readonly("n_params", &Model::n_params)
         .def_property_readonly("size_bytes", &Model::size_bytes)
         .def_property_readonly("vocab_type", &Model::vocab_type)
+        .def_property_readonly("ftype", &Model::ftype)
         .def_property_readonly("ftype_name", &Model::ftype_name)
         .def_property_readonly("has_encoder", &Model::has_encoder)
         .def_property_readonly("has_decoder", &Model::has_decoder)

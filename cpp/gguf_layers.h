@@ -19,4 +19,11 @@ struct LayerBytes {
 // Throws std::runtime_error naming the file when ggml's GGUF reader cannot read its header.
 LayerBytes gguf_layer_bytes(const std::string & path);
 
+// The weights' type (a llama_ftype, LLAMA_FTYPE_GUESSED set) llama.cpp's loader works out for a file whose header
+// names none (no general.file_type), from the tensor tables of ``paths`` (a model's files, its splits in order):
+// the tensor type most tensors have, the first to reach that count where types tie, counted in the loader's order
+// (by blk.<i> layer, tensors of no layer first, then by name). A header read (vocab-only) gets it, so a model's
+// type reads the same before and after a load. Throws std::runtime_error as gguf_layer_bytes does.
+int32_t gguf_guessed_ftype(const std::vector<std::string> & paths);
+
 }  // namespace jan

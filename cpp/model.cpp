@@ -11,6 +11,7 @@
 
 #include "deep_stack.h"
 #include "errors.h"
+#include "gguf_layers.h"
 #include "ggml-backend.h"
 #include "log_sink.h"
 #include "utf8_sampler.h"
@@ -287,16 +288,47 @@ uint64_t Model::n_params() const { return llama_model_n_params(model_.get()); }
 uint64_t Model::size_bytes() const { return llama_model_size(model_.get()); }
 int32_t Model::vocab_type() const { return llama_vocab_type(vocab_); }
 
-std::string Model::ftype_name() const {
-    if (!vocab_only_) return llama_ftype_name(llama_model_ftype(model_.get()));
+int32_t Model::ftype() const {
+    if (!vocab_only_) return llama_model_ftype(model_.get());
     const std::string value = meta("general.file_type");
-    if (value.empty()) return "";
+    if (value.empty()) return guessed_ftype();
     try {
-        return llama_ftype_name(static_cast<llama_ftype>(std::stoi(value)));
-    } catch (const std::exception &) {  // (a header's nonsense value: unknown, as an absent one)
-        return "";
+        return std::stoi(value);
+    } catch (const std::exception &) {  // (a header's nonsense value: unknown, as an unreadable file)
+        return -1;
     }
 }
+
+std::string Model::ftype_name() const {
+    const int32_t ftype = this->ftype();
+    return ftype < 0 ? "" : llama_ftype_name(static_cast<llama_ftype>(ftype));
+}
+
+int32_t Model::guessed_ftype() const {
+    // a load guesses the type from the tensors of all of a split model's files, named as llama.cpp names splits
+    std::vector<std::string> paths{path_};
+    try {
+        const std::string count = meta("split.count");
+        const int n_split = count.empty() ? 0 : std::stoi(count);
+        if (n_split > 1) {
+            const std::string no = meta("split.no");
+            const int idx = no.empty() ? 0 : std::stoi(no);
+            std::vector<char> buf(path_.size() + 64, 0);
+            const int32_t n = llama_split_prefix(buf.data(), buf.size(), path_.c_str(), idx, n_split);
+            if (n <= 0) return -1;  // (a load refuses a split file so named)
+            const std::string prefix(buf.data(), n);
+            paths.clear();
+            for (int i = 0; i < n_split; ++i) {
+                const int32_t m = llama_split_path(buf.data(), buf.size(), prefix.c_str(), i, n_split);
+                paths.emplace_back(buf.data(), m);
+            }
+        }
+        return gguf_guessed_ftype(paths);
+    } catch (const std::exception &) {  // (a file gone or unreadable since: unknown)
+        return -1;
+    }
+}
+
 bool Model::has_encoder() const { return llama_model_has_encoder(model_.get()); }
 bool Model::has_decoder() const { return llama_model_has_decoder(model_.get()); }
 bool Model::is_eog(llama_token token) const { return llama_vocab_is_eog(vocab_, token); }

@@ -79,8 +79,11 @@ public:
     uint64_t n_params() const;
     uint64_t size_bytes() const;
     int32_t vocab_type() const;  // enum llama_vocab_type (llama-server's meta.vocab_type)
-    // llama.cpp's name of the weights' type ("Q4_K - Medium", "(guessed) all F32"); of a vocab-only load (which reads
-    // no tensor, so llama.cpp leaves its type at the default) the header's general.file_type, "" without one
+    // The weights' type, an enum llama_ftype (LLAMA_FTYPE_GUESSED set where the file names none); -1 unknown. A
+    // vocab-only load leaves it unset (llama.cpp stops before it), so there: the header's general.file_type, else
+    // the type a load guesses from the tensor tables (gguf_guessed_ftype): the same before a load as after.
+    int32_t ftype() const;
+    // llama.cpp's name of ftype() ("Q4_K - Medium", "(guessed) all F32"); "" unknown.
     std::string ftype_name() const;
     bool has_encoder() const;
     bool has_decoder() const;
@@ -97,6 +100,8 @@ public:
     std::shared_ptr<const Utf8Classes> utf8_classes() const;
 
 private:
+    int32_t guessed_ftype() const;
+
     std::string path_;
     llama_model_ptr model_;
     const llama_vocab * vocab_ = nullptr;

@@ -51,3 +51,28 @@ def test_what_discovery_finds_is_what_importlib_metadata_finds(tmp_path, layout)
     else:
         assert sources["ext"].startswith("entry point ext = jan_ext:Ext (jan-ext 2.0)")
         assert ("also installed, never imported: 1.0 at" in sources["ext"]) == (layout == "twice")
+
+
+def test_a_copy_installed_twice_is_told_without_the_private_normalized_name(tmp_path, monkeypatch):
+    """Discovery tells copies of a distribution apart by public API alone: ``Distribution._normalized_name`` (private,
+    which a Python upgrade could drop or change silently) is never read -- here it is gone, and the copy still told."""
+    new, old = tmp_path / "new", tmp_path / "old"
+    write_distribution(new, "jan-ext", "2.0", {"ext": "jan_ext:Ext"}, {"jan_ext.py": MODULE})
+    write_distribution(old, "jan-ext", "1.0", {"ext": "jan_ext:Ext"}, {"jan_ext.py": MODULE})
+    with on_sys_path(old, "jan_ext"), on_sys_path(new, "jan_ext"):
+        # (the standard library's own entry_points() reads the attribute: asked before it goes)
+        eps = importlib.metadata.entry_points(group="jan.extensions")
+        monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
+        read = []
+
+        def gone(self):
+            read.append(self)
+            raise AttributeError("_normalized_name")
+
+        for cls in (importlib.metadata.Distribution, importlib.metadata.PathDistribution):
+            monkeypatch.setattr(cls, "_normalized_name", property(gone), raising=False)
+        candidates = discovery.entry_point_candidates("jan.extensions")
+    assert read == []
+    sources = {c.name: c.source for c in candidates}
+    assert sources["ext"].startswith("entry point ext = jan_ext:Ext (jan-ext 2.0)")
+    assert "also installed, never imported: 1.0 at" in sources["ext"], sources["ext"]

@@ -80,9 +80,10 @@ def test_model_entries_carry_llama_servers_meta(server, path):
 
 def test_meta_of_a_model_not_loaded_is_its_headers(stories_path):
     # the header's sizes (a vocab-only read has none of its own: llama.cpp reads these keys at a load), the context
-    # it was trained with, and the type its general.file_type names (stories260K has none: unknown, "")
+    # it was trained with, and the type a load names (stories260K has no general.file_type: llama.cpp's guess from
+    # its tensors, made from the header as a load makes it; it said "" until a load)
     meta = llama_meta(gguf_details(str(stories_path)))
-    assert meta == STORIES_META | {"n_ctx": 2048, "ftype": ""}, meta
+    assert meta == STORIES_META | {"n_ctx": 2048, "ftype": "(guessed) all F32"}, meta
     assert read_info(stories_path).vocab_type == 1
     # a model without a GGUF (a remote one) has no meta
     assert llama_meta(GGUFDetails()) is None

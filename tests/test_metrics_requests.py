@@ -105,6 +105,7 @@ class _Upstream:
         class App(AppThread):
             def routes(self, router):
                 router.add_post("/v1/chat/completions", upstream.chat)
+                router.add_post("/v1/completions", upstream.completions)
                 router.add_get("/v1/models", upstream.models)  # (a readiness check: Ollama's load)
 
         self.app = App()
@@ -129,14 +130,29 @@ class _Upstream:
             await resp.write(f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode())
 
         head = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
-        await send({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello there"},
-                                         "finish_reason": None}]})
-        await send({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        for i in range(body.get("n", 1)):  # (each choice asked)
+            await send({**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": "Hello there"},
+                                             "finish_reason": None}]})
+            await send({**head, "choices": [{"index": i, "delta": {}, "finish_reason": "stop"}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             await send({**head, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2,
                                                          "total_tokens": 7}})
         await send("[DONE]")
         return resp
+
+
+    @staticmethod
+    async def completions(request):
+        """A legacy completion, answered whole (as an upstream that ignores ``stream`` does): a choice for each
+        ``n`` of each prompt."""
+        from aiohttp import web
+
+        body = await request.json()
+        prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+        choices = [{"index": i, "text": " there", "finish_reason": "stop", "logprobs": None}
+                   for i in range(len(prompts) * body.get("n", 1))]
+        return web.json_response({"id": "cmpl-up", "object": "text_completion", "created": 1, "model": body["model"],
+                                  "choices": choices})
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +205,32 @@ def test_a_remote_models_generations_and_tokens_are_counted_labelled_remote(remo
     # what only the local engine has (slots, decode time, llama-server's names) is not said of a remote model
     assert not [k for k in after if 'model="far"' in k and not k.startswith(
         ("jan_generations", "jan_requests", "jan_prompt_tokens_total", "jan_generated_tokens_total"))]
+
+
+def test_a_remote_models_choices_count_as_a_local_models(remote_server):
+    """``jan_generations_total`` counts each choice of ``n`` of each prompt (its help says so, and a local model's
+    engine counts them so): a remote model's too, though its upstream is sent one request for them all. Before, a
+    remote model's ``n: 2`` counted one generation, a local model's two."""
+    chat2 = {"max_tokens": 2, "messages": HI, "n": 2}
+    before = scrape(remote_server)
+    for path, body in (("/v1/chat/completions", {"model": "far", **chat2}),
+                       ("/v1/chat/completions", {"model": "far", **chat2, "stream": True}),
+                       ("/v1/chat/completions", {"model": "stories260K", **chat2}),
+                       ("/v1/completions", {"model": "far", "max_tokens": 2, "prompt": ["Once", "Upon"], "n": 2}),
+                       ("/v1/completions", {"model": "stories260K", "max_tokens": 2, "prompt": ["Once", "Upon"],
+                                            "n": 2})):
+        status, out = call(remote_server, "POST", path, body, timeout=300)
+        assert status == 200, (path, out)
+    status, out = call(remote_server, "POST", "/v1/chat/completions", {"model": "far-broken", **chat2}, timeout=300)
+    assert status >= 500, out
+    after = scrape(remote_server)
+
+    def grew(name: str, model: str, engine: str) -> float:
+        key = f'{name}{{engine="{engine}",model="{model}"}}'
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew("jan_generations_total", "stories260K", "local") == 2 + 4
+    assert grew("jan_generations_total", "far", "remote") == 2 + 2 + 4  # as the local model's
+    assert grew("jan_requests_total", "far", "remote") == 2 + 2 + 4  # (the deprecated name tells the same)
+    assert grew("jan_generations_total", "far-broken", "remote") == 2
+    assert grew("jan_generations_failed_total", "far-broken", "remote") == 2

@@ -384,3 +384,100 @@ def test_a_code_blocks_copy_copies_all_of_it_after_it_grew(story_server, new_pag
     page.click("article.assistant .copy-code")
     page.wait_for_function("window.__copied.length === 1")
     assert page.evaluate("window.__copied[0]") == "print(1)\nprint(2)"
+
+
+def test_the_title_follows_an_edit_of_the_first_message_unless_renamed(story_server, new_page):
+    """A thread is titled after its first message; an edit of that message (edit and resend) titles it after the
+    edit, in the page's header, its list and the API alike (it kept the old words, of a message no longer there).
+    A title the user gave it by hand is theirs: an edit leaves it, as does an edit of a later message."""
+    page = new_page()
+    open_page(page, story_server)
+    # short replies: the test is about titles, not whole stories on a busy machine
+    page.click("#toggle-settings")
+    page.fill("#set-max-tokens", "8")
+    page.click("#save-settings")
+    page.wait_for_function("document.getElementById('settings-status').textContent.startsWith('Saved')")
+    send_and_wait(page, "Once upon a time", 1)
+    thread_id = thread_id_of(page)
+    page.wait_for_function("document.getElementById('thread-title').textContent === 'Once upon a time'",
+                           timeout=120_000)
+
+    def resend(index: int, text: str) -> None:
+        """Edit the user's message ``index`` to ``text`` and send it: wait until it is answered (the last shown)."""
+        page.locator("article.user").nth(index).locator(".edit-message").click()
+        page.wait_for_selector("textarea.message-edit")
+        page.fill("textarea.message-edit", text)
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "([text, index]) => { const shown = document.querySelectorAll('article.message');"
+            " const users = document.querySelectorAll('article.user');"
+            " return shown.length === 2 * (index + 1) && users[index].querySelector('.message-body').textContent === text"
+            " && shown[shown.length - 1].matches('article.assistant[data-done=true]')"
+            " && !document.body.classList.contains('streaming'); }", arg=[text, index], timeout=120_000)
+
+    def shown_titles() -> tuple[str, str, str]:
+        return (api(story_server, "GET", f"/v1/threads/{thread_id}")["title"], page.text_content("#thread-title"),
+                page.text_content(f'[data-thread-id="{thread_id}"] .thread-open'))
+
+    resend(0, "A cat sat")
+    page.wait_for_function("document.getElementById('thread-title').textContent === 'A cat sat'", timeout=120_000)
+    assert shown_titles() == ("A cat sat",) * 3
+    send_and_wait(page, "The dog ran to the park", 2)
+    resend(1, "The dog slept")  # (a later message: the title is the first's still)
+    assert shown_titles() == ("A cat sat",) * 3
+
+    api(story_server, "PATCH", f"/v1/threads/{thread_id}", {"title": "My cat story"})  # renamed by hand
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    resend(0, "A big cat sat")
+    assert shown_titles() == ("My cat story",) * 3
+
+
+def test_the_api_retitles_a_thread_when_its_first_message_is_edited(story_server):
+    """The rule is the thread service's, whatever client edits (``PATCH`` of a message, as the page does): a title
+    jan gave (of the first user message) follows an edit of that message; one the user set stays; an edit of any
+    other message, or of metadata alone, changes no title."""
+    thread = api(story_server, "POST", "/v1/threads", {"messages": [{"role": "user", "content": "Once upon a time"}]})
+    tid = thread["id"]
+    run = api(story_server, "POST", f"/v1/threads/{tid}/runs", {"model": MODEL_ID, "max_tokens": 2})
+    wait_for_run_sync(lambda path: api(story_server, "GET", path), run)
+    first, reply = messages_of(story_server, tid)[:2]
+
+    def title() -> str:
+        return api(story_server, "GET", f"/v1/threads/{tid}")["title"]
+
+    def edit(message_id: str, body: dict) -> None:
+        api(story_server, "POST", f"/v1/threads/{tid}/messages/{message_id}", body)
+
+    assert title() == "Once upon a time"
+    edit(reply["id"], {"content": "Something else entirely"})  # (not the message it is titled after)
+    edit(first["id"], {"metadata": {"note": "x"}})  # (no new words)
+    assert title() == "Once upon a time"
+    edit(first["id"], {"content": "  A   cat sat on the mat and looked at the very long garden wall  "})
+    assert title() == "A cat sat on the mat and looked at the…"  # (as a first exchange titles: title_from)
+    api(story_server, "POST", f"/v1/threads/{tid}", {"title": "Mine"})
+    edit(first["id"], {"content": "A dog"})
+    assert title() == "Mine"
+
+
+def test_the_api_retitles_a_thread_when_its_first_message_is_deleted(story_server):
+    """The title follows its first user message's going as its edit: after the next user message (a thread titled
+    by hand keeps its title; one left with no user message keeps the last)."""
+    thread = api(story_server, "POST", "/v1/threads", {"messages": [{"role": "user", "content": "Once upon a time"},
+                                                                   {"role": "assistant", "content": "a cat"},
+                                                                   {"role": "user", "content": "The dog ran"}]})
+    tid = thread["id"]
+    run = api(story_server, "POST", f"/v1/threads/{tid}/runs", {"model": MODEL_ID, "max_tokens": 2})
+    wait_for_run_sync(lambda path: api(story_server, "GET", path), run)
+    first, reply, second = messages_of(story_server, tid)[:3]
+
+    def title() -> str:
+        return api(story_server, "GET", f"/v1/threads/{tid}")["title"]
+
+    assert title() == "Once upon a time"
+    api(story_server, "DELETE", f"/v1/threads/{tid}/messages/{reply['id']}")
+    assert title() == "Once upon a time"
+    api(story_server, "DELETE", f"/v1/threads/{tid}/messages/{first['id']}")
+    assert title() == "The dog ran"
+    api(story_server, "DELETE", f"/v1/threads/{tid}/messages/{second['id']}")
+    assert title() == "The dog ran"

@@ -40,13 +40,13 @@ def entry_point_candidates(group: str) -> list[Candidate]:
     except Exception:  # pragma: no cover - broken metadata on sys.path
         logger.exception("could not read the %s entry points", group)
         return []
-    shadowed = _shadowed_versions(group)
     found = []
     seen: set[tuple[str, str]] = set()
     # a distribution's name and version from one parse of its METADATA: each ``dist.name`` and ``dist.version``
     # parses the whole file again (jan's own has the README in it, ~2.5 ms a parse), and the built-in extensions'
     # seven entry points asked 14 times, most of what discovery took at each start (issue 16)
     facts: dict[int, tuple[str | None, str | None]] = {}  # by id(): the distributions live as long as ``eps``
+    shadowed: dict[str, list[str]] = {}  # by normalized name: each distribution's copies looked for once
     for ep in sorted(eps, key=lambda e: e.name):
         if (ep.name, ep.value) in seen:  # the same dist on sys.path twice
             continue
@@ -55,6 +55,8 @@ def entry_point_candidates(group: str) -> list[Candidate]:
         if dist is not None and id(dist) not in facts:
             meta = dist.metadata
             facts[id(dist)] = (meta["Name"], meta["Version"]) if meta is not None else (None, None)
+            if facts[id(dist)][0]:
+                shadowed[_normalized(facts[id(dist)][0])] = _shadowed_copies(*facts[id(dist)], group)
         dist_name, dist_version = facts[id(dist)] if dist is not None else (None, None)
         source = f"entry point {ep.name} = {ep.value}" + (f" ({dist_name} {dist_version})" if dist_name else "")
         others = shadowed.get(_normalized(dist_name)) if dist_name else None
@@ -69,43 +71,29 @@ def _normalized(name: str | None) -> str:
     return re.sub(r"[-_.]+", "-", name or "").lower()
 
 
-def _shadowed_versions(group: str) -> dict[str, list[str]]:
-    """The distributions with ``group`` entry points that are installed more than once (site-packages and a
-    ``--user`` or ``--target`` folder): by normalized name, the copies Python never imports (``"0.1.0 at
-    /path"``), which ``importlib.metadata.entry_points`` drops without a word -- an upgrade that "did nothing"."""
-    copies: dict[str, list[Any]] = {}
+def _shadowed_copies(name: str, version: str | None, group: str) -> list[str]:
+    """The copies (``"0.1.0 at /path"``) of the distribution ``name`` (``version`` the one imported) that Python
+    never imports, where one with ``group`` entry points is installed more than once (site-packages and a ``--user``
+    or ``--target`` folder): ``importlib.metadata.entry_points`` drops them without a word -- an upgrade that "did
+    nothing". A copy that declares no ``group`` entry point is none of discovery's business."""
     try:
-        # only a name found twice can be a copy: told from the folders' names, so that no distribution's
-        # entry_points.txt is read a second time after ``entry_points`` read them all
-        by_name: dict[str, list[Any]] = {}
-        for dist in importlib.metadata.distributions():
-            by_name.setdefault(_dist_key(dist), []).append(dist)
-        for key, found in by_name.items():
-            for dist in found if len(found) > 1 else ():
-                if any(ep.group == group for ep in dist.entry_points):
-                    same = copies.setdefault(key, [])
-                    if all(str(d.locate_file("")) != str(dist.locate_file("")) for d in same):  # (a folder twice)
-                        same.append(dist)
+        # ``distributions(name=)`` (public) finds the copies by their folders' names, normalized as the packaging
+        # spec says, in sys.path order (the first is the one imported): no other distribution's METADATA read, and
+        # no private attribute relied on (``_normalized_name``, which a Python upgrade could drop silently)
+        copies: list[Any] = []
+        for dist in importlib.metadata.distributions(name=name):
+            if all(str(d.locate_file("")) != str(dist.locate_file("")) for d in copies):  # (a folder twice)
+                copies.append(dist)
+        if len(copies) > 1:
+            copies = [d for d in copies if any(ep.group == group for ep in d.entry_points)]
+        others = [f"{d.version} at {d.locate_file('')}" for d in copies[1:]]
     except Exception:  # pragma: no cover - broken metadata on sys.path: a note only
-        logger.debug("could not list the distributions of the %s entry points", group, exc_info=True)
-        return {}
-    shadowed = {}
-    for dists in copies.values():
-        if len(dists) > 1:  # (the first on sys.path is the one imported)
-            name = _normalized(dists[0].metadata["Name"])
-            shadowed[name] = [f"{d.version} at {d.locate_file('')}" for d in dists[1:]]
-            logger.warning("extension package %s %s is installed more than once: %s shadowed (never imported); "
-                           "uninstall it", dists[0].metadata["Name"], dists[0].version, ", ".join(shadowed[name]))
-    return shadowed
-
-
-def _dist_key(dist: importlib.metadata.Distribution) -> str:
-    """The name ``importlib.metadata.entry_points`` tells copies of one distribution apart by (the first on sys.path
-    wins): its normalized name, read from its ``.dist-info`` folder's name where it has one, as the standard
-    library's own walk reads it -- no METADATA file parsed for each distribution with jan extensions (~2.5 ms
-    for jan's own, README included)."""
-    key = getattr(dist, "_normalized_name", None)
-    return key if isinstance(key, str) and key else _normalized(dist.metadata["Name"]).replace("-", "_")
+        logger.debug("could not list the copies of %s", name, exc_info=True)
+        return []
+    if others:
+        logger.warning("extension package %s %s is installed more than once: %s shadowed (never imported); "
+                       "uninstall it", name, version, ", ".join(others))
+    return others
 
 
 def _well_formed(ep: importlib.metadata.EntryPoint) -> bool:

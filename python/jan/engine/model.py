@@ -652,9 +652,13 @@ class ModelInfo:
     special_texts: dict[str, str] = field(default_factory=dict, repr=False)
     #: llama.cpp's ``enum llama_vocab_type`` of the tokenizer (1 SPM, 2 BPE, 3 WPM, 4 UGM, ...; 0 none).
     vocab_type: int = 0
-    #: llama.cpp's name of the weights' type ("Q4_K - Medium", "(guessed) all F32"); of a header read (vocab-only,
-    #: no tensor read) the name of its ``general.file_type``, "" where it has none.
+    #: llama.cpp's name of the weights' type ("Q4_K - Medium", "(guessed) all F32"): the file's ``general.file_type``,
+    #: else the type llama.cpp guesses from its tensors (the type most have), a header read's (vocab-only) as a
+    #: load's; "" where unknown.
     ftype: str = ""
+    #: The same as llama.cpp's ``enum llama_ftype`` value (``general.file_type``'s numbering; 1024,
+    #: ``LLAMA_FTYPE_GUESSED``, added where guessed); -1 where unknown.
+    file_type: int = -1
 
 
 def _physical_cores() -> int:
@@ -1159,6 +1163,7 @@ class Model:
             special_texts={k: _token_bytes(n, v, True).decode("utf-8", errors="replace") for k, v in special.items()},
             vocab_type=n.vocab_type,
             ftype=n.ftype_name,
+            file_type=n.ftype,
         )
 
     @property

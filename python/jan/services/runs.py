@@ -24,7 +24,8 @@ What a run does
        pending reply is removed from the thread, and it has no ``message_creation`` step and no message events
        (:meth:`_Execution._end_unwritten`).
     5. A thread still titled ``New Thread`` (or untitled) is renamed after its first user
-       message; a thread without assistants records the assistant and model used.
+       message (and again when that message is edited, :meth:`RunService.update_message`, unless the user renamed
+       it meanwhile); a thread without assistants records the assistant and model used.
     6. Events: ``MessageSent``, ``MessageResponse``, ``MessageUpdate`` (each piece, then the
        final message), ``InferenceStopped`` (cut off).
 
@@ -460,6 +461,11 @@ def partial_reply(message: dict[str, Any]) -> PartialReply | None:
                if isinstance(p, dict) and p.get("type") == "reasoning"), None)
     return PartialReply(ChatMessage("assistant", (TextPart(text),) if text else (), reasoning=reasoning or None),
                         ms if isinstance(ms, int) and not isinstance(ms, bool) else None)
+
+
+def first_user_message(messages: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The message a thread is titled after (:func:`title_from`): its first user message with text, or None."""
+    return next((m for m in messages if m.get("role") == "user" and text_of(m).strip()), None)
 
 
 def title_from(text: str, limit: int = TITLE_LENGTH) -> str:
@@ -1483,18 +1489,73 @@ class RunService(Held):
             await self._refuse_if_turn(thread_id, f"modify a message of {thread_id}")
             await self._refuse_if_run(thread_id, message_id, "modify")
             store = self.conversations()
+            stored = None
             if isinstance(changes.get("metadata"), dict):  # jan's records of the turn stay (kept_records)
                 stored = await store.get_message(thread_id, message_id)
                 changes = {**changes, "metadata": kept_records(stored, changes["metadata"])}
-            return await store.update_message(thread_id, message_id, changes)
+            if "content" not in changes:
+                return await store.update_message(thread_id, message_id, changes)
+            stored = stored or await store.get_message(thread_id, message_id)
+            before = await self._title_kept(store, thread_id, stored)
+            message = await store.update_message(thread_id, message_id, changes)
+            if before is not None:
+                await self._retitle(store, thread_id, before, message_id, message)
+            return message
+
+    @staticmethod
+    async def _title_kept(store: ConversationalExtension, thread_id: str,
+                          stored: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | None:
+        """Before a user's message is edited or deleted: the thread's title and messages where the title is the one
+        jan gave it after its first user message (:func:`title_from` of that message's text), so that it can follow
+        the change; None where the title is the user's own (renamed by hand: kept, whatever changes) or still the
+        default (the first exchange titles it), or the message is no user's."""
+        if stored.get("role") != "user":
+            return None
+        thread = await store.get_thread(thread_id)
+        title = (thread.get("title") or "").strip()
+        if title in DEFAULT_TITLES:
+            return None
+        messages = await store.list_messages(thread_id)
+        first = first_user_message(messages)
+        if first is None or first.get("id") != stored.get("id") or title != title_from(text_of(first)):
+            return None
+        return title, messages
+
+    @staticmethod
+    async def _retitle(store: ConversationalExtension, thread_id: str, before: tuple[str, list[dict[str, Any]]],
+                       message_id: str, edited: dict[str, Any] | None) -> None:
+        """After the message a thread was titled after is edited (``edited``: as stored now) or deleted (None):
+        the title jan gives the thread's messages now (of the edit; of the next user message with text where none
+        is left in it). None left: the title stays. The message is changed whatever becomes of the title."""
+        title, messages = before
+        now = [edited if m.get("id") == message_id else m for m in messages]
+        first = first_user_message([m for m in now if m is not None])
+        new = title_from(text_of(first)) if first is not None else ""
+        if not new or new == title:
+            return
+        try:
+            await store.update_thread(thread_id, {"title": new})
+        except NotFoundError:  # (deleted meanwhile: nothing to title)
+            pass
+        except Exception as exc:  # noqa: BLE001 - the change is made; its title is a nicety
+            log.warning("thread %s not titled after its first message changed: %s", thread_id, exc)
 
     async def delete_message(self, thread_id: str, message_id: str) -> None:
         """Delete a message — refused as :meth:`update_message` is while a run holds the thread (the run would go on
-        answering a conversation that is no longer there, or into a reply that is gone: end or cancel it first)."""
+        answering a conversation that is no longer there, or into a reply that is gone: end or cancel it first).
+        The thread's title follows its first user message's going as it follows an edit of it."""
         async with self._thread_lock(thread_id):
             await self._refuse_if_turn(thread_id, f"delete a message of {thread_id}")
             await self._refuse_if_run(thread_id, message_id, "delete")
-            await self.conversations().delete_message(thread_id, message_id)
+            store = self.conversations()
+            try:
+                stored = await store.get_message(thread_id, message_id)
+            except NotFoundError:  # (the delete says so, in its words)
+                stored = None
+            before = await self._title_kept(store, thread_id, stored) if stored is not None else None
+            await store.delete_message(thread_id, message_id)
+            if before is not None:  # the message it was titled after is gone: titled after the next one
+                await self._retitle(store, thread_id, before, message_id, None)
 
     async def update_thread(self, thread_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Change a thread (its title, assistants or metadata: the conversational extension's ``update_thread``)
@@ -1797,7 +1858,7 @@ class RunService(Held):
         """Title a new thread after its first user message; record the assistant/model a bare thread used."""
         patch: dict[str, Any] = {}
         if (thread.get("title") or "").strip() in DEFAULT_TITLES:
-            first_user = next((m for m in history if m.get("role") == "user" and text_of(m).strip()), None)
+            first_user = first_user_message(history)
             if first_user is not None:
                 patch["title"] = title_from(text_of(first_user))
         if not thread.get("assistants"):

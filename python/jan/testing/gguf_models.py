@@ -396,6 +396,7 @@ def write_llama_from_vocab(
     weight_std: float = 0.02,
     arch: str = "llama",
     sliding_window: int | None = None,
+    tensor_dtypes: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a random-weight llama GGUF that uses the tokenizer of ``vocab_gguf``.
 
@@ -412,7 +413,9 @@ def write_llama_from_vocab(
     ones) and the ``llama.*`` hyperparameter keys.
 
     ``dtype`` is ``"f32"``, ``"f16"`` or ``"q8_0"`` (gguf's own Q8_0 quantizer; every row
-    length must be a multiple of 32). Norm vectors always stay F32, as in llama.cpp's converters. ``chat_template`` sets/overrides
+    length must be a multiple of 32). Norm vectors always stay F32, as in llama.cpp's converters. ``tensor_dtypes``
+    gives tensors (by name, ``"blk.0.attn_q.weight"``) a dtype of their own, ``"f32"`` or ``"f16"`` (a file of
+    mixed types; not with ``dtype="q8_0"``). ``chat_template`` sets/overrides
     ``tokenizer.chat_template``. ``extra_kv`` adds or overrides keys last: the
     value keeps the type of the key it replaces, is guessed (int -> UINT32,
     float -> FLOAT32, str -> STRING, bool -> BOOL, list -> ARRAY), or is given as
@@ -431,6 +434,9 @@ def write_llama_from_vocab(
 
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    tensor_dtypes = dict(tensor_dtypes or {})
+    if tensor_dtypes and (dtype == "q8_0" or not set(tensor_dtypes.values()) <= {"f32", "f16"}):
+        raise ValueError("tensor_dtypes are 'f32' or 'f16', of a model whose dtype is")
     n_head_kv = n_head if n_head_kv is None else n_head_kv
     if min(n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx) <= 0:
         raise ValueError("model dimensions must be positive")
@@ -511,7 +517,12 @@ def write_llama_from_vocab(
             kv[key] = _infer_kv(key, value, kv.get(key))
 
     specs = _llama_tensor_specs(n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, arch)
+    if set(tensor_dtypes) - {tname for tname, _, _ in specs}:
+        raise ValueError(f"tensor_dtypes name no such tensor: {sorted(set(tensor_dtypes) - {t for t, _, _ in specs})}")
     np_dtype = np.dtype(_DTYPES[dtype])
+
+    def dtype_of(tname: str) -> "np.dtype":
+        return np.dtype(_DTYPES[tensor_dtypes[tname]]) if tname in tensor_dtypes else np_dtype
     f32 = np.dtype(np.float32)
 
     quantized = dtype == "q8_0"
@@ -529,7 +540,7 @@ def write_llama_from_vocab(
                     byte_shape = quant_shape_to_byte_shape(shape, q8)
                     writer.add_tensor_info(tname, byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape)), raw_dtype=q8)
                     continue
-                dt = f32 if is_norm else np_dtype
+                dt = f32 if is_norm else dtype_of(tname)
                 nbytes = int(np.prod(shape)) * dt.itemsize
                 writer.add_tensor_info(tname, shape, dt, nbytes)
             writer.write_header_to_file(tmp)
@@ -542,7 +553,7 @@ def write_llama_from_vocab(
                 if is_norm:
                     data = np.ones(shape, dtype=f32)
                 else:
-                    data = _random_tensor(rng, shape, weight_std, np_dtype.name)
+                    data = _random_tensor(rng, shape, weight_std, dtype_of(tname).name)
                     if quantized:
                         data = quants.quantize(data, q8)
                 writer.write_tensor_data(data)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from jan.json_text import loads_json
 from jan.services import types as t
+from jan.services.abilities import generations
 from jan.core import InferenceExtension, ModelFailed, ModelInit, ModelReady, ModelState, ModelStopped
 from jan.extensions._builtin import BuiltinExtension
 from jan.errors import ModelLoadError, ModelNotFoundError
@@ -90,15 +91,17 @@ class _Stats:
 
 
 class _Request:
-    """Bookkeeping of one streamed request (times, usage) for the stats."""
+    """Bookkeeping of one streamed request (times, usage) for the stats: its ``generations`` (the choices it asks
+    the upstream for, each choice of ``n`` of each prompt) each count as one, as the local engine counts them."""
 
-    def __init__(self, stats: _Stats) -> None:
+    def __init__(self, stats: _Stats, generations: int = 1) -> None:
         self.stats = stats
+        self.generations = generations
         self.started = time.monotonic()
         self.first: float | None = None
         self.usage: dict[str, Any] | None = None
-        stats.requests_total += 1
-        stats.requests_active += 1
+        stats.requests_total += generations
+        stats.requests_active += generations
 
     def chunk(self, chunk: dict[str, Any]) -> None:
         if self.first is None and chunk.get("choices"):
@@ -109,13 +112,13 @@ class _Request:
 
     def end(self, outcome: str) -> None:
         stats = self.stats
-        stats.requests_active -= 1
+        stats.requests_active -= self.generations
         if outcome == "finished":
-            stats.requests_finished += 1
+            stats.requests_finished += self.generations
         elif outcome == "cancelled":
-            stats.requests_cancelled += 1
+            stats.requests_cancelled += self.generations
         else:
-            stats.requests_failed += 1
+            stats.requests_failed += self.generations
         if self.usage:
             prompt = self.usage.get("prompt_tokens") or 0
             generated = self.usage.get("completion_tokens") or 0
@@ -352,8 +355,9 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
 
     def metrics(self) -> dict[str, dict]:
         """Per remote model that was sent a request since jan started: its counters as ``/metrics`` reads every
-        engine's (:class:`~jan.server.routes.health.EngineCollector`): ``requests_total`` (requests sent upstream,
-        each chat or completion one, whatever dialect asked), ``requests_cancelled``, ``requests_failed``,
+        engine's (:class:`~jan.server.routes.health.EngineCollector`): ``requests_total`` (generations asked of
+        the upstream, whatever dialect asked: each choice of ``n`` of each prompt one, as the local engine counts
+        them; :func:`jan.services.abilities.generations`), ``requests_cancelled``, ``requests_failed``,
         ``prompt_tokens_total`` and ``generated_tokens_total`` (as the upstream's usage tells them, which
         ``request_usage`` asks for; 0 where it tells none)."""
         keys = ("requests_total", "requests_cancelled", "requests_failed", "prompt_tokens_total",
@@ -384,24 +388,28 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         from jan.extensions.remote import wire
 
         request = replace(request, sampling=self._sampling(model, request.sampling))
-        return self._deltas(model, wire.chat_body(request), "/chat/completions", wire.chat_deltas)
+        return self._deltas(model, wire.chat_body(request), "/chat/completions", wire.chat_deltas,
+                            generations(request)[0])
 
     def complete(self, model: dict[str, Any], request: t.CompletionRequest) -> AsyncIterator[t.CompletionDelta]:
         """Stream ``POST <base_url>/completions`` the same way as :meth:`chat`."""
         from jan.extensions.remote import wire
 
         request = replace(request, sampling=self._sampling(model, request.sampling))
-        return self._deltas(model, wire.completion_body(request), "/completions", wire.completion_deltas)
+        return self._deltas(model, wire.completion_body(request), "/completions", wire.completion_deltas,
+                            generations(request)[0])
 
     async def _deltas(self, model: dict[str, Any], body: dict[str, Any], path: str,
-                      parse: Callable[[dict[str, Any]], list[Any]]) -> AsyncIterator[Any]:
-        async with contextlib.aclosing(self._stream(model, body, path)) as chunks:
+                      parse: Callable[[dict[str, Any]], list[Any]], count: int) -> AsyncIterator[Any]:
+        async with contextlib.aclosing(self._stream(model, body, path, count)) as chunks:
             async for chunk in chunks:
                 for delta in parse(chunk):
                     yield delta
 
-    async def _stream(self, model: dict[str, Any], request: dict[str, Any], path: str) -> AsyncIterator[dict[str, Any]]:
-        """The upstream's chunks (OpenAI dicts) of one streamed request, usage included."""
+    async def _stream(self, model: dict[str, Any], request: dict[str, Any], path: str,
+                      count: int = 1) -> AsyncIterator[dict[str, Any]]:
+        """The upstream's chunks (OpenAI dicts) of one streamed request, usage included; ``count``: the choices it
+        asks for, each counted one generation."""
         import aiohttp
 
         from jan.extensions.remote.sse import SSEParser
@@ -409,7 +417,7 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         model_id = model["id"]
         up = self._upstream(model)
         body = self._body(model, request, up)
-        tracker = _Request(self._stats_for(model_id))
+        tracker = _Request(self._stats_for(model_id), count)
         outcome = "failed"
         resp = None
         try:

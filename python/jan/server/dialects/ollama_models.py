@@ -30,7 +30,7 @@ __all__ = ["GGUFDetails", "capabilities", "context_window", "format_time", "gguf
            "model_digest",
            "load_parameters", "model_entry", "parameter_size", "running_entry", "show"]
 
-# llama.cpp's ``general.file_type`` values (enum llama_ftype) and their names
+# llama.cpp's ``general.file_type`` values (enum llama_ftype) and their names as Ollama spells them
 FILE_TYPES = {
     0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
     12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
@@ -38,6 +38,9 @@ FILE_TYPES = {
     26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0",
     37: "TQ2_0", 38: "MXFP4_MOE",
 }
+
+#: The bit llama.cpp adds to a type it guessed (a file without ``general.file_type``).
+LLAMA_FTYPE_GUESSED = 1024
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,9 @@ class GGUFDetails:
 def _from_info(info: jan.ModelInfo) -> GGUFDetails:
     meta = dict(info.metadata)
     arch = info.architecture
-    try:
-        file_type = FILE_TYPES.get(int(meta.get("general.file_type", "")), "")
-    except ValueError:
-        file_type = ""
+    # the header's general.file_type, else the type llama.cpp guesses from the tensors (as a load does: the same
+    # before a load as after), without llama.cpp's "guessed" mark
+    file_type = FILE_TYPES.get(info.file_type & ~LLAMA_FTYPE_GUESSED, "") if info.file_type >= 0 else ""
     special = info.special_tokens
     return GGUFDetails(
         architecture=arch, n_params=info.n_params, file_type=file_type, chat_template=info.chat_template,
@@ -257,7 +259,8 @@ def llama_meta(gguf: GGUFDetails, status: dict[str, Any] | None = None) -> dict[
     """llama-server's ``meta`` of a model in its ``/v1/models`` (and ``/models``) entries: its vocabulary's type
     and size, the context a request gets (the loaded model's, else what it was trained with: :func:`context_window`),
     its training context, embedding size, parameters, weights' bytes and type (the loaded model's as llama.cpp
-    named it, else its header's ``general.file_type``); None for a model without a GGUF (a remote one)."""
+    named it, else its header's the same way: ``general.file_type``, or llama.cpp's guess from the tensors); None
+    for a model without a GGUF (a remote one)."""
     if not gguf.architecture:
         return None
     ftype = (status or {}).get("ftype")

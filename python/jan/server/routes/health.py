@@ -150,9 +150,9 @@ class EngineCollector:
         # What a model's engine was given, whatever dialect asked: each choice of n, each turn of a run or a tool
         # loop is one generation (a count of requests is jan_http_requests_total's, by route and status)
         counters = {
-            "requests_total": ("jan_generations", "Generations submitted to the model's engine (each choice of n, "
-                               "each turn of a run or tool loop; a remote model's, each request sent upstream; not "
-                               "embeddings): every request is jan_http_requests_total's"),
+            "requests_total": ("jan_generations", "Generations submitted to the model's engine (each choice of n "
+                               "of each prompt, each turn of a run or tool loop; a remote model's alike, each choice "
+                               "asked of its upstream; not embeddings): every request is jan_http_requests_total's"),
             "requests_cancelled": ("jan_generations_cancelled", "Generations cancelled"),
             "requests_failed": ("jan_generations_failed", "Generations that failed"),
             "prompt_tokens_total": ("jan_prompt_tokens", "Prompt tokens evaluated (a remote model's: as its upstream "
@@ -185,14 +185,14 @@ class EngineCollector:
         # every engine's models: a remote model's generations count as a local one's (its upstream's usage its
         # tokens), labelled apart (engine="remote"); the local engine's own gauges and llama-server's metrics are
         # the local models' alone
-        served: dict[str, str] = {}
-        counted: dict[str, dict] = {}
+        # {model id: (engine label, counters)}, the first engine that counts a model its one source: its label
+        # and its counters come together, so they cannot name different engines
+        counted: dict[str, tuple[str, dict]] = {}
         for engine in _counted_engines(self.app):
             label = _served(engine)
             for model_id, m in engine.metrics().items():
-                served.setdefault(model_id, label)
-                counted.setdefault(model_id, m)
-        per_model = {model_id: m for model_id, m in counted.items() if served[model_id] == "local"}
+                counted.setdefault(model_id, (label, m))
+        per_model = {model_id: m for model_id, (label, m) in counted.items() if label == "local"}
         windows = self.app[METRIC_WINDOWS]
         for gone in [model_id for model_id in windows if model_id not in per_model]:
             # (a model loaded again starts from zero anyway; one unloaded or deleted kept its window for the
@@ -212,9 +212,9 @@ class EngineCollector:
             (``engine``: ``local``, ``remote``); a model whose engine counts no such thing has none (a remote
             model's decode time), a local one 0."""
             fam = CounterMetricFamily(name, doc, labels=["model", "engine"])
-            for model_id, m in counted.items():
-                if key in m or served[model_id] == "local":
-                    fam.add_metric([model_id, served[model_id]], float(m.get(key, 0)))
+            for model_id, (label, m) in counted.items():
+                if key in m or label == "local":
+                    fam.add_metric([model_id, label], float(m.get(key, 0)))
             return fam
 
         families = [served_family(name, doc, key) for key, (name, doc) in counters.items()]

@@ -480,8 +480,9 @@ async def props(request: web.Request) -> web.Response:
 
 
 def _header_ftype(path: Any) -> str:
-    """The weights' type its GGUF header names (``general.file_type``, as llama.cpp names it), "" where there is none
-    to read (a remote model, a file not downloaded). Blocking: the first read of a header is a vocab-only load."""
+    """The weights' type its GGUF header tells, as llama.cpp names it (``general.file_type``, else llama.cpp's guess
+    from the tensors: what a load would say), "" where there is none to read (a remote model, a file not
+    downloaded). Blocking: the first read of a header is a vocab-only load."""
     return ollama_models.gguf_details(path if isinstance(path, str) else None).ftype
 
 
