@@ -6,6 +6,10 @@
 #include <regex>
 #include <stdexcept>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "grammar_prefix.h"
 #include "grammar_trigger.h"
 #include "model.h"
@@ -35,6 +39,16 @@ llama_sampler * make_grammar_sampler(const Model & model, const SamplingParams &
     auto patterns = std::make_shared<const TriggerPatterns>(p.grammar_triggers);
     return make_lazy_grammar_sampler(model, grammar.release(), std::move(patterns));
 }
+
+// ignore_eos: every end-of-generation token (not just EOS: chat models end turns with EOT) is banned while
+// another token is left to sample. A logit bias of -inf (llama-server's way) bans them even where a finished
+// grammar allows nothing else, and the sampler then picks a token the grammar rejects ("empty grammar stack");
+// here the end of generation is what is left, and the request stops as a grammar-constrained one would.
+struct IgnoreEosTokens {
+    std::vector<uint8_t> mask;     // mask[token] != 0: an end-of-generation token
+    std::vector<llama_token> ids;  // the same tokens, listed (a handful: EOS, EOT, EOM, ...)
+    bool is_eog(llama_token t) const { return t >= 0 && (size_t)t < mask.size() && mask[t]; }
+};
 
 llama_sampler_ptr prepare_grammar(const Model & model, const SamplingParams & p) {
     if (p.grammar.empty()) return nullptr;
@@ -90,15 +104,6 @@ void SamplingParams::validate(const Model & model) const {
 
 namespace {
 
-// ignore_eos: every end-of-generation token (not just EOS: chat models end turns with EOT) is banned while
-// another token is left to sample. A logit bias of -inf (llama-server's way) bans them even where a finished
-// grammar allows nothing else, and the sampler then picks a token the grammar rejects ("empty grammar stack");
-// here the end of generation is what is left, and the request stops as a grammar-constrained one would.
-struct IgnoreEosTokens {
-    std::vector<uint8_t> mask;     // mask[token] != 0: an end-of-generation token
-    std::vector<llama_token> ids;  // the same tokens, listed (a handful: EOS, EOT, EOM, ...)
-};
-
 struct IgnoreEosState {
     std::shared_ptr<const IgnoreEosTokens> eog;  // (shared by clones)
 };
@@ -107,7 +112,7 @@ const char * ignore_eos_name(const llama_sampler *) { return "jan-ignore-eos"; }
 
 void ignore_eos_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
     const auto & eog = *static_cast<IgnoreEosState *>(smpl->ctx)->eog;
-    auto is_eog = [&](llama_token t) { return t >= 0 && (size_t)t < eog.mask.size() && eog.mask[t]; };
+    auto is_eog = [&](llama_token t) { return eog.is_eog(t); };
     bool other = false;  // (found within the first few candidates unless a grammar rules out most of them)
     for (size_t i = 0; i < cur_p->size && !other; ++i)
         other = !is_eog(cur_p->data[i].id) && cur_p->data[i].logit != -INFINITY;
@@ -146,7 +151,9 @@ llama_sampler * ignore_eos_clone(const llama_sampler * smpl) {
 
 }  // namespace
 
-llama_sampler * make_ignore_eos_sampler(const Model & model) {
+namespace {
+
+std::shared_ptr<const IgnoreEosTokens> ignore_eos_tokens(const Model & model) {
     const int32_t n_vocab = model.n_vocab();
     auto eog = std::make_shared<IgnoreEosTokens>();
     eog->mask.assign(n_vocab, 0);
@@ -155,8 +162,16 @@ llama_sampler * make_ignore_eos_sampler(const Model & model) {
             eog->mask[t] = 1;
             eog->ids.push_back(t);
         }
+    return eog;
+}
+
+llama_sampler * make_ignore_eos_sampler(std::shared_ptr<const IgnoreEosTokens> eog) {
     return llama_sampler_init(ignore_eos_iface(), new IgnoreEosState{std::move(eog)});
 }
+
+}  // namespace
+
+llama_sampler * make_ignore_eos_sampler(const Model & model) { return make_ignore_eos_sampler(ignore_eos_tokens(model)); }
 
 namespace {
 
@@ -176,6 +191,61 @@ llama_token selected_token(const llama_token_data_array & cur) {
     if (cur.selected < 0 || (size_t)cur.selected >= cur.size)
         throw std::runtime_error("the sampler chain selected no token");
     return cur.data[cur.selected].id;
+}
+
+// The index llama.cpp's greedy sampler selects from x[0..n) in token order: a strict > from index 0, so the first of
+// equal greatest values (-0 and +0 equal), NaNs never picked but at index 0, where nothing beats one. The greatest
+// value is found first, then its first index; on x86 four floats at a time (maxps is exactly `x > m ? x : m`, a NaN
+// x leaving m), about 1.5 instructions a token against the ~15 of filling llama_token_data candidates and passing
+// them through the chain.
+int32_t first_greatest(const float * x, int32_t n) {
+    if (n <= 0 || std::isnan(x[0])) return 0;
+    float best = x[0];  // (never NaN: a NaN is never greater than anything)
+    int32_t t = 0;
+#if defined(__SSE2__)
+    __m128 m0 = _mm_set1_ps(best), m1 = m0;
+    for (; t + 8 <= n; t += 8) {
+        m0 = _mm_max_ps(_mm_loadu_ps(x + t), m0);
+        m1 = _mm_max_ps(_mm_loadu_ps(x + t + 4), m1);
+    }
+    alignas(16) float lanes[8];
+    _mm_store_ps(lanes, m0);
+    _mm_store_ps(lanes + 4, m1);
+    for (float v : lanes) best = v > best ? v : best;
+#endif
+    for (; t < n; ++t) best = x[t] > best ? x[t] : best;
+    t = 0;
+#if defined(__SSE2__)
+    const __m128 b = _mm_set1_ps(best);
+    for (; t + 4 <= n; t += 4) {
+        const int eq = _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(x + t), b));
+        if (eq) return t + __builtin_ctz((unsigned)eq);
+    }
+#endif
+    for (; t < n; ++t)
+        if (x[t] == best) return t;
+    return 0;
+}
+
+// What a chain of (ignore_eos, then) greedy alone picks from `logits` (SlotSampler::plain_greedy), without the
+// candidates it would fill and pass through both samplers: ignore_eos_apply's bans where a token that is no end of
+// generation and not -inf is left (the banned logits set to -inf for the pick and put back after, bit for bit: the
+// logprobs read the raw ones), then greedy's pick.
+llama_token greedy_pick(SlotSampler & s, float * logits, int32_t n_vocab) {
+    const IgnoreEosTokens * eog = s.ignore_eos.get();
+    bool ban = false;
+    if (eog)
+        for (int32_t t = 0; t < n_vocab && !ban; ++t) ban = !eog->is_eog(t) && logits[t] != -INFINITY;
+    if (!ban) return first_greatest(logits, n_vocab);
+    auto & saved = s.saved_logits;
+    saved.clear();
+    for (llama_token t : eog->ids) {
+        saved.push_back(logits[t]);
+        logits[t] = -INFINITY;
+    }
+    const llama_token token = first_greatest(logits, n_vocab);
+    for (size_t i = 0; i < eog->ids.size(); ++i) logits[eog->ids[i]] = saved[i];
+    return token;
 }
 
 // Whether the grammar and the UTF-8 guard let `token` be written now.
@@ -221,9 +291,15 @@ llama_token best_allowed(SlotSampler & s, const llama_token_data_array & cur, ll
 }  // namespace
 
 llama_token sample_token(SlotSampler & s, llama_context * ctx, int32_t idx) {
-    const float * logits = llama_get_logits_ith(ctx, idx);
+    float * logits = llama_get_logits_ith(ctx, idx);  // (greedy_pick bans in place, then restores)
     if (!logits) throw std::runtime_error("llama.cpp returned no logits for the sampled row");
     const int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
+    if (s.plain_greedy && n_vocab > 0 && (!s.ignore_eos || s.ignore_eos->mask.size() == (size_t)n_vocab)) {
+        // (greedy and ignore_eos keep no state: the chain's accept has nothing to tell them; post_sampling_top
+        // reads no candidates for a greedy pick)
+        s.last = llama_token_data_array{s.candidates.data(), 0, -1, false};
+        return greedy_pick(s, logits, n_vocab);
+    }
     llama_token_data_array cur = fill_candidates(s.candidates, logits, n_vocab);
     if (s.bias) llama_sampler_apply(s.bias.get(), &cur);
     llama_token token = LLAMA_TOKEN_NULL;
@@ -312,7 +388,10 @@ SlotSampler build_sampler(const Model & model, const SamplingParams & p, int32_t
         llama_sampler_chain_add(out.constraint.get(), out.utf8);
     }
     // After the grammar: it bans the end of generation only while the grammar leaves something else to write.
-    if (p.ignore_eos) llama_sampler_chain_add(chain_ptr, make_ignore_eos_sampler(model));
+    if (p.ignore_eos) {
+        out.ignore_eos = ignore_eos_tokens(model);
+        llama_sampler_chain_add(chain_ptr, make_ignore_eos_sampler(out.ignore_eos));
+    }
 
     const bool penalties = p.repeat_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
     if (penalties && p.repeat_last_n != 0) {
@@ -331,6 +410,10 @@ SlotSampler build_sampler(const Model & model, const SamplingParams & p, int32_t
 
     if (p.temperature <= 0.0f) {
         llama_sampler_chain_add(chain_ptr, llama_sampler_init_greedy());
+        // nothing but ignore_eos before greedy (no bias, grammar, penalties, thinking budget): sample_token picks
+        // the token from the logits itself (greedy_pick), the same one
+        out.plain_greedy = !out.bias && !out.constraint &&
+                           llama_sampler_chain_n(chain_ptr) == (out.ignore_eos ? 2 : 1);
         return out;
     }
     if (p.mirostat != 0) {

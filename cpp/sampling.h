@@ -137,6 +137,8 @@ llama_sampler * make_ignore_eos_sampler(const Model & model);
 // A request's samplers, in the order they apply: `bias` (its logit bias; null without one), `constraint` (the
 // grammar and its UTF-8 guard; null without a grammar), `chain` (ignore_eos, penalties, the thinking budget, then
 // greedy or the truncation samplers and the draw). See sample_token.
+struct IgnoreEosTokens;  // (sampling.cpp: the end-of-generation tokens ignore_eos bans)
+
 struct SlotSampler {
     llama_sampler_ptr bias;
     llama_sampler_ptr constraint;
@@ -145,6 +147,11 @@ struct SlotSampler {
     llama_sampler * utf8 = nullptr;     // (in `constraint`)
     bool sample_first = false;          // draw, then check the one token (sample_token)
     bool greedy = false;                // the chain picks the best logit (temperature <= 0)
+    // The chain is greedy alone, or ignore_eos then greedy, with no bias nor constraint: sample_token picks the same
+    // token from the logits directly, never filling `candidates` (what temperature 0 asks of most requests).
+    bool plain_greedy = false;
+    std::shared_ptr<const IgnoreEosTokens> ignore_eos;  // the chain's ignore_eos tokens (null without ignore_eos)
+    std::vector<float> saved_logits;    // (their logits while a plain_greedy pick bans them)
     std::vector<llama_token_data> candidates;  // (the vocabulary's, reused from token to token)
     std::vector<int32_t> ranked;        // (candidate indices in the order a refused greedy pick checks them)
     // The candidates as the chain left them at the last sample_token (in `candidates`; size 0 before one), for

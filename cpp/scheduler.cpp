@@ -263,6 +263,10 @@ void Scheduler::apply_lora(const std::vector<float> & scales) {
 }
 
 void Scheduler::pick_lora_group() {
+    if (loras_.empty()) {  // one group, of no scales: every busy slot (without the lists this step would allocate)
+        for (auto & slot : slots_) slot.in_step = slot.state != SlotState::Idle;
+        return;
+    }
     // The groups in slot order; the one after last step's is next (the first when that one is gone), so every
     // group gets a step in turn however long another's requests run.
     std::vector<const std::vector<float> *> groups;
@@ -1098,7 +1102,8 @@ void Scheduler::run() {
             slot.cache.push_back(token);
             return i;
         };
-        std::vector<Slot *> in_batch;
+        auto & in_batch = step_slots_;  // (members, cleared: no allocation a step)
+        in_batch.clear();
         int32_t n_generating = 0;
         for (auto & slot : slots_) n_generating += slot.state == SlotState::Generate && slot.in_step;
         for (auto & slot : slots_) {
@@ -1111,7 +1116,8 @@ void Scheduler::run() {
             for (llama_token d : plan_draft(slot, room)) add(slot, d, true);
         }
         int32_t n_prompt_step = 0;  // prompt tokens in this batch
-        std::vector<Slot *> prefilling;
+        auto & prefilling = step_prefilling_;
+        prefilling.clear();
         for (auto & slot : slots_)
             if (slot.state == SlotState::Prefill && slot.in_step) prefilling.push_back(&slot);
         std::sort(prefilling.begin(), prefilling.end(),

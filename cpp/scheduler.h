@@ -312,6 +312,7 @@ private:
     int32_t n_threads_set_ = 0, n_threads_batch_set_ = 0;  // what the context was last given
     bool split_kv_possible_ = false;  // see thread_count_matters
     std::vector<Slot> slots_;
+    std::vector<Slot *> step_slots_, step_prefilling_;  // run(): a step's slots in its batch, and those prefilling
     PromptCache prompt_cache_{0};  // (made with the context: off until then)
     uint64_t use_counter_ = 0;
     uint64_t kv_cache_bytes_ = 0;
