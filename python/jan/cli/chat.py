@@ -517,7 +517,7 @@ def thread_model(conn, thread_id: str) -> str | None:
 
 
 @click.command()
-@click.argument("model", required=False)
+@click.argument("model", required=False, callback=nonempty_param)
 @click.option("--system", "-s", default=None, callback=text_param, help="System prompt.")
 @click.option("--thread", "thread_id", default=None, metavar="ID", callback=nonempty_param,
               help="Continue a saved thread.")

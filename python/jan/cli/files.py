@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import click
 
 from jan.cli.common import (CLIError, RemoveAliasGroup, connection_options, human_bytes, human_time, json_option,
-                            PathParam, nonempty_text_param, print_json, print_table, write_output_file)
+                            PathParam, nonempty_param, nonempty_text_param, print_json, print_table, write_output_file)
 from jan.local_files import expand_home, open_regular_file
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES, PURPOSES
 
@@ -129,7 +129,7 @@ def _get(conn, file_id: str) -> dict[str, Any]:
 
 
 @files.command("show")
-@click.argument("file_id")
+@click.argument("file_id", callback=nonempty_param)
 @json_option
 @connection_options
 def show_file(file_id: str, as_json: bool, conn) -> None:
@@ -187,7 +187,7 @@ def _store_upload(store, source: BinaryIO, filename: str, purpose: str) -> dict[
 
 
 @files.command("delete")
-@click.argument("file_id")
+@click.argument("file_id", callback=nonempty_param)
 @json_option
 @connection_options
 def delete_file(file_id: str, as_json: bool, conn) -> None:
@@ -204,7 +204,7 @@ def delete_file(file_id: str, as_json: bool, conn) -> None:
 
 
 @files.command("download")
-@click.argument("file_id")
+@click.argument("file_id", callback=nonempty_param)
 @click.option("--output", "-o", type=PathParam(dir_okay=False, allow_dash=True, path_type=Path), default=None,
               help="Write to FILE ('-': stdout) [default: stdout, unless it is a terminal].")
 @connection_options

@@ -13,8 +13,8 @@ import os
 
 import click
 
-from jan.cli.common import (FREE_TEXT_WIDTH, CLIError, RemoveAliasGroup, connection_options, did_you_mean, json_option, print_json,
-                            print_table, warn)
+from jan.cli.common import (FREE_TEXT_WIDTH, CLIError, RemoveAliasGroup, connection_options, did_you_mean, json_option, nonempty_param,
+                            print_json, print_table, warn)
 from jan.extensions.mcp.config import MAX_TOOL_TIMEOUT_S
 
 
@@ -100,8 +100,8 @@ def _show_servers(servers: list[dict], invalid: dict[str, str], file_error: str 
 
 
 @mcp.command("add", context_settings={"ignore_unknown_options": True})
-@click.argument("name")
-@click.argument("command_or_url")
+@click.argument("name", callback=nonempty_param)
+@click.argument("command_or_url", callback=nonempty_param)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment of a stdio server (repeatable).")
 @click.option("--header", "headers", multiple=True, metavar="NAME=VALUE", help="HTTP header (repeatable).")
@@ -186,7 +186,7 @@ def _relative_paths(command: str, args: tuple[str, ...]) -> bool:
 
 
 @mcp.command("remove")
-@click.argument("name")
+@click.argument("name", callback=nonempty_param)
 @connection_options
 def remove_server(name: str, conn) -> None:
     """Remove a server from mcp.json (a running jan stops it)."""

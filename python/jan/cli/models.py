@@ -161,7 +161,7 @@ def warn_leftovers(leftovers: list[dict[str, Any]]) -> None:
 
 
 @models.command("show")
-@click.argument("model_id")
+@click.argument("model_id", callback=nonempty_param)
 @json_option
 @connection_options
 def show_model(model_id: str, as_json: bool, conn) -> None:
@@ -419,7 +419,7 @@ def _refuse_local_file(url: str) -> None:
 
 
 @models.command("pull")
-@click.argument("url")
+@click.argument("url", callback=nonempty_param)
 @click.option("--id", "model_id", default=None, callback=_id_param,
               help="Model id [default: from the file name].")
 @click.option("--sha256", default=None, help="Expected SHA-256 of the file (checked before it is kept).")
@@ -455,7 +455,7 @@ def pull_model(url: str, model_id: str | None, sha256: str | None, as_json: bool
 
 
 @models.command("rm")
-@click.argument("model_ids", nargs=-1, required=True, metavar="ID...")
+@click.argument("model_ids", nargs=-1, required=True, metavar="ID...", callback=nonempty_param)
 @connection_options
 def remove_model(model_ids: tuple[str, ...], conn) -> None:
     """Delete models and their files (a file imported by reference is left alone)."""
@@ -498,7 +498,7 @@ def _start_stop(conn, model_id: str, action: str) -> None:
 
 
 @models.command("start")
-@click.argument("model_id")
+@click.argument("model_id", callback=nonempty_param)
 @connection_options
 def start_model(model_id: str, conn) -> None:
     """Load a model in the running server."""
@@ -506,7 +506,7 @@ def start_model(model_id: str, conn) -> None:
 
 
 @models.command("stop")
-@click.argument("model_id")
+@click.argument("model_id", callback=nonempty_param)
 @connection_options
 def stop_model(model_id: str, conn) -> None:
     """Unload a model from the running server."""

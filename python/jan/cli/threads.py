@@ -17,6 +17,7 @@ from jan.cli.common import (
     echo_styled,
     human_time,
     json_option,
+    nonempty_param,
     print_json,
     print_table,
     warn_problems,
@@ -140,7 +141,7 @@ def list_threads(limit: int | None, as_json: bool, conn) -> None:
 
 
 @threads.command("show")
-@click.argument("thread_id")
+@click.argument("thread_id", callback=nonempty_param)
 @json_option
 @connection_options
 def show_thread(thread_id: str, as_json: bool, conn) -> None:
@@ -251,7 +252,7 @@ def to_markdown(thread: dict[str, Any], messages: list[dict[str, Any]]) -> str:
 
 
 @threads.command("export")
-@click.argument("thread_id")
+@click.argument("thread_id", callback=nonempty_param)
 @click.option("--format", "-f", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
 @click.option("--output", "-o", type=PathParam(dir_okay=False, allow_dash=True, path_type=Path), default=None,
               help="Write to FILE instead of stdout ('-': stdout, as for `jan files download`).")
@@ -271,7 +272,7 @@ def export_thread(thread_id: str, fmt: str, output: Path | None, conn) -> None:
 
 
 @threads.command("rm")
-@click.argument("thread_ids", nargs=-1, required=True, metavar="ID...")
+@click.argument("thread_ids", nargs=-1, required=True, metavar="ID...", callback=nonempty_param)
 @connection_options
 def remove_thread(thread_ids: tuple[str, ...], conn) -> None:
     """Delete threads and their messages."""
