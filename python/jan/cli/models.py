@@ -250,14 +250,21 @@ def _import_local(conn, path: Path, model_id: str | None, mode: str, mmproj: Pat
     try:
         validate_id(model_id, "model id")
         settings = {**info["settings"], **({"mmproj": str(mmproj)} if mmproj else {})}
-        return conn.store().models.import_gguf(path, model_id=model_id, mode=mode, name=info["name"],
-                                               settings=settings, metadata=info["metadata"])
+        # a copy (--mode copy, or a hard link that has to copy) of weights of many GB takes minutes: shown as it goes
+        with DownloadBar(model_id, done_word="copied", lazy=True) as bar:
+            return conn.store().models.import_gguf(path, model_id=model_id, mode=mode, name=info["name"],
+                                                   settings=settings, metadata=info["metadata"], progress=bar.copied)
     except CaseClashError as exc:
         raise CLIError(str(exc)) from None
     except AlreadyExistsError:
         raise _taken(model_id, damaged=_damaged_here(conn, model_id)) from None
     except StoreError as exc:
         raise CLIError(str(exc)) from None
+
+
+#: How long `jan models import` waits for a server's answer (seconds): its copy of the weights is made before it
+#: answers, and a copy of many GB may take many minutes.
+SERVER_IMPORT_TIMEOUT_S = 24 * 3600.0
 
 
 def _id_param(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -307,7 +314,17 @@ def import_model(path: Path, model_id: str | None, mode: str, mmproj: Path | Non
         from jan.cli.client import ServerError
 
         try:
-            model = client.post("/v1/models", body, timeout=300)
+            # (the server answers when its copy is whole: a copy of many GB takes as long as the disks need, where a
+            # limit of minutes said "cannot reach the jan server" of a server still copying)
+            model = client.post("/v1/models", body, timeout=SERVER_IMPORT_TIMEOUT_S)
+        except KeyboardInterrupt:
+            from jan.store import slugify_id
+
+            # the request was sent: the server goes on with it whatever this process does, and Ctrl-C said nothing
+            # of that (the model was there after all)
+            warn(f"stopped waiting; the server at {conn.url} goes on with the import of {path} (once it is listed, "
+                 f"`jan models rm {model_id or slugify_id(path.stem)}` removes it)")
+            raise
         except ServerError as exc:
             if exc.status == 409 and "differs only in case" not in str(exc):
                 taken = model_id or path.stem
