@@ -60,6 +60,21 @@ def did_you_mean(name: str, known) -> str:
     return f": did you mean {meant!r}?" if meant else ""
 
 
+def meant_id(given: str, ids: Iterable[str], prefix: str) -> str:
+    """``: did you mean 'X'?`` where one of ``ids`` (a thread's ``thread_...``, a file's ``file-...``: long ids a user
+    copies, not types) is the one ``given`` likely meant: the only id it begins (an id cut short when copied: 8
+    characters after ``prefix`` at least), else jan's near-name rule (a mistyped character); "" where none is."""
+    from jan.near_names import closest_model_id
+
+    ids = [i for i in ids if isinstance(i, str)]
+    meant = None
+    if len(given.removeprefix(prefix)) >= 8:
+        begun = [i for i in ids if i.startswith(given) and i != given]
+        meant = begun[0] if len(begun) == 1 else None
+    meant = meant or closest_model_id(given, ids)
+    return f": did you mean '{meant}'?" if meant else ""
+
+
 def probe_timeout() -> float:
     """:data:`PROBE_TIMEOUT_S`, or ``$JAN_PROBE_TIMEOUT``'s seconds; a value that is no positive number is a
     :class:`CLIError` naming the variable (it was read as the module was imported: a traceback from every command)."""

@@ -17,6 +17,7 @@ from jan.cli.common import (
     echo_styled,
     human_time,
     json_option,
+    meant_id,
     nonempty_param,
     print_json,
     print_table,
@@ -69,17 +70,8 @@ def damaged_on_server(exc, thread_id: str) -> bool:
 
 
 def meant_thread(thread_id: str, ids: list[str]) -> str:
-    """``: did you mean 'thread_...'?`` where one thread's id is the one ``thread_id`` likely meant: the only id it
-    begins (an id cut short when copied: 8 characters of its ULID at least), else jan's near-name rule (a
-    mistyped character); "" where none is."""
-    from jan.near_names import closest_model_id
-
-    meant = None
-    if len(thread_id.removeprefix("thread_")) >= 8:
-        begun = [i for i in ids if i.startswith(thread_id) and i != thread_id]
-        meant = begun[0] if len(begun) == 1 else None
-    meant = meant or closest_model_id(thread_id, ids)
-    return f": did you mean '{meant}'?" if meant else ""
+    """:func:`jan.cli.common.meant_id` of a thread's id."""
+    return meant_id(thread_id, ids, "thread_")
 
 
 def server_threads(client, limit: int | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
