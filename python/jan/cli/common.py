@@ -730,8 +730,18 @@ def _new_file_mode() -> int:
 def plain_output() -> bool:
     """Whether jan's own output must carry no ANSI styling even at a terminal: ``NO_COLOR`` set (no-color.org;
     jan's styles are its only colors) or ``TERM=dumb`` (a terminal that prints escape codes as text: Emacs'
-    shell, some CI logs). click drops styles only when stdout is no terminal; rich's tables check these itself."""
+    shell, some CI logs). click drops styles only when stdout is no terminal; rich drops colors only (see
+    :func:`rich_console`)."""
     return bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
+
+
+def rich_console(*, stderr: bool = False):
+    """A rich ``Console`` for jan's tables and progress bars, on stdout (or ``stderr``), without any styling where
+    :func:`plain_output` says so: rich itself drops only the colors under ``NO_COLOR``, and wrote the tables' bold
+    headers and the bars' bold labels as escape codes still. (A bar's cursor moves stay: they are how it redraws.)"""
+    from rich.console import Console
+
+    return Console(stderr=stderr, **({"color_system": None} if plain_output() else {}))
 
 
 def styled(text: str, **style: Any) -> str:
@@ -785,10 +795,9 @@ def print_table(columns: list[str], rows: list[list[Any]], *, title: str | None 
     limits = [(max_widths or {}).get(name) for name in columns]
     rows = [[table_cell(v, limit) for v, limit in zip(row, limits)] for row in rows]
     if stdout_is_tty():
-        from rich.console import Console
         from rich.table import Table
 
-        console = Console()
+        console = rich_console()
         widths = _terminal_widths(columns, rows, console.width, free=[limit is not None for limit in limits])
         if widths is not None:
             table = Table(title=title, show_edge=False, header_style="bold")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from jan.cli.common import human_bytes
+from jan.cli.common import human_bytes, rich_console
 
 PLAIN_INTERVAL_S = 1.0
 
@@ -37,7 +37,6 @@ class DownloadBar:
 
     def _start(self) -> None:
         if self.fancy and self._progress is None:
-            from rich.console import Console
             from rich.text import Text
             from rich.progress import (
                 BarColumn,
@@ -56,7 +55,7 @@ class DownloadBar:
 
             self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                       DownloadColumn(binary_units=True), BinarySpeedColumn(), TimeRemainingColumn(),
-                                      console=Console(stderr=True), transient=False)
+                                      console=rich_console(stderr=True), transient=False)
             self._progress.start()
             self._task = self._progress.add_task(self.label, total=None)
 
