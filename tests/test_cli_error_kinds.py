@@ -124,6 +124,7 @@ EMPTY_ARGUMENTS = [
     (["models", "show"], [""]), (["models", "start"], [""]), (["models", "stop"], [""]), (["models", "pull"], [""]),
     (["models", "rm"], ["STORIES_ID", ""]), (["models", "import"], [""]),
     (["threads", "show"], [""]), (["threads", "export"], [""]), (["threads", "rm"], ["THREAD", ""]),
+    (["help"], ["models", ""]),
 ]
 #: Arguments whose empty value means something: a prompt (refused by `jan run` itself, as an empty stdin is), a
 #: stdio MCP server's own arguments (`echo ""`).

@@ -31,6 +31,7 @@ COMMANDS = {
     "mcp": "jan.cli.mcp:mcp",
     "info": "jan.cli.info:info",
     "bench": "jan.cli.bench:bench",
+    "help": "jan.cli.help:help_command",
 }
 
 # One-line summaries for `jan --help` without importing every command module.
@@ -45,6 +46,7 @@ SUMMARIES = {
     "mcp": "List, add and remove MCP servers (tools for assistants).",
     "info": "Show versions, the llama.cpp build, devices and where data lives.",
     "bench": "Measure prompt processing and generation speed (like llama-bench).",
+    "help": "Show the help of jan or of a command (`jan help models import`).",
 }
 
 
