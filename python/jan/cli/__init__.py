@@ -184,6 +184,10 @@ class LazyGroup(click.Group):
             return super().make_context(*args, **kwargs)
         except KeyboardInterrupt:  # (click's main would say "Aborted!")
             exit_interrupted()
+        except BrokenPipeError:
+            # `jan --help | head -0`, `jan --version | ...`: printed as the arguments are parsed, before invoke(),
+            # where click's main made a closed pipe status 1
+            _reader_gone()
 
     def invoke(self, ctx):
         try:
@@ -196,10 +200,7 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             exit_interrupted()
         except BrokenPipeError:
-            # the reader went away (`jan threads list | head`): not an error
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            sys.exit(0)
+            _reader_gone()
         except jan.JanError as exc:
             from jan.cli.common import CLIError, error_text
 
@@ -223,6 +224,14 @@ class LazyGroup(click.Group):
             from jan.cli.common import CLIError, os_error_message
 
             raise CLIError(os_error_message(exc)) from None
+
+
+def _reader_gone() -> None:
+    """The reader of stdout went away (`jan threads list | head`): not an error, status 0, and nothing more written
+    (what is still buffered goes to /dev/null, not into a second BrokenPipeError as Python exits)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
 
 
 def _closed_standard_streams(ctx: click.Context) -> None:
