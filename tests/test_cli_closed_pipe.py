@@ -29,3 +29,34 @@ def test_a_reader_gone_is_no_error(data, stories_path, args):
     assert result.returncode == 0, result.stderr
     for said in ("Traceback", "Exception ignored", "Broken pipe", "BrokenPipeError"):
         assert said not in result.stderr, result.stderr
+
+
+def test_serve_goes_on_when_its_stdout_reader_goes(data, stories_path):
+    """`jan serve | head -1` (or a script that reads the URL from the first line and closes the pipe): the server's
+    next line (its models, or "shutting down") ended it with "jan: error: [Errno 32] Broken pipe", status 1. It goes on
+    serving, and stops as it does otherwise."""
+    import signal
+    import urllib.request
+
+    from jan.store import DataFolder
+
+    DataFolder(data).models.import_gguf(stories_path, mode="reference")
+    proc = subprocess.Popen([*JAN, "serve", "--port", "0", "--log-level", "warning"], env=cli_env(data, local=False),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        line = proc.stdout.readline()
+        assert "jan is listening on " in line, line
+        url = line.split("jan is listening on ", 1)[1].split()[0]
+        proc.stdout.close()  # the reader goes
+        for _ in range(3):  # (the models line comes after the first: a request or two later, it was written)
+            with urllib.request.urlopen(f"{url}/v1/models", timeout=60) as resp:
+                assert resp.status == 200
+        proc.send_signal(signal.SIGINT)  # "shutting down", into the closed pipe
+        assert proc.wait(60) == 0
+        err = proc.stderr.read()
+        assert "Broken pipe" not in err and "Traceback" not in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+        proc.stderr.close()
