@@ -60,3 +60,26 @@ def test_serve_goes_on_when_its_stdout_reader_goes(data, stories_path):
             proc.kill()
             proc.wait(30)
         proc.stderr.close()
+
+
+def test_a_piped_chat_whose_reader_goes_keeps_the_answer_as_stopped(data, stories_path):
+    """`jan chat < prompts.txt | head`: the first answer's write found the reader gone, and the chat ended with the
+    user's message saved and no reply at all (the exchange of a stopped answer, where Ctrl-C keeps the part shown).
+    The answer is now kept as Ctrl-C keeps it (stopped), the chat ends there (no second prompt sent to no one), with
+    status 0."""
+    from jan.store import DataFolder
+
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run([*JAN, "chat", str(stories_path), "-n", "20", "--temp", "0"], env=cli_env(data),
+                                input="hello\nsecond\n", stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "Broken pipe" not in result.stderr, result.stderr
+    folder = DataFolder(data)
+    (thread,) = folder.threads.list().data
+    messages = folder.messages.list(thread["id"]).data
+    assert [m["role"] for m in messages] == ["user", "assistant"], messages
+    assert messages[1]["status"] == "stopped", messages[1]  # (as a Ctrl-C leaves it)

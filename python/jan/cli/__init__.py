@@ -229,8 +229,9 @@ class LazyGroup(click.Group):
 def _reader_gone() -> None:
     """The reader of stdout went away (`jan threads list | head`): not an error, status 0, and nothing more written
     (what is still buffered goes to /dev/null, not into a second BrokenPipeError as Python exits)."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    from jan.cli.common import reader_gone
+
+    reader_gone()
     sys.exit(0)
 
 

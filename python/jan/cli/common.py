@@ -735,6 +735,18 @@ def plain_output() -> bool:
     return bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
 
 
+def reader_gone(stream=None) -> None:
+    """``stream`` (stdout by default) goes to /dev/null from now on: its reader went away (`jan ... | head`), and
+    what is still buffered, or written later, must not raise BrokenPipeError again (as Python exits, or in a save
+    that follows)."""
+    stream = sys.stdout if stream is None else stream
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, stream.fileno())
+    finally:
+        os.close(devnull)
+
+
 def rich_console(*, stderr: bool = False):
     """A rich ``Console`` for jan's tables and progress bars, on stdout (or ``stderr``), without any styling where
     :func:`plain_output` says so: rich itself drops only the colors under ``NO_COLOR``, and wrote the tables' bold

@@ -22,7 +22,7 @@ defer_client()
 from aiohttp import web
 
 from jan.cli.common import (INT32_MAX, CLIError, GpuLayers, PathParam, SamplingValue, check_flag_order, comma_items,
-                            lora_flags, lora_options, nonempty_param, sendable_api_key, typed_flags)
+                            lora_flags, lora_options, nonempty_param, reader_gone, sendable_api_key, typed_flags)
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES, LOAD_RANGES
 from jan.engine.params import SPECULATIVE
 from jan.server.config import (DEFAULT_MAX_JSON_VALUES, DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S, DEFAULT_WRITE_TIMEOUT_S,
@@ -413,12 +413,7 @@ def _tell(text: str, err: bool = False) -> None:
     try:
         click.echo(text, err=err)
     except BrokenPipeError:
-        stream = sys.stderr if err else sys.stdout
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, stream.fileno())
-        finally:
-            os.close(devnull)
+        reader_gone(sys.stderr if err else sys.stdout)
 
 
 async def run_server(config: ServerConfig) -> None:
