@@ -95,3 +95,65 @@ def test_a_model_id_option_that_is_no_id_is_a_usage_error(tmp_path, stories_path
         result = CliRunner().invoke(_command("models"), [*args, "--id", bad, "--data-folder", str(tmp_path / "d")])
         assert result.exit_code == 2 and "--id" in result.output and "invalid model id" in result.output, result.output
     assert not (tmp_path / "d").exists()
+
+
+def _arguments(group=None, path=()):
+    """(command path, argument) for every positional argument of every `jan` command."""
+    import click
+
+    from jan.cli import main
+
+    group = group or main
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if isinstance(command, click.Group):
+            yield from _arguments(command, (*path, name))
+        else:
+            for param in command.params:
+                if isinstance(param, click.Argument):
+                    yield (*path, name), param
+
+
+# every argument that names something (an id, a model, a URL, a name): "" and the arguments it takes with it
+EMPTY_ARGUMENTS = [
+    (["bench"], ["STORIES", ""]), (["chat"], [""]), (["run"], ["", "hi"]),
+    (["extensions", "enable"], [""]), (["extensions", "disable"], [""]),
+    (["files", "show"], [""]), (["files", "delete"], [""]), (["files", "download"], [""]), (["files", "upload"], [""]),
+    (["mcp", "add"], ["", "echo"]), (["mcp", "add"], ["x", ""]), (["mcp", "remove"], [""]),
+    (["models", "show"], [""]), (["models", "start"], [""]), (["models", "stop"], [""]), (["models", "pull"], [""]),
+    (["models", "rm"], ["STORIES_ID", ""]), (["models", "import"], [""]),
+    (["threads", "show"], [""]), (["threads", "export"], [""]), (["threads", "rm"], ["THREAD", ""]),
+    (["help"], ["models", ""]),
+]
+#: Arguments whose empty value means something: a prompt (refused by `jan run` itself, as an empty stdin is), a
+#: stdio MCP server's own arguments (`echo ""`).
+EMPTY_MEANS_SOMETHING = {(("run",), "prompt"), (("mcp", "add"), "args")}
+
+
+def test_every_naming_argument_is_in_the_empty_value_test():
+    """A new command's argument joins the test below (or says why an empty value means something)."""
+    named = {command for command, param in _arguments() if (command, param.name) not in EMPTY_MEANS_SOMETHING}
+    assert named == {tuple(path) for path, _ in EMPTY_ARGUMENTS}
+
+
+@pytest.mark.parametrize("path, args", EMPTY_ARGUMENTS, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_an_empty_argument_is_a_usage_error_before_anything_is_done(tmp_path, stories_path, path, args):
+    """An empty id, model, name or URL (an unset shell variable: `jan models rm "$ID"`) is the command line's own
+    mistake, as an empty option value and an empty path are: exit 2 naming the argument, before anything is done.
+    Before, it was looked up ("model '' not found", exit 1), `jan chat ""` took it for no model given and chose one,
+    and `jan models rm stories260K ""` removed stories260K and then failed."""
+    from jan.cli import main
+
+    data = tmp_path / "d"
+    runner = CliRunner()
+    env = {"JAN_DATA_FOLDER": str(data), "JAN_LOCAL": "1"}
+    assert runner.invoke(main, ["models", "import", str(stories_path)], env=env).exit_code == 0
+    made = runner.invoke(main, ["run", "stories260K", "hi", "-n", "2"], env=env)
+    assert made.exit_code == 0, made.output
+    before = sorted(str(p.relative_to(data)) for p in data.rglob("*") if "logs" not in p.parts)
+    argv = [a.replace("STORIES_ID", "stories260K").replace("STORIES", str(stories_path)) for a in args]
+    result = runner.invoke(main, [*path, *argv], env=env)
+    assert result.exit_code == 2, result.output
+    assert "must not be empty" in result.output and "Traceback" not in result.output
+    assert sorted(str(p.relative_to(data)) for p in data.rglob("*") if "logs" not in p.parts) == before

@@ -65,6 +65,14 @@ def _check_the_commands(env, tmp_path, *, where: str) -> None:
                            stdin=subprocess.DEVNULL)
     assert piped.returncode == 0 and piped.stdout == b"some notes\n", piped.stderr
 
+    # an id given wrong (cut short when copied, a character mistyped) names the one meant, as threads' and models' do
+    for given in (blob_id[:-1], blob_id[:-1] + ("A" if blob_id[-1] != "A" else "B")):
+        for command in ("show", "delete", "download"):
+            fails(jan("files", command, given, "-o" if command == "download" else "--json",
+                      *([str(tmp_path / "x.bin")] if command == "download" else []), env=env),
+                  f"file '{given}' {where}", f"did you mean '{blob_id}'?", "(see `jan files list`)")
+    assert "did you mean" not in fails(jan("files", "show", "file-nothing-like-it", env=env), where)
+
     # delete: gone for every command after it
     assert ok(jan("files", "delete", notes_id, env=env)).stdout.strip() == f"{notes_id}: deleted"
     assert [f["id"] for f in _listed(env)] == [blob_id]
@@ -73,6 +81,7 @@ def _check_the_commands(env, tmp_path, *, where: str) -> None:
     missing = tmp_path / "never.bin"
     fails(jan("files", "download", notes_id, "-o", missing, env=env), notes_id, where)
     assert not missing.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["blob.bin", "notes.txt", "out"]
+    # (nor a download of an id given wrong: no x.bin)
     deleted = json.loads(ok(jan("files", "delete", blob_id, "--json", env=env)).stdout)
     assert deleted == {"id": blob_id, "object": "file", "deleted": True}
     assert _listed(env) == []
@@ -144,7 +153,7 @@ def test_the_commands_through_a_server(served, tmp_path):
     url, env, data = served
     work = tmp_path / "work"
     work.mkdir()
-    _check_the_commands(env, work, where="HTTP 404")
+    _check_the_commands(env, work, where=f"not found on the server at {url}")
     # the CLI's upload over the server's limit: one line, the server's 413
     big = tmp_path / "big.bin"
     big.write_bytes(b"y" * (LIMIT * 2))

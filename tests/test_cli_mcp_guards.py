@@ -63,3 +63,32 @@ def test_an_entry_that_can_never_start_is_refused_as_typed_not_as_the_files_faul
     err = fails(jan("mcp", "add", "web", target, env=env), "COMMAND_OR_URL", why)
     assert "mcp.json" not in err and "Value error" not in err, err
     assert (data / "mcp.json").read_bytes() == before
+
+
+def test_a_header_given_as_curl_writes_it_is_kept_as_its_name_and_value(tmp_path):
+    """`jan mcp add --header "Authorization: Bearer abc=="` (curl's and Claude Code's form; a base64 key ends with
+    "=") was split at its first "=": a header named "Authorization: Bearer abc" with the value "=", kept in mcp.json
+    and sent as written. Now that form is read as curl reads it, and a name that is no HTTP token is refused, from the
+    command line (naming --header) and in mcp.json alike (the entry is invalid, as every other mistake in it is)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from jan.cli import main
+    from jan.extensions.mcp.config import parse_entry
+
+    data = tmp_path / "d"
+    env = {"JAN_DATA_FOLDER": str(data), "JAN_LOCAL": "1"}
+    runner = CliRunner()
+    url = "http://127.0.0.1:9/mcp"
+    added = runner.invoke(main, ["mcp", "add", "web", url, "--header", "Authorization: Bearer abc==",
+                                 "--header", "X-Key=a=b"], env=env)
+    assert added.exit_code == 0, added.output
+    saved = json.loads((data / "mcp.json").read_text())["mcpServers"]["web"]
+    assert saved["headers"] == {"Authorization": "Bearer abc==", "X-Key": "a=b"}
+    for header in ("Bad Name=1", "A=b\nc", ": x"):
+        refused = runner.invoke(main, ["mcp", "add", "other", url, "--header", header], env=env)
+        assert refused.exit_code == 1 and "--header" in refused.stderr, (header, refused.output)
+    assert "other" not in json.loads((data / "mcp.json").read_text())["mcpServers"]
+    with pytest.raises(ValueError, match="'headers': 'Authorization: Bearer abc' is no header name"):
+        parse_entry({"url": url, "headers": {"Authorization: Bearer abc": "="}})

@@ -241,3 +241,71 @@ def test_an_import_onto_a_model_whose_model_json_is_damaged_says_so(env, data, s
     ok(jan("models", "import", stories_path, "--id", "intact", env=env))
     said = fails(jan("models", "import", stories_path, "--id", "intact", env=env), "already exists")
     assert "damaged" not in said
+
+
+def test_an_import_that_copies_shows_its_progress_and_a_link_shows_none(tmp_path, stories_path, monkeypatch):
+    """`jan models import --mode copy` of weights of many GB said nothing for minutes. A copy now shows its progress
+    on stderr (a bar at a terminal; piped, a line each second, none for a copy over within the first), and an import
+    that only links the file shows none. (Here the chunk a copy reports is made small, so that a 1 MiB file copies in
+    several.)"""
+    from click.testing import CliRunner
+
+    import jan.store.atomic as atomic
+    from jan.cli import main
+
+    monkeypatch.setattr(atomic, "PROGRESS_CHUNK", 256 * 1024)
+    env = {"JAN_DATA_FOLDER": str(tmp_path / "d"), "JAN_LOCAL": "1"}
+    copied = CliRunner().invoke(main, ["models", "import", str(stories_path), "--mode", "copy"], env=env)
+    assert copied.exit_code == 0, copied.output
+    assert "copying stories260K: 256.0 KiB / 1.1 MiB (22%)" in copied.stderr
+    assert copied.stderr.splitlines()[-1] == "copied stories260K: 1.1 MiB / 1.1 MiB (100%)"
+    assert copied.stdout.startswith("imported stories260K (copy of ")
+    linked = CliRunner().invoke(main, ["models", "import", str(stories_path), "--id", "s2"], env=env)
+    assert linked.exit_code == 0 and linked.stderr == "", linked.output
+
+
+def test_an_import_stopped_mid_copy_leaves_nothing(tmp_path, stories_path, monkeypatch):
+    """Ctrl-C during a copy (here: the progress callback raising KeyboardInterrupt, as the signal does in it) leaves
+    no model, no model folder and no temporary file; the same import then succeeds."""
+    import jan.store.atomic as atomic
+    from jan.store import DataFolder
+
+    monkeypatch.setattr(atomic, "PROGRESS_CHUNK", 256 * 1024)
+    store = DataFolder(tmp_path / "d")
+    seen = []
+
+    def interrupt(done: int, total: int) -> None:
+        seen.append(done)
+        if done > 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.models.import_gguf(stories_path, mode="copy", progress=interrupt)
+    assert seen == [0, 256 * 1024]
+    assert not (tmp_path / "d" / "models" / "stories260K").exists()
+    assert store.models.import_gguf(stories_path, mode="copy")["id"] == "stories260K"
+
+
+def test_ctrl_c_during_a_server_import_says_the_server_goes_on(tmp_path, stories_path, monkeypatch):
+    """Through a server the copy is the server's: Ctrl-C while it copies ended the command quietly (status 130), and
+    the model was there a moment later. It now says so, naming the id that removes it; and the answer is awaited as
+    long as a copy of many GB takes (the wait was 300 s, then "cannot reach the jan server" of a server still
+    copying)."""
+    from click.testing import CliRunner
+
+    from jan.cli import main
+    from jan.cli.common import Connection
+
+    asked = {}
+
+    class Client:
+        def post(self, path, body=None, timeout=None):
+            asked.update(path=path, body=body, timeout=timeout)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Connection, "server", lambda self: Client())
+    result = CliRunner().invoke(main, ["models", "import", str(stories_path), "--mode", "copy", "--id", "mine"],
+                                env={"JAN_DATA_FOLDER": str(tmp_path / "d")})
+    assert result.exit_code == 130, result.output
+    assert asked["path"] == "/v1/models" and asked["body"]["mode"] == "copy" and asked["timeout"] >= 3600
+    assert "goes on with the import" in result.stderr and "`jan models rm mine` removes it" in result.stderr

@@ -63,3 +63,12 @@ def test_chat_notes_are_plain_under_no_color_and_a_dumb_terminal(data, stories_p
                         until="model: stories260K")
     note = out[out.index(b"/model"):]
     assert (ESC in note) == (setting == "styled"), note
+
+
+@pytest.mark.parametrize("setting", ["styled", "NO_COLOR", "TERM=dumb"])
+def test_tables_are_plain_under_no_color_and_a_dumb_terminal(data, thread_id, setting):
+    """A listing at a terminal is rich's table, whose bold headers rich leaves in under NO_COLOR (it drops colors
+    only): `jan threads list` (and every listing, and the import's progress bar: one rich_console) wrote ESC[1m."""
+    out = at_a_terminal(["threads", "list"], terminal_env(data, setting), until=thread_id)
+    assert b"A story" in out
+    assert (ESC in out) == (setting == "styled"), out

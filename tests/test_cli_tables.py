@@ -38,3 +38,24 @@ def test_mcp_lists_an_invalid_entrys_error_after_the_table(capsys):
     assert LONG_ERROR not in out and "broken: invalid: " + LONG_ERROR in err
     assert _column_width("STATE", "TOOLS", out) == len("running") + 2
     assert _column_width("COMMAND / URL", "ENABLED", out) <= FREE_TEXT_WIDTH + 2
+
+
+def test_a_table_at_a_narrow_terminal_never_breaks_an_id(capsys, monkeypatch):
+    """At a terminal rich fitted a table to its width by breaking words across lines, cropping the last column and, at
+    12 columns, dropping every column but one: `jan threads list` showed no id whole (or none at all), and an id is
+    what a user copies. Now a cell wraps at its spaces only (a free-text column may break a long word), and a
+    terminal too narrow for that gets the plain columns, each line whole for the terminal to wrap."""
+    import jan.cli.common as common
+
+    monkeypatch.setattr(common, "stdout_is_tty", lambda: True)
+    ids = ["thread_01M97X5YW96QE6VA39SMNJN8WD", "thread_01M97X3S3EASY2F1PDNDW2Q4XX"]
+    rows = [[ids[0], "hello there", "stories260K", "2026-12-07 09:25"],
+            [ids[1], "a title of some length " * 3, "all-MiniLM-L6-v2-f32", "2026-12-07 09:24"]]
+    for width in (8, 12, 20, 40, 60, 70, 80, 100, 160):
+        monkeypatch.setenv("COLUMNS", str(width))
+        print_table(["ID", "TITLE", "MODEL", "UPDATED"], rows, max_widths={"TITLE": 40})
+        out = capsys.readouterr().out
+        for value in [*ids, "stories260K", "all-MiniLM-L6-v2-f32", "2026-12-07", "09:25", "UPDATED"]:
+            assert value in out, (width, value, out)
+        if "┃" in out:  # (rich's table: it fits the terminal)
+            assert max(len(line) for line in out.splitlines()) <= width, (width, out)

@@ -406,3 +406,26 @@ def test_a_context_past_memory_is_told_in_the_flag_that_gave_it(tmp_path, storie
                      "--ctx-size: a context of 2147483647 tokens",
                      "use a smaller -c/--ctx-size, or leave it unset to fit the free memory")
         assert "n_ctx" not in said and "ctx_len" not in said and "fewer slots" not in said, said
+
+
+def test_jan_help_prints_a_commands_help_as_ollama_help_does():
+    """`jan help` was "No such command 'help'" (exit 2), where `ollama help`, `git help` and `cargo help` print the
+    help of the tool or of a command. It is the help `--help` prints, through an alias too."""
+    from click.testing import CliRunner
+
+    from jan.cli import main
+
+    runner = CliRunner()
+
+    def out(*args: str):
+        result = runner.invoke(main, list(args), prog_name="jan")
+        return result.exit_code, result.output
+
+    assert out("help") == out("--help") and out("help")[0] == 0
+    assert out("help", "models", "import") == out("models", "import", "--help")
+    assert out("help", "models", "remove") == out("models", "rm", "--help")
+    assert "help" in out("--help")[1]
+    for args, says in ((["modls"], "Did you mean 'models'?"), (["models", "lst"], "Did you mean 'list'?"),
+                       (["run", "x"], "`jan run` has no commands of its own")):
+        code, text = out("help", *args)
+        assert code == 2 and says in text, (args, text)

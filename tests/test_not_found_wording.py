@@ -116,3 +116,28 @@ async def _ask_with_wrong_ids(server):
             assert status == 404 and "did you mean 'stories260K'?" in err["error"]["message"], (path, err)
         status, err = await api.call("POST", "/v1/completions", {"model": "nope", "prompt": "x", "max_tokens": 1})
         assert status == 404 and err["error"]["message"] == "model 'nope' not found"
+
+
+def test_a_models_file_name_is_taken_for_the_id_its_import_made_of_it(tmp_path, stories_path):
+    """`jan models import "my mödel (v2).gguf"` makes the id `my-model-v2`; a user who names the model as they know
+    it (its file's name, with spaces, accents or brackets) heard "not found" alone. It is now named, in the CLI and
+    on every route (one rule: closest_model_id)."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from jan.cli import main
+    from jan.services.models import closest_model_id
+
+    ids = ["my-model-v2", "stories260K"]
+    for given in ("my mödel (v2)", "My Mödel (v2).gguf", "my model v2", "my model (v2)"):
+        assert closest_model_id(given, ids) == "my-model-v2", given
+    assert closest_model_id("(((", ids) is None and closest_model_id("a model", ids) is None
+
+    source = tmp_path / "my mödel (v2).gguf"
+    shutil.copy(stories_path, source)
+    env = {"JAN_DATA_FOLDER": str(tmp_path / "d"), "JAN_LOCAL": "1"}
+    runner = CliRunner()
+    assert runner.invoke(main, ["models", "import", str(source)], env=env).stdout.startswith("imported my-model-v2")
+    said = runner.invoke(main, ["run", "my mödel (v2)", "hi"], env=env)
+    assert said.exit_code == 1 and "did you mean 'my-model-v2'?" in said.stderr, said.output

@@ -228,10 +228,10 @@ def test_an_import_whose_folder_a_delete_removes_meanwhile_starts_again(store, g
     real = getattr(store_models, placer)
     deleted = []
 
-    def deleted_meanwhile(src, folder, name):
+    def deleted_meanwhile(src, folder, name, *progress):
         if not deleted and when == "before":
             deleted.append(store.models.delete("raced"))
-        tmp = real(src, folder, name)
+        tmp = real(src, folder, name, *progress)
         if not deleted:
             deleted.append(store.models.delete("raced"))
         return tmp
@@ -269,9 +269,9 @@ def test_a_source_removed_while_it_is_imported_is_an_invalid_argument(store, ggu
     source.write_bytes(gguf.read_bytes())
     real = getattr(store_models, placer)
 
-    def removed_first(src, folder, name):
+    def removed_first(src, folder, name, *progress):
         source.unlink()
-        return real(src, folder, name)
+        return real(src, folder, name, *progress)
 
     monkeypatch.setattr(store_models, placer, removed_first)
     with pytest.raises(InvalidArgumentError, match="is not a file"):

@@ -33,16 +33,27 @@ def without_ollama_defaults(name: str) -> str:
 
 def closest_model_id(model_id: str, ids) -> str | None:
     """The one rule of :meth:`ModelService.meant`, for a list of ids at hand (the CLI's data folder): the id that
-    differs from ``model_id`` only in case or by a ``.gguf`` suffix; else the one id that is a likely typo of it
+    differs from ``model_id`` only in case or by a ``.gguf`` suffix; else the id a model imported from a file of
+    that name got (``my mödel (v2).gguf`` -> ``my-model-v2``, :func:`jan.store.ids.slugify_id`); else the one id that is a likely typo of it
     (:data:`TYPO_SIMILARITY`, as git's and cargo's "did you mean" name a near command); else None. Where two ids
     are as near, neither is named: a guess between them would send the user to the wrong one half the time."""
-    wanted = model_id.strip().removesuffix(".gguf").casefold()
+    given = model_id.strip().removesuffix(".gguf")
+    wanted = given.casefold()
     known = [i for i in ids if isinstance(i, str) and i != model_id]
     close = sorted(i for i in known if i.casefold() == wanted)
     if close:
         return close[0]
     if not wanted:
         return None
+    if any(not (c.isascii() and (c.isalnum() or c in "._-")) for c in given) and any(c.isalnum() for c in given):
+        # a file's name, as the user knows the model (`my mödel (v2)`), where `jan models import` made it the id
+        # `my-model-v2`: that id (imported here, off a server's start, since only a name that is no id needs it)
+        from jan.store.ids import slugify_id
+
+        slug = slugify_id(given).casefold()
+        close = sorted(i for i in known if i.casefold() == slug)
+        if close:
+            return close[0]
     import difflib  # (a mistyped id's guess alone needs it: 0.15 MiB a server would hold from its start)
 
     scored = sorted(((difflib.SequenceMatcher(None, wanted, i.casefold()).ratio(), i) for i in known), reverse=True)

@@ -31,6 +31,7 @@ COMMANDS = {
     "mcp": "jan.cli.mcp:mcp",
     "info": "jan.cli.info:info",
     "bench": "jan.cli.bench:bench",
+    "help": "jan.cli.help:help_command",
 }
 
 # One-line summaries for `jan --help` without importing every command module.
@@ -45,6 +46,7 @@ SUMMARIES = {
     "mcp": "List, add and remove MCP servers (tools for assistants).",
     "info": "Show versions, the llama.cpp build, devices and where data lives.",
     "bench": "Measure prompt processing and generation speed (like llama-bench).",
+    "help": "Show the help of jan or of a command (`jan help models import`).",
 }
 
 
@@ -182,6 +184,10 @@ class LazyGroup(click.Group):
             return super().make_context(*args, **kwargs)
         except KeyboardInterrupt:  # (click's main would say "Aborted!")
             exit_interrupted()
+        except BrokenPipeError:
+            # `jan --help | head -0`, `jan --version | ...`: printed as the arguments are parsed, before invoke(),
+            # where click's main made a closed pipe status 1
+            _reader_gone()
 
     def invoke(self, ctx):
         try:
@@ -194,10 +200,7 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             exit_interrupted()
         except BrokenPipeError:
-            # the reader went away (`jan threads list | head`): not an error
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            sys.exit(0)
+            _reader_gone()
         except jan.JanError as exc:
             from jan.cli.common import CLIError, error_text
 
@@ -221,6 +224,15 @@ class LazyGroup(click.Group):
             from jan.cli.common import CLIError, os_error_message
 
             raise CLIError(os_error_message(exc)) from None
+
+
+def _reader_gone() -> None:
+    """The reader of stdout went away (`jan threads list | head`): not an error, status 0, and nothing more written
+    (what is still buffered goes to /dev/null, not into a second BrokenPipeError as Python exits)."""
+    from jan.cli.common import reader_gone
+
+    reader_gone()
+    sys.exit(0)
 
 
 def _closed_standard_streams(ctx: click.Context) -> None:

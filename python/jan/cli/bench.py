@@ -28,7 +28,7 @@ import click
 
 import jan
 from jan.cli.common import (INT32_MAX, CLIError, Connection, comma_items, connection_options, human_bytes, int_items,
-                            typed_flags, warn)
+                            nonempty_param, typed_flags, warn)
 from jan.cli.inference import interrupts_stay_on_this_thread, resolve_local_model
 from jan.engine.model import (ADAPTIVE_THREADS, CACHE_TYPES, LAZY_MODES, LOAD_MODES, SPLIT_MODES,
                               extra_buffers_by_default)
@@ -462,8 +462,8 @@ def render(records: list[dict[str, Any]], build: dict[str, Any], fmt: str) -> st
 
 
 @click.command()
-@click.argument("models", metavar="MODEL...", nargs=-1)
-@click.option("-m", "--model", "model_flags", multiple=True, metavar="MODEL",
+@click.argument("models", metavar="MODEL...", nargs=-1, callback=nonempty_param)
+@click.option("-m", "--model", "model_flags", multiple=True, metavar="MODEL", callback=nonempty_param,
               help="A model (an id or a .gguf path), as llama-bench's -m; give it again for more.")
 @click.option("-p", "--n-prompt", "n_prompt", default=("512",), multiple=True, callback=int_list, show_default=True,
               help="Prompt tokens per pp test: a list (8,16), a range (16-64+16, 16-512*2) or the flag given again; "

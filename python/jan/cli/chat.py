@@ -22,6 +22,7 @@ from jan.cli.common import (
     lora_options,
     nonempty_param,
     os_error_message,
+    reader_gone,
     replace_undecodable,
     text_param,
 )
@@ -249,6 +250,17 @@ class ChatSession:
             if generation is not None:
                 generation.cancel()
             status = "stopped"
+        except BrokenPipeError:
+            # the reader of the answers went away (`jan chat < prompts.txt | head`): the answer stops as Ctrl-C
+            # stops it and is kept so far (ask() saves it; the exchange was saved with no reply at all), and the
+            # chat ends as a filter whose reader went does (status 0: the command's handler)
+            if generation is not None:
+                generation.cancel()
+            reader_gone()
+            self.messages.append({"role": "assistant", "content": "".join(pieces)})
+            self.statuses.append("stopped")
+            self.meta.append({"model": self.backend.model_id})
+            raise
         except CLIError:
             if pieces or thoughts:
                 # the answer broke off after it began (a server killed, a stream ended without its end, the engine
@@ -517,7 +529,7 @@ def thread_model(conn, thread_id: str) -> str | None:
 
 
 @click.command()
-@click.argument("model", required=False)
+@click.argument("model", required=False, callback=nonempty_param)
 @click.option("--system", "-s", default=None, callback=text_param, help="System prompt.")
 @click.option("--thread", "thread_id", default=None, metavar="ID", callback=nonempty_param,
               help="Continue a saved thread.")

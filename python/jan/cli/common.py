@@ -60,6 +60,21 @@ def did_you_mean(name: str, known) -> str:
     return f": did you mean {meant!r}?" if meant else ""
 
 
+def meant_id(given: str, ids: Iterable[str], prefix: str) -> str:
+    """``: did you mean 'X'?`` where one of ``ids`` (a thread's ``thread_...``, a file's ``file-...``: long ids a user
+    copies, not types) is the one ``given`` likely meant: the only id it begins (an id cut short when copied: 8
+    characters after ``prefix`` at least), else jan's near-name rule (a mistyped character); "" where none is."""
+    from jan.near_names import closest_model_id
+
+    ids = [i for i in ids if isinstance(i, str)]
+    meant = None
+    if len(given.removeprefix(prefix)) >= 8:
+        begun = [i for i in ids if i.startswith(given) and i != given]
+        meant = begun[0] if len(begun) == 1 else None
+    meant = meant or closest_model_id(given, ids)
+    return f": did you mean '{meant}'?" if meant else ""
+
+
 def probe_timeout() -> float:
     """:data:`PROBE_TIMEOUT_S`, or ``$JAN_PROBE_TIMEOUT``'s seconds; a value that is no positive number is a
     :class:`CLIError` naming the variable (it was read as the module was imported: a traceback from every command)."""
@@ -715,8 +730,30 @@ def _new_file_mode() -> int:
 def plain_output() -> bool:
     """Whether jan's own output must carry no ANSI styling even at a terminal: ``NO_COLOR`` set (no-color.org;
     jan's styles are its only colors) or ``TERM=dumb`` (a terminal that prints escape codes as text: Emacs'
-    shell, some CI logs). click drops styles only when stdout is no terminal; rich's tables check these itself."""
+    shell, some CI logs). click drops styles only when stdout is no terminal; rich drops colors only (see
+    :func:`rich_console`)."""
     return bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
+
+
+def reader_gone(stream=None) -> None:
+    """``stream`` (stdout by default) goes to /dev/null from now on: its reader went away (`jan ... | head`), and
+    what is still buffered, or written later, must not raise BrokenPipeError again (as Python exits, or in a save
+    that follows)."""
+    stream = sys.stdout if stream is None else stream
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, stream.fileno())
+    finally:
+        os.close(devnull)
+
+
+def rich_console(*, stderr: bool = False):
+    """A rich ``Console`` for jan's tables and progress bars, on stdout (or ``stderr``), without any styling where
+    :func:`plain_output` says so: rich itself drops only the colors under ``NO_COLOR``, and wrote the tables' bold
+    headers and the bars' bold labels as escape codes still. (A bar's cursor moves stay: they are how it redraws.)"""
+    from rich.console import Console
+
+    return Console(stderr=stderr, **({"color_system": None} if plain_output() else {}))
 
 
 def styled(text: str, **style: Any) -> str:
@@ -753,6 +790,8 @@ def table_cell(value: Any, max_width: int | None = None) -> str:
 #: Characters a free-text cell of a table (a description, a command line, a model's name) shows at most: a plain
 #: table pads every row to its column's longest cell, and one long text made every row as wide.
 FREE_TEXT_WIDTH = 60
+#: The fewest characters a free-text column of a table at a terminal narrows to (its long words broken to fit).
+FREE_TEXT_LEAST = 10
 
 
 def print_table(columns: list[str], rows: list[list[Any]], *, title: str | None = None,
@@ -760,23 +799,56 @@ def print_table(columns: list[str], rows: list[list[Any]], *, title: str | None 
     """A rich table for people at a terminal; aligned plain columns for pipes. Every cell is on one line;
     ``max_widths`` clips the free-text columns it names (``--json`` gives the whole values). ``notes``:
     ``(row name, text)`` told whole after the table, on stderr, one a line (an error: kept out of the table, where it
-    would widen every row)."""
+    would widen every row).
+
+    At a terminal a cell wraps at its spaces only: a word (an id, which a user copies) is never broken across lines,
+    cut to "…" or dropped, as rich does all three to fit a narrow terminal. A terminal too narrow for each column's
+    longest word gets the plain columns, each line whole for the terminal to wrap, as ``ollama list`` does."""
     limits = [(max_widths or {}).get(name) for name in columns]
     rows = [[table_cell(v, limit) for v, limit in zip(row, limits)] for row in rows]
     if stdout_is_tty():
-        from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=title, show_edge=False, header_style="bold")
-        for name in columns:
-            table.add_column(name, overflow="fold")
-        for row in rows:
-            table.add_row(*row)
-        Console().print(table)
-    else:
-        widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
-        for row in [columns, *rows]:
-            click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        console = rich_console()
+        widths = _terminal_widths(columns, rows, console.width, free=[limit is not None for limit in limits])
+        if widths is not None:
+            table = Table(title=title, show_edge=False, header_style="bold")
+            for name, width in zip(columns, widths):
+                table.add_column(name, overflow="fold", width=width)
+            for row in rows:
+                table.add_row(*row)
+            console.print(table)
+            _print_notes(notes)
+            return
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    for row in [columns, *rows]:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    _print_notes(notes)
+
+
+def _terminal_widths(columns: list[str], rows: list[list[str]], width: int, *, free: list[bool]) -> list[int] | None:
+    """Each column's width in a rich table of ``width`` characters (a cell, a space of padding on each side, a
+    rule between columns) where every column is at least as wide as its longest word, so that a cell wraps at its
+    spaces and no word (an id, a size, a name) is broken; a ``free`` text column (a description) may break a long
+    word down to :data:`FREE_TEXT_LEAST`. The widest columns give way first. None where even that does not fit.
+    (rich's own fitting breaks words, crops the last column and drops whole columns: ``jan threads list`` at 12
+    columns showed no id at all.)"""
+    natural = [max(len(cells[i]) for cells in [columns, *rows]) for i in range(len(columns))]
+    least = [max(len(word) for cells in [columns, *rows] for word in [*cells[i].split(), ""]) or 1
+             for i in range(len(columns))]
+    least = [min(n, FREE_TEXT_LEAST) if loose else n for n, loose in zip(least, free)]
+    room = width - 3 * len(columns) + 1  # (less the padding and the rules)
+    if sum(least) > room:
+        return None
+    widths = list(natural)
+    while sum(widths) > room:
+        # the column with the most to give gives a character
+        i = max(range(len(widths)), key=lambda k: (widths[k] - least[k], widths[k]))
+        widths[i] -= 1
+    return widths
+
+
+def _print_notes(notes: Iterable[tuple[str, Any]]) -> None:
     for name, text in notes:
         warn(f"{table_cell(name)}: {table_cell(text)}")
 

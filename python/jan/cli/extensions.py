@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from jan.cli.common import FREE_TEXT_WIDTH, CLIError, connection_options, did_you_mean, json_option, print_json, print_table, warn
+from jan.cli.common import (FREE_TEXT_WIDTH, CLIError, connection_options, did_you_mean, json_option, nonempty_param,
+                            print_json, print_table, warn)
 
 
 @click.group()
@@ -130,7 +131,7 @@ def _not_found(name: str, known: list) -> CLIError:
 
 
 @extensions.command("enable")
-@click.argument("name")
+@click.argument("name", callback=nonempty_param)
 @connection_options
 def enable_extension(name: str, conn) -> None:
     """Enable an extension (a running server loads it at once; otherwise at its next start)."""
@@ -138,7 +139,7 @@ def enable_extension(name: str, conn) -> None:
 
 
 @extensions.command("disable")
-@click.argument("name")
+@click.argument("name", callback=nonempty_param)
 @connection_options
 def disable_extension(name: str, conn) -> None:
     """Disable an extension (a running server unloads it at once; otherwise it stays off from its next start)."""

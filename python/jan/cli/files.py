@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import click
 
 from jan.cli.common import (CLIError, RemoveAliasGroup, connection_options, human_bytes, human_time, json_option,
-                            PathParam, nonempty_text_param, print_json, print_table, write_output_file)
+                            PathParam, meant_id, nonempty_param, nonempty_text_param, print_json, print_table, write_output_file)
 from jan.local_files import expand_home, open_regular_file
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES, PURPOSES
 
@@ -35,8 +35,34 @@ def files() -> None:
     """List, show, upload, download and delete files (OpenAI's Files API)."""
 
 
-def _not_found(conn, file_id: str) -> CLIError:
-    return CLIError(f"file '{file_id}' not found in {conn.data_folder} (see `jan files list`)")
+def _not_found(conn, file_id: str, store=None) -> CLIError:
+    """A file id the data folder has no file of, naming the one meant where one is near (``store``'s files)."""
+    from jan.store import StoreError
+
+    try:
+        ids = [f["id"] for f in store.list().data] if store is not None else []
+    except StoreError:  # (a hint only)
+        ids = []
+    return CLIError(f"file '{file_id}' not found in {conn.data_folder}{meant_id(file_id, ids, 'file-')} "
+                    "(see `jan files list`)")
+
+
+def _on_server(client, file_id: str, call: Callable[[], Any]) -> Any:
+    """``call()``, a request about ``file_id`` to the server; its 404 said as the data folder's is (the server's
+    "server: file 'x' not found (HTTP 404)" named neither the server nor the file meant)."""
+    from jan.cli.client import ServerError
+
+    try:
+        return call()
+    except ServerError as exc:
+        if exc.status != 404 and exc.code != "invalid_id":
+            raise
+        try:
+            ids = [f.get("id") for f in _server_files(client) if isinstance(f, dict)]
+        except CLIError:  # (a hint only)
+            ids = []
+        raise CLIError(f"file '{file_id}' not found on the server at {client.base_url}"
+                       f"{meant_id(file_id, ids, 'file-')} (see `jan files list`)") from None
 
 
 def _uploads(conn):
@@ -60,7 +86,7 @@ def _local(conn, file_id: str, action: Callable[[Any], Any], *, create: bool = F
     try:
         return action(store)
     except NotFoundError:
-        raise _not_found(conn, file_id) from None
+        raise _not_found(conn, file_id, store) from None
     except StoreError as exc:
         raise CLIError(str(exc)) from None
 
@@ -75,6 +101,26 @@ def _row(f: dict[str, Any]) -> list[Any]:
     return [f.get("id"), f.get("filename"), f.get("purpose"), human_bytes(f.get("bytes")), human_time(f.get("created_at"))]
 
 
+def _server_files(client, purpose: str | None = None, problems: list[dict[str, Any]] | None = None
+                  ) -> list[dict[str, Any]]:
+    """The server's files (``purpose``'s only, where given), every page; the damaged files it set aside are put in
+    ``problems``."""
+    from urllib.parse import urlencode
+
+    data: list[dict[str, Any]] = []
+    after = None
+    for _ in range(10_000):  # bounded: a page per round (the server's default page is 10000 files)
+        query = {k: v for k, v in (("purpose", purpose), ("after", after)) if v}
+        page = client.get("/v1/files" + (f"?{urlencode(query)}" if query else "")) or {}
+        data += page.get("data") or []
+        if problems is not None and page.get("problems"):
+            problems[:] = page["problems"]
+        if not page.get("has_more") or not page.get("data"):
+            break
+        after = page["data"][-1]["id"]
+    return data
+
+
 @files.command("list")
 @click.option("--purpose", type=click.Choice(PURPOSES), default=None, help="Only the files uploaded for PURPOSE.")
 @json_option
@@ -86,18 +132,7 @@ def list_files(purpose: str | None, as_json: bool, conn) -> None:
     client = conn.server()
     problems: list[dict[str, Any]] = []
     if client is not None:
-        from urllib.parse import urlencode
-
-        data: list[dict[str, Any]] = []
-        after = None
-        for _ in range(10_000):  # bounded: a page per round (the server's default page is 10000 files)
-            query = {k: v for k, v in (("purpose", purpose), ("after", after)) if v}
-            page = client.get("/v1/files" + (f"?{urlencode(query)}" if query else "")) or {}
-            data += page.get("data") or []
-            problems = page.get("problems") or problems
-            if not page.get("has_more") or not page.get("data"):
-                break
-            after = page["data"][-1]["id"]
+        data = _server_files(client, purpose, problems)
     else:
         from jan.store import StoreError
 
@@ -124,12 +159,12 @@ def list_files(purpose: str | None, as_json: bool, conn) -> None:
 def _get(conn, file_id: str) -> dict[str, Any]:
     client = conn.server()
     if client is not None:
-        return client.get(_file_path(file_id))
+        return _on_server(client, file_id, lambda: client.get(_file_path(file_id)))
     return _local(conn, file_id, lambda store: store.get(file_id))
 
 
 @files.command("show")
-@click.argument("file_id")
+@click.argument("file_id", callback=nonempty_param)
 @json_option
 @connection_options
 def show_file(file_id: str, as_json: bool, conn) -> None:
@@ -187,14 +222,14 @@ def _store_upload(store, source: BinaryIO, filename: str, purpose: str) -> dict[
 
 
 @files.command("delete")
-@click.argument("file_id")
+@click.argument("file_id", callback=nonempty_param)
 @json_option
 @connection_options
 def delete_file(file_id: str, as_json: bool, conn) -> None:
     """Delete a file (a thread image copied from it stays with its thread)."""
     client = conn.server()
     if client is not None:
-        result = client.call("DELETE", _file_path(file_id))
+        result = _on_server(client, file_id, lambda: client.call("DELETE", _file_path(file_id)))
     else:
         result = _local(conn, file_id, lambda store: store.delete(file_id))
     if as_json:
@@ -204,7 +239,7 @@ def delete_file(file_id: str, as_json: bool, conn) -> None:
 
 
 @files.command("download")
-@click.argument("file_id")
+@click.argument("file_id", callback=nonempty_param)
 @click.option("--output", "-o", type=PathParam(dir_okay=False, allow_dash=True, path_type=Path), default=None,
               help="Write to FILE ('-': stdout) [default: stdout, unless it is a terminal].")
 @connection_options
@@ -217,7 +252,7 @@ def download_file(file_id: str, output: Path | None, conn) -> None:
 
     def copy(write: Callable[[bytes], Any]) -> None:
         if client is not None:
-            client.download(_file_path(file_id, "/content"), write)
+            _on_server(client, file_id, lambda: client.download(_file_path(file_id, "/content"), write))
             return
 
         def read(store) -> None:

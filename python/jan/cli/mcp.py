@@ -13,8 +13,8 @@ import os
 
 import click
 
-from jan.cli.common import (FREE_TEXT_WIDTH, CLIError, RemoveAliasGroup, connection_options, did_you_mean, json_option, print_json,
-                            print_table, warn)
+from jan.cli.common import (FREE_TEXT_WIDTH, CLIError, RemoveAliasGroup, connection_options, did_you_mean, json_option, nonempty_param,
+                            print_json, print_table, warn)
 from jan.extensions.mcp.config import MAX_TOOL_TIMEOUT_S
 
 
@@ -100,11 +100,12 @@ def _show_servers(servers: list[dict], invalid: dict[str, str], file_error: str 
 
 
 @mcp.command("add", context_settings={"ignore_unknown_options": True})
-@click.argument("name")
-@click.argument("command_or_url")
+@click.argument("name", callback=nonempty_param)
+@click.argument("command_or_url", callback=nonempty_param)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment of a stdio server (repeatable).")
-@click.option("--header", "headers", multiple=True, metavar="NAME=VALUE", help="HTTP header (repeatable).")
+@click.option("--header", "headers", multiple=True, metavar="NAME=VALUE",
+              help="HTTP header, NAME=VALUE or curl's 'NAME: VALUE' (repeatable).")
 @click.option("--timeout", type=click.FloatRange(0, MAX_TOOL_TIMEOUT_S, min_open=True), default=None,
               callback=lambda ctx, param, value: _a_number(value), help="Seconds a tool call may take.")
 @connection_options
@@ -122,8 +123,14 @@ def add_server(name: str, command_or_url: str, args: tuple[str, ...], env: tuple
         out = {}
         for item in items:
             key, sep, value = item.partition("=")
+            if what == "--header" and ":" in key:
+                # curl's and Claude Code's form, `Authorization: Bearer abc==`: split at its colon, not at the
+                # first "=" (of a base64 key), which made a header named "Authorization: Bearer abc" of it
+                key, sep, value = item.partition(":")
+                key, value = key.strip(), value.lstrip()
             if not sep or not key:
-                raise CLIError(f"{what} must look like NAME=VALUE, not {item!r}")
+                raise CLIError(f"{what} must look like NAME=VALUE" + (" or NAME: VALUE" if what == "--header" else "")
+                               + f", not {item!r}")
             out[key] = value
         return out
 
@@ -152,7 +159,10 @@ def add_server(name: str, command_or_url: str, args: tuple[str, ...], env: tuple
     except ValueError as exc:
         # the entry's own fault, said of what was typed: through the edit it read as mcp.json's ("<data>/mcp.json:
         # server 'web': Value error, ...") though the file is fine and was left as it was
-        raise CLIError(f"COMMAND_OR_URL: {exc}") from None
+        text = str(exc)
+        if text.startswith("'headers': "):  # (said by the flag that gave them)
+            raise CLIError("--header: " + text.removeprefix("'headers': ")) from None
+        raise CLIError(f"COMMAND_OR_URL: {text}") from None
 
     def edit(servers: dict) -> None:
         if name in servers:
@@ -186,7 +196,7 @@ def _relative_paths(command: str, args: tuple[str, ...]) -> bool:
 
 
 @mcp.command("remove")
-@click.argument("name")
+@click.argument("name", callback=nonempty_param)
 @connection_options
 def remove_server(name: str, conn) -> None:
     """Remove a server from mcp.json (a running jan stops it)."""

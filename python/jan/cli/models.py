@@ -161,7 +161,7 @@ def warn_leftovers(leftovers: list[dict[str, Any]]) -> None:
 
 
 @models.command("show")
-@click.argument("model_id")
+@click.argument("model_id", callback=nonempty_param)
 @json_option
 @connection_options
 def show_model(model_id: str, as_json: bool, conn) -> None:
@@ -250,14 +250,21 @@ def _import_local(conn, path: Path, model_id: str | None, mode: str, mmproj: Pat
     try:
         validate_id(model_id, "model id")
         settings = {**info["settings"], **({"mmproj": str(mmproj)} if mmproj else {})}
-        return conn.store().models.import_gguf(path, model_id=model_id, mode=mode, name=info["name"],
-                                               settings=settings, metadata=info["metadata"])
+        # a copy (--mode copy, or a hard link that has to copy) of weights of many GB takes minutes: shown as it goes
+        with DownloadBar(model_id, done_word="copied", lazy=True) as bar:
+            return conn.store().models.import_gguf(path, model_id=model_id, mode=mode, name=info["name"],
+                                                   settings=settings, metadata=info["metadata"], progress=bar.copied)
     except CaseClashError as exc:
         raise CLIError(str(exc)) from None
     except AlreadyExistsError:
         raise _taken(model_id, damaged=_damaged_here(conn, model_id)) from None
     except StoreError as exc:
         raise CLIError(str(exc)) from None
+
+
+#: How long `jan models import` waits for a server's answer (seconds): its copy of the weights is made before it
+#: answers, and a copy of many GB may take many minutes.
+SERVER_IMPORT_TIMEOUT_S = 24 * 3600.0
 
 
 def _id_param(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -307,7 +314,17 @@ def import_model(path: Path, model_id: str | None, mode: str, mmproj: Path | Non
         from jan.cli.client import ServerError
 
         try:
-            model = client.post("/v1/models", body, timeout=300)
+            # (the server answers when its copy is whole: a copy of many GB takes as long as the disks need, where a
+            # limit of minutes said "cannot reach the jan server" of a server still copying)
+            model = client.post("/v1/models", body, timeout=SERVER_IMPORT_TIMEOUT_S)
+        except KeyboardInterrupt:
+            from jan.store import slugify_id
+
+            # the request was sent: the server goes on with it whatever this process does, and Ctrl-C said nothing
+            # of that (the model was there after all)
+            warn(f"stopped waiting; the server at {conn.url} goes on with the import of {path} (once it is listed, "
+                 f"`jan models rm {model_id or slugify_id(path.stem)}` removes it)")
+            raise
         except ServerError as exc:
             if exc.status == 409 and "differs only in case" not in str(exc):
                 taken = model_id or path.stem
@@ -419,7 +436,7 @@ def _refuse_local_file(url: str) -> None:
 
 
 @models.command("pull")
-@click.argument("url")
+@click.argument("url", callback=nonempty_param)
 @click.option("--id", "model_id", default=None, callback=_id_param,
               help="Model id [default: from the file name].")
 @click.option("--sha256", default=None, help="Expected SHA-256 of the file (checked before it is kept).")
@@ -455,7 +472,7 @@ def pull_model(url: str, model_id: str | None, sha256: str | None, as_json: bool
 
 
 @models.command("rm")
-@click.argument("model_ids", nargs=-1, required=True, metavar="ID...")
+@click.argument("model_ids", nargs=-1, required=True, metavar="ID...", callback=nonempty_param)
 @connection_options
 def remove_model(model_ids: tuple[str, ...], conn) -> None:
     """Delete models and their files (a file imported by reference is left alone)."""
@@ -498,7 +515,7 @@ def _start_stop(conn, model_id: str, action: str) -> None:
 
 
 @models.command("start")
-@click.argument("model_id")
+@click.argument("model_id", callback=nonempty_param)
 @connection_options
 def start_model(model_id: str, conn) -> None:
     """Load a model in the running server."""
@@ -506,7 +523,7 @@ def start_model(model_id: str, conn) -> None:
 
 
 @models.command("stop")
-@click.argument("model_id")
+@click.argument("model_id", callback=nonempty_param)
 @connection_options
 def stop_model(model_id: str, conn) -> None:
     """Unload a model from the running server."""

@@ -1,4 +1,4 @@
-"""Download progress on stderr: a rich bar at a terminal, a few plain lines otherwise."""
+"""Download (and copy) progress on stderr: a rich bar at a terminal, a few plain lines otherwise."""
 
 from __future__ import annotations
 
@@ -8,17 +8,21 @@ from typing import Any
 
 import click
 
-from jan.cli.common import human_bytes
+from jan.cli.common import human_bytes, rich_console
 
 PLAIN_INTERVAL_S = 1.0
 
 
 class DownloadBar:
-    """Fed with :class:`jan.downloads.DownloadProgress` snapshots (local pulls) or the
-    server's pull events; the final state is always printed."""
+    """Fed with :class:`jan.downloads.DownloadProgress` snapshots (local pulls), the server's pull events or a
+    copy's bytes (:meth:`copied`); the final state of a download is always printed. ``done_word``: what a plain
+    line calls the bytes that are there (``downloaded``, ``copied``). ``lazy``: the bar shows first when fed
+    (an import that only links the file shows none)."""
 
-    def __init__(self, label: str, *, fancy: bool | None = None):
+    def __init__(self, label: str, *, fancy: bool | None = None, done_word: str = "downloaded", lazy: bool = False):
         self.label = label
+        self.done_word = done_word
+        self.lazy = lazy
         self.fancy = sys.stderr.isatty() if fancy is None else fancy
         self._progress = None
         self._task = None
@@ -27,8 +31,12 @@ class DownloadBar:
         self._done = False
 
     def __enter__(self) -> "DownloadBar":
-        if self.fancy:
-            from rich.console import Console
+        if not self.lazy:
+            self._start()
+        return self
+
+    def _start(self) -> None:
+        if self.fancy and self._progress is None:
             from rich.text import Text
             from rich.progress import (
                 BarColumn,
@@ -47,10 +55,9 @@ class DownloadBar:
 
             self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                       DownloadColumn(binary_units=True), BinarySpeedColumn(), TimeRemainingColumn(),
-                                      console=Console(stderr=True), transient=False)
+                                      console=rich_console(stderr=True), transient=False)
             self._progress.start()
             self._task = self._progress.add_task(self.label, total=None)
-        return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
@@ -67,6 +74,15 @@ class DownloadBar:
             click.echo(f"jan: {text}", err=True)
 
     # -- feeding -------------------------------------------------------
+    def copied(self, done: int, total: int) -> None:
+        """A copy's ``progress(bytes_done, bytes_total)`` (:func:`jan.store.atomic.copy_to_temp`). Its plain lines
+        come each second while it lasts, none for a copy over within the first (the command says what it did)."""
+        if self._progress is None and done >= total and not self._last_line:
+            return
+        if self.fancy:
+            self._start()
+        self._show("completed" if done >= total else "copying", done, total, None)
+
     def update(self, snap: Any) -> None:
         """A local download's :class:`~jan.downloads.DownloadProgress`."""
         state = snap.state.value if hasattr(snap.state, "value") else str(snap.state)
@@ -96,7 +112,7 @@ class DownloadBar:
         amount = human_bytes(done) + (f" / {human_bytes(total)} ({100 * done / total:.0f}%)" if total else "")
         # The bytes are all here, but the pull is not done until the file proved to be a model:
         # the command itself says "pulled" (or why not) next.
-        shown = "downloaded" if state == "completed" else state
+        shown = self.done_word if state == "completed" else state
         line = f"{shown} {self.label}: {amount}"
         if line != self._last_line:
             click.echo(line, err=True)

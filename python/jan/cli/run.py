@@ -19,6 +19,7 @@ from jan.cli.common import (
     lenient_stdin,
     lora_flags,
     lora_options,
+    nonempty_param,
     nonempty_text_param,
     replace_undecodable,
     text_param,
@@ -114,7 +115,7 @@ def read_prompt(words: tuple[str, ...]) -> str:
 
 
 @click.command()
-@click.argument("model")
+@click.argument("model", callback=nonempty_param)
 @click.argument("prompt", nargs=-1, callback=text_param)
 @click.option("--system", "-s", default=None, callback=text_param, help="System prompt (chat mode).")
 @click.option("--raw", is_flag=True, help="Complete PROMPT as plain text instead of chatting (no chat template: "

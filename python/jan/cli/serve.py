@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 
 import click
@@ -21,7 +22,7 @@ defer_client()
 from aiohttp import web
 
 from jan.cli.common import (INT32_MAX, CLIError, GpuLayers, PathParam, SamplingValue, check_flag_order, comma_items,
-                            lora_flags, lora_options, nonempty_param, sendable_api_key, typed_flags)
+                            lora_flags, lora_options, nonempty_param, reader_gone, sendable_api_key, typed_flags)
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES, LOAD_RANGES
 from jan.engine.params import SPECULATIVE
 from jan.server.config import (DEFAULT_MAX_JSON_VALUES, DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S, DEFAULT_WRITE_TIMEOUT_S,
@@ -405,6 +406,16 @@ async def _models_line(app: web.Application) -> str:
     return f"jan: {len(ids)} model{'s' if len(ids) != 1 else ''}: {', '.join(named)}{more}"
 
 
+def _tell(text: str, err: bool = False) -> None:
+    """One of the server's own lines (where it listens, its models, its stop) on stdout (or stderr). A reader that
+    went away — `jan serve | head -1`, a script that read the URL and closed the pipe — stops no server: that stream
+    goes to /dev/null from then on. (The next line, the models', ended the server with "[Errno 32] Broken pipe".)"""
+    try:
+        click.echo(text, err=err)
+    except BrokenPipeError:
+        reader_gone(sys.stderr if err else sys.stdout)
+
+
 async def run_server(config: ServerConfig) -> None:
     from jan.server.app import create_app
     from jan.server.keys import MANAGER
@@ -415,7 +426,7 @@ async def run_server(config: ServerConfig) -> None:
     # (GET / answering "Ollama is running" instead of the chat page) treats jan's own port as Ollama's. 0 is
     # any free port, for either option.
     if config.ollama_port is not None and config.ollama_port == config.port and config.port != 0:
-        click.echo(f"jan: --ollama-port is --port ({config.port}), which serves the Ollama API (/api) already",
+        _tell(f"jan: --ollama-port is --port ({config.port}), which serves the Ollama API (/api) already",
                    err=True)
         config.ollama_port = None
     ports = [config.port] + ([config.ollama_port] if config.ollama_port is not None else [])
@@ -462,13 +473,13 @@ async def run_server(config: ServerConfig) -> None:
     if not config.bound_to_loopback and not config.api_key:
         # the README asks for a key with --host 0.0.0.0, and nothing said so when it was left out (told before the
         # line that says where it listens, which scripts and tests wait for)
-        click.echo(f"jan: warning: listening on {config.host} without --api-key: anyone who can reach this port can "
+        _tell(f"jan: warning: listening on {config.host} without --api-key: anyone who can reach this port can "
                    "use its models and read and change the data folder's threads, files and models; give --api-key "
                    "KEY (or $JAN_API_KEY)", err=True)
-    click.echo(f"jan is listening on {config.base_url}  (API: {config.base_url}/v1, data: {config.data_folder})",
+    _tell(f"jan is listening on {config.base_url}  (API: {config.base_url}/v1, data: {config.data_folder})",
                err=False)
     if len(ports) > 1:
-        click.echo(f"jan: Ollama clients can also use port {config.ollama_port} (API: /api)", err=False)
+        _tell(f"jan: Ollama clients can also use port {config.ollama_port} (API: /api)", err=False)
     try:
         # the models line races the stop: a listing that is slow (a folder of many models, a remote extension's
         # list) must not hold a Ctrl-C until it returns; a stop first drops the line
@@ -477,13 +488,13 @@ async def run_server(config: ServerConfig) -> None:
         try:
             await asyncio.wait((line, stopped), return_when=asyncio.FIRST_COMPLETED)
             if line.done() and not line.cancelled() and line.exception() is None:
-                click.echo(line.result(), err=False)
+                _tell(line.result(), err=False)
             await stopped
         finally:
             for task in (line, stopped):
                 task.cancel()  # (no-op on a done one)
             await asyncio.gather(line, stopped, return_exceptions=True)
-        click.echo("jan: shutting down (finishing open streams, unloading models)")
+        _tell("jan: shutting down (finishing open streams, unloading models)")
     finally:
         # Streams still running after shutdown_timeout are cancelled, which
         # cancels their generations; cleanup then unloads every model.

@@ -17,6 +17,8 @@ from jan.cli.common import (
     echo_styled,
     human_time,
     json_option,
+    meant_id,
+    nonempty_param,
     print_json,
     print_table,
     warn_problems,
@@ -68,17 +70,8 @@ def damaged_on_server(exc, thread_id: str) -> bool:
 
 
 def meant_thread(thread_id: str, ids: list[str]) -> str:
-    """``: did you mean 'thread_...'?`` where one thread's id is the one ``thread_id`` likely meant: the only id it
-    begins (an id cut short when copied: 8 characters of its ULID at least), else jan's near-name rule (a
-    mistyped character); "" where none is."""
-    from jan.near_names import closest_model_id
-
-    meant = None
-    if len(thread_id.removeprefix("thread_")) >= 8:
-        begun = [i for i in ids if i.startswith(thread_id) and i != thread_id]
-        meant = begun[0] if len(begun) == 1 else None
-    meant = meant or closest_model_id(thread_id, ids)
-    return f": did you mean '{meant}'?" if meant else ""
+    """:func:`jan.cli.common.meant_id` of a thread's id."""
+    return meant_id(thread_id, ids, "thread_")
 
 
 def server_threads(client, limit: int | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -140,7 +133,7 @@ def list_threads(limit: int | None, as_json: bool, conn) -> None:
 
 
 @threads.command("show")
-@click.argument("thread_id")
+@click.argument("thread_id", callback=nonempty_param)
 @json_option
 @connection_options
 def show_thread(thread_id: str, as_json: bool, conn) -> None:
@@ -251,7 +244,7 @@ def to_markdown(thread: dict[str, Any], messages: list[dict[str, Any]]) -> str:
 
 
 @threads.command("export")
-@click.argument("thread_id")
+@click.argument("thread_id", callback=nonempty_param)
 @click.option("--format", "-f", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
 @click.option("--output", "-o", type=PathParam(dir_okay=False, allow_dash=True, path_type=Path), default=None,
               help="Write to FILE instead of stdout ('-': stdout, as for `jan files download`).")
@@ -271,7 +264,7 @@ def export_thread(thread_id: str, fmt: str, output: Path | None, conn) -> None:
 
 
 @threads.command("rm")
-@click.argument("thread_ids", nargs=-1, required=True, metavar="ID...")
+@click.argument("thread_ids", nargs=-1, required=True, metavar="ID...", callback=nonempty_param)
 @connection_options
 def remove_thread(thread_ids: tuple[str, ...], conn) -> None:
     """Delete threads and their messages."""

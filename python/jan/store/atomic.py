@@ -10,10 +10,12 @@ power cut. Readers therefore never need a lock to see a whole file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from jan.core.fs import TEMP_SUFFIX, atomic_write_bytes, fsync_dir, naming_errors, temp_prefix, write_target
 
@@ -37,25 +39,63 @@ def _discard(tmp: str) -> None:
         os.unlink(tmp)
 
 
-def copy_to_temp(src: str | os.PathLike[str], directory: str | os.PathLike[str], name: str) -> str:
+#: Bytes copied between two calls of a copy's ``progress`` (:func:`copy_to_temp`).
+PROGRESS_CHUNK = 64 * 1024 * 1024
+
+
+def copy_to_temp(src: str | os.PathLike[str], directory: str | os.PathLike[str], name: str,
+                 progress: Callable[[int, int], None] | None = None) -> str:
     """Copy ``src`` to a fresh hidden temporary file in ``directory`` and fsync it; returns its path.
 
     Meant for multi-gigabyte model files: the caller later renames the temp
     file into place, so a crash mid-copy never leaves a truncated file under
-    the real name (only a hidden ``.tmp`` file).
+    the real name (only a hidden ``.tmp`` file). ``progress(bytes_done, bytes_total)`` is called as the copy goes
+    (each :data:`PROGRESS_CHUNK` bytes, and at its end); what it raises (a KeyboardInterrupt) ends the copy, and the
+    temporary file goes.
     """
     fd, tmp = _temp_in(Path(directory), name)
     os.close(fd)
     try:
-        # copyfile uses the kernel's fast paths (copy_file_range/sendfile, clonefile).
         with naming_errors(tmp):  # (copyfile's sendfile names no file when the disk fills)
-            shutil.copyfile(src, tmp)
+            if progress is None:
+                # copyfile uses the kernel's fast paths (copy_file_range/sendfile, clonefile).
+                shutil.copyfile(src, tmp)
+            else:
+                _copy_in_chunks(src, tmp, progress)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
     except BaseException:
         _discard(tmp)
         raise
     return tmp
+
+
+def _copy_in_chunks(src: str | os.PathLike[str], dst: str, progress: Callable[[int, int], None]) -> None:
+    """``src``'s bytes into ``dst``, a chunk at a time, calling ``progress`` after each: the kernel's copy
+    (copy_file_range) where it can, else read and write."""
+    with open(src, "rb") as source, open(dst, "wb") as target:
+        total = os.fstat(source.fileno()).st_size
+        done = 0
+        fast = hasattr(os, "copy_file_range")
+        progress(0, total)
+        while True:
+            copied = 0
+            if fast:
+                try:
+                    copied = os.copy_file_range(source.fileno(), target.fileno(), PROGRESS_CHUNK)
+                except OSError as e:  # (another filesystem on an older kernel, a filesystem without it: plain copy)
+                    if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                        raise  # (a full disk, an I/O error: the copy fails as copyfile's would)
+                    fast = False
+            if not fast:
+                chunk = source.read(PROGRESS_CHUNK)
+                target.write(chunk)
+                target.flush()
+                copied = len(chunk)
+            if not copied:
+                break
+            done += copied
+            progress(done, max(total, done))
 
 
 def link_to_temp(src: str | os.PathLike[str], directory: str | os.PathLike[str], name: str) -> str:

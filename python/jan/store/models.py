@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from jan.gguf_extent import cut_short
 from jan.gguf_magic import has_gguf_magic
@@ -546,7 +546,8 @@ class ModelStore:
                     settings: Mapping[str, Any] | None = None, parameters: Mapping[str, Any] | None = None,
                     metadata: Mapping[str, Any] | None = None, engine: str = DEFAULT_ENGINE,
                     filename: str | None = None, overwrite: bool = False,
-                    extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                    extra: Mapping[str, Any] | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Make a local ``.gguf`` file a model and return its model.json.
 
         ``mode`` says where the weights end up:
@@ -564,7 +565,9 @@ class ModelStore:
         folder (default: the source's name; a blob's ``sha256-<hex>`` is no name for them). ``settings``,
         ``parameters`` and ``metadata`` come from the caller (e.g. read from
         the GGUF header); ``metadata.size`` defaults to the file size. ``extra``: other model.json fields
-        (``system``, ``messages``, ``license``), kept as given.
+        (``system``, ``messages``, ``license``), kept as given. ``progress(bytes_done, bytes_total)`` is told how a
+        copy of the weights goes (``"copy"``, and a link or move that has to copy), as
+        :func:`jan.store.atomic.copy_to_temp` tells it; not called where nothing is copied.
         Raises :class:`AlreadyExistsError` if the id is taken and ``overwrite`` is false, and
         :class:`InvalidArgumentError` if the file is missing or not GGUF.
         Deleting the model later never touches a referenced or symlinked file.
@@ -582,7 +585,8 @@ class ModelStore:
             try:
                 return self._import_gguf_once(src, model_id=model_id, mode=mode, name=name, description=description,
                                               settings=settings, parameters=parameters, metadata=metadata,
-                                              engine=engine, filename=filename, overwrite=overwrite, extra=extra)
+                                              engine=engine, filename=filename, overwrite=overwrite, extra=extra,
+                                              progress=progress)
             except _FolderGone:
                 continue
         raise LockTimeoutError(f"model {model_id!r} was deleted each time it was being imported "
@@ -591,7 +595,8 @@ class ModelStore:
     def _import_gguf_once(self, src: str | os.PathLike[str], *, model_id: str | None, mode: ImportMode,
                           name: str | None, description: str, settings: Mapping[str, Any] | None,
                           parameters: Mapping[str, Any] | None, metadata: Mapping[str, Any] | None, engine: str,
-                          filename: str | None, overwrite: bool, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+                          filename: str | None, overwrite: bool, extra: Mapping[str, Any] | None,
+                          progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """One try of :meth:`import_gguf`; :class:`_FolderGone` where a delete removed the model folder meanwhile."""
         if mode not in IMPORT_MODES:
             raise InvalidArgumentError(f"mode must be one of {', '.join(IMPORT_MODES)}, not {mode!r}")
@@ -640,7 +645,7 @@ class ModelStore:
             elif mode == "move":
                 rename = os.stat(source).st_dev == os.stat(folder).st_dev
             if tmp is None and mode != "reference" and not rename:
-                tmp = copy_to_temp(source, folder, filename)
+                tmp = copy_to_temp(source, folder, filename, progress)
 
             def document(filename: str) -> dict[str, Any]:
                 model_settings = check_dict("settings", settings)

@@ -62,6 +62,10 @@ class McpConfigError(JanError, ValueError):
 MAX_TOOL_TIMEOUT_S = 3600
 
 
+#: An HTTP header's name: a token (RFC 9110, 5.1).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 class McpServerConfig(BaseModel):
     """One entry of ``mcpServers``."""
 
@@ -93,6 +97,14 @@ class McpServerConfig(BaseModel):
                 raise ValueError(f"'url' {self.url[:200]!r} is not a URL ({exc})") from None
             if not parts.hostname:
                 raise ValueError(f"'url' {self.url[:200]!r} has no host")
+        for name, value in (self.headers or {}).items():
+            # a name that is no HTTP token (`Authorization: Bearer x` given whole as one) was kept, and sent as a
+            # header the server never reads (or refused by the HTTP client at each start)
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"'headers': {name[:80]!r} is no header name (letters, digits and "
+                                 "!#$%&'*+-.^_`|~; its value goes after it, apart)")
+            if any(c in value for c in "\r\n\0"):
+                raise ValueError(f"'headers': the value of {name!r} holds a line break or NUL")
         return self
 
     @property
