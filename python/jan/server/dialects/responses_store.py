@@ -622,11 +622,16 @@ class ResponsesStore:
                         data["metadata"]["finish_reason"] = last_cut_by
                 written.append(await self.conversations.create_message(thread_id, data))
         except Exception:
-            for message in reversed(written):
-                with contextlib.suppress(Exception):  # (the refusal is what the caller must hear)
-                    await self.conversations.delete_message(thread_id, message["id"])
+            await self._take_out(thread_id, written)
             raise
         return written
+
+    async def _take_out(self, thread_id: str, written: list[dict[str, Any]]) -> None:
+        """Take the messages just appended out again, the last first (each then the file's last line: cut off,
+        which a full disk allows)."""
+        for message in reversed(written):
+            with contextlib.suppress(Exception):  # (the refusal is what the caller must hear)
+                await self.conversations.delete_message(thread_id, message["id"])
 
     async def _discard(self, thread_id: str) -> None:
         """Delete a thread made for a response that could not be stored, so the thread list shows no empty
@@ -674,8 +679,15 @@ class ResponsesStore:
                 if (latest and latest[0].get("id") == previous.last_message_id
                         and not is_conversation_thread(previous.thread_id)):
                     thread_id = previous.thread_id
-                    last = await self._append(thread_id, inputs, response_id)
-                    return await self._index(response, input_items, thread_id, last or previous.last_message_id)
+                    written = await self._append_messages(thread_id, inputs, response_id)
+                    try:
+                        return await self._index(response, input_items, thread_id,
+                                                 written[-1]["id"] if written else previous.last_message_id)
+                    except Exception:
+                        # an index the disk refused (full) stores no turn: the thread is left as it was, still
+                        # going on from ``previous`` (kept, its turn made the previous response no longer latest)
+                        await self._take_out(thread_id, written)
+                        raise
             if not allow_fork:
                 raise NotLatestError(f"The conversation of response '{previous.id}' went on after it")
             thread = await self.conversations.get_thread(previous.thread_id)
@@ -694,7 +706,11 @@ class ResponsesStore:
             except Exception:
                 await self._discard(thread_id)
                 raise
-        return await self._index(response, input_items, thread_id, last)
+        try:
+            return await self._index(response, input_items, thread_id, last)
+        except Exception:  # (a thread the response's index could not name is no conversation of anyone's)
+            await self._discard(thread_id)
+            raise
 
     async def complete_in_conversation(self, thread_id: str, stored: StoredResponse | None, response: dict[str, Any],
                                        inputs: list[ChatMessage | KeptTurn], answer: list[KeptTurn], *,
