@@ -134,7 +134,8 @@ from jan.services.errors import (GenerationCancelledError, RequestError, Service
 from jan.services.fit import PromptBudgetError
 from jan.services.models import ModelService, check_format_grammar, check_parameters, model_sampling
 from jan.services.run_records import (ask_cancel, cancels_asked, clear_cancel, held_elsewhere,
-                                      interrupt_if_orphaned, list_records, load_record, mark_interrupted, running_elsewhere,
+                                      interrupt_if_orphaned, list_records, load_record, mark_interrupted, record_problems,
+                                      running_elsewhere,
                                       save_record, take_lease, thread_records)
 from jan.services.thread_claims import thread_claims
 from jan.services.event_log import EventLog
@@ -1037,6 +1038,13 @@ class RunService(Held):
         records = await asyncio.to_thread(thread_records, self.manager.data_folder, thread_id, set(mine))
         return sorted([*mine.values(), *records], key=run_sort_key)
 
+    def problems(self, thread_id: str) -> list[dict[str, Any]]:
+        """The thread's damaged run records found so far, oldest first: ``{"path", "error", "time", "moved_to"}``
+        (``moved_to`` None: each is left where it is), ``path`` relative to the data folder — what the store
+        reports of its own damaged files (:meth:`jan.core.ConversationalExtension.problems`)."""
+        prefix = f"threads/{thread_id}/"
+        return [p.to_dict() for p in record_problems(self.manager.data_folder).snapshot() if p.path.startswith(prefix)]
+
     async def steps(self, thread_id: str, run_id: str) -> list[RunStep] | None:
         """A run's steps, oldest first, as they stand (its record's, for a run of an earlier process); None when
         the thread has no such run, the thread's ``NotFoundError`` when it does not exist."""
@@ -1310,6 +1318,8 @@ class RunService(Held):
         for run in runs:
             self._runs.pop(run.id, None)
         self._settled.pop(event.thread_id, None)
+        # its damaged records went with its folder: a list that still reported them would send the user looking
+        record_problems(self.manager.data_folder).forget_under(f"threads/{event.thread_id}/")
         live = [run for run in runs if run.active]
         for run in live:
             run.stop_reason = "thread deleted"
