@@ -273,3 +273,31 @@ def test_a_hub_model_json_with_loose_fields_still_reads(tmp_path):
     doc = json.loads(path.read_text())
     path.write_text(json.dumps({**doc, "version": 2, "description": None, "engine": None}))
     assert store.models.get("hub")["version"] == 2
+
+
+def test_a_stored_response_file_too_large_to_be_one_is_a_damaged_one(tmp_path, stories_path, monkeypatch):
+    """A stored response file larger than any jan writes (over MAX_DATA_FILE_BYTES: 64 MiB) was a 500
+    data_folder_unreadable on every GET of it, where every other damage is the 404 of a response set aside: it is
+    that 404, naming where the file went, and the other responses list as before."""
+    import urllib.error
+    import urllib.request
+
+    import jan.local_files
+    from api_helpers import running
+
+    data = tmp_path / "data"
+    (data / "responses").mkdir(parents=True)
+    big = data / "responses" / f"{RESP}.json"
+    content = b'{"response": {"id": "' + RESP.encode() + b'"}, "pad": "' + b"x" * 4096 + b'"}'
+    big.write_bytes(content)
+    monkeypatch.setattr(jan.local_files, "MAX_DATA_FILE_BYTES", 1024)  # (64 MiB on disk: the same path, smaller)
+    monkeypatch.setattr(jan.local_files.read_regular_file, "__defaults__", (1024,))
+    with running(data, stories_path) as srv:
+        try:
+            urllib.request.urlopen(f"{srv.base_url}/v1/responses/{RESP}", timeout=60)
+            raise AssertionError("answered")
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, json.loads(exc.read())
+    assert status == 404, body
+    assert "damaged" in body["error"]["message"] and ".corrupt-" in body["error"]["message"], body
+    assert [p.read_bytes() for p in big.parent.glob(f"{RESP}.json.corrupt-*")] == [content]

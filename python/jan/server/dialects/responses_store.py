@@ -55,7 +55,7 @@ from jan.services.thread_turns import (TOOL_IMAGES_KEY, attached_documents, from
                                        part_field, prompt_entries, thread_history, thread_parts)
 from jan.services.types import ChatMessage, DocumentPart, ImagePart, Part, TextPart
 from jan.services.untrusted import UntrustedTextPart, text_part_dict
-from jan.local_files import read_regular_file
+from jan.local_files import FileTooLargeError, read_regular_file
 
 log = logging.getLogger("jan.server")
 
@@ -307,6 +307,12 @@ class NotLatestError(Exception):
     """The response to continue is no longer its thread's latest (see ``ResponsesStore.begin(allow_fork=False)``)."""
 
 
+#: What a stored response's file that cannot be one raises as it is read: it does not parse, its shape is wrong, or
+#: it is larger than any jan writes (:data:`jan.local_files.MAX_DATA_FILE_BYTES`: a 500 on every GET of it, where
+#: every other damage was the 404 of a response set aside).
+_DAMAGE = (ValueError, KeyError, TypeError, FileTooLargeError)
+
+
 class ResponsesStore:
     """Stored responses in ``folder`` (the index) and the conversation store (the threads).
 
@@ -370,22 +376,29 @@ class ResponsesStore:
                               history=list(history))
 
     def _read(self, response_id: str) -> StoredResponse:
+        """The stored response; :class:`NotFoundError` when there is none, or its file is damaged (it does not parse,
+        its shape is no stored response's, or it is larger than any jan writes: :data:`_DAMAGE`), which is then set
+        aside as ``<id>.json.corrupt-<n>`` (the error names it)."""
         path = self._path(response_id)
         missing = NotFoundError(not_found_message("response", response_id))
         try:
             return self._parse(read_regular_file(path), response_id)
         except FileNotFoundError:
             raise missing from None
-        except (ValueError, KeyError, TypeError):
+        except _DAMAGE:
             pass
         with self._file_lock(response_id):  # the damage confirmed under the lock before the file is set aside
             try:
                 return self._parse(read_regular_file(path), response_id)
             except FileNotFoundError:
                 raise missing from None
-            except (ValueError, KeyError, TypeError) as exc:
+            except _DAMAGE as exc:
+                why = exc.strerror if isinstance(exc, FileTooLargeError) else exc
                 moved = set_aside(path)
-                log.warning("stored response %s is damaged (%s); set aside as %s", path, exc, moved)
+                log.warning("stored response %s is damaged (%s); set aside as %s", path, why, moved)
+        if moved is not None:  # (said where it went, as a damaged document's 404 is, not only "not found")
+            missing = NotFoundError(f"{missing}: its file was damaged ({why}) and is set aside as {moved}",
+                                    resource="response", id=response_id)
         raise missing
 
     def _write(self, stored: StoredResponse) -> None:
@@ -432,7 +445,7 @@ class ResponsesStore:
                     if stored.response.get("status") not in UNFINISHED or is_live(name):
                         continue
                     self._write(replace(stored, response=stopped_response(stored.response)))
-            except (FileNotFoundError, ValueError, KeyError, TypeError):
+            except (FileNotFoundError, *_DAMAGE):
                 continue  # gone meanwhile, or damaged: a read sets it aside
             except OSError as exc:  # (a read-only folder: it reads failed all the same, and the next start tries again)
                 log.warning("could not end the stored response %s a stopped server left: %s", name, exc)
