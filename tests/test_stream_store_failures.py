@@ -182,3 +182,31 @@ def test_an_anthropic_thread_the_disk_refused_is_never_answered_as_held(tmp_path
         status, raw = _post(base, "/v1/messages", {**body, "stream": False, "thread": {
             "type": "continue", "previous_message_id": held["id"]}}, ANTHROPIC_THREADS)
         assert status == 200, raw  # the thread went on from where it was held
+
+
+def test_a_streamed_run_whose_end_record_the_disk_refused_is_not_completed(tmp_path, stories_path, monkeypatch):
+    """The reply saved whole, but the disk refused the run's record of its end: on disk the run reads as still
+    running (interrupted once this process lets it go), so it is no run that completed either: the ``error`` event
+    and ``thread.run.failed``."""
+    import jan.services.run_records as run_records
+
+    real = run_records.atomic_write_bytes
+
+    def refuse_the_end(path, data):
+        if json.loads(data).get("status") not in ("queued", "in_progress"):
+            raise OSError(errno.ENOSPC, "No space left on device", f"{path.parent}/.x.tmp")
+        return real(path, data)
+
+    data = tmp_path / "data"
+    with running(data, stories_path) as srv:
+        base = srv.base_url
+        status, raw = _post(base, "/v1/threads", {"messages": [{"role": "user", "content": "Once upon a time"}]})
+        thread = json.loads(raw)
+        monkeypatch.setattr(run_records, "atomic_write_bytes", refuse_the_end)
+        status, raw = _post(base, f"/v1/threads/{thread['id']}/runs",
+                            {"assistant_id": "jan", "stream": True, "max_completion_tokens": 8})
+        events = parse_sse(raw.decode())
+        names = [name for name, _ in events]
+        assert status == 200 and "thread.run.completed" not in names, names
+        assert names[-3:] == ["error", "thread.run.failed", "done"], names
+        assert dict(events)["error"]["code"] == "insufficient_storage"

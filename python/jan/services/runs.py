@@ -2897,9 +2897,6 @@ class _Execution:
             error = self.service.failure(refused)
             run.status, run.incomplete_reason, run.last_error = "failed", None, error.last_error()
             stored = False
-        if not stored and run.status == "failed":
-            run.publish("error", {"code": error.code or error.kind, "type": "server_error", "param": None,
-                                  "message": error.message})
         final = run.message
         if not tool_bookkeeping(final):  # (a calling turn cut off in its calls was never a message on the wire)
             run.publish("thread.message.completed" if final.get("status") == "ready" else "thread.message.incomplete",
@@ -2909,6 +2906,9 @@ class _Execution:
         if run.status == "interrupted":
             _publish_interrupted(run)
         else:
+            if not stored and run.status == "failed":  # (the stream's ErrorObject, as a stop of jan tells its own)
+                run.publish("error", {"code": error.code or error.kind, "type": "server_error", "param": None,
+                                      "message": error.message})
             run.publish(f"thread.run.{run.status}", {**run_record(run), "message": run.message})
             run.publish("done", "[DONE]")
         run.finished.set()
