@@ -104,10 +104,13 @@ def response_fills_at_the_end(monkeypatch):
     """The disk fills as a stored response ends: its completion (and every atomic write after it) is refused."""
     from jan.server.dialects.responses_store import ResponsesStore
 
+    import jan.store.jsonl
+
     def install():
         for name in ("complete", "complete_in_conversation"):
             def ending(self, *args, __real=getattr(ResponsesStore, name), **kwargs):
                 monkeypatch.setattr(jan.core.fs, "tempfile", _FullDisk)
+                monkeypatch.setattr(jan.store.jsonl, "os", _OsFullOnSync())  # (appends refused too)
                 return __real(self, *args, **kwargs)
 
             monkeypatch.setattr(ResponsesStore, name, ending)
@@ -115,14 +118,29 @@ def response_fills_at_the_end(monkeypatch):
     return install
 
 
-@pytest.mark.parametrize("within", [False, True], ids=["response", "conversation"])
+class _OsFullOnSync:
+    """A module's ``os`` whose ``fsync`` fails as a full disk fails an append (the bytes refused at the flush)."""
+
+    def __getattr__(self, name):
+        import os
+
+        return getattr(os, name)
+
+    @staticmethod
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("within, store", [(False, True), (True, True), (True, False)],
+                         ids=["response", "conversation", "conversation-unstored"])
 def test_a_stored_response_whose_end_the_disk_refused_is_never_completed(tmp_path, stories_path,
                                                                           response_fills_at_the_end, monkeypatch,
-                                                                          within):
+                                                                          within, store):
+    """A response kept as it ends — its index (``store``) or its turn in a conversation — that the disk refused."""
     data = tmp_path / "data"
     with running(data, stories_path) as srv:
         base = srv.base_url
-        body = {"model": "stories260K", "input": "Once", "max_output_tokens": 8, "store": True}
+        body = {"model": "stories260K", "input": "Once", "max_output_tokens": 8, "store": store}
         if within:
             status, raw = _post(base, "/v1/conversations", {})
             assert status == 200, raw
