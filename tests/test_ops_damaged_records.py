@@ -1,7 +1,9 @@
 """Damaged files outside the store's own documents — run records, the Responses index, uploaded files' file.json —
 are met the way the store meets its own (issue: data safety): every damage a hand or a crash can leave (truncated,
-empty, binary junk, a BOM, valid JSON of the wrong shape: a list, a string, null, fields of the wrong type) is set
-aside or read as missing, never a 500, a traceback or a server that will not start."""
+empty, binary junk, valid JSON of the wrong shape: a list, a string, null, fields of the wrong type) is read
+as missing and reported, never a 500, a traceback or a server that will not start. A damaged run record is left where
+it is (no read moves the user's files) and listed under ``problems`` of its thread's runs, as the store's own damaged
+files are under their lists'."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import json
 
 import pytest
 
-from jan.services.run_records import list_records, load_record, mark_interrupted, save_record, thread_records
+from jan.services.run_records import (list_records, load_record, mark_interrupted, record_problems, save_record,
+                                      thread_records)
 
 THREAD = "thread_01ABC"
 RUN = "run_0123456789abcdef"
@@ -21,7 +24,7 @@ GOOD = {"id": RUN, "object": "thread.run", "thread_id": THREAD, "status": "in_pr
 def _damages(good: bytes) -> dict[str, bytes]:
     doc = json.loads(good)
     return {
-        "empty": b"", "truncated": good[: len(good) // 2], "junk": bytes(range(256)), "bom": b"\xef\xbb\xbf" + good,
+        "empty": b"", "truncated": good[: len(good) // 2], "junk": bytes(range(256)),
         "list": b"[]", "string": b'"run"', "null": b"null", "number": b"7",
         "id_of_another": json.dumps({**doc, "id": "run_other"}).encode(),
         "id_not_a_string": json.dumps({**doc, "id": 5}).encode(),
@@ -41,7 +44,7 @@ def _damages(good: bytes) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("damage", sorted(_damages(json.dumps(GOOD).encode())))
-def test_a_damaged_run_record_is_set_aside_and_the_others_still_read(tmp_path, damage):
+def test_a_damaged_run_record_is_reported_in_place_and_the_others_still_read(tmp_path, damage):
     data = tmp_path / "data"
     (data / "threads" / THREAD / "runs").mkdir(parents=True)
     save_record(data, {**GOOD, "id": "run_kept", "status": "completed"})
@@ -54,9 +57,14 @@ def test_a_damaged_run_record_is_set_aside_and_the_others_still_read(tmp_path, d
     assert [r["id"] for r in thread_records(data, THREAD)] == ["run_kept"]
     assert [r["id"] for r in list_records(data)] == ["run_kept"]
     assert load_record(data, THREAD, RUN) is None
-    # kept for the user, no longer read
-    assert not bad.exists()
-    assert (bad.parent / f"{RUN}.json.corrupt-1").read_bytes() == content
+    # left where it is for the user, reported once under its path in the folder
+    assert bad.read_bytes() == content and not list(bad.parent.glob("*.corrupt-*"))
+    reported = [p for p in record_problems(data).snapshot() if p.path == f"threads/{THREAD}/runs/{RUN}.json"]
+    assert len(reported) == 1 and reported[0].moved_to is None, reported
+    # repaired by hand: read again, no longer reported
+    bad.write_text(json.dumps({**GOOD, "status": "completed"}))
+    assert load_record(data, THREAD, RUN)["status"] == "completed"
+    assert not [p for p in record_problems(data).snapshot() if p.path.startswith(f"threads/{THREAD}/")]
 
 
 def test_a_whole_run_record_is_read(tmp_path):
@@ -65,6 +73,9 @@ def test_a_whole_run_record_is_read(tmp_path):
     save_record(data, {**GOOD, "status": "completed"})
     assert load_record(data, THREAD, RUN)["status"] == "completed"
     assert [p.name for p in (data / "threads" / THREAD / "runs").iterdir()] == [f"{RUN}.json"]
+    path = data / "threads" / THREAD / "runs" / f"{RUN}.json"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # a UTF-8 BOM (a Windows editor's save) is no damage
+    assert load_record(data, THREAD, RUN)["status"] == "completed"
 
 
 def test_jan_serve_starts_and_lists_runs_beside_a_run_record_that_is_null(tmp_path, stories_path):
@@ -81,8 +92,14 @@ def test_jan_serve_starts_and_lists_runs_beside_a_run_record_that_is_null(tmp_pa
     (runs / f"{RUN}.json").write_bytes(b"null")
     with running(data, stories_path) as srv:  # this start failed: 'NoneType' object has no attribute 'get'
         with urllib.request.urlopen(f"{srv.base_url}/v1/threads/{thread_id}/runs", timeout=60) as resp:
-            assert resp.status == 200 and json.loads(resp.read())["data"] == []
-    assert (runs / f"{RUN}.json.corrupt-1").read_bytes() == b"null"
+            listed = json.loads(resp.read())
+            assert resp.status == 200 and listed["data"] == []
+        # told where the user finds it (it was moved aside as .corrupt-1, in no list)
+        assert [(p["path"], p["moved_to"]) for p in listed["problems"]] == [
+            (f"threads/{thread_id}/runs/{RUN}.json", None)], listed
+        req = urllib.request.Request(f"{srv.base_url}/v1/threads/{thread_id}", method="DELETE")
+        urllib.request.urlopen(req, timeout=60).read()
+        assert not [p for p in record_problems(data).snapshot() if thread_id in p.path]  # gone with its thread
 
 
 def test_a_run_record_with_fields_of_the_wrong_type_is_no_500_for_its_thread(tmp_path, stories_path):
@@ -116,9 +133,10 @@ def test_a_run_record_with_fields_of_the_wrong_type_is_no_500_for_its_thread(tmp
             assert request(srv, "GET", f"/v1/threads/{tid}/runs/{rid}")[0] == 404
             status, run = post(srv, f"/v1/threads/{tid}/runs", {"max_tokens": 1})
             assert status == 200, run
-            listed = request(srv, "GET", f"/v1/threads/{tid}/runs")[2]["data"]
-            assert [r["id"] for r in listed] == [run["id"]]
-            assert (data / "threads" / tid / "runs" / f"{rid}.json.corrupt-1").is_file()
+            listed = request(srv, "GET", f"/v1/threads/{tid}/runs")[2]
+            assert [r["id"] for r in listed["data"]] == [run["id"]]
+            assert [p["path"] for p in listed["problems"]] == [f"threads/{tid}/runs/{rid}.json"]
+            assert (data / "threads" / tid / "runs" / f"{rid}.json").is_file()  # left where it is
 
 
 # -- uploaded files' file.json ------------------------------------------------------------------------------------
@@ -255,3 +273,31 @@ def test_a_hub_model_json_with_loose_fields_still_reads(tmp_path):
     doc = json.loads(path.read_text())
     path.write_text(json.dumps({**doc, "version": 2, "description": None, "engine": None}))
     assert store.models.get("hub")["version"] == 2
+
+
+def test_a_stored_response_file_too_large_to_be_one_is_a_damaged_one(tmp_path, stories_path, monkeypatch):
+    """A stored response file larger than any jan writes (over MAX_DATA_FILE_BYTES: 64 MiB) was a 500
+    data_folder_unreadable on every GET of it, where every other damage is the 404 of a response set aside: it is
+    that 404, naming where the file went, and the other responses list as before."""
+    import urllib.error
+    import urllib.request
+
+    import jan.local_files
+    from api_helpers import running
+
+    data = tmp_path / "data"
+    (data / "responses").mkdir(parents=True)
+    big = data / "responses" / f"{RESP}.json"
+    content = b'{"response": {"id": "' + RESP.encode() + b'"}, "pad": "' + b"x" * 4096 + b'"}'
+    big.write_bytes(content)
+    monkeypatch.setattr(jan.local_files, "MAX_DATA_FILE_BYTES", 1024)  # (64 MiB on disk: the same path, smaller)
+    monkeypatch.setattr(jan.local_files.read_regular_file, "__defaults__", (1024,))
+    with running(data, stories_path) as srv:
+        try:
+            urllib.request.urlopen(f"{srv.base_url}/v1/responses/{RESP}", timeout=60)
+            raise AssertionError("answered")
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, json.loads(exc.read())
+    assert status == 404, body
+    assert "damaged" in body["error"]["message"] and ".corrupt-" in body["error"]["message"], body
+    assert [p.read_bytes() for p in big.parent.glob(f"{RESP}.json.corrupt-*")] == [content]

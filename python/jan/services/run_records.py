@@ -38,18 +38,19 @@ from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
-from jan.core.fs import atomic_write_bytes, loads_json, set_aside
+from jan.core.fs import atomic_write_bytes, loads_json
 from jan.core.locks import try_lock_file
 from jan.json_text import data_file_text, utf8_json
 from jan.services.run_steps import interrupted_steps
 from jan.services.thread_claims import claim_lock_path  # (the claim lock: kept importable here)
 from jan.store._util import now_s
 from jan.store.leases import LEASE_DIR_NAME, Leases
+from jan.store.problems import ProblemLog
 from jan.local_files import read_regular_file
 
 __all__ = ["RUN_ID_RE", "ask_cancel", "cancel_marker_path", "cancels_asked", "claim_lock_path", "clear_cancel",
            "held_elsewhere", "interrupt_if_orphaned", "list_records", "load_record", "mark_interrupted", "needs_attention", "read_record_file",
-           "record_path",
+           "record_path", "record_problems",
            "running_elsewhere", "save_record", "take_lease", "thread_records", "try_lock"]
 
 log = logging.getLogger("jan.services.runs")
@@ -225,7 +226,7 @@ _STR = (str,)
 #: The fields a run is read back from (:func:`jan.services.runs.run_from_record`, the run's wire object), each
 #: null or of these types: valid JSON whose field is of another type (a ``pending`` that is a string, a
 #: ``created_at`` that is text) once made every request touching the thread a 500 — its runs listed, a run
-#: started, a message added — where a damaged record is set aside and the thread goes on.
+#: started, a message added — where a damaged record is left out (and reported) and the thread goes on.
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "created_at": _INT, "started_at": _INT, "ended_at": _INT, "expires_at": _INT, "interrupted_at": _INT, "step": _INT,
     "max_prompt_tokens": _INT, "last_messages": _INT, "assistant_id": _STR, "model": _STR, "instructions": _STR,
@@ -260,10 +261,31 @@ def _parse(data: bytes, path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return (None, error) if error else (record, None)
 
 
+_PROBLEMS: dict[str, ProblemLog] = {}
+
+
+def record_problems(data_folder: str | Path) -> ProblemLog:
+    """The damaged run records this process found in ``data_folder`` (paths relative to it: ``threads/<thread_id>/
+    runs/<run_id>.json``), as the store keeps its own damaged files' (:class:`jan.store.problems.ProblemLog`): what
+    ``GET /v1/threads/{thread_id}/runs`` lists under ``problems``."""
+    key = str(Path(data_folder).absolute())
+    found = _PROBLEMS.get(key)
+    if found is None:
+        found = _PROBLEMS.setdefault(key, ProblemLog())
+    return found
+
+
+def _where(path: Path) -> tuple[ProblemLog, str]:
+    """The problem log of a record's data folder (``<data>/threads/<thread_id>/runs/<name>``) and its path there."""
+    data_folder = path.parents[3]
+    return record_problems(data_folder), path.relative_to(data_folder).as_posix()
+
+
 def read_record_file(path: Path) -> dict[str, Any] | None:
     """The run record in ``path``; ``None`` when there is none (missing, unreadable) or it is damaged. A damaged
-    one is set aside as ``<run_id>.json.corrupt-<n>`` (kept for the user, no longer read: the house rule for every
-    file of the data folder), and logged once, rather than logged on every read of its thread."""
+    one is left where it is and reported (:func:`record_problems`, once per damage, not on every read of its
+    thread), as every damaged file of the data folder is: no read moves the user's files. A record repaired by
+    hand is read again, and no longer reported."""
     try:
         data = read_regular_file(path)
     except FileNotFoundError:
@@ -273,26 +295,17 @@ def read_record_file(path: Path) -> dict[str, Any] | None:
         return None
     record, error = _parse(data, path)
     if error is None:
+        if _PROBLEMS:  # (none found in this process: the common case, nothing to forget)
+            problems, where = _where(path)
+            problems.repaired(where)
         return record
-    # Records are replaced atomically, so damage read once is damage; read again just before moving the file, so a
-    # record a running process rewrote meanwhile is read, not set aside.
-    try:
-        record, error = _parse(read_regular_file(path), path)
-    except OSError:
-        return None
-    if error is None:
-        return record
-    try:
-        moved = set_aside(path)
-    except OSError as exc:  # a read-only folder: left where it is, skipped
-        log.warning("run record %s is damaged (%s); could not set it aside: %s", path, error, exc)
-        return None
-    log.warning("run record %s is damaged (%s); set aside as %s", path, error, moved)
+    problems, where = _where(path)
+    problems.add(where, f"{error}; left out of the thread's runs: repair it or remove it")
     return None
 
 
 def load_record(data_folder: str | Path, thread_id: str, run_id: str) -> dict[str, Any] | None:
-    """A run's record, or ``None`` (missing, unreadable ids, or a damaged file, which is set aside)."""
+    """A run's record, or ``None`` (missing, unreadable ids, or a damaged file, which is reported)."""
     try:
         path = record_path(data_folder, thread_id, run_id)
     except ValueError:
@@ -301,7 +314,7 @@ def load_record(data_folder: str | Path, thread_id: str, run_id: str) -> dict[st
 
 
 def list_records(data_folder: str | Path) -> list[dict[str, Any]]:
-    """Every readable run record of every thread (damaged ones set aside)."""
+    """Every readable run record of every thread (damaged ones left out and reported: :func:`record_problems`)."""
     out = []
     for path in sorted(Path(data_folder).glob("threads/*/runs/run_*.json")):
         record = read_record_file(path)

@@ -135,7 +135,8 @@ from jan.services.errors import (GenerationCancelledError, RequestError, Service
 from jan.services.fit import PromptBudgetError
 from jan.services.models import ModelService, check_format_grammar, check_parameters, model_sampling
 from jan.services.run_records import (ask_cancel, cancels_asked, clear_cancel, held_elsewhere,
-                                      interrupt_if_orphaned, list_records, load_record, mark_interrupted, running_elsewhere,
+                                      interrupt_if_orphaned, list_records, load_record, mark_interrupted, record_problems,
+                                      running_elsewhere,
                                       save_record, take_lease, thread_records)
 from jan.services.thread_claims import thread_claims
 from jan.services.event_log import EventLog
@@ -1043,6 +1044,13 @@ class RunService(Held):
         records = await asyncio.to_thread(thread_records, self.manager.data_folder, thread_id, set(mine))
         return sorted([*mine.values(), *records], key=run_sort_key)
 
+    def problems(self, thread_id: str) -> list[dict[str, Any]]:
+        """The thread's damaged run records found so far, oldest first: ``{"path", "error", "time", "moved_to"}``
+        (``moved_to`` None: each is left where it is), ``path`` relative to the data folder — what the store
+        reports of its own damaged files (:meth:`jan.core.ConversationalExtension.problems`)."""
+        prefix = f"threads/{thread_id}/"
+        return [p.to_dict() for p in record_problems(self.manager.data_folder).snapshot() if p.path.startswith(prefix)]
+
     async def steps(self, thread_id: str, run_id: str) -> list[RunStep] | None:
         """A run's steps, oldest first, as they stand (its record's, for a run of an earlier process); None when
         the thread has no such run, the thread's ``NotFoundError`` when it does not exist."""
@@ -1096,17 +1104,19 @@ class RunService(Held):
             if forgotten.status in FINAL_STATUSES:  # its record need not be read to know it holds no thread
                 self._settled.setdefault(forgotten.thread_id, set()).add(oldest)
 
-    async def persist(self, run: Run, *, required: bool = False) -> None:
-        """Save the run's record (atomically; a failure is logged, the run goes on). ``required``: a save the run
-        cannot go on without — its claim on the thread, which names its reply — raises instead: a run answered
-        ``in_progress`` with no record on disk (a full disk, a read-only folder) was held by no process's check and
-        lost to any crash, so it fails now, its request told why."""
+    async def persist(self, run: Run, *, required: bool = False) -> OSError | ValueError | None:
+        """Save the run's record (atomically; a failure is logged and returned, the run goes on). ``required``: a
+        save the run cannot go on without — its claim on the thread, which names its reply — raises instead: a run
+        answered ``in_progress`` with no record on disk (a full disk, a read-only folder) was held by no process's
+        check and lost to any crash, so it fails now, its request told why."""
         try:
             await asyncio.to_thread(save_record, self.manager.data_folder, run_record(run))
         except (OSError, ValueError) as exc:
             if required:
                 raise
             log.warning("run %s: could not save its record: %s", run.id, exc)
+            return exc
+        return None
 
     async def interrupt_all(self, *, grace: float = INTERRUPT_GRACE, bound: float = INTERRUPT_BOUND) -> int:
         """At a stop of jan, before its extensions stop: every run generating, queued or inside a tool call in this
@@ -1314,6 +1324,8 @@ class RunService(Held):
         for run in runs:
             self._runs.pop(run.id, None)
         self._settled.pop(event.thread_id, None)
+        # its damaged records went with its folder: a list that still reported them would send the user looking
+        record_problems(self.manager.data_folder).forget_under(f"threads/{event.thread_id}/")
         live = [run for run in runs if run.active]
         for run in live:
             run.stop_reason = "thread deleted"
@@ -2222,6 +2234,8 @@ class _Execution:
         self._turn_prompt: int | None = None
         self._saver: asyncio.Task | None = None
         self._last_save = 0.0
+        #: Why the last save of the reply failed (None: it was saved, or its thread is gone)
+        self.unsaved: Exception | None = None
         #: Inside a tool step: its calling turn is saved and its results are not (a stop then keeps the turn).
         self.in_calls = False
         #: The calls a submit's answers are being run for (:meth:`answer_calls`), until their results are saved;
@@ -2262,6 +2276,9 @@ class _Execution:
             self._reasoning_ms_before = partial.reasoning_ms or 0
 
     async def _save(self, patch: dict[str, Any]) -> dict[str, Any] | None:
+        """Save ``patch`` of the turn's reply; None when it could not be (a deleted thread, or the failure kept in
+        :attr:`unsaved` — a full disk — for the run's end to tell: :meth:`_finish_now`)."""
+        self.unsaved = None
         try:
             return await self.store.update_message(self.run.thread_id, self.run.message["id"], patch)
         except NotFoundError as exc:  # the thread (or the message) was deleted meanwhile: nothing to save it in
@@ -2269,6 +2286,7 @@ class _Execution:
             return None
         except Exception as exc:  # noqa: BLE001
             log.warning("run %s: could not save message %s: %s", self.run.id, self.run.message["id"], exc)
+            self.unsaved = exc
             return None
 
     def _maybe_save(self) -> None:
@@ -2716,6 +2734,8 @@ class _Execution:
                 metadata["usage"] = self.turn_usage
             self._thinking_done()
             stored = await self._save({"content": self._parts(), "status": "ready", "metadata": metadata})
+            if self.unsaved is not None:  # (a full disk) no calls run for a turn the thread does not hold: the run
+                raise self.unsaved    # fails with the disk's error (execute: _finish_now tells it)
             run.message = stored or {**self._message_now("ready"), "metadata": metadata}
             usage = self.turn_usage
             run.unannounced = False  # a turn that wrote nothing before its calls: no message, its calls the step
@@ -2905,6 +2925,16 @@ class _Execution:
         else:
             run.status = "failed"
             run.last_error = error.last_error()
+        # Saved before the steps end: a reply the disk refused (full) is no whole answer stored, so the run fails
+        # with the disk's error (its stream told so: an ``error`` event, then ``thread.run.failed``), never ends
+        # ``completed`` over the partial reply a reader of the thread finds (left pending, read as incomplete).
+        saved = await self._save({"content": self._parts(), "status": status, "metadata": metadata})
+        stored = self.unsaved is None
+        if not stored and run.status != "interrupted":  # (an interrupted run is told so, and resumed from disk)
+            error = self.service.failure(self.unsaved)
+            run.status, run.incomplete_reason, run.last_error = "failed", None, error.last_error()
+            metadata["error"], metadata["error_code"] = error.message, error.code
+            status = "error"
         written = self.message_step()
         if written is not None:  # the turn's step, with its usage (none for a turn not started)
             written.end(end_status(run.status), usage=self.turn_usage if self.turn_usage and not over_budget else None,
@@ -2916,13 +2946,18 @@ class _Execution:
             self.call_step.end("cancelled", at=run.ended_at)
             ended.append(self.call_step)
         ended += run.end_steps()
-        saved = await self._save({"content": self._parts(), "status": status, "metadata": metadata})
         run.message = saved or {**self._message_now(status), "metadata": metadata}
         if status == "stopped" and not over_budget:  # (a turn not started was no inference)
             self.bus.emit_nowait(InferenceStopped(model_id=run.model_id, request_id=run.id,
                                                   thread_id=run.thread_id, reason=run.stop_reason or "cancelled"))
         self.bus.emit_nowait(MessageUpdate(thread_id=run.thread_id, message=run.message))
-        await self.service.persist(run)
+        refused = await self.service.persist(run)
+        if refused is not None and stored and run.status != "interrupted":
+            # the reply is whole on disk, but not the run's end: its record reads as interrupted once this process
+            # lets it go, so it is no run that completed either
+            error = self.service.failure(refused)
+            run.status, run.incomplete_reason, run.last_error = "failed", None, error.last_error()
+            stored = False
         final = run.message
         if not tool_bookkeeping(final):  # (a calling turn cut off in its calls was never a message on the wire)
             run.publish("thread.message.completed" if final.get("status") == "ready" else "thread.message.incomplete",
@@ -2932,6 +2967,9 @@ class _Execution:
         if run.status == "interrupted":
             _publish_interrupted(run)
         else:
+            if not stored and run.status == "failed":  # (the stream's ErrorObject, as a stop of jan tells its own)
+                run.publish("error", {"code": error.code or error.kind, "type": "server_error", "param": None,
+                                      "message": error.message})
             run.publish(f"thread.run.{run.status}", {**run_record(run), "message": run.message})
             run.publish("done", "[DONE]")
         run.finished.set()

@@ -172,6 +172,30 @@ def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]
     return repaired
 
 
+def last_line_of(raw: bytes, record_id: str) -> int | None:
+    """Where the last line of ``raw`` (a JSONL file's bytes, whole lines) starts when it is the only line that holds
+    ``record_id`` (the record's one version, the file's last): cutting the file there takes the record out with no
+    new file, which a full disk still allows. None otherwise (a torn tail, the id on an earlier line too)."""
+    if not raw.endswith(b"\n"):
+        return None
+    start = raw.rfind(b"\n", 0, len(raw) - 1) + 1
+    try:
+        last = _parse_line(raw[start:])
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if last.get("id") != record_id or record_id.encode() in raw[:start]:
+        return None
+    return start
+
+
+def cut_jsonl(path: str | os.PathLike[str], size: int) -> None:
+    """Cut the file to its first ``size`` bytes (a line boundary: :func:`last_line_of`), durably; the caller holds
+    the lock."""
+    with naming_errors(path), open(path, "r+b") as f:
+        f.truncate(size)
+        os.fsync(f.fileno())
+
+
 def rewrite_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:
     """Atomically replace the whole file with ``records``; the caller holds the lock."""
     atomic_write_bytes(path, encode_lines(records))

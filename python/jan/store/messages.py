@@ -25,7 +25,7 @@ from .context import StoreContext, public
 from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError, StoreError
 from .files import check_references, extract_documents, extract_images, read_file, write_files
 from .ids import new_message_id, ulid_millis, validate_id
-from .jsonl import MAX_JSONL_BYTES, append_jsonl, parse_jsonl, rewrite_jsonl
+from .jsonl import MAX_JSONL_BYTES, append_jsonl, cut_jsonl, last_line_of, parse_jsonl, rewrite_jsonl
 from .leases import LEASE_DIR_NAME, Leases
 from .migrations import text_part
 from .pagination import Order, Page, paginate
@@ -463,7 +463,12 @@ class MessageStore:
             kept = [r for r in records if r["id"] != message_id]
             if len(kept) == len(records):
                 raise NotFoundError("message", message_id)
-            self._rewrite(path, kept, raw, bad)
+            last = None if bad else last_line_of(raw, message_id)
+            if last is not None:
+                # the last one appended (a turn a refused write takes out again): cut off, which a full disk allows
+                cut_jsonl(path, last)
+            else:
+                self._rewrite(path, kept, raw, bad)
         self.leases.release(message_id)
         self._changed(thread_id)
         return {"id": message_id, "object": "thread.message.deleted", "deleted": True}

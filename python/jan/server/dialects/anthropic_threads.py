@@ -65,7 +65,7 @@ from jan.server.body_size import body_step
 from jan.server.dialect_errors import anthropic_error_shape, anthropic_error_type
 from jan.server.dialects.responses_store import NotLatestError, ResponsesStore, StoredResponse
 from jan.store.leases import LEASE_DIR_NAME, Leases
-from jan.server.errors import APIError
+from jan.server.errors import APIError, storage_error
 from jan.services import types as typed
 from jan.services.documents import read_documents
 
@@ -152,12 +152,18 @@ class Turn:
 
     async def commit(self, message: dict[str, Any]) -> dict[str, Any]:
         """Store the turn with ``message`` (the ``message`` object the client gets) as its reply; returns it.
-        A failure to store is logged, never the client's: its next ``continue`` finds no thread and replays."""
+        A disk that refuses it (full, read-only) raises the :class:`~jan.server.errors.APIError` every refused write
+        of the data folder is (507 ``insufficient_storage``, ...): a turn answered whole must be held, or a client
+        told it was not (a create answered 200 with no thread stored had its next ``continue`` refused
+        ``thread_not_found``). Any other failure is logged: its next ``continue`` finds no thread and replays."""
         if self.threads is not None:
             try:
                 # not cut in half by a client that leaves meanwhile: the turn is stored whole or not at all
                 await asyncio.shield(self.threads.save(self, message))
-            except Exception:  # the answer stands; the thread does not go on from it
+            except Exception as exc:
+                refused = storage_error(exc)
+                if refused is not None:
+                    raise refused from exc
                 log.exception("could not hold message %s in its thread", message.get("id"))
         return message
 

@@ -293,6 +293,7 @@ class ResponseRun:
                                                             taken=within.taken)
             except Exception as exc:  # noqa: BLE001 - the answer was given; saving it failed
                 _not_saved(self.id, exc)
+                status, final = self._unsaved(exc, final)
         if self._conversation is not None:
             # its items are in the conversation: the next response may read it (before the final event, so that a
             # client sending its next turn on reading it finds the conversation free)
@@ -306,9 +307,18 @@ class ResponseRun:
                 await self._store.complete(stored, final, answer)
             except Exception as exc:  # noqa: BLE001 - the answer was given; saving it failed
                 _not_saved(self.id, exc)
+                status, final = self._unsaved(exc, final)
         self.status, self.final = status, final
         self._emit(encoder.event(FINAL_EVENTS[status], response=final))
         self._end()
+
+    def _unsaved(self, exc: Exception, final: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """``(status, response)`` of a response whose stored copy could not be completed (a disk that filled while
+        it streamed): ``failed`` with ``exc``'s error (kept in :attr:`store_error`, which a request that waits for
+        the whole response answers), never ``completed`` over the partial copy a GET finds. Its output stays, as
+        generated."""
+        self.store_error = exc
+        return "failed", {**final, "status": "failed", "error": self._error_of(exc), "incomplete_details": None}
 
     def _in_progress(self) -> None:
         self.status = "in_progress"

@@ -39,6 +39,7 @@ from typing import Any
 from jan.core import ConversationalExtension, NotFoundError
 from jan.core.fs import atomic_write_json, loads_json, set_aside
 from jan.errors import not_found_message
+from jan.server.errors import storage_error
 from jan.image_types import b64encode_text
 from jan.store._trash import sweep_temp_files
 from jan.store._util import field_type_error
@@ -55,7 +56,7 @@ from jan.services.thread_turns import (TOOL_IMAGES_KEY, attached_documents, from
                                        part_field, prompt_entries, thread_history, thread_parts)
 from jan.services.types import ChatMessage, DocumentPart, ImagePart, Part, TextPart
 from jan.services.untrusted import UntrustedTextPart, text_part_dict
-from jan.local_files import read_regular_file
+from jan.local_files import FileTooLargeError, read_regular_file
 
 log = logging.getLogger("jan.server")
 
@@ -307,6 +308,12 @@ class NotLatestError(Exception):
     """The response to continue is no longer its thread's latest (see ``ResponsesStore.begin(allow_fork=False)``)."""
 
 
+#: What a stored response's file that cannot be one raises as it is read: it does not parse, its shape is wrong, or
+#: it is larger than any jan writes (:data:`jan.local_files.MAX_DATA_FILE_BYTES`: a 500 on every GET of it, where
+#: every other damage was the 404 of a response set aside).
+_DAMAGE = (ValueError, KeyError, TypeError, FileTooLargeError)
+
+
 class ResponsesStore:
     """Stored responses in ``folder`` (the index) and the conversation store (the threads).
 
@@ -370,22 +377,29 @@ class ResponsesStore:
                               history=list(history))
 
     def _read(self, response_id: str) -> StoredResponse:
+        """The stored response; :class:`NotFoundError` when there is none, or its file is damaged (it does not parse,
+        its shape is no stored response's, or it is larger than any jan writes: :data:`_DAMAGE`), which is then set
+        aside as ``<id>.json.corrupt-<n>`` (the error names it)."""
         path = self._path(response_id)
         missing = NotFoundError(not_found_message("response", response_id))
         try:
             return self._parse(read_regular_file(path), response_id)
         except FileNotFoundError:
             raise missing from None
-        except (ValueError, KeyError, TypeError):
+        except _DAMAGE:
             pass
         with self._file_lock(response_id):  # the damage confirmed under the lock before the file is set aside
             try:
                 return self._parse(read_regular_file(path), response_id)
             except FileNotFoundError:
                 raise missing from None
-            except (ValueError, KeyError, TypeError) as exc:
+            except _DAMAGE as exc:
+                why = exc.strerror if isinstance(exc, FileTooLargeError) else exc
                 moved = set_aside(path)
-                log.warning("stored response %s is damaged (%s); set aside as %s", path, exc, moved)
+                log.warning("stored response %s is damaged (%s); set aside as %s", path, why, moved)
+        if moved is not None:  # (said where it went, as a damaged document's 404 is, not only "not found")
+            missing = NotFoundError(f"{missing}: its file was damaged ({why}) and is set aside as {moved}",
+                                    resource="response", id=response_id)
         raise missing
 
     def _write(self, stored: StoredResponse) -> None:
@@ -432,7 +446,7 @@ class ResponsesStore:
                     if stored.response.get("status") not in UNFINISHED or is_live(name):
                         continue
                     self._write(replace(stored, response=stopped_response(stored.response)))
-            except (FileNotFoundError, ValueError, KeyError, TypeError):
+            except (FileNotFoundError, *_DAMAGE):
                 continue  # gone meanwhile, or damaged: a read sets it aside
             except OSError as exc:  # (a read-only folder: it reads failed all the same, and the next start tries again)
                 log.warning("could not end the stored response %s a stopped server left: %s", name, exc)
@@ -622,11 +636,16 @@ class ResponsesStore:
                         data["metadata"]["finish_reason"] = last_cut_by
                 written.append(await self.conversations.create_message(thread_id, data))
         except Exception:
-            for message in reversed(written):
-                with contextlib.suppress(Exception):  # (the refusal is what the caller must hear)
-                    await self.conversations.delete_message(thread_id, message["id"])
+            await self._take_out(thread_id, written)
             raise
         return written
+
+    async def _take_out(self, thread_id: str, written: list[dict[str, Any]]) -> None:
+        """Take the messages just appended out again, the last first (each then the file's last line: cut off,
+        which a full disk allows)."""
+        for message in reversed(written):
+            with contextlib.suppress(Exception):  # (the refusal is what the caller must hear)
+                await self.conversations.delete_message(thread_id, message["id"])
 
     async def _discard(self, thread_id: str) -> None:
         """Delete a thread made for a response that could not be stored, so the thread list shows no empty
@@ -674,8 +693,15 @@ class ResponsesStore:
                 if (latest and latest[0].get("id") == previous.last_message_id
                         and not is_conversation_thread(previous.thread_id)):
                     thread_id = previous.thread_id
-                    last = await self._append(thread_id, inputs, response_id)
-                    return await self._index(response, input_items, thread_id, last or previous.last_message_id)
+                    written = await self._append_messages(thread_id, inputs, response_id)
+                    try:
+                        return await self._index(response, input_items, thread_id,
+                                                 written[-1]["id"] if written else previous.last_message_id)
+                    except Exception:
+                        # an index the disk refused (full) stores no turn: the thread is left as it was, still
+                        # going on from ``previous`` (kept, its turn made the previous response no longer latest)
+                        await self._take_out(thread_id, written)
+                        raise
             if not allow_fork:
                 raise NotLatestError(f"The conversation of response '{previous.id}' went on after it")
             thread = await self.conversations.get_thread(previous.thread_id)
@@ -694,7 +720,11 @@ class ResponsesStore:
             except Exception:
                 await self._discard(thread_id)
                 raise
-        return await self._index(response, input_items, thread_id, last)
+        try:
+            return await self._index(response, input_items, thread_id, last)
+        except Exception:  # (a thread the response's index could not name is no conversation of anyone's)
+            await self._discard(thread_id)
+            raise
 
     async def complete_in_conversation(self, thread_id: str, stored: StoredResponse | None, response: dict[str, Any],
                                        inputs: list[ChatMessage | KeptTurn], answer: list[KeptTurn], *,
@@ -717,7 +747,9 @@ class ResponsesStore:
             except NotFoundError:  # (deleted while the response ran: the answer was given, there is nowhere to add it)
                 log.warning("response %s ended after its conversation %s was deleted; its items were not added",
                             response["id"], thread_id)
-            except Exception as exc:  # noqa: BLE001 - the answer was given (the store refused a turn, the disk...)
+            except Exception as exc:  # noqa: BLE001 - the answer was given (the store refused a turn...)
+                if storage_error(exc) is not None:
+                    raise  # the disk refused it (full): the response fails with that (ResponseRun), never completed
                 log.warning("could not add response %s to conversation %s: %s", response["id"], thread_id, exc)
         if stored is None:
             return None

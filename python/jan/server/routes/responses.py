@@ -490,6 +490,9 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
     try:
         # (at a shutdown the app cancels the response: it is answered cancelled, as it is saved)
         answer = await unless_disconnected(request, run.wait(), body.model, at_shutdown=False)
+        refused = storage_error(run.store_error) if run.store_error is not None else None
+        if refused is not None:  # its stored copy (or its conversation's turn) could not be written: no 200 over it
+            raise refused
         return await json_response_built(lambda: answer, values=response_values(answer))
     finally:
         if not run.done:  # the client went away: a foreground response stops with it

@@ -489,10 +489,14 @@ async def create_thread_and_run(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/v1/threads/{thread_id}/runs")
 async def list_runs(request: web.Request) -> web.Response:
-    """List a thread's runs, newest first by default (``limit``/``order``/``after``/``before`` as every list)."""
+    """List a thread's runs, newest first by default (``limit``/``order``/``after``/``before`` as every list);
+    ``problems`` lists its damaged run records (left where they are, left out of the list), as the thread and
+    message lists do their damaged files."""
     q = list_query(request, default_order="desc")
-    records = await request.app[SERVICES].runs.list_runs(request.match_info["thread_id"])
-    return json_response(page_of([object_of(r) for r in records], q))
+    runs = request.app[SERVICES].runs
+    records = await runs.list_runs(request.match_info["thread_id"])
+    return json_response({**page_of([object_of(r) for r in records], q),
+                          "problems": runs.problems(request.match_info["thread_id"])})
 
 
 async def _find_run(request: web.Request) -> Run:
