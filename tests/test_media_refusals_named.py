@@ -66,3 +66,64 @@ def test_the_prompt_s_rendering_names_the_model_too():
     with pytest.raises(jan.MediaError) as info:
         template_messages([message], None, model_id="tiny")
     assert info.value.reason == "no_projector" and "model 'tiny'" in str(info.value), str(info.value)
+
+
+# -- a data: URL, read one way in every dialect (jan.image_types.data_url_media) -----------------------------------
+@pytest.fixture(scope="module")
+def vision(tmp_path_factory, vision_pair):
+    srv = start_server(tmp_path_factory.mktemp("media-data-urls"), [vision_pair[0]], n_parallel=1)
+    yield srv
+    srv.stop()
+
+
+def _bodies(url: str) -> dict[str, tuple[dict, str, str]]:
+    """path -> (body giving the image as ``url``, the field named, the dialect's path style of it)."""
+    return {
+        "/v1/chat/completions": ({"model": "vision-chat", "max_tokens": 1, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Hi"}, {"type": "image_url", "image_url": {"url": url}}]}]},
+            "messages[0].content[1].image_url.url", "messages[0].content[1].image_url.url"),
+        "/v1/responses": ({"model": "vision-chat", "max_output_tokens": 16, "input": [{"role": "user", "content": [
+            {"type": "input_text", "text": "Hi"}, {"type": "input_image", "image_url": url}]}]},
+            "input[0].content[1].image_url", "input[0].content[1].image_url"),
+        # (an Anthropic url source may be a data: URL too; its errors are written dotted, as Anthropic's)
+        "/v1/messages": ({"model": "vision-chat", "max_tokens": 1, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": url}}, {"type": "text", "text": "Hi"}]}]},
+            "messages[0].content[0].source.url", "messages.0.content.0.source.url"),
+    }
+
+
+@pytest.mark.parametrize("head", ["DATA:IMAGE/PNG;BASE64,", "data:;base64,", "data:image/jpeg;base64,",
+                                  "data:image/png;name=a.png;base64,"])
+def test_a_base64_data_url_is_taken_alike_in_every_dialect(vision, head):
+    """Scheme and flag in any case, no type or the wrong one (the bytes tell), parameters: an image everywhere.
+    (An Anthropic url source's data: URL was split by hand: these were refused naming "media_type".)"""
+    url = head + base64.b64encode(_png()).decode()
+    for path, (body, _, _) in _bodies(url).items():
+        status, answer = post(vision, path, body)
+        assert status == 200, (path, head, answer)
+
+
+@pytest.mark.parametrize("url, code", [
+    ("data:image/png," + base64.b64encode(b"\x89PNG\r\n\x1a\n").decode(), "unsupported_format"),  # no ;base64
+    ("data:image/png,%89PNG", "unsupported_format"),
+    ("data:image/png;base64,@@not-base64@@", "unsupported_format"),
+])
+def test_a_data_url_that_is_not_base64_is_refused_naming_its_field_in_every_dialect(vision, url, code):
+    """(An Anthropic url source took the first, and said the others of "data", a field its client never sent.)"""
+    for path, (body, field, written) in _bodies(url).items():
+        status, answer = post(vision, path, body)
+        assert status == 400, (path, url, answer)
+        text = _error_text(path, answer)
+        assert text.startswith(written + ": "), (path, text)
+        if path != "/v1/messages":  # (Anthropic's error has no param or code)
+            assert (answer["error"]["param"], answer["error"]["code"]) == (field, code), (path, answer)
+
+
+def test_a_thread_s_data_url_image_is_read_as_the_dialects_read_it():
+    from jan.services.thread_turns import data_url_image
+
+    png = _png()
+    for head in ("data:image/png;base64,", "DATA:image/png;BASE64,", "data:image/png;name=a.png;base64,"):
+        image = data_url_image(head + base64.b64encode(png).decode())
+        assert image is not None and image.data == png, head
+    assert data_url_image("data:image/png,abc") is None

@@ -9,7 +9,6 @@ in, the typed event stream out, each event with its ``sequence_number``), and
 
 from __future__ import annotations
 
-import binascii
 import json
 import re
 import secrets
@@ -22,10 +21,9 @@ from pydantic import (ConfigDict, Discriminator, Field, PrivateAttr, Tag, TypeAd
 
 from jan.json_text import loads_json
 from jan.errors import DocumentError, EngineError, MediaError
-from jan.image_types import b64decode, parse_data_url
+from jan.image_types import data_url_media
 from jan.server.body_size import body_step
 from jan.server.document_inputs import data_url_bytes
-from jan.server.media_fetch import is_data_url
 from jan.templates.formats.reasoning import joined_thoughts
 from jan.templates.formats.text import WS
 from jan.templates.grammar import GrammarError, whole_match_pattern, whole_match_problem
@@ -743,18 +741,8 @@ def _image(part: InputImage, where: str) -> typed.ImagePart:
                              "(image_url)", reason="not_allowed", param=f"{where}.file_id")
         raise MediaError(f"{where}: an input_image needs image_url (a base64 data: URL)", reason="unsupported_format",
                          param=f"{where}.image_url")
-    url, param = part.image_url, f"{where}.image_url"
-    if not is_data_url(url):
-        raise MediaError(f"{param}: only base64 data URLs (data:<type>;base64,...) are accepted", reason="not_allowed",
-                         param=param)
-    parsed = parse_data_url(url)  # (the parsing and decoding every dialect shares: jan.image_types)
-    if parsed is None:
-        raise MediaError(f"{param}: the data: URL must be base64-encoded", reason="unsupported_format", param=param)
-    try:
-        return typed.ImagePart(data=b64decode(parsed[1]), mime_type=parsed[0] or "application/octet-stream")
-    except (binascii.Error, ValueError):
-        raise MediaError(f"{param}: the data URL is not valid base64", reason="unsupported_format",
-                         param=param) from None
+    data, mime = data_url_media(part.image_url, f"{where}.image_url")  # (every dialect's reading: jan.image_types)
+    return typed.ImagePart(data=data, mime_type=mime or "application/octet-stream")
 
 
 def _document(part: InputFile, where: str) -> typed.DocumentPart:
