@@ -127,3 +127,27 @@ def test_a_thread_s_data_url_image_is_read_as_the_dialects_read_it():
         image = data_url_image(head + base64.b64encode(png).decode())
         assert image is not None and image.data == png, head
     assert data_url_image("data:image/png,abc") is None
+
+
+# -- llama-server's prompt objects: an item that is no image nor audio is said to be so ----------------------------
+@pytest.fixture(scope="module")
+def hearing(tmp_path_factory, audio_pair):
+    srv = start_server(tmp_path_factory.mktemp("media-hearing"), [audio_pair[0]], n_parallel=1, n_ctx=2048)
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.parametrize("item, says", [(b"hello, I am a text file", "not a PNG, JPEG, WebP or GIF image nor a WAV"),
+                                        (b"", "no data (the file is empty)")])
+@pytest.mark.parametrize("path", ["/completion", "/embedding"])
+def test_an_item_of_neither_kind_is_no_image_a_hearing_model_refuses(hearing, item, says, path):
+    """(Taken for an image, it was "model 'audio-chat' does not accept images (no vision projector loaded)": a
+    capability refusal of what was no image at all.)"""
+    field = "content" if path == "/embedding" else "prompt"
+    body = {"model": "audio-chat", "n_predict": 1,
+            field: {"prompt_string": "<__media__> Hi", "multimodal_data": [base64.b64encode(item).decode()]}}
+    status, answer = post(hearing, path, body)
+    assert status == 400, answer
+    text = _error_text(path, answer)
+    assert text.startswith(f"{field}.multimodal_data[0]: {says}"), text
+    assert "does not accept" not in text, text
