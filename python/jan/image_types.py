@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 __all__ = ["IMAGE_FORMATS", "MAX_PIXELS", "B64_PIECE_CHARS", "b64decode", "b64encode_text", "base64_media",
-           "data_url_media", "load_image", "parse_data_url", "sniff_image"]
+           "data_url_media", "header_pixels", "load_image", "parse_data_url", "sniff_image"]
 
 #: The most pixels (width * height) of one image the engine takes (``jan.engine.media.MediaLimits``); the
 #: thread store checks images it keeps against it too.
@@ -163,6 +163,22 @@ def load_image(data: bytes, max_pixels: int, what: str = "image") -> "Image.Imag
         detail = "the data is damaged or incomplete" if isinstance(e, UnidentifiedImageError) else str(e) or \
             "the data is damaged or incomplete"
         raise MediaError(f"{what}: cannot decode the image: {detail}", reason="unsupported_format") from None
+
+
+def header_pixels(data: bytes) -> int | None:
+    """``width * height`` of a PNG, JPEG, WebP or GIF file as its header says, read without decoding a pixel
+    (Pillow opens lazily: a few hundred bytes); None for other data, a header that does not read, or a size past
+    Pillow's own bound (:func:`load_image` says what is wrong with each of those)."""
+    from PIL import Image
+
+    if sniff_image(data) is None:
+        return None
+    try:
+        with Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS)) as image:
+            width, height = image.size
+    except Exception:  # noqa: BLE001 - any damage: the decoding, in its turn, says it
+        return None
+    return width * height if width > 0 and height > 0 else None
 
 
 #: The EXIF tag holding how a picture is stored turned (1-8: the EXIF spec's table, in _upright).
