@@ -151,3 +151,19 @@ def test_an_item_of_neither_kind_is_no_image_a_hearing_model_refuses(hearing, it
     text = _error_text(path, answer)
     assert text.startswith(f"{field}.multimodal_data[0]: {says}"), text
     assert "does not accept" not in text, text
+
+
+def test_a_thread_message_s_data_url_that_is_not_base64_is_refused_not_kept_as_a_link():
+    """(It was kept as a link, and a run then left the image out without a word.)"""
+    from jan.store.errors import InvalidArgumentError
+    from jan.store.files import extract_images
+
+    for url in ("data:image/png,abc", "DATA:image/png,%89PNG"):
+        with pytest.raises(InvalidArgumentError) as info:
+            extract_images([{"type": "text", "text": "Hi"}, {"type": "image_url", "image_url": {"url": url}}])
+        assert info.value.param == "content[1].image_url.url" and "base64" in str(info.value), str(info.value)
+    link = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    assert extract_images([link]) == ([link], {})  # (a link is kept as sent)
+    content, files = extract_images([{"type": "image_url", "image_url": {
+        "url": "DATA:image/png;BASE64," + base64.b64encode(_png()).decode()}}])
+    assert content[0]["type"] == "image_file" and len(files) == 1
