@@ -167,3 +167,44 @@ def test_a_thread_message_s_data_url_that_is_not_base64_is_refused_not_kept_as_a
     content, files = extract_images([{"type": "image_url", "image_url": {
         "url": "DATA:image/png;BASE64," + base64.b64encode(_png()).decode()}}])
     assert content[0]["type"] == "image_file" and len(files) == 1
+
+
+# -- a part that names its content twice: one was read, the other left unsaid ---------------------------------------
+@pytest.mark.parametrize("path, part, field, says", [
+    ("/v1/responses", {"type": "input_image", "file_id": "file-nope", "image_url": "URL"}, "input[0].content[1]",
+     "not image_url and file_id together"),
+    ("/v1/responses", {"type": "input_file", "file_id": "file-nope", "file_data": "DOC", "filename": "a.txt"},
+     "input[0].content[1]", "not file_data and file_id together"),
+    ("/v1/responses", {"type": "input_file", "file_url": "https://example.com/a.txt", "file_data": "DOC",
+                       "filename": "a.txt"}, "input[0].content[1]", "not file_data and file_url together"),
+    ("/v1/chat/completions", {"type": "file", "file": {"file_id": "file-nope", "file_data": "DOC",
+                                                       "filename": "a.txt"}},
+     "messages[0].content[1].file", "not file_data and file_id together"),
+    # (said of the part: its tag, input_file, is no field of it)
+    ("/v1/responses", {"type": "input_file"}, "input[0].content[1]", "give file_data"),
+])
+def test_a_part_giving_its_content_twice_is_refused_naming_the_part(vision, path, part, field, says):
+    """(The file_id was ignored unsaid, even one of no upload at all: the client could not tell what the model saw.)"""
+    url = "data:image/png;base64," + base64.b64encode(_png()).decode()
+    doc = "data:text/plain;base64," + base64.b64encode(b"hello").decode()
+    part = {k: (url if v == "URL" else doc if v == "DOC" else v) for k, v in part.items()}
+    if "file" in part:
+        part["file"] = {k: (doc if v == "DOC" else v) for k, v in part["file"].items()}
+    text = {"type": "input_text" if path == "/v1/responses" else "text", "text": "Hi"}
+    body = {"model": "vision-chat", "input": [{"role": "user", "content": [text, part]}], "max_output_tokens": 16} \
+        if path == "/v1/responses" else \
+        {"model": "vision-chat", "messages": [{"role": "user", "content": [text, part]}], "max_tokens": 1}
+    status, answer = post(vision, path, body)
+    assert status == 400, answer
+    assert answer["error"]["param"] == field and says in answer["error"]["message"], answer
+
+
+def test_a_tool_without_its_function_is_still_said_of_that_field():
+    from jan.server import schemas
+    from jan.server.errors import from_validation_error
+    from pydantic import ValidationError
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}
+    with pytest.raises(ValidationError) as info:
+        schemas.ChatCompletionRequest.model_validate(body)
+    assert str(from_validation_error(info.value, body)).startswith("tools[0].function: ")

@@ -27,7 +27,7 @@ from jan.server.document_inputs import data_url_bytes
 from jan.templates.formats.reasoning import joined_thoughts
 from jan.templates.formats.text import WS
 from jan.templates.grammar import GrammarError, whole_match_pattern, whole_match_problem
-from jan.server.schemas import (TOOL_NAME_PATTERN, StringMetadata, tool_kind_check, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
+from jan.server.schemas import (TOOL_NAME_PATTERN, one_source, StringMetadata, tool_kind_check, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
                                 some_content)
 
 from jan.server.dialects.unknown_fields import responses_unknown
@@ -110,6 +110,11 @@ class InputImage(_Wire):
     #: ``(bytes, media type)`` of the upload ``file_id`` names, read by the route (:func:`resolve_file_images`).
     _file: tuple[bytes, str] | None = PrivateAttr(default=None)
 
+    @model_validator(mode="after")
+    def _one_source(self) -> "InputImage":
+        one_source(self, ("image_url", "file_id"), required=False)  # (neither: :func:`_image` says it, as before)
+        return self
+
 
 class InputFile(_Wire):
     """A document (a PDF, a text file), read as text (:mod:`jan.services.documents`): inline as ``file_data``
@@ -130,6 +135,7 @@ class InputFile(_Wire):
     def _one_source(self) -> "InputFile":
         if self.file_data is None and self.file_id is None and self.file_url is None:
             raise ValueError("give file_data (the file, base64), file_id (an uploaded file's id) or file_url")
+        one_source(self, ("file_data", "file_id", "file_url"))
         return self
 
 
