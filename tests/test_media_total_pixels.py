@@ -56,3 +56,42 @@ def test_header_pixels_reads_sizes_without_decoding():
 
     assert header_pixels(_png(7, 5)) == 35
     assert header_pixels(b"not an image") is None and header_pixels(b"\x89PNG\r\n\x1a\n") is None
+
+
+def test_a_request_whose_client_left_stops_decoding_at_its_next_image(small, monkeypatch):
+    """The media workers' await cancelled (the client left): the rest of the request's images are not decoded for
+    nobody, holding a worker the next request's pictures wait for (jan.engine.media.MEDIA_CANCEL)."""
+    import asyncio
+    import threading
+
+    from jan.services.media_workers import on_media_worker
+
+    started, gate, done = threading.Event(), threading.Event(), threading.Event()
+    decoded = []
+    real = media.load_image
+
+    def load(data, *a, **k):
+        decoded.append(len(data))
+        started.set()
+        assert gate.wait(60), "the test did not open the gate"
+        return real(data, *a, **k)
+
+    monkeypatch.setattr(media, "load_image", load)
+
+    def work(items):
+        try:
+            return small.prepare_media(items)
+        finally:
+            done.set()
+
+    async def leave() -> None:
+        task = asyncio.ensure_future(on_media_worker(work, [_png(2, 2)] * 3))
+        assert await asyncio.to_thread(started.wait, 60), "the first image was never decoded"
+        task.cancel()  # (as a client's leaving cancels its request's task)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(leave())
+    gate.set()  # the first image's decoding ends (it cannot be stopped midway)
+    assert done.wait(60), "the worker did not end"
+    assert decoded == [len(_png(2, 2))]  # (all three were decoded)

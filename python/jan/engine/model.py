@@ -33,7 +33,8 @@ from jan.engine.kv_cache import cache_type_problem, header_int, is_embedding_met
 from jan.engine.logs import forward_native_logs, native_error_detail
 from jan.engine.offload import (AUTO, OffloadPlan, compute_buffer_bytes, gpu_free_bytes, kv_gpu_share,
                                 plan_offload)
-from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, sized_audio_input, sized_image_input
+from jan.engine.media import (DEFAULT_LIMITS, AudioClip, MediaLimits, check_media_cancel, sized_audio_input,
+                              sized_image_input)
 from jan.image_types import header_pixels
 from jan.engine.params import (DEFAULTS as SAMPLING_DEFAULTS, INT32_MAX, SPECULATIVE_OPTIONS, Range,
                                 check_order, check_sampling_options, sampling_params)
@@ -1346,6 +1347,7 @@ class Model:
         prepared = []
         pixels, seconds = 0, 0.0
         for i, x in enumerate(items):
+            check_media_cancel()  # (between items: one image's decoding cannot be stopped midway)
             try:
                 if isinstance(x, AudioClip):
                     clip, length = sized_audio_input(x, self.media_limits, f"audio {i + 1}",
@@ -1423,6 +1425,7 @@ class Model:
         projector = self._live_projector()
         if not isinstance(prompt, _engine.MediaPrompt):
             raise TypeError(f"prompt: expected a prompt from media_prompt(), got {type(prompt).__name__}")
+        check_media_cancel()
         with _projector_errors():
             projector.encode(prompt)
 
