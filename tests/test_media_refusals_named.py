@@ -208,3 +208,24 @@ def test_a_tool_without_its_function_is_still_said_of_that_field():
     with pytest.raises(ValidationError) as info:
         schemas.ChatCompletionRequest.model_validate(body)
     assert str(from_validation_error(info.value, body)).startswith("tools[0].function: ")
+
+
+def test_an_embedding_s_media_are_decoded_under_the_request_s_cancel_event(vision, monkeypatch):
+    """An embedding request's images are decoded on the embedding workers, not the media ones: the event that stops
+    its batches when the client leaves stops their decoding too (jan.engine.media.MEDIA_CANCEL), as a chat's."""
+    from jan.engine.media import MEDIA_CANCEL
+    from jan.services import embeddings
+
+    seen = []
+    real = embeddings.completion_media_prompts
+
+    def noted(*args, **kwargs):
+        seen.append(MEDIA_CANCEL.get())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embeddings, "completion_media_prompts", noted)
+    b64 = base64.b64encode(_png()).decode()
+    status, answer = post(vision, "/embedding", {"model": "vision-chat", "content": {
+        "prompt_string": "<__media__> Hi", "multimodal_data": [b64]}})
+    assert status == 200, answer
+    assert len(seen) == 1 and seen[0] is not None and not seen[0].is_set(), seen
