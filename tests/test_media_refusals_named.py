@@ -229,3 +229,10 @@ def test_an_embedding_s_media_are_decoded_under_the_request_s_cancel_event(visio
         "prompt_string": "<__media__> Hi", "multimodal_data": [b64]}})
     assert status == 200, answer
     assert len(seen) == 1 and seen[0] is not None and not seen[0].is_set(), seen
+
+
+def test_an_input_image_without_its_image_says_both_ways_to_give_it(vision):
+    status, answer = post(vision, "/v1/responses", {"model": "vision-chat", "max_output_tokens": 16, "input": [
+        {"role": "user", "content": [{"type": "input_image"}]}]})
+    assert status == 400 and answer["error"]["param"] == "input[0].content[0].image_url", answer
+    assert "image_url" in answer["error"]["message"] and "file_id" in answer["error"]["message"], answer

@@ -745,7 +745,8 @@ def _image(part: InputImage, where: str) -> typed.ImagePart:
         if part.file_id is not None:  # (a caller that did not read the uploads first)
             raise MediaError(f"{where}.file_id: the file was not read; send the image as a base64 data: URL "
                              "(image_url)", reason="not_allowed", param=f"{where}.file_id")
-        raise MediaError(f"{where}: an input_image needs image_url (a base64 data: URL)", reason="unsupported_format",
+        raise MediaError(f"{where}: an input_image needs image_url (a base64 data: URL) or file_id (an uploaded "
+                         "image's id)", reason="unsupported_format",
                          param=f"{where}.image_url")
     data, mime = data_url_media(part.image_url, f"{where}.image_url")  # (every dialect's reading: jan.image_types)
     return typed.ImagePart(data=data, mime_type=mime or "application/octet-stream")
