@@ -3,8 +3,8 @@ other requests go on, and nothing is logged as a failure.
 
 The images are encoded on a worker thread, which cannot be stopped midway and submits the request's generation at
 its end; the await of it was cancelled as the client left, so that generation ran for nobody (to its token limit,
-in a slot others waited for) unless the garbage collector happened to drop it first. Now what the worker still
-submits is cancelled as it returns. The encoding is held deterministically: it waits on a gate the test opens once
+in a slot others waited for) unless the garbage collector happened to drop it first. What the worker still
+submits is cancelled as it returns; and the worker stops before the encoder runs for a client that left. The encoding is held deterministically: it waits on a gate the test opens once
 the server has seen the client leave.
 """
 
@@ -46,13 +46,16 @@ def _png() -> bytes:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_client_leaving_while_its_images_are_encoded_frees_the_slot(server, monkeypatch, caplog, stream):
-    encoding, gate, left = threading.Event(), threading.Event(), threading.Event()
+    encoding, gate, left, finished = threading.Event(), threading.Event(), threading.Event(), threading.Event()
     encode, submitted = chat._encode_media, []
 
     def held_encode(local, tokens):
         encoding.set()
-        assert gate.wait(WAIT_S)
-        return encode(local, tokens)
+        try:
+            assert gate.wait(WAIT_S)
+            return encode(local, tokens)
+        finally:
+            finished.set()
 
     submit = chat._submit
 
@@ -79,7 +82,10 @@ def test_a_client_leaving_while_its_images_are_encoded_frees_the_slot(server, mo
     finally:
         gate.set()
         unsubscribe()
-    until(lambda: submitted, "the worker submitted the request once its images were encoded", WAIT_S)
+    assert finished.wait(WAIT_S), "the worker's encoding did not end"
+    # the worker stops before the encoder runs, so nothing is submitted for nobody (jan.engine.media.MEDIA_CANCEL;
+    # it used to encode and submit, and what it submitted was cancelled as it returned)
+    assert submitted == []
     model = server.app[MANAGER].get_inference("llama.cpp").engine.get(MODEL)
     until(lambda: not model.busy, "the slot of the request whose client left is free", WAIT_S)
     monkeypatch.undo()

@@ -348,7 +348,7 @@ def test_fill_in_the_middle_leaves_a_stop_string_out_of_the_context_too(server, 
 # -- images: named by the fields that sent them --------------------------------------------------------------
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("path, body, message", [
-    ("/api/generate", {"prompt": "x", "images": [JPEG]}, "images: this model cannot take images"),
+    ("/api/generate", {"prompt": "x", "images": [JPEG]}, "images: model 'stories260K' cannot take images"),
     ("/api/generate", {"prompt": "x", "images": [JPEG, "not base64!"]}, "images[1]: invalid base64 image data"),
     # a data: URL is read as its base64 (llama-server's multimodal_data alike): one that is not base64 says so
     ("/api/generate", {"prompt": "x", "images": ["data:image/jpeg,%FF%D8"]},
@@ -357,7 +357,7 @@ def test_fill_in_the_middle_leaves_a_stop_string_out_of_the_context_too(server, 
      "images[0]: the data: URL's data is not valid base64"),
     ("/api/chat", {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
                                 {"role": "user", "content": "x", "images": [JPEG]}]},
-     "messages[2].images: this model cannot take images"),
+     "messages[2].images: model 'stories260K' cannot take images"),
     ("/api/chat", {"messages": [{"role": "user", "content": "a"}, {"role": "user", "images": [JPEG, "%%"]}]},
      "messages[1].images[1]: invalid base64 image data"),
 ])

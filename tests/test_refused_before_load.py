@@ -119,9 +119,9 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
                                                      "background": True}, NO_IMAGES),
     "responses input_tokens image": ("/v1/responses/input_tokens", {"input": RESPONSES_IMAGE}, NO_IMAGES),
     "ollama chat image": ("/api/chat", {"messages": [{"role": "user", "content": "hi", "images": [PNG]}],
-                                        "stream": False}, "messages[0].images: this model cannot take images"),
+                                        "stream": False}, "messages[0].images: model 'stories260K' cannot take images"),
     "ollama generate image": ("/api/generate", {"prompt": "hi", "images": [PNG], "stream": False},
-                              "images: this model cannot take images"),
+                              "images: model 'stories260K' cannot take images"),
     # -- token ids outside the vocabulary (stories260K has 512), embeddings of another size (its own are 64)
     "openai completions token ids": ("/v1/completions", {"prompt": [1, 99999], "max_tokens": 2},
                                      "prompt[1]: token id 99999 is outside the model's vocabulary"),

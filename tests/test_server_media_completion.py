@@ -186,7 +186,9 @@ def test_media_outside_a_prompt_object_are_refused_saying_where_they_go(server, 
 def test_the_media_limits_hold_for_the_requests_prompts_together(server, jpeg):
     """A list of prompts is one request: the media limits (100 items by default) count all of its media, as a
     chat's."""
-    one = {"prompt_string": MARKER * 51, "multimodal_data": [_b64(b"x")] * 51}
+    # (each item an image's first bytes: counted before any is decoded; bytes of no image at all are refused
+    # as such, item by item, before the count)
+    one = {"prompt_string": MARKER * 51, "multimodal_data": [_b64(b"\x89PNG\r\n\x1a\n")] * 51}
     error = _error(_complete(server, {"model": "vision-chat", "n_predict": 1, "prompt": [one, one]}))
     assert error["message"].startswith("prompt: ") and "at most 100" in error["message"], error
 

@@ -16,7 +16,8 @@ from jan.errors import MediaError
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["IMAGE_FORMATS", "MAX_PIXELS", "B64_PIECE_CHARS", "b64decode", "b64encode_text", "base64_media", "load_image", "parse_data_url", "sniff_image"]
+__all__ = ["IMAGE_FORMATS", "MAX_PIXELS", "B64_PIECE_CHARS", "b64decode", "b64encode_text", "base64_media",
+           "data_url_media", "header_pixels", "load_image", "parse_data_url", "sniff_image"]
 
 #: The most pixels (width * height) of one image the engine takes (``jan.engine.media.MediaLimits``); the
 #: thread store checks images it keeps against it too.
@@ -92,6 +93,27 @@ def parse_data_url(url: str) -> tuple[str, str] | None:
     return params[0].strip().lower(), payload
 
 
+def data_url_media(url: str, param: str) -> tuple[bytes, str]:
+    """``(bytes, media type)`` of the base64 ``data:`` URL a request gives an image (or clip) in, as every dialect
+    reads one (OpenAI's ``image_url.url``, the Responses API's ``input_image.image_url``, an Anthropic ``url``
+    source): :func:`parse_data_url`'s rules (scheme and ``;base64`` in any case, parameters skipped), the type as
+    declared in lower case (``""`` when none is; the engine tells an image by its bytes) and the data by
+    :func:`b64decode`'s. Raises :class:`~jan.MediaError` naming ``param``: ``not_allowed`` for no ``data:`` URL (a
+    link this reader does not fetch), ``unsupported_format`` for one that is not base64 or whose data is not."""
+    if url[:5].lower() != "data:":
+        raise MediaError(f"{param}: only base64 data URLs (data:<type>;base64,...) are accepted", reason="not_allowed",
+                         param=param)
+    parsed = parse_data_url(url)
+    if parsed is None:
+        raise MediaError(f"{param}: the data: URL must be base64-encoded (data:<type>;base64,...)",
+                         reason="unsupported_format", param=param)
+    try:
+        return b64decode(parsed[1]), parsed[0]
+    except ValueError:  # (binascii.Error is one)
+        raise MediaError(f"{param}: the data URL is not valid base64", reason="unsupported_format",
+                         param=param) from None
+
+
 def base64_media(text: str) -> tuple[bytes, str | None]:
     """The bytes of a media item sent as text where a dialect takes bare base64 (llama-server's ``multimodal_data``,
     Ollama's ``images``), and the media type it declares: clients paste a base64 ``data:`` URL there as often as
@@ -141,6 +163,22 @@ def load_image(data: bytes, max_pixels: int, what: str = "image") -> "Image.Imag
         detail = "the data is damaged or incomplete" if isinstance(e, UnidentifiedImageError) else str(e) or \
             "the data is damaged or incomplete"
         raise MediaError(f"{what}: cannot decode the image: {detail}", reason="unsupported_format") from None
+
+
+def header_pixels(data: bytes) -> int | None:
+    """``width * height`` of a PNG, JPEG, WebP or GIF file as its header says, read without decoding a pixel
+    (Pillow opens lazily: a few hundred bytes); None for other data, a header that does not read, or a size past
+    Pillow's own bound (:func:`load_image` says what is wrong with each of those)."""
+    from PIL import Image
+
+    if sniff_image(data) is None:
+        return None
+    try:
+        with Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS)) as image:
+            width, height = image.size
+    except Exception:  # noqa: BLE001 - any damage: the decoding, in its turn, says it
+        return None
+    return width * height if width > 0 and height > 0 else None
 
 
 #: The EXIF tag holding how a picture is stored turned (1-8: the EXIF spec's table, in _upright).

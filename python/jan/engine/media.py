@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -52,6 +54,24 @@ class MediaLimits:
 
 
 DEFAULT_LIMITS = MediaLimits()
+
+
+class MediaCancelled(Exception):
+    """Making a prompt's media stopped between two items: nobody waits for it any more (:data:`MEDIA_CANCEL` set)."""
+
+
+#: An event a caller running :meth:`jan.Model.prepare_media` (or ``encode_media``) on a worker thread sets in the
+#: thread's context and sets when nobody waits for the result any more (its client left): the work stops at the
+#: next item (:class:`MediaCancelled`) instead of decoding the rest of a request's images for nobody -- seconds of
+#: CPU each, on a media worker the next request's pictures waited for (jan.services.media_workers sets it).
+MEDIA_CANCEL: "ContextVar[threading.Event | None]" = ContextVar("jan_media_cancel", default=None)
+
+
+def check_media_cancel() -> None:
+    """Raise :class:`MediaCancelled` where this context's :data:`MEDIA_CANCEL` is set."""
+    cancel = MEDIA_CANCEL.get()
+    if cancel is not None and cancel.is_set():
+        raise MediaCancelled("nobody waits for this prompt's media any more")
 
 
 @dataclass(frozen=True)

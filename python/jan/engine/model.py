@@ -33,7 +33,9 @@ from jan.engine.kv_cache import cache_type_problem, header_int, is_embedding_met
 from jan.engine.logs import forward_native_logs, native_error_detail
 from jan.engine.offload import (AUTO, OffloadPlan, compute_buffer_bytes, gpu_free_bytes, kv_gpu_share,
                                 plan_offload)
-from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, sized_audio_input, sized_image_input
+from jan.engine.media import (DEFAULT_LIMITS, AudioClip, MediaLimits, check_media_cancel, sized_audio_input,
+                              sized_image_input)
+from jan.image_types import header_pixels
 from jan.engine.params import (DEFAULTS as SAMPLING_DEFAULTS, INT32_MAX, SPECULATIVE_OPTIONS, Range,
                                 check_order, check_sampling_options, sampling_params)
 from jan.engine.params import (as_int, check_flag, check_seconds, engine_text, lora_request, lora_scale,
@@ -1346,9 +1348,11 @@ class Model:
         limit = self.media_limits.max_items
         if len(items) > limit:
             raise MediaError(f"{len(items)} images/audio clips; at most {limit} per request", reason="too_many")
+        self._check_total_pixels(items)
         prepared = []
         pixels, seconds = 0, 0.0
         for i, x in enumerate(items):
+            check_media_cancel()  # (between items: one image's decoding cannot be stopped midway)
             try:
                 if isinstance(x, AudioClip):
                     clip, length = sized_audio_input(x, self.media_limits, f"audio {i + 1}",
@@ -1367,6 +1371,27 @@ class Model:
                 exc.item_index = i  # which item: a caller names the field it came from
                 raise
         return prepared
+
+    def _check_total_pixels(self, items: Sequence) -> None:
+        """:attr:`MediaLimits.max_total_pixels` held to the images' sizes as their files' headers say, before any
+        is decoded, as audio's total length is (its headers): the check after each decode let a request of many
+        large images decode the first several (seconds of CPU each, and a gigabyte of pixels) only to be refused
+        at the image that went over. Files given as bytes (every front end's) are read here; a header that does not
+        read ends the check here, for the decoding in order to say what is wrong with that file first; a path, a
+        PIL image or an array is counted as it is decoded."""
+        limit, pixels = self.media_limits.max_total_pixels, 0
+        for i, x in enumerate(items):
+            if isinstance(x, AudioClip) or not isinstance(x, (bytes, bytearray, memoryview)):
+                continue
+            size = header_pixels(x if isinstance(x, bytes) else bytes(x))
+            if size is None or size > self.media_limits.max_pixels:
+                return  # (the decoding says it: not an image, damaged, or over the one image's limit)
+            pixels += size
+            if pixels > limit:
+                exc = MediaError(f"image {i + 1}: the request's images have more than the {limit} pixels accepted "
+                                 "together", reason="too_large")
+                exc.item_index = i
+                raise exc
 
     def media_prompt(self, prompt: str, media: Sequence, *, add_special: bool = True, encode: bool = True):
         """Tokenize ``prompt`` with its media and run the vision/audio encoder: a prompt ready to submit.
@@ -1405,6 +1430,7 @@ class Model:
         projector = self._live_projector()
         if not isinstance(prompt, _engine.MediaPrompt):
             raise TypeError(f"prompt: expected a prompt from media_prompt(), got {type(prompt).__name__}")
+        check_media_cancel()
         with _projector_errors():
             projector.encode(prompt)
 

@@ -122,11 +122,12 @@ def _dotted(text: str) -> str:
 _MEMBER = re.compile(r"^(str|int|float|bool|none|list|dict)$|[\[\](]|^[A-Z]|^function-")
 
 
-def field_path(loc: tuple, data: Any = _NO_DATA) -> tuple:
+def field_path(loc: tuple, data: Any = _NO_DATA, *, missing: bool = True) -> tuple:
     """The fields and indexes of a pydantic error's ``loc``, without the union members, tags and validators
     pydantic adds: ``("stop", "list[str]", 1)`` is ``stop[1]``. With the request ``data`` the path is walked
     through it (exact: a member's or a tag's name is no key there); without, names that look like members
-    are dropped."""
+    are dropped. ``missing``: the error says a field is missing (a last name the body lacks is that field; for
+    another error, one that is the object's tag is the tag)."""
     if data is _NO_DATA:
         return tuple(p for p in loc if isinstance(p, int) or not _MEMBER.search(str(p)))
     out: list[Any] = []
@@ -150,7 +151,10 @@ def field_path(loc: tuple, data: Any = _NO_DATA) -> tuple:
                     continue
                 out.append(p)
                 cur = child
-            elif last and not _MEMBER.search(str(p)):  # a missing field, named where it belongs
+            elif last and not _MEMBER.search(str(p)) and (missing or p != cur.get("type")):
+                # a missing field, named where it belongs. Not the object's own tag (its "type"), which ends the loc
+                # of an error its model's own validator raised: {"type": "input_file"} with no source was said of
+                # "content[0].input_file", a field no body has ({"type": "function"} lacks its field "function").
                 out.append(p)
                 cur = None
             # else: a union member's or a tag's name
@@ -241,7 +245,7 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any
     required``, not ``content: Input should be a valid string``). An unknown top-level field of a ``model``
     with an ``unknown_field`` classmethod (a dialect's body) is said in that dialect's words."""
     errors = err.errors()
-    paths = [field_path(tuple(e.get("loc", ())), data) for e in errors]
+    paths = [field_path(tuple(e.get("loc", ())), data, missing=e.get("type") == "missing") for e in errors]
     paths = [_tag_not_field(path, data) if e.get("type") == "missing" and _present(path, data) else path
              for e, path in zip(errors, paths)]
     head = paths[0]

@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from yarl import URL
 
 from jan.errors import MediaError
-from jan.image_types import b64decode, b64encode_text, sniff_image
+from jan.image_types import b64decode, b64encode_text, data_url_media, parse_data_url, sniff_image
 from jan.local_files import expand_home, open_regular_file
 from jan.server.aiohttp_import import load_client
 from jan.server.body_size import body_step
@@ -292,9 +292,17 @@ def _image_urls(node: Any, where: str, found: list[tuple[Callable[[str], None], 
     if getattr(source, "type", None) == "url":  # Anthropic
         from jan.server.dialects.anthropic import Base64Source
 
-        def to_base64(new: str, n=node) -> None:
-            head, _, data = new.partition(",")
-            n.source = Base64Source(type="base64", media_type=head[5:].split(";")[0], data=data)
+        def to_base64(new: str, n=node, param=f"{where}.source.url") -> None:
+            # a data: URL given as the source's url, or the one a fetch made: read as every dialect reads one
+            # (jan.image_types), its errors naming source.url. (It was split by hand: a data: URL that was not
+            # base64 was taken, an upper-case or typeless one refused, and those errors named "data" and
+            # "media_type", fields the client never sent.) The type is the bytes' own, as a fetched file's: a
+            # URL declares none the Base64Source's check could hold it to.
+            data, declared = data_url_media(new, param)
+            media_type = sniff_image(data) or declared or "application/octet-stream"
+            # (checked here, so built unchecked: the engine refuses bytes of no image it decodes, naming the block)
+            n.source = Base64Source.model_construct(type="base64", media_type=media_type,
+                                                    data=parse_data_url(new)[1])  # type: ignore[index]
 
         found.append((to_base64, source.url, f"{where}.source.url"))
         return

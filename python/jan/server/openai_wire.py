@@ -8,7 +8,6 @@ siblings of this module over the same types.
 from __future__ import annotations
 
 import base64
-import binascii
 import codecs
 import math
 import time
@@ -19,7 +18,7 @@ from typing import Any
 import jan
 from jan.engine.media import AUDIO_FORMATS
 from jan.errors import ContextOverflowError, DocumentError, MediaError
-from jan.image_types import b64decode, base64_media, parse_data_url
+from jan.image_types import base64_media, data_url_media
 from jan.server import schemas
 from jan.server.dialects.llamacpp_extras import client_grammar
 from jan.server.document_inputs import data_url_bytes
@@ -78,16 +77,7 @@ __all__ = [
 
 # -- requests ------------------------------------------------------------------------------
 def _data_url(url: str, what: str) -> tuple[bytes, str]:
-    parsed = parse_data_url(url)  # (the parsing and decoding every dialect shares: jan.image_types)
-    if parsed is None:
-        raise MediaError(f"{what}: only base64 data URLs (data:<type>;base64,...) are accepted", reason="not_allowed",
-                         param=what)
-    mime, data = parsed
-    try:
-        return b64decode(data), mime
-    except (binascii.Error, ValueError):
-        raise MediaError(f"{what}: the data URL is not valid base64", reason="unsupported_format",
-                         param=what) from None
+    return data_url_media(url, what)  # (the parsing and decoding every dialect shares: jan.image_types)
 
 
 def _parts(content: Any, where: str) -> tuple[Part, ...]:

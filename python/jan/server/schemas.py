@@ -278,6 +278,18 @@ class RefusalPart(_Strict):
     refusal: str
 
 
+def one_source(part: BaseModel, names: tuple[str, ...], *, required: bool = True) -> None:
+    """That a media or file part gives its content in at most one of the fields ``names`` (one of OpenAI's
+    ``file_data``/``file_id``/``file_url``, ``image_url``/``file_id``), and, when ``required``, in one. Raises
+    ``ValueError`` (a 400 naming the part): given two, one was read and the other left unsaid -- a ``file_id`` of
+    no upload at all answered as if it were fine, and the client cannot tell which content the model saw."""
+    given = [name for name in names if getattr(part, name) is not None]
+    if len(given) > 1:
+        raise ValueError(f"give one of {', '.join(names[:-1])} or {names[-1]}, not {' and '.join(given)} together")
+    if required and not given:
+        raise ValueError(f"give {', '.join(names[:-1])} or {names[-1]}")
+
+
 class FileInput(_Strict):
     """A file part's ``file``: the document inline (``file_data``: a base64 ``data:`` URL, or bare base64) with
     its ``filename``, or an upload of the Files API by ``file_id``."""
@@ -290,6 +302,7 @@ class FileInput(_Strict):
     def _one_source(self) -> "FileInput":
         if self.file_data is None and self.file_id is None:
             raise ValueError("give file_data (the file, base64) or file_id (an uploaded file's id)")
+        one_source(self, ("file_data", "file_id"))
         return self
 
 

@@ -275,6 +275,15 @@ def listed_ability(abilities: Abilities, kind: str) -> bool | None:
     return _thinks(template, False) if kind == "thinking" else _takes_tools(template)
 
 
+def no_projector_text(kinds: "list[str] | tuple[str, ...]", model_id: str = "") -> str:
+    """What a chat's image or audio parts (``kinds``: ``image``, ``audio``) for a model without a projector are
+    refused with, naming the model (``model_id``; "this model" without one) and what it lacks: said alike before a
+    load (:func:`chat_refusal`) and after one (:func:`jan.services.local.template_messages`), in every dialect."""
+    model = f"model '{model_id}'" if model_id else "this model"
+    return (f"content parts of type {', '.join(kinds)} are not supported by {model} (it has no projector, mmproj: "
+            "load it with one to send images or audio)")
+
+
 def _media_refusal(abilities: Abilities, request: ChatRequest, model_id: str) -> MediaError | None:
     """The refusal of the first image or audio part the model has no projector (or no encoder) for, said of that
     message (no projector at all, as the prompt's rendering says it) or part (no encoder of its kind, as the
@@ -287,9 +296,8 @@ def _media_refusal(abilities: Abilities, request: ChatRequest, model_id: str) ->
                  if isinstance(p, (ImagePart, AudioPart)) and not isinstance(p, ToolImagePart)]
         if media and abilities.projector is False:
             kinds = sorted({p.type for _, p in media})
-            return MediaError(f"messages[{i}]: content parts of type {', '.join(kinds)} are not supported by this "
-                              "model (it has no projector, mmproj)", reason="no_projector", param="messages",
-                              message_index=i)
+            return MediaError(f"messages[{i}]: {no_projector_text(kinds, model_id)}", reason="no_projector",
+                              param="messages", message_index=i)
         for j, part in media:
             kind = "audio" if isinstance(part, AudioPart) else "vision"
             if getattr(abilities, kind) is False:

@@ -18,6 +18,7 @@ from jan.services.local import completion_media_prompts
 from jan.services.types import (MAX_EMBEDDING_TOKENS, EmbeddingRequest, EmbeddingResult, MediaText, RerankRequest,
                                 RerankResult)
 from jan.services.untrusted import neutralized
+from jan.engine.media import MEDIA_CANCEL
 from jan.services.worker_pool import WorkerPool
 
 __all__ = ["EMBEDDING_CANCELLED", "EMBEDDING_WORKERS", "POOLING_NONE_REFUSED", "EmbeddingService"]
@@ -186,6 +187,8 @@ class EmbeddingService(Held):
                 vectors = _p_normed(vectors, request.p_norm)
                 return tokens, _cut(vectors, request.dimensions, normalize)  # (here: off the event loop)
 
+        # (the same event stops the decoding of the inputs' images and audio at its next item, as a chat's)
+        token = MEDIA_CANCEL.set(stop)
         try:
             tokens, vectors = await _workers.run(run)
         except asyncio.CancelledError:
@@ -196,6 +199,8 @@ class EmbeddingService(Held):
             # generation gets (503, try again), never a normal end, and never vectors from a model reported gone.
             # (Unloaded before it began: the engine's ModelClosedError, "model_unloaded", as for a generation.)
             raise GenerationCancelledError(EMBEDDING_CANCELLED) from None
+        finally:
+            MEDIA_CANCEL.reset(token)
         return EmbeddingResult(target.id, tuple(vectors), sum(getattr(t, "n_tokens", None) or len(t) for t in tokens))
 
     async def rerank(self, request: RerankRequest) -> RerankResult:

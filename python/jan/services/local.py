@@ -26,7 +26,8 @@ from jan.engine.params import engine_seed
 from jan.engine.request import generation_error
 from jan.engine.media import AudioClip
 from jan.engine.results import TokenLogprob
-from jan.services.abilities import context_media_refusal, fan_out_refusal, request_template, template_refusal
+from jan.services.abilities import (context_media_refusal, fan_out_refusal, no_projector_text, request_template,
+                                    template_refusal)
 from jan.services.types import (MEDIA_MARKER, ChatMessage, ChatRequest, ImagePart, AudioPart, MediaText,
                                 NamedToolChoice, TextPart, place_item, thought_prefill)
 from jan.services.errors import PrefillGrammarError, RequestError
@@ -72,11 +73,12 @@ def submits_on_loop(prompts: Sequence[str | Sequence[int]], n: int, grammar: str
 
 # -- prompts ---------------------------------------------------------------------------
 def template_messages(messages: Sequence[ChatMessage], media_marker: str | None = None,
-                      untrusted: Callable[[UntrustedTextPart], str] | None = None) -> list[dict[str, Any]]:
+                      untrusted: Callable[[UntrustedTextPart], str] | None = None, *,
+                      model_id: str = "") -> list[dict[str, Any]]:
     """Typed messages in the shape chat templates expect (OpenAI's message dicts).
 
     With a ``media_marker`` (a model with a projector) every image/audio part becomes that
-    marker, in place among the text parts; without one, media parts are a ``MediaError``.
+    marker, in place among the text parts; without one, media parts are a ``MediaError`` naming ``model_id``.
     ``untrusted``: what the template is given for an :class:`UntrustedTextPart` (a placeholder,
     :func:`render_prompt`); by default its text.
     """
@@ -84,9 +86,8 @@ def template_messages(messages: Sequence[ChatMessage], media_marker: str | None 
     for i, m in enumerate(messages):
         if media_marker is None and any(isinstance(p, (ImagePart, AudioPart)) for p in m.content):
             kinds = sorted({p.type for p in m.content if not isinstance(p, TextPart)})
-            raise jan.MediaError(f"messages[{i}]: content parts of type {', '.join(kinds)} are not supported by "
-                                 "this model (it has no projector, mmproj)", reason="no_projector", param="messages",
-                                 message_index=i)
+            raise jan.MediaError(f"messages[{i}]: {no_projector_text(kinds, model_id)}", reason="no_projector",
+                                 param="messages", message_index=i)
         texts = [media_marker if not isinstance(p, TextPart)
                  else untrusted(p) if untrusted is not None and isinstance(p, UntrustedTextPart) else p.text
                  for p in m.content]
@@ -540,7 +541,7 @@ def render_template(template: ChatTemplate, request: ChatRequest, plan: ChatPlan
     """:func:`_render` by the chat ``template`` alone, loaded model or not (:func:`check_render`). A template that
     breaks in its own code (:class:`ChatTemplateRenderError`) is said to be ``model_id``'s, with how to replace it."""
     try:
-        return _render_template(template, request, plan, marker, writes)
+        return _render_template(template, request, plan, marker, writes, model_id)
     except ChatTemplateRenderError as exc:
         if not model_id:
             raise
@@ -548,12 +549,12 @@ def render_template(template: ChatTemplate, request: ChatRequest, plan: ChatPlan
 
 
 def _render_template(template: ChatTemplate, request: ChatRequest, plan: ChatPlan, marker: str | None,
-                     writes: TextWrites | None) -> str:
+                     writes: TextWrites | None, model_id: str = "") -> str:
     untrusted = None
     if writes is not None:
         untrusted = lambda part: writes.part(part.text)  # noqa: E731
         plan = replace(plan, tools=tool_texts(plan.tools, writes))  # (template_kwargs read them too: firefunction)
-    messages = plan.messages(template_messages(request.messages, marker, untrusted))
+    messages = plan.messages(template_messages(request.messages, marker, untrusted, model_id=model_id))
     kwargs = plan.template_kwargs()
     text = None
     final = messages[-1] if messages else {}

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from jan.image_types import b64decode
+from jan.image_types import b64decode, parse_data_url
 from jan.services.kept_items import KeptEntry, history_turns, kept_entry, kept_item
 from jan.services.types import ChatMessage, DocumentPart, ImagePart, Part, TextPart, ToolCall
 from jan.services.untrusted import UntrustedTextPart, text_part_of
@@ -290,11 +290,11 @@ def thread_parts(message: dict[str, Any],
 def data_url_image(url: str) -> ImagePart | None:
     """The image a ``data:...;base64,`` URL holds (a thread keeps a conversation's images so); ``None`` for another
     URL or one that does not decode."""
-    head, _, data = url.partition(",")
-    if not head.startswith("data:") or not head.endswith(";base64"):
+    parsed = parse_data_url(url)  # (as every dialect reads one: ``DATA:``, ``;BASE64``, parameters: jan.image_types)
+    if parsed is None:
         return None
     try:
-        return ImagePart(b64decode(data), head[5:].split(";")[0])  # (in pieces: image_types.b64decode)
+        return ImagePart(b64decode(parsed[1]), parsed[0])  # (in pieces: image_types.b64decode)
     except (binascii.Error, ValueError):
         return None
 

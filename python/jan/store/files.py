@@ -23,7 +23,6 @@ keeps what its messages attached (the upload may be deleted later) without holdi
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import re
 from collections.abc import Mapping
@@ -32,7 +31,7 @@ from typing import Any
 
 from jan.core.fs import atomic_write_bytes
 from jan.errors import MediaError
-from jan.image_types import MAX_PIXELS, b64decode, load_image, parse_data_url, sniff_image
+from jan.image_types import MAX_PIXELS, data_url_media, load_image, sniff_image
 
 from .errors import InvalidArgumentError, NotFoundError
 from jan.local_files import read_regular_file
@@ -140,15 +139,15 @@ def extract_images(content: Any) -> tuple[Any, dict[str, bytes]]:
         url = image_url.get("url") if isinstance(image_url, Mapping) else None
         if not isinstance(url, str):
             raise InvalidArgumentError(f"content[{i}].image_url.url must be a string", param=f"content[{i}].image_url.url")
-        parsed = parse_data_url(url)
-        if parsed is None:
+        if url[:5].lower() != "data:":
             out.append(part)  # a link, not the image itself: kept as it is
             continue
         try:
-            data = b64decode(parsed[1])
-        except (binascii.Error, ValueError):
-            raise InvalidArgumentError(f"content[{i}].image_url.url: the data URL is not valid base64",
-                                       param=f"content[{i}].image_url.url", code="unsupported_format") from None
+            # (read as every dialect reads one: a data: URL that is not base64 was kept as a "link", and a run
+            # then left the image out without a word)
+            data, _ = data_url_media(url, f"content[{i}].image_url.url")
+        except MediaError as exc:
+            raise InvalidArgumentError(str(exc), param=exc.param, code=exc.reason) from None
         if len(data) > MAX_FILE_BYTES:
             raise InvalidArgumentError(f"content[{i}].image_url.url: {len(data)} bytes; at most "
                                        f"{MAX_FILE_BYTES} are stored", param=f"content[{i}].image_url.url",

@@ -396,9 +396,10 @@ def prompt_field(prompt: Any, index: int, name: str = "prompt") -> str:
 
 def media_text(prompt: MediaPrompt, where: str) -> MediaText:
     """A prompt object's media decoded (base64) into a typed prompt: each item an image or an audio clip as its
-    bytes tell (libmtmd tells them so for llama-server: WAV, MP3, FLAC are audio, anything else an image for the
-    engine to decode or refuse). A :class:`MediaError` (400) naming ``where``'s ``multimodal_data[i]`` for an
-    item that is not base64, and ``where``'s ``multimodal_data`` when its markers and items are not as many."""
+    bytes tell (libmtmd tells them so for llama-server: WAV, MP3, FLAC are audio, PNG, JPEG, WebP, GIF images for
+    the engine to decode or refuse). A :class:`MediaError` (400) naming ``where``'s ``multimodal_data[i]`` for an
+    item that is not base64 or is neither (``unsupported_format``), and ``where``'s ``multimodal_data`` when its
+    markers and items are not as many."""
     media: list[Union[ImagePart, AudioPart]] = []
     for i, data in enumerate(prompt.multimodal_data):
         field_ = f"{where}.multimodal_data[{i}]"
@@ -409,9 +410,15 @@ def media_text(prompt: MediaPrompt, where: str) -> MediaText:
             raw, _ = base64_media(data)
         except ValueError as exc:
             raise MediaError(f"{field_}: {exc}", reason="unsupported_format", param=field_) from None
-        fmt = audio_format(raw)
-        media.append(AudioPart(raw, fmt) if fmt is not None else
-                     ImagePart(raw, sniff_image(raw) or "application/octet-stream"))
+        fmt, mime = audio_format(raw), sniff_image(raw)
+        if fmt is None and mime is None:
+            # Said here, of the item, before a model's abilities are: the bytes of neither were taken for an image,
+            # so a model that hears but cannot see answered "does not accept images" of a text file or an empty
+            # item, and one that sees said only what images it takes (llama-server: it failed to load the file).
+            why = "no data (the file is empty)" if not raw else \
+                "not a PNG, JPEG, WebP or GIF image nor a WAV, MP3 or FLAC audio file"
+            raise MediaError(f"{field_}: {why}", reason="unsupported_format", param=field_)
+        media.append(AudioPart(raw, fmt) if fmt is not None else ImagePart(raw, mime))
     markers = prompt.prompt_string.count(MEDIA_MARKER)
     if markers != len(media):
         field_ = f"{where}.multimodal_data"

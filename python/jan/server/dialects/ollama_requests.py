@@ -297,7 +297,8 @@ def media_error(exc: MediaError, body: wire.OllamaChatRequest | wire.OllamaGener
     else:
         images, prefix, text = body.images or [], "", "prompt"
     if exc.reason == "no_projector":
-        return OllamaRequestError(f"{prefix}images: this model cannot take images (it has no projector, mmproj)")
+        return OllamaRequestError(f"{prefix}images: model '{body.model}' cannot take images (it has no projector, "
+                                  "mmproj: load it with one to send images)")
     if part is None:
         field = text if not images else f"{prefix}images"
     else:

@@ -9,7 +9,6 @@ in, the typed event stream out, each event with its ``sequence_number``), and
 
 from __future__ import annotations
 
-import binascii
 import json
 import re
 import secrets
@@ -22,14 +21,13 @@ from pydantic import (ConfigDict, Discriminator, Field, PrivateAttr, Tag, TypeAd
 
 from jan.json_text import loads_json
 from jan.errors import DocumentError, EngineError, MediaError
-from jan.image_types import b64decode, parse_data_url
+from jan.image_types import data_url_media
 from jan.server.body_size import body_step
 from jan.server.document_inputs import data_url_bytes
-from jan.server.media_fetch import is_data_url
 from jan.templates.formats.reasoning import joined_thoughts
 from jan.templates.formats.text import WS
 from jan.templates.grammar import GrammarError, whole_match_pattern, whole_match_problem
-from jan.server.schemas import (TOOL_NAME_PATTERN, StringMetadata, tool_kind_check, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
+from jan.server.schemas import (TOOL_NAME_PATTERN, one_source, StringMetadata, tool_kind_check, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
                                 some_content)
 
 from jan.server.dialects.unknown_fields import responses_unknown
@@ -112,6 +110,11 @@ class InputImage(_Wire):
     #: ``(bytes, media type)`` of the upload ``file_id`` names, read by the route (:func:`resolve_file_images`).
     _file: tuple[bytes, str] | None = PrivateAttr(default=None)
 
+    @model_validator(mode="after")
+    def _one_source(self) -> "InputImage":
+        one_source(self, ("image_url", "file_id"), required=False)  # (neither: :func:`_image` says it, as before)
+        return self
+
 
 class InputFile(_Wire):
     """A document (a PDF, a text file), read as text (:mod:`jan.services.documents`): inline as ``file_data``
@@ -132,6 +135,7 @@ class InputFile(_Wire):
     def _one_source(self) -> "InputFile":
         if self.file_data is None and self.file_id is None and self.file_url is None:
             raise ValueError("give file_data (the file, base64), file_id (an uploaded file's id) or file_url")
+        one_source(self, ("file_data", "file_id", "file_url"))
         return self
 
 
@@ -741,20 +745,11 @@ def _image(part: InputImage, where: str) -> typed.ImagePart:
         if part.file_id is not None:  # (a caller that did not read the uploads first)
             raise MediaError(f"{where}.file_id: the file was not read; send the image as a base64 data: URL "
                              "(image_url)", reason="not_allowed", param=f"{where}.file_id")
-        raise MediaError(f"{where}: an input_image needs image_url (a base64 data: URL)", reason="unsupported_format",
+        raise MediaError(f"{where}: an input_image needs image_url (a base64 data: URL) or file_id (an uploaded "
+                         "image's id)", reason="unsupported_format",
                          param=f"{where}.image_url")
-    url, param = part.image_url, f"{where}.image_url"
-    if not is_data_url(url):
-        raise MediaError(f"{param}: only base64 data URLs (data:<type>;base64,...) are accepted", reason="not_allowed",
-                         param=param)
-    parsed = parse_data_url(url)  # (the parsing and decoding every dialect shares: jan.image_types)
-    if parsed is None:
-        raise MediaError(f"{param}: the data: URL must be base64-encoded", reason="unsupported_format", param=param)
-    try:
-        return typed.ImagePart(data=b64decode(parsed[1]), mime_type=parsed[0] or "application/octet-stream")
-    except (binascii.Error, ValueError):
-        raise MediaError(f"{param}: the data URL is not valid base64", reason="unsupported_format",
-                         param=param) from None
+    data, mime = data_url_media(part.image_url, f"{where}.image_url")  # (every dialect's reading: jan.image_types)
+    return typed.ImagePart(data=data, mime_type=mime or "application/octet-stream")
 
 
 def _document(part: InputFile, where: str) -> typed.DocumentPart:
