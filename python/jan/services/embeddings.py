@@ -136,8 +136,8 @@ class EmbeddingService(Held):
         if not isinstance(target.engine, LocalInferenceExtension):
             if any(isinstance(x, MediaText) for x in request.inputs):
                 # (an upstream's embedding API takes text: its media would be lost, unsaid -- as a completion's)
-                raise RequestError(f"input: model '{target.id}' takes no images or audio in an embedding input (its "
-                                   "engine is not local)", param="input", code="not_supported")
+                raise RequestError(f"{request.field}: model '{target.id}' takes no images or audio in an embedding "
+                                   "input (its engine is not local)", param=request.field, code="not_supported")
             with engine_failures(target.engine, "embed()"):
                 result = await target.engine.embed(target.model, request)
             # forwarded as ``dimensions``; an upstream that ignores it (llama-server does) answered whole vectors,
