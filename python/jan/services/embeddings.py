@@ -11,7 +11,7 @@ from jan.core import LocalInferenceExtension
 from jan.core.held import Held
 from jan.errors import ContextOverflowError, EmbeddingCancelledError, EmbeddingStoppedError
 from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, pooling_none_refusal, reranker_refusal
-from jan.services.engine_output import engine_failures
+from jan.services.engine_output import checked_embeddings, engine_failures
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.models import ModelService
 from jan.services.local import completion_media_prompts
@@ -140,6 +140,8 @@ class EmbeddingService(Held):
                                    "input (its engine is not local)", param=request.field, code="not_supported")
             with engine_failures(target.engine, "embed()"):
                 result = await target.engine.embed(target.model, request)
+            # (a vector missing, null, NaN or of strings was a 500 or a 200 of junk: said of the engine here)
+            result = checked_embeddings(target.engine, result, len(request.inputs))
             # forwarded as ``dimensions``; an upstream that ignores it (llama-server does) answered whole vectors,
             # which a client that asked for N would store beside N-long ones: cut here as for a local model
             dims = request.dimensions
