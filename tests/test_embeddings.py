@@ -256,3 +256,20 @@ async def test_an_engines_malformed_vectors_are_its_error_not_an_answer(vectors,
     with pytest.raises(ExtensionEngineError, match=re.escape(says)) as err:
         await EmbeddingService(_Models(_Upstream(vectors))).embed(EmbeddingRequest(model="remote", inputs=("a", "b")))
     assert "fake-remote" in str(err.value) and err.value.http_status == 500
+
+
+@pytest.mark.parametrize("p_norm, dimensions, expected", [
+    (-1, None, [3.0, -4.0]), (0, None, [24570.0, -32760.0]), (1, None, [3 / 7, -4 / 7]), (2, None, [0.6, -0.8]),
+    (2, 2, [0.6, -0.8]),  # (only 2 goes with dimensions: the routes refuse the others)
+])
+async def test_a_remote_engines_vectors_take_every_embd_normalize(p_norm, dimensions, expected):
+    """llama-server's embd_normalize on a remote model's vectors: -1 (as they are) was a 500 ('list' object has no
+    attribute 'tolist': the norm handed the upstream's lists back as they came)."""
+    from jan.services.embeddings import EmbeddingService
+    from jan.services.types import EmbeddingRequest
+
+    engine = _Upstream([[3.0, -4.0] + ([0.0] if dimensions else [])])
+    result = await EmbeddingService(_Models(engine)).embed(EmbeddingRequest(model="remote", inputs=("a",),
+                                                                            p_norm=p_norm, dimensions=dimensions))
+    assert isinstance(result.vectors[0], list) and all(type(x) is float for x in result.vectors[0])
+    assert result.vectors[0] == pytest.approx(expected, rel=1e-6)

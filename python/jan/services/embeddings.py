@@ -111,13 +111,6 @@ def _p_normed(vectors, p: int | None) -> list:
     return out
 
 
-def _too_long(vector, dimensions: int) -> bool:
-    """Whether an upstream's ``vector`` is a list of numbers longer than ``dimensions`` (anything else is passed on as
-    the upstream sent it)."""
-    return (isinstance(vector, list) and len(vector) > dimensions
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vector))
-
-
 class EmbeddingService(Held):
     held = "the model service of a running extension manager"
 
@@ -143,16 +136,13 @@ class EmbeddingService(Held):
             # (a vector missing, null, NaN or of strings was a 500 or a 200 of junk: said of the engine here)
             result = checked_embeddings(target.engine, result, len(request.inputs))
             # forwarded as ``dimensions``; an upstream that ignores it (llama-server does) answered whole vectors,
-            # which a client that asked for N would store beside N-long ones: cut here as for a local model
-            dims = request.dimensions
-            if dims is not None and any(_too_long(v, dims) for v in result.vectors):
-                result = EmbeddingResult(result.model, tuple(_cut([v], dims, request.normalize)[0].tolist()
-                                                             if _too_long(v, dims) else v for v in result.vectors),
-                                         result.prompt_tokens)
+            # which a client that asked for N would store beside N-long ones: cut here as for a local model. (Both
+            # steps may hand back a vector as it came, a list, or a new float32 array: each made a list of floats.)
+            vectors = _cut(result.vectors, request.dimensions, request.normalize)
             if request.p_norm is not None:  # (an upstream answers its own normalization: llama.cpp's asked for here)
-                result = EmbeddingResult(result.model, tuple(v.tolist() for v in _p_normed(result.vectors,
-                                                                                           request.p_norm)),
-                                         result.prompt_tokens)
+                vectors = _p_normed(vectors, request.p_norm)
+            result = EmbeddingResult(result.model, tuple(v.tolist() if hasattr(v, "tolist") else list(v)
+                                                         for v in vectors), result.prompt_tokens)
             return result
         # (dimensions or token ids its header refuses, pooling none in its load options) before a load
         await self.models.require_able(target, request)
