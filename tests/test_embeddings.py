@@ -273,3 +273,18 @@ async def test_a_remote_engines_vectors_take_every_embd_normalize(p_norm, dimens
                                                                             p_norm=p_norm, dimensions=dimensions))
     assert isinstance(result.vectors[0], list) and all(type(x) is float for x in result.vectors[0])
     assert result.vectors[0] == pytest.approx(expected, rel=1e-6)
+
+
+def test_an_embedding_models_n_ctx_is_its_embedding_context(minilm_path):
+    """model.json's ctx_len (n_ctx) was left unsaid for an embedding model: its embedding context stayed the training
+    context (512 here), so an input past the context a user set was embedded, and Ollama's truncation cut at 512.
+    As llama-server's -c: honoured below the training context, capped at it (past its positions a BERT reads
+    garbage)."""
+    with jan.Model(minilm_path, n_ctx=64, n_threads=1) as model:
+        assert model.n_ctx == 64 and model.n_ctx_embed == 64
+        with pytest.raises(jan.errors.ContextOverflowError, match="holds 64") as err:
+            model.embed("word " * 100)
+        assert err.value.n_ctx == 64
+        assert model.embed(["word " * 60]).shape == (1, 384)
+    with jan.Model(minilm_path, n_ctx=4096, n_threads=1) as model:
+        assert model.n_ctx_embed == 512
