@@ -127,3 +127,17 @@ def test_a_services_caller_is_told_its_own_field():
     with pytest.raises(ContextOverflowError) as caught:
         embeddings_service._tokens(Model(), request, threading.Event(), {})
     assert caught.value.param == "inputs[1]" and str(caught.value).startswith("inputs[1] has 6 tokens"), caught.value
+
+
+@pytest.mark.parametrize("field", ["input", "content"])
+def test_the_input_cap_names_the_field_the_body_holds_its_inputs_in(server, field):
+    """llama-server's /embedding takes its inputs in ``content`` too: more than the cap was "input: at most ..."
+    of a body with no ``input``, in the route's early check and in the typed request alike."""
+    answer = httpx.post(server.base_url + "/embedding",
+                        json={"model": MINILM, field: ["hi"] * (MAX_EMBEDDING_INPUTS + 1)}, timeout=TIMEOUT)
+    assert answer.status_code == 400, answer.text
+    said = answer.json()["error"]["message"]
+    assert said.startswith(f"{field}: at most {MAX_EMBEDDING_INPUTS} inputs"), said
+    with pytest.raises(RequestError) as refused:
+        EmbeddingRequest(model=None, inputs=("x",) * (MAX_EMBEDDING_INPUTS + 1), field=field)
+    assert refused.value.param == field and str(refused.value).startswith(f"{field}: "), refused.value

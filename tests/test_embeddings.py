@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -218,14 +220,71 @@ async def test_a_remote_engine_gets_dimensions_and_whole_vectors_it_answers_are_
     from jan.services.types import EmbeddingRequest
 
     whole = [0.6, 0.0, 0.8, 0.0]
-    engine = _Upstream([list(whole), [3.0, 4.0], None])  # (a vector no longer than asked, and a faulty one, pass)
-    result = await EmbeddingService(_Models(engine)).embed(EmbeddingRequest(model="remote", inputs=("a", "b", "c"),
+    engine = _Upstream([list(whole), [0.0, 0.0, 0.0, 2.0]])
+    result = await EmbeddingService(_Models(engine)).embed(EmbeddingRequest(model="remote", inputs=("a", "b"),
                                                                             dimensions=2))
     assert engine.requests[0].dimensions == 2  # forwarded
     assert result.vectors[0] == pytest.approx([1.0, 0.0]) and isinstance(result.vectors[0], list)
-    assert result.vectors[1:] == ([3.0, 4.0], None) and result.prompt_tokens == 7
+    assert result.vectors[1] == [0.0, 0.0] and result.prompt_tokens == 7  # (a cut of zeros stays zeros)
+    engine.vectors = [[3.0, 4.0]]  # an upstream that honoured dimensions: its vector as it is
+    honoured = await EmbeddingService(_Models(engine)).embed(EmbeddingRequest(model="remote", inputs=("a",),
+                                                                              dimensions=2))
+    assert honoured.vectors == ([3.0, 4.0],)
     # not normalized again where the request's vectors are not
     engine.vectors = [list(whole)]
     raw = await EmbeddingService(_Models(engine)).embed(EmbeddingRequest(model="remote", inputs=("a",),
                                                                          dimensions=3, normalize=False))
     assert raw.vectors[0] == pytest.approx([0.6, 0.0, 0.8])
+
+
+@pytest.mark.parametrize("vectors, says", [
+    ([[1.0, 0.0]], "1 vector for 2 inputs"),
+    ([[1.0, 0.0], None], "vector 1 (None) is not a list of finite numbers"),
+    ([[1.0, 0.0], ["a", "b"]], "vector 1"),
+    ([[1.0, 0.0], [float("nan"), 1.0]], "vector 1"),
+    ([[1.0, 0.0], [True, False]], "vector 1"),
+    ([[1.0, 0.0], []], "vector 1"),
+    ([[1.0, 0.0], [1.0, 0.0, 0.0]], "vector 1 has 3 components where vector 0 has 2"),
+])
+async def test_an_engines_malformed_vectors_are_its_error_not_an_answer(vectors, says):
+    """An engine extension's (or an upstream's) vectors went to every dialect as they were: a missing one was a
+    200 with fewer vectors than inputs, a null or NaN a 500 when the answer was written, strings a 200 of junk."""
+    from jan.services.embeddings import EmbeddingService
+    from jan.services.engine_output import ExtensionEngineError
+    from jan.services.types import EmbeddingRequest
+
+    with pytest.raises(ExtensionEngineError, match=re.escape(says)) as err:
+        await EmbeddingService(_Models(_Upstream(vectors))).embed(EmbeddingRequest(model="remote", inputs=("a", "b")))
+    assert "fake-remote" in str(err.value) and err.value.http_status == 500
+
+
+@pytest.mark.parametrize("p_norm, dimensions, expected", [
+    (-1, None, [3.0, -4.0]), (0, None, [24570.0, -32760.0]), (1, None, [3 / 7, -4 / 7]), (2, None, [0.6, -0.8]),
+    (2, 2, [0.6, -0.8]),  # (only 2 goes with dimensions: the routes refuse the others)
+])
+async def test_a_remote_engines_vectors_take_every_embd_normalize(p_norm, dimensions, expected):
+    """llama-server's embd_normalize on a remote model's vectors: -1 (as they are) was a 500 ('list' object has no
+    attribute 'tolist': the norm handed the upstream's lists back as they came)."""
+    from jan.services.embeddings import EmbeddingService
+    from jan.services.types import EmbeddingRequest
+
+    engine = _Upstream([[3.0, -4.0] + ([0.0] if dimensions else [])])
+    result = await EmbeddingService(_Models(engine)).embed(EmbeddingRequest(model="remote", inputs=("a",),
+                                                                            p_norm=p_norm, dimensions=dimensions))
+    assert isinstance(result.vectors[0], list) and all(type(x) is float for x in result.vectors[0])
+    assert result.vectors[0] == pytest.approx(expected, rel=1e-6)
+
+
+def test_an_embedding_models_n_ctx_is_its_embedding_context(minilm_path):
+    """model.json's ctx_len (n_ctx) was left unsaid for an embedding model: its embedding context stayed the training
+    context (512 here), so an input past the context a user set was embedded, and Ollama's truncation cut at 512.
+    As llama-server's -c: honoured below the training context, capped at it (past its positions a BERT reads
+    garbage)."""
+    with jan.Model(minilm_path, n_ctx=64, n_threads=1) as model:
+        assert model.n_ctx == 64 and model.n_ctx_embed == 64
+        with pytest.raises(jan.errors.ContextOverflowError, match="holds 64") as err:
+            model.embed("word " * 100)
+        assert err.value.n_ctx == 64
+        assert model.embed(["word " * 60]).shape == (1, 384)
+    with jan.Model(minilm_path, n_ctx=4096, n_threads=1) as model:
+        assert model.n_ctx_embed == 512

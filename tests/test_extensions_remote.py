@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 
 import pytest
@@ -612,3 +613,47 @@ def test_an_upstreams_nan_or_null_logprobs_are_told_as_none():
                       '"token_logprobs": [NaN, -0.25], "top_logprobs": [{"a": NaN}, {"b": -0.25}]}}]}')
     items = completion_deltas(text)[0].logprobs
     assert [(t.logprob, [a.logprob for a in t.top]) for t in items] == [(None, [None]), (-0.25, [-0.25])]
+
+
+def _embeddings_app(data: list) -> web.Application:
+    """An upstream whose /v1/embeddings answers ``data`` whatever it is asked."""
+    async def embeddings(request: web.Request) -> web.Response:
+        return web.Response(text=json.dumps({"object": "list", "data": data, "usage": {"prompt_tokens": "many"}}),
+                            content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/embeddings", embeddings)
+    return app
+
+
+@pytest.mark.parametrize("data, says", [
+    ([{"index": 0, "embedding": [1.0, 2.0]}], "1 vector for 2 inputs"),
+    ([{"index": 0, "embedding": [1.0, 2.0]}, {"index": 1, "embedding": None}], "vector 1 (None)"),
+    ([{"index": 0, "embedding": [1.0, 2.0]}, {"index": 1, "embedding": ["a", "b"]}], "vector 1"),
+    ([{"index": 0, "embedding": [1.0, 2.0]}, {"index": 1, "embedding": [float("nan"), 1.0]}], "vector 1"),
+    ([{"index": 0, "embedding": [1.0, 2.0]}, {"index": 1, "embedding": [1.0]}], "vector 1 has 1 components"),
+    ([{"index": 0, "embedding": [1.0, 2.0]}, {"index": 0, "embedding": [3.0, 4.0]}], "indices [0, 0]"),
+    ([{"index": 0, "embedding": [1.0, 2.0]}, {"index": 1, "embedding": "not base64!"}], "vector 1 is a string"),
+])
+async def test_an_upstreams_unusable_embeddings_are_a_502_naming_it(engine, data, says):
+    """They were sent on as they came: fewer vectors than inputs (a 200 a client zipped against its texts), a null or
+    a NaN (a 500 when written out), strings (a 200 of junk), base64 (a 400 "could not convert string to float"
+    blamed on the client)."""
+    async with serve_app(_embeddings_app(data)) as base_url:
+        model = {"id": "bad-vectors", "engine": "openai", "settings": {"base_url": f"{base_url}/v1"}}
+        with pytest.raises(UpstreamError, match=re.escape(says)) as info:
+            await openai_embed(engine, model, {"input": ["a", "b"]})
+        assert to_api_error(info.value).status == 502
+
+
+async def test_an_upstreams_base64_and_unordered_vectors_are_read_as_openai_defines_them(engine):
+    import base64
+    import struct
+
+    packed = base64.b64encode(struct.pack("<2f", 0.5, -2.0)).decode()
+    data = [{"index": 1, "embedding": packed}, {"index": 0, "embedding": [1, 2.5]}]  # (its order is its indices')
+    async with serve_app(_embeddings_app(data)) as base_url:
+        model = {"id": "b64-vectors", "engine": "openai", "settings": {"base_url": f"{base_url}/v1"}}
+        result = await openai_embed(engine, model, {"input": ["a", "b"]})
+    assert [d["embedding"] for d in result["data"]] == [[1.0, 2.5], [0.5, -2.0]]
+    assert result["usage"]["prompt_tokens"] == 0  # (its "many" is no count: not a 400 blamed on the client)

@@ -205,7 +205,7 @@ NATIVE_COUNTS = {
     "completion many prompts": ("/completion", {"prompt": [[1, 2]] * 20000, "n_predict": 2},
                                 "prompt: this request needs 20000 generations at once"),
     "embedding inputs": ("/embedding", {"content": ["x"] * 2049},
-                         "input: at most 2048 inputs in one embedding request"),
+                         "content: at most 2048 inputs in one embedding request"),
 }
 
 

@@ -483,3 +483,35 @@ def test_the_answer_names_the_model_as_the_body_did(tmp_path, reranker_path):
             assert answer.status_code == 200 and answer.json()["model"] == echoed, answer.text
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("shape", ["texts", "documents"])
+def test_more_documents_than_the_cap_are_named_as_the_body_names_them(server, shape):
+    """A Text Embeddings Inference body's documents are its ``texts``: more than the cap was "documents: at most
+    ..." of a body with no ``documents``."""
+    from jan.services.types import MAX_EMBEDDING_INPUTS
+
+    response = _post(server, "/v1/rerank", {"model": "tiny-reranker", "query": QUERY,
+                                            shape: ["x"] * (MAX_EMBEDDING_INPUTS + 1)})
+    assert response.status_code == 400, response.text
+    said = _llama_servers_error(response)["message"]
+    assert said.startswith(f"{shape}: at most {MAX_EMBEDDING_INPUTS} documents"), said
+
+
+def test_any_refusal_naming_a_document_is_said_in_the_bodys_words():
+    """The engine numbers documents ``documents[i]`` (an empty pair of a document-only template, a pair past the
+    context): a TEI body's refusal names ``texts[i]``, whatever the refusal, and other errors pass as they are."""
+    from jan.errors import BadRequestError, ContextOverflowError
+    from jan.server import openai_wire, schemas
+
+    tei = schemas.RerankRequest(query=QUERY, texts=["x", ""])
+    cohere = schemas.RerankRequest(query=QUERY, documents=["x", ""])
+    empty = BadRequestError("documents[1]: is empty", param="documents[1]", code="invalid_value")
+    said = openai_wire.rerank_refusal(empty, tei)
+    assert (said.status, said.param, said.message) == (400, "texts[1]", "texts[1]: is empty")
+    assert openai_wire.rerank_refusal(empty, cohere) is None  # (answered as raised: it names documents[1] already)
+    long = ContextOverflowError("documents[0]: too long", 600, 512, param="documents[0]")
+    said = openai_wire.rerank_refusal(long, tei)
+    assert (said.param, said.message, said.details) == ("texts[0]", "texts[0]: too long",
+                                                        {"n_prompt_tokens": 600, "n_ctx": 512})
+    assert openai_wire.rerank_refusal(ValueError("other"), tei) is None

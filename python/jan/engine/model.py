@@ -945,6 +945,10 @@ class Model:
         self.adaptive_threads = _adaptive_threads(adaptive_threads)
         self._embedder = None
         self._embedder_lock = threading.Lock()
+        # an embedding model's n_ctx (model.json's ctx_len) is its embedding context, as llama-server's -c is: without
+        # it the training context (8 to EMBED_MAX_CTX), and never more (past its positions a BERT reads garbage)
+        self._embed_n_ctx = min(int(n_ctx), self._training_embed_ctx()) \
+            if n_ctx and self.embedding_only and not self.vocab_only else None
         #: The embedding context's turns (see _embed_turn_chunks): first come, first served.
         self._embed_turns = Turns()
         # uses of the model outside the scheduler (embed() calls, hold() blocks), which has none of them in its
@@ -1188,9 +1192,13 @@ class Model:
             embedder = self._embedder
             if embedder is not None:
                 return embedder.n_ctx
-            # cpp/embedder.cpp's choice without making the context: the training context, 8 to 8192 tokens
-            return min(max(self.info.n_ctx_train, 8), EMBED_MAX_CTX)
+            # what the embedding context will be (_get_embedder: ctx_len, or cpp/embedder.cpp's training context)
+            return self._embed_n_ctx or self._training_embed_ctx()
         return 0
+
+    def _training_embed_ctx(self) -> int:
+        """cpp/embedder.cpp's embedding context where none is asked for: the training context, 8 to 8192 tokens."""
+        return min(max(self.info.n_ctx_train, 8), EMBED_MAX_CTX)
 
     @property
     def n_ctx_embed(self) -> int:
@@ -2023,6 +2031,8 @@ class Model:
             if current is None or current.pooling != resolved:
                 ep = _engine.EmbedderParams()
                 ep.pooling = wanted
+                if self._embed_n_ctx:
+                    ep.n_ctx = self._embed_n_ctx
                 ep.n_threads = int(self._n_threads or -1)
                 ep.adaptive_threads = self.adaptive_threads != "off"  # embedding steps are thread-exact
                 try:

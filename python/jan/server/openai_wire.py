@@ -744,16 +744,26 @@ def rerank_request(body: schemas.RerankRequest) -> RerankRequest:
                          max_tokens_per_doc=body.max_tokens_per_doc, max_chunks_per_doc=body.max_chunks_per_doc,
                          truncate=bool(body.truncate),
                          truncation_direction="left" if body.truncation_direction in ("Left", "left") else "right",
-                         raw_scores=body.scores_raw)
+                         raw_scores=body.scores_raw, field="texts" if body.tei else "documents")
 
 
-def rerank_overflow(exc: ContextOverflowError, body: schemas.RerankRequest) -> APIError:
-    """A query-document pair longer than the reranker's context as a 400 naming the field at fault, in the body's
-    own words (a Text Embeddings Inference body's documents are its ``texts``), with the pair's token count and the
-    context (``n_prompt_tokens``, ``n_ctx``: llama-server's ``exceed_context_size_error`` tells them) where known."""
-    param, message = exc.param or "documents", str(exc)
+def rerank_refusal(exc: ValueError, body: schemas.RerankRequest) -> APIError | None:
+    """A refusal of the reranking that names the field at fault (``param``) as a 400 in the body's own words (a Text
+    Embeddings Inference body's documents are its ``texts``: the engine numbers them ``documents[i]``); a pair
+    longer than the reranker's context with the pair's token count and the context (``n_prompt_tokens``,
+    ``n_ctx``: llama-server's ``exceed_context_size_error`` tells them) where known. None for any other error (it
+    is answered as it is)."""
+    param = getattr(exc, "param", None)
+    overflow = isinstance(exc, ContextOverflowError)
+    if not overflow and not (body.tei and isinstance(param, str) and param.startswith("documents")):
+        return None
+    param, message = param or "documents", str(exc)
     if body.tei and param.startswith("documents"):
-        param, message = "texts" + param[len("documents"):], "texts" + message[len("documents"):]
+        param = "texts" + param[len("documents"):]
+        if message.startswith("documents"):
+            message = "texts" + message[len("documents"):]
+    if not overflow:
+        return APIError(400, message, param=param, code=getattr(exc, "code", None) or "invalid_value")
     numbers = {"n_prompt_tokens": exc.n_tokens, "n_ctx": exc.n_ctx} \
         if exc.n_tokens is not None and exc.n_ctx is not None else None
     return APIError(400, message, param=param, code="context_length_exceeded", details=numbers)

@@ -11,7 +11,7 @@ from jan.core import LocalInferenceExtension
 from jan.core.held import Held
 from jan.errors import ContextOverflowError, EmbeddingCancelledError, EmbeddingStoppedError
 from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, pooling_none_refusal, reranker_refusal
-from jan.services.engine_output import engine_failures
+from jan.services.engine_output import checked_embeddings, engine_failures
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.models import ModelService
 from jan.services.local import completion_media_prompts
@@ -112,13 +112,6 @@ def _p_normed(vectors, p: int | None) -> list:
     return out
 
 
-def _too_long(vector, dimensions: int) -> bool:
-    """Whether an upstream's ``vector`` is a list of numbers longer than ``dimensions`` (anything else is passed on as
-    the upstream sent it)."""
-    return (isinstance(vector, list) and len(vector) > dimensions
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vector))
-
-
 class EmbeddingService(Held):
     held = "the model service of a running extension manager"
 
@@ -137,21 +130,20 @@ class EmbeddingService(Held):
         if not isinstance(target.engine, LocalInferenceExtension):
             if any(isinstance(x, MediaText) for x in request.inputs):
                 # (an upstream's embedding API takes text: its media would be lost, unsaid -- as a completion's)
-                raise RequestError(f"input: model '{target.id}' takes no images or audio in an embedding input (its "
-                                   "engine is not local)", param="input", code="not_supported")
+                raise RequestError(f"{request.field}: model '{target.id}' takes no images or audio in an embedding "
+                                   "input (its engine is not local)", param=request.field, code="not_supported")
             with engine_failures(target.engine, "embed()"):
                 result = await target.engine.embed(target.model, request)
+            # (a vector missing, null, NaN or of strings was a 500 or a 200 of junk: said of the engine here)
+            result = checked_embeddings(target.engine, result, len(request.inputs))
             # forwarded as ``dimensions``; an upstream that ignores it (llama-server does) answered whole vectors,
-            # which a client that asked for N would store beside N-long ones: cut here as for a local model
-            dims = request.dimensions
-            if dims is not None and any(_too_long(v, dims) for v in result.vectors):
-                result = EmbeddingResult(result.model, tuple(_cut([v], dims, request.normalize)[0].tolist()
-                                                             if _too_long(v, dims) else v for v in result.vectors),
-                                         result.prompt_tokens)
+            # which a client that asked for N would store beside N-long ones: cut here as for a local model. (Both
+            # steps may hand back a vector as it came, a list, or a new float32 array: each made a list of floats.)
+            vectors = _cut(result.vectors, request.dimensions, request.normalize)
             if request.p_norm is not None:  # (an upstream answers its own normalization: llama.cpp's asked for here)
-                result = EmbeddingResult(result.model, tuple(v.tolist() for v in _p_normed(result.vectors,
-                                                                                           request.p_norm)),
-                                         result.prompt_tokens)
+                vectors = _p_normed(vectors, request.p_norm)
+            result = EmbeddingResult(result.model, tuple(v.tolist() if hasattr(v, "tolist") else list(v)
+                                                         for v in vectors), result.prompt_tokens)
             return result
         # (dimensions or token ids its header refuses, pooling none in its load options) before a load
         await self.models.require_able(target, request)

@@ -22,9 +22,10 @@ from jan.core.engine_answers import engine_label
 from jan.core.exceptions import ExtensionCallError
 from jan.errors import EngineError, JanError
 
-from .types import FINISH_REASONS, ChatDelta, CompletionDelta, ToolCallDelta
+from .types import FINISH_REASONS, ChatDelta, CompletionDelta, EmbeddingResult, ToolCallDelta
 
-__all__ = ["ExtensionEngineError", "checked_deltas", "engine_failures", "engine_label"]
+__all__ = ["ExtensionEngineError", "checked_deltas", "checked_embeddings", "embedding_vectors_fault", "engine_failures",
+           "engine_label"]
 
 log = logging.getLogger("jan.services.engines")
 
@@ -93,3 +94,41 @@ async def checked_deltas(engine: Any, deltas: Any, kind: type[D], choices: int, 
                 if problem is not None:
                     raise ExtensionEngineError(f"{engine_label(engine)} sent a malformed {what}() delta: {problem}")
                 yield delta
+
+
+def _finite_number(x: Any) -> bool:
+    # (x == x: not NaN; abs below inf: not infinite -- JSON has neither, so no client could be sent them)
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and abs(x) != float("inf")
+
+
+def embedding_vectors_fault(vectors: Any, count: int) -> str | None:
+    """Why ``vectors`` (an engine's or an upstream's answer to ``count`` inputs) are not one vector per input, each a
+    non-empty list of finite numbers, all of one length (None when they are): what a client stores and compares, so
+    a vector missing, ``null``, of strings, NaN or of another length is no answer (sent on, it was a 500 when written
+    out, or a 200 a client's index took as a vector)."""
+    if not isinstance(vectors, (tuple, list)):
+        return f"its vectors are {type(vectors).__name__}, not a list"
+    if len(vectors) != count:
+        return f"it answered {len(vectors)} vector{'' if len(vectors) == 1 else 's'} for {count} input{'' if count == 1 else 's'}"
+    size = None
+    for i, v in enumerate(vectors):
+        if not isinstance(v, (tuple, list)) or not v or not all(_finite_number(x) for x in v):
+            return f"vector {i} ({v!r:.60}) is not a list of finite numbers"
+        if size is not None and len(v) != size:
+            return f"vector {i} has {len(v)} components where vector 0 has {size}"
+        size = len(v)
+    return None
+
+
+def checked_embeddings(engine: Any, result: Any, count: int) -> EmbeddingResult:
+    """What ``engine.embed`` returned for ``count`` inputs, checked (:func:`embedding_vectors_fault`) and its vectors
+    made lists of floats; ExtensionEngineError (a 500 naming the engine) when it is no answer."""
+    if not isinstance(result, EmbeddingResult):
+        problem = f"embed() returned {type(result).__name__}, not an EmbeddingResult"
+    else:
+        problem = embedding_vectors_fault(result.vectors, count)
+        if problem is None and not (isinstance(result.prompt_tokens, int) and result.prompt_tokens >= 0):
+            problem = f"its prompt_tokens {result.prompt_tokens!r:.20} is not a count"
+    if problem is not None:
+        raise ExtensionEngineError(f"{engine_label(engine)} sent a malformed embed() answer: {problem}")
+    return EmbeddingResult(result.model, tuple([float(x) for x in v] for v in result.vectors), result.prompt_tokens)

@@ -1217,7 +1217,7 @@ class EmbeddingRequest:
             raise _misuse("dimensions", f"must be at least 1, got {self.dimensions}")
         if self.p_norm is not None and self.p_norm < -1:
             raise _misuse("p_norm", f"must be -1 or more (llama.cpp's embd_normalize), got {self.p_norm}")
-        if (problem := embedding_inputs_refusal(len(self.inputs))) is not None:
+        if (problem := embedding_inputs_refusal(len(self.inputs), self.field)) is not None:
             raise problem
 
     def prompt_name(self, i: int) -> str:
@@ -1225,16 +1225,17 @@ class EmbeddingRequest:
         return f"inputs[{i}]" if self.listed is None else f"{self.field}[{i}]" if self.listed else self.field
 
 
-def embedding_inputs_refusal(count: int) -> Exception | None:
+def embedding_inputs_refusal(count: int, field: str = "input") -> Exception | None:
     """The refusal of an embedding request with ``count`` inputs, more than :data:`MAX_EMBEDDING_INPUTS` (a
-    :class:`~jan.services.errors.RequestError`), or None; also asked before the inputs are read further (a front end
-    that tokenizes each one first)."""
+    :class:`~jan.services.errors.RequestError` naming ``field``, the body's field that holds them: llama-server's
+    ``content``), or None; also asked before the inputs are read further (a front end that tokenizes each one
+    first)."""
     if count <= MAX_EMBEDDING_INPUTS:
         return None
     from jan.services.errors import RequestError  # (jan.services imports this module)
 
-    return RequestError(f"input: at most {MAX_EMBEDDING_INPUTS} inputs in one embedding request, got {count}; "
-                        "send them in several requests", param="input", code="invalid_value")
+    return RequestError(f"{field}: at most {MAX_EMBEDDING_INPUTS} inputs in one embedding request, got {count}; "
+                        "send them in several requests", param=field, code="invalid_value")
 
 
 @dataclass(frozen=True)
@@ -1260,6 +1261,9 @@ class RerankRequest:
     #: the classifier's raw output (a logit, llama-server's score); False: its sigmoid, a relevance in 0..1 (TEI's
     #: default)
     raw_scores: bool = True
+    #: the body's field that holds the documents, as the client named it (Text Embeddings Inference's ``texts``):
+    #: what a refusal of them names
+    field: str = "documents"
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -1269,10 +1273,11 @@ class RerankRequest:
             raise _misuse("max_tokens_per_doc", f"must be at least 1, got {self.max_tokens_per_doc}")
         if self.max_chunks_per_doc is not None and self.max_chunks_per_doc < 1:
             raise _misuse("max_chunks_per_doc", f"must be at least 1, got {self.max_chunks_per_doc}")
-        _not_empty(self, "documents", "document (a string)")
+        if not self.documents:
+            raise _misuse(self.field, "must hold at least one document (a string)")
         if len(self.documents) > MAX_EMBEDDING_INPUTS:
-            raise _misuse("documents", f"at most {MAX_EMBEDDING_INPUTS} documents in one rerank request, got "
-                                       f"{len(self.documents)}; send them in several requests")
+            raise _misuse(self.field, f"at most {MAX_EMBEDDING_INPUTS} documents in one rerank request, got "
+                                      f"{len(self.documents)}; send them in several requests")
         if self.top_n is not None and self.top_n < 1:
             raise _misuse("top_n", f"must be at least 1, got {self.top_n}")
 

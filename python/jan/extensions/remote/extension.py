@@ -494,9 +494,14 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         result = await self._json(resp, up)
         if not isinstance(result, dict) or not isinstance(result.get("data"), list):
             raise UpstreamError(f"the upstream at {up.base_url} sent an embeddings response without data")
-        items = sorted((d for d in result["data"] if isinstance(d, dict)), key=lambda d: d.get("index", 0))
+        vectors = _upstream_vectors(result["data"], len(request.inputs))
+        if isinstance(vectors, str):  # (an upstream's fault, not the client's: a 502 naming it, never junk sent on)
+            raise UpstreamError(f"the upstream at {up.base_url} sent an unusable embeddings response: {vectors}")
         usage = result.get("usage") if isinstance(result.get("usage"), dict) else {}
-        return t.EmbeddingResult(model["id"], tuple(d.get("embedding") for d in items), int(usage.get("prompt_tokens") or 0))
+        tokens = usage.get("prompt_tokens")
+        return t.EmbeddingResult(model["id"], vectors,
+                                 tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0
+                                 else 0)
 
     async def _token_call(self, model: dict[str, Any], kind: str, body: dict[str, Any]) -> Any:
         """POST to the upstream's ``/tokenize`` or ``/detokenize`` (jan: under ``/v1``; llama.cpp: at the root)."""
@@ -626,3 +631,37 @@ def _as_chunks(response: Any, path: str) -> list[dict[str, Any]]:
 
 
 __all__ = ["FORWARDED_PARAMETERS", "RemoteInferenceExtension", "RemoteSettings"]
+
+
+def _upstream_vectors(data: list[Any], count: int) -> tuple[list[float], ...] | str:
+    """An OpenAI embeddings answer's ``data`` as one vector per input in input order, or why it is none. Each item's
+    ``index`` places it (all of them, each input's once; an answer without any is in input order); an ``embedding``
+    sent as base64 (OpenAI's other encoding: an upstream that ignores ``encoding_format``) is decoded as its
+    little-endian float32s; the vectors are then checked as any engine's (:func:`embedding_vectors_fault`)."""
+    import base64
+    import binascii
+    import struct
+
+    from jan.services.engine_output import embedding_vectors_fault
+
+    if not all(isinstance(d, dict) for d in data):
+        return "an item of its data is not an object"
+    indices = [d.get("index") for d in data]
+    if any(i is not None for i in indices):
+        if sorted(i for i in indices if isinstance(i, int) and not isinstance(i, bool)) != list(range(len(data))):
+            return f"its indices {indices!r:.80} are not each of 0 to {len(data) - 1} once"
+        data = sorted(data, key=lambda d: d["index"])
+    vectors: list[Any] = []
+    for i, d in enumerate(data):
+        v = d.get("embedding")
+        if isinstance(v, str):
+            try:
+                raw = base64.b64decode(v, validate=True)
+            except (binascii.Error, ValueError):
+                return f"vector {i} is a string that is not base64"
+            if not raw or len(raw) % 4:
+                return f"vector {i} is base64 of {len(raw)} bytes, not of float32s"
+            v = list(struct.unpack(f"<{len(raw) // 4}f", raw))
+        vectors.append(v)
+    problem = embedding_vectors_fault(vectors, count)
+    return problem if problem is not None else tuple([float(x) for x in v] for v in vectors)

@@ -494,7 +494,7 @@ async def embedding(request: web.Request) -> web.Response:
     list, or with pooling none a vector per token."""
     body = await parse_body(request, native.EmbeddingBody)
     # more inputs than one request may have are refused before each is tokenized, as the service would after
-    if (problem := embedding_inputs_refusal(len(native.prompts_of(body.inputs)))) is not None:
+    if (problem := embedding_inputs_refusal(len(native.prompts_of(body.inputs)), body.inputs_field)) is not None:
         raise problem
     await fetch_body_images(body, request.app[MEDIA_FETCHER])  # (a content input's image URLs, as a chat's)
     inputs, _ = await _prompts(request, body.model, body.inputs, param="input", field=body.inputs_field)

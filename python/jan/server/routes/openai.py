@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from jan.core import InferenceStopped
-from jan.errors import ContextOverflowError, MediaError
+from jan.errors import MediaError
 from jan.server import openai_wire as wire
 from jan.server.disconnect import (WAIT_SHUTDOWN, first_item, raise_if_gone, shutdown_error, unless_disconnected,
                                    unless_stopping)
@@ -308,8 +308,10 @@ async def rerank(request: web.Request) -> web.Response:
     typed = await body_step(wire.rerank_request, body)
     try:
         result = await unless_disconnected(request, request.app[SERVICES].embeddings.rerank(typed), body.model)
-    except ContextOverflowError as exc:  # a pair too long: said of the field the body sent (query, documents, texts)
-        raise wire.rerank_overflow(exc, body) from None
+    except ValueError as exc:  # a pair too long, an empty one: said of the field the body sent (query, documents, texts)
+        if (refusal := wire.rerank_refusal(exc, body)) is None:
+            raise
+        raise refusal from None
     return await json_response_built(lambda: wire.rerank_response(result, body), values=len(result.ranked) * 3)
 
 
