@@ -509,7 +509,8 @@ def _in_prompt(message: dict[str, Any]) -> bool:
 
 async def window_messages(store: ConversationalExtension, thread_id: str, history: list[dict[str, Any]],
                           last_messages: int | None, system: str,
-                          continued: ChatMessage | None = None) -> tuple[ChatMessage, ...]:
+                          continued: ChatMessage | None = None,
+                          fetch_image: FetchImage | None = None) -> tuple[ChatMessage, ...]:
     """A run's prompt of the thread's ``history``: its window (:func:`prompt_window`) as typed messages
     (:func:`history_messages`), its files read from ``store``. In a worker thread for a long thread or one keeping
     an MCP result's images (:func:`jan.services.kept_items.heavy_history`): reading them decodes each kept image,
@@ -519,7 +520,7 @@ async def window_messages(store: ConversationalExtension, thread_id: str, histor
     heavy = heavy_history(history)
     window = await asyncio.to_thread(prompt_window, history, last_messages) if heavy \
         else prompt_window(history, last_messages)
-    files = await thread_files(store, thread_id, window)
+    files = await thread_files(store, thread_id, window, fetch_image)
     if heavy:
         return await asyncio.to_thread(lambda: history_messages(window, system, files, continued=continued))
     return history_messages(window, system, files, continued=continued)
@@ -602,12 +603,18 @@ def _joinable(a: dict[str, Any], b: dict[str, Any]) -> bool:
             and not a.get("tool_calls") and not b.get("tool_calls"))
 
 
-async def thread_files(store: ConversationalExtension, thread_id: str,
-                       history: list[dict[str, Any]]) -> dict[str, ImagePart | DocumentPart]:
+async def thread_files(store: ConversationalExtension, thread_id: str, history: list[dict[str, Any]],
+                       fetch_image: FetchImage | None = None) -> dict[str, ImagePart | DocumentPart]:
     """The image files and the attached documents' text the thread's messages reference, read from the store (so
-    re-running a thread re-sends its images and re-reads its documents; a document's upload may be long deleted).
-    Raises :class:`RequestError` (``missing_file``) for one that is gone."""
+    re-running a thread re-sends its images and re-reads its documents; a document's upload may be long deleted),
+    and the images its messages link to (an ``image_url`` part whose URL is no ``data:`` URL: one the store was
+    handed as a link), keyed by their URL and read with ``fetch_image`` (the server's ``--allow-media-from``
+    fetcher, as a chat completion's). Raises :class:`RequestError` (``missing_file``) for a file that is gone, and
+    :class:`jan.MediaError` (``not_allowed``: no ``fetch_image`` or a URL it may not fetch; ``fetch_failed``,
+    ``too_large``, ``unsupported_format``) for a link, naming the message and the part
+    (``message msg_... content[i].image_url.url``): a run never leaves a linked image out of its prompt unsaid."""
     out: dict[str, ImagePart | DocumentPart] = {}
+    links: dict[str, str] = {}  # url -> the first part naming it, for errors
     for message in history:
         wanted = [*image_files_of(message), *(d["file_id"] for d in documents_of(message))]
         for file_id in wanted:
@@ -621,7 +628,49 @@ async def thread_files(store: ConversationalExtension, thread_id: str,
                                    param="thread_id", code="missing_file") from None
             # a document's text (UTF-8, as the server read it from the upload); its title is the message's
             out[file_id] = ImagePart(data, mime) if file_id.startswith("img-") else DocumentPart(data, "text/plain")
+        if message.get("role") != "tool":  # (a tool's images are kept items: jan.services.kept_items)
+            for i, url in linked_images(message):
+                links.setdefault(url, f"message {message.get('id')} content[{i}].image_url.url")
+    if links:
+        fetched = await asyncio.gather(*(_linked_image(fetch_image, url, param) for url, param in links.items()))
+        out.update(zip(links, fetched))
     return out
+
+
+#: Reads a linked image: ``(url, param)`` -> a ``data:`` URL; raises :class:`jan.MediaError` naming ``param``.
+FetchImage = Callable[[str, str], Awaitable[str]]
+
+
+def linked_images(message: Mapping[str, Any]) -> list[tuple[int, str]]:
+    """``(index, url)`` of each ``image_url`` part of a stored message whose URL is a link (``http(s)://``, a
+    file), not the image itself (a ``data:`` URL)."""
+    from jan.services.thread_turns import part_field
+
+    content = message.get("content")
+    if not isinstance(content, list):
+        return []
+    out = []
+    for i, part in enumerate(content):
+        url = part_field(part, "image_url", "url") if isinstance(part, dict) and part.get("type") == "image_url" \
+            else None
+        if isinstance(url, str) and url[:5].lower() != "data:":
+            out.append((i, url))
+    return out
+
+
+async def _linked_image(fetch_image: FetchImage | None, url: str, param: str) -> ImagePart:
+    from jan.errors import MediaError
+    from jan.services.thread_turns import data_url_image
+
+    if fetch_image is None:
+        raise MediaError(f"{param}: {url} is a link to an image, and this runtime fetches none (a server started "
+                         "with --allow-media-from does; or send the image itself as a data: URL)",
+                         reason="not_allowed", param=param)
+    image = data_url_image(await fetch_image(url, param))
+    if image is None:  # (a fetcher hands back a data: URL of an image: not reached)
+        raise MediaError(f"{param}: {url} is not a PNG, JPEG, WebP or GIF image", reason="unsupported_format",
+                         param=param)
+    return image
 
 
 def _typed_part(part: dict[str, Any],
@@ -636,7 +685,9 @@ def _typed_part(part: dict[str, Any],
     if part["type"] == "image_url":  # (an image a Responses conversation keeps in its message, as a data: URL)
         from jan.services.thread_turns import data_url_image
 
-        return data_url_image(str(part["image_url"].get("url") or ""))
+        url = str(part["image_url"].get("url") or "")
+        image = files.get(url)  # a link's image, fetched by thread_files
+        return image if isinstance(image, ImagePart) else data_url_image(url)
     return files.get(part["image_file"]["file_id"])
 
 
@@ -983,8 +1034,10 @@ class RunService(Held):
 
     def __init__(self, manager: ExtensionManager, models: ModelService, chat: ChatService, *,
                  describe_error: Callable[[BaseException], tuple[str, str | None]] = describe_error,
-                 expire_after: float = REQUIRES_ACTION_EXPIRY_S):
+                 expire_after: float = REQUIRES_ACTION_EXPIRY_S, fetch_image: FetchImage | None = None):
         self.manager = manager
+        #: How a run reads an image a thread message links to (:func:`thread_files`); None: such a link is refused.
+        self.fetch_image = fetch_image
         #: Seconds a run waits in ``requires_action`` before it expires (:data:`REQUIRES_ACTION_EXPIRY_S`).
         self.expire_after = expire_after
         self.models = models
@@ -1793,7 +1846,10 @@ class RunService(Held):
         added = await self._add_messages(store, req.thread_id, req.additional_messages)
         try:
             history = await store.list_messages(req.thread_id, order="asc")
-            messages = await window_messages(store, req.thread_id, history, req.last_messages, instructions)
+            # (linked images fetched here too: a link that cannot be read, or a model that cannot see it, is this
+            # request's 4xx; each leg fetches them again, as it reads the thread's files again)
+            messages = await window_messages(store, req.thread_id, history, req.last_messages, instructions,
+                                             fetch_image=self.fetch_image)
             if not any(m.role == "user" for m in messages):  # (a greeting alone asks nothing)
                 raise RequestError("The thread has no messages to answer", param="thread_id", code="empty_thread")
         except BaseException:
@@ -2302,7 +2358,7 @@ class _Execution:
         if run.message is not None:
             history = [m for m in history if m.get("id") != run.message["id"]]
         messages = await window_messages(self.store, run.thread_id, history, run.last_messages, run.instructions,
-                                         continued)
+                                         continued, fetch_image=self.service.fetch_image)
         tools: tuple[ToolSpec, ...] = ()
         tool_choice = None
         if self.policy:

@@ -26,7 +26,7 @@ from jan.services.types import ChatMessage, DocumentPart, ImagePart, Part, TextP
 from jan.services.untrusted import UntrustedTextPart, text_part_of
 from jan.templates.formats.reasoning import joined_thoughts
 
-__all__ = ["DocumentFileRef", "ImageFileRef", "TOOL_IMAGES_KEY", "attached_documents", "data_url_image", "file_refs",
+__all__ = ["DocumentFileRef", "ImageFileRef", "ImageLinkRef", "TOOL_IMAGES_KEY", "attached_documents", "data_url_image", "file_refs",
            "from_thread_message", "openai_status", "part_field", "prompt_entries", "RECORD_KEYS", "stored_calls", "stored_metadata",
            "thread_history",
            "thread_parts", "thread_turn"]
@@ -107,6 +107,15 @@ class ImageFileRef(ImagePart):
 
 
 @dataclass(frozen=True)
+class ImageLinkRef(ImagePart):
+    """An image a thread message links to (an ``image_url`` part whose URL is ``http(s)://`` or a file, which the
+    store keeps as it was given), named by ``url``, not fetched: a run fetches it before the model reads it
+    (:func:`jan.services.runs.thread_files`), or fails naming the part; never left out unsaid."""
+
+    url: str = ""
+
+
+@dataclass(frozen=True)
 class DocumentFileRef(DocumentPart):
     """A document attached to a thread message (its ``attachments``), named by the thread file keeping its text,
     not read (:class:`ImageFileRef`'s twin)."""
@@ -125,6 +134,10 @@ def file_refs(messages: Iterable[dict[str, Any]]) -> dict[str, ImagePart | Docum
                 and part.get("type") == "image_file" else None
             if isinstance(file_id, str):
                 refs.setdefault(file_id, ImageFileRef(b"", "", file_id=file_id))
+            url = part_field(part, "image_url", "url") if isinstance(part, dict) \
+                and part.get("type") == "image_url" else None
+            if isinstance(url, str) and url[:5].lower() != "data:":  # (keyed by the URL: file ids are img-/doc-)
+                refs.setdefault(url, ImageLinkRef(b"", "", url=url))
         for file_id, _ in attached_documents(message):
             refs.setdefault(file_id, DocumentFileRef(b"", "text/plain", file_id=file_id))
     return refs
@@ -277,8 +290,10 @@ def thread_parts(message: dict[str, Any],
             if isinstance(value, str) and value:
                 parts.append((text_part_of(value, part), part))
         elif part.get("type") == "image_url":
-            image = data_url_image(str(part_field(part, "image_url", "url") or ""))
-            if image is not None:
+            url = str(part_field(part, "image_url", "url") or "")
+            # a link is read from ``images`` (by its URL: a run's reference, ImageLinkRef, or the fetched image)
+            image = data_url_image(url) if url[:5].lower() == "data:" else (images or {}).get(url)
+            if isinstance(image, ImagePart):
                 parts.append((image, part))
         elif part.get("type") == "image_file" and images:
             image = images.get(str(part_field(part, "image_file", "file_id") or ""))
