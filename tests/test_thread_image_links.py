@@ -112,8 +112,8 @@ def test_a_link_the_run_cannot_use_is_the_requests_400(server, host):
         assert response.status_code == 400, (url, model, response.text)
         error = response.json()["error"]
         assert error["code"] == code, error
-        if code != "no_projector":  # (that one names the prompt's turn, as for an image the thread holds)
-            assert error["param"] == f"message {message_id} content[1].image_url.url", error
+        assert error["param"] == f"message {message_id} content[1].image_url.url", error
+        assert error["message"].startswith(error["param"] + ": "), error
         assert client.get(f"/v1/threads/{thread_id}/runs").json()["data"] == []
 
 
@@ -137,3 +137,28 @@ def test_without_a_fetcher_a_link_is_refused_not_dropped():
     with pytest.raises(MediaError) as info:
         asyncio.run(thread_files(Store(), "thread_1", [message]))
     assert info.value.reason == "not_allowed" and info.value.param == "message msg_1 content[1].image_url.url"
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["link", "data-url"])
+def test_a_model_without_a_projector_refuses_the_image_part_the_run_request_sent(server, host, inline):
+    """The refusal names the body's part (it named the prompt's ``messages[0]``, with ``param`` ``messages``), and
+    the messages the refused request would have added are not left in the thread (they stayed)."""
+    client = httpx.Client(base_url=server.base_url, timeout=300)
+    url = "data:image/png;base64," + base64.b64encode(PNG).decode() if inline else host.base + "/img/photo.png"
+    thread_id = client.post("/v1/threads", json={}).json()["id"]
+    response = client.post(f"/v1/threads/{thread_id}/runs", json={
+        "model": "stories260K", "max_tokens": 2,
+        "additional_messages": [{"role": "user", "content": "Hello"}, {"role": "user", "content": _linked(url)}]})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("no_projector", "additional_messages[1].content[1].image_url.url")
+    assert error["message"].startswith(error["param"] + ": ") and "no projector" in error["message"], error
+    assert client.get(f"/v1/threads/{thread_id}/messages").json()["data"] == []
+
+    threads = len(client.get("/v1/threads", params={"limit": 100}).json()["data"])
+    response = client.post("/v1/threads/runs", json={"model": "stories260K", "max_tokens": 2, "thread": {
+        "messages": [{"role": "user", "content": "Hello"}, {"role": "user", "content": _linked(url)}]}})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("no_projector", "thread.messages[1].content[1].image_url.url")
+    assert len(client.get("/v1/threads", params={"limit": 100}).json()["data"]) == threads

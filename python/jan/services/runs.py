@@ -126,7 +126,7 @@ from jan.core import (
     ToolRegistry,
 )
 from jan.core.held import Held
-from jan.errors import ModelNotFoundError
+from jan.errors import MediaError, ModelNotFoundError
 from jan.services.control import EndReasoning, GenerationControl
 from jan.services.chat import ChatService
 from jan.templates.chat import joined_turn
@@ -635,6 +635,30 @@ async def thread_files(store: ConversationalExtension, thread_id: str, history: 
         fetched = await asyncio.gather(*(_linked_image(fetch_image, url, param) for url, param in links.items()))
         out.update(zip(links, fetched))
     return out
+
+
+def _media_part_named(exc: MediaError, window: list[dict[str, Any]], added: Sequence[str]) -> MediaError:
+    """A run's ``no_projector`` refusal (said of the prompt's ``messages[i]``, which a run's client never sent) named
+    as the thread has it: the first image part of the run's window, ``additional_messages[k].content[i]...`` for one
+    this request added (``added``: their ids, in order), ``message <id> content[i]...`` for one stored before."""
+    if exc.reason != "no_projector" or "image" not in str(exc):  # (an image's refusal: audio is not kept in threads)
+        return exc
+    for message in window:
+        content = message.get("content")
+        if message.get("role") == "tool" or not isinstance(content, list):  # (a tool's images are no refusal)
+            continue
+        for i, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in ("image_url", "image_file"):
+                continue
+            field = "image_file.file_id" if kind == "image_file" else "image_url.url"
+            if message.get("id") in added:  # (written from the body's image_url: the store keeps its index)
+                param = f"additional_messages[{list(added).index(message['id'])}].content[{i}].image_url.url"
+            else:
+                param = f"message {message.get('id')} content[{i}].{field}"
+            text = str(exc).split(": ", 1)[1] if str(exc).startswith("messages[") else str(exc)
+            return MediaError(f"{param}: {text}", reason=exc.reason, param=param)
+    return exc
 
 
 #: Reads a linked image: ``(url, param)`` -> a ``data:`` URL; raises :class:`jan.MediaError` naming ``param``.
@@ -1739,6 +1763,18 @@ class RunService(Held):
             raise exc.under("thread.") from None
         try:
             return created, await self.start(replace(req, thread_id=created["id"]))
+        except MediaError as exc:  # (said of a stored message: the request's thread.messages[k] it was written from)
+            renamed = exc
+            if exc.param and exc.param.startswith("message "):
+                with contextlib.suppress(Exception):
+                    ids = [m.get("id") for m in await store.list_messages(created["id"], order="asc")]
+                    message_id, part = exc.param[len("message "):].split(" ", 1)
+                    part = part.replace(".image_file.file_id", ".image_url.url")  # (sent as image_url, kept as a file)
+                    param = f"thread.messages[{ids.index(message_id)}].{part}"
+                    renamed = MediaError(f"{param}{str(exc)[len(exc.param):]}", reason=exc.reason, param=param)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(store.delete_thread(created["id"]))
+            raise renamed from None
         except BaseException:
             # Refused by start's checks (assistant, model, tools, stored parameters, nothing to answer), which
             # raise before it writes: the request failed as a whole and its error cannot name the thread, which
@@ -1852,20 +1888,25 @@ class RunService(Held):
                                              fetch_image=self.fetch_image)
             if not any(m.role == "user" for m in messages):  # (a greeting alone asks nothing)
                 raise RequestError("The thread has no messages to answer", param="thread_id", code="empty_thread")
+            effort = req.reasoning_effort or assistant.get("reasoning_effort") or None
+            # (checked, not kept: each turn makes its own from the thread; kept on the run, the thread's messages,
+            # images and all, stayed in memory with each of the runs remembered, outside their events' byte budget)
+            chat_request = ChatRequest(model=model["id"], messages=messages, response_format=response_format,
+                                       sampling=sampling,
+                                       truncation=run_truncation(req.last_messages, req.max_prompt_tokens),
+                                       reasoning=_reasoning(effort), max_prompt_tokens=req.max_prompt_tokens)
+            # what the model cannot take (the thread's images, with no projector) is this request's 4xx, as an
+            # embedding model is: not a run accepted and failed later (its model is not loaded for it either way);
+            # refused with the messages this request added removed, as every refusal above (they once stayed)
+            try:
+                await self.models.require_able(target, chat_request)
+            except MediaError as exc:
+                raise _media_part_named(exc, prompt_window(history, req.last_messages), added) from None
         except BaseException:
             await asyncio.shield(self._remove_messages(store, req.thread_id, added))
             raise
 
         run = Run(req.thread_id, assistant["id"], model["id"], instructions, sampling.given(), req.metadata or {})
-        effort = req.reasoning_effort or assistant.get("reasoning_effort") or None
-        # (checked, not kept: each turn makes its own from the thread; kept on the run, the thread's messages, images
-        # and all, stayed in memory with each of the runs remembered, outside their events' byte budget)
-        chat_request = ChatRequest(model=model["id"], messages=messages, response_format=response_format,
-                                   sampling=sampling, truncation=run_truncation(req.last_messages, req.max_prompt_tokens),
-                                   reasoning=_reasoning(effort), max_prompt_tokens=req.max_prompt_tokens)
-        # what the model cannot take (the thread's images, with no projector) is this request's 4xx, as an
-        # embedding model is: not a run accepted and failed later (its model is not loaded for it either way)
-        await self.models.require_able(target, chat_request)
         run.run_tools = list(req.tools) if req.tools is not None else None
         run.tool_choice_request, run.tool_policy, run.tool_specs = req.tool_choice, req.tool_policy, policy.specs
         run.warnings = policy.warnings
