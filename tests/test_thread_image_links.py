@@ -162,3 +162,24 @@ def test_a_model_without_a_projector_refuses_the_image_part_the_run_request_sent
     error = response.json()["error"]
     assert (error["code"], error["param"]) == ("no_projector", "thread.messages[1].content[1].image_url.url")
     assert len(client.get("/v1/threads", params={"limit": 100}).json()["data"]) == threads
+
+
+def test_a_responses_turn_in_a_conversation_reads_its_linked_image(server, host):
+    """A conversation is a thread: a Responses turn reads a link its messages keep as a run does (it was left out)."""
+    client = httpx.Client(base_url=server.base_url, timeout=300)
+    folder = DataFolder(server.config.data_folder)
+
+    def turn(content) -> httpx.Response:
+        conversation = client.post("/v1/conversations", json={}).json()["id"]
+        folder.messages.create(conversation, "user", content)
+        return client.post("/v1/responses", json={"model": "vision-chat", "conversation": conversation,
+                                                  "input": "Describe it.", "max_output_tokens": 2})
+
+    inline = turn(_linked("data:image/png;base64," + base64.b64encode(PNG).decode()))
+    linked = turn(_linked(host.base + "/img/photo.png"))
+    assert inline.status_code == linked.status_code == 200, (inline.text, linked.text)
+    assert linked.json()["usage"]["input_tokens"] == inline.json()["usage"]["input_tokens"] > 64
+    refused = turn(_linked(host.base + "/other/photo.png"))
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "not_allowed" and error["param"].endswith(" content[1].image_url.url"), error

@@ -141,8 +141,8 @@ from jan.services.run_records import (ask_cancel, cancels_asked, clear_cancel, h
 from jan.services.thread_claims import thread_claims
 from jan.services.event_log import EventLog
 from jan.services.run_steps import RunStep, end_status, last_error, openai_last_error, zero_usage
-from jan.services.thread_turns import (BUDGET_STOPS, COMPLETION_BUDGET, PROMPT_BUDGET, kept_records, stored_calls,
-                                      stored_metadata)
+from jan.services.thread_turns import (BUDGET_STOPS, COMPLETION_BUDGET, PROMPT_BUDGET, FetchImage,
+                                      fetch_linked_images, kept_records, stored_calls, stored_metadata)
 from jan.services.tool_loop import (
     PendingCall,
     ToolDecision,
@@ -609,12 +609,11 @@ async def thread_files(store: ConversationalExtension, thread_id: str, history: 
     re-running a thread re-sends its images and re-reads its documents; a document's upload may be long deleted),
     and the images its messages link to (an ``image_url`` part whose URL is no ``data:`` URL: one the store was
     handed as a link), keyed by their URL and read with ``fetch_image`` (the server's ``--allow-media-from``
-    fetcher, as a chat completion's). Raises :class:`RequestError` (``missing_file``) for a file that is gone, and
-    :class:`jan.MediaError` (``not_allowed``: no ``fetch_image`` or a URL it may not fetch; ``fetch_failed``,
-    ``too_large``, ``unsupported_format``) for a link, naming the message and the part
-    (``message msg_... content[i].image_url.url``): a run never leaves a linked image out of its prompt unsaid."""
+    fetcher, as a chat completion's: :func:`jan.services.thread_turns.fetch_linked_images`). Raises
+    :class:`RequestError` (``missing_file``) for a file that is gone, and :class:`jan.MediaError` (``not_allowed``:
+    no ``fetch_image`` or a URL it may not fetch; ``fetch_failed``, ``too_large``, ``unsupported_format``) for a
+    link, naming the message and the part (``message msg_... content[i].image_url.url``): a run never leaves a linked image out of its prompt unsaid."""
     out: dict[str, ImagePart | DocumentPart] = {}
-    links: dict[str, str] = {}  # url -> the first part naming it, for errors
     for message in history:
         wanted = [*image_files_of(message), *(d["file_id"] for d in documents_of(message))]
         for file_id in wanted:
@@ -628,12 +627,7 @@ async def thread_files(store: ConversationalExtension, thread_id: str, history: 
                                    param="thread_id", code="missing_file") from None
             # a document's text (UTF-8, as the server read it from the upload); its title is the message's
             out[file_id] = ImagePart(data, mime) if file_id.startswith("img-") else DocumentPart(data, "text/plain")
-        if message.get("role") != "tool":  # (a tool's images are kept items: jan.services.kept_items)
-            for i, url in linked_images(message):
-                links.setdefault(url, f"message {message.get('id')} content[{i}].image_url.url")
-    if links:
-        fetched = await asyncio.gather(*(_linked_image(fetch_image, url, param) for url, param in links.items()))
-        out.update(zip(links, fetched))
+    out.update(await fetch_linked_images(history, fetch_image))
     return out
 
 
@@ -659,42 +653,6 @@ def _media_part_named(exc: MediaError, window: list[dict[str, Any]], added: Sequ
             text = str(exc).split(": ", 1)[1] if str(exc).startswith("messages[") else str(exc)
             return MediaError(f"{param}: {text}", reason=exc.reason, param=param)
     return exc
-
-
-#: Reads a linked image: ``(url, param)`` -> a ``data:`` URL; raises :class:`jan.MediaError` naming ``param``.
-FetchImage = Callable[[str, str], Awaitable[str]]
-
-
-def linked_images(message: Mapping[str, Any]) -> list[tuple[int, str]]:
-    """``(index, url)`` of each ``image_url`` part of a stored message whose URL is a link (``http(s)://``, a
-    file), not the image itself (a ``data:`` URL)."""
-    from jan.services.thread_turns import part_field
-
-    content = message.get("content")
-    if not isinstance(content, list):
-        return []
-    out = []
-    for i, part in enumerate(content):
-        url = part_field(part, "image_url", "url") if isinstance(part, dict) and part.get("type") == "image_url" \
-            else None
-        if isinstance(url, str) and url[:5].lower() != "data:":
-            out.append((i, url))
-    return out
-
-
-async def _linked_image(fetch_image: FetchImage | None, url: str, param: str) -> ImagePart:
-    from jan.errors import MediaError
-    from jan.services.thread_turns import data_url_image
-
-    if fetch_image is None:
-        raise MediaError(f"{param}: {url} is a link to an image, and this runtime fetches none (a server started "
-                         "with --allow-media-from does; or send the image itself as a data: URL)",
-                         reason="not_allowed", param=param)
-    image = data_url_image(await fetch_image(url, param))
-    if image is None:  # (a fetcher hands back a data: URL of an image: not reached)
-        raise MediaError(f"{param}: {url} is not a PNG, JPEG, WebP or GIF image", reason="unsupported_format",
-                         param=param)
-    return image
 
 
 def _typed_part(part: dict[str, Any],
