@@ -145,14 +145,16 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
     quiet_client_protocol_errors()
     app[CONFIG] = config
     app[MANAGER] = manager
-    app[SERVICES] = Services.from_manager(manager, describe_error=describe_error, default_model=config.default_model)
+    # (one fetcher: a run reads an image a thread message links to as a chat completion reads one, same allowlist)
+    app[MEDIA_FETCHER] = MediaFetcher(MediaAllowlist.parse(config.allow_media_from))
+    app[SERVICES] = Services.from_manager(manager, describe_error=describe_error, default_model=config.default_model,
+                                          fetch_image=app[MEDIA_FETCHER].data_url)
     app[BUS] = manager.bus
     app[STARTED_AT] = time.monotonic()
     app[METRIC_WINDOWS] = {}
     app[HTTP_REQUESTS] = request_counts
     app[SHUTTING_DOWN] = asyncio.Event()
     app[LIVE_CONTROLS] = {}
-    app[MEDIA_FETCHER] = MediaFetcher(MediaAllowlist.parse(config.allow_media_from))
     app.on_cleanup.append(_close_media_fetcher)
     app.on_shutdown.append(_announce_shutdown)
     for table in tables:

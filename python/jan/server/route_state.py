@@ -27,7 +27,7 @@ from jan.server.dialects.conversation_locks import ConversationLocks
 from jan.server.dialects.responses_run import ReplayableStreams
 from jan.server.dialects.responses_store import ResponsesStore
 from jan.server.errors import APIError, error_body
-from jan.server.keys import BUS, CONFIG, MANAGER, SERVICES
+from jan.server.keys import BUS, CONFIG, MANAGER, MEDIA_FETCHER, SERVICES
 from jan.server.route_index import import_lazily
 from jan.services.batch_types import Batch, BatchItem, ItemOutcome, ItemResult, RunnerUnavailableError
 from jan.services.batches import BatchService
@@ -159,7 +159,8 @@ def setup_responses(app: web.Application) -> None:
     """The app's response store and in-flight registry; on shutdown, running responses are cancelled."""
     manager = app[MANAGER]
     app[STORE] = ResponsesStore(app[CONFIG].data_folder / "responses",
-                                lambda: get_guarded(manager, ConversationalExtension))
+                                lambda: get_guarded(manager, ConversationalExtension),
+                                fetch_image=app[MEDIA_FETCHER].data_url)  # (a linked image: a run's fetch)
     app[RUNS] = {}
     # a conversation is a thread: held as a run holds one, in every process sharing the data folder
     app[CONVERSATION_LOCKS] = ConversationLocks(lambda thread_id: app[SERVICES].runs.claim_turn(thread_id),
@@ -238,7 +239,8 @@ async def prune_blobs(app: web.Application) -> list[Path]:
 def setup_anthropic(app: web.Application) -> None:
     manager = app[MANAGER]
     app[THREADS] = MessageThreads(app[CONFIG].data_folder / "message_threads",
-                                  lambda: get_guarded(manager, ConversationalExtension))
+                                  lambda: get_guarded(manager, ConversationalExtension),
+                                  fetch_image=app[MEDIA_FETCHER].data_url)
     app.cleanup_ctx.append(_threads_lifetime)
 
 

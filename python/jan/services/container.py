@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
@@ -76,6 +76,10 @@ class Services(Held):
     embeddings: EmbeddingService
     #: Maps a failure to the (message, code) a run records; None: :func:`jan.services.runs.describe_error`.
     describe_error: Callable[[BaseException], tuple[str, str | None]] | None = None
+    #: Reads an image a thread message links to (``http(s)://``, a file) for a run: ``(url, param)`` -> a ``data:``
+    #: URL, raising :class:`jan.MediaError` naming ``param`` (the server's ``--allow-media-from`` fetcher, the one
+    #: chat completions use). None: a run refuses such a link (:func:`jan.services.runs.thread_files`).
+    fetch_image: Callable[[str, str], Awaitable[str]] | None = None
 
     @made_once
     def runs(self) -> RunService:
@@ -84,7 +88,8 @@ class Services(Held):
         ``jan.server.app``) — resident memory at start, issue 16. One, whatever threads ask for it first at once."""
         from jan.services.runs import RunService, describe_error
 
-        return RunService(self.manager, self.models, self.chat, describe_error=self.describe_error or describe_error)
+        return RunService(self.manager, self.models, self.chat, describe_error=self.describe_error or describe_error,
+                          fetch_image=self.fetch_image)
 
     @property
     def has_runs(self) -> bool:
@@ -94,15 +99,18 @@ class Services(Held):
     @classmethod
     def from_manager(cls, manager: ExtensionManager, *,
                      describe_error: Callable[[BaseException], tuple[str, str | None]] | None = None,
-                     default_model: str | None = None, name_folder: bool = False) -> "Services":
+                     default_model: str | None = None, name_folder: bool = False,
+                     fetch_image: Callable[[str, str], Awaitable[str]] | None = None) -> "Services":
         """Every service over ``manager`` (started or not). ``describe_error`` maps a failure to the
         (message, code) a run records (the server passes its HTTP error mapping); ``default_model`` is
         the model of requests that name none (else the only loaded one); ``name_folder``: "model not found"
-        names the data folder (:attr:`ModelService.name_folder`: the Python API's, not a server's)."""
+        names the data folder (:attr:`ModelService.name_folder`: the Python API's, not a server's); ``fetch_image``: how
+        a run reads an image a thread message links to (:attr:`fetch_image`)."""
         models = ModelService(manager, default_model=default_model, name_folder=name_folder)
         chat = ChatService(models)
         return cls(manager=manager, models=models, chat=chat, completions=CompletionService(models),
-                   embeddings=EmbeddingService(models), describe_error=describe_error)
+                   embeddings=EmbeddingService(models), describe_error=describe_error,
+                   fetch_image=fetch_image)
 
 
 @keywords_named  # (a mistyped keyword: Python's TypeError, with the one it likely meant)

@@ -126,7 +126,7 @@ from jan.core import (
     ToolRegistry,
 )
 from jan.core.held import Held
-from jan.errors import ModelNotFoundError
+from jan.errors import MediaError, ModelNotFoundError
 from jan.services.control import EndReasoning, GenerationControl
 from jan.services.chat import ChatService
 from jan.templates.chat import joined_turn
@@ -141,8 +141,8 @@ from jan.services.run_records import (ask_cancel, cancels_asked, clear_cancel, h
 from jan.services.thread_claims import thread_claims
 from jan.services.event_log import EventLog
 from jan.services.run_steps import RunStep, end_status, last_error, openai_last_error, zero_usage
-from jan.services.thread_turns import (BUDGET_STOPS, COMPLETION_BUDGET, PROMPT_BUDGET, kept_records, stored_calls,
-                                      stored_metadata)
+from jan.services.thread_turns import (BUDGET_STOPS, COMPLETION_BUDGET, PROMPT_BUDGET, FetchImage,
+                                      fetch_linked_images, kept_records, stored_calls, stored_metadata)
 from jan.services.tool_loop import (
     PendingCall,
     ToolDecision,
@@ -509,7 +509,8 @@ def _in_prompt(message: dict[str, Any]) -> bool:
 
 async def window_messages(store: ConversationalExtension, thread_id: str, history: list[dict[str, Any]],
                           last_messages: int | None, system: str,
-                          continued: ChatMessage | None = None) -> tuple[ChatMessage, ...]:
+                          continued: ChatMessage | None = None,
+                          fetch_image: FetchImage | None = None) -> tuple[ChatMessage, ...]:
     """A run's prompt of the thread's ``history``: its window (:func:`prompt_window`) as typed messages
     (:func:`history_messages`), its files read from ``store``. In a worker thread for a long thread or one keeping
     an MCP result's images (:func:`jan.services.kept_items.heavy_history`): reading them decodes each kept image,
@@ -519,7 +520,7 @@ async def window_messages(store: ConversationalExtension, thread_id: str, histor
     heavy = heavy_history(history)
     window = await asyncio.to_thread(prompt_window, history, last_messages) if heavy \
         else prompt_window(history, last_messages)
-    files = await thread_files(store, thread_id, window)
+    files = await thread_files(store, thread_id, window, fetch_image)
     if heavy:
         return await asyncio.to_thread(lambda: history_messages(window, system, files, continued=continued))
     return history_messages(window, system, files, continued=continued)
@@ -602,11 +603,16 @@ def _joinable(a: dict[str, Any], b: dict[str, Any]) -> bool:
             and not a.get("tool_calls") and not b.get("tool_calls"))
 
 
-async def thread_files(store: ConversationalExtension, thread_id: str,
-                       history: list[dict[str, Any]]) -> dict[str, ImagePart | DocumentPart]:
+async def thread_files(store: ConversationalExtension, thread_id: str, history: list[dict[str, Any]],
+                       fetch_image: FetchImage | None = None) -> dict[str, ImagePart | DocumentPart]:
     """The image files and the attached documents' text the thread's messages reference, read from the store (so
-    re-running a thread re-sends its images and re-reads its documents; a document's upload may be long deleted).
-    Raises :class:`RequestError` (``missing_file``) for one that is gone."""
+    re-running a thread re-sends its images and re-reads its documents; a document's upload may be long deleted),
+    and the images its messages link to (an ``image_url`` part whose URL is no ``data:`` URL: one the store was
+    handed as a link), keyed by their URL and read with ``fetch_image`` (the server's ``--allow-media-from``
+    fetcher, as a chat completion's: :func:`jan.services.thread_turns.fetch_linked_images`). Raises
+    :class:`RequestError` (``missing_file``) for a file that is gone, and :class:`jan.MediaError` (``not_allowed``:
+    no ``fetch_image`` or a URL it may not fetch; ``fetch_failed``, ``too_large``, ``unsupported_format``) for a
+    link, naming the message and the part (``message msg_... content[i].image_url.url``): a run never leaves a linked image out of its prompt unsaid."""
     out: dict[str, ImagePart | DocumentPart] = {}
     for message in history:
         wanted = [*image_files_of(message), *(d["file_id"] for d in documents_of(message))]
@@ -621,7 +627,32 @@ async def thread_files(store: ConversationalExtension, thread_id: str,
                                    param="thread_id", code="missing_file") from None
             # a document's text (UTF-8, as the server read it from the upload); its title is the message's
             out[file_id] = ImagePart(data, mime) if file_id.startswith("img-") else DocumentPart(data, "text/plain")
+    out.update(await fetch_linked_images(history, fetch_image))
     return out
+
+
+def _media_part_named(exc: MediaError, window: list[dict[str, Any]], added: Sequence[str]) -> MediaError:
+    """A run's ``no_projector`` refusal (said of the prompt's ``messages[i]``, which a run's client never sent) named
+    as the thread has it: the first image part of the run's window, ``additional_messages[k].content[i]...`` for one
+    this request added (``added``: their ids, in order), ``message <id> content[i]...`` for one stored before."""
+    if exc.reason != "no_projector" or "image" not in str(exc):  # (an image's refusal: audio is not kept in threads)
+        return exc
+    for message in window:
+        content = message.get("content")
+        if message.get("role") == "tool" or not isinstance(content, list):  # (a tool's images are no refusal)
+            continue
+        for i, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in ("image_url", "image_file"):
+                continue
+            field = "image_file.file_id" if kind == "image_file" else "image_url.url"
+            if message.get("id") in added:  # (written from the body's image_url: the store keeps its index)
+                param = f"additional_messages[{list(added).index(message['id'])}].content[{i}].image_url.url"
+            else:
+                param = f"message {message.get('id')} content[{i}].{field}"
+            text = str(exc).split(": ", 1)[1] if str(exc).startswith("messages[") else str(exc)
+            return MediaError(f"{param}: {text}", reason=exc.reason, param=param)
+    return exc
 
 
 def _typed_part(part: dict[str, Any],
@@ -636,7 +667,9 @@ def _typed_part(part: dict[str, Any],
     if part["type"] == "image_url":  # (an image a Responses conversation keeps in its message, as a data: URL)
         from jan.services.thread_turns import data_url_image
 
-        return data_url_image(str(part["image_url"].get("url") or ""))
+        url = str(part["image_url"].get("url") or "")
+        image = files.get(url)  # a link's image, fetched by thread_files
+        return image if isinstance(image, ImagePart) else data_url_image(url)
     return files.get(part["image_file"]["file_id"])
 
 
@@ -983,8 +1016,10 @@ class RunService(Held):
 
     def __init__(self, manager: ExtensionManager, models: ModelService, chat: ChatService, *,
                  describe_error: Callable[[BaseException], tuple[str, str | None]] = describe_error,
-                 expire_after: float = REQUIRES_ACTION_EXPIRY_S):
+                 expire_after: float = REQUIRES_ACTION_EXPIRY_S, fetch_image: FetchImage | None = None):
         self.manager = manager
+        #: How a run reads an image a thread message links to (:func:`thread_files`); None: such a link is refused.
+        self.fetch_image = fetch_image
         #: Seconds a run waits in ``requires_action`` before it expires (:data:`REQUIRES_ACTION_EXPIRY_S`).
         self.expire_after = expire_after
         self.models = models
@@ -1686,6 +1721,18 @@ class RunService(Held):
             raise exc.under("thread.") from None
         try:
             return created, await self.start(replace(req, thread_id=created["id"]))
+        except MediaError as exc:  # (said of a stored message: the request's thread.messages[k] it was written from)
+            renamed = exc
+            if exc.param and exc.param.startswith("message "):
+                with contextlib.suppress(Exception):
+                    ids = [m.get("id") for m in await store.list_messages(created["id"], order="asc")]
+                    message_id, part = exc.param[len("message "):].split(" ", 1)
+                    part = part.replace(".image_file.file_id", ".image_url.url")  # (sent as image_url, kept as a file)
+                    param = f"thread.messages[{ids.index(message_id)}].{part}"
+                    renamed = MediaError(f"{param}{str(exc)[len(exc.param):]}", reason=exc.reason, param=param)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(store.delete_thread(created["id"]))
+            raise renamed from None
         except BaseException:
             # Refused by start's checks (assistant, model, tools, stored parameters, nothing to answer), which
             # raise before it writes: the request failed as a whole and its error cannot name the thread, which
@@ -1793,23 +1840,31 @@ class RunService(Held):
         added = await self._add_messages(store, req.thread_id, req.additional_messages)
         try:
             history = await store.list_messages(req.thread_id, order="asc")
-            messages = await window_messages(store, req.thread_id, history, req.last_messages, instructions)
+            # (linked images fetched here too: a link that cannot be read, or a model that cannot see it, is this
+            # request's 4xx; each leg fetches them again, as it reads the thread's files again)
+            messages = await window_messages(store, req.thread_id, history, req.last_messages, instructions,
+                                             fetch_image=self.fetch_image)
             if not any(m.role == "user" for m in messages):  # (a greeting alone asks nothing)
                 raise RequestError("The thread has no messages to answer", param="thread_id", code="empty_thread")
+            effort = req.reasoning_effort or assistant.get("reasoning_effort") or None
+            # (checked, not kept: each turn makes its own from the thread; kept on the run, the thread's messages,
+            # images and all, stayed in memory with each of the runs remembered, outside their events' byte budget)
+            chat_request = ChatRequest(model=model["id"], messages=messages, response_format=response_format,
+                                       sampling=sampling,
+                                       truncation=run_truncation(req.last_messages, req.max_prompt_tokens),
+                                       reasoning=_reasoning(effort), max_prompt_tokens=req.max_prompt_tokens)
+            # what the model cannot take (the thread's images, with no projector) is this request's 4xx, as an
+            # embedding model is: not a run accepted and failed later (its model is not loaded for it either way);
+            # refused with the messages this request added removed, as every refusal above (they once stayed)
+            try:
+                await self.models.require_able(target, chat_request)
+            except MediaError as exc:
+                raise _media_part_named(exc, prompt_window(history, req.last_messages), added) from None
         except BaseException:
             await asyncio.shield(self._remove_messages(store, req.thread_id, added))
             raise
 
         run = Run(req.thread_id, assistant["id"], model["id"], instructions, sampling.given(), req.metadata or {})
-        effort = req.reasoning_effort or assistant.get("reasoning_effort") or None
-        # (checked, not kept: each turn makes its own from the thread; kept on the run, the thread's messages, images
-        # and all, stayed in memory with each of the runs remembered, outside their events' byte budget)
-        chat_request = ChatRequest(model=model["id"], messages=messages, response_format=response_format,
-                                   sampling=sampling, truncation=run_truncation(req.last_messages, req.max_prompt_tokens),
-                                   reasoning=_reasoning(effort), max_prompt_tokens=req.max_prompt_tokens)
-        # what the model cannot take (the thread's images, with no projector) is this request's 4xx, as an
-        # embedding model is: not a run accepted and failed later (its model is not loaded for it either way)
-        await self.models.require_able(target, chat_request)
         run.run_tools = list(req.tools) if req.tools is not None else None
         run.tool_choice_request, run.tool_policy, run.tool_specs = req.tool_choice, req.tool_policy, policy.specs
         run.warnings = policy.warnings
@@ -2302,7 +2357,7 @@ class _Execution:
         if run.message is not None:
             history = [m for m in history if m.get("id") != run.message["id"]]
         messages = await window_messages(self.store, run.thread_id, history, run.last_messages, run.instructions,
-                                         continued)
+                                         continued, fetch_image=self.service.fetch_image)
         tools: tuple[ToolSpec, ...] = ()
         tool_choice = None
         if self.policy:

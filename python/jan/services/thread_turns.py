@@ -14,19 +14,21 @@ thread store keeps it.
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from jan.errors import MediaError
 from jan.image_types import b64decode, parse_data_url
 from jan.services.kept_items import KeptEntry, history_turns, kept_entry, kept_item
 from jan.services.types import ChatMessage, DocumentPart, ImagePart, Part, TextPart, ToolCall
 from jan.services.untrusted import UntrustedTextPart, text_part_of
 from jan.templates.formats.reasoning import joined_thoughts
 
-__all__ = ["DocumentFileRef", "ImageFileRef", "TOOL_IMAGES_KEY", "attached_documents", "data_url_image", "file_refs",
+__all__ = ["DocumentFileRef", "FetchImage", "ImageFileRef", "ImageLinkRef", "fetch_linked_images", "linked_images", "TOOL_IMAGES_KEY", "attached_documents", "data_url_image", "file_refs",
            "from_thread_message", "openai_status", "part_field", "prompt_entries", "RECORD_KEYS", "stored_calls", "stored_metadata",
            "thread_history",
            "thread_parts", "thread_turn"]
@@ -107,6 +109,15 @@ class ImageFileRef(ImagePart):
 
 
 @dataclass(frozen=True)
+class ImageLinkRef(ImagePart):
+    """An image a thread message links to (an ``image_url`` part whose URL is ``http(s)://`` or a file, which the
+    store keeps as it was given), named by ``url``, not fetched: a run fetches it before the model reads it
+    (:func:`jan.services.runs.thread_files`), or fails naming the part; never left out unsaid."""
+
+    url: str = ""
+
+
+@dataclass(frozen=True)
 class DocumentFileRef(DocumentPart):
     """A document attached to a thread message (its ``attachments``), named by the thread file keeping its text,
     not read (:class:`ImageFileRef`'s twin)."""
@@ -125,6 +136,10 @@ def file_refs(messages: Iterable[dict[str, Any]]) -> dict[str, ImagePart | Docum
                 and part.get("type") == "image_file" else None
             if isinstance(file_id, str):
                 refs.setdefault(file_id, ImageFileRef(b"", "", file_id=file_id))
+            url = part_field(part, "image_url", "url") if isinstance(part, dict) \
+                and part.get("type") == "image_url" else None
+            if isinstance(url, str) and url[:5].lower() != "data:":  # (keyed by the URL: file ids are img-/doc-)
+                refs.setdefault(url, ImageLinkRef(b"", "", url=url))
         for file_id, _ in attached_documents(message):
             refs.setdefault(file_id, DocumentFileRef(b"", "text/plain", file_id=file_id))
     return refs
@@ -277,8 +292,10 @@ def thread_parts(message: dict[str, Any],
             if isinstance(value, str) and value:
                 parts.append((text_part_of(value, part), part))
         elif part.get("type") == "image_url":
-            image = data_url_image(str(part_field(part, "image_url", "url") or ""))
-            if image is not None:
+            url = str(part_field(part, "image_url", "url") or "")
+            # a link is read from ``images`` (by its URL: a run's reference, ImageLinkRef, or the fetched image)
+            image = data_url_image(url) if url[:5].lower() == "data:" else (images or {}).get(url)
+            if isinstance(image, ImagePart):
                 parts.append((image, part))
         elif part.get("type") == "image_file" and images:
             image = images.get(str(part_field(part, "image_file", "file_id") or ""))
@@ -304,3 +321,54 @@ def part_field(part: Mapping[str, Any], key: str, field: str) -> Any:
     a 500 on every read of its conversation)."""
     inner = part.get(key)
     return inner.get(field) if isinstance(inner, dict) else None
+
+
+#: Reads a linked image: ``(url, param)`` -> a ``data:`` URL; raises :class:`jan.MediaError` naming ``param`` (the
+#: server's ``--allow-media-from`` fetcher, ``jan.server.media_fetch.MediaFetcher.data_url``).
+FetchImage = Callable[[str, str], Awaitable[str]]
+
+
+def linked_images(message: Mapping[str, Any]) -> list[tuple[int, str]]:
+    """``(index, url)`` of each ``image_url`` part of a stored message whose URL is a link (``http(s)://``, a
+    file), not the image itself (a ``data:`` URL)."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return []
+    out = []
+    for i, part in enumerate(content):
+        url = part_field(part, "image_url", "url") if isinstance(part, dict) and part.get("type") == "image_url" \
+            else None
+        if isinstance(url, str) and url[:5].lower() != "data:":
+            out.append((i, url))
+    return out
+
+
+async def fetch_linked_images(messages: Iterable[Mapping[str, Any]],
+                              fetch_image: FetchImage | None) -> dict[str, ImagePart]:
+    """The images the stored ``messages`` link to (:func:`linked_images`; a tool's are kept items, not links), by
+    URL, fetched at once with ``fetch_image``: what a prompt of the thread reads (:func:`thread_parts` finds a
+    link's image by its URL). Raises :class:`jan.MediaError` naming the first message and part that links to a
+    URL (``message msg_... content[i].image_url.url``): ``not_allowed`` without ``fetch_image`` (the library's
+    runs: no server, no ``--allow-media-from``) or for a URL it may not fetch, ``fetch_failed``, ``too_large``,
+    ``unsupported_format`` — never an image left out of the prompt unsaid."""
+    links: dict[str, str] = {}  # url -> the first part naming it, for errors
+    for message in messages:
+        if message.get("role") != "tool":
+            for i, url in linked_images(message):
+                links.setdefault(url, f"message {message.get('id')} content[{i}].image_url.url")
+    if not links:
+        return {}
+
+    async def fetch(url: str, param: str) -> ImagePart:
+        if fetch_image is None:
+            raise MediaError(f"{param}: {url} is a link to an image, and this runtime fetches none (a server "
+                             "started with --allow-media-from does; or send the image itself as a data: URL)",
+                             reason="not_allowed", param=param)
+        image = data_url_image(await fetch_image(url, param))
+        if image is None:  # (a fetcher hands back a data: URL of an image: not reached)
+            raise MediaError(f"{param}: {url} is not a PNG, JPEG, WebP or GIF image", reason="unsupported_format",
+                             param=param)
+        return image
+
+    fetched = await asyncio.gather(*(fetch(url, param) for url, param in links.items()))
+    return dict(zip(links, fetched))

@@ -610,13 +610,15 @@ def turn_dict(turn: Any) -> dict[str, Any]:
     its ``data:`` URL; third-party text, marked ``"untrusted"``: :func:`jan.services.untrusted.text_part_dict`),
     ``None`` for a calling turn with no text; a tool result always names its call's tool (``name``, ``None`` for
     none); earlier thinking as ``reasoning_content``."""
-    from jan.services.thread_turns import DocumentFileRef, ImageFileRef
+    from jan.services.thread_turns import DocumentFileRef, ImageFileRef, ImageLinkRef
     from jan.services.types import DocumentPart, ImagePart, TextPart
     from jan.services.untrusted import UntrustedTextPart, text_part_dict
 
     def part(p: Any) -> dict[str, Any] | None:
         if isinstance(p, ImageFileRef):
             return {"type": "image_file", "image_file": {"file_id": p.file_id}}
+        if isinstance(p, ImageLinkRef):  # (its URL: the run fetches it, jan.services.runs.thread_files)
+            return {"type": "image_url", "image_url": {"url": p.url}}
         if isinstance(p, DocumentFileRef):
             return {"type": "document", "document": {"file_id": p.file_id, "title": p.title}}
         if isinstance(p, ImagePart):

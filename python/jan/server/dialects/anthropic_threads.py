@@ -63,6 +63,7 @@ from jan.json_text import loads_json
 from jan.core import ConversationalExtension, ExtensionLoadingError, ExtensionNotFoundError, NotFoundError, ThreadDeleted
 from jan.server.body_size import body_step
 from jan.server.dialect_errors import anthropic_error_shape, anthropic_error_type
+from jan.services.thread_turns import FetchImage
 from jan.server.dialects.responses_store import NotLatestError, ResponsesStore, StoredResponse
 from jan.store.leases import LEASE_DIR_NAME, Leases
 from jan.server.errors import APIError, storage_error
@@ -277,8 +278,9 @@ class MessageThreads:
     """The held threads: index files in ``folder``, conversations in the conversation store
     (``conversations()``; it may be disabled or swapped while the server runs)."""
 
-    def __init__(self, folder: Path, conversations: Callable[[], ConversationalExtension]):
-        self.store = ResponsesStore(folder, conversations)
+    def __init__(self, folder: Path, conversations: Callable[[], ConversationalExtension], *,
+                 fetch_image: FetchImage | None = None):
+        self.store = ResponsesStore(folder, conversations, fetch_image=fetch_image)
         # replies a request is continuing from right now (threads are linear: one at a time): this process's, and
         # a lease on each (``continuing_<id>``) that other processes sharing the data folder see as well
         self._continuing: set[str] = set()

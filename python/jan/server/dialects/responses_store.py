@@ -52,8 +52,8 @@ from jan.services.kept_items import (CALL_ID_KEY, JOINS_KEY, MANY_MESSAGES, RESU
                                      kept_item, kept_item_turns, mcp_call_error_text, mcp_call_turns,
                                      result_content)
 # (a thread message's turn: the one reading of a thread every path takes, with a prompt's rules)
-from jan.services.thread_turns import (TOOL_IMAGES_KEY, attached_documents, from_thread_message,  # noqa: F401
-                                       part_field, prompt_entries, thread_history, thread_parts)
+from jan.services.thread_turns import (TOOL_IMAGES_KEY, FetchImage, attached_documents,  # noqa: F401
+                                       fetch_linked_images, from_thread_message, part_field, prompt_entries, thread_history, thread_parts)
 from jan.services.types import ChatMessage, DocumentPart, ImagePart, Part, TextPart
 from jan.services.untrusted import UntrustedTextPart, text_part_dict
 from jan.local_files import FileTooLargeError, read_regular_file
@@ -323,9 +323,13 @@ class ResponsesStore:
     unknown id.
     """
 
-    def __init__(self, folder: Path, conversations: Callable[[], ConversationalExtension]):
+    def __init__(self, folder: Path, conversations: Callable[[], ConversationalExtension], *,
+                 fetch_image: FetchImage | None = None):
         self.folder = Path(folder)
         self._conversations = conversations
+        #: How a prompt of a thread reads an image one of its messages links to (the server's --allow-media-from
+        #: fetcher, as a run's: :func:`jan.services.thread_turns.fetch_linked_images`); None: such a link is refused.
+        self.fetch_image = fetch_image
         # the data folder's per-file locks (the store's own), keyed by the path in the data folder
         self._locks: LockManager | None = None
         # Deciding "append or fork" and appending (reading a conversation's item ids and keeping an id, adding a
@@ -558,8 +562,11 @@ class ResponsesStore:
 
     async def files(self, thread_id: str, messages: list[dict[str, Any]]) -> dict[str, ImagePart | DocumentPart]:
         """:meth:`images`, and the documents attached to ``messages`` (the text the server read from each upload,
-        kept as a thread file), by file id: what a prompt of the thread reads (one gone is left out)."""
+        kept as a thread file), by file id: what a prompt of the thread reads (one gone is left out); and the images
+        its messages link to, by URL, fetched as a run fetches them (:attr:`fetch_image`; one that cannot be read is
+        a :class:`jan.MediaError` naming the message and part, never left out)."""
         files: dict[str, ImagePart | DocumentPart] = {**await self.images(thread_id, messages)}
+        files.update(await fetch_linked_images(messages, self.fetch_image))
         for message in messages:
             for file_id, _ in attached_documents(message):
                 if file_id not in files:
