@@ -28,7 +28,7 @@ from jan.cli.common import (
 )
 from jan.cli.conversation import history_of, open_threads, thread_assistants
 from jan.cli.images import content_text, image_part, user_content
-from jan.cli.inference import STOP_DEADLINE_S, StopSignals, default_model, open_backend, refuse_images
+from jan.cli.inference import STOP_DEADLINE_S, StopSignals, Terminated, default_model, open_backend, refuse_images
 from jan.cli.run import LORA_APPLIES, collect_options, load_options, sampling_options, show_thought, think_option
 from jan.cli.tools import MAX_STEPS
 
@@ -202,6 +202,20 @@ class ChatSession:
             click.echo(f"jan: error: could not save the conversation: {exc}", err=True)
         self.unsaved = True
 
+    def _keep_so_far(self) -> None:
+        """Save the turns not yet in the thread (with autosave), as a run stores the user's message before it
+        answers. A stop signal that came during the save (held off by it) stops the answer here, as Ctrl-C does."""
+        if not self.autosave or self.saved >= len(self.messages):
+            return
+        self.save_quietly()
+
+    def _keep_before_answer(self) -> None:
+        """:meth:`_keep_so_far` as an answer begins; a signal held off by the save stops the answer (raised as
+        :class:`~jan.cli.inference.Terminated`, handled as Ctrl-C is)."""
+        self._keep_so_far()
+        if self.stopping:
+            raise Terminated(self.stops.signum)
+
     # -- talking -------------------------------------------------------
     def ask(self, text: str) -> None:
         content, self.images = user_content(text, self.images), []
@@ -212,6 +226,10 @@ class ChatSession:
         try:
             for step in range(steps):
                 if not self._turn(step, steps) or self.stopping:
+                    break
+                # a tool step's turns (the call, its results) are kept as they end, not when the whole answer does
+                self._keep_so_far()
+                if self.stopping:  # (a signal during that save: the chat ends, the turns kept)
                     break
         finally:
             # also when the answer broke off (the server killed mid-answer, a later step's connection refused):
@@ -234,6 +252,11 @@ class ChatSession:
                 generation = self.backend.chat(chat, self.options)
             thinking = False
             for piece in generation:
+                if not (pieces or thoughts):
+                    # the answer has begun: what came before it (the user's message, a tool step's results) is
+                    # written now, before any of it is shown, so a process killed mid-answer (kill -9, a crash)
+                    # loses only the answer; a request refused before this keeps nothing, to be sent again
+                    self._keep_before_answer()
                 if getattr(piece, "reasoning", False):
                     # the model's thinking: shown dimmed (plain when not a terminal), not part of the answer
                     thoughts.append(piece)
