@@ -115,6 +115,7 @@ class ChatSession:
     failed_turns: int = field(init=False, default=0)  # piped input then ends with a failure status
     failed_commands: int = field(init=False, default=0)  # likewise: a /command that failed (or none such)
     unsaved: bool = field(init=False, default=False)  # the last save failed: likewise, what a script ran was not kept
+    _told_unsaved: bool = field(init=False, default=False)  # this turn's failed save was said already
 
     @property
     def stopping(self) -> bool:
@@ -190,17 +191,22 @@ class ChatSession:
         self.saved = len(self.messages)
 
     def save_quietly(self) -> None:
+        """Save, a failure told on stderr (once a turn: a turn saves as its answer begins and again as it ends, and
+        a full disk refuses both) and noted in :attr:`unsaved`; the chat goes on."""
         try:
             self.save()
             self.unsaved = False  # a later save writes what an earlier one could not
+            self._told_unsaved = False
             return
         except CLIError as exc:
-            click.echo(f"jan: error: could not save the conversation: {exc.format_message()}", err=True)
+            reason = exc.format_message()
         except OSError as exc:  # a read-only data folder, a full disk: the path and the reason, not an errno
-            click.echo(f"jan: error: could not save the conversation: {os_error_message(exc)}", err=True)
+            reason = os_error_message(exc)
         except Exception as exc:  # noqa: BLE001 - a failed save must not end the chat
-            click.echo(f"jan: error: could not save the conversation: {exc}", err=True)
-        self.unsaved = True
+            reason = str(exc)
+        if not self._told_unsaved:
+            click.echo(f"jan: error: could not save the conversation: {reason}", err=True)
+        self.unsaved = self._told_unsaved = True
 
     def _keep_so_far(self) -> None:
         """Save the turns not yet in the thread (with autosave), as a run stores the user's message before it
@@ -236,6 +242,7 @@ class ChatSession:
             # what the user saw of the exchange is kept, and a later `jan chat --thread` goes on from it
             if self.autosave:
                 self.save_quietly()
+            self._told_unsaved = False  # (a save after the turn, /new's or /save's, says its own failure)
 
     def _turn(self, step: int, steps: int) -> bool:
         """One model turn; True when it called tools (they ran or were denied) and the model goes on."""
