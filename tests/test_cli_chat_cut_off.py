@@ -166,14 +166,16 @@ def test_each_step_keeps_the_turns_before_it_as_its_answer_begins():
         specs = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
 
         def call(self, name, arguments):
+            calling.append([(role, status) for role, _, status, _ in holder["s"].threads.saved])
             return "sunny", False, 1
 
-    holder = {}
+    holder, calling = {}, []
     first = _Watched(lambda: holder["s"].threads, ["Let me look"], calls=[call])
     second = _Watched(lambda: holder["s"].threads, ["Sunny"])
     session = holder["s"] = _session(first, second, tools=Tools())
     session.ask("Weather?")
     assert first.saved_at_start == [("user", "ready")]
+    assert calling == [[("user", "ready"), ("assistant", "ready")]]  # the calling turn, before its call ran
     assert second.saved_at_start == [("user", "ready"), ("assistant", "ready"), ("tool", "ready")]
     assert [(role, status) for role, _, status, _ in session.threads.saved] == [
         ("user", "ready"), ("assistant", "ready"), ("tool", "ready"), ("assistant", "ready")]

@@ -320,7 +320,12 @@ class ChatSession:
             self.messages.append({"role": "assistant", "content": answer or None, "tool_calls": calls})
             self.statuses.append("ready")
             self.meta.append({**meta, "tool_calls": calls})
+            # the calling turn is kept before its calls run (a y/n may wait long, a tool may hang): killed then,
+            # the thread has the calls, which a later chat sends as stopped (answered())
+            self._keep_so_far()
             for call in calls:
+                if self.stopping:  # (a signal during that save: the calls are not run, the chat ends)
+                    break
                 self._run_call(call)
             return True
         sys.stdout.write("\n" if answer.endswith("\n") or not answer else "\n\n")
