@@ -315,6 +315,23 @@ def test_a_chat_whose_server_is_killed_mid_answer_keeps_what_the_user_saw(served
     assert stored[1]["content"][0]["text"]["value"] == answer
 
 
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP])
+def test_a_chat_through_a_server_killed_mid_answer_keeps_the_users_message(served, signum):
+    """`jan chat` through a server, killed (SIGKILL) or its terminal closed (SIGHUP) mid-answer: the server's
+    thread holds the user's message (it was written only when the turn ended: kill -9 lost it), nothing left
+    in progress; SIGHUP also keeps the answer so far, stopped as Ctrl-C keeps it."""
+    from test_cli_chat_killed import PROMPT, killed_mid_answer
+
+    _, url, _, env = served
+    code, _ = killed_mid_answer("stories260K", env, signum)
+    assert code == (-signal.SIGKILL if signum == signal.SIGKILL else 128 + signum)
+    thread = json.loads(ok(jan("threads", "list", "--json", env=env)).stdout)[0]
+    stored = json.loads(ok(jan("threads", "export", thread["id"], "-f", "json", env=env)).stdout)["messages"]
+    expected = [("user", "completed")] + ([] if signum == signal.SIGKILL else [("assistant", "incomplete")])
+    assert [(m["role"], m["status"]) for m in stored] == expected  # (OpenAI's statuses, through the server)
+    assert stored[0]["content"][0]["text"]["value"] == PROMPT
+
+
 def test_api_key_is_sent_and_a_wrong_one_is_a_clear_error(tmp_path, stories_path):
     from jan.server.config import ServerConfig
     from jan.testing.server import ServerThread

@@ -141,3 +141,63 @@ def test_a_server_gone_mid_chat_saves_to_its_data_folder():
     assert local.saved == [("user", "hi", "ready", {})] and threads.where == "data folder"
     with pytest.raises(ServerUnreachableError):
         ServerThreads(Gone(), fallback=lambda: None).add("thread_1", "user", "hi")
+
+
+class _Watched(_Generation):
+    """A :class:`_Generation` that notes what the thread held once its first piece was shown."""
+
+    def __init__(self, threads_of, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._threads_of, self.saved_at_start = threads_of, None
+
+    def __iter__(self):
+        for piece in super().__iter__():
+            yield piece
+            if self.saved_at_start is None:  # (resumed: the session has shown the first piece)
+                self.saved_at_start = [(role, status) for role, _, status, _ in self._threads_of().saved]
+
+
+def test_each_step_keeps_the_turns_before_it_as_its_answer_begins():
+    """The user's message (and a tool step's call and results) were written only when the whole turn ended: a
+    process killed mid-answer (kill -9, a crash) lost them. Now they are in the thread before the answer shows."""
+    call = {"id": "a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+
+    class Tools:
+        specs = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+
+        def call(self, name, arguments):
+            calling.append([(role, status) for role, _, status, _ in holder["s"].threads.saved])
+            return "sunny", False, 1
+
+    holder, calling = {}, []
+    first = _Watched(lambda: holder["s"].threads, ["Let me look"], calls=[call])
+    second = _Watched(lambda: holder["s"].threads, ["Sunny"])
+    session = holder["s"] = _session(first, second, tools=Tools())
+    session.ask("Weather?")
+    assert first.saved_at_start == [("user", "ready")]
+    assert calling == [[("user", "ready"), ("assistant", "ready")]]  # the calling turn, before its call ran
+    assert second.saved_at_start == [("user", "ready"), ("assistant", "ready"), ("tool", "ready")]
+    assert [(role, status) for role, _, status, _ in session.threads.saved] == [
+        ("user", "ready"), ("assistant", "ready"), ("tool", "ready"), ("assistant", "ready")]
+
+
+def test_a_stop_signal_during_the_early_save_stops_the_answer_as_ctrl_c_does(capsys):
+    """SIGTERM/SIGHUP arriving while the user's message is written (held off by the save, not raised) stops the
+    answer there, kept ``stopped`` as Ctrl-C keeps one, the message saved once."""
+    import signal
+
+    from jan.cli.inference import StopSignals
+
+    session = _session(_Generation(["Once", " upon"]))
+    session.stops = StopSignals()  # (not entered: no handlers installed; the signal is noted by hand)
+    add = session.threads.add
+
+    def add_then_signal(*args, **kwargs):
+        add(*args, **kwargs)
+        session.stops.signum = signal.SIGTERM  # as the handler notes one that came during a held save
+
+    session.threads.add = add_then_signal
+    session.ask("Tell me a story")
+    assert [(role, text, status) for role, text, status, _ in session.threads.saved] == [
+        ("user", "Tell me a story", "ready"), ("assistant", "", "stopped")]
+    assert "[answer stopped]" in capsys.readouterr().out

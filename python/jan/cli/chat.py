@@ -28,7 +28,7 @@ from jan.cli.common import (
 )
 from jan.cli.conversation import history_of, open_threads, thread_assistants
 from jan.cli.images import content_text, image_part, user_content
-from jan.cli.inference import STOP_DEADLINE_S, StopSignals, default_model, open_backend, refuse_images
+from jan.cli.inference import STOP_DEADLINE_S, StopSignals, Terminated, default_model, open_backend, refuse_images
 from jan.cli.run import LORA_APPLIES, collect_options, load_options, sampling_options, show_thought, think_option
 from jan.cli.tools import MAX_STEPS
 
@@ -115,6 +115,7 @@ class ChatSession:
     failed_turns: int = field(init=False, default=0)  # piped input then ends with a failure status
     failed_commands: int = field(init=False, default=0)  # likewise: a /command that failed (or none such)
     unsaved: bool = field(init=False, default=False)  # the last save failed: likewise, what a script ran was not kept
+    _told_unsaved: bool = field(init=False, default=False)  # this turn's failed save was said already
 
     @property
     def stopping(self) -> bool:
@@ -190,17 +191,36 @@ class ChatSession:
         self.saved = len(self.messages)
 
     def save_quietly(self) -> None:
+        """Save, a failure told on stderr (once a turn: a turn saves as its answer begins and again as it ends, and
+        a full disk refuses both) and noted in :attr:`unsaved`; the chat goes on."""
         try:
             self.save()
             self.unsaved = False  # a later save writes what an earlier one could not
+            self._told_unsaved = False
             return
         except CLIError as exc:
-            click.echo(f"jan: error: could not save the conversation: {exc.format_message()}", err=True)
+            reason = exc.format_message()
         except OSError as exc:  # a read-only data folder, a full disk: the path and the reason, not an errno
-            click.echo(f"jan: error: could not save the conversation: {os_error_message(exc)}", err=True)
+            reason = os_error_message(exc)
         except Exception as exc:  # noqa: BLE001 - a failed save must not end the chat
-            click.echo(f"jan: error: could not save the conversation: {exc}", err=True)
-        self.unsaved = True
+            reason = str(exc)
+        if not self._told_unsaved:
+            click.echo(f"jan: error: could not save the conversation: {reason}", err=True)
+        self.unsaved = self._told_unsaved = True
+
+    def _keep_so_far(self) -> None:
+        """Save the turns not yet in the thread (with autosave), as a run stores the user's message before it
+        answers. A stop signal that came during the save (held off by it) stops the answer here, as Ctrl-C does."""
+        if not self.autosave or self.saved >= len(self.messages):
+            return
+        self.save_quietly()
+
+    def _keep_before_answer(self) -> None:
+        """:meth:`_keep_so_far` as an answer begins; a signal held off by the save stops the answer (raised as
+        :class:`~jan.cli.inference.Terminated`, handled as Ctrl-C is)."""
+        self._keep_so_far()
+        if self.stopping:
+            raise Terminated(self.stops.signum)
 
     # -- talking -------------------------------------------------------
     def ask(self, text: str) -> None:
@@ -213,11 +233,16 @@ class ChatSession:
             for step in range(steps):
                 if not self._turn(step, steps) or self.stopping:
                     break
+                # a tool step's turns (the call, its results) are kept as they end, not when the whole answer does
+                self._keep_so_far()
+                if self.stopping:  # (a signal during that save: the chat ends, the turns kept)
+                    break
         finally:
             # also when the answer broke off (the server killed mid-answer, a later step's connection refused):
             # what the user saw of the exchange is kept, and a later `jan chat --thread` goes on from it
             if self.autosave:
                 self.save_quietly()
+            self._told_unsaved = False  # (a save after the turn, /new's or /save's, says its own failure)
 
     def _turn(self, step: int, steps: int) -> bool:
         """One model turn; True when it called tools (they ran or were denied) and the model goes on."""
@@ -234,6 +259,11 @@ class ChatSession:
                 generation = self.backend.chat(chat, self.options)
             thinking = False
             for piece in generation:
+                if not (pieces or thoughts):
+                    # the answer has begun: what came before it (the user's message, a tool step's results) is
+                    # written now, before any of it is shown, so a process killed mid-answer (kill -9, a crash)
+                    # loses only the answer; a request refused before this keeps nothing, to be sent again
+                    self._keep_before_answer()
                 if getattr(piece, "reasoning", False):
                     # the model's thinking: shown dimmed (plain when not a terminal), not part of the answer
                     thoughts.append(piece)
@@ -290,7 +320,12 @@ class ChatSession:
             self.messages.append({"role": "assistant", "content": answer or None, "tool_calls": calls})
             self.statuses.append("ready")
             self.meta.append({**meta, "tool_calls": calls})
+            # the calling turn is kept before its calls run (a y/n may wait long, a tool may hang): killed then,
+            # the thread has the calls, which a later chat sends as stopped (answered())
+            self._keep_so_far()
             for call in calls:
+                if self.stopping:  # (a signal during that save: the calls are not run, the chat ends)
+                    break
                 self._run_call(call)
             return True
         sys.stdout.write("\n" if answer.endswith("\n") or not answer else "\n\n")
