@@ -234,7 +234,10 @@ def test_a_remote_models_own_prompt_goes_upstream(front, upstream):
 def test_media_in_a_remote_models_prompt_objects_are_refused(front):
     """An upstream's completion and embedding APIs take text: a prompt object's image would be lost unsaid, so
     ``/completion`` and ``/embedding`` refuse it alike (400, naming the field), before anything goes upstream."""
-    prompt = {"prompt_string": "Look: <__media__>", "multimodal_data": [base64.b64encode(b"\x89PNG\r\n").decode()]}
+    # (an item that is a PNG by its bytes: one that is no image nor audio is refused as such before the model's
+    # abilities are looked at, tests/test_server_media_completion.py)
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+    prompt = {"prompt_string": "Look: <__media__>", "multimodal_data": [base64.b64encode(png).decode()]}
     for path, field in (("/completion", "prompt"), ("/embedding", "input")):
         status, body = call(front, "POST", path, {"model": "remote-stories", field: prompt})
         assert status == 400, (path, body)
