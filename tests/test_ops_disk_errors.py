@@ -194,7 +194,8 @@ def test_a_disk_that_fills_at_the_write_is_a_507_on_every_store_write(tmp_path, 
             assert (status, answer["error"]["code"]) == (507, "insufficient_storage"), (path, answer)
             assert "out of disk space" in answer["error"]["message"] and str(data) in answer["error"]["message"]
         assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before  # the append cut off
-        assert not [key for key in leases._HELD if "run_" in key]
+        # (a run's lease file by its name: a path holding "run_" anywhere matched another test's folder)
+        assert not [key for key in leases._HELD if os.path.basename(key).startswith("run_")]
 
         monkeypatch.undo()
         status, listed = _call(base, "GET", f"/v1/threads/{thread['id']}/messages")
@@ -233,7 +234,7 @@ def test_a_run_whose_first_record_the_disk_refuses_holds_no_lease(tmp_path, monk
     with pytest.raises(OSError):  # it ended, but the disk refused its end: unleased, readers end it interrupted
         run_records.save_record(data, {**record, "id": "run_live", "status": "completed"})
     assert not run_records._leases(data).holds("run_live")
-    assert not [key for key in leases._HELD if "run_" in key]
+    assert not [key for key in leases._HELD if os.path.basename(key).startswith("run_")]  # (by its file's name)
 
 
 @pytest.mark.parametrize("mode", [{}, {"stream": True}, {"background": True}])

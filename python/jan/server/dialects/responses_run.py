@@ -293,7 +293,7 @@ class ResponseRun:
                                                             taken=within.taken)
             except Exception as exc:  # noqa: BLE001 - the answer was given; saving it failed
                 _not_saved(self.id, exc)
-                status, final = self._unsaved(exc, final)
+                status, final = self._unsaved(exc, status, final)
         if self._conversation is not None:
             # its items are in the conversation: the next response may read it (before the final event, so that a
             # client sending its next turn on reading it finds the conversation free)
@@ -307,16 +307,21 @@ class ResponseRun:
                 await self._store.complete(stored, final, answer)
             except Exception as exc:  # noqa: BLE001 - the answer was given; saving it failed
                 _not_saved(self.id, exc)
-                status, final = self._unsaved(exc, final)
+                status, final = self._unsaved(exc, status, final)
         self.status, self.final = status, final
         self._emit(encoder.event(FINAL_EVENTS[status], response=final))
         self._end()
 
-    def _unsaved(self, exc: Exception, final: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def _unsaved(self, exc: Exception, status: str, final: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """``(status, response)`` of a response whose stored copy could not be completed (a disk that filled while
         it streamed): ``failed`` with ``exc``'s error (kept in :attr:`store_error`, which a request that waits for
         the whole response answers), never ``completed`` over the partial copy a GET finds. Its output stays, as
-        generated."""
+        generated. A store disabled meanwhile (``ExtensionNotFoundError``) keeps ``status``: no GET finds a copy
+        through a store that is gone, and the answer was given whole (said in one log line, :func:`_not_saved`)."""
+        from jan.core import ExtensionNotFoundError
+
+        if isinstance(exc, ExtensionNotFoundError):
+            return status, final
         self.store_error = exc
         return "failed", {**final, "status": "failed", "error": self._error_of(exc), "incomplete_details": None}
 
