@@ -23,7 +23,7 @@ from jan.file_stamps import FileVersion, file_version
 from jan.extensions.models.gguf_info import gguf_arrays, gguf_tensors, gguf_values
 from jan.services.abilities import Abilities, model_abilities
 from jan.services.model_prompt import model_prompt_problem
-from jan.services.models import capabilities as model_capabilities, text_setting
+from jan.services.models import WEIGHT_KEYS, capabilities as model_capabilities, text_setting
 from jan.store.models import API_FORMAT, model_format
 
 __all__ = ["GGUFDetails", "capabilities", "context_window", "format_time", "gguf_details", "listed_name", "llama_meta",
@@ -98,7 +98,14 @@ def format_time(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _modified_at(model: dict[str, Any], path: str | None) -> str:
+def _modified_at(model: dict[str, Any], path: str | None, written: float | None = None) -> str:
+    """Ollama's ``modified_at``: when the model was last written (``written``: its model.json's time, as Ollama's is
+    its manifest's: imported, pulled, created, copied or changed), else its weights file's time, else the
+    model.json's ``created``. (The weights' own time is no model's: a copy or a model created from another shares
+    the file, and a file imported keeps the time it was downloaded or built.)"""
+    if written is not None:
+        with contextlib.suppress(OverflowError, OSError, ValueError):
+            return format_time(datetime.fromtimestamp(written, timezone.utc))
     if path:
         try:
             return format_time(datetime.fromtimestamp(os.stat(path).st_mtime, timezone.utc))
@@ -113,10 +120,13 @@ def _modified_at(model: dict[str, Any], path: str | None) -> str:
 
 
 def model_digest(model: dict[str, Any], path: str | None) -> str:
-    """A stable identifier of this model version (sha256 of its id and its file's version: real path, device, inode,
-    mtime, size, :func:`jan.file_stamps.file_version`). Ollama's digest is its manifest's hash; hashing gigabytes
-    for a listing is not worth it."""
+    """A stable identifier of this model version: sha256 of its id, its model.json as stored (the files resolving it
+    found left out) and its file's version (real path, device, inode, mtime, size:
+    :func:`jan.file_stamps.file_version`). Ollama's digest is its manifest's hash, which a create that changes only
+    the system prompt or a parameter changes too; hashing gigabytes for a listing is not worth it."""
     h = hashlib.sha256(model["id"].encode())
+    stored = {k: v for k, v in model.items() if k not in WEIGHT_KEYS}
+    h.update(json.dumps(stored, sort_keys=True, default=str).encode())
     if path:
         try:
             real, stamp = file_version(path)
@@ -126,11 +136,25 @@ def model_digest(model: dict[str, Any], path: str | None) -> str:
     return h.hexdigest()
 
 
-def _details(model: dict[str, Any], gguf: GGUFDetails) -> dict[str, Any]:
+def parent_model(model: dict[str, Any]) -> str:
+    """Ollama's ``details.parent_model``: the model a model was created ``from`` (``/api/create``), as Ollama names
+    it (``stories260K:latest``), kept in its model.json's ``parent_model`` (a copy keeps its source's); "" for a
+    model made from a file or a download."""
+    parent = model.get("parent_model")
+    return parent if isinstance(parent, str) else ""
+
+
+def _details(model: dict[str, Any], gguf: GGUFDetails, *, lengths: bool = False) -> dict[str, Any]:
+    """Ollama's ``details``; with ``lengths`` (``/api/tags``, whose entries have them as Ollama's list does) the
+    training context's and the embedding's sizes from the GGUF header, each left out where unknown (Go's
+    ``omitempty``: a remote model)."""
     family = gguf.architecture or (model.get("metadata") or {}).get("architecture") or ""
     fmt = model_format(model)
+    sizes = {}
+    if lengths:
+        sizes = {key: n for key in ("context_length", "embedding_length") if (n := _header_int(gguf, key))}
     return {
-        "parent_model": "",
+        "parent_model": parent_model(model),
         # a model another server's API answers has no file format: "" as Ollama tells its cloud models (which
         # ``remote_model`` names, :func:`remote_fields`), not the "gguf" every model.json was given
         "format": "" if fmt == API_FORMAT else fmt or ("gguf" if gguf.architecture else ""),
@@ -138,6 +162,7 @@ def _details(model: dict[str, Any], gguf: GGUFDetails) -> dict[str, Any]:
         "families": [family] if family else None,
         "parameter_size": parameter_size(gguf.n_params),
         "quantization_level": gguf.file_type,
+        **sizes,
     }
 
 
@@ -169,19 +194,25 @@ def remote_fields(model: dict[str, Any]) -> dict[str, Any]:
     return {"remote_model": upstream if isinstance(upstream, str) and upstream else model["id"]}
 
 
-def model_entry(model: dict[str, Any], path: str | None) -> dict[str, Any]:
+def model_entry(model: dict[str, Any], path: str | None, *, written: float | None = None,
+                capabilities: list[str] | None = None) -> dict[str, Any]:
     """One ``/api/tags`` entry (blocking: reads the file's header). ``name`` and ``model`` are the jan model id
-    with Ollama's default tag (:func:`listed_name`), which is what clients send back."""
+    with Ollama's default tag (:func:`listed_name`), which is what clients send back; ``written``: when its
+    model.json was written (seconds since the epoch, :func:`_modified_at`); ``capabilities``: what it can do
+    (``/api/show``'s, as Ollama's list has them; left out when none, as Go's ``omitempty`` does)."""
     gguf = gguf_details(path)
-    return {
+    entry = {
         "name": listed_name(model["id"]),
         "model": listed_name(model["id"]),
         **remote_fields(model),
-        "modified_at": _modified_at(model, path),
+        "modified_at": _modified_at(model, path, written),
         "size": _size(model, path),
         "digest": model_digest(model, path),
-        "details": _details(model, gguf),
+        "details": _details(model, gguf, lengths=True),
     }
+    if capabilities:
+        entry["capabilities"] = list(capabilities)
+    return entry
 
 
 def running_entry(model: dict[str, Any], path: str | None, status: dict[str, Any]) -> dict[str, Any]:
@@ -354,9 +385,9 @@ def load_parameters(model: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> dict[str, Any]:
+def show(model: dict[str, Any], path: str | None, *, verbose: bool = False, written: float | None = None) -> dict[str, Any]:
     """``/api/show`` for one model (blocking: reads the file's header, and its projector's: ``model["mmproj_path"]``
-    as the model service resolved it)."""
+    as the model service resolved it); ``written``: when its model.json was written (:func:`_modified_at`)."""
     gguf = gguf_details(path)
     params = {k: v for k, v in (model.get("parameters") or {}).items() if v is not None}
     parameter_lines = []
@@ -371,8 +402,8 @@ def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> d
         template = OLLAMA_DEFAULT_TEMPLATE
     model_info: dict[str, Any] = {}
     for key, value in sorted(gguf.metadata.items()):
-        if key == "tokenizer.chat_template":
-            continue
+        if key in ("tokenizer.chat_template", "general.name"):
+            continue  # (as Ollama leaves them out: the template is shown on its own, the model named as asked for)
         model_info[key] = _typed(value)
     model_info.update(_arrays(path, verbose=verbose))
     model_info = dict(sorted(model_info.items()))
@@ -409,7 +440,7 @@ def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> d
         "tensors": tensors(path),
         "capabilities": capabilities(model, gguf, abilities=model_abilities({**model, "file_path": path}) if path
                                      else None),
-        "modified_at": _modified_at(model, path),
+        "modified_at": _modified_at(model, path, written),
     }
     return {k: v for k, v in out.items() if v != "" and not (k in ("projector_info", "messages", "tensors") and not v)}
 

@@ -42,6 +42,7 @@ from jan.server.body_read import BodyLimit, blob_space_error, body_limit
 from jan.server.jsonio import json_response_built, json_text
 from jan.server.keys import CONFIG, SERVICES, SHUTTING_DOWN
 from jan.server.route_state import prune_blobs
+from jan.server.routes.models import model_facts
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
 from jan.server.validation import (body_is_large, body_step, check_json_values, loads_bounded,
                                    request_json_values_limit)
@@ -581,6 +582,15 @@ async def _weights(services: Services, model: dict[str, Any]) -> str | None:
     return (await services.models.with_weights(model)).get("file_path")
 
 
+async def _written_at(services: Services, model_id: str) -> float | None:
+    """When the model's model.json was written (:meth:`~jan.core.interfaces.model.ModelExtension.model_written_at`);
+    None for a model the catalogue does not hold (one this process was given by path)."""
+    try:
+        return await services.models.model_extension().model_written_at(model_id)
+    except Exception:  # noqa: BLE001 - a time to show only: the weights' time then, never a failed answer
+        return None
+
+
 @routes.get("/api/tags")  # aiohttp answers HEAD too, as Ollama does
 @ollama_errors
 async def tags(request: web.Request) -> web.Response:
@@ -592,7 +602,11 @@ async def tags(request: web.Request) -> web.Response:
             path = await _weights(services, model)
         except ValueError:  # its engine is not enabled: listed, without file details
             path = None
-        entries.append(await asyncio.to_thread(ollama_models.model_entry, model, path))
+        # its capabilities as /api/show and /v1/models tell them (Ollama's list has them, and apps filter by them)
+        facts = await model_facts(request, model)
+        written = await _written_at(services, model["id"])
+        entries.append(await asyncio.to_thread(ollama_models.model_entry, model, path, written=written,
+                                               capabilities=facts.capabilities))
     # the most recently modified first, as Ollama lists them (an app that takes the first listed model gets the one
     # pulled last, not the first by name); equal times stay in id order
     entries.sort(key=lambda entry: entry["modified_at"], reverse=True)
@@ -606,7 +620,8 @@ async def show(request: web.Request) -> web.Response:
     body = await _body(request, wire.OllamaModelRequest)
     target = await _target(request, body.model_name)
     path = target.model.get("file_path")
-    shown = await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose)
+    written = await _written_at(_services(request), target.id)
+    shown = await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose, written=written)
     # with verbose, the vocabulary's hundreds of thousands of strings: encoded on a worker thread, not the loop
     values = sum(len(v) for info in ("model_info", "projector_info") for v in shown.get(info, {}).values()
                  if isinstance(v, list)) + 6 * len(shown.get("tensors", ()))
@@ -716,8 +731,8 @@ async def _copy_model(services: Services, source: Target, destination: str,
     doc.update(stored or {})
     if path:
         # (the model's own prompt and license too: a copy answers as the source does)
-        keep = {k: doc[k] for k in ("name", "description", "parameters", "metadata", "system", "messages", "license")
-                if doc.get(k)}
+        keep = {k: doc[k] for k in ("name", "description", "parameters", "metadata", "system", "messages", "license",
+                                    "parent_model") if doc.get(k)}
         # the projector as the source resolved it: a name relative to the source's folder would not be the copy's
         settings = {k: v for k, v in (doc.get("settings") or {}).items() if k not in ("llama_model_path", "mmproj")}
         if source.model.get("lora_paths") and not own_lora:  # likewise its LoRA adapters, as the source resolved them
@@ -772,6 +787,8 @@ async def create(request: web.Request) -> web.StreamResponse:
     else:
         source = await _target(request, body.from_)
         stored = body.stored()
+        if source.id != model_id:  # Ollama's details.parent_model: the model it was made from, as Ollama names it
+            stored["parent_model"] = ollama_models.listed_name(source.id)
         inherited = source.model.get("license")
         if "license" in stored and isinstance(inherited, str) and inherited:
             # Ollama appends a create's licenses to the ones its FROM model has (its /api/show joins them with \n)
