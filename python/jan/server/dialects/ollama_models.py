@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 import jan
 from jan.engine.header import read_info
@@ -185,13 +186,36 @@ def listed_name(model_id: str) -> str:
 
 
 def remote_fields(model: dict[str, Any]) -> dict[str, Any]:
-    """Ollama's ``remote_model`` for a model another server's API answers (a remote engine's): the name that
-    server knows it by (``settings.model``, else its id), as Ollama marks its cloud models in ``/api/tags``,
-    ``/api/show`` and ``/api/ps``; nothing for a model of a local file."""
+    """Ollama's ``remote_model`` and ``remote_host`` for a model another server's API answers (a remote engine's),
+    as Ollama marks its cloud models in ``/api/tags``, ``/api/show``, ``/api/ps`` and each ``/api/chat`` and
+    ``/api/generate`` object: the name that server knows it by (``settings.model``, else its id), and where it is
+    (the origin of the model.json's ``settings.base_url``, ``scheme://host:port`` as Ollama writes
+    ``https://ollama.com:443``; never its path or credentials; left out where the model.json names none, the
+    remote extension's own base_url serving it). Nothing for a model of a local file."""
     if model_format(model) != API_FORMAT:
         return {}
-    upstream = (model.get("settings") or {}).get("model")
-    return {"remote_model": upstream if isinstance(upstream, str) and upstream else model["id"]}
+    settings = model.get("settings") or {}
+    upstream = settings.get("model") if isinstance(settings, dict) else None
+    out = {"remote_model": upstream if isinstance(upstream, str) and upstream else model["id"]}
+    host = _origin(settings.get("base_url") if isinstance(settings, dict) else None)
+    if host:
+        out["remote_host"] = host
+    return out
+
+
+def _origin(url: Any) -> str | None:
+    """``scheme://host:port`` of an http(s) URL (the scheme's port where it names none); None for anything else."""
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}:{port}"
 
 
 def model_entry(model: dict[str, Any], path: str | None, *, written: float | None = None,

@@ -137,6 +137,9 @@ class OllamaEncoder:
         self.timing = timing
         self.clock = clock
         self.context = context and kind == "generate"  # Ollama's chat replies have none
+        #: Ollama's ``remote_model``/``remote_host`` of a model another server answers, on every object after
+        #: ``model`` (:func:`jan.server.dialects.ollama_models.remote_fields`); none for a local model
+        self.remote: dict[str, str] = {}
         self._calls: dict[int, dict[str, Any]] = {}
         self._finish: str | None = None
         self._usage: Usage | None = None
@@ -209,7 +212,7 @@ class OllamaEncoder:
                 stats: dict[str, int] | None = None) -> dict[str, Any]:
         # keys in the order Ollama's structs declare them (chat: logprobs, then metrics;
         # generate: metrics, then tool_calls and logprobs)
-        obj: dict[str, Any] = {"model": self.model, "created_at": self.clock()}
+        obj: dict[str, Any] = {"model": self.model, **self.remote, "created_at": self.clock()}
         tool_calls = [tool_call(c, i) for i, c in enumerate(calls or ())]
         if self.kind == "chat":
             message: dict[str, Any] = {"role": "assistant", "content": text}

@@ -386,6 +386,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     target = await _target_or_unloaded(request, body.model, keep_alive == 0 and not body.messages, encoder)
     if isinstance(target, web.Response):
         return target
+    encoder.remote = ollama_models.remote_fields(target.model)
     if not body.messages:
         return await _load_or_unload(request, target, keep_alive, timing, encoder)
     require_generating(target)  # before _model_in_use loads it
@@ -456,6 +457,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
     target = await _target_or_unloaded(request, body.model, keep_alive == 0 and nothing, encoder)
     if isinstance(target, web.Response):
         return target
+    encoder.remote = ollama_models.remote_fields(target.model)
     if nothing:
         return await _load_or_unload(request, target, keep_alive, timing, encoder)
     require_generating(target)  # before _model_in_use loads it
