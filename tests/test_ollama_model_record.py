@@ -93,3 +93,15 @@ def test_tags_tell_capabilities_and_sizes_and_show_leaves_the_name_out(server):
     shown = httpx.post(f"{server.base_url}/api/show", json={"model": "base"}, timeout=WAIT_S).json()
     assert "general.name" not in shown["model_info"]
     assert shown["model_info"]["general.architecture"] == "llama"
+
+
+@pytest.mark.parametrize(("gpu_layers", "share"), [(0, 0), (2, 2), (5, 5), (6, 6), (99, 6), (-1, 6), ("auto", 0)])
+def test_ps_size_vram_is_the_offloaded_layers_share(stories_path, gpu_layers, share):
+    """``size_vram`` of a model partly offloaded is the offloaded layers' share of its size (stories260K: 5 layers
+    and the output layer), where it was all of it as soon as one layer was on the GPU; none with none, all with all
+    (-1, or more than there are)."""
+    from jan.server.dialects.ollama_models import running_entry
+
+    size = 6_000_000
+    entry = running_entry({"id": "stories260K"}, str(stories_path), {"memory_bytes": size, "n_gpu_layers": gpu_layers})
+    assert entry["size"] == size and entry["size_vram"] == size * share // 6

@@ -261,9 +261,22 @@ def running_entry(model: dict[str, Any], path: str | None, status: dict[str, Any
         "digest": model_digest(model, path),
         "details": _details(model, gguf),
         "expires_at": format_time(expires),
-        "size_vram": size if status.get("n_gpu_layers") else 0,
+        "size_vram": size_vram(size, status.get("n_gpu_layers"), gguf),
         "context_length": status.get("n_ctx") or 0,
     }
+
+
+def size_vram(size: int, gpu_layers: Any, gguf: GGUFDetails) -> int:
+    """Ollama's ``size_vram``: the bytes of a loaded model's ``size`` in GPU memory. llama.cpp offloads
+    ``gpu_layers`` of the model's ``block_count`` layers plus its output layer (-1, or more than there are: all of
+    them), each layer's weights and KV cache with it; so a model that is partly offloaded has that share of its size
+    there (an estimate, as Ollama's own is), none with no layer offloaded, all of it with every layer."""
+    if not isinstance(gpu_layers, int) or isinstance(gpu_layers, bool) or gpu_layers == 0:
+        return 0
+    layers = _header_int(gguf, "block_count") + 1  # (and the output layer)
+    if gpu_layers < 0 or layers <= 1 or gpu_layers >= layers:
+        return size
+    return size * gpu_layers // layers
 
 
 def _typed(value: str) -> Any:
