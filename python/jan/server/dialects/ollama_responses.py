@@ -187,6 +187,19 @@ class OllamaEncoder:
         if self._tokens is not None:
             self._tokens += generated
 
+    def rendered(self, prompt: str, images: int) -> dict[str, Any]:
+        """The answer to a ``_debug_render_only`` request, as Ollama's: the prompt the model would be given
+        (``_debug_info.rendered_template``) and the request's image count (``image_count``, left out at 0), with
+        Go's zero values for what was not generated (an empty ``message`` or ``response``, ``done: false``)."""
+        obj: dict[str, Any] = {"model": self.model, **self.remote, "created_at": self.clock()}
+        if self.kind == "chat":
+            obj["message"] = {"role": "", "content": ""}
+        else:
+            obj["response"] = ""
+        obj["done"] = False
+        obj["_debug_info"] = {"rendered_template": prompt, **({"image_count": images} if images else {})}
+        return obj
+
     # -- one object --------------------------------------------------------------
     def whole(self, result: ChatResult | None = None, *, text: str = "", finish_reason: str | None = None,
               usage: Usage | None = None, token_logprobs: tuple[TokenLogprob, ...] | None = None,

@@ -34,7 +34,7 @@ from jan.errors import CTX_LEN, MediaError, ModelLoadError, ModelNotFoundError, 
 from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
-from jan.server.disconnect import first_item, raise_if_gone, unless_disconnected, unless_stopping
+from jan.server.disconnect import WAIT_SHUTDOWN, first_item, raise_if_gone, unless_disconnected, unless_stopping
 import jan.server.dialect_errors  # noqa: F401 - registers Ollama's error shape
 from jan.server.errors import APIError, from_validation_error, to_api_error
 from jan.server.sse import close_unframed
@@ -396,6 +396,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
         typed = await body_step(ollama_requests.chat_request, body, target.id)  # off the loop for a big body
     service = _services(request).chat
     with _media_named(body):
+        if body.debug_render_only:
+            return await _rendered(request, typed, encoder, sum(len(m.images or ()) for m in body.messages))
         await _services(request).models.require_able(target, typed)  # (think, tools, images) before a load
         async with _model_in_use(request, target, keep_alive, timing):
             if not body.streaming:
@@ -404,6 +406,13 @@ async def chat(request: web.Request) -> web.StreamResponse:
             stream = service.stream(typed)
             first = await first_item(request, stream, target.id)
             return await _ndjson(request, first, stream, encoder.delta, encoder.final)
+
+
+async def _rendered(request: web.Request, typed: Any, encoder: OllamaEncoder, images: int) -> web.Response:
+    """Ollama's ``_debug_render_only``: the prompt the chat request ``typed`` renders to (the chat service's render,
+    as ``/apply-template`` tells it; the model loaded for it, as Ollama's is), nothing generated."""
+    rendered = await unless_stopping(request, _services(request).chat.render(typed), WAIT_SHUTDOWN)
+    return _json(encoder.rendered(rendered.text, images))
 
 
 async def _load_or_unload(request: web.Request, target: Target, keep_alive: float | None, timing: Timing,
@@ -471,12 +480,19 @@ async def generate(request: web.Request) -> web.StreamResponse:
             grammar = await asyncio.to_thread(ollama_requests.format_grammar, body.format)  # (a bad schema: 400)
             if ollama_requests.insists_on_thinking(body.think):  # Ollama checks it whatever the prompt
                 await services.models.require_thinking(target)
+        if body.debug_render_only and body.suffix:
+            raise OllamaError(400, "_debug_render_only: not with suffix (a fill-in-the-middle prompt is made of the "
+                                   "model's FIM tokens as it is evaluated, not rendered from a template)")
         if body.suffix:
             await services.models.require_fill_in(target, tuple(body.context or ()))
         elif not body.raw:
             typed = await asyncio.to_thread(ollama_requests.generate_chat_request, body, target.id) \
                 if body.images else ollama_requests.generate_chat_request(body, target.id)
+            if body.debug_render_only:
+                return await _rendered(request, typed, encoder, len(body.images or ()))
             await services.models.require_able(target, typed)
+        elif body.debug_render_only:  # (a raw prompt goes to the model as it is)
+            return _json(encoder.rendered(body.prompt, len(body.images or ())))
         async with _model_in_use(request, target, keep_alive, timing):
             if typed is None:
                 stream = services.completions.stream(ollama_requests.completion_request(body, target.id, grammar))
