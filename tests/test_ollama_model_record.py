@@ -105,3 +105,13 @@ def test_ps_size_vram_is_the_offloaded_layers_share(stories_path, gpu_layers, sh
     size = 6_000_000
     entry = running_entry({"id": "stories260K"}, str(stories_path), {"memory_bytes": size, "n_gpu_layers": gpu_layers})
     assert entry["size"] == size and entry["size_vram"] == size * share // 6
+
+
+def test_a_model_created_from_files_names_the_weights_as_the_create_did(server, stories_path):
+    """Ollama records the name a create's ``files`` gave the weights as the model layer's ``from``, which its
+    ``details.parent_model`` tells."""
+    client = ollama.Client(host=server.base_url, timeout=WAIT_S)
+    digest = client.create_blob(stories_path)
+    client.create(model="from-files", files={"tiny-story.gguf": digest})
+    assert _listed(server.base_url)["from-files:latest"]["details"]["parent_model"] == "tiny-story.gguf"
+    assert client.show("from-files").details.parent_model == "tiny-story.gguf"

@@ -138,9 +138,10 @@ def model_digest(model: dict[str, Any], path: str | None) -> str:
 
 
 def parent_model(model: dict[str, Any]) -> str:
-    """Ollama's ``details.parent_model``: the model a model was created ``from`` (``/api/create``), as Ollama names
-    it (``stories260K:latest``), kept in its model.json's ``parent_model`` (a copy keeps its source's); "" for a
-    model made from a file or a download."""
+    """Ollama's ``details.parent_model``, kept in the model.json's ``parent_model`` by ``/api/create`` (a copy keeps
+    its source's): the model it was created ``from``, as Ollama names it (``stories260K:latest``), or for one created
+    from ``files`` the weights' name as the create gave it (``model.gguf``), as Ollama's layers record them; "" for
+    a model imported or downloaded."""
     parent = model.get("parent_model")
     return parent if isinstance(parent, str) else ""
 

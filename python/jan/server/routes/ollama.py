@@ -851,10 +851,11 @@ async def _create_from_files(request: web.Request, files: dict[str, str], model_
     mmproj = str(paths[projectors[0]]) if projectors else None
     # Hard-linked (copied across filesystems) under the name the client gave it: deleting the model later
     # leaves the blob; the projector is referenced where it is, as `jan models import --mmproj` does.
+    # (Ollama's details.parent_model of a model made from files is the weights' name as the create gave it)
     await models.import_model(str(paths[weights[0]]), model_id=model_id, mode="link",
                               filename=os.path.basename(weights[0]), mmproj=mmproj, name=model_id,
                               parameters=parameters or None, overwrite=True,
-                              **({"settings": settings} if settings else {}), **stored)
+                              **({"settings": settings} if settings else {}), **stored, parent_model=weights[0])
     return ["parsing GGUF", *(f"using existing layer sha256:{path.name.removeprefix('sha256-')}"
                               for path in paths.values()), "writing manifest", "success"]
 
