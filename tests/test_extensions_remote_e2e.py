@@ -217,6 +217,36 @@ def test_models_api_and_monitoring_see_the_remote_model(front):
     assert status == 200 and one["engine"] == "openai" and one["metrics"]["requests_total"] >= 1
 
 
+def test_ollama_tells_a_remote_models_upstream_on_every_object(front, upstream):
+    """As Ollama marks its cloud models: ``remote_model`` and ``remote_host`` (the upstream's origin, its port
+    written out, never its path or key) after ``model`` in every ``/api/chat`` and ``/api/generate`` object, and in
+    ``/api/tags`` and ``/api/show``; a local model has neither."""
+    port = upstream.base_url.rsplit(":", 1)[1]
+    want = {"remote_model": "stories260K", "remote_host": f"http://127.0.0.1:{port}"}
+    for path, body in (("/api/chat", {"messages": CHAT}), ("/api/generate", {"prompt": "Once"})):
+        status, whole = call(front, "POST", path, {"model": "remote-stories", "stream": False,
+                                                   "options": {"num_predict": 3}, **body})
+        assert status == 200, whole
+        assert list(whole)[:4] == ["model", "remote_model", "remote_host", "created_at"], whole
+        assert {k: whole[k] for k in want} == want
+        request = urllib.request.Request(front.base_url + path, method="POST", headers={"Content-Type": "application/json"},
+                                         data=json.dumps({"model": "remote-stories", "options": {"num_predict": 3},
+                                                          **body}).encode())
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            objects = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+        assert objects and objects[-1]["done"] is True
+        assert all({k: o[k] for k in want} == want for o in objects), objects
+        status, local = call(front, "POST", path, {"model": "stories260K", "stream": False,
+                                                   "options": {"num_predict": 1}, **body})
+        assert status == 200 and not set(want) & set(local), local
+    _, tags = call(front, "GET", "/api/tags")
+    listed = {m["model"]: m for m in tags["models"]}
+    assert {k: listed["remote-stories:latest"][k] for k in want} == want
+    assert not set(want) & set(listed["stories260K:latest"])
+    _, shown = call(front, "POST", "/api/show", {"model": "remote-stories"})
+    assert {k: shown[k] for k in want} == want and "unused" not in json.dumps(shown)
+
+
 def test_a_remote_models_own_prompt_goes_upstream(front, upstream):
     """model.json ``system``/``messages`` are applied before any engine sees the request: the upstream is sent them
     (its prompt is the one the messages written out make there), and a request's own system message replaces the

@@ -3,7 +3,9 @@ first, as Ollama's ListHandler and PsHandler sort them (its API docs show the ne
 so an app that takes the first listed model as its default got the first name in the alphabet (here an older copy;
 often an embedding model) rather than the model pulled last.
 
-A real server over two copies of stories260K whose files were modified at known times."""
+A real server over two copies of stories260K whose model.json files were written at known times (``modified_at``
+is when a model was written, as Ollama's is its manifest's: :mod:`test_ollama_model_record`); their weights files
+are dated the other way round, which the order must not follow."""
 
 from __future__ import annotations
 
@@ -22,10 +24,12 @@ WAIT_S = 300
 def server(tmp_path_factory, stories_path):
     tmp = tmp_path_factory.mktemp("order")
     older, newer = tmp / "aaa-older.gguf", tmp / "zzz-newer.gguf"
-    for path, when in ((older, 1_600_000_000), (newer, 1_700_000_000)):
+    for path, when in ((older, 1_700_000_000), (newer, 1_600_000_000)):
         shutil.copy(stories_path, path)
         os.utime(path, (when, when))
     with running(tmp / "data", older, newer) as srv:
+        for model_id, when in (("aaa-older", 1_600_000_000), ("zzz-newer", 1_700_000_000)):
+            os.utime(tmp / "data" / "models" / model_id / "model.json", (when, when))
         yield srv
 
 

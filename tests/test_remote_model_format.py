@@ -87,3 +87,17 @@ def test_ollama_ps_entry_of_a_remote_model_is_remote():
     assert entry["details"]["format"] == "" and entry["remote_model"] == "gpt-x"
     local = running_entry({"id": "m", "engine": "llama.cpp", "format": "gguf"}, None, {"expires_in": None})
     assert local["details"]["format"] == "gguf" and "remote_model" not in local
+
+
+@pytest.mark.parametrize(("base_url", "host"), [
+    ("http://127.0.0.1:9/v1", "http://127.0.0.1:9"),
+    ("https://user:secret@api.example.com/v1", "https://api.example.com:443"),  # (credentials and path never shown)
+    ("http://[::1]:8080/v1", "http://[::1]:8080"),
+    ("not a url", None),
+])
+def test_ollama_remote_host_is_the_upstreams_origin(base_url, host):
+    from jan.server.dialects.ollama_models import remote_fields
+
+    fields = remote_fields({"id": "far", "engine": "openai", "settings": {"base_url": base_url}})
+    assert fields.get("remote_host") == host and fields["remote_model"] == "far"
+    assert "remote_host" not in remote_fields({"id": "far", "engine": "openai"})  # (the extension's own base_url)

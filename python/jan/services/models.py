@@ -38,10 +38,10 @@ from jan.near_names import TYPO_SIMILARITY, closest_model_id, without_ollama_def
 from jan.templates import ChatTemplate, GrammarError, TemplateError, json_schema_to_grammar, resolve_template
 
 __all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header",
-           "refuse_fan_out", "text_setting", "unload_now", "unload_replaced"]
+           "refuse_fan_out", "text_setting", "unload_now", "unload_replaced", "WEIGHT_KEYS"]
 
 #: What :meth:`ModelService.with_weights` adds to a model.json: its weights, projector and draft model files.
-_WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path", "lora_paths", "mmproj_named")
+WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path", "lora_paths", "mmproj_named")
 
 DEFAULT_ENGINE = "llama.cpp"
 #: The built-in extension that provides each built-in engine (only a loaded extension says which engines it has).
@@ -478,7 +478,7 @@ async def unload_replaced(before: Target, after: Mapping[str, Any] | None) -> bo
     weights never take the old ones' name (:meth:`jan.store.models.ModelStore.import_gguf`). True when it was (or
     will be) unloaded."""
     def loads(model: Mapping[str, Any]) -> tuple[Any, ...]:
-        return (*(model.get(key) for key in _WEIGHT_KEYS), model.get("settings") or {}, model.get("engine"))
+        return (*(model.get(key) for key in WEIGHT_KEYS), model.get("settings") or {}, model.get("engine"))
 
     if after is not None and loads(after) == loads(before.model):
         return False
@@ -1035,7 +1035,7 @@ class ModelService(Held):
             except (ModelNotFoundError, KeyError):
                 pass  # not in the data folder: the per-file lookups below say what they find
             else:
-                return {**model, **{key: resolved[key] for key in _WEIGHT_KEYS if resolved.get(key)}}
+                return {**model, **{key: resolved[key] for key in WEIGHT_KEYS if resolved.get(key)}}
         find = getattr(self.model_extension(), "model_file", None)
         path = await find(model["id"]) if find is not None else None
         find_mmproj = getattr(self.model_extension(), "mmproj_file", None)

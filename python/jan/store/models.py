@@ -238,6 +238,15 @@ class ModelStore:
     def exists(self, model_id: str) -> bool:
         return self._path(model_id).is_file()
 
+    def written_at(self, model_id: str) -> float | None:
+        """When the model's model.json was last written (seconds since the epoch, its ``st_mtime``): when the model
+        was imported, pulled, created, copied or changed, as Ollama's manifest time tells it (its weights, linked or
+        shared with other models, keep their own time). None where there is no model.json."""
+        try:
+            return self._path(model_id).stat().st_mtime
+        except (OSError, ValueError):
+            return None
+
     def case_twin(self, model_id: str) -> str | None:
         """The id of another model folder that differs from ``model_id`` only in case (``Stories`` for
         ``stories``), or None. (On a file system that ignores case, that folder is ``model_id``'s own.)"""

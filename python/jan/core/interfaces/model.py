@@ -85,6 +85,11 @@ class ModelExtension(ExtensionInterface):
         are read from the GGUF metadata where possible.
         """
 
+    async def model_written_at(self, model_id: str) -> float | None:
+        """When the model's definition was last written (seconds since the epoch): imported, pulled, created,
+        copied or changed. None where the catalogue cannot tell (the default)."""
+        return None
+
     @abstractmethod
     async def update_model(self, model_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         """Merge ``patch`` into ``model.json`` (``settings``/``parameters``/``metadata`` merge one level deep) and return it."""

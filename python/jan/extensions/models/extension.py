@@ -98,6 +98,11 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         except NotFoundError as exc:
             raise _not_found(model_id, exc) from None
 
+    async def model_written_at(self, model_id: str) -> float | None:
+        """When the model.json of ``model_id`` was last written (its mtime, seconds since the epoch); None where
+        there is none (:meth:`jan.store.models.ModelStore.written_at`)."""
+        return await self.store.models.written_at(model_id)
+
     async def model_with_weights(self, model_id: str) -> dict[str, Any]:
         """:meth:`get_model` with ``file_path``, ``mmproj_path`` and ``draft_model_path`` resolved, in one
         read of the model.json; the path of every inference request.

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 import jan
 from jan.engine.header import read_info
@@ -23,7 +24,7 @@ from jan.file_stamps import FileVersion, file_version
 from jan.extensions.models.gguf_info import gguf_arrays, gguf_tensors, gguf_values
 from jan.services.abilities import Abilities, model_abilities
 from jan.services.model_prompt import model_prompt_problem
-from jan.services.models import capabilities as model_capabilities, text_setting
+from jan.services.models import WEIGHT_KEYS, capabilities as model_capabilities, text_setting
 from jan.store.models import API_FORMAT, model_format
 
 __all__ = ["GGUFDetails", "capabilities", "context_window", "format_time", "gguf_details", "listed_name", "llama_meta",
@@ -98,7 +99,14 @@ def format_time(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _modified_at(model: dict[str, Any], path: str | None) -> str:
+def _modified_at(model: dict[str, Any], path: str | None, written: float | None = None) -> str:
+    """Ollama's ``modified_at``: when the model was last written (``written``: its model.json's time, as Ollama's is
+    its manifest's: imported, pulled, created, copied or changed), else its weights file's time, else the
+    model.json's ``created``. (The weights' own time is no model's: a copy or a model created from another shares
+    the file, and a file imported keeps the time it was downloaded or built.)"""
+    if written is not None:
+        with contextlib.suppress(OverflowError, OSError, ValueError):
+            return format_time(datetime.fromtimestamp(written, timezone.utc))
     if path:
         try:
             return format_time(datetime.fromtimestamp(os.stat(path).st_mtime, timezone.utc))
@@ -113,10 +121,13 @@ def _modified_at(model: dict[str, Any], path: str | None) -> str:
 
 
 def model_digest(model: dict[str, Any], path: str | None) -> str:
-    """A stable identifier of this model version (sha256 of its id and its file's version: real path, device, inode,
-    mtime, size, :func:`jan.file_stamps.file_version`). Ollama's digest is its manifest's hash; hashing gigabytes
-    for a listing is not worth it."""
+    """A stable identifier of this model version: sha256 of its id, its model.json as stored (the files resolving it
+    found left out) and its file's version (real path, device, inode, mtime, size:
+    :func:`jan.file_stamps.file_version`). Ollama's digest is its manifest's hash, which a create that changes only
+    the system prompt or a parameter changes too; hashing gigabytes for a listing is not worth it."""
     h = hashlib.sha256(model["id"].encode())
+    stored = {k: v for k, v in model.items() if k not in WEIGHT_KEYS}
+    h.update(json.dumps(stored, sort_keys=True, default=str).encode())
     if path:
         try:
             real, stamp = file_version(path)
@@ -126,11 +137,26 @@ def model_digest(model: dict[str, Any], path: str | None) -> str:
     return h.hexdigest()
 
 
-def _details(model: dict[str, Any], gguf: GGUFDetails) -> dict[str, Any]:
+def parent_model(model: dict[str, Any]) -> str:
+    """Ollama's ``details.parent_model``, kept in the model.json's ``parent_model`` by ``/api/create`` (a copy keeps
+    its source's): the model it was created ``from``, as Ollama names it (``stories260K:latest``), or for one created
+    from ``files`` the weights' name as the create gave it (``model.gguf``), as Ollama's layers record them; "" for
+    a model imported or downloaded."""
+    parent = model.get("parent_model")
+    return parent if isinstance(parent, str) else ""
+
+
+def _details(model: dict[str, Any], gguf: GGUFDetails, *, lengths: bool = False) -> dict[str, Any]:
+    """Ollama's ``details``; with ``lengths`` (``/api/tags``, whose entries have them as Ollama's list does) the
+    training context's and the embedding's sizes from the GGUF header, each left out where unknown (Go's
+    ``omitempty``: a remote model)."""
     family = gguf.architecture or (model.get("metadata") or {}).get("architecture") or ""
     fmt = model_format(model)
+    sizes = {}
+    if lengths:
+        sizes = {key: n for key in ("context_length", "embedding_length") if (n := _header_int(gguf, key))}
     return {
-        "parent_model": "",
+        "parent_model": parent_model(model),
         # a model another server's API answers has no file format: "" as Ollama tells its cloud models (which
         # ``remote_model`` names, :func:`remote_fields`), not the "gguf" every model.json was given
         "format": "" if fmt == API_FORMAT else fmt or ("gguf" if gguf.architecture else ""),
@@ -138,6 +164,7 @@ def _details(model: dict[str, Any], gguf: GGUFDetails) -> dict[str, Any]:
         "families": [family] if family else None,
         "parameter_size": parameter_size(gguf.n_params),
         "quantization_level": gguf.file_type,
+        **sizes,
     }
 
 
@@ -160,28 +187,57 @@ def listed_name(model_id: str) -> str:
 
 
 def remote_fields(model: dict[str, Any]) -> dict[str, Any]:
-    """Ollama's ``remote_model`` for a model another server's API answers (a remote engine's): the name that
-    server knows it by (``settings.model``, else its id), as Ollama marks its cloud models in ``/api/tags``,
-    ``/api/show`` and ``/api/ps``; nothing for a model of a local file."""
+    """Ollama's ``remote_model`` and ``remote_host`` for a model another server's API answers (a remote engine's),
+    as Ollama marks its cloud models in ``/api/tags``, ``/api/show``, ``/api/ps`` and each ``/api/chat`` and
+    ``/api/generate`` object: the name that server knows it by (``settings.model``, else its id), and where it is
+    (the origin of the model.json's ``settings.base_url``, ``scheme://host:port`` as Ollama writes
+    ``https://ollama.com:443``; never its path or credentials; left out where the model.json names none, the
+    remote extension's own base_url serving it). Nothing for a model of a local file."""
     if model_format(model) != API_FORMAT:
         return {}
-    upstream = (model.get("settings") or {}).get("model")
-    return {"remote_model": upstream if isinstance(upstream, str) and upstream else model["id"]}
+    settings = model.get("settings") or {}
+    upstream = settings.get("model") if isinstance(settings, dict) else None
+    out = {"remote_model": upstream if isinstance(upstream, str) and upstream else model["id"]}
+    host = _origin(settings.get("base_url") if isinstance(settings, dict) else None)
+    if host:
+        out["remote_host"] = host
+    return out
 
 
-def model_entry(model: dict[str, Any], path: str | None) -> dict[str, Any]:
+def _origin(url: Any) -> str | None:
+    """``scheme://host:port`` of an http(s) URL (the scheme's port where it names none); None for anything else."""
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}:{port}"
+
+
+def model_entry(model: dict[str, Any], path: str | None, *, written: float | None = None,
+                capabilities: list[str] | None = None) -> dict[str, Any]:
     """One ``/api/tags`` entry (blocking: reads the file's header). ``name`` and ``model`` are the jan model id
-    with Ollama's default tag (:func:`listed_name`), which is what clients send back."""
+    with Ollama's default tag (:func:`listed_name`), which is what clients send back; ``written``: when its
+    model.json was written (seconds since the epoch, :func:`_modified_at`); ``capabilities``: what it can do
+    (``/api/show``'s, as Ollama's list has them; left out when none, as Go's ``omitempty`` does)."""
     gguf = gguf_details(path)
-    return {
+    entry = {
         "name": listed_name(model["id"]),
         "model": listed_name(model["id"]),
         **remote_fields(model),
-        "modified_at": _modified_at(model, path),
+        "modified_at": _modified_at(model, path, written),
         "size": _size(model, path),
         "digest": model_digest(model, path),
-        "details": _details(model, gguf),
+        "details": _details(model, gguf, lengths=True),
     }
+    if capabilities:
+        entry["capabilities"] = list(capabilities)
+    return entry
 
 
 def running_entry(model: dict[str, Any], path: str | None, status: dict[str, Any]) -> dict[str, Any]:
@@ -206,9 +262,22 @@ def running_entry(model: dict[str, Any], path: str | None, status: dict[str, Any
         "digest": model_digest(model, path),
         "details": _details(model, gguf),
         "expires_at": format_time(expires),
-        "size_vram": size if status.get("n_gpu_layers") else 0,
+        "size_vram": size_vram(size, status.get("n_gpu_layers"), gguf),
         "context_length": status.get("n_ctx") or 0,
     }
+
+
+def size_vram(size: int, gpu_layers: Any, gguf: GGUFDetails) -> int:
+    """Ollama's ``size_vram``: the bytes of a loaded model's ``size`` in GPU memory. llama.cpp offloads
+    ``gpu_layers`` of the model's ``block_count`` layers plus its output layer (-1, or more than there are: all of
+    them), each layer's weights and KV cache with it; so a model that is partly offloaded has that share of its size
+    there (an estimate, as Ollama's own is), none with no layer offloaded, all of it with every layer."""
+    if not isinstance(gpu_layers, int) or isinstance(gpu_layers, bool) or gpu_layers == 0:
+        return 0
+    layers = _header_int(gguf, "block_count") + 1  # (and the output layer)
+    if gpu_layers < 0 or layers <= 1 or gpu_layers >= layers:
+        return size
+    return size * gpu_layers // layers
 
 
 def _typed(value: str) -> Any:
@@ -354,9 +423,9 @@ def load_parameters(model: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> dict[str, Any]:
+def show(model: dict[str, Any], path: str | None, *, verbose: bool = False, written: float | None = None) -> dict[str, Any]:
     """``/api/show`` for one model (blocking: reads the file's header, and its projector's: ``model["mmproj_path"]``
-    as the model service resolved it)."""
+    as the model service resolved it); ``written``: when its model.json was written (:func:`_modified_at`)."""
     gguf = gguf_details(path)
     params = {k: v for k, v in (model.get("parameters") or {}).items() if v is not None}
     parameter_lines = []
@@ -371,8 +440,8 @@ def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> d
         template = OLLAMA_DEFAULT_TEMPLATE
     model_info: dict[str, Any] = {}
     for key, value in sorted(gguf.metadata.items()):
-        if key == "tokenizer.chat_template":
-            continue
+        if key in ("tokenizer.chat_template", "general.name"):
+            continue  # (as Ollama leaves them out: the template is shown on its own, the model named as asked for)
         model_info[key] = _typed(value)
     model_info.update(_arrays(path, verbose=verbose))
     model_info = dict(sorted(model_info.items()))
@@ -409,7 +478,7 @@ def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> d
         "tensors": tensors(path),
         "capabilities": capabilities(model, gguf, abilities=model_abilities({**model, "file_path": path}) if path
                                      else None),
-        "modified_at": _modified_at(model, path),
+        "modified_at": _modified_at(model, path, written),
     }
     return {k: v for k, v in out.items() if v != "" and not (k in ("projector_info", "messages", "tensors") and not v)}
 

@@ -137,6 +137,9 @@ class OllamaEncoder:
         self.timing = timing
         self.clock = clock
         self.context = context and kind == "generate"  # Ollama's chat replies have none
+        #: Ollama's ``remote_model``/``remote_host`` of a model another server answers, on every object after
+        #: ``model`` (:func:`jan.server.dialects.ollama_models.remote_fields`); none for a local model
+        self.remote: dict[str, str] = {}
         self._calls: dict[int, dict[str, Any]] = {}
         self._finish: str | None = None
         self._usage: Usage | None = None
@@ -184,6 +187,19 @@ class OllamaEncoder:
         if self._tokens is not None:
             self._tokens += generated
 
+    def rendered(self, prompt: str, images: int) -> dict[str, Any]:
+        """The answer to a ``_debug_render_only`` request, as Ollama's: the prompt the model would be given
+        (``_debug_info.rendered_template``) and the request's image count (``image_count``, left out at 0), with
+        Go's zero values for what was not generated (an empty ``message`` or ``response``, ``done: false``)."""
+        obj: dict[str, Any] = {"model": self.model, **self.remote, "created_at": self.clock()}
+        if self.kind == "chat":
+            obj["message"] = {"role": "", "content": ""}
+        else:
+            obj["response"] = ""
+        obj["done"] = False
+        obj["_debug_info"] = {"rendered_template": prompt, **({"image_count": images} if images else {})}
+        return obj
+
     # -- one object --------------------------------------------------------------
     def whole(self, result: ChatResult | None = None, *, text: str = "", finish_reason: str | None = None,
               usage: Usage | None = None, token_logprobs: tuple[TokenLogprob, ...] | None = None,
@@ -209,7 +225,7 @@ class OllamaEncoder:
                 stats: dict[str, int] | None = None) -> dict[str, Any]:
         # keys in the order Ollama's structs declare them (chat: logprobs, then metrics;
         # generate: metrics, then tool_calls and logprobs)
-        obj: dict[str, Any] = {"model": self.model, "created_at": self.clock()}
+        obj: dict[str, Any] = {"model": self.model, **self.remote, "created_at": self.clock()}
         tool_calls = [tool_call(c, i) for i, c in enumerate(calls or ())]
         if self.kind == "chat":
             message: dict[str, Any] = {"role": "assistant", "content": text}

@@ -291,6 +291,8 @@ class _Inference(_ModelUse):
     #: Ollama's context shift (keep generating past a full context by dropping old tokens). jan does not shift,
     #: as llama-server by default: a reply that fills the context ends with done_reason "length".
     shift: bool | None = None
+    #: Ollama's ``_debug_render_only``: answer the prompt the request renders to (``_debug_info``), generate nothing.
+    debug_render_only: bool = Field(False, alias="_debug_render_only")
 
     @field_validator("format", mode="before")
     @classmethod

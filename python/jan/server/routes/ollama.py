@@ -34,7 +34,7 @@ from jan.errors import CTX_LEN, MediaError, ModelLoadError, ModelNotFoundError, 
 from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
-from jan.server.disconnect import first_item, raise_if_gone, unless_disconnected, unless_stopping
+from jan.server.disconnect import WAIT_SHUTDOWN, first_item, raise_if_gone, unless_disconnected, unless_stopping
 import jan.server.dialect_errors  # noqa: F401 - registers Ollama's error shape
 from jan.server.errors import APIError, from_validation_error, to_api_error
 from jan.server.sse import close_unframed
@@ -42,6 +42,7 @@ from jan.server.body_read import BodyLimit, blob_space_error, body_limit
 from jan.server.jsonio import json_response_built, json_text
 from jan.server.keys import CONFIG, SERVICES, SHUTTING_DOWN
 from jan.server.route_state import prune_blobs
+from jan.server.routes.models import model_facts
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
 from jan.server.validation import (body_is_large, body_step, check_json_values, loads_bounded,
                                    request_json_values_limit)
@@ -385,6 +386,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     target = await _target_or_unloaded(request, body.model, keep_alive == 0 and not body.messages, encoder)
     if isinstance(target, web.Response):
         return target
+    encoder.remote = ollama_models.remote_fields(target.model)
     if not body.messages:
         return await _load_or_unload(request, target, keep_alive, timing, encoder)
     require_generating(target)  # before _model_in_use loads it
@@ -394,6 +396,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
         typed = await body_step(ollama_requests.chat_request, body, target.id)  # off the loop for a big body
     service = _services(request).chat
     with _media_named(body):
+        if body.debug_render_only:
+            return await _rendered(request, typed, encoder, sum(len(m.images or ()) for m in body.messages))
         await _services(request).models.require_able(target, typed)  # (think, tools, images) before a load
         async with _model_in_use(request, target, keep_alive, timing):
             if not body.streaming:
@@ -402,6 +406,13 @@ async def chat(request: web.Request) -> web.StreamResponse:
             stream = service.stream(typed)
             first = await first_item(request, stream, target.id)
             return await _ndjson(request, first, stream, encoder.delta, encoder.final)
+
+
+async def _rendered(request: web.Request, typed: Any, encoder: OllamaEncoder, images: int) -> web.Response:
+    """Ollama's ``_debug_render_only``: the prompt the chat request ``typed`` renders to (the chat service's render,
+    as ``/apply-template`` tells it; the model loaded for it, as Ollama's is), nothing generated."""
+    rendered = await unless_stopping(request, _services(request).chat.render(typed), WAIT_SHUTDOWN)
+    return _json(encoder.rendered(rendered.text, images))
 
 
 async def _load_or_unload(request: web.Request, target: Target, keep_alive: float | None, timing: Timing,
@@ -455,6 +466,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
     target = await _target_or_unloaded(request, body.model, keep_alive == 0 and nothing, encoder)
     if isinstance(target, web.Response):
         return target
+    encoder.remote = ollama_models.remote_fields(target.model)
     if nothing:
         return await _load_or_unload(request, target, keep_alive, timing, encoder)
     require_generating(target)  # before _model_in_use loads it
@@ -468,12 +480,19 @@ async def generate(request: web.Request) -> web.StreamResponse:
             grammar = await asyncio.to_thread(ollama_requests.format_grammar, body.format)  # (a bad schema: 400)
             if ollama_requests.insists_on_thinking(body.think):  # Ollama checks it whatever the prompt
                 await services.models.require_thinking(target)
+        if body.debug_render_only and body.suffix:
+            raise OllamaError(400, "_debug_render_only: not with suffix (a fill-in-the-middle prompt is made of the "
+                                   "model's FIM tokens as it is evaluated, not rendered from a template)")
         if body.suffix:
             await services.models.require_fill_in(target, tuple(body.context or ()))
         elif not body.raw:
             typed = await asyncio.to_thread(ollama_requests.generate_chat_request, body, target.id) \
                 if body.images else ollama_requests.generate_chat_request(body, target.id)
+            if body.debug_render_only:
+                return await _rendered(request, typed, encoder, len(body.images or ()))
             await services.models.require_able(target, typed)
+        elif body.debug_render_only:  # (a raw prompt goes to the model as it is)
+            return _json(encoder.rendered(body.prompt, len(body.images or ())))
         async with _model_in_use(request, target, keep_alive, timing):
             if typed is None:
                 stream = services.completions.stream(ollama_requests.completion_request(body, target.id, grammar))
@@ -581,6 +600,15 @@ async def _weights(services: Services, model: dict[str, Any]) -> str | None:
     return (await services.models.with_weights(model)).get("file_path")
 
 
+async def _written_at(services: Services, model_id: str) -> float | None:
+    """When the model's model.json was written (:meth:`~jan.core.interfaces.model.ModelExtension.model_written_at`);
+    None for a model the catalogue does not hold (one this process was given by path)."""
+    try:
+        return await services.models.model_extension().model_written_at(model_id)
+    except Exception:  # noqa: BLE001 - a time to show only: the weights' time then, never a failed answer
+        return None
+
+
 @routes.get("/api/tags")  # aiohttp answers HEAD too, as Ollama does
 @ollama_errors
 async def tags(request: web.Request) -> web.Response:
@@ -592,7 +620,11 @@ async def tags(request: web.Request) -> web.Response:
             path = await _weights(services, model)
         except ValueError:  # its engine is not enabled: listed, without file details
             path = None
-        entries.append(await asyncio.to_thread(ollama_models.model_entry, model, path))
+        # its capabilities as /api/show and /v1/models tell them (Ollama's list has them, and apps filter by them)
+        facts = await model_facts(request, model)
+        written = await _written_at(services, model["id"])
+        entries.append(await asyncio.to_thread(ollama_models.model_entry, model, path, written=written,
+                                               capabilities=facts.capabilities))
     # the most recently modified first, as Ollama lists them (an app that takes the first listed model gets the one
     # pulled last, not the first by name); equal times stay in id order
     entries.sort(key=lambda entry: entry["modified_at"], reverse=True)
@@ -606,7 +638,8 @@ async def show(request: web.Request) -> web.Response:
     body = await _body(request, wire.OllamaModelRequest)
     target = await _target(request, body.model_name)
     path = target.model.get("file_path")
-    shown = await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose)
+    written = await _written_at(_services(request), target.id)
+    shown = await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose, written=written)
     # with verbose, the vocabulary's hundreds of thousands of strings: encoded on a worker thread, not the loop
     values = sum(len(v) for info in ("model_info", "projector_info") for v in shown.get(info, {}).values()
                  if isinstance(v, list)) + 6 * len(shown.get("tensors", ()))
@@ -716,8 +749,8 @@ async def _copy_model(services: Services, source: Target, destination: str,
     doc.update(stored or {})
     if path:
         # (the model's own prompt and license too: a copy answers as the source does)
-        keep = {k: doc[k] for k in ("name", "description", "parameters", "metadata", "system", "messages", "license")
-                if doc.get(k)}
+        keep = {k: doc[k] for k in ("name", "description", "parameters", "metadata", "system", "messages", "license",
+                                    "parent_model") if doc.get(k)}
         # the projector as the source resolved it: a name relative to the source's folder would not be the copy's
         settings = {k: v for k, v in (doc.get("settings") or {}).items() if k not in ("llama_model_path", "mmproj")}
         if source.model.get("lora_paths") and not own_lora:  # likewise its LoRA adapters, as the source resolved them
@@ -772,6 +805,8 @@ async def create(request: web.Request) -> web.StreamResponse:
     else:
         source = await _target(request, body.from_)
         stored = body.stored()
+        if source.id != model_id:  # Ollama's details.parent_model: the model it was made from, as Ollama names it
+            stored["parent_model"] = ollama_models.listed_name(source.id)
         inherited = source.model.get("license")
         if "license" in stored and isinstance(inherited, str) and inherited:
             # Ollama appends a create's licenses to the ones its FROM model has (its /api/show joins them with \n)
@@ -816,10 +851,11 @@ async def _create_from_files(request: web.Request, files: dict[str, str], model_
     mmproj = str(paths[projectors[0]]) if projectors else None
     # Hard-linked (copied across filesystems) under the name the client gave it: deleting the model later
     # leaves the blob; the projector is referenced where it is, as `jan models import --mmproj` does.
+    # (Ollama's details.parent_model of a model made from files is the weights' name as the create gave it)
     await models.import_model(str(paths[weights[0]]), model_id=model_id, mode="link",
                               filename=os.path.basename(weights[0]), mmproj=mmproj, name=model_id,
                               parameters=parameters or None, overwrite=True,
-                              **({"settings": settings} if settings else {}), **stored)
+                              **({"settings": settings} if settings else {}), **stored, parent_model=weights[0])
     return ["parsing GGUF", *(f"using existing layer sha256:{path.name.removeprefix('sha256-')}"
                               for path in paths.values()), "writing manifest", "success"]
 
