@@ -182,7 +182,7 @@ from jan.services.types import (
     merge_options,
 )
 from jan.store._util import now_s
-from jan.store.errors import InvalidArgumentError, InvalidIdError
+from jan.store.errors import InvalidArgumentError, InvalidIdError, partly_saved
 from jan.store.ids import clock_ms, new_id, ulid_millis
 
 log = logging.getLogger("jan.services.runs")
@@ -192,6 +192,12 @@ __all__ = ["Run", "RunFailure", "RunRequest", "RunService", "ToolDecision", "fai
 
 #: Seconds between rewrites of a reply that is still streaming.
 SAVE_INTERVAL = 0.5
+#: What stays on disk of a reply whose final save failed (a disk that filled as it streamed): its message, made as the
+#: run began and saved as it streamed, as last saved, never marked whole (it is left ``pending``).
+REPLY_LEFT_INCOMPLETE = "the reply so far stays in the thread as last saved, unfinished (its end was not saved)"
+#: What stays on disk of a run whose reply was saved whole but whose record of its end was refused.
+RUN_END_UNSAVED = ("the reply was saved whole in the thread, but not the run's end (its record reads as interrupted "
+                   "once this server lets the run go)")
 #: Finished runs remembered per service.
 KEEP_RUNS = 256
 #: About how many bytes the events of the finished runs remembered may take in all (:meth:`RunService._remember`):
@@ -2986,7 +2992,8 @@ class _Execution:
         saved = await self._save({"content": self._parts(), "status": status, "metadata": metadata})
         stored = self.unsaved is None
         if not stored and run.status != "interrupted":  # (an interrupted run is told so, and resumed from disk)
-            error = self.service.failure(self.unsaved)
+            # (its message was made as the run began and saved as it streamed: that copy stays, never "nothing")
+            error = self.service.failure(partly_saved(self.unsaved, REPLY_LEFT_INCOMPLETE))
             run.status, run.incomplete_reason, run.last_error = "failed", None, error.last_error()
             metadata["error"], metadata["error_code"] = error.message, error.code
             status = "error"
@@ -3010,7 +3017,7 @@ class _Execution:
         if refused is not None and stored and run.status != "interrupted":
             # the reply is whole on disk, but not the run's end: its record reads as interrupted once this process
             # lets it go, so it is no run that completed either
-            error = self.service.failure(refused)
+            error = self.service.failure(partly_saved(refused, RUN_END_UNSAVED))
             run.status, run.incomplete_reason, run.last_error = "failed", None, error.last_error()
             stored = False
         final = run.message
