@@ -370,3 +370,42 @@ def test_a_conversation_response_the_store_failed_is_never_completed(tmp_path, s
         assert items["data"] == [], items
         status, got = _get(base, f"/v1/responses/{failed['id']}")
         assert status == 200 and got["status"] == "failed", got
+
+
+@pytest.mark.parametrize("removal", ["taken", "refused"])
+def test_a_run_whose_start_the_disk_refused_leaves_the_thread_as_it_was_or_says_what_stays(
+        tmp_path, stories_path, monkeypatch, removal):
+    """A run whose first record the disk refused (its additional_messages and its reply written, the record not)
+    was the 507 saying "nothing was saved" while the request's messages and an empty failed reply stayed in the
+    thread. They are taken out again, as every refusal of a start takes them out; where the disk refuses that too,
+    the error says they stay, and they do."""
+    import jan.services.run_records as run_records
+
+    def refuse(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", f"{path.parent}/.x.tmp")
+
+    data = tmp_path / "data"
+    with running(data, stories_path) as srv:
+        base = srv.base_url
+        status, raw = _post(base, "/v1/threads", {"messages": [{"role": "user", "content": "Once"}]})
+        thread = json.loads(raw)
+        monkeypatch.setattr(run_records, "atomic_write_bytes", refuse)
+        if removal == "refused":
+            def delete(self, thread_id, message_id, *args, **kwargs):
+                raise OSError(errno.ENOSPC, "No space left on device", f"/data/threads/{thread_id}/.x.tmp")
+            monkeypatch.setattr(MessageStore, "delete", delete)
+        status, raw = _post(base, f"/v1/threads/{thread['id']}/runs", {
+            "assistant_id": "jan", "additional_messages": [{"role": "user", "content": "More"}],
+            "max_completion_tokens": 4})
+        error = json.loads(raw)["error"]
+        assert (status, error["code"]) == (507, "insufficient_storage"), raw
+        monkeypatch.undo()
+        status, listed = _get(base, f"/v1/threads/{thread['id']}/messages?order=asc")
+        kept = [(m["role"], m["status"]) for m in listed["data"]]
+        if removal == "taken":
+            assert "nothing was saved" in error["message"], error
+            assert kept == [("user", "completed")], listed  # as it was
+        else:
+            assert "nothing was saved" not in error["message"], error
+            assert "the messages this request added to the thread stay there" in error["message"], error
+            assert kept == [("user", "completed"), ("user", "completed"), ("assistant", "incomplete")], listed

@@ -198,6 +198,9 @@ REPLY_LEFT_INCOMPLETE = "the reply so far stays in the thread as last saved, unf
 #: What stays on disk of a run whose reply was saved whole but whose record of its end was refused.
 RUN_END_UNSAVED = ("the reply was saved whole in the thread, but not the run's end (its record reads as interrupted "
                    "once this server lets the run go)")
+#: What stays on disk of a run whose start was refused (its record) where the disk refused taking out what it wrote.
+REFUSED_START_LEFT = ("the messages this request added to the thread stay there, its reply marked failed (the disk "
+                      "refused their removal too)")
 #: Finished runs remembered per service.
 KEEP_RUNS = 256
 #: About how many bytes the events of the finished runs remembered may take in all (:meth:`RunService._remember`):
@@ -1894,6 +1897,14 @@ class RunService(Held):
             await _Execution(self, run, policy).new_message()  # (saved: the claim on the thread, on disk)
         except BaseException as exc:
             await asyncio.shield(self._abandon(run, exc))  # never executed: it must not hold the thread
+            # A start refused here (the disk refused the run's record) leaves its thread as it was, as every refusal
+            # above does: the request's additional_messages and the reply made for it go again. They once stayed
+            # (the reply marked failed) under an error saying nothing was saved; where the disk refuses their
+            # removal too (full), the error says they stay.
+            made = run.message["id"] if run.message is not None else None
+            left = await asyncio.shield(self._remove_messages(store, req.thread_id, [*added, *filter(None, [made])]))
+            if left and isinstance(exc, Exception):
+                raise partly_saved(exc, REFUSED_START_LEFT)
             raise
         await self._after_first_exchange(store, thread, assistant, model, history)
         return run
@@ -1917,13 +1928,19 @@ class RunService(Held):
         return added
 
     @staticmethod
-    async def _remove_messages(store: ConversationalExtension, thread_id: str, ids: list[str]) -> None:
-        """Delete the messages a refused start wrote (each on its own: one already gone leaves the others to go)."""
+    async def _remove_messages(store: ConversationalExtension, thread_id: str, ids: list[str]) -> list[str]:
+        """Delete the messages a refused start wrote (each on its own: one already gone leaves the others to go);
+        the ids of those that could not be (the disk refused it), which stay."""
+        left = []
         for message_id in ids:
             try:
                 await store.delete_message(thread_id, message_id)
+            except NotFoundError:
+                pass
             except Exception as exc:  # noqa: BLE001 - the start's own error is the one to tell
                 log.warning("thread %s: could not remove message %s of a refused run: %s", thread_id, message_id, exc)
+                left.append(message_id)
+        return left
 
     async def _after_first_exchange(self, store: ConversationalExtension, thread: dict[str, Any],
                                     assistant: dict[str, Any], model: dict[str, Any],
