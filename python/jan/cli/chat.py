@@ -188,6 +188,9 @@ class ChatSession:
                 content = [{"type": "reasoning", "text": {"value": m["reasoning_content"], "annotations": []}},
                            *([{"type": "text", "text": {"value": content, "annotations": []}}] if content else [])]
             threads.add(self.thread_id, m["role"], content, status=self.statuses[i], metadata=self.meta[i])
+            # counted as each is written: a save refused part-way (a full disk) is finished by the next one, which
+            # wrote the turns already in the thread a second time
+            self.saved = i + 1
         self.saved = len(self.messages)
 
     def save_quietly(self) -> None:
