@@ -1086,7 +1086,8 @@ def test_a_run_left_waiting_for_approval_does_not_lock_the_thread(tools_server, 
 def test_a_messages_image_link_is_shown_not_left_out(tmp_path, new_page, test_image_path):
     """A message holding image links the store kept as given (the library, an import, a hand edit) showed no image
     at all: only its image_file parts were shown. A link is named (an http(s) one opened on a click, never loaded
-    by the page), a data: URL's image shown itself, beside the image files as before."""
+    by the page), a data: URL's image shown itself, beside the image files as before; an attached document by its
+    name."""
     import base64
 
     from jan.store import DataFolder
@@ -1098,7 +1099,9 @@ def test_a_messages_image_link_is_shown_not_left_out(tmp_path, new_page, test_im
     thread = store.threads.create("Linked")
     store.messages.create(thread["id"], "user", [
         {"type": "text", "text": "what are these"}, {"type": "image_url", "image_url": {"url": link}},
-        {"type": "image_url", "image_url": {"url": "/srv/pictures/dog.png"}}])
+        {"type": "image_url", "image_url": {"url": "/srv/pictures/dog.png"}}],
+        attachments=[{"file_id": "file-abc", "tools": [{"type": "file_search"}],
+                      "document": {"text": "Some notes.", "filename": "notes.txt"}}])
     stored = store.messages.create(thread["id"], "user", [{"type": "image_url", "image_url": {"url": inline}}])
     with ServerThread(ServerConfig(data_folder=data, n_threads=1)) as srv:
         page = new_page()
@@ -1110,6 +1113,8 @@ def test_a_messages_image_link_is_shown_not_left_out(tmp_path, new_page, test_im
         assert first.locator(".linked-image a").get_attribute("href") == link
         assert first.locator(".linked-image a").get_attribute("rel") == "noopener noreferrer"
         assert first.locator(".linked-image code").text_content() == "/srv/pictures/dog.png"
+        # a document attached to it is named too (it was shown nowhere)
+        assert first.locator(".message-files .message-file").text_content() == "File: notes.txt"
         # (the store keeps a data: URL's image as a file: shown as every image file is)
         second = page.locator("article.user").nth(1)
         second.locator(".message-images img.thumb").wait_for()

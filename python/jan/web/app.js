@@ -183,6 +183,16 @@ function messageImages(message) {
 }
 
 /**
+ * The documents attached to a message (its attachments' text the model reads, kept as thread files), by the
+ * upload's name; they were shown nowhere, as if the message had none.
+ */
+function messageFiles(message) {
+  if (!Array.isArray(message.attachments)) return [];
+  return message.attachments.map((a) => a?.document?.filename || a?.document?.file_id || a?.file_id)
+    .filter((name) => typeof name === "string" && name);
+}
+
+/**
  * A linked image: a data: URL's image shown itself; any other link named, never loaded by the page (the server
  * fetches it for a run under --allow-media-from; the browser asking a third party, or a file path, would not be
  * the same read), an http(s) one opened on a click.
@@ -941,6 +951,12 @@ function messageView(message) {
   if (images.length) {
     const box = el("div", "message-images");
     for (const ref of images) box.append(threadImage(message.thread_id, ref));
+    root.insertBefore(box, body);
+  }
+  const files = messageFiles(message);
+  if (files.length) {
+    const box = el("div", "message-files");
+    for (const name of files) box.append(el("span", "message-file", `File: ${name}`));
     root.insertBefore(box, body);
   }
   const saved = messageReasoning(message);
