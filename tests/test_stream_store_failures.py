@@ -409,3 +409,35 @@ def test_a_run_whose_start_the_disk_refused_leaves_the_thread_as_it_was_or_says_
             assert "nothing was saved" not in error["message"], error
             assert "the messages this request added to the thread stay there" in error["message"], error
             assert kept == [("user", "completed"), ("user", "completed"), ("assistant", "incomplete")], listed
+
+
+@pytest.mark.parametrize("kind", ["damaged", "lock", "extension"])
+def test_a_streamed_run_whose_reply_the_store_failed_says_what_stays(tmp_path, stories_path, monkeypatch, kind):
+    """The reply's last save failed otherwise than by a full disk: the run fails saying so, and what stays (the
+    reply as last saved), in its stream's error and its last_error, never "nothing was saved"."""
+    update = MessageStore.update
+    failure = _failure(kind, str(tmp_path / "data" / "threads" / "x" / "messages.jsonl"))
+
+    def ending(self, thread_id, message_id, **changes):
+        if changes.get("status", "pending") != "pending":
+            raise failure
+        return update(self, thread_id, message_id, **changes)
+
+    with running(tmp_path / "data", stories_path) as srv:
+        base = srv.base_url
+        status, raw = _post(base, "/v1/threads", {"messages": [{"role": "user", "content": "Once upon a time"}]})
+        thread = json.loads(raw)
+        monkeypatch.setattr(MessageStore, "update", ending)
+        status, raw = _post(base, f"/v1/threads/{thread['id']}/runs",
+                            {"assistant_id": "jan", "stream": True, "max_completion_tokens": 8})
+        events = parse_sse(raw.decode())
+        names = [name for name, _ in events]
+        assert "thread.run.completed" not in names and names[-3:] == ["error", "thread.run.failed", "done"], names
+        error, run = dict(events)["error"], dict(events)["thread.run.failed"]
+        assert error["code"] == {"damaged": "data_folder_damaged", "lock": "busy", "extension": "not_saved"}[kind]
+        for told in (error["message"], run["last_error"]["message"]):
+            assert told.startswith("The reply could not be saved") and "nothing was saved" not in told, told
+            assert "the reply so far stays in the thread as last saved, unfinished" in told, told
+        monkeypatch.undo()
+        status, listed = _get(base, f"/v1/threads/{thread['id']}/messages?order=asc")
+        assert listed["data"][-1]["role"] == "assistant" and listed["data"][-1]["status"] != "completed", listed

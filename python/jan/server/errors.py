@@ -335,7 +335,7 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True,
     if isinstance(exc, APIError):
         return exc
     if isinstance(exc, PartlySavedError):  # a save that failed, saying what of its work is on disk nonetheless
-        return save_failed_error(exc, "the work")
+        return save_failed_error(exc, exc.what)
     if isinstance(exc, (RequestPayloadError, HttpProcessingError)):
         # the body could not be read as sent: a Content-Encoding it does not follow (gzip that is not gzip), a
         # chunked body cut short; aiohttp raises these from request.read(), the client's fault

@@ -1904,7 +1904,7 @@ class RunService(Held):
             made = run.message["id"] if run.message is not None else None
             left = await asyncio.shield(self._remove_messages(store, req.thread_id, [*added, *filter(None, [made])]))
             if left and isinstance(exc, Exception):
-                raise partly_saved(exc, REFUSED_START_LEFT)
+                raise partly_saved(exc, REFUSED_START_LEFT, "the run")
             raise
         await self._after_first_exchange(store, thread, assistant, model, history)
         return run
@@ -3010,7 +3010,7 @@ class _Execution:
         stored = self.unsaved is None
         if not stored and run.status != "interrupted":  # (an interrupted run is told so, and resumed from disk)
             # (its message was made as the run began and saved as it streamed: that copy stays, never "nothing")
-            error = self.service.failure(partly_saved(self.unsaved, REPLY_LEFT_INCOMPLETE))
+            error = self.service.failure(partly_saved(self.unsaved, REPLY_LEFT_INCOMPLETE, "the reply"))
             run.status, run.incomplete_reason, run.last_error = "failed", None, error.last_error()
             metadata["error"], metadata["error_code"] = error.message, error.code
             status = "error"
@@ -3034,7 +3034,7 @@ class _Execution:
         if refused is not None and stored and run.status != "interrupted":
             # the reply is whole on disk, but not the run's end: its record reads as interrupted once this process
             # lets it go, so it is no run that completed either
-            error = self.service.failure(partly_saved(refused, RUN_END_UNSAVED))
+            error = self.service.failure(partly_saved(refused, RUN_END_UNSAVED, "the run's end"))
             run.status, run.incomplete_reason, run.last_error = "failed", None, error.last_error()
             stored = False
         final = run.message

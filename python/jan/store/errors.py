@@ -117,23 +117,25 @@ class PartlySavedError(Exception):
     reads says what was stored rather than "nothing was saved". Its cause (``raise ... from exc``, or
     :func:`partly_saved`) is the failure itself (an ``OSError`` of a full disk, a :class:`CorruptFileError`...)."""
 
-    def __init__(self, kept: str):
+    def __init__(self, kept: str, what: str = "the work"):
         super().__init__(kept)
         self.kept = kept
+        #: What could not be saved, in words (``"the reply"``), for an error that is not the disk's.
+        self.what = what
 
     def __str__(self) -> str:  # the failure, then what stays: "[Errno 28] No space left on device: ...; the reply ..."
         return f"{self.__cause__}; {self.kept}" if self.__cause__ is not None else self.kept
 
     def __reduce__(self):
-        return (type(self), (self.kept,))
+        return (type(self), (self.kept, self.what))
 
 
-def partly_saved(exc: BaseException, kept: str) -> PartlySavedError:
-    """``exc`` (a failed save) told with what stays on disk: a :class:`PartlySavedError` caused by it (an ``exc``
-    that is one already keeps its own account, the first save's being the one that left the disk so)."""
+def partly_saved(exc: BaseException, kept: str, what: str = "the work") -> PartlySavedError:
+    """``exc`` (a failed save of ``what``) told with what stays on disk: a :class:`PartlySavedError` caused by it (an
+    ``exc`` that is one already keeps its own account, the first save's being the one that left the disk so)."""
     if isinstance(exc, PartlySavedError):
         return exc
-    err = PartlySavedError(kept)
+    err = PartlySavedError(kept, what)
     err.__cause__ = exc
     return err
 

@@ -335,7 +335,7 @@ class ResponseRun:
             return status, final
         if began:
             exc = partly_saved(exc, STORED_AS_BEGUN + ("; nothing was added to its conversation" if conversation
-                                                       else ""))
+                                                       else ""), "the response")
         self.store_error = exc
         return "failed", {**final, "status": "failed", "error": self._error_of(exc), "incomplete_details": None}
 
