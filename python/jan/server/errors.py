@@ -499,6 +499,8 @@ def save_failed_error(exc: BaseException, what: str, kept: str | None = None) ->
         log.warning("data folder write failed: %s", exc.__cause__ or exc)
         return refused
     cause = exc.__cause__ if kept_of(exc) is not None and exc.__cause__ is not None else exc
+    if isinstance(cause, (CorruptFileError, LockTimeoutError)):  # (named in full: no traceback says more)
+        log.warning("could not save %s: %s", what, cause)
     if isinstance(cause, CorruptFileError):
         return APIError(500, f"{what[:1].upper()}{what[1:]} could not be saved: a file of the data folder is damaged "
                              f"({cause}): {saved}", type="server_error", code="data_folder_damaged")
