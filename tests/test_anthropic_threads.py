@@ -20,6 +20,7 @@ from anthropic.types import (ThreadAlreadyContinuedError, ThreadContinueInFlight
 
 from dialect_helpers import WEATHER_SCHEMA, anthropic_prompt_tokens, http_body, named_events, tool_model
 from jan.server.dialects import anthropic as wire
+from jan.server.dialects.anthropic_threads import ThreadError
 from jan.server.routes.anthropic import THREADS
 from jan.testing.server import free_port
 from server_helpers import http_post, raw_request, start_server
@@ -254,8 +255,10 @@ def test_a_continue_in_flight_is_refused_and_a_cut_stream_holds_nothing(server):
 
 
 def test_a_reply_whose_conversation_went_on_meanwhile_is_not_held(server):
-    # while a reply is generated, a message is added to its conversation (in the web page): the reply is
-    # answered but not held, so nothing is appended after the new message and no index names it
+    # while a reply is generated, a message is added to its conversation (in the web page): the reply is not
+    # held, so nothing is appended after the new message and no index names it, and the client is told so (it was
+    # answered 200, and its next continue refused thread_not_found): the SDK's thread_already_continued, on which
+    # it sends the whole conversation again
     first = _create(server, [{"role": "user", "content": "Meanwhile"}])
     body = wire.MessagesRequest.model_validate({
         "model": "stories260K", "max_tokens": 2, "messages": [{"role": "user", "content": "go on"}],
@@ -271,7 +274,10 @@ def test_a_reply_whose_conversation_went_on_meanwhile_is_not_held(server):
                                                              {"role": "user", "content": "typed meanwhile"})
             return await turn.commit(late)
 
-    assert server.call(race()) == late  # the client still gets its answer
+    with pytest.raises(ThreadError) as refused:
+        server.call(race())
+    assert refused.value.status == 400 and refused.value.details == {"error_code": "thread_already_continued"}
+    assert "the turn was not kept" in refused.value.message
     assert not (server.config.data_folder / "message_threads" / "msg_meanwhile0000.json").exists()
     assert [m["role"] for m in _held_conversation(server, "Meanwhile")] == ["user", "assistant", "user"]
 

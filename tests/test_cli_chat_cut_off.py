@@ -201,3 +201,31 @@ def test_a_stop_signal_during_the_early_save_stops_the_answer_as_ctrl_c_does(cap
     assert [(role, text, status) for role, text, status, _ in session.threads.saved] == [
         ("user", "Tell me a story", "ready"), ("assistant", "", "stopped")]
     assert "[answer stopped]" in capsys.readouterr().out
+
+
+def test_a_save_refused_part_way_is_finished_later_without_a_message_twice(capsys):
+    """A save of several turns (a tool-calling turn, its results) that the disk refused after the first was written
+    counted none of them written: the next save wrote the first again, in the thread twice."""
+    import errno
+
+    session = _session()
+    refusals = [None, OSError(errno.ENOSPC, "No space left on device", "/data/threads/thread_1/.x.tmp")]
+    add = session.threads.add
+
+    def add_or_refuse(thread_id, role, text, **kwargs):
+        refused = refusals.pop(0) if refusals else None
+        if refused is not None:
+            raise refused
+        add(thread_id, role, text, **kwargs)
+
+    session.threads.add = add_or_refuse
+    for role, text in (("user", "one"), ("assistant", "two"), ("user", "three")):
+        session.messages.append({"role": role, "content": text})
+        session.statuses.append("ready")
+        session.meta.append({})
+    session.save_quietly()
+    assert session.unsaved and "could not save the conversation" in capsys.readouterr().err
+    assert [text for _, text, _, _ in session.threads.saved] == ["one"]
+    session.save_quietly()  # the disk has room again
+    assert not session.unsaved
+    assert [text for _, text, _, _ in session.threads.saved] == ["one", "two", "three"]

@@ -110,6 +110,22 @@ def test_show_and_export_tell_thinking_tool_calls_and_images_apart(env, data):
     assert reasoning_of({"content": [{"type": "reasoning", "text": "Hm."}, {"type": "text", "text": "A"}]}) == "Hm."
 
 
+def test_show_and_export_tell_a_linked_image_and_an_attached_document(env, data):
+    """An image link the store kept as given was told as a stored image ("[image]", its URL nowhere: the one thing a
+    run fetches), and a document attached to a message not at all: "[image: URL]" and "[file: NAME]"."""
+    store = DataFolder(data)
+    thread = store.threads.create("Linked")
+    store.messages.create(thread["id"], "user", [
+        {"type": "text", "text": {"value": "Compare", "annotations": []}},
+        {"type": "image_url", "image_url": {"url": "https://images.example.com/cat.png"}}],
+        attachments=[{"file_id": "file-abc", "tools": [{"type": "file_search"}],
+                      "document": {"text": "Some notes.", "filename": "notes.txt"}}])
+    markdown = ok(jan("threads", "export", thread["id"], env=env)).stdout
+    assert "## User\n\nCompare\n[image: https://images.example.com/cat.png]\n[file: notes.txt]\n" in markdown, markdown
+    shown = ok(jan("threads", "show", thread["id"], env=env)).stdout
+    assert "[image: https://images.example.com/cat.png]\n[file: notes.txt]" in shown, shown
+
+
 def test_show_and_export_tell_each_status_as_a_server_does(env, data):
     """A reply cut at -n showed as whole from the data folder ("Assistant") and "(incomplete: max_tokens)" from a
     server; a stopped one "(stopped)" and "(incomplete: run_cancelled)", a failed one "(error)" and "(incomplete:

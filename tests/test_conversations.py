@@ -203,6 +203,31 @@ def test_an_image_sent_as_an_upload_lists_its_file_id_and_stays_after_the_file_i
     assert _all(client, other.id)[0].content[0].file_id is None
 
 
+def test_a_stored_image_link_is_listed_as_an_input_image_by_its_url(server, client):
+    """A message of the conversation's thread holding an image link (an ``image_url`` part the store keeps as given:
+    ``https://...``, written by the library, an import, a hand edit) was listed without it, an item of the text alone (or no item): it is the
+    ``input_image`` whose ``image_url`` is the link, as the Responses API lists one, in the listing and the item
+    alike, nothing fetched; the other parts beside it as they are."""
+    from jan.store import DataFolder
+
+    conv = client.conversations.create(items=[_user("first")])
+    link = "https://images.example.com/cat.png"
+    folder = DataFolder(server.config.data_folder)  # (the library keeps a link as given; the server fetches one)
+    folder.messages.create(conv.id, "user", [{"type": "text", "text": "what is this"},
+                                             {"type": "image_url", "image_url": {"url": link, "detail": "low"}},
+                                             {"type": "image_url", "image_url": {"url": _png()}}])
+    folder.messages.create(conv.id, "user", [{"type": "image_url", "image_url": {"url": link}}])
+    items = _all(client, conv.id)
+    assert len(items) == 3, items
+    text, image, data = items[1].content
+    assert (text.type, text.text) == ("input_text", "what is this")
+    assert (image.type, image.image_url, image.detail, image.file_id) == ("input_image", link, "low", None), image
+    assert data.type == "input_image" and data.image_url.startswith("data:image/png;base64,"), data
+    [only] = items[2].content
+    assert (only.type, only.image_url, only.detail) == ("input_image", link, "auto"), only
+    assert client.conversations.items.retrieve(items[2].id, conversation_id=conv.id).content[0].image_url == link
+
+
 # -- responses in a conversation ----------------------------------------------------------------------
 def _answer(response) -> str:
     return "".join(p.text for item in response.output if item.type == "message" for p in item.content)

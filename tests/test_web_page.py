@@ -1081,3 +1081,42 @@ def test_a_run_left_waiting_for_approval_does_not_lock_the_thread(tools_server, 
     assert [text_of(m) for m in messages_of(server, tid) if m["role"] == "user"][-1] == "Never mind, tell me a story"
     page.click("#stop")  # stopping at the approval box cancels that run too: the thread is left free
     wait_until(lambda: api(server, "GET", f"/v1/threads/{tid}/runs?limit=1")["data"][0]["status"] == "cancelled")
+
+
+def test_a_messages_image_link_is_shown_not_left_out(tmp_path, new_page, test_image_path):
+    """A message holding image links the store kept as given (the library, an import, a hand edit) showed no image
+    at all: only its image_file parts were shown. A link is named (an http(s) one opened on a click, never loaded
+    by the page), a data: URL's image shown itself, beside the image files as before; an attached document by its
+    name."""
+    import base64
+
+    from jan.store import DataFolder
+
+    data = tmp_path / "data"
+    store = DataFolder(data)
+    link = "https://images.example.com/cat.png"
+    inline = "data:image/jpeg;base64," + base64.b64encode(test_image_path.read_bytes()).decode()
+    thread = store.threads.create("Linked")
+    store.messages.create(thread["id"], "user", [
+        {"type": "text", "text": "what are these"}, {"type": "image_url", "image_url": {"url": link}},
+        {"type": "image_url", "image_url": {"url": "/srv/pictures/dog.png"}}],
+        attachments=[{"file_id": "file-abc", "tools": [{"type": "file_search"}],
+                      "document": {"text": "Some notes.", "filename": "notes.txt"}}])
+    stored = store.messages.create(thread["id"], "user", [{"type": "image_url", "image_url": {"url": inline}}])
+    with ServerThread(ServerConfig(data_folder=data, n_threads=1)) as srv:
+        page = new_page()
+        asked: list[str] = []
+        page.on("request", lambda request: asked.append(request.url))
+        open_page(page, srv, f"#thread={thread['id']}")
+        page.wait_for_selector("article.user .message-images .linked-image a")
+        first = page.locator("article.user").nth(0)
+        assert first.locator(".linked-image a").get_attribute("href") == link
+        assert first.locator(".linked-image a").get_attribute("rel") == "noopener noreferrer"
+        assert first.locator(".linked-image code").text_content() == "/srv/pictures/dog.png"
+        # a document attached to it is named too (it was shown nowhere)
+        assert first.locator(".message-files .message-file").text_content() == "File: notes.txt"
+        # (the store keeps a data: URL's image as a file: shown as every image file is)
+        second = page.locator("article.user").nth(1)
+        second.locator(".message-images img.thumb").wait_for()
+        assert stored["content"][0]["type"] in ("image_file", "image_url"), stored
+        assert not any("images.example.com" in url for url in asked), asked  # never loaded by the page

@@ -188,6 +188,9 @@ class ChatSession:
                 content = [{"type": "reasoning", "text": {"value": m["reasoning_content"], "annotations": []}},
                            *([{"type": "text", "text": {"value": content, "annotations": []}}] if content else [])]
             threads.add(self.thread_id, m["role"], content, status=self.statuses[i], metadata=self.meta[i])
+            # counted as each is written: a save refused part-way (a full disk) is finished by the next one, which
+            # wrote the turns already in the thread a second time
+            self.saved = i + 1
         self.saved = len(self.messages)
 
     def save_quietly(self) -> None:
@@ -579,9 +582,14 @@ def thread_model(conn, thread_id: str) -> str | None:
 @think_option
 @load_options
 @lora_options(LORA_APPLIES)
+@click.option("--allow-media-from", "allow_media_from", multiple=True, metavar="URL_PREFIX|FOLDER",
+              callback=nonempty_param,
+              help="Without a server: fetch the images a thread's messages link to from http(s) URLs starting with "
+                   "URL_PREFIX or files inside FOLDER, as `jan serve --allow-media-from` does (repeatable). Off by "
+                   "default: a linked image is refused.")
 @connection_options
 def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice, max_tokens, temperature, top_p, seed, stop, ignore_eos, think, n_ctx,
-         n_threads, n_gpu_layers, image_min_tokens, image_max_tokens, lora, lora_scaled, conn) -> None:
+         n_threads, n_gpu_layers, image_min_tokens, image_max_tokens, lora, lora_scaled, allow_media_from, conn) -> None:
     """Chat with MODEL in the terminal, answers streaming as they are written.
 
     MODEL is a model id or a .gguf path; without it, a --thread goes on
@@ -593,6 +601,7 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
     SIGHUP (a closed terminal) stops the answer as Ctrl-C does, saves it and
     ends the command, within 30 s whatever holds it up.
     """
+    conn.allow_media_from = tuple(allow_media_from)  # (the local mode's fetcher; a server fetches with its own)
     if tool_choice not in (None, "auto", "none") and not (tool_names or mcp_servers):
         # a choice of tools among none was quietly dropped and the model answered as if it had not been given
         raise CLIError(f"--tool-choice {tool_choice} needs tools to choose from: give --tool NAME or --mcp SERVER")

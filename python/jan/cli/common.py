@@ -261,6 +261,8 @@ class Connection:
         self._runtime = None
         #: Set by a command that saves nothing in the data folder (`jan run`): :meth:`runtime` then makes none.
         self.keeps_nothing = False
+        #: ``--allow-media-from`` of the command (``jan chat``): where the local mode may fetch linked images from
+        self.allow_media_from: tuple[str, ...] = ()
         self._scratch: Any = None
         # A folder the user named (--data-folder, $JAN_DATA_FOLDER) that is not there when the command starts: a
         # mistyped path, most likely. Noted now, as `jan chat` makes the folder before it looks for the model.
@@ -427,9 +429,11 @@ class Connection:
                 self._scratch = tempfile.TemporaryDirectory(prefix="jan-scratch-")
                 folder = Path(self._scratch.name)
             try:
-                self._runtime = LocalRuntime(folder)
+                self._runtime = LocalRuntime(folder, allow_media_from=self.allow_media_from)
             except OSError as exc:
                 raise CLIError(f"cannot open the data folder {self.data_folder}: {os_error_message(exc)}") from None
+            except ValueError as exc:  # an --allow-media-from entry that is no URL prefix or folder
+                raise CLIError(str(exc)) from None
         return self._runtime
 
     def close(self) -> None:

@@ -675,6 +675,7 @@ class LocalBackend:
         given = request_reasoning({k: options[k] for k in REASONING_KEYS if k in options})
         reasoning = ReasoningOptions(**given) if given else None
         sampling = {k: v for k, v in options.items() if k not in REASONING_KEYS}
+        messages = self._fetch_linked_images(messages)
         typed = tuple(ChatMessage(m["role"], _typed_parts(m.get("content"), untrusted=m["role"] == "tool"),
                                   tool_calls=tuple(ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])
                                                    for c in m.get("tool_calls") or ()),
@@ -691,6 +692,36 @@ class LocalBackend:
                               sampling=SamplingOptions.from_mapping(sampling), reasoning=reasoning,
                               truncation="auto")  # a long chat keeps going: its oldest turns give way
         return LocalGeneration(self.runtime.iterate(self.runtime.services.chat.stream(request)))
+
+    def _fetch_linked_images(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``messages`` with each image they link to (an ``image_url`` part whose URL is no ``data:`` one: a
+        resumed thread's stored link) fetched as ``jan serve`` fetches one in a request (the runtime's
+        :class:`~jan.cli.local.LinkedMedia`: ``--allow-media-from``), as its ``data:`` URL; the same list when
+        none links. Raises :class:`jan.MediaError` naming ``messages[i].content[j].image_url.url`` (a link not
+        allowed, a fetch that failed, no image), never an image left out or read as empty."""
+        import asyncio
+
+        links = {(i, j): str(part["image_url"].get("url") or "")
+                 for i, m in enumerate(messages) if isinstance(m.get("content"), list)
+                 for j, part in enumerate(m["content"])
+                 if isinstance(part, dict) and part.get("type") == "image_url" and isinstance(part.get("image_url"), dict)
+                 and str(part["image_url"].get("url") or "")[:5].lower() != "data:"}
+        if not links:
+            return messages
+        media = self.runtime.media
+
+        async def fetch_all() -> list[str]:
+            return await asyncio.gather(*(media.data_url(url, f"messages[{i}].content[{j}].image_url.url")
+                                          for (i, j), url in links.items()))
+
+        fetched = dict(zip(links, self.runtime.call(fetch_all())))
+        out = []
+        for i, m in enumerate(messages):
+            if any(key[0] == i for key in fetched):
+                m = {**m, "content": [{**part, "image_url": {**part["image_url"], "url": fetched[i, j]}}
+                                      if (i, j) in fetched else part for j, part in enumerate(m["content"])]}
+            out.append(m)
+        return out
 
     def complete(self, prompt: str, options: dict[str, Any]) -> Generation:
         from jan.services.types import CompletionRequest, SamplingOptions

@@ -25,11 +25,15 @@ __all__ = ["LocalRuntime"]
 class LocalRuntime:
     """Extension manager + :class:`~jan.services.Services` on a private event loop (close it)."""
 
-    def __init__(self, data_folder: Path, *, enable_extensions: bool = True):
+    def __init__(self, data_folder: Path, *, enable_extensions: bool = True,
+                 allow_media_from: tuple[str, ...] = ()):
         from jan.cli.inference import interrupts_stay_on_this_thread
         from jan.core import ExtensionManager, LocalEventBus
         from jan.services import Services
 
+        #: The images a message links to are fetched as ``jan serve`` fetches them (``allow_media_from``: its
+        #: ``--allow-media-from``); a folder that is not there is refused here, before anything starts.
+        self.media = LinkedMedia(allow_media_from)
         self.loop = asyncio.new_event_loop()
         # Started with SIGINT blocked, so the loop thread and every engine thread it starts
         # leave Ctrl-C to the main thread.
@@ -40,7 +44,7 @@ class LocalRuntime:
         self.manager = ExtensionManager(data_folder, LocalEventBus(), discover_entry_points=enable_extensions)
         self.call(self.manager.start())
         self._tell_damaged_settings()
-        self.services = Services.from_manager(self.manager)
+        self.services = Services.from_manager(self.manager, fetch_image=self.media.data_url)
 
     def _tell_damaged_settings(self) -> None:
         """Say on stderr which extension's settings.json could not be read (no JSON: left in place, its defaults
@@ -78,12 +82,62 @@ class LocalRuntime:
         if self.loop.is_closed():
             return
         try:
-            self.call(self.manager.stop())
+            try:
+                self.call(self.manager.stop())
+            finally:
+                self.call(self.media.close())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(30)
             if not self._thread.is_alive():
                 self.loop.close()
+
+
+class LinkedMedia:
+    """The image links of this process's requests and threads (an ``image_url`` part whose URL is ``http(s)://``,
+    ``file://`` or a path), fetched by ``jan serve``'s fetcher (:class:`jan.server.media_fetch.MediaFetcher`) with
+    its allowlist (``--allow-media-from`` entries, :class:`~jan.server.media_fetch.MediaAllowlist`), its limits and
+    its errors (:class:`jan.MediaError`, ``not_allowed`` for a link no entry allows). The fetcher, and aiohttp's
+    client with it, is made on the first link met: a command that meets none never imports it.
+
+    Raises ``ValueError`` (:class:`~jan.server.media_fetch.MediaFolderError` for a folder that is not there) for
+    an entry that is no URL prefix or folder."""
+
+    def __init__(self, allow_media_from: tuple[str, ...] | list[str] = ()):
+        self.entries = tuple(allow_media_from)
+        self._fetcher = None
+        if self.entries:
+            self._allowlist()  # (checked as the command starts, as jan serve checks it)
+
+    def _allowlist(self):
+        from jan.server.aiohttp_import import defer_client
+
+        defer_client()  # (the module imports aiohttp: its client is loaded by the first fetch, not by this import)
+        from jan.server.media_fetch import MediaAllowlist
+
+        return MediaAllowlist.parse(self.entries)
+
+    async def data_url(self, url: str, param: str) -> str:
+        """``url`` as a ``data:`` URL (a ``data:`` URL as it is): the allowed image it links to, fetched. Raises
+        :class:`jan.MediaError` naming ``param``."""
+        from jan.errors import MediaError
+
+        if url[:5].lower() == "data:":
+            return url
+        if not self.entries:
+            raise MediaError(f"{param}: {url} is a link to an image, and this command fetches none: give "
+                             "--allow-media-from URL_PREFIX|FOLDER to allow it (as `jan serve` takes it), or send "
+                             "the image itself", reason="not_allowed", param=param)
+        if self._fetcher is None:
+            from jan.server.media_fetch import MediaFetcher
+
+            self._fetcher = MediaFetcher(self._allowlist())
+        return await self._fetcher.data_url(url, param)
+
+    async def close(self) -> None:
+        fetcher, self._fetcher = self._fetcher, None
+        if fetcher is not None:
+            await fetcher.close()
 
 
 class SyncStream(Iterator[T]):

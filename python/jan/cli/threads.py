@@ -165,7 +165,8 @@ def show_thread(thread_id: str, as_json: bool, conn) -> None:
 @dataclass(frozen=True)
 class _Shown:
     """What `show` and `export` tell of a message: its heading (role, the tool a result came from, a status that
-    is not a whole one), the model's thinking, its text (an image as ``[image]``) and the tool calls it made as
+    is not a whole one), the model's thinking, its text (an image as ``[image]``, a linked one as ``[image: URL]``, an
+    attached document as ``[file: NAME]``) and the tool calls it made as
     ``name(arguments)``. Only the text was told, with any thinking glued to its start, and a turn that called tools
     showed as an empty answer, its calls nowhere."""
 
@@ -186,14 +187,41 @@ def _shown(message: dict[str, Any]) -> _Shown:
     if message.get("role") == "tool" and isinstance(metadata.get("name"), str):
         heading += f" ({metadata['name']})"
     parts = message.get("content") if isinstance(message.get("content"), list) else []
-    images = sum(1 for p in parts if isinstance(p, dict) and p.get("type") in ("image_file", "image_url"))
-    text = "\n".join(filter(None, [text_of(message), *["[image]"] * images]))
+    # each image where the message holds it: a file or a data: URL as [image], a link the store kept as given with
+    # its URL (what a run fetches; the Conversations API lists it so); then the documents attached, by name
+    media = [_image_shown(p) for p in parts if isinstance(p, dict) and p.get("type") in ("image_file", "image_url")]
+    media += [f"[file: {name}]" for name in _attached_names(message)]
+    text = "\n".join(filter(None, [text_of(message), *media]))
     calls = []
     for call in stored_calls(metadata):  # (a hand edit's 5: none)
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict) and isinstance(function.get("name"), str):
             calls.append(f"{function['name']}({function.get('arguments') or ''})")
     return _Shown(heading + _status_note(message), reasoning_of(message), text, calls)
+
+
+def _image_shown(part: dict[str, Any]) -> str:
+    """``[image]`` for a stored image (a file, a ``data:`` URL), ``[image: URL]`` for a link."""
+    from jan.services.thread_turns import part_field
+
+    url = part_field(part, "image_url", "url") if part.get("type") == "image_url" else None
+    return f"[image: {url}]" if isinstance(url, str) and url and url[:5].lower() != "data:" else "[image]"
+
+
+def _attached_names(message: dict[str, Any]) -> list[str]:
+    """The documents attached to a message, by the upload's name (else the thread file's or the upload's id: a
+    server's listing leaves the thread file out)."""
+    names = []
+    attachments = message.get("attachments")
+    for attachment in attachments if isinstance(attachments, list) else ():
+        if not isinstance(attachment, dict):
+            continue
+        document = attachment.get("document") if isinstance(attachment.get("document"), dict) else {}
+        name = next((v for v in (document.get("filename"), document.get("file_id"), attachment.get("file_id"))
+                     if isinstance(v, str) and v), None)
+        if name is not None:
+            names.append(name)
+    return names
 
 
 def _status_note(message: dict[str, Any]) -> str:

@@ -320,7 +320,7 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True,
         return e.message(names) if isinstance(e, JanError) else str(e)  # (str(e) where it advises nothing)
 
     from jan.store.errors import (AlreadyExistsError, CorruptFileError, InvalidIdError, NewerSchemaError,
-                                  NotFoundError as StoreNotFound)
+                                  NotFoundError as StoreNotFound, PartlySavedError)
     from jan.core.exceptions import LockTimeoutError  # (the store's is a subclass; extension settings raise this)
     from jan.core.exceptions import (ExtensionCallError, ExtensionNotFoundError, NotFoundError as CoreNotFound,
                                      SettingsValidationError)
@@ -334,6 +334,8 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True,
 
     if isinstance(exc, APIError):
         return exc
+    if isinstance(exc, PartlySavedError):  # a save that failed, saying what of its work is on disk nonetheless
+        return save_failed_error(exc, exc.what)
     if isinstance(exc, (RequestPayloadError, HttpProcessingError)):
         # the body could not be read as sent: a Content-Encoding it does not follow (gzip that is not gzip), a
         # chunked body cut short; aiohttp raises these from request.read(), the client's fault
@@ -435,19 +437,26 @@ _DENIED = frozenset({errno.EACCES, errno.EPERM})
 _UNREADABLE = frozenset({errno.EISDIR, errno.ENOTDIR, errno.EIO, errno.ELOOP, errno.ENAMETOOLONG, errno.EFBIG})
 
 
+#: What a refused write leaves on disk where nothing says otherwise: every store write is atomic.
+NOTHING_SAVED = "nothing was saved and what was stored is intact"
+
+
 def storage_error(exc: BaseException) -> APIError | None:
     """The error to answer for a disk operation the data folder refused (``None`` for any other exception): 507
     Insufficient Storage for a full disk or quota, 500 ``data_folder_unwritable`` for a read-only or forbidden one,
     500 ``data_folder_unreadable`` for a path that cannot be read (a folder where a file should be, an I/O error).
-    Every store write is atomic, so the message can say that what was there is kept."""
+    Every store write is atomic, so the message says that nothing was saved and what was there is kept, unless the
+    failure says what of the work is on disk nonetheless (:class:`jan.store.errors.PartlySavedError` in ``exc``'s
+    chain: a streamed reply's earlier saves, a thread a request made before its reply was refused): then that."""
     from jan.core.fs import LinkTargetError
+    from jan.store.errors import kept_of
 
+    saved = kept_of(exc) or NOTHING_SAVED
     while exc is not None and not isinstance(exc, OSError):  # (wrapped: raise ... from an OSError)
         exc = exc.__cause__
     if isinstance(exc, LinkTargetError):  # a file of the data folder linked to nothing, or to a folder
-        return APIError(500, f"A file of the data folder cannot be written ({exc.filename}: {exc.strerror}): nothing "
-                             "was saved and what was stored is intact", type="server_error",
-                        code="data_folder_unwritable")
+        return APIError(500, f"A file of the data folder cannot be written ({exc.filename}: {exc.strerror}): "
+                             f"{saved}", type="server_error", code="data_folder_unwritable")
     if not isinstance(exc, OSError):
         return None
     # a named pipe or a device where a file of the data folder should be (jan.local_files.open_regular_file names it)
@@ -458,17 +467,49 @@ def storage_error(exc: BaseException) -> APIError | None:
     where = f" in {os.path.dirname(filename)}" if filename else ""
     reason = exc.strerror or os.strerror(exc.errno)
     if exc.errno in _FULL:
-        return APIError(507, f"The data folder is out of disk space ({reason}{where}): nothing was saved and what "
-                             "was stored is intact; free some space and try again", type="server_error",
-                        code="insufficient_storage")
+        return APIError(507, f"The data folder is out of disk space ({reason}{where}): {saved}; free some space and "
+                             "try again", type="server_error", code="insufficient_storage")
     if exc.errno in _READ_ONLY:
-        return APIError(500, f"The data folder cannot be written ({reason}{where}): nothing was saved and what was "
-                             "stored is intact", type="server_error", code="data_folder_unwritable")
+        return APIError(500, f"The data folder cannot be written ({reason}{where}): {saved}", type="server_error",
+                        code="data_folder_unwritable")
     if exc.errno in _DENIED:
-        return APIError(500, f"The data folder refused access ({reason}{where}); what was stored is intact",
+        told = "what was stored is intact" if saved is NOTHING_SAVED else saved  # (a denied read wrote nothing)
+        return APIError(500, f"The data folder refused access ({reason}{where}); {told}",
                         type="server_error", code="data_folder_unwritable")
-    return APIError(500, f"A path of the data folder cannot be read ({reason}{': ' + filename if filename else ''}); "
-                         "repair or move it", type="server_error", code="data_folder_unreadable")
+    told = "" if saved is NOTHING_SAVED else f" ({saved})"
+    return APIError(500, f"A path of the data folder cannot be read ({reason}{': ' + filename if filename else ''})"
+                         f"{told}; repair or move it", type="server_error", code="data_folder_unreadable")
+
+
+def save_failed_error(exc: BaseException, what: str, kept: str | None = None) -> APIError:
+    """The error to answer for work done (a reply generated) whose save failed with ``exc``, in any way: the disk's
+    refusal as :func:`storage_error` tells it; a damaged file (500 ``data_folder_damaged``), a lock held too long
+    (503 ``busy``), anything else (500 ``not_saved``, logged with its traceback) named so, never a 200 over work not
+    kept, nor a 400 (a save's failure is never the client's). ``what``: what was not saved (``"the turn"``);
+    ``kept``: what is on disk nonetheless, where not nothing (:data:`NOTHING_SAVED`) — or the failure's own
+    :class:`~jan.store.errors.PartlySavedError` says."""
+    from jan.core.exceptions import LockTimeoutError
+    from jan.store.errors import CorruptFileError, kept_of, partly_saved
+
+    if kept is not None:
+        exc = partly_saved(exc, kept)
+    saved = kept_of(exc) or NOTHING_SAVED
+    refused = storage_error(exc)
+    if refused is not None:
+        log.warning("data folder write failed: %s", exc.__cause__ or exc)
+        return refused
+    cause = exc.__cause__ if kept_of(exc) is not None and exc.__cause__ is not None else exc
+    if isinstance(cause, (CorruptFileError, LockTimeoutError)):  # (named in full: no traceback says more)
+        log.warning("could not save %s: %s", what, cause)
+    if isinstance(cause, CorruptFileError):
+        return APIError(500, f"{what[:1].upper()}{what[1:]} could not be saved: a file of the data folder is damaged "
+                             f"({cause}): {saved}", type="server_error", code="data_folder_damaged")
+    if isinstance(cause, LockTimeoutError):
+        return APIError(503, f"{what[:1].upper()}{what[1:]} could not be saved: {cause}: {saved}; try again",
+                        type="server_error", code="busy")
+    log.error("could not save %s", what, exc_info=cause)
+    return APIError(500, f"{what[:1].upper()}{what[1:]} could not be saved{_log_has_it()}: {saved}",
+                    type="server_error", code="not_saved")
 
 
 def _retry_when_loaded(exc: BaseException) -> dict[str, str] | None:

@@ -182,7 +182,7 @@ from jan.services.types import (
     merge_options,
 )
 from jan.store._util import now_s
-from jan.store.errors import InvalidArgumentError, InvalidIdError
+from jan.store.errors import InvalidArgumentError, InvalidIdError, partly_saved
 from jan.store.ids import clock_ms, new_id, ulid_millis
 
 log = logging.getLogger("jan.services.runs")
@@ -192,6 +192,15 @@ __all__ = ["Run", "RunFailure", "RunRequest", "RunService", "ToolDecision", "fai
 
 #: Seconds between rewrites of a reply that is still streaming.
 SAVE_INTERVAL = 0.5
+#: What stays on disk of a reply whose final save failed (a disk that filled as it streamed): its message, made as the
+#: run began and saved as it streamed, as last saved, never marked whole (it is left ``pending``).
+REPLY_LEFT_INCOMPLETE = "the reply so far stays in the thread as last saved, unfinished (its end was not saved)"
+#: What stays on disk of a run whose reply was saved whole but whose record of its end was refused.
+RUN_END_UNSAVED = ("the reply was saved whole in the thread, but not the run's end (its record reads as interrupted "
+                   "once this server lets the run go)")
+#: What stays on disk of a run whose start was refused (its record) where the disk refused taking out what it wrote.
+REFUSED_START_LEFT = ("the messages this request added to the thread stay there, its reply marked failed (the disk "
+                      "refused their removal too)")
 #: Finished runs remembered per service.
 KEEP_RUNS = 256
 #: About how many bytes the events of the finished runs remembered may take in all (:meth:`RunService._remember`):
@@ -1888,6 +1897,14 @@ class RunService(Held):
             await _Execution(self, run, policy).new_message()  # (saved: the claim on the thread, on disk)
         except BaseException as exc:
             await asyncio.shield(self._abandon(run, exc))  # never executed: it must not hold the thread
+            # A start refused here (the disk refused the run's record) leaves its thread as it was, as every refusal
+            # above does: the request's additional_messages and the reply made for it go again. They once stayed
+            # (the reply marked failed) under an error saying nothing was saved; where the disk refuses their
+            # removal too (full), the error says they stay.
+            made = run.message["id"] if run.message is not None else None
+            left = await asyncio.shield(self._remove_messages(store, req.thread_id, [*added, *filter(None, [made])]))
+            if left and isinstance(exc, Exception):
+                raise partly_saved(exc, REFUSED_START_LEFT, "the run")
             raise
         await self._after_first_exchange(store, thread, assistant, model, history)
         return run
@@ -1911,13 +1928,19 @@ class RunService(Held):
         return added
 
     @staticmethod
-    async def _remove_messages(store: ConversationalExtension, thread_id: str, ids: list[str]) -> None:
-        """Delete the messages a refused start wrote (each on its own: one already gone leaves the others to go)."""
+    async def _remove_messages(store: ConversationalExtension, thread_id: str, ids: list[str]) -> list[str]:
+        """Delete the messages a refused start wrote (each on its own: one already gone leaves the others to go);
+        the ids of those that could not be (the disk refused it), which stay."""
+        left = []
         for message_id in ids:
             try:
                 await store.delete_message(thread_id, message_id)
+            except NotFoundError:
+                pass
             except Exception as exc:  # noqa: BLE001 - the start's own error is the one to tell
                 log.warning("thread %s: could not remove message %s of a refused run: %s", thread_id, message_id, exc)
+                left.append(message_id)
+        return left
 
     async def _after_first_exchange(self, store: ConversationalExtension, thread: dict[str, Any],
                                     assistant: dict[str, Any], model: dict[str, Any],
@@ -2986,7 +3009,8 @@ class _Execution:
         saved = await self._save({"content": self._parts(), "status": status, "metadata": metadata})
         stored = self.unsaved is None
         if not stored and run.status != "interrupted":  # (an interrupted run is told so, and resumed from disk)
-            error = self.service.failure(self.unsaved)
+            # (its message was made as the run began and saved as it streamed: that copy stays, never "nothing")
+            error = self.service.failure(partly_saved(self.unsaved, REPLY_LEFT_INCOMPLETE, "the reply"))
             run.status, run.incomplete_reason, run.last_error = "failed", None, error.last_error()
             metadata["error"], metadata["error_code"] = error.message, error.code
             status = "error"
@@ -3010,7 +3034,7 @@ class _Execution:
         if refused is not None and stored and run.status != "interrupted":
             # the reply is whole on disk, but not the run's end: its record reads as interrupted once this process
             # lets it go, so it is no run that completed either
-            error = self.service.failure(refused)
+            error = self.service.failure(partly_saved(refused, RUN_END_UNSAVED, "the run's end"))
             run.status, run.incomplete_reason, run.last_error = "failed", None, error.last_error()
             stored = False
         final = run.message

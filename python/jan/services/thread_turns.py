@@ -145,6 +145,13 @@ def file_refs(messages: Iterable[dict[str, Any]]) -> dict[str, ImagePart | Docum
     return refs
 
 
+def link_refs(messages: Iterable[dict[str, Any]]) -> dict[str, ImageLinkRef]:
+    """The images the thread ``messages`` link to (``image_url`` parts of an ``http(s)://`` or file URL), as
+    references by URL, nothing fetched (:func:`file_refs`'s links): what a listing of the messages shows of them
+    (a conversation's items: an ``input_image`` with that ``image_url``), where a prompt fetches them instead."""
+    return {url: ref for url, ref in file_refs(messages).items() if isinstance(ref, ImageLinkRef)}
+
+
 def attached_documents(message: dict[str, Any]) -> list[tuple[str, str | None]]:
     """The documents a message's ``attachments`` hold, in order: the thread file keeping the text the server read
     from the upload, and the upload's file name. Attachments without one (an older jan's) are data only."""

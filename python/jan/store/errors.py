@@ -109,3 +109,42 @@ class CorruptFileError(StoreError):
 
     def __reduce__(self):
         return (type(self), (self.path, self.error, self.moved_to))
+
+
+class PartlySavedError(Exception):
+    """A save that failed part-way, or after an earlier save of the same work: ``kept`` says what of it is on disk
+    nonetheless (a phrase: ``"the reply so far stays in the thread, marked incomplete"``), so that the error a user
+    reads says what was stored rather than "nothing was saved". Its cause (``raise ... from exc``, or
+    :func:`partly_saved`) is the failure itself (an ``OSError`` of a full disk, a :class:`CorruptFileError`...)."""
+
+    def __init__(self, kept: str, what: str = "the work"):
+        super().__init__(kept)
+        self.kept = kept
+        #: What could not be saved, in words (``"the reply"``), for an error that is not the disk's.
+        self.what = what
+
+    def __str__(self) -> str:  # the failure, then what stays: "[Errno 28] No space left on device: ...; the reply ..."
+        return f"{self.__cause__}; {self.kept}" if self.__cause__ is not None else self.kept
+
+    def __reduce__(self):
+        return (type(self), (self.kept, self.what))
+
+
+def partly_saved(exc: BaseException, kept: str, what: str = "the work") -> PartlySavedError:
+    """``exc`` (a failed save of ``what``) told with what stays on disk: a :class:`PartlySavedError` caused by it (an
+    ``exc`` that is one already keeps its own account, the first save's being the one that left the disk so)."""
+    if isinstance(exc, PartlySavedError):
+        return exc
+    err = PartlySavedError(kept, what)
+    err.__cause__ = exc
+    return err
+
+
+def kept_of(exc: BaseException | None) -> str | None:
+    """What stays on disk of a failed save, where the failure says so (a :class:`PartlySavedError` in ``exc`` or
+    its chain of causes), else None."""
+    while exc is not None:
+        if isinstance(exc, PartlySavedError):
+            return exc.kept
+        exc = exc.__cause__
+    return None

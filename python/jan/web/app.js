@@ -168,15 +168,59 @@ function messageText(message) {
     .join("\n");
 }
 
-/** The images a message holds: its image_file parts' {file_id, mime_type}. */
+/**
+ * The images a message holds, in order: its image_file parts' {file_id, mime_type}, and the images it links to
+ * (image_url parts the store kept as given — the library, an import, a hand edit —: {url}), which a run fetches
+ * and the Conversations API lists by their URL; they were left out of the view, as if the message had none.
+ */
 function messageImages(message) {
   if (!Array.isArray(message.content)) return [];
-  return message.content.filter((p) => p && p.type === "image_file" && typeof p.image_file?.file_id === "string")
-    .map((p) => p.image_file);
+  return message.content.map((p) => {
+    if (p?.type === "image_file" && typeof p.image_file?.file_id === "string") return p.image_file;
+    if (p?.type === "image_url" && typeof p.image_url?.url === "string") return { url: p.image_url.url };
+    return null;
+  }).filter(Boolean);
+}
+
+/**
+ * The documents attached to a message (its attachments' text the model reads, kept as thread files), by the
+ * upload's name; they were shown nowhere, as if the message had none.
+ */
+function messageFiles(message) {
+  if (!Array.isArray(message.attachments)) return [];
+  return message.attachments.map((a) => a?.document?.filename || a?.document?.file_id || a?.file_id)
+    .filter((name) => typeof name === "string" && name);
+}
+
+/**
+ * A linked image: a data: URL's image shown itself; any other link named, never loaded by the page (the server
+ * fetches it for a run under --allow-media-from; the browser asking a third party, or a file path, would not be
+ * the same read), an http(s) one opened on a click.
+ */
+function linkedImage(url) {
+  if (/^data:image\//i.test(url)) {
+    const img = el("img", "thumb");
+    img.alt = "Attached image";
+    img.src = url;
+    return img;
+  }
+  const box = el("div", "thumb linked-image");
+  box.append("Linked image: ");
+  if (/^https?:\/\//i.test(url)) {
+    const link = el("a", "", url);
+    link.href = url;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    box.append(link);
+  } else {
+    box.append(el("code", "", url));
+  }
+  return box;
 }
 
 /** A thumbnail of an image stored in the thread folder, fetched with the API key (an <img src> could not send it). */
 function threadImage(threadId, ref) {
+  if (typeof ref.url === "string") return linkedImage(ref.url);
   const img = el("img", "thumb");
   img.alt = "Attached image";
   img.dataset.fileId = ref.file_id;
@@ -907,6 +951,12 @@ function messageView(message) {
   if (images.length) {
     const box = el("div", "message-images");
     for (const ref of images) box.append(threadImage(message.thread_id, ref));
+    root.insertBefore(box, body);
+  }
+  const files = messageFiles(message);
+  if (files.length) {
+    const box = el("div", "message-files");
+    for (const name of files) box.append(el("span", "message-file", `File: ${name}`));
     root.insertBefore(box, body);
   }
   const saved = messageReasoning(message);

@@ -66,7 +66,7 @@ from jan.server.dialect_errors import anthropic_error_shape, anthropic_error_typ
 from jan.services.thread_turns import FetchImage
 from jan.server.dialects.responses_store import NotLatestError, ResponsesStore, StoredResponse
 from jan.store.leases import LEASE_DIR_NAME, Leases
-from jan.server.errors import APIError, storage_error
+from jan.server.errors import APIError, save_failed_error
 from jan.services import types as typed
 from jan.services.documents import read_documents
 
@@ -97,6 +97,10 @@ class ThreadError(APIError):
         super().__init__(status, message, type=anthropic_error_type(status), param="thread", code=error_code)
         self.details = {"error_code": error_code, **details}
 
+
+#: What is on disk of a turn whose store failed: nothing (ResponsesStore.begin writes its thread, messages and index
+#: whole, or takes them out again).
+TURN_NOT_KEPT = "the turn was not kept: its thread is as it was before this request"
 
 #: Anthropic's error body for an error, with ``error.details`` for a thread refusal.
 error_shape = anthropic_error_shape
@@ -153,19 +157,28 @@ class Turn:
 
     async def commit(self, message: dict[str, Any]) -> dict[str, Any]:
         """Store the turn with ``message`` (the ``message`` object the client gets) as its reply; returns it.
-        A disk that refuses it (full, read-only) raises the :class:`~jan.server.errors.APIError` every refused write
-        of the data folder is (507 ``insufficient_storage``, ...): a turn answered whole must be held, or a client
-        told it was not (a create answered 200 with no thread stored had its next ``continue`` refused
-        ``thread_not_found``). Any other failure is logged: its next ``continue`` finds no thread and replays."""
+        A turn answered whole must be held, or its client told it was not (a create answered 200 with no thread
+        stored had its next ``continue`` refused ``thread_not_found``), as a stored Responses response that could
+        not be saved fails: any failure to store it raises an :class:`~jan.server.errors.APIError`
+        (:func:`~jan.server.errors.save_failed_error`: a disk that refused it 507 ``insufficient_storage``...; a
+        damaged thread file 500 ``data_folder_damaged``; a lock held too long 503 ``busy``; a store extension's own
+        error 500 ``not_saved``), and a thread that went on meanwhile 400 ``thread_already_continued``. Nothing of
+        the turn stays (the store writes it whole or takes it out), and the error says so."""
         if self.threads is not None:
             try:
                 # not cut in half by a client that leaves meanwhile: the turn is stored whole or not at all
                 await asyncio.shield(self.threads.save(self, message))
+            except NotLatestError:  # the conversation went on meanwhile (the web page): this reply starts nothing
+                log.warning("message %s not held: its thread went on while it was generated", message.get("id"))
+                previous = self.previous.id if self.previous is not None else message.get("id")
+                # (400 and the code of a continue refused as it came: the SDK answers it by sending the whole
+                # conversation again, as it does a thread it cannot find, which a 200 here left its next continue)
+                raise ThreadError(400, f"The thread of '{previous}' went on while this reply was generated (another "
+                                       f"client continued it): {TURN_NOT_KEPT}; continue from the thread's latest "
+                                       'reply, or send the whole conversation with thread: {"type": "create"}',
+                                  "thread_already_continued") from None
             except Exception as exc:
-                refused = storage_error(exc)
-                if refused is not None:
-                    raise refused from exc
-                log.exception("could not hold message %s in its thread", message.get("id"))
+                raise save_failed_error(exc, "the turn", TURN_NOT_KEPT) from exc
         return message
 
     async def stream(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
@@ -488,12 +501,10 @@ class MessageThreads:
                 "previous_message_id": turn.previous.id if turn.previous else None, **turn.fields,
                 "message": message}
         held["model"] = held.get("model") or message.get("model")
-        try:
-            stored = await self.store.begin(held, [], [*turn.inputs, *_reply(message, turn.mcp_names)], turn.previous,
-                                            allow_fork=False, source="anthropic")
-            self._by_thread.setdefault(stored.thread_id, set()).add(stored.id)
-        except NotLatestError:  # the conversation went on meanwhile (the web page): this reply starts nothing
-            log.warning("message %s not held: its thread went on while it was generated", message["id"])
+        # (NotLatestError: the conversation went on meanwhile, nothing written; any failure leaves nothing either)
+        stored = await self.store.begin(held, [], [*turn.inputs, *_reply(message, turn.mcp_names)], turn.previous,
+                                        allow_fork=False, source="anthropic")
+        self._by_thread.setdefault(stored.thread_id, set()).add(stored.id)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,6 +28,7 @@ from jan.server.dialects.responses_store import ITEM_PREFIXES, KeptTurn, _data_u
 from jan.server.schemas import Metadata
 from jan.services import types as typed
 from jan.services.errors import RequestError
+from jan.services.thread_turns import ImageLinkRef, part_field
 from jan.services.untrusted import UntrustedTextPart
 from jan.store.errors import InvalidArgumentError
 from jan.store.files import extract_images
@@ -254,6 +255,11 @@ def _input_content(turn: typed.ChatMessage, stored: list[dict[str, Any]] | None 
             content.append({key: value for key, value in file.items() if key in _FILE_FIELDS})
         elif isinstance(part, (UntrustedTextPart, typed.TextPart)):
             content.append({"type": "input_text", "text": part.text})
+        elif isinstance(part, ImageLinkRef):  # a link kept as given: listed by its URL, as the Responses API does
+            raw = stored[k] if stored and k < len(stored) else {}
+            detail = part_field(raw, "image_url", "detail") if isinstance(raw, dict) else None
+            content.append({"type": "input_image", "image_url": part.url, "file_id": None,
+                            "detail": detail if isinstance(detail, str) else "auto"})
         elif isinstance(part, typed.ImagePart):
             # an upload's image lists its file_id as sent (as OpenAI's do) with the image itself, kept when the
             # upload is deleted

@@ -19,7 +19,7 @@ from jan.errors import not_found_message
 from jan.server.dialects.conversations import ItemRef, alone_items, conversation_object, message_items
 # (MANY_MESSAGES: a conversation of more messages has its items made, its history read, in a worker thread)
 from jan.services.kept_items import MANY_MESSAGES, heavy_history
-from jan.services.thread_turns import stored_calls, thread_history
+from jan.services.thread_turns import link_refs, stored_calls, thread_history
 from jan.server.dialects.responses_store import (CONVERSATION_PREFIX, CONVERSATION_TITLE, KeptTurn, ResponsesStore,
                                                  _reid, _title, from_thread_message, is_conversation_thread, kept_item,
                                                  kept_item_turns, thread_parts, to_thread_message)
@@ -92,7 +92,10 @@ class ConversationStore:
             messages = await self._threads.list_messages(conversation_id, order="asc")
         except NotFoundError:
             raise _missing(conversation_id) from None
-        files = await self.store.images(conversation_id, messages) if images else None
+        # (the images a message links to are listed by their URL, as the Responses API lists one: nothing fetched,
+        # so read with or without the files, a message's items are the same)
+        files: dict[str, Any] = {**link_refs(messages), **(await self.store.images(conversation_id, messages)
+                                                            if images else {})}
 
         def read() -> list[tuple[dict[str, Any], list[ChatMessage], list[tuple[dict[str, Any], ItemRef]]]]:
             return [(message, *_items_of(message, files)) for message in messages
@@ -148,7 +151,7 @@ class ConversationStore:
             written, _ = await self.store.append(conversation_id, messages, taken=self.item_ids)
         except NotFoundError:
             raise _missing(conversation_id) from None
-        files = await self.store.images(conversation_id, written)
+        files = {**link_refs(written), **await self.store.images(conversation_id, written)}
         return [item for message in written for item, _ in _items_of(message, files)[1]]
 
     async def delete_item(self, conversation_id: str, item_id: str) -> dict[str, Any]:

@@ -96,6 +96,11 @@ FINAL_EVENTS = {"completed": "response.completed", "incomplete": "response.incom
                 "failed": "response.failed", "cancelled": "response.incomplete"}
 
 
+#: What stays on disk of a stored response whose end the store refused: the record written as it began, with its
+#: input items (and, outside a conversation, its input turns in its thread), which a GET reads as failed.
+STORED_AS_BEGUN = "the response stays stored as it began, with its input and no output (a GET reads it failed)"
+
+
 def _not_saved(response_id: str, exc: Exception) -> None:
     """Log a response the store could not save: one line when its store was disabled meanwhile (no fault of jan's,
     nothing a traceback explains), the traceback for anything else."""
@@ -293,7 +298,7 @@ class ResponseRun:
                                                             taken=within.taken)
             except Exception as exc:  # noqa: BLE001 - the answer was given; saving it failed
                 _not_saved(self.id, exc)
-                status, final = self._unsaved(exc, status, final)
+                status, final = self._unsaved(exc, status, final, began=stored is not None, conversation=True)
         if self._conversation is not None:
             # its items are in the conversation: the next response may read it (before the final event, so that a
             # client sending its next turn on reading it finds the conversation free)
@@ -307,21 +312,30 @@ class ResponseRun:
                 await self._store.complete(stored, final, answer)
             except Exception as exc:  # noqa: BLE001 - the answer was given; saving it failed
                 _not_saved(self.id, exc)
-                status, final = self._unsaved(exc, status, final)
+                status, final = self._unsaved(exc, status, final, began=True, conversation=False)
         self.status, self.final = status, final
         self._emit(encoder.event(FINAL_EVENTS[status], response=final))
         self._end()
 
-    def _unsaved(self, exc: Exception, status: str, final: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def _unsaved(self, exc: Exception, status: str, final: dict[str, Any], *, began: bool,
+                 conversation: bool) -> tuple[str, dict[str, Any]]:
         """``(status, response)`` of a response whose stored copy could not be completed (a disk that filled while
         it streamed): ``failed`` with ``exc``'s error (kept in :attr:`store_error`, which a request that waits for
         the whole response answers), never ``completed`` over the partial copy a GET finds. Its output stays, as
         generated. A store disabled meanwhile (``ExtensionNotFoundError``) keeps ``status``: no GET finds a copy
-        through a store that is gone, and the answer was given whole (said in one log line, :func:`_not_saved`)."""
+        through a store that is gone, and the answer was given whole (said in one log line, :func:`_not_saved`).
+
+        ``began``: its record was written as it began (``store: true``): that copy stays (its input, no output; a
+        GET reads it failed), and the error says so rather than "nothing was saved"; ``conversation``: the
+        response was made in a conversation, which it added nothing to."""
         from jan.core import ExtensionNotFoundError
+        from jan.store.errors import partly_saved
 
         if isinstance(exc, ExtensionNotFoundError):
             return status, final
+        if began:
+            exc = partly_saved(exc, STORED_AS_BEGUN + ("; nothing was added to its conversation" if conversation
+                                                       else ""), "the response")
         self.store_error = exc
         return "failed", {**final, "status": "failed", "error": self._error_of(exc), "incomplete_details": None}
 

@@ -39,7 +39,6 @@ from typing import Any
 from jan.core import ConversationalExtension, NotFoundError
 from jan.core.fs import atomic_write_json, loads_json, set_aside
 from jan.errors import not_found_message
-from jan.server.errors import storage_error
 from jan.image_types import b64encode_text
 from jan.store._trash import sweep_temp_files
 from jan.store._util import field_type_error
@@ -754,10 +753,9 @@ class ResponsesStore:
             except NotFoundError:  # (deleted while the response ran: the answer was given, there is nowhere to add it)
                 log.warning("response %s ended after its conversation %s was deleted; its items were not added",
                             response["id"], thread_id)
-            except Exception as exc:  # noqa: BLE001 - the answer was given (the store refused a turn...)
-                if storage_error(exc) is not None:
-                    raise  # the disk refused it (full): the response fails with that (ResponseRun), never completed
-                log.warning("could not add response %s to conversation %s: %s", response["id"], thread_id, exc)
+            # Any other failure (a full disk, a damaged thread file, a lock held too long, a store extension's own
+            # error) is raised: the response fails with it (ResponseRun), never completed over a conversation its
+            # items never joined (append wrote all of them or none)
         if stored is None:
             return None
         items = [{**i, "id": remap.get(i["id"], i["id"])} for i in stored.input_items] if remap else stored.input_items
