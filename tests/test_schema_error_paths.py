@@ -409,3 +409,88 @@ def test_anthropic_batch_requests_name_the_place(server):
     [result] = list(claude.messages.batches.results(batch.id))
     assert result.result.type == "errored", result
     assert _said("anthropic", f"tools[1].input_schema{inner}: ") in result.result.error.error.message, result
+
+
+# -- the same schemas on the paths that build no grammar -------------------------------------------------------
+def _none(choice: Any) -> Any:
+    return lambda body_of: lambda s: {**body_of(s), "tool_choice": choice}
+
+
+def _counted(body_of: Any) -> Any:
+    """A generating body as a counting route takes it (no output's bounds, nothing stored)."""
+    return lambda s: {k: v for k, v in body_of(s).items() if k not in ("max_tokens", "max_output_tokens", "store")}
+
+
+#: entry -> (path, body of a schema, the field the message names, dialect): paths that generate with no grammar of
+#: the tools (``tool_choice: "none"``) or generate nothing (counting and rendering a prompt). Before, each answered
+#: 200 to a schema that the same body with ``tool_choice: "auto"`` (or sent to the generating route) had refused.
+NO_GRAMMAR_ENTRIES: dict[str, tuple[str, Any, str, str]] = {
+    "chat tools none": ("/v1/chat/completions", _none("none")(ENTRIES["chat tools auto"][1]),
+                        "tools[1].function.parameters", "openai"),
+    "chat input_tokens tools": ("/v1/chat/completions/input_tokens", _counted(ENTRIES["chat tools auto"][1]),
+                                "tools[1].function.parameters", "openai"),
+    "chat input_tokens response_format": ("/v1/chat/completions/input_tokens",
+                                          _counted(ENTRIES["chat response_format json_schema"][1]),
+                                          "response_format.json_schema.schema", "openai"),
+    "apply-template tools none": ("/apply-template", _none("none")(ENTRIES["chat tools auto"][1]),
+                                  "tools[1].function.parameters", "llama"),
+    "apply-template response_format": ("/apply-template", ENTRIES["chat response_format json_schema"][1],
+                                       "response_format.json_schema.schema", "llama"),
+    "responses tools none": ("/v1/responses", _none("none")(ENTRIES["responses tools"][1]), "tools[1].parameters",
+                             "openai"),
+    "responses input_tokens tools": ("/v1/responses/input_tokens", _counted(ENTRIES["responses tools"][1]),
+                                     "tools[1].parameters", "openai"),
+    "responses input_tokens text.format": ("/v1/responses/input_tokens",
+                                           _counted(ENTRIES["responses text.format"][1]),
+                                           "text.format.schema", "openai"),
+    "anthropic tools none": ("/v1/messages", _none({"type": "none"})(ENTRIES["anthropic tools any"][1]),
+                             "tools[1].input_schema", "anthropic"),
+    "anthropic count_tokens tools": ("/v1/messages/count_tokens", _counted(ENTRIES["anthropic tools any"][1]),
+                                     "tools[1].input_schema", "anthropic"),
+    "anthropic count_tokens output_config": ("/v1/messages/count_tokens",
+                                             _counted(ENTRIES["anthropic output format"][1]),
+                                             "output_config.format.schema", "anthropic"),
+    "anthropic count_tokens output_format": ("/v1/messages/count_tokens",
+                                             _counted(ENTRIES["anthropic output_format (beta)"][1]),
+                                             "output_format.schema", "anthropic"),
+}
+
+
+@pytest.mark.parametrize("entry", list(NO_GRAMMAR_ENTRIES))
+@pytest.mark.parametrize("name", ["type typo", "required item", "$ref to nowhere", "recursive $ref", "huge enum"])
+def test_a_path_that_builds_no_grammar_refuses_the_same_schemas(server, entry, name):
+    """The one check of a request's schemas (:func:`jan.services.local.check_schemas`) on every path, the model
+    loaded (a loaded model's generation checks them as it builds its grammar; these build none)."""
+    ok = httpx.post(server.base_url + "/v1/chat/completions", timeout=WAIT_S,
+                    json={"model": "tool-model", "max_tokens": 1, "messages": USER})
+    assert ok.status_code == 200, ok.text
+    path, body_of, field, dialect = NO_GRAMMAR_ENTRIES[entry]
+    schema, inner, words = BAD_SCHEMAS[name]
+    response = httpx.post(server.base_url + path, json=body_of(schema), timeout=WAIT_S)
+    assert response.status_code == 400, (entry, response.text)
+    message = _error_message(dialect, response.json())
+    assert _said(dialect, f"{field}{inner}: ") in message and words in message, message
+    if dialect == "openai":
+        assert response.json()["error"]["param"] == field, response.text
+
+
+@pytest.mark.parametrize("entry", list(NO_GRAMMAR_ENTRIES))
+def test_a_path_that_builds_no_grammar_takes_good_schemas(server, entry):
+    path, body_of, _, _ = NO_GRAMMAR_ENTRIES[entry]
+    response = httpx.post(server.base_url + path, json=body_of(OK_PARAMS), timeout=WAIT_S)
+    assert response.status_code == 200, (entry, response.text)
+
+
+def test_the_chat_service_checks_tools_that_make_no_grammar():
+    """The library's check (what every path runs): a tool's schema with ``tool_choice: "none"``, without a chat
+    template, and a model loaded or not."""
+    from jan.services.local import check_schemas
+    from jan.services.types import ChatMessage, ChatRequest, ToolSpec
+
+    schema, inner, _ = BAD_SCHEMAS["required item"]
+    request = ChatRequest(model=None, messages=(ChatMessage.of_text("user", "Hi"),), tool_choice="none",
+                          tools=(ToolSpec("ok", parameters=OK_PARAMS), ToolSpec("f", parameters=schema)))
+    for _ in range(2):  # (the second from the kept result: the same error, said anew)
+        with pytest.raises(GrammarError) as caught:
+            check_schemas(request)
+        assert caught.value.path == "tools[1].function.parameters" + inner, str(caught.value)

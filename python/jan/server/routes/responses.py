@@ -543,6 +543,8 @@ async def count_input_tokens(request: web.Request) -> web.Response:
         counted = await unless_stopping(request, _chat(request).count(chat_request), WAIT_SHUTDOWN)
     except MediaError as exc:  # said of the body's field, as a response request's
         raise wire.media_error(exc, body, len(history)) from None
+    except GrammarError as exc:  # (a tool's ``tools[i].parameters``, ``text.format.schema``)
+        raise wire.schema_error(exc, body, chat_request) from None
     return json_response({"object": "response.input_tokens", "input_tokens": counted})
 
 
