@@ -494,3 +494,55 @@ def test_the_chat_service_checks_tools_that_make_no_grammar():
         with pytest.raises(GrammarError) as caught:
             check_schemas(request)
         assert caught.value.path == "tools[1].function.parameters" + inner, str(caught.value)
+
+
+# -- llama.cpp's bounds on the grammar, said of the place in the schema -------------------------------------------
+#: name -> (a schema whose grammar passes a bound of llama.cpp's, the path to the part of it that holds most of it)
+OVER_LLAMA_BOUNDS: dict[str, tuple[dict[str, Any], str]] = {
+    "an anyOf of 10,001 consts": ({"type": "object", "properties": {"x": {"anyOf": [{"const": i}
+                                                                                   for i in range(10_001)]}}},
+                                  ".properties.x"),
+    "most of them in one property": ({"type": "object", "properties": {
+        "a": {"enum": list(range(3_000))}, "b": {"anyOf": [{"const": f"v{i}"} for i in range(8_000)]}}},
+        ".properties.b"),
+}
+
+
+@pytest.mark.parametrize("name", list(OVER_LLAMA_BOUNDS))
+def test_a_bound_of_llama_cpp_names_the_place_in_the_schema(name):
+    """A grammar over llama.cpp's bounds (its number of alternatives) was said of the field alone
+    (``response_format.json_schema.schema: the grammar's number of alternatives...``), and of a tool's schema only
+    as ``tools``, after the load: now at the sub-schema that holds most of it, as every other schema error."""
+    from jan.templates.formats.grammars import parameters_error
+
+    schema, inner = OVER_LLAMA_BOUNDS[name]
+    with pytest.raises(GrammarError) as caught:
+        json_schema_to_grammar(schema, param="response_format.json_schema.schema")
+    err = caught.value
+    assert err.code == "grammar_too_complex" and "number of alternatives" in err.problem, str(err)
+    assert err.path == "response_format.json_schema.schema" + inner, str(err)
+    tool = parameters_error(schema)
+    assert tool is not None and tool.said_of("tools[0].function.parameters").path == \
+        "tools[0].function.parameters" + inner, tool
+
+
+def test_a_bound_spread_over_the_schema_names_the_schema():
+    """No one part holds most of it: the schema as a whole (the path is the field's)."""
+    schema = {"type": "object", "properties": {k: {"anyOf": [{"const": f"{k}{i}"} for i in range(3_400)]}
+                                               for k in "abc"}}
+    with pytest.raises(GrammarError) as caught:
+        json_schema_to_grammar(schema, param="format")
+    assert caught.value.path in ("format", "format.properties"), str(caught.value)
+
+
+@pytest.mark.parametrize("entry", ["chat response_format json_schema", "chat tools auto", "anthropic tools any",
+                                   "ollama chat format", "llama-server completion json_schema",
+                                   "responses text.format"])
+def test_a_bound_of_llama_cpp_is_said_with_the_path_on_every_route(server, entry):
+    path, body_of, field, dialect = ENTRIES[entry]
+    schema, inner = OVER_LLAMA_BOUNDS["an anyOf of 10,001 consts"]
+    response = httpx.post(server.base_url + path, json=body_of(schema), timeout=WAIT_S)
+    assert response.status_code == 400, (entry, response.text)
+    body = response.json()
+    message = body["error"] if dialect == "ollama" else body["error"]["message"]
+    assert _said(dialect, f"{field}{inner}: ") in message and "number of alternatives" in message, message
