@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import json
 import logging
 import os
 import re
@@ -250,6 +251,9 @@ def _member_kinds(tag: str) -> list[str] | None:
     validator's ``function-after[...]``, a literal): its union is then said as pydantic says it."""
     if tag in _KIND_WORDS:
         return [_KIND_WORDS[tag]]
+    literal = re.fullmatch(r"literal\[(.*)\]", tag)
+    if literal is not None:  # (pydantic writes the values as Python's repr: 'auto', 3, True)
+        return [v if not v.startswith("'") else "'" + v[1:-1] + "'" for v in _split_members(literal[1])]
     if re.fullmatch(r"[A-Z][A-Za-z0-9_]*", tag) or tag.startswith(("dict[", "tagged-union[")):
         return ["an object"]
     inner = re.fullmatch(r"(list|tuple|union|nullable)\[(.*)\]", tag)
@@ -312,6 +316,8 @@ def _union_refusal(errors: list, paths: list, best: int, data: Any) -> tuple[str
     field = path_text(union_path)
     value = _value_at(data, path)
     got = json_type_name(value) if value is not _NO_DATA else None
+    if isinstance(value, str) and any(w.startswith("'") for w in words):  # (one of the strings it names, or not)
+        got = json.dumps(value if len(value) <= 40 else value[:40] + "...", ensure_ascii=False)
     message = f"{field}: Input should be {accepts}" if field else f"Input should be {accepts}"
     if got is not None:
         message += f", not {got}" if path == union_path else f"; {path_text(path)} is {got}"
@@ -383,7 +389,7 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any
     first = errors[best]
     param = path_text(paths[best])
     kind = first.get("type", "")
-    union = _union_refusal(errors, paths, best, data) if _wrong_type(first) else None
+    union = _union_refusal(errors, paths, best, data) if _wrong_type(first) or kind == "literal_error" else None
     if union is not None:  # a value of a kind no alternative of a union takes: what the field accepts
         param, message = union
         return APIError(400, message, param=param, code="invalid_value")
