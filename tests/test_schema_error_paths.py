@@ -443,6 +443,12 @@ NO_GRAMMAR_ENTRIES: dict[str, tuple[str, Any, str, str]] = {
     "responses input_tokens text.format": ("/v1/responses/input_tokens",
                                            _counted(ENTRIES["responses text.format"][1]),
                                            "text.format.schema", "openai"),
+    # allowed_tools naming only the good tool: the model is shown that one, yet the body's tools are all checked
+    "chat tools allowed_tools": ("/v1/chat/completions", _none({"type": "allowed_tools", "allowed_tools": {
+        "mode": "auto", "tools": [{"type": "function", "function": {"name": "ok"}}]}})(ENTRIES["chat tools auto"][1]),
+        "tools[1].function.parameters", "openai"),
+    "responses tools allowed_tools": ("/v1/responses", _none({"type": "allowed_tools", "mode": "required", "tools": [
+        {"type": "function", "name": "ok"}]})(ENTRIES["responses tools"][1]), "tools[1].parameters", "openai"),
     "anthropic tools none": ("/v1/messages", _none({"type": "none"})(ENTRIES["anthropic tools any"][1]),
                              "tools[1].input_schema", "anthropic"),
     "anthropic count_tokens tools": ("/v1/messages/count_tokens", _counted(ENTRIES["anthropic tools any"][1]),
