@@ -92,7 +92,9 @@ def test_a_union_field_says_what_it_accepts(server, case):
     assert message.endswith(value_said), message
     assert "valid string" not in message and "valid integer" not in message and "instance of" not in message, message
     if dialect == "openai" and not route.startswith("/v1/rerank"):
-        assert error["param"] == field and error["code"] == "invalid_value", data
+        # (the param is the value at fault: the union field itself, or the item the message names)
+        at = of_value.removeprefix("; ").split(" is ")[0] if of_value.startswith("; ") else field
+        assert error["param"] == at and error["code"] == "invalid_value", data
 
 
 def test_an_alternatives_own_field_is_told_as_it_says_it():
@@ -104,4 +106,22 @@ def test_an_alternatives_own_field_is_told_as_it_says_it():
     with pytest.raises(pydantic.ValidationError) as caught:
         ChatCompletionRequest.model_validate(body)
     error = from_validation_error(caught.value, body, ChatCompletionRequest)
-    assert error.param == "tool_choice.function" and "NamedFunction" in error.message, error.message
+    assert error.param == "tool_choice.function", error.message
+    # (in JSON's words: "a valid dictionary or instance of NamedFunction" named a class of jan's)
+    assert error.message == "tool_choice.function: Input should be an object, not a string", error.message
+
+
+@pytest.mark.parametrize("route, body, field", [
+    ("/v1/chat/completions", {"messages": USER, "tools": [5]}, "tools[0]"),
+    ("/v1/responses", {"input": "x", "tools": [5]}, "tools[0]"),
+    ("/v1/messages", {"max_tokens": 2, "messages": USER, "tools": [5]}, "tools[0]"),
+    ("/v1/chat/completions", {"messages": [5]}, "messages[0]"),
+    ("/completion", {"prompt": "x", "logit_bias": 5}, "logit_bias"),
+])
+def test_an_object_field_sent_something_else_is_told_in_json_words(server, route, body, field):
+    status, data = post(server, route, {"model": "stories260K", **body})
+    assert status == 400, data
+    message = data["error"]["message"]
+    said = in_path_style(field, "dotted") if _dialect(route) == "anthropic" else field
+    assert message.startswith(f"{said}: Input should be an object, not a"), message
+    assert "instance of" not in message and "dictionary" not in message, message

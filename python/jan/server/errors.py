@@ -280,7 +280,8 @@ def _plural(kind: str) -> str:
 
 
 def _union_refusal(errors: list, paths: list, best: int, data: Any) -> tuple[str, str] | None:
-    """``(param, message)`` for a value whose kind no alternative of a union field takes (``input: [1.5]``, where
+    """``(param, message)`` for a value whose kind no alternative of a union field takes (``param``: that value's
+    place, ``input[0]``) (``input: [1.5]``, where
     embeddings take a string, an array of strings or of integers, or of arrays of integers): the field and what it
     accepts, and what the value at fault is (``input: Input should be a string, an array of strings, ...; input[0]
     is a number``), rather than the first alternative's own refusal ("Input should be a valid string"), which
@@ -321,7 +322,8 @@ def _union_refusal(errors: list, paths: list, best: int, data: Any) -> tuple[str
     message = f"{field}: Input should be {accepts}" if field else f"Input should be {accepts}"
     if got is not None:
         message += f", not {got}" if path == union_path else f"; {path_text(path)} is {got}"
-    return field or None, message
+    # (the param is the value at fault, as every other error's: the exact place, which the message names too)
+    return path_text(path) or None, message
 
 
 def _value_at(data: Any, path: tuple) -> Any:
@@ -394,6 +396,13 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any
         param, message = union
         return APIError(400, message, param=param, code="invalid_value")
     msg = first.get("msg", "invalid value")
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        # an object's field sent something else: said in JSON's words, not pydantic's ("a valid dictionary or
+        # instance of FunctionTool" named a class of jan's, and read as if Python objects were sent)
+        from jan.json_text import json_type_name
+
+        value = _value_at(data, paths[best])
+        msg = "Input should be an object" + (f", not {json_type_name(value)}" if value is not _NO_DATA else "")
     if kind == "value_error" and msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]  # our own validators' messages, as written
     unsupported = kind == "value_error" and "not supported" in msg
