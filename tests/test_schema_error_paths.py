@@ -552,3 +552,23 @@ def test_a_bound_of_llama_cpp_is_said_with_the_path_on_every_route(server, entry
     body = response.json()
     message = body["error"] if dialect == "ollama" else body["error"]["message"]
     assert _said(dialect, f"{field}{inner}: ") in message and "number of alternatives" in message, message
+
+
+def test_the_tools_grammar_over_a_bound_is_refused_before_a_load(server):
+    """Three tools of 3,500 consts each, each within llama.cpp's bounds, make a calls' grammar past them: refused
+    before the model is loaded for it (it was loaded, then refused), and by the counting route of an unloaded model
+    as by the generating one."""
+    tools = [{"type": "function", "function": {"name": f"t{k}", "parameters": {"type": "object", "properties": {
+        "x": {"anyOf": [{"const": f"{k}-{i}"} for i in range(3_500)]}}}}} for k in range(3)]
+    for path, extra in (("/v1/chat/completions", {"max_tokens": 1, "tool_choice": "required"}),
+                        ("/v1/chat/completions", {"max_tokens": 1}),
+                        ("/v1/chat/completions/input_tokens", {"tool_choice": "required"})):
+        stop = httpx.post(server.base_url + "/v1/models/tool-model/stop", json={}, timeout=WAIT_S)
+        assert stop.status_code == 200, stop.text
+        response = httpx.post(server.base_url + path, timeout=WAIT_S,
+                              json={"model": "tool-model", "messages": USER, "tools": tools, **extra})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["param"] == "tools" and "number of alternatives" in error["message"], error
+        models = httpx.get(server.base_url + "/v1/models", timeout=WAIT_S).json()["data"]
+        assert [m["state"] for m in models if m["id"] == "tool-model"] == ["unloaded"], (path, models)

@@ -847,10 +847,19 @@ def check_grammar(request: Any, template: ChatTemplate | None = None, settings: 
     if template is None or not asks_tool_grammar(request) or (answer is not None and answer is request.grammar):
         return
     try:
-        template_plan(template, request, settings, model_id, None).grammar_options("", answer=answer)
+        options = template_plan(template, request, settings, model_id, None).grammar_options("", answer=answer)
     except GrammarError as exc:
         if (exc.param or "").startswith("tools"):
             raise
+        return
+    if options.get("grammar"):
+        # the calls' grammar of all the tools together held to llama.cpp's bounds, as constraint_grammar holds it
+        # after the load: three tools of 3,500 consts each, each within them, loaded the model to be refused then
+        try:
+            check_gbnf(options["grammar"], param="tools")
+        except GrammarError as exc:
+            if exc.code == "grammar_too_complex":  # (anything else may be the empty prompt's: left to the load)
+                raise
 
 
 #: The text an image/audio part is rendered as when no projector is loaded to say its own (libmtmd's default
