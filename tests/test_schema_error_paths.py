@@ -416,6 +416,10 @@ def _none(choice: Any) -> Any:
     return lambda body_of: lambda s: {**body_of(s), "tool_choice": choice}
 
 
+def _background(body_of: Any) -> Any:
+    return lambda s: {**body_of(s), "background": True, "store": True}
+
+
 def _counted(body_of: Any) -> Any:
     """A generating body as a counting route takes it (no output's bounds, nothing stored)."""
     return lambda s: {k: v for k, v in body_of(s).items() if k not in ("max_tokens", "max_output_tokens", "store")}
@@ -449,6 +453,11 @@ NO_GRAMMAR_ENTRIES: dict[str, tuple[str, Any, str, str]] = {
         "tools[1].function.parameters", "openai"),
     "responses tools allowed_tools": ("/v1/responses", _none({"type": "allowed_tools", "mode": "required", "tools": [
         {"type": "function", "name": "ok"}]})(ENTRIES["responses tools"][1]), "tools[1].parameters", "openai"),
+    # a background response starts its generation later: refused when asked, not queued to fail
+    "responses background tools": ("/v1/responses", _background(ENTRIES["responses tools"][1]), "tools[1].parameters",
+                                   "openai"),
+    "responses background text.format": ("/v1/responses", _background(ENTRIES["responses text.format"][1]),
+                                         "text.format.schema", "openai"),
     "anthropic tools none": ("/v1/messages", _none({"type": "none"})(ENTRIES["anthropic tools any"][1]),
                              "tools[1].input_schema", "anthropic"),
     "anthropic count_tokens tools": ("/v1/messages/count_tokens", _counted(ENTRIES["anthropic tools any"][1]),

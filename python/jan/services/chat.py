@@ -140,7 +140,8 @@ class ChatService(Held):
         asked rather than a response that fails."""
         _require_request(request)
         target = await self.models.resolve_generating(request.model)
-        return (await self.models.require_able(target, request)).id
+        # (its schemas checked now for a loaded model too: the generation that builds its grammar comes later)
+        return (await self.models.require_able(target, request, builds_grammar=False)).id
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """The whole completion (the stream aggregated); same errors as :meth:`stream`."""
@@ -163,7 +164,7 @@ class ChatService(Held):
             return len((await self.render(request)).tokens)
         # (the text the model reads, as a chat sends it)
         documents = await self._tool_images_seen(target, await read_documents(request))
-        await self.models.require_able(target, documents, generating=False)
+        await self.models.require_able(target, documents, builds_grammar=False)
         with engine_failures(target.engine, "count_chat_tokens()"):
             return await count(target.model, self._layered(documents, target))
 
@@ -178,7 +179,7 @@ class ChatService(Held):
             raise RequestError(f"the model '{target.id}' runs on the '{target.engine.engine_name}' engine, which "
                                "renders its prompts itself", param="model", code="not_supported")
         request = await self._tool_images_seen(target, await read_documents(request))
-        await self.models.require_able(target, request, generating=False)  # before the acquire loads it
+        await self.models.require_able(target, request, builds_grammar=False)  # before the acquire loads it
         place = model_prompt_place(request, target.model)
         request = with_model_prompt(request, target.model)  # as a chat would send it
         local = prompted_as(await target.engine.acquire(target.model), request)

@@ -946,7 +946,7 @@ class ModelService(Held):
 
     async def require_able(self, target: Target,
                            request: ChatRequest | CompletionRequest | EmbeddingRequest, *,
-                           generating: bool = True) -> Target:
+                           builds_grammar: bool = True) -> Target:
         """``target``, or the refusal of what ``request`` asks that its model cannot do (thinking, tools, images or
         audio; token ids outside its vocabulary; embeddings of another size: :func:`jan.services.abilities.refusal`),
         raised before anything loads the model, as :meth:`resolve_generating` refuses an embedding model: loading
@@ -955,8 +955,9 @@ class ModelService(Held):
         generations at once (``n``) than the model's load options give it slots and queue for.
 
         Every schema the request carries is checked (:func:`jan.services.local.check_schemas`), whatever
-        ``tool_choice`` says; ``generating`` False (counting or rendering the prompt: no grammar is built for it
-        after the load) checks them for a loaded model too, on a worker thread."""
+        ``tool_choice`` says; ``builds_grammar`` False (the caller builds no grammar of the request right after:
+        counting or rendering the prompt, or a generation started later, a background response) checks them for a
+        loaded model too, on a worker thread."""
         self._require_load_options(target, request)
         if not isinstance(target.engine, LocalInferenceExtension):
             return target
@@ -977,7 +978,7 @@ class ModelService(Held):
         if problem is not None:
             raise problem
         if loaded:
-            if grammar and not generating:
+            if grammar and not builds_grammar:
                 # a loaded model's prompt counted or rendered builds no grammar after: each schema checked alone, kept
                 # per schema (the calls' grammar of the tools together is built by the paths that generate: 40 ms a
                 # count for 30 tools, where counting is 20 ms in all)

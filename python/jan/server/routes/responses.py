@@ -424,7 +424,7 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
             # (its id: the answer, queued, names the model as the response will, not an alias the body gave)
             model_id = await _chat(request).answering_model(chat_request)
             await off_loop_for(chat_request, check_images, inputs, len(chat_request.messages) - len(inputs))
-        except MediaError as exc:
+        except (MediaError, GrammarError) as exc:  # (a schema no grammar can be made of: its Responses field)
             raise prepared.named(exc) from None
     stream = _chat(request).stream(chat_request)
 
