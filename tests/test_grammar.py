@@ -12,6 +12,7 @@ import pytest
 from jan.templates.grammar import (
     JSON_OBJECT_GRAMMAR,
     JSON_VALUE_GRAMMAR,
+    GrammarBuilder,
     GrammarError,
     gbnf_literal,
     json_schema_to_grammar,
@@ -284,19 +285,26 @@ def test_a_grammar_that_outgrows_its_bound_is_refused_while_it_is_still_small():
     assert caught.value.param == "response_format.json_schema.schema"
     assert caught.value.code == "schema_too_complex"
     # below the bound nothing changes: every subset of a few optional properties (test above) and a grammar near it
+    # (built, not converted: its alternatives are past llama.cpp's bound, which json_schema_to_grammar holds it to)
     near = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(150)}}
-    assert len(json_schema_to_grammar(near)) > bound // 4
+    builder = GrammarBuilder()
+    builder.add_schema(near)
+    assert len(builder.format()) > bound // 4
 
 
 def test_a_schema_over_llamas_grammar_bounds_is_said_of_its_field():
     """A schema whose grammar passes one of llama.cpp's bounds other than size (its alternatives: three enums of
-    4,000 values, each within the enum bound) is refused naming the field the schema came in, not ``grammar``."""
+    4,000 values, each within the enum bound) is refused naming the field the schema came in, not ``grammar``, and
+    the place in it that holds most of the count (here the properties together: no one of them holds half); without
+    a field, as a JSON pointer (a tool's schema alone is held to the bounds too: tests/test_schema_error_paths)."""
     schema = {"type": "object", "properties": {f"p{i}": {"enum": [f"v{i}-{k}" for k in range(4000)]}
                                                for i in range(3)}}
-    with pytest.raises(GrammarError, match=r"^text\.format\.schema: the grammar's number of alternatives") as caught:
+    with pytest.raises(GrammarError, match=r"^text\.format\.schema\.properties: the grammar's number of "
+                                           "alternatives") as caught:
         json_schema_to_grammar(schema, param="text.format.schema")
     assert caught.value.param == "text.format.schema" and caught.value.code == "grammar_too_complex"
-    json_schema_to_grammar(schema)  # (without a field it is only converted: the engine's own check says it)
+    with pytest.raises(GrammarError, match=r"^#/properties: the grammar's number of alternatives"):
+        json_schema_to_grammar(schema)
 
 
 def test_gbnf_literal():

@@ -136,7 +136,8 @@ def test_a_constraint_no_model_could_use():
 
 def test_a_tool_schema_no_model_could_use(stories_path):
     """With the template the model chats in, the tools' grammar is built as after a load: a tool's schema that does
-    not compile is refused, unless tool_choice "none" builds no grammar from it."""
+    not compile is refused, with tool_choice "none" too, which builds no grammar from it (OpenAI's API refuses an
+    invalid function schema whatever tool_choice says)."""
     from jan.services.local import asks_tool_grammar, check_grammar
     from jan.templates import GrammarError
 
@@ -146,7 +147,9 @@ def test_a_tool_schema_no_model_could_use(stories_path):
         check_grammar(_chat(tools=[bad]), template, None, "m")
     assert refused.value.param == "tools[0].function.parameters"
     assert not asks_tool_grammar(_chat(tools=[bad], tool_choice="none"))
-    check_grammar(_chat(tools=[bad], tool_choice="none"), template, None, "m")
+    with pytest.raises(GrammarError, match="does not resolve") as refused:
+        check_grammar(_chat(tools=[bad], tool_choice="none"), template, None, "m")
+    assert refused.value.param == "tools[0].function.parameters"
     check_grammar(_chat(tools=[TOOL], tool_choice="required"), template, None, "m")
 
 

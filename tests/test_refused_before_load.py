@@ -273,13 +273,15 @@ def test_what_a_model_can_do_still_works(server):
     status, answer = call(server, "POST", "/v1/chat/completions", {"model": STORIES, "messages": HI,
                                                                    "tools": [TOOL], "max_tokens": 2})
     assert status == 200, answer
-    # tool_choice "none" builds no grammar from the tools: a schema that would not compile is not judged (as after
-    # a load), whether the model is loaded or not
-    call(server, "POST", f"/v1/models/{STORIES}/stop")
+    # tool_choice "none" builds no grammar from the tools, yet a schema that would not compile is refused (as
+    # OpenAI's API does), whether the model is loaded or not, and before a load
     bad = {"type": "function", "function": {"name": "f", "parameters": {"$ref": "#/x"}}}
-    status, answer = call(server, "POST", "/v1/chat/completions", {"model": STORIES, "messages": HI, "tools": [bad],
-                                                                   "tool_choice": "none", "max_tokens": 2})
-    assert status == 200, answer
+    for loaded in (True, False):
+        if not loaded:
+            call(server, "POST", f"/v1/models/{STORIES}/stop")
+        status, answer = call(server, "POST", "/v1/chat/completions", {
+            "model": STORIES, "messages": HI, "tools": [bad], "tool_choice": "none", "max_tokens": 2})
+        assert status == 400 and answer["error"]["param"] == "tools[0].function.parameters", answer
 
 
 def test_the_model_lists_say_what_is_refused(server):

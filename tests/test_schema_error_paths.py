@@ -409,3 +409,175 @@ def test_anthropic_batch_requests_name_the_place(server):
     [result] = list(claude.messages.batches.results(batch.id))
     assert result.result.type == "errored", result
     assert _said("anthropic", f"tools[1].input_schema{inner}: ") in result.result.error.error.message, result
+
+
+# -- the same schemas on the paths that build no grammar -------------------------------------------------------
+def _none(choice: Any) -> Any:
+    return lambda body_of: lambda s: {**body_of(s), "tool_choice": choice}
+
+
+def _background(body_of: Any) -> Any:
+    return lambda s: {**body_of(s), "background": True, "store": True}
+
+
+def _counted(body_of: Any) -> Any:
+    """A generating body as a counting route takes it (no output's bounds, nothing stored)."""
+    return lambda s: {k: v for k, v in body_of(s).items() if k not in ("max_tokens", "max_output_tokens", "store")}
+
+
+#: entry -> (path, body of a schema, the field the message names, dialect): paths that generate with no grammar of
+#: the tools (``tool_choice: "none"``) or generate nothing (counting and rendering a prompt). Before, each answered
+#: 200 to a schema that the same body with ``tool_choice: "auto"`` (or sent to the generating route) had refused.
+NO_GRAMMAR_ENTRIES: dict[str, tuple[str, Any, str, str]] = {
+    "chat tools none": ("/v1/chat/completions", _none("none")(ENTRIES["chat tools auto"][1]),
+                        "tools[1].function.parameters", "openai"),
+    "chat input_tokens tools": ("/v1/chat/completions/input_tokens", _counted(ENTRIES["chat tools auto"][1]),
+                                "tools[1].function.parameters", "openai"),
+    "chat input_tokens response_format": ("/v1/chat/completions/input_tokens",
+                                          _counted(ENTRIES["chat response_format json_schema"][1]),
+                                          "response_format.json_schema.schema", "openai"),
+    "apply-template tools none": ("/apply-template", _none("none")(ENTRIES["chat tools auto"][1]),
+                                  "tools[1].function.parameters", "llama"),
+    "apply-template response_format": ("/apply-template", ENTRIES["chat response_format json_schema"][1],
+                                       "response_format.json_schema.schema", "llama"),
+    "responses tools none": ("/v1/responses", _none("none")(ENTRIES["responses tools"][1]), "tools[1].parameters",
+                             "openai"),
+    "responses input_tokens tools": ("/v1/responses/input_tokens", _counted(ENTRIES["responses tools"][1]),
+                                     "tools[1].parameters", "openai"),
+    "responses input_tokens text.format": ("/v1/responses/input_tokens",
+                                           _counted(ENTRIES["responses text.format"][1]),
+                                           "text.format.schema", "openai"),
+    # allowed_tools naming only the good tool: the model is shown that one, yet the body's tools are all checked
+    "chat tools allowed_tools": ("/v1/chat/completions", _none({"type": "allowed_tools", "allowed_tools": {
+        "mode": "auto", "tools": [{"type": "function", "function": {"name": "ok"}}]}})(ENTRIES["chat tools auto"][1]),
+        "tools[1].function.parameters", "openai"),
+    "responses tools allowed_tools": ("/v1/responses", _none({"type": "allowed_tools", "mode": "required", "tools": [
+        {"type": "function", "name": "ok"}]})(ENTRIES["responses tools"][1]), "tools[1].parameters", "openai"),
+    # a background response starts its generation later: refused when asked, not queued to fail
+    "responses background tools": ("/v1/responses", _background(ENTRIES["responses tools"][1]), "tools[1].parameters",
+                                   "openai"),
+    "responses background text.format": ("/v1/responses", _background(ENTRIES["responses text.format"][1]),
+                                         "text.format.schema", "openai"),
+    "anthropic tools none": ("/v1/messages", _none({"type": "none"})(ENTRIES["anthropic tools any"][1]),
+                             "tools[1].input_schema", "anthropic"),
+    "anthropic count_tokens tools": ("/v1/messages/count_tokens", _counted(ENTRIES["anthropic tools any"][1]),
+                                     "tools[1].input_schema", "anthropic"),
+    "anthropic count_tokens output_config": ("/v1/messages/count_tokens",
+                                             _counted(ENTRIES["anthropic output format"][1]),
+                                             "output_config.format.schema", "anthropic"),
+    "anthropic count_tokens output_format": ("/v1/messages/count_tokens",
+                                             _counted(ENTRIES["anthropic output_format (beta)"][1]),
+                                             "output_format.schema", "anthropic"),
+}
+
+
+@pytest.mark.parametrize("entry", list(NO_GRAMMAR_ENTRIES))
+@pytest.mark.parametrize("name", ["type typo", "required item", "$ref to nowhere", "recursive $ref", "huge enum"])
+def test_a_path_that_builds_no_grammar_refuses_the_same_schemas(server, entry, name):
+    """The one check of a request's schemas (:func:`jan.services.local.check_schemas`) on every path, the model
+    loaded (a loaded model's generation checks them as it builds its grammar; these build none)."""
+    ok = httpx.post(server.base_url + "/v1/chat/completions", timeout=WAIT_S,
+                    json={"model": "tool-model", "max_tokens": 1, "messages": USER})
+    assert ok.status_code == 200, ok.text
+    path, body_of, field, dialect = NO_GRAMMAR_ENTRIES[entry]
+    schema, inner, words = BAD_SCHEMAS[name]
+    response = httpx.post(server.base_url + path, json=body_of(schema), timeout=WAIT_S)
+    assert response.status_code == 400, (entry, response.text)
+    message = _error_message(dialect, response.json())
+    assert _said(dialect, f"{field}{inner}: ") in message and words in message, message
+    if dialect == "openai":
+        assert response.json()["error"]["param"] == field, response.text
+
+
+@pytest.mark.parametrize("entry", list(NO_GRAMMAR_ENTRIES))
+def test_a_path_that_builds_no_grammar_takes_good_schemas(server, entry):
+    path, body_of, _, _ = NO_GRAMMAR_ENTRIES[entry]
+    response = httpx.post(server.base_url + path, json=body_of(OK_PARAMS), timeout=WAIT_S)
+    assert response.status_code == 200, (entry, response.text)
+
+
+def test_the_chat_service_checks_tools_that_make_no_grammar():
+    """The library's check (what every path runs): a tool's schema with ``tool_choice: "none"``, without a chat
+    template, and a model loaded or not."""
+    from jan.services.local import check_schemas
+    from jan.services.types import ChatMessage, ChatRequest, ToolSpec
+
+    schema, inner, _ = BAD_SCHEMAS["required item"]
+    request = ChatRequest(model=None, messages=(ChatMessage.of_text("user", "Hi"),), tool_choice="none",
+                          tools=(ToolSpec("ok", parameters=OK_PARAMS), ToolSpec("f", parameters=schema)))
+    for _ in range(2):  # (the second from the kept result: the same error, said anew)
+        with pytest.raises(GrammarError) as caught:
+            check_schemas(request)
+        assert caught.value.path == "tools[1].function.parameters" + inner, str(caught.value)
+
+
+# -- llama.cpp's bounds on the grammar, said of the place in the schema -------------------------------------------
+#: name -> (a schema whose grammar passes a bound of llama.cpp's, the path to the part of it that holds most of it)
+OVER_LLAMA_BOUNDS: dict[str, tuple[dict[str, Any], str]] = {
+    "an anyOf of 10,001 consts": ({"type": "object", "properties": {"x": {"anyOf": [{"const": i}
+                                                                                   for i in range(10_001)]}}},
+                                  ".properties.x"),
+    "most of them in one property": ({"type": "object", "properties": {
+        "a": {"enum": list(range(3_000))}, "b": {"anyOf": [{"const": f"v{i}"} for i in range(8_000)]}}},
+        ".properties.b"),
+}
+
+
+@pytest.mark.parametrize("name", list(OVER_LLAMA_BOUNDS))
+def test_a_bound_of_llama_cpp_names_the_place_in_the_schema(name):
+    """A grammar over llama.cpp's bounds (its number of alternatives) was said of the field alone
+    (``response_format.json_schema.schema: the grammar's number of alternatives...``), and of a tool's schema only
+    as ``tools``, after the load: now at the sub-schema that holds most of it, as every other schema error."""
+    from jan.templates.formats.grammars import parameters_error
+
+    schema, inner = OVER_LLAMA_BOUNDS[name]
+    with pytest.raises(GrammarError) as caught:
+        json_schema_to_grammar(schema, param="response_format.json_schema.schema")
+    err = caught.value
+    assert err.code == "grammar_too_complex" and "number of alternatives" in err.problem, str(err)
+    assert err.path == "response_format.json_schema.schema" + inner, str(err)
+    tool = parameters_error(schema)
+    assert tool is not None and tool.said_of("tools[0].function.parameters").path == \
+        "tools[0].function.parameters" + inner, tool
+
+
+def test_a_bound_spread_over_the_schema_names_the_schema():
+    """No one part holds most of it: the schema as a whole (the path is the field's)."""
+    schema = {"type": "object", "properties": {k: {"anyOf": [{"const": f"{k}{i}"} for i in range(3_400)]}
+                                               for k in "abc"}}
+    with pytest.raises(GrammarError) as caught:
+        json_schema_to_grammar(schema, param="format")
+    assert caught.value.path in ("format", "format.properties"), str(caught.value)
+
+
+@pytest.mark.parametrize("entry", ["chat response_format json_schema", "chat tools auto", "anthropic tools any",
+                                   "ollama chat format", "llama-server completion json_schema",
+                                   "responses text.format"])
+def test_a_bound_of_llama_cpp_is_said_with_the_path_on_every_route(server, entry):
+    path, body_of, field, dialect = ENTRIES[entry]
+    schema, inner = OVER_LLAMA_BOUNDS["an anyOf of 10,001 consts"]
+    response = httpx.post(server.base_url + path, json=body_of(schema), timeout=WAIT_S)
+    assert response.status_code == 400, (entry, response.text)
+    body = response.json()
+    message = body["error"] if dialect == "ollama" else body["error"]["message"]
+    assert _said(dialect, f"{field}{inner}: ") in message and "number of alternatives" in message, message
+
+
+def test_the_tools_grammar_over_a_bound_is_refused_before_a_load(server):
+    """Three tools of 3,500 consts each, each within llama.cpp's bounds, make a calls' grammar past them: refused
+    before the model is loaded for it (it was loaded, then refused), and by the counting route of an unloaded model
+    as by the generating one."""
+    tools = [{"type": "function", "function": {"name": f"t{k}", "parameters": {"type": "object", "properties": {
+        "x": {"anyOf": [{"const": f"{k}-{i}"} for i in range(3_500)]}}}}} for k in range(3)]
+    for path, extra in (("/v1/chat/completions", {"max_tokens": 1, "tool_choice": "required"}),
+                        ("/v1/chat/completions", {"max_tokens": 1}),
+                        ("/v1/chat/completions/input_tokens", {"tool_choice": "required"})):
+        stop = httpx.post(server.base_url + "/v1/models/tool-model/stop", json={}, timeout=WAIT_S)
+        assert stop.status_code == 200, stop.text
+        response = httpx.post(server.base_url + path, timeout=WAIT_S,
+                              json={"model": "tool-model", "messages": USER, "tools": tools, **extra})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["param"] == "tools" and "number of alternatives" in error["message"], error
+        models = httpx.get(server.base_url + "/v1/models", timeout=WAIT_S).json()["data"]
+        assert [m["state"] for m in models if m["id"] == "tool-model"] == ["unloaded"], (path, models)

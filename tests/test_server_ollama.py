@@ -501,7 +501,8 @@ def test_pull_errors(client, file_server):
     ("/api/generate", {"model": "stories260K", "keep_alive": True}, 400, "keep_alive: invalid duration true"),
     ("/api/embeddings", {"model": "stories260K", "keep_alive": {"m": 5}}, 400, "keep_alive: invalid duration"),
     ("/api/chat", {"model": "stories260K", "keep_alive": ["5m"]}, 400, "keep_alive: invalid duration"),
-    ("/api/embed", {"model": "stories260K", "input": [1]}, 400, "input[0]: "),
+    ("/api/embed", {"model": "stories260K", "input": [1]}, 400,
+     "input: Input should be a string or an array of strings; input[0] is a number"),  # (what the union takes)
     ("/api/show", {"model": ""}, 400, "model is required"),
     ("/api/chat", {"model": "stories260K", "messages": [{"role": "user", "content": "x", "images": [JPEG]}]}, 400,
      "image"),  # images reach the chat service, which knows this model cannot see

@@ -46,8 +46,8 @@ def _responses(choice) -> tuple[str, str | None]:
     ({"type": "function"}, ("tool_choice.function: Field required", "tool_choice.function")),
     ({"type": "function", "function": {"name": "f"}, "extra": 1},
      ("Unrecognized request argument supplied: tool_choice.extra", "tool_choice.extra")),
-    ({"type": "function", "function": "f"}, ("tool_choice.function: Input should be a valid dictionary or instance "
-                                              "of NamedFunction", "tool_choice.function")),
+    ({"type": "function", "function": "f"}, ("tool_choice.function: Input should be an object, not a string",
+                                              "tool_choice.function")),
     ({"type": "allowed_tools"}, ("tool_choice.allowed_tools: Field required", "tool_choice.allowed_tools")),
 ])
 def test_a_chat_tool_choice_is_told_in_the_alternative_its_tag_chose(choice, said):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import json
 import logging
 import os
 import re
@@ -224,6 +225,120 @@ def _alternative(loc: tuple, path: tuple) -> tuple:
     return loc[:end]
 
 
+#: What a pydantic union member's name (its tag in an error's ``loc``) says a value must be, in a client's terms
+_KIND_WORDS = {"str": "a string", "int": "an integer", "constrained-int": "an integer", "float": "a number",
+               "constrained-float": "a number", "bool": "a boolean", "none": "null", "constrained-str": "a string"}
+
+
+def _split_members(text: str) -> list[str]:
+    """``a,list[b,c],d`` split at its top-level commas."""
+    out, depth, start = [], 0, 0
+    for i, c in enumerate(text):
+        if c == "[":
+            depth += 1
+        elif c == "]":
+            depth -= 1
+        elif c == "," and depth == 0:
+            out.append(text[start:i].strip())
+            start = i + 1
+    out.append(text[start:].strip())
+    return out
+
+
+def _member_kinds(tag: str) -> list[str] | None:
+    """What a union member named ``tag`` (``"list[constrained-int]"``, ``"union[str,MediaPrompt]"``, ``"str"``,
+    a model's class name) takes, in words (``["an array of integers"]``); None for a name this cannot read (a
+    validator's ``function-after[...]``, a literal): its union is then said as pydantic says it."""
+    if tag in _KIND_WORDS:
+        return [_KIND_WORDS[tag]]
+    literal = re.fullmatch(r"literal\[(.*)\]", tag)
+    if literal is not None:  # (pydantic writes the values as Python's repr: 'auto', 3, True)
+        return [v if not v.startswith("'") else "'" + v[1:-1] + "'" for v in _split_members(literal[1])]
+    if re.fullmatch(r"[A-Z][A-Za-z0-9_]*", tag) or tag.startswith(("dict[", "tagged-union[")):
+        return ["an object"]
+    inner = re.fullmatch(r"(list|tuple|union|nullable)\[(.*)\]", tag)
+    if inner is None:
+        return None
+    parts = [_member_kinds(t) for t in _split_members(inner[2])]
+    if any(p is None for p in parts):
+        return None
+    words = list(dict.fromkeys(w for p in parts for w in p))  # (in order, once)
+    if inner[1] == "union":
+        return words
+    if inner[1] == "nullable":
+        return [*words, "null"]
+    items = [_plural(w) for w in words]
+    return ["an array of " + (items[0] if len(items) == 1 else "(" + ", ".join(items[:-1]) + " or " + items[-1] + ")")]
+
+
+def _plural(kind: str) -> str:
+    """``"an integer"`` -> ``"integers"``, ``"an array of strings"`` -> ``"arrays of strings"``."""
+    if kind == "null":
+        return "nulls"
+    head, _, rest = kind.partition(" ")[2].partition(" ")
+    return head + "s" + (" " + rest if rest else "")
+
+
+def _union_refusal(errors: list, paths: list, best: int, data: Any) -> tuple[str, str] | None:
+    """``(param, message)`` for a value whose kind no alternative of a union field takes (``param``: that value's
+    place, ``input[0]``) (``input: [1.5]``, where
+    embeddings take a string, an array of strings or of integers, or of arrays of integers): the field and what it
+    accepts, and what the value at fault is (``input: Input should be a string, an array of strings, ...; input[0]
+    is a number``), rather than the first alternative's own refusal ("Input should be a valid string"), which
+    reads as if a string were all it takes. None where the error is no such refusal: an alternative's object
+    field of the wrong type is told as it is (its tag chose it), and so is a union whose members cannot be read."""
+    loc, path = tuple(errors[best].get("loc", ())), paths[best]
+    # the outermost union below which the body's path has only indexes: the first member name of ``loc`` that is no
+    # step of the path (a tagged union's tag, a union's member) and is followed by no field of an object alternative
+    # (that alternative's own error says it: its tag chose it)
+    places, j = [], 0
+    for i, part in enumerate(loc):
+        if j < len(path) and part == path[j]:
+            j += 1
+        else:
+            places.append((i, j))
+    i, j = next(((i, j) for i, j in places if all(isinstance(p, int) for p in path[j:])), (None, None))
+    if i is None:
+        return None
+    union_loc, union_path = loc[:i], path[:j]
+    members = list(dict.fromkeys(tuple(e.get("loc", ()))[i] for e in errors
+                                 if tuple(e.get("loc", ()))[:i] == union_loc and len(e.get("loc", ())) > i))
+    if len(members) < 2:
+        return None
+    kinds = [_member_kinds(str(m)) for m in members]
+    if any(k is None for k in kinds):
+        return None
+    words = list(dict.fromkeys(w for k in kinds for w in k))
+    if len(words) < 2:
+        return None
+    from jan.json_text import json_type_name
+
+    accepts = ", ".join(words[:-1]) + " or " + words[-1]
+    field = path_text(union_path)
+    value = _value_at(data, path)
+    got = json_type_name(value) if value is not _NO_DATA else None
+    if isinstance(value, str) and any(w.startswith("'") for w in words):  # (one of the strings it names, or not)
+        got = json.dumps(value if len(value) <= 40 else value[:40] + "...", ensure_ascii=False)
+    message = f"{field}: Input should be {accepts}" if field else f"Input should be {accepts}"
+    if got is not None:
+        message += f", not {got}" if path == union_path else f"; {path_text(path)} is {got}"
+    # (the param is the value at fault, as every other error's: the exact place, which the message names too)
+    return path_text(path) or None, message
+
+
+def _value_at(data: Any, path: tuple) -> Any:
+    """The body's value at ``path``, or ``_NO_DATA`` where it has none (or no body was given)."""
+    cur = data
+    for p in path:
+        if isinstance(p, int) and isinstance(cur, list) and 0 <= p < len(cur):
+            cur = cur[p]
+        elif isinstance(p, str) and isinstance(cur, dict) and p in cur:
+            cur = cur[p]
+        else:
+            return _NO_DATA
+    return cur
+
+
 def _meant_field(model: Any, field: str, said: str) -> str:
     """`` (did you mean 'max_tokens'?)`` where an unknown top-level ``field`` of ``model``'s body is a likely typo of
     one of its own fields (jan's one near-name rule); "" where the refusal already says what to send instead (a
@@ -276,7 +391,18 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any
     first = errors[best]
     param = path_text(paths[best])
     kind = first.get("type", "")
+    union = _union_refusal(errors, paths, best, data) if _wrong_type(first) or kind == "literal_error" else None
+    if union is not None:  # a value of a kind no alternative of a union takes: what the field accepts
+        param, message = union
+        return APIError(400, message, param=param, code="invalid_value")
     msg = first.get("msg", "invalid value")
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        # an object's field sent something else: said in JSON's words, not pydantic's ("a valid dictionary or
+        # instance of FunctionTool" named a class of jan's, and read as if Python objects were sent)
+        from jan.json_text import json_type_name
+
+        value = _value_at(data, paths[best])
+        msg = "Input should be an object" + (f", not {json_type_name(value)}" if value is not _NO_DATA else "")
     if kind == "value_error" and msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]  # our own validators' messages, as written
     unsupported = kind == "value_error" and "not supported" in msg

@@ -245,7 +245,9 @@ def chat_request(body: schemas.ChatCompletionRequest, render_only: bool = False)
         choice = NamedToolChoice(choice.function.name)
     elif isinstance(choice, schemas.AllowedToolsChoice):
         allowed = choice.allowed_tools
-        tools = allowed_tools(tools, [t.function.name for t in allowed.tools], param="tool_choice.allowed_tools.tools[{i}].function.name")
+        tools = allowed_tools(tools, [t.function.name for t in allowed.tools],
+                              param="tool_choice.allowed_tools.tools[{i}].function.name",
+                              schema_field=lambda i: f"tools[{i}].function.parameters")
         choice = allowed.mode
     messages = tuple(message_from_openai(m, f"messages[{i}]") for i, m in enumerate(body.messages))
     try:

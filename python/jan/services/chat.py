@@ -30,7 +30,7 @@ from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.errors import RequestError
 from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_history, fits, prompt_size,
                               media_note, reply_room)
-from jan.services.local import (ShownTokens, asks_grammar, asks_text_grammar, asks_tool_grammar, cancel_all, chat_plan,
+from jan.services.local import (ShownTokens, cancel_all, carries_schemas, chat_plan,
                                 chat_prompt, check_fan_out, client_seed, constraint_grammar, prefill_refused,
                                 preserved_ids, shown_bytes, shown_special, shows_text, trigger_patterns, merged, off_loop,
                                 prompted_as, seeds)
@@ -140,7 +140,8 @@ class ChatService(Held):
         asked rather than a response that fails."""
         _require_request(request)
         target = await self.models.resolve_generating(request.model)
-        return (await self.models.require_able(target, request)).id
+        # (its schemas checked now for a loaded model too: the generation that builds its grammar comes later)
+        return (await self.models.require_able(target, request, builds_grammar=False)).id
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """The whole completion (the stream aggregated); same errors as :meth:`stream`."""
@@ -163,7 +164,7 @@ class ChatService(Held):
             return len((await self.render(request)).tokens)
         # (the text the model reads, as a chat sends it)
         documents = await self._tool_images_seen(target, await read_documents(request))
-        await self.models.require_able(target, documents)
+        await self.models.require_able(target, documents, builds_grammar=False)
         with engine_failures(target.engine, "count_chat_tokens()"):
             return await count(target.model, self._layered(documents, target))
 
@@ -178,7 +179,7 @@ class ChatService(Held):
             raise RequestError(f"the model '{target.id}' runs on the '{target.engine.engine_name}' engine, which "
                                "renders its prompts itself", param="model", code="not_supported")
         request = await self._tool_images_seen(target, await read_documents(request))
-        await self.models.require_able(target, request)  # before the acquire loads it
+        await self.models.require_able(target, request, builds_grammar=False)  # before the acquire loads it
         place = model_prompt_place(request, target.model)
         request = with_model_prompt(request, target.model)  # as a chat would send it
         local = prompted_as(await target.engine.acquire(target.model), request)
@@ -556,7 +557,7 @@ def _start_held(local: LocalModel, request: ChatRequest, settings: Any) -> _Star
         # a constraint no model could use (a schema that does not compile) is the request's fault whatever its
         # prompt, and refused first before a load (ModelService.require_able): said first by a loaded model too,
         # not only once a shorter prompt is sent (a huge enum in a tool's schema makes a long prompt as well)
-        if asks_grammar(request) or asks_tool_grammar(request) or asks_text_grammar(request):
+        if carries_schemas(request):
             constraint_grammar(request, chat_plan(local, request, settings), "")
         raise
     parsers = [output_parser(request, plan, text) for _ in range(request.n)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -39,6 +40,7 @@ from jan.services.untrusted import (Piece, Placeholders, PromptText, TextWrites,
 from jan.templates import (JSON_OBJECT_GRAMMAR, ChatTemplate, ChatTemplateRenderError, GrammarError, check_gbnf,
                            json_schema_to_grammar, template_variables)
 from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_template
+from jan.templates.formats.grammars import parameters_error
 from jan.templates.formats.call_start import call_start_tokens
 
 T = TypeVar("T")
@@ -47,7 +49,8 @@ __all__ = ["ShownLogprobs", "ShownTokens", "chat_plan", "chat_prompt", "check_co
            "render_prompt", "check_fan_out", "shown_bytes",
            "cancel_all", "constraint_grammar", "merged", "off_loop", "prompted_as", "seeds", "client_seed",
            "submits_on_loop",
-           "template_messages", "template_tools", "asks_text_grammar", "check_text_grammars", "prefill_refused"]
+           "template_messages", "template_tools", "asks_text_grammar", "check_text_grammars", "prefill_refused",
+           "carries_schemas", "check_schemas"]
 
 
 async def off_loop(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -786,8 +789,10 @@ def constraint_grammar(request: ChatRequest, plan: ChatPlan, prompt: str) -> dic
     the answer's, never a call's (OpenAI's and Anthropic's rule): a forced call ignores it, ``auto`` allows
     a call or a formatted answer, ``none`` the answer alone (:meth:`ChatPlan.grammar_options`). A client's raw
     GBNF ``grammar`` (llama.cpp's extra) is the whole output's, as llama-server takes it: its writer spells out any
-    thinking and call markup it wants (which the output parser still reads as such), so tools add nothing to it."""
-    check_text_grammars(request)
+    thinking and call markup it wants (which the output parser still reads as such), so tools add nothing to it.
+    Every schema the request carries is checked first (:func:`check_schemas`: a tool's with ``tool_choice``
+    ``"none"`` too, which adds nothing to the grammar)."""
+    check_schemas(request)
     answer = _explicit_grammar(request)
     if answer is not None and answer is request.grammar:
         return {"grammar": answer}
@@ -837,18 +842,24 @@ def check_grammar(request: Any, template: ChatTemplate | None = None, settings: 
     With the chat ``template`` the model will chat in, also the tools' grammar (a tool's ``parameters`` schema that
     does not compile), built as :func:`constraint_grammar` builds it; only a tool's fault is said from it here (the
     rest of that grammar depends on the prompt, which is made after the load)."""
-    if isinstance(request, ChatRequest):
-        check_text_grammars(request)
+    check_schemas(request)
     answer = _explicit_grammar(request) if isinstance(request, ChatRequest) else request.grammar
-    if answer:
-        check_gbnf(answer)
     if template is None or not asks_tool_grammar(request) or (answer is not None and answer is request.grammar):
         return
     try:
-        template_plan(template, request, settings, model_id, None).grammar_options("", answer=answer)
+        options = template_plan(template, request, settings, model_id, None).grammar_options("", answer=answer)
     except GrammarError as exc:
         if (exc.param or "").startswith("tools"):
             raise
+        return
+    if options.get("grammar"):
+        # the calls' grammar of all the tools together held to llama.cpp's bounds, as constraint_grammar holds it
+        # after the load: three tools of 3,500 consts each, each within them, loaded the model to be refused then
+        try:
+            check_gbnf(options["grammar"], param="tools")
+        except GrammarError as exc:
+            if exc.code == "grammar_too_complex":  # (anything else may be the empty prompt's: left to the load)
+                raise
 
 
 #: The text an image/audio part is rendered as when no projector is loaded to say its own (libmtmd's default
@@ -895,6 +906,55 @@ def check_text_grammars(request: ChatRequest) -> None:
             raise err.said_of(f"tools[{i}].function.parameters") from None
 
 
+def carries_schemas(request: Any) -> bool:
+    """Whether a chat or completion request carries a schema or grammar of its own (:func:`check_schemas` has
+    something to check): a constraint on its answer, or tools (whatever ``tool_choice`` says)."""
+    return asks_grammar(request) or (isinstance(request, ChatRequest) and bool(request.tools))
+
+
+def check_schemas(request: Any) -> None:
+    """Blocking, pure Python (no model, no vocabulary, no chat template): refuse every schema or grammar a chat or
+    completion request carries that no model could use, each alone, with the :class:`GrammarError` naming its field
+    and the place in it (:meth:`GrammarError.said_of`) -- a tool's ``parameters`` (``tools[i].function.parameters``)
+    whatever ``tool_choice`` says, its text grammar, the response format's schema, a raw ``grammar``.
+
+    The one check of a request's schemas for every path that reads the request, generating or not: ``tool_choice:
+    "none"`` builds no call grammar, and counting or rendering a prompt builds none at all, yet OpenAI and
+    Anthropic refuse an invalid function schema whatever the request does with it. Each schema is converted once
+    (kept per schema text), never compiled against a vocabulary; the call grammar the tools make together in a
+    template's format is built by the paths that generate (:func:`check_grammar`, :func:`constraint_grammar`)."""
+    if isinstance(request, ChatRequest):
+        check_text_grammars(request)
+        for i, tool in enumerate(request.tools or ()):
+            if tool.text_grammar is not None:
+                continue  # (its parameters are jan's own wrapping of the text grammar checked above)
+            err = parameters_error(tool.parameters)
+            if err is not None:
+                raise err.said_of(f"tools[{i}].function.parameters")
+        fmt = request.response_format
+        if fmt is not None and fmt.type in ("json_schema", "json_object") and fmt.schema:
+            _schema_grammar(fmt.schema, _format_param(request))
+            return
+    grammar = getattr(request, "grammar", None)
+    if grammar:
+        check_gbnf(grammar)
+
+
+def _schema_grammar(schema: Mapping[str, Any], param: str) -> str:
+    """:func:`json_schema_to_grammar` of a response format's ``schema``, said of ``param``; kept per schema text (in
+    its own key order, which the grammar follows): a checked request converts it again to generate."""
+    try:
+        key = json.dumps(schema, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return json_schema_to_grammar(dict(schema), param=param)
+    return _cached_schema_grammar(key, param)
+
+
+@functools.lru_cache(maxsize=128)
+def _cached_schema_grammar(schema_json: str, param: str) -> str:
+    return json_schema_to_grammar(json.loads(schema_json), param=param)
+
+
 def asks_tool_grammar(request: Any) -> bool:
     """Whether a chat request's tools make a grammar (any ``tool_choice`` but ``"none"``)."""
     return isinstance(request, ChatRequest) and bool(request.tools) and request.tool_choice != "none"
@@ -903,8 +963,7 @@ def asks_tool_grammar(request: Any) -> bool:
 def _explicit_grammar(request: ChatRequest) -> str | None:
     fmt = request.response_format
     if fmt is not None and fmt.type in ("json_schema", "json_object"):
-        return json_schema_to_grammar(dict(fmt.schema), param=_format_param(request)) if fmt.schema \
-            else JSON_OBJECT_GRAMMAR
+        return _schema_grammar(fmt.schema, _format_param(request)) if fmt.schema else JSON_OBJECT_GRAMMAR
     return request.grammar or None
 
 

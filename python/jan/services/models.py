@@ -27,7 +27,7 @@ from jan.services.abilities import (Abilities, asks_abilities, context_refusal, 
 from jan.services.companions import (COMPANIONS, climbs_out, companion_problem, lora_problem,
                                      weights_problem)
 from jan.services.errors import RequestError, ServiceUnavailableError, require
-from jan.services.local import asks_grammar, asks_text_grammar, asks_tool_grammar, check_grammar, check_render
+from jan.services.local import carries_schemas, check_grammar, check_render, check_schemas
 from jan.services.model_prompt import check_model_prompt
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
 from jan.services.types import (ChatRequest, CompletionRequest, EmbeddingRequest, LoadOptions, ResponseFormat,
@@ -945,17 +945,23 @@ class ModelService(Held):
         return await asyncio.to_thread(model_abilities, target.model)
 
     async def require_able(self, target: Target,
-                           request: ChatRequest | CompletionRequest | EmbeddingRequest) -> Target:
+                           request: ChatRequest | CompletionRequest | EmbeddingRequest, *,
+                           builds_grammar: bool = True) -> Target:
         """``target``, or the refusal of what ``request`` asks that its model cannot do (thinking, tools, images or
         audio; token ids outside its vocabulary; embeddings of another size: :func:`jan.services.abilities.refusal`),
         raised before anything loads the model, as :meth:`resolve_generating` refuses an embedding model: loading
         gigabytes (and perhaps evicting another model) only to refuse is waste. A request that asks none of these
         reads nothing. What the files do not settle is left to the checks after the load. Also refused: more
-        generations at once (``n``) than the model's load options give it slots and queue for."""
+        generations at once (``n``) than the model's load options give it slots and queue for.
+
+        Every schema the request carries is checked (:func:`jan.services.local.check_schemas`), whatever
+        ``tool_choice`` says; ``builds_grammar`` False (the caller builds no grammar of the request right after:
+        counting or rendering the prompt, or a generation started later, a background response) checks them for a
+        loaded model too, on a worker thread."""
         self._require_load_options(target, request)
         if not isinstance(target.engine, LocalInferenceExtension):
             return target
-        grammar = asks_grammar(request) or asks_tool_grammar(request) or asks_text_grammar(request)
+        grammar = carries_schemas(request)
         asks, chat = grammar or asks_abilities(request), isinstance(request, ChatRequest)
         # (embeddings from a reranker are refused by its header's pooling, as an unloaded model's chat by its template)
         if not asks and not chat and not isinstance(request, EmbeddingRequest):
@@ -972,7 +978,12 @@ class ModelService(Held):
         if problem is not None:
             raise problem
         if loaded:
-            return target
+            if grammar and not builds_grammar:
+                # a loaded model's prompt counted or rendered builds no grammar after: each schema checked alone, kept
+                # per schema (the calls' grammar of the tools together is built by the paths that generate: 40 ms a
+                # count for 30 tools, where counting is 20 ms in all)
+                await asyncio.to_thread(check_schemas, request)
+            return target  # (a generation checks its schemas as it builds its grammar after the load)
         template = abilities.template if abilities is not None and chat else None
         template = request_template(template, request) if template is not None else None
         if grammar or template is not None:

@@ -454,15 +454,29 @@ class NamedToolChoice:
 
 
 ToolChoice = Union[Literal["auto", "none", "required"], NamedToolChoice]
-def allowed_tools(tools: tuple["ToolSpec", ...], names: list[str], *, param: str) -> tuple["ToolSpec", ...]:
+def allowed_tools(tools: tuple["ToolSpec", ...], names: list[str], *, param: str,
+                  schema_field: Callable[[int], str] | None = None) -> tuple["ToolSpec", ...]:
     """OpenAI's ``allowed_tools`` tool choice: only the ``tools`` that ``names`` lists, in their order (OpenAI
     keeps the whole list in the prompt for its cache; the model is shown only these). A name not among
-    ``tools`` is a ``ValueError`` naming the field: ``param`` with ``{i}`` for the name's index."""
+    ``tools`` is a ``ValueError`` naming the field: ``param`` with ``{i}`` for the name's index.
+
+    A tool left out is still the request's: its ``parameters`` schema is checked as every tool's is
+    (:func:`jan.services.local.check_schemas`, which sees only the tools kept), a
+    :class:`~jan.templates.GrammarError` said of ``schema_field(i)`` (``i``: its index in ``tools``) -- a broken
+    schema was let through by naming only the other tools, where ``tool_choice: "auto"`` refused it."""
     known = {t.name for t in tools}
     for i, name in enumerate(names):
         if name not in known:
             raise ValueError(f"{param.format(i=i)}: no function '{name}' in tools")
     wanted = set(names)
+    if schema_field is not None:
+        from jan.templates.formats.grammars import parameters_error  # (the templates load with the first chat)
+
+        for i, tool in enumerate(tools):
+            if tool.name not in wanted and tool.text_grammar is None:
+                err = parameters_error(tool.parameters)
+                if err is not None:
+                    raise err.said_of(schema_field(i))
     return tuple(t for t in tools if t.name in wanted)
 
 

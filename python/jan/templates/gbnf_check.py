@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from .grammar import MAX_GRAMMAR_BYTES, MAX_REPETITION, GrammarError
 
-__all__ = ["GrammarLimits", "GrammarStats", "check_gbnf"]
+__all__ = ["GrammarLimits", "GrammarStats", "check_gbnf", "rule_shares"]
 
 
 @dataclass(frozen=True)
@@ -91,17 +91,32 @@ class _Parser:
         self.referenced: dict[str, int] = {}
         self.stats = GrammarStats(bytes=len(text.encode("utf-8", "surrogatepass")))
         self._synth = 0
+        self.rule: str | None = None  # the rule being read (what an error is said of: GrammarError.rule)
+        # the rules and the alternatives of each named rule (with its groups) so far: rule_shares
+        self.shares: dict[str, dict[str, int]] = {"rules": {}, "alternatives": {}}
 
     # -- errors ----------------------------------------------------------------
     def fail(self, why: str, at: int | None = None) -> GrammarError:
         at = self.i if at is None else at
         line = self.s.count("\n", 0, at) + 1
         col = at - (self.s.rfind("\n", 0, at) + 1) + 1
-        return GrammarError(f"{why} (line {line}, column {col})", code="invalid_grammar").said_of(self.param)
+        return _in_rule(GrammarError(f"{why} (line {line}, column {col})", code="invalid_grammar")
+                        .said_of(self.param), self.rule)
 
-    def over(self, what: str, value: int, limit: int) -> GrammarError:
-        return GrammarError(f"the grammar's {what} ({value:,}) exceeds the limit of {limit:,}",
-                            code="grammar_too_complex").said_of(self.param)
+    def over(self, what: str, value: int, limit: int, rule: str | None = None, *,
+             total: str | None = None) -> GrammarError:
+        """A bound exceeded in ``rule`` (default: the one being read); ``total`` (``"rules"``,
+        ``"alternatives"``): a bound on a count of the whole grammar, which the error says it is
+        (:attr:`GrammarError.total_of`; each rule's share of it: :func:`rule_shares`)."""
+        err = _in_rule(GrammarError(f"the grammar's {what} ({value:,}) exceeds the limit of {limit:,}",
+                                    code="grammar_too_complex").said_of(self.param), rule or self.rule)
+        err.total_of = total
+        return err
+
+    def count(self, kind: str) -> None:
+        if self.rule is not None:
+            shares = self.shares[kind]
+            shares[self.rule] = shares.get(self.rule, 0) + 1
 
     # -- lexing ----------------------------------------------------------------
     def peek(self) -> str:
@@ -155,8 +170,9 @@ class _Parser:
     def new_rule(self) -> tuple[str, _Rule]:
         self._synth += 1
         self.stats.rules += 1
+        self.count("rules")
         if self.stats.rules > self.limits.max_rules:
-            raise self.over("number of rules", self.stats.rules, self.limits.max_rules)
+            raise self.over("number of rules", self.stats.rules, self.limits.max_rules, total="rules")
         name = f"\0{self._synth}"  # cannot clash with a GBNF name
         rule = _Rule()
         self.rules[name] = rule
@@ -172,10 +188,12 @@ class _Parser:
                 raise self.fail("expecting ::=")
             self.i += 3
             self.space(True)
+            self.rule = name
             if name not in self.defined:
                 self.stats.rules += 1
+                self.count("rules")
                 if self.stats.rules > self.limits.max_rules:
-                    raise self.over("number of rules", self.stats.rules, self.limits.max_rules)
+                    raise self.over("number of rules", self.stats.rules, self.limits.max_rules, total="rules")
             self.defined.add(name)
             rule = self.rules.setdefault(name, _Rule())
             self.alternates(rule, nested=False, depth=0)
@@ -201,8 +219,10 @@ class _Parser:
 
     def count_alternative(self) -> None:
         self.stats.alternatives += 1
+        self.count("alternatives")
         if self.stats.alternatives > self.limits.max_alternatives:
-            raise self.over("number of alternatives", self.stats.alternatives, self.limits.max_alternatives)
+            raise self.over("number of alternatives", self.stats.alternatives, self.limits.max_alternatives,
+                            total="alternatives")
 
     def sequence(self, nested: bool, depth: int) -> list[_Item]:
         items: list[_Item] = []
@@ -419,8 +439,8 @@ def check_gbnf(text: str, *, param: str = "grammar", root: str = "root",
                 s = state.get(child)
                 if s == 1:
                     shown = child if not child.startswith("\0") else "a group inside it"
-                    raise _error(param, f"{param}: the grammar is left-recursive (through rule '{shown}'); "
-                                        "llama.cpp cannot use it", "invalid_grammar")
+                    raise _in_rule(_error(param, f"{param}: the grammar is left-recursive (through rule '{shown}'); "
+                                                 "llama.cpp cannot use it", "invalid_grammar"), name)
                 if s is None:
                     state[child] = 1
                     stack.append((child, 0))
@@ -432,11 +452,35 @@ def check_gbnf(text: str, *, param: str = "grammar", root: str = "root",
     # llama.cpp starts its check from every rule that was not visited yet.
     stats.left_visits = sum(visits.values())
     stats.chain = max(chain.values(), default=0)
+    # (said of the named rule that starts the longest chain, or costs the check most: where a client's schema made
+    # it, :func:`jan.templates.grammar.json_schema_to_grammar` tells the place in the schema)
+    named = [name for name in chain if not name.startswith("\0")] or list(chain)
     if stats.chain > limits.max_chain:
-        raise p.over("chain of leftmost rule references", stats.chain, limits.max_chain)
+        raise p.over("chain of leftmost rule references", stats.chain, limits.max_chain,
+                     max(named, key=lambda n: chain[n]))
     if stats.left_visits > limits.max_left_visits:
-        raise p.over("left-recursion check work", stats.left_visits, limits.max_left_visits)
+        raise p.over("left-recursion check work", stats.left_visits, limits.max_left_visits,
+                     max(named, key=lambda n: visits[n]))
     return stats
+
+
+def rule_shares(text: str, kind: str) -> dict[str, int]:
+    """Each named rule's share (with its groups) of the whole grammar ``text``'s count ``kind`` (``"rules"`` or
+    ``"alternatives"``: what :func:`check_gbnf` bounds in all), read past those bounds: where a grammar over one is
+    said of the part of it that holds most (the bound is crossed wherever the count happens to reach it)."""
+    unbounded = GrammarLimits(max_bytes=1 << 62, max_rules=1 << 62, max_alternatives=1 << 62)
+    p = _Parser(text, unbounded, "grammar")
+    try:
+        p.parse()
+    except GrammarError:
+        pass  # (another fault further on: the shares up to it)
+    return p.shares[kind]
+
+
+def _in_rule(err: GrammarError, rule: str | None) -> GrammarError:
+    """``err`` marked with the grammar's rule it was found in (:attr:`GrammarError.rule`)."""
+    err.rule = rule if rule is None or not rule.startswith("\0") else None
+    return err
 
 
 def _error(param: str, message: str, code: str) -> GrammarError:

@@ -109,6 +109,10 @@ class GrammarError(JanError, ValueError):
     code: str | None = None
     field: str | None = None
     schema_path: tuple[str | int, ...] | None = None
+    #: the GBNF rule a grammar's fault was found in (:func:`jan.templates.gbnf_check.check_gbnf`), None when none
+    rule: str | None = None
+    #: for a bound on a count of the whole grammar: which (``"rules"``, ``"alternatives"``), None for any other
+    total_of: str | None = None
 
     def __init__(self, problem: str = "", *args: Any, code: str | None = None,
                  keyword: tuple[str | int, ...] = ()) -> None:
@@ -975,6 +979,12 @@ class GrammarBuilder:
         self._nodes = 0
         self._texts: dict[tuple[str, str], str] = {}
         self._bytes = 0  # of the rules so far, as format() writes them (MAX_GRAMMAR_BYTES)
+        # where each rule came from: the document and the path of the sub-schema being converted when it was added,
+        # so that a bound of llama.cpp's that the finished grammar is over (found in one rule) is said of the place
+        # in the client's schema (origin)
+        self._at: tuple[int, tuple[str | int, ...]] | None = None
+        self._origins: dict[str, tuple[int, tuple[str | int, ...]]] = {}
+        self._made: dict[str, tuple[int, tuple[str | int, ...]]] = {}  # an expression -> the sub-schema it is of
 
     # -- rules ---------------------------------------------------------------
 
@@ -997,6 +1007,9 @@ class GrammarBuilder:
         """Count the rule ``name ::= body`` towards :data:`MAX_GRAMMAR_BYTES`; past it the grammar is refused now,
         while it is still small, not once it is whole (its size can grow as the square of the schema's)."""
         self._bytes += len(name) + len(body.encode("utf-8", "surrogatepass")) + 6  # (" ::= " and the newline)
+        at = self._made.get(body, self._at)  # (a sub-schema's expression made a rule by its parent: the sub-schema's)
+        if at is not None:
+            self._origins[name] = at
         if self._bytes > MAX_GRAMMAR_BYTES:
             raise _too_complex(f"the grammar grows past the limit of {MAX_GRAMMAR_BYTES:,} bytes (long enums, many "
                                "tools, or an object's many optional properties, which cost their number squared)")
@@ -1041,6 +1054,11 @@ class GrammarBuilder:
             name = f"{base}-{n}"
         self._suffixes[base] = n
         return name
+
+    def origin(self, rule: str | None) -> tuple[int, tuple[str | int, ...]] | None:
+        """The document (the index of the :meth:`add_schema` call) and the path in it of the sub-schema that rule
+        ``rule`` was made for; None for a rule of no schema (a primitive, one added by hand) or an unknown one."""
+        return self._origins.get(rule) if rule is not None else None
 
     def format(self, root: str = "root") -> str:
         """The grammar text, with ``root`` first."""
@@ -1119,15 +1137,19 @@ class GrammarBuilder:
         if self._nodes > MAX_SCHEMA_NODES:
             raise _too_complex(f"the schema has more than {MAX_SCHEMA_NODES:,} sub-schemas", whole=True)
         self._depth += 1
+        outer, self._at = self._at, (doc, path)
         try:
             if self._depth > MAX_SCHEMA_DEPTH:
                 raise _too_complex(f"the schema nests more than {MAX_SCHEMA_DEPTH} levels deep here "
                                    "(a recursive allOf or $ref chain?)")
-            return self._visit_node(schema, hint, doc, path)
+            expr = self._visit_node(schema, hint, doc, path)
+            self._made.setdefault(expr, (doc, path))
+            return expr
         except GrammarError as exc:
             raise exc.located(path + exc.keyword)
         finally:
             self._depth -= 1
+            self._at = outer
 
     def _visit_node(self, schema: Any, hint: str, doc: int, path: tuple[str | int, ...]) -> str:
         if schema is True or schema == {}:
@@ -1594,10 +1616,11 @@ def json_schema_to_grammar(schema: Mapping[str, Any] | bool | str, *, param: str
     ``schema`` may also be given as JSON text. Raises :class:`GrammarError` for
     schemas that cannot be converted (``false``, unresolvable ``$ref``,
     unknown ``type``) or that exceed the bounds above (``MAX_SCHEMA_DEPTH``,
-    ``MAX_ENUM_VALUES``, ...); with ``param`` the error's message starts with
-    it and its ``param`` attribute names it, and the grammar is held to
-    llama.cpp's bounds as well (:func:`jan.templates.gbnf_check.check_gbnf`). Keywords the converter does not
-    enforce are ignored; see the module docstring for the list of enforced ones.
+    ``MAX_ENUM_VALUES``, ...) or llama.cpp's bounds on the grammar made of it
+    (:func:`jan.templates.gbnf_check.check_gbnf`: its number of alternatives, rules, nesting...), located in the
+    schema (:attr:`GrammarError.schema_path`; a bound on the grammar at the sub-schema whose rule crossed it); with
+    ``param`` the error's message starts with it and its ``param`` attribute names it. Keywords the converter does
+    not enforce are ignored; see the module docstring for the list of enforced ones.
     """
     try:
         if isinstance(schema, (str, bytes)):
@@ -1608,22 +1631,48 @@ def json_schema_to_grammar(schema: Mapping[str, Any] | bool | str, *, param: str
         b = GrammarBuilder()
         b.add_schema(schema, "root")
         text = b.format()
+        # held to llama.cpp's bounds now (its number of alternatives, its rules...), so that a schema over one is
+        # said of its field and the place in it: past here the grammar is checked as ``grammar``, a field the client
+        # did not send, and nothing knows which part of the schema made the rule at fault
+        from .gbnf_check import check_gbnf  # (it imports this module)
+
+        try:
+            check_gbnf(text, param="schema")
+        except GrammarError as exc:
+            problem = exc.problem.removeprefix("schema: ")
+            raise GrammarError(problem, code=exc.code or "schema_too_complex").located(
+                _grammar_fault_place(b, text, exc)) from None
     except RecursionError:
         err = _too_complex("the schema nests too deeply to convert", whole=True)
     except GrammarError as exc:
         err = exc
     else:
-        if param:
-            # held to llama.cpp's bounds now (its number of alternatives, its rules...), so that a schema over one
-            # is said of its field: past here the grammar is checked as ``grammar``, a field the client did not
-            # send (the check's GrammarError names ``param`` itself)
-            from .gbnf_check import check_gbnf  # (it imports this module)
-
-            check_gbnf(text, param=param)
         return text
     if param:
         err = err.said_of(param)
     raise err
+
+
+def _grammar_fault_place(b: GrammarBuilder, text: str, exc: GrammarError) -> tuple[str | int, ...]:
+    """The place in the schema (its only document) of a fault :func:`~jan.templates.gbnf_check.check_gbnf` found in
+    the grammar ``b`` made of it: a bound on a count of the whole grammar at the deepest sub-schema that holds at
+    least half of it (an anyOf of 10,000 consts, not its last const; the schema as a whole where no part holds
+    most), any other at the sub-schema whose rule it was found in; ``()`` where no sub-schema made the rule."""
+    if exc.total_of is not None:
+        from .gbnf_check import rule_shares  # (it imports this module)
+
+        shares = rule_shares(text, exc.total_of)
+        total = sum(shares.values())
+        by_place: dict[tuple[str | int, ...], int] = {}
+        for rule, share in shares.items():
+            origin = b.origin(rule)
+            path = origin[1] if origin is not None else ()
+            for k in range(len(path) + 1):
+                by_place[path[:k]] = by_place.get(path[:k], 0) + share
+        most = [place for place, share in by_place.items() if 2 * share >= total]
+        return max(most, key=len, default=())
+    origin = b.origin(exc.rule)
+    return origin[1] if origin is not None else ()
 
 
 def _any_json_grammar(root_rule: str) -> str:

@@ -1130,7 +1130,10 @@ def _tools(body: _Prompt) -> tuple[tuple[typed.ToolSpec, ...], typed.ToolChoice 
                                    f"not a {allowed.type} one", param=f"tool_choice.tools[{i}].type",
                                    code="invalid_value")
         names = [t.name if isinstance(t, AllowedTool) else None for t in choice.tools]
-        narrowed = typed.allowed_tools(tools, [n for n in names if n is not None], param="tool_choice.tools[{i}].name")
+        # (a function left out said of its own place in the body's tools, which hold web searches and MCP servers too)
+        at = [k for k, t in enumerate(body.tools or ()) if not isinstance(t, (WebSearchTool, McpTool))]
+        narrowed = typed.allowed_tools(tools, [n for n in names if n is not None], param="tool_choice.tools[{i}].name",
+                                       schema_field=lambda i: f"tools[{at[i]}].parameters")
         # (an MCP server's tools join the request once listed, narrowed there; mode "required" is applied then)
         return narrowed, ("auto" if choice.mcp else choice.mode)
     return tools, choice

@@ -237,8 +237,8 @@ async def count_tokens(request: web.Request) -> web.Response:
             chat_request = anthropic_mcp.offer(chat_request, body, mcp)
         # (counting loads the model first where it is not loaded: told at once at a stop, as /tokenize is)
         counted = await unless_stopping(request, _chat(request).count(chat_request), WAIT_SHUTDOWN)
-    except MediaError as exc:
-        raise wire.media_error(exc, body, chat_request) from None
+    except (MediaError, GrammarError) as exc:  # said of the body's field, as /v1/messages says it
+        raise said_of_body(exc, body, chat_request) from None
     finally:
         if mcp is not None:
             await mcp.close()

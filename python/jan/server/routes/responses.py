@@ -424,7 +424,7 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
             # (its id: the answer, queued, names the model as the response will, not an alias the body gave)
             model_id = await _chat(request).answering_model(chat_request)
             await off_loop_for(chat_request, check_images, inputs, len(chat_request.messages) - len(inputs))
-        except MediaError as exc:
+        except (MediaError, GrammarError) as exc:  # (a schema no grammar can be made of: its Responses field)
             raise prepared.named(exc) from None
     stream = _chat(request).stream(chat_request)
 
@@ -543,6 +543,8 @@ async def count_input_tokens(request: web.Request) -> web.Response:
         counted = await unless_stopping(request, _chat(request).count(chat_request), WAIT_SHUTDOWN)
     except MediaError as exc:  # said of the body's field, as a response request's
         raise wire.media_error(exc, body, len(history)) from None
+    except GrammarError as exc:  # (a tool's ``tools[i].parameters``, ``text.format.schema``)
+        raise wire.schema_error(exc, body, chat_request) from None
     return json_response({"object": "response.input_tokens", "input_tokens": counted})
 
 

@@ -11,6 +11,7 @@ any order" compactly, and required-only is always a valid call.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any, Mapping, Sequence
@@ -50,7 +51,24 @@ def select_functions(tools: Sequence[Any], tool_choice: Any) -> list[Mapping[str
 def parameters_error(parameters: Any) -> GrammarError | None:
     """Why a tool's ``parameters`` schema cannot constrain a call (``None`` when it can), as the
     :class:`GrammarError` a run's grammar would fail with (a ``$ref`` that does not resolve, a ``false`` property,
-    an empty enum, a bad pattern...), located in the schema: its caller names the field (:meth:`~GrammarError.said_of`)."""
+    an empty enum, a bad pattern, a grammar over llama.cpp's bounds...), located in the schema: its caller names the
+    field (:meth:`~GrammarError.said_of`; the error returned may be shared: never raise it as it is).
+
+    Kept per schema text (in its own key order, which the grammar follows): a client sends the same tools request
+    after request, and token counting checks them without building any call grammar."""
+    try:
+        key = json.dumps(parameters, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return _parameters_error(parameters)
+    return _cached_parameters_error(key)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_parameters_error(parameters_json: str) -> GrammarError | None:
+    return _parameters_error(json.loads(parameters_json))
+
+
+def _parameters_error(parameters: Any) -> GrammarError | None:
     try:
         json_schema_to_grammar(_params_schema({"parameters": parameters}))
     except GrammarError as exc:
