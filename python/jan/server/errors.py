@@ -195,10 +195,16 @@ def _tag_not_field(path: tuple, data: Any) -> tuple:
     return path
 
 
+#: Error types of jan's own that end like pydantic's wrong-type errors but are a tagged union's refusal of the
+#: body's tag (the Responses input item's ``type``): what they say (the tags taken) is the answer, never a union's
+#: "Input should be ..." (:func:`_union_refusal`).
+_TAG_ERROR_TYPES = ("invalid_item_type",)
+
+
 def _wrong_type(error: dict) -> bool:
     """A value of another type than the one this alternative wanted (pydantic's ``*_type``/``*_parsing``)."""
     kind = error.get("type", "")
-    return kind.endswith(("_type", "_parsing"))
+    return kind.endswith(("_type", "_parsing")) and kind not in _TAG_ERROR_TYPES
 
 
 #: Errors of a union alternative refusing the body's tag: a ``type`` of another literal (pydantic's), or of a tool kind
