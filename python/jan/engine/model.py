@@ -718,7 +718,8 @@ class Model:
     f16; q8_0 halves the cache, a quantized V turns flash attention on and raises ValueError
     when ``flash_attn=False``). ``speculative``/``draft_max``/``draft_min``/``ngram`` are every
     request's defaults for speculative decoding (see :meth:`stream`). ``draft_model`` is a GGUF
-    with the same vocabulary (ValueError otherwise) that drafts for this one: loaded beside it,
+    with the same vocabulary (ValueError otherwise, and for a model that only embeds) that drafts for this one:
+    loaded beside it,
     with its own KV cache (as many slots and as much context), it makes ``speculative="draft"``
     every request's default. ``kv_unified`` puts all slots in one KV buffer (faster batched steps
     on some CPUs; separate buffers keep slots fully independent). ``cache_ram_mib`` (MiB; -1 no
@@ -920,6 +921,12 @@ class Model:
                                                      ("draft_p_min", draft_p_min)) if v is not None}
         self.draft_model: str | None = None
         self._native_draft = None
+        if draft_model is not None and not vocab_only and self.embedding_only:
+            # it was dropped without a word (a LoRA adapter is refused here): a model.json's draft_model stayed in
+            # force in the user's eyes, and jan serve's --model-draft told no draft_model_skipped for the model; the
+            # words are a draft mismatch's, so the server handles both as it handles another vocabulary
+            raise ValueError(f"draft_model: '{draft_model}' cannot draft for '{self.path}': it is an embedding "
+                             "model (speculative decoding applies to text generation only)")
         if draft_model is not None and not vocab_only and not self.embedding_only:
             self.draft_model = str(Path(draft_model))
             self._native_draft = load_weights(self.draft_model, mp, what="draft_model: ")
