@@ -246,6 +246,9 @@ CONTEXT_TOO_LARGE = Advice(CTX_LEN, "use a smaller {setting}, or leave it unset 
 CONTEXT_TOO_LARGE_SLOTS = Advice(CTX_LEN, "use a smaller {setting} (or fewer slots), or leave it unset to fit the free "
                                  "memory", name="n_ctx")
 
+#: What ``speculative`` "draft" without a draft model is told to give (each front end names the setting its way).
+NEEDS_DRAFT_MODEL = Advice("draft_model", "give one as {setting}")
+
 #: What each numeric load option of :class:`Model` accepts (the native engine's bounds, cpp/scheduler.cpp,
 #: and llama.cpp's: at most 256 sequences; int32 where it stores an int32). ``n_ctx`` 0/None is the
 #: model's own context; ``n_threads`` <= 0 the default count; ``n_gpu_layers`` -1 all layers (or "auto"/"all",
@@ -525,8 +528,10 @@ def check_load_options(options: Mapping[str, object]) -> None:
             k: options[k] for k in SPECULATIVE_OPTIONS if options.get(k) is not None}).use_draft_model:
         # a BadRequestError naming the option, as every other load option's refusal: the server then says whose
         # it is (settings.speculative, the server's flag) rather than blaming a request that never sent it
-        raise BadRequestError("speculative: 'draft' needs a draft_model", param="speculative",
-                              code="conflicting_options")
+        # (the setting to give as data: jan serve names its -md/--model-draft, where this said "draft_model", a name
+        # its command line does not take)
+        raise BadRequestError("", param="speculative", code="conflicting_options").advise(
+            "'draft' needs a draft model", NEEDS_DRAFT_MODEL, named=True)
 
 
 def _token_id(name: str, token, n_vocab: int) -> int:
