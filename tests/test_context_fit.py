@@ -115,3 +115,30 @@ def test_no_room_for_the_smallest_fitted_context_is_the_settings_400(stories_pat
 
     with running(tmp_path / "data", n_ctx=None) as srv:  # (no context given: fitted)
         asyncio.run(probe(srv.base_url))
+
+
+def test_a_fitted_context_is_said_and_shown_in_the_status(trained_2048, monkeypatch, caplog):
+    """A default context shrunk to the free memory was chosen without a word: the log says it (with the context
+    wanted and how to choose one) and the pool's status (the server's /v1/system) carries n_ctx_fitted_from."""
+    import logging
+
+    native = jan.Model(trained_2048, n_ctx=64, n_threads=1)
+    per_cell = native._native.kv_cache_bytes(1)
+    native.close()
+    monkeypatch.setattr(model_module, "free_memory_bytes", lambda: HEADROOM_BYTES + 1100 * 2 * per_cell)
+    pool = jan.ModelPool()
+    try:
+        with caplog.at_level(logging.WARNING, logger="jan.engine"):
+            pool.load("fitted", trained_2048, n_parallel=2, n_threads=1, n_gpu_layers=0)
+        said = [r.getMessage() for r in caplog.records if "context fitted" in r.getMessage()]
+        free = (HEADROOM_BYTES + 1100 * 2 * per_cell) / MIB
+        assert said == ["fitted: context fitted to 1024 tokens a slot, not the 2048 wanted, for the KV cache of 2 "
+                        f"slot(s) to fit the {free:.0f} MiB of memory free; give a context size (n_ctx, ctx_len, -c) "
+                        "to choose one"], said
+        status = pool.status()["fitted"]
+        assert status["n_ctx"] == 1024 and status["n_ctx_fitted_from"] == 2048, status
+        monkeypatch.setattr(model_module, "free_memory_bytes", lambda: 64 * 1024 * MIB)
+        pool.load("roomy", trained_2048, n_threads=1, n_gpu_layers=0)
+        assert pool.status()["roomy"]["n_ctx_fitted_from"] is None
+    finally:
+        pool.close()

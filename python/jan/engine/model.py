@@ -995,6 +995,11 @@ class Model:
             else:
                 self.context_fit = self._fit_context(cp)
                 cp.n_ctx = self.context_fit.n_ctx
+                if self.context_fit.fitted:  # (a smaller context than the default, said: it was chosen unsaid)
+                    _log.warning("%s: context fitted to %d tokens a slot, not the %d wanted, for the KV cache of %d "
+                                 "slot(s) to fit the %.0f MiB of memory free; give a context size (n_ctx, ctx_len, "
+                                 "-c) to choose one", self.id, cp.n_ctx, self.context_fit.wanted, cp.n_parallel,
+                                 self.context_fit.free_bytes / 2**20)
             cp.n_batch = int(n_batch)
             cp.n_ubatch = int(n_ubatch or n_batch)
             cp.n_threads = int(n_threads or _physical_cores())

@@ -594,6 +594,8 @@ class ModelPool:
                 "draft_memory_bytes": e.model.draft_memory_bytes,  # the draft model's weights
                 "lora": e.model.lora_adapters,  # its LoRA adapters and their default scales now
                 "n_ctx": e.model.n_ctx,
+                # the default context the fit to free memory shrank n_ctx from (None: not shrunk, or n_ctx given)
+                "n_ctx_fitted_from": _fitted_from(e.model),
                 "adaptive_threads": e.model.adaptive_threads,
                 "idle_seconds": idle,
                 "expires_in": None if limit is None else max(0.0, limit - idle),
@@ -661,3 +663,9 @@ class ModelPool:
 
 #: The old name of :class:`ModelPool`, kept for a release.
 Engine = ModelPool
+
+
+def _fitted_from(model) -> int | None:
+    """The default context ``model``'s fit to free memory shrank its ``n_ctx`` from; None when it was not shrunk."""
+    fit = getattr(model, "context_fit", None)
+    return fit.wanted if fit is not None and fit.fitted else None

@@ -401,6 +401,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             "id": model_id,
             "status": ModelState.READY,
             "n_ctx": status.get("n_ctx"),
+            # the default context the fit to free memory shrank n_ctx from, or None
+            "n_ctx_fitted_from": status.get("n_ctx_fitted_from"),
             "n_parallel": status.get("slots_total"),
             "active_requests": status.get("slots_busy", 0),
             "queue_depth": status.get("queue_depth", 0),
