@@ -528,6 +528,17 @@ def test_bench_context_past_llama_cpp_s_is_named_as_the_flags(env, stories_path)
     ok(jan("bench", stories_path, "-c", "137", "-d", "128", "-p", "8", "-n", "0", "-r", "1", "-t", "1", env=env))
 
 
+def test_bench_refuses_a_quantized_v_cache_with_flash_attention_off_as_a_usage_error(env, stories_path):
+    """-ctv q8_0 with -fa off contradict each other whatever the model (llama.cpp reads a quantized V cache with flash
+    attention only): a usage error (exit 2) naming both flags, before any model is looked up, in any combination of
+    their lists; it was the load's `jan: error:` (exit 1) naming the engine's flash_attn, after the earlier rows."""
+    for flags in (["-ctv", "q8_0", "-fa", "off"], ["-ctv", "f16,q4_0", "-fa", "on", "-fa", "0"]):
+        bad = jan("bench", "no-such-model", "-p", "8", "-n", "0", "-r", "1", *flags, env=env)
+        assert bad.returncode == 2 and "-ctv/--cache-type-v q" in bad.stderr, (flags, bad.stderr)
+        assert "with -fa/--flash-attn off: a quantized V cache needs flash attention" in bad.stderr, bad.stderr
+    ok(jan("bench", stories_path, "-p", "8", "-n", "0", "-r", "1", "-t", "1", "-ctv", "f16", "-fa", "off", env=env))
+
+
 def test_bench_takes_several_models_and_llama_bench_s_m(env, stories_path):
     """llama-bench's `-m MODEL` (given again for more) was "No such option: -m", and one MODEL was all: every model
     is found before any is measured (a mistyped second one failed after the first one's minutes otherwise)."""

@@ -584,6 +584,7 @@ def bench(models, model_flags, n_prompt, n_gen, n_pg, n_depth, repetitions, thre
     if not tests:  # (the command line's own mistakes: usage errors, exit 2)
         raise click.UsageError("nothing to measure: -p and -n are both 0 and no -pg is given")
     _check_context(tests, n_ctx)
+    _check_cache_attention(cache_type_v, flash_attn)
     specs = list(dict.fromkeys([*models, *model_flags]))
     if not specs:
         raise click.UsageError("give a MODEL to measure (an id or a .gguf path, as an argument or -m)")
@@ -637,6 +638,21 @@ def _check_context(tests: list[tuple[int, int, int]], n_ctx: int | None) -> None
     if n_ctx is not None and n_ctx < needed:
         raise click.UsageError(f"{typed_flags()['n_ctx']} {n_ctx} is too small for these tests (needs at least "
                                f"{needed}: -d + -p/-pg + -n + 1)")
+
+
+def _check_cache_attention(cache_types_v: list[str] | None, flash_attn: list[str] | None) -> None:
+    """A quantized ``-ctv`` with ``-fa off`` (in any combination of their lists): flags that contradict each other,
+    since llama.cpp reads a quantized V cache with flash attention only, so click's usage error (exit 2) before any
+    model is looked up; it was a load's ``jan: error:`` (exit 1) naming the engine's ``flash_attn``, after the rows
+    before that combination had been measured."""
+    from jan.engine.kv_cache import cache_type_problem
+
+    for type_v, attention in itertools.product(cache_types_v or (), flash_attn or ()):
+        problem = cache_type_problem({}, None, type_v, {"on": True, "off": False, "auto": None}[attention])
+        if problem is not None:
+            flags = typed_flags()
+            raise click.UsageError(f"{flags['cache_type_v']} {type_v} with {flags['flash_attn']} off: a quantized V "
+                                   "cache needs flash attention (use -fa on or auto, or an f16, bf16 or f32 V cache)")
 
 
 def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]], *, n_ctx: int | None,
