@@ -56,3 +56,9 @@ def test_jan_serve_names_the_flag_a_model_cannot_load_with(tmp_path, stories_pat
     result = jan_cli("serve", "--port", "0", "--model", stories_path, "-np", "1", "-c", "2147483647", env=env)
     last = fails(result, "cannot load with -c/--ctx-size 2147483647: a context of", "use a smaller -c/--ctx-size")
     assert "n_ctx" not in last and "ctx_len" not in last, last
+    # a setting the refusal advises giving is named as the command takes it: --speculative draft without a draft model
+    # said "'draft' needs a draft_model", a name jan serve's command line does not take
+    result = jan_cli("serve", "--port", "0", "--model", stories_path, "--speculative", "draft", env=env)
+    last = fails(result, "cannot load with --speculative draft: 'draft' needs a draft model; give one as "
+                         "-md/--model-draft")
+    assert "draft_model" not in last, last

@@ -528,12 +528,31 @@ def test_bench_progress_delay_and_second_output(env, stories_path):
 
 
 def test_bench_context_past_llama_cpp_s_is_named_as_the_flags(env, stories_path):
-    # -p and -d together past 2**31 tokens were told as the engine's "n_ctx: must be ... <= 2147483647"
-    said = fails(jan("bench", stories_path, "-p", "2000000000", "-d", "2000000000", "-n", "0", "-r", "1", env=env),
-                 "give smaller -p/-n/-pg/-d")
-    assert "n_ctx" not in said
-    fails(jan("bench", stories_path, "-c", "64", "-d", "128", "-p", "8", "-n", "0", "-r", "1", env=env),
-          "-c/--ctx 64 is too small for these tests (needs at least 137)")
+    """-p and -d together past 2**31 tokens were told as the engine's "n_ctx: must be ... <= 2147483647"; both that and
+    a -c smaller than the tests need are flags contradicting each other: click's usage error (exit 2, as -ub above -b),
+    where they were a runtime `jan: error:` (exit 1) after the models had been looked up (a missing one's error came
+    first)."""
+    bad = jan("bench", stories_path, "-p", "2000000000", "-d", "2000000000", "-n", "0", "-r", "1", env=env)
+    assert bad.returncode == 2 and "give smaller -p/-n/-pg/-d" in bad.stderr, bad.stderr
+    assert "n_ctx" not in bad.stderr and "jan: error" not in bad.stderr
+    bad = jan("bench", stories_path, "-c", "64", "-d", "128", "-p", "8", "-n", "0", "-r", "1", env=env)
+    assert bad.returncode == 2 and "-c/--ctx 64 is too small for these tests (needs at least 137" in bad.stderr, \
+        bad.stderr
+    # the command line is judged before any model is looked for
+    bad = jan("bench", "no-such-model", "-c", "64", "-p", "128", "-n", "0", "-r", "1", env=env)
+    assert bad.returncode == 2 and "-c/--ctx 64 is too small" in bad.stderr, bad.stderr
+    ok(jan("bench", stories_path, "-c", "137", "-d", "128", "-p", "8", "-n", "0", "-r", "1", "-t", "1", env=env))
+
+
+def test_bench_refuses_a_quantized_v_cache_with_flash_attention_off_as_a_usage_error(env, stories_path):
+    """-ctv q8_0 with -fa off contradict each other whatever the model (llama.cpp reads a quantized V cache with flash
+    attention only): a usage error (exit 2) naming both flags, before any model is looked up, in any combination of
+    their lists; it was the load's `jan: error:` (exit 1) naming the engine's flash_attn, after the earlier rows."""
+    for flags in (["-ctv", "q8_0", "-fa", "off"], ["-ctv", "f16,q4_0", "-fa", "on", "-fa", "0"]):
+        bad = jan("bench", "no-such-model", "-p", "8", "-n", "0", "-r", "1", *flags, env=env)
+        assert bad.returncode == 2 and "-ctv/--cache-type-v q" in bad.stderr, (flags, bad.stderr)
+        assert "with -fa/--flash-attn off: a quantized V cache needs flash attention" in bad.stderr, bad.stderr
+    ok(jan("bench", stories_path, "-p", "8", "-n", "0", "-r", "1", "-t", "1", "-ctv", "f16", "-fa", "off", env=env))
 
 
 def test_bench_takes_several_models_and_llama_bench_s_m(env, stories_path):

@@ -99,3 +99,35 @@ def test_registry_status_reports_kv_cache_bytes(head32_path):
         assert status["memory_bytes"] > 0
     finally:
         pool.close()
+
+
+def test_the_status_tells_the_cache_types_and_the_speculative_mode_the_model_loaded_with(head32_path, stories_path,
+                                                                                       tmp_path):
+    """The status (the server's /v1/system) told the KV cache's size but not its types, nor whether the model's
+    requests draft by default: which of a model.json, a flag and the default gave them could not be seen. Both are
+    told, as loaded (lower case, f16 by default; None for a model without a generation context)."""
+    import asyncio
+
+    from api_helpers import Client, running
+
+    pool = jan.ModelPool()
+    try:
+        pool.load("q", str(head32_path), n_ctx=256, n_threads=1, cache_type_k="Q8_0", cache_type_v="q4_0")
+        pool.load("plain", str(stories_path), n_ctx=256, n_threads=1)
+        pool.load("drafted", str(stories_path), n_ctx=256, n_threads=1, draft_model=str(stories_path))
+        pool.load("ngram", str(stories_path), n_ctx=256, n_threads=1, speculative=True)
+        status = pool.status()
+        told = {mid: (s["cache_type_k"], s["cache_type_v"], s["speculative"]) for mid, s in status.items()}
+        assert told == {"q": ("q8_0", "q4_0", "none"), "plain": ("f16", "f16", "none"),
+                        "drafted": ("f16", "f16", "draft"), "ngram": ("f16", "f16", "ngram")}, told
+    finally:
+        pool.close()
+
+    async def system(base_url: str) -> dict:
+        async with Client(base_url) as api:
+            await api.ok("POST", "/v1/models/stories260K/start")
+            return {m["id"]: m for m in (await api.ok("GET", "/v1/system"))["models"]}
+
+    with running(tmp_path / "data", stories_path, cache_type_k="f32", speculative="ngram") as srv:
+        model = asyncio.run(system(srv.base_url))["stories260K"]
+        assert (model["cache_type_k"], model["cache_type_v"], model["speculative"]) == ("f32", "f16", "ngram"), model

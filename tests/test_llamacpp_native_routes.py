@@ -320,6 +320,23 @@ def test_router_mode_refuses_unknown_names_as_llama_server_does(server):
         native_error(post(server, "/models/load", body), 400, "model")
 
 
+def test_router_mode_refuses_load_settings_it_would_drop(server):
+    """A load setting in a /models/load body (cache_type_k, ctx_len, a draft model, ...) was ignored, as llama-server
+    ignores fields it does not know: the model loaded with its stored settings and the answer was success. It is a
+    400 naming the field and where load settings go (as POST /v1/models/{id}/start says); other unknown fields stay
+    ignored, as llama-server's."""
+    ok(server, "/embedding", {"model": POOLED, "input": "hi"})
+    assert ok(server, "/models/unload", {"model": POOLED}) == {"success": True}
+    for field, value in (("cache_type_k", "q8_0"), ("ctx_len", 4096), ("n_ctx", 4096), ("draft_model", "d.gguf"),
+                         ("speculative", "ngram"), ("draft_max", 4), ("flash_attn", True)):
+        said = native_error(post(server, "/models/load", {"model": POOLED, field: value}), 400,
+                            f"{field}: POST /models/load takes no load settings")
+        assert said == "invalid_request_error"
+        assert _state(server, POOLED) == "unloaded", field  # (nothing loaded with settings it did not apply)
+    assert ok(server, "/models/load", {"model": POOLED, "client_note": "x"}) == {"success": True}
+    assert _state(server, POOLED) == "ready"
+
+
 def test_openapi_lists_the_new_routes(server):
     paths = httpx.get(server.base_url + "/openapi.json", timeout=60).json()["paths"]
     for path, method in (("/v1/health", "get"), ("/responses", "post"), ("/responses/input_tokens", "post"),

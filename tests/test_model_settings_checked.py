@@ -284,6 +284,32 @@ async def test_a_server_draft_model_is_left_out_where_it_cannot_draft(tmp_path, 
     assert len(warned) == 2, [r.getMessage() for r in warned]  # once for each model id, not per request
 
 
+async def test_a_draft_model_for_an_embedding_model_is_one_that_cannot_draft(tmp_path, stories_path, minilm_path):
+    """A draft model given to a model that only embeds was dropped without a word (a LoRA adapter is refused): the
+    library loaded the model and said nothing, a model.json's own draft_model stayed stored and seemingly in force,
+    and jan serve's --model-draft told no draft_model_skipped for the embedding model. It is a draft that cannot
+    draft for the model: a ValueError naming draft_model, the server's default left out as for another vocabulary
+    (said in draft_model_skipped), and a model.json's own a 400 naming settings.draft_model."""
+    with pytest.raises(ValueError, match=r"^draft_model: .* cannot draft for .*: it is an embedding model"):
+        jan.Model(minilm_path, draft_model=stories_path, n_threads=1)
+    with pytest.raises(ValueError, match=r"^draft_model: .* it is an embedding model"):  # (embedding=True: the same)
+        jan.Model(stories_path, draft_model=stories_path, embedding=True, n_threads=1)
+    with running(tmp_path / "data", minilm_path, draft_model=str(stories_path)) as srv:
+        async with Client(srv.base_url) as api:
+            status, reply = await api.post("/v1/embeddings", {"model": "all-MiniLM-L6-v2-f32", "input": "hi"})
+            assert status == 200, reply
+            info = await api.ok("GET", "/v1/models/all-MiniLM-L6-v2-f32")
+            assert "draft_model_in_use" not in info and "embedding model" in info["draft_model_skipped"], info
+            await api.ok("POST", "/v1/models", {"path": str(minilm_path), "id": "mine",
+                                                "settings": {"draft_model": str(stories_path)}}, 201)
+            status, err = await api.post("/v1/embeddings", {"model": "mine", "input": "hi"})
+            assert status == 400 and err["error"]["param"] == "settings.draft_model", err
+            assert "it is an embedding model" in err["error"]["message"], err
+            await api.ok("PATCH", "/v1/models/mine", {"settings": {"draft_model": None}})
+            status, reply = await api.post("/v1/embeddings", {"model": "mine", "input": "hi"})
+            assert status == 200, reply
+
+
 async def test_every_list_of_models_survives_a_hand_edited_model_json(server, tmp_path, gguf_copy):
     """One model.json's nonsense (a ``created`` that is no time, a template that is no text, ...) is that model's
     problem, refused when it loads: every list and description of models still answers, in every dialect (a

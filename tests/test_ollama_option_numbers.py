@@ -150,3 +150,33 @@ def test_create_parameters_have_the_same_ranges(name, value, says):
     with pytest.raises(ValueError) as caught:
         OllamaCreateParameters.model_validate({name: value})
     assert f"{name}: must be" in str(caught.value) and says in str(caught.value)
+
+
+def test_draft_num_predict_is_the_requests_draft_max(tmp_path, stories_path):
+    """Ollama's draft_num_predict is a load-time option there, but jan's draft_max (what /api/create stores it as)
+    is a request's own: it was ignored per request as the other load-time options are, so 0 drafted on. It tunes
+    the request's drafts, on /api/generate and /api/chat alike (counted in /metrics), and leaves the text as it was."""
+    import re
+    import urllib.request
+
+    from test_speculative import COPY_PROMPT
+
+    def drafted(srv) -> float:
+        text = urllib.request.urlopen(srv.base_url + "/metrics", timeout=WAIT_S).read().decode()
+        found = re.search(r'^jan_draft_tokens_total\{[^}]*model="stories260K"[^}]*\} (\S+)$', text, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    with running(tmp_path / "data", stories_path, speculative="ngram") as srv:
+        for path in ("/api/generate", "/api/chat"):
+            body: dict[str, Any] = {"model": "stories260K", "stream": False}
+            body |= ({"prompt": COPY_PROMPT, "raw": True} if path == "/api/generate" else
+                     {"messages": [{"role": "user", "content": COPY_PROMPT}]})
+            texts, counts = [], []
+            for options in ({}, {"draft_num_predict": 0}, {"draft_num_predict": 1}):
+                before = drafted(srv)
+                status, answer = post(srv, path, {**body, "options": {"temperature": 0, "num_predict": 40, **options}})
+                assert status == 200, answer
+                texts.append(answer.get("response") or answer["message"]["content"])
+                counts.append(drafted(srv) - before)
+            assert texts[0] == texts[1] == texts[2], (path, texts)
+            assert counts[0] > 1 and counts[1] == 0 and 0 < counts[2] < counts[0], (path, counts)

@@ -98,6 +98,36 @@ def test_llama_servers_speculative_fields_tune_the_drafts(server, path):
             assert answer["error"]["param"] == field, answer
 
 
+@pytest.mark.parametrize("path", LLAMA_SERVER_BODIES)
+def test_jans_own_speculative_fields_are_read_on_every_route(server, path):
+    """jan's per-request names (speculative, draft_max, draft_min, ngram, draft_p_min), taken by its OpenAI routes,
+    were extra fields that /completion and /infill ignored as llama-server ignores what it does not know:
+    "speculative": "none" drafted on, and "bogus" or a draft_max of -1 answered 200. Read on every route, the same
+    values refused the same way; jan's name wins over llama-server's where both are given, as on the OpenAI routes."""
+    body = LLAMA_SERVER_BODIES[path] | {"model": "stories260K", "temperature": 0}
+    status, drafting = _post(server, path, body)
+    assert status == 200 and _drafted(path, drafting) > 0, drafting
+    for off in ({"speculative": "none"}, {"speculative": False}, {"draft_max": 0},
+                {"draft_max": 0, "speculative.n_max": 8}):
+        status, answer = _post(server, path, body | off)
+        assert status == 200 and _drafted(path, answer) == 0, (off, answer)
+    status, answer = _post(server, path, body | {"speculative.n_max": 0, "draft_max": 8})
+    assert status == 200 and _drafted(path, answer) > 0, answer
+    for bad, field in (({"speculative": "bogus"}, "speculative"), ({"draft_max": -1}, "draft_max"),
+                       ({"draft_max": 300}, "draft_max"), ({"ngram": 0}, "ngram"), ({"draft_p_min": 2}, "draft_p_min"),
+                       ({"draft_min": 5, "draft_max": 2}, "draft_min")):
+        status, answer = _post(server, path, body | bad)
+        assert status == 400 and answer["error"]["message"].startswith(f"{field}: "), (bad, answer)
+
+
+def test_infill_reads_the_speculative_fields_too(server):
+    # (/infill's body is /completion's: its fields are judged before the model, which has no FIM tokens here)
+    body = {"model": "stories260K", "input_prefix": "Once upon a time", "input_suffix": "", "n_predict": 8}
+    for bad, field in (({"speculative": "bogus"}, "speculative"), ({"draft_max": -1}, "draft_max")):
+        status, answer = _post(server, "/infill", body | bad)
+        assert status == 400 and answer["error"]["message"].startswith(f"{field}: "), answer
+
+
 # -- a draft model -----------------------------------------------------------------------------
 
 def _assert_plain_greedy_with_accepted_drafts(base_url: str, model: str, stories_path) -> None:

@@ -138,9 +138,19 @@ class ModelFileError(ModelLoadError, ValueError):
 
     A fact about the file the model points at, not a failure of the server:
     the server answers it with HTTP 400 (``invalid_model_file``), as it does
-    when the same file is imported. Other load failures (no memory for the
-    context, a backend error) stay plain :class:`ModelLoadError`.
+    when the same file is imported. Other load failures (a backend error, no
+    memory for the weights) stay plain :class:`ModelLoadError` (a context with no
+    room in memory is the setting's: :class:`ModelSettingError`, :class:`ContextFitError`).
     """
+
+
+class ContextFitError(ModelSettingError, ModelLoadError):
+    """A model loaded without a context size (``n_ctx``; a model.json's ``ctx_len``) whose smallest fitted
+    context (:data:`jan.engine.fit.MIN_FIT_CTX` tokens a slot) has no room for its KV cache in the memory free now.
+    As an explicit context too large for that memory is, the setting's 400 (``code`` ``context_too_large``), its
+    advice naming the context setting as each front end does (``ctx_len``, ``-c/--ctx-size``, Ollama's
+    ``num_ctx``); it was a 500 ``model_load_failed`` advising the engine's ``n_ctx``, a name no HTTP client or
+    command line takes. Still a :class:`ModelLoadError` (the load failed), as it was."""
 
 
 class LoraAdapterError(ModelFileError):

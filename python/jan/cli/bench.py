@@ -583,6 +583,8 @@ def bench(models, model_flags, n_prompt, n_gen, n_pg, n_depth, repetitions, thre
                                    "physical batch is what a logical batch is split into, so it cannot be the larger")
     if not tests:  # (the command line's own mistakes: usage errors, exit 2)
         raise click.UsageError("nothing to measure: -p and -n are both 0 and no -pg is given")
+    _check_context(tests, n_ctx)
+    _check_cache_attention(cache_type_v, flash_attn)
     specs = list(dict.fromkeys([*models, *model_flags]))
     if not specs:
         raise click.UsageError("give a MODEL to measure (an id or a .gguf path, as an argument or -m)")
@@ -618,6 +620,41 @@ def bench(models, model_flags, n_prompt, n_gen, n_pg, n_depth, repetitions, thre
         click.echo(render(records, build, fmt_err), err=True, nl=False)
 
 
+def _context_needed(tests: list[tuple[int, int, int]]) -> int:
+    """The context (tokens) the largest of ``tests`` (``(p, n, d)``) needs: its depth, prompt and generated tokens
+    and one more (a tg test starts from one token)."""
+    return max(d + max(p, 1) + n + 1 for p, n, d in tests)
+
+
+def _check_context(tests: list[tuple[int, int, int]], n_ctx: int | None) -> None:
+    """The tests' context against llama.cpp's int32 and a ``-c`` given: flags that contradict each other, so click's
+    usage error (exit 2) before any model is found or loaded, as ``-ub`` above ``-b`` is (they were a runtime
+    ``jan: error:``, exit 1, after the models had been looked up)."""
+    needed = _context_needed(tests)
+    if needed > INT32_MAX:
+        # (past llama.cpp's int32 it was told as the engine's "n_ctx: must be ... <= 2147483647", no flag named)
+        raise click.UsageError(f"these tests need a context of {needed} tokens (-d + -p/-pg + -n), more than the "
+                               f"{INT32_MAX} llama.cpp takes; give smaller -p/-n/-pg/-d")
+    if n_ctx is not None and n_ctx < needed:
+        raise click.UsageError(f"{typed_flags()['n_ctx']} {n_ctx} is too small for these tests (needs at least "
+                               f"{needed}: -d + -p/-pg + -n + 1)")
+
+
+def _check_cache_attention(cache_types_v: list[str] | None, flash_attn: list[str] | None) -> None:
+    """A quantized ``-ctv`` with ``-fa off`` (in any combination of their lists): flags that contradict each other,
+    since llama.cpp reads a quantized V cache with flash attention only, so click's usage error (exit 2) before any
+    model is looked up; it was a load's ``jan: error:`` (exit 1) naming the engine's ``flash_attn``, after the rows
+    before that combination had been measured."""
+    from jan.engine.kv_cache import cache_type_problem
+
+    for type_v, attention in itertools.product(cache_types_v or (), flash_attn or ()):
+        problem = cache_type_problem({}, None, type_v, {"on": True, "off": False, "auto": None}[attention])
+        if problem is not None:
+            flags = typed_flags()
+            raise click.UsageError(f"{flags['cache_type_v']} {type_v} with {flags['flash_attn']} off: a quantized V "
+                                   "cache needs flash attention (use -fa on or auto, or an f16, bf16 or f32 V cache)")
+
+
 def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]], *, n_ctx: int | None,
              repetitions: int, threads: list[int], n_batch: list[int], n_ubatch: list[int], ub_given: bool,
              n_gpu_layers: list[int], delay: float, progress: bool, no_warmup: bool, seed: int,
@@ -646,16 +683,10 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
     cache_types_v = cache_type_v or [settings.get("cache_type_v")]
     attentions = ([{"on": True, "off": False, "auto": None}[fa] for fa in flash_attn] if flash_attn
                   else [settings.get("flash_attn")])
-    ctx_needed = max(d + max(p, 1) + n + 1 for p, n, d in tests)  # (a tg test starts from one token)
+    ctx_needed = _context_needed(tests)
     ctx_given = n_ctx is not None
-    if ctx_needed > INT32_MAX:
-        # (past llama.cpp's int32 it was told as the engine's "n_ctx: must be ... <= 2147483647", no flag named)
-        raise CLIError(f"these tests need a context of {ctx_needed} tokens (-d + -p/-pg + -n), more than the "
-                       f"{INT32_MAX} llama.cpp takes; give smaller -p/-n/-pg/-d")
     if n_ctx is None:
         n_ctx = min(INT32_MAX, max(256, int(math.ceil(ctx_needed / 256.0)) * 256))
-    elif n_ctx < ctx_needed:
-        raise CLIError(f"{flags['n_ctx']} {n_ctx} is too small for these tests (needs at least {ctx_needed})")
     build = build_info()
     show = sys.stderr.isatty() and not progress
     # llama-bench's order of loops, outermost first (its rows come in the same order)

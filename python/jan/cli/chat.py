@@ -29,7 +29,8 @@ from jan.cli.common import (
 from jan.cli.conversation import history_of, open_threads, thread_assistants
 from jan.cli.images import content_text, image_part, user_content
 from jan.cli.inference import STOP_DEADLINE_S, StopSignals, Terminated, default_model, open_backend, refuse_images
-from jan.cli.run import LORA_APPLIES, collect_options, load_options, sampling_options, show_thought, think_option
+from jan.cli.speed_flags import speed_options
+from jan.cli.run import LORA_APPLIES, SPEED_APPLIES, collect_options, load_options, sampling_options, show_thought, think_option
 from jan.cli.tools import MAX_STEPS
 
 PROMPT = ">>> "
@@ -582,6 +583,7 @@ def thread_model(conn, thread_id: str) -> str | None:
 @think_option
 @load_options
 @lora_options(LORA_APPLIES)
+@speed_options(SPEED_APPLIES)
 @click.option("--allow-media-from", "allow_media_from", multiple=True, metavar="URL_PREFIX|FOLDER",
               callback=nonempty_param,
               help="Without a server: fetch the images a thread's messages link to from http(s) URLs starting with "
@@ -589,7 +591,8 @@ def thread_model(conn, thread_id: str) -> str | None:
                    "default: a linked image is refused.")
 @connection_options
 def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice, max_tokens, temperature, top_p, seed, stop, ignore_eos, think, n_ctx,
-         n_threads, n_gpu_layers, image_min_tokens, image_max_tokens, lora, lora_scaled, allow_media_from, conn) -> None:
+         n_threads, n_gpu_layers, image_min_tokens, image_max_tokens, lora, lora_scaled, allow_media_from, conn,
+         **speed) -> None:
     """Chat with MODEL in the terminal, answers streaming as they are written.
 
     MODEL is a model id or a .gguf path; without it, a --thread goes on
@@ -607,7 +610,7 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
         raise CLIError(f"--tool-choice {tool_choice} needs tools to choose from: give --tool NAME or --mcp SERVER")
     load_kwargs = {"n_ctx": n_ctx, "n_threads": n_threads, "n_gpu_layers": n_gpu_layers,
                    "image_min_tokens": image_min_tokens, "image_max_tokens": image_max_tokens,
-                   "lora": lora_flags(lora, lora_scaled)}
+                   "lora": lora_flags(lora, lora_scaled), **speed}
     if model is None and thread_id:
         # a thread goes on with the model it was chatting with (the one that wrote its last reply), not whichever
         # is loaded: with several it was "which model?", and with another one loaded the thread changed model

@@ -552,6 +552,15 @@ LOAD_FLAGS: dict[str, tuple[str, str]] = {
     "image_max_tokens": ("image_max_tokens", "--image-max-tokens"),
     # (path, scale) pairs (jan.cli.common.lora_flags), the model.json's {"path", "scale"} items
     "lora": ("lora", "--lora"),
+    # the KV cache and speculative decoding (jan.cli.speed_flags, as jan serve takes them)
+    "cache_type_k": ("cache_type_k", "--cache-type-k"),
+    "cache_type_v": ("cache_type_v", "--cache-type-v"),
+    "speculative": ("speculative", "--speculative"),
+    "draft_model": ("draft_model", "--model-draft"),
+    "draft_p_min": ("draft_p_min", "--draft-p-min"),
+    "draft_max": ("draft_max", "--draft-max"),
+    "draft_min": ("draft_min", "--draft-min"),
+    "ngram": ("ngram", "--spec-ngram-size"),
 }
 
 
@@ -588,6 +597,8 @@ class LocalBackend:
             load = {**load, "lora": [{"path": path, "scale": scale} for path, scale in load["lora"]]}
         overrides = {"n_parallel": 1, **{LOAD_FLAGS[name][0]: value for name, value in load.items()}}
         model["settings"] = {**(model.get("settings") or {}), **{k: v for k, v in overrides.items() if v is not None}}
+        if load.get("draft_model") is not None:  # (the file as given, resolved: not looked up beside the model.json)
+            model["draft_model_path"] = str(load["draft_model"])
         services.models.add_transient(model)
         self.model_id = model["id"]
         started = time.perf_counter()
@@ -616,7 +627,9 @@ class LocalBackend:
             # a setting this process's flag gave is named as the flag the user typed, not as the model.json's key
             given = {f"settings.{LOAD_FLAGS[name][0]}": load_flag(name) for name, value in load.items()
                      if value is not None}
-            message = exc.message({**SETTING_FLAGS, **given}) if isinstance(exc, jan.JanError) else str(exc)
+            # (a setting an error advises giving, given or not: "give one as -md/--model-draft")
+            flags = {key: load_flag(name) for name, (key, _) in LOAD_FLAGS.items() if name in typed_flags()}
+            message = exc.message({**SETTING_FLAGS, **flags, **given}) if isinstance(exc, jan.JanError) else str(exc)
             if exc_param := getattr(exc, "param", None):
                 if exc_param in given and getattr(exc, "advice", None) is None:
                     # (a value the settings' check refused, said of the model.json's field: of the flag here)

@@ -26,6 +26,7 @@ from jan.cli.common import (
 )
 from jan.cli.images import audio_part, image_part, user_content
 from jan.cli.inference import open_backend
+from jan.cli.speed_flags import speed_options
 from jan.engine.model import GGML_MAX_N_THREADS, IMAGE_TOKENS_MAX
 
 
@@ -75,6 +76,8 @@ def load_options(func):
 
 #: What ``--lora`` applies to in ``jan run`` and ``jan chat`` (:func:`jan.cli.common.lora_options`' help).
 LORA_APPLIES = "the model loads with, over its model.json's settings.lora (in-process models only)"
+#: Whose ``--model-draft`` wins in ``jan run`` and ``jan chat`` (:func:`jan.cli.speed_flags.speed_options`' help).
+SPEED_APPLIES = "over the model.json's settings.draft_model, as these flags win over its settings (in-process models only)"
 
 
 def think_option(func):
@@ -127,6 +130,7 @@ def read_prompt(words: tuple[str, ...]) -> str:
 @sampling_options
 @load_options
 @lora_options(LORA_APPLIES)
+@speed_options(SPEED_APPLIES)
 @click.option("--show-reasoning", is_flag=True,
               help="Also print the model's thinking (dimmed on a terminal) before the answer; hidden by default.")
 @think_option
@@ -134,7 +138,7 @@ def read_prompt(words: tuple[str, ...]) -> str:
 @connection_options
 def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_p, seed, stop, ignore_eos, n_ctx, n_threads,
         n_gpu_layers, image_min_tokens, image_max_tokens, lora, lora_scaled, show_reasoning, think, verbose,
-        conn) -> None:
+        conn, **speed) -> None:
     """Answer one PROMPT with MODEL and exit.
 
     MODEL is a model id (see `jan models list`) or a path to a .gguf file.
@@ -181,7 +185,7 @@ def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_
     # a model that takes no images is refused before it loads
     backend = open_backend(conn, model, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
                            image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens, lora=adapters,
-                           images=bool(parts), audio=bool(sounds), think=None if raw else think)
+                           images=bool(parts), audio=bool(sounds), think=None if raw else think, **speed)
     if verbose:
         where = (f"server {conn.url}" if backend.path is None
                  else f"{backend.path} (loaded in {backend.load_seconds:.2f} s)")

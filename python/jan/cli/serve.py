@@ -21,10 +21,10 @@ defer_client()
 
 from aiohttp import web
 
-from jan.cli.common import (INT32_MAX, CLIError, GpuLayers, PathParam, SamplingValue, check_flag_order, comma_items,
+from jan.cli.common import (INT32_MAX, CLIError, GpuLayers, PathParam, check_flag_order, comma_items,
                             lora_flags, lora_options, nonempty_param, reader_gone, sendable_api_key, typed_flags)
-from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES, LOAD_RANGES
-from jan.engine.params import SPECULATIVE
+from jan.cli.speed_flags import speed_options
+from jan.engine.model import ADAPTIVE_THREADS, LOAD_RANGES
 from jan.server.config import (DEFAULT_MAX_JSON_VALUES, DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S, DEFAULT_WRITE_TIMEOUT_S,
                                OLLAMA_PORT, ServerConfig, default_data_folder)
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
@@ -144,21 +144,11 @@ def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
                    "free memory holds, none without a GPU [default: the llamacpp extension's setting, auto].")
 @click.option("--max-queue", default=None, type=click.IntRange(0, INT32_MAX),
               help="Requests waiting for a slot before 503 [default: the llamacpp extension's setting, 64].")
-@click.option("--cache-type-k", "-ctk", "cache_type_k", default=None, type=click.Choice(CACHE_TYPES, case_sensitive=False),
-              help="KV cache type for K [default: f16].")
-@click.option("--cache-type-v", "-ctv", "cache_type_v", default=None, type=click.Choice(CACHE_TYPES, case_sensitive=False),
-              help="KV cache type for V [default: f16; a quantized type turns flash attention on].")
+@speed_options("a model.json's settings.draft_model wins")
 @click.option("--cache-ram", "-cram", "cache_ram_mib", default=None,
               type=click.IntRange(-1, int(LOAD_RANGES["cache_ram_mib"].le)), metavar="MIB",
               help="Host memory (MiB) keeping more conversations' KV caches than there are slots, as "
                    "llama-server's: -1 no limit, 0 off [default: 8192, at most a quarter of the RAM].")
-@click.option("--speculative", "--spec-type", "speculative", default=None, type=click.Choice(SPECULATIVE, case_sensitive=False),
-              help="Speculative decoding: 'ngram' drafts from earlier text (prompt lookup), 'draft' with the "
-                   "draft model (the default with --model-draft); output is unchanged.")
-@click.option("--model-draft", "-md", "draft_model", default=None,
-              type=PathParam(exists=True, dir_okay=False, resolve_path=True),
-              help="A GGUF sharing the models' vocabulary that drafts tokens for them (speculative decoding); "
-                   "a model.json's settings.draft_model wins.")
 @lora_options("the models load with; requests pick their own scales with 'lora', POST /lora-adapters sets the "
               "defaults; a model.json's settings.lora wins")
 @click.option("--lora-init-without-apply", "lora_init_without_apply", is_flag=True, default=None,
@@ -171,14 +161,6 @@ def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 @click.option("--slots/--no-slots", "endpoint_slots", default=True, show_default=True,
               help="Serve llama-server's GET /slots (each slot's state and request); --no-slots answers it 501, as "
                    "llama-server's flag does.")
-@click.option("--draft-p-min", "draft_p_min", default=None, type=SamplingValue("draft_p_min"),
-              help="Draft model: stop drafting below this top-token probability [default: 0.75].")
-@click.option("--draft-max", "--draft", "draft_max", default=None, type=click.IntRange(0, 256),
-              help="Tokens drafted per step at most [default: 16].")
-@click.option("--draft-min", "draft_min", default=None, type=click.IntRange(0, 256),
-              help="Fewer found: no draft; at most --draft-max [default: 0].")
-@click.option("--spec-ngram-size", "ngram", default=None, type=click.IntRange(1, 64),
-              help="Tokens matched to find an earlier occurrence [default: 3].")
 @click.option("--image-min-tokens", "image_min_tokens", default=None,
               type=click.IntRange(1, int(LOAD_RANGES["image_min_tokens"].le)), metavar="N",
               help="Fewest tokens one image takes, on projectors that resize images to a number of tokens "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jan.errors import ModelLoadError
+from jan.errors import CTX_LEN, Advice, ContextFitError
 
 #: The default context per slot when the model's training context is larger (tokens).
 DEFAULT_MAX_CTX = 4096
@@ -107,8 +107,8 @@ def fit_n_ctx(wanted: int, n_parallel: int, kv_bytes_per_cell: float, free_bytes
               headroom: int = HEADROOM_BYTES) -> ContextFit:
     """The largest context per slot, at most ``wanted``, whose KV cache for ``n_parallel`` slots
     fits in ``free_bytes - headroom``. ``kv_bytes_per_cell``: bytes one token of context takes in
-    one slot (all layers, K and V; the draft model's too). Raises :class:`~jan.ModelLoadError`
-    when not even :data:`MIN_FIT_CTX` tokens fit."""
+    one slot (all layers, K and V; the draft model's too). Raises :class:`~jan.errors.ContextFitError`
+    (a :class:`~jan.ModelLoadError` and a 400 on the server) when not even :data:`MIN_FIT_CTX` tokens fit."""
     cells = max(1, int(n_parallel))
     if kv_bytes_per_cell <= 0:  # no cache there (a recurrent model; no layer on this device): nothing to fit
         return ContextFit(wanted, wanted, 0, free_bytes)
@@ -123,9 +123,11 @@ def fit_n_ctx(wanted: int, n_parallel: int, kv_bytes_per_cell: float, free_bytes
     n_ctx = min(n_ctx, wanted)
     if n_ctx < min(MIN_FIT_CTX, wanted):
         mib = 1024 * 1024
-        raise ModelLoadError(
-            f"not enough free memory for the KV cache: {min(MIN_FIT_CTX, wanted)} tokens of context for "
-            f"{cells} slot(s) need {need(min(MIN_FIT_CTX, wanted)) / mib:.0f} MiB plus {headroom / mib:.0f} MiB "
-            f"headroom, and {free_bytes / mib:.0f} MiB are free; pass a smaller n_ctx or n_parallel, or a "
-            f"quantized cache_type_k/cache_type_v")
+        smallest = min(MIN_FIT_CTX, wanted)
+        # the advice as data: each front end names the context setting its own way (ctx_len, -c/--ctx-size)
+        raise ContextFitError("", code="context_too_large").advise(
+            f"not enough free memory for the KV cache: {smallest} tokens of context for {cells} slot(s) need "
+            f"{need(smallest) / mib:.0f} MiB plus {headroom / mib:.0f} MiB headroom, and {free_bytes / mib:.0f} MiB "
+            f"are free", Advice(CTX_LEN, f"set {{setting}} below {smallest}, or use fewer slots or a quantized "
+                                         "KV cache type", name="n_ctx"))
     return ContextFit(n_ctx, wanted, need(n_ctx), free_bytes)

@@ -246,6 +246,9 @@ CONTEXT_TOO_LARGE = Advice(CTX_LEN, "use a smaller {setting}, or leave it unset 
 CONTEXT_TOO_LARGE_SLOTS = Advice(CTX_LEN, "use a smaller {setting} (or fewer slots), or leave it unset to fit the free "
                                  "memory", name="n_ctx")
 
+#: What ``speculative`` "draft" without a draft model is told to give (each front end names the setting its way).
+NEEDS_DRAFT_MODEL = Advice("draft_model", "give one as {setting}")
+
 #: What each numeric load option of :class:`Model` accepts (the native engine's bounds, cpp/scheduler.cpp,
 #: and llama.cpp's: at most 256 sequences; int32 where it stores an int32). ``n_ctx`` 0/None is the
 #: model's own context; ``n_threads`` <= 0 the default count; ``n_gpu_layers`` -1 all layers (or "auto"/"all",
@@ -525,8 +528,10 @@ def check_load_options(options: Mapping[str, object]) -> None:
             k: options[k] for k in SPECULATIVE_OPTIONS if options.get(k) is not None}).use_draft_model:
         # a BadRequestError naming the option, as every other load option's refusal: the server then says whose
         # it is (settings.speculative, the server's flag) rather than blaming a request that never sent it
-        raise BadRequestError("speculative: 'draft' needs a draft_model", param="speculative",
-                              code="conflicting_options")
+        # (the setting to give as data: jan serve names its -md/--model-draft, where this said "draft_model", a name
+        # its command line does not take)
+        raise BadRequestError("", param="speculative", code="conflicting_options").advise(
+            "'draft' needs a draft model", NEEDS_DRAFT_MODEL, named=True)
 
 
 def _token_id(name: str, token, n_vocab: int) -> int:
@@ -718,7 +723,8 @@ class Model:
     f16; q8_0 halves the cache, a quantized V turns flash attention on and raises ValueError
     when ``flash_attn=False``). ``speculative``/``draft_max``/``draft_min``/``ngram`` are every
     request's defaults for speculative decoding (see :meth:`stream`). ``draft_model`` is a GGUF
-    with the same vocabulary (ValueError otherwise) that drafts for this one: loaded beside it,
+    with the same vocabulary (ValueError otherwise, and for a model that only embeds) that drafts for this one:
+    loaded beside it,
     with its own KV cache (as many slots and as much context), it makes ``speculative="draft"``
     every request's default. ``kv_unified`` puts all slots in one KV buffer (faster batched steps
     on some CPUs; separate buffers keep slots fully independent). ``cache_ram_mib`` (MiB; -1 no
@@ -920,6 +926,12 @@ class Model:
                                                      ("draft_p_min", draft_p_min)) if v is not None}
         self.draft_model: str | None = None
         self._native_draft = None
+        if draft_model is not None and not vocab_only and self.embedding_only:
+            # it was dropped without a word (a LoRA adapter is refused here): a model.json's draft_model stayed in
+            # force in the user's eyes, and jan serve's --model-draft told no draft_model_skipped for the model; the
+            # words are a draft mismatch's, so the server handles both as it handles another vocabulary
+            raise ValueError(f"draft_model: '{draft_model}' cannot draft for '{self.path}': it is an embedding "
+                             "model (speculative decoding applies to text generation only)")
         if draft_model is not None and not vocab_only and not self.embedding_only:
             self.draft_model = str(Path(draft_model))
             self._native_draft = load_weights(self.draft_model, mp, what="draft_model: ")
@@ -983,6 +995,11 @@ class Model:
             else:
                 self.context_fit = self._fit_context(cp)
                 cp.n_ctx = self.context_fit.n_ctx
+                if self.context_fit.fitted:  # (a smaller context than the default, said: it was chosen unsaid)
+                    _log.warning("%s: context fitted to %d tokens a slot, not the %d wanted, for the KV cache of %d "
+                                 "slot(s) to fit the %.0f MiB of memory free; give a context size (n_ctx, ctx_len, "
+                                 "-c) to choose one", self.id, cp.n_ctx, self.context_fit.wanted, cp.n_parallel,
+                                 self.context_fit.free_bytes / 2**20)
             cp.n_batch = int(n_batch)
             cp.n_ubatch = int(n_ubatch or n_batch)
             cp.n_threads = int(n_threads or _physical_cores())

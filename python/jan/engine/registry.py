@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from jan.engine.gguf_file import file_path
 from jan.engine.model import _LOAD_OPTION_NAMES, LOAD_OPTION_DEFAULTS, Model, check_load_options
-from jan.engine.params import check_flag, check_seconds, model_id_text
+from jan.engine.params import check_flag, check_seconds, model_id_text, speculative_mode
 from jan.engine.preflight import check_load
 from jan.errors import ModelClosedError, ModelNotFoundError, QueueFullError
 
@@ -589,11 +589,14 @@ class ModelPool:
                 "image_max_tokens": e.model.image_max_tokens,
                 "capabilities": e.model.capabilities,
                 "kv_cache_bytes": e.model.kv_cache_bytes,
+                **_speed_settings(e.model, e.options),
                 "draft_model": e.model.draft_model,
                 "draft_kv_cache_bytes": e.model.draft_kv_cache_bytes,
                 "draft_memory_bytes": e.model.draft_memory_bytes,  # the draft model's weights
                 "lora": e.model.lora_adapters,  # its LoRA adapters and their default scales now
                 "n_ctx": e.model.n_ctx,
+                # the default context the fit to free memory shrank n_ctx from (None: not shrunk, or n_ctx given)
+                "n_ctx_fitted_from": _fitted_from(e.model),
                 "adaptive_threads": e.model.adaptive_threads,
                 "idle_seconds": idle,
                 "expires_in": None if limit is None else max(0.0, limit - idle),
@@ -661,3 +664,23 @@ class ModelPool:
 
 #: The old name of :class:`ModelPool`, kept for a release.
 Engine = ModelPool
+
+
+def _fitted_from(model) -> int | None:
+    """The default context ``model``'s fit to free memory shrank its ``n_ctx`` from; None when it was not shrunk."""
+    fit = getattr(model, "context_fit", None)
+    return fit.wanted if fit is not None and fit.fitted else None
+
+
+def _speed_settings(model, options: dict) -> dict:
+    """What ``model`` was loaded with that its KV size and drafting depend on, as the status tells it: its KV cache
+    types (``cache_type_k``/``cache_type_v``; None for a model without a generation context, one that only embeds)
+    and its requests' default ``speculative`` mode ("none", "ngram" or "draft"). The KV size alone did not say
+    which types a model.json, a flag or the default had given it."""
+    generates = not (getattr(model, "embedding_only", False) or getattr(model, "vocab_only", False))
+    mode = options.get("speculative")
+    if mode is None:
+        mode = "draft" if getattr(model, "draft_model", None) else "none"
+    return {"cache_type_k": str(options.get("cache_type_k") or "f16").lower() if generates else None,
+            "cache_type_v": str(options.get("cache_type_v") or "f16").lower() if generates else None,
+            "speculative": speculative_mode(mode) if generates else None}

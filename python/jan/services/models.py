@@ -1056,7 +1056,8 @@ class ModelService(Held):
         else:
             model = await self._mmproj_named(model)
         find_draft = getattr(self.model_extension(), "draft_model_file", None)
-        draft = await find_draft(model["id"]) if find_draft is not None else None
+        # (a transient model's own, a `jan run --model-draft`'s, is kept: the stored model.json's is not what it loads)
+        draft = await find_draft(model["id"]) if find_draft is not None and not model.get("draft_model_path") else None
         if draft:
             model = {**model, "draft_model_path": str(draft)}
         return {**model, "file_path": str(path)} if path else model

@@ -401,12 +401,18 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             "id": model_id,
             "status": ModelState.READY,
             "n_ctx": status.get("n_ctx"),
+            # the default context the fit to free memory shrank n_ctx from, or None
+            "n_ctx_fitted_from": status.get("n_ctx_fitted_from"),
             "n_parallel": status.get("slots_total"),
             "active_requests": status.get("slots_busy", 0),
             "queue_depth": status.get("queue_depth", 0),
             "memory_bytes": status.get("memory_bytes"),  # the weights
             "ftype": status.get("ftype"),  # their type as llama.cpp names it ("Q4_K - Medium")
             "kv_cache_bytes": status.get("kv_cache_bytes"),
+            # what the KV size and the drafting follow: the cache types and the requests' default speculative mode
+            "cache_type_k": status.get("cache_type_k"),
+            "cache_type_v": status.get("cache_type_v"),
+            "speculative": status.get("speculative"),
             # "exact" / "always" / "off"; the counts in use are in metrics (n_threads, n_threads_batch)
             "adaptive_threads": status.get("adaptive_threads"),
             "draft_model": status.get("draft_model"),  # speculative decoding's draft GGUF, or None

@@ -26,7 +26,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from jan.server.dialect_errors import llamacpp_error_body, llamacpp_error_status
 from jan.server.openai_wire import timings_dict
 from jan.server.schemas import (INT32_MAX, MAX_STOP_STRINGS, ContentPrompt, MediaPrompt, ModelId, NullMeansDefault, Seed,
-                                TokenId, bounded)
+                                Speculative, TokenId, bounded)
 from jan.errors import MediaError
 from jan.image_types import base64_media, sniff_image
 from jan.engine.media import audio_format
@@ -186,6 +186,15 @@ class CompletionBody(WholeNumbers):
     # the slot (0 .. --parallel - 1) the request runs in, waiting while it is busy; -1: any (one the model does not
     # have is a 400, where llama-server wraps it around: a client saving "its" slot would act on another one)
     id_slot: int | None = Field(None, ge=-1, le=INT32_MAX)
+    # jan's own speculative decoding options, as its OpenAI routes take them (llama-server's "speculative.n_max", ...
+    # are read too, from the extra fields; jan's name wins where both are given, as there). Undeclared, they were
+    # extra fields ignored as llama-server ignores what it does not know: "speculative": "none" drafted on, and
+    # "speculative": "bogus" or "draft_max": -1 answered 200.
+    speculative: Speculative | None = None
+    draft_max: int | None = bounded("draft_max")
+    draft_min: int | None = bounded("draft_min")
+    ngram: int | None = bounded("ngram")
+    draft_p_min: float | None = bounded("draft_p_min")
     # a lazy grammar: free text until a trigger ({"type": 0-3 or its name, "value": ...}) matches, the grammar's
     # from there on (:func:`lazy_triggers`)
     grammar_lazy: bool = False
@@ -474,7 +483,10 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
         given["lora"] = lora_request(body.lora)
     if body.id_slot is not None:
         given["id_slot"] = body.id_slot
-    given.update(speculative_fields(body.model_extra or {}))  # (llama-server's "speculative.n_max", ...)
+    # llama-server's "speculative.n_max", ..., then jan's own names, which win (as on the OpenAI routes)
+    given.update(speculative_fields(body.model_extra or {}))
+    given.update({name: getattr(body, name) for name in ("speculative", "draft_max", "draft_min", "ngram",
+                                                          "draft_p_min") if getattr(body, name) is not None})
     sampling = SamplingOptions(stop=tuple(body.stop) if body.stop else None, logit_bias=_logit_bias(body.logit_bias),
                                **given)
     return CompletionRequest(model=body.model, prompts=prompts, listed=listed(body.prompt), sampling=sampling,

@@ -65,6 +65,10 @@ def sampling(options: wire.OllamaOptions | None) -> SamplingOptions:
         shared["top_k"] = 0
     if o.typical_p == 0:
         shared["typical_p"] = 1.0
+    # draft_num_predict is a load-time option in Ollama, but jan's draft_max is a request's own: applied, where it
+    # was ignored as the other load-time ones are (0 drafted on)
+    if o.draft_num_predict is not None:
+        shared["draft_max"] = o.draft_num_predict
     return SamplingOptions(
         max_tokens=o.num_predict if o.num_predict is not None and o.num_predict > 0 else None,
         seed=o.seed if o.seed != -1 else None,
@@ -80,6 +84,7 @@ def model_parameters(options: wire.OllamaOptions | None) -> dict[str, Any]:
     if options is None:
         return {}
     parameters = sampling(options).given()
+    parameters.pop("draft_max", None)  # (draft_num_predict is the model's settings.draft_max: model_settings)
     if options.num_keep is not None:
         parameters["num_keep"] = options.num_keep
     return parameters

@@ -165,7 +165,8 @@ The sampling ones reach the sampler. Ollama's load-time knobs (``num_ctx``,
 ``num_batch``, ``num_gpu``, ``main_gpu``, ``num_thread``, ``use_mmap``,
 ``draft_num_predict``: :data:`LOAD_OPTIONS`) are jan's ``jan serve`` flags and
 model.json settings instead (a model is loaded once for every request it serves),
-so they are ignored here; a value of the wrong type is still a 400, as Ollama's is,
+so they are ignored here, but for ``draft_num_predict``, which is jan's per-request
+``draft_max``; a value of the wrong type is still a 400, as Ollama's is,
 and so is one out of the range of the jan setting it is (``num_ctx`` 0 is the
 model's own, ``num_gpu`` -1 and ``num_thread`` 0 jan's choice). Options Ollama does
 not know are ignored, as Ollama ignores them; so are those it dropped or jan has no

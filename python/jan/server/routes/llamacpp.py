@@ -670,10 +670,30 @@ async def post_lora_adapters(request: web.Request) -> web.Response:
     return json_response({"success": True})
 
 
+#: Load settings a router-mode body might carry (a model.json's names, the engine's, the companion files'): llama-server
+#: reads nothing but ``model`` there and drops the rest unsaid, which reads as applied.
+_LOAD_SETTINGS = frozenset([*LoadOptions.MODEL_JSON_KEYS, *LoadOptions.MODEL_JSON_KEYS.values(), "draft_model",
+                            "mmproj", "lora", "chat_template"])
+
+
+def _no_load_settings(request: web.Request, body: native.ModelNameBody) -> None:
+    """A 400 naming the first load setting a ``/models/load`` or ``/models/unload`` body sends (``cache_type_k``,
+    ``ctx_len``, ``draft_model``, ...), saying where load settings go, as ``POST /v1/models/{id}/start`` does: they
+    were ignored as llama-server ignores fields it does not know, so ``{"model": "m", "cache_type_k": "q8_0"}``
+    loaded the model with its stored cache type and answered success. Other unknown fields stay ignored, as
+    llama-server's."""
+    given = [name for name in body.model_extra or {} if name in _LOAD_SETTINGS]
+    if given:
+        raise APIError(400, f"{given[0]}: {request.method} {request.path} takes no load settings (a model's load "
+                            f"settings are its model.json's: PATCH /v1/models/{body.model} with "
+                            "{\"settings\": {...}} before it loads)", param=given[0], code="unknown_parameter")
+
+
 async def _router_model(request: web.Request, missing_status: int) -> tuple[dict[str, Any], Any, bool]:
     """The model ``POST /models/load`` or ``/models/unload`` names, its engine, and whether it is loaded or loading;
     a name jan does not serve answers ``missing_status`` with llama-server's words."""
     body = await parse_body(request, native.ModelNameBody)
+    _no_load_settings(request, body)
     try:
         model, engine = await model_and_engine(request, body.model)
     except ModelNotFoundError:
