@@ -16,7 +16,7 @@ from jan.cli.common import (
     CLIError,
     connection_options,
     did_you_mean,
-    echo_styled,
+    echo_decoration,
     lenient_stdin,
     lora_flags,
     lora_options,
@@ -59,7 +59,9 @@ STOPPED_CALL = "The user stopped this tool call before it returned a result."
 
 
 def note(text: str) -> None:
-    echo_styled(text, dim=True)
+    """A dimmed line about the chat (not an answer): stderr when stdout is not a terminal
+    (:func:`~jan.cli.common.echo_decoration`)."""
+    echo_decoration(text, dim=True)
 
 
 def answered(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -358,7 +360,7 @@ class ChatSession:
         """Show a tool call, ask y/n, run it (or tell the model it was denied) and keep the result."""
         fn = call.get("function") or {}
         name, arguments = fn.get("name", ""), fn.get("arguments") or "{}"
-        echo_styled(f"tool call: {name} {arguments}", fg="yellow")
+        echo_decoration(f"tool call: {name} {arguments}", fg="yellow")
         try:
             answer = (self.confirm(f"Run {name}? [y/N] ") or "").strip().lower()
         except (EOFError, KeyboardInterrupt):
@@ -386,7 +388,7 @@ class ChatSession:
         if name in ("exit", "quit", "bye"):
             return False
         if name in ("help", "?"):
-            click.echo(HELP)
+            echo_decoration(HELP)
         elif name == "new":
             if self.autosave:
                 self.save_quietly()
@@ -483,6 +485,12 @@ class PromptReader:
         """The line read, undecodable bytes as U+FFFD (see :func:`~jan.cli.common.replace_undecodable`)."""
         if not self.interactive:
             return replace_undecodable(input(""))
+        if not sys.stdout.isatty():
+            # `jan chat | tee log`: input() writes its prompt to stdout when stdout is no terminal (readline only
+            # takes the terminal when both are), which put ">>> " into the answers; the prompt is the person's
+            sys.stderr.write(prompt)
+            sys.stderr.flush()
+            prompt = ""
         box: queue.Queue = queue.Queue()
 
         def read() -> None:
@@ -660,7 +668,7 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
             except (EOFError, KeyboardInterrupt):
                 ask.restore_terminal()
                 if interactive:
-                    click.echo()
+                    echo_decoration("")  # (the line the prompt left open)
                 break
             if not text.strip():
                 continue

@@ -18,9 +18,12 @@ from typing import Any, BinaryIO
 import click
 
 from jan.cli.common import (CLIError, RemoveAliasGroup, connection_options, human_bytes, human_time, json_option,
-                            PathParam, meant_id, nonempty_param, nonempty_text_param, print_json, print_table, write_output_file)
+                            PathParam, meant_id, nonempty_param, nonempty_text_param, print_json, print_table, Words, write_output_file)
 from jan.local_files import expand_home, open_regular_file
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES, PURPOSES
+
+#: Other spellings of a --purpose (:class:`jan.cli.common.Words`)
+PURPOSE_ALIASES = {"fine_tune": "fine-tune", "finetune": "fine-tune", "user-data": "user_data"}
 
 #: Bytes read from a file at a time (an upload, a download): never a whole file in memory.
 CHUNK_BYTES = 1024 * 1024
@@ -122,7 +125,7 @@ def _server_files(client, purpose: str | None = None, problems: list[dict[str, A
 
 
 @files.command("list")
-@click.option("--purpose", type=click.Choice(PURPOSES), default=None, help="Only the files uploaded for PURPOSE.")
+@click.option("--purpose", type=Words(PURPOSES, PURPOSE_ALIASES), default=None, help="Only the files uploaded for PURPOSE.")
 @json_option
 @connection_options
 def list_files(purpose: str | None, as_json: bool, conn) -> None:
@@ -183,7 +186,7 @@ def show_file(file_id: str, as_json: bool, conn) -> None:
 
 @files.command("upload")
 @click.argument("path", type=PathParam(exists=True, dir_okay=False, readable=True, path_type=Path))
-@click.option("--purpose", type=click.Choice(PURPOSES), default=DEFAULT_PURPOSE, show_default=True,
+@click.option("--purpose", type=Words(PURPOSES, PURPOSE_ALIASES), default=DEFAULT_PURPOSE, show_default=True,
               help="What the file is for (OpenAI's purposes; an image for messages: vision).")
 @click.option("--name", "filename", default=None, callback=nonempty_text_param, help="The name to keep the file under [default: PATH's name].")
 @json_option

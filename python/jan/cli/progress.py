@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -23,7 +24,9 @@ class DownloadBar:
         self.label = label
         self.done_word = done_word
         self.lazy = lazy
-        self.fancy = sys.stderr.isatty() if fancy is None else fancy
+        # a bar redraws itself with cursor moves, which a dumb terminal (TERM=dumb: Emacs' shell, a CI log) prints
+        # as text; rich then shows it only once done: such a terminal gets the plain lines, as a pipe does
+        self.fancy = (sys.stderr.isatty() and os.environ.get("TERM") != "dumb") if fancy is None else fancy
         self._progress = None
         self._task = None
         self._last_plain = 0.0

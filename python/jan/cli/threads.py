@@ -14,6 +14,7 @@ from jan.cli.common import (
     PathParam,
     RemoveAliasGroup,
     connection_options,
+    each_result,
     echo_styled,
     human_time,
     json_option,
@@ -22,6 +23,7 @@ from jan.cli.common import (
     print_json,
     print_table,
     warn_problems,
+    Words,
     write_output_file,
 )
 
@@ -245,7 +247,7 @@ def to_markdown(thread: dict[str, Any], messages: list[dict[str, Any]]) -> str:
 
 @threads.command("export")
 @click.argument("thread_id", callback=nonempty_param)
-@click.option("--format", "-f", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
+@click.option("--format", "-f", "fmt", type=Words(["markdown", "json"], {"md": "markdown"}), default="markdown", show_default=True)
 @click.option("--output", "-o", type=PathParam(dir_okay=False, allow_dash=True, path_type=Path), default=None,
               help="Write to FILE instead of stdout ('-': stdout, as for `jan files download`).")
 @connection_options
@@ -265,17 +267,21 @@ def export_thread(thread_id: str, fmt: str, output: Path | None, conn) -> None:
 
 @threads.command("rm")
 @click.argument("thread_ids", nargs=-1, required=True, metavar="ID...", callback=nonempty_param)
+@json_option
 @connection_options
-def remove_thread(thread_ids: tuple[str, ...], conn) -> None:
-    """Delete threads and their messages."""
+def remove_thread(thread_ids: tuple[str, ...], as_json: bool, conn) -> None:
+    """Delete threads and their messages.
+
+    --json: an array of the API's answers, ``{"id", "object": "thread.deleted", "deleted": true}`` each."""
     client = conn.server()
-    for thread_id in thread_ids:
+
+    def remove(thread_id: str) -> dict[str, Any]:
         if client is not None:
             from jan.cli.client import ServerError, path_part
             from jan.cli.conversation import ServerThreads
 
             try:
-                client.call("DELETE", f"/v1/threads/{path_part(thread_id)}")
+                return client.call("DELETE", f"/v1/threads/{path_part(thread_id)}")
             except ServerError as exc:
                 if exc.status != 404 and exc.code != "invalid_id":
                     raise
@@ -295,4 +301,6 @@ def remove_thread(thread_ids: tuple[str, ...], conn) -> None:
                                "(see `jan threads list`)") from None
             except StoreError as exc:
                 raise CLIError(str(exc)) from None
-        click.echo(f"removed {thread_id}")
+            return {"id": thread_id, "object": "thread.deleted", "deleted": True}  # (the server's answer to it)
+
+    each_result(thread_ids, remove, as_json, lambda thread_id, _: f"removed {thread_id}")
