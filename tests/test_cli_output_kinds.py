@@ -230,3 +230,29 @@ def test_progress_at_a_dumb_terminal_is_plain_lines(monkeypatch):
     assert DownloadBar("x").fancy  # (NO_COLOR drops the styles only: the bar still redraws)
     monkeypatch.setenv("TERM", "dumb")
     assert not DownloadBar("x").fancy
+
+
+def test_models_and_threads_json_are_the_apis_objects_in_both_modes(tmp_path, stories_path):
+    """Without a server, `models list/show/import --json` gave the model.json record (``created`` in milliseconds,
+    no ``object``, ``owned_by``, ``capabilities``, ``state``...) and `threads show --json`/`export --format json`
+    the stored messages (Jan's ``ready`` where a server says ``completed``, no ``run_id``...)."""
+    data = tmp_path / "jan"
+    env = cli_env(data)
+    imported = json.loads(ok(jan("models", "import", stories_path, "--id", "one", "--json", env=env)).stdout)
+    ok(jan("chat", "one", "-n", "2", input="hello\n", env=env))
+    thread_id = json.loads(ok(jan("threads", "list", "--json", env=env)).stdout)[0]["id"]
+    commands = [("models", "list", "--json"), ("models", "show", "one", "--json"), ("threads", "list", "--json"),
+                ("threads", "show", thread_id, "--json"), ("threads", "export", thread_id, "--format", "json")]
+    local = [json.loads(ok(jan(*c, env=env)).stdout) for c in commands]
+    with running(data) as srv:
+        server = cli_env(data, local=False)
+        served = [json.loads(ok(jan(*c, "--url", srv.base_url, env=server)).stdout) for c in commands]
+    assert local == served
+    listed, shown = local[0][0], local[1]
+    assert set(imported) - {"file_path"} == set(shown) - {"file_path"} and imported["created"] == shown["created"]
+    assert listed["object"] == "model" and listed["state"] == "unloaded" and "capabilities" in listed
+    assert listed["created"] < 10**11  # (seconds, as the API's)
+    messages = local[3]["messages"]
+    # (the reply cut at -n 2: OpenAI's incomplete, with its reason, where the data folder says "ready")
+    assert [m["status"] for m in messages] == ["completed", "incomplete"] and "run_id" in messages[0]
+    assert local[3] == local[4] and "tool_resources" in local[3]["thread"]

@@ -75,6 +75,24 @@ def _local_model(conn, model_id: str) -> dict[str, Any]:
         raise _not_found(model_id, f"in {conn.data_folder}", meant_in_store(conn, model_id)) from None
 
 
+def as_served(conn, models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``models`` (model.json records of the data folder) as a server's ``GET /v1/models`` shows them
+    (:func:`jan.server.model_view.api_model`: ``created`` in seconds, ``owned_by``, ``state``, ``capabilities``,
+    ``meta``, ...), from the engines and services of this process: so every `jan models` command's --json gives one
+    shape with or without a server (the data folder's record lacked half of the fields, and its ``created`` was in
+    milliseconds where the API's is in seconds)."""
+    if not models:
+        return []
+    from jan.server.model_view import api_model
+
+    runtime = conn.runtime()
+
+    async def shown() -> list[dict[str, Any]]:
+        return [await api_model(runtime.manager, runtime.services, m) for m in models]
+
+    return runtime.call(shown())
+
+
 def _size(model: dict[str, Any]) -> Any:
     return (model.get("metadata") or {}).get("size")
 
@@ -107,7 +125,7 @@ def list_models(as_json: bool, conn) -> None:
     elif client is not None:  # (the server tells it per model, as the data folder's own check does here)
         warn_missing_files([m["id"] for m in data if m.get("weights_missing")])
     if as_json:
-        print_json(data)
+        print_json(data if client is not None else as_served(conn, data))
         return
     click.echo(f"models {where}", err=True)  # stderr: the table itself stays pipeable
     columns = ["ID", "NAME", "SIZE", "ENGINE"] + (["STATE"] if client is not None else [])
@@ -181,6 +199,8 @@ def show_model(model_id: str, as_json: bool, conn) -> None:
         path = conn.store().models.model_file(model_id)
         file = str(path) if path else None
         model = {**model, "file_path": file}
+        if as_json:
+            model = as_served(conn, [model])[0]
     if as_json:
         print_json(model)
         return
@@ -336,6 +356,8 @@ def import_model(path: Path, model_id: str | None, mode: str, mmproj: Path | Non
             raise
     else:
         model = _import_local(conn, path, model_id, mode, mmproj)
+        if as_json:
+            model = as_served(conn, [model])[0]
     if as_json:
         print_json(model)
     else:
@@ -461,6 +483,8 @@ def pull_model(url: str, model_id: str | None, sha256: str | None, as_json: bool
                 model = _pull_server(client, url, model_id, sha256, bar)
             else:
                 model = _pull_local(conn, url, model_id, sha256, bar)
+                if as_json:
+                    model = as_served(conn, [model])[0]
         except KeyboardInterrupt:
             bar.stop()
             warn("pull interrupted; run the same command again to resume")

@@ -54,7 +54,7 @@ def fetch_thread(conn, thread_id: str) -> tuple[dict[str, Any], list[dict[str, A
         thread, messages = store.threads.get(thread_id), store.messages.list(thread_id).data
         # a damaged line the store skipped (and reported): why a message is missing, said as `threads list` says it
         warn_problems([p.to_dict() for p in store.problems if p.path.startswith(f"threads/{thread_id}/")])
-        return thread, messages
+        return _as_served(thread, messages)
     except (NotFoundError, InvalidIdError) as exc:
         if getattr(exc, "damaged", None):  # its thread.json is damaged: that, and where to mend it, not "not found"
             raise CLIError(f"{exc} (in {conn.data_folder})") from None
@@ -63,6 +63,16 @@ def fetch_thread(conn, thread_id: str) -> tuple[dict[str, Any], list[dict[str, A
                        "(see `jan threads list`)") from None
     except StoreError as exc:
         raise CLIError(str(exc)) from None
+
+
+def _as_served(thread: dict[str, Any], messages: list[dict[str, Any]]
+               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A thread and its messages from the data folder as a server's API shows them (``GET /v1/threads/{id}``, its
+    messages with ``all=true``: OpenAI's statuses and optional fields), so `show --json` and `export --format json`
+    give one shape with or without a server (the data folder's ``ready`` was a server's ``completed``)."""
+    from jan.services.thread_turns import message_object, thread_object
+
+    return thread_object(thread), [message_object(m, jan_view=True) for m in messages]
 
 
 def damaged_on_server(exc, thread_id: str) -> bool:
@@ -115,7 +125,9 @@ def list_threads(limit: int | None, as_json: bool, conn) -> None:
         data, problems = server_threads(client, limit)
     else:
         store = conn.store(create=False)  # (listing makes no folder: none there is no thread)
-        data = store.threads.list(limit=limit).data if store is not None else []
+        from jan.services.thread_turns import thread_object
+
+        data = [thread_object(t) for t in store.threads.list(limit=limit).data] if store is not None else []
         problems = [p.to_dict() for p in store.problems if p.path.startswith("threads/")] if store is not None else []
     warn_problems(problems)  # damaged files the store set aside: say why a conversation is missing
     data = data[:limit] if limit else data
