@@ -256,3 +256,20 @@ def test_models_and_threads_json_are_the_apis_objects_in_both_modes(tmp_path, st
     # (the reply cut at -n 2: OpenAI's incomplete, with its reason, where the data folder says "ready")
     assert [m["status"] for m in messages] == ["completed", "incomplete"] and "run_id" in messages[0]
     assert local[3] == local[4] and "tool_resources" in local[3]["thread"]
+
+
+def test_files_upload_reads_stdin_as_download_writes_stdout(tmp_path):
+    """`jan files download ID -o -` wrote stdout; `jan files upload -` was "no such file: -"."""
+    data = tmp_path / "jan"
+    env = cli_env(data)
+    refused = jan("files", "upload", "-", env=env, input="no name\n")
+    assert refused.returncode == 2 and "--name is required with '-'" in refused.stderr
+    body = "a line\nand \u00e9 another\n"
+    file_id = ok(jan("files", "upload", "-", "--name", "notes.txt", env=env, input=body)).stdout.strip()
+    assert ok(jan("files", "download", file_id, "-o", "-", env=env)).stdout == body
+    with running(data) as srv:
+        server = cli_env(data, local=False)
+        served = json.loads(ok(jan("files", "upload", "-", "--name", "s.txt", "--json", "--url", srv.base_url,
+                                   env=server, input=body)).stdout)
+        assert ok(jan("files", "download", served["id"], "--url", srv.base_url, env=server)).stdout == body
+    assert served["filename"] == "s.txt" and served["bytes"] == len(body.encode("utf-8"))

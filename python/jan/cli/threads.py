@@ -264,7 +264,8 @@ def to_markdown(thread: dict[str, Any], messages: list[dict[str, Any]]) -> str:
               help="Write to FILE instead of stdout ('-': stdout, as for `jan files download`).")
 @connection_options
 def export_thread(thread_id: str, fmt: str, output: Path | None, conn) -> None:
-    """Export a thread as Markdown or JSON (thread.json plus its messages)."""
+    """Export a thread as Markdown or JSON (the thread and its messages as the API shows them, with or without a
+    server)."""
     thread, messages = fetch_thread(conn, thread_id)
     if fmt == "json":
         text = json.dumps({"thread": thread, "messages": messages}, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
