@@ -243,7 +243,10 @@ def test_models_and_threads_json_are_the_apis_objects_in_both_modes(tmp_path, st
     thread_id = json.loads(ok(jan("threads", "list", "--json", env=env)).stdout)[0]["id"]
     commands = [("models", "list", "--json"), ("models", "show", "one", "--json"), ("threads", "list", "--json"),
                 ("threads", "show", thread_id, "--json"), ("threads", "export", thread_id, "--format", "json")]
+    before = sorted(p for p in data.rglob("*") if ".locks" not in p.parts)
     local = [json.loads(ok(jan(*c, env=env)).stdout) for c in commands]
+    # (a listing starts this process's engines and services to tell what a server tells, and writes nothing)
+    assert sorted(p for p in data.rglob("*") if ".locks" not in p.parts) == before
     with running(data) as srv:
         server = cli_env(data, local=False)
         served = [json.loads(ok(jan(*c, "--url", srv.base_url, env=server)).stdout) for c in commands]

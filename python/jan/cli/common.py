@@ -411,9 +411,10 @@ class Connection:
         folder = self.local_folder
         return folder if folder.is_dir() else None
 
-    def runtime(self):
+    def runtime(self, *, read_only: bool = False):
         """The in-process extension manager and services (:class:`jan.cli.local.LocalRuntime`),
-        started on first use and stopped when the command ends."""
+        started on first use and stopped when the command ends; ``read_only`` (a command that only reads, when it
+        is the first to ask): its manager records nothing in extensions.json."""
         if self._runtime is None:
             from jan.cli.local import LocalRuntime
 
@@ -427,7 +428,7 @@ class Connection:
                 self._scratch = tempfile.TemporaryDirectory(prefix="jan-scratch-")
                 folder = Path(self._scratch.name)
             try:
-                self._runtime = LocalRuntime(folder)
+                self._runtime = LocalRuntime(folder, read_only=read_only)
             except OSError as exc:
                 raise CLIError(f"cannot open the data folder {self.data_folder}: {os_error_message(exc)}") from None
         return self._runtime

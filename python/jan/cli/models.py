@@ -75,17 +75,18 @@ def _local_model(conn, model_id: str) -> dict[str, Any]:
         raise _not_found(model_id, f"in {conn.data_folder}", meant_in_store(conn, model_id)) from None
 
 
-def as_served(conn, models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def as_served(conn, models: list[dict[str, Any]], *, read_only: bool = True) -> list[dict[str, Any]]:
     """``models`` (model.json records of the data folder) as a server's ``GET /v1/models`` shows them
     (:func:`jan.server.model_view.api_model`: ``created`` in seconds, ``owned_by``, ``state``, ``capabilities``,
     ``meta``, ...), from the engines and services of this process: so every `jan models` command's --json gives one
     shape with or without a server (the data folder's record lacked half of the fields, and its ``created`` was in
-    milliseconds where the API's is in seconds)."""
+    milliseconds where the API's is in seconds). ``read_only``: the command only reads (`list`, `show`), and writes
+    nothing for it."""
     if not models:
         return []
     from jan.server.model_view import api_model
 
-    runtime = conn.runtime()
+    runtime = conn.runtime(read_only=read_only)
 
     async def shown() -> list[dict[str, Any]]:
         return [await api_model(runtime.manager, runtime.services, m) for m in models]
@@ -357,7 +358,7 @@ def import_model(path: Path, model_id: str | None, mode: str, mmproj: Path | Non
     else:
         model = _import_local(conn, path, model_id, mode, mmproj)
         if as_json:
-            model = as_served(conn, [model])[0]
+            model = as_served(conn, [model], read_only=False)[0]
     if as_json:
         print_json(model)
     else:
@@ -484,7 +485,7 @@ def pull_model(url: str, model_id: str | None, sha256: str | None, as_json: bool
             else:
                 model = _pull_local(conn, url, model_id, sha256, bar)
                 if as_json:
-                    model = as_served(conn, [model])[0]
+                    model = as_served(conn, [model], read_only=False)[0]
         except KeyboardInterrupt:
             bar.stop()
             warn("pull interrupted; run the same command again to resume")
