@@ -230,6 +230,9 @@ def test_progress_at_a_dumb_terminal_is_plain_lines(monkeypatch):
     assert DownloadBar("x").fancy  # (NO_COLOR drops the styles only: the bar still redraws)
     monkeypatch.setenv("TERM", "dumb")
     assert not DownloadBar("x").fancy
+    from jan.cli.common import stderr_redraws
+
+    assert not stderr_redraws()  # (`jan bench`'s run counter, redrawn with \r, as the bar)
 
 
 def test_models_and_threads_json_are_the_apis_objects_in_both_modes(tmp_path, stories_path):

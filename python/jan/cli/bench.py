@@ -28,7 +28,7 @@ import click
 
 import jan
 from jan.cli.common import (INT32_MAX, CLIError, Connection, comma_items, connection_options, human_bytes, int_items,
-                            nonempty_param, typed_flags, warn, Words)
+                            nonempty_param, stderr_redraws, typed_flags, warn, Words)
 from jan.cli.inference import interrupts_stay_on_this_thread, resolve_local_model
 from jan.engine.model import (ADAPTIVE_THREADS, CACHE_TYPES, LAZY_MODES, LOAD_MODES, SPLIT_MODES,
                               extra_buffers_by_default)
@@ -660,7 +660,7 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
     elif n_ctx < ctx_needed:
         raise CLIError(f"{flags['n_ctx']} {n_ctx} is too small for these tests (needs at least {ctx_needed})")
     build = build_info()
-    show = sys.stderr.isatty() and not progress
+    show = stderr_redraws() and not progress  # (a run counter redrawn with \r; a dumb terminal gets none)
     # llama-bench's order of loops, outermost first (its rows come in the same order)
     names = ("ngl", "n_cpu_moe", "split_mode", "load_mode", "lazy_mode", "main_gpu", "devices", "tensor_split",
              "tensor_buft_overrides", "no_host", "repack", "embeddings", "no_op_offload", "nb", "nub", "ctk", "ctv", "no_kv_offload", "fa", "nt", "cpu_mask", "cpu_strict", "poll")

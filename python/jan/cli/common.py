@@ -830,6 +830,13 @@ def stdout_is_tty() -> bool:
     return sys.stdout.isatty()
 
 
+def stderr_redraws() -> bool:
+    """Whether stderr is a terminal that redraws in place (a progress bar's cursor moves, a counter's ``\r``): a
+    terminal, and no dumb one (``TERM=dumb``: Emacs' shell, a CI log), which prints those moves as text. Where it
+    does not, progress is a few plain lines, or none."""
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+
 def echo_decoration(text: str, *, nl: bool = True, **style: Any) -> None:
     """A line for the person at the terminal, not a result (`jan chat`'s banner, its notes, /help, a tool call shown
     for its y/n): on stdout at a terminal, on stderr when stdout is not one (`jan chat | tee log`, `> answers.txt`),
