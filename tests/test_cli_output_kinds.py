@@ -279,3 +279,24 @@ def test_files_upload_reads_stdin_as_download_writes_stdout(tmp_path):
                                    env=server, input=body)).stdout)
         assert ok(jan("files", "download", served["id"], "--url", srv.base_url, env=server)).stdout == body
     assert served["filename"] == "s.txt" and served["bytes"] == len(body.encode("utf-8"))
+
+
+def test_piped_chat_keeps_the_models_thinking_off_stdout(tmp_path):
+    """A thinking model's thinking went to a piped stdout with the answers (`jan run` keeps it off unless asked)."""
+    from conftest import require_model
+    from test_cli_reasoning import TEMPLATE
+
+    from jan.testing.gguf_models import vocab_path, write_llama_from_vocab
+
+    require_model("vocab/ggml-vocab-qwen2.gguf")
+    thinker = write_llama_from_vocab(tmp_path / "thinker.gguf", vocab_path("qwen2"), n_embd=16, n_layer=1, n_head=2,
+                                     n_ff=32, n_ctx=512, chat_template=TEMPLATE.read_text())
+    env = cli_env(tmp_path / "jan")
+    result = ok(jan("chat", str(thinker), "--think", "--temperature", "0", "--max-tokens", "6", "--ignore-eos",
+                    "--threads", "1", env=env, input="Hello\n"))
+    folder = next(p for p in (tmp_path / "jan" / "threads").iterdir() if (p / "messages.jsonl").is_file())
+    reply = [json.loads(line) for line in (folder / "messages.jsonl").read_text().splitlines() if line][-1]
+    thought = reply["content"][0]["text"]["value"]
+    assert reply["content"][0]["type"] == "reasoning" and thought.strip()
+    assert thought.strip() in result.stderr and thought.strip() not in result.stdout
+    assert result.stderr.endswith("\n")

@@ -24,12 +24,13 @@ from jan.cli.common import (
     os_error_message,
     reader_gone,
     replace_undecodable,
+    stdout_is_tty,
     text_param,
 )
 from jan.cli.conversation import history_of, open_threads, thread_assistants
 from jan.cli.images import content_text, image_part, user_content
 from jan.cli.inference import STOP_DEADLINE_S, StopSignals, Terminated, default_model, open_backend, refuse_images
-from jan.cli.run import LORA_APPLIES, collect_options, load_options, sampling_options, show_thought, think_option
+from jan.cli.run import LORA_APPLIES, collect_options, load_options, sampling_options, think_option
 from jan.cli.tools import MAX_STEPS
 
 PROMPT = ">>> "
@@ -267,17 +268,22 @@ class ChatSession:
                     # loses only the answer; a request refused before this keeps nothing, to be sent again
                     self._keep_before_answer()
                 if getattr(piece, "reasoning", False):
-                    # the model's thinking: shown dimmed (plain when not a terminal), not part of the answer
+                    # the model's thinking: shown dimmed (plain when not a terminal), not part of the answer: on
+                    # stderr when stdout is no terminal (`jan chat | tee log`: the answers only, as `jan run`
+                    # keeps its thinking off stdout unless asked)
                     thoughts.append(piece)
-                    show_thought(piece)
+                    echo_decoration(piece, dim=True, nl=False)
                     thinking = True
                     continue
                 if thinking:
-                    sys.stdout.write("\n\n")
+                    # (on the thinking's stream: the answer apart from it)
+                    (sys.stdout if stdout_is_tty() else sys.stderr).write("\n\n")
                     thinking = False
                 pieces.append(piece)
                 sys.stdout.write(piece)
                 sys.stdout.flush()
+            if thinking and not stdout_is_tty():  # (thinking to the end, on stderr: its line ended there)
+                sys.stderr.write("\n")
         except KeyboardInterrupt:
             if generation is not None:
                 generation.cancel()
