@@ -299,3 +299,20 @@ def test_piped_chat_keeps_the_models_thinking_off_stdout(tmp_path):
     assert reply["content"][0]["type"] == "reasoning" and thought.strip()
     assert thought.strip() in result.stderr and thought.strip() not in result.stdout
     assert result.stderr.endswith("\n")
+
+
+def test_pull_json_is_the_apis_model_in_both_modes(tmp_path, stories_path):
+    from pathlib import Path
+
+    from test_cli_helpers import FileServer
+
+    data = tmp_path / "jan"
+    env = cli_env(data)
+    weights = Path(stories_path).read_bytes()
+    with FileServer(weights) as files:
+        local = json.loads(ok(jan("models", "pull", files.url, "--id", "here", "--json", env=env)).stdout)
+        with running(data) as srv:
+            served = json.loads(ok(jan("models", "pull", files.url, "--id", "there", "--json", "--url", srv.base_url,
+                                       env=cli_env(data, local=False))).stdout)
+    assert set(local) == set(served) and local["object"] == served["object"] == "model"
+    assert (local["id"], served["id"]) == ("here", "there") and local["state"] == served["state"] == "unloaded"
