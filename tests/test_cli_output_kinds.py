@@ -316,3 +316,9 @@ def test_pull_json_is_the_apis_model_in_both_modes(tmp_path, stories_path):
                                        env=cli_env(data, local=False))).stdout)
     assert set(local) == set(served) and local["object"] == served["object"] == "model"
     assert (local["id"], served["id"]) == ("here", "there") and local["state"] == served["state"] == "unloaded"
+
+
+def test_tool_choice_words_in_any_case():
+    chat = dict(_leaves(main))["chat"]
+    assert chat.make_context("chat", ["m", "--tool-choice", "Required"]).params["tool_choice"] == "required"
+    assert chat.make_context("chat", ["m", "--tool-choice", "get_Weather"]).params["tool_choice"] == "get_Weather"

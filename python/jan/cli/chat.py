@@ -461,6 +461,14 @@ class ChatSession:
         return True
 
 
+def _tool_choice_word(value: str | None) -> str | None:
+    """``--tool-choice``'s words in any case, as every option's words are (:class:`jan.cli.common.Words`): ``AUTO``
+    was taken for a tool named so; any other value is a tool's name, as typed."""
+    if value is not None and value.strip().lower() in ("auto", "none", "required"):
+        return value.strip().lower()
+    return value
+
+
 def _title_from(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
@@ -587,7 +595,8 @@ def thread_model(conn, thread_id: str) -> str | None:
               help="Offer a tool to the model (see GET /v1/tools; repeatable). Each call asks y/n first.")
 @click.option("--mcp", "mcp_servers", multiple=True, metavar="SERVER", callback=nonempty_param,
               help="Offer every tool of an MCP server from mcp.json (repeatable).")
-@click.option("--tool-choice", default=None, metavar="auto|required|NAME", callback=nonempty_param,
+@click.option("--tool-choice", default=None, metavar="auto|required|NAME", callback=lambda ctx, param, value:
+              _tool_choice_word(nonempty_param(ctx, param, value)),
               help="Make the model's first turn call a tool (required) or this one.")
 @sampling_options
 @think_option
