@@ -199,8 +199,12 @@ def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_
             generation = backend.chat(messages, options)
         if as_json:
             answer, thoughts = [], []
-            for piece in generation:
-                (thoughts if getattr(piece, "reasoning", False) else answer).append(piece)
+            try:
+                for piece in generation:
+                    (thoughts if getattr(piece, "reasoning", False) else answer).append(piece)
+            except KeyboardInterrupt:  # (nothing printed: a script reads no half document)
+                generation.cancel()
+                raise
             print_json(completion_object(backend.model_id, generation, "".join(answer), "".join(thoughts), raw=raw))
             if verbose:
                 report(generation, time.perf_counter() - started)
