@@ -85,7 +85,8 @@ def test_an_answer_that_broke_off_is_kept_stopped_with_the_users_message(capsys,
         assert content == text
     else:
         assert content[0] == {"type": "reasoning", "text": {"value": thought, "annotations": []}}
-    assert "[answer cut off]" in capsys.readouterr().out
+    # (a note: on stderr, stdout being no terminal here; only answers go to a piped stdout)
+    assert "[answer cut off]" in capsys.readouterr().err
     # the next turn sends it, as a resumed thread does
     assert session.messages[-1]["content"] == text and session.statuses == ["ready", "stopped"]
 
@@ -200,7 +201,7 @@ def test_a_stop_signal_during_the_early_save_stops_the_answer_as_ctrl_c_does(cap
     session.ask("Tell me a story")
     assert [(role, text, status) for role, text, status, _ in session.threads.saved] == [
         ("user", "Tell me a story", "ready"), ("assistant", "", "stopped")]
-    assert "[answer stopped]" in capsys.readouterr().out
+    assert "[answer stopped]" in capsys.readouterr().err  # (a note: stderr, stdout being no terminal)
 
 
 def test_a_save_refused_part_way_is_finished_later_without_a_message_twice(capsys):

@@ -88,7 +88,8 @@ def test_a_call_the_token_limit_cut_is_not_put_to_the_user(capsys):
     session.tools, session.confirm = Tools(), lambda prompt: asked.append(prompt) or "y"
     session.ask("Weather?")
     assert ran == ['{"city": "Paris"}'] and len(asked) == 1  # only the whole call was asked about and ran
-    assert capsys.readouterr().out.count("[tool call get_weather cut off by the token limit]") == 2
+    # (a note: stderr, stdout being no terminal)
+    assert capsys.readouterr().err.count("[tool call get_weather cut off by the token limit]") == 2
     # the next turn held only the cut call: it ends the chat's turn as a cut-off answer, with no call in it
     assert session.messages[-1] == {"role": "assistant", "content": ""} and session.meta[-1]["finish_reason"] == "length"
     check_tool_pairs(_typed(answered(session.messages)))

@@ -28,7 +28,7 @@ import click
 
 import jan
 from jan.cli.common import (INT32_MAX, CLIError, Connection, comma_items, connection_options, human_bytes, int_items,
-                            nonempty_param, typed_flags, warn)
+                            nonempty_param, stderr_redraws, typed_flags, warn, Words)
 from jan.cli.inference import interrupts_stay_on_this_thread, resolve_local_model
 from jan.engine.model import (ADAPTIVE_THREADS, CACHE_TYPES, LAZY_MODES, LOAD_MODES, SPLIT_MODES,
                               extra_buffers_by_default)
@@ -53,6 +53,8 @@ SQL_TYPES = {"model_size": "INTEGER", "model_n_params": "INTEGER", "n_threads": 
              "repetitions": "INTEGER", "avg_ns": "INTEGER", "stddev_ns": "INTEGER", "avg_ts": "REAL",
              "stddev_ts": "REAL"}
 FORMATS = ("md", "csv", "json", "jsonl", "sql")
+#: Other names of -o/-oe formats (:class:`jan.cli.common.Words`)
+FORMAT_ALIASES = {"markdown": "md", "ndjson": "jsonl"}
 #: llama-bench's --numa words
 NUMA = ("distribute", "isolate", "numactl")
 #: --prio's process priority as llama.cpp's common code sets it on POSIX (a nice value): -1 low ... 3 realtime
@@ -232,10 +234,11 @@ def choice_list(choices: tuple[str, ...], aliases: dict[str, str] | None = None)
         if not value:
             return None
         words = []
+        known = Words(choices, aliases)  # (the words, and the error, every choice option of jan has)
         for item in list_items(value, param, ctx):
-            word = (aliases or {}).get(item.lower(), item.lower())
-            if word not in choices:
-                raise click.BadParameter(f"{item!r} is not one of {', '.join(choices)}", ctx, param)
+            word = known.word(item)
+            if word is None:
+                raise click.BadParameter(f"{item!r} is not one of {known.said()}", ctx, param)
             words.append(word)
         return list(dict.fromkeys(words))
     return check
@@ -529,12 +532,12 @@ def render(records: list[dict[str, Any]], build: dict[str, Any], fmt: str) -> st
               help="How long idle compute threads spin before sleeping, 0-100 (a list as -p).")
 @click.option("--prio", "prio", default=0, show_default=True, type=click.IntRange(-1, 3),
               help="Process and compute thread priority: -1 low, 0 normal, 1 medium, 2 high, 3 realtime.")
-@click.option("--numa", "numa", type=click.Choice(NUMA), default=None,
+@click.option("--numa", "numa", type=Words(NUMA), default=None,
               help="llama.cpp's NUMA placement: distribute, isolate or numactl [default: off].")
 @click.option("-v", "--verbose", is_flag=True, help="Print llama.cpp's log on stderr.")
-@click.option("-o", "--output", "fmt", type=click.Choice(FORMATS), default="md", show_default=True,
+@click.option("-o", "--output", "fmt", type=Words(FORMATS, FORMAT_ALIASES), default="md", show_default=True,
               help="Format of the results on stdout (llama-bench's).")
-@click.option("-oe", "--output-err", "fmt_err", type=click.Choice(FORMATS), default=None,
+@click.option("-oe", "--output-err", "fmt_err", type=Words(FORMATS, FORMAT_ALIASES), default=None,
               help="The results on stderr too, in this format.")
 @click.option("--delay", default=0.0, show_default=True, type=click.FloatRange(0, 3600),
               help="Seconds to wait before each test (to let the machine cool).")
@@ -542,7 +545,7 @@ def render(records: list[dict[str, Any]], build: dict[str, Any], fmt: str) -> st
 @click.option("--no-warmup", is_flag=True, help="Skip the warm-up run before the tests.")
 @click.option("--seed", default=1234, show_default=True, type=int, help="Seed of the random prompt tokens.")
 @click.option("--adaptive-threads", "adaptive_threads", default="off", show_default=True,
-              type=click.Choice(ADAPTIVE_THREADS, case_sensitive=False),
+              type=Words(ADAPTIVE_THREADS),
               help="The thread governor (as `jan serve --adaptive-threads`). Off by default: every step gets -t "
                    "threads whatever else runs, as in llama-bench, so the two tools measure the same thing.")
 @click.option("-ctk", "--cache-type-k", "cache_type_k", multiple=True, callback=choice_list(CACHE_TYPES),
@@ -688,7 +691,7 @@ def _measure(model_json: dict[str, Any], path, tests: list[tuple[int, int, int]]
     if n_ctx is None:
         n_ctx = min(INT32_MAX, max(256, int(math.ceil(ctx_needed / 256.0)) * 256))
     build = build_info()
-    show = sys.stderr.isatty() and not progress
+    show = stderr_redraws() and not progress  # (a run counter redrawn with \r; a dumb terminal gets none)
     # llama-bench's order of loops, outermost first (its rows come in the same order)
     names = ("ngl", "n_cpu_moe", "split_mode", "load_mode", "lazy_mode", "main_gpu", "devices", "tensor_split",
              "tensor_buft_overrides", "no_host", "repack", "embeddings", "no_op_offload", "nb", "nub", "ctk", "ctv", "no_kv_offload", "fa", "nt", "cpu_mask", "cpu_strict", "poll")

@@ -16,7 +16,7 @@ from jan.cli.common import (
     CLIError,
     connection_options,
     did_you_mean,
-    echo_styled,
+    echo_decoration,
     lenient_stdin,
     lora_flags,
     lora_options,
@@ -24,13 +24,14 @@ from jan.cli.common import (
     os_error_message,
     reader_gone,
     replace_undecodable,
+    stdout_is_tty,
     text_param,
 )
 from jan.cli.conversation import history_of, open_threads, thread_assistants
 from jan.cli.images import content_text, image_part, user_content
 from jan.cli.inference import STOP_DEADLINE_S, StopSignals, Terminated, default_model, open_backend, refuse_images
 from jan.cli.speed_flags import speed_options
-from jan.cli.run import LORA_APPLIES, SPEED_APPLIES, collect_options, load_options, sampling_options, show_thought, think_option
+from jan.cli.run import LORA_APPLIES, SPEED_APPLIES, collect_options, load_options, sampling_options, think_option
 from jan.cli.tools import MAX_STEPS
 
 PROMPT = ">>> "
@@ -60,7 +61,9 @@ STOPPED_CALL = "The user stopped this tool call before it returned a result."
 
 
 def note(text: str) -> None:
-    echo_styled(text, dim=True)
+    """A dimmed line about the chat (not an answer): stderr when stdout is not a terminal
+    (:func:`~jan.cli.common.echo_decoration`)."""
+    echo_decoration(text, dim=True)
 
 
 def answered(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -269,17 +272,22 @@ class ChatSession:
                     # loses only the answer; a request refused before this keeps nothing, to be sent again
                     self._keep_before_answer()
                 if getattr(piece, "reasoning", False):
-                    # the model's thinking: shown dimmed (plain when not a terminal), not part of the answer
+                    # the model's thinking: shown dimmed (plain when not a terminal), not part of the answer: on
+                    # stderr when stdout is no terminal (`jan chat | tee log`: the answers only, as `jan run`
+                    # keeps its thinking off stdout unless asked)
                     thoughts.append(piece)
-                    show_thought(piece)
+                    echo_decoration(piece, dim=True, nl=False)
                     thinking = True
                     continue
                 if thinking:
-                    sys.stdout.write("\n\n")
+                    # (on the thinking's stream: the answer apart from it)
+                    (sys.stdout if stdout_is_tty() else sys.stderr).write("\n\n")
                     thinking = False
                 pieces.append(piece)
                 sys.stdout.write(piece)
                 sys.stdout.flush()
+            if thinking and not stdout_is_tty():  # (thinking to the end, on stderr: its line ended there)
+                sys.stderr.write("\n")
         except KeyboardInterrupt:
             if generation is not None:
                 generation.cancel()
@@ -362,7 +370,7 @@ class ChatSession:
         """Show a tool call, ask y/n, run it (or tell the model it was denied) and keep the result."""
         fn = call.get("function") or {}
         name, arguments = fn.get("name", ""), fn.get("arguments") or "{}"
-        echo_styled(f"tool call: {name} {arguments}", fg="yellow")
+        echo_decoration(f"tool call: {name} {arguments}", fg="yellow")
         try:
             answer = (self.confirm(f"Run {name}? [y/N] ") or "").strip().lower()
         except (EOFError, KeyboardInterrupt):
@@ -390,7 +398,7 @@ class ChatSession:
         if name in ("exit", "quit", "bye"):
             return False
         if name in ("help", "?"):
-            click.echo(HELP)
+            echo_decoration(HELP)
         elif name == "new":
             if self.autosave:
                 self.save_quietly()
@@ -457,6 +465,14 @@ class ChatSession:
         return True
 
 
+def _tool_choice_word(value: str | None) -> str | None:
+    """``--tool-choice``'s words in any case, as every option's words are (:class:`jan.cli.common.Words`): ``AUTO``
+    was taken for a tool named so; any other value is a tool's name, as typed."""
+    if value is not None and value.strip().lower() in ("auto", "none", "required"):
+        return value.strip().lower()
+    return value
+
+
 def _title_from(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
@@ -487,6 +503,12 @@ class PromptReader:
         """The line read, undecodable bytes as U+FFFD (see :func:`~jan.cli.common.replace_undecodable`)."""
         if not self.interactive:
             return replace_undecodable(input(""))
+        if not sys.stdout.isatty():
+            # `jan chat | tee log`: input() writes its prompt to stdout when stdout is no terminal (readline only
+            # takes the terminal when both are), which put ">>> " into the answers; the prompt is the person's
+            sys.stderr.write(prompt)
+            sys.stderr.flush()
+            prompt = ""
         box: queue.Queue = queue.Queue()
 
         def read() -> None:
@@ -577,7 +599,8 @@ def thread_model(conn, thread_id: str) -> str | None:
               help="Offer a tool to the model (see GET /v1/tools; repeatable). Each call asks y/n first.")
 @click.option("--mcp", "mcp_servers", multiple=True, metavar="SERVER", callback=nonempty_param,
               help="Offer every tool of an MCP server from mcp.json (repeatable).")
-@click.option("--tool-choice", default=None, metavar="auto|required|NAME", callback=nonempty_param,
+@click.option("--tool-choice", default=None, metavar="auto|required|NAME", callback=lambda ctx, param, value:
+              _tool_choice_word(nonempty_param(ctx, param, value)),
               help="Make the model's first turn call a tool (required) or this one.")
 @sampling_options
 @think_option
@@ -672,7 +695,7 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
             except (EOFError, KeyboardInterrupt):
                 ask.restore_terminal()
                 if interactive:
-                    click.echo()
+                    echo_decoration("")  # (the line the prompt left open)
                 break
             if not text.strip():
                 continue

@@ -413,9 +413,10 @@ class Connection:
         folder = self.local_folder
         return folder if folder.is_dir() else None
 
-    def runtime(self):
+    def runtime(self, *, read_only: bool = False):
         """The in-process extension manager and services (:class:`jan.cli.local.LocalRuntime`),
-        started on first use and stopped when the command ends."""
+        started on first use and stopped when the command ends; ``read_only`` (a command that only reads, when it
+        is the first to ask): its manager records nothing in extensions.json."""
         if self._runtime is None:
             from jan.cli.local import LocalRuntime
 
@@ -429,7 +430,8 @@ class Connection:
                 self._scratch = tempfile.TemporaryDirectory(prefix="jan-scratch-")
                 folder = Path(self._scratch.name)
             try:
-                self._runtime = LocalRuntime(folder, allow_media_from=self.allow_media_from)
+                self._runtime = LocalRuntime(folder, allow_media_from=self.allow_media_from,
+                                             read_only=read_only)
             except OSError as exc:
                 raise CLIError(f"cannot open the data folder {self.data_folder}: {os_error_message(exc)}") from None
             except ValueError as exc:  # an --allow-media-from entry that is no URL prefix or folder
@@ -678,9 +680,68 @@ def connection_options(func: Callable) -> Callable:
     return wrapper
 
 
-#: (Most commands that take it print no table: `show`, `upload`, `import`, `info` print lines of text.)
+#: (Most commands that take it print no table: `show`, `upload`, `import`, `info` print lines of text.) Every command
+#: that prints a result takes it (tests/test_cli_output_kinds.py walks the commands): what a server's API answers for
+#: the same thing where there is one, the same shape with or without a server; errors still go to stderr as one
+#: ``jan: error:`` line with a non-zero status.
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print one JSON document on stdout instead of text (for scripts).")
+
+
+def print_result(as_json: bool, data: Any, text: str) -> None:
+    """A command's result: ``data`` as one JSON document (``--json``), else ``text`` (a line for people)."""
+    if as_json:
+        print_json(data)
+    else:
+        click.echo(text)
+
+
+def each_result(items: Iterable[str], act: Callable[[str], Any], as_json: bool,
+                said: Callable[[str, Any], str]) -> None:
+    """``act(item)`` for each of ``items`` (a command given several ids: ``jan models rm a b``), each told as it is
+    done (``said(item, result)``), or under ``--json`` one JSON array of the results, in the order given: always an
+    array, one item or many, so a script reads one shape. An item that fails ends the command (its error on stderr,
+    status 1) after the array of those done before it is printed: what was removed is not left untold."""
+    done: list[Any] = []
+    try:
+        for item in items:
+            result = act(item)
+            done.append(result)
+            if not as_json:
+                click.echo(said(item, result))
+    finally:
+        if as_json:
+            print_json(done)
+
+
+class Words(click.Choice):
+    """``click.Choice`` as every jan option with a set of words takes it: any case, surrounding spaces ignored, and
+    the common other names of a choice (``--format md`` for markdown, ``--log-level warn``) given as ``aliases``
+    (alias -> choice). A word that is none says the choices, with their other names, as a usage error naming the
+    option: ``'txt' is not one of markdown (md), json``. The value passed on is the choice itself."""
+
+    def __init__(self, choices: Iterable[str], aliases: dict[str, str] | None = None):
+        super().__init__(list(choices), case_sensitive=False)
+        self.aliases = {k.lower(): v for k, v in (aliases or {}).items()}
+
+    def word(self, value: Any) -> str | None:
+        """The choice ``value`` names (itself, in any case, or an alias of it); None where it names none."""
+        text = str(value).strip().lower()
+        text = self.aliases.get(text, text)
+        return next((c for c in self.choices if str(c).lower() == text), None)
+
+    def said(self) -> str:
+        """The choices as the error and the help say them: ``markdown (md), json``."""
+        others = {c: [a for a, to in self.aliases.items() if to == c] for c in self.choices}
+        return ", ".join(f"{c} ({', '.join(others[c])})" if others[c] else str(c) for c in self.choices)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or value in self.choices:
+            return value
+        chosen = self.word(value)
+        if chosen is None:
+            self.fail(f"{str(value)!r} is not one of {self.said()}", param, ctx)
+        return chosen
 
 
 # --------------------------------------------------------------------------- output
@@ -772,6 +833,21 @@ def echo_styled(text: str, *, err: bool = False, nl: bool = True, **style: Any) 
 
 def stdout_is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+def stderr_redraws() -> bool:
+    """Whether stderr is a terminal that redraws in place (a progress bar's cursor moves, a counter's ``\r``): a
+    terminal, and no dumb one (``TERM=dumb``: Emacs' shell, a CI log), which prints those moves as text. Where it
+    does not, progress is a few plain lines, or none."""
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def echo_decoration(text: str, *, nl: bool = True, **style: Any) -> None:
+    """A line for the person at the terminal, not a result (`jan chat`'s banner, its notes, /help, a tool call shown
+    for its y/n): on stdout at a terminal, on stderr when stdout is not one (`jan chat | tee log`, `> answers.txt`),
+    so that only the answers reach the pipe, as ``ollama run`` and ``llm`` keep them apart. Styled as
+    :func:`echo_styled`."""
+    echo_styled(text, err=not stdout_is_tty(), nl=nl, **style)
 
 
 def print_json(data: Any) -> None:

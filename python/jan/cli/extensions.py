@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from jan.cli.common import (FREE_TEXT_WIDTH, CLIError, connection_options, did_you_mean, json_option, nonempty_param,
-                            print_json, print_table, warn)
+                            print_json, print_result, print_table, warn)
 
 
 @click.group()
@@ -48,7 +48,7 @@ def _records(conn) -> tuple[list[dict[str, Any]], bool]:
     if conn.existing_folder() is None:
         return _fresh_records(), False
     manager = _manager(conn, read_only=True)  # (a listing writes nothing)
-    records = [r.to_dict() for r in manager.list()]
+    records = [_as_served(r) for r in manager.list()]
     if manager.state_problem:  # (a damaged extensions.json, left where it is: why every extension shows enabled)
         warn(manager.state_problem)
     return records, False
@@ -63,7 +63,13 @@ def _fresh_records() -> list[dict[str, Any]]:
     from jan.core import ExtensionManager
 
     with tempfile.TemporaryDirectory(prefix="jan-extensions-") as empty:
-        return [r.to_dict() for r in ExtensionManager(empty).list()]
+        return [_as_served(r) for r in ExtensionManager(empty).list()]
+
+
+def _as_served(record) -> dict[str, Any]:
+    """An extension's record as ``GET /v1/extensions`` answers it (``"object": "extension"`` first), so --json gives
+    one shape with or without a server."""
+    return {"object": "extension", **record.to_dict()}
 
 
 @extensions.command("list")
@@ -86,7 +92,7 @@ def list_extensions(as_json: bool, conn) -> None:
                 max_widths={"DESCRIPTION": FREE_TEXT_WIDTH}, notes=errors)
 
 
-def _switch(conn, name: str, enable: bool) -> None:
+def _switch(conn, name: str, enable: bool, as_json: bool) -> None:
     action = "enable" if enable else "disable"
     client = _server_api(conn)
     if client is None:
@@ -107,7 +113,8 @@ def _switch(conn, name: str, enable: bool) -> None:
         # not load at the next start either - say so rather than a bare "enabled"
         record = next((r for r in manager.list() if r.name == name), None)
         failed = enable and record is not None and record.state in ("failed", "incompatible") and record.error
-        click.echo(f"{name}: {action}d" + (f" ({record.state}: {record.error})" if failed else ""))
+        print_result(as_json, _as_served(record) if record is not None else {"object": "extension", "name": name},
+                     f"{name}: {action}d" + (f" ({record.state}: {record.error})" if failed else ""))
         return
     from jan.cli.client import ServerError, path_part
 
@@ -121,7 +128,7 @@ def _switch(conn, name: str, enable: bool) -> None:
         raise
     state = record.get("state") or ""
     detail = f" ({state}: {record['error']})" if record.get("error") else f" ({state})" if state != f"{action}d" else ""
-    click.echo(f"{name}: {action}d{detail}")
+    print_result(as_json, record, f"{name}: {action}d{detail}")
     if enable and state == "loading":
         warn(f"{name} is still loading; `jan extensions list` shows whether it loaded or failed")
 
@@ -132,15 +139,19 @@ def _not_found(name: str, known: list) -> CLIError:
 
 @extensions.command("enable")
 @click.argument("name", callback=nonempty_param)
+@json_option
 @connection_options
-def enable_extension(name: str, conn) -> None:
-    """Enable an extension (a running server loads it at once; otherwise at its next start)."""
-    _switch(conn, name, True)
+def enable_extension(name: str, as_json: bool, conn) -> None:
+    """Enable an extension (a running server loads it at once; otherwise at its next start). --json: its record, as
+    `jan extensions list --json` gives it."""
+    _switch(conn, name, True, as_json)
 
 
 @extensions.command("disable")
 @click.argument("name", callback=nonempty_param)
+@json_option
 @connection_options
-def disable_extension(name: str, conn) -> None:
-    """Disable an extension (a running server unloads it at once; otherwise it stays off from its next start)."""
-    _switch(conn, name, False)
+def disable_extension(name: str, as_json: bool, conn) -> None:
+    """Disable an extension (a running server unloads it at once; otherwise it stays off from its next start).
+    --json: its record, as `jan extensions list --json` gives it."""
+    _switch(conn, name, False, as_json)

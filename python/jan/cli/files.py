@@ -18,9 +18,12 @@ from typing import Any, BinaryIO
 import click
 
 from jan.cli.common import (CLIError, RemoveAliasGroup, connection_options, human_bytes, human_time, json_option,
-                            PathParam, meant_id, nonempty_param, nonempty_text_param, print_json, print_table, write_output_file)
+                            PathParam, meant_id, nonempty_param, nonempty_text_param, print_json, print_table, Words, write_output_file)
 from jan.local_files import expand_home, open_regular_file
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES, PURPOSES
+
+#: Other spellings of a --purpose (:class:`jan.cli.common.Words`)
+PURPOSE_ALIASES = {"fine_tune": "fine-tune", "finetune": "fine-tune", "user-data": "user_data"}
 
 #: Bytes read from a file at a time (an upload, a download): never a whole file in memory.
 CHUNK_BYTES = 1024 * 1024
@@ -122,7 +125,7 @@ def _server_files(client, purpose: str | None = None, problems: list[dict[str, A
 
 
 @files.command("list")
-@click.option("--purpose", type=click.Choice(PURPOSES), default=None, help="Only the files uploaded for PURPOSE.")
+@click.option("--purpose", type=Words(PURPOSES, PURPOSE_ALIASES), default=None, help="Only the files uploaded for PURPOSE.")
 @json_option
 @connection_options
 def list_files(purpose: str | None, as_json: bool, conn) -> None:
@@ -182,19 +185,25 @@ def show_file(file_id: str, as_json: bool, conn) -> None:
 
 
 @files.command("upload")
-@click.argument("path", type=PathParam(exists=True, dir_okay=False, readable=True, path_type=Path))
-@click.option("--purpose", type=click.Choice(PURPOSES), default=DEFAULT_PURPOSE, show_default=True,
+@click.argument("path", type=PathParam(exists=True, dir_okay=False, readable=True, allow_dash=True, path_type=Path))
+@click.option("--purpose", type=Words(PURPOSES, PURPOSE_ALIASES), default=DEFAULT_PURPOSE, show_default=True,
               help="What the file is for (OpenAI's purposes; an image for messages: vision).")
-@click.option("--name", "filename", default=None, callback=nonempty_text_param, help="The name to keep the file under [default: PATH's name].")
+@click.option("--name", "filename", default=None, callback=nonempty_text_param,
+              help="The name to keep the file under [default: PATH's name; required for '-', stdin].")
 @json_option
 @connection_options
 def upload_file(path: Path, purpose: str, filename: str | None, as_json: bool, conn) -> None:
-    """Upload a file; prints its id (file-...)."""
+    """Upload a file ('-': the bytes of stdin, kept under --name); prints its id (file-...)."""
+    from_stdin = str(path) == "-"  # (as `jan files download -o -` writes stdout; it was "no such file: -")
+    if from_stdin and filename is None:
+        raise click.UsageError("--name is required with '-': stdin has no file name to keep the bytes under")
     name = filename or path.name
     try:
-        source = open_regular_file(path)  # a named pipe or a device is refused, not read (or waited on) forever
+        # a named pipe or a device is refused, not read (or waited on) forever; stdin is read whole into a temporary
+        # file first: an upload states its size before its bytes
+        source = _stdin_copy() if from_stdin else open_regular_file(path)
     except OSError as exc:
-        raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise CLIError(f"cannot read {'stdin' if from_stdin else path}: {exc.strerror or exc}") from None
     with source:
         size = os.fstat(source.fileno()).st_size
         client = conn.server()
@@ -206,7 +215,23 @@ def upload_file(path: Path, purpose: str, filename: str | None, as_json: bool, c
         print_json(f)
         return
     click.echo(f["id"])
-    click.echo(f"uploaded {path} as {f['id']} ({human_bytes(f.get('bytes'))}, {f.get('purpose')})", err=True)
+    click.echo(f"uploaded {'stdin' if from_stdin else path} as {f['id']} ({human_bytes(f.get('bytes'))}, "
+               f"{f.get('purpose')})", err=True)
+
+
+def _stdin_copy() -> BinaryIO:
+    """The bytes of stdin in an unnamed temporary file, at its start (removed as it is closed)."""
+    import tempfile
+
+    copy = tempfile.TemporaryFile()
+    try:
+        while chunk := sys.stdin.buffer.read(CHUNK_BYTES):
+            copy.write(chunk)
+        copy.seek(0)
+    except BaseException:
+        copy.close()
+        raise
+    return copy
 
 
 def _store_upload(store, source: BinaryIO, filename: str, purpose: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ class LocalRuntime:
     """Extension manager + :class:`~jan.services.Services` on a private event loop (close it)."""
 
     def __init__(self, data_folder: Path, *, enable_extensions: bool = True,
-                 allow_media_from: tuple[str, ...] = ()):
+                 allow_media_from: tuple[str, ...] = (), read_only: bool = False):
         from jan.cli.inference import interrupts_stay_on_this_thread
         from jan.core import ExtensionManager, LocalEventBus
         from jan.services import Services
@@ -41,7 +41,9 @@ class LocalRuntime:
             self._thread = threading.Thread(target=self.loop.run_forever, name="jan-local", daemon=True)
             self._thread.start()
         Path(data_folder).mkdir(parents=True, exist_ok=True)
-        self.manager = ExtensionManager(data_folder, LocalEventBus(), discover_entry_points=enable_extensions)
+        # read_only: for a command that only reads (`jan models list --json`): extensions.json is not written
+        self.manager = ExtensionManager(data_folder, LocalEventBus(), discover_entry_points=enable_extensions,
+                                        read_only=read_only)
         self.call(self.manager.start())
         self._tell_damaged_settings()
         self.services = Services.from_manager(self.manager, fetch_image=self.media.data_url)

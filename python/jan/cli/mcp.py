@@ -14,7 +14,7 @@ import os
 import click
 
 from jan.cli.common import (FREE_TEXT_WIDTH, CLIError, RemoveAliasGroup, connection_options, did_you_mean, json_option, nonempty_param,
-                            print_json, print_table, warn)
+                            print_json, print_result, print_table, warn)
 from jan.extensions.mcp.config import MAX_TOOL_TIMEOUT_S
 
 
@@ -66,8 +66,7 @@ def list_servers(as_json: bool, conn) -> None:
         except McpConfigError as exc:
             file_error = str(exc)
         else:
-            servers = [{"name": n, "transport": c.transport, "target": c.target, "enabled": not c.disabled,
-                        "state": "disabled" if c.disabled else "stopped", "tools": []} for n, c in configs.items()]
+            servers = [_config_record(n, c) for n, c in configs.items()]
     _show_servers(servers, invalid, file_error, as_json)
     if not servers and not invalid and not file_error and not as_json:
         # a header alone read as a listing that failed; said as `jan models list` and the others say it
@@ -75,6 +74,13 @@ def list_servers(as_json: bool, conn) -> None:
         click.echo(f"no MCP servers: {absent}: check the path" if absent else
                    "no MCP servers yet: `jan mcp add NAME COMMAND [ARGS]...` (or `jan mcp add NAME URL`) adds one",
                    err=True)
+
+
+def _config_record(name: str, config) -> dict:
+    """An mcp.json entry (a parsed :class:`~jan.extensions.mcp.config` entry) as `jan mcp list --json` gives one
+    that nothing has started: name, transport, command or URL (``target``), whether enabled, state, tools."""
+    return {"name": name, "transport": config.transport, "target": config.target, "enabled": not config.disabled,
+            "state": "disabled" if config.disabled else "stopped", "tools": []}
 
 
 def _show_servers(servers: list[dict], invalid: dict[str, str], file_error: str | None, as_json: bool) -> None:
@@ -108,11 +114,16 @@ def _show_servers(servers: list[dict], invalid: dict[str, str], file_error: str 
               help="HTTP header, NAME=VALUE or curl's 'NAME: VALUE' (repeatable).")
 @click.option("--timeout", type=click.FloatRange(0, MAX_TOOL_TIMEOUT_S, min_open=True), default=None,
               callback=lambda ctx, param, value: _a_number(value), help="Seconds a tool call may take.")
+@json_option
 @connection_options
 def add_server(name: str, command_or_url: str, args: tuple[str, ...], env: tuple[str, ...], headers: tuple[str, ...],
-               timeout: float | None, conn) -> None:
+               timeout: float | None, as_json: bool, conn) -> None:
     """Add a server: `jan mcp add files python files_server.py --root ~/notes` (stdio) or
-    `jan mcp add search http://127.0.0.1:8000/mcp` (streamable HTTP)."""
+    `jan mcp add search http://127.0.0.1:8000/mcp` (streamable HTTP).
+
+    --json: the server as `jan mcp list --json` lists it. jan's own options (--env, --timeout, --json) are jan's
+    wherever they are given; an argument of the command spelled like one goes after `--`:
+    `jan mcp add x -- mytool --json`."""
     from jan.extensions.mcp.config import NAME_RULE, parse_entry, valid_name
 
     if not valid_name(name):
@@ -155,7 +166,7 @@ def add_server(name: str, command_or_url: str, args: tuple[str, ...], env: tuple
     if timeout is not None:
         entry["timeout"] = timeout
     try:
-        parse_entry(entry)
+        config = parse_entry(entry)
     except ValueError as exc:
         # the entry's own fault, said of what was typed: through the edit it read as mcp.json's ("<data>/mcp.json:
         # server 'web': Value error, ...") though the file is fine and was left as it was
@@ -170,8 +181,8 @@ def add_server(name: str, command_or_url: str, args: tuple[str, ...], env: tuple
         servers[name] = entry
 
     _edit(conn, edit)
-    click.echo(f"{name}: added to {conn.data_folder / 'mcp.json'}"
-               + (f" (it starts in {entry['cwd']}, where its relative paths are)" if "cwd" in entry else ""))
+    print_result(as_json, _config_record(name, config), f"{name}: added to {conn.data_folder / 'mcp.json'}"
+                 + (f" (it starts in {entry['cwd']}, where its relative paths are)" if "cwd" in entry else ""))
     _tell_if_the_server_reads_another_file(conn, name, present=True)
 
 
@@ -197,15 +208,16 @@ def _relative_paths(command: str, args: tuple[str, ...]) -> bool:
 
 @mcp.command("remove")
 @click.argument("name", callback=nonempty_param)
+@json_option
 @connection_options
-def remove_server(name: str, conn) -> None:
-    """Remove a server from mcp.json (a running jan stops it)."""
+def remove_server(name: str, as_json: bool, conn) -> None:
+    """Remove a server from mcp.json (a running jan stops it). --json: ``{"name", "deleted": true}``."""
     def edit(servers: dict) -> None:
         if servers.pop(name, None) is None:
             raise CLIError(f"no MCP server named '{name}'{did_you_mean(name, servers)} (see `jan mcp list`)")
 
     _edit(conn, edit, create=False)
-    click.echo(f"{name}: removed")
+    print_result(as_json, {"name": name, "deleted": True}, f"{name}: removed")
     _tell_if_the_server_reads_another_file(conn, name, present=False)
 
 

@@ -18,13 +18,16 @@ from jan.cli.common import (
     RemoveAliasGroup,
     connection_options,
     damaged_model_ids,
+    each_result,
     human_bytes,
     json_option,
     nonempty_param,
     print_json,
+    print_result,
     print_table,
     warn,
     warn_problems,
+    Words,
 )
 from jan.cli.inference import check_gguf_file, meant_by_server, meant_in_store
 from jan.cli.progress import DownloadBar
@@ -72,6 +75,25 @@ def _local_model(conn, model_id: str) -> dict[str, Any]:
         raise _not_found(model_id, f"in {conn.data_folder}", meant_in_store(conn, model_id)) from None
 
 
+def as_served(conn, models: list[dict[str, Any]], *, read_only: bool = True) -> list[dict[str, Any]]:
+    """``models`` (model.json records of the data folder) as a server's ``GET /v1/models`` shows them
+    (:func:`jan.server.model_view.api_model`: ``created`` in seconds, ``owned_by``, ``state``, ``capabilities``,
+    ``meta``, ...), from the engines and services of this process: so every `jan models` command's --json gives one
+    shape with or without a server (the data folder's record lacked half of the fields, and its ``created`` was in
+    milliseconds where the API's is in seconds). ``read_only``: the command only reads (`list`, `show`), and writes
+    nothing for it."""
+    if not models:
+        return []
+    from jan.server.model_view import api_model
+
+    runtime = conn.runtime(read_only=read_only)
+
+    async def shown() -> list[dict[str, Any]]:
+        return [await api_model(runtime.manager, runtime.services, m) for m in models]
+
+    return runtime.call(shown())
+
+
 def _size(model: dict[str, Any]) -> Any:
     return (model.get("metadata") or {}).get("size")
 
@@ -104,7 +126,7 @@ def list_models(as_json: bool, conn) -> None:
     elif client is not None:  # (the server tells it per model, as the data folder's own check does here)
         warn_missing_files([m["id"] for m in data if m.get("weights_missing")])
     if as_json:
-        print_json(data)
+        print_json(data if client is not None else as_served(conn, data))
         return
     click.echo(f"models {where}", err=True)  # stderr: the table itself stays pipeable
     columns = ["ID", "NAME", "SIZE", "ENGINE"] + (["STATE"] if client is not None else [])
@@ -178,6 +200,8 @@ def show_model(model_id: str, as_json: bool, conn) -> None:
         path = conn.store().models.model_file(model_id)
         file = str(path) if path else None
         model = {**model, "file_path": file}
+        if as_json:
+            model = as_served(conn, [model])[0]
     if as_json:
         print_json(model)
         return
@@ -286,7 +310,7 @@ def _id_param(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.argument("path", type=PathParam(exists=True, path_type=Path))
 @click.option("--id", "model_id", default=None, callback=_id_param,
               help="Model id [default: from the file name].")
-@click.option("--mode", type=click.Choice(IMPORT_MODES), default="symlink", show_default=True,
+@click.option("--mode", type=Words(IMPORT_MODES, {"hardlink": "link", "ref": "reference"}), default="symlink", show_default=True,
               help="symlink/copy/hard-link the file into the data folder, or reference it where it is.")
 @click.option("--mmproj", type=PathParam(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Its multimodal projector (images/audio), referenced where it is "
@@ -333,6 +357,8 @@ def import_model(path: Path, model_id: str | None, mode: str, mmproj: Path | Non
             raise
     else:
         model = _import_local(conn, path, model_id, mode, mmproj)
+        if as_json:
+            model = as_served(conn, [model], read_only=False)[0]
     if as_json:
         print_json(model)
     else:
@@ -458,6 +484,8 @@ def pull_model(url: str, model_id: str | None, sha256: str | None, as_json: bool
                 model = _pull_server(client, url, model_id, sha256, bar)
             else:
                 model = _pull_local(conn, url, model_id, sha256, bar)
+                if as_json:
+                    model = as_served(conn, [model], read_only=False)[0]
         except KeyboardInterrupt:
             bar.stop()
             warn("pull interrupted; run the same command again to resume")
@@ -473,16 +501,20 @@ def pull_model(url: str, model_id: str | None, sha256: str | None, as_json: bool
 
 @models.command("rm")
 @click.argument("model_ids", nargs=-1, required=True, metavar="ID...", callback=nonempty_param)
+@json_option
 @connection_options
-def remove_model(model_ids: tuple[str, ...], conn) -> None:
-    """Delete models and their files (a file imported by reference is left alone)."""
+def remove_model(model_ids: tuple[str, ...], as_json: bool, conn) -> None:
+    """Delete models and their files (a file imported by reference is left alone).
+
+    --json: an array of the API's answers, ``{"id", "object": "model", "deleted": true}`` each."""
     client = conn.server()
-    for model_id in model_ids:
+
+    def remove(model_id: str) -> dict[str, Any]:
         if client is not None:
             from jan.cli.client import ServerError, path_part
 
             try:  # (a folder without a model.json, which the list warns of, is removed too: no GET first)
-                client.call("DELETE", f"/v1/models/{path_part(model_id)}")
+                return client.call("DELETE", f"/v1/models/{path_part(model_id)}")
             except ServerError as exc:
                 if exc.status != 404:
                     raise
@@ -502,29 +534,33 @@ def remove_model(model_ids: tuple[str, ...], conn) -> None:
                 models_store.delete(model_id)
             except (StoredModelNotFoundError, InvalidIdError):
                 raise _not_found(model_id, f"in {conn.data_folder}", meant_in_store(conn, model_id)) from None
-        click.echo(f"removed {model_id}")
+            return {"id": model_id, "object": "model", "deleted": True}  # (the server's answer to the same DELETE)
+
+    each_result(model_ids, remove, as_json, lambda model_id, _: f"removed {model_id}")
 
 
-def _start_stop(conn, model_id: str, action: str) -> None:
+def _start_stop(conn, model_id: str, action: str, as_json: bool) -> None:
     from jan.cli.client import path_part
 
     client = conn.require_server(f"`jan models {action}`")
     _server_model(client, model_id)
     model = client.post(f"/v1/models/{path_part(model_id)}/{action}", timeout=600)
-    click.echo(f"{model_id}: {model.get('state', 'ok')}")
+    print_result(as_json, model, f"{model_id}: {model.get('state', 'ok')}")
 
 
 @models.command("start")
 @click.argument("model_id", callback=nonempty_param)
+@json_option
 @connection_options
-def start_model(model_id: str, conn) -> None:
-    """Load a model in the running server."""
-    _start_stop(conn, model_id, "start")
+def start_model(model_id: str, as_json: bool, conn) -> None:
+    """Load a model in the running server (--json: the server's model object)."""
+    _start_stop(conn, model_id, "start", as_json)
 
 
 @models.command("stop")
 @click.argument("model_id", callback=nonempty_param)
+@json_option
 @connection_options
-def stop_model(model_id: str, conn) -> None:
-    """Unload a model from the running server."""
-    _start_stop(conn, model_id, "stop")
+def stop_model(model_id: str, as_json: bool, conn) -> None:
+    """Unload a model from the running server (--json: the server's model object)."""
+    _start_stop(conn, model_id, "stop", as_json)

@@ -21,6 +21,7 @@ from jan.cli.common import (
     lora_options,
     nonempty_param,
     nonempty_text_param,
+    print_json,
     replace_undecodable,
     text_param,
 )
@@ -135,9 +136,12 @@ def read_prompt(words: tuple[str, ...]) -> str:
               help="Also print the model's thinking (dimmed on a terminal) before the answer; hidden by default.")
 @think_option
 @click.option("--verbose", "-v", is_flag=True, help="Print timings and token counts to stderr.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the whole answer as one JSON document when it ends, OpenAI's chat.completion (with --raw "
+                   "text_completion) shape: object, model, choices, usage; the same with or without a server.")
 @connection_options
 def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_p, seed, stop, ignore_eos, n_ctx, n_threads,
-        n_gpu_layers, image_min_tokens, image_max_tokens, lora, lora_scaled, show_reasoning, think, verbose,
+        n_gpu_layers, image_min_tokens, image_max_tokens, lora, lora_scaled, show_reasoning, think, verbose, as_json,
         conn, **speed) -> None:
     """Answer one PROMPT with MODEL and exit.
 
@@ -197,6 +201,18 @@ def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_
         else:
             messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user_content(text, parts + sounds)}]
             generation = backend.chat(messages, options)
+        if as_json:
+            answer, thoughts = [], []
+            try:
+                for piece in generation:
+                    (thoughts if getattr(piece, "reasoning", False) else answer).append(piece)
+            except KeyboardInterrupt:  # (nothing printed: a script reads no half document)
+                generation.cancel()
+                raise
+            print_json(completion_object(backend.model_id, generation, "".join(answer), "".join(thoughts), raw=raw))
+            if verbose:
+                report(generation, time.perf_counter() - started)
+            return
         last = ""
         out = sys.stdout
         try:
@@ -233,6 +249,33 @@ def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_
                           [("--audio", p) for p in clips]) from None
     finally:
         backend.close()
+
+
+def completion_object(model_id: str, generation, text: str, reasoning: str, *, raw: bool) -> dict[str, Any]:
+    """`jan run --json`'s document: an ended ``generation``'s answer in the shape of OpenAI's non-streamed
+    ``chat.completion`` (``raw``: ``text_completion``) as jan's server answers it: ``object``, ``created`` (seconds),
+    ``model``, one choice (``message`` with ``content``, ``reasoning_content`` where the model thought,
+    ``tool_calls`` where it called; or ``text``) with its ``finish_reason``, and ``usage`` as OpenAI counts it
+    (``prompt_tokens``, ``completion_tokens``, ``total_tokens``). Built here from the generation's own fields, the
+    same whether a server or this process answered."""
+    choice: dict[str, Any] = {"index": 0}
+    if raw:
+        choice["text"] = text
+    else:
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if reasoning:
+            message["reasoning_content"] = reasoning
+        if generation.tool_calls:
+            message["tool_calls"] = generation.tool_calls
+        choice["message"] = message
+    choice["finish_reason"] = generation.finish_reason
+    u = generation.usage or {}
+    prompt, completion = u.get("prompt_tokens"), u.get("completion_tokens")
+    usage = None
+    if isinstance(prompt, int) and isinstance(completion, int):
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {"object": "text_completion" if raw else "chat.completion", "created": int(time.time()),
+            "model": model_id, "choices": [choice], "usage": usage}
 
 
 def media_named(exc: CLIError, message: int, has_text: bool, media: list[tuple[str, Any]]) -> CLIError:

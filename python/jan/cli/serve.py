@@ -22,7 +22,7 @@ defer_client()
 from aiohttp import web
 
 from jan.cli.common import (INT32_MAX, CLIError, GpuLayers, PathParam, check_flag_order, comma_items,
-                            lora_flags, lora_options, nonempty_param, reader_gone, sendable_api_key, typed_flags)
+                            lora_flags, lora_options, nonempty_param, reader_gone, sendable_api_key, typed_flags, Words)
 from jan.cli.speed_flags import speed_options
 from jan.engine.model import ADAPTIVE_THREADS, LOAD_RANGES
 from jan.server.config import (DEFAULT_MAX_JSON_VALUES, DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S, DEFAULT_WRITE_TIMEOUT_S,
@@ -135,7 +135,7 @@ def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
               help="Context tokens per request: each slot's (llama-server's -c is all --parallel slots' together).")
 @click.option("--threads", "-t", "n_threads", default=None, type=click.IntRange(1, int(LOAD_RANGES["n_threads"].le)),
               help="Generation threads (at most ggml's 512).")
-@click.option("--adaptive-threads", "adaptive_threads", default=None, type=click.Choice(ADAPTIVE_THREADS, case_sensitive=False),
+@click.option("--adaptive-threads", "adaptive_threads", default=None, type=Words(ADAPTIVE_THREADS),
               help="Fewer threads while other processes keep cores busy: where the output stays the same "
                    "(exact), on every step (always: fastest under load, a long lone generation may differ), "
                    "or never (off) [default: exact].")
@@ -178,7 +178,7 @@ def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
                    "(at least as many as --model gives) [default: the llamacpp extension's setting, no limit].")
 @click.option("--no-extensions", is_flag=True, help="Load only built-in extensions.")
 @click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+              type=Words(["debug", "info", "warning", "error"], {"warn": "warning"}))
 def serve(host, port, ollama_port, data_folder, models, aliases, tags, default_model, api_key, cors_origins,
           allowed_hosts, allow_media_from, max_upload_bytes, max_json_values, read_timeout, write_timeout,
           n_parallel, n_ctx, n_threads, adaptive_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v,

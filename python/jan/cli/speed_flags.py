@@ -8,7 +8,7 @@ from typing import Callable
 
 import click
 
-from jan.cli.common import PathParam, SamplingValue
+from jan.cli.common import PathParam, SamplingValue, Words
 from jan.engine.model import CACHE_TYPES
 from jan.engine.params import SPECULATIVE
 
@@ -24,12 +24,12 @@ def speed_options(draft_wins: str) -> Callable[[Callable], Callable]:
     over it. The command takes them as keyword parameters named as :data:`SPEED_OPTIONS` (None: not given)."""
     options = [
         click.option("--cache-type-k", "-ctk", "cache_type_k", default=None,
-                     type=click.Choice(CACHE_TYPES, case_sensitive=False), help="KV cache type for K [default: f16]."),
+                     type=Words(CACHE_TYPES), help="KV cache type for K [default: f16]."),
         click.option("--cache-type-v", "-ctv", "cache_type_v", default=None,
-                     type=click.Choice(CACHE_TYPES, case_sensitive=False),
+                     type=Words(CACHE_TYPES),
                      help="KV cache type for V [default: f16; a quantized type turns flash attention on]."),
         click.option("--speculative", "--spec-type", "speculative", default=None,
-                     type=click.Choice(SPECULATIVE, case_sensitive=False),
+                     type=Words(SPECULATIVE),
                      help="Speculative decoding: 'ngram' drafts from earlier text (prompt lookup), 'draft' with the "
                           "draft model (the default with --model-draft); output is unchanged."),
         click.option("--model-draft", "-md", "draft_model", default=None,

@@ -14,6 +14,7 @@ from jan.cli.common import (
     PathParam,
     RemoveAliasGroup,
     connection_options,
+    each_result,
     echo_styled,
     human_time,
     json_option,
@@ -22,6 +23,7 @@ from jan.cli.common import (
     print_json,
     print_table,
     warn_problems,
+    Words,
     write_output_file,
 )
 
@@ -52,7 +54,7 @@ def fetch_thread(conn, thread_id: str) -> tuple[dict[str, Any], list[dict[str, A
         thread, messages = store.threads.get(thread_id), store.messages.list(thread_id).data
         # a damaged line the store skipped (and reported): why a message is missing, said as `threads list` says it
         warn_problems([p.to_dict() for p in store.problems if p.path.startswith(f"threads/{thread_id}/")])
-        return thread, messages
+        return _as_served(thread, messages)
     except (NotFoundError, InvalidIdError) as exc:
         if getattr(exc, "damaged", None):  # its thread.json is damaged: that, and where to mend it, not "not found"
             raise CLIError(f"{exc} (in {conn.data_folder})") from None
@@ -61,6 +63,16 @@ def fetch_thread(conn, thread_id: str) -> tuple[dict[str, Any], list[dict[str, A
                        "(see `jan threads list`)") from None
     except StoreError as exc:
         raise CLIError(str(exc)) from None
+
+
+def _as_served(thread: dict[str, Any], messages: list[dict[str, Any]]
+               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A thread and its messages from the data folder as a server's API shows them (``GET /v1/threads/{id}``, its
+    messages with ``all=true``: OpenAI's statuses and optional fields), so `show --json` and `export --format json`
+    give one shape with or without a server (the data folder's ``ready`` was a server's ``completed``)."""
+    from jan.services.thread_turns import message_object, thread_object
+
+    return thread_object(thread), [message_object(m, jan_view=True) for m in messages]
 
 
 def damaged_on_server(exc, thread_id: str) -> bool:
@@ -113,7 +125,9 @@ def list_threads(limit: int | None, as_json: bool, conn) -> None:
         data, problems = server_threads(client, limit)
     else:
         store = conn.store(create=False)  # (listing makes no folder: none there is no thread)
-        data = store.threads.list(limit=limit).data if store is not None else []
+        from jan.services.thread_turns import thread_object
+
+        data = [thread_object(t) for t in store.threads.list(limit=limit).data] if store is not None else []
         problems = [p.to_dict() for p in store.problems if p.path.startswith("threads/")] if store is not None else []
     warn_problems(problems)  # damaged files the store set aside: say why a conversation is missing
     data = data[:limit] if limit else data
@@ -273,12 +287,13 @@ def to_markdown(thread: dict[str, Any], messages: list[dict[str, Any]]) -> str:
 
 @threads.command("export")
 @click.argument("thread_id", callback=nonempty_param)
-@click.option("--format", "-f", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
+@click.option("--format", "-f", "fmt", type=Words(["markdown", "json"], {"md": "markdown"}), default="markdown", show_default=True)
 @click.option("--output", "-o", type=PathParam(dir_okay=False, allow_dash=True, path_type=Path), default=None,
               help="Write to FILE instead of stdout ('-': stdout, as for `jan files download`).")
 @connection_options
 def export_thread(thread_id: str, fmt: str, output: Path | None, conn) -> None:
-    """Export a thread as Markdown or JSON (thread.json plus its messages)."""
+    """Export a thread as Markdown or JSON (the thread and its messages as the API shows them, with or without a
+    server)."""
     thread, messages = fetch_thread(conn, thread_id)
     if fmt == "json":
         text = json.dumps({"thread": thread, "messages": messages}, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
@@ -293,17 +308,21 @@ def export_thread(thread_id: str, fmt: str, output: Path | None, conn) -> None:
 
 @threads.command("rm")
 @click.argument("thread_ids", nargs=-1, required=True, metavar="ID...", callback=nonempty_param)
+@json_option
 @connection_options
-def remove_thread(thread_ids: tuple[str, ...], conn) -> None:
-    """Delete threads and their messages."""
+def remove_thread(thread_ids: tuple[str, ...], as_json: bool, conn) -> None:
+    """Delete threads and their messages.
+
+    --json: an array of the API's answers, ``{"id", "object": "thread.deleted", "deleted": true}`` each."""
     client = conn.server()
-    for thread_id in thread_ids:
+
+    def remove(thread_id: str) -> dict[str, Any]:
         if client is not None:
             from jan.cli.client import ServerError, path_part
             from jan.cli.conversation import ServerThreads
 
             try:
-                client.call("DELETE", f"/v1/threads/{path_part(thread_id)}")
+                return client.call("DELETE", f"/v1/threads/{path_part(thread_id)}")
             except ServerError as exc:
                 if exc.status != 404 and exc.code != "invalid_id":
                     raise
@@ -323,4 +342,6 @@ def remove_thread(thread_ids: tuple[str, ...], conn) -> None:
                                "(see `jan threads list`)") from None
             except StoreError as exc:
                 raise CLIError(str(exc)) from None
-        click.echo(f"removed {thread_id}")
+            return {"id": thread_id, "object": "thread.deleted", "deleted": True}  # (the server's answer to it)
+
+    each_result(thread_ids, remove, as_json, lambda thread_id, _: f"removed {thread_id}")

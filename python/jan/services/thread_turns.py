@@ -379,3 +379,53 @@ async def fetch_linked_images(messages: Iterable[Mapping[str, Any]],
 
     fetched = await asyncio.gather(*(fetch(url, param) for url, param in links.items()))
     return dict(zip(links, fetched))
+
+
+# -- threads and messages as OpenAI's API shows them (the server's routes; the CLI without a server) --------
+def thread_object(thread: dict[str, Any]) -> dict[str, Any]:
+    """A stored thread as OpenAI's ``thread`` object: with its ``tool_resources``, which OpenAI's spec requires
+    (null: jan has no vector stores nor code interpreter files to name), and Jan's own fields (``title``,
+    ``assistants``, ``created``, ``updated``) as stored. Clients generated from the spec refuse a thread without it."""
+    out = dict(thread)
+    out.setdefault("tool_resources", None)
+    out.setdefault("metadata", {})
+    return out
+
+
+def string_metadata(metadata: dict[str, Any]) -> dict[str, str]:
+    """``metadata`` as OpenAI's ``Message`` types it, every value a string: Jan's records on a message (a reply's
+    ``step`` and ``usage``, a turn's ``tool_calls``) as their compact JSON text. The typed SDKs read a number or an
+    object there as a wrong type (Python's warns on every ``model_dump``/``to_json`` of the message; the typed
+    languages' decoders refuse it), while Jan's own clients read them as stored."""
+    return {key: metadata_text(value) for key, value in metadata.items()}
+
+
+def message_object(message: dict[str, Any], *, jan_view: bool = False, sdk: bool = False) -> dict[str, Any]:
+    """A stored message as OpenAI's ``thread.message``: its status one of OpenAI's (``pending`` is ``in_progress``;
+    a whole reply ``completed``; a cut or failed one ``incomplete``, with ``incomplete_details`` and
+    ``incomplete_at``), the optional fields present. Jan's own fields (``metadata.stop_reason``, ``.error``,
+    ``.finish_reason``, ``.tool_calls``) stay as stored: they say more than OpenAI's status can.
+
+    ``jan_view`` (``?all=true``, how Jan's clients read a conversation) keeps each attachment's ``document``
+    (``{"filename", "file_id"}``: the thread file holding the text the model reads, served by the files route),
+    so a client that continues the conversation itself (``jan chat --thread``) gives the model the documents a
+    run of the thread reads.
+
+    ``sdk`` (:func:`from_openai_sdk`): the metadata as OpenAI's SDKs type it (:func:`string_metadata`)."""
+    out = dict(message)
+    status, reason = openai_status(message)
+    ended_at = message.get("completed_at")
+    out.update(status=status, incomplete_details={"reason": reason} if reason else None,
+               completed_at=ended_at if status == "completed" else None,
+               incomplete_at=ended_at if status == "incomplete" else None)
+    for key in ("assistant_id", "run_id", "attachments"):
+        out.setdefault(key, None)
+    if isinstance(out["attachments"], list) and not jan_view:
+        # as the client sent them (OpenAI's {"file_id", "tools"}): the thread file holding the text the model
+        # reads is jan's own bookkeeping (a client that sends an attachment back must not send it too)
+        out["attachments"] = [{k: v for k, v in a.items() if k != "document"} if isinstance(a, dict) else a
+                              for a in out["attachments"]]
+    out.setdefault("metadata", {})
+    if sdk and isinstance(out["metadata"], dict):
+        out["metadata"] = string_metadata(out["metadata"])
+    return out
