@@ -141,6 +141,26 @@ def post_json(base_url: str, path: str, body: Any, *, timeout: float = 300) -> t
         return exc.code, json.loads(exc.read())
 
 
+def get_json(base_url: str, path: str, *, timeout: float = 120) -> tuple[int, Any]:
+    """GET ``path``; (status, the answer's JSON), errors included. ``timeout``: a guard against a hung test."""
+    try:
+        with urllib.request.urlopen(base_url + path, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def png_bytes(size: tuple[int, int] = (22, 14), color: tuple[int, int, int] = (90, 30, 160)) -> bytes:
+    """A small real PNG (Pillow), ``size`` pixels (width, height) of one ``color``."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
+
+
 def post_form(base_url: str, fields: dict[str, str], *, with_file: bool = True, filename: str = "x.txt",
               content: bytes = b"x", path: str = "/v1/files") -> tuple[int, dict]:
     """A ``multipart/form-data`` POST written by hand (the Files API's upload: ``fields`` as plain parts, then the

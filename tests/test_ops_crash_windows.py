@@ -12,7 +12,7 @@ import threading
 import urllib.request
 
 import pytest
-from api_helpers import ServerProcess, running
+from api_helpers import ServerProcess, get_json as _get, running
 
 from jan.server.dialects.responses_store import ResponsesStore
 
@@ -24,14 +24,6 @@ def _post(base: str, path: str, body: dict) -> tuple[int, bytes]:
                                  headers={"content-type": "application/json"})
     with urllib.request.urlopen(req, timeout=120) as resp:
         return resp.status, resp.read()
-
-
-def _get(base: str, path: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(base + path, timeout=120) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import os
 
@@ -15,21 +14,13 @@ import openai
 import pytest
 from aiohttp import web
 
-from api_helpers import AppThread
+from api_helpers import AppThread, png_bytes
 from server_helpers import start_server
 
 QUESTION = "What is in this picture?"
 
 
-def _png() -> bytes:
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.new("RGB", (22, 14), (90, 30, 160)).save(out, "PNG")
-    return out.getvalue()
-
-
-PNG = _png()
+PNG = png_bytes()
 
 
 class ImageHost(AppThread):

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from api_helpers import parse_sse, running
+from api_helpers import get_json as _get, parse_sse, running
 
 import jan.core.fs
 from jan.store.messages import MessageStore
@@ -37,14 +37,6 @@ def _post(base: str, path: str, body: dict, headers: dict | None = None) -> tupl
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
-
-
-def _get(base: str, path: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(base + path, timeout=120) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 @pytest.fixture

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 
 import httpx
 import pytest
 from aiohttp import web
 
-from api_helpers import AppThread
+from api_helpers import AppThread, png_bytes
 from jan.errors import MediaError
 from jan.services.runs import thread_files
 from jan.store import DataFolder
@@ -23,15 +22,7 @@ from run_helpers import wait_for_run_sync
 from server_helpers import start_server
 
 
-def _png() -> bytes:
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.new("RGB", (22, 14), (90, 30, 160)).save(out, "PNG")
-    return out.getvalue()
-
-
-PNG = _png()
+PNG = png_bytes()
 
 
 class ImageHost(AppThread):
