@@ -167,15 +167,7 @@ def field_path(loc: tuple, data: Any = _NO_DATA, *, missing: bool = True) -> tup
 
 def _present(path: tuple, data: Any) -> bool:
     """Whether the body (``data``) has a value at ``path`` (False without the body)."""
-    cur = data
-    for p in path:
-        if isinstance(p, int) and isinstance(cur, list) and 0 <= p < len(cur):
-            cur = cur[p]
-        elif isinstance(p, str) and isinstance(cur, dict) and p in cur:
-            cur = cur[p]
-        else:
-            return False
-    return data is not _NO_DATA
+    return _value_at(data, path) is not _NO_DATA
 
 
 def _tag_not_field(path: tuple, data: Any) -> tuple:
@@ -631,16 +623,17 @@ def save_failed_error(exc: BaseException, what: str, kept: str | None = None) ->
         log.warning("data folder write failed: %s", exc.__cause__ or exc)
         return refused
     cause = exc.__cause__ if kept_of(exc) is not None and exc.__cause__ is not None else exc
+    said = what[:1].upper() + what[1:]  # (the sentence's start)
     if isinstance(cause, (CorruptFileError, LockTimeoutError)):  # (named in full: no traceback says more)
         log.warning("could not save %s: %s", what, cause)
     if isinstance(cause, CorruptFileError):
-        return APIError(500, f"{what[:1].upper()}{what[1:]} could not be saved: a file of the data folder is damaged "
+        return APIError(500, f"{said} could not be saved: a file of the data folder is damaged "
                              f"({cause}): {saved}", type="server_error", code="data_folder_damaged")
     if isinstance(cause, LockTimeoutError):
-        return APIError(503, f"{what[:1].upper()}{what[1:]} could not be saved: {cause}: {saved}; try again",
+        return APIError(503, f"{said} could not be saved: {cause}: {saved}; try again",
                         type="server_error", code="busy")
     log.error("could not save %s", what, exc_info=cause)
-    return APIError(500, f"{what[:1].upper()}{what[1:]} could not be saved{_log_has_it()}: {saved}",
+    return APIError(500, f"{said} could not be saved{_log_has_it()}: {saved}",
                     type="server_error", code="not_saved")
 
 
