@@ -226,3 +226,64 @@ async def test_a_continue_another_server_has_in_flight_is_refused(tmp_path):
         if other.poll() is None:
             other.kill()
             other.wait()
+
+
+def _message(text: str) -> dict:
+    from jan.server.dialects import anthropic as wire
+
+    return {"id": wire.new_message_id(), "type": "message", "role": "assistant", "model": "m",
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": 1, "output_tokens": 1}}
+
+
+def _body(thread: dict, text: str):
+    from jan.server.dialects import anthropic as wire
+
+    return wire.MessagesRequest.model_validate({"model": "m", "max_tokens": 2, "thread": thread,
+                                                "messages": [{"role": "user", "content": text}]})
+
+
+async def test_a_claim_outliving_its_stored_turn_is_refused_as_the_thread_stands(tmp_path):
+    """A continue's claim on a reply (this process's mark, another process's lease) is let go only after the turn it
+    guards is stored: a client continuing from the same reply once that turn is stored, as soon as it has its answer,
+    could meet the claim still held, and was told ``thread_continue_in_flight`` where the same request a moment
+    later was told ``thread_already_continued`` (a CI run of the Anthropic SDK's thread helper met it). A claimed
+    reply whose thread went on is now refused ``thread_already_continued``, whoever holds the claim; one whose
+    thread has not gone on yet stays ``thread_continue_in_flight``."""
+    from jan.server.dialects.anthropic_threads import MessageThreads, ThreadError
+    from jan.store.leases import LEASE_DIR_NAME
+
+    conversations = ConversationalStoreExtension()
+    await conversations.on_load(types.SimpleNamespace(data_folder=tmp_path, bus=None))
+    threads = MessageThreads(tmp_path / "message_threads", lambda: conversations)
+
+    async def refusal(previous: str) -> str:
+        with pytest.raises(ThreadError) as refused:
+            async with threads.turn(_body({"type": "continue", "previous_message_id": previous}, "again")):
+                pass
+        return refused.value.details["error_code"]
+
+    async with threads.turn(_body({"type": "create"}, "first")) as turn:
+        first = await turn.commit(_message("one"))
+    # this process's claim: a continue of the first reply, its turn not stored yet, then stored
+    async with threads.turn(_body({"type": "continue", "previous_message_id": first["id"]}, "second")) as turn:
+        assert await refusal(first["id"]) == "thread_continue_in_flight"
+        second = await turn.commit(_message("two"))
+        assert await refusal(first["id"]) == "thread_already_continued"
+    assert await refusal(first["id"]) == "thread_already_continued"  # (the claim let go: the same answer)
+    # another process's lease: on the first reply (its thread went on), then on the second (the thread's head)
+    for held, said in ((first["id"], "thread_already_continued"), (second["id"], "thread_continue_in_flight")):
+        marks = tmp_path / f"marks_{held}"
+        marks.mkdir()
+        other = subprocess.Popen([sys.executable, "-c", _CONTINUER, str(tmp_path / LEASE_DIR_NAME),
+                                  f"continuing_{held}", str(marks)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            await _wait_until_held(other, marks, "took the continue")
+            assert await refusal(held) == said
+            (marks / "go").touch()
+            assert other.wait(BOUND) == 0, other.communicate()
+        finally:
+            if other.poll() is None:
+                other.kill()
+                other.wait()

@@ -439,7 +439,7 @@ class MessageThreads:
         if previous_id in self._letting_go:
             await asyncio.shield(self._letting_go[previous_id])
         if previous_id in self._continuing:
-            raise _in_flight(previous_id)
+            raise await self._refusal_in_flight(previous_id)
         self._continuing.add(previous_id)  # no await since the check: one request wins
         leased = None
         try:
@@ -447,7 +447,7 @@ class MessageThreads:
                 # another server sharing the data folder continuing it: both generated a turn, and the one saved
                 # second was not held (the thread had gone on), its reply's id no thread's
                 if not await asyncio.to_thread(self._try_lease, previous_id):
-                    raise _in_flight(previous_id)
+                    raise await self._refusal_in_flight(previous_id)
                 leased = previous_id
             held = await self._held(previous_id, latest=True)
             chat_request, tools = await body_step(self._continued, body, held)
@@ -469,6 +469,23 @@ class MessageThreads:
                 # worker thread, not on the event loop, and the continue is this process's until it is gone: a
                 # continue of it meanwhile waits for that, then takes the lease anew)
                 self._let_go(previous_id)
+
+    async def _refusal_in_flight(self, message_id: str) -> ThreadError:
+        """The refusal of a continue of ``message_id`` that another request holds (this process's claim, or another
+        process's lease): ``thread_already_continued`` where the thread went on past it already, else
+        ``thread_continue_in_flight``. A claim outlives the turn it guards: the turn is stored, then its claim let
+        go (a lease file removed in a worker thread, another process's when that process gets to it), so a client
+        that continues from the same reply once it has seen the thread go on could meet the claim; it is told what
+        is true of the thread, as the same request a moment later would be (the SDK's answer to either is a replay
+        of the whole conversation, but an agent that tells the two apart must not be told the wrong one)."""
+        try:
+            await self._held(message_id, latest=True)
+        except ThreadError as refused:
+            if refused.details.get("error_code") == "thread_already_continued":
+                return refused
+        except Exception:  # (unreadable now: the claim is what is known)
+            log.debug("could not read the thread of %s while refusing its continue", message_id, exc_info=True)
+        return _in_flight(message_id)
 
     def _let_go(self, message_id: str) -> None:
         """Let the continue of ``message_id`` go: its lease released in a worker thread, then this process's
