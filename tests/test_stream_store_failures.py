@@ -164,6 +164,8 @@ def test_a_stored_response_whose_end_the_disk_refused_is_never_completed(tmp_pat
         assert status == (200 if store else 404), got
         if store:
             assert got["status"] == "failed" and got["output"] == [], got
+            # (why it failed, as its client was told: not "the server stopped", which this one did not)
+            assert got["error"] == failed["error"], got
             status, items = _get(base, f"/v1/responses/{failed['id']}/input_items")
             assert [i.get("role") for i in items["data"]] == ["user"], items
         if within:

@@ -38,7 +38,8 @@ from jan.store.uploads import UploadStore
 
 log = logging.getLogger("jan.server")
 
-__all__ = ["BATCHES", "BATCH_RUNNERS", "CONVERSATION_LOCKS", "RUNS", "STORE", "STREAMS", "THREADS", "UPLOADS", "prune_blobs", "setup"]
+__all__ = ["BATCHES", "BATCH_RUNNERS", "CONVERSATION_LOCKS", "RUNS", "STORE", "STREAMS", "THREADS", "UNSAVED_ENDS",
+           "UPLOADS", "prune_blobs", "setup"]
 
 #: Uploads (``/v1/files``): read by the chat routes too (a file part's ``file_id``).
 UPLOADS = web.AppKey("uploads", UploadStore)
@@ -48,6 +49,11 @@ BATCHES = web.AppKey("batches", BatchService)
 STORE = web.AppKey("responses_store", ResponsesStore)
 #: Responses being generated, by id: what cancel and a GET while running reach.
 RUNS = web.AppKey("responses_runs", dict)
+#: The ``error`` of each response whose end this server could not save (a disk that filled as it ended), by id, the
+#: newest :data:`UNSAVED_ENDS_KEPT`: a GET of its record, left on disk as it began, says why it did not finish, not
+#: that the server stopped (what a record left unfinished says otherwise, and after a restart).
+UNSAVED_ENDS = web.AppKey("responses_unsaved_ends", dict)
+UNSAVED_ENDS_KEPT = 1024
 #: The conversations a response is being made in now: one at a time (jan.server.dialects.conversation_locks).
 CONVERSATION_LOCKS = web.AppKey("conversation_locks", ConversationLocks)
 #: Background streams, running or ended a short while ago: what GET /v1/responses/{id}?stream=true replays.
@@ -162,6 +168,7 @@ def setup_responses(app: web.Application) -> None:
                                 lambda: get_guarded(manager, ConversationalExtension),
                                 fetch_image=app[MEDIA_FETCHER].data_url)  # (a linked image: a run's fetch)
     app[RUNS] = {}
+    app[UNSAVED_ENDS] = {}
     # a conversation is a thread: held as a run holds one, in every process sharing the data folder
     app[CONVERSATION_LOCKS] = ConversationLocks(lambda thread_id: app[SERVICES].runs.claim_turn(thread_id),
                                                 lambda thread_id: app[SERVICES].runs.release_turn(thread_id))

@@ -71,9 +71,10 @@ UNFINISHED = ("queued", "in_progress")
 STOPPED_ERROR = {"code": "server_error", "message": "The server stopped while generating this response."}
 
 
-def stopped_response(response: dict[str, Any]) -> dict[str, Any]:
-    """``response`` (left unfinished by a server that stopped) as it ended: ``failed``, with :data:`STOPPED_ERROR`."""
-    return {**response, "status": "failed", "error": dict(STOPPED_ERROR)}
+def stopped_response(response: dict[str, Any], error: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``response`` (left unfinished by a server that stopped, or whose end could not be saved) as it ended:
+    ``failed``, with ``error`` (``{"code", "message"}``: why its end was not saved), else :data:`STOPPED_ERROR`."""
+    return {**response, "status": "failed", "error": dict(error or STOPPED_ERROR)}
 
 
 @dataclass(frozen=True)

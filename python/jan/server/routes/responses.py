@@ -36,7 +36,8 @@ from jan.server.keys import MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
-from jan.server.route_state import CONVERSATION_LOCKS, RUNS, STORE, STREAMS, UPLOADS
+from jan.server.route_state import (CONVERSATION_LOCKS, RUNS, STORE, STREAMS, UNSAVED_ENDS, UNSAVED_ENDS_KEPT,
+                                    UPLOADS)
 from jan.server.routes.files import upload_image
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import body_step, no_fields, parse_body, query_choice, query_int
@@ -90,13 +91,27 @@ def _running_elsewhere(app: web.Application, response_id: str) -> bool:
 
 async def _stored(request: web.Request, response_id: str) -> dict[str, Any]:
     """A stored response object; one left unfinished by a server that stopped reads as failed (one another server
-    on this data folder is generating reads as it stands on disk)."""
+    on this data folder is generating reads as it stands on disk), and one whose end this server could not save as
+    failed with the error its client was told."""
     response = (await request.app[STORE].get(response_id)).response
     if (response.get("status") in UNFINISHED and response_id not in request.app[RUNS]
             and not await asyncio.to_thread(_running_elsewhere, request.app, response_id)):
         # (a server that stopped since this one started: its start sweeps it so on disk, end_unfinished)
-        return stopped_response(response)
+        return stopped_response(response, request.app[UNSAVED_ENDS].get(response_id))
     return response
+
+
+def _end_not_saved(app: web.Application, run: ResponseRun) -> None:
+    """Remember why the end of ``run`` was not saved (:data:`~jan.server.route_state.UNSAVED_ENDS`), when it was not:
+    its record stays as it began, and a GET of it says so rather than that the server stopped."""
+    error = (run.final or {}).get("error") if run.store_error is not None else None
+    if not error:
+        return
+    ends = app[UNSAVED_ENDS]
+    ends.pop(run.id, None)
+    ends[run.id] = error
+    while len(ends) > UNSAVED_ENDS_KEPT:  # (the oldest first: a dict keeps its insertion order)
+        del ends[next(iter(ends))]
 
 
 def _elsewhere_error(response_id: str, what: str) -> APIError:
@@ -465,6 +480,7 @@ async def _create(request: web.Request, prepared: PreparedResponse, mcp: Any) ->
 
     def done() -> None:
         runs.pop(run.id, None)
+        _end_not_saved(request.app, run)
         prepared.release()  # (the run released it as it ended; a task cancelled before it ran did not)
         # (its lease file removed in a worker thread, not on the event loop: nothing here waits for it, the record
         # is whole already, and the id is this response's alone)
@@ -629,6 +645,7 @@ async def delete_response(request: web.Request) -> web.Response:
         raise _elsewhere_error(response_id, "delete")  # (its end, saved there, would write it again)
     request.app[STREAMS].forget(response_id)
     await request.app[STORE].delete(response_id)
+    request.app[UNSAVED_ENDS].pop(response_id, None)
     return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
 
 
