@@ -55,7 +55,6 @@ def test_a_load_whose_client_left_leaves_no_claim(tmp_path, stories_path, tiny_r
                 await task
 
         server.call(client_leaves())
-        assert not task.done() or task.cancelled()
         done = held.generate("Once", max_tokens=2, temperature=0)  # the held request: the room frees
         assert done.usage.completion_tokens >= 1
         for thread in [t for t in threading.enumerate() if t.name == f"jan-load-{TINY}"]:
