@@ -302,6 +302,7 @@ POOL_HARMLESS = {
     "close": lambda value: value is None,
     "is_loaded": None,  # takes a model id: see below
     "peek": None,  # takes a model id: see below
+    "release_claim": None,  # takes a model id and a model: see below
     "loaded": lambda value: value == [],
     "status": lambda value: value == {},
     "reap_idle": lambda value: value == [],
@@ -318,7 +319,7 @@ def closed_pool(stories_path):
 
 @pytest.mark.parametrize("name", _public(jan.ModelPool))
 def test_a_closed_pool(closed_pool, stories_path, name):
-    pool, _ = closed_pool
+    pool, model = closed_pool
     assert (name in POOL_RAISES) != (name in POOL_HARMLESS), (
         f"jan.ModelPool.{name}: put it in POOL_RAISES or POOL_HARMLESS (what it does once the pool is closed)")
     if name in POOL_RAISES:
@@ -328,6 +329,8 @@ def test_a_closed_pool(closed_pool, stories_path, name):
         assert pool.is_loaded("m") is False
     elif name == "peek":
         assert pool.peek("m") is None  # (a closed pool holds no model: nothing to hand out)
+    elif name == "release_claim":
+        assert pool.release_claim("m", model) is None  # (a closed pool holds no model, so no claim to give back)
     else:
         assert POOL_HARMLESS[name](_read(pool, name))
 

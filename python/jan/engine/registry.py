@@ -459,6 +459,19 @@ class ModelPool:
         self._models.move_to_end(model_id)
         return entry.model
 
+    def release_claim(self, model_id: str, model: Model) -> None:
+        """Give back one claim a :meth:`load` or :meth:`get` with ``claim=True`` took on ``model`` (loaded under
+        ``model_id``) for a request that will not be submitted after all: its client left while the load waited for
+        room, or it was refused before its submit. Without this the model stayed held as if that request were coming
+        for :data:`CLAIM_GRACE_S`, and each load waiting for room (and a ``keep_alive`` 0) waited that long for
+        nobody. Nothing happens when that model is no longer loaded under ``model_id`` or holds no claim."""
+        with self._changed:
+            entry = self._models.get(model_id)
+            if entry is None or entry.model is not model or entry.claims == 0:
+                return
+            entry.claims -= 1
+            self._changed.notify_all()  # a load waiting for room may go ahead now
+
     def _claim(self, entry: _Entry, now: float) -> None:
         if entry.claims == 0 or now >= entry.claim_until:
             entry.claims, entry.claim_base = 0, entry.model.activity()[0]

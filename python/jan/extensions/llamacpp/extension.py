@@ -38,7 +38,7 @@ from jan.services.companions import check_companions, in_model_json
 from jan.services.errors import RequestError
 from jan.services.models import check_settings, model_json_typos
 from jan.services.types import LOAD_DEFAULTS, LoadOptions, resolve_load
-from jan.services.worker_pool import on_own_thread
+from jan.services.worker_pool import on_own_thread, undone_if_abandoned
 from jan.templates import TemplateError, resolve_template
 
 log = logging.getLogger("jan.llamacpp")
@@ -284,7 +284,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         if why is None:
             try:
                 loaded = await self._on_load_thread(model_id, functools.partial(
-                    engine.load, model_id, path, claim=claim, turn=turn, **opts))
+                    engine.load, model_id, path, claim=claim, turn=turn, **opts), claimed=claim)
             except ValueError as exc:
                 if pair is None or not _is_draft_mismatch(exc):
                     raise
@@ -299,11 +299,13 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             log.warning("model '%s' loads without the server's draft model: %s", model_id, why)
             _note(self._draft_skipped, model_id, why)
         return await self._on_load_thread(model_id, functools.partial(
-            engine.load, model_id, path, claim=claim, turn=turn, **without_draft(opts, settings)))
+            engine.load, model_id, path, claim=claim, turn=turn, **without_draft(opts, settings)), claimed=claim)
 
-    async def _on_load_thread(self, model_id: str, load: Callable[[], T]) -> T:
+    async def _on_load_thread(self, model_id: str, load: Callable[[], T], *, claimed: bool = False) -> T:
         """``load()`` on a thread of its own (it may wait minutes for room), noted until it ends (:meth:`on_unload`
-        waits for it: an await cancelled leaves the thread to finish)."""
+        waits for it: an await cancelled leaves the thread to finish). ``claimed``: ``load()`` claims the model for
+        the request awaiting it; when that await is cancelled (its client left while the load waited for room) the
+        claim the finished load still takes is given back (:meth:`_give_back_claim`)."""
         ended = threading.Event()
         self._load_threads.add(ended)
 
@@ -314,7 +316,18 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                 ended.set()
                 self._load_threads.discard(ended)
 
-        return await on_own_thread(f"jan-load-{model_id}", run)
+        on_thread = functools.partial(on_own_thread, f"jan-load-{model_id}")
+        if not claimed:
+            return await on_thread(run)
+        return await undone_if_abandoned(on_thread, run, undo=lambda loaded: self._give_back_claim(model_id, loaded))
+
+    def _give_back_claim(self, model_id: str, loaded: Any) -> None:
+        """The claim a hand-out took on ``loaded`` for a request that will not be submitted (its client left, or it
+        was refused before it): given back, so that a load waiting for room (or a ``keep_alive`` 0) need not wait
+        out the pool's claim grace for nobody."""
+        engine = self.engine
+        if engine is not None:
+            engine.release_claim(model_id, loaded)
 
     def _engine(self) -> jan.ModelPool:
         if self.engine is None:
@@ -458,7 +471,12 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         loaded = await self._ensure_loaded(model, claim=claim)
         lent = self._lent.get(model["id"])
         if lent is None or lent.model is not loaded:
-            made = await asyncio.to_thread(self._lend, model, loaded)
+            try:
+                made = await asyncio.to_thread(self._lend, model, loaded)
+            except BaseException:  # refused (its template), or its client left: no request follows the claim
+                if claim:
+                    self._give_back_claim(model["id"], loaded)
+                raise
             lent = self._lent.get(model["id"])
             # requests that came together after a load each lent it meanwhile: the first one lent is kept, so that
             # the load has one template (whose first chat tells of a stand-in once: services.local.render_chat)
