@@ -163,3 +163,19 @@ def test_chat_keeps_the_thinking_of_a_turn_that_called_a_tool():
     assert [role for role, _ in saved] == ["user", "assistant", "tool", "assistant"]
     assert saved[1][1] == [{"type": "reasoning", "text": {"value": "Need the weather.", "annotations": []}}]
     assert saved[3][1][0] == {"type": "reasoning", "text": {"value": "Sunny, it says.", "annotations": []}}
+
+
+def test_run_json_counts_the_thinking_tokens(thinker, env):
+    """`jan run --json` is a chat completion as the server answers it, whose usage tells how many of its tokens went
+    to thinking (``completion_tokens_details.reasoning_tokens``): it told none, so a reply that thought for all its
+    tokens and one that answered at once looked the same."""
+    import json
+
+    def usage(*flags):
+        document = json.loads(ok(jan("run", thinker, "Hi", *flags, "-n", "8", "--temperature", "0", "--ignore-eos",
+                                     "--json", env=env)).stdout)
+        return document["usage"]
+
+    thought = usage("--think")  # (the prompt opened the block: all 8 tokens are thinking)
+    assert thought["completion_tokens"] == 8 and thought["completion_tokens_details"] == {"reasoning_tokens": 8}
+    assert usage("--no-think")["completion_tokens_details"] == {"reasoning_tokens": 0}
