@@ -102,3 +102,80 @@ def test_think_on_a_model_that_cannot_think_is_refused(stories_path, thinker, tm
         assert switched.returncode == 1, switched.stderr  # (piped: the failed /model is the chat's failure)
         assert "model 'stories260K' does not think" in switched.stderr, switched.stderr
         assert "model: thinker" in switched.stdout + switched.stderr, (switched.stdout, switched.stderr)
+
+
+def test_chat_keeps_the_thinking_of_a_turn_that_called_a_tool():
+    """A turn that thought, then called a tool, lost its thinking: the tool loop's next step sent the calling turn
+    back without it (Qwen3's, GLM's, DeepSeek V3.1's and gpt-oss's templates show each step's thinking again; gpt-oss's
+    call is made from it), and the thread saved the turn without its ``reasoning`` part, where a run of the thread
+    keeps it. Only a turn that answered kept its thinking."""
+    from jan.cli.chat import ChatSession
+    from jan.cli.inference import Piece
+
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+
+    class Generation:
+        finish_reason = None
+
+        def __init__(self, thought, text, calls=()):
+            self._pieces = [Piece.thought(thought), Piece(text)] if text else [Piece.thought(thought)]
+            self.tool_calls = list(calls)
+
+        def __iter__(self):
+            yield from self._pieces
+            self.finish_reason = "tool_calls" if self.tool_calls else "stop"
+
+        def cancel(self):
+            pass
+
+    turns = [Generation("Need the weather.", "", [call]), Generation("Sunny, it says.", "Sunny in Paris.")]
+    sent: list[list[dict]] = []
+
+    class Backend:
+        model_id = "m"
+
+        def chat(self, messages, options, **_):
+            sent.append([dict(m) for m in messages])
+            return turns.pop(0)
+
+    class Tools:
+        specs = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+
+        def call(self, name, arguments):
+            return "sunny", False, 1
+
+    class Threads:
+        def __init__(self):
+            self.saved: list = []
+
+        def create(self, title, assistants, metadata):
+            return "thread_1"
+
+        def add(self, thread_id, role, content, *, status="ready", metadata=None):
+            self.saved.append((role, content))
+
+    session = ChatSession(None, Backend(), options={}, system=None, autosave=True, load_kwargs={})
+    session._threads, session.tools, session.confirm = Threads(), Tools(), lambda prompt: "y"
+    session.ask("Weather in Paris?")
+    calling = sent[1][1]  # the second step's history: the user's message, the calling turn, its result
+    assert calling["tool_calls"] == [call] and calling["reasoning_content"] == "Need the weather."
+    saved = session.threads.saved
+    assert [role for role, _ in saved] == ["user", "assistant", "tool", "assistant"]
+    assert saved[1][1] == [{"type": "reasoning", "text": {"value": "Need the weather.", "annotations": []}}]
+    assert saved[3][1][0] == {"type": "reasoning", "text": {"value": "Sunny, it says.", "annotations": []}}
+
+
+def test_run_json_counts_the_thinking_tokens(thinker, env):
+    """`jan run --json` is a chat completion as the server answers it, whose usage tells how many of its tokens went
+    to thinking (``completion_tokens_details.reasoning_tokens``): it told none, so a reply that thought for all its
+    tokens and one that answered at once looked the same."""
+    import json
+
+    def usage(*flags):
+        document = json.loads(ok(jan("run", thinker, "Hi", *flags, "-n", "8", "--temperature", "0", "--ignore-eos",
+                                     "--json", env=env)).stdout)
+        return document["usage"]
+
+    thought = usage("--think")  # (the prompt opened the block: all 8 tokens are thinking)
+    assert thought["completion_tokens"] == 8 and thought["completion_tokens_details"] == {"reasoning_tokens": 8}
+    assert usage("--no-think")["completion_tokens_details"] == {"reasoning_tokens": 0}

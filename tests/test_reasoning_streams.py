@@ -187,3 +187,24 @@ def test_deepseek_legacy_is_none_s_content_and_auto_s_reasoning(case):
         raw, _ = _parse(fmt, [text], opened=opened, raw=True, truncated=False)
         legacy, _ = _parse(fmt, [text], opened=opened, raw="deepseek-legacy", truncated=False)
         assert (legacy.content, legacy.reasoning, _calls(legacy)) == (raw.content, auto.reasoning, _calls(auto)), text
+
+
+@pytest.mark.parametrize("case", ALL, ids=_id)
+def test_a_block_the_prompt_opened_and_the_output_opens_again_is_one_block(case):
+    """The prompt opened the thinking (QwQ's, R1 distills' ``<think>\\n``) and the model writes the start marker
+    again first, as models trained on templates that left it to them do: the marker was the thinking's first words
+    (``reasoning_content`` "<think>\\nA thought."), in every dialect. It is the block's markup: the same parse as
+    the output without it, streamed in any pieces."""
+    case = _case(case)
+    fmt = template_format(case.template)
+    if fmt.reasoning is None:
+        pytest.skip("no marker pair")
+    start, end = fmt.reasoning.start, fmt.reasoning.end
+    once, _ = _parse(fmt, [f"A thought.\n{end}\n\nThe answer."], opened=True, raw=False, truncated=False, tools=None)
+    assert once.reasoning == "A thought."
+    rng = random.Random(5)
+    for text in (f"{start}\nA thought.\n{end}\n\nThe answer.", f"\n{start}A thought.{end}\n\nThe answer."):
+        for pieces in _cuttings(text, rng):
+            again, deltas = _parse(fmt, pieces, opened=True, raw=False, truncated=False, tools=None)
+            assert again == once, (text, pieces)
+            assert "".join(d.reasoning for d in deltas) == "A thought."

@@ -92,6 +92,21 @@ def answered(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def model_turn(answer: str | None, thoughts: list[str], calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One model turn as the chat's history keeps it: its text (``None`` for a calling turn with none), its
+    ``tool_calls``, and its thinking (the pieces shown dimmed) as ``reasoning_content``. Every turn keeps its
+    thinking, a calling turn's too: it goes back with the history, where the chat template decides whether it is
+    shown again (Qwen3, gpt-oss, GLM, DeepSeek V3.1 and Kimi show the model the thinking of each step of a tool loop;
+    gpt-oss's analysis is what its call was made from), and it is saved as the turn's ``reasoning`` part, as a run
+    of the thread saves it."""
+    turn: dict[str, Any] = {"role": "assistant", "content": answer}
+    if calls:
+        turn["tool_calls"] = calls
+    if thoughts:
+        turn["reasoning_content"] = "".join(thoughts)
+    return turn
+
+
 @dataclass(eq=False)
 class ChatSession:
     """One ``jan chat``: the model (``backend``, reached through ``conn``), the conversation so far and
@@ -299,7 +314,7 @@ class ChatSession:
             if generation is not None:
                 generation.cancel()
             reader_gone()
-            self.messages.append({"role": "assistant", "content": "".join(pieces)})
+            self.messages.append(model_turn("".join(pieces), thoughts))
             self.statuses.append("stopped")
             self.meta.append({"model": self.backend.model_id})
             raise
@@ -329,7 +344,7 @@ class ChatSession:
         if calls:
             if answer:
                 sys.stdout.write("\n")
-            self.messages.append({"role": "assistant", "content": answer or None, "tool_calls": calls})
+            self.messages.append(model_turn(answer or None, thoughts, calls))
             self.statuses.append("ready")
             self.meta.append({**meta, "tool_calls": calls})
             # the calling turn is kept before its calls run (a y/n may wait long, a tool may hang): killed then,
@@ -344,10 +359,7 @@ class ChatSession:
         if status == "stopped":
             note("[answer stopped]")
         sys.stdout.flush()
-        reply: dict = {"role": "assistant", "content": answer}
-        if thoughts:  # sent back with the history: the chat template decides whether it is shown again
-            reply["reasoning_content"] = "".join(thoughts)
-        self.messages.append(reply)
+        self.messages.append(model_turn(answer, thoughts))
         self.statuses.append(status)
         self.meta.append(meta)
         return False
@@ -359,10 +371,7 @@ class ChatSession:
         sys.stdout.write("\n" if answer.endswith("\n") or not answer else "\n\n")
         note("[answer cut off]")
         sys.stdout.flush()
-        reply: dict = {"role": "assistant", "content": answer}
-        if thoughts:
-            reply["reasoning_content"] = "".join(thoughts)
-        self.messages.append(reply)
+        self.messages.append(model_turn(answer, thoughts))
         self.statuses.append("stopped")
         self.meta.append({"model": self.backend.model_id, "stop_reason": INTERRUPTED})
 

@@ -442,7 +442,10 @@ class LocalGeneration(Generation):
                                   "generation_ms": u.generation_ms, "tokens_per_second": u.tokens_per_second,
                                   "completion_tokens_details": {"accepted_prediction_tokens": u.draft_accepted,
                                                                 "rejected_prediction_tokens":
-                                                                    u.draft_tokens - u.draft_accepted}}
+                                                                    u.draft_tokens - u.draft_accepted,
+                                                                # (a chat's: a completion's delta has none)
+                                                                "reasoning_tokens":
+                                                                    getattr(delta, "reasoning_tokens", 0)}}
                 if delta.choice != 0:
                     continue
                 for call in getattr(delta, "tool_calls", ()) or ():

@@ -256,8 +256,9 @@ def completion_object(model_id: str, generation, text: str, reasoning: str, *, r
     ``chat.completion`` (``raw``: ``text_completion``) as jan's server answers it: ``object``, ``created`` (seconds),
     ``model``, one choice (``message`` with ``content``, ``reasoning_content`` where the model thought,
     ``tool_calls`` where it called; or ``text``) with its ``finish_reason``, and ``usage`` as OpenAI counts it
-    (``prompt_tokens``, ``completion_tokens``, ``total_tokens``). Built here from the generation's own fields, the
-    same whether a server or this process answered."""
+    (``prompt_tokens``, ``completion_tokens``, ``total_tokens``; a chat's ``completion_tokens_details.reasoning_tokens``,
+    how many of them went to thinking). Built here from the generation's own fields, the same whether a server or
+    this process answered."""
     choice: dict[str, Any] = {"index": 0}
     if raw:
         choice["text"] = text
@@ -274,6 +275,10 @@ def completion_object(model_id: str, generation, text: str, reasoning: str, *, r
     usage = None
     if isinstance(prompt, int) and isinstance(completion, int):
         usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        thought = (u.get("completion_tokens_details") or {}).get("reasoning_tokens")
+        if not raw and isinstance(thought, int):
+            # as the server's chat completion tells them (a reply that thought long and answered little)
+            usage["completion_tokens_details"] = {"reasoning_tokens": thought}
     return {"object": "text_completion" if raw else "chat.completion", "created": int(time.time()),
             "model": model_id, "choices": [choice], "usage": usage}
 
@@ -308,6 +313,8 @@ def report(generation, seconds: float) -> None:
         # speculative decoding (the local usage and a server's OpenAI usage say it alike)
         details = u.get("completion_tokens_details") or {}
         accepted, rejected = details.get("accepted_prediction_tokens"), details.get("rejected_prediction_tokens")
+        if details.get("reasoning_tokens"):
+            parts[-1] += f", {details['reasoning_tokens']} of them thinking"
         if accepted or rejected:
             parts[-1] += f", drafts: {accepted or 0} of {(accepted or 0) + (rejected or 0)} accepted"
     parts.append(f"total {seconds:.2f} s")

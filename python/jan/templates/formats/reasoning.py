@@ -77,6 +77,10 @@ def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool
     pos, inside, n = 0, open_at_start, len(text)
     cur: list[str] = []
     keep_lead = open_at_start and continues_thought  # (the first block only: the one the prompt opened)
+    if open_at_start and not continues_thought:
+        pos = _opened_again(text, markers.start, final)
+        if pos < 0:
+            return "", ""  # the start marker written again may be coming: nothing is decided yet
     while pos <= n:
         if inside:
             j, closer = _block_end(text, pos, markers)
@@ -107,6 +111,19 @@ def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool
     if markers.strip:
         answer = _unwrap(answer, markers.strip[:-1], markers.strip[-1], final, markers.calls)
     return reasoning, answer
+
+
+def _opened_again(text: str, start: str, final: bool) -> int:
+    """Where the thinking of a block the prompt opened begins in ``text``: past the start marker where the output
+    writes it again first (after whitespace only), as models trained on templates that left it to them do (R1
+    distills, QwQ: ``<think>\n`` in the prompt, and ``<think>\n`` again as the first tokens); it is the block's
+    markup, not its thinking. -1 while the text so far is whitespace and part of that marker (unless ``final``)."""
+    lead = len(text) - len(text.lstrip(WS))
+    if text.startswith(start, lead):
+        return lead + len(start)
+    if not final and start.startswith(text[lead:]):
+        return -1
+    return 0
 
 
 def _ends_in_words(rest: list[str]) -> bool:
