@@ -36,6 +36,28 @@ def test_help_lists_every_command_and_subcommands_have_help(env):
     assert ok(jan("--version", env=env)).stdout.strip().endswith("0.1.0")
 
 
+def test_jan_help_names_every_subcommand_of_each_group():
+    """`jan --help`'s one-line summaries are kept apart from the commands (so that it imports none of them): each
+    group's summary names what its subcommands do. `threads` said "List, show and export", though `jan threads rm`
+    deletes (the README lists it beside them)."""
+    import click
+
+    from jan.cli import COMMANDS, SUMMARIES, main
+
+    ctx = click.Context(main, info_name="jan")
+    said = {"rm": ("delete", "remove")}  # (the verb a summary spells a subcommand with)
+    groups = 0
+    for name in COMMANDS:
+        command = main.get_command(ctx, name)
+        if not isinstance(command, click.Group):
+            continue
+        groups += 1
+        summary = SUMMARIES[name].lower()
+        for sub in command.list_commands(ctx):
+            assert any(verb in summary for verb in said.get(sub, (sub,))), (name, sub, SUMMARIES[name])
+    assert groups >= 5
+
+
 @pytest.mark.parametrize("args, said", [(("serv",), "No such command 'serv'. Did you mean 'serve'?"),
                                         (("modles", "list"), "No such command 'modles'. Did you mean 'models'?"),
                                         (("models", "lst"), "No such command 'lst'. Did you mean 'list'?"),
