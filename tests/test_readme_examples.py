@@ -248,6 +248,13 @@ def test_every_environment_variable_jan_reads_is_in_the_readme():
     docs = README.read_text(encoding="utf-8") + "".join(
         p.read_text(encoding="utf-8") for p in (README.parent / "docs").glob("*.md"))
     assert not {n for n in names if not re.search(rf"\b{n}\b", docs)}
+    # and the other way: a variable the docs name is one jan reads (jan.testing's included), not a setting that
+    # does nothing when a reader exports it
+    code = "".join(path.read_text(encoding="utf-8") for path in package.rglob("*.py"))
+    documented = set(re.findall(r"\b(?:JAN_[A-Z0-9_]*[A-Z0-9]|HF_TOKEN|HF_ENDPOINT|NO_COLOR)\b", docs))
+    assert len(documented) >= 8, documented
+    assert not {n for n in documented if not re.search(
+        rf"""(?:environ\.get\(|environ\[|getenv\(|envvar=)\s*["']{n}["']""", code)}
 
 
 def test_the_readmes_benchmark_commands_take_the_flags_they_are_shown_with():
