@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,22 @@ def test_help_lists_every_command_and_subcommands_have_help(env):
     serve_help = ok(jan("serve", "--help", env=env)).stdout
     assert "least recently used" in serve_help
     assert ok(jan("--version", env=env)).stdout.strip().endswith("0.1.0")
+
+
+def test_the_data_folder_options_help_says_its_default_as_the_readme_does():
+    """README: a command's data folder is --data-folder, else $JAN_DATA_FOLDER, else that of the jan server running on
+    this machine, else ~/jan. Every command's --help said "default ~/jan", which a user with a server on another
+    folder took for the folder `jan mcp add` would edit."""
+    import click
+
+    from jan.cli import main
+
+    ctx = click.Context(main, info_name="jan")
+    command = main.get_command(ctx, "models").get_command(ctx, "list")
+    option = next(p for p in command.params if p.name == "data_folder")
+    assert "server running on this machine" in option.help and option.help.endswith("else ~/jan].")
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8").split())
+    assert "else `$JAN_DATA_FOLDER`, else that of the jan server running on this machine" in readme
 
 
 def test_jan_help_names_every_subcommand_of_each_group():
