@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,44 @@ def test_help_lists_every_command_and_subcommands_have_help(env):
     serve_help = ok(jan("serve", "--help", env=env)).stdout
     assert "least recently used" in serve_help
     assert ok(jan("--version", env=env)).stdout.strip().endswith("0.1.0")
+
+
+def test_the_data_folder_options_help_says_its_default_as_the_readme_does():
+    """README: a command's data folder is --data-folder, else $JAN_DATA_FOLDER, else that of the jan server running on
+    this machine, else ~/jan. Every command's --help said "default ~/jan", which a user with a server on another
+    folder took for the folder `jan mcp add` would edit."""
+    import click
+
+    from jan.cli import main
+
+    ctx = click.Context(main, info_name="jan")
+    command = main.get_command(ctx, "models").get_command(ctx, "list")
+    option = next(p for p in command.params if p.name == "data_folder")
+    assert "server running on this machine" in option.help and option.help.endswith("else ~/jan].")
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8").split())
+    assert "else `$JAN_DATA_FOLDER`, else that of the jan server running on this machine" in readme
+
+
+def test_jan_help_names_every_subcommand_of_each_group():
+    """`jan --help`'s one-line summaries are kept apart from the commands (so that it imports none of them): each
+    group's summary names what its subcommands do. `threads` said "List, show and export", though `jan threads rm`
+    deletes (the README lists it beside them)."""
+    import click
+
+    from jan.cli import COMMANDS, SUMMARIES, main
+
+    ctx = click.Context(main, info_name="jan")
+    said = {"rm": ("delete", "remove")}  # (the verb a summary spells a subcommand with)
+    groups = 0
+    for name in COMMANDS:
+        command = main.get_command(ctx, name)
+        if not isinstance(command, click.Group):
+            continue
+        groups += 1
+        summary = SUMMARIES[name].lower()
+        for sub in command.list_commands(ctx):
+            assert any(verb in summary for verb in said.get(sub, (sub,))), (name, sub, SUMMARIES[name])
+    assert groups >= 5
 
 
 @pytest.mark.parametrize("args, said", [(("serv",), "No such command 'serv'. Did you mean 'serve'?"),

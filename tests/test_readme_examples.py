@@ -248,6 +248,13 @@ def test_every_environment_variable_jan_reads_is_in_the_readme():
     docs = README.read_text(encoding="utf-8") + "".join(
         p.read_text(encoding="utf-8") for p in (README.parent / "docs").glob("*.md"))
     assert not {n for n in names if not re.search(rf"\b{n}\b", docs)}
+    # and the other way: a variable the docs name is one jan reads (jan.testing's included), not a setting that
+    # does nothing when a reader exports it
+    code = "".join(path.read_text(encoding="utf-8") for path in package.rglob("*.py"))
+    documented = set(re.findall(r"\b(?:JAN_[A-Z0-9_]*[A-Z0-9]|HF_TOKEN|HF_ENDPOINT|NO_COLOR)\b", docs))
+    assert len(documented) >= 8, documented
+    assert not {n for n in documented if not re.search(
+        rf"""(?:environ\.get\(|environ\[|getenv\(|envvar=)\s*["']{n}["']""", code)}
 
 
 def test_the_readmes_benchmark_commands_take_the_flags_they_are_shown_with():
@@ -275,3 +282,93 @@ def test_the_readmes_benchmark_commands_take_the_flags_they_are_shown_with():
         if process.returncode != 0 or missing or "Traceback" in err:
             wrong[script] = (process.returncode, missing, err.strip().splitlines()[-1:] if err.strip() else "")
     assert not wrong, wrong
+
+
+def _jan_command_lines() -> list[tuple[str, str]]:
+    """(doc, command line) for every `jan ...` the README and docs/ show: the lines of their shell blocks and
+    their inline code spans (a `jan ... | head` cut at the pipe, a comment at its #)."""
+    found = []
+    for doc in (README, *sorted((README.parent / "docs").glob("*.md"))):
+        text = doc.read_text(encoding="utf-8")
+        for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", text, flags=re.S):
+            found += [(doc.name, line.split(" #", 1)[0].strip()) for line in block.splitlines()
+                      if line.startswith("jan ")]
+        prose = re.sub(r"```.*?```", "", text, flags=re.S).replace("``", "")
+        found += [(doc.name, " ".join(span.split())) for span in prose.split("`")[1::2] if span.startswith("jan ")]
+    found += _help_examples()
+    return [(doc, re.split(r"\s[|<>]", line, maxsplit=1)[0]) for doc, line in found]
+
+
+def _help_examples() -> list[tuple[str, str]]:
+    """(`jan ... --help`, example) for each example line of a command's own help (an indented `jan ...`, or one
+    after a pipe: ``echo ... | jan run ...``)."""
+    import click
+
+    from jan.cli import main
+
+    ctx, found = click.Context(main, info_name="jan"), []
+
+    def walk(command, path):
+        text = command.get_help(click.Context(command, info_name=" ".join(["jan", *path])))
+        found.extend((f"`{' '.join(['jan', *path, '--help'])}`", line)
+                     for line in re.findall(r"^ {4,}(?:.*\| )?(jan [a-z].*)$", text, flags=re.M))
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                walk(command.get_command(ctx, name), [*path, name])
+
+    walk(main, [])
+    return found
+
+
+def test_every_jan_command_line_in_the_docs_names_real_commands_and_options():
+    """Each `jan ...` a reader copies from the README, docs/ or a command's --help names commands and options the
+    real parser has (click's own, not a copy of their names): a subcommand or a flag renamed or spelled apart in the
+    docs fails here. Placeholders (`MODEL`, `ID`, `N`) and a missing argument are not the docs' faults: only "No such command"
+    and "No such option" are."""
+    import shlex
+
+    import click
+
+    from jan.cli import COMMANDS, main
+
+    ctx = click.Context(main, info_name="jan")
+    lines = _jan_command_lines()
+    wrong, checked = [], 0
+    for doc, line in lines:
+        words = shlex.split(line.replace("...", ""))[1:]
+        if not words or not (words[0] in COMMANDS or words[0].startswith("-")):
+            continue  # prose that starts with the word jan
+        paths = [([], words)]
+        while any(isinstance(_command(ctx, main, p), click.Group) and rest and not rest[0].startswith("-")
+                  for p, rest in paths):
+            grown = []
+            for path, rest in paths:
+                group = _command(ctx, main, path)
+                if not isinstance(group, click.Group) or not rest or rest[0].startswith("-"):
+                    grown.append((path, rest))
+                    continue
+                for name in rest[0].split("/"):  # (`jan files show/delete/download`: each of them)
+                    if group.get_command(ctx, name) is None:
+                        wrong.append(f"{doc}: `{line}`: no command {' '.join(['jan', *path, name])!r}")
+                    else:
+                        grown.append(([*path, name], rest[1:]))
+            paths = grown
+        for path, rest in paths:
+            command = _command(ctx, main, path)
+            if isinstance(command, click.Group):
+                continue
+            checked += 1
+            try:
+                command.make_context(" ".join(["jan", *path]), list(rest))
+            except click.NoSuchOption as exc:
+                wrong.append(f"{doc}: `{line}`: {exc.format_message()}")
+            except (click.exceptions.Exit, click.UsageError, click.ClickException):
+                pass  # a placeholder's value, an argument left out: the line's own business
+    assert checked > 60, (checked, lines)
+    assert not wrong, "\n".join(wrong)
+
+
+def _command(ctx, group, path):
+    for name in path:
+        group = group.get_command(ctx, name)
+    return group

@@ -73,6 +73,22 @@ async def test_auto_approved_call_runs_and_the_model_answers(server):
                                 "content": "shopping.txt\ntodo.txt"}
 
 
+async def test_an_assistants_own_tool_policy_approves_its_calls(server):
+    """docs/tools.md: a ``tool_policy`` may be the assistant's (then a thread entry's, then a run's); runs read an
+    assistant's, but ``POST /v1/assistants`` refused the field ("Unrecognized request argument supplied")."""
+    async with Client(server.base_url) as api:
+        assistant = await api.ok("POST", "/v1/assistants", {
+            "model": "qwen3-tools", "tools": [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"]}],
+            "tool_policy": {"auto_approve": ["notes__list_*"]}})
+        assert assistant["tool_policy"] == {"auto_approve": ["notes__list_*"]}
+        tid = (await api.ok("POST", "/v1/threads", {"assistants": [{"assistant_id": assistant["id"]}],
+                                                    "messages": [{"role": "user", "content": "What notes?"}]}))["id"]
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body())
+        assert run["status"] in ("completed", "incomplete"), run  # (not requires_action: the policy approved it)
+        result = (await messages_of(api, tid))[2]
+        assert result["role"] == "tool" and result["metadata"]["approved_by"] == "policy", result
+
+
 async def test_streamable_http_server_in_a_run(tmp_path, tool_model):
     root = notes_folder(tmp_path)
     with http_notes_server(root, tmp_path / "http.log") as url:

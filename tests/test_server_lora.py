@@ -130,6 +130,9 @@ def test_bad_request_lora_is_a_400_in_each_routes_shape(server, lora, says):
         assert response.status_code == 400, (path, response.text)
         err = response.json()["error"]
         assert err["param"].startswith("lora") and (says in err["message"] or says == "lora"), err
+        # the param is the field the message names (README: "naming `lora[i].id` or `lora[i].scale`"), as a scale's
+        # was; an id's was "lora" alone
+        assert err["message"].startswith(err["param"] + ":"), err
 
 
 @pytest.mark.parametrize("body, says", [

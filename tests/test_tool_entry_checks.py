@@ -122,6 +122,9 @@ async def test_every_place_that_takes_a_tool_policy_refuses_a_value_no_run_reads
         threads = (await api.ok("GET", "/v1/threads?limit=100"))["data"]
         for policy, field in BAD_POLICIES:
             for path, body, param in [
+                    # (an assistant's own policy, docs/tools.md's first layer: the API refused the field itself)
+                    ("/v1/assistants", {"model": "stories260K", "tool_policy": policy}, "tool_policy"),
+                    (f"/v1/assistants/{assistant['id']}", {"tool_policy": policy}, "tool_policy"),
                     ("/v1/threads", {"assistants": [{"tool_policy": policy}]}, "assistants[0].tool_policy"),
                     (f"/v1/threads/{tid}", {"assistants": [{"tool_policy": policy}]}, "assistants[0].tool_policy"),
                     (f"/v1/threads/{tid}/runs", {"assistant_id": assistant["id"], "tool_policy": policy},
@@ -134,14 +137,20 @@ async def test_every_place_that_takes_a_tool_policy_refuses_a_value_no_run_reads
                                                      "messages": [{"role": "user", "content": "Once"}]}},
                      "thread.assistants[0].tool_policy")]:
                 status, err = await api.post(path, body)
-                if isinstance(policy, dict) or path.endswith("/runs") and "thread" not in body:
+                if isinstance(policy, dict) or path.endswith(("/runs", "/assistants")) and "thread" not in body:
                     # (a policy that is no object at all is the body model's 400 on the run routes)
                     assert status == 400 and err["error"]["param"] == param + field, (path, policy, err)
                 else:
                     assert status == 400 and err["error"]["param"].startswith(param), (path, policy, err)
         assert (await api.ok("GET", f"/v1/threads/{tid}/runs"))["data"] == []
         assert (await api.ok("GET", "/v1/threads?limit=100"))["data"] == threads
-        # a policy every run can read is taken, and the run goes
+        assert "tool_policy" not in await api.ok("GET", f"/v1/assistants/{assistant['id']}")
+        # a policy every run can read is taken (the assistant keeps its own), and the run goes
+        kept = await api.ok("POST", f"/v1/assistants/{assistant['id']}", {"tool_policy": GOOD_POLICY})
+        assert kept["tool_policy"] == GOOD_POLICY == (await api.ok("GET", f"/v1/assistants/{assistant['id']}"))[
+            "tool_policy"]
+        made = await api.ok("POST", "/v1/assistants", {"model": "stories260K", "tool_policy": {"max_steps": 2}})
+        assert made["tool_policy"] == {"max_steps": 2}
         await api.ok("POST", f"/v1/threads/{tid}", {"assistants": [{"assistant_id": assistant["id"],
                                                                     "tool_policy": GOOD_POLICY}]})
         run = await run_to_end(api, f"/v1/threads/{tid}/runs", {"max_tokens": 2, "tool_policy": GOOD_POLICY})

@@ -40,7 +40,7 @@ SUMMARIES = {
     "run": "Answer one prompt with a model and exit.",
     "chat": "Chat with a model in the terminal.",
     "models": "List, show, import, pull, remove, start and stop models.",
-    "threads": "List, show and export saved conversations.",
+    "threads": "List, show, export and delete saved conversations.",
     "files": "List, show, upload, download and delete files (OpenAI's Files API).",
     "extensions": "List, enable and disable extensions.",
     "mcp": "List, add and remove MCP servers (tools for assistants).",

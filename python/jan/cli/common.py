@@ -661,7 +661,8 @@ def connection_options(func: Callable) -> Callable:
     @click.option("--api-key", envvar="JAN_API_KEY", default=None, metavar="KEY", callback=client_api_key_param,
                   help="Bearer key for the server [env JAN_API_KEY].")
     @click.option("--data-folder", type=PathParam(file_okay=False, path_type=Path), default=None,
-                  help="Data folder to work on without a server [env JAN_DATA_FOLDER, default ~/jan].")
+                  help="Data folder to work on without a server [env JAN_DATA_FOLDER; default: that of the jan "
+                       "server running on this machine (not with --local), else ~/jan].")
     @click.option("--local", is_flag=True, envvar="JAN_LOCAL",
                   help="Never use a server: work on the data folder, load models in this process [env JAN_LOCAL=1].")
     @functools.wraps(func)

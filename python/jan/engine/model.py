@@ -386,7 +386,7 @@ def lora_files(value, name: str = "lora") -> tuple[tuple[str, float], ...]:
             unknown = sorted(str(k) for k in item if k not in ("path", "scale"))
             if unknown or "path" not in item:
                 raise BadRequestError(f"{where}: expected {{\"path\": file, \"scale\": number}}, got {item!r}",
-                                      param=name, code="invalid_value")
+                                      param=where, code="invalid_value")
             path, scale = item["path"], item.get("scale", 1.0)
         elif isinstance(item, (list, tuple)) and len(item) == 2:
             path, scale = item
@@ -395,7 +395,7 @@ def lora_files(value, name: str = "lora") -> tuple[tuple[str, float], ...]:
         if isinstance(path, (bytes, bytearray)):
             path = os.fsdecode(bytes(path))
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path).strip():
-            raise BadRequestError(f"{where}: expected a LoRA adapter file path, got {path!r}", param=name,
+            raise BadRequestError(f"{where}: expected a LoRA adapter file path, got {path!r}", param=where,
                                   code="invalid_value")
         out.append((str(Path(os.fspath(path))), lora_scale(f"{where}.scale", scale)))
     return tuple(out)
@@ -1553,7 +1553,7 @@ class Model:
             if index >= n:
                 have = f"its adapter ids are 0..{n - 1}" if n else "it was loaded without LoRA adapters"
                 raise BadRequestError(f"{name}[{i}].id: model '{self.id}' has no LoRA adapter {index} ({have})",
-                                      param=name, code="invalid_value")
+                                      param=f"{name}[{i}].id", code="invalid_value")
 
     @property
     def lora_adapters(self) -> list[dict]:

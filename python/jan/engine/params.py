@@ -393,24 +393,26 @@ def lora_request(value, name: str = "lora") -> tuple[tuple[int, float], ...] | N
             unknown = sorted(str(k) for k in item if k not in ("id", "scale"))
             if unknown:
                 raise BadRequestError(f"{where}: unknown field(s) {', '.join(unknown)} (expected id and scale)",
-                                      param=name, code="invalid_value")
+                                      param=where, code="invalid_value")
             if "id" not in item or "scale" not in item:
                 missing = "id" if "id" not in item else "scale"
-                raise BadRequestError(f"{where}.{missing}: required", param=name, code="missing_required_parameter")
+                raise BadRequestError(f"{where}.{missing}: required", param=f"{where}.{missing}",
+                                      code="missing_required_parameter")
             adapter, scale = item["id"], item["scale"]
         elif isinstance(item, (list, tuple)) and len(item) == 2:
             adapter, scale = item
         else:
             raise BadRequestError(f"{where}: expected {{\"id\": adapter id, \"scale\": number}}, got {item!r}",
-                                  param=name, code="invalid_type")
+                                  param=where, code="invalid_type")
         index = as_int(adapter)
         if index is None and isinstance(adapter, float) and adapter.is_integer():
             index = int(adapter)  # (JSON's 1.0)
         if index is None or index < 0:
             raise BadRequestError(f"{where}.id: expected an adapter id (a whole number >= 0), got {adapter!r}",
-                                  param=name, code="invalid_value")
+                                  param=f"{where}.id", code="invalid_value")
         if index in seen:
-            raise BadRequestError(f"{where}.id: adapter {index} is given twice", param=name, code="invalid_value")
+            raise BadRequestError(f"{where}.id: adapter {index} is given twice", param=f"{where}.id",
+                                  code="invalid_value")
         seen.add(index)
         out.append((index, lora_scale(f"{where}.scale", scale)))
     return tuple(out)

@@ -17,7 +17,7 @@ KIND = "assistant"
 DEFAULT_ASSISTANT_ID = "jan"
 
 _FIELDS = ("name", "description", "model", "instructions", "tools", "file_ids", "metadata", "avatar", "parameters",
-           "reasoning_effort")
+           "reasoning_effort", "tool_policy")
 
 
 def _check_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def _check_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
             if key == "file_ids":
                 for file_id in value:
                     validate_id(file_id, "file id")
-        elif key in ("metadata", "parameters"):
+        elif key in ("metadata", "parameters", "tool_policy"):
             value = check_dict(key, value)
         elif key == "reasoning_effort" and value is None:
             pass  # unset: the model's own default
@@ -46,7 +46,7 @@ def _check_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
 #: The fields of an assistant.json and their types, as :func:`_check_fields` takes them (:func:`_assistant_shape`).
 _ASSISTANT_TYPES = {"name": "str", "description": "str", "model": "str", "instructions": "str", "avatar": "str",
                     "reasoning_effort": "str", "tools": "list", "file_ids": "list", "metadata": "dict",
-                    "parameters": "dict", "created_at": "number", "created": "number", "updated": "number"}
+                    "parameters": "dict", "tool_policy": "dict", "created_at": "number", "created": "number", "updated": "number"}
 
 
 @register_shape(KIND)
@@ -125,7 +125,7 @@ class AssistantStore:
 
     def update(self, assistant_id: str, **changes: Any) -> dict[str, Any]:
         """Change any of ``name, description, model, instructions, tools, file_ids, metadata, avatar, parameters,
-        reasoning_effort``.
+        reasoning_effort, tool_policy``.
 
         ``metadata`` is replaced, not merged.
         """

@@ -167,8 +167,9 @@ class ConversationalStoreExtension(BuiltinExtension, ConversationalExtension):
     async def create_assistant(self, assistant: dict[str, Any]) -> dict[str, Any]:
         fields = {k: v for k, v in dict(assistant).items() if k not in _ASSISTANT_FIXED - {"id"}}
         assistant_id = fields.pop("id", None)
-        # The store's create() takes the classic fields; the rest (parameters, reasoning_effort) follow in an update.
-        later = {k: fields.pop(k) for k in list(fields) if k in ("parameters", "reasoning_effort")}
+        # The store's create() takes the classic fields; the rest (parameters, reasoning_effort, tool_policy) follow in
+        # an update.
+        later = {k: fields.pop(k) for k in list(fields) if k in ("parameters", "reasoning_effort", "tool_policy")}
         store = self._store()
         doc = await store.assistants.create(**fields, assistant_id=assistant_id)
         if later:

@@ -25,7 +25,7 @@ from jan.server.routes.threads import assistant_store, list_query, page_of
 from jan.server.validation import parse_body
 from jan.services.models import check_format_grammar, check_parameters
 from jan.services.types import ResponseFormat
-from jan.services.tool_checks import check_tool_entries
+from jan.services.tool_checks import check_tool_entries, check_tool_policy
 from jan.services.tool_loop import check_tool_schemas
 from jan.store.assistants import assistant_sort_key, assistant_sort_key_of_id
 
@@ -53,6 +53,9 @@ class AssistantFields(_Strict):
     response_format: Union[str, dict[str, Any], None] = None
     reasoning_effort: ReasoningEffort | None = Field(default=None, description=(
         "How hard a reasoning model thinks in this assistant's runs ('none' turns thinking off); a run's own wins"))
+    tool_policy: dict[str, Any] | None = Field(default=None, description=(
+        "Jan's: who approves this assistant's tool calls and how its runs use tools (auto_approve, max_steps, "
+        "timeout, tool_choice; docs/tools.md); a thread's and a run's own win"))
 
 
 class AssistantCreate(AssistantFields):
@@ -90,6 +93,7 @@ def _fields(body: AssistantFields, current_params: dict[str, Any] | None) -> dic
     # what every run of this assistant reads: refused now, not when a run fails on it
     check_parameters(top, prefix=None)
     check_tool_entries(fields.get("tools"), param="tools")
+    check_tool_policy(fields.get("tool_policy"), param="tool_policy")  # (as every run of it reads the policy)
     if fields.get("parameters") is not None:
         check_parameters(fields["parameters"])
     if top or "parameters" in fields:
