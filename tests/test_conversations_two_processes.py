@@ -21,6 +21,7 @@ import sys
 import textwrap
 import time
 import types
+from pathlib import Path
 
 import pytest
 
@@ -188,6 +189,15 @@ _CONTINUER = textwrap.dedent("""
 """).format(bound=BOUND)
 
 
+def _continuer(data: Path, message_id: str, marks: Path) -> subprocess.Popen:
+    """Another process holding the lease on the continue of ``message_id`` in the data folder ``data`` (it touches
+    ``marks/held``, and lets go once ``marks/go`` exists)."""
+    from jan.store.leases import LEASE_DIR_NAME
+
+    return subprocess.Popen([sys.executable, "-c", _CONTINUER, str(data / LEASE_DIR_NAME), f"continuing_{message_id}",
+                             str(marks)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 async def test_a_continue_another_server_has_in_flight_is_refused(tmp_path):
     """Two servers sharing a data folder, each continuing one held reply (``thread: continue``) at once: each checked
     only its own requests in flight, both generated a turn, and the one saved second was not held (its thread had
@@ -195,7 +205,6 @@ async def test_a_continue_another_server_has_in_flight_is_refused(tmp_path):
     second is refused ``thread_continue_in_flight`` as it is in one server."""
     from jan.server.dialects import anthropic as wire
     from jan.server.dialects.anthropic_threads import MessageThreads, ThreadError
-    from jan.store.leases import LEASE_DIR_NAME
 
     conversations = ConversationalStoreExtension()
     await conversations.on_load(types.SimpleNamespace(data_folder=tmp_path, bus=None))
@@ -206,9 +215,7 @@ async def test_a_continue_another_server_has_in_flight_is_refused(tmp_path):
         "thread": {"type": "continue", "previous_message_id": previous}})
     marks = tmp_path / "marks"
     marks.mkdir()
-    other = subprocess.Popen([sys.executable, "-c", _CONTINUER, str(tmp_path / LEASE_DIR_NAME),
-                              f"continuing_{previous}", str(marks)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    other = _continuer(tmp_path, previous, marks)
     try:
         await _wait_until_held(other, marks, "took the continue")
         with pytest.raises(ThreadError) as refused:
@@ -251,7 +258,6 @@ async def test_a_claim_outliving_its_stored_turn_is_refused_as_the_thread_stands
     reply whose thread went on is now refused ``thread_already_continued``, whoever holds the claim; one whose
     thread has not gone on yet stays ``thread_continue_in_flight``."""
     from jan.server.dialects.anthropic_threads import MessageThreads, ThreadError
-    from jan.store.leases import LEASE_DIR_NAME
 
     conversations = ConversationalStoreExtension()
     await conversations.on_load(types.SimpleNamespace(data_folder=tmp_path, bus=None))
@@ -275,9 +281,7 @@ async def test_a_claim_outliving_its_stored_turn_is_refused_as_the_thread_stands
     for held, said in ((first["id"], "thread_already_continued"), (second["id"], "thread_continue_in_flight")):
         marks = tmp_path / f"marks_{held}"
         marks.mkdir()
-        other = subprocess.Popen([sys.executable, "-c", _CONTINUER, str(tmp_path / LEASE_DIR_NAME),
-                                  f"continuing_{held}", str(marks)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        other = _continuer(tmp_path, held, marks)
         try:
             await _wait_until_held(other, marks, "took the continue")
             assert await refusal(held) == said
