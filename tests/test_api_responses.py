@@ -395,6 +395,51 @@ def test_reasoning_on_a_reasoning_template(tmp_path_factory):
         srv.stop()
 
 
+@pytest.mark.skipif(not has_reasoning_parser(), reason="reasoning parsing (jan.templates.formats) is not in this build yet")
+@pytest.mark.parametrize("field", ["summary", "generate_summary"])
+def test_a_summary_asked_for_is_the_reasoning_itself(tmp_path_factory, field):
+    # A local model writes no summary of its thinking: asked for one, the reasoning item's summary is the thinking
+    # (as Ollama's Responses API gives it), in place of its reasoning_text content and its events, never both.
+    tmp = tmp_path_factory.mktemp("summary")
+    srv = _start(tmp / "data", [reasoning_model(tmp)])
+    try:
+        client = _client(srv)
+        plain = dict(model="qwq-tiny", input="Hi", max_output_tokens=16, temperature=0)
+        thinking = client.responses.create(**plain).output[0].content[0].text
+        asked = dict(plain, extra_body={"reasoning": {"effort": "low", field: "detailed"}})
+        response = client.responses.create(**asked)
+        [item] = [i for i in response.output if i.type == "reasoning"]
+        assert [(p.type, p.text) for p in item.summary] == [("summary_text", thinking)] and not item.content
+        assert getattr(response.reasoning, field) == "detailed"
+        events = list(client.responses.create(**asked, stream=True))
+        kinds = collapse([e.type for e in events])
+        assert kinds[:5] == ["response.created", "response.in_progress", "response.output_item.added",
+                             "response.reasoning_summary_part.added", "response.reasoning_summary_text.delta"]
+        assert kinds[5:8] == ["response.reasoning_summary_text.done", "response.reasoning_summary_part.done",
+                              "response.output_item.done"]
+        assert not [k for k in kinds if "reasoning_text" in k or "content_part" in k]
+        deltas = [e for e in events if e.type == "response.reasoning_summary_text.delta"]
+        assert "".join(e.delta for e in deltas) == thinking
+        assert {(e.item_id, e.summary_index) for e in deltas} == {(events[2].item.id, 0)}
+        [done] = [e for e in events if e.type == "response.reasoning_summary_part.done"]
+        assert done.part.text == thinking
+        final = events[-1].response
+        assert final.output[0].summary[0].text == thinking and not final.output[0].content
+        # kept as the thinking it is: the stored response, a follow-up and the thread read it back
+        assert client.responses.retrieve(final.id).output[0].summary[0].text == thinking
+        follow = client.responses.create(model="qwq-tiny", input="More", previous_response_id=final.id,
+                                         max_output_tokens=4, temperature=0)
+        assert follow.status in ("completed", "incomplete")
+        [thread] = [t for t in _jan(srv, "/v1/threads")["data"] if t.get("title") == "Hi" and
+                    final.id in {m["metadata"].get("response_id") for m in
+                                 _jan(srv, f"/v1/threads/{t['id']}/messages")["data"]}]
+        answer = next(m for m in _jan(srv, f"/v1/threads/{thread['id']}/messages?order=asc")["data"]
+                      if m["metadata"].get("response_id") == final.id and m["role"] == "assistant")
+        assert answer["content"][0] == {"type": "reasoning", "text": {"value": thinking, "annotations": []}}
+    finally:
+        srv.stop()
+
+
 def test_openapi_documents_both_dialects(server):
     spec = _jan(server, "/openapi.json")
     assert spec["paths"]["/v1/responses"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {

@@ -493,8 +493,11 @@ ReasoningSummary = Literal["auto", "concise", "detailed"]
 class ReasoningParam(_Wire):
     # every level of the one table (jan.templates.formats.plan.EFFORT_LEVELS): Codex sends xhigh
     effort: ReasoningEffort | None = None
-    # Asks for a summary of the reasoning; jan's models give their reasoning itself (``reasoning_text``
-    # content) and no summary, so the value is only echoed.
+    # Asks for a summary of the reasoning. A local model writes its reasoning and no summary of it, so an asked-for
+    # summary is the reasoning itself: the reasoning item's ``summary`` (one ``summary_text`` part, streamed with the
+    # ``response.reasoning_summary_*`` events) in place of its ``reasoning_text`` content, as Ollama's Responses API
+    # gives a thinking model's; clients that show only summaries (OpenAI's Agents SDK, Codex by default) show it.
+    # Any level gives all of it: nothing is left out to make it "concise".
     summary: ReasoningSummary | None = None
     generate_summary: ReasoningSummary | None = None  # its older name
 
@@ -648,6 +651,11 @@ class _Answer(_Wire):
 
     def includes(self, value: str) -> bool:
         return value in (self.include or ())
+
+    @property
+    def summarized(self) -> bool:
+        """Whether the reasoning is answered as its summary (``reasoning.summary`` or ``generate_summary`` set)."""
+        return self.reasoning is not None and bool(self.reasoning.summary or self.reasoning.generate_summary)
 
 
 class ResponsesRequest(_Prompt, _Answer):
@@ -1211,10 +1219,15 @@ def _usage(usage: typed.Usage | None, reasoning_tokens: int = 0) -> dict[str, An
             "total_tokens": usage.prompt_tokens + usage.completion_tokens}
 
 
-def _reasoning_item(item_id: str, text: str, status: str, encrypted: bool = False) -> dict[str, Any]:
+def _reasoning_item(item_id: str, text: str, status: str, encrypted: bool = False,
+                    summarized: bool = False) -> dict[str, Any]:
+    """A ``reasoning`` output item: its text as ``reasoning_text`` content, or (``summarized``: the request asked
+    for a summary, :attr:`ResponsesRequest.summarized`) as its one ``summary_text`` part, never both (a client
+    that shows either would show the thinking twice)."""
     ended = status != "in_progress"
-    content = [{"type": "reasoning_text", "text": text}] if text or ended else []
-    item = {"id": item_id, "type": "reasoning", "summary": [], "content": content, "status": status}
+    parts = [{"type": "summary_text" if summarized else "reasoning_text", "text": text}] if text or ended else []
+    item = {"id": item_id, "type": "reasoning", "summary": parts if summarized else [],
+            "content": [] if summarized else parts, "status": status}
     if encrypted:  # include: ["reasoning.encrypted_content"]; known once the reasoning has ended (cut off: its part)
         item["encrypted_content"] = encrypted_reasoning(text) if ended else None
     return item
@@ -1323,12 +1336,14 @@ def _item_status(finish_reason: str | None) -> str:
 
 
 def output_items(result: typed.ChatResult, *, top_logprobs: int | None = None, encrypted_reasoning: bool = False,
-                 custom: frozenset[str] = frozenset()) -> tuple[list[dict[str, Any]], str]:
+                 custom: frozenset[str] = frozenset(),
+                 summarized: bool = False) -> tuple[list[dict[str, Any]], str]:
     """The ``output`` items of a whole answer (reasoning, message, function calls) and the
     response's status (``completed``, or ``incomplete`` when it ran out of tokens). ``top_logprobs``:
     the message's logprobs are included, with that many alternatives (``None``: not included);
     ``encrypted_reasoning``: reasoning items carry ``encrypted_content``; ``custom``: the names of the custom
-    tools (a call of one is a ``custom_tool_call``)."""
+    tools (a call of one is a ``custom_tool_call``); ``summarized``: the reasoning is given as its summary
+    (:func:`_reasoning_item`)."""
     choice = result.choices[0]
     message = choice.message
     status, item_status = _status(choice.finish_reason), _item_status(choice.finish_reason)
@@ -1337,7 +1352,7 @@ def output_items(result: typed.ChatResult, *, top_logprobs: int | None = None, e
         # the reasoning ended the answer (no text or call after it): the token limit cut it off when it cut the answer
         last = not message.text and not message.tool_calls
         items.append(_reasoning_item(new_id("rs"), message.reasoning, item_status if last else "completed",
-                                     encrypted_reasoning))
+                                     encrypted_reasoning, summarized))
     if message.text or not (message.tool_calls or message.reasoning):  # (as the stream: no empty message after it)
         logprobs = _logprobs(choice.logprobs or (), top_logprobs) if top_logprobs is not None else None
         items.append(_message_item(new_id("msg"), message.text, item_status, logprobs))
@@ -1394,8 +1409,8 @@ def output_message(items: list[dict[str, Any]]) -> typed.ChatMessage:
     for item in items:
         if item["type"] == "message":
             text += [p["text"] for p in item["content"] if p.get("type") == "output_text"]
-        elif item["type"] == "reasoning":
-            reasoning += [p["text"] for p in item.get("content") or []]
+        elif item["type"] == "reasoning":  # (its text is its content's, or its summary's where one was asked for)
+            reasoning += [p["text"] for p in item.get("content") or item.get("summary") or []]
         elif item["type"] == "function_call":
             calls.append(typed.ToolCall(item["call_id"], item["name"], item["arguments"]))
         elif item["type"] == "custom_tool_call":  # (stored as the call the model made: its JSON arguments)
@@ -1458,17 +1473,21 @@ class ResponseStream:
 
     ``top_logprobs`` (not ``None``: ``include`` asked for logprobs): each text delta carries its tokens'
     logprobs and the finished ``output_text`` part all of them; ``encrypted_reasoning``: a finished
-    reasoning item carries ``encrypted_content``. :meth:`for_request` reads both from the request.
+    reasoning item carries ``encrypted_content``; ``summarized``: the reasoning streams as its summary
+    (``response.reasoning_summary_part.added``, ``response.reasoning_summary_text.delta``/``.done``,
+    ``response.reasoning_summary_part.done``, ``summary_index`` 0) in place of ``reasoning_text`` content.
+    :meth:`for_request` reads them from the request.
     """
 
     def __init__(self, *, top_logprobs: int | None = None, encrypted_reasoning: bool = False,
-                 custom: frozenset[str] = frozenset()) -> None:
+                 custom: frozenset[str] = frozenset(), summarized: bool = False) -> None:
         self.output: list[dict[str, Any]] = []
         self.finish_reason: str | None = None
         self.usage: typed.Usage | None = None
         self.reasoning_tokens = 0  # of the usage's output tokens, the thinking's
         self._top = top_logprobs
         self._encrypted = encrypted_reasoning
+        self._summarized = summarized
         self._custom = custom  # the custom tools' names: a call of one streams its input text, not JSON
         self._seq = 0
         self._open: str | None = None  # "reasoning", "message" or "call:<n>"
@@ -1493,7 +1512,7 @@ class ResponseStream:
     def for_request(cls, body: ResponsesRequest) -> ResponseStream:
         top = (body.top_logprobs or 0) if body.includes(LOGPROBS) else None
         return cls(top_logprobs=top, encrypted_reasoning=body.includes(ENCRYPTED_REASONING),
-                   custom=custom_names(body))
+                   custom=custom_names(body), summarized=body.summarized)
 
     def event(self, kind: str, **fields: Any) -> dict[str, Any]:
         data = {"type": kind, **fields, "sequence_number": self._seq}
@@ -1512,12 +1531,18 @@ class ResponseStream:
             return []
         item, where, text = self._item, self._where(), self._text
         events = []
-        if self._open == "reasoning":
+        if self._open == "reasoning" and self._summarized:
+            part = {"type": "summary_text", "text": text}
+            events.append(self.event("response.reasoning_summary_text.done", **where, summary_index=0, text=text))
+            events.append(self.event("response.reasoning_summary_part.done", **where, summary_index=0, part=part))
+        elif self._open == "reasoning":
             part = {"type": "reasoning_text", "text": text}
             events.append(self.event("response.reasoning_text.done", **where, content_index=0, text=text))
             events.append(self.event("response.content_part.done", **where, content_index=0, part=part))
+        if self._open == "reasoning":
             # closed by the next item: complete; closed at the end: cut off when the answer was
-            item.update(_reasoning_item(item["id"], text, _item_status(self.finish_reason), self._encrypted))
+            item.update(_reasoning_item(item["id"], text, _item_status(self.finish_reason), self._encrypted,
+                                        self._summarized))
         elif self._open == "message":
             logprobs = _logprobs(self._logprobs, self._top) if self._top is not None else []
             part = {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
@@ -1547,7 +1572,10 @@ class ResponseStream:
         self.output.append(item)
         self._open = key
         events.append(self.event("response.output_item.added", output_index=len(self.output) - 1, item=dict(item)))
-        if key == "reasoning":
+        if key == "reasoning" and self._summarized:
+            events.append(self.event("response.reasoning_summary_part.added", **self._where(), summary_index=0,
+                                     part={"type": "summary_text", "text": ""}))
+        elif key == "reasoning":
             events.append(self.event("response.content_part.added", **self._where(), content_index=0,
                                      part={"type": "reasoning_text", "text": ""}))
         elif key == "message":
@@ -1576,10 +1604,15 @@ class ResponseStream:
         thought = delta.reasoning if self._open == "reasoning" else delta.reasoning.lstrip(WS)
         if thought:
             if self._open != "reasoning":
-                events += self._start("reasoning", _reasoning_item(new_id("rs"), "", "in_progress", self._encrypted))
+                events += self._start("reasoning", _reasoning_item(new_id("rs"), "", "in_progress", self._encrypted,
+                                                                   self._summarized))
             self._text += thought
-            events.append(self.event("response.reasoning_text.delta", **self._where(), content_index=0,
-                                     delta=thought))
+            if self._summarized:
+                events.append(self.event("response.reasoning_summary_text.delta", **self._where(), summary_index=0,
+                                         delta=thought))
+            else:
+                events.append(self.event("response.reasoning_text.delta", **self._where(), content_index=0,
+                                         delta=thought))
         if delta.content:
             if self._open != "message":
                 events += self._start("message", _message_item(new_id("msg"), None, "in_progress"))

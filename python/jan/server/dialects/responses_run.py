@@ -59,6 +59,7 @@ class InConversation:
 # call arguments or custom tool input whose other fields are plain values (logprobs none: a list of them is kept
 # with its event as it is), made again in the order ResponseStream.event gives its fields.
 _DELTAS = frozenset({"response.output_text.delta", "response.reasoning_text.delta",
+                     "response.reasoning_summary_text.delta",
                      "response.function_call_arguments.delta", "response.custom_tool_call_input.delta"})
 _NO_LOGPROBS = ("logprobs", ())  # (in a key: the field, an empty list)
 
