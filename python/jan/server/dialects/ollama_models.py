@@ -146,17 +146,18 @@ def parent_model(model: dict[str, Any]) -> str:
     return parent if isinstance(parent, str) else ""
 
 
-def _details(model: dict[str, Any], gguf: GGUFDetails, *, lengths: bool = False) -> dict[str, Any]:
+def _details(model: dict[str, Any], gguf: GGUFDetails, *, lengths: bool = False, parent: bool = True) -> dict[str, Any]:
     """Ollama's ``details``; with ``lengths`` (``/api/tags``, whose entries have them as Ollama's list does) the
     training context's and the embedding's sizes from the GGUF header, each left out where unknown (Go's
-    ``omitempty``: a remote model)."""
+    ``omitempty``: a remote model). ``parent_model`` is always there (Ollama's has no ``omitempty``); without
+    ``parent`` (``/api/ps``, whose details Ollama fills without it) it is ``""``."""
     family = gguf.architecture or (model.get("metadata") or {}).get("architecture") or ""
     fmt = model_format(model)
     sizes = {}
     if lengths:
         sizes = {key: n for key in ("context_length", "embedding_length") if (n := _header_int(gguf, key))}
     return {
-        "parent_model": parent_model(model),
+        "parent_model": parent_model(model) if parent else "",
         # a model another server's API answers has no file format: "" as Ollama tells its cloud models (which
         # ``remote_model`` names, :func:`remote_fields`), not the "gguf" every model.json was given
         "format": "" if fmt == API_FORMAT else fmt or ("gguf" if gguf.architecture else ""),
@@ -242,7 +243,10 @@ def model_entry(model: dict[str, Any], path: str | None, *, written: float | Non
 
 def running_entry(model: dict[str, Any], path: str | None, status: dict[str, Any]) -> dict[str, Any]:
     """One ``/api/ps`` entry from a loaded model's engine status (``expires_in`` seconds or none:
-    it stays loaded; Ollama writes a time far in the future for that)."""
+    it stays loaded; Ollama writes a time far in the future for that). The fields of Ollama's
+    ``ProcessModelResponse`` and no others: no ``remote_model``/``remote_host`` (which its ``/api/tags`` and
+    ``/api/show`` have), and ``details`` without ``parent_model``'s value or the header's lengths, as Ollama's
+    ``/api/ps`` fills them."""
     gguf = gguf_details(path)
     expires_in = status.get("expires_in")
     now = datetime.now(timezone.utc)
@@ -257,10 +261,9 @@ def running_entry(model: dict[str, Any], path: str | None, status: dict[str, Any
     return {
         "name": listed_name(model["id"]),
         "model": listed_name(model["id"]),
-        **remote_fields(model),
         "size": size,
         "digest": model_digest(model, path),
-        "details": _details(model, gguf),
+        "details": _details(model, gguf, parent=False),
         "expires_at": format_time(expires),
         "size_vram": size_vram(size, status.get("n_gpu_layers"), gguf),
         "context_length": status.get("n_ctx") or 0,

@@ -1,0 +1,143 @@
+"""Jan's Ollama answers as Ollama's own (its newest release's ``api/types.go``, ``server/routes.go``, ``sched.go``):
+
+- ``keep_alive``: each request sets its model's keep-alive, and one that names none the server's default
+  (``jan serve --keep-alive``; Ollama's ``OLLAMA_KEEP_ALIVE``), on every Ollama route that loads a model (chat,
+  generate, embed, embeddings) — jan kept the last request's value, so one ``keep_alive: -1`` kept a model loaded
+  for good through every later request; the OpenAI dialect, which has no ``keep_alive``, leaves it as it is;
+- ``/api/version`` names the Ollama release whose fields jan serves (it said 0.12.0, which had neither
+  ``/api/tags``' ``capabilities`` nor ``details`` lengths);
+- ``/api/ps`` entries carry exactly ``ProcessModelResponse``'s fields: no ``remote_model``/``remote_host``, and
+  ``details.parent_model`` empty, as Ollama's ``PsHandler`` fills it (its ``/api/tags`` and ``/api/show`` name it);
+- ``capabilities`` come in Ollama's order for a model that chats in its GGUF's chat template: the template's
+  (``tools``, ``thinking``) before ``completion``, then ``vision``/``audio``, then ``insert``.
+
+Real servers (stories260K and the MiniLM embedding model), the ``ollama`` client and raw HTTP; the expiry is read
+from ``/api/ps`` and bounded from above only (a busy machine only makes it nearer), never timed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+from api_helpers import running
+from jan.server.dialects import ollama_models
+from jan.server.routes.ollama import OLLAMA_VERSION
+from jan.services.abilities import Abilities
+from jan.testing.gguf_models import models_dir
+
+import ollama
+
+WAIT_S = 300
+DEFAULT_S = 600  # the server's --keep-alive
+STORIES, MINILM = "stories260K", "all-MiniLM-L6-v2-f32"
+# a request on each Ollama route that loads a model, without keep_alive
+ROUTES = [
+    ("/api/chat", {"model": STORIES, "messages": [{"role": "user", "content": "Hi"}], "options": {"num_predict": 1}}),
+    ("/api/generate", {"model": STORIES, "prompt": "Once", "options": {"num_predict": 1}}),
+    ("/api/chat", {"model": STORIES}),  # load only
+    ("/api/generate", {"model": STORIES}),  # load only
+    ("/api/embed", {"model": MINILM, "input": "Hi"}),
+    ("/api/embeddings", {"model": MINILM, "prompt": "Hi"}),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path, minilm_path):
+    with running(tmp_path_factory.mktemp("parity") / "data", stories_path, minilm_path, keep_alive=DEFAULT_S) as srv:
+        yield srv
+
+
+def _post(server, path: str, body: dict) -> dict:
+    got = httpx.post(server.base_url + path, json={**body, "stream": False}, timeout=WAIT_S)
+    assert got.status_code == 200, got.text
+    return got.json()
+
+
+def _ps(server) -> dict[str, dict]:
+    return {m["name"]: m for m in httpx.get(server.base_url + "/api/ps", timeout=WAIT_S).json()["models"]}
+
+
+def _seconds_left(server, model: str) -> float:
+    expires = _ps(server)[f"{model}:latest"]["expires_at"]
+    return (datetime.fromisoformat(expires.replace("Z", "+00:00")) - datetime.now(timezone.utc)).total_seconds()
+
+
+@pytest.mark.parametrize("path, body", ROUTES)
+def test_a_request_without_keep_alive_takes_the_server_s_default(server, path, body):
+    model = body["model"]
+    for kept in (-1, "2h"):
+        _post(server, path, {**body, "keep_alive": kept})
+        assert _seconds_left(server, model) > DEFAULT_S * 3, kept  # (forever is a date a century ahead)
+        _post(server, path, body)  # no keep_alive: the default again, not the last request's
+        assert _seconds_left(server, model) <= DEFAULT_S + 1, (path, kept)
+    _post(server, path, {**body, "keep_alive": None})  # null is no keep_alive, as Go's nil *Duration
+    assert _seconds_left(server, model) <= DEFAULT_S + 1
+
+
+def test_other_dialects_leave_the_model_s_keep_alive(server):
+    _post(server, "/api/generate", {"model": STORIES, "keep_alive": -1})
+    got = httpx.post(server.base_url + "/v1/chat/completions", timeout=WAIT_S, json={
+        "model": STORIES, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1})
+    assert got.status_code == 200, got.text
+    assert _seconds_left(server, STORIES) > DEFAULT_S * 3  # (the OpenAI dialect has no keep_alive to apply)
+    _post(server, "/api/generate", {"model": STORIES})
+
+
+def test_without_a_server_default_a_request_without_keep_alive_keeps_the_model_until_unloaded(tmp_path, stories_path):
+    with running(tmp_path / "data", stories_path) as srv:  # no --keep-alive: loaded until unloaded
+        _post(srv, "/api/generate", {"model": STORIES, "keep_alive": "5m"})
+        assert _seconds_left(srv, STORIES) <= 301
+        _post(srv, "/api/generate", {"model": STORIES})
+        assert _seconds_left(srv, STORIES) > 3600 * 24 * 365
+
+
+def test_version_names_the_ollama_release_served():
+    assert OLLAMA_VERSION == "0.32.15"
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"`{OLLAMA_VERSION}`" in readme
+
+
+def test_version_route(server):
+    assert httpx.get(server.base_url + "/api/version", timeout=WAIT_S).json()["version"] == OLLAMA_VERSION
+
+
+# Ollama's structs (api/types.go): the keys a JSON answer has, those without omitempty always
+PS_KEYS = {"name", "model", "size", "digest", "details", "expires_at", "size_vram", "context_length"}
+DETAILS_KEYS = {"parent_model", "format", "family", "families", "parameter_size", "quantization_level"}
+
+
+def test_ps_has_ollamas_fields_only(server):
+    client = ollama.Client(host=server.base_url, timeout=WAIT_S)
+    client.create(model="kid", from_=STORIES, system="You are a cat.")
+    client.generate(model="kid")
+    entry = _ps(server)["kid:latest"]
+    assert set(entry) == PS_KEYS, entry
+    assert set(entry["details"]) == DETAILS_KEYS, entry["details"]
+    assert entry["details"]["parent_model"] == ""  # as Ollama's PsHandler fills details
+    assert client.show("kid").details.parent_model == f"{STORIES}:latest"  # (show and tags name it)
+    listed = {m["name"]: m for m in httpx.get(server.base_url + "/api/tags", timeout=WAIT_S).json()["models"]}
+    assert listed["kid:latest"]["details"]["parent_model"] == f"{STORIES}:latest"
+    assert DETAILS_KEYS <= set(listed["kid:latest"]["details"])
+    client.generate(model="kid", keep_alive=0)
+
+
+def test_a_remote_model_s_ps_entry_has_no_remote_fields():
+    remote = {"id": "cloudy", "engine": "openai", "format": "api",
+              "settings": {"model": "gpt-x", "base_url": "https://api.example.com/v1"}}
+    assert ollama_models.remote_fields(remote)  # (named in /api/tags and /api/show)
+    entry = ollama_models.running_entry(remote, None, {"expires_in": 60})
+    assert set(entry) == PS_KEYS and set(entry["details"]) == DETAILS_KEYS, entry
+
+
+def test_capabilities_come_in_ollamas_order():
+    from jan.services.models import capabilities
+    from jan.templates import ChatTemplate
+
+    template = ChatTemplate((models_dir().parent / "templates" / "Qwen-Qwen3-0.6B.jinja").read_text(encoding="utf-8"))
+    can = Abilities(template=template, fim=True, projector=True, vision=True, audio=True, embedding=False)
+    assert capabilities({}, can) == ["tools", "thinking", "completion", "vision", "audio", "insert"]
+    can = Abilities(template=template, fim=False, projector=True, vision=True, audio=False, embedding=False)
+    assert capabilities({}, can) == ["tools", "thinking", "completion", "vision"]
