@@ -2,8 +2,9 @@
 
 - ``keep_alive``: each request sets its model's keep-alive, and one that names none the server's default
   (``jan serve --keep-alive``; Ollama's ``OLLAMA_KEEP_ALIVE``), on every Ollama route that loads a model (chat,
-  generate, embed, embeddings) — jan kept the last request's value, so one ``keep_alive: -1`` kept a model loaded
-  for good through every later request; the OpenAI dialect, which has no ``keep_alive``, leaves it as it is;
+  generate, embed, embeddings; a ``_debug_render_only`` one too) — jan kept the last request's value, so one
+  ``keep_alive: -1`` kept a model loaded for good through every later request; the OpenAI dialect, which has no
+  ``keep_alive``, leaves it as it is;
 - ``/api/version`` names the Ollama release whose fields jan serves (it said 0.12.0, which had neither
   ``/api/tags``' ``capabilities`` nor ``details`` lengths);
 - ``/api/ps`` entries carry exactly ``ProcessModelResponse``'s fields: no ``remote_model``/``remote_host``, and
@@ -39,6 +40,10 @@ ROUTES = [
     ("/api/generate", {"model": STORIES, "prompt": "Once", "options": {"num_predict": 1}}),
     ("/api/chat", {"model": STORIES}),  # load only
     ("/api/generate", {"model": STORIES}),  # load only
+    # nothing generated, the model loaded for it (as Ollama schedules it before it renders)
+    ("/api/chat", {"model": STORIES, "messages": [{"role": "user", "content": "Hi"}], "_debug_render_only": True}),
+    ("/api/generate", {"model": STORIES, "prompt": "Once", "_debug_render_only": True}),
+    ("/api/generate", {"model": STORIES, "prompt": "Once", "raw": True, "_debug_render_only": True}),
     ("/api/embed", {"model": MINILM, "input": "Hi"}),
     ("/api/embeddings", {"model": MINILM, "prompt": "Hi"}),
 ]
@@ -141,3 +146,18 @@ def test_capabilities_come_in_ollamas_order():
     assert capabilities({}, can) == ["tools", "thinking", "completion", "vision", "audio", "insert"]
     can = Abilities(template=template, fim=False, projector=True, vision=True, audio=False, embedding=False)
     assert capabilities({}, can) == ["tools", "thinking", "completion", "vision"]
+
+
+def test_show_takes_the_request_s_system_and_options(server):
+    """Ollama's ShowRequest has ``system`` (shown as the model's) and ``options`` (the Modelfile's PARAMETER lines
+    over the model's own; ``parameters`` stays the model's); jan ignored both, and took ``options: 5``."""
+    got = _post(server, "/api/show", {"model": STORIES, "system": "Be brief.",
+                                      "options": {"temperature": 0.5, "stop": ["a", "b"]}})
+    assert got["system"] == "Be brief." and 'SYSTEM """Be brief."""' in got["modelfile"], got
+    assert "PARAMETER temperature" in got["modelfile"] and got["modelfile"].count("PARAMETER stop") == 2, got
+    assert "parameters" not in got  # (the model has none of its own: left out, as Go's omitempty)
+    plain = _post(server, "/api/show", {"model": STORIES})
+    assert "system" not in plain and "PARAMETER" not in plain["modelfile"], plain
+    for bad in ({"options": 5}, {"system": 5}, {"options": ["temperature"]}):
+        refused = httpx.post(server.base_url + "/api/show", json={"model": STORIES, **bad}, timeout=WAIT_S)
+        assert refused.status_code == 400 and list(refused.json()) == ["error"], refused.text

@@ -426,18 +426,26 @@ def load_parameters(model: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def show(model: dict[str, Any], path: str | None, *, verbose: bool = False, written: float | None = None) -> dict[str, Any]:
+def _parameter_lines(parameters: dict[str, Any]) -> list[str]:
+    """Modelfile PARAMETER values, one line per value (a list, ``stop``, gives one line each), in Go's spelling of
+    values (quoted strings, true/false), so that the modelfile shown can be given back to ``ollama create``."""
+    return [f"{name:<30} {json.dumps(v) if isinstance(v, (str, bool)) else v}"
+            for name, value in parameters.items() for v in (value if isinstance(value, list) else [value])]
+
+
+def show(model: dict[str, Any], path: str | None, *, verbose: bool = False, written: float | None = None,
+         system: str = "", options: dict[str, Any] | None = None) -> dict[str, Any]:
     """``/api/show`` for one model (blocking: reads the file's header, and its projector's: ``model["mmproj_path"]``
-    as the model service resolved it); ``written``: when its model.json was written (:func:`_modified_at`)."""
+    as the model service resolved it); ``written``: when its model.json was written (:func:`_modified_at`).
+    ``system`` (the request's, unless ``""``) is shown in place of the model's system prompt, and ``options``
+    (Ollama's names) as the Modelfile's PARAMETER lines over the model's own (``parameters`` stays the model's), as
+    Ollama's show does with a request's."""
     gguf = gguf_details(path)
     params = {k: v for k, v in (model.get("parameters") or {}).items() if v is not None}
-    parameter_lines = []
-    for key, value in [*params.items(), *load_parameters(model).items()]:
-        # Ollama's Modelfile names (jan's max_tokens is its num_predict) and Go's spelling of values (quoted
-        # strings, true/false), so that the modelfile shown can be given back to `ollama create`
-        name = OLLAMA_PARAMETER_NAMES.get(key, key)
-        for v in value if isinstance(value, list) else [value]:
-            parameter_lines.append(f"{name:<30} {json.dumps(v) if isinstance(v, (str, bool)) else v}")
+    # Ollama's Modelfile names (jan's max_tokens is its num_predict)
+    named = {OLLAMA_PARAMETER_NAMES.get(key, key): value
+             for key, value in [*params.items(), *load_parameters(model).items()]}
+    parameter_lines = _parameter_lines(named)
     template = text_setting(model, "chat_template") or gguf.chat_template or text_setting(model, "prompt_template") or ""
     if not template and gguf.architecture:  # a GGUF without a template: Ollama's API prompts it as Ollama does
         template = OLLAMA_DEFAULT_TEMPLATE
@@ -456,12 +464,13 @@ def show(model: dict[str, Any], path: str | None, *, verbose: bool = False, writ
                          if isinstance(a, dict) and isinstance(a.get("path"), str))
     if template:
         modelfile += f'TEMPLATE """{template}"""\n'
-    system, license_ = _text(model.get("system")), _text(model.get("license"))
+    system, license_ = system or _text(model.get("system")), _text(model.get("license"))
     messages = stored_messages(model)
     # Ollama's order (its Model.String()): FROM, ADAPTER, TEMPLATE, SYSTEM, PARAMETER, LICENSE, MESSAGE
     if system:
         modelfile += f'SYSTEM """{system}"""\n'
-    modelfile += "".join(f"PARAMETER {line}\n" for line in parameter_lines)
+    modelfile += "".join(f"PARAMETER {line}\n" for line in (
+        _parameter_lines({**named, **options}) if options else parameter_lines))
     if license_:
         modelfile += f'LICENSE """{license_}"""\n'
     modelfile += "".join(f'MESSAGE {m["role"]} """{m["content"]}"""\n' for m in messages)

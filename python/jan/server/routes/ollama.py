@@ -88,7 +88,7 @@ EXTRA_BODIES.update({
     ("POST", "/api/generate"): wire.OllamaGenerateRequest,
     ("POST", "/api/embed"): wire.OllamaEmbedRequest,
     ("POST", "/api/embeddings"): wire.OllamaEmbeddingsRequest,
-    ("POST", "/api/show"): wire.OllamaModelRequest,
+    ("POST", "/api/show"): wire.OllamaShowRequest,
     ("DELETE", "/api/delete"): wire.OllamaModelRequest,
     ("POST", "/api/copy"): wire.OllamaCopyRequest,
     ("POST", "/api/create"): wire.OllamaCreateRequest,
@@ -401,7 +401,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
     service = _services(request).chat
     with _media_named(body):
         if body.debug_render_only:
-            return await _rendered(request, typed, encoder, sum(len(m.images or ()) for m in body.messages))
+            return await _rendered(request, target, keep_alive, timing, typed, encoder,
+                                   sum(len(m.images or ()) for m in body.messages))
         await _services(request).models.require_able(target, typed)  # (think, tools, images) before a load
         async with _model_in_use(request, target, keep_alive, timing):
             if not body.streaming:
@@ -412,11 +413,16 @@ async def chat(request: web.Request) -> web.StreamResponse:
             return await _ndjson(request, first, stream, encoder.delta, encoder.final)
 
 
-async def _rendered(request: web.Request, typed: Any, encoder: OllamaEncoder, images: int) -> web.Response:
+async def _rendered(request: web.Request, target: Target, keep_alive: float | None, timing: Timing, typed: Any,
+                    encoder: OllamaEncoder, images: int, raw: str | None = None) -> web.Response:
     """Ollama's ``_debug_render_only``: the prompt the chat request ``typed`` renders to (the chat service's render,
-    as ``/apply-template`` tells it; the model loaded for it, as Ollama's is), nothing generated."""
-    rendered = await unless_stopping(request, _services(request).chat.render(typed), WAIT_SHUTDOWN)
-    return _json(encoder.rendered(rendered.text, images))
+    as ``/apply-template`` tells it), or the ``raw`` prompt as it is; nothing generated. The model is loaded for it
+    and takes the request's ``keep_alive``, as Ollama schedules the model before it renders."""
+    async with _model_in_use(request, target, keep_alive, timing):
+        if raw is not None:
+            return _json(encoder.rendered(raw, images))
+        rendered = await unless_stopping(request, _services(request).chat.render(typed), WAIT_SHUTDOWN)
+        return _json(encoder.rendered(rendered.text, images))
 
 
 async def _load_or_unload(request: web.Request, target: Target, keep_alive: float | None, timing: Timing,
@@ -504,10 +510,11 @@ async def generate(request: web.Request) -> web.StreamResponse:
             typed = await asyncio.to_thread(ollama_requests.generate_chat_request, body, target.id) \
                 if body.images else ollama_requests.generate_chat_request(body, target.id)
             if body.debug_render_only:
-                return await _rendered(request, typed, encoder, len(body.images or ()))
+                return await _rendered(request, target, keep_alive, timing, typed, encoder, len(body.images or ()))
             await services.models.require_able(target, typed)
         elif body.debug_render_only:  # (a raw prompt goes to the model as it is)
-            return _json(encoder.rendered(body.prompt, len(body.images or ())))
+            return await _rendered(request, target, keep_alive, timing, None, encoder, len(body.images or ()),
+                                   raw=body.prompt)
         async with _model_in_use(request, target, keep_alive, timing):
             if typed is None:
                 stream = services.completions.stream(ollama_requests.completion_request(body, target.id, grammar))
@@ -650,11 +657,12 @@ async def tags(request: web.Request) -> web.Response:
 @ollama_errors
 async def show(request: web.Request) -> web.Response:
     """One model's details, template, parameters, GGUF metadata (``model_info``) and capabilities."""
-    body = await _body(request, wire.OllamaModelRequest)
+    body = await _body(request, wire.OllamaShowRequest)
     target = await _target(request, body.model_name)
     path = target.model.get("file_path")
     written = await _written_at(_services(request), target.id)
-    shown = await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose, written=written)
+    shown = await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose, written=written,
+                                    system=body.system, options=body.options)
     # with verbose, the vocabulary's hundreds of thousands of strings: encoded on a worker thread, not the loop
     values = sum(len(v) for info in ("model_info", "projector_info") for v in shown.get(info, {}).values()
                  if isinstance(v, list)) + 6 * len(shown.get("tensors", ()))
