@@ -75,7 +75,7 @@ def test_a_request_without_keep_alive_takes_the_server_s_default(server, path, b
     model = body["model"]
     for kept in (-1, "2h"):
         _post(server, path, {**body, "keep_alive": kept})
-        assert _seconds_left(server, model) > DEFAULT_S * 3, kept  # (forever is a date a century ahead)
+        assert _seconds_left(server, model) > DEFAULT_S * 3, kept  # (forever is Ollama's: 2^63 ns ahead)
         _post(server, path, body)  # no keep_alive: the default again, not the last request's
         assert _seconds_left(server, model) <= DEFAULT_S + 1, (path, kept)
     _post(server, path, {**body, "keep_alive": None})  # null is no keep_alive, as Go's nil *Duration
@@ -97,6 +97,14 @@ def test_without_a_server_default_a_request_without_keep_alive_keeps_the_model_u
         assert _seconds_left(srv, STORIES) <= 301
         _post(srv, "/api/generate", {"model": STORIES})
         assert _seconds_left(srv, STORIES) > 3600 * 24 * 365
+
+
+def test_forever_is_ollamas_longest_duration(server):
+    _post(server, "/api/generate", {"model": STORIES, "keep_alive": -1})
+    expires = datetime.fromisoformat(_ps(server)[f"{STORIES}:latest"]["expires_at"].replace("Z", "+00:00"))
+    ahead = (expires - datetime.now(timezone.utc)).total_seconds()
+    assert 2 ** 63 / 1e9 - 3600 < ahead <= 2 ** 63 / 1e9, expires  # Go's time.Duration(math.MaxInt64), ~292 years
+    _post(server, "/api/generate", {"model": STORIES})
 
 
 def test_version_names_the_ollama_release_served():

@@ -241,9 +241,14 @@ def model_entry(model: dict[str, Any], path: str | None, *, written: float | Non
     return entry
 
 
+#: What Ollama makes of a negative ``keep_alive`` (its "forever"): Go's longest ``time.Duration``, 2^63 - 1 ns (about
+#: 292 years), which its ``/api/ps`` adds to now for ``expires_at``.
+FOREVER = timedelta(microseconds=(2 ** 63 - 1) // 1000)
+
+
 def running_entry(model: dict[str, Any], path: str | None, status: dict[str, Any]) -> dict[str, Any]:
     """One ``/api/ps`` entry from a loaded model's engine status (``expires_in`` seconds or none:
-    it stays loaded; Ollama writes a time far in the future for that). The fields of Ollama's
+    it stays loaded: Ollama's own "forever", its longest duration from now, :data:`FOREVER`). The fields of Ollama's
     ``ProcessModelResponse`` and no others: no ``remote_model``/``remote_host`` (which its ``/api/tags`` and
     ``/api/show`` have), and ``details`` without ``parent_model``'s value or the header's lengths, as Ollama's
     ``/api/ps`` fills them."""
@@ -251,7 +256,7 @@ def running_entry(model: dict[str, Any], path: str | None, status: dict[str, Any
     expires_in = status.get("expires_in")
     now = datetime.now(timezone.utc)
     if expires_in is None or expires_in == float("inf"):
-        expires = now + timedelta(days=365 * 100)
+        expires = now + FOREVER
     else:
         expires = now + timedelta(seconds=float(expires_in))
     # Ollama's size is all the memory the loaded model takes (its KV cache too), not the file's: the weights (and
