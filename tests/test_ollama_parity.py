@@ -9,6 +9,8 @@
   ``/api/tags``' ``capabilities`` nor ``details`` lengths);
 - ``/api/ps`` entries carry exactly ``ProcessModelResponse``'s fields: no ``remote_model``/``remote_host``, and
   ``details.parent_model`` empty, as Ollama's ``PsHandler`` fills it (its ``/api/tags`` and ``/api/show`` name it);
+- (a guard, sound already) a request without ``think`` to a model that can think thinks, as Ollama turns ``think``
+  on for a model with the ``thinking`` capability, also in a template that thinks only when asked (DeepSeek-V3.1's);
 - ``capabilities`` come in Ollama's order for a model that chats in its GGUF's chat template: the template's
   (``tools``, ``thinking``) before ``completion``, then ``vision``/``audio``, then ``insert``.
 
@@ -27,13 +29,13 @@ from api_helpers import running
 from jan.server.dialects import ollama_models
 from jan.server.routes.ollama import OLLAMA_VERSION
 from jan.services.abilities import Abilities
-from jan.testing.gguf_models import models_dir
+from jan.testing.gguf_models import TINY_CHAT_CONFIG, models_dir, vocab_path, write_llama_from_vocab
 
 import ollama
 
 WAIT_S = 300
 DEFAULT_S = 600  # the server's --keep-alive
-STORIES, MINILM = "stories260K", "all-MiniLM-L6-v2-f32"
+STORIES, MINILM, ASKED = "stories260K", "all-MiniLM-L6-v2-f32", "thinks-when-asked"
 # a request on each Ollama route that loads a model, without keep_alive
 ROUTES = [
     ("/api/chat", {"model": STORIES, "messages": [{"role": "user", "content": "Hi"}], "options": {"num_predict": 1}}),
@@ -51,7 +53,12 @@ ROUTES = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, stories_path, minilm_path):
-    with running(tmp_path_factory.mktemp("parity") / "data", stories_path, minilm_path, keep_alive=DEFAULT_S) as srv:
+    tmp = tmp_path_factory.mktemp("parity")
+    # a tiny llama in DeepSeek-V3.1's template, which thinks only when asked (its `thinking` defaults to false)
+    template = (models_dir().parent / "templates" / "deepseek-ai-DeepSeek-V3.1.jinja").read_text(encoding="utf-8")
+    asked = write_llama_from_vocab(tmp / f"{ASKED}.gguf", vocab_path("ggml-vocab-qwen2.gguf"), **TINY_CHAT_CONFIG,
+                                   dtype="f32", chat_template=template)
+    with running(tmp / "data", stories_path, minilm_path, asked, keep_alive=DEFAULT_S) as srv:
         yield srv
 
 
@@ -169,3 +176,20 @@ def test_show_takes_the_request_s_system_and_options(server):
     for bad in ({"options": 5}, {"system": 5}, {"options": ["temperature"]}):
         refused = httpx.post(server.base_url + "/api/show", json={"model": STORIES, **bad}, timeout=WAIT_S)
         assert refused.status_code == 400 and list(refused.json()) == ["error"], refused.text
+
+
+def test_a_model_that_can_think_thinks_when_think_is_left_out(server):
+    assert "thinking" in _post(server, "/api/show", {"model": ASKED})["capabilities"]
+    chat = {"model": ASKED, "messages": [{"role": "user", "content": "Hi"}], "_debug_render_only": True}
+
+    def rendered(path: str, body: dict) -> str:
+        return _post(server, path, body)["_debug_info"]["rendered_template"]
+
+    for path, body in (("/api/chat", chat), ("/api/generate", {"model": ASKED, "prompt": "Hi",
+                                                               "_debug_render_only": True})):
+        left_out, on, off = (rendered(path, {**body, **think}) for think in ({}, {"think": True}, {"think": False}))
+        assert left_out == on != off, (path, left_out, off)
+        assert left_out.endswith("<think>") and off.endswith("</think>"), (left_out, off)
+    # a model that cannot think is asked nothing: no 400, as without think
+    assert _post(server, "/api/chat", {"model": STORIES, "messages": [{"role": "user", "content": "Hi"}],
+                                       "options": {"num_predict": 1}})["done"]
