@@ -80,11 +80,12 @@ def test_jan_models_show_says_api(folder):
 
 
 def test_ollama_ps_entry_of_a_remote_model_is_remote():
-    # /api/ps builds its entries with the same details as /api/tags (a remote model loads only with an upstream)
+    # /api/ps builds its entries with the same details as /api/tags (a remote model loads only with an upstream), but
+    # without remote_model/remote_host, which Ollama's ProcessModelResponse has not (test_ollama_parity)
     from jan.server.dialects.ollama_models import running_entry
 
     entry = running_entry({**REMOTE, "format": "gguf"}, None, {"expires_in": None})
-    assert entry["details"]["format"] == "" and entry["remote_model"] == "gpt-x"
+    assert entry["details"]["format"] == "" and "remote_model" not in entry
     local = running_entry({"id": "m", "engine": "llama.cpp", "format": "gguf"}, None, {"expires_in": None})
     assert local["details"]["format"] == "gguf" and "remote_model" not in local
 

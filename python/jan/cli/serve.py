@@ -172,7 +172,8 @@ def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 @click.option("--keep-alive", default=None, callback=lambda ctx, param, value: _duration(value),
               metavar="SECONDS|DURATION",
               help="How long an idle model stays loaded: seconds, or a duration as Ollama's keep_alive takes it (5m, "
-                   "1h30m) [default: until unloaded].")
+                   "1h30m); an Ollama request's keep_alive sets it for its model, and one without it sets this "
+                   "again [default: until unloaded].")
 @click.option("--max-loaded-models", default=None, type=click.IntRange(1),
               help="Models loaded at once; loading one more unloads the least recently used idle one "
                    "(at least as many as --model gives) [default: the llamacpp extension's setting, no limit].")

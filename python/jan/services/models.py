@@ -311,8 +311,8 @@ def text_setting(model: Mapping[str, Any], key: str) -> str | None:
 
 def capabilities(model: Mapping[str, Any], abilities: Abilities | None = None, *, chat_template: str | None = None,
                  embedding: bool = False, fim: bool = False, loaded: Mapping[str, Any] | None = None) -> list[str]:
-    """What a model can do, in Ollama's names, the one answer every dialect gives (``/api/show``, ``/v1/models``):
-    ``completion`` or ``embedding``; ``tools`` and ``thinking`` as an Ollama request is judged
+    """What a model can do, in Ollama's names and order, the one answer every dialect gives (``/api/show``,
+    ``/api/tags``, ``/v1/models``): ``completion`` or ``embedding``; ``tools`` and ``thinking`` as an Ollama request is judged
     (:func:`jan.services.abilities.template_refusal` on the template the model chats in: ``abilities``, read from
     its files), so a client that reads them and asks is not refused; ``insert`` (the GGUF has fill-in-the-middle
     tokens); ``vision`` and ``audio`` (``loaded``: the engine's status ``capabilities`` of a loaded projector; else
@@ -320,13 +320,15 @@ def capabilities(model: Mapping[str, Any], abilities: Abilities | None = None, *
     download still running), from the model.json's and ``chat_template`` (the header's) texts alone: ``thinking``
     and ``tools`` of the template a load resolves from them, judged as a loaded model's
     (:func:`jan.services.abilities.template_abilities`), and ``vision`` for a model.json naming a projector
-    (``settings.mmproj``). Blocking (compiling a template and detecting its format renders it, once per source):
-    call it off the event loop."""
+    (``settings.mmproj``). Ordered as Ollama (0.32) orders a GGUF model that chats in its own chat template, as
+    every jan model does: what the template can do (``tools``, ``thinking``), then ``completion``, then ``vision``
+    and ``audio``, then ``insert`` (which Ollama reads last, from a Go template's ``.Suffix``). Blocking
+    (compiling a template and detecting its format renders it, once per source): call it off the event loop."""
     settings = model.get("settings")
     settings = settings if isinstance(settings, Mapping) else {}
     if embedding or embeds_only(model) or (abilities is not None and abilities.embedding):
         return ["embedding"]
-    caps = ["completion"]
+    caps = []
     if abilities is None or abilities.template is None:
         # the template a load would resolve from the same texts, judged as a loaded model's is: the word "tools" in
         # the source listed Command R+'s (which renders no tools) and llama.cpp's R1 template (which names them only
@@ -335,15 +337,16 @@ def capabilities(model: Mapping[str, Any], abilities: Abilities | None = None, *
                                        text_setting(model, "prompt_template"))
     if abilities is not None and abilities.template is not None:
         caps += [kind for kind in ("tools", "thinking") if listed_ability(abilities, kind)]
-    read_fim = abilities.fim if abilities is not None else None  # (the file's own tokens, where it was read)
-    if read_fim or (read_fim is None and fim):
-        caps.append("insert")
+    caps.append("completion")
     if isinstance(loaded, Mapping) and (loaded.get("vision") or loaded.get("audio")):
         caps += [kind for kind in ("vision", "audio") if loaded.get(kind)]
     elif abilities is not None and abilities.projector:
         caps += [kind for kind in ("vision", "audio") if getattr(abilities, kind) is not False]
     elif settings.get("mmproj"):
         caps.append("vision")
+    read_fim = abilities.fim if abilities is not None else None  # (the file's own tokens, where it was read)
+    if read_fim or (read_fim is None and fim):
+        caps.append("insert")
     return caps
 
 

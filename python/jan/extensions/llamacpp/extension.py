@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -398,9 +397,11 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         return self._engine().loaded() if self.engine else []
 
     async def set_keep_alive(self, model_id: str, seconds: float | None) -> None:
-        """How long this loaded model stays loaded once idle (0: unload when idle, ``None``: until
-        unloaded), overriding ``keep_alive`` for it (Ollama's per-request ``keep_alive``)."""
-        self._engine().set_keep_alive(model_id, math.inf if seconds is None else seconds)
+        """How long this loaded model stays loaded once idle, in seconds (0: unload when idle, ``math.inf``: until
+        unloaded), overriding ``keep_alive`` for it (Ollama's per-request ``keep_alive``); ``None``: the server's
+        ``keep_alive`` again (``jan serve --keep-alive``, else this extension's setting, else until unloaded).
+        Raises ModelNotFoundError if the model is not loaded."""
+        self._engine().set_keep_alive(model_id, seconds)
 
     async def model_status(self, model_id: str) -> dict[str, Any]:
         if self.engine is None or not self.engine.is_loaded(model_id):

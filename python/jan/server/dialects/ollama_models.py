@@ -146,17 +146,18 @@ def parent_model(model: dict[str, Any]) -> str:
     return parent if isinstance(parent, str) else ""
 
 
-def _details(model: dict[str, Any], gguf: GGUFDetails, *, lengths: bool = False) -> dict[str, Any]:
+def _details(model: dict[str, Any], gguf: GGUFDetails, *, lengths: bool = False, parent: bool = True) -> dict[str, Any]:
     """Ollama's ``details``; with ``lengths`` (``/api/tags``, whose entries have them as Ollama's list does) the
     training context's and the embedding's sizes from the GGUF header, each left out where unknown (Go's
-    ``omitempty``: a remote model)."""
+    ``omitempty``: a remote model). ``parent_model`` is always there (Ollama's has no ``omitempty``); without
+    ``parent`` (``/api/ps``, whose details Ollama fills without it) it is ``""``."""
     family = gguf.architecture or (model.get("metadata") or {}).get("architecture") or ""
     fmt = model_format(model)
     sizes = {}
     if lengths:
         sizes = {key: n for key in ("context_length", "embedding_length") if (n := _header_int(gguf, key))}
     return {
-        "parent_model": parent_model(model),
+        "parent_model": parent_model(model) if parent else "",
         # a model another server's API answers has no file format: "" as Ollama tells its cloud models (which
         # ``remote_model`` names, :func:`remote_fields`), not the "gguf" every model.json was given
         "format": "" if fmt == API_FORMAT else fmt or ("gguf" if gguf.architecture else ""),
@@ -240,14 +241,22 @@ def model_entry(model: dict[str, Any], path: str | None, *, written: float | Non
     return entry
 
 
+#: What Ollama makes of a negative ``keep_alive`` (its "forever"): Go's longest ``time.Duration``, 2^63 - 1 ns (about
+#: 292 years), which its ``/api/ps`` adds to now for ``expires_at``.
+FOREVER = timedelta(microseconds=(2 ** 63 - 1) // 1000)
+
+
 def running_entry(model: dict[str, Any], path: str | None, status: dict[str, Any]) -> dict[str, Any]:
     """One ``/api/ps`` entry from a loaded model's engine status (``expires_in`` seconds or none:
-    it stays loaded; Ollama writes a time far in the future for that)."""
+    it stays loaded: Ollama's own "forever", its longest duration from now, :data:`FOREVER`). The fields of Ollama's
+    ``ProcessModelResponse`` and no others: no ``remote_model``/``remote_host`` (which its ``/api/tags`` and
+    ``/api/show`` have), and ``details`` without ``parent_model``'s value or the header's lengths, as Ollama's
+    ``/api/ps`` fills them."""
     gguf = gguf_details(path)
     expires_in = status.get("expires_in")
     now = datetime.now(timezone.utc)
     if expires_in is None or expires_in == float("inf"):
-        expires = now + timedelta(days=365 * 100)
+        expires = now + FOREVER
     else:
         expires = now + timedelta(seconds=float(expires_in))
     # Ollama's size is all the memory the loaded model takes (its KV cache too), not the file's: the weights (and
@@ -257,10 +266,9 @@ def running_entry(model: dict[str, Any], path: str | None, status: dict[str, Any
     return {
         "name": listed_name(model["id"]),
         "model": listed_name(model["id"]),
-        **remote_fields(model),
         "size": size,
         "digest": model_digest(model, path),
-        "details": _details(model, gguf),
+        "details": _details(model, gguf, parent=False),
         "expires_at": format_time(expires),
         "size_vram": size_vram(size, status.get("n_gpu_layers"), gguf),
         "context_length": status.get("n_ctx") or 0,
@@ -423,18 +431,26 @@ def load_parameters(model: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def show(model: dict[str, Any], path: str | None, *, verbose: bool = False, written: float | None = None) -> dict[str, Any]:
+def _parameter_lines(parameters: dict[str, Any]) -> list[str]:
+    """Modelfile PARAMETER values, one line per value (a list, ``stop``, gives one line each), in Go's spelling of
+    values (quoted strings, true/false), so that the modelfile shown can be given back to ``ollama create``."""
+    return [f"{name:<30} {json.dumps(v) if isinstance(v, (str, bool)) else v}"
+            for name, value in parameters.items() for v in (value if isinstance(value, list) else [value])]
+
+
+def show(model: dict[str, Any], path: str | None, *, verbose: bool = False, written: float | None = None,
+         system: str = "", options: dict[str, Any] | None = None) -> dict[str, Any]:
     """``/api/show`` for one model (blocking: reads the file's header, and its projector's: ``model["mmproj_path"]``
-    as the model service resolved it); ``written``: when its model.json was written (:func:`_modified_at`)."""
+    as the model service resolved it); ``written``: when its model.json was written (:func:`_modified_at`).
+    ``system`` (the request's, unless ``""``) is shown in place of the model's system prompt, and ``options``
+    (Ollama's names) as the Modelfile's PARAMETER lines over the model's own (``parameters`` stays the model's), as
+    Ollama's show does with a request's."""
     gguf = gguf_details(path)
     params = {k: v for k, v in (model.get("parameters") or {}).items() if v is not None}
-    parameter_lines = []
-    for key, value in [*params.items(), *load_parameters(model).items()]:
-        # Ollama's Modelfile names (jan's max_tokens is its num_predict) and Go's spelling of values (quoted
-        # strings, true/false), so that the modelfile shown can be given back to `ollama create`
-        name = OLLAMA_PARAMETER_NAMES.get(key, key)
-        for v in value if isinstance(value, list) else [value]:
-            parameter_lines.append(f"{name:<30} {json.dumps(v) if isinstance(v, (str, bool)) else v}")
+    # Ollama's Modelfile names (jan's max_tokens is its num_predict)
+    named = {OLLAMA_PARAMETER_NAMES.get(key, key): value
+             for key, value in [*params.items(), *load_parameters(model).items()]}
+    parameter_lines = _parameter_lines(named)
     template = text_setting(model, "chat_template") or gguf.chat_template or text_setting(model, "prompt_template") or ""
     if not template and gguf.architecture:  # a GGUF without a template: Ollama's API prompts it as Ollama does
         template = OLLAMA_DEFAULT_TEMPLATE
@@ -453,12 +469,13 @@ def show(model: dict[str, Any], path: str | None, *, verbose: bool = False, writ
                          if isinstance(a, dict) and isinstance(a.get("path"), str))
     if template:
         modelfile += f'TEMPLATE """{template}"""\n'
-    system, license_ = _text(model.get("system")), _text(model.get("license"))
+    system, license_ = system or _text(model.get("system")), _text(model.get("license"))
     messages = stored_messages(model)
     # Ollama's order (its Model.String()): FROM, ADAPTER, TEMPLATE, SYSTEM, PARAMETER, LICENSE, MESSAGE
     if system:
         modelfile += f'SYSTEM """{system}"""\n'
-    modelfile += "".join(f"PARAMETER {line}\n" for line in parameter_lines)
+    modelfile += "".join(f"PARAMETER {line}\n" for line in (
+        _parameter_lines({**named, **options}) if options else parameter_lines))
     if license_:
         modelfile += f'LICENSE """{license_}"""\n'
     modelfile += "".join(f'MESSAGE {m["role"]} """{m["content"]}"""\n' for m in messages)

@@ -369,6 +369,16 @@ class OllamaModelRequest(_Body):
         return self.model or self.name
 
 
+class OllamaShowRequest(OllamaModelRequest):
+    """``POST /api/show``: ``model`` (or ``name``), ``verbose``; ``system`` is shown in place of the model's own
+    system prompt and ``options`` as PARAMETER lines of the Modelfile shown, over the model's own, as Ollama's show
+    does; ``template`` is taken and unused, as in Ollama."""
+
+    system: str = ""
+    template: str = ""
+    options: dict[str, Any] | None = None
+
+
 class OllamaPullRequest(OllamaModelRequest):
     """``POST /api/pull``: ``model`` is a jan model id, an ``hf://owner/repo/file.gguf``, a whole
     ``hf://owner/repo[:QUANT]`` (its model and projector) or an http(s) URL."""

@@ -17,7 +17,6 @@ import contextlib
 import functools
 import json
 import logging
-import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -61,8 +60,11 @@ from jan.store.models import GGUFCutShortError, check_gguf
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
 
-#: The Ollama API level this adapter follows (clients compare it to feature-gate, e.g. ``think``).
-OLLAMA_VERSION = "0.12.0"
+#: The Ollama release whose API this adapter follows, field for field (clients compare it to feature-gate, e.g.
+#: ``think``, ``logprobs``): 0.32.15, the newest release, whose api/types.go is unchanged since 0.32.6 (the image
+#: generation fields removed) and has /api/tags' ``capabilities`` and ``details`` lengths (0.30). Raise it only with
+#: the fields and routes of the release it names (README, "Ollama API").
+OLLAMA_VERSION = "0.32.15"
 NDJSON = "application/x-ndjson"
 PULL_PROGRESS_INTERVAL = 0.25
 
@@ -86,7 +88,7 @@ EXTRA_BODIES.update({
     ("POST", "/api/generate"): wire.OllamaGenerateRequest,
     ("POST", "/api/embed"): wire.OllamaEmbedRequest,
     ("POST", "/api/embeddings"): wire.OllamaEmbeddingsRequest,
-    ("POST", "/api/show"): wire.OllamaModelRequest,
+    ("POST", "/api/show"): wire.OllamaShowRequest,
     ("DELETE", "/api/delete"): wire.OllamaModelRequest,
     ("POST", "/api/copy"): wire.OllamaCopyRequest,
     ("POST", "/api/create"): wire.OllamaCreateRequest,
@@ -289,22 +291,24 @@ async def _model_in_use(request: web.Request, target: Target, keep_alive: float 
                         timing: Timing) -> AsyncIterator[None]:
     """Load the model first (so ``load_duration`` is measured as Ollama measures it); once the request
     is answered, apply its ``keep_alive`` — the time the model stays loaded *after* it, as in Ollama
-    (applied earlier, a ``0`` could unload the model under the request)."""
+    (applied earlier, a ``0`` could unload the model under the request). ``None`` (the request has no
+    ``keep_alive``) is the server's default again (``jan serve --keep-alive``), as each Ollama request sets
+    its model's keep-alive, to the default when it names none, rather than keeping an earlier request's."""
     started = timing.total_ns()
     await unless_stopping(request, target.engine.load_model(target.model))  # (the stop answers it at once)
     timing.load_ns = timing.total_ns() - started
     try:
         yield
     finally:
-        if keep_alive is not None:
-            with contextlib.suppress(ModelNotFoundError):  # unloaded meanwhile: nothing to keep
-                await _set_keep_alive(target, keep_alive)
+        with contextlib.suppress(ModelNotFoundError):  # unloaded meanwhile: nothing to keep
+            await _set_keep_alive(target, keep_alive)
 
 
-async def _set_keep_alive(target: Target, seconds: float) -> None:
+async def _set_keep_alive(target: Target, seconds: float | None) -> None:
+    """``seconds`` (``math.inf``: until unloaded; ``None``: the server's default keep-alive) for the target's model."""
     set_keep_alive = getattr(target.engine, "set_keep_alive", None)
     if set_keep_alive is not None:  # engines without a model pool (remote ones) have nothing to keep
-        await set_keep_alive(target.id, None if math.isinf(seconds) else seconds)
+        await set_keep_alive(target.id, seconds)
 
 
 async def _unload(target: Target) -> None:
@@ -389,7 +393,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     encoder.remote = ollama_models.remote_fields(target.model)
     if not body.messages:
         return await _load_or_unload(request, target, keep_alive, timing, encoder)
-    require_generating(target)  # before _model_in_use loads it
+    _require_generating(target, encoder)  # before _model_in_use loads it
     if any(m.images for m in body.messages):  # decoding megabytes of base64 stays off the event loop
         typed = await asyncio.to_thread(ollama_requests.chat_request, body, target.id)
     else:
@@ -397,7 +401,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
     service = _services(request).chat
     with _media_named(body):
         if body.debug_render_only:
-            return await _rendered(request, typed, encoder, sum(len(m.images or ()) for m in body.messages))
+            return await _rendered(request, target, keep_alive, timing, typed, encoder,
+                                   sum(len(m.images or ()) for m in body.messages))
         await _services(request).models.require_able(target, typed)  # (think, tools, images) before a load
         async with _model_in_use(request, target, keep_alive, timing):
             if not body.streaming:
@@ -408,11 +413,16 @@ async def chat(request: web.Request) -> web.StreamResponse:
             return await _ndjson(request, first, stream, encoder.delta, encoder.final)
 
 
-async def _rendered(request: web.Request, typed: Any, encoder: OllamaEncoder, images: int) -> web.Response:
+async def _rendered(request: web.Request, target: Target, keep_alive: float | None, timing: Timing, typed: Any,
+                    encoder: OllamaEncoder, images: int, raw: str | None = None) -> web.Response:
     """Ollama's ``_debug_render_only``: the prompt the chat request ``typed`` renders to (the chat service's render,
-    as ``/apply-template`` tells it; the model loaded for it, as Ollama's is), nothing generated."""
-    rendered = await unless_stopping(request, _services(request).chat.render(typed), WAIT_SHUTDOWN)
-    return _json(encoder.rendered(rendered.text, images))
+    as ``/apply-template`` tells it), or the ``raw`` prompt as it is; nothing generated. The model is loaded for it
+    and takes the request's ``keep_alive``, as Ollama schedules the model before it renders."""
+    async with _model_in_use(request, target, keep_alive, timing):
+        if raw is not None:
+            return _json(encoder.rendered(raw, images))
+        rendered = await unless_stopping(request, _services(request).chat.render(typed), WAIT_SHUTDOWN)
+        return _json(encoder.rendered(rendered.text, images))
 
 
 async def _load_or_unload(request: web.Request, target: Target, keep_alive: float | None, timing: Timing,
@@ -422,7 +432,7 @@ async def _load_or_unload(request: web.Request, target: Target, keep_alive: floa
         await _unload_when_idle(target)
         reason = "unload"
     else:
-        require_generating(target)  # Ollama's 400 for an embedding model loaded through generate or chat
+        _require_generating(target, encoder)  # Ollama's 400 for an embedding model loaded through generate or chat
         async with _model_in_use(request, target, keep_alive, timing):
             reason = "load"
     return _loaded_answer(encoder, reason)
@@ -435,6 +445,17 @@ def _loaded_answer(encoder: OllamaEncoder, reason: str) -> web.Response:
     for key in ("total_duration", "load_duration"):
         obj.pop(key, None)  # Ollama answers these requests without statistics
     return _json(obj)
+
+
+def _require_generating(target: Target, encoder: OllamaEncoder) -> None:
+    """:func:`require_generating` in Ollama's words: an embedding model on ``/api/generate`` or ``/api/chat`` is its
+    400 ``"<name>" does not support generate`` (``chat``), the name as the client sent it, which clients match on;
+    jan's reason follows."""
+    try:
+        require_generating(target)
+    except RequestError as exc:
+        raise OllamaError(400, f"{json.dumps(encoder.model, ensure_ascii=False)} does not support {encoder.kind} "
+                               "(it is an embedding model; it cannot generate text)") from exc
 
 
 async def _target_or_unloaded(request: web.Request, name: str, unloading: bool,
@@ -469,7 +490,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
     encoder.remote = ollama_models.remote_fields(target.model)
     if nothing:
         return await _load_or_unload(request, target, keep_alive, timing, encoder)
-    require_generating(target)  # before _model_in_use loads it
+    _require_generating(target, encoder)  # before _model_in_use loads it
     services = _services(request)
     with _media_named(body):
         # what the model cannot do (a suffix without FIM tokens; think or images it has no place for, a context id
@@ -489,10 +510,11 @@ async def generate(request: web.Request) -> web.StreamResponse:
             typed = await asyncio.to_thread(ollama_requests.generate_chat_request, body, target.id) \
                 if body.images else ollama_requests.generate_chat_request(body, target.id)
             if body.debug_render_only:
-                return await _rendered(request, typed, encoder, len(body.images or ()))
+                return await _rendered(request, target, keep_alive, timing, typed, encoder, len(body.images or ()))
             await services.models.require_able(target, typed)
         elif body.debug_render_only:  # (a raw prompt goes to the model as it is)
-            return _json(encoder.rendered(body.prompt, len(body.images or ())))
+            return await _rendered(request, target, keep_alive, timing, None, encoder, len(body.images or ()),
+                                   raw=body.prompt)
         async with _model_in_use(request, target, keep_alive, timing):
             if typed is None:
                 stream = services.completions.stream(ollama_requests.completion_request(body, target.id, grammar))
@@ -635,11 +657,12 @@ async def tags(request: web.Request) -> web.Response:
 @ollama_errors
 async def show(request: web.Request) -> web.Response:
     """One model's details, template, parameters, GGUF metadata (``model_info``) and capabilities."""
-    body = await _body(request, wire.OllamaModelRequest)
+    body = await _body(request, wire.OllamaShowRequest)
     target = await _target(request, body.model_name)
     path = target.model.get("file_path")
     written = await _written_at(_services(request), target.id)
-    shown = await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose, written=written)
+    shown = await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose, written=written,
+                                    system=body.system, options=body.options)
     # with verbose, the vocabulary's hundreds of thousands of strings: encoded on a worker thread, not the loop
     values = sum(len(v) for info in ("model_info", "projector_info") for v in shown.get(info, {}).values()
                  if isinstance(v, list)) + 6 * len(shown.get("tensors", ()))
