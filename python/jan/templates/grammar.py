@@ -62,6 +62,7 @@ from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import unquote
 
 from ..errors import JanError
+from ..json_text import finite_number
 
 __all__ = [
     "GrammarError",
@@ -1500,7 +1501,7 @@ def _count(schema: Mapping[str, Any], key: str) -> int | None:
 
 
 def _is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return finite_number(value)  # (an integer past a double's range is none: float() of it overflows)
 
 
 def _is_count(value: Any) -> bool:
