@@ -239,3 +239,21 @@ def test_an_integer_past_a_doubles_range_is_a_400_in_each_dialect(server, path, 
     assert response.status_code == 400, response.text
     message = _message(dialect, response.json())
     assert "beyond the range of a double" in message and "401 digits" in message, message
+
+
+@pytest.mark.parametrize("size", ["small", "big"])
+def test_the_body_reader_refuses_an_integer_past_a_double_in_any_body(size):
+    """Small bodies are parsed without Python hooks unless a run of digits is that long; big ones always with them
+    (``tests/test_json_values_limit.py``): both refuse it, and keep a 309-digit integer a double still holds, and
+    digits in a string."""
+    from jan.server.body_size import PARSE_OFF_LOOP_BYTES
+    from jan.server.errors import APIError
+    from jan.server.validation import loads_bounded
+
+    pad = "x" * (PARSE_OFF_LOOP_BYTES + 1 if size == "big" else 0)
+    with pytest.raises(APIError) as caught:
+        loads_bounded(('{"pad": "%s", "n": -%s}' % (pad, HUGE_INTEGER)).encode())
+    assert caught.value.status == 400 and caught.value.code == "invalid_json"
+    assert "beyond the range of a double" in caught.value.message
+    kept = loads_bounded(('{"pad": "%s", "n": %d, "s": "%s"}' % (pad, 10 ** 308, HUGE_INTEGER)).encode())
+    assert kept["n"] == 10 ** 308 and kept["s"] == HUGE_INTEGER
