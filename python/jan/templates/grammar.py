@@ -1570,6 +1570,8 @@ def check_schema_keywords(schema: Mapping[str, Any], at: tuple[str | int, ...] |
                     keyword, value = (key, bad), value[bad]
                     wanted = "a property name (a string)" if key == "required" else "a type name (a string)"
             what = f"{key!r}" if len(keyword) == 1 else f"each item of {key!r}"
+            if isinstance(value, int) and not isinstance(value, bool) and not finite_number(value):  # (past its range)
+                wanted += " within a double's range (about 1.8e308)"
             err = GrammarError(f"{what} must be {wanted}, not {_shown(value)}", code="invalid_schema",
                                keyword=keyword)
             raise err.located(at + keyword) if at is not None else err
