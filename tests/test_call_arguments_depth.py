@@ -126,12 +126,18 @@ def _finite(arguments: str) -> bool:
     return all(math.isfinite(n) for n in numbers)
 
 
+#: Numbers past a double's range: 1e999 (Python reads infinity) and integers of 400 digits (Python reads them exactly,
+#: and float() of one raised OverflowError in the parsers' number check, ending the reply).
+PAST_A_DOUBLE = ["1e999", "1" + "0" * 400, "-1" + "0" * 400]
+
+
+@pytest.mark.parametrize("number", PAST_A_DOUBLE, ids=["1e999", "400-digit", "-400-digit"])
 @pytest.mark.parametrize("template", sorted(CALLS))
-def test_a_number_past_a_double_breaks_the_arguments_off(template):
+def test_a_number_past_a_double_breaks_the_arguments_off(template, number):
     big = 10 ** 30  # (an integer past a double's precision is a JSON number a request may hold: kept)
     ok = _parsed(template, CALLS[template].replace(A, f'{{"city": "Oslo", "days": {big}}}'))
     assert [json.loads(c.arguments) for c in ok.tool_calls] == [{"city": "Oslo", "days": big}]
-    out = _parsed(template, CALLS[template].replace(A, '{"city": "Oslo", "days": 1e999}'))
+    out = _parsed(template, CALLS[template].replace(A, '{"city": "Oslo", "days": %s}' % number))
     assert [c.name for c in out.tool_calls] in ([], ["get_weather"])
     for call in out.tool_calls:
         # broken off before the number and closed (the generic parser gives a key it streamed a null value)
@@ -140,7 +146,8 @@ def test_a_number_past_a_double_breaks_the_arguments_off(template):
         json.dumps(_tool_input(call.arguments), allow_nan=False)  # (what strict JSON out writes: raised on inf)
 
 
+@pytest.mark.parametrize("number", ["-" + n.lstrip("-") for n in PAST_A_DOUBLE[:2]], ids=["-1e999", "-400-digit"])
 @pytest.mark.parametrize("template", sorted(XML_CALLS))
-def test_xml_parameter_value_past_a_double_stays_its_text(template):
-    (call,) = _parsed(template, XML_CALLS[template].replace("@V@", "-1e999")).tool_calls
-    assert json.loads(call.arguments) == {"days": "-1e999"}
+def test_xml_parameter_value_past_a_double_stays_its_text(template, number):
+    (call,) = _parsed(template, XML_CALLS[template].replace("@V@", number)).tool_calls
+    assert json.loads(call.arguments) == {"days": number}

@@ -207,3 +207,53 @@ def test_a_bound_past_a_double_in_a_schema_is_refused_before_it_reaches_the_gram
     response = httpx.post(server.base_url + "/v1/chat/completions", content=raw.replace("12345", "1e999"),
                           headers={"Content-Type": "application/json"}, timeout=120)
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json", response.text
+
+
+#: An integer with more digits than a double holds (2**1024, the first past its range, has 309).
+HUGE_INTEGER = "1" + "0" * 400
+#: (path, body with @N@ where the integer goes, dialect): each a field a validator turns into a float, where Python's
+#: ``float(int)`` raised OverflowError, a 500 (Ollama's keep_alive, on each route that takes it; an assistant's
+#: tool_policy.timeout), or where pydantic's answer was no help ("should be a number or a boolean, not a number").
+HUGE_INTEGER_PLACES = [
+    ("/api/chat", '{"model": "stories260K", "messages": [{"role": "user", "content": "Hi"}], "keep_alive": @N@}',
+     "ollama"),
+    ("/api/generate", '{"model": "stories260K", "prompt": "Hi", "keep_alive": @N@}', "ollama"),
+    ("/api/embed", '{"model": "stories260K", "input": "Hi", "keep_alive": @N@}', "ollama"),
+    ("/api/embeddings", '{"model": "stories260K", "prompt": "Hi", "keep_alive": @N@}', "ollama"),
+    ("/v1/assistants", '{"model": "stories260K", "tool_policy": {"timeout": @N@}}', "openai"),
+    ("/completion", '{"model": "stories260K", "prompt": "Hi", "logit_bias": {"1": @N@}}', "llama"),
+    ("/v1/chat/completions", '{"model": "stories260K", "messages": [{"role": "user", "content": "Hi"}], '
+                             '"temperature": @N@}', "openai"),
+    ("/v1/messages", '{"model": "stories260K", "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}], '
+                     '"temperature": -@N@}', "anthropic"),
+]
+
+
+@pytest.mark.parametrize("path, body, dialect", HUGE_INTEGER_PLACES,
+                         ids=[f"{p}:{b.split('@N@')[0][-20:]}" for p, b, _ in HUGE_INTEGER_PLACES])
+def test_an_integer_past_a_doubles_range_is_a_400_in_each_dialect(server, path, body, dialect):
+    """Python reads a 400-digit JSON integer exactly, and ``float()`` of it raises OverflowError: the body reader
+    refuses it, as it refuses ``1e999``, wherever it stands."""
+    response = httpx.post(server.base_url + path, content=body.replace("@N@", HUGE_INTEGER).encode(),
+                          headers={"Content-Type": "application/json"}, timeout=120)
+    assert response.status_code == 400, response.text
+    message = _message(dialect, response.json())
+    assert "beyond the range of a double" in message and "401 digits" in message, message
+
+
+@pytest.mark.parametrize("size", ["small", "big"])
+def test_the_body_reader_refuses_an_integer_past_a_double_in_any_body(size):
+    """Small bodies are parsed without Python hooks unless a run of digits is that long; big ones always with them
+    (``tests/test_json_values_limit.py``): both refuse it, and keep a 309-digit integer a double still holds, and
+    digits in a string."""
+    from jan.server.body_size import PARSE_OFF_LOOP_BYTES
+    from jan.server.errors import APIError
+    from jan.server.validation import loads_bounded
+
+    pad = "x" * (PARSE_OFF_LOOP_BYTES + 1 if size == "big" else 0)
+    with pytest.raises(APIError) as caught:
+        loads_bounded(('{"pad": "%s", "n": -%s}' % (pad, HUGE_INTEGER)).encode())
+    assert caught.value.status == 400 and caught.value.code == "invalid_json"
+    assert "beyond the range of a double" in caught.value.message
+    kept = loads_bounded(('{"pad": "%s", "n": %d, "s": "%s"}' % (pad, 10 ** 308, HUGE_INTEGER)).encode())
+    assert kept["n"] == 10 ** 308 and kept["s"] == HUGE_INTEGER

@@ -14,8 +14,8 @@ import re
 from typing import Any
 
 __all__ = ["MAX_ARGUMENTS_DEPTH", "QUOTED_VALUE_CHARS", "escape_lone_surrogates", "fix_lone_surrogate_escapes",
-           "json_number", "json_text", "json_type_name", "loads_json", "nests_deeper", "one_line_json",
-           "replace_lone_surrogates", "sendable_arguments", "utf8_json"]
+           "double_of", "finite_number", "json_number", "json_text", "json_type_name", "loads_json", "nests_deeper",
+           "one_line_json", "replace_lone_surrogates", "sendable_arguments", "utf8_json"]
 
 #: Arrays and objects nested in one tool call's arguments at most (the arguments object itself is level 1), in
 #: every chat format's parser: a client sends a call back inside its request body, which may nest 64 levels at most
@@ -168,6 +168,23 @@ def nests_deeper(value: Any, limit: int) -> bool:
     return False
 
 
+def double_of(value: Any) -> float:
+    """``float(value)`` for a real number (an int, a float, numpy's), with an integer past a double's range (about
+    1.8e308: a 400-digit JSON integer, which Python reads exactly) read as the infinity of its sign, as Python's
+    parser reads ``1e999``: ``float()`` of such an integer raises OverflowError, which no caller's check of a bad
+    number (``math.isfinite``, a bound) expects, and which ended requests as 500s. TypeError for a non-number."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def finite_number(value: Any) -> bool:
+    """Whether ``value`` is a JSON number a double holds: an int or a float (not a bool), neither NaN nor an
+    infinity, nor an integer past a double's range (:func:`double_of`)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(double_of(value))
+
+
 def json_number(text: str) -> bool:
     """Whether ``text`` is one JSON number that a request body may hold: within a double's range. ``1e999`` is valid
     JSON that Python reads as infinity, which jan's strict JSON out cannot write (a 500) and its request reader
@@ -176,7 +193,7 @@ def json_number(text: str) -> bool:
         value = loads_json(text)
     except ValueError:
         return False
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return finite_number(value)
 
 
 def sendable_arguments(value: Any) -> bool:
@@ -188,8 +205,8 @@ def sendable_arguments(value: Any) -> bool:
     stack: list[Any] = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            return False
+        if isinstance(item, (int, float)) and not isinstance(item, bool) and not math.isfinite(double_of(item)):
+            return False  # (a 400-digit integer too: the request reader refuses it, as it refuses 1e999)
         if isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list):

@@ -9,7 +9,6 @@ import functools
 import inspect
 import itertools
 import logging
-import math
 import os
 import threading
 import weakref
@@ -36,6 +35,7 @@ from jan.engine.offload import (AUTO, OffloadPlan, compute_buffer_bytes, gpu_fre
 from jan.engine.media import (DEFAULT_LIMITS, AudioClip, MediaLimits, check_media_cancel, sized_audio_input,
                               sized_image_input)
 from jan.image_types import header_pixels
+from jan.json_text import finite_number
 from jan.engine.params import (DEFAULTS as SAMPLING_DEFAULTS, INT32_MAX, SPECULATIVE_OPTIONS, Range,
                                 check_order, check_sampling_options, sampling_params)
 from jan.engine.params import (as_int, check_flag, check_seconds, engine_text, lora_request, lora_scale,
@@ -320,7 +320,7 @@ def tensor_shares(name: str, value) -> tuple[float, ...]:
         raise ValueError(f"{name}: expected a list of shares (one number a GPU), got {value!r}")
     shares = []
     for i, share in enumerate(value):
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share) or share < 0:
+        if not finite_number(share) or share < 0:
             raise ValueError(f"{name}[{i}]: expected a finite number >= 0, got {share!r}")
         shares.append(float(share))
     return tuple(shares)

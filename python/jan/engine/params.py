@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from jan import _engine
 from jan.errors import BadRequestError
+from jan.json_text import double_of
 from jan.templates.gbnf_check import check_gbnf
 
 # Defaults match llama.cpp's server, so results are comparable.
@@ -365,7 +366,7 @@ def lora_scale(name: str, value) -> float:
     door then refused it naming ``lora``, not the entry, the model.json field or the flag that gave it.)"""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise BadRequestError(f"{name}: expected a number, got {value!r}", param=name, code="invalid_type")
-    scale = float(value)
+    scale = double_of(value)
     if not math.isfinite(scale):
         raise BadRequestError(f"{name}: expected a finite number, got {value!r}", param=name, code="invalid_value")
     if abs(scale) > FLOAT32_MAX:
@@ -467,7 +468,7 @@ def _float(name: str, value) -> float:
     # numbers.Real: numpy's float32 and integers too (not float/int subclasses), as :func:`as_int` takes its integers
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name}: expected a number, got {value!r}")
-    return float(value)
+    return double_of(value)  # (an integer past a double's range: an infinity, refused as one, not OverflowError)
 
 
 #: The longest duration told apart from "forever": threading.TIMEOUT_MAX (~292 years; also Go's longest
@@ -485,7 +486,7 @@ def check_seconds(name: str, value, *, positive: bool = False, finite: bool = Fa
     nothing could tell them apart, and every later wait, deadline and date made from it stays in range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name}: expected a number of seconds, got {value!r}")
-    value = float(value)
+    value = double_of(value)  # (an integer past a double's range: infinity, as 1e999 reads)
     if math.isnan(value):
         raise ValueError(f"{name}: expected a number of seconds, got NaN")
     if finite and math.isinf(value):

@@ -121,7 +121,9 @@ def loads_bounded(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     # end all the same; a Python hook called for each object and integer is where the interpreter lets other
     # threads (the event loop's) run: the worst hold of 512 Ki integers went from ~110 to ~25 ms, of 500,000
     # logit_bias keys from ~1.2 s to ~0.3 s (arrays and strings have no hook: max_json_values bounds those).
-    hooks = _YIELDING_HOOKS if len(raw) > PARSE_OFF_LOOP_BYTES else {}
+    hooks = dict(_YIELDING_HOOKS) if len(raw) > PARSE_OFF_LOOP_BYTES else {}
+    if not hooks and _LONG_DIGITS.search(raw):
+        hooks["parse_int"] = _int  # (a small body's integers are the C parser's alone, unless one may be that long)
     try:
         data = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float, **hooks)
     except RecursionError:
@@ -175,8 +177,25 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)  # (what the parser builds itself: the last of a repeated key wins)
 
 
+#: The most digits an integer past a double's range can be written with and still be within it: 2**1024 (the first
+#: one past it, about 1.8e308) has 309.
+_DOUBLE_INT_DIGITS = 308
+#: A run of more digits than that, somewhere in a body (in a string too: then the hook only reads what it would).
+_LONG_DIGITS = re.compile(rb"[0-9]{%d}" % (_DOUBLE_INT_DIGITS + 1))
+
+
 def _int(text: str) -> int:
-    return int(text)  # (what the parser reads itself, its digit limit included)
+    # An integer past a double's range (a 400-digit number) is valid JSON that Python reads exactly, but every field
+    # that takes a number as a real one (a keep_alive, a bias, a timeout, a bound) turns it into a float, which
+    # raised OverflowError (a 500 in every dialect): refused here, as 1e999 is (_finite_float).
+    value = int(text)  # (what the parser reads itself, its digit limit included)
+    if len(text) > _DOUBLE_INT_DIGITS:
+        try:
+            float(value)
+        except OverflowError:
+            raise APIError(400, f"The request body holds the integer {text[:40]}... ({len(text.lstrip('-'))} "
+                                "digits), beyond the range of a double (about 1.8e308)", code="invalid_json") from None
+    return value
 
 
 _YIELDING_HOOKS: dict[str, Any] = {"object_pairs_hook": _object, "parse_int": _int}

@@ -9,11 +9,11 @@ something else (a ``max_steps`` of ``"x"`` once answered with Python's own ``int
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
 from jan.core.interfaces.tools import TOOL_NAME_RE
+from jan.json_text import finite_number
 from jan.services.errors import RequestError, check_unique_tool_names
 
 __all__ = ["SERVER_NAME_RULE", "TOOL_POLICY_KEYS", "check_function_entries", "check_tool_entries", "check_tool_policy", "valid_server_name"]
@@ -107,10 +107,6 @@ def check_tool_entries(tools: Any, *, param: str) -> None:
     check_unique_tool_names(functions, param=param)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def check_tool_policy(policy: Any, *, param: str) -> None:
     """A ``tool_policy`` (``{"auto_approve": [names or patterns], "max_steps": n, "timeout": seconds,
     "tool_choice": the first turn's}``), null being none: each value of the kind the run reads, or a
@@ -133,7 +129,7 @@ def check_tool_policy(policy: Any, *, param: str) -> None:
         raise _refuse(f"{param}.max_steps", f"must be a whole number of model turns from 1 to {_MAX_STEPS_LIMIT}, "
                                             f"not {steps!r}")
     timeout = policy.get("timeout")
-    if timeout is not None and (not _number(timeout) or not math.isfinite(timeout) or timeout <= 0):
+    if timeout is not None and (not finite_number(timeout) or timeout <= 0):
         raise _refuse(f"{param}.timeout", f"must be a number of seconds above 0, not {timeout!r}")
     choice = policy.get("tool_choice")
     named = isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("function"), dict) \

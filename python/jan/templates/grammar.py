@@ -62,6 +62,7 @@ from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import unquote
 
 from ..errors import JanError
+from ..json_text import finite_number
 
 __all__ = [
     "GrammarError",
@@ -1500,7 +1501,7 @@ def _count(schema: Mapping[str, Any], key: str) -> int | None:
 
 
 def _is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return finite_number(value)  # (an integer past a double's range is none: float() of it overflows)
 
 
 def _is_count(value: Any) -> bool:
@@ -1569,6 +1570,8 @@ def check_schema_keywords(schema: Mapping[str, Any], at: tuple[str | int, ...] |
                     keyword, value = (key, bad), value[bad]
                     wanted = "a property name (a string)" if key == "required" else "a type name (a string)"
             what = f"{key!r}" if len(keyword) == 1 else f"each item of {key!r}"
+            if isinstance(value, int) and not isinstance(value, bool) and not finite_number(value):  # (past its range)
+                wanted += " within a double's range (about 1.8e308)"
             err = GrammarError(f"{what} must be {wanted}, not {_shown(value)}", code="invalid_schema",
                                keyword=keyword)
             raise err.located(at + keyword) if at is not None else err

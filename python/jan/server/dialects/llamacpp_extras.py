@@ -11,10 +11,11 @@ imported on the first request to one of llama-server's own routes (resident memo
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
+
+from jan.json_text import finite_number
 
 __all__ = ["IGNORED", "IGNORED_TYPES", "IGNORED_WHILE_OFF", "REFUSED_UNLESS", "SPECULATIVE", "TRIGGER_TYPES", "UNREAD", "bias_text",
            "bias_texts", "biases_with_ids", "client_grammar", "ignored_refusal", "lazy_refusal", "lazy_triggers", "logit_bias_ids",
@@ -237,7 +238,7 @@ def logit_bias_ids(value: Any, text_refused: str = NO_TEXT_TOKENS) -> dict[int, 
                              "text to tokenize (a string)")
         if bias is False:
             bias = -100.0  # (the lowest bias jan takes: the token is never sampled)
-        elif isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
+        elif not finite_number(bias):
             raise ValueError(f"logit_bias: the bias of token {token} must be a number or false, got {bias!r}")
         out[token] = float(bias)
     return out or None

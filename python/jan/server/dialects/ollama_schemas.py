@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_type_
 from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationInfo, create_model,
                       field_validator, model_validator)
 
+from jan.json_text import double_of
 from jan.server.jsonio import json_text
 from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, NullMeansDefault, Seed, StopStrings, Think,
                                 bounded)
@@ -39,6 +40,7 @@ def parse_keep_alive(value: Union[str, float, int, None]) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):  # (a list or an object is no duration)
         raise ValueError(f"invalid duration {json_text(value)}: a duration string (\"5m\") or a number of seconds")
     if isinstance(value, (int, float)):
+        value = double_of(value)  # (an integer past a double's range: forever either way, not OverflowError)
         if math.isnan(value):  # "nan" as text parses as a float; no duration
             raise ValueError(f"invalid duration {json_text(value)} (expected e.g. \"5m\", \"30s\", \"-1\" or seconds)")
         return FOREVER if value < 0 else float(value)
