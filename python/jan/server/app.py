@@ -305,6 +305,11 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     manager = app[MANAGER]
     try:
         loaded = await preload_models(manager, app[CONFIG].models)
+        from jan.services.models import unread_server_defaults
+
+        unread = unread_server_defaults(loaded, app[CONFIG].engine_defaults())
+        if unread is not None:  # (a flag no model reads: refused, not left without effect)
+            raise unread
         await _name_models(app, loaded)
         yield
     finally:

@@ -36,7 +36,7 @@ from jan.errors import (BadRequestError, LoraAdapterError, ModelFileError, Model
 from jan.extensions.llamacpp.drafts import draft_options, lora_options, without_draft
 from jan.services.companions import check_companions, in_model_json
 from jan.services.errors import RequestError
-from jan.services.models import check_settings, model_json_typos
+from jan.services.models import check_model_kind, check_settings, model_json_typos
 from jan.services.types import LOAD_DEFAULTS, LoadOptions, resolve_load
 from jan.services.worker_pool import on_own_thread, undone_if_abandoned
 from jan.templates import TemplateError, resolve_template
@@ -575,6 +575,7 @@ def _check_stored_settings(model: dict[str, Any]) -> None:
     _tell_typos(model)
     try:
         check_settings(settings)
+        check_model_kind(model)  # a draft model, sampling... on a model that embeds only: refused, not left unread
     except RequestError as exc:
         raise ModelSettingError(f"{exc}{in_model_json(model)}", param=exc.param,
                                 code=exc.code or "invalid_value") from None
