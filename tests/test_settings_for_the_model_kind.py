@@ -114,3 +114,13 @@ def test_jan_serve_refuses_generation_flags_when_every_model_embeds_only(tmp_pat
     env = cli_env(tmp_path / "jan")
     result = jan("serve", "--port", "0", "-m", str(minilm_path), *flags, env=env, timeout=WAIT_S)
     fails(result, named, "embeds only", "text generation only")
+
+
+@pytest.mark.parametrize("field,key,value", [GENERATION_ONLY[0], GENERATION_ONLY[-3]],
+                         ids=["settings.speculative", "parameters.temperature"])
+def test_importing_an_embedding_gguf_with_a_generation_setting_is_refused(server, minilm_path, field, key, value):
+    status, answer = call(server, "POST", "/v1/models", {"path": str(minilm_path), "id": "imported",
+                                                        field: {key: value}}, timeout=WAIT_S)
+    _refused(status, answer, f"{field}.{key}")
+    status, answer = call(server, "GET", "/v1/models/imported", timeout=WAIT_S)
+    assert status == 404, answer  # nothing left behind

@@ -188,9 +188,9 @@ def check_model_kind(model: Mapping[str, Any], changed: Iterable[str] | None = N
 
 def unread_server_defaults(models: Sequence[Mapping[str, Any]], defaults: Mapping[str, Any]) -> ModelSettingError | None:
     """The error for server-wide load options (``jan serve``'s flags: ``defaults``, :meth:`ServerConfig.engine_defaults`)
-    that no model of ``models`` (those ``--model`` loads at start) reads: generation options (:data:`GENERATION_SETTINGS`:
-    ``--spec-type``, ``--model-draft``, ``--draft-max``, ``-ctk``...) where every one of them embeds only
-    (:func:`embeds_only`). None when some model generates, or none of those options is given. The error carries
+    that no model of ``models`` (the local models the server may load) reads: generation options
+    (:data:`GENERATION_SETTINGS`: ``--spec-type``, ``--model-draft``, ``--draft-max``, ``-ctk``...) where every one of
+    them embeds only (:func:`embeds_only`); the first model names the error. None when some model generates, or none of those options is given. The error carries
     :class:`jan.errors.ServerDefault` as ``given_by_server``, so ``jan serve`` names its flag."""
     from jan.errors import ServerDefault
 
@@ -199,7 +199,8 @@ def unread_server_defaults(models: Sequence[Mapping[str, Any]], defaults: Mappin
     for option, value in defaults.items():
         if option in GENERATION_SETTINGS and not _opts_out(option, value):
             model_id = str(models[0].get("id"))
-            cause = ValueError(f"{option}: every model loaded at start embeds only (settings.embedding is true), and "
+            cause = ValueError(f"{option}: it embeds only (settings.embedding is true), as does every other model the "
+                               f"server may load, and "
                                f"{option} applies to text generation only")
             given = ServerDefault(model_id, option, value, cause)
             error = ModelSettingError(given.said(), param=None, code="invalid_value")
@@ -786,6 +787,12 @@ class ModelService(Held):
         if not isinstance(settings, Mapping) or not isinstance(model.get("parameters") or {}, Mapping) \
                 or not self._is_local(model):
             return
+        if model.get("file_path") and "embedding" not in settings:
+            # weights being imported: the import writes settings.embedding from the header (an embedding GGUF), so
+            # the settings given with them are judged as that model.json will hold them
+            header = await asyncio.to_thread(gguf_header, model["file_path"])
+            if header is not None and is_embedding_metadata(header):
+                check_model_kind({**model, "settings": {**settings, "embedding": True}}, changed)
         changed = None if changed is None else set(changed)
         everything = changed is None or "engine" in changed or bool(changed & _WEIGHT_FIELDS)
 
