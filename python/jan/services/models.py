@@ -37,7 +37,7 @@ from jan.store.ids import is_valid_id
 from jan.near_names import TYPO_SIMILARITY, closest_model_id, without_ollama_defaults  # noqa: F401
 from jan.templates import ChatTemplate, GrammarError, TemplateError, json_schema_to_grammar, resolve_template
 
-__all__ = ["GENERATION_SETTINGS", "ModelService", "Target", "capabilities", "check_model_kind", "check_parameters",
+__all__ = ["GENERATION_SETTINGS", "ModelService", "Target", "canonical_settings", "capabilities", "check_model_kind", "check_parameters",
            "unread_server_defaults",
            "check_settings", "gguf_header",
            "refuse_fan_out", "text_setting", "unload_now", "unload_replaced", "WEIGHT_KEYS"]
@@ -55,6 +55,28 @@ ENGINE_LIFECYCLE = ("load_model", "unload_model")
 
 #: model.json ``settings`` a local engine reads as text (file names, templates) besides the load options.
 _TEXT_SETTINGS = ("llama_model_path", "mmproj", "draft_model", "chat_template", "prompt_template")
+
+
+def canonical_settings(settings: Any) -> Any:
+    """``settings`` (a model.json's, or a PATCH's) with each setting that is one of a set of words in the spelling the
+    engine and llama-server use: ``cache_type_k``/``cache_type_v`` (:data:`jan.engine.model.CACHE_TYPES`: llama-server's
+    ``--cache-type-k`` takes only these, in lower case), ``speculative``, ``adaptive_threads``. jan takes them in any
+    case, as its command line does (``-ctk F16``), and stores and tells them as they are used: ``"F16"`` was stored as
+    written, shown so by every read of the model, while the model loaded with f16. Anything else (a value that is no
+    such word: its check refuses it) as it is."""
+    from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES
+    from jan.engine.params import SPECULATIVE
+
+    if not isinstance(settings, Mapping):
+        return settings
+    words = {"cache_type_k": CACHE_TYPES, "cache_type_v": CACHE_TYPES, "speculative": SPECULATIVE,
+             "adaptive_threads": ADAPTIVE_THREADS}
+    out = dict(settings)
+    for key, choices in words.items():
+        value = out.get(key)
+        if isinstance(value, str) and value.lower() in choices:
+            out[key] = value.lower()
+    return out
 
 
 def check_settings(settings: Mapping[str, Any], keys: Iterable[str] | None = None) -> None:
