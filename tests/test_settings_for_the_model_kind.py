@@ -124,3 +124,30 @@ def test_importing_an_embedding_gguf_with_a_generation_setting_is_refused(server
     _refused(status, answer, f"{field}.{key}")
     status, answer = call(server, "GET", "/v1/models/imported", timeout=WAIT_S)
     assert status == 404, answer  # nothing left behind
+
+
+@pytest.mark.parametrize("option,value", [("speculative", "ngram"), ("draft_max", 4), ("draft_min", 1), ("ngram", 3),
+                                          ("draft_p_min", 0.5)])
+def test_the_library_refuses_speculative_options_for_an_embedding_model(minilm_path, stories_path, option, value):
+    import jan
+    from jan.errors import ModelSettingError
+
+    with pytest.raises(ModelSettingError, match=f"^{option}: .* is an embedding model") as info:
+        jan.Model(minilm_path, n_threads=1, **{option: value})
+    assert info.value.param == option
+    with pytest.raises(ModelSettingError, match=f"^{option}: "):  # (embedding=True: the same)
+        jan.Model(stories_path, n_threads=1, embedding=True, **{option: value})
+    jan.Model(minilm_path, n_threads=1, speculative="none").close()  # (asks for nothing)
+
+
+def test_server_wide_speculative_flags_stay_defaults_for_the_models_that_generate(tmp_path, stories_path,
+                                                                                   minilm_path):
+    """A server with a model that generates beside one that embeds: --spec-type/--draft-max are for the first (a
+    default, left out for the embedding model, which jan.Model now refuses them for)."""
+    with running(tmp_path / "data", stories_path, minilm_path, speculative="ngram", draft_max=4) as srv:
+        status, answer = call(srv, "POST", "/v1/embeddings", {"model": EMBED, "input": "hi"}, timeout=WAIT_S)
+        assert status == 200, answer
+        status, answer = call(srv, "POST", "/v1/chat/completions", {"model": CHAT, "max_tokens": 2,
+                                                                    "messages": [{"role": "user", "content": "hi"}]},
+                              timeout=WAIT_S)
+        assert status == 200, answer
