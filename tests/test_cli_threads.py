@@ -39,8 +39,9 @@ def test_threads_list(env, saved):
 
 @pytest.mark.parametrize("where", ["local", "server"])
 def test_threads_list_and_show_tell_the_model_a_thread_s_runs_use(env, data, where):
-    """A thread whose assistant entry names no model had an empty MODEL column (and "thread - - date" in show):
-    it shows the model its runs would use — its assistant's, else "(default)" (the server's default model)."""
+    """A thread whose assistant entry names no model had an empty MODEL column (and "thread - - date" in show, no
+    model in an export): it shows the model its runs would use — its assistant's, else "(default)" (the server's
+    default model)."""
     from api_helpers import running
     from test_cli_helpers import cli_env
 
@@ -58,6 +59,8 @@ def test_threads_list_and_show_tell_the_model_a_thread_s_runs_use(env, data, whe
         for thread_id, model in want.items():
             shown = ok(jan("threads", "show", thread_id, env=environment)).stdout.splitlines()[1]
             assert shown.startswith(f"{thread_id} - {model} - "), shown
+            exported = ok(jan("threads", "export", thread_id, env=environment)).stdout.splitlines()[2]
+            assert (f"model `{model}`" if model != "(default)" else "model (default)") in exported, exported
 
     if where == "local":
         check(env)

@@ -298,11 +298,13 @@ def _instructions(thread: dict[str, Any]) -> str | None:
     return assistants[0].get("instructions") if assistants and isinstance(assistants[0], dict) else None
 
 
-def to_markdown(thread: dict[str, Any], messages: list[dict[str, Any]]) -> str:
+def to_markdown(thread: dict[str, Any], messages: list[dict[str, Any]],
+                assistant_models: dict[str, str] | None = None) -> str:
     lines = [f"# {thread.get('title') or thread['id']}", ""]
     details = [f"thread `{thread['id']}`"]
-    if _model_of(thread):
-        details.append(f"model `{_model_of(thread)}`")
+    model = _model_of(thread, assistant_models)
+    if model:
+        details.append(f"model `{model}`" if model != DEFAULT_MODEL_SHOWN else f"model {model}")
     created = human_time(thread.get("created") or thread.get("created_at"))
     if created:
         details.append(created)
@@ -335,7 +337,9 @@ def export_thread(thread_id: str, fmt: str, output: Path | None, conn) -> None:
     if fmt == "json":
         text = json.dumps({"thread": thread, "messages": messages}, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     else:
-        text = to_markdown(thread, messages)
+        client = conn.server()
+        text = to_markdown(thread, messages,
+                           _assistant_models(client, conn.store(create=False) if client is None else None))
     if output is None or str(output) == "-":  # '-' was written as a file named '-'
         click.echo(text, nl=False)
         return
