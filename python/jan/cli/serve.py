@@ -110,7 +110,7 @@ def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
               help="Allowed CORS origin, as a browser sends it: scheme://host[:port] (repeatable; '*' for any).")
 @click.option("--allowed-host", "allowed_hosts", multiple=True, callback=nonempty_param,
               help="Extra Host header to accept when bound to loopback (repeatable).")
-@allow_media_option("Fetch the images requests link to (by URL or path; else only inline data: URLs)")
+@allow_media_option("Fetch the images requests link to (else only inline data: URLs are taken)")
 @click.option("--max-upload-bytes", "max_upload_bytes", default=DEFAULT_MAX_UPLOAD_BYTES, show_default=True,
               type=click.IntRange(1), metavar="N",
               help="The largest file POST /v1/files stores, in bytes; a larger upload is refused (413). "
