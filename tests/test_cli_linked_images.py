@@ -95,3 +95,40 @@ def test_the_fetcher_imports_aiohttps_client_only_for_a_link(tmp_path):
         "print('ok')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_jan_run_takes_an_image_link_that_allow_media_from_allows(tmp_path, env, vision_pair, test_image_path):
+    """`jan run` had no --allow-media-from (jan serve and jan chat have it), and its --image took a path only (an
+    https:// link was read as the path 'https:/host/...'). It takes the same option, one definition for the three
+    commands, and an --image link that the option allows; a link none allows is refused naming the flag."""
+    model, _ = vision_pair
+    args = ["run", model, "What is in this picture?", "-n", "3", "--temperature", "0", "--threads", "1"]
+    with _ImageHost(test_image_path.read_bytes()) as host:
+        for url, allowed in ((host.base + "/img/photo.jpeg", host.base + "/img/"),
+                             (test_image_path.as_uri(), str(test_image_path.parent))):
+            fails(jan(*args, "--image", url, env=env), f"--image '{url}'", "is a link to an image",
+                  "--allow-media-from")
+            ok(jan(*args, "--image", url, "--allow-media-from", allowed, env=env))
+        fails(jan(*args, "--image", host.base + "/img/photo.jpeg", "--allow-media-from", host.base + "/other/",
+                  env=env), "--allow-media-from")
+    fails(jan(*args, "--allow-media-from", str(tmp_path / "nowhere"), env=env), "--allow-media-from: no such folder")
+
+
+@pytest.mark.parametrize("command", [["run", "m", "hi"], ["chat", "m"], ["serve"]])
+def test_every_command_with_the_media_allowlist_refuses_a_bad_entry_alike(env, command):
+    """One definition: an entry that is no URL prefix nor folder is a usage error naming the option, before anything
+    starts, in each command."""
+    result = jan(*command, "--allow-media-from", "ftp://host/", env=env)
+    assert result.returncode == 2 and "--allow-media-from" in result.stderr and "http(s)://" in result.stderr, \
+        result.stderr
+
+
+def test_the_media_allowlist_of_a_command_that_sends_to_a_server_is_refused(tmp_path, env, stories_path):
+    """With a server answering, the server fetches links by its own allowlist: the command's would do nothing."""
+    from api_helpers import running
+
+    with running(tmp_path / "served") as srv:
+        served = cli_env(tmp_path / "jan", local=False, JAN_API_URL=srv.base_url)
+        for command in (["run", str(stories_path), "hi", "-n", "1"], ["chat", str(stories_path)]):
+            fails(jan(*command, "--allow-media-from", "https://", input="/exit\n", env=served),
+                  "--allow-media-from applies without a server")

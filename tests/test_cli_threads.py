@@ -37,6 +37,38 @@ def test_threads_list(env, saved):
     assert [t["id"] for t in newest] == [thread["id"]]
 
 
+@pytest.mark.parametrize("where", ["local", "server"])
+def test_threads_list_and_show_tell_the_model_a_thread_s_runs_use(env, data, where):
+    """A thread whose assistant entry names no model had an empty MODEL column (and "thread - - date" in show, no
+    model in an export): it shows the model its runs would use — its assistant's, else "(default)" (the server's
+    default model)."""
+    from api_helpers import running
+    from test_cli_helpers import cli_env
+
+    store = DataFolder(data)
+    store.assistants.create("Writer", assistant_id="writer", model="stories")
+    own = store.threads.create("own", assistants=[{"assistant_id": "writer", "model": {"id": "mine"}}])
+    by_assistant = store.threads.create("by assistant", assistants=[{"assistant_id": "writer"}])
+    by_default = store.threads.create("by default", assistants=[{"assistant_id": "jan"}])
+    bare = store.threads.create("bare")
+    want = {own["id"]: "mine", by_assistant["id"]: "stories", by_default["id"]: "(default)", bare["id"]: "(default)"}
+
+    def check(environment) -> None:
+        lines = ok(jan("threads", "list", env=environment)).stdout.splitlines()[1:]
+        assert {line.split()[0]: line.split()[-3] for line in lines} == want, lines
+        for thread_id, model in want.items():
+            shown = ok(jan("threads", "show", thread_id, env=environment)).stdout.splitlines()[1]
+            assert shown.startswith(f"{thread_id} - {model} - "), shown
+            exported = ok(jan("threads", "export", thread_id, env=environment)).stdout.splitlines()[2]
+            assert (f"model `{model}`" if model != "(default)" else "model (default)") in exported, exported
+
+    if where == "local":
+        check(env)
+    else:
+        with running(data) as srv:
+            check(cli_env(data, local=False, JAN_API_URL=srv.base_url))
+
+
 def test_threads_list_keeps_one_row_per_line(env, data):
     """A title a client wrote (newlines, tabs, any length) stays in its row: one line per thread, columns
     aligned; --json has it whole."""

@@ -14,6 +14,8 @@ import click
 
 from jan.cli.common import (
     CLIError,
+    allow_media_option,
+    media_allowed_here,
     connection_options,
     did_you_mean,
     echo_decoration,
@@ -616,11 +618,8 @@ def thread_model(conn, thread_id: str) -> str | None:
 @load_options
 @lora_options(LORA_APPLIES)
 @speed_options(SPEED_APPLIES)
-@click.option("--allow-media-from", "allow_media_from", multiple=True, metavar="URL_PREFIX|FOLDER",
-              callback=nonempty_param,
-              help="Without a server: fetch the images a thread's messages link to from http(s) URLs starting with "
-                   "URL_PREFIX or files inside FOLDER, as `jan serve --allow-media-from` does (repeatable). Off by "
-                   "default: a linked image is refused.")
+@allow_media_option("Without a server (a server fetches with its own `jan serve --allow-media-from`): fetch the "
+                    "images a thread's messages link to")
 @connection_options
 def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice, max_tokens, temperature, top_p, seed, stop, ignore_eos, think, n_ctx,
          n_threads, n_gpu_layers, image_min_tokens, image_max_tokens, lora, lora_scaled, allow_media_from, conn,
@@ -636,7 +635,7 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
     SIGHUP (a closed terminal) stops the answer as Ctrl-C does, saves it and
     ends the command, within 30 s whatever holds it up.
     """
-    conn.allow_media_from = tuple(allow_media_from)  # (the local mode's fetcher; a server fetches with its own)
+    conn.allow_media_from = media_allowed_here(conn, allow_media_from)
     if tool_choice not in (None, "auto", "none") and not (tool_names or mcp_servers):
         # a choice of tools among none was quietly dropped and the model answered as if it had not been given
         raise CLIError(f"--tool-choice {tool_choice} needs tools to choose from: give --tool NAME or --mcp SERVER")

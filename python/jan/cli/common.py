@@ -169,6 +169,37 @@ def nonempty_param(ctx: click.Context, param: click.Parameter, value: Any) -> An
     return value
 
 
+def allow_media_param(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    """click callback of ``--allow-media-from``: each entry an ``http(s)://`` URL prefix or a folder that is there, as
+    ``jan serve``'s :class:`~jan.server.media_fetch.MediaAllowlist` takes them, checked before anything starts: a
+    usage error naming the option for an entry of another kind, exit 1 for a folder that is not there (as every path
+    option says it)."""
+    if not value:
+        return value
+    from jan.server.aiohttp_import import defer_client
+
+    defer_client()  # (the module imports aiohttp: its client is loaded by a first fetch, not by this check)
+    from jan.server.media_fetch import MediaAllowlist, MediaFolderError
+
+    try:
+        MediaAllowlist.parse(value)
+    except MediaFolderError as exc:
+        raise CLIError(str(exc)) from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--allow-media-from "), ctx, param) from None
+    return value
+
+
+def allow_media_option(what: str) -> Callable[[Callable], Callable]:
+    """``--allow-media-from URL_PREFIX|FOLDER`` (repeatable), the one definition ``jan serve``, ``jan chat`` and
+    ``jan run`` share (:func:`allow_media_param` checks it); ``what`` says what the command fetches with it. The
+    command takes it as ``allow_media_from``, a tuple of entries."""
+    return click.option("--allow-media-from", "allow_media_from", multiple=True, metavar="URL_PREFIX|FOLDER",
+                        callback=allow_media_param,
+                        help=f"{what} from http(s) URLs starting with URL_PREFIX ('https://' for any public host) or "
+                             "files inside FOLDER (repeatable). Off by default: a link to an image is refused.")
+
+
 def nonempty_text_param(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """:func:`text_param`, refusing an empty value as :func:`nonempty_param` does."""
     return text_param(ctx, param, nonempty_param(ctx, param, value))
@@ -589,6 +620,36 @@ class PathParam(click.Path):
         if self.exists and self.readable and not os.access(path, os.R_OK):
             return f"{path}: permission denied"
         return None
+
+
+def media_allowed_here(conn: Any, entries: tuple[str, ...]) -> tuple[str, ...]:
+    """``entries`` (``--allow-media-from``) for the command's own fetcher, which only works without a server: with a
+    server answering, the server fetches the links it is sent by its own ``jan serve --allow-media-from``, so the
+    command's would have no effect — a :class:`CLIError` saying so."""
+    if entries and conn.server() is not None:
+        raise CLIError(f"--allow-media-from applies without a server: the server at {conn.url} fetches the images "
+                       "it is sent links to by its own `jan serve --allow-media-from`; drop the option, or add "
+                       "--local to fetch them in this process")
+    return tuple(entries)
+
+
+#: A link a media option takes in place of a path (fetched as ``--allow-media-from`` allows).
+_MEDIA_LINK = re.compile(r"(?i)(https?|file)://")
+
+
+def is_media_link(value: str) -> bool:
+    """Whether a media option's value is a link (``http(s)://``, ``file://``) rather than a path."""
+    return bool(_MEDIA_LINK.match(value))
+
+
+class MediaSource(PathParam):
+    """:class:`PathParam` for a media option that also takes a link (``http(s)://``, ``file://``), kept as it is
+    written for the fetcher ``--allow-media-from`` allows (a path it would have made into ``https:/host/x``)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and is_media_link(value):
+            return value
+        return super().convert(value, param, ctx)
 
 
 def comma_items(value: str, param: click.Parameter | None, ctx: click.Context | None) -> list[str]:

@@ -62,6 +62,13 @@ def image_part(path: str | Path) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": f"data:{mime};base64," + base64.b64encode(data).decode()}}
 
 
+def image_link_part(url: str) -> dict[str, Any]:
+    """An ``image_url`` content part that links to the image at ``url`` (``http(s)://``, ``file://``): fetched as
+    the request is made, by the local runtime's fetcher under the command's ``--allow-media-from`` or by the server's
+    under its own (:class:`jan.MediaError` ``not_allowed`` for a link no entry allows)."""
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
 def audio_part(path: str | Path) -> dict[str, Any]:
     """An ``input_audio`` content part (OpenAI's) holding the WAV, MP3 or FLAC clip at ``path``.
 

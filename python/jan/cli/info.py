@@ -64,15 +64,21 @@ def gather(conn) -> dict[str, Any]:
         "memory": memory,
         "cpu": cpus,
         "data_folder": folder,
-        "server": {"url": conn.url, "up": health is not None,
-                   # /health lists the loaded models only to a request with the key: None when it kept them back
-                   **({"models_loaded": health.get("models"), "uptime_seconds": health.get("uptime_seconds"),
-                       "status": health.get("status"),
-                       # where it keeps its data (told to a request with the key), which may not be data_folder
-                       **({"data_folder": health["data_folder"]} if health.get("data_folder") else {}),
-                       **({"failed_extensions": health["failed_extensions"]} if health.get("failed_extensions") else {})}
-                      if health else {})},
+        "server": server_block(conn.url, health, checked=not conn.force_local),
     }
+
+
+def server_block(url: str, health: dict | None, *, checked: bool = True) -> dict[str, Any]:
+    """``jan info --json``'s ``server``: one shape whether a server answers or not (a script reads the same keys):
+    ``url``; ``checked`` (False with ``--local``: not asked); ``up``; ``status`` (``ok``, ``degraded``; None when
+    down); ``models_loaded`` (ids; None when down, or when the server keeps them from a request without its API
+    key); ``uptime_seconds`` (None when down); ``data_folder`` (where the server keeps its data, told to a request
+    with the key; None otherwise); ``failed_extensions`` (``[{name, error}]``, ``[]`` when none or down)."""
+    up, health = health is not None, health or {}
+    return {"url": url, "checked": checked, "up": up, "status": health.get("status"),
+            "models_loaded": health.get("models"), "uptime_seconds": health.get("uptime_seconds"),
+            "data_folder": health.get("data_folder") or None,
+            "failed_extensions": list(health.get("failed_extensions") or [])}
 
 
 def _health(conn) -> dict | None:

@@ -12,7 +12,11 @@ from jan.cli.common import (
     INT32_MAX,
     CLIError,
     GpuLayers,
+    MediaSource,
     PathParam,
+    allow_media_option,
+    is_media_link,
+    media_allowed_here,
     SamplingValue,
     connection_options,
     echo_styled,
@@ -25,7 +29,8 @@ from jan.cli.common import (
     replace_undecodable,
     text_param,
 )
-from jan.cli.images import audio_part, image_part, user_content
+from jan.errors import MediaError
+from jan.cli.images import audio_part, image_link_part, image_part, user_content
 from jan.cli.inference import open_backend
 from jan.cli.speed_flags import speed_options
 from jan.engine.model import GGML_MAX_N_THREADS, IMAGE_TOKENS_MAX
@@ -124,8 +129,9 @@ def read_prompt(words: tuple[str, ...]) -> str:
 @click.option("--system", "-s", default=None, callback=text_param, help="System prompt (chat mode).")
 @click.option("--raw", is_flag=True, help="Complete PROMPT as plain text instead of chatting (no chat template: "
               "--system, --think, --show-reasoning, --image and --audio are chat's).")
-@click.option("--image", "-i", "images", multiple=True, type=PathParam(),
-              help="An image (PNG, JPEG, WebP, GIF) to ask about, for models with a projector (repeatable).")
+@click.option("--image", "-i", "images", multiple=True, type=MediaSource(),
+              help="An image (PNG, JPEG, WebP, GIF) to ask about, for models with a projector (repeatable): a file, "
+                   "or an http(s):// or file:// link that --allow-media-from allows.")
 @click.option("--audio", "-a", "clips", multiple=True, type=PathParam(),
               help="An audio clip (WAV, MP3, FLAC) to ask about, for models whose projector hears audio (repeatable).")
 @sampling_options
@@ -135,14 +141,16 @@ def read_prompt(words: tuple[str, ...]) -> str:
 @click.option("--show-reasoning", is_flag=True,
               help="Also print the model's thinking (dimmed on a terminal) before the answer; hidden by default.")
 @think_option
+@allow_media_option("Without a server (a server fetches with its own `jan serve --allow-media-from`): fetch the "
+                    "images --image links to")
 @click.option("--verbose", "-v", is_flag=True, help="Print timings and token counts to stderr.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the whole answer as one JSON document when it ends, OpenAI's chat.completion (with --raw "
                    "text_completion) shape: object, model, choices, usage; the same with or without a server.")
 @connection_options
 def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_p, seed, stop, ignore_eos, n_ctx, n_threads,
-        n_gpu_layers, image_min_tokens, image_max_tokens, lora, lora_scaled, show_reasoning, think, verbose, as_json,
-        conn, **speed) -> None:
+        n_gpu_layers, image_min_tokens, image_max_tokens, lora, lora_scaled, show_reasoning, think, allow_media_from,
+        verbose, as_json, conn, **speed) -> None:
     """Answer one PROMPT with MODEL and exit.
 
     MODEL is a model id (see `jan models list`) or a path to a .gguf file.
@@ -174,8 +182,12 @@ def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_
                                "for media")
     adapters = lora_flags(lora, lora_scaled)  # (before the prompt is read: a bad flag is said at once)
     text = read_prompt(prompt)
+    # a linked image is fetched as the request is made (the local runtime's fetcher, or the server's), each refused
+    # unless an --allow-media-from entry allows it
+    conn.allow_media_from = media_allowed_here(conn, allow_media_from)
     try:
-        parts = [image_part(path) for path in images]
+        parts = [image_link_part(path) if isinstance(path, str) and is_media_link(path) else image_part(path)
+                 for path in images]
     except CLIError as exc:  # named by its option, as every path option's error is (PathParam)
         raise CLIError(f"--image: {exc.format_message()}") from None
     try:
@@ -244,8 +256,10 @@ def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_
             out.flush()
         if verbose:
             report(generation, time.perf_counter() - started)
-    except CLIError as exc:  # a clip or image the model could not take: said of its option and path
-        raise media_named(exc, 1 if system else 0, bool(text), [("--image", p) for p in images] +
+    except (CLIError, MediaError) as exc:  # a clip or image the model could not take (or a link not allowed or not
+        # fetched): said of its option and path
+        said = exc if isinstance(exc, CLIError) else CLIError(str(exc))
+        raise media_named(said, 1 if system else 0, bool(text), [("--image", p) for p in images] +
                           [("--audio", p) for p in clips]) from None
     finally:
         backend.close()

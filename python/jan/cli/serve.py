@@ -21,7 +21,7 @@ defer_client()
 
 from aiohttp import web
 
-from jan.cli.common import (INT32_MAX, CLIError, GpuLayers, PathParam, check_flag_order, comma_items,
+from jan.cli.common import (INT32_MAX, CLIError, GpuLayers, PathParam, allow_media_option, check_flag_order, comma_items,
                             lora_flags, lora_options, nonempty_param, reader_gone, sendable_api_key, typed_flags, Words)
 from jan.cli.speed_flags import speed_options
 from jan.engine.model import ADAPTIVE_THREADS, LOAD_RANGES
@@ -110,9 +110,7 @@ def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
               help="Allowed CORS origin, as a browser sends it: scheme://host[:port] (repeatable; '*' for any).")
 @click.option("--allowed-host", "allowed_hosts", multiple=True, callback=nonempty_param,
               help="Extra Host header to accept when bound to loopback (repeatable).")
-@click.option("--allow-media-from", "allow_media_from", multiple=True, metavar="URL_PREFIX|FOLDER",
-              help="Let requests give images by http(s) URL starting with URL_PREFIX ('https://' for any public host) or by "
-                   "path inside FOLDER (repeatable). Off by default: images only inline as data: URLs.")
+@allow_media_option("Fetch the images requests link to (else only inline data: URLs are taken)")
 @click.option("--max-upload-bytes", "max_upload_bytes", default=DEFAULT_MAX_UPLOAD_BYTES, show_default=True,
               type=click.IntRange(1), metavar="N",
               help="The largest file POST /v1/files stores, in bytes; a larger upload is refused (413). "
@@ -193,14 +191,6 @@ def serve(host, port, ollama_port, data_folder, models, aliases, tags, default_m
     install_log_filter()  # each line says which request it was written for (the id its answer carried)
     if log_level != "debug":
         logging.getLogger("jan.llama").setLevel(logging.WARNING)
-    from jan.server.media_fetch import MediaAllowlist, MediaFolderError
-
-    try:
-        MediaAllowlist.parse(allow_media_from)
-    except MediaFolderError as exc:  # a missing input path: exit 1, as every path option says it (PathParam)
-        raise CLIError(str(exc)) from None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--allow-media-from") from None
     adapters = lora_flags(lora, lora_scaled)
     if draft_model is not None:
         # a file that is no GGUF model (a projector, a text file) started the server, and every request to every

@@ -103,10 +103,44 @@ def server_threads(client, limit: int | None = None) -> tuple[list[dict[str, Any
     return data, problems
 
 
-def _model_of(thread: dict[str, Any]) -> str:
+#: What the MODEL column says of a thread whose runs take the server's default model (neither the thread nor its
+#: assistant names one): the model a request that names none gets, which depends on what is loaded when it runs.
+DEFAULT_MODEL_SHOWN = "(default)"
+
+
+def _model_of(thread: dict[str, Any], assistant_models: dict[str, str] | None = None) -> str:
+    """The model the thread's runs use, as a run picks it: the thread's own (``assistants[0].model.id``), else its
+    assistant's ``model`` (``assistant_models``: assistant id -> model, ``"*"`` for any), else
+    :data:`DEFAULT_MODEL_SHOWN`. Without ``assistant_models``, only the thread's own ("" when it names none)."""
     assistants = thread.get("assistants") or []
-    model = (assistants[0].get("model") or {}) if assistants else {}
-    return model.get("id", "") if isinstance(model, dict) else ""
+    entry = assistants[0] if assistants and isinstance(assistants[0], dict) else {}
+    model = entry.get("model") or {}
+    own = model.get("id", "") if isinstance(model, dict) else ""
+    if own or assistant_models is None:
+        return own if isinstance(own, str) else ""
+    from jan.store.assistants import DEFAULT_ASSISTANT_ID  # (a run's assistant when the thread names none)
+
+    chosen = assistant_models.get(entry.get("assistant_id") or DEFAULT_ASSISTANT_ID)
+    return chosen if isinstance(chosen, str) and chosen not in ("", "*") else DEFAULT_MODEL_SHOWN
+
+
+def _assistant_models(client, store) -> dict[str, str]:
+    """Each assistant's ``model`` by its id (the server's, else the data folder's); {} where they cannot be read."""
+    try:
+        if client is not None:
+            found: list[dict[str, Any]] = []
+            after = None
+            for _ in range(1_000):  # bounded: one page of 100 per round
+                page = client.get("/v1/assistants?limit=100" + (f"&after={after}" if after else "")) or {}
+                found += page.get("data") or []
+                if not page.get("has_more") or not page.get("data"):
+                    break
+                after = page["data"][-1]["id"]
+        else:
+            found = store.assistants.list().data if store is not None else []
+    except Exception:  # noqa: BLE001 - the column falls back to "(default)"; the listing itself still answers
+        return {}
+    return {a["id"]: a.get("model") for a in found if isinstance(a, dict) and isinstance(a.get("id"), str)}
 
 
 #: Characters of a title `jan threads list` shows (a title can be any length; --json has it whole).
@@ -121,6 +155,7 @@ def list_threads(limit: int | None, as_json: bool, conn) -> None:
     """List threads, most recently updated first."""
     client = conn.server()
     problems: list[dict[str, Any]] = []
+    store = None
     if client is not None:
         data, problems = server_threads(client, limit)
     else:
@@ -141,8 +176,9 @@ def list_threads(limit: int | None, as_json: bool, conn) -> None:
                    else f"no threads: {absent}: check the path" if absent
                    else "no threads yet: `jan chat` saves each conversation as one", err=True)
         return
-    rows = [[t["id"], t.get("title", ""), _model_of(t), human_time(t.get("updated") or t.get("created_at"))]
-            for t in data]
+    assistant_models = _assistant_models(client, store)
+    rows = [[t["id"], t.get("title", ""), _model_of(t, assistant_models),
+             human_time(t.get("updated") or t.get("created_at"))] for t in data]
     print_table(["ID", "TITLE", "MODEL", "UPDATED"], rows, max_widths={"TITLE": TITLE_WIDTH})
 
 
@@ -157,8 +193,9 @@ def show_thread(thread_id: str, as_json: bool, conn) -> None:
         print_json({"thread": thread, "messages": messages})
         return
     echo_styled(thread.get("title") or thread_id, bold=True)
-    echo_styled(f"{thread_id} - {_model_of(thread)} - {human_time(thread.get('created') or thread.get('created_at'))}",
-                dim=True)
+    client = conn.server()
+    model = _model_of(thread, _assistant_models(client, conn.store(create=False) if client is None else None))
+    echo_styled(f"{thread_id} - {model} - {human_time(thread.get('created') or thread.get('created_at'))}", dim=True)
     instructions = _instructions(thread)
     if instructions:
         click.echo()
@@ -261,11 +298,13 @@ def _instructions(thread: dict[str, Any]) -> str | None:
     return assistants[0].get("instructions") if assistants and isinstance(assistants[0], dict) else None
 
 
-def to_markdown(thread: dict[str, Any], messages: list[dict[str, Any]]) -> str:
+def to_markdown(thread: dict[str, Any], messages: list[dict[str, Any]],
+                assistant_models: dict[str, str] | None = None) -> str:
     lines = [f"# {thread.get('title') or thread['id']}", ""]
     details = [f"thread `{thread['id']}`"]
-    if _model_of(thread):
-        details.append(f"model `{_model_of(thread)}`")
+    model = _model_of(thread, assistant_models)
+    if model:
+        details.append(f"model `{model}`" if model != DEFAULT_MODEL_SHOWN else f"model {model}")
     created = human_time(thread.get("created") or thread.get("created_at"))
     if created:
         details.append(created)
@@ -298,7 +337,9 @@ def export_thread(thread_id: str, fmt: str, output: Path | None, conn) -> None:
     if fmt == "json":
         text = json.dumps({"thread": thread, "messages": messages}, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     else:
-        text = to_markdown(thread, messages)
+        client = conn.server()
+        text = to_markdown(thread, messages,
+                           _assistant_models(client, conn.store(create=False) if client is None else None))
     if output is None or str(output) == "-":  # '-' was written as a file named '-'
         click.echo(text, nl=False)
         return

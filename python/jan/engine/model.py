@@ -39,7 +39,7 @@ from jan.json_text import finite_number
 from jan.engine.params import (DEFAULTS as SAMPLING_DEFAULTS, INT32_MAX, SPECULATIVE_OPTIONS, Range,
                                 check_order, check_sampling_options, sampling_params)
 from jan.engine.params import (as_int, check_flag, check_seconds, engine_text, lora_request, lora_scale,
-                               model_id_text)
+                               model_id_text, speculative_mode)
 from jan.engine.request import Request
 from jan.engine.results import Completion
 from jan.engine.room import RoomSignal
@@ -918,6 +918,14 @@ class Model:
         if not self.vocab_only and not self.embedding_only:  # only a generation context has a KV cache
             kv_types = (_cache_type("cache_type_k", cache_type_k), _cache_type("cache_type_v", cache_type_v))
             _check_cache_types(self._native, *kv_types, flash_attn)  # before a draft model is read too
+        if not self.vocab_only and self.embedding_only:
+            # kept as every request's defaults, they were never read (a model that embeds makes no text to draft):
+            # refused, as a draft model and LoRA adapters are for it
+            for option, value in (("speculative", speculative), ("draft_max", draft_max), ("draft_min", draft_min),
+                                  ("ngram", ngram), ("draft_p_min", draft_p_min)):
+                if value is not None and not (option == "speculative" and speculative_mode(value) == "none"):
+                    raise ModelSettingError(f"{option}: '{self.path}' is an embedding model; speculative decoding "
+                                            "applies to text generation only", param=option, code="invalid_value")
         # Per-model speculative-decoding defaults; a request's own options win.
         if speculative is None and draft_model is not None:
             speculative = "draft"

@@ -305,6 +305,17 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     manager = app[MANAGER]
     try:
         loaded = await preload_models(manager, app[CONFIG].models)
+        from jan.services.models import unread_server_defaults
+
+        defaults = app[CONFIG].engine_defaults()
+        if loaded and unread_server_defaults(loaded, defaults) is not None:
+            # a generation flag none of the --model reads: refused when no other local model could load with it
+            # either (they are defaults for every model the server loads, on demand too)
+            others = await app[SERVICES].models.model_extension().list_models()
+            unread = unread_server_defaults([*loaded, *(m for m in others if (m.get("engine") or "llama.cpp")
+                                                        == "llama.cpp")], defaults)
+            if unread is not None:
+                raise unread
         await _name_models(app, loaded)
         yield
     finally:

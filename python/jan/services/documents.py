@@ -134,7 +134,7 @@ class _Stop(BaseException):
 
 
 def _amount(n: int) -> str:
-    return f"{n / 2**20:g} MB" if n >= 2**20 else f"{n} bytes"
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"
 
 
 class _Reading:

@@ -37,7 +37,9 @@ from jan.store.ids import is_valid_id
 from jan.near_names import TYPO_SIMILARITY, closest_model_id, without_ollama_defaults  # noqa: F401
 from jan.templates import ChatTemplate, GrammarError, TemplateError, json_schema_to_grammar, resolve_template
 
-__all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header",
+__all__ = ["GENERATION_SETTINGS", "ModelService", "Target", "canonical_settings", "capabilities", "check_model_kind", "check_parameters",
+           "unread_server_defaults",
+           "check_settings", "gguf_header",
            "refuse_fan_out", "text_setting", "unload_now", "unload_replaced", "WEIGHT_KEYS"]
 
 #: What :meth:`ModelService.with_weights` adds to a model.json: its weights, projector and draft model files.
@@ -53,6 +55,28 @@ ENGINE_LIFECYCLE = ("load_model", "unload_model")
 
 #: model.json ``settings`` a local engine reads as text (file names, templates) besides the load options.
 _TEXT_SETTINGS = ("llama_model_path", "mmproj", "draft_model", "chat_template", "prompt_template")
+
+
+def canonical_settings(settings: Any) -> Any:
+    """``settings`` (a model.json's, or a PATCH's) with each setting that is one of a set of words in the spelling the
+    engine and llama-server use: ``cache_type_k``/``cache_type_v`` (:data:`jan.engine.model.CACHE_TYPES`: llama-server's
+    ``--cache-type-k`` takes only these, in lower case), ``speculative``, ``adaptive_threads``. jan takes them in any
+    case, as its command line does (``-ctk F16``), and stores and tells them as they are used: ``"F16"`` was stored as
+    written, shown so by every read of the model, while the model loaded with f16. Anything else (a value that is no
+    such word: its check refuses it) as it is."""
+    from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES
+    from jan.engine.params import SPECULATIVE
+
+    if not isinstance(settings, Mapping):
+        return settings
+    words = {"cache_type_k": CACHE_TYPES, "cache_type_v": CACHE_TYPES, "speculative": SPECULATIVE,
+             "adaptive_threads": ADAPTIVE_THREADS}
+    out = dict(settings)
+    for key, choices in words.items():
+        value = out.get(key)
+        if isinstance(value, str) and value.lower() in choices:
+            out[key] = value.lower()
+    return out
 
 
 def check_settings(settings: Mapping[str, Any], keys: Iterable[str] | None = None) -> None:
@@ -130,6 +154,81 @@ def _check_draft_wanted(settings: Mapping[str, Any], keys: Iterable[str] | None)
     param = "settings.speculative" if "speculative" in keys else "settings.draft_model"
     raise RequestError(f"{param}: speculative 'draft' needs a draft model, and draft_model is empty (no draft "
                        "model, not even the server's)", param=param, code="conflicting_options")
+
+
+#: model.json ``settings`` that only text generation reads (:class:`jan.Model` makes its generation context, KV cache,
+#: draft model, LoRA adapters and chat template for a model that generates; one that embeds only has none of them).
+#: On a model that embeds only (``settings.embedding`` true) each would be stored and never read.
+GENERATION_SETTINGS = ("speculative", "draft_max", "draft_min", "ngram", "draft_p_min", "draft_model",
+                       "cache_type_k", "cache_type_v", "cache_ram_mib", "kv_unified", "lora",
+                       "lora_init_without_apply", "chat_template", "prompt_template", *REASONING_SETTINGS)
+
+
+def _opts_out(key: str, value: Any) -> bool:
+    """Whether a generation setting's value asks for nothing (no draft model, no adapters, no speculation): such a
+    value is no setting that goes unread."""
+    if key in ("draft_model", "lora", "chat_template", "prompt_template"):
+        return not value
+    if key == "speculative":
+        try:
+            return speculative_mode(value) == "none"
+        except ValueError:
+            return False
+    return value is False and key in ("kv_unified", "lora_init_without_apply")
+
+
+def check_model_kind(model: Mapping[str, Any], changed: Iterable[str] | None = None) -> None:
+    """:class:`RequestError` (``invalid_value``) naming the first setting or parameter a model.json gives that its
+    model cannot use: on a model that embeds only (:func:`embeds_only`: ``settings.embedding`` true) a
+    :data:`GENERATION_SETTINGS` key or any ``parameters`` key (sampling, thinking, ``num_keep``: a request to such a
+    model generates nothing). ``changed`` as :meth:`ModelService.check_model` takes it (None: everything); setting
+    ``settings.embedding`` judges every stored key. Stored, such a value was accepted and had no effect (``jan serve
+    -m`` of the model, ``/v1/embeddings`` never told); a load of a hand-edited model.json is refused the same way."""
+    if not embeds_only(model):
+        return
+    settings = model.get("settings") or {}
+    parameters = model.get("parameters") or {}
+    every = changed is None or bool({"settings", "parameters", "settings.embedding"} & set(changed))
+    changed = set(changed or ())
+
+    def given(field: str, layer: Any) -> list[str]:
+        if not isinstance(layer, Mapping):
+            return []
+        return [key for key in layer if layer[key] is not None and (every or f"{field}.{key}" in changed)]
+
+    for key in given("settings", settings):
+        if key in GENERATION_SETTINGS and not _opts_out(key, settings[key]):
+            param = f"settings.{key}"
+            raise RequestError(f"{param}: model '{model.get('id')}' embeds only (settings.embedding is true), and "
+                               f"{key} applies to text generation only; remove it (or set settings.embedding to "
+                               "false for a model that generates)", param=param, code="invalid_value")
+    for key in given("parameters", parameters):
+        param = f"parameters.{key}"
+        raise RequestError(f"{param}: model '{model.get('id')}' embeds only (settings.embedding is true), and "
+                           "parameters apply to text generation only; remove it", param=param, code="invalid_value")
+
+
+def unread_server_defaults(models: Sequence[Mapping[str, Any]], defaults: Mapping[str, Any]) -> ModelSettingError | None:
+    """The error for server-wide load options (``jan serve``'s flags: ``defaults``, :meth:`ServerConfig.engine_defaults`)
+    that no model of ``models`` (the local models the server may load) reads: generation options
+    (:data:`GENERATION_SETTINGS`: ``--spec-type``, ``--model-draft``, ``--draft-max``, ``-ctk``...) where every one of
+    them embeds only (:func:`embeds_only`); the first model names the error. None when some model generates, or none of those options is given. The error carries
+    :class:`jan.errors.ServerDefault` as ``given_by_server``, so ``jan serve`` names its flag."""
+    from jan.errors import ServerDefault
+
+    if not models or not all(embeds_only(model) for model in models):
+        return None
+    for option, value in defaults.items():
+        if option in GENERATION_SETTINGS and not _opts_out(option, value):
+            model_id = str(models[0].get("id"))
+            cause = ValueError(f"{option}: it embeds only (settings.embedding is true), as does every other model the "
+                               f"server may load, and "
+                               f"{option} applies to text generation only")
+            given = ServerDefault(model_id, option, value, cause)
+            error = ModelSettingError(given.said(), param=None, code="invalid_value")
+            error.given_by_server = given  # type: ignore[attr-defined]
+            return error
+    return None
 
 
 #: The model.json ``settings`` keys a local engine reads, and the ``parameters`` keys a request reads: a key one
@@ -674,6 +773,7 @@ class ModelService(Held):
         if self._is_local(model, engine):
             check_known_keys(settings, KNOWN_SETTINGS, keys("settings"), "settings")
             check_settings(settings, keys("settings"))
+            check_model_kind(model, changed)
         elif engine is not None and callable(getattr(engine, "check_model_settings", None)) and (
                 changed is None or engine_changed or any(k == "settings" or k.startswith("settings.") for k in changed)):
             # an engine that reads its own settings (the remote one's base_url, ...) judges them as its load will
@@ -712,6 +812,12 @@ class ModelService(Held):
         if not isinstance(settings, Mapping) or not isinstance(model.get("parameters") or {}, Mapping) \
                 or not self._is_local(model):
             return
+        if model.get("file_path") and "embedding" not in settings:
+            # weights being imported: the import writes settings.embedding from the header (an embedding GGUF), so
+            # the settings given with them are judged as that model.json will hold them
+            header = await asyncio.to_thread(gguf_header, model["file_path"])
+            if header is not None and is_embedding_metadata(header):
+                check_model_kind({**model, "settings": {**settings, "embedding": True}}, changed)
         changed = None if changed is None else set(changed)
         everything = changed is None or "engine" in changed or bool(changed & _WEIGHT_FIELDS)
 

@@ -38,7 +38,7 @@ KIND = "batch"
 META = "batch.json"
 REQUESTS = "requests.jsonl"
 RESULTS = "results.jsonl"
-#: The largest requests.jsonl or results.jsonl read: a batch's input is at most 200 MB (OpenAI's bound, and the
+#: The largest requests.jsonl or results.jsonl read: a batch's input is at most 200 MiB (OpenAI's bound, and the
 #: Files API's here) but its results may be far more (50,000 embeddings, as JSON numbers): bounded, as every file
 #: of the data folder read whole, but well past a thread's messages (:data:`jan.store.jsonl.MAX_JSONL_BYTES`).
 MAX_BATCH_FILE_BYTES = 4 * 1024 * 1024 * 1024

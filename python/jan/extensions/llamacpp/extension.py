@@ -8,7 +8,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -25,7 +25,9 @@ from jan.core import (
     ModelState,
     ModelStopped,
 )
+from jan.engine.kv_cache import is_embedding_metadata
 from jan.engine.model import LOAD_RANGES
+from jan.engine.params import SPECULATIVE_OPTIONS
 from jan.engine.registry import Turn
 from jan.core.locks import KeyedLocks
 from jan.extensions._builtin import BuiltinExtension
@@ -35,7 +37,7 @@ from jan.errors import (BadRequestError, LoraAdapterError, ModelFileError, Model
 from jan.extensions.llamacpp.drafts import draft_options, lora_options, without_draft
 from jan.services.companions import check_companions, in_model_json
 from jan.services.errors import RequestError
-from jan.services.models import check_settings, model_json_typos
+from jan.services.models import check_model_kind, check_settings, gguf_header, model_json_typos
 from jan.services.types import LOAD_DEFAULTS, LoadOptions, resolve_load
 from jan.services.worker_pool import on_own_thread, undone_if_abandoned
 from jan.templates import TemplateError, resolve_template
@@ -210,6 +212,12 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                 _check_stored_settings(model)
                 path = self._model_file(model)
                 opts = self.load_options(model).given()
+                if any(k in opts for k in SPECULATIVE_OPTIONS) and await asyncio.to_thread(_embeds, opts, path):
+                    # the server's speculative defaults (jan serve --spec-type, --draft-max...) are for the models
+                    # that generate; jan.Model refuses them for one that embeds (a model.json's own were refused
+                    # where they were written)
+                    own = model.get("settings") or {}
+                    opts = {k: v for k, v in opts.items() if k not in SPECULATIVE_OPTIONS or k in own}
                 if model.get("mmproj_path"):  # resolved by the model service, like file_path
                     opts["mmproj"] = str(model["mmproj_path"])
                 # the files model.json names beside the weights, before the weights are read
@@ -567,6 +575,15 @@ def _tell_typos(model: dict[str, Any]) -> None:
             log.warning("model '%s': %s", model.get("id"), said)
 
 
+def _embeds(opts: Mapping[str, Any], path: str) -> bool:
+    """Whether a load with ``opts`` makes a model that only embeds, as :class:`jan.Model` decides it: the
+    ``embedding`` option, else the GGUF header (blocking: reads it)."""
+    if opts.get("embedding") is not None:
+        return bool(opts["embedding"])
+    header = gguf_header(path)
+    return bool(header) and is_embedding_metadata(header)
+
+
 def _check_stored_settings(model: dict[str, Any]) -> None:
     """:class:`ModelSettingError` naming the model and the field (``settings.ctx_len``) for a model.json setting
     that every load of it would fail on, judged as a PATCH setting it is (:func:`jan.services.models.check_settings`).
@@ -576,6 +593,7 @@ def _check_stored_settings(model: dict[str, Any]) -> None:
     _tell_typos(model)
     try:
         check_settings(settings)
+        check_model_kind(model)  # a draft model, sampling... on a model that embeds only: refused, not left unread
     except RequestError as exc:
         raise ModelSettingError(f"{exc}{in_model_json(model)}", param=exc.param,
                                 code=exc.code or "invalid_value") from None

@@ -4,7 +4,7 @@
 part, a ``purpose`` (OpenAI's: ``assistants``, ``vision``, ``user_data``, ``batch``, ``fine-tune``, ``evals``)
 and optionally ``expires_after[anchor]=created_at`` with ``expires_after[seconds]`` (3600 to 2592000). The file
 streams to disk as it arrives, hashed as it goes, never whole in memory; past ``max_upload_bytes`` (a server
-setting, 512 MB by default) it is a 413. ``GET /v1/files`` lists them (``purpose``, ``limit`` 1-10000,
+setting, 512 MiB by default) it is a 413. ``GET /v1/files`` lists them (``purpose``, ``limit`` 1-10000,
 ``order``, ``after``: OpenAI's cursor paging), ``GET /v1/files/{file_id}`` and ``DELETE`` are OpenAI's, and
 ``GET /v1/files/{file_id}/content`` sends the bytes back (as a download: ``Content-Disposition: attachment``).
 

@@ -50,7 +50,7 @@ from jan.server.routes.models import with_state
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body, read_json
 from jan.services.errors import RequestError, ServiceUnavailableError
-from jan.services.models import unload_now
+from jan.services.models import canonical_settings, unload_now
 from jan.store import slugify_id, validate_id
 
 log = logging.getLogger("jan.server")
@@ -171,6 +171,8 @@ async def create_model(request: web.Request) -> web.Response:
     models = model_extension(request)
     if "path" in data:
         body = ImportModelRequest.model_validate(data)
+        if body.settings is not None:
+            body.settings = canonical_settings(body.settings)
         _allowed_id(body.id)
         path = os.path.expanduser(body.path)
         # the id the import will take (as import_model picks it): a setting naming a file in the model's folder
@@ -198,6 +200,8 @@ async def create_model(request: web.Request) -> web.Response:
                 raise
     else:
         body = ModelJsonRequest.model_validate(data)
+        if body.settings is not None:
+            body.settings = canonical_settings(body.settings)
         _allowed_id(body.id)
         await request.app[SERVICES].models.check_model_and_file(body.model_dump(exclude_none=True))
         create = getattr(models, "create_model", None)
@@ -217,6 +221,8 @@ async def update_model(request: web.Request) -> web.Response:
         if value is None and key not in ("settings", "parameters", "metadata"):
             raise APIError(400, f"{key} cannot be null", param=key, code="invalid_value")
     patch = {k: v for k, v in patch.items() if v is not None}
+    if "settings" in patch:  # (word settings kept as they are used: "F16" as f16)
+        patch["settings"] = canonical_settings(patch["settings"])
     models = model_extension(request)
     model_id = request.match_info["model_id"]
     model = await models.get_model(model_id)
