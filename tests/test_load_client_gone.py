@@ -9,19 +9,28 @@ through the llama.cpp extension's ``acquire``: the claim is given back there (it
 ``undone_if_abandoned`` undoes any work an abandoned await started), and so is one whose chat template refused it.
 
 The claim's grace is stretched so that it cannot lapse on a slow machine: on the old code B stays held.
+
+Another fault of the kind, over every dialect's routes: a route whose wait for a load watched no client (Ollama's,
+llama-server's, the token counts and renders: ``jan.server.disconnect.unless_stopping`` now watches it, as every
+generation's wait is watched) ran to the load's end for a client that had gone. The OpenAI chat and completions,
+OpenAI embeddings, Anthropic messages and Responses cases watched their client before this fix too: they stand for the
+behaviour the others now share.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
+import time
 
+import httpx
 import pytest
 
 from jan.engine import registry
 from jan.server.keys import MANAGER, SERVICES
 
-from server_helpers import start_server
+from server_helpers import http_post, start_server
 
 GENEROUS_S = 300  # bounds for joins and waits: a busy 2-core machine, never a pacing
 TINY = "llama-2-tiny-random"
@@ -94,3 +103,80 @@ def _held(pool, model_id: str) -> bool:
     """Whether unloading ``model_id`` now would fail a request (one running, or one it was handed out for)."""
     with pool._lock:
         return pool._in_use(pool._models[model_id])
+
+
+# -- every route that may wait for a model's load watches its client (jan.server.disconnect.unless_stopping) --------
+HI = [{"role": "user", "content": "Hi"}]
+#: Each dialect's routes that wait for a model's load before they answer: (path, body) for the model TINY.
+LOADING_ROUTES = [
+    ("/v1/chat/completions", {"model": TINY, "messages": HI, "max_tokens": 2}),
+    ("/v1/completions", {"model": TINY, "prompt": "Hi", "max_tokens": 2}),
+    ("/v1/embeddings", {"model": TINY, "input": "Hi"}),
+    ("/apply-template", {"model": TINY, "messages": HI}),
+    ("/v1/chat/completions/input_tokens", {"model": TINY, "messages": HI}),
+    ("/v1/messages", {"model": TINY, "messages": HI, "max_tokens": 2}),
+    ("/v1/messages/count_tokens", {"model": TINY, "messages": HI}),
+    ("/v1/responses", {"model": TINY, "input": "Hi", "max_output_tokens": 16, "store": False}),
+    ("/v1/responses/input_tokens", {"model": TINY, "input": "Hi"}),
+    ("/api/chat", {"model": TINY, "messages": HI, "stream": False, "options": {"num_predict": 2}}),
+    ("/api/chat", {"model": TINY, "messages": HI, "stream": True, "options": {"num_predict": 2}}),
+    ("/api/generate", {"model": TINY, "prompt": "Hi", "stream": False, "options": {"num_predict": 2}}),
+    ("/api/generate", {"model": TINY}),  # (nothing to generate: Ollama's explicit load)
+    ("/api/embed", {"model": TINY, "input": "Hi"}),
+    ("/api/embeddings", {"model": TINY, "prompt": "Hi"}),
+    ("/completion", {"model": TINY, "prompt": "Hi", "n_predict": 2}),
+    ("/embedding", {"model": TINY, "content": "Hi"}),
+    ("/tokenize", {"model": TINY, "content": "Hi"}),
+    ("/detokenize", {"model": TINY, "tokens": [1, 2]}),
+]
+
+
+def _route_id(case) -> str:
+    path, body = case
+    return path + ("-stream" if body.get("stream") else "") + ("-load" if len(body) == 1 else "")
+
+
+def _client_closed(server, path: str) -> float:
+    """``/metrics``' count of ``POST path`` requests whose client left (499)."""
+    text = httpx.get(server.base_url + "/metrics", timeout=GENEROUS_S).text
+    sample = f'jan_http_requests_total{{method="POST",route="{path}",status="499"}} '
+    return sum(float(line[len(sample):]) for line in text.splitlines() if line.startswith(sample))
+
+
+@pytest.mark.parametrize("case", LOADING_ROUTES, ids=_route_id)
+def test_a_client_gone_during_a_load_is_noticed_at_once_by_every_route(tmp_path, stories_path, tiny_random_path,
+                                                                      case):
+    """A request whose model's load waits for room, and whose client leaves meanwhile, ends then in every dialect: its
+    499 is counted while the load still waits (before, Ollama's, llama-server's and the token counters' waits ran to
+    the load's end, then tokenized or generated for nobody), and once the load goes ahead nothing runs on the model
+    for it and no claim holds it."""
+    path, body = case
+    server = start_server(tmp_path, [stories_path, tiny_random_path], max_loaded_models=2, n_ctx=256)
+    try:
+        engine = server.app[MANAGER].get_inference("llama.cpp").engine
+        engine.unload(TINY)
+        engine.max_loaded = 1
+        held = engine.get("stories260K", claim=True)  # a request on its way to it: no room for another model
+        host, port = server.base_url.split("//")[1].split(":")
+        client = socket.create_connection((host, int(port)), timeout=GENEROUS_S)
+        client.sendall(http_post(path, body, host=f"{host}:{port}"))
+        with engine._changed:
+            assert engine._changed.wait_for(lambda: len(engine._waiting) == 1, GENEROUS_S), "the load never waited"
+        client.close()  # the client leaves while the load waits
+        deadline = time.monotonic() + 60  # (a bound, never a pacing: the handler notices within a poll of the socket)
+        while _client_closed(server, path) < 1:
+            assert time.monotonic() < deadline, "the request's end waited for its model's load"
+            time.sleep(0.05)
+        assert len(engine._waiting) == 1  # noticed while the load still waits, not at its end
+        done = held.generate("Once", max_tokens=2, temperature=0)  # the room frees: the load goes ahead
+        assert done.usage.completion_tokens >= 1
+        for thread in [t for t in threading.enumerate() if t.name == f"jan-load-{TINY}"]:
+            thread.join(GENEROUS_S)
+            assert not thread.is_alive()
+        # (a route whose own await the cancel cut off before the load began leaves nothing loaded: also sound)
+        if TINY in engine.loaded():
+            assert not _held(engine, TINY)  # nobody is coming for it: no claim holds it for the grace
+            assert engine.get(TINY).activity() == (0, False)  # nothing generated (nor embedded) for nobody
+    finally:
+        server.stop()
+
