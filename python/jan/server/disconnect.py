@@ -159,7 +159,8 @@ SLOT_SHUTDOWN = ("The server is shutting down; the slot action was not waited fo
                  "is not run).")
 
 
-async def unless_stopping(request: web.Request, load: Awaitable[T], message: str = LOAD_SHUTDOWN) -> T:
+async def unless_stopping(request: web.Request, load: Awaitable[T], message: str = LOAD_SHUTDOWN, *,
+                          watch_client: bool = True) -> T:
     """Await ``load`` (a model's load for the request being handled, or other work that waits on a model: a
     tokenizing, a chat's rendering, each of which may load the model first, a slot action waiting for its busy
     slot). The one watch every route that may wait for a load keeps on its client (as :func:`unless_disconnected`
@@ -169,7 +170,9 @@ async def unless_stopping(request: web.Request, load: Awaitable[T], message: str
     is given back (:meth:`jan.ModelPool.release_claim`), and nothing is generated. When the server starts stopping
     first, raise the 503 ``server_shutdown`` (each dialect shapes it; ``message`` says what was cut off) now, not a
     dropped connection once the stop's grace period is over; the work is then left to end (it cannot be cut short:
-    its engine's stop waits for its thread, and frees what it made, or fails what still waits)."""
+    its engine's stop waits for its thread, and frees what it made, or fails what still waits).
+    ``watch_client=False``: a change the client asked for that goes on without it (a slot's save or restore, LoRA
+    scales set once the model is loaded) is not cut short when it leaves; only the stop is watched."""
     stopping = request.app.get(SHUTTING_DOWN)
     if stopping is None:  # (an extension's sub-application, a test's stand-in app: no stop of its own)
         return await load
@@ -181,7 +184,7 @@ async def unless_stopping(request: web.Request, load: Awaitable[T], message: str
     stopped = asyncio.ensure_future(stopping.wait())
     try:
         while not task.done() and not stopped.done():
-            if client_gone(request):
+            if watch_client and client_gone(request):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):  # (nobody is left to tell)
                     await task
