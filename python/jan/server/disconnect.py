@@ -7,8 +7,9 @@ connection while the generation runs and cancels it — which closes its delta s
 the engine's slot — when the client is gone. A streamed answer sends nothing either until its first
 delta (so that setup errors are a plain 4xx): :func:`first_item` watches the connection until then,
 or a client that gave up on a request waiting in the queue would still have its whole prompt
-evaluated, ahead of those still waiting. Runs are not cancelled this way: they are meant to
-finish and be saved.
+evaluated, ahead of those still waiting. Work that waits on a model before any of that (its load, a tokenizing, a
+chat's rendering: Ollama's explicit load, llama-server's prompts) is watched by :func:`unless_stopping`. Runs are not
+cancelled this way: they are meant to finish and be saved.
 """
 
 from __future__ import annotations
@@ -158,13 +159,20 @@ SLOT_SHUTDOWN = ("The server is shutting down; the slot action was not waited fo
                  "is not run).")
 
 
-async def unless_stopping(request: web.Request, load: Awaitable[T], message: str = LOAD_SHUTDOWN) -> T:
-    """Await ``load`` (a model's load for the request being handled, or other work on an engine thread that cannot
-    be cut short: a slot action waiting for its busy slot); when the server starts stopping first, raise the 503
-    ``server_shutdown`` (each dialect shapes it; ``message`` says what was cut off) now, not a dropped connection
-    once the stop's grace period is over. The work itself is left to end (it cannot be cut short: its engine's stop
-    waits for its thread, and frees what it made, or fails what still waits), as is one whose client went away:
-    another request may be waiting for the same load."""
+async def unless_stopping(request: web.Request, load: Awaitable[T], message: str = LOAD_SHUTDOWN, *,
+                          watch_client: bool = True) -> T:
+    """Await ``load`` (a model's load for the request being handled, or other work that waits on a model: a
+    tokenizing, a chat's rendering, each of which may load the model first, a slot action waiting for its busy
+    slot). The one watch every route that may wait for a load keeps on its client (as :func:`unless_disconnected`
+    keeps it on a generation): when the client goes away first, ``load``'s await is cancelled and
+    :class:`ConnectionResetError` raised at once (the 499 is counted then, not when the load ends). A load's own
+    thread is left to finish (another request may be waiting for the same load); what it claimed for this request
+    is given back (:meth:`jan.ModelPool.release_claim`), and nothing is generated. When the server starts stopping
+    first, raise the 503 ``server_shutdown`` (each dialect shapes it; ``message`` says what was cut off) now, not a
+    dropped connection once the stop's grace period is over; the work is then left to end (it cannot be cut short:
+    its engine's stop waits for its thread, and frees what it made, or fails what still waits).
+    ``watch_client=False``: a change the client asked for that goes on without it (a slot's save or restore, LoRA
+    scales set once the model is loaded) is not cut short when it leaves; only the stop is watched."""
     stopping = request.app.get(SHUTTING_DOWN)
     if stopping is None:  # (an extension's sub-application, a test's stand-in app: no stop of its own)
         return await load
@@ -173,12 +181,17 @@ async def unless_stopping(request: web.Request, load: Awaitable[T], message: str
             load.close()
         raise shutdown_error(message)
     task = asyncio.ensure_future(load)
-    if not task.done():
-        stopped = asyncio.ensure_future(stopping.wait())
-        try:
-            await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
+    stopped = asyncio.ensure_future(stopping.wait())
+    try:
+        while not task.done() and not stopped.done():
+            if watch_client and client_gone(request):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):  # (nobody is left to tell)
+                    await task
+                raise ConnectionResetError("the client disconnected while its request waited for its model")
+            await asyncio.wait([task, stopped], timeout=DISCONNECT_POLL_S, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
     if task.done():
         return task.result()
     task.add_done_callback(_retrieved)

@@ -30,7 +30,7 @@ from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.errors import RequestError
 from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_history, fits, prompt_size,
                               media_note, reply_room)
-from jan.services.local import (ShownTokens, cancel_all, carries_schemas, chat_plan,
+from jan.services.local import (ShownTokens, cancel_all, carries_schemas, chat_plan, given_back_unless_begun,
                                 chat_prompt, check_fan_out, client_seed, constraint_grammar, prefill_refused,
                                 preserved_ids, shown_bytes, shown_special, shows_text, trigger_patterns, merged, off_loop,
                                 prompted_as, seeds)
@@ -184,8 +184,9 @@ class ChatService(Held):
         request = with_model_prompt(request, target.model)  # as a chat would send it
         local = prompted_as(await target.engine.acquire(target.model), request)
         try:
-            _, text, tokens, _ = await off_loop_for(request, _prompt_held, local, request,
-                                                    target.model.get("settings"))
+            with given_back_unless_begun(local):
+                _, text, tokens, _ = await off_loop_for(request, _prompt_held, local, request,
+                                                        target.model.get("settings"))
         except MediaError as exc:
             raise requests_media_error(exc, place) from None
         return RenderedPrompt(target.id, text, tuple(getattr(tokens, "tokens", tokens)))  # -1: media
@@ -242,11 +243,12 @@ class ChatService(Held):
         """``place``: where the model's own prompt went among the request's messages (:func:`model_prompt_place`),
         for a media error to name the request's message."""
         local: LocalModel = prompted_as(await target.engine.acquire(target.model), request)
-        check_fan_out(local.model, request.n, param="n")
         try:
-            start = await undone_if_abandoned(functools.partial(off_loop_for, request), _start, local, request,
-                                              target.model.get("settings"),
-                                              undo=lambda started: cancel_all(started.requests))
+            with given_back_unless_begun(local):  # (refused, or its client gone, before its template: not held)
+                check_fan_out(local.model, request.n, param="n")
+                start = await undone_if_abandoned(functools.partial(off_loop_for, request), _start, local, request,
+                                                  target.model.get("settings"),
+                                                  undo=lambda started: cancel_all(started.requests))
         except MediaError as exc:
             raise requests_media_error(exc, place) from None
         requests = start.requests
@@ -535,7 +537,7 @@ class _Start:
 def _prompt_held(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[Any, str, Any, tuple[int, ...]]:
     """:func:`_prompt` with the model held: a render submits nothing, so without the hold the claim its hand-out
     made would stand until it lapses, and a ``keep_alive: 0`` (which waits for claims) would wait that long."""
-    with local.model.hold():
+    with local.hold():
         return _prompt(local, request, settings)
 
 
@@ -546,7 +548,7 @@ def _start(local: LocalModel, request: ChatRequest, settings: Any) -> _Start:
 
     The model is held (:meth:`jan.Model.hold`) from the template to the submit: encoding a request's images can
     outlast the pool's claim on the model, and a model nobody holds may be unloaded for another one meanwhile."""
-    with local.model.hold():
+    with local.hold():
         return _start_held(local, request, settings)
 
 

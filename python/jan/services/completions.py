@@ -14,8 +14,8 @@ from jan.engine.results import Usage
 from jan.errors import ContextOverflowError
 from jan.services.errors import RequestError
 from jan.services.local import (ShownLogprobs, ShownTokens, cancel_all, check_fan_out, client_seed,
-                                completion_media_prompts, merged, off_loop, preserved_ids, seeds, shown_special,
-                                submits_on_loop, trigger_patterns)
+                                completion_media_prompts, given_back_unless_begun, merged, off_loop, preserved_ids,
+                                seeds, shown_special, submits_on_loop, trigger_patterns)
 from jan.services.media_workers import on_media_worker
 from jan.services.worker_pool import undone_if_abandoned
 from jan.services.models import ModelService, Target, model_sampling
@@ -87,81 +87,84 @@ class CompletionService(Held):
 
     async def _local(self, target: Target, request: CompletionRequest) -> AsyncIterator[CompletionDelta]:
         local = await target.engine.acquire(target.model)
-        model = local.model
-        n_prompts = len(request.prompts)
-        check_fan_out(model, n_prompts * request.n, param="prompt" if n_prompts > 1 else "n")
-        options = resolve_sampling(request.sampling).given()
-        seed = client_seed(options)
-        want_logprobs = request.logprobs is not None
-        # echo with logprobs: the prompt's tokens are scored too (OpenAI's; what evaluation harnesses read)
-        want_prompt = request.echo and want_logprobs
-        if request.prompt_only:
-            options["max_tokens"] = 1  # the prompt is evaluated (and scored); the one token sampled is not shown
+        # (refused, or its client gone, before its submit: the claim given back, not held for nobody)
+        with given_back_unless_begun(local):
+            model = local.model
+            n_prompts = len(request.prompts)
+            check_fan_out(model, n_prompts * request.n, param="prompt" if n_prompts > 1 else "n")
+            options = resolve_sampling(request.sampling).given()
+            seed = client_seed(options)
+            want_logprobs = request.logprobs is not None
+            # echo with logprobs: the prompt's tokens are scored too (OpenAI's; what evaluation harnesses read)
+            want_prompt = request.echo and want_logprobs
+            if request.prompt_only:
+                options["max_tokens"] = 1  # the prompt is evaluated (and scored); the one token sampled is not shown
 
-        # the tokenizer, to read the requests' output to its end also after the model closed (an unload)
-        vocab = model.vocabulary()
+            # the tokenizer, to read the requests' output to its end also after the model closed (an unload)
+            vocab = model.vocabulary()
 
-        has_media = any(isinstance(p, MediaText) for p in request.prompts)
+            has_media = any(isinstance(p, MediaText) for p in request.prompts)
 
-        preserved: list[int] = []  # (the ids of request.preserved_tokens, found by submit)
+            preserved: list[int] = []  # (the ids of request.preserved_tokens, found by submit)
 
-        # one of a list of prompts: a context error names which (the route names only its field)
-        named_prompt = request.prompt_name if request.listed is not False else None
+            # one of a list of prompts: a context error names which (the route names only its field)
+            named_prompt = request.prompt_name if request.listed is not False else None
 
-        def submit() -> tuple[list, list[str], list[tuple[int, ...] | None]]:
-            requests, echo, prompt_ids = [], [], []
-            triggers = trigger_patterns(model, request.grammar_triggers, request.grammar_trigger_tokens)
-            preserved[:] = preserved_ids(model, request.preserved_tokens)
-            # decoded, sized and encoded once: each of a prompt's choices reads the same one
-            made = (completion_media_prompts(local, request.prompts, prompt_name=named_prompt) if has_media
-                    else {})
-            try:
-                for i, prompt in enumerate(request.prompts):
-                    if isinstance(prompt, MediaText):
-                        text, given = prompt.text, made[i]
-                    else:
-                        text = prompt if isinstance(prompt, str) else model.detokenize(list(prompt))
-                        given = prompt if isinstance(prompt, str) else list(prompt)
-                    for s in seeds(seed, request.n):
-                        try:
-                            stream = model.stream(given, **options,
-                                                  seed=s, grammar=request.grammar, logprobs=want_logprobs,
-                                                  grammar_triggers=triggers or None,
-                                                  preserved_tokens=list(preserved) or None,
-                                                  top_logprobs=request.logprobs or 0,
-                                                  prompt_logprobs=want_prompt, infill=request.infill_sampler,
-                                                  post_sampling_probs=request.post_sampling_probs)
-                        except ContextOverflowError as exc:
-                            if exc.param is None and named_prompt is not None:
-                                exc.param = named_prompt(i)
-                            raise
-                        requests.append(stream)
-                        echo.append(text if request.echo else "")
-                        prompt_ids.append(tuple(prompt) if isinstance(prompt, tuple) and request.token_ids else None)
-            except BaseException:
-                for r in requests:
-                    r.cancel()
-                raise
-            return requests, echo, prompt_ids
+            def submit() -> tuple[list, list[str], list[tuple[int, ...] | None]]:
+                requests, echo, prompt_ids = [], [], []
+                triggers = trigger_patterns(model, request.grammar_triggers, request.grammar_trigger_tokens)
+                preserved[:] = preserved_ids(model, request.preserved_tokens)
+                # decoded, sized and encoded once: each of a prompt's choices reads the same one
+                made = (completion_media_prompts(local, request.prompts, prompt_name=named_prompt) if has_media
+                        else {})
+                try:
+                    for i, prompt in enumerate(request.prompts):
+                        if isinstance(prompt, MediaText):
+                            text, given = prompt.text, made[i]
+                        else:
+                            text = prompt if isinstance(prompt, str) else model.detokenize(list(prompt))
+                            given = prompt if isinstance(prompt, str) else list(prompt)
+                        for s in seeds(seed, request.n):
+                            try:
+                                stream = model.stream(given, **options,
+                                                      seed=s, grammar=request.grammar, logprobs=want_logprobs,
+                                                      grammar_triggers=triggers or None,
+                                                      preserved_tokens=list(preserved) or None,
+                                                      top_logprobs=request.logprobs or 0,
+                                                      prompt_logprobs=want_prompt, infill=request.infill_sampler,
+                                                      post_sampling_probs=request.post_sampling_probs)
+                            except ContextOverflowError as exc:
+                                if exc.param is None and named_prompt is not None:
+                                    exc.param = named_prompt(i)
+                                raise
+                            requests.append(stream)
+                            echo.append(text if request.echo else "")
+                            prompt_ids.append(tuple(prompt) if isinstance(prompt, tuple) and request.token_ids
+                                              else None)
+                except BaseException:
+                    for r in requests:
+                        r.cancel()
+                    raise
+                return requests, echo, prompt_ids
 
-        def held() -> tuple[list, list[str], list[tuple[int, ...] | None]]:
-            # held from decoding to the submit: encoding images can outlast the pool's claim on the model, and a
-            # model nobody holds may be unloaded for another one meanwhile (as a chat's media prompt). And the
-            # request's generations, one per prompt and choice, are its one use: counted one each, they stood for
-            # the claims of other requests not submitted yet, which a keep_alive 0 then closed the model under
-            with model.hold():
-                return submit()
+            def held() -> tuple[list, list[str], list[tuple[int, ...] | None]]:
+                # held from decoding to the submit: encoding images can outlast the pool's claim on the model, and a
+                # model nobody holds may be unloaded for another one meanwhile (as a chat's media prompt). And the
+                # request's generations, one per prompt and choice, are its one use: counted one each, they stood for
+                # the claims of other requests not submitted yet, which a keep_alive 0 then closed the model under
+                with local.hold():
+                    return submit()
 
-        # short prompts: here, as the hop to a worker thread would cost more than the tokenizing (submits_on_loop)
-        def undo(submitted: tuple[list, list[str], list[tuple[int, ...] | None]]) -> None:
-            cancel_all(submitted[0])
+            # short prompts: here, as the hop to a worker thread would cost more than the tokenizing (submits_on_loop)
+            def undo(submitted: tuple[list, list[str], list[tuple[int, ...] | None]]) -> None:
+                cancel_all(submitted[0])
 
-        if has_media:
-            requests, echo, prompt_ids = await undone_if_abandoned(on_media_worker, held, undo=undo)
-        elif submits_on_loop(request.prompts, request.n, request.grammar, options.get("logit_bias")):
-            requests, echo, prompt_ids = held()
-        else:
-            requests, echo, prompt_ids = await undone_if_abandoned(off_loop, held, undo=undo)
+            if has_media:
+                requests, echo, prompt_ids = await undone_if_abandoned(on_media_worker, held, undo=undo)
+            elif submits_on_loop(request.prompts, request.n, request.grammar, options.get("logit_bias")):
+                requests, echo, prompt_ids = held()
+            else:
+                requests, echo, prompt_ids = await undone_if_abandoned(off_loop, held, undo=undo)
         # each choice's ids let out as their text is shown: a matched stop string's are left out
         special = shown_special(options, preserved)
         shown = [ShownTokens(vocab, special) for _ in requests] if request.token_ids else []

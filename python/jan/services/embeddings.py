@@ -14,7 +14,7 @@ from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, poo
 from jan.services.engine_output import checked_embeddings, engine_failures
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.models import ModelService
-from jan.services.local import completion_media_prompts
+from jan.services.local import completion_media_prompts, given_back_unless_begun
 from jan.services.types import (MAX_EMBEDDING_TOKENS, EmbeddingRequest, EmbeddingResult, MediaText, RerankRequest,
                                 RerankResult)
 from jan.services.untrusted import neutralized
@@ -158,7 +158,7 @@ class EmbeddingService(Held):
         def run() -> tuple[list[list[int]], object]:
             # held from here (the claim acquire made ends: a refused request holds the model no longer): tokenizing
             # and making the embedding context take long enough for a load of another model to unload one idle
-            with model.hold():
+            with local.hold():
                 per_token = getattr(model, "pooling", None) == "none"
                 if per_token and not request.per_token:  # per token: neither OpenAI's shape nor Ollama's
                     raise pooling_none_refusal(target.id)
@@ -182,7 +182,8 @@ class EmbeddingService(Held):
         # (the same event stops the decoding of the inputs' images and audio at its next item, as a chat's)
         token = MEDIA_CANCEL.set(stop)
         try:
-            tokens, vectors = await _workers.run(run)
+            with given_back_unless_begun(local):  # (its client gone while it waited for a worker: not held)
+                tokens, vectors = await _workers.run(run)
         except asyncio.CancelledError:
             stop.set()
             raise
@@ -218,7 +219,7 @@ class EmbeddingService(Held):
         stop = threading.Event()
 
         def run():
-            with model.hold():  # (the claim acquire made ends here, as for embeddings)
+            with local.hold():  # (the claim acquire made ends here, as for embeddings)
                 documents = list(request.documents)
                 if model.rerank_template:
                     # The filled template is tokenized with special tokens parsed (its markup is control tokens):
@@ -233,7 +234,8 @@ class EmbeddingService(Held):
                                     truncation_direction=request.truncation_direction)
 
         try:
-            ranking = await _workers.run(run)
+            with given_back_unless_begun(local):
+                ranking = await _workers.run(run)
         except asyncio.CancelledError:
             stop.set()
             raise

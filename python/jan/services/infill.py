@@ -7,7 +7,7 @@ import asyncio
 from jan.core import LocalInferenceExtension
 from jan.services.abilities import FIM_TOKENS, fill_in_refusal
 from jan.services.errors import RequestError
-from jan.services.local import continued_prompt
+from jan.services.local import continued_prompt, given_back_unless_begun
 from jan.services.models import ModelService
 from jan.services.types import InfillChunk
 
@@ -51,12 +51,13 @@ async def infill_prompt(models: ModelService, model_id: str, prefix: str, suffix
         raise RequestError(f"suffix: the model '{target.id}' runs on the '{target.engine.engine_name}' engine, "
                            "which cannot fill in the middle", param="suffix", code="not_supported")
     await models.require_fill_in(target, context)  # no FIM tokens (or a bad context id): refused before a load
-    model = (await target.engine.acquire(target.model)).model
+    local = await target.engine.acquire(target.model)
+    model = local.model
 
     def build() -> tuple[int, ...]:
         # held: it ends the claim of this hand-out, which submits nothing (the completion that follows is handed
         # the model again), refused or not, so that a keep_alive 0 (which waits for claims) need not wait for it
-        with model.hold():
+        with local.hold():
             special = model.info.special_tokens
             if not all(k in special for k in FIM_TOKENS):  # (where the header could not tell)
                 raise fill_in_refusal(target.id)
@@ -72,7 +73,8 @@ async def infill_prompt(models: ModelService, model_id: str, prefix: str, suffix
                 tokens = [*_extra_tokens(model, extra, max(0, room)), *tokens]
             return tuple(continued_prompt(model, context, tokens))
 
-    return await asyncio.to_thread(build)
+    with given_back_unless_begun(local):  # (its client gone before the thread began: not held)
+        return await asyncio.to_thread(build)
 
 
 def _repo_token(model, name: str) -> int | None:

@@ -128,6 +128,19 @@ def prompted_as(local: LocalModel, request: ChatRequest) -> LocalModel:
     return local
 
 
+@contextlib.contextmanager
+def given_back_unless_begun(local: LocalModel) -> Iterator[LocalModel]:
+    """The stretch from a model's hand-out (``acquire``, which claimed it for this request) to the request's begin
+    (``local.hold()``: its template rendered, its prompt tokenized, its images encoded, a worker waited for): however
+    it ends — a refusal, or a cancel (its client gone) before the hold began — a claim not begun is given back at
+    once (:meth:`LocalModel.give_back`), not held for nobody for the pool's claim grace, during which a load waiting
+    for room (and a ``keep_alive`` 0) waited. A claim its request began is left alone."""
+    try:
+        yield local
+    finally:
+        local.give_back()
+
+
 def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> ChatPlan:
     """The chat format's part of a request (:mod:`jan.templates.formats`): how the template turns
     thinking on/off, the thinking budget, the tool-call grammar and the output parser.

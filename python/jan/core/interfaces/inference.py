@@ -18,7 +18,10 @@ Two kinds of engine sit behind one interface, and the chat service
 
 from __future__ import annotations
 
+import threading
 from abc import abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar
 
@@ -34,7 +37,7 @@ if TYPE_CHECKING:  # core imports no implementation; these are only annotations
         EmbeddingResult,
     )
 
-__all__ = ["InferenceExtension", "LocalInferenceExtension", "LocalModel", "ModelState"]
+__all__ = ["Claim", "InferenceExtension", "LocalInferenceExtension", "LocalModel", "ModelState"]
 
 
 class ModelState:
@@ -47,6 +50,36 @@ class ModelState:
     STOPPING = "stopping"
 
 
+class Claim:
+    """The hold a model pool's hand-out took on ``model`` for the one request it was handed out for (a
+    ``ModelPool.load``/``get`` with ``claim=True``): the model is not unloaded for another one until that request
+    begins (:meth:`hold`) or the claim is given back (:meth:`give_back`, a request that will not begin: refused, or
+    its client gone, after the hand-out and before its submit). Once either happened, the other does nothing more;
+    thread-safe (the hold begins on a worker thread, the give-back comes from the event loop)."""
+
+    def __init__(self, model: Any, give_back: Callable[[], None]):
+        self._model = model
+        self._give_back = give_back
+        self._lock = threading.Lock()
+        self._open = True
+
+    def hold(self) -> AbstractContextManager[Any]:
+        """``model.hold()``: the claimed request begins (the claim ends); after :meth:`give_back` a hold that begins
+        no claimed request (``begins=False``), so that it ends no other request's claim."""
+        with self._lock:
+            begins, self._open = self._open, False
+        return self._model.hold(begins=begins)
+
+    def give_back(self) -> None:
+        """The claim given back now (the request will not begin), not held for nobody until the pool's claim grace
+        lapses; nothing once the request began or the claim was given back."""
+        with self._lock:
+            if not self._open:
+                return
+            self._open = False
+        self._give_back()
+
+
 @dataclass(frozen=True)
 class LocalModel:
     """A loaded model a local engine lends to the services for one request.
@@ -56,12 +89,25 @@ class LocalModel:
     (the model.json ``chat_template`` override, else the GGUF's template, else
     the model.json ``prompt_template``, else ChatML); ``end_of_turn`` stop
     strings to add to chat requests (when the template spells the end of a turn
-    as text the model may not know as one token).
+    as text the model may not know as one token); ``claim``: the pool's hold for this
+    request, until it begins (None: the engine took none).
     """
 
     model: Any
     template: Any
     end_of_turn: tuple[str, ...] = ()
+    claim: Claim | None = None
+
+    def hold(self) -> AbstractContextManager[Any]:
+        """The model held for this request's work (``jan.Model.hold``): the request the hand-out claimed the model
+        for begins here (:meth:`Claim.hold`)."""
+        return self.claim.hold() if self.claim is not None else self.model.hold()
+
+    def give_back(self) -> None:
+        """This request will not begin (refused, or its client gone, before its :meth:`hold`): the hand-out's claim
+        given back at once (:meth:`Claim.give_back`); nothing once it began, or without a claim."""
+        if self.claim is not None:
+            self.claim.give_back()
 
 
 class InferenceExtension(ExtensionInterface):

@@ -29,6 +29,7 @@ from jan.engine.kv_cache import is_embedding_metadata
 from jan.engine.model import LOAD_RANGES
 from jan.engine.params import SPECULATIVE_OPTIONS
 from jan.engine.registry import Turn
+from jan.core.interfaces.inference import Claim
 from jan.core.locks import KeyedLocks
 from jan.extensions._builtin import BuiltinExtension
 from jan.file_stamps import file_version
@@ -492,7 +493,12 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             if lent is None or lent.model is not loaded:
                 lent = made
                 self._lent[model["id"]] = lent
-        return lent
+        if not claim:
+            return lent
+        # the request's own hand-out: its claim ends as its work begins (LocalModel.hold), or is given back at once
+        # where it never begins (refused, or its client gone, before its submit: LocalModel.give_back)
+        return replace(lent, claim=Claim(loaded, functools.partial(self._give_back_claim, model["id"],
+                                                                               loaded)))
 
     def chat_template_info(self, model_id: str) -> dict[str, Any] | None:
         """The chat template a loaded model chats with: ``{"name", "fallback"}`` (``fallback``: why

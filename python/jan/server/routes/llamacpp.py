@@ -568,7 +568,7 @@ async def slot_action(request: web.Request) -> web.Response:
         sent = {"filename": body.get("filename")} if isinstance(body, dict) and "filename" in body else {}
         # (the upstream's answer is not waited for past the stop, as a local action's is not)
         return await _forwarded(unless_stopping(request, remote.engine.slots_call(remote.model, id_slot, action, sent),
-                                                SLOT_SHUTDOWN))
+                                                SLOT_SHUTDOWN, watch_client=False))
     folder = request.app[CONFIG].slot_save_path
     if not folder:
         raise APIError(501, "This server does not support slots action. Start it with `--slot-save-path`",
@@ -594,7 +594,8 @@ async def slot_action(request: web.Request) -> web.Response:
     # A busy slot's action waits for its request to end (llama-server's defer), on a thread nothing can cut short:
     # at a stop the client is told now, as every request still waiting is, not after the stop's grace period. The
     # action may load the model first: a stop during that load is told so too.
-    result = await unless_stopping(request, run(target.model, action, id_slot, path), SLOT_SHUTDOWN)
+    result = await unless_stopping(request, run(target.model, action, id_slot, path), SLOT_SHUTDOWN,
+                                   watch_client=False)  # (a save or restore asked for goes on without its client)
     return json_response(native.slot_result(action, filename, result))
 
 
@@ -647,7 +648,8 @@ async def _lora_adapters(request: web.Request, adapters: Any = None) -> list[dic
         raise APIError(400, f"model '{target.id}' runs on an engine without LoRA adapters", param="model",
                        code="invalid_value")
     try:
-        return await unless_stopping(request, lora_adapters(target.model, adapters))  # (it may load the model)
+        # (it may load the model; scales being set are set whether their client waits or not)
+        return await unless_stopping(request, lora_adapters(target.model, adapters), watch_client=adapters is None)
     except jan.BadRequestError as exc:
         raise APIError(400, str(exc), param=exc.param or "lora", code=exc.code or "invalid_value") from None
 
