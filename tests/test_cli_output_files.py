@@ -101,7 +101,7 @@ def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary(made, tm
 def test_an_export_whose_serializer_fails_leaves_the_old_file(made, tmp_path, monkeypatch):
     _module, args = made["threads export markdown"]
 
-    def broken(thread, messages):
+    def broken(*args, **kwargs):  # (whatever the serializer is given)
         raise RuntimeError("serializer broke")
 
     monkeypatch.setattr(threads_cli, "to_markdown", broken)
