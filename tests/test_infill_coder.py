@@ -86,6 +86,9 @@ def test_ollama_raw_sends_the_prompt_as_is_with_a_suffix(server):
     raw = ok(server, "/api/generate", {"model": CODER, "prompt": "def f():", "suffix": "\n", "raw": True,
                                        "stream": False, "options": {"num_predict": 1}})
     assert raw["prompt_eval_count"] == len(tokens(server, CODER, "def f():"))
+    rendered = ok(server, "/api/generate", {"model": CODER, "prompt": "def f():", "suffix": "\n", "raw": True,
+                                            "_debug_render_only": True})  # (the raw prompt, rendered as it is)
+    assert rendered["_debug_info"]["rendered_template"] == "def f():", rendered
     refused = post(server, "/api/generate", {"model": "stories260K", "prompt": "Once", "suffix": "x", "raw": True,
                                              "stream": False})
     assert refused.status_code == 400 and "fill-in-the-middle" in refused.json()["error"]
