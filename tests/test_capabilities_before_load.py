@@ -120,3 +120,14 @@ def test_refusals_before_a_load_find_the_format_detected(tmp_path, loop_watch):
     finally:
         server.stop()
     assert loop_watch == [], loop_watch
+
+
+def test_a_template_not_resolved_keeps_what_the_file_told():
+    """A read file whose template cannot be resolved (a model.json template it cannot use) is judged by its texts
+    for tools and thinking only: its FIM tokens and projector encoders still list ``insert`` and ``vision``/
+    ``audio`` (they went with the template, and ``insert`` then hung on the caller's own header read)."""
+    from jan.services.abilities import Abilities
+
+    read = Abilities(template=None, fim=True, projector=True, vision=True, audio=False, embedding=False)
+    assert capabilities({}, read) == ["completion", "vision", "insert"]
+    assert capabilities({}, Abilities(template=None, fim=False, projector=False), fim=True) == ["completion"]

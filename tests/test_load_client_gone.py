@@ -25,6 +25,7 @@ import asyncio
 import socket
 import threading
 import time
+import types
 
 import httpx
 import pytest
@@ -130,12 +131,35 @@ LOADING_ROUTES = [
     ("/embedding", {"model": TINY, "content": "Hi"}),
     ("/tokenize", {"model": TINY, "content": "Hi"}),
     ("/detokenize", {"model": TINY, "tokens": [1, 2]}),
+    ("/v1/rerank", {"model": TINY, "query": "Hi", "documents": ["a", "b"]}),  # (TINY a reranker: _tiny_for)
+    # fill-in-the-middle (TINY is then a model with FIM tokens: _tiny_for)
+    ("/infill", {"model": TINY, "input_prefix": "def f():", "input_suffix": "\n", "n_predict": 2}),
+    ("/v1/completions", {"model": TINY, "prompt": "def f():", "suffix": "\n", "max_tokens": 2}),
+    ("/api/generate", {"model": TINY, "prompt": "def f():", "suffix": "\n", "stream": False,
+                       "options": {"num_predict": 2}}),
 ]
+
+
+def _fills_in(body: dict) -> bool:
+    return "suffix" in body or "input_suffix" in body
+
+
+def _tiny_for(body: dict, tmp_path, request):
+    """The model TINY's file for a request: one with Qwen2.5-Coder's FIM tokens where it fills in the middle, a
+    reranker where it reranks (a model that cannot is refused before its load), else the tiny random llama."""
+    from jan.testing.gguf_models import write_qwen25_coder_model, write_reranker_from_bert
+
+    if _fills_in(body):
+        return write_qwen25_coder_model(tmp_path / f"{TINY}.gguf")
+    if "query" in body:
+        return write_reranker_from_bert(request.getfixturevalue("minilm_path"), tmp_path / f"{TINY}.gguf")
+    return request.getfixturevalue("tiny_random_path")
 
 
 def _route_id(case) -> str:
     path, body = case
-    return path + ("-stream" if body.get("stream") else "") + ("-load" if len(body) == 1 else "")
+    return (path + ("-stream" if body.get("stream") else "") + ("-load" if len(body) == 1 else "")
+            + ("-fim" if _fills_in(body) and path != "/infill" else "") + ("-rerank" if "query" in body else ""))
 
 
 def _client_closed(server, path: str) -> float:
@@ -146,14 +170,15 @@ def _client_closed(server, path: str) -> float:
 
 
 @pytest.mark.parametrize("case", LOADING_ROUTES, ids=_route_id)
-def test_a_client_gone_during_a_load_is_noticed_at_once_by_every_route(tmp_path, stories_path, tiny_random_path,
+def test_a_client_gone_during_a_load_is_noticed_at_once_by_every_route(tmp_path, stories_path, request,
                                                                       case):
     """A request whose model's load waits for room, and whose client leaves meanwhile, ends then in every dialect: its
     499 is counted while the load still waits (before, Ollama's, llama-server's and the token counters' waits ran to
     the load's end, then tokenized or generated for nobody), and once the load goes ahead nothing runs on the model
     for it and no claim holds it."""
     path, body = case
-    server = start_server(tmp_path, [stories_path, tiny_random_path], max_loaded_models=2, n_ctx=256)
+    server = start_server(tmp_path, [stories_path, _tiny_for(body, tmp_path, request)], max_loaded_models=2,
+                          n_ctx=256)
     try:
         engine = server.app[MANAGER].get_inference("llama.cpp").engine
         engine.unload(TINY)
@@ -206,13 +231,22 @@ HANDED_OUT_ROUTES = [
     ("/api/embed", {"model": TINY, "input": "Hi"}, "embeddings"),
     ("/api/embeddings", {"model": TINY, "prompt": "Hi"}, "embeddings"),
     ("/embedding", {"model": TINY, "content": "Hi"}, "embeddings"),
+    ("/v1/rerank", {"model": TINY, "query": "Hi", "documents": ["a", "b"]}, "embeddings"),
+    ("/rerank", {"model": TINY, "query": "Hi", "texts": ["a", "b"]}, "embeddings"),
+    # the FIM prompt is built on a worker after the model's hand-out (jan.services.infill)
+    ("/infill", {"model": TINY, "input_prefix": "def f():", "input_suffix": "\n", "n_predict": 2}, "infill"),
+    ("/infill", {"model": TINY, "input_prefix": "def f():", "input_suffix": "\n", "n_predict": 2, "stream": True},
+     "infill"),
+    ("/v1/completions", {"model": TINY, "prompt": "def f():", "suffix": "\n", "max_tokens": 2}, "infill"),
+    ("/api/generate", {"model": TINY, "prompt": "def f():", "suffix": "\n", "stream": False,
+                       "options": {"num_predict": 2}}, "infill"),
 ]
 
 
 def _stall(monkeypatch, step: str) -> threading.Event:
     """The worker the service's ``step`` waits for after the model's hand-out never comes (as on a busy machine,
     where a request's template or tokenizing waits behind others'): set once a request waits for it."""
-    from jan.services import chat, completions, embeddings
+    from jan.services import chat, completions, embeddings, infill
 
     waiting = threading.Event()
 
@@ -224,6 +258,8 @@ def _stall(monkeypatch, step: str) -> threading.Event:
         monkeypatch.setattr(chat, "off_loop_for", never)
     elif step == "completions":
         monkeypatch.setattr(completions, "off_loop", never)
+    elif step == "infill":  # (its prompt's worker: the module's asyncio.to_thread)
+        monkeypatch.setattr(infill, "asyncio", types.SimpleNamespace(to_thread=never))
     else:
         monkeypatch.setattr(embeddings, "_workers", type("Stalled", (), {"run": staticmethod(never)})())
     return waiting
@@ -231,13 +267,14 @@ def _stall(monkeypatch, step: str) -> threading.Event:
 
 @pytest.mark.parametrize("path, body, step", HANDED_OUT_ROUTES,
                          ids=[f"{p}-{s}" + ("-stream" if b.get("stream") else "") for p, b, s in HANDED_OUT_ROUTES])
-def test_a_request_gone_before_its_submit_gives_its_claim_back(tmp_path, stories_path, tiny_random_path,
+def test_a_request_gone_before_its_submit_gives_its_claim_back(tmp_path, stories_path, request,
                                                               monkeypatch, path, body, step):
     """A request whose client leaves after its model was handed out to it (claimed: not unloaded for another
     model) and before its work began on it — its template, tokenizing or embedding waiting for a worker — gives the
     claim back at once, in every dialect: before, the model stayed held for nobody until the claim lapsed, and a
     load waiting for room (or a keep_alive 0) waited that long."""
-    server = start_server(tmp_path, [stories_path, tiny_random_path], max_loaded_models=2, n_ctx=256)
+    server = start_server(tmp_path, [stories_path, _tiny_for(body, tmp_path, request)], max_loaded_models=2,
+                          n_ctx=256)
     try:
         engine = server.app[MANAGER].get_inference("llama.cpp").engine
         waiting = _stall(monkeypatch, step)

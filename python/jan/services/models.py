@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import os
 import re
@@ -432,8 +433,13 @@ def capabilities(model: Mapping[str, Any], abilities: Abilities | None = None, *
         # the template a load would resolve from the same texts, judged as a loaded model's is: the word "tools" in
         # the source listed Command R+'s (which renders no tools) and llama.cpp's R1 template (which names them only
         # in a comment), and ``<think>`` words missed gpt-oss's analysis channel and Solar Open's <|think|>
-        abilities = template_abilities(text_setting(model, "chat_template"), chat_template,
-                                       text_setting(model, "prompt_template"))
+        from_texts = template_abilities(text_setting(model, "chat_template"), chat_template,
+                                        text_setting(model, "prompt_template"))
+        # only the template is taken from the texts: what the file itself told (its FIM tokens, its projector's
+        # encoders) stays, where a template it cannot resolve would have dropped insert and vision with it
+        if abilities is None or from_texts is not None:
+            abilities = from_texts if abilities is None else dataclasses.replace(abilities,
+                                                                                 template=from_texts.template)
     if abilities is not None and abilities.template is not None:
         caps += [kind for kind in ("tools", "thinking") if listed_ability(abilities, kind)]
     caps.append("completion")

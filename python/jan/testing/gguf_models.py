@@ -47,6 +47,7 @@ __all__ = [
     "write_not_gguf",
     "write_phi3_chat_model",
     "write_qwen2a_mmproj",
+    "write_qwen25_coder_model",
     "write_harmony_model",
     "write_qwen3_tool_model",
     "write_strict_chat_model",
@@ -651,6 +652,34 @@ def write_qwen2_chat_model(
         dtype="f32",
         seed=seed,
     )
+
+
+#: Qwen2.5-Coder's fill-in-the-middle and repository tokens at their ids in its vocabulary (the qwen2 vocab file
+#: holds ``[PAD...]`` placeholders there), and the GGUF keys a converted Qwen2.5-Coder file gives them.
+QWEN25_CODER_TOKENS = {151659: "<|fim_prefix|>", 151660: "<|fim_middle|>", 151661: "<|fim_suffix|>",
+                       151662: "<|fim_pad|>", 151663: "<|repo_name|>", 151664: "<|file_sep|>"}
+_QWEN25_CODER_KEYS = {"fim_pre": 151659, "fim_mid": 151660, "fim_suf": 151661, "fim_pad": 151662,
+                      "fim_rep": 151663, "fim_sep": 151664}
+
+
+def write_qwen25_coder_model(path: "str | os.PathLike[str]", *, seed: int = 0, chat_template: bool = True,
+                             fim_keys: bool = True) -> Path:
+    """Tiny llama (:data:`TINY_CHAT_CONFIG`) with Qwen2.5-Coder's tokenizer: the qwen2 vocabulary with
+    :data:`QWEN25_CODER_TOKENS` as control tokens at their real ids, and (``fim_keys``) the
+    ``tokenizer.ggml.fim_{pre,suf,mid,pad,rep,sep}_token_id`` keys a converted Qwen2.5-Coder GGUF has; without them
+    llama.cpp finds the tokens by their text. ``chat_template=False`` drops the vocab's chat template (a base coder
+    model with none)."""
+    tok = _read_tokenizer_kv(vocab_path(QWEN2_VOCAB))
+    tokens, types = list(tok["tokenizer.ggml.tokens"].value), list(tok["tokenizer.ggml.token_type"].value)
+    for i, text in QWEN25_CODER_TOKENS.items():
+        tokens[i], types[i] = text.encode("utf-8"), _TOKEN_TYPE_CONTROL
+    kv: dict[str, Any] = {"tokenizer.ggml.tokens": tokens, "tokenizer.ggml.token_type": types}
+    if fim_keys:
+        kv |= {f"tokenizer.ggml.{name}_token_id": i for name, i in _QWEN25_CODER_KEYS.items()}
+    if not chat_template:
+        kv["tokenizer.chat_template"] = None
+    return write_llama_from_vocab(path, vocab_path(QWEN2_VOCAB), **TINY_CHAT_CONFIG, dtype="f32", seed=seed,
+                                  extra_kv=kv)
 
 
 def write_tool_template_model(

@@ -314,13 +314,15 @@ def media_error(exc: MediaError, body: wire.OllamaChatRequest | wire.OllamaGener
 
 def completion_request(body: wire.OllamaGenerateRequest, model: str, grammar: str | None = None) -> CompletionRequest:
     """``/api/generate`` with ``raw`` (the prompt goes to the model as is), or with a ``suffix`` (fill in the
-    middle, continuing ``context``: the service frames them with the model's FIM tokens)."""
+    middle, continuing ``context``: the service frames them with the model's FIM tokens). With both, the prompt goes
+    as is and the suffix is not sent, as Ollama does: raw is no formatting, the FIM frame included (Ollama still
+    asks the model to be able to insert, which the route checks)."""
     check_completion(body)
+    suffix = None if body.raw else body.suffix or None
     return CompletionRequest(model=model, prompts=(body.prompt,), listed=False, sampling=sampling(body.options),
                              logprobs=body.top_logprobs if body.logprobs else None, grammar=grammar,
                              token_ids=not body.raw,  # (a raw reply has no context)
-                             suffix=body.suffix or None,
-                             infill_context=tuple(body.context or ()) if body.suffix else ())
+                             suffix=suffix, infill_context=tuple(body.context or ()) if suffix else ())
 
 
 def check_completion(body: wire.OllamaGenerateRequest) -> None:

@@ -501,18 +501,18 @@ async def generate(request: web.Request) -> web.StreamResponse:
             grammar = await asyncio.to_thread(ollama_requests.format_grammar, body.format)  # (a bad schema: 400)
             if ollama_requests.insists_on_thinking(body.think):  # Ollama checks it whatever the prompt
                 await services.models.require_thinking(target)
-        if body.debug_render_only and body.suffix:
+        if body.debug_render_only and body.suffix and not body.raw:
             raise OllamaError(400, "_debug_render_only: not with suffix (a fill-in-the-middle prompt is made of the "
                                    "model's FIM tokens as it is evaluated, not rendered from a template)")
-        if body.suffix:
+        if body.suffix:  # (Ollama asks for insert also of a raw prompt, which goes as is: the suffix left out)
             await services.models.require_fill_in(target, tuple(body.context or ()))
-        elif not body.raw:
+        if not body.suffix and not body.raw:
             typed = await asyncio.to_thread(ollama_requests.generate_chat_request, body, target.id) \
                 if body.images else ollama_requests.generate_chat_request(body, target.id)
             if body.debug_render_only:
                 return await _rendered(request, target, keep_alive, timing, typed, encoder, len(body.images or ()))
             await services.models.require_able(target, typed)
-        elif body.debug_render_only:  # (a raw prompt goes to the model as it is)
+        elif body.raw and body.debug_render_only:  # (a raw prompt goes to the model as it is)
             return await _rendered(request, target, keep_alive, timing, None, encoder, len(body.images or ()),
                                    raw=body.prompt)
         async with _model_in_use(request, target, keep_alive, timing):
