@@ -438,3 +438,26 @@ def test_a_llama_cpp_option_a_command_does_not_take_is_refused_as_typed(tmp_path
     assert result.exit_code == 2, result.output
     assert f"No such option '{args[0]}'" in result.output, result.output
     assert not (tmp_path / "d").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize("where", ["local", "server"])
+def test_a_resumed_chat_says_which_lines_of_its_thread_were_damaged(where, request, tmp_path, stories_path):
+    """`jan chat --thread` over a thread whose messages.jsonl has a damaged line: the line is named (as `jan threads
+    show` names it), locally and through a server. It said "resumed thread ... (N messages)" alone, the skipped
+    turns lost unsaid."""
+    if where == "server":
+        _, _, _, env = request.getfixturevalue("served")
+        data = tmp_path / "served"
+    else:
+        data = tmp_path / "jan"
+        env = cli_env(data)
+    ok(jan("chat", "stories260K" if where == "server" else stories_path, "--temp", "0", "-n", "4", env=env,
+           input="First question\n"))
+    thread_id, = [p.name for p in (data / "threads").iterdir() if (p / "thread.json").is_file()]
+    with open(data / "threads" / thread_id / "messages.jsonl", "ab") as f:
+        f.write(b"{not a message\n")
+    result = ok(jan("chat", "stories260K" if where == "server" else stories_path, "--thread", thread_id, "--temp",
+                    "0", "-n", "4", env=env, input=""))
+    assert f"jan: damaged file threads/{thread_id}/messages.jsonl (line 3 is not a JSON object" in result.stderr, \
+        result.stderr
+    assert "resumed thread" in result.stderr + result.stdout

@@ -223,3 +223,14 @@ def test_a_piped_chat_whose_commands_all_worked_exits_0(data, stories_path):
     result = ok(jan("chat", "stories260K", "-n", "2", env=env,
                     input="/help\n/system Be brief\nHello\n/save Kept\n/model stories260K\n/new\n/image -\n"))
     assert "jan: error" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("space", [" ", "\t", "  ", " \t "], ids=["space", "tab", "two-spaces", "mixed"])
+def test_a_chat_commands_argument_follows_any_whitespace(data, stories_path, space):
+    """A command and its argument parted by a tab (pasted) or several spaces: `/system<TAB>Be brief` was the unknown
+    command "/system\tbe brief" (its name taken up to the first space only)."""
+    env = cli_env(data)
+    result = ok(jan("chat", stories_path, "-n", "2", "--no-save", env=env,
+                    input=f"/system{space}Be brief\n/system\n/model{space}{stories_path}\n"))
+    assert "jan: error" not in result.stderr, result.stderr
+    assert "system prompt: 'Be brief'" in result.stderr, result.stderr

@@ -6,6 +6,8 @@ said "--ctx-size" (and its advice "-c/--ctx-size"). The flags' names come from t
 
 from __future__ import annotations
 
+import pytest
+
 from test_cli_helpers import cli_env, fails
 from test_cli_helpers import jan as jan_cli
 
@@ -62,3 +64,34 @@ def test_jan_serve_names_the_flag_a_model_cannot_load_with(tmp_path, stories_pat
     last = fails(result, "cannot load with --speculative draft: 'draft' needs a draft model; give one as "
                          "-md/--model-draft")
     assert "draft_model" not in last, last
+
+
+def _optional_value_options() -> list[tuple[str, str]]:
+    """(command, option) for every option of jan's commands whose value may be left out (``--ollama-port``)."""
+    import importlib
+
+    import click
+
+    from jan.cli import COMMANDS
+
+    found = []
+    for name, where in COMMANDS.items():
+        module, attr = where.split(":")
+        command = getattr(importlib.import_module(module), attr)
+        for sub_name, sub in ([(name, command)] if not isinstance(command, click.Group) else
+                              [(f"{name} {n}", c) for n, c in command.commands.items()]):
+            found += [(sub_name, p.opts[-1]) for p in sub.params if isinstance(p, click.Option)
+                      and getattr(p, "_flag_needs_value", False) and isinstance(p.type, click.types._NumberParamTypeBase)]
+    return found
+
+
+@pytest.mark.parametrize("command, option", _optional_value_options())
+@pytest.mark.parametrize("spelled", ["apart", "joined"])
+def test_a_negative_number_for_an_option_whose_value_may_be_left_out_is_refused_by_name(command, option, spelled,
+                                                                                          tmp_path):
+    """`jan serve --ollama-port -1` (or `=-1`) was "No such option '-1'": click read the number as an option. It is
+    the option's own range error, as `--port -1` gets."""
+    given = [option, "-1"] if spelled == "apart" else [f"{option}=-1"]
+    result = jan_cli(*command.split(), *given, env=cli_env(tmp_path / "jan"), timeout=120)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert f"Invalid value for '{option}'" in result.stderr and "No such option" not in result.stderr, result.stderr

@@ -53,3 +53,38 @@ def test_the_cli_tells_the_folder_and_the_flag(tmp_path, stories_path):
                      env=cli_env(tmp_path / "unused")))
     assert f"cannot open the data folder {folder}: {folder}: No such file or directory; give a folder with " \
         "--data-folder or $JAN_DATA_FOLDER" in said, said
+
+
+# A file where one of the data folder's own folders must be: every store would fail on it. The server started,
+# its log holding a traceback per extension, and ended with "no loaded extension provides 'model': ... failed to
+# load: on_load failed: StoreError: ..."; open_services opened services without their models and threads.
+LAYOUT_NAMES = ("models", "threads", "settings", "extensions")
+
+
+@pytest.mark.parametrize("name", LAYOUT_NAMES)
+def test_a_file_in_a_layout_folders_place_is_refused_by_the_library(tmp_path, name):
+    folder = tmp_path / "jan"
+    folder.mkdir()
+    (folder / name).write_text("not a folder")
+    from jan.store import StoreError
+
+    async def open_it():
+        async with open_services(folder):
+            pass
+
+    with pytest.raises(StoreError, match=f"{folder / name} is not a folder \\(jan keeps its {name} there\\)"):
+        asyncio.run(open_it())
+    with pytest.raises(StoreError, match="is not a folder"):
+        make_data_folder(folder)
+
+
+@pytest.mark.parametrize("name", LAYOUT_NAMES)
+def test_serve_says_a_file_in_a_layout_folders_place_in_one_line(tmp_path, name):
+    from test_cli_helpers import cli_env, fails, jan
+
+    folder = tmp_path / "jan"
+    folder.mkdir()
+    (folder / name).write_text("not a folder")
+    said = fails(jan("serve", "--port", "0", "--data-folder", folder, env=cli_env(tmp_path / "unused"), timeout=180),
+                 f"{folder / name} is not a folder (jan keeps its {name} there)")
+    assert "StoreError" not in said, said

@@ -148,6 +148,33 @@ def test_the_chat_service_takes_a_chat_request():
         asyncio.run(service.render("hi"))
 
 
+def _entries():
+    from jan.services.completions import CompletionService
+    from jan.services.embeddings import EmbeddingService
+
+    chat, completions, embeddings = ChatService(models=None), CompletionService(models=None), EmbeddingService(None)
+    return {  # (each refused before the models are asked)
+        "chat.stream": (lambda r: chat.stream(r), "ChatRequest"),
+        "chat.complete": (lambda r: asyncio.run(chat.complete(r)), "ChatRequest"),
+        "chat.count": (lambda r: asyncio.run(chat.count(r)), "ChatRequest"),
+        "chat.render": (lambda r: asyncio.run(chat.render(r)), "ChatRequest"),
+        "completions.stream": (lambda r: completions.stream(r), "CompletionRequest"),
+        "embeddings.embed": (lambda r: asyncio.run(embeddings.embed(r)), "EmbeddingRequest"),
+        "embeddings.rerank": (lambda r: asyncio.run(embeddings.rerank(r)), "RerankRequest"),
+    }
+
+
+@pytest.mark.parametrize("wrong", [None, {"model": "m", "input": ["hi"]}, "hi"], ids=["None", "dict", "str"])
+@pytest.mark.parametrize("entry", list(_entries()))
+def test_every_service_entry_takes_its_typed_request(entry, wrong):
+    """Anything but the entry's typed request is a TypeError naming the type it takes, at the call: the embeddings'
+    and rerank's were an AttributeError ('NoneType' object has no attribute 'model') from inside the service, and
+    completions.stream's came only when the stream was read."""
+    call, kind = _entries()[entry]
+    with pytest.raises(TypeError, match=f"takes a jan.services.types.{kind}, got {type(wrong).__name__}"):
+        call(wrong)
+
+
 def test_a_prompt_closed_after_its_last_turn_is_rendered_and_never_run():
     """``generation_prompt=False`` (/apply-template's ``add_generation_prompt: false``) is for a rendering: a
     generation of such a request is a RequestError naming the field, before the models are asked."""

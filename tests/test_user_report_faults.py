@@ -165,11 +165,16 @@ def test_a_file_where_a_folder_should_be_is_named_by_every_command(env, data, st
     fails(jan("chat", "stories260K", env=env, input="hi\n"), "failed to load", "is not a folder")
 
 
-def test_the_server_names_a_failed_extension_and_is_degraded(tmp_path):
+def test_the_server_names_a_failed_extension_and_is_degraded(tmp_path, monkeypatch):
     from api_helpers import running
+
+    import jan.store
 
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "threads").write_text("x")
+    # (the server's start refuses a file in a layout folder's place itself, jan.store.layout_problem: here one
+    # that came after that look, which the extensions meet as they load)
+    monkeypatch.setattr(jan.store, "make_data_folder", lambda folder: folder)
     with running(tmp_path / "data") as srv:
         status, health = _get(srv.base_url + "/health")
         assert status == 200 and health["status"] == "degraded"

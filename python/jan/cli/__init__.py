@@ -106,12 +106,13 @@ def refuse_unknown_words(ctx: click.Context, name: str, command: click.Command |
         return  # a command of click's own style, where `-ab` may be two flags
     names.update((n, None) for n in ctx.help_option_names)
     skip = False
-    for token in args:
+    for at, token in enumerate(args):
         if skip:
             skip = False
             continue
         if token == "--":
             break
+        _refuse_negative_optional_value(ctx, name, command, names, token, args[at + 1:at + 2])
         option = names.get(token, False)
         if option is not False:
             skip = option is not None and not option.is_flag and not option.count
@@ -121,6 +122,23 @@ def refuse_unknown_words(ctx: click.Context, name: str, command: click.Command |
             close = difflib.get_close_matches(token, [n for n in names if not n.startswith("--")], n=3, cutoff=0.5)
             sub = click.Context(command, info_name=name, parent=ctx)
             raise click.NoSuchOption(token, possibilities=close, ctx=sub)
+
+
+_NEGATIVE_NUMBER = re.compile(r"-\d[\d.eE+-]*")
+
+
+def _refuse_negative_optional_value(ctx: click.Context, name: str, command: click.Command,
+                                    names: dict[str, click.Option | None], token: str, following: list[str]) -> None:
+    """A negative number given to an option whose value may be left out (``--ollama-port -1``, ``--ollama-port=-1``):
+    click reads the number as an option of its own, "No such option '-1'", which named neither the option nor its
+    range. Converted here by the option's own type, so the error is the one ``--port -1`` gets."""
+    option_name, eq, value = token.partition("=")
+    option = names.get(option_name)
+    if option is None or not getattr(option, "_flag_needs_value", False):
+        return
+    value = value if eq else (following[0] if following else "")
+    if _NEGATIVE_NUMBER.fullmatch(value):
+        option.type_cast_value(click.Context(command, info_name=name, parent=ctx), value)
 
 
 class LazyGroup(click.Group):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -404,7 +405,8 @@ class ChatSession:
     # -- commands ------------------------------------------------------
     def command(self, line: str) -> bool:
         """Run a /command; returns False to leave the chat."""
-        name, _, arg = line[1:].partition(" ")
+        # (split at any whitespace: "/system<TAB>Be brief", pasted, was the unknown command "/system\tbe brief")
+        name, arg = re.match(r"(\S*)\s*(.*)", line[1:], re.S).groups()  # type: ignore[union-attr]
         name, arg = name.lower(), arg.strip()
         if name in ("exit", "quit", "bye"):
             return False

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from jan.cli.common import CLIError, Connection, error_text, os_error_message, warn
+from jan.cli.common import CLIError, Connection, error_text, os_error_message, warn, warn_problems
 
 ASSISTANT = {"assistant_id": "jan", "assistant_name": "Jan"}
 
@@ -73,7 +73,11 @@ class LocalThreads:
             ids = [t["id"] for t in self._call(self.store.list_threads()) if isinstance(t, dict) and "id" in t]
             raise CLIError(f"thread '{thread_id}' not found in {self.runtime.manager.data_folder}"
                            f"{meant_thread(thread_id, ids)} (see `jan threads list`)") from None
-        return thread, self._call(self.store.list_messages(thread_id, order="asc"))
+        messages = self._call(self.store.list_messages(thread_id, order="asc"))
+        # a damaged line the store skipped: why a message is missing from the resumed chat, said as `jan threads
+        # show` says it (the chat said "resumed thread ... (0 messages)" alone, the rest of it lost unsaid)
+        warn_problems(self.store.problems(f"threads/{thread_id}/"))
+        return thread, messages
 
     def path(self, thread_id: str) -> str:
         return str(self.runtime.manager.data_folder / "threads" / thread_id)
@@ -162,7 +166,12 @@ class ServerThreads:
                 raise CLIError(f"thread '{thread_id}' not found on the server at {self.client.base_url}"
                                f"{meant_thread(thread_id, ids)} (see `jan threads list`)") from None
             raise
-        return thread, (list_messages(self.client, thread_id) if messages else [])
+        if not messages:
+            return thread, []
+        problems: list[dict[str, Any]] = []
+        stored = list_messages(self.client, thread_id, problems)
+        warn_problems(problems)  # (as the data folder's own: a damaged line, why a message is missing)
+        return thread, stored
 
     def path(self, thread_id: str) -> str:
         if self._local is not None:

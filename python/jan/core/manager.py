@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
+from jan.errors import JanError
 from jan.json_text import json_type_name
 from .held import Held
 from .bounded import HookTimeoutError, call_bounded, wait_bounded
@@ -822,7 +823,10 @@ class ExtensionManager(Held):
                 message = f"{type(exc).__name__}: {exc}"
             else:
                 message = f"on_load failed: {type(exc).__name__}: {exc}"
-            logger.error("extension %s failed to load", entry.name, exc_info=exc)
+            # A worded error (jan's own: a data folder with a file in a folder's place, a bad setting) is its
+            # message, said once below; its traceback (one per extension that met it) only buried it. Anything
+            # else is a fault of the extension, kept with its traceback for its author.
+            logger.error("extension %s failed to load", entry.name, exc_info=None if isinstance(exc, JanError) else exc)
             await self._discard(entry, ctx)
             await self._fail(entry, message, "load")
             return False

@@ -41,7 +41,7 @@ from jan.services.models import ModelService, Target, model_sampling
 from jan.services.line_rules import LineCut, remote_refusal
 from jan.services.output import AnswerStops, ReasoningTokens, output_parser
 from jan.services.streams import DeltaStream
-from jan.services.types import (
+from jan.services.types import (require_request, 
     ChatDelta,
     ChatMessage,
     ChatRequest,
@@ -371,10 +371,7 @@ class ChatService(Held):
 
 
 def _require_request(request: Any) -> None:
-    """The service's entry takes a :class:`ChatRequest` (which checked its own fields when it was made); a dict or
-    an OpenAI body would fail later as an AttributeError that says nothing of the call."""
-    if not isinstance(request, ChatRequest):
-        raise TypeError(f"the chat service takes a jan.services.types.ChatRequest, got {type(request).__name__}")
+    require_request(request, ChatRequest, "chat")
 
 
 def _stopped(index: int, stop: AnswerStops, shown: ShownTokens | None, output: list[str], ids: list[int],

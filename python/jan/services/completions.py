@@ -23,7 +23,7 @@ from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.infill import infill_prompt
 from jan.services.line_rules import LineCut, remote_refusal
 from jan.services.streams import DeltaStream
-from jan.services.types import (CompletionDelta, CompletionRequest, MediaText, SamplingOptions, merge_options,
+from jan.services.types import (CompletionDelta, require_request, CompletionRequest, MediaText, SamplingOptions, merge_options,
                                 resolve_sampling)
 
 __all__ = ["CompletionService"]
@@ -46,7 +46,9 @@ class CompletionService(Held):
         (``prompt_token_ids``). With ``logprobs`` a local engine's delta holds the tokens of its text, each piece
         of text told with the tokens that make it (the echo: every prompt token, its BOS too; a matched stop
         string's are left out, as its text is).
-        Errors as :meth:`ChatService.stream`."""
+        Errors as :meth:`ChatService.stream` (``TypeError`` for anything but a :class:`CompletionRequest`)."""
+        require_request(request, CompletionRequest, "completions")
+
         async def open_() -> tuple[str, AsyncIterator[CompletionDelta]]:
             target = await self.models.resolve_generating(request.model)
             layered = replace(request, sampling=_layer(request, target))

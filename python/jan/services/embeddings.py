@@ -16,6 +16,7 @@ from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.models import ModelService
 from jan.services.local import completion_media_prompts, given_back_unless_begun
 from jan.services.types import (MAX_EMBEDDING_TOKENS, EmbeddingRequest, EmbeddingResult, MediaText, RerankRequest,
+                                require_request,
                                 RerankResult)
 from jan.services.untrusted import neutralized
 from jan.engine.media import MEDIA_CANCEL
@@ -124,8 +125,9 @@ class EmbeddingService(Held):
 
         ``ValueError`` (RequestError) when ``dimensions`` is above the model's (unless capped) or the model is loaded
         with pooling none (its vectors are per token); errors of model resolution as
-        :meth:`ModelService.resolve`.
+        :meth:`ModelService.resolve`; ``TypeError`` for anything but an :class:`EmbeddingRequest`.
         """
+        require_request(request, EmbeddingRequest, "embeddings")
         target = await self.models.resolve(request.model)
         if not isinstance(target.engine, LocalInferenceExtension):
             if any(isinstance(x, MediaText) for x in request.inputs):
@@ -204,7 +206,9 @@ class EmbeddingService(Held):
         applied to each document as read (after its control tokens' text is broken); ``raw_scores`` False answers
         each logit's sigmoid, in the logits' order. RequestError for a model on a
         remote engine (``param="model"``); BadRequestError (``model_not_supported``) for a model that is no reranker; a cancelled await stops the
-        work before its next batch; a stop or unload under it is GenerationCancelledError, as for embeddings."""
+        work before its next batch; a stop or unload under it is GenerationCancelledError, as for embeddings;
+        ``TypeError`` for anything but a :class:`RerankRequest`."""
+        require_request(request, RerankRequest, "rerank")
         target = await self.models.resolve(request.model)
         if not isinstance(target.engine, LocalInferenceExtension):
             raise RequestError(f"model: '{target.id}' runs on the '{target.engine.engine_name}' engine, which cannot "

@@ -77,6 +77,7 @@ __all__ = [
     "merge_options",
     "resolve_load",
     "resolve_sampling",
+    "require_request",
 ]
 
 
@@ -1447,6 +1448,15 @@ class RenderedPrompt:
     model: str
     text: str
     tokens: tuple[int, ...]
+
+
+def require_request(request: Any, kind: type, service: str) -> None:
+    """A service's entry takes its typed request (``kind``, which checked its own fields when it was made): anything
+    else (None, a dict, an OpenAI body) is a ``TypeError`` naming the service and the type it takes, not an
+    ``AttributeError`` from inside the service that says nothing of the call."""
+    if not isinstance(request, kind):
+        raise TypeError(f"the {service} service takes a jan.services.types.{kind.__name__}, "
+                        f"got {type(request).__name__}")
 
 
 def as_dict(obj: Any) -> dict[str, Any]:

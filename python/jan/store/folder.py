@@ -69,7 +69,26 @@ def make_data_folder(path: str | os.PathLike[str] | None = None) -> Path:
         error = kind(exc.errno, exc.strerror, exc.filename)  # (errno, strerror and filename as mkdir's)
         error.data_folder = root
         raise error from None
+    problem = layout_problem(root)
+    if problem:
+        # (every store the data folder's services open would fail on it: the server started without its models
+        # and threads, its log holding a traceback per extension, the library opened services that had none)
+        raise StoreError(problem)
     return root
+
+
+def layout_problem(root: Path, name: str | None = None) -> str | None:
+    """Why the data folder ``root`` cannot hold its layout, in one line, or ``None``: a file (or FIFO, or dangling
+    link) where one of jan's folders (``models``, ``threads``, ...; ``name`` alone when given) must be."""
+    for each in ((name,) if name else (*LAYOUT, LOCK_DIR_NAME)):
+        path = root / each
+        try:
+            if not os.path.lexists(path) or path.is_dir():
+                continue
+        except OSError:  # unreadable: its first use says so, with the system's words
+            continue
+        return f"{path} is not a folder (jan keeps its {each} there): move that file away, or choose another data folder"
+    return None
 
 
 class UnmadeDataFolderError(OSError):
@@ -170,13 +189,10 @@ class DataFolder:
             path = self.root / name
             try:
                 path.mkdir(exist_ok=True)
-            except FileExistsError:
-                raise StoreError(f"{path} is not a folder (jan keeps its {name} there): "
-                                 "move that file away, or choose another data folder") from None
             except OSError as exc:
-                if os.path.lexists(path) and not path.is_dir():
-                    raise StoreError(f"{path} is not a folder (jan keeps its {name} there): "
-                                     "move that file away, or choose another data folder") from None
+                problem = layout_problem(self.root, name)
+                if problem:
+                    raise StoreError(problem) from None
                 self.unwritable = self.unwritable or f"{path}: {exc.strerror or exc}"
         for name in COLLECTIONS:
             sweep_trash(self.root / name)
