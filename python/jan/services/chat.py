@@ -41,7 +41,7 @@ from jan.services.models import ModelService, Target, model_sampling
 from jan.services.line_rules import LineCut, remote_refusal
 from jan.services.output import AnswerStops, ReasoningTokens, output_parser
 from jan.services.streams import DeltaStream
-from jan.services.types import (require_request, 
+from jan.services.types import (
     ChatDelta,
     ChatMessage,
     ChatRequest,
@@ -53,6 +53,7 @@ from jan.services.types import (require_request,
     check_context_keep,
     resolve_sampling,
     media_place,
+    require_request,
 )
 
 __all__ = ["ChatAggregator", "ChatService", "combined_usage"]

@@ -23,8 +23,8 @@ from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.infill import infill_prompt
 from jan.services.line_rules import LineCut, remote_refusal
 from jan.services.streams import DeltaStream
-from jan.services.types import (CompletionDelta, require_request, CompletionRequest, MediaText, SamplingOptions, merge_options,
-                                resolve_sampling)
+from jan.services.types import (CompletionDelta, CompletionRequest, MediaText, SamplingOptions, merge_options,
+                                require_request, resolve_sampling)
 
 __all__ = ["CompletionService"]
 

@@ -16,8 +16,7 @@ from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.models import ModelService
 from jan.services.local import completion_media_prompts, given_back_unless_begun
 from jan.services.types import (MAX_EMBEDDING_TOKENS, EmbeddingRequest, EmbeddingResult, MediaText, RerankRequest,
-                                require_request,
-                                RerankResult)
+                                RerankResult, require_request)
 from jan.services.untrusted import neutralized
 from jan.engine.media import MEDIA_CANCEL
 from jan.services.worker_pool import WorkerPool
