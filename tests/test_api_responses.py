@@ -355,6 +355,15 @@ def _jan(server, path: str) -> dict:
         return json.loads(r.read())
 
 
+def _answer_in_thread(server, title: str, response_id: str) -> dict:
+    """The assistant message a response was kept as, in the one thread titled ``title`` that holds it."""
+    [thread] = [t for t in _jan(server, "/v1/threads")["data"] if t.get("title") == title and
+                response_id in {m["metadata"].get("response_id") for m in
+                                _jan(server, f"/v1/threads/{t['id']}/messages")["data"]}]
+    return next(m for m in _jan(server, f"/v1/threads/{thread['id']}/messages?order=asc")["data"]
+                if m["metadata"].get("response_id") == response_id and m["role"] == "assistant")
+
+
 def test_text_format_json_schema(client):
     schema = {"type": "object", "properties": {"pet": {"enum": ["cat", "dog"]}}, "required": ["pet"],
               "additionalProperties": False}
@@ -384,11 +393,7 @@ def test_reasoning_on_a_reasoning_template(tmp_path_factory):
                                          max_output_tokens=4, temperature=0)
         assert follow.status in ("completed", "incomplete")
         # ... as a "reasoning" content part before the text, as runs save it (the web page shows it the same way)
-        [thread] = [t for t in _jan(srv, "/v1/threads")["data"] if t.get("title") == "Hi" and
-                    response.id in {m["metadata"].get("response_id") for m in
-                                    _jan(srv, f"/v1/threads/{t['id']}/messages")["data"]}]
-        answer = next(m for m in _jan(srv, f"/v1/threads/{thread['id']}/messages?order=asc")["data"]
-                      if m["metadata"].get("response_id") == response.id and m["role"] == "assistant")
+        answer = _answer_in_thread(srv, "Hi", response.id)
         assert answer["content"][0] == {"type": "reasoning", "text": {
             "value": response.output[0].content[0].text, "annotations": []}}
     finally:
@@ -430,11 +435,7 @@ def test_a_summary_asked_for_is_the_reasoning_itself(tmp_path_factory, field):
         follow = client.responses.create(model="qwq-tiny", input="More", previous_response_id=final.id,
                                          max_output_tokens=4, temperature=0)
         assert follow.status in ("completed", "incomplete")
-        [thread] = [t for t in _jan(srv, "/v1/threads")["data"] if t.get("title") == "Hi" and
-                    final.id in {m["metadata"].get("response_id") for m in
-                                 _jan(srv, f"/v1/threads/{t['id']}/messages")["data"]}]
-        answer = next(m for m in _jan(srv, f"/v1/threads/{thread['id']}/messages?order=asc")["data"]
-                      if m["metadata"].get("response_id") == final.id and m["role"] == "assistant")
+        answer = _answer_in_thread(srv, "Hi", final.id)
         assert answer["content"][0] == {"type": "reasoning", "text": {"value": thinking, "annotations": []}}
     finally:
         srv.stop()

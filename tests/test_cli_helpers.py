@@ -294,3 +294,20 @@ class FileServer:
             await response.write(body[offset:offset + 64 * 1024])
         await response.write_eof()
         return response
+
+
+def leaf_commands(group=None, path: tuple[str, ...] = ()):
+    """Every command of ``jan`` (or of ``group``) that is no group, as ``("models list", command)`` pairs, in the
+    order ``--help`` lists them."""
+    import click
+
+    from jan.cli import main
+
+    group = group or main
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if isinstance(command, click.Group):
+            yield from leaf_commands(command, (*path, name))
+        else:
+            yield " ".join((*path, name)), command

@@ -19,9 +19,8 @@ import sys
 import click
 import pytest
 from api_helpers import running
-from test_cli_helpers import JAN, PtyProcess, cli_env, fails, jan, ok
+from test_cli_helpers import JAN, PtyProcess, cli_env, fails, jan, leaf_commands, ok
 
-from jan.cli import main
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -36,18 +35,8 @@ NO_JSON = {
 }
 
 
-def _leaves(group: click.Group, path: tuple[str, ...] = ()):
-    ctx = click.Context(group)
-    for name in group.list_commands(ctx):
-        command = group.get_command(ctx, name)
-        if isinstance(command, click.Group):
-            yield from _leaves(command, (*path, name))
-        else:
-            yield " ".join((*path, name)), command
-
-
 def test_every_command_that_prints_a_result_takes_json():
-    missing = [name for name, command in _leaves(main) if name not in NO_JSON
+    missing = [name for name, command in leaf_commands() if name not in NO_JSON
                and not any("--json" in getattr(p, "opts", ()) for p in command.params)]
     assert missing == []
 
@@ -55,7 +44,7 @@ def test_every_command_that_prints_a_result_takes_json():
 def test_every_option_of_words_takes_other_names_and_any_case():
     from jan.cli.common import Words
 
-    plain = [f"{name} {param.opts[0]}" for name, command in _leaves(main) for param in command.params
+    plain = [f"{name} {param.opts[0]}" for name, command in leaf_commands() for param in command.params
              if isinstance(param.type, click.Choice) and not isinstance(param.type, Words)]
     assert plain == []
 
@@ -74,7 +63,7 @@ def test_every_option_of_words_takes_other_names_and_any_case():
     ("files list", ["--purpose", "Batch"], "purpose", "batch"),
 ])
 def test_words_are_taken_by_their_other_names(command, args, name, value):
-    leaf = dict(_leaves(main))[command]
+    leaf = dict(leaf_commands())[command]
     ctx = leaf.make_context(command, list(args))
     assert ctx.params[name] == value
 
@@ -319,6 +308,6 @@ def test_pull_json_is_the_apis_model_in_both_modes(tmp_path, stories_path):
 
 
 def test_tool_choice_words_in_any_case():
-    chat = dict(_leaves(main))["chat"]
+    chat = dict(leaf_commands())["chat"]
     assert chat.make_context("chat", ["m", "--tool-choice", "Required"]).params["tool_choice"] == "required"
     assert chat.make_context("chat", ["m", "--tool-choice", "get_Weather"]).params["tool_choice"] == "get_Weather"

@@ -11,21 +11,11 @@ from pathlib import Path
 import click
 import pytest
 
-from jan.cli import main
+from test_cli_helpers import leaf_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 #: A number with a decimal unit (kB, KB, MB, GB), not one of the binary ones.
 DECIMAL = re.compile(r"\b\d[\d.,]*\s?(?:[kK]B|MB|GB)\b")
-
-
-def _leaves(group: click.Group, path: tuple[str, ...] = ()):
-    ctx = click.Context(group)
-    for name in group.list_commands(ctx):
-        command = group.get_command(ctx, name)
-        if isinstance(command, click.Group):
-            yield from _leaves(command, (*path, name))
-        else:
-            yield " ".join((*path, name)), command
 
 
 def _unconverted(text: str) -> list[str]:
@@ -41,7 +31,7 @@ def test_the_docs_say_binary_units(name):
 
 def test_every_help_says_binary_units():
     found = {}
-    for name, command in _leaves(main):
+    for name, command in leaf_commands():
         text = command.get_help(click.Context(command, info_name=name))
         if _unconverted(text):
             found[name] = _unconverted(text)
