@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from test_cli_helpers import cli_env, fails, jan
+from test_cli_helpers import cli_env, fails, jan, leaf_commands
 
 # every comma-separated list option of every command, with the values it must refuse: an empty item (anywhere),
 # an empty value, an item that is no number where numbers are meant, and one out of range (zero or negative where
@@ -97,22 +97,14 @@ def test_a_model_id_option_that_is_no_id_is_a_usage_error(tmp_path, stories_path
     assert not (tmp_path / "d").exists()
 
 
-def _arguments(group=None, path=()):
+def _arguments():
     """(command path, argument) for every positional argument of every `jan` command."""
     import click
 
-    from jan.cli import main
-
-    group = group or main
-    ctx = click.Context(group)
-    for name in group.list_commands(ctx):
-        command = group.get_command(ctx, name)
-        if isinstance(command, click.Group):
-            yield from _arguments(command, (*path, name))
-        else:
-            for param in command.params:
-                if isinstance(param, click.Argument):
-                    yield (*path, name), param
+    for name, command in leaf_commands():
+        for param in command.params:
+            if isinstance(param, click.Argument):
+                yield tuple(name.split()), param
 
 
 # every argument that names something (an id, a model, a URL, a name): "" and the arguments it takes with it
