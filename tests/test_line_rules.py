@@ -151,6 +151,25 @@ def test_past_the_time_the_next_newline_ends_it():
     assert last.feed("b\n", last=True) == "b\n" and not last.cut
 
 
+def test_the_time_is_the_engines_and_merged_tokens_end_at_their_first_newline_past_it():
+    """A busy loop reads the engine's tokens late and several at once: the time is the engine's own (the chunk's
+    progress, from the first token), not when the reader got the first text, and a piece of several tokens ends at
+    its first newline past the time (the flake it was: the first line and the next arrived in one piece, read 0 ms
+    after the first text, and the cut came a line late)."""
+    never = lambda: 0.0  # (a reader's clock that has not moved: the engine's time decides)
+    merged = LineCut(LineRules(t_max_predict_ms=1), clock=never)
+    progress = Usage(prompt_tokens=3, completion_tokens=40, generation_ms=12.5)
+    assert merged.chunk(Chunk("abc\nde\nf", list(range(40)), progress=progress), lambda: None).text == "abc\n"
+    assert merged.cut
+    # within the time by the engine's clock: on, however late the reader
+    late = LineCut(LineRules(t_max_predict_ms=100), clock=iter([0.0, 9.0]).__next__)
+    early = Usage(prompt_tokens=3, completion_tokens=2, generation_ms=0.5)
+    assert late.chunk(Chunk("a\nb", [1, 2], progress=early), lambda: None).text == "a\nb" and not late.cut
+    # one token with the newline in it is shown whole, as llama-server shows it
+    one = LineCut(LineRules(t_max_predict_ms=1), clock=never)
+    assert one.chunk(Chunk(".\nThe", [7], progress=progress), lambda: None).text == ".\nThe" and one.cut
+
+
 def test_a_cut_chunk_cancels_the_request_and_its_end_comes_as_length():
     cancelled = []
     cut = LineCut(LineRules(n_indent=2))

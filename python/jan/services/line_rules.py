@@ -43,9 +43,16 @@ class LineCut:
         self._in_indent = False
         self._indent = 0
 
-    def feed(self, text: str, last: bool = False) -> str:
+    def feed(self, text: str, last: bool = False, generation_ms: float | None = None, tokens: int = 1) -> str:
         """The part of ``text`` (the next piece of the choice's output) shown; ``last``: the engine ended the
-        choice with it (a time limit then changes nothing; a line less indented still cuts it)."""
+        choice with it (a time limit then changes nothing; a line less indented still cuts it).
+
+        ``generation_ms``: the engine's own time from the choice's first token to the last of this piece
+        (:attr:`Chunk.progress`), what llama-server measures ``t_max_predict_ms`` by; None: :attr:`clock` since the
+        first text, which reads late when the engine's tokens queue up behind a busy loop. ``tokens``: how many
+        tokens the piece holds. One token is shown whole, as llama-server shows the token with the newline; a
+        piece of several (tokens merged while the reader was busy) ends at its first newline once the time has
+        passed: the tokens after it would have come after the cut."""
         if self.cut:
             return ""
         if not text:
@@ -65,9 +72,12 @@ class LineCut:
                 if ch == "\n":
                     self._in_indent, self._indent = True, 0
         limit = self.rules.t_max_predict_ms
-        if (limit > 0 and not last and "\n" in text
-                and (self.clock() - self._started_at) * 1000.0 > limit):
-            self.cut = True
+        if limit > 0 and not last and "\n" in text:
+            elapsed = generation_ms if generation_ms is not None else (self.clock() - self._started_at) * 1000.0
+            if elapsed > limit:
+                self.cut = True
+                if tokens > 1:
+                    return text[: text.index("\n") + 1]
         return text
 
     def chunk(self, chunk: Chunk, cancel: Callable[[], None]) -> Chunk | None:
@@ -82,7 +92,9 @@ class LineCut:
             return replace(chunk, text="", token_ids=[], logprobs=[] if chunk.logprobs is not None else None,
                            finish_reason="length", stop=None)
         last = chunk.finish_reason is not None
-        text = self.feed(chunk.text, last)
+        progress = chunk.progress
+        text = self.feed(chunk.text, last, progress.generation_ms if progress is not None else None,
+                         max(1, len(chunk.token_ids)))
         if not self.cut:
             return chunk
         if last:
