@@ -1622,7 +1622,8 @@ def json_schema_to_grammar(schema: Mapping[str, Any] | bool | str, *, param: str
 
     ``schema`` may also be given as JSON text. Raises :class:`GrammarError` for
     schemas that cannot be converted (``false``, unresolvable ``$ref``,
-    unknown ``type``) or that exceed the bounds above (``MAX_SCHEMA_DEPTH``,
+    unknown ``type``, no finite value: a required property or a non-empty
+    array leading back to its own schema) or that exceed the bounds above (``MAX_SCHEMA_DEPTH``,
     ``MAX_ENUM_VALUES``, ...) or llama.cpp's bounds on the grammar made of it
     (:func:`jan.templates.gbnf_check.check_gbnf`: its number of alternatives, rules, nesting...), located in the
     schema (:attr:`GrammarError.schema_path`; a bound on the grammar at the sub-schema whose rule crossed it); with
