@@ -482,7 +482,8 @@ NO_GRAMMAR_ENTRIES: dict[str, tuple[str, Any, str, str]] = {
 
 
 @pytest.mark.parametrize("entry", list(NO_GRAMMAR_ENTRIES))
-@pytest.mark.parametrize("name", ["type typo", "required item", "$ref to nowhere", "recursive $ref", "huge enum"])
+@pytest.mark.parametrize("name", ["type typo", "required item", "$ref to nowhere", "recursive $ref", "huge enum",
+                                  "endless required $ref"])
 def test_a_path_that_builds_no_grammar_refuses_the_same_schemas(server, entry, name):
     """The one check of a request's schemas (:func:`jan.services.local.check_schemas`) on every path, the model
     loaded (a loaded model's generation checks them as it builds its grammar; these build none)."""

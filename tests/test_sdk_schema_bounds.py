@@ -125,6 +125,16 @@ def _anthropic_tools(client):
                            tool_choice={"type": "tool", "name": "walk"})
 
 
+def _anthropic_count(client):
+    client.messages.count_tokens(model=MODEL, messages=ASK, tools=[{"name": "walk", "input_schema": NODE}])
+
+
+def _responses_count(client):
+    client.responses.input_tokens.count(model=MODEL, input="reading?",
+                                        tools=[{"type": "function", "name": "walk", "parameters": NODE,
+                                                "strict": False}])
+
+
 def _ollama_format(client):
     client.chat(model=MODEL, messages=ASK, format=ENDLESS, options={"num_predict": 8})
 
@@ -134,6 +144,9 @@ ENDLESS_CALLS = {"chat tools": (_chat_tools, "openai", "tools[0].function.parame
                  "responses tools": (_responses_tools, "openai", "tools[0].parameters.$defs.Node"),
                  "responses text.format": (_responses_format, "openai", "text.format.schema"),
                  "anthropic tools": (_anthropic_tools, "anthropic", "tools.0.input_schema.$defs.Node"),
+                 # (counting builds no grammar, yet refuses what generating refuses)
+                 "anthropic count_tokens": (_anthropic_count, "anthropic", "tools.0.input_schema.$defs.Node"),
+                 "responses input_tokens": (_responses_count, "openai", "tools[0].parameters.$defs.Node"),
                  "ollama format": (_ollama_format, "ollama", "format")}
 
 
