@@ -122,6 +122,10 @@ async def test_deeply_nested_grammar_is_a_400_and_the_server_survives(tmp_path, 
     ('root ::= "a" b', "never defined"),
     ('root ::= root "a"', "left-recursive"),
     ("root ::= [\\x00]", "cannot write anything"),                     # valid, but no token can start it
+    # no finite text: accepted, then generated until max_tokens, never finished
+    ('root ::= "[" root "]"', "rule 'root' can never end"),
+    ('root ::= "a" | x\nx ::= "(" x ")"', "rule 'x' can never end"),
+    ('root ::= x+\nx ::= "a" x', "rule 'x' can never end"),
 ])
 async def test_bad_grammars_are_a_400_naming_the_field(server, grammar, why):
     body = {"model": "stories260K", "prompt": "Once", "max_tokens": 4, "grammar": grammar}

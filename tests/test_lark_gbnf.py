@@ -269,6 +269,10 @@ def test_ignored_comments_stay_whole_with_bounded_whitespace_around_them(llama):
     ('start: a "x"\na: b start | "y"\nb: "z"?', ["left-recursive behind 'b'"]),  # (hidden behind b, which can be empty)
     ("start: A\nA: /a{5000}/", ["repetition"]),
     ('start: X\n%import nowhere.X', ["%import nowhere.X", "common"]),  # (no file of the server's is read)
+    # no finite text: a model held to it wrote until its token limit; said of the Lark rule, not its GBNF name
+    ('start: "a" start', ["rule 'start' can never end"]),
+    ('start: "x" | item\nitem: "(" item ")"', ["rule 'item' can never end"]),
+    ('start: "x" item*\nitem: "(" item ")"', ["rule 'item' can never end"]),
 ])
 def test_what_gbnf_cannot_say_is_refused(definition, words):
     with pytest.raises(LarkGrammarError) as err:

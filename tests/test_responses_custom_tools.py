@@ -181,6 +181,7 @@ def test_a_lark_grammar_constrains_the_input(client, stream):
     (r'start: WORD " " WORD' + "\n" + r'WORD: /(\w+)\1/', ["apply_patch", "backreference", "terminal WORD"]),
     ('start: ("a" | ', ["apply_patch", "does not load"]),
     ('start: X\n%import nowhere.X', ["apply_patch", "%import"]),
+    ('start: "(" start ")"', ["apply_patch", "rule 'start' can never end"]),  # (no finite text: never finished)
 ])
 @pytest.mark.parametrize("choice", [FORCE, "auto", "none"])
 def test_a_lark_grammar_that_cannot_be_held_is_a_400(client, definition, words, choice):

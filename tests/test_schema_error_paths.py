@@ -59,6 +59,16 @@ BAD_SCHEMAS: dict[str, tuple[dict[str, Any], str, str]] = {
                        "matches nothing"),
     "allOf entry": ({"type": "object", "allOf": [{"properties": {"a": {"type": "string"}}}, {"required": 7}]},
                     ".allOf[1].required", "'required' must be"),
+    # a value of it must hold another of its kind, for ever: a model held to it never finished (it wrote until
+    # max_tokens, a call cut off); said of the sub-schema with no finite value, not the optional property using it
+    "endless required $ref": ({"type": "object", "properties": {"x": {"$ref": "#/$defs/Node"}},
+                               "$defs": {"Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}},
+                                                  "required": ["next"]}}},
+                              ".$defs.Node", "no finite value"),
+    "endless non-empty array": ({"type": "object", "properties": {"t": {"$ref": "#/$defs/Tree"}}, "required": ["t"],
+                                 "$defs": {"Tree": {"type": "array", "items": {"$ref": "#/$defs/Tree"},
+                                                    "minItems": 1}}},
+                                ".$defs.Tree", "no finite value"),
 }
 IDS = list(BAD_SCHEMAS)
 
@@ -472,7 +482,8 @@ NO_GRAMMAR_ENTRIES: dict[str, tuple[str, Any, str, str]] = {
 
 
 @pytest.mark.parametrize("entry", list(NO_GRAMMAR_ENTRIES))
-@pytest.mark.parametrize("name", ["type typo", "required item", "$ref to nowhere", "recursive $ref", "huge enum"])
+@pytest.mark.parametrize("name", ["type typo", "required item", "$ref to nowhere", "recursive $ref", "huge enum",
+                                  "endless required $ref"])
 def test_a_path_that_builds_no_grammar_refuses_the_same_schemas(server, entry, name):
     """The one check of a request's schemas (:func:`jan.services.local.check_schemas`) on every path, the model
     loaded (a loaded model's generation checks them as it builds its grammar; these build none)."""

@@ -17,7 +17,11 @@ grammar over the bounds in :class:`GrammarLimits`:
   llama.cpp's left-recursion check would make (counted with a memo);
 * character classes: every range must be non-empty (``[\\uFFFF-\\u0000]``
   matches nothing and would only fail mid-generation), code points at most
-  U+10FFFF, no NUL (llama.cpp reads the grammar as a C string).
+  U+10FFFF, no NUL (llama.cpp reads the grammar as a C string);
+* every rule the root reaches can end: one whose every alternative needs
+  the rule again (``node ::= "[" node "]"``, a JSON schema whose object
+  requires a property of its own kind) has no finite text, and a model
+  held to it writes until its token limit and never finishes.
 
 It also reports what llama.cpp would only print to its log: undefined
 rules, a missing root, left recursion and syntax errors, with their
@@ -58,11 +62,13 @@ class GrammarStats:
     left_visits: int = 0
 
 
-# An item of an alternative: ("ref", rule name), ("term", None); nullable marks x*, x?, x{0,n}
+# An item of an alternative: ("ref", rule name), ("term", None); nullable marks x*, x?, x{0,n}; needs: for x+ and
+# x{m,n} with m > 0, the repeated item (its rule has an empty alternative, yet the text holds at least one x)
 @dataclass
 class _Item:
     ref: str | None
     nullable: bool = False
+    needs: "_Item | None" = None
 
 
 @dataclass
@@ -281,7 +287,7 @@ class _Parser:
         name, rule = self.new_rule()
         rule.alts.append([_Item(prev.ref, prev.nullable)])
         rule.alts.append([])
-        items.append(_Item(name, nullable=prev.nullable or lo == 0))
+        items.append(_Item(name, nullable=prev.nullable or lo == 0, needs=prev if lo > 0 else None))
 
     def repetition(self, nested: bool) -> int:
         c = self.s[self.i]
@@ -387,6 +393,80 @@ def _nullable(rules: dict[str, _Rule]) -> dict[str, bool]:
     return nullable
 
 
+def _needed(item: _Item) -> tuple[str, ...]:
+    """The rule an item's text cannot be written without (none for a terminal or an item that may be empty)."""
+    if item.nullable:
+        return ()
+    if item.needs is not None:
+        return _needed(item.needs)
+    return (item.ref,) if item.ref is not None else ()
+
+
+def _finite(rules: dict[str, _Rule]) -> set[str]:
+    """The rules that have a finite text (some alternative needs only rules that have one), found as a worklist
+    over the alternatives, each told when a rule it waits for is found finite: linear in the grammar's size."""
+    waiting: dict[str, list[int]] = {}  # rule -> the alternatives (numbered) that need it
+    missing: list[int] = []  # alternative -> how many of the rules it needs are not known finite yet
+    owner: list[str] = []  # alternative -> its rule
+    ready: list[str] = []
+    for name, rule in rules.items():
+        for alt in rule.alts:
+            needs = {r for item in alt for r in _needed(item)}
+            for r in needs:
+                waiting.setdefault(r, []).append(len(missing))
+            missing.append(len(needs))
+            owner.append(name)
+            if not needs:
+                ready.append(name)
+    finite: set[str] = set()
+    while ready:
+        name = ready.pop()
+        if name in finite:
+            continue
+        finite.add(name)
+        for k in waiting.get(name, ()):
+            missing[k] -= 1
+            if missing[k] == 0:
+                ready.append(owner[k])
+    return finite
+
+
+def _endless_rule(rules: dict[str, _Rule], root: str) -> str | None:
+    """A rule the root reaches that has no finite text, where there is one: the first met again on a walk from the
+    root's first such rule through such rules (one on the loop that makes them endless, not a rule that only leads
+    to it), said by a named rule of that loop, else the nearest named one before it (a group has no name of its
+    own); ``root`` itself when none is named. None when every rule the root reaches can end."""
+    finite = _finite(rules)
+    start = next((name for name in _reached(rules, root) if name not in finite), None)
+    if start is None:
+        return None
+    path = [start]
+    at = {start: 0}  # rule -> its place in the path (a chain of 20,000 rules is walked in linear time)
+    while True:
+        # (a rule without a finite text has, in each alternative, an item whose rule has none either)
+        nxt = next(r for alt in rules[path[-1]].alts for item in alt for r in _needed(item) if r not in finite)
+        if nxt in at:
+            loop = path[at[nxt]:]
+            named = [name for name in loop if not name.startswith("\0")]
+            before = [name for name in reversed(path) if not name.startswith("\0")]
+            return (named or before or [root])[0]
+        at[nxt] = len(path)
+        path.append(nxt)
+
+
+def _reached(rules: dict[str, _Rule], root: str) -> list[str]:
+    """The rules ``root`` reaches (itself first), in the order a walk meets them."""
+    seen = {root}
+    order = [root]
+    for name in order:  # (grows as it goes)
+        for alt in rules[name].alts:
+            for item in alt:
+                if item.ref is not None and item.ref not in seen:
+                    seen.add(item.ref)
+                    order.append(item.ref)
+    return order
+
+
 def check_gbnf(text: str, *, param: str = "grammar", root: str = "root",
                limits: GrammarLimits | None = None) -> GrammarStats:
     """Check ``text`` (GBNF) against ``limits``; return what was counted.
@@ -461,6 +541,13 @@ def check_gbnf(text: str, *, param: str = "grammar", root: str = "root",
     if stats.left_visits > limits.max_left_visits:
         raise p.over("left-recursion check work", stats.left_visits, limits.max_left_visits,
                      max(named, key=lambda n: visits[n]))
+    endless = _endless_rule(rules, root)
+    if endless is not None:
+        err = _in_rule(_error(param, f"{param}: rule '{endless}' can never end (each of its alternatives needs it "
+                                     "again), so a model held to the grammar could not finish: it would write until "
+                                     "its token limit", "invalid_grammar"), endless)
+        err.endless = True
+        raise err
     return stats
 
 

@@ -114,6 +114,8 @@ class GrammarError(JanError, ValueError):
     rule: str | None = None
     #: for a bound on a count of the whole grammar: which (``"rules"``, ``"alternatives"``), None for any other
     total_of: str | None = None
+    #: whether the fault is a rule that can never end (no finite text: a model held to it writes until its limit)
+    endless: bool = False
 
     def __init__(self, problem: str = "", *args: Any, code: str | None = None,
                  keyword: tuple[str | int, ...] = ()) -> None:
@@ -1181,6 +1183,8 @@ class GrammarBuilder:
                     self._bare_refs.discard(key)
                 self._rules[name] = body
                 self._by_body.setdefault(body, name)
+                # (the rule is the target's: a fault check_gbnf finds in it is said of the target's place)
+                self._origins.setdefault(name, (doc, target_path))
             return self._refs[key]
 
         if "const" in schema:
@@ -1618,7 +1622,8 @@ def json_schema_to_grammar(schema: Mapping[str, Any] | bool | str, *, param: str
 
     ``schema`` may also be given as JSON text. Raises :class:`GrammarError` for
     schemas that cannot be converted (``false``, unresolvable ``$ref``,
-    unknown ``type``) or that exceed the bounds above (``MAX_SCHEMA_DEPTH``,
+    unknown ``type``, no finite value: a required property or a non-empty
+    array leading back to its own schema) or that exceed the bounds above (``MAX_SCHEMA_DEPTH``,
     ``MAX_ENUM_VALUES``, ...) or llama.cpp's bounds on the grammar made of it
     (:func:`jan.templates.gbnf_check.check_gbnf`: its number of alternatives, rules, nesting...), located in the
     schema (:attr:`GrammarError.schema_path`; a bound on the grammar at the sub-schema whose rule crossed it); with
@@ -1642,9 +1647,13 @@ def json_schema_to_grammar(schema: Mapping[str, Any] | bool | str, *, param: str
         try:
             check_gbnf(text, param="schema")
         except GrammarError as exc:
-            problem = exc.problem.removeprefix("schema: ")
-            raise GrammarError(problem, code=exc.code or "schema_too_complex").located(
-                _grammar_fault_place(b, text, exc)) from None
+            if exc.endless:  # (said of the schema, whose place the rule came from: the client wrote no rule)
+                problem, code = ("the schema has no finite value: every value of it holds another of its own kind "
+                                 "(through required properties or non-empty arrays), so a model held to it could "
+                                 "never finish"), "invalid_schema"
+            else:
+                problem, code = exc.problem.removeprefix("schema: "), exc.code or "schema_too_complex"
+            raise GrammarError(problem, code=code).located(_grammar_fault_place(b, text, exc)) from None
     except RecursionError:
         err = _too_complex("the schema nests too deeply to convert", whole=True)
     except GrammarError as exc:

@@ -226,6 +226,10 @@ class _Names:
             self._of[key] = out
         return self._of[key]
 
+    def lark_name(self, gbnf: str | None) -> str | None:
+        """The Lark rule a GBNF rule name was given for (None for a terminal's, a helper rule's or no name)."""
+        return next((name for (terminal, name), out in self._of.items() if out == gbnf and not terminal), None)
+
 
 # Lark's common.lark terminals that use what GBNF cannot say, as regexes of the same strings a lexer reads: an
 # ESCAPED_STRING's end is the first quote not escaped (common.lark finds it with a lookbehind).
@@ -719,5 +723,9 @@ def lark_to_gbnf(definition: str, encoding: Encoding = "raw") -> str:
         # empty, which Paull's substitution does not see; a grammar past the engine's bounds) is said here
         check_gbnf(grammar, param="the converted grammar")
     except GrammarError as exc:
+        own = names.lark_name(exc.rule) if exc.endless else None
+        if own is not None:  # (said of the rule the client wrote, not of its converted name)
+            raise LarkGrammarError(f"rule '{own}' can never end: each of its alternatives needs it again, so a model "
+                                   "held to the grammar could not finish", "invalid_grammar") from None
         raise LarkGrammarError(str(exc), exc.code or "invalid_grammar") from None
     return grammar

@@ -143,6 +143,11 @@ def call_grammar(fmt_name: str, tools: Sequence[Any], tool_choice: Any = "requir
     def alt(body_of) -> str:
         alts = []
         for f in funcs:
+            # the tool's schema alone first, as every entry point checks it (check_schemas): what only its finished
+            # grammar shows (no finite value, a bound of llama.cpp's) is said of its place, not of the call grammar
+            err = parameters_error(f.get("parameters"))
+            if err is not None:
+                raise _named(err, tools, f)
             try:
                 body = body_of(f)
             except GrammarError as exc:
