@@ -26,6 +26,7 @@ from jan.engine.fit import (CELL_BOOKKEEPING_BYTES, DEFAULT_MAX_CTX, ContextFit,
                             free_memory_bytes, host_memory_free_bytes, memory_total_bytes)
 from jan.engine.gguf_file import check_gguf_file, file_path, load_weights, native_path, native_path_problem
 from jan.engine import token_ids
+from jan.engine.fill_in import fill_in_tokens
 from jan.engine.heap import release_free_memory
 from jan.engine.header import read_info
 from jan.engine.kv_cache import cache_type_problem, header_int, is_embedding_metadata, kv_bytes_per_cell
@@ -1477,13 +1478,22 @@ class Model:
         return projector
 
     def stream(self, prompt, *, add_special: bool = True, images: Sequence = (), audio: Sequence = (),
-               **options) -> Request:
+               suffix: str | None = None, **options) -> Request:
         """Start generating and return the request handle: iterate it (``for`` or ``async for``)
         for :class:`~jan.Chunk` pieces, ``cancel()`` it, or call ``result()``.
 
         ``prompt`` is text, token ids, or a prompt from :meth:`media_prompt`. ``images`` / ``audio``
         (models with a projector) are decoded, encoded and placed at the prompt's media markers
         here, in the calling thread — see :meth:`media_inputs` and :meth:`media_prompt`.
+
+        ``suffix`` (text) fills in the middle, as llama-cpp-python's ``create_completion(suffix=...)`` and the
+        server's ``suffix``: ``prompt`` (text) is the code before the gap, ``suffix`` the code after it, and the
+        output is what goes between. The model reads ``[BOS] <fim_pre> prompt <fim_suf> suffix <fim_mid>`` in its
+        own FIM tokens (:func:`jan.engine.fill_in.fill_in_tokens`, the server's builder; the BOS where
+        ``add_special`` and the model wants one), both texts as plain text. A model without FIM tokens is a
+        :class:`~jan.errors.BadRequestError` with ``param="suffix"`` (``code="not_supported"``); a suffix that is
+        no string, or a prompt that is not text, a ``TypeError``; a suffix with images or audio, a BadRequestError
+        (``param="suffix"``).
 
         Options: max_tokens, temperature (<= 0: greedy), top_k, top_p, min_p, typical_p,
         repeat_penalty, presence_penalty, frequency_penalty, repeat_last_n, seed, logit_bias,
@@ -1511,7 +1521,12 @@ class Model:
         scheduler = self._require_scheduler()
         add_special = check_flag("add_special", add_special)
         images, audio = _media_list("images", images), _media_list("audio", audio)
-        if images or audio:
+        if suffix is not None:
+            if images or audio:
+                raise BadRequestError(f"suffix: fill-in-the-middle takes no {'images' if images else 'audio'} (its "
+                                      "prompt is the code before the gap)", param="suffix", code="conflicting_options")
+            prompt = self._fill_in_prompt(prompt, suffix, add_special)
+        elif images or audio:
             if not isinstance(prompt, str):
                 raise TypeError("with images or audio the prompt must be text (holding media markers)")
             # sized before it is encoded: a clip of several 30 s windows (or many images) that cannot fit is refused
@@ -1553,6 +1568,17 @@ class Model:
                        thinking_budget=params.reasoning_budget >= 0 and bool(params.reasoning_end))
 
     submit = stream
+
+    def _fill_in_prompt(self, prefix, suffix, add_special: bool) -> list[int]:
+        """The token ids :meth:`stream` generates from for a ``suffix``: the FIM prompt, a BOS first where asked."""
+        if not isinstance(prefix, str):
+            raise TypeError(f"prompt: with a suffix the prompt is the code before the gap, a string (not "
+                            f"{type(prefix).__name__})")
+        tokens = fill_in_tokens(self, engine_text("prompt", prefix), suffix)
+        bos = self.info.special_tokens.get("bos")
+        if add_special and bos is not None and self.add_bos:
+            tokens = [bos, *tokens]
+        return tokens
 
     # -- LoRA adapters ---------------------------------------------------
     def _check_lora_ids(self, ids: Iterable[int], name: str = "lora") -> None:
