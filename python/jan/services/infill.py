@@ -51,29 +51,3 @@ async def infill_prompt(models: ModelService, model_id: str, prefix: str, suffix
     with given_back_unless_begun(local):  # (its client gone before the thread began: not held)
         return await asyncio.to_thread(build)
 
-
-def _repo_token(model, name: str) -> int | None:
-    """The model's ``fim_rep``/``fim_sep`` token: its GGUF key, else a token spelled as llama.cpp looks for it."""
-    raw = model.metadata.get(_REPO_KEYS[name])
-    if raw is not None and str(raw).lstrip("-").isdigit() and 0 <= int(raw) < model.info.n_vocab:
-        return int(raw)
-    for text in _REPO_TEXTS[name]:
-        ids = model.tokenize(text, add_special=False, parse_special=True)
-        if len(ids) == 1 and model.token_to_piece(ids[0], special=True) == text:
-            return ids[0]
-    return None
-
-
-def _extra_tokens(model, extra: tuple[InfillChunk, ...], room: int) -> list[int]:
-    """``extra`` framed as the files of a repository (see :func:`infill_prompt`), its last ``room`` tokens."""
-    rep, sep = _repo_token(model, "fim_rep"), _repo_token(model, "fim_sep")
-    tokens: list[int] = [rep, *model.tokenize("myproject\n", add_special=False)] if rep is not None else []
-    for chunk in extra:
-        if sep is not None:
-            tokens += [sep, *model.tokenize(chunk.filename + "\n", add_special=False)]
-        else:
-            tokens += model.tokenize(_SNIPPET, add_special=False)
-        tokens += model.tokenize(chunk.text, add_special=False)
-    if sep is not None:  # the file being edited (llama-server names it "filename": a client does not tell it)
-        tokens += [sep, *model.tokenize("filename\n", add_special=False)]
-    return tokens[len(tokens) - room:] if room < len(tokens) else tokens
