@@ -464,7 +464,13 @@ class ModelPool:
         ``model_id``) for a request that will not be submitted after all: its client left while the load waited for
         room, or it was refused before its submit. Without this the model stayed held as if that request were coming
         for :data:`CLAIM_GRACE_S`, and each load waiting for room (and a ``keep_alive`` 0) waited that long for
-        nobody. Nothing happens when that model is no longer loaded under ``model_id`` or holds no claim."""
+        nobody. Nothing happens when that model is no longer loaded under ``model_id`` or holds no claim; a
+        ``model_id`` that is no string, or a ``model`` that is no :class:`~jan.Model`, is a TypeError naming it (as
+        every method that takes an id says; a wrong argument was a claim silently kept)."""
+        model_id_text(model_id, empty=True)
+        if not isinstance(model, Model):
+            raise TypeError(f"model: expected the jan.Model that load() or get() handed out, got "
+                            f"{type(model).__name__}")
         with self._changed:
             entry = self._models.get(model_id)
             if entry is None or entry.model is not model or entry.claims == 0:
@@ -558,7 +564,9 @@ class ModelPool:
 
     def peek(self, model_id: str) -> Model | None:
         """The loaded model, or None; unlike :meth:`get`, not counted as a use (a monitor polling ``GET /slots``
-        does not keep an idle model loaded)."""
+        does not keep an idle model loaded). A ``model_id`` that is no string is a TypeError naming it, as in every
+        method that takes one (it was None: "not loaded", for an id that can never be)."""
+        model_id_text(model_id, empty=True)
         with self._changed:
             entry = self._models.get(model_id)
             return entry.model if entry is not None else None
