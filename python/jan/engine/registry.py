@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from jan.engine.gguf_file import file_path
 from jan.engine.model import _LOAD_OPTION_NAMES, LOAD_OPTION_DEFAULTS, Model, check_load_options
-from jan.engine.params import check_flag, check_seconds, model_id_text, speculative_mode
+from jan.engine.params import check_flag, check_seconds, model_id_text, option_refusal, speculative_mode
 from jan.engine.preflight import check_load
 from jan.errors import ModelClosedError, ModelNotFoundError, QueueFullError
 
@@ -96,7 +96,8 @@ class ModelPool:
                  reap_interval: float = 1.0, room_timeout: float = ROOM_TIMEOUT_S, **default_options):
         if max_loaded is not None and (isinstance(max_loaded, bool) or not isinstance(max_loaded, int)
                                        or max_loaded < 1):
-            raise ValueError(f"max_loaded: must be an integer >= 1 (or None: no bound), got {max_loaded!r}")
+            raise option_refusal("max_loaded", "max_loaded: must be an integer >= 1 (or None: no bound), got "
+                                 f"{max_loaded!r}")
         # infinity means something for these two (forever: never unload when idle, wait as long as it takes)
         keep_alive = None if keep_alive is None else check_seconds("keep_alive", keep_alive)
         room_timeout = check_seconds("room_timeout", room_timeout)
