@@ -129,3 +129,47 @@ def test_jan_run_suffix_without_raw_or_fim_tokens_is_one_clear_error(env, storie
     assert result.returncode == 2 and "--suffix" in result.stderr and "--raw" in result.stderr
     fails(jan_cli("run", stories_path, "--raw", "Once", "--suffix", " the end.", "-n", "2", env=env),
           "suffix", "no fill-in-the-middle tokens")
+
+
+def test_the_services_complete_a_completion_as_they_complete_a_chat(tmp_path, fim_paths, stories_path):
+    """``services.completions.complete`` (as ``services.chat.complete``; there was only ``stream``) gives the whole
+    :class:`CompletionResult`: a fill-in's middle the library's, choices prompt-major with their stop, the usage."""
+    from jan.services import open_services
+    from jan.services.types import CompletionRequest, CompletionResult, SamplingOptions
+    from jan.store import DataFolder
+
+    folder = DataFolder(tmp_path / "data")
+    folder.models.import_gguf(fim_paths["coder"], model_id="coder", mode="reference", settings={"ctx_len": 512})
+    folder.models.import_gguf(stories_path, model_id="stories", mode="reference", settings={"ctx_len": 256})
+    greedy = SamplingOptions(temperature=0, max_tokens=4)
+
+    async def ask():
+        async with open_services(tmp_path / "data") as services:
+            filled = await services.completions.complete(CompletionRequest(model="coder", prompts=(PREFIX,),
+                                                                           suffix=SUFFIX, sampling=greedy))
+            several = await services.completions.complete(CompletionRequest(
+                model="stories", prompts=("Once upon a time", "The dog"), n=2, token_ids=True,
+                sampling=SamplingOptions(temperature=0, max_tokens=30, stop=(" little",))))
+            with pytest.raises(TypeError, match="CompletionRequest"):
+                await services.completions.complete({"model": "stories"})
+            return filled, several
+
+    filled, several = asyncio.run(ask())
+    model = jan.Model(str(fim_paths["coder"]), n_ctx=512)
+    try:
+        want = model.generate(PREFIX, suffix=SUFFIX, max_tokens=4, temperature=0)
+    finally:
+        model.close()
+    assert isinstance(filled, CompletionResult) and filled.model == "coder"
+    assert (filled.choices[0].text, filled.usage.prompt_tokens) == (want.text, want.usage.prompt_tokens)
+    stories = jan.Model(stories_path, n_ctx=256)
+    try:
+        alone = [stories.generate(p, max_tokens=30, temperature=0, stop=[" little"]) for p in ("Once upon a time",
+                                                                                                "The dog")]
+    finally:
+        stories.close()
+    # prompt i's choice j at i * n + j, each the greedy text of its prompt, its stop string told
+    assert [c.text for c in several.choices] == [alone[0].text] * 2 + [alone[1].text] * 2
+    assert [c.finish_reason for c in several.choices] == [alone[0].finish_reason] * 2 + [alone[1].finish_reason] * 2
+    assert several.choices[0].stop == alone[0].stop and several.choices[0].token_ids
+    assert several.usage.completion_tokens == 2 * sum(a.usage.completion_tokens for a in alone)
