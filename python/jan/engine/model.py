@@ -607,6 +607,11 @@ def _token_bytes(native, token: int, special: bool) -> bytes:
     return native.token_to_piece(_token_id("token", token, native.n_vocab), check_flag("special", special))
 
 
+def _detokenize(native, tokens, remove_special: bool, unparse_special: bool) -> str:
+    return native.detokenize(_token_ids("tokens", tokens, native.n_vocab), check_flag("remove_special", remove_special),
+                             check_flag("unparse_special", unparse_special))
+
+
 class Vocabulary:
     """A model's tokenizer, for reading the output of requests made before the model closed: a request's text goes on
     arriving after an unload cancelled it, and its token ids still have to be spelled (stop strings, reasoning
@@ -631,6 +636,16 @@ class Vocabulary:
     def token_to_bytes(self, token: int, special: bool = False) -> bytes:
         """As :meth:`Model.token_to_bytes`."""
         return _token_bytes(self._native, token, special)
+
+    # (the reading half of the tokenizer as Model has it: a request's token ids spelled after the close, where
+    # ``vocabulary().detokenize`` was an AttributeError)
+    def detokenize(self, tokens: Sequence[int], remove_special: bool = False, unparse_special: bool = False) -> str:
+        """As :meth:`Model.detokenize`."""
+        return _detokenize(self._native, tokens, remove_special, unparse_special)
+
+    def token_to_piece(self, token: int, special: bool = False) -> str:
+        """As :meth:`Model.token_to_piece`."""
+        return _token_bytes(self._native, token, special).decode("utf-8", errors="replace")
 
     # A read-only view of the loaded model: a copy is the same view (as a copy of a tuple is the tuple). Pickling
     # failed on the native model with "cannot pickle 'jan._engine.Model' object", naming nothing the user holds.
@@ -1312,11 +1327,10 @@ class Model:
         return _tokenize(self._live(), text, add_special, parse_special)
 
     def detokenize(self, tokens: Sequence[int], remove_special: bool = False, unparse_special: bool = False) -> str:
-        """Token ids to text (invalid UTF-8 shows as U+FFFD). Ids outside the vocabulary raise ValueError."""
-        native = self._live()
-        return native.detokenize(_token_ids("tokens", tokens, native.n_vocab),
-                                 check_flag("remove_special", remove_special),
-                                 check_flag("unparse_special", unparse_special))
+        """Token ids to text (invalid UTF-8 shows as U+FFFD). Ids outside the vocabulary are a
+        :class:`~jan.BadRequestError` naming ``tokens[i]``; anything but a list of ids (a 1-D array too), a
+        TypeError."""
+        return _detokenize(self._live(), tokens, remove_special, unparse_special)
 
     def spell(self, tokens: Sequence[int]) -> str:
         """Token ids as llama-server spells them (its ``/detokenize``, a result's ``prompt``): each token's piece,
@@ -1330,7 +1344,7 @@ class Model:
     def token_to_piece(self, token: int, special: bool = False) -> str:
         """One token's text. A token holding part of a UTF-8 character shows as U+FFFD; use
         :meth:`token_to_bytes` for the raw bytes."""
-        return self.token_to_bytes(token, special).decode("utf-8", errors="replace")
+        return _token_bytes(self._live(), token, special).decode("utf-8", errors="replace")
 
     def token_to_bytes(self, token: int, special: bool = False) -> bytes:
         return _token_bytes(self._live(), token, special)
