@@ -286,6 +286,16 @@ def test_a_vocabulary_taken_before_the_close_spells_the_rest_of_the_output(stori
     assert vocab.tokenize("Once", add_special=False)
     with pytest.raises(ValueError):
         vocab.token_to_bytes(vocab.n_vocab)
+    # the reading half of the tokenizer, as the model had it: detokenize and token_to_piece were AttributeErrors
+    fresh = jan.Model(stories_path, vocab_only=True)
+    assert vocab.detokenize(ids) == fresh.detokenize(ids) and vocab.detokenize(ids).strip()
+    fresh.close()
+    assert vocab.detokenize([1, *ids[:3]], unparse_special=True).startswith("<s>")
+    assert "".join(vocab.token_to_piece(t) for t in ids) == "".join(c.text for c in chunks)
+    with pytest.raises(jan.BadRequestError, match=r"^tokens\[1\]"):
+        vocab.detokenize([1, vocab.n_vocab])
+    with pytest.raises(ValueError, match="^remove_special"):
+        vocab.detokenize(ids, remove_special="no")
 
 
 # -- jan.ModelPool ---------------------------------------------------------------------------------------------

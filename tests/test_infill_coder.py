@@ -9,12 +9,15 @@ against what its ``/api/generate`` does.
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
 from jan.testing.gguf_models import QWEN25_CODER_TOKENS, write_qwen25_coder_model
 
 from server_helpers import start_server
+from test_cli_helpers import cli_env, jan, ok as cli_ok
 from test_llamacpp_native import write_fim_model
 
 CODER, BASE, BOS_FIM = "coder", "coder-base", "fim-bos"
@@ -126,3 +129,16 @@ def test_a_model_without_fim_tokens_is_refused_in_each_dialect_s_shape(server):
     assert ollama.status_code == 400 and isinstance(ollama.json()["error"], str)
     native = post(server, "/infill", {"model": "stories260K", "input_prefix": "a", "input_suffix": "b"})
     assert native.status_code == 400 and native.json()["error"]["code"] == 400
+
+
+def test_jan_run_raw_suffix_through_the_server_is_the_completions_suffix(server, tmp_path):
+    """``jan run --raw --suffix`` with a server sends ``/v1/completions``' ``suffix``: the same FIM prompt and, greedy,
+    the same middle (in process it reads the library's, tests/test_library_fill_in.py)."""
+    prefix, suffix = "def f(x):\n    ", "\n    return y\n"
+    completed = ok(server, "/v1/completions", {"model": CODER, "prompt": prefix, "suffix": suffix, "max_tokens": 3,
+                                               "temperature": 0})
+    env = cli_env(tmp_path / "data", local=False, JAN_API_URL=server.base_url)
+    answered = json.loads(cli_ok(jan("run", CODER, "--raw", prefix, "--suffix", suffix, "--temp", "0", "-n", "3",
+                                     "--json", env=env)).stdout)
+    assert answered["usage"]["prompt_tokens"] == completed["usage"]["prompt_tokens"]
+    assert answered["choices"][0]["text"] == completed["choices"][0]["text"]

@@ -21,23 +21,36 @@ LONE = "a\ud800"
 
 def test_the_model_pool_refuses_a_model_id_with_a_lone_surrogate_naming_it(stories_path):
     pool = jan.ModelPool()
+    model = jan.Model(str(stories_path), n_ctx=64)  # (release_claim's: a model of its own, never the pool's)
     try:
         calls = {"load": lambda: pool.load(LONE, str(stories_path)), "get": lambda: pool.get(LONE),
                  "unload": lambda: pool.unload(LONE), "unload_when_idle": lambda: pool.unload_when_idle(LONE),
                  "is_loaded": lambda: pool.is_loaded(LONE), "set_keep_alive": lambda: pool.set_keep_alive(LONE, 1),
-                 "turn": lambda: pool.turn(LONE).__enter__()}
+                 "turn": lambda: pool.turn(LONE).__enter__(), "peek": lambda: pool.peek(LONE),
+                 "release_claim": lambda: pool.release_claim(LONE, model),
+                 "using": lambda: pool.using(LONE, str(stories_path)).__enter__()}
         for name, call in calls.items():
             with pytest.raises(BadRequestError, match="^model_id: the text holds a lone UTF-16 surrogate") as info:
                 call()
             str(info.value).encode("utf-8", "backslashreplace")  # (printable)
             assert info.value.param == "model_id", name
-        for name, call in {"get": lambda: pool.get(None), "is_loaded": lambda: pool.is_loaded(3),
-                           "load": lambda: pool.load(None, str(stories_path))}.items():
+        # every method that takes an id, a wrong type alike (peek answered None, release_claim did nothing)
+        wrong = {"load": lambda: pool.load(None, str(stories_path)), "get": lambda: pool.get(None),
+                 "unload": lambda: pool.unload(5), "unload_when_idle": lambda: pool.unload_when_idle(b"a"),
+                 "is_loaded": lambda: pool.is_loaded(3), "set_keep_alive": lambda: pool.set_keep_alive(1.5, 1),
+                 "turn": lambda: pool.turn(None).__enter__(), "peek": lambda: pool.peek(5),
+                 "release_claim": lambda: pool.release_claim(5, model),
+                 "using": lambda: pool.using(None, str(stories_path)).__enter__()}
+        assert set(wrong) == set(calls)
+        for name, call in wrong.items():
             with pytest.raises(TypeError, match="^model_id: expected a string"):
                 call()
+        with pytest.raises(TypeError, match="^model: expected the jan.Model"):
+            pool.release_claim("a", "a")
         assert pool.loaded() == []
     finally:
         pool.close()
+        model.close()
 
 
 def test_a_model_refuses_a_model_id_with_a_lone_surrogate(stories_path):

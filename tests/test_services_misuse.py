@@ -159,6 +159,7 @@ def _entries():
         "chat.count": (lambda r: asyncio.run(chat.count(r)), "ChatRequest"),
         "chat.render": (lambda r: asyncio.run(chat.render(r)), "ChatRequest"),
         "completions.stream": (lambda r: completions.stream(r), "CompletionRequest"),
+        "completions.complete": (lambda r: asyncio.run(completions.complete(r)), "CompletionRequest"),
         "embeddings.embed": (lambda r: asyncio.run(embeddings.embed(r)), "EmbeddingRequest"),
         "embeddings.rerank": (lambda r: asyncio.run(embeddings.rerank(r)), "RerankRequest"),
     }

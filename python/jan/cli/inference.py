@@ -739,10 +739,13 @@ class LocalBackend:
             out.append(m)
         return out
 
-    def complete(self, prompt: str, options: dict[str, Any]) -> Generation:
+    def complete(self, prompt: str, options: dict[str, Any], *, suffix: str | None = None) -> Generation:
+        """A plain completion of ``prompt``; with ``suffix``, the text between the two (fill-in-the-middle, the
+        services' :func:`~jan.services.infill.infill_prompt`)."""
         from jan.services.types import CompletionRequest, SamplingOptions
 
-        request = CompletionRequest(model=self.model_id, prompts=(prompt,), sampling=SamplingOptions.from_mapping(options))
+        request = CompletionRequest(model=self.model_id, prompts=(prompt,), suffix=suffix,
+                                    sampling=SamplingOptions.from_mapping(options))
         return LocalGeneration(self.runtime.iterate(self.runtime.services.completions.stream(request)))
 
     def close(self) -> None:
@@ -799,8 +802,11 @@ class ServerBackend:
                 body["tool_choice"] = tool_choice
         return ServerGeneration(self.client.stream("/v1/chat/completions", body), chat=True)
 
-    def complete(self, prompt: str, options: dict[str, Any]) -> Generation:
+    def complete(self, prompt: str, options: dict[str, Any], *, suffix: str | None = None) -> Generation:
+        """As :meth:`LocalBackend.complete`, through the server's ``/v1/completions`` (its ``suffix``)."""
         body = {**self._body(options), "prompt": prompt}
+        if suffix is not None:
+            body["suffix"] = suffix
         return ServerGeneration(self.client.stream("/v1/completions", body), chat=False)
 
     def close(self) -> None:

@@ -129,6 +129,9 @@ def read_prompt(words: tuple[str, ...]) -> str:
 @click.option("--system", "-s", default=None, callback=text_param, help="System prompt (chat mode).")
 @click.option("--raw", is_flag=True, help="Complete PROMPT as plain text instead of chatting (no chat template: "
               "--system, --think, --show-reasoning, --image and --audio are chat's).")
+@click.option("--suffix", default=None, callback=text_param,
+              help="With --raw: fill in the middle, for code models with fill-in-the-middle tokens: PROMPT is the "
+                   "text before the gap, this the text after it, and the answer is what goes between.")
 @click.option("--image", "-i", "images", multiple=True, type=MediaSource(),
               help="An image (PNG, JPEG, WebP, GIF) to ask about, for models with a projector (repeatable): a file, "
                    "or an http(s):// or file:// link that --allow-media-from allows.")
@@ -148,7 +151,7 @@ def read_prompt(words: tuple[str, ...]) -> str:
               help="Print the whole answer as one JSON document when it ends, OpenAI's chat.completion (with --raw "
                    "text_completion) shape: object, model, choices, usage; the same with or without a server.")
 @connection_options
-def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_p, seed, stop, ignore_eos, n_ctx, n_threads,
+def run(model, prompt, system, raw, suffix, images, clips, max_tokens, temperature, top_p, seed, stop, ignore_eos, n_ctx, n_threads,
         n_gpu_layers, image_min_tokens, image_max_tokens, lora, lora_scaled, show_reasoning, think, allow_media_from,
         verbose, as_json, conn, **speed) -> None:
     """Answer one PROMPT with MODEL and exit.
@@ -168,7 +171,14 @@ def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_
     With --audio, a model whose projector hears audio (Qwen2-Audio, Voxtral, ...) is asked about the clips:
 
         jan run qwen2-audio "Transcribe audio to text" --audio clip.mp3
+
+    With --raw --suffix, a code model fills in the code between PROMPT and the suffix:
+
+        jan run qwen2.5-coder --raw "def add(a, b):" --suffix "print(add(1, 2))"
     """
+    if suffix is not None and not raw:
+        # (a chat has no gap to fill: the suffix would be dropped, or sent as a field the chat API does not read)
+        raise click.UsageError("--suffix fills in the middle of a plain completion: give --raw too")
     if raw and system:
         raise click.UsageError("--system applies to chat; with --raw the prompt is completed as it is")
     if raw and (think is not None or show_reasoning):
@@ -209,7 +219,7 @@ def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_
     started = time.perf_counter()
     try:
         if raw:
-            generation = backend.complete(text, options)
+            generation = backend.complete(text, options, suffix=suffix)
         else:
             messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user_content(text, parts + sounds)}]
             generation = backend.chat(messages, options)

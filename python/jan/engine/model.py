@@ -10,6 +10,7 @@ import inspect
 import itertools
 import logging
 import os
+import re
 import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence, Set as AbstractSet
@@ -20,12 +21,13 @@ from typing import TYPE_CHECKING
 
 from jan import _engine
 from jan.errors import (CTX_LEN, LARGER_CONTEXT, Advice, BadRequestError, ContextOverflowError, EmbeddingCancelledError, EmbeddingStoppedError,
-                        LoraAdapterError, MediaError, ModelClosedError, ModelFileError, ModelLoadError,
+                        JanError, LoraAdapterError, MediaError, ModelClosedError, ModelFileError, ModelLoadError,
                         ModelSettingError)
 from jan.engine.fit import (CELL_BOOKKEEPING_BYTES, DEFAULT_MAX_CTX, ContextFit, default_prompt_cache_mib, fit_n_ctx,
                             free_memory_bytes, host_memory_free_bytes, memory_total_bytes)
 from jan.engine.gguf_file import check_gguf_file, file_path, load_weights, native_path, native_path_problem
 from jan.engine import token_ids
+from jan.engine.fill_in import fill_in_tokens
 from jan.engine.heap import release_free_memory
 from jan.engine.header import read_info
 from jan.engine.kv_cache import cache_type_problem, header_int, is_embedding_metadata, kv_bytes_per_cell
@@ -39,7 +41,7 @@ from jan.json_text import finite_number
 from jan.engine.params import (DEFAULTS as SAMPLING_DEFAULTS, INT32_MAX, SPECULATIVE_OPTIONS, Range,
                                 check_order, check_sampling_options, sampling_params)
 from jan.engine.params import (as_int, check_flag, check_seconds, engine_text, lora_request, lora_scale,
-                               model_id_text, speculative_mode)
+                               model_id_text, option_refusal, speculative_mode)
 from jan.engine.request import Request
 from jan.engine.results import Completion
 from jan.engine.room import RoomSignal
@@ -50,6 +52,8 @@ if TYPE_CHECKING:  # numpy is imported by embeddings only, not by every server s
     import numpy as np
 
 _log = logging.getLogger("jan.engine")
+#: The option an engine check names first ("logit_bias: token id 9 is outside the vocabulary"; cpp/sampling.cpp).
+_OPTION_NAMED = re.compile(r"^([a-z_][a-z0-9_]*(?:\[\d+\])*): ")
 
 POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
 #: The GGUF ``<arch>.pooling_type`` of a reranker (llama.cpp's LLAMA_POOLING_TYPE_RANK): its pooled output is the
@@ -134,7 +138,7 @@ def _count_option(name: str, value) -> int | None:
     if n is None:
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
     if n < 1:
-        raise ValueError(f"{name}: must be at least 1, got {n}")
+        raise option_refusal(name, f"{name}: must be at least 1, got {n}")
     return n
 
 
@@ -173,7 +177,7 @@ def _pooling(value):
     if value is None:
         return None
     if not isinstance(value, str) or value not in EMBED_POOLING:  # (an array's "in" was numpy's ambiguous truth)
-        raise ValueError(f"pooling: expected one of {', '.join(EMBED_POOLING)}, got {value!r}")
+        raise option_refusal("pooling", f"pooling: expected one of {', '.join(EMBED_POOLING)}, got {value!r}")
     return value
 _DEFAULT_MAX_CTX = DEFAULT_MAX_CTX
 
@@ -219,7 +223,8 @@ def _adaptive_threads(value: bool | str) -> str:
     if value is True or value is False:
         return "exact" if value else "off"
     if not isinstance(value, str) or value.lower() not in ADAPTIVE_THREADS:
-        raise ValueError(f"adaptive_threads: expected one of {', '.join(ADAPTIVE_THREADS)} (or true/false), got {value!r}")
+        raise option_refusal("adaptive_threads", f"adaptive_threads: expected one of {', '.join(ADAPTIVE_THREADS)} "
+                             f"(or true/false), got {value!r}")
     return value.lower()
 
 
@@ -227,7 +232,7 @@ def _cache_type(name: str, value: str | None) -> str:
     if value is None:
         return "f16"
     if not isinstance(value, str) or value.lower() not in CACHE_TYPES:
-        raise ValueError(f"{name}: expected one of {', '.join(CACHE_TYPES)}, got {value!r}")
+        raise option_refusal(name, f"{name}: expected one of {', '.join(CACHE_TYPES)}, got {value!r}")
     return value.lower()
 
 
@@ -302,13 +307,14 @@ def cpu_mask_bits(name: str, value) -> list[bool]:
     one bool a CPU, CPU 0 first (``[True, False, True, False]``); ValueError naming ``name`` for anything else, an
     empty mask or one of more than :data:`CPU_MASK_DIGITS` digits (CPUs past ggml's 512) included."""
     if not isinstance(value, str):
-        raise ValueError(f"{name}: expected a hexadecimal CPU mask such as 0x3, got {value!r}")
+        raise option_refusal(name, f"{name}: expected a hexadecimal CPU mask such as 0x3, got {value!r}")
     digits = value[2:] if value[:2].lower() == "0x" else value
     if not digits or not set(digits) <= _HEX_DIGITS:
-        raise ValueError(f"{name}: expected a hexadecimal CPU mask such as 0x3 (bit i: CPU i), got {value!r}")
+        raise option_refusal(name, f"{name}: expected a hexadecimal CPU mask such as 0x3 (bit i: CPU i), got "
+                             f"{value!r}")
     if len(digits) > CPU_MASK_DIGITS:
-        raise ValueError(f"{name}: at most {CPU_MASK_DIGITS} hexadecimal digits (ggml's {GGML_MAX_N_THREADS} CPUs), "
-                         f"got {len(digits)}")
+        raise option_refusal(name, f"{name}: at most {CPU_MASK_DIGITS} hexadecimal digits (ggml's "
+                             f"{GGML_MAX_N_THREADS} CPUs), got {len(digits)}")
     bits = int(digits, 16)
     return [bool(bits >> i & 1) for i in range(4 * len(digits))]
 
@@ -317,11 +323,11 @@ def tensor_shares(name: str, value) -> tuple[float, ...]:
     """``tensor_split``: each GPU's share of the weights, a sequence of finite numbers >= 0 (the native engine
     refuses more than llama.cpp's devices); ValueError naming ``name`` otherwise."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ValueError(f"{name}: expected a list of shares (one number a GPU), got {value!r}")
+        raise option_refusal(name, f"{name}: expected a list of shares (one number a GPU), got {value!r}")
     shares = []
     for i, share in enumerate(value):
         if not finite_number(share) or share < 0:
-            raise ValueError(f"{name}[{i}]: expected a finite number >= 0, got {share!r}")
+            raise option_refusal(f"{name}[{i}]", f"{name}[{i}]: expected a finite number >= 0, got {share!r}")
         shares.append(float(share))
     return tuple(shares)
 
@@ -332,12 +338,13 @@ def buffer_overrides(name: str, value) -> tuple[tuple[str, str], ...]:
     ``name`` for anything else. The native engine refuses a buffer type this build lacks and a pattern that is no
     regular expression."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ValueError(f"{name}: expected a list of (pattern, buffer type) pairs, got {value!r}")
+        raise option_refusal(name, f"{name}: expected a list of (pattern, buffer type) pairs, got {value!r}")
     pairs = []
     for i, pair in enumerate(value):
         if (isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2
                 or not all(isinstance(part, str) and part for part in pair)):
-            raise ValueError(f"{name}[{i}]: expected a (pattern, buffer type) pair of non-empty texts, got {pair!r}")
+            raise option_refusal(f"{name}[{i}]", f"{name}[{i}]: expected a (pattern, buffer type) pair of non-empty "
+                                 f"texts, got {pair!r}")
         pairs.append((pair[0], pair[1]))
     return tuple(pairs)
 
@@ -357,16 +364,16 @@ def gpu_devices(name: str, value) -> tuple[str, ...]:
     """``devices``: the GPU devices by ggml's names (``["CUDA0", "CUDA1"]``; empty: the CPU only); ValueError naming
     ``name`` for anything but a list of non-empty texts (the native engine refuses a name the build lacks)."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ValueError(f"{name}: expected a list of GPU device names (such as CUDA0), got {value!r}")
+        raise option_refusal(name, f"{name}: expected a list of GPU device names (such as CUDA0), got {value!r}")
     for i, device in enumerate(value):
         if not isinstance(device, str) or not device.strip():
-            raise ValueError(f"{name}[{i}]: expected a device name, got {device!r}")
+            raise option_refusal(f"{name}[{i}]", f"{name}[{i}]: expected a device name, got {device!r}")
     return tuple(value)
 
 
 def _word(name: str, value, words) -> str:
     if not isinstance(value, str) or value.lower() not in words:
-        raise ValueError(f"{name}: expected one of {', '.join(words)}, got {value!r}")
+        raise option_refusal(name, f"{name}: expected one of {', '.join(words)}, got {value!r}")
     return value.lower()
 
 
@@ -429,7 +436,8 @@ def check_load_option(name: str, value):
     if name == "n_gpu_layers" and isinstance(value, str):  # llama-server's words for -ngl
         if value.strip().lower() in (AUTO, "all"):
             return AUTO if value.strip().lower() == AUTO else -1
-        raise ValueError(f"n_gpu_layers: expected a layer count (-1: all), 'auto' or 'all', got {value!r}")
+        raise option_refusal("n_gpu_layers", "n_gpu_layers: expected a layer count (-1: all), 'auto' or 'all', got "
+                             f"{value!r}")
     if name in LOAD_RANGES:
         return LOAD_RANGES[name].check(name, value)
     if name in _LOAD_FLAGS:
@@ -445,7 +453,7 @@ def check_load_option(name: str, value):
         return value
     if name in ("draft_model", "mmproj"):
         if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
-            raise ValueError(f"{name}: expected a file path, got {value!r}")
+            raise option_refusal(name, f"{name}: expected a file path, got {value!r}")
         return value
     if name == "lora":
         return lora_files(value)
@@ -516,7 +524,8 @@ def check_load_options(options: Mapping[str, object]) -> None:
                 model_id_text(value, empty=True)
         elif name == "media_limits":
             if value is not None and not isinstance(value, MediaLimits):
-                raise ValueError(f"media_limits: expected a jan.engine.media.MediaLimits, got {value!r}")
+                raise option_refusal("media_limits", "media_limits: expected a jan.engine.media.MediaLimits, got "
+                                     f"{value!r}")
         else:
             check_load_option(name, value)
     check_context_total(options.get("n_ctx"), options.get("n_parallel") or 1)
@@ -598,6 +607,11 @@ def _token_bytes(native, token: int, special: bool) -> bytes:
     return native.token_to_piece(_token_id("token", token, native.n_vocab), check_flag("special", special))
 
 
+def _detokenize(native, tokens, remove_special: bool, unparse_special: bool) -> str:
+    return native.detokenize(_token_ids("tokens", tokens, native.n_vocab), check_flag("remove_special", remove_special),
+                             check_flag("unparse_special", unparse_special))
+
+
 class Vocabulary:
     """A model's tokenizer, for reading the output of requests made before the model closed: a request's text goes on
     arriving after an unload cancelled it, and its token ids still have to be spelled (stop strings, reasoning
@@ -622,6 +636,16 @@ class Vocabulary:
     def token_to_bytes(self, token: int, special: bool = False) -> bytes:
         """As :meth:`Model.token_to_bytes`."""
         return _token_bytes(self._native, token, special)
+
+    # (the reading half of the tokenizer as Model has it: a request's token ids spelled after the close, where
+    # ``vocabulary().detokenize`` was an AttributeError)
+    def detokenize(self, tokens: Sequence[int], remove_special: bool = False, unparse_special: bool = False) -> str:
+        """As :meth:`Model.detokenize`."""
+        return _detokenize(self._native, tokens, remove_special, unparse_special)
+
+    def token_to_piece(self, token: int, special: bool = False) -> str:
+        """As :meth:`Model.token_to_piece`."""
+        return _token_bytes(self._native, token, special).decode("utf-8", errors="replace")
 
     # A read-only view of the loaded model: a copy is the same view (as a copy of a tuple is the tuple). Pickling
     # failed on the native model with "cannot pickle 'jan._engine.Model' object", naming nothing the user holds.
@@ -1303,11 +1327,10 @@ class Model:
         return _tokenize(self._live(), text, add_special, parse_special)
 
     def detokenize(self, tokens: Sequence[int], remove_special: bool = False, unparse_special: bool = False) -> str:
-        """Token ids to text (invalid UTF-8 shows as U+FFFD). Ids outside the vocabulary raise ValueError."""
-        native = self._live()
-        return native.detokenize(_token_ids("tokens", tokens, native.n_vocab),
-                                 check_flag("remove_special", remove_special),
-                                 check_flag("unparse_special", unparse_special))
+        """Token ids to text (invalid UTF-8 shows as U+FFFD). Ids outside the vocabulary are a
+        :class:`~jan.BadRequestError` naming ``tokens[i]``; anything but a list of ids (a 1-D array too), a
+        TypeError."""
+        return _detokenize(self._live(), tokens, remove_special, unparse_special)
 
     def spell(self, tokens: Sequence[int]) -> str:
         """Token ids as llama-server spells them (its ``/detokenize``, a result's ``prompt``): each token's piece,
@@ -1321,7 +1344,7 @@ class Model:
     def token_to_piece(self, token: int, special: bool = False) -> str:
         """One token's text. A token holding part of a UTF-8 character shows as U+FFFD; use
         :meth:`token_to_bytes` for the raw bytes."""
-        return self.token_to_bytes(token, special).decode("utf-8", errors="replace")
+        return _token_bytes(self._live(), token, special).decode("utf-8", errors="replace")
 
     def token_to_bytes(self, token: int, special: bool = False) -> bytes:
         return _token_bytes(self._live(), token, special)
@@ -1477,13 +1500,22 @@ class Model:
         return projector
 
     def stream(self, prompt, *, add_special: bool = True, images: Sequence = (), audio: Sequence = (),
-               **options) -> Request:
+               suffix: str | None = None, **options) -> Request:
         """Start generating and return the request handle: iterate it (``for`` or ``async for``)
         for :class:`~jan.Chunk` pieces, ``cancel()`` it, or call ``result()``.
 
         ``prompt`` is text, token ids, or a prompt from :meth:`media_prompt`. ``images`` / ``audio``
         (models with a projector) are decoded, encoded and placed at the prompt's media markers
         here, in the calling thread — see :meth:`media_inputs` and :meth:`media_prompt`.
+
+        ``suffix`` (text) fills in the middle, as llama-cpp-python's ``create_completion(suffix=...)`` and the
+        server's ``suffix``: ``prompt`` (text) is the code before the gap, ``suffix`` the code after it, and the
+        output is what goes between. The model reads ``[BOS] <fim_pre> prompt <fim_suf> suffix <fim_mid>`` in its
+        own FIM tokens (:func:`jan.engine.fill_in.fill_in_tokens`, the server's builder; the BOS where
+        ``add_special`` and the model wants one), both texts as plain text. A model without FIM tokens is a
+        :class:`~jan.errors.BadRequestError` with ``param="suffix"`` (``code="not_supported"``); a suffix that is
+        no string, or a prompt that is not text, a ``TypeError``; a suffix with images or audio, a BadRequestError
+        (``param="suffix"``).
 
         Options: max_tokens, temperature (<= 0: greedy), top_k, top_p, min_p, typical_p,
         repeat_penalty, presence_penalty, frequency_penalty, repeat_last_n, seed, logit_bias,
@@ -1504,14 +1536,21 @@ class Model:
         post_sampling_probs (with logprobs: each token's and its alternatives' log-probabilities in the
         distribution the sampler chain drew from, its candidates as the alternatives; a greedy pick's is itself at 0).
         Raises ContextOverflowError when the prompt does not fit, QueueFullError when the wait
-        queue is full, ValueError for bad options.
+        queue is full, :class:`~jan.BadRequestError` (a ValueError) for a bad option or argument value, its ``param``
+        naming it (``top_k``, ``stop[1]``, ``logit_bias``), TypeError for an unknown option or a prompt of no
+        prompt's type.
         """
         pieces = self._piece_cache
         native = self._live()
         scheduler = self._require_scheduler()
         add_special = check_flag("add_special", add_special)
         images, audio = _media_list("images", images), _media_list("audio", audio)
-        if images or audio:
+        if suffix is not None:
+            if images or audio:
+                raise BadRequestError(f"suffix: fill-in-the-middle takes no {'images' if images else 'audio'} (its "
+                                      "prompt is the code before the gap)", param="suffix", code="conflicting_options")
+            prompt = self._fill_in_prompt(prompt, suffix, add_special)
+        elif images or audio:
             if not isinstance(prompt, str):
                 raise TypeError("with images or audio the prompt must be text (holding media markers)")
             # sized before it is encoded: a clip of several 30 s windows (or many images) that cannot fit is refused
@@ -1543,6 +1582,13 @@ class Model:
             if exc.advice is None:  # the engine's (C++) words say what did not fit; what to change is data
                 exc.advise(str(exc), replace(LARGER_CONTEXT, name="n_ctx"))
             raise
+        except ValueError as exc:
+            # the engine's own checks (cpp/sampling.cpp: a logit_bias id past this vocabulary) begin with the option
+            # they refuse: the same BadRequestError naming it as the checks made here before the submit
+            named = None if isinstance(exc, JanError) else _OPTION_NAMED.match(str(exc))
+            if named is None:
+                raise
+            raise option_refusal(named.group(1), str(exc)) from None
         if getattr(self._use_depth, "n", 0) > 0:
             # (after the submit: a snapshot between the two counts one use too many, while the hold keeps the model
             # busy anyway, and a claim taken then waits for one use more; counted before, a snapshot could count one
@@ -1553,6 +1599,17 @@ class Model:
                        thinking_budget=params.reasoning_budget >= 0 and bool(params.reasoning_end))
 
     submit = stream
+
+    def _fill_in_prompt(self, prefix, suffix, add_special: bool) -> list[int]:
+        """The token ids :meth:`stream` generates from for a ``suffix``: the FIM prompt, a BOS first where asked."""
+        if not isinstance(prefix, str):
+            raise TypeError(f"prompt: with a suffix the prompt is the code before the gap, a string (not "
+                            f"{type(prefix).__name__})")
+        tokens = fill_in_tokens(self, engine_text("prompt", prefix), suffix)
+        bos = self.info.special_tokens.get("bos")
+        if add_special and bos is not None and self.add_bos:
+            tokens = [bos, *tokens]
+        return tokens
 
     # -- LoRA adapters ---------------------------------------------------
     def _check_lora_ids(self, ids: Iterable[int], name: str = "lora") -> None:
@@ -1789,7 +1846,7 @@ class Model:
             else:
                 raise TypeError(f"input[{i}]: expected a string or a list of token ids")
         if not batch:
-            raise ValueError("inputs: at least one input is required")
+            raise option_refusal("inputs", "inputs: at least one input is required")
         if pooling is None and self.is_reranker:
             raise BadRequestError(IS_A_RERANKER.format(model=self.id), param="model", code="model_not_supported")
         embedder = self._get_embedder(pooling)
@@ -1869,7 +1926,7 @@ class Model:
             if not isinstance(query, str):
                 raise TypeError(f"query: expected a string, got {type(query).__name__}")
             if not query:  # (as the server's min_length: no pair is read against nothing)
-                raise ValueError("query: is empty")
+                raise option_refusal("query", "query: is empty")
             query = engine_text("query", query)
             if (isinstance(documents, (str, bytes, bytearray, memoryview, AbstractSet, Mapping))
                     or not isinstance(documents, Iterable)):
@@ -1882,12 +1939,13 @@ class Model:
                     raise TypeError(f"documents[{i}]: expected a string, got {type(d).__name__}")
             documents = [engine_text(f"documents[{i}]", d) for i, d in enumerate(documents)]
             if not documents:
-                raise ValueError("documents: at least one document is required")
+                raise option_refusal("documents", "documents: at least one document is required")
             max_tokens_per_doc = _count_option("max_tokens_per_doc", max_tokens_per_doc)
             max_chunks_per_doc = _count_option("max_chunks_per_doc", max_chunks_per_doc)
             truncate = check_flag("truncate", truncate)
             if not isinstance(truncation_direction, str) or truncation_direction not in ("right", "left"):
-                raise ValueError(f"truncation_direction: expected 'right' or 'left', got {truncation_direction!r}")
+                raise option_refusal("truncation_direction", "truncation_direction: expected 'right' or 'left', got "
+                                     f"{truncation_direction!r}")
             left = truncation_direction == "left"
             n_ctx = self._get_embedder("rank").n_ctx if truncate or max_chunks_per_doc is not None else 0
             pairs, owners = [], []  # (owners: the document each pair reads, a chunked document's several)
@@ -1942,7 +2000,8 @@ class Model:
         n_ctx = self._get_embedder("rank").n_ctx
         for i, pair in zip(owners, pairs):
             if not pair:  # (only a rerank template of the document alone makes none, for an empty document)
-                raise ValueError(f"documents[{i}]: is empty (the model's rerank template reads nothing else)")
+                raise option_refusal(f"documents[{i}]", f"documents[{i}]: is empty (the model's rerank template reads "
+                                     "nothing else)")
             if len(pair) > n_ctx:
                 query_alone = len(self._rerank_tokens(native, query, ""))
                 if query_alone > n_ctx:

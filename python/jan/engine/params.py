@@ -172,10 +172,10 @@ class Range:
         else:
             value = _float(name, value)
             if math.isnan(value):
-                raise ValueError(f"{name}: must be a number, got NaN")
+                raise option_refusal(name, f"{name}: must be a number, got NaN")
         if ((self.ge is not None and value < self.ge) or (self.gt is not None and value <= self.gt)
                 or (self.le is not None and value > self.le)):
-            raise ValueError(f"{name}: must be {self.describe()}, got {value!r}")
+            raise option_refusal(name, f"{name}: must be {self.describe()}, got {value!r}")
         return value
 
 
@@ -419,6 +419,18 @@ def lora_request(value, name: str = "lora") -> tuple[tuple[int, float], ...] | N
     return tuple(out)
 
 
+#: The code of an option refused for its type (a string where a number belongs), as the services' own refusals say it.
+TYPE = "invalid_type"
+
+
+def option_refusal(name: str, message: str, code: str = "invalid_value") -> BadRequestError:
+    """The error of an option, flag or argument value refused here: a :class:`~jan.BadRequestError` (a
+    ``ValueError``) whose ``param`` names it, as the seed's, the token ids' and the engine's own checks are, so that a
+    caller catching ``jan.BadRequestError`` (or reading ``param``) sees every bad argument of a call alike, not only
+    some (``top_k=-1`` was a bare ValueError, ``seed=1.5`` a BadRequestError)."""
+    return BadRequestError(message, param=name, code=code)
+
+
 def speculative_mode(value) -> str:
     """``speculative`` as one of :data:`SPECULATIVE`; ValueError naming it otherwise. The one rule (and message)
     for every place it is given: a request in any dialect, model.json ``settings``, ``jan.Model``."""
@@ -428,7 +440,8 @@ def speculative_mode(value) -> str:
         return "ngram"
     if isinstance(value, str) and value.lower() in SPECULATIVE:
         return value.lower()
-    raise ValueError(f"speculative: expected one of {', '.join(SPECULATIVE)} (or true/false), got {value!r}")
+    raise option_refusal("speculative", f"speculative: expected one of {', '.join(SPECULATIVE)} (or true/false), "
+                         f"got {value!r}")
 
 
 def as_int(value) -> int | None:
@@ -457,17 +470,17 @@ def _whole(value) -> int | None:
 def _int(name: str, value, minimum: int | None = None) -> int:
     whole = _whole(value)
     if whole is None:
-        raise ValueError(f"{name}: expected an integer, got {value!r}")
+        raise option_refusal(name, f"{name}: expected an integer, got {value!r}", TYPE)
     value = whole
     if minimum is not None and value < minimum:
-        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+        raise option_refusal(name, f"{name}: must be >= {minimum}, got {value}")
     return value
 
 
 def _float(name: str, value) -> float:
     # numbers.Real: numpy's float32 and integers too (not float/int subclasses), as :func:`as_int` takes its integers
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name}: expected a number, got {value!r}")
+        raise option_refusal(name, f"{name}: expected a number, got {value!r}", TYPE)
     return double_of(value)  # (an integer past a double's range: an infinity, refused as one, not OverflowError)
 
 
@@ -485,14 +498,14 @@ def check_seconds(name: str, value, *, positive: bool = False, finite: bool = Fa
     ``keep_alive: 1e30``) comes back as infinity, or as :data:`MAX_SECONDS` where the option must be finite:
     nothing could tell them apart, and every later wait, deadline and date made from it stays in range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name}: expected a number of seconds, got {value!r}")
+        raise option_refusal(name, f"{name}: expected a number of seconds, got {value!r}", TYPE)
     value = double_of(value)  # (an integer past a double's range: infinity, as 1e999 reads)
     if math.isnan(value):
-        raise ValueError(f"{name}: expected a number of seconds, got NaN")
+        raise option_refusal(name, f"{name}: expected a number of seconds, got NaN")
     if finite and math.isinf(value):
-        raise ValueError(f"{name}: must be a finite number of seconds, got {value!r}")
+        raise option_refusal(name, f"{name}: must be a finite number of seconds, got {value!r}")
     if value < 0 or (positive and value == 0):
-        raise ValueError(f"{name}: must be {'>' if positive else '>='} 0 seconds, got {value!r}")
+        raise option_refusal(name, f"{name}: must be {'>' if positive else '>='} 0 seconds, got {value!r}")
     if value > MAX_SECONDS:
         return MAX_SECONDS if finite else math.inf
     return value
@@ -528,7 +541,7 @@ def model_id_text(value, name: str = "model_id", *, empty: bool = False) -> str:
 
 def _string(name: str, value) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{name}: expected a string, got {value!r}")
+        raise option_refusal(name, f"{name}: expected a string, got {value!r}", TYPE)
     return engine_text(name, value)
 
 
@@ -538,11 +551,11 @@ def _string_list(name: str, value, what: str) -> list[str]:
     stopped nothing). ValueError naming ``name`` (``what``: what it expects) for anything else, never the
     "'int' object is not iterable" of iterating it."""
     if isinstance(value, (str, bytes, bytearray, memoryview, Mapping)) or not isinstance(value, Iterable):
-        raise ValueError(f"{name}: expected {what}, got {type(value).__name__}")
+        raise option_refusal(name, f"{name}: expected {what}, got {type(value).__name__}", TYPE)
     items = list(value)
     for i, s in enumerate(items):
         if not isinstance(s, str):
-            raise ValueError(f"{name}[{i}]: expected a string, got {type(s).__name__}")
+            raise option_refusal(f"{name}[{i}]", f"{name}[{i}]: expected a string, got {type(s).__name__}", TYPE)
     return [engine_text(f"{name}[{i}]", s) for i, s in enumerate(items)]
 
 
@@ -557,7 +570,7 @@ def _token_ids(name: str, value) -> list[int]:
     if value is None:
         return []
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
-        raise ValueError(f"{name}: expected a list of token ids, got {type(value).__name__}")
+        raise option_refusal(name, f"{name}: expected a list of token ids, got {type(value).__name__}", TYPE)
     return [_int(f"{name}[{i}]", t, 0) for i, t in enumerate(value)]
 
 
@@ -568,7 +581,7 @@ def _stops(stop) -> list[str]:
         stop = [stop]
     stops = _string_list("stop", stop, "a string or a list of strings")
     if any(s == "" for s in stops):
-        raise ValueError("stop: stop strings must not be empty")
+        raise option_refusal("stop", "stop: stop strings must not be empty")
     return stops
 
 
@@ -582,18 +595,19 @@ def _logit_bias(bias) -> list[tuple[int, float]]:
     if isinstance(bias, Mapping):
         items: Sequence = list(bias.items())
     elif isinstance(bias, (str, bytes, bytearray)) or not isinstance(bias, Iterable):
-        raise ValueError(f"logit_bias: expected a mapping of token ids to biases, got {type(bias).__name__}")
+        raise option_refusal("logit_bias", "logit_bias: expected a mapping of token ids to biases, got "
+                             f"{type(bias).__name__}", TYPE)
     else:
         items = list(bias)
     out = []
     for item in items:
         if isinstance(item, (str, bytes)) or not isinstance(item, Sequence) or len(item) != 2:
-            raise ValueError(f"logit_bias: expected a mapping of token ids to biases (or (token id, bias) pairs), "
-                             f"got the item {item!r}")
+            raise option_refusal("logit_bias", "logit_bias: expected a mapping of token ids to biases (or (token id, "
+                                 f"bias) pairs), got the item {item!r}", TYPE)
         key, value = item
         token = _token_key(key)
         if not 0 <= token <= INT32_MAX:
-            raise ValueError(f"logit_bias: token id {token} is out of range")
+            raise option_refusal("logit_bias", f"logit_bias: token id {token} is out of range")
         out.append((token, RANGES["logit_bias"].check(f"logit_bias[{token}]", value)))
     return out
 
@@ -613,7 +627,7 @@ def _token_key(key) -> int:
             return int(key.strip())
         except ValueError:
             pass
-    raise ValueError(f"logit_bias: keys must be token ids, got {key!r}")
+    raise option_refusal("logit_bias", f"logit_bias: keys must be token ids, got {key!r}", TYPE)
 
 
 def check_flag(name: str, value) -> bool:
@@ -621,4 +635,4 @@ def check_flag(name: str, value) -> bool:
     ``ignore_eos="no"`` or ``logprobs=5`` (meant as top_logprobs) would otherwise pass as True."""
     if isinstance(value, bool):
         return value
-    raise ValueError(f"{name}: expected true or false, got {value!r}")
+    raise option_refusal(name, f"{name}: expected true or false, got {value!r}", TYPE)

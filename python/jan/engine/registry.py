@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from jan.engine.gguf_file import file_path
 from jan.engine.model import _LOAD_OPTION_NAMES, LOAD_OPTION_DEFAULTS, Model, check_load_options
-from jan.engine.params import check_flag, check_seconds, model_id_text, speculative_mode
+from jan.engine.params import check_flag, check_seconds, model_id_text, option_refusal, speculative_mode
 from jan.engine.preflight import check_load
 from jan.errors import ModelClosedError, ModelNotFoundError, QueueFullError
 
@@ -96,7 +96,8 @@ class ModelPool:
                  reap_interval: float = 1.0, room_timeout: float = ROOM_TIMEOUT_S, **default_options):
         if max_loaded is not None and (isinstance(max_loaded, bool) or not isinstance(max_loaded, int)
                                        or max_loaded < 1):
-            raise ValueError(f"max_loaded: must be an integer >= 1 (or None: no bound), got {max_loaded!r}")
+            raise option_refusal("max_loaded", "max_loaded: must be an integer >= 1 (or None: no bound), got "
+                                 f"{max_loaded!r}")
         # infinity means something for these two (forever: never unload when idle, wait as long as it takes)
         keep_alive = None if keep_alive is None else check_seconds("keep_alive", keep_alive)
         room_timeout = check_seconds("room_timeout", room_timeout)
@@ -464,7 +465,13 @@ class ModelPool:
         ``model_id``) for a request that will not be submitted after all: its client left while the load waited for
         room, or it was refused before its submit. Without this the model stayed held as if that request were coming
         for :data:`CLAIM_GRACE_S`, and each load waiting for room (and a ``keep_alive`` 0) waited that long for
-        nobody. Nothing happens when that model is no longer loaded under ``model_id`` or holds no claim."""
+        nobody. Nothing happens when that model is no longer loaded under ``model_id`` or holds no claim; a
+        ``model_id`` that is no string, or a ``model`` that is no :class:`~jan.Model`, is a TypeError naming it (as
+        every method that takes an id says; a wrong argument was a claim silently kept)."""
+        model_id_text(model_id, empty=True)
+        if not isinstance(model, Model):
+            raise TypeError(f"model: expected the jan.Model that load() or get() handed out, got "
+                            f"{type(model).__name__}")
         with self._changed:
             entry = self._models.get(model_id)
             if entry is None or entry.model is not model or entry.claims == 0:
@@ -558,7 +565,9 @@ class ModelPool:
 
     def peek(self, model_id: str) -> Model | None:
         """The loaded model, or None; unlike :meth:`get`, not counted as a use (a monitor polling ``GET /slots``
-        does not keep an idle model loaded)."""
+        does not keep an idle model loaded). A ``model_id`` that is no string is a TypeError naming it, as in every
+        method that takes one (it was None: "not loaded", for an id that can never be)."""
+        model_id_text(model_id, empty=True)
         with self._changed:
             entry = self._models.get(model_id)
             return entry.model if entry is not None else None

@@ -16,6 +16,7 @@ from typing import Any
 _EXPORTS = {
     "ChatService": "jan.services.chat",
     "ChatAggregator": "jan.services.chat",
+    "CompletionAggregator": "jan.services.completions",
     "CompletionService": "jan.services.completions",
     "EmbeddingService": "jan.services.embeddings",
     "ModelService": "jan.services.models",

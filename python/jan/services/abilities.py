@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jan.engine.fill_in import FIM_TOKENS
+from jan.engine.fill_in import fill_in_refusal as engine_fill_in_refusal
 from jan.engine.header import read_info
 from jan.file_stamps import FileVersion, file_version
 from jan.engine.kv_cache import is_embedding_metadata
@@ -45,8 +47,6 @@ __all__ = ["Abilities", "asks_abilities", "chat_refusal", "context_media_refusal
 
 log = logging.getLogger(__name__)
 
-#: The special tokens a fill-in-the-middle prompt is made of (llama.cpp's ``llama_vocab_fim_pre/suf/mid``).
-FIM_TOKENS = ("fim_pre", "fim_suf", "fim_mid")
 #: A projector header's keys for its encoders (libmtmd's ``clip.has_vision_encoder``, ``clip.has_audio_encoder``).
 _ENCODER_KEYS = {"vision": "clip.has_vision_encoder", "audio": "clip.has_audio_encoder"}
 
@@ -485,10 +485,10 @@ def reranker_refusal(model_id: str, reranker: bool) -> RequestError:
 
 def fill_in_refusal(model_id: str) -> RequestError:
     """The refusal of a ``suffix`` (fill-in-the-middle) for a model without FIM tokens (:attr:`Abilities.fim`
-    before a load; the loaded vocabulary's after one)."""
-    return RequestError(f"suffix: the model '{model_id}' has no fill-in-the-middle tokens, so it cannot insert text "
-                        "before a suffix", param="suffix", code="not_supported")
-
+    before a load; the loaded vocabulary's after one): the engine's (:func:`jan.engine.fill_in.fill_in_refusal`, the
+    library's) as the services' error."""
+    refusal = engine_fill_in_refusal(model_id)
+    return RequestError(str(refusal), param=refusal.param, code=refusal.code)
 
 
 def generations(request: ChatRequest | CompletionRequest | EmbeddingRequest) -> tuple[int, str]:

@@ -23,10 +23,10 @@ from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.infill import infill_prompt
 from jan.services.line_rules import LineCut, remote_refusal
 from jan.services.streams import DeltaStream
-from jan.services.types import (CompletionDelta, CompletionRequest, MediaText, SamplingOptions, merge_options,
-                                require_request, resolve_sampling)
+from jan.services.types import (CompletionChoiceResult, CompletionDelta, CompletionRequest, CompletionResult, MediaText,
+                                SamplingOptions, merge_options, require_request, resolve_sampling)
 
-__all__ = ["CompletionService"]
+__all__ = ["CompletionAggregator", "CompletionService"]
 
 
 class CompletionService(Held):
@@ -75,6 +75,16 @@ class CompletionService(Held):
                                              "complete")
 
         return DeltaStream(open_)
+
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        """The whole completion (the stream aggregated), as :meth:`ChatService.complete` gives a chat's; same errors
+        as :meth:`stream`."""
+        stream = self.stream(request)
+        aggregator = CompletionAggregator()
+        async with stream:
+            async for delta in stream:
+                aggregator.add(delta)
+        return aggregator.result(stream.model or request.model or "")
 
     async def _filled_in(self, target: Target, request: CompletionRequest) -> CompletionRequest:
         """``request`` with each prompt made the fill-in-the-middle prompt of it and ``request.suffix`` (token ids);
@@ -254,3 +264,36 @@ def _usage(usages: dict[int, Usage], n: int, n_prompts: int) -> Usage:
                  generation_ms=first.generation_ms,
                  draft_tokens=sum(u.draft_tokens for u in ordered),
                  draft_accepted=sum(u.draft_accepted for u in ordered))
+
+
+class CompletionAggregator:
+    """Folds :class:`CompletionDelta` pieces into a :class:`CompletionResult`: each choice's text, logprobs and token
+    ids appended, its prompt's token ids, its last finish_reason and stop string, and the request's usage kept."""
+
+    def __init__(self) -> None:
+        self._choices: dict[int, dict] = {}
+        self.usage: Usage | None = None
+
+    def add(self, delta: CompletionDelta) -> None:
+        if delta.usage is not None:
+            self.usage = delta.usage
+        if delta.choice < 0:
+            return
+        state = self._choices.setdefault(delta.choice, {"text": [], "logprobs": None, "finish_reason": None,
+                                                        "prompt_token_ids": None, "token_ids": [], "stop": None})
+        if delta.text:
+            state["text"].append(delta.text)
+        if delta.logprobs:
+            state["logprobs"] = (state["logprobs"] or ()) + tuple(delta.logprobs)
+        if delta.finish_reason:
+            state["finish_reason"], state["stop"] = delta.finish_reason, delta.stop
+        if delta.prompt_token_ids is not None:
+            state["prompt_token_ids"] = delta.prompt_token_ids
+        state["token_ids"] += delta.token_ids
+
+    def result(self, model: str) -> CompletionResult:
+        choices = tuple(CompletionChoiceResult("".join(s["text"]), s["finish_reason"] or "stop", s["logprobs"],
+                                               prompt_token_ids=s["prompt_token_ids"], token_ids=tuple(s["token_ids"]),
+                                               stop=s["stop"])
+                        for _, s in sorted(self._choices.items()))
+        return CompletionResult(model, choices, self.usage or Usage())

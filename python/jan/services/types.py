@@ -33,8 +33,10 @@ __all__ = [
     "ChatRequest",
     "ChatResult",
     "ChoiceResult",
+    "CompletionChoiceResult",
     "CompletionDelta",
     "CompletionRequest",
+    "CompletionResult",
     "DocumentPart",
     "EmbeddingRequest",
     "EmbeddingResult",
@@ -1386,6 +1388,31 @@ class ChatResult:
     choices: tuple[ChoiceResult, ...]
     usage: Usage
     reasoning_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class CompletionChoiceResult:
+    """One choice of a :class:`CompletionResult`: its whole ``text`` (with ``echo``, the prompt's text first), its
+    ``finish_reason``, and ``logprobs``, ``prompt_token_ids``, ``token_ids`` and ``stop`` as its
+    :class:`CompletionDelta` pieces told them."""
+
+    text: str
+    finish_reason: str
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    prompt_token_ids: tuple[int, ...] | None = None
+    token_ids: tuple[int, ...] = ()
+    stop: str | None = None
+
+
+@dataclass(frozen=True)
+class CompletionResult:
+    """A whole text completion (:meth:`jan.services.completions.CompletionService.complete`), as :class:`ChatResult`
+    is a chat's: its choices numbered prompt-major (prompt ``i``'s choice ``j`` at ``i * n + j``), and the
+    request's usage (each prompt's tokens once, every choice's generated tokens)."""
+
+    model: str
+    choices: tuple[CompletionChoiceResult, ...]
+    usage: Usage
 
 
 @dataclass(frozen=True)
