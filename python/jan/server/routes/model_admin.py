@@ -48,7 +48,7 @@ from jan.server.resolve import model_extension
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.models import with_state
 from jan.server.sse import SSEStream
-from jan.server.validation import parse_body, read_json
+from jan.server.validation import body_step, parse_body, read_json
 from jan.services.errors import RequestError, ServiceUnavailableError
 from jan.services.models import canonical_settings, unload_now
 from jan.store import slugify_id, validate_id
@@ -170,7 +170,7 @@ async def create_model(request: web.Request) -> web.Response:
         raise APIError(400, "The request body must be a JSON object", code="invalid_json")
     models = model_extension(request)
     if "path" in data:
-        body = ImportModelRequest.model_validate(data)
+        body = await body_step(ImportModelRequest.model_validate, data)  # (a big body's off the event loop)
         if body.settings is not None:
             body.settings = canonical_settings(body.settings)
         _allowed_id(body.id)
@@ -199,7 +199,7 @@ async def create_model(request: web.Request) -> web.Response:
                     await models.delete_model(model["id"])
                 raise
     else:
-        body = ModelJsonRequest.model_validate(data)
+        body = await body_step(ModelJsonRequest.model_validate, data)
         if body.settings is not None:
             body.settings = canonical_settings(body.settings)
         _allowed_id(body.id)
