@@ -182,6 +182,23 @@ def test_big_body_converts_off_the_loop(server, monkeypatch, dialect, target, na
     assert status == 400
 
 
+# 3,000 empty messages: ~90 KB, under the bytes past which body work leaves the loop, but 9,000 values
+DENSE_MESSAGES = [{"role": "user", "content": ""}] * 3000
+assert len(json.dumps(DENSE_MESSAGES)) < body_size.PARSE_OFF_LOOP_BYTES
+assert validation.json_values_in(json.dumps(DENSE_MESSAGES).encode()) > body_size.PARSE_OFF_LOOP_VALUES
+
+
+@pytest.mark.parametrize(("path", "target", "name"), [
+    ("/v1/chat/completions", validation, "validate_json"),
+    ("/api/chat", ollama_routes, "_decoded"),
+])
+def test_small_body_of_many_values_validates_off_the_loop(server, monkeypatch, path, target, name):
+    """The work on a body grows with its values: a dense body of few bytes goes off the loop too."""
+    body = {"model": "stories260K", "messages": DENSE_MESSAGES, "max_tokens": 1, "stream": False}
+    status, _ = held_while_answered(server, monkeypatch, target, name, path, body)
+    assert status in (200, 400)
+
+
 def test_small_body_stays_on_the_loop(server, monkeypatch):
     """A small body's steps are not worth a hop to a worker thread."""
     gate = Gate(validation.validate_json)

@@ -185,8 +185,9 @@ async def _body(request: web.Request, model: type[B]) -> B:
     raw = await request.read()
     if not raw.strip():
         raise OllamaError(400, "missing request body")
-    body_is_large(len(raw))  # a big body (base64 images, 470,000 messages) is parsed and validated off the loop
-    await body_step(check_json_values, raw, request_json_values_limit(request))  # a 413 before any parsing
+    body_is_large(len(raw))  # a big body (base64 images, 470,000 messages) is parsed and validated off the loop,
+    values = await body_step(check_json_values, raw, request_json_values_limit(request))  # (a 413 before parsing)
+    body_is_large(len(raw), values)  # and so is one of many values
     return await body_step(_decoded, raw, model)
 
 
