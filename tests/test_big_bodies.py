@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from api_helpers import get_json, post_json, running
+from api_helpers import get_json, post_form, post_json, running
 from jan.server import (
     body_size,
     document_inputs,
@@ -329,6 +329,16 @@ def test_long_model_list_is_written_off_the_loop(server, monkeypatch):
     monkeypatch.setattr(models_routes, "MODEL_VALUES", jsonio.ENCODE_OFF_LOOP_VALUES)
     status, answer = held_while_answered(server, monkeypatch, jsonio, "dumps", "/v1/models", None, method="GET")
     assert status == 200 and {m["id"] for m in answer["data"]} >= {"stories260K", "all-MiniLM-L6-v2-f32"}
+
+
+def test_long_file_list_is_written_off_the_loop(server, monkeypatch):
+    from jan.server.routes import files as files_routes
+
+    status, file = post_form(server.base_url, {"purpose": "assistants"}, filename="a.txt", content=b"hello")
+    assert status == 200, file
+    monkeypatch.setattr(files_routes, "FILE_VALUES", jsonio.ENCODE_OFF_LOOP_VALUES + 1)  # (one file counts as many)
+    status, answer = held_while_answered(server, monkeypatch, jsonio, "dumps", "/v1/files", None, method="GET")
+    assert status == 200 and file["id"] in {f["id"] for f in answer["data"]}
 
 
 def test_long_thread_is_cut_off_the_loop(server, monkeypatch):
