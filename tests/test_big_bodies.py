@@ -31,7 +31,7 @@ from jan.server.dialects import anthropic as anthropic_wire
 from jan.server.dialects import ollama_requests
 from jan.server.dialects import responses as responses_wire
 from jan.server.routes import ollama as ollama_routes
-from jan.services import fit
+from jan.services import fit, kept_items
 from jan.services.types import ChatMessage
 from jan.templates.chat import (
     MANY_MESSAGES,
@@ -341,17 +341,37 @@ def test_long_file_list_is_written_off_the_loop(server, monkeypatch):
     assert status == 200 and file["id"] in {f["id"] for f in answer["data"]}
 
 
-def test_long_thread_is_cut_off_the_loop(server, monkeypatch):
-    """A page of a long thread's messages is cut (its messages filtered and sorted) in a worker thread."""
+FIVE = [{"role": "user", "content": f"m{i}"} for i in range(5)]
+
+
+def _long_list(server, kind: str) -> tuple[str, Any, str]:
+    """A list of five messages of ``kind``: (its page's path, the module whose cut is gated, the cut's name)."""
+    from jan.server.routes import conversations as conversations_routes
+    from jan.server.routes import responses as responses_routes
     from jan.server.routes import threads as threads_routes
 
-    status, thread = post(server, "/v1/threads", {"messages": [{"role": "user", "content": f"m{i}"} for i in range(5)]})
-    assert status == 200, thread
-    monkeypatch.setattr(threads_routes, "MANY_MESSAGES", 2)  # (a thread of 5 counts as long)
-    status, answer = held_while_answered(server, monkeypatch, threads_routes, "page_of",
-                                         f"/v1/threads/{thread['id']}/messages?limit=2&order=asc", None, method="GET")
+    if kind == "thread":
+        status, made = post(server, "/v1/threads", {"messages": FIVE})
+        return f"/v1/threads/{made['id']}/messages", threads_routes, "page_of"
+    if kind == "conversation":
+        status, made = post(server, "/v1/conversations", {"items": FIVE})
+        return f"/v1/conversations/{made['id']}/items", conversations_routes, "item_page"
+    status, made = post(server, "/v1/responses", {"model": "stories260K", "input": FIVE, "max_output_tokens": 2})
+    assert status == 200, made
+    return f"/v1/responses/{made['id']}/input_items", responses_routes, "item_page"
+
+
+@pytest.mark.parametrize("kind", ["thread", "conversation", "response"])
+def test_long_list_is_cut_off_the_loop(server, monkeypatch, kind):
+    """A page of a long thread's, conversation's or response's messages is cut (its messages filtered, sorted,
+    searched for the cursor) in a worker thread."""
+    path, module, cut = _long_list(server, kind)
+    monkeypatch.setattr(kept_items, "MANY_MESSAGES", 2)  # (a list of 5 counts as long)
+    status, answer = held_while_answered(server, monkeypatch, module, cut, path + "?limit=2&order=asc", None,
+                                         method="GET")
     assert status == 200
-    assert [m["content"][0]["text"]["value"] for m in answer["data"]] == ["m0", "m1"] and answer["has_more"] is True
+    texts = [json.dumps(m["content"]) for m in answer["data"]]
+    assert len(texts) == 2 and "m0" in texts[0] and "m1" in texts[1] and answer["has_more"] is True
 
 
 def test_short_thread_is_cut_on_the_loop(server, monkeypatch):

@@ -47,7 +47,7 @@ import asyncio
 import inspect
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, Union
 
 from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -70,7 +70,7 @@ from jan.server.routes.files import upload_data_url, uploads
 from jan.server.validation import parse_body, query_choice, query_int
 from jan.services.models import check_format_grammar, check_parameters
 from jan.services.documents import document_text
-from jan.services.kept_items import MANY_MESSAGES
+from jan.services.kept_items import off_loop_if_many
 # (the wire shapes of a stored thread and message: the CLI's local mode shows them too)
 from jan.services.thread_turns import message_object, thread_object
 from jan.services.types import DocumentPart, ResponseFormat
@@ -78,8 +78,6 @@ from jan.services.tool_checks import check_tool_entries, check_tool_policy
 from jan.services.tool_loop import check_tool_schemas, tool_bookkeeping
 
 routes = web.RouteTableDef()
-
-T = TypeVar("T")
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -132,11 +130,6 @@ def page_of(items_asc: list[dict[str, Any]], q: dict[str, Any], *,
     cut = paginate(items_asc, limit=q["limit"], order=q["order"], after=q["after"], before=q["before"], key=key,
                    key_of_id=key_of_id)
     return list_body(cut.data, cut.has_more)
-
-
-async def _off_loop_if(long: bool, work: Callable[[], T]) -> T:
-    """``work()``: in a worker thread where ``long`` (a list of more than ``MANY_MESSAGES``), else here."""
-    return await asyncio.to_thread(work) if long else work()
 
 
 async def gone_messages(store: Any, thread_id: str, q: dict[str, Any], listed: list[dict[str, Any]]) -> set[str]:
@@ -524,10 +517,9 @@ async def list_messages(request: web.Request) -> web.Response:
         stored = await store.list_messages(thread_id, order="asc", **by_run)
         # a long thread's walk, sort and cut run in a worker thread (its messages are all read to cut one page:
         # 100,000 of them held the event loop, and every other request, for a good part of a second)
-        long = len(stored) > MANY_MESSAGES
-        shown = await _off_loop_if(long, lambda: [m for m in stored if not tool_bookkeeping(m)])
+        shown = await off_loop_if_many(len(stored), lambda: [m for m in stored if not tool_bookkeeping(m)])
         gone = await gone_messages(store, thread_id, q, shown)
-        result = await _off_loop_if(long, lambda: page_of(
+        result = await off_loop_if_many(len(stored), lambda: page_of(
             shown, q, key=message_sort_key,
             key_of_id=lambda cursor: message_sort_key_of_id(cursor) if cursor in gone else None))
     sdk = from_openai_sdk(request)
