@@ -393,6 +393,19 @@ def test_big_model_body_validates_off_the_loop(server, monkeypatch):
     assert status == 400, answer
 
 
+@pytest.mark.parametrize(("schema", "method", "path", "body"), [
+    # (each refused after it is dumped: a context of -5 tokens, a model that is not there)
+    ("ModelJsonRequest", "POST", "/v1/models", {"id": "big-one", "settings": {"ctx_len": -5}, "messages": BIG_MESSAGES}),
+    ("ModelPatch", "PATCH", "/v1/models/no-such-model", {"messages": BIG_MESSAGES}),
+])
+def test_big_model_body_is_dumped_off_the_loop(server, monkeypatch, schema, method, path, body):
+    from jan.server.routes import model_admin
+
+    status, answer = held_while_answered(server, monkeypatch, getattr(model_admin, schema), "model_dump", path, body,
+                                         method=method)
+    assert status in (400, 404), answer
+
+
 def test_big_settings_body_validates_off_the_loop(server, monkeypatch):
     from jan.core.settings import ExtensionSettings
 
