@@ -406,6 +406,18 @@ def test_big_model_body_is_dumped_off_the_loop(server, monkeypatch, schema, meth
     assert status in (400, 404), answer
 
 
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/threads", {"messages": BIG_MESSAGES}),
+    ("/v1/threads/runs", {"assistant_id": "no-such-assistant", "thread": {"messages": BIG_MESSAGES}}),
+])
+def test_big_thread_body_is_made_off_the_loop(server, monkeypatch, path, body):
+    """A new thread's thousands of messages are made into the store's fields off the loop, as they were validated."""
+    from jan.server.routes import threads as threads_routes
+
+    status, answer = held_while_answered(server, monkeypatch, threads_routes, "message_fields", path, body)
+    assert status in (200, 404), answer
+
+
 def test_big_settings_body_validates_off_the_loop(server, monkeypatch):
     from jan.core.settings import ExtensionSettings
 

@@ -67,7 +67,7 @@ from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.document_inputs import _upload
 from jan.server.routes.files import upload_data_url, uploads
-from jan.server.validation import parse_body, query_choice, query_int
+from jan.server.validation import body_step, parse_body, query_choice, query_int
 from jan.services.models import check_format_grammar, check_parameters
 from jan.services.documents import document_text
 from jan.services.kept_items import off_loop_if_many
@@ -421,7 +421,7 @@ def _changes(body: BaseModel, required_non_null: tuple[str, ...]) -> dict[str, A
 async def create_thread(request: web.Request) -> web.Response:
     """Create a thread (title, assistants, metadata, initial messages)."""
     body = await parse_body(request, ThreadCreate)
-    fields = thread_fields(body)
+    fields = await body_step(thread_fields, body)  # (thousands of messages: off the loop, as they were validated)
     await check_thread_formats(body.assistants)
     await request.app[SERVICES].runs.check_thread_models(fields.get("assistants"))
     for k, message in enumerate(fields.get("messages") or ()):
