@@ -129,10 +129,10 @@ class Client:
         return data
 
 
-def post_json(base_url: str, path: str, body: Any, *, timeout: float = 300) -> tuple[int, Any]:
-    """POST ``body`` as JSON; (status, the answer's JSON), errors included. ``timeout``: a guard against a hung
-    test, never a measure."""
-    req = urllib.request.Request(base_url + path, data=json.dumps(body).encode(), method="POST",
+def post_json(base_url: str, path: str, body: Any, *, timeout: float = 300, method: str = "POST") -> tuple[int, Any]:
+    """POST (or ``method``) ``body`` as JSON; (status, the answer's JSON), errors included. ``timeout``: a guard
+    against a hung test, never a measure."""
+    req = urllib.request.Request(base_url + path, data=json.dumps(body).encode(), method=method,
                                  headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:

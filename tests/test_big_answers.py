@@ -68,6 +68,9 @@ SHAPES = [
     {},
     "text",
     7,
+    # long texts, written a slice at a time: escapes, non-ASCII and a character past the BMP at every cut
+    "é\"\n\\ \u2028 \U0001F600 <s>" * 60,
+    {"content": "a" * 500, "prompt": ["b\u00e9" * 300, "c"]},
 ]
 
 

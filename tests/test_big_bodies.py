@@ -8,6 +8,7 @@ while the big one is still held, so the step did not run on the event loop. No t
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 import urllib.error
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from api_helpers import post_json, running
+from api_helpers import get_json, post_form, post_json, running
 from jan.server import (
     body_size,
     document_inputs,
@@ -30,7 +31,7 @@ from jan.server.dialects import anthropic as anthropic_wire
 from jan.server.dialects import ollama_requests
 from jan.server.dialects import responses as responses_wire
 from jan.server.routes import ollama as ollama_routes
-from jan.services import fit
+from jan.services import fit, kept_items
 from jan.services.types import ChatMessage
 from jan.templates.chat import (
     MANY_MESSAGES,
@@ -83,6 +84,9 @@ class Gate:
     release: threading.Event = field(default_factory=threading.Event)
     on_loop: bool | None = None
 
+    def __get__(self, obj: Any, owner: type) -> Any:  # (set on a class: a method of its instances)
+        return self if obj is None else functools.partial(self, obj)
+
     def __call__(self, *args: Any, **kw: Any) -> Any:
         if self.on_loop is None:
             try:
@@ -96,13 +100,19 @@ class Gate:
         return self.fn(*args, **kw)
 
 
-def held_while_answered(server, monkeypatch, target: Any, name: str, path: str, body: dict[str, Any]):
+def held_while_answered(server, monkeypatch, target: Any, name: str, path: str, body: dict[str, Any] | None,
+                        method: str = "POST"):
     """Send ``body`` with ``target.name`` gated; while the big request is held in it, another request is answered.
-    Returns the big request's answer."""
+    Returns the big request's answer. ``method``: the big request's (a GET sends no ``body``)."""
     gate = Gate(getattr(target, name))
     monkeypatch.setattr(target, name, gate)
     answer: list[tuple[int, Any]] = []
-    big = threading.Thread(target=lambda: answer.append(post(server, path, body)))
+
+    def send() -> tuple[int, Any]:
+        if method == "GET":
+            return get_json(server.base_url, path, timeout=WAIT_S)
+        return post_json(server.base_url, path, body, timeout=WAIT_S, method=method)
+    big = threading.Thread(target=lambda: answer.append(send()))
     big.start()
     try:
         assert gate.entered.wait(WAIT_S), f"{name} was never called"
@@ -170,6 +180,23 @@ def test_big_body_converts_off_the_loop(server, monkeypatch, dialect, target, na
     path, body = BIG_BODIES[dialect]
     status, _ = held_while_answered(server, monkeypatch, target, name, path, body)
     assert status == 400
+
+
+# 3,000 empty messages: ~90 KB, under the bytes past which body work leaves the loop, but 9,000 values
+DENSE_MESSAGES = [{"role": "user", "content": ""}] * 3000
+assert len(json.dumps(DENSE_MESSAGES)) < body_size.PARSE_OFF_LOOP_BYTES
+assert validation.json_values_in(json.dumps(DENSE_MESSAGES).encode()) > body_size.PARSE_OFF_LOOP_VALUES
+
+
+@pytest.mark.parametrize(("path", "target", "name"), [
+    ("/v1/chat/completions", validation, "validate_json"),
+    ("/api/chat", ollama_routes, "_decoded"),
+])
+def test_small_body_of_many_values_validates_off_the_loop(server, monkeypatch, path, target, name):
+    """The work on a body grows with its values: a dense body of few bytes goes off the loop too."""
+    body = {"model": "stories260K", "messages": DENSE_MESSAGES, "max_tokens": 1, "stream": False}
+    status, _ = held_while_answered(server, monkeypatch, target, name, path, body)
+    assert status in (200, 400)
 
 
 def test_small_body_stays_on_the_loop(server, monkeypatch):
@@ -265,3 +292,136 @@ def test_template_budget_error_says_send_fewer_messages():
     with pytest.raises(TemplateBudgetError) as err:
         template.render(many[:2], budget=RenderBudget(seconds=-1.0))
     assert "rendering 2 messages" in str(err.value) and "send fewer" not in str(err.value)
+
+
+# -- big answers and long lists are written off the event loop -------------------------------------------------
+#: The bound past which an answer is written off the loop, lowered for these tests: each route's answer is sized by
+#: what it holds (a text by its length), and one of a test's size counts as big.
+SMALL_BOUND = 1000
+
+TEXT_ANSWERS: dict[str, tuple[str, dict[str, Any], Any, str]] = {
+    "detokenize": ("/detokenize", {"model": "stories260K", "tokens": [300] * 40_000}, jsonio, "dumps"),
+    "apply-template": ("/apply-template", {"model": "stories260K", "messages": BIG_MESSAGES[:2000]}, jsonio, "dumps"),
+    # (not Ollama's chat: its history is cut to fit the model's context first)
+    "ollama raw render": ("/api/generate", {"model": "stories260K", "prompt": "a " * 40_000, "raw": True,
+                                            "stream": False, "_debug_render_only": True}, ollama_routes, "_dumps"),
+}
+
+
+def _text_of(answer: dict[str, Any]) -> str:
+    return answer.get("content") or answer.get("prompt") or answer["_debug_info"]["rendered_template"]
+
+
+@pytest.mark.parametrize("name", list(TEXT_ANSWERS))
+def test_long_text_answer_is_written_off_the_loop(server, monkeypatch, name):
+    """A detokenized list of ids, a rendered prompt: one long text, written (in slices) off the event loop."""
+    path, body, module, writer = TEXT_ANSWERS[name]
+    monkeypatch.setattr(jsonio, "ENCODE_OFF_LOOP_VALUES", SMALL_BOUND)
+    status, answer = held_while_answered(server, monkeypatch, module, writer, path, body)
+    assert status == 200, answer
+    assert jsonio.text_values(_text_of(answer)) > SMALL_BOUND  # (what the test means by long)
+
+
+def test_long_model_list_is_written_off_the_loop(server, monkeypatch):
+    from jan.server.routes import models as models_routes
+
+    # (each model counts as a big answer's worth: two of them are a data folder of thousands)
+    monkeypatch.setattr(models_routes, "MODEL_VALUES", jsonio.ENCODE_OFF_LOOP_VALUES)
+    status, answer = held_while_answered(server, monkeypatch, jsonio, "dumps", "/v1/models", None, method="GET")
+    assert status == 200 and {m["id"] for m in answer["data"]} >= {"stories260K", "all-MiniLM-L6-v2-f32"}
+
+
+def test_long_file_list_is_written_off_the_loop(server, monkeypatch):
+    from jan.server.routes import files as files_routes
+
+    status, file = post_form(server.base_url, {"purpose": "assistants"}, filename="a.txt", content=b"hello")
+    assert status == 200, file
+    monkeypatch.setattr(files_routes, "FILE_VALUES", jsonio.ENCODE_OFF_LOOP_VALUES + 1)  # (one file counts as many)
+    status, answer = held_while_answered(server, monkeypatch, jsonio, "dumps", "/v1/files", None, method="GET")
+    assert status == 200 and file["id"] in {f["id"] for f in answer["data"]}
+
+
+FIVE = [{"role": "user", "content": f"m{i}"} for i in range(5)]
+
+
+def _long_list(server, kind: str) -> tuple[str, Any, str]:
+    """A list of five messages of ``kind``: (its page's path, the module whose cut is gated, the cut's name)."""
+    from jan.server.routes import conversations as conversations_routes
+    from jan.server.routes import responses as responses_routes
+    from jan.server.routes import threads as threads_routes
+
+    if kind == "thread":
+        status, made = post(server, "/v1/threads", {"messages": FIVE})
+        return f"/v1/threads/{made['id']}/messages", threads_routes, "page_of"
+    if kind == "conversation":
+        status, made = post(server, "/v1/conversations", {"items": FIVE})
+        return f"/v1/conversations/{made['id']}/items", conversations_routes, "item_page"
+    status, made = post(server, "/v1/responses", {"model": "stories260K", "input": FIVE, "max_output_tokens": 2})
+    assert status == 200, made
+    return f"/v1/responses/{made['id']}/input_items", responses_routes, "item_page"
+
+
+@pytest.mark.parametrize("kind", ["thread", "conversation", "response"])
+def test_long_list_is_cut_off_the_loop(server, monkeypatch, kind):
+    """A page of a long thread's, conversation's or response's messages is cut (its messages filtered, sorted,
+    searched for the cursor) in a worker thread."""
+    path, module, cut = _long_list(server, kind)
+    monkeypatch.setattr(kept_items, "MANY_MESSAGES", 2)  # (a list of 5 counts as long)
+    status, answer = held_while_answered(server, monkeypatch, module, cut, path + "?limit=2&order=asc", None,
+                                         method="GET")
+    assert status == 200
+    texts = [json.dumps(m["content"]) for m in answer["data"]]
+    assert len(texts) == 2 and "m0" in texts[0] and "m1" in texts[1] and answer["has_more"] is True
+
+
+def test_short_thread_is_cut_on_the_loop(server, monkeypatch):
+    from jan.server.routes import threads as threads_routes
+
+    status, thread = post(server, "/v1/threads", {"messages": [{"role": "user", "content": "hi"}]})
+    gate = Gate(threads_routes.page_of)
+    monkeypatch.setattr(threads_routes, "page_of", gate)
+    status, answer = get_json(server.base_url, f"/v1/threads/{thread['id']}/messages", timeout=WAIT_S)
+    assert status == 200 and len(answer["data"]) == 1 and gate.on_loop is True
+
+
+# -- big bodies of the routes that validate what they read themselves ------------------------------------------
+def test_big_model_body_validates_off_the_loop(server, monkeypatch):
+    from jan.server.routes import model_admin
+
+    status, answer = held_while_answered(server, monkeypatch, model_admin.ImportModelRequest, "model_validate",
+                                         "/v1/models", {"path": "/nowhere/model.gguf", "messages": BIG_MESSAGES})
+    assert status == 400, answer
+
+
+@pytest.mark.parametrize(("schema", "method", "path", "body"), [
+    # (each refused after it is dumped: a context of -5 tokens, a model that is not there)
+    ("ModelJsonRequest", "POST", "/v1/models", {"id": "big-one", "settings": {"ctx_len": -5}, "messages": BIG_MESSAGES}),
+    ("ModelPatch", "PATCH", "/v1/models/no-such-model", {"messages": BIG_MESSAGES}),
+])
+def test_big_model_body_is_dumped_off_the_loop(server, monkeypatch, schema, method, path, body):
+    from jan.server.routes import model_admin
+
+    status, answer = held_while_answered(server, monkeypatch, getattr(model_admin, schema), "model_dump", path, body,
+                                         method=method)
+    assert status in (400, 404), answer
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/threads", {"messages": BIG_MESSAGES}),
+    ("/v1/threads/runs", {"assistant_id": "no-such-assistant", "thread": {"messages": BIG_MESSAGES}}),
+])
+def test_big_thread_body_is_made_off_the_loop(server, monkeypatch, path, body):
+    """A new thread's thousands of messages are made into the store's fields off the loop, as they were validated."""
+    from jan.server.routes import threads as threads_routes
+
+    status, answer = held_while_answered(server, monkeypatch, threads_routes, "message_fields", path, body)
+    assert status in (200, 404), answer
+
+
+def test_big_settings_body_validates_off_the_loop(server, monkeypatch):
+    from jan.core.settings import ExtensionSettings
+
+    status, answer = held_while_answered(server, monkeypatch, ExtensionSettings, "validate",
+                                         "/v1/extensions/llamacpp/settings", {"n_parallel": [1] * 100_000},
+                                         method="PATCH")
+    assert status == 400 and answer["error"]["param"] == "n_parallel", answer

@@ -323,8 +323,9 @@ class ExtensionContext:
 
     def subscribe(self, event_type: type[Any] | tuple[type, ...], handler: Callable[[Any], Any]) -> Unsubscribe:
         """React to events: like ``bus.subscribe`` but undone automatically when the extension unloads, and named
-        with this extension in the log of a handler that raises or hangs. Raises ``TypeError`` for a handler that
-        is not callable."""
+        with this extension in the log of a handler that raises or hangs. A sync handler runs on the event loop,
+        as every hook does (see :class:`~jan.core.interfaces.EventBus`): keep it short. Raises ``TypeError`` for a
+        handler that is not callable."""
         self._check_open()
         if not callable(handler):  # (said here, of the handler given: the bus would see the wrapper)
             raise TypeError(f"handler must be callable, not {handler!r}")
@@ -341,7 +342,8 @@ class ExtensionContext:
         self.bus.emit_nowait(event)
 
     def on_settings_change(self, callback: "SettingsCallback") -> Unsubscribe:
-        """``callback(changes)`` after this extension's settings change (undone when it unloads)."""
+        """``callback(changes)`` after this extension's settings change (undone when it unloads). A sync callback
+        runs on the event loop, in the change's request: keep it short (an async one may hop to a thread)."""
         self._check_open()
         unsubscribe = self._settings.on_change(callback)
         self._cleanups.append(unsubscribe)
@@ -357,7 +359,8 @@ class ExtensionContext:
         self._schema_contributed = True
 
     def add_cleanup(self, callback: Callable[[], Any]) -> None:
-        """Run ``callback()`` (sync or async) when the extension unloads, after ``on_unload``, last added first."""
+        """Run ``callback()`` (sync or async) when the extension unloads, after ``on_unload``, last added first.
+        A sync one runs on the event loop (its time bound cannot stop it): keep it short."""
         self._check_open()
         self._cleanups.append(callback)
 

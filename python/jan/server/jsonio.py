@@ -43,8 +43,9 @@ async def json_response_built(build: Callable[[], Any], *, values: int, status: 
     encode = encode or dumps
     if values <= ENCODE_OFF_LOOP_VALUES:
         return web.json_response(build(), status=status, headers=headers, dumps=encode)
-    text = await asyncio.to_thread(lambda: encode_in_pieces(build(), encode))
-    return web.Response(text=text, status=status, headers=headers, content_type="application/json")
+    # (made into UTF-8 bytes there too: the text of a 16 MB answer took milliseconds more on the loop)
+    body = await asyncio.to_thread(lambda: encode_in_pieces(build(), encode).encode("utf-8"))
+    return web.Response(body=body, status=status, headers=headers, content_type="application/json", charset="utf-8")
 
 
 #: The most JSON values one call of the JSON writer encodes in a big body. The C encoder holds the GIL from the
@@ -52,6 +53,12 @@ async def json_response_built(build: Callable[[], Any], *, values: int, status: 
 #: encoding a 3,000-embedding body in one call still held the event loop, with every other request, for a second
 #: (a tokenized 6 MB text with its pieces: six). A piece this size is about a millisecond of encoding.
 PIECE_VALUES = 20_000
+
+#: The characters of a text that weigh as much as one JSON value for the writer (:func:`text_values`): a text is
+#: one value, but a 16 MB one (a detokenized book, a prompt rendered from 16 MB of messages) took ~0.1 s in one call
+#: of the C encoder, on the event loop with every other request waiting. At this rate a piece of
+#: :data:`PIECE_VALUES` is about a MiB of text, about as long to encode as a piece of numbers.
+TEXT_CHARS_PER_VALUE = 52
 
 
 def json_values(value: Any) -> int:
@@ -63,9 +70,27 @@ def json_values(value: Any) -> int:
     return 1
 
 
+def text_values(text: str) -> int:
+    """What the text ``text`` weighs for the JSON writer, in JSON values (:data:`TEXT_CHARS_PER_VALUE`): the
+    ``values`` of :func:`json_response_built` for an answer that is mostly one text."""
+    return 1 + len(text) // TEXT_CHARS_PER_VALUE
+
+
+def _weight(value: Any) -> int:
+    """:func:`json_values`, a text counted by :func:`text_values`: what a piece of :func:`encode_in_pieces` holds."""
+    if isinstance(value, str):
+        return text_values(value)
+    if isinstance(value, dict):
+        return 1 + sum(map(_weight, value.values()))
+    if isinstance(value, (list, tuple)):
+        return 1 + sum(map(_weight, value))
+    return 1
+
+
 def encode_in_pieces(value: Any, encode: Callable[[Any], str] = dumps, *, piece_values: int | None = None) -> str:
     """``encode(value)``, the same text, written by calls of ``encode`` on parts of at most ``piece_values`` JSON
-    values each (see :data:`PIECE_VALUES`): between them the interpreter runs, and other threads with it.
+    values each (see :data:`PIECE_VALUES`; a long text weighs by its length, :func:`text_values`, and is written a
+    slice at a time): between them the interpreter runs, and other threads with it.
     ``encode`` is a ``json.dumps`` with its own options (strictness, separators, ASCII), which every piece keeps;
     its separators are read from what it writes."""
     piece_values = piece_values or PIECE_VALUES
@@ -77,13 +102,17 @@ def encode_in_pieces(value: Any, encode: Callable[[Any], str] = dumps, *, piece_
     def write(value: Any, size: int) -> str:
         if size <= piece_values:
             return encode(value)
+        if isinstance(value, str):
+            # (each character is escaped on its own, so the slices' texts joined are the whole text's)
+            step = piece_values * TEXT_CHARS_PER_VALUE
+            return '"' + "".join(encode(value[i:i + step])[1:-1] for i in range(0, len(value), step)) + '"'
         if isinstance(value, dict):
-            return "{" + item_sep.join(key_text(k) + key_sep + write(v, json_values(v)) for k, v in value.items()) + "}"
+            return "{" + item_sep.join(key_text(k) + key_sep + write(v, _weight(v)) for k, v in value.items()) + "}"
         parts: list[str] = []
         batch: list[Any] = []
         held = 1  # (the batch's own list)
         for item in value:
-            n = json_values(item)
+            n = _weight(item)
             if batch and held + n > piece_values:
                 parts.append(encode(batch)[1:-1])
                 batch, held = [], 1
@@ -96,4 +125,4 @@ def encode_in_pieces(value: Any, encode: Callable[[Any], str] = dumps, *, piece_
             parts.append(encode(batch)[1:-1])
         return "[" + item_sep.join(parts) + "]"
 
-    return write(value, json_values(value))
+    return write(value, _weight(value))

@@ -84,8 +84,9 @@ def too_many_json_values(count: int, limit: int) -> APIError:
                          "than token ids, fewer messages or parts)", code="too_many_json_values")
 
 
-def check_json_values(raw: bytes, limit: int) -> None:
-    """Refuse (:func:`too_many_json_values`) a JSON body holding more than ``limit`` values, before it is parsed.
+def check_json_values(raw: bytes, limit: int) -> int:
+    """Refuse (:func:`too_many_json_values`) a JSON body holding more than ``limit`` values, before it is parsed;
+    else return about how many it holds (:func:`json_values_in`).
 
     Python's JSON parser and pydantic's validator hold the GIL from a body's start to its end, on a worker thread
     too: 16 MiB of tiny values (``[1],[1],...``, 500,000 message parts, 1,000,000 ``logit_bias`` keys) held every
@@ -94,6 +95,7 @@ def check_json_values(raw: bytes, limit: int) -> None:
     count = json_values_in(raw)
     if count > limit:
         raise too_many_json_values(count, limit)
+    return count
 
 
 def request_json_values_limit(request: web.Request) -> int:
@@ -296,8 +298,9 @@ async def _read_raw(request: web.Request) -> bytes:
     raw = await request.read()  # over the size limit: aiohttp raises 413 here
     if not raw:
         raise APIError(400, "The request body is empty; expected a JSON object", code="invalid_json")
-    body_is_large(len(raw))  # this request's later steps on its body (body_step) run where its size says
-    await body_step(check_json_values, raw, request_json_values_limit(request))  # before any parsing
+    body_is_large(len(raw))  # this request's later steps on its body (body_step) run where its size says,
+    values = await body_step(check_json_values, raw, request_json_values_limit(request))  # (before any parsing)
+    body_is_large(len(raw), values)  # and, once counted, its values
     return raw
 
 

@@ -15,11 +15,12 @@ store: a thread message is a dict, as the conversation store keeps it.
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from jan.services.encrypted_reasoning import reasoning_item_text
 from jan.image_types import b64encode_text
@@ -27,7 +28,7 @@ from jan.services.types import ChatMessage, Part, TextPart, ToolCall
 from jan.templates.formats.reasoning import joined_thoughts
 from jan.services.untrusted import UntrustedTextPart
 
-__all__ = ["MANY_MESSAGES", "KeptEntry", "calls_after", "continued", "heavy_history", "history_turns",
+__all__ = ["MANY_MESSAGES", "off_loop_if_many", "KeptEntry", "calls_after", "continued", "heavy_history", "history_turns",
            "holds_result_images", "kept_entry", "kept_item", "kept_item_turns", "listed_names", "mcp_call_error_text",
            "mcp_call_turns", "result_content", "result_parts_of"]
 
@@ -90,6 +91,16 @@ def result_parts_of(content: Any) -> tuple[Part, ...]:
 #: A thread of more messages than this is read into turns (a conversation's items made, a run's prompt) in a worker
 #: thread, as one holding images is (:func:`holds_result_images`).
 MANY_MESSAGES = 500
+
+
+T = TypeVar("T")
+
+
+async def off_loop_if_many(count: int, work: Callable[[], T]) -> T:
+    """``work()`` on a list of ``count`` messages or items (a walk, a sort, a page cut from it): in a worker thread
+    past :data:`MANY_MESSAGES`, where it would hold the event loop, and every other request, in proportion to a
+    long thread; on the loop otherwise, where the hop would cost more."""
+    return await asyncio.to_thread(work) if count > MANY_MESSAGES else work()
 
 
 def heavy_history(messages: Sequence[dict[str, Any]]) -> bool:

@@ -108,7 +108,14 @@ class SettingsStore(ABC):
 class EventBus(ABC):
     """Publish/subscribe of :class:`jan.core.Event` objects within one process.
 
-    Handlers may be plain functions or coroutine functions. Subscribing to a
+    Handlers may be plain functions or coroutine functions. A plain function
+    runs on the event loop's thread, at the emit, before the emitter goes on:
+    it is never moved to a worker thread, since a handler may use the loop
+    (create a task, set a future, change what only the loop's thread changes)
+    and ``emit_nowait`` from synchronous code has no thread to wait for. So
+    it stalls every request of a server while it runs: keep it short, and do
+    slow or size-proportional work in a coroutine handler, with
+    ``await asyncio.to_thread(...)``. Subscribing to a
     class receives its subclasses too (``Event`` receives everything). A
     handler that raises is logged and never affects the other handlers or
     the emitter.

@@ -27,6 +27,7 @@ from jan.server.dialects.responses_store import KeptTurn
 from jan.server.document_inputs import read_body_documents
 from jan.server.errors import APIError
 from jan.server.item_lists import check_include, item_page, list_object, read_page_query
+from jan.services.kept_items import off_loop_if_many
 from jan.server.jsonio import json_response
 from jan.server.keys import MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import fetch_body_images
@@ -148,8 +149,9 @@ async def list_items(request: web.Request) -> web.Response:
     check_include(request)
     order, limit = read_page_query(request)
     items = await _store(request).items(conversation_id)
-    return json_response(item_page(request, items, order, limit, cursors=("after",),
-                                       what=f"item in conversation {conversation_id!r}"))
+    # (a long conversation's page is cut in a worker thread)
+    return json_response(await off_loop_if_many(len(items), lambda: item_page(
+        request, items, order, limit, cursors=("after",), what=f"item in conversation {conversation_id!r}")))
 
 
 @routes.post("/v1/conversations/{conversation_id}/items")

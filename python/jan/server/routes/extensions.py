@@ -34,7 +34,7 @@ from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.errors import not_found_message
 from jan.server.keys import MANAGER
-from jan.server.validation import no_fields, parse_body, read_json
+from jan.server.validation import body_step, no_fields, parse_body, read_json
 
 routes = web.RouteTableDef()
 
@@ -175,7 +175,8 @@ async def patch_settings(request: web.Request) -> web.Response:
                            code="invalid_settings")
     values = {k: v for k, v in body.items() if v is not None}
     try:
-        settings.validate(values)  # all or nothing: check before resetting anything
+        # all or nothing: check before resetting anything (a big body's off the event loop: a schema's walk of it)
+        await body_step(settings.validate, values)
         # (the file's lock and its write in a worker: another process holding the lock stalls this request only)
         if resets:
             await settings.reset_off_loop(*resets)

@@ -40,7 +40,7 @@ from jan.server.errors import APIError, json_error
 from jan.server.body_read import FORM_OVERHEAD_BYTES, BodyLimit, body_limit, upload_too_large
 from jan.server.forms import check_plain as _plain, next_part as _next, open_form, read_chunk as _read
 from jan.server.forms import part_filename, read_field as _field
-from jan.server.jsonio import json_response
+from jan.server.jsonio import json_response, json_response_built
 from jan.server.keys import CONFIG
 from jan.server.route_state import UPLOADS
 from jan.server.routes.docs import JSON, RESPONSE_SCHEMAS, RESPONSES
@@ -67,6 +67,9 @@ WRITE_BYTES = 4 * 1024 * 1024
 DRAIN_BYTES = 1024 * 1024
 EXPIRY_SECONDS = (3600, 2_592_000)  # OpenAI's bounds of expires_after[seconds]
 DEFAULT_LIMIT, MAX_LIMIT = 10_000, 10_000  # OpenAI's list limit
+#: About how many JSON values one file of a list holds (its id, name, size, purpose, times...): what sizes a page
+#: for :func:`json_response_built`.
+FILE_VALUES = 12
 _FIELDS = ("purpose", "expires_after[anchor]", "expires_after[seconds]")
 # Anthropic's upload: the file and how long it is kept (no purpose: what Anthropic stores is for messages)
 _ANTHROPIC_FIELDS = ("purpose", "expires_in_seconds")
@@ -272,7 +275,9 @@ async def list_files(request: web.Request) -> web.Response:
         page = await asyncio.to_thread(store.list, **_list_query(request))
         # the damaged file.json files set aside (why a file is missing from the list), as GET /v1/threads tells its
         # own: `jan files list` warns of them from a server as from the data folder
-        return json_response({**page.to_dict(), "problems": [p.to_dict() for p in store.problems.snapshot()]})
+        listed = {**page.to_dict(), "problems": [p.to_dict() for p in store.problems.snapshot()]}
+        # (a page is up to 10,000 files: written off the event loop when long)
+        return await json_response_built(lambda: listed, values=len(page.data) * FILE_VALUES)
     if request.query.get("scope_id"):  # no upload here belongs to a scope (an Anthropic session's): none is listed
         return json_response(anthropic_wire.file_page([], False))
     if ids := _anthropic_ids(request):  # the files of these ids (none that is not there), on one page

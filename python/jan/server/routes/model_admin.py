@@ -48,7 +48,7 @@ from jan.server.resolve import model_extension
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.models import with_state
 from jan.server.sse import SSEStream
-from jan.server.validation import parse_body, read_json
+from jan.server.validation import body_step, parse_body, read_json
 from jan.services.errors import RequestError, ServiceUnavailableError
 from jan.services.models import canonical_settings, unload_now
 from jan.store import slugify_id, validate_id
@@ -170,7 +170,7 @@ async def create_model(request: web.Request) -> web.Response:
         raise APIError(400, "The request body must be a JSON object", code="invalid_json")
     models = model_extension(request)
     if "path" in data:
-        body = ImportModelRequest.model_validate(data)
+        body = await body_step(ImportModelRequest.model_validate, data)  # (a big body's off the event loop)
         if body.settings is not None:
             body.settings = canonical_settings(body.settings)
         _allowed_id(body.id)
@@ -190,7 +190,7 @@ async def create_model(request: web.Request) -> web.Response:
         except ModelLoadError as exc:  # the file's header could not be read: the client's file, not us
             raise APIError(400, f"path: '{path}' is not a loadable GGUF file ({exc})", param="path",
                            code="invalid_model_file") from None
-        extra = body.model_dump(exclude_unset=True, exclude={"path", "id", "mode"}, exclude_none=True)
+        extra = await body_step(body.model_dump, exclude_unset=True, exclude={"path", "id", "mode"}, exclude_none=True)
         if extra:
             try:
                 model = await models.update_model(model["id"], extra)
@@ -199,16 +199,17 @@ async def create_model(request: web.Request) -> web.Response:
                     await models.delete_model(model["id"])
                 raise
     else:
-        body = ModelJsonRequest.model_validate(data)
+        body = await body_step(ModelJsonRequest.model_validate, data)
         if body.settings is not None:
             body.settings = canonical_settings(body.settings)
         _allowed_id(body.id)
-        await request.app[SERVICES].models.check_model_and_file(body.model_dump(exclude_none=True))
+        # (a big body's messages dumped off the loop; each call its own copy, as either may change it)
+        await request.app[SERVICES].models.check_model_and_file(await body_step(body.model_dump, exclude_none=True))
         create = getattr(models, "create_model", None)
         if create is None:
             raise APIError(501, "The model extension in use cannot add a model.json; import a file with 'path'",
                            type="server_error", code="not_supported")
-        model = await create(body.model_dump(exclude_none=True))
+        model = await create(await body_step(body.model_dump, exclude_none=True))
     return json_response(await with_state(request, model), status=201)
 
 
@@ -216,7 +217,7 @@ async def create_model(request: web.Request) -> web.Response:
 async def update_model(request: web.Request) -> web.Response:
     """Change a model.json (``settings``, ``parameters`` and ``metadata`` merge one level deep)."""
     body = await parse_body(request, ModelPatch)
-    patch = body.model_dump(exclude_unset=True)
+    patch = await body_step(body.model_dump, exclude_unset=True)  # (a big body's messages: off the loop)
     for key, value in patch.items():
         if value is None and key not in ("settings", "parameters", "metadata"):
             raise APIError(400, f"{key} cannot be null", param=key, code="invalid_value")

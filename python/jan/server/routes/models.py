@@ -8,7 +8,7 @@ from aiohttp import web
 
 from jan.errors import ModelNotFoundError
 from jan.server.disconnect import unless_stopping
-from jan.server.jsonio import json_response
+from jan.server.jsonio import json_response, json_response_built
 from jan.server.keys import MANAGER, SERVICES
 from jan.server.resolve import model_and_engine, model_extension
 from jan.server.validation import no_fields
@@ -18,6 +18,10 @@ from jan.services.models import unload_now
 from jan.server.model_view import ModelFacts, api_model, model_facts as facts_of
 
 routes = web.RouteTableDef()
+
+#: About how many JSON values one model of the list holds (its model.json's settings and parameters, its state):
+#: what sizes the list for :func:`json_response_built`.
+MODEL_VALUES = 64
 
 
 async def with_state(request: web.Request, model: dict[str, Any]) -> dict[str, Any]:
@@ -42,11 +46,13 @@ async def list_models(request: web.Request) -> web.Response:
     extension = model_extension(request)
     models = await extension.list_models()
     problems = getattr(extension, "problems", None)
-    return json_response({"object": "list", "data": [await with_state(request, m) for m in models],
-                          "problems": problems("models/") if callable(problems) else [],
-                          # folders a killed pull or import left without a model.json (a resumable .part):
-                          # the disk they take, and the id DELETE /v1/models/{id} removes them by
-                          "leftovers": await request.app[SERVICES].models.leftovers()})
+    data = [await with_state(request, m) for m in models]
+    listed = {"object": "list", "data": data, "problems": problems("models/") if callable(problems) else [],
+              # folders a killed pull or import left without a model.json (a resumable .part):
+              # the disk they take, and the id DELETE /v1/models/{id} removes them by
+              "leftovers": await request.app[SERVICES].models.leftovers()}
+    # (a data folder of thousands of models is written off the event loop)
+    return await json_response_built(lambda: listed, values=len(data) * MODEL_VALUES)
 
 
 @routes.get("/v1/models/{model_id:.+}")

@@ -38,7 +38,7 @@ import jan.server.dialect_errors  # noqa: F401 - registers Ollama's error shape
 from jan.server.errors import APIError, from_validation_error, to_api_error
 from jan.server.sse import close_unframed
 from jan.server.body_read import BodyLimit, blob_space_error, body_limit
-from jan.server.jsonio import json_response_built, json_text
+from jan.server.jsonio import json_response_built, json_text, text_values
 from jan.server.keys import CONFIG, SERVICES, SHUTTING_DOWN
 from jan.server.route_state import prune_blobs
 from jan.server.routes.models import model_facts
@@ -185,8 +185,9 @@ async def _body(request: web.Request, model: type[B]) -> B:
     raw = await request.read()
     if not raw.strip():
         raise OllamaError(400, "missing request body")
-    body_is_large(len(raw))  # a big body (base64 images, 470,000 messages) is parsed and validated off the loop
-    await body_step(check_json_values, raw, request_json_values_limit(request))  # a 413 before any parsing
+    body_is_large(len(raw))  # a big body (base64 images, 470,000 messages) is parsed and validated off the loop,
+    values = await body_step(check_json_values, raw, request_json_values_limit(request))  # (a 413 before parsing)
+    body_is_large(len(raw), values)  # and so is one of many values
     return await body_step(_decoded, raw, model)
 
 
@@ -419,10 +420,11 @@ async def _rendered(request: web.Request, target: Target, keep_alive: float | No
     as ``/apply-template`` tells it), or the ``raw`` prompt as it is; nothing generated. The model is loaded for it
     and takes the request's ``keep_alive``, as Ollama schedules the model before it renders."""
     async with _model_in_use(request, target, keep_alive, timing):
+        # (each written off the event loop when long: 16 MB of messages render to a prompt as long)
         if raw is not None:
-            return _json(encoder.rendered(raw, images))
-        rendered = await unless_stopping(request, _services(request).chat.render(typed), WAIT_SHUTDOWN)
-        return _json(encoder.rendered(rendered.text, images))
+            return await _whole(lambda: encoder.rendered(raw, images), text_values(raw))
+        text = (await unless_stopping(request, _services(request).chat.render(typed), WAIT_SHUTDOWN)).text
+        return await _whole(lambda: encoder.rendered(text, images), text_values(text))
 
 
 async def _load_or_unload(request: web.Request, target: Target, keep_alive: float | None, timing: Timing,

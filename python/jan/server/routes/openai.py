@@ -21,7 +21,7 @@ from jan.server.disconnect import (WAIT_SHUTDOWN, first_item, raise_if_gone, shu
                                    unless_stopping)
 from jan.server.document_inputs import read_body_documents
 from jan.server.errors import APIError, prompt_param, to_api_error
-from jan.server.jsonio import json_response, json_response_built
+from jan.server.jsonio import json_response, json_response_built, text_values
 from jan.server.keys import BUS, LIVE_CONTROLS, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import model_and_engine
@@ -391,7 +391,9 @@ async def detokenize(request: web.Request) -> web.Response:
         with engine_failures(engine, "detokenize()"):
             return await engine.detokenize(model, body.tokens)
     # (told at once at a stop, as /tokenize is; the stop's 503 is no failure of the engine's)
-    return json_response({"content": await unless_stopping(request, detokenized(), WAIT_SHUTDOWN)})
+    content = await unless_stopping(request, detokenized(), WAIT_SHUTDOWN)
+    # (written off the event loop when long: 320 Ki ids spell megabytes of text)
+    return await json_response_built(lambda: {"content": content}, values=text_values(content))
 
 
 async def _prompt_of(request: web.Request, use: Callable[[ChatRequest], Awaitable[T]],
@@ -414,7 +416,9 @@ async def _prompt_of(request: web.Request, use: Callable[[ChatRequest], Awaitabl
 @routes.post("/apply-template")
 async def apply_template(request: web.Request) -> web.Response:
     """The exact prompt a chat request renders to (llama-server's ``/apply-template``): ``{"prompt": ...}``."""
-    return json_response({"prompt": (await _prompt_of(request, request.app[SERVICES].chat.render, True)).text})
+    prompt = (await _prompt_of(request, request.app[SERVICES].chat.render, True)).text
+    # (written off the event loop when long: 16 MB of messages render to a prompt as long)
+    return await json_response_built(lambda: {"prompt": prompt}, values=text_values(prompt))
 
 
 @routes.post("/v1/chat/completions/input_tokens")

@@ -31,6 +31,7 @@ from jan.server.dialects.responses_run import STREAM_KEPT_S, InConversation, Res
 from jan.server.dialects.responses_store import UNFINISHED, StoredResponse, stopped_response
 from jan.server.errors import APIError, context_error, prompt_param, storage_error, to_api_error
 from jan.server.item_lists import check_include, item_page, read_page_query
+from jan.services.kept_items import off_loop_if_many
 from jan.server.jsonio import json_response, json_response_built
 from jan.server.keys import MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
 from jan.server.media_fetch import fetch_body_images
@@ -676,7 +677,9 @@ async def list_input_items(request: web.Request) -> web.Response:
     check_include(request)
     order, limit = read_page_query(request)
     items = await listed_input_items(request.app, await request.app[STORE].get(response_id))
-    return json_response(item_page(request, items, order, limit, what="input item"))
+    # (a long history's page is cut in a worker thread)
+    return json_response(await off_loop_if_many(len(items), lambda: item_page(request, items, order, limit,
+                                                                              what="input item")))
 
 
 async def listed_input_items(app: web.Application, stored: StoredResponse) -> list[dict[str, Any]]:

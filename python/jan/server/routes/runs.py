@@ -41,7 +41,7 @@ from jan.server.schemas import (INT32_MAX, Metadata, Int32Count, NamedToolChoice
                                 ToolResources,
                                 bounded)
 from jan.server.sse import SSEStream
-from jan.server.validation import no_fields, parse_body, query_int
+from jan.server.validation import body_step, no_fields, parse_body, query_int
 from jan.services.run_steps import RunStep, openai_last_error
 from jan.services.runs import FINAL_STATUSES, INTERRUPTED, PartialReply, Run, RunRequest, run_record, usage_fields
 from jan.services.tool_loop import PendingCall, ToolDecision
@@ -476,7 +476,8 @@ async def create_thread_and_run(request: web.Request) -> web.StreamResponse:
     a bad field, an unknown assistant or model, a thread with nothing to answer) leaves no thread behind.
     """
     body = await parse_body(request, ThreadAndRunCreate)
-    fields = thread_fields(body.thread or ThreadCreate(), where="thread.")  # every body check before a write
+    # every body check before a write (thousands of messages: off the loop, as they were validated)
+    fields = await body_step(thread_fields, body.thread or ThreadCreate(), where="thread.")
     await check_thread_formats((body.thread or ThreadCreate()).assistants, where="thread.")
     await request.app[SERVICES].runs.check_thread_models(fields.get("assistants"), where="thread.")
     for k, message in enumerate(fields.get("messages") or ()):

@@ -67,9 +67,10 @@ from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.document_inputs import _upload
 from jan.server.routes.files import upload_data_url, uploads
-from jan.server.validation import parse_body, query_choice, query_int
+from jan.server.validation import body_step, parse_body, query_choice, query_int
 from jan.services.models import check_format_grammar, check_parameters
 from jan.services.documents import document_text
+from jan.services.kept_items import off_loop_if_many
 # (the wire shapes of a stored thread and message: the CLI's local mode shows them too)
 from jan.services.thread_turns import message_object, thread_object
 from jan.services.types import DocumentPart, ResponseFormat
@@ -420,7 +421,7 @@ def _changes(body: BaseModel, required_non_null: tuple[str, ...]) -> dict[str, A
 async def create_thread(request: web.Request) -> web.Response:
     """Create a thread (title, assistants, metadata, initial messages)."""
     body = await parse_body(request, ThreadCreate)
-    fields = thread_fields(body)
+    fields = await body_step(thread_fields, body)  # (thousands of messages: off the loop, as they were validated)
     await check_thread_formats(body.assistants)
     await request.app[SERVICES].runs.check_thread_models(fields.get("assistants"))
     for k, message in enumerate(fields.get("messages") or ()):
@@ -513,10 +514,14 @@ async def list_messages(request: web.Request) -> web.Response:
 
         result = await page(fetch, q)
     else:
-        shown = [m for m in await store.list_messages(thread_id, order="asc", **by_run) if not tool_bookkeeping(m)]
+        stored = await store.list_messages(thread_id, order="asc", **by_run)
+        # a long thread's walk, sort and cut run in a worker thread (its messages are all read to cut one page:
+        # 100,000 of them held the event loop, and every other request, for a good part of a second)
+        shown = await off_loop_if_many(len(stored), lambda: [m for m in stored if not tool_bookkeeping(m)])
         gone = await gone_messages(store, thread_id, q, shown)
-        result = page_of(shown, q, key=message_sort_key,
-                         key_of_id=lambda cursor: message_sort_key_of_id(cursor) if cursor in gone else None)
+        result = await off_loop_if_many(len(stored), lambda: page_of(
+            shown, q, key=message_sort_key,
+            key_of_id=lambda cursor: message_sort_key_of_id(cursor) if cursor in gone else None))
     sdk = from_openai_sdk(request)
     result["data"] = [message_object(m, jan_view=every, sdk=sdk) for m in result["data"]]
     # Jan's field, as GET /v1/threads has it: the lines of this thread's files the store skipped (a damaged
