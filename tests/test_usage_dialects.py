@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -24,6 +23,7 @@ import httpx
 import openai
 import pytest
 
+from api_helpers import parse_sse, until
 from dialect_helpers import named_events, reasoning_model
 from server_helpers import start_server
 
@@ -72,25 +72,13 @@ def _get(server, path: str) -> dict:
 
 def _sse(response: httpx.Response) -> list[tuple[str | None, Any]]:
     """(event name or None, data) of an SSE body; ``[DONE]`` left out."""
-    events = []
-    for block in response.text.split("\n\n"):
-        name, data = None, []
-        for line in block.splitlines():
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].strip())
-        if data and data != ["[DONE]"]:
-            events.append((name, json.loads("\n".join(data))))
-    return events
+    return [(name, data) for name, data in parse_sse(response.text) if isinstance(data, dict)]
 
 
-def _until(get: Callable[[], Any], done: Callable[[Any], bool], what: str) -> Any:
-    deadline = time.monotonic() + WAIT_S
-    while not done(value := get()):
-        assert time.monotonic() < deadline, f"{what} not done after {WAIT_S} s: {value}"
-        time.sleep(0.05)
-    return value
+def _ended(get: Callable[[], dict], what: str) -> dict:
+    """``get()``'s answer once its ``status`` no longer says it is under way."""
+    return until(lambda: (value := get())["status"] not in ("validating", "queued", "in_progress", "finalizing")
+                 and value, what, WAIT_S)
 
 
 # -- each dialect's fields -------------------------------------------------------------------------------------
@@ -256,8 +244,7 @@ def _run_body(**extra) -> dict:
 
 
 def _ended_run(server, thread_id: str, run_id: str) -> dict:
-    return _until(lambda: _get(server, f"/v1/threads/{thread_id}/runs/{run_id}"),
-                  lambda run: run["status"] not in ("queued", "in_progress"), f"run {run_id}")
+    return _ended(lambda: _get(server, f"/v1/threads/{thread_id}/runs/{run_id}"), f"run {run_id}")
 
 
 def run(server) -> Counts:
@@ -327,8 +314,7 @@ def test_a_batch_tells_its_items_counts_summed(server, client, reference, endpoi
     data = "\n".join(json.dumps(line) for line in lines).encode()
     upload = client.files.create(file=("input.jsonl", io.BytesIO(data)), purpose="batch")
     batch = client.batches.create(input_file_id=upload.id, endpoint=endpoint, completion_window="24h")
-    batch = _until(lambda: client.batches.retrieve(batch.id), lambda b: b.status not in ("validating", "in_progress",
-                                                                                         "finalizing"), "batch")
+    batch = client.batches.retrieve(_ended(lambda: _get(server, f"/v1/batches/{batch.id}"), "batch")["id"])
     assert batch.status == "completed" and batch.request_counts.completed == 2, batch
     read = _openai if endpoint == "/v1/chat/completions" else _responses
     items = [read(json.loads(line)["response"]["body"]["usage"])
