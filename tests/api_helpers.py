@@ -239,7 +239,9 @@ def summed_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:
     completion = sum(u["completion_tokens"] for u in usages)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": sum(u["prompt_tokens_details"]["cached_tokens"]
-                                                           for u in usages)}}
+                                                           for u in usages)},
+            "completion_tokens_details": {"reasoning_tokens": sum(u["completion_tokens_details"]["reasoning_tokens"]
+                                                                  for u in usages)}}
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

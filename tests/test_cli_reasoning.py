@@ -179,3 +179,34 @@ def test_run_json_counts_the_thinking_tokens(thinker, env):
     thought = usage("--think")  # (the prompt opened the block: all 8 tokens are thinking)
     assert thought["completion_tokens"] == 8 and thought["completion_tokens_details"] == {"reasoning_tokens": 8}
     assert usage("--no-think")["completion_tokens_details"] == {"reasoning_tokens": 0}
+
+
+@pytest.mark.parametrize("through_server", [False, True])
+def test_run_json_and_verbose_tell_the_usage_alike_here_and_through_a_server(thinker, tmp_path, through_server):
+    """`jan run --json`'s usage and `-v`'s summary tell the same counts in this process and through a server: the
+    prompt's prefix the KV cache held (``prompt_tokens_details.cached_tokens``, as the server's chat completion
+    tells it) and the thinking's share. Through a server `-v` read the cached count where only a local usage kept
+    it (the summary said no cached tokens) and `--json` left it out."""
+    import contextlib
+    import json
+
+    from jan.server.config import ServerConfig
+    from jan.testing.server import ServerThread
+
+    data = tmp_path / "jan"
+    with contextlib.ExitStack() as stack:
+        env = cli_env(data)
+        ok(jan("models", "import", str(thinker), env=env))
+        if through_server:
+            served = stack.enter_context(ServerThread(ServerConfig(data_folder=data, n_threads=1, n_parallel=1)))
+            env = cli_env(data, local=False, JAN_API_URL=served.base_url)
+        runs = [ok(jan("run", "thinker", "Hi", "--think", "-n", "8", "--temperature", "0", "--ignore-eos", "--json",
+                       "-v", env=env)) for _ in range(2)]
+    usage = json.loads(runs[-1].stdout)["usage"]
+    assert usage["completion_tokens"] == 8 and usage["completion_tokens_details"] == {"reasoning_tokens": 8}
+    cached = usage["prompt_tokens_details"]["cached_tokens"]
+    # a server's slot keeps the first run's prompt for the second; a process of its own starts with none
+    assert (cached > 0) if through_server else cached == 0, usage
+    summary = runs[-1].stderr
+    assert f"prompt: {usage['prompt_tokens']} tokens" in summary and "8 of them thinking" in summary, summary
+    assert (f"({cached} cached)" in summary) if cached else "cached" not in summary, summary

@@ -15,9 +15,14 @@ def summary(capsys, usage: dict) -> str:
 
 
 def test_the_prompt_rate_is_over_the_tokens_evaluated(capsys):
-    line = summary(capsys, {"prompt_tokens": 100, "cached_tokens": 90, "prompt_ms": 10.0, "completion_tokens": 5})
+    # (the usage in OpenAI's names, a server's and a local generation's alike: the cached prefix in
+    # prompt_tokens_details, where a server's answer has it; a top-level cached_tokens was read, which a server's
+    # usage never has, so `jan run -v` through a server told no cached tokens)
+    line = summary(capsys, {"prompt_tokens": 100, "prompt_tokens_details": {"cached_tokens": 90}, "prompt_ms": 10.0,
+                            "completion_tokens": 5})
     assert "prompt: 100 tokens (90 cached) in 0.01 s (1000.0 t/s)" in line, line
-    line = summary(capsys, {"prompt_tokens": 100, "cached_tokens": 0, "prompt_ms": 10.0, "completion_tokens": 5})
+    line = summary(capsys, {"prompt_tokens": 100, "prompt_tokens_details": {"cached_tokens": 0}, "prompt_ms": 10.0,
+                            "completion_tokens": 5})
     assert "(10000.0 t/s)" in line and "cached" not in line, line
 
 

@@ -240,3 +240,28 @@ async def test_a_call_of_a_tool_no_server_offers_is_an_error_result_the_next_tur
     calling, *results = after.messages[1:]
     assert [c.name for c in calling.tool_calls] == ["notes__hang", "notes__nope"]
     assert [r.text for r in results][1].startswith("Error: not run")
+
+
+async def test_the_usage_sums_every_turns_tokens_the_thinking_of_a_turn_ending_in_a_call_too():
+    """The answer's usage counts each turn's tokens once: a turn that thought, then called the session's tool,
+    and the turn that answered. Its reasoning tokens were dropped (the summed usage told 0 of them)."""
+    from jan.engine.results import Usage
+
+    async def thinking_then_call():
+        yield ChatDelta(reasoning="hmm", tool_calls=(CallDelta(0, "call_1", "notes__hang", "{}"),))
+        yield ChatDelta(finish_reason="tool_calls")
+        yield ChatDelta(choice=-1, usage=Usage(prompt_tokens=10, completion_tokens=7, cached_tokens=2,
+                                               draft_tokens=4, draft_accepted=3), reasoning_tokens=5)
+
+    async def thinking_then_answer(_request):
+        yield ChatDelta(reasoning="so", content="done")
+        yield ChatDelta(finish_reason="stop")
+        yield ChatDelta(choice=-1, usage=Usage(prompt_tokens=20, completion_tokens=4, cached_tokens=9), reasoning_tokens=2)
+
+    session, _ = session_with(Quick())
+    events = await read_all(mcp_use.rounds(thinking_then_answer, request(), thinking_then_call(), session,
+                                           new_id=lambda p: p + "_1"))
+    [last] = [e for e in events if isinstance(e, ChatDelta) and e.usage is not None]
+    usage = last.usage
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, last.reasoning_tokens) == (30, 11, 11, 7)
+    assert (usage.draft_tokens, usage.draft_accepted) == (4, 3)

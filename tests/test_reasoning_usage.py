@@ -143,6 +143,10 @@ def _blocks(text: str, answers: list[str]) -> list[tuple[int, int]]:
     # interleaved: two blocks, each counted with its markup (the blank line after the second parts "Hi." from
     # "Bye." in the answer: the answer's)
     ("qwen3-tiny", "<think>\nA.\n</think>\n\nHi.<think>\nB.\n</think>\n\nBye.", ["Hi.", "\n\nBye."], {}),
+    # an answer that ends in a tool call: its thinking counted (once), the call's tokens not
+    ("qwen3-tiny", '<think>\nA.\n</think>\n\n<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>',
+     ['<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>'],
+     {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]}),
 ])
 def test_reasoning_then_answer_counts_the_thinking_tokens(client, model, text, answers, extra):
     spans = _blocks(text, answers)

@@ -436,16 +436,15 @@ class LocalGeneration(Generation):
         try:
             for delta in self._stream:
                 if delta.usage is not None:
+                    from jan.services.token_counts import token_counts
+
                     u = delta.usage
-                    self.usage = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                                  "cached_tokens": u.cached_tokens, "prompt_ms": u.prompt_ms,
-                                  "generation_ms": u.generation_ms, "tokens_per_second": u.tokens_per_second,
-                                  "completion_tokens_details": {"accepted_prediction_tokens": u.draft_accepted,
-                                                                "rejected_prediction_tokens":
-                                                                    u.draft_tokens - u.draft_accepted,
-                                                                # (a chat's: a completion's delta has none)
-                                                                "reasoning_tokens":
-                                                                    getattr(delta, "reasoning_tokens", 0)}}
+                    # the server's usage (OpenAI's names: a chat's tells its reasoning tokens, a completion's
+                    # none) with the engine's times, as a server's answer carries them in its ``timings``
+                    chat = hasattr(delta, "reasoning_tokens")
+                    self.usage = {**token_counts(u, getattr(delta, "reasoning_tokens", 0)).openai_chat(reasoning=chat),
+                                  "prompt_ms": u.prompt_ms, "generation_ms": u.generation_ms,
+                                  "tokens_per_second": u.tokens_per_second}
                 if delta.choice != 0:
                     continue
                 for call in getattr(delta, "tool_calls", ()) or ():
@@ -490,6 +489,10 @@ class ServerGeneration(Generation):
             for event in self._events:
                 if event.get("usage"):
                     self.usage = dict(event["usage"])
+                    timings = event.get("timings") or {}
+                    if timings:  # the engine's times, as a local generation's usage has them
+                        self.usage.update(prompt_ms=timings.get("prompt_ms"), generation_ms=timings.get("predicted_ms"),
+                                          tokens_per_second=timings.get("predicted_per_second"))
                 for choice in event.get("choices") or []:
                     for call in (choice.get("delta") or {}).get("tool_calls") or []:
                         fn = call.get("function") or {}

@@ -299,6 +299,9 @@ def completion_object(model_id: str, generation, text: str, reasoning: str, *, r
     usage = None
     if isinstance(prompt, int) and isinstance(completion, int):
         usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens")
+        if isinstance(cached, int):  # the prompt's prefix the KV cache held, as the server tells it
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
         thought = (u.get("completion_tokens_details") or {}).get("reasoning_tokens")
         if not raw and isinstance(thought, int):
             # as the server's chat completion tells them (a reply that thought long and answered little)
@@ -325,9 +328,10 @@ def report(generation, seconds: float) -> None:
     if "prompt_tokens" in u:
         parts.append(f"prompt: {u['prompt_tokens']} tokens")
         # the time is that of the tokens evaluated: those reused from the KV cache took none
-        evaluated = u["prompt_tokens"] - (u.get("cached_tokens") or 0)
-        if u.get("cached_tokens"):
-            parts[-1] += f" ({u['cached_tokens']} cached)"
+        cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        evaluated = u["prompt_tokens"] - cached
+        if cached:
+            parts[-1] += f" ({cached} cached)"
         if u.get("prompt_ms") and evaluated > 0:
             parts[-1] += f" in {u['prompt_ms'] / 1000:.2f} s ({evaluated / (u['prompt_ms'] / 1000):.1f} t/s)"
     if "completion_tokens" in u:

@@ -25,6 +25,7 @@ from jan.server.document_inputs import data_url_bytes
 from jan.server.errors import APIError
 from jan.services.errors import RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
+from jan.services.token_counts import token_counts
 from jan.services.types import (
     AudioPart,
     allowed_tools,
@@ -405,25 +406,10 @@ def embedding_media_error(exc: MediaError, body: schemas.EmbeddingRequest) -> Me
 
 # -- responses -------------------------------------------------------------------------------
 def usage_dict(usage: Usage, reasoning_tokens: int | None = None) -> dict[str, Any]:
-    """OpenAI's ``usage``; with ``reasoning_tokens`` (a chat completion's: :attr:`ChatDelta.reasoning_tokens`) its
-    ``completion_tokens_details`` tell them, as OpenAI's chat completions always do."""
-    out = {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-    }
-    details: dict[str, int] = {}
-    if reasoning_tokens is not None:
-        details["reasoning_tokens"] = reasoning_tokens
-    draft = getattr(usage, "draft_tokens", 0)
-    if draft:
-        # Speculative decoding, in OpenAI's predicted-output terms (drafted tokens accepted/rejected).
-        accepted = getattr(usage, "draft_accepted", 0)
-        details.update(accepted_prediction_tokens=accepted, rejected_prediction_tokens=draft - accepted)
-    if details:
-        out["completion_tokens_details"] = details
-    return out
+    """OpenAI's ``usage`` (:meth:`jan.services.token_counts.TokenCounts.openai_chat`); with ``reasoning_tokens`` (a
+    chat completion's: :attr:`ChatDelta.reasoning_tokens`) its ``completion_tokens_details`` tell them, as OpenAI's
+    chat completions always do; without (a text completion's) they tell none."""
+    return token_counts(usage, reasoning_tokens or 0).openai_chat(reasoning=reasoning_tokens is not None)
 
 
 def timings_dict(usage: Usage) -> dict[str, Any]:

@@ -52,12 +52,16 @@ class BatchItem:
 @dataclass(frozen=True)
 class ItemOutcome:
     """What an item's request answered: ``status_code`` 200 and the endpoint's answer, or an error status and
-    the dialect's error body; the tokens it used (for the batch's usage)."""
+    the dialect's error body; the tokens it used (for the batch's usage): ``input_tokens`` the whole prompt,
+    ``cached_tokens`` of those the KV cache held, ``output_tokens`` all generated, ``reasoning_tokens`` of those the
+    thinking's (:class:`jan.services.token_counts.TokenCounts`)."""
 
     status_code: int
     body: Mapping[str, Any]
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,8 +123,11 @@ class Batch:
     times: Mapping[str, int] = field(default_factory=dict)
     metadata: Mapping[str, str] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: the tokens its items used, summed (as :class:`ItemOutcome` counts them)
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def ended(self) -> bool:

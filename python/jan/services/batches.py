@@ -217,7 +217,7 @@ class BatchService:
             "counts": _counts_of([]), "times": {"failed_at": now} if errors is not None else {"in_progress_at": now},
             "metadata": dict(metadata) if metadata is not None else None,
             "extra": {**(extra or {}), **({"errors": dict(errors)} if errors is not None else {})},
-            "usage": {"input_tokens": 0, "output_tokens": 0}}
+            "usage": dict.fromkeys(_USAGE_COUNTS, 0)}
         records = [] if errors is not None else [{"custom_id": c, "body": dict(b)} for c, b in items]
         if errors is None:
             await self._hold(doc["id"])  # (a new id: no other process holds it) before another can read it unheld
@@ -427,8 +427,9 @@ class BatchService:
         else:
             result = ItemResult(item.index, item.custom_id, "succeeded" if outcome.status_code == 200 else "errored",
                                 outcome.status_code, dict(outcome.body), f"batch_req_{new_ulid()}")
-            doc["usage"]["input_tokens"] += outcome.input_tokens
-            doc["usage"]["output_tokens"] += outcome.output_tokens
+            usage = doc["usage"]
+            for name in _USAGE_COUNTS:  # (a batch an older jan began has only some of them)
+                usage[name] = int(usage.get(name) or 0) + getattr(outcome, name)
         await asyncio.to_thread(self.store.append_results, doc["id"], [result.to_record()])
         doc["counts"][result.outcome] += 1
         await self._save(doc)
@@ -536,6 +537,10 @@ def _counts_of(results: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     return counts
 
 
+#: The token counts a batch's record sums over its items (:class:`ItemOutcome`'s, :class:`Batch`'s fields).
+_USAGE_COUNTS = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
+
+
 def _batch(doc: Mapping[str, Any]) -> Batch:
     counts = doc.get("counts") or {}
     usage = doc.get("usage") or {}
@@ -544,5 +549,5 @@ def _batch(doc: Mapping[str, Any]) -> Batch:
                  counts=BatchCounts(doc["total"], **{k: int(counts.get(k, 0)) for k in
                                                      ("succeeded", "errored", "canceled", "expired")}),
                  times=dict(doc.get("times") or {}), metadata=doc.get("metadata"), extra=dict(doc.get("extra") or {}),
-                 input_tokens=int(usage.get("input_tokens", 0)), output_tokens=int(usage.get("output_tokens", 0)))
+                 **{name: int(usage.get(name) or 0) for name in _USAGE_COUNTS})
 

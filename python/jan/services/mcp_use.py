@@ -424,13 +424,16 @@ def _turn(calls: list[PendingCall], done: list[McpCallDone], text: str = "", thi
 
 
 def _sum_usage(total: Any, more: Any) -> Any:
+    """Two turns' engine usages as one (each count summed, the drafts' too); None where neither has one."""
     if total is None or more is None:
         return more if total is None else total
     from jan._engine import Usage
 
     return Usage(prompt_tokens=total.prompt_tokens + more.prompt_tokens,
                  completion_tokens=total.completion_tokens + more.completion_tokens,
-                 cached_tokens=total.cached_tokens + more.cached_tokens)
+                 cached_tokens=total.cached_tokens + more.cached_tokens,
+                 draft_tokens=total.draft_tokens + more.draft_tokens,
+                 draft_accepted=total.draft_accepted + more.draft_accepted)
 
 
 class _Rounds:
@@ -469,7 +472,7 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
     """The answer's deltas (``first``: the first model turn's, already started on ``request``) and MCP events: the
     session's events first, then each turn's deltas; a turn that calls the session's tools runs them (or asks),
     and the next turn (``stream``) reads the results. The usage comes last, summed over the turns."""
-    usage = None
+    usage, reasoning_tokens = None, 0
     deltas: AsyncIterator[ChatDelta] | None = first
     try:
         for event in session.events:
@@ -502,7 +505,9 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
             try:
                 async for delta in deltas:
                     if delta.usage is not None:
+                        # every turn's thinking counts, the turns that ended in the session's tool calls too
                         usage = _sum_usage(usage, delta.usage)
+                        reasoning_tokens += delta.reasoning_tokens
                         continue
                     if delta.choice != 0:
                         yield delta
@@ -586,7 +591,7 @@ async def _rounds(stream: Callable[[ChatRequest], AsyncIterator[ChatDelta]], req
                 await deltas.aclose()
         await session.close()
     if usage is not None:
-        yield ChatDelta(choice=-1, usage=usage)
+        yield ChatDelta(choice=-1, usage=usage, reasoning_tokens=reasoning_tokens)
 
 
 def forced(request: ChatRequest, session: McpSession, label: str, tool: str) -> ChatRequest:

@@ -141,6 +141,7 @@ from jan.services.run_records import (ask_cancel, cancels_asked, clear_cancel, h
 from jan.services.thread_claims import thread_claims
 from jan.services.event_log import EventLog
 from jan.services.run_steps import RunStep, end_status, last_error, openai_last_error, zero_usage
+from jan.services.token_counts import token_counts
 from jan.services.thread_turns import (BUDGET_STOPS, COMPLETION_BUDGET, PROMPT_BUDGET, FetchImage,
                                       fetch_linked_images, kept_records, stored_calls, stored_metadata)
 from jan.services.tool_loop import (
@@ -777,31 +778,40 @@ def _thread_model(entry: dict[str, Any]) -> dict[str, Any]:
     return model if isinstance(model, dict) else {}
 
 
-def usage_fields(usage: Usage) -> dict[str, Any]:
-    """A run's / message's ``usage`` (OpenAI's names, as Jan stores them)."""
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": usage.cached_tokens}}
+def usage_fields(usage: Usage, reasoning_tokens: int = 0) -> dict[str, Any]:
+    """A run's / step's / message's ``usage``: the turn's :class:`TokenCounts` in OpenAI's chat names, as
+    ``/v1/chat/completions`` tells the same generation's (``prompt_tokens_details.cached_tokens``,
+    ``completion_tokens_details.reasoning_tokens``: :attr:`ChatDelta.reasoning_tokens`)."""
+    return token_counts(usage, reasoning_tokens).openai_chat()
+
+
+#: The counts of a usage's ``*_details`` summed across turns by :func:`add_usage`.
+_DETAILS = {"prompt_tokens_details": ("cached_tokens",),
+            "completion_tokens_details": ("reasoning_tokens", "accepted_prediction_tokens",
+                                          "rejected_prediction_tokens")}
 
 
 def add_usage(total: dict[str, Any] | None, turn: dict[str, Any] | None) -> dict[str, Any] | None:
     """A run's usage after one more model turn's (both as :func:`usage_fields` writes them): each count summed, as
-    OpenAI's run ``usage`` counts "over the course of the run". A count no turn knew stays None (a cut reply's
-    estimate may not know its prompt); ``estimated`` when any turn's count was."""
+    OpenAI's run ``usage`` counts "over the course of the run", the details' too (cached and reasoning tokens). A
+    count no turn knew stays None, a detail none told is left out (a cut reply's estimate may not know its
+    prompt); ``estimated`` when any turn's count was."""
     if turn is None:
         return total
     if total is None:
-        return {**turn, **({"prompt_tokens_details": dict(turn["prompt_tokens_details"])}
-                           if isinstance(turn.get("prompt_tokens_details"), dict) else {})}
+        return {**turn, **{key: dict(turn[key]) for key in _DETAILS if isinstance(turn.get(key), dict)}}
     out: dict[str, Any] = {}
     for key in ("prompt_tokens", "completion_tokens"):
         a, b = total.get(key), turn.get(key)
         out[key] = None if a is None and b is None else (a or 0) + (b or 0)
     out["total_tokens"] = None if out["prompt_tokens"] is None or out["completion_tokens"] is None \
         else out["prompt_tokens"] + out["completion_tokens"]
-    cached = [(u.get("prompt_tokens_details") or {}).get("cached_tokens") for u in (total, turn)]
-    if any(c is not None for c in cached):
-        out["prompt_tokens_details"] = {"cached_tokens": sum(c or 0 for c in cached)}
+    for key, names in _DETAILS.items():
+        parts = [u.get(key) if isinstance(u.get(key), dict) else {} for u in (total, turn)]
+        summed = {name: sum(p.get(name) or 0 for p in parts) for name in names
+                  if any(p.get(name) is not None for p in parts)}
+        if summed:
+            out[key] = summed
     if total.get("estimated") or turn.get("estimated"):
         out["estimated"] = True
     return out
@@ -2437,15 +2447,17 @@ class _Execution:
             log.warning("run %s: could not count the tokens of its partial reply: %s", self.run.id, exc)
             return 0
 
-    def _reply_usage(self, usage: Usage) -> dict[str, Any]:
-        """A turn's usage (its reply's) from its leg's: a continued reply counts its earlier tokens too, and its
+    def _reply_usage(self, usage: Usage, reasoning_tokens: int = 0) -> dict[str, Any]:
+        """A turn's usage (its reply's) from its leg's (``reasoning_tokens``: its :attr:`ChatDelta.reasoning_tokens`):
+        a continued reply counts its earlier tokens too, and its
         prompt is the conversation before the reply (this leg's prompt also held the partial reply). The turn of
         the interrupted leg that wrote those tokens never counted in the run (its process died before it ended),
         so the run adds the whole reply's once, as this."""
         if not usage.prompt_tokens and self._turn_prompt:  # an engine's usage without the prompt it was told
             usage = Usage(prompt_tokens=self._turn_prompt, completion_tokens=usage.completion_tokens,
-                          cached_tokens=usage.cached_tokens)
-        fields = usage_fields(usage)
+                          cached_tokens=usage.cached_tokens, draft_tokens=usage.draft_tokens,
+                          draft_accepted=usage.draft_accepted)
+        fields = usage_fields(usage, reasoning_tokens)
         if self.continued_tokens:
             prompt = max(0, usage.prompt_tokens - self.continued_tokens)
             completion = usage.completion_tokens + self.continued_tokens
@@ -2538,7 +2550,7 @@ class _Execution:
                     if delta.prompt_tokens is not None:
                         self._turn_prompt = delta.prompt_tokens  # told with the first token: a cut turn spent it
                     if delta.usage is not None:
-                        self._count_turn(self._reply_usage(delta.usage))
+                        self._count_turn(self._reply_usage(delta.usage, delta.reasoning_tokens))
                     if delta.choice != 0:
                         continue
                     if delta.reasoning:

@@ -36,6 +36,7 @@ from jan.templates.grammar import GrammarError
 from jan.services import types as typed
 from jan.services.encrypted_reasoning import encrypted_reasoning, reasoning_of_encrypted
 from jan.services.errors import GenerationCancelledError, RequestError
+from jan.services.token_counts import token_counts
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
 from jan.services.untrusted import UntrustedTextPart
 from jan.store._util import as_millis, as_seconds
@@ -1368,11 +1369,11 @@ def check_thinking_budget(body: MessagesRequest, betas: str = "") -> None:
 def _usage(usage: typed.Usage | None) -> dict[str, int]:
     """Anthropic's usage: ``input_tokens`` are the prompt tokens *not* read from the cache; the prompt is
     ``input_tokens + cache_read_input_tokens + cache_creation_input_tokens`` (what Claude Code adds up as
-    the context used), so a reused prefix is counted once, as ``cache_read_input_tokens``."""
-    usage = usage or typed.Usage()
-    cached = min(usage.cached_tokens, usage.prompt_tokens)
-    return {"input_tokens": usage.prompt_tokens - cached, "output_tokens": usage.completion_tokens,
-            "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0}
+    the context used), so a reused prefix is counted once, as ``cache_read_input_tokens``. ``output_tokens``
+    counts the thinking too (Anthropic has no separate reasoning count)."""
+    counts = token_counts(usage)
+    return {"input_tokens": counts.uncached_prompt_tokens, "output_tokens": counts.completion_tokens,
+            "cache_read_input_tokens": counts.cached_tokens, "cache_creation_input_tokens": 0}
 
 
 def _tool_input(arguments: str) -> dict[str, Any]:
@@ -1451,10 +1452,9 @@ class MessageStream:
         """``message_start`` (with the prompt's size where known, as Anthropic sends it: clients read the
         context used from it) and a ``ping``. The size is split as in ``message_delta`` (the same numbers):
         ``input_tokens`` what was evaluated, ``cache_read_input_tokens`` what the KV cache held."""
-        cached = min(cached_tokens or 0, prompt_tokens or 0)
-        usage = {"input_tokens": (prompt_tokens or 0) - cached, "output_tokens": 0}
-        if cached_tokens is not None:
-            usage.update(cache_read_input_tokens=cached, cache_creation_input_tokens=0)
+        usage: dict[str, int] = _usage(typed.Usage(prompt_tokens=prompt_tokens or 0, cached_tokens=cached_tokens or 0))
+        if cached_tokens is None:  # not known yet (a remote engine): told in message_delta
+            del usage["cache_read_input_tokens"], usage["cache_creation_input_tokens"]
         message = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
                    "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
         return [("message_start", {"type": "message_start", "message": message}), ("ping", {"type": "ping"})]

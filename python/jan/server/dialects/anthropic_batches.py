@@ -128,7 +128,10 @@ class AnthropicBatchRunner:
         except Exception as exc:  # noqa: BLE001 - the request's error, in Anthropic's shape
             return self.failed(exc)
         usage = message.get("usage") or {}
-        return ItemOutcome(200, message, int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0))
+        # Anthropic's input_tokens leave the cached prefix out: the batch counts the whole prompt
+        cached = int(usage.get("cache_read_input_tokens") or 0)
+        return ItemOutcome(200, message, int(usage.get("input_tokens") or 0) + cached,
+                           int(usage.get("output_tokens") or 0), cached_tokens=cached)
 
     def failed(self, exc: BaseException) -> ItemOutcome:
         err = to_api_error(exc)

@@ -210,8 +210,9 @@ def batch_object(batch: Batch) -> dict[str, Any]:
         "request_counts": {"total": counts.total, "completed": counts.succeeded,
                            "failed": counts.errored + counts.expired},
         "metadata": batch.metadata, "model": extra.get("model"),
-        "usage": {"input_tokens": batch.input_tokens, "input_tokens_details": {"cached_tokens": 0},
-                  "output_tokens": batch.output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+        "usage": {"input_tokens": batch.input_tokens, "input_tokens_details": {"cached_tokens": batch.cached_tokens},
+                  "output_tokens": batch.output_tokens,
+                  "output_tokens_details": {"reasoning_tokens": batch.reasoning_tokens},
                   "total_tokens": batch.input_tokens + batch.output_tokens},
     }
 
@@ -246,9 +247,15 @@ class OpenAIBatchRunner:
             return ItemOutcome(400, context_error(exc, _PROMPT_PARAMS[batch.endpoint]).body())
         except Exception as exc:  # noqa: BLE001 - the line's error, in OpenAI's shape, as the route answers it
             return self.failed(exc)
-        usage = answer.get("usage") or {}  # (a response's counts are input_tokens and output_tokens)
+        usage = answer.get("usage") or {}
+        # a chat's or completion's counts are OpenAI chat's names, a response's the Responses API's (an embedding
+        # has prompt tokens only)
+        prompt = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
+        completion = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
         return ItemOutcome(200, answer, int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0),
-                           int(usage.get("completion_tokens") or usage.get("output_tokens") or 0))
+                           int(usage.get("completion_tokens") or usage.get("output_tokens") or 0),
+                           cached_tokens=int(prompt.get("cached_tokens") or 0),
+                           reasoning_tokens=int(completion.get("reasoning_tokens") or 0))
 
     def failed(self, exc: BaseException) -> ItemOutcome:
         err = to_api_error(exc)

@@ -37,6 +37,7 @@ from jan.services.kept_items import continued, listed_names
 from jan.services import types as typed
 from jan.services.errors import PrefillGrammarError, RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
+from jan.services.token_counts import token_counts
 
 if TYPE_CHECKING:
     from jan.services.mcp_use import McpEvent
@@ -1212,11 +1213,14 @@ def to_chat_request(body: _Prompt, history: list[typed.ChatMessage],
 
 # -- answer ----------------------------------------------------------------------------------------
 def _usage(usage: typed.Usage | None, reasoning_tokens: int = 0) -> dict[str, Any]:
-    usage = usage or typed.Usage()
-    return {"input_tokens": usage.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
-            "output_tokens": usage.completion_tokens, "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+    """Responses' ``usage``: :class:`TokenCounts` in its names (``input_tokens_details.cached_tokens``: the prompt's
+    cached prefix; ``output_tokens_details.reasoning_tokens``: the thinking's share of the output)."""
+    counts = token_counts(usage, reasoning_tokens)
+    return {"input_tokens": counts.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": counts.cached_tokens, "cache_write_tokens": 0},
+            "output_tokens": counts.completion_tokens,
+            "output_tokens_details": {"reasoning_tokens": counts.reasoning_tokens},
+            "total_tokens": counts.total_tokens}
 
 
 def _reasoning_item(item_id: str, text: str, status: str, encrypted: bool = False,

@@ -400,8 +400,10 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     ``{"reason": "max_prompt_tokens"}``.
 
     **Usage** is the whole run's, as OpenAI's: ``prompt_tokens``,
-    ``completion_tokens``, ``total_tokens`` and
-    ``prompt_tokens_details.cached_tokens`` summed over every model turn
+    ``completion_tokens``, ``total_tokens``,
+    ``prompt_tokens_details.cached_tokens`` and
+    ``completion_tokens_details.reasoning_tokens`` (as
+    ``/v1/chat/completions`` tells them) summed over every model turn
     (tool loops and ``submit_tool_outputs`` legs included; kept across a
     restart and a resume); a run that ends before any turn used tokens
     (failed, cancelled) tells zero usage. Each assistant message the run
