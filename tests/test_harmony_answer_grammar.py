@@ -18,6 +18,7 @@ import pytest
 
 from jan.templates import ChatTemplate, json_schema_to_grammar
 from jan.templates.formats import ChatPlan, OutputParser, ReasoningRequest, format_for_template, parse_output
+from jan.templates.formats.harmony import HARMONY_MARKERS
 from jan.templates.grammar import JSON_OBJECT_GRAMMAR
 from jan.testing.gguf_models import HARMONY_SPECIAL_TOKENS, templates_dir, write_harmony_model
 
@@ -158,13 +159,26 @@ def test_what_the_grammar_takes_parses_streamed_and_whole(llama, tools, text, re
     assert [(c.name, json.loads(c.arguments)) for c in parsed.tool_calls] == calls
 
 
+@pytest.mark.parametrize("marker", HARMONY_MARKERS)
+def test_json_object_strings_hold_no_message_marker(llama, marker):
+    # json_object's strings are free: a marker in one would end the final message for the parser (or open one)
+    plan, prompt = _plan()
+    grammar = plan.grammar_options(prompt, answer=JSON_OBJECT_GRAMMAR)["grammar"]
+    assert not llama.accepts(grammar, ANALYSIS + FINAL + f'{{"a": "x{marker}"}}')
+    assert not llama.accepts(grammar, ANALYSIS + FINAL + f'{{"{marker}": 1}}')
+    for value in ["x\\u003c" + marker[1:], "x < 1 | 2 <|", "<|x|>"]:
+        text = ANALYSIS + FINAL + f'{{"a": "{value}"}}'
+        assert llama.accepts(grammar, text), text
+        parsed = _parsed(plan, prompt, text)
+        assert parsed.reasoning == "The user wants the sky < 1 | 2."
+        assert json.loads(parsed.content) == {"a": json.loads(f'"{value}"')}
+
+
 # -- end to end -----------------------------------------------------------------------------------------------------
 
 MODEL = "harmony-tiny"
-# A seed whose steered draws make every case below answer: a random model writes what the grammar allows, and under
-# json_object that includes <|end|> inside a string (llama.cpp's grammar reads a control token by its text), which
-# then ends the final message. The draws changed when a sampled request's grammar came to check the token drawn
-# instead of filtering first (cpp/sampling.cpp; most seeds failed some case either way).
+# The seed of the steered draws below. A random model writes what the grammar allows; the cases whose answer or call
+# is an enum can write no marker in it, and json_object, whose strings are free, is checked over several seeds.
 SEED = 4
 ANALYSIS_WORD = 34484  # "analysis", one token of the qwen2 vocabulary
 END = 151936 + HARMONY_SPECIAL_TOKENS.index("<|end|>")
@@ -203,14 +217,29 @@ def test_chat_thinks_then_answers_in_the_schema(oai):
     _answer(choice.message.content)
 
 
-def test_chat_streamed_thinks_then_answers_in_the_schema(oai):
-    reasoning, content = [], []
-    for chunk in oai.chat.completions.create(**_steered(response_format={"type": "json_object"}, stream=True)):
-        for choice in chunk.choices:
-            reasoning.append(getattr(choice.delta, "reasoning_content", None) or "")
-            content.append(choice.delta.content or "")
-    assert "".join(reasoning).strip()
-    assert isinstance(json.loads("".join(content)), dict)
+# Under json_object the strings are free, and the steer pushes <|end|> inside them as in the analysis body: only a
+# grammar that refuses a Harmony marker in a string (grammar.json_strings_without) keeps it out of the answer. The
+# quote, as likely as <|end|>, closes strings (and enters the analysis body, which takes it), so each object ends
+# well inside max_tokens. Every seed must answer; a grammar that let <|end|> in failed nearly every draw.
+QUOTE = 1  # '"', one token of the qwen2 vocabulary
+JSON_SEEDS = range(1, 6)
+
+
+def test_chat_streamed_thinks_then_answers_json(oai):
+    thought = 0
+    for seed in JSON_SEEDS:
+        reasoning, content = [], []
+        request = _steered(response_format={"type": "json_object"}, stream=True)
+        request.update(seed=seed, logit_bias={**STEER, str(QUOTE): STEER[str(END)]})
+        for chunk in oai.chat.completions.create(**request):
+            for choice in chunk.choices:
+                reasoning.append(getattr(choice.delta, "reasoning_content", None) or "")
+                content.append(choice.delta.content or "")
+        answer = json.loads("".join(content))
+        assert isinstance(answer, dict) and answer, (seed, answer)
+        thought += bool("".join(reasoning).strip())
+    # the steer makes most draws think first (one may go straight to the final message: the grammar allows both)
+    assert thought >= len(JSON_SEEDS) // 2
 
 
 @pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}],
