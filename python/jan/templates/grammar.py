@@ -54,6 +54,7 @@ Properties are generated in the order the schema lists them.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import logging
 import math
@@ -955,6 +956,16 @@ _RULE_LINE = re.compile(r"^([a-zA-Z0-9-]+) ::= (.*)$", re.M)
 _STRING_BODY = re.compile(r'^"\\"" ([a-zA-Z0-9-]+)\* "\\"" ([a-zA-Z0-9-]+)$')
 
 
+# Per format's markers, once: every request with a response format or a forced call builds its grammar, and the
+# automaton of a family with many markers (Solar Open's, Kimi's) takes milliseconds on the worker threads
+@functools.lru_cache(maxsize=64)
+def _string_walk(markers: tuple[str, ...], name: str, close: str) -> str:
+    """The rules of a JSON string's text after its opening quote, holding none of ``markers`` raw, closed by
+    ``close`` (:func:`json_strings_without`)."""
+    return MarkerWatch(markers).rules(
+        name, lambda away: f"( {_char_class(_JSON_RAW_EXCLUDED + away, negate=True)} | {_JSON_ESCAPE} )", close)
+
+
 def json_strings_without(grammar: str, markers: Iterable[str]) -> str:
     """``grammar`` (whole GBNF made by this module: a schema's, ``JSON_OBJECT_GRAMMAR``, a call grammar) with no
     ``markers`` written raw inside its JSON strings, everything else as it was.
@@ -977,7 +988,6 @@ def json_strings_without(grammar: str, markers: Iterable[str]) -> str:
     chars = {name for name, body in rules if body == _CHAR}
     if not chars:
         return grammar
-    watch = MarkerWatch(markers)
     firsts = sorted({m[0] for m in markers})
     safe_char = _char_class(_JSON_RAW_EXCLUDED + [(c, c) for c in firsts], negate=True) + " | " + _JSON_ESCAPE
     taken = {name for name, _ in rules}
@@ -994,8 +1004,7 @@ def json_strings_without(grammar: str, markers: Iterable[str]) -> str:
         while any(t.startswith(walk + "-") for t in taken):
             walk += "x"
         close = f'"\\"" {s.group(2)}'
-        extra.append(watch.rules(
-            walk, lambda away: f"( {_char_class(_JSON_RAW_EXCLUDED + away, negate=True)} | {_JSON_ESCAPE} )", close))
+        extra.append(_string_walk(tuple(markers), walk, close))
         return f'{name} ::= "\\"" {walk}-0'
 
     out = _RULE_LINE.sub(rewrite, grammar)
