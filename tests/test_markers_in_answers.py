@@ -118,11 +118,12 @@ def test_every_family_with_markers_has_them_held():
 
 
 # the calls each template's grammar writes as the case wrote them (a single call, no prose before it)
-CALL_CASES = [(c, o) for c in TEMPLATE_CASES for o in (c.plain, c.thinking)
+CALL_CASES = [pytest.param(c, o, id=f"{c.template}-{kind}") for c in TEMPLATE_CASES
+              for kind, o in (("plain", c.plain), ("thinking", c.thinking))
               if o is not None and len(o.calls) == 1 and '"city": "' in o.text]
 
 
-@pytest.mark.parametrize(("case", "output"), CALL_CASES, ids=lambda v: getattr(v, "template", ""))
+@pytest.mark.parametrize(("case", "output"), CALL_CASES)
 def test_a_forced_call_s_arguments_write_no_marker_raw(llama, case, output):
     plan, prompt = _plan(case.template, TOOLS)
     grammar = plan.grammar_options(prompt)["grammar"]
