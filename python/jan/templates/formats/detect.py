@@ -376,7 +376,8 @@ class ChatFormat:
         to a call: ``required``/named ignore it (the answer is a later turn's), ``none`` is the answer alone, and
         ``auto`` is one grammar, after the thinking, of either the call(s) or the answer (a lazy grammar
         leaves everything before its trigger free, so it cannot hold the answer to the format). The answer is
-        framed as the format writes it (:meth:`answer_message`) before it is combined with a call.
+        framed as the format writes it (:meth:`answer_message`) before it is combined with a call. In the JSON
+        strings of both, the format's markers cannot be written raw (:meth:`structure_markers`).
         """
         calls = bool(tools) and tool_choice != "none"
         grammar = call_grammar(self.tool_grammar, tools, "required" if tool_choice == "auto" else tool_choice,
