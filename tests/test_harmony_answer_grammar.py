@@ -5,8 +5,8 @@ an analysis message and then the answer, refuse anything but the answer in the f
 first token when thinking is off. Every text it takes must parse back (reasoning, content, calls) as it reads it,
 streamed or whole. Then end to end: a tiny random-weight model with the qwen2 vocabulary, Harmony's control tokens
 and gpt-oss's real template (:func:`jan.testing.gguf_models.write_harmony_model`). Steered by ``logit_bias`` (the
-word ``analysis``, then ``<|end|>``) and sampled with a fixed seed, it writes an analysis message; the grammar alone
-makes it answer in the schema or call afterwards.
+word ``analysis``, then ``<|end|>``) and sampled with several seeds, it mostly writes an analysis message; the grammar
+alone makes every draw answer in the schema or call afterwards.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pytest
 
 from jan.templates import ChatTemplate, json_schema_to_grammar
 from jan.templates.formats import ChatPlan, OutputParser, ReasoningRequest, format_for_template, parse_output
+from jan.templates.formats.harmony import HARMONY_MARKERS
 from jan.templates.grammar import JSON_OBJECT_GRAMMAR
 from jan.testing.gguf_models import HARMONY_SPECIAL_TOKENS, templates_dir, write_harmony_model
 
@@ -158,14 +159,28 @@ def test_what_the_grammar_takes_parses_streamed_and_whole(llama, tools, text, re
     assert [(c.name, json.loads(c.arguments)) for c in parsed.tool_calls] == calls
 
 
+@pytest.mark.parametrize("marker", HARMONY_MARKERS)
+def test_json_object_strings_hold_no_message_marker(llama, marker):
+    # json_object's strings are free: a marker in one would end the final message for the parser (or open one)
+    plan, prompt = _plan()
+    grammar = plan.grammar_options(prompt, answer=JSON_OBJECT_GRAMMAR)["grammar"]
+    assert not llama.accepts(grammar, ANALYSIS + FINAL + f'{{"a": "x{marker}"}}')
+    assert not llama.accepts(grammar, ANALYSIS + FINAL + f'{{"{marker}": 1}}')
+    for value in ["x\\u003c" + marker[1:], "x < 1 | 2 <|", "<|x|>"]:
+        text = ANALYSIS + FINAL + f'{{"a": "{value}"}}'
+        assert llama.accepts(grammar, text), text
+        parsed = _parsed(plan, prompt, text)
+        assert parsed.reasoning == "The user wants the sky < 1 | 2."
+        assert json.loads(parsed.content) == {"a": json.loads(f'"{value}"')}
+
+
 # -- end to end -----------------------------------------------------------------------------------------------------
 
 MODEL = "harmony-tiny"
-# A seed whose steered draws make every case below answer: a random model writes what the grammar allows, and under
-# json_object that includes <|end|> inside a string (llama.cpp's grammar reads a control token by its text), which
-# then ends the final message. The draws changed when a sampled request's grammar came to check the token drawn
-# instead of filtering first (cpp/sampling.cpp; most seeds failed some case either way).
-SEED = 4
+# The seeds of the steered draws below, each case run on all: draws at temperature 1.0 differ from CPU to CPU, so no
+# one seed holds on every host. The grammar must make every draw answer (or call); the steer makes most think first,
+# but a draw may go straight to the final message (the grammar allows both: about one in eight did).
+SEEDS = range(1, 6)
 ANALYSIS_WORD = 34484  # "analysis", one token of the qwen2 vocabulary
 END = 151936 + HARMONY_SPECIAL_TOKENS.index("<|end|>")
 # the analysis channel, then a few words of thinking until <|end|>, two below the word so that a sampler's cut
@@ -191,59 +206,88 @@ def _answer(text: str | None) -> None:
     assert json.loads(text or "") == {"sky": "clear"}
 
 
-def _steered(**kw) -> dict:
+def _steered(seed: int, **kw) -> dict:
     return {"model": MODEL, "messages": [{"role": "user", "content": ASK}], "max_tokens": 600, "temperature": 1.0,
-            "seed": SEED, "logit_bias": STEER, **kw}
+            "seed": seed, "logit_bias": STEER, **kw}
+
+
+def _most_thought(thought: list[bool]) -> None:
+    """Most of the seeds' draws thought before answering (:data:`SEEDS`)."""
+    assert sum(thought) > len(thought) // 2, thought
 
 
 def test_chat_thinks_then_answers_in_the_schema(oai):
-    choice = oai.chat.completions.create(**_steered(response_format=CHAT_FORMAT)).choices[0]
-    assert choice.finish_reason == "stop"
-    assert (getattr(choice.message, "reasoning_content", None) or "").strip()
-    _answer(choice.message.content)
+    thought = []
+    for seed in SEEDS:
+        choice = oai.chat.completions.create(**_steered(seed, response_format=CHAT_FORMAT)).choices[0]
+        assert choice.finish_reason == "stop"
+        thought.append(bool((getattr(choice.message, "reasoning_content", None) or "").strip()))
+        _answer(choice.message.content)
+    _most_thought(thought)
 
 
-def test_chat_streamed_thinks_then_answers_in_the_schema(oai):
-    reasoning, content = [], []
-    for chunk in oai.chat.completions.create(**_steered(response_format={"type": "json_object"}, stream=True)):
-        for choice in chunk.choices:
-            reasoning.append(getattr(choice.delta, "reasoning_content", None) or "")
-            content.append(choice.delta.content or "")
-    assert "".join(reasoning).strip()
-    assert isinstance(json.loads("".join(content)), dict)
+# Under json_object the strings are free, and the steer pushes <|end|> inside them as in the analysis body: only a
+# grammar that refuses a Harmony marker in a string (grammar.json_strings_without) keeps it out of the answer. The
+# quote, as likely as <|end|>, closes strings (and enters the analysis body, which takes it), so each object ends
+# well inside max_tokens. Every seed must answer; a grammar that let <|end|> in failed nearly every draw.
+QUOTE = 1  # '"', one token of the qwen2 vocabulary
+
+
+def test_chat_streamed_thinks_then_answers_json(oai):
+    thought = []
+    for seed in SEEDS:
+        reasoning, content = [], []
+        request = _steered(seed, response_format={"type": "json_object"}, stream=True)
+        request["logit_bias"] = {**STEER, str(QUOTE): STEER[str(END)]}
+        for chunk in oai.chat.completions.create(**request):
+            for choice in chunk.choices:
+                reasoning.append(getattr(choice.delta, "reasoning_content", None) or "")
+                content.append(choice.delta.content or "")
+        answer = json.loads("".join(content))
+        assert isinstance(answer, dict) and answer, (seed, answer)
+        thought.append(bool("".join(reasoning).strip()))
+    _most_thought(thought)
 
 
 @pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}],
                          ids=["required", "named"])
 def test_a_forced_call_follows_the_analysis(oai, choice):
-    m = oai.chat.completions.create(**_steered(tools=TOOLS, tool_choice=choice)).choices[0].message
-    assert (getattr(m, "reasoning_content", None) or "").strip()
-    assert not m.content
-    assert [c.function.name for c in m.tool_calls] in (["get_weather"], ["get_time"])
-    assert json.loads(m.tool_calls[0].function.arguments) == {"city": "Paris"}
-    if choice != "required":
-        assert m.tool_calls[0].function.name == "get_weather"
+    thought = []
+    for seed in SEEDS:
+        m = oai.chat.completions.create(**_steered(seed, tools=TOOLS, tool_choice=choice)).choices[0].message
+        thought.append(bool((getattr(m, "reasoning_content", None) or "").strip()))
+        assert not m.content
+        assert [c.function.name for c in m.tool_calls] in (["get_weather"], ["get_time"])
+        assert json.loads(m.tool_calls[0].function.arguments) == {"city": "Paris"}
+        if choice != "required":
+            assert m.tool_calls[0].function.name == "get_weather"
+    _most_thought(thought)
 
 
 def test_a_forced_call_streamed_follows_the_analysis(oai):
-    reasoning, content, calls = [], [], {}
-    for chunk in oai.chat.completions.create(**_steered(tools=TOOLS, tool_choice="required", stream=True)):
-        for choice in chunk.choices:
-            reasoning.append(getattr(choice.delta, "reasoning_content", None) or "")
-            content.append(choice.delta.content or "")
-            for call in choice.delta.tool_calls or ():
-                name, args = calls.get(call.index, ("", ""))
-                calls[call.index] = (name + (call.function.name or ""), args + (call.function.arguments or ""))
-    assert "".join(reasoning).strip()
-    assert not "".join(content)
-    assert [json.loads(args) for _, args in calls.values()] == [{"city": "Paris"}]
+    thought = []
+    for seed in SEEDS:
+        reasoning, content, calls = [], [], {}
+        for chunk in oai.chat.completions.create(**_steered(seed, tools=TOOLS, tool_choice="required", stream=True)):
+            for choice in chunk.choices:
+                reasoning.append(getattr(choice.delta, "reasoning_content", None) or "")
+                content.append(choice.delta.content or "")
+                for call in choice.delta.tool_calls or ():
+                    name, args = calls.get(call.index, ("", ""))
+                    calls[call.index] = (name + (call.function.name or ""), args + (call.function.arguments or ""))
+        thought.append(bool("".join(reasoning).strip()))
+        assert not "".join(content)
+        assert [json.loads(args) for _, args in calls.values()] == [{"city": "Paris"}]
+    _most_thought(thought)
 
 
 def test_thinking_off_answers_at_once_even_when_pushed_to_think(oai):
     # the bias pushes the analysis channel; with thinking off the grammar has none to give
-    m = oai.chat.completions.create(**_steered(response_format=CHAT_FORMAT, reasoning_effort="none")).choices[0].message
-    assert not getattr(m, "reasoning_content", None)
-    _answer(m.content)
+    for seed in SEEDS:
+        m = oai.chat.completions.create(**_steered(seed, response_format=CHAT_FORMAT,
+                                                   reasoning_effort="none")).choices[0].message
+        assert not getattr(m, "reasoning_content", None)
+        _answer(m.content)
 
 
 # the dialects without logit_bias: thinking off, so the random model cannot think until max_tokens
@@ -277,14 +321,18 @@ def test_ollama_answers_in_the_format(server):
 def test_parser_reads_the_engine_s_pieces_as_the_whole(server, oai):
     # the engine's own pieces (control tokens one each) split the output where a test's cuts would not
     plan, prompt = _plan()
-    pieces = [c.choices[0].delta for c in oai.chat.completions.create(
-        **_steered(response_format=CHAT_FORMAT, stream=True, extra_body={"reasoning_format": "none"})) if c.choices]
-    raw = "".join(d.content or "" for d in pieces)
-    # "none" shows the analysis message as written and the final message's text alone (llama-server's shape)
-    assert raw.startswith("<|channel|>analysis<|message|>") and "<|end|>" in raw, raw
-    assert "<|channel|>final" not in raw and not any(getattr(d, "reasoning_content", None) for d in pieces), raw
-    parser: OutputParser = plan.parser(prompt)
-    for d in pieces:
-        parser.feed(d.content or "")
-    parser.finish()
-    assert parser.result.reasoning and json.loads(parser.result.content) == {"sky": "clear"}
+    thought = []
+    for seed in SEEDS:
+        pieces = [c.choices[0].delta for c in oai.chat.completions.create(**_steered(
+            seed, response_format=CHAT_FORMAT, stream=True, extra_body={"reasoning_format": "none"})) if c.choices]
+        raw = "".join(d.content or "" for d in pieces)
+        # "none" shows the analysis message as written and the final message's text alone (llama-server's shape)
+        thought.append(raw.startswith("<|channel|>analysis<|message|>") and "<|end|>" in raw)
+        assert "<|channel|>final" not in raw and not any(getattr(d, "reasoning_content", None) for d in pieces), raw
+        parser: OutputParser = plan.parser(prompt)
+        for d in pieces:
+            parser.feed(d.content or "")
+        parser.finish()
+        assert bool(parser.result.reasoning) == thought[-1], raw
+        assert json.loads(parser.result.content) == {"sky": "clear"}
+    _most_thought(thought)

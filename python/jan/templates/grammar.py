@@ -54,6 +54,7 @@ Properties are generated in the order the schema lists them.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import logging
 import math
@@ -77,6 +78,8 @@ __all__ = [
     "JSON_OBJECT_GRAMMAR",
     "JSON_VALUE_GRAMMAR",
     "either_grammar",
+    "json_strings_without",
+    "MarkerWatch",
     "gbnf_literal",
     "json_schema_to_grammar",
     "prefixed_rules",
@@ -893,6 +896,121 @@ def prefixed_rules(text: str, prefix: str) -> str:
     """GBNF ``text`` with every rule name (definitions and references) given ``prefix``, so it can share one
     grammar with another (``root`` becomes ``{prefix}root``). Literals, classes, comments and ``{m,n}`` stay."""
     return "".join(prefix + t if t[0].isalnum() or t[0] == "-" else t for t in _GBNF_TOKEN.findall(text))
+
+
+class MarkerWatch:
+    """Reading text for any of ``markers`` (non-empty strings), one character at a time: an Aho-Corasick automaton.
+
+    State ``k`` stands for :attr:`prefixes` ``[k]``, the longest end of the text read so far that begins some
+    marker (state 0: none, ``""``; prefixes are numbered shortest first, so for one marker state ``k`` is its first
+    ``k`` characters). :meth:`step` is the state after one more character; :attr:`hit` says whether a state's
+    text ends in a whole marker. Grammar rules walk it right-linearly (one rule per state, each alternative a
+    character then the next state's rule), which llama.cpp's grammar stacks follow without growing.
+    """
+
+    def __init__(self, markers: Iterable[str]):
+        markers = tuple(dict.fromkeys(markers))
+        if not markers or not all(markers):
+            raise ValueError("MarkerWatch needs at least one marker, none empty")
+        self.markers = markers
+        self.prefixes: list[str] = sorted({m[:i] for m in markers for i in range(len(m) + 1)}, key=lambda p: (len(p), p))
+        index = {p: k for k, p in enumerate(self.prefixes)}
+        #: the characters that move some state off 0 (all others lead back to state 0)
+        self.chars: list[str] = sorted(set("".join(markers)))
+        self._moves = [{ch: next(index[(p + ch)[i:]] for i in range(len(p) + 2) if (p + ch)[i:] in index)
+                        for ch in self.chars} for p in self.prefixes]
+        self.hit: list[bool] = [any(p.endswith(m) for m in markers) for p in self.prefixes]
+
+    def step(self, state: int, ch: str) -> int:
+        """The state after reading ``ch`` in ``state``."""
+        return self._moves[state].get(ch, 0)
+
+    def rules(self, name: str, other: Callable[[list[tuple[str, str]]], str], ends: str | None) -> str:
+        """GBNF rules ``{name}-k``, one per state that is no hit: text that reaches a hit state ends there with the
+        marker's last character when ``ends`` is None (the text runs up to and including the first marker), and
+        is refused otherwise (the text holds no marker; ``ends`` is the GBNF expression that closes it, allowed
+        in every state). ``other(chars)`` is the GBNF of one step back to state 0 by any character not in
+        ``chars`` (the characters that move the state elsewhere); the caller adds the text's own exclusions."""
+        out = []
+        for state, text in enumerate(self.prefixes):
+            if self.hit[state]:
+                continue
+            alts = [] if ends is None else [ends]
+            away = []
+            for ch in self.chars:
+                nxt = self.step(state, ch)
+                if not nxt:
+                    continue
+                away.append((ch, ch))
+                if not self.hit[nxt]:
+                    alts.append(f"{gbnf_literal(ch)} {name}-{nxt}")
+                elif ends is None:
+                    alts.append(gbnf_literal(ch))
+            alts.append(f"{other(away)} {name}-0")
+            out.append(f"{name}-{state} ::= " + " | ".join(alts))
+        return "\n".join(out) + "\n"
+
+
+# JSON's own string exclusions (the quote, the backslash, control characters) and one escape sequence
+_JSON_RAW_EXCLUDED = [('"', '"'), ("\\", "\\"), ("\x00", "\x1f")]
+_JSON_ESCAPE = '"\\\\" ( ["\\\\/bfnrt] | "u" [0-9a-fA-F]{4} )'
+_RULE_LINE = re.compile(r"^([a-zA-Z0-9-]+) ::= (.*)$", re.M)
+_STRING_BODY = re.compile(r'^"\\"" ([a-zA-Z0-9-]+)\* "\\"" ([a-zA-Z0-9-]+)$')
+
+
+# Per format's markers, once: every request with a response format or a forced call builds its grammar, and the
+# automaton of a family with many markers (Solar Open's, Kimi's) takes milliseconds on the worker threads
+@functools.lru_cache(maxsize=64)
+def _string_walk(markers: tuple[str, ...], name: str, close: str) -> str:
+    """The rules of a JSON string's text after its opening quote, holding none of ``markers`` raw, closed by
+    ``close`` (:func:`json_strings_without`)."""
+    return MarkerWatch(markers).rules(
+        name, lambda away: f"( {_char_class(_JSON_RAW_EXCLUDED + away, negate=True)} | {_JSON_ESCAPE} )", close)
+
+
+def json_strings_without(grammar: str, markers: Iterable[str]) -> str:
+    """``grammar`` (whole GBNF made by this module: a schema's, ``JSON_OBJECT_GRAMMAR``, a call grammar) with no
+    ``markers`` written raw inside its JSON strings, everything else as it was.
+
+    A chat format's output parser reads marker texts as structure wherever they stand (gpt-oss's ``<|end|>`` ends
+    the final message), and llama.cpp's grammar matches a control token by its text, so a string the grammar
+    held could end the answer for the parser half-way (or open a call, a thinking block). JSON escapes keep every
+    string expressible (``\\u003c`` for ``<``). A free string (the ``string`` rule) walks :class:`MarkerWatch`
+    and refuses only a whole marker, so ``a < b | c`` and ``<|`` stay plain; a string counted character by
+    character (``minLength``/``maxLength``, a pattern's free run: the ``char`` rule) cannot count through an
+    automaton, so there a marker's first character must be escaped. Markers holding a character a JSON string
+    cannot hold raw (a quote, a backslash, a control) cannot be written inside one and are passed over.
+    Literals (an ``enum``, a ``const``), a ``pattern``'s own classes and string formats are the schema's own:
+    kept as the schema asks."""
+    markers = [m for m in dict.fromkeys(markers)
+               if m and not any(lo <= ch <= hi for ch in m for lo, hi in _JSON_RAW_EXCLUDED)]
+    if not markers:
+        return grammar
+    rules = _RULE_LINE.findall(grammar)
+    chars = {name for name, body in rules if body == _CHAR}
+    if not chars:
+        return grammar
+    firsts = sorted({m[0] for m in markers})
+    safe_char = _char_class(_JSON_RAW_EXCLUDED + [(c, c) for c in firsts], negate=True) + " | " + _JSON_ESCAPE
+    taken = {name for name, _ in rules}
+    extra: list[str] = []
+
+    def rewrite(m: re.Match) -> str:
+        name, body = m.group(1), m.group(2)
+        if name in chars:
+            return f"{name} ::= {safe_char}"
+        s = _STRING_BODY.match(body)
+        if s is None or s.group(1) not in chars:
+            return m.group(0)
+        walk = f"{name}-nomark"
+        while any(t.startswith(walk + "-") for t in taken):
+            walk += "x"
+        close = f'"\\"" {s.group(2)}'
+        extra.append(_string_walk(tuple(markers), walk, close))
+        return f'{name} ::= "\\"" {walk}-0'
+
+    out = _RULE_LINE.sub(rewrite, grammar)
+    return out + ("" if out.endswith("\n") else "\n") + "".join(extra) if extra else out
 
 
 def either_grammar(first: str, second: str, *, head: str = "") -> str:

@@ -9,7 +9,7 @@ then the answer's grammar. One path for tool calls and response formats in every
 
 from __future__ import annotations
 
-from ..grammar import _char_class, gbnf_literal, prefixed_rules
+from ..grammar import MarkerWatch, _char_class, gbnf_literal, prefixed_rules
 from .reasoning import ReasoningMarkers
 
 __all__ = ["after_thinking", "until_marker_rules"]
@@ -22,35 +22,14 @@ _GAP = "[ \\t\\n]{0,4}"
 def until_marker_rules(marker: str, name: str) -> str:
     """GBNF rules ``{name}-0`` .. ``{name}-{len-1}``: any text up to and including the first ``marker``.
 
-    Right-linear rules walking the marker's KMP automaton (rule ``{name}-k``: the last ``k`` characters matched
-    its first ``k``), so the text before the marker may hold any character, the marker's own included, and only
-    the whole marker ends it. llama.cpp's grammar stacks do not grow along such tail references.
+    Right-linear rules walking the marker's KMP automaton (:class:`~jan.templates.grammar.MarkerWatch`; rule
+    ``{name}-k``: the last ``k`` characters matched its first ``k``), so the text before the marker may hold any
+    character, the marker's own included, and only the whole marker ends it. llama.cpp's grammar stacks do not
+    grow along such tail references.
     """
     if not marker:
         raise ValueError("until_marker_rules needs a non-empty marker")
-    n = len(marker)
-    fail = [0] * n  # fail[i]: the longest proper border of marker[: i + 1]
-    k = 0
-    for i in range(1, n):
-        while k and marker[i] != marker[k]:
-            k = fail[k - 1]
-        if marker[i] == marker[k]:
-            k += 1
-        fail[i] = k
-
-    def step(state: int, ch: str) -> int:
-        while state and marker[state] != ch:
-            state = fail[state - 1]
-        return state + 1 if marker[state] == ch else 0
-
-    rules = []
-    for state in range(n):
-        moves = {ch: step(state, ch) for ch in sorted(set(marker))}
-        moves = {ch: nxt for ch, nxt in moves.items() if nxt}
-        alts = [gbnf_literal(ch) + ("" if nxt == n else f" {name}-{nxt}") for ch, nxt in moves.items()]
-        alts.append(_char_class([(ch, ch) for ch in moves], negate=True) + f" {name}-0")
-        rules.append(f"{name}-{state} ::= " + " | ".join(alts))
-    return "\n".join(rules) + "\n"
+    return MarkerWatch((marker,)).rules(name, lambda away: _char_class(away, negate=True), None)
 
 
 def after_thinking(grammar: str, markers: ReasoningMarkers, *, opened: bool) -> str:

@@ -19,39 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .detect import ChatFormat
+from .text import trigger_literals
 
 #: OpenAI's strongest logit bias, which it documents as banning the token.
 BAN = -100.0
-
-_META = set(".^$*+?{}[]()")
-
-
-def trigger_literals(trigger: str | None) -> list[str] | None:
-    """The literal texts a format's call ``trigger`` regex (:attr:`ChatFormat.trigger`) is an alternation of,
-    e.g. ``r"<tool_call>|<function="`` -> ``["<tool_call>", "<function="]``; None when it is not only
-    escaped literals joined by ``|`` (an optional character, a class, a group) or there is none."""
-    if not trigger:
-        return None
-    out, text, i = [], "", 0
-    while i < len(trigger):
-        c = trigger[i]
-        if c == "\\":
-            if i + 1 >= len(trigger) or trigger[i + 1].isalnum():  # \s, \d, \b...: a class, not a character
-                return None
-            text += trigger[i + 1]
-            i += 2
-            continue
-        if c == "|":
-            out.append(text)
-            text = ""
-        elif c in _META:
-            return None
-        else:
-            text += c
-        i += 1
-    out.append(text)
-    return out if all(out) else None
-
 
 def call_start_tokens(fmt: ChatFormat, tokenize: Callable[[str], list[int]]) -> tuple[int, ...] | None:
     """The token ids that open a call in ``fmt``'s syntax when each of its openings is a single token

@@ -21,15 +21,15 @@ from typing import Any, Callable, Mapping, Sequence
 from ..tool_calls import MISTRAL_CALL_IDS, SOLAR_CALL_IDS, CallIdShape, partial_suffix
 from .after_thinking import after_thinking
 from .block_calls import SOLAR_CALLS, SOLAR_HEADER, parse_deepseek, parse_functionary_v32, parse_kimi, parse_solar_open
-from ..grammar import either_grammar, gbnf_literal, prefixed_rules
+from ..grammar import either_grammar, gbnf_literal, json_strings_without, prefixed_rules
 from .grammars import call_grammar
 from .efforts import accepted_efforts, effort_off, named_efforts, template_effort
-from .harmony import harmony_reasoning_spans, parse_harmony
+from .harmony import HARMONY_MARKERS, harmony_reasoning_spans, parse_harmony
 from .harmony_grammar import after_analysis, final_message, harmony_budget, harmony_reply_tail
 from .learned_markers import learned_markers
 from .json_list_calls import parse_apertus, parse_apriel, parse_command_r, parse_firefunction
 from .reasoning import ReasoningMarkers, reasoning_spans
-from .text import WS
+from .text import WS, trigger_literals
 from .types import Snapshot
 from .xml_calls import parse_glm, parse_qwen3_coder
 
@@ -42,6 +42,11 @@ _APRIEL_ANSWER = ("[BEGIN FINAL RESPONSE]", "[END FINAL RESPONSE]")
 SOLAR_THINK, SOLAR_CONTENT, SOLAR_END = "<|think|>", "<|content|>", "<|end|>"
 # Mistral's templates check `tool_call.id|length != 9` (and `tool_call_id`) and raise otherwise.
 _SHORT_ID_CHECK = re.compile(r"""(?:\.id|tool_call_id['"]?\]?)\s*\|\s*length\s*!=\s*9\b""")
+
+# A call grammar's literals (GBNF), and the markup in one: a tag (``<tool_call>``, ``</function>``, ``<|call|>``,
+# DeepSeek's ``<｜tool▁sep｜>``) or a bracketed capital name (``[TOOL_CALLS]``, ``[ARGS]``)
+_GBNF_LITERAL = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_MARKUP = re.compile(r'<[^<>\s"\\]+>|\[[A-Z_]+\]')
 
 # A Mistral template that writes a content chunk of type "thinking" as [THINK]...[/THINK] (Ministral 3 Reasoning)
 _THINKING_CHUNK = re.compile(r"""\[['"]type['"]\]\s*==\s*['"]thinking['"]""")
@@ -261,6 +266,29 @@ class ChatFormat:
             return grammar
         return after_thinking(grammar, self.reasoning, opened=tail == "open")
 
+    def structure_markers(self, calls: str = "") -> tuple[str, ...]:
+        """The marker texts this format's output parser reads as structure wherever they stand in the answer:
+        Harmony's message markers, the thinking markers (a block's start, end, the texts that wrap or interrupt
+        it, its family's call openers), what opens an answer message, and where the reply may call a tool
+        (``calls``: its call grammar, GBNF; "" for none) the call's opening markers (:attr:`trigger`) and the
+        markup its grammar writes around calls (``<tool_call>``, ``</tool_call>``, ``[TOOL_CALLS]``,
+        ``<|tool_call_end|>``). What a grammar holds (a response format's JSON, a call's arguments) must not
+        write them raw inside a string (:func:`~jan.templates.grammar.json_strings_without`): the parser would
+        end the answer there, or open a call or a thought."""
+        found = list(HARMONY_MARKERS) if self.channels else []
+        if self.reasoning is not None:
+            r = self.reasoning
+            found += [r.start, r.end, *r.strip, *r.interrupt, *r.calls]
+        found += self.answer_opens
+        if calls:
+            found += trigger_literals(self.trigger) or ()
+            for literal in _GBNF_LITERAL.findall(calls):
+                found += _MARKUP.findall(literal)
+        # markup only (as learned_markers reads it): a marker of plain words (Apriel 1.6's "Here are my reasoning
+        # steps:") opens the output and is read nowhere else, and its first letter would have to be escaped in
+        # every counted string
+        return tuple(dict.fromkeys(m for m in found if m[:1] in ("<", "[")))
+
     def answer_message(self, answer: str, prompt: str, continued: str = "") -> str:
         """A response format's grammar ``answer`` as the reply writes the answer: Harmony's is a ``final`` message
         (:func:`~jan.templates.formats.harmony_grammar.final_message`) unless the reply continues text; Solar Open's
@@ -348,13 +376,19 @@ class ChatFormat:
         to a call: ``required``/named ignore it (the answer is a later turn's), ``none`` is the answer alone, and
         ``auto`` is one grammar, after the thinking, of either the call(s) or the answer (a lazy grammar
         leaves everything before its trigger free, so it cannot hold the answer to the format). The answer is
-        framed as the format writes it (:meth:`answer_message`) before it is combined with a call.
+        framed as the format writes it (:meth:`answer_message`) before it is combined with a call. In the JSON
+        strings of both, the format's markers cannot be written raw (:meth:`structure_markers`).
         """
+        calls = bool(tools) and tool_choice != "none"
+        grammar = call_grammar(self.tool_grammar, tools, "required" if tool_choice == "auto" else tool_choice,
+                               parallel=parallel) if calls else ""
+        # the JSON strings of what the grammar holds cannot write a marker the parser would read as structure
+        markers = self.structure_markers(grammar)
+        grammar = json_strings_without(grammar, markers)
         if answer:
-            answer = self.answer_message(answer, prompt, continued)
-        if not tools or tool_choice == "none":
+            answer = self.answer_message(json_strings_without(answer, markers), prompt, continued)
+        if not calls:
             return {"grammar": self.answer_grammar(answer, prompt, continued, thinking)} if answer else {}
-        grammar = call_grammar(self.tool_grammar, tools, "required" if tool_choice == "auto" else tool_choice, parallel=parallel)
         if tool_choice == "auto" and answer is not None:
             grammar = either_grammar(grammar, answer)
         elif tool_choice == "auto":

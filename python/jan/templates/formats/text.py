@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping
 from jan.json_text import MAX_ARGUMENTS_DEPTH, json_number, loads_json, sendable_arguments
 from ..tool_calls import partial_suffix
 
-__all__ = ["partial_suffix", "hold", "find_first", "tool_schemas", "json_value_text", "WS"]
+__all__ = ["partial_suffix", "hold", "find_first", "tool_schemas", "json_value_text", "trigger_literals", "WS"]
 
 WS = " \t\r\n"
 
@@ -297,3 +297,33 @@ def closed_json(text: str) -> str:
     if end >= 0:
         return text[lead:end]
     return (text[lead:safe] + closure) or "{}"
+
+
+_META = set(".^$*+?{}[]()")
+
+
+def trigger_literals(trigger: str | None) -> list[str] | None:
+    """The literal texts a format's call ``trigger`` regex (:attr:`ChatFormat.trigger`) is an alternation of,
+    e.g. ``r"<tool_call>|<function="`` -> ``["<tool_call>", "<function="]``; None when it is not only
+    escaped literals joined by ``|`` (an optional character, a class, a group) or there is none."""
+    if not trigger:
+        return None
+    out, text, i = [], "", 0
+    while i < len(trigger):
+        c = trigger[i]
+        if c == "\\":
+            if i + 1 >= len(trigger) or trigger[i + 1].isalnum():  # \s, \d, \b...: a class, not a character
+                return None
+            text += trigger[i + 1]
+            i += 2
+            continue
+        if c == "|":
+            out.append(text)
+            text = ""
+        elif c in _META:
+            return None
+        else:
+            text += c
+        i += 1
+    out.append(text)
+    return out if all(out) else None

@@ -1,0 +1,143 @@
+"""A format's marker texts never stand raw inside the JSON strings of what a grammar holds.
+
+A chat format's output parser reads its markers as structure wherever they stand in the answer (gpt-oss's
+``<|end|>`` ends the final message, Hermes's ``<tool_call>`` opens a call, ``</think>`` a thought), and
+llama.cpp's grammar matches a control token by its text. A response format's JSON, or a forced call's
+arguments, whose strings could write one was read back as something else: ``{"wanalysis<|end|>…`` reached the
+client as content that is no JSON. For every family of ``chat_format_cases.py``, llama.cpp's own grammar engine
+must refuse each marker raw in a string and take it escaped (``\\u003c``), take ordinary ``<`` and ``|``, and the
+output parser must read every such text back into the same answer or call.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jan.templates import ChatTemplate, json_schema_to_grammar
+from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_template, parse_output
+from jan.templates.grammar import JSON_OBJECT_GRAMMAR, MarkerWatch, json_strings_without
+
+from chat_format_cases import CASES, TEMPLATES, TOOLS
+from test_harmony_answer_grammar import _parsed
+
+# one case per template (a template may give several outputs)
+TEMPLATE_CASES = list({c.template: c for c in CASES}.values())
+PLAIN = ["a < b | c", "<| x |>", "<", "|>", "a<b>c", "[x]"]
+
+
+def _plan(template: str, tools=None) -> tuple[ChatPlan, str]:
+    path = TEMPLATES / f"{template}.jinja"
+    if not path.is_file():
+        pytest.skip(f"template {path} missing")
+    t = ChatTemplate(path.read_text(encoding="utf-8"))
+    plan = ChatPlan(format_for_template(t, bool(tools)), ReasoningRequest(), tools=tools,
+                    tool_choice="required" if tools else "auto", parallel_tool_calls=False)
+    prompt = t.render([{"role": "user", "content": "Weather in Paris?"}], tools=tools, add_generation_prompt=True,
+                      **plan.template_kwargs())
+    return plan, prompt
+
+
+def _escaped(text: str, markers) -> str:
+    """``text`` as JSON string text with every character that starts a marker written as a JSON escape."""
+    firsts = {m[0] for m in markers}
+    return "".join(f"\\u{ord(ch):04x}" if ch in firsts else ch for ch in text)
+
+
+def _string(text: str) -> str:
+    return json.dumps(text)[1:-1]
+
+
+def test_marker_watch_reads_every_marker():
+    watch = MarkerWatch(["<|end|>", "<|start|>", "</think>"])
+    for text, hit in [("a<|end|>", True), ("<|en<|start|>", True), ("<</think>", True), ("<|end|", False),
+                      ("a < b | c", False), ("<|<|end", False)]:
+        state = 0
+        seen = False
+        for ch in text:
+            state = watch.step(state, ch)
+            seen = seen or watch.hit[state]
+        assert seen == hit, text
+
+
+@pytest.mark.parametrize("answer", [JSON_OBJECT_GRAMMAR, json_schema_to_grammar(
+    {"type": "object", "properties": {"a": {"type": "string", "maxLength": 40}}, "required": ["a"]})],
+    ids=["json_object", "max_length"])
+def test_json_strings_refuse_a_marker_raw_and_take_it_escaped(llama, answer):
+    markers = ["<|end|>", "<|start|>", "</tool_call>", "[TOOL_CALLS]"]
+    grammar = json_strings_without(answer, markers)
+    assert llama.parses(grammar)
+    counted = answer is not JSON_OBJECT_GRAMMAR
+    for m in markers:
+        assert llama.accepts(answer, f'{{"a": "x{m}"}}')  # the grammar as it was took it
+        assert not llama.accepts(grammar, f'{{"a": "x{m}"}}'), m
+        assert not llama.accepts(grammar, f'{{"a": "{m}y"}}'), m
+        assert llama.accepts(grammar, f'{{"a": "x{_escaped(m, markers)}"}}'), m
+        if not counted:  # a key is a free string too
+            assert not llama.accepts(grammar, f'{{"{m}": 1}}'), m
+    for text in PLAIN:
+        # a free string takes what is no whole marker; a counted one escapes a marker's first character
+        written = _escaped(text, markers) if counted else text
+        assert llama.accepts(grammar, f'{{"a": "{_string(written)}"}}'), text
+    # a marker whose text a JSON string cannot hold raw (a newline) is no matter: the grammar is unchanged
+    assert json_strings_without(answer, ["<a>\n"]) == answer
+
+
+@pytest.mark.parametrize("case", TEMPLATE_CASES, ids=lambda c: c.template)
+def test_a_response_format_writes_no_marker_raw(llama, case):
+    plan, prompt = _plan(case.template)
+    grammar = plan.grammar_options(prompt, answer=JSON_OBJECT_GRAMMAR)["grammar"]
+    markers = plan.fmt.structure_markers()
+    heads = ["", "<|channel|>final<|message|>", *plan.fmt.answer_opens]
+    if plan.fmt.reasoning is not None:
+        heads.append("Hm." + plan.fmt.reasoning.end)
+    head = next((h for h in heads if llama.accepts(grammar, h + '{"a": "b"}')), None)
+    assert head is not None, grammar
+    opened = plan.fmt.starts_in_reasoning(prompt)
+    for m in markers:
+        assert not llama.accepts(grammar, f'{head}{{"a": "x{m}"}}'), m
+        text = f'{head}{{"a": "x{_escaped(m, markers)}"}}'
+        assert llama.accepts(grammar, text), m
+        parsed = _parsed(plan, prompt, text) if plan.fmt.channels else parse_output(
+            text, plan.fmt, None, open_at_start=opened)
+        assert json.loads(parsed.content) == {"a": "x" + m}, (m, parsed)
+    for plain in PLAIN:
+        text = f'{head}{{"a": "{_string(plain)}"}}'
+        if llama.accepts(grammar, text):  # (a family whose marker this text is refuses it: checked above)
+            assert json.loads(parse_output(text, plan.fmt, None, open_at_start=opened).content) == {"a": plain}
+        else:
+            assert any(m in plain for m in markers), plain
+
+
+def test_every_family_with_markers_has_them_held():
+    # the families above whose answer has markers: thinking, Harmony's messages, an answer's opening
+    names = {_plan(c.template)[0].fmt.name for c in TEMPLATE_CASES if _plan(c.template)[0].fmt.structure_markers()}
+    assert {"gpt-oss", "hermes", "deepseek-r1", "kimi-k2", "glm-4.5", "command-r7b", "mistral-reasoning", "granite",
+            "nemotron", "solar-open", "apertus", "apriel-1.5", "generic"} <= names
+
+
+# the calls each template's grammar writes as the case wrote them (a single call, no prose before it)
+CALL_CASES = [pytest.param(c, o, id=f"{c.template}-{kind}") for c in TEMPLATE_CASES
+              for kind, o in (("plain", c.plain), ("thinking", c.thinking))
+              if o is not None and len(o.calls) == 1 and '"city": "' in o.text]
+
+
+@pytest.mark.parametrize(("case", "output"), CALL_CASES)
+def test_a_forced_call_s_arguments_write_no_marker_raw(llama, case, output):
+    plan, prompt = _plan(case.template, TOOLS)
+    grammar = plan.grammar_options(prompt)["grammar"]
+    if not llama.accepts(grammar, output.text):
+        pytest.skip("the case's call is not one this grammar writes (prose around it)")
+    markers = plan.fmt.structure_markers(grammar)
+    if not markers:
+        assert plan.fmt.name in ("llama3", "firefunction-v2", "functionary-v3.2")  # calls in plain JSON/text
+        pytest.skip("the format's calls have no markup")
+    city = output.calls[0][1]["city"]
+    opened = plan.fmt.starts_in_reasoning(prompt)
+    for m in markers:
+        assert not llama.accepts(grammar, output.text.replace(f'"{city}"', f'"{city}{m}"')), m
+        text = output.text.replace(f'"{city}"', f'"{city}{_escaped(m, markers)}"')
+        assert llama.accepts(grammar, text), m
+        parsed = parse_output(text, plan.fmt, TOOLS, open_at_start=opened)
+        assert [(c.name, json.loads(c.arguments)["city"]) for c in parsed.tool_calls] == [("get_weather", city + m)]
