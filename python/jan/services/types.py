@@ -807,6 +807,23 @@ class LoadOptions:
         # adapters' (``lora_paths``)
     }
 
+    def __post_init__(self) -> None:
+        """Each value given checked as the engine's load option of its name (:func:`jan.engine.model.check_load_option`:
+        ``n_ctx=-1`` is no context size): a layer that can never load is refused where it is made, not at the load it
+        reaches later. TypeError or :class:`RequestError` (a ValueError) naming the field; options that depend on
+        another layer's (``draft_p_min`` on a draft model) are judged once the layers are merged, at load."""
+        from jan.engine.model import check_load_option
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            try:
+                check_load_option(f.name, value)
+            except TypeError as exc:
+                raise TypeError(str(exc) if str(exc).startswith(f"{f.name}") else f"{f.name}: {exc}") from None
+            except ValueError as exc:
+                detail = str(exc).removeprefix(f"{f.name}: ")
+                raise _misuse(f.name, detail) from None
+
     @classmethod
     def from_model_settings(cls, settings: Mapping[str, Any] | None) -> "LoadOptions":
         """The layer a model.json's ``settings`` gives (``ctx_len`` 0/-1 means "the model's own")."""
