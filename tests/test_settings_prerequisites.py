@@ -16,6 +16,7 @@ from api_helpers import running
 from extension_helpers import call
 from test_cli_helpers import cli_env, fails, jan
 
+from jan.engine.media import DEFAULT_LIMITS, MediaLimits
 from jan.engine.model import LOAD_PREREQUISITES, LOAD_RANGES, check_load_options
 from jan.errors import BadRequestError
 from jan.services.errors import RequestError
@@ -26,35 +27,41 @@ CHAT = "stories260K"
 WAIT_S = 300
 
 #: A value of each option in the table that asks for something, and one that has what it needs.
-ASKS = {"image_min_tokens": 64, "image_max_tokens": 256, "draft_p_min": 0.5, "lora_init_without_apply": True}
+ASKS = {"image_min_tokens": 64, "image_max_tokens": 256, "draft_p_min": 0.5, "lora_init_without_apply": True,
+        "media_limits": MediaLimits(max_items=2)}
 HAS = {"mmproj": "/nowhere/mmproj.gguf", "draft_model": "/nowhere/draft.gguf", "lora": (("/nowhere/a.gguf", 1.0),)}
 #: ``jan serve``'s flag for each (its own spelling, as it names it in its error).
 FLAGS = {"image_min_tokens": ["--image-min-tokens", "64"], "image_max_tokens": ["--image-max-tokens", "256"],
          "draft_p_min": ["--draft-p-min", "0.5"], "lora_init_without_apply": ["--lora-init-without-apply"]}
 OPTIONS = sorted(LOAD_PREREQUISITES)
+#: Options of jan.Model's alone (no model.json setting, no flag): what one request's media may be.
+LIBRARY_ONLY = ("media_limits",)
+SETTINGS = [option for option in OPTIONS if option not in LIBRARY_ONLY]
 
 
 def test_every_option_of_the_table_is_a_model_json_setting_and_a_serve_flag():
-    assert sorted(ASKS) == OPTIONS == sorted(FLAGS)  # (a new entry gets its case in every test below)
+    assert sorted(ASKS) == OPTIONS and sorted(FLAGS) == SETTINGS  # (a new entry gets its case in every test below)
     for option, (needed, _) in LOAD_PREREQUISITES.items():
-        assert LoadOptions.MODEL_JSON_KEYS[option] == option
+        assert option in LIBRARY_ONLY or LoadOptions.MODEL_JSON_KEYS[option] == option
         assert needed in HAS
 
 
 @pytest.mark.parametrize("option", OPTIONS)
 def test_the_engine_refuses_an_option_without_what_it_needs(option):
     needed = LOAD_PREREQUISITES[option][0]
-    with pytest.raises(BadRequestError, match=f"^{option}: needs .*\\({needed}\\)") as info:
+    with pytest.raises(BadRequestError, match=f"^{option}: needs .*; give one as {needed}, or leave it out$") as info:
         check_load_options({option: ASKS[option]})
     assert (info.value.param, info.value.code) == (option, "missing_prerequisite")
     check_load_options({option: ASKS[option], needed: HAS[needed]})
 
 
 @pytest.mark.parametrize("option,value", [("lora_init_without_apply", False), ("draft_p_min", 0.75),
-                                          ("draft_p_min", 0.0), ("image_min_tokens", None)])
+                                          ("draft_p_min", 0.0), ("image_min_tokens", None),
+                                          ("media_limits", DEFAULT_LIMITS)])
 def test_a_value_that_asks_for_nothing_stays_accepted(option, value):
     check_load_options({option: value})
-    check_prerequisites({"settings": {option: value}})
+    if option != "media_limits":
+        check_prerequisites({"settings": {option: value}})
 
 
 @pytest.mark.parametrize("option", OPTIONS)
@@ -66,10 +73,11 @@ def test_jan_model_refuses_it_before_reading_the_weights(stories_path, option):
     assert info.value.param == option
 
 
-@pytest.mark.parametrize("option", OPTIONS)
+@pytest.mark.parametrize("option", SETTINGS)
 def test_a_model_json_setting_without_what_it_needs_is_refused(option):
     needed = LOAD_PREREQUISITES[option][0]
-    with pytest.raises(RequestError, match=f"^settings.{option}: needs .*settings.{needed}") as info:
+    advice = f"; give one as settings.{needed}, or leave it out$"
+    with pytest.raises(RequestError, match=f"^settings.{option}: needs .*{advice}") as info:
         check_prerequisites({"settings": {option: ASKS[option]}})
     assert (info.value.param, info.value.code) == (f"settings.{option}", "missing_prerequisite")
     check_prerequisites({"settings": {option: ASKS[option], needed: HAS[needed]}})
@@ -83,7 +91,7 @@ def test_a_model_json_setting_without_what_it_needs_is_refused(option):
         check_prerequisites({"settings": {option: ASKS[option]}}, [f"settings.{needed}"])
 
 
-@pytest.mark.parametrize("option", OPTIONS)
+@pytest.mark.parametrize("option", SETTINGS)
 def test_server_flags_no_model_reads_are_refused(option):
     needed = LOAD_PREREQUISITES[option][0]
     plain, has = {"id": "a", "settings": {}}, {"id": "b", "settings": {needed: "x.gguf"}}
@@ -100,7 +108,7 @@ def server(tmp_path_factory, stories_path):
         yield srv
 
 
-@pytest.mark.parametrize("option", OPTIONS)
+@pytest.mark.parametrize("option", SETTINGS)
 def test_a_patch_setting_it_without_what_it_needs_is_a_400(server, option):
     status, answer = call(server, "PATCH", f"/v1/models/{CHAT}", {"settings": {option: ASKS[option]}},
                           timeout=WAIT_S)
@@ -111,7 +119,7 @@ def test_a_patch_setting_it_without_what_it_needs_is_a_400(server, option):
     assert status == 200 and option not in model.get("settings", {}), model  # nothing stored
 
 
-@pytest.mark.parametrize("option", OPTIONS)
+@pytest.mark.parametrize("option", SETTINGS)
 def test_a_hand_edited_model_json_is_refused_at_load(server, option):
     path = server.config.data_folder / "models" / CHAT / "model.json"
     before = path.read_text()
@@ -130,11 +138,24 @@ def test_a_hand_edited_model_json_is_refused_at_load(server, option):
     assert status == 200, answer
 
 
-@pytest.mark.parametrize("option", OPTIONS)
+@pytest.mark.parametrize("option", SETTINGS)
 def test_jan_serve_refuses_a_flag_its_models_cannot_read(tmp_path, stories_path, option):
     result = jan("serve", "--port", "0", "-m", str(stories_path), *FLAGS[option], env=cli_env(tmp_path / "jan"),
                  timeout=WAIT_S)
     fails(result, FLAGS[option][0], "would have no effect")
+
+
+#: ``jan run``'s flags of the table (a model loaded in this process), and how it names what each needs.
+RUN_FLAGS = [(["--image-min-tokens", "64"], "settings.mmproj"), (["--image-max-tokens", "64"], "settings.mmproj"),
+             (["--draft-p-min", "0.5"], "-md/--model-draft")]
+
+
+@pytest.mark.parametrize("flags,needed", RUN_FLAGS, ids=[f[0] for f, _ in RUN_FLAGS])
+def test_jan_run_refuses_a_flag_the_model_cannot_read_naming_the_flags(tmp_path, stories_path, flags, needed):
+    env = cli_env(tmp_path / "jan")
+    result = jan("run", str(stories_path), "hi", "-n", "1", *flags, env=env, timeout=WAIT_S)
+    message = fails(result, f"{flags[0]}: needs ", f"give one as {needed}")
+    assert "model.json" not in message  # (the flag gave it)
 
 
 def test_jan_serve_refuses_a_default_model_that_embeds_only(tmp_path, minilm_path):
@@ -182,3 +203,25 @@ def test_model_service_methods_refuse_an_id_that_is_no_string(method):
 
     with pytest.raises(TypeError, match="^model_id: expected a model id"):
         asyncio.run(call_it())
+
+
+def test_relative_file_names_in_a_model_json_are_the_model_folders_never_the_working_directorys(
+        tmp_path, monkeypatch, stories_path):
+    """Every file a model.json names (weights, projector, draft model, adapters) by a relative name is a file of the
+    model's folder, as jan writes them, whatever the working directory holds by that name."""
+    from jan.store import DataFolder
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    for name in ("w.gguf", "p.gguf", "d.gguf", "a.gguf"):
+        (cwd / name).symlink_to(stories_path)
+    monkeypatch.chdir(cwd)
+    store = DataFolder(tmp_path / "data")
+    store.models.create({"id": "m", "settings": {"llama_model_path": "w.gguf", "mmproj": "p.gguf",
+                                                 "draft_model": "d.gguf", "lora": ["a.gguf"]}})
+    folder = store.models_dir / "m"
+    assert store.models.model_file("m") is None and store.models.mmproj_file("m") is None  # (none in the folder)
+    assert store.models.draft_model_file("m") == folder / "d.gguf"
+    assert store.models.lora_files("m") == [{"path": str(folder / "a.gguf")}]
+    (folder / "w.gguf").symlink_to(stories_path)
+    assert store.models.model_file("m") == folder / "w.gguf"

@@ -272,8 +272,9 @@ def release_startup_memory() -> None:
 
 async def _check_default_model(app: web.Application, config: ServerConfig, *, loaded: bool = False) -> bool:
     """RuntimeError when ``--default-model`` names no model of the data folder (remote ones included) nor one a
-    ``--model`` loads (by its id or an ``--alias``), or one that embeds only. True when it may be one a ``--model`` GGUF path imports, known only once it is loaded:
-    called again then with ``loaded``."""
+    ``--model`` loads (by its id or an ``--alias``), or one that embeds only (every request that names no model
+    would go to it). True when it may be one a ``--model`` GGUF path imports, known only once it is loaded: called
+    again then with ``loaded``."""
     from jan.errors import ModelNotFoundError
     from jan.server.keys import SERVICES
     from jan.services.models import embeds_only

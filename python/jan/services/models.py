@@ -233,8 +233,7 @@ def check_prerequisites(model: Mapping[str, Any], changed: Iterable[str] | None 
         changed is None or {"settings", f"settings.{key}", f"settings.{LOAD_PREREQUISITES[key][0]}"} & set(changed))]
     unmet = unmet_prerequisite(effective, names)
     if unmet is not None:
-        error = prerequisite_error(*unmet, named="settings.")
-        raise RequestError(str(error), param=error.param, code=error.code)
+        raise prerequisite_error(*unmet, named="settings.", kind=RequestError)
 
 
 def unread_server_defaults(models: Sequence[Mapping[str, Any]], defaults: Mapping[str, Any]) -> ModelSettingError | None:
@@ -271,8 +270,8 @@ def unread_server_defaults(models: Sequence[Mapping[str, Any]], defaults: Mappin
         lacking = [model for model in models if lacks(model)]
         if lacking and all(lacks(model) or option in (model.get("settings") or {}) for model in models):
             needed, words = LOAD_PREREQUISITES[option]
-            return refused(lacking[0], option, f"it loads with no {words} (settings.{needed}), nor does any other model the "
-                           f"server may load that leaves {option} to the server, so it would have no effect",
+            return refused(lacking[0], option, f"it loads with no {words} (settings.{needed}), nor does any other "
+                           f"model the server may load that leaves {option} to the server, so it would have no effect",
                            "missing_prerequisite")
     return None
 

@@ -611,6 +611,9 @@ def _check_stored_settings(model: dict[str, Any], defaults: Mapping[str, Any] | 
         check_model_kind(model)  # a draft model, sampling... on a model that embeds only: refused, not left unread
         check_prerequisites(model, None, defaults)  # image_min_tokens with no projector...: refused, not left unread
     except RequestError as exc:
+        if exc.advice is not None and exc.reason is not None:  # (kept as data: jan run names the setting its flag)
+            raise ModelSettingError("", param=exc.param, code=exc.code or "invalid_value").advise(
+                exc.reason, exc.advice, f"{exc.tail}{in_model_json(model)}", named=exc.named) from None
         raise ModelSettingError(f"{exc}{in_model_json(model)}", param=exc.param,
                                 code=exc.code or "invalid_value") from None
 
