@@ -225,3 +225,18 @@ def test_relative_file_names_in_a_model_json_are_the_model_folders_never_the_wor
     assert store.models.lora_files("m") == [{"path": str(folder / "a.gguf")}]
     (folder / "w.gguf").symlink_to(stories_path)
     assert store.models.model_file("m") == folder / "w.gguf"
+
+
+def test_a_server_flag_stays_a_default_for_the_models_that_can_read_it(tmp_path, stories_path, qwen2vl_pair):
+    """``jan serve --image-max-tokens`` with a model that has a projector beside one that has none: the flag is the
+    first one's default, left out for the other (which jan.Model now refuses it for), so both answer."""
+    model, _mmproj = qwen2vl_pair  # (its mmproj-<name> beside it: imported with it)
+    with running(tmp_path / "data", stories_path, model, image_max_tokens=64) as srv:
+        body = {"model": CHAT, "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
+        status, answer = call(srv, "POST", "/v1/chat/completions", body, timeout=WAIT_S)
+        assert status == 200, answer
+        status, answer = call(srv, "POST", "/v1/chat/completions", {**body, "model": model.stem}, timeout=WAIT_S)
+        assert status == 200, answer
+        status, system = call(srv, "GET", "/v1/system", timeout=WAIT_S)
+        shown = {m["id"]: m.get("image_max_tokens") for m in system["models"]}
+        assert shown == {CHAT: None, model.stem: 64}, system
