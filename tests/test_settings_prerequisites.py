@@ -81,6 +81,9 @@ def test_a_model_json_setting_without_what_it_needs_is_refused(option):
         check_prerequisites({"settings": {option: ASKS[option]}})
     assert (info.value.param, info.value.code) == (f"settings.{option}", "missing_prerequisite")
     check_prerequisites({"settings": {option: ASKS[option], needed: HAS[needed]}})
+    # what the model service resolved counts too: a projector beside a GGUF given by path, which no setting names
+    resolved = {"mmproj": "mmproj_path", "draft_model": "draft_model_path", "lora": "lora_paths"}[needed]
+    check_prerequisites({"settings": {option: ASKS[option]}, resolved: HAS[needed]})
     if needed != "mmproj":  # the server's draft model and adapters are every model's that names none of its own
         check_prerequisites({"settings": {option: ASKS[option]}}, None, {needed: HAS[needed]})
         with pytest.raises(RequestError):  # (an empty one of its own opts out of the server's)

@@ -211,6 +211,25 @@ def check_model_kind(model: Mapping[str, Any], changed: Iterable[str] | None = N
                            "parameters apply to text generation only; remove it", param=param, code="invalid_value")
 
 
+def _loads_with(model: Mapping[str, Any], defaults: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The load options ``model`` (a model.json) loads with as :data:`LOAD_PREREQUISITES` reads them: the server's
+    ``defaults`` under its own ``settings`` (an empty or null ``draft_model``/``lora``, or ``speculative`` "none",
+    takes none of the server's: :mod:`jan.extensions.llamacpp.drafts`), and the files the model service resolved
+    (:data:`WEIGHT_KEYS`: a projector beside a GGUF given by path, which no setting names; ``jan run
+    --model-draft``'s draft model)."""
+    from jan.extensions.llamacpp.drafts import opts_out as refuses_server_draft
+
+    settings = model.get("settings") or {}
+    settings = settings if isinstance(settings, Mapping) else {}
+    effective = {**{k: v for k, v in (defaults or {}).items() if v is not None}, **{
+        k: v for k, v in settings.items() if v is not None or k in ("draft_model", "lora")}}
+    if refuses_server_draft(settings):
+        effective.pop("draft_model", None)
+    effective.update({key: model[resolved] for key, resolved in (("mmproj", "mmproj_path"), ("draft_model",
+                      "draft_model_path"), ("lora", "lora_paths")) if model.get(resolved)})
+    return effective
+
+
 def check_prerequisites(model: Mapping[str, Any], changed: Iterable[str] | None = None,
                         defaults: Mapping[str, Any] | None = None) -> None:
     """:class:`RequestError` (``missing_prerequisite``) naming the first model.json setting that needs something the
@@ -218,17 +237,13 @@ def check_prerequisites(model: Mapping[str, Any], changed: Iterable[str] | None 
     ``draft_p_min`` a draft model, ``lora_init_without_apply`` LoRA adapters): stored, it was accepted and had no
     effect. ``defaults``: the server's load options for every model (``jan serve --model-draft``, ``--lora``), which
     a model.json that names none of its own loads with (an empty ``draft_model``/``lora`` of its own opts out of
-    them). ``changed`` as :meth:`ModelService.check_model` takes it (None: everything); a change of the
-    prerequisite judges the settings that need it."""
-    from jan.extensions.llamacpp.drafts import opts_out as refuses_server_draft
-
+    them); the files :meth:`ModelService.with_weights` resolved (``mmproj_path``...) count as given. ``changed`` as
+    :meth:`ModelService.check_model` takes it (None: everything); a change of the prerequisite judges the settings
+    that need it."""
     settings = model.get("settings") or {}
     if not isinstance(settings, Mapping):
         return
-    effective = {**{k: v for k, v in (defaults or {}).items() if v is not None}, **{
-        k: v for k, v in settings.items() if v is not None or k in ("draft_model", "lora")}}
-    if refuses_server_draft(settings):
-        effective.pop("draft_model", None)  # speculative "none": not even the server's draft model
+    effective = _loads_with(model, defaults)
     names = [key for key in LOAD_PREREQUISITES if key in settings and (
         changed is None or {"settings", f"settings.{key}", f"settings.{LOAD_PREREQUISITES[key][0]}"} & set(changed))]
     unmet = unmet_prerequisite(effective, names)
@@ -263,8 +278,7 @@ def unread_server_defaults(models: Sequence[Mapping[str, Any]], defaults: Mappin
                                "invalid_value")
     for option in (key for key in defaults if key in LOAD_PREREQUISITES):
         def lacks(model: Mapping[str, Any]) -> bool:  # loads without what the flag needs (its own, or the server's)
-            return unmet_prerequisite({**defaults, **(model.get("settings") or {}), option: defaults[option]},
-                                      [option]) is not None
+            return unmet_prerequisite({**_loads_with(model, defaults), option: defaults[option]}, [option]) is not None
 
         # a model reads the flag when it sets no value of its own and has what it needs
         lacking = [model for model in models if lacks(model)]
