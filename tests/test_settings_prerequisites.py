@@ -188,6 +188,35 @@ def test_load_options_refuse_a_value_of_the_wrong_kind_when_made(name, value):
         LoadOptions(**{name: value})
 
 
+def _typed(kind: str, **fields):
+    from jan.services.types import ChatMessage, ChatRequest, CompletionRequest, ReasoningOptions, SamplingOptions
+
+    made = {"chat": lambda: ChatRequest(model="m", messages=(ChatMessage.of_text("user", "hi"),), **fields),
+            "completion": lambda: CompletionRequest(model="m", prompts=("hi",), **fields),
+            "reasoning": lambda: ReasoningOptions(**fields), "sampling": lambda: SamplingOptions(**fields)}
+    return made[kind]()
+
+
+#: (typed struct, field, a value out of the engine's range): each refused only where the engine read it, after the
+#: model loaded, before.
+OUT_OF_RANGE = [("chat", "top_logprobs", -1), ("chat", "top_logprobs", 21), ("completion", "logprobs", -1),
+                ("completion", "logprobs", 21), ("reasoning", "budget_tokens", -2), ("sampling", "id_slot", -2),
+                ("sampling", "id_slot", 2**40)]
+
+
+@pytest.mark.parametrize("kind,name,value", OUT_OF_RANGE, ids=[f"{k}.{n}={v}" for k, n, v in OUT_OF_RANGE])
+def test_typed_requests_refuse_an_out_of_range_field_when_made(kind, name, value):
+    with pytest.raises(RequestError, match=f"^{name}: must be ") as info:
+        _typed(kind, **{name: value})
+    assert info.value.param == name
+
+
+@pytest.mark.parametrize("kind,name,value", [("chat", "top_logprobs", 0), ("completion", "logprobs", 0),
+                                             ("reasoning", "budget_tokens", -1), ("sampling", "id_slot", -1)])
+def test_typed_requests_take_the_values_that_mean_none_or_any(kind, name, value):
+    assert getattr(_typed(kind, **{name: value}), name) == value
+
+
 def test_load_options_take_what_means_the_default():
     assert LoadOptions(n_ctx=0).n_ctx == 0  # the model's own context
     assert LoadOptions(n_gpu_layers="auto", n_threads=-1).given() == {"n_gpu_layers": "auto", "n_threads": -1}
