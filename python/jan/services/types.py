@@ -256,14 +256,13 @@ def _build_hint(wanted: str, got: Any) -> str:
 
 def _check_counts(obj: Any, counts: Mapping[str, str]) -> None:
     """Each of ``obj``'s fields in ``counts`` (field -> its :data:`jan.engine.params.RANGES` entry, or
-    ``reasoning_budget``, ``id_slot``) within the engine's bounds when given, or a ``RequestError`` naming the field: ``n`` (1 to
-    16, the server's: n=0 made no choice, a chat then failed with an IndexError, a completion answered nothing),
-    ``top_logprobs`` (0 to 20), a thinking budget (-1: none, or a count), a slot (-1: any) — every front end's refusal, made here for a
-    Python caller too rather than only where the engine reads it, after the model loaded."""
+    ``reasoning_budget``, ``id_slot``) within the engine's bounds when given, or a ``RequestError`` naming the field:
+    ``n`` (1 to 16, the server's: n=0 made no choice, a chat then failed with an IndexError, a completion answered
+    nothing), ``top_logprobs`` (0 to 20), a thinking budget (-1: none, or a count), a slot (-1: any) — every front
+    end's refusal, made here for a Python caller too rather than only where the engine reads it, after the load."""
     from jan.engine.params import ID_SLOT, RANGES, REASONING_BUDGET
 
     apart = {"reasoning_budget": REASONING_BUDGET, "id_slot": ID_SLOT}  # (not in RANGES: see jan.engine.params)
-
     for name, option in counts.items():
         value = getattr(obj, name)
         if value is None:
