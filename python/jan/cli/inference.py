@@ -641,6 +641,8 @@ class LocalBackend:
                     # (a value the settings' check refused, said of the model.json's field: of the flag here)
                     flag = given[exc_param]
                     message = flag + message.removeprefix(exc_param).split(" (in the model.json of")[0]
+                elif exc_param in given:  # (named as the flag already: the model.json did not give it)
+                    message = message.split(" (in the model.json of")[0]
             raise CLIError(f"cannot load {spec}: {message}") from None
         self.load_seconds = time.perf_counter() - started
         # what the engine made of the file, where its header did not tell

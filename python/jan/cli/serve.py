@@ -272,10 +272,12 @@ def release_startup_memory() -> None:
 
 async def _check_default_model(app: web.Application, config: ServerConfig, *, loaded: bool = False) -> bool:
     """RuntimeError when ``--default-model`` names no model of the data folder (remote ones included) nor one a
-    ``--model`` loads (by its id or an ``--alias``). True when it may be one a ``--model`` GGUF path imports, known only once it is loaded:
-    called again then with ``loaded``."""
+    ``--model`` loads (by its id or an ``--alias``), or one that embeds only (every request that names no model
+    would go to it). True when it may be one a ``--model`` GGUF path imports, known only once it is loaded: called
+    again then with ``loaded``."""
     from jan.errors import ModelNotFoundError
     from jan.server.keys import SERVICES
+    from jan.services.models import embeds_only
     from jan.store import is_valid_id
 
     name = config.default_model
@@ -285,11 +287,16 @@ async def _check_default_model(app: web.Application, config: ServerConfig, *, lo
         raise RuntimeError(f"--default-model '{name}' is no model id (1-128 of A-Z a-z 0-9 . _ - starting with "
                            f"a letter or digit; see `jan models list`)")
     try:
-        await app[SERVICES].models.get(name)
-        return False
+        model = await app[SERVICES].models.get(name)
     except ModelNotFoundError as exc:
         if getattr(exc, "damaged", None):  # a model whose model.json is damaged: "no model" would send one looking
             raise RuntimeError(f"--default-model: {exc}") from None
+    else:
+        if embeds_only(model):
+            # every chat and completion that names no model would go to it, each refused as one to an embedding model
+            raise RuntimeError(f"--default-model '{name}' embeds only (settings.embedding is true): the requests that "
+                               "name no model (chats, completions) would all go to it; name a model that generates")
+        return False
     if not loaded and (name in config.aliases or any(os.path.isfile(os.path.expanduser(spec))
                                                      for spec in config.models)):
         # a GGUF path's model is imported (and named) by its load, and an --alias names its model once loaded (as

@@ -281,6 +281,65 @@ LOAD_RANGES: dict[str, Range] = {
     "image_min_tokens": Range(int, ge=1, le=IMAGE_TOKENS_MAX),
     "image_max_tokens": Range(int, ge=1, le=IMAGE_TOKENS_MAX),
 }
+#: Load options that something else the model loads with is read for, and what (the load option naming it, and the
+#: thing in words): given without it, each was taken and had no effect — ``image_min_tokens`` sizes the images of a
+#: projector (``mmproj``), as ``media_limits`` bounds its media; ``draft_p_min`` is how sure the draft model must be
+#: (``draft_model``: n-gram drafting has no probabilities); ``lora_init_without_apply`` the default scale of LoRA
+#: adapters (``lora``). The one table of these rules: :func:`unmet_prerequisite` reads it for :class:`Model` and
+#: :class:`~jan.ModelPool`, the model service for a model.json (:func:`jan.services.models.check_prerequisites`),
+#: ``jan serve`` for its flags (:func:`jan.services.models.unread_server_defaults`). (``speculative``, ``draft_max``,
+#: ``draft_min`` and ``ngram`` are every request's speculative defaults: a request that turns n-gram drafting on reads
+#: them, draft model or none, so none of them is here.)
+LOAD_PREREQUISITES: dict[str, tuple[str, str]] = {
+    "image_min_tokens": ("mmproj", "a multimodal projector"),
+    "image_max_tokens": ("mmproj", "a multimodal projector"),
+    "draft_p_min": ("draft_model", "a draft model"),
+    "lora_init_without_apply": ("lora", "LoRA adapters"),
+    # (jan.Model's only: what one request's images and audio may be, and a model without a projector takes none)
+    "media_limits": ("mmproj", "a multimodal projector"),
+}
+
+
+#: The values of :data:`LOAD_PREREQUISITES`' options that are their defaults: given, they ask for nothing.
+_ASKS_NOTHING = {**{name: SAMPLING_DEFAULTS[name] for name in LOAD_PREREQUISITES if name in SAMPLING_DEFAULTS},
+                 "media_limits": DEFAULT_LIMITS}
+
+
+def opts_out(value: object) -> bool:
+    """Whether a load option's value asks for nothing: None (not given), False, 0 or empty (no file, no adapters)."""
+    return value is None or value is False or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                               and value == 0) or (isinstance(value, (str, Sequence)) and not value)
+
+
+def unmet_prerequisite(options: Mapping[str, object],
+                       names: Iterable[str] | None = None) -> tuple[str, str, str] | None:
+    """The first option of ``options`` (only of ``names`` when given) set to something (:func:`opts_out`) whose
+    prerequisite (:data:`LOAD_PREREQUISITES`) ``options`` leave out: ``(option, prerequisite, its words)``; None
+    when every one given has its own. A value that is the option's default (``draft_p_min`` 0.75, the default
+    ``media_limits``) asks nothing either."""
+    for name in options if names is None else names:
+        if name not in LOAD_PREREQUISITES:
+            continue
+        value = options.get(name)
+        if opts_out(value) or (name in _ASKS_NOTHING and value == _ASKS_NOTHING[name]):
+            continue
+        needed, words = LOAD_PREREQUISITES[name]
+        if opts_out(options.get(needed)):
+            return name, needed, words
+    return None
+
+
+def prerequisite_error(option: str, needed: str, words: str, *, named: str = "",
+                       kind: type[JanError] = BadRequestError) -> JanError:
+    """The refusal of ``option`` without its prerequisite ``needed`` (``named``: what the caller's names of both
+    begin with, the model.json's ``settings.``): a ``kind`` (a :class:`~jan.errors.BadRequestError`, or the
+    services' ``RequestError``) with ``param`` the option and code ``missing_prerequisite``, advising ``needed`` as
+    data (:class:`~jan.errors.Advice`: ``jan run`` names its ``-md/--model-draft``)."""
+    return kind("", param=f"{named}{option}", code="missing_prerequisite").advise(
+        f"needs {words}, and none is given, so it would have no effect",
+        Advice(needed, "give one as {setting}, or leave it out", name=f"{named}{needed}"), named=True)
+
+
 _LOAD_FLAGS = ("flash_attn", "use_mmap", "use_mlock", "kv_unified", "embedding", "extra_buffers", "vocab_only",
                "lora_init_without_apply", "offload_kqv", "output_embeddings", "cpu_strict", "no_host", "op_offload")
 #: llama.cpp's llama_split_mode by its name (the value is the enum's)
@@ -533,6 +592,9 @@ def check_load_options(options: Mapping[str, object]) -> None:
     check_order({k: options.get(k) for k in ("n_batch", "n_ubatch", "draft_min", "draft_max", "image_min_tokens",
                                              "image_max_tokens")},
                 {**SAMPLING_DEFAULTS, "n_batch": 512})
+    unmet = unmet_prerequisite(options)
+    if unmet is not None:
+        raise prerequisite_error(*unmet)
     if options.get("draft_model") is None and sampling_params(**{
             k: options[k] for k in SPECULATIVE_OPTIONS if options.get(k) is not None}).use_draft_model:
         # a BadRequestError naming the option, as every other load option's refusal: the server then says whose

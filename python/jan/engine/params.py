@@ -216,9 +216,9 @@ RANGES: dict[str, Range] = {
 
 #: Thinking tokens a request may spend (the engine holds an int32; None or -1: no cap, as DEFAULTS says and as the
 #: server's schema and llama-server's --reasoning-budget take it: -1 was refused here alone).
-_REASONING_BUDGET = Range(int, ge=-1, le=INT32_MAX)
+REASONING_BUDGET = Range(int, ge=-1, le=INT32_MAX)
 #: A request's slot (-1: any). Not in RANGES: its top is the model's slot count, which the model checks (Model.stream).
-_ID_SLOT = Range(int, ge=-1, le=INT32_MAX)
+ID_SLOT = Range(int, ge=-1, le=INT32_MAX)
 
 
 @dataclass(frozen=True)
@@ -319,8 +319,8 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
     p.grammar = o["grammar"] or ""
     p.grammar_triggers = _strings("grammar_triggers", o["grammar_triggers"])
     p.grammar_prefix = _string("grammar_prefix", o["grammar_prefix"])
-    p.reasoning_budget = -1 if o["reasoning_budget"] is None else _REASONING_BUDGET.check("reasoning_budget",
-                                                                                         o["reasoning_budget"])
+    p.reasoning_budget = -1 if o["reasoning_budget"] is None else REASONING_BUDGET.check("reasoning_budget",
+                                                                                        o["reasoning_budget"])
     p.reasoning_start = _string("reasoning_start", o["reasoning_start"])
     p.reasoning_end = _string("reasoning_end", o["reasoning_end"])
     p.reasoning_close = _string("reasoning_close", o["reasoning_close"])
@@ -351,7 +351,7 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
     lora = lora_request(o["lora"])
     p.lora_set = lora is not None
     p.lora = list(lora or ())
-    p.id_slot = -1 if o["id_slot"] is None else _ID_SLOT.check("id_slot", o["id_slot"])
+    p.id_slot = -1 if o["id_slot"] is None else ID_SLOT.check("id_slot", o["id_slot"])
     check_order(options, order_defaults)
     return p
 

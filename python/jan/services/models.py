@@ -19,7 +19,8 @@ from jan.core.guarded import guarded
 from jan.services.engine_output import engine_failures
 from jan.engine.header import read_header
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
-from jan.engine.model import check_context_total, check_load_option
+from jan.engine.model import (LOAD_PREREQUISITES, check_context_total, check_load_option, prerequisite_error,
+                              unmet_prerequisite)
 from jan.engine.params import ORDERS, check_order, check_sampling_options, speculative_mode
 from jan.errors import BadRequestError, JanError, ModelNotFoundError, ModelSettingError, not_found_message
 from jan.services.abilities import (Abilities, asks_abilities, context_refusal, fan_out_refusal, fill_in_refusal,
@@ -39,9 +40,10 @@ from jan.near_names import TYPO_SIMILARITY, closest_model_id, without_ollama_def
 from jan.templates import ChatTemplate, GrammarError, TemplateError, json_schema_to_grammar, resolve_template
 
 __all__ = ["GENERATION_SETTINGS", "ModelService", "Target", "canonical_settings", "capabilities", "check_model_kind", "check_parameters",
+           "check_prerequisites",
            "unread_server_defaults",
            "check_settings", "gguf_header",
-           "refuse_fan_out", "text_setting", "unload_now", "unload_replaced", "WEIGHT_KEYS"]
+           "refuse_fan_out", "require_model_id", "text_setting", "unload_now", "unload_replaced", "WEIGHT_KEYS"]
 
 #: What :meth:`ModelService.with_weights` adds to a model.json: its weights, projector and draft model files.
 WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path", "lora_paths", "mmproj_named")
@@ -209,26 +211,82 @@ def check_model_kind(model: Mapping[str, Any], changed: Iterable[str] | None = N
                            "parameters apply to text generation only; remove it", param=param, code="invalid_value")
 
 
+def _loads_with(model: Mapping[str, Any], defaults: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The load options ``model`` (a model.json) loads with as :data:`LOAD_PREREQUISITES` reads them: the server's
+    ``defaults`` under its own ``settings`` (an empty or null ``draft_model``/``lora``, or ``speculative`` "none",
+    takes none of the server's: :mod:`jan.extensions.llamacpp.drafts`), and the files the model service resolved
+    (:data:`WEIGHT_KEYS`: a projector beside a GGUF given by path, which no setting names; ``jan run
+    --model-draft``'s draft model)."""
+    from jan.extensions.llamacpp.drafts import opts_out as refuses_server_draft
+
+    settings = model.get("settings") or {}
+    settings = settings if isinstance(settings, Mapping) else {}
+    effective = {**{k: v for k, v in (defaults or {}).items() if v is not None}, **{
+        k: v for k, v in settings.items() if v is not None or k in ("draft_model", "lora")}}
+    if refuses_server_draft(settings):
+        effective.pop("draft_model", None)
+    effective.update({key: model[resolved] for key, resolved in (("mmproj", "mmproj_path"), ("draft_model",
+                      "draft_model_path"), ("lora", "lora_paths")) if model.get(resolved)})
+    return effective
+
+
+def check_prerequisites(model: Mapping[str, Any], changed: Iterable[str] | None = None,
+                        defaults: Mapping[str, Any] | None = None) -> None:
+    """:class:`RequestError` (``missing_prerequisite``) naming the first model.json setting that needs something the
+    model loads without (:data:`jan.engine.model.LOAD_PREREQUISITES`: ``image_min_tokens`` a projector,
+    ``draft_p_min`` a draft model, ``lora_init_without_apply`` LoRA adapters): stored, it was accepted and had no
+    effect. ``defaults``: the server's load options for every model (``jan serve --model-draft``, ``--lora``), which
+    a model.json that names none of its own loads with (an empty ``draft_model``/``lora`` of its own opts out of
+    them); the files :meth:`ModelService.with_weights` resolved (``mmproj_path``...) count as given. ``changed`` as
+    :meth:`ModelService.check_model` takes it (None: everything); a change of the prerequisite judges the settings
+    that need it."""
+    settings = model.get("settings") or {}
+    if not isinstance(settings, Mapping):
+        return
+    effective = _loads_with(model, defaults)
+    names = [key for key in LOAD_PREREQUISITES if key in settings and (
+        changed is None or {"settings", f"settings.{key}", f"settings.{LOAD_PREREQUISITES[key][0]}"} & set(changed))]
+    unmet = unmet_prerequisite(effective, names)
+    if unmet is not None:
+        raise prerequisite_error(*unmet, named="settings.", kind=RequestError)
+
+
 def unread_server_defaults(models: Sequence[Mapping[str, Any]], defaults: Mapping[str, Any]) -> ModelSettingError | None:
     """The error for server-wide load options (``jan serve``'s flags: ``defaults``, :meth:`ServerConfig.engine_defaults`)
     that no model of ``models`` (the local models the server may load) reads: generation options
     (:data:`GENERATION_SETTINGS`: ``--spec-type``, ``--model-draft``, ``--draft-max``, ``-ctk``...) where every one of
-    them embeds only (:func:`embeds_only`); the first model names the error. None when some model generates, or none of those options is given. The error carries
+    them embeds only (:func:`embeds_only`); an option that needs what the model loads without
+    (:data:`jan.engine.model.LOAD_PREREQUISITES`: ``--image-min-tokens`` a projector) where no model that leaves it to
+    the server has that (code ``missing_prerequisite``). The first such model names the error. None when some model
+    reads each option given. The error carries
     :class:`jan.errors.ServerDefault` as ``given_by_server``, so ``jan serve`` names its flag."""
     from jan.errors import ServerDefault
 
-    if not models or not all(embeds_only(model) for model in models):
+    def refused(model: Mapping[str, Any], option: str, why: str, code: str) -> ModelSettingError:
+        given = ServerDefault(str(model.get("id")), option, defaults[option], ValueError(f"{option}: {why}"))
+        error = ModelSettingError(given.said(), param=None, code=code)
+        error.given_by_server = given  # type: ignore[attr-defined]
+        return error
+
+    if not models:
         return None
-    for option, value in defaults.items():
-        if option in GENERATION_SETTINGS and not _opts_out(option, value):
-            model_id = str(models[0].get("id"))
-            cause = ValueError(f"{option}: it embeds only (settings.embedding is true), as does every other model the "
-                               f"server may load, and "
-                               f"{option} applies to text generation only")
-            given = ServerDefault(model_id, option, value, cause)
-            error = ModelSettingError(given.said(), param=None, code="invalid_value")
-            error.given_by_server = given  # type: ignore[attr-defined]
-            return error
+    if all(embeds_only(model) for model in models):
+        for option, value in defaults.items():
+            if option in GENERATION_SETTINGS and not _opts_out(option, value):
+                return refused(models[0], option, "it embeds only (settings.embedding is true), as does every other "
+                               f"model the server may load, and {option} applies to text generation only",
+                               "invalid_value")
+    for option in (key for key in defaults if key in LOAD_PREREQUISITES):
+        def lacks(model: Mapping[str, Any]) -> bool:  # loads without what the flag needs (its own, or the server's)
+            return unmet_prerequisite({**_loads_with(model, defaults), option: defaults[option]}, [option]) is not None
+
+        # a model reads the flag when it sets no value of its own and has what it needs
+        lacking = [model for model in models if lacks(model)]
+        if lacking and all(lacks(model) or option in (model.get("settings") or {}) for model in models):
+            needed, words = LOAD_PREREQUISITES[option]
+            return refused(lacking[0], option, f"it loads with no {words} (settings.{needed}), nor does any other "
+                           f"model the server may load that leaves {option} to the server, so it would have no effect",
+                           "missing_prerequisite")
     return None
 
 
@@ -648,6 +706,14 @@ def refuse_fan_out(engine: Any, model: dict[str, Any], count: int, param: str) -
         raise problem
 
 
+def require_model_id(model_id: Any, *, optional: bool = False) -> None:
+    """A public method of :class:`ModelService` takes a model id as text (``optional``: or None, "the default"):
+    anything else is a ``TypeError`` naming the argument, not a "model not found" for an id no model could have."""
+    if not isinstance(model_id, str) and not (optional and model_id is None):
+        raise TypeError(f"model_id: expected a model id (a string{' or None' if optional else ''}), "
+                        f"got {type(model_id).__name__}")
+
+
 class ModelService(Held):
     """Finds models and their engines through the extension manager — the one model→engine rule."""
 
@@ -670,7 +736,8 @@ class ModelService(Held):
     def name_model(self, model_id: str, aliases: Sequence[str] = (), tags: Sequence[str] = ()) -> None:
         """Give ``model_id`` other names (requests naming one of them get this model, in this process) and labels.
         A ValueError for an alias that another model already answers to (which model it named would be a
-        guess); an alias equal to the id itself changes nothing."""
+        guess); an alias equal to the id itself changes nothing. TypeError for a ``model_id`` that is no string."""
+        require_model_id(model_id)
         for alias in aliases:
             owner = self.aliases.get(alias)
             if owner is not None and owner != model_id:
@@ -780,6 +847,8 @@ class ModelService(Held):
             check_known_keys(settings, KNOWN_SETTINGS, keys("settings"), "settings")
             check_settings(settings, keys("settings"))
             check_model_kind(model, changed)
+            server_defaults = getattr(engine, "server_defaults", None)
+            check_prerequisites(model, changed, server_defaults() if callable(server_defaults) else None)
         elif engine is not None and callable(getattr(engine, "check_model_settings", None)) and (
                 changed is None or engine_changed or any(k == "settings" or k.startswith("settings.") for k in changed)):
             # an engine that reads its own settings (the remote one's base_url, ...) judges them as its load will
@@ -950,7 +1019,8 @@ class ModelService(Held):
 
     async def get(self, model_id: str) -> dict[str, Any]:
         """The model.json of ``model_id`` (or of the model it is an alias of, or that it names in Ollama's spelling:
-        :meth:`_named`); ``ModelNotFoundError`` when there is none."""
+        :meth:`_named`); ``ModelNotFoundError`` when there is none, TypeError for an id that is no string."""
+        require_model_id(model_id)
         model_id = self._named(model_id)
         if model_id in self._transient:
             return dict(self._transient[model_id])
@@ -1021,8 +1091,9 @@ class ModelService(Held):
         """The model (``None``: the default model if one is configured, else the only loaded model) and its engine.
 
         Raises ``ModelNotFoundError``, :class:`RequestError` (no model given and not exactly one
-        loaded; engine not enabled) or :class:`ServiceUnavailableError`.
+        loaded; engine not enabled), :class:`ServiceUnavailableError`, or TypeError for an id that is no string.
         """
+        require_model_id(model_id, optional=True)
         if not model_id:
             model_id = await self.default_model_id()
         model_id = self._named(model_id)
@@ -1195,9 +1266,11 @@ class ModelService(Held):
         """Deleting a model by an id that names no model: its folder is removed when it holds no model.json (what a
         pull or import stopped by a kill left, a damaged model.json set aside), so that every front end can delete
         what the list of models reports (``leftovers``, ``problems``). True when it was removed; False where there
-        was nothing such (the caller's 404) or the model manager keeps no folders."""
+        was nothing such (the caller's 404) or the model manager keeps no folders. TypeError for an id that is no
+        string."""
+        require_model_id(model_id)
         remove = getattr(self.model_extension(), "delete_leftover", None)
-        return bool(remove is not None and isinstance(model_id, str) and await remove(model_id))
+        return bool(remove is not None and await remove(model_id))
 
     async def unload_unlisted(self, model_id: str, *, when_idle: bool = False) -> bool:
         """Unload ``model_id`` now from every engine that holds it loaded, for an admin's stop or delete of a model
@@ -1205,8 +1278,10 @@ class ModelService(Held):
         resolves, and without this the weights stayed in memory, listed in ``/health``, until the server stopped.
         True when an engine unloaded it (its running requests end as cancelled, as :func:`unload_now`'s).
         ``when_idle``: a client's "done with it" (Ollama's ``keep_alive: 0``): the requests running on it end first
-        (the engine's ``unload_when_idle``, where it has one); True when an engine held it."""
-        if not isinstance(model_id, str) or not model_id:
+        (the engine's ``unload_when_idle``, where it has one); True when an engine held it. TypeError for an id that
+        is no string."""
+        require_model_id(model_id)
+        if not model_id:
             return False
         unloaded = False
         for engine in self.manager.engines().values():

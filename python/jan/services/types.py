@@ -256,15 +256,23 @@ def _build_hint(wanted: str, got: Any) -> str:
     return f" (a dict is no {cls.__name__}: build one with jan.services.types.{cls.__name__}(...))"
 
 
-def _check_choices(obj: Any) -> None:
-    """``obj.n`` within :data:`jan.engine.params.RANGES`' bounds (1 to 16, the server's): n=0 made no choice (a chat
-    then failed with an IndexError, a completion answered nothing), and every front end refuses it."""
-    from jan.engine.params import RANGES
+def _check_counts(obj: Any, counts: Mapping[str, str]) -> None:
+    """Each of ``obj``'s fields in ``counts`` (field -> its :data:`jan.engine.params.RANGES` entry, or
+    ``reasoning_budget``, ``id_slot``) within the engine's bounds when given, or a ``RequestError`` naming the field:
+    ``n`` (1 to 16, the server's: n=0 made no choice, a chat then failed with an IndexError, a completion answered
+    nothing), ``top_logprobs`` (0 to 20), a thinking budget (-1: none, or a count), a slot (-1: any) — every front
+    end's refusal, made here for a Python caller too rather than only where the engine reads it, after the load."""
+    from jan.engine.params import ID_SLOT, RANGES, REASONING_BUDGET
 
-    try:
-        RANGES["n"].check("n", obj.n)
-    except ValueError as exc:
-        raise _misuse("n", str(exc).removeprefix("n: ")) from None
+    apart = {"reasoning_budget": REASONING_BUDGET, "id_slot": ID_SLOT}  # (not in RANGES: see jan.engine.params)
+    for name, option in counts.items():
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        try:
+            (apart.get(option) or RANGES[option]).check(name, value)
+        except ValueError as exc:
+            raise _misuse(name, str(exc).removeprefix(f"{name}: ")) from None
 
 
 def _check_ranges(options: "SamplingOptions") -> None:
@@ -547,6 +555,7 @@ class ReasoningOptions:
 
     def __post_init__(self) -> None:
         _check_fields(self)
+        _check_counts(self, {"budget_tokens": "reasoning_budget"})  # (-1: no cap, as the engine takes it)
 
 
 # -- options: one defaults table and one precedence function per kind -----------------------
@@ -609,6 +618,7 @@ class SamplingOptions:
             object.__setattr__(self, "stop", (self.stop,))
         _check_fields(self)
         _check_ranges(self)
+        _check_counts(self, {"id_slot": "id_slot"})  # (its top is the model's slot count: Model.stream checks that)
         for name in self.cleared:
             if name not in self.CLEARABLE:
                 raise _misuse("cleared", f"{name!r} cannot be cleared (only {', '.join(sorted(self.CLEARABLE))})")
@@ -809,6 +819,23 @@ class LoadOptions:
         # adapters' (``lora_paths``)
     }
 
+    def __post_init__(self) -> None:
+        """Each value given checked as the engine's load option of its name (:func:`jan.engine.model.check_load_option`:
+        ``n_ctx=-1`` is no context size): a layer that can never load is refused where it is made, not at the load it
+        reaches later. TypeError or :class:`RequestError` (a ValueError) naming the field; options that depend on
+        another layer's (``draft_p_min`` on a draft model) are judged once the layers are merged, at load."""
+        from jan.engine.model import check_load_option
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            try:
+                check_load_option(f.name, value)
+            except TypeError as exc:
+                raise TypeError(str(exc) if str(exc).startswith(f"{f.name}") else f"{f.name}: {exc}") from None
+            except ValueError as exc:
+                detail = str(exc).removeprefix(f"{f.name}: ")
+                raise _misuse(f.name, detail) from None
+
     @classmethod
     def from_model_settings(cls, settings: Mapping[str, Any] | None) -> "LoadOptions":
         """The layer a model.json's ``settings`` gives (``ctx_len`` 0/-1 means "the model's own")."""
@@ -1003,7 +1030,7 @@ class ChatRequest:
         _check_fields(self)
         # (what a template would take as "no element 0")
         _not_empty(self, "messages", "message (ChatMessage.of_text(\"user\", text) makes one)")
-        _check_choices(self)
+        _check_counts(self, {"n": "n", "top_logprobs": "top_logprobs"})
         # A tool name given twice (as Anthropic's "Tool names must be unique"): the model's call could not say
         # which one it means. Refused when the request is made, so queued work (a background response) is too.
         from jan.services.errors import check_unique_tool_names  # (jan.services imports this module)
@@ -1161,7 +1188,7 @@ class CompletionRequest:
     def __post_init__(self) -> None:
         _check_fields(self)
         _not_empty(self, "prompts", "prompt (a string, or a tuple of token ids)")
-        _check_choices(self)
+        _check_counts(self, {"n": "n", "logprobs": "top_logprobs"})  # (a completion's alternatives per token)
         if (self.grammar_triggers or self.grammar_trigger_tokens) and not self.grammar:
             raise _misuse("grammar_triggers", "start a lazy grammar: they need a grammar")
         if self.suffix is not None:

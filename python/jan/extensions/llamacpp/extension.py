@@ -26,7 +26,7 @@ from jan.core import (
     ModelStopped,
 )
 from jan.engine.kv_cache import is_embedding_metadata
-from jan.engine.model import LOAD_RANGES
+from jan.engine.model import LOAD_RANGES, unmet_prerequisite
 from jan.engine.params import SPECULATIVE_OPTIONS
 from jan.engine.registry import Turn
 from jan.core.interfaces.inference import Claim
@@ -38,7 +38,7 @@ from jan.errors import (BadRequestError, LoraAdapterError, ModelFileError, Model
 from jan.extensions.llamacpp.drafts import draft_options, lora_options, without_draft
 from jan.services.companions import check_companions, in_model_json
 from jan.services.errors import RequestError
-from jan.services.models import check_model_kind, check_settings, gguf_header, model_json_typos
+from jan.services.models import check_model_kind, check_prerequisites, check_settings, gguf_header, model_json_typos
 from jan.services.types import LOAD_DEFAULTS, LoadOptions, resolve_load
 from jan.services.worker_pool import on_own_thread, undone_if_abandoned
 from jan.templates import TemplateError, resolve_template
@@ -156,6 +156,10 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         """Load options from the command line (``jan serve --n-parallel ...``); model.json settings still win."""
         self._overrides = {k: v for k, v in overrides.items() if v is not None}
 
+    def server_defaults(self) -> dict[str, Any]:
+        """The load options every model loads with unless its model.json says otherwise (:meth:`set_defaults`)."""
+        return dict(self._overrides)
+
     def set_residency(self, *, max_loaded: int | None, keep_alive: float | None) -> None:
         """How many models stay loaded and for how long when idle (``jan serve --max-loaded-models
         --keep-alive``); overrides the extension's settings. Call before any model is loaded."""
@@ -210,7 +214,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             self._loading.add(model_id)
             await bus.emit(ModelInit(model_id=model_id, engine=self.engine_name))
             try:
-                _check_stored_settings(model)
+                _check_stored_settings(model, self._overrides)
                 path = self._model_file(model)
                 opts = self.load_options(model).given()
                 if any(k in opts for k in SPECULATIVE_OPTIONS) and await asyncio.to_thread(_embeds, opts, path):
@@ -225,6 +229,11 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                 await asyncio.to_thread(check_companions, model)
                 opts, shared = draft_options(model, opts)
                 opts, shared_lora = lora_options(model, opts)
+                # the server's options that need what this model loads without (--image-min-tokens for a model with
+                # no projector): defaults for the models that have it (a model.json's own were refused above)
+                own = model.get("settings") or {}
+                while (unmet := unmet_prerequisite(opts)) is not None and unmet[0] not in own:
+                    opts = {k: v for k, v in opts.items() if k != unmet[0]}
                 loaded = await self._load_with_lora(engine, model, path, opts, shared, shared_lora, claim=claim,
                                                     turn=turn)
             except Exception as exc:
@@ -590,7 +599,7 @@ def _embeds(opts: Mapping[str, Any], path: str) -> bool:
     return bool(header) and is_embedding_metadata(header)
 
 
-def _check_stored_settings(model: dict[str, Any]) -> None:
+def _check_stored_settings(model: dict[str, Any], defaults: Mapping[str, Any] | None = None) -> None:
     """:class:`ModelSettingError` naming the model and the field (``settings.ctx_len``) for a model.json setting
     that every load of it would fail on, judged as a PATCH setting it is (:func:`jan.services.models.check_settings`).
     A model.json edited by hand skips that check: without this one, ``"ctx_len": -5`` was refused as ``n_ctx``, an
@@ -600,7 +609,11 @@ def _check_stored_settings(model: dict[str, Any]) -> None:
     try:
         check_settings(settings)
         check_model_kind(model)  # a draft model, sampling... on a model that embeds only: refused, not left unread
+        check_prerequisites(model, None, defaults)  # image_min_tokens with no projector...: refused, not left unread
     except RequestError as exc:
+        if exc.advice is not None and exc.reason is not None:  # (kept as data: jan run names the setting its flag)
+            raise ModelSettingError("", param=exc.param, code=exc.code or "invalid_value").advise(
+                exc.reason, exc.advice, f"{exc.tail}{in_model_json(model)}", named=exc.named) from None
         raise ModelSettingError(f"{exc}{in_model_json(model)}", param=exc.param,
                                 code=exc.code or "invalid_value") from None
 
