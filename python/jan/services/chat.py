@@ -146,12 +146,7 @@ class ChatService(Held):
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """The whole completion (the stream aggregated); same errors as :meth:`stream`."""
-        stream = self.stream(request)
-        aggregator = ChatAggregator()
-        async with stream:
-            async for delta in stream:
-                aggregator.add(delta)
-        return aggregator.result(stream.model or request.model or "")
+        return await self.stream(request).aggregated(ChatAggregator(), request.model)
 
     async def count(self, request: ChatRequest) -> int:
         """The prompt tokens ``request`` makes (what ``count_tokens`` and ``input_tokens`` answer): a local model's

@@ -79,12 +79,7 @@ class CompletionService(Held):
     async def complete(self, request: CompletionRequest) -> CompletionResult:
         """The whole completion (the stream aggregated), as :meth:`ChatService.complete` gives a chat's; same errors
         as :meth:`stream`."""
-        stream = self.stream(request)
-        aggregator = CompletionAggregator()
-        async with stream:
-            async for delta in stream:
-                aggregator.add(delta)
-        return aggregator.result(stream.model or request.model or "")
+        return await self.stream(request).aggregated(CompletionAggregator(), request.model)
 
     async def _filled_in(self, target: Target, request: CompletionRequest) -> CompletionRequest:
         """``request`` with each prompt made the fill-in-the-middle prompt of it and ``request.suffix`` (token ids);

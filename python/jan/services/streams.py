@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Aggregator(Protocol[T, R]):
+    """What folds a stream's deltas into its whole result (:class:`jan.services.chat.ChatAggregator`,
+    :class:`jan.services.completions.CompletionAggregator`)."""
+
+    def add(self, delta: T) -> None: ...
+
+    def result(self, model: str) -> R: ...
 
 __all__ = ["DeltaStream"]
 
@@ -39,6 +49,14 @@ class DeltaStream(AsyncIterator[T], Generic[T]):
             aclose = getattr(inner, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    async def aggregated(self, aggregator: "Aggregator[T, R]", model: str | None) -> R:
+        """Every delta folded by ``aggregator``, then closed: its result for the resolved model (``model``, the
+        request's, where the stream never told one). The stream's errors raise as they come."""
+        async with self:
+            async for delta in self:
+                aggregator.add(delta)
+        return aggregator.result(self.model or model or "")
 
     async def __aenter__(self) -> "DeltaStream[T]":
         return self
