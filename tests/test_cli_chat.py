@@ -174,6 +174,23 @@ def test_a_mistyped_chat_command_names_the_one_meant(data, stories_path):
     assert "jan: error: unknown command /temp: /help lists them" in result.stderr, result.stderr
 
 
+def test_a_failed_chat_commands_line_shows_control_characters_escaped(data, stories_path):
+    """A failed command's error echoes what was typed: a NUL or an ESC sequence in it reached the terminal raw (an
+    escape the terminal acts on). Shown escaped, in the command's name and in an argument alike; tab and newline
+    are whitespace (a command's name ends at them)."""
+    env = cli_env(data)
+    ok(jan("models", "import", stories_path, env=env))
+    result = jan("chat", "stories260K", "-n", "2", "--no-save", env=env,
+                 input="/no\x00pe\n/x\x1b[31mred\n/model a\x07b\x9b\n")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("jan: error:")]
+    assert len(errors) == 3, result.stderr
+    assert errors[0].startswith("jan: error: unknown command /no\\x00pe: "), errors
+    assert errors[1].startswith("jan: error: unknown command /x\\x1b[31mred: "), errors
+    assert errors[2].startswith("jan: error: /model: could not switch to model 'a\\x07b\\x9b': "), errors
+    assert not any(ch in result.stderr for ch in "\x00\x1b\x07\x9b"), result.stderr
+
+
 @pytest.mark.parametrize("line,said", [
     ("/model nosuch", "/model: could not switch to model 'nosuch': model 'nosuch' not found"),
     ("/model missing.gguf", "/model: could not switch to model 'missing.gguf': no such file: missing.gguf"),

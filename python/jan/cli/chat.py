@@ -27,6 +27,7 @@ from jan.cli.common import (
     os_error_message,
     reader_gone,
     replace_undecodable,
+    say_error,
     stdout_is_tty,
     text_param,
 )
@@ -155,7 +156,7 @@ class ChatSession:
         """Say on stderr that a /command failed: ``jan: error: {what}: {reason}``, ``what`` in plain words (``could
         not switch to model 'x'``), ``reason`` the error's own; and count it, so that piped input ends with status 1
         as a script whose command failed does. The chat goes on (at a terminal the user saw it)."""
-        click.echo(f"jan: error: {what}: {reason}", err=True)
+        say_error(f"{what}: {reason}")  # (what was typed is in it: a NUL, an ESC sequence shown escaped)
         self.failed_commands += 1
 
     def _update_assistant(self) -> None:
@@ -230,7 +231,7 @@ class ChatSession:
         except Exception as exc:  # noqa: BLE001 - a failed save must not end the chat
             reason = str(exc)
         if not self._told_unsaved:
-            click.echo(f"jan: error: could not save the conversation: {reason}", err=True)
+            say_error(f"could not save the conversation: {reason}")
         self.unsaved = self._told_unsaved = True
 
     def _keep_so_far(self) -> None:
@@ -718,7 +719,7 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
             try:
                 session.ask(text)
             except CLIError as exc:
-                click.echo(f"jan: error: {exc.format_message()}", err=True)
+                say_error(exc.format_message())
                 session.failed_turns += 1
             if session.stopping:  # SIGTERM/SIGHUP: the turn it stopped is saved; leave now
                 break

@@ -37,6 +37,23 @@ PROBE_TIMEOUT_S = 0.5
 INT32_MAX = 2**31 - 1
 
 
+#: Control characters (tab and newline kept) an error or warning line shows escaped: such a line echoes what was
+#: typed or found (a model id, a file name, a chat command), which raw would reach the terminal as a NUL or an
+#: escape sequence it acts on (``\x1b[2J`` clears the screen).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown_controls(text: str) -> str:
+    """``text`` with its control characters, tab and newline kept, written as ``\\xNN`` (what Python's ``repr``
+    writes for them): for a line on stderr."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def say_error(message: str) -> None:
+    """``jan: error: {message}`` on stderr, control characters escaped (:func:`shown_controls`)."""
+    click.echo(shown_controls(f"jan: error: {message}"), err=True)
+
+
 class CLIError(click.ClickException):
     """A failure the user can act on: one line on stderr and a non-zero exit status."""
 
@@ -47,7 +64,7 @@ class CLIError(click.ClickException):
         self.exit_code = exit_code
 
     def show(self, file=None) -> None:  # noqa: D401 - click's hook
-        click.echo(f"jan: error: {self.format_message()}", err=True)
+        say_error(self.format_message())
 
 
 def did_you_mean(name: str, known) -> str:
@@ -94,7 +111,7 @@ def probe_timeout() -> float:
 
 
 def warn(message: str) -> None:
-    click.echo(f"jan: {message}", err=True)
+    click.echo(shown_controls(f"jan: {message}"), err=True)
 
 
 def warn_problems(problems: list[dict[str, Any]]) -> None:
