@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from jan.errors import JanError, ModelClosedError, ModelLoadError, ModelSettingError, QueueFullError
+from jan.errors import BadRequestError, JanError, ModelClosedError, ModelLoadError, ModelSettingError, QueueFullError
 from jan.templates.grammar import GrammarError
 
 __all__ = ["FAILURE_KINDS", "GenerationCancelledError", "PrefillGrammarError", "RequestError", "ServiceUnavailableError", "check_unique_tool_names",
@@ -14,14 +14,9 @@ __all__ = ["FAILURE_KINDS", "GenerationCancelledError", "PrefillGrammarError", "
 T = TypeVar("T")
 
 
-class RequestError(JanError, ValueError):
+class RequestError(BadRequestError):
     """The request cannot be served as asked; ``param`` names the field, ``code`` the kind
-    (an HTTP front end answers 400)."""
-
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.param = param
-        self.code = code
+    (an HTTP front end answers 400). A :class:`jan.BadRequestError`, as every bad argument of the library is."""
 
 
 class PrefillGrammarError(GrammarError):

@@ -830,11 +830,11 @@ class LoadOptions:
             value = getattr(self, f.name)
             try:
                 check_load_option(f.name, value)
-            except TypeError as exc:
-                raise TypeError(str(exc) if str(exc).startswith(f"{f.name}") else f"{f.name}: {exc}") from None
-            except ValueError as exc:
+            except ValueError as exc:  # (first: a BadRequestTypeError is both, and was a RequestError as a ValueError)
                 detail = str(exc).removeprefix(f"{f.name}: ")
                 raise _misuse(f.name, detail) from None
+            except TypeError as exc:
+                raise TypeError(str(exc) if str(exc).startswith(f"{f.name}") else f"{f.name}: {exc}") from None
 
     @classmethod
     def from_model_settings(cls, settings: Mapping[str, Any] | None) -> "LoadOptions":
