@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type
 from jan.reasoning_fields import thinking_switch_fault
 from jan.services.control import GenerationControl
 from jan.engine.results import TokenLogprob, TopLogprob, Usage, plain
+from jan.errors import BadRequestTypeError
 from jan.templates.formats.types import CallDelta
 
 __all__ = [
@@ -1506,11 +1507,12 @@ class RenderedPrompt:
 
 def require_request(request: Any, kind: type, service: str) -> None:
     """A service's entry takes its typed request (``kind``, which checked its own fields when it was made): anything
-    else (None, a dict, an OpenAI body) is a ``TypeError`` naming the service and the type it takes, not an
-    ``AttributeError`` from inside the service that says nothing of the call."""
+    else (None, a dict, an OpenAI body) is a :class:`~jan.BadRequestTypeError` (a ``TypeError``) naming the
+    argument, the service and the type it takes, not an ``AttributeError`` from inside the service that says nothing
+    of the call."""
     if not isinstance(request, kind):
-        raise TypeError(f"the {service} service takes a jan.services.types.{kind.__name__}, "
-                        f"got {type(request).__name__}")
+        raise BadRequestTypeError(f"request: the {service} service takes a jan.services.types.{kind.__name__}, "
+                                  f"got {type(request).__name__}", param="request", code="invalid_type")
 
 
 def as_dict(obj: Any) -> dict[str, Any]:
