@@ -18,7 +18,7 @@ import pytest
 
 import jan
 from jan.errors import MediaError
-from jan.services.errors import PrefillGrammarError, RequestError
+from jan.services.errors import PrefillGrammarError, RequestError, RequestTypeError
 from jan.templates.grammar import GrammarError
 from jan.templates.lark_gbnf import LarkGrammarError
 
@@ -82,6 +82,7 @@ def _assert_names(exc: BaseException, name: str, kind: str) -> None:
     assert isinstance(exc, jan.BadRequestError) and isinstance(exc, ValueError), repr(exc)
     assert isinstance(exc, TypeError) == (kind == T), repr(exc)
     assert isinstance(exc, jan.BadRequestTypeError) == (kind == T), repr(exc)
+    assert isinstance(exc, RequestTypeError) == (kind == T and isinstance(exc, RequestError)), repr(exc)
     assert exc.param == name, exc
     # (a keyword the call does not take is named in the list of unknown ones)
     assert str(exc).startswith(f"{name}: ") or "unknown " in str(exc) and name in str(exc), exc
@@ -182,8 +183,44 @@ def test_load_and_pool_arguments_are_named_alike(stories_path, call, name, kind)
     _assert_names(caught.value, name, kind)
 
 
+def _services_table():
+    from jan.services.types import (ChatMessage, ChatRequest, CompletionRequest, EmbeddingRequest, ResponseFormat,
+                                    SamplingOptions)
+
+    hi = (ChatMessage.of_text("user", "hi"),)
+    return [
+        (lambda: SamplingOptions(temperature="hot"), "temperature", T),
+        (lambda: SamplingOptions(max_tokens=True), "max_tokens", T),
+        (lambda: SamplingOptions(temperature=math.nan), "temperature", V),
+        (lambda: SamplingOptions(top_k=-1), "top_k", V),
+        (lambda: ChatRequest(model=5, messages=hi), "model", T),
+        (lambda: ChatRequest(model="m", messages="hi"), "messages", T),  # (a string is no tuple of messages)
+        (lambda: ChatRequest(model="m", messages=()), "messages", V),
+        (lambda: ChatRequest(model="m", messages=hi, response_format={"type": "json_object"}), "response_format", T),
+        (lambda: ChatMessage.of_text("user", b"hi"), "text", T),
+        (lambda: ChatMessage.of_text("bogus", "hi"), "role", V),
+        (lambda: ResponseFormat(type="x"), "type", V),
+        (lambda: CompletionRequest(model="m", prompts="hi"), "prompts", T),
+        (lambda: EmbeddingRequest(model="m", inputs=5), "inputs", T),
+        (lambda: EmbeddingRequest(model="m", inputs=()), "inputs", V),
+        (lambda: EmbeddingRequest(model="m", inputs=("a",), dimensions=True), "dimensions", T),
+    ]
+
+
+SERVICES = _services_table()
+
+
+@pytest.mark.parametrize("call, name, kind", SERVICES, ids=_ids(SERVICES))
+def test_the_services_typed_requests_refuse_alike(call, name, kind):
+    """The services' typed requests check their fields where they are made: a RequestError (a BadRequestError),
+    a RequestTypeError (also a TypeError) for a field of the wrong type."""
+    with pytest.raises(RequestError) as caught:
+        call()
+    _assert_names(caught.value, name, kind)
+
+
 @pytest.mark.parametrize("kind", [GrammarError, LarkGrammarError, PrefillGrammarError, MediaError, RequestError,
-                                  jan.BadRequestTypeError])
+                                  RequestTypeError, jan.BadRequestTypeError])
 def test_every_kind_of_bad_request_is_a_bad_request_error(kind):
     assert issubclass(kind, jan.BadRequestError) and issubclass(kind, ValueError)
     assert issubclass(jan.BadRequestTypeError, TypeError)
@@ -199,3 +236,13 @@ def test_a_grammar_error_keeps_its_own_param_and_code():
     assert (lark.param, lark.code) == (None, "invalid_grammar")
     media = MediaError("too big", reason="too_large", param="images")
     assert (media.param, media.code, media.reason) == ("images", "too_large", "too_large")
+
+
+def test_a_service_given_anything_but_its_typed_request_names_the_argument():
+    from jan.services.types import ChatRequest, require_request
+
+    for wrong in (None, {"model": "m", "messages": []}, "hi"):
+        with pytest.raises(jan.BadRequestTypeError, match=r"^request: the chat service takes a "
+                                                          r"jan\.services\.types\.ChatRequest") as caught:
+            require_request(wrong, ChatRequest, "chat")
+        assert isinstance(caught.value, TypeError) and caught.value.param == "request"

@@ -218,10 +218,14 @@ def _field_checks(cls: type) -> tuple[tuple[str, _Check, Any, Any], ...]:
                  for f in fields(cls) if f.init)
 
 
-def _misuse(where: str, message: str, param: str | None = None) -> ValueError:
-    from jan.services.errors import RequestError  # (jan.services imports this module)
+def _misuse(where: str, message: str, param: str | None = None, *, typed: bool = False) -> ValueError:
+    """The :class:`~jan.services.errors.RequestError` naming ``where``; ``typed``: a value of the wrong type, a
+    :class:`~jan.services.errors.RequestTypeError` (also a ``TypeError``). Code ``invalid_value`` either way, as
+    every typed request's refusal has always had."""
+    from jan.services.errors import RequestError, RequestTypeError  # (jan.services imports this module)
 
-    return RequestError(f"{where}: {message}", param=param or where, code="invalid_value")
+    kind = RequestTypeError if typed else RequestError
+    return kind(f"{where}: {message}", param=param or where, code="invalid_value")
 
 
 def _shown(value: Any) -> str:
@@ -243,7 +247,7 @@ def _check_fields(obj: Any) -> None:
         if fault is not None:
             where, wanted, got = fault
             raise _misuse(name + where, f"expected {wanted}, got {_shown(got)}{_build_hint(wanted, got)}",
-                          param=name + where.partition(" ")[0])
+                          param=name + where.partition(" ")[0], typed=not wanted.startswith("one of "))
 
 
 def _build_hint(wanted: str, got: Any) -> str:
@@ -273,7 +277,7 @@ def _check_counts(obj: Any, counts: Mapping[str, str]) -> None:
         try:
             (apart.get(option) or RANGES[option]).check(name, value)
         except ValueError as exc:
-            raise _misuse(name, str(exc).removeprefix(f"{name}: ")) from None
+            raise _misuse(name, str(exc).removeprefix(f"{name}: "), typed=isinstance(exc, TypeError)) from None
 
 
 def _check_ranges(options: "SamplingOptions") -> None:
@@ -289,7 +293,7 @@ def _check_ranges(options: "SamplingOptions") -> None:
         try:
             RANGES[name].check(name, value)
         except ValueError as exc:
-            raise _misuse(name, str(exc).removeprefix(f"{name}: ")) from None
+            raise _misuse(name, str(exc).removeprefix(f"{name}: "), typed=isinstance(exc, TypeError)) from None
     for token, bias in (options.logit_bias or {}).items():
         try:
             RANGES["logit_bias"].check(f"logit_bias[{token}]", bias)
@@ -833,7 +837,7 @@ class LoadOptions:
                 check_load_option(f.name, value)
             except ValueError as exc:  # (first: a BadRequestTypeError is both, and was a RequestError as a ValueError)
                 detail = str(exc).removeprefix(f"{f.name}: ")
-                raise _misuse(f.name, detail) from None
+                raise _misuse(f.name, detail, typed=isinstance(exc, TypeError)) from None
             except TypeError as exc:
                 raise TypeError(str(exc) if str(exc).startswith(f"{f.name}") else f"{f.name}: {exc}") from None
 
