@@ -19,7 +19,7 @@ import pytest
 import jan
 from jan.errors import MediaError
 from jan.services.errors import PrefillGrammarError, RequestError, RequestTypeError
-from jan.templates.grammar import GrammarError
+from jan.templates.grammar import GrammarError, GrammarTypeError
 from jan.templates.lark_gbnf import LarkGrammarError
 
 T, V = "type", "value"  # the kind of fault: the wrong type (also a TypeError), or a bad value of the right type
@@ -70,7 +70,8 @@ GENERATION = [
     (lambda m: m.generate("Once", images=5), "images", T),
     (lambda m: m.generate("Once", lora=5), "lora", T),
     (lambda m: m.generate("Once", grammar="not gbnf"), "grammar", V),
-    (lambda m: m.generate("Once", grammar=5), "grammar", V),  # (a GrammarError: every grammar fault is one)
+    (lambda m: m.generate("Once", grammar=5), "grammar", T),  # (a GrammarError too: every grammar fault is one)
+    (lambda m: m.generate("Once", grammar=b'root ::= "a"'), "grammar", T),
 ]
 
 
@@ -107,6 +108,7 @@ def test_a_bad_argument_is_one_kind_of_error_naming_it(stories, call, name, kind
     with pytest.raises(jan.BadRequestError) as caught:
         call(stories)
     _assert_names(caught.value, name, kind)
+    assert isinstance(caught.value, GrammarError) == (name == "grammar")
     if kind == T:  # (the same call caught as Python's convention for a wrong type says)
         with pytest.raises(TypeError):
             call(stories)
@@ -220,7 +222,7 @@ def test_the_services_typed_requests_refuse_alike(call, name, kind):
 
 
 @pytest.mark.parametrize("kind", [GrammarError, LarkGrammarError, PrefillGrammarError, MediaError, RequestError,
-                                  RequestTypeError, jan.BadRequestTypeError])
+                                  RequestTypeError, GrammarTypeError, jan.BadRequestTypeError])
 def test_every_kind_of_bad_request_is_a_bad_request_error(kind):
     assert issubclass(kind, jan.BadRequestError) and issubclass(kind, ValueError)
     assert issubclass(jan.BadRequestTypeError, TypeError)

@@ -62,11 +62,12 @@ import re
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import unquote
 
-from ..errors import BadRequestError, JanError
+from ..errors import BadRequestError, BadRequestTypeError, JanError
 from ..json_text import finite_number
 
 __all__ = [
     "GrammarError",
+    "GrammarTypeError",
     "schema_location",
     "check_schema_keywords",
     "required_names",
@@ -159,6 +160,12 @@ class GrammarError(BadRequestError):
     def _say(self) -> None:
         where = self.path
         self.args = (f"{where}: {self.problem}" if where else self.problem,)
+
+
+class GrammarTypeError(GrammarError, BadRequestTypeError):
+    """A grammar given as anything but text (``grammar=5``, bytes): a :class:`GrammarError` (the server's 400, code
+    ``invalid_grammar``, as before) and a ``TypeError``, as every wrong type given to the library is
+    (:class:`jan.BadRequestTypeError`)."""
 
 
 #: a key written after a dot in a path (any other in brackets, as JSON: ``properties["first name"]``)
