@@ -112,19 +112,19 @@ def test_a_request_of_many_turns_equals_one_of_one(minilm, pooling):
 
 
 def test_a_bad_input_is_told_by_its_place_in_the_request(minilm):
-    with pytest.raises(jan.ContextOverflowError, match=r"input\[700\] has \d+ tokens .* holds 512"):
+    with pytest.raises(jan.ContextOverflowError, match=r"inputs\[700\] has \d+ tokens .* holds 512"):
         minilm.embed(["a"] * 700 + ["word " * 600])
-    with pytest.raises(ValueError, match=r"input\[701\]: is empty"):
+    with pytest.raises(ValueError, match=r"inputs\[701\]: is empty"):
         minilm.embed([[101, 102]] * 701 + [[]])
 
 
-@pytest.mark.parametrize("inputs, named", [("", "input[0]"), (["a", ""], "input[1]")])
+@pytest.mark.parametrize("inputs, named", [("", "inputs[0]"), (["a", ""], "inputs[1]")])
 def test_an_empty_string_is_refused_as_every_embedding_route_refuses_it(minilm, inputs, named):
     # jan.Model.embed("") answered a vector (of the [CLS] [SEP] the tokenizer adds alone), where /v1/embeddings and
     # llama-server's /embedding answer a 400: the library refuses it too, with the error a bad request raises
     with pytest.raises(jan.BadRequestError, match=r"empty string") as caught:
         minilm.embed(inputs)
     assert caught.value.param == named and caught.value.code == "invalid_value"
-    with pytest.raises(jan.BadRequestError, match=r"input\[1\]: is empty") as caught:  # (no token ids: the same)
+    with pytest.raises(jan.BadRequestError, match=r"inputs\[1\]: is empty") as caught:  # (no token ids: the same)
         minilm.embed([[101, 102], []])
-    assert caught.value.param == "input[1]"
+    assert caught.value.param == "inputs[1]"

@@ -196,7 +196,7 @@ def test_a_character_outside_the_bmp_is_text(stories):
 def test_a_lone_surrogate_to_embed_names_the_input(minilm_path):
     with jan.Model(minilm_path, n_threads=1) as model, pytest.raises(jan.BadRequestError, match="surrogate") as info:
         model.embed(["fine", "not \ud800 fine"])
-    assert info.value.param == "input[1]"
+    assert info.value.param == "inputs[1]"
 
 
 def test_a_file_name_that_is_not_utf8_is_a_model_file_error(stories_path, tmp_path):

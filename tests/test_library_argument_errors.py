@@ -43,7 +43,7 @@ GENERATION = [
     (lambda m: m.detokenize([1], remove_special="y"), "remove_special"),
     (lambda m: m.detokenize([-1]), "tokens[0]"),
     (lambda m: m.embed([]), "inputs"),
-    (lambda m: m.embed([""]), "input[0]"),
+    (lambda m: m.embed([""]), "inputs[0]"),
     (lambda m: m.embed(["Once"], normalize="no"), "normalize"),
     (lambda m: m.embed(["Once"], pooling="max"), "pooling"),
 ]

@@ -140,7 +140,7 @@ def stories(stories_path):
     (lambda m, t: m.is_eog(t), "token"),
     (lambda m, t: m.generate([1, t], max_tokens=1), "prompt[1]"),
     (lambda m, t: m.stream([t], max_tokens=1), "prompt[0]"),
-    (lambda m, t: m.embed([[1, t]]), "input[0][1]"),
+    (lambda m, t: m.embed([[1, t]]), "inputs[0][1]"),
 ], ids=["detokenize", "token_to_piece", "token_to_bytes", "is_eog", "generate", "stream", "embed"])
 def test_token_ids_the_engine_cannot_hold_are_a_value_error_naming_the_argument(stories, call, name, bad):
     with pytest.raises(ValueError, match=rf"^{re.escape(name)}: token id {bad} is outside the vocabulary \(0\.\.511\)"):

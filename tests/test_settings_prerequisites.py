@@ -16,6 +16,7 @@ from api_helpers import running
 from extension_helpers import call
 from test_cli_helpers import cli_env, fails, jan
 
+import jan.errors as jan_errors
 from jan.engine.media import DEFAULT_LIMITS, MediaLimits
 from jan.engine.model import LOAD_PREREQUISITES, LOAD_RANGES, check_load_options
 from jan.errors import BadRequestError
@@ -161,12 +162,36 @@ def test_jan_run_refuses_a_flag_the_model_cannot_read_naming_the_flags(tmp_path,
     assert "model.json" not in message  # (the flag gave it)
 
 
-def test_jan_serve_refuses_a_default_model_that_embeds_only(tmp_path, minilm_path):
+def test_jan_serve_and_the_services_refuse_a_default_model_that_embeds_only(tmp_path, minilm_path, stories_path):
     env = cli_env(tmp_path / "jan")
     result = jan("models", "import", str(minilm_path), "--id", "embedder", env=env, timeout=WAIT_S)
     assert result.returncode == 0, result.stderr
     result = jan("serve", "--port", "0", "--default-model", "embedder", env=env, timeout=WAIT_S)
     fails(result, "--default-model 'embedder' embeds only")
+
+    # the same default given to the services built in Python (it was taken: every chat naming no model went to it)
+    from jan.services import open_services
+
+    async def default_of(default: str) -> str:
+        async with open_services(tmp_path / "jan") as services:
+            services.models.default_model = default
+            return await services.models.default_model_id()
+
+    with pytest.raises(jan_errors.BadRequestError, match="^default_model: model 'embedder' embeds only") as info:
+        asyncio.run(default_of("embedder"))
+    assert (info.value.param, info.value.code) == ("default_model", "model_not_supported")
+    result = jan("models", "import", str(stories_path), "--id", "writer", env=env, timeout=WAIT_S)
+    assert result.returncode == 0, result.stderr
+    assert asyncio.run(default_of("writer")) == "writer"
+
+
+@pytest.mark.parametrize("default", [5, True, b"stories260K", ["stories260K"]])
+def test_the_model_service_refuses_a_default_model_that_is_no_id(default):
+    from jan.services.models import ModelService
+
+    with pytest.raises(jan_errors.BadRequestTypeError, match="^default_model: expected a model id") as info:
+        ModelService(manager=None, default_model=default)
+    assert isinstance(info.value, TypeError) and info.value.param == "default_model"
 
 
 #: Each numeric field of LoadOptions with engine bounds, and a value below them.
@@ -233,8 +258,9 @@ def test_model_service_methods_refuse_an_id_that_is_no_string(method):
         if asyncio.iscoroutine(answer):
             await answer
 
-    with pytest.raises(TypeError, match="^model_id: expected a model id"):
+    with pytest.raises(TypeError, match="^model_id: expected a model id") as info:
         asyncio.run(call_it())
+    assert isinstance(info.value, BadRequestError) and info.value.param == "model_id"
 
 
 def test_relative_file_names_in_a_model_json_are_the_model_folders_never_the_working_directorys(

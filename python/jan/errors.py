@@ -107,12 +107,29 @@ class ModelLoadError(JanError):
 
 
 class BadRequestError(JanError, ValueError):
-    """A request that can never succeed as sent (HTTP 400); ``param`` names the field at fault."""
+    """A request that can never succeed as sent (HTTP 400); ``param`` names the field at fault.
+
+    The library's one rule for a bad argument: every call of jan's Python API (``jan.Model``, its methods,
+    ``jan.ModelPool``, ``jan.Vocabulary``, the services of :func:`jan.services.open_services`) refuses a bad
+    argument value with a BadRequestError (a ``ValueError``) whose ``param`` names the argument as the call takes it
+    (``max_tokens``, ``inputs[1]``, ``tokens[0]``) and whose message begins with that name; one of the wrong type
+    (a string where a number belongs, ``True`` where an integer does, bytes where text does) is a
+    :class:`BadRequestTypeError`, also a ``TypeError``. The kinds below are BadRequestErrors too: a grammar or JSON
+    schema no grammar can be made of (:class:`jan.templates.GrammarError`), a media item the model cannot use
+    (:class:`MediaError`), a services request's bad field (:class:`jan.services.errors.RequestError`)."""
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
         self.param = param
         self.code = code
+
+
+class BadRequestTypeError(BadRequestError, TypeError):
+    """A bad argument of the wrong type (``tokenize(5)``, ``max_tokens="5"``, ``seed=True``, ``embed(b"...")``): a
+    :class:`BadRequestError` naming it (``param``), and a ``TypeError`` too, so ``except TypeError`` (Python's
+    convention for a wrong type) and ``except jan.BadRequestError`` (jan's for any bad argument) both catch it. The
+    server answers it as any BadRequestError: HTTP 400 with the raiser's ``code`` (``invalid_type`` where it gives
+    one)."""
 
 
 class GrammarPrefixError(BadRequestError):
@@ -223,7 +240,7 @@ class ModelNotFoundError(JanError, KeyError):
         return str(self.args[0]) if self.args else "model not found"
 
 
-class MediaError(JanError, ValueError):
+class MediaError(BadRequestError):
     """An image, audio or document input cannot be used.
 
     ``reason`` says why: ``unsupported_format``, ``too_large``, ``too_many``,
@@ -239,10 +256,9 @@ class MediaError(JanError, ValueError):
 
     def __init__(self, message: str, reason: str = "unsupported_format", param: str | None = None,
                  message_index: int | None = None, part_index: int | None = None):
-        super().__init__(message)
+        # (``code``: the error code the HTTP front ends report, the reason)
+        super().__init__(message, param=param, code=reason)
         self.reason = reason
-        self.code = reason  # the error code the HTTP front ends report
-        self.param = param
         self.message_index = message_index
         self.part_index = part_index
 

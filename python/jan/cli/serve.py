@@ -277,7 +277,7 @@ async def _check_default_model(app: web.Application, config: ServerConfig, *, lo
     again then with ``loaded``."""
     from jan.errors import ModelNotFoundError
     from jan.server.keys import SERVICES
-    from jan.services.models import embeds_only
+    from jan.services.models import DEFAULT_EMBEDS_ONLY, embeds_only
     from jan.store import is_valid_id
 
     name = config.default_model
@@ -294,8 +294,7 @@ async def _check_default_model(app: web.Application, config: ServerConfig, *, lo
     else:
         if embeds_only(model):
             # every chat and completion that names no model would go to it, each refused as one to an embedding model
-            raise RuntimeError(f"--default-model '{name}' embeds only (settings.embedding is true): the requests that "
-                               "name no model (chats, completions) would all go to it; name a model that generates")
+            raise RuntimeError(f"--default-model '{name}' {DEFAULT_EMBEDS_ONLY}")
         return False
     if not loaded and (name in config.aliases or any(os.path.isfile(os.path.expanduser(spec))
                                                      for spec in config.models)):

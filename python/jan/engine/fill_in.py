@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from jan.engine.params import engine_text
+from jan.engine.params import engine_text, type_refusal
 from jan.errors import BadRequestError
 
 if TYPE_CHECKING:
@@ -67,13 +67,13 @@ def fill_in_tokens(model: Model, prefix: str, suffix: str, *, extra: Sequence[Fi
     them; without it a prompt too long is the :class:`~jan.ContextOverflowError` of its generation.
 
     Raises :class:`~jan.errors.BadRequestError` (``param="suffix"``, ``code="not_supported"``) for a model without
-    FIM tokens, :class:`~jan.ModelClosedError` for a closed one, ``TypeError`` naming ``prefix`` or ``suffix`` for
+    FIM tokens, :class:`~jan.ModelClosedError` for a closed one, :class:`~jan.BadRequestTypeError` naming ``prefix`` or ``suffix`` for
     one that is not a string, and a BadRequestError naming either for text with a lone UTF-16 surrogate.
     """
     for name, value in (("prefix", prefix), ("suffix", suffix)):
         if not isinstance(value, str):
-            raise TypeError(f"{name}: expected a string (the code {'before' if name == 'prefix' else 'after'} the "
-                            f"gap), got {type(value).__name__}")
+            raise type_refusal(name, f"{name}: expected a string (the code {'before' if name == 'prefix' else 'after'} "
+                               f"the gap), got {type(value).__name__}")
         engine_text(name, value)  # (a lone surrogate named as this argument, not as tokenize's "text")
     if not has_fill_in(model):
         raise fill_in_refusal(model.id)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from jan import _engine
 from jan.engine.logs import forward_native_logs, native_error_detail
-from jan.errors import ModelFileError, ModelLoadError
+from jan.errors import BadRequestTypeError, ModelFileError, ModelLoadError
 from jan.gguf_extent import cut_short
 from jan.gguf_magic import has_gguf_magic
 from jan.local_files import meant_file, not_a_regular_file
@@ -19,13 +19,15 @@ from jan.local_files import meant_file, not_a_regular_file
 
 def file_path(value: object, name: str) -> str:
     """A file argument (``path``, ``draft_model``, ``mmproj``) as text: a str or an ``os.PathLike`` (bytes
-    decoded as the file system's names are). TypeError naming ``name`` for any other type, rather than
+    decoded as the file system's names are). :class:`~jan.BadRequestTypeError` (a TypeError) naming ``name`` for
+    any other type, rather than
     pathlib's "expected str, bytes or os.PathLike object, not NoneType"; :class:`ModelFileError` for an empty
     path, which ``Path("")`` would read as the current folder ("'.' is a directory")."""
     if isinstance(value, (bytes, bytearray)):
         value = os.fsdecode(bytes(value))
     if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{name}: expected a file path (str or os.PathLike), got {type(value).__name__}")
+        raise BadRequestTypeError(f"{name}: expected a file path (str or os.PathLike), got {type(value).__name__}",
+                                  param=name, code="invalid_type")
     text = os.fspath(value)
     if isinstance(text, bytes):  # a PathLike whose __fspath__ gives bytes
         text = os.fsdecode(text)

@@ -41,7 +41,7 @@ from jan.json_text import finite_number
 from jan.engine.params import (DEFAULTS as SAMPLING_DEFAULTS, INT32_MAX, SPECULATIVE_OPTIONS, Range,
                                 check_order, check_sampling_options, sampling_params)
 from jan.engine.params import (as_int, check_flag, check_seconds, engine_text, lora_request, lora_scale,
-                               model_id_text, option_refusal, speculative_mode)
+                               model_id_text, option_refusal, speculative_mode, type_refusal)
 from jan.engine.request import Request
 from jan.engine.results import Completion
 from jan.engine.room import RoomSignal
@@ -136,7 +136,7 @@ def _count_option(name: str, value) -> int | None:
         return None
     n = as_int(value)
     if n is None:
-        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+        raise type_refusal(name, f"{name}: expected an integer, got {type(value).__name__}")
     if n < 1:
         raise option_refusal(name, f"{name}: must be at least 1, got {n}")
     return n
@@ -162,14 +162,15 @@ def _cut_text(native, text: str, keep: int, left: bool) -> str:
 
 
 def _media_list(name: str, value) -> list:
-    """A media argument (``images``, ``audio``, ``items``: a list of them) as a list; None is none. TypeError naming
+    """A media argument (``images``, ``audio``, ``items``: a list of them) as a list; None is none.
+    :class:`~jan.BadRequestTypeError` naming
     it for one that is no list: a number or object was "'int' object is not iterable", and a single path or file's
     bytes was read item by item, as one image per character or per byte."""
     if value is None:
         return []
     if isinstance(value, (str, bytes, bytearray, memoryview, Mapping)) or not isinstance(value, Iterable):
-        raise TypeError(f"{name}: expected a list of media items (paths, file bytes, arrays), got "
-                        f"{type(value).__name__}; a single one goes in a list")
+        raise type_refusal(name, f"{name}: expected a list of media items (paths, file bytes, arrays), got "
+                           f"{type(value).__name__}; a single one goes in a list")
     return list(value)
 
 
@@ -531,7 +532,7 @@ def check_load_option(name: str, value):
         return gpu_devices(name, value)
     if name == "tensor_buft_overrides":
         return buffer_overrides(name, value)
-    raise TypeError(f"unknown load option: {with_guess(name, sorted(_LOAD_OPTION_NAMES))}")
+    raise type_refusal(name, f"unknown load option: {with_guess(name, sorted(_LOAD_OPTION_NAMES))}")
 
 
 #: What clip.cpp logs when a projector's minimum pixels per image exceed its maximum (a load that fails so).
@@ -576,7 +577,7 @@ def check_load_options(options: Mapping[str, object]) -> None:
     if unknown:
         # each named with the option it likely meant (n_ctxx), as a mistyped sampling option is
         said = ", ".join(with_guess(n, sorted(_LOAD_OPTION_NAMES)) for n in unknown)
-        raise TypeError(f"unknown load option(s): {said}")
+        raise type_refusal(unknown[0], f"unknown load option(s): {said}")
     for name, value in options.items():
         if name == "model_id":
             if value is not None:
@@ -606,12 +607,13 @@ def check_load_options(options: Mapping[str, object]) -> None:
 
 
 def _token_id(name: str, token, n_vocab: int) -> int:
-    """``token`` checked as an id of this vocabulary: TypeError for no integer, ValueError naming ``name`` for one
+    """``token`` checked as an id of this vocabulary: :class:`~jan.BadRequestTypeError` for no integer (a bool
+    neither), :class:`~jan.BadRequestError` naming ``name`` for one
     outside it (an id past the C int32 the engine holds too, which pybind11 would refuse with a TypeError
     dumping its signature)."""
     as_integer = as_int(token)  # an int or numpy's integers (np.argmax's, a token array's items); never a bool
     if as_integer is None:
-        raise TypeError(f"{name}: expected a token id (an integer), got {token!r}")
+        raise type_refusal(name, f"{name}: expected a token id (an integer), got {token!r}")
     token = as_integer
     if not 0 <= token < n_vocab:
         # a BadRequestError (a ValueError) carrying its field and code: a server answers it as the services' own
@@ -653,13 +655,13 @@ def _token_sequence(tokens):
 def _token_ids(name: str, tokens, n_vocab: int) -> list[int]:
     seq = _token_sequence(tokens)
     if seq is None:
-        raise TypeError(f"{name}: expected a list of token ids, got {type(tokens).__name__}")
+        raise type_refusal(name, f"{name}: expected a list of token ids, got {type(tokens).__name__}")
     return [_token_id(f"{name}[{i}]", t, n_vocab) for i, t in enumerate(seq)]
 
 
 def _tokenize(native, text: str, add_special: bool, parse_special: bool) -> list[int]:
     if not isinstance(text, str):
-        raise TypeError(f"text must be str, not {type(text).__name__}")
+        raise type_refusal("text", f"text: expected a string, got {type(text).__name__}")
     # each flag checked here: pybind11 refuses a non-bool with "incompatible function arguments", naming none
     return token_ids.tokenize(native, engine_text("text", text), check_flag("add_special", add_special),
                            check_flag("parse_special", parse_special))
@@ -1433,9 +1435,11 @@ class Model:
             # Prompts come from chat templates, which write special tokens as text.
             return token_ids.tokenize(native, engine_text("prompt", prompt), add_special, True)
         if isinstance(prompt, (bytes, bytearray, memoryview)):  # a Sequence of ints, but surely meant as text
-            raise TypeError("prompt: bytes are not a prompt; decode them to a string (or pass a list of token ids)")
+            raise type_refusal("prompt", "prompt: bytes are not a prompt; decode them to a string (or pass a list of "
+                               "token ids)")
         if _token_sequence(prompt) is None:
-            raise TypeError("prompt must be a string or a sequence of token ids (a list, a tuple, a 1-D array)")
+            raise type_refusal("prompt", "prompt: expected a string or a sequence of token ids (a list, a tuple, a 1-D "
+                               f"array), got {type(prompt).__name__}")
         # every id in the vocabulary (LLAMA_TOKEN_NULL, the engine's media placeholder, is outside it too)
         return _token_ids("prompt", prompt, native.n_vocab)
 
@@ -1525,14 +1529,14 @@ class Model:
         projector = self._live_projector()
         marker = projector.marker
         if not isinstance(prompt, str):
-            raise TypeError(f"prompt: expected text holding media markers, got {type(prompt).__name__}")
+            raise type_refusal("prompt", f"prompt: expected text holding media markers, got {type(prompt).__name__}")
         engine_text("prompt", prompt)  # before the try below: a bad prompt is no MediaError
         media = _media_list("media", media)
         for i, item in enumerate(media):
             if not isinstance(item, _engine.MediaInput):
                 # (pybind11's "incompatible function arguments" otherwise, naming no item)
-                raise TypeError(f"media[{i}]: expected an item from media_inputs() or prepare_media(), got "
-                                f"{type(item).__name__}")
+                raise type_refusal(f"media[{i}]", f"media[{i}]: expected an item from media_inputs() or "
+                                   f"prepare_media(), got {type(item).__name__}")
         if media and marker not in prompt:
             prompt = "".join(marker + "\n" for _ in media) + prompt
         with _projector_errors():
@@ -1547,7 +1551,7 @@ class Model:
         the event loop. Raises :class:`~jan.MediaError`."""
         projector = self._live_projector()
         if not isinstance(prompt, _engine.MediaPrompt):
-            raise TypeError(f"prompt: expected a prompt from media_prompt(), got {type(prompt).__name__}")
+            raise type_refusal("prompt", f"prompt: expected a prompt from media_prompt(), got {type(prompt).__name__}")
         check_media_cancel()
         with _projector_errors():
             projector.encode(prompt)
@@ -1614,7 +1618,8 @@ class Model:
             prompt = self._fill_in_prompt(prompt, suffix, add_special)
         elif images or audio:
             if not isinstance(prompt, str):
-                raise TypeError("with images or audio the prompt must be text (holding media markers)")
+                raise type_refusal("prompt", "prompt: with images or audio the prompt must be text (holding media "
+                                   f"markers), not {type(prompt).__name__}")
             # sized before it is encoded: a clip of several 30 s windows (or many images) that cannot fit is refused
             # without running the encoder over all of it first, as the server refuses one
             prompt = self.media_prompt(prompt, self.media_inputs(images, audio), add_special=add_special,
@@ -1665,8 +1670,8 @@ class Model:
     def _fill_in_prompt(self, prefix, suffix, add_special: bool) -> list[int]:
         """The token ids :meth:`stream` generates from for a ``suffix``: the FIM prompt, a BOS first where asked."""
         if not isinstance(prefix, str):
-            raise TypeError(f"prompt: with a suffix the prompt is the code before the gap, a string (not "
-                            f"{type(prefix).__name__})")
+            raise type_refusal("prompt", "prompt: with a suffix the prompt is the code before the gap, a string (not "
+                               f"{type(prefix).__name__})")
         tokens = fill_in_tokens(self, engine_text("prompt", prefix), suffix)
         bos = self.info.special_tokens.get("bos")
         if add_special and bos is not None and self.add_bos:
@@ -1835,6 +1840,7 @@ class Model:
         normalize: bool = True,
         pooling: str | None = None,
         cancel: threading.Event | None = None,
+        field: str = "inputs",
     ) -> np.ndarray | list[np.ndarray]:
         """Embed one or many inputs (strings or token lists) in as few decodes as fit.
 
@@ -1854,10 +1860,13 @@ class Model:
         its positions, media included (mean: every position's state weighs the same; with pooling none its rows are
         one per position, media included).
 
-        Inputs are strings or token id lists (lists, tuples, 1-D integer arrays). An empty string or token list raises
-        :class:`~jan.BadRequestError` naming the input (as the server's embedding routes answer it with a 400); token
-        ids outside the vocabulary raise ValueError naming the input, and so does a ``normalize`` that is not a bool; an input longer than the
-        embedding context (:attr:`n_ctx_embed`) raises ContextOverflowError.
+        Inputs are strings or token id lists (lists, tuples, 1-D integer arrays). An empty string or token list, a
+        token id outside the vocabulary, a lone surrogate, a ``normalize`` that is not a bool raise
+        :class:`~jan.BadRequestError` naming the argument as this call takes it (``inputs[1]``, ``inputs[0][2]``,
+        ``normalize``; as the server's embedding routes answer it with a 400); an input of the wrong type (a number,
+        bytes, a set) :class:`~jan.BadRequestTypeError` (also a ``TypeError``); an input longer than the embedding
+        context (:attr:`n_ctx_embed`) ContextOverflowError. ``field``: the name those errors give the inputs (a server
+        names its body's own field, ``input``).
 
         ``cancel`` (a ``threading.Event``), once set from another thread, stops the call before its next batch with
         :class:`~jan.errors.EmbeddingStoppedError`: a caller that no longer wants the vectors (its client went away)
@@ -1869,10 +1878,10 @@ class Model:
         # any model — on one without a classifier head, one number per input that scores nothing
         _pooling(pooling)
         with self.hold():
-            return self._embed(inputs, normalize, pooling, cancel)
+            return self._embed(inputs, normalize, pooling, cancel, field)
 
     def _embed(self, inputs, normalize: bool, pooling: str | None,
-               cancel: threading.Event | None = None) -> np.ndarray | list[np.ndarray]:
+               cancel: threading.Event | None = None, field: str = "inputs") -> np.ndarray | list[np.ndarray]:
         native = self._live()
         if self.vocab_only:
             raise BadRequestError(f"model '{self.id}' is vocab-only; it cannot embed", param="model",
@@ -1882,15 +1891,15 @@ class Model:
         # a bool, as every flag (check_flag): normalize="no" or 0.0 read as truthy/falsy would silently do the opposite
         normalize = check_flag("normalize", normalize)
         if cancel is not None and not callable(getattr(cancel, "is_set", None)):  # said now, not at its first turn
-            raise TypeError(f"cancel: expected a threading.Event, got {type(cancel).__name__}")
+            raise type_refusal("cancel", f"cancel: expected a threading.Event, got {type(cancel).__name__}")
         if isinstance(inputs, str):
             inputs = [inputs]
         elif (isinstance(inputs, (bytes, bytearray, memoryview, AbstractSet, Mapping))
               or not isinstance(inputs, Iterable)):
             # said here, not as the "'NoneType' object is not iterable" of the loop below; a set's order is arbitrary
             # (the rows could not be matched to the inputs) and a dict's iteration is its keys alone
-            raise TypeError(f"inputs: expected a string or a list of strings or token id lists, "
-                            f"got {type(inputs).__name__}")
+            raise type_refusal(field, f"{field}: expected a string or a list of strings or token id lists, "
+                               f"got {type(inputs).__name__}")
         batch = []
         for i, item in enumerate(inputs):
             if isinstance(item, _engine.MediaPrompt):
@@ -1900,15 +1909,16 @@ class Model:
                 if not item:
                     # refused, as OpenAI's /v1/embeddings and every jan route refuse it: tokenized, "" is the model's
                     # special tokens alone (BOS, or CLS and SEP), whose vector says nothing of any text
-                    raise BadRequestError(f"input[{i}]: is an empty string; there is no text to embed",
-                                          param=f"input[{i}]", code="invalid_value")
-                batch.append(token_ids.tokenize(native, engine_text(f"input[{i}]", item), True, False))
+                    raise BadRequestError(f"{field}[{i}]: is an empty string; there is no text to embed",
+                                          param=f"{field}[{i}]", code="invalid_value")
+                batch.append(token_ids.tokenize(native, engine_text(f"{field}[{i}]", item), True, False))
             elif _token_sequence(item) is not None:
-                batch.append(_token_ids(f"input[{i}]", item, native.n_vocab))
+                batch.append(_token_ids(f"{field}[{i}]", item, native.n_vocab))
             else:
-                raise TypeError(f"input[{i}]: expected a string or a list of token ids")
+                raise type_refusal(f"{field}[{i}]", f"{field}[{i}]: expected a string or a list of token ids, got "
+                                   f"{type(item).__name__}")
         if not batch:
-            raise option_refusal("inputs", "inputs: at least one input is required")
+            raise option_refusal(field, f"{field}: at least one input is required")
         if pooling is None and self.is_reranker:
             raise BadRequestError(IS_A_RERANKER.format(model=self.id), param="model", code="model_not_supported")
         embedder = self._get_embedder(pooling)
@@ -1916,9 +1926,9 @@ class Model:
         # input is told by its place in the request, before any of the work
         for i, tokens in enumerate(batch):
             if not _embed_len(tokens):
-                raise BadRequestError(f"input[{i}]: is empty", param=f"input[{i}]", code="invalid_value")
+                raise BadRequestError(f"{field}[{i}]: is empty", param=f"{field}[{i}]", code="invalid_value")
             if _embed_len(tokens) > embedder.n_ctx:
-                raise ContextOverflowError(f"input[{i}] has {_embed_len(tokens)} tokens but the embedding context "
+                raise ContextOverflowError(f"{field}[{i}] has {_embed_len(tokens)} tokens but the embedding context "
                                            f"holds {embedder.n_ctx}", _embed_len(tokens), embedder.n_ctx)
         per_token = embedder.pooling == POOLING["none"]
         run = embedder.embed_tokens if per_token else embedder.embed
@@ -1984,9 +1994,9 @@ class Model:
             if not self.is_reranker:
                 raise BadRequestError(NOT_A_RERANKER.format(model=self.id), param="model", code="model_not_supported")
             if cancel is not None and not callable(getattr(cancel, "is_set", None)):  # said now, as embed() says it
-                raise TypeError(f"cancel: expected a threading.Event, got {type(cancel).__name__}")
+                raise type_refusal("cancel", f"cancel: expected a threading.Event, got {type(cancel).__name__}")
             if not isinstance(query, str):
-                raise TypeError(f"query: expected a string, got {type(query).__name__}")
+                raise type_refusal("query", f"query: expected a string, got {type(query).__name__}")
             if not query:  # (as the server's min_length: no pair is read against nothing)
                 raise option_refusal("query", "query: is empty")
             query = engine_text("query", query)
@@ -1994,11 +2004,11 @@ class Model:
                     or not isinstance(documents, Iterable)):
                 # as embed() refuses them: a set's order is arbitrary (the scores could not be matched to the
                 # documents), a dict's iteration is its keys alone, and bytes are numbers one by one
-                raise TypeError(f"documents: expected a list of strings, got {type(documents).__name__}")
+                raise type_refusal("documents", f"documents: expected a list of strings, got {type(documents).__name__}")
             documents = list(documents)
             for i, d in enumerate(documents):
                 if not isinstance(d, str):
-                    raise TypeError(f"documents[{i}]: expected a string, got {type(d).__name__}")
+                    raise type_refusal(f"documents[{i}]", f"documents[{i}]: expected a string, got {type(d).__name__}")
             documents = [engine_text(f"documents[{i}]", d) for i, d in enumerate(documents)]
             if not documents:
                 raise option_refusal("documents", "documents: at least one document is required")

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from jan import _engine
-from jan.errors import BadRequestError
+from jan.errors import BadRequestError, BadRequestTypeError
 from jan.json_text import double_of
 from jan.templates.gbnf_check import check_gbnf
 
@@ -133,7 +133,7 @@ def engine_seed(seed: int | None, name: str = "seed") -> int | None:
         return None
     whole = _whole(seed)
     if whole is None:
-        raise BadRequestError(f"{name}: expected an integer, got {seed!r}", param=name)
+        raise BadRequestTypeError(f"{name}: expected an integer, got {seed!r}", param=name)
     seed = whole
     if not SEED_MIN <= seed <= SEED_MAX:
         raise BadRequestError(f"{name}: must be a 64-bit signed integer (>= {SEED_MIN} and <= {SEED_MAX}), "
@@ -288,7 +288,8 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
 
         # each named with the option it likely meant (max_token, temprature), as every mistyped name in jan is
         said = [with_guess(name, DEFAULTS) for name in sorted(unknown, key=str)]
-        raise TypeError(f"unknown sampling option(s): {', '.join(said)}")
+        # (a keyword no sampling option has: Python's TypeError for an unexpected keyword, and a bad argument)
+        raise type_refusal(str(sorted(unknown, key=str)[0]), f"unknown sampling option(s): {', '.join(said)}")
     o = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
     r = RANGES
     p = _engine.SamplingParams()
@@ -365,7 +366,7 @@ def lora_scale(name: str, value) -> float:
     :class:`BadRequestError` naming ``name`` otherwise. (1e300 passed here and became the engine's infinity: every
     door then refused it naming ``lora``, not the entry, the model.json field or the flag that gave it.)"""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise BadRequestError(f"{name}: expected a number, got {value!r}", param=name, code="invalid_type")
+        raise BadRequestTypeError(f"{name}: expected a number, got {value!r}", param=name, code="invalid_type")
     scale = double_of(value)
     if not math.isfinite(scale):
         raise BadRequestError(f"{name}: expected a finite number, got {value!r}", param=name, code="invalid_value")
@@ -384,8 +385,8 @@ def lora_request(value, name: str = "lora") -> tuple[tuple[int, float], ...] | N
     if value is None:
         return None
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
-        raise BadRequestError(f"{name}: expected a list of {{\"id\": adapter id, \"scale\": number}}, got {value!r}",
-                              param=name, code="invalid_type")
+        raise BadRequestTypeError(f"{name}: expected a list of {{\"id\": adapter id, \"scale\": number}}, got "
+                                  f"{value!r}", param=name, code="invalid_type")
     out: list[tuple[int, float]] = []
     seen: set[int] = set()
     for i, item in enumerate(value):
@@ -403,8 +404,8 @@ def lora_request(value, name: str = "lora") -> tuple[tuple[int, float], ...] | N
         elif isinstance(item, (list, tuple)) and len(item) == 2:
             adapter, scale = item
         else:
-            raise BadRequestError(f"{where}: expected {{\"id\": adapter id, \"scale\": number}}, got {item!r}",
-                                  param=where, code="invalid_type")
+            raise BadRequestTypeError(f"{where}: expected {{\"id\": adapter id, \"scale\": number}}, got {item!r}",
+                                      param=where, code="invalid_type")
         index = as_int(adapter)
         if index is None and isinstance(adapter, float) and adapter.is_integer():
             index = int(adapter)  # (JSON's 1.0)
@@ -427,8 +428,17 @@ def option_refusal(name: str, message: str, code: str = "invalid_value") -> BadR
     """The error of an option, flag or argument value refused here: a :class:`~jan.BadRequestError` (a
     ``ValueError``) whose ``param`` names it, as the seed's, the token ids' and the engine's own checks are, so that a
     caller catching ``jan.BadRequestError`` (or reading ``param``) sees every bad argument of a call alike, not only
-    some (``top_k=-1`` was a bare ValueError, ``seed=1.5`` a BadRequestError)."""
-    return BadRequestError(message, param=name, code=code)
+    some (``top_k=-1`` was a bare ValueError, ``seed=1.5`` a BadRequestError). A value of the wrong type (``code``
+    :data:`TYPE`) is a :class:`~jan.BadRequestTypeError`, also a ``TypeError``."""
+    kind = BadRequestTypeError if code == TYPE else BadRequestError
+    return kind(message, param=name, code=code)
+
+
+def type_refusal(name: str, message: str) -> BadRequestTypeError:
+    """The error of an argument of the wrong type (``tokenize(5)``, ``embed(b"...")``): :func:`option_refusal`'s
+    with code :data:`TYPE`, a :class:`~jan.BadRequestTypeError` naming ``name`` (it was a bare ``TypeError``, which
+    ``except jan.BadRequestError`` missed and the server answered with a 500)."""
+    return BadRequestTypeError(message, param=name, code=TYPE)
 
 
 def speculative_mode(value) -> str:
@@ -528,12 +538,12 @@ def engine_text(name: str, text: str) -> str:
 
 
 def model_id_text(value, name: str = "model_id", *, empty: bool = False) -> str:
-    """A model id as the pool keeps it and every answer names it: TypeError naming ``name`` for no string,
+    """A model id as the pool keeps it and every answer names it: BadRequestTypeError naming ``name`` for no string,
     :class:`~jan.BadRequestError` (a ValueError) for an empty one (unless ``empty``) or one holding a lone UTF-16
     surrogate. The id was taken as is and failed later, where it became text to encode (a log line, a file name, an
     answer written as UTF-8)."""
     if not isinstance(value, str):
-        raise TypeError(f"{name}: expected a string, got {type(value).__name__}")
+        raise type_refusal(name, f"{name}: expected a string, got {type(value).__name__}")
     if not value and not empty:
         raise BadRequestError(f"{name}: must not be empty", param=name)
     return engine_text(name, value)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from jan.engine.gguf_file import file_path
 from jan.engine.model import _LOAD_OPTION_NAMES, LOAD_OPTION_DEFAULTS, Model, check_load_options
-from jan.engine.params import check_flag, check_seconds, model_id_text, option_refusal, speculative_mode
+from jan.engine.params import (check_flag, check_seconds, model_id_text, option_refusal, speculative_mode,
+                               type_refusal)
 from jan.engine.preflight import check_load
 from jan.errors import ModelClosedError, ModelNotFoundError, QueueFullError
 
@@ -108,9 +109,9 @@ class ModelPool:
             from jan.near_names import with_guess
 
             names = sorted({"max_loaded", "keep_alive", "reap_interval", "room_timeout", *_LOAD_OPTION_NAMES})
-            raise TypeError(f"ModelPool() got unknown keyword argument(s): "
-                            f"{', '.join(with_guess(n, names) for n in unknown)} (neither the pool's own nor a load "
-                            "option of jan.Model)")
+            raise type_refusal(unknown[0], f"ModelPool() got unknown keyword argument(s): "
+                               f"{', '.join(with_guess(n, names) for n in unknown)} (neither the pool's own nor a "
+                               "load option of jan.Model)")
         # every load gets these: a bad one is refused now, not by each load
         check_load_options({**LOAD_OPTION_DEFAULTS, **default_options})
         self.max_loaded = max_loaded
@@ -328,9 +329,10 @@ class ModelPool:
     @staticmethod
     def _check_turn(turn: Turn, model_id: str) -> None:
         if not isinstance(turn, Turn):  # (turn=5 was an AttributeError from deep in the wait)
-            raise TypeError(f"turn: expected a place in line from ModelPool.turn(), got {type(turn).__name__}")
+            raise type_refusal("turn", f"turn: expected a place in line from ModelPool.turn(), got "
+                               f"{type(turn).__name__}")
         if turn.model_id != model_id:
-            raise ValueError(f"turn: taken for model '{turn.model_id}', not '{model_id}'")
+            raise option_refusal("turn", f"turn: taken for model '{turn.model_id}', not '{model_id}'")
 
     def _wait_for_turn(self, model_id: str, path: str, options: dict, claim: bool, turn: Turn,
                        deadline: float) -> Model | list[tuple[str, _Entry]]:
@@ -470,8 +472,8 @@ class ModelPool:
         every method that takes an id says; a wrong argument was a claim silently kept)."""
         model_id_text(model_id, empty=True)
         if not isinstance(model, Model):
-            raise TypeError(f"model: expected the jan.Model that load() or get() handed out, got "
-                            f"{type(model).__name__}")
+            raise type_refusal("model", f"model: expected the jan.Model that load() or get() handed out, got "
+                               f"{type(model).__name__}")
         with self._changed:
             entry = self._models.get(model_id)
             if entry is None or entry.model is not model or entry.claims == 0:

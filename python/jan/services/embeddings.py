@@ -174,7 +174,8 @@ class EmbeddingService(Held):
                 tokens = _tokens(model, request, stop, made)
                 # p_norm replaces normalize; a token's vector is never p-normed (llama.cpp normalizes pooled ones)
                 normalize = request.normalize if request.p_norm is None else False
-                vectors = model.embed(tokens, normalize=normalize, cancel=stop)
+                # (its errors name the body's field, ``input[i]``, as every embedding route's refusals do)
+                vectors = model.embed(tokens, normalize=normalize, cancel=stop, field="input")
                 if per_token:
                     return tokens, list(vectors)
                 vectors = _p_normed(vectors, request.p_norm)

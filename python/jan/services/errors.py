@@ -5,23 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from jan.errors import JanError, ModelClosedError, ModelLoadError, ModelSettingError, QueueFullError
+from jan.errors import BadRequestError, BadRequestTypeError, JanError, ModelClosedError, ModelLoadError, ModelSettingError, QueueFullError
 from jan.templates.grammar import GrammarError
 
-__all__ = ["FAILURE_KINDS", "GenerationCancelledError", "PrefillGrammarError", "RequestError", "ServiceUnavailableError", "check_unique_tool_names",
+__all__ = ["FAILURE_KINDS", "GenerationCancelledError", "PrefillGrammarError", "RequestError", "RequestTypeError", "ServiceUnavailableError", "check_unique_tool_names",
            "failure_kind", "require"]
 
 T = TypeVar("T")
 
 
-class RequestError(JanError, ValueError):
+class RequestError(BadRequestError):
     """The request cannot be served as asked; ``param`` names the field, ``code`` the kind
-    (an HTTP front end answers 400)."""
+    (an HTTP front end answers 400). A :class:`jan.BadRequestError`, as every bad argument of the library is."""
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.param = param
-        self.code = code
+
+class RequestTypeError(RequestError, BadRequestTypeError):
+    """A typed request's field of the wrong type (``SamplingOptions(temperature="hot")``, ``ChatRequest(messages=
+    "hi")``): a :class:`RequestError`, and a ``TypeError`` as every wrong type given to the library is
+    (:class:`jan.BadRequestTypeError`)."""
 
 
 class PrefillGrammarError(GrammarError):

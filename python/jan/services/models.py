@@ -22,7 +22,7 @@ from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.model import (LOAD_PREREQUISITES, check_context_total, check_load_option, prerequisite_error,
                               unmet_prerequisite)
 from jan.engine.params import ORDERS, check_order, check_sampling_options, speculative_mode
-from jan.errors import BadRequestError, JanError, ModelNotFoundError, ModelSettingError, not_found_message
+from jan.errors import BadRequestError, BadRequestTypeError, JanError, ModelNotFoundError, ModelSettingError, not_found_message
 from jan.services.abilities import (Abilities, asks_abilities, context_refusal, fan_out_refusal, fill_in_refusal,
                                    generations, listed_ability, model_abilities, pooling_none_refusal, refusal,
                                    refusal_walks_long, request_template, template_abilities, thinking_refusal)
@@ -706,12 +706,19 @@ def refuse_fan_out(engine: Any, model: dict[str, Any], count: int, param: str) -
         raise problem
 
 
-def require_model_id(model_id: Any, *, optional: bool = False) -> None:
+def require_model_id(model_id: Any, *, optional: bool = False, name: str = "model_id") -> None:
     """A public method of :class:`ModelService` takes a model id as text (``optional``: or None, "the default"):
-    anything else is a ``TypeError`` naming the argument, not a "model not found" for an id no model could have."""
+    anything else is a :class:`~jan.BadRequestTypeError` (a ``TypeError``) naming the argument (``name``), not a
+    "model not found" for an id no model could have."""
     if not isinstance(model_id, str) and not (optional and model_id is None):
-        raise TypeError(f"model_id: expected a model id (a string{' or None' if optional else ''}), "
-                        f"got {type(model_id).__name__}")
+        raise BadRequestTypeError(f"{name}: expected a model id (a string{' or None' if optional else ''}), "
+                                  f"got {type(model_id).__name__}", param=name, code="invalid_type")
+
+
+#: Why a default model that embeds only is refused, after its name (``jan serve --default-model 'x'``, the library's
+#: ``default_model: model 'x'``).
+DEFAULT_EMBEDS_ONLY = ("embeds only (settings.embedding is true): the requests that name no model (chats, "
+                       "completions) would all go to it; name a model that generates")
 
 
 class ModelService(Held):
@@ -722,6 +729,8 @@ class ModelService(Held):
     def __init__(self, manager: ExtensionManager, *, default_model: str | None = None, name_folder: bool = False):
         self.manager = manager
         self._transient: dict[str, dict[str, Any]] = {}
+        #: The default model whose model.json was last found to generate (checked once per value: :meth:`_default`)
+        self._default_checked: str | None = None
         #: The model of requests that name none (``jan serve --default-model``); else the only loaded one.
         self.default_model = default_model
         #: Whether "model not found" names the data folder looked in (and the id likely meant, on every path): a
@@ -1317,12 +1326,42 @@ class ModelService(Held):
             ids += [m for m in await loaded_ids(engine) if m not in ids]  # (bounded: one that hangs holds none)
         return ids
 
+    @property
+    def default_model(self) -> str | None:
+        """The model of requests that name none (``jan serve --default-model``; None: the only loaded one). Set to
+        anything but a string or None: :class:`~jan.BadRequestTypeError` naming ``default_model``; one that embeds
+        only is refused where it is first used (:meth:`_default`), as ``jan serve`` refuses it as it starts."""
+        return self._default_model
+
+    @default_model.setter
+    def default_model(self, value: str | None) -> None:
+        require_model_id(value, optional=True, name="default_model")
+        self._default_model = value or None  # ("": none, as an empty --default-model is)
+
+    async def _default(self) -> str:
+        """The configured default model, checked (once per value) to be one that generates: a
+        :class:`RequestError` naming ``default_model`` (``model_not_supported``) for one whose model.json embeds only
+        (:func:`embeds_only`), the rule ``jan serve --default-model`` refuses at start by. A default no model.json
+        has yet (an alias, a ``--model`` path's model, named once loaded) is passed on as it is: resolving it says."""
+        name = self._default_model
+        assert name is not None
+        if name != self._default_checked:
+            try:
+                model = await self.get(name)
+            except ModelNotFoundError:
+                return name
+            if embeds_only(model):
+                raise RequestError(f"default_model: model '{name}' {DEFAULT_EMBEDS_ONLY}", param="default_model",
+                                   code="model_not_supported")
+            self._default_checked = name
+        return name
+
     async def answering_model_id(self) -> str | None:
         """The model of a run that nothing names (neither the run, its thread nor its assistant): the configured
-        default model, else the first loaded model that generates text — an embedding model loaded beside it
-        cannot answer; None when there is none."""
+        default model (refused when it embeds only: :meth:`_default`), else the first loaded model that generates
+        text — an embedding model loaded beside it cannot answer; None when there is none."""
         if self.default_model:
-            return self.default_model
+            return await self._default()
         for model_id in await self.loaded_model_ids():
             try:
                 target = await self.resolve(model_id)
@@ -1333,9 +1372,10 @@ class ModelService(Held):
         return None
 
     async def default_model_id(self) -> str:
-        """The one rule for a request that names no model: the configured default, else the only loaded model."""
+        """The one rule for a request that names no model: the configured default (refused when it embeds only:
+        :meth:`_default`), else the only loaded model."""
         if self.default_model:
-            return self.default_model
+            return await self._default()
         loaded = await self.loaded_model_ids()
         if len(loaded) == 1:
             return loaded[0]

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type
 from jan.reasoning_fields import thinking_switch_fault
 from jan.services.control import GenerationControl
 from jan.engine.results import TokenLogprob, TopLogprob, Usage, plain
+from jan.errors import BadRequestTypeError
 from jan.templates.formats.types import CallDelta
 
 __all__ = [
@@ -217,10 +218,14 @@ def _field_checks(cls: type) -> tuple[tuple[str, _Check, Any, Any], ...]:
                  for f in fields(cls) if f.init)
 
 
-def _misuse(where: str, message: str, param: str | None = None) -> ValueError:
-    from jan.services.errors import RequestError  # (jan.services imports this module)
+def _misuse(where: str, message: str, param: str | None = None, *, typed: bool = False) -> ValueError:
+    """The :class:`~jan.services.errors.RequestError` naming ``where``; ``typed``: a value of the wrong type, a
+    :class:`~jan.services.errors.RequestTypeError` (also a ``TypeError``). Code ``invalid_value`` either way, as
+    every typed request's refusal has always had."""
+    from jan.services.errors import RequestError, RequestTypeError  # (jan.services imports this module)
 
-    return RequestError(f"{where}: {message}", param=param or where, code="invalid_value")
+    kind = RequestTypeError if typed else RequestError
+    return kind(f"{where}: {message}", param=param or where, code="invalid_value")
 
 
 def _shown(value: Any) -> str:
@@ -242,7 +247,7 @@ def _check_fields(obj: Any) -> None:
         if fault is not None:
             where, wanted, got = fault
             raise _misuse(name + where, f"expected {wanted}, got {_shown(got)}{_build_hint(wanted, got)}",
-                          param=name + where.partition(" ")[0])
+                          param=name + where.partition(" ")[0], typed=not wanted.startswith("one of "))
 
 
 def _build_hint(wanted: str, got: Any) -> str:
@@ -272,7 +277,7 @@ def _check_counts(obj: Any, counts: Mapping[str, str]) -> None:
         try:
             (apart.get(option) or RANGES[option]).check(name, value)
         except ValueError as exc:
-            raise _misuse(name, str(exc).removeprefix(f"{name}: ")) from None
+            raise _misuse(name, str(exc).removeprefix(f"{name}: "), typed=isinstance(exc, TypeError)) from None
 
 
 def _check_ranges(options: "SamplingOptions") -> None:
@@ -288,7 +293,7 @@ def _check_ranges(options: "SamplingOptions") -> None:
         try:
             RANGES[name].check(name, value)
         except ValueError as exc:
-            raise _misuse(name, str(exc).removeprefix(f"{name}: ")) from None
+            raise _misuse(name, str(exc).removeprefix(f"{name}: "), typed=isinstance(exc, TypeError)) from None
     for token, bias in (options.logit_bias or {}).items():
         try:
             RANGES["logit_bias"].check(f"logit_bias[{token}]", bias)
@@ -830,11 +835,11 @@ class LoadOptions:
             value = getattr(self, f.name)
             try:
                 check_load_option(f.name, value)
+            except ValueError as exc:  # (first: a BadRequestTypeError is both, and was a RequestError as a ValueError)
+                detail = str(exc).removeprefix(f"{f.name}: ")
+                raise _misuse(f.name, detail, typed=isinstance(exc, TypeError)) from None
             except TypeError as exc:
                 raise TypeError(str(exc) if str(exc).startswith(f"{f.name}") else f"{f.name}: {exc}") from None
-            except ValueError as exc:
-                detail = str(exc).removeprefix(f"{f.name}: ")
-                raise _misuse(f.name, detail) from None
 
     @classmethod
     def from_model_settings(cls, settings: Mapping[str, Any] | None) -> "LoadOptions":
@@ -1506,11 +1511,12 @@ class RenderedPrompt:
 
 def require_request(request: Any, kind: type, service: str) -> None:
     """A service's entry takes its typed request (``kind``, which checked its own fields when it was made): anything
-    else (None, a dict, an OpenAI body) is a ``TypeError`` naming the service and the type it takes, not an
-    ``AttributeError`` from inside the service that says nothing of the call."""
+    else (None, a dict, an OpenAI body) is a :class:`~jan.BadRequestTypeError` (a ``TypeError``) naming the
+    argument, the service and the type it takes, not an ``AttributeError`` from inside the service that says nothing
+    of the call."""
     if not isinstance(request, kind):
-        raise TypeError(f"the {service} service takes a jan.services.types.{kind.__name__}, "
-                        f"got {type(request).__name__}")
+        raise BadRequestTypeError(f"request: the {service} service takes a jan.services.types.{kind.__name__}, "
+                                  f"got {type(request).__name__}", param="request", code="invalid_type")
 
 
 def as_dict(obj: Any) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from .grammar import (
     JSON_VALUE_GRAMMAR,
     GrammarBuilder,
     GrammarError,
+    GrammarTypeError,
     gbnf_literal,
     json_schema_to_grammar,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "RenderBudget",
     "TemplateBudgetError",
     "GrammarError",
+    "GrammarTypeError",
     "JSON_OBJECT_GRAMMAR",
     "JSON_VALUE_GRAMMAR",
     "ChatTemplateRenderError",

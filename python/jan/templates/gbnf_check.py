@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .grammar import MAX_GRAMMAR_BYTES, MAX_REPETITION, GrammarError
+from .grammar import MAX_GRAMMAR_BYTES, MAX_REPETITION, GrammarError, GrammarTypeError
 
 __all__ = ["GrammarLimits", "GrammarStats", "check_gbnf", "rule_shares"]
 
@@ -477,7 +477,8 @@ def check_gbnf(text: str, *, param: str = "grammar", root: str = "root",
     """
     limits = limits or GrammarLimits()
     if not isinstance(text, str):
-        raise _error(param, f"{param}: expected GBNF text, got {type(text).__name__}", "invalid_grammar")
+        raise _error(param, f"{param}: expected GBNF text, got {type(text).__name__}", "invalid_grammar",
+                     GrammarTypeError)
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > limits.max_bytes:
         raise _error(param, f"{param}: the grammar's size ({size:,} bytes) exceeds the limit of {limits.max_bytes:,}",
@@ -570,8 +571,8 @@ def _in_rule(err: GrammarError, rule: str | None) -> GrammarError:
     return err
 
 
-def _error(param: str, message: str, code: str) -> GrammarError:
-    err = GrammarError(message)
+def _error(param: str, message: str, code: str, kind: type[GrammarError] = GrammarError) -> GrammarError:
+    err = kind(message)
     err.param = param
     err.code = code
     return err

@@ -62,11 +62,12 @@ import re
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import unquote
 
-from ..errors import JanError
+from ..errors import BadRequestError, BadRequestTypeError, JanError
 from ..json_text import finite_number
 
 __all__ = [
     "GrammarError",
+    "GrammarTypeError",
     "schema_location",
     "check_schema_keywords",
     "required_names",
@@ -93,10 +94,11 @@ LARK_KEYWORD = "x-jan-lark"
 log = logging.getLogger(__name__)
 
 
-class GrammarError(JanError, ValueError):
+class GrammarError(BadRequestError):
     """A JSON schema or grammar that cannot be used (bad ``$ref``, ``false``, over a bound, ...).
 
-    A ``ValueError``, so the server answers it with HTTP 400; ``param`` names
+    A :class:`jan.BadRequestError` (a ``ValueError``), as any bad argument of the library is (``grammar=``,
+    ``json_schema``, a tool's parameters), so the server answers it with HTTP 400; ``param`` names
     the request field when known, ``code`` says why (``invalid_grammar``,
     ``grammar_too_complex``, ``invalid_schema``, ``schema_too_complex``).
 
@@ -122,7 +124,9 @@ class GrammarError(JanError, ValueError):
 
     def __init__(self, problem: str = "", *args: Any, code: str | None = None,
                  keyword: tuple[str | int, ...] = ()) -> None:
-        super().__init__(problem, *args)
+        # (Exception's own constructor, not BadRequestError's: extra positional args stay in ``args`` as they always
+        # were, and ``param``/``code`` keep the class defaults until a caller names them)
+        JanError.__init__(self, problem, *args)
         self.problem = problem
         if code is not None:
             self.code = code
@@ -156,6 +160,12 @@ class GrammarError(JanError, ValueError):
     def _say(self) -> None:
         where = self.path
         self.args = (f"{where}: {self.problem}" if where else self.problem,)
+
+
+class GrammarTypeError(GrammarError, BadRequestTypeError):
+    """A grammar given as anything but text (``grammar=5``, bytes): a :class:`GrammarError` (the server's 400, code
+    ``invalid_grammar``, as before) and a ``TypeError``, as every wrong type given to the library is
+    (:class:`jan.BadRequestTypeError`)."""
 
 
 #: a key written after a dot in a path (any other in brackets, as JSON: ``properties["first name"]``)
