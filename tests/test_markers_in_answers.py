@@ -12,6 +12,7 @@ output parser must read every such text back into the same answer or call.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -152,4 +153,139 @@ def test_a_forced_call_s_arguments_write_no_marker_raw(llama, case, output):
         text = output.text.replace(f'"{city}"', f'"{city}{_escaped(m, markers)}"')
         assert llama.accepts(grammar, text), m
         parsed = parse_output(text, plan.fmt, TOOLS, open_at_start=opened)
+        assert [(c.name, json.loads(c.arguments)["city"]) for c in parsed.tool_calls] == [("get_weather", city + m)]
+
+
+# -- the schema's own literals, patterns and text grammars ---------------------------------------------------------
+
+LITERAL_MARKERS = ["<|end|>", "<|start|>", "</think>", "[TOOL_CALLS]"]
+
+
+def _obj(prop: dict, name: str = "a") -> dict:
+    return {"type": "object", "properties": {name: prop}, "required": [name], "additionalProperties": False}
+
+
+# (the schema for a marker m, the JSON document with a string's text s, the string the schema holds for m): every place
+# a schema writes its own text into a JSON string
+SCHEMA_PLACES = {
+    "enum": (lambda m: _obj({"enum": ["x" + m, "y"]}), lambda s: f'{{"a": "{s}"}}', lambda m: "x" + m),
+    "const": (lambda m: _obj({"const": m + "y"}), lambda s: f'{{"a": "{s}"}}', lambda m: m + "y"),
+    "enum-object": (lambda m: _obj({"enum": [{"k": ["z", m]}]}), lambda s: f'{{"a": {{"k":["z","{s}"]}}}}',
+                    lambda m: m),
+    "property-name": (lambda m: _obj({"type": "integer"}, "a" + m), lambda s: f'{{"{s}": 1}}', lambda m: "a" + m),
+    "required-name": (lambda m: {"type": "object", "properties": {}, "required": [m]}, lambda s: f'{{"{s}": 1}}',
+                      lambda m: m),
+    "prefix-items": (lambda m: _obj({"type": "array", "prefixItems": [{"const": m}], "items": False}),
+                     lambda s: f'{{"a": ["{s}"]}}', lambda m: m),
+    "any-of-const": (lambda m: _obj({"anyOf": [{"const": m}, {"type": "integer"}]}), lambda s: f'{{"a": "{s}"}}',
+                     lambda m: m),
+    "pattern-literal": (lambda m: _obj({"type": "string", "pattern": "^" + re.escape(m) + "$"}),
+                        lambda s: f'{{"a": "{s}"}}', lambda m: m),
+    "pattern-class": (lambda m: _obj({"type": "string", "pattern": r"^[<\[][A-Za-z_|/\]>]+$"}),
+                      lambda s: f'{{"a": "{s}"}}', lambda m: m),
+    "pattern-negated": (lambda m: _obj({"type": "string", "pattern": "^[^#]+$"}), lambda s: f'{{"a": "{s}"}}',
+                        lambda m: m),
+    "pattern-dot": (lambda m: _obj({"type": "string", "pattern": "^x.*$"}), lambda s: f'{{"a": "{s}"}}',
+                    lambda m: "x" + m),
+    "pattern-search": (lambda m: _obj({"type": "string", "pattern": "q"}), lambda s: f'{{"a": "{s}"}}',
+                       lambda m: "q" + m),
+    "lark-literal": (lambda m: _obj({"type": "string", "x-jan-lark": f"start: {json.dumps(m)}"}),
+                     lambda s: f'{{"a": "{s}"}}', lambda m: m),
+    "lark-class": (lambda m: _obj({"type": "string", "x-jan-lark": r"start: /[A-Za-z_|\/<>\[\]]+/"}),
+                   lambda s: f'{{"a": "{s}"}}', lambda m: m),
+    "additional-key": (lambda m: {"type": "object", "additionalProperties": {"type": "integer"}},
+                       lambda s: f'{{"{s}": 1}}', lambda m: m),
+}
+
+
+@pytest.mark.parametrize("place", SCHEMA_PLACES, ids=str)
+def test_a_schema_s_own_text_refuses_a_marker_raw_and_takes_it_escaped(llama, place):
+    schema, document, value = SCHEMA_PLACES[place]
+    for m in LITERAL_MARKERS:
+        answer = json_schema_to_grammar(schema(m))
+        grammar = json_strings_without(answer, LITERAL_MARKERS)
+        assert llama.parses(grammar), grammar
+        raw, escaped = document(_string(value(m))), document(_escaped(value(m), LITERAL_MARKERS))
+        assert llama.accepts(answer, raw), (m, answer)  # the schema's grammar alone writes the marker raw
+        assert not llama.accepts(grammar, raw), (m, grammar)
+        assert llama.accepts(grammar, escaped), (m, grammar)
+        assert json.loads(escaped) == json.loads(raw)  # the escaped text is the schema's own value
+
+
+# schemas whose literals hold no marker and whose patterns and text grammars no marker's first character
+PLAIN_SCHEMAS = [
+    _obj({"enum": ["a < b", "x|y", "<b>", "[x]", "<|", "|>"]}),
+    _obj({"const": {"k": "<|end"}}, "a <|"),
+    _obj({"type": "string", "pattern": "^[a-z|/>]+$"}),
+    _obj({"type": "string", "pattern": "^x.{2,5}$"}),
+    _obj({"type": "string", "x-jan-lark": 'start: "a|b" /[0-9]+/'}),
+    _obj({"type": "string", "format": "uri"}),
+    _obj({"type": "array", "prefixItems": [{"const": "|end|>"}]}),
+]
+
+
+@pytest.mark.parametrize("schema", PLAIN_SCHEMAS, ids=range(len(PLAIN_SCHEMAS)))
+def test_a_schema_without_marker_text_keeps_its_grammar(schema):
+    answer = json_schema_to_grammar(schema)
+    grammar = json_strings_without(answer, ["<|end|>", "<|start|>", "</think>"])
+    # only the free and counted strings' own rules change (their text as before this change)
+    changed = {line.partition(" ::= ")[0] for line in set(answer.splitlines()) - set(grammar.splitlines())}
+    assert changed <= {"char", "string"}, changed
+
+
+def _answer_head(llama, plan: ChatPlan, grammar: str, sample: str) -> str:
+    """What the format writes before the answer ``sample`` (JSON text) that ``grammar`` takes."""
+    heads = ["", "<|channel|>final<|message|>", *plan.fmt.answer_opens]
+    if plan.fmt.reasoning is not None:
+        heads.append("Hm." + plan.fmt.reasoning.end)
+    head = next((h for h in heads if llama.accepts(grammar, h + sample)), None)
+    assert head is not None, grammar
+    return head
+
+
+@pytest.mark.parametrize("case", TEMPLATE_CASES, ids=lambda c: c.template)
+def test_a_response_format_s_literals_write_no_marker_raw(llama, case):
+    plan, prompt = _plan(case.template)
+    markers = plan.fmt.structure_markers()
+    if not markers:
+        return
+    schema = {"type": "object", "properties": {"a": {"enum": ["x" + m for m in markers]},
+                                               "b": {"type": "string", "pattern": "^.*$"}},
+              "required": ["a", "b"], "additionalProperties": False}
+    grammar = plan.grammar_options(prompt, answer=json_schema_to_grammar(schema))["grammar"]
+    opened = plan.fmt.starts_in_reasoning(prompt)
+    head = _answer_head(llama, plan, grammar, f'{{"a": "x{_escaped(markers[0], markers)}", "b": ""}}')
+    for m in markers:
+        assert not llama.accepts(grammar, f'{head}{{"a": "x{m}", "b": ""}}'), m
+        text = f'{head}{{"a": "x{_escaped(m, markers)}", "b": "{_escaped(m, markers)}"}}'
+        assert not llama.accepts(grammar, f'{head}{{"a": "x{_escaped(m, markers)}", "b": "{m}"}}'), m
+        assert llama.accepts(grammar, text), m
+        parsed = _parsed(plan, prompt, text) if plan.fmt.channels else parse_output(
+            text, plan.fmt, None, open_at_start=opened)
+        assert json.loads(parsed.content) == {"a": "x" + m, "b": m}, (m, parsed)
+
+
+@pytest.mark.parametrize(("case", "output"), CALL_CASES)
+def test_a_forced_call_s_enum_writes_no_marker_raw(llama, case, output):
+    plan, prompt = _plan(case.template, TOOLS)
+    markers = plan.fmt.structure_markers(plan.grammar_options(prompt)["grammar"])
+    city = output.calls[0][1]["city"]
+    tools = json.loads(json.dumps(TOOLS))
+    for tool in tools:
+        tool["function"]["parameters"]["properties"]["city"] = {"type": "string",
+                                                                "enum": [city + m for m in markers] + [city]}
+    plan, prompt = _plan(case.template, tools)
+    grammar = plan.grammar_options(prompt)["grammar"]
+    if not llama.accepts(grammar, output.text):  # (as test_a_forced_call_s_arguments_write_no_marker_raw says)
+        assert case.template + "-" + ("thinking" if output is case.thinking else "plain") in NOT_WRITTEN
+        return
+    if not markers:
+        assert plan.fmt.name in ("llama3", "firefunction-v2", "functionary-v3.2"), plan.fmt.name
+        return
+    opened = plan.fmt.starts_in_reasoning(prompt)
+    for m in markers:
+        assert not llama.accepts(grammar, output.text.replace(f'"{city}"', f'"{city}{m}"')), m
+        text = output.text.replace(f'"{city}"', f'"{city}{_escaped(m, markers)}"')
+        assert llama.accepts(grammar, text), m
+        parsed = parse_output(text, plan.fmt, tools, open_at_start=opened)
         assert [(c.name, json.loads(c.arguments)["city"]) for c in parsed.tool_calls] == [("get_weather", city + m)]
