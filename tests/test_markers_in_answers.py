@@ -289,3 +289,45 @@ def test_a_forced_call_s_enum_writes_no_marker_raw(llama, case, output):
         assert llama.accepts(grammar, text), m
         parsed = parse_output(text, plan.fmt, tools, open_at_start=opened)
         assert [(c.name, json.loads(c.arguments)["city"]) for c in parsed.tool_calls] == [("get_weather", city + m)]
+
+
+# -- end to end: a tiny random-weight model with a real template, whose only allowed value holds a marker ---------------
+
+# gpt-oss's <|end|> ends its final message, Qwen3's </think> ends a thought: each is a token of its model, which the
+# grammar held to the enum wrote raw (and the parser then cut the answer there)
+SERVED = [("harmony-tiny", "<|end|>"), ("qwen3-tiny", "</think>")]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    from conftest import require_model
+    from dialect_helpers import openai_client
+    from jan.testing.gguf_models import write_harmony_model, write_qwen3_tool_model
+    from server_helpers import start_server
+
+    require_model("vocab", "ggml-vocab-qwen2.gguf")
+    tmp = tmp_path_factory.mktemp("marker-literals")
+    srv = start_server(tmp, [write_harmony_model(tmp / "harmony-tiny.gguf"),
+                             write_qwen3_tool_model(tmp / "qwen3-tiny.gguf")], n_ctx=1024, n_parallel=1)
+    yield openai_client(srv, timeout=300)
+    srv.stop()
+
+
+def _only(value: str) -> dict:
+    return {"type": "object", "properties": {"v": {"type": "string", "enum": [value]}}, "required": ["v"],
+            "additionalProperties": False}
+
+
+@pytest.mark.parametrize(("model", "marker"), SERVED, ids=[m for m, _ in SERVED])
+def test_served_enum_of_a_marker_reaches_the_client_as_itself(served, model, marker):
+    ask = {"model": model, "messages": [{"role": "user", "content": "Weather in Paris?"}], "max_tokens": 200,
+           "temperature": 0, "reasoning_effort": "none"}
+    choice = served.chat.completions.create(**ask, response_format={
+        "type": "json_schema", "json_schema": {"name": "answer", "schema": _only(marker)}}).choices[0]
+    assert choice.finish_reason == "stop", choice
+    assert json.loads(choice.message.content or "") == {"v": marker}, choice
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": _only(marker)}}]
+    m = served.chat.completions.create(**ask, tools=tools, tool_choice="required",
+                                       parallel_tool_calls=False).choices[0].message
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in m.tool_calls] == [
+        ("get_weather", {"v": marker})], m
