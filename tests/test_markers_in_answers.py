@@ -291,10 +291,10 @@ def test_a_forced_call_s_enum_writes_no_marker_raw(llama, case, output):
         assert [(c.name, json.loads(c.arguments)["city"]) for c in parsed.tool_calls] == [("get_weather", city + m)]
 
 
-# -- end to end: a tiny random-weight model with a real template, whose only allowed value holds a marker ---------------
+# -- end to end: a tiny random-weight model with a real template, whose only allowed value holds a marker ------------
 
-# gpt-oss's <|end|> ends its final message, Qwen3's </think> ends a thought: each is a token of its model, which the
-# grammar held to the enum wrote raw (and the parser then cut the answer there)
+# gpt-oss's <|end|> ends its final message: the grammar held to the enum wrote it raw (a token of the model), and the
+# parser cut the answer there. Qwen3's </think> (a thinking format's end) is written escaped and comes back as itself.
 SERVED = [("harmony-tiny", "<|end|>"), ("qwen3-tiny", "</think>")]
 
 

@@ -990,8 +990,10 @@ def json_strings_without(grammar: str, markers: Iterable[str]) -> str:
                if m and not any(lo <= ch <= hi for ch in m for lo, hi in _JSON_RAW_EXCLUDED)]
     if not markers:
         return grammar
-    grammar = _literals_escaped(grammar, tuple(markers))
     rules = _RULE_LINE.findall(grammar)
+    escaped = _literals_escaped(grammar, rules, tuple(markers))
+    if escaped is not grammar:
+        grammar, rules = escaped, _RULE_LINE.findall(escaped)
     chars = {name for name, body in rules if body == _CHAR}
     if not chars:
         return grammar
@@ -1135,17 +1137,17 @@ def _values_escaped(literal: str, markers: tuple[str, ...]) -> str:
     return gbnf_literal("".join(out)) if changed else literal
 
 
-def _literals_escaped(grammar: str, markers: tuple[str, ...]) -> str:
-    """``grammar`` with the schema's own text written without ``markers`` raw in its JSON strings
-    (:func:`json_strings_without`): each literal outside a string's text (:func:`_values_escaped`), and the text of
+def _literals_escaped(grammar: str, rules: list[tuple[str, str]], markers: tuple[str, ...]) -> str:
+    """``grammar`` (its ``rules``: (name, body) pairs) with the schema's own text written without ``markers`` raw
+    in its JSON strings (:func:`json_strings_without`): each literal outside a string's text (:func:`_values_escaped`), and the text of
     every string rule but the free and counted ones (those the ``char`` rule holds) with the rules it uses
-    (:func:`_text_escaped`). The grammar as it was, the same text, where nothing of it can spell a marker."""
+    (:func:`_text_escaped`). ``grammar`` itself (the same object) where nothing of it can spell a marker."""
     firsts = frozenset(m[0] for m in markers)
     # (a marker holds no quote or backslash: a literal that holds it has its text as it is in the grammar's)
     whole = any(m in grammar for m in markers)
     if not whole and not firsts.intersection(grammar):
         return grammar
-    bodies = dict(_RULE_LINE.findall(grammar))
+    bodies = dict(rules)
     texts = {name: s.group(1) for name, body in bodies.items() if (s := _STRING_RULE.match(body)) is not None}
     reached: list[str] = []
     new: dict[str, str] = {}
