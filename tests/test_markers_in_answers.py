@@ -249,20 +249,24 @@ def test_a_response_format_s_literals_write_no_marker_raw(llama, case):
     markers = plan.fmt.structure_markers()
     if not markers:
         return
+    # an enum value, a pattern's text, a property's name and its const: each holding the marker
     schema = {"type": "object", "properties": {"a": {"enum": ["x" + m for m in markers]},
-                                               "b": {"type": "string", "pattern": "^.*$"}},
+                                               "b": {"type": "string", "pattern": "^.*$"},
+                                               **{"n" + m: {"const": m} for m in markers}},
               "required": ["a", "b"], "additionalProperties": False}
     grammar = plan.grammar_options(prompt, answer=json_schema_to_grammar(schema))["grammar"]
     opened = plan.fmt.starts_in_reasoning(prompt)
     head = _answer_head(llama, plan, grammar, f'{{"a": "x{_escaped(markers[0], markers)}", "b": ""}}')
     for m in markers:
-        assert not llama.accepts(grammar, f'{head}{{"a": "x{m}", "b": ""}}'), m
-        text = f'{head}{{"a": "x{_escaped(m, markers)}", "b": "{_escaped(m, markers)}"}}'
-        assert not llama.accepts(grammar, f'{head}{{"a": "x{_escaped(m, markers)}", "b": "{m}"}}'), m
+        e = _escaped(m, markers)
+        text = f'{head}{{"a": "x{e}", "b": "{e}", "n{e}": "{e}"}}'
         assert llama.accepts(grammar, text), m
+        for raw in (f'"a": "x{m}", "b": "{e}", "n{e}": "{e}"', f'"a": "x{e}", "b": "{m}", "n{e}": "{e}"',
+                    f'"a": "x{e}", "b": "{e}", "n{m}": "{e}"', f'"a": "x{e}", "b": "{e}", "n{e}": "{m}"'):
+            assert not llama.accepts(grammar, f"{head}{{{raw}}}"), (m, raw)
         parsed = _parsed(plan, prompt, text) if plan.fmt.channels else parse_output(
             text, plan.fmt, None, open_at_start=opened)
-        assert json.loads(parsed.content) == {"a": "x" + m, "b": m}, (m, parsed)
+        assert json.loads(parsed.content) == {"a": "x" + m, "b": m, "n" + m: m}, (m, parsed)
 
 
 @pytest.mark.parametrize(("case", "output"), CALL_CASES)
