@@ -133,26 +133,41 @@ NOT_WRITTEN = {"Qwen-Qwen3-0.6B-thinking", "deepseek-ai-DeepSeek-V3.1-thinking",
                "meta-llama-Llama-3.1-8B-Instruct-plain", "meta-llama-Llama-3.3-70B-Instruct-plain"}
 
 
+def _city_enum(tools: list, city: str, markers) -> list:
+    """``tools`` with the city parameter an enum of ``city`` and ``city`` followed by each of ``markers``."""
+    tools = json.loads(json.dumps(tools))
+    for tool in tools:
+        tool["function"]["parameters"]["properties"]["city"] = {"type": "string",
+                                                                "enum": [city + m for m in markers] + [city]}
+    return tools
+
+
+@pytest.mark.parametrize("city_is", ["free", "enum"])
 @pytest.mark.parametrize(("case", "output"), CALL_CASES)
-def test_a_forced_call_s_arguments_write_no_marker_raw(llama, case, output):
+def test_a_forced_call_s_arguments_write_no_marker_raw(llama, case, output, city_is):
     plan, prompt = _plan(case.template, TOOLS)
     grammar = plan.grammar_options(prompt)["grammar"]
+    markers = plan.fmt.structure_markers(grammar)
+    city = output.calls[0][1]["city"]
+    tools = TOOLS
+    if city_is == "enum":  # the schema's own literal holds the marker
+        tools = _city_enum(TOOLS, city, markers)
+        plan, prompt = _plan(case.template, tools)
+        grammar = plan.grammar_options(prompt)["grammar"]
     if not llama.accepts(grammar, output.text):
         # the case's call is not one this grammar writes (prose or thinking around it): nothing of it to vary,
         # only what it says of itself (a list, so a case that comes to be written is tested, not passed over)
         assert case.template + "-" + ("thinking" if output is case.thinking else "plain") in NOT_WRITTEN
         return
-    markers = plan.fmt.structure_markers(grammar)
     if not markers:  # calls in plain JSON/text: no marker to hold out of them
         assert plan.fmt.name in ("llama3", "firefunction-v2", "functionary-v3.2"), plan.fmt.name
         return
-    city = output.calls[0][1]["city"]
     opened = plan.fmt.starts_in_reasoning(prompt)
     for m in markers:
         assert not llama.accepts(grammar, output.text.replace(f'"{city}"', f'"{city}{m}"')), m
         text = output.text.replace(f'"{city}"', f'"{city}{_escaped(m, markers)}"')
         assert llama.accepts(grammar, text), m
-        parsed = parse_output(text, plan.fmt, TOOLS, open_at_start=opened)
+        parsed = parse_output(text, plan.fmt, tools, open_at_start=opened)
         assert [(c.name, json.loads(c.arguments)["city"]) for c in parsed.tool_calls] == [("get_weather", city + m)]
 
 
@@ -267,32 +282,6 @@ def test_a_response_format_s_literals_write_no_marker_raw(llama, case):
         parsed = _parsed(plan, prompt, text) if plan.fmt.channels else parse_output(
             text, plan.fmt, None, open_at_start=opened)
         assert json.loads(parsed.content) == {"a": "x" + m, "b": m, "n" + m: m}, (m, parsed)
-
-
-@pytest.mark.parametrize(("case", "output"), CALL_CASES)
-def test_a_forced_call_s_enum_writes_no_marker_raw(llama, case, output):
-    plan, prompt = _plan(case.template, TOOLS)
-    markers = plan.fmt.structure_markers(plan.grammar_options(prompt)["grammar"])
-    city = output.calls[0][1]["city"]
-    tools = json.loads(json.dumps(TOOLS))
-    for tool in tools:
-        tool["function"]["parameters"]["properties"]["city"] = {"type": "string",
-                                                                "enum": [city + m for m in markers] + [city]}
-    plan, prompt = _plan(case.template, tools)
-    grammar = plan.grammar_options(prompt)["grammar"]
-    if not llama.accepts(grammar, output.text):  # (as test_a_forced_call_s_arguments_write_no_marker_raw says)
-        assert case.template + "-" + ("thinking" if output is case.thinking else "plain") in NOT_WRITTEN
-        return
-    if not markers:
-        assert plan.fmt.name in ("llama3", "firefunction-v2", "functionary-v3.2"), plan.fmt.name
-        return
-    opened = plan.fmt.starts_in_reasoning(prompt)
-    for m in markers:
-        assert not llama.accepts(grammar, output.text.replace(f'"{city}"', f'"{city}{m}"')), m
-        text = output.text.replace(f'"{city}"', f'"{city}{_escaped(m, markers)}"')
-        assert llama.accepts(grammar, text), m
-        parsed = parse_output(text, plan.fmt, tools, open_at_start=opened)
-        assert [(c.name, json.loads(c.arguments)["city"]) for c in parsed.tool_calls] == [("get_weather", city + m)]
 
 
 # -- end to end: a tiny random-weight model with a real template, whose only allowed value holds a marker ------------
