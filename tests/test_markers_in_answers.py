@@ -12,6 +12,7 @@ output parser must read every such text back into the same answer or call.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -132,24 +133,194 @@ NOT_WRITTEN = {"Qwen-Qwen3-0.6B-thinking", "deepseek-ai-DeepSeek-V3.1-thinking",
                "meta-llama-Llama-3.1-8B-Instruct-plain", "meta-llama-Llama-3.3-70B-Instruct-plain"}
 
 
+def _city_enum(tools: list, city: str, markers) -> list:
+    """``tools`` with the city parameter an enum of ``city`` and ``city`` followed by each of ``markers``."""
+    tools = json.loads(json.dumps(tools))
+    for tool in tools:
+        tool["function"]["parameters"]["properties"]["city"] = {"type": "string",
+                                                                "enum": [city + m for m in markers] + [city]}
+    return tools
+
+
+@pytest.mark.parametrize("city_is", ["free", "enum"])
 @pytest.mark.parametrize(("case", "output"), CALL_CASES)
-def test_a_forced_call_s_arguments_write_no_marker_raw(llama, case, output):
+def test_a_forced_call_s_arguments_write_no_marker_raw(llama, case, output, city_is):
     plan, prompt = _plan(case.template, TOOLS)
     grammar = plan.grammar_options(prompt)["grammar"]
+    markers = plan.fmt.structure_markers(grammar)
+    city = output.calls[0][1]["city"]
+    tools = TOOLS
+    if city_is == "enum":  # the schema's own literal holds the marker
+        tools = _city_enum(TOOLS, city, markers)
+        plan, prompt = _plan(case.template, tools)
+        grammar = plan.grammar_options(prompt)["grammar"]
     if not llama.accepts(grammar, output.text):
         # the case's call is not one this grammar writes (prose or thinking around it): nothing of it to vary,
         # only what it says of itself (a list, so a case that comes to be written is tested, not passed over)
         assert case.template + "-" + ("thinking" if output is case.thinking else "plain") in NOT_WRITTEN
         return
-    markers = plan.fmt.structure_markers(grammar)
     if not markers:  # calls in plain JSON/text: no marker to hold out of them
         assert plan.fmt.name in ("llama3", "firefunction-v2", "functionary-v3.2"), plan.fmt.name
         return
-    city = output.calls[0][1]["city"]
     opened = plan.fmt.starts_in_reasoning(prompt)
     for m in markers:
         assert not llama.accepts(grammar, output.text.replace(f'"{city}"', f'"{city}{m}"')), m
         text = output.text.replace(f'"{city}"', f'"{city}{_escaped(m, markers)}"')
         assert llama.accepts(grammar, text), m
-        parsed = parse_output(text, plan.fmt, TOOLS, open_at_start=opened)
+        parsed = parse_output(text, plan.fmt, tools, open_at_start=opened)
         assert [(c.name, json.loads(c.arguments)["city"]) for c in parsed.tool_calls] == [("get_weather", city + m)]
+
+
+# -- the schema's own literals, patterns and text grammars ---------------------------------------------------------
+
+LITERAL_MARKERS = ["<|end|>", "<|start|>", "</think>", "[TOOL_CALLS]"]
+
+
+def _obj(prop: dict, name: str = "a") -> dict:
+    return {"type": "object", "properties": {name: prop}, "required": [name], "additionalProperties": False}
+
+
+# (the schema for a marker m, the JSON document with a string's text s, the string the schema holds for m): every place
+# a schema writes its own text into a JSON string
+SCHEMA_PLACES = {
+    "enum": (lambda m: _obj({"enum": ["x" + m, "y"]}), lambda s: f'{{"a": "{s}"}}', lambda m: "x" + m),
+    "const": (lambda m: _obj({"const": m + "y"}), lambda s: f'{{"a": "{s}"}}', lambda m: m + "y"),
+    "enum-object": (lambda m: _obj({"enum": [{"k": ["z", m]}]}), lambda s: f'{{"a": {{"k":["z","{s}"]}}}}',
+                    lambda m: m),
+    "property-name": (lambda m: _obj({"type": "integer"}, "a" + m), lambda s: f'{{"{s}": 1}}', lambda m: "a" + m),
+    "required-name": (lambda m: {"type": "object", "properties": {}, "required": [m]}, lambda s: f'{{"{s}": 1}}',
+                      lambda m: m),
+    "prefix-items": (lambda m: _obj({"type": "array", "prefixItems": [{"const": m}], "items": False}),
+                     lambda s: f'{{"a": ["{s}"]}}', lambda m: m),
+    "any-of-const": (lambda m: _obj({"anyOf": [{"const": m}, {"type": "integer"}]}), lambda s: f'{{"a": "{s}"}}',
+                     lambda m: m),
+    "pattern-literal": (lambda m: _obj({"type": "string", "pattern": "^" + re.escape(m) + "$"}),
+                        lambda s: f'{{"a": "{s}"}}', lambda m: m),
+    "pattern-class": (lambda m: _obj({"type": "string", "pattern": r"^[<\[][A-Za-z_|/\]>]+$"}),
+                      lambda s: f'{{"a": "{s}"}}', lambda m: m),
+    "pattern-negated": (lambda m: _obj({"type": "string", "pattern": "^[^#]+$"}), lambda s: f'{{"a": "{s}"}}',
+                        lambda m: m),
+    "pattern-dot": (lambda m: _obj({"type": "string", "pattern": "^x.*$"}), lambda s: f'{{"a": "{s}"}}',
+                    lambda m: "x" + m),
+    "pattern-search": (lambda m: _obj({"type": "string", "pattern": "q"}), lambda s: f'{{"a": "{s}"}}',
+                       lambda m: "q" + m),
+    "lark-literal": (lambda m: _obj({"type": "string", "x-jan-lark": f"start: {json.dumps(m)}"}),
+                     lambda s: f'{{"a": "{s}"}}', lambda m: m),
+    "lark-class": (lambda m: _obj({"type": "string", "x-jan-lark": r"start: /[A-Za-z_|\/<>\[\]]+/"}),
+                   lambda s: f'{{"a": "{s}"}}', lambda m: m),
+    "additional-key": (lambda m: {"type": "object", "additionalProperties": {"type": "integer"}},
+                       lambda s: f'{{"{s}": 1}}', lambda m: m),
+}
+
+
+@pytest.mark.parametrize("place", SCHEMA_PLACES, ids=str)
+def test_a_schema_s_own_text_refuses_a_marker_raw_and_takes_it_escaped(llama, place):
+    schema, document, value = SCHEMA_PLACES[place]
+    for m in LITERAL_MARKERS:
+        answer = json_schema_to_grammar(schema(m))
+        grammar = json_strings_without(answer, LITERAL_MARKERS)
+        assert llama.parses(grammar), grammar
+        raw, escaped = document(_string(value(m))), document(_escaped(value(m), LITERAL_MARKERS))
+        assert llama.accepts(answer, raw), (m, answer)  # the schema's grammar alone writes the marker raw
+        assert not llama.accepts(grammar, raw), (m, grammar)
+        assert llama.accepts(grammar, escaped), (m, grammar)
+        assert json.loads(escaped) == json.loads(raw)  # the escaped text is the schema's own value
+
+
+# schemas whose literals hold no marker and whose patterns and text grammars no marker's first character
+PLAIN_SCHEMAS = [
+    _obj({"enum": ["a < b", "x|y", "<b>", "[x]", "<|", "|>"]}),
+    _obj({"const": {"k": "<|end"}}, "a <|"),
+    _obj({"type": "string", "pattern": "^[a-z|/>]+$"}),
+    _obj({"type": "string", "pattern": "^x.{2,5}$"}),
+    _obj({"type": "string", "x-jan-lark": 'start: "a|b" /[0-9]+/'}),
+    _obj({"type": "string", "format": "uri"}),
+    _obj({"type": "array", "prefixItems": [{"const": "|end|>"}]}),
+]
+
+
+@pytest.mark.parametrize("schema", PLAIN_SCHEMAS, ids=range(len(PLAIN_SCHEMAS)))
+def test_a_schema_without_marker_text_keeps_its_grammar(schema):
+    answer = json_schema_to_grammar(schema)
+    grammar = json_strings_without(answer, ["<|end|>", "<|start|>", "</think>"])
+    # only the free and counted strings' own rules change (their text as before this change)
+    changed = {line.partition(" ::= ")[0] for line in set(answer.splitlines()) - set(grammar.splitlines())}
+    assert changed <= {"char", "string"}, changed
+
+
+def _answer_head(llama, plan: ChatPlan, grammar: str, sample: str) -> str:
+    """What the format writes before the answer ``sample`` (JSON text) that ``grammar`` takes."""
+    heads = ["", "<|channel|>final<|message|>", *plan.fmt.answer_opens]
+    if plan.fmt.reasoning is not None:
+        heads.append("Hm." + plan.fmt.reasoning.end)
+    head = next((h for h in heads if llama.accepts(grammar, h + sample)), None)
+    assert head is not None, grammar
+    return head
+
+
+@pytest.mark.parametrize("case", TEMPLATE_CASES, ids=lambda c: c.template)
+def test_a_response_format_s_literals_write_no_marker_raw(llama, case):
+    plan, prompt = _plan(case.template)
+    markers = plan.fmt.structure_markers()
+    if not markers:
+        return
+    # an enum value, a pattern's text, a property's name and its const: each holding the marker
+    schema = {"type": "object", "properties": {"a": {"enum": ["x" + m for m in markers]},
+                                               "b": {"type": "string", "pattern": "^.*$"},
+                                               **{"n" + m: {"const": m} for m in markers}},
+              "required": ["a", "b"], "additionalProperties": False}
+    grammar = plan.grammar_options(prompt, answer=json_schema_to_grammar(schema))["grammar"]
+    opened = plan.fmt.starts_in_reasoning(prompt)
+    head = _answer_head(llama, plan, grammar, f'{{"a": "x{_escaped(markers[0], markers)}", "b": ""}}')
+    for m in markers:
+        e = _escaped(m, markers)
+        text = f'{head}{{"a": "x{e}", "b": "{e}", "n{e}": "{e}"}}'
+        assert llama.accepts(grammar, text), m
+        for raw in (f'"a": "x{m}", "b": "{e}", "n{e}": "{e}"', f'"a": "x{e}", "b": "{m}", "n{e}": "{e}"',
+                    f'"a": "x{e}", "b": "{e}", "n{m}": "{e}"', f'"a": "x{e}", "b": "{e}", "n{e}": "{m}"'):
+            assert not llama.accepts(grammar, f"{head}{{{raw}}}"), (m, raw)
+        parsed = _parsed(plan, prompt, text) if plan.fmt.channels else parse_output(
+            text, plan.fmt, None, open_at_start=opened)
+        assert json.loads(parsed.content) == {"a": "x" + m, "b": m, "n" + m: m}, (m, parsed)
+
+
+# -- end to end: a tiny random-weight model with a real template, whose only allowed value holds a marker ------------
+
+# gpt-oss's <|end|> ends its final message: the grammar held to the enum wrote it raw (a token of the model), and the
+# parser cut the answer there. Qwen3's </think> (a thinking format's end) is written escaped and comes back as itself.
+SERVED = [("harmony-tiny", "<|end|>"), ("qwen3-tiny", "</think>")]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    from conftest import require_model
+    from dialect_helpers import openai_client
+    from jan.testing.gguf_models import write_harmony_model, write_qwen3_tool_model
+    from server_helpers import start_server
+
+    require_model("vocab", "ggml-vocab-qwen2.gguf")
+    tmp = tmp_path_factory.mktemp("marker-literals")
+    srv = start_server(tmp, [write_harmony_model(tmp / "harmony-tiny.gguf"),
+                             write_qwen3_tool_model(tmp / "qwen3-tiny.gguf")], n_ctx=1024, n_parallel=1)
+    yield openai_client(srv, timeout=300)
+    srv.stop()
+
+
+def _only(value: str) -> dict:
+    return {"type": "object", "properties": {"v": {"type": "string", "enum": [value]}}, "required": ["v"],
+            "additionalProperties": False}
+
+
+@pytest.mark.parametrize(("model", "marker"), SERVED, ids=[m for m, _ in SERVED])
+def test_served_enum_of_a_marker_reaches_the_client_as_itself(served, model, marker):
+    ask = {"model": model, "messages": [{"role": "user", "content": "Weather in Paris?"}], "max_tokens": 200,
+           "temperature": 0, "reasoning_effort": "none"}
+    choice = served.chat.completions.create(**ask, response_format={
+        "type": "json_schema", "json_schema": {"name": "answer", "schema": _only(marker)}}).choices[0]
+    assert choice.finish_reason == "stop", choice
+    assert json.loads(choice.message.content or "") == {"v": marker}, choice
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": _only(marker)}}]
+    m = served.chat.completions.create(**ask, tools=tools, tool_choice="required",
+                                       parallel_tool_calls=False).choices[0].message
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in m.tool_calls] == [
+        ("get_weather", {"v": marker})], m

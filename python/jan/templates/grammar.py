@@ -985,18 +985,25 @@ def json_strings_without(grammar: str, markers: Iterable[str]) -> str:
     A chat format's output parser reads marker texts as structure wherever they stand (gpt-oss's ``<|end|>`` ends
     the final message), and llama.cpp's grammar matches a control token by its text, so a string the grammar
     held could end the answer for the parser half-way (or open a call, a thinking block). JSON escapes keep every
-    string expressible (``\\u003c`` for ``<``). A free string (the ``string`` rule) walks :class:`MarkerWatch`
-    and refuses only a whole marker, so ``a < b | c`` and ``<|`` stay plain; a string counted character by
-    character (``minLength``/``maxLength``, a pattern's free run: the ``char`` rule) cannot count through an
-    automaton, so there a marker's first character must be escaped. Markers holding a character a JSON string
-    cannot hold raw (a quote, a backslash, a control) cannot be written inside one and are passed over.
-    Literals (an ``enum``, a ``const``), a ``pattern``'s own classes and string formats are the schema's own:
-    kept as the schema asks."""
+    string expressible (``\\u003c`` for ``<``), and the value decodes to the same text. A free string (the
+    ``string`` rule) walks :class:`MarkerWatch` and refuses only a whole marker, so ``a < b | c`` and ``<|`` stay
+    plain; a string counted character by character (``minLength``/``maxLength``, a pattern's free run: the
+    ``char`` rule) cannot count through an automaton, so there a marker's first character must be escaped.
+    The schema's own literals are written so too (:func:`_literals_escaped`): in an ``enum``/``const`` value, a
+    property's name, a call's name, each marker that stands inside one of its JSON strings has its first character
+    escaped (``"\\u003c|end|>"``; a literal holding no marker stays as it was), and in the text a ``pattern``, a
+    string ``format`` or an ``x-jan-lark`` grammar writes between a string's quotes, every raw occurrence of a
+    marker's first character (in a literal or a class) is written escaped instead. Markup outside the JSON strings
+    (a call's ``<tool_call>``) is the format's own and stays. Markers holding a character a JSON string cannot
+    hold raw (a quote, a backslash, a control) cannot be written inside one and are passed over."""
     markers = [m for m in dict.fromkeys(markers)
                if m and not any(lo <= ch <= hi for ch in m for lo, hi in _JSON_RAW_EXCLUDED)]
     if not markers:
         return grammar
     rules = _RULE_LINE.findall(grammar)
+    escaped = _literals_escaped(grammar, rules, tuple(markers))
+    if escaped is not grammar:
+        grammar, rules = escaped, _RULE_LINE.findall(escaped)
     chars = {name for name, body in rules if body == _CHAR}
     if not chars:
         return grammar
@@ -1021,6 +1028,167 @@ def json_strings_without(grammar: str, markers: Iterable[str]) -> str:
 
     out = _RULE_LINE.sub(rewrite, grammar)
     return out + ("" if out.endswith("\n") else "\n") + "".join(extra) if extra else out
+
+
+# A rule of one JSON string: its opening quote, the string's text (group 1), its closing quote and the whitespace rule
+# after it (as the converter writes every string: a free or counted one, a pattern's, a format's, a Lark grammar's)
+_STRING_RULE = re.compile(r'^"\\"" (.+) "\\"" [a-zA-Z0-9-]+$')
+# One escape inside a GBNF literal or class, as llama.cpp's parser reads it
+_GBNF_ESCAPE = re.compile(r'\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)', re.S)
+_GBNF_SIMPLE = {"n": "\n", "r": "\r", "t": "\t"}
+
+
+def _gbnf_char(m: re.Match) -> str:
+    e = m.group(1)
+    return chr(int(e[1:], 16)) if len(e) > 1 else _GBNF_SIMPLE.get(e, e)
+
+
+def _unquoted(literal: str) -> str:
+    """The text of GBNF literal ``literal`` (``"..."``, escapes read)."""
+    return _GBNF_ESCAPE.sub(_gbnf_char, literal[1:-1])
+
+
+def _class_read(token: str) -> tuple[bool, list[tuple[str, str]]]:
+    """(negated, ranges) of GBNF class ``token`` (``[...]``), read as llama.cpp's parser reads it."""
+    body = token[1:-1]
+    negate = body.startswith("^")
+    i = 1 if negate else 0
+    ranges: list[tuple[str, str]] = []
+
+    def one() -> str:
+        nonlocal i
+        m = _GBNF_ESCAPE.match(body, i) if body[i] == "\\" else None
+        if m is None:
+            i += 1
+            return body[i - 1]
+        i = m.end()
+        return _gbnf_char(m)
+
+    while i < len(body):
+        lo = one()
+        if i + 1 < len(body) and body[i] == "-":
+            i += 1
+            ranges.append((lo, one()))
+        else:
+            ranges.append((lo, lo))
+    return negate, ranges
+
+
+def _json_escape(ch: str) -> str:
+    """``ch`` as a JSON string's ``\\uXXXX`` escape (a surrogate pair above U+FFFF)."""
+    cp = ord(ch)
+    if cp <= 0xFFFF:
+        return f"\\u{cp:04x}"
+    cp -= 0x10000
+    return f"\\u{0xD800 + (cp >> 10):04x}\\u{0xDC00 + (cp & 0x3FF):04x}"
+
+
+def _text_escaped(expr: str, firsts: frozenset[str], reached: list[str]) -> str:
+    """GBNF ``expr`` over a JSON string's text with every raw occurrence of a character of ``firsts`` written as its
+    escape (a literal's character, a class's member, a negated class's non-member); rule names it uses are added to
+    ``reached``. ``expr`` itself where nothing changes."""
+    def swap(m: re.Match) -> str:
+        t = m.group(0)
+        if t[0] == '"':
+            text = _unquoted(t)
+            if not firsts.intersection(text):
+                return t
+            return gbnf_literal("".join(_json_escape(ch) if ch in firsts else ch for ch in text))
+        if t[0] == "[":
+            negate, ranges = _class_read(t)
+            inside = {c for c in firsts if any(lo <= c <= hi for lo, hi in ranges)}
+            raw = set(firsts) - inside if negate else inside
+            if not raw:
+                return t
+            if negate:
+                kept = ranges + [(c, c) for c in sorted(raw)]
+            else:
+                kept = []
+                for lo, hi in ranges:  # each range with the characters in raw cut out
+                    for c in sorted(c for c in raw if lo <= c <= hi):
+                        if lo < c:
+                            kept.append((lo, chr(ord(c) - 1)))
+                        lo = chr(ord(c) + 1)
+                    if lo <= hi:
+                        kept.append((lo, hi))
+            alts = ([_char_class(kept, negate)] if kept or negate else []) + [
+                gbnf_literal(_json_escape(c)) for c in sorted(raw)]
+            return alts[0] if len(alts) == 1 else "( " + " | ".join(alts) + " )"
+        if t[0].isalnum() or t[0] == "-":
+            reached.append(t)
+        return t
+
+    return _GBNF_TOKEN.sub(swap, expr)
+
+
+def _values_escaped(literal: str, markers: tuple[str, ...]) -> str:
+    """GBNF literal ``literal``, whose text starts outside any JSON string (a whole JSON value, a property's name,
+    a call's markup with its JSON), with the first character of each of ``markers`` that stands inside one of its
+    JSON strings escaped; ``literal`` itself where none does."""
+    text = _unquoted(literal)
+    out: list[str] = []
+    inside = changed = False
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if inside and ch == "\\":
+            out.append(text[i:i + 2])
+            i += 2
+            continue
+        if ch == '"':
+            inside = not inside
+        elif inside and any(text.startswith(m, i) for m in markers):
+            out.append(_json_escape(ch))
+            changed = True
+            i += 1
+            continue
+        out.append(ch)
+        i += 1
+    return gbnf_literal("".join(out)) if changed else literal
+
+
+def _literals_escaped(grammar: str, rules: list[tuple[str, str]], markers: tuple[str, ...]) -> str:
+    """``grammar`` (its ``rules``: (name, body) pairs) with the schema's own text written without ``markers`` raw
+    in its JSON strings (:func:`json_strings_without`): each literal outside a string's text (:func:`_values_escaped`), and the text of
+    every string rule but the free and counted ones (those the ``char`` rule holds) with the rules it uses
+    (:func:`_text_escaped`). ``grammar`` itself (the same object) where nothing of it can spell a marker."""
+    firsts = frozenset(m[0] for m in markers)
+    # (a marker holds no quote or backslash: a literal that holds it has its text as it is in the grammar's)
+    whole = any(m in grammar for m in markers)
+    if not whole and not firsts.intersection(grammar):
+        return grammar
+    bodies = dict(rules)
+    texts = {name: s.group(1) for name, body in bodies.items() if (s := _STRING_RULE.match(body)) is not None}
+    reached: list[str] = []
+    new: dict[str, str] = {}
+    for name, text in texts.items():
+        escaped = _text_escaped(text, firsts, reached)
+        if escaped != text:
+            new[name] = '"\\"" ' + escaped + bodies[name][len(text) + 5:]
+    inner: set[str] = set()  # the rules a string's text uses: the text too (char, the free walk's: held apart)
+    while reached:
+        name = reached.pop()
+        if name in inner or name not in bodies or name == "char" or bodies[name] == _CHAR:
+            continue
+        inner.add(name)
+        escaped = _text_escaped(bodies[name], firsts, reached)
+        if escaped != bodies[name]:
+            new[name] = escaped
+    if whole:
+        for name, body in bodies.items():
+            if name in inner:
+                continue
+            base = new.get(name, body)
+            if name in texts:  # (its opening and closing quotes: only the text between is a string's)
+                continue
+            escaped = _GBNF_TOKEN.sub(lambda m: _values_escaped(m.group(0), markers) if m.group(0)[0] == '"'
+                                      and any(x in m.group(0) for x in markers) else m.group(0), base)
+            if escaped != base:
+                new[name] = escaped
+    if not new:
+        return grammar
+    return _RULE_LINE.sub(lambda m: f"{m.group(1)} ::= {new[m.group(1)]}" if m.group(1) in new else m.group(0),
+                          grammar)
 
 
 def either_grammar(first: str, second: str, *, head: str = "") -> str:
