@@ -148,8 +148,8 @@ class _Connection(web.RequestHandler):
         self._end_lingering_body()
 
     # -- a body answered before it came whole ---------------------------------------------------------------------
-    # A request answered before its body was read (a 403 of its Host, a 401, a 404 of its path, a 413 of its
-    # length) leaves aiohttp's handler "lingering": reading the rest of the body for up to 10 s so that the client,
+    # A request answered before its body was read (a 403 of its Host, a 401, a 404 of its path) on a connection
+    # kept open leaves aiohttp's handler "lingering": reading the rest of the body for up to 10 s so that the client,
     # still sending, reads the answer instead of a reset. When the client goes away, aiohttp ends the body of a
     # request whose handler still runs (it fails it), but no longer the one lingered over, which then waited the 10 s
     # for bytes that could never come: each such client that left kept its connection's task and request that long
