@@ -4,13 +4,17 @@ a client that stops halfway is answered (408, 413) in its dialect's shape, and i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import select
 import socket
+import struct
 import time
 
 import pytest
+from api_helpers import until
 
 from jan.server.config import ServerConfig
 from jan.testing.raw_http import read_response
@@ -347,3 +351,48 @@ def test_a_refused_body_leaves_nothing_for_the_cyclic_collector(server, path):
         gc.garbage.clear()
         gc.enable()
     assert not kept
+
+
+# -- a body answered before its end, whose client then left ------------------------------------------------------
+def _connection_tasks(srv: ServerThread) -> int:
+    """The server's connection handlers still running (aiohttp's ``RequestHandler.start``, one per connection)."""
+    async def count() -> int:
+        return sum(1 for task in asyncio.all_tasks() if not task.done()
+                   and getattr(task.get_coro(), "__qualname__", "") == "RequestHandler.start")
+
+    return srv.call(count())
+
+
+#: Requests answered before their body is read, and the Host each is sent with: its Host not allowed (403), no API
+#: key (401), a path no route has (404).
+EARLY_ANSWERS = {"host": ("/v1/chat/completions", "evil.example", 403),
+                 "key": ("/v1/chat/completions", None, 401),
+                 "path": ("/v1/no-such-route", None, 404)}
+
+
+@pytest.mark.parametrize("leave", ["close", "reset"])
+@pytest.mark.parametrize("answer", list(EARLY_ANSWERS))
+def test_a_client_gone_after_an_answer_before_its_body_ends_leaves_no_handler(tmp_path, answer, leave):
+    """A request answered before its body came whole leaves aiohttp reading the rest for its ``lingering_time``
+    (so that a client still sending reads the answer, not a reset). Its client going away ended nothing there: the
+    connection's handler waited out the whole time for bytes that could not come, holding its task and request (and
+    left running when the server stopped meanwhile). It ends with the connection now. (A lingering time of an hour:
+    what is asserted is that it is not waited out, not how soon the handler ends.)"""
+    path, host, status = EARLY_ANSWERS[answer]
+    cfg = ServerConfig(data_folder=tmp_path / "data", api_key="sk-soak-test-key-0123456789")
+    with ServerThread(cfg, lingering_time=3600) as srv:
+        _, port = _address(srv)
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+            head = _head(path, port, {"Content-Type": "application/json", "Content-Length": "1000",
+                                      **({} if answer == "key" else {"Authorization": f"Bearer {cfg.api_key}"})})
+            if host is not None:
+                head = head.replace(f"Host: 127.0.0.1:{port}".encode(), f"Host: {host}".encode())
+            sock.sendall(head + b'{"model": ')
+            got, _, _ = _answer(sock)
+            assert got == status
+            assert _connection_tasks(srv) == 1  # (the test's premise: the handler reads on, after its answer)
+            if leave == "reset":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(OSError):
+                sock.close()
+        until(lambda: _connection_tasks(srv) == 0, "the connection's handler ended with its client", wait_s=WAIT)

@@ -115,7 +115,7 @@ class _Connection(web.RequestHandler):
     and ``_current_request``, with defaults: without them the answers are only aiohttp's again."""
 
     __slots__ = ("_refused", "_seen", "_head_timeout", "_head_timer", "_head_begun", "_write_timeout", "_write_timer",
-                 "_unsent")
+                 "_unsent", "_last_body")
 
     def __init__(self, *args, head_timeout: float = DEFAULT_READ_TIMEOUT_S,
                  write_timeout: float = DEFAULT_WRITE_TIMEOUT_S, **kwargs):
@@ -128,6 +128,7 @@ class _Connection(web.RequestHandler):
         self._head_timeout = head_timeout
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_begun = False  # bytes of a request's head came, and not its end
+        self._last_body = None  # the body of the latest request that came (aiohttp's StreamReader), to end on a close
 
     # -- the head's time bound ----------------------------------------------------------------------------------
     # A request's head (its line and headers) must come whole within head_timeout (the server's read_timeout) of
@@ -144,6 +145,21 @@ class _Connection(web.RequestHandler):
         self._cancel_head_timer()
         self._cancel_write_timer()
         super().connection_lost(exc)
+        self._end_lingering_body()
+
+    # -- a body answered before it came whole ---------------------------------------------------------------------
+    # A request answered before its body was read (a 403 of its Host, a 401, a 404 of its path) on a connection
+    # kept open leaves aiohttp's handler "lingering": reading the rest of the body for up to 10 s so that the client,
+    # still sending, reads the answer instead of a reset. When the client goes away, aiohttp ends the body of a
+    # request whose handler still runs (it fails it), but no longer the one lingered over, which then waited the 10 s
+    # for bytes that could never come: each such client that left kept its connection's task and request that long
+    # (a flood of them, a crowd), and a server stopping meanwhile left them running. The body ends with the
+    # connection now. Ended, not failed: a failed body raises out of aiohttp's lingering as an "Unhandled
+    # exception"; one a handler still reads was failed by aiohttp already, and stays so.
+    def _end_lingering_body(self) -> None:
+        body, self._last_body = self._last_body, None
+        if body is not None and not body.is_eof() and body.exception() is None:
+            body.feed_eof()
 
     # -- the answer's time bound --------------------------------------------------------------------------------
     # The transport pauses writing once more than aiohttp's 64 KiB wait unsent (the kernel's send buffer full behind
@@ -242,6 +258,8 @@ class _Connection(web.RequestHandler):
             self._arm_head_timer()
         # aiohttp catches its parser's error and queues it as a message of its own (status, exc, message)
         queued = getattr(self, "_messages", None)
+        if queued and not hasattr(queued[-1][0], "exc"):
+            self._last_body = queued[-1][1]
         exc = getattr(queued[-1][0], "exc", None) if queued else None
         # Each packet starts a line of what is searched: a request after a body that ends in no newline (gzip,
         # deflate, any binary body on a kept-alive connection) starts the packet its client wrote it in, and its

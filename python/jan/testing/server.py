@@ -53,12 +53,16 @@ class ServerThread:
     (the openai package, requests, subprocesses) can talk to it from the test.
     """
 
-    def __init__(self, config: ServerConfig, *, extensions: Iterable[object] = (), shutdown_timeout: float = 5.0):
+    def __init__(self, config: ServerConfig, *, extensions: Iterable[object] = (), shutdown_timeout: float = 5.0,
+                 **runner_options):
+        """``runner_options``: more keyword arguments for the app's runner, as aiohttp's ``web.AppRunner`` takes them
+        (each connection's, e.g. ``lingering_time``: seconds a body answered before its end is still read)."""
         self.config = replace(config, port=config.port if config.port else free_port())
         if self.config.port == 1337:
             self.config.port = free_port()
         self.extensions = list(extensions)
         self.shutdown_timeout = shutdown_timeout
+        self.runner_options = runner_options
         self.app: web.Application | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -116,7 +120,8 @@ class ServerThread:
 
     async def _start(self) -> None:
         self.app = await create_app(self.config, extensions=self.extensions)
-        self._runner = AppRunner(self.app, shutdown_timeout=self.shutdown_timeout, handle_signals=False)
+        self._runner = AppRunner(self.app, shutdown_timeout=self.shutdown_timeout, handle_signals=False,
+                                 **self.runner_options)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.config.host, self.config.port).start()
 
