@@ -372,3 +372,129 @@ def _command(ctx, group, path):
     for name in path:
         group = group.get_command(ctx, name)
     return group
+
+
+def _docs() -> list[Path]:
+    return [README, *sorted((README.parent / "docs").glob("*.md"))]
+
+
+#: Paths the docs name that are no route, each for its reason: what a client gets wrong and is told so (a base URL
+#: without `/v1` or with one too many), OpenAI's and Anthropic's APIs jan does not serve (a 404 saying so), `jan chat`'s
+#: and the thinking switches' slash words, the docs' example extension's own route, and a route named by its
+#: method that is not served (llama-server's `POST /props`).
+NOT_ROUTES = {("/threads", None), ("/responses/{id}", "GET"), ("/v1/api/chat", None), ("/v1/v1/messages", None),
+              ("/v1", None), ("/v1/complete", None), ("/v1/skills", None), ("/v1/moderations", None),
+              ("/help", None), ("/command", None), ("/think", None), ("/no_think", None), ("/nothink", None),
+              ("/v1/hello", None), ("/props", "POST"),
+              # `/v1/audio/transcriptions` and `/translations`: the second is the first's sibling, not a path
+              ("/translations", None)}
+
+
+def _documented_routes() -> set[tuple[str, str | None, str]]:
+    """(doc, method or None, path) for every HTTP path the README and docs/ name: a `/v1/...` or `/api/...` anywhere,
+    and a code span that is a path alone (`/completion`, `GET /slots`, `/lora-adapters?model=...`)."""
+    method = r"(?:\b(GET|POST|PUT|PATCH|DELETE|HEAD)\s+)?"
+    found = set()
+    for doc in _docs():
+        text = doc.read_text(encoding="utf-8")
+        for m in re.finditer(method + r"`?((?:/v1|/api)/[A-Za-z0-9_{}./:-]*[A-Za-z0-9_}])", text):
+            found.add((doc.name, m.group(1), m.group(2)))
+        for m in re.finditer(r"`" + method + r"(/[a-z][A-Za-z0-9_{}/-]*)(?:\?[^`]*)?`", text):
+            found.add((doc.name, m.group(1), m.group(2)))
+    return found
+
+
+async def test_every_endpoint_the_docs_name_is_routed(tmp_path):
+    """Each path a reader copies from the README or docs/ is one the server routes, with the method the docs give
+    it (any method where they give none): `POST`/`PATCH /v1/models` in docs/extensions.md named a PATCH that only
+    `/v1/models/{id}` takes (a 405 as written). The router is the app's own, every lazily imported route included."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from jan.server.app import create_app
+    from jan.server.config import ServerConfig
+    from jan.server.keys import MANAGER
+
+    app = await create_app(ServerConfig(data_folder=str(tmp_path / "data"), enable_extensions=False))
+    try:
+        named, wrong = _documented_routes(), []
+        assert len(named) > 150, len(named)
+        for doc, method, path in sorted(named, key=str):
+            if (path, method) in NOT_ROUTES:
+                continue
+            concrete = re.sub(r"\{[^}]*\}", "x1", path)
+            for tried in [method] if method else ["GET", "POST", "PUT", "PATCH", "DELETE"]:
+                refused = getattr(await app.router.resolve(make_mocked_request(tried, concrete, app=app)),
+                                  "http_exception", None)
+                if refused is None or (method is None and refused.status == 405):
+                    break
+            else:
+                wrong.append(f"{doc}: {method or ''} {path}: {refused.status}")
+        assert not wrong, "\n".join(wrong)
+    finally:
+        await app[MANAGER].stop()
+
+
+def test_every_jan_name_the_docs_give_is_importable():
+    """Each dotted `jan.x.y` the README and docs/ name (a module, a class, a function, a constant a reader is told
+    to use or read) imports and has that attribute: a name moved or renamed in the code fails here."""
+    import importlib
+
+    def resolve(name: str) -> bool:
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            for attr in parts[cut:]:
+                if not hasattr(obj, attr):
+                    try:
+                        obj = importlib.import_module(f"{obj.__name__}.{attr}")
+                        continue
+                    except (ImportError, AttributeError):
+                        return False
+                obj = getattr(obj, attr)
+            return True
+        return False
+
+    names = {(doc.name, name) for doc in [*_docs(), README.parent / "python" / "jan" / "core" / "README.md"]
+             for name in re.findall(r"\bjan(?:\.[A-Za-z_]\w*)+", doc.read_text(encoding="utf-8"))
+             if not re.fullmatch(r"jan\.(db|json|log|md)", name)}  # file names (`sqlite3 jan.db`)
+    assert len(names) > 60, names
+    assert not sorted(n for n in names if not resolve(n[1]))
+
+
+def test_each_default_a_commands_help_states_is_the_codes():
+    """`jan serve/run/chat --help` write several defaults into their help text (the options themselves default to
+    None: "not given", so that a model.json's settings win), where click cannot check them: each must be the value
+    of the one table the code applies — :data:`jan.services.types.LOAD_DEFAULTS` for load options, the engine's
+    request defaults (:data:`jan.engine.params.DEFAULTS`) for speculative decoding, the prompt cache's size — and
+    the README's words for the same default agree."""
+    import click
+
+    from jan.cli import main
+    from jan.engine.fit import PROMPT_CACHE_MAX_MIB
+    from jan.engine.params import DEFAULTS
+    from jan.services.types import LOAD_DEFAULTS
+
+    code = {"n_parallel": LOAD_DEFAULTS.n_parallel, "n_gpu_layers": LOAD_DEFAULTS.n_gpu_layers,
+            "max_queue": LOAD_DEFAULTS.max_queue, "cache_type_k": LOAD_DEFAULTS.cache_type_k,
+            "cache_type_v": LOAD_DEFAULTS.cache_type_v, "adaptive_threads": LOAD_DEFAULTS.adaptive_threads,
+            "draft_p_min": DEFAULTS["draft_p_min"], "draft_max": DEFAULTS["draft_max"],
+            "draft_min": DEFAULTS["draft_min"], "ngram": DEFAULTS["ngram"], "cache_ram_mib": PROMPT_CACHE_MAX_MIB}
+    ctx, wrong, checked = click.Context(main, info_name="jan"), [], 0
+    for name in ("serve", "run", "chat"):
+        for option in main.get_command(ctx, name).params:
+            stated = re.search(r"\[default: ([^\]]*)\]", getattr(option, "help", None) or "")
+            if option.name not in code or stated is None:
+                continue
+            checked += 1
+            if not re.search(rf"(?<![\w.]){re.escape(str(code[option.name]))}(?![\w.])", stated.group(1)):
+                wrong.append(f"jan {name} {option.opts[0]}: help says {stated.group(1)!r}, "
+                             f"the code's default is {code[option.name]!r}")
+    assert checked >= 25, checked
+    assert not wrong, "\n".join(wrong)
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    assert f"`jan serve` gives each model {LOAD_DEFAULTS.n_parallel}" in text
+    assert f"`n_gpu_layers`: `\"{LOAD_DEFAULTS.n_gpu_layers}\"` by default" in text
+    assert f"default {PROMPT_CACHE_MAX_MIB}, as llama-server's" in text
