@@ -498,3 +498,41 @@ def test_each_default_a_commands_help_states_is_the_codes():
     assert f"`jan serve` gives each model {LOAD_DEFAULTS.n_parallel}" in text
     assert f"`n_gpu_layers`: `\"{LOAD_DEFAULTS.n_gpu_layers}\"` by default" in text
     assert f"default {PROMPT_CACHE_MAX_MIB}, as llama-server's" in text
+    # docs/tools.md's tool policy defaults are the tool loop's
+    from jan.services.tool_loop import DEFAULT_MAX_STEPS, DEFAULT_TOOL_TIMEOUT
+
+    tools = " ".join((README.parent / "docs" / "tools.md").read_text(encoding="utf-8").split())
+    assert f"`max_steps` (model turns per run, default {DEFAULT_MAX_STEPS};" in tools
+    assert f"`timeout` (seconds per call, default {DEFAULT_TOOL_TIMEOUT:g})" in tools
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation but `-` and `_` dropped, spaces as `-`."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_between_the_docs_resolves():
+    """Each relative link of the project's Markdown (README, docs/, the core, example and benchmark READMEs) leads
+    to a file or folder of the repository, and its `#anchor` to a heading of that file, as GitHub names them."""
+    import subprocess
+
+    root = README.parent
+    listed = subprocess.run(["git", "ls-files", "*.md"], cwd=root, capture_output=True, text=True).stdout.split()
+    pages = [root / name for name in listed] or [README, *(root / "docs").glob("*.md")]
+    wrong, checked = [], 0
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # https://, mailto:
+            checked += 1
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            if not dest.exists():
+                wrong.append(f"{page.relative_to(root)}: {target}: no such file")
+            elif anchor and dest.is_file():
+                anchors = {_slug(h) for h in re.findall(r"^#+ (.*)$", dest.read_text(encoding="utf-8"), flags=re.M)}
+                if anchor not in anchors:
+                    wrong.append(f"{page.relative_to(root)}: {target}: no heading with that anchor")
+    assert checked >= 8, checked
+    assert not wrong, "\n".join(wrong)
