@@ -536,3 +536,25 @@ def test_every_link_between_the_docs_resolves():
                     wrong.append(f"{page.relative_to(root)}: {target}: no heading with that anchor")
     assert checked >= 8, checked
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_metric_the_docs_name_is_exported(tmp_path, stories_path):
+    """Each Prometheus series the README and docs/ tell a reader to watch (`jan_...`, llama-server's `llamacpp:...`)
+    is one `/metrics` exports once a model is loaded and has answered: a metric renamed or dropped fails here. The
+    docs' example extension's own (`jan_hello`) is its own, and `jan_version` a field of /v1/system."""
+    import httpx
+
+    named = {name for doc in _docs() for name in re.findall(r"\b(?:jan_|llamacpp:)[a-z_]*[a-z]\b",
+                                                           doc.read_text(encoding="utf-8"))}
+    named -= {"jan_hello", "jan_version"}
+    assert len(named) > 12, named
+    srv = start_server(tmp_path, [stories_path])
+    try:
+        answer = httpx.post(f"{srv.base_url}/v1/completions", timeout=60,
+                            json={"model": "stories260K", "prompt": "Once", "max_tokens": 2})
+        assert answer.status_code == 200, answer.text
+        exported = {line.split("{")[0].split()[0] for line in httpx.get(f"{srv.base_url}/metrics", timeout=60).text
+                    .splitlines() if line and not line.startswith("#")}
+    finally:
+        srv.stop()
+    assert not sorted(named - exported)
