@@ -217,7 +217,8 @@ def test_the_clis_first_steps_run_as_shown(tmp_path, stories_path):
     import_help = ok(jan("models", "import", "--help", env=env)).stdout
     assert all(mode in import_help for mode in ("copy", "link", "reference"))
     pull_help = ok(jan("models", "pull", "--help", env=env)).stdout
-    assert all(said in pull_help for said in ("hf://owner/repo[:QUANT]", "--sha256", "--id"))
+    assert all(said in pull_help for said in ("hf://owner/repo[:QUANT]", "hf.co/owner/repo[:QUANT]", "--sha256",
+                                              "--id"))
     assert "-v, --verbose" in ok(jan("run", "--help", env=env)).stdout
 
 

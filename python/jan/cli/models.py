@@ -472,7 +472,8 @@ def pull_model(url: str, model_id: str | None, sha256: str | None, as_json: bool
     """Download a .gguf model from URL (https://, http:// or hf://owner/repo/file.gguf).
 
     A whole repository, hf://owner/repo[:QUANT], pulls its model (Q4_K_M unless QUANT names another) and its
-    mmproj-*.gguf projector, as llama-server's -hf does.
+    mmproj-*.gguf projector, as llama-server's -hf does; Ollama's name for it, hf.co/owner/repo[:QUANT], is the same
+    pull.
 
     An interrupted pull keeps its partial file: run the same command again to resume it.
     """
