@@ -559,3 +559,19 @@ def test_every_metric_the_docs_name_is_exported(tmp_path, stories_path):
     finally:
         srv.stop()
     assert not sorted(named - exported)
+
+
+def test_every_test_the_docs_cite_exists():
+    """The docs prove what they say by naming tests (`tests/test_x.py::test_y`, a bare `test_y`): each is a test
+    function of that file (of tests/ for a bare name), so a renamed or removed test does not leave the docs citing
+    nothing. (`test_time` is a `jan bench` result key, not a test.)"""
+    pages = [*_docs(), README.parent / "python" / "jan" / "core" / "README.md"]
+    text = "".join(page.read_text(encoding="utf-8") for page in pages)
+    tests = README.parent / "tests"
+    defined = {path.name: set(re.findall(r"^(?:async )?def (test_\w+)", path.read_text(encoding="utf-8"), flags=re.M))
+               for path in tests.glob("test_*.py")}
+    cited = re.findall(r"tests/(test_\w+\.py)::(test_\w+)", text)
+    bare = set(re.findall(r"`(test_\w+)`", text)) - {"test_time"}
+    assert len(cited) > 10 and bare, (cited, bare)
+    assert not [f"{file}::{name}" for file, name in cited if name not in defined.get(file, ())]
+    assert not sorted(name for name in bare if not any(name in names for names in defined.values()))
