@@ -505,6 +505,16 @@ def test_each_default_a_commands_help_states_is_the_codes():
     tools = " ".join((README.parent / "docs" / "tools.md").read_text(encoding="utf-8").split())
     assert f"`max_steps` (model turns per run, default {DEFAULT_MAX_STEPS};" in tools
     assert f"`timeout` (seconds per call, default {DEFAULT_TOOL_TIMEOUT:g})" in tools
+    # and so are its safety bounds: the output cut, the image drop, the least a fit leaves of an output, the wait
+    # for a server a run names
+    from jan.core.tools import DEFAULT_MAX_OUTPUT_CHARS, MAX_IMAGE_BYTES
+    from jan.extensions.mcp.extension import LIST_WAIT
+    from jan.services.fit import MIN_TOOL_OUTPUT
+
+    assert f"cut to {DEFAULT_MAX_OUTPUT_CHARS:,} characters".replace(",", " ") in tools
+    assert f"images over {MAX_IMAGE_BYTES >> 20} MiB are dropped" in tools
+    assert f"(at least {MIN_TOOL_OUTPUT} characters stay before turns are dropped)" in tools
+    assert f"each at most {LIST_WAIT:g} seconds after it began starting" in tools
 
 
 def _slug(heading: str) -> str:
