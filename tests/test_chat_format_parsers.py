@@ -122,9 +122,9 @@ def test_a_budget_of_zero_renders_thinking_off():
     assert ReasoningRequest.from_request({"reasoning_budget": 5}).enabled is None
 
 
-def test_the_docs_parser_example_runs_as_written():
-    """docs/chat-formats.md "Using the parsers": the snippet runs as it is, given what it leaves to its reader (the
-    tools, the messages, the engine's pieces), and reads a Qwen3 call out of the pieces."""
+def _run_the_docs_parser_example(pieces: list[str]) -> dict:
+    """docs/chat-formats.md "Using the parsers" run as it is, given what it leaves to its reader (the tools, the
+    messages, the engine's pieces); each `...` a delta is given to collects it in the scope's `seen`."""
     import re
     from pathlib import Path
 
@@ -132,18 +132,33 @@ def test_the_docs_parser_example_runs_as_written():
     source = re.findall(r"```python\n(.*?)```", doc.split("## Using the parsers", 1)[1], flags=re.S)[0]
     template = TEMPLATES / "Qwen-Qwen3-0.6B.jinja"
     assert 'Path("Qwen-Qwen3-0.6B.jinja")' in source
-    source = source.replace('Path("Qwen-Qwen3-0.6B.jinja")', f"Path({str(template)!r})").replace("        ...", "        seen.append(d)")
+    source = re.sub(r"^( +)\.\.\.$", r"\1seen.append(d)", source.replace(
+        'Path("Qwen-Qwen3-0.6B.jinja")', f"Path({str(template)!r})"), flags=re.M)
     scope = {"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
                  "type": "object", "properties": {"city": {"type": "string"}}}}}],
              "messages": [{"role": "user", "content": "Weather in Paris?"}],
-             "pieces": ["<think>\nhm</think>\n\n<tool_call>\n{\"name\": \"get_weather\", ",
-                        "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"],
-             "finish_reason": "stop", "seen": []}
+             "pieces": pieces, "finish_reason": "stop", "seen": []}
     exec(compile(source, "docs/chat-formats.md", "exec"), scope)
+    return scope
+
+
+def test_the_docs_parser_example_runs_as_written():
+    """The snippet reads a Qwen3 call out of the pieces."""
+    scope = _run_the_docs_parser_example(["<think>\nhm</think>\n\n<tool_call>\n{\"name\": \"get_weather\", ",
+                                          "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"])
     calls = [c for d in scope["seen"] for c in d.tool_calls]
     assert calls and calls[0].name == "get_weather"
     assert "".join(c.arguments for c in calls) == '{"city": "Paris"}'
     assert "grammar" in scope["options"]
+
+
+def test_the_docs_parser_example_keeps_what_the_parser_releases_at_the_end():
+    """An output that ends in what may be a marker's start (`Use <tool`) has that part held back until `finish()`,
+    which returns it: the snippet called `parser.finish(...)` and dropped its deltas, so a front end written from it
+    lost the answer's last words."""
+    scope = _run_the_docs_parser_example(["<think>\nhm</think>\n\nUse <tool"])
+    assert "".join(d.content for d in scope["seen"]) == "Use <tool"
+    assert "".join(d.reasoning for d in scope["seen"]) == "hm"
 
 
 def test_a_gpt_oss_plan_caps_its_analysis_and_lets_a_call_follow():

@@ -260,6 +260,21 @@ def test_a_malformed_server_url_is_one_clear_error_naming_where_it_came_from(url
     ok(jan(*args, env=cli_env(data, local=True, JAN_API_URL=url)))
 
 
+@pytest.mark.parametrize("args", [("models", "list"), ("info",), ("threads", "list", "--json")], ids=" ".join)
+def test_a_local_switch_that_is_no_yes_or_no_names_the_variable_that_held_it(args, data):
+    """`JAN_LOCAL=banana` was "Invalid value for '--local'", a flag the user never typed; it now names $JAN_LOCAL and
+    the words it takes (a usage error, exit 2), and those words work, 0 and empty as no."""
+    for value in ("banana", "2"):
+        result = jan(*args, env=cli_env(data, local=False, JAN_LOCAL=value))
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result
+        assert f"$JAN_LOCAL is {value!r}, which is no yes/no value: set it to 1" in result.stderr, result.stderr
+    for value in ("1", "yes", "0", "off", ""):
+        ok(jan(*args, env=cli_env(data, local=False, JAN_LOCAL=value,
+                                  JAN_API_URL=f"http://127.0.0.1:{free_port()}")))
+    given = jan(*args, "--local", env=cli_env(data, local=False))
+    assert given.returncode == 0, given
+
+
 @pytest.mark.parametrize("value", ["abc", "-1", "0", "nan", "inf"])
 def test_a_probe_timeout_that_is_no_number_of_seconds_is_one_clear_error(value, data):
     """Before: read as jan.cli.common was imported, ``float('abc')``'s traceback from every command."""

@@ -549,6 +549,15 @@ def test_mistyped_url_messages_name_the_whole_repository_form():
     for url in ("owner/repo", "hf://owner", "hf://owner/"):
         with pytest.raises(DownloadError, match=re.escape("hf://owner/repo[:QUANT]")):
             dl.resolve_url(url)
+    # a source that is no URL is told every form the README says a pull takes, Ollama's hf.co/... too (left out,
+    # though every pull route and command takes it)
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8").split())
+    with pytest.raises(DownloadError) as info:
+        dl.resolve_url("owner/repo")
+    for form in ("http://", "https://", "hf://owner/repo/file.gguf", "hf://owner/repo[:QUANT]",
+                 "hf.co/owner/repo[:QUANT]"):
+        assert form in str(info.value), form
+    assert "hf://owner/repo[:QUANT]" in readme and "hf.co/owner/repo[:QUANT]" in readme
 
 
 def test_filename_from_url():

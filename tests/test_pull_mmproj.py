@@ -146,6 +146,36 @@ def test_import_finds_a_projector_beside_the_model(server, vision_pair, tmp_path
     assert _chat_with_image(server, "beside")["usage"]["prompt_tokens"] > 64
 
 
+@pytest.mark.parametrize("through", ["data folder", "server"])
+def test_cli_import_finds_a_projector_beside_the_model_as_the_api_does(through, vision_pair, tmp_path, request):
+    """The README: "an `mmproj-<model file name>` beside the model, or the folder's only `*mmproj*.gguf`, is picked
+    up by itself" by `jan models import`. Without a server the command knew only the first, so a repository
+    downloaded whole imported without its projector (no `vision`), where the same import through a server, or
+    `POST /v1/models`, had it; the command now says which projector it took."""
+    from test_cli_helpers import cli_env, jan, ok
+
+    folder = tmp_path / "downloaded-repo"
+    folder.mkdir()
+    shutil.copy(vision_pair[0], folder / "gemma-like-Q4_K_M.gguf")
+    shutil.copy(vision_pair[1], folder / "mmproj-model-f16.gguf")  # named unlike the model, the folder's only one
+    env = cli_env(tmp_path / "jan")
+    if through == "server":
+        srv = request.getfixturevalue("server")
+        env = cli_env(srv.config.data_folder, local=False, JAN_API_URL=srv.base_url)
+    out = ok(jan("models", "import", folder / "gemma-like-Q4_K_M.gguf", "--id", "beside", env=env)).stdout
+    assert f"; projector {folder / 'mmproj-model-f16.gguf'})" in out, out
+    listed = json.loads(ok(jan("models", "list", "--json", env=env)).stdout)
+    assert "vision" in next(m for m in listed if m["id"] == "beside")["capabilities"], listed
+    if through == "data folder":
+        # `jan run FILE.gguf` (no import) takes the same projector: it knew only mmproj-<name>, and said the model
+        # takes no images
+        from PIL import Image
+
+        image = tmp_path / "green.png"
+        Image.new("RGB", (16, 16), (10, 200, 90)).save(image)
+        ok(jan("run", folder / "gemma-like-Q4_K_M.gguf", "What is this?", "--image", image, "-n", "2", env=env))
+
+
 def test_cli_pull_of_a_repo_brings_its_projector(hub, tmp_path):
     from test_cli_helpers import cli_env, jan, ok
 

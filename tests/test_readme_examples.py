@@ -217,7 +217,8 @@ def test_the_clis_first_steps_run_as_shown(tmp_path, stories_path):
     import_help = ok(jan("models", "import", "--help", env=env)).stdout
     assert all(mode in import_help for mode in ("copy", "link", "reference"))
     pull_help = ok(jan("models", "pull", "--help", env=env)).stdout
-    assert all(said in pull_help for said in ("hf://owner/repo[:QUANT]", "--sha256", "--id"))
+    assert all(said in pull_help for said in ("hf://owner/repo[:QUANT]", "hf.co/owner/repo[:QUANT]", "--sha256",
+                                              "--id"))
     assert "-v, --verbose" in ok(jan("run", "--help", env=env)).stdout
 
 
@@ -372,3 +373,215 @@ def _command(ctx, group, path):
     for name in path:
         group = group.get_command(ctx, name)
     return group
+
+
+def _docs() -> list[Path]:
+    return [README, *sorted((README.parent / "docs").glob("*.md"))]
+
+
+#: Paths the docs name that are no route, each for its reason: what a client gets wrong and is told so (a base URL
+#: without `/v1` or with one too many), OpenAI's and Anthropic's APIs jan does not serve (a 404 saying so), `jan chat`'s
+#: and the thinking switches' slash words, the docs' example extension's own route, and a route named by its
+#: method that is not served (llama-server's `POST /props`).
+NOT_ROUTES = {("/threads", None), ("/responses/{id}", "GET"), ("/v1/api/chat", None), ("/v1/v1/messages", None),
+              ("/v1", None), ("/v1/complete", None), ("/v1/skills", None), ("/v1/moderations", None),
+              ("/help", None), ("/command", None), ("/think", None), ("/no_think", None), ("/nothink", None),
+              ("/v1/hello", None), ("/props", "POST"),
+              # `/v1/audio/transcriptions` and `/translations`: the second is the first's sibling, not a path
+              ("/translations", None)}
+
+
+def _documented_routes() -> set[tuple[str, str | None, str]]:
+    """(doc, method or None, path) for every HTTP path the README and docs/ name: a `/v1/...` or `/api/...` anywhere,
+    and a code span that is a path alone (`/completion`, `GET /slots`, `/lora-adapters?model=...`)."""
+    method = r"(?:\b(GET|POST|PUT|PATCH|DELETE|HEAD)\s+)?"
+    found = set()
+    for doc in _docs():
+        text = doc.read_text(encoding="utf-8")
+        for m in re.finditer(method + r"`?((?:/v1|/api)/[A-Za-z0-9_{}./:-]*[A-Za-z0-9_}])", text):
+            found.add((doc.name, m.group(1), m.group(2)))
+        for m in re.finditer(r"`" + method + r"(/[a-z][A-Za-z0-9_{}/-]*)(?:\?[^`]*)?`", text):
+            found.add((doc.name, m.group(1), m.group(2)))
+    return found
+
+
+async def test_every_endpoint_the_docs_name_is_routed(tmp_path):
+    """Each path a reader copies from the README or docs/ is one the server routes, with the method the docs give
+    it (any method where they give none): `POST`/`PATCH /v1/models` in docs/extensions.md named a PATCH that only
+    `/v1/models/{id}` takes (a 405 as written). The router is the app's own, every lazily imported route included."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from jan.server.app import create_app
+    from jan.server.config import ServerConfig
+    from jan.server.keys import MANAGER
+
+    app = await create_app(ServerConfig(data_folder=str(tmp_path / "data"), enable_extensions=False))
+    try:
+        named, wrong = _documented_routes(), []
+        assert len(named) > 150, len(named)
+        for doc, method, path in sorted(named, key=str):
+            if (path, method) in NOT_ROUTES:
+                continue
+            concrete = re.sub(r"\{[^}]*\}", "x1", path)
+            for tried in [method] if method else ["GET", "POST", "PUT", "PATCH", "DELETE"]:
+                refused = getattr(await app.router.resolve(make_mocked_request(tried, concrete, app=app)),
+                                  "http_exception", None)
+                if refused is None or (method is None and refused.status == 405):
+                    break
+            else:
+                wrong.append(f"{doc}: {method or ''} {path}: {refused.status}")
+        assert not wrong, "\n".join(wrong)
+    finally:
+        await app[MANAGER].stop()
+
+
+def test_every_jan_name_the_docs_give_is_importable():
+    """Each dotted `jan.x.y` the README and docs/ name (a module, a class, a function, a constant a reader is told
+    to use or read) imports and has that attribute: a name moved or renamed in the code fails here."""
+    import importlib
+
+    def resolve(name: str) -> bool:
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            for attr in parts[cut:]:
+                if not hasattr(obj, attr):
+                    try:
+                        obj = importlib.import_module(f"{obj.__name__}.{attr}")
+                        continue
+                    except (ImportError, AttributeError):
+                        return False
+                obj = getattr(obj, attr)
+            return True
+        return False
+
+    names = {(doc.name, name) for doc in [*_docs(), README.parent / "python" / "jan" / "core" / "README.md"]
+             for name in re.findall(r"\bjan(?:\.[A-Za-z_]\w*)+", doc.read_text(encoding="utf-8"))
+             if not re.fullmatch(r"jan\.(db|json|log|md)", name)}  # file names (`sqlite3 jan.db`)
+    assert len(names) > 60, names
+    assert not sorted(n for n in names if not resolve(n[1]))
+
+
+def test_each_default_a_commands_help_states_is_the_codes():
+    """`jan serve/run/chat --help` write several defaults into their help text (the options themselves default to
+    None: "not given", so that a model.json's settings win), where click cannot check them: each must be the value
+    of the one table the code applies — :data:`jan.services.types.LOAD_DEFAULTS` for load options, the engine's
+    request defaults (:data:`jan.engine.params.DEFAULTS`) for speculative decoding, the prompt cache's size — and
+    the README's words for the same default agree."""
+    import click
+
+    from jan.cli import main
+    from jan.engine.fit import PROMPT_CACHE_MAX_MIB
+    from jan.engine.params import DEFAULTS
+    from jan.services.types import LOAD_DEFAULTS
+
+    code = {"n_parallel": LOAD_DEFAULTS.n_parallel, "n_gpu_layers": LOAD_DEFAULTS.n_gpu_layers,
+            "max_queue": LOAD_DEFAULTS.max_queue, "cache_type_k": LOAD_DEFAULTS.cache_type_k,
+            "cache_type_v": LOAD_DEFAULTS.cache_type_v, "adaptive_threads": LOAD_DEFAULTS.adaptive_threads,
+            "draft_p_min": DEFAULTS["draft_p_min"], "draft_max": DEFAULTS["draft_max"],
+            "draft_min": DEFAULTS["draft_min"], "ngram": DEFAULTS["ngram"], "cache_ram_mib": PROMPT_CACHE_MAX_MIB}
+    ctx, wrong, checked = click.Context(main, info_name="jan"), [], 0
+    for name in ("serve", "run", "chat"):
+        for option in main.get_command(ctx, name).params:
+            stated = re.search(r"\[default: ([^\]]*)\]", getattr(option, "help", None) or "")
+            if option.name not in code or stated is None:
+                continue
+            checked += 1
+            if not re.search(rf"(?<![\w.]){re.escape(str(code[option.name]))}(?![\w.])", stated.group(1)):
+                wrong.append(f"jan {name} {option.opts[0]}: help says {stated.group(1)!r}, "
+                             f"the code's default is {code[option.name]!r}")
+    assert checked >= 25, checked
+    assert not wrong, "\n".join(wrong)
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    assert f"`jan serve` gives each model {LOAD_DEFAULTS.n_parallel}" in text
+    assert f"`n_gpu_layers`: `\"{LOAD_DEFAULTS.n_gpu_layers}\"` by default" in text
+    assert f"default {PROMPT_CACHE_MAX_MIB}, as llama-server's" in text
+    # docs/tools.md's tool policy defaults are the tool loop's
+    from jan.services.tool_loop import DEFAULT_MAX_STEPS, DEFAULT_TOOL_TIMEOUT
+
+    tools = " ".join((README.parent / "docs" / "tools.md").read_text(encoding="utf-8").split())
+    assert f"`max_steps` (model turns per run, default {DEFAULT_MAX_STEPS};" in tools
+    assert f"`timeout` (seconds per call, default {DEFAULT_TOOL_TIMEOUT:g})" in tools
+    # and so are its safety bounds: the output cut, the image drop, the least a fit leaves of an output, the wait
+    # for a server a run names
+    from jan.core.tools import DEFAULT_MAX_OUTPUT_CHARS, MAX_IMAGE_BYTES
+    from jan.extensions.mcp.extension import LIST_WAIT
+    from jan.services.fit import MIN_TOOL_OUTPUT
+
+    assert f"cut to {DEFAULT_MAX_OUTPUT_CHARS:,} characters".replace(",", " ") in tools
+    assert f"images over {MAX_IMAGE_BYTES >> 20} MiB are dropped" in tools
+    assert f"(at least {MIN_TOOL_OUTPUT} characters stay before turns are dropped)" in tools
+    assert f"each at most {LIST_WAIT:g} seconds after it began starting" in tools
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation but `-` and `_` dropped, spaces as `-`."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_between_the_docs_resolves():
+    """Each relative link of the project's Markdown (README, docs/, the core, example and benchmark READMEs) leads
+    to a file or folder of the repository, and its `#anchor` to a heading of that file, as GitHub names them."""
+    import subprocess
+
+    root = README.parent
+    listed = subprocess.run(["git", "ls-files", "*.md"], cwd=root, capture_output=True, text=True).stdout.split()
+    pages = [root / name for name in listed] or [README, *(root / "docs").glob("*.md")]
+    wrong, checked = [], 0
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # https://, mailto:
+            checked += 1
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            if not dest.exists():
+                wrong.append(f"{page.relative_to(root)}: {target}: no such file")
+            elif anchor and dest.is_file():
+                anchors = {_slug(h) for h in re.findall(r"^#+ (.*)$", dest.read_text(encoding="utf-8"), flags=re.M)}
+                if anchor not in anchors:
+                    wrong.append(f"{page.relative_to(root)}: {target}: no heading with that anchor")
+    assert checked >= 8, checked
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_metric_the_docs_name_is_exported(tmp_path, stories_path):
+    """Each Prometheus series the README and docs/ tell a reader to watch (`jan_...`, llama-server's `llamacpp:...`)
+    is one `/metrics` exports once a model is loaded and has answered: a metric renamed or dropped fails here. The
+    docs' example extension's own (`jan_hello`) is its own, and `jan_version` a field of /v1/system."""
+    import httpx
+
+    named = {name for doc in _docs() for name in re.findall(r"\b(?:jan_|llamacpp:)[a-z_]*[a-z]\b",
+                                                           doc.read_text(encoding="utf-8"))}
+    named -= {"jan_hello", "jan_version"}
+    assert len(named) > 12, named
+    srv = start_server(tmp_path, [stories_path])
+    try:
+        answer = httpx.post(f"{srv.base_url}/v1/completions", timeout=60,
+                            json={"model": "stories260K", "prompt": "Once", "max_tokens": 2})
+        assert answer.status_code == 200, answer.text
+        exported = {line.split("{")[0].split()[0] for line in httpx.get(f"{srv.base_url}/metrics", timeout=60).text
+                    .splitlines() if line and not line.startswith("#")}
+    finally:
+        srv.stop()
+    assert not sorted(named - exported)
+
+
+def test_every_test_the_docs_cite_exists():
+    """The docs prove what they say by naming tests (`tests/test_x.py::test_y`, a bare `test_y`): each is a test
+    function of that file (of tests/ for a bare name), so a renamed or removed test does not leave the docs citing
+    nothing. (`test_time` is a `jan bench` result key, not a test.)"""
+    pages = [*_docs(), README.parent / "python" / "jan" / "core" / "README.md"]
+    text = "".join(page.read_text(encoding="utf-8") for page in pages)
+    tests = README.parent / "tests"
+    defined = {path.name: set(re.findall(r"^(?:async )?def (test_\w+)", path.read_text(encoding="utf-8"), flags=re.M))
+               for path in tests.glob("test_*.py")}
+    cited = re.findall(r"tests/(test_\w+\.py)::(test_\w+)", text)
+    bare = set(re.findall(r"`(test_\w+)`", text)) - {"test_time"}
+    assert len(cited) > 10 and bare, (cited, bare)
+    assert not [f"{file}::{name}" for file, name in cited if name not in defined.get(file, ())]
+    assert not sorted(name for name in bare if not any(name in names for names in defined.values()))

@@ -248,7 +248,7 @@ def resolve_url(url: str, *, hf_endpoint: str | None = None) -> str:
     if not sep:
         raise DownloadError(
             f"not a URL: {url!r} (expected http://, https://, hf://owner/repo/file.gguf or a whole "
-            f"hf://owner/repo[:QUANT])",
+            f"hf://owner/repo[:QUANT], or Ollama's name for one, hf.co/owner/repo[:QUANT])",
             DownloadError.INVALID_URL,
             url=url,
         )

@@ -528,6 +528,25 @@ def data_folder_problem(folder: Path) -> str | None:
     return f"{problem}; give a folder with --data-folder or $JAN_DATA_FOLDER" if problem else None
 
 
+class EnvFlag(click.types.BoolParamType):
+    """A yes/no flag also set by an environment variable (``--local``, ``$JAN_LOCAL``): a value of the variable that
+    is no yes/no word is a usage error naming the variable and the words it takes. click's own said only "Invalid
+    value for '--local'", a flag the user never typed, with no hint that an exported variable held the value."""
+
+    def __init__(self, envvar: str):
+        self.envvar = envvar
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            if ctx is None or param is None or param.name is None \
+                    or ctx.get_parameter_source(param.name) is not click.core.ParameterSource.ENVIRONMENT:
+                raise
+            self.fail(f"${self.envvar} is {value!r}, which is no yes/no value: set it to 1 (or true, yes, on) to work "
+                      f"without a server, to 0 (or false, no, off, empty) or unset it to use one", param, ctx)
+
+
 class SamplingValue(click.ParamType):
     """A sampling option's value, judged by the engine's own check (:data:`jan.engine.params.RANGES`, the one
     table the Python API and the server use; ``seed``: :func:`jan.engine.params.engine_seed`) when it is parsed.
@@ -741,7 +760,7 @@ def connection_options(func: Callable) -> Callable:
     @click.option("--data-folder", type=PathParam(file_okay=False, path_type=Path), default=None,
                   help="Data folder to work on without a server [env JAN_DATA_FOLDER; default: that of the jan "
                        "server running on this machine (not with --local), else ~/jan].")
-    @click.option("--local", is_flag=True, envvar="JAN_LOCAL",
+    @click.option("--local", is_flag=True, envvar="JAN_LOCAL", type=EnvFlag("JAN_LOCAL"),
                   help="Never use a server: work on the data folder, load models in this process [env JAN_LOCAL=1].")
     @functools.wraps(func)
     def wrapper(*args, api_url, api_key, data_folder, local, **kwargs):

@@ -671,9 +671,13 @@ class LocalBackend:
             check_gguf_file(path, label)
             model = {"id": path.stem, "engine": "llama.cpp", "file_path": str(path.resolve()), "settings": {},
                      "parameters": {}}
-            projector = path.with_name("mmproj-" + path.name)  # as `jan models import` picks it up
-            if projector.is_file():
-                model["mmproj_path"] = str(projector.resolve())
+            if "mmproj" not in path.name.lower():
+                # a projector beside it, by the one rule `jan models import` and the models extension apply
+                # (mmproj-<name>, else the folder's only *mmproj*.gguf): this knew only the first
+                from jan.hf_repo import sibling_mmproj
+
+                if projector := sibling_mmproj(str(path)):
+                    model["mmproj_path"] = str(Path(projector).resolve())
             return model
         if damaged:
             raise CLIError(damaged)

@@ -314,15 +314,21 @@ def _id_param(ctx: click.Context, param: click.Parameter, value: str | None) -> 
               help="symlink/copy/hard-link the file into the data folder, or reference it where it is.")
 @click.option("--mmproj", type=PathParam(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Its multimodal projector (images/audio), referenced where it is "
-                   "[default: mmproj-<file name> beside it, if there].")
+                   "[default: mmproj-<file name> beside it, else the folder's only *mmproj*.gguf, if there].")
 @json_option
 @connection_options
 def import_model(path: Path, model_id: str | None, mode: str, mmproj: Path | None, as_json: bool, conn) -> None:
     """Add a local .gguf file as a model."""
     path = expand_home(path).absolute()
     check_gguf_file(path, "PATH")
-    if mmproj is None and path.with_name("mmproj-" + path.name).is_file():
-        mmproj = path.with_name("mmproj-" + path.name)
+    if mmproj is None and "mmproj" not in path.name.lower():
+        # the models extension's one rule (a server applies it to a POST /v1/models too): here it only knew
+        # mmproj-<name>, so a repository downloaded whole (model-Q4_K_M.gguf beside mmproj-model-f16.gguf) imported
+        # without its projector when no server ran
+        from jan.hf_repo import sibling_mmproj
+
+        beside = sibling_mmproj(str(path))
+        mmproj = Path(beside) if beside else None
     mmproj = expand_home(mmproj).absolute() if mmproj else None
     if mmproj is not None:  # checked now, not first when the model loads and fails on it
         from jan.extensions.models.gguf_info import check_projector
@@ -362,7 +368,9 @@ def import_model(path: Path, model_id: str | None, mode: str, mmproj: Path | Non
     if as_json:
         print_json(model)
     else:
-        click.echo(f"imported {model['id']} ({mode} of {path})")
+        # the projector is named: one picked up by itself (beside the model) is otherwise a silent choice
+        projector = ((model.get("settings") or {}).get("mmproj")) if isinstance(model, dict) else None
+        click.echo(f"imported {model['id']} ({mode} of {path}" + (f"; projector {projector})" if projector else ")"))
 
 
 # --------------------------------------------------------------------------- pull
@@ -472,7 +480,8 @@ def pull_model(url: str, model_id: str | None, sha256: str | None, as_json: bool
     """Download a .gguf model from URL (https://, http:// or hf://owner/repo/file.gguf).
 
     A whole repository, hf://owner/repo[:QUANT], pulls its model (Q4_K_M unless QUANT names another) and its
-    mmproj-*.gguf projector, as llama-server's -hf does.
+    mmproj-*.gguf projector, as llama-server's -hf does; Ollama's name for it, hf.co/owner/repo[:QUANT], is the same
+    pull.
 
     An interrupted pull keeps its partial file: run the same command again to resume it.
     """
