@@ -348,8 +348,13 @@ function isBlockStart(line) {
   return FENCE.test(line) || HEADING.test(line) || HR.test(line) || LIST_ITEM.test(line) || QUOTE.test(line);
 }
 
-/** Block-level Markdown (an array of lines) to DOM nodes. */
-function renderBlocks(lines, tight = false, depth = 0) {
+/**
+ * Block-level Markdown (an array of lines) to DOM nodes. ``marks``, when given, gets ``[line, nodes]`` for each
+ * line where a block starts with no paragraph open: what follows it renders from ``lines[line..]`` alone, and what
+ * precedes it (``nodes`` top-level nodes) was decided by the lines before it and at most ``line + 1`` (a list
+ * looks one line past a blank one). :func:`renderMarkdownTail` keeps the nodes before such a line.
+ */
+function renderBlocks(lines, tight = false, depth = 0, marks = null) {
   const out = [];
   let para = [];
   const flushPara = () => {
@@ -367,6 +372,7 @@ function renderBlocks(lines, tight = false, depth = 0) {
   };
   let i = 0;
   while (i < lines.length) {
+    if (marks && !para.length) marks.push([i, out.length]);
     const line = lines[i];
     const fence = FENCE.exec(line);
     if (fence) {
@@ -375,12 +381,14 @@ function renderBlocks(lines, tight = false, depth = 0) {
       const lang = fence[2].replace(/[^\w+#.-]/g, "").slice(0, 30);
       const indent = indentOf(line);
       const body = [];
+      // (made once per fence, not once per line of it: a long code block is read again on every streamed frame)
+      const closing = new RegExp(`^ {0,3}${marker[0] === "`" ? "`" : "~"}{${marker.length},}\\s*$`);
+      const dedent = new RegExp(`^ {0,${indent}}`);
       i++;
       while (i < lines.length) {
-        const closing = new RegExp(`^ {0,3}${marker[0] === "`" ? "`" : "~"}{${marker.length},}\\s*$`);
         if (closing.test(lines[i])) { i++; break; }
         let l = lines[i];
-        if (indent) l = l.replace(new RegExp(`^ {0,${indent}}`), "");
+        if (indent) l = l.replace(dedent, "");
         body.push(l);
         i++;
       }
@@ -439,10 +447,52 @@ function renderBlocks(lines, tight = false, depth = 0) {
   return out;
 }
 
+function linesOf(text) {
+  return String(text ?? "").replace(/\r\n?/g, "\n").split("\n");
+}
+
 /** Render Markdown text into a DocumentFragment. */
 export function renderMarkdown(text) {
   const fragment = document.createDocumentFragment();
-  const lines = String(text ?? "").replace(/\r\n?/g, "\n").split("\n");
-  fragment.append(...renderBlocks(lines));
+  fragment.append(...renderBlocks(linesOf(text)));
   return fragment;
+}
+
+/**
+ * Markdown text that grows (a streaming reply, rendered again on every frame) rendered from its last settled block
+ * on: the work of a frame follows the size of the reply's open tail, not of the whole reply. Rendered whole each
+ * frame, a 10,000-line reply made every frame build and compare all the blocks before it (quadratic over the
+ * stream; the page stalled as it grew).
+ *
+ * ``memo`` is the caller's own object for one rendered target, empty at first; it keeps how much of the text is
+ * settled (``chars``: a prefix ending in a newline; ``nodes``: the target's leading children made of it) and the
+ * prefix itself, so a text that is not a growth of the last one (an edit, a reply read back) starts over.
+ *
+ * Returns ``{keep, fragment}``: the target's first ``keep`` children stay as they are, and ``fragment`` holds
+ * what must follow them (the caller patches or replaces the rest with it).
+ */
+export function renderMarkdownTail(text, memo) {
+  const whole = String(text ?? "");
+  if (!memo.prefix || !whole.startsWith(memo.prefix)) Object.assign(memo, { prefix: "", chars: 0, nodes: 0 });
+  const keep = memo.nodes;
+  const tail = whole.slice(memo.chars);
+  const lines = linesOf(tail);
+  const marks = [];
+  const fragment = document.createDocumentFragment();
+  fragment.append(...renderBlocks(lines, false, 0, marks));
+  // The last mark whose own line and next one are both whole lines (the text goes on past them): the blocks
+  // before it can no longer change, whatever comes. (The last line may be cut off mid-way: "#" becomes a
+  // heading, "``" a fence, and a blank line's follower decides whether a list goes on.)
+  let settled = null;
+  for (const mark of marks) if (mark[0] > 0 && mark[0] + 2 < lines.length) settled = mark;
+  if (settled) {
+    // the characters of the tail's lines before the mark, each with its line break as the raw text has it
+    // (counted on the normalized lines, a "\r\n" would put the offset off by one)
+    const breaks = /\r\n?|\n/g;
+    for (let n = 0; n < settled[0]; n++) breaks.exec(tail);
+    memo.chars += breaks.lastIndex;
+    memo.prefix = whole.slice(0, memo.chars);
+    memo.nodes = keep + settled[1];
+  }
+  return { keep, fragment };
 }
