@@ -13,6 +13,8 @@ shows as written.
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 import pytest
 import requests
@@ -82,6 +84,22 @@ def case_tool_call(server):
         {"id": "call_1", "type": "function", "function": {"name": HTML[0], "arguments": '{"q": "%s"}' % HTML[1].replace('"', "'")}}]})
     _message(server, thread, "tool", MARKUP, metadata={"tool_call_id": "call_1", "approved_by": HTML[2]})
     return thread, ".tool-calls", [HTML[0], HTML[2], *HTML[:4]]
+
+
+def case_mcp_item_in_the_data_folder(server):
+    """A response's kept MCP call, as the data folder holds it (the API takes no such item: the file is edited)."""
+    thread = _thread(server)
+    _message(server, thread, "user", "mcp")
+    _message(server, thread, "assistant", _text(""), metadata={"marker": "mcp"})
+    [path] = Path(server.config.data_folder).glob(f"threads/{thread}/messages.jsonl")
+    item = {"type": "mcp_call", "id": "mcp_1", "server_label": HTML[0], "name": HTML[2], "arguments": HTML[1],
+            "output": MARKUP}
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for record in lines:
+        if record.get("metadata", {}).get("marker") == "mcp":
+            record["metadata"] = {"item": item}
+    path.write_text("".join(json.dumps(record) + "\n" for record in lines))
+    return thread, ".tool-calls", HTML[:4]
 
 
 def case_file_name(server):
