@@ -4,7 +4,7 @@
 // textContent / createTextNode (see markdown.js); nothing here assigns
 // innerHTML.
 
-import { renderMarkdownTail } from "./markdown.js";
+import { applyMarkdownTail } from "./markdown.js";
 
 const KEY_STORAGE = "jan.apiKey";
 const MODEL_STORAGE = "jan.model";
@@ -972,9 +972,7 @@ function setViewText(view, text, plain = view.root.dataset.role === "user") {
   if (plain) setText(view.body, text);
   else {
     // only the blocks after the settled ones are rendered and patched: a reply streams in here every frame
-    let { keep, fragment } = renderMarkdownTail(text, view.markdown ??= {});
-    if (keep > view.body.childNodes.length) ({ keep, fragment } = renderMarkdownTail(text, view.markdown = {}));
-    patchChildren(view.body, fragment, view.body.childNodes[keep] ?? null);
+    applyMarkdownTail(view.body, text, view.markdown ??= {}, patchChildren);
   }
 }
 

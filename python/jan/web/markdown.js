@@ -289,7 +289,10 @@ function indentOf(line) {
 
 const MAX_DEPTH = 12; // deeper quotes/lists are shown as text, never recursed into
 
-function parseList(lines, start, depth) {
+/** A list from ``lines[start]`` on: ``[list, next line]``. ``marks`` (the top level's, the list being its node
+ * ``at``) gets ``[line, at, items]`` for each later item at the list's own indent: from that line on, the lines
+ * render as a list of the same kind whose items follow the first ``items`` (see :func:`renderMarkdownTail`). */
+function parseList(lines, start, depth, marks = null, at = 0) {
   const first = LIST_ITEM.exec(lines[start]);
   const baseIndent = indentOf(lines[start]);
   const ordered = /\d/.test(first[2]);
@@ -315,6 +318,8 @@ function parseList(lines, start, depth) {
     const indent = indentOf(line);
     if (m && indent <= baseIndent + 1 && /\d/.test(m[2]) === ordered) {
       finishItem();
+      // (a line the top level reads as another block, "- - -" a rule, starts no list there: no mark)
+      if (marks && i > start && indent === baseIndent && !HR.test(line)) marks.push([i, at, list.childNodes.length]);
       item = el("li");
       itemLines = [m[3]];
       i++;
@@ -422,7 +427,7 @@ function renderBlocks(lines, tight = false, depth = 0, marks = null) {
     }
     if (LIST_ITEM.test(line)) {
       flushPara();
-      const [list, next] = parseList(lines, i, depth);
+      const [list, next] = parseList(lines, i, depth, marks, out.length);
       out.push(list);
       i = next;
       continue;
@@ -462,19 +467,21 @@ export function renderMarkdown(text) {
  * Markdown text that grows (a streaming reply, rendered again on every frame) rendered from its last settled block
  * on: the work of a frame follows the size of the reply's open tail, not of the whole reply. Rendered whole each
  * frame, a 10,000-line reply made every frame build and compare all the blocks before it (quadratic over the
- * stream; the page stalled as it grew).
+ * stream; the page stalled as it grew). A long list settles item by item (a reply is often one long list).
  *
  * ``memo`` is the caller's own object for one rendered target, empty at first; it keeps how much of the text is
- * settled (``chars``: a prefix ending in a newline; ``nodes``: the target's leading children made of it) and the
- * prefix itself, so a text that is not a growth of the last one (an edit, a reply read back) starts over.
+ * settled (``chars``: a prefix ending in a newline; ``nodes``: the target's leading children made of it; ``items``:
+ * null, or how many items of the list after them are made of it too) and the prefix itself, so a text that is not a
+ * growth of the last one (an edit, a reply read back) starts over.
  *
- * Returns ``{keep, fragment}``: the target's first ``keep`` children stay as they are, and ``fragment`` holds
- * what must follow them (the caller patches or replaces the rest with it).
+ * Returns ``{keep, items, fragment}``: the target's first ``keep`` children stay as they are; where ``items`` is a
+ * number, the list after them keeps its first ``items`` items and ``fragment``'s first node is a list whose items
+ * follow those; the rest of ``fragment`` follows. :func:`applyMarkdownTail` puts it in place.
  */
 export function renderMarkdownTail(text, memo) {
   const whole = String(text ?? "");
-  if (!memo.prefix || !whole.startsWith(memo.prefix)) Object.assign(memo, { prefix: "", chars: 0, nodes: 0 });
-  const keep = memo.nodes;
+  if (!memo.prefix || !whole.startsWith(memo.prefix)) Object.assign(memo, { prefix: "", chars: 0, nodes: 0, items: null });
+  const { nodes: keep, items } = memo;
   const tail = whole.slice(memo.chars);
   const lines = linesOf(tail);
   const marks = [];
@@ -490,9 +497,33 @@ export function renderMarkdownTail(text, memo) {
     // (counted on the normalized lines, a "\r\n" would put the offset off by one)
     const breaks = /\r\n?|\n/g;
     for (let n = 0; n < settled[0]; n++) breaks.exec(tail);
+    const [, nodes, listItems = null] = settled;
     memo.chars += breaks.lastIndex;
     memo.prefix = whole.slice(0, memo.chars);
-    memo.nodes = keep + settled[1];
+    memo.nodes = keep + nodes;
+    // (items of the list the tail went on with add to those kept of it before)
+    memo.items = listItems === null ? null : listItems + (nodes === 0 && items !== null ? items : 0);
   }
-  return { keep, fragment };
+  return { keep, items, fragment };
+}
+
+/**
+ * Render growing Markdown ``text`` into ``target`` (:func:`renderMarkdownTail`, ``memo`` one object per target),
+ * changing what follows the settled part with ``patch(parent, source, from)``: make ``parent``'s children from
+ * ``from`` on (null: after the last) those of ``source``.
+ */
+export function applyMarkdownTail(target, text, memo, patch) {
+  let { keep, items, fragment } = renderMarkdownTail(text, memo);
+  const list = items === null ? null : target.childNodes[keep];
+  const more = items === null ? null : fragment.firstChild;
+  if (keep > target.childNodes.length || (items !== null && (!list || list.tagName !== more?.tagName))) {
+    // the target's kept children are not what the memo says (changed elsewhere): render the whole text
+    for (const key of Object.keys(memo)) delete memo[key];
+    ({ keep, items, fragment } = renderMarkdownTail(text, memo));
+  } else if (list) {
+    patch(list, more, list.childNodes[items] ?? null);
+    more.remove();
+    keep += 1;
+  }
+  patch(target, fragment, target.childNodes[keep] ?? null);
 }
