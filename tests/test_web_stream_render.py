@@ -94,6 +94,8 @@ def _chunk(k: int, shape: str) -> str:
     elif shape == "one list":  # one list of 10,000 items: it settles item by item
         body = [f"- item {k}.{i} **bold**" for i in range(n + 1)]
         return "\n".join(body) + "\n"
+    elif shape == "one paragraph":  # 10,000 lines with no blank line: it settles line by line
+        return "".join(f"line {k}.{i} with *some* `code`\n" for i in range(n + 1))
     elif shape == "quotes":
         body = [f"> quoted {k}.{i}" for i in range(n)]
     else:  # fenced code blocks
@@ -101,7 +103,7 @@ def _chunk(k: int, shape: str) -> str:
     return "\n".join(body) + "\n\n"
 
 
-@pytest.mark.parametrize("shape", ["paragraphs", "lists", "one list", "quotes", "code"])
+@pytest.mark.parametrize("shape", ["paragraphs", "lists", "one list", "one paragraph", "quotes", "code"])
 def test_a_10000_line_reply_streams_with_work_per_chunk_bounded(chat_server, new_page, shape):
     chunks = [_chunk(k, shape) for k in range(CHUNKS)]
     page = new_page()
@@ -139,6 +141,8 @@ DOCUMENTS = {
     "one long list": "".join(f"- item {i} *em*\n" for i in range(12)) + "after\n",
     "ordered list from 3": "3. three\n4. four\n   more of four\n5. five\n\n6. six after a blank\n\nend\n",
     "list items and rules": "- a\n- - -\n- b\n * off by one\n- c\n  - nested\n  - nested two\n- d\n* other kind\n",
+    "one long paragraph": "".join(f"line {i} *em* `c`\n" for i in range(10)) + "- then a list\n- two\n\nlast\nlines\n",
+    "paragraph into blocks": "a\nb\nc\n# head\nd\ne\n```\ncode\n```\nf\ng\n> q\nh\n",
     "lists after lists": "- a\n- b\n1. one\n2. two\n\n- c\n- d\n",
 }
 

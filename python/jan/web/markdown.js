@@ -290,8 +290,8 @@ function indentOf(line) {
 const MAX_DEPTH = 12; // deeper quotes/lists are shown as text, never recursed into
 
 /** A list from ``lines[start]`` on: ``[list, next line]``. ``marks`` (the top level's, the list being its node
- * ``at``) gets ``[line, at, items]`` for each later item at the list's own indent: from that line on, the lines
- * render as a list of the same kind whose items follow the first ``items`` (see :func:`renderMarkdownTail`). */
+ * ``at``) gets ``[line, at, items, "list"]`` for each later item at the list's own indent: from that line on, the
+ * lines render as a list of the same kind whose items follow the first ``items`` (see :func:`renderMarkdownTail`). */
 function parseList(lines, start, depth, marks = null, at = 0) {
   const first = LIST_ITEM.exec(lines[start]);
   const baseIndent = indentOf(lines[start]);
@@ -319,7 +319,7 @@ function parseList(lines, start, depth, marks = null, at = 0) {
     if (m && indent <= baseIndent + 1 && /\d/.test(m[2]) === ordered) {
       finishItem();
       // (a line the top level reads as another block, "- - -" a rule, starts no list there: no mark)
-      if (marks && i > start && indent === baseIndent && !HR.test(line)) marks.push([i, at, list.childNodes.length]);
+      if (marks && i > start && indent === baseIndent && !HR.test(line)) marks.push([i, at, list.childNodes.length, "list"]);
       item = el("li");
       itemLines = [m[3]];
       i++;
@@ -445,6 +445,9 @@ function renderBlocks(lines, tight = false, depth = 0, marks = null) {
       out.push(bq);
       continue;
     }
+    // (a long paragraph settles line by line: from here on the lines make a paragraph that goes on this one after
+    // a <br>, the paragraph's line-th <br>: renderInline makes none)
+    if (marks && para.length && !tight) marks.push([i, out.length, para.length, "p"]);
     para.push(line);
     i++;
   }
@@ -467,21 +470,23 @@ export function renderMarkdown(text) {
  * Markdown text that grows (a streaming reply, rendered again on every frame) rendered from its last settled block
  * on: the work of a frame follows the size of the reply's open tail, not of the whole reply. Rendered whole each
  * frame, a 10,000-line reply made every frame build and compare all the blocks before it (quadratic over the
- * stream; the page stalled as it grew). A long list settles item by item (a reply is often one long list).
+ * stream; the page stalled as it grew). A long list settles item by item and a long paragraph line by line (a
+ * reply is often one long list, or lines with no blank one between them).
  *
  * ``memo`` is the caller's own object for one rendered target, empty at first; it keeps how much of the text is
  * settled (``chars``: a prefix ending in a newline; ``nodes``: the target's leading children made of it; ``items``:
- * null, or how many items of the list after them are made of it too) and the prefix itself, so a text that is not a
- * growth of the last one (an edit, a reply read back) starts over.
+ * null, or how many children of the list or paragraph after them (``join``: "list" or "p") are made of it too) and
+ * the prefix itself, so a text that is not a growth of the last one (an edit, a reply read back) starts over.
  *
- * Returns ``{keep, items, fragment}``: the target's first ``keep`` children stay as they are; where ``items`` is a
- * number, the list after them keeps its first ``items`` items and ``fragment``'s first node is a list whose items
- * follow those; the rest of ``fragment`` follows. :func:`applyMarkdownTail` puts it in place.
+ * Returns ``{keep, items, join, fragment}``: the target's first ``keep`` children stay as they are; where ``items``
+ * is a number, the node after them keeps its first ``items`` children and ``fragment``'s first node (a list whose
+ * items follow those, or a paragraph whose lines follow those after a <br>) goes on it; the rest of ``fragment``
+ * follows. :func:`applyMarkdownTail` puts it in place.
  */
 export function renderMarkdownTail(text, memo) {
   const whole = String(text ?? "");
-  if (!memo.prefix || !whole.startsWith(memo.prefix)) Object.assign(memo, { prefix: "", chars: 0, nodes: 0, items: null });
-  const { nodes: keep, items } = memo;
+  if (!memo.prefix || !whole.startsWith(memo.prefix)) Object.assign(memo, { prefix: "", chars: 0, nodes: 0, items: null, join: null });
+  const { nodes: keep, items, join } = memo;
   const tail = whole.slice(memo.chars);
   const lines = linesOf(tail);
   const marks = [];
@@ -497,14 +502,22 @@ export function renderMarkdownTail(text, memo) {
     // (counted on the normalized lines, a "\r\n" would put the offset off by one)
     const breaks = /\r\n?|\n/g;
     for (let n = 0; n < settled[0]; n++) breaks.exec(tail);
-    const [, nodes, listItems = null] = settled;
+    const [, nodes, count = null, joins = null] = settled;
+    let kept = count;
+    if (joins === "p") {
+      // the children of the paragraph before its count-th <br>
+      const brs = [...fragment.childNodes[nodes].childNodes].map((node, n) => (node.nodeName === "BR" ? n : -1))
+        .filter((n) => n >= 0);
+      kept = brs[count - 1];
+    }
     memo.chars += breaks.lastIndex;
     memo.prefix = whole.slice(0, memo.chars);
     memo.nodes = keep + nodes;
-    // (items of the list the tail went on with add to those kept of it before)
-    memo.items = listItems === null ? null : listItems + (nodes === 0 && items !== null ? items : 0);
+    // (what the tail's first node kept goes after what was kept of the node it goes on: a paragraph's <br> between)
+    memo.items = joins === null ? null : kept + (nodes === 0 && items !== null ? items + (join === "p" ? 1 : 0) : 0);
+    memo.join = joins;
   }
-  return { keep, items, fragment };
+  return { keep, items, join, fragment };
 }
 
 /**
@@ -513,7 +526,7 @@ export function renderMarkdownTail(text, memo) {
  * ``from`` on (null: after the last) those of ``source``.
  */
 export function applyMarkdownTail(target, text, memo, patch) {
-  let { keep, items, fragment } = renderMarkdownTail(text, memo);
+  let { keep, items, join, fragment } = renderMarkdownTail(text, memo);
   const list = items === null ? null : target.childNodes[keep];
   const more = items === null ? null : fragment.firstChild;
   if (keep > target.childNodes.length || (items !== null && (!list || list.tagName !== more?.tagName))) {
@@ -521,6 +534,7 @@ export function applyMarkdownTail(target, text, memo, patch) {
     for (const key of Object.keys(memo)) delete memo[key];
     ({ keep, items, fragment } = renderMarkdownTail(text, memo));
   } else if (list) {
+    if (join === "p") more.prepend(document.createElement("br")); // (the line break the tail's first line follows)
     patch(list, more, list.childNodes[items] ?? null);
     more.remove();
     keep += 1;
