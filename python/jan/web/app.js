@@ -4,7 +4,7 @@
 // textContent / createTextNode (see markdown.js); nothing here assigns
 // innerHTML.
 
-import { renderMarkdown } from "./markdown.js";
+import { applyMarkdownTail } from "./markdown.js";
 
 const KEY_STORAGE = "jan.apiKey";
 const MODEL_STORAGE = "jan.model";
@@ -970,7 +970,10 @@ function setViewText(view, text, plain = view.root.dataset.role === "user") {
   view.text = text;
   view.root.dataset.chars = String(text.length); // the raw text's length (the body shows it rendered)
   if (plain) setText(view.body, text);
-  else patchChildren(view.body, renderMarkdown(text));
+  else {
+    // only the blocks after the settled ones are rendered and patched: a reply streams in here every frame
+    applyMarkdownTail(view.body, text, view.markdown ??= {}, patchChildren);
+  }
 }
 
 /**
@@ -980,8 +983,9 @@ function setViewText(view, text, plain = view.root.dataset.role === "user") {
  * user's selection in it (what they were about to copy) was gone at the next frame. The unchanged blocks before
  * the growing tail cost one native comparison each.
  */
-function patchChildren(target, source) {
-  let old = target.firstChild;
+function patchChildren(target, source, from = target.firstChild) {
+  // (``from``: the first child to patch, those before it left as they are; null: ``source`` goes after them all)
+  let old = from;
   for (let next = source.firstChild; next;) {
     const following = next.nextSibling;
     if (!old) target.append(next);

@@ -289,7 +289,10 @@ function indentOf(line) {
 
 const MAX_DEPTH = 12; // deeper quotes/lists are shown as text, never recursed into
 
-function parseList(lines, start, depth) {
+/** A list from ``lines[start]`` on: ``[list, next line]``. ``marks`` (the top level's, the list being its node
+ * ``at``) gets ``[line, at, items, "list"]`` for each later item at the list's own indent: from that line on, the
+ * lines render as a list of the same kind whose items follow the first ``items`` (see :func:`renderMarkdownTail`). */
+function parseList(lines, start, depth, marks = null, at = 0) {
   const first = LIST_ITEM.exec(lines[start]);
   const baseIndent = indentOf(lines[start]);
   const ordered = /\d/.test(first[2]);
@@ -315,6 +318,8 @@ function parseList(lines, start, depth) {
     const indent = indentOf(line);
     if (m && indent <= baseIndent + 1 && /\d/.test(m[2]) === ordered) {
       finishItem();
+      // (a line the top level reads as another block, "- - -" a rule, starts no list there: no mark)
+      if (marks && i > start && indent === baseIndent && !HR.test(line)) marks.push([i, at, list.childNodes.length, "list"]);
       item = el("li");
       itemLines = [m[3]];
       i++;
@@ -348,8 +353,13 @@ function isBlockStart(line) {
   return FENCE.test(line) || HEADING.test(line) || HR.test(line) || LIST_ITEM.test(line) || QUOTE.test(line);
 }
 
-/** Block-level Markdown (an array of lines) to DOM nodes. */
-function renderBlocks(lines, tight = false, depth = 0) {
+/**
+ * Block-level Markdown (an array of lines) to DOM nodes. ``marks``, when given, gets ``[line, nodes]`` for each
+ * line where a block starts with no paragraph open: what follows it renders from ``lines[line..]`` alone, and what
+ * precedes it (``nodes`` top-level nodes) was decided by the lines before it and at most ``line + 1`` (a list
+ * looks one line past a blank one). :func:`renderMarkdownTail` keeps the nodes before such a line.
+ */
+function renderBlocks(lines, tight = false, depth = 0, marks = null) {
   const out = [];
   let para = [];
   const flushPara = () => {
@@ -367,6 +377,7 @@ function renderBlocks(lines, tight = false, depth = 0) {
   };
   let i = 0;
   while (i < lines.length) {
+    if (marks && !para.length) marks.push([i, out.length]);
     const line = lines[i];
     const fence = FENCE.exec(line);
     if (fence) {
@@ -375,12 +386,14 @@ function renderBlocks(lines, tight = false, depth = 0) {
       const lang = fence[2].replace(/[^\w+#.-]/g, "").slice(0, 30);
       const indent = indentOf(line);
       const body = [];
+      // (made once per fence, not once per line of it: a long code block is read again on every streamed frame)
+      const closing = new RegExp(`^ {0,3}${marker[0] === "`" ? "`" : "~"}{${marker.length},}\\s*$`);
+      const dedent = new RegExp(`^ {0,${indent}}`);
       i++;
       while (i < lines.length) {
-        const closing = new RegExp(`^ {0,3}${marker[0] === "`" ? "`" : "~"}{${marker.length},}\\s*$`);
         if (closing.test(lines[i])) { i++; break; }
         let l = lines[i];
-        if (indent) l = l.replace(new RegExp(`^ {0,${indent}}`), "");
+        if (indent) l = l.replace(dedent, "");
         body.push(l);
         i++;
       }
@@ -414,7 +427,7 @@ function renderBlocks(lines, tight = false, depth = 0) {
     }
     if (LIST_ITEM.test(line)) {
       flushPara();
-      const [list, next] = parseList(lines, i, depth);
+      const [list, next] = parseList(lines, i, depth, marks, out.length);
       out.push(list);
       i = next;
       continue;
@@ -432,6 +445,9 @@ function renderBlocks(lines, tight = false, depth = 0) {
       out.push(bq);
       continue;
     }
+    // (a long paragraph settles line by line: from here on the lines make a paragraph that goes on this one after
+    // a <br>, the paragraph's line-th <br>: renderInline makes none)
+    if (marks && para.length && !tight) marks.push([i, out.length, para.length, "p"]);
     para.push(line);
     i++;
   }
@@ -439,10 +455,89 @@ function renderBlocks(lines, tight = false, depth = 0) {
   return out;
 }
 
+function linesOf(text) {
+  return String(text ?? "").replace(/\r\n?/g, "\n").split("\n");
+}
+
 /** Render Markdown text into a DocumentFragment. */
 export function renderMarkdown(text) {
   const fragment = document.createDocumentFragment();
-  const lines = String(text ?? "").replace(/\r\n?/g, "\n").split("\n");
-  fragment.append(...renderBlocks(lines));
+  fragment.append(...renderBlocks(linesOf(text)));
   return fragment;
+}
+
+/**
+ * Markdown text that grows (a streaming reply, rendered again on every frame) rendered from its last settled block
+ * on: the work of a frame follows the size of the reply's open tail, not of the whole reply. Rendered whole each
+ * frame, a 10,000-line reply made every frame build and compare all the blocks before it (quadratic over the
+ * stream; the page stalled as it grew). A long list settles item by item and a long paragraph line by line (a
+ * reply is often one long list, or lines with no blank one between them).
+ *
+ * ``memo`` is the caller's own object for one rendered target, empty at first; it keeps how much of the text is
+ * settled (``chars``: a prefix ending in a newline; ``nodes``: the target's leading children made of it; ``items``:
+ * null, or how many children of the list or paragraph after them (``join``: "list" or "p") are made of it too) and
+ * the prefix itself, so a text that is not a growth of the last one (an edit, a reply read back) starts over.
+ *
+ * Returns ``{keep, items, join, fragment}``: the target's first ``keep`` children stay as they are; where ``items``
+ * is a number, the node after them keeps its first ``items`` children and ``fragment``'s first node (a list whose
+ * items follow those, or a paragraph whose lines follow those after a <br>) goes on it; the rest of ``fragment``
+ * follows. :func:`applyMarkdownTail` puts it in place.
+ */
+export function renderMarkdownTail(text, memo) {
+  const whole = String(text ?? "");
+  if (!memo.prefix || !whole.startsWith(memo.prefix)) Object.assign(memo, { prefix: "", chars: 0, nodes: 0, items: null, join: null });
+  const { nodes: keep, items, join } = memo;
+  const tail = whole.slice(memo.chars);
+  const lines = linesOf(tail);
+  const marks = [];
+  const fragment = document.createDocumentFragment();
+  fragment.append(...renderBlocks(lines, false, 0, marks));
+  // The last mark whose own line and next one are both whole lines (the text goes on past them): the blocks
+  // before it can no longer change, whatever comes. (The last line may be cut off mid-way: "#" becomes a
+  // heading, "``" a fence, and a blank line's follower decides whether a list goes on.)
+  let settled = null;
+  for (const mark of marks) if (mark[0] > 0 && mark[0] + 2 < lines.length) settled = mark;
+  if (settled) {
+    // the characters of the tail's lines before the mark, each with its line break as the raw text has it
+    // (counted on the normalized lines, a "\r\n" would put the offset off by one)
+    const breaks = /\r\n?|\n/g;
+    for (let n = 0; n < settled[0]; n++) breaks.exec(tail);
+    const [, nodes, count = null, joins = null] = settled;
+    let kept = count;
+    if (joins === "p") {
+      // the children of the paragraph before its count-th <br>
+      const brs = [...fragment.childNodes[nodes].childNodes].map((node, n) => (node.nodeName === "BR" ? n : -1))
+        .filter((n) => n >= 0);
+      kept = brs[count - 1];
+    }
+    memo.chars += breaks.lastIndex;
+    memo.prefix = whole.slice(0, memo.chars);
+    memo.nodes = keep + nodes;
+    // (what the tail's first node kept goes after what was kept of the node it goes on: a paragraph's <br> between)
+    memo.items = joins === null ? null : kept + (nodes === 0 && items !== null ? items + (join === "p" ? 1 : 0) : 0);
+    memo.join = joins;
+  }
+  return { keep, items, join, fragment };
+}
+
+/**
+ * Render growing Markdown ``text`` into ``target`` (:func:`renderMarkdownTail`, ``memo`` one object per target),
+ * changing what follows the settled part with ``patch(parent, source, from)``: make ``parent``'s children from
+ * ``from`` on (null: after the last) those of ``source``.
+ */
+export function applyMarkdownTail(target, text, memo, patch) {
+  let { keep, items, join, fragment } = renderMarkdownTail(text, memo);
+  const list = items === null ? null : target.childNodes[keep];
+  const more = items === null ? null : fragment.firstChild;
+  if (keep > target.childNodes.length || (items !== null && (!list || list.tagName !== more?.tagName))) {
+    // the target's kept children are not what the memo says (changed elsewhere): render the whole text
+    for (const key of Object.keys(memo)) delete memo[key];
+    ({ keep, items, fragment } = renderMarkdownTail(text, memo));
+  } else if (list) {
+    if (join === "p") more.prepend(document.createElement("br")); // (the line break the tail's first line follows)
+    patch(list, more, list.childNodes[items] ?? null);
+    more.remove();
+    keep += 1;
+  }
+  patch(target, fragment, target.childNodes[keep] ?? null);
 }
