@@ -265,12 +265,12 @@ def _check_text(where: str, value: Any) -> None:
     ``invalid_unicode`` (:func:`jan.engine.params.engine_text`), not when a service reaches the tokenizer (after a
     model load) or never (a tool's name, stored in a thread and failing each later write)."""
     if isinstance(value, str):
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise _misuse(where, f"the text holds a lone UTF-16 surrogate ({value[exc.start]!r} at position "
-                                     f"{exc.start}), which is not a Unicode character", code="invalid_unicode") from None
+        from jan.engine.params import engine_text  # (the engine's one check and wording)
+
+        try:
+            engine_text(where, value)
+        except ValueError as exc:
+            raise _misuse(where, str(exc).removeprefix(f"{where}: "), code="invalid_unicode") from None
     elif isinstance(value, tuple):
         for i, item in enumerate(value):
             _check_text(f"{where}[{i}]", item)
