@@ -22,6 +22,7 @@ from jan.services.errors import PrefillGrammarError, RequestError, RequestTypeEr
 from jan.templates.grammar import GrammarError, GrammarTypeError
 from jan.templates.lark_gbnf import LarkGrammarError
 
+LONE = "a\ud800"  # (a lone UTF-16 surrogate: no Unicode character, no UTF-8)
 T, V = "type", "value"  # the kind of fault: the wrong type (also a TypeError), or a bad value of the right type
 
 # (call on the generation model, the argument it names, the kind of fault)
@@ -72,6 +73,25 @@ GENERATION = [
     (lambda m: m.generate("Once", grammar="not gbnf"), "grammar", V),
     (lambda m: m.generate("Once", grammar=5), "grammar", T),  # (a GrammarError too: every grammar fault is one)
     (lambda m: m.generate("Once", grammar=b'root ::= "a"'), "grammar", T),
+    # hold() is a context manager: its argument refused at the call, not only when a ``with`` enters it
+    (lambda m: m.hold(begins="x"), "begins", T),
+    (lambda m: m.hold(begins=1), "begins", T),
+    # slot_action: llama-server's wording after the argument's name ("id_slot: Invalid slot ID: 9 (...)"), and the
+    # file the call's ``path``, not the server body's ``filename``
+    (lambda m: m.slot_action("x", 0), "action", V),
+    (lambda m: m.slot_action(5, 0), "action", T),
+    (lambda m: m.slot_action("erase", 9), "id_slot", V),
+    (lambda m: m.slot_action("erase", -1), "id_slot", V),
+    (lambda m: m.slot_action("erase", "0"), "id_slot", T),
+    (lambda m: m.slot_action("erase", True), "id_slot", T),
+    (lambda m: m.slot_action("save", 0, None), "path", V),
+    (lambda m: m.slot_action("save", 0, ""), "path", V),
+    (lambda m: m.slot_action("save", 0, "/tmp"), "path", V),  # (a folder, no slot file)
+    (lambda m: m.slot_action("save", 0, "a.bin..lora"), "path", V),
+    (lambda m: m.slot_action("restore", 0, "/nonexistent/slot.bin"), "path", V),  # (a SlotFileError: the engine's)
+    (lambda m: m.slot_action("save", 0, 5), "path", T),
+    (lambda m: jan.Vocabulary(5), "native", T),  # (made by Model.vocabulary(), not by a caller: said so)
+    (lambda m: jan.Vocabulary("model.gguf"), "native", T),
 ]
 
 
@@ -140,6 +160,7 @@ EMBED = [
     (lambda m: m.embed(["a"], cancel=5), "cancel", T),
     (lambda m: m.embed(["a"], normalize=1), "normalize", T),
     (lambda m: m.embed(["a"], pooling="max"), "pooling", V),
+    (lambda m: m.embed(["a"], field=5), "field", T),
 ]
 
 
@@ -186,8 +207,9 @@ def test_load_and_pool_arguments_are_named_alike(stories_path, call, name, kind)
 
 
 def _services_table():
-    from jan.services.types import (ChatMessage, ChatRequest, CompletionRequest, EmbeddingRequest, ResponseFormat,
-                                    SamplingOptions)
+    from jan.services.types import (ChatMessage, ChatRequest, CompletionRequest, EmbeddingRequest, InfillChunk,
+                                    NamedToolChoice, RerankRequest, ResponseFormat, SamplingOptions, TextPart, ToolCall,
+                                    ToolSpec)
 
     hi = (ChatMessage.of_text("user", "hi"),)
     return [
@@ -206,6 +228,26 @@ def _services_table():
         (lambda: EmbeddingRequest(model="m", inputs=5), "inputs", T),
         (lambda: EmbeddingRequest(model="m", inputs=()), "inputs", V),
         (lambda: EmbeddingRequest(model="m", inputs=("a",), dimensions=True), "dimensions", T),
+        # a lone surrogate in any text a caller builds a request of: refused as it is built, naming the field (it
+        # was refused only by the tokenizer, after the model loaded, or never: a tool's name, an id)
+        (lambda: ChatMessage.of_text("user", LONE), "text", V),
+        (lambda: ChatMessage.of_text("user", "hi", name=LONE), "name", V),
+        (lambda: ChatMessage.of_text("assistant", "hi", reasoning=LONE), "reasoning", V),
+        (lambda: ChatMessage.of_text("tool", "hi", tool_call_id=LONE), "tool_call_id", V),
+        (lambda: TextPart(LONE), "text", V),
+        (lambda: ToolCall(id="c", name=LONE, arguments="{}"), "name", V),
+        (lambda: ToolCall(id="c", name="f", arguments=LONE), "arguments", V),
+        (lambda: ToolSpec(name=LONE), "name", V),
+        (lambda: ToolSpec(name="f", description=LONE), "description", V),
+        (lambda: NamedToolChoice(name=LONE), "name", V),
+        (lambda: ChatRequest(model=LONE, messages=hi), "model", V),
+        (lambda: ChatRequest(model="m", messages=hi, grammar=LONE), "grammar", V),
+        (lambda: SamplingOptions(stop=("a", LONE)), "stop[1]", V),
+        (lambda: CompletionRequest(model="m", prompts=("a", LONE)), "prompts[1]", V),
+        (lambda: EmbeddingRequest(model="m", inputs=(LONE,)), "inputs[0]", V),
+        (lambda: RerankRequest(model="m", query=LONE, documents=("a",)), "query", V),
+        (lambda: RerankRequest(model="m", query="q", documents=("a", LONE)), "documents[1]", V),
+        (lambda: InfillChunk(text="x", filename=LONE), "filename", V),
     ]
 
 
@@ -248,3 +290,37 @@ def test_a_service_given_anything_but_its_typed_request_names_the_argument():
                                                           r"jan\.services\.types\.ChatRequest") as caught:
             require_request(wrong, ChatRequest, "chat")
         assert isinstance(caught.value, TypeError) and caught.value.param == "request"
+
+
+def _file_errors(p, tmp):
+    """(call, the argument it names, whether the message begins with it) for every file a load reads."""
+    text = tmp / "notes.gguf"
+    text.write_text("no GGUF here\n")
+    return [
+        (lambda: jan.Model(""), "path", True),
+        (lambda: jan.Model(str(tmp / "missing.gguf")), "path", False),  # (its words: "model file not found: ...")
+        (lambda: jan.Model(str(tmp)), "path", False),
+        (lambda: jan.Model(str(text)), "path", False),
+        (lambda: jan.Model(str(tmp / "a\udcff.gguf")), "path", False),
+        (lambda: jan.Model(p, mmproj=str(tmp / "missing.gguf")), "mmproj", True),
+        (lambda: jan.Model(p, mmproj=str(text)), "mmproj", True),
+        (lambda: jan.Model(p, draft_model=str(tmp / "missing.gguf")), "draft_model", True),
+        (lambda: jan.Model(p, draft_model=str(text)), "draft_model", True),
+        (lambda: jan.Model(p, lora=[str(tmp / "missing.gguf")]), "lora[0]", True),
+        (lambda: jan.Model(p, lora=[p, (str(text), 0.5)]), "lora[1]", True),  # (the item at fault, not the first)
+        (lambda: jan.Model(p, n_ctx=64, lora=[p]), "lora[0]", True),  # (a GGUF that is no adapter: llama.cpp's)
+        (lambda: jan.ModelPool().load("m", str(tmp / "missing.gguf")), "path", False),
+        (lambda: jan.ModelPool().load("m", p, draft_model=str(text)), "draft_model", True),
+    ]
+
+
+def test_a_file_error_names_the_argument_that_gave_the_file(stories_path, tmp_path):
+    """Every file a load reads that cannot be used is a ModelFileError (a LoraAdapterError for an adapter) whose
+    ``param`` is the argument that named it: the weights' ``path``, ``mmproj``, ``draft_model``, ``lora[i]``. Before,
+    none had a ``param``; the companions' messages already began with their argument, and still do."""
+    for i, (call, name, named) in enumerate(_file_errors(str(stories_path), tmp_path)):
+        with pytest.raises(jan.ModelFileError) as caught:
+            call()
+        assert caught.value.param == name, (i, caught.value)
+        assert isinstance(caught.value, jan.LoraAdapterError) == name.startswith("lora"), (i, caught.value)
+        assert str(caught.value).startswith(f"{name}: ") == named, (i, caught.value)

@@ -34,7 +34,7 @@ def test_a_slot_file_name_the_engine_cannot_open_as_named_is_refused(model, acti
     for path, said in ((f"{tmp_path}/a\x00b.bin", "NUL"), (f"{tmp_path}/\udcff.bin", "not valid UTF-8")):
         with pytest.raises(BadRequestError, match=said) as caught:
             model.slot_action(action, 0, path)
-        assert caught.value.param == "filename"
+        assert caught.value.param == "path" and str(caught.value).startswith("path: ")
     assert list(tmp_path.iterdir()) == []  # (the NUL one saved the slot to "a")
 
 

@@ -198,7 +198,7 @@ def test_the_lora_scales_beside_a_slot_file_never_overwrite_another_slot_file(st
         for action in ("save", "restore"):
             with pytest.raises(BadRequestError, match="cannot end in '..lora'") as caught:
                 m.slot_action(action, 0, tmp_path / "a.bin..lora")
-            assert caught.value.param == "filename"
+            assert caught.value.param == "path"
         assert (tmp_path / "a.bin..lora").read_text().startswith("jan-slot-lora")
     with jan.Model(stories_path, n_ctx=256, n_threads=1, cache_ram_mib=0) as base:
         base.generate(STORY, max_tokens=4, temperature=0)
@@ -382,7 +382,7 @@ def test_a_slot_holding_an_image_is_no_restore_for_the_model_without_its_project
     with jan.Model(model_path, n_ctx=512, n_parallel=1, n_threads=1, n_threads_batch=1, cache_ram_mib=0) as plain:
         with pytest.raises(SlotFileError, match="without a projector") as caught:
             plain.slot_action("restore", 0, tmp_path / "image.bin")
-        assert caught.value.param == "filename"
+        assert caught.value.param == "path"
         assert plain.slots_info()[0].n_cache_tokens == 0
         assert plain.slot_action("restore", 0, tmp_path / "text.bin")["n_tokens"] > 0
 

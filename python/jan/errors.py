@@ -158,7 +158,16 @@ class ModelFileError(ModelLoadError, ValueError):
     when the same file is imported. Other load failures (a backend error, no
     memory for the weights) stay plain :class:`ModelLoadError` (a context with no
     room in memory is the setting's: :class:`ModelSettingError`, :class:`ContextFitError`).
+
+    ``param``: the argument that named the file, as the library call takes it (``path``, ``mmproj``,
+    ``draft_model``, ``lora[1]``: the one rule for a bad argument, :class:`BadRequestError`), None where no argument
+    did (a model.json's weights the server found missing). The server's answer names its own field instead
+    (``model``, ``settings.draft_model``): a library caller's argument is no field of an HTTP request.
     """
+
+    def __init__(self, message: str, *, param: str | None = None):
+        super().__init__(message)
+        self.param = param
 
 
 class ContextFitError(ModelSettingError, ModelLoadError):

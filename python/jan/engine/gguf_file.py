@@ -32,8 +32,15 @@ def file_path(value: object, name: str) -> str:
     if isinstance(text, bytes):  # a PathLike whose __fspath__ gives bytes
         text = os.fsdecode(text)
     if not text.strip():
-        raise ModelFileError(f"{name}: the file path is empty")
+        raise ModelFileError(f"{name}: the file path is empty", param=name)
     return str(Path(text))
+
+
+def file_param(prefix: str) -> str:
+    """The argument a model's file came from, as the library call takes it, from the option its messages begin
+    with (``"mmproj: "``, ``"lora[1]: "``): ``path``, the weights', where they begin with none (or "model file")."""
+    option = prefix.rstrip(": ")
+    return option if option and option != "model file" else "path"
 
 
 def native_path_problem(path: str) -> str | None:
@@ -55,7 +62,7 @@ def native_path(path: str, what: str = "") -> str:
     (:func:`native_path_problem`)."""
     problem = native_path_problem(path)
     if problem is not None:
-        raise ModelFileError(f"{what}the file name {path!r} {problem}")
+        raise ModelFileError(f"{what}the file name {path!r} {problem}", param=file_param(what))
     return path
 
 
@@ -75,20 +82,21 @@ def check_gguf_file(path: str, what: str, prefix: str = "") -> None:
     missing) — the one answer for every file of a model (``what``: "model file", "draft model file", "projector
     file"; ``prefix`` names the option it came from, "draft_model: "). Reads the header (kept per file version)."""
     native_path(path, prefix)
+    param = file_param(prefix)
     if not os.path.isfile(path):
-        raise ModelFileError(prefix + not_a_file(what, path))
+        raise ModelFileError(prefix + not_a_file(what, path), param=param)
     try:
         gguf = has_gguf_magic(path)
     except OSError as exc:
-        raise ModelFileError(f"{prefix}{what} '{path}' cannot be read: {exc.strerror or exc}") from None
+        raise ModelFileError(f"{prefix}{what} '{path}' cannot be read: {exc.strerror or exc}", param=param) from None
     if not gguf:
-        raise ModelFileError(f"{prefix}{what} '{path}' is not a GGUF file")
+        raise ModelFileError(f"{prefix}{what} '{path}' is not a GGUF file", param=param)
     try:
         short = cut_short(path, what)
     except OSError as exc:
-        raise ModelFileError(f"{prefix}{what} '{path}' cannot be read: {exc.strerror or exc}") from None
+        raise ModelFileError(f"{prefix}{what} '{path}' cannot be read: {exc.strerror or exc}", param=param) from None
     if short:  # (a partial download: found from its header, before any weights of the model load)
-        raise ModelFileError(prefix + short)
+        raise ModelFileError(prefix + short, param=param)
 
 
 def load_weights(path: str, mp: "_engine.ModelParams", what: str = "") -> "_engine.Model":
@@ -100,6 +108,6 @@ def load_weights(path: str, mp: "_engine.ModelParams", what: str = "") -> "_engi
         native = _engine.Model(path, mp)
     except ModelLoadError as e:
         detail = native_error_detail(forward_native_logs())
-        raise ModelFileError(f"{what}{e}: {detail}" if detail else f"{what}{e}") from None
+        raise ModelFileError(f"{what}{e}: {detail}" if detail else f"{what}{e}", param=file_param(what)) from None
     forward_native_logs()
     return native

@@ -13,7 +13,7 @@ import functools
 import os
 from typing import TYPE_CHECKING
 
-from jan.engine.gguf_file import check_gguf_file
+from jan.engine.gguf_file import check_gguf_file, file_param
 from jan.errors import ModelFileError
 from jan.file_stamps import FileVersion, file_version
 
@@ -43,13 +43,13 @@ def read_info(path: str | os.PathLike[str], what: str = "") -> ModelInfo:
         version = file_version(path)
     except OSError as exc:
         check_gguf_file(path, "model file", what)  # the words a load has for it: not found, unreadable
-        raise ModelFileError(f"{what}cannot read '{path}': {exc.strerror or exc}") from None
+        raise ModelFileError(f"{what}cannot read '{path}': {exc.strerror or exc}", param=file_param(what)) from None
     try:
         return _info(version)
     except ModelFileError as exc:
         if not what:
             raise
-        raise ModelFileError(f"{what}{exc}") from None
+        raise ModelFileError(f"{what}{exc}", param=file_param(what)) from None
 
 
 def read_header(path: str | os.PathLike[str], what: str = "") -> dict[str, str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jan import _engine
-from jan.errors import (CTX_LEN, LARGER_CONTEXT, Advice, BadRequestError, ContextOverflowError, EmbeddingCancelledError, EmbeddingStoppedError,
+from jan.errors import (CTX_LEN, LARGER_CONTEXT, Advice, BadRequestError, BadRequestTypeError, ContextOverflowError, EmbeddingCancelledError, EmbeddingStoppedError,
                         JanError, LoraAdapterError, MediaError, ModelClosedError, ModelFileError, ModelLoadError,
                         ModelSettingError)
 from jan.engine.fit import (CELL_BOOKKEEPING_BYTES, DEFAULT_MAX_CTX, ContextFit, default_prompt_cache_mib, fit_n_ctx,
@@ -475,13 +475,13 @@ def check_lora_files(lora: Sequence[tuple[str, float]]) -> None:
         try:
             check_gguf_file(file, "LoRA adapter file", f"lora[{i}]: ")
         except ModelFileError as exc:
-            raise LoraAdapterError(str(exc)) from None
+            raise LoraAdapterError(str(exc), param=f"lora[{i}]") from None
 
 
 def lora_on_embedding_model(model_id: str) -> LoraAdapterError:
     """The refusal of LoRA adapters for a model that only embeds (jan applies them to generation only)."""
     return LoraAdapterError(f"lora: model '{model_id}' is an embedding model; LoRA adapters apply to generation "
-                            "only")
+                            "only", param="lora")
 
 
 def check_load_option(name: str, value):
@@ -688,8 +688,9 @@ class Vocabulary:
     def __init__(self, native) -> None:
         if not hasattr(native, "n_vocab") or not hasattr(native, "token_to_piece"):
             # (jan.Vocabulary("model.gguf") failed with "'str' object has no attribute 'n_vocab'")
-            raise TypeError(f"native: expected the engine's native model (a jan.Vocabulary is made by "
-                            f"Model.vocabulary()), got {type(native).__name__}")
+            raise BadRequestTypeError(f"native: expected the engine's native model (a jan.Vocabulary is made by "
+                                      f"Model.vocabulary()), got {type(native).__name__}", param="native",
+                                      code="invalid_type")
         self._native = native
         self.n_vocab = native.n_vocab
 
@@ -1041,7 +1042,7 @@ class Model:
                 try:
                     self._loras.append(_engine.LoraAdapter(self._native, native_path(file, f"lora[{i}]: ")))
                 except LoraAdapterError as exc:
-                    raise LoraAdapterError(f"lora[{i}]: {exc}") from None
+                    raise LoraAdapterError(f"lora[{i}]: {exc}", param=f"lora[{i}]") from None
                 finally:
                     forward_native_logs()
         # the scales requests that name none run under (llama-server's --lora-init-without-apply: all 0)
@@ -1218,7 +1219,7 @@ class Model:
         try:
             layers = _engine.gguf_layer_bytes(path)
         except RuntimeError as exc:
-            raise ModelFileError(f"model file: {exc}") from None
+            raise ModelFileError(f"model file: {exc}", param="path") from None
         header = read_info(self.path)  # (a vocab-only read, kept per file version: the listings read it too)
         arch = header.metadata.get("general.architecture") or ""
         n_layer = header_int(header.metadata, f"{arch}.block_count") or len(layers["layers"])
@@ -1263,7 +1264,7 @@ class Model:
                     param="image_min_tokens", code="conflicting_options") from None
             detail = f": {detail}" if detail else ""
             # libmtmd refusing the file is a fact about it, as llama.cpp refusing weights or a draft model is
-            raise ModelFileError(f"mmproj: {e}{detail}") from None
+            raise ModelFileError(f"mmproj: {e}{detail}", param="mmproj") from None
         forward_native_logs()
 
     # -- description ---------------------------------------------------
@@ -1724,25 +1725,42 @@ class Model:
         the rest), ``"erase"`` empties the slot. A busy slot's action waits for its request to end; this blocks
         until the action ran. A dict: ``id_slot``, ``n_tokens`` (saved, restored or erased), ``n_bytes`` (written or
         read) and ``ms``. A slot holding images or audio is saved with its media chunks, as llama-server packs them
-        (its restore reads them back, and jan's reads llama-server's). :class:`BadRequestError` naming ``id_slot``
-        for a slot the model does not have, ``filename`` for a save's path that is a folder or a name the engine cannot
-        open as named (a NUL in it, bytes that are not UTF-8) and ``action`` for another action; TypeError naming
-        ``path`` for one that is no path (str, bytes or os.PathLike); :class:`~jan.errors.SlotFileError`
-        for a file restore cannot use (the slot is left empty); EngineError for a save that could not be written.
+        (its restore reads them back, and jan's reads llama-server's). :class:`BadRequestError` naming (``param``, and
+        the message's start) ``id_slot`` for a slot the model does not have, ``path`` for none given, a save's path
+        that is a folder or a name the engine cannot open as named (a NUL in it, bytes that are not UTF-8) and
+        ``action`` for another action; :class:`~jan.BadRequestTypeError` naming ``path`` for one that is no path
+        (str, bytes or os.PathLike); :class:`~jan.errors.SlotFileError` naming ``path`` for a file restore cannot use
+        (the slot is left empty); EngineError for a save that could not be written. (The server's route says them in
+        llama-server's words, naming its body's ``filename``.)
         With LoRA adapters a save also writes the scales the slot's KV was computed under beside the file (``path`` +
         ``..lora``: a name no slot file llama-server's or jan's server takes may have, and one this refuses as a slot
         file, so that it never overwrites a slot file), and a restore tags the slot with them, so that only requests
         under those scales reuse it; a file without them (llama-server's) is taken as computed under the default
         scales, one saved under another count of adapters is a :class:`~jan.errors.SlotFileError`. A file holding
         images or audio restored into a model loaded without a projector is a :class:`~jan.errors.SlotFileError`."""
+        try:
+            return self._slot_action(action, id_slot, path)
+        except BadRequestError as exc:
+            # the library's rule for its own arguments: llama-server's wording ("Invalid slot ID: 3"), which the
+            # server's route keeps for its dialect, and its body's ``filename`` said as this call's ``path``
+            param = "path" if exc.param == "filename" else exc.param
+            if param in ("action", "id_slot", "path") and not str(exc).startswith(f"{param}: "):
+                exc.args = (f"{param}: {exc}", *exc.args[1:])
+            exc.param = param
+            raise
+
+    def _slot_action(self, action, id_slot, path) -> dict:
         scheduler = self._require_scheduler()
         if action not in self.SLOT_ACTIONS:
-            raise BadRequestError(f"Invalid action: {action!r} (one of {', '.join(self.SLOT_ACTIONS)})",
-                                  param="action", code="invalid_value")
+            # (one that is no string at all is the wrong type: a TypeError too)
+            kind = BadRequestError if isinstance(action, str) else BadRequestTypeError
+            raise kind(f"Invalid action: {action!r} (one of {', '.join(self.SLOT_ACTIONS)})",
+                       param="action", code="invalid_value" if kind is BadRequestError else "invalid_type")
         index = as_int(id_slot)
         if index is None or not 0 <= index < scheduler.n_parallel:
-            raise BadRequestError(f"Invalid slot ID: {id_slot!r} (model '{self.id}' has slots 0.."
-                                  f"{scheduler.n_parallel - 1})", param="id_slot", code="invalid_value")
+            kind = BadRequestError if index is not None else BadRequestTypeError  # ("0", True: no slot number)
+            raise kind(f"Invalid slot ID: {id_slot!r} (model '{self.id}' has slots 0..{scheduler.n_parallel - 1})",
+                       param="id_slot", code="invalid_value" if kind is BadRequestError else "invalid_type")
         if action != "erase":
             if path is None or (isinstance(path, (str, bytes, bytearray)) and not path):
                 raise BadRequestError(f"a slot {action} needs a file path", param="filename", code="invalid_value")
@@ -1877,6 +1895,8 @@ class Model:
         # checked here, not in _embed: "rank" is rerank()'s own pooling, which a caller's embed(pooling="rank") ran on
         # any model — on one without a classifier head, one number per input that scores nothing
         _pooling(pooling)
+        if not isinstance(field, str):  # (the name every error of the inputs begins with)
+            raise type_refusal("field", f"field: expected the inputs' name (a string), got {field!r}")
         with self.hold():
             return self._embed(inputs, normalize, pooling, cancel, field)
 
@@ -2127,8 +2147,7 @@ class Model:
             tokens.append(eos)
         return tokens
 
-    @contextlib.contextmanager
-    def hold(self, *, begins: bool = True):
+    def hold(self, *, begins: bool = True) -> "contextlib.AbstractContextManager[Model]":
         """Count the caller's use of the model as a running request for the whole block: a :class:`ModelPool`
         unloads it neither to make room for another model nor at its keep-alive while the block runs (only an
         explicit stop does), and a claim the pool made for the caller's request ends here, as a submit ends it.
@@ -2137,9 +2156,13 @@ class Model:
         made for (a tokenize between requests), which keeps the model loaded while it runs but begins no claimed
         request: counted as one, it ended another request's claim, and the model could be unloaded under that
         request before its submit. Nested holds in one thread are one use, as the outermost says.
-        ModelClosedError once closed."""
+        ModelClosedError once closed (on entering the block); :class:`~jan.BadRequestTypeError` naming ``begins`` for
+        anything but True or False, at the call (a ``with`` never entered would not tell)."""
+        return self._held(check_flag("begins", begins))  # (begins="no" counted as a claimed request begun)
+
+    @contextlib.contextmanager
+    def _held(self, begins: bool):
         self._live()
-        begins = check_flag("begins", begins)  # (begins="no" counted as a claimed request begun)
         depth = getattr(self._use_depth, "n", 0)
         if depth == 0:
             with self._uses_lock:

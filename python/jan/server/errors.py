@@ -505,8 +505,10 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True,
                         code="extension_error")
     if isinstance(exc, ModelFileError):  # the weights the model points at are missing or damaged
         # (or a file its model.json names beside them, a draft model's: that setting is the param, as a missing one's)
-        return APIError(400, said(exc), param=exc.param if hasattr(exc, "param") else "model",
-                        code="invalid_model_file")
+        # (its own param is the library's argument, path or mmproj, which no client sent: the model's file unless
+        # the llama.cpp extension named the model.json field that gave it, or the server's default, None)
+        own = exc.given_by_server is not None or (exc.param or "").startswith("settings.")
+        return APIError(400, said(exc), param=exc.param if own else "model", code="invalid_model_file")
     if isinstance(exc, ModelLoadError) and not isinstance(exc, ValueError):
         # (one that is also a ValueError is a fact about the model's configuration, a remote model's base_url say:
         # the 400 naming the setting below, as a ModelFileError is about its weights)

@@ -218,14 +218,15 @@ def _field_checks(cls: type) -> tuple[tuple[str, _Check, Any, Any], ...]:
                  for f in fields(cls) if f.init)
 
 
-def _misuse(where: str, message: str, param: str | None = None, *, typed: bool = False) -> ValueError:
+def _misuse(where: str, message: str, param: str | None = None, *, typed: bool = False,
+            code: str = "invalid_value") -> ValueError:
     """The :class:`~jan.services.errors.RequestError` naming ``where``; ``typed``: a value of the wrong type, a
     :class:`~jan.services.errors.RequestTypeError` (also a ``TypeError``). Code ``invalid_value`` either way, as
-    every typed request's refusal has always had."""
+    every typed request's refusal has always had (text that is no Unicode: ``invalid_unicode``, the engine's)."""
     from jan.services.errors import RequestError, RequestTypeError  # (jan.services imports this module)
 
     kind = RequestTypeError if typed else RequestError
-    return kind(f"{where}: {message}", param=param or where, code="invalid_value")
+    return kind(f"{where}: {message}", param=param or where, code=code)
 
 
 def _shown(value: Any) -> str:
@@ -248,6 +249,31 @@ def _check_fields(obj: Any) -> None:
             where, wanted, got = fault
             raise _misuse(name + where, f"expected {wanted}, got {_shown(got)}{_build_hint(wanted, got)}",
                           param=name + where.partition(" ")[0], typed=not wanted.startswith("one of "))
+        if not type(obj).__name__.endswith(_OUTPUT_KINDS):
+            _check_text(name, value)
+
+
+#: The dataclasses jan makes of a model's output (a result, a streamed delta), whose text is the engine's UTF-8 (a
+#: model's ``\ud800`` escape is read as U+FFFD: jan.json_text): no caller's argument, not checked as one.
+_OUTPUT_KINDS = ("Result", "Delta")
+
+
+def _check_text(where: str, value: Any) -> None:
+    """A ``RequestError`` naming ``where`` (the item within it) for text holding a lone UTF-16 surrogate (a
+    ``"\\ud800"`` a Python caller wrote, a file name's undecodable byte read with ``surrogateescape``), which no
+    model can read (it becomes UTF-8 on its way to the engine): refused where the request is made, as the engine's
+    ``invalid_unicode`` (:func:`jan.engine.params.engine_text`), not when a service reaches the tokenizer (after a
+    model load) or never (a tool's name, stored in a thread and failing each later write)."""
+    if isinstance(value, str):
+        from jan.engine.params import engine_text  # (the engine's one check and wording)
+
+        try:
+            engine_text(where, value)
+        except ValueError as exc:
+            raise _misuse(where, str(exc).removeprefix(f"{where}: "), code="invalid_unicode") from None
+    elif isinstance(value, tuple):
+        for i, item in enumerate(value):
+            _check_text(f"{where}[{i}]", item)
 
 
 def _build_hint(wanted: str, got: Any) -> str:

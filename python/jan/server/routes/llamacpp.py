@@ -20,7 +20,7 @@ from aiohttp import web
 import jan
 from jan.core import ModelState
 from jan.core.engine_answers import model_state
-from jan.errors import MediaError, ModelNotFoundError
+from jan.errors import BadRequestError, MediaError, ModelNotFoundError
 from jan.server.dialects import llamacpp as native, ollama_models
 from jan.server.disconnect import (SLOT_SHUTDOWN, WAIT_SHUTDOWN, first_item, raise_if_ended, unless_disconnected,
                                    unless_stopping)
@@ -594,9 +594,28 @@ async def slot_action(request: web.Request) -> web.Response:
     # A busy slot's action waits for its request to end (llama-server's defer), on a thread nothing can cut short:
     # at a stop the client is told now, as every request still waiting is, not after the stop's grace period. The
     # action may load the model first: a stop during that load is told so too.
-    result = await unless_stopping(request, run(target.model, action, id_slot, path), SLOT_SHUTDOWN,
-                                   watch_client=False)  # (a save or restore asked for goes on without its client)
+    try:
+        result = await unless_stopping(request, run(target.model, action, id_slot, path), SLOT_SHUTDOWN,
+                                       watch_client=False)  # (a save or restore asked for goes on without its client)
+    except BadRequestError as exc:
+        raise _said_as_llama_server(exc) from None
     return json_response(native.slot_result(action, filename, result))
+
+
+#: The arguments of :meth:`jan.Model.slot_action` a refusal names -> the field of llama-server's request that gave it.
+_SLOT_FIELDS = {"action": "action", "id_slot": "id_slot", "path": "filename"}
+
+
+def _said_as_llama_server(exc: BadRequestError) -> BadRequestError:
+    """A refusal of :meth:`jan.Model.slot_action`, whose message begins with the library's argument (the library's
+    rule: ``id_slot: Invalid slot ID: 3 (...)``, ``path: ...``), in llama-server's words, which its dialect answers
+    (``Invalid slot ID: 3 (...)``), naming the request's field (its body's ``filename``, not the call's ``path``)."""
+    field = _SLOT_FIELDS.get(exc.param or "")
+    if field is None:
+        return exc
+    exc.args = (str(exc).removeprefix(f"{exc.param}: "), *exc.args[1:])
+    exc.param = field
+    return exc
 
 
 async def _remote_target(request: web.Request, body: Any) -> Any:
