@@ -203,3 +203,30 @@ def test_each_dialect_refuses_the_literal_in_its_own_shape(coder, entry):
         assert response.json()["error"]["code"] == "invalid_schema", response.text
     good = {**BAD, "properties": {"tag": {"type": "string", "enum": ["a", "x<b"]}}}
     assert httpx.post(coder.base_url + path, json=body_of(good), timeout=WAIT_S).status_code == 200
+
+
+# counting and rendering a prompt build no grammar: for a loaded model in such a format they check the literals so
+COUNTING = {
+    "chat input_tokens": ("/v1/chat/completions/input_tokens", "chat tools auto"),
+    "responses input_tokens": ("/v1/responses/input_tokens", "responses tools"),
+    "anthropic count_tokens": ("/v1/messages/count_tokens", "anthropic tools any"),
+    "apply-template": ("/apply-template", "chat tools auto"),
+}
+
+
+@pytest.mark.parametrize("entry", COUNTING)
+def test_counting_a_loaded_model_s_prompt_refuses_the_literal_too(coder, entry):
+    ok = httpx.post(coder.base_url + "/v1/chat/completions", timeout=WAIT_S,
+                    json={"model": "tool-model", "max_tokens": 1, "messages": [{"role": "user", "content": "Hi"}]})
+    assert ok.status_code == 200, ok.text
+    path, generating = COUNTING[entry]
+    _, body_of, field, dialect = ENTRIES[generating]
+    drop = ("max_tokens", "max_output_tokens", "store")
+    body = {k: v for k, v in body_of(BAD).items() if k not in drop}
+    response = httpx.post(coder.base_url + path, json=body, timeout=WAIT_S)
+    assert response.status_code == 400, (entry, response.text)
+    message = _error_message("llama" if path == "/apply-template" else dialect, response.json())
+    assert _said(dialect, f"{field}.properties.tag.enum[1]: ") in message and "`</parameter>`" in message, message
+    good = {k: v for k, v in body_of({**BAD, "properties": {"tag": {"type": "string", "enum": ["x<b"]}}}).items()
+            if k not in drop}
+    assert httpx.post(coder.base_url + path, json=good, timeout=WAIT_S).status_code == 200

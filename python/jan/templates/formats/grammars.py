@@ -95,6 +95,17 @@ def _rule_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9-]", "-", name) or "fn"
 
 
+#: the call grammars that write a string value as raw text between tags, each with what its parser reads as structure
+RAW_VALUE_STOPS: dict[str, XmlStops] = {"qwen3-coder": QWEN3_CODER_STOPS, "seed-oss": QWEN3_CODER_STOPS,
+                                        "glm": GLM_STOPS}
+
+
+def raw_value_calls(fmt_name: str) -> bool:
+    """Whether call grammar ``fmt_name`` (a :class:`ChatFormat` ``tool_grammar`` key) writes string values raw between
+    tags, where :func:`call_grammar` refuses a schema literal holding what its parser reads as structure."""
+    return fmt_name in RAW_VALUE_STOPS
+
+
 def _raw_literal(text: str, stops: XmlStops, at: tuple[str | int, ...], name: bool = False) -> None:
     """Refuse (GrammarError located at ``at`` in the parameters schema) a schema's own text that a call grammar would
     write raw between the tags of an XML-style call (a parameter's name, an enum/const value) when the format's parser
@@ -223,14 +234,14 @@ def call_grammar(fmt_name: str, tools: Sequence[Any], tool_choice: Any = "requir
         wrap = "seed:tool_call" if fmt_name == "seed-oss" else "tool_call"  # Seed-OSS's own wrapper tag
         call = alt(
             lambda f: f'{gbnf_literal("<" + wrap + ">" + chr(10) + "<function=" + f["name"] + ">" + chr(10))} '
-            f'{_xml_params(b, f, "<parameter=", ">" + chr(10), "", chr(10) + "</parameter>" + chr(10), QWEN3_CODER_STOPS)} '
+            f'{_xml_params(b, f, "<parameter=", ">" + chr(10), "", chr(10) + "</parameter>" + chr(10), RAW_VALUE_STOPS[fmt_name])} '
             f'{gbnf_literal("</function>" + chr(10) + "</" + wrap + ">")}'
         )
         root = repeat(call)
     elif fmt_name == "glm":
         call = alt(
             lambda f: f'{gbnf_literal("<tool_call>" + f["name"] + chr(10))} '
-            f'{_xml_params(b, f, "<arg_key>", "</arg_key>" + chr(10) + "<arg_value>", "", "</arg_value>" + chr(10), GLM_STOPS)} '
+            f'{_xml_params(b, f, "<arg_key>", "</arg_key>" + chr(10) + "<arg_value>", "", "</arg_value>" + chr(10), RAW_VALUE_STOPS[fmt_name])} '
             '"</tool_call>"'
         )
         root = repeat(call)
