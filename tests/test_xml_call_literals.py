@@ -129,6 +129,20 @@ def test_what_the_grammar_allows_comes_back_as_the_arguments(llama, fmt):
 
 
 @pytest.mark.parametrize("fmt", STOPS)
+def test_an_untyped_enum_s_string_comes_back_a_string(llama, fmt):
+    """A parameter not typed a string is read as JSON where its text is JSON: its enum's "123" is written quoted."""
+    values = ["123", "true", "null", "[1]", "x", "x<b"]
+    tools = _tools({"tag": {"enum": values}})
+    plan, prompt, grammar = _held(llama, fmt, tools)
+    opened = plan.fmt.starts_in_reasoning(prompt)
+    for v in values:
+        text = next(t for t in (_call_text(fmt, {"tag": v}), _call_text(fmt, {"tag": json.dumps(v)}))
+                    if llama.accepts(grammar, t))
+        parsed = parse_output(text, plan.fmt, tools, open_at_start=opened)
+        assert [(c.name, json.loads(c.arguments)) for c in parsed.tool_calls] == [("f", {"tag": v})], (v, text)
+
+
+@pytest.mark.parametrize("fmt", STOPS)
 def test_a_literal_with_no_such_text_keeps_its_grammar(fmt):
     values = ["a<b", "x|y", "<b>", "q"]
     lark = 'start: "a|b" /[0-9]+/'

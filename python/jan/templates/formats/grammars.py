@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 from ..grammar import (LARK_KEYWORD, GrammarBuilder, GrammarError, check_schema_keywords, gbnf_literal,
                        json_schema_to_grammar, raw_literal, required_names)
 from ..grammar import tool_parameters_schema as _params_schema
-from .text import is_string_param
+from .text import is_string_param, json_value_text
 from .xml_calls import GLM_STOPS, QWEN3_CODER_STOPS, XmlStops
 
 __all__ = ["call_grammar", "select_functions"]
@@ -147,7 +147,10 @@ def _xml_params(b: GrammarBuilder, fn: Mapping[str, Any], key_open: str, key_clo
         if isinstance(enum, list) and enum and all(isinstance(v, str) for v in enum):
             for i, v in enumerate(enum):
                 _raw_literal(v, stops, ("properties", key, "enum", i))
-            value = "( " + " | ".join(raw_literal(v) for v in enum) + " )"
+            # a parameter not typed a string is read back as JSON where its text is JSON ("123" came back 123): such
+            # a value is written as its JSON string, which the parser reads back as the value itself
+            value = "( " + " | ".join(raw_literal(v) if json.loads(json_value_text(schema, key, v)) == v
+                                      else gbnf_literal(json.dumps(v, ensure_ascii=False)) for v in enum) + " )"
         elif isinstance(const, str) and is_string_param(schema, key):
             # a string const is its one value, written raw as an enum's is (free text could not write it when it
             # holds a "<", and would let the model write another)
