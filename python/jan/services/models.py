@@ -38,6 +38,8 @@ from jan.store.ids import is_valid_id
 # (the rule lives in jan.near_names, free of the services: the engine's "file not found" uses it too); re-exported
 from jan.near_names import TYPO_SIMILARITY, closest_model_id, without_ollama_defaults  # noqa: F401
 from jan.templates import ChatTemplate, GrammarError, TemplateError, json_schema_to_grammar, resolve_template
+from jan.templates.formats import format_for_template
+from jan.templates.formats.grammars import raw_value_calls
 
 __all__ = ["GENERATION_SETTINGS", "ModelService", "Target", "canonical_settings", "capabilities", "check_model_kind", "check_parameters",
            "check_prerequisites",
@@ -672,14 +674,14 @@ class Target:
 
 
 def _check_unloaded(request: ChatRequest | CompletionRequest | EmbeddingRequest, template: ChatTemplate | None,
-                    settings: Any, model_id: str, grammar: bool) -> None:
+                    settings: Any, model_id: str, grammar: bool, render: bool = True) -> None:
     """Blocking: :meth:`ModelService.require_able`'s checks before a load that need work: the request's constraint
-    (:func:`jan.services.local.check_grammar`) and the chat template's own refusals
+    (:func:`jan.services.local.check_grammar`) and, with ``render``, the chat template's own refusals
     (:func:`jan.services.local.check_render`)."""
     try:
         if grammar:
             check_grammar(request, template, settings, model_id)
-        if template is not None:
+        if template is not None and render:
             check_render(request, template, settings, model_id)
     except RequestError as exc:
         if not (exc.param or "").startswith("settings."):
@@ -1178,6 +1180,12 @@ class ModelService(Held):
                 # per schema (the calls' grammar of the tools together is built by the paths that generate: 40 ms a
                 # count for 30 tools, where counting is 20 ms in all)
                 await asyncio.to_thread(check_schemas, request)
+                template = abilities.template if abilities is not None and chat else None
+                if template is not None and raw_value_calls(format_for_template(template, True).tool_grammar):
+                    # a format writing a call's values raw between tags refuses a schema literal its parser would read
+                    # as markup (call_grammar): said here as the generation would say it, for its formats alone
+                    await asyncio.to_thread(_check_unloaded, request, request_template(template, request),
+                                            target.model.get("settings"), target.id, True, False)
             return target  # (a generation checks its schemas as it builds its grammar after the load)
         template = abilities.template if abilities is not None and chat else None
         template = request_template(template, request) if template is not None else None

@@ -80,6 +80,7 @@ __all__ = [
     "JSON_VALUE_GRAMMAR",
     "either_grammar",
     "json_strings_without",
+    "raw_literal",
     "MarkerWatch",
     "gbnf_literal",
     "json_schema_to_grammar",
@@ -1121,6 +1122,61 @@ def _text_escaped(expr: str, firsts: frozenset[str], reached: list[str]) -> str:
     return _GBNF_TOKEN.sub(swap, expr)
 
 
+def raw_literal(text: str) -> str:
+    """GBNF for ``text`` written raw, outside any JSON (a value between an XML-style call's tags): its literal, each
+    double quote in a literal of its own, so that :func:`json_strings_without` never reads the text after a quote as
+    a JSON string's and writes a JSON escape into it (the value would come back with ``\\u003c`` in it). Text
+    without a double quote: :func:`gbnf_literal` itself."""
+    if '"' not in text:
+        return gbnf_literal(text)
+    pieces = [gbnf_literal(p) for p in re.split(r'(")', text) if p]
+    return pieces[0] if len(pieces) == 1 else "( " + " ".join(pieces) + " )"
+
+
+def raw_text_without(body: str, stops: tuple[str, ...]) -> str:
+    """GBNF ``body`` (a rule of raw text, as written between an XML-style call's tags: no escape there) narrowed so
+    that no text it matches holds one of ``stops``: every class loses each stop's first character, so the only such
+    characters left are a literal's own, and a literal where a stop could begin (it holds one, or its text from such
+    a character on is the start of one and may run on into it) is refused: :class:`GrammarError` naming the literal.
+    ``body`` itself where nothing changes."""
+    firsts = frozenset(m[0] for m in stops)
+
+    def swap(m: re.Match) -> str:
+        t = m.group(0)
+        if t[0] == '"':
+            text = _unquoted(t)
+            for i, ch in enumerate(text):
+                tail = text[i:]
+                hit = next((x for x in stops if ch in firsts and (tail.startswith(x) or x.startswith(tail))), None)
+                if hit is not None:
+                    raise GrammarError(f"the grammar's literal {json.dumps(text, ensure_ascii=False)} can write "
+                                       f"`{hit}` raw in the value")
+            return raw_literal(text) if '"' in text else t
+        if t[0] == "[":
+            negate, ranges = _class_read(t)
+            inside = {c for c in firsts if any(lo <= c <= hi for lo, hi in ranges)}
+            if negate:
+                out = sorted(set(firsts) - inside)
+                return _char_class(ranges + [(c, c) for c in out], True) if out else t
+            if not inside:
+                return t
+            kept = []
+            for lo, hi in ranges:  # each range with the characters in firsts cut out
+                for c in sorted(c for c in inside if lo <= c <= hi):
+                    if lo < c:
+                        kept.append((lo, chr(ord(c) - 1)))
+                    lo = chr(ord(c) + 1)
+                if lo <= hi:
+                    kept.append((lo, hi))
+            if not kept:
+                raise GrammarError(f"the grammar's class {t} matches only `{''.join(sorted(inside))}`, which can begin "
+                                   "a tag raw in the value")
+            return _char_class(kept)
+        return t
+
+    return _GBNF_TOKEN.sub(swap, body)
+
+
 def _values_escaped(literal: str, markers: tuple[str, ...]) -> str:
     """GBNF literal ``literal``, whose text starts outside any JSON string (a whole JSON value, a property's name,
     a call's markup with its JSON), with the first character of each of ``markers`` that stands inside one of its
@@ -1276,7 +1332,7 @@ class GrammarBuilder:
         self._bare_refs: set[tuple[int, str]] = set()
         self._depth = 0
         self._nodes = 0
-        self._texts: dict[tuple[str, str], str] = {}
+        self._texts: dict[tuple[str, str, tuple[str, ...]], str] = {}
         self._bytes = 0  # of the rules so far, as format() writes them (MAX_GRAMMAR_BYTES)
         # where each rule came from: the document and the path of the sub-schema being converted when it was added,
         # so that a bound of llama.cpp's that the finished grammar is over (found in one rule) is said of the place
@@ -1313,17 +1369,21 @@ class GrammarBuilder:
             raise _too_complex(f"the grammar grows past the limit of {MAX_GRAMMAR_BYTES:,} bytes (long enums, many "
                                "tools, or an object's many optional properties, which cost their number squared)")
 
-    def add_text_grammar(self, definition: str, encoding: str, hint: str) -> str:
+    def add_text_grammar(self, definition: str, encoding: str, hint: str, without: tuple[str, ...] = ()) -> str:
         """Add the rules of Lark grammar ``definition`` as GBNF (:func:`jan.templates.lark_gbnf.lark_to_gbnf`;
         ``encoding`` ``"json"``: the text inside a JSON string, ``"raw"``: the text itself); return the name of
-        their root rule. Raises :class:`~jan.templates.lark_gbnf.LarkGrammarError` (a GrammarError)."""
+        their root rule. ``without`` (raw text only): texts the text must never hold (:func:`raw_text_without`).
+        Raises :class:`~jan.templates.lark_gbnf.LarkGrammarError` (a GrammarError), or GrammarError for a literal
+        that could write one of ``without``."""
         from .lark_gbnf import lark_to_gbnf  # (it imports this module)
 
-        key = (definition, encoding)
+        key = (definition, encoding, without)
         if key not in self._texts:
             prefix = f"{_sanitize(hint)}-g{len(self._texts)}-"
             for line in prefixed_rules(lark_to_gbnf(definition, encoding), prefix).splitlines():
                 name, _, body = line.partition(" ::= ")
+                if without and name:
+                    body = raw_text_without(body, without)
                 self._grow(name, body)
                 self._rules[name] = body
             self._texts[key] = prefix + "root"

@@ -17,9 +17,10 @@ import re
 from typing import Any, Mapping, Sequence
 
 from ..grammar import (LARK_KEYWORD, GrammarBuilder, GrammarError, check_schema_keywords, gbnf_literal,
-                       json_schema_to_grammar, required_names)
+                       json_schema_to_grammar, raw_literal, required_names)
 from ..grammar import tool_parameters_schema as _params_schema
-from .text import is_string_param
+from .text import is_string_param, json_value_text
+from .xml_calls import GLM_STOPS, QWEN3_CODER_STOPS, XmlStops
 
 __all__ = ["call_grammar", "select_functions"]
 
@@ -94,7 +95,37 @@ def _rule_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9-]", "-", name) or "fn"
 
 
-def _xml_params(b: GrammarBuilder, fn: Mapping[str, Any], key_open: str, key_close: str, val_open: str, val_close: str) -> str:
+#: the call grammars that write a string value as raw text between tags, each with what its parser reads as structure
+RAW_VALUE_STOPS: dict[str, XmlStops] = {"qwen3-coder": QWEN3_CODER_STOPS, "seed-oss": QWEN3_CODER_STOPS,
+                                        "glm": GLM_STOPS}
+
+
+def raw_value_calls(fmt_name: str) -> bool:
+    """Whether call grammar ``fmt_name`` (a :class:`ChatFormat` ``tool_grammar`` key) writes string values raw between
+    tags, where :func:`call_grammar` refuses a schema literal holding what its parser reads as structure."""
+    return fmt_name in RAW_VALUE_STOPS
+
+
+def _raw_literal(text: str, stops: XmlStops, at: tuple[str | int, ...], name: bool = False) -> None:
+    """Refuse (GrammarError located at ``at`` in the parameters schema) a schema's own text that a call grammar would
+    write raw between the tags of an XML-style call (a parameter's name, an enum/const value) when the format's parser
+    would read it back as something else: a value has no escape there, and llama.cpp's grammar matches a control
+    token by its text, so ``</parameter>`` inside the value would end it (the call cut, the rest markup)."""
+    what = "parameter's name" if name else "value"
+    for tag, meaning in (stops.key if name else stops.value).items():
+        if tag in text:
+            raise GrammarError(f"the {what} holds `{tag}`, which is {meaning} in this model's call format and cannot "
+                               "be escaped there", code="invalid_schema").located(at)
+    if name and text != text.strip():
+        raise GrammarError(f"the {what} starts or ends with white space, which this model's call format drops from "
+                           "a name", code="invalid_schema").located(at)
+    if not name and stops.value_trimmed and (text.startswith("\n") or text.endswith("\n")):
+        raise GrammarError(f"the {what} starts or ends with a newline, which this model's call format drops from a "
+                           "value", code="invalid_schema").located(at)
+
+
+def _xml_params(b: GrammarBuilder, fn: Mapping[str, Any], key_open: str, key_close: str, val_open: str, val_close: str,
+                stops: XmlStops) -> str:
     schema = _params_schema(fn)
     if isinstance(schema, Mapping):
         # (its properties and required are read here, before add_schema would check them: a "required" of 1 was a
@@ -108,13 +139,31 @@ def _xml_params(b: GrammarBuilder, fn: Mapping[str, Any], key_open: str, key_clo
     required = [k for k in required_names(schema) if isinstance(props, Mapping) and k in props] if isinstance(schema, Mapping) else []
     parts = []
     for key in required:
+        # (the name is written raw between its tags, as a string value is: what the parser would read as markup in
+        # either is refused, said of its place in the schema)
+        _raw_literal(key, stops, ("properties", key), name=True)
         enum = props[key].get("enum") if isinstance(props[key], Mapping) else None
+        const = props[key].get("const") if isinstance(props[key], Mapping) else None
         if isinstance(enum, list) and enum and all(isinstance(v, str) for v in enum):
-            value = "( " + " | ".join(gbnf_literal(v) for v in enum) + " )"
+            for i, v in enumerate(enum):
+                _raw_literal(v, stops, ("properties", key, "enum", i))
+            # a parameter not typed a string is read back as JSON where its text is JSON ("123" came back 123): such
+            # a value is written as its JSON string, which the parser reads back as the value itself
+            value = "( " + " | ".join(raw_literal(v) if json.loads(json_value_text(schema, key, v)) == v
+                                      else gbnf_literal(json.dumps(v, ensure_ascii=False)) for v in enum) + " )"
+        elif isinstance(const, str) and is_string_param(schema, key):
+            # a string const is its one value, written raw as an enum's is (free text could not write it when it
+            # holds a "<", and would let the model write another)
+            _raw_literal(const, stops, ("properties", key, "const"))
+            value = raw_literal(const)
         elif is_string_param(schema, key) and isinstance((props[key] or {}).get(LARK_KEYWORD), str):
             # a custom tool's text, written as itself between the tags: held to its Lark grammar
             hint = f"{_rule_name(fn['name'])}-{_rule_name(key)}"
-            value = b.add_text_grammar(props[key][LARK_KEYWORD], "raw", hint)
+            # (narrowed so that it never writes what the parser reads as the value's end: raw_text_without)
+            try:
+                value = b.add_text_grammar(props[key][LARK_KEYWORD], "raw", hint, tuple(stops.value))
+            except GrammarError as exc:
+                raise exc.located(("properties", key, LARK_KEYWORD)) from None
         elif is_string_param(schema, key):
             value = b.add_rule(f"{_rule_name(fn['name'])}-{_rule_name(key)}-text", '[^<]*')
         else:
@@ -188,14 +237,14 @@ def call_grammar(fmt_name: str, tools: Sequence[Any], tool_choice: Any = "requir
         wrap = "seed:tool_call" if fmt_name == "seed-oss" else "tool_call"  # Seed-OSS's own wrapper tag
         call = alt(
             lambda f: f'{gbnf_literal("<" + wrap + ">" + chr(10) + "<function=" + f["name"] + ">" + chr(10))} '
-            f'{_xml_params(b, f, "<parameter=", ">" + chr(10), "", chr(10) + "</parameter>" + chr(10))} '
+            f'{_xml_params(b, f, "<parameter=", ">" + chr(10), "", chr(10) + "</parameter>" + chr(10), RAW_VALUE_STOPS[fmt_name])} '
             f'{gbnf_literal("</function>" + chr(10) + "</" + wrap + ">")}'
         )
         root = repeat(call)
     elif fmt_name == "glm":
         call = alt(
             lambda f: f'{gbnf_literal("<tool_call>" + f["name"] + chr(10))} '
-            f'{_xml_params(b, f, "<arg_key>", "</arg_key>" + chr(10) + "<arg_value>", "", "</arg_value>" + chr(10))} '
+            f'{_xml_params(b, f, "<arg_key>", "</arg_key>" + chr(10) + "<arg_value>", "", "</arg_value>" + chr(10), RAW_VALUE_STOPS[fmt_name])} '
             '"</tool_call>"'
         )
         root = repeat(call)

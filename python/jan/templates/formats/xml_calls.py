@@ -12,13 +12,49 @@ they are written; other values appear once complete.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .marked import PENDING, Block, name_so_far, parse_marked
 from .text import WS, find_first, hold, is_string_param, json_value_text, partial_json_string
 from .types import Snapshot
 
-__all__ = ["parse_qwen3_coder", "parse_glm"]
+__all__ = ["parse_qwen3_coder", "parse_glm", "XmlStops", "QWEN3_CODER_STOPS", "GLM_STOPS"]
+
+
+@dataclass(frozen=True)
+class XmlStops:
+    """What a format's parser (below) reads as structure inside the raw text of one call, where a value has no escape:
+    a call grammar cannot write a schema's literal holding one of these texts between the tags
+    (:func:`~jan.templates.formats.grammars.call_grammar` refuses it).
+
+    ``value``: each text that ends a parameter's value, or the call around it, mapped to what the parser reads it as;
+    ``key``: the same for a parameter's name; ``value_trimmed``: whether the parser drops one newline at each end of
+    a value the grammar writes with none around it (a literal starting or ending in one would come back without it).
+    A parameter's name is read stripped of white space at both ends."""
+
+    value: Mapping[str, str]
+    key: Mapping[str, str]
+    value_trimmed: bool
+
+
+# _scan_qwen3_coder: the call's body ends at the first </function>; in it a value ends at </parameter>, or at the next
+# <parameter= when the model left the closing tag out; a name ends at the first ">". The grammar writes a newline on
+# each side of a value, the ones the parser trims.
+QWEN3_CODER_STOPS = XmlStops(
+    value={"</parameter>": "the end of a parameter", "<parameter=": "the start of the next parameter",
+           "</function>": "the end of the call"},
+    key={">": "the end of a parameter's name"},
+    value_trimmed=False,
+)
+# _scan_glm: the call ends at the first </tool_call>; in it a value ends at </arg_value> or at the next <arg_key>, a
+# name at </arg_key>; a value written bare between its tags loses one newline at each end.
+GLM_STOPS = XmlStops(
+    value={"</arg_value>": "the end of a parameter", "<arg_key>": "the start of the next parameter",
+           "</tool_call>": "the end of the call"},
+    key={"</arg_key>": "the end of a parameter's name", "</tool_call>": "the end of the call"},
+    value_trimmed=True,
+)
 
 
 def _params(
