@@ -282,6 +282,34 @@ function paragraph(lines) {
 
 // ---------------------------------------------------------------- blocks
 
+/**
+ * The lines of a code block opened by ``open`` (``{marker, indent, lang}``, from its fence line) from
+ * ``lines[start]`` to its closing fence (or the end: an unclosed fence runs on, as a streaming one does): its block
+ * goes on ``out``; returns the next line's index. ``more``: the lines go on a block already shown, so its text
+ * starts with the line break after that one's last line. ``marks`` (see :func:`renderBlocks`) gets
+ * ``[line, at, 1, "code", open, offset]`` for each line of the block after its first: from that line on, the lines are the
+ * text that follows the block's first text node after a line break (its text split at ``offset`` by
+ * :func:`renderMarkdownTail`), so a long code block settles line by line rather than being made whole each frame.
+ */
+function fencedCode(lines, start, open, out, marks = null, more = false) {
+  // (made once per fence, not once per line of it: a long code block is read again on every streamed frame)
+  const closing = new RegExp(`^ {0,3}${open.marker[0] === "`" ? "`" : "~"}{${open.marker.length},}\\s*$`);
+  const dedent = new RegExp(`^ {0,${open.indent}}`);
+  const body = [];
+  let chars = more ? 0 : -1; // the text's length before line i (the line break before it not yet in it)
+  let i = start;
+  while (i < lines.length) {
+    if (closing.test(lines[i])) { i++; break; }
+    if (marks && (body.length || more)) marks.push([i, out.length, 1, "code", open, chars]);
+    body.push(open.indent ? lines[i].replace(dedent, "") : lines[i]);
+    chars += body[body.length - 1].length + 1;
+    i++;
+  }
+  const text = body.join("\n");
+  out.push(codeBlock(more && body.length ? `\n${text}` : text, open.lang));
+  return i;
+}
+
 function indentOf(line) {
   const m = /^(\s*)/.exec(line);
   return m[1].replace(/\t/g, "    ").length;
@@ -359,7 +387,7 @@ function isBlockStart(line) {
  * precedes it (``nodes`` top-level nodes) was decided by the lines before it and at most ``line + 1`` (a list
  * looks one line past a blank one). :func:`renderMarkdownTail` keeps the nodes before such a line.
  */
-function renderBlocks(lines, tight = false, depth = 0, marks = null) {
+function renderBlocks(lines, tight = false, depth = 0, marks = null, open = null) {
   const out = [];
   let para = [];
   const flushPara = () => {
@@ -375,29 +403,16 @@ function renderBlocks(lines, tight = false, depth = 0, marks = null) {
     }
     para = [];
   };
-  let i = 0;
+  // (a tail that starts inside a code block: its lines go on that block's text, after a line break)
+  let i = open ? fencedCode(lines, 0, open, out, marks, true) : 0;
   while (i < lines.length) {
     if (marks && !para.length) marks.push([i, out.length]);
     const line = lines[i];
     const fence = FENCE.exec(line);
     if (fence) {
       flushPara();
-      const marker = fence[1];
-      const lang = fence[2].replace(/[^\w+#.-]/g, "").slice(0, 30);
-      const indent = indentOf(line);
-      const body = [];
-      // (made once per fence, not once per line of it: a long code block is read again on every streamed frame)
-      const closing = new RegExp(`^ {0,3}${marker[0] === "`" ? "`" : "~"}{${marker.length},}\\s*$`);
-      const dedent = new RegExp(`^ {0,${indent}}`);
-      i++;
-      while (i < lines.length) {
-        if (closing.test(lines[i])) { i++; break; }
-        let l = lines[i];
-        if (indent) l = l.replace(dedent, "");
-        body.push(l);
-        i++;
-      }
-      out.push(codeBlock(body.join("\n"), lang));
+      const open = { marker: fence[1], indent: indentOf(line), lang: fence[2].replace(/[^\w+#.-]/g, "").slice(0, 30) };
+      i = fencedCode(lines, i + 1, open, out, marks);
       continue;
     }
     if (!line.trim()) {
@@ -475,23 +490,24 @@ export function renderMarkdown(text) {
  *
  * ``memo`` is the caller's own object for one rendered target, empty at first; it keeps how much of the text is
  * settled (``chars``: a prefix ending in a newline; ``nodes``: the target's leading children made of it; ``items``:
- * null, or how many children of the list or paragraph after them (``join``: "list" or "p") are made of it too) and
- * the prefix itself, so a text that is not a growth of the last one (an edit, a reply read back) starts over.
+ * null, or how many children of the list or paragraph after them (``join``: "list" or "p"), or text nodes of the
+ * code block's <code> after them (``join`` "code", ``open`` its fence), are made of it too) and the prefix itself, so a text that is not a growth of the last one (an edit, a reply read back) starts over.
  *
  * Returns ``{keep, items, join, fragment}``: the target's first ``keep`` children stay as they are; where ``items``
  * is a number, the node after them keeps its first ``items`` children and ``fragment``'s first node (a list whose
- * items follow those, or a paragraph whose lines follow those after a <br>) goes on it; the rest of ``fragment``
+ * items follow those, a paragraph whose lines follow those after a <br>, or a code block whose text follows that of
+ * the first ``items`` text nodes of its <code>) goes on it; the rest of ``fragment``
  * follows. :func:`applyMarkdownTail` puts it in place.
  */
 export function renderMarkdownTail(text, memo) {
   const whole = String(text ?? "");
-  if (!memo.prefix || !whole.startsWith(memo.prefix)) Object.assign(memo, { prefix: "", chars: 0, nodes: 0, items: null, join: null });
+  if (!memo.prefix || !whole.startsWith(memo.prefix)) Object.assign(memo, { prefix: "", chars: 0, nodes: 0, items: null, join: null, open: null });
   const { nodes: keep, items, join } = memo;
   const tail = whole.slice(memo.chars);
   const lines = linesOf(tail);
   const marks = [];
   const fragment = document.createDocumentFragment();
-  fragment.append(...renderBlocks(lines, false, 0, marks));
+  fragment.append(...renderBlocks(lines, false, 0, marks, join === "code" ? memo.open : null));
   // The last mark whose own line and next one are both whole lines (the text goes on past them): the blocks
   // before it can no longer change, whatever comes. (The last line may be cut off mid-way: "#" becomes a
   // heading, "``" a fence, and a blank line's follower decides whether a list goes on.)
@@ -502,8 +518,9 @@ export function renderMarkdownTail(text, memo) {
     // (counted on the normalized lines, a "\r\n" would put the offset off by one)
     const breaks = /\r\n?|\n/g;
     for (let n = 0; n < settled[0]; n++) breaks.exec(tail);
-    const [, nodes, count = null, joins = null] = settled;
+    const [, nodes, count = null, joins = null, open = null, offset = 0] = settled;
     let kept = count;
+    if (joins === "code") fragment.childNodes[nodes].querySelector("pre code").firstChild.splitText(offset);
     if (joins === "p") {
       // the children of the paragraph before its count-th <br>
       const brs = [...fragment.childNodes[nodes].childNodes].map((node, n) => (node.nodeName === "BR" ? n : -1))
@@ -516,6 +533,7 @@ export function renderMarkdownTail(text, memo) {
     // (what the tail's first node kept goes after what was kept of the node it goes on: a paragraph's <br> between)
     memo.items = joins === null ? null : kept + (nodes === 0 && items !== null ? items + (join === "p" ? 1 : 0) : 0);
     memo.join = joins;
+    memo.open = open;
   }
   return { keep, items, join, fragment };
 }
@@ -535,7 +553,9 @@ export function applyMarkdownTail(target, text, memo, patch) {
     ({ keep, items, fragment } = renderMarkdownTail(text, memo));
   } else if (list) {
     if (join === "p") more.prepend(document.createElement("br")); // (the line break the tail's first line follows)
-    patch(list, more, list.childNodes[items] ?? null);
+    // (a code block's text goes on in its <code>: a text node per settled part, the last one growing)
+    const [into, from] = join === "code" ? [list.querySelector("pre code"), more.querySelector("pre code")] : [list, more];
+    patch(into, from, into.childNodes[items] ?? null);
     more.remove();
     keep += 1;
   }
