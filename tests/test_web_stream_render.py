@@ -180,6 +180,12 @@ DOCUMENTS = {
     "one long fence": "text\n```py\n" + "".join(f"line {i}\n\n" for i in range(6)) + "```\nafter\n~~~\na\nb\nc\n~~~~\n",
     "fences back to back": "```\na\nb\nc\n```\n```js\nd\ne\nf\n```\n\n  ```\n  g\n h\ni\n  ```\n- x\n",
     "unclosed fence": "- a\n\n````\n```\nb\nc\n\n\nd\n",
+    "one long quote": "> a *b*\n> c\n>\n> # head\n> - x\n> - y\n>   - z\n> ```\n> code\n> more\n> ```\nlazy\n> > deeper\n> > on\n\nout\n",
+    "quote of paragraphs": "".join(f"> line {i}\n" + (">\n" if i % 3 == 2 else "") for i in range(9)) + "after\n",
+    "one nested item": "- top\n" + "".join(f"  - sub {i} **b**\n    - deeper {i}\n" for i in range(5))
+                       + "  text in top\n\n  para in top\n  ```\n  code\n  in item\n  ```\n  > quote\n  > in item\n- next\n",
+    "ordered nested": "1. one\n   1. a\n   2. b\n      - c\n      - d\n\n      e\n2. two\n   > q\n   > r\n",
+    "item first text": "-\n  later text\n  more\n- b\n  lazy\nlazier\n  - c\n",
 }
 
 
