@@ -127,8 +127,26 @@ function isSpace(ch) {
   return ch === undefined || /\s/.test(ch);
 }
 
+/** Whether ``ch`` is neither whitespace nor punctuation (CommonMark's: Unicode P and S): a letter, a digit, a
+ * combining mark ("é" as e + U+0301: an "_" after it is inside the word, as after "é" written as one character)... */
 function isWordChar(ch) {
-  return ch !== undefined && /[\p{L}\p{N}]/u.test(ch);
+  return ch !== undefined && !/[\s\p{P}\p{S}]/u.test(ch);
+}
+
+/** The character (a whole code point: an emoji is two UTF-16 units) that ends just before ``text[i]``. */
+function charBefore(text, i) {
+  const unit = text.charCodeAt(i - 1);
+  if (unit >= 0xdc00 && unit <= 0xdfff && i >= 2) {
+    const point = text.codePointAt(i - 2);
+    if (point > 0xffff) return String.fromCodePoint(point);
+  }
+  return text[i - 1];
+}
+
+/** The character (a whole code point) that starts at ``text[i]``, or undefined past the end. */
+function charAt(text, i) {
+  const point = text.codePointAt(i);
+  return point === undefined ? undefined : String.fromCodePoint(point);
 }
 
 /**
@@ -156,7 +174,7 @@ function findEmphasisClose(text, from, delim, memo) {
         const inner = findEmphasisClose(text, i + 2, delim + delim, memo);
         if (inner !== -1) { i = inner + 2; continue; }
       }
-      if (delim[0] === "_" && isWordChar(after)) { i++; continue; }
+      if (delim[0] === "_" && isWordChar(charAt(text, i + delim.length))) { i++; continue; }
       return i;
     }
     i++;
@@ -211,7 +229,7 @@ export function renderInline(text, depth = 0) {
       const double = text[i + 1] === ch;
       const delim = double ? ch + ch : ch;
       const opensWord = !isSpace(text[i + delim.length]);
-      const intraword = ch === "_" && isWordChar(text[i - 1]);
+      const intraword = ch === "_" && isWordChar(charBefore(text, i));
       if (opensWord && !intraword && depth < MAX_INLINE_DEPTH) {
         const close = findEmphasisClose(text, i + delim.length, delim, memo);
         if (close !== -1) {
@@ -245,7 +263,7 @@ export function renderInline(text, depth = 0) {
       }
     }
     // bare URLs
-    if ((ch === "h" || ch === "H") && !isWordChar(text[i - 1])) {
+    if ((ch === "h" || ch === "H") && !isWordChar(charBefore(text, i))) {
       BARE_URL.lastIndex = i;
       const m = BARE_URL.exec(text);
       if (m) {
