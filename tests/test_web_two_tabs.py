@@ -8,11 +8,13 @@ bounded, never timed.
 
 from __future__ import annotations
 
-from test_web_page import (api, assistant_text, held_server, messages_of, open_page, shot, thread_id_of,  # noqa: F401
-                           wait_until)
+import test_web_page
+from test_web_page import assistant_text, messages_of, open_page, shot, thread_id_of, wait_until
+
+held_server = test_web_page.held_server  # (the fixture: answers that run until stopped)
 
 
-def test_a_second_tab_sending_while_the_first_streams_keeps_its_text(held_server, new_page):  # noqa: F811
+def test_a_second_tab_sending_while_the_first_streams_keeps_its_text(held_server, new_page):
     first = new_page()
     open_page(first, held_server)
     # the second tab: the same browser profile (its localStorage, where drafts are kept), as a real tab is

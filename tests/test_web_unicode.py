@@ -15,7 +15,10 @@ import pytest
 from markdown_it import MarkdownIt
 
 from test_web_page import api, open_page, shot
-from test_web_stream_render import STREAM_STUB, chat_server  # noqa: F401
+import test_web_stream_render
+from test_web_stream_render import STREAM_STUB
+
+chat_server = test_web_stream_render.chat_server  # (the fixture: a server with a model to send to)
 
 #: each line's side: "left" (its start is the block's left edge), "right", or "middle"
 LINE_SIDES = """(selector) => {
@@ -59,7 +62,7 @@ def _side(line: str) -> str:
     return "left"
 
 
-def test_right_to_left_lines_align_right_beside_english_ones(chat_server, new_page):  # noqa: F811
+def test_right_to_left_lines_align_right_beside_english_ones(chat_server, new_page):
     thread = api(chat_server, "POST", "/v1/threads", {"title": "RTL"})
     api(chat_server, "POST", f"/v1/threads/{thread['id']}/messages", {"role": "user", "content": USER_TEXT})
     api(chat_server, "POST", f"/v1/threads/{thread['id']}/messages", {"role": "assistant", "content": REPLY_TEXT})
@@ -80,7 +83,7 @@ GRAPHEMES = "Family 👨‍👩‍👧 flag 🇫🇷 tone 👍🏽 e\u0301te\u03
 GRAPHEME_REPLY = f"{GRAPHEMES}\n\n- **item 👩🏾‍🔬** and `code 🧑‍💻`\n\n> quote 🏳️‍🌈 a\u0308\n\n```\ncode 👨‍👩‍👧\n```\n"
 
 
-def test_a_stream_cut_inside_graphemes_shows_each_grapheme_whole(chat_server, new_page):  # noqa: F811
+def test_a_stream_cut_inside_graphemes_shows_each_grapheme_whole(chat_server, new_page):
     page = new_page()
     page.add_init_script(STREAM_STUB)
     open_page(page, chat_server)
@@ -124,7 +127,7 @@ UNDERSCORES = ["cafe\u0301_bar_", "_cafe\u0301_ x", "a\u0301_b_ c", "x_\u0301y_"
 
 
 @pytest.mark.parametrize("text", UNDERSCORES)
-def test_emphasis_beside_combining_marks_is_as_commonmark_renders_it(chat_server, new_page, text):  # noqa: F811
+def test_emphasis_beside_combining_marks_is_as_commonmark_renders_it(chat_server, new_page, text):
     reference = MarkdownIt("commonmark").renderInline(text)
     page = new_page()
     open_page(page, chat_server)
