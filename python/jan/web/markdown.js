@@ -603,7 +603,7 @@ export function renderMarkdownTail(text, memo) {
     // each level while the mark is in that first node), after what was settled of it before
     const settledChain = [];
     let node = fragment.childNodes[nodes];
-    let goesOn = nodes === 0;
+    let continues = nodes === 0;
     steps.forEach((step, n) => {
       let kept = step.count;
       if (step.kind === "p") {
@@ -612,10 +612,10 @@ export function renderMarkdownTail(text, memo) {
       } else if (step.kind === "code") {
         node.querySelector("pre code").firstChild.splitText(step.offset);
       }
-      const before = goesOn ? chain[n] : undefined;
+      const before = continues ? chain[n] : undefined;
       // (a paragraph that goes on has a <br> before the tail's first line)
       settledChain.push({ ...step, count: kept + (before ? before.count + (before.kind === "p" ? 1 : 0) : 0) });
-      goesOn = Boolean(before) && kept === 0;
+      continues = Boolean(before) && kept === 0;
       node = node.childNodes[kept];
     });
     memo.chars += breaks.lastIndex;
