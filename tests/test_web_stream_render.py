@@ -3,7 +3,9 @@
 A reply is rendered again on every frame while it streams. Rendered whole each time, the 10,000th line cost as
 much as all the lines before it (quadratic over the stream: the page stalled as a long reply grew). The page now
 renders from the last settled block on (markdown.js ``renderMarkdownTail``). Work is counted, never timed: the
-calls to ``document.createElement`` and ``createTextNode`` between one chunk and the frame that shows it.
+calls to ``document.createElement`` and ``createTextNode`` between one chunk and the frame that shows it, and the
+characters of text those text nodes were made with or written into text (a long code block is few nodes: made
+whole each frame, its text was the work that grew with the reply).
 
 The run's stream is the page's own ``fetch`` answered in the page (an init script): each chunk is sent only once
 the page shows the one before, so every chunk gets its own frame however busy the machine.
@@ -31,10 +33,26 @@ def chat_server(tmp_path_factory, stories_path):
 #: thread.message.delta events; ``window.__work`` gets the DOM nodes made for each.
 STREAM_STUB = """(() => {
   window.__made = 0;
+  window.__written = 0;
   window.__work = [];
+  window.__writes = [];
+  const count = (text) => { window.__written += typeof text === 'string' ? text.length : 0; };
   for (const name of ['createElement', 'createTextNode']) {
     const real = Document.prototype[name];
-    Document.prototype[name] = function (...args) { window.__made++; return real.apply(this, args); };
+    Document.prototype[name] = function (...args) {
+      window.__made++;
+      if (name === 'createTextNode') count(args[0]);
+      return real.apply(this, args);
+    };
+  }
+  for (const name of ['appendData', 'insertData', 'replaceData']) {
+    const real = CharacterData.prototype[name];
+    CharacterData.prototype[name] = function (...args) { count(args[args.length - 1]); return real.apply(this, args); };
+  }
+  for (const [proto, name] of [[CharacterData.prototype, 'data'], [Node.prototype, 'textContent'],
+                               [Node.prototype, 'nodeValue']]) {
+    const real = Object.getOwnPropertyDescriptor(proto, name);
+    Object.defineProperty(proto, name, { ...real, set(text) { count(text); real.set.call(this, text); } });
   }
   const realFetch = window.fetch;
   window.fetch = function (input, init) {
@@ -44,7 +62,7 @@ STREAM_STUB = """(() => {
     const encoder = new TextEncoder();
     const event = (name, data) => encoder.encode(`event: ${name}\\ndata: ${JSON.stringify(data)}\\n\\n`);
     const shown = () => Number(document.querySelector('article.assistant:last-of-type')?.dataset.chars ?? -1);
-    let k = -1, sent = 0, before = 0;
+    let k = -1, sent = 0, before = 0, written = 0;
     const painted = () => new Promise((resolve) => {
       const check = () => (shown() >= sent ? resolve() : requestAnimationFrame(check));
       check();
@@ -60,6 +78,7 @@ STREAM_STUB = """(() => {
         if (k > 0) {
           await painted();
           window.__work.push(window.__made - before);
+          window.__writes.push(window.__written - written);
         }
         if (k === chunks.length) {
           controller.enqueue(event('thread.message.completed', { id: 'msg_stub', object: 'thread.message',
@@ -70,6 +89,7 @@ STREAM_STUB = """(() => {
           return;
         }
         before = window.__made;
+        written = window.__written;
         sent += chunks[k].length;
         controller.enqueue(event('thread.message.delta', { id: 'msg_stub', object: 'thread.message.delta',
           delta: { content: [{ index: 0, type: 'text', text: { value: chunks[k] } }] } }));
@@ -98,12 +118,23 @@ def _chunk(k: int, shape: str) -> str:
         return "".join(f"line {k}.{i} with *some* `code`\n" for i in range(n + 1))
     elif shape == "quotes":
         body = [f"> quoted {k}.{i}" for i in range(n)]
+    elif shape == "one quote":  # one block quote of 10,000 lines
+        return "".join(f"> quoted {k}.{i} *em*\n" + (">\n" if i % 8 == 7 else "") for i in range(n + 1))
+    elif shape == "one nested list":  # one item whose nested list (itself nested) holds 10,000 items
+        head = "- the one item\n" if k == 0 else ""
+        return head + "".join(f"  - sub {k}.{i} **bold**\n" if i % 4 else f"  - sub {k}.{i}\n    - deeper {k}.{i}\n"
+                              for i in range(n + 1))
+    elif shape == "one code block":  # one fence of 10,000 lines, closed by the last chunk
+        head = "```python\n" if k == 0 else ""
+        tail = "```\n" if k == CHUNKS - 1 else ""
+        return head + "".join(f"print({k}, {i})\n" for i in range(n + 1)) + tail
     else:  # fenced code blocks
         body = ["```python"] + [f"print({k}, {i})" for i in range(n - 2)] + ["```"]
     return "\n".join(body) + "\n\n"
 
 
-@pytest.mark.parametrize("shape", ["paragraphs", "lists", "one list", "one paragraph", "quotes", "code"])
+@pytest.mark.parametrize("shape", ["paragraphs", "lists", "one list", "one paragraph", "quotes", "code", "one quote",
+                                   "one nested list", "one code block"])
 def test_a_10000_line_reply_streams_with_work_per_chunk_bounded(chat_server, new_page, shape):
     chunks = [_chunk(k, shape) for k in range(CHUNKS)]
     page = new_page()
@@ -113,11 +144,13 @@ def test_a_10000_line_reply_streams_with_work_per_chunk_bounded(chat_server, new
     page.fill("#prompt", "A very long answer, please")
     page.keyboard.press("Enter")
     page.wait_for_selector("article.assistant[data-done=true]", timeout=180_000)
-    work = page.evaluate("window.__work")
+    work, writes = page.evaluate("[window.__work, window.__writes]")
     assert len(work) == CHUNKS
     # a chunk's frame makes the nodes of the last block or two, whatever came before: the 250th chunk no more
     # than the first few (rendered whole, the k-th chunk made k chunks' nodes)
     assert max(work) <= 2 * max(work[:3]), (work[:5], work[-5:])
+    # and writes as much text: a code block's text made whole each frame wrote k chunks' characters
+    assert max(writes) <= 2 * max(writes[:3]), (writes[:5], writes[-5:])
     # and what it shows is the whole reply, rendered as a render of the whole text would be
     same = page.evaluate("""async (text) => {
         const { renderMarkdown } = await import('/static/markdown.js');
@@ -144,6 +177,15 @@ DOCUMENTS = {
     "one long paragraph": "".join(f"line {i} *em* `c`\n" for i in range(10)) + "- then a list\n- two\n\nlast\nlines\n",
     "paragraph into blocks": "a\nb\nc\n# head\nd\ne\n```\ncode\n```\nf\ng\n> q\nh\n",
     "lists after lists": "- a\n- b\n1. one\n2. two\n\n- c\n- d\n",
+    "one long fence": "text\n```py\n" + "".join(f"line {i}\n\n" for i in range(6)) + "```\nafter\n~~~\na\nb\nc\n~~~~\n",
+    "fences back to back": "```\na\nb\nc\n```\n```js\nd\ne\nf\n```\n\n  ```\n  g\n h\ni\n  ```\n- x\n",
+    "unclosed fence": "- a\n\n````\n```\nb\nc\n\n\nd\n",
+    "one long quote": "> a *b*\n> c\n>\n> # head\n> - x\n> - y\n>   - z\n> ```\n> code\n> more\n> ```\nlazy\n> > deeper\n> > on\n\nout\n",
+    "quote of paragraphs": "".join(f"> line {i}\n" + (">\n" if i % 3 == 2 else "") for i in range(9)) + "after\n",
+    "one nested item": "- top\n" + "".join(f"  - sub {i} **b**\n    - deeper {i}\n" for i in range(5))
+                       + "  text in top\n\n  para in top\n  ```\n  code\n  in item\n  ```\n  > quote\n  > in item\n- next\n",
+    "ordered nested": "1. one\n   1. a\n   2. b\n      - c\n      - d\n\n      e\n2. two\n   > q\n   > r\n",
+    "item first text": "-\n  later text\n  more\n- b\n  lazy\nlazier\n  - c\n",
 }
 
 

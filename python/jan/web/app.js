@@ -626,6 +626,8 @@ function confirmDialog(title, message, okLabel = "Delete") {
 }
 
 const THREAD_GONE = "This thread no longer exists (deleted elsewhere).";
+// (the server's words for it, "…while a run run_… is active (it is in_progress: …)", are for API clients)
+const THREAD_BUSY = "This thread is still answering elsewhere (another tab or app).";
 
 /** A thread found deleted (here, in another tab, over the API): off the list, and off the page if open. */
 function draftKey(threadId = state.thread?.id) {
@@ -1352,6 +1354,10 @@ async function send({ rewind = null, keep = "" } = {}) {
       threadGone = state.thread.id;
       failure = rewind && !keep ? THREAD_GONE
         : `${THREAD_GONE} Your ${rewind ? "edit" : "message"} is kept: press Enter to send it in a new thread.`;
+    } else if (error.code === "run_active" && !view) {
+      // another tab (or client) has a run writing in this thread: nothing was sent, and nothing streams here
+      failure = rewind ? `${THREAD_BUSY} Try again once that answer ends.`
+        : `${THREAD_BUSY} Your message is kept: send it once that answer ends (reload to see it).`;
     } else failure = error.message;
   } finally {
     if (stopped && view) {
