@@ -1104,14 +1104,7 @@ def _text_escaped(expr: str, firsts: frozenset[str], reached: list[str]) -> str:
             if negate:
                 kept = ranges + [(c, c) for c in sorted(raw)]
             else:
-                kept = []
-                for lo, hi in ranges:  # each range with the characters in raw cut out
-                    for c in sorted(c for c in raw if lo <= c <= hi):
-                        if lo < c:
-                            kept.append((lo, chr(ord(c) - 1)))
-                        lo = chr(ord(c) + 1)
-                    if lo <= hi:
-                        kept.append((lo, hi))
+                kept = _ranges_without(ranges, raw)
             alts = ([_char_class(kept, negate)] if kept or negate else []) + [
                 gbnf_literal(_json_escape(c)) for c in sorted(raw)]
             return alts[0] if len(alts) == 1 else "( " + " | ".join(alts) + " )"
@@ -1120,6 +1113,20 @@ def _text_escaped(expr: str, firsts: frozenset[str], reached: list[str]) -> str:
         return t
 
     return _GBNF_TOKEN.sub(swap, expr)
+
+
+def _ranges_without(ranges: list[tuple[str, str]], chars: Iterable[str]) -> list[tuple[str, str]]:
+    """Character ``ranges`` ((first, last) pairs) with each of ``chars`` cut out: a range split around it, a range
+    of that one character dropped."""
+    kept = []
+    for lo, hi in ranges:
+        for c in sorted(c for c in chars if lo <= c <= hi):
+            if lo < c:
+                kept.append((lo, chr(ord(c) - 1)))
+            lo = chr(ord(c) + 1)
+        if lo <= hi:
+            kept.append((lo, hi))
+    return kept
 
 
 def raw_literal(text: str) -> str:
@@ -1160,14 +1167,7 @@ def raw_text_without(body: str, stops: tuple[str, ...]) -> str:
                 return _char_class(ranges + [(c, c) for c in out], True) if out else t
             if not inside:
                 return t
-            kept = []
-            for lo, hi in ranges:  # each range with the characters in firsts cut out
-                for c in sorted(c for c in inside if lo <= c <= hi):
-                    if lo < c:
-                        kept.append((lo, chr(ord(c) - 1)))
-                    lo = chr(ord(c) + 1)
-                if lo <= hi:
-                    kept.append((lo, hi))
+            kept = _ranges_without(ranges, inside)
             if not kept:
                 raise GrammarError(f"the grammar's class {t} matches only `{''.join(sorted(inside))}`, which can begin "
                                    "a tag raw in the value")
